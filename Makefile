@@ -1,0 +1,42 @@
+# nslviz — the two commands are `make demo` and `make test`; both work on a fresh clone, CPU only, offline
+# (apart from the package registry).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+OUT    ?= out
+
+.PHONY: setup demo test test-unit test-notebooks lab bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+# Spiral toy: train, print a one-line summary, execute notebook 01 headless and export it to HTML.
+demo: setup
+	$(PY) -m nslviz spiral
+	NSLVIZ_QUICK=0 $(PY) -m nslviz export-notebook notebooks/01_spiral_toy.ipynb --out $(OUT)
+
+# Unit tests and every notebook under nbval, in quick mode.
+test: setup
+	NSLVIZ_QUICK=1 $(PY) -m pytest
+
+test-unit: setup
+	NSLVIZ_QUICK=1 $(PY) -m pytest tests
+
+test-notebooks: setup
+	NSLVIZ_QUICK=1 $(PY) -m pytest notebooks
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: setup
+	$(PY) benchmarks/bench_spiral.py
+	$(PY) benchmarks/bench_inner_loop.py
+
+clean:
+	rm -rf $(OUT) runs .pytest_cache

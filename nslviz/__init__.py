@@ -1,0 +1,32 @@
+"""nslviz: Meta-Neighborhoods and Neural Similarity Learning, to read, run and explore.
+
+Meta-Neighborhoods (MN):
+    NeighborAttention            ω(x, k_j), MN eq. (5)
+    InducedDictionary            the learned neighbors {(k_j, v_j)}
+    MetaNeighborhoodsHead        per-input finetuned classifier, MN eq. (1)-(3), batched in closed form
+    FunctionalMetaNeighborhoods  the same around any small model (torch.func)
+"""
+from __future__ import annotations
+
+import os
+
+from .neighborhoods import (FunctionalMetaNeighborhoods, InducedDictionary, MetaNeighborhoodsHead,
+                            classifier_logits, entry_loss, finetune_functional, inner_gradient)
+from .similarity import SIMILARITIES, NeighborAttention, entry_dropout_mask, similarity_scores
+
+__version__ = "0.1.0"
+
+
+def quick_mode(quick: bool | None = None) -> bool:
+    """Resolve a notebook's `quick` parameter: an explicit True/False wins, otherwise the
+    environment variable NSLVIZ_QUICK=1 turns quick mode on (as `make test` does)."""
+    if quick is not None:
+        return bool(quick)
+    return os.environ.get("NSLVIZ_QUICK", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+__all__ = [
+    "FunctionalMetaNeighborhoods", "InducedDictionary", "MetaNeighborhoodsHead", "NeighborAttention",
+    "SIMILARITIES", "classifier_logits", "entry_dropout_mask", "entry_loss", "finetune_functional",
+    "inner_gradient", "quick_mode", "similarity_scores",
+]

@@ -1,0 +1,31 @@
+"""python -m nslviz <command> [options]; `python -m nslviz <command> --help` for each command."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .cli import COMMANDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nslviz",
+                                     description="Meta-Neighborhoods and Neural Similarity Learning experiments.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"nslviz.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except ValueError as error:            # bad values found past argparse: usage and exit code 2
+        args.subparser.error(str(error))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Input validation shared by every layer, dataset and command: errors say what was expected."""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+
+def check_choice(name: str, value, choices: Iterable) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+
+
+def check_positive(name: str, value, *, integer: bool = False, minimum: float | None = None) -> None:
+    """`value` > 0 (or >= `minimum`), finite, and an integer when asked."""
+    if integer and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if minimum is None:
+        if number <= 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    elif number < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
+
+
+def check_fraction(name: str, value, *, allow_one: bool = False) -> None:
+    """0 <= value < 1 (or <= 1)."""
+    upper_ok = value <= 1 if allow_one else value < 1
+    if not (isinstance(value, (int, float)) and 0 <= value and upper_ok):
+        bound = "<= 1" if allow_one else "< 1"
+        raise ValueError(f"{name} must be a number with 0 <= {name} {bound}, got {value!r}")
+
+
+def check_features(name: str, tensor: torch.Tensor, width: int) -> None:
+    """A (batch, width) tensor, as every head expects."""
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (batch, {width}), got {type(tensor).__name__}")
+    if tensor.dim() != 2 or tensor.shape[1] != width:
+        raise ValueError(f"expected {name} of shape (batch, {width}), got {tuple(tensor.shape)}")
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> None:
+    """Raise on NaN or inf (a host sync: use at data entry points, not inside hot loops)."""
+    if not torch.isfinite(tensor).all():
+        bad = (~torch.isfinite(tensor)).sum().item()
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); expected finite numbers")

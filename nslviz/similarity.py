@@ -1,0 +1,83 @@
+"""The attention ω(x, k_j) over dictionary entries, MN eq. (5).
+
+    ω(x_i, k_j) = exp(sim(x_i, k_j) / T) / Σ_s exp(sim(x_i, k_s) / T)
+
+sim is cosine similarity, negative squared Euclidean distance or a dot product. T is fixed or
+learned (stored as log(1/T) so that it stays positive). During training each example may keep its
+own random subset of the entries ("entry dropout", official code: 50% per example, without
+replacement, softmax renormalised over the kept entries); evaluation always uses all entries.
+
+Deviations from the official code: the paper's "negative Euclidean distance" is implemented, as in
+the official spiral code, as the negative *squared* distance.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._checks import check_choice, check_fraction, check_positive
+
+SIMILARITIES = ("cosine", "neg_sq_euclidean", "dot")
+
+
+def similarity_scores(queries: torch.Tensor, keys: torch.Tensor, similarity: str) -> torch.Tensor:
+    """sim(x_i, k_j) for every pair, before the temperature: (B, d) x (S, d) -> (B, S)."""
+    check_choice("similarity", similarity, SIMILARITIES)
+    if similarity == "cosine":
+        return F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T
+    if similarity == "neg_sq_euclidean":
+        # -‖x - k‖² = 2 x·k - ‖x‖² - ‖k‖²: one matmul, no (B, S, d) difference tensor
+        return 2 * queries @ keys.T - queries.pow(2).sum(-1, keepdim=True) - keys.pow(2).sum(-1)
+    return queries @ keys.T
+
+
+def entry_dropout_mask(batch: int, entries: int, drop_rate: float, *, device=None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, S) boolean mask; each row keeps its own random ⌊(1 - drop_rate)·S⌋ entries (at least one)."""
+    keep = max(1, int(entries * (1.0 - drop_rate)))
+    scores = torch.rand(batch, entries, device=device, generator=generator)
+    kept = scores.topk(keep, dim=1).indices                                   # (B, keep)
+    return torch.zeros(batch, entries, dtype=torch.bool, device=device).scatter_(1, kept, True)
+
+
+class NeighborAttention(nn.Module):
+    """ω(x, k_j): softmax over the S entries of sim(x, k_j) / T, MN eq. (5)."""
+
+    def __init__(self, similarity: str = "cosine", temperature: float = 0.2, *,
+                 learn_temperature: bool = False, entry_dropout: float = 0.0):
+        super().__init__()
+        check_choice("similarity", similarity, SIMILARITIES)
+        check_positive("temperature T", temperature)
+        check_fraction("entry_dropout", entry_dropout)
+        self.similarity = similarity
+        self.entry_dropout = float(entry_dropout)
+        log_inverse_temperature = torch.tensor(math.log(1.0 / float(temperature)))
+        if learn_temperature:
+            self.log_inverse_temperature = nn.Parameter(log_inverse_temperature)
+        else:
+            self.register_buffer("log_inverse_temperature", log_inverse_temperature)
+
+    @property
+    def temperature(self) -> float:
+        return float(torch.exp(-self.log_inverse_temperature.detach()))
+
+    def logits(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """sim / T, (B, S)."""
+        return similarity_scores(queries, keys, self.similarity) * self.log_inverse_temperature.exp()
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor,
+                keep_mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.logits(queries, keys)                                   # (B, S)
+        if keep_mask is None and self.training and self.entry_dropout > 0:
+            keep_mask = entry_dropout_mask(*logits.shape, self.entry_dropout, device=logits.device)
+        if keep_mask is not None:
+            logits = logits.masked_fill(~keep_mask, float("-inf"))
+        return logits.softmax(dim=-1)
+
+    def extra_repr(self) -> str:
+        learned = isinstance(self.log_inverse_temperature, nn.Parameter)
+        return (f"similarity={self.similarity!r}, temperature={self.temperature:.4g}"
+                f"{' (learned)' if learned else ''}, entry_dropout={self.entry_dropout}")

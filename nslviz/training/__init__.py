@@ -1,0 +1,1 @@
+"""Experiments and training: run directories, the spiral toy, the trainer."""

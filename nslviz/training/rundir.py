@@ -1,0 +1,92 @@
+"""Run directories: runs/<name>/{config.json, metrics.jsonl, summary.json, checkpoint.pt}.
+
+Every write is atomic (write to a temporary file in the same folder, fsync, rename), so a run
+killed at any moment leaves either the old file or the new one, never a torn one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _atomic_write(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path, obj: Any) -> None:
+    data = (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode()
+    _atomic_write(Path(path), lambda handle: handle.write(data))
+
+
+def atomic_torch_save(path, obj: Any) -> None:
+    _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
+
+
+def _json_default(value):
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+class RunDirectory:
+    """The files of one run. `metrics.jsonl` is rewritten atomically on every append (it is small),
+    so a kill never leaves a half-written line."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    config_path = property(lambda self: self.path / "config.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    summary_path = property(lambda self: self.path / "summary.json")
+    checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
+
+    def write_config(self, config: dict) -> None:
+        atomic_write_json(self.config_path, config)
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.summary_path, summary)
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        text = "".join(json.dumps(row, sort_keys=True, default=_json_default) + "\n" for row in rows)
+        _atomic_write(self.metrics_path, lambda handle: handle.write(text.encode()))
+
+    def append_metrics(self, row: dict) -> None:
+        self.write_metrics(self.read_metrics() + [row])
+
+    def save_checkpoint(self, state: dict) -> None:
+        atomic_torch_save(self.checkpoint_path, state)
+
+    def load_checkpoint(self, map_location="cpu") -> dict | None:
+        if not self.checkpoint_path.exists():
+            return None
+        return torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
+
+    def read_summary(self) -> dict | None:
+        return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else None

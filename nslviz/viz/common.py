@@ -1,0 +1,28 @@
+"""Shared figure conventions: every figure has a title and axis labels, and renders both live in
+JupyterLab and in a static HTML export (plotly.js embedded once, no network needed)."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+TEMPLATE = "plotly_white"
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def setup_notebook() -> None:
+    """Call once at the top of a notebook: JupyterLab renders the plotly mimetype, and the same
+    output carries HTML with plotly.js embedded so nbconvert's HTML export works offline."""
+    pio.renderers.default = "plotly_mimetype+notebook"
+    pio.templates.default = TEMPLATE
+
+
+def finish_figure(fig: go.Figure, title: str, xaxis: str | None = None, yaxis: str | None = None,
+                  **layout) -> go.Figure:
+    """Title and axis labels are not optional."""
+    fig.update_layout(title=dict(text=title), template=TEMPLATE, **layout)
+    if xaxis is not None:
+        fig.update_xaxes(title_text=xaxis)
+    if yaxis is not None:
+        fig.update_yaxes(title_text=yaxis)
+    return fig

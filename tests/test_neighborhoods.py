@@ -1,0 +1,109 @@
+"""The batched inner loops equal the per-example autograd reference (values and every gradient)."""
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+
+from nslviz import FunctionalMetaNeighborhoods, MetaNeighborhoodsHead
+from reference import reference_functional, reference_head
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _compare(module, inputs, fast_forward, reference_forward):
+    """Same outputs, and the same gradients for every parameter and for the inputs."""
+    inputs = inputs.clone().requires_grad_(True)
+    probe = torch.randn_like(fast_forward(module, inputs))
+    fast = fast_forward(module, inputs)
+    fast_grads = torch.autograd.grad((fast * probe).sum(), [inputs, *module.parameters()], allow_unused=True)
+    ref = reference_forward(module, inputs)
+    ref_grads = torch.autograd.grad((ref * probe).sum(), [inputs, *module.parameters()], allow_unused=True)
+    torch.testing.assert_close(fast, ref, **TOL)
+    names = ["inputs"] + [n for n, _ in module.named_parameters()]
+    for name, a, b in zip(names, fast_grads, ref_grads):
+        if a is None or b is None:
+            assert a is None and b is None or (a if a is not None else b).abs().max() == 0, name
+            continue
+        torch.testing.assert_close(a, b, **TOL, msg=lambda m: f"gradient of {name}: {m}")
+    return fast_grads, names
+
+
+HEAD_CASES = list(itertools.product([1, 3], ["scalar", "diagonal"], ["cosine", "neg_sq_euclidean"]))
+
+
+@pytest.mark.parametrize("steps,step_size,similarity", HEAD_CASES)
+@pytest.mark.parametrize("classifier", ["cosine", "dot"])
+def test_head_matches_reference(steps, step_size, similarity, classifier):
+    torch.manual_seed(0)
+    head = MetaNeighborhoodsHead(6, 4, entries=9, similarity=similarity, temperature=0.5,
+                                 classifier=classifier, inner_steps=steps, step_size=step_size,
+                                 step_size_init=0.3, key_init_std=1.0).double()
+    with torch.no_grad():                                # make the values non-trivial
+        head.dictionary.value_logits.normal_(0, 0.2)
+        head.inner_step_size.uniform_(0.1, 0.5)
+    grads, names = _compare(head, torch.randn(5, 6, dtype=torch.float64),
+                            lambda m, x: m(x), reference_head)
+    # second order: the meta-gradient reaches the dictionary, the step size and the features
+    for must in ["inputs", "dictionary.keys", "dictionary.value_logits", "inner_step_size", "weight"]:
+        assert grads[names.index(must)].abs().sum() > 0, must
+
+
+@pytest.mark.parametrize("loss,values", [("binary_cross_entropy", "fixed"), ("mse", "regression")])
+def test_head_other_losses_match_reference(loss, values):
+    torch.manual_seed(1)
+    outputs = 1 if loss == "binary_cross_entropy" else 3
+    head = MetaNeighborhoodsHead(2, outputs, entries=10, similarity="neg_sq_euclidean", temperature=0.1,
+                                 classifier="dot", values=values, loss=loss, inner_steps=2,
+                                 step_size_init=1.0, key_init_std=1.0).double()
+    _compare(head, torch.randn(7, 2, dtype=torch.float64), lambda m, x: m(x), reference_head)
+
+
+@pytest.mark.parametrize("classifier", ["cosine", "dot"])
+def test_first_order_matches_reference_and_keeps_dictionary_gradients(classifier):
+    torch.manual_seed(2)
+    head = MetaNeighborhoodsHead(5, 3, entries=8, classifier=classifier, inner_steps=2,
+                                 first_order=True, step_size_init=0.5, key_init_std=1.0).double()
+    grads, names = _compare(head, torch.randn(4, 5, dtype=torch.float64), lambda m, x: m(x), reference_head)
+    assert grads[names.index("dictionary.keys")].abs().sum() > 0
+
+
+def _mlp():
+    return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+
+
+@pytest.mark.parametrize("steps,step_size,similarity",
+                         [(1, "scalar", "cosine"), (3, "scalar", "neg_sq_euclidean"),
+                          (1, "diagonal", "neg_sq_euclidean"), (3, "diagonal", "cosine")])
+def test_functional_path_matches_reference(steps, step_size, similarity):
+    torch.manual_seed(3)
+    module = FunctionalMetaNeighborhoods(_mlp(), 3, 2, entries=7, similarity=similarity, temperature=0.5,
+                                         inner_steps=steps, step_size=step_size, step_size_init=0.2).double()
+    grads, names = _compare(module, torch.randn(5, 3, dtype=torch.float64), lambda m, x: m(x),
+                            reference_functional)
+    for must in ["inputs", "dictionary.keys", "dictionary.regression_values", "model.0.weight"]:
+        assert grads[names.index(must)].abs().sum() > 0, must
+
+
+def test_functional_first_order_matches_reference():
+    torch.manual_seed(4)
+    module = FunctionalMetaNeighborhoods(_mlp(), 3, 2, entries=6, inner_steps=2, first_order=True).double()
+    _compare(module, torch.randn(4, 3, dtype=torch.float64), lambda m, x: m(x), reference_functional)
+
+
+def test_functional_matches_head_for_a_linear_model():
+    """Two independent implementations agree where both apply (a dot classifier is a Linear)."""
+    torch.manual_seed(5)
+    head = MetaNeighborhoodsHead(4, 3, entries=6, classifier="dot", values="regression", loss="mse",
+                                 similarity="neg_sq_euclidean", temperature=0.7, inner_steps=2,
+                                 step_size_init=0.3, key_init_std=1.0).double()
+    linear = nn.Linear(4, 3).double()
+    module = FunctionalMetaNeighborhoods(linear, 4, 3, entries=6, similarity="neg_sq_euclidean",
+                                         temperature=0.7, inner_steps=2, step_size_init=0.3).double()
+    with torch.no_grad():
+        linear.weight.copy_(head.weight)
+        linear.bias.copy_(head.bias)
+        module.dictionary.keys.copy_(head.dictionary.keys)
+        module.dictionary.regression_values.copy_(head.dictionary.regression_values)
+    x = torch.randn(5, 4, dtype=torch.float64)
+    torch.testing.assert_close(head(x), module(x), **TOL)
