@@ -1,0 +1,45 @@
+"""python -m nslviz export-notebook: execute a notebook headless and write a standalone HTML page."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import emit_json
+
+
+def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameters: dict | None = None,
+                    timeout: int = 1800) -> dict:
+    """Run `notebook` with papermill (parameters injected after its `parameters` cell) in its own
+    folder, then export the executed notebook to HTML (plotly figures embed plotly.js, so the page,
+    animations included, works offline with no kernel). Returns the two paths."""
+    import nbformat
+    import papermill
+    from nbconvert import HTMLExporter
+
+    notebook, out_dir = Path(notebook), Path(out_dir)
+    if not notebook.is_file():
+        raise ValueError(f"notebook {str(notebook)!r} does not exist; expected a path to an .ipynb file")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / notebook.name
+    papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
+                               cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
+                               execution_timeout=timeout)
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    html = executed.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return {"notebook": str(executed.resolve()), "html": str(html.resolve())}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("export-notebook", help="execute a notebook and export it to standalone HTML")
+    p.add_argument("notebook", help="path to the .ipynb")
+    p.add_argument("--out", default="out", help="output folder (default: out)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run, subparser=p)
+
+
+def run(args) -> int:
+    paths = export_notebook(args.notebook, args.out)
+    print(f"executed notebook: {paths['notebook']}\nstandalone HTML:   {paths['html']}", flush=True)
+    if args.json:
+        emit_json(paths)
+    return 0

@@ -1,0 +1,184 @@
+"""Figures for the spiral toy (MN Fig. 3). They draw a `SpiralResult`; they train nothing.
+
+All of them are plain plotly figures with frames and sliders where they animate, so they work in
+JupyterLab, in nbviewer and in a static HTML export with no kernel.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .common import finish_figure
+
+CLASS_POINT_COLORS = ("#4c72b0", "#e5c400")      # test predictions: blue / yellow, as in Fig. 3
+ENTRY_COLORS = ("#2ca02c", "#d62728")            # induced neighbors: green / red by their fixed label
+SURFACE_SCALE = [[0.0, "#dbe6f5"], [0.5, "#ffffff"], [1.0, "#fbf1c2"]]
+
+
+def _surface(x, y, prob, name="P(class 1)", showscale=False) -> go.Contour:
+    return go.Contour(x=x, y=y, z=np.round(prob, 3), zmin=0, zmax=1, contours=dict(start=0.0, end=1.0, size=0.1),
+                      colorscale=SURFACE_SCALE, line=dict(width=0), showscale=showscale, name=name,
+                      hoverinfo="skip", opacity=0.9)
+
+
+def _boundary(x, y, prob) -> go.Contour:
+    return go.Contour(x=x, y=y, z=np.round(prob, 3), contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
+                      line=dict(color="black", width=2), showscale=False, name="decision boundary",
+                      hoverinfo="skip")
+
+
+def _points(xy, labels, name, size=4) -> go.Scatter:
+    colors = np.array(CLASS_POINT_COLORS)[labels]
+    return go.Scatter(x=np.round(xy[:, 0], 3), y=np.round(xy[:, 1], 3), mode="markers", name=name,
+                      marker=dict(color=colors, size=size, opacity=0.7), hoverinfo="skip")
+
+
+def _trajectories(keys_upto: np.ndarray) -> go.Scatter:
+    """Dotted paths of every key from the first snapshot to the current one. keys_upto (f, S, 2)."""
+    frames, entries, _ = keys_upto.shape
+    paths = np.concatenate([keys_upto.transpose(1, 0, 2), np.full((entries, 1, 2), np.nan)], axis=1)
+    paths = np.round(paths.reshape(-1, 2), 3)
+    return go.Scatter(x=paths[:, 0], y=paths[:, 1], mode="lines", name="neighbor trajectories",
+                      line=dict(color="black", width=1, dash="dot"), hoverinfo="skip", connectgaps=False)
+
+
+def _entries(keys: np.ndarray, labels: np.ndarray) -> go.Scatter:
+    return go.Scatter(x=np.round(keys[:, 0], 3), y=np.round(keys[:, 1], 3), mode="markers",
+                      name="induced neighbors",
+                      marker=dict(color=np.array(ENTRY_COLORS)[labels], size=10, symbol="x",
+                                  line=dict(width=1, color="black")))
+
+
+def _frame_data(result, f: int) -> list:
+    return [_surface(result.grid_x, result.grid_y, result.mn_grid_prob[f]),
+            _boundary(result.grid_x, result.grid_y, result.mn_grid_prob[f]),
+            _points(result.x_test, result.mn_test_pred[f], "test predictions"),
+            _trajectories(result.keys[: f + 1]),
+            _entries(result.keys[f], result.entry_labels)]
+
+
+def _axis_range(result):
+    return [float(result.grid_x[0]), float(result.grid_x[-1])]
+
+
+def _play_controls(frame_names: list[str], prefix: str, duration: int = 300):
+    slider = dict(active=0, currentvalue=dict(prefix=prefix), pad=dict(t=50),
+                  steps=[dict(label=name, method="animate",
+                              args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                                 transition=dict(duration=0))])
+                         for name in frame_names])
+    buttons = dict(type="buttons", direction="left", x=0.0, y=0, xanchor="left", yanchor="top",
+                   pad=dict(t=50, r=10), showactive=False,
+                   buttons=[dict(label="▶ Play", method="animate",
+                                 args=[None, dict(frame=dict(duration=duration, redraw=True), fromcurrent=True,
+                                                  transition=dict(duration=0))]),
+                            dict(label="❚❚ Pause", method="animate",
+                                 args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False),
+                                                    transition=dict(duration=0))])])
+    return [slider], [buttons]
+
+
+def neighbor_animation(result) -> go.Figure:
+    """MN Fig. 3 (a)-(c) as an animation: the induced neighbors (x, green/red = fixed label) move over
+    the decision surface, leaving dotted trajectories; test points are coloured by the prediction."""
+    names = [str(int(step)) for step in result.frame_steps]
+    fig = go.Figure(data=_frame_data(result, 0),
+                    frames=[go.Frame(data=_frame_data(result, f), name=name) for f, name in enumerate(names)])
+    sliders, menus = _play_controls(names, "iteration ")
+    rng = _axis_range(result)
+    fig.update_layout(sliders=sliders, updatemenus=menus, height=620, width=700,
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    fig.update_xaxes(range=rng, autorange=False, constrain="domain")
+    fig.update_yaxes(range=rng, autorange=False, scaleanchor="x", scaleratio=1)
+    return finish_figure(fig, f"Induced neighbors during meta-training (S={result.config.entries}, "
+                              f"T={result.config.temperature:g})", "x₁ (standardised)", "x₂ (standardised)")
+
+
+def linear_vs_meta_neighborhoods(result) -> go.Figure:
+    """The plain linear classifier next to the same linear classifier finetuned on induced neighbors."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=(
+        f"plain linear classifier: test acc {result.linear_test_acc:.3f}",
+        f"linear + induced neighbors (MN): test acc {result.mn_test_acc:.3f}"))
+    for col, prob, pred in [(1, result.linear_grid_prob, result.linear_test_pred),
+                            (2, result.mn_grid_prob[-1], result.mn_test_pred[-1])]:
+        fig.add_trace(_surface(result.grid_x, result.grid_y, prob), 1, col)
+        fig.add_trace(_boundary(result.grid_x, result.grid_y, prob), 1, col)
+        fig.add_trace(_points(result.x_test, pred, "test predictions", size=3), 1, col)
+    fig.add_trace(_entries(result.keys[-1], result.entry_labels), 1, 2)
+    rng = _axis_range(result)
+    fig.update_xaxes(range=rng, title_text="x₁ (standardised)")
+    fig.update_yaxes(range=rng, title_text="x₂ (standardised)")
+    fig.update_layout(showlegend=False, height=460, width=920)
+    return finish_figure(fig, "Same linear model, with and without per-input finetuning on neighbors")
+
+
+def training_curve(result) -> go.Figure:
+    steps = [row["step"] for row in result.history]
+    fig = go.Figure(go.Scatter(x=steps, y=[row["test_acc"] for row in result.history], mode="lines+markers",
+                               name="MN test accuracy"))
+    fig.add_hline(y=result.linear_test_acc, line_dash="dash",
+                  annotation_text=f"plain linear classifier {result.linear_test_acc:.3f}")
+    fig.update_yaxes(range=[0.4, 1.02])
+    return finish_figure(fig, "Test accuracy while the neighbors are learned", "iteration", "test accuracy",
+                         height=380)
+
+
+def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
+    """Final decision surface for every (T, S) of a sweep, one slider step each (static-export safe)."""
+    pairs = sorted(sweep)
+    first = sweep[pairs[0]]
+
+    def data(pair):
+        r = sweep[pair]
+        return [_surface(r.grid_x, r.grid_y, r.mn_grid_prob[-1]), _boundary(r.grid_x, r.grid_y, r.mn_grid_prob[-1]),
+                _points(r.x_test, r.mn_test_pred[-1], "test predictions", size=3),
+                _entries(r.keys[-1], r.entry_labels)]
+
+    names = [f"T={t:g}, S={s} (acc {sweep[(t, s)].mn_test_acc:.3f})" for t, s in pairs]
+    fig = go.Figure(data=data(pairs[0]), frames=[go.Frame(data=data(p), name=n) for p, n in zip(pairs, names)])
+    sliders, _ = _play_controls(names, "")
+    rng = _axis_range(first)
+    fig.update_layout(sliders=sliders, height=600, width=660, showlegend=False)
+    fig.update_xaxes(range=rng, autorange=False)
+    fig.update_yaxes(range=rng, autorange=False, scaleanchor="x", scaleratio=1)
+    return finish_figure(fig, "Decision surface after training, for each temperature T and size S",
+                         "x₁ (standardised)", "x₂ (standardised)")
+
+
+def sweep_accuracy_heatmap(sweep: Mapping[tuple, object]) -> go.Figure:
+    temperatures = sorted({t for t, _ in sweep})
+    sizes = sorted({s for _, s in sweep})
+    acc = np.array([[sweep[(t, s)].mn_test_acc for s in sizes] for t in temperatures])
+    fig = go.Figure(go.Heatmap(z=acc, x=[str(s) for s in sizes], y=[f"{t:g}" for t in temperatures],
+                               colorscale="Viridis", zmin=0.5, zmax=1.0, text=np.round(acc, 3),
+                               texttemplate="%{text}", colorbar=dict(title="test acc")))
+    return finish_figure(fig, "MN test accuracy over temperature T and dictionary size S",
+                         "dictionary size S", "temperature T", height=380, width=560)
+
+
+def spiral_explorer(run: Callable[[float, int], object], temperatures, entries):
+    """ipywidgets sliders for T and S (continuous_update off): `run(T, S)` must return a SpiralResult
+    (pass a cached function, e.g. nslviz.training.spiral.cached_spiral); the boundary is redrawn on
+    release. Needs a live kernel; `sweep_figure` is the static counterpart."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    t_slider = widgets.SelectionSlider(options=[float(t) for t in temperatures], description="T",
+                                       continuous_update=False)
+    s_slider = widgets.SelectionSlider(options=[int(s) for s in entries], description="S",
+                                       continuous_update=False)
+    out = widgets.Output()
+
+    def redraw(*_):
+        result = run(t_slider.value, s_slider.value)
+        with out:
+            out.clear_output(wait=True)
+            display(linear_vs_meta_neighborhoods(result))
+
+    t_slider.observe(redraw, names="value")
+    s_slider.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox([t_slider, s_slider]), out])
