@@ -8,6 +8,7 @@ Meta-Neighborhoods (MN):
 """
 from __future__ import annotations
 
+import importlib
 import os
 
 from .neighborhoods import (FunctionalMetaNeighborhoods, InducedDictionary, MetaNeighborhoodsHead,
@@ -23,6 +24,16 @@ def quick_mode(quick: bool | None = None) -> bool:
     if quick is not None:
         return bool(quick)
     return os.environ.get("NSLVIZ_QUICK", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+_SUBMODULES = {"analysis", "datasets", "estimators", "models", "nsl", "training", "viz", "ifilm", "regression"}
+
+
+def __getattr__(name: str):
+    """`nslviz.viz`, `nslviz.training`, ... import on first use (keeps `import nslviz` light)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'nslviz' has no attribute {name!r}")
 
 
 __all__ = [

@@ -15,49 +15,55 @@ from .common import finish_figure
 
 CLASS_POINT_COLORS = ("#4c72b0", "#e5c400")      # test predictions: blue / yellow, as in Fig. 3
 ENTRY_COLORS = ("#2ca02c", "#d62728")            # induced neighbors: green / red by their fixed label
-SURFACE_SCALE = [[0.0, "#dbe6f5"], [0.5, "#ffffff"], [1.0, "#fbf1c2"]]
+REGION_SCALE = [[0.0, "#dbe6f5"], [1.0, "#fbf1c2"]]
+POINT_SCALE = [[0.0, CLASS_POINT_COLORS[0]], [1.0, CLASS_POINT_COLORS[1]]]
 
 
-def _surface(x, y, prob, name="P(class 1)", showscale=False) -> go.Contour:
-    return go.Contour(x=x, y=y, z=np.round(prob, 3), zmin=0, zmax=1, contours=dict(start=0.0, end=1.0, size=0.1),
-                      colorscale=SURFACE_SCALE, line=dict(width=0), showscale=showscale, name=name,
-                      hoverinfo="skip", opacity=0.9)
+def _regions(x, y, prob) -> go.Contour:
+    """Predicted regions (light blue / light yellow) and the decision boundary P = 0.5 (black line)."""
+    return go.Contour(x=x.astype(np.float32), y=y.astype(np.float32), z=_percent(prob), zmin=0, zmax=100,
+                      contours=dict(start=50, end=50, size=1, coloring="fill"),
+                      colorscale=REGION_SCALE, line=dict(color="black", width=2), showscale=False,
+                      name="decision boundary", hoverinfo="skip")
 
 
-def _boundary(x, y, prob) -> go.Contour:
-    return go.Contour(x=x, y=y, z=np.round(prob, 3), contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
-                      line=dict(color="black", width=2), showscale=False, name="decision boundary",
-                      hoverinfo="skip")
+def _percent(prob: np.ndarray) -> np.ndarray:
+    """P(class 1) in whole percent as uint8: 1 byte per grid cell in the figure's binary encoding."""
+    return np.round(prob * 100).astype(np.uint8)
 
 
 def _points(xy, labels, name, size=4) -> go.Scatter:
-    colors = np.array(CLASS_POINT_COLORS)[labels]
-    return go.Scatter(x=np.round(xy[:, 0], 3), y=np.round(xy[:, 1], 3), mode="markers", name=name,
-                      marker=dict(color=colors, size=size, opacity=0.7), hoverinfo="skip")
+    return go.Scatter(x=xy[:, 0].astype(np.float32), y=xy[:, 1].astype(np.float32), mode="markers", name=name,
+                      marker=dict(color=labels.astype(np.int8), cmin=0, cmax=1, colorscale=POINT_SCALE,
+                                  size=size, opacity=0.7), hoverinfo="skip")
 
 
-def _trajectories(keys_upto: np.ndarray) -> go.Scatter:
-    """Dotted paths of every key from the first snapshot to the current one. keys_upto (f, S, 2)."""
-    frames, entries, _ = keys_upto.shape
-    paths = np.concatenate([keys_upto.transpose(1, 0, 2), np.full((entries, 1, 2), np.nan)], axis=1)
-    paths = np.round(paths.reshape(-1, 2), 3)
+def _trajectories(keys: np.ndarray) -> go.Scatter:
+    """Dotted path of every key through the snapshots. keys (F, S, 2)."""
+    frames, entries, _ = keys.shape
+    paths = np.concatenate([keys.transpose(1, 0, 2), np.full((entries, 1, 2), np.nan)], axis=1)
+    paths = paths.reshape(-1, 2).astype(np.float32)
     return go.Scatter(x=paths[:, 0], y=paths[:, 1], mode="lines", name="neighbor trajectories",
                       line=dict(color="black", width=1, dash="dot"), hoverinfo="skip", connectgaps=False)
 
 
 def _entries(keys: np.ndarray, labels: np.ndarray) -> go.Scatter:
-    return go.Scatter(x=np.round(keys[:, 0], 3), y=np.round(keys[:, 1], 3), mode="markers",
+    return go.Scatter(x=keys[:, 0].astype(np.float32), y=keys[:, 1].astype(np.float32), mode="markers",
                       name="induced neighbors",
                       marker=dict(color=np.array(ENTRY_COLORS)[labels], size=10, symbol="x",
                                   line=dict(width=1, color="black")))
 
 
-def _frame_data(result, f: int) -> list:
-    return [_surface(result.grid_x, result.grid_y, result.mn_grid_prob[f]),
-            _boundary(result.grid_x, result.grid_y, result.mn_grid_prob[f]),
-            _points(result.x_test, result.mn_test_pred[f], "test predictions"),
-            _trajectories(result.keys[: f + 1]),
-            _entries(result.keys[f], result.entry_labels)]
+def _frame_data(result, f: int, full: bool = True) -> list:
+    """Traces for snapshot f: regions, test predictions, the key trajectories (whole training, static)
+    and the keys. With full=False only what changes between frames, for traces [0, 1, 3] (plotly
+    merges a frame's partial traces into the figure's), which keeps the animation small."""
+    prob, pred = result.mn_grid_prob[f], result.mn_test_pred[f]
+    entries = _entries(result.keys[f], result.entry_labels)
+    if not full:
+        return [go.Contour(z=_percent(prob)), go.Scatter(marker=dict(color=pred.astype(np.int8))), entries]
+    return [_regions(result.grid_x, result.grid_y, prob), _points(result.x_test, pred, "test predictions"),
+            _trajectories(result.keys), entries]
 
 
 def _axis_range(result):
@@ -82,11 +88,12 @@ def _play_controls(frame_names: list[str], prefix: str, duration: int = 300):
 
 
 def neighbor_animation(result) -> go.Figure:
-    """MN Fig. 3 (a)-(c) as an animation: the induced neighbors (x, green/red = fixed label) move over
-    the decision surface, leaving dotted trajectories; test points are coloured by the prediction."""
+    """MN Fig. 3 (a)-(c) as an animation: the induced neighbors (x, green/red = fixed label) move along
+    their dotted trajectories over the predicted regions; test points are coloured by the prediction."""
     names = [str(int(step)) for step in result.frame_steps]
     fig = go.Figure(data=_frame_data(result, 0),
-                    frames=[go.Frame(data=_frame_data(result, f), name=name) for f, name in enumerate(names)])
+                    frames=[go.Frame(data=_frame_data(result, f, full=False), traces=[0, 1, 3], name=name)
+                            for f, name in enumerate(names)])
     sliders, menus = _play_controls(names, "iteration ")
     rng = _axis_range(result)
     fig.update_layout(sliders=sliders, updatemenus=menus, height=620, width=700,
@@ -104,8 +111,7 @@ def linear_vs_meta_neighborhoods(result) -> go.Figure:
         f"linear + induced neighbors (MN): test acc {result.mn_test_acc:.3f}"))
     for col, prob, pred in [(1, result.linear_grid_prob, result.linear_test_pred),
                             (2, result.mn_grid_prob[-1], result.mn_test_pred[-1])]:
-        fig.add_trace(_surface(result.grid_x, result.grid_y, prob), 1, col)
-        fig.add_trace(_boundary(result.grid_x, result.grid_y, prob), 1, col)
+        fig.add_trace(_regions(result.grid_x, result.grid_y, prob), 1, col)
         fig.add_trace(_points(result.x_test, pred, "test predictions", size=3), 1, col)
     fig.add_trace(_entries(result.keys[-1], result.entry_labels), 1, 2)
     rng = _axis_range(result)
@@ -133,7 +139,7 @@ def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
 
     def data(pair):
         r = sweep[pair]
-        return [_surface(r.grid_x, r.grid_y, r.mn_grid_prob[-1]), _boundary(r.grid_x, r.grid_y, r.mn_grid_prob[-1]),
+        return [_regions(r.grid_x, r.grid_y, r.mn_grid_prob[-1]),
                 _points(r.x_test, r.mn_test_pred[-1], "test predictions", size=3),
                 _entries(r.keys[-1], r.entry_labels)]
 
@@ -173,10 +179,10 @@ def spiral_explorer(run: Callable[[float, int], object], temperatures, entries):
     out = widgets.Output()
 
     def redraw(*_):
-        result = run(t_slider.value, s_slider.value)
+        figure = linear_vs_meta_neighborhoods(run(t_slider.value, s_slider.value))
+        out.clear_output()         # (clear_output(wait=True) inside an Output widget hangs headless nbclient runs)
         with out:
-            out.clear_output(wait=True)
-            display(linear_vs_meta_neighborhoods(result))
+            display(figure)
 
     t_slider.observe(redraw, names="value")
     s_slider.observe(redraw, names="value")

@@ -1,0 +1,64 @@
+"""Batched closed-form inner loop vs the per-example autograd reference (MN eq. 1-3).
+
+Forward + backward of MetaNeighborhoodsHead, one inner step, batch 128, d = 256, C = 10, S = 5000,
+cosine classifier and similarity, second order. Prints one JSON object; the ratio is measured in the
+same run. Usage: python benchmarks/bench_inner_loop.py [--batch 128] [--entries 5000] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from reference import reference_head  # noqa: E402  (the tests' per-example ground truth)
+
+from nslviz import MetaNeighborhoodsHead  # noqa: E402
+
+
+def time_forward_backward(forward, head, features, repeats):
+    times = []
+    for _ in range(repeats + 1):                       # first call is a warm-up
+        head.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        forward(head, features).logsumexp(dim=1).mean().backward()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--entries", type=int, default=5000)
+    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "inner_loop_cpu.json"))
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(0)
+    head = MetaNeighborhoodsHead(args.dim, args.classes, entries=args.entries, inner_steps=args.steps).eval()
+    features = torch.randn(args.batch, args.dim)
+    fast = time_forward_backward(lambda m, x: m(x), head, features, args.repeats)
+    reference = time_forward_backward(reference_head, head, features, max(1, args.repeats // 2))
+    result = {"benchmark": "inner_loop", "batch": args.batch, "feature_dim": args.dim, "classes": args.classes,
+              "entries": args.entries, "inner_steps": args.steps, "device": "cpu",
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+              "fast_seconds": round(fast, 5), "per_example_reference_seconds": round(reference, 5),
+              "speedup": round(reference / fast, 1)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

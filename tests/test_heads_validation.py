@@ -1,0 +1,80 @@
+"""Bad input to the MN heads gives a ValueError that says what was expected."""
+import pytest
+import torch
+import torch.nn as nn
+
+from nslviz import FunctionalMetaNeighborhoods, InducedDictionary, MetaNeighborhoodsHead
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(temperature=0), r"temperature T must be > 0, got 0"),
+    (dict(temperature=-0.5), r"temperature T must be > 0"),
+    (dict(entries=0), r"entries S must be >= 1, got 0"),
+    (dict(inner_steps=0), r"inner_steps must be >= 1, got 0"),
+    (dict(similarity="manhattan"), r"unknown similarity 'manhattan'; expected one of 'cosine', 'neg_sq_euclidean'"),
+    (dict(classifier="mlp"), r"unknown classifier 'mlp'"),
+    (dict(step_size="full"), r"unknown step_size 'full'; expected one of 'scalar', 'diagonal'"),
+    (dict(values="random"), r"unknown values 'random'"),
+    (dict(inner_steps=1.5), r"inner_steps must be an integer"),
+])
+def test_bad_head_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MetaNeighborhoodsHead(8, 3, **{"entries": 10, **kwargs})
+
+
+def test_wrong_feature_width_names_expected_shape():
+    head = MetaNeighborhoodsHead(8, 3, entries=10)
+    with pytest.raises(ValueError, match=r"expected features of shape \(batch, 8\), got \(4, 5\)"):
+        head(torch.randn(4, 5))
+    with pytest.raises(ValueError, match=r"expected features of shape \(batch, 8\), got \(8,\)"):
+        head(torch.randn(8))
+
+
+def test_functional_rejects_buffers_and_bad_inputs():
+    with pytest.raises(ValueError, match="without buffers"):
+        FunctionalMetaNeighborhoods(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)), 3, 4, entries=5)
+    module = FunctionalMetaNeighborhoods(nn.Linear(3, 1), 3, 1, entries=5)
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(batch, 3\)"):
+        module(torch.randn(2, 4))
+
+
+def test_dictionary_values():
+    soft = InducedDictionary(12, 4, 3, "soft")
+    torch.testing.assert_close(soft.values.sum(1), torch.ones(12))
+    fixed = InducedDictionary(12, 4, 3, "fixed")
+    assert fixed.values.argmax(1).tolist() == [0] * 4 + [1] * 4 + [2] * 4      # contiguous class blocks
+    assert not any(p is fixed.fixed_values for p in fixed.parameters())        # fixed values are not trained
+    binary = InducedDictionary(10, 2, 1, "fixed")
+    assert binary.values[:, 0].tolist() == [0.0] * 5 + [1.0] * 5
+    with pytest.raises(ValueError, match=r"expected initial_keys of shape \(12, 4\), got \(3, 4\)"):
+        InducedDictionary(12, 4, 3, initial_keys=torch.zeros(3, 4))
+
+
+def test_entry_dropout_changes_training_but_not_evaluation():
+    torch.manual_seed(0)
+    head = MetaNeighborhoodsHead(6, 3, entries=50, entry_dropout=0.5)
+    x = torch.randn(5, 6)
+    head.eval()
+    torch.testing.assert_close(head(x), head(x))
+    head.train()
+    assert not torch.allclose(head(x), head(x))
+
+
+def test_mn_head_learns_more_than_base_classifier_on_xor():
+    """Per-input finetuning gives a linear classifier a non-linear decision (cf. the spiral toy)."""
+    torch.manual_seed(0)
+    x = torch.randn(512, 2)
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
+    head = MetaNeighborhoodsHead(2, 2, entries=16, classifier="dot", similarity="neg_sq_euclidean",
+                                 temperature=0.3, step_size_init=1.0, key_init_std=1.0)
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.03)
+    for _ in range(300):
+        loss = nn.functional.cross_entropy(head(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        details = head(x, return_details=True)
+    after = (details["logits"].argmax(1) == y).float().mean()
+    before = (details["base_logits"].argmax(1) == y).float().mean()
+    assert after > 0.9 and before < 0.75

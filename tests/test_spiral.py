@@ -1,0 +1,84 @@
+"""The spiral toy: data, training, determinism, CLI contract."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from nslviz.datasets import make_spiral, spiral_splits
+from nslviz.training.spiral import SpiralConfig, run_spiral
+
+
+def test_spiral_data_shapes_labels_and_standardisation():
+    x, y = make_spiral(50, seed=3)
+    assert x.shape == (100, 2) and y.tolist() == [0] * 50 + [1] * 50
+    x2, _ = make_spiral(50, seed=3)
+    torch.testing.assert_close(x, x2)                                 # seeded
+    x_train, y_train, x_test, y_test = spiral_splits(200, noise=0.5, seed=1)
+    assert abs(float(x_train.mean())) < 1e-5 and abs(float(x_train.std()) - 1) < 1e-5
+    assert not torch.allclose(x_train, x_test)                        # independent test draw
+    quiet, _ = make_spiral(50, noise=0.0, seed=0)
+    noisy, _ = make_spiral(50, noise=2.0, seed=0)
+    assert not torch.allclose(quiet, noisy)
+
+
+@pytest.fixture(scope="module")
+def short_run():
+    return run_spiral(SpiralConfig(steps=600, frames=4, grid_size=20))
+
+
+def test_short_run_learns_and_records_trajectories(short_run):
+    r = short_run
+    assert r.keys.shape == (4, 100, 2) and r.frame_steps.tolist()[0] == 0 and r.frame_steps[-1] == 600
+    assert r.mn_grid_prob.shape == (4, 20, 20) and r.mn_test_pred.shape == (4, 1600)
+    assert not np.allclose(r.keys[0], r.keys[-1])                     # the neighbors moved
+    assert r.mn_test_acc > r.linear_test_acc + 0.15                   # MN beats the linear model early already
+    assert r.linear_test_acc < 0.75
+    assert sorted(set(r.entry_labels.tolist())) == [0, 1]
+
+
+def test_same_seed_same_numbers(short_run):
+    again = run_spiral(SpiralConfig(steps=600, frames=4, grid_size=20))
+    assert again.mn_test_acc == short_run.mn_test_acc
+    np.testing.assert_array_equal(again.keys, short_run.keys)
+    other = run_spiral(SpiralConfig(steps=600, frames=4, grid_size=20, seed=1))
+    assert not np.array_equal(other.keys, short_run.keys)
+
+
+def test_run_dir_files(tmp_path):
+    run_spiral(SpiralConfig(steps=20, frames=2, grid_size=5), run_dir=tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["steps"] == 20
+    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert "mn_test_acc" in json.loads((tmp_path / "r" / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("field,value", [("temperature", 0.0), ("entries", 0), ("steps", 0),
+                                         ("similarity", "l1"), ("inner_steps", 0)])
+def test_bad_config(field, value):
+    with pytest.raises(ValueError, match=field.replace("entries", "entries S").replace("temperature", "temperature T")
+                       if field != "similarity" else "unknown similarity"):
+        SpiralConfig(**{field: value})
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "nslviz", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_json_last_line():
+    out = _cli("spiral", "--steps", "50", "--entries", "20", "--temperature", "0.2", "--seed", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ["mn_test_acc", "linear_test_acc", "steps", "entries", "temperature", "seconds"]:
+        assert key in summary
+    assert (summary["steps"], summary["entries"], summary["temperature"]) == (50, 20, 0.2)
+
+
+@pytest.mark.parametrize("args", [["spiral", "--temperature", "0"], ["spiral", "--temperature", "-1"],
+                                  ["spiral", "--entries", "0"], ["spiral", "--steps", "ten"],
+                                  ["spiral", "--bogus"], ["nonsense"], []])
+def test_cli_bad_arguments_exit_2_with_usage(args):
+    out = _cli(*args)
+    assert out.returncode == 2
+    assert "usage:" in out.stderr
