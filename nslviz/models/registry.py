@@ -1,8 +1,18 @@
 """Backbones by name.
 
-Every backbone is a module whose forward maps images (B, C_in, H, W) to features (B, feature_dim)
-and which exposes `feature_dim`. Classifier heads (vanilla or Meta-Neighborhoods) are separate.
-Builders take keyword options and must reject the ones they do not support with a ValueError.
+Contract every builder follows (the trainer, the notebooks and the CLI rely on it):
+
+    build_backbone(name, *, in_channels=3, image_size=32, ifilm="none", ifilm_entries=10,
+                   nsl="none", final_relu=False) -> nn.Module
+
+* The module maps float images (B, in_channels, image_size, image_size), values in [0, 1], to
+  features (B, feature_dim) and exposes the int attribute `feature_dim`.
+* `ifilm` is the iFiLM placement ("none", "all" or "last", MN eq. 4) with `ifilm_entries` S_l
+  entries per BatchNorm; `nsl` is the Neural Similarity mode of the 3x3 convolutions
+  (`nslviz.nsl.NSL_MODES`). `final_relu=False` is the cosine-classifier setting of the official
+  MN code (final BN, no ReLU, then global pooling); True restores the ReLU (dot-product heads).
+* A builder rejects an option it does not support (e.g. iFiLM on a network without BatchNorm, an
+  image size it cannot take) with a ValueError that names the option and what it supports.
 """
 from __future__ import annotations
 
