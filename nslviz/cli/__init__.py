@@ -5,4 +5,5 @@ the same one the notebooks call. Add a command by adding its module name to COMM
 COMMANDS = [
     "spiral",
     "export_notebook",
+    "train",
 ]

@@ -1,0 +1,124 @@
+"""python -m nslviz train: one image-classification run (MN methods, NSL networks) into a run directory.
+
+    python -m nslviz train --dataset digits --backbone convnet4 --method mn --epochs 5 --run-dir runs/d --json
+    python -m nslviz train --preset nsl --dataset cifar10 --backbone cnn9 --nsl dynamic_dns --epochs 109
+    torchrun --nproc_per_node 4 -m nslviz train --preset mn --dataset cifar100 --backbone resnet56 ...
+    python -m nslviz train --run-dir runs/d --resume          # continue a killed run, same settings
+
+Options left out take the preset's value (--preset mn|nsl), else the TrainConfig default. With
+--resume the stored config.json is the starting point and only the options given change it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from ..models.classifier import CLASSIFIERS, METHODS
+from ..training.config import AMP_MODES, AUGMENTATIONS, OPTIMIZERS, PRESETS, TrainConfig
+from .common import emit_json, fraction, nonnegative_int, positive_float, positive_int
+
+CONTROL = {"run", "subparser", "command", "run_dir", "resume", "json", "preset", "no_progress"}
+
+
+def _milestones(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions like 0.5,0.75, got {text!r}") from None
+    if not values or any(not 0 < v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions in (0, 1), got {text!r}")
+    return values
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_parser(subparsers) -> None:
+    from ..nsl import NSL_MODES
+    p = subparsers.add_parser("train", help="train an image classifier (MN / iFiLM / NSL) into a run directory",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              argument_default=argparse.SUPPRESS)
+    p.add_argument("--preset", choices=PRESETS, default=None, help="a paper recipe: mn (AdamW) or nsl (SGD)")
+    what = p.add_argument_group("what to train")
+    what.add_argument("--dataset", help="digits (embedded, default), synthetic, cifar10, cifar100, ...")
+    what.add_argument("--backbone", help="convnet4 (default), resnet29, resnet56, densenet40, cnn9, ...")
+    what.add_argument("--method", choices=METHODS)
+    what.add_argument("--nsl", choices=NSL_MODES, help="neural similarity of the 3x3 convolutions")
+    what.add_argument("--classifier", choices=CLASSIFIERS)
+    mn = p.add_argument_group("Meta-Neighborhoods")
+    mn.add_argument("--entries", type=positive_int, help="dictionary size S")
+    mn.add_argument("--temperature", type=positive_float, help="softmax temperature T")
+    mn.add_argument("--inner-steps", type=positive_int)
+    mn.add_argument("--step-size", choices=("scalar", "diagonal"), help="form of the inner step size alpha")
+    mn.add_argument("--alpha", type=positive_float, help="initial inner step size")
+    mn.add_argument("--entry-dropout", type=fraction)
+    mn.add_argument("--first-order", type=_boolean)
+    mn.add_argument("--ifilm-placement", choices=("all", "last"))
+    mn.add_argument("--ifilm-entries", type=positive_int)
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=positive_int)
+    opt.add_argument("--batch-size", type=positive_int)
+    opt.add_argument("--optimizer", choices=OPTIMIZERS)
+    opt.add_argument("--lr", type=positive_float)
+    opt.add_argument("--weight-decay", type=float)
+    opt.add_argument("--momentum", type=float)
+    opt.add_argument("--milestones", type=_milestones, help="lr decay points as fractions of training, e.g. 0.75")
+    opt.add_argument("--clip-value", type=positive_float)
+    opt.add_argument("--label-smoothing", type=fraction)
+    data = p.add_argument_group("data")
+    data.add_argument("--augment", choices=AUGMENTATIONS)
+    data.add_argument("--val-size", type=positive_int)
+    data.add_argument("--image-size", type=positive_int)
+    data.add_argument("--train-limit", type=positive_int, help="use only the first N training images")
+    data.add_argument("--eval-limit", type=positive_int, help="use only the first N validation/test images")
+    data.add_argument("--data-root", help="dataset folder (default: $NSLVIZ_DATA or the repository's data/)")
+    data.add_argument("--download", type=_boolean, help="download the dataset when missing (needs internet)")
+    run = p.add_argument_group("run")
+    run.add_argument("--seed", type=nonnegative_int)
+    run.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
+    run.add_argument("--amp", choices=AMP_MODES)
+    run.add_argument("--channels-last", type=_boolean)
+    run.add_argument("--compile", type=_boolean)
+    run.add_argument("--eval-batch-size", type=positive_int)
+    run.add_argument("--checkpoint-every", type=positive_int, help="iterations between checkpoints")
+    run.add_argument("--run-dir", default=None, help="output folder (default: runs/<dataset>-<backbone>-<method>-seed<k>)")
+    run.add_argument("--resume", action="store_true", default=False, help="continue the run in --run-dir")
+    run.add_argument("--no-progress", action="store_true", default=False)
+    run.add_argument("--json", action="store_true", default=False, help="end the output with one JSON object")
+    p.set_defaults(run=main, subparser=p)
+
+
+def config_from_args(args) -> TrainConfig:
+    overrides = {k: v for k, v in vars(args).items() if k not in CONTROL}
+    if args.resume:
+        if args.run_dir is None:
+            raise ValueError("--resume needs --run-dir, the folder of the run to continue")
+        stored = Path(args.run_dir) / "config.json"
+        if not stored.is_file():
+            raise ValueError(f"cannot resume: {str(stored)!r} does not exist; expected the run directory of an earlier run")
+        return TrainConfig.from_dict({**json.loads(stored.read_text()), **overrides})
+    return TrainConfig.from_preset(args.preset, **overrides)
+
+
+def main(args) -> int:
+    from ..training.trainer import train
+    config = config_from_args(args)
+    summary = train(config, args.run_dir, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) != 0:                 # under torchrun only rank 0 reports
+        return 0
+    line = (f"train: {summary['method']} {summary['backbone']} on {summary['dataset']} | test acc "
+            f"{summary['test_acc']:.4f} (best val {summary['val_acc']:.4f}, epoch {summary['best_epoch']})")
+    if "test_acc_before_finetune" in summary:
+        line += f" | before finetuning {summary['test_acc_before_finetune']:.4f}"
+    print(line + f" | {summary['seconds']:.1f} s | {summary['run_dir']}", flush=True)
+    if args.json:
+        emit_json(summary)
+    return 0

@@ -1,0 +1,122 @@
+"""Image classifiers = backbone µ_θ + head f_φ, one per method of MN Table 1 / Table 3.
+
+    vanilla         µ_θ + cosine (τ·cos, no bias) or dot-product linear classifier
+    vanilla_extra   vanilla with one extra hidden layer holding as many parameters as MN's dictionary
+                    (MN Appendix A.3: S·(d + C) extra parameters, i.e. a hidden layer of width S)
+    vanilla_ifilm   vanilla with iFiLM after the BatchNorms (MN eq. 4)
+    mn              µ_θ + MetaNeighborhoodsHead (per-input finetuned classifier, MN eq. 1-3)
+    mn_ifilm        both
+
+The head always runs in float32, also under bf16 autocast: the inner loop's closed-form gradient
+and the cosine normalisations lose too much in bf16 (features are cast up before the head).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .._checks import check_choice, check_positive
+from ..neighborhoods import MetaNeighborhoodsHead, classifier_logits
+from .registry import build_backbone
+
+METHODS = ("vanilla", "vanilla_extra", "vanilla_ifilm", "mn", "mn_ifilm")
+CLASSIFIERS = ("cosine", "dot")
+
+
+class CosineClassifier(nn.Module):
+    """f_φ(z) = τ · ẑᵀŵ_c: cosine similarity to one prototype per class, learnable scale τ (init 10),
+    no bias (MN official code, official-code-notes A.3). The same function MetaNeighborhoodsHead
+    finetunes per input."""
+
+    def __init__(self, feature_dim: int, num_classes: int, scale_init: float = 10.0):
+        super().__init__()
+        self.weight = nn.Parameter(nn.init.xavier_uniform_(torch.empty(num_classes, feature_dim)))  # (C, d)
+        self.scale = nn.Parameter(torch.tensor(float(scale_init)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return classifier_logits(features, self.weight, None, self.scale, "cosine")          # (B, C)
+
+
+def _classifier(feature_dim: int, num_classes: int, classifier: str) -> nn.Module:
+    return CosineClassifier(feature_dim, num_classes) if classifier == "cosine" else nn.Linear(feature_dim, num_classes)
+
+
+class ExtraLayerHead(nn.Module):
+    """MN Appendix A.3's control: a hidden layer of width `hidden` (ReLU) before the classifier, so
+    that the vanilla model gets as many extra parameters as MN's dictionary (hidden = S gives
+    d·S + S·C = S·(d + C), exactly the dictionary's count)."""
+
+    def __init__(self, feature_dim: int, num_classes: int, hidden: int, classifier: str):
+        super().__init__()
+        self.hidden = nn.Linear(feature_dim, hidden, bias=False)
+        self.classifier = _classifier(hidden, num_classes, classifier)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.relu(self.hidden(features)))
+
+
+class ImageClassifier(nn.Module):
+    """logits = f_φ(µ_θ(x)). `forward(x, return_details=True)` also returns the features and, for MN,
+    the attention over the dictionary and the logits before finetuning."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, method: str):
+        super().__init__()
+        self.backbone, self.head, self.method = backbone, head, method
+
+    @property
+    def is_meta_neighborhoods(self) -> bool:
+        return isinstance(self.head, MetaNeighborhoodsHead)
+
+    def forward(self, images: torch.Tensor, *, return_details: bool = False):
+        features = self.backbone(images).float()                                   # (B, d)
+        with torch.autocast(features.device.type, enabled=False):
+            if self.is_meta_neighborhoods:
+                details = self.head(features, return_details=True)
+                logits = details["logits"]
+            else:
+                logits = self.head(features)
+                details = {"logits": logits, "base_logits": logits}
+        if not return_details:
+            return logits
+        return {**details, "features": features}
+
+    def no_weight_decay_parameters(self) -> list[nn.Parameter]:
+        """The head: classifier, scale τ and, for MN, the dictionary, α and T (official code: the
+        "memory" scope is excluded from weight decay; the vanilla baseline uses the same exclusions)."""
+        return [p for p in self.head.parameters() if p.requires_grad]
+
+
+def build_image_model(method: str, backbone: str, num_classes: int, *, in_channels: int = 3,
+                      image_size: int = 32, classifier: str = "cosine", entries: int = 5000,
+                      temperature: float = 0.2, inner_steps: int = 1, step_size: str = "scalar",
+                      step_size_init: float = 0.05, entry_dropout: float = 0.5, first_order: bool = False,
+                      ifilm_placement: str = "all", ifilm_entries: int = 10, nsl: str = "none",
+                      nsl_options: dict | None = None) -> ImageClassifier:
+    """One model of MN Table 1/3 (or an NSL network with `nsl`), by name. Defaults are the paper's:
+    cosine classifier, S = 5000, T = 0.2, one inner step, learnable scalar α (init 0.05 as coded),
+    50% per-example entry dropout, iFiLM with S_l = 10 after every BatchNorm."""
+    check_choice("method", method, METHODS)
+    check_choice("classifier", classifier, CLASSIFIERS)
+    check_positive("num_classes", num_classes, integer=True, minimum=2)
+    check_choice("ifilm_placement", ifilm_placement, ("all", "last"))
+    ifilm = ifilm_placement if method.endswith("ifilm") else "none"
+    net = build_backbone(backbone, in_channels=in_channels, image_size=image_size, ifilm=ifilm,
+                         ifilm_entries=ifilm_entries, nsl=nsl, nsl_options=nsl_options,
+                         final_relu=classifier == "dot")
+    d = net.feature_dim
+    if method.startswith("mn"):
+        head = MetaNeighborhoodsHead(d, num_classes, entries=entries, similarity="cosine",
+                                     temperature=temperature, entry_dropout=entry_dropout,
+                                     classifier=classifier, values="soft", inner_steps=inner_steps,
+                                     step_size=step_size, step_size_init=step_size_init,
+                                     first_order=first_order)
+    elif method == "vanilla_extra":
+        check_positive("entries S", entries, integer=True, minimum=1)
+        head = ExtraLayerHead(d, num_classes, hidden=entries, classifier=classifier)
+    else:
+        head = _classifier(d, num_classes, classifier)
+    return ImageClassifier(net, head, method)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

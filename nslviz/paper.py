@@ -1,0 +1,51 @@
+"""The papers' reported numbers, for the tables that put a run next to them.
+
+Sources: Meta-Neighborhoods (NeurIPS 2020) Table 1, 3; Neural Similarity Learning (NeurIPS 2019)
+Table 4, 5. Accuracies in percent (mean of 3 runs for MN Table 1), as printed in the papers.
+"""
+from __future__ import annotations
+
+MN_METHOD_COLUMNS = ("vanilla", "maxl", "vanilla_ifilm", "mn", "mn_ifilm")
+
+# MN Table 1: test accuracy (%) per (backbone, dataset); columns MN_METHOD_COLUMNS.
+MN_TABLE1: dict[tuple[str, str], tuple[float, ...]] = {
+    ("convnet4", "mnist"): (99.44, 99.60, 99.40, 99.62, 99.58),
+    ("convnet4", "svhn"): (93.02, 94.06, 93.95, 94.46, 94.92),
+    ("convnet4", "mnist-m"): (96.18, 96.85, 96.99, 96.55, 97.40),
+    ("convnet4", "pacs"): (92.55, 94.85, 94.45, 95.19, 95.22),
+    ("densenet40", "cifar10"): (94.53, 94.83, 94.87, 95.04, 95.22),
+    ("densenet40", "cifar100"): (73.92, 75.64, 74.66, 76.32, 76.96),
+    ("densenet40", "cinic10"): (84.92, 85.42, 85.11, 85.73, 86.02),
+    ("densenet40", "tiny-imagenet"): (49.28, 50.94, 50.86, 53.27, 54.36),
+    ("resnet29", "cifar10"): (95.06, 95.31, 95.17, 95.56, 95.58),
+    ("resnet29", "cifar100"): (76.51, 77.94, 77.16, 78.84, 79.84),
+    ("resnet29", "cinic10"): (86.03, 86.34, 86.64, 86.86, 87.35),
+    ("resnet29", "tiny-imagenet"): (54.82, 56.29, 55.59, 57.36, 57.94),
+    ("resnet56", "cifar10"): (95.73, 96.06, 96.08, 96.36, 96.40),
+    ("resnet56", "cifar100"): (79.64, 80.36, 80.04, 80.58, 80.90),
+    ("resnet56", "cinic10"): (88.21, 88.30, 88.57, 88.61, 88.99),
+    ("resnet56", "tiny-imagenet"): (57.92, 58.94, 58.31, 60.05, 60.78),
+    ("resnet56_64", "imagenet64"): (48.41, 48.83, 52.03, 51.85, 54.23),
+}
+
+# NSL Table 4: CIFAR error (%) of the CNN-9 family; keys are (variant, dataset).
+NSL_TABLE4: dict[tuple[str, str], float] = {
+    ("cnn", "cifar10"): 7.78, ("cnn", "cifar100"): 28.95,
+    ("cnn++", "cifar10"): 7.29, ("cnn++", "cifar100"): 28.70,
+    ("static_dns", "cifar10"): 7.15, ("static_dns", "cifar100"): 28.35,
+    ("static_uns", "cifar10"): 7.38, ("static_uns", "cifar100"): 28.11,
+    ("dynamic_dns", "cifar10"): 6.85, ("dynamic_dns", "cifar100"): 27.81,
+    ("dynamic_uns", "cifar10"): 6.5, ("dynamic_uns", "cifar100"): 28.02,
+}
+
+# NSL Table 5: ImageNet top-1 / top-5 error (%) and parameters of CNN-10.
+NSL_TABLE5: dict[str, tuple[float, float, str]] = {
+    "cnn": (42.72, 19.11, "8.90M"), "cnn++": (42.11, 18.98, "9.71M"), "dynamic_dns": (40.61, 18.04, "9.61M"),
+}
+
+
+def mn_table1_row(backbone: str, dataset: str) -> dict[str, float] | None:
+    """{method: accuracy %} of MN Table 1 for this backbone and dataset, or None if the paper has no row."""
+    backbone = {"resnet29_64": "resnet29", "densenet40_64": "densenet40"}.get(backbone, backbone)
+    row = MN_TABLE1.get((backbone, dataset))
+    return None if row is None else dict(zip(MN_METHOD_COLUMNS, row))

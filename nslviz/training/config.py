@@ -1,0 +1,160 @@
+"""Training configuration: one dataclass for every image experiment (MN Table 1/3, NSL Table 4), and
+the papers' recipes as presets.
+
+`TrainConfig.from_preset("mn", dataset="cifar100", backbone="resnet29", method="mn_ifilm")` starts
+from a recipe and overrides fields; every field can be set from the CLI and from notebook 03/04/07.
+
+Recipes (see shared/docs/official-code-notes.md A.7 and B.6):
+
+* "mn"  AdamW lr 1e-3, batch 128, decoupled weight decay 0.075 (the official TF-contrib AdamW
+        applies 7.5e-5 per step *without* multiplying by the learning rate; PyTorch's AdamW multiplies
+        by lr = 1e-3, so 7.5e-5 / 1e-3 = 0.075 gives the same decay, and both fall ×0.1 together at
+        the milestone), lr ×0.1 at 75 % of training (paper: epoch 300 of 400), gradients clipped by
+        value to [-10, 10], augmentation crop + flip + AutoAugment + Cutout, images in [0, 1],
+        dictionary/classifier/α/τ excluded from weight decay, best-on-validation checkpoint tested.
+* "nsl" SGD lr 0.1, momentum 0.9, L2 5e-4 on every parameter (BN γ/β included), label smoothing
+        0.01, lr ÷10 at 20k/30k/37.5k of 42.5k iterations (as fractions of training), symmetric
+        pad-4 crop + flip (augment policy "nsl"). Deviation: images in [0, 1] instead of raw 0–255 (BatchNorm after the first conv makes
+        the two nearly equivalent; 0–255 would need a different initial scale).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from .._checks import check_choice, check_fraction, check_positive
+from ..datasets.augment import AUGMENT_POLICIES as AUGMENTATIONS
+from ..models.classifier import CLASSIFIERS, METHODS
+
+OPTIMIZERS = ("adamw", "sgd")
+AMP_MODES = ("auto", "bf16", "off")
+PRESETS = ("mn", "nsl")
+
+
+@dataclass
+class TrainConfig:
+    # what
+    dataset: str = "digits"
+    backbone: str = "convnet4"
+    method: str = "mn"                       # see nslviz.models.classifier.METHODS
+    nsl: str = "none"                        # NSL mode of the 3x3 convolutions (nslviz.nsl.NSL_MODES)
+    classifier: str = "cosine"               # "cosine" (paper) or "dot"
+    # Meta-Neighborhoods
+    entries: int | None = None               # S; None: the paper's size for the dataset (DEFAULT_ENTRIES)
+    temperature: float = 0.2                 # T (fixed), MN eq. (5)
+    inner_steps: int = 1
+    step_size: str = "scalar"                # α: "scalar" or "diagonal"
+    alpha: float = 0.05                      # initial |α| (official init)
+    entry_dropout: float = 0.5               # per-example dictionary dropout while training
+    first_order: bool = False
+    ifilm_placement: str = "all"             # for methods *_ifilm: "all" or "last"
+    ifilm_entries: int = 10                  # S_l
+    # optimisation
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.075              # PyTorch AdamW semantics (see module docstring)
+    momentum: float = 0.9
+    milestones: tuple[float, ...] = (0.75,)  # lr x lr_decay at these fractions of training
+    lr_decay: float = 0.1
+    clip_value: float | None = 10.0          # clip every gradient element to [-v, v]
+    label_smoothing: float = 0.0
+    decay_everything: bool = False           # True: weight decay on the head too (NSL recipe)
+    # data
+    augment: str | None = None               # None: the dataset's paper recipe ("paper" for MN sets)
+    val_size: int | None = None              # None: the dataset's paper split
+    image_size: int | None = None
+    train_limit: int | None = None           # use only the first N training images (quick runs)
+    eval_limit: int | None = None            # ... and N validation / test images
+    data_root: str | None = None             # None: $NSLVIZ_DATA or the repository's data/
+    download: bool = False
+    # machinery
+    seed: int = 0
+    device: str = "auto"                     # "auto" = CUDA when present
+    amp: str = "auto"                        # "auto" = bf16 autocast on CUDA, off on CPU
+    channels_last: str | bool = "auto"       # "auto" = on CUDA
+    compile: bool = False
+    eval_batch_size: int = 500
+    checkpoint_every: int = 200              # iterations between resumable checkpoints (and every epoch end)
+    nsl_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_choice("method", self.method, METHODS)
+        check_choice("classifier", self.classifier, CLASSIFIERS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.augment is not None:
+            check_choice("augment", self.augment, AUGMENTATIONS)
+        check_choice("amp", self.amp, AMP_MODES)
+        check_choice("step_size", self.step_size, ("scalar", "diagonal"))
+        check_choice("ifilm_placement", self.ifilm_placement, ("all", "last"))
+        for name in ("inner_steps", "epochs", "batch_size", "eval_batch_size",
+                     "checkpoint_every", "ifilm_entries"):
+            check_positive(name if name != "entries" else "entries S", getattr(self, name),
+                           integer=True, minimum=1)
+        if self.entries is not None:
+            check_positive("entries S", self.entries, integer=True, minimum=1)
+        check_positive("temperature T", self.temperature)
+        check_positive("alpha", self.alpha)
+        check_positive("lr", self.lr)
+        check_positive("weight_decay", self.weight_decay, minimum=0)
+        check_positive("lr_decay", self.lr_decay)
+        check_fraction("entry_dropout", self.entry_dropout)
+        check_fraction("label_smoothing", self.label_smoothing)
+        self.milestones = tuple(float(m) for m in self.milestones)
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ValueError(f"milestones must be fractions of training in (0, 1), got {self.milestones}")
+        if self.clip_value is not None:
+            check_positive("clip_value", self.clip_value)
+        for name in ("train_limit", "eval_limit", "val_size", "image_size"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name), integer=True, minimum=1)
+
+    @classmethod
+    def from_preset(cls, preset: str | None, **overrides) -> "TrainConfig":
+        """A paper recipe with `overrides` on top; preset None gives the dataclass defaults."""
+        if preset is not None:
+            check_choice("preset", preset, PRESETS)
+            overrides = {**PRESET_FIELDS[preset], **overrides}
+        return cls(**overrides)
+
+    def resolved(self, dataset_augment: str) -> "TrainConfig":
+        """The config with the dataset-dependent defaults filled in (what a run directory stores)."""
+        return dataclasses.replace(
+            self, entries=self.entries or DEFAULT_ENTRIES.get(self.dataset, 5000),
+            augment=self.augment or dataset_augment)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Inverse of to_dict (after a JSON round trip); unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**values)
+
+    def iterations(self, batches_per_epoch: int) -> int:
+        return self.epochs * batches_per_epoch
+
+    def milestone_iterations(self, batches_per_epoch: int) -> list[int]:
+        total = self.iterations(batches_per_epoch)
+        return sorted({max(1, math.floor(m * total)) for m in self.milestones})
+
+
+# S of MN Appendix A.2 (CIFAR-10/CINIC-10: 5000, CIFAR-100/Tiny-ImageNet: 10000; the paper does not
+# give S for the 4-layer-ConvNet sets, 5000 is used); small for the embedded sets.
+DEFAULT_ENTRIES = {"cifar10": 5000, "cinic10": 5000, "cifar100": 10000, "tiny-imagenet": 10000,
+                   "imagenet64": 10000, "digits": 200, "synthetic": 200}
+
+PRESET_FIELDS: dict[str, dict] = {
+    "mn": dict(optimizer="adamw", lr=1e-3, weight_decay=0.075, batch_size=128, milestones=(0.75,),
+               clip_value=10.0, augment="paper", classifier="cosine", label_smoothing=0.0,
+               decay_everything=False),
+    "nsl": dict(method="vanilla", classifier="dot", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
+                batch_size=128, milestones=(20 / 42.5, 30 / 42.5, 37.5 / 42.5), clip_value=None,
+                label_smoothing=0.01, augment="nsl", decay_everything=True),
+}

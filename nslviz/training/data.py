@@ -1,0 +1,91 @@
+"""Mini-batches of an in-memory image split, augmented on the device.
+
+Images stay uint8 (N, C, H, W) until the batch is on its device (the GPU when the split fits there,
+so an epoch never touches the host). The batch order of epoch e is a permutation drawn from
+(seed, e); the augmentation of batch b from (seed, e, b, rank). So any batch of any epoch can be
+recomputed exactly, which is what makes a killed run resume to the same numbers, and every DDP
+rank reads its own disjoint shard of the same permutation.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..datasets.augment import augment_batch, to_float
+
+
+def derived_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (numpy SeedSequence), the same on every machine."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+def _fits_on_device(tensor: torch.Tensor, device: torch.device, fraction: float = 0.25) -> bool:
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return tensor.numel() * tensor.element_size() < fraction * free
+
+
+class BatchStream:
+    """Batches (float images in [0, 1] on `device`, int64 labels) of one split.
+
+    shuffle=True: a fresh permutation per epoch and drop_last (every training step sees a full
+    batch); shuffle=False: the split in order, the last batch possibly smaller (evaluation).
+    With world_size > 1, `batch_size` is the global batch and each rank gets batch_size/world_size
+    of it; evaluation shards are disjoint and cover the split exactly once.
+    """
+
+    def __init__(self, split, batch_size: int, *, shuffle: bool, augment: str = "none",
+                 device: torch.device | str = "cpu", seed: int = 0, rank: int = 0, world_size: int = 1,
+                 channels_last: bool = False):
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world_size}")
+        self.device = torch.device(device)
+        self.shuffle, self.augment, self.seed = shuffle, augment, seed
+        self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
+        self.local_batch = batch_size // world_size
+        self.batch_size = batch_size
+        on_device = _fits_on_device(split.images, self.device)
+        self.images = split.images.to(self.device) if on_device else split.images
+        self.labels = split.labels.to(self.device) if on_device else split.labels
+        self.size = len(split.labels)
+        if shuffle and self.size < batch_size:
+            raise ValueError(f"the training split has {self.size} images, fewer than one batch of {batch_size}; "
+                             "lower batch_size")
+
+    def __len__(self) -> int:
+        """Batches per epoch (for this rank)."""
+        if self.shuffle:
+            return self.size // self.batch_size
+        return -(-self._shard_size() // self.local_batch)
+
+    def _shard_size(self) -> int:
+        return len(range(self.rank, self.size, self.world_size))
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.rank, self.size, self.world_size)
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, epoch))
+        order = torch.randperm(self.size, generator=generator)[: len(self) * self.batch_size]
+        return order.view(len(self), self.world_size, self.local_batch)[:, self.rank].reshape(-1)
+
+    def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._order(epoch)
+        for b in range(start_batch, len(self)):
+            index = order[b * self.local_batch:(b + 1) * self.local_batch]
+            index = index.to(self.images.device)
+            images = self.images[index].to(self.device, non_blocking=True)              # uint8 (B, C, H, W)
+            labels = self.labels[index].to(self.device, non_blocking=True)
+            if self.augment != "none":
+                generator = torch.Generator(device=self.device)
+                generator.manual_seed(derived_seed(self.seed, epoch, b, self.rank))
+                images = augment_batch(images, self.augment, generator)
+            images = to_float(images)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, labels
+
+    def __iter__(self):
+        return self.epoch(0)

@@ -1,0 +1,71 @@
+"""Devices and multi-process data parallelism.
+
+`torchrun --nproc_per_node N -m nslviz train ...` sets RANK / WORLD_SIZE / LOCAL_RANK; the trainer
+then joins the process group (NCCL on GPUs, gloo on CPU, which is how the tests run it) and wraps
+the model in DistributedDataParallel. Only rank 0 writes files and shows progress.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" picks CUDA when present; an explicit "cuda" without a GPU is an error that says so."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for but no CUDA device is available; use 'cpu' or 'auto'")
+    return device
+
+
+@dataclass
+class Context:
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Sum numbers over all processes (a no-op in a single process)."""
+        if not self.distributed:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def setup(device: str = "auto") -> Context:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); otherwise one process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Context(resolve_device(device))
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        resolved = torch.device("cuda", local_rank)
+        torch.cuda.set_device(resolved)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
+    return Context(resolved, rank, world_size, local_rank)
+
+
+def teardown(context: Context) -> None:
+    if context.distributed and dist.is_initialized():
+        dist.destroy_process_group()

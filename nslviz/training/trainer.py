@@ -1,0 +1,285 @@
+"""The trainer: one loop for every image experiment (MN Table 1/3 methods, NSL networks).
+
+    summary = train(TrainConfig(dataset="cifar100", backbone="resnet29", method="mn_ifilm", epochs=400),
+                    run_dir="runs/c100-r29-mn")
+
+writes runs/<name>/{config.json, metrics.jsonl, summary.json, checkpoint.pt, best.pt}. All writes are
+atomic. `checkpoint.pt` is written every `checkpoint_every` iterations and at every epoch end; a run
+killed at any point continues with `resume=True` (CLI `--resume`) and ends with exactly the numbers
+of an uninterrupted run: batch order and augmentation are functions of (seed, epoch, batch) and the
+global RNG (dropout, dictionary entry dropout) is reseeded from (seed, rank, iteration) before every
+step, so nothing random depends on where the run was cut.
+
+Validation after every epoch; the best-on-validation weights (`best.pt`) are the ones tested, on the
+full test set (the official MN code averaged a random half). For MN the accuracy before finetuning
+(the classifier φ itself) is reported next to the finetuned one.
+
+On GPU: bf16 autocast (the MN head stays float32), channels_last, the split kept on the GPU when it
+fits, optional torch.compile; several GPUs with torchrun (DDP).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..datasets.images import load_image_dataset
+from ..models.classifier import ImageClassifier, build_image_model, count_parameters
+from ..paths import data_root, runs_root
+from . import distributed
+from .config import TrainConfig
+from .data import BatchStream, derived_seed
+from .optim import build_optimizer, build_scheduler
+from .rundir import RunDirectory, atomic_torch_save
+
+# Fields that may differ between a run and its resumption (they do not change the numbers' meaning).
+RESUMABLE_CHANGES = {"device", "amp", "compile", "eval_batch_size", "checkpoint_every", "data_root",
+                     "download", "channels_last"}
+
+
+def default_run_name(config: TrainConfig) -> str:
+    parts = [config.dataset, config.backbone, config.method]
+    if config.nsl != "none":
+        parts.append(config.nsl)
+    return "-".join(parts + [f"seed{config.seed}"])
+
+
+def build_model(config: TrainConfig, num_classes: int, channels: int, image_size: int) -> ImageClassifier:
+    return build_image_model(config.method, config.backbone, num_classes, in_channels=channels,
+                             image_size=image_size, classifier=config.classifier, entries=config.entries,
+                             temperature=config.temperature, inner_steps=config.inner_steps,
+                             step_size=config.step_size, step_size_init=config.alpha,
+                             entry_dropout=config.entry_dropout, first_order=config.first_order,
+                             ifilm_placement=config.ifilm_placement, ifilm_entries=config.ifilm_entries,
+                             nsl=config.nsl, nsl_options=config.nsl_options or None)
+
+
+def load_data(config: TrainConfig):
+    data = load_image_dataset(config.dataset, data_root(config.data_root), val_size=config.val_size,
+                              image_size=config.image_size, download=config.download, seed=config.seed)
+    if config.train_limit is not None:
+        data.train = data.train.subset(slice(0, config.train_limit))
+    if config.eval_limit is not None:
+        data.val, data.test = (split.subset(slice(0, config.eval_limit)) for split in (data.val, data.test))
+    return data
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    enabled = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
+    if not enabled:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _channels_last(config: TrainConfig, device: torch.device) -> bool:
+    if config.channels_last == "auto":
+        return device.type == "cuda"
+    return bool(config.channels_last)
+
+
+def _regularization(model: nn.Module, config: TrainConfig) -> torch.Tensor | float:
+    if config.nsl == "none":
+        return 0.0
+    from ..nsl import nsl_regularization
+    return nsl_regularization(model)
+
+
+@torch.no_grad()
+def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.Context | None = None,
+             autocast=contextlib.nullcontext) -> dict:
+    """Accuracy and mean cross-entropy on a split; for MN also the accuracy of the classifier before
+    per-input finetuning. Sums over all processes under DDP."""
+    context = context or distributed.Context(stream.device)
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=stream.device)    # loss, correct, correct before, count
+    for images, labels in stream.epoch(0):
+        with autocast():
+            details = model(images, return_details=True)
+        logits, base = details["logits"].float(), details["base_logits"].float()
+        sums += torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
+                             (logits.argmax(1) == labels).sum().double(),
+                             (base.argmax(1) == labels).sum().double(),
+                             torch.tensor(float(len(labels)), dtype=torch.float64, device=sums.device)])
+    loss, correct, correct_before, count = context.sum(sums.tolist())
+    model.train(was_training)
+    result = {"acc": correct / max(count, 1), "loss": loss / max(count, 1), "count": int(count)}
+    if model.is_meta_neighborhoods:
+        result["acc_before_finetune"] = correct_before / max(count, 1)
+    return result
+
+
+def _check_resumable(stored: TrainConfig, config: TrainConfig) -> None:
+    before, now = stored.to_dict(), config.to_dict()
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before[k] != now[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume: the configuration differs from the stored run in {diffs}; "
+                         "resume with the same settings or start a new run directory")
+
+
+def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False,
+          progress: bool = True, on_iteration: Callable[[int], None] | None = None) -> dict:
+    """Train, validate every epoch, test the best-on-validation weights; return the summary dict
+    (also written to run_dir/summary.json). `on_iteration(i)` is called after every optimiser step."""
+    context = distributed.setup(config.device)
+    try:
+        return _train(config, Path(run_dir) if run_dir else runs_root() / default_run_name(config),
+                      resume, progress, on_iteration, context)
+    finally:
+        distributed.teardown(context)
+
+
+def _train(config, run_path, resume, progress, on_iteration, context: distributed.Context) -> dict:
+    start = time.perf_counter()
+    device = context.device
+    data = load_data(config)
+    config = config.resolved(data.paper_augment)
+    run = RunDirectory(run_path) if context.is_main else None
+    checkpoint = None
+    if resume:
+        checkpoint = RunDirectory(run_path).load_checkpoint(map_location="cpu")
+        if checkpoint is None:
+            raise ValueError(f"cannot resume: no checkpoint.pt in {str(run_path)!r}; run without --resume to start")
+        _check_resumable(TrainConfig.from_dict(checkpoint["config"]), config)
+    torch.manual_seed(config.seed)                                       # same initial weights on every rank
+    model = build_model(config, data.num_classes, data.channels, data.image_size).to(device)
+    channels_last = _channels_last(config, device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, config)
+    def stream(split, training: bool) -> BatchStream:
+        batch_size = config.batch_size if training else config.eval_batch_size * context.world_size
+        return BatchStream(split, batch_size, shuffle=training, augment=config.augment if training else "none",
+                           device=device, seed=config.seed, rank=context.rank, world_size=context.world_size,
+                           channels_last=channels_last)
+
+    streams = {"train": stream(data.train, True), "val": stream(data.val, False), "test": stream(data.test, False)}
+    batches = len(streams["train"])
+    scheduler = build_scheduler(optimizer, config, batches)
+    state = {"iteration": 0, "epoch": 0, "batch": 0, "best_val_acc": -1.0, "best_epoch": -1,
+             "seconds": 0.0, "epoch_sums": [0.0, 0.0, 0.0], "metrics_rows": 0}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        state = checkpoint["state"]
+    if run is not None:
+        run.write_config(config.to_dict())
+        if checkpoint is None:
+            run.write_metrics([])
+        else:                                                            # drop rows written after the checkpoint
+            run.write_metrics(run.read_metrics()[: state["metrics_rows"]])
+
+    trained = model
+    if context.distributed:
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        trained = torch.compile(trained)
+    autocast = _autocast(config, device)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    def save_checkpoint() -> None:
+        if run is not None:
+            run.save_checkpoint({"config": config.to_dict(), "model": model.state_dict(),
+                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                 "state": dict(state, epoch_sums=sums.tolist(),
+                                               seconds=state["seconds"] + time.perf_counter() - session_start)})
+
+    session_start = time.perf_counter()
+    total = config.iterations(batches)
+    bar = tqdm(total=total, initial=state["iteration"], desc=f"{config.method} on {config.dataset}",
+               disable=not (progress and context.is_main), leave=False)
+    sums = torch.tensor(state["epoch_sums"], dtype=torch.float64, device=device)   # loss, correct, count
+    while state["epoch"] < config.epochs:
+        model.train()
+        for images, labels in streams["train"].epoch(state["epoch"], state["batch"]):
+            torch.manual_seed(derived_seed(config.seed, context.rank, state["iteration"]))
+            with autocast():
+                logits = trained(images)
+            loss = criterion(logits.float(), labels)
+            objective = loss + _regularization(model, config)
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            if config.clip_value is not None:
+                nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
+            optimizer.step()
+            scheduler.step()
+            sums += torch.stack([loss.detach().double() * len(labels),
+                                 (logits.detach().argmax(1) == labels).sum().double(),
+                                 torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
+            state["iteration"] += 1
+            state["batch"] += 1
+            bar.update(1)
+            if state["iteration"] % config.checkpoint_every == 0:
+                save_checkpoint()
+            if on_iteration is not None:
+                on_iteration(state["iteration"])
+        train_loss, train_correct, train_count = context.sum(sums.tolist())
+        val = evaluate(model, streams["val"], context, autocast)
+        row = {"epoch": state["epoch"] + 1, "iteration": state["iteration"], "lr": scheduler.get_last_lr()[0],
+               "train_loss": train_loss / max(train_count, 1), "train_acc": train_correct / max(train_count, 1),
+               "val_acc": val["acc"], "val_loss": val["loss"]}
+        if "acc_before_finetune" in val:
+            row["val_acc_before_finetune"] = val["acc_before_finetune"]
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}")
+        if val["acc"] > state["best_val_acc"]:
+            state["best_val_acc"], state["best_epoch"] = val["acc"], state["epoch"] + 1
+            if run is not None:
+                atomic_torch_save(run.path / "best.pt", model.state_dict())
+        state["epoch"] += 1
+        state["batch"] = 0
+        sums.zero_()
+        if run is not None:
+            run.append_metrics(row)
+            state["metrics_rows"] += 1
+        save_checkpoint()
+    bar.close()
+
+    final_state = {k: v.clone() for k, v in model.state_dict().items()}
+    best = run_path / "best.pt"
+    context.barrier()
+    if best.exists():
+        model.load_state_dict(torch.load(best, map_location=device, weights_only=True))
+    test = evaluate(model, streams["test"], context, autocast)
+    val = evaluate(model, streams["val"], context, autocast)
+    model.load_state_dict(final_state)
+    summary = {
+        "test_acc": test["acc"], "val_acc": val["acc"], "test_loss": test["loss"], "test_count": test["count"],
+        "best_epoch": state["best_epoch"], "epochs": config.epochs, "iterations": state["iteration"],
+        "seconds": round(state["seconds"] + time.perf_counter() - session_start, 3),
+        "run_dir": str(Path(run_path).resolve()), "dataset": config.dataset, "backbone": config.backbone,
+        "method": config.method, "nsl": config.nsl, "seed": config.seed, "device": str(device),
+        "world_size": context.world_size, "parameters": count_parameters(model),
+        "setup_seconds": round(session_start - start, 3),
+    }
+    if "acc_before_finetune" in test:
+        summary["test_acc_before_finetune"] = test["acc_before_finetune"]
+        summary["val_acc_before_finetune"] = val["acc_before_finetune"]
+    if run is not None:
+        run.write_summary(summary)
+    return summary
+
+
+def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
+    """(model, config, data) of a finished or running run directory, for analysis notebooks.
+    which: "best" (best.pt) or "last" (checkpoint.pt)."""
+    run = RunDirectory(run_dir)
+    if not run.config_path.exists():
+        raise ValueError(f"{str(run_dir)!r} is not a run directory (no config.json); expected the run_dir of a train() call")
+    config = TrainConfig.from_dict(json.loads(run.config_path.read_text()))
+    data = load_data(config)
+    model = build_model(config, data.num_classes, data.channels, data.image_size)
+    path = run.path / "best.pt" if which == "best" else run.checkpoint_path
+    if not path.exists():
+        raise ValueError(f"no {path.name} in {str(run_dir)!r} yet; expected a run that finished at least one epoch")
+    state = torch.load(path, map_location=device, weights_only=which == "best")
+    model.load_state_dict(state if which == "best" else state["model"])
+    return model.to(device).eval(), config, data

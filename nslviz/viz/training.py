@@ -1,0 +1,97 @@
+"""Figures and tables of image-classification runs: learning curves from run directories, results
+next to the paper's numbers, and MN Fig. 4 (finetuning moves features towards their class prototype).
+They read what the trainer wrote; they train nothing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .common import CLASS_COLORS, finish_figure
+
+METHOD_LABELS = {"vanilla": "vanilla", "vanilla_extra": "vanilla + extra layer", "vanilla_ifilm": "vanilla + iFiLM",
+                 "mn": "MN", "mn_ifilm": "MN + iFiLM", "maxl": "MAXL"}
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise ValueError(f"no metrics.jsonl in {str(run_dir)!r}; expected a run directory written by train()")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning curves") -> go.Figure:
+    """Training loss and validation accuracy per epoch for each run ({label: run_dir}); for MN runs
+    the validation accuracy of the classifier before finetuning is the dotted line."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation accuracy"),
+                        horizontal_spacing=0.1)
+    for i, (label, run_dir) in enumerate(run_dirs.items()):
+        rows = read_metrics(run_dir)
+        color = CLASS_COLORS[i % len(CLASS_COLORS)]
+        name = METHOD_LABELS.get(label, label)
+        epochs = [r["epoch"] for r in rows]
+        fig.add_trace(go.Scatter(x=epochs, y=[r["train_loss"] for r in rows], name=name, legendgroup=label,
+                                 line=dict(color=color), mode="lines+markers"), 1, 1)
+        fig.add_trace(go.Scatter(x=epochs, y=[r["val_acc"] for r in rows], name=name, legendgroup=label,
+                                 showlegend=False, line=dict(color=color), mode="lines+markers"), 1, 2)
+        if rows and "val_acc_before_finetune" in rows[0]:
+            fig.add_trace(go.Scatter(x=epochs, y=[r["val_acc_before_finetune"] for r in rows], legendgroup=label,
+                                     name=f"{name}, before finetuning", line=dict(color=color, dash="dot"),
+                                     mode="lines"), 1, 2)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="cross-entropy", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", row=1, col=2)
+    return finish_figure(fig, title, height=420)
+
+
+def results_table(summaries: Mapping[str, dict], paper_row: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """One row per method: test accuracy (%), before finetuning for MN, best epoch, seconds, and the
+    paper's number for the same method when it reports one."""
+    rows = []
+    for method, s in summaries.items():
+        row = {"method": METHOD_LABELS.get(method, method), "test acc %": 100 * s["test_acc"],
+               "before finetuning %": 100 * s["test_acc_before_finetune"] if "test_acc_before_finetune" in s else np.nan,
+               "best epoch": s["best_epoch"], "epochs": s["epochs"], "parameters": s["parameters"],
+               "seconds": s["seconds"]}
+        if paper_row is not None:
+            row["paper %"] = paper_row.get(method, np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method").round(2)
+
+
+def paper_comparison(summaries: Mapping[str, dict], paper_row: Mapping[str, float], title: str) -> go.Figure:
+    """Bars: this run's test accuracy next to the paper's, per method."""
+    methods = list(summaries)
+    labels = [METHOD_LABELS.get(m, m) for m in methods]
+    fig = go.Figure([
+        go.Bar(name="this run", x=labels, y=[100 * summaries[m]["test_acc"] for m in methods]),
+        go.Bar(name="paper", x=labels, y=[paper_row.get(m, np.nan) for m in methods]),
+    ])
+    return finish_figure(fig, title, "method", "test accuracy (%)", barmode="group", height=380)
+
+
+def finetuning_scatter(effect, title: str = "Similarity to the true class prototype, before vs after finetuning") -> go.Figure:
+    """MN Fig. 4: one point per test input; above the red diagonal = finetuning moved the classifier
+    towards the input's true class."""
+    lo = float(min(effect.before.min(), effect.after.min()))
+    hi = float(max(effect.before.max(), effect.after.max()))
+    status = np.where(effect.correct_after, np.where(effect.correct_before, "right before and after",
+                                                     "fixed by finetuning"),
+                      np.where(effect.correct_before, "broken by finetuning", "wrong before and after"))
+    colors = {"right before and after": "#4c72b0", "fixed by finetuning": "#2ca02c",
+              "broken by finetuning": "#d62728", "wrong before and after": "#7f7f7f"}
+    fig = go.Figure()
+    for label, color in colors.items():
+        mask = status == label
+        if mask.any():
+            fig.add_trace(go.Scattergl(x=effect.before[mask].astype(np.float32), y=effect.after[mask].astype(np.float32),
+                                       mode="markers", name=f"{label} ({int(mask.sum())})",
+                                       marker=dict(color=color, size=4, opacity=0.6)))
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="no change", line=dict(color="red")))
+    return finish_figure(fig, f"{title} ({100 * effect.fraction_improved:.0f}% above the diagonal)",
+                         "cos(z, φ[y]) before finetuning", "cos(z, φ_i[y]) after finetuning", height=480, width=620)

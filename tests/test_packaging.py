@@ -1,0 +1,69 @@
+"""The environment files agree with each other: pyproject's dependencies are pinned in constraints.txt,
+the Binder environment installs every runtime dependency at the pinned version (CPU torch), and the
+notebooks follow the quick-mode contract."""
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pins(lines) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        line = line.strip().lstrip("- ").strip()
+        if "==" in line and not line.startswith(("#", "-")):
+            name, version = line.split("==", 1)
+            pins[name.lower().replace("_", "-")] = version.split("+")[0]
+    return pins
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_dependency_is_pinned_in_constraints():
+    pins = _pins((ROOT / "constraints.txt").read_text().splitlines())
+    project = _pyproject()["project"]
+    names = [_name(r) for r in project["dependencies"]]
+    names += [_name(r) for extra in project["optional-dependencies"].values() for r in extra]
+    missing = sorted(n for n in set(names) if n not in pins)
+    assert not missing, f"not pinned in constraints.txt: {missing}"
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+
+
+def test_binder_environment_has_cpu_torch_and_every_runtime_dependency_at_the_pinned_version():
+    text = (ROOT / "binder" / "environment.yml").read_text()
+    assert "torch==2.14.1+cpu" in text and "download.pytorch.org/whl/cpu" in text
+    binder, pins = _pins(text.splitlines()), _pins((ROOT / "constraints.txt").read_text().splitlines())
+    for requirement in _pyproject()["project"]["dependencies"]:
+        name = _name(requirement)
+        assert name in binder, f"binder/environment.yml lacks {name}"
+        assert binder[name] == pins[name], f"{name}: binder {binder[name]} != constraints {pins[name]}"
+    post_build = (ROOT / "binder" / "postBuild").read_text()
+    assert "set -e" in post_build and "pip install --no-deps -e ." in post_build
+
+
+def test_top_level_environment_installs_the_package_with_constraints():
+    text = (ROOT / "environment.yml").read_text()
+    assert "-c constraints.txt" in text and "-e .[dev]" in text
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_contract(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit with outputs cleared"
+    first = code[0]
+    assert "parameters" in first["metadata"].get("tags", []), "first code cell must be tagged 'parameters'"
+    assert re.search(r"^quick = None", "".join(first["source"]), re.M), "parameters cell must hold quick = None"
+    assert "quick_mode(quick)" in "".join(code[1]["source"]), "second code cell must resolve quick mode"
+    for i, cell in enumerate(code):
+        assert len("".join(cell["source"]).splitlines()) <= 25, f"code cell {i} is longer than 25 lines"

@@ -1,0 +1,230 @@
+"""The trainer: run directories, determinism, exact resume, parameter groups, the CLI, DDP on CPU."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nslviz.datasets.images import ImageSplit
+from nslviz.models.classifier import build_image_model
+from nslviz.training.config import TrainConfig
+from nslviz.training.data import BatchStream
+from nslviz.training.optim import parameter_groups
+from nslviz.training.trainer import load_run, train
+
+TINY = dict(dataset="digits", backbone="convnet4", epochs=2, batch_size=32, train_limit=192, eval_limit=96,
+            entries=40, checkpoint_every=4, device="cpu", augment="crop", image_size=16)
+VOLATILE = {"seconds", "setup_seconds", "run_dir"}
+
+
+def _stable(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in VOLATILE}
+
+
+def _split(n=10):
+    return ImageSplit(images=torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 4, 4).contiguous(),
+                      labels=torch.arange(n))
+
+
+# ---------------------------------------------------------------- batches
+
+def test_batch_stream_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch():
+    stream = BatchStream(_split(10), 3, shuffle=True, seed=1)
+    assert len(stream) == 3                                            # drop_last for training
+    first = [labels.tolist() for _, labels in stream.epoch(0)]
+    assert first == [labels.tolist() for _, labels in BatchStream(_split(10), 3, shuffle=True, seed=1).epoch(0)]
+    assert first != [labels.tolist() for _, labels in stream.epoch(1)]
+    assert [labels.tolist() for _, labels in stream.epoch(0, start_batch=2)] == first[2:]
+    assert len({i for batch in first for i in batch}) == 9             # no repeats within an epoch
+
+
+def test_batch_stream_shards_are_disjoint_and_evaluation_covers_the_split_once():
+    train_shards = [[labels.tolist() for _, labels in BatchStream(_split(12), 4, shuffle=True, seed=0, rank=r,
+                                                                   world_size=2).epoch(3)] for r in range(2)]
+    seen = [i for shard in train_shards for batch in shard for i in batch]
+    assert len(seen) == len(set(seen)) == 12 and all(len(b) == 2 for s in train_shards for b in s)
+    eval_seen = sorted(i for r in range(2) for _, labels in
+                       BatchStream(_split(11), 4, shuffle=False, rank=r, world_size=2).epoch(0) for i in labels.tolist())
+    assert eval_seen == list(range(11))
+    images, _ = next(iter(BatchStream(_split(4), 4, shuffle=False)))
+    assert images.dtype == torch.float32 and float(images.max()) == pytest.approx(3 / 255)
+
+
+def test_batch_stream_rejects_a_batch_larger_than_the_training_split():
+    with pytest.raises(ValueError, match="fewer than one batch of 16"):
+        BatchStream(_split(10), 16, shuffle=True)
+
+
+# ---------------------------------------------------------------- parameter groups
+
+def test_weight_decay_excludes_the_dictionary_classifier_and_step_size_but_not_ifilm():
+    model = build_image_model("mn_ifilm", "convnet4", 10, in_channels=1, entries=20)
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in parameter_groups(model, 0.075)}
+    head = dict(model.head.named_parameters())
+    for name in ["dictionary.keys", "dictionary.value_logits", "weight", "scale", "inner_step_size"]:
+        assert id(head[name]) in groups["no_decay"], name
+    ifilm = [p for n, p in model.backbone.named_parameters() if "film" in n.lower()]
+    assert ifilm and all(id(p) in groups["decay"] for p in ifilm)
+    assert all(id(p) in groups["decay"] for p in model.backbone.parameters())
+    everything = parameter_groups(model, 5e-4, decay_everything=True)
+    assert len(everything) == 1 and len(everything[0]["params"]) == len(list(model.parameters()))
+
+
+def test_presets_follow_the_papers():
+    mn = TrainConfig.from_preset("mn", dataset="cifar100")
+    assert (mn.optimizer, mn.lr, mn.weight_decay, mn.clip_value, mn.augment) == ("adamw", 1e-3, 0.075, 10.0, "paper")
+    assert mn.resolved("paper").entries == 10000
+    nsl = TrainConfig.from_preset("nsl", backbone="cnn9", nsl="dynamic_dns", epochs=1)
+    assert (nsl.optimizer, nsl.lr, nsl.momentum, nsl.weight_decay, nsl.label_smoothing) == ("sgd", 0.1, 0.9, 5e-4, 0.01)
+    assert nsl.milestone_iterations(100) == [int(100 * 20 / 42.5), int(100 * 30 / 42.5), int(100 * 37.5 / 42.5)]
+    with pytest.raises(ValueError, match="unknown preset 'adam'"):
+        TrainConfig.from_preset("adam")
+    with pytest.raises(ValueError, match="unknown method 'knn'"):
+        TrainConfig(method="knn")
+    with pytest.raises(ValueError, match="temperature T must be > 0"):
+        TrainConfig(temperature=0)
+
+
+# ---------------------------------------------------------------- training runs
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "reference"
+    return run_dir, train(TrainConfig(**TINY), run_dir, progress=False)
+
+
+def test_run_directory_contents(reference_run):
+    run_dir, summary = reference_run
+    assert {"config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "best.pt"} <= {p.name for p in run_dir.iterdir()}
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["iteration"] == summary["iterations"] == 12
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    assert json.loads((run_dir / "config.json").read_text())["entries"] == 40
+    assert summary["test_count"] == 96 and 0 <= summary["test_acc"] <= 1
+    assert "test_acc_before_finetune" in summary and "val_acc_before_finetune" in rows[0]
+    assert not list(run_dir.glob("*.tmp"))                             # atomic writes leave nothing behind
+
+
+def test_same_seed_same_numbers(reference_run, tmp_path):
+    _, summary = reference_run
+    again = train(TrainConfig(**TINY), tmp_path / "again", progress=False)
+    assert _stable(again) == _stable(summary)
+    other = train(TrainConfig(**{**TINY, "seed": 1}), tmp_path / "other", progress=False)
+    assert other["test_loss"] != summary["test_loss"]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_mid_epoch_gives_the_same_final_metrics(reference_run, tmp_path):
+    _, uninterrupted = reference_run
+
+    def kill_at_iteration_9(iteration):                                # checkpoint at 8; 9 is lost
+        if iteration == 9:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(TrainConfig(**TINY), tmp_path / "cut", progress=False, on_iteration=kill_at_iteration_9)
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 1
+    resumed = train(TrainConfig(**TINY), tmp_path / "cut", resume=True, progress=False)
+    assert _stable(resumed) == _stable(uninterrupted)
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_refuses_a_changed_configuration(reference_run):
+    run_dir, _ = reference_run
+    with pytest.raises(ValueError, match=r"cannot resume: .*method: 'mn' -> 'vanilla'"):
+        train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, resume=True, progress=False)
+    with pytest.raises(ValueError, match="no checkpoint.pt"):
+        train(TrainConfig(**TINY), run_dir.parent / "nothing-here", resume=True, progress=False)
+
+
+def test_load_run_restores_the_best_model(reference_run):
+    run_dir, summary = reference_run
+    model, config, data = load_run(run_dir)
+    assert config.entries == 40 and not model.training
+    with torch.no_grad():
+        logits = model(data.test.images[:8].float() / 255)
+    assert logits.shape == (8, data.num_classes)
+
+
+# ---------------------------------------------------------------- command line
+
+def _cli(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "nslviz", *args], capture_output=True, text=True,
+                          env=env, timeout=600, **kwargs)
+
+
+def _tiny_args():
+    return ["--dataset", "digits", "--backbone", "convnet4", "--epochs", "2", "--batch-size", "32",
+            "--train-limit", "192", "--eval-limit", "96", "--entries", "40", "--device", "cpu",
+            "--augment", "crop", "--image-size", "16", "--no-progress"]
+
+
+def test_cli_train_json_last_line(tmp_path, reference_run):
+    out = _cli("train", *_tiny_args(), "--checkpoint-every", "4", "--method", "mn", "--run-dir",
+               str(tmp_path / "cli"), "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ["test_acc", "val_acc", "epochs", "seconds", "run_dir"]:
+        assert key in summary
+    assert _stable(summary) == _stable(reference_run[1])               # CLI = library
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method", "knn"], "invalid choice: 'knn'"),
+    (["--epochs", "0"], "expected a positive integer"),
+    (["--backbone", "resnet1000"], "unknown backbone 'resnet1000'"),
+    (["--dataset", "imagenet22k"], "unknown image dataset 'imagenet22k'; expected one of"),
+    (["--resume"], "--resume needs --run-dir"),
+])
+def test_cli_train_bad_arguments_exit_2_with_a_message(args, message, capsys):
+    from nslviz.__main__ import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--device", "cpu", "--no-progress", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and message in err
+
+
+def test_cli_resume_after_sigkill(tmp_path, reference_run):
+    """A real kill -9 mid-run, then --resume: the same final numbers as the uninterrupted run."""
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "nslviz", "train", *_tiny_args(), "--checkpoint-every", "1",
+                             "--run-dir", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        checkpoint = run_dir / "checkpoint.pt"
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["state"]["iteration"] >= 7:
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.fail("the run finished before it could be killed")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    out = _cli("train", "--run-dir", str(run_dir), "--resume", "--no-progress", "--json")
+    assert out.returncode == 0, out.stderr
+    resumed = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = {k: v for k, v in _stable(reference_run[1]).items() if k != "run_dir"}
+    assert {k: v for k, v in _stable(resumed).items()} == expected
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    """DDP on CPU: two processes, one global batch split between them, one run directory."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "nslviz", "train",
+                          *_tiny_args(), "--run-dir", str(tmp_path / "ddp"), "--json"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1                                             # only rank 0 reports
+    summary = json.loads(lines[0])
+    assert summary["world_size"] == 2 and summary["test_count"] == 96 and summary["iterations"] == 12
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
