@@ -2,3 +2,6 @@
 from .toys import make_spiral, spiral_splits
 
 __all__ = ["make_spiral", "spiral_splits"]
+from .images import ImageDataset, ImageSplit, available_image_datasets, load_image_dataset
+from .augment import augment_batch, to_float
+__all__ += ["ImageDataset", "ImageSplit", "available_image_datasets", "load_image_dataset", "augment_batch", "to_float"]

@@ -1,0 +1,487 @@
+"""Image dataset registry and loaders, each on tiny files written in the set's real on-disk format.
+
+Images are solid colours that encode their label (and PACS domain), so label mapping survives
+resizing and JPEG compression and can be read back from the loaded tensors.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nslviz.datasets import images as image_module
+from nslviz.datasets.images import (PACS_CLASSES, PACS_DOMAINS, ImageSplit, available_image_datasets,
+                                    load_image_dataset, make_synthetic_images, stratified_order)
+
+ALL = ["cifar10", "cifar100", "cinic10", "tiny-imagenet", "imagenet64", "mnist", "svhn", "mnist-m", "pacs",
+       "digits", "synthetic"]
+
+
+def colour_of(label: int, domain: int = 0) -> tuple[int, int, int]:
+    return (20 + 10 * label, 40 + 50 * domain, 120)
+
+
+def solid(label: int, size: int, domain: int = 0) -> np.ndarray:
+    return np.broadcast_to(np.array(colour_of(label, domain), dtype=np.uint8), (size, size, 3)).copy()
+
+
+def read_labels(split: ImageSplit) -> torch.Tensor:
+    """Recover the encoded label from each image's mean red value (tolerates JPEG error)."""
+    red = split.images[:, 0].float().mean(dim=(1, 2))
+    return torch.round((red - 20) / 10).long()
+
+
+def check_split(split: ImageSplit, count: int, channels: int = 3, size: int = 32) -> None:
+    assert split.images.shape == (count, channels, size, size)
+    assert split.images.dtype == torch.uint8 and split.images.is_contiguous()
+    assert split.labels.dtype == torch.int64 and split.labels.shape == (count,)
+    assert len(split) == count
+
+
+def save_png(path, array) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# registry and validation
+
+
+def test_registry_lists_every_dataset_and_rejects_unknown_names():
+    assert available_image_datasets() == ALL
+    with pytest.raises(ValueError, match="unknown image dataset 'cifar11'.*cifar10.*tiny-imagenet.*synthetic"):
+        load_image_dataset("cifar11")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(label_kind="coarse"), "coarse.*only for cifar100"),
+    (dict(label_kind="domain"), "domain.*only for pacs"),
+    (dict(label_kind="superclass"), "unknown label_kind"),
+    (dict(val_size=-1), "val_size"),
+    (dict(image_size=0), "image_size"),
+    (dict(limit=0), "limit"),
+    (dict(val_size=1500), "val_size 1500 leaves no training images"),
+])
+def test_bad_arguments_raise_value_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        load_image_dataset("digits", **kwargs)
+
+
+@pytest.mark.parametrize("name, path_part", [
+    ("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"), ("cinic10", "cinic-10"),
+    ("tiny-imagenet", "tiny-imagenet-200"), ("imagenet64", "Imagenet64_train_npz"), ("mnist", "MNIST"),
+    ("svhn", "train_32x32.mat"), ("mnist-m", "mnist_m"), ("pacs", "pacs_data")])
+def test_missing_files_name_the_dataset_the_path_and_how_to_get_it(tmp_path, name, path_part):
+    with pytest.raises(FileNotFoundError) as error:
+        load_image_dataset(name, tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"{name}:") and str(tmp_path) in message and path_part in message
+    assert "How to get it:" in message
+    assert ("download=True" in message) == (name in ("cifar10", "cifar100", "mnist", "svhn"))
+
+
+def test_failed_download_is_a_clear_connection_error(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    with pytest.raises(ConnectionError, match="cifar10: download failed.*Name or service.*cifar-10-python.tar.gz"):
+        load_image_dataset("cifar10", tmp_path, download=True)
+
+
+def test_stratified_order_prefixes_keep_class_proportions():
+    labels = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    order = stratified_order(labels, seed=3)
+    assert torch.equal(torch.sort(order).values, torch.arange(100))
+    for prefix in (10, 20, 50):
+        counts = torch.bincount(labels[order[:prefix]], minlength=3).double()
+        assert torch.allclose(counts, torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64) * prefix, atol=1)
+    assert torch.equal(order, stratified_order(labels, seed=3))
+    assert not torch.equal(order, stratified_order(labels, seed=4))
+
+
+# ----------------------------------------------------------------------------------------------
+# CIFAR
+
+
+def write_cifar10(root, per_batch=4, test=6):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        count = test if name == "test_batch" else per_batch
+        labels = rng.integers(0, 10, count).tolist()
+        data = np.stack([solid(l, 32).transpose(2, 0, 1).reshape(-1) for l in labels])   # (n, 3072) CHW rows
+        stored = {"data": data, "labels": labels, "batch_label": name}
+        if name == "data_batch_1":                                  # Python-2 style: bytes keys
+            stored = {key.encode(): value for key, value in stored.items()}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(stored, handle, protocol=2)
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({b"label_names": names, b"num_vis": 3072}, handle, protocol=2)
+
+
+def test_cifar10_pickles_split_first_train_last_val(tmp_path):
+    write_cifar10(tmp_path)
+    data = load_image_dataset("cifar10", tmp_path, val_size=5)
+    check_split(data.train, 15), check_split(data.val, 5), check_split(data.test, 6)
+    assert data.num_classes == 10 and data.class_names[0] == "airplane" and data.paper_augment == "paper"
+    assert data.channels == 3 and data.image_size == 32
+    for split in data.splits().values():
+        assert torch.equal(read_labels(split), split.labels)
+    everything = torch.cat([data.train.labels, data.val.labels])
+    batches = [pickle.load(open(tmp_path / "cifar-10-batches-py" / f"data_batch_{i}", "rb"), encoding="latin1")
+               for i in range(1, 6)]
+    on_disk = [int(l) for b in batches for l in (b.get("labels") or b.get(b"labels"))]
+    assert everything.tolist() == on_disk                           # train = first 15, val = last 5, in order
+    small = load_image_dataset("cifar10", tmp_path, val_size=5, image_size=16, limit=3)
+    check_split(small.train, 3, size=16), check_split(small.test, 3, size=16)
+    assert torch.equal(small.train.labels, data.train.labels[:3])
+    assert torch.equal(read_labels(small.train), small.train.labels)   # solid colours survive the resize
+    with pytest.raises(ValueError, match="val_size 5000 leaves no training images"):
+        load_image_dataset("cifar10", tmp_path)                     # the paper's 5k split needs the real set
+
+
+def write_cifar100(root, train=12, test=5):
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name, count in (("train", train), ("test", test)):
+        fine = rng.integers(0, 24, count)
+        coarse = fine // 5                                         # any fixed fine → coarse map
+        data = np.stack([solid(int(l), 32).transpose(2, 0, 1).reshape(-1) for l in fine])
+        with open(folder / name, "wb") as handle:
+            pickle.dump({b"data": data, b"fine_labels": fine.tolist(), b"coarse_labels": coarse.tolist(),
+                         b"filenames": [b"x.png"] * count}, handle, protocol=2)
+    with open(folder / "meta", "wb") as handle:
+        pickle.dump({b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+                     b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]}, handle, protocol=2)
+
+
+def test_cifar100_fine_and_coarse_labels(tmp_path):
+    write_cifar100(tmp_path)
+    fine = load_image_dataset("cifar100", tmp_path, val_size=4)
+    check_split(fine.train, 8), check_split(fine.val, 4), check_split(fine.test, 5)
+    assert fine.num_classes == 100 and fine.class_names[3] == "fine3"
+    assert torch.equal(read_labels(fine.train), fine.train.labels)
+    for split in fine.splits().values():
+        assert torch.equal(split.extra["coarse_labels"], split.labels // 5)
+        assert torch.equal(split.extra["fine_labels"], split.labels)
+    coarse = load_image_dataset("cifar100", tmp_path, val_size=4, label_kind="coarse")
+    assert coarse.num_classes == 20 and coarse.class_names[1] == "coarse1"
+    assert coarse.extra_names["coarse_labels"][1] == "coarse1"
+    assert torch.equal(coarse.train.labels, fine.train.labels // 5)
+    assert torch.equal(coarse.test.extra["fine_labels"], fine.test.labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# MNIST, SVHN
+
+
+def write_idx(path, array, compress):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if compress:
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(raw))
+    else:
+        path.write_bytes(raw)
+
+
+def test_mnist_idx_files_plain_and_gzipped(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    rng = np.random.default_rng(2)
+    for prefix, count, compress in (("train", 12, True), ("t10k", 4, False)):
+        labels = rng.integers(0, 10, count)
+        images = np.stack([np.full((28, 28), 20 + 10 * l) for l in labels])
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images, compress)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, compress)
+    data = load_image_dataset("mnist", tmp_path, val_size=3)
+    check_split(data.train, 9, channels=1), check_split(data.val, 3, channels=1), check_split(data.test, 4, channels=1)
+    assert data.channels == 1 and data.class_names == [str(d) for d in range(10)]
+    for split in data.splits().values():                            # 28 → 32, solid images keep their value
+        assert torch.equal(split.images[:, 0, 16, 16].long(), 20 + 10 * split.labels)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x09abc")
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte has 11 bytes"):
+        load_image_dataset("mnist", tmp_path, val_size=3)
+
+
+def test_svhn_mat_files_map_label_10_to_0(tmp_path):
+    from scipy.io import savemat
+    folder = tmp_path / "svhn"
+    folder.mkdir()
+    for name, labels in (("train_32x32.mat", [10, 1, 2, 3, 10, 5, 6]), ("test_32x32.mat", [9, 10, 4])):
+        digits = np.array(labels) % 10
+        x = np.stack([solid(int(d), 32) for d in digits], axis=-1)     # (32, 32, 3, N) as in the real files
+        savemat(folder / name, {"X": x, "y": np.array(labels, dtype=np.uint8).reshape(-1, 1)})
+    data = load_image_dataset("svhn", tmp_path, val_size=2)
+    check_split(data.train, 5), check_split(data.val, 2), check_split(data.test, 3)
+    assert data.train.labels.tolist() == [0, 1, 2, 3, 0] and data.val.labels.tolist() == [5, 6]
+    assert data.test.labels.tolist() == [9, 0, 4]
+    for split in data.splits().values():
+        assert torch.equal(read_labels(split), split.labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# folder sets (decoded once and cached)
+
+
+def write_cinic(root, per_class=3):
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    for part in ("train", "valid", "test"):
+        for label, name in enumerate(classes):
+            for i in range(per_class):
+                save_png(root / "cinic-10" / part / name / f"{part}-{i}.png", solid(label, 32))
+    return classes
+
+
+def test_cinic10_folders_cache_and_invalidation(tmp_path, monkeypatch):
+    classes = write_cinic(tmp_path)
+    data = load_image_dataset("cinic10", tmp_path)
+    for split in data.splits().values():
+        check_split(split, 30)
+        assert torch.equal(read_labels(split), split.labels)
+        assert torch.equal(torch.bincount(split.labels), torch.full((10,), 3))
+        assert set(split.labels[:10].tolist()) == set(range(10))    # class-interleaved: any prefix is balanced
+    assert data.class_names == classes
+    cache = tmp_path / "cinic10" / "images-32px-RGB.pt"
+    assert cache.exists()
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again although the cache is valid")
+    monkeypatch.setattr(image_module, "_decode_images", no_decoding)
+    again = load_image_dataset("cinic10", tmp_path)
+    for name, split in data.splits().items():
+        assert torch.equal(again.splits()[name].images, split.images)
+        assert torch.equal(again.splits()[name].labels, split.labels)
+    capped = load_image_dataset("cinic10", tmp_path, val_size=10, limit=5)
+    check_split(capped.val, 5), check_split(capped.train, 5)
+    assert torch.equal(capped.val.labels, data.val.labels[:5])
+    monkeypatch.undo()
+    changed = tmp_path / "cinic-10" / "test" / "bird" / "test-0.png"
+    save_png(changed, solid(9, 32))                                 # a file changed: the cache is rebuilt
+    os.utime(changed, ns=(1, 1))
+    rebuilt = load_image_dataset("cinic10", tmp_path)
+    row = int(torch.nonzero((rebuilt.test.labels == 2) & (read_labels(rebuilt.test) == 9))[0])
+    assert rebuilt.test.images[row, 0, 0, 0] == colour_of(9)[0]
+
+
+def write_tiny_imagenet(root, wnids=("n02", "n01", "n03"), per_class=4, val=6):
+    folder = root / "tiny-imagenet-200"
+    folder.mkdir(parents=True)
+    (folder / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    (folder / "words.txt").write_text("n01\tgoldfish, Carassius auratus\nn02\tsalamander\nn03\tbullfrog, frog\n"
+                                      "n99\tunused\n")
+    label = {w: i for i, w in enumerate(sorted(wnids))}
+    for wnid in wnids:
+        for i in range(per_class):
+            image = folder / "train" / wnid / "images" / f"{wnid}_{i}.JPEG"
+            image.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(solid(label[wnid], 64)).save(image, format="JPEG", quality=95)
+    lines = []
+    for i in range(val):
+        wnid = sorted(wnids)[i % len(wnids)]
+        image = folder / "val" / "images" / f"val_{i}.JPEG"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        mode_image = Image.fromarray(solid(label[wnid], 64))
+        if i == 0:
+            mode_image = mode_image.convert("L")                   # a few real files are greyscale
+        mode_image.save(image, format="JPEG", quality=95)
+        lines.append(f"val_{i}.JPEG\t{wnid}\t0\t0\t63\t63")
+    (folder / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_tiny_imagenet_val_folder_is_test_and_val_is_held_out_of_train(tmp_path):
+    write_tiny_imagenet(tmp_path)
+    data = load_image_dataset("tiny-imagenet", tmp_path, val_size=3)
+    check_split(data.train, 9), check_split(data.val, 3), check_split(data.test, 6)
+    assert data.class_names == ["goldfish", "salamander", "bullfrog"]     # wnids sorted: n01, n02, n03
+    assert torch.equal(torch.bincount(data.val.labels), torch.ones(3, dtype=torch.int64))   # stratified
+    for split in (data.train, data.val):
+        assert torch.equal(read_labels(split), split.labels)
+    assert data.test.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    assert torch.equal(read_labels(data.test)[1:], data.test.labels[1:])   # image 0 was stored greyscale
+    assert data.test.images.shape[1] == 3
+    other_seed = load_image_dataset("tiny-imagenet", tmp_path, val_size=3, seed=1)
+    assert torch.equal(torch.bincount(other_seed.val.labels), torch.ones(3, dtype=torch.int64))
+    assert (tmp_path / "tiny-imagenet" / "images-32px-RGB.pt").exists()
+    native = load_image_dataset("tiny-imagenet", tmp_path, val_size=3, image_size=64)
+    check_split(native.test, 6, size=64)
+
+
+def test_mnist_m_png_folders_and_label_lists(tmp_path):
+    folder = tmp_path / "mnist_m"
+    rng = np.random.default_rng(3)
+    for part, count in (("train", 10), ("test", 4)):
+        labels = rng.integers(0, 10, count)
+        lines = []
+        for i, label in enumerate(labels):
+            save_png(folder / f"mnist_m_{part}" / f"{i:08d}.png", solid(int(label), 28))
+            lines.append(f"{i:08d}.png {label}")
+        (folder / f"mnist_m_{part}_labels.txt").write_text("\n".join(lines) + "\n")
+    data = load_image_dataset("mnist-m", tmp_path, val_size=3)
+    check_split(data.train, 7), check_split(data.val, 3), check_split(data.test, 4)
+    for split in data.splits().values():
+        assert torch.equal(read_labels(split), split.labels)
+    listed = [int(line.split()[1]) for line in (folder / "mnist_m_train_labels.txt").read_text().splitlines()]
+    assert data.train.labels.tolist() == listed[:7] and data.val.labels.tolist() == listed[7:]
+    os.remove(folder / "mnist_m_test" / "00000002.png")
+    with pytest.raises(FileNotFoundError, match="mnist-m: 1 images listed in mnist_m_test_labels.txt"):
+        load_image_dataset("mnist-m", tmp_path, val_size=3)
+
+
+def write_pacs(folder, per_group=10, size=24):
+    relative = []
+    for d, domain in enumerate(PACS_DOMAINS):
+        for c, name in enumerate(PACS_CLASSES):
+            for i in range(per_group):
+                suffix = ".png" if domain == "sketch" else ".jpg"    # the real sketch images are PNG
+                path = folder / domain / name / f"pic_{i:03d}{suffix}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(solid(c, size, d)).save(path, quality=95)
+                relative.append(f"{domain}/{name}/{path.name} {c + 1}")
+    return relative
+
+
+def read_domains(split: ImageSplit) -> torch.Tensor:
+    return torch.round((split.images[:, 1].float().mean(dim=(1, 2)) - 40) / 50).long()
+
+
+def test_pacs_all_domains_paper_protocol_and_disjoint_option(tmp_path):
+    write_pacs(tmp_path / "pacs_data")
+    data = load_image_dataset("pacs", tmp_path)
+    check_split(data.train, 252), check_split(data.val, 28), check_split(data.test, 280)   # 9 : 1 : all
+    for split in data.splits().values():
+        assert torch.equal(read_labels(split), split.labels)
+        assert torch.equal(read_domains(split), split.extra["domain"])
+        assert torch.equal(split.extra["class_labels"], split.labels)
+    groups = data.val.extra["domain"] * 7 + data.val.labels
+    assert torch.equal(torch.bincount(groups, minlength=28), torch.ones(28, dtype=torch.int64))   # 10 % per group
+    assert data.class_names == PACS_CLASSES and data.extra_names["domain"] == PACS_DOMAINS
+    by_domain = load_image_dataset("pacs", tmp_path, label_kind="domain")
+    assert by_domain.num_classes == 4 and torch.equal(by_domain.test.labels, read_domains(by_domain.test))
+    disjoint = load_image_dataset("pacs", tmp_path, options={"split": "disjoint"})
+    sizes = [len(s) for s in disjoint.splits().values()]
+    assert sizes == [224, 28, 28] and sum(sizes) == 280
+    with pytest.raises(ValueError, match="unknown PACS split option 'leaky'"):
+        load_image_dataset("pacs", tmp_path, options={"split": "leaky"})
+
+
+def test_pacs_kfold_layout_uses_the_official_lists(tmp_path):
+    base = tmp_path / "PACS"
+    relative = write_pacs(base / "kfold", per_group=3)
+    for domain in PACS_DOMAINS:
+        mine = [line for line in relative if line.startswith(domain + "/")]
+        (base / f"{domain}_train_kfold.txt").write_text("\n".join(l for l in mine if "pic_000" not in l) + "\n")
+        (base / f"{domain}_crossval_kfold.txt").write_text("\n".join(l for l in mine if "pic_000" in l) + "\n")
+        (base / f"{domain}_test_kfold.txt").write_text("\n".join(mine) + "\n")
+    data = load_image_dataset("pacs", tmp_path)
+    check_split(data.train, 56), check_split(data.val, 28), check_split(data.test, 84)
+    assert data.split_notes.startswith("official kfold lists")
+    for split in data.splits().values():
+        assert torch.equal(read_labels(split), split.labels)
+    assert torch.equal(torch.bincount(data.val.extra["domain"] * 7 + data.val.labels), torch.ones(28, dtype=torch.int64))
+
+
+# ----------------------------------------------------------------------------------------------
+# downsampled ImageNet
+
+
+def imagenet64_rows(labels):
+    return np.stack([solid(int(l) - 1, 64).transpose(2, 0, 1).reshape(-1) for l in labels])   # (N, 12288)
+
+
+@pytest.mark.parametrize("variant", ["npz", "pickle"])
+def test_imagenet64_npz_and_pickle_batches(tmp_path, variant):
+    rng = np.random.default_rng(4)
+    train_dir = tmp_path / ("Imagenet64_train_npz" if variant == "npz" else "Imagenet64_train")
+    val_dir = tmp_path / ("Imagenet64_val_npz" if variant == "npz" else "Imagenet64_val")
+    train_dir.mkdir(), val_dir.mkdir()
+    batches = {f"train_data_batch_{i}": rng.integers(1, 11, 5) for i in (1, 2, 10)}   # 1-based labels
+    batches["val_data"] = rng.integers(1, 11, 4)
+    for name, labels in batches.items():
+        folder = val_dir if name == "val_data" else train_dir
+        stored = {"data": imagenet64_rows(labels), "labels": labels.tolist()}
+        if variant == "npz":
+            np.savez(folder / f"{name}.npz", **stored, **({"mean": np.zeros(12288)} if name != "val_data" else {}))
+        else:
+            with open(folder / name, "wb") as handle:
+                pickle.dump(stored, handle, protocol=2)
+    (tmp_path / "map_clsloc.txt").write_text("n01 1 tench\nn02 2 goldfish\n")
+    data = load_image_dataset("imagenet64", tmp_path, val_size=4)
+    check_split(data.train, 11, size=64), check_split(data.val, 4, size=64), check_split(data.test, 4, size=64)
+    assert data.num_classes == 1000 and data.class_names[:2] == ["tench", "goldfish"]
+    for split in data.splits().values():
+        assert torch.equal(read_labels(split), split.labels)
+    train_labels = np.concatenate([batches[f"train_data_batch_{i}"] for i in (1, 2, 10)]) - 1
+    assert sorted(torch.cat([data.train.labels, data.val.labels]).tolist()) == sorted(train_labels.tolist())
+    assert data.test.labels.tolist() == (batches["val_data"] - 1).tolist()
+    small = load_image_dataset("imagenet64", tmp_path, val_size=4, image_size=32)
+    check_split(small.train, 11)
+
+
+# ----------------------------------------------------------------------------------------------
+# embedded sets
+
+
+def test_digits_split_is_stratified_deterministic_and_complete():
+    data = load_image_dataset("digits")
+    check_split(data.train, 1258, channels=1), check_split(data.val, 180, channels=1)
+    check_split(data.test, 359, channels=1)
+    assert data.paper_augment == "crop" and data.num_classes == 10
+    class_share = torch.bincount(torch.cat([s.labels for s in data.splits().values()])).double() / 1797
+    for split in data.splits().values():
+        counts = torch.bincount(split.labels, minlength=10).double()
+        assert (counts - len(split) * class_share).abs().max() <= 1   # every class in proportion
+    again = load_image_dataset("digits")
+    assert all(torch.equal(a.images, b.images) for a, b in zip(data.splits().values(), again.splits().values()))
+    reseeded = load_image_dataset("digits", seed=1)
+    assert not torch.equal(reseeded.test.images, data.test.images)
+    from sklearn.datasets import load_digits
+    original = torch.from_numpy(np.round(load_digits().images * 255 / 16).astype(np.uint8)).unsqueeze(1)
+    pooled = torch.cat([s.images for s in data.splits().values()])   # the splits partition the 1,797 images
+    assert torch.equal(torch.sort(pooled.flatten(1).sum(1)).values,
+                       torch.sort(image_module.resize_images(original, 32).flatten(1).sum(1)).values)
+    small = load_image_dataset("digits", image_size=16, val_size=100, limit=50)
+    check_split(small.train, 50, channels=1, size=16), check_split(small.val, 50, channels=1, size=16)
+
+
+def test_synthetic_is_deterministic_balanced_and_sized_by_options():
+    data = load_image_dataset("synthetic")
+    check_split(data.train, 5000), check_split(data.val, 1000), check_split(data.test, 2000)
+    for split in data.splits().values():
+        assert torch.equal(torch.bincount(split.labels), torch.full((10,), len(split) // 10))
+    first = make_synthetic_images(train_size=100, val_size=20, test_size=20)
+    assert torch.equal(make_synthetic_images(train_size=100, val_size=20, test_size=20).test.images, first.test.images)
+    assert not torch.equal(make_synthetic_images(train_size=100, val_size=20, test_size=20, seed=1).test.images,
+                           first.test.images)
+    small = load_image_dataset("synthetic", val_size=40, image_size=16,
+                               options={"num_classes": 4, "train_size": 80, "test_size": 40, "channels": 1})
+    check_split(small.train, 80, channels=1, size=16), check_split(small.val, 40, channels=1, size=16)
+    assert small.num_classes == 4 and len(small.class_names) == 4
+    with pytest.raises(ValueError, match="unknown synthetic option.*'classes'"):
+        load_image_dataset("synthetic", options={"classes": 3})
+
+
+def test_synthetic_class_is_in_the_spectrum_not_in_the_pixels():
+    """Not trivial: a nearest class-mean classifier on raw pixels is near chance (random phases
+    cancel the gratings). Learnable: the same classifier on the 2-D power spectrum is far above it."""
+    data = make_synthetic_images(train_size=2000, val_size=0, test_size=1000)
+
+    def nearest_mean(features_train, features_test):
+        means = torch.stack([features_train[data.train.labels == c].mean(0) for c in range(10)])
+        predictions = torch.cdist(features_test, means).argmin(1)
+        return (predictions == data.test.labels).float().mean().item()
+
+    pixels = lambda split: split.images.float().flatten(1) / 255                   # noqa: E731
+    spectrum = lambda split: torch.fft.fft2(split.images.float().mean(1) / 255).abs().pow(2).flatten(1).log1p()  # noqa: E731
+    assert nearest_mean(pixels(data.train), pixels(data.test)) < 0.3
+    assert nearest_mean(spectrum(data.train), spectrum(data.test)) > 0.5
