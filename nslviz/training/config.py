@@ -63,6 +63,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     decay_everything: bool = False           # True: weight decay on the head too (NSL recipe)
     # data
+    label_kind: str = "fine"                 # "coarse": CIFAR-100's 20 superclasses (sub-category discovery)
     augment: str | None = None               # None: the dataset's paper recipe ("paper" for MN sets)
     val_size: int | None = None              # None: the dataset's paper split
     image_size: int | None = None

@@ -63,7 +63,8 @@ def build_model(config: TrainConfig, num_classes: int, channels: int, image_size
 
 def load_data(config: TrainConfig):
     data = load_image_dataset(config.dataset, data_root(config.data_root), val_size=config.val_size,
-                              image_size=config.image_size, download=config.download, seed=config.seed)
+                              image_size=config.image_size, label_kind=config.label_kind,
+                              download=config.download, seed=config.seed)
     if config.train_limit is not None:
         data.train = data.train.subset(slice(0, config.train_limit))
     if config.eval_limit is not None:
