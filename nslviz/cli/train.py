@@ -76,8 +76,6 @@ def add_parser(subparsers) -> None:
     data = p.add_argument_group("data")
     data.add_argument("--label-kind", choices=("fine", "coarse", "domain"),
                       help="coarse: CIFAR-100's 20 superclasses; domain: PACS domains")
-    data.add_argument("--label-kind", choices=("fine", "coarse", "domain"),
-                      help="coarse: CIFAR-100's 20 superclasses; domain: PACS domains")
     data.add_argument("--augment", choices=AUGMENTATIONS)
     data.add_argument("--val-size", type=positive_int)
     data.add_argument("--image-size", type=positive_int)
