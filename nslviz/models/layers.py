@@ -1,0 +1,117 @@
+"""Pieces shared by the MN backbones (ResNet v2, DenseNet, ConvNet): BatchNorm as the official
+TF contrib code configures it, Xavier-initialised bias-free convolutions, the Neural-Similarity
+3x3 convolution factory, iFiLM-or-identity slots, validation of the builder options, and the
+`Backbone` base class (input check, global average pooling, `feature_dim`).
+
+Official settings (lupalab/Meta-Neighborhoods, network/*.py): `tf.contrib.layers.batch_norm` with
+decay 0.9 (PyTorch momentum 0.1), eps 1e-3, centre and scale; every conv is bias-free with
+`xavier_initializer_conv2d` (Glorot uniform, fans = k·k·C_in and k·k·C_out, as `xavier_uniform_`).
+
+Deviation: the contrib moving mean is zero-debiased; PyTorch's running mean is not. The two agree
+after a few dozen training steps (0.9^50 < 0.6%).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+from .._checks import check_choice, check_positive
+from ..ifilm import IFILM_PLACEMENTS, IFiLM
+from ..nsl import NSL_MODES, make_conv, prepare_nsl_options
+
+BN_EPS = 1e-3          # contrib batch_norm epsilon
+BN_MOMENTUM = 0.1      # contrib decay 0.9
+
+
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    """BatchNorm2d with the official eps 1e-3 and momentum 0.1 (TF decay 0.9)."""
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def film(channels: int, enabled: bool, entries: int) -> nn.Module:
+    """An iFiLM slot: `IFiLM(channels, entries)` where the placement puts one, else nn.Identity."""
+    return IFiLM(channels, entries) if enabled else nn.Identity()
+
+
+def xavier_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Conv2d:
+    """A bias-free conv with TF 'SAME' padding for odd kernels, Glorot-uniform initialised."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+    nn.init.xavier_uniform_(conv.weight)
+    return conv
+
+
+def network_nsl_options(nsl: str, nsl_options: Mapping | None) -> dict:
+    """The options every 3x3 conv of one network receives (`nslviz.nsl.prepare_nsl_options`: checks
+    them and turns `shared_predictor=True` into one predictor shared by the whole network)."""
+    return prepare_nsl_options(nsl, dict(nsl_options or {}))
+
+
+def similarity_conv3x3(nsl: str, in_channels: int, out_channels: int, stride: int = 1,
+                       nsl_options: Mapping | None = None) -> nn.Module:
+    """The 3x3 conv of a backbone body, built by `nslviz.nsl.make_conv` (plain conv for nsl="none",
+    which checks and ignores `nsl_options`); pass options prepared by `network_nsl_options`.
+
+    A plain nn.Conv2d gets the official Xavier init; an NSL module keeps the init its own
+    definition gives it (NSL code: He-normal kernels, special predictor inits)."""
+    conv = make_conv(nsl, in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False,
+                     **dict(nsl_options or {}))
+    if type(conv) is nn.Conv2d:
+        nn.init.xavier_uniform_(conv.weight)
+    return conv
+
+
+def check_backbone_options(name: str, *, in_channels, image_size, min_image_size: int, ifilm, ifilm_entries,
+                           nsl, final_relu, nsl_options, unsupported: Mapping) -> None:
+    """The builder contract's validation (nslviz.models.registry): ValueError naming the bad option."""
+    if unsupported:
+        raise ValueError(f"backbone {name!r} does not take option(s) {', '.join(sorted(map(repr, unsupported)))}; "
+                         "it takes in_channels, image_size, ifilm, ifilm_entries, nsl, nsl_options, final_relu"
+                         + _EXTRA_OPTIONS.get(name.removesuffix("_64"), ""))
+    check_positive("in_channels", in_channels, integer=True)
+    check_positive("image_size", image_size, integer=True)
+    if image_size < min_image_size:
+        raise ValueError(f"backbone {name!r} needs image_size >= {min_image_size} (its poolings/strides leave "
+                         f"no pixels otherwise), got {image_size}")
+    check_choice("ifilm placement", ifilm, IFILM_PLACEMENTS)
+    check_positive("ifilm_entries", ifilm_entries, integer=True)
+    check_choice("nsl mode", nsl, NSL_MODES)
+    if not isinstance(final_relu, bool):
+        raise ValueError(f"final_relu must be True or False, got {final_relu!r}")
+    if nsl_options is not None and not isinstance(nsl_options, Mapping):
+        raise ValueError(f"nsl_options must be a dict of keyword arguments for nslviz.nsl.make_conv or None, "
+                         f"got {type(nsl_options).__name__}")
+
+
+_EXTRA_OPTIONS = {"densenet40": ", dropout, transition_ifilm"}
+
+
+class Backbone(nn.Module):
+    """Base of every backbone: images (B, in_channels, H, W) in [0, 1] -> features (B, feature_dim).
+
+    Subclasses set `feature_dim` and implement `feature_map(images) -> (B, feature_dim, h, w)`; the
+    final activation choice (BN, optional ReLU) is theirs, the global average pool is here."""
+
+    feature_dim: int
+
+    def __init__(self, *, in_channels: int, image_size: int, ifilm: str, nsl: str, final_relu: bool):
+        super().__init__()
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.ifilm = ifilm
+        self.nsl = nsl
+        self.final_relu = final_relu
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expected images of shape (batch, {self.in_channels}, H, W), "
+                             f"got {tuple(images.shape)}")
+        return self.feature_map(images).mean(dim=(2, 3))          # (B, feature_dim) global average pool
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, image_size={self.image_size}, feature_dim={self.feature_dim}, "
+                f"ifilm={self.ifilm!r}, nsl={self.nsl!r}, final_relu={self.final_relu}")
