@@ -61,6 +61,7 @@ def add_parser(subparsers) -> None:
     mn.add_argument("--alpha", type=positive_float, help="initial inner step size")
     mn.add_argument("--entry-dropout", type=fraction)
     mn.add_argument("--first-order", type=_boolean)
+    mn.add_argument("--values", choices=("soft", "fixed"), help="dictionary values: learnable soft (default) or fixed one-hot")
     mn.add_argument("--ifilm-placement", choices=("all", "last"))
     mn.add_argument("--ifilm-entries", type=positive_int)
     opt = p.add_argument_group("optimisation")

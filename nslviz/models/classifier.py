@@ -90,11 +90,13 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
                       image_size: int = 32, classifier: str = "cosine", entries: int = 5000,
                       temperature: float = 0.2, inner_steps: int = 1, step_size: str = "scalar",
                       step_size_init: float = 0.05, entry_dropout: float = 0.5, first_order: bool = False,
+                      values: str = "soft",
                       ifilm_placement: str = "all", ifilm_entries: int = 10, nsl: str = "none",
                       nsl_options: dict | None = None) -> ImageClassifier:
     """One model of MN Table 1/3 (or an NSL network with `nsl`), by name. Defaults are the paper's:
     cosine classifier, S = 5000, T = 0.2, one inner step, learnable scalar α (init 0.05 as coded),
-    50% per-example entry dropout, iFiLM with S_l = 10 after every BatchNorm."""
+    50% per-example entry dropout, iFiLM with S_l = 10 after every BatchNorm, learnable soft values
+    (values="fixed": one-hot classes in contiguous blocks, the official `--fix_v=True`)."""
     check_choice("method", method, METHODS)
     check_choice("classifier", classifier, CLASSIFIERS)
     check_positive("num_classes", num_classes, integer=True, minimum=2)
@@ -107,7 +109,7 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
     if method.startswith("mn"):
         head = MetaNeighborhoodsHead(d, num_classes, entries=entries, similarity="cosine",
                                      temperature=temperature, entry_dropout=entry_dropout,
-                                     classifier=classifier, values="soft", inner_steps=inner_steps,
+                                     classifier=classifier, values=values, inner_steps=inner_steps,
                                      step_size=step_size, step_size_init=step_size_init,
                                      first_order=first_order)
     elif method == "vanilla_extra":

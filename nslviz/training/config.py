@@ -47,6 +47,7 @@ class TrainConfig:
     step_size: str = "scalar"                # α: "scalar" or "diagonal"
     alpha: float = 0.05                      # initial |α| (official init)
     entry_dropout: float = 0.5               # per-example dictionary dropout while training
+    values: str = "soft"                     # "soft" learnable class distributions, "fixed" one-hot (--fix_v)
     first_order: bool = False
     ifilm_placement: str = "all"             # for methods *_ifilm: "all" or "last"
     ifilm_entries: int = 10                  # S_l
@@ -89,6 +90,7 @@ class TrainConfig:
             check_choice("augment", self.augment, AUGMENTATIONS)
         check_choice("amp", self.amp, AMP_MODES)
         check_choice("step_size", self.step_size, ("scalar", "diagonal"))
+        check_choice("values", self.values, ("soft", "fixed"))
         check_choice("ifilm_placement", self.ifilm_placement, ("all", "last"))
         for name in ("inner_steps", "epochs", "batch_size", "eval_batch_size",
                      "checkpoint_every", "ifilm_entries"):

@@ -57,6 +57,7 @@ def build_model(config: TrainConfig, num_classes: int, channels: int, image_size
                              temperature=config.temperature, inner_steps=config.inner_steps,
                              step_size=config.step_size, step_size_init=config.alpha,
                              entry_dropout=config.entry_dropout, first_order=config.first_order,
+                             values=config.values,
                              ifilm_placement=config.ifilm_placement, ifilm_entries=config.ifilm_entries,
                              nsl=config.nsl, nsl_options=config.nsl_options or None)
 
