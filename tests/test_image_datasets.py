@@ -60,7 +60,6 @@ def test_registry_lists_every_dataset_and_rejects_unknown_names():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(label_kind="coarse"), "coarse.*only for cifar100"),
     (dict(label_kind="domain"), "domain.*only for pacs"),
     (dict(label_kind="superclass"), "unknown label_kind"),
     (dict(val_size=-1), "val_size"),
@@ -71,6 +70,11 @@ def test_registry_lists_every_dataset_and_rejects_unknown_names():
 def test_bad_arguments_raise_value_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_image_dataset("digits", **kwargs)
+
+
+def test_coarse_labels_exist_only_for_cifar100_and_digits():
+    with pytest.raises(ValueError, match="coarse.*only for cifar100 and digits, not 'synthetic'"):
+        load_image_dataset("synthetic", label_kind="coarse")
 
 
 @pytest.mark.parametrize("name, path_part", [

@@ -42,6 +42,10 @@ from .._checks import check_choice, check_positive
 CACHE_FORMAT = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DIGIT_NAMES = [str(d) for d in range(10)]
+# digits' coarse labels (label_kind="coarse"): 5 groups of 2 look-alike digits, a small stand-in for
+# CIFAR-100's superclasses in the sub-category discovery experiment (MN Appendix A.9).
+DIGIT_COARSE_GROUPS = ((0, 6), (1, 7), (2, 5), (3, 8), (4, 9))
+DIGIT_COARSE_NAMES = [f"{a}/{b}" for a, b in DIGIT_COARSE_GROUPS]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 PACS_DOMAINS = ["art_painting", "cartoon", "photo", "sketch"]
 PACS_CLASSES = ["dog", "elephant", "giraffe", "guitar", "horse", "house", "person"]
@@ -176,7 +180,8 @@ def load_image_dataset(name: str, root: str | Path = "data", *, val_size: int | 
     val_size: images held out for validation; None = the paper's split (e.g. the last 5,000 of the
         CIFAR training set). For CINIC-10 it caps its own validation folder.
     image_size: side of the square images; None = 32 (64 for imagenet64), as in the paper.
-    label_kind: "fine" (default); "coarse" = the 20 CIFAR-100 superclasses; "domain" = PACS domains.
+    label_kind: "fine" (default); "coarse" = the 20 CIFAR-100 superclasses (digits: 5 pairs of
+        look-alike digits, DIGIT_COARSE_GROUPS); "domain" = PACS domains.
     download: fetch CIFAR-10/100, MNIST or SVHN with torchvision's downloaders when missing.
     limit: keep only the first `limit` images of every split (quick runs).
     seed: seeds every random split and ordering (splits of the same seed are identical everywhere).
@@ -196,8 +201,8 @@ def load_image_dataset(name: str, root: str | Path = "data", *, val_size: int | 
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"options must be a dict, got {type(options).__name__}")
-    if label_kind == "coarse" and name != "cifar100":
-        raise ValueError(f"label_kind='coarse' exists only for cifar100, not {name!r}")
+    if label_kind == "coarse" and name not in ("cifar100", "digits"):
+        raise ValueError(f"label_kind='coarse' exists only for cifar100 and digits, not {name!r}")
     if label_kind == "domain" and name != "pacs":
         raise ValueError(f"label_kind='domain' exists only for pacs, not {name!r}")
     request = _Request(name, Path(root), val_size, image_size, label_kind, bool(download), limit, seed,
@@ -890,20 +895,30 @@ def _load_digits(request: _Request) -> ImageDataset:
     """scikit-learn's 1,797 handwritten digits (8×8, 17 grey levels, scaled to 0–255), resized to
     32×32, 1 channel: a seeded stratified split, test 20 % (359), val 10 % (180, `val_size`),
     train the rest (1,258). No flips in its augmentation ("crop"): a mirrored digit is another
-    symbol."""
+    symbol. label_kind="coarse": the 5 groups of DIGIT_COARSE_GROUPS are the labels, with extras
+    "fine_labels" (the digit) and "coarse_labels" (the group), as CIFAR-100's; same images and splits."""
     from sklearn.datasets import load_digits
     bunch = load_digits()
     images = torch.from_numpy(np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
     split = ImageSplit(images, _labels(bunch.target))
     order = stratified_order(split.labels, request.seed)
+    class_names, extra_names = DIGIT_NAMES, None
+    if request.label_kind == "coarse":
+        group_of = torch.empty(10, dtype=torch.int64)
+        for group, digits in enumerate(DIGIT_COARSE_GROUPS):
+            group_of[list(digits)] = group
+        coarse = group_of[split.labels]
+        split = ImageSplit(images, coarse, {"coarse_labels": coarse, "fine_labels": split.labels})
+        class_names, extra_names = DIGIT_COARSE_NAMES, {"coarse_labels": DIGIT_COARSE_NAMES, "fine_labels": DIGIT_NAMES}
     n_test = round(0.2 * len(split))
     n_val = round(0.1 * len(split)) if request.val_size is None else request.val_size
     if n_test + n_val >= len(split):
         raise ValueError(f"val_size {n_val} leaves no training images (digits has {len(split) - n_test} to share)")
     test, val, train = (split.subset(order[:n_test]), split.subset(order[n_test:n_test + n_val]),
                         split.subset(order[n_test + n_val:]))
-    return _assemble(request, train, val, test, class_names=DIGIT_NAMES, native_size=32,
-                     split_notes="seeded stratified split: test 20 %, val 10 %, train 70 %")
+    return _assemble(request, train, val, test, class_names=class_names, native_size=32,
+                     split_notes="seeded stratified split: test 20 %, val 10 %, train 70 %",
+                     extra_names=extra_names)
 
 
 @_register("synthetic", "crop", manual="nothing to get: it is generated")
