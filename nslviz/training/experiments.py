@@ -45,7 +45,7 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
     for method in dict.fromkeys(methods):
         run_config = dataclasses.replace(config, method=method)
         run_dir = group_dir / method
-        existing = RunDirectory(run_dir)
+        existing = RunDirectory(run_dir, create=False)
         summary = existing.read_summary() if existing.summary_path.exists() else None
         if summary is not None and _same_run(existing, run_config):
             summaries[method] = summary

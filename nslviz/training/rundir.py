@@ -56,9 +56,10 @@ class RunDirectory:
     """The files of one run. `metrics.jsonl` is rewritten atomically on every append (it is small),
     so a kill never leaves a half-written line."""
 
-    def __init__(self, path):
+    def __init__(self, path, *, create: bool = True):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
 
     config_path = property(lambda self: self.path / "config.json")
     metrics_path = property(lambda self: self.path / "metrics.jsonl")

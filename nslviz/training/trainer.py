@@ -144,13 +144,13 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     device = context.device
     data = load_data(config)
     config = config.resolved(data.paper_augment)
-    run = RunDirectory(run_path) if context.is_main else None
     checkpoint = None
     if resume:
-        checkpoint = RunDirectory(run_path).load_checkpoint(map_location="cpu")
+        checkpoint = RunDirectory(run_path, create=False).load_checkpoint(map_location="cpu")
         if checkpoint is None:
             raise ValueError(f"cannot resume: no checkpoint.pt in {str(run_path)!r}; run without --resume to start")
         _check_resumable(TrainConfig.from_dict(checkpoint["config"]), config)
+    run = RunDirectory(run_path) if context.is_main else None
     torch.manual_seed(config.seed)                                       # same initial weights on every rank
     model = build_model(config, data.num_classes, data.channels, data.image_size).to(device)
     channels_last = _channels_last(config, device)
@@ -273,7 +273,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
 def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     """(model, config, data) of a finished or running run directory, for analysis notebooks.
     which: "best" (best.pt) or "last" (checkpoint.pt)."""
-    run = RunDirectory(run_dir)
+    run = RunDirectory(run_dir, create=False)
     if not run.config_path.exists():
         raise ValueError(f"{str(run_dir)!r} is not a run directory (no config.json); expected the run_dir of a train() call")
     config = TrainConfig.from_dict(json.loads(run.config_path.read_text()))
