@@ -13,6 +13,7 @@ initialised U[-2, 2], negative squared Euclidean similarity with T = 0.1, one in
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -115,7 +116,7 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: SpiralConfig,
            generator: torch.Generator, snapshot, desc: str) -> None:
     """Adam on the binary cross-entropy of `model(x)`; calls snapshot(step, loss) `frames` times."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)   # one kernel per op, not per tensor
     snapshot_at = set(np.linspace(0, config.steps, config.frames).round().astype(int).tolist())
     running = float("nan")
     for step in tqdm(range(config.steps + 1), desc=desc, disable=not config.progress, leave=False):
@@ -131,12 +132,28 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: SpiralCon
         running = loss.item()
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """The spiral's tensors are tiny (batch 32, 100 entries): intra-op threads only add overhead, and
+    on a busy machine their spin-waiting costs several times the work. Restores the setting after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run_spiral(config: SpiralConfig | None = None, *, run_dir: str | Path | None = None,
                **overrides) -> SpiralResult:
     """Train MN and the plain linear classifier on the spirals; return everything the figures need.
     `overrides` replace fields of `config` (e.g. run_spiral(steps=500)). With `run_dir`, writes
     config.json, metrics.jsonl and summary.json there."""
-    config = dataclasses.replace(config or SpiralConfig(), **overrides)
+    with _one_thread():
+        return _run_spiral(dataclasses.replace(config or SpiralConfig(), **overrides), run_dir)
+
+
+def _run_spiral(config: SpiralConfig, run_dir) -> SpiralResult:
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
