@@ -154,8 +154,8 @@ TABULAR_DATASETS: dict[str, TabularSpec] = {
     "super": TabularSpec("super", "Superconductivity data", f"{UCI}/00464/superconduct.zip", "superconduct.zip",
                          None, "train.csv", _read_superconductivity, 21_263, 81,
                          "https://archive.ics.uci.edu/dataset/464/superconductivty+data"),
-    # A third-party registry (Julia DataDeps) lists SHA-256 37bd14730ef7e4786e094421982ad32536298a9d84d875cd35d27423f14b409a
-    # for this archive; unverified here, so not enforced.
+    # A third-party registry (Julia DataDeps) lists the SHA-256
+    # 37bd14730ef7e4786e094421982ad32536298a9d84d875cd35d27423f14b409a for this archive; unverified, so not enforced.
     "gom": TabularSpec("gom", "Geographical original of music", f"{UCI}/00315/Geographical%20Original%20of%20Music.zip",
                        "Geographical Original of Music.zip", None, "default_plus_chromatic_features_1059_tracks.txt",
                        _read_music_origin, 1_059, 116,

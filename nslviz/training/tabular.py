@@ -20,7 +20,6 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -89,8 +88,7 @@ def predict_tabular(model: nn.Module, inputs: torch.Tensor, batch_size: int = 20
     model.eval()
     chunks = [model(inputs[start:start + batch_size]) for start in range(0, max(inputs.shape[0], 1), batch_size)]
     model.train(was_training)
-    outputs = torch.cat(chunks)
-    return outputs
+    return torch.cat(chunks)
 
 
 def _adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
@@ -111,7 +109,8 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
 
     x (N, d) float; y (N, C) float for loss="mse", (N,) class indices for "cross_entropy"; both on
     the model's device. Optimiser: AdamW with decoupled `weight_decay` on the network weights only
-    (the MN dictionary, step sizes and temperature are not decayed, `model.no_weight_decay_parameters()`).
+    (the MN dictionary, step sizes and temperature, `model.no_weight_decay_parameters()`, are not
+    decayed; a model without that method has every parameter decayed).
     Every epoch visits the training rows once in a seeded random order in batches of `batch_size`
     (the last one may be smaller). With validation data: stop when the validation loss has not
     improved by more than `tol` for `patience` epochs (MN App. B: tol 0, patience 10; tol > 0 as in
@@ -133,7 +132,8 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         raise ValueError("give both x_val and y_val, or neither")
     validate = x_val is not None and x_val.shape[0] > 0
     start = time.perf_counter()
-    optimizer = _adamw(parameter_groups(model, weight_decay), lr)
+    optimizer = _adamw(parameter_groups(model, weight_decay, decay_everything=not hasattr(
+        model, "no_weight_decay_parameters")), lr)
     generator = torch.Generator().manual_seed(seed)
     n = x_train.shape[0]
     best_loss, best_epoch, best_state, history, steps = math.inf, 0, None, [], 0
@@ -174,7 +174,8 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         best_epoch, best_loss = len(history), math.nan
     epochs = history[-1]["epoch"] if history else 0
     return TabularFitResult(best_epoch=best_epoch, best_validation_loss=best_loss, epochs=epochs,
-                            steps=steps, stopped_early=validate and epochs < max_epochs, history=history, seconds=time.perf_counter() - start)
+                            steps=steps, stopped_early=validate and epochs < max_epochs, history=history,
+                            seconds=time.perf_counter() - start)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -286,7 +287,8 @@ class RegressionCVConfig:
         if self.threads is not None:
             check_positive("threads", self.threads, integer=True, minimum=1)
         if self.validation_fraction == 0:
-            raise ValueError("validation_fraction must be > 0: hyper-parameters and early stopping need validation data")
+            raise ValueError("validation_fraction must be > 0: hyper-parameters and early stopping need "
+                             "validation data")
 
 
 @dataclass

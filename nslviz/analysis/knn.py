@@ -1,0 +1,311 @@
+"""k-nearest neighbors as multi-task learning, MN sec. 2.3, checked numerically with MN's own inner loop.
+
+Each query x̃_i is a task T_i whose data are its k nearest training points N(x̃_i). Fitting an
+estimator f_i on the task minimises L_{T_i}(f_i) = Σ_j ω_ij L(f_i(x_j), y_j) with ω_ij = 1/k on the
+neighborhood and 0 elsewhere. That is MN eq. (1) with the dictionary = the training set and a hard,
+uniform attention over the k nearest entries:
+
+  * f_i constant, L = squared error: the optimum is the neighbors' mean, i.e. kNN regression. One
+    inner step from any start reaches it exactly: C - α·2(C - ȳ_i) = ȳ_i for α = 1/2.
+    `knn_by_finetuning` takes that step with `nslviz.finetune_functional` and equals scikit-learn's
+    KNeighborsRegressor to floating-point precision.
+  * Classification: a constant probability vector p_i on one-hot targets. With the squared error
+    (Brier score) the same single step gives the class frequencies among the neighbors, i.e.
+    KNeighborsClassifier.predict_proba, and its argmax is the majority vote. (Cross-entropy has the
+    same optimum, p_i = the frequencies.)
+  * f_i linear, f_i(x) = a_i + b_iᵀ(x - x̃_i): the optimum is local linear regression, a weighted
+    least-squares fit on the neighborhood, `local_linear_regression` (batched over queries), and
+    gradient steps of the same inner loop converge to it (`finetune_on_neighborhoods`).
+
+Meta-Neighborhoods then (i) replaces the constant by a neural f_φ shared across tasks and finetuned
+per task, (ii) replaces the hard k-nearest attention by a softmax over a learned dictionary, and
+(iii) learns both end to end. All functions are vectorised over queries (no loop over examples).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.func import functional_call, vmap
+from tqdm.auto import tqdm
+
+from .._checks import check_positive
+from ..neighborhoods import finetune_functional
+
+
+def _as_tensor(array, dtype=torch.float64) -> torch.Tensor:
+    tensor = torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array, dtype=dtype)
+    return tensor[:, None] if tensor.dim() == 1 else tensor
+
+
+def nearest_neighbors(x_train, x_query, k: int) -> torch.Tensor:
+    """Indices (Q, k) of the k nearest training points (Euclidean) of every query, nearest first;
+    ties broken by the lower index."""
+    x_train, x_query = _as_tensor(x_train), _as_tensor(x_query)
+    check_positive("k", k, integer=True, minimum=1)
+    if k > x_train.shape[0]:
+        raise ValueError(f"k must be <= the number of training points ({x_train.shape[0]}), got {k}")
+    distances = torch.cdist(x_query, x_train)                                     # (Q, N)
+    return distances.sort(dim=1, stable=True).indices[:, :k]
+
+
+def neighborhood_attention(x_train, x_query, k: int) -> torch.Tensor:
+    """ω (Q, N): 1/k on each query's k nearest training points, 0 elsewhere (the hard-attention
+    limit of MN eq. (5) with the training set as dictionary)."""
+    index = nearest_neighbors(x_train, x_query, k)
+    weights = torch.zeros(index.shape[0], _as_tensor(x_train).shape[0], dtype=torch.float64)
+    return weights.scatter_(1, index, 1.0 / k)
+
+
+class ConstantModel(nn.Module):
+    """f(x) = c for every x: the estimator behind kNN."""
+
+    def __init__(self, outputs: int = 1):
+        super().__init__()
+        self.value = nn.Parameter(torch.zeros(outputs, dtype=torch.float64))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.value.expand(inputs.shape[0], -1)
+
+
+def finetune_on_neighborhoods(model: nn.Module, x_train, y_train, x_query, k: int, *, steps: int = 1,
+                              step_size: float = 0.5, attention: torch.Tensor | None = None) -> torch.Tensor:
+    """Predictions (Q, C) of `model` after `steps` inner steps of MN eq. (1) per query on its
+    neighborhood (squared-error loss, averaged over the C outputs), from the model's parameters:
+    φ_i = φ - α ∇_φ Σ_j ω_ij L(f_φ(x_j), y_j), prediction f_{φ_i}(x̃_i). Uses nslviz.finetune_functional."""
+    x_train, y_train, x_query = _as_tensor(x_train), _as_tensor(y_train), _as_tensor(x_query)
+    if attention is None:
+        attention = neighborhood_attention(x_train, x_query, k)
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    steps_by_name = {name: torch.tensor(float(step_size), dtype=torch.float64) for name in params}
+    with torch.no_grad():
+        adapted = finetune_functional(model, params, attention, x_train, y_train, "mse", steps_by_name, steps)
+        return vmap(lambda p, x: functional_call(model, p, (x[None],))[0])(adapted, x_query)
+
+
+def knn_by_finetuning(x_train, y_train, x_query, k: int) -> np.ndarray:
+    """kNN regression as one inner step of a constant estimator (α = C/2 for C outputs): (Q,) or (Q, C)."""
+    targets = _as_tensor(y_train)
+    outputs = targets.shape[1]
+    predictions = finetune_on_neighborhoods(ConstantModel(outputs), x_train, targets, x_query, k,
+                                            step_size=outputs / 2.0).numpy()
+    return predictions[:, 0] if np.ndim(y_train) == 1 else predictions
+
+
+def knn_class_probabilities(x_train, labels, x_query, k: int, classes=None) -> np.ndarray:
+    """Class frequencies among the k neighbors (Q, n_classes) as one inner step of a constant
+    probability vector under the squared error (Brier score) on one-hot targets. `classes`: the
+    label of every column (default: the sorted unique labels)."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels) if classes is None else np.asarray(classes)
+    one_hot = (labels[:, None] == classes[None, :]).astype(np.float64)           # (N, n_classes)
+    return knn_by_finetuning(x_train, one_hot, x_query, k)
+
+
+def local_linear_regression(x_train, y_train, x_query, k: int) -> np.ndarray:
+    """Local linear regression: for every query the weighted least-squares line through its k
+    nearest neighbors (uniform weights), evaluated at the query; one batched lstsq over all queries.
+    Needs k >= d + 1 for a unique fit. Returns (Q,) or (Q, C) like y_train."""
+    x_train_t, y_train_t, x_query_t = _as_tensor(x_train), _as_tensor(y_train), _as_tensor(x_query)
+    d = x_train_t.shape[1]
+    if k < d + 1:
+        raise ValueError(f"local linear regression in {d} dimensions needs k >= {d + 1} neighbors, got k={k}")
+    index = nearest_neighbors(x_train_t, x_query_t, k)                            # (Q, k)
+    offsets = x_train_t[index] - x_query_t[:, None, :]                            # (Q, k, d) centred on the query
+    design = torch.cat([torch.ones_like(offsets[..., :1]), offsets], dim=-1)     # (Q, k, 1 + d)
+    solution = torch.linalg.lstsq(design, y_train_t[index]).solution             # (Q, 1 + d, C)
+    predictions = solution[:, 0, :].numpy()                                       # a_i: the line at the query
+    return predictions[:, 0] if np.ndim(y_train) == 1 else predictions
+
+
+def linear_finetuning_path(x_train, y_train, x_query, k: int, steps=(1, 10, 100, 1000)) -> dict[int, np.ndarray]:
+    """Predictions (Q,) of an affine model f(x) = a + bᵀx (zero init) after `steps` gradient steps of
+    MN eq. (1) per query on its neighborhood (`finetune_on_neighborhoods`, i.e. nslviz's inner loop),
+    step size 1/L with L the largest curvature of any query's loss: {steps: (Q,)}. As the steps grow
+    this converges to `local_linear_regression` (gradient descent on a convex quadratic)."""
+    x_train_t, y_train_t, x_query_t = _as_tensor(x_train), _as_tensor(y_train), _as_tensor(x_query)
+    attention = neighborhood_attention(x_train_t, x_query_t, k)                  # (Q, N)
+    design = torch.cat([torch.ones_like(x_train_t[:, :1]), x_train_t], dim=1)    # (N, 1 + d)
+    hessians = 2.0 * torch.einsum("qn,np,nr->qpr", attention, design, design)    # (Q, 1 + d, 1 + d)
+    step_size = 1.0 / float(torch.linalg.eigvalsh(hessians).max())
+    model = nn.Linear(x_train_t.shape[1], 1).double()
+    nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
+    return {n: finetune_on_neighborhoods(model, x_train_t, y_train_t, x_query_t, k, steps=n, step_size=step_size,
+                                         attention=attention)[:, 0].numpy() for n in steps}
+
+
+def derivation_data(n_train: int = 400, n_query: int = 150, seed: int = 0):
+    """2-D inputs with a non-linear target and 3 classes cut from it: (x_train, y_train, labels, x_query)."""
+    rng = np.random.default_rng(seed)
+    x_train, x_query = rng.normal(size=(n_train, 2)), rng.normal(size=(n_query, 2))
+    y_train = np.sin(2 * x_train[:, 0]) + x_train[:, 1] ** 2 + 0.1 * rng.normal(size=n_train)
+    labels = np.digitize(y_train, [0.5, 1.5])
+    return x_train, y_train, labels, x_query
+
+
+def derivation_checks(neighbors=(1, 5, 20, 50), seed: int = 0) -> list[dict]:
+    """The numbers behind notebook 02: for every k, the largest absolute difference between
+      * `knn_by_finetuning` (one inner step of a constant) and KNeighborsRegressor.predict,
+      * `knn_class_probabilities` and KNeighborsClassifier.predict_proba (plus how often the
+        majority vote, its argmax, agrees with KNeighborsClassifier.predict),
+      * `local_linear_regression` (batched) and scikit-learn's LinearRegression fitted on each
+        query's neighbors (the reference loops over queries; it is only a check).
+    Data: `derivation_data(seed=seed)`."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+    x_train, y_train, labels, x_query = derivation_data(seed=seed)
+    rows = []
+    for k in neighbors:
+        regressor = KNeighborsRegressor(n_neighbors=k).fit(x_train, y_train)
+        classifier = KNeighborsClassifier(n_neighbors=k).fit(x_train, labels)
+        probabilities = knn_class_probabilities(x_train, labels, x_query, k, classifier.classes_)
+        row = {"k": k,
+               "kNN regression: max |Δ|": float(np.abs(knn_by_finetuning(x_train, y_train, x_query, k)
+                                                       - regressor.predict(x_query)).max()),
+               "kNN class probabilities: max |Δ|": float(np.abs(probabilities
+                                                                - classifier.predict_proba(x_query)).max()),
+               "majority vote agrees": float(np.mean(classifier.classes_[probabilities.argmax(1)]
+                                                     == classifier.predict(x_query)))}
+        if k >= x_train.shape[1] + 1:
+            index = nearest_neighbors(x_train, x_query, k).numpy()
+            reference = np.array([LinearRegression().fit(x_train[i], y_train[i]).predict(q[None])[0]
+                                  for i, q in zip(index, x_query)])
+            row["local linear: max |Δ|"] = float(np.abs(local_linear_regression(x_train, y_train, x_query, k)
+                                                         - reference).max())
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# the 1-D toy of notebook 02: kNN, local linear regression and MN on the same noisy curve
+# ----------------------------------------------------------------------------------------------
+
+def toy_function(x: np.ndarray) -> np.ndarray:
+    """The noiseless curve of the toy: sin(2x) + 0.3x."""
+    return np.sin(2.0 * x) + 0.3 * x
+
+
+@dataclass(frozen=True)
+class KnnToyConfig:
+    """1-D toy: `points` noisy samples of `toy_function` on [-3, 3] (20% held out for early stopping),
+    kNN and local linear regression for every k in `neighbors`, vanilla MLP and MN (`entries` induced
+    neighbors, negative squared Euclidean similarity: cosine similarity is meaningless in 1-D) for
+    every T in `temperatures`. MN keys start spread uniformly over the data, values U(min y, max y).
+    Learning rate 1e-2 (the paper's 1e-3 needs about ten times the epochs on this small toy)."""
+    points: int = 200
+    noise: float = 0.3
+    test_points: int = 1000
+    grid: int = 241
+    neighbors: tuple[int, ...] = (1, 3, 5, 10, 20, 40, 80)
+    temperatures: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    entries: int = 30
+    layers: int = 2
+    width: int = 32
+    lr: float = 1e-2
+    batch_size: int = 32
+    max_epochs: int = 400
+    patience: int = 40
+    seed: int = 0
+    threads: int | None = 1              # torch CPU threads while training (restored after)
+    progress: bool = False
+
+    def __post_init__(self):
+        check_positive("points", self.points, integer=True, minimum=10)
+        check_positive("noise", self.noise, minimum=0)
+        for k in self.neighbors:
+            check_positive("neighbors k", k, integer=True, minimum=1)
+        for t in self.temperatures:
+            check_positive("temperature T", t)
+        check_positive("entries S", self.entries, integer=True, minimum=1)
+
+    def quick(self) -> "KnnToyConfig":
+        """The notebook's quick mode: fewer temperatures and epochs."""
+        return dataclasses.replace(self, temperatures=(0.01, 0.1, 1.0), max_epochs=120, patience=20)
+
+
+@dataclass
+class KnnToyResult:
+    config: KnnToyConfig
+    x_train: np.ndarray                      # (N,) all noisy samples (fit + validation)
+    y_train: np.ndarray
+    grid: np.ndarray                         # (G,) where the fits are drawn
+    truth: np.ndarray                        # (G,) the noiseless curve
+    knn: dict[int, np.ndarray]               # k -> (G,) kNN fit
+    local_linear: dict[int, np.ndarray]      # k -> (G,) local linear fit
+    mlp: np.ndarray                          # (G,) vanilla MLP
+    mn: dict[float, np.ndarray]              # T -> (G,) Meta-Neighborhoods
+    mn_keys: dict[float, np.ndarray]         # T -> (S,) learned key positions
+    mn_values: dict[float, np.ndarray]       # T -> (S,) learned values
+    test_mse: dict[str, dict | float]        # "knn", "local_linear", "mn": {param: mse}; "mlp": mse
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        return {"knn_mse": self.test_mse["knn"], "local_linear_mse": self.test_mse["local_linear"],
+                "mlp_mse": self.test_mse["mlp"], "mn_mse": self.test_mse["mn"], "points": self.config.points,
+                "entries": self.config.entries, "seed": self.config.seed, "seconds": round(self.seconds, 2)}
+
+
+def run_knn_toy(config: KnnToyConfig | None = None, **overrides) -> KnnToyResult:
+    """Every fit of notebook 02's toy on a grid and its test MSE against fresh noisy samples.
+    kNN and local linear use all samples; the MLP and MN hold 20% out for early stopping."""
+    from ..training.tabular import torch_threads
+
+    config = dataclasses.replace(config or KnnToyConfig(), **overrides)
+    with torch_threads(config.threads):
+        return _run_knn_toy(config)
+
+
+def _run_knn_toy(config: KnnToyConfig) -> KnnToyResult:
+    from ..training.tabular import build_meta_neighborhoods_mlp, build_mlp, fit_tabular, predict_tabular
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    x = np.sort(rng.uniform(-3, 3, config.points))
+    y = toy_function(x) + config.noise * rng.normal(size=config.points)
+    x_test = rng.uniform(-3, 3, config.test_points)
+    y_test = toy_function(x_test) + config.noise * rng.normal(size=config.test_points)
+    grid = np.linspace(-3.2, 3.2, config.grid)
+    queries = np.concatenate([grid, x_test])
+
+    def split(predictions):
+        return predictions[: config.grid], float(np.mean((predictions[config.grid:] - y_test) ** 2))
+
+    knn, local_linear, mse = {}, {}, {"knn": {}, "local_linear": {}, "mn": {}}
+    for k in config.neighbors:
+        if k <= config.points:
+            knn[k], mse["knn"][k] = split(knn_by_finetuning(x, y, queries, k))
+        if 2 <= k <= config.points:
+            local_linear[k], mse["local_linear"][k] = split(local_linear_regression(x, y, queries, k))
+
+    order = np.random.default_rng(config.seed + 1).permutation(config.points)
+    fit_index, val_index = order[config.points // 5:], order[: config.points // 5]
+    to_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)[:, None]      # noqa: E731
+    x_fit, y_fit, x_val, y_val = (to_tensor(a) for a in (x[fit_index], y[fit_index], x[val_index], y[val_index]))
+    options = dict(lr=config.lr, batch_size=config.batch_size, max_epochs=config.max_epochs,
+                   patience=config.patience, seed=config.seed)
+    query_tensor = to_tensor(queries)
+
+    mlp = build_mlp(1, 1, config.layers, config.width, seed=config.seed)
+    fit_tabular(mlp, x_fit, y_fit, x_val, y_val, **options)
+    mlp_grid, mse["mlp"] = split(predict_tabular(mlp, query_tensor)[:, 0].double().numpy())
+
+    mn, keys, values = {}, {}, {}
+    for temperature in tqdm(config.temperatures, desc="MN per temperature", disable=not config.progress):
+        generator = torch.Generator().manual_seed(config.seed)
+        initial_keys = (torch.rand(config.entries, 1, generator=generator) * 6 - 3)   # spread over [-3, 3]
+        model = build_meta_neighborhoods_mlp(1, 1, config.layers, config.width, targets=y_fit,
+                                             entries=config.entries, temperature=temperature, seed=config.seed,
+                                             similarity="neg_sq_euclidean", initial_keys=initial_keys)
+        fit_tabular(model, x_fit, y_fit, x_val, y_val, **options)
+        mn[temperature], mse["mn"][temperature] = split(predict_tabular(model, query_tensor)[:, 0].double().numpy())
+        keys[temperature] = model.dictionary.keys.detach()[:, 0].double().numpy()
+        values[temperature] = model.dictionary.values.detach()[:, 0].double().numpy()
+    return KnnToyResult(config=config, x_train=x, y_train=y, grid=grid, truth=toy_function(grid), knn=knn,
+                        local_linear=local_linear, mlp=mlp_grid, mn=mn, mn_keys=keys, mn_values=values,
+                        test_mse=mse, seconds=time.perf_counter() - start)

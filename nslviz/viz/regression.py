@@ -1,0 +1,183 @@
+"""Figures and tables for kNN-as-multi-task-learning (notebook 02) and MN regression (notebook 06).
+They draw results they are given (`KnnToyResult`, `RegressionCVResult`); they train nothing.
+
+Sliders are plotly slider steps that toggle trace visibility (method "update"), so they work in
+JupyterLab, nbviewer and a static HTML export with no kernel.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .common import CLASS_COLORS, finish_figure
+
+METHOD_COLORS = {"knn": CLASS_COLORS[0], "local_linear": CLASS_COLORS[2], "mlp": CLASS_COLORS[1],
+                 "mn": CLASS_COLORS[3], "truth": "#444444"}
+METHOD_NAMES = {"knn": "kNN", "mlp": "vanilla MLP", "mn": "Meta-Neighborhoods", "local_linear": "local linear"}
+
+
+def _f32(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def _visibility_slider(labels: Sequence[str], fixed: int, per_step: int, prefix: str, active: int = 0) -> list[dict]:
+    """One slider; step i shows the `fixed` always-visible traces and traces
+    fixed + i*per_step ... fixed + (i+1)*per_step - 1."""
+    steps = []
+    for i, label in enumerate(labels):
+        visible = [True] * fixed + [False] * (per_step * len(labels))
+        for j in range(per_step):
+            visible[fixed + i * per_step + j] = True
+        steps.append(dict(label=label, method="update", args=[{"visible": visible}]))
+    return [dict(active=active, currentvalue=dict(prefix=prefix), pad=dict(t=40), steps=steps)]
+
+
+def _data_traces(result) -> list[go.Scatter]:
+    return [go.Scatter(x=_f32(result.x_train), y=_f32(result.y_train), mode="markers", name="noisy samples",
+                       marker=dict(color="#9e9e9e", size=5, opacity=0.7), hoverinfo="skip"),
+            go.Scatter(x=_f32(result.grid), y=_f32(result.truth), mode="lines", name="true curve",
+                       line=dict(color=METHOD_COLORS["truth"], dash="dot", width=1.5))]
+
+
+def knn_toy_figure(result) -> go.Figure:
+    """kNN and local linear fits of the 1-D toy; the slider picks k (test MSE in the legend)."""
+    ks = sorted(k for k in result.knn if k in result.local_linear)
+    fig = go.Figure(_data_traces(result))
+    for index, k in enumerate(ks):
+        visible = index == len(ks) // 2
+        fig.add_trace(go.Scatter(x=_f32(result.grid), y=_f32(result.knn[k]), mode="lines", visible=visible,
+                                 line=dict(color=METHOD_COLORS["knn"], width=2, shape="hv"),
+                                 name=f"kNN, k={k} (test MSE {result.test_mse['knn'][k]:.3f})"))
+        fig.add_trace(go.Scatter(x=_f32(result.grid), y=_f32(result.local_linear[k]), mode="lines",
+                                 visible=visible, line=dict(color=METHOD_COLORS["local_linear"], width=2),
+                                 name=f"local linear, k={k} (test MSE {result.test_mse['local_linear'][k]:.3f})"))
+    fig.update_layout(sliders=_visibility_slider([str(k) for k in ks], 2, 2, "neighbors k = ", len(ks) // 2),
+                      height=480, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return finish_figure(fig, "A constant (kNN) or a line (local linear) fitted on each query's k neighbors",
+                         "x", "y")
+
+
+def mn_toy_figure(result) -> go.Figure:
+    """MN fits of the 1-D toy with their learned induced neighbors (key, value); slider over T."""
+    temperatures = sorted(result.mn)
+    fig = go.Figure(_data_traces(result))
+    fig.add_trace(go.Scatter(x=_f32(result.grid), y=_f32(result.mlp), mode="lines",
+                             line=dict(color=METHOD_COLORS["mlp"], width=2, dash="dash"),
+                             name=f"vanilla MLP (test MSE {result.test_mse['mlp']:.3f})"))
+    middle = min(range(len(temperatures)), key=lambda i: abs(np.log10(temperatures[i]) + 1))   # T nearest 0.1
+    for index, t in enumerate(temperatures):
+        visible = index == middle
+        fig.add_trace(go.Scatter(x=_f32(result.grid), y=_f32(result.mn[t]), mode="lines", visible=visible,
+                                 line=dict(color=METHOD_COLORS["mn"], width=2.5),
+                                 name=f"MN, T={t:g} (test MSE {result.test_mse['mn'][t]:.3f})"))
+        fig.add_trace(go.Scatter(x=_f32(result.mn_keys[t]), y=_f32(result.mn_values[t]), mode="markers",
+                                 visible=visible, name="induced neighbors (k_j, v_j)",
+                                 marker=dict(symbol="x", size=9, color=METHOD_COLORS["mn"],
+                                             line=dict(width=1, color="black"))))
+    fig.update_xaxes(range=[float(result.grid[0]), float(result.grid[-1])])
+    fig.update_layout(sliders=_visibility_slider([f"{t:g}" for t in temperatures], 3, 2, "temperature T = ",
+                                                 middle),
+                      height=500, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return finish_figure(fig, "Meta-Neighborhoods: one MLP, finetuned per input on learned neighbors",
+                         "x (the keys k_j live here too)", "y (the values v_j live here too)")
+
+
+def toy_error_figure(result) -> go.Figure:
+    """Test MSE of every toy fit against its locality parameter (k, or T for MN)."""
+    fig = go.Figure()
+    for method in ("knn", "local_linear"):
+        ks = sorted(result.test_mse[method])
+        fig.add_trace(go.Scatter(x=ks, y=[result.test_mse[method][k] for k in ks], mode="lines+markers",
+                                 name=f"{METHOD_NAMES[method]} (x: k)", line=dict(color=METHOD_COLORS[method])))
+    temperatures = sorted(result.test_mse["mn"])
+    fig.add_trace(go.Scatter(x=temperatures, y=[result.test_mse["mn"][t] for t in temperatures], xaxis="x2",
+                             mode="lines+markers", name="MN (top axis: T)", line=dict(color=METHOD_COLORS["mn"])))
+    fig.add_hline(y=result.test_mse["mlp"], line_dash="dash", line_color=METHOD_COLORS["mlp"],
+                  annotation_text=f"vanilla MLP {result.test_mse['mlp']:.3f}")
+    fig.add_hline(y=result.config.noise ** 2, line_dash="dot", line_color="#444444",
+                  annotation_text="noise variance (best possible)", annotation_position="bottom right")
+    fig.update_layout(xaxis=dict(type="log"), height=420,
+                      xaxis2=dict(type="log", overlaying="x", side="top", title_text="temperature T (MN)"),
+                      legend=dict(orientation="h", y=-0.25))
+    return finish_figure(fig, "Locality trades bias for variance: test error against k and T",
+                         "neighbors k (kNN, local linear)", "test MSE")
+
+
+def cv_folds_figure(result) -> go.Figure:
+    """Test MSE of kNN, the vanilla MLP and MN in every fold (paired: one line per fold) and their means."""
+    methods = ["knn", "mlp", "mn"]
+    labels = [METHOD_NAMES[m] for m in methods]
+    fig = go.Figure()
+    for row in result.folds:
+        fig.add_trace(go.Scatter(x=labels, y=[row[f"{m}_mse"] for m in methods], mode="lines+markers",
+                                 line=dict(color="#b0b0b0", width=1), marker=dict(size=6, color="#808080"),
+                                 name=f"fold {row['fold'] + 1}", showlegend=False,
+                                 hovertemplate=f"fold {row['fold'] + 1}: %{{y:.4f}}<extra></extra>"))
+    means = [float(getattr(result, f"{m}_mse").mean()) for m in methods]
+    stds = [float(getattr(result, f"{m}_mse").std(ddof=1)) for m in methods]
+    fig.add_trace(go.Scatter(x=labels, y=means, mode="markers", name="mean ± std over folds",
+                             error_y=dict(type="data", array=stds, visible=True),
+                             marker=dict(size=14, symbol="diamond", color=[METHOD_COLORS[m] for m in methods])))
+    p = result.ttests["mn_vs_mlp"]["pvalue"]
+    fig.update_layout(height=430, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return finish_figure(fig, f"{result.dataset}: test MSE per fold (lines join the same fold; "
+                              f"MN vs MLP paired t-test p = {p:.2g})", "method", "test MSE (standardised target)")
+
+
+def table2_comparison(result, paper: Mapping[str, dict] | None = None):
+    """MN Table 2 (mean ± std test MSE over 5 folds) with this run's row added (pandas DataFrame)."""
+    import pandas as pd
+
+    from ..datasets.tabular import MN_TABLE2
+
+    paper = MN_TABLE2 if paper is None else paper
+    rows = []
+    for name, entry in paper.items():
+        rows.append({"dataset": name, "source": "paper (MN Table 2)", "n": entry["n"], "d": entry["d"],
+                     **{METHOD_NAMES[m]: f"{entry[key][0]:.4g} ± {entry[key][1]:.2g}"
+                        for m, key in (("knn", "knn"), ("mlp", "vanilla"), ("mn", "mn"))}})
+    ours = {"dataset": result.dataset, "source": f"this run ({result.config.folds} folds)",
+            "n": result.n, "d": result.d}
+    for method in ("knn", "mlp", "mn"):
+        values = getattr(result, f"{method}_mse")
+        ours[METHOD_NAMES[method]] = f"{values.mean():.4g} ± {values.std(ddof=1):.2g}"
+    rows.append(ours)
+    return pd.DataFrame(rows).set_index(["dataset", "source"])
+
+
+def chosen_hyperparameters(result):
+    """What validation chose in every fold (pandas DataFrame)."""
+    import pandas as pd
+
+    columns = ["fold", "k", "layers", "width", "mlp_weight_decay", "temperature", "mn_weight_decay", "entries",
+               "mlp_epochs", "mn_epochs", "knn_mse", "mlp_mse", "mn_mse"]
+    frame = pd.DataFrame([{c: row[c] for c in columns} for row in result.folds])
+    frame["fold"] += 1
+    return frame.set_index("fold")
+
+
+def agreement_table(rows: Sequence[dict]):
+    """The numerical checks of notebook 02 (list of dicts from nslviz.analysis.knn.derivation_checks)."""
+    import pandas as pd
+    return pd.DataFrame(rows).set_index("k")
+
+
+def validation_curves_figure(result, fold: int = 0) -> go.Figure:
+    """Validation loss per epoch of the chosen vanilla MLP and MN in one fold (the kept epoch marked)."""
+    fig = go.Figure()
+    for method in ("mlp", "mn"):
+        rows = result.histories[fold][method]
+        epochs = [row["epoch"] for row in rows]
+        losses = [row["validation_loss"] for row in rows]
+        fig.add_trace(go.Scatter(x=epochs, y=losses, mode="lines", name=METHOD_NAMES[method],
+                                 line=dict(color=METHOD_COLORS[method], width=2)))
+        best = int(np.argmin(losses))
+        fig.add_trace(go.Scatter(x=[epochs[best]], y=[losses[best]], mode="markers", showlegend=False,
+                                 marker=dict(color=METHOD_COLORS[method], size=11, symbol="star"),
+                                 hovertemplate=f"{METHOD_NAMES[method]}: kept epoch %{{x}}<extra></extra>"))
+    fig.update_layout(height=380, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    fig.update_yaxes(type="log")
+    return finish_figure(fig, f"Fold {fold + 1}: validation loss while training (stars: the weights kept)",
+                         "epoch (0 = initial weights)", "validation MSE (standardised)")

@@ -1,0 +1,121 @@
+"""The scikit-learn estimators: the full check_estimator suite, sklearn tooling, and input errors."""
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import NotFittedError
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
+
+# No check is skipped or expected to fail: `expected_failed_checks` stays empty, and
+# xfail_strict=True makes an unexpected pass of an expected failure an error too.
+EXPECTED_FAILED_CHECKS: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Dozens of tiny fits: one intra-op thread is faster (and much faster on a shared CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@parametrize_with_checks([MetaNeighborsRegressor(random_state=0), MetaNeighborsClassifier(random_state=0)],
+                         expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS, xfail_strict=True)
+def test_scikit_learn_check_estimator(estimator, check):
+    check(estimator)
+
+
+def _regression(n=160, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=(n, 3))
+    y = np.sin(2 * x[:, 0]) + x[:, 1] ** 2 + 0.05 * rng.normal(size=n)
+    return x, 10 * y + 3                                     # targets in their own units: standardised inside
+
+
+def test_regressor_fits_a_nonlinear_function_in_original_units():
+    x, y = _regression(250)
+    model = MetaNeighborsRegressor(random_state=0, learning_rate=3e-3).fit(x[:200], y[:200])
+    assert model.score(x[200:], y[200:]) > 0.8
+    assert model.n_features_in_ == 3 and model.entries_ == 180 and model.batch_size_ == 45
+    assert model.temperature_ == pytest.approx(3 ** -0.5)
+    assert abs(model.predict(x[200:]).mean() - y[200:].mean()) < 3          # back in the units of y
+    assert 1 <= model.best_epoch_ <= model.n_iter_ <= model.max_epochs
+    again = MetaNeighborsRegressor(random_state=0, learning_rate=3e-3).fit(x[:200], y[:200])
+    np.testing.assert_array_equal(model.predict(x[200:]), again.predict(x[200:]))
+
+
+def test_multi_output_regression_and_classifier_probabilities():
+    x, y = _regression()
+    targets = np.stack([y, -y], axis=1)
+    model = MetaNeighborsRegressor(random_state=0, max_epochs=20).fit(x, targets)
+    assert model.predict(x).shape == (160, 2)
+    xb, yb = make_blobs(n_samples=150, centers=3, random_state=0)
+    names = np.array(["ant", "bee", "cat"])[yb]
+    clf = MetaNeighborsClassifier(random_state=0).fit(xb, names)
+    proba = clf.predict_proba(xb)
+    assert list(clf.classes_) == ["ant", "bee", "cat"] and proba.shape == (150, 3)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(xb))
+    assert clf.score(xb, names) > 0.9
+
+
+def test_works_in_cross_val_score_grid_search_and_pipelines():
+    x, y = _regression(120)
+    scores = cross_val_score(MetaNeighborsRegressor(random_state=0, max_epochs=30), x, y, cv=3)
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+    search = GridSearchCV(MetaNeighborsRegressor(random_state=0, max_epochs=20),
+                          {"temperature": [0.1, 1.0], "width": [16]}, cv=2).fit(x, y)
+    assert search.best_params_["temperature"] in (0.1, 1.0) and search.best_estimator_.width == 16
+    holes = x.copy()
+    holes[::7, 1] = np.nan
+    pipeline = make_pipeline(SimpleImputer(), MetaNeighborsRegressor(random_state=0, max_epochs=20)).fit(holes, y)
+    assert pipeline.predict(holes).shape == (120,)
+
+
+@pytest.mark.parametrize("estimator", [MetaNeighborsRegressor, MetaNeighborsClassifier])
+def test_input_errors_say_what_was_expected(estimator):
+    x, y = make_blobs(n_samples=40, centers=2, random_state=0)
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        estimator().fit(bad, y)
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        estimator().fit(bad, y)
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
+        estimator().fit(x[:, 0], y)
+    with pytest.raises(ValueError, match="at least 2 samples .* n_samples=1"):
+        estimator().fit(x[:1], y[:1])
+    with pytest.raises(NotFittedError):
+        estimator().predict(x)
+    fitted = estimator(random_state=0, max_epochs=3).fit(x, y)
+    with pytest.raises(ValueError, match="X has 3 features, but .* is expecting 2 features"):
+        fitted.predict(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("params,match", [
+    (dict(temperature=0), "temperature must be a finite number > 0 or 'auto', got 0"),
+    (dict(entries=0), "entries must be an integer >= 1 or 'auto', got 0"),
+    (dict(batch_size="big"), "batch_size must be an integer >= 1 or 'auto', got 'big'"),
+    (dict(layers=1.5), "layers must be an integer >= 1, got 1.5"),
+    (dict(validation_fraction=0.0), "validation_fraction must be a number with 0 < validation_fraction < 1"),
+    (dict(similarity="manhattan"), "unknown similarity 'manhattan'"),
+    (dict(weight_decay=-1), "weight_decay must be a finite number >= 0"),
+])
+def test_bad_hyper_parameters_fail_at_fit(params, match):
+    x, y = _regression(20)
+    model = MetaNeighborsRegressor(**params)                 # the constructor only stores them
+    assert model.get_params()[next(iter(params))] == next(iter(params.values()))
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, y)
+
+
+def test_classifier_needs_two_classes():
+    with pytest.raises(ValueError, match="at least 2 classes .* only one class: 1"):
+        MetaNeighborsClassifier().fit(np.random.default_rng(0).normal(size=(10, 2)), np.ones(10, dtype=int))

@@ -1,0 +1,97 @@
+"""kNN as multi-task learning (MN sec. 2.3): MN's inner loop with a constant / linear estimator on each
+query's neighborhood reproduces scikit-learn's kNN and local linear regression."""
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LinearRegression
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+from nslviz.analysis.knn import (ConstantModel, KnnToyConfig, derivation_checks, derivation_data,
+                                 finetune_on_neighborhoods, knn_by_finetuning, knn_class_probabilities,
+                                 linear_finetuning_path, local_linear_regression, nearest_neighbors,
+                                 neighborhood_attention, run_knn_toy)
+
+X, Y, LABELS, QUERIES = derivation_data(n_train=300, n_query=80)
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("k", [1, 4, 17, 60])
+def test_one_inner_step_of_a_constant_is_knn_regression(k):
+    expected = KNeighborsRegressor(n_neighbors=k).fit(X, Y).predict(QUERIES)
+    np.testing.assert_allclose(knn_by_finetuning(X, Y, QUERIES, k), expected, rtol=0, atol=1e-12)
+    two = np.column_stack([Y, np.cos(Y)])                  # several targets: alpha = C/2
+    np.testing.assert_allclose(knn_by_finetuning(X, two, QUERIES, k),
+                               KNeighborsRegressor(n_neighbors=k).fit(X, two).predict(QUERIES), atol=1e-12)
+
+
+def test_the_step_size_matters_and_the_start_does_not():
+    """From any constant, α = 1/2 lands on the neighbors' mean; another α does not."""
+    model = ConstantModel(1)
+    with torch.no_grad():
+        model.value.fill_(7.0)
+    expected = KNeighborsRegressor(n_neighbors=5).fit(X, Y).predict(QUERIES)
+    landed = finetune_on_neighborhoods(model, X, Y, QUERIES, 5, step_size=0.5)[:, 0].numpy()
+    np.testing.assert_allclose(landed, expected, atol=1e-12)
+    short = finetune_on_neighborhoods(model, X, Y, QUERIES, 5, step_size=0.25)[:, 0].numpy()
+    np.testing.assert_allclose(short, (7.0 + expected) / 2, atol=1e-12)     # halfway there
+
+
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_class_frequencies_are_knn_probabilities(k):
+    classifier = KNeighborsClassifier(n_neighbors=k).fit(X, LABELS)
+    probabilities = knn_class_probabilities(X, LABELS, QUERIES, k)
+    np.testing.assert_allclose(probabilities, classifier.predict_proba(QUERIES), atol=1e-12)
+    np.testing.assert_array_equal(classifier.classes_[probabilities.argmax(1)], classifier.predict(QUERIES))
+
+
+@pytest.mark.parametrize("k", [3, 10, 40])
+def test_local_linear_regression_matches_per_query_least_squares(k):
+    index = nearest_neighbors(X, QUERIES, k).numpy()
+    reference = np.array([LinearRegression().fit(X[i], Y[i]).predict(q[None])[0] for i, q in zip(index, QUERIES)])
+    np.testing.assert_allclose(local_linear_regression(X, Y, QUERIES, k), reference, atol=1e-9)
+
+
+def test_gradient_steps_of_a_linear_model_converge_to_local_linear_regression():
+    target = local_linear_regression(X, Y, QUERIES, 40)
+    path = linear_finetuning_path(X, Y, QUERIES, 40, steps=(1, 30, 300))
+    errors = [np.abs(path[n] - target).max() for n in (1, 30, 300)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.05
+
+
+def test_neighborhoods_and_errors():
+    attention = neighborhood_attention(X, QUERIES, 6)
+    assert attention.shape == (80, 300) and torch.allclose(attention.sum(1), torch.ones(80, dtype=torch.float64))
+    assert ((attention > 0).sum(1) == 6).all()
+    ties = nearest_neighbors(np.zeros((4, 1)), np.zeros((1, 1)), 2)
+    assert ties.tolist() == [[0, 1]]                                             # ties: lower index first
+    with pytest.raises(ValueError, match="k must be <= the number of training points \\(300\\), got 301"):
+        nearest_neighbors(X, QUERIES, 301)
+    with pytest.raises(ValueError, match="needs k >= 3 neighbors, got k=2"):
+        local_linear_regression(X, Y, QUERIES, 2)
+
+
+def test_derivation_checks_table():
+    rows = derivation_checks(neighbors=(1, 5), seed=1)
+    assert [row["k"] for row in rows] == [1, 5]
+    for row in rows:
+        assert row["kNN regression: max |Δ|"] < 1e-12 and row["kNN class probabilities: max |Δ|"] < 1e-12
+        assert row["majority vote agrees"] == 1.0
+    assert rows[1]["local linear: max |Δ|"] < 1e-9 and "local linear: max |Δ|" not in rows[0]
+
+
+def test_toy_runs_every_fit():
+    config = KnnToyConfig(points=60, test_points=100, grid=50, neighbors=(1, 5), temperatures=(0.1, 1.0),
+                          entries=8, width=8, max_epochs=5, patience=2)
+    result = run_knn_toy(config)
+    assert set(result.knn) == {1, 5} and set(result.local_linear) == {5} and set(result.mn) == {0.1, 1.0}
+    assert result.knn[1].shape == (50,) and result.mlp.shape == (50,) and result.mn_keys[0.1].shape == (8,)
+    s = result.summary()
+    assert s["knn_mse"][1] > s["knn_mse"][5] > 0                # 1-NN chases the noise
+    assert np.isfinite(s["mlp_mse"]) and all(np.isfinite(v) for v in s["mn_mse"].values())

@@ -1,0 +1,207 @@
+"""MN regression (nslviz.regression), the tabular training loop and the MN Table 2 experiment."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nslviz import FunctionalMetaNeighborhoods
+from nslviz.datasets.tabular import TabularData, load_tabular
+from nslviz.regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
+from nslviz.training.tabular import (RegressionCVConfig, build_meta_neighborhoods_mlp, build_mlp,
+                                     cross_validate_regression, default_entries, fit_tabular, predict_tabular)
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """These models are tiny: one intra-op thread is faster (and much faster on a shared CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+@pytest.mark.parametrize("loss,outputs,first_order,layers", [
+    ("mse", 2, False, 3), ("cross_entropy", 3, False, 1), ("mse", 1, True, 1), ("cross_entropy", 2, True, 3)])
+def test_closed_form_matches_torch_func(loss, outputs, first_order, layers):
+    """The closed-form per-input finetuning equals FunctionalMetaNeighborhoods (vmap(grad)) on the
+    same MLP, dictionary and step sizes: outputs and the gradient of every parameter and the input."""
+    torch.manual_seed(0)
+    model = MetaNeighborhoodsMLP(4, outputs, layers=layers, width=5, entries=7, loss=loss, temperature=0.5,
+                                 key_init_std=1.0, first_order=first_order).double()
+    with torch.no_grad():
+        for step in model.inner_step_sizes.values():
+            step.uniform_(0.1, 0.5)
+    reference = FunctionalMetaNeighborhoods(model.network, 4, outputs, entries=7, loss=loss, temperature=0.5,
+                                            values=model.dictionary.value_kind, first_order=first_order).double()
+    reference.dictionary, reference.inner_step_sizes = model.dictionary, model.inner_step_sizes
+    inputs = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    fast, slow = model(inputs), reference(inputs)
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12)
+    probe = torch.randn_like(fast)
+    wrt = [inputs, *model.parameters()]
+    for name, a, b in zip(["inputs"] + [n for n, _ in model.named_parameters()],
+                          torch.autograd.grad((fast * probe).sum(), wrt, retain_graph=True),
+                          torch.autograd.grad((slow * probe).sum(), wrt)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=lambda m: f"gradient of {name}: {m}")
+    # second order reaches the dictionary and the step sizes
+    grads = dict(zip([n for n, _ in model.named_parameters()], torch.autograd.grad((fast * probe).sum(),
+                                                                                  list(model.parameters()))))
+    assert grads["dictionary.keys"].abs().sum() > 0 and grads["inner_step_sizes.0__weight"].abs() > 0
+
+
+def test_mlp_shape_and_tiny_step_is_the_vanilla_network():
+    mlp = MLP(3, 2, layers=4, width=8)
+    assert [m.out_features for m in mlp.linears] == [8, 8, 8, 2] and len(list(mlp)) == 7
+    model = MetaNeighborhoodsMLP(3, 2, layers=2, width=8, entries=10, step_size_init=1e-9)
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(model(x), model.network(x), rtol=1e-5, atol=1e-6)
+    details = model(x, return_details=True)
+    assert details["attention"].shape == (5, 10) and torch.allclose(details["attention"].sum(1), torch.ones(5))
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(batch, 3\), got \(5, 4\)"):
+        model(torch.randn(5, 4))
+    with pytest.raises(ValueError, match="layers must be >= 1, got 0"):
+        MLP(3, 1, layers=0)
+    with pytest.raises(ValueError, match="binary_cross_entropy"):
+        MetaNeighborhoodsMLP(3, 1, loss="binary_cross_entropy")
+
+
+def test_values_in_target_range_and_builders_are_seeded():
+    targets = torch.tensor([[-2.0, 0.0], [1.0, 5.0], [0.5, 1.0]])
+    values = values_in_target_range(500, targets, torch.Generator().manual_seed(0))
+    assert values.shape == (500, 2)
+    assert values[:, 0].min() >= -2 and values[:, 0].max() <= 1 and values[:, 1].min() >= 0 and values[:, 1].max() <= 5
+    state = torch.get_rng_state()
+    a = build_meta_neighborhoods_mlp(3, 1, 2, 8, targets=targets[:, :1], entries=20, seed=3)
+    b = build_meta_neighborhoods_mlp(3, 1, 2, 8, targets=targets[:, :1], entries=20, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)                     # the caller's RNG is untouched
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), name
+    # MN and the vanilla MLP built with the same seed start from the same network
+    for p, q in zip(build_mlp(3, 1, 2, 8, seed=3).parameters(), a.network.parameters()):
+        assert torch.equal(p, q)
+    assert a.dictionary.values.min() >= -2 and a.dictionary.values.max() <= 1
+    # the dictionary and step sizes are not decayed, the network is
+    excluded = {id(p) for p in a.no_weight_decay_parameters()}
+    assert id(a.dictionary.keys) in excluded and not any(id(p) in excluded for p in a.network.parameters())
+
+
+def test_default_entries():
+    assert default_entries(21_263, 13_600) == 1000 and default_entries(442, 282) == 282
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+def _toy_regression(n=240, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 2, generator=g) * 4 - 2
+    y = (torch.sin(2 * x[:, :1]) + 0.5 * x[:, 1:]) + 0.1 * torch.randn(n, 1, generator=g)
+    return x[:180], y[:180], x[180:], y[180:]
+
+
+def test_fit_tabular_learns_stops_early_and_restores_the_best_weights():
+    x, y, xv, yv = _toy_regression()
+    model = build_mlp(2, 1, 2, 32, seed=0)
+    before = float(torch.nn.functional.mse_loss(predict_tabular(model, xv), yv))
+    result = fit_tabular(model, x, y, xv, yv, lr=1e-2, batch_size=32, max_epochs=150, patience=5, seed=0)
+    after = float(torch.nn.functional.mse_loss(predict_tabular(model, xv), yv))
+    assert after < 0.5 * before
+    assert after == pytest.approx(result.best_validation_loss, rel=1e-6)        # best weights restored
+    losses = [row["validation_loss"] for row in result.history]
+    assert result.best_validation_loss == pytest.approx(min(losses))
+    assert result.stopped_early and result.epochs == result.history[-1]["epoch"]
+    assert result.epochs - result.best_epoch >= 5 or result.epochs == 150
+    assert result.steps == result.epochs * 6                                      # 180 rows / batch 32
+
+
+def test_fit_tabular_is_seeded_and_tol_ends_creeping_losses():
+    x, y, xv, yv = _toy_regression()
+    runs = []
+    for _ in range(2):
+        model = build_meta_neighborhoods_mlp(2, 1, 2, 16, targets=y, entries=30, seed=1)
+        fit_tabular(model, x, y, xv, yv, max_epochs=15, seed=4)
+        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+    # separable classes: cross-entropy creeps down for ever; tol turns that into a stop
+    labels = (x[:, 0] > 0).long()
+    creeping = fit_tabular(build_mlp(2, 2, 2, 16, seed=0), x, labels, xv, (xv[:, 0] > 0).long(),
+                           loss="cross_entropy", lr=1e-2, max_epochs=300, patience=5, tol=1e-2, seed=0)
+    assert creeping.stopped_early and creeping.epochs < 300
+
+
+def test_fit_tabular_keeps_a_warm_start_that_training_does_not_improve():
+    x, y, xv, yv = _toy_regression()
+    model = build_mlp(2, 1, 2, 16, seed=0)
+    fit_tabular(model, x, y, xv, yv, lr=1e-2, max_epochs=100, patience=10, seed=0)
+    trained = [p.detach().clone() for p in model.parameters()]
+    result = fit_tabular(model, x, y, xv, yv, lr=1.0, max_epochs=3, patience=1, seed=0)   # a destructive lr
+    assert result.best_epoch == 0
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), trained))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lr=0), "lr must be > 0"), (dict(batch_size=0), "batch_size must be >= 1"),
+    (dict(patience=1.5), "patience must be an integer"), (dict(loss="hinge"), "unknown loss 'hinge'"),
+    (dict(tol=-1), "tol must be >= 0"),
+])
+def test_fit_tabular_rejects_bad_settings(kwargs, match):
+    x, y, xv, yv = _toy_regression()
+    with pytest.raises(ValueError, match=match):
+        fit_tabular(build_mlp(2, 1, 1, 4), x, y, xv, yv, **kwargs)
+    with pytest.raises(ValueError, match="as many training targets as inputs"):
+        fit_tabular(build_mlp(2, 1, 1, 4), x, y[:-1])
+
+
+# ---------------------------------------------------------------------------------------------- MN Table 2
+
+SMALL = dict(folds=2, neighbors=(3, 10), layers=(2,), widths=(16,), temperatures=(0.3,), max_epochs=10)
+
+
+def test_cross_validation_runs_reports_and_tests():
+    result = cross_validate_regression(RegressionCVConfig(**SMALL))
+    s = result.summary()
+    for key in ("knn_mse", "mlp_mse", "mn_mse", "folds", "seconds", "mn_vs_mlp_pvalue", "chosen"):
+        assert key in s
+    assert s["dataset"] == "diabetes" and s["n"] == 442 and s["d"] == 10 and s["folds"] == 2
+    assert len(result.folds) == 2 and result.mn_mse.shape == (2,)
+    for row in result.folds:
+        assert row["k"] in (3, 10) and (row["layers"], row["width"]) == (2, 16) and row["temperature"] == 0.3
+        assert row["train_rows"] + row["validation_rows"] + row["test_rows"] == 442
+        assert 0.2 < row["knn_mse"] < 1.5 and 0.2 < row["mn_mse"] < 1.5    # standardised target: variance 1
+    assert np.isfinite(result.ttests["mn_vs_mlp"]["statistic"])
+
+
+def test_test_folds_never_influence_the_choices():
+    """Scrambling the targets of the test rows changes no choice and no validation loss."""
+    base = load_tabular("diabetes", max_rows=150)
+    config = RegressionCVConfig(**{**SMALL, "layers": (1, 2), "temperatures": (0.1, 1.0), "max_epochs": 15})
+    first = cross_validate_regression(config, data=base)
+    from sklearn.model_selection import KFold
+    _, test_index = next(iter(KFold(2, shuffle=True, random_state=0).split(base.x)))
+    y = base.y.copy()
+    y[test_index] = np.random.default_rng(1).normal(size=len(test_index)) * 5
+    second = cross_validate_regression(config, data=dataclasses.replace(base, y=y))
+    row_a, row_b = first.folds[0], second.folds[0]
+    for key in ("k", "layers", "width", "temperature", "knn_validation_mse", "mlp_validation_loss",
+                "mn_validation_loss"):
+        assert row_a[key] == pytest.approx(row_b[key], rel=1e-6), key
+    assert row_a["mn_mse"] != pytest.approx(row_b["mn_mse"])              # ... while the test MSE moves
+
+
+def test_cv_config_validation_and_custom_tables():
+    with pytest.raises(ValueError, match="unknown dataset 'boston'"):
+        RegressionCVConfig(dataset="boston")
+    with pytest.raises(ValueError, match="folds must be >= 2, got 1"):
+        RegressionCVConfig(folds=1)
+    with pytest.raises(ValueError, match="validation_fraction must be > 0"):
+        RegressionCVConfig(validation_fraction=0.0)
+    with pytest.raises(ValueError, match="temperatures must list at least one value"):
+        RegressionCVConfig(temperatures=())
+    assert RegressionCVConfig(temperatures=0.2).temperatures == (0.2,)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    table = TabularData("two_targets", x, np.stack([x[:, 0], x[:, 1] ** 2], 1), ["a", "b", "c"], ["u", "v"])
+    result = cross_validate_regression(RegressionCVConfig(**SMALL), data=table)
+    assert result.dataset == "two_targets" and result.targets == 2 and result.folds[0]["entries"] == 24

@@ -1,0 +1,42 @@
+"""python -m nslviz regress / knn-toy: a one-line summary, and one JSON object as the last line."""
+import json
+
+import pytest
+
+from nslviz.__main__ import main
+from nslviz.analysis import knn
+
+
+def test_regress_prints_a_summary_and_json(capsys, tmp_path):
+    code = main(["regress", "--dataset", "diabetes", "--folds", "2", "--neighbors", "5", "15", "--layers", "2",
+                 "--widths", "16", "--temperature", "0.3", "--max-epochs", "8", "--run-dir", str(tmp_path / "run"),
+                 "--json"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    assert lines[0].startswith("regress diabetes (n=442, d=10, 2 folds") and "MN vs MLP p=" in lines[0]
+    summary = json.loads(lines[-1])
+    for key in ("knn_mse", "mlp_mse", "mn_mse", "folds", "seconds", "mn_vs_mlp_pvalue"):
+        assert key in summary
+    assert summary["folds"] == 2 and all(row["k"] in (5, 15) for row in summary["chosen"])
+    stored = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert stored["mn_mse"] == pytest.approx(summary["mn_mse"])
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_regress_rejects_bad_values_with_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["regress", "--folds", "1"])
+    assert exit_info.value.code == 2 and "folds must be >= 2, got 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["regress", "--dataset", "boston"])
+    assert "invalid choice: 'boston'" in capsys.readouterr().err
+
+
+def test_knn_toy_command(capsys, monkeypatch):
+    tiny = knn.KnnToyConfig(points=40, test_points=50, grid=20, neighbors=(1, 5), temperatures=(0.3,),
+                            entries=6, width=8, max_epochs=3, patience=2)
+    monkeypatch.setattr(knn.KnnToyConfig, "quick", lambda self: tiny)
+    assert main(["knn-toy", "--quick", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("knn-toy: test MSE kNN best k=")
+    assert set(json.loads(lines[-1])["knn_mse"]) == {"1", "5"}

@@ -1,0 +1,74 @@
+"""Figures and tables of notebooks 02 and 06: titles, axis labels, sliders that reference real traces."""
+import numpy as np
+import pytest
+
+from nslviz.analysis.knn import KnnToyConfig, KnnToyResult
+from nslviz.training.tabular import RegressionCVConfig, RegressionCVResult
+from nslviz.viz import regression as viz
+
+
+@pytest.fixture(scope="module")
+def toy():
+    grid = np.linspace(-3, 3, 11)
+    curve = np.sin(grid)
+    return KnnToyResult(
+        config=KnnToyConfig(), x_train=grid, y_train=curve, grid=grid, truth=curve,
+        knn={1: curve, 5: curve * 0.9, 20: curve * 0.5}, local_linear={5: curve, 20: curve * 0.8},
+        mlp=curve * 0.7, mn={0.01: curve, 0.1: curve, 1.0: curve}, mn_keys={t: grid[:4] for t in (0.01, 0.1, 1.0)},
+        mn_values={t: curve[:4] for t in (0.01, 0.1, 1.0)},
+        test_mse={"knn": {1: 0.2, 5: 0.1, 20: 0.15}, "local_linear": {5: 0.11, 20: 0.12}, "mlp": 0.14,
+                  "mn": {0.01: 0.13, 0.1: 0.1, 1.0: 0.09}})
+
+
+@pytest.fixture(scope="module")
+def cv():
+    folds = [{"fold": f, "knn_mse": 0.6 + f / 100, "mlp_mse": 0.5 + f / 100, "mn_mse": 0.49 + f / 100, "k": 15,
+              "layers": 2, "width": 32, "mlp_weight_decay": 0.0, "temperature": 0.3, "mn_weight_decay": 0.0,
+              "entries": 280, "mlp_epochs": 12, "mn_epochs": 9} for f in range(3)]
+    history = [{"epoch": e, "validation_loss": 1.0 / (e + 1) + 0.01 * e} for e in range(20)]
+    return RegressionCVResult(config=RegressionCVConfig(folds=3), dataset="diabetes", n=442, d=10, targets=1,
+                              folds=folds, knn_mse=np.array([r["knn_mse"] for r in folds]),
+                              mlp_mse=np.array([r["mlp_mse"] for r in folds]),
+                              mn_mse=np.array([r["mn_mse"] for r in folds]),
+                              ttests={"mn_vs_mlp": {"pvalue": 0.01}, "mn_vs_knn": {"pvalue": 0.02}},
+                              histories=[{"mlp": history, "mn": history}] * 3)
+
+
+def _labelled(fig):
+    assert fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+
+
+def _slider_ok(fig, steps):
+    slider = fig.layout.sliders[0]
+    assert len(slider.steps) == steps
+    for step in slider.steps:
+        visible = step.args[0]["visible"]
+        assert len(visible) == len(fig.data) and sum(visible) >= 3
+    shown = [trace.visible is not False for trace in fig.data]
+    assert shown == list(slider.steps[slider.active].args[0]["visible"])   # the initial view is the active step
+
+
+def test_toy_figures(toy):
+    fig = viz.knn_toy_figure(toy)
+    _labelled(fig)
+    _slider_ok(fig, 2)                                  # k = 5, 20: where both kNN and local linear exist
+    assert [step.label for step in fig.layout.sliders[0].steps] == ["5", "20"]
+    fig = viz.mn_toy_figure(toy)
+    _labelled(fig)
+    _slider_ok(fig, 3)
+    assert fig.layout.sliders[0].active == 1             # T = 0.1 first
+    _labelled(viz.toy_error_figure(toy))
+
+
+def test_cv_figures_and_tables(cv):
+    fig = viz.cv_folds_figure(cv)
+    _labelled(fig)
+    assert "p = 0.01" in fig.layout.title.text and len(fig.data) == 4
+    _labelled(viz.validation_curves_figure(cv, fold=1))
+    table = viz.table2_comparison(cv)
+    assert ("gom", "paper (MN Table 2)") in table.index and ("diabetes", "this run (3 folds)") in table.index
+    assert table.loc[("gom", "paper (MN Table 2)"), "Meta-Neighborhoods"] == "0.5681 ± 0.056"
+    assert table.loc[("diabetes", "this run (3 folds)"), "Meta-Neighborhoods"].startswith("0.5")
+    chosen = viz.chosen_hyperparameters(cv)
+    assert list(chosen.index) == [1, 2, 3] and chosen.loc[1, "temperature"] == 0.3
+    assert list(viz.agreement_table([{"k": 1, "x": 0.0}, {"k": 5, "x": 1e-16}]).index) == [1, 5]
