@@ -44,6 +44,12 @@ NSL_TABLE5: dict[str, tuple[float, float, str]] = {
 }
 
 
+def nsl_table4_row(dataset: str) -> dict[str, float] | None:
+    """{variant: accuracy %} of NSL Table 4 (100 - the printed error) for cifar10 / cifar100, else None."""
+    row = {variant: round(100 - error, 2) for (variant, name), error in NSL_TABLE4.items() if name == dataset}
+    return row or None
+
+
 def mn_table1_row(backbone: str, dataset: str) -> dict[str, float] | None:
     """{method: accuracy %} of MN Table 1 for this backbone and dataset, or None if the paper has no row."""
     backbone = {"resnet29_64": "resnet29", "densenet40_64": "densenet40"}.get(backbone, backbone)

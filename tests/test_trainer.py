@@ -75,6 +75,14 @@ def test_weight_decay_excludes_the_dictionary_classifier_and_step_size_but_not_i
     assert len(everything) == 1 and len(everything[0]["params"]) == len(list(model.parameters()))
 
 
+def test_nsl_recipe_decays_every_weight_but_the_static_similarity():
+    model = build_image_model("vanilla", "cnn9", 10, in_channels=1, classifier="dot", nsl="static_uns")
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in parameter_groups(model, 5e-4, decay_everything=True)}
+    masks = [p for n, p in model.named_parameters() if n.endswith("similarity")]
+    assert len(masks) == 9 and all(id(p) in groups["no_decay"] for p in masks)
+    assert id(model.head.weight) in groups["decay"] and len(groups["decay"]) == len(list(model.parameters())) - 9
+
+
 def test_presets_follow_the_papers():
     mn = TrainConfig.from_preset("mn", dataset="cifar100")
     assert (mn.optimizer, mn.lr, mn.weight_decay, mn.clip_value, mn.augment) == ("adamw", 1e-3, 0.075, 10.0, "paper")

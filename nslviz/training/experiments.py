@@ -1,7 +1,8 @@
-"""Image experiments as the notebooks (03, 04, 07) and the CLI run them: several methods, same settings.
+"""Image experiments as the notebooks (03, 04, 05, 07) run them: several runs, same settings.
 
 `compare_methods(config, ["vanilla", "mn"])` trains one run per method into runs/<group>/<method>
-(resuming any run that was cut off, skipping any that already finished) and returns their summaries.
+(resuming any run that was cut off, skipping any that already finished) and returns their summaries;
+`compare_nsl_variants(config, ["cnn", "dynamic_dns"])` does the same for the rows of NSL Table 4.
 `quick_config(config)` is what quick mode (`NSLVIZ_QUICK=1`, `make test`, Binder) turns a paper run
 into: the embedded `digits` set, a small backbone, a few epochs, CPU.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from .._checks import check_choice
 from ..paths import runs_root
 from .config import TrainConfig
 from .rundir import RunDirectory
@@ -36,23 +38,52 @@ def run_group_dir(config: TrainConfig, group: str | None = None) -> Path:
     return runs_root() / (group or default_run_name(config).replace(f"-{config.method}-", "-compare-"))
 
 
+def compare_runs(configs: dict[str, TrainConfig], group_dir: str | Path, *, progress: bool = True) -> dict[str, dict]:
+    """Train each labelled config into group_dir/<label>; a run that already finished is read back,
+    one that was cut off is resumed. Returns {label: summary}."""
+    summaries = {}
+    for label, run_config in configs.items():
+        run_dir = Path(group_dir) / label
+        existing = RunDirectory(run_dir, create=False)
+        same = _same_run(existing, run_config)
+        if same and existing.summary_path.exists():
+            summaries[label] = existing.read_summary()
+            continue
+        summaries[label] = train(run_config, run_dir, resume=same and existing.checkpoint_path.exists(),
+                                 progress=progress)
+    return summaries
+
+
 def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str | Path | None = None,
                     progress: bool = True) -> dict[str, dict]:
-    """Train `config` once per method (vanilla, mn, mn_ifilm, ...) into group_dir/<method>; a run that
-    already finished is read back, one that was cut off is resumed. Returns {method: summary}."""
-    group_dir = Path(group_dir) if group_dir is not None else run_group_dir(config)
-    summaries = {}
-    for method in dict.fromkeys(methods):
-        run_config = dataclasses.replace(config, method=method)
-        run_dir = group_dir / method
-        existing = RunDirectory(run_dir, create=False)
-        summary = existing.read_summary() if existing.summary_path.exists() else None
-        if summary is not None and _same_run(existing, run_config):
-            summaries[method] = summary
-            continue
-        resume = existing.checkpoint_path.exists() and _same_run(existing, run_config)
-        summaries[method] = train(run_config, run_dir, resume=resume, progress=progress)
-    return summaries
+    """Train `config` once per method (vanilla, mn, mn_ifilm, ...), same settings otherwise, into
+    group_dir/<method> (default runs/<dataset>-<backbone>-compare-seed<k>). Returns {method: summary}."""
+    configs = {m: dataclasses.replace(config, method=m) for m in dict.fromkeys(methods)}
+    return compare_runs(configs, group_dir if group_dir is not None else run_group_dir(config), progress=progress)
+
+
+# NSL Table 4/5 rows: variant -> (plain-network suffix, nsl mode). "cnn++" is the wider plain baseline.
+NSL_VARIANTS = {"cnn": ("", "none"), "cnn++": ("_plus", "none"), "static_dns": ("", "static_dns"),
+                "static_uns": ("", "static_uns"), "dynamic_dns": ("", "dynamic_dns"),
+                "dynamic_uns": ("", "dynamic_uns")}
+
+
+def nsl_variant_config(config: TrainConfig, variant: str) -> TrainConfig:
+    """The run of one NSL Table 4 row: `config` (backbone cnn9 or cnn10) with the variant's network
+    and similarity mode, e.g. "cnn++" -> cnn9_plus, "dynamic_dns" -> cnn9 with nsl="dynamic_dns"."""
+    check_choice("NSL variant", variant, NSL_VARIANTS)
+    suffix, nsl = NSL_VARIANTS[variant]
+    base = config.backbone.removesuffix("_plus")
+    return dataclasses.replace(config, backbone=base + suffix, nsl=nsl)
+
+
+def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir: str | Path | None = None,
+                         progress: bool = True) -> dict[str, dict]:
+    """NSL Table 4 on one dataset: one run per variant (cnn, cnn++, static/dynamic DNS/UNS) with the
+    same recipe, into group_dir/<variant>. Returns {variant: summary}."""
+    configs = {v: nsl_variant_config(config, v) for v in dict.fromkeys(variants)}
+    default_dir = runs_root() / f"{config.dataset}-{config.backbone.removesuffix('_plus')}-nsl-seed{config.seed}"
+    return compare_runs(configs, group_dir if group_dir is not None else default_dir, progress=progress)
 
 
 def _same_run(run: RunDirectory, config: TrainConfig) -> bool:

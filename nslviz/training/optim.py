@@ -8,10 +8,14 @@ from .config import TrainConfig
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, *, decay_everything: bool = False) -> list[dict]:
-    """Two groups: decayed (backbone convs, BN γ/β, iFiLM) and not decayed (the head: dictionary
-    keys and values, classifier, scale τ, step size α — the official MN "memory" scope).
-    `decay_everything=True` puts every parameter in the first group (the NSL recipe's L2)."""
-    excluded = set() if decay_everything else {id(p) for p in model.no_weight_decay_parameters()}
+    """Two groups: decayed (backbone convs, BN γ/β, iFiLM, NSL predictors) and not decayed (the head:
+    dictionary keys and values, classifier, scale τ, step size α — the official MN "memory" scope;
+    and the static NSL similarity M and kernel-shape scores D_r, which the official NSL code does not
+    decay). `decay_everything=True` decays the head too (the NSL recipe's L2 on every weight)."""
+    from ..nsl import similarity_parameters
+    excluded = {id(p) for p in similarity_parameters(model)}
+    if not decay_everything:
+        excluded |= {id(p) for p in model.no_weight_decay_parameters()}
     decay = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
     no_decay = [p for p in model.parameters() if p.requires_grad and id(p) in excluded]
     groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"}]
