@@ -5,6 +5,8 @@ Meta-Neighborhoods (MN):
     InducedDictionary            the learned neighbors {(k_j, v_j)}
     MetaNeighborhoodsHead        per-input finetuned classifier, MN eq. (1)-(3), batched in closed form
     FunctionalMetaNeighborhoods  the same around any small model (torch.func)
+    MetaNeighborhoodsMLP         an MLP finetuned per input on an input-space dictionary (MN regression)
+    IFiLM                        instance-wise FiLM after a BatchNorm, MN eq. (4)
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import os
 from .neighborhoods import (FunctionalMetaNeighborhoods, InducedDictionary, MetaNeighborhoodsHead,
                             classifier_logits, entry_loss, finetune_functional, inner_gradient)
 from .similarity import SIMILARITIES, NeighborAttention, entry_dropout_mask, similarity_scores
+from .regression import MLP, MetaNeighborhoodsMLP
+from .ifilm import IFiLM, ifilm_modules, ifilm_parameters
+from .nsl import GlobalSimilarityAttention, NSConv2d, SphereConv2d, fold_static_nsl, make_conv, nsl_regularization
 
 __version__ = "0.1.0"
 
@@ -37,6 +42,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "MLP", "MetaNeighborhoodsMLP",
+    "IFiLM", "ifilm_modules", "ifilm_parameters",
+    "GlobalSimilarityAttention", "NSConv2d", "SphereConv2d", "fold_static_nsl", "make_conv", "nsl_regularization",
     "FunctionalMetaNeighborhoods", "InducedDictionary", "MetaNeighborhoodsHead", "NeighborAttention",
     "SIMILARITIES", "classifier_logits", "entry_dropout_mask", "entry_loss", "finetune_functional",
     "inner_gradient", "quick_mode", "similarity_scores",

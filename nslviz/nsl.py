@@ -1,21 +1,774 @@
-"""Neural Similarity Learning layers, NSL eq. (1)-(5).
+"""Neural Similarity Learning layers: NSL eq. (1)-(5) and Appendix B (Liu, Liu, Rehg & Song, NeurIPS 2019).
 
-(Placeholder interface: only `make_conv(mode="none", ...)` exists so far; the NSL layers land here.)
+A convolution scores every k×k×C input patch X against every kernel W with the inner product WᵀX.
+NSL replaces it with a bilinear similarity WᵀMX (eq. 1) where M is block-diagonal with one shared
+K×K block M_s per layer, K = k² kernel taps (eq. 2). Written per output position p:
+
+    out(b, f, p) = Σ_c Σ_{s,t} W[f, c, s] · M_st · X(b, c, p + o_t)                       (eq. 1-2)
+
+s indexes the tap of the kernel W, t the tap of the input patch and o_t its offset. Shapes below:
+B batch, C input channels, F filters, K = k·k taps, H'×W' = L output positions.
+
+Modes (`NSL_MODES`; "none" is a plain nn.Conv2d):
+    static_dns   M_s = diag(m): one learned k×k spatial mask per layer            (sec. 3.1-3.2)
+    static_uns   M_s: one learned, unconstrained K×K matrix per layer
+    dynamic_dns  m(b, p) = 1 + predictor(X)(b, p): one mask per sample and position (sec. 3.3)
+    dynamic_uns  M(b, p) = I + predictor(X)(b, p)
+Options of every mode: `kernel_shape=True` learns M = D·R with a binary diagonal D (eq. 4-5);
+`parametrization` "symmetric" or "psd" (M = LLᵀ through a Cholesky factor, sec. 3.4);
+`l2_weight` / `l1_weight` penalties, returned by `NSConv2d.regularization()` for the trainer to add.
+
+Static similarity folds into an ordinary kernel W_eff[f, c, t] = Σ_s W[f, c, s] M_st (the paper's
+MᵀW): `NSConv2d.to_conv2d()` and `fold_static_nsl(model)` give the deployable plain network.
+
+Deviations from the official code (wy1iu/NSL; docs/official-code-notes.md section B), on purpose:
+* Static DNS starts at all ones (M = I, "identity init" as the paper says). The official code
+  reshapes the 3×3 identity, [1,0,0, 0,1,0, 0,0,1], which switches six taps off at the start;
+  it is available as `dns_init="official"`.
+* BatchNorm in the predictor (and in nslviz.models.cnn) uses the official eps = 1e-3 but PyTorch's
+  momentum 0.1 instead of the official EMA decay 0.999 (momentum 0.001): with 0.001 the running
+  statistics are still near their initial values after the few hundred steps of a CPU run.
+* Kernel shape (eq. 4-5) is not in the official code and the paper gives no threshold α. Here the
+  scores D_r start at 1.0 and α = 0.5 (`shape_init`, `shape_threshold`): a tap is switched off
+  once the accumulated straight-through gradient has pushed its score down by half its initial
+  value, the amount by which a static DNS mask entry would have shrunk in the same time. D_r and
+  the static M get no weight decay in the official code: see `similarity_parameters`.
+* The CNN predictor, the shared predictor and the symmetric / PSD parametrisations are described
+  in the paper only (Tables 1 and 3, sec. 3.4); their construction here is ours (see the classes).
+* The UNS predictor adds I₉ as the official code does (the paper says it does not).
+* L2 on the static UNS matrix keeps the official 5e-3 · ½‖M‖²_F (pulling M toward 0, not I) as
+  the default of `l2_weight` for static_uns; every other penalty defaults to 0.
 """
 from __future__ import annotations
 
-import torch.nn as nn
+import copy
+import inspect
+import math
 
-from ._checks import check_choice
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._checks import check_choice, check_positive
 
 NSL_MODES = ("none", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns")
+ANGLE_FUNCTIONS = ("cosine", "linear", "sigmoid")
+SPHERE_NORMALIZATIONS = ("input", "full")
+PREDICTORS = ("sphere", "full_sphere", "cnn")
+PARAMETRIZATIONS = ("free", "symmetric", "psd")
+DNS_INITS = ("ones", "official")
+DYNAMIC_IMPLS = ("auto", "taps", "patches")
+BN_EPS = 1e-3              # official hand-written BatchNorm
+NORM_EPS = 1e-4            # official SphereConv: sqrt(Σ x² + 1e-4)
+OFFICIAL_UNS_L2 = 5e-3     # official L2 on the static UNS matrix
 
 
-def make_conv(mode: str, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-              padding: int = 1, bias: bool = False) -> nn.Module:
-    """The convolution a backbone uses for its 3x3 layers: a plain nn.Conv2d for mode "none",
-    an NSConv2d otherwise."""
+def he_std(in_channels: int, kernel_size: int) -> float:
+    """Official conv initialisation: normal with std √(2 / (k²·C_in))."""
+    return math.sqrt(2.0 / (kernel_size * kernel_size * in_channels))
+
+
+def batch_norm2d(channels: int) -> nn.BatchNorm2d:
+    """BatchNorm with the official eps 1e-3 (momentum: see the module docstring)."""
+    return nn.BatchNorm2d(channels, eps=BN_EPS)
+
+
+def _kernel_size(kernel_size) -> int:
+    """A square kernel k×k with k >= 2, given as k or (k, k)."""
+    if isinstance(kernel_size, (tuple, list)):
+        if len(kernel_size) != 2 or kernel_size[0] != kernel_size[1]:
+            raise ValueError(f"neural similarity needs a square kernel, got kernel_size={tuple(kernel_size)!r}")
+        kernel_size = kernel_size[0]
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 2:
+        raise ValueError(f"neural similarity needs a square kernel of size >= 2 (3 in the paper), got "
+                         f"kernel_size={kernel_size!r}; a 1×1 kernel has a single tap, use nn.Conv2d")
+    return kernel_size
+
+
+# ----------------------------------------------------------------------------------------------
+# SphereConv: the hyperspherical convolution of the predictor (NSL sec. 3.3.1, SphereNet [39])
+# ----------------------------------------------------------------------------------------------
+
+def _angle_function(cos: torch.Tensor, angle: str, sigmoid_k: float) -> torch.Tensor:
+    """g(θ) of SphereNet: cosine cos θ; linear 1 − 2θ/π; sigmoid (k = 0.3 officially)
+    (1 + e^{−π/2k}) / (1 − e^{−π/2k}) · (1 − e^{θ/k − π/2k}) / (1 + e^{θ/k − π/2k}). All map θ ∈ [0, π] onto [1, −1]."""
+    if angle == "cosine":
+        return cos
+    theta = torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6))
+    if angle == "linear":
+        return 1 - 2 * theta / math.pi
+    half = math.pi / (2 * sigmoid_k)
+    scale = (1 + math.exp(-half)) / (1 - math.exp(-half))
+    return scale * torch.tanh((half - theta / sigmoid_k) / 2)     # (1 − e^{a}) / (1 + e^{a}) = tanh(−a/2)
+
+
+def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0,
+                  normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3) -> torch.Tensor:
+    """Hyperspherical convolution: scale · g(θ) with cos θ = wᵀx(p) / (‖w‖ ‖x(p)‖) for the k×k×C
+    patch x(p) (zero padded). normalize="input": scale = ‖w‖, so with g = cos the output is
+    wᵀx / ‖x‖ (the official predictor, "only x normalised"); "full": scale = 1 (fully cosine).
+    Norms are √(Σ² + 1e-4) as officially. x (B, C, H, W), weight (F, C, k, k) -> (B, F, H', W')."""
+    k = weight.shape[-1]
+    raw = F.conv2d(x, weight, stride=stride, padding=padding)                              # (B, F, H', W') wᵀx
+    ones = x.new_ones(1, 1, k, k)
+    patch_norm = torch.sqrt(F.conv2d(x.square().sum(1, keepdim=True), ones, stride=stride, padding=padding)
+                            + NORM_EPS)                                                     # (B, 1, H', W') ‖x(p)‖
+    weight_norm = torch.sqrt(weight.square().sum((1, 2, 3)) + NORM_EPS).view(1, -1, 1, 1)   # (1, F, 1, 1) ‖w‖
+    if angle == "cosine":
+        return raw / patch_norm if normalize == "input" else raw / (patch_norm * weight_norm)
+    g = _angle_function(raw / (patch_norm * weight_norm), angle, sigmoid_k)
+    return weight_norm * g if normalize == "input" else g
+
+
+class SphereConv2d(nn.Module):
+    """Hyperspherical convolution (SphereNet, NSL ref. [39]), the predictor of dynamic NSL
+    (sec. 3.3.1) and the backbone of the global-NS SphereNet (Appendix B.2). See `sphere_conv2d`.
+    No bias. Initialisation: normal, `init_gain` · √(2/(k²C)) (official predictor: 0.1)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 padding: int = 1, normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3,
+                 init_gain: float = 1.0):
+        super().__init__()
+        check_positive("in_channels", in_channels, integer=True)
+        check_positive("out_channels", out_channels, integer=True)
+        check_positive("kernel_size", kernel_size, integer=True)
+        check_positive("stride", stride, integer=True)
+        check_positive("padding", padding, integer=True, minimum=0)
+        check_choice("SphereConv normalization", normalize, SPHERE_NORMALIZATIONS)
+        check_choice("SphereConv angle function", angle, ANGLE_FUNCTIONS)
+        check_positive("sigmoid_k", sigmoid_k)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding = stride, padding
+        self.normalize, self.angle, self.sigmoid_k = normalize, angle, sigmoid_k
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size)
+                                   * (init_gain * he_std(in_channels, kernel_size)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sphere_conv2d(x, self.weight, self.stride, self.padding, self.normalize, self.angle, self.sigmoid_k)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, normalize={self.normalize!r}, angle={self.angle!r}")
+
+
+def orthogonality_penalty(weight: torch.Tensor) -> torch.Tensor:
+    """½‖ŴᵀŴ − I‖²_F with Ŵ the kernel reshaped to (k²C_in, C_out): the official global-NS
+    regulariser (weight 2e-4 there)."""
+    matrix = weight.reshape(weight.shape[0], -1).t()                         # (k²C, F)
+    gram = matrix.t() @ matrix                                               # (F, F)
+    return 0.5 * (gram - torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype)).square().sum()
+
+
+# ----------------------------------------------------------------------------------------------
+# The convolution with a per-position similarity (dynamic NSL), vectorised over samples and positions
+# ----------------------------------------------------------------------------------------------
+
+def _tap_ranges(size_in: int, size_out: int, k: int, stride: int, padding: int) -> list[tuple[int, int, int]]:
+    """For each tap offset d < k along one axis: (first, stop, input_first) such that the outputs
+    i in [first, stop) read the input row i·stride + d − padding, which is inside the image (the
+    other outputs see zero padding)."""
+    ranges = []
+    for d in range(k):
+        first = max(0, -(-(padding - d) // stride))                             # ceil((padding − d) / stride)
+        stop = min(size_out, (size_in - 1 + padding - d) // stride + 1)
+        ranges.append((first, max(first, stop), first * stride + d - padding))
+    return ranges
+
+
+def _tap_slices(rows, cols, tap: int, k: int, stride: int):
+    """(output slices, input slices) of one tap, or None when it only ever sees padding."""
+    (r0, r1, ri), (c0, c1, ci) = rows[tap // k], cols[tap % k]
+    if r1 <= r0 or c1 <= c0:
+        return None
+    out_sl = (slice(r0, r1), slice(c0, c1))
+    in_sl = (slice(ri, ri + (r1 - r0 - 1) * stride + 1, stride), slice(ci, ci + (c1 - c0 - 1) * stride + 1, stride))
+    return out_sl, in_sl
+
+
+class _ShiftWeightSum(torch.autograd.Function):
+    """DNS from per-tap responses, channels-last: out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f).
+    Z = W_s·X at every input pixel comes from one 1×1 conv to K·F channels (the official UNS trick,
+    used here for DNS). One pass per tap over (B, H', W', F); the loop is over the K kernel taps,
+    not over samples or positions. Saves only Z and m for backward.
+    z (B, H, W, K, F), m (B, H', W', K) -> (B, H', W', F)."""
+
+    @staticmethod
+    def forward(ctx, z, m, k, stride, padding):
+        batch, height, width, taps, filters = z.shape
+        out_h, out_w = m.shape[1:3]
+        rows, cols = _tap_ranges(height, out_h, k, stride, padding), _tap_ranges(width, out_w, k, stride, padding)
+        out = z.new_zeros(batch, out_h, out_w, filters)
+        for tap in range(taps):
+            sl = _tap_slices(rows, cols, tap, k, stride)
+            if sl is not None:
+                (ro, co), (ri, ci) = sl
+                out[:, ro, co].addcmul_(z[:, ri, ci, tap], m[:, ro, co, tap:tap + 1])
+        ctx.save_for_backward(z, m)
+        ctx.geometry = (k, stride, rows, cols)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, m = ctx.saved_tensors
+        k, stride, rows, cols = ctx.geometry
+        grad = grad.contiguous()
+        grad_z = None
+        if ctx.needs_input_grad[0]:   # stride 1: every tap writes all but a border strip, zero only that
+            grad_z = torch.empty_like(z) if stride == 1 else torch.zeros_like(z)
+        grad_m = torch.zeros_like(m) if ctx.needs_input_grad[1] else None
+        for tap in range(z.shape[3]):
+            sl = _tap_slices(rows, cols, tap, k, stride)
+            if sl is None:
+                if grad_z is not None:
+                    grad_z[:, :, :, tap] = 0
+                continue
+            (ro, co), (ri, ci) = sl
+            grad_tap = grad[:, ro, co]                                              # (B, ·, ·, F)
+            if grad_z is not None:
+                torch.mul(grad_tap, m[:, ro, co, tap:tap + 1], out=grad_z[:, ri, ci, tap])
+                if stride == 1:
+                    grad_z[:, :ri.start, :, tap] = 0
+                    grad_z[:, ri.stop:, :, tap] = 0
+                    grad_z[:, :, :ci.start, tap] = 0
+                    grad_z[:, :, ci.stop:, tap] = 0
+            if grad_m is not None:
+                grad_m[:, ro, co, tap] = (grad_tap * z[:, ri, ci, tap]).sum(-1)       # Σ_f
+        return grad_z, grad_m, None, None, None
+
+
+class _Patches(torch.autograd.Function):
+    """Channels-last patches: x (B, C, H, W) -> (B, H', W', K, C) with [b, i, j, t, c] = X(b, c, p_ij + o_t)
+    (zero outside the image). K strided copies forward, K strided adds backward; unlike F.unfold the
+    layout puts channels innermost, which is what the batched K×K similarity product wants."""
+
+    @staticmethod
+    def forward(ctx, x, k, stride, padding, out_h, out_w):
+        batch, channels, height, width = x.shape
+        rows, cols = _tap_ranges(height, out_h, k, stride, padding), _tap_ranges(width, out_w, k, stride, padding)
+        pixels = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)   # (B, H, W, C)
+        patches = x.new_zeros(batch, out_h, out_w, k * k, channels)
+        for tap in range(k * k):
+            sl = _tap_slices(rows, cols, tap, k, stride)
+            if sl is not None:
+                (ro, co), (ri, ci) = sl
+                patches[:, ro, co, tap] = pixels[:, ri, ci]
+        ctx.geometry = (x.shape, k, stride, rows, cols)
+        return patches
+
+    @staticmethod
+    def backward(ctx, grad):
+        (batch, channels, height, width), k, stride, rows, cols = ctx.geometry
+        grad_pixels = grad.new_zeros(batch, height, width, channels)
+        for tap in range(k * k):
+            sl = _tap_slices(rows, cols, tap, k, stride)
+            if sl is not None:
+                (ro, co), (ri, ci) = sl
+                grad_pixels[:, ri, ci] += grad[:, ro, co, tap]
+        return grad_pixels.permute(0, 3, 1, 2), None, None, None, None, None
+
+
+def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity: torch.Tensor, *, stride: int = 1,
+                              padding: int = 1, bias: torch.Tensor | None = None, impl: str = "auto") -> torch.Tensor:
+    """Convolution with a similarity matrix for every sample and output position (dynamic NSL,
+    eq. 1-3 applied per patch): out(b, f, p) = Σ_{c,s,t} W[f, c, s] · M_st(b, p) · X(b, c, p + o_t).
+
+    x (B, C, H, W); weight (F, C, k, k); similarity DNS (B, K, H', W') = diagonal m_s(b, p), or
+    UNS (B, K, K, H', W') = M_st(b, p). Returns (B, F, H', W').
+
+    impl "taps" (DNS only): the K per-tap responses W_s·X from one 1×1 conv to K·F channels,
+    weighted by m and summed over shifted maps; memory B·K·F·H·W, conv FLOPs. Both paths work
+    channels-last inside (2× faster 1×1 convs and contiguous channel rows on CPU) and return a
+    channels-last (B, F, H', W') tensor. "patches":
+    channels-last patches (B, L, K, C), mixed by M (batched K×K products), then one matrix
+    product with W; memory B·K·C·L. "auto": taps for DNS at stride 1 (fastest on CPU,
+    benchmarks/bench_nsl.py), patches otherwise."""
+    check_choice("dynamic NSL implementation", impl, DYNAMIC_IMPLS)
+    batch, channels, height, width = x.shape
+    filters, _, k, _ = weight.shape
+    taps = k * k
+    diagonal = similarity.dim() == 4
+    out_h, out_w = similarity.shape[-2:]
+    expected = (batch, taps, out_h, out_w) if diagonal else (batch, taps, taps, out_h, out_w)
+    if tuple(similarity.shape) != expected:
+        raise ValueError(f"similarity must have shape (B, K, H', W') for DNS or (B, K, K, H', W') for UNS with "
+                         f"B={batch}, K={taps}; got {tuple(similarity.shape)}")
+    similarity = similarity.to(x.dtype)
+    if impl == "auto":
+        impl = "taps" if diagonal and stride == 1 else "patches"
+    if impl == "taps":
+        if not diagonal:
+            raise ValueError("impl='taps' computes DNS (diagonal similarity) only; use 'patches' for UNS")
+        per_tap = weight.permute(2, 3, 0, 1).reshape(taps * filters, channels, 1, 1)        # (K·F, C, 1, 1) W_s
+        z = F.conv2d(x.contiguous(memory_format=torch.channels_last), per_tap)                 # (B, K·F, H, W) W_s·X(q)
+        z = z.permute(0, 2, 3, 1).reshape(batch, height, width, taps, filters)                # channels-last view
+        out = _ShiftWeightSum.apply(z, similarity.to(z.dtype).permute(0, 2, 3, 1), k, stride, padding)
+        out = out.permute(0, 3, 1, 2)                                                        # (B, F, H', W')
+    else:
+        patches = _Patches.apply(x, k, stride, padding, out_h, out_w)                        # (B, H', W', K, C)
+        kernel = weight.permute(0, 2, 3, 1).reshape(filters, taps, channels)                  # (F, K, C) W[f, c, s]
+        if diagonal:
+            mask = similarity.permute(0, 2, 3, 1)                                             # (B, H', W', K) m_s(b, p)
+            mixed = patches * mask.unsqueeze(-1)                                              # (B, H', W', K, C)
+        else:
+            matrix = similarity.permute(0, 3, 4, 1, 2)                                        # (B, H', W', K, K) M_st
+            mixed = torch.einsum("bijst,bijtc->bijsc", matrix, patches)                       # Σ_t M_st X(p + o_t)
+        out = torch.einsum("bijsc,fsc->bfij", mixed, kernel)                                  # (B, F, H', W')
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+def _straight_through_step(scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    """D = 1[D_r > α] forward; ∂L/∂D_r = ∂L/∂D backward (NSL eq. 5, straight-through)."""
+    hard = (scores > threshold).to(scores.dtype)
+    return hard + (scores - scores.detach())
+
+
+# ----------------------------------------------------------------------------------------------
+# The similarity predictor of dynamic NSL (sec. 3.3, Appendix A; official-code-notes B.4)
+# ----------------------------------------------------------------------------------------------
+
+class SharedSimilarityPredictor(nn.Module):
+    """One predictor shared by several NSL layers (NSL sec. 3.3.2, "shared", Table 3).
+
+    Holds the two conv weights of the predictor (hidden: k×k `channels` -> `hidden`; output: 3×3
+    `hidden` -> K or K²). Each layer that uses it keeps its own adaptation layer (a 1×1 conv from
+    its input channels to `channels`, since layers see different widths), its own BatchNorms and
+    its own stride. Not in the official code: the adaptation layer and the `channels` = 64 default
+    are our choices. Pass the same instance to every layer (`prepare_nsl_options` does it)."""
+
+    def __init__(self, diagonal: bool, *, channels: int = 64, hidden: int | None = None, kind: str = "sphere",
+                 kernel_size: int = 3):
+        super().__init__()
+        check_positive("shared predictor channels", channels, integer=True)
+        check_choice("similarity predictor", kind, PREDICTORS)
+        k = _kernel_size(kernel_size)
+        self.diagonal, self.channels, self.kind, self.kernel_size = bool(diagonal), channels, kind, k
+        self.hidden = hidden or (64 if diagonal else 128)
+        check_positive("predictor_hidden", self.hidden, integer=True)
+        outputs = k * k if diagonal else (k * k) ** 2
+        self.hidden_weight = nn.Parameter(torch.randn(self.hidden, channels, k, k) * (0.1 * he_std(channels, k)))
+        self.output_weight = nn.Parameter(torch.randn(outputs, self.hidden, 3, 3) * (1e-3 * he_std(self.hidden, 3)))
+
+
+class SimilarityPredictor(nn.Module):
+    """M_θ(X) − I for one NSL layer (sec. 3.3.1): a two-layer conv net on the layer's own input, run
+    at the layer's kernel size, stride and padding, so it predicts one K-vector (DNS) or K×K matrix
+    (UNS, row-major (s, t)) for every sample and output position. As officially coded:
+
+        DNS  hidden: k×k SphereConv ("only x normalised") -> 64, BN, ReLU;  output: 3×3 conv -> 9, BN
+        UNS  hidden: k×k SphereConv ("only x normalised") -> 128, ReLU;     output: 3×3 conv -> 81
+        init std 0.1·He (hidden) and 0.001·He (output); BN eps 1e-3, so M ≈ I at the start.
+
+    kind "full_sphere" makes both layers fully cosine (official `nsl_fspherenet`; cosines do not shrink
+    with the weights, so M starts about 0.15 away from I rather than 0.005); kind "cnn" makes
+    both plain convs and puts BN after both layers in both modes (paper Table 1: an unnormalised
+    CNN predictor does not converge). With `shared`, the conv weights come from a
+    SharedSimilarityPredictor and a per-layer 1×1 adaptation conv comes first."""
+
+    def __init__(self, in_channels: int, diagonal: bool, *, kernel_size: int = 3, stride: int = 1, padding: int = 1,
+                 hidden: int | None = None, kind: str = "sphere", shared: SharedSimilarityPredictor | None = None):
+        super().__init__()
+        check_choice("similarity predictor", kind, PREDICTORS)
+        k = _kernel_size(kernel_size)
+        self.diagonal, self.kind, self.kernel_size, self.stride, self.padding = bool(diagonal), kind, k, stride, padding
+        outputs = k * k if diagonal else (k * k) ** 2
+        if shared is not None:
+            if not isinstance(shared, SharedSimilarityPredictor):
+                raise ValueError(f"shared_predictor must be a SharedSimilarityPredictor (see prepare_nsl_options), "
+                                 f"got {type(shared).__name__}")
+            if (shared.diagonal, shared.kind, shared.kernel_size) != (self.diagonal, kind, k):
+                raise ValueError(f"the shared predictor was built for diagonal={shared.diagonal}, "
+                                 f"kind={shared.kind!r}, kernel_size={shared.kernel_size}; this layer needs "
+                                 f"diagonal={self.diagonal}, "
+                                 f"kind={kind!r}, kernel_size={k}")
+            self.shared = shared
+            self.adapt = nn.Conv2d(in_channels, shared.channels, 1, bias=False)               # per-layer adaptation
+            nn.init.normal_(self.adapt.weight, std=he_std(in_channels, 1))
+            hidden = shared.hidden
+        else:
+            self.shared, self.adapt = None, None
+            hidden = hidden or (64 if diagonal else 128)
+            check_positive("predictor_hidden", hidden, integer=True)
+            self.hidden_weight = nn.Parameter(torch.randn(hidden, in_channels, k, k) * (0.1 * he_std(in_channels, k)))
+            self.output_weight = nn.Parameter(torch.randn(outputs, hidden, 3, 3) * (1e-3 * he_std(hidden, 3)))
+        self.hidden = hidden
+        normalize_both = diagonal or kind == "cnn"
+        self.hidden_norm = batch_norm2d(hidden) if normalize_both else nn.Identity()
+        self.output_norm = batch_norm2d(outputs) if normalize_both else nn.Identity()
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        source = self.shared if self.shared is not None else self
+        return source.hidden_weight, source.output_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, K or K², H', W'): the residual M − I before the parametrisation."""
+        hidden_weight, output_weight = self.weights()
+        if self.adapt is not None:
+            x = self.adapt(x)
+        if self.kind == "cnn":
+            h = F.conv2d(x, hidden_weight, stride=self.stride, padding=self.padding)
+        else:
+            h = sphere_conv2d(x, hidden_weight, self.stride, self.padding,
+                              normalize="input" if self.kind == "sphere" else "full")
+        h = F.relu(self.hidden_norm(h))                                                      # (B, hidden, H', W')
+        if self.kind == "full_sphere":
+            out = sphere_conv2d(h, output_weight, 1, 1, normalize="full")
+        else:
+            out = F.conv2d(h, output_weight, padding=1)
+        return self.output_norm(out)
+
+    def extra_repr(self) -> str:
+        return (f"kind={self.kind!r}, diagonal={self.diagonal}, hidden={self.hidden}, stride={self.stride}, "
+                f"shared={self.shared is not None}")
+
+
+# ----------------------------------------------------------------------------------------------
+# NSConv2d: the convolution with neural similarity
+# ----------------------------------------------------------------------------------------------
+
+class NSConv2d(nn.Module):
+    """Convolution with neural similarity WᵀMX, NSL eq. (1)-(5); one M_s per layer, shared by all
+    kernels and input channels (sec. 4; official: yes). See the module docstring for the modes.
+
+    Keyword options (`make_conv(..., **nsl_options)` forwards them):
+      dns_init         "ones" (M = I) or "official" ([1,0,0,0,1,0,0,0,1]) for static DNS
+      parametrization  "free"; "symmetric" M = (A + Aᵀ)/2; "psd" M = LLᵀ with L lower triangular
+                       (Cholesky factor, sec. 3.4; for DNS m = l²). Dynamic: applied to I + prediction
+                       (symmetric: I + (P + Pᵀ)/2; psd: L = I + tril(P)).
+      kernel_shape     learn M = D·R, D = diag(1[D_r > shape_threshold]) (eq. 4-5), D_r initialised to
+                       shape_init, updated straight-through. D masks rows s: kernel taps switched off.
+      predictor        "sphere" (official), "full_sphere", "cnn"; predictor_hidden (64 DNS / 128 UNS);
+      shared_predictor a SharedSimilarityPredictor used by several layers (sec. 3.3.2)
+      l2_weight        l2 · ½‖M‖²_F (default: 5e-3 for static_uns as officially, else 0)
+      l1_weight        l1 · ‖M‖₁ (sparsity, sec. 3.4); dynamic modes: mean over samples and positions
+      dynamic_impl     "auto", "taps", "patches" (see dynamic_similarity_conv2d)
+    The penalties are not added to the loss by the layer: `regularization()` returns them (for
+    dynamic modes, those of the last training forward), `nsl_regularization(model)` sums them.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride: int = 1, padding: int = 1,
+                 bias: bool = False, mode: str = "static_dns", *, dns_init: str = "ones",
+                 parametrization: str = "free", kernel_shape: bool = False, shape_threshold: float = 0.5,
+                 shape_init: float = 1.0, predictor: str = "sphere", predictor_hidden: int | None = None,
+                 shared_predictor: SharedSimilarityPredictor | None = None, l2_weight: float | None = None,
+                 l1_weight: float = 0.0, dynamic_impl: str = "auto"):
+        super().__init__()
+        check_choice("nsl mode of NSConv2d", mode, NSL_MODES[1:])
+        check_positive("in_channels", in_channels, integer=True)
+        check_positive("out_channels", out_channels, integer=True)
+        k = _kernel_size(kernel_size)
+        check_positive("stride", stride, integer=True)
+        check_positive("padding", padding, integer=True, minimum=0)
+        check_choice("dns_init", dns_init, DNS_INITS)
+        check_choice("parametrization", parametrization, PARAMETRIZATIONS)
+        check_choice("dynamic_impl", dynamic_impl, DYNAMIC_IMPLS)
+        l2_weight = (OFFICIAL_UNS_L2 if mode == "static_uns" else 0.0) if l2_weight is None else l2_weight
+        check_positive("l2_weight", l2_weight, minimum=0)
+        check_positive("l1_weight", l1_weight, minimum=0)
+        check_positive("shape_init", shape_init, minimum=-math.inf)
+        check_positive("shape_threshold", shape_threshold, minimum=-math.inf)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
+        self.stride, self.padding, self.mode, self.parametrization = stride, padding, mode, parametrization
+        self.dynamic, self.diagonal = mode.startswith("dynamic"), mode.endswith("dns")
+        self.taps = k * k
+        self.l2_weight, self.l1_weight, self.dynamic_impl = float(l2_weight), float(l1_weight), dynamic_impl
+        self.shape_threshold = float(shape_threshold)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, k, k) * he_std(in_channels, k))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        if shared_predictor is not None and not self.dynamic:
+            raise ValueError(f"shared_predictor is for the dynamic modes; mode is {mode!r}")
+        if shared_predictor is True:
+            raise ValueError("shared_predictor=True must be turned into one shared module first: "
+                             "options = prepare_nsl_options(mode, options)")
+        if dns_init == "official" and not (self.diagonal and not self.dynamic):
+            raise ValueError(f"dns_init='official' applies to static_dns only, mode is {mode!r}")
+        if self.dynamic:
+            self.predictor = SimilarityPredictor(in_channels, self.diagonal, kernel_size=k, stride=stride,
+                                                 padding=padding, hidden=predictor_hidden, kind=predictor,
+                                                 shared=shared_predictor)
+        else:
+            self.similarity = nn.Parameter(self._static_init(dns_init))
+        self.shape_scores = nn.Parameter(torch.full((self.taps,), float(shape_init))) if kernel_shape else None
+        self._dynamic_penalty: torch.Tensor | None = None
+
+    def _static_init(self, dns_init: str) -> torch.Tensor:
+        """The raw parameter whose parametrisation gives M = I (or the official DNS pattern)."""
+        if self.diagonal:
+            init = torch.eye(self.kernel_size).flatten() if dns_init == "official" else torch.ones(self.taps)
+            if self.parametrization == "psd" and dns_init == "official":
+                raise ValueError("dns_init='official' with parametrization='psd' (m = l²) would freeze the zero taps")
+            return init                                                     # m, or l with m = l² (l = 1 -> m = 1)
+        return torch.eye(self.taps)                                         # M, A or L, all giving M = I
+
+    # -- M ----------------------------------------------------------------------------------------
+    def kernel_shape_mask(self) -> torch.Tensor | None:
+        """D (K,): 1 for the taps kept, 0 for those switched off (straight-through w.r.t. D_r)."""
+        return None if self.shape_scores is None else _straight_through_step(self.shape_scores, self.shape_threshold)
+
+    def static_similarity(self) -> torch.Tensor:
+        """Static M_s with D applied: DNS the diagonal (K,), UNS the matrix (K, K) [s, t]."""
+        if self.dynamic:
+            raise ValueError(f"mode {self.mode!r} has no static similarity; use predict_similarity(x)")
+        raw = self.similarity
+        if self.diagonal:
+            m = raw.square() if self.parametrization == "psd" else raw
+        elif self.parametrization == "symmetric":
+            m = 0.5 * (raw + raw.t())
+        elif self.parametrization == "psd":
+            lower = torch.tril(raw)
+            m = lower @ lower.t()
+        else:
+            m = raw
+        mask = self.kernel_shape_mask()
+        if mask is None:
+            return m
+        return m * mask if self.diagonal else m * mask.unsqueeze(1)          # D·R: rows s of R
+
+    def predict_similarity(self, x: torch.Tensor) -> torch.Tensor:
+        """Dynamic M for every sample and output position, with D applied:
+        DNS (B, K, H', W') diagonal; UNS (B, K, K, H', W') [b, s, t, i, j]."""
+        if not self.dynamic:
+            raise ValueError(f"mode {self.mode!r} is static; use static_similarity()")
+        residual = self.predictor(x)                                          # (B, K or K², H', W')
+        if self.diagonal:
+            m = 1 + residual
+            if self.parametrization == "psd":
+                m = m.square()
+        else:
+            batch, _, out_h, out_w = residual.shape
+            p = residual.view(batch, self.taps, self.taps, out_h, out_w)
+            eye = torch.eye(self.taps, device=p.device, dtype=p.dtype).view(1, self.taps, self.taps, 1, 1)
+            if self.parametrization == "symmetric":
+                m = eye + 0.5 * (p + p.transpose(1, 2))
+            elif self.parametrization == "psd":
+                lower = eye + p * torch.ones(self.taps, self.taps, device=p.device, dtype=p.dtype).tril().view_as(eye)
+                m = torch.einsum("bsrij,btrij->bstij", lower, lower)          # L Lᵀ at every position
+            else:
+                m = eye + p
+        mask = self.kernel_shape_mask()
+        if mask is not None:
+            m = m * mask.view(1, -1, *([1] * (m.dim() - 2)))
+        return m
+
+    # -- forward / fold ---------------------------------------------------------------------------
+    def effective_weight(self) -> torch.Tensor:
+        """Static modes: the folded kernel W_eff[f, c, t] = Σ_s W[f, c, s] M_st, shape (F, C, k, k)."""
+        m = self.static_similarity()
+        kernel = self.weight.view(self.out_channels, self.in_channels, self.taps)        # (F, C, K)
+        if self.diagonal:
+            folded = torch.einsum("fcs,s->fcs", kernel, m)
+        else:
+            folded = torch.einsum("fcs,st->fct", kernel, m)
+        return folded.view_as(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"NSConv2d expects input (batch, {self.in_channels}, height, width), got {tuple(x.shape)}")
+        if not self.dynamic:
+            return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding)
+        m = self.predict_similarity(x)
+        self._dynamic_penalty = self._penalty(m, reduce_positions=True) if self.training else None
+        return dynamic_similarity_conv2d(x, self.weight, m, stride=self.stride, padding=self.padding,
+                                         bias=self.bias, impl=self.dynamic_impl)
+
+    def to_conv2d(self) -> nn.Conv2d:
+        """The equal plain nn.Conv2d for deployment (static modes; NSL sec. 3.2)."""
+        if self.dynamic:
+            raise ValueError(f"mode {self.mode!r} depends on the input and cannot be folded into a plain convolution")
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                         padding=self.padding, bias=self.bias is not None, device=self.weight.device,
+                         dtype=self.weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(self.effective_weight())
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        conv.train(self.training)
+        return conv
+
+    # -- regularisation ---------------------------------------------------------------------------
+    def _penalty(self, m: torch.Tensor, reduce_positions: bool) -> torch.Tensor | None:
+        if self.l2_weight == 0 and self.l1_weight == 0:
+            return None
+        scale = 1.0
+        if reduce_positions:                     # dynamic: mean over samples and positions
+            scale = 1.0 / (m.shape[0] * m.shape[-1] * m.shape[-2])
+        penalty = m.new_zeros(())
+        if self.l2_weight:
+            penalty = penalty + self.l2_weight * 0.5 * m.square().sum() * scale
+        if self.l1_weight:
+            penalty = penalty + self.l1_weight * m.abs().sum() * scale
+        return penalty
+
+    def regularization(self) -> torch.Tensor:
+        """The NSL penalty on M (sec. 3.4) to add to the loss: l2·½‖M‖²_F + l1·‖M‖₁; for dynamic
+        modes the mean over samples and positions of the last training forward; 0 when unused."""
+        penalty = self._dynamic_penalty if self.dynamic else self._penalty(self.static_similarity(), False)
+        return self.weight.new_zeros(()) if penalty is None else penalty
+
+    def extra_repr(self) -> str:
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, mode={self.mode!r}")
+        if self.parametrization != "free":
+            text += f", parametrization={self.parametrization!r}"
+        if self.shape_scores is not None:
+            text += f", kernel_shape=True, shape_threshold={self.shape_threshold}"
+        return text + (", bias=True" if self.bias is not None else "")
+
+
+# ----------------------------------------------------------------------------------------------
+# Global neural similarity = self-attention (Appendix B; official nsl_global_ns)
+# ----------------------------------------------------------------------------------------------
+
+class GlobalSimilarityAttention(nn.Module):
+    """Dynamic global neural similarity as self-attention, NSL Appendix B eq. (10)-(11), as in the
+    official `nsl_global_ns` (official-code-notes B.7):
+
+        f = ReLU(φ_f(X)) (C/8 channels), g = φ_g(X) (C/8), h = φ_h(X) (C), φ 1×1 convolutions
+        β = softmax over positions j of f(i)ᵀ g(j)        (B, N, N), N = H·W; M_G(X) = β
+        out = γ · (β h) + X,  γ a scalar initialised at 0 (the block starts as the identity)
+
+    `cosine=True` makes φ fully cosine SphereConvs (the SphereNet rows of Table 8), False plain
+    convs (the CNN rows). `orthogonality_weight` adds the official ½‖WᵀW − I‖² penalty of the
+    three convs to `regularization()` (2e-4 officially; default 0)."""
+
+    def __init__(self, channels: int, reduction: int = 8, cosine: bool = True, orthogonality_weight: float = 0.0):
+        super().__init__()
+        check_positive("channels", channels, integer=True)
+        check_positive("reduction", reduction, integer=True)
+        check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
+        inner = max(1, channels // reduction)
+        self.channels, self.cosine, self.orthogonality_weight = channels, bool(cosine), float(orthogonality_weight)
+        self.query, self.key, self.value = (self._conv(channels, inner), self._conv(channels, inner),
+                                            self._conv(channels, channels))
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def _conv(self, channels: int, out_channels: int) -> nn.Module:
+        if self.cosine:
+            return SphereConv2d(channels, out_channels, 1, padding=0, normalize="full")
+        conv = nn.Conv2d(channels, out_channels, 1, bias=False)
+        nn.init.normal_(conv.weight, std=he_std(channels, 1))
+        return conv
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """β (B, N, N): row i is how position i attends over all positions j."""
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"GlobalSimilarityAttention expects (batch, {self.channels}, height, width), "
+                             f"got {tuple(x.shape)}")
+        f = F.relu(self.query(x)).flatten(2)                                      # (B, C/8, N)
+        g = self.key(x).flatten(2)                                                # (B, C/8, N)
+        return torch.softmax(torch.einsum("bci,bcj->bij", f, g), dim=-1)         # (B, N, N)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        beta = self.attention(x)
+        h = self.value(x).flatten(2)                                              # (B, C, N)
+        attended = torch.einsum("bij,bcj->bci", beta, h).view_as(x)              # (B, C, H, W)
+        return x + self.gamma * attended
+
+    def regularization(self) -> torch.Tensor:
+        if not self.orthogonality_weight:
+            return self.gamma.new_zeros(())
+        return self.orthogonality_weight * sum(orthogonality_penalty(conv.weight)
+                                               for conv in (self.query, self.key, self.value))
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry points for backbones and trainers
+# ----------------------------------------------------------------------------------------------
+
+NSL_OPTIONS = tuple(name for name, p in inspect.signature(NSConv2d.__init__).parameters.items()
+                    if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _check_options(nsl_options: dict) -> None:
+    unknown = sorted(set(nsl_options) - set(NSL_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown nsl option(s) {', '.join(map(repr, unknown))}; expected some of "
+                         f"{', '.join(NSL_OPTIONS)}")
+
+
+def prepare_nsl_options(mode: str, nsl_options: dict | None) -> dict:
+    """Options for all the layers of one network: a copy of `nsl_options` in which
+    `shared_predictor=True` becomes one SharedSimilarityPredictor (for a dynamic `mode`), so every
+    `make_conv(mode, ..., **options)` call of the network shares it. `shared_channels` (default 64)
+    sets its adaptation width. Builders call this once, before their make_conv calls."""
     check_choice("nsl mode", mode, NSL_MODES)
+    options = dict(nsl_options or {})
+    shared_channels = options.pop("shared_channels", 64)
+    _check_options(options)
+    if options.get("shared_predictor") is True:
+        if not mode.startswith("dynamic"):
+            raise ValueError(f"shared_predictor applies to the dynamic modes; mode is {mode!r}")
+        options["shared_predictor"] = SharedSimilarityPredictor(
+            mode.endswith("dns"), channels=shared_channels, hidden=options.get("predictor_hidden"),
+            kind=options.get("predictor", "sphere"))
+    elif options.get("shared_predictor") is False:
+        options.pop("shared_predictor")
+    return options
+
+
+def make_conv(mode: str, in_channels: int, out_channels: int, kernel_size=3, stride: int = 1,
+              padding: int = 1, bias: bool = False, **nsl_options) -> nn.Module:
+    """The convolution a backbone uses for its 3×3 layers: a plain nn.Conv2d for mode "none" (the
+    options are checked, then ignored), an NSConv2d with `nsl_options` otherwise."""
+    check_choice("nsl mode", mode, NSL_MODES)
+    _check_options(nsl_options)
     if mode == "none":
         return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
-    raise ValueError(f"nsl mode {mode!r} is not implemented yet")
+    return NSConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias, mode=mode,
+                    **nsl_options)
+
+
+def nsl_layers(model: nn.Module) -> dict[str, NSConv2d]:
+    """{qualified name: NSConv2d} in module order."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, NSConv2d)}
+
+
+def nsl_regularization(model: nn.Module) -> torch.Tensor:
+    """Σ of the NSL penalties of every NSConv2d and GlobalSimilarityAttention in `model`, to add to
+    the training loss after the forward pass (0 when no layer has a penalty)."""
+    total = None
+    for module in model.modules():
+        if isinstance(module, (NSConv2d, GlobalSimilarityAttention)):
+            penalty = module.regularization()
+            total = penalty if total is None else total + penalty
+    if total is None:
+        parameter = next(model.parameters(), None)
+        return torch.zeros(()) if parameter is None else parameter.new_zeros(())
+    return total
+
+
+def similarity_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The static similarity parameters (M, or its symmetric / Cholesky factor) and the kernel-shape
+    scores D_r. The official code gives static M no weight decay (UNS: its own L2 instead, returned by
+    `nsl_regularization`); weight decay would also drag D_r below the threshold. Put these in a
+    parameter group with weight_decay=0. Predictor weights are ordinary weights (decay 5e-4 officially)."""
+    params = []
+    for layer in nsl_layers(model).values():
+        if not layer.dynamic:
+            params.append(layer.similarity)
+        if layer.shape_scores is not None:
+            params.append(layer.shape_scores)
+    return params
+
+
+def fold_static_nsl(model: nn.Module) -> nn.Module:
+    """A deployment copy of `model` in which every static NSConv2d is replaced by the equal plain
+    nn.Conv2d (NSL sec. 3.2: same parameters and speed as the CNN). Dynamic layers stay."""
+    folded = copy.deepcopy(model)
+    if isinstance(folded, NSConv2d):
+        return folded if folded.dynamic else folded.to_conv2d()
+    for name, module in list(folded.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, NSConv2d) and not child.dynamic:
+                setattr(module, child_name, child.to_conv2d())
+    return folded
+
+
+__all__ = [
+    "ANGLE_FUNCTIONS", "BN_EPS", "GlobalSimilarityAttention", "NSConv2d", "NSL_MODES", "NSL_OPTIONS",
+    "PARAMETRIZATIONS", "PREDICTORS", "SharedSimilarityPredictor", "SimilarityPredictor", "SphereConv2d",
+    "batch_norm2d", "dynamic_similarity_conv2d", "fold_static_nsl", "he_std", "make_conv", "nsl_layers",
+    "nsl_regularization", "orthogonality_penalty", "prepare_nsl_options", "similarity_parameters",
+    "sphere_conv2d",
+]

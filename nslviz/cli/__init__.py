@@ -6,4 +6,7 @@ COMMANDS = [
     "spiral",
     "export_notebook",
     "train",
+    "implicit_reg",
+    "neighbors",
+    "regress",
 ]

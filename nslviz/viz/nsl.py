@@ -1,0 +1,260 @@
+"""Figures of what NSL layers learned (notebook 07). They draw arrays from nslviz.analysis.nsl;
+they train nothing. Sliders are plotly frames, so they work in a static HTML export too.
+
+    static_mask_figure(static_masks(model))                      learned 3×3 masks (or 9×9 M) per layer
+    dynamic_mask_figure(image, dynamic_masks(model, image)[name], name)   the mask at each position (slider)
+    tap_maps_figure(dynamic_masks(model, image)[name], name)     each tap's value over the whole image
+    mask_variability_figure(mask_variability(masks))             across positions vs across images
+
+NSL sec. 5.1, implicit regularisation (an ImplicitRegularizationResult, notebook 09):
+    flow_trajectories_figure(result)     both gradient flows in the plane of W's two main directions
+    nuclear_norm_figure(result)          loss and nuclear norm over gradient-flow time
+    singular_values_figure(result)       every singular value over time, per flow
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from ..analysis.nsl import _identity, short_layer_name
+from .common import finish_figure
+
+COLORSCALE = "RdBu_r"
+
+
+def _is_matrix(mask: np.ndarray) -> bool:
+    """A K×K UNS matrix rather than a k×k DNS spatial mask (see analysis.nsl._identity)."""
+    return not np.all(_identity(mask.shape[-2:]) == 1)
+
+
+def _color_axis(arrays, mid: float) -> dict:
+    """A diverging colour axis centred on the identity value (1 for masks, 0 for matrices)."""
+    spread = max(float(np.abs(np.asarray(a, dtype=np.float64) - mid).max()) for a in arrays) or 1.0
+    return dict(colorscale=COLORSCALE, cmid=mid, cmin=mid - spread, cmax=mid + spread,
+                colorbar=dict(title="M value", thickness=14))
+
+
+def _axis_titles(matrix: bool) -> tuple[str, str]:
+    return ("input tap t", "kernel tap s") if matrix else ("kernel column", "kernel row")
+
+
+def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None, columns: int = 3) -> go.Figure:
+    """The learned static similarity of every layer: DNS k×k masks (identity = all ones, shown white)
+    or UNS K×K matrices (identity = the diagonal). One heatmap per layer, one shared colour scale."""
+    if not masks:
+        raise ValueError("no static masks to draw: the model has no static NSL layer")
+    names = list(masks)
+    columns = min(columns, len(names))
+    rows = math.ceil(len(names) / columns)
+    matrix = _is_matrix(masks[names[0]])
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[short_layer_name(n) for n in names],
+                        horizontal_spacing=0.08, vertical_spacing=0.12 if rows > 1 else 0.1)
+    for i, name in enumerate(names):
+        mask = np.asarray(masks[name], dtype=np.float32)
+        fig.add_trace(go.Heatmap(z=mask, coloraxis="coloraxis", name=short_layer_name(name),
+                                 texttemplate=None if matrix else "%{z:.2f}",
+                                 hovertemplate="row %{y}, column %{x}: %{z:.3f}<extra></extra>"),
+                      row=i // columns + 1, col=i % columns + 1)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(coloraxis=_color_axis(masks.values(), 0.0 if matrix else 1.0),
+                      height=260 * rows + 80, width=300 * columns + 120)
+    kind = "UNS similarity matrices M_s" if matrix else "DNS spatial masks diag(M_s)"
+    return finish_figure(fig, title or f"Learned static {kind}, one per layer", *_axis_titles(matrix))
+
+
+def _image_trace(image) -> tuple[go.BaseTraceType, int, int]:
+    """A model input (C, H, W) or (H, W) with values in [0, 1] as a plotly image (RGB) or grey
+    heatmap, with its height and width."""
+    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if array.ndim == 3 and array.shape[0] in (1, 3):
+        array = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+    if array.ndim == 2:
+        trace = go.Heatmap(z=array.astype(np.float32), colorscale="gray", showscale=False, name="input",
+                           hovertemplate="pixel (%{y}, %{x}): %{z:.2f}<extra></extra>")
+        return trace, *array.shape
+    if array.ndim == 3 and array.shape[-1] == 3:
+        return go.Image(z=np.clip(array * 255, 0, 255).astype(np.uint8), name="input"), *array.shape[:2]
+    raise ValueError(f"image must be (C, H, W) with C in (1, 3) or (H, W), got shape {array.shape}")
+
+
+def _window(i: int, j: int, scale_y: float, scale_x: float) -> tuple[list, list]:
+    """Outline of the layer's 3×3 window around output position (i, j), in image pixels."""
+    y0, y1 = (i - 1) * scale_y - 0.5, (i + 2) * scale_y - 0.5
+    x0, x1 = (j - 1) * scale_x - 0.5, (j + 2) * scale_x - 0.5
+    return [x0, x1, x1, x0, x0, None, (j + 0.5) * scale_x - 0.5], [y0, y0, y1, y1, y0, None, (i + 0.5) * scale_y - 0.5]
+
+
+def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: int = 64,
+                        title: str | None = None) -> go.Figure:
+    """The similarity a dynamic layer predicts at each output position of one image. Left: the
+    image with the layer's 3×3 window at the chosen position; right: the predicted mask there
+    (DNS k×k) or matrix (UNS K×K). A slider steps through positions (at most `max_frames`, on a
+    regular grid); masks (H', W', r, c) from dynamic_masks(model, image)[layer_name]."""
+    masks = np.asarray(masks, dtype=np.float32)
+    if masks.ndim != 4:
+        raise ValueError(f"masks must be (H', W', r, c) for one image (dynamic_masks(model, image)[name]), "
+                         f"got shape {masks.shape}")
+    image_trace, height, width = _image_trace(image)
+    out_h, out_w = masks.shape[:2]
+    scale_y, scale_x = height / out_h, width / out_w
+    step = max(1, math.ceil(math.sqrt(out_h * out_w / max_frames)))
+    positions = [(i, j) for i in range(step // 2, out_h, step) for j in range(step // 2, out_w, step)]
+    matrix = _is_matrix(masks[0, 0])
+    color = _color_axis([masks], 0.0 if matrix else 1.0)
+
+    def window_trace(i, j):
+        xs, ys = _window(i, j, scale_y, scale_x)
+        return go.Scatter(x=xs, y=ys, mode="lines+markers", line=dict(color="#e41a1c", width=3),
+                          marker=dict(size=[0, 0, 0, 0, 0, 0, 10], color="#e41a1c"), name="3×3 window",
+                          hoverinfo="skip")
+
+    def mask_trace(i, j):
+        return go.Heatmap(z=masks[i, j], coloraxis="coloraxis", name="predicted M",
+                          texttemplate=None if matrix else "%{z:.2f}",
+                          hovertemplate="row %{y}, column %{x}: %{z:.3f}<extra></extra>")
+
+    first = positions[0]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
+                        subplot_titles=("input image and the layer's 3×3 window",
+                                        "predicted similarity at that position"))
+    fig.add_trace(image_trace, 1, 1)
+    fig.add_trace(window_trace(*first), 1, 1)
+    fig.add_trace(mask_trace(*first), 1, 2)
+    names = [f"({i}, {j})" for i, j in positions]
+    fig.frames = [go.Frame(data=[window_trace(i, j), mask_trace(i, j)], traces=[1, 2], name=name)
+                  for (i, j), name in zip(positions, names)]
+    slider = dict(active=0, currentvalue=dict(prefix="output position (row, column): "), pad=dict(t=40),
+                  steps=[dict(label=name, method="animate",
+                              args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                                 transition=dict(duration=0))]) for name in names])
+    fig.update_layout(sliders=[slider], coloraxis=color, height=520, width=900, showlegend=False)
+    fig.update_xaxes(range=[-0.5, width - 0.5], title_text="image column (pixels)", row=1, col=1)
+    fig.update_yaxes(range=[height - 0.5, -0.5], title_text="image row (pixels)", scaleanchor="x", row=1, col=1)
+    x_title, y_title = _axis_titles(matrix)
+    fig.update_xaxes(title_text=x_title, row=1, col=2)
+    fig.update_yaxes(autorange="reversed", title_text=y_title, row=1, col=2)
+    kind = "matrix M(p)" if matrix else "mask m(p)"
+    return finish_figure(fig, title or f"Dynamic similarity {kind} over the image, {short_layer_name(layer_name)} "
+                                       f"({out_h}×{out_w} positions)")
+
+
+def tap_maps_figure(masks: np.ndarray, layer_name: str, title: str | None = None) -> go.Figure:
+    """For a dynamic DNS layer on one image: each of the k×k taps of the predicted mask as a map over
+    all output positions (masks (H', W', k, k)), laid out like the kernel. White = 1 = plain conv."""
+    masks = np.asarray(masks, dtype=np.float32)
+    if masks.ndim != 4 or _is_matrix(masks[0, 0]):
+        raise ValueError(f"tap_maps_figure draws DNS masks (H', W', k, k) for one image, got shape {masks.shape}")
+    k = masks.shape[-1]
+    fig = make_subplots(rows=k, cols=k, horizontal_spacing=0.03, vertical_spacing=0.05,
+                        subplot_titles=[f"tap ({a}, {b})" for a in range(k) for b in range(k)])
+    for a in range(k):
+        for b in range(k):
+            fig.add_trace(go.Heatmap(z=masks[:, :, a, b], coloraxis="coloraxis", name=f"tap ({a}, {b})",
+                                     hovertemplate="position (%{y}, %{x}): %{z:.3f}<extra></extra>"), a + 1, b + 1)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(coloraxis=_color_axis([masks], 1.0), height=220 * k + 80, width=220 * k + 140)
+    return finish_figure(fig, title or f"Each tap of the predicted mask over the image, {short_layer_name(layer_name)}",
+                         "output column", "output row")
+
+
+def mask_variability_figure(stats: Mapping[str, dict], title: str | None = None) -> go.Figure:
+    """Per dynamic layer: how much the predicted mask entries vary across positions of one image,
+    across images at one position, and how far they are from the identity (plain convolution)."""
+    if not stats:
+        raise ValueError("no layers to draw: pass mask_variability(dynamic_masks(model, images))")
+    labels = [short_layer_name(name) for name in stats]
+    series = [("position_spread", "std across positions (same image)", "#1f77b4"),
+              ("image_spread", "std across images (same position)", "#ff7f0e"),
+              ("identity_distance", "mean |M − I|", "#7f7f7f")]
+    fig = go.Figure([go.Bar(x=labels, y=[s[key] for s in stats.values()], name=name, marker_color=color)
+                     for key, name, color in series])
+    images = next(iter(stats.values()))["images"]
+    fig.update_layout(barmode="group", height=430, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return finish_figure(fig, title or f"How dynamic the predicted similarity is ({images} images)",
+                         "layer", "mean over mask entries")
+
+
+FLOW_COLORS = {"standard": "#1f77b4", "factorized": "#d62728"}
+FLOW_NAMES = {"standard": "gradient descent on W", "factorized": "gradient descent on (W′, M), W = MᵀW′"}
+
+
+def flow_trajectories_figure(result, title: str | None = None) -> go.Figure:
+    """The two gradient flows from their starts (circles) to their ends (squares) in the plane
+    (coordinate along the minimum-Frobenius solution W_F, size of the null-space part the data
+    cannot see): see analysis.implicit_regularization.project_trajectories. Every exact solution
+    lies on the vertical line through W_F (×); the ground truth W* (★) is one of them."""
+    p = result.projection
+    fig = go.Figure()
+    for name in ("standard", "factorized"):
+        xy = p[name]
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines+markers", name=FLOW_NAMES[name],
+                                 line=dict(color=FLOW_COLORS[name], width=2), marker=dict(size=4),
+                                 customdata=np.stack([result.flow_time, result.steps], axis=1),
+                                 hovertemplate="t = %{customdata[0]:.3g} (step %{customdata[1]})<extra></extra>"))
+        fig.add_trace(go.Scatter(x=xy[[0, -1], 0], y=xy[[0, -1], 1], mode="markers", showlegend=False,
+                                 marker=dict(symbol=["circle-open", "square"], size=12, color=FLOW_COLORS[name]),
+                                 hoverinfo="skip"))
+    solution_x = float(p["min_frobenius"][0])
+    top = max(float(np.max(p["standard"][:, 1])), float(np.max(p["factorized"][:, 1])), float(p["truth"][1])) * 1.1
+    fig.add_trace(go.Scatter(x=[solution_x, solution_x], y=[0, top or 1.0], mode="lines", name="exact solutions",
+                             line=dict(color="grey", dash="dot", width=1)))
+    for key, label, symbol in (("min_frobenius", "minimum-Frobenius solution W_F", "x"),
+                               ("truth", "ground truth W*", "star")):
+        fig.add_trace(go.Scatter(x=[p[key][0]], y=[p[key][1]], mode="markers", name=label,
+                                 marker=dict(symbol=symbol, size=14, color="black")))
+    fig.update_layout(height=520, width=760, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return finish_figure(fig, title or f"Two gradient flows for the same {result.config.observation}-observation "
+                                       f"regression (start ○, end □)",
+                         "coordinate of W along the minimum-Frobenius solution W_F",
+                         "size of W's null-space part ‖W − P(W)‖_F (unseen by the data)")
+
+
+def nuclear_norm_figure(result, title: str | None = None) -> go.Figure:
+    """Training loss and nuclear norm ‖W‖_* of both flows over gradient-flow time, with the nuclear
+    norms of the minimum-Frobenius exact solution and of the ground truth as reference lines."""
+    time_axis = result.flow_time[1:]                                   # log axis: t > 0
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("loss ½Σ‖residual‖²", "nuclear norm ‖W‖_* = Σ singular values"))
+    for name in ("standard", "factorized"):
+        flow = getattr(result, name)
+        fig.add_trace(go.Scatter(x=time_axis, y=np.maximum(flow.loss[1:], 1e-16), name=FLOW_NAMES[name],
+                                 line=dict(color=FLOW_COLORS[name]), legendgroup=name), 1, 1)
+        fig.add_trace(go.Scatter(x=time_axis, y=flow.nuclear_norm[1:], name=FLOW_NAMES[name], showlegend=False,
+                                 line=dict(color=FLOW_COLORS[name]), legendgroup=name), 1, 2)
+    for matrix, label, dash in ((result.min_frobenius, "minimum-Frobenius solution", "dot"),
+                                (result.truth, "ground truth W*", "dash")):
+        value = float(np.linalg.svd(matrix, compute_uv=False).sum())
+        fig.add_trace(go.Scatter(x=time_axis[[0, -1]], y=[value, value], mode="lines", name=label,
+                                 line=dict(color="black", dash=dash, width=1)), 1, 2)
+    fig.update_xaxes(type="log", title_text="gradient-flow time t = steps × learning rate")
+    fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="nuclear norm", row=1, col=2)
+    fig.update_layout(height=430, width=980, legend=dict(orientation="h", y=-0.25))
+    return finish_figure(fig, title or "Both flows fit the data; they stop at different nuclear norms")
+
+
+def singular_values_figure(result, title: str | None = None) -> go.Figure:
+    """Every singular value of W over gradient-flow time: standard flow (left), factorised (right)."""
+    time_axis = result.flow_time[1:]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.05,
+                        subplot_titles=[FLOW_NAMES["standard"], FLOW_NAMES["factorized"]])
+    for col, name in enumerate(("standard", "factorized"), start=1):
+        values = getattr(result, name).singular_values[1:]
+        for k in range(values.shape[1]):
+            fig.add_trace(go.Scatter(x=time_axis, y=np.maximum(values[:, k], 1e-12), mode="lines",
+                                     name=f"σ{k + 1}", showlegend=col == 1, legendgroup=f"s{k}",
+                                     line=dict(color=FLOW_COLORS[name], width=2.5 if k == 0 else 1),
+                                     opacity=1.0 if k < result.config.rank else 0.5), 1, col)
+    fig.update_xaxes(type="log", title_text="gradient-flow time t")
+    fig.update_yaxes(type="log", title_text="singular value σ_k of W", row=1, col=1)
+    fig.update_layout(height=430, width=980, showlegend=False)
+    return finish_figure(fig, title or f"Singular values of W during training (ground truth rank {result.config.rank})")
+
+
+__all__ = ["dynamic_mask_figure", "flow_trajectories_figure", "mask_variability_figure", "nuclear_norm_figure",
+           "singular_values_figure", "static_mask_figure", "tap_maps_figure"]

@@ -1,0 +1,391 @@
+"""NSL layers (nslviz.nsl): folding, identity, gradients, the vectorised dynamic convolution against a
+per-position reference, SphereConv, regularisers, shared predictors, global similarity, errors."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nslviz.nsl import (NSL_MODES, NSL_OPTIONS, PARAMETRIZATIONS, GlobalSimilarityAttention, NSConv2d,
+                        SharedSimilarityPredictor, SphereConv2d, dynamic_similarity_conv2d, fold_static_nsl,
+                        make_conv, nsl_layers, nsl_regularization, prepare_nsl_options, similarity_parameters,
+                        sphere_conv2d)
+
+STATIC = ("static_dns", "static_uns")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation (seconds per op on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+DYNAMIC = ("dynamic_dns", "dynamic_uns")
+
+
+def reference_dynamic_conv(x, weight, similarity, stride, padding):
+    """Slow ground truth: an explicit loop over samples, output positions, filters, taps."""
+    batch, channels, height, width = x.shape
+    filters, _, k, _ = weight.shape
+    taps = k * k
+    diagonal = similarity.dim() == 4
+    out_h, out_w = similarity.shape[-2:]
+    padded = F.pad(x, (padding,) * 4)
+    out = torch.zeros(batch, filters, out_h, out_w, dtype=x.dtype)
+    for b in range(batch):
+        for i in range(out_h):
+            for j in range(out_w):
+                patch = padded[b, :, i * stride:i * stride + k, j * stride:j * stride + k].reshape(channels, taps)
+                if diagonal:
+                    matrix = torch.diag(similarity[b, :, i, j])
+                else:
+                    matrix = similarity[b, :, :, i, j]
+                mixed = patch @ matrix.t()                         # [c, s] = Σ_t M_st X(c, t)
+                for f in range(filters):
+                    out[b, f, i, j] = (weight[f].reshape(channels, taps) * mixed).sum()
+    return out
+
+
+def perturb_static(layer: NSConv2d, scale: float = 0.3, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        layer.similarity.add_(scale * torch.randn(layer.similarity.shape, generator=generator))
+
+
+def identity_predictor(layer: NSConv2d) -> None:
+    """Zero the predictor's output conv: the prediction is exactly 0 (BN of a constant 0 with β = 0
+    is 0 in train and eval mode), so M = I exactly."""
+    with torch.no_grad():
+        layer.predictor.weights()[1].zero_()
+
+
+# -- folding --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", STATIC)
+@pytest.mark.parametrize("parametrization", PARAMETRIZATIONS)
+@pytest.mark.parametrize("kernel_shape", [False, True])
+def test_static_fold_equals_layer(mode, parametrization, kernel_shape):
+    torch.manual_seed(0)
+    layer = NSConv2d(3, 5, stride=2, bias=True, mode=mode, parametrization=parametrization, kernel_shape=kernel_shape)
+    perturb_static(layer)
+    if kernel_shape:
+        with torch.no_grad():
+            layer.shape_scores[[0, 4]] = 0.1            # two taps switched off
+    x = torch.randn(2, 3, 9, 8)
+    conv = layer.to_conv2d()
+    assert type(conv) is nn.Conv2d and conv.stride == (2, 2) and conv.bias is not None
+    torch.testing.assert_close(conv(x), layer(x), atol=1e-5, rtol=1e-5)
+    if kernel_shape:                   # D masks the kernel taps s of W: changing them changes nothing
+        before = layer(x)
+        with torch.no_grad():
+            layer.weight.view(5, 3, 9)[:, :, [0, 4]] += 1.0
+        torch.testing.assert_close(layer(x), before)
+        if mode == "static_dns":          # DNS: the folded kernel itself has the learned shape
+            assert conv.weight.flatten(2)[:, :, [0, 4]].abs().max() == 0
+            assert conv.weight.flatten(2)[:, :, [1, 8]].abs().min() > 0
+
+
+def test_fold_static_nsl_replaces_static_layers_only():
+    torch.manual_seed(0)
+    model = nn.Sequential(make_conv("static_uns", 3, 4), nn.ReLU(), make_conv("dynamic_dns", 4, 4),
+                          nn.Sequential(make_conv("static_dns", 4, 2)))
+    perturb_static(model[0])
+    perturb_static(model[3][0])
+    model.eval()
+    folded = fold_static_nsl(model)
+    assert type(folded[0]) is nn.Conv2d and type(folded[3][0]) is nn.Conv2d
+    assert isinstance(folded[2], NSConv2d) and isinstance(model[0], NSConv2d)      # original untouched
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+# -- identity: every mode equals a plain convolution when M = I, forward and backward ----------------
+
+@pytest.mark.parametrize("mode", NSL_MODES[1:])
+@pytest.mark.parametrize("options", [{}, {"parametrization": "symmetric"}, {"parametrization": "psd"},
+                                     {"kernel_shape": True}])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_identity_similarity_equals_plain_conv(mode, options, stride):
+    torch.manual_seed(1)
+    layer = NSConv2d(4, 6, stride=stride, mode=mode, **options)
+    if layer.dynamic:
+        identity_predictor(layer)
+    conv = nn.Conv2d(4, 6, 3, stride=stride, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(layer.weight)
+    for train in (True, False):
+        layer.train(train)
+        x1 = torch.randn(3, 4, 7, 7, requires_grad=True)
+        x2 = x1.detach().clone().requires_grad_()
+        out, ref = layer(x1), conv(x2)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+        upstream = torch.randn_like(ref)
+        (out * upstream).sum().backward()
+        (ref * upstream).sum().backward()
+        torch.testing.assert_close(x1.grad, x2.grad, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(layer.weight.grad, conv.weight.grad, atol=1e-4, rtol=1e-5)
+        layer.zero_grad(), conv.zero_grad()
+
+
+def test_make_conv_none_is_a_plain_conv():
+    conv = make_conv("none", 3, 8, stride=2, padding=1, dns_init="ones")
+    assert type(conv) is nn.Conv2d and conv.stride == (2, 2) and conv.bias is None
+
+
+def test_official_dns_init_pattern():
+    layer = NSConv2d(2, 2, mode="static_dns", dns_init="official")
+    assert layer.static_similarity().tolist() == [1, 0, 0, 0, 1, 0, 0, 0, 1]
+    assert NSConv2d(2, 2, mode="static_dns").static_similarity().tolist() == [1.0] * 9
+
+
+# -- gradients reach M, D_r (straight-through), the predictor and W ---------------------------------
+
+@pytest.mark.parametrize("mode", NSL_MODES[1:])
+def test_gradients_reach_every_parameter(mode):
+    torch.manual_seed(2)
+    layer = NSConv2d(3, 4, mode=mode, kernel_shape=True)
+    layer(torch.randn(2, 3, 6, 6)).square().mean().backward()
+    named = dict(layer.named_parameters())
+    expected = {"weight", "shape_scores"} | ({"predictor.hidden_weight", "predictor.output_weight"}
+                                            if layer.dynamic else {"similarity"})
+    assert expected <= set(named)
+    for name, parameter in named.items():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("mode", ["static_uns", "dynamic_dns"])
+def test_kernel_shape_is_straight_through(mode):
+    """∂L/∂D_r equals ∂L/∂D of the same network with D as an explicit tensor (NSL eq. 5)."""
+    torch.manual_seed(3)
+    layer = NSConv2d(3, 4, mode=mode, kernel_shape=True).eval()
+    with torch.no_grad():
+        layer.shape_scores[2] = -1.0                           # tap 2 off
+    x = torch.randn(2, 3, 5, 5)
+    layer(x).sin().sum().backward()
+    mask = torch.ones(9)
+    mask[2] = 0
+    mask.requires_grad_()
+    if layer.dynamic:
+        raw = layer.predictor(x) + 1                           # (B, 9, H, W)
+        similarity = raw * mask.view(1, 9, 1, 1)
+        out = dynamic_similarity_conv2d(x, layer.weight, similarity)
+    else:
+        similarity = layer.similarity * mask.view(9, 1)
+        kernel = torch.einsum("fcs,st->fct", layer.weight.flatten(2), similarity).view_as(layer.weight)
+        out = F.conv2d(x, kernel, padding=1)
+    out.sin().sum().backward()
+    torch.testing.assert_close(layer.shape_scores.grad, mask.grad, atol=1e-5, rtol=1e-4)
+    assert layer.kernel_shape_mask().tolist() == mask.detach().tolist()
+
+
+# -- the vectorised dynamic convolution equals the per-position reference ---------------------------
+
+@pytest.mark.parametrize("diagonal", [True, False])
+@pytest.mark.parametrize("impl", ["auto", "taps", "patches"])
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (1, 0), (2, 2)])
+def test_dynamic_conv_matches_per_position_reference(diagonal, impl, stride, padding):
+    if impl == "taps" and not diagonal:
+        pytest.skip("taps computes DNS only")
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 6, 5, generator=generator, dtype=torch.float64)
+    weight = torch.randn(4, 3, 3, 3, generator=generator, dtype=torch.float64)
+    out_h, out_w = (6 + 2 * padding - 3) // stride + 1, (5 + 2 * padding - 3) // stride + 1
+    shape = (2, 9, out_h, out_w) if diagonal else (2, 9, 9, out_h, out_w)
+    similarity = torch.randn(shape, generator=generator, dtype=torch.float64)
+    inputs = [t.clone().requires_grad_() for t in (x, weight, similarity)]
+    out = dynamic_similarity_conv2d(*inputs[:2], inputs[2], stride=stride, padding=padding, impl=impl)
+    ref_inputs = [t.clone().requires_grad_() for t in (x, weight, similarity)]
+    ref = reference_dynamic_conv(*ref_inputs, stride, padding)
+    torch.testing.assert_close(out, ref)
+    upstream = torch.randn(ref.shape, generator=generator, dtype=torch.float64)
+    (out * upstream).sum().backward()
+    (ref * upstream).sum().backward()
+    for mine, theirs in zip(inputs, ref_inputs):
+        torch.testing.assert_close(mine.grad, theirs.grad)
+
+
+def test_dynamic_layer_uses_per_sample_per_position_masks():
+    torch.manual_seed(5)
+    layer = NSConv2d(3, 4, mode="dynamic_uns").eval()
+    with torch.no_grad():
+        layer.predictor.output_weight.mul_(300)               # a visibly non-identity prediction
+    x = torch.randn(2, 3, 5, 5)
+    m = layer.predict_similarity(x)
+    assert m.shape == (2, 9, 9, 5, 5)
+    assert m[0, :, :, 1, 1].sub(m[1, :, :, 1, 1]).abs().max() > 1e-3        # varies across samples
+    assert m[0, :, :, 1, 1].sub(m[0, :, :, 3, 2]).abs().max() > 1e-3        # and across positions
+    torch.testing.assert_close(layer(x), reference_dynamic_conv(x, layer.weight, m, 1, 1), atol=1e-4, rtol=1e-4)
+
+
+# -- SphereConv --------------------------------------------------------------------------------------
+
+def test_sphere_conv_input_normalised_matches_definition():
+    torch.manual_seed(6)
+    x, weight = torch.randn(2, 3, 5, 5, dtype=torch.float64), torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    out = sphere_conv2d(x, weight, stride=1, padding=1, normalize="input")
+    patches = F.unfold(x, 3, padding=1)                                   # (B, 27, L)
+    expected = torch.einsum("fk,bkl->bfl", weight.flatten(1), patches) / torch.sqrt(
+        patches.square().sum(1, keepdim=True) + 1e-4)
+    torch.testing.assert_close(out.flatten(2), expected)
+    full = sphere_conv2d(x, weight, padding=1, normalize="full")
+    assert full.abs().max() <= 1
+
+
+@pytest.mark.parametrize("angle", ["cosine", "linear", "sigmoid"])
+def test_sphere_conv_angle_functions(angle):
+    theta = torch.tensor([0.0, 0.5, 1.0, math.pi / 2, 2.5])
+    x = torch.stack([torch.cos(theta), torch.sin(theta)], 0).view(1, 2, 1, 5) * 3.0     # 5 positions
+    conv = SphereConv2d(2, 1, kernel_size=1, padding=0, normalize="full", angle=angle)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1) * 2.0)
+    out = conv(x).flatten()
+    k, half = 0.3, math.pi / (2 * 0.3)
+    expected = {"cosine": torch.cos(theta), "linear": 1 - 2 * theta / math.pi,
+                "sigmoid": (1 + math.exp(-half)) / (1 - math.exp(-half))
+                * (1 - torch.exp(theta / k - half)) / (1 + torch.exp(theta / k - half))}[angle]
+    torch.testing.assert_close(out, expected, atol=5e-3, rtol=0)   # eps 1e-4 in the norms: θ(0) ≈ 0.006
+    assert abs(out[0] - 1) < 5e-3 and abs(out[3]) < 2e-3                     # g(0) = 1, g(π/2) = 0
+
+
+# -- regularisers and parametrisations ---------------------------------------------------------------
+
+def test_regularization_values():
+    uns = NSConv2d(2, 3, mode="static_uns")                        # official 5e-3 · ½‖I₉‖²
+    assert uns.regularization().item() == pytest.approx(5e-3 * 0.5 * 9)
+    dns = NSConv2d(2, 3, mode="static_dns", l1_weight=0.1)
+    assert dns.regularization().item() == pytest.approx(0.1 * 9)
+    assert NSConv2d(2, 3, mode="static_dns").regularization().item() == 0
+    dyn = NSConv2d(2, 3, mode="dynamic_dns", l2_weight=0.5)
+    identity_predictor(dyn)
+    dyn.train()(torch.randn(2, 2, 4, 4))
+    assert dyn.regularization().item() == pytest.approx(0.5 * 0.5 * 9)     # mean over samples, positions of ½‖I‖²
+    dyn.eval()(torch.randn(2, 2, 4, 4))
+    assert dyn.regularization().item() == 0
+    model = nn.Sequential(uns, dns)
+    assert nsl_regularization(model).item() == pytest.approx(5e-3 * 4.5 + 0.9)
+    assert nsl_regularization(nn.Sequential(nn.Conv2d(1, 1, 3))).item() == 0
+    params = similarity_parameters(nn.Sequential(uns, NSConv2d(2, 2, mode="dynamic_dns", kernel_shape=True)))
+    assert params[0] is uns.similarity and len(params) == 2
+
+
+def test_regularization_gradient_reaches_similarity():
+    layer = NSConv2d(2, 3, mode="static_uns", l1_weight=0.01)
+    perturb_static(layer)
+    nsl_regularization(layer).backward()
+    assert layer.similarity.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_psd_and_symmetric_parametrizations(dynamic):
+    torch.manual_seed(7)
+    for parametrization in ("symmetric", "psd"):
+        layer = NSConv2d(2, 2, mode="dynamic_uns" if dynamic else "static_uns", parametrization=parametrization)
+        if dynamic:
+            with torch.no_grad():
+                layer.predictor.output_weight.mul_(1000)
+            m = layer.predict_similarity(torch.randn(2, 2, 4, 4)).permute(0, 3, 4, 1, 2).reshape(-1, 9, 9)
+        else:
+            perturb_static(layer, scale=1.0)
+            m = layer.static_similarity().unsqueeze(0)
+        torch.testing.assert_close(m, m.transpose(1, 2))
+        assert (m - torch.eye(9)).abs().max() > 1e-2
+        if parametrization == "psd":
+            assert torch.linalg.eigvalsh(m.double()).min() > -1e-6
+
+
+# -- shared predictor -----------------------------------------------------------------------------------
+
+def test_shared_predictor_is_shared_across_layers():
+    torch.manual_seed(8)
+    options = prepare_nsl_options("dynamic_dns", {"shared_predictor": True, "shared_channels": 8})
+    shared = options["shared_predictor"]
+    assert isinstance(shared, SharedSimilarityPredictor)
+    model = nn.Sequential(make_conv("dynamic_dns", 3, 5, **options), nn.ReLU(),
+                          make_conv("dynamic_dns", 5, 6, stride=2, **options))
+    assert model[0].predictor.shared is model[2].predictor.shared is shared
+    n_params = sum(p.numel() for p in model.parameters())
+    n_unique = sum(p.numel() for p in {id(p): p for m in model.modules() for p in m.parameters(recurse=False)}.values())
+    assert n_params == n_unique                                             # counted once
+    out = model(torch.randn(2, 3, 8, 8))
+    assert out.shape == (2, 6, 4, 4)
+    out.square().mean().backward()
+    assert shared.hidden_weight.grad.abs().sum() > 0
+    assert model[0].predictor.adapt.weight.grad.abs().sum() > 0
+    identity_predictor(model[0])                                            # zeroes the shared output conv
+    assert model[2].predictor.weights()[1].abs().max() == 0
+
+
+# -- global neural similarity (Appendix B) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cosine", [True, False])
+def test_global_similarity_attention(cosine):
+    torch.manual_seed(9)
+    block = GlobalSimilarityAttention(16, cosine=cosine, orthogonality_weight=2e-4)
+    x = torch.randn(2, 16, 4, 5)
+    torch.testing.assert_close(block(x), x)                                  # γ = 0: identity at the start
+    beta = block.attention(x)
+    assert beta.shape == (2, 20, 20)
+    torch.testing.assert_close(beta.sum(-1), torch.ones(2, 20))
+    with torch.no_grad():
+        block.gamma.fill_(0.7)
+    h = block.value(x).flatten(2)                                            # (B, C, N)
+    expected = x + 0.7 * torch.bmm(h, beta.transpose(1, 2)).view_as(x)     # o_i = Σ_j β_ij h_j
+    torch.testing.assert_close(block(x), expected, atol=1e-5, rtol=1e-5)
+    assert block.regularization().item() > 0
+    block(x).sum().backward()
+    assert block.gamma.grad is not None and block.query.weight.grad.abs().sum() > 0
+
+
+# -- errors -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kernel_size", [1, 0, (3, 5), 2.5])
+@pytest.mark.parametrize("mode", ["static_dns", "dynamic_uns"])
+def test_unsupported_kernel_size(kernel_size, mode):
+    with pytest.raises(ValueError, match="kernel"):
+        make_conv(mode, 3, 4, kernel_size=kernel_size)
+
+
+def test_bad_input_errors():
+    with pytest.raises(ValueError, match="unknown nsl mode 'dynamic_xyz'"):
+        make_conv("dynamic_xyz", 3, 4)
+    with pytest.raises(ValueError, match="expects input \\(batch, 3, height, width\\)"):
+        make_conv("static_dns", 3, 4)(torch.randn(2, 5, 6, 6))
+    with pytest.raises(ValueError, match="expects input"):
+        make_conv("dynamic_dns", 3, 4)(torch.randn(5, 6, 6))
+    with pytest.raises(ValueError, match="unknown nsl option"):
+        make_conv("none", 3, 4, predcitor="cnn")
+    with pytest.raises(ValueError, match="unknown similarity predictor"):
+        make_conv("dynamic_dns", 3, 4, predictor="mlp")
+    with pytest.raises(ValueError, match="cannot be folded"):
+        make_conv("dynamic_dns", 3, 4).to_conv2d()
+    with pytest.raises(ValueError, match="taps"):
+        dynamic_similarity_conv2d(torch.randn(1, 2, 4, 4), torch.randn(3, 2, 3, 3), torch.randn(1, 9, 9, 4, 4),
+                                  impl="taps")
+    with pytest.raises(ValueError, match="similarity must have shape"):
+        dynamic_similarity_conv2d(torch.randn(1, 2, 4, 4), torch.randn(3, 2, 3, 3), torch.randn(1, 4, 4, 4))
+    shared = SharedSimilarityPredictor(diagonal=True, channels=4)
+    with pytest.raises(ValueError, match="shared predictor was built for"):
+        make_conv("dynamic_uns", 3, 4, shared_predictor=shared)
+    with pytest.raises(ValueError, match="prepare_nsl_options"):
+        make_conv("dynamic_dns", 3, 4, shared_predictor=True)
+    with pytest.raises(ValueError, match="dynamic modes"):
+        prepare_nsl_options("static_dns", {"shared_predictor": True})
+    with pytest.raises(ValueError, match="dns_init"):
+        make_conv("static_uns", 3, 4, dns_init="official")
+    with pytest.raises(ValueError, match="l2_weight"):
+        make_conv("static_uns", 3, 4, l2_weight=-1.0)
+    with pytest.raises(ValueError, match="in_channels"):
+        make_conv("static_uns", 0, 4)
+
+
+def test_option_names_and_layer_listing():
+    assert {"dns_init", "parametrization", "kernel_shape", "predictor", "shared_predictor",
+            "l2_weight", "l1_weight", "dynamic_impl"} <= set(NSL_OPTIONS)
+    model = nn.Sequential(make_conv("static_dns", 3, 4), nn.Sequential(make_conv("dynamic_uns", 4, 4)))
+    assert list(nsl_layers(model)) == ["0", "1.0"]

@@ -1,0 +1,135 @@
+"""Analysis and figures of NSL networks (nslviz.analysis.nsl, nslviz.viz.nsl) on small untrained models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from nslviz.analysis.nsl import (dynamic_masks, kernel_shapes, mask_variability, short_layer_name,
+                                 static_masks)
+from nslviz.models import build_backbone
+from nslviz.nsl import nsl_layers
+from nslviz.viz.nsl import dynamic_mask_figure, mask_variability_figure, static_mask_figure, tap_maps_figure
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def classifier(nsl: str, **options) -> nn.Module:
+    """An untrained cnn9 on 16×16 grey images with a linear head, as the trainer builds it."""
+    torch.manual_seed(0)
+    backbone = build_backbone("cnn9", in_channels=1, image_size=16, nsl=nsl, final_relu=True, nsl_options=options)
+    model = nn.Sequential(backbone, nn.Linear(backbone.feature_dim, 10))
+    return model
+
+
+def axis_titles(fig, axis: str) -> set:
+    return {getattr(fig.layout, name).title.text for name in dir(fig.layout) if name.startswith(axis + "axis")}
+
+
+def test_static_masks_shapes_and_figure():
+    model = classifier("static_dns", kernel_shape=True)
+    masks = static_masks(model)
+    assert len(masks) == 9 and all(m.shape == (3, 3) for m in masks.values())
+    assert np.all(next(iter(masks.values())) == 1)                      # identity at initialisation
+    assert list(masks)[0] == "0.stages.0.0.conv" and short_layer_name("0.stages.0.0.conv") == "stage 1 · conv 1"
+    assert all(d.shape == (3, 3) and set(np.unique(d)) == {1.0} for d in kernel_shapes(model).values())
+    fig = static_mask_figure(masks)
+    assert len(fig.data) == 9 and "DNS" in fig.layout.title.text
+    assert axis_titles(fig, "x") == {"kernel column"} and axis_titles(fig, "y") == {"kernel row"}
+    assert fig.layout.coloraxis.cmid == 1.0
+    uns = static_masks(classifier("static_uns"))
+    assert all(m.shape == (9, 9) for m in uns.values())
+    fig = static_mask_figure(uns)
+    assert "UNS" in fig.layout.title.text and axis_titles(fig, "x") == {"input tap t"}
+    assert static_masks(classifier("dynamic_dns")) == {}
+
+
+@pytest.mark.parametrize("nsl,shape", [("dynamic_dns", (3, 3)), ("dynamic_uns", (9, 9))])
+def test_dynamic_masks_over_images(nsl, shape):
+    model = classifier(nsl)
+    model.train()
+    images = torch.rand(3, 1, 16, 16)
+    masks = dynamic_masks(model, images)
+    assert model.training                                                # mode restored
+    sizes = [16] * 3 + [8] * 3 + [4] * 3
+    assert [m.shape for m in masks.values()] == [(3, s, s, *shape) for s in sizes]
+    first = next(iter(masks.values()))
+    identity = np.ones(shape) if shape == (3, 3) else np.eye(9)
+    assert np.abs(first - identity).max() < 0.5                          # M ≈ I at initialisation
+    assert first.std(axis=(1, 2)).max() > 0                              # but it does vary over positions
+    layer = nsl_layers(model)[list(masks)[0]]                            # same as the layer's own prediction
+    model.eval()
+    with torch.no_grad():
+        expected = layer.predict_similarity(model[0].stem(images)).numpy()
+    expected = expected.transpose(0, 2, 3, 1).reshape(first.shape) if shape == (3, 3) \
+        else expected.transpose(0, 3, 4, 1, 2)
+    np.testing.assert_allclose(first, expected, atol=1e-5)
+    one = dynamic_masks(model, images[0], layers=[list(masks)[3]])
+    assert list(one) == [list(masks)[3]] and one[list(masks)[3]].shape == (8, 8, *shape)
+
+
+def test_variability_statistics_and_figures():
+    model = classifier("dynamic_dns")
+    with torch.no_grad():                                                 # a visibly dynamic predictor
+        for layer in nsl_layers(model).values():
+            layer.predictor.output_weight.mul_(300)
+    images = torch.rand(4, 1, 16, 16)
+    masks = dynamic_masks(model, images)
+    stats = mask_variability(masks)
+    name = list(masks)[0]
+    s = stats[name]
+    assert s["mean"].shape == (3, 3) and s["position_std"].shape == (3, 3) and s["images"] == 4
+    assert s["position_spread"] > 0 and s["image_spread"] > 0 and s["identity_distance"] > 0
+    np.testing.assert_allclose(s["position_std"], masks[name].reshape(4, -1, 3, 3).std(axis=1).mean(axis=0),
+                               rtol=1e-4)
+    single = mask_variability({name: masks[name][:1]})
+    assert single[name]["image_spread"] == 0
+
+    fig = mask_variability_figure(stats)
+    assert len(fig.data) == 3 and list(fig.data[0].x)[:2] == ["stage 1 · conv 1", "stage 1 · conv 2"]
+    assert fig.layout.title.text and fig.layout.xaxis.title.text == "layer" and fig.layout.yaxis.title.text
+
+    fig = dynamic_mask_figure(images[0], masks[name][0], name, max_frames=16)
+    assert len(fig.frames) == 16 and len(fig.layout.sliders[0].steps) == 16
+    assert fig.frames[0].traces == (1, 2) and np.asarray(fig.frames[3].data[1].z).shape == (3, 3)
+    assert "stage 1 · conv 1" in fig.layout.title.text
+    assert fig.layout.xaxis.title.text == "image column (pixels)" and fig.layout.xaxis2.title.text == "kernel column"
+    deep = list(masks)[8]                                                 # 4×4 positions: all of them
+    assert len(dynamic_mask_figure(images[0], masks[deep][0], deep).frames) == 16
+
+    fig = tap_maps_figure(masks[name][1], name)
+    assert len(fig.data) == 9 and np.asarray(fig.data[0].z).shape == (16, 16)
+    assert axis_titles(fig, "x") == {"output column"}
+
+    uns = dynamic_masks(classifier("dynamic_uns"), images[:1])
+    uname = list(uns)[-1]
+    fig = dynamic_mask_figure(images[0, 0], uns[uname][0], uname)
+    assert fig.layout.xaxis2.title.text == "input tap t" and np.asarray(fig.frames[0].data[1].z).shape == (9, 9)
+
+
+def test_rgb_image_and_errors():
+    model = build_backbone("cnn9", image_size=16, nsl="dynamic_dns")
+    image = torch.rand(3, 16, 16)
+    masks = dynamic_masks(model, image)
+    name = list(masks)[0]
+    fig = dynamic_mask_figure(image, masks[name], name)
+    assert fig.data[0].type == "image"
+    with pytest.raises(ValueError, match="no dynamic NSL layer"):
+        dynamic_masks(build_backbone("cnn9", image_size=16, nsl="static_dns"), image)
+    with pytest.raises(ValueError, match="no dynamic NSL layer named 'nope'"):
+        dynamic_masks(model, image, layers=["nope"])
+    with pytest.raises(ValueError, match="images must be"):
+        dynamic_masks(model, torch.rand(16, 16))
+    with pytest.raises(ValueError, match="with a batch of images"):
+        mask_variability({name: masks[name]})
+    with pytest.raises(ValueError, match="DNS masks"):
+        tap_maps_figure(np.zeros((4, 4, 9, 9)), "x")
+    with pytest.raises(ValueError, match="no static masks"):
+        static_mask_figure({})
