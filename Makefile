@@ -34,9 +34,15 @@ test-notebooks: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks
 
+# Speed benchmarks; each prints one JSON object and writes it to benchmarks/results/.
 bench: setup
 	$(PY) benchmarks/bench_spiral.py
 	$(PY) benchmarks/bench_inner_loop.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_backbones.py
+	$(PY) benchmarks/bench_augment.py
+	$(PY) benchmarks/bench_nsl.py
+	$(PY) benchmarks/bench_regression.py
 
 clean:
 	rm -rf $(OUT) runs .pytest_cache

@@ -181,12 +181,18 @@ def inner_gradient(attention: torch.Tensor, keys: torch.Tensor, values: torch.Te
     """
     delta = entry_loss_logit_gradient(_entry_logits(keys, weight, bias, scale, classifier),
                                       values, loss)                            # (1|B, S, C)
-    weighted = attention[:, :, None] * delta                                   # (B, S, C)
+    # Σ_j ω_ij δ_jc k_j for every (i, c): built directly in (B, C, S) layout so that the contraction
+    # over the S entries is one (B·C, S) @ (S, d) matrix product, forward and backward (no permuted copy)
+    weighted = attention[:, None, :] * delta.transpose(-1, -2).contiguous()    # (B, C, S)
+    batch, classes, entries = weighted.shape
+
+    def contract(k: torch.Tensor) -> torch.Tensor:                             # "bcs,sd->bcd"
+        return (weighted.reshape(batch * classes, entries) @ k).view(batch, classes, -1)
+
     if classifier == "dot":
-        grad_weight = torch.einsum("bsc,sd->bcd", weighted, keys)               # (B, C, d)
-        return grad_weight, weighted.sum(dim=1)                                 # (B, C)
+        return contract(keys), weighted.sum(dim=-1)                             # (B, C, d), (B, C)
     # cosine: gradient w.r.t. the normalised rows ŵ_c, then through ŵ_c = w_c / ‖w_c‖
-    grad_unit = scale * torch.einsum("bsc,sd->bcd", weighted, F.normalize(keys, dim=-1))
+    grad_unit = scale * contract(F.normalize(keys, dim=-1))                    # (B, C, d)
     norm = weight.norm(dim=-1, keepdim=True)                                    # (C|B, C, 1)
     unit = weight / norm
     radial = (grad_unit * unit).sum(dim=-1, keepdim=True)                       # (B, C, 1)
