@@ -11,18 +11,15 @@ Usage: python benchmarks/bench_augment.py [--threads 1] [--repeats 30] [--device
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torchvision.transforms.v2 as T
 
 from nslviz.datasets.augment import augment_batch
-
-ROOT = Path(__file__).resolve().parents[1]
+from _results import save_result  # noqa: E402  (benchmarks/_results.py)
 
 
 def per_image_cutout(image: torch.Tensor, size: int = 16) -> torch.Tensor:
@@ -81,10 +78,7 @@ def main(argv=None) -> dict:
                           "nslviz_ms_per_batch": round(1e3 * ours, 3),
                           "torchvision_ms_per_batch": round(1e3 * theirs, 3)}
     result["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"augment_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    save_result(result, f"augment_{device.type}", args.out)
     return result
 
 

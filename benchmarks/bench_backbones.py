@@ -11,18 +11,15 @@ Usage: python benchmarks/bench_backbones.py [--backbones convnet4 resnet29 resne
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from nslviz.models import build_backbone
-
-ROOT = Path(__file__).resolve().parents[1]
+from _results import save_result  # noqa: E402  (benchmarks/_results.py)
 
 
 def load_average() -> float | None:
@@ -92,10 +89,7 @@ def main(argv=None) -> dict:
               "channels_last": args.channels_last, "repeats": args.repeats, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "machine": platform.machine(),
               "load_average_before": load_before, "load_average_after": load_average(), "backbones": rows}
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"backbones_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    save_result(result, f"backbones_{device.type}", args.out)
     return result
 
 

@@ -8,7 +8,6 @@ same run. Usage: python benchmarks/bench_inner_loop.py [--batch 128] [--entries 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -22,6 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from reference import reference_head  # noqa: E402  (the tests' per-example ground truth)
 
 from nslviz import MetaNeighborhoodsHead  # noqa: E402
+from _results import save_result  # noqa: E402  (benchmarks/_results.py)
 
 
 def time_forward_backward(forward, head, features, repeats):
@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--entries", type=int, default=5000)
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "inner_loop_cpu.json"))
+    parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/<name>.json)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -59,9 +59,7 @@ def main(argv=None) -> dict:
               "speedup": round(reference / fast, 1),
               "fast_median_seconds": round(fast_median, 5), "reference_median_seconds": round(reference_median, 5),
               "speedup_of_medians": round(reference_median / fast_median, 1)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    save_result(result, "inner_loop_cpu", args.out)
     return result
 
 

@@ -17,18 +17,16 @@ Usage: python benchmarks/bench_nsl.py [--batch 32] [--repeats 7] [--threads N] [
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from nslviz.nsl import NSConv2d, dynamic_similarity_conv2d
+from _results import save_result  # noqa: E402  (benchmarks/_results.py)
 
-ROOT = Path(__file__).resolve().parents[1]
 SHAPES = [  # (in_channels, out_channels, size, stride): the three CNN-9 stages, and a strided layer
     (32, 32, 32, 1), (64, 64, 16, 1), (128, 128, 8, 1), (64, 128, 16, 2)]
 
@@ -117,10 +115,7 @@ def main(argv=None) -> dict:
               "machine": platform.machine(), "cpu_count": os.cpu_count(),
               "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
               "shapes": rows}
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"nsl_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    save_result(result, f"nsl_{device.type}", args.out)
     return result
 
 

@@ -9,18 +9,15 @@ same run. Usage: python benchmarks/bench_regression.py [--width 128] [--layers 3
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from nslviz import FunctionalMetaNeighborhoods
 from nslviz.regression import MLP, MetaNeighborhoodsMLP
-
-ROOT = Path(__file__).resolve().parents[1]
+from _results import save_result  # noqa: E402  (benchmarks/_results.py)
 
 
 def seconds_per_step(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, repeats: int) -> float:
@@ -45,7 +42,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "regression_cpu.json"))
+    parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/<name>.json)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -66,9 +63,7 @@ def main(argv=None) -> dict:
               "closed_form_seconds": round(fast, 5), "torch_func_seconds": round(slow, 5),
               "vanilla_mlp_seconds": round(vanilla, 5), "speedup_over_torch_func": round(slow / fast, 1),
               "cost_over_vanilla_mlp": round(fast / vanilla, 1)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    save_result(result, "regression_cpu", args.out)
     return result
 
 

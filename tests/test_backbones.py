@@ -33,14 +33,7 @@ IFILM_COUNT = {"resnet29": {"all": 31, "last": 10}, "resnet56": {"all": 58, "las
                "densenet40": {"all": 74, "last": 8}, "convnet4": {"all": 4, "last": 1}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: one intra-op thread is as fast, and avoids OpenMP threads spinning at barriers
-    when other processes share the 2 cores (measured 4x slower suite under load with 2 threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
 
 
 def base(name):

@@ -1,7 +1,6 @@
 """The scikit-learn estimators: the full check_estimator suite, sklearn tooling, and input errors."""
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.impute import SimpleImputer
@@ -16,13 +15,7 @@ from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Dozens of tiny fits: one intra-op thread is faster (and much faster on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
 
 
 @parametrize_with_checks([MetaNeighborsRegressor(random_state=0), MetaNeighborsClassifier(random_state=0)],

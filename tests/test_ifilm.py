@@ -6,14 +6,7 @@ import torch.nn as nn
 from nslviz import IFiLM, ifilm_modules, ifilm_parameters
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: one intra-op thread is as fast, and avoids OpenMP threads spinning at barriers
-    when other processes share the 2 cores (measured 4x slower suite under load with 2 threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
 
 
 def randomised(module: IFiLM, seed: int = 0) -> IFiLM:

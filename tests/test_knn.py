@@ -14,12 +14,7 @@ from nslviz.analysis.knn import (ConstantModel, KnnToyConfig, derivation_checks,
 X, Y, LABELS, QUERIES = derivation_data(n_train=300, n_query=80)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
 
 
 @pytest.mark.parametrize("k", [1, 4, 17, 60])

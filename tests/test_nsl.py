@@ -17,13 +17,7 @@ from nslviz.nsl import (NSL_MODES, NSL_OPTIONS, PARAMETRIZATIONS, GlobalSimilari
 STATIC = ("static_dns", "static_uns")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (seconds per op on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
 
 
 DYNAMIC = ("dynamic_dns", "dynamic_uns")

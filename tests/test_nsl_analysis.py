@@ -13,12 +13,7 @@ from nslviz.nsl import nsl_layers
 from nslviz.viz.nsl import dynamic_mask_figure, mask_variability_figure, static_mask_figure, tap_maps_figure
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
 
 
 def classifier(nsl: str, **options) -> nn.Module:

@@ -11,12 +11,7 @@ from nslviz.models.cnn import count_parameters
 from nslviz.nsl import NSL_MODES, NSConv2d, fold_static_nsl, nsl_layers, nsl_regularization
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
 
 
 def with_classifier(backbone: nn.Module, classes: int) -> int:

@@ -12,13 +12,7 @@ from nslviz.training.tabular import (RegressionCVConfig, build_meta_neighborhood
                                      cross_validate_regression, default_entries, fit_tabular, predict_tabular)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These models are tiny: one intra-op thread is faster (and much faster on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
 
 
 # ---------------------------------------------------------------------------------------------- the model

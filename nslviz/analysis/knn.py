@@ -254,7 +254,7 @@ class KnnToyResult:
 def run_knn_toy(config: KnnToyConfig | None = None, **overrides) -> KnnToyResult:
     """Every fit of notebook 02's toy on a grid and its test MSE against fresh noisy samples.
     kNN and local linear use all samples; the MLP and MN hold 20% out for early stopping."""
-    from ..training.tabular import torch_threads
+    from .._threads import torch_threads
 
     config = dataclasses.replace(config or KnnToyConfig(), **overrides)
     with torch_threads(config.threads):

@@ -13,7 +13,6 @@ initialised U[-2, 2], negative squared Euclidean similarity with T = 0.1, one in
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import time
@@ -26,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._threads import torch_threads
 from .._checks import check_choice, check_positive
 from ..datasets.toys import spiral_splits
 from ..neighborhoods import MetaNeighborhoodsHead
@@ -132,24 +132,12 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: SpiralCon
         running = loss.item()
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """The spiral's tensors are tiny (batch 32, 100 entries): intra-op threads only add overhead, and
-    on a busy machine their spin-waiting costs several times the work. Restores the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def run_spiral(config: SpiralConfig | None = None, *, run_dir: str | Path | None = None,
                **overrides) -> SpiralResult:
     """Train MN and the plain linear classifier on the spirals; return everything the figures need.
     `overrides` replace fields of `config` (e.g. run_spiral(steps=500)). With `run_dir`, writes
     config.json, metrics.jsonl and summary.json there."""
-    with _one_thread():
+    with torch_threads(1):        # tiny tensors: intra-op threads only add overhead
         return _run_spiral(dataclasses.replace(config or SpiralConfig(), **overrides), run_dir)
 
 

@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._threads import torch_threads
 from .._checks import check_choice, check_fraction, check_positive
 from ..regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
 from .distributed import resolve_device
@@ -46,19 +47,6 @@ def seeded(seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Run a block with `threads` torch intra-op CPU threads (None: unchanged), then restore the
-    setting. Small networks train fastest on one thread, and much faster on a shared CPU."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @dataclass

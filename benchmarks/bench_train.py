@@ -1,0 +1,106 @@
+"""Training-step and inference throughput of vanilla, MN and MN+iFiLM (MN Appendix A.7).
+
+ResNet-29 on CIFAR-shaped batches (128 x 3 x 32 x 32, 10 classes and S = 5000 as for CIFAR-10, by default), the same
+model code, optimiser and loss the trainer uses. Prints one JSON object with images/s per method and
+the ratios of MN and MN+iFiLM step times against vanilla measured in the same run (the issue's
+targets: MN training step <= 1.5x vanilla, inference <= 1.2x; the paper reports about 2x at inference).
+
+    python benchmarks/bench_train.py                        # CPU (or CUDA when present, bf16 + channels_last)
+    python benchmarks/bench_train.py --device cuda --batch 128 --entries 10000
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from nslviz.models.classifier import build_image_model
+from nslviz.training.config import TrainConfig
+from nslviz.training.distributed import resolve_device
+from nslviz.training.optim import build_optimizer
+from _results import save_result  # noqa: E402  (benchmarks/_results.py)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(step, device, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(method: str, args, device) -> dict:
+    torch.manual_seed(0)
+    cuda = device.type == "cuda"
+    model = build_image_model(method, args.backbone, args.classes, entries=args.entries).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, TrainConfig(method=method, entries=args.entries))
+    images = torch.rand(args.batch, 3, 32, 32, device=device)
+    if cuda:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, args.classes, (args.batch,), device=device)
+
+    def train_step():
+        model.train()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(model(images).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    @torch.no_grad()
+    def inference():
+        model.eval()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            model(images)
+
+    train_seconds = _time(train_step, device, args.repeats, args.warmup)
+    infer_seconds = _time(inference, device, args.repeats, args.warmup)
+    return {"train_step_seconds": round(train_seconds, 5), "inference_seconds": round(infer_seconds, 5),
+            "train_images_per_second": round(args.batch / train_seconds, 1),
+            "inference_images_per_second": round(args.batch / infer_seconds, 1),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="resnet29")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--entries", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/train_<device>.json)")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    methods = {m: measure(m, args, device) for m in ("vanilla", "mn", "mn_ifilm")}
+    base = methods["vanilla"]
+    ratios = {m: {"train_step_vs_vanilla": round(r["train_step_seconds"] / base["train_step_seconds"], 3),
+                  "inference_vs_vanilla": round(r["inference_seconds"] / base["inference_seconds"], 3)}
+              for m, r in methods.items() if m != "vanilla"}
+    result = {"benchmark": "train_step_and_inference", "backbone": args.backbone, "batch": args.batch,
+              "classes": args.classes, "entries": args.entries, "device": str(device),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "methods": methods, "ratios": ratios}
+    save_result(result, f"train_{device.type}", args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
