@@ -7,6 +7,15 @@ Meta-Neighborhoods (MN):
     FunctionalMetaNeighborhoods  the same around any small model (torch.func)
     MetaNeighborhoodsMLP         an MLP finetuned per input on an input-space dictionary (MN regression)
     IFiLM                        instance-wise FiLM after a BatchNorm, MN eq. (4)
+
+Neural Similarity Learning (NSL):
+    NSConv2d                     convolution with a learned similarity WᵀMX: static / dynamic, DNS / UNS (eq. 1-5)
+    SphereConv2d                 hyperspherical convolution (the dynamic predictor's layer)
+    GlobalSimilarityAttention    global neural similarity / self-attention block (Appendix B)
+    fold_static_nsl, nsl_regularization, make_conv
+
+Subpackages (imported on first use): models (backbones by name), datasets, training (the trainer,
+configs, experiments), analysis, viz (plotly figures), estimators (scikit-learn).
 """
 from __future__ import annotations
 
@@ -31,7 +40,7 @@ def quick_mode(quick: bool | None = None) -> bool:
     return os.environ.get("NSLVIZ_QUICK", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-_SUBMODULES = {"analysis", "datasets", "estimators", "models", "nsl", "training", "viz", "ifilm", "regression"}
+_SUBMODULES = {"analysis", "datasets", "estimators", "models", "nsl", "training", "viz", "ifilm", "regression", "paper"}
 
 
 def __getattr__(name: str):
