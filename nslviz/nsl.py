@@ -232,7 +232,7 @@ class _ShiftWeightSum(torch.autograd.Function):
                     grad_z[:, :, :ci.start, tap] = 0
                     grad_z[:, :, ci.stop:, tap] = 0
             if grad_m is not None:
-                grad_m[:, ro, co, tap] = (grad_tap * z[:, ri, ci, tap]).sum(-1)       # Σ_f
+                grad_m[:, ro, co, tap] = torch.linalg.vecdot(grad_tap, z[:, ri, ci, tap])   # Σ_f
         return grad_z, grad_m, None, None, None
 
 
@@ -301,7 +301,10 @@ def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity:
         per_tap = weight.permute(2, 3, 0, 1).reshape(taps * filters, channels, 1, 1)        # (K·F, C, 1, 1) W_s
         z = F.conv2d(x.contiguous(memory_format=torch.channels_last), per_tap)                 # (B, K·F, H, W) W_s·X(q)
         z = z.permute(0, 2, 3, 1).reshape(batch, height, width, taps, filters)                # channels-last view
-        out = _ShiftWeightSum.apply(z, similarity.to(z.dtype).permute(0, 2, 3, 1), k, stride, padding)
+        # m contiguous channels-last: a strided m makes every per-tap broadcast loop over positions
+        # innermost and write Z's gradient K·F apart (about 10x slower on CPU)
+        m = similarity.to(z.dtype).permute(0, 2, 3, 1).contiguous()                          # (B, H', W', K)
+        out = _ShiftWeightSum.apply(z, m, k, stride, padding)
         out = out.permute(0, 3, 1, 2)                                                        # (B, F, H', W')
     else:
         patches = _Patches.apply(x, k, stride, padding, out_h, out_w)                        # (B, H', W', K, C)

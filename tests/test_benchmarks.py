@@ -34,3 +34,10 @@ def test_train_benchmark_reports_ratios_against_vanilla(tmp_path):
          "--out", str(tmp_path / "r.json")])
     assert set(result["ratios"]) == {"mn", "mn_ifilm"} and result["methods"]["vanilla"]["train_step_seconds"] > 0
     assert sys.modules["bench_train"].__file__.startswith(str(BENCHMARKS))
+
+
+@pytest.mark.parametrize("family", ["mn", "nsl"])
+def test_digits_runs_train_for_the_epochs_asked(family):
+    # quick_config caps epochs at its small default; the benchmark's --epochs must win over that cap
+    configs = importlib.import_module("digits_runs").run_configs(family, 30)
+    assert {c.epochs for c in configs.values()} == {30} and {c.dataset for c in configs.values()} == {"digits"}
