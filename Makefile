@@ -5,6 +5,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out
+# transparent huge pages for torch's large CPU tensors (see nslviz/__init__.py); 0 to opt out
+export THP_MEM_ALLOC_ENABLE ?= 1
 
 .PHONY: setup demo test test-unit test-notebooks lab bench clean
 

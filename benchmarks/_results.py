@@ -3,12 +3,16 @@ benchmarks/results/<name>.json (or --out)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def save_result(result: dict, name: str, out: str | Path | None = None) -> dict:
+    # PyTorch's CPU allocator reads this once at import and it changes CPU timings: record it (in
+    # `result` itself, which the benchmarks return)
+    result["THP_MEM_ALLOC_ENABLE"] = os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")

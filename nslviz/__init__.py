@@ -21,6 +21,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+
+if "torch" not in sys.modules:
+    # Transparent huge pages for PyTorch's large CPU allocations: the dynamic NSL convolutions
+    # allocate K-times-larger intermediates at every step, and without THP their first-touch page
+    # faults cost about a third of a stage-1 CNN-9 layer's time (benchmarks/bench_nsl.py). PyTorch reads
+    # the variable once, when torch is first imported; set THP_MEM_ALLOC_ENABLE=0 to opt out.
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from .neighborhoods import (FunctionalMetaNeighborhoods, InducedDictionary, MetaNeighborhoodsHead,
                             classifier_logits, entry_loss, finetune_functional, inner_gradient)

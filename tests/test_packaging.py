@@ -2,6 +2,9 @@
 the Binder environment installs every runtime dependency at the pinned version (CPU torch), and the
 notebooks follow the quick-mode contract."""
 import json
+import os
+import subprocess
+import sys
 import re
 import tomllib
 from pathlib import Path
@@ -67,3 +70,13 @@ def test_notebook_contract(notebook):
     assert "quick_mode(quick)" in "".join(code[1]["source"]), "second code cell must resolve quick mode"
     for i, cell in enumerate(code):
         assert len("".join(cell["source"]).splitlines()) <= 25, f"code cell {i} is longer than 25 lines"
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "1"), ("0", "0")])
+def test_importing_nslviz_first_turns_on_huge_pages_unless_the_user_chose(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if preset is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = preset
+    out = subprocess.run([sys.executable, "-c", "import os, nslviz; print(os.environ['THP_MEM_ALLOC_ENABLE'])"],
+                         env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out[-1] == expected
