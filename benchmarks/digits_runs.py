@@ -2,8 +2,8 @@
 set, on CPU, through the shared trainer, over several seeds. Prints one JSON object with the test
 accuracy of every run, their mean and standard deviation, and the parameter counts.
 
-    python benchmarks/digits_runs.py --family mn  --epochs 8 --seeds 0 1 2 3 4   # convnet4, paper recipe
-    python benchmarks/digits_runs.py --family nsl --epochs 8 --seeds 0 1 2        # cnn9, quick-mode recipe
+    python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1                # convnet4, paper recipe
+    python benchmarks/digits_runs.py --family nsl --epochs 8 --seeds 0 1 2 --threads 1   # cnn9, quick-mode recipe
 
 Settings: digits upsampled to 16x16, batch 64, crop augmentation (what quick mode uses, see
 nslviz.training.experiments.quick_config); MN: S = 200, the MN preset (AdamW 1e-3); NSL: the NSL
