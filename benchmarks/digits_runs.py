@@ -3,6 +3,8 @@ set, on CPU, through the shared trainer, over several seeds. Prints one JSON obj
 accuracy of every run, their mean and standard deviation, and the parameter counts.
 
     python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1                # convnet4, paper recipe
+    python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1 --dictionary-init data --alpha 0.5 \
+        --out benchmarks/results/digits_mn_data_init_cpu.json                           # dictionary from data
     python benchmarks/digits_runs.py --family nsl --epochs 8 --seeds 0 1 2 --threads 1   # cnn9, quick-mode recipe
 
 Settings: digits upsampled to 16x16, batch 64, crop augmentation (what quick mode uses, see
@@ -27,12 +29,14 @@ from _results import save_result  # noqa: E402  (benchmarks/_results.py)
 MN_METHODS = ("vanilla", "vanilla_ifilm", "mn", "mn_ifilm")
 
 
-def run_configs(family: str, epochs: int) -> dict[str, TrainConfig]:
+def run_configs(family: str, epochs: int, methods=None, **mn_options) -> dict[str, TrainConfig]:
+    """Labelled configs; mn_options (dictionary_init, alpha) override the MN preset."""
     if family == "mn":
         # quick_config caps the epochs at its own (small) default; the benchmark sets them after it
         base = dataclasses.replace(quick_config(TrainConfig.from_preset("mn", backbone="convnet4")),
                                    epochs=epochs, entries=200)
-        return {m: dataclasses.replace(base, method=m) for m in MN_METHODS}
+        base = dataclasses.replace(base, **{k: v for k, v in mn_options.items() if v is not None})
+        return {m: dataclasses.replace(base, method=m) for m in (methods or MN_METHODS)}
     base = dataclasses.replace(quick_config(TrainConfig.from_preset("nsl", backbone="cnn9")), epochs=epochs)
     return {v: nsl_variant_config(base, v) for v in NSL_VARIANTS}
 
@@ -42,13 +46,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--family", choices=("mn", "nsl"), default="mn")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--methods", nargs="+", choices=MN_METHODS, default=None, help="MN family: a subset of the methods")
+    parser.add_argument("--dictionary-init", choices=("random", "data"), default=None,
+                        help="MN family: the dictionary's start (default: the preset's, random)")
+    parser.add_argument("--alpha", type=float, default=None, help="MN family: initial inner step size (preset: 0.05)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/digits_<family>_cpu.json")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    configs = run_configs(args.family, args.epochs)
+    configs = run_configs(args.family, args.epochs, args.methods, dictionary_init=args.dictionary_init, alpha=args.alpha)
     accuracy = {label: [] for label in configs}
+    before = {label: [] for label in configs if label.startswith("mn")}
     seconds = {label: [] for label in configs}
     parameters = {}
     with tempfile.TemporaryDirectory() as runs:
@@ -56,6 +65,8 @@ def main(argv=None) -> dict:
             for label, config in configs.items():
                 summary = train(dataclasses.replace(config, seed=seed), Path(runs) / f"{label}-{seed}", progress=False)
                 accuracy[label].append(summary["test_acc"])
+                if label in before:                      # the same model without per-input finetuning
+                    before[label].append(summary["test_acc_before_finetune"])
                 seconds[label].append(summary["seconds"])
                 parameters[label] = summary["parameters"]
                 print(label, seed, round(summary["test_acc"], 4), flush=True)
@@ -64,7 +75,12 @@ def main(argv=None) -> dict:
               "backbone": next(iter(configs.values())).backbone,
               "epochs_run": next(iter(configs.values())).epochs, "image_size": 16, "threads": torch.get_num_threads(),
               "test_acc": accuracy, "mean_test_acc": {k: round(statistics.mean(v), 4) for k, v in accuracy.items()},
-              "std_test_acc": {k: spread(v) for k, v in accuracy.items()}, "parameters": parameters,
+              "std_test_acc": {k: spread(v) for k, v in accuracy.items()},
+              "test_acc_before_finetune": before,
+              "mean_test_acc_before_finetune": {k: round(statistics.mean(v), 4) for k, v in before.items()},
+              "mn_options": {"dictionary_init": next(iter(configs.values())).dictionary_init,
+                             "alpha": next(iter(configs.values())).alpha} if args.family == "mn" else None,
+              "parameters": parameters,
               "mean_seconds": {k: round(statistics.mean(v), 1) for k, v in seconds.items()}}
     save_result(result, f"digits_{args.family}_cpu", args.out)
     return result

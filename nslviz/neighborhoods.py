@@ -26,12 +26,14 @@ dictionary, the attention and the step size are kept, so the dictionary still le
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from ._checks import check_choice, check_features, check_fraction, check_positive
+from ._checks import check_choice, check_features, check_finite, check_fraction, check_positive
 from .similarity import SIMILARITIES, NeighborAttention
 
 VALUE_KINDS = ("soft", "fixed", "regression")
@@ -96,6 +98,7 @@ class InducedDictionary(nn.Module):
         check_positive("value_dim", value_dim, integer=True, minimum=1)
         check_choice("values", values, VALUE_KINDS)
         self.value_kind = values
+        self.key_init_std = float(key_init_std)
         if initial_keys is None:
             initial_keys = torch.randn(entries, key_dim) * key_init_std
         elif tuple(initial_keys.shape) != (entries, key_dim):
@@ -124,6 +127,44 @@ class InducedDictionary(nn.Module):
     @property
     def entries(self) -> int:
         return self.keys.shape[0]
+
+    @torch.no_grad()
+    def set_entries(self, keys: torch.Tensor, targets: torch.Tensor, *, confidence: float = 0.9) -> None:
+        """Overwrite every entry with given keys (S, d) and targets: class indices (S,) for "soft" and
+        "fixed" values (soft values start with probability `confidence` on the class), real targets
+        (S,) or (S, value_dim) for "regression" values."""
+        entries, key_dim = self.keys.shape
+        if tuple(keys.shape) != (entries, key_dim):
+            raise ValueError(f"expected keys of shape ({entries}, {key_dim}), got {tuple(keys.shape)}")
+        check_finite("keys", keys)
+        if self.value_kind == "regression":
+            if targets.shape[:1] != (entries,) or targets.numel() != self.regression_values.numel():
+                raise ValueError(f"expected targets of shape {tuple(self.regression_values.shape)}, got {tuple(targets.shape)}")
+            targets = targets.reshape(self.regression_values.shape)
+            check_finite("targets", targets)
+            self.regression_values.copy_(targets)
+        else:
+            classes = self.value_logits.shape[1] if self.value_kind == "soft" else self.fixed_values.shape[1]
+            classes = max(classes, 2)                                   # value_dim 1: binary 0/1 labels
+            if tuple(targets.shape) != (entries,) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
+                raise ValueError(f"expected integer class labels of shape ({entries},), got {targets.dtype} "
+                                 f"of shape {tuple(targets.shape)}")
+            if len(targets) and (targets.min() < 0 or targets.max() >= classes):
+                raise ValueError(f"class labels must lie in [0, {classes - 1}], got [{int(targets.min())}, "
+                                 f"{int(targets.max())}]")
+            if self.value_kind == "fixed":
+                targets = targets.to(self.fixed_values.device)
+                fixed = targets.float()[:, None] if self.fixed_values.shape[1] == 1 else F.one_hot(targets, classes).float()
+                self.fixed_values.copy_(fixed)
+            else:
+                if classes != self.value_logits.shape[1]:
+                    raise ValueError("soft values need value_dim >= 2 to start from class labels")
+                if not 1.0 / classes < confidence < 1.0:
+                    raise ValueError(f"confidence must lie in (1/C, 1) = ({1.0 / classes:.3g}, 1), got {confidence!r}")
+                # softmax(value_scale · V_raw) puts `confidence` on the class when its logit is this
+                logit = math.log(confidence * (classes - 1) / (1.0 - confidence)) / float(self.value_scale)
+                self.value_logits.copy_(F.one_hot(targets.to(self.value_logits.device), classes).float() * logit)
+        self.keys.copy_(keys)
 
     @property
     def values(self) -> torch.Tensor:
@@ -266,6 +307,22 @@ class MetaNeighborhoodsHead(nn.Module):
             self.inner_step_size = nn.Parameter(step)
         else:
             self.register_buffer("inner_step_size", step)
+
+    @torch.no_grad()
+    def initialize_from_examples(self, features: torch.Tensor, labels: torch.Tensor, *,
+                                 confidence: float = 0.9) -> None:
+        """Start the dictionary at S real examples: k_j = their features z_j, v_j = their labels
+        (soft values: probability `confidence` on the label). Not in the paper or the official code;
+        it is the direct way to meet the paper's requirement (sec. 3.1) that keys start "with a
+        similar distribution to z_i" so that they receive a training signal early. For the cosine
+        similarity only the direction counts, so the keys keep the norm of the Gaussian init
+        (key_init_std · √d) and the optimiser moves them at the same relative rate."""
+        check_features("features", features, self.feature_dim)
+        check_finite("features", features)
+        keys = features.detach().float().to(self.dictionary.keys.device)
+        if self.attention.similarity == "cosine":
+            keys = F.normalize(keys, dim=-1) * (self.dictionary.key_init_std * math.sqrt(self.feature_dim))
+        self.dictionary.set_entries(keys, labels, confidence=confidence)
 
     def base_logits(self, features: torch.Tensor) -> torch.Tensor:
         """f_φ(z) without finetuning, (B, C)."""

@@ -50,6 +50,54 @@ def test_dictionary_values():
         InducedDictionary(12, 4, 3, initial_keys=torch.zeros(3, 4))
 
 
+def test_dictionary_starts_at_given_examples():
+    torch.manual_seed(0)
+    labels = torch.arange(12) % 3                                        # three clusters of four examples
+    features = 3 * (torch.eye(8)[labels] + 0.2 * torch.randn(12, 8))
+    head = MetaNeighborhoodsHead(8, 3, entries=12)
+    head.initialize_from_examples(features, labels, confidence=0.8)
+    keys = head.dictionary.keys
+    # cosine similarity: the direction of each feature, at the norm of the Gaussian init (0.05 · √d)
+    torch.testing.assert_close(torch.nn.functional.normalize(keys, dim=-1), torch.nn.functional.normalize(features, dim=-1))
+    torch.testing.assert_close(keys.norm(dim=1), torch.full((12,), 0.05 * 8 ** 0.5))
+    values = head.dictionary.values
+    assert values.argmax(1).tolist() == labels.tolist()
+    torch.testing.assert_close(values.max(1).values, torch.full((12,), 0.8))
+    fixed = MetaNeighborhoodsHead(8, 3, entries=12, values="fixed")
+    fixed.initialize_from_examples(features, labels)
+    assert fixed.dictionary.values.tolist() == torch.nn.functional.one_hot(labels, 3).float().tolist()
+    # the entries now act like soft nearest neighbours: a query attends to its own cluster, and
+    # finetuning on them raises the logit of the cluster's class more than any other
+    fixed.eval()
+    details = fixed(features, return_details=True)
+    assert (details["attention"].argmax(1) == torch.arange(12)).all()
+    same_class = (labels[:, None] == labels[None, :]).float()
+    assert ((details["attention"] * same_class).sum(1) > 0.75).all()
+    moved = details["logits"] - details["base_logits"]
+    assert (moved.argmax(1) == labels).all()
+    euclidean = MetaNeighborhoodsHead(8, 3, entries=12, similarity="neg_sq_euclidean")
+    euclidean.initialize_from_examples(features, labels)
+    torch.testing.assert_close(euclidean.dictionary.keys, features)      # distances need the raw features
+    regression = InducedDictionary(4, 2, 1, "regression")
+    regression.set_entries(torch.ones(4, 2), torch.tensor([0.5, 1.0, 1.5, 2.0]))
+    assert regression.values[:, 0].tolist() == [0.5, 1.0, 1.5, 2.0]
+
+
+@pytest.mark.parametrize("features,labels,kwargs,match", [
+    (torch.randn(11, 8), torch.zeros(11, dtype=torch.long), {}, r"expected keys of shape \(12, 8\), got \(11, 8\)"),
+    (torch.randn(12, 5), torch.zeros(12, dtype=torch.long), {}, r"expected features of shape \(batch, 8\), got \(12, 5\)"),
+    (torch.full((12, 8), float("nan")), torch.zeros(12, dtype=torch.long), {}, r"features contains 96 NaN"),
+    (torch.randn(12, 8), torch.full((12,), 3), {}, r"class labels must lie in \[0, 2\], got \[3, 3\]"),
+    (torch.randn(12, 8), torch.zeros(12), {}, r"expected integer class labels of shape \(12,\), got torch.float32"),
+    (torch.randn(12, 8), torch.zeros(12, dtype=torch.long), {"confidence": 0.2},
+     r"confidence must lie in \(1/C, 1\) = \(0.333, 1\), got 0.2"),
+])
+def test_dictionary_from_bad_examples(features, labels, kwargs, match):
+    head = MetaNeighborhoodsHead(8, 3, entries=12)
+    with pytest.raises(ValueError, match=match):
+        head.initialize_from_examples(features, labels, **kwargs)
+
+
 def test_entry_dropout_changes_training_but_not_evaluation():
     torch.manual_seed(0)
     head = MetaNeighborhoodsHead(6, 3, entries=50, entry_dropout=0.5)

@@ -1,4 +1,5 @@
 """The trainer: run directories, determinism, exact resume, parameter groups, the CLI, DDP on CPU."""
+import dataclasses
 import json
 import os
 import signal
@@ -9,13 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nslviz.datasets.images import ImageSplit
 from nslviz.models.classifier import build_image_model
 from nslviz.training.config import TrainConfig
 from nslviz.training.data import BatchStream
 from nslviz.training.optim import parameter_groups
-from nslviz.training.trainer import load_run, train
+from nslviz.datasets.augment import to_float
+from nslviz.training.trainer import initialize_dictionary, load_data, load_run, train
 
 TINY = dict(dataset="digits", backbone="convnet4", epochs=2, batch_size=32, train_limit=192, eval_limit=96,
             entries=40, checkpoint_every=4, device="cpu", augment="crop", image_size=16)
@@ -143,6 +146,50 @@ def test_resume_after_an_interruption_mid_epoch_gives_the_same_final_metrics(ref
     resumed = train(TrainConfig(**TINY), tmp_path / "cut", resume=True, progress=False)
     assert _stable(resumed) == _stable(uninterrupted)
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_dictionary_init_from_data_starts_at_training_images():
+    config = TrainConfig(**{**TINY, "dictionary_init": "data"})
+    data = load_data(config)
+    torch.manual_seed(0)
+    model = build_image_model("mn", "convnet4", 10, in_channels=1, image_size=16, entries=40)
+    running = [b.clone() for b in model.buffers()]
+    index = initialize_dictionary(model, data.train, config, torch.device("cpu"))
+    assert len(set(index.tolist())) == 40 and index.max() < 192            # 40 distinct training images
+    for before, after in zip(running, model.buffers()):                   # BatchNorm statistics untouched
+        assert torch.equal(before, after)
+    with torch.no_grad():                                                  # train-mode features, in batches of 32
+        model.train()
+        images = to_float(data.train.images[index])
+        features = torch.cat([model.backbone(images[:32]), model.backbone(images[32:])])
+    keys = model.head.dictionary.keys
+    torch.testing.assert_close(F.normalize(keys, dim=1), F.normalize(features, dim=1), atol=1e-5, rtol=1e-5)
+    assert model.head.dictionary.values.argmax(1).tolist() == data.train.labels[index].tolist()
+    again = initialize_dictionary(model, data.train, config, torch.device("cpu"))
+    assert torch.equal(again, index)                                       # a function of the seed
+    other = initialize_dictionary(model, data.train, dataclasses.replace(config, seed=1), torch.device("cpu"))
+    assert not torch.equal(other, index)
+    big = build_image_model("mn", "convnet4", 10, in_channels=1, image_size=16, entries=300)
+    assert len(initialize_dictionary(big, data.train, config, torch.device("cpu"))) == 300   # S > N: with replacement
+
+
+def test_dictionary_init_from_data_trains_and_resumes_exactly(reference_run, tmp_path):
+    _, from_random = reference_run
+    config = TrainConfig(**{**TINY, "dictionary_init": "data"})
+    uninterrupted = train(config, tmp_path / "whole", progress=False)
+    assert uninterrupted["test_loss"] != from_random["test_loss"]
+    assert json.loads((tmp_path / "whole" / "config.json").read_text())["dictionary_init"] == "data"
+
+    def kill_at_iteration_9(iteration):
+        if iteration == 9:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(config, tmp_path / "cut", progress=False, on_iteration=kill_at_iteration_9)
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False)   # the checkpoint, not a new init
+    assert _stable(resumed) == _stable(uninterrupted)
+    with pytest.raises(ValueError, match="unknown dictionary_init 'kmeans'"):
+        TrainConfig(dictionary_init="kmeans")
 
 
 def test_resume_refuses_a_changed_configuration(reference_run):

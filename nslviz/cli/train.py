@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from ..models.classifier import CLASSIFIERS, METHODS
-from ..training.config import AMP_MODES, AUGMENTATIONS, OPTIMIZERS, PRESETS, TrainConfig
+from ..training.config import AMP_MODES, AUGMENTATIONS, DICTIONARY_INITS, OPTIMIZERS, PRESETS, TrainConfig
 from .common import emit_json, fraction, nonnegative_int, positive_float, positive_int
 
 CONTROL = {"run", "subparser", "command", "run_dir", "resume", "json", "preset", "no_progress"}
@@ -62,6 +62,8 @@ def add_parser(subparsers) -> None:
     mn.add_argument("--entry-dropout", type=fraction)
     mn.add_argument("--first-order", type=_boolean)
     mn.add_argument("--values", choices=("soft", "fixed"), help="dictionary values: learnable soft (default) or fixed one-hot")
+    mn.add_argument("--dictionary-init", choices=DICTIONARY_INITS,
+                    help="random keys (official) or the features and labels of S training images")
     mn.add_argument("--ifilm-placement", choices=("all", "last"))
     mn.add_argument("--ifilm-entries", type=positive_int)
     opt = p.add_argument_group("optimisation")

@@ -30,6 +30,7 @@ from ..models.classifier import CLASSIFIERS, METHODS
 OPTIMIZERS = ("adamw", "sgd")
 AMP_MODES = ("auto", "bf16", "off")
 PRESETS = ("mn", "nsl")
+DICTIONARY_INITS = ("random", "data")
 
 
 @dataclass
@@ -48,6 +49,7 @@ class TrainConfig:
     alpha: float = 0.05                      # initial |α| (official init)
     entry_dropout: float = 0.5               # per-example dictionary dropout while training
     values: str = "soft"                     # "soft" learnable class distributions, "fixed" one-hot (--fix_v)
+    dictionary_init: str = "random"          # "random" keys N(0, 0.05²) (official) or "data": S training images' features and labels
     first_order: bool = False
     ifilm_placement: str = "all"             # for methods *_ifilm: "all" or "last"
     ifilm_entries: int = 10                  # S_l
@@ -91,6 +93,7 @@ class TrainConfig:
         check_choice("amp", self.amp, AMP_MODES)
         check_choice("step_size", self.step_size, ("scalar", "diagonal"))
         check_choice("values", self.values, ("soft", "fixed"))
+        check_choice("dictionary_init", self.dictionary_init, DICTIONARY_INITS)
         check_choice("ifilm_placement", self.ifilm_placement, ("all", "last"))
         for name in ("inner_steps", "epochs", "batch_size", "eval_batch_size",
                      "checkpoint_every", "ifilm_entries"):

@@ -62,6 +62,31 @@ def build_model(config: TrainConfig, num_classes: int, channels: int, image_size
                              nsl=config.nsl, nsl_options=config.nsl_options or None)
 
 
+@torch.no_grad()
+def initialize_dictionary(model: ImageClassifier, split, config: TrainConfig, device: torch.device,
+                          channels_last: bool = False) -> torch.Tensor:
+    """dictionary_init="data": start MN's dictionary at S training images (drawn with a generator
+    seeded from config.seed; with replacement only when S exceeds the split): keys = their features
+    under the initial backbone, values = their labels. The features use the batch statistics the
+    first training step sees; BatchNorm running statistics are left untouched. Returns the indices."""
+    head = model.head
+    count, entries = len(split.labels), head.dictionary.entries
+    generator = torch.Generator().manual_seed(derived_seed(config.seed, 0x5EED))
+    index = (torch.randperm(count, generator=generator)[:entries] if entries <= count
+             else torch.randint(count, (entries,), generator=generator))
+    examples = split.subset(index)
+    stream = BatchStream(examples, config.batch_size, shuffle=False, device=device, channels_last=channels_last)
+    running = [buffer.clone() for buffer in model.buffers()]
+    was_training = model.training
+    model.train()
+    features = torch.cat([model.backbone(images).float() for images, _ in stream.epoch(0)])
+    for buffer, saved in zip(model.buffers(), running):
+        buffer.copy_(saved)
+    model.train(was_training)
+    head.initialize_from_examples(features, examples.labels.to(device))
+    return index
+
+
 def load_data(config: TrainConfig):
     data = load_image_dataset(config.dataset, data_root(config.data_root), val_size=config.val_size,
                               image_size=config.image_size, label_kind=config.label_kind,
@@ -156,7 +181,10 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     channels_last = _channels_last(config, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if checkpoint is None and config.dictionary_init == "data" and model.is_meta_neighborhoods:
+        initialize_dictionary(model, data.train, config, device, channels_last)
     optimizer = build_optimizer(model, config)
+
     def stream(split, training: bool) -> BatchStream:
         batch_size = config.batch_size if training else config.eval_batch_size * context.world_size
         return BatchStream(split, batch_size, shuffle=training, augment=config.augment if training else "none",
