@@ -2,9 +2,9 @@
 set, on CPU, through the shared trainer, over several seeds. Prints one JSON object with the test
 accuracy of every run, their mean and standard deviation, and the parameter counts.
 
-    python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1                # convnet4, paper recipe
+    python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1 --seeds 0 1 2 3 4 5 6 7 8 9   # paper recipe
     python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1 --dictionary-init data --alpha 0.5 \
-        --out benchmarks/results/digits_mn_data_init_cpu.json                           # dictionary from data
+        --methods mn mn_ifilm --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results/digits_mn_data_init_cpu.json
     python benchmarks/digits_runs.py --family nsl --epochs 8 --seeds 0 1 2 --threads 1   # cnn9, quick-mode recipe
 
 Settings: digits upsampled to 16x16, batch 64, crop augmentation (what quick mode uses, see

@@ -200,6 +200,26 @@ def test_resume_refuses_a_changed_configuration(reference_run):
         train(TrainConfig(**TINY), run_dir.parent / "nothing-here", resume=True, progress=False)
 
 
+def test_best_checkpoint_is_the_highest_validation_accuracy_ties_broken_by_lower_loss(tmp_path, monkeypatch):
+    import nslviz.training.trainer as trainer
+    real_evaluate, scripted = trainer.evaluate, [(0.5, 1.0), (0.9, 0.5), (0.9, 0.3), (0.9, 0.4), (0.8, 0.1)]
+    seen = []
+
+    def evaluate(model, stream, context, autocast):                      # the per-epoch validations are scripted
+        if len(seen) < len(scripted):
+            seen.append({k: v.clone() for k, v in model.state_dict().items()})
+            acc, loss = scripted[len(seen) - 1]
+            return {"acc": acc, "loss": loss, "count": 96}
+        return real_evaluate(model, stream, context, autocast)
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    summary = train(TrainConfig(**{**TINY, "epochs": 5, "method": "vanilla"}), tmp_path / "run", progress=False)
+    assert summary["best_epoch"] == 3                                   # 0.9 three times: the lowest loss wins
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert all(torch.equal(best[k], seen[2][k]) for k in best)
+    assert not all(torch.equal(best[k], seen[1][k]) for k in best)
+
+
 def test_load_run_restores_the_best_model(reference_run):
     run_dir, summary = reference_run
     model, config, data = load_run(run_dir)

@@ -10,9 +10,10 @@ of an uninterrupted run: batch order and augmentation are functions of (seed, ep
 global RNG (dropout, dictionary entry dropout) is reseeded from (seed, rank, iteration) before every
 step, so nothing random depends on where the run was cut.
 
-Validation after every epoch; the best-on-validation weights (`best.pt`) are the ones tested, on the
-full test set (the official MN code averaged a random half). For MN the accuracy before finetuning
-(the classifier φ itself) is reported next to the finetuned one.
+Validation after every epoch; the best-on-validation weights (`best.pt`: highest accuracy, ties broken
+by the lower validation loss) are the ones tested, on the full test set (the official MN code
+averaged a random half). For MN the accuracy before finetuning (the classifier φ itself) is
+reported next to the finetuned one.
 
 On GPU: bf16 autocast (the MN head stays float32), channels_last, the split kept on the GPU when it
 fits, optional torch.compile; several GPUs with torchrun (DDP).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -194,7 +196,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     streams = {"train": stream(data.train, True), "val": stream(data.val, False), "test": stream(data.test, False)}
     batches = len(streams["train"])
     scheduler = build_scheduler(optimizer, config, batches)
-    state = {"iteration": 0, "epoch": 0, "batch": 0, "best_val_acc": -1.0, "best_epoch": -1,
+    state = {"iteration": 0, "epoch": 0, "batch": 0, "best_val_acc": -1.0, "best_val_loss": math.inf, "best_epoch": -1,
              "seconds": 0.0, "epoch_sums": [0.0, 0.0, 0.0], "metrics_rows": 0}
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -260,8 +262,8 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         if "acc_before_finetune" in val:
             row["val_acc_before_finetune"] = val["acc_before_finetune"]
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}")
-        if val["acc"] > state["best_val_acc"]:
-            state["best_val_acc"], state["best_epoch"] = val["acc"], state["epoch"] + 1
+        if _improves(val, state):
+            state["best_val_acc"], state["best_val_loss"], state["best_epoch"] = val["acc"], val["loss"], state["epoch"] + 1
             if run is not None:
                 atomic_torch_save(run.path / "best.pt", model.state_dict())
         state["epoch"] += 1
@@ -296,6 +298,14 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     if run is not None:
         run.write_summary(summary)
     return summary
+
+
+def _improves(val: dict, state: dict) -> bool:
+    """Is this validation better than the best so far? Higher accuracy wins (as officially); on a
+    tie, the lower loss. Small validation sets (digits: 180 images) tie often, and an early
+    high-learning-rate epoch that ties a late, annealed one is usually the worse model."""
+    best_loss = state.get("best_val_loss", math.inf)          # checkpoints written before the tie-break
+    return val["acc"] > state["best_val_acc"] or (val["acc"] == state["best_val_acc"] and val["loss"] < best_loss)
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
