@@ -6,15 +6,21 @@ accuracy of every run, their mean and standard deviation, and the parameter coun
     python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1 --dictionary-init data --alpha 0.5 \
         --methods mn mn_ifilm --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results/digits_mn_data_init_cpu.json
     python benchmarks/digits_runs.py --family nsl --epochs 8 --seeds 0 1 2 --threads 1   # cnn9, quick-mode recipe
+    python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --seeds 0 1 2 3 4 5 6 7 8 9
 
-Settings: digits upsampled to 16x16, batch 64, crop augmentation (what quick mode uses, see
-nslviz.training.experiments.quick_config); MN: S = 200, the MN preset (AdamW 1e-3); NSL: the NSL
-preset as quick mode runs it (AdamW 1e-3 instead of SGD 0.1, which needs thousands of steps).
+Settings, recipe "quick" (default): digits upsampled to 16x16, batch 64, crop augmentation (what
+quick mode uses, see nslviz.training.experiments.quick_config); MN: S = 200, the MN preset (AdamW
+1e-3); NSL: the NSL preset as quick mode runs it (AdamW 1e-3 instead of SGD 0.1, which needs
+thousands of steps). Recipe "cli" (MN family): exactly `python -m nslviz train --dataset digits
+--backbone convnet4 --method M --epochs N` (TrainConfig's defaults: 32x32, batch 32, S = 200, crop).
+Every run reports the test accuracy of the best-on-validation weights (the paper's protocol) and of
+the last epoch's; "vs_vanilla" counts the seeds on which a method is above / level with / below vanilla.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -29,21 +35,32 @@ from _results import save_result  # noqa: E402  (benchmarks/_results.py)
 MN_METHODS = ("vanilla", "vanilla_ifilm", "mn", "mn_ifilm")
 
 
-def run_configs(family: str, epochs: int, methods=None, **mn_options) -> dict[str, TrainConfig]:
+def run_configs(family: str, epochs: int, methods=None, recipe: str = "quick", **mn_options) -> dict[str, TrainConfig]:
     """Labelled configs; mn_options (dictionary_init, alpha) override the MN preset."""
     if family == "mn":
-        # quick_config caps the epochs at its own (small) default; the benchmark sets them after it
-        base = dataclasses.replace(quick_config(TrainConfig.from_preset("mn", backbone="convnet4")),
-                                   epochs=epochs, entries=200)
+        if recipe == "cli":
+            base = TrainConfig(dataset="digits", backbone="convnet4", epochs=epochs)
+        else:       # quick_config caps the epochs at its own (small) default; the benchmark sets them after it
+            base = dataclasses.replace(quick_config(TrainConfig.from_preset("mn", backbone="convnet4")),
+                                       epochs=epochs, entries=200)
         base = dataclasses.replace(base, **{k: v for k, v in mn_options.items() if v is not None})
         return {m: dataclasses.replace(base, method=m) for m in (methods or MN_METHODS)}
     base = dataclasses.replace(quick_config(TrainConfig.from_preset("nsl", backbone="cnn9")), epochs=epochs)
     return {v: nsl_variant_config(base, v) for v in NSL_VARIANTS}
 
 
+def compare(accuracies: list[float], reference: list[float]) -> dict[str, int]:
+    """Seeds on which a method is above / level with / below the reference (the same seed's vanilla)."""
+    pairs = list(zip(accuracies, reference))
+    return {"above": sum(a > b for a, b in pairs), "level": sum(a == b for a, b in pairs),
+            "below": sum(a < b for a, b in pairs)}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", choices=("mn", "nsl"), default="mn")
+    parser.add_argument("--recipe", choices=("quick", "cli"), default="quick",
+                        help="MN family: quick mode's settings (16x16, batch 64) or the CLI's defaults")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--methods", nargs="+", choices=MN_METHODS, default=None, help="MN family: a subset of the methods")
@@ -55,8 +72,13 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    configs = run_configs(args.family, args.epochs, args.methods, dictionary_init=args.dictionary_init, alpha=args.alpha)
+    if args.recipe == "cli" and args.family != "mn":
+        parser.error("--recipe cli is for the MN family")
+    configs = run_configs(args.family, args.epochs, args.methods, args.recipe,
+                          dictionary_init=args.dictionary_init, alpha=args.alpha)
     accuracy = {label: [] for label in configs}
+    last = {label: [] for label in configs}
+    stored = {}
     before = {label: [] for label in configs if label.startswith("mn")}
     seconds = {label: [] for label in configs}
     parameters = {}
@@ -65,17 +87,25 @@ def main(argv=None) -> dict:
             for label, config in configs.items():
                 summary = train(dataclasses.replace(config, seed=seed), Path(runs) / f"{label}-{seed}", progress=False)
                 accuracy[label].append(summary["test_acc"])
+                last[label].append(summary["test_acc_last"])
+                stored[label] = json.loads((Path(runs) / f"{label}-{seed}" / "config.json").read_text())  # resolved
                 if label in before:                      # the same model without per-input finetuning
                     before[label].append(summary["test_acc_before_finetune"])
                 seconds[label].append(summary["seconds"])
                 parameters[label] = summary["parameters"]
                 print(label, seed, round(summary["test_acc"], 4), flush=True)
     spread = (lambda v: round(statistics.stdev(v), 4)) if len(args.seeds) > 1 else (lambda v: 0.0)
-    result = {"benchmark": f"digits_{args.family}", "epochs": args.epochs, "seeds": args.seeds,
-              "backbone": next(iter(configs.values())).backbone,
-              "epochs_run": next(iter(configs.values())).epochs, "image_size": 16, "threads": torch.get_num_threads(),
+    first = next(iter(stored.values()))
+    reference = accuracy.get("vanilla") or accuracy.get("cnn")
+    result = {"benchmark": f"digits_{args.family}", "recipe": args.recipe, "epochs": args.epochs, "seeds": args.seeds,
+              "backbone": first["backbone"], "epochs_run": first["epochs"], "image_size": first["image_size"] or 32,
+              "batch_size": first["batch_size"], "entries": first["entries"], "threads": torch.get_num_threads(),
               "test_acc": accuracy, "mean_test_acc": {k: round(statistics.mean(v), 4) for k, v in accuracy.items()},
               "std_test_acc": {k: spread(v) for k, v in accuracy.items()},
+              "vs_vanilla": {k: compare(v, reference) for k, v in accuracy.items()} if reference else None,
+              "test_acc_last_epoch": last,
+              "mean_test_acc_last_epoch": {k: round(statistics.mean(v), 4) for k, v in last.items()},
+              "vs_vanilla_last_epoch": {k: compare(v, last.get("vanilla") or last.get("cnn")) for k, v in last.items()},
               "test_acc_before_finetune": before,
               "mean_test_acc_before_finetune": {k: round(statistics.mean(v), 4) for k, v in before.items()},
               "mn_options": {"dictionary_init": next(iter(configs.values())).dictionary_init,

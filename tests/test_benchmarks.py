@@ -44,3 +44,24 @@ def test_digits_runs_train_for_the_epochs_asked(family):
     if family == "mn":
         chosen = importlib.import_module("digits_runs").run_configs("mn", 30, ["mn"], dictionary_init="data", alpha=0.5)
         assert list(chosen) == ["mn"] and (chosen["mn"].dictionary_init, chosen["mn"].alpha) == ("data", 0.5)
+
+
+def test_digits_runs_cli_recipe_is_the_command_line_run():
+    from nslviz.__main__ import build_parser
+    from nslviz.cli.train import config_from_args
+    configs = importlib.import_module("digits_runs").run_configs("mn", 5, ["vanilla", "mn_ifilm"], "cli")
+    for method, config in configs.items():
+        args = build_parser().parse_args(["train", "--dataset", "digits", "--backbone", "convnet4",
+                                          "--method", method, "--epochs", "5"])
+        assert config == config_from_args(args)
+
+
+def test_digits_runs_reports_both_checkpoints_and_the_per_seed_comparison(tmp_path):
+    runs = importlib.import_module("digits_runs")
+    assert runs.compare([0.9, 0.8, 0.7], [0.8, 0.8, 0.8]) == {"above": 1, "level": 1, "below": 1}
+    result = runs.main(["--recipe", "cli", "--epochs", "1", "--methods", "vanilla", "mn", "--seeds", "0",
+                        "--threads", "1", "--out", str(tmp_path / "r.json")])
+    assert (result["recipe"], result["batch_size"], result["image_size"], result["entries"]) == ("cli", 32, 32, 200)
+    assert result["vs_vanilla"]["vanilla"] == {"above": 0, "level": 1, "below": 0}
+    assert set(result["test_acc_last_epoch"]) == {"vanilla", "mn"}
+    assert result["test_acc_last_epoch"]["vanilla"] == result["test_acc"]["vanilla"]   # one epoch: best = last

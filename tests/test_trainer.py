@@ -89,7 +89,8 @@ def test_nsl_recipe_decays_every_weight_but_the_static_similarity():
 def test_presets_follow_the_papers():
     mn = TrainConfig.from_preset("mn", dataset="cifar100")
     assert (mn.optimizer, mn.lr, mn.weight_decay, mn.clip_value, mn.augment) == ("adamw", 1e-3, 0.075, 10.0, "paper")
-    assert mn.resolved("paper").entries == 10000
+    assert mn.resolved("paper").entries == 10000 and mn.resolved("paper").batch_size == 128
+    assert TrainConfig.from_preset("mn", dataset="digits").resolved("paper").batch_size == 128
     nsl = TrainConfig.from_preset("nsl", backbone="cnn9", nsl="dynamic_dns", epochs=1)
     assert (nsl.optimizer, nsl.lr, nsl.momentum, nsl.weight_decay, nsl.label_smoothing) == ("sgd", 0.1, 0.9, 5e-4, 0.01)
     assert nsl.milestone_iterations(100) == [int(100 * 20 / 42.5), int(100 * 30 / 42.5), int(100 * 37.5 / 42.5)]
@@ -99,6 +100,16 @@ def test_presets_follow_the_papers():
         TrainConfig(method="knn")
     with pytest.raises(ValueError, match="temperature T must be > 0"):
         TrainConfig(temperature=0)
+
+
+def test_batch_size_defaults_to_the_papers_128_but_32_on_the_small_digits_set():
+    # digits' 1,258 training images are 9 steps an epoch at 128: the CLI's `--epochs 5` stopped near 55 %
+    assert TrainConfig(dataset="digits").resolved("crop").batch_size == 32
+    assert TrainConfig(dataset="cifar10").resolved("paper").batch_size == 128
+    assert TrainConfig(dataset="synthetic").resolved("crop").batch_size == 128
+    assert TrainConfig(dataset="digits", batch_size=100).resolved("crop").batch_size == 100
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        TrainConfig(batch_size=0)
 
 
 # ---------------------------------------------------------------- training runs
@@ -118,6 +129,7 @@ def test_run_directory_contents(reference_run):
     assert json.loads((run_dir / "config.json").read_text())["entries"] == 40
     assert summary["test_count"] == 96 and 0 <= summary["test_acc"] <= 1
     assert "test_acc_before_finetune" in summary and "val_acc_before_finetune" in rows[0]
+    assert 0 <= summary["test_acc_last"] <= 1 and 0 <= summary["test_acc_last_before_finetune"] <= 1
     assert not list(run_dir.glob("*.tmp"))                             # atomic writes leave nothing behind
 
 
@@ -203,14 +215,16 @@ def test_resume_refuses_a_changed_configuration(reference_run):
 def test_best_checkpoint_is_the_highest_validation_accuracy_ties_broken_by_lower_loss(tmp_path, monkeypatch):
     import nslviz.training.trainer as trainer
     real_evaluate, scripted = trainer.evaluate, [(0.5, 1.0), (0.9, 0.5), (0.9, 0.3), (0.9, 0.4), (0.8, 0.1)]
-    seen = []
+    seen, after = [], []
 
     def evaluate(model, stream, context, autocast):                      # the per-epoch validations are scripted
+        state = {k: v.clone() for k, v in model.state_dict().items()}
         if len(seen) < len(scripted):
-            seen.append({k: v.clone() for k, v in model.state_dict().items()})
+            seen.append(state)
             acc, loss = scripted[len(seen) - 1]
             return {"acc": acc, "loss": loss, "count": 96}
-        return real_evaluate(model, stream, context, autocast)
+        after.append((state, stream.size, real_evaluate(model, stream, context, autocast)))
+        return after[-1][2]
 
     monkeypatch.setattr(trainer, "evaluate", evaluate)
     summary = train(TrainConfig(**{**TINY, "epochs": 5, "method": "vanilla"}), tmp_path / "run", progress=False)
@@ -218,6 +232,11 @@ def test_best_checkpoint_is_the_highest_validation_accuracy_ties_broken_by_lower
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert all(torch.equal(best[k], seen[2][k]) for k in best)
     assert not all(torch.equal(best[k], seen[1][k]) for k in best)
+    # after training: test and validation of the best weights, then the test of the last epoch's weights
+    (test_state, _, test), (_, _, val), (last_state, last_size, last) = after
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)          # noqa: E731
+    assert same(test_state, seen[2]) and summary["test_acc"] == test["acc"] and summary["val_acc"] == val["acc"]
+    assert same(last_state, seen[4]) and last_size == summary["test_count"] and summary["test_acc_last"] == last["acc"]
 
 
 def test_load_run_restores_the_best_model(reference_run):

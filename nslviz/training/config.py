@@ -55,7 +55,7 @@ class TrainConfig:
     ifilm_entries: int = 10                  # S_l
     # optimisation
     epochs: int = 5
-    batch_size: int = 128
+    batch_size: int | None = None            # None: 128 (paper); 32 on digits (DEFAULT_BATCH_SIZE)
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.075              # PyTorch AdamW semantics (see module docstring)
@@ -95,7 +95,7 @@ class TrainConfig:
         check_choice("values", self.values, ("soft", "fixed"))
         check_choice("dictionary_init", self.dictionary_init, DICTIONARY_INITS)
         check_choice("ifilm_placement", self.ifilm_placement, ("all", "last"))
-        for name in ("inner_steps", "epochs", "batch_size", "eval_batch_size",
+        for name in ("inner_steps", "epochs", "eval_batch_size",
                      "checkpoint_every", "ifilm_entries"):
             check_positive(name if name != "entries" else "entries S", getattr(self, name),
                            integer=True, minimum=1)
@@ -113,7 +113,7 @@ class TrainConfig:
             raise ValueError(f"milestones must be fractions of training in (0, 1), got {self.milestones}")
         if self.clip_value is not None:
             check_positive("clip_value", self.clip_value)
-        for name in ("train_limit", "eval_limit", "val_size", "image_size"):
+        for name in ("batch_size", "train_limit", "eval_limit", "val_size", "image_size"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name), integer=True, minimum=1)
 
@@ -129,6 +129,7 @@ class TrainConfig:
         """The config with the dataset-dependent defaults filled in (what a run directory stores)."""
         return dataclasses.replace(
             self, entries=self.entries or DEFAULT_ENTRIES.get(self.dataset, 5000),
+            batch_size=self.batch_size or DEFAULT_BATCH_SIZE.get(self.dataset, 128),
             augment=self.augment or dataset_augment)
 
     def to_dict(self) -> dict:
@@ -155,6 +156,11 @@ class TrainConfig:
 # give S for the 4-layer-ConvNet sets, 5000 is used); small for the embedded sets.
 DEFAULT_ENTRIES = {"cifar10": 5000, "cinic10": 5000, "cifar100": 10000, "tiny-imagenet": 10000,
                    "imagenet64": 10000, "digits": 200, "synthetic": 200}
+
+# The papers' batch of 128, except on the small embedded digits set: its 1,258 training images give
+# 9 steps an epoch at 128, and `--epochs 5` stopped at about 55 % test accuracy; 32 gives 39 steps
+# an epoch and about 98 %. The presets keep 128.
+DEFAULT_BATCH_SIZE = {"digits": 32}
 
 PRESET_FIELDS: dict[str, dict] = {
     "mn": dict(optimizer="adamw", lr=1e-3, weight_decay=0.075, batch_size=128, milestones=(0.75,),
