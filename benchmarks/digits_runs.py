@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
                         help="MN family: the dictionary's start (default: the preset's, random)")
     parser.add_argument("--alpha", type=float, default=None, help="MN family: initial inner step size (preset: 0.05)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", default=None, help="default: benchmarks/results/digits_<family>_cpu.json")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/digits_<family>[_cli]_cpu.json")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -112,7 +112,7 @@ def main(argv=None) -> dict:
                              "alpha": next(iter(configs.values())).alpha} if args.family == "mn" else None,
               "parameters": parameters,
               "mean_seconds": {k: round(statistics.mean(v), 1) for k, v in seconds.items()}}
-    save_result(result, f"digits_{args.family}_cpu", args.out)
+    save_result(result, f"digits_{args.family}{'_cli' if args.recipe == 'cli' else ''}_cpu", args.out)
     return result
 
 

@@ -239,6 +239,16 @@ def test_best_checkpoint_is_the_highest_validation_accuracy_ties_broken_by_lower
     assert same(last_state, seen[4]) and last_size == summary["test_count"] and summary["test_acc_last"] == last["acc"]
 
 
+def test_results_table_shows_best_last_and_before_finetuning(reference_run):
+    from nslviz.viz.training import results_table
+    _, summary = reference_run
+    old = {k: v for k, v in summary.items() if k != "test_acc_last"}       # a summary written before test_acc_last
+    table = results_table({"mn": summary, "vanilla": old}, {"mn": 80.28})
+    assert table.loc["MN", "test acc %"] == round(100 * summary["test_acc"], 2)
+    assert table.loc["MN", "last epoch %"] == round(100 * summary["test_acc_last"], 2)
+    assert table.loc["MN", "paper %"] == 80.28 and table.isna().loc["vanilla", "last epoch %"]
+
+
 def test_load_run_restores_the_best_model(reference_run):
     run_dir, summary = reference_run
     model, config, data = load_run(run_dir)
@@ -269,6 +279,8 @@ def test_cli_train_json_last_line(tmp_path, reference_run):
     for key in ["test_acc", "val_acc", "epochs", "seconds", "run_dir"]:
         assert key in summary
     assert _stable(summary) == _stable(reference_run[1])               # CLI = library
+    report = out.stdout.strip().splitlines()[-2]
+    assert f"test acc {summary['test_acc']:.4f}" in report and f"last epoch {summary['test_acc_last']:.4f}" in report
 
 
 @pytest.mark.parametrize("args,message", [

@@ -123,6 +123,7 @@ def main(args) -> int:
             f"{summary['test_acc']:.4f} (best val {summary['val_acc']:.4f}, epoch {summary['best_epoch']})")
     if "test_acc_before_finetune" in summary:
         line += f" | before finetuning {summary['test_acc_before_finetune']:.4f}"
+    line += f" | last epoch {summary['test_acc_last']:.4f}"
     print(line + f" | {summary['seconds']:.1f} s | {summary['run_dir']}", flush=True)
     if args.json:
         emit_json(summary)

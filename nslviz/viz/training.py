@@ -50,12 +50,15 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
 
 
 def results_table(summaries: Mapping[str, dict], paper_row: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """One row per method: test accuracy (%), before finetuning for MN, best epoch, seconds, and the
-    paper's number for the same method when it reports one."""
+    """One row per method: test accuracy (%) of the best-on-validation weights, before finetuning for
+    MN, of the last epoch's weights, best epoch, seconds, and the paper's number for the same method
+    when it reports one."""
+    percent = lambda s, key: 100 * s[key] if key in s else np.nan                 # noqa: E731
     rows = []
     for method, s in summaries.items():
         row = {"method": METHOD_LABELS.get(method, method), "test acc %": 100 * s["test_acc"],
-               "before finetuning %": 100 * s["test_acc_before_finetune"] if "test_acc_before_finetune" in s else np.nan,
+               "before finetuning %": percent(s, "test_acc_before_finetune"),
+               "last epoch %": percent(s, "test_acc_last"),
                "best epoch": s["best_epoch"], "epochs": s["epochs"], "parameters": s["parameters"],
                "seconds": s["seconds"]}
         if paper_row is not None:
