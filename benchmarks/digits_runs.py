@@ -56,6 +56,13 @@ def compare(accuracies: list[float], reference: list[float]) -> dict[str, int]:
             "below": sum(a < b for a, b in pairs)}
 
 
+def versus_baseline(accuracies: dict[str, list[float]]) -> dict[str, dict[str, int]] | None:
+    """compare() for every method against the run's baseline (vanilla, or the plain CNN for NSL);
+    None when the baseline was not among the methods run."""
+    reference = accuracies.get("vanilla") or accuracies.get("cnn")
+    return {k: compare(v, reference) for k, v in accuracies.items()} if reference else None
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", choices=("mn", "nsl"), default="mn")
@@ -96,16 +103,15 @@ def main(argv=None) -> dict:
                 print(label, seed, round(summary["test_acc"], 4), flush=True)
     spread = (lambda v: round(statistics.stdev(v), 4)) if len(args.seeds) > 1 else (lambda v: 0.0)
     first = next(iter(stored.values()))
-    reference = accuracy.get("vanilla") or accuracy.get("cnn")
     result = {"benchmark": f"digits_{args.family}", "recipe": args.recipe, "epochs": args.epochs, "seeds": args.seeds,
               "backbone": first["backbone"], "epochs_run": first["epochs"], "image_size": first["image_size"] or 32,
               "batch_size": first["batch_size"], "entries": first["entries"], "threads": torch.get_num_threads(),
               "test_acc": accuracy, "mean_test_acc": {k: round(statistics.mean(v), 4) for k, v in accuracy.items()},
               "std_test_acc": {k: spread(v) for k, v in accuracy.items()},
-              "vs_vanilla": {k: compare(v, reference) for k, v in accuracy.items()} if reference else None,
+              "vs_vanilla": versus_baseline(accuracy),
               "test_acc_last_epoch": last,
               "mean_test_acc_last_epoch": {k: round(statistics.mean(v), 4) for k, v in last.items()},
-              "vs_vanilla_last_epoch": {k: compare(v, last.get("vanilla") or last.get("cnn")) for k, v in last.items()},
+              "vs_vanilla_last_epoch": versus_baseline(last),
               "test_acc_before_finetune": before,
               "mean_test_acc_before_finetune": {k: round(statistics.mean(v), 4) for k, v in before.items()},
               "mn_options": {"dictionary_init": next(iter(configs.values())).dictionary_init,

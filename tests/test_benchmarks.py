@@ -59,6 +59,8 @@ def test_digits_runs_cli_recipe_is_the_command_line_run():
 def test_digits_runs_reports_both_checkpoints_and_the_per_seed_comparison(tmp_path):
     runs = importlib.import_module("digits_runs")
     assert runs.compare([0.9, 0.8, 0.7], [0.8, 0.8, 0.8]) == {"above": 1, "level": 1, "below": 1}
+    assert runs.versus_baseline({"mn": [0.9], "mn_ifilm": [0.8]}) is None            # --methods mn mn_ifilm
+    assert runs.versus_baseline({"cnn": [0.8], "dynamic_dns": [0.9]})["dynamic_dns"] == {"above": 1, "level": 0, "below": 0}
     result = runs.main(["--recipe", "cli", "--epochs", "1", "--methods", "vanilla", "mn", "--seeds", "0",
                         "--threads", "1", "--out", str(tmp_path / "r.json")])
     assert (result["recipe"], result["batch_size"], result["image_size"], result["entries"]) == ("cli", 32, 32, 200)
