@@ -114,8 +114,8 @@ def main(argv=None) -> dict:
               "vs_vanilla_last_epoch": versus_baseline(last),
               "test_acc_before_finetune": before,
               "mean_test_acc_before_finetune": {k: round(statistics.mean(v), 4) for k, v in before.items()},
-              "mn_options": {"dictionary_init": next(iter(configs.values())).dictionary_init,
-                             "alpha": next(iter(configs.values())).alpha} if args.family == "mn" else None,
+              "mn_options": {"dictionary_init": first["dictionary_init"], "alpha": first["alpha"]}
+              if args.family == "mn" else None,
               "parameters": parameters,
               "mean_seconds": {k: round(statistics.mean(v), 1) for k, v in seconds.items()}}
     save_result(result, f"digits_{args.family}{'_cli' if args.recipe == 'cli' else ''}_cpu", args.out)

@@ -285,7 +285,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     model.load_state_dict(final_state)
     # the last epoch's weights too: on a small validation set the best-on-validation epoch can be a
     # lucky one at the high learning rate (digits: 180 images, one = 0.56 points)
-    last = evaluate(model, streams["test"], context, autocast)
+    last = test if state["best_epoch"] == state["epoch"] else evaluate(model, streams["test"], context, autocast)
     summary = {
         "test_acc": test["acc"], "val_acc": val["acc"], "test_loss": test["loss"], "test_count": test["count"],
         "test_acc_last": last["acc"],
