@@ -1,7 +1,15 @@
 """Session-wide test settings (unit tests and the notebooks under nbval): quick mode, and run
-directories in a fresh temporary folder so that no test reads results an earlier test run left."""
+directories in a fresh temporary folder so that no test reads results an earlier test run left.
+The folder is removed when the session ends: each session writes about 80 MB of runs there, and
+leaving them behind fills the disk of a machine that runs the suite often."""
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("NSLVIZ_QUICK", "1")
-os.environ["NSLVIZ_RUNS"] = tempfile.mkdtemp(prefix="nslviz-test-runs-")
+_RUNS = tempfile.mkdtemp(prefix="nslviz-test-runs-")
+os.environ["NSLVIZ_RUNS"] = _RUNS
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_RUNS, ignore_errors=True)

@@ -80,3 +80,12 @@ def test_importing_nslviz_first_turns_on_huge_pages_unless_the_user_chose(preset
     out = subprocess.run([sys.executable, "-c", "import os, nslviz; print(os.environ['THP_MEM_ALLOC_ENABLE'])"],
                          env=env, capture_output=True, text=True, check=True).stdout.split()
     assert out[-1] == expected
+
+
+def test_a_test_session_removes_the_run_folder_it_made(tmp_path):
+    """conftest.py points NSLVIZ_RUNS at a fresh temporary folder; the session must delete it, or
+    every `make test` leaves ~80 MB of runs behind (a CI machine once ran out of disk this way)."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider",
+                    "tests/test_packaging.py"], cwd=ROOT, env=env, capture_output=True, check=True)
+    assert not list(tmp_path.glob("nslviz-test-runs-*"))
