@@ -1,7 +1,8 @@
 """Training-step and inference throughput of vanilla, MN and MN+iFiLM (MN Appendix A.7).
 
 ResNet-29 on CIFAR-shaped batches (128 x 3 x 32 x 32, 10 classes and S = 5000 as for CIFAR-10, by default), the same
-model code, optimiser and loss the trainer uses. Prints one JSON object with images/s per method and
+model code, optimiser, loss and clipping the trainer uses; the methods are timed in interleaved
+rounds. Prints one JSON object with images/s per method and
 the ratios of MN and MN+iFiLM step times against vanilla measured in the same run (the issue's
 targets: MN training step <= 1.5x vanilla, inference <= 1.2x; the paper reports about 2x at inference).
 
@@ -30,26 +31,34 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _time(step, device, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
+def _interleaved_medians(steps: dict, device, repeats: int, warmup: int) -> dict:
+    """Median seconds per call of each step, timed in interleaved rounds (vanilla, mn, mn_ifilm,
+    vanilla, ...) so that drift of the machine (other processes, clock, memory state) falls on every
+    method alike rather than on whichever was measured first."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
     _sync(device)
-    times = []
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def measure(method: str, args, device) -> dict:
+def build(method: str, args, device):
+    """(train_step, inference, parameter count) of one method, as the trainer runs them: bf16 autocast
+    and channels_last on CUDA, the float32 head, AdamW with the paper's groups, clipping at ±10."""
     torch.manual_seed(0)
     cuda = device.type == "cuda"
+    config = TrainConfig(method=method, entries=args.entries)
     model = build_image_model(method, args.backbone, args.classes, entries=args.entries).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, TrainConfig(method=method, entries=args.entries))
+    optimizer = build_optimizer(model, config)
     images = torch.rand(args.batch, 3, 32, 32, device=device)
     if cuda:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -61,6 +70,7 @@ def measure(method: str, args, device) -> dict:
             loss = F.cross_entropy(model(images).float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
         optimizer.step()
 
     @torch.no_grad()
@@ -69,12 +79,7 @@ def measure(method: str, args, device) -> dict:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             model(images)
 
-    train_seconds = _time(train_step, device, args.repeats, args.warmup)
-    infer_seconds = _time(inference, device, args.repeats, args.warmup)
-    return {"train_step_seconds": round(train_seconds, 5), "inference_seconds": round(infer_seconds, 5),
-            "train_images_per_second": round(args.batch / train_seconds, 1),
-            "inference_images_per_second": round(args.batch / infer_seconds, 1),
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return train_step, inference, sum(p.numel() for p in model.parameters())
 
 
 def main(argv=None) -> dict:
@@ -89,7 +94,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/train_<device>.json)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    methods = {m: measure(m, args, device) for m in ("vanilla", "mn", "mn_ifilm")}
+    built = {m: build(m, args, device) for m in ("vanilla", "mn", "mn_ifilm")}
+    train = _interleaved_medians({m: b[0] for m, b in built.items()}, device, args.repeats, args.warmup)
+    infer = _interleaved_medians({m: b[1] for m, b in built.items()}, device, args.repeats, args.warmup)
+    methods = {m: {"train_step_seconds": round(train[m], 5), "inference_seconds": round(infer[m], 5),
+                   "train_images_per_second": round(args.batch / train[m], 1),
+                   "inference_images_per_second": round(args.batch / infer[m], 1),
+                   "parameters": built[m][2]} for m in built}
     base = methods["vanilla"]
     ratios = {m: {"train_step_vs_vanilla": round(r["train_step_seconds"] / base["train_step_seconds"], 3),
                   "inference_vs_vanilla": round(r["inference_seconds"] / base["inference_seconds"], 3)}
