@@ -22,8 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except ValueError as error:            # bad values found past argparse: usage and exit code 2
+    except (ValueError, FileNotFoundError) as error:   # bad values or a missing dataset: usage, exit code 2
         args.subparser.error(str(error))
+    except (ConnectionError, FloatingPointError) as error:   # a failed download, a diverged run: exit 1
+        print(f"{args.subparser.prog}: error: {error}", file=sys.stderr)
+        return 1
     return 2
 
 

@@ -265,6 +265,18 @@ def test_wrong_input_channels():
         build_backbone("convnet4", in_channels=1)(torch.rand(2, 3, 32, 32))
 
 
+def test_integer_or_non_finite_images_are_refused_with_what_was_expected():
+    net = build_backbone("convnet4", in_channels=1)
+    with pytest.raises(ValueError, match="expected floating-point images in \\[0, 1\\], got dtype torch.uint8; "
+                                         "convert uint8 images with nslviz.datasets.augment.to_float"):
+        net(torch.zeros(2, 1, 16, 16, dtype=torch.uint8))
+    images = torch.rand(2, 1, 16, 16)
+    images[1, 0, 3, 4] = float("nan")
+    images[0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="images contains 2 NaN or infinite value"):
+        net(images)
+
+
 def test_smallest_accepted_sizes_run():
     for name, size in [("convnet4", 7), ("convnet4_64", 13), ("densenet40", 4), ("densenet40_64", 7)]:
         net = build_backbone(name, image_size=size).eval()

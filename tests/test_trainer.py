@@ -16,7 +16,7 @@ from nslviz.datasets.images import ImageSplit
 from nslviz.models.classifier import build_image_model
 from nslviz.training.config import TrainConfig
 from nslviz.training.data import BatchStream
-from nslviz.training.optim import parameter_groups
+from nslviz.training.optim import build_optimizer, parameter_groups
 from nslviz.datasets.augment import to_float
 from nslviz.training.trainer import initialize_dictionary, load_data, load_run, train
 
@@ -86,6 +86,25 @@ def test_nsl_recipe_decays_every_weight_but_the_static_similarity():
     assert id(model.head.weight) in groups["decay"] and len(groups["decay"]) == len(list(model.parameters())) - 9
 
 
+def test_vanilla_extra_layer_holds_as_many_parameters_as_the_dictionary():
+    """MN Appendix A.3's control: a layer of width S before the classifier, so the head's weights are
+    d·S + S·C = S·(d + C), exactly the dictionary's keys and values (plus the scale τ)."""
+    def head_parameters(method):
+        model = build_image_model(method, "resnet29", 10, entries=50)
+        return {n: p.numel() for n, p in model.head.named_parameters()}, model
+
+    mn, _ = head_parameters("mn")
+    extra, model = head_parameters("vanilla_extra")
+    dictionary = mn["dictionary.keys"] + mn["dictionary.value_logits"]
+    assert dictionary == 50 * (256 + 10)
+    assert extra == {"hidden.weight": 256 * 50, "classifier.weight": 50 * 10, "classifier.scale": 1}
+    assert sum(extra.values()) == dictionary + 1
+    logits = model(torch.rand(2, 3, 32, 32))
+    assert logits.shape == (2, 10)
+    with pytest.raises(ValueError, match="entries S must be >= 1, got 0"):
+        build_image_model("vanilla_extra", "convnet4", 10, entries=0)
+
+
 def test_presets_follow_the_papers():
     mn = TrainConfig.from_preset("mn", dataset="cifar100")
     assert (mn.optimizer, mn.lr, mn.weight_decay, mn.clip_value, mn.augment) == ("adamw", 1e-3, 0.075, 10.0, "paper")
@@ -100,6 +119,42 @@ def test_presets_follow_the_papers():
         TrainConfig(method="knn")
     with pytest.raises(ValueError, match="temperature T must be > 0"):
         TrainConfig(temperature=0)
+
+
+def test_presets_train_as_long_as_the_official_schedules():
+    cifar = TrainConfig.from_preset("mn", dataset="cifar100")
+    assert (cifar.iterations, cifar.milestones) == (160_000, (0.75,))
+    assert cifar.epochs_for(351) == 456 and cifar.total_iterations(351) == 160_056    # 45k images, full batches of 128
+    tiny = TrainConfig.from_preset("mn", dataset="tiny-imagenet")
+    assert (tiny.iterations, tiny.milestones) == (260_000, (180 / 260,))
+    nsl = TrainConfig.from_preset("nsl", dataset="cifar10", backbone="cnn9")
+    assert (nsl.iterations, nsl.nesterov) == (42_500, False) and len(nsl.milestones) == 3
+    # an explicit length wins, and then the preset's optimizer milestones apply
+    short = TrainConfig.from_preset("mn", dataset="cifar10", epochs=3)
+    assert (short.iterations, short.epochs_for(351), short.milestones) == (None, 3, (0.75,))
+    assert TrainConfig.from_preset("mn", dataset="cifar10", iterations=1000).epochs_for(351) == 3
+    # no official schedule: the epochs field
+    assert TrainConfig.from_preset("mn", dataset="imagenet64").iterations is None
+    with pytest.raises(ValueError, match="iterations must be >= 1, got 0"):
+        TrainConfig(iterations=0)
+
+
+def test_sgd_takes_the_official_vanilla_sgd_recipe_not_adamws_decay():
+    """MN Table 3's dot-sgd / cos-sgd baseline (official code: Nesterov momentum 0.9, L2 2e-4, three
+    x0.1 decays at 60k/80k/100k of 120k); AdamW's decoupled 0.075 as SGD L2 would be 375x too strong."""
+    sgd = TrainConfig(optimizer="sgd", method="vanilla", classifier="dot")
+    assert (sgd.lr, sgd.weight_decay, sgd.nesterov, sgd.milestones) == (0.1, 2e-4, True, (0.5, 2 / 3, 5 / 6))
+    optimizer = build_optimizer(build_image_model("vanilla", "convnet4", 10, in_channels=1, image_size=16,
+                                                  classifier="dot"), sgd)
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"] is True
+    assert optimizer.param_groups[0]["weight_decay"] == 2e-4 and optimizer.defaults["momentum"] == 0.9
+    cifar = TrainConfig.from_preset("mn", dataset="cifar10", optimizer="sgd", method="vanilla")
+    assert (cifar.iterations, cifar.weight_decay, cifar.nesterov) == (120_000, 2e-4, True)
+    assert TrainConfig(optimizer="sgd", weight_decay=5e-4, nesterov=False).nesterov is False
+    adamw = TrainConfig()
+    assert (adamw.lr, adamw.weight_decay, adamw.milestones) == (1e-3, 0.075, (0.75,))
+    assert isinstance(build_optimizer(build_image_model("mn", "convnet4", 10, in_channels=1, image_size=16,
+                                                        entries=20), adamw), torch.optim.AdamW)
 
 
 def test_batch_size_defaults_to_the_papers_128_but_32_on_the_small_digits_set():
@@ -139,6 +194,13 @@ def test_same_seed_same_numbers(reference_run, tmp_path):
     assert _stable(again) == _stable(summary)
     other = train(TrainConfig(**{**TINY, "seed": 1}), tmp_path / "other", progress=False)
     assert other["test_loss"] != summary["test_loss"]
+
+
+def test_a_length_in_iterations_trains_whole_epochs_up_to_it(reference_run, tmp_path):
+    _, summary = reference_run                                         # 2 epochs of 6 batches
+    by_iterations = train(TrainConfig(**{**TINY, "epochs": 1, "iterations": 7}), tmp_path / "it", progress=False)
+    assert (by_iterations["epochs"], by_iterations["iterations"]) == (2, 12)
+    assert _stable(by_iterations) == _stable(summary)                  # same schedule, same numbers
 
 
 class Killed(Exception):
@@ -289,6 +351,8 @@ def test_cli_train_json_last_line(tmp_path, reference_run):
     (["--backbone", "resnet1000"], "unknown backbone 'resnet1000'"),
     (["--dataset", "imagenet22k"], "unknown image dataset 'imagenet22k'; expected one of"),
     (["--resume"], "--resume needs --run-dir"),
+    (["--device", "tpu"], "unknown device 'tpu'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    (["--optimizer", "sgd", "--nesterov", "maybe"], "expected true or false, got 'maybe'"),
 ])
 def test_cli_train_bad_arguments_exit_2_with_a_message(args, message, capsys):
     from nslviz.__main__ import main
@@ -297,6 +361,33 @@ def test_cli_train_bad_arguments_exit_2_with_a_message(args, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "usage:" in err and message in err
+
+
+def test_cli_missing_dataset_names_it_the_path_and_how_to_get_it_without_a_traceback(tmp_path, capsys):
+    from nslviz.__main__ import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path), "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "cifar10" in err and str(tmp_path) in err and "How to get it" in err
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):
+    import nslviz.training.trainer as trainer
+    calls = []
+
+    def nan_at_step_6(model, config):                                  # step 6 turns every weight to NaN
+        calls.append(1)
+        return float("nan") * next(model.parameters()).sum() if len(calls) == 6 else 0.0
+
+    monkeypatch.setattr(trainer, "_regularization", nan_at_step_6)
+    with pytest.raises(FloatingPointError, match=r"training diverged: a weight became NaN or infinite in epoch 1 "
+                                                 r"\(by iteration 6\); '.*checkpoint.pt' is the last finite checkpoint"):
+        train(TrainConfig(**TINY), tmp_path / "nan", progress=False)
+    checkpoint = torch.load(tmp_path / "nan" / "checkpoint.pt", weights_only=False)
+    assert checkpoint["state"]["iteration"] == 4                       # written before the bad step
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
+    assert (tmp_path / "nan" / "metrics.jsonl").read_text() == ""      # no epoch with NaN metrics
 
 
 def test_cli_resume_after_sigkill(tmp_path, reference_run):

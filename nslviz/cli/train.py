@@ -1,11 +1,12 @@
 """python -m nslviz train: one image-classification run (MN methods, NSL networks) into a run directory.
 
     python -m nslviz train --dataset digits --backbone convnet4 --method mn --epochs 5 --run-dir runs/d --json
-    python -m nslviz train --preset nsl --dataset cifar10 --backbone cnn9 --nsl dynamic_dns --epochs 109
+    python -m nslviz train --preset nsl --dataset cifar10 --backbone cnn9 --nsl dynamic_dns
     torchrun --nproc_per_node 4 -m nslviz train --preset mn --dataset cifar100 --backbone resnet56 ...
     python -m nslviz train --run-dir runs/d --resume          # continue a killed run, same settings
 
-Options left out take the preset's value (--preset mn|nsl), else the TrainConfig default. With
+Options left out take the preset's value (--preset mn|nsl; its length is the official iteration
+count of the dataset unless --epochs or --iterations is given), else the TrainConfig default. With
 --resume the stored config.json is the starting point and only the options given change it.
 """
 from __future__ import annotations
@@ -68,11 +69,14 @@ def add_parser(subparsers) -> None:
     mn.add_argument("--ifilm-entries", type=positive_int)
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=positive_int)
+    opt.add_argument("--iterations", type=positive_int,
+                     help="train whole epochs up to this many steps instead of --epochs (the presets use the official counts)")
     opt.add_argument("--batch-size", type=positive_int)
     opt.add_argument("--optimizer", choices=OPTIMIZERS)
-    opt.add_argument("--lr", type=positive_float)
-    opt.add_argument("--weight-decay", type=float)
+    opt.add_argument("--lr", type=positive_float, help="default: AdamW 1e-3, SGD 0.1")
+    opt.add_argument("--weight-decay", type=float, help="default: AdamW 0.075 (decoupled), SGD 2e-4 (L2)")
     opt.add_argument("--momentum", type=float)
+    opt.add_argument("--nesterov", type=_boolean, help="SGD with Nesterov momentum (default: true, the official MN SGD baseline)")
     opt.add_argument("--milestones", type=_milestones, help="lr decay points as fractions of training, e.g. 0.75")
     opt.add_argument("--clip-value", type=positive_float)
     opt.add_argument("--label-smoothing", type=fraction)

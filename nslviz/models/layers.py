@@ -17,7 +17,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_finite, check_positive
 from ..ifilm import IFILM_PLACEMENTS, IFiLM
 from ..nsl import NSL_MODES, make_conv, prepare_nsl_options
 
@@ -110,6 +110,13 @@ class Backbone(nn.Module):
         if images.dim() != 4 or images.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expected images of shape (batch, {self.in_channels}, H, W), "
                              f"got {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise ValueError(f"{type(self).__name__} expected floating-point images in [0, 1], got dtype "
+                             f"{images.dtype}; convert uint8 images with nslviz.datasets.augment.to_float")
+        if images.device.type == "cpu" and not torch.compiler.is_compiling():
+            # on the GPU this check would stall the queue once per batch (a host sync); the trainer's
+            # data are uint8 and cannot hold NaN, and it stops on a non-finite training loss
+            check_finite("images", images)
         return self.feature_map(images).mean(dim=(2, 3))          # (B, feature_dim) global average pool
 
     def extra_repr(self) -> str:

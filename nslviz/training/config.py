@@ -12,8 +12,14 @@ Recipes (see shared/docs/official-code-notes.md A.7 and B.6):
         the milestone), lr ×0.1 at 75 % of training (paper: epoch 300 of 400), gradients clipped by
         value to [-10, 10], augmentation crop + flip + AutoAugment + Cutout, images in [0, 1],
         dictionary/classifier/α/τ excluded from weight decay, best-on-validation checkpoint tested.
+  Length: the official schedules, in iterations (`PAPER_SCHEDULES`): CIFAR 160k with the decay at
+        120k, CINIC-10 260k / 160k, Tiny-ImageNet 260k / 180k, MNIST-M and PACS 60k / 40k (MNIST and
+        SVHN, which the official scripts do not list, take the MNIST-M schedule). With
+        `optimizer="sgd"` the vanilla baseline of MN Table 3 follows the official SGD recipe:
+        Nesterov momentum 0.9, L2 2e-4, lr ×0.1 at 50/67/83 % (CIFAR: 60k/80k/100k of 120k); the
+        official base lr is whatever `--meta_lr` was, which the paper does not give: 0.1 here.
 * "nsl" SGD lr 0.1, momentum 0.9, L2 5e-4 on every parameter (BN γ/β included), label smoothing
-        0.01, lr ÷10 at 20k/30k/37.5k of 42.5k iterations (as fractions of training), symmetric
+        0.01, lr ÷10 at 20k/30k/37.5k of 42.5k iterations (CIFAR), symmetric
         pad-4 crop + flip (augment policy "nsl"). Deviation: images in [0, 1] instead of raw 0–255 (BatchNorm after the first conv makes
         the two nearly equivalent; 0–255 would need a different initial scale).
 """
@@ -55,12 +61,15 @@ class TrainConfig:
     ifilm_entries: int = 10                  # S_l
     # optimisation
     epochs: int = 5
+    iterations: int | None = None            # set: train ceil(iterations / batches per epoch) epochs instead
     batch_size: int | None = None            # None: 128 (paper); 32 on digits (DEFAULT_BATCH_SIZE)
     optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.075              # PyTorch AdamW semantics (see module docstring)
+    # None below: the optimizer's official value (OPTIMIZER_DEFAULTS), filled in at construction
+    lr: float | None = None                  # AdamW 1e-3, SGD 0.1
+    weight_decay: float | None = None        # AdamW 0.075 (PyTorch semantics, see module docstring), SGD L2 2e-4
     momentum: float = 0.9
-    milestones: tuple[float, ...] = (0.75,)  # lr x lr_decay at these fractions of training
+    nesterov: bool | None = None             # SGD: True (official MN baseline), the NSL recipe False; AdamW ignores it
+    milestones: tuple[float, ...] | None = None  # lr x lr_decay at these fractions; AdamW (0.75,), SGD (.5, .67, .83)
     lr_decay: float = 0.1
     clip_value: float | None = 10.0          # clip every gradient element to [-v, v]
     label_smoothing: float = 0.0
@@ -88,6 +97,11 @@ class TrainConfig:
         check_choice("method", self.method, METHODS)
         check_choice("classifier", self.classifier, CLASSIFIERS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for name, value in OPTIMIZER_DEFAULTS[self.optimizer].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if not isinstance(self.nesterov, bool):
+            raise ValueError(f"nesterov must be true or false, got {self.nesterov!r}")
         if self.augment is not None:
             check_choice("augment", self.augment, AUGMENTATIONS)
         check_choice("amp", self.amp, AMP_MODES)
@@ -113,16 +127,24 @@ class TrainConfig:
             raise ValueError(f"milestones must be fractions of training in (0, 1), got {self.milestones}")
         if self.clip_value is not None:
             check_positive("clip_value", self.clip_value)
-        for name in ("batch_size", "train_limit", "eval_limit", "val_size", "image_size"):
+        for name in ("iterations", "batch_size", "train_limit", "eval_limit", "val_size", "image_size"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name), integer=True, minimum=1)
 
     @classmethod
     def from_preset(cls, preset: str | None, **overrides) -> "TrainConfig":
-        """A paper recipe with `overrides` on top; preset None gives the dataclass defaults."""
+        """A paper recipe with `overrides` on top; preset None gives the dataclass defaults. Unless
+        `epochs` or `iterations` is given, the training length and lr milestones are the official
+        schedule of the dataset (`PAPER_SCHEDULES`), where there is one."""
         if preset is not None:
             check_choice("preset", preset, PRESETS)
-            overrides = {**PRESET_FIELDS[preset], **overrides}
+            fields = {**PRESET_FIELDS[preset], **overrides}
+            if "epochs" not in overrides and "iterations" not in overrides:
+                schedule = PAPER_SCHEDULES.get((preset, fields.get("optimizer", "adamw")), {})
+                if fields.get("dataset", "digits") in schedule:
+                    iterations, milestones = schedule[fields.get("dataset", "digits")]
+                    fields = {"iterations": iterations, "milestones": milestones, **fields}
+            overrides = fields
         return cls(**overrides)
 
     def resolved(self, dataset_augment: str) -> "TrainConfig":
@@ -144,11 +166,18 @@ class TrainConfig:
             raise ValueError(f"unknown TrainConfig field(s) {unknown}; expected some of {sorted(known)}")
         return cls(**values)
 
-    def iterations(self, batches_per_epoch: int) -> int:
-        return self.epochs * batches_per_epoch
+    def epochs_for(self, batches_per_epoch: int) -> int:
+        """Epochs to train: `epochs`, or with `iterations` set, enough epochs to reach that many steps
+        (the last one is finished, so at most one epoch's worth past the official count)."""
+        if self.iterations is None:
+            return self.epochs
+        return max(1, math.ceil(self.iterations / batches_per_epoch))
+
+    def total_iterations(self, batches_per_epoch: int) -> int:
+        return self.epochs_for(batches_per_epoch) * batches_per_epoch
 
     def milestone_iterations(self, batches_per_epoch: int) -> list[int]:
-        total = self.iterations(batches_per_epoch)
+        total = self.total_iterations(batches_per_epoch)
         return sorted({max(1, math.floor(m * total)) for m in self.milestones})
 
 
@@ -162,11 +191,33 @@ DEFAULT_ENTRIES = {"cifar10": 5000, "cinic10": 5000, "cifar100": 10000, "tiny-im
 # an epoch and about 98 %. The presets keep 128.
 DEFAULT_BATCH_SIZE = {"digits": 32}
 
+# lr, weight decay, Nesterov and milestones of each optimizer when not given (official MN code, A.7:
+# TF-contrib AdamW 1e-3 / 7.5e-5 per step; the vanilla SGD baseline, Nesterov momentum 0.9, L2 2e-4,
+# three ×0.1 decays at 60k/80k/100k of 120k iterations; its base lr is not given, 0.1 is used)
+OPTIMIZER_DEFAULTS = {
+    "adamw": dict(lr=1e-3, weight_decay=0.075, nesterov=False, milestones=(0.75,)),
+    "sgd": dict(lr=0.1, weight_decay=2e-4, nesterov=True, milestones=(0.5, 2 / 3, 5 / 6)),
+}
+
 PRESET_FIELDS: dict[str, dict] = {
-    "mn": dict(optimizer="adamw", lr=1e-3, weight_decay=0.075, batch_size=128, milestones=(0.75,),
-               clip_value=10.0, augment="paper", classifier="cosine", label_smoothing=0.0,
+    "mn": dict(batch_size=128, clip_value=10.0, augment="paper", classifier="cosine", label_smoothing=0.0,
                decay_everything=False),
-    "nsl": dict(method="vanilla", classifier="dot", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
-                batch_size=128, milestones=(20 / 42.5, 30 / 42.5, 37.5 / 42.5), clip_value=None,
+    "nsl": dict(method="vanilla", classifier="dot", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=False,
+                weight_decay=5e-4, batch_size=128, milestones=(20 / 42.5, 30 / 42.5, 37.5 / 42.5), clip_value=None,
                 label_smoothing=0.01, augment="nsl", decay_everything=True),
+}
+
+# The official training lengths, in iterations at batch 128, and the lr milestones as fractions of
+# them, per (preset, optimizer) and dataset (official-code-notes A.7 and B.6). The presets use them
+# unless epochs or iterations are given; datasets without an entry (imagenet64, digits, synthetic)
+# keep `epochs`.
+_CIFAR_MN = (160_000, (0.75,))
+_CONVNET_MN = (60_000, (40 / 60,))
+_CIFAR_NSL = (42_500, (20 / 42.5, 30 / 42.5, 37.5 / 42.5))
+PAPER_SCHEDULES: dict[tuple[str, str], dict[str, tuple[int, tuple[float, ...]]]] = {
+    ("mn", "adamw"): {"cifar10": _CIFAR_MN, "cifar100": _CIFAR_MN, "cinic10": (260_000, (160 / 260,)),
+                      "tiny-imagenet": (260_000, (180 / 260,)), "mnist-m": _CONVNET_MN, "pacs": _CONVNET_MN,
+                      "mnist": _CONVNET_MN, "svhn": _CONVNET_MN},
+    ("mn", "sgd"): {"cifar10": (120_000, (0.5, 2 / 3, 5 / 6)), "cifar100": (120_000, (0.5, 2 / 3, 5 / 6))},
+    ("nsl", "sgd"): {"cifar10": _CIFAR_NSL, "cifar100": _CIFAR_NSL},
 }

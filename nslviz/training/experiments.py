@@ -33,7 +33,7 @@ def quick_config(config: TrainConfig, *, epochs: int = 4) -> TrainConfig:
         # global-similarity code does) so that every variant learns something.
         config = dataclasses.replace(config, optimizer="adamw", lr=1e-3, weight_decay=0.0)
     return dataclasses.replace(
-        config, dataset="digits", backbone=backbone, epochs=min(config.epochs, epochs), batch_size=64,
+        config, dataset="digits", backbone=backbone, epochs=min(config.epochs, epochs), iterations=None, batch_size=64,
         entries=100, device="cpu", amp="off", compile=False, augment="crop", train_limit=None,
         eval_limit=None, image_size=32 if backbone.endswith("_64") else 16, checkpoint_every=1000,
         val_size=None, download=False, milestones=(0.75,))

@@ -28,7 +28,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     groups = parameter_groups(model, config.weight_decay, decay_everything=config.decay_everything)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,

@@ -219,18 +219,24 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     def save_checkpoint() -> None:
+        """Every rank calls it (a collective): the epoch's partial sums of all ranks go to rank 0's file,
+        and a non-finite loss stops training before it overwrites the last good checkpoint."""
+        totals = context.sum(sums.tolist())
+        _stop_if_diverged(totals[0], model, state, run_path)
         if run is not None:
             run.save_checkpoint({"config": config.to_dict(), "model": model.state_dict(),
                                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                 "state": dict(state, epoch_sums=sums.tolist(),
+                                 "state": dict(state, epoch_sums=totals,
                                                seconds=state["seconds"] + time.perf_counter() - session_start)})
 
     session_start = time.perf_counter()
-    total = config.iterations(batches)
+    total = config.total_iterations(batches)
+    epochs = config.epochs_for(batches)
     bar = tqdm(total=total, initial=state["iteration"], desc=f"{config.method} on {config.dataset}",
                disable=not (progress and context.is_main), leave=False)
-    sums = torch.tensor(state["epoch_sums"], dtype=torch.float64, device=device)   # loss, correct, count
-    while state["epoch"] < config.epochs:
+    # loss, correct, count of this epoch so far; a resumed run continues rank 0's totals of all ranks
+    sums = torch.tensor(state["epoch_sums"] if context.is_main else [0.0, 0.0, 0.0], dtype=torch.float64, device=device)
+    while state["epoch"] < epochs:
         model.train()
         for images, labels in streams["train"].epoch(state["epoch"], state["batch"]):
             torch.manual_seed(derived_seed(config.seed, context.rank, state["iteration"]))
@@ -255,6 +261,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
             if on_iteration is not None:
                 on_iteration(state["iteration"])
         train_loss, train_correct, train_count = context.sum(sums.tolist())
+        _stop_if_diverged(train_loss, model, state, run_path)
         val = evaluate(model, streams["val"], context, autocast)
         row = {"epoch": state["epoch"] + 1, "iteration": state["iteration"], "lr": scheduler.get_last_lr()[0],
                "train_loss": train_loss / max(train_count, 1), "train_acc": train_correct / max(train_count, 1),
@@ -289,7 +296,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     summary = {
         "test_acc": test["acc"], "val_acc": val["acc"], "test_loss": test["loss"], "test_count": test["count"],
         "test_acc_last": last["acc"],
-        "best_epoch": state["best_epoch"], "epochs": config.epochs, "iterations": state["iteration"],
+        "best_epoch": state["best_epoch"], "epochs": epochs, "iterations": state["iteration"],
         "seconds": round(state["seconds"] + time.perf_counter() - session_start, 3),
         "run_dir": str(Path(run_path).resolve()), "dataset": config.dataset, "backbone": config.backbone,
         "method": config.method, "nsl": config.nsl, "seed": config.seed, "device": str(device),
@@ -303,6 +310,21 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     if run is not None:
         run.write_summary(summary)
     return summary
+
+
+def _stop_if_diverged(loss_sum: float, model: nn.Module, state: dict, run_path: Path) -> None:
+    """Raise once the training loss or a weight is NaN/inf (one host sync; called at checkpoints and
+    epoch ends, before anything is written, so the last checkpoint on disk stays a finite one)."""
+    weights_finite = bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
+    if math.isfinite(loss_sum) and weights_finite:
+        return
+    what = f"the training loss became {loss_sum}" if not math.isfinite(loss_sum) else "a weight became NaN or infinite"
+    checkpoint = Path(run_path) / "checkpoint.pt"
+    kept = (f"{str(checkpoint)!r} is the last finite checkpoint" if checkpoint.exists()
+            else "no checkpoint had been written yet")
+    raise FloatingPointError(
+        f"training diverged: {what} in epoch {state['epoch'] + 1} (by iteration {state['iteration']}); {kept}. "
+        "Lower the learning rate (--lr) or clip the gradients (--clip-value), and start a new run directory")
 
 
 def _improves(val: dict, state: dict) -> bool:
