@@ -412,16 +412,65 @@ def test_cli_resume_after_sigkill(tmp_path, reference_run):
     assert {k: v for k, v in _stable(resumed).items()} == expected
 
 
-def test_torchrun_two_processes_gloo(tmp_path):
-    """DDP on CPU: two processes, one global batch split between them, one run directory."""
+def _torchrun(*args, **kwargs):
     torchrun = Path(sys.executable).parent / "torchrun"
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "nslviz", "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "nslviz", "train",
-                          *_tiny_args(), "--run-dir", str(tmp_path / "ddp"), "--json"],
-                         capture_output=True, text=True, env=env, timeout=600)
+    if kwargs.pop("background", False):
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ddp") / "ddp"
+    out = _torchrun(*_tiny_args(), "--run-dir", str(run_dir), "--json")
     assert out.returncode == 0, out.stderr[-3000:]
+    return run_dir, out
+
+
+def test_torchrun_two_processes_gloo(ddp_run):
+    """DDP on CPU: two processes, one global batch split between them, one run directory."""
+    run_dir, out = ddp_run
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1                                             # only rank 0 reports
     summary = json.loads(lines[0])
     assert summary["world_size"] == 2 and summary["test_count"] == 96 and summary["iterations"] == 12
-    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
+    assert json.loads((run_dir / "summary.json").read_text())["world_size"] == 2
+
+
+def test_torchrun_killed_mid_epoch_and_resumed_gives_the_same_metrics(ddp_run, tmp_path):
+    """kill -9 of both DDP processes in the second epoch, then a DDP --resume: the same summary and
+    the same metrics rows, including the cut epoch's training loss, which sums both ranks' batches."""
+    reference_dir, _ = ddp_run
+    run_dir = tmp_path / "cut"
+    proc = _torchrun(*_tiny_args(), "--checkpoint-every", "1", "--run-dir", str(run_dir), background=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        checkpoint = run_dir / "checkpoint.pt"
+        try:
+            if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["state"]["iteration"] >= 8:
+                break
+        except (EOFError, RuntimeError):                                # caught between write and rename: retry
+            pass
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.fail("the DDP run finished before it could be killed")
+    psutil = pytest.importorskip("psutil")                              # installed with ipykernel
+    tree = [proc.pid, *(child.pid for child in psutil.Process(proc.pid).children(recursive=True))]
+    for pid in tree:                                                   # torchrun's workers have their own session
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    time.sleep(0.5)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]
+    assert state["epoch"] == 1 and state["batch"] > 0                  # cut in the middle of epoch 2
+    assert not (run_dir / "summary.json").exists()
+    out = _torchrun("--run-dir", str(run_dir), "--resume", "--no-progress", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    reference = json.loads((reference_dir / "summary.json").read_text())
+    assert {k: v for k, v in _stable(resumed).items()} == {k: v for k, v in _stable(reference).items()}
+    assert (run_dir / "metrics.jsonl").read_text() == (reference_dir / "metrics.jsonl").read_text()
