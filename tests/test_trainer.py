@@ -412,10 +412,12 @@ def test_cli_resume_after_sigkill(tmp_path, reference_run):
     assert {k: v for k, v in _stable(resumed).items()} == expected
 
 
-def _torchrun(*args, **kwargs):
+def _torchrun(*args, scratch: Path, **kwargs):
+    """torchrun with two CPU processes; its rendezvous files go to `scratch` (pytest's tmp folder),
+    not /tmp, which a killed run would otherwise litter."""
     torchrun = Path(sys.executable).parent / "torchrun"
     command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "nslviz", "train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
     if kwargs.pop("background", False):
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, **kwargs)
@@ -424,7 +426,7 @@ def _torchrun(*args, **kwargs):
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ddp") / "ddp"
-    out = _torchrun(*_tiny_args(), "--run-dir", str(run_dir), "--json")
+    out = _torchrun(*_tiny_args(), "--run-dir", str(run_dir), "--json", scratch=run_dir.parent)
     assert out.returncode == 0, out.stderr[-3000:]
     return run_dir, out
 
@@ -444,7 +446,8 @@ def test_torchrun_killed_mid_epoch_and_resumed_gives_the_same_metrics(ddp_run, t
     the same metrics rows, including the cut epoch's training loss, which sums both ranks' batches."""
     reference_dir, _ = ddp_run
     run_dir = tmp_path / "cut"
-    proc = _torchrun(*_tiny_args(), "--checkpoint-every", "1", "--run-dir", str(run_dir), background=True)
+    proc = _torchrun(*_tiny_args(), "--checkpoint-every", "1", "--run-dir", str(run_dir), background=True,
+                     scratch=tmp_path)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         checkpoint = run_dir / "checkpoint.pt"
@@ -468,7 +471,7 @@ def test_torchrun_killed_mid_epoch_and_resumed_gives_the_same_metrics(ddp_run, t
     state = torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]
     assert state["epoch"] == 1 and state["batch"] > 0                  # cut in the middle of epoch 2
     assert not (run_dir / "summary.json").exists()
-    out = _torchrun("--run-dir", str(run_dir), "--resume", "--no-progress", "--json")
+    out = _torchrun("--run-dir", str(run_dir), "--resume", "--no-progress", "--json", scratch=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     resumed = json.loads((run_dir / "summary.json").read_text())
     reference = json.loads((reference_dir / "summary.json").read_text())
