@@ -10,8 +10,9 @@ from nslviz.models.classifier import build_image_model
 from nslviz.training.config import TrainConfig
 from nslviz.training.trainer import train
 
-TINY = dict(dataset="digits", backbone="convnet4", epochs=2, batch_size=32, train_limit=96, eval_limit=64,
-            entries=40, checkpoint_every=2, device="cpu", augment="crop", image_size=16, method="mn_ifilm")
+from runs import TINY as TRAINER_TINY, interrupt_at
+
+TINY = dict(TRAINER_TINY, train_limit=96, eval_limit=64, checkpoint_every=2, method="mn_ifilm")   # 3 batches an epoch
 
 
 def _model(method="mn_ifilm"):
@@ -53,23 +54,12 @@ def test_bf16_channels_last_training_step_has_finite_float32_gradients():
     assert head["dictionary.keys"].grad.abs().sum() > 0               # the meta-gradient reaches the keys
 
 
-class Killed(Exception):
-    pass
-
-
 def test_trainer_runs_bf16_and_channels_last_on_cpu_and_a_killed_run_resumes_in_float32(tmp_path):
     plain = train(TrainConfig(**TINY), tmp_path / "plain", progress=False)
     fast = train(TrainConfig(**TINY, amp="bf16", channels_last=True), tmp_path / "fast", progress=False)
     assert fast["iterations"] == plain["iterations"] == 6
     assert abs(fast["test_loss"] - plain["test_loss"]) < 0.1
-
-    def kill_at_iteration_3(iteration):                                # checkpoint at 2
-        if iteration == 3:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(TrainConfig(**TINY, amp="bf16", channels_last=True), tmp_path / "cut", progress=False,
-              on_iteration=kill_at_iteration_3)
+    interrupt_at(TrainConfig(**TINY, amp="bf16", channels_last=True), tmp_path / "cut", 3)   # checkpoint at 2
     # amp and channels_last are runtime settings: a bf16 run may be resumed in float32
     resumed = train(TrainConfig(**TINY), tmp_path / "cut", resume=True, progress=False)
     assert resumed["iterations"] == 6 and abs(resumed["test_loss"] - plain["test_loss"]) < 0.1

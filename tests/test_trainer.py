@@ -19,9 +19,8 @@ from nslviz.training.data import BatchStream
 from nslviz.training.optim import build_optimizer, parameter_groups
 from nslviz.datasets.augment import to_float
 from nslviz.training.trainer import initialize_dictionary, load_data, load_run, train
+from runs import TINY, interrupt_at
 
-TINY = dict(dataset="digits", backbone="convnet4", epochs=2, batch_size=32, train_limit=192, eval_limit=96,
-            entries=40, checkpoint_every=4, device="cpu", augment="crop", image_size=16)
 VOLATILE = {"seconds", "setup_seconds", "run_dir"}
 
 
@@ -203,19 +202,10 @@ def test_a_length_in_iterations_trains_whole_epochs_up_to_it(reference_run, tmp_
     assert _stable(by_iterations) == _stable(summary)                  # same schedule, same numbers
 
 
-class Killed(Exception):
-    pass
-
-
 def test_resume_after_an_interruption_mid_epoch_gives_the_same_final_metrics(reference_run, tmp_path):
     _, uninterrupted = reference_run
 
-    def kill_at_iteration_9(iteration):                                # checkpoint at 8; 9 is lost
-        if iteration == 9:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(TrainConfig(**TINY), tmp_path / "cut", progress=False, on_iteration=kill_at_iteration_9)
+    interrupt_at(TrainConfig(**TINY), tmp_path / "cut", 9)            # checkpoint at 8; 9 is lost
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 1
     resumed = train(TrainConfig(**TINY), tmp_path / "cut", resume=True, progress=False)
     assert _stable(resumed) == _stable(uninterrupted)
@@ -253,13 +243,7 @@ def test_dictionary_init_from_data_trains_and_resumes_exactly(reference_run, tmp
     uninterrupted = train(config, tmp_path / "whole", progress=False)
     assert uninterrupted["test_loss"] != from_random["test_loss"]
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["dictionary_init"] == "data"
-
-    def kill_at_iteration_9(iteration):
-        if iteration == 9:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(config, tmp_path / "cut", progress=False, on_iteration=kill_at_iteration_9)
+    interrupt_at(config, tmp_path / "cut", 9)
     resumed = train(config, tmp_path / "cut", resume=True, progress=False)   # the checkpoint, not a new init
     assert _stable(resumed) == _stable(uninterrupted)
     with pytest.raises(ValueError, match="unknown dictionary_init 'kmeans'"):

@@ -139,11 +139,10 @@ class TrainConfig:
         if preset is not None:
             check_choice("preset", preset, PRESETS)
             fields = {**PRESET_FIELDS[preset], **overrides}
-            if "epochs" not in overrides and "iterations" not in overrides:
-                schedule = PAPER_SCHEDULES.get((preset, fields.get("optimizer", "adamw")), {})
-                if fields.get("dataset", "digits") in schedule:
-                    iterations, milestones = schedule[fields.get("dataset", "digits")]
-                    fields = {"iterations": iterations, "milestones": milestones, **fields}
+            schedule = PAPER_SCHEDULES.get((preset, fields.get("optimizer", cls.optimizer)), {})
+            official = schedule.get(fields.get("dataset", cls.dataset))
+            if official and "epochs" not in overrides and "iterations" not in overrides:
+                fields = {"iterations": official[0], "milestones": official[1], **fields}
             overrides = fields
         return cls(**overrides)
 
