@@ -58,12 +58,16 @@ def test_digits_runs_cli_recipe_is_the_command_line_run():
 
 def test_digits_runs_reports_both_checkpoints_and_the_per_seed_comparison(tmp_path):
     runs = importlib.import_module("digits_runs")
-    assert runs.compare([0.9, 0.8, 0.7], [0.8, 0.8, 0.8]) == {"above": 1, "level": 1, "below": 1}
+    assert runs.compare([0.9, 0.8, 0.7], [0.8, 0.8, 0.8]) == {
+        "above": 1, "level": 1, "below": 1, "mean_difference_points": 0.0,
+        "ci95_points": [-24.841, 24.841]}                      # t(0.975, 2) = 4.303, sd 10 points, 3 seeds
     assert runs.versus_baseline({"mn": [0.9], "mn_ifilm": [0.8]}) is None            # --methods mn mn_ifilm
-    assert runs.versus_baseline({"cnn": [0.8], "dynamic_dns": [0.9]})["dynamic_dns"] == {"above": 1, "level": 0, "below": 0}
+    assert runs.versus_baseline({"cnn": [0.8], "dynamic_dns": [0.9]})["dynamic_dns"] == {
+        "above": 1, "level": 0, "below": 0, "mean_difference_points": 10.0, "ci95_points": None}
     result = runs.main(["--recipe", "cli", "--epochs", "1", "--methods", "vanilla", "mn", "--seeds", "0",
                         "--threads", "1", "--out", str(tmp_path / "r.json")])
     assert (result["recipe"], result["batch_size"], result["image_size"], result["entries"]) == ("cli", 32, 32, 200)
-    assert result["vs_vanilla"]["vanilla"] == {"above": 0, "level": 1, "below": 0}
+    assert result["vs_vanilla"]["vanilla"] == {"above": 0, "level": 1, "below": 0, "mean_difference_points": 0.0,
+                                               "ci95_points": None}
     assert set(result["test_acc_last_epoch"]) == {"vanilla", "mn"}
     assert result["test_acc_last_epoch"]["vanilla"] == result["test_acc"]["vanilla"]   # one epoch: best = last

@@ -72,6 +72,18 @@ def test_notebook_contract(notebook):
         assert len("".join(cell["source"]).splitlines()) <= 25, f"code cell {i} is longer than 25 lines"
 
 
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(notebook):
+    # `papermill --help-notebook` lists what papermill's parser finds; it skips a line with a second
+    # "=" (e.g. in its comment), and such a parameter disappears from the help
+    import ast
+
+    import papermill
+    source = "".join(next(c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code")["source"])
+    assigned = [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets]
+    assert assigned and sorted(papermill.inspect_notebook(str(notebook))) == sorted(assigned)
+
+
 @pytest.mark.parametrize("preset, expected", [(None, "1"), ("0", "0")])
 def test_importing_nslviz_first_turns_on_huge_pages_unless_the_user_chose(preset, expected):
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}

@@ -1,6 +1,13 @@
-"""python -m nslviz export-notebook: execute a notebook headless and write a standalone HTML page."""
+"""python -m nslviz export-notebook: execute a notebook headless and write a standalone HTML page.
+
+    python -m nslviz export-notebook notebooks/03_cifar.ipynb -p backbone resnet29 -p epochs 1 -p quick True
+
+`-p NAME VALUE` sets a papermill parameter as `papermill -p` does: VALUE is read as a Python literal
+(1, 0.5, True, None, "text", [..]) and kept as text otherwise.
+"""
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from .common import emit_json
@@ -33,12 +40,22 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export-notebook", help="execute a notebook and export it to standalone HTML")
     p.add_argument("notebook", help="path to the .ipynb")
     p.add_argument("--out", default="out", help="output folder (default: out)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="papermill parameter (repeatable); VALUE is a Python literal or else text")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run, subparser=p)
 
 
+def parse_parameter(value: str):
+    """A `-p` value: the Python literal it spells (1, 0.5, True, None, [..]), else the text itself."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
 def run(args) -> int:
-    paths = export_notebook(args.notebook, args.out)
+    paths = export_notebook(args.notebook, args.out, {name: parse_parameter(value) for name, value in args.parameter})
     print(f"executed notebook: {paths['notebook']}\nstandalone HTML:   {paths['html']}", flush=True)
     if args.json:
         emit_json(paths)
