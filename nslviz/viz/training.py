@@ -96,5 +96,6 @@ def finetuning_scatter(effect, title: str = "Similarity to the true class protot
                                        mode="markers", name=f"{label} ({int(mask.sum())})",
                                        marker=dict(color=color, size=4, opacity=0.6)))
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="no change", line=dict(color="red")))
-    return finish_figure(fig, f"{title} ({100 * effect.fraction_improved:.0f}% above the diagonal)",
+    return finish_figure(fig, f"{title}<br><sup>{100 * effect.fraction_improved:.0f}% of the inputs above the diagonal, "
+                              f"mean shift {effect.mean_shift:+.2g}</sup>",
                          "cos(z, φ[y]) before finetuning", "cos(z, φ_i[y]) after finetuning", height=480, width=620)
