@@ -8,6 +8,14 @@ TINY = dict(dataset="digits", backbone="convnet4", epochs=2, batch_size=32, trai
             entries=40, checkpoint_every=4, device="cpu", augment="crop", image_size=16)
 
 
+# summary fields that differ between two runs with the same numbers
+VOLATILE = {"seconds", "setup_seconds", "run_dir"}
+
+
+def stable(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in VOLATILE}
+
+
 class Killed(Exception):
     pass
 

@@ -19,13 +19,7 @@ from nslviz.training.data import BatchStream
 from nslviz.training.optim import build_optimizer, parameter_groups
 from nslviz.datasets.augment import to_float
 from nslviz.training.trainer import initialize_dictionary, load_data, load_run, train
-from runs import TINY, interrupt_at
-
-VOLATILE = {"seconds", "setup_seconds", "run_dir"}
-
-
-def _stable(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in VOLATILE}
+from runs import TINY, interrupt_at, stable
 
 
 def _split(n=10):
@@ -190,7 +184,7 @@ def test_run_directory_contents(reference_run):
 def test_same_seed_same_numbers(reference_run, tmp_path):
     _, summary = reference_run
     again = train(TrainConfig(**TINY), tmp_path / "again", progress=False)
-    assert _stable(again) == _stable(summary)
+    assert stable(again) == stable(summary)
     other = train(TrainConfig(**{**TINY, "seed": 1}), tmp_path / "other", progress=False)
     assert other["test_loss"] != summary["test_loss"]
 
@@ -199,7 +193,7 @@ def test_a_length_in_iterations_trains_whole_epochs_up_to_it(reference_run, tmp_
     _, summary = reference_run                                         # 2 epochs of 6 batches
     by_iterations = train(TrainConfig(**{**TINY, "epochs": 1, "iterations": 7}), tmp_path / "it", progress=False)
     assert (by_iterations["epochs"], by_iterations["iterations"]) == (2, 12)
-    assert _stable(by_iterations) == _stable(summary)                  # same schedule, same numbers
+    assert stable(by_iterations) == stable(summary)                  # same schedule, same numbers
 
 
 def test_resume_after_an_interruption_mid_epoch_gives_the_same_final_metrics(reference_run, tmp_path):
@@ -208,7 +202,7 @@ def test_resume_after_an_interruption_mid_epoch_gives_the_same_final_metrics(ref
     interrupt_at(TrainConfig(**TINY), tmp_path / "cut", 9)            # checkpoint at 8; 9 is lost
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 1
     resumed = train(TrainConfig(**TINY), tmp_path / "cut", resume=True, progress=False)
-    assert _stable(resumed) == _stable(uninterrupted)
+    assert stable(resumed) == stable(uninterrupted)
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
@@ -245,7 +239,7 @@ def test_dictionary_init_from_data_trains_and_resumes_exactly(reference_run, tmp
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["dictionary_init"] == "data"
     interrupt_at(config, tmp_path / "cut", 9)
     resumed = train(config, tmp_path / "cut", resume=True, progress=False)   # the checkpoint, not a new init
-    assert _stable(resumed) == _stable(uninterrupted)
+    assert stable(resumed) == stable(uninterrupted)
     with pytest.raises(ValueError, match="unknown dictionary_init 'kmeans'"):
         TrainConfig(dictionary_init="kmeans")
 
@@ -324,7 +318,7 @@ def test_cli_train_json_last_line(tmp_path, reference_run):
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ["test_acc", "val_acc", "epochs", "seconds", "run_dir"]:
         assert key in summary
-    assert _stable(summary) == _stable(reference_run[1])               # CLI = library
+    assert stable(summary) == stable(reference_run[1])               # CLI = library
     report = out.stdout.strip().splitlines()[-2]
     assert f"test acc {summary['test_acc']:.4f}" in report and f"last epoch {summary['test_acc_last']:.4f}" in report
 
@@ -392,8 +386,8 @@ def test_cli_resume_after_sigkill(tmp_path, reference_run):
     out = _cli("train", "--run-dir", str(run_dir), "--resume", "--no-progress", "--json")
     assert out.returncode == 0, out.stderr
     resumed = json.loads(out.stdout.strip().splitlines()[-1])
-    expected = {k: v for k, v in _stable(reference_run[1]).items() if k != "run_dir"}
-    assert {k: v for k, v in _stable(resumed).items()} == expected
+    expected = {k: v for k, v in stable(reference_run[1]).items() if k != "run_dir"}
+    assert {k: v for k, v in stable(resumed).items()} == expected
 
 
 def _torchrun(*args, scratch: Path, **kwargs):
@@ -459,5 +453,5 @@ def test_torchrun_killed_mid_epoch_and_resumed_gives_the_same_metrics(ddp_run, t
     assert out.returncode == 0, out.stderr[-3000:]
     resumed = json.loads((run_dir / "summary.json").read_text())
     reference = json.loads((reference_dir / "summary.json").read_text())
-    assert {k: v for k, v in _stable(resumed).items()} == {k: v for k, v in _stable(reference).items()}
+    assert {k: v for k, v in stable(resumed).items()} == {k: v for k, v in stable(reference).items()}
     assert (run_dir / "metrics.jsonl").read_text() == (reference_dir / "metrics.jsonl").read_text()

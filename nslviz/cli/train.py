@@ -4,6 +4,7 @@
     python -m nslviz train --preset nsl --dataset cifar10 --backbone cnn9 --nsl dynamic_dns
     torchrun --nproc_per_node 4 -m nslviz train --preset mn --dataset cifar100 --backbone resnet56 ...
     python -m nslviz train --run-dir runs/d --resume          # continue a killed run, same settings
+    python -m nslviz train ... --run-dir runs/d --overwrite   # replace the run in runs/d (else refused)
 
 Options left out take the preset's value (--preset mn|nsl; its length is the official iteration
 count of the dataset unless --epochs or --iterations is given), else the TrainConfig default. With
@@ -20,7 +21,7 @@ from ..models.classifier import CLASSIFIERS, METHODS
 from ..training.config import AMP_MODES, AUGMENTATIONS, DICTIONARY_INITS, OPTIMIZERS, PRESETS, TrainConfig
 from .common import emit_json, fraction, nonnegative_int, positive_float, positive_int
 
-CONTROL = {"run", "subparser", "command", "run_dir", "resume", "json", "preset", "no_progress"}
+CONTROL = {"run", "subparser", "command", "run_dir", "resume", "overwrite", "json", "preset", "no_progress"}
 
 
 def _milestones(text: str) -> tuple[float, ...]:
@@ -100,6 +101,8 @@ def add_parser(subparsers) -> None:
     run.add_argument("--checkpoint-every", type=positive_int, help="iterations between checkpoints")
     run.add_argument("--run-dir", default=None, help="output folder (default: runs/<dataset>-<backbone>-<method>-seed<k>)")
     run.add_argument("--resume", action="store_true", default=False, help="continue the run in --run-dir")
+    run.add_argument("--overwrite", action="store_true", default=False,
+                     help="replace the run already in the run directory (default: refuse)")
     run.add_argument("--no-progress", action="store_true", default=False)
     run.add_argument("--json", action="store_true", default=False, help="end the output with one JSON object")
     p.set_defaults(run=main, subparser=p)
@@ -120,7 +123,7 @@ def config_from_args(args) -> TrainConfig:
 def main(args) -> int:
     from ..training.trainer import train
     config = config_from_args(args)
-    summary = train(config, args.run_dir, resume=args.resume, progress=not args.no_progress)
+    summary = train(config, args.run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) != 0:                 # under torchrun only rank 0 reports
         return 0
     line = (f"train: {summary['method']} {summary['backbone']} on {summary['dataset']} | test acc "

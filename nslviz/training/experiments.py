@@ -43,28 +43,35 @@ def run_group_dir(config: TrainConfig, group: str | None = None) -> Path:
     return runs_root() / (group or default_run_name(config).replace(f"-{config.method}-", "-compare-"))
 
 
-def compare_runs(configs: dict[str, TrainConfig], group_dir: str | Path, *, progress: bool = True) -> dict[str, dict]:
+def compare_runs(configs: dict[str, TrainConfig], group_dir: str | Path, *, progress: bool = True,
+                 overwrite: bool = False) -> dict[str, dict]:
     """Train each labelled config into group_dir/<label>; a run that already finished is read back,
-    one that was cut off is resumed. Returns {label: summary}."""
+    one that was cut off is resumed. A folder holding a run with other settings is an error naming
+    them, unless `overwrite` (then that run is replaced). Returns {label: summary}."""
     summaries = {}
     for label, run_config in configs.items():
         run_dir = Path(group_dir) / label
         existing = RunDirectory(run_dir, create=False)
-        same = _same_run(existing, run_config)
-        if same and existing.summary_path.exists():
+        changed = _changed_settings(existing, run_config)
+        if changed is None and existing.summary_path.exists():
             summaries[label] = existing.read_summary()
             continue
-        summaries[label] = train(run_config, run_dir, resume=same and existing.checkpoint_path.exists(),
-                                 progress=progress)
+        if changed and not overwrite and (existing.summary_path.exists() or existing.checkpoint_path.exists()):
+            raise ValueError(f"{str(run_dir)!r} holds a {label} run with other settings ({changed}); pass "
+                             f"overwrite=True to replace it, or another group folder (the notebooks' run_dir)")
+        summaries[label] = train(run_config, run_dir, resume=changed is None and existing.checkpoint_path.exists(),
+                                 overwrite=bool(changed), progress=progress)
     return summaries
 
 
 def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str | Path | None = None,
-                    progress: bool = True) -> dict[str, dict]:
+                    progress: bool = True, overwrite: bool = False) -> dict[str, dict]:
     """Train `config` once per method (vanilla, mn, mn_ifilm, ...), same settings otherwise, into
-    group_dir/<method> (default runs/<dataset>-<backbone>-compare-seed<k>). Returns {method: summary}."""
+    group_dir/<method> (default runs/<dataset>-<backbone>-compare-seed<k>); see compare_runs.
+    Returns {method: summary}."""
     configs = {m: dataclasses.replace(config, method=m) for m in dict.fromkeys(methods)}
-    return compare_runs(configs, group_dir if group_dir is not None else run_group_dir(config), progress=progress)
+    return compare_runs(configs, group_dir if group_dir is not None else run_group_dir(config), progress=progress,
+                        overwrite=overwrite)
 
 
 # NSL Table 4/5 rows: variant -> (plain-network suffix, nsl mode). "cnn++" is the wider plain baseline.
@@ -83,21 +90,25 @@ def nsl_variant_config(config: TrainConfig, variant: str) -> TrainConfig:
 
 
 def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir: str | Path | None = None,
-                         progress: bool = True) -> dict[str, dict]:
+                         progress: bool = True, overwrite: bool = False) -> dict[str, dict]:
     """NSL Table 4 on one dataset: one run per variant (cnn, cnn++, static/dynamic DNS/UNS) with the
     same recipe, into group_dir/<variant>. Returns {variant: summary}."""
     configs = {v: nsl_variant_config(config, v) for v in dict.fromkeys(variants)}
     default_dir = runs_root() / f"{config.dataset}-{config.backbone.removesuffix('_plus')}-nsl-seed{config.seed}"
-    return compare_runs(configs, group_dir if group_dir is not None else default_dir, progress=progress)
+    return compare_runs(configs, group_dir if group_dir is not None else default_dir, progress=progress,
+                        overwrite=overwrite)
 
 
-def _same_run(run: RunDirectory, config: TrainConfig) -> bool:
-    """Does the run directory hold this experiment (ignoring settings that do not change results)?"""
+def _changed_settings(run: RunDirectory, config: TrainConfig) -> str | None:
+    """None when the run directory holds this experiment (ignoring settings that do not change the
+    results), else the settings that differ, "name: stored -> wanted, ..." ("no run yet" if none)."""
     import json
 
     from .trainer import RESUMABLE_CHANGES
     if not run.config_path.exists():
-        return False
+        return "no run yet"
     stored = TrainConfig.from_dict(json.loads(run.config_path.read_text())).to_dict()
     wanted = config.to_dict()
-    return all(stored[k] == wanted[k] or k in RESUMABLE_CHANGES or wanted[k] is None for k in wanted)
+    changed = [f"{k}: {stored[k]!r} -> {v!r}" for k, v in wanted.items()
+               if stored[k] != v and k not in RESUMABLE_CHANGES and v is not None]
+    return ", ".join(changed) or None

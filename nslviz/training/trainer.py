@@ -154,16 +154,37 @@ def _check_resumable(stored: TrainConfig, config: TrainConfig) -> None:
                          "resume with the same settings or start a new run directory")
 
 
-def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False,
+def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True, on_iteration: Callable[[int], None] | None = None) -> dict:
     """Train, validate every epoch, test the best-on-validation weights; return the summary dict
-    (also written to run_dir/summary.json). `on_iteration(i)` is called after every optimiser step."""
+    (also written to run_dir/summary.json). `on_iteration(i)` is called after every optimiser step.
+    A run directory that already holds a run (a checkpoint or a summary) is never started again by
+    accident: that is an error unless `resume` (continue it) or `overwrite` (replace it) is given."""
+    run_path = Path(run_dir) if run_dir else runs_root() / default_run_name(config)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume continues the run in the "
+                         "run directory, overwrite replaces it")
+    if not resume and not overwrite:
+        check_run_dir_is_free(run_path)
     context = distributed.setup(config.device)
     try:
-        return _train(config, Path(run_dir) if run_dir else runs_root() / default_run_name(config),
-                      resume, progress, on_iteration, context)
+        return _train(config, run_path, resume, progress, on_iteration, context)
     finally:
         distributed.teardown(context)
+
+
+def check_run_dir_is_free(run_path: Path) -> None:
+    """Raise if `run_path` holds a finished run (summary.json) or a started one (checkpoint.pt)."""
+    run = RunDirectory(run_path, create=False)
+    summary = run.read_summary()
+    if summary is not None:
+        held = f"a finished run (test acc {summary.get('test_acc', float('nan')):.4f})"
+    elif run.checkpoint_path.exists():
+        held = "a started run (checkpoint.pt)"
+    else:
+        return
+    raise ValueError(f"{str(run_path)!r} already holds {held}; resume it (resume=True, CLI --resume), "
+                     f"replace it (overwrite=True, CLI --overwrite) or choose another run directory")
 
 
 def _train(config, run_path, resume, progress, on_iteration, context: distributed.Context) -> dict:

@@ -1,0 +1,84 @@
+"""A run directory that holds a run is never started again by accident: `train` refuses unless told
+to resume or overwrite, and the notebooks' compare_* reuse a finished run, resume a cut one and
+refuse to replace one trained with other settings."""
+import dataclasses
+import json
+
+import pytest
+
+from nslviz.__main__ import main
+from nslviz.training import experiments
+from nslviz.training.config import TrainConfig
+from nslviz.training.trainer import train
+from runs import TINY, interrupt_at, stable
+
+CONFIG = TrainConfig(**dict(TINY, train_limit=96, eval_limit=64))
+
+
+def snapshot(run_dir):
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir())}
+
+
+def test_a_finished_run_is_not_started_again_unless_overwritten(tmp_path):
+    run_dir = tmp_path / "run"
+    first = train(CONFIG, run_dir, progress=False)
+    before = snapshot(run_dir)
+    with pytest.raises(ValueError, match=r"already holds a finished run \(test acc .*\); resume it .*--overwrite"):
+        train(dataclasses.replace(CONFIG, temperature=0.5), run_dir, progress=False)
+    assert snapshot(run_dir) == before                                   # nothing written, nothing lost
+    replaced = train(dataclasses.replace(CONFIG, temperature=0.5), run_dir, overwrite=True, progress=False)
+    assert json.loads((run_dir / "config.json").read_text())["temperature"] == 0.5
+    assert replaced["iterations"] == first["iterations"]
+
+
+def test_a_started_run_is_not_restarted_and_resume_excludes_overwrite(tmp_path):
+    run_dir = tmp_path / "run"
+    interrupt_at(CONFIG, run_dir, 5)                                     # checkpoint at iteration 4, no summary
+    with pytest.raises(ValueError, match="already holds a started run"):
+        train(CONFIG, run_dir, progress=False)
+    with pytest.raises(ValueError, match="resume and overwrite exclude each other"):
+        train(CONFIG, run_dir, resume=True, overwrite=True, progress=False)
+
+
+def test_cli_refuses_a_used_run_dir_with_exit_2_and_overwrites_when_asked(tmp_path, capsys):
+    args = ["train", "--dataset", "digits", "--backbone", "convnet4", "--epochs", "1", "--train-limit", "64",
+            "--eval-limit", "32", "--entries", "20", "--image-size", "16", "--run-dir", str(tmp_path / "d"),
+            "--no-progress"]
+    assert main(args) == 0
+    with pytest.raises(SystemExit) as refused:
+        main(args)
+    assert refused.value.code == 2 and "already holds a finished run" in capsys.readouterr().err
+    assert main(args + ["--overwrite", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epochs"] == 1
+    with pytest.raises(SystemExit) as both:
+        main(args + ["--overwrite", "--resume"])
+    assert both.value.code == 2 and "exclude each other" in capsys.readouterr().err
+
+
+def test_compare_methods_reuses_resumes_and_refuses_other_settings(tmp_path, monkeypatch):
+    group = tmp_path / "group"
+    interrupt_at(dataclasses.replace(CONFIG, method="mn"), group / "mn", 5)     # a cut-off mn run
+    calls = []
+    real_train = experiments.train
+
+    def spy(config, run_dir, **kwargs):
+        calls.append((run_dir.name, kwargs["resume"], kwargs["overwrite"]))
+        return real_train(config, run_dir, **kwargs)
+
+    monkeypatch.setattr(experiments, "train", spy)
+    first = experiments.compare_methods(CONFIG, ["vanilla", "mn"], group_dir=group, progress=False)
+    assert calls == [("vanilla", False, True), ("mn", True, False)]             # new run; the cut one resumed
+    assert stable(first["mn"]) == stable(train(dataclasses.replace(CONFIG, method="mn"), tmp_path / "whole",
+                                               progress=False))
+
+    again = experiments.compare_methods(dataclasses.replace(CONFIG, device="cpu", eval_batch_size=7),
+                                         ["vanilla", "mn"], group_dir=group, progress=False)
+    assert again == first and len(calls) == 2                                   # finished runs are read back
+
+    changed = dataclasses.replace(CONFIG, temperature=0.5)
+    with pytest.raises(ValueError, match=r"holds a vanilla run with other settings \(temperature: 0\.2 -> 0\.5\)"):
+        experiments.compare_methods(changed, ["vanilla", "mn"], group_dir=group, progress=False)
+    assert len(calls) == 2
+    experiments.compare_methods(changed, ["vanilla"], group_dir=group, progress=False, overwrite=True)
+    assert calls[-1] == ("vanilla", False, True)
+    assert json.loads((group / "vanilla" / "config.json").read_text())["temperature"] == 0.5
