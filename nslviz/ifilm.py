@@ -20,8 +20,8 @@ parameters, `temp` included, are weight-decayed (`ifilm_parameters` finds them).
 Deviations from the official code (none change the function):
 - keys are stored (S_l, C) instead of (C, S_l);
 - the query pooling, the cosine, the softmax and the weighted sums run in float32 even under
-  bf16/fp16 autocast (the official code is float32 throughout); the result is cast back to the
-  activation's dtype so a bf16 network stays bf16;
+  bf16/fp16 autocast (the official code is float32 throughout; a float64 model stays float64); the
+  result is cast back to the activation's dtype so a bf16 network stays bf16;
 - (B, C) activations (BatchNorm1d) are accepted: the query is the activation itself.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._checks import check_positive
+from ._precision import full_precision, full_precision_dtype
 
 IFILM_PLACEMENTS = ("none", "all", "last")
 KEY_INIT_STD = 0.05
@@ -66,8 +67,8 @@ class IFiLM(nn.Module):
 
     def _query(self, activation: torch.Tensor) -> torch.Tensor:
         if activation.dim() == 4:                                  # (B, C, H, W) -> (B, C), fp32 sum
-            return activation.mean(dim=(2, 3), dtype=torch.float32)
-        return activation.float()                                  # (B, C)
+            return activation.mean(dim=(2, 3), dtype=full_precision_dtype(activation.dtype))
+        return full_precision(activation)                          # (B, C)
 
     def _check(self, activation: torch.Tensor) -> None:
         if activation.dim() not in (2, 4) or activation.shape[1] != self.channels:
@@ -75,22 +76,22 @@ class IFiLM(nn.Module):
                              f"(batch, {self.channels}), got {tuple(activation.shape)}")
 
     def attention(self, activation: torch.Tensor) -> torch.Tensor:
-        """ω(g_i, k_j) = softmax_j(t · cos(g_i, k_j)), float32 (B, S_l); for analysis and figures."""
+        """ω(g_i, k_j) = softmax_j(t · cos(g_i, k_j)), float32 or float64 (B, S_l); for analysis and figures."""
         self._check(activation)
         with torch.autocast(device_type=activation.device.type, enabled=False):
             return self._attention(self._query(activation))
 
     def _attention(self, query: torch.Tensor) -> torch.Tensor:
         cosine = torch.einsum("bc,sc->bs", F.normalize(query, dim=1),
-                              F.normalize(self.keys.float(), dim=1))                # (B, S)
-        return (self.inverse_temperature.float() * cosine).softmax(dim=1)           # (B, S)
+                              F.normalize(full_precision(self.keys), dim=1))                # (B, S)
+        return (full_precision(self.inverse_temperature) * cosine).softmax(dim=1)           # (B, S)
 
     def forward(self, activation: torch.Tensor) -> torch.Tensor:
         self._check(activation)
         with torch.autocast(device_type=activation.device.type, enabled=False):
             weights = self._attention(self._query(activation))                       # (B, S)
-            gamma_hat = torch.einsum("bs,sc->bc", weights, self.gamma.float())       # (B, C)  eq. (4)
-            beta_hat = torch.einsum("bs,sc->bc", weights, self.beta.float())         # (B, C)  eq. (4)
+            gamma_hat = torch.einsum("bs,sc->bc", weights, full_precision(self.gamma))       # (B, C)  eq. (4)
+            beta_hat = torch.einsum("bs,sc->bc", weights, full_precision(self.beta))         # (B, C)  eq. (4)
         scale = (1.0 + gamma_hat).to(activation.dtype)
         shift = beta_hat.to(activation.dtype)
         if activation.dim() == 4:

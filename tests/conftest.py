@@ -14,3 +14,15 @@ def one_thread():
     from nslviz._threads import torch_threads
     with torch_threads(1):
         yield
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """Every test leaves torch's intra-op thread count as it found it. A benchmark's main(--threads 1)
+    sets it for the whole process; a later test that compares an in-process run with a command-line
+    run (default threads) then differs in the last bits (float sums split over other threads)."""
+    import torch
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

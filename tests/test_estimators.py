@@ -58,6 +58,19 @@ def test_multi_output_regression_and_classifier_probabilities():
     assert clf.score(xb, names) > 0.9
 
 
+def test_a_rows_prediction_does_not_depend_on_the_other_rows():
+    """Each input is finetuned on its own: predicting a row alone, in a small batch or among all rows
+    gives the same number (float64 prediction; in float32 the row count changes the rounding)."""
+    x, y = _regression()
+    model = MetaNeighborsRegressor(random_state=0, max_epochs=5).fit(x, y)
+    whole = model.predict(x)
+    assert whole.dtype == np.float64
+    pieces = np.concatenate([model.predict(x[i:i + 7]) for i in range(0, len(x), 7)])
+    alone = np.array([model.predict(x[i:i + 1])[0] for i in range(0, len(x), 16)])
+    np.testing.assert_allclose(pieces, whole, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(alone, whole[::16], rtol=1e-12, atol=0)
+
+
 def test_works_in_cross_val_score_grid_search_and_pipelines():
     x, y = _regression(120)
     scores = cross_val_score(MetaNeighborsRegressor(random_state=0, max_epochs=30), x, y, cv=3)

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from .._checks import check_choice, check_positive
+from .._precision import full_precision
 from ..neighborhoods import MetaNeighborhoodsHead, classifier_logits
 from .registry import build_backbone
 
@@ -68,7 +69,7 @@ class ImageClassifier(nn.Module):
         return isinstance(self.head, MetaNeighborhoodsHead)
 
     def forward(self, images: torch.Tensor, *, return_details: bool = False):
-        features = self.backbone(images).float()                                   # (B, d)
+        features = full_precision(self.backbone(images))                           # (B, d) fp32 under autocast
         with torch.autocast(features.device.type, enabled=False):
             if self.is_meta_neighborhoods:
                 details = self.head(features, return_details=True)

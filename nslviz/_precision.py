@@ -1,0 +1,16 @@
+"""Where mixed precision stops: the MN head and iFiLM's attention run in float32 or better."""
+from __future__ import annotations
+
+import torch
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def full_precision_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half types (bf16/fp16 autocast outputs), the dtype itself otherwise (float32 stays
+    float32, a float64 model stays float64: gradient checks and exact comparisons need it)."""
+    return torch.float32 if dtype in HALF_DTYPES else dtype
+
+
+def full_precision(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to(full_precision_dtype(tensor.dtype))
