@@ -7,6 +7,7 @@ accuracy of every run, their mean and standard deviation, and the parameter coun
         --methods mn mn_ifilm --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results/digits_mn_data_init_cpu.json
     python benchmarks/digits_runs.py --family nsl --epochs 8 --seeds 0 1 2 --threads 1   # cnn9, quick-mode recipe
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --seeds 0 1 2 3 4 5 6 7 8 9
+    python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --values fixed --methods mn mn_ifilm
 
 Settings, recipe "quick" (default): digits upsampled to 16x16, batch 64, crop augmentation (what
 quick mode uses, see nslviz.training.experiments.quick_config); MN: S = 200, the MN preset (AdamW
@@ -38,7 +39,7 @@ MN_METHODS = ("vanilla", "vanilla_ifilm", "mn", "mn_ifilm")
 
 
 def run_configs(family: str, epochs: int, methods=None, recipe: str = "quick", **mn_options) -> dict[str, TrainConfig]:
-    """Labelled configs; mn_options (dictionary_init, alpha) override the MN preset."""
+    """Labelled configs; mn_options (dictionary_init, alpha, values) override the MN preset."""
     if family == "mn":
         if recipe == "cli":
             base = TrainConfig(dataset="digits", backbone="convnet4", epochs=epochs)
@@ -86,6 +87,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--dictionary-init", choices=("random", "data"), default=None,
                         help="MN family: the dictionary's start (default: the preset's, random)")
     parser.add_argument("--alpha", type=float, default=None, help="MN family: initial inner step size (preset: 0.05)")
+    parser.add_argument("--values", choices=("soft", "fixed"), default=None,
+                        help="MN family: learnable soft values (preset) or fixed one-hot classes (official --fix_v)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/digits_<family>[_cli]_cpu.json")
     args = parser.parse_args(argv)
@@ -94,7 +97,7 @@ def main(argv=None) -> dict:
     if args.recipe == "cli" and args.family != "mn":
         parser.error("--recipe cli is for the MN family")
     configs = run_configs(args.family, args.epochs, args.methods, args.recipe,
-                          dictionary_init=args.dictionary_init, alpha=args.alpha)
+                          dictionary_init=args.dictionary_init, alpha=args.alpha, values=args.values)
     accuracy = {label: [] for label in configs}
     last = {label: [] for label in configs}
     stored = {}
@@ -126,7 +129,7 @@ def main(argv=None) -> dict:
               "vs_vanilla_last_epoch": versus_baseline(last),
               "test_acc_before_finetune": before,
               "mean_test_acc_before_finetune": {k: round(statistics.mean(v), 4) for k, v in before.items()},
-              "mn_options": {"dictionary_init": first["dictionary_init"], "alpha": first["alpha"]}
+              "mn_options": {"dictionary_init": first["dictionary_init"], "alpha": first["alpha"], "values": first["values"]}
               if args.family == "mn" else None,
               "parameters": parameters,
               "mean_seconds": {k: round(statistics.mean(v), 1) for k, v in seconds.items()}}

@@ -42,8 +42,10 @@ def test_digits_runs_train_for_the_epochs_asked(family):
     configs = importlib.import_module("digits_runs").run_configs(family, 30)
     assert {c.epochs for c in configs.values()} == {30} and {c.dataset for c in configs.values()} == {"digits"}
     if family == "mn":
-        chosen = importlib.import_module("digits_runs").run_configs("mn", 30, ["mn"], dictionary_init="data", alpha=0.5)
-        assert list(chosen) == ["mn"] and (chosen["mn"].dictionary_init, chosen["mn"].alpha) == ("data", 0.5)
+        chosen = importlib.import_module("digits_runs").run_configs("mn", 30, ["mn"], dictionary_init="data", alpha=0.5,
+                                                                    values="fixed")
+        assert list(chosen) == ["mn"]
+        assert (chosen["mn"].dictionary_init, chosen["mn"].alpha, chosen["mn"].values) == ("data", 0.5, "fixed")
 
 
 def test_digits_runs_cli_recipe_is_the_command_line_run():
