@@ -1,10 +1,12 @@
 """How every benchmark reports: one JSON object, printed as the last line of the output and saved to
-benchmarks/results/<name>.json (or --out)."""
+benchmarks/results/<name>.json (or --out); and how every benchmark waits for a device before reading a timer."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+
+import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -18,3 +20,10 @@ def save_result(result: dict, name: str, out: str | Path | None = None) -> dict:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
     return result
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously), so that a timer read
+    after it measures the work; nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -19,7 +19,7 @@ import torch
 import torchvision.transforms.v2 as T
 
 from nslviz.datasets.augment import augment_batch
-from _results import save_result  # noqa: E402  (benchmarks/_results.py)
+from _results import save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
 
 
 def per_image_cutout(image: torch.Tensor, size: int = 16) -> torch.Tensor:
@@ -31,16 +31,16 @@ def per_image_cutout(image: torch.Tensor, size: int = 16) -> torch.Tensor:
     return image
 
 
-def seconds_per_batch(step, repeats: int, synchronize=lambda: None) -> float:
+def seconds_per_batch(step, repeats: int, device: torch.device = torch.device("cpu")) -> float:
     """Median wall time of one call, after 3 warm-up calls."""
     for _ in range(3):
         step()
-    synchronize()
+    synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         step()
-        synchronize()
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -55,7 +55,6 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     load_before = os.getloadavg()
     images = torch.randint(0, 256, (args.batch, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     on_device = images.to(device)
@@ -70,7 +69,7 @@ def main(argv=None) -> dict:
     result = {"benchmark": "augment", "device": str(device), "batch": args.batch, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "cpu_count": os.cpu_count()}
     for policy, compose in baselines.items():
-        ours = seconds_per_batch(lambda: augment_batch(on_device, policy, generator), args.repeats, synchronize)
+        ours = seconds_per_batch(lambda: augment_batch(on_device, policy, generator), args.repeats, device)
         theirs = seconds_per_batch(lambda: torch.stack([compose(image) for image in images]), max(5, args.repeats // 3))
         result[policy] = {"nslviz_images_per_s": round(args.batch / ours, 1),
                           "torchvision_per_image_images_per_s": round(args.batch / theirs, 1),

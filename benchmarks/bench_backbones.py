@@ -19,7 +19,7 @@ import time
 import torch
 
 from nslviz.models import build_backbone
-from _results import save_result  # noqa: E402  (benchmarks/_results.py)
+from _results import save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
 
 
 def load_average() -> float | None:
@@ -32,8 +32,7 @@ def make_step(net, images, amp: bool):
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
             features = net(images)
         features.float().square().mean().backward()
-        if images.device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(images.device)
     return step
 
 

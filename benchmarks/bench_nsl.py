@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from nslviz.nsl import NSConv2d, dynamic_similarity_conv2d
-from _results import save_result  # noqa: E402  (benchmarks/_results.py)
+from _results import save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
 
 SHAPES = [  # (in_channels, out_channels, size, stride): the three CNN-9 stages, and a strided layer
     (32, 32, 32, 1), (64, 64, 16, 1), (128, 128, 8, 1), (64, 128, 16, 2)]
@@ -43,11 +43,6 @@ def saved_bytes(fn) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         fn()
     return sum(storages.values())
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main(argv=None) -> dict:

@@ -23,12 +23,7 @@ from nslviz.models.classifier import build_image_model
 from nslviz.training.config import TrainConfig
 from nslviz.training.distributed import resolve_device
 from nslviz.training.optim import build_optimizer
-from _results import save_result  # noqa: E402  (benchmarks/_results.py)
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from _results import save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
 
 
 def _interleaved_medians(steps: dict, device, repeats: int, warmup: int) -> dict:
@@ -38,13 +33,13 @@ def _interleaved_medians(steps: dict, device, repeats: int, warmup: int) -> dict
     for step in steps.values():
         for _ in range(warmup):
             step()
-    _sync(device)
+    synchronize(device)
     times = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
             start = time.perf_counter()
             step()
-            _sync(device)
+            synchronize(device)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 

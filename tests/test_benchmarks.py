@@ -1,7 +1,11 @@
-"""The benchmark scripts stay runnable (CI never times them): each imports and exposes main(), and
-the two that guard the issues' speed targets run end to end on tiny sizes with the JSON contract."""
+"""The benchmark scripts stay runnable (CI never times them): each imports and exposes main(), the
+two that guard the issues' speed targets run end to end on tiny sizes with the JSON contract, and the
+one-go GPU check (benchmarks/gpu_check.sh) runs all its steps on the CPU at tiny sizes."""
 import importlib
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,3 +77,22 @@ def test_digits_runs_reports_both_checkpoints_and_the_per_seed_comparison(tmp_pa
                                                "ci95_points": None}
     assert set(result["test_acc_last_epoch"]) == {"vanilla", "mn"}
     assert result["test_acc_last_epoch"]["vanilla"] == result["test_acc"]["vanilla"]   # one epoch: best = last
+
+
+@pytest.mark.slow
+def test_the_gpu_check_script_runs_its_steps_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.sh is what a session with a lent GPU runs in one go: keep it working here,
+    at tiny sizes on the CPU (tests/test_cuda.py against float64 references, then every benchmark)."""
+    out = tmp_path / "check"
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "DEVICE": "cpu", "SMALL": "1", "OUT": str(out), "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8 and {"gpu_env.txt", "gpu_check.log"} <= set(files)   # the device tool returns 8 files
+    results = {name: json.loads((out / name).read_text()) for name in files if name.endswith(".json")}
+    assert set(results) == {"train_cpu.json", "train_cpu_c100.json", "inner_loop_cpu.json", "nsl_cpu.json",
+                            "backbones_cpu.json", "augment_cpu.json"}
+    assert results["train_cpu_c100.json"]["classes"] == 100 and results["train_cpu.json"]["device"] == "cpu"
+    log = (out / "gpu_check.log").read_text()
+    passed = re.search(r"(\d+) passed", log)
+    assert passed and int(passed.group(1)) >= 20 and " failed" not in log and "!!" not in log
