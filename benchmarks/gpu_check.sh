@@ -11,7 +11,7 @@
 # tool brings back 8 at most): gpu_env.txt, gpu_check.log (every step's output) and six JSON results.
 # Exits 1 if any step failed.
 #
-#   bash benchmarks/gpu_check.sh                          # on the GPU machine: about 5 minutes
+#   bash benchmarks/gpu_check.sh                          # on the GPU machine (sized for ~5 minutes)
 #   DEVICE=cpu SMALL=1 OUT=/tmp/check bash benchmarks/gpu_check.sh   # the same steps on the CPU, tiny sizes
 set -uo pipefail
 cd "$(dirname "$0")/.."
