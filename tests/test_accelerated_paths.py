@@ -65,13 +65,11 @@ def test_trainer_runs_bf16_and_channels_last_on_cpu_and_a_killed_run_resumes_in_
     assert resumed["iterations"] == 6 and abs(resumed["test_loss"] - plain["test_loss"]) < 0.1
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
-                    reason="inductor compiles C++ on CPU and no C++ compiler is installed")
-def test_compiled_model_matches_eager_forward_and_meta_gradients():
-    """torch.compile (inductor on CPU) through the MN inner loop's second-order gradient, as the
-    trainer's `compile=True` uses it for training steps (evaluation runs the eager model). Entry
-    dropout draws random numbers, so inductor is told to use eager's generator for equal masks.
+def check_compiled_matches_eager(device: torch.device | str = "cpu") -> None:
+    """torch.compile (inductor: C++ on CPU, Triton on CUDA) through the MN inner loop's second-order
+    gradient, as the trainer's `compile=True` uses it for training steps (evaluation runs the eager
+    model): the same loss and the same gradient for every parameter. Entry dropout draws random
+    numbers, so inductor is told to use eager's generator for equal masks.
 
     The comparison runs in float64. In float32 the two programs round differently in the last bits,
     and where two activations of a max-pool window tie to within those bits, eager and compiled
@@ -79,8 +77,9 @@ def test_compiled_model_matches_eager_forward_and_meta_gradients():
     gradient then differs by a few percent (seen on an AVX-512 CPU, seed 0: 4 %, with 2e-6 against
     float64 for every other parameter). In float64 such near-ties do not occur at this size."""
     import torch._inductor.config as inductor
-    eager, images, labels = _model().double(), _images().double(), torch.arange(8)
-    compiled_model = _model().double()
+    eager, images = _model().double().to(device), _images().double().to(device)
+    labels = torch.arange(8, device=device)
+    compiled_model = _model().double().to(device)
     compiled = torch.compile(compiled_model)
     losses, grads = [], []
     with inductor.patch(fallback_random=True):
@@ -88,13 +87,20 @@ def test_compiled_model_matches_eager_forward_and_meta_gradients():
             torch.manual_seed(3)
             loss = torch.nn.functional.cross_entropy(net(images), labels)
             loss.backward()
-            losses.append(loss.detach())
-            grads.append({n: p.grad for n, p in module.named_parameters() if p.grad is not None})
+            losses.append(loss.detach().cpu())
+            grads.append({n: p.grad.cpu() for n, p in module.named_parameters() if p.grad is not None})
     assert losses[0].dtype == torch.float64
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-10, atol=1e-12)
     assert grads[0].keys() == grads[1].keys() and "head.dictionary.keys" in grads[0]
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-7, atol=1e-10, msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="inductor compiles C++ on CPU and no C++ compiler is installed")
+def test_compiled_model_matches_eager_forward_and_meta_gradients():
+    check_compiled_matches_eager("cpu")
 
 
 @pytest.mark.parametrize("method", ["mn_ifilm", "vanilla"])

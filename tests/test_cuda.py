@@ -17,7 +17,6 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from nslviz import IFiLM, MetaNeighborhoodsHead, NSConv2d
 from nslviz.models.classifier import build_image_model
@@ -26,6 +25,7 @@ from nslviz.training.config import TrainConfig
 from nslviz.training.trainer import train
 from reference import reference_head
 from runs import TINY, interrupt_at, stable
+from test_accelerated_paths import check_compiled_matches_eager
 
 DEVICE = torch.device(os.environ.get("NSLVIZ_TEST_DEVICE", "cuda"))
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
@@ -199,21 +199,5 @@ def test_torchrun_one_process_on_the_device(tmp_path):
 
 @pytest.mark.slow
 def test_compiled_training_step_matches_eager_in_float64():
-    """torch.compile (inductor: Triton on CUDA) through the second-order inner loop, in float64 so that
-    max-pool near-ties cannot route gradients differently (tests/test_accelerated_paths.py)."""
-    import torch._inductor.config as inductor
-    torch.manual_seed(0)
-    model = build_image_model("mn_ifilm", "convnet4", 10, in_channels=1, image_size=16, entries=40).double().to(DEVICE)
-    compiled_model = copy.deepcopy(model)
-    compiled = torch.compile(compiled_model)
-    images = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(1)).double().to(DEVICE)
-    labels = torch.arange(8, device=DEVICE)
-    grads = []
-    with inductor.patch(fallback_random=True):
-        for net, module in ((model, model), (compiled, compiled_model)):
-            torch.manual_seed(3)
-            F.cross_entropy(net(images), labels).backward()
-            grads.append({n: p.grad.cpu() for n, p in module.named_parameters() if p.grad is not None})
-    assert "head.dictionary.keys" in grads[0] and grads[0].keys() == grads[1].keys()
-    for name in grads[0]:
-        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-7, atol=1e-10, msg=name)
+    """torch.compile (Triton on CUDA) through the second-order inner loop, in float64."""
+    check_compiled_matches_eager(DEVICE)
