@@ -15,7 +15,9 @@ quick mode uses, see nslviz.training.experiments.quick_config); MN: S = 200, the
 thousands of steps). Recipe "cli" (MN family): exactly `python -m nslviz train --dataset digits
 --backbone convnet4 --method M --epochs N` (TrainConfig's defaults: 32x32, batch 32, S = 200, crop).
 Every run reports the test accuracy of the best-on-validation weights (the paper's protocol) and of
-the last epoch's; "vs_vanilla" counts the seeds on which a method is above / level with / below vanilla
+the last epoch's; MN runs add the accuracy before finetuning and, under "dictionary_state", the mean
+over seeds of nslviz.analysis.finetuning.dictionary_state on the test set (has the dictionary
+learned?); "vs_vanilla" counts the seeds on which a method is above / level with / below vanilla
 and gives the paired difference to vanilla (points, mean over seeds with a 95 % confidence interval).
 """
 from __future__ import annotations
@@ -30,9 +32,10 @@ from pathlib import Path
 import scipy.stats
 import torch
 
+from nslviz.analysis.finetuning import dictionary_state
 from nslviz.training.config import TrainConfig
 from nslviz.training.experiments import NSL_VARIANTS, nsl_variant_config, quick_config
-from nslviz.training.trainer import train
+from nslviz.training.trainer import load_run, train
 from _results import save_result  # noqa: E402  (benchmarks/_results.py)
 
 MN_METHODS = ("vanilla", "vanilla_ifilm", "mn", "mn_ifilm")
@@ -102,6 +105,7 @@ def main(argv=None) -> dict:
     last = {label: [] for label in configs}
     stored = {}
     before = {label: [] for label in configs if label.startswith("mn")}
+    dictionary = {label: [] for label in before}
     seconds = {label: [] for label in configs}
     parameters = {}
     with tempfile.TemporaryDirectory() as runs:
@@ -113,6 +117,8 @@ def main(argv=None) -> dict:
                 stored[label] = json.loads((Path(runs) / f"{label}-{seed}" / "config.json").read_text())  # resolved
                 if label in before:                      # the same model without per-input finetuning
                     before[label].append(summary["test_acc_before_finetune"])
+                    model, _, data = load_run(Path(runs) / f"{label}-{seed}")      # the best-on-validation weights
+                    dictionary[label].append(dictionary_state(model, data.test))
                 seconds[label].append(summary["seconds"])
                 parameters[label] = summary["parameters"]
                 print(label, seed, round(summary["test_acc"], 4), flush=True)
@@ -129,6 +135,8 @@ def main(argv=None) -> dict:
               "vs_vanilla_last_epoch": versus_baseline(last),
               "test_acc_before_finetune": before,
               "mean_test_acc_before_finetune": {k: round(statistics.mean(v), 4) for k, v in before.items()},
+              "dictionary_state": {k: {name: round(statistics.mean(s[name] for s in v), 4) for name in v[0]}
+                                   for k, v in dictionary.items()},
               "mn_options": {"dictionary_init": first["dictionary_init"], "alpha": first["alpha"], "values": first["values"]}
               if args.family == "mn" else None,
               "parameters": parameters,

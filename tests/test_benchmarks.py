@@ -77,6 +77,10 @@ def test_digits_runs_reports_both_checkpoints_and_the_per_seed_comparison(tmp_pa
                                                "ci95_points": None}
     assert set(result["test_acc_last_epoch"]) == {"vanilla", "mn"}
     assert result["test_acc_last_epoch"]["vanilla"] == result["test_acc"]["vanilla"]   # one epoch: best = last
+    state = result["dictionary_state"]
+    assert set(state) == {"mn"}                                      # only the MN runs have a dictionary
+    assert state["mn"]["entries"] == 200 and state["mn"]["acc"] == round(result["test_acc"]["mn"][0], 4)
+    assert state["mn"]["acc_before_finetune"] == round(result["test_acc_before_finetune"]["mn"][0], 4)
 
 
 @pytest.mark.slow

@@ -1,9 +1,12 @@
-"""MN Fig. 4 analysis: the prototype similarities before/after per-input finetuning, and its figure."""
+"""MN Fig. 4 analysis: the prototype similarities before/after per-input finetuning, and its figure;
+the state of the dictionary (has it learned?)."""
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from nslviz.analysis.finetuning import FinetuningEffect, finetuning_effect
+from nslviz.analysis.finetuning import FinetuningEffect, dictionary_state, finetuning_effect
 from nslviz.datasets.images import ImageSplit
 from nslviz.datasets.augment import to_float
 from nslviz.models.classifier import build_image_model
@@ -37,11 +40,52 @@ def test_effect_is_the_true_class_logit_over_the_scale_before_and_after_finetuni
     assert np.abs(effect.after - effect.before).max() > 1e-2              # the step did move the prototypes
 
 
-def test_effect_needs_a_meta_neighborhoods_model(model_and_split):
+@pytest.mark.parametrize("analysis", [finetuning_effect, dictionary_state])
+def test_analyses_need_a_meta_neighborhoods_model(model_and_split, analysis):
     _, split = model_and_split
     vanilla = build_image_model("vanilla", "convnet4", 3, in_channels=1, image_size=16)
-    with pytest.raises(ValueError, match="method 'vanilla'"):
-        finetuning_effect(vanilla, split)
+    with pytest.raises(ValueError, match=f"{analysis.__name__} needs a Meta-Neighborhoods model.*method 'vanilla'"):
+        analysis(vanilla, split)
+
+
+def test_dictionary_state_is_computed_over_every_image_in_batches(model_and_split):
+    model, split = model_and_split
+    state = dictionary_state(model, split, batch_size=4)                   # 3 batches, the last one short
+    with torch.no_grad():
+        details = model(to_float(split.images), return_details=True)
+    attention, logits, base = details["attention"], details["logits"], details["base_logits"]
+    values = model.head.dictionary.values.detach()
+    assert state["entries"] == 6 and state["log_entries"] == pytest.approx(math.log(6))
+    assert state["attention_entropy"] == pytest.approx(float(-(attention * attention.log()).sum(1).mean()), rel=1e-5)
+    assert state["attention_top_weight"] == pytest.approx(float(attention.max(1).values.mean()), rel=1e-5)
+    assert state["attended_value_accuracy"] == pytest.approx(float(((attention @ values).argmax(1) == split.labels).float().mean()))
+    assert state["changed_predictions"] == pytest.approx(float((logits.argmax(1) != base.argmax(1)).float().mean()))
+    assert state["changed_predictions"] > 0                                 # the fixture's step is large
+    assert state["acc_before_finetune"] == pytest.approx(float((base.argmax(1) == split.labels).float().mean()))
+    assert state["acc"] == pytest.approx(float((logits.argmax(1) == split.labels).float().mean()))
+    assert state["logit_change"] == pytest.approx(float((logits - base).abs().mean() / base.abs().mean()), rel=1e-5)
+    assert state["value_confidence"] == pytest.approx(float(values.max(1).values.mean()))
+    assert state["step_size"] == pytest.approx(2.0)
+
+
+def test_dictionary_state_tells_a_learned_dictionary_from_noise(model_and_split):
+    _, split = model_and_split
+    torch.manual_seed(0)                            # the paper's start: S = 200 random keys N(0, 0.05²)
+    noise = dictionary_state(build_image_model("mn", "convnet4", 3, in_channels=1, image_size=16, entries=200), split)
+    assert noise["attention_entropy"] > 0.95 * noise["log_entries"]       # almost uniform attention
+    assert noise["attention_top_weight"] < 3 / 200
+    assert noise["value_confidence"] < 0.4                                 # soft values start near 1/C
+    # a dictionary that holds the images themselves with their labels, read with a sharp attention:
+    # every image attends to its own entry, so the dictionary alone classifies it
+    model = build_image_model("mn", "convnet4", 3, in_channels=1, image_size=16, entries=10).eval()
+    with torch.no_grad():
+        features = model(to_float(split.images), return_details=True)["features"]
+        model.head.dictionary.set_entries(features, split.labels, confidence=0.9)
+        model.head.attention.log_inverse_temperature.fill_(math.log(1e4))
+    learned = dictionary_state(model, split)
+    assert learned["attended_value_accuracy"] == 1.0
+    assert learned["attention_top_weight"] > 0.99 and learned["attention_entropy"] < 0.1
+    assert learned["value_confidence"] == pytest.approx(0.9)
 
 
 def test_scatter_counts_every_input_once_and_states_the_shift():

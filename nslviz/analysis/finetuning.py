@@ -6,6 +6,7 @@ and after, φ_i[y_i]: points above the diagonal are inputs the neighbors moved i
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,25 +34,79 @@ class FinetuningEffect:
         return float((self.after - self.before).mean())
 
 
+def _check_meta_neighborhoods(model, what: str) -> None:
+    if not getattr(model, "is_meta_neighborhoods", False):
+        raise ValueError(f"{what} needs a Meta-Neighborhoods model (method mn or mn_ifilm), "
+                         f"got method {getattr(model, 'method', type(model).__name__)!r}")
+
+
+def _detailed_batches(model, split, batch_size: int, device):
+    """(labels, details) for consecutive batches of `split` (an ImageSplit), the model in eval mode."""
+    model = model.to(device).eval()
+    for start in range(0, len(split.labels), batch_size):
+        images = to_float(split.images[start:start + batch_size].to(device))
+        yield split.labels[start:start + batch_size].to(device), model(images, return_details=True)
+
+
 @torch.no_grad()
 def finetuning_effect(model, split, batch_size: int = 256, device: str | torch.device = "cpu") -> FinetuningEffect:
     """Prototype similarities before/after finetuning for every image of `split` (an ImageSplit).
     `model` is an ImageClassifier with a MetaNeighborhoodsHead."""
-    if not getattr(model, "is_meta_neighborhoods", False):
-        raise ValueError(f"finetuning_effect needs a Meta-Neighborhoods model (method mn or mn_ifilm), "
-                         f"got method {getattr(model, 'method', type(model).__name__)!r}")
-    model = model.to(device).eval()
+    _check_meta_neighborhoods(model, "finetuning_effect")
     parts = {"before": [], "after": [], "correct_before": [], "correct_after": []}
-    for start in range(0, len(split.labels), batch_size):
-        images = to_float(split.images[start:start + batch_size].to(device))
-        labels = split.labels[start:start + batch_size].to(device)
-        details = model(images, return_details=True)
+    for labels, details in _detailed_batches(model, split, batch_size, device):
         z = F.normalize(details["features"], dim=-1)                                  # (B, d)
         prototypes = F.normalize(model.head.weight, dim=-1)[labels]                    # (B, d)
         adapted = F.normalize(details["weight"], dim=-1)                               # (B, C, d)
-        adapted = adapted[torch.arange(len(labels), device=device), labels]            # (B, d)
+        adapted = adapted[torch.arange(len(labels), device=labels.device), labels]     # (B, d)
         parts["before"].append((z * prototypes).sum(-1))
         parts["after"].append((z * adapted).sum(-1))
         parts["correct_before"].append(details["base_logits"].argmax(1) == labels)
         parts["correct_after"].append(details["logits"].argmax(1) == labels)
     return FinetuningEffect(**{k: torch.cat(v).cpu().numpy() for k, v in parts.items()})
+
+
+DICTIONARY_STATE_SUMS = ("attention_entropy", "attention_top_weight", "attended_value_accuracy",
+                         "changed_predictions", "acc_before_finetune", "acc")
+
+
+@torch.no_grad()
+def dictionary_state(model, split, batch_size: int = 256, device: str | torch.device = "cpu") -> dict[str, float]:
+    """Has the dictionary learned? Numbers that tell a dictionary that shapes the predictions from one
+    that is still noise, over the images of `split` (an ImageSplit):
+
+    entries, log_entries      S, and log S: the entropy of uniform attention
+    attention_entropy         mean over images of H(ω_i) in nats; near log S every entry weighs about
+                              the same, so the inner step averages over the whole dictionary
+    attention_top_weight      mean of max_j ω_ij (uniform attention: 1/S)
+    value_confidence          mean over entries of max_c v_jc (fixed one-hot values: 1; the soft values
+                              at initialisation: about 1/C)
+    step_size                 mean |α| of the inner step
+    attended_value_accuracy   share of images whose attended value Σ_j ω_ij v_j puts most mass on the
+                              image's class: the dictionary read alone as a soft kNN (chance: about 1/C)
+    logit_change              mean |f_φi(z_i) - f_φ(z_i)| over mean |f_φ(z_i)|: how far the per-input
+                              step moves the logits, relative to their size
+    changed_predictions       share of images whose predicted class the finetuning changes
+    acc_before_finetune, acc  accuracy of the classifier φ, and after finetuning
+    """
+    _check_meta_neighborhoods(model, "dictionary_state")
+    values = model.head.dictionary.values.to(device).float()                          # (S, C)
+    sums = torch.zeros(len(DICTIONARY_STATE_SUMS), dtype=torch.float64)
+    change = magnitude = 0.0
+    for labels, details in _detailed_batches(model, split, batch_size, device):
+        attention, logits, base = details["attention"].float(), details["logits"].float(), details["base_logits"].float()
+        entropy = -torch.special.xlogy(attention, attention).sum(1)                 # 0 log 0 = 0
+        predicted, predicted_before = logits.argmax(1), base.argmax(1)
+        sums += torch.stack([entropy.sum(), attention.max(1).values.sum(),
+                             ((attention @ values).argmax(1) == labels).sum(), (predicted != predicted_before).sum(),
+                             (predicted_before == labels).sum(), (predicted == labels).sum()]).double().cpu()
+        change += float((logits - base).abs().sum())
+        magnitude += float(base.abs().sum())
+    count = max(len(split.labels), 1)
+    entries = values.shape[0]
+    state = {"entries": entries, "log_entries": math.log(entries)}
+    state.update({name: float(total) / count for name, total in zip(DICTIONARY_STATE_SUMS, sums)})
+    state["value_confidence"] = float(values.max(1).values.mean())
+    state["step_size"] = float(model.head.inner_step_size.abs().mean())
+    state["logit_change"] = change / magnitude if magnitude else 0.0
+    return state
