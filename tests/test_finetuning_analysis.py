@@ -10,7 +10,7 @@ from nslviz.analysis.finetuning import FinetuningEffect, dictionary_state, finet
 from nslviz.datasets.images import ImageSplit
 from nslviz.datasets.augment import to_float
 from nslviz.models.classifier import build_image_model
-from nslviz.viz.training import finetuning_scatter
+from nslviz.viz.training import dictionary_state_table, finetuning_scatter
 
 
 @pytest.fixture
@@ -99,3 +99,14 @@ def test_scatter_counts_every_input_once_and_states_the_shift():
                      "wrong before and after (1)", "no change"]
     assert "50% of the inputs above the diagonal, mean shift +0.025" in fig.layout.title.text
     assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+
+
+def test_dictionary_state_table_shows_each_value_next_to_what_noise_gives(model_and_split):
+    model, split = model_and_split
+    state = dictionary_state(model, split)
+    table = dictionary_state_table(state)
+    assert table.loc["attention entropy (nats)", "value"] == pytest.approx(state["attention_entropy"], abs=1e-4)
+    assert table.loc["attention entropy (nats)", "dictionary still noise"] == f"log S = {math.log(6):.2f}"
+    assert table.loc["accuracy of the attended values alone %", "dictionary still noise"] == "chance 33"
+    assert table.loc["accuracy after finetuning %", "value"] == pytest.approx(100 * state["acc"], abs=1e-4)
+    assert table.loc["predictions changed by finetuning %", "value"] == pytest.approx(100 * state["changed_predictions"], abs=1e-4)

@@ -76,6 +76,7 @@ def dictionary_state(model, split, batch_size: int = 256, device: str | torch.de
     that is still noise, over the images of `split` (an ImageSplit):
 
     entries, log_entries      S, and log S: the entropy of uniform attention
+    classes                   C, the number of classes (1/C: chance for attended_value_accuracy)
     attention_entropy         mean over images of H(ω_i) in nats; near log S every entry weighs about
                               the same, so the inner step averages over the whole dictionary
     attention_top_weight      mean of max_j ω_ij (uniform attention: 1/S)
@@ -104,7 +105,7 @@ def dictionary_state(model, split, batch_size: int = 256, device: str | torch.de
         magnitude += float(base.abs().sum())
     count = max(len(split.labels), 1)
     entries = values.shape[0]
-    state = {"entries": entries, "log_entries": math.log(entries)}
+    state = {"entries": entries, "log_entries": math.log(entries), "classes": values.shape[1]}
     state.update({name: float(total) / count for name, total in zip(DICTIONARY_STATE_SUMS, sums)})
     state["value_confidence"] = float(values.max(1).values.mean())
     state["step_size"] = float(model.head.inner_step_size.abs().mean())
