@@ -101,12 +101,12 @@ def test_scatter_counts_every_input_once_and_states_the_shift():
     assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
 
 
-def test_dictionary_state_table_shows_each_value_next_to_what_noise_gives(model_and_split):
+def test_dictionary_state_table_shows_each_value_next_to_the_value_of_no_effect(model_and_split):
     model, split = model_and_split
     state = dictionary_state(model, split)
     table = dictionary_state_table(state)
     assert table.loc["attention entropy (nats)", "value"] == pytest.approx(state["attention_entropy"], abs=1e-4)
-    assert table.loc["attention entropy (nats)", "dictionary still noise"] == f"log S = {math.log(6):.2f}"
-    assert table.loc["accuracy of the attended values alone %", "dictionary still noise"] == "chance 33"
+    assert table.loc["attention entropy (nats)", "no effect"] == f"log S = {math.log(6):.2f}: uniform"
+    assert table.loc["accuracy of the attended values alone %", "no effect"] == "33: chance"
     assert table.loc["accuracy after finetuning %", "value"] == pytest.approx(100 * state["acc"], abs=1e-4)
     assert table.loc["predictions changed by finetuning %", "value"] == pytest.approx(100 * state["changed_predictions"], abs=1e-4)

@@ -68,21 +68,21 @@ def results_table(summaries: Mapping[str, dict], paper_row: Mapping[str, float] 
 
 
 def dictionary_state_table(state: Mapping[str, float]) -> pd.DataFrame:
-    """nslviz.analysis.finetuning.dictionary_state as a table: each quantity, its value, and what a
-    dictionary that is still noise gives (uniform attention over S entries, chance 1/C)."""
+    """nslviz.analysis.finetuning.dictionary_state as a table: each quantity, its value, and the value
+    that means "no effect" (uniform attention over S entries, undecided values, chance 1/C, no step)."""
     entries, classes = state["entries"], state["classes"]
     rows = [
-        ("attention entropy (nats)", state["attention_entropy"], f"log S = {state['log_entries']:.2f}"),
-        ("largest attention weight", state["attention_top_weight"], f"1/S = {1 / entries:.4f}"),
-        ("value confidence (largest class probability)", state["value_confidence"], f"1/C = {1 / classes:.2f}"),
-        ("inner step size |α|", state["step_size"], "0: finetuning switched off"),
-        ("accuracy of the attended values alone %", 100 * state["attended_value_accuracy"], f"chance {100 / classes:.0f}"),
-        ("logit change by finetuning (relative)", state["logit_change"], "0"),
-        ("predictions changed by finetuning %", 100 * state["changed_predictions"], "0"),
+        ("attention entropy (nats)", state["attention_entropy"], f"log S = {state['log_entries']:.2f}: uniform"),
+        ("largest attention weight", state["attention_top_weight"], f"1/S = {1 / entries:.4f}: uniform"),
+        ("value confidence (largest class probability)", state["value_confidence"], f"1/C = {1 / classes:.2f}: undecided"),
+        ("inner step size |α|", state["step_size"], "0: no finetuning"),
+        ("accuracy of the attended values alone %", 100 * state["attended_value_accuracy"], f"{100 / classes:.0f}: chance"),
+        ("logit change by finetuning (relative)", state["logit_change"], "0: no effect"),
+        ("predictions changed by finetuning %", 100 * state["changed_predictions"], "0: no effect"),
         ("accuracy before finetuning %", 100 * state["acc_before_finetune"], ""),
         ("accuracy after finetuning %", 100 * state["acc"], ""),
     ]
-    return pd.DataFrame(rows, columns=["quantity", "value", "dictionary still noise"]).set_index("quantity").round(4)
+    return pd.DataFrame(rows, columns=["quantity", "value", "no effect"]).set_index("quantity").round(4)
 
 
 def paper_comparison(summaries: Mapping[str, dict], paper_row: Mapping[str, float], title: str) -> go.Figure:
