@@ -110,3 +110,25 @@ def test_dictionary_state_table_shows_each_value_next_to_the_value_of_no_effect(
     assert table.loc["accuracy of the attended values alone %", "no effect"] == "33: chance"
     assert table.loc["accuracy after finetuning %", "value"] == pytest.approx(100 * state["acc"], abs=1e-4)
     assert table.loc["predictions changed by finetuning %", "value"] == pytest.approx(100 * state["changed_predictions"], abs=1e-4)
+
+
+def test_a_short_digits_run_learns_a_dictionary_started_at_data_but_not_a_random_one(tmp_path):
+    """What the README reports at 200 epochs shows already in quick mode's 4 epochs (about 80 steps):
+    with the paper's random keys the dictionary is still noise; started at training images it reads
+    as a soft kNN and its finetuning step moves the logits."""
+    from nslviz.training.config import TrainConfig
+    from nslviz.training.experiments import quick_config
+    from nslviz.training.trainer import load_run, train
+
+    states = {}
+    for init, alpha in (("random", 0.05), ("data", 0.5)):
+        config = quick_config(TrainConfig.from_preset("mn", backbone="convnet4", method="mn",
+                                                      dictionary_init=init, alpha=alpha))
+        train(config, tmp_path / init, progress=False)
+        model, _, data = load_run(tmp_path / init)
+        states[init] = dictionary_state(model, data.test)
+    noise, learned = states["random"], states["data"]
+    assert noise["attention_entropy"] > 0.98 * noise["log_entries"] and noise["attended_value_accuracy"] < 0.2
+    assert noise["logit_change"] < 0.01 and noise["value_confidence"] < 0.2
+    assert learned["attended_value_accuracy"] > 0.5 and learned["logit_change"] > 0.05
+    assert learned["attention_entropy"] < noise["attention_entropy"] - 0.1
