@@ -48,6 +48,12 @@ def test_analyses_need_a_meta_neighborhoods_model(model_and_split, analysis):
         analysis(vanilla, split)
 
 
+def test_dictionary_state_needs_at_least_one_image(model_and_split):
+    model, split = model_and_split
+    with pytest.raises(ValueError, match="at least one image, got an empty one"):
+        dictionary_state(model, ImageSplit(split.images[:0], split.labels[:0]))
+
+
 def test_dictionary_state_is_computed_over_every_image_in_batches(model_and_split):
     model, split = model_and_split
     state = dictionary_state(model, split, batch_size=4)                   # 3 batches, the last one short

@@ -66,8 +66,8 @@ def finetuning_effect(model, split, batch_size: int = 256, device: str | torch.d
     return FinetuningEffect(**{k: torch.cat(v).cpu().numpy() for k, v in parts.items()})
 
 
-DICTIONARY_STATE_SUMS = ("attention_entropy", "attention_top_weight", "attended_value_accuracy",
-                         "changed_predictions", "acc_before_finetune", "acc")
+DICTIONARY_STATE_MEANS = ("attention_entropy", "attention_top_weight", "attended_value_accuracy",
+                          "changed_predictions", "acc_before_finetune", "acc")
 
 
 @torch.no_grad()
@@ -91,22 +91,22 @@ def dictionary_state(model, split, batch_size: int = 256, device: str | torch.de
     acc_before_finetune, acc  accuracy of the classifier φ, and after finetuning
     """
     _check_meta_neighborhoods(model, "dictionary_state")
+    if len(split.labels) == 0:
+        raise ValueError("dictionary_state needs a split with at least one image, got an empty one")
     values = model.head.dictionary.values.to(device).float()                          # (S, C)
-    sums = torch.zeros(len(DICTIONARY_STATE_SUMS), dtype=torch.float64)
-    change = magnitude = 0.0
+    totals = 0.0
     for labels, details in _detailed_batches(model, split, batch_size, device):
         attention, logits, base = details["attention"].float(), details["logits"].float(), details["base_logits"].float()
-        entropy = -torch.special.xlogy(attention, attention).sum(1)                 # 0 log 0 = 0
         predicted, predicted_before = logits.argmax(1), base.argmax(1)
-        sums += torch.stack([entropy.sum(), attention.max(1).values.sum(),
-                             ((attention @ values).argmax(1) == labels).sum(), (predicted != predicted_before).sum(),
-                             (predicted_before == labels).sum(), (predicted == labels).sum()]).double().cpu()
-        change += float((logits - base).abs().sum())
-        magnitude += float(base.abs().sum())
-    count = max(len(split.labels), 1)
+        totals = totals + torch.stack([                       # sums over the batch, in DICTIONARY_STATE_MEANS' order
+            -torch.special.xlogy(attention, attention).sum(),                     # entropies (0 log 0 = 0)
+            attention.max(1).values.sum(), ((attention @ values).argmax(1) == labels).sum(),
+            (predicted != predicted_before).sum(), (predicted_before == labels).sum(), (predicted == labels).sum(),
+            (logits - base).abs().sum(), base.abs().sum()]).double()
+    *means, change, magnitude = totals.tolist()
     entries = values.shape[0]
     state = {"entries": entries, "log_entries": math.log(entries), "classes": values.shape[1]}
-    state.update({name: float(total) / count for name, total in zip(DICTIONARY_STATE_SUMS, sums)})
+    state.update({name: total / len(split.labels) for name, total in zip(DICTIONARY_STATE_MEANS, means)})
     state["value_confidence"] = float(values.max(1).values.mean())
     state["step_size"] = float(model.head.inner_step_size.abs().mean())
     state["logit_change"] = change / magnitude if magnitude else 0.0
