@@ -179,6 +179,17 @@ class InducedDictionary(nn.Module):
         return f"entries={self.keys.shape[0]}, key_dim={self.keys.shape[1]}, values={self.value_kind!r}"
 
 
+def attention_entropy(attention: torch.Tensor) -> torch.Tensor:
+    """H(ω_i) = -Σ_j ω_ij log ω_ij for every row, in nats (0 log 0 = 0): (B, S) -> (B,). It is log S when
+    every entry weighs the same and 0 when one entry takes all the weight."""
+    return -torch.special.xlogy(attention, attention).sum(-1)
+
+
+def attended_values(attention: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Σ_j ω_ij v_j, the dictionary read alone as a soft kNN: attention (B, S), values (S, C) -> (B, C)."""
+    return attention @ values
+
+
 # ----------------------------------------------------------------------------------------------
 # the classifier f_φ and its closed-form inner gradient
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """MN Fig. 4 analysis: the prototype similarities before/after per-input finetuning, and its figure;
 the state of the dictionary (has it learned?)."""
+import json
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ from nslviz.analysis.finetuning import FinetuningEffect, dictionary_state, finet
 from nslviz.datasets.images import ImageSplit
 from nslviz.datasets.augment import to_float
 from nslviz.models.classifier import build_image_model
-from nslviz.viz.training import dictionary_state_table, finetuning_scatter
+from nslviz.viz.training import dictionary_state_table, finetuning_scatter, learning_curves
 
 
 @pytest.fixture
@@ -138,3 +139,31 @@ def test_a_short_digits_run_learns_a_dictionary_started_at_data_but_not_a_random
     assert noise["logit_change"] < 0.01 and noise["value_confidence"] < 0.2
     assert learned["attended_value_accuracy"] > 0.5 and learned["logit_change"] > 0.05
     assert learned["attention_entropy"] < noise["attention_entropy"] - 0.1
+
+
+def _write_run(run_dir, rows, classes=None):
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if classes is not None:
+        (run_dir / "summary.json").write_text(json.dumps({"classes": classes}))
+    return run_dir
+
+
+def test_learning_curves_add_the_dictionary_panel_for_mn_runs(tmp_path):
+    plain = [{"epoch": e, "train_loss": 1.0 / e, "val_acc": 0.5 + e / 10} for e in (1, 2, 3)]
+    mn = [dict(r, val_acc_before_finetune=0.4 + r["epoch"] / 10, val_attended_value_acc=0.1 * r["epoch"],
+               val_attention_entropy=3.0) for r in plain]
+    runs = {"vanilla": _write_run(tmp_path / "vanilla", plain, 10), "mn": _write_run(tmp_path / "mn", mn, 10)}
+    fig = learning_curves(runs, "curves")
+    assert [a.text for a in fig.layout.annotations][:3] == ["training loss", "validation accuracy",
+                                                            "MN dictionary alone: attended values"]
+    third = [t for t in fig.data if t.xaxis == "x3"]
+    assert len(third) == 1 and list(third[0].y) == [0.1, 0.2, 0.30000000000000004]
+    assert [s.y0 for s in fig.layout.shapes] == [0.1]                        # chance, 1/C
+    assert fig.layout.title.text == "curves" and fig.layout.xaxis3.title.text == "epoch"
+    assert fig.layout.yaxis3.title.text == "accuracy" and fig.layout.yaxis.title.text == "cross-entropy"
+    # without an MN run: two panels, no chance line; a run still going (no summary) draws no chance line
+    two = learning_curves({"vanilla": runs["vanilla"]})
+    assert len(two.layout.annotations) == 2 and not two.layout.shapes and not [t for t in two.data if t.xaxis == "x3"]
+    running = learning_curves({"mn": _write_run(tmp_path / "running", mn)})
+    assert len([t for t in running.data if t.xaxis == "x3"]) == 1 and not running.layout.shapes

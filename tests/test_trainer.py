@@ -1,6 +1,7 @@
 """The trainer: run directories, determinism, exact resume, parameter groups, the CLI, DDP on CPU."""
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -179,6 +180,23 @@ def test_run_directory_contents(reference_run):
     assert "test_acc_before_finetune" in summary and "val_acc_before_finetune" in rows[0]
     assert 0 <= summary["test_acc_last"] <= 1 and 0 <= summary["test_acc_last_before_finetune"] <= 1
     assert not list(run_dir.glob("*.tmp"))                             # atomic writes leave nothing behind
+
+
+def test_mn_runs_log_what_the_dictionary_knows_every_epoch(reference_run):
+    """Each epoch's row holds the validation accuracy of the attended values alone and the mean
+    attention entropy; the summary's test figure is dictionary_state's on the best weights."""
+    from nslviz.analysis.finetuning import dictionary_state
+
+    run_dir, summary = reference_run
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert 0 <= row["val_attended_value_acc"] <= 1
+        assert 0 < row["val_attention_entropy"] <= math.log(40) + 1e-6         # S = 40: uniform is log 40
+    model, _, data = load_run(run_dir)
+    state = dictionary_state(model, data.test)
+    assert summary["classes"] == 10 and summary["test_count"] == len(data.test.labels)
+    assert summary["test_attended_value_acc"] == pytest.approx(state["attended_value_accuracy"])
+    assert summary["test_acc"] == pytest.approx(state["acc"])
 
 
 def test_same_seed_same_numbers(reference_run, tmp_path):

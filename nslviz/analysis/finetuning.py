@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..datasets.augment import to_float
+from ..neighborhoods import attended_values, attention_entropy
 
 
 @dataclass
@@ -99,8 +100,8 @@ def dictionary_state(model, split, batch_size: int = 256, device: str | torch.de
         attention, logits, base = details["attention"].float(), details["logits"].float(), details["base_logits"].float()
         predicted, predicted_before = logits.argmax(1), base.argmax(1)
         totals = totals + torch.stack([                       # sums over the batch, in DICTIONARY_STATE_MEANS' order
-            -torch.special.xlogy(attention, attention).sum(),                     # entropies (0 log 0 = 0)
-            attention.max(1).values.sum(), ((attention @ values).argmax(1) == labels).sum(),
+            attention_entropy(attention).sum(), attention.max(1).values.sum(),
+            (attended_values(attention, values).argmax(1) == labels).sum(),
             (predicted != predicted_before).sum(), (predicted_before == labels).sum(), (predicted == labels).sum(),
             (logits - base).abs().sum(), base.abs().sum()]).double()
     *means, change, magnitude = totals.tolist()

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..datasets.images import load_image_dataset
 from ..models.classifier import ImageClassifier, build_image_model, count_parameters
+from ..neighborhoods import attended_values, attention_entropy
 from ..paths import data_root, runs_root
 from . import distributed
 from .config import TrainConfig
@@ -123,25 +124,36 @@ def _regularization(model: nn.Module, config: TrainConfig) -> torch.Tensor | flo
 @torch.no_grad()
 def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.Context | None = None,
              autocast=contextlib.nullcontext) -> dict:
-    """Accuracy and mean cross-entropy on a split; for MN also the accuracy of the classifier before
-    per-input finetuning. Sums over all processes under DDP."""
+    """Accuracy and mean cross-entropy on a split. For MN also the accuracy of the classifier before
+    per-input finetuning, the accuracy of the attended values Σ_j ω_ij v_j alone (the dictionary read
+    as a soft kNN) and the mean attention entropy (log S: uniform). Sums over all processes under DDP."""
     context = context or distributed.Context(stream.device)
     was_training = model.training
     model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=stream.device)    # loss, correct, correct before, count
+    mn = model.is_meta_neighborhoods
+    values = model.head.dictionary.values.float() if mn else None
+    # loss, correct, correct before finetuning, attended values correct, attention entropy, count
+    sums = torch.zeros(6, dtype=torch.float64, device=stream.device)
     for images, labels in stream.epoch(0):
         with autocast():
             details = model(images, return_details=True)
         logits, base = details["logits"].float(), details["base_logits"].float()
-        sums += torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
-                             (logits.argmax(1) == labels).sum().double(),
-                             (base.argmax(1) == labels).sum().double(),
-                             torch.tensor(float(len(labels)), dtype=torch.float64, device=sums.device)])
-    loss, correct, correct_before, count = context.sum(sums.tolist())
+        batch = [F.cross_entropy(logits, labels, reduction="sum"),
+                 (logits.argmax(1) == labels).sum(), (base.argmax(1) == labels).sum()]
+        if mn:
+            attention = details["attention"].float()
+            batch += [(attended_values(attention, values).argmax(1) == labels).sum(), attention_entropy(attention).sum()]
+        else:
+            batch += [torch.zeros((), device=sums.device)] * 2
+        batch.append(torch.tensor(float(len(labels)), device=sums.device))
+        sums += torch.stack([value.double() for value in batch])
+    loss, correct, correct_before, attended_correct, entropy, count = context.sum(sums.tolist())
     model.train(was_training)
-    result = {"acc": correct / max(count, 1), "loss": loss / max(count, 1), "count": int(count)}
-    if model.is_meta_neighborhoods:
-        result["acc_before_finetune"] = correct_before / max(count, 1)
+    denominator = max(count, 1)
+    result = {"acc": correct / denominator, "loss": loss / denominator, "count": int(count)}
+    if mn:
+        result.update(acc_before_finetune=correct_before / denominator,
+                      attended_value_acc=attended_correct / denominator, attention_entropy=entropy / denominator)
     return result
 
 
@@ -287,8 +299,9 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         row = {"epoch": state["epoch"] + 1, "iteration": state["iteration"], "lr": scheduler.get_last_lr()[0],
                "train_loss": train_loss / max(train_count, 1), "train_acc": train_correct / max(train_count, 1),
                "val_acc": val["acc"], "val_loss": val["loss"]}
-        if "acc_before_finetune" in val:
-            row["val_acc_before_finetune"] = val["acc_before_finetune"]
+        for key in ("acc_before_finetune", "attended_value_acc", "attention_entropy"):    # MN only
+            if key in val:
+                row[f"val_{key}"] = val[key]
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}")
         if _improves(val, state):
             state["best_val_acc"], state["best_val_loss"], state["best_epoch"] = val["acc"], val["loss"], state["epoch"] + 1
@@ -320,7 +333,8 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         "best_epoch": state["best_epoch"], "epochs": epochs, "iterations": state["iteration"],
         "seconds": round(state["seconds"] + time.perf_counter() - session_start, 3),
         "run_dir": str(Path(run_path).resolve()), "dataset": config.dataset, "backbone": config.backbone,
-        "method": config.method, "nsl": config.nsl, "seed": config.seed, "device": str(device),
+        "method": config.method, "nsl": config.nsl, "classes": data.num_classes, "seed": config.seed,
+        "device": str(device),
         "world_size": context.world_size, "parameters": count_parameters(model),
         "setup_seconds": round(session_start - start, 3),
     }
@@ -328,6 +342,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         summary["test_acc_before_finetune"] = test["acc_before_finetune"]
         summary["val_acc_before_finetune"] = val["acc_before_finetune"]
         summary["test_acc_last_before_finetune"] = last["acc_before_finetune"]
+        summary["test_attended_value_acc"] = test["attended_value_acc"]
     if run is not None:
         run.write_summary(summary)
     return summary

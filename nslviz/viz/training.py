@@ -27,11 +27,15 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning curves") -> go.Figure:
     """Training loss and validation accuracy per epoch for each run ({label: run_dir}); for MN runs
-    the validation accuracy of the classifier before finetuning is the dotted line."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation accuracy"),
-                        horizontal_spacing=0.1)
-    for i, (label, run_dir) in enumerate(run_dirs.items()):
-        rows = read_metrics(run_dir)
+    the validation accuracy of the classifier before finetuning is the dotted line, and a third panel
+    shows the accuracy of the dictionary read alone (the attended values Σ_j ω_ij v_j), with chance
+    (1/C) as a grey line: the dictionary learning, or not, over the epochs."""
+    curves = {label: read_metrics(run_dir) for label, run_dir in run_dirs.items()}
+    dictionary = any(rows and "val_attended_value_acc" in rows[0] for rows in curves.values())
+    titles = ("training loss", "validation accuracy") + (("MN dictionary alone: attended values",) if dictionary else ())
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
+    classes = None
+    for i, (label, rows) in enumerate(curves.items()):
         color = CLASS_COLORS[i % len(CLASS_COLORS)]
         name = METHOD_LABELS.get(label, label)
         epochs = [r["epoch"] for r in rows]
@@ -43,10 +47,24 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
             fig.add_trace(go.Scatter(x=epochs, y=[r["val_acc_before_finetune"] for r in rows], legendgroup=label,
                                      name=f"{name}, before finetuning", line=dict(color=color, dash="dot"),
                                      mode="lines"), 1, 2)
+        if rows and "val_attended_value_acc" in rows[0]:
+            fig.add_trace(go.Scatter(x=epochs, y=[r["val_attended_value_acc"] for r in rows], legendgroup=label,
+                                     name=f"{name}, attended values", showlegend=False, line=dict(color=color),
+                                     mode="lines+markers"), 1, 3)
+            classes = classes or _classes(run_dirs[label])
+    if dictionary and classes:
+        fig.add_hline(y=1 / classes, line=dict(color="grey", dash="dash"), annotation_text="chance", row=1, col=3)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="cross-entropy", row=1, col=1)
-    fig.update_yaxes(title_text="accuracy", row=1, col=2)
+    for col in range(2, len(titles) + 1):
+        fig.update_yaxes(title_text="accuracy", row=1, col=col)
     return finish_figure(fig, title, height=420)
+
+
+def _classes(run_dir: str | Path) -> int | None:
+    """Number of classes of a finished run (its summary), or None."""
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()).get("classes") if path.exists() else None
 
 
 def results_table(summaries: Mapping[str, dict], paper_row: Mapping[str, float] | None = None) -> pd.DataFrame:
