@@ -65,7 +65,7 @@ def test_dictionary_state_is_computed_over_every_image_in_batches(model_and_spli
     assert state["entries"] == 6 and state["log_entries"] == pytest.approx(math.log(6))
     assert state["attention_entropy"] == pytest.approx(float(-(attention * attention.log()).sum(1).mean()), rel=1e-5)
     assert state["attention_top_weight"] == pytest.approx(float(attention.max(1).values.mean()), rel=1e-5)
-    assert state["attended_value_accuracy"] == pytest.approx(float(((attention @ values).argmax(1) == split.labels).float().mean()))
+    assert state["attended_value_acc"] == pytest.approx(float(((attention @ values).argmax(1) == split.labels).float().mean()))
     assert state["changed_predictions"] == pytest.approx(float((logits.argmax(1) != base.argmax(1)).float().mean()))
     assert state["changed_predictions"] > 0                                 # the fixture's step is large
     assert state["acc_before_finetune"] == pytest.approx(float((base.argmax(1) == split.labels).float().mean()))
@@ -90,7 +90,7 @@ def test_dictionary_state_tells_a_learned_dictionary_from_noise(model_and_split)
         model.head.dictionary.set_entries(features, split.labels, confidence=0.9)
         model.head.attention.log_inverse_temperature.fill_(math.log(1e4))
     learned = dictionary_state(model, split)
-    assert learned["attended_value_accuracy"] == 1.0
+    assert learned["attended_value_acc"] == 1.0
     assert learned["attention_top_weight"] > 0.99 and learned["attention_entropy"] < 0.1
     assert learned["value_confidence"] == pytest.approx(0.9)
 
@@ -135,9 +135,9 @@ def test_a_short_digits_run_learns_a_dictionary_started_at_data_but_not_a_random
         model, _, data = load_run(tmp_path / init)
         states[init] = dictionary_state(model, data.test)
     noise, learned = states["random"], states["data"]
-    assert noise["attention_entropy"] > 0.98 * noise["log_entries"] and noise["attended_value_accuracy"] < 0.2
+    assert noise["attention_entropy"] > 0.98 * noise["log_entries"] and noise["attended_value_acc"] < 0.2
     assert noise["logit_change"] < 0.01 and noise["value_confidence"] < 0.2
-    assert learned["attended_value_accuracy"] > 0.5 and learned["logit_change"] > 0.05
+    assert learned["attended_value_acc"] > 0.5 and learned["logit_change"] > 0.05
     assert learned["attention_entropy"] < noise["attention_entropy"] - 0.1
 
 

@@ -195,7 +195,7 @@ def test_mn_runs_log_what_the_dictionary_knows_every_epoch(reference_run):
     model, _, data = load_run(run_dir)
     state = dictionary_state(model, data.test)
     assert summary["classes"] == 10 and summary["test_count"] == len(data.test.labels)
-    assert summary["test_attended_value_acc"] == pytest.approx(state["attended_value_accuracy"])
+    assert summary["test_attended_value_acc"] == pytest.approx(state["attended_value_acc"])
     assert summary["test_acc"] == pytest.approx(state["acc"])
 
 

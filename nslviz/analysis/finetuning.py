@@ -67,7 +67,7 @@ def finetuning_effect(model, split, batch_size: int = 256, device: str | torch.d
     return FinetuningEffect(**{k: torch.cat(v).cpu().numpy() for k, v in parts.items()})
 
 
-DICTIONARY_STATE_MEANS = ("attention_entropy", "attention_top_weight", "attended_value_accuracy",
+DICTIONARY_STATE_MEANS = ("attention_entropy", "attention_top_weight", "attended_value_acc",
                           "changed_predictions", "acc_before_finetune", "acc")
 
 
@@ -77,14 +77,14 @@ def dictionary_state(model, split, batch_size: int = 256, device: str | torch.de
     that is still noise, over the images of `split` (an ImageSplit):
 
     entries, log_entries      S, and log S: the entropy of uniform attention
-    classes                   C, the number of classes (1/C: chance for attended_value_accuracy)
+    classes                   C, the number of classes (1/C: chance for attended_value_acc)
     attention_entropy         mean over images of H(ω_i) in nats; near log S every entry weighs about
                               the same, so the inner step averages over the whole dictionary
     attention_top_weight      mean of max_j ω_ij (uniform attention: 1/S)
     value_confidence          mean over entries of max_c v_jc (fixed one-hot values: 1; the soft values
                               at initialisation: about 1/C)
     step_size                 mean |α| of the inner step
-    attended_value_accuracy   share of images whose attended value Σ_j ω_ij v_j puts most mass on the
+    attended_value_acc        share of images whose attended value Σ_j ω_ij v_j puts most mass on the
                               image's class: the dictionary read alone as a soft kNN (chance: about 1/C)
     logit_change              mean |f_φi(z_i) - f_φ(z_i)| over mean |f_φ(z_i)|: how far the per-input
                               step moves the logits, relative to their size

@@ -94,7 +94,7 @@ def dictionary_state_table(state: Mapping[str, float]) -> pd.DataFrame:
         ("largest attention weight", state["attention_top_weight"], f"1/S = {1 / entries:.4f}: uniform"),
         ("value confidence (largest class probability)", state["value_confidence"], f"1/C = {1 / classes:.2f}: undecided"),
         ("inner step size |α|", state["step_size"], "0: no finetuning"),
-        ("accuracy of the attended values alone %", 100 * state["attended_value_accuracy"], f"{100 / classes:.0f}: chance"),
+        ("accuracy of the attended values alone %", 100 * state["attended_value_acc"], f"{100 / classes:.0f}: chance"),
         ("logit change by finetuning (relative)", state["logit_change"], "0: no effect"),
         ("predictions changed by finetuning %", 100 * state["changed_predictions"], "0: no effect"),
         ("accuracy before finetuning %", 100 * state["acc_before_finetune"], ""),
