@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..training.rundir import RunDirectory
 from .common import CLASS_COLORS, finish_figure
 
 METHOD_LABELS = {"vanilla": "vanilla", "vanilla_extra": "vanilla + extra layer", "vanilla_ifilm": "vanilla + iFiLM",
@@ -63,8 +64,8 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
 
 def _classes(run_dir: str | Path) -> int | None:
     """Number of classes of a finished run (its summary), or None."""
-    path = Path(run_dir) / "summary.json"
-    return json.loads(path.read_text()).get("classes") if path.exists() else None
+    summary = RunDirectory(run_dir, create=False).read_summary()
+    return summary.get("classes") if summary else None
 
 
 def results_table(summaries: Mapping[str, dict], paper_row: Mapping[str, float] | None = None) -> pd.DataFrame:
