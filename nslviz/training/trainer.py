@@ -180,7 +180,9 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
         check_run_dir_is_free(run_path)
     context = distributed.setup(config.device)
     try:
-        return _train(config, run_path, resume, progress, on_iteration, context)
+        summary = _train(config, run_path, resume, progress, on_iteration, context)
+        context.barrier()  # the ranks leave together: no rank tears gloo down while another still uses it
+        return summary
     finally:
         distributed.teardown(context)
 
