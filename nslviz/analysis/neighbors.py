@@ -511,7 +511,9 @@ class NeighborReport:
         return result
 
 
-def _load_features(run_dir, device, batch_size):
+def load_run_features(run_dir, device: str | torch.device = "cpu", batch_size: int = 500):
+    """(model, config, data, (train, test)): a run's best weights and the SplitFeatures of its
+    training and test splits."""
     from ..training.trainer import load_run
     model, config, data = load_run(run_dir, device=str(device))
     return model, config, data, (extract_features(model, data.train, batch_size=batch_size, device=device),
@@ -528,7 +530,7 @@ def analyze_neighbors(run_dir: str | Path, vanilla_run_dir: str | Path | None = 
     from ..training.distributed import resolve_device
     check_positive("k", k, integer=True, minimum=1)
     device = resolve_device(device)
-    model, config, data, (train, test) = _load_features(run_dir, device, batch_size)
+    model, config, data, (train, test) = load_run_features(run_dir, device, batch_size)
     report = NeighborReport(str(run_dir), config.method, config.label_kind, k, data, {config.method: (train, test)})
     if model.is_meta_neighborhoods:
         report.keys = model.head.dictionary.keys.detach()
@@ -539,7 +541,7 @@ def analyze_neighbors(run_dir: str | Path, vanilla_run_dir: str | Path | None = 
         report.notes.append(f"method {config.method!r} has no dictionary: no entry retrieval")
     runs = [(config, train, test, str(run_dir))]
     if vanilla_run_dir is not None:
-        _, vanilla_config, vanilla_data, vanilla_features = _load_features(vanilla_run_dir, device, batch_size)
+        _, vanilla_config, vanilla_data, vanilla_features = load_run_features(vanilla_run_dir, device, batch_size)
         if vanilla_data.name != data.name or len(vanilla_data.test) != len(data.test):
             raise ValueError(f"the vanilla run {str(vanilla_run_dir)!r} uses {vanilla_data.name} "
                              f"({len(vanilla_data.test)} test images), the run {str(run_dir)!r} {data.name} "

@@ -1,4 +1,4 @@
-"""Generated toy data: the concentric spirals of MN sec. 4.1 (Fig. 3)."""
+"""Generated toy data: the concentric spirals of MN sec. 4.1 (Fig. 3), and classes made of clusters."""
 from __future__ import annotations
 
 import math
@@ -40,3 +40,32 @@ def spiral_splits(points_per_class: int = 800, *, noise: float = 1.0, seed: int 
     x_test, y_test = make_spiral(points_per_class, noise=noise, seed=seed + 1)
     mean, std = x_train.mean(), x_train.std()
     return (x_train - mean) / std, y_train, (x_test - mean) / std, y_test
+
+
+def make_clusters(size: int, *, classes: int = 4, clusters_per_class: int = 3, dim: int = 16,
+                  noise: float = 0.15, seed: int = 0, centers_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features whose classes are unions of clusters: `classes · clusters_per_class` centres drawn
+    uniformly on the unit sphere of R^dim (from `centers_seed`, so that splits drawn with different
+    `seed`s share them), cluster m belonging to class m mod `classes`; each of the `size` points
+    picks a cluster uniformly and adds N(0, noise²) per coordinate. With several clusters per
+    class, one prototype per class (a cosine classifier) cannot fit every class, and a classifier
+    finetuned per input on its neighbors can. Returns points (size, dim) float32 and labels (size,) int64."""
+    check_positive("size", size, integer=True, minimum=1)
+    check_positive("classes", classes, integer=True, minimum=2)
+    check_positive("clusters_per_class", clusters_per_class, integer=True, minimum=1)
+    check_positive("dim", dim, integer=True, minimum=2)
+    check_positive("noise", noise, minimum=0)
+    centers = torch.randn(classes * clusters_per_class, dim, generator=torch.Generator().manual_seed(centers_seed))
+    centers = centers / centers.norm(dim=1, keepdim=True)
+    generator = torch.Generator().manual_seed(seed)
+    cluster = torch.randint(0, len(centers), (size,), generator=generator)
+    points = centers[cluster] + noise * torch.randn(size, dim, generator=generator)
+    return points, cluster % classes
+
+
+def cluster_splits(train_size: int = 4000, test_size: int = 2000, *, seed: int = 0, **options):
+    """Train and test sets of `make_clusters` around the same centres (drawn from `seed`), the points
+    from independent seeds. Returns (x_train, y_train, x_test, y_test)."""
+    x_train, y_train = make_clusters(train_size, seed=2 * seed + 1, centers_seed=seed, **options)
+    x_test, y_test = make_clusters(test_size, seed=2 * seed + 2, centers_seed=seed, **options)
+    return x_train, y_train, x_test, y_test

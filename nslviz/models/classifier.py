@@ -87,6 +87,20 @@ class ImageClassifier(nn.Module):
         return [p for p in self.head.parameters() if p.requires_grad]
 
 
+def build_mn_head(feature_dim: int, num_classes: int, *, entries: int = 5000, temperature: float = 0.2,
+                  entry_dropout: float = 0.5, classifier: str = "cosine", values: str = "soft",
+                  inner_steps: int = 1, step_size: str = "scalar", step_size_init: float = 0.05,
+                  first_order: bool = False) -> MetaNeighborhoodsHead:
+    """MN's classification head as the paper's image models use it (official-code-notes A.2-A.4):
+    cosine attention with a fixed T = 0.2 over S entries, keys N(0, 0.05²), learnable soft values,
+    50 % per-example entry dropout, a cosine classifier (τ init 10), one step of a learnable scalar
+    α (init 0.05). `build_image_model` puts it on a backbone; the clusters experiment uses it alone."""
+    return MetaNeighborhoodsHead(feature_dim, num_classes, entries=entries, similarity="cosine",
+                                 temperature=temperature, entry_dropout=entry_dropout, classifier=classifier,
+                                 values=values, inner_steps=inner_steps, step_size=step_size,
+                                 step_size_init=step_size_init, first_order=first_order)
+
+
 def build_image_model(method: str, backbone: str, num_classes: int, *, in_channels: int = 3,
                       image_size: int = 32, classifier: str = "cosine", entries: int = 5000,
                       temperature: float = 0.2, inner_steps: int = 1, step_size: str = "scalar",
@@ -108,11 +122,9 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
                          final_relu=classifier == "dot")
     d = net.feature_dim
     if method.startswith("mn"):
-        head = MetaNeighborhoodsHead(d, num_classes, entries=entries, similarity="cosine",
-                                     temperature=temperature, entry_dropout=entry_dropout,
-                                     classifier=classifier, values=values, inner_steps=inner_steps,
-                                     step_size=step_size, step_size_init=step_size_init,
-                                     first_order=first_order)
+        head = build_mn_head(d, num_classes, entries=entries, temperature=temperature, entry_dropout=entry_dropout,
+                             classifier=classifier, values=values, inner_steps=inner_steps,
+                             step_size=step_size, step_size_init=step_size_init, first_order=first_order)
     elif method == "vanilla_extra":
         check_positive("entries S", entries, integer=True, minimum=1)
         head = ExtraLayerHead(d, num_classes, hidden=entries, classifier=classifier)

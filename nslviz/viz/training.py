@@ -62,6 +62,31 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
     return finish_figure(fig, title, height=420)
 
 
+HEAD_CURVES = (("vanilla_acc", "vanilla: cosine classifier", "solid", 0), ("mn_acc", "MN", "solid", 1),
+               ("mn_acc_before_finetune", "MN before finetuning", "dot", 1),
+               ("attended_value_acc", "MN dictionary alone (attended values)", "dash", 2))
+
+
+def heads_curves(results: Mapping[str, object], title: str = "Vanilla and MN heads on fixed features") -> go.Figure:
+    """Test accuracy over the optimiser steps of `training.heads.compare_heads` results ({label:
+    result}, one panel each): vanilla's cosine classifier, MN, MN's classifier before finetuning and
+    the dictionary read alone, with chance (1/C) as a grey line."""
+    if not results:
+        raise ValueError("heads_curves needs at least one result, got none")
+    fig = make_subplots(rows=1, cols=len(results), subplot_titles=list(results), horizontal_spacing=0.08)
+    for col, result in enumerate(results.values(), start=1):
+        steps = [row["step"] for row in result.history]
+        for key, name, dash, color in HEAD_CURVES:
+            fig.add_trace(go.Scatter(x=steps, y=[row[key] for row in result.history], name=name, legendgroup=key,
+                                     showlegend=col == 1, line=dict(color=CLASS_COLORS[color], dash=dash),
+                                     mode="lines"), 1, col)
+        fig.add_hline(y=1 / result.data["classes"], line=dict(color="grey", dash="dash"), annotation_text="chance",
+                      row=1, col=col)
+    fig.update_xaxes(title_text="optimiser step")
+    fig.update_yaxes(title_text="test accuracy", range=[0, 1.02])
+    return finish_figure(fig, title, height=420)
+
+
 def _classes(run_dir: str | Path) -> int | None:
     """Number of classes of a finished run (its summary), or None."""
     summary = RunDirectory(run_dir, create=False).read_summary()

@@ -1,0 +1,157 @@
+"""MN's head alone on fixed features: is it the layer or the data?
+
+On `digits` the paper's randomly initialised dictionary stays noise when it is trained with the
+backbone, and MN ties vanilla (README). This module takes the backbone out. `compare_heads` trains,
+on the same batches of given features, two heads:
+
+    vanilla   the cosine classifier of the image models (one prototype per class)
+    MN        the image models' MN head (`models.classifier.build_mn_head`: the paper's settings,
+              random keys, T = 0.2, 50 % entry dropout, learnable soft values and α)
+
+and records on the test features, every `eval_every` steps: both accuracies, MN's classifier before
+finetuning, the dictionary read alone (the attended values Σ_j ω_ij v_j, a soft kNN), the attention
+entropy and α. Two sources of features:
+
+    run_clusters            classes made of several clusters (`datasets.toys.make_clusters`): one
+                            prototype per class cannot fit them, so MN can only win if its
+                            dictionary learns; with one cluster per class both heads fit
+    analysis.finetuning.frozen_feature_heads
+                            the features of a trained run's backbone (e.g. vanilla on digits)
+
+Adam, lr 1e-3 (the official AdamW leaves the whole head out of weight decay, so for a head alone it is
+Adam), batch 64. Seeded: the same seed gives the same numbers on CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .._checks import check_features, check_finite, check_positive
+from .._threads import torch_threads
+from ..datasets.toys import cluster_splits
+from ..models.classifier import CosineClassifier, build_mn_head
+from ..neighborhoods import attended_values, attention_entropy
+
+
+@dataclass(frozen=True)
+class HeadTraining:
+    """How `compare_heads` trains the two heads."""
+    entries: int = 200                # S (the digits runs' S)
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    eval_every: int = 100
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self):
+        for name in ("entries", "steps", "batch_size", "eval_every"):
+            check_positive(name, getattr(self, name), integer=True, minimum=1)
+        check_positive("lr", self.lr)
+
+
+@dataclass
+class HeadsResult:
+    training: HeadTraining
+    data: dict                                           # what the features were (source, sizes, ...)
+    history: list[dict] = field(default_factory=list)    # one row per evaluation, see compare_heads
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1]
+
+    def summary(self) -> dict:
+        t = self.training
+        return {**{k: v for k, v in self.final.items() if k != "step"}, **self.data, "entries": t.entries,
+                "steps": t.steps, "batch_size": t.batch_size, "seed": t.seed, "seconds": round(self.seconds, 3)}
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+@torch.no_grad()
+def _evaluate(step: int, mn: nn.Module, vanilla: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    mn.eval()
+    details = mn(x, return_details=True)
+    mn.train()
+    return {"step": step, "vanilla_acc": _accuracy(vanilla(x), y), "mn_acc": _accuracy(details["logits"], y),
+            "mn_acc_before_finetune": _accuracy(details["base_logits"], y),
+            "attended_value_acc": _accuracy(attended_values(details["attention"], mn.dictionary.values), y),
+            "attention_entropy": float(attention_entropy(details["attention"]).mean()),
+            "step_size": float(mn.inner_step_size.abs().mean())}
+
+
+def _check_split(name: str, x, y, width: int | None) -> None:
+    """x: finite float (N, d) (d = `width` when given); y: int64 (N,)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] == 0:
+        raise ValueError(f"expected {name} features as a tensor of shape (N, d) with N >= 1, got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if width is not None:
+        check_features(f"{name} features", x, width)
+    check_finite(f"{name} features", x)
+    if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],) or y.dtype != torch.int64:
+        raise ValueError(f"expected {name} labels as an int64 tensor of shape ({x.shape[0]},), got "
+                         f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}")
+
+
+def compare_heads(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                  training: HeadTraining | None = None, *, classes: int | None = None, data: dict | None = None,
+                  **overrides) -> HeadsResult:
+    """Train vanilla's cosine classifier and MN's head on features x (N, d) with labels y (N,) in
+    [0, classes); `overrides` replace fields of `training`. history rows (test set): step, vanilla_acc,
+    mn_acc, mn_acc_before_finetune, attended_value_acc, attention_entropy (nats; log S is uniform
+    attention) and step_size |α|, at step 0, every `eval_every` steps and at the last step."""
+    training = dataclasses.replace(training or HeadTraining(), **overrides)
+    _check_split("training", x_train, y_train, None)
+    _check_split("test", x_test, y_test, x_train.shape[1])
+    classes = classes or int(max(y_train.max(), y_test.max())) + 1
+    check_positive("classes", classes, integer=True, minimum=2)
+    if int(min(y_train.min(), y_test.min())) < 0 or int(max(y_train.max(), y_test.max())) >= classes:
+        raise ValueError(f"labels must lie in [0, {classes - 1}], got [{int(min(y_train.min(), y_test.min()))}, "
+                         f"{int(max(y_train.max(), y_test.max()))}]")
+    data = {"source": "features", "dim": int(x_train.shape[1]), "classes": classes,
+            "train_size": len(y_train), "test_size": len(y_test), **(data or {})}
+    with torch_threads(1):        # small tensors: intra-op threads only add overhead
+        start = time.perf_counter()
+        history = _train_heads(x_train.float(), y_train, x_test.float(), y_test, classes, training)
+    return HeadsResult(training, data, history, time.perf_counter() - start)
+
+
+def _train_heads(x_train, y_train, x_test, y_test, classes: int, training: HeadTraining) -> list[dict]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(training.seed)
+        mn = build_mn_head(x_train.shape[1], classes, entries=training.entries)
+        vanilla = CosineClassifier(x_train.shape[1], classes)
+        generator = torch.Generator().manual_seed(training.seed)
+        optimizers = [torch.optim.Adam(model.parameters(), lr=training.lr, foreach=True) for model in (mn, vanilla)]
+        history = [_evaluate(0, mn, vanilla, x_test, y_test)]
+        for step in tqdm(range(1, training.steps + 1), desc="vanilla and MN heads", disable=not training.progress,
+                         leave=False):
+            batch = torch.randint(0, len(x_train), (training.batch_size,), generator=generator)
+            for model, optimizer in zip((mn, vanilla), optimizers):
+                loss = F.cross_entropy(model(x_train[batch]), y_train[batch])   # MN: entry dropout draws here
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            if step % training.eval_every == 0 or step == training.steps:
+                history.append(_evaluate(step, mn, vanilla, x_test, y_test))
+    return history
+
+
+def run_clusters(training: HeadTraining | None = None, *, classes: int = 4, clusters_per_class: int = 6,
+                 dim: int = 16, noise: float = 0.15, train_size: int = 4000, test_size: int = 2000,
+                 **overrides) -> HeadsResult:
+    """`compare_heads` on `datasets.toys.cluster_splits` (the split drawn from the training seed):
+    `classes` classes of `clusters_per_class` clusters each in R^dim. `overrides` go to HeadTraining."""
+    training = dataclasses.replace(training or HeadTraining(), **overrides)
+    options = {"classes": classes, "clusters_per_class": clusters_per_class, "dim": dim, "noise": noise}
+    splits = cluster_splits(train_size, test_size, seed=training.seed, **options)
+    return compare_heads(*splits, training, classes=classes, data={"source": "clusters", **options})
