@@ -29,14 +29,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import scipy.stats
 import torch
 
 from nslviz.analysis.finetuning import dictionary_state
 from nslviz.training.config import TrainConfig
 from nslviz.training.experiments import NSL_VARIANTS, nsl_variant_config, quick_config
 from nslviz.training.trainer import load_run, train
-from _results import save_result  # noqa: E402  (benchmarks/_results.py)
+from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
 
 MN_METHODS = ("vanilla", "vanilla_ifilm", "mn", "mn_ifilm")
 
@@ -53,23 +52,6 @@ def run_configs(family: str, epochs: int, methods=None, recipe: str = "quick", *
         return {m: dataclasses.replace(base, method=m) for m in (methods or MN_METHODS)}
     base = dataclasses.replace(quick_config(TrainConfig.from_preset("nsl", backbone="cnn9")), epochs=epochs)
     return {v: nsl_variant_config(base, v) for v in NSL_VARIANTS}
-
-
-def compare(accuracies: list[float], reference: list[float]) -> dict:
-    """Seeds on which a method is above / level with / below the reference (the same seed's vanilla),
-    and the paired difference in accuracy points: its mean over seeds and a 95 % confidence interval
-    (Student t over the per-seed differences; None with a single seed)."""
-    pairs = list(zip(accuracies, reference))
-    differences = [100 * (a - b) for a, b in pairs]
-    mean = statistics.mean(differences)
-    if len(differences) > 1:
-        half = scipy.stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences) / len(differences) ** 0.5
-        interval = [round(mean - half, 3), round(mean + half, 3)]
-    else:
-        interval = None
-    return {"above": sum(a > b for a, b in pairs), "level": sum(a == b for a, b in pairs),
-            "below": sum(a < b for a, b in pairs), "mean_difference_points": round(mean, 3),
-            "ci95_points": interval}
 
 
 def versus_baseline(accuracies: dict[str, list[float]]) -> dict[str, dict[str, int]] | None:

@@ -1,0 +1,91 @@
+"""Is it the layer or the joint training? MN's head alone on fixed features, over several seeds, on CPU
+(nslviz.training.heads). Prints one JSON object:
+
+    python benchmarks/heads_runs.py --seeds 0 1 2 3 4 5 6 7 8 9 --steps 3000 --threads 1
+
+"clusters": for 6 clusters a class and for 1 (4 classes in R^16, `run_clusters`), vanilla's cosine
+classifier and MN's head with the paper's randomly initialised dictionary, trained on the same batches.
+"digits": for every seed, the issue's command for vanilla and for MN (`python -m nslviz train --dataset
+digits --backbone convnet4 --method M --epochs 5 --seed S`), then the two heads trained again on the
+frozen backbone of that vanilla run (`analysis.finetuning.frozen_feature_heads`, batch 32 as the
+command's); beside them the jointly trained MN run's own dictionary (`dictionary_state` on the test set).
+Every figure is test accuracy; "vs_vanilla" is the paired difference to the vanilla head (points, mean
+over seeds with a 95 % confidence interval) and the seeds on which MN is above / level with / below it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from nslviz.analysis.finetuning import dictionary_state, frozen_feature_heads
+from nslviz.training.config import TrainConfig
+from nslviz.training.heads import run_clusters
+from nslviz.training.trainer import load_run, train
+from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
+
+HEAD_FIGURES = ("vanilla_acc", "mn_acc", "mn_acc_before_finetune", "attended_value_acc", "attention_entropy", "step_size")
+
+
+def collect(results: list[dict]) -> dict:
+    """Per-seed lists, their means and MN against the vanilla head, from `HeadsResult.summary()`s."""
+    per_seed = {name: [r[name] for r in results] for name in HEAD_FIGURES}
+    return {"per_seed": per_seed, "mean": {k: round(statistics.mean(v), 4) for k, v in per_seed.items()},
+            "vs_vanilla": compare(per_seed["mn_acc"], per_seed["vanilla_acc"]),
+            "mean_seconds": round(statistics.mean(r["seconds"] for r in results), 1)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=3000, help="optimiser steps of the heads")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of the digits runs whose backbone is frozen")
+    parser.add_argument("--skip-digits", action="store_true", help="only the clusters")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of the digits runs")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/heads_cpu.json")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = {"benchmark": "heads", "seeds": args.seeds, "steps": args.steps, "clusters": {}}
+    for per_class in (6, 1):
+        summaries = [run_clusters(clusters_per_class=per_class, steps=args.steps, seed=seed).summary()
+                     for seed in args.seeds]
+        result["clusters"][f"{per_class}_per_class"] = {**collect(summaries), "setting": {
+            k: summaries[0][k] for k in ("classes", "clusters_per_class", "dim", "noise", "train_size", "test_size",
+                                         "entries", "batch_size")}}
+        print("clusters", per_class, result["clusters"][f"{per_class}_per_class"]["mean"], flush=True)
+    if not args.skip_digits:
+        frozen, joint = [], {"test_acc": [], "test_acc_vanilla": [], "attended_value_acc": [], "attention_entropy": []}
+        with tempfile.TemporaryDirectory() as runs:
+            for seed in args.seeds:
+                for method in ("vanilla", "mn"):
+                    config = TrainConfig(dataset="digits", backbone="convnet4", method=method, epochs=args.epochs, seed=seed)
+                    summary = train(config, Path(runs) / f"{method}-{seed}", progress=False)
+                    if method == "vanilla":
+                        joint["test_acc_vanilla"].append(summary["test_acc"])
+                        run_dir = Path(runs) / f"vanilla-{seed}"
+                        batch_size = json.loads((run_dir / "config.json").read_text())["batch_size"]   # resolved
+                        frozen.append(frozen_feature_heads(run_dir, steps=args.steps, batch_size=batch_size,
+                                                           seed=seed).summary())
+                    else:
+                        joint["test_acc"].append(summary["test_acc"])
+                        model, _, data = load_run(Path(runs) / f"mn-{seed}")
+                        state = dictionary_state(model, data.test)
+                        joint["attended_value_acc"].append(state["attended_value_acc"])
+                        joint["attention_entropy"].append(state["attention_entropy"])
+                print("digits", seed, {k: round(v, 4) for k, v in frozen[-1].items() if k in HEAD_FIGURES},
+                      "joint MN attended", round(joint["attended_value_acc"][-1], 4), flush=True)
+        result["digits_frozen_vanilla_backbone"] = {**collect(frozen), "epochs": args.epochs,
+                                                    "batch_size": frozen[0]["batch_size"]}
+        result["digits_joint_mn"] = {"per_seed": joint, "mean": {k: round(statistics.mean(v), 4) for k, v in joint.items()},
+                                     "vs_vanilla": compare(joint["test_acc"], joint["test_acc_vanilla"])}
+    result["threads"] = torch.get_num_threads()
+    return save_result(result, "heads_cpu", args.out)
+
+
+if __name__ == "__main__":
+    main()
