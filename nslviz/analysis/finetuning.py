@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..datasets.augment import to_float
 from ..neighborhoods import attended_values, attention_entropy
+from ..training.distributed import resolve_device
 from ..training.heads import HeadsResult, HeadTraining, compare_heads
 from .neighbors import load_run_features
 
@@ -122,9 +123,10 @@ def frozen_feature_heads(run_dir, training: HeadTraining | None = None, *, devic
     """Is it the layer or the joint training? Freeze a trained run's backbone (any method; e.g. vanilla
     on digits) and train vanilla's cosine classifier and MN's head, with the paper's randomly
     initialised dictionary, on its training features; evaluated on its test features
-    (`training.heads.compare_heads`, whose HeadTraining `overrides` change, e.g. batch_size;
-    `feature_batch_size` is the batch of the feature extraction)."""
-    _, config, data, (train, test) = load_run_features(run_dir, device, feature_batch_size)
+    (`training.heads.compare_heads`, whose HeadTraining `overrides` change, e.g. batch_size). The
+    features are extracted on `device` ("auto": CUDA when present) in batches of `feature_batch_size`;
+    the heads train on the CPU."""
+    _, config, data, (train, test) = load_run_features(run_dir, resolve_device(device), feature_batch_size)
     return compare_heads(train.features.cpu(), train.labels.cpu(), test.features.cpu(), test.labels.cpu(), training,
                          classes=data.num_classes, data={"source": "frozen features", "run_dir": str(run_dir),
                                                          "dataset": config.dataset, "backbone": config.backbone,
