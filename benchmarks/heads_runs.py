@@ -59,7 +59,8 @@ def main(argv=None) -> dict:
                                          "entries", "batch_size")}}
         print("clusters", per_class, result["clusters"][f"{per_class}_per_class"]["mean"], flush=True)
     if not args.skip_digits:
-        frozen, joint = [], {"test_acc": [], "test_acc_vanilla": [], "attended_value_acc": [], "attention_entropy": []}
+        frozen, joint = [], {"test_acc": [], "test_acc_before_finetune": [], "test_acc_vanilla": [],
+                             "attended_value_acc": [], "attention_entropy": []}
         with tempfile.TemporaryDirectory() as runs:
             for seed in args.seeds:
                 for method in ("vanilla", "mn"):
@@ -73,6 +74,7 @@ def main(argv=None) -> dict:
                                                            seed=seed).summary())
                     else:
                         joint["test_acc"].append(summary["test_acc"])
+                        joint["test_acc_before_finetune"].append(summary["test_acc_before_finetune"])
                         model, _, data = load_run(Path(runs) / f"mn-{seed}")
                         state = dictionary_state(model, data.test)
                         joint["attended_value_acc"].append(state["attended_value_acc"])

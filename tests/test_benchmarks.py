@@ -93,7 +93,8 @@ def test_heads_runs_report_both_heads_on_clusters_and_on_a_frozen_digits_backbon
     assert six["vs_vanilla"] == sys.modules["_results"].compare(six["per_seed"]["mn_acc"], six["per_seed"]["vanilla_acc"])
     frozen, joint = result["digits_frozen_vanilla_backbone"], result["digits_joint_mn"]
     assert frozen["batch_size"] == 32 and len(frozen["per_seed"]["attended_value_acc"]) == 2   # the command's batch
-    assert set(joint["per_seed"]) == {"test_acc", "test_acc_vanilla", "attended_value_acc", "attention_entropy"}
+    assert set(joint["per_seed"]) == {"test_acc", "test_acc_before_finetune", "test_acc_vanilla",
+                                      "attended_value_acc", "attention_entropy"}
     assert all(0 <= a <= 1 for a in joint["per_seed"]["attended_value_acc"])
 
 

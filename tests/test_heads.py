@@ -115,7 +115,8 @@ def test_frozen_features_of_a_trained_run(tmp_path):
                            "run_dir": str(tmp_path), "dataset": "digits", "backbone": "convnet4", "method": "vanilla"}
     assert result.training.batch_size == 32
     last = result.final
-    assert last["attended_value_acc"] > 0.8 and last["mn_acc"] > 0.8 and last["vanilla_acc"] > 0.8
+    assert last["attended_value_acc"] > 0.9 and last["step_size"] > 0.15     # learned, and the step grew
+    assert last["mn_acc"] > 0.9 and last["vanilla_acc"] > 0.9
     train_features, test_features = extract_features(model, data.train), extract_features(model, data.test)
     again = compare_heads(train_features.features, train_features.labels, test_features.features,
                           test_features.labels, result.training, classes=10)
