@@ -9,7 +9,7 @@ import torch
 from nslviz.datasets.toys import cluster_splits, make_clusters
 from nslviz.models.classifier import build_image_model, build_mn_head
 from nslviz.training.heads import HeadTraining, compare_heads, run_clusters
-from nslviz.viz.training import heads_curves
+from nslviz.viz.training import heads_curves, heads_table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -135,3 +135,14 @@ def test_heads_curves_draws_one_panel_per_result():
     assert fig.layout.xaxis.title.text == "optimiser step" and fig.layout.yaxis.title.text == "test accuracy"
     with pytest.raises(ValueError, match="at least one result"):
         heads_curves({})
+
+
+def test_heads_table_lists_the_last_evaluation_of_each_result():
+    settings = dict(steps=40, eval_every=20, train_size=200, test_size=100, entries=20)
+    result = run_clusters(**settings)
+    table = heads_table({"clusters": result})
+    row = table.loc["clusters"]
+    assert row["MN %"] == pytest.approx(100 * result.final["mn_acc"], abs=1e-3)
+    assert row["dictionary alone %"] == pytest.approx(100 * result.final["attended_value_acc"], abs=1e-3)
+    assert row["chance %"] == 25 and row["log S"] == pytest.approx(math.log(20), abs=1e-3) and row["steps"] == 40
+    assert row["α"] == pytest.approx(result.final["step_size"], abs=1e-3)

@@ -4,6 +4,7 @@ They read what the trainer wrote; they train nothing."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Mapping
 
@@ -85,6 +86,21 @@ def heads_curves(results: Mapping[str, object], title: str = "Vanilla and MN hea
     fig.update_xaxes(title_text="optimiser step")
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.02])
     return finish_figure(fig, title, height=420)
+
+
+def heads_table(results: Mapping[str, object]) -> pd.DataFrame:
+    """The last evaluation of each `compare_heads` result ({label: result}): test accuracies (%), the
+    attention entropy beside log S (uniform attention) and the step size α (it starts at 0.05)."""
+    rows = {}
+    for label, result in results.items():
+        last = result.final
+        rows[label] = {"vanilla %": 100 * last["vanilla_acc"], "MN %": 100 * last["mn_acc"],
+                       "MN before finetuning %": 100 * last["mn_acc_before_finetune"],
+                       "dictionary alone %": 100 * last["attended_value_acc"],
+                       "chance %": 100 / result.data["classes"],
+                       "attention entropy": last["attention_entropy"],
+                       "log S": math.log(result.training.entries), "α": last["step_size"], "steps": last["step"]}
+    return pd.DataFrame.from_dict(rows, orient="index").round(3)
 
 
 def _classes(run_dir: str | Path) -> int | None:
