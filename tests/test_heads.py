@@ -1,7 +1,10 @@
 """MN's head alone on fixed features (nslviz.training.heads): the clusters toy, the frozen features of
 a trained run, and their figure. The paper's randomly initialised dictionary must learn here, where
 nothing but the head is trained."""
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -121,6 +124,12 @@ def test_frozen_features_of_a_trained_run(tmp_path):
     again = compare_heads(train_features.features, train_features.labels, test_features.features,
                           test_features.labels, result.training, classes=10)
     assert again.history == result.history                                 # the run's features, nothing else
+    out = _cli("--run-dir", str(tmp_path), "--steps", "400", "--eval-every", "200", "--batch-size", "32", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {k: v for k, v in summary.items() if k != "seconds"} == pytest.approx(
+        {k: v for k, v in result.summary().items() if k != "seconds"})
+    assert f"heads: frozen convnet4 of the vanilla run {tmp_path} on digits" in out.stdout
 
 
 def test_heads_curves_draws_one_panel_per_result():
@@ -146,3 +155,29 @@ def test_heads_table_lists_the_last_evaluation_of_each_result():
     assert row["dictionary alone %"] == pytest.approx(100 * result.final["attended_value_acc"], abs=1e-3)
     assert row["chance %"] == 25 and row["log S"] == pytest.approx(math.log(20), abs=1e-3) and row["steps"] == 40
     assert row["α"] == pytest.approx(result.final["step_size"], abs=1e-3)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "nslviz", "heads", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_json_is_the_library_summary():
+    out = _cli("--clusters-per-class", "2", "--dim", "8", "--steps", "30", "--eval-every", "10", "--entries", "20",
+               "--train-size", "200", "--test-size", "100", "--seed", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = run_clusters(clusters_per_class=2, dim=8, steps=30, eval_every=10, entries=20, train_size=200,
+                            test_size=100, seed=2).summary()
+    assert {k: v for k, v in summary.items() if k != "seconds"} == pytest.approx(
+        {k: v for k, v in expected.items() if k != "seconds"})
+    assert "heads: 4 classes of 2 clusters in R^8 | vanilla head" in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--entries", "0"], "argument --entries: expected a positive integer, got '0'"),
+    (["--classes", "1"], "classes must be >= 2, got 1"),
+    (["--run-dir", "nowhere", "--dim", "3"], "--dim describes generated clusters"),
+    (["--run-dir", "nowhere"], "'nowhere' is not a run directory")])
+def test_cli_bad_arguments_exit_2_with_the_reason(args, message):
+    out = _cli(*args)
+    assert out.returncode == 2 and message in out.stderr and "usage:" in out.stderr

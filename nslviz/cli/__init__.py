@@ -9,4 +9,5 @@ COMMANDS = [
     "implicit_reg",
     "neighbors",
     "regress",
+    "heads",
 ]

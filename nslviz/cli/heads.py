@@ -1,0 +1,70 @@
+"""python -m nslviz heads: MN's head alone on fixed features, against vanilla's head (notebook 03's last
+section; nslviz.training.heads).
+
+    python -m nslviz heads --clusters-per-class 6 --json          # 4 classes of 6 clusters each in R^16
+    python -m nslviz train --dataset digits --backbone convnet4 --method vanilla --epochs 5 --run-dir runs/d/v
+    python -m nslviz heads --run-dir runs/d/v --batch-size 32 --json   # the frozen backbone of that run
+
+Trains vanilla's cosine classifier and MN's head with the paper's randomly initialised dictionary on
+the same batches, and prints the test accuracy of both, of MN's classifier before finetuning and of the
+dictionary read alone (its attended values), the attention entropy against log S and the step size α.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+from ..training.heads import HeadTraining
+from .common import emit_json, nonnegative_int, positive_float, positive_int
+
+CLUSTER_OPTIONS = ("classes", "clusters_per_class", "dim", "noise", "train_size", "test_size")
+
+
+def add_parser(subparsers) -> None:
+    defaults = HeadTraining()
+    p = subparsers.add_parser("heads", help="MN's head alone on fixed features (clusters or a run's frozen backbone)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run-dir", default=None, help="a train() run whose frozen backbone gives the features "
+                                                   "(default: generated clusters)")
+    clusters = p.add_argument_group("clusters (without --run-dir)")
+    clusters.add_argument("--classes", type=positive_int, default=None, help="number of classes (default 4)")
+    clusters.add_argument("--clusters-per-class", type=positive_int, default=None, help="default 6")
+    clusters.add_argument("--dim", type=positive_int, default=None, help="feature width d (default 16)")
+    clusters.add_argument("--noise", type=positive_float, default=None, help="std around the centres (default 0.15)")
+    clusters.add_argument("--train-size", type=positive_int, default=None, help="default 4000")
+    clusters.add_argument("--test-size", type=positive_int, default=None, help="default 2000")
+    p.add_argument("--entries", type=positive_int, default=defaults.entries, help="dictionary entries S")
+    p.add_argument("--steps", type=positive_int, default=defaults.steps, help="optimiser steps")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    p.add_argument("--lr", type=positive_float, default=defaults.lr, help="Adam learning rate")
+    p.add_argument("--eval-every", type=positive_int, default=defaults.eval_every, help="steps between evaluations")
+    p.add_argument("--seed", type=nonnegative_int, default=defaults.seed)
+    p.add_argument("--device", default="cpu", help="where a run's features are extracted: cpu (default), auto, cuda")
+    p.add_argument("--json", action="store_true", help="end the output with one JSON object")
+    p.set_defaults(run=run, subparser=p)
+
+
+def run(args) -> int:
+    from ..analysis.finetuning import frozen_feature_heads
+    from ..training.heads import run_clusters
+    training = HeadTraining(entries=args.entries, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                            eval_every=args.eval_every, seed=args.seed, progress=True)
+    cluster_options = {name: getattr(args, name) for name in CLUSTER_OPTIONS if getattr(args, name) is not None}
+    if args.run_dir is None:
+        result = run_clusters(training, **cluster_options)
+    elif cluster_options:
+        raise ValueError(f"--{next(iter(cluster_options)).replace('_', '-')} describes generated clusters; with "
+                         f"--run-dir the features are the run's, so leave the cluster options out")
+    else:
+        result = frozen_feature_heads(args.run_dir, training, device=args.device)
+    s = result.summary()
+    source = (f"{s['classes']} classes of {s['clusters_per_class']} clusters in R^{s['dim']}" if s["source"] == "clusters"
+              else f"frozen {s['backbone']} of the {s['method']} run {s['run_dir']} on {s['dataset']}")
+    print(f"heads: {source} | vanilla head {100 * s['vanilla_acc']:.1f}% | MN {100 * s['mn_acc']:.1f}% (its "
+          f"classifier before finetuning {100 * s['mn_acc_before_finetune']:.1f}%) | dictionary alone "
+          f"{100 * s['attended_value_acc']:.1f}% (chance {100 / s['classes']:.0f}%) | attention entropy "
+          f"{s['attention_entropy']:.2f} (log S {math.log(s['entries']):.2f}) | α {s['step_size']:.3f} | "
+          f"{s['steps']} steps, {s['seconds']:.1f} s", flush=True)
+    if args.json:
+        emit_json(s)
+    return 0
