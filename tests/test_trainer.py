@@ -262,6 +262,47 @@ def test_dictionary_init_from_data_trains_and_resumes_exactly(reference_run, tmp
         TrainConfig(dictionary_init="kmeans")
 
 
+def test_freeze_backbone_trains_the_head_on_the_backbone_of_another_run(reference_run, tmp_path):
+    run_dir, _ = reference_run
+    reference, _, _ = load_run(run_dir)
+    config = TrainConfig(**{**TINY, "method": "vanilla", "epochs": 1}, init_backbone=str(run_dir), freeze_backbone=True)
+    train(config, tmp_path / "frozen", progress=False)
+    frozen, stored, data = load_run(tmp_path / "frozen")
+    assert stored.init_backbone == str(run_dir) and stored.freeze_backbone is True
+    for (name, before), after in zip(reference.backbone.state_dict().items(), frozen.backbone.state_dict().values()):
+        assert torch.equal(before, after), name                # weights and BatchNorm statistics untouched
+    torch.manual_seed(config.seed)
+    fresh = build_image_model("vanilla", "convnet4", 10, in_channels=1, image_size=16)
+    assert not torch.equal(fresh.head.weight, frozen.head.weight)     # the head did train
+
+
+def test_init_backbone_copies_a_runs_backbone_and_says_when_it_does_not_fit(reference_run, tmp_path):
+    from nslviz.training.trainer import initialize_backbone
+    run_dir, _ = reference_run
+    reference, _, _ = load_run(run_dir)
+    model = build_image_model("vanilla", "convnet4", 10, in_channels=1, image_size=16)
+    initialize_backbone(model, run_dir)
+    assert all(torch.equal(a, b) for a, b in zip(reference.backbone.state_dict().values(),
+                                                 model.backbone.state_dict().values()))
+    missing = r"does not fit this model \(vanilla_ifilm\): Missing key\(s\) in state_dict: \"blocks.0.film.keys\""
+    with pytest.raises(ValueError, match=missing):
+        initialize_backbone(build_image_model("vanilla_ifilm", "convnet4", 10, in_channels=1, image_size=16), run_dir)
+    with pytest.raises(ValueError, match="init_backbone: no best.pt in .*finished at least one epoch"):
+        initialize_backbone(model, tmp_path)
+    with pytest.raises(ValueError, match="freeze_backbone must be true or false, got 'yes'"):
+        TrainConfig(freeze_backbone="yes")
+
+
+def test_a_run_started_from_another_runs_backbone_resumes_exactly(reference_run, tmp_path):
+    """The backbone is copied once, at the start: a resumed run continues from its checkpoint."""
+    run_dir, _ = reference_run
+    config = TrainConfig(**TINY, init_backbone=str(run_dir))
+    whole = train(config, tmp_path / "whole", progress=False)
+    interrupt_at(config, tmp_path / "cut", 7)
+    assert stable(train(config, tmp_path / "cut", resume=True, progress=False)) == stable(whole)
+    assert stable(whole) != stable(train(TrainConfig(**TINY), tmp_path / "fresh", progress=False))
+
+
 def test_resume_refuses_a_changed_configuration(reference_run):
     run_dir, _ = reference_run
     with pytest.raises(ValueError, match=r"cannot resume: .*method: 'mn' -> 'vanilla'"):
@@ -349,6 +390,8 @@ def test_cli_train_json_last_line(tmp_path, reference_run):
     (["--resume"], "--resume needs --run-dir"),
     (["--device", "tpu"], "unknown device 'tpu'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     (["--optimizer", "sgd", "--nesterov", "maybe"], "expected true or false, got 'maybe'"),
+    (["--freeze-backbone", "maybe"], "expected true or false, got 'maybe'"),
+    (["--init-backbone", "nowhere", "--epochs", "1"], "init_backbone: no best.pt in 'nowhere'"),
 ])
 def test_cli_train_bad_arguments_exit_2_with_a_message(args, message, capsys):
     from nslviz.__main__ import main

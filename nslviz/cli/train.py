@@ -66,6 +66,9 @@ def add_parser(subparsers) -> None:
     mn.add_argument("--values", choices=("soft", "fixed"), help="dictionary values: learnable soft (default) or fixed one-hot")
     mn.add_argument("--dictionary-init", choices=DICTIONARY_INITS,
                     help="random keys (official) or the features and labels of S training images")
+    mn.add_argument("--init-backbone", metavar="RUN_DIR",
+                    help="start the backbone from this finished run's best weights (e.g. a vanilla run)")
+    mn.add_argument("--freeze-backbone", type=_boolean, help="train the head only; the backbone stays as it starts")
     mn.add_argument("--ifilm-placement", choices=("all", "last"))
     mn.add_argument("--ifilm-entries", type=positive_int)
     opt = p.add_argument_group("optimisation")

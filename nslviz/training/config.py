@@ -57,6 +57,8 @@ class TrainConfig:
     values: str = "soft"                     # "soft" learnable class distributions, "fixed" one-hot (--fix_v)
     dictionary_init: str = "random"          # "random" keys N(0, 0.05²) (official) or "data": S training images' features and labels
     first_order: bool = False
+    init_backbone: str | None = None         # a finished run's directory: start from its best backbone weights
+    freeze_backbone: bool = False            # train the head only; the backbone (BatchNorm included) stays in eval mode
     ifilm_placement: str = "all"             # for methods *_ifilm: "all" or "last"
     ifilm_entries: int = 10                  # S_l
     # optimisation
@@ -100,6 +102,10 @@ class TrainConfig:
         for name, value in OPTIMIZER_DEFAULTS[self.optimizer].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if not isinstance(self.freeze_backbone, bool):
+            raise ValueError(f"freeze_backbone must be true or false, got {self.freeze_backbone!r}")
+        if self.init_backbone is not None and not isinstance(self.init_backbone, str):
+            raise ValueError(f"init_backbone must be a run directory (a path string), got {self.init_backbone!r}")
         if not isinstance(self.nesterov, bool):
             raise ValueError(f"nesterov must be true or false, got {self.nesterov!r}")
         if self.augment is not None:

@@ -66,6 +66,27 @@ def build_model(config: TrainConfig, num_classes: int, channels: int, image_size
 
 
 @torch.no_grad()
+def initialize_backbone(model: ImageClassifier, run_dir: str | Path) -> None:
+    """init_backbone: copy the backbone weights (BatchNorm statistics included) of a finished run's
+    best.pt into `model`; the head keeps its fresh initialisation. Two-stage experiments: a vanilla
+    run's backbone under a new MN head, trained on (joint) or frozen (freeze_backbone)."""
+    path = Path(run_dir) / "best.pt"
+    if not path.is_file():
+        raise ValueError(f"init_backbone: no best.pt in {str(run_dir)!r}; expected the run directory of a "
+                         f"train() run that finished at least one epoch")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    backbone = {name.removeprefix("backbone."): value for name, value in state.items() if name.startswith("backbone.")}
+    try:
+        model.backbone.load_state_dict(backbone)
+    except RuntimeError as error:
+        reason = " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
+        reason = reason if len(reason) <= 300 else reason[:300] + " …"
+        raise ValueError(f"init_backbone: the backbone of {str(run_dir)!r} does not fit this model "
+                         f"({model.method}): {reason}; expected a run with the same backbone, image size, channels "
+                         f"and iFiLM placement") from None
+
+
+@torch.no_grad()
 def initialize_dictionary(model: ImageClassifier, split, config: TrainConfig, device: torch.device,
                           channels_last: bool = False) -> torch.Tensor:
     """dictionary_init="data": start MN's dictionary at S training images (drawn with a generator
@@ -218,6 +239,10 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     channels_last = _channels_last(config, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if checkpoint is None and config.init_backbone is not None:
+        initialize_backbone(model, config.init_backbone)
+    if config.freeze_backbone:
+        model.backbone.requires_grad_(False)
     if checkpoint is None and config.dictionary_init == "data" and model.is_meta_neighborhoods:
         initialize_dictionary(model, data.train, config, device, channels_last)
     optimizer = build_optimizer(model, config)
@@ -273,6 +298,8 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     sums = torch.tensor(state["epoch_sums"] if context.is_main else [0.0, 0.0, 0.0], dtype=torch.float64, device=device)
     while state["epoch"] < epochs:
         model.train()
+        if config.freeze_backbone:
+            model.backbone.eval()                                        # frozen: BatchNorm statistics too
         for images, labels in streams["train"].epoch(state["epoch"], state["batch"]):
             torch.manual_seed(derived_seed(config.seed, context.rank, state["iteration"]))
             with autocast():
