@@ -5,16 +5,19 @@
 
 "clusters": for 6 clusters a class and for 1 (4 classes in R^16, `run_clusters`), vanilla's cosine
 classifier and MN's head with the paper's randomly initialised dictionary, trained on the same batches.
-"digits": for every seed, the issue's command for vanilla and for MN (`python -m nslviz train --dataset
-digits --backbone convnet4 --method M --epochs 5 --seed S`), then the two heads trained again on the
-frozen backbone of that vanilla run (`analysis.finetuning.frozen_feature_heads`, batch 32 as the
-command's); beside them the jointly trained MN run's own dictionary (`dictionary_state` on the test set).
+"digits": for every seed, the issue's vanilla command (`python -m nslviz train --dataset digits --backbone
+convnet4 --method vanilla --epochs 5 --seed S`); the two heads trained again on that run's frozen backbone
+(`analysis.finetuning.frozen_feature_heads`, batch 32 as the command's); and three MN runs of the same
+command: from scratch (`digits_joint_mn`, the issue's MN command), from the vanilla run's backbone trained
+on (`--init-backbone`), and on it frozen (`--init-backbone --freeze-backbone true`), each with its own
+dictionary's state (`dictionary_state` on the test set) and against the vanilla run of the same seed.
 Every figure is test accuracy; "vs_vanilla" is the paired difference to the vanilla head (points, mean
 over seeds with a 95 % confidence interval) and the seeds on which MN is above / level with / below it.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -39,6 +42,46 @@ def collect(results: list[dict]) -> dict:
             "mean_seconds": round(statistics.mean(r["seconds"] for r in results), 1)}
 
 
+MN_RUNS = {"digits_joint_mn": {},                                          # the issue's command
+           "digits_mn_on_vanilla_backbone": {"init_backbone": True},       # two stages, trained jointly on
+           "digits_mn_on_frozen_vanilla_backbone": {"init_backbone": True, "freeze_backbone": True}}
+MN_FIGURES = ("test_acc", "test_acc_before_finetune", "attended_value_acc", "attention_entropy", "step_size")
+
+
+def digits_runs(seeds: list[int], epochs: int, steps: int) -> dict:
+    """For every seed: the issue's vanilla run; the two heads on its frozen backbone; and three MN runs
+    of the same length: from scratch, from the vanilla backbone trained on, and on it frozen."""
+    vanilla, frozen = [], []
+    mn = {label: {name: [] for name in MN_FIGURES} for label in MN_RUNS}
+    with tempfile.TemporaryDirectory() as runs:
+        for seed in seeds:
+            base = TrainConfig(dataset="digits", backbone="convnet4", epochs=epochs, seed=seed)
+            vanilla_dir = Path(runs) / f"vanilla-{seed}"
+            vanilla.append(train(dataclasses.replace(base, method="vanilla"), vanilla_dir, progress=False)["test_acc"])
+            batch_size = json.loads((vanilla_dir / "config.json").read_text())["batch_size"]     # resolved
+            frozen.append(frozen_feature_heads(vanilla_dir, steps=steps, batch_size=batch_size, seed=seed).summary())
+            for label, options in MN_RUNS.items():
+                config = dataclasses.replace(base, method="mn", freeze_backbone=options.get("freeze_backbone", False),
+                                             init_backbone=str(vanilla_dir) if options.get("init_backbone") else None)
+                summary = train(config, Path(runs) / f"{label}-{seed}", progress=False)
+                model, _, data = load_run(Path(runs) / f"{label}-{seed}")
+                state = dictionary_state(model, data.test)
+                figures = {"test_acc": summary["test_acc"], "test_acc_before_finetune": summary["test_acc_before_finetune"],
+                           "attended_value_acc": state["attended_value_acc"],
+                           "attention_entropy": state["attention_entropy"], "step_size": state["step_size"]}
+                for name in MN_FIGURES:
+                    mn[label][name].append(figures[name])
+            print("digits", seed, "vanilla", round(vanilla[-1], 4), "heads on the frozen backbone",
+                  {k: round(v, 4) for k, v in frozen[-1].items() if k in HEAD_FIGURES},
+                  {label: round(v["attended_value_acc"][-1], 4) for label, v in mn.items()}, flush=True)
+    result = {"digits_vanilla_test_acc": vanilla,
+              "digits_frozen_vanilla_backbone": {**collect(frozen), "epochs": epochs, "batch_size": frozen[0]["batch_size"]}}
+    for label, figures in mn.items():
+        result[label] = {"per_seed": figures, "mean": {k: round(statistics.mean(v), 4) for k, v in figures.items()},
+                         "vs_vanilla": compare(figures["test_acc"], vanilla)}
+    return result
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -59,32 +102,7 @@ def main(argv=None) -> dict:
                                          "entries", "batch_size")}}
         print("clusters", per_class, result["clusters"][f"{per_class}_per_class"]["mean"], flush=True)
     if not args.skip_digits:
-        frozen, joint = [], {"test_acc": [], "test_acc_before_finetune": [], "test_acc_vanilla": [],
-                             "attended_value_acc": [], "attention_entropy": []}
-        with tempfile.TemporaryDirectory() as runs:
-            for seed in args.seeds:
-                for method in ("vanilla", "mn"):
-                    config = TrainConfig(dataset="digits", backbone="convnet4", method=method, epochs=args.epochs, seed=seed)
-                    summary = train(config, Path(runs) / f"{method}-{seed}", progress=False)
-                    if method == "vanilla":
-                        joint["test_acc_vanilla"].append(summary["test_acc"])
-                        run_dir = Path(runs) / f"vanilla-{seed}"
-                        batch_size = json.loads((run_dir / "config.json").read_text())["batch_size"]   # resolved
-                        frozen.append(frozen_feature_heads(run_dir, steps=args.steps, batch_size=batch_size,
-                                                           seed=seed).summary())
-                    else:
-                        joint["test_acc"].append(summary["test_acc"])
-                        joint["test_acc_before_finetune"].append(summary["test_acc_before_finetune"])
-                        model, _, data = load_run(Path(runs) / f"mn-{seed}")
-                        state = dictionary_state(model, data.test)
-                        joint["attended_value_acc"].append(state["attended_value_acc"])
-                        joint["attention_entropy"].append(state["attention_entropy"])
-                print("digits", seed, {k: round(v, 4) for k, v in frozen[-1].items() if k in HEAD_FIGURES},
-                      "joint MN attended", round(joint["attended_value_acc"][-1], 4), flush=True)
-        result["digits_frozen_vanilla_backbone"] = {**collect(frozen), "epochs": args.epochs,
-                                                    "batch_size": frozen[0]["batch_size"]}
-        result["digits_joint_mn"] = {"per_seed": joint, "mean": {k: round(statistics.mean(v), 4) for k, v in joint.items()},
-                                     "vs_vanilla": compare(joint["test_acc"], joint["test_acc_vanilla"])}
+        result.update(digits_runs(args.seeds, args.epochs, args.steps))
     result["threads"] = torch.get_num_threads()
     return save_result(result, "heads_cpu", args.out)
 

@@ -84,18 +84,22 @@ def test_digits_runs_reports_both_checkpoints_and_the_per_seed_comparison(tmp_pa
 
 
 def test_heads_runs_report_both_heads_on_clusters_and_on_a_frozen_digits_backbone(tmp_path):
-    result = importlib.import_module("heads_runs").main(["--seeds", "0", "1", "--steps", "20", "--epochs", "1",
+    result = importlib.import_module("heads_runs").main(["--seeds", "0", "--steps", "20", "--epochs", "1",
                                                          "--threads", "1", "--out", str(tmp_path / "r.json")])
     assert json.loads((tmp_path / "r.json").read_text()) == result
     assert set(result["clusters"]) == {"6_per_class", "1_per_class"}
     six = result["clusters"]["6_per_class"]
-    assert six["setting"]["clusters_per_class"] == 6 and len(six["per_seed"]["mn_acc"]) == 2
+    assert six["setting"]["clusters_per_class"] == 6 and len(six["per_seed"]["mn_acc"]) == 1
     assert six["vs_vanilla"] == sys.modules["_results"].compare(six["per_seed"]["mn_acc"], six["per_seed"]["vanilla_acc"])
-    frozen, joint = result["digits_frozen_vanilla_backbone"], result["digits_joint_mn"]
-    assert frozen["batch_size"] == 32 and len(frozen["per_seed"]["attended_value_acc"]) == 2   # the command's batch
-    assert set(joint["per_seed"]) == {"test_acc", "test_acc_before_finetune", "test_acc_vanilla",
-                                      "attended_value_acc", "attention_entropy"}
-    assert all(0 <= a <= 1 for a in joint["per_seed"]["attended_value_acc"])
+    frozen = result["digits_frozen_vanilla_backbone"]
+    assert frozen["batch_size"] == 32 and len(frozen["per_seed"]["attended_value_acc"]) == 1   # the command's batch
+    for label in ("digits_joint_mn", "digits_mn_on_vanilla_backbone", "digits_mn_on_frozen_vanilla_backbone"):
+        mn = result[label]
+        assert set(mn["per_seed"]) == {"test_acc", "test_acc_before_finetune", "attended_value_acc",
+                                       "attention_entropy", "step_size"}
+        assert mn["vs_vanilla"] == sys.modules["_results"].compare(mn["per_seed"]["test_acc"],
+                                                                   result["digits_vanilla_test_acc"])
+        assert all(0 <= a <= 1 for a in mn["per_seed"]["attended_value_acc"])
 
 
 @pytest.mark.slow
