@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .._checks import check_features, check_finite, check_positive
 from .._threads import torch_threads
 from ..datasets.toys import cluster_splits
 from ..models.classifier import CosineClassifier, build_mn_head
 from ..neighborhoods import attended_values, attention_entropy
+from .steps import train_steps
 
 
 @dataclass(frozen=True)
@@ -78,15 +78,23 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _evaluate(step: int, mn: nn.Module, vanilla: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+def _evaluate_mn(mn: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     mn.eval()
     details = mn(x, return_details=True)
     mn.train()
-    return {"step": step, "vanilla_acc": _accuracy(vanilla(x), y), "mn_acc": _accuracy(details["logits"], y),
-            "mn_acc_before_finetune": _accuracy(details["base_logits"], y),
+    return {"mn_acc": _accuracy(details["logits"], y), "mn_acc_before_finetune": _accuracy(details["base_logits"], y),
             "attended_value_acc": _accuracy(attended_values(details["attention"], mn.dictionary.values), y),
             "attention_entropy": float(attention_entropy(details["attention"]).mean()),
             "step_size": float(mn.inner_step_size.abs().mean())}
+
+
+@torch.no_grad()
+def _evaluate_vanilla(vanilla: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    return {"vanilla_acc": _accuracy(vanilla(x), y)}
+
+
+HISTORY_KEYS = ("step", "vanilla_acc", "mn_acc", "mn_acc_before_finetune", "attended_value_acc",
+                "attention_entropy", "step_size")
 
 
 def _check_split(name: str, x, y, width: int | None) -> None:
@@ -126,24 +134,20 @@ def compare_heads(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Te
 
 
 def _train_heads(x_train, y_train, x_test, y_test, classes: int, training: HeadTraining) -> list[dict]:
+    """Each head in turn on the same batches (the same generator seed); rows merged by step."""
+    evaluate_at = sorted({0, training.steps, *range(training.eval_every, training.steps, training.eval_every)})
+    rows = {step: {"step": step} for step in evaluate_at}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(training.seed)
         mn = build_mn_head(x_train.shape[1], classes, entries=training.entries)
         vanilla = CosineClassifier(x_train.shape[1], classes)
-        generator = torch.Generator().manual_seed(training.seed)
-        optimizers = [torch.optim.Adam(model.parameters(), lr=training.lr, foreach=True) for model in (mn, vanilla)]
-        history = [_evaluate(0, mn, vanilla, x_test, y_test)]
-        for step in tqdm(range(1, training.steps + 1), desc="vanilla and MN heads", disable=not training.progress,
-                         leave=False):
-            batch = torch.randint(0, len(x_train), (training.batch_size,), generator=generator)
-            for model, optimizer in zip((mn, vanilla), optimizers):
-                loss = F.cross_entropy(model(x_train[batch]), y_train[batch])   # MN: entry dropout draws here
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            if step % training.eval_every == 0 or step == training.steps:
-                history.append(_evaluate(step, mn, vanilla, x_test, y_test))
-    return history
+        for model, evaluate, desc in ((mn, _evaluate_mn, "MN head"), (vanilla, _evaluate_vanilla, "vanilla head")):
+            train_steps(model, x_train, y_train, F.cross_entropy, steps=training.steps,
+                        batch_size=training.batch_size, lr=training.lr,
+                        generator=torch.Generator().manual_seed(training.seed), snapshot_steps=evaluate_at,
+                        snapshot=lambda step, _: rows[step].update(evaluate(model, x_test, y_test)),
+                        progress=training.progress, desc=desc)
+    return [{key: row[key] for key in HISTORY_KEYS} for row in rows.values()]
 
 
 def run_clusters(training: HeadTraining | None = None, *, classes: int = 4, clusters_per_class: int = 6,

@@ -31,6 +31,7 @@ from ..datasets.toys import spiral_splits
 from ..neighborhoods import MetaNeighborhoodsHead
 from ..similarity import SIMILARITIES
 from .rundir import RunDirectory
+from .steps import train_steps
 
 
 @dataclass(frozen=True)
@@ -113,23 +114,16 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(((logits[:, 0] > 0).long() == labels).float().mean())
 
 
+def _bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
+
+
 def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: SpiralConfig,
            generator: torch.Generator, snapshot, desc: str) -> None:
     """Adam on the binary cross-entropy of `model(x)`; calls snapshot(step, loss) `frames` times."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)   # one kernel per op, not per tensor
-    snapshot_at = set(np.linspace(0, config.steps, config.frames).round().astype(int).tolist())
-    running = float("nan")
-    for step in tqdm(range(config.steps + 1), desc=desc, disable=not config.progress, leave=False):
-        if step in snapshot_at:
-            snapshot(step, running)
-        if step == config.steps:
-            break
-        batch = torch.randint(0, x.shape[0], (config.batch_size,), generator=generator)
-        loss = F.binary_cross_entropy_with_logits(model(x[batch])[:, 0], y[batch].float())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running = loss.item()
+    train_steps(model, x, y, _bce, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                generator=generator, snapshot=snapshot, progress=config.progress, desc=desc,
+                snapshot_steps=np.linspace(0, config.steps, config.frames).round().astype(int).tolist())
 
 
 def run_spiral(config: SpiralConfig | None = None, *, run_dir: str | Path | None = None,

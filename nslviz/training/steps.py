@@ -1,0 +1,33 @@
+"""The one small training loop of the in-memory experiments (the spiral toy, the heads on fixed
+features): Adam on `steps` mini-batches drawn with replacement from tensors already in memory."""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+
+def train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, steps: int, batch_size: int,
+                lr: float, generator: torch.Generator, snapshot_steps: Iterable[int] = (),
+                snapshot: Callable[[int, float], None] | None = None, progress: bool = False, desc: str = "") -> None:
+    """Adam (lr) on loss_fn(model(x[b]), y[b]) for `steps` batches b of `batch_size` indices drawn with
+    `generator`; calls snapshot(step, last batch loss) after `step` updates for every step in
+    `snapshot_steps` (0 = before training, `steps` = at the end). The same generator seed gives two
+    models the same batches."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)   # one kernel per op, not per tensor
+    snapshot_steps = set(snapshot_steps) if snapshot is not None else set()
+    running = float("nan")
+    for step in tqdm(range(steps + 1), desc=desc, disable=not progress, leave=False):
+        if step in snapshot_steps:
+            snapshot(step, running)
+        if step == steps:
+            break
+        batch = torch.randint(0, x.shape[0], (batch_size,), generator=generator)
+        loss = loss_fn(model(x[batch]), y[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running = loss.item()
