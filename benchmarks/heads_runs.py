@@ -11,8 +11,9 @@ convnet4 --method vanilla --epochs 5 --seed S`); the two heads trained again on 
 command: from scratch (`digits_joint_mn`, the issue's MN command), from the vanilla run's backbone trained
 on (`--init-backbone`), and on it frozen (`--init-backbone --freeze-backbone true`), each with its own
 dictionary's state (`dictionary_state` on the test set) and against the vanilla run of the same seed.
-Every figure is test accuracy; "vs_vanilla" is the paired difference to the vanilla head (points, mean
-over seeds with a 95 % confidence interval) and the seeds on which MN is above / level with / below it.
+Every figure is test accuracy; "vs_vanilla" is MN's paired difference to vanilla (the vanilla head
+trained beside it, or for the MN runs the vanilla run of the same seed; points, mean over seeds with a
+95 % confidence interval) and the seeds on which MN is above / level with / below it.
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps of the heads")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs of the digits runs whose backbone is frozen")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of every digits run (vanilla and the three MN runs)")
     parser.add_argument("--skip-digits", action="store_true", help="only the clusters")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of the digits runs")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/heads_cpu.json")
