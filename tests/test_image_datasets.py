@@ -79,7 +79,7 @@ def test_coarse_labels_exist_only_for_cifar100_and_digits():
 
 @pytest.mark.parametrize("name, path_part", [
     ("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"), ("cinic10", "cinic-10"),
-    ("tiny-imagenet", "tiny-imagenet-200"), ("imagenet64", "Imagenet64_train_npz"), ("mnist", "MNIST"),
+    ("tiny-imagenet", "tiny-imagenet-200"), ("imagenet64", "Imagenet64_train_part1_npz"), ("mnist", "MNIST"),
     ("svhn", "train_32x32.mat"), ("mnist-m", "mnist_m"), ("pacs", "pacs_data")])
 def test_missing_files_name_the_dataset_the_path_and_how_to_get_it(tmp_path, name, path_part):
     with pytest.raises(FileNotFoundError) as error:
@@ -403,33 +403,145 @@ def imagenet64_rows(labels):
     return np.stack([solid(int(l) - 1, 64).transpose(2, 0, 1).reshape(-1) for l in labels])   # (N, 12288)
 
 
-@pytest.mark.parametrize("variant", ["npz", "pickle"])
-def test_imagenet64_npz_and_pickle_batches(tmp_path, variant):
-    rng = np.random.default_rng(4)
-    train_dir = tmp_path / ("Imagenet64_train_npz" if variant == "npz" else "Imagenet64_train")
-    val_dir = tmp_path / ("Imagenet64_val_npz" if variant == "npz" else "Imagenet64_val")
-    train_dir.mkdir(), val_dir.mkdir()
-    batches = {f"train_data_batch_{i}": rng.integers(1, 11, 5) for i in (1, 2, 10)}   # 1-based labels
+def write_imagenet64(root, layout, rng):
+    """Batches 1, 2 and 6 and the val batch in one of the real layouts: "parts_npz" is the download
+    (Imagenet64_train_part1_npz/ holds batches 1-5, part2 6-10), "merged_npz" one train folder,
+    "parts_pickle" the pickle variant's two parts. Labels are numbered from 1, as on disk."""
+    suffix = ".npz" if layout.endswith("npz") else ""
+    tail = "_npz" if suffix else ""
+    folders = ({1: f"Imagenet64_train{tail}", 6: f"Imagenet64_train{tail}"} if layout == "merged_npz"
+               else {1: f"Imagenet64_train_part1{tail}", 6: f"Imagenet64_train_part2{tail}"})
+    batches = {f"train_data_batch_{i}": rng.integers(1, 11, 5) for i in (1, 2, 6)}
     batches["val_data"] = rng.integers(1, 11, 4)
     for name, labels in batches.items():
-        folder = val_dir if name == "val_data" else train_dir
+        if name == "val_data":
+            folder = root / f"Imagenet64_val{tail}"
+        else:
+            folder = root / folders[1 if int(name.rsplit("_", 1)[1]) <= 5 else 6]
+        folder.mkdir(exist_ok=True)
         stored = {"data": imagenet64_rows(labels), "labels": labels.tolist()}
-        if variant == "npz":
+        if suffix:
             np.savez(folder / f"{name}.npz", **stored, **({"mean": np.zeros(12288)} if name != "val_data" else {}))
         else:
             with open(folder / name, "wb") as handle:
                 pickle.dump(stored, handle, protocol=2)
+    return batches
+
+
+@pytest.mark.parametrize("layout", ["parts_npz", "merged_npz", "parts_pickle"])
+def test_imagenet64_batches_in_the_download_layouts(tmp_path, layout):
+    batches = write_imagenet64(tmp_path, layout, np.random.default_rng(4))
     (tmp_path / "map_clsloc.txt").write_text("n01 1 tench\nn02 2 goldfish\n")
     data = load_image_dataset("imagenet64", tmp_path, val_size=4)
     check_split(data.train, 11, size=64), check_split(data.val, 4, size=64), check_split(data.test, 4, size=64)
     assert data.num_classes == 1000 and data.class_names[:2] == ["tench", "goldfish"]
     for split in data.splits().values():
         assert torch.equal(read_labels(split), split.labels)
-    train_labels = np.concatenate([batches[f"train_data_batch_{i}"] for i in (1, 2, 10)]) - 1
+    train_labels = np.concatenate([batches[f"train_data_batch_{i}"] for i in (1, 2, 6)]) - 1
     assert sorted(torch.cat([data.train.labels, data.val.labels]).tolist()) == sorted(train_labels.tolist())
     assert data.test.labels.tolist() == (batches["val_data"] - 1).tolist()
     small = load_image_dataset("imagenet64", tmp_path, val_size=4, image_size=32)
     check_split(small.train, 11)
+
+
+def test_imagenet64_refuses_a_batch_twice_and_zero_based_labels(tmp_path):
+    write_imagenet64(tmp_path, "parts_npz", np.random.default_rng(5))
+    part1, part2 = tmp_path / "Imagenet64_train_part1_npz", tmp_path / "Imagenet64_train_part2_npz"
+    (part2 / "train_data_batch_1.npz").write_bytes((part1 / "train_data_batch_1.npz").read_bytes())
+    with pytest.raises(ValueError, match="train_data_batch_1.npz is in more than one"):
+        load_image_dataset("imagenet64", tmp_path, val_size=4)
+    (part2 / "train_data_batch_1.npz").unlink()
+    labels = np.array([0, 1, 2, 3, 4])                               # numbered from 0: not the real files
+    np.savez(part1 / "train_data_batch_2.npz", data=imagenet64_rows(labels + 1), labels=labels)
+    with pytest.raises(ValueError, match=r"imagenet64: the (train|val) labels .* range over \[-1, .*expected 0..999"):
+        load_image_dataset("imagenet64", tmp_path, val_size=4)
+
+
+# ----------------------------------------------------------------------------------------------
+# damaged files, wrong options
+
+
+def write_small_set(root, name):
+    """A few images of `name` in its real format."""
+    if name == "cifar10":
+        write_cifar10(root)
+    elif name == "cifar100":
+        write_cifar100(root)
+    elif name == "mnist":
+        for prefix, count in (("train", 8), ("t10k", 4)):
+            write_idx(root / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte", np.zeros((count, 28, 28)), True)
+            write_idx(root / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10, True)
+    elif name == "svhn":
+        from scipy.io import savemat
+        (root / "svhn").mkdir()
+        for part in ("train", "test"):
+            savemat(root / "svhn" / f"{part}_32x32.mat", {"X": np.zeros((32, 32, 3, 6), dtype=np.uint8),
+                                                          "y": np.arange(1, 7, dtype=np.uint8).reshape(-1, 1)})
+    elif name == "cinic10":
+        write_cinic(root, per_class=1)
+    else:
+        write_imagenet64(root, "parts_npz", np.random.default_rng(6))
+
+
+@pytest.mark.parametrize("name, file, damage", [
+    ("cifar10", "cifar-10-batches-py/data_batch_3", "truncate"),
+    ("cifar10", "cifar-10-batches-py/test_batch", "html"),
+    ("cifar100", "cifar-100-python/train", "truncate"),
+    ("mnist", "MNIST/raw/train-images-idx3-ubyte.gz", "truncate"),
+    ("svhn", "svhn/test_32x32.mat", "truncate"),
+    ("cinic10", "cinic-10/test/cat/test-0.png", "html"),
+    ("imagenet64", "Imagenet64_train_part2_npz/train_data_batch_6.npz", "html"),
+    ("imagenet64", "Imagenet64_val_npz/val_data.npz", "truncate"),
+])
+def test_damaged_files_name_the_dataset_the_file_and_what_to_do(tmp_path, name, file, damage):
+    write_small_set(tmp_path, name)
+    path = tmp_path / file
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 3])
+    else:                                                           # a failed download saved an error page
+        path.write_text("<html>404 Not Found</html>")
+    with pytest.raises(ValueError) as error:
+        load_image_dataset(name, tmp_path, val_size=2)
+    message = str(error.value)
+    assert message.startswith(f"{name}: cannot read {path} ")
+    assert "delete it and get it again" in message and "How to get it:" in message
+
+
+def test_a_pickle_without_the_expected_entries_is_named(tmp_path):
+    write_cifar10(tmp_path)
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_2", "wb") as handle:
+        pickle.dump({"images": np.zeros((4, 3072), dtype=np.uint8)}, handle)
+    with pytest.raises(ValueError, match=r"cifar10: .*data_batch_2 lacks the entries \['data', 'labels'\]"):
+        load_image_dataset("cifar10", tmp_path, val_size=5)
+
+
+def test_out_of_range_labels_are_refused_where_they_are_read(tmp_path):
+    folder = tmp_path / "mnist_m"
+    for part, count in (("train", 6), ("test", 3)):
+        lines = []
+        for i in range(count):
+            save_png(folder / f"mnist_m_{part}" / f"{i}.png", solid(i % 10, 28))
+            lines.append(f"{i}.png {12 if (part, i) == ('test', 2) else i % 10}")
+        (folder / f"mnist_m_{part}_labels.txt").write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=r"mnist-m: the test labels .* range over \[0, 12\], expected 0..9"):
+        load_image_dataset("mnist-m", tmp_path, val_size=2)
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("pacs", {"splt": "disjoint"}, r"pacs has no option\(s\) \['splt'\]; expected some of split"),
+    ("cifar10", {"split": "disjoint"}, r"cifar10 has no option\(s\) \['split'\]; it takes no options"),
+    ("digits", {"noise": 1.0}, r"digits has no option\(s\) \['noise'\]"),
+])
+def test_options_a_dataset_does_not_read_are_refused(tmp_path, name, options, message):
+    with pytest.raises(ValueError, match=message):
+        load_image_dataset(name, tmp_path, options=options)
+
+
+def test_a_too_large_validation_split_names_the_dataset_and_folder(tmp_path):
+    write_cifar10(tmp_path)
+    with pytest.raises(ValueError, match=rf"cifar10: val_size 5000 leaves no training images \(the training set "
+                                         rf"under {tmp_path} has 20\)"):
+        load_image_dataset("cifar10", tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -471,7 +583,7 @@ def test_synthetic_is_deterministic_balanced_and_sized_by_options():
                                options={"num_classes": 4, "train_size": 80, "test_size": 40, "channels": 1})
     check_split(small.train, 80, channels=1, size=16), check_split(small.val, 40, channels=1, size=16)
     assert small.num_classes == 4 and len(small.class_names) == 4
-    with pytest.raises(ValueError, match="unknown synthetic option.*'classes'"):
+    with pytest.raises(ValueError, match="synthetic has no option.*'classes'"):
         load_image_dataset("synthetic", options={"classes": 3})
 
 

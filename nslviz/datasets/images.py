@@ -28,6 +28,8 @@ import os
 import pickle
 import socket
 import sys
+import zipfile
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +130,7 @@ class _Source:
     paper_augment: str
     manual: str         # how to get the files by hand ({root} is replaced by the data root)
     downloadable: bool = False
+    options: tuple[str, ...] = ()   # the keys of load_image_dataset's `options` it reads
 
     def how_to_get(self, name: str, root: Path) -> str:
         manual = self.manual.format(root=root)
@@ -139,9 +142,10 @@ class _Source:
 _REGISTRY: dict[str, _Source] = {}
 
 
-def _register(name: str, paper_augment: str, manual: str, downloadable: bool = False):
+def _register(name: str, paper_augment: str, manual: str, downloadable: bool = False,
+              options: tuple[str, ...] = ()):
     def decorate(loader):
-        _REGISTRY[name] = _Source(loader, paper_augment, manual, downloadable)
+        _REGISTRY[name] = _Source(loader, paper_augment, manual, downloadable, options)
         return loader
     return decorate
 
@@ -201,13 +205,25 @@ def load_image_dataset(name: str, root: str | Path = "data", *, val_size: int | 
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"options must be a dict, got {type(options).__name__}")
+    accepted = _REGISTRY[name].options
+    unknown = sorted(set(options or {}) - set(accepted))
+    if unknown:
+        raise ValueError(f"{name} has no option(s) {unknown}; "
+                         + (f"expected some of {', '.join(accepted)}" if accepted else "it takes no options"))
     if label_kind == "coarse" and name not in ("cifar100", "digits"):
         raise ValueError(f"label_kind='coarse' exists only for cifar100 and digits, not {name!r}")
     if label_kind == "domain" and name != "pacs":
         raise ValueError(f"label_kind='domain' exists only for pacs, not {name!r}")
     request = _Request(name, Path(root), val_size, image_size, label_kind, bool(download), limit, seed,
                        dict(options or {}))
-    return _REGISTRY[name].loader(request)
+    dataset = _REGISTRY[name].loader(request)
+    for split_name, split in dataset.splits().items():
+        if len(split) and (int(split.labels.min()) < 0 or int(split.labels.max()) >= dataset.num_classes):
+            raise ValueError(f"{name}: the {split_name} labels read from {request.root} range over "
+                             f"[{int(split.labels.min())}, {int(split.labels.max())}], expected 0..{dataset.num_classes - 1} "
+                             f"({dataset.num_classes} classes); the label files are not {name}'s (e.g. numbered "
+                             f"from 0 where {name} numbers from 1) or are corrupt")
+    return dataset
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,10 +262,17 @@ def stratified_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
     return shuffled[torch.sort(position, stable=True).indices]
 
 
-def _split_last(split: ImageSplit, count: int) -> tuple[ImageSplit, ImageSplit]:
+def _check_held_out(request: _Request, held_out: int, total: int, what: str = "training set") -> None:
+    """A validation split of `held_out` must leave training images."""
+    if held_out >= total:
+        raise ValueError(f"{request.name}: val_size {held_out} leaves no training images (the {what} under "
+                         f"{request.root} has {total}); pass a smaller val_size, or check that the files are "
+                         f"complete")
+
+
+def _split_last(request: _Request, split: ImageSplit, count: int) -> tuple[ImageSplit, ImageSplit]:
     """(all but the last `count`, the last `count`), e.g. CIFAR's first 45k / last 5k."""
-    if count >= len(split):
-        raise ValueError(f"val_size {count} leaves no training images (the training set has {len(split)})")
+    _check_held_out(request, count, len(split))
     cut = len(split) - count
     return split.subset(slice(0, cut)), split.subset(slice(cut, None))
 
@@ -282,17 +305,40 @@ def _find_folder(request: _Request, candidates: list[Path], required: list[str |
     raise _missing(request, expected, what, searched=candidates[1:])
 
 
-def _read_pickle(path: Path) -> dict:
-    """A pickled dict (Python 2 pickles of CIFAR/ImageNet64 included), with str keys and names."""
-    with open(path, "rb") as handle:
+@contextmanager
+def _reading(request: _Request, path: Path):
+    """Turn a failure to read `path` (truncated, corrupt, not the expected format) into a ValueError
+    that names the dataset, the file and what to do; a missing file stays a FileNotFoundError."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
+            zipfile.BadZipFile) as error:
+        how = _REGISTRY[request.name].how_to_get(request.name, request.root)
+        raise ValueError(f"{request.name}: cannot read {path} ({type(error).__name__}: {error}). The file is "
+                         f"truncated, corrupt or not in the expected format; delete it and get it again. "
+                         f"How to get it: {how}") from error
+
+
+def _read_pickle(request: _Request, path: Path, required: tuple[str, ...] = ()) -> dict:
+    """A pickled dict (Python 2 pickles of CIFAR/ImageNet64 included), with str keys and names;
+    `required`: keys it must hold."""
+    with _reading(request, path), open(path, "rb") as handle:
         data = pickle.load(handle, encoding="latin1")
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a pickled dict, got {type(data).__name__}")
+        raise ValueError(f"{request.name}: {path} should hold a pickled dict, it holds a {type(data).__name__}; "
+                         f"delete it and get it again")
     def text(value):
         return value.decode() if isinstance(value, bytes) else value
 
-    return {text(key): ([text(item) for item in value] if isinstance(value, list) else value)
+    data = {text(key): ([text(item) for item in value] if isinstance(value, list) else value)
             for key, value in data.items()}
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise ValueError(f"{request.name}: {path} lacks the entries {missing} (it holds {sorted(data)}); it is not "
+                         f"a {request.name} file, or it is corrupt: delete it and get it again")
+    return data
 
 
 def _assemble(request: _Request, train: ImageSplit, val: ImageSplit, test: ImageSplit, *, class_names,
@@ -375,13 +421,13 @@ def _fingerprint(files: list[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_image(path: Path, mode: str) -> np.ndarray:
+def _read_image(request: _Request, path: Path, mode: str) -> np.ndarray:
     from PIL import Image
-    with Image.open(path) as image:
+    with _reading(request, path), Image.open(path) as image:
         return np.asarray(image.convert(mode))
 
 
-def _decode_images(files: list[Path], size: int, mode: str, *, desc: str = "decode") -> torch.Tensor:
+def _decode_images(request: _Request, files: list[Path], size: int, mode: str) -> torch.Tensor:
     """Decode image files (PIL, a few threads) to uint8 (N, C, size, size): chunk by chunk, images
     of equal shape stacked and resized together."""
     from tqdm.auto import tqdm
@@ -389,10 +435,10 @@ def _decode_images(files: list[Path], size: int, mode: str, *, desc: str = "deco
     out = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
     chunk = 2048
     workers = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(files), desc=desc, unit="img",
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(files), desc=request.name, unit="img",
                                                     disable=len(files) < 5000) as progress:
         for start in range(0, len(files), chunk):
-            arrays = list(pool.map(lambda path: _read_image(path, mode), files[start:start + chunk]))
+            arrays = list(pool.map(lambda path: _read_image(request, path, mode), files[start:start + chunk]))
             by_shape: dict[tuple, list[int]] = {}
             for position, array in enumerate(arrays):
                 by_shape.setdefault(array.shape, []).append(position)
@@ -420,8 +466,8 @@ def _load_cached_images(request: _Request, files: list[Path], size: int, mode: s
             images = stored["images"]
             return images if wanted is None else images[wanted]
     if wanted is not None and len(wanted) < len(files):
-        return _decode_images([files[i] for i in wanted.tolist()], size, mode, desc=request.name)
-    images = _decode_images(files, size, mode, desc=request.name)
+        return _decode_images(request, [files[i] for i in wanted.tolist()], size, mode)
+    images = _decode_images(request, files, size, mode)
     from ..training.rundir import atomic_torch_save
     atomic_torch_save(cache, {"fingerprint": fingerprint, "images": images, "files": len(files)})
     print(f"{request.name}: cached {len(files)} decoded images in {cache}", file=sys.stderr)
@@ -477,13 +523,13 @@ def _load_cifar10(request: _Request) -> ImageDataset:
                           batches + ["test_batch"], "the CIFAR-10 python batches")
 
     def read(names):
-        parts = [_read_pickle(folder / name) for name in names]
+        parts = [_read_pickle(request, folder / name, ("data", "labels")) for name in names]
         images = np.concatenate([np.asarray(p["data"], dtype=np.uint8) for p in parts]).reshape(-1, 3, 32, 32)
         return ImageSplit(torch.from_numpy(images), _labels(np.concatenate([p["labels"] for p in parts])))
 
     meta = folder / "batches.meta"
-    names = _read_pickle(meta)["label_names"] if meta.exists() else CIFAR10_CLASSES
-    train, val = _split_last(read(batches), 5000 if request.val_size is None else request.val_size)
+    names = _read_pickle(request, meta)["label_names"] if meta.exists() else CIFAR10_CLASSES
+    train, val = _split_last(request, read(batches), 5000 if request.val_size is None else request.val_size)
     return _assemble(request, train, val, read(["test_batch"]), class_names=names, native_size=32,
                      split_notes="train = first 45k of the training batches, val = last 5k, test = test_batch")
 
@@ -500,17 +546,17 @@ def _load_cifar100(request: _Request) -> ImageDataset:
                           ["train", "test"], "the CIFAR-100 python files")
 
     def read(name):
-        part = _read_pickle(folder / name)
+        part = _read_pickle(request, folder / name, ("data", "fine_labels", "coarse_labels"))
         images = np.asarray(part["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         fine, coarse = _labels(part["fine_labels"]), _labels(part["coarse_labels"])
         labels = coarse if request.label_kind == "coarse" else fine
         return ImageSplit(torch.from_numpy(images), labels.clone(), {"coarse_labels": coarse, "fine_labels": fine})
 
     meta_path = folder / "meta"
-    meta = _read_pickle(meta_path) if meta_path.exists() else {}
+    meta = _read_pickle(request, meta_path) if meta_path.exists() else {}
     fine_names = meta.get("fine_label_names", [f"class_{i}" for i in range(100)])
     coarse_names = meta.get("coarse_label_names", [f"superclass_{i}" for i in range(20)])
-    train, val = _split_last(read("train"), 5000 if request.val_size is None else request.val_size)
+    train, val = _split_last(request, read("train"), 5000 if request.val_size is None else request.val_size)
     return _assemble(request, train, val, read("test"),
                      class_names=coarse_names if request.label_kind == "coarse" else fine_names, native_size=32,
                      extra_names={"coarse_labels": coarse_names, "fine_labels": fine_names},
@@ -597,8 +643,7 @@ def _load_tiny_imagenet(request: _Request) -> ImageDataset:
     train_labels = _labels(train_labels)
     order = stratified_order(train_labels, request.seed)
     held_out = 10000 if request.val_size is None else request.val_size
-    if held_out >= len(order):
-        raise ValueError(f"val_size {held_out} leaves no training images (the training set has {len(order)})")
+    _check_held_out(request, held_out, len(order))
     splits = {"train": (order[held_out:], train_labels[order[held_out:]], {}),
               "val": (order[:held_out], train_labels[order[:held_out]], {}),
               "test": (torch.arange(test_start, len(files)), _labels(test_labels), {})}
@@ -613,53 +658,90 @@ def _load_tiny_imagenet(request: _Request) -> ImageDataset:
 
 @_register("imagenet64", "paper",
            manual="register at https://image-net.org/download-images.php, download 'Downsampled ImageNet "
-               "64x64' (Imagenet64_train_npz.zip and Imagenet64_val_npz.zip) and unzip both into {root}")
+               "64x64' (Imagenet64_train_part1_npz.zip, Imagenet64_train_part2_npz.zip and "
+               "Imagenet64_val_npz.zip) and unzip all three into {root}")
 def _load_imagenet64(request: _Request) -> ImageDataset:
-    """Downsampled ImageNet 64×64 (Chrabaszcz et al. 2017), 1,000 classes, kept at 64×64:
-    Imagenet64_train_npz/train_data_batch_<i>.npz and Imagenet64_val_npz/val_data.npz ('data'
-    (N, 12288) uint8 in CHW order, 1-based 'labels'), or the pickle variant (Imagenet64_train/,
-    Imagenet64_val/). test = the official validation set (50,000); val = a seeded random 10,000
-    (`val_size`) held out of the 1.28M training images. Needs about 16 GB of memory in full."""
+    """Downsampled ImageNet 64×64 (Chrabaszcz et al. 2017), 1,000 classes, kept at 64×64, as
+    downloaded: Imagenet64_train_part1_npz/train_data_batch_1..5.npz,
+    Imagenet64_train_part2_npz/train_data_batch_6..10.npz and Imagenet64_val_npz/val_data.npz
+    ('data' (N, 12288) uint8 in CHW order, 'labels' numbered from 1). The ten training batches may
+    also sit in one Imagenet64_train_npz/ folder, and the pickle variant (Imagenet64_train_part1/,
+    Imagenet64_train_part2/ or Imagenet64_train/, and Imagenet64_val/) is accepted. test = the
+    official validation set (50,000); val = a seeded random 10,000 (`val_size`) held out of the
+    1.28M training images. The .npz batches are read twice (labels first, then each batch straight
+    into one preallocated tensor: about 16 GB in full); the pickle variant holds the decoded
+    batches and the tensor at once (about 32 GB)."""
     bases = [request.root, request.root / "imagenet64"]
-    layouts = [("Imagenet64_train_npz", "Imagenet64_val_npz", ".npz"), ("Imagenet64_train", "Imagenet64_val", "")]
+    layouts = [(("Imagenet64_train_part1_npz", "Imagenet64_train_part2_npz", "Imagenet64_train_npz"),
+                "Imagenet64_val_npz", ".npz"),
+               (("Imagenet64_train_part1", "Imagenet64_train_part2", "Imagenet64_train"), "Imagenet64_val", "")]
+
+    def batch_number(path: Path, suffix: str) -> int:
+        number = path.name[len("train_data_batch_"):len(path.name) - len(suffix)]
+        return int(number) if number.isdigit() else -1
+
     chosen = None
     for base in bases:
-        for train_dir, val_dir, suffix in layouts:
-            batches = sorted((base / train_dir).glob(f"train_data_batch_*{suffix}"),
-                             key=lambda p: int(p.name[len("train_data_batch_"):len(p.name) - len(suffix)]))
-            if batches and (base / val_dir / f"val_data{suffix}").exists():
-                chosen = (base, batches, base / val_dir / f"val_data{suffix}")
+        for train_dirs, val_dir, suffix in layouts:
+            found = [path for train_dir in train_dirs for path in (base / train_dir).glob(f"train_data_batch_*{suffix}")
+                     if batch_number(path, suffix) >= 0 and (suffix or not path.name.endswith(".npz"))]
+            if found and (base / val_dir / f"val_data{suffix}").exists():
+                numbers = [batch_number(path, suffix) for path in found]
+                twice = sorted({n for n in numbers if numbers.count(n) > 1})
+                if twice:
+                    raise ValueError(f"imagenet64: train_data_batch_{twice[0]}{suffix} is in more than one of "
+                                     f"{', '.join(str(base / d) for d in train_dirs)}; keep one copy of each batch")
+                chosen = (base, sorted(found, key=lambda path: batch_number(path, suffix)),
+                          base / val_dir / f"val_data{suffix}")
                 break
         if chosen:
             break
     if chosen is None:
-        raise _missing(request, [request.root / "Imagenet64_train_npz" / "train_data_batch_1.npz",
-                                 request.root / "Imagenet64_val_npz" / "val_data.npz",
-                                 request.root / "Imagenet64_train" / "train_data_batch_1 (pickle variant)"],
-                       "the downsampled ImageNet 64x64 batches")
+        raise _missing(request, [request.root / "Imagenet64_train_part1_npz" / "train_data_batch_1.npz",
+                                 request.root / "Imagenet64_train_part2_npz" / "train_data_batch_6.npz",
+                                 request.root / "Imagenet64_val_npz" / "val_data.npz"],
+                       "the downsampled ImageNet 64x64 batches",
+                       searched=[request.root / "Imagenet64_train_npz", request.root / "Imagenet64_train_part1",
+                                 request.root / "Imagenet64_train", request.root / "imagenet64"])
     base, batch_files, val_file = chosen
 
-    def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        if path.suffix == ".npz":
-            with np.load(path) as archive:
-                data, labels = archive["data"], archive["labels"]
-        else:
-            stored = _read_pickle(path)
-            data, labels = stored["data"], stored["labels"]
+    def read(path: Path, labels_only: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+        with _reading(request, path):
+            if path.suffix == ".npz":
+                with np.load(path) as archive:
+                    labels = archive["labels"]
+                    data = None if labels_only else archive["data"]
+            else:
+                stored = _read_pickle(request, path, ("data", "labels"))
+                data, labels = stored["data"], stored["labels"]
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1) - 1                       # 1-based on disk
+        if labels_only:
+            return None, labels
         data = np.asarray(data, dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 64 * 64:
-            raise ValueError(f"imagenet64: {path} holds 'data' of shape {data.shape}, expected (N, 12288)")
-        return data.reshape(-1, 3, 64, 64), np.asarray(labels, dtype=np.int64) - 1      # 1-based on disk
+        if data.ndim != 2 or data.shape[1] != 3 * 64 * 64 or data.shape[0] != len(labels):
+            raise ValueError(f"imagenet64: {path} holds 'data' of shape {data.shape} and {len(labels)} labels, "
+                             f"expected (N, 12288) and N labels")
+        return data.reshape(-1, 3, 64, 64), labels
 
-    parts = [read(path) for path in batch_files]
-    total = sum(len(labels) for _, labels in parts)
+    if all(path.suffix == ".npz" for path in batch_files):
+        counts = [len(read(path, labels_only=True)[1]) for path in batch_files]
+        parts = None
+    else:
+        parts = [read(path) for path in batch_files]
+        counts = [len(labels) for _, labels in parts]
+    total = sum(counts)
     train_images = torch.empty((total, 3, 64, 64), dtype=torch.uint8)
     train_labels = torch.empty(total, dtype=torch.int64)
     start = 0
-    for data, labels in parts:
+    for index, path in enumerate(batch_files):
+        data, labels = read(path) if parts is None else parts[index]
+        if len(labels) != counts[index]:
+            raise ValueError(f"imagenet64: {path} changed while it was read ({counts[index]} then {len(labels)} labels)")
         train_images[start:start + len(labels)] = torch.from_numpy(data)
         train_labels[start:start + len(labels)] = torch.from_numpy(labels)
         start += len(labels)
+        if parts is not None:
+            parts[index] = None
     del parts
     val_images, val_labels = read(val_file)
     num_classes = 1000
@@ -671,8 +753,7 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
             if len(fields) >= 3 and fields[1].isdigit() and 1 <= int(fields[1]) <= num_classes:
                 names[int(fields[1]) - 1] = fields[2]
     held_out = 10000 if request.val_size is None else request.val_size
-    if held_out >= total:
-        raise ValueError(f"val_size {held_out} leaves no training images (the training set has {total})")
+    _check_held_out(request, held_out, total)
     permutation = torch.randperm(total, generator=torch.Generator().manual_seed(request.seed))
     val_rows = torch.sort(permutation[:held_out]).values
     val = ImageSplit(train_images[val_rows], train_labels[val_rows])
@@ -720,7 +801,9 @@ def _load_mnist(request: _Request) -> ImageDataset:
 
     def read(name):
         path = folder / name
-        return _read_idx(path if path.exists() else folder / (name + ".gz"))
+        path = path if path.exists() else folder / (name + ".gz")
+        with _reading(request, path):
+            return _read_idx(path)
 
     def split(prefix):
         images, labels = read(f"{prefix}-images-idx3-ubyte"), read(f"{prefix}-labels-idx1-ubyte")
@@ -728,7 +811,7 @@ def _load_mnist(request: _Request) -> ImageDataset:
             raise ValueError(f"mnist: {prefix} images {images.shape} and labels {labels.shape} do not match")
         return ImageSplit(torch.from_numpy(images.copy()).unsqueeze(1), _labels(labels))
 
-    train, val = _split_last(split("train"), 5000 if request.val_size is None else request.val_size)
+    train, val = _split_last(request, split("train"), 5000 if request.val_size is None else request.val_size)
     return _assemble(request, train, val, split("t10k"), class_names=DIGIT_NAMES, native_size=32,
                      split_notes="train = first 55k of the training set, val = last 5k, test = t10k")
 
@@ -745,15 +828,14 @@ def _load_svhn(request: _Request) -> ImageDataset:
                           ["train_32x32.mat", "test_32x32.mat"], "the SVHN .mat files")
 
     def split(name):
-        try:
+        with _reading(request, folder / name):
             stored = loadmat(folder / name)
-        except Exception as error:                                                  # noqa: BLE001
-            raise ValueError(f"svhn: cannot read {folder / name} ({error}); delete it and download it again") from error
+            stored["X"], stored["y"]
         images = np.ascontiguousarray(np.transpose(stored["X"], (3, 2, 0, 1)))        # (N, 3, H, W)
         labels = np.asarray(stored["y"], dtype=np.int64).reshape(-1) % 10                # 10 means digit 0
         return ImageSplit(torch.from_numpy(images.astype(np.uint8, copy=False)), _labels(labels))
 
-    train, val = _split_last(split("train_32x32.mat"), 5000 if request.val_size is None else request.val_size)
+    train, val = _split_last(request, split("train_32x32.mat"), 5000 if request.val_size is None else request.val_size)
     return _assemble(request, train, val, split("test_32x32.mat"), class_names=DIGIT_NAMES, native_size=32,
                      split_notes="train = train_32x32 minus its last 5k, val = last 5k, test = test_32x32")
 
@@ -774,20 +856,21 @@ def _load_mnist_m(request: _Request) -> ImageDataset:
     files, splits = [], {}
     for part in ("train", "test"):
         start, labels = len(files), []
-        for line in (folder / f"mnist_m_{part}_labels.txt").read_text().splitlines():
-            fields = line.split()
-            if len(fields) != 2:
-                continue
-            files.append(folder / f"mnist_m_{part}" / fields[0])
-            labels.append(int(fields[1]))
+        listing = folder / f"mnist_m_{part}_labels.txt"
+        with _reading(request, listing):
+            for line in listing.read_text().splitlines():
+                fields = line.split()
+                if len(fields) != 2:
+                    continue
+                labels.append(int(fields[1]))
+                files.append(folder / f"mnist_m_{part}" / fields[0])
         missing = [path for path in files[start:] if not path.exists()]
         if missing:
             raise _missing(request, missing[:5], f"{len(missing)} images listed in mnist_m_{part}_labels.txt")
         splits[part] = (torch.arange(start, len(files)), _labels(labels), {})
     train_index, train_labels, _ = splits.pop("train")
     held_out = 5000 if request.val_size is None else request.val_size
-    if held_out >= len(train_index):
-        raise ValueError(f"val_size {held_out} leaves no training images (the training list has {len(train_index)})")
+    _check_held_out(request, held_out, len(train_index), "training list")
     cut = len(train_index) - held_out
     splits = {"train": (train_index[:cut], train_labels[:cut], {}),
               "val": (train_index[cut:], train_labels[cut:], {}), "test": splits["test"]}
@@ -799,7 +882,7 @@ def _load_mnist_m(request: _Request) -> ImageDataset:
 # PACS
 
 
-@_register("pacs", "paper",
+@_register("pacs", "paper", options=("split",),
            manual="download PACS (Li et al., ICCV 2017; https://domaingeneralization.github.io/) and place either "
                "the 'pacs_data' folder as {root}/pacs_data/<domain>/<class>/*.jpg, or the 'kfold' folder as "
                "{root}/PACS/kfold/<domain>/<class>/* with the split lists <domain>_{{train,crossval,test}}_kfold.txt "
@@ -913,7 +996,8 @@ def _load_digits(request: _Request) -> ImageDataset:
     n_test = round(0.2 * len(split))
     n_val = round(0.1 * len(split)) if request.val_size is None else request.val_size
     if n_test + n_val >= len(split):
-        raise ValueError(f"val_size {n_val} leaves no training images (digits has {len(split) - n_test} to share)")
+        raise ValueError(f"digits: val_size {n_val} leaves no training images ({len(split) - n_test} images "
+                         f"to share between train and val)")
     test, val, train = (split.subset(order[:n_test]), split.subset(order[n_test:n_test + n_val]),
                         split.subset(order[n_test + n_val:]))
     return _assemble(request, train, val, test, class_names=class_names, native_size=32,
@@ -921,14 +1005,11 @@ def _load_digits(request: _Request) -> ImageDataset:
                      extra_names=extra_names)
 
 
-@_register("synthetic", "crop", manual="nothing to get: it is generated")
+@_register("synthetic", "crop", manual="nothing to get: it is generated",
+           options=("num_classes", "train_size", "test_size", "noise", "channels"))
 def _load_synthetic(request: _Request) -> ImageDataset:
     """Generated images (see `make_synthetic_images`); options: num_classes, train_size, test_size,
     noise, channels."""
-    allowed = ("num_classes", "train_size", "test_size", "noise", "channels")
-    unknown = sorted(set(request.options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown synthetic option(s) {unknown}; expected some of {', '.join(allowed)}")
     data = make_synthetic_images(**request.options, val_size=1000 if request.val_size is None else request.val_size,
                                  image_size=request.size(32), seed=request.seed)
     return _assemble(request, data.train, data.val, data.test, class_names=data.class_names,
