@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError) as error:   # bad values or a missing dataset: usage, exit code 2
         args.subparser.error(str(error))
-    except (ConnectionError, FloatingPointError) as error:   # a failed download, a diverged run: exit 1
+    except (ConnectionError, FloatingPointError, OSError) as error:   # a failed download, a diverged run,
+        # a disk that is full or a folder that cannot be written: exit 1
         print(f"{args.subparser.prog}: error: {error}", file=sys.stderr)
         return 1
     return 2

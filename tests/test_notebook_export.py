@@ -30,9 +30,11 @@ def test_papermill_run_of_notebook_03_with_parameters_exports_a_standalone_page(
     # quick mode ran the comparison on digits (resnet29 -> convnet4), one epoch per method
     group = tmp_path / "runs" / "digits-convnet4-compare-seed0"
     summaries = {p.parent.name: json.loads(p.read_text()) for p in group.glob("*/summary.json")}
-    assert set(summaries) == {"vanilla", "mn_ifilm"} and {s["epochs"] for s in summaries.values()} == {1}
+    assert set(summaries) == {"vanilla", "mn", "mn_ifilm"} and {s["epochs"] for s in summaries.values()} == {1}
     # every plotly figure is in the page, with plotly.js itself inline (no CDN, no kernel needed)
     html = open(paths["html"], encoding="utf-8").read()
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not widgets and "0%|" not in html                             # no stale progress bars saved
     figures = sum("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
     assert figures >= 2 and html.count("Plotly.newPlot(") >= figures
     assert "* plotly.js v" in html and 'src="https://cdn.plot.ly' not in html

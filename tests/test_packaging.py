@@ -61,7 +61,11 @@ def test_top_level_environment_installs_the_package_with_constraints():
 
 @pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebook_contract(notebook):
-    cells = json.loads(notebook.read_text())["cells"]
+    stored = json.loads(notebook.read_text())
+    cells = stored["cells"]
+    ids = [c.get("id") for c in cells]
+    assert (stored["nbformat"], stored["nbformat_minor"]) >= (4, 5) and all(ids) and len(set(ids)) == len(ids), \
+        "every cell needs its own id (nbformat 4.5; papermill warns otherwise)"
     code = [c for c in cells if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit with outputs cleared"
     first = code[0]

@@ -82,3 +82,34 @@ def test_compare_methods_reuses_resumes_and_refuses_other_settings(tmp_path, mon
     experiments.compare_methods(changed, ["vanilla"], group_dir=group, progress=False, overwrite=True)
     assert calls[-1] == ("vanilla", False, True)
     assert json.loads((group / "vanilla" / "config.json").read_text())["temperature"] == 0.5
+
+
+@pytest.mark.parametrize("compare_with, methods", [
+    (["vanilla", "mn"], ["vanilla", "mn", "mn_ifilm"]),
+    ("vanilla", ["vanilla", "mn_ifilm"]),                            # papermill -p compare_with vanilla
+    ("vanilla,mn", ["vanilla", "mn", "mn_ifilm"]),
+    ('["vanilla", "mn_ifilm"]', ["vanilla", "mn_ifilm"]),            # a list written as text; no repeat
+    ("", ["mn_ifilm"]),
+    (None, ["mn_ifilm"]),
+])
+def test_a_notebooks_methods_come_from_a_list_or_from_papermill_text(compare_with, methods):
+    from nslviz.training.experiments import method_list
+    assert method_list(compare_with, "mn_ifilm") == methods
+
+
+def test_an_unknown_method_to_compare_with_is_named():
+    from nslviz.training.experiments import method_list
+    with pytest.raises(ValueError, match="unknown method 'v'; expected one of"):
+        method_list(["v"], "mn")
+    with pytest.raises(ValueError, match="compare_with must be a list"):
+        method_list(3, "mn")
+
+
+def test_a_notebooks_epochs_none_is_the_official_schedule():
+    from nslviz.training.config import TrainConfig
+    official = TrainConfig.from_preset("mn", dataset="tiny-imagenet", epochs=None)
+    assert (official.iterations, official.milestones) == (260_000, (180 / 260,))
+    assert official.length_text() == "260,000 iterations, lr x0.1 at 69%"
+    assert TrainConfig.from_preset("mn", dataset="cifar10", epochs=7).length_text() == "7 epochs, lr x0.1 at 75%"
+    sgd = TrainConfig.from_preset("mn", dataset="cifar10", optimizer="sgd", method="vanilla", lr=None, weight_decay=None)
+    assert (sgd.lr, sgd.weight_decay) == (0.1, 2e-4)                 # None: the optimizer's own values

@@ -97,6 +97,9 @@ def test_vanilla_extra_layer_holds_as_many_parameters_as_the_dictionary():
     assert logits.shape == (2, 10)
     with pytest.raises(ValueError, match="entries S must be >= 1, got 0"):
         build_image_model("vanilla_extra", "convnet4", 10, entries=0)
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in parameter_groups(model, 0.075)}
+    assert id(model.head.hidden.weight) in groups["decay"]             # an ordinary layer, decayed
+    assert {id(p) for p in model.head.classifier.parameters()} == groups["no_decay"]
 
 
 def test_presets_follow_the_papers():
@@ -149,6 +152,32 @@ def test_sgd_takes_the_official_vanilla_sgd_recipe_not_adamws_decay():
     assert (adamw.lr, adamw.weight_decay, adamw.milestones) == (1e-3, 0.075, (0.75,))
     assert isinstance(build_optimizer(build_image_model("mn", "convnet4", 10, in_channels=1, image_size=16,
                                                         entries=20), adamw), torch.optim.AdamW)
+
+
+def test_milestones_on_the_same_iteration_each_decay_the_learning_rate():
+    config = TrainConfig(optimizer="sgd", epochs=1)                     # 0.5, 2/3, 5/6 of 3 iterations
+    assert config.milestone_iterations(3) == [1, 2, 2]
+    from nslviz.training.optim import build_scheduler
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = build_scheduler(optimizer, config, 3)
+    for _ in range(3):
+        optimizer.step(), scheduler.step()
+    assert scheduler.get_last_lr()[0] == pytest.approx(0.1 * 0.1 ** 3)    # three decays, as asked
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(backbone="resnet30"), "unknown backbone 'resnet30'; expected one of .*'resnet29'"),
+    (dict(dataset="cifar1000"), "unknown image dataset 'cifar1000'; expected one of .*'cifar100'"),
+    (dict(device="gpu"), "unknown device 'gpu'"),
+    (dict(optimizer="sgd", momentum=float("nan")), r"momentum must be in \[0, 1\), got nan"),
+    (dict(optimizer="sgd", momentum=1.5), r"momentum must be in \[0, 1\), got 1.5"),
+    (dict(optimizer="sgd", momentum=0.0), "Nesterov momentum needs momentum > 0.*nesterov false"),
+])
+def test_a_config_names_its_bad_field_when_it_is_made(fields, message):
+    """Before any data is loaded or folder made: a notebook's config cell fails, not its training cell."""
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**fields)
+    assert TrainConfig(optimizer="sgd", momentum=0.0, nesterov=False).momentum == 0.0
 
 
 def test_batch_size_defaults_to_the_papers_128_but_32_on_the_small_digits_set():
@@ -311,6 +340,52 @@ def test_resume_refuses_a_changed_configuration(reference_run):
         train(TrainConfig(**TINY), run_dir.parent / "nothing-here", resume=True, progress=False)
 
 
+def test_resume_refuses_another_precision_or_process_count(reference_run, tmp_path):
+    """amp is a run-time setting, but bf16 autocast changes the numbers: a CPU run resumed on a GPU
+    with amp 'auto' would silently switch to bf16. The same holds for the number of processes."""
+    run_dir, _ = reference_run
+    with pytest.raises(ValueError, match="trained with precision 'fp32' and would go on with 'bf16'.*--amp"):
+        train(TrainConfig(**{**TINY, "amp": "bf16"}), run_dir, resume=True, progress=False)
+    from nslviz.training.trainer import _check_same_setting
+    with pytest.raises(ValueError, match="world_size 1 and would go on with 2.*nproc_per_node"):
+        _check_same_setting({"precision": "fp32", "world_size": 1}, {"precision": "fp32", "world_size": 2})
+    _check_same_setting({}, {"precision": "bf16", "world_size": 2})       # checkpoints from before: no record
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]["world_size"] == 1
+
+
+def test_overwrite_removes_every_file_of_the_run_it_replaces(reference_run, tmp_path):
+    import shutil
+    run_dir = tmp_path / "replaced"
+    shutil.copytree(reference_run[0], run_dir)
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, progress=False)
+
+    def killed_at_2(i):
+        if i == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):                           # replaced, and cut before a checkpoint
+        train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, overwrite=True, progress=False,
+              on_iteration=killed_at_2)
+    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.jsonl"}   # no summary or best.pt of the MN run
+    assert json.loads((run_dir / "config.json").read_text())["method"] == "vanilla"
+    with pytest.raises(ValueError, match="no checkpoint.pt"):
+        train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, resume=True, progress=False)
+    replaced = train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, progress=False)   # the folder is free again
+    assert replaced["method"] == "vanilla" and "test_acc_before_finetune" not in replaced
+
+
+def test_an_unusable_run_directory_is_refused_before_any_work(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    for run_dir, message in ((a_file, "is a file, not a folder"), (a_file / "sub", "cannot be made: .*a-file' is a file")):
+        with pytest.raises(ValueError, match=message):
+            train(TrainConfig(**TINY), run_dir, progress=False)
+    from nslviz.__main__ import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *_tiny_args(), "--run-dir", str(a_file)])
+    assert exit_info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+
+
 def test_best_checkpoint_is_the_highest_validation_accuracy_ties_broken_by_lower_loss(tmp_path, monkeypatch):
     import nslviz.training.trainer as trainer
     real_evaluate, scripted = trainer.evaluate, [(0.5, 1.0), (0.9, 0.5), (0.9, 0.3), (0.9, 0.4), (0.8, 0.1)]
@@ -392,6 +467,8 @@ def test_cli_train_json_last_line(tmp_path, reference_run):
     (["--optimizer", "sgd", "--nesterov", "maybe"], "expected true or false, got 'maybe'"),
     (["--freeze-backbone", "maybe"], "expected true or false, got 'maybe'"),
     (["--init-backbone", "nowhere", "--epochs", "1"], "init_backbone: no best.pt in 'nowhere'"),
+    (["--optimizer", "sgd", "--momentum", "nan"], "expected a number in [0, 1), got 'nan'"),
+    (["--clip-value", "-1"], "expected a positive number or 'none', got '-1'"),
 ])
 def test_cli_train_bad_arguments_exit_2_with_a_message(args, message, capsys):
     from nslviz.__main__ import main

@@ -17,7 +17,8 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
                     timeout: int = 1800) -> dict:
     """Run `notebook` with papermill (parameters injected after its `parameters` cell) in its own
     folder, then export the executed notebook to HTML (plotly figures embed plotly.js, so the page,
-    animations included, works offline with no kernel). Returns the two paths."""
+    animations included, works offline with no kernel; see `drop_widget_outputs` for the widgets).
+    Returns the two paths."""
     import nbformat
     import papermill
     from nbconvert import HTMLExporter
@@ -30,10 +31,23 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
                                cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
                                execution_timeout=timeout)
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    executed_notebook = drop_widget_outputs(nbformat.read(executed, as_version=4))
+    nbformat.write(executed_notebook, executed)
+    body, _ = HTMLExporter().from_notebook_node(executed_notebook)
     html = executed.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
     return {"notebook": str(executed.resolve()), "html": str(html.resolve())}
+
+
+def drop_widget_outputs(notebook):
+    """Remove the ipywidgets outputs (tqdm progress bars, sliders) of a notebook executed headless:
+    their state is not saved, so a static page shows them as empty boxes and the saved text of a
+    progress bar is a stale "0%". The figures and the printed results stay."""
+    widget = "application/vnd.jupyter.widget-view+json"
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [output for output in cell.outputs if widget not in output.get("data", {})]
+    return notebook
 
 
 def add_parser(subparsers) -> None:

@@ -79,10 +79,11 @@ def add_parser(subparsers) -> None:
     opt.add_argument("--optimizer", choices=OPTIMIZERS)
     opt.add_argument("--lr", type=positive_float, help="default: AdamW 1e-3, SGD 0.1")
     opt.add_argument("--weight-decay", type=float, help="default: AdamW 0.075 (decoupled), SGD 2e-4 (L2)")
-    opt.add_argument("--momentum", type=float)
+    opt.add_argument("--momentum", type=fraction, help="SGD momentum in [0, 1) (default 0.9)")
     opt.add_argument("--nesterov", type=_boolean, help="SGD with Nesterov momentum (default: true, the official MN SGD baseline)")
     opt.add_argument("--milestones", type=_milestones, help="lr decay points as fractions of training, e.g. 0.75")
-    opt.add_argument("--clip-value", type=positive_float)
+    opt.add_argument("--clip-value", type=_clip_value, help="clip every gradient element to [-v, v]; 'none' turns "
+                     "clipping off (default: 10, the official MN value)")
     opt.add_argument("--label-smoothing", type=fraction)
     data = p.add_argument_group("data")
     data.add_argument("--label-kind", choices=("fine", "coarse", "domain"),
@@ -109,6 +110,15 @@ def add_parser(subparsers) -> None:
     run.add_argument("--no-progress", action="store_true", default=False)
     run.add_argument("--json", action="store_true", default=False, help="end the output with one JSON object")
     p.set_defaults(run=main, subparser=p)
+
+
+def _clip_value(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
 
 
 def config_from_args(args) -> TrainConfig:

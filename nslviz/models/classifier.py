@@ -45,12 +45,16 @@ def _classifier(feature_dim: int, num_classes: int, classifier: str) -> nn.Modul
 class ExtraLayerHead(nn.Module):
     """MN Appendix A.3's control: a hidden layer of width `hidden` (ReLU) before the classifier, so
     that the vanilla model gets as many extra parameters as MN's dictionary (hidden = S gives
-    d·S + S·C = S·(d + C), exactly the dictionary's count)."""
+    d·S + S·C = S·(d + C), exactly the dictionary's count). The hidden layer is an ordinary layer
+    and is weight-decayed; only the classifier and its scale are not (as every method's classifier)."""
 
     def __init__(self, feature_dim: int, num_classes: int, hidden: int, classifier: str):
         super().__init__()
         self.hidden = nn.Linear(feature_dim, hidden, bias=False)
         self.classifier = _classifier(hidden, num_classes, classifier)
+
+    def no_weight_decay_parameters(self) -> list[nn.Parameter]:
+        return list(self.classifier.parameters())
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.relu(self.hidden(features)))
@@ -83,8 +87,10 @@ class ImageClassifier(nn.Module):
 
     def no_weight_decay_parameters(self) -> list[nn.Parameter]:
         """The head: classifier, scale τ and, for MN, the dictionary, α and T (official code: the
-        "memory" scope is excluded from weight decay; the vanilla baseline uses the same exclusions)."""
-        return [p for p in self.head.parameters() if p.requires_grad]
+        "memory" scope is excluded from weight decay; the vanilla baseline uses the same exclusions).
+        vanilla_extra's hidden layer is decayed (`ExtraLayerHead`)."""
+        own = getattr(self.head, "no_weight_decay_parameters", None)
+        return [p for p in (own() if own else self.head.parameters()) if p.requires_grad]
 
 
 def build_mn_head(feature_dim: int, num_classes: int, *, entries: int = 5000, temperature: float = 0.2,

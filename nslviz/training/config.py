@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from .._checks import check_choice, check_fraction, check_positive
 from ..datasets.augment import AUGMENT_POLICIES as AUGMENTATIONS
 from ..models.classifier import CLASSIFIERS, METHODS
+from ..models.registry import available_backbones
+from ..datasets.images import available_image_datasets
+from .distributed import check_device_name
 
 OPTIMIZERS = ("adamw", "sgd")
 AMP_MODES = ("auto", "bf16", "off")
@@ -97,6 +100,9 @@ class TrainConfig:
 
     def __post_init__(self):
         check_choice("method", self.method, METHODS)
+        check_choice("image dataset", self.dataset, available_image_datasets())
+        check_choice("backbone", self.backbone, available_backbones())
+        check_device_name(self.device)
         check_choice("classifier", self.classifier, CLASSIFIERS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name, value in OPTIMIZER_DEFAULTS[self.optimizer].items():
@@ -108,6 +114,11 @@ class TrainConfig:
             raise ValueError(f"init_backbone must be a run directory (a path string), got {self.init_backbone!r}")
         if not isinstance(self.nesterov, bool):
             raise ValueError(f"nesterov must be true or false, got {self.nesterov!r}")
+        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("Nesterov momentum needs momentum > 0; got momentum 0 with nesterov on: "
+                             "set nesterov=False (CLI --nesterov false) for plain SGD")
         if self.augment is not None:
             check_choice("augment", self.augment, AUGMENTATIONS)
         check_choice("amp", self.amp, AMP_MODES)
@@ -142,6 +153,9 @@ class TrainConfig:
         """A paper recipe with `overrides` on top; preset None gives the dataclass defaults. Unless
         `epochs` or `iterations` is given, the training length and lr milestones are the official
         schedule of the dataset (`PAPER_SCHEDULES`), where there is one."""
+        # None for the length or the milestones means "not given" (a notebook's `epochs = None`)
+        overrides = {k: v for k, v in overrides.items()
+                     if not (k in ("epochs", "iterations", "milestones") and v is None)}
         if preset is not None:
             check_choice("preset", preset, PRESETS)
             fields = {**PRESET_FIELDS[preset], **overrides}
@@ -178,12 +192,19 @@ class TrainConfig:
             return self.epochs
         return max(1, math.ceil(self.iterations / batches_per_epoch))
 
+    def length_text(self) -> str:
+        """How long it trains and when the lr decays, for a notebook's or a log's first line."""
+        length = f"{self.iterations:,} iterations" if self.iterations is not None else f"{self.epochs} epochs"
+        decays = ", ".join(f"{m:.0%}" for m in self.milestones)
+        return f"{length}, lr x{self.lr_decay:g} at {decays}" if decays else length
+
     def total_iterations(self, batches_per_epoch: int) -> int:
         return self.epochs_for(batches_per_epoch) * batches_per_epoch
 
     def milestone_iterations(self, batches_per_epoch: int) -> list[int]:
         total = self.total_iterations(batches_per_epoch)
-        return sorted({max(1, math.floor(m * total)) for m in self.milestones})
+        # a list, not a set: milestones that fall on the same iteration decay the lr once each
+        return sorted(max(1, math.floor(m * total)) for m in self.milestones)
 
 
 # S of MN Appendix A.2 (CIFAR-10/CINIC-10: 5000, CIFAR-100/Tiny-ImageNet: 10000; the paper does not

@@ -13,16 +13,26 @@ import torch
 import torch.distributed as dist
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" picks CUDA when present; an explicit "cuda" without a GPU is an error that says so."""
+def check_device_name(device: str | torch.device) -> torch.device | None:
+    """The device a name means, without asking whether it is present: None for "auto"; a name other
+    than 'auto', 'cpu', 'cuda' or 'cuda:N' is an error naming it."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
-        device = torch.device(device)
+        parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"unknown device {str(device)!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if device.type not in ("cpu", "cuda"):
+    if parsed.type not in ("cpu", "cuda"):
         raise ValueError(f"device {str(device)!r} is not supported; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return parsed
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" picks CUDA when present; an explicit "cuda" without a GPU is an error that says so."""
+    parsed = check_device_name(device)
+    if parsed is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = parsed
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} was asked for but no CUDA device is available; use 'cpu' or 'auto'")
     return device

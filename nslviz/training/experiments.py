@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .._checks import check_choice
 from ..paths import runs_root
+from ..models.classifier import METHODS
 from .config import TrainConfig
 from .rundir import RunDirectory
 from .trainer import default_run_name, train
@@ -37,6 +38,22 @@ def quick_config(config: TrainConfig, *, epochs: int = 4) -> TrainConfig:
         entries=100, device="cpu", amp="off", compile=False, augment="crop", train_limit=None,
         eval_limit=None, image_size=32 if backbone.endswith("_64") else 16, checkpoint_every=1000,
         val_size=None, download=False, milestones=(0.75,))
+
+
+def method_list(compare_with, method: str) -> list[str]:
+    """The methods a notebook trains: `compare_with`, then `method`, each once. `compare_with` is a
+    list, or a string as `papermill -p compare_with ...` passes it: "vanilla,mn", "vanilla mn" or
+    '["vanilla", "mn"]'; "" or None: none. An unknown name is an error naming it."""
+    if compare_with is None:
+        compare_with = []
+    elif isinstance(compare_with, str):
+        compare_with = [name.strip(" '\"") for name in compare_with.strip().strip("[]").replace(",", " ").split()]
+    elif not isinstance(compare_with, (list, tuple)):
+        raise ValueError(f"compare_with must be a list of methods or a string like 'vanilla,mn', got {compare_with!r}")
+    methods = list(dict.fromkeys([*[name for name in compare_with if name], method]))
+    for name in methods:
+        check_choice("method", name, METHODS)
+    return methods
 
 
 def run_group_dir(config: TrainConfig, group: str | None = None) -> Path:

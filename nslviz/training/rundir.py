@@ -65,6 +65,13 @@ class RunDirectory:
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     summary_path = property(lambda self: self.path / "summary.json")
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
+    best_path = property(lambda self: self.path / "best.pt")
+
+    def remove_previous_run(self) -> None:
+        """Delete what an earlier run left here (summary, checkpoints), before a fresh start replaces
+        it, so that no file of the old run is read as the new one's."""
+        for path in (self.summary_path, self.best_path, self.checkpoint_path):
+            path.unlink(missing_ok=True)
 
     def write_config(self, config: dict) -> None:
         atomic_write_json(self.config_path, config)

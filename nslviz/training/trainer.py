@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -70,7 +71,7 @@ def initialize_backbone(model: ImageClassifier, run_dir: str | Path) -> None:
     """init_backbone: copy the backbone weights (BatchNorm statistics included) of a finished run's
     best.pt into `model`; the head keeps its fresh initialisation. Two-stage experiments: a vanilla
     run's backbone under a new MN head, trained on (joint) or frozen (freeze_backbone)."""
-    path = Path(run_dir) / "best.pt"
+    path = RunDirectory(run_dir, create=False).best_path
     if not path.is_file():
         raise ValueError(f"init_backbone: no best.pt in {str(run_dir)!r}; expected the run directory of a "
                          f"train() run that finished at least one epoch")
@@ -178,6 +179,17 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
     return result
 
 
+def _check_same_setting(stored: dict, now: dict) -> None:
+    """Resume only under the autocast precision and process count the run started with: either
+    changes the numbers, and the promise is that a resumed run ends as an uninterrupted one would."""
+    hints = {"precision": "pass --amp bf16 or --amp off (amp=...) to match it",
+             "world_size": "start it with the same torchrun --nproc_per_node"}
+    for key, hint in hints.items():
+        if key in stored and stored[key] != now[key]:
+            raise ValueError(f"cannot resume: the run was trained with {key} {stored[key]!r} and would go on with "
+                             f"{now[key]!r}; {hint}, or start a new run directory")
+
+
 def _check_resumable(stored: TrainConfig, config: TrainConfig) -> None:
     before, now = stored.to_dict(), config.to_dict()
     changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before[k] != now[k])
@@ -197,6 +209,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: resume continues the run in the "
                          "run directory, overwrite replaces it")
+    check_run_dir_is_usable(run_path)
     if not resume and not overwrite:
         check_run_dir_is_free(run_path)
     context = distributed.setup(config.device)
@@ -206,6 +219,17 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
         return summary
     finally:
         distributed.teardown(context)
+
+
+def check_run_dir_is_usable(run_path: Path) -> None:
+    """A run directory must be a folder, or a path where one can be made, before any data is loaded."""
+    if run_path.exists() and not run_path.is_dir():
+        raise ValueError(f"run directory {str(run_path)!r} is a file, not a folder; choose another run directory")
+    existing = next(path for path in (run_path, *run_path.parents) if path.exists())
+    if not existing.is_dir():
+        raise ValueError(f"run directory {str(run_path)!r} cannot be made: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"run directory {str(run_path)!r} cannot be written: no write permission in {str(existing)!r}")
 
 
 def check_run_dir_is_free(run_path: Path) -> None:
@@ -258,12 +282,19 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     scheduler = build_scheduler(optimizer, config, batches)
     state = {"iteration": 0, "epoch": 0, "batch": 0, "best_val_acc": -1.0, "best_val_loss": math.inf, "best_epoch": -1,
              "seconds": 0.0, "epoch_sums": [0.0, 0.0, 0.0], "metrics_rows": 0}
+    # what changes the numbers without being a config field: autocast precision and the process count
+    setting = {"precision": "bf16" if _autocast(config, device) is not contextlib.nullcontext else "fp32",
+               "world_size": context.world_size}
     if checkpoint is not None:
+        _check_same_setting(checkpoint["state"], setting)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         state = checkpoint["state"]
+    state.update(setting)
     if run is not None:
+        if checkpoint is None:
+            run.remove_previous_run()
         run.write_config(config.to_dict())
         if checkpoint is None:
             run.write_metrics([])
@@ -335,7 +366,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         if _improves(val, state):
             state["best_val_acc"], state["best_val_loss"], state["best_epoch"] = val["acc"], val["loss"], state["epoch"] + 1
             if run is not None:
-                atomic_torch_save(run.path / "best.pt", model.state_dict())
+                atomic_torch_save(run.best_path, model.state_dict())
         state["epoch"] += 1
         state["batch"] = 0
         sums.zero_()
@@ -346,7 +377,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     bar.close()
 
     final_state = {k: v.clone() for k, v in model.state_dict().items()}
-    best = run_path / "best.pt"
+    best = RunDirectory(run_path, create=False).best_path
     context.barrier()
     if best.exists():
         model.load_state_dict(torch.load(best, map_location=device, weights_only=True))
@@ -409,7 +440,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     config = TrainConfig.from_dict(json.loads(run.config_path.read_text()))
     data = load_data(config)
     model = build_model(config, data.num_classes, data.channels, data.image_size)
-    path = run.path / "best.pt" if which == "best" else run.checkpoint_path
+    path = run.best_path if which == "best" else run.checkpoint_path
     if not path.exists():
         raise ValueError(f"no {path.name} in {str(run_dir)!r} yet; expected a run that finished at least one epoch")
     state = torch.load(path, map_location=device, weights_only=which == "best")
