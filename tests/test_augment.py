@@ -230,8 +230,11 @@ def test_policies_are_the_documented_compositions():
         return torch.Generator().manual_seed(3)
 
     g = generator()
-    expected = A.cutout(A.autoaugment_cifar10(A.random_flip(A.random_crop(images, 4, g), g), g), 16, g)
+    expected = A.cutout(A.autoaugment_cifar10(A.random_flip(A.random_crop(images, 4, g), g), g, fill=128), 16, g)
     assert torch.equal(A.augment_batch(images, "paper", generator()), expected)
+    g = generator()                                                  # grey borders, as the official code
+    torchvision_fill = A.cutout(A.autoaugment_cifar10(A.random_flip(A.random_crop(images, 4, g), g), g), 16, g)
+    assert not torch.equal(torchvision_fill, expected)
     g = generator()
     assert torch.equal(A.augment_batch(images, "crop_flip", generator()), A.random_flip(A.random_crop(images, 4, g), g))
     g = generator()

@@ -15,14 +15,16 @@ Policies of `augment_batch` (names in `AUGMENT_POLICIES`):
 * "nsl"        the same with *symmetric* padding (numpy/TF "symmetric": the edge pixel is repeated),
                which is what the official NSL code does (official-code-notes B.6).
 * "paper"      the official Meta-Neighborhoods recipe (official-code-notes A.7, MN12): zero-pad 4 +
-               random crop, flip, AutoAugment with the CIFAR-10 policy, Cutout 16×16.
+               random crop, flip, AutoAugment with the CIFAR-10 policy (borders filled grey 128, as
+               the official code's PIL AutoAugment does), Cutout 16×16.
 
 AutoAugment follows torchvision's `AutoAugment(AutoAugmentPolicy.CIFAR10)` (Cubuk et al. 2019):
 the same 25 sub-policies, probabilities, magnitude bins (10), signs, nearest-neighbour resampling
 and fill 0, and it agrees with torchvision's functional ops image by image (tests/test_augment.py).
-Deviation from the official MN code: that code used the common third-party PIL AutoAugment, whose
-geometric ops fill the uncovered border with grey 128 (torchvision and this module fill 0; pass
-`fill=128` to `autoaugment_cifar10` for grey) and whose shears resample bicubically.
+The official MN code used the common third-party PIL AutoAugment, whose geometric operations fill
+the uncovered border with grey 128: the "paper" policy does too (`PAPER_AUTOAUGMENT_FILL`), while
+`autoaugment_cifar10` fills 0 by default, as torchvision does. Deviation: that code's shears
+resample bicubically; here every geometric operation is nearest-neighbour, as in torchvision.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 AUGMENT_POLICIES = ("none", "flip", "crop", "crop_flip", "nsl", "paper")
+PAPER_AUTOAUGMENT_FILL = 128     # the official code's PIL AutoAugment fills uncovered borders grey
 PADDING_MODES = ("constant", "symmetric", "reflect", "circular")
 
 # The AutoAugment CIFAR-10 policy (Cubuk et al. 2019, Appendix; torchvision AutoAugmentPolicy.CIFAR10):
@@ -470,7 +473,7 @@ def augment_batch(images: torch.Tensor, policy: str, generator: torch.Generator 
     images = random_flip(random_crop(images, 4, generator), generator)
     if policy == "crop_flip":
         return images
-    return cutout(autoaugment_cifar10(images, generator), 16, generator)
+    return cutout(autoaugment_cifar10(images, generator, fill=PAPER_AUTOAUGMENT_FILL), 16, generator)
 
 
 def to_float(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
