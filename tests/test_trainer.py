@@ -248,9 +248,12 @@ def test_resume_after_an_interruption_mid_epoch_gives_the_same_final_metrics(ref
 
     interrupt_at(TrainConfig(**TINY), tmp_path / "cut", 9)            # checkpoint at 8; 9 is lost
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 1
+    torn = tmp_path / "cut" / ".checkpoint.pt.x1y2.tmp"               # what a kill during a write leaves
+    torn.write_bytes(b"half a checkpoint")
     resumed = train(TrainConfig(**TINY), tmp_path / "cut", resume=True, progress=False)
     assert stable(resumed) == stable(uninterrupted)
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert not torn.exists()
 
 
 def test_dictionary_init_from_data_starts_at_training_images():

@@ -27,10 +27,24 @@ def _atomic_write(path: Path, write) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)                # the rename itself survives a power cut
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:                               # e.g. a platform without folder descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_json(path, obj: Any) -> None:
@@ -66,6 +80,12 @@ class RunDirectory:
     summary_path = property(lambda self: self.path / "summary.json")
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
     best_path = property(lambda self: self.path / "best.pt")
+
+    def remove_stale_temporaries(self) -> None:
+        """Temporary files of a write that a kill interrupted (`.<name>.*.tmp`); call it only while no
+        write is in flight (a run's start)."""
+        for path in self.path.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
 
     def remove_previous_run(self) -> None:
         """Delete what an earlier run left here (summary, checkpoints), before a fresh start replaces

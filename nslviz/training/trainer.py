@@ -293,6 +293,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         state = checkpoint["state"]
     state.update(setting)
     if run is not None:
+        run.remove_stale_temporaries()
         if checkpoint is None:
             run.remove_previous_run()
         run.write_config(config.to_dict())
