@@ -38,12 +38,14 @@ def check_fraction(name: str, value, *, allow_one: bool = False) -> None:
         raise ValueError(f"{name} must be a number with 0 <= {name} {bound}, got {value!r}")
 
 
-def check_features(name: str, tensor: torch.Tensor, width: int) -> None:
-    """A (batch, width) tensor, as every head expects."""
+def check_features(name: str, tensor: torch.Tensor, width: int, *, allow_empty: bool = True) -> None:
+    """A (batch, width) tensor, as every head expects; `allow_empty=False`: at least one row."""
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape (batch, {width}), got {type(tensor).__name__}")
     if tensor.dim() != 2 or tensor.shape[1] != width:
         raise ValueError(f"expected {name} of shape (batch, {width}), got {tuple(tensor.shape)}")
+    if not allow_empty and tensor.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (0, {width}); expected at least one example")
 
 
 def check_finite(name: str, tensor: torch.Tensor) -> None:

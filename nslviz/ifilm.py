@@ -56,7 +56,8 @@ class IFiLM(nn.Module):
         super().__init__()
         check_positive("iFiLM channels", channels, integer=True)
         check_positive("iFiLM entries", entries, integer=True)
-        if not (isinstance(temperature_init, (int, float)) and math.isfinite(temperature_init)):
+        if isinstance(temperature_init, bool) or not (isinstance(temperature_init, (int, float))
+                                                      and math.isfinite(temperature_init)):
             raise ValueError(f"iFiLM temperature_init must be a finite number, got {temperature_init!r}")
         self.channels = channels
         self.entries = entries
@@ -74,6 +75,8 @@ class IFiLM(nn.Module):
         if activation.dim() not in (2, 4) or activation.shape[1] != self.channels:
             raise ValueError(f"iFiLM expected an activation of shape (batch, {self.channels}, H, W) or "
                              f"(batch, {self.channels}), got {tuple(activation.shape)}")
+        if not activation.is_floating_point():
+            raise ValueError(f"iFiLM expected a floating-point activation, got dtype {activation.dtype}")
 
     def attention(self, activation: torch.Tensor) -> torch.Tensor:
         """ω(g_i, k_j) = softmax_j(t · cos(g_i, k_j)), float32 or float64 (B, S_l); for analysis and figures."""

@@ -83,6 +83,8 @@ class InducedDictionary(nn.Module):
 
     values:
       "soft"        learnable class distributions v_j = softmax(value_scale · V_raw_j); V_raw ~ N(0, 0.01²)
+                    (deviation: not truncated at ±2σ as the official TF truncated normal is; about 4.5 %
+                    of the entries lie beyond ±0.02, which moves v_j by under 0.5 % at value_scale 10)
       "fixed"       fixed targets: one-hot classes in contiguous blocks (value_dim >= 2), 0/1 labels in two
                     blocks (value_dim == 1, binary), or the `fixed_values` given
       "regression"  learnable real-valued targets (initial_values, default U(-1, 1))
@@ -296,6 +298,11 @@ class MetaNeighborhoodsHead(nn.Module):
         check_fraction("entry_dropout", entry_dropout)
         loss = loss or ("binary_cross_entropy" if num_outputs == 1 else "cross_entropy")
         check_choice("loss", loss, LOSSES)
+        if values == "soft" and num_outputs == 1:
+            raise ValueError("values='soft' needs num_outputs >= 2 (a softmax over one output is always 1); use "
+                             "num_outputs=2 for two classes, or values='regression' with loss='mse'")
+        if values == "regression" and loss != "mse":
+            raise ValueError(f"values='regression' (real-valued targets) needs loss='mse', got loss={loss!r}")
         self.feature_dim, self.num_outputs = feature_dim, num_outputs
         self.classifier, self.loss, self.inner_steps = classifier, loss, inner_steps
         self.step_size_kind, self.first_order = step_size, first_order
@@ -328,7 +335,7 @@ class MetaNeighborhoodsHead(nn.Module):
         similar distribution to z_i" so that they receive a training signal early. For the cosine
         similarity only the direction counts, so the keys keep the norm of the Gaussian init
         (key_init_std · √d) and the optimiser moves them at the same relative rate."""
-        check_features("features", features, self.feature_dim)
+        check_features("features", features, self.feature_dim, allow_empty=False)
         check_finite("features", features)
         keys = features.detach().float().to(self.dictionary.keys.device)
         if self.attention.similarity == "cosine":
@@ -360,7 +367,7 @@ class MetaNeighborhoodsHead(nn.Module):
     def forward(self, features: torch.Tensor, *, return_details: bool = False):
         """Logits after per-input finetuning, (B, C); with return_details also the attention
         (B, S), the logits before finetuning and the finetuned parameters."""
-        check_features("features", features, self.feature_dim)
+        check_features("features", features, self.feature_dim, allow_empty=False)
         attention = self.attention(features, self.dictionary.keys)              # (B, S)
         weight, bias = self.finetune(attention)
         logits = classifier_logits(features, weight, bias, self.scale, self.classifier)
@@ -450,7 +457,7 @@ class FunctionalMetaNeighborhoods(nn.Module):
         return {name: self.inner_step_sizes[name.replace(".", "__")] for name, _ in self.model.named_parameters()}
 
     def forward(self, inputs: torch.Tensor, *, return_details: bool = False):
-        check_features("inputs", inputs, self.input_dim)
+        check_features("inputs", inputs, self.input_dim, allow_empty=False)
         attention = self.attention(inputs, self.dictionary.keys)                  # (B, S)
         params = dict(self.model.named_parameters())
         adapted = finetune_functional(self.model, params, attention, self.dictionary.keys,

@@ -74,6 +74,11 @@ class NeighborAttention(nn.Module):
         if keep_mask is None and self.training and self.entry_dropout > 0:
             keep_mask = entry_dropout_mask(*logits.shape, self.entry_dropout, device=logits.device)
         if keep_mask is not None:
+            if keep_mask.dtype != torch.bool or keep_mask.shape != logits.shape:
+                raise ValueError(f"keep_mask must be a bool tensor of shape {tuple(logits.shape)} (batch, entries), "
+                                 f"got {keep_mask.dtype} of shape {tuple(keep_mask.shape)}")
+            if not torch.compiler.is_compiling() and keep_mask.device.type == "cpu" and not keep_mask.any(-1).all():
+                raise ValueError("keep_mask drops every entry for some example: each row needs at least one True")
             logits = logits.masked_fill(~keep_mask, float("-inf"))
         return logits.softmax(dim=-1)
 

@@ -116,6 +116,15 @@ def test_densenet_transition_ifilm_option():
     assert len(ifilm_modules(official)) == 72
     assert not any(isinstance(m, IFiLM) for m in official.final_norm.modules())
     assert len(ifilm_modules(build_backbone("densenet40", ifilm="last", transition_ifilm=False))) == 6
+    from nslviz.models.classifier import build_image_model
+    from nslviz.training.config import TrainConfig
+    from nslviz.training.trainer import build_model
+    # the trainer and the CLI reach it too (TrainConfig.transition_ifilm, --transition-ifilm false)
+    config = TrainConfig(method="mn_ifilm", backbone="densenet40", transition_ifilm=False, entries=10)
+    assert len(ifilm_modules(build_model(config, 10, 3, 32))) == 72
+    assert len(ifilm_modules(build_image_model("mn_ifilm", "densenet40", 10, entries=10))) > 72
+    with pytest.raises(ValueError, match="backbone 'resnet29' has none"):
+        build_image_model("mn_ifilm", "resnet29", 10, entries=10, transition_ifilm=False)
 
 
 def test_densenet_channel_progression():
@@ -258,6 +267,17 @@ def test_channels_last_bf16_autocast_forward_backward():
 def test_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
         build_backbone(options.pop("name"), **options)
+
+
+@pytest.mark.parametrize("name, side, message", [
+    ("convnet4", 5, "ConvNet4 needs images of at least 7x7 pixels .* got 5x5"),
+    ("densenet40", 3, "DenseNet needs images of at least 4x4 pixels .* got 3x3"),
+    ("cnn9", 16, r"NSLPlainCNN was built for 32×32 images .* got \(16, 16\)"),
+])
+def test_too_small_images_are_refused_before_the_poolings(name, side, message):
+    with pytest.raises(ValueError, match=message):
+        build_backbone(name)(torch.rand(2, 3, side, side))
+    assert build_backbone("resnet29")(torch.rand(2, 3, 1, 1)).shape == (2, 256)    # strided SAME convs: any size
 
 
 def test_wrong_input_channels():

@@ -16,10 +16,18 @@ from nslviz import FunctionalMetaNeighborhoods, InducedDictionary, MetaNeighborh
     (dict(step_size="full"), r"unknown step_size 'full'; expected one of 'scalar', 'diagonal'"),
     (dict(values="random"), r"unknown values 'random'"),
     (dict(inner_steps=1.5), r"inner_steps must be an integer"),
+    (dict(values="regression"), r"values='regression' \(real-valued targets\) needs loss='mse', got loss='cross_entropy'"),
 ])
 def test_bad_head_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MetaNeighborhoodsHead(8, 3, **{"entries": 10, **kwargs})
+
+
+def test_soft_values_need_two_outputs_and_a_batch_needs_an_example():
+    with pytest.raises(ValueError, match="values='soft' needs num_outputs >= 2"):
+        MetaNeighborhoodsHead(8, 1, entries=10, values="soft")
+    with pytest.raises(ValueError, match=r"features is an empty batch \(0, 8\); expected at least one example"):
+        MetaNeighborhoodsHead(8, 3, entries=10)(torch.randn(0, 8))
 
 
 def test_wrong_feature_width_names_expected_shape():

@@ -129,7 +129,8 @@ def test_finds_modules_and_parameters():
 
 
 @pytest.mark.parametrize("kwargs", [dict(channels=0), dict(channels=2.5), dict(channels=4, entries=0),
-                                    dict(channels=4, temperature_init=float("nan"))])
+                                    dict(channels=4, temperature_init=float("nan")),
+                                    dict(channels=4, temperature_init=True)])
 def test_bad_construction(kwargs):
     with pytest.raises(ValueError):
         IFiLM(**kwargs)
@@ -139,3 +140,8 @@ def test_bad_construction(kwargs):
 def test_bad_activation_shape(shape):
     with pytest.raises(ValueError, match="iFiLM expected an activation of shape"):
         IFiLM(4)(torch.randn(shape))
+
+
+def test_integer_activations_are_refused_with_what_was_expected():
+    with pytest.raises(ValueError, match="iFiLM expected a floating-point activation, got dtype torch.int64"):
+        IFiLM(4)(torch.ones(2, 4, 3, 3, dtype=torch.long))

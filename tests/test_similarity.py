@@ -62,3 +62,16 @@ def test_entry_dropout_keeps_own_subset_per_example_in_training_only():
 def test_bad_attention_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         NeighborAttention(**kwargs)
+
+
+def test_a_bad_keep_mask_is_named():
+    attention = NeighborAttention("cosine", 0.2)
+    q, k = torch.randn(2, 4), torch.randn(6, 4)
+    with pytest.raises(ValueError, match=r"keep_mask must be a bool tensor of shape \(2, 6\).*float32 of shape \(2, 6\)"):
+        attention(q, k, keep_mask=torch.ones(2, 6))
+    with pytest.raises(ValueError, match=r"keep_mask must be a bool tensor of shape \(2, 6\).*shape \(2, 7\)"):
+        attention(q, k, keep_mask=torch.ones(2, 7, dtype=torch.bool))
+    empty_row = torch.ones(2, 6, dtype=torch.bool)
+    empty_row[1] = False
+    with pytest.raises(ValueError, match="drops every entry for some example"):
+        attention(q, k, keep_mask=empty_row)

@@ -172,6 +172,7 @@ def test_milestones_on_the_same_iteration_each_decay_the_learning_rate():
     (dict(optimizer="sgd", momentum=float("nan")), r"momentum must be in \[0, 1\), got nan"),
     (dict(optimizer="sgd", momentum=1.5), r"momentum must be in \[0, 1\), got 1.5"),
     (dict(optimizer="sgd", momentum=0.0), "Nesterov momentum needs momentum > 0.*nesterov false"),
+    (dict(backbone="resnet29", transition_ifilm=False), "transition_ifilm false is the official DenseNet's"),
 ])
 def test_a_config_names_its_bad_field_when_it_is_made(fields, message):
     """Before any data is loaded or folder made: a notebook's config cell fails, not its training cell."""

@@ -71,6 +71,8 @@ def add_parser(subparsers) -> None:
     mn.add_argument("--freeze-backbone", type=_boolean, help="train the head only; the backbone stays as it starts")
     mn.add_argument("--ifilm-placement", choices=("all", "last"))
     mn.add_argument("--ifilm-entries", type=positive_int)
+    mn.add_argument("--transition-ifilm", type=_boolean, help="densenet40: false = the official transitions, whose "
+                    "iFiLM output is computed and discarded (default: true, they modulate)")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=positive_int)
     opt.add_argument("--iterations", type=positive_int,

@@ -112,20 +112,28 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
                       temperature: float = 0.2, inner_steps: int = 1, step_size: str = "scalar",
                       step_size_init: float = 0.05, entry_dropout: float = 0.5, first_order: bool = False,
                       values: str = "soft",
-                      ifilm_placement: str = "all", ifilm_entries: int = 10, nsl: str = "none",
-                      nsl_options: dict | None = None) -> ImageClassifier:
+                      ifilm_placement: str = "all", ifilm_entries: int = 10, transition_ifilm: bool = True,
+                      nsl: str = "none", nsl_options: dict | None = None) -> ImageClassifier:
     """One model of MN Table 1/3 (or an NSL network with `nsl`), by name. Defaults are the paper's:
     cosine classifier, S = 5000, T = 0.2, one inner step, learnable scalar α (init 0.05 as coded),
     50% per-example entry dropout, iFiLM with S_l = 10 after every BatchNorm, learnable soft values
-    (values="fixed": one-hot classes in contiguous blocks, the official `--fix_v=True`)."""
+    (values="fixed": one-hot classes in contiguous blocks, the official `--fix_v=True`).
+    transition_ifilm=False: DenseNet's transitions compute iFiLM and discard it, as the official code
+    does (our default modulates them; only the densenet backbones take False)."""
     check_choice("method", method, METHODS)
     check_choice("classifier", classifier, CLASSIFIERS)
     check_positive("num_classes", num_classes, integer=True, minimum=2)
     check_choice("ifilm_placement", ifilm_placement, ("all", "last"))
     ifilm = ifilm_placement if method.endswith("ifilm") else "none"
+    if not isinstance(transition_ifilm, bool):
+        raise ValueError(f"transition_ifilm must be True or False, got {transition_ifilm!r}")
+    if not transition_ifilm and not backbone.startswith("densenet"):
+        raise ValueError(f"transition_ifilm=False is the official DenseNet's transitions; backbone {backbone!r} "
+                         f"has none (use a densenet40 backbone or leave it True)")
+    densenet_options = {"transition_ifilm": transition_ifilm} if backbone.startswith("densenet") else {}
     net = build_backbone(backbone, in_channels=in_channels, image_size=image_size, ifilm=ifilm,
                          ifilm_entries=ifilm_entries, nsl=nsl, nsl_options=nsl_options,
-                         final_relu=classifier == "dot")
+                         final_relu=classifier == "dot", **densenet_options)
     d = net.feature_dim
     if method.startswith("mn"):
         head = build_mn_head(d, num_classes, entries=entries, temperature=temperature, entry_dropout=entry_dropout,

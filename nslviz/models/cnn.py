@@ -113,10 +113,10 @@ class NSLPlainCNN(nn.Module):
         if images.dim() != 4 or images.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expected images of shape (batch, {self.in_channels}, "
                              f"{self.image_size}, {self.image_size}), got {tuple(images.shape)}")
-        fmap = self.feature_map(images)
-        if fmap.shape[-1] != self.map_size or fmap.shape[-2] != self.map_size:
+        if tuple(images.shape[-2:]) != (self.image_size, self.image_size):            # it flattens a fixed map
             raise ValueError(f"{type(self).__name__} was built for {self.image_size}×{self.image_size} images "
                              f"(features {self.feature_dim}), got {tuple(images.shape[-2:])}")
+        fmap = self.feature_map(images)
         return fmap.flatten(1) if self.fc is None else self.fc(fmap)        # (B, feature_dim)
 
     def extra_repr(self) -> str:

@@ -74,7 +74,8 @@ def _build(name: str, stem_stride: int, default_image_size: int):
                                ifilm=ifilm, ifilm_entries=ifilm_entries, nsl=nsl, final_relu=final_relu,
                                nsl_options=nsl_options, unsupported=unsupported)
         return ConvNet4(in_channels=in_channels, image_size=image_size, stem_stride=stem_stride, ifilm=ifilm,
-                        ifilm_entries=ifilm_entries, nsl=nsl, nsl_options=nsl_options, final_relu=final_relu)
+                        ifilm_entries=ifilm_entries, nsl=nsl, nsl_options=nsl_options,
+                        final_relu=final_relu).with_min_image_size(min_image_size)
 
     build.__doc__ = (f"{name}: the official 4-layer ConvNet (24/96/192/192), 192 features, "
                      f"{'stride-2 first conv for 64x64 inputs' if stem_stride == 2 else '32x32 inputs'}.")

@@ -146,7 +146,7 @@ def _build(name: str, stem_stride: int, default_image_size: int):
             raise ValueError(f"transition_ifilm must be True or False, got {transition_ifilm!r}")
         return DenseNet(in_channels=in_channels, image_size=image_size, stem_stride=stem_stride, ifilm=ifilm,
                         ifilm_entries=ifilm_entries, nsl=nsl, nsl_options=nsl_options, final_relu=final_relu,
-                        dropout=dropout, transition_ifilm=transition_ifilm)
+                        dropout=dropout, transition_ifilm=transition_ifilm).with_min_image_size(min_image_size)
 
     build.__doc__ = (f"{name}: the official DenseNet40-BC (3 x 12 bottleneck layers, growth 12), 258 features, "
                      f"{'stride-2 stem for 64x64 inputs' if stem_stride == 2 else '32x32 inputs'}.")

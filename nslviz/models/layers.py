@@ -94,6 +94,7 @@ class Backbone(nn.Module):
     final activation choice (BN, optional ReLU) is theirs, the global average pool is here."""
 
     feature_dim: int
+    min_image_size: int = 1          # the smallest side its poolings and strides leave a pixel of
 
     def __init__(self, *, in_channels: int, image_size: int, ifilm: str, nsl: str, final_relu: bool):
         super().__init__()
@@ -103,6 +104,10 @@ class Backbone(nn.Module):
         self.nsl = nsl
         self.final_relu = final_relu
 
+    def with_min_image_size(self, size: int) -> "Backbone":
+        self.min_image_size = size
+        return self
+
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -110,6 +115,9 @@ class Backbone(nn.Module):
         if images.dim() != 4 or images.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expected images of shape (batch, {self.in_channels}, H, W), "
                              f"got {tuple(images.shape)}")
+        if min(images.shape[-2:]) < self.min_image_size:
+            raise ValueError(f"{type(self).__name__} needs images of at least {self.min_image_size}x{self.min_image_size} "
+                             f"pixels (its poolings leave none otherwise), got {images.shape[-2]}x{images.shape[-1]}")
         if not images.is_floating_point():
             raise ValueError(f"{type(self).__name__} expected floating-point images in [0, 1], got dtype "
                              f"{images.dtype}; convert uint8 images with nslviz.datasets.augment.to_float")

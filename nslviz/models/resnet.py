@@ -133,7 +133,7 @@ def _build(name: str, blocks_per_stage: int, stem_stride: int, default_image_siz
                                nsl_options=nsl_options, unsupported=unsupported)
         return PreActResNet(blocks_per_stage, in_channels=in_channels, image_size=image_size, stem_stride=stem_stride,
                             ifilm=ifilm, ifilm_entries=ifilm_entries, nsl=nsl, nsl_options=nsl_options,
-                            final_relu=final_relu)
+                            final_relu=final_relu).with_min_image_size(min_image_size)
 
     build.__doc__ = (f"{name}: pre-activation bottleneck ResNet v2, depth {9 * blocks_per_stage + 2}, "
                      f"256 features, {'stride-2 stem for 64x64 inputs' if stem_stride == 2 else '32x32 inputs'}.")

@@ -64,6 +64,7 @@ class TrainConfig:
     freeze_backbone: bool = False            # train the head only; the backbone (BatchNorm included) stays in eval mode
     ifilm_placement: str = "all"             # for methods *_ifilm: "all" or "last"
     ifilm_entries: int = 10                  # S_l
+    transition_ifilm: bool = True            # densenet40: False = the official transitions (iFiLM computed, discarded)
     # optimisation
     epochs: int = 5
     iterations: int | None = None            # set: train ceil(iterations / batches per epoch) epochs instead
@@ -108,6 +109,11 @@ class TrainConfig:
         for name, value in OPTIMIZER_DEFAULTS[self.optimizer].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if not isinstance(self.transition_ifilm, bool):
+            raise ValueError(f"transition_ifilm must be true or false, got {self.transition_ifilm!r}")
+        if not self.transition_ifilm and not self.backbone.startswith("densenet"):
+            raise ValueError(f"transition_ifilm false is the official DenseNet's transitions; backbone "
+                             f"{self.backbone!r} has none")
         if not isinstance(self.freeze_backbone, bool):
             raise ValueError(f"freeze_backbone must be true or false, got {self.freeze_backbone!r}")
         if self.init_backbone is not None and not isinstance(self.init_backbone, str):

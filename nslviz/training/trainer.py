@@ -63,6 +63,7 @@ def build_model(config: TrainConfig, num_classes: int, channels: int, image_size
                              entry_dropout=config.entry_dropout, first_order=config.first_order,
                              values=config.values,
                              ifilm_placement=config.ifilm_placement, ifilm_entries=config.ifilm_entries,
+                             transition_ifilm=config.transition_ifilm,
                              nsl=config.nsl, nsl_options=config.nsl_options or None)
 
 
