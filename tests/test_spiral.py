@@ -82,3 +82,28 @@ def test_cli_bad_arguments_exit_2_with_usage(args):
     out = _cli(*args)
     assert out.returncode == 2
     assert "usage:" in out.stderr
+
+
+def test_explorer_sliders_redraw_the_boundary_as_widget_state(short_run):
+    """The figure is the Output widget's state (append_display_data), not a captured display: the
+    capture raced with headless papermill runs and hung notebook 01's export about one run in two."""
+    import plotly.io as pio
+
+    from nslviz.viz import setup_notebook
+    from nslviz.viz.spiral import spiral_explorer
+    calls, renderer, template = [], pio.renderers.default, pio.templates.default
+    setup_notebook()                                               # as the notebook does first
+
+    def run(temperature, entries):
+        calls.append((temperature, entries))
+        return short_run
+
+    try:
+        box = spiral_explorer(run, [0.1, 0.5], [20, 50])
+        sliders, out = box.children[0].children, box.children[1]
+        assert calls == [(0.1, 20)] and len(out.outputs) == 1
+        assert "application/vnd.plotly.v1+json" in out.outputs[0]["data"]
+        sliders[1].value = 50                                      # the S slider
+        assert calls[-1] == (0.1, 50) and len(out.outputs) == 1   # replaced, not appended
+    finally:
+        pio.renderers.default, pio.templates.default = renderer, template

@@ -170,7 +170,6 @@ def spiral_explorer(run: Callable[[float, int], object], temperatures, entries):
     (pass a cached function, e.g. nslviz.training.spiral.cached_spiral); the boundary is redrawn on
     release. Needs a live kernel; `sweep_figure` is the static counterpart."""
     import ipywidgets as widgets
-    from IPython.display import display
 
     t_slider = widgets.SelectionSlider(options=[float(t) for t in temperatures], description="T",
                                        continuous_update=False)
@@ -180,9 +179,10 @@ def spiral_explorer(run: Callable[[float, int], object], temperatures, entries):
 
     def redraw(*_):
         figure = linear_vs_meta_neighborhoods(run(t_slider.value, s_slider.value))
-        out.clear_output()         # (clear_output(wait=True) inside an Output widget hangs headless nbclient runs)
-        with out:
-            display(figure)
+        # the figure becomes the widget's state (IPython's mimebundle protocol) rather than a display
+        # captured with `with out: ...`: that capture (and clear_output) races with headless
+        # nbclient/papermill runs and hung about one run in two of notebook 01's export
+        out.outputs = ({"output_type": "display_data", "data": figure._repr_mimebundle_(), "metadata": {}},)
 
     t_slider.observe(redraw, names="value")
     s_slider.observe(redraw, names="value")
