@@ -23,6 +23,23 @@ def test_regress_prints_a_summary_and_json(capsys, tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_regress_checks_its_run_dir_before_the_cross_validation(capsys, tmp_path, monkeypatch):
+    import nslviz.training.tabular as tabular
+
+    def never(*args, **kwargs):
+        raise AssertionError("the cross-validation ran although its results could not be written")
+    monkeypatch.setattr(tabular, "cross_validate_regression", never)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["regress", "--run-dir", str(tmp_path / "a-file" / "run")])
+    assert exit_info.value.code == 2 and "cannot be made" in capsys.readouterr().err
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "summary.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        main(["regress", "--run-dir", str(tmp_path / "used")])
+    assert "already holds a finished run" in capsys.readouterr().err
+
+
 def test_regress_rejects_bad_values_with_usage(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["regress", "--folds", "1"])

@@ -52,6 +52,27 @@ def test_run_dir_files(tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["steps"] == 20
     assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
     assert "mn_test_acc" in json.loads((tmp_path / "r" / "summary.json").read_text())
+    (tmp_path / "r" / "best.pt").write_bytes(b"a file of an earlier run")
+    with pytest.raises(ValueError, match=r"already holds a finished run \(summary.json\); replace it"):
+        run_spiral(SpiralConfig(steps=10, frames=2, grid_size=5), run_dir=tmp_path / "r")
+    run_spiral(SpiralConfig(steps=10, frames=2, grid_size=5), run_dir=tmp_path / "r", overwrite=True)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["steps"] == 10
+    assert not (tmp_path / "r" / "best.pt").exists()                 # nothing of the replaced run is left
+
+
+def test_cli_refuses_an_unusable_or_used_run_dir_before_training(tmp_path, capsys):
+    from nslviz.__main__ import main
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for run_dir, message in ((a_file, "is a file, not a folder"), (a_file / "sub", "cannot be made")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["spiral", "--steps", "10", "--run-dir", str(run_dir)])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert main(["spiral", "--steps", "10", "--run-dir", str(tmp_path / "r")]) == 0
+    with pytest.raises(SystemExit):
+        main(["spiral", "--steps", "10", "--run-dir", str(tmp_path / "r")])
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert main(["spiral", "--steps", "10", "--run-dir", str(tmp_path / "r"), "--overwrite"]) == 0
 
 
 @pytest.mark.parametrize("field,value", [("temperature", 0.0), ("entries", 0), ("steps", 0),

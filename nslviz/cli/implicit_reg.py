@@ -28,6 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lr", type=positive_float, default=defaults.lr, help="step in units of 1/λ_max (< 1)")
     p.add_argument("--seed", type=nonnegative_int, default=defaults.seed)
     p.add_argument("--run-dir", default=None, help="write config.json, metrics.jsonl, summary.json here")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (default: refuse)")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
 
@@ -37,6 +38,9 @@ def run(args) -> int:
                                           inputs=args.inputs, outputs=args.outputs, samples=args.samples,
                                           rank=args.rank, steps=args.steps, lr=args.lr, seed=args.seed,
                                           progress=not args.json)
+    from ..training.rundir import claim_run_dir, write_run
+    if args.run_dir is not None:
+        claim_run_dir(args.run_dir, overwrite=args.overwrite)                 # before the work, not after
     result = run_implicit_regularization(config)
     s = result.summary()
     print(f"implicit-reg ({s['observation']}, init {s['init']} {s['init_scale']:g}, N={s['samples']}): nuclear norm "
@@ -44,16 +48,13 @@ def run(args) -> int:
           f"min-Frobenius solution {s['min_frobenius_nuclear_norm']:.4f} | truth {s['truth_nuclear_norm']:.4f} "
           f"| {s['seconds']:.1f} s", flush=True)
     if args.run_dir is not None:
-        from ..training.rundir import RunDirectory
-        run_dir = RunDirectory(args.run_dir)
-        run_dir.write_config({**dataclasses.asdict(config), "samples": config.sample_count})
-        run_dir.write_metrics([{"step": int(step), "flow_time": float(t),
-                                "standard_loss": float(result.standard.loss[i]),
-                                "factorized_loss": float(result.factorized.loss[i]),
-                                "standard_nuclear_norm": float(result.standard.nuclear_norm[i]),
-                                "factorized_nuclear_norm": float(result.factorized.nuclear_norm[i])}
-                               for i, (step, t) in enumerate(zip(result.steps, result.flow_time))])
-        run_dir.write_summary(s)
+        write_run(args.run_dir, {**dataclasses.asdict(config), "samples": config.sample_count},
+                  [{"step": int(step), "flow_time": float(t),
+                    "standard_loss": float(result.standard.loss[i]),
+                    "factorized_loss": float(result.factorized.loss[i]),
+                    "standard_nuclear_norm": float(result.standard.nuclear_norm[i]),
+                    "factorized_nuclear_norm": float(result.factorized.nuclear_norm[i])}
+                   for i, (step, t) in enumerate(zip(result.steps, result.flow_time))], s)
     if args.json:
         emit_json(s)
     return 0

@@ -40,6 +40,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=positive_int, default=d.threads,
                    help="torch CPU threads while it runs (default 1: fastest for these small networks)")
     p.add_argument("--run-dir", default=None, help="write config.json, metrics.jsonl (one row per fold), summary.json")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (default: refuse)")
     p.add_argument("--progress", action="store_true", help="progress bars")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
@@ -54,7 +55,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..training.rundir import RunDirectory
+    from ..training.rundir import claim_run_dir, write_run
     from ..training.tabular import RegressionCVConfig, cross_validate_regression
 
     config = RegressionCVConfig(dataset=args.dataset, folds=args.folds, seed=args.seed, entries=args.entries,
@@ -66,6 +67,8 @@ def run(args) -> int:
     if args.quick:
         config = dataclasses.replace(config, layers=(2, 3), widths=(32, 64),
                                      max_rows=min(args.max_rows or 2000, 2000))
+    if args.run_dir:
+        claim_run_dir(args.run_dir, overwrite=args.overwrite)                 # before the work, not after
     result = cross_validate_regression(config)
     s = result.summary()
     print(f"regress {s['dataset']} (n={s['n']}, d={s['d']}, {s['folds']} folds, S={s['entries']}): test MSE "
@@ -73,10 +76,7 @@ def run(args) -> int:
           f"MN {s['mn_mse']:.4f} ± {s['mn_mse_std']:.4f} | paired t-test MN vs MLP p={s['mn_vs_mlp_pvalue']:.3g}, "
           f"vs kNN p={s['mn_vs_knn_pvalue']:.3g} | {s['seconds']:.1f} s", flush=True)
     if args.run_dir:
-        run_dir = RunDirectory(args.run_dir)
-        run_dir.write_config(dataclasses.asdict(config))
-        run_dir.write_metrics(result.folds)
-        run_dir.write_summary(s)
+        write_run(args.run_dir, dataclasses.asdict(config), result.folds, s)
     if args.json:
         emit_json(s)
     return 0

@@ -17,6 +17,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lr", type=positive_float, default=defaults.lr)
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     p.add_argument("--run-dir", default=None, help="write config.json, metrics.jsonl, summary.json here")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (default: refuse)")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
 
@@ -24,7 +25,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     result = run_spiral(SpiralConfig(steps=args.steps, entries=args.entries, temperature=args.temperature,
                                      seed=args.seed, lr=args.lr, batch_size=args.batch_size),
-                        run_dir=args.run_dir)
+                        run_dir=args.run_dir, overwrite=args.overwrite)
     s = result.summary()
     print(f"spiral: Meta-Neighborhoods test acc {s['mn_test_acc']:.4f} | linear classifier test acc "
           f"{s['linear_test_acc']:.4f} | S={s['entries']} T={s['temperature']:g} steps={s['steps']} "

@@ -121,3 +121,50 @@ class RunDirectory:
 
     def read_summary(self) -> dict | None:
         return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else None
+
+
+def check_run_dir_is_usable(run_path) -> None:
+    """A run directory must be a folder, or a path where one can be made and written, before any
+    work starts (so that no result is computed and then lost)."""
+    run_path = Path(run_path)
+    if run_path.exists() and not run_path.is_dir():
+        raise ValueError(f"run directory {str(run_path)!r} is a file, not a folder; choose another run directory")
+    existing = next(path for path in (run_path.absolute(), *run_path.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        raise ValueError(f"run directory {str(run_path)!r} cannot be made: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"run directory {str(run_path)!r} cannot be written: no write permission in {str(existing)!r}")
+
+
+def check_run_dir_is_free(run_path, *, resumable: bool = False) -> None:
+    """Raise if `run_path` holds a finished run (summary.json) or a started one (checkpoint.pt)."""
+    run = RunDirectory(run_path, create=False)
+    summary = run.read_summary()
+    if summary is not None:
+        accuracy = summary.get("test_acc")
+        held = f"a finished run (test acc {accuracy:.4f})" if isinstance(accuracy, (int, float)) else \
+            "a finished run (summary.json)"
+    elif run.checkpoint_path.exists():
+        held = "a started run (checkpoint.pt)"
+    else:
+        return
+    resume = "resume it (resume=True, CLI --resume), " if resumable else ""
+    raise ValueError(f"{str(run_path)!r} already holds {held}; {resume}replace it (overwrite=True, CLI "
+                     f"--overwrite) or choose another run directory")
+
+
+def claim_run_dir(run_path, *, overwrite: bool = False, resumable: bool = False) -> None:
+    """Before any work: `run_path` can be made and written, and holds no other run unless `overwrite`
+    (a resumed run passes overwrite=True: it continues what is there)."""
+    check_run_dir_is_usable(run_path)
+    if not overwrite:
+        check_run_dir_is_free(run_path, resumable=resumable)
+
+
+def write_run(run_path, config: dict, metrics: list[dict], summary: dict) -> None:
+    """The files of a one-shot experiment (spiral, regress, implicit-reg), replacing any earlier run's."""
+    run = RunDirectory(run_path)
+    run.remove_previous_run()
+    run.write_config(config)
+    run.write_metrics(metrics)
+    run.write_summary(summary)

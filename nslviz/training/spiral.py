@@ -30,7 +30,7 @@ from .._checks import check_choice, check_positive
 from ..datasets.toys import spiral_splits
 from ..neighborhoods import MetaNeighborhoodsHead
 from ..similarity import SIMILARITIES
-from .rundir import RunDirectory
+from .rundir import claim_run_dir, write_run
 from .steps import train_steps
 
 
@@ -127,12 +127,16 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: SpiralCon
 
 
 def run_spiral(config: SpiralConfig | None = None, *, run_dir: str | Path | None = None,
-               **overrides) -> SpiralResult:
+               overwrite: bool = False, **overrides) -> SpiralResult:
     """Train MN and the plain linear classifier on the spirals; return everything the figures need.
     `overrides` replace fields of `config` (e.g. run_spiral(steps=500)). With `run_dir`, writes
-    config.json, metrics.jsonl and summary.json there."""
+    config.json, metrics.jsonl and summary.json there; a folder that holds another run is an error
+    (before training) unless `overwrite`."""
+    config = dataclasses.replace(config or SpiralConfig(), **overrides)
+    if run_dir is not None:
+        claim_run_dir(run_dir, overwrite=overwrite)
     with torch_threads(1):        # tiny tensors: intra-op threads only add overhead
-        return _run_spiral(dataclasses.replace(config or SpiralConfig(), **overrides), run_dir)
+        return _run_spiral(config, run_dir)
 
 
 def _run_spiral(config: SpiralConfig, run_dir) -> SpiralResult:
@@ -183,10 +187,7 @@ def _run_spiral(config: SpiralConfig, run_dir) -> SpiralResult:
             learned_step_size=float(model.inner_step_size.abs()))
     result.seconds = time.perf_counter() - start
     if run_dir is not None:
-        run = RunDirectory(run_dir)
-        run.write_config(dataclasses.asdict(config))
-        run.write_metrics(history)
-        run.write_summary(result.summary())
+        write_run(run_dir, dataclasses.asdict(config), history, result.summary())
     return result
 
 

@@ -41,7 +41,7 @@ from . import distributed
 from .config import TrainConfig
 from .data import BatchStream, derived_seed
 from .optim import build_optimizer, build_scheduler
-from .rundir import RunDirectory, atomic_torch_save
+from .rundir import RunDirectory, atomic_torch_save, claim_run_dir
 
 # Fields that may differ between a run and its resumption (they do not change the numbers' meaning).
 RESUMABLE_CHANGES = {"device", "amp", "compile", "eval_batch_size", "checkpoint_every", "data_root",
@@ -210,9 +210,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: resume continues the run in the "
                          "run directory, overwrite replaces it")
-    check_run_dir_is_usable(run_path)
-    if not resume and not overwrite:
-        check_run_dir_is_free(run_path)
+    claim_run_dir(run_path, overwrite=resume or overwrite, resumable=True)
     context = distributed.setup(config.device)
     try:
         summary = _train(config, run_path, resume, progress, on_iteration, context)
@@ -220,31 +218,6 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
         return summary
     finally:
         distributed.teardown(context)
-
-
-def check_run_dir_is_usable(run_path: Path) -> None:
-    """A run directory must be a folder, or a path where one can be made, before any data is loaded."""
-    if run_path.exists() and not run_path.is_dir():
-        raise ValueError(f"run directory {str(run_path)!r} is a file, not a folder; choose another run directory")
-    existing = next(path for path in (run_path, *run_path.parents) if path.exists())
-    if not existing.is_dir():
-        raise ValueError(f"run directory {str(run_path)!r} cannot be made: {str(existing)!r} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"run directory {str(run_path)!r} cannot be written: no write permission in {str(existing)!r}")
-
-
-def check_run_dir_is_free(run_path: Path) -> None:
-    """Raise if `run_path` holds a finished run (summary.json) or a started one (checkpoint.pt)."""
-    run = RunDirectory(run_path, create=False)
-    summary = run.read_summary()
-    if summary is not None:
-        held = f"a finished run (test acc {summary.get('test_acc', float('nan')):.4f})"
-    elif run.checkpoint_path.exists():
-        held = "a started run (checkpoint.pt)"
-    else:
-        return
-    raise ValueError(f"{str(run_path)!r} already holds {held}; resume it (resume=True, CLI --resume), "
-                     f"replace it (overwrite=True, CLI --overwrite) or choose another run directory")
 
 
 def _train(config, run_path, resume, progress, on_iteration, context: distributed.Context) -> dict:
