@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
 from pathlib import Path
 
@@ -22,6 +23,22 @@ def save_result(result: dict, name: str, out: str | Path | None = None) -> dict:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
     return result
+
+
+def environment(device: torch.device) -> dict:
+    """What the figures depend on besides the code: the device and its name (the CPU model from
+    /proc/cpuinfo on Linux), torch and CUDA versions, threads, and the machine's load when measured."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        cpuinfo = Path("/proc/cpuinfo")
+        if cpuinfo.exists():
+            name = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                         if line.startswith("model name")), name)
+    return {"device": str(device), "device_name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
 
 def synchronize(device: torch.device) -> None:

@@ -12,10 +12,10 @@ targets: MN training step <= 1.5x vanilla, inference <= 1.2x; the paper reports 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
+import nslviz  # noqa: F401  first, as `python -m nslviz train` runs: its CPU allocator default (THP)
 import torch
 import torch.nn.functional as F
 
@@ -23,25 +23,40 @@ from nslviz.models.classifier import build_image_model
 from nslviz.training.config import TrainConfig
 from nslviz.training.distributed import resolve_device
 from nslviz.training.optim import build_optimizer
-from _results import save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
+from _results import environment, save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
 
 
 def _interleaved_medians(steps: dict, device, repeats: int, warmup: int) -> dict:
-    """Median seconds per call of each step, timed in interleaved rounds (vanilla, mn, mn_ifilm,
-    vanilla, ...) so that drift of the machine (other processes, clock, memory state) falls on every
-    method alike rather than on whichever was measured first."""
+    """Median seconds per call of each step, timed in interleaved rounds whose order rotates
+    (vanilla, mn, mn_ifilm; mn, mn_ifilm, vanilla; ...) so that drift of the machine (other
+    processes, clock, memory state) and the position in a round fall on every method alike."""
     for step in steps.values():
         for _ in range(warmup):
             step()
     synchronize(device)
     times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
+    names = list(steps)
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            step = steps[name]
             start = time.perf_counter()
             step()
             synchronize(device)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+    return parse
 
 
 def build(method: str, args, device):
@@ -80,30 +95,33 @@ def build(method: str, args, device):
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet29")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--entries", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch", type=_count(1), default=128)
+    parser.add_argument("--classes", type=_count(2), default=10)
+    parser.add_argument("--entries", type=_count(1), default=5000)
+    parser.add_argument("--repeats", type=_count(1), default=5)
+    parser.add_argument("--warmup", type=_count(0), default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/train_<device>.json)")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     built = {m: build(m, args, device) for m in ("vanilla", "mn", "mn_ifilm")}
     train = _interleaved_medians({m: b[0] for m, b in built.items()}, device, args.repeats, args.warmup)
     infer = _interleaved_medians({m: b[1] for m, b in built.items()}, device, args.repeats, args.warmup)
-    methods = {m: {"train_step_seconds": round(train[m], 5), "inference_seconds": round(infer[m], 5),
+    methods = {m: {"train_step_seconds": round(train[m], 6), "inference_seconds": round(infer[m], 6),
                    "train_images_per_second": round(args.batch / train[m], 1),
                    "inference_images_per_second": round(args.batch / infer[m], 1),
                    "parameters": built[m][2]} for m in built}
-    base = methods["vanilla"]
-    ratios = {m: {"train_step_vs_vanilla": round(r["train_step_seconds"] / base["train_step_seconds"], 3),
-                  "inference_vs_vanilla": round(r["inference_seconds"] / base["inference_seconds"], 3)}
-              for m, r in methods.items() if m != "vanilla"}
+    ratios = {m: {"train_step_vs_vanilla": round(train[m] / train["vanilla"], 3),      # from the unrounded medians
+                  "inference_vs_vanilla": round(infer[m] / infer["vanilla"], 3)}
+              for m in built if m != "vanilla"}
+    cuda = device.type == "cuda"
     result = {"benchmark": "train_step_and_inference", "backbone": args.backbone, "batch": args.batch,
-              "classes": args.classes, "entries": args.entries, "device": str(device),
-              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "methods": methods, "ratios": ratios}
+              "classes": args.classes, "entries": args.entries, "repeats": args.repeats, "warmup": args.warmup,
+              "amp": "bf16" if cuda else "off", "channels_last": cuda, **environment(device),
+              "methods": methods, "ratios": ratios}
     save_result(result, f"train_{device.type}", args.out)
     return result
 

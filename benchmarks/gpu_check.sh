@@ -7,11 +7,15 @@
 #   2. the throughput benchmarks on CUDA (JSON): MN/iFiLM training step and inference against vanilla
 #      (ResNet-29, CIFAR-10 and CIFAR-100 settings), the batched inner loop, the NSL convolutions,
 #      the backbones with bf16 + channels_last, the batched augmentation.
-# Uses the machine's own python3 and torch (nothing is installed). Writes 8 files to $OUT (the device
+# Uses the machine's own python3 and torch (nothing is installed); stops at once, with one line,
+# if that torch cannot be imported or (DEVICE=cuda) sees no GPU. Writes 8 files to $OUT (the device
 # tool brings back 8 at most): gpu_env.txt, gpu_check.log (every step's output) and six JSON results.
-# Exits 1 if any step failed.
+# Exits 1 if any step failed. The device tool allows 600 s a command: the benchmarks run first (the
+# issue's training-step/inference ratios first of all) and the step limits add up to 500 s; PART=bench
+# or PART=tests runs one half again (with more time for the tests).
 #
-#   bash benchmarks/gpu_check.sh                          # on the GPU machine (sized for ~5 minutes)
+#   bash benchmarks/gpu_check.sh                          # on the GPU machine (about 5 minutes)
+#   PART=tests bash benchmarks/gpu_check.sh               # only the CUDA tests (limit 450 s)
 #   DEVICE=cpu SMALL=1 OUT=/tmp/check bash benchmarks/gpu_check.sh   # the same steps on the CPU, tiny sizes
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +23,8 @@ DEVICE=${DEVICE:-cuda}
 SMALL=${SMALL:-0}
 OUT=${OUT:-benchmarks/results}
 PYTHON=${PYTHON:-python3}
+PART=${PART:-all}
+case "$PART" in all|bench|tests) ;; *) echo "PART must be all, bench or tests, got '$PART'"; exit 2 ;; esac
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 NSLVIZ_QUICK=1 NSLVIZ_TEST_DEVICE=$DEVICE
 status=0
@@ -38,6 +44,11 @@ step() {   # step NAME LIMIT_SECONDS COMMAND...: run it with its output in gpu_c
 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor())"
 } > "$OUT/gpu_env.txt" 2>&1
 cat "$OUT/gpu_env.txt"
+"$PYTHON" -c "import torch" 2>/dev/null || { echo "!! $PYTHON cannot import torch: nothing to check" | tee -a "$OUT/gpu_check.log"; exit 1; }
+if [ "$DEVICE" != cpu ] && ! "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "!! DEVICE=$DEVICE but torch.cuda.is_available() is False: no GPU to check" | tee -a "$OUT/gpu_check.log"
+  exit 1
+fi
 
 if [ "$SMALL" = 1 ]; then
   markers=(-m "not slow")
@@ -59,13 +70,19 @@ fi
 amp=()
 [ "$DEVICE" = cpu ] || amp=(--amp --channels-last)
 
-step tests 420 "$PYTHON" -m pytest -p no:cacheprovider -o addopts="" -q -rs "${markers[@]}" \
-  tests/test_cuda.py tests/test_augment.py -k cuda
-step train 300 "$PYTHON" benchmarks/bench_train.py --device "$DEVICE" "${train[@]}" --out "$OUT/train_$DEVICE.json"
-step train_c100 300 "$PYTHON" benchmarks/bench_train.py --device "$DEVICE" "${train100[@]}" --out "$OUT/train_${DEVICE}_c100.json"
-step inner_loop 120 "$PYTHON" benchmarks/bench_inner_loop.py --device "$DEVICE" "${inner[@]}" --out "$OUT/inner_loop_$DEVICE.json"
-step nsl 300 "$PYTHON" benchmarks/bench_nsl.py --device "$DEVICE" "${nsl[@]}" --out "$OUT/nsl_$DEVICE.json"
-step backbones 300 "$PYTHON" benchmarks/bench_backbones.py --device "$DEVICE" "${amp[@]}" "${backbones[@]}" \
-  --out "$OUT/backbones_$DEVICE.json"
-step augment 120 "$PYTHON" benchmarks/bench_augment.py --device "$DEVICE" "${augment[@]}" --out "$OUT/augment_$DEVICE.json"
+if [ "$PART" != tests ]; then
+  step train 100 "$PYTHON" benchmarks/bench_train.py --device "$DEVICE" "${train[@]}" --out "$OUT/train_$DEVICE.json"
+  step train_c100 80 "$PYTHON" benchmarks/bench_train.py --device "$DEVICE" "${train100[@]}" --out "$OUT/train_${DEVICE}_c100.json"
+  step inner_loop 30 "$PYTHON" benchmarks/bench_inner_loop.py --device "$DEVICE" "${inner[@]}" --out "$OUT/inner_loop_$DEVICE.json"
+  step nsl 50 "$PYTHON" benchmarks/bench_nsl.py --device "$DEVICE" "${nsl[@]}" --out "$OUT/nsl_$DEVICE.json"
+  step backbones 60 "$PYTHON" benchmarks/bench_backbones.py --device "$DEVICE" "${amp[@]}" "${backbones[@]}" \
+    --out "$OUT/backbones_$DEVICE.json"
+  step augment 30 "$PYTHON" benchmarks/bench_augment.py --device "$DEVICE" "${augment[@]}" --out "$OUT/augment_$DEVICE.json"
+fi
+if [ "$PART" != bench ]; then
+  tests_limit=150
+  [ "$PART" = tests ] && tests_limit=450
+  step tests "$tests_limit" "$PYTHON" -m pytest -p no:cacheprovider -o addopts="" -q -rs "${markers[@]}" \
+    tests/test_cuda.py tests/test_augment.py -k cuda
+fi
 exit $status

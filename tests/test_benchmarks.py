@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = sorted(p.stem for p in BENCHMARKS.glob("*.py") if not p.stem.startswith("_"))
@@ -38,6 +39,24 @@ def test_train_benchmark_reports_ratios_against_vanilla(tmp_path):
          "--out", str(tmp_path / "r.json")])
     assert set(result["ratios"]) == {"mn", "mn_ifilm"} and result["methods"]["vanilla"]["train_step_seconds"] > 0
     assert sys.modules["bench_train"].__file__.startswith(str(BENCHMARKS))
+    for key in ("repeats", "warmup", "amp", "channels_last", "device_name", "torch", "cuda", "threads", "load_average"):
+        assert key in result, key                                       # what the figures depend on is recorded
+    assert (result["repeats"], result["amp"]) == (1, "off") and result["device_name"] != "x86_64"
+
+
+def test_train_benchmark_rotates_the_order_of_the_methods_in_each_round():
+    seen = []
+    medians = importlib.import_module("bench_train")._interleaved_medians(
+        {name: (lambda name=name: seen.append(name)) for name in ("vanilla", "mn", "mn_ifilm")}, torch.device("cpu"), 3, 0)
+    assert seen == ["vanilla", "mn", "mn_ifilm", "mn", "mn_ifilm", "vanilla", "mn_ifilm", "vanilla", "mn"]
+    assert set(medians) == {"vanilla", "mn", "mn_ifilm"}
+
+
+def test_train_benchmark_refuses_bad_arguments_with_usage(capsys):
+    for argv, message in ((["--repeats", "0"], "expected an integer >= 1, got '0'"), (["--device", "tpu"], "unknown device")):
+        with pytest.raises(SystemExit) as exit_info:
+            importlib.import_module("bench_train").main(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("family", ["mn", "nsl"])
@@ -119,3 +138,21 @@ def test_the_gpu_check_script_runs_its_steps_on_the_cpu(tmp_path):
     log = (out / "gpu_check.log").read_text()
     passed = re.search(r"(\d+) passed", log)
     assert passed and int(passed.group(1)) >= 20 and " failed" not in log and "!!" not in log
+
+
+def test_the_gpu_check_script_stops_at_once_without_a_gpu_and_checks_its_part(tmp_path):
+    """On the lent machine a run that cannot check anything must say so in one line, not spend the
+    device time on skipped tests and failing benchmarks."""
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
+    if not torch.cuda.is_available():
+        done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True,
+                              timeout=120, env={**env, "DEVICE": "cuda"})
+        assert done.returncode == 1 and "torch.cuda.is_available() is False: no GPU to check" in done.stdout
+        assert not list((tmp_path / "out").glob("*.json"))
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True,
+                          timeout=120, env={**env, "PART": "everything"})
+    assert done.returncode == 2 and "PART must be all, bench or tests, got 'everything'" in done.stdout
+    script = (BENCHMARKS / "gpu_check.sh").read_text()
+    limits = [int(m) for m in re.findall(r"^\s*step \w+ (\d+) ", script, re.M)]
+    tests_limit = int(re.search(r"^\s*tests_limit=(\d+)$", script, re.M).group(1))
+    assert len(limits) == 6 and sum(limits) + tests_limit <= 500   # benchmarks + tests fit the device's 600 s
