@@ -177,7 +177,9 @@ def test_cli_json_is_the_library_summary():
     (["--entries", "0"], "argument --entries: expected a positive integer, got '0'"),
     (["--classes", "1"], "classes must be >= 2, got 1"),
     (["--run-dir", "nowhere", "--dim", "3"], "--dim describes generated clusters"),
-    (["--run-dir", "nowhere"], "'nowhere' is not a run directory")])
+    (["--run-dir", "nowhere"], "'nowhere' is not a run directory"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--device", "cuda"], "--device cuda is where a run's features are extracted; it needs --run-dir")])
 def test_cli_bad_arguments_exit_2_with_the_reason(args, message):
     out = _cli(*args)
     assert out.returncode == 2 and message in out.stderr and "usage:" in out.stderr

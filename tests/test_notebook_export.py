@@ -15,6 +15,14 @@ def test_parameter_values_are_python_literals_or_text():
         [1, 0.5, True, None, [1, 2], "resnet29", "a b"]
 
 
+def test_a_parameter_the_notebook_does_not_have_is_refused_before_running(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export-notebook", "notebooks/03_cifar.ipynb", "--out", str(tmp_path), "-p", "backbon", "resnet29"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "03_cifar.ipynb has no parameter(s) ['backbon']" in err and "backbone" in err
+    assert not list(tmp_path.iterdir())                                # nothing was run or written
+
+
 @pytest.mark.slow
 def test_papermill_run_of_notebook_03_with_parameters_exports_a_standalone_page(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NSLVIZ_RUNS", str(tmp_path / "runs"))

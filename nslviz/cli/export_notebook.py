@@ -26,6 +26,10 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
     notebook, out_dir = Path(notebook), Path(out_dir)
     if not notebook.is_file():
         raise ValueError(f"notebook {str(notebook)!r} does not exist; expected a path to an .ipynb file")
+    unknown = sorted(set(parameters or {}) - set(papermill.inspect_notebook(str(notebook))))
+    if unknown:
+        raise ValueError(f"{notebook.name} has no parameter(s) {unknown}; its parameters are "
+                         f"{', '.join(papermill.inspect_notebook(str(notebook)))}")
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook.name
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},

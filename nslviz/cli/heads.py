@@ -46,7 +46,12 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..analysis.finetuning import frozen_feature_heads
+    from ..training.distributed import check_device_name
     from ..training.heads import run_clusters
+    check_device_name(args.device)
+    if args.run_dir is None and args.device != "cpu":
+        raise ValueError(f"--device {args.device} is where a run's features are extracted; it needs --run-dir "
+                         f"(the generated clusters are made and trained on the CPU)")
     training = HeadTraining(entries=args.entries, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                             eval_every=args.eval_every, seed=args.seed, progress=True)
     cluster_options = {name: getattr(args, name) for name in CLUSTER_OPTIONS if getattr(args, name) is not None}
