@@ -1,6 +1,8 @@
 """python -m nslviz spiral: the MN spiral toy (paper sec. 4.1) and the plain linear classifier."""
 from __future__ import annotations
 
+import argparse
+
 from ..training.spiral import SpiralConfig, run_spiral
 from .common import emit_json, nonnegative_int, positive_float, positive_int
 
@@ -9,7 +11,8 @@ def add_parser(subparsers) -> None:
     defaults = SpiralConfig()
     p = subparsers.add_parser("spiral", help="train Meta-Neighborhoods on the concentric spirals",
                               description="Train a linear classifier finetuned per input on induced neighbors "
-                                          "(MN sec. 4.1) and a plain linear classifier on the same spirals.")
+                                          "(MN sec. 4.1) and a plain linear classifier on the same spirals.",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--steps", type=positive_int, default=defaults.steps, help="meta-training iterations")
     p.add_argument("--entries", type=positive_int, default=defaults.entries, help="induced neighbors S")
     p.add_argument("--temperature", type=positive_float, default=defaults.temperature, help="softmax temperature T")
