@@ -403,15 +403,16 @@ def imagenet64_rows(labels):
     return np.stack([solid(int(l) - 1, 64).transpose(2, 0, 1).reshape(-1) for l in labels])   # (N, 12288)
 
 
-def write_imagenet64(root, layout, rng):
-    """Batches 1, 2 and 6 and the val batch in one of the real layouts: "parts_npz" is the download
-    (Imagenet64_train_part1_npz/ holds batches 1-5, part2 6-10), "merged_npz" one train folder,
-    "parts_pickle" the pickle variant's two parts. Labels are numbered from 1, as on disk."""
+def write_imagenet64(root, layout, rng, batches=range(1, 11)):
+    """The ten training batches (one image each, two in batch 1) and the val batch in one of the
+    real layouts: "parts_npz" is the download (Imagenet64_train_part1_npz/ holds batches 1-5, part2
+    6-10), "merged_npz" one train folder, "parts_pickle" the pickle variant's two parts. Labels are
+    numbered from 1, as on disk."""
     suffix = ".npz" if layout.endswith("npz") else ""
     tail = "_npz" if suffix else ""
     folders = ({1: f"Imagenet64_train{tail}", 6: f"Imagenet64_train{tail}"} if layout == "merged_npz"
                else {1: f"Imagenet64_train_part1{tail}", 6: f"Imagenet64_train_part2{tail}"})
-    batches = {f"train_data_batch_{i}": rng.integers(1, 11, 5) for i in (1, 2, 6)}
+    batches = {f"train_data_batch_{i}": rng.integers(1, 11, 2 if i == 1 else 1) for i in batches}
     batches["val_data"] = rng.integers(1, 11, 4)
     for name, labels in batches.items():
         if name == "val_data":
@@ -433,15 +434,22 @@ def test_imagenet64_batches_in_the_download_layouts(tmp_path, layout):
     batches = write_imagenet64(tmp_path, layout, np.random.default_rng(4))
     (tmp_path / "map_clsloc.txt").write_text("n01 1 tench\nn02 2 goldfish\n")
     data = load_image_dataset("imagenet64", tmp_path, val_size=4)
-    check_split(data.train, 11, size=64), check_split(data.val, 4, size=64), check_split(data.test, 4, size=64)
+    check_split(data.train, 7, size=64), check_split(data.val, 4, size=64), check_split(data.test, 4, size=64)
     assert data.num_classes == 1000 and data.class_names[:2] == ["tench", "goldfish"]
     for split in data.splits().values():
         assert torch.equal(read_labels(split), split.labels)
-    train_labels = np.concatenate([batches[f"train_data_batch_{i}"] for i in (1, 2, 6)]) - 1
+    train_labels = np.concatenate([batches[f"train_data_batch_{i}"] for i in range(1, 11)]) - 1
     assert sorted(torch.cat([data.train.labels, data.val.labels]).tolist()) == sorted(train_labels.tolist())
     assert data.test.labels.tolist() == (batches["val_data"] - 1).tolist()
     small = load_image_dataset("imagenet64", tmp_path, val_size=4, image_size=32)
-    check_split(small.train, 11)
+    check_split(small.train, 7)
+
+
+def test_imagenet64_refuses_a_half_unzipped_training_set(tmp_path):
+    write_imagenet64(tmp_path, "parts_npz", np.random.default_rng(7), batches=range(1, 6))   # part 2 not unzipped
+    with pytest.raises(FileNotFoundError, match=r"(?s)imagenet64: training batches \[6, 7, 8, 9, 10\] of 10 .*"
+                                                r"Imagenet64_train_part2_npz/train_data_batch_6.npz"):
+        load_image_dataset("imagenet64", tmp_path, val_size=4)
 
 
 def test_imagenet64_refuses_a_batch_twice_and_zero_based_labels(tmp_path):
@@ -451,7 +459,7 @@ def test_imagenet64_refuses_a_batch_twice_and_zero_based_labels(tmp_path):
     with pytest.raises(ValueError, match="train_data_batch_1.npz is in more than one"):
         load_image_dataset("imagenet64", tmp_path, val_size=4)
     (part2 / "train_data_batch_1.npz").unlink()
-    labels = np.array([0, 1, 2, 3, 4])                               # numbered from 0: not the real files
+    labels = np.array([0])                                           # numbered from 0: not the real files
     np.savez(part1 / "train_data_batch_2.npz", data=imagenet64_rows(labels + 1), labels=labels)
     with pytest.raises(ValueError, match=r"imagenet64: the (train|val) labels .* range over \[-1, .*expected 0..999"):
         load_image_dataset("imagenet64", tmp_path, val_size=4)
@@ -492,12 +500,15 @@ def write_small_set(root, name):
     ("cinic10", "cinic-10/test/cat/test-0.png", "html"),
     ("imagenet64", "Imagenet64_train_part2_npz/train_data_batch_6.npz", "html"),
     ("imagenet64", "Imagenet64_val_npz/val_data.npz", "truncate"),
+    ("svhn", "svhn/train_32x32.mat", "empty"),
 ])
 def test_damaged_files_name_the_dataset_the_file_and_what_to_do(tmp_path, name, file, damage):
     write_small_set(tmp_path, name)
     path = tmp_path / file
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[:path.stat().st_size // 3])
+    elif damage == "empty":
+        path.write_bytes(b"")
     else:                                                           # a failed download saved an error page
         path.write_text("<html>404 Not Found</html>")
     with pytest.raises(ValueError) as error:
@@ -505,6 +516,36 @@ def test_damaged_files_name_the_dataset_the_file_and_what_to_do(tmp_path, name, 
     message = str(error.value)
     assert message.startswith(f"{name}: cannot read {path} ")
     assert "delete it and get it again" in message and "How to get it:" in message
+
+
+def test_reading_errors_are_sorted_into_damaged_files_and_system_errors(tmp_path):
+    """A parser's error means a damaged file (get it again); an OS error with an errno (permissions,
+    the disk) does not, and says so; an error that already names the set passes unchanged."""
+    request = image_module._Request("cifar10", tmp_path, None, None, "fine", False, None, 0, {})
+    path = tmp_path / "data_batch_1"
+
+    def failing(error):
+        with image_module._reading(request, path):
+            raise error
+
+    with pytest.raises(PermissionError, match=rf"cifar10: cannot read {path} \(Permission denied\); check the file's"):
+        failing(PermissionError(13, "Permission denied"))
+    for error in (gzip.BadGzipFile("Not a gzipped file"), SyntaxError("broken PNG file"), EOFError("ran out")):
+        with pytest.raises(ValueError, match=rf"cifar10: cannot read {path} \({type(error).__name__}: .*get it again"):
+            failing(error)
+    with pytest.raises(ValueError, match="^cifar10: already named$"):
+        failing(ValueError("cifar10: already named"))
+    with pytest.raises(FileNotFoundError):
+        failing(FileNotFoundError(2, "No such file"))
+
+
+def test_a_damaged_pickle_variant_batch_is_named_once(tmp_path):
+    write_imagenet64(tmp_path, "parts_pickle", np.random.default_rng(8))
+    path = tmp_path / "Imagenet64_train_part1" / "train_data_batch_3"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError) as error:
+        load_image_dataset("imagenet64", tmp_path, val_size=4)
+    assert str(error.value).count("cannot read") == 1 and str(error.value).count("How to get it") == 1
 
 
 def test_a_pickle_without_the_expected_entries_is_named(tmp_path):

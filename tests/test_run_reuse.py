@@ -84,6 +84,18 @@ def test_compare_methods_reuses_resumes_and_refuses_other_settings(tmp_path, mon
     assert json.loads((group / "vanilla" / "config.json").read_text())["temperature"] == 0.5
 
 
+def test_a_cut_run_started_in_bf16_is_named_not_stuck_when_the_notebook_runs_again_in_fp32(tmp_path):
+    """A notebook killed on a GPU (amp auto: bf16) and run again on a CPU (fp32): the cut run cannot
+    be resumed exactly; compare_runs says why, and overwrite=True replaces it instead of failing."""
+    group = tmp_path / "group"
+    interrupt_at(dataclasses.replace(CONFIG, method="vanilla", amp="bf16"), group / "vanilla", 5)   # checkpoint at 4
+    with pytest.raises(ValueError, match=r"holds a vanilla run with other settings \(precision: 'bf16' -> 'fp32'\)"):
+        experiments.compare_methods(CONFIG, ["vanilla"], group_dir=group, progress=False)
+    replaced = experiments.compare_methods(CONFIG, ["vanilla"], group_dir=group, progress=False, overwrite=True)
+    assert stable(replaced["vanilla"]) == stable(train(dataclasses.replace(CONFIG, method="vanilla"),
+                                                       tmp_path / "whole", progress=False))
+
+
 @pytest.mark.parametrize("compare_with, methods", [
     (["vanilla", "mn"], ["vanilla", "mn", "mn_ifilm"]),
     ("vanilla", ["vanilla", "mn_ifilm"]),                            # papermill -p compare_with vanilla
@@ -113,3 +125,5 @@ def test_a_notebooks_epochs_none_is_the_official_schedule():
     assert TrainConfig.from_preset("mn", dataset="cifar10", epochs=7).length_text() == "7 epochs, lr x0.1 at 75%"
     sgd = TrainConfig.from_preset("mn", dataset="cifar10", optimizer="sgd", method="vanilla", lr=None, weight_decay=None)
     assert (sgd.lr, sgd.weight_decay) == (0.1, 2e-4)                 # None: the optimizer's own values
+    with pytest.raises(ValueError, match="epochs None asks for the official schedule, and imagenet64 has none"):
+        TrainConfig.from_preset("mn", dataset="imagenet64", epochs=None)   # notebook 04's default set: no silent 5

@@ -106,8 +106,8 @@ def test_cli_bad_arguments_exit_2_with_usage(args):
 
 
 def test_explorer_sliders_redraw_the_boundary_as_widget_state(short_run):
-    """The figure is the Output widget's state (append_display_data), not a captured display: the
-    capture raced with headless papermill runs and hung notebook 01's export about one run in two."""
+    """The figure is the Output widget's state (its `outputs`), not a captured display: the capture
+    raced with headless papermill runs and hung notebook 01's export about one run in two."""
     import plotly.io as pio
 
     from nslviz.viz import setup_notebook

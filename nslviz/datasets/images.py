@@ -221,8 +221,8 @@ def load_image_dataset(name: str, root: str | Path = "data", *, val_size: int | 
         if len(split) and (int(split.labels.min()) < 0 or int(split.labels.max()) >= dataset.num_classes):
             raise ValueError(f"{name}: the {split_name} labels read from {request.root} range over "
                              f"[{int(split.labels.min())}, {int(split.labels.max())}], expected 0..{dataset.num_classes - 1} "
-                             f"({dataset.num_classes} classes); the label files are not {name}'s (e.g. numbered "
-                             f"from 0 where {name} numbers from 1) or are corrupt")
+                             f"({dataset.num_classes} classes); the label files are not {name}'s or are corrupt "
+                             f"(e.g. labels numbered from 0 where the files number them from 1, or the reverse)")
     return dataset
 
 
@@ -307,18 +307,33 @@ def _find_folder(request: _Request, candidates: list[Path], required: list[str |
 
 @contextmanager
 def _reading(request: _Request, path: Path):
-    """Turn a failure to read `path` (truncated, corrupt, not the expected format) into a ValueError
-    that names the dataset, the file and what to do; a missing file stays a FileNotFoundError."""
+    """Turn a failure to read `path` into an error that names the dataset, the file and what to do:
+    a truncated, corrupt or foreign file (any parser's error) is a ValueError advising to get it
+    again; a file the system cannot read (permissions, an I/O error) is an OSError saying so, with
+    no advice to delete it; a missing file stays a FileNotFoundError; an error that already names
+    the dataset passes unchanged."""
     try:
         yield
     except FileNotFoundError:
         raise
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
-            zipfile.BadZipFile) as error:
-        how = _REGISTRY[request.name].how_to_get(request.name, request.root)
-        raise ValueError(f"{request.name}: cannot read {path} ({type(error).__name__}: {error}). The file is "
-                         f"truncated, corrupt or not in the expected format; delete it and get it again. "
-                         f"How to get it: {how}") from error
+    except ValueError as error:
+        if str(error).startswith(f"{request.name}:"):
+            raise
+        raise _damaged(request, path, error) from error
+    except OSError as error:
+        if error.errno is not None:                  # the system's own error: permissions, the disk
+            raise OSError(error.errno, f"{request.name}: cannot read {path} ({error.strerror}); check the "
+                                       f"file's permissions and the disk") from error
+        raise _damaged(request, path, error) from error   # e.g. gzip's or PIL's "truncated" errors
+    except Exception as error:                       # noqa: BLE001 - every parser has its own errors
+        raise _damaged(request, path, error) from error
+
+
+def _damaged(request: _Request, path: Path, error: Exception) -> ValueError:
+    how = _REGISTRY[request.name].how_to_get(request.name, request.root)
+    return ValueError(f"{request.name}: cannot read {path} ({type(error).__name__}: {error}). The file is "
+                      f"truncated, corrupt or not in the expected format; delete it and get it again. "
+                      f"How to get it: {how}")
 
 
 def _read_pickle(request: _Request, path: Path, required: tuple[str, ...] = ()) -> dict:
@@ -691,6 +706,12 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
                 if twice:
                     raise ValueError(f"imagenet64: train_data_batch_{twice[0]}{suffix} is in more than one of "
                                      f"{', '.join(str(base / d) for d in train_dirs)}; keep one copy of each batch")
+                missing = sorted(set(range(1, 11)) - set(numbers))
+                if missing:
+                    raise _missing(request, [base / train_dirs[0 if n <= 5 else 1] / f"train_data_batch_{n}{suffix}"
+                                             for n in missing[:3]],
+                                   f"training batches {missing} of 10 (found {sorted(numbers)}; unzip every "
+                                   f"training archive)")
                 chosen = (base, sorted(found, key=lambda path: batch_number(path, suffix)),
                           base / val_dir / f"val_data{suffix}")
                 break

@@ -159,7 +159,9 @@ class TrainConfig:
         """A paper recipe with `overrides` on top; preset None gives the dataclass defaults. Unless
         `epochs` or `iterations` is given, the training length and lr milestones are the official
         schedule of the dataset (`PAPER_SCHEDULES`), where there is one."""
-        # None for the length or the milestones means "not given" (a notebook's `epochs = None`)
+        # None for the length or the milestones means "not given" (a notebook's `epochs = None`): the
+        # official schedule, which must then exist
+        asked_official = "epochs" in overrides and overrides["epochs"] is None and overrides.get("iterations") is None
         overrides = {k: v for k, v in overrides.items()
                      if not (k in ("epochs", "iterations", "milestones") and v is None)}
         if preset is not None:
@@ -167,6 +169,10 @@ class TrainConfig:
             fields = {**PRESET_FIELDS[preset], **overrides}
             schedule = PAPER_SCHEDULES.get((preset, fields.get("optimizer", cls.optimizer)), {})
             official = schedule.get(fields.get("dataset", cls.dataset))
+            if asked_official and not official:
+                raise ValueError(f"epochs None asks for the official schedule, and {fields.get('dataset', cls.dataset)} "
+                                 f"has none with the {preset} preset and {fields.get('optimizer', cls.optimizer)}; "
+                                 f"give the number of epochs")
             if official and "epochs" not in overrides and "iterations" not in overrides:
                 fields = {"iterations": official[0], "milestones": official[1], **fields}
             overrides = fields

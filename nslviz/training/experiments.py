@@ -16,7 +16,7 @@ from ..paths import runs_root
 from ..models.classifier import METHODS
 from .config import TrainConfig
 from .rundir import RunDirectory
-from .trainer import default_run_name, train
+from .trainer import default_run_name, resume_setting_change, train
 
 QUICK_BACKBONES = {"resnet56_64": "convnet4_64", "resnet29_64": "convnet4_64", "densenet40_64": "convnet4_64",
                    "convnet4_64": "convnet4_64", "cnn10": "cnn9"}
@@ -70,6 +70,8 @@ def compare_runs(configs: dict[str, TrainConfig], group_dir: str | Path, *, prog
         run_dir = Path(group_dir) / label
         existing = RunDirectory(run_dir, create=False)
         changed = _changed_settings(existing, run_config)
+        if changed is None and not existing.summary_path.exists():
+            changed = resume_setting_change(run_dir, run_config)       # a cut run resumed under bf16 <-> fp32
         if changed is None and existing.summary_path.exists():
             summaries[label] = existing.read_summary()
             continue

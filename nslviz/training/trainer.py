@@ -180,6 +180,25 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
     return result
 
 
+def run_setting(config: TrainConfig, device: torch.device, world_size: int) -> dict:
+    """What changes a run's numbers without being a config field: the autocast precision and the
+    number of processes. Stored in every checkpoint; a resumption must match it."""
+    return {"precision": "bf16" if _autocast(config, device) is not contextlib.nullcontext else "fp32",
+            "world_size": world_size}
+
+
+def resume_setting_change(run_dir: str | Path, config: TrainConfig) -> str | None:
+    """How resuming the checkpoint in `run_dir` here (this machine's device, WORLD_SIZE processes)
+    would change its setting ("precision: 'bf16' -> 'fp32'"), or None (no checkpoint, or no change)."""
+    checkpoint = RunDirectory(run_dir, create=False).load_checkpoint(map_location="cpu")
+    if checkpoint is None:
+        return None
+    stored = checkpoint["state"]
+    now = run_setting(config, distributed.resolve_device(config.device), int(os.environ.get("WORLD_SIZE", "1")))
+    changes = [f"{key}: {stored[key]!r} -> {now[key]!r}" for key in now if key in stored and stored[key] != now[key]]
+    return ", ".join(changes) or None
+
+
 def _check_same_setting(stored: dict, now: dict) -> None:
     """Resume only under the autocast precision and process count the run started with: either
     changes the numbers, and the promise is that a resumed run ends as an uninterrupted one would."""
@@ -256,9 +275,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     scheduler = build_scheduler(optimizer, config, batches)
     state = {"iteration": 0, "epoch": 0, "batch": 0, "best_val_acc": -1.0, "best_val_loss": math.inf, "best_epoch": -1,
              "seconds": 0.0, "epoch_sums": [0.0, 0.0, 0.0], "metrics_rows": 0}
-    # what changes the numbers without being a config field: autocast precision and the process count
-    setting = {"precision": "bf16" if _autocast(config, device) is not contextlib.nullcontext else "fp32",
-               "world_size": context.world_size}
+    setting = run_setting(config, device, context.world_size)
     if checkpoint is not None:
         _check_same_setting(checkpoint["state"], setting)
         model.load_state_dict(checkpoint["model"])
