@@ -193,10 +193,15 @@ def resume_setting_change(run_dir: str | Path, config: TrainConfig) -> str | Non
     checkpoint = RunDirectory(run_dir, create=False).load_checkpoint(map_location="cpu")
     if checkpoint is None:
         return None
-    stored = checkpoint["state"]
     now = run_setting(config, distributed.resolve_device(config.device), int(os.environ.get("WORLD_SIZE", "1")))
-    changes = [f"{key}: {stored[key]!r} -> {now[key]!r}" for key in now if key in stored and stored[key] != now[key]]
-    return ", ".join(changes) or None
+    changes = _setting_changes(checkpoint["state"], now)
+    return ", ".join(f"{key}: {before!r} -> {after!r}" for key, (before, after) in changes.items()) or None
+
+
+def _setting_changes(stored: dict, now: dict) -> dict[str, tuple]:
+    """{key: (stored, now)} where a checkpoint's setting differs (checkpoints from before it was
+    recorded have none)."""
+    return {key: (stored[key], now[key]) for key in now if key in stored and stored[key] != now[key]}
 
 
 def _check_same_setting(stored: dict, now: dict) -> None:
@@ -204,10 +209,9 @@ def _check_same_setting(stored: dict, now: dict) -> None:
     changes the numbers, and the promise is that a resumed run ends as an uninterrupted one would."""
     hints = {"precision": "pass --amp bf16 or --amp off (amp=...) to match it",
              "world_size": "start it with the same torchrun --nproc_per_node"}
-    for key, hint in hints.items():
-        if key in stored and stored[key] != now[key]:
-            raise ValueError(f"cannot resume: the run was trained with {key} {stored[key]!r} and would go on with "
-                             f"{now[key]!r}; {hint}, or start a new run directory")
+    for key, (before, after) in _setting_changes(stored, now).items():
+        raise ValueError(f"cannot resume: the run was trained with {key} {before!r} and would go on with "
+                         f"{after!r}; {hints[key]}, or start a new run directory")
 
 
 def _check_resumable(stored: TrainConfig, config: TrainConfig) -> None:
