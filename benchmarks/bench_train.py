@@ -19,6 +19,7 @@ import nslviz  # noqa: F401  first, as `python -m nslviz train` runs: its CPU al
 import torch
 import torch.nn.functional as F
 
+from nslviz.cli.common import integer_at_least
 from nslviz.models.classifier import build_image_model
 from nslviz.training.config import TrainConfig
 from nslviz.training.distributed import resolve_device
@@ -45,18 +46,6 @@ def _interleaved_medians(steps: dict, device, repeats: int, warmup: int) -> dict
             synchronize(device)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-    return parse
 
 
 def build(method: str, args, device):
@@ -95,11 +84,11 @@ def build(method: str, args, device):
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet29")
-    parser.add_argument("--batch", type=_count(1), default=128)
-    parser.add_argument("--classes", type=_count(2), default=10)
-    parser.add_argument("--entries", type=_count(1), default=5000)
-    parser.add_argument("--repeats", type=_count(1), default=5)
-    parser.add_argument("--warmup", type=_count(0), default=2)
+    parser.add_argument("--batch", type=integer_at_least(1), default=128)
+    parser.add_argument("--classes", type=integer_at_least(2), default=10)
+    parser.add_argument("--entries", type=integer_at_least(1), default=5000)
+    parser.add_argument("--repeats", type=integer_at_least(1), default=5)
+    parser.add_argument("--warmup", type=integer_at_least(0), default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/train_<device>.json)")
     args = parser.parse_args(argv)

@@ -20,8 +20,13 @@ def _number(parse, accept, expected: str):
     return convert
 
 
+def integer_at_least(minimum: int):
+    """An argparse type for integers >= `minimum`."""
+    return _number(int, lambda v: v >= minimum, f"an integer >= {minimum}")
+
+
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+nonnegative_int = integer_at_least(0)
 positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 fraction = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 

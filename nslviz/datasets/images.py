@@ -727,14 +727,13 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
     base, batch_files, val_file = chosen
 
     def read(path: Path, labels_only: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
-        with _reading(request, path):
-            if path.suffix == ".npz":
-                with np.load(path) as archive:
-                    labels = archive["labels"]
-                    data = None if labels_only else archive["data"]
-            else:
-                stored = _read_pickle(request, path, ("data", "labels"))
-                data, labels = stored["data"], stored["labels"]
+        if path.suffix == ".npz":
+            with _reading(request, path), np.load(path) as archive:
+                labels = archive["labels"]
+                data = None if labels_only else archive["data"]
+        else:                                                      # _read_pickle names its own errors
+            stored = _read_pickle(request, path, ("data", "labels"))
+            data, labels = stored["data"], stored["labels"]
         labels = np.asarray(labels, dtype=np.int64).reshape(-1) - 1                       # 1-based on disk
         if labels_only:
             return None, labels
