@@ -1,18 +1,53 @@
 """The issue's papermill command and the static HTML export: `export-notebook` runs notebook 03 with
 papermill parameters (`-p backbone resnet29`, as `papermill notebooks/03_cifar.ipynb out.ipynb -p
 backbone resnet29` does) and writes an HTML page whose plotly figures work without a kernel or the
-internet."""
+internet, equations included (MathML, not TeX for MathJax from a CDN)."""
 import json
+import re
+from pathlib import Path
 
+import nbformat
 import pytest
 
 from nslviz.__main__ import main
-from nslviz.cli.export_notebook import parse_parameter
+from nslviz.cli.export_notebook import html_exporter, parse_parameter, tex_to_mathml
+
+NOTEBOOKS = sorted(Path("notebooks").glob("*.ipynb"))
+
+
+def markdown_html(body: str) -> str:
+    """The exported markdown cells of an HTML page, joined."""
+    return "".join(re.findall(r'<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown[^>]*>(.*?)</div>', body, re.S))
 
 
 def test_parameter_values_are_python_literals_or_text():
     assert [parse_parameter(v) for v in ("1", "0.5", "True", "None", "[1, 2]", "resnet29", "a b")] == \
         [1, 0.5, True, None, [1, 2], "resnet29", "a b"]
+
+
+def test_equations_become_mathml_and_unknown_tex_stays_for_mathjax():
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "Inline $\\phi_i = \\phi - \\alpha\\,\\nabla_\\phi L$ and $x<y$, a block\n\n$$\\sum_{j=1}^S \\omega_{ij}$$\n\n"
+        "and a command latex2mathml does not know: $\\arg\\max_c v_c$. Code keeps dollars: `$HOME`.")])
+    text = markdown_html(html_exporter().from_notebook_node(notebook)[0])
+    formulas = re.findall(r"<math [^>]*>", text)
+    assert len(formulas) == 3 and all('xmlns="http://www.w3.org/1998/Math/MathML"' in f for f in formulas)
+    assert sorted(re.search(r'display="(\w+)"', f)[1] for f in formulas) == ["block", "inline", "inline"]
+    assert "<mi>ω</mi>" in text and "<mo>&lt;</mo>" in text                # "<" is escaped inside MathML
+    assert "$\\arg\\max_c v_c$" in text                                  # left for MathJax, not mangled
+    assert "<code>$HOME</code>" in text
+    assert tex_to_mathml("\\arg x", "inline") is None and tex_to_mathml("x^", "inline") is None
+    assert tex_to_mathml("\\left( x", "block") is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_equation_of_the_notebooks_is_exported_as_mathml(path):
+    """So the exported pages need no MathJax: no TeX is left in a markdown cell."""
+    notebook = nbformat.read(path, as_version=4)
+    text = markdown_html(html_exporter().from_notebook_node(notebook)[0])
+    sources = "".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "$" not in text and "\\(" not in text and "\\begin{" not in text
+    assert text.count("<math ") >= sources.count("$$") // 2 + 1
 
 
 def test_a_parameter_the_notebook_does_not_have_is_refused_before_running(tmp_path, capsys):
@@ -46,3 +81,4 @@ def test_papermill_run_of_notebook_03_with_parameters_exports_a_standalone_page(
     figures = sum("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
     assert figures >= 2 and html.count("Plotly.newPlot(") >= figures
     assert "* plotly.js v" in html and 'src="https://cdn.plot.ly' not in html
+    assert "<math " in markdown_html(html) and "$" not in markdown_html(html)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from .common import emit_json
@@ -17,11 +18,12 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
                     timeout: int = 1800) -> dict:
     """Run `notebook` with papermill (parameters injected after its `parameters` cell) in its own
     folder, then export the executed notebook to HTML (plotly figures embed plotly.js, so the page,
-    animations included, works offline with no kernel; see `drop_widget_outputs` for the widgets).
-    Returns the two paths."""
+    animations included, works offline with no kernel; the equations are MathML, see
+    `html_exporter`; `drop_widget_outputs` says what happens to the widgets). Returns the two paths."""
     import nbformat
     import papermill
-    from nbconvert import HTMLExporter
+
+    from ..training.rundir import atomic_write_text
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     if not notebook.is_file():
@@ -36,11 +38,59 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
                                cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
                                execution_timeout=timeout)
     executed_notebook = drop_widget_outputs(nbformat.read(executed, as_version=4))
-    nbformat.write(executed_notebook, executed)
-    body, _ = HTMLExporter().from_notebook_node(executed_notebook)
+    atomic_write_text(executed, nbformat.writes(executed_notebook))
+    body, _ = html_exporter().from_notebook_node(executed_notebook)
     html = executed.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
+    atomic_write_text(html, body)
     return {"notebook": str(executed.resolve()), "html": str(html.resolve())}
+
+
+def tex_to_mathml(tex: str, display: str) -> str | None:
+    """The MathML of one TeX formula (`display` "inline" or "block"), or None where latex2mathml
+    cannot write it: it leaves an unknown command as its literal name (`<mi>\\foo</mi>`) or raises."""
+    from latex2mathml.converter import convert
+
+    try:
+        mathml = convert(tex, display=display)
+    except Exception:  # latex2mathml raises its own and plain parser errors on TeX it does not know
+        return None
+    return None if re.search(r">\\[A-Za-z]", mathml) else mathml
+
+
+def html_exporter():
+    """nbconvert's HTML exporter with the markdown cells' equations written as MathML, which every
+    current browser draws itself, so the exported page shows them offline. (Plain nbconvert leaves
+    them as TeX for MathJax, which it loads from a CDN.) A formula latex2mathml cannot write stays
+    TeX, for MathJax to typeset when the page is online; tests/test_notebook_export.py checks that
+    no formula in this repository's notebooks needs it."""
+    from jinja2 import pass_context
+    from nbconvert import HTMLExporter
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+    class MathMLRenderer(IPythonRenderer):
+        def block_math(self, body: str) -> str:
+            return tex_to_mathml(body, "block") or super().block_math(body)
+
+        def inline_math(self, body: str) -> str:
+            return tex_to_mathml(body, "inline") or super().inline_math(body)
+
+        def latex_environment(self, name: str, body: str) -> str:
+            return (tex_to_mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", "block")
+                    or super().latex_environment(name, body))
+
+    class MathMLHTMLExporter(HTMLExporter):
+        @pass_context
+        def markdown2html(self, context, source):
+            # HTMLExporter.markdown2html with the renderer above
+            cell = context.get("cell", {})
+            renderer = MathMLRenderer(
+                escape=False, attachments=cell.get("attachments", {}), embed_images=self.embed_images,
+                path=context.get("resources", {}).get("metadata", {}).get("path", ""),
+                anchor_link_text=self.anchor_link_text, exclude_anchor_links=self.exclude_anchor_links,
+                **self.lexer_options)
+            return MarkdownWithMath(renderer=renderer).render(source)
+
+    return MathMLHTMLExporter()
 
 
 def drop_widget_outputs(notebook):

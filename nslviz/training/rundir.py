@@ -52,6 +52,11 @@ def atomic_write_json(path, obj: Any) -> None:
     _atomic_write(Path(path), lambda handle: handle.write(data))
 
 
+def atomic_write_text(path, text: str) -> None:
+    data = text.encode("utf-8")
+    _atomic_write(Path(path), lambda handle: handle.write(data))
+
+
 def atomic_torch_save(path, obj: Any) -> None:
     _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
 
