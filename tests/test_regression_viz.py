@@ -57,7 +57,11 @@ def test_toy_figures(toy):
     _labelled(fig)
     _slider_ok(fig, 3)
     assert fig.layout.sliders[0].active == 1             # T = 0.1 first
-    _labelled(viz.toy_error_figure(toy))
+    fig = viz.toy_error_figure(toy)
+    _labelled(fig)
+    # two x axes, each with its own title and ticks at the values that were run
+    assert fig.layout.xaxis.title.text.startswith("neighbors k") and fig.layout.xaxis2.title.text == "temperature T (MN)"
+    assert list(fig.layout.xaxis.tickvals) == [1, 5, 20] and list(fig.layout.xaxis2.ticktext) == ["0.01", "0.1", "1"]
 
 
 def test_cv_figures_and_tables(cv):

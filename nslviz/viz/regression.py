@@ -98,11 +98,15 @@ def toy_error_figure(result) -> go.Figure:
                   annotation_text=f"vanilla MLP {result.test_mse['mlp']:.3f}")
     fig.add_hline(y=result.config.noise ** 2, line_dash="dot", line_color="#444444",
                   annotation_text="noise variance (best possible)", annotation_position="bottom right")
-    fig.update_layout(xaxis=dict(type="log"), height=420,
-                      xaxis2=dict(type="log", overlaying="x", side="top", title_text="temperature T (MN)"),
-                      legend=dict(orientation="h", y=-0.25))
-    return finish_figure(fig, "Locality trades bias for variance: test error against k and T",
-                         "neighbors k (kNN, local linear)", "test MSE")
+    ks = sorted(set(result.test_mse["knn"]) | set(result.test_mse["local_linear"]))
+    # each axis is labelled at the values that were run (plotly's own log ticks crowd with minor digits)
+    fig.update_layout(xaxis=dict(type="log", tickvals=ks, ticktext=[str(k) for k in ks],
+                                 title_text="neighbors k (kNN, local linear)"),
+                      xaxis2=dict(type="log", overlaying="x", side="top", tickvals=temperatures,
+                                  ticktext=[f"{t:g}" for t in temperatures], title_text="temperature T (MN)"),
+                      height=440, margin=dict(t=110), legend=dict(orientation="h", y=-0.25))
+    # the two x axes have their own titles, so finish_figure sets only the y axis's
+    return finish_figure(fig, "Locality trades bias for variance: test error against k and T", yaxis="test MSE")
 
 
 def cv_folds_figure(result) -> go.Figure:
