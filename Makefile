@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-OUT    ?= out
+DEMO_OUT ?= out
 # transparent huge pages for torch's large CPU tensors (see nslviz/__init__.py); 0 to opt out
 export THP_MEM_ALLOC_ENABLE ?= 1
 
@@ -13,15 +13,16 @@ export THP_MEM_ALLOC_ENABLE ?= 1
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "nslviz needs Python 3.11 or newer (the pinned numpy, pandas and ipython do); $(PYTHON) is Python " + sys.version.split()[0] + ": run make PYTHON=python3.11 (or newer)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "pip==26.3"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 # Spiral toy: train, print a one-line summary, execute notebook 01 headless and export it to HTML.
 demo: setup
 	$(PY) -m nslviz spiral
-	NSLVIZ_QUICK=0 $(PY) -m nslviz export-notebook notebooks/01_spiral_toy.ipynb --out $(OUT)
+	NSLVIZ_QUICK=0 $(PY) -m nslviz export-notebook notebooks/01_spiral_toy.ipynb --out $(DEMO_OUT)
 
 # Unit tests and every notebook under nbval, in quick mode.
 test: setup
@@ -47,4 +48,4 @@ bench: setup
 	$(PY) benchmarks/bench_regression.py
 
 clean:
-	rm -rf $(OUT) runs .pytest_cache
+	rm -rf out runs .pytest_cache

@@ -50,6 +50,9 @@ def test_binder_environment_has_cpu_torch_and_every_runtime_dependency_at_the_pi
         name = _name(requirement)
         assert name in binder, f"binder/environment.yml lacks {name}"
         assert binder[name] == pins[name], f"{name}: binder {binder[name]} != constraints {pins[name]}"
+    for name, version in binder.items():                               # the indirect pins too
+        if name not in ("torch", "torchvision"):
+            assert pins.get(name) == version, f"{name}: binder {version} != constraints {pins.get(name)}"
     post_build = (ROOT / "binder" / "postBuild").read_text()
     assert "set -e" in post_build and "pip install --no-deps -e ." in post_build
 

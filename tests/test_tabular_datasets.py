@@ -9,6 +9,7 @@ import tarfile
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +190,11 @@ def test_a_damaged_archive_is_reported(tmp_path):
     with pytest.raises(ValueError, match="does not contain 'train.csv'"):
         load_tabular("super", tmp_path, download=False)
     assert tabular.UCI.startswith("https://archive.ics.uci.edu/")
+
+
+def test_data_readme_lists_every_uci_table_with_its_file_and_url():
+    readme = Path(__file__).resolve().parents[1].joinpath("data", "README.md").read_text()
+    for name, spec in TABULAR_DATASETS.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"`{spec.archive}`" in row and f"`{spec.member}`" in row and spec.url in row
+        assert f"{spec.rows:,} × {spec.features}" in row

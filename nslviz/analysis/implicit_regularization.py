@@ -26,7 +26,7 @@ flow at W₀ = M₀ᵀW′₀, the factorised flow's own starting matrix (same f
 "identity" uses NSL's M₀ = I with W′₀ = W₀ (the two flows start at the same W).
 
 `run_implicit_regularization(config)` records both trajectories, the nuclear norm and the singular
-values over training; `python -m nslviz implicit-reg` and notebook 09 call it.
+values over training; `python -m nslviz implicit-reg` and notebook 08 call it.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ they train nothing. Sliders are plotly frames, so they work in a static HTML exp
     tap_maps_figure(dynamic_masks(model, image)[name], name)     each tap's value over the whole image
     mask_variability_figure(mask_variability(masks))             across positions vs across images
 
-NSL sec. 5.1, implicit regularisation (an ImplicitRegularizationResult, notebook 09):
+NSL sec. 5.1, implicit regularisation (an ImplicitRegularizationResult, notebook 08):
     flow_trajectories_figure(result)     both gradient flows in the plane of W's two main directions
     nuclear_norm_figure(result)          loss and nuclear norm over gradient-flow time
     singular_values_figure(result)       every singular value over time, per flow
