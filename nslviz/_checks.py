@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterable
 
 import torch
@@ -13,9 +14,19 @@ def check_choice(name: str, value, choices: Iterable) -> None:
         raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
 
 
+def is_integer(value) -> bool:
+    """A Python or NumPy integer (np.int64 from np.arange, a grid search), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """A Python or NumPy real number (np.float32 is not a float), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_positive(name: str, value, *, integer: bool = False, minimum: float | None = None) -> None:
     """`value` > 0 (or >= `minimum`), finite, and an integer when asked."""
-    if integer and (isinstance(value, bool) or not isinstance(value, int)):
+    if integer and not is_integer(value):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     try:
         number = float(value)
@@ -33,7 +44,7 @@ def check_positive(name: str, value, *, integer: bool = False, minimum: float | 
 def check_fraction(name: str, value, *, allow_one: bool = False) -> None:
     """0 <= value < 1 (or <= 1)."""
     upper_ok = value <= 1 if allow_one else value < 1
-    if not (isinstance(value, (int, float)) and 0 <= value and upper_ok):
+    if not (is_number(value) and 0 <= value and upper_ok):
         bound = "<= 1" if allow_one else "< 1"
         raise ValueError(f"{name} must be a number with 0 <= {name} {bound}, got {value!r}")
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_positive
+from ._checks import check_positive, is_number
 from ._precision import full_precision, full_precision_dtype
 
 IFILM_PLACEMENTS = ("none", "all", "last")
@@ -56,8 +56,7 @@ class IFiLM(nn.Module):
         super().__init__()
         check_positive("iFiLM channels", channels, integer=True)
         check_positive("iFiLM entries", entries, integer=True)
-        if isinstance(temperature_init, bool) or not (isinstance(temperature_init, (int, float))
-                                                      and math.isfinite(temperature_init)):
+        if not (is_number(temperature_init) and math.isfinite(temperature_init)):
             raise ValueError(f"iFiLM temperature_init must be a finite number, got {temperature_init!r}")
         self.channels = channels
         self.entries = entries

@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_positive
+from ._checks import check_choice, check_positive, is_integer
 
 NSL_MODES = ("none", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns")
 ANGLE_FUNCTIONS = ("cosine", "linear", "sigmoid")
@@ -79,7 +79,7 @@ def _kernel_size(kernel_size) -> int:
         if len(kernel_size) != 2 or kernel_size[0] != kernel_size[1]:
             raise ValueError(f"neural similarity needs a square kernel, got kernel_size={tuple(kernel_size)!r}")
         kernel_size = kernel_size[0]
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 2:
+    if not is_integer(kernel_size) or kernel_size < 2:
         raise ValueError(f"neural similarity needs a square kernel of size >= 2 (3 in the paper), got "
                          f"kernel_size={kernel_size!r}; a 1×1 kernel has a single tap, use nn.Conv2d")
     return kernel_size

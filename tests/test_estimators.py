@@ -76,7 +76,8 @@ def test_works_in_cross_val_score_grid_search_and_pipelines():
     scores = cross_val_score(MetaNeighborsRegressor(random_state=0, max_epochs=30), x, y, cv=3)
     assert scores.shape == (3,) and np.all(np.isfinite(scores))
     search = GridSearchCV(MetaNeighborsRegressor(random_state=0, max_epochs=20),
-                          {"temperature": [0.1, 1.0], "width": [16]}, cv=2).fit(x, y)
+                          {"temperature": [0.1, 1.0], "width": np.array([16]), "max_epochs": np.arange(20, 21)},
+                          cv=2, error_score="raise").fit(x, y)           # NumPy grids give np.int64 values
     assert search.best_params_["temperature"] in (0.1, 1.0) and search.best_estimator_.width == 16
     holes = x.copy()
     holes[::7, 1] = np.nan

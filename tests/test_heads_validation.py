@@ -134,3 +134,15 @@ def test_mn_head_learns_more_than_base_classifier_on_xor():
     after = (details["logits"].argmax(1) == y).float().mean()
     before = (details["base_logits"].argmax(1) == y).float().mean()
     assert after > 0.9 and before < 0.75
+
+
+def test_numpy_integers_and_floats_count_as_numbers_bools_do_not():
+    import numpy as np
+
+    from nslviz._checks import check_fraction, check_positive
+
+    check_positive("entries", np.int64(5), integer=True)
+    check_fraction("dropout", np.float32(0.5))
+    for value in (True, np.float64(2.0), 2.0):
+        with pytest.raises(ValueError, match="entries must be an integer"):
+            check_positive("entries", value, integer=True)

@@ -28,9 +28,10 @@ resample bicubically; here every geometric operation is nearest-neighbour, as in
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
+
+from .._checks import is_integer
 
 AUGMENT_POLICIES = ("none", "flip", "crop", "crop_flip", "nsl", "paper")
 PAPER_AUTOAUGMENT_FILL = 128     # the official code's PIL AutoAugment fills uncovered borders grey
@@ -156,7 +157,7 @@ def random_crop(images: torch.Tensor, padding: int = 4, generator: torch.Generat
     "constant" (value `fill`), "symmetric" (edge repeated, numpy/TF), "reflect" (edge not repeated)
     or "circular"."""
     _check_batch(images, generator)
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+    if not is_integer(padding) or padding < 0:
         raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"unknown padding_mode {padding_mode!r}; expected one of {', '.join(PADDING_MODES)}")
@@ -190,7 +191,7 @@ def cutout(images: torch.Tensor, size: int = 16, generator: torch.Generator | No
     """Cutout (DeVries & Taylor 2017) as in the official code: one size×size hole per image, its
     centre uniform over the image, clipped at the borders (so holes near an edge are smaller)."""
     _check_batch(images, generator)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    if not is_integer(size) or size < 0:
         raise ValueError(f"cutout size must be an integer >= 0, got {size!r}")
     batch, _, height, width = images.shape
     device = images.device

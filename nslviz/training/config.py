@@ -29,7 +29,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from .._checks import check_choice, check_fraction, check_positive
+from .._checks import check_choice, check_fraction, check_positive, is_number
 from ..datasets.augment import AUGMENT_POLICIES as AUGMENTATIONS
 from ..models.classifier import CLASSIFIERS, METHODS
 from ..models.registry import available_backbones
@@ -120,7 +120,7 @@ class TrainConfig:
             raise ValueError(f"init_backbone must be a run directory (a path string), got {self.init_backbone!r}")
         if not isinstance(self.nesterov, bool):
             raise ValueError(f"nesterov must be true or false, got {self.nesterov!r}")
-        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
+        if not (is_number(self.momentum) and 0 <= self.momentum < 1):
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError("Nesterov momentum needs momentum > 0; got momentum 0 with nesterov on: "

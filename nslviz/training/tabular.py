@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._threads import torch_threads
-from .._checks import check_choice, check_fraction, check_positive
+from .._checks import check_choice, check_fraction, check_positive, is_number
 from ..regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
 from .distributed import resolve_device
 from .optim import parameter_groups
@@ -248,7 +248,7 @@ class RegressionCVConfig:
         check_positive("folds", self.folds, integer=True, minimum=2)
         for name in ("neighbors", "layers", "widths", "temperatures", "weight_decays"):
             values = getattr(self, name)
-            if isinstance(values, (int, float)):                         # a single value is a 1-grid
+            if is_number(values):                         # a single value is a 1-grid
                 object.__setattr__(self, name, (values,))
             elif not isinstance(values, tuple):
                 object.__setattr__(self, name, tuple(values))
