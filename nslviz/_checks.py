@@ -28,6 +28,8 @@ def check_positive(name: str, value, *, integer: bool = False, minimum: float | 
     """`value` > 0 (or >= `minimum`), finite, and an integer when asked."""
     if integer and not is_integer(value):
         raise ValueError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -49,14 +51,35 @@ def check_fraction(name: str, value, *, allow_one: bool = False) -> None:
         raise ValueError(f"{name} must be a number with 0 <= {name} {bound}, got {value!r}")
 
 
-def check_features(name: str, tensor: torch.Tensor, width: int, *, allow_empty: bool = True) -> None:
-    """A (batch, width) tensor, as every head expects; `allow_empty=False`: at least one row."""
+def check_features(name: str, tensor: torch.Tensor, width: int, *, allow_empty: bool = True,
+                   dtype: torch.dtype | None = None) -> None:
+    """A (batch, width) tensor, as every head expects; `allow_empty=False`: at least one row;
+    `dtype`: the layer's parameter dtype, which floating-point inputs must match outside autocast
+    (float64 from torch.from_numpy into a float32 layer is the usual case)."""
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape (batch, {width}), got {type(tensor).__name__}")
     if tensor.dim() != 2 or tensor.shape[1] != width:
         raise ValueError(f"expected {name} of shape (batch, {width}), got {tuple(tensor.shape)}")
+    if dtype is not None:
+        check_dtype(name, tensor, dtype)
     if not allow_empty and tensor.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (0, {width}); expected at least one example")
+
+
+def check_dtype(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> None:
+    """Floating point, and `dtype` (the layer's parameters') unless autocast chooses the precision."""
+    if not tensor.is_floating_point():
+        raise ValueError(f"{name} must be floating point ({dtype}), got {tensor.dtype}")
+    if tensor.dtype != dtype and not _autocast_enabled(tensor.device.type):
+        raise ValueError(f"{name} are {tensor.dtype} but the layer's parameters are {dtype}; convert the input "
+                         f"with .to({dtype}) (or the layer with .to({tensor.dtype}))")
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:                                 # torch < 2.4: no device argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def check_finite(name: str, tensor: torch.Tensor) -> None:

@@ -367,7 +367,7 @@ class MetaNeighborhoodsHead(nn.Module):
     def forward(self, features: torch.Tensor, *, return_details: bool = False):
         """Logits after per-input finetuning, (B, C); with return_details also the attention
         (B, S), the logits before finetuning and the finetuned parameters."""
-        check_features("features", features, self.feature_dim, allow_empty=False)
+        check_features("features", features, self.feature_dim, allow_empty=False, dtype=self.dictionary.keys.dtype)
         attention = self.attention(features, self.dictionary.keys)              # (B, S)
         weight, bias = self.finetune(attention)
         logits = classifier_logits(features, weight, bias, self.scale, self.classifier)
@@ -457,7 +457,7 @@ class FunctionalMetaNeighborhoods(nn.Module):
         return {name: self.inner_step_sizes[name.replace(".", "__")] for name, _ in self.model.named_parameters()}
 
     def forward(self, inputs: torch.Tensor, *, return_details: bool = False):
-        check_features("inputs", inputs, self.input_dim, allow_empty=False)
+        check_features("inputs", inputs, self.input_dim, allow_empty=False, dtype=self.dictionary.keys.dtype)
         attention = self.attention(inputs, self.dictionary.keys)                  # (B, S)
         params = dict(self.model.named_parameters())
         adapted = finetune_functional(self.model, params, attention, self.dictionary.keys,

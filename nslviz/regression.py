@@ -150,7 +150,7 @@ class MetaNeighborhoodsMLP(nn.Module):
 
     def forward(self, inputs: torch.Tensor, *, return_details: bool = False):
         """Outputs of the per-input finetuned network f_{φ_i}(x_i), (B, C)."""
-        check_features("inputs", inputs, self.input_dim)
+        check_features("inputs", inputs, self.input_dim, dtype=self.dictionary.keys.dtype)
         attention = self.attention(inputs, self.dictionary.keys)                  # (B, S)
         entry_inputs, entry_signals = self.entry_signals()
         linears = self.network.linears

@@ -26,6 +26,9 @@ SIMILARITIES = ("cosine", "neg_sq_euclidean", "dot")
 def similarity_scores(queries: torch.Tensor, keys: torch.Tensor, similarity: str) -> torch.Tensor:
     """sim(x_i, k_j) for every pair, before the temperature: (B, d) x (S, d) -> (B, S)."""
     check_choice("similarity", similarity, SIMILARITIES)
+    if queries.dim() != 2 or keys.dim() != 2 or queries.shape[1] != keys.shape[1]:
+        raise ValueError(f"expected queries (batch, d) and keys (entries, d) of the same width d, got "
+                         f"queries {tuple(queries.shape)} and keys {tuple(keys.shape)}")
     if similarity == "cosine":
         return F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T
     if similarity == "neg_sq_euclidean":
@@ -37,6 +40,8 @@ def similarity_scores(queries: torch.Tensor, keys: torch.Tensor, similarity: str
 def entry_dropout_mask(batch: int, entries: int, drop_rate: float, *, device=None,
                        generator: torch.Generator | None = None) -> torch.Tensor:
     """(B, S) boolean mask; each row keeps its own random ⌊(1 - drop_rate)·S⌋ entries (at least one)."""
+    check_positive("entries", entries, integer=True)
+    check_fraction("entry drop_rate", drop_rate)
     keep = max(1, int(entries * (1.0 - drop_rate)))
     scores = torch.rand(batch, entries, device=device, generator=generator)
     kept = scores.topk(keep, dim=1).indices                                   # (B, keep)

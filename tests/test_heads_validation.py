@@ -146,3 +146,24 @@ def test_numpy_integers_and_floats_count_as_numbers_bools_do_not():
     for value in (True, np.float64(2.0), 2.0):
         with pytest.raises(ValueError, match="entries must be an integer"):
             check_positive("entries", value, integer=True)
+
+
+def test_float64_inputs_name_the_dtype_and_autocast_is_left_alone():
+    from nslviz.regression import MetaNeighborhoodsMLP
+
+    for module, width in ((MetaNeighborhoodsMLP(3, 1), 3), (MetaNeighborhoodsHead(4, 3, entries=5), 4)):
+        with pytest.raises(ValueError, match="are torch.float64 but the layer's parameters are torch.float32"):
+            module(torch.randn(2, width, dtype=torch.float64))
+        with torch.autocast("cpu", dtype=torch.bfloat16):              # autocast chooses the precision
+            assert module(torch.randn(2, width).bfloat16()).shape[0] == 2
+
+
+def test_attention_names_mismatched_widths_and_bool_temperatures():
+    from nslviz.similarity import NeighborAttention, entry_dropout_mask
+
+    with pytest.raises(ValueError, match=r"same width d, got queries \(4, 5\) and keys \(6, 3\)"):
+        NeighborAttention()(torch.randn(4, 5), torch.randn(6, 3))
+    with pytest.raises(ValueError, match="temperature T must be a number, got True"):
+        NeighborAttention(temperature=True)
+    with pytest.raises(ValueError, match="entry drop_rate must be a number with 0 <="):
+        entry_dropout_mask(2, 5, 1.5)

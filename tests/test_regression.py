@@ -144,8 +144,32 @@ def test_fit_tabular_rejects_bad_settings(kwargs, match):
     x, y, xv, yv = _toy_regression()
     with pytest.raises(ValueError, match=match):
         fit_tabular(build_mlp(2, 1, 1, 4), x, y, xv, yv, **kwargs)
-    with pytest.raises(ValueError, match="as many training targets as inputs"):
+    with pytest.raises(ValueError, match="as many y_train as x_train rows"):
         fit_tabular(build_mlp(2, 1, 1, 4), x, y[:-1])
+
+
+def _with_nan(t):
+    t = t.clone()
+    t[0, 0] = float("nan")
+    return t
+
+
+@pytest.mark.parametrize("data,match", [
+    # load_tabular's y is (N,): F.mse_loss would broadcast (B, 1) against (B,) and train on a wrong loss
+    (lambda x, y, xv, yv: (x, y[:, 0], xv, yv), r"targets of shape \(\d+, 1\) .* got \(\d+,\); reshape"),
+    (lambda x, y, xv, yv: (_with_nan(x), y, xv, yv), "x_train contains 1 NaN"),
+    (lambda x, y, xv, yv: (x, y, xv, _with_nan(yv)), "y_val contains 1 NaN"),
+    (lambda x, y, xv, yv: (x.numpy(), y, xv, yv), "x_train as a float torch.Tensor .* got ndarray"),
+    (lambda x, y, xv, yv: (x.double(), y, xv, yv), "x_train are torch.float64 but the layer's parameters are torch.float32"),
+    (lambda x, y, xv, yv: (x, y, xv[:5], yv), "as many y_val as x_val rows"),
+    (lambda x, y, xv, yv: (torch.cat([x, x], 1), y, xv, yv), "the model takes 2 features but x_train has 4"),
+])
+def test_fit_tabular_names_bad_data(data, match):
+    x, y, xv, yv = data(*_toy_regression())
+    with pytest.raises(ValueError, match=match):
+        fit_tabular(build_mlp(2, 1, 1, 4), x, y, xv, yv, max_epochs=1)
+    with pytest.raises(ValueError, match="int64 tensor \\(N,\\) of class indices"):
+        fit_tabular(build_mlp(2, 2, 1, 4), *_toy_regression()[:2], loss="cross_entropy", max_epochs=1)
 
 
 # ---------------------------------------------------------------------------------------------- MN Table 2

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._threads import torch_threads
-from .._checks import check_choice, check_fraction, check_positive, is_number
+from .._checks import check_choice, check_dtype, check_finite, check_fraction, check_positive, is_integer, is_number
 from ..regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
 from .distributed import resolve_device
 from .optim import parameter_groups
@@ -65,8 +65,45 @@ class TabularFitResult:
 def tabular_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
     """Mean squared error over samples and targets, or cross-entropy with class indices."""
     if loss == "mse":
+        if outputs.shape != targets.shape:       # F.mse_loss would broadcast (B, 1) against (B,) to (B, B)
+            raise ValueError(f"expected targets of shape {tuple(outputs.shape)} to match the model's outputs "
+                             f"(samples, {outputs.shape[-1]}), got {tuple(targets.shape)}"
+                             + ("; reshape them with y.reshape(-1, 1)" if targets.dim() == 1 else ""))
         return F.mse_loss(outputs, targets)
     return F.cross_entropy(outputs, targets)
+
+
+def check_tabular_data(x_name: str, x, y_name: str, y, loss: str) -> None:
+    """x: a finite float (N, d) tensor; y: finite float targets (N, C) for "mse", int64 class
+    indices (N,) for "cross_entropy"; the same N."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(f"expected {x_name} as a float torch.Tensor of shape (N, features), got "
+                         f"{_describe(x)}")
+    expected = "a float tensor (N, targets)" if loss == "mse" else "an int64 tensor (N,) of class indices"
+    if not isinstance(y, torch.Tensor) or (loss == "mse" and not y.is_floating_point()) or \
+            (loss == "cross_entropy" and (y.dtype != torch.int64 or y.dim() != 1)):
+        raise ValueError(f"expected {y_name} as {expected} for loss {loss!r}, got {_describe(y)}")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"expected as many {y_name} as {x_name} rows, got {x.shape[0]} inputs and {y.shape[0]} targets")
+    check_finite(x_name, x)
+    if loss == "mse":
+        check_finite(y_name, y)
+
+
+def _check_fits_model(model: nn.Module, x: torch.Tensor, name: str) -> None:
+    """The input width the model declares (MLP, MetaNeighborhoodsMLP: `input_dim`) and its dtype."""
+    width = getattr(model, "input_dim", None)
+    if width is not None and x.shape[1] != width:
+        raise ValueError(f"the model takes {width} features but {name} has {x.shape[1]} (shape {tuple(x.shape)})")
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        check_dtype(name, x, parameter.dtype)
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} of shape {tuple(value.shape)}"
+    return type(value).__name__ + (f" of shape {value.shape}" if hasattr(value, "shape") else "")
 
 
 @torch.no_grad()
@@ -113,11 +150,16 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     check_positive("max_epochs", max_epochs, integer=True, minimum=1)
     check_positive("patience", patience, integer=True, minimum=1)
     check_positive("tol", tol, minimum=0)
-    if x_train.shape[0] != y_train.shape[0] or x_train.shape[0] == 0:
-        raise ValueError(f"expected as many training targets as inputs (at least one), got {x_train.shape[0]} "
-                         f"inputs and {y_train.shape[0]} targets")
+    if not is_integer(seed) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    check_tabular_data("x_train", x_train, "y_train", y_train, loss)
+    if x_train.shape[0] == 0:
+        raise ValueError("x_train has no rows; expected at least one training example")
     if (x_val is None) != (y_val is None):
         raise ValueError("give both x_val and y_val, or neither")
+    if x_val is not None:
+        check_tabular_data("x_val", x_val, "y_val", y_val, loss)
+    _check_fits_model(model, x_train, "x_train")
     validate = x_val is not None and x_val.shape[0] > 0
     start = time.perf_counter()
     optimizer = _adamw(parameter_groups(model, weight_decay, decay_everything=not hasattr(
