@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from .._checks import check_choice
+from ..parameters import parameter_list
 from ..paths import runs_root
 from ..models.classifier import METHODS
 from .config import TrainConfig
@@ -44,13 +45,12 @@ def method_list(compare_with, method: str) -> list[str]:
     """The methods a notebook trains: `compare_with`, then `method`, each once. `compare_with` is a
     list, or a string as `papermill -p compare_with ...` passes it: "vanilla,mn", "vanilla mn" or
     '["vanilla", "mn"]'; "" or None: none. An unknown name is an error naming it."""
-    if compare_with is None:
-        compare_with = []
-    elif isinstance(compare_with, str):
-        compare_with = [name.strip(" '\"") for name in compare_with.strip().strip("[]").replace(",", " ").split()]
-    elif not isinstance(compare_with, (list, tuple)):
+    if compare_with is not None and not isinstance(compare_with, (str, list, tuple)):
         raise ValueError(f"compare_with must be a list of methods or a string like 'vanilla,mn', got {compare_with!r}")
-    methods = list(dict.fromkeys([*[name for name in compare_with if name], method]))
+    if isinstance(compare_with, (list, tuple)):
+        compare_with = [name for name in compare_with if name]
+    compare_with = parameter_list("compare_with", compare_with, str)
+    methods = list(dict.fromkeys([*compare_with, method]))
     for name in methods:
         check_choice("method", name, METHODS)
     return methods

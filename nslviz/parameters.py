@@ -1,0 +1,73 @@
+"""Notebook parameters as papermill passes them.
+
+`papermill -p NAME VALUE` hands a notebook an int, a float, a bool, None or plain text, never a list
+or a dict: `-p temperatures 0.01,0.1` arrives as the text "0.01,0.1". The notebooks read their list
+and dict parameters through these two functions, which take the notebook's own value, one number,
+or that text ("0.01,0.1", "0.01 0.1", "[0.01, 0.1]", "{'k': [5, 10]}"), and name the parameter when
+the value is none of these.
+"""
+from __future__ import annotations
+
+import ast
+from typing import Callable, Iterable
+
+from ._checks import is_integer, is_number
+
+
+def parameter_list(name: str, value, kind: Callable = float) -> list:
+    """`value` as a list of `kind` (float, int or str): a list or tuple, a single value, or text."""
+    if isinstance(value, str):
+        items = _parse_text(value)
+        if not isinstance(items, (list, tuple)):
+            items = [items]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif value is None:
+        items = []
+    else:
+        items = [value]
+    return [_convert(name, item, kind) for item in items]
+
+
+def parameter_dict(name: str, value, keys: Iterable[str]) -> dict:
+    """`value` as a dict with exactly `keys` (a dict, or its text as papermill passes it)."""
+    keys = tuple(keys)
+    parsed = _parse_text(value) if isinstance(value, str) else value
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name} must be a dict with the keys {', '.join(keys)}, got {value!r}")
+    if set(parsed) != set(keys):
+        raise ValueError(f"{name} must have the keys {', '.join(keys)}, got {', '.join(map(str, parsed))}")
+    return dict(parsed)
+
+
+def _parse_text(text: str):
+    text = text.strip()
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        pass
+    # "0.01,0.1" or "vanilla mn": split on commas and spaces, each part a literal or a word
+    parts = [part.strip(" '\"") for part in text.strip("[]()").replace(",", " ").split()]
+    values = []
+    for part in parts:
+        try:
+            values.append(ast.literal_eval(part))
+        except (ValueError, SyntaxError):
+            values.append(part)
+    return values
+
+
+def _convert(name: str, item, kind: Callable):
+    if kind is int:
+        if is_integer(item) or (is_number(item) and float(item).is_integer()):
+            return int(item)
+    elif kind is float:
+        if is_number(item):
+            return float(item)
+    elif kind is str:
+        if isinstance(item, str) and item:
+            return item
+    else:
+        return kind(item)
+    expected = {int: "integers", float: "numbers", str: "names"}[kind]
+    raise ValueError(f"{name} must be a list of {expected} (from papermill: -p {name} a,b,c), got {item!r} in it")
