@@ -102,8 +102,8 @@ def test_scatter_counts_every_input_once_and_states_the_shift():
     assert effect.fraction_improved == 0.5 and effect.mean_shift == pytest.approx(0.025)
     fig = finetuning_scatter(effect)
     names = [t.name for t in fig.data]
-    assert names == ["right before and after (1)", "fixed by finetuning (1)", "broken by finetuning (1)",
-                     "wrong before and after (1)", "no change"]
+    assert names == ["no change (diagonal)", "right before and after (1)", "fixed by finetuning (1)",
+                     "broken by finetuning (1)", "wrong before and after (1)"]   # the diagonal under the points
     assert "50% of the inputs above the diagonal, mean shift +0.025" in fig.layout.title.text
     assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
 
@@ -162,6 +162,8 @@ def test_learning_curves_add_the_dictionary_panel_for_mn_runs(tmp_path):
     assert [s.y0 for s in fig.layout.shapes] == [0.1]                        # chance, 1/C
     assert fig.layout.title.text == "curves" and fig.layout.xaxis3.title.text == "epoch"
     assert fig.layout.yaxis3.title.text == "accuracy" and fig.layout.yaxis.title.text == "cross-entropy"
+    assert list(fig.layout.yaxis2.range) == list(fig.layout.yaxis3.range) == [0, 1.02]   # fixed accuracy scale
+    assert fig.layout.xaxis.dtick == 1                                       # whole epochs on a short run
     # without an MN run: two panels, no chance line; a run still going (no summary) draws no chance line
     two = learning_curves({"vanilla": runs["vanilla"]})
     assert len(two.layout.annotations) == 2 and not two.layout.shapes and not [t for t in two.data if t.xaxis == "x3"]

@@ -77,6 +77,10 @@ def test_notebook_contract(notebook):
     assert "quick_mode(quick)" in "".join(code[1]["source"]), "second code cell must resolve quick mode"
     for i, cell in enumerate(code):
         assert len("".join(cell["source"]).splitlines()) <= 25, f"code cell {i} is longer than 25 lines"
+    heading = "".join(cells[0]["source"]).splitlines()[0]
+    assert heading.startswith(f"# {notebook.name[:2]} ·"), f"the title {heading!r} does not carry the file's number"
+    for line in "".join(first["source"]).splitlines():                  # every parameter says what it is
+        assert not re.match(r"^\w+ = ", line) or "#" in line, f"parameter without a comment: {line!r}"
 
 
 @pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)

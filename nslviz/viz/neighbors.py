@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -134,8 +135,11 @@ def retrieval_grid(neighbor_images, correct, row_labels: Sequence[str], *, title
                                  hoverinfo="text", marker=dict(size=scale * size, opacity=0), showlegend=False))
     fig.update_xaxes(tickvals=centres.tolist(), ticktext=columns, showgrid=False, zeroline=False, side="top")
     fig.update_yaxes(tickvals=row_centres.tolist(), ticktext=list(row_labels), showgrid=False, zeroline=False)
-    return finish_figure(fig, title, xaxis, yaxis, width=int(picture.shape[1] + 320),
-                         height=int(picture.shape[0] + 160), margin=dict(l=200, t=110))
+    # wide enough for the title's longest line (about 8 px a character at the title's 17 px font);
+    # the x axis is on top, so the bottom margin only needs room for nothing
+    longest = max(len(re.sub(r"<[^>]+>", "", line)) for line in title.split("<br>"))
+    return finish_figure(fig, title, xaxis, yaxis, width=int(max(picture.shape[1] + 320, 8 * longest + 80)),
+                         height=int(picture.shape[0] + 140), margin=dict(l=200, t=110, b=30))
 
 
 def entry_retrieval_grid(retrieval, images, entries: Sequence[int], class_names: Sequence[str], *,
@@ -152,8 +156,8 @@ def entry_retrieval_grid(retrieval, images, entries: Sequence[int], class_names:
     hover = [[f"{class_names[labels[r, i]]}" + (f" ({fine_names[fine[r, i]]})" if fine is not None and fine_names else "")
               + f", cos {retrieval.similarity[rows][r, i]:.2f}" for i in range(retrieval.k)] for r in range(len(rows))]
     row_labels = [f"entry #{j} “{class_names[c]}”" for j, c in zip(entries, classes)]
-    title = title or (f"The {retrieval.k} nearest test images of {len(entries)} learned neighbors "
-                      "(green: of the entry's class argmax v_j)")
+    title = title or (f"The {retrieval.k} nearest test images of {len(entries)} learned neighbors"
+                      "<br><sup>green: of the entry's class argmax v_j</sup>")
     return retrieval_grid(np.asarray(images)[index], retrieval.correct[rows], row_labels, title=title,
                           hover_text=hover, yaxis="dictionary entry (class = argmax v_j)")
 

@@ -32,9 +32,13 @@ def _is_matrix(mask: np.ndarray) -> bool:
     return not np.all(_identity(mask.shape[-2:]) == 1)
 
 
+MIN_COLOR_SPREAD = 0.05    # a colour axis spans at least identity ± 5 %, so that ±1 % noise stays pale
+
+
 def _color_axis(arrays, mid: float) -> dict:
-    """A diverging colour axis centred on the identity value (1 for masks, 0 for matrices)."""
-    spread = max(float(np.abs(np.asarray(a, dtype=np.float64) - mid).max()) for a in arrays) or 1.0
+    """A diverging colour axis centred on the identity value (1 for masks, 0 for matrices), spanning
+    the largest deviation, and at least ±MIN_COLOR_SPREAD."""
+    spread = max([float(np.abs(np.asarray(a, dtype=np.float64) - mid).max()) for a in arrays] + [MIN_COLOR_SPREAD])
     return dict(colorscale=COLORSCALE, cmid=mid, cmin=mid - spread, cmax=mid + spread,
                 colorbar=dict(title="M value", thickness=14))
 
@@ -136,8 +140,9 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
     fig.update_xaxes(range=[-0.5, width - 0.5], title_text="image column (pixels)", row=1, col=1)
     fig.update_yaxes(range=[height - 0.5, -0.5], title_text="image row (pixels)", scaleanchor="x", row=1, col=1)
     x_title, y_title = _axis_titles(matrix)
-    fig.update_xaxes(title_text=x_title, row=1, col=2)
-    fig.update_yaxes(autorange="reversed", title_text=y_title, row=1, col=2)
+    rows, columns = masks.shape[2:]
+    fig.update_xaxes(title_text=x_title, tickvals=list(range(columns)), row=1, col=2)
+    fig.update_yaxes(autorange="reversed", title_text=y_title, tickvals=list(range(rows)), row=1, col=2)
     kind = "matrix M(p)" if matrix else "mask m(p)"
     return finish_figure(fig, title or f"Dynamic similarity {kind} over the image, {short_layer_name(layer_name)} "
                                        f"({out_h}×{out_w} positions)")
@@ -207,7 +212,8 @@ def flow_trajectories_figure(result, title: str | None = None) -> go.Figure:
                                ("truth", "ground truth W*", "star")):
         fig.add_trace(go.Scatter(x=[p[key][0]], y=[p[key][1]], mode="markers", name=label,
                                  marker=dict(symbol=symbol, size=14, color="black")))
-    fig.update_layout(height=520, width=760, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    fig.update_layout(height=600, width=760, margin=dict(b=170),
+                      legend=dict(orientation="h", y=-0.2, yanchor="top"))   # below the axis title, off the title
     return finish_figure(fig, title or f"Two gradient flows for the same {result.config.observation}-observation "
                                        f"regression (start ○, end □)",
                          "coordinate of W along the minimum-Frobenius solution W_F",
@@ -232,10 +238,13 @@ def nuclear_norm_figure(result, title: str | None = None) -> go.Figure:
         fig.add_trace(go.Scatter(x=time_axis[[0, -1]], y=[value, value], mode="lines", name=label,
                                  line=dict(color="black", dash=dash, width=1)), 1, 2)
     fig.update_xaxes(type="log", title_text="gradient-flow time t = steps × learning rate")
-    fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
+    fig.update_yaxes(type="log", exponentformat="power", title_text="loss", row=1, col=1)
     fig.update_yaxes(title_text="nuclear norm", row=1, col=2)
     fig.update_layout(height=430, width=980, legend=dict(orientation="h", y=-0.25))
     return finish_figure(fig, title or "Both flows fit the data; they stop at different nuclear norms")
+
+
+ZERO_FLOOR = 1e-12         # singular values below this are drawn on it (the log axis cannot show 0)
 
 
 def singular_values_figure(result, title: str | None = None) -> go.Figure:
@@ -246,12 +255,18 @@ def singular_values_figure(result, title: str | None = None) -> go.Figure:
     for col, name in enumerate(("standard", "factorized"), start=1):
         values = getattr(result, name).singular_values[1:]
         for k in range(values.shape[1]):
-            fig.add_trace(go.Scatter(x=time_axis, y=np.maximum(values[:, k], 1e-12), mode="lines",
+            fig.add_trace(go.Scatter(x=time_axis, y=np.maximum(values[:, k], ZERO_FLOOR), mode="lines",
                                      name=f"σ{k + 1}", showlegend=col == 1, legendgroup=f"s{k}",
                                      line=dict(color=FLOW_COLORS[name], width=2.5 if k == 0 else 1),
                                      opacity=1.0 if k < result.config.rank else 0.5), 1, col)
     fig.update_xaxes(type="log", title_text="gradient-flow time t")
-    fig.update_yaxes(type="log", title_text="singular value σ_k of W", row=1, col=1)
+    fig.update_yaxes(type="log", exponentformat="power")                  # both panels: the right one matches the left
+    fig.update_yaxes(title_text="singular value σ_k of W", row=1, col=1)
+    fig.add_hline(y=ZERO_FLOOR, line=dict(color="grey", dash="dot", width=1))
+    for axis in ("", "2"):                 # on a log axis an annotation's y is log10 of the value
+        fig.add_annotation(x=1, xref=f"x{axis} domain", y=math.log10(ZERO_FLOOR), yref=f"y{axis}",
+                           text=f"≤ {ZERO_FLOOR:.0e}: numerically zero", showarrow=False,
+                           xanchor="right", yanchor="bottom", font=dict(size=11, color="grey"))
     fig.update_layout(height=430, width=980, showlegend=False)
     return finish_figure(fig, title or f"Singular values of W during training (ground truth rank {result.config.rank})")
 

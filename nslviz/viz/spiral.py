@@ -70,13 +70,15 @@ def _axis_range(result):
     return [float(result.grid_x[0]), float(result.grid_x[-1])]
 
 
-def _play_controls(frame_names: list[str], prefix: str, duration: int = 300):
-    slider = dict(active=0, currentvalue=dict(prefix=prefix), pad=dict(t=50),
+def _play_controls(frame_names: list[str], prefix: str, duration: int = 300, buttons_shown: bool = True):
+    # the slider starts right of the Play/Pause buttons, so they cover neither its handle nor its label
+    start = 0.17 if buttons_shown else 0.0
+    slider = dict(active=0, currentvalue=dict(prefix=prefix), pad=dict(t=50), x=start, len=1.0 - start,
                   steps=[dict(label=name, method="animate",
                               args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                  transition=dict(duration=0))])
                          for name in frame_names])
-    buttons = dict(type="buttons", direction="left", x=0.0, y=0, xanchor="left", yanchor="top",
+    buttons = dict(type="buttons", direction="down", x=0.0, y=0, xanchor="left", yanchor="top",
                    pad=dict(t=50, r=10), showactive=False,
                    buttons=[dict(label="▶ Play", method="animate",
                                  args=[None, dict(frame=dict(duration=duration, redraw=True), fromcurrent=True,
@@ -145,10 +147,10 @@ def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
 
     names = [f"T={t:g}, S={s} (acc {sweep[(t, s)].mn_test_acc:.3f})" for t, s in pairs]
     fig = go.Figure(data=data(pairs[0]), frames=[go.Frame(data=data(p), name=n) for p, n in zip(pairs, names)])
-    sliders, _ = _play_controls(names, "")
+    sliders, _ = _play_controls(names, "", buttons_shown=False)
     rng = _axis_range(first)
     fig.update_layout(sliders=sliders, height=600, width=660, showlegend=False)
-    fig.update_xaxes(range=rng, autorange=False)
+    fig.update_xaxes(range=rng, autorange=False, constrain="domain")
     fig.update_yaxes(range=rng, autorange=False, scaleanchor="x", scaleratio=1)
     return finish_figure(fig, "Decision surface after training, for each temperature T and size S",
                          "x₁ (standardised)", "x₂ (standardised)")

@@ -56,10 +56,11 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
             classes = classes or _classes(run_dirs[label])
     if dictionary and classes:
         fig.add_hline(y=1 / classes, line=dict(color="grey", dash="dash"), annotation_text="chance", row=1, col=3)
-    fig.update_xaxes(title_text="epoch")
+    last_epoch = max((r["epoch"] for rows in curves.values() for r in rows), default=1)
+    fig.update_xaxes(title_text="epoch", dtick=1 if last_epoch <= 12 else None)   # no 1.5 epochs on short runs
     fig.update_yaxes(title_text="cross-entropy", row=1, col=1)
-    for col in range(2, len(titles) + 1):
-        fig.update_yaxes(title_text="accuracy", row=1, col=col)
+    for col in range(2, len(titles) + 1):                  # accuracies on one fixed scale, chance included
+        fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=col)
     return finish_figure(fig, title, height=420)
 
 
@@ -124,7 +125,9 @@ def results_table(summaries: Mapping[str, dict], paper_row: Mapping[str, float] 
         if paper_row is not None:
             row["paper %"] = paper_row.get(method, np.nan)
         rows.append(row)
-    return pd.DataFrame(rows).set_index("method").round(2)
+    table = pd.DataFrame(rows).set_index("method").round(2)
+    empty = [column for column in ("before finetuning %", "last epoch %") if table[column].isna().all()]
+    return table.drop(columns=empty)                       # e.g. no MN run: no "before finetuning" column
 
 
 def dictionary_state_table(state: Mapping[str, float]) -> pd.DataFrame:
@@ -166,14 +169,14 @@ def finetuning_scatter(effect, title: str = "Similarity to the true class protot
                       np.where(effect.correct_before, "broken by finetuning", "wrong before and after"))
     colors = {"right before and after": "#4c72b0", "fixed by finetuning": "#2ca02c",
               "broken by finetuning": "#d62728", "wrong before and after": "#7f7f7f"}
-    fig = go.Figure()
+    fig = go.Figure(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="no change (diagonal)",
+                               line=dict(color="red", width=1, dash="dash")))    # under the points
     for label, color in colors.items():
         mask = status == label
         if mask.any():
             fig.add_trace(go.Scattergl(x=effect.before[mask].astype(np.float32), y=effect.after[mask].astype(np.float32),
                                        mode="markers", name=f"{label} ({int(mask.sum())})",
                                        marker=dict(color=color, size=4, opacity=0.6)))
-    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="no change", line=dict(color="red")))
     return finish_figure(fig, f"{title}<br><sup>{100 * effect.fraction_improved:.0f}% of the inputs above the diagonal, "
                               f"mean shift {effect.mean_shift:+.2g}</sup>",
                          "cos(z, φ[y]) before finetuning", "cos(z, φ_i[y]) after finetuning", height=480, width=620)
