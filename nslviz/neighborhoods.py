@@ -405,6 +405,9 @@ def finetune_functional(model: nn.Module, params: dict[str, torch.Tensor], atten
         outputs = functional_call(model, p, (keys,))                          # (S, C)
         return (weights_row * entry_loss(outputs, values, loss)).sum()
 
+    check_positive("inner steps", steps, integer=True, minimum=0)
+    if steps == 0:                                   # no step: every example keeps φ, batched like the others
+        return {k: v.expand(attention.shape[0], *v.shape) for k, v in params.items()}
     per_example_grad = grad(inner_loss)
     adapted, batched = params, False
     for _ in range(steps):

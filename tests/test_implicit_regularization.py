@@ -101,6 +101,16 @@ def test_bad_configurations():
         ImplicitRegularizationConfig(rank=20)
     with pytest.raises(ValueError, match="unknown init"):
         run_implicit_regularization(init="zeros")
+    with pytest.raises(ValueError, match="snapshots must be >= 2"):
+        ImplicitRegularizationConfig(snapshots=1)
+
+
+def test_a_diverging_flow_is_named_and_the_last_step_is_always_recorded(capsys):
+    with pytest.raises(FloatingPointError, match=r"flow diverged by step \d+ \(init_scale=5, lr=0.1\).*lower init_scale"):
+        run_implicit_regularization(init_scale=5, steps=200)
+    assert main(["implicit-reg", "--init-scale", "5", "--steps", "200"]) == 1
+    assert "diverged" in capsys.readouterr().err
+    assert list(run_implicit_regularization(snapshots=2, steps=50).steps)[-1] == 50
 
 
 def test_cli_json_and_run_dir(tmp_path, capsys):

@@ -6,6 +6,7 @@ import torch
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
+from nslviz.analysis import knn
 from nslviz.analysis.knn import (ConstantModel, KnnToyConfig, derivation_checks, derivation_data,
                                  finetune_on_neighborhoods, knn_by_finetuning, knn_class_probabilities,
                                  linear_finetuning_path, local_linear_regression, nearest_neighbors,
@@ -90,3 +91,23 @@ def test_toy_runs_every_fit():
     s = result.summary()
     assert s["knn_mse"][1] > s["knn_mse"][5] > 0                # 1-NN chases the noise
     assert np.isfinite(s["mlp_mse"]) and all(np.isfinite(v) for v in s["mn_mse"].values())
+
+
+def test_bad_inputs_name_the_argument_and_zero_steps_is_the_start():
+    import torch.nn as nn
+
+    rng = np.random.default_rng(0)
+    x, y, q = rng.normal(size=(30, 3)), rng.normal(size=30), rng.normal(size=(5, 3))
+    with pytest.raises(ValueError, match=r"y_train with one row per training point \(30\), got shape \(20, 1\)"):
+        knn.knn_by_finetuning(x, y[:20], q, 3)
+    with pytest.raises(ValueError, match="same number of features, got 3 and 2"):
+        knn.local_linear_regression(x, y, q[:, :2], 5)
+    holes = y.copy()
+    holes[0] = np.nan
+    with pytest.raises(ValueError, match="y_train contains 1 NaN"):
+        knn.local_linear_regression(x, holes, q, 5)
+    with pytest.raises(ValueError, match="steps must be >= 0, got -1"):
+        knn.finetune_on_neighborhoods(nn.Linear(3, 1).double(), x, y, q, 3, steps=-1)
+    path = knn.linear_finetuning_path(x, y, q, 5, steps=(0, 10))
+    assert np.all(path[0] == 0)                                   # step 0: the zero-initialised line
+    assert set(knn.linear_finetuning_path(x, y, q, 5, steps=10)) == {10}

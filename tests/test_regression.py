@@ -218,8 +218,14 @@ def test_cv_config_validation_and_custom_tables():
     with pytest.raises(ValueError, match="temperatures must list at least one value"):
         RegressionCVConfig(temperatures=())
     assert RegressionCVConfig(temperatures=0.2).temperatures == (0.2,)
+    with pytest.raises(ValueError, match="unknown similarity 'euclid'"):
+        RegressionCVConfig(similarity="euclid")                        # before any fold is fitted
+    with pytest.raises(ValueError, match="widths must be a number or a list of numbers, got the text '64'"):
+        RegressionCVConfig(widths="64")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 3))
     table = TabularData("two_targets", x, np.stack([x[:, 0], x[:, 1] ** 2], 1), ["a", "b", "c"], ["u", "v"])
+    with pytest.raises(ValueError, match=r"no k in neighbors \(500,\) is <= the \d+ rows kNN fits on in fold 0"):
+        cross_validate_regression(RegressionCVConfig(**{**SMALL, "neighbors": (500,)}), data=table)
     result = cross_validate_regression(RegressionCVConfig(**SMALL), data=table)
     assert result.dataset == "two_targets" and result.targets == 2 and result.folds[0]["entries"] == 24

@@ -31,6 +31,7 @@ values over training; `python -m nslviz implicit-reg` and notebook 08 call it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ from .._checks import check_choice, check_positive
 
 OBSERVATIONS = ("full", "projected")
 INITS = ("same_scale", "matched", "identity")
+FLOW_LABELS = {"standard": "standard", "factorized": "factorised (NSL)"}
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,9 @@ class ImplicitRegularizationConfig:
     def __post_init__(self):
         check_choice("observation", self.observation, OBSERVATIONS)
         check_choice("init", self.init, INITS)
-        for name in ("inputs", "outputs", "rank", "steps", "snapshots"):
+        for name in ("inputs", "outputs", "rank", "steps"):
             check_positive(name, getattr(self, name), integer=True, minimum=1)
+        check_positive("snapshots", self.snapshots, integer=True, minimum=2)     # the start and the end at least
         if self.rank > min(self.inputs, self.outputs):
             raise ValueError(f"rank must be <= min(inputs, outputs) = {min(self.inputs, self.outputs)}, "
                              f"got {self.rank}")
@@ -199,28 +202,34 @@ def run_implicit_regularization(config: ImplicitRegularizationConfig | None = No
                     else s * rng.normal(size=(n, m)) / np.sqrt(n))
 
     # snapshots at step 0 and geometrically spaced after it: the flows move fast early, slowly late
-    snapshot_at = np.unique(np.concatenate([[0], np.geomspace(1, config.steps, max(1, config.snapshots - 1))])
+    snapshot_at = np.unique(np.concatenate([[0], np.geomspace(1, config.steps, config.snapshots - 1), [config.steps]])
                             .round().astype(int))
     records = {"standard": [], "factorized": []}
     losses = {"standard": [], "factorized": []}
 
-    def record(name, w):
-        r = residual(w)
+    def record(name, w, step):
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = 0.5 * float(np.square(residual(w)).sum())
+        if not (np.isfinite(w).all() and math.isfinite(loss)):
+            raise FloatingPointError(
+                f"the {FLOW_LABELS[name]} flow diverged by step {step} (init_scale={config.init_scale}, "
+                f"lr={config.lr}): its weights overflowed; lower init_scale or lr")
         records[name].append(w.copy())
-        losses[name].append(0.5 * float(np.square(r).sum()))
+        losses[name].append(loss)
 
     next_snapshot = 0
     for step in tqdm(range(config.steps + 1), desc="gradient flows", disable=not config.progress, leave=False):
         if step == snapshot_at[next_snapshot]:
-            record("standard", standard)
-            record("factorized", similarity.T @ factor)
+            record("standard", standard, step)
+            record("factorized", similarity.T @ factor, step)
             next_snapshot += 1
             if step == config.steps:
                 break
-        standard = standard + lr * descent(residual(standard))    # Ẇ = −∇L(W)
-        factor_velocity, similarity_velocity = factorized_velocity(similarity, factor,
-                                                                   descent(residual(similarity.T @ factor)))
-        factor, similarity = factor + lr * factor_velocity, similarity + lr * similarity_velocity
+        with np.errstate(over="ignore", invalid="ignore"):        # a diverging flow is named at its next snapshot
+            standard = standard + lr * descent(residual(standard))    # Ẇ = −∇L(W)
+            factor_velocity, similarity_velocity = factorized_velocity(similarity, factor,
+                                                                       descent(residual(similarity.T @ factor)))
+            factor, similarity = factor + lr * factor_velocity, similarity + lr * similarity_velocity
 
     flows = {}
     for name in ("standard", "factorized"):

@@ -33,7 +33,7 @@ import torch.nn as nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from .._checks import check_positive
+from .._checks import check_finite, check_positive
 from ..neighborhoods import finetune_functional
 
 
@@ -42,10 +42,33 @@ def _as_tensor(array, dtype=torch.float64) -> torch.Tensor:
     return tensor[:, None] if tensor.dim() == 1 else tensor
 
 
+def _points(x_train, x_query) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_train (N, d) and x_query (Q, d) as float64 tensors (a 1-D array is N points in 1-D),
+    finite, of the same width."""
+    x_train, x_query = _as_tensor(x_train), _as_tensor(x_query)
+    for name, x in (("x_train", x_train), ("x_query", x_query)):
+        if x.dim() != 2 or x.shape[0] == 0:
+            raise ValueError(f"expected {name} of shape (points, features) with at least one point, got {tuple(x.shape)}")
+        check_finite(name, x)
+    if x_train.shape[1] != x_query.shape[1]:
+        raise ValueError(f"x_train and x_query must have the same number of features, got {x_train.shape[1]} "
+                         f"and {x_query.shape[1]}")
+    return x_train, x_query
+
+
+def _targets(y_train, points: int) -> torch.Tensor:
+    """y_train (N,) or (N, C), finite, one row per training point."""
+    y_train = _as_tensor(y_train)
+    if y_train.dim() != 2 or y_train.shape[0] != points:
+        raise ValueError(f"expected y_train with one row per training point ({points}), got shape {tuple(y_train.shape)}")
+    check_finite("y_train", y_train)
+    return y_train
+
+
 def nearest_neighbors(x_train, x_query, k: int) -> torch.Tensor:
     """Indices (Q, k) of the k nearest training points (Euclidean) of every query, nearest first;
     ties broken by the lower index."""
-    x_train, x_query = _as_tensor(x_train), _as_tensor(x_query)
+    x_train, x_query = _points(x_train, x_query)
     check_positive("k", k, integer=True, minimum=1)
     if k > x_train.shape[0]:
         raise ValueError(f"k must be <= the number of training points ({x_train.shape[0]}), got {k}")
@@ -77,7 +100,9 @@ def finetune_on_neighborhoods(model: nn.Module, x_train, y_train, x_query, k: in
     """Predictions (Q, C) of `model` after `steps` inner steps of MN eq. (1) per query on its
     neighborhood (squared-error loss, averaged over the C outputs), from the model's parameters:
     φ_i = φ - α ∇_φ Σ_j ω_ij L(f_φ(x_j), y_j), prediction f_{φ_i}(x̃_i). Uses nslviz.finetune_functional."""
-    x_train, y_train, x_query = _as_tensor(x_train), _as_tensor(y_train), _as_tensor(x_query)
+    x_train, x_query = _points(x_train, x_query)
+    y_train = _targets(y_train, x_train.shape[0])
+    check_positive("steps", steps, integer=True, minimum=0)
     if attention is None:
         attention = neighborhood_attention(x_train, x_query, k)
     params = {name: p.detach() for name, p in model.named_parameters()}
@@ -89,7 +114,7 @@ def finetune_on_neighborhoods(model: nn.Module, x_train, y_train, x_query, k: in
 
 def knn_by_finetuning(x_train, y_train, x_query, k: int) -> np.ndarray:
     """kNN regression as one inner step of a constant estimator (α = C/2 for C outputs): (Q,) or (Q, C)."""
-    targets = _as_tensor(y_train)
+    targets = _targets(y_train, _points(x_train, x_query)[0].shape[0])
     outputs = targets.shape[1]
     predictions = finetune_on_neighborhoods(ConstantModel(outputs), x_train, targets, x_query, k,
                                             step_size=outputs / 2.0).numpy()
@@ -101,6 +126,8 @@ def knn_class_probabilities(x_train, labels, x_query, k: int, classes=None) -> n
     probability vector under the squared error (Brier score) on one-hot targets. `classes`: the
     label of every column (default: the sorted unique labels)."""
     labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"expected labels of shape (points,), got {labels.shape}")
     classes = np.unique(labels) if classes is None else np.asarray(classes)
     one_hot = (labels[:, None] == classes[None, :]).astype(np.float64)           # (N, n_classes)
     return knn_by_finetuning(x_train, one_hot, x_query, k)
@@ -110,7 +137,8 @@ def local_linear_regression(x_train, y_train, x_query, k: int) -> np.ndarray:
     """Local linear regression: for every query the weighted least-squares line through its k
     nearest neighbors (uniform weights), evaluated at the query; one batched lstsq over all queries.
     Needs k >= d + 1 for a unique fit. Returns (Q,) or (Q, C) like y_train."""
-    x_train_t, y_train_t, x_query_t = _as_tensor(x_train), _as_tensor(y_train), _as_tensor(x_query)
+    x_train_t, x_query_t = _points(x_train, x_query)
+    y_train_t = _targets(y_train, x_train_t.shape[0])
     d = x_train_t.shape[1]
     if k < d + 1:
         raise ValueError(f"local linear regression in {d} dimensions needs k >= {d + 1} neighbors, got k={k}")
@@ -127,7 +155,9 @@ def linear_finetuning_path(x_train, y_train, x_query, k: int, steps=(1, 10, 100,
     MN eq. (1) per query on its neighborhood (`finetune_on_neighborhoods`, i.e. nslviz's inner loop),
     step size 1/L with L the largest curvature of any query's loss: {steps: (Q,)}. As the steps grow
     this converges to `local_linear_regression` (gradient descent on a convex quadratic)."""
-    x_train_t, y_train_t, x_query_t = _as_tensor(x_train), _as_tensor(y_train), _as_tensor(x_query)
+    x_train_t, x_query_t = _points(x_train, x_query)
+    y_train_t = _targets(y_train, x_train_t.shape[0])
+    steps = (steps,) if not isinstance(steps, (list, tuple, range)) else steps    # one count or several
     attention = neighborhood_attention(x_train_t, x_query_t, k)                  # (Q, N)
     design = torch.cat([torch.ones_like(x_train_t[:, :1]), x_train_t], dim=1)    # (N, 1 + d)
     hessians = 2.0 * torch.einsum("qn,np,nr->qpr", attention, design, design)    # (Q, 1 + d, 1 + d)

@@ -290,6 +290,8 @@ class RegressionCVConfig:
         check_positive("folds", self.folds, integer=True, minimum=2)
         for name in ("neighbors", "layers", "widths", "temperatures", "weight_decays"):
             values = getattr(self, name)
+            if isinstance(values, str):                   # tuple("64") would be ("6", "4")
+                raise ValueError(f"{name} must be a number or a list of numbers, got the text {values!r}")
             if is_number(values):                         # a single value is a 1-grid
                 object.__setattr__(self, name, (values,))
             elif not isinstance(values, tuple):
@@ -316,6 +318,8 @@ class RegressionCVConfig:
         check_fraction("validation_fraction", self.validation_fraction)
         if self.threads is not None:
             check_positive("threads", self.threads, integer=True, minimum=1)
+        from ..similarity import SIMILARITIES
+        check_choice("similarity", self.similarity, SIMILARITIES)
         if self.validation_fraction == 0:
             raise ValueError("validation_fraction must be > 0: hyper-parameters and early stopping need "
                              "validation data")
@@ -434,6 +438,9 @@ def _cross_validate(config: RegressionCVConfig, data) -> RegressionCVResult:
             if k <= len(fit_index):
                 knn = KNeighborsRegressor(n_neighbors=k).fit(x_fit.cpu().numpy(), y_fit.cpu().numpy())
                 k_scores[k] = _mse(knn.predict(x_val.cpu().numpy()), y_val.cpu().numpy())
+        if not k_scores:
+            raise ValueError(f"no k in neighbors {config.neighbors} is <= the {len(fit_index)} rows kNN fits on in "
+                             f"fold {fold}; give smaller k (--neighbors) or more rows")
         k = min(k_scores, key=k_scores.get)
         knn = KNeighborsRegressor(n_neighbors=k).fit(x_scaler.transform(x[train_index]),
                                                       y_scaler.transform(y[train_index]))
