@@ -69,7 +69,9 @@ def check_features(name: str, tensor: torch.Tensor, width: int, *, allow_empty: 
 def check_dtype(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> None:
     """Floating point, and `dtype` (the layer's parameters') unless autocast chooses the precision."""
     if not tensor.is_floating_point():
-        raise ValueError(f"{name} must be floating point ({dtype}), got {tensor.dtype}")
+        hint = ("; uint8 images: nslviz.datasets.augment.to_float(images) scales them to [0, 1]"
+                if tensor.dtype == torch.uint8 else "")
+        raise ValueError(f"{name} must be floating point ({dtype}), got {tensor.dtype}{hint}")
     if tensor.dtype != dtype and not _autocast_enabled(tensor.device.type):
         raise ValueError(f"{name} are {tensor.dtype} but the layer's parameters are {dtype}; convert the input "
                          f"with .to({dtype}) (or the layer with .to({tensor.dtype}))")

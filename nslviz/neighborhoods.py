@@ -39,6 +39,18 @@ from .similarity import SIMILARITIES, NeighborAttention
 VALUE_KINDS = ("soft", "fixed", "regression")
 CLASSIFIERS = ("cosine", "dot")
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
+
+
+def check_values_and_loss(values: str, loss: str, outputs: int, outputs_name: str = "output_dim") -> None:
+    """The combinations of dictionary values, inner loss and output count that can learn."""
+    if values == "soft" and outputs == 1:
+        raise ValueError(f"values='soft' needs {outputs_name} >= 2 (a softmax over one output is always 1); use "
+                         f"{outputs_name}=2 for two classes, or values='regression' with loss='mse'")
+    if values == "regression" and loss != "mse":
+        raise ValueError(f"values='regression' (real-valued targets) needs loss='mse', got loss={loss!r}")
+    if loss == "cross_entropy" and outputs == 1:
+        raise ValueError(f"loss='cross_entropy' needs {outputs_name} >= 2 (over one output it is always 0 and "
+                         f"nothing learns); use {outputs_name}=2 for two classes")
 STEP_SIZES = ("scalar", "diagonal")
 
 
@@ -48,6 +60,9 @@ STEP_SIZES = ("scalar", "diagonal")
 
 def entry_loss(logits: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
     """L(f(k_j), v_j) for every entry: (..., C) logits and (..., C) targets -> (...)."""
+    if loss != "binary_cross_entropy" and logits.shape[-1] != targets.shape[-1]:
+        raise ValueError(f"the model gives {logits.shape[-1]} output(s) but the dictionary values have "
+                         f"{targets.shape[-1]}: output_dim must be the model's output width")
     if loss == "cross_entropy":       # soft-label cross-entropy, targets are distributions
         return -(targets * logits.log_softmax(dim=-1)).sum(-1)
     if loss == "binary_cross_entropy":
@@ -298,11 +313,7 @@ class MetaNeighborhoodsHead(nn.Module):
         check_fraction("entry_dropout", entry_dropout)
         loss = loss or ("binary_cross_entropy" if num_outputs == 1 else "cross_entropy")
         check_choice("loss", loss, LOSSES)
-        if values == "soft" and num_outputs == 1:
-            raise ValueError("values='soft' needs num_outputs >= 2 (a softmax over one output is always 1); use "
-                             "num_outputs=2 for two classes, or values='regression' with loss='mse'")
-        if values == "regression" and loss != "mse":
-            raise ValueError(f"values='regression' (real-valued targets) needs loss='mse', got loss={loss!r}")
+        check_values_and_loss(values, loss, num_outputs, "num_outputs")
         self.feature_dim, self.num_outputs = feature_dim, num_outputs
         self.classifier, self.loss, self.inner_steps = classifier, loss, inner_steps
         self.step_size_kind, self.first_order = step_size, first_order
@@ -440,6 +451,7 @@ class FunctionalMetaNeighborhoods(nn.Module):
         check_positive("step_size_init", step_size_init)
         check_choice("step_size", step_size, STEP_SIZES)
         check_choice("loss", loss, LOSSES)
+        check_values_and_loss(values, loss, output_dim)
         if len(list(model.buffers())):
             raise ValueError("FunctionalMetaNeighborhoods needs a model without buffers (no BatchNorm); "
                              f"got {type(model).__name__} with buffers {[n for n, _ in model.named_buffers()]}")

@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_positive, is_integer
+from ._checks import check_choice, check_dtype, check_positive, is_integer
 
 NSL_MODES = ("none", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns")
 ANGLE_FUNCTIONS = ("cosine", "linear", "sigmoid")
@@ -391,7 +391,7 @@ class SimilarityPredictor(nn.Module):
             hidden = shared.hidden
         else:
             self.shared, self.adapt = None, None
-            hidden = hidden or (64 if diagonal else 128)
+            hidden = (64 if diagonal else 128) if hidden is None else hidden     # 0 is an error, not the default
             check_positive("predictor_hidden", hidden, integer=True)
             self.hidden_weight = nn.Parameter(torch.randn(hidden, in_channels, k, k) * (0.1 * he_std(in_channels, k)))
             self.output_weight = nn.Parameter(torch.randn(outputs, hidden, 3, 3) * (1e-3 * he_std(hidden, 3)))
@@ -568,6 +568,7 @@ class NSConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"NSConv2d expects input (batch, {self.in_channels}, height, width), got {tuple(x.shape)}")
+        check_dtype("NSConv2d inputs", x, self.weight.dtype)
         if not self.dynamic:
             return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding)
         m = self.predict_similarity(x)

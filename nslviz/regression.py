@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._checks import check_choice, check_features, check_positive
-from .neighborhoods import LOSSES, InducedDictionary, entry_loss_logit_gradient
+from .neighborhoods import LOSSES, InducedDictionary, check_values_and_loss, entry_loss_logit_gradient
 from .similarity import SIMILARITIES, NeighborAttention
 
 
@@ -108,6 +108,7 @@ class MetaNeighborhoodsMLP(nn.Module):
             raise ValueError("MetaNeighborhoodsMLP supports loss 'mse' or 'cross_entropy' (use 2 outputs for "
                              "a binary problem), got 'binary_cross_entropy'")
         values = values or ("regression" if loss == "mse" else "soft")
+        check_values_and_loss(values, loss, output_dim)
         self.loss, self.first_order = loss, first_order
         self.network = MLP(input_dim, output_dim, layers, width)
         self.dictionary = InducedDictionary(entries, input_dim, output_dim, values, key_init_std=key_init_std,

@@ -167,3 +167,14 @@ def test_attention_names_mismatched_widths_and_bool_temperatures():
         NeighborAttention(temperature=True)
     with pytest.raises(ValueError, match="entry drop_rate must be a number with 0 <="):
         entry_dropout_mask(2, 5, 1.5)
+
+
+def test_losses_values_and_output_counts_that_cannot_learn_are_refused():
+    from nslviz.regression import MLP, MetaNeighborhoodsMLP
+
+    with pytest.raises(ValueError, match="loss='cross_entropy' needs output_dim >= 2"):
+        FunctionalMetaNeighborhoods(MLP(3, 1), 3, 1, values="fixed", loss="cross_entropy")
+    with pytest.raises(ValueError, match="values='regression' .* needs loss='mse'"):
+        MetaNeighborhoodsMLP(3, 2, loss="cross_entropy", values="regression")
+    with pytest.raises(ValueError, match="the model gives 2 output\\(s\\) but the dictionary values have 1"):
+        FunctionalMetaNeighborhoods(MLP(3, 2), 3, 1)(torch.randn(4, 3))

@@ -383,3 +383,13 @@ def test_option_names_and_layer_listing():
             "l2_weight", "l1_weight", "dynamic_impl"} <= set(NSL_OPTIONS)
     model = nn.Sequential(make_conv("static_dns", 3, 4), nn.Sequential(make_conv("dynamic_uns", 4, 4)))
     assert list(nsl_layers(model)) == ["0", "1.0"]
+
+
+def test_inputs_of_the_wrong_dtype_and_a_zero_predictor_width_are_named():
+    conv = NSConv2d(3, 4, mode="dynamic_dns")
+    with pytest.raises(ValueError, match="must be floating point .* got torch.uint8; uint8 images: .*to_float"):
+        conv(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="NSConv2d inputs are torch.float64 but the layer's parameters are torch.float32"):
+        conv(torch.zeros(2, 3, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="predictor_hidden must be > 0, got 0"):
+        NSConv2d(3, 4, mode="dynamic_dns", predictor_hidden=0)
