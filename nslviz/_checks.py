@@ -43,6 +43,12 @@ def check_positive(name: str, value, *, integer: bool = False, minimum: float | 
         raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
 
 
+def check_seed(seed) -> None:
+    """A random seed: an integer >= 0 (what numpy's and torch's generators take)."""
+    if not is_integer(seed) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+
+
 def check_fraction(name: str, value, *, allow_one: bool = False) -> None:
     """0 <= value < 1 (or <= 1)."""
     upper_ok = value <= 1 if allow_one else value < 1

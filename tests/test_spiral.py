@@ -128,3 +128,18 @@ def test_explorer_sliders_redraw_the_boundary_as_widget_state(short_run):
         assert calls[-1] == (0.1, 50) and len(out.outputs) == 1   # replaced, not appended
     finally:
         pio.renderers.default, pio.templates.default = renderer, template
+
+
+def test_configs_name_bad_seeds_and_sweeps_take_one_value_or_a_list():
+    from nslviz.analysis.knn import KnnToyConfig
+    from nslviz.training.spiral import SpiralConfig, spiral_sweep
+
+    for make in (lambda: SpiralConfig(seed=-1), lambda: KnnToyConfig(seed=1.5)):
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            make()
+    with pytest.raises(ValueError, match="test_points must be >= 1, got 0"):
+        KnnToyConfig(test_points=0)
+    assert KnnToyConfig(temperatures=0.1, neighbors=5).temperatures == (0.1,)
+    with pytest.raises(ValueError, match="entries must be a list of integers .* got 2.7"):
+        spiral_sweep(0.1, [2.7], steps=2, progress=False)
+    assert list(spiral_sweep(0.1, 10, steps=2, progress=False)) == [(0.1, 10)]

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 
 OBSERVATIONS = ("full", "projected")
 INITS = ("same_scale", "matched", "identity")
@@ -70,6 +70,7 @@ class ImplicitRegularizationConfig:
             raise ValueError(f"rank must be <= min(inputs, outputs) = {min(self.inputs, self.outputs)}, "
                              f"got {self.rank}")
         check_positive("init_scale", self.init_scale)
+        check_seed(self.seed)
         check_positive("lr", self.lr)
         if self.lr >= 1:
             raise ValueError(f"lr is in units of 1/λ_max and must be < 1 for a stable flow approximation, "

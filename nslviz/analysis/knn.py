@@ -33,7 +33,7 @@ import torch.nn as nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from .._checks import check_finite, check_positive
+from .._checks import check_finite, check_positive, check_seed, is_number
 from ..neighborhoods import finetune_functional
 
 
@@ -248,11 +248,21 @@ class KnnToyConfig:
     def __post_init__(self):
         check_positive("points", self.points, integer=True, minimum=10)
         check_positive("noise", self.noise, minimum=0)
+        for name in ("neighbors", "temperatures"):               # one value is a one-item grid
+            values = getattr(self, name)
+            object.__setattr__(self, name, (values,) if is_number(values) else tuple(values))
         for k in self.neighbors:
             check_positive("neighbors k", k, integer=True, minimum=1)
         for t in self.temperatures:
             check_positive("temperature T", t)
         check_positive("entries S", self.entries, integer=True, minimum=1)
+        for name in ("test_points", "layers", "width", "batch_size", "max_epochs", "patience"):
+            check_positive(name, getattr(self, name), integer=True, minimum=1)
+        check_positive("grid", self.grid, integer=True, minimum=2)
+        check_positive("lr", self.lr)
+        check_seed(self.seed)
+        if self.threads is not None:
+            check_positive("threads", self.threads, integer=True, minimum=1)
 
     def quick(self) -> "KnnToyConfig":
         """The notebook's quick mode: three temperatures (the smallest, where MN drifts towards 1-NN,

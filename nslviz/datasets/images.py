@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_positive, is_integer
+from .._checks import check_choice, check_positive, check_seed
 
 CACHE_FORMAT = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -201,8 +201,7 @@ def load_image_dataset(name: str, root: str | Path = "data", *, val_size: int | 
         check_positive("image_size", image_size, integer=True, minimum=1)
     if limit is not None:
         check_positive("limit", limit, integer=True, minimum=1)
-    if not is_integer(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    check_seed(seed)
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"options must be a dict, got {type(options).__name__}")
     accepted = _REGISTRY[name].options

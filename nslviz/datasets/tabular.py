@@ -45,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
 from ..paths import data_root
 
 UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
@@ -282,6 +282,7 @@ def load_tabular(name: str, root: str | os.PathLike | None = None, *, normalize:
     check_choice("dataset", name, available_tabular_datasets())
     if max_rows is not None:
         check_positive("max_rows", max_rows, integer=True, minimum=2)
+    check_seed(seed)
     if name == "diabetes":
         from sklearn.datasets import load_diabetes
         bunch = load_diabetes(scaled=False)

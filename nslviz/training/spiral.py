@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._threads import torch_threads
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_positive, check_seed
+from ..parameters import parameter_list
 from ..datasets.toys import spiral_splits
 from ..neighborhoods import MetaNeighborhoodsHead
 from ..similarity import SIMILARITIES
@@ -65,6 +66,7 @@ class SpiralConfig:
         check_positive("noise", self.noise, minimum=0)
         check_positive("frames", self.frames, integer=True, minimum=1)
         check_positive("grid_size", self.grid_size, integer=True, minimum=2)
+        check_seed(self.seed)
 
 
 @dataclass
@@ -200,6 +202,12 @@ def cached_spiral(temperature: float, entries: int, steps: int = 3000, seed: int
 
 def spiral_sweep(temperatures, entries, steps: int = 3000, seed: int = 0, progress: bool = True):
     """The final decision surface and test accuracy for every (T, S) pair: {(T, S): SpiralResult}."""
-    pairs = [(float(t), int(s)) for t in temperatures for s in entries]
+    temperatures = parameter_list("temperatures", temperatures, float)
+    entries = parameter_list("entries", entries, int)
+    for t in temperatures:
+        check_positive("temperature T", t)
+    for s in entries:
+        check_positive("entries S", s, integer=True, minimum=1)
+    pairs = [(t, s) for t in temperatures for s in entries]
     return {pair: cached_spiral(*pair, steps=steps, seed=seed)
             for pair in tqdm(pairs, desc="T x S sweep", disable=not progress)}

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._threads import torch_threads
-from .._checks import check_choice, check_dtype, check_finite, check_fraction, check_positive, is_integer, is_number
+from .._checks import (check_choice, check_dtype, check_finite, check_fraction, check_positive, check_seed,
+                       is_number)
 from ..regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
 from .distributed import resolve_device
 from .optim import parameter_groups
@@ -150,8 +151,7 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     check_positive("max_epochs", max_epochs, integer=True, minimum=1)
     check_positive("patience", patience, integer=True, minimum=1)
     check_positive("tol", tol, minimum=0)
-    if not is_integer(seed) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    check_seed(seed)
     check_tabular_data("x_train", x_train, "y_train", y_train, loss)
     if x_train.shape[0] == 0:
         raise ValueError("x_train has no rows; expected at least one training example")
