@@ -306,3 +306,17 @@ def test_cli_on_a_vanilla_run_explains_what_it_cannot_do(coarse_runs, capsys):
     with pytest.raises(SystemExit):
         main(["neighbors", "--run-dir", str(coarse_runs / "missing")])
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_retrieval_refuses_nan_features_and_votes_on_any_integer_labels():
+    from nslviz.analysis.neighbors import cosine_top_k, knn_predict
+
+    rng = np.random.default_rng(0)
+    reference, queries = rng.normal(size=(40, 4)), rng.normal(size=(6, 4))
+    labels = rng.integers(0, 3, 40)
+    holes = queries.copy()
+    holes[2, 1] = np.nan
+    with pytest.raises(ValueError, match="queries contains 1 NaN"):
+        cosine_top_k(holes, reference, 3)
+    sparse = knn_predict(reference, labels * 10**9, queries, 5)          # one-hot over 3e9 classes would not fit
+    assert torch.equal(sparse, knn_predict(reference, labels, queries, 5) * 10**9)

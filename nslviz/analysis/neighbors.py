@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_finite, check_positive
 from ..datasets.augment import to_float
 from ..datasets.images import ImageDataset, ImageSplit
 
@@ -136,6 +136,7 @@ def _as_matrix(name: str, values) -> torch.Tensor:
     tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
     if tensor.dim() != 2 or not tensor.is_floating_point():
         raise ValueError(f"expected {name} as a float matrix (rows, dims), got {tensor.dtype} {tuple(tensor.shape)}")
+    check_finite(name, tensor)
     return tensor
 
 
@@ -157,8 +158,10 @@ def _modal_share(labels: np.ndarray) -> np.ndarray:
 def _modal_label(labels: torch.Tensor) -> torch.Tensor:
     """(Q,) most common label of each row of (Q, k) labels (the kNN vote), ties to the smallest
     (argmax returns the first maximum)."""
-    votes = F.one_hot(labels, int(labels.max()) + 1 if labels.numel() else 1).sum(dim=1)   # (Q, C)
-    return votes.argmax(dim=1)
+    counts = (labels[:, :, None] == labels[:, None, :]).sum(dim=2)                   # (Q, k) votes of each label
+    winners = counts == counts.max(dim=1, keepdim=True).values                      # (Q, k)
+    # (k, k) per row rather than one-hot over the classes: labels need not be small or dense
+    return torch.where(winners, labels, labels.max() + 1 if labels.numel() else 0).min(dim=1).values
 
 
 def cosine_top_k(queries, references, k: int, *, chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
