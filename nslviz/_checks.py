@@ -43,6 +43,13 @@ def check_positive(name: str, value, *, integer: bool = False, minimum: float | 
         raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
 
 
+def check_flags(**flags) -> None:
+    """Each keyword is a switch that must be True or False (a string like "no" would count as True)."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def check_seed(seed) -> None:
     """A random seed: an integer >= 0 (what numpy's and torch's generators take)."""
     if not is_integer(seed) or seed < 0:

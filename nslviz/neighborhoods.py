@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from ._checks import check_choice, check_features, check_finite, check_fraction, check_positive
+from ._checks import check_choice, check_features, check_finite, check_flags, check_fraction, check_positive
 from .similarity import SIMILARITIES, NeighborAttention
 
 VALUE_KINDS = ("soft", "fixed", "regression")
@@ -115,11 +115,16 @@ class InducedDictionary(nn.Module):
         check_positive("value_dim", value_dim, integer=True, minimum=1)
         check_choice("values", values, VALUE_KINDS)
         self.value_kind = values
+        check_positive("key_init_std", key_init_std)
+        check_positive("value_scale", value_scale)
         self.key_init_std = float(key_init_std)
         if initial_keys is None:
             initial_keys = torch.randn(entries, key_dim) * key_init_std
-        elif tuple(initial_keys.shape) != (entries, key_dim):
-            raise ValueError(f"expected initial_keys of shape ({entries}, {key_dim}), got {tuple(initial_keys.shape)}")
+        else:
+            initial_keys = torch.as_tensor(initial_keys)                         # numpy arrays too
+            if tuple(initial_keys.shape) != (entries, key_dim):
+                raise ValueError(f"expected initial_keys of shape ({entries}, {key_dim}), got {tuple(initial_keys.shape)}")
+            check_finite("initial_keys", initial_keys)
         self.keys = nn.Parameter(initial_keys.detach().clone().float())           # (S, d)
 
         if values == "soft":
@@ -218,6 +223,8 @@ def classifier_logits(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     inputs (N, d) with a shared weight (C, d)         -> (N, C)
     inputs (B, d) with per-example weights (B, C, d)  -> (B, C), input i under weight i
     """
+    if classifier not in CLASSIFIERS:
+        check_choice("classifier", classifier, CLASSIFIERS)
     if classifier == "cosine":
         inputs = F.normalize(inputs, dim=-1)
         weight = F.normalize(weight, dim=-1)
@@ -311,6 +318,7 @@ class MetaNeighborhoodsHead(nn.Module):
         check_choice("step_size", step_size, STEP_SIZES)
         check_choice("similarity", similarity, SIMILARITIES)
         check_fraction("entry_dropout", entry_dropout)
+        check_flags(learn_step_size=learn_step_size, first_order=first_order, learn_temperature=learn_temperature)
         loss = loss or ("binary_cross_entropy" if num_outputs == 1 else "cross_entropy")
         check_choice("loss", loss, LOSSES)
         check_values_and_loss(values, loss, num_outputs, "num_outputs")
@@ -452,6 +460,7 @@ class FunctionalMetaNeighborhoods(nn.Module):
         check_choice("step_size", step_size, STEP_SIZES)
         check_choice("loss", loss, LOSSES)
         check_values_and_loss(values, loss, output_dim)
+        check_flags(learn_step_size=learn_step_size, first_order=first_order, learn_temperature=learn_temperature)
         if len(list(model.buffers())):
             raise ValueError("FunctionalMetaNeighborhoods needs a model without buffers (no BatchNorm); "
                              f"got {type(model).__name__} with buffers {[n for n, _ in model.named_buffers()]}")

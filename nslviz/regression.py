@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_features, check_positive
+from ._checks import check_choice, check_features, check_flags, check_positive
 from .neighborhoods import LOSSES, InducedDictionary, check_values_and_loss, entry_loss_logit_gradient
 from .similarity import SIMILARITIES, NeighborAttention
 
@@ -109,6 +109,7 @@ class MetaNeighborhoodsMLP(nn.Module):
                              "a binary problem), got 'binary_cross_entropy'")
         values = values or ("regression" if loss == "mse" else "soft")
         check_values_and_loss(values, loss, output_dim)
+        check_flags(learn_step_size=learn_step_size, first_order=first_order, learn_temperature=learn_temperature)
         self.loss, self.first_order = loss, first_order
         self.network = MLP(input_dim, output_dim, layers, width)
         self.dictionary = InducedDictionary(entries, input_dim, output_dim, values, key_init_std=key_init_std,

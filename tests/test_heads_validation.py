@@ -178,3 +178,22 @@ def test_losses_values_and_output_counts_that_cannot_learn_are_refused():
         MetaNeighborhoodsMLP(3, 2, loss="cross_entropy", values="regression")
     with pytest.raises(ValueError, match="the model gives 2 output\\(s\\) but the dictionary values have 1"):
         FunctionalMetaNeighborhoods(MLP(3, 2), 3, 1)(torch.randn(4, 3))
+
+
+def test_switches_must_be_bools_and_dictionary_starts_must_be_finite():
+    import numpy as np
+
+    from nslviz.neighborhoods import classifier_logits
+    from nslviz.regression import MetaNeighborhoodsMLP
+
+    for make in (lambda: MetaNeighborhoodsHead(4, 3, entries=5, learn_step_size="no"),
+                 lambda: MetaNeighborhoodsMLP(3, 1, first_order="yes")):
+        with pytest.raises(ValueError, match="must be True or False, got '(no|yes)'"):
+            make()
+    with pytest.raises(ValueError, match="initial_keys contains 15 NaN"):
+        InducedDictionary(5, 3, 2, initial_keys=np.full((5, 3), np.nan))
+    assert InducedDictionary(5, 3, 2, initial_keys=np.ones((5, 3))).keys.dtype == torch.float32   # numpy accepted
+    with pytest.raises(ValueError, match="key_init_std must be finite"):
+        InducedDictionary(5, 3, 2, key_init_std=float("nan"))
+    with pytest.raises(ValueError, match="unknown classifier 'euclid'"):
+        classifier_logits(torch.randn(2, 3), torch.randn(4, 3), None, None, "euclid")
