@@ -76,3 +76,17 @@ def test_cv_figures_and_tables(cv):
     chosen = viz.chosen_hyperparameters(cv)
     assert list(chosen.index) == [1, 2, 3] and chosen.loc[1, "temperature"] == 0.3
     assert list(viz.agreement_table([{"k": 1, "x": 0.0}, {"k": 5, "x": 1e-16}]).index) == [1, 5]
+
+
+def test_empty_inputs_are_named():
+    from nslviz.viz import nsl, spiral
+    from nslviz.viz.neighbors import subcategory_table
+
+    for draw, match in ((lambda: spiral.sweep_figure({}), "the sweep is empty"),
+                        (lambda: viz.agreement_table([]), "no checks to show"),
+                        (lambda: subcategory_table({}), "no methods to show"),
+                        (lambda: nsl.static_mask_figure({"a": np.ones((3, 3))}, columns=0), "columns must be >= 1"),
+                        (lambda: nsl.dynamic_mask_figure(np.zeros((1, 8, 8)), np.ones((8, 8, 3, 3)), "a", max_frames=0),
+                         "max_frames must be >= 1")):
+        with pytest.raises(ValueError, match=match):
+            draw()

@@ -201,6 +201,8 @@ def retrieval_table(entry_retrieval) -> pd.DataFrame:
 def subcategory_table(results: Mapping[str, dict], paper: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
     """kNN accuracy (%) on the coarse labels trained on and the fine labels never seen, per method
     ({method: subcategory_report}), next to MN App. A.9."""
+    if not results:
+        raise ValueError("no methods to show: pass analyze_neighbors(...).subcategory")
     paper = MN_SUBCATEGORY_DISCOVERY if paper is None else paper
     rows = []
     for method, r in results.items():

@@ -22,6 +22,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..analysis.nsl import _identity, short_layer_name
+from .._checks import check_positive
 from .common import finish_figure
 
 COLORSCALE = "RdBu_r"
@@ -52,6 +53,7 @@ def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None
     or UNS K×K matrices (identity = the diagonal). One heatmap per layer, one shared colour scale."""
     if not masks:
         raise ValueError("no static masks to draw: the model has no static NSL layer")
+    check_positive("columns", columns, integer=True, minimum=1)
     names = list(masks)
     columns = min(columns, len(names))
     rows = math.ceil(len(names) / columns)
@@ -99,6 +101,7 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
     image with the layer's 3×3 window at the chosen position; right: the predicted mask there
     (DNS k×k) or matrix (UNS K×K). A slider steps through positions (at most `max_frames`, on a
     regular grid); masks (H', W', r, c) from dynamic_masks(model, image)[layer_name]."""
+    check_positive("max_frames", max_frames, integer=True, minimum=1)
     masks = np.asarray(masks, dtype=np.float32)
     if masks.ndim != 4:
         raise ValueError(f"masks must be (H', W', r, c) for one image (dynamic_masks(model, image)[name]), "

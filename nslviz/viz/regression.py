@@ -165,6 +165,8 @@ def chosen_hyperparameters(result):
 def agreement_table(rows: Sequence[dict]):
     """The numerical checks of notebook 02 (list of dicts from nslviz.analysis.knn.derivation_checks)."""
     import pandas as pd
+    if not rows:
+        raise ValueError("no checks to show: pass derivation_checks(neighbors=...) with at least one k")
     return pd.DataFrame(rows).set_index("k")
 
 

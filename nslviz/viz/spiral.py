@@ -136,6 +136,8 @@ def training_curve(result) -> go.Figure:
 
 def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
     """Final decision surface for every (T, S) of a sweep, one slider step each (static-export safe)."""
+    if not sweep:
+        raise ValueError("the sweep is empty: pass spiral_sweep(temperatures, entries) with at least one T and S")
     pairs = sorted(sweep)
     first = sweep[pairs[0]]
 
