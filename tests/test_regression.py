@@ -225,6 +225,8 @@ def test_cv_config_validation_and_custom_tables():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 3))
     table = TabularData("two_targets", x, np.stack([x[:, 0], x[:, 1] ** 2], 1), ["a", "b", "c"], ["u", "v"])
+    with pytest.raises(ValueError, match="two_targets has 60 rows: 2 folds .* use more rows"):
+        cross_validate_regression(RegressionCVConfig(**{**SMALL, "validation_fraction": 0.01}), data=table)
     with pytest.raises(ValueError, match=r"no k in neighbors \(500,\) is <= the \d+ rows kNN fits on in fold 0"):
         cross_validate_regression(RegressionCVConfig(**{**SMALL, "neighbors": (500,)}), data=table)
     result = cross_validate_regression(RegressionCVConfig(**SMALL), data=table)

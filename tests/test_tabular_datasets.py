@@ -178,6 +178,11 @@ def test_download_checks_and_caches(tmp_path, local_server, monkeypatch):
     with pytest.raises(ValueError, match="has SHA-256 .* expected 0000"):
         load_tabular("toms", tmp_path / "bad", timeout=5)
     assert not (tmp_path / "bad" / "toms" / archive.name).exists()
+    # a server that does not have the file: the error says how to get it, and no empty folders are left
+    monkeypatch.setitem(TABULAR_DATASETS, "toms", dataclasses.replace(spec, url=f"{base}/missing.tar.gz"))
+    with pytest.raises(FileNotFoundError, match="could not be downloaded"):
+        load_tabular("toms", tmp_path / "new" / "root", timeout=5)
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_damaged_archive_is_reported(tmp_path):

@@ -31,6 +31,7 @@ the path it expects and how to put the file there by hand.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -201,6 +202,7 @@ def download_archive(spec: TabularSpec, archive: Path, timeout: float = DOWNLOAD
     """Fetch spec.url to `archive` (through a temporary file, renamed when complete and checked)."""
     from tqdm.auto import tqdm
 
+    created = [folder for folder in (archive.parent, *archive.parent.parents) if not folder.exists()]
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(archive.name + ".part")
     digest = hashlib.sha256()
@@ -215,6 +217,9 @@ def download_archive(spec: TabularSpec, archive: Path, timeout: float = DOWNLOAD
                     bar.update(len(block))
     except (urllib.error.URLError, OSError, ValueError) as error:
         partial.unlink(missing_ok=True)
+        for folder in created:                   # leave no empty folders behind a failed download
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise FileNotFoundError(
             f"dataset {spec.name!r} is not at {archive.resolve()} and could not be downloaded from {spec.url} "
             f"({type(error).__name__}: {getattr(error, 'reason', error)}). {_how_to_get(spec, archive)}") from error

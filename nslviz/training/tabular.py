@@ -409,6 +409,12 @@ def _cross_validate(config: RegressionCVConfig, data) -> RegressionCVResult:
     if data is None:
         data = load_tabular(config.dataset, config.data_root, max_rows=config.max_rows, seed=config.seed)
     x, y = data.x, data.y.reshape(data.n, -1)                                   # y (n, targets)
+    smallest_fold = data.n - math.ceil(data.n / config.folds)                  # training rows of a fold
+    if data.n < config.folds or smallest_fold * config.validation_fraction < 1 or \
+            smallest_fold * (1 - config.validation_fraction) < 2:
+        raise ValueError(f"{data.name} has {data.n} rows: {config.folds} folds leave {smallest_fold} training rows per "
+                         f"fold, too few to hold out {config.validation_fraction:g} for validation and fit on the "
+                         f"rest; use more rows (max_rows, --max-rows) or fewer folds")
     device = resolve_device(config.device)
     fit_options = dict(lr=config.lr, batch_size=config.batch_size, max_epochs=config.max_epochs,
                        patience=config.patience)
