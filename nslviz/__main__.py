@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:                                         # named by the command's own usage, not the top level's
+        args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError) as error:   # bad values or a missing dataset: usage, exit code 2

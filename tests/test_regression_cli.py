@@ -57,3 +57,13 @@ def test_knn_toy_command(capsys, monkeypatch):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("knn-toy: test MSE kNN best k=")
     assert set(json.loads(lines[-1])["knn_mse"]) == {"1", "5"}
+
+
+def test_an_unknown_option_is_named_by_the_command_usage(capsys):
+    from nslviz.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["heads", "--bogus"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "usage: python -m nslviz heads" in err
+    assert "python -m nslviz heads: error: unrecognized arguments: --bogus" in err
