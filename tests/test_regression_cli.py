@@ -60,8 +60,6 @@ def test_knn_toy_command(capsys, monkeypatch):
 
 
 def test_an_unknown_option_is_named_by_the_command_usage(capsys):
-    from nslviz.__main__ import main
-
     with pytest.raises(SystemExit) as exit_info:
         main(["heads", "--bogus"])
     err = capsys.readouterr().err
