@@ -38,6 +38,7 @@ def test_equations_become_mathml_and_unknown_tex_stays_for_mathjax():
     assert "<code>$HOME</code>" in text
     assert tex_to_mathml("\\arg x", "inline") is None and tex_to_mathml("x^", "inline") is None
     assert tex_to_mathml("\\left( x", "block") is None
+    assert "&#x02112;" in tex_to_mathml("\\mathcal L", "inline") and "&#x0211D;" in tex_to_mathml("\\mathbb R", "inline")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -47,6 +48,8 @@ def test_every_equation_of_the_notebooks_is_exported_as_mathml(path):
     text = markdown_html(html_exporter().from_notebook_node(notebook)[0])
     sources = "".join(c.source for c in notebook.cells if c.cell_type == "markdown")
     assert "$" not in text and "\\(" not in text and "\\begin{" not in text
+    # letter styles as Unicode letters (ℝ, ℒ), not mathvariant attributes that Chromium ignores
+    assert not re.search(r'mathvariant="(double-struck|script|fraktur|bold)"', text)
     assert text.count("<math ") >= sources.count("$$") // 2 + 1
 
 

@@ -50,6 +50,9 @@ def tex_to_mathml(tex: str, display: str) -> str | None:
     cannot write it: it leaves an unknown command as its literal name (`<mi>\\foo</mi>`) or raises."""
     from latex2mathml.converter import convert
 
+    # "\mathbb R" becomes <mi mathvariant="double-struck">, which Chromium draws as a plain R;
+    # "\mathbb{R}" becomes the letter ℝ itself, which every browser draws
+    tex = re.sub(r"\\(mathbb|mathcal|mathbf|mathfrak|mathscr)\s+([A-Za-z])", r"\\\1{\2}", tex)
     try:
         mathml = convert(tex, display=display)
     except Exception:  # latex2mathml raises its own and plain parser errors on TeX it does not know
