@@ -74,7 +74,7 @@ def test_cv_figures_and_tables(cv):
     assert table.loc[("gom", "paper (MN Table 2)"), "Meta-Neighborhoods"] == "0.5681 ± 0.056"
     assert table.loc[("diabetes", "this run (3 folds)"), "Meta-Neighborhoods"].startswith("0.5")
     chosen = viz.chosen_hyperparameters(cv)
-    assert list(chosen.index) == [1, 2, 3] and chosen.loc[1, "temperature"] == 0.3
+    assert list(chosen.index) == [1, 2, 3] and chosen.loc[1, "MN T"] == 0.3 and "MLP test MSE" in chosen.columns
     assert list(viz.agreement_table([{"k": 1, "x": 0.0}, {"k": 5, "x": 1e-16}]).index) == [1, 5]
 
 

@@ -155,10 +155,14 @@ def chosen_hyperparameters(result):
     """What validation chose in every fold (pandas DataFrame)."""
     import pandas as pd
 
-    columns = ["fold", "k", "layers", "width", "mlp_weight_decay", "temperature", "mn_weight_decay", "entries",
-               "mlp_epochs", "mn_epochs", "knn_mse", "mlp_mse", "mn_mse"]
-    frame = pd.DataFrame([{c: row[c] for c in columns} for row in result.folds])
+    columns = {"fold": "fold", "k": "kNN k", "layers": "MLP layers", "width": "MLP width",
+               "mlp_weight_decay": "MLP weight decay", "temperature": "MN T", "mn_weight_decay": "MN weight decay",
+               "entries": "MN S", "mlp_epochs": "MLP epochs kept", "mn_epochs": "MN epochs kept",
+               "knn_mse": "kNN test MSE", "mlp_mse": "MLP test MSE", "mn_mse": "MN test MSE"}
+    frame = pd.DataFrame([{label: row[key] for key, label in columns.items()} for row in result.folds])
     frame["fold"] += 1
+    mse = [label for key, label in columns.items() if key.endswith("_mse")]
+    frame[mse] = frame[mse].round(4)
     return frame.set_index("fold")
 
 
@@ -184,6 +188,6 @@ def validation_curves_figure(result, fold: int = 0) -> go.Figure:
                                  marker=dict(color=METHOD_COLORS[method], size=11, symbol="star"),
                                  hovertemplate=f"{METHOD_NAMES[method]}: kept epoch %{{x}}<extra></extra>"))
     fig.update_layout(height=380, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", dtick="D2")            # log ticks at 1, 2, 5 of each decade, not crowded
     return finish_figure(fig, f"Fold {fold + 1}: validation loss while training (stars: the weights kept)",
                          "epoch (0 = initial weights)", "validation MSE (standardised)")
