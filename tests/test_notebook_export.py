@@ -38,6 +38,7 @@ def test_equations_become_mathml_and_unknown_tex_stays_for_mathjax():
     assert "<code>$HOME</code>" in text
     assert tex_to_mathml("\\arg x", "inline") is None and tex_to_mathml("x^", "inline") is None
     assert tex_to_mathml("\\left( x", "block") is None
+    assert tex_to_mathml("\\operatorname{arg\\,max}_c", "inline") is None          # latex2mathml: an empty <mo />
     assert "&#x02112;" in tex_to_mathml("\\mathcal L", "inline") and "&#x0211D;" in tex_to_mathml("\\mathbb R", "inline")
 
 

@@ -57,7 +57,8 @@ def tex_to_mathml(tex: str, display: str) -> str | None:
         mathml = convert(tex, display=display)
     except Exception:  # latex2mathml raises its own and plain parser errors on TeX it does not know
         return None
-    return None if re.search(r">\\[A-Za-z]", mathml) else mathml
+    # an unknown command left as its name, or an empty operator (latex2mathml's \operatorname{a\,b})
+    return None if re.search(r">\\[A-Za-z]", mathml) or "<mo />" in mathml else mathml
 
 
 def html_exporter():

@@ -148,7 +148,7 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
     fig.update_yaxes(autorange="reversed", title_text=y_title, tickvals=list(range(rows)), row=1, col=2)
     kind = "matrix M(p)" if matrix else "mask m(p)"
     return finish_figure(fig, title or f"Dynamic similarity {kind} over the image, {short_layer_name(layer_name)} "
-                                       f"({out_h}×{out_w} positions)")
+                                       f"({out_h}×{out_w} positions, {len(positions)} on the slider)")
 
 
 def tap_maps_figure(masks: np.ndarray, layer_name: str, title: str | None = None) -> go.Figure:
@@ -267,9 +267,9 @@ def singular_values_figure(result, title: str | None = None) -> go.Figure:
     fig.update_yaxes(title_text="singular value σ_k of W", row=1, col=1)
     fig.add_hline(y=ZERO_FLOOR, line=dict(color="grey", dash="dot", width=1))
     for axis in ("", "2"):                 # on a log axis an annotation's y is log10 of the value
-        fig.add_annotation(x=1, xref=f"x{axis} domain", y=math.log10(ZERO_FLOOR), yref=f"y{axis}",
-                           text=f"≤ {ZERO_FLOOR:.0e}: numerically zero", showarrow=False,
-                           xanchor="right", yanchor="bottom", font=dict(size=11, color="grey"))
+        fig.add_annotation(x=0, xref=f"x{axis} domain", y=math.log10(ZERO_FLOOR), yref=f"y{axis}",
+                           text=f"≤ {ZERO_FLOOR:.0e}: numerically zero", showarrow=False,   # left: the curves
+                           xanchor="left", yanchor="bottom", font=dict(size=11, color="grey"))  # reach it late
     fig.update_layout(height=430, width=980, showlegend=False)
     return finish_figure(fig, title or f"Singular values of W during training (ground truth rank {result.config.rank})")
 

@@ -188,6 +188,6 @@ def validation_curves_figure(result, fold: int = 0) -> go.Figure:
                                  marker=dict(color=METHOD_COLORS[method], size=11, symbol="star"),
                                  hovertemplate=f"{METHOD_NAMES[method]}: kept epoch %{{x}}<extra></extra>"))
     fig.update_layout(height=380, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
-    fig.update_yaxes(type="log", dtick="D2")            # log ticks at 1, 2, 5 of each decade, not crowded
+    # a linear axis: the losses span less than a factor 3, where a log axis shows one or two labels
     return finish_figure(fig, f"Fold {fold + 1}: validation loss while training (stars: the weights kept)",
                          "epoch (0 = initial weights)", "validation MSE (standardised)")
