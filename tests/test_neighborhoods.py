@@ -107,3 +107,35 @@ def test_functional_matches_head_for_a_linear_model():
         module.dictionary.regression_values.copy_(head.dictionary.regression_values)
     x = torch.randn(5, 4, dtype=torch.float64)
     torch.testing.assert_close(head(x), module(x), **TOL)
+
+
+def test_a_negative_step_size_acts_as_its_magnitude_in_every_module():
+    """α is learned freely and used as |α| (a step against the gradient): flipping its sign changes nothing."""
+    from nslviz.regression import MLP, MetaNeighborhoodsMLP
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 4)
+    modules = [MetaNeighborhoodsHead(4, 3, entries=7, entry_dropout=0.0), MetaNeighborhoodsMLP(4, 2, entries=7),
+               FunctionalMetaNeighborhoods(MLP(4, 2), 4, 2, entries=7)]
+    for module in modules:
+        module.eval()
+        steps = [p for n, p in module.named_parameters() if "step_size" in n]
+        with torch.no_grad():
+            for p in steps:
+                p.fill_(0.3)
+            positive = module(x)
+            for p in steps:
+                p.fill_(-0.3)
+            assert torch.allclose(module(x), positive), type(module).__name__
+            for p in steps:
+                p.fill_(0.0)
+            assert not torch.allclose(module(x), positive)          # the step does act
+
+
+def test_entry_dropout_keeps_the_stated_share_of_entries():
+    from nslviz.similarity import entry_dropout_mask
+
+    generator = torch.Generator().manual_seed(0)
+    for rate, kept in ((0.2, 8), (0.5, 5), (0.9, 1), (0.0, 10)):
+        mask = entry_dropout_mask(4, 10, rate, generator=generator)
+        assert mask.sum(1).tolist() == [kept] * 4, rate

@@ -72,6 +72,68 @@ def test_weight_decay_excludes_the_dictionary_classifier_and_step_size_but_not_i
     assert len(everything) == 1 and len(everything[0]["params"]) == len(list(model.parameters()))
 
 
+def test_the_excluded_groups_get_no_decay_for_every_head():
+    """Not only the group membership: the values the optimiser applies, for vanilla (cosine and dot),
+    MN with a learned temperature, and the NSL recipe's decay-everything."""
+    config = TrainConfig(weight_decay=0.075)
+    for model in (build_image_model("vanilla", "convnet4", 10, in_channels=1),
+                  build_image_model("vanilla", "convnet4", 10, in_channels=1, classifier="dot")):
+        decays = {g["name"]: g["weight_decay"] for g in build_optimizer(model, config).param_groups}
+        assert decays == {"decay": 0.075, "no_decay": 0.0}
+        groups = {g["name"]: {id(p) for p in g["params"]} for g in parameter_groups(model, 0.075)}
+        assert {id(p) for p in model.head.parameters()} == groups["no_decay"]     # classifier (and τ) excluded
+    mn = build_image_model("mn", "convnet4", 10, in_channels=1, entries=20)
+    mn.head.attention.log_inverse_temperature = torch.nn.Parameter(torch.tensor(1.0))   # a learned T
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in parameter_groups(mn, 0.075)}
+    assert id(mn.head.attention.log_inverse_temperature) in groups["no_decay"]
+
+
+def test_the_config_reaches_the_model():
+    """Every MN setting of TrainConfig arrives in the head build_model makes."""
+    from nslviz.training.trainer import build_model
+
+    config = TrainConfig(method="mn", backbone="convnet4", entries=30, temperature=0.5, entry_dropout=0.25,
+                         inner_steps=3, step_size="diagonal", alpha=0.2, first_order=True, values="fixed")
+    head = build_model(config, 10, 1, 16).head
+    assert head.dictionary.keys.shape[0] == 30 and head.attention.temperature == pytest.approx(0.5)
+    assert head.attention.entry_dropout == 0.25 and head.inner_steps == 3 and head.first_order is True
+    assert head.step_size_kind == "diagonal" and head.inner_step_size.shape == (head.feature_dim,)   # one α per feature
+    assert float(head.inner_step_size.flatten()[0]) == pytest.approx(0.2) and head.dictionary.value_kind == "fixed"
+
+
+def test_evaluate_reports_the_classifier_before_finetuning_separately():
+    from nslviz.training.trainer import evaluate
+
+    torch.manual_seed(0)
+    model = build_image_model("mn", "convnet4", 4, in_channels=1, entries=12, values="fixed").eval()
+    with torch.no_grad():
+        model.head.inner_step_size.fill_(50.0)                        # a step large enough to change predictions
+    split = ImageSplit(images=torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8),
+                       labels=torch.randint(0, 4, (64,)))
+    result = evaluate(model, BatchStream(split, 16, shuffle=False))
+    with torch.no_grad():
+        features = model.backbone(to_float(split.images))
+        before = (model.head.base_logits(features).argmax(1) == split.labels).double().mean().item()
+        after = (model.head(features).argmax(1) == split.labels).double().mean().item()
+    assert result["acc_before_finetune"] == pytest.approx(before) and result["acc"] == pytest.approx(after)
+    assert before != after                                             # the two columns measure different things
+
+
+def test_gradients_are_clipped_to_the_configured_value(tmp_path, monkeypatch):
+    clip = torch.nn.utils.clip_grad_value_
+    seen = []
+
+    def checked(parameters, clip_value, **kwargs):
+        parameters = list(parameters)
+        clip(parameters, clip_value, **kwargs)
+        seen.append(max(float(p.grad.abs().max()) for p in parameters if p.grad is not None))
+        assert clip_value == 1e-3 and seen[-1] <= clip_value * (1 + 1e-6)     # float32's 1e-3
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_value_", checked)
+    train(TrainConfig(method="vanilla", **{**TINY, "epochs": 1}, clip_value=1e-3), tmp_path / "run", progress=False)
+    assert len(seen) == 6 and max(seen) == pytest.approx(1e-3)          # every step, and clipping was active
+
+
 def test_nsl_recipe_decays_every_weight_but_the_static_similarity():
     model = build_image_model("vanilla", "cnn9", 10, in_channels=1, classifier="dot", nsl="static_uns")
     groups = {g["name"]: {id(p) for p in g["params"]} for g in parameter_groups(model, 5e-4, decay_everything=True)}
