@@ -20,7 +20,7 @@ from nslviz.training.data import BatchStream
 from nslviz.training.optim import build_optimizer, parameter_groups
 from nslviz.datasets.augment import to_float
 from nslviz.training.trainer import initialize_dictionary, load_data, load_run, train
-from runs import TINY, interrupt_at, stable
+from runs import TINY, Killed, interrupt_at, stable
 
 
 def _split(n=10):
@@ -317,6 +317,30 @@ def test_resume_after_an_interruption_mid_epoch_gives_the_same_final_metrics(ref
     assert stable(resumed) == stable(uninterrupted)
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 2
     assert not torn.exists()
+    # row by row too: the cut epoch's training loss and accuracy carry on from the checkpoint's running sums
+    reference_dir, _ = reference_run
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (reference_dir / "metrics.jsonl").read_text()
+
+
+def test_a_metrics_row_written_after_the_last_checkpoint_is_redone_once(reference_run, tmp_path, monkeypatch):
+    """Killed between an epoch's metrics row and its checkpoint: the resumed run drops the row and writes it again."""
+    from nslviz.training.rundir import RunDirectory
+
+    append = RunDirectory.append_metrics
+
+    def append_then_die(self, row):
+        append(self, row)
+        raise Killed
+
+    monkeypatch.setattr(RunDirectory, "append_metrics", append_then_die)
+    with pytest.raises(Killed):
+        train(TrainConfig(**TINY), tmp_path / "cut", progress=False)
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 1      # on disk, not checkpointed
+    monkeypatch.setattr(RunDirectory, "append_metrics", append)
+    resumed = train(TrainConfig(**TINY), tmp_path / "cut", resume=True, progress=False)
+    reference_dir, uninterrupted = reference_run
+    assert stable(resumed) == stable(uninterrupted)
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (reference_dir / "metrics.jsonl").read_text()
 
 
 def test_dictionary_init_from_data_starts_at_training_images():
@@ -661,3 +685,19 @@ def test_torchrun_killed_mid_epoch_and_resumed_gives_the_same_metrics(ddp_run, t
     reference = json.loads((reference_dir / "summary.json").read_text())
     assert {k: v for k, v in stable(resumed).items()} == {k: v for k, v in stable(reference).items()}
     assert (run_dir / "metrics.jsonl").read_text() == (reference_dir / "metrics.jsonl").read_text()
+
+
+class _FailsWhilePickled:
+    def __reduce__(self):
+        raise RuntimeError("the disk filled up halfway")
+
+
+def test_a_write_that_fails_halfway_leaves_the_previous_file_whole(tmp_path):
+    from nslviz.training.rundir import atomic_torch_save
+
+    path = tmp_path / "checkpoint.pt"
+    atomic_torch_save(path, {"weights": torch.ones(3)})
+    with pytest.raises(RuntimeError, match="halfway"):
+        atomic_torch_save(path, {"weights": torch.zeros(3), "later": _FailsWhilePickled()})
+    assert torch.equal(torch.load(path, weights_only=True)["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]               # no temporary left behind
