@@ -293,6 +293,29 @@ def test_psd_and_symmetric_parametrizations(dynamic):
             assert torch.linalg.eigvalsh(m.double()).min() > -1e-6
 
 
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_psd_makes_the_dns_mask_nonnegative(dynamic):
+    """For DNS, psd is m = l² tap by tap: a mask pushed far from 1 stays >= 0 (free would go negative)."""
+    torch.manual_seed(7)
+    masks = {}
+    for parametrization in ("free", "psd"):
+        torch.manual_seed(7)
+        layer = NSConv2d(2, 2, mode="dynamic_dns" if dynamic else "static_dns", parametrization=parametrization)
+        with torch.no_grad():
+            if dynamic:
+                layer.predictor.output_weight.mul_(3000)
+            else:
+                for name, value in layer.named_parameters():
+                    if "similarity" in name:
+                        value.copy_(torch.linspace(-2.0, 2.0, value.numel()).view_as(value))
+        if dynamic:
+            masks[parametrization] = layer.predict_similarity(torch.randn(2, 2, 6, 6))
+        else:
+            masks[parametrization] = layer.static_similarity()
+    assert masks["free"].min() < 0 and masks["psd"].min() >= 0
+
+
 # -- shared predictor -----------------------------------------------------------------------------------
 
 def test_shared_predictor_is_shared_across_layers():
@@ -325,6 +348,10 @@ def test_global_similarity_attention(cosine):
     torch.testing.assert_close(block(x), x)                                  # γ = 0: identity at the start
     beta = block.attention(x)
     assert beta.shape == (2, 20, 20)
+    # β from its definition (Appendix B eq. 10), not from the block: softmax_j( ReLU(φ_f x_i)ᵀ φ_g x_j )
+    query, key = F.relu(block.query(x)).flatten(2), block.key(x).flatten(2)       # (B, C/8, N)
+    torch.testing.assert_close(beta, torch.softmax(query.transpose(1, 2) @ key, dim=-1))
+    assert not torch.allclose(beta, beta.transpose(1, 2), atol=1e-3)          # not symmetric: i attends over j
     torch.testing.assert_close(beta.sum(-1), torch.ones(2, 20))
     with torch.no_grad():
         block.gamma.fill_(0.7)
