@@ -145,3 +145,28 @@ def test_bad_activation_shape(shape):
 def test_integer_activations_are_refused_with_what_was_expected():
     with pytest.raises(ValueError, match="iFiLM expected a floating-point activation, got dtype torch.int64"):
         IFiLM(4)(torch.ones(2, 4, 3, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("backbone", ["convnet4", "resnet29", "densenet40"])
+def test_every_ifilm_modulates_a_batchnorm_output(backbone):
+    """MN eq. (4) sits right after a BatchNorm: the IFiLM gets the BatchNorm's output tensor itself,
+    before any ReLU. (The ResNet's projection shortcuts and its very first layer have no BatchNorm; their
+    iFiLM slots modulate a conv's output or the stem's, as officially coded, and are left out here.)"""
+    from nslviz.models.registry import build_backbone
+
+    torch.manual_seed(0)
+    net = build_backbone(backbone, in_channels=3, ifilm="all").eval()
+    bn_outputs, film_inputs = set(), {}
+    for name, module in net.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.register_forward_hook(lambda m, args, out: bn_outputs.add(id(out)))
+        elif isinstance(module, IFiLM):
+            module.register_forward_hook(lambda m, args, out, name=name: film_inputs.__setitem__(name, args[0]))
+    with torch.no_grad():
+        net(torch.rand(2, 3, 32, 32))
+    checked = {name: x for name, x in film_inputs.items()
+               if backbone != "resnet29" or not (name.endswith("shortcut.film") or name == "stages.0.0.layer1.film")}
+    assert len(film_inputs) == sum(isinstance(m, IFiLM) for m in net.modules()) and len(checked) >= 4
+    for name, x in checked.items():
+        assert id(x) in bn_outputs, f"{name} does not modulate a BatchNorm's output"
+        assert (x < 0).any(), f"{name} sees no negative values: a ReLU ran first"   # (an in-place ReLU keeps the id)
