@@ -31,6 +31,21 @@ def solid(label: int, size: int, domain: int = 0) -> np.ndarray:
     return np.broadcast_to(np.array(colour_of(label, domain), dtype=np.uint8), (size, size, 3)).copy()
 
 
+def marked(label: int, size: int) -> np.ndarray:
+    """`solid` with a green block in the top rows' left half (rows 0-7, columns 0-15 at 32 px), so
+    that a loader that flips or transposes the images is caught (`check_orientation`); red is untouched."""
+    image = solid(label, size)
+    image[: size // 4, : size // 2, 1] = 255
+    return image
+
+
+def check_orientation(split: ImageSplit) -> None:
+    green, eighth = split.images[:, 1], split.images.shape[-1] // 8
+    assert (green[:, eighth, 3 * eighth] == 255).all(), "the top-left marker moved"
+    for row, column, what in ((3, 1, "transposed"), (7, 3, "flipped upside down"), (1, 7, "mirrored")):
+        assert (green[:, row * eighth, column * eighth] != 255).all(), f"the images are {what}"
+
+
 def read_labels(split: ImageSplit) -> torch.Tensor:
     """Recover the encoded label from each image's mean red value (tolerates JPEG error)."""
     red = split.images[:, 0].float().mean(dim=(1, 2))
@@ -122,7 +137,7 @@ def write_cifar10(root, per_batch=4, test=6):
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         count = test if name == "test_batch" else per_batch
         labels = rng.integers(0, 10, count).tolist()
-        data = np.stack([solid(l, 32).transpose(2, 0, 1).reshape(-1) for l in labels])   # (n, 3072) CHW rows
+        data = np.stack([marked(l, 32).transpose(2, 0, 1).reshape(-1) for l in labels])  # (n, 3072) CHW rows
         stored = {"data": data, "labels": labels, "batch_label": name}
         if name == "data_batch_1":                                  # Python-2 style: bytes keys
             stored = {key.encode(): value for key, value in stored.items()}
@@ -141,6 +156,7 @@ def test_cifar10_pickles_split_first_train_last_val(tmp_path):
     assert data.channels == 3 and data.image_size == 32
     for split in data.splits().values():
         assert torch.equal(read_labels(split), split.labels)
+        check_orientation(split)
     everything = torch.cat([data.train.labels, data.val.labels])
     batches = [pickle.load(open(tmp_path / "cifar-10-batches-py" / f"data_batch_{i}", "rb"), encoding="latin1")
                for i in range(1, 6)]
@@ -161,7 +177,7 @@ def write_cifar100(root, train=12, test=5):
     for name, count in (("train", train), ("test", test)):
         fine = rng.integers(0, 24, count)
         coarse = fine // 5                                         # any fixed fine → coarse map
-        data = np.stack([solid(int(l), 32).transpose(2, 0, 1).reshape(-1) for l in fine])
+        data = np.stack([marked(int(l), 32).transpose(2, 0, 1).reshape(-1) for l in fine])
         with open(folder / name, "wb") as handle:
             pickle.dump({b"data": data, b"fine_labels": fine.tolist(), b"coarse_labels": coarse.tolist(),
                          b"filenames": [b"x.png"] * count}, handle, protocol=2)
@@ -176,6 +192,7 @@ def test_cifar100_fine_and_coarse_labels(tmp_path):
     check_split(fine.train, 8), check_split(fine.val, 4), check_split(fine.test, 5)
     assert fine.num_classes == 100 and fine.class_names[3] == "fine3"
     assert torch.equal(read_labels(fine.train), fine.train.labels)
+    check_orientation(fine.test)
     for split in fine.splits().values():
         assert torch.equal(split.extra["coarse_labels"], split.labels // 5)
         assert torch.equal(split.extra["fine_labels"], split.labels)
@@ -224,7 +241,7 @@ def test_svhn_mat_files_map_label_10_to_0(tmp_path):
     folder.mkdir()
     for name, labels in (("train_32x32.mat", [10, 1, 2, 3, 10, 5, 6]), ("test_32x32.mat", [9, 10, 4])):
         digits = np.array(labels) % 10
-        x = np.stack([solid(int(d), 32) for d in digits], axis=-1)     # (32, 32, 3, N) as in the real files
+        x = np.stack([marked(int(d), 32) for d in digits], axis=-1)    # (32, 32, 3, N) as in the real files
         savemat(folder / name, {"X": x, "y": np.array(labels, dtype=np.uint8).reshape(-1, 1)})
     data = load_image_dataset("svhn", tmp_path, val_size=2)
     check_split(data.train, 5), check_split(data.val, 2), check_split(data.test, 3)
@@ -232,6 +249,7 @@ def test_svhn_mat_files_map_label_10_to_0(tmp_path):
     assert data.test.labels.tolist() == [9, 0, 4]
     for split in data.splits().values():
         assert torch.equal(read_labels(split), split.labels)
+        check_orientation(split)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,7 +418,7 @@ def test_pacs_kfold_layout_uses_the_official_lists(tmp_path):
 
 
 def imagenet64_rows(labels):
-    return np.stack([solid(int(l) - 1, 64).transpose(2, 0, 1).reshape(-1) for l in labels])   # (N, 12288)
+    return np.stack([marked(int(l) - 1, 64).transpose(2, 0, 1).reshape(-1) for l in labels])  # (N, 12288)
 
 
 def write_imagenet64(root, layout, rng, batches=range(1, 11)):
@@ -438,6 +456,7 @@ def test_imagenet64_batches_in_the_download_layouts(tmp_path, layout):
     assert data.num_classes == 1000 and data.class_names[:2] == ["tench", "goldfish"]
     for split in data.splits().values():
         assert torch.equal(read_labels(split), split.labels)
+        check_orientation(split)
     train_labels = np.concatenate([batches[f"train_data_batch_{i}"] for i in range(1, 11)]) - 1
     assert sorted(torch.cat([data.train.labels, data.val.labels]).tolist()) == sorted(train_labels.tolist())
     assert data.test.labels.tolist() == (batches["val_data"] - 1).tolist()
