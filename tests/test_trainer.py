@@ -19,7 +19,7 @@ from nslviz.training.config import TrainConfig
 from nslviz.training.data import BatchStream
 from nslviz.training.optim import build_optimizer, parameter_groups
 from nslviz.datasets.augment import to_float
-from nslviz.training.trainer import initialize_dictionary, load_data, load_run, train
+from nslviz.training.trainer import evaluate, initialize_dictionary, load_data, load_run, train
 from runs import TINY, Killed, interrupt_at, stable
 
 
@@ -102,8 +102,6 @@ def test_the_config_reaches_the_model():
 
 
 def test_evaluate_reports_the_classifier_before_finetuning_separately():
-    from nslviz.training.trainer import evaluate
-
     torch.manual_seed(0)
     model = build_image_model("mn", "convnet4", 4, in_channels=1, entries=12, values="fixed").eval()
     with torch.no_grad():
@@ -522,6 +520,26 @@ def test_load_run_restores_the_best_model(reference_run):
     with torch.no_grad():
         logits = model(data.test.images[:8].float() / 255)
     assert logits.shape == (8, data.num_classes)
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    assert all(torch.equal(value, best[key]) for key, value in model.state_dict().items())
+    assert evaluate(model, BatchStream(data.test, 32, shuffle=False))["acc"] == pytest.approx(summary["test_acc"])
+
+
+def test_label_smoothing_reaches_the_loss(tmp_path, monkeypatch):
+    seen = []
+    original = torch.nn.CrossEntropyLoss.__init__
+
+    def recording(self, *args, **kwargs):
+        seen.append(kwargs.get("label_smoothing", 0.0))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "__init__", recording)
+    train(TrainConfig(method="vanilla", **{**TINY, "epochs": 1}), tmp_path / "plain", progress=False)
+    train(TrainConfig(method="vanilla", **{**TINY, "epochs": 1}, label_smoothing=0.3), tmp_path / "smooth",
+          progress=False)
+    assert seen == [0.0, 0.3]
+    rows = {name: json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[0]) for name in ("plain", "smooth")}
+    assert rows["smooth"]["train_loss"] > rows["plain"]["train_loss"]          # a smoothed target costs more
 
 
 # ---------------------------------------------------------------- command line
