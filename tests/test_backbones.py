@@ -243,6 +243,9 @@ def test_channels_last_bf16_autocast_forward_backward():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         features = net(images)
     assert features.shape == (2, 256) and torch.isfinite(features.float()).all()
+    with torch.no_grad():                                             # the same numbers as fp32 channels-first,
+        reference = net.to(memory_format=torch.contiguous_format)(images.contiguous())   # to bf16's precision
+    torch.testing.assert_close(features.float(), reference, atol=0.05, rtol=0.05)
     features.float().square().mean().backward()
     assert all(p.grad is not None for p in net.parameters())
 
