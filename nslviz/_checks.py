@@ -58,8 +58,8 @@ def check_seed(seed) -> None:
 
 def check_fraction(name: str, value, *, allow_one: bool = False) -> None:
     """0 <= value < 1 (or <= 1)."""
-    upper_ok = value <= 1 if allow_one else value < 1
-    if not (is_number(value) and 0 <= value and upper_ok):
+    upper_ok = is_number(value) and (value <= 1 if allow_one else value < 1)
+    if not (upper_ok and 0 <= value):
         bound = "<= 1" if allow_one else "< 1"
         raise ValueError(f"{name} must be a number with 0 <= {name} {bound}, got {value!r}")
 

@@ -43,7 +43,6 @@ regressor supports multi-output targets.
 from __future__ import annotations
 
 import copy
-import numbers
 import warnings
 
 import numpy as np
@@ -54,6 +53,7 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
+from ._checks import is_integer, is_number
 from .similarity import SIMILARITIES
 from .training.distributed import resolve_device
 from .training.tabular import build_meta_neighborhoods_mlp, default_entries, fit_tabular, predict_tabular
@@ -100,13 +100,13 @@ class _MetaNeighborsBase(BaseEstimator):
             value = getattr(self, name)
             if auto and isinstance(value, str) and value == "auto":
                 return
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            if not is_integer(value) or value < minimum:
                 expected = f"an integer >= {minimum}" + (" or 'auto'" if auto else "")
                 raise ValueError(f"{type(self).__name__}: {name} must be {expected}, got {value!r}")
 
         def positive(name, allow_zero=False, auto=False):
             value = getattr(self, name)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value) and \
+            ok = is_number(value) and np.isfinite(value) and \
                 (value >= 0 if allow_zero else value > 0)
             if not ok:
                 bound = (">= 0" if allow_zero else "> 0") + (" or 'auto'" if auto else "")
@@ -128,7 +128,7 @@ class _MetaNeighborsBase(BaseEstimator):
             raise ValueError(f"{type(self).__name__}: unknown similarity {self.similarity!r}; expected one of "
                              f"{', '.join(map(repr, SIMILARITIES))}")
         fraction = self.validation_fraction
-        if not (isinstance(fraction, numbers.Real) and 0 < fraction < 1):
+        if not (is_number(fraction) and 0 < fraction < 1):
             raise ValueError(f"{type(self).__name__}: validation_fraction must be a number with 0 < "
                              f"validation_fraction < 1 (early stopping needs validation rows), got {fraction!r}")
 

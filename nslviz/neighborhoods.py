@@ -39,6 +39,7 @@ from .similarity import SIMILARITIES, NeighborAttention
 VALUE_KINDS = ("soft", "fixed", "regression")
 CLASSIFIERS = ("cosine", "dot")
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
+STEP_SIZES = ("scalar", "diagonal")
 
 
 def check_values_and_loss(values: str, loss: str, outputs: int, outputs_name: str = "output_dim") -> None:
@@ -51,7 +52,6 @@ def check_values_and_loss(values: str, loss: str, outputs: int, outputs_name: st
     if loss == "cross_entropy" and outputs == 1:
         raise ValueError(f"loss='cross_entropy' needs {outputs_name} >= 2 (over one output it is always 0 and "
                          f"nothing learns); use {outputs_name}=2 for two classes")
-STEP_SIZES = ("scalar", "diagonal")
 
 
 # ----------------------------------------------------------------------------------------------

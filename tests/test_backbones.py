@@ -1,5 +1,7 @@
 """MN backbones (official-code-notes A.5, A.6): shapes, exact parameter counts, iFiLM placement,
 identity at init, BN settings, options and their errors."""
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -244,7 +246,7 @@ def test_channels_last_bf16_autocast_forward_backward():
         features = net(images)
     assert features.shape == (2, 256) and torch.isfinite(features.float()).all()
     with torch.no_grad():                                             # the same numbers as fp32 channels-first,
-        reference = net.to(memory_format=torch.contiguous_format)(images.contiguous())   # to bf16's precision
+        reference = copy.deepcopy(net).to(memory_format=torch.contiguous_format)(images.contiguous())   # bf16's precision
     torch.testing.assert_close(features.float(), reference, atol=0.05, rtol=0.05)
     features.float().square().mean().backward()
     assert all(p.grad is not None for p in net.parameters())

@@ -168,6 +168,9 @@ def test_fit_tabular_names_bad_data(data, match):
     x, y, xv, yv = data(*_toy_regression())
     with pytest.raises(ValueError, match=match):
         fit_tabular(build_mlp(2, 1, 1, 4), x, y, xv, yv, max_epochs=1)
+
+
+def test_fit_tabular_wants_class_indices_for_cross_entropy():
     with pytest.raises(ValueError, match="int64 tensor \\(N,\\) of class indices"):
         fit_tabular(build_mlp(2, 2, 1, 4), *_toy_regression()[:2], loss="cross_entropy", max_epochs=1)
 
@@ -220,13 +223,19 @@ def test_cv_config_validation_and_custom_tables():
     assert RegressionCVConfig(temperatures=0.2).temperatures == (0.2,)
     with pytest.raises(ValueError, match="unknown similarity 'euclid'"):
         RegressionCVConfig(similarity="euclid")                        # before any fold is fitted
-    with pytest.raises(ValueError, match="widths must be a number or a list of numbers, got the text '64'"):
-        RegressionCVConfig(widths="64")
+    assert RegressionCVConfig(widths="64, 128").widths == (64, 128)          # papermill's text, read as a list
+    with pytest.raises(ValueError, match="widths must be a list of integers .* got 'abc'"):
+        RegressionCVConfig(widths="abc")
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+        RegressionCVConfig(seed=-1)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 3))
     table = TabularData("two_targets", x, np.stack([x[:, 0], x[:, 1] ** 2], 1), ["a", "b", "c"], ["u", "v"])
-    with pytest.raises(ValueError, match="two_targets has 60 rows: 2 folds .* use more rows"):
-        cross_validate_regression(RegressionCVConfig(**{**SMALL, "validation_fraction": 0.01}), data=table)
+    tiny = TabularData("tiny", x[:4], x[:4, :1], ["a", "b", "c"], ["u"])
+    with pytest.raises(ValueError, match="tiny has 4 rows: 2 folds leave 2 training rows per fold and 1 to fit on"):
+        cross_validate_regression(RegressionCVConfig(**SMALL), data=tiny)
+    # scikit-learn rounds the validation share up, so a 1 % share of 30 rows still leaves 29 to fit on
+    assert cross_validate_regression(RegressionCVConfig(**{**SMALL, "validation_fraction": 0.01}), data=table).n == 60
     with pytest.raises(ValueError, match=r"no k in neighbors \(500,\) is <= the \d+ rows kNN fits on in fold 0"):
         cross_validate_regression(RegressionCVConfig(**{**SMALL, "neighbors": (500,)}), data=table)
     result = cross_validate_regression(RegressionCVConfig(**SMALL), data=table)

@@ -33,7 +33,8 @@ import torch.nn as nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from .._checks import check_finite, check_positive, check_seed, is_number
+from .._checks import check_finite, check_positive, check_seed
+from ..parameters import parameter_list
 from ..neighborhoods import finetune_functional
 
 
@@ -248,9 +249,8 @@ class KnnToyConfig:
     def __post_init__(self):
         check_positive("points", self.points, integer=True, minimum=10)
         check_positive("noise", self.noise, minimum=0)
-        for name in ("neighbors", "temperatures"):               # one value is a one-item grid
-            values = getattr(self, name)
-            object.__setattr__(self, name, (values,) if is_number(values) else tuple(values))
+        for name, kind in (("neighbors", int), ("temperatures", float)):   # one value is a one-item grid
+            object.__setattr__(self, name, tuple(parameter_list(name, getattr(self, name), kind)))
         for k in self.neighbors:
             check_positive("neighbors k", k, integer=True, minimum=1)
         for t in self.temperatures:

@@ -29,7 +29,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from .._checks import check_choice, check_fraction, check_positive, is_number
+from .._checks import check_choice, check_fraction, check_positive, check_seed, is_number
 from ..datasets.augment import AUGMENT_POLICIES as AUGMENTATIONS
 from ..models.classifier import CLASSIFIERS, METHODS
 from ..models.registry import available_backbones
@@ -104,6 +104,7 @@ class TrainConfig:
         check_choice("image dataset", self.dataset, available_image_datasets())
         check_choice("backbone", self.backbone, available_backbones())
         check_device_name(self.device)
+        check_seed(self.seed)
         check_choice("classifier", self.classifier, CLASSIFIERS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name, value in OPTIMIZER_DEFAULTS[self.optimizer].items():

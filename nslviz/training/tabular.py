@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._threads import torch_threads
-from .._checks import (check_choice, check_dtype, check_finite, check_fraction, check_positive, check_seed,
-                       is_number)
+from .._checks import check_choice, check_dtype, check_finite, check_fraction, check_positive, check_seed
+from ..parameters import parameter_list
 from ..regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
 from .distributed import resolve_device
 from .optim import parameter_groups
@@ -288,14 +288,10 @@ class RegressionCVConfig:
         from ..datasets.tabular import available_tabular_datasets
         check_choice("dataset", self.dataset, available_tabular_datasets())
         check_positive("folds", self.folds, integer=True, minimum=2)
-        for name in ("neighbors", "layers", "widths", "temperatures", "weight_decays"):
-            values = getattr(self, name)
-            if isinstance(values, str):                   # tuple("64") would be ("6", "4")
-                raise ValueError(f"{name} must be a number or a list of numbers, got the text {values!r}")
-            if is_number(values):                         # a single value is a 1-grid
-                object.__setattr__(self, name, (values,))
-            elif not isinstance(values, tuple):
-                object.__setattr__(self, name, tuple(values))
+        for name, kind in (("neighbors", int), ("layers", int), ("widths", int), ("temperatures", float),
+                           ("weight_decays", float)):
+            values = getattr(self, name)                  # one value is a 1-grid; papermill's text too
+            object.__setattr__(self, name, tuple(parameter_list(name, values, kind)))
             if not getattr(self, name):
                 raise ValueError(f"{name} must list at least one value, got {values!r}")
         for k in self.neighbors:
@@ -318,6 +314,7 @@ class RegressionCVConfig:
         check_fraction("validation_fraction", self.validation_fraction)
         if self.threads is not None:
             check_positive("threads", self.threads, integer=True, minimum=1)
+        check_seed(self.seed)
         from ..similarity import SIMILARITIES
         check_choice("similarity", self.similarity, SIMILARITIES)
         if self.validation_fraction == 0:
@@ -410,11 +407,11 @@ def _cross_validate(config: RegressionCVConfig, data) -> RegressionCVResult:
         data = load_tabular(config.dataset, config.data_root, max_rows=config.max_rows, seed=config.seed)
     x, y = data.x, data.y.reshape(data.n, -1)                                   # y (n, targets)
     smallest_fold = data.n - math.ceil(data.n / config.folds)                  # training rows of a fold
-    if data.n < config.folds or smallest_fold * config.validation_fraction < 1 or \
-            smallest_fold * (1 - config.validation_fraction) < 2:
+    fitted = smallest_fold - math.ceil(smallest_fold * config.validation_fraction)   # as train_test_split rounds
+    if data.n < config.folds or fitted < 2:
         raise ValueError(f"{data.name} has {data.n} rows: {config.folds} folds leave {smallest_fold} training rows per "
-                         f"fold, too few to hold out {config.validation_fraction:g} for validation and fit on the "
-                         f"rest; use more rows (max_rows, --max-rows) or fewer folds")
+                         f"fold and {max(fitted, 0)} to fit on after holding out {config.validation_fraction:g} for "
+                         f"validation; use more rows (max_rows, --max-rows) or fewer folds")
     device = resolve_device(config.device)
     fit_options = dict(lr=config.lr, batch_size=config.batch_size, max_epochs=config.max_epochs,
                        patience=config.patience)
