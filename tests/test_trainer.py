@@ -406,7 +406,7 @@ def test_init_backbone_copies_a_runs_backbone_and_says_when_it_does_not_fit(refe
         initialize_backbone(build_image_model("vanilla_ifilm", "convnet4", 10, in_channels=1, image_size=16), run_dir)
     with pytest.raises(ValueError, match="init_backbone: no best.pt in .*finished at least one epoch"):
         initialize_backbone(model, tmp_path)
-    with pytest.raises(ValueError, match="freeze_backbone must be true or false, got 'yes'"):
+    with pytest.raises(ValueError, match="(?i)freeze_backbone must be true or false, got 'yes'"):
         TrainConfig(freeze_backbone="yes")
 
 

@@ -69,7 +69,18 @@ def _targets(y_train, points: int) -> torch.Tensor:
 def nearest_neighbors(x_train, x_query, k: int) -> torch.Tensor:
     """Indices (Q, k) of the k nearest training points (Euclidean) of every query, nearest first;
     ties broken by the lower index."""
-    x_train, x_query = _points(x_train, x_query)
+    return _nearest(*_points(x_train, x_query), k)
+
+
+def neighborhood_attention(x_train, x_query, k: int) -> torch.Tensor:
+    """ω (Q, N): 1/k on each query's k nearest training points, 0 elsewhere (the hard-attention
+    limit of MN eq. (5) with the training set as dictionary)."""
+    return _attention(*_points(x_train, x_query), k)
+
+
+# the public functions check their arguments once (_points, _targets); these work on checked tensors
+
+def _nearest(x_train: torch.Tensor, x_query: torch.Tensor, k: int) -> torch.Tensor:
     check_positive("k", k, integer=True, minimum=1)
     if k > x_train.shape[0]:
         raise ValueError(f"k must be <= the number of training points ({x_train.shape[0]}), got {k}")
@@ -77,12 +88,20 @@ def nearest_neighbors(x_train, x_query, k: int) -> torch.Tensor:
     return distances.sort(dim=1, stable=True).indices[:, :k]
 
 
-def neighborhood_attention(x_train, x_query, k: int) -> torch.Tensor:
-    """ω (Q, N): 1/k on each query's k nearest training points, 0 elsewhere (the hard-attention
-    limit of MN eq. (5) with the training set as dictionary)."""
-    index = nearest_neighbors(x_train, x_query, k)
-    weights = torch.zeros(index.shape[0], _as_tensor(x_train).shape[0], dtype=torch.float64)
+def _attention(x_train: torch.Tensor, x_query: torch.Tensor, k: int) -> torch.Tensor:
+    index = _nearest(x_train, x_query, k)
+    weights = torch.zeros(index.shape[0], x_train.shape[0], dtype=torch.float64)
     return weights.scatter_(1, index, 1.0 / k)
+
+
+def _finetune(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_query: torch.Tensor,
+              attention: torch.Tensor, steps: int, step_size: float) -> torch.Tensor:
+    check_positive("steps", steps, integer=True, minimum=0)
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    steps_by_name = {name: torch.tensor(float(step_size), dtype=torch.float64) for name in params}
+    with torch.no_grad():
+        adapted = finetune_functional(model, params, attention, x_train, y_train, "mse", steps_by_name, steps)
+        return vmap(lambda p, x: functional_call(model, p, (x[None],))[0])(adapted, x_query)
 
 
 class ConstantModel(nn.Module):
@@ -103,22 +122,18 @@ def finetune_on_neighborhoods(model: nn.Module, x_train, y_train, x_query, k: in
     φ_i = φ - α ∇_φ Σ_j ω_ij L(f_φ(x_j), y_j), prediction f_{φ_i}(x̃_i). Uses nslviz.finetune_functional."""
     x_train, x_query = _points(x_train, x_query)
     y_train = _targets(y_train, x_train.shape[0])
-    check_positive("steps", steps, integer=True, minimum=0)
     if attention is None:
-        attention = neighborhood_attention(x_train, x_query, k)
-    params = {name: p.detach() for name, p in model.named_parameters()}
-    steps_by_name = {name: torch.tensor(float(step_size), dtype=torch.float64) for name in params}
-    with torch.no_grad():
-        adapted = finetune_functional(model, params, attention, x_train, y_train, "mse", steps_by_name, steps)
-        return vmap(lambda p, x: functional_call(model, p, (x[None],))[0])(adapted, x_query)
+        attention = _attention(x_train, x_query, k)
+    return _finetune(model, x_train, y_train, x_query, attention, steps, step_size)
 
 
 def knn_by_finetuning(x_train, y_train, x_query, k: int) -> np.ndarray:
     """kNN regression as one inner step of a constant estimator (α = C/2 for C outputs): (Q,) or (Q, C)."""
-    targets = _targets(y_train, _points(x_train, x_query)[0].shape[0])
+    x_train, x_query = _points(x_train, x_query)
+    targets = _targets(y_train, x_train.shape[0])
     outputs = targets.shape[1]
-    predictions = finetune_on_neighborhoods(ConstantModel(outputs), x_train, targets, x_query, k,
-                                            step_size=outputs / 2.0).numpy()
+    predictions = _finetune(ConstantModel(outputs), x_train, targets, x_query, _attention(x_train, x_query, k),
+                            steps=1, step_size=outputs / 2.0).numpy()
     return predictions[:, 0] if np.ndim(y_train) == 1 else predictions
 
 
@@ -143,7 +158,7 @@ def local_linear_regression(x_train, y_train, x_query, k: int) -> np.ndarray:
     d = x_train_t.shape[1]
     if k < d + 1:
         raise ValueError(f"local linear regression in {d} dimensions needs k >= {d + 1} neighbors, got k={k}")
-    index = nearest_neighbors(x_train_t, x_query_t, k)                            # (Q, k)
+    index = _nearest(x_train_t, x_query_t, k)                                     # (Q, k)
     offsets = x_train_t[index] - x_query_t[:, None, :]                            # (Q, k, d) centred on the query
     design = torch.cat([torch.ones_like(offsets[..., :1]), offsets], dim=-1)     # (Q, k, 1 + d)
     solution = torch.linalg.lstsq(design, y_train_t[index]).solution             # (Q, 1 + d, C)
@@ -158,16 +173,16 @@ def linear_finetuning_path(x_train, y_train, x_query, k: int, steps=(1, 10, 100,
     this converges to `local_linear_regression` (gradient descent on a convex quadratic)."""
     x_train_t, x_query_t = _points(x_train, x_query)
     y_train_t = _targets(y_train, x_train_t.shape[0])
-    steps = (steps,) if not isinstance(steps, (list, tuple, range)) else steps    # one count or several
-    attention = neighborhood_attention(x_train_t, x_query_t, k)                  # (Q, N)
+    steps = parameter_list("steps", steps, int)                                  # one count or several
+    attention = _attention(x_train_t, x_query_t, k)                              # (Q, N)
     design = torch.cat([torch.ones_like(x_train_t[:, :1]), x_train_t], dim=1)    # (N, 1 + d)
     hessians = 2.0 * torch.einsum("qn,np,nr->qpr", attention, design, design)    # (Q, 1 + d, 1 + d)
     step_size = 1.0 / float(torch.linalg.eigvalsh(hessians).max())
     model = nn.Linear(x_train_t.shape[1], 1).double()
     nn.init.zeros_(model.weight)
     nn.init.zeros_(model.bias)
-    return {n: finetune_on_neighborhoods(model, x_train_t, y_train_t, x_query_t, k, steps=n, step_size=step_size,
-                                         attention=attention)[:, 0].numpy() for n in steps}
+    return {n: _finetune(model, x_train_t, y_train_t, x_query_t, attention, n, step_size)[:, 0].numpy()
+            for n in steps}
 
 
 def derivation_data(n_train: int = 400, n_query: int = 150, seed: int = 0):

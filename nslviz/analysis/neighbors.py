@@ -168,7 +168,12 @@ def cosine_top_k(queries, references, k: int, *, chunk_size: int = 1024) -> tupl
     """The k references most similar to every query by cosine similarity, most similar first:
     (similarities (Q, k), indices (Q, k)). Queries are processed `chunk_size` at a time, so the
     (Q, N) similarity matrix is never held whole."""
-    queries, references = _as_matrix("queries", queries), _as_matrix("references", references)
+    return _top_k(_as_matrix("queries", queries), _as_matrix("references", references), k, chunk_size)
+
+
+# the public functions check their matrices once (_as_matrix: a NaN scan); these take checked ones
+
+def _top_k(queries: torch.Tensor, references: torch.Tensor, k: int, chunk_size: int):
     check_positive("k", k, integer=True, minimum=1)
     check_positive("chunk_size", chunk_size, integer=True, minimum=1)
     if queries.shape[1] != references.shape[1]:
@@ -186,9 +191,12 @@ def knn_predict(reference, reference_labels, queries, k: int = DEFAULT_K, *, chu
     """k-nearest-neighbor classification with cosine similarity: the majority label among each
     query's k most similar references, ties to the smallest label (as scikit-learn's
     KNeighborsClassifier(metric="cosine")). Returns (Q,) labels on the references' device."""
-    reference = _as_matrix("reference", reference)
+    return _vote(_as_matrix("reference", reference), reference_labels, _as_matrix("queries", queries), k, chunk_size)
+
+
+def _vote(reference: torch.Tensor, reference_labels, queries: torch.Tensor, k: int, chunk_size: int) -> torch.Tensor:
     labels = _as_labels("reference_labels", reference_labels, reference.shape[0]).to(reference.device)
-    _, index = cosine_top_k(queries, reference, k, chunk_size=chunk_size)            # (Q, k)
+    _, index = _top_k(queries, reference, k, chunk_size)                            # (Q, k)
     return _modal_label(labels[index])
 
 
@@ -202,7 +210,7 @@ def subcategory_accuracy(train_features, train_fine, test_features, test_fine, k
     test_fine = _as_labels("test_fine", test_fine, test_features.shape[0])
     if len(test_fine) == 0:
         raise ValueError("test_features is empty; expected at least one test point")
-    predicted = knn_predict(train_features, train_fine, test_features, k, chunk_size=chunk_size)
+    predicted = _vote(train_features, train_fine, test_features, k, chunk_size)
     return float((predicted.cpu() == test_fine.cpu()).double().mean())
 
 

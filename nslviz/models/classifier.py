@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_flags, check_positive
 from .._precision import full_precision
 from ..neighborhoods import MetaNeighborhoodsHead, classifier_logits
 from .registry import build_backbone
@@ -125,8 +125,7 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
     check_positive("num_classes", num_classes, integer=True, minimum=2)
     check_choice("ifilm_placement", ifilm_placement, ("all", "last"))
     ifilm = ifilm_placement if method.endswith("ifilm") else "none"
-    if not isinstance(transition_ifilm, bool):
-        raise ValueError(f"transition_ifilm must be True or False, got {transition_ifilm!r}")
+    check_flags(transition_ifilm=transition_ifilm)
     if not transition_ifilm and not backbone.startswith("densenet"):
         raise ValueError(f"transition_ifilm=False is the official DenseNet's transitions; backbone {backbone!r} "
                          f"has none (use a densenet40 backbone or leave it True)")

@@ -38,7 +38,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from .._checks import check_choice, check_positive
+from .._checks import check_choice, check_flags, check_positive
 from ..nsl import BN_EPS, NSL_MODES, batch_norm2d, he_std, make_conv, prepare_nsl_options
 from .registry import register_backbone
 
@@ -154,8 +154,7 @@ def _register(name: str, default_image_size: int):
         check_choice("nsl mode", nsl, NSL_MODES)
         if plain_only and nsl != "none":
             raise ValueError(f"backbone {name!r} is the plain CNN++ baseline; use nsl='none', got {nsl!r}")
-        if not isinstance(final_relu, bool):
-            raise ValueError(f"final_relu must be True or False, got {final_relu!r}")
+        check_flags(final_relu=final_relu)
         if nsl_options is not None and not isinstance(nsl_options, Mapping):
             raise ValueError(f"nsl_options must be a dict of keyword arguments for nslviz.nsl.make_conv or None, "
                              f"got {type(nsl_options).__name__}")

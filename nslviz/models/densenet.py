@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._checks import check_fraction
+from .._checks import check_flags, check_fraction
 from .layers import (Backbone, batch_norm, check_backbone_options, film, network_nsl_options,
                      similarity_conv3x3, xavier_conv)
 from .registry import register_backbone
@@ -142,8 +142,7 @@ def _build(name: str, stem_stride: int, default_image_size: int):
                                ifilm=ifilm, ifilm_entries=ifilm_entries, nsl=nsl, final_relu=final_relu,
                                nsl_options=nsl_options, unsupported=unsupported)
         check_fraction("dropout", dropout)
-        if not isinstance(transition_ifilm, bool):
-            raise ValueError(f"transition_ifilm must be True or False, got {transition_ifilm!r}")
+        check_flags(transition_ifilm=transition_ifilm)
         return DenseNet(in_channels=in_channels, image_size=image_size, stem_stride=stem_stride, ifilm=ifilm,
                         ifilm_entries=ifilm_entries, nsl=nsl, nsl_options=nsl_options, final_relu=final_relu,
                         dropout=dropout, transition_ifilm=transition_ifilm).with_min_image_size(min_image_size)

@@ -17,7 +17,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from .._checks import check_choice, check_finite, check_positive
+from .._checks import check_choice, check_finite, check_flags, check_positive
 from ..ifilm import IFILM_PLACEMENTS, IFiLM
 from ..nsl import NSL_MODES, make_conv, prepare_nsl_options
 
@@ -77,8 +77,7 @@ def check_backbone_options(name: str, *, in_channels, image_size, min_image_size
     check_choice("ifilm placement", ifilm, IFILM_PLACEMENTS)
     check_positive("ifilm_entries", ifilm_entries, integer=True)
     check_choice("nsl mode", nsl, NSL_MODES)
-    if not isinstance(final_relu, bool):
-        raise ValueError(f"final_relu must be True or False, got {final_relu!r}")
+    check_flags(final_relu=final_relu)
     if nsl_options is not None and not isinstance(nsl_options, Mapping):
         raise ValueError(f"nsl_options must be a dict of keyword arguments for nslviz.nsl.make_conv or None, "
                          f"got {type(nsl_options).__name__}")

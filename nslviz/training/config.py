@@ -29,7 +29,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from .._checks import check_choice, check_fraction, check_positive, check_seed, is_number
+from .._checks import check_choice, check_flags, check_fraction, check_positive, check_seed, is_number
 from ..datasets.augment import AUGMENT_POLICIES as AUGMENTATIONS
 from ..models.classifier import CLASSIFIERS, METHODS
 from ..models.registry import available_backbones
@@ -110,17 +110,13 @@ class TrainConfig:
         for name, value in OPTIMIZER_DEFAULTS[self.optimizer].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        if not isinstance(self.transition_ifilm, bool):
-            raise ValueError(f"transition_ifilm must be true or false, got {self.transition_ifilm!r}")
+        check_flags(transition_ifilm=self.transition_ifilm, freeze_backbone=self.freeze_backbone,
+                    nesterov=self.nesterov)
         if not self.transition_ifilm and not self.backbone.startswith("densenet"):
             raise ValueError(f"transition_ifilm false is the official DenseNet's transitions; backbone "
                              f"{self.backbone!r} has none")
-        if not isinstance(self.freeze_backbone, bool):
-            raise ValueError(f"freeze_backbone must be true or false, got {self.freeze_backbone!r}")
         if self.init_backbone is not None and not isinstance(self.init_backbone, str):
             raise ValueError(f"init_backbone must be a run directory (a path string), got {self.init_backbone!r}")
-        if not isinstance(self.nesterov, bool):
-            raise ValueError(f"nesterov must be true or false, got {self.nesterov!r}")
         if not (is_number(self.momentum) and 0 <= self.momentum < 1):
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
