@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 from pathlib import Path
 
-import scipy.stats
 import torch
+
+from nslviz.analysis.paired import paired_difference
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,16 +50,5 @@ def synchronize(device: torch.device) -> None:
 
 def compare(accuracies: list[float], reference: list[float]) -> dict:
     """Seeds on which a method is above / level with / below the reference (the same seed's vanilla),
-    and the paired difference in accuracy points: its mean over seeds and a 95 % confidence interval
-    (Student t over the per-seed differences; None with a single seed)."""
-    pairs = list(zip(accuracies, reference))
-    differences = [100 * (a - b) for a, b in pairs]
-    mean = statistics.mean(differences)
-    if len(differences) > 1:
-        half = scipy.stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences) / len(differences) ** 0.5
-        interval = [round(mean - half, 3), round(mean + half, 3)]
-    else:
-        interval = None
-    return {"above": sum(a > b for a, b in pairs), "level": sum(a == b for a, b in pairs),
-            "below": sum(a < b for a, b in pairs), "mean_difference_points": round(mean, 3),
-            "ci95_points": interval}
+    and the paired difference in accuracy points with a 95 % interval (nslviz.analysis.paired)."""
+    return paired_difference(accuracies, reference)

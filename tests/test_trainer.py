@@ -401,9 +401,14 @@ def test_init_backbone_copies_a_runs_backbone_and_says_when_it_does_not_fit(refe
     initialize_backbone(model, run_dir)
     assert all(torch.equal(a, b) for a, b in zip(reference.backbone.state_dict().values(),
                                                  model.backbone.state_dict().values()))
-    missing = r"does not fit this model \(vanilla_ifilm\): Missing key\(s\) in state_dict: \"blocks.0.film.keys\""
-    with pytest.raises(ValueError, match=missing):
-        initialize_backbone(build_image_model("vanilla_ifilm", "convnet4", 10, in_channels=1, image_size=16), run_dir)
+    # a plain backbone starts an iFiLM one: iFiLM at its identity start, the same features as the plain model
+    ifilm = build_image_model("vanilla_ifilm", "convnet4", 10, in_channels=1, image_size=16).eval()
+    initialize_backbone(ifilm, run_dir)
+    images = torch.rand(4, 1, 16, 16)
+    torch.testing.assert_close(ifilm.backbone(images), reference.backbone.eval()(images))
+    wrong = r"does not fit this model \(vanilla\): .*size mismatch for blocks.0.conv.weight"
+    with pytest.raises(ValueError, match=wrong):
+        initialize_backbone(build_image_model("vanilla", "convnet4", 10, in_channels=3, image_size=16), run_dir)
     with pytest.raises(ValueError, match="init_backbone: no best.pt in .*finished at least one epoch"):
         initialize_backbone(model, tmp_path)
     with pytest.raises(ValueError, match="(?i)freeze_backbone must be true or false, got 'yes'"):

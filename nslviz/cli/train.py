@@ -69,6 +69,10 @@ def add_parser(subparsers) -> None:
     mn.add_argument("--init-backbone", metavar="RUN_DIR",
                     help="start the backbone from this finished run's best weights (e.g. a vanilla run)")
     mn.add_argument("--freeze-backbone", type=_boolean, help="train the head only; the backbone stays as it starts")
+    mn.add_argument("--backbone-lr-scale", type=positive_float,
+                    help="diagnostic beyond the paper: the backbone's learning rate x s (default 1)")
+    mn.add_argument("--dictionary-warmup", type=nonnegative_int, metavar="N",
+                    help="diagnostic beyond the paper: freeze the backbone's weights for the first N iterations")
     mn.add_argument("--ifilm-placement", choices=("all", "last"))
     mn.add_argument("--ifilm-entries", type=positive_int)
     mn.add_argument("--transition-ifilm", type=_boolean, help="densenet40: false = the official transitions, whose "

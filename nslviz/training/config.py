@@ -62,6 +62,9 @@ class TrainConfig:
     first_order: bool = False
     init_backbone: str | None = None         # a finished run's directory: start from its best backbone weights
     freeze_backbone: bool = False            # train the head only; the backbone (BatchNorm included) stays in eval mode
+    # diagnostics beyond the paper (docs/dictionary-race.md); the defaults are the paper's joint training
+    backbone_lr_scale: float = 1.0           # the backbone's learning rate x s (its decoupled weight decay follows)
+    dictionary_warmup: int = 0               # iterations with the backbone's weights frozen before joint training
     ifilm_placement: str = "all"             # for methods *_ifilm: "all" or "last"
     ifilm_entries: int = 10                  # S_l
     transition_ifilm: bool = True            # densenet40: False = the official transitions (iFiLM computed, discarded)
@@ -131,12 +134,16 @@ class TrainConfig:
         check_choice("ifilm_placement", self.ifilm_placement, ("all", "last"))
         for name in ("inner_steps", "epochs", "eval_batch_size",
                      "checkpoint_every", "ifilm_entries"):
-            check_positive(name if name != "entries" else "entries S", getattr(self, name),
-                           integer=True, minimum=1)
+            check_positive(name, getattr(self, name), integer=True, minimum=1)
         if self.entries is not None:
             check_positive("entries S", self.entries, integer=True, minimum=1)
         check_positive("temperature T", self.temperature)
         check_positive("alpha", self.alpha)
+        check_positive("backbone_lr_scale", self.backbone_lr_scale)
+        check_positive("dictionary_warmup", self.dictionary_warmup, integer=True, minimum=0)
+        if self.dictionary_warmup and self.freeze_backbone:
+            raise ValueError(f"dictionary_warmup {self.dictionary_warmup} freezes the backbone for a while, and "
+                             "freeze_backbone freezes it for the whole run: give one of them")
         check_positive("lr", self.lr)
         check_positive("weight_decay", self.weight_decay, minimum=0)
         check_positive("lr_decay", self.lr_decay)

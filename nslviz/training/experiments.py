@@ -83,14 +83,33 @@ def compare_runs(configs: dict[str, TrainConfig], group_dir: str | Path, *, prog
     return summaries
 
 
+# How the MN runs of compare_methods start: "scratch" (the paper: random backbone and random keys) or
+# "vanilla" (the vanilla run's trained backbone and a dictionary started at S training images)
+MN_STARTS = ("scratch", "vanilla")
+
+
 def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str | Path | None = None,
-                    progress: bool = True, overwrite: bool = False) -> dict[str, dict]:
+                    progress: bool = True, overwrite: bool = False, mn_start: str = "scratch") -> dict[str, dict]:
     """Train `config` once per method (vanilla, mn, mn_ifilm, ...), same settings otherwise, into
     group_dir/<method> (default runs/<dataset>-<backbone>-compare-seed<k>); see compare_runs.
-    Returns {method: summary}."""
-    configs = {m: dataclasses.replace(config, method=m) for m in dict.fromkeys(methods)}
-    return compare_runs(configs, group_dir if group_dir is not None else run_group_dir(config), progress=progress,
-                        overwrite=overwrite)
+    Returns {method: summary}.
+
+    mn_start="vanilla" is a two-stage regime beyond the paper, in which the dictionary has won its race
+    with the backbone before joint training starts (docs/dictionary-race.md): vanilla is trained first,
+    and every MN method (mn, mn_ifilm) starts from its best backbone (init_backbone; iFiLM at the
+    identity) with the dictionary at S training images' features and labels (dictionary_init="data")."""
+    check_choice("mn_start", mn_start, MN_STARTS)
+    group = Path(group_dir) if group_dir is not None else run_group_dir(config)
+    methods = list(dict.fromkeys(methods))
+    if mn_start == "vanilla":
+        methods = ["vanilla", *[m for m in methods if m != "vanilla"]]        # vanilla first: the others start from it
+    configs = {m: dataclasses.replace(config, method=m) for m in methods}
+    if mn_start == "vanilla":
+        for method in methods:
+            if method.startswith("mn"):
+                configs[method] = dataclasses.replace(configs[method], init_backbone=str(group / "vanilla"),
+                                                      dictionary_init="data")
+    return compare_runs(configs, group, progress=progress, overwrite=overwrite)
 
 
 # NSL Table 4/5 rows: variant -> (plain-network suffix, nsl mode). "cnn++" is the wider plain baseline.

@@ -24,8 +24,25 @@ def parameter_groups(model: nn.Module, weight_decay: float, *, decay_everything:
     return groups
 
 
+def scale_backbone_lr(groups: list[dict], model: nn.Module, lr: float, scale: float) -> list[dict]:
+    """Split every group into the backbone's parameters, at learning rate lr × `scale`, and the rest
+    at lr: the backbone_lr_scale diagnostic (docs/dictionary-race.md). scale 1 leaves the groups as
+    they are. PyTorch's decoupled weight decay is multiplied by the group's lr, so it slows too."""
+    if scale == 1:
+        return groups
+    backbone = {id(p) for p in model.backbone.parameters()}
+    split = []
+    for group in groups:
+        for part, group_lr in (("backbone", lr * scale), ("head", lr)):
+            params = [p for p in group["params"] if (id(p) in backbone) == (part == "backbone")]
+            if params:
+                split.append({**group, "params": params, "lr": group_lr, "name": f"{group['name']}_{part}"})
+    return split
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     groups = parameter_groups(model, config.weight_decay, decay_everything=config.decay_everything)
+    groups = scale_backbone_lr(groups, model, config.lr, config.backbone_lr_scale)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)

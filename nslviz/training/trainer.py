@@ -34,14 +34,21 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..datasets.images import load_image_dataset
+from ..ifilm import IFiLM
 from ..models.classifier import ImageClassifier, build_image_model, count_parameters
 from ..neighborhoods import attended_values, attention_entropy
 from ..paths import data_root, runs_root
 from . import distributed
 from .config import TrainConfig
 from .data import BatchStream, derived_seed
+from .diagnostics import dictionary_training_state
 from .optim import build_optimizer, build_scheduler
 from .rundir import RunDirectory, atomic_torch_save, claim_run_dir
+
+# What evaluate() adds for MN, logged after every epoch as val_<key> (next to the step size and the
+# keys'/values' signal-to-noise from training.diagnostics)
+MN_VALIDATION_KEYS = ("acc_before_finetune", "attended_value_acc", "attention_entropy", "attention_entropy_fraction",
+                      "changed_predictions")
 
 # Fields that may differ between a run and its resumption (they do not change the numbers' meaning).
 RESUMABLE_CHANGES = {"device", "amp", "compile", "eval_batch_size", "checkpoint_every", "data_root",
@@ -71,7 +78,9 @@ def build_model(config: TrainConfig, num_classes: int, channels: int, image_size
 def initialize_backbone(model: ImageClassifier, run_dir: str | Path) -> None:
     """init_backbone: copy the backbone weights (BatchNorm statistics included) of a finished run's
     best.pt into `model`; the head keeps its fresh initialisation. Two-stage experiments: a vanilla
-    run's backbone under a new MN head, trained on (joint) or frozen (freeze_backbone)."""
+    run's backbone under a new MN head, trained on (joint) or frozen (freeze_backbone). A plain
+    backbone also starts an iFiLM one: its iFiLM modules keep their initialisation (γ̂ = β̂ = 0, the
+    identity), so the model computes what the plain backbone did."""
     path = RunDirectory(run_dir, create=False).best_path
     if not path.is_file():
         raise ValueError(f"init_backbone: no best.pt in {str(run_dir)!r}; expected the run directory of a "
@@ -79,7 +88,10 @@ def initialize_backbone(model: ImageClassifier, run_dir: str | Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     backbone = {name.removeprefix("backbone."): value for name, value in state.items() if name.startswith("backbone.")}
     try:
-        model.backbone.load_state_dict(backbone)
+        own = model.backbone.state_dict()
+        ifilm = tuple(f"{name}." for name, module in model.backbone.named_modules() if isinstance(module, IFiLM))
+        kept = {name: value for name, value in own.items() if name not in backbone and name.startswith(ifilm)}
+        model.backbone.load_state_dict({**backbone, **kept})
     except RuntimeError as error:
         reason = " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
         reason = reason if len(reason) <= 300 else reason[:300] + " …"
@@ -149,14 +161,16 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
              autocast=contextlib.nullcontext) -> dict:
     """Accuracy and mean cross-entropy on a split. For MN also the accuracy of the classifier before
     per-input finetuning, the accuracy of the attended values Σ_j ω_ij v_j alone (the dictionary read
-    as a soft kNN) and the mean attention entropy (log S: uniform). Sums over all processes under DDP."""
+    as a soft kNN), the mean attention entropy (log S: uniform; also as a fraction of log S) and the
+    share of predictions the finetuning step changes. Sums over all processes under DDP."""
     context = context or distributed.Context(stream.device)
     was_training = model.training
     model.eval()
     mn = model.is_meta_neighborhoods
     values = model.head.dictionary.values.float() if mn else None
-    # loss, correct, correct before finetuning, attended values correct, attention entropy, count
-    sums = torch.zeros(6, dtype=torch.float64, device=stream.device)
+    # loss, correct, correct before finetuning, attended values correct, attention entropy,
+    # predictions the finetuning changed, count
+    sums = torch.zeros(7, dtype=torch.float64, device=stream.device)
     for images, labels in stream.epoch(0):
         with autocast():
             details = model(images, return_details=True)
@@ -165,18 +179,22 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
                  (logits.argmax(1) == labels).sum(), (base.argmax(1) == labels).sum()]
         if mn:
             attention = details["attention"].float()
-            batch += [(attended_values(attention, values).argmax(1) == labels).sum(), attention_entropy(attention).sum()]
+            batch += [(attended_values(attention, values).argmax(1) == labels).sum(), attention_entropy(attention).sum(),
+                      (logits.argmax(1) != base.argmax(1)).sum()]
         else:
-            batch += [torch.zeros((), device=sums.device)] * 2
+            batch += [torch.zeros((), device=sums.device)] * 3
         batch.append(torch.tensor(float(len(labels)), device=sums.device))
         sums += torch.stack([value.double() for value in batch])
-    loss, correct, correct_before, attended_correct, entropy, count = context.sum(sums.tolist())
+    loss, correct, correct_before, attended_correct, entropy, changed, count = context.sum(sums.tolist())
     model.train(was_training)
     denominator = max(count, 1)
     result = {"acc": correct / denominator, "loss": loss / denominator, "count": int(count)}
     if mn:
         result.update(acc_before_finetune=correct_before / denominator,
-                      attended_value_acc=attended_correct / denominator, attention_entropy=entropy / denominator)
+                      attended_value_acc=attended_correct / denominator, attention_entropy=entropy / denominator,
+                      attention_entropy_fraction=entropy / denominator / math.log(values.shape[0])
+                      if values.shape[0] > 1 else 0.0,
+                      changed_predictions=changed / denominator)
     return result
 
 
@@ -298,6 +316,9 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
             run.write_metrics(run.read_metrics()[: state["metrics_rows"]])
 
     trained = model
+    if context.distributed and config.dictionary_warmup:
+        raise ValueError("dictionary_warmup is a single-process diagnostic (it switches the backbone's gradients "
+                         "off and on, which DDP does not allow); run it without torchrun")
     if context.distributed:
         trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
@@ -328,6 +349,10 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         if config.freeze_backbone:
             model.backbone.eval()                                        # frozen: BatchNorm statistics too
         for images, labels in streams["train"].epoch(state["epoch"], state["batch"]):
+            if config.dictionary_warmup and not config.freeze_backbone:
+                # warm-up: the backbone's weights get no gradient (AdamW skips them, decay included)
+                # for the first dictionary_warmup iterations; BatchNorm keeps using batch statistics
+                model.backbone.requires_grad_(state["iteration"] >= config.dictionary_warmup)
             torch.manual_seed(derived_seed(config.seed, context.rank, state["iteration"]))
             with autocast():
                 logits = trained(images)
@@ -355,9 +380,11 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         row = {"epoch": state["epoch"] + 1, "iteration": state["iteration"], "lr": scheduler.get_last_lr()[0],
                "train_loss": train_loss / max(train_count, 1), "train_acc": train_correct / max(train_count, 1),
                "val_acc": val["acc"], "val_loss": val["loss"]}
-        for key in ("acc_before_finetune", "attended_value_acc", "attention_entropy"):    # MN only
+        for key in MN_VALIDATION_KEYS:                                   # MN only
             if key in val:
                 row[f"val_{key}"] = val[key]
+        if model.is_meta_neighborhoods:
+            row.update(dictionary_training_state(model.head, optimizer))
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}")
         if _improves(val, state):
             state["best_val_acc"], state["best_val_loss"], state["best_epoch"] = val["acc"], val["loss"], state["epoch"] + 1

@@ -1,0 +1,54 @@
+"""python -m nslviz race: the race between the backbone and the induced dictionary (notebook 09;
+nslviz.experiments.race, docs/dictionary-race.md).
+
+    python -m nslviz race --datasets digits --arms joint warmup vanilla vanilla_warmup --seeds 0 1 --json
+    python -m nslviz race                      # every arm on digits and synthetic, seeds 0-4 (benchmarks/mn_race.py)
+
+Trains each (dataset, seed, arm) into --root/<dataset>/seed<k>/<arm> (a finished run is read back, a
+cut one resumed) and prints, for every MN arm, its test accuracy, the paired difference to its vanilla
+twin and after − before finetuning (points, 95 % interval over seeds), and the attended values' accuracy.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..experiments.race import ARMS, RACE_DATASETS
+from .common import emit_json, nonnegative_int, positive_int
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("race", help="why the dictionary learns or not: MN arms vs vanilla twins over seeds",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", choices=RACE_DATASETS, default=list(RACE_DATASETS))
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--iterations", type=positive_int, default=1200, help="optimiser steps of every run")
+    p.add_argument("--warmup", type=positive_int, default=300, help="iterations of the warm-up arms' frozen backbone")
+    p.add_argument("--root", default=None, help="run directories (default: runs/mn-race)")
+    p.add_argument("--json", action="store_true", help="end the output with one JSON object")
+    p.set_defaults(run=run, subparser=p)
+
+
+def run(args) -> int:
+    from ..experiments.race import race_report, run_race
+    results = run_race(args.datasets, args.arms, args.seeds, iterations=args.iterations, warmup=args.warmup,
+                       root=args.root)
+    report = race_report(results)
+    for dataset, arms in report.items():
+        for arm, entry in arms.items():
+            line = f"race: {dataset} {arm:<24} test acc {entry['mean_test_acc']:.2f}%"
+            if "after_minus_before" in entry:
+                line += (f" | after - before finetuning {_points(entry['after_minus_before'])}"
+                         f" | attended values {entry['attended_value_acc']:.1f}% | α {entry['final_step_size']:.3f}")
+            if "minus_vanilla_twin" in entry:
+                line += f" | - {entry['vanilla_twin']} {_points(entry['minus_vanilla_twin'])}"
+            print(line, flush=True)
+    if args.json:
+        emit_json({"datasets": args.datasets, "arms": args.arms, "seeds": args.seeds, "iterations": args.iterations,
+                   "warmup": args.warmup, "report": report})
+    return 0
+
+
+def _points(difference: dict) -> str:
+    interval = difference["ci95_points"]
+    return f"{difference['mean_difference_points']:+.2f}" + (f" [{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "")

@@ -1,0 +1,178 @@
+"""The race between the backbone and the dictionary: the trainer's diagnostics (α, Adam's
+signal-to-noise, changed predictions), the backbone_lr_scale and dictionary_warmup options, the
+two-stage start of compare_methods, and the race experiment, its report, figure and command."""
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from nslviz.experiments.race import ARMS, MN_ARMS, arm_config, race_config, race_report, race_traces, run_race
+from nslviz.models.classifier import build_image_model
+from nslviz.training.config import TrainConfig
+from nslviz.training.diagnostics import NOISE_FLOOR, adam_signal_to_noise, noise_floor
+from nslviz.training.experiments import compare_methods
+from nslviz.training.optim import build_optimizer
+from nslviz.training.trainer import load_run, train
+from runs import TINY
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_config_checks_the_race_options():
+    with pytest.raises(ValueError, match="backbone_lr_scale must be > 0, got 0"):
+        TrainConfig(backbone_lr_scale=0)
+    with pytest.raises(ValueError, match="dictionary_warmup must be an integer, got 2.5"):
+        TrainConfig(dictionary_warmup=2.5)
+    with pytest.raises(ValueError, match="dictionary_warmup 5 freezes the backbone for a while, and freeze_backbone"):
+        TrainConfig(dictionary_warmup=5, freeze_backbone=True)
+
+
+def test_backbone_lr_scale_gives_the_backbone_its_own_learning_rate():
+    model = build_image_model("mn", "convnet4", 10, in_channels=1, image_size=16, entries=20)
+    plain = build_optimizer(model, TrainConfig())
+    assert [g["name"] for g in plain.param_groups] == ["decay", "no_decay"]       # scale 1: the paper's groups
+    scaled = build_optimizer(model, TrainConfig(backbone_lr_scale=0.05))
+    backbone = {id(p) for p in model.backbone.parameters()}
+    for group in scaled.param_groups:
+        in_backbone = {id(p) in backbone for p in group["params"]}
+        assert len(in_backbone) == 1                                              # no group mixes the two
+        assert group["lr"] == pytest.approx(1e-3 * (0.05 if in_backbone == {True} else 1))
+    assert sum(len(g["params"]) for g in scaled.param_groups) == sum(len(g["params"]) for g in plain.param_groups)
+    decays = {g["name"]: g["weight_decay"] for g in scaled.param_groups}
+    assert decays == {"decay_backbone": 0.075, "no_decay_head": 0.0}             # the MN head is never decayed
+
+
+def test_adam_signal_to_noise_is_one_for_a_steady_gradient_and_the_floor_for_noise():
+    torch.manual_seed(0)
+    steady, noisy = torch.nn.Parameter(torch.zeros(2000)), torch.nn.Parameter(torch.zeros(2000))
+    optimizer = torch.optim.Adam([steady, noisy], lr=1e-9)
+    assert adam_signal_to_noise(optimizer, steady) is None                       # not stepped yet
+    for _ in range(300):
+        steady.grad = torch.full((2000,), 0.3)
+        noisy.grad = torch.randn(2000)
+        optimizer.step()
+    assert adam_signal_to_noise(optimizer, steady) == pytest.approx(1.0, abs=1e-3)
+    assert adam_signal_to_noise(optimizer, noisy) == pytest.approx(NOISE_FLOOR, rel=0.1)
+    assert NOISE_FLOOR == pytest.approx(math.sqrt(2 / math.pi / 19)) and noise_floor(0.0) == pytest.approx(math.sqrt(2 / math.pi))
+    # by hand: bias-corrected moments of the last step
+    state = optimizer.state[noisy]
+    t = float(state["step"])
+    by_hand = ((state["exp_avg"] / (1 - 0.9 ** t)).abs() / ((state["exp_avg_sq"] / (1 - 0.999 ** t)).sqrt() + 1e-8)).mean()
+    assert adam_signal_to_noise(optimizer, noisy) == pytest.approx(float(by_hand))
+
+
+@pytest.fixture(scope="module")
+def warm_run(tmp_path_factory):
+    """An MN run whose backbone is frozen for its first 6 of 12 iterations (2 epochs of 6)."""
+    config = TrainConfig(**{**TINY, "method": "mn"}, dictionary_warmup=6)
+    run_dir = tmp_path_factory.mktemp("race") / "warm"
+    return config, run_dir, train(config, run_dir, progress=False)
+
+
+def test_an_mn_run_logs_the_race_after_every_epoch(warm_run):
+    _, run_dir, summary = warm_run
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["step_size"] > 0 and 0 < row["keys_snr"] <= 1.0 + 1e-6 and 0 < row["values_snr"] <= 1.0 + 1e-6
+        assert 0 <= row["val_changed_predictions"] <= 1 and 0 < row["val_attention_entropy_fraction"] <= 1
+        assert row["val_attention_entropy_fraction"] == pytest.approx(row["val_attention_entropy"] / math.log(40))
+    model, _, data = load_run(run_dir, which="last")
+    assert rows[-1]["step_size"] == pytest.approx(float(model.head.inner_step_size.detach().abs()))
+
+
+def test_warmup_freezes_the_backbone_then_trains_it(warm_run, tmp_path):
+    config, _, _ = warm_run
+    torch.manual_seed(config.seed)
+    start = build_image_model("mn", "convnet4", 10, in_channels=1, image_size=16, entries=40)
+    cut = dataclasses.replace(config, epochs=1)                                   # the 6 frozen iterations only
+    train(cut, tmp_path / "cut", progress=False)
+    after_warmup, _, _ = load_run(tmp_path / "cut", which="last")
+    weights = lambda m: {n: p for n, p in m.backbone.named_parameters()}          # noqa: E731
+    assert all(torch.equal(p, weights(start)[n]) for n, p in weights(after_warmup).items())
+    assert not torch.equal(after_warmup.head.dictionary.keys, start.head.dictionary.keys)   # the head trained
+    joint, _, _ = load_run(warm_run[1], which="last")
+    assert any(not torch.equal(p, weights(start)[n]) for n, p in weights(joint).items())  # then the backbone too
+
+
+def test_compare_methods_can_start_mn_from_the_vanilla_backbone(tmp_path):
+    config = TrainConfig(**{**TINY, "epochs": 1})
+    summaries = compare_methods(config, ["mn", "vanilla"], group_dir=tmp_path, progress=False, mn_start="vanilla")
+    assert list(summaries) == ["vanilla", "mn"]                                   # vanilla first: mn starts from it
+    stored = json.loads((tmp_path / "mn" / "config.json").read_text())
+    assert stored["init_backbone"] == str(tmp_path / "vanilla") and stored["dictionary_init"] == "data"
+    assert json.loads((tmp_path / "vanilla" / "config.json").read_text())["init_backbone"] is None
+    with pytest.raises(ValueError, match="unknown mn_start .warm.; expected one of .scratch., .vanilla."):
+        compare_methods(config, ["mn"], group_dir=tmp_path, mn_start="warm")
+
+
+def test_every_arm_changes_one_thing_and_has_a_vanilla_twin():
+    base = race_config("digits", iterations=100, seed=3)
+    assert (base.iterations, base.batch_size, base.entries, base.lr, base.temperature) == (100, 32, 200, 1e-3, 0.2)
+    assert arm_config(base, "joint") == base
+    assert arm_config(base, "backbone_lr_0.05").backbone_lr_scale == 0.05
+    assert arm_config(base, "warmup", warmup=40).dictionary_warmup == 40
+    assert arm_config(base, "data_started").dictionary_init == "data"
+    for arm, (_, twin) in MN_ARMS.items():
+        mn, vanilla = arm_config(base, arm), arm_config(base, twin)
+        assert vanilla.method == "vanilla" and mn.method == "mn"
+        assert (mn.backbone_lr_scale, mn.dictionary_warmup) == (vanilla.backbone_lr_scale, vanilla.dictionary_warmup)
+    with pytest.raises(ValueError, match="unknown race arm .joint_training."):
+        arm_config(base, "joint_training")
+    with pytest.raises(ValueError, match="unknown race dataset .cifar10."):
+        race_config("cifar10")
+
+
+@pytest.fixture(scope="module")
+def small_race(tmp_path_factory):
+    root = tmp_path_factory.mktemp("race-root")
+    return root, run_race(["digits"], ["joint", "warmup", "vanilla", "vanilla_warmup"], [0, 1], iterations=6,
+                          warmup=3, root=root, progress=False)
+
+
+def test_race_reports_paired_differences_seed_by_seed(small_race):
+    root, results = small_race
+    assert (root / "digits" / "seed1" / "vanilla_warmup" / "summary.json").is_file()
+    report = race_report(results)["digits"]
+    joint, vanilla = results["digits"]["joint"], results["digits"]["vanilla"]
+    difference = [100 * (a["test_acc"] - b["test_acc"]) for a, b in zip(joint, vanilla)]
+    assert report["joint"]["minus_vanilla_twin"]["mean_difference_points"] == pytest.approx(sum(difference) / 2, abs=1e-3)
+    assert report["warmup"]["vanilla_twin"] == "vanilla_warmup"
+    gain = [100 * (s["test_acc"] - s["test_acc_before_finetune"]) for s in joint]
+    assert report["joint"]["after_minus_before"]["mean_difference_points"] == pytest.approx(sum(gain) / 2, abs=1e-3)
+    last = [trace[-1]["step_size"] for trace in race_traces(joint)]
+    assert report["joint"]["final_step_size"] == pytest.approx(sum(last) / 2, abs=1e-4)
+    assert "after_minus_before" not in report["vanilla"]
+    # a second call reads the runs back instead of training them again
+    again = run_race(["digits"], ["joint"], [0], iterations=6, warmup=3, root=root, progress=False)
+    assert again["digits"]["joint"][0]["seconds"] == joint[0]["seconds"]
+
+
+def test_race_figure_draws_one_line_per_arm(small_race):
+    from nslviz.viz.race import RACE_PANELS, race_curves, race_table
+    _, results = small_race
+    traces = {arm: race_traces(summaries) for arm, summaries in results["digits"].items()}
+    fig = race_curves(traces, "race", classes=10)
+    accuracy = [trace for trace in fig.data if trace.xaxis in ("x", None)]
+    assert sorted(trace.name for trace in accuracy) == sorted(traces)           # every arm, vanilla twins included
+    epochs = len(traces["joint"][0])
+    assert epochs >= 1 and all(len(trace.x) == epochs for trace in fig.data)     # a point per epoch
+    keys_panel = [trace for trace in fig.data if trace.xaxis == "x5"]
+    assert sorted(trace.name for trace in keys_panel) == ["joint", "warmup"]      # MN arms only
+    assert fig.layout.title.text == "race" and len(RACE_PANELS) == 6
+    table = race_table(race_report(results)["digits"])
+    assert list(table.index) == list(results["digits"]) and (table["seeds"] == 2).all()
+    with pytest.raises(ValueError, match="at least one arm"):
+        race_curves({}, "race")
+
+
+def test_race_command_prints_every_arm_and_json(tmp_path, capsys):
+    from nslviz.__main__ import main
+    assert main(["race", "--datasets", "digits", "--arms", "joint", "vanilla", "--seeds", "0", "--iterations", "4",
+                 "--warmup", "2", "--root", str(tmp_path), "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("race: digits joint") and "- vanilla" in out[0]
+    assert set(json.loads(out[-1])["report"]["digits"]) == {"joint", "vanilla"}
+    assert set(ARMS) >= set(MN_ARMS)
