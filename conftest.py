@@ -13,3 +13,10 @@ os.environ["NSLVIZ_RUNS"] = _RUNS
 
 def pytest_unconfigure(config):
     shutil.rmtree(_RUNS, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `after_notebooks` read the run directories that the notebooks (run under nbval in
+    the same session, quick mode) wrote: they run last."""
+    late = [item for item in items if item.get_closest_marker("after_notebooks")]
+    items[:] = [item for item in items if not item.get_closest_marker("after_notebooks")] + late

@@ -176,3 +176,11 @@ def test_race_command_prints_every_arm_and_json(tmp_path, capsys):
     assert out[0].startswith("race: digits joint") and "- vanilla" in out[0]
     assert set(json.loads(out[-1])["report"]["digits"]) == {"joint", "vanilla"}
     assert set(ARMS) >= set(MN_ARMS)
+
+
+def test_only_the_deep_backbones_end_with_a_relu_in_dot_mode():
+    """The official 4-layer ConvNet never ends with a ReLU; the official ResNet/DenseNet do with --dot."""
+    dot = build_image_model("vanilla", "convnet4", 10, in_channels=1, image_size=16, classifier="dot")
+    assert dot.backbone.final_relu is False
+    assert build_image_model("vanilla", "resnet29", 10, classifier="dot").backbone.final_relu is True
+    assert build_image_model("vanilla", "resnet29", 10, classifier="cosine").backbone.final_relu is False

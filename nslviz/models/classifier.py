@@ -107,6 +107,13 @@ def build_mn_head(feature_dim: int, num_classes: int, *, entries: int = 5000, te
                                  step_size_init=step_size_init, first_order=first_order)
 
 
+def dot_mode_final_relu(backbone: str, classifier: str) -> bool:
+    """Does the backbone end with a ReLU? Only with the dot classifier, and, as in the official code,
+    only for the deep networks (ResNet, DenseNet, the NSL CNNs): the official 4-layer ConvNet has no
+    dot-mode switch and never ends with a ReLU."""
+    return classifier == "dot" and not backbone.startswith("convnet")
+
+
 def build_image_model(method: str, backbone: str, num_classes: int, *, in_channels: int = 3,
                       image_size: int = 32, classifier: str = "cosine", entries: int = 5000,
                       temperature: float = 0.2, inner_steps: int = 1, step_size: str = "scalar",
@@ -132,7 +139,7 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
     densenet_options = {"transition_ifilm": transition_ifilm} if backbone.startswith("densenet") else {}
     net = build_backbone(backbone, in_channels=in_channels, image_size=image_size, ifilm=ifilm,
                          ifilm_entries=ifilm_entries, nsl=nsl, nsl_options=nsl_options,
-                         final_relu=classifier == "dot", **densenet_options)
+                         final_relu=dot_mode_final_relu(backbone, classifier), **densenet_options)
     d = net.feature_dim
     if method.startswith("mn"):
         head = build_mn_head(d, num_classes, entries=entries, temperature=temperature, entry_dropout=entry_dropout,

@@ -1,0 +1,38 @@
+"""What a learner must see in quick mode, read from the run directories that notebooks 03 and 05 wrote
+in this test session (nbval, NSLVIZ_QUICK=1): a dictionary that has learned. These tests run after
+the notebooks; without them (`pytest tests`, `make test-fast`) they are skipped."""
+from pathlib import Path
+
+import pytest
+
+from nslviz.paths import runs_root
+from nslviz.training.rundir import RunDirectory
+
+pytestmark = pytest.mark.after_notebooks
+
+
+def _summary(request, notebook: str, run_dir: Path) -> dict:
+    ran = any(Path(str(item.fspath)).name == notebook for item in request.session.items)
+    summary = RunDirectory(run_dir, create=False).read_summary()
+    if summary is None:
+        if ran:
+            pytest.fail(f"{notebook} ran in this session but left no summary.json in {run_dir}")
+        pytest.skip(f"{notebook} did not run in this session (it writes {run_dir})")
+    return summary
+
+
+@pytest.mark.parametrize("method", ["mn", "mn_ifilm"])
+def test_notebook_03_finetuning_helps(request, method):
+    summary = _summary(request, "03_cifar.ipynb", runs_root() / "digits-convnet4-compare-seed0" / method)
+    assert summary["test_acc"] > summary["test_acc_before_finetune"], summary
+    assert summary["test_attended_value_acc"] >= 0.8, summary
+
+
+def test_notebook_05_entries_retrieve_their_own_class(request):
+    from nslviz.analysis.neighbors import analyze_neighbors
+    group = runs_root() / "digits-convnet4-coarse-neighbors-seed0"
+    summary = _summary(request, "05_learned_neighbors.ipynb", group / "mn")
+    assert summary["test_attended_value_acc"] >= 0.8, summary
+    retrieval = analyze_neighbors(group / "mn", k=5, seed=0).retrieval
+    entries, real_images = retrieval.entries.purity.mean(), retrieval.baseline.purity.mean()
+    assert entries >= 0.8 and entries >= real_images - 0.1, (entries, real_images)
