@@ -128,7 +128,9 @@ class InducedDictionary(nn.Module):
         self.keys = nn.Parameter(initial_keys.detach().clone().float())           # (S, d)
 
         if values == "soft":
-            self.value_logits = nn.Parameter(nn.init.trunc_normal_(torch.empty(entries, value_dim), std=0.01))
+            # N(0, 0.01²): trunc_normal_'s bounds are absolute (±2, i.e. ±200σ here), so nothing is
+            # truncated (TF's truncated normal would cut at ±2σ; docs/official-code.md)
+            self.value_logits = nn.Parameter(nn.init.trunc_normal_(torch.empty(entries, value_dim), std=0.01, a=-2.0, b=2.0))
             self.register_buffer("value_scale", torch.tensor(float(value_scale)))
         elif values == "fixed":
             if fixed_values is None:

@@ -164,6 +164,7 @@ def test_race_figure_draws_one_line_per_arm(small_race):
     assert fig.layout.title.text == "race" and len(RACE_PANELS) == 6
     table = race_table(race_report(results)["digits"])
     assert list(table.index) == list(results["digits"]) and (table["seeds"] == 2).all()
+    assert table.loc["vanilla", "attended values %"] == ""                     # blank, not NaN
     with pytest.raises(ValueError, match="at least one arm"):
         race_curves({}, "race")
 

@@ -90,4 +90,5 @@ def race_table(report: Mapping[str, dict]) -> pd.DataFrame:
                      "α": entry.get("final_step_size", np.nan),
                      "keys |m̂|/√v̂": entry.get("final_keys_snr", np.nan),
                      "seeds": len(entry["seeds"])}
-    return pd.DataFrame.from_dict(rows, orient="index").round(3)
+    table = pd.DataFrame.from_dict(rows, orient="index").round(3)
+    return table.astype(object).where(table.notna(), "")           # vanilla arms: blank, not NaN
