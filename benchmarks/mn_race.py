@@ -1,5 +1,5 @@
 """The race between the backbone and the induced dictionary, measured (nslviz.experiments.race,
-docs/dictionary-race.md): every arm on `digits` and `synthetic`, paired seeds, ~1,200 iterations of the
+docs/dictionary-race.md): every arm on `digits` and `synthetic`, paired seeds, 800 iterations of the
 official MN recipe otherwise. Prints one JSON object and writes benchmarks/results/mn_race_cpu.json.
 
     python benchmarks/mn_race.py --threads 1                        # every arm, both sets, seeds 0-4
@@ -25,8 +25,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--datasets", nargs="+", choices=RACE_DATASETS, default=list(RACE_DATASETS))
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--iterations", type=int, default=1200)
-    parser.add_argument("--warmup", type=int, default=300, help="iterations of the warm-up arms' frozen backbone")
+    parser.add_argument("--iterations", type=int, default=800)
+    parser.add_argument("--warmup", type=int, default=200, help="iterations of the warm-up arms' frozen backbone")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--root", default=None, help="run directories (default: runs/mn-race)")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/mn_race_cpu.json")

@@ -54,7 +54,7 @@ ARMS = (*MN_ARMS, *VANILLA_ARMS)
 RACE_DATASETS = ("digits", "synthetic")
 
 
-def race_config(dataset: str = "digits", *, iterations: int = 1200, seed: int = 0, entries: int = 200) -> TrainConfig:
+def race_config(dataset: str = "digits", *, iterations: int = 800, seed: int = 0, entries: int = 200) -> TrainConfig:
     """The runs every arm starts from: the MN preset (AdamW lr 1e-3, decay 0.075, clipping at 10,
     T = 0.2, α = 0.05) with the 4-layer ConvNet on 16×16 images of an embedded set, batch 32,
     `iterations` steps with the lr ×0.1 at 75 %, S = `entries`, random crops, CPU float32."""
@@ -66,7 +66,7 @@ def race_config(dataset: str = "digits", *, iterations: int = 1200, seed: int = 
         checkpoint_every=500)
 
 
-def arm_config(base: TrainConfig, arm: str, *, warmup: int = 300) -> TrainConfig:
+def arm_config(base: TrainConfig, arm: str, *, warmup: int = 200) -> TrainConfig:
     """`base` with one arm's method and changes; "warmup" arms freeze the backbone for `warmup` iterations."""
     check_choice("race arm", arm, ARMS)
     method, overrides = ("mn", MN_ARMS[arm][0]) if arm in MN_ARMS else ("vanilla", VANILLA_ARMS[arm])
@@ -74,7 +74,7 @@ def arm_config(base: TrainConfig, arm: str, *, warmup: int = 300) -> TrainConfig
     return dataclasses.replace(base, method=method, **overrides)
 
 
-def run_race(datasets=RACE_DATASETS, arms=ARMS, seeds=range(5), *, iterations: int = 1200, warmup: int = 300,
+def run_race(datasets=RACE_DATASETS, arms=ARMS, seeds=range(5), *, iterations: int = 800, warmup: int = 200,
              root: str | Path | None = None, progress: bool = True) -> dict[str, dict[str, list[dict]]]:
     """Train every (dataset, seed, arm) into root/<dataset>/seed<k>/<arm> (default root: runs/mn-race);
     a finished run is read back, a cut one resumed (compare_runs). Returns
