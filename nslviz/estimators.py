@@ -19,7 +19,10 @@ results are bit-for-bit reproducible).
 
 Defaults that depend on the data (resolved in `fit`, stored in `entries_`, `batch_size_`, `temperature_`):
   entries="auto"     S = 1000 (App. B) when fit gets 1000 rows or more, else one entry per training
-                     row (more entries than rows only cost time; `default_entries`).
+                     row (`default_entries`). Entries cost time and memory: about 4·S·(d + k) floats
+                     for the dictionary, 3·S·(d + hidden units) for the network on the entries and
+                     (2 + 2·layers)·batch·S for the attention (`regression.mlp_memory`); fit refuses,
+                     before allocating, an S whose estimate exceeds the memory available.
   batch_size="auto"  min(128, max(16, rows // 4)): the paper's 128 on tables of 512 rows and more;
                      smaller tables still get at least 4 steps per epoch, so that `patience`
                      (counted in epochs) is not a handful of optimiser steps.
