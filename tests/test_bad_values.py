@@ -128,12 +128,13 @@ def test_the_precision_hint_names_the_runs_own_precision():
 def test_huge_finite_values_say_that_standardising_overflowed():
     from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
     x = np.random.default_rng(0).normal(size=(30, 2))
+    huge = x / np.abs(x).max() * 1e308                                 # finite, at most 1e308
     for estimator, y in ((MetaNeighborsRegressor(), x.sum(1)), (MetaNeighborsClassifier(), (x[:, 0] > 0))):
-        with pytest.raises(ValueError, match=r"standardising X overflowed: its values reach 1.\d+e\+308") as info:
-            estimator.fit(x * 1e308, y)
+        with pytest.raises(ValueError, match=r"standardising X overflowed: its values reach 1e\+308") as info:
+            estimator.fit(huge, y)
         assert "x_train" not in str(info.value) and "NaN" not in str(info.value)
     with pytest.raises(ValueError, match="standardising y overflowed"):
-        MetaNeighborsRegressor().fit(x, x.sum(1) * 1e308)
+        MetaNeighborsRegressor().fit(x, huge[:, 0])
 
 
 def test_one_rule_for_an_under_determined_problem(capsys):
@@ -157,18 +158,6 @@ def test_check_parameters_names_an_unknown_injected_parameter():
     check_parameters({"In": history[:2] + ["# Parameters\nsteps = 10\n"] + history[3:]})     # known names: fine
     check_parameters({"In": ["", parameters]})                       # Jupyter, no injected cell
     check_parameters({})
-
-
-def test_every_notebook_checks_its_parameters_before_anything_else():
-    from pathlib import Path
-    for path in sorted(Path("notebooks").glob("*.ipynb")):
-        cells = [cell for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"]
-        source = "".join(cells[1]["source"])
-        assert "parameters" in cells[0]["metadata"].get("tags", []), path
-        check = source.index("nslviz.check_parameters(globals())")
-        assert check < source.index("quick = nslviz.quick_mode(quick)"), path
-        assert all(line.startswith(("import ", "from ", " ", ")")) or not line.strip()
-                   for line in source[:check].splitlines()), path          # only imports before it
 
 
 @pytest.mark.slow

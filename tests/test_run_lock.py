@@ -73,8 +73,8 @@ def test_a_second_process_is_refused_naming_the_directory_and_the_holder(tmp_pat
     run.write_config(TrainConfig(**TINY).to_dict())
     run.write_metrics([{"epoch": 1}])
     (run_dir / "checkpoint.pt").write_bytes(b"the holder's checkpoint")
-    before = _checksums(run_dir)
     proc = holder(run_dir)
+    before = _checksums(run_dir)                             # the holder's lock file included
     commands = [["train", "--run-dir", str(run_dir), "--resume", "--no-progress"],
                 ["train", "--dataset", "digits", "--run-dir", str(run_dir), "--overwrite", "--no-progress"],
                 ["spiral", "--steps", "5", "--run-dir", str(run_dir), "--overwrite"],
@@ -88,7 +88,7 @@ def test_a_second_process_is_refused_naming_the_directory_and_the_holder(tmp_pat
         assert f"run directory {str(run_dir.resolve())!r} is in use by pid {proc.pid} on host" in err, err
     with pytest.raises(RunDirectoryBusy, match=f"in use by pid {proc.pid}"):
         train(TrainConfig(**TINY), run_dir, resume=True, progress=False)
-    assert _checksums(run_dir) == before                     # the lock file is the holder's, and unchanged
+    assert _checksums(run_dir) == before                     # nothing written, the holder's lock untouched
 
 
 def test_compare_runs_holds_each_run_directory(tmp_path, holder):

@@ -6,6 +6,10 @@
     python -m nslviz train --run-dir runs/d --resume          # continue a killed run, same settings
     python -m nslviz train ... --run-dir runs/d --overwrite   # replace the run in runs/d (else refused)
 
+A run directory is held by one process at a time (its .lock names the holder): a second command
+on it exits 2 naming the holder. A damaged checkpoint.pt or best.pt is named with what to do, and
+--resume without config.json continues from the checkpoint's copy (docs/run-directories.md).
+
 Options left out take the preset's value (--preset mn|nsl; its length is the official iteration
 count of the dataset unless --epochs or --iterations is given), else the TrainConfig default. With
 --resume the stored config.json is the starting point and only the options given change it.

@@ -234,13 +234,14 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     (also written to run_dir/summary.json). `on_iteration(i)` is called after every optimiser step.
     A run directory that already holds a run (a checkpoint or a summary) is never started again by
     accident: that is an error unless `resume` (continue it) or `overwrite` (replace it) is given."""
-    run_path = Path(run_dir) if run_dir is not None else runs_root() / default_run_name(config)
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: resume continues the run in the "
                          "run directory, overwrite replaces it")
-    # one process per run directory: under torchrun rank 0 (the one that writes) holds the lock
-    with claimed_run_dir(run_path, overwrite=resume or overwrite, resumable=True,
-                         lock=int(os.environ.get("RANK", "0")) == 0):
+    # one process per run directory: under torchrun rank 0 (the one that writes) holds the lock;
+    # the path is checked as given ("" is refused, where Path("") would be the current folder)
+    with claimed_run_dir(run_dir if run_dir is not None else runs_root() / default_run_name(config),
+                         overwrite=resume or overwrite, resumable=True,
+                         lock=int(os.environ.get("RANK", "0")) == 0) as run_path:
         context = distributed.setup(config.device)
         try:
             summary = _train(config, run_path, resume, progress, on_iteration, context)
