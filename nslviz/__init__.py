@@ -14,7 +14,8 @@ Neural Similarity Learning (NSL):
     GlobalSimilarityAttention    global neural similarity / self-attention block (Appendix B)
     fold_static_nsl, nsl_regularization, make_conv
 
-Notebooks: quick_mode, parameter_list / parameter_dict (list and dict parameters from papermill -p).
+Notebooks: quick_mode, parameter_list / parameter_dict (list and dict parameters from papermill -p),
+check_parameters (a papermill -p NAME the notebook does not have stops the run).
 
 Subpackages (imported on first use): models (backbones by name), datasets, training (the trainer,
 configs, experiments), analysis, viz (plotly figures), estimators (scikit-learn).
@@ -38,7 +39,7 @@ from .similarity import SIMILARITIES, NeighborAttention, entry_dropout_mask, sim
 from .regression import MLP, MetaNeighborhoodsMLP
 from .ifilm import IFiLM, ifilm_modules, ifilm_parameters
 from .nsl import GlobalSimilarityAttention, NSConv2d, SphereConv2d, fold_static_nsl, make_conv, nsl_regularization
-from .parameters import parameter_dict, parameter_list
+from .parameters import check_parameters, parameter_dict, parameter_list
 
 __version__ = "0.1.0"
 
@@ -67,5 +68,5 @@ __all__ = [
     "GlobalSimilarityAttention", "NSConv2d", "SphereConv2d", "fold_static_nsl", "make_conv", "nsl_regularization",
     "FunctionalMetaNeighborhoods", "InducedDictionary", "MetaNeighborhoodsHead", "NeighborAttention",
     "SIMILARITIES", "classifier_logits", "entry_dropout_mask", "entry_loss", "finetune_functional",
-    "inner_gradient", "parameter_dict", "parameter_list", "quick_mode", "similarity_scores",
+    "check_parameters", "inner_gradient", "parameter_dict", "parameter_list", "quick_mode", "similarity_scores",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from .cli import COMMANDS
 
@@ -22,15 +23,32 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:                                         # named by the command's own usage, not the top level's
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    try:
-        return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError) as error:   # bad values or a missing dataset: usage, exit code 2
-        args.subparser.error(str(error))
-    except (ConnectionError, FloatingPointError, OSError) as error:   # a failed download, a diverged run,
-        # a disk that is full or a folder that cannot be written: exit 1
-        print(f"{args.subparser.prog}: error: {error}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():                     # the command's own way of showing them, for its run only
+        _show_run_directory_warnings_as_lines(args.subparser.prog)
+        try:
+            return int(args.run(args) or 0)
+        except (ValueError, FileNotFoundError) as error:   # bad values or a missing dataset: usage, exit code 2
+            args.subparser.error(str(error))
+        except (ConnectionError, FloatingPointError, OSError) as error:   # a failed download, a diverged run,
+            # a disk that is full or a folder that cannot be written: exit 1
+            print(f"{args.subparser.prog}: error: {error}", file=sys.stderr)
+            return 1
     return 2
+
+
+def _show_run_directory_warnings_as_lines(prog: str) -> None:
+    """A repaired run directory (a torn metrics line dropped, a stale lock taken over) is said in one
+    line, `<command>: warning: ...`, not with the warning's source location; other warnings as usual."""
+    from .training.rundir import RunDirectoryWarning
+    show = warnings.showwarning
+
+    def show_warning(message, category, *args, **kwargs):
+        if issubclass(category, RunDirectoryWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    warnings.showwarning = show_warning
 
 
 if __name__ == "__main__":

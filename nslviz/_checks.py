@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Iterable
 
 import torch
@@ -50,10 +51,35 @@ def check_flags(**flags) -> None:
             raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
-def check_seed(seed) -> None:
-    """A random seed: an integer >= 0 (what numpy's and torch's generators take)."""
-    if not is_integer(seed) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+MAX_SEED = 2**31 - 1     # every generator a seed reaches takes it: torch, numpy, scikit-learn (< 2**32, seed + fold)
+
+
+def seed_error(name: str, seed) -> str | None:
+    """Why `seed` is not a seed (None when it is one): the message every command and class gives."""
+    if not is_integer(seed) or not 0 <= seed <= MAX_SEED:
+        return f"{name} must be an integer from 0 to {MAX_SEED}, got {seed!r}"
+    return None
+
+
+def check_seed(seed, name: str = "seed") -> None:
+    """A random seed: an integer in [0, MAX_SEED] (what torch's, numpy's and scikit-learn's generators
+    all take; a larger one overflowed in torch with a message that named no option)."""
+    error = seed_error(name, seed)
+    if error:
+        raise ValueError(error)
+
+
+def cpu_count() -> int:
+    """The CPUs of this machine (1 when unknown)."""
+    return os.cpu_count() or 1
+
+
+def check_threads(name: str, threads) -> None:
+    """A number of CPU threads: an integer from 1 to the machine's CPU count (more only oversubscribe
+    the cores, and 100,000 made OpenMP crash)."""
+    if not is_integer(threads) or not 1 <= threads <= cpu_count():
+        raise ValueError(f"{name} must be an integer from 1 to {cpu_count()} (the CPUs of this machine), "
+                         f"got {threads!r}")
 
 
 def check_fraction(name: str, value, *, allow_one: bool = False) -> None:

@@ -19,7 +19,10 @@ results are bit-for-bit reproducible).
 
 Defaults that depend on the data (resolved in `fit`, stored in `entries_`, `batch_size_`, `temperature_`):
   entries="auto"     S = 1000 (App. B) when fit gets 1000 rows or more, else one entry per training
-                     row (more entries than rows only cost time; `default_entries`).
+                     row (`default_entries`). Entries cost time and memory: about 4·S·(d + k) floats
+                     for the dictionary, 3·S·(d + hidden units) for the network on the entries and
+                     (2 + 2·layers)·batch·S for the attention (`regression.mlp_memory`); fit refuses,
+                     before allocating, an S whose estimate exceeds the memory available.
   batch_size="auto"  min(128, max(16, rows // 4)): the paper's 128 on tables of 512 rows and more;
                      smaller tables still get at least 4 steps per epoch, so that `patience`
                      (counted in epochs) is not a handful of optimiser steps.
@@ -167,7 +170,8 @@ class _MetaNeighborsBase(BaseEstimator):
 
         device = resolve_device(self.device)
         self.x_scaler_ = StandardScaler().fit(x)
-        inputs = torch.as_tensor(self.x_scaler_.transform(x), dtype=torch.float32, device=device)
+        inputs = torch.as_tensor(self._standardized(self.x_scaler_, x, "X", np.float32), dtype=torch.float32,
+                                 device=device)
         target_dtype = torch.float32 if loss == "mse" else torch.int64
         targets = torch.as_tensor(targets, dtype=target_dtype, device=device)
         fit_index_t = torch.as_tensor(fit_index, device=device)
@@ -200,8 +204,20 @@ class _MetaNeighborsBase(BaseEstimator):
         # not depend on the other rows of X. In float32, matrix products of different row counts round
         # differently on some CPUs (AVX-512: 2e-7 relative), above scikit-learn's 1e-7 for float64.
         model = copy.deepcopy(self.module_).double()
-        inputs = torch.as_tensor(self.x_scaler_.transform(x), dtype=torch.float64, device=device)
+        inputs = torch.as_tensor(self._standardized(self.x_scaler_, x, "X", np.float64), dtype=torch.float64,
+                                 device=device)
         return predict_tabular(model, inputs).cpu().numpy()
+
+    def _standardized(self, scaler: StandardScaler, values: np.ndarray, name: str, dtype) -> np.ndarray:
+        """scaler.transform(values), refused when it overflows: finite but huge values (1e308) make the
+        variance, or the standardised values in the model's `dtype`, infinite."""
+        standardized = scaler.transform(values)
+        if not (np.isfinite(standardized).all() and np.abs(standardized).max(initial=0) <= np.finfo(dtype).max):
+            raise ValueError(f"{type(self).__name__}: standardising {name} overflowed: its values reach "
+                             f"{np.abs(values).max():.3g}, and their variance or their distance from the mean in "
+                             f"standard deviations is not a finite {np.dtype(dtype).name}; rescale {name} (divide it "
+                             f"by a power of ten) before fit and predict")
+        return standardized
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -263,7 +279,7 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
         self._y_ndim = y.ndim
         targets = y.reshape(y.shape[0], -1)
         self.y_scaler_ = StandardScaler().fit(targets)
-        return self._fit(x, self.y_scaler_.transform(targets), targets.shape[1], "mse")
+        return self._fit(x, self._standardized(self.y_scaler_, targets, "y", np.float32), targets.shape[1], "mse")
 
     def predict(self, X) -> np.ndarray:
         """Predictions in the units of y: shape (n,) for a 1-D y, (n, k) for k targets."""

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from ._checks import check_choice, check_features, check_finite, check_flags, check_fraction, check_positive
+from ._memory import FLOAT_BYTES, check_memory
 from .similarity import SIMILARITIES, NeighborAttention
 
 VALUE_KINDS = ("soft", "fixed", "regression")
@@ -277,6 +278,17 @@ def inner_gradient(attention: torch.Tensor, keys: torch.Tensor, values: torch.Te
     return (grad_unit - radial * unit) / norm, None
 
 
+def head_memory(batch: int, feature_dim: int, classes: int, entries: int, inner_steps: int = 1) -> dict[str, float]:
+    """Bytes of the large float32 tensors of `MetaNeighborhoodsHead` on a batch of B features (B = 0:
+    the parameters alone), for `_memory.check_memory`: the dictionary S·(d + C) with its gradient and
+    Adam's two moments (x4); the attention ω (B, S) and its similarities (x2); per inner step the
+    entries' logits and loss gradients δ under the per-example weights and Σ_j ω_ij δ_j (3 x B·S·C,
+    eq. (1)) and the finetuned weights φ_i with their gradient (2 x B·C·d)."""
+    b, d, c, s = batch, feature_dim, classes, entries
+    return {"dictionary": 4 * s * (d + c) * FLOAT_BYTES, "attention": 2 * b * s * FLOAT_BYTES,
+            "per-example finetuning": inner_steps * (3 * b * s * c + 2 * b * c * d) * FLOAT_BYTES}
+
+
 def _xavier_weight(rows: int, cols: int) -> torch.Tensor:
     return nn.init.xavier_uniform_(torch.empty(rows, cols))
 
@@ -324,6 +336,8 @@ class MetaNeighborhoodsHead(nn.Module):
         loss = loss or ("binary_cross_entropy" if num_outputs == 1 else "cross_entropy")
         check_choice("loss", loss, LOSSES)
         check_values_and_loss(values, loss, num_outputs, "num_outputs")
+        check_memory(f"MetaNeighborhoodsHead with {entries} entries of width {feature_dim} and {num_outputs} outputs",
+                     head_memory(0, feature_dim, num_outputs, entries), "use fewer entries S")
         self.feature_dim, self.num_outputs = feature_dim, num_outputs
         self.classifier, self.loss, self.inner_steps = classifier, loss, inner_steps
         self.step_size_kind, self.first_order = step_size, first_order

@@ -5,10 +5,15 @@ or a dict: `-p temperatures 0.01,0.1` arrives as the text "0.01,0.1". The notebo
 and dict parameters through these two functions, which take the notebook's own value, one number,
 or that text ("0.01,0.1", "0.01 0.1", "[0.01, 0.1]", "{'k': [5, 10]}"), and name the parameter when
 the value is none of these.
+
+papermill only warns about a NAME the notebook does not have, and then runs the whole notebook with
+its defaults. Every notebook's second code cell calls `check_parameters(globals())`, which stops the
+run there, naming the unknown parameter and the notebook's own.
 """
 from __future__ import annotations
 
 import ast
+import re
 from typing import Callable, Iterable
 
 from ._checks import is_integer, is_number
@@ -71,3 +76,39 @@ def _convert(name: str, item, kind: Callable):
         return kind(item)
     expected = {int: "integers", float: "numbers", str: "names"}[kind]
     raise ValueError(f"{name} must be a list of {expected} (from papermill: -p {name} a,b,c), got {item!r} in it")
+
+
+# papermill writes the parameters it is given into a new cell after the `parameters` cell, tagged
+# `injected-parameters`, whose first line is this comment
+INJECTED_HEADER = "# Parameters"
+
+
+def check_parameters(namespace: dict) -> None:
+    """Raise ValueError if papermill injected a parameter that the notebook's `parameters` cell does
+    not set. `namespace`: the notebook's globals(), whose `In` (IPython's list of executed cells)
+    holds the injected cell and, just before it, the parameters cell. Nothing to check (no injected
+    cell: a run in Jupyter, or papermill without -p): returns."""
+    history = namespace.get("In") or []
+    for index in range(len(history) - 1, 0, -1):
+        if history[index].splitlines()[:1] == [INJECTED_HEADER]:
+            known = _assigned_names(history[index - 1])
+            unknown = [name for name in _assigned_names(history[index]) if name not in known]
+            if unknown:
+                raise ValueError(f"this notebook has no parameter {', '.join(map(repr, unknown))} (given with "
+                                 f"papermill -p); its parameters are {', '.join(known)}")
+            return
+
+
+def _assigned_names(source: str) -> list[str]:
+    """The names a cell assigns at its top level, in order (`name = ...`, `name: type = ...`)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:                            # IPython magics left in the text: read the lines instead
+        return list(dict.fromkeys(re.findall(r"^(\w+)\s*(?::[^=]*)?=(?!=)", source, flags=re.MULTILINE)))
+    names = []
+    for statement in tree.body:
+        targets = statement.targets if isinstance(statement, ast.Assign) else \
+            [statement.target] if isinstance(statement, ast.AnnAssign) else []
+        for target in targets:
+            names += [node.id for node in ast.walk(target) if isinstance(node, ast.Name)]
+    return list(dict.fromkeys(names))

@@ -35,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._checks import check_choice, check_features, check_flags, check_positive
+from ._memory import FLOAT_BYTES, check_memory
 from .neighborhoods import LOSSES, InducedDictionary, check_values_and_loss, entry_loss_logit_gradient
 from .similarity import SIMILARITIES, NeighborAttention
 
@@ -77,6 +78,18 @@ def values_in_target_range(entries: int, targets: torch.Tensor, generator: torch
     return low + (high - low) * torch.rand(entries, targets.shape[1], generator=generator)
 
 
+def mlp_memory(batch: int, input_dim: int, output_dim: int, layers: int, width: int, entries: int) -> dict[str, float]:
+    """Bytes of the large float32 tensors of `MetaNeighborhoodsMLP` on a batch of B inputs (B = 0: the
+    parameters alone), for `_memory.check_memory`: the dictionary S·(d + C) with its gradient and
+    Adam's two moments (x4); f_φ on the S entries, every layer's input, pre-activation and signal δ
+    (3 x S·(d + hidden + C)); the attention (B, S) with its similarities and, per layer, the overlaps
+    a_i·a_j and the coefficients ω_ij(α_W a_i·a_j + α_b) ((2 + 2·layers) x B·S)."""
+    s, hidden = entries, (layers - 1) * width
+    return {"dictionary": 4 * s * (input_dim + output_dim) * FLOAT_BYTES,
+            "entry activations": 3 * s * (input_dim + hidden + output_dim) * FLOAT_BYTES,
+            "attention": (2 + 2 * layers) * batch * s * FLOAT_BYTES}
+
+
 class MetaNeighborhoodsMLP(nn.Module):
     """MLP f_φ finetuned per input on an input-space dictionary, MN eq. (1)-(2), exact and batched.
 
@@ -110,6 +123,9 @@ class MetaNeighborhoodsMLP(nn.Module):
         values = values or ("regression" if loss == "mse" else "soft")
         check_values_and_loss(values, loss, output_dim)
         check_flags(learn_step_size=learn_step_size, first_order=first_order, learn_temperature=learn_temperature)
+        self.sizes = {"input_dim": input_dim, "output_dim": output_dim, "layers": layers, "width": width,
+                      "entries": entries}
+        check_memory(self._describe(), mlp_memory(0, **self.sizes), "use fewer entries S")
         self.loss, self.first_order = loss, first_order
         self.network = MLP(input_dim, output_dim, layers, width)
         self.dictionary = InducedDictionary(entries, input_dim, output_dim, values, key_init_std=key_init_std,
@@ -124,6 +140,15 @@ class MetaNeighborhoodsMLP(nn.Module):
     @property
     def input_dim(self) -> int:
         return self.network.input_dim
+
+    def _describe(self) -> str:
+        return (f"MetaNeighborhoodsMLP with {self.sizes['entries']} entries ({self.sizes['input_dim']} features, "
+                f"{self.sizes['output_dim']} outputs, {self.sizes['layers']} layers of width {self.sizes['width']})")
+
+    def check_memory(self, batch: int) -> None:
+        """Refuse (TooLargeForMemory) batches of `batch` inputs that would not fit on the model's device."""
+        check_memory(f"{self._describe()} on batches of {batch}", mlp_memory(batch, **self.sizes),
+                     "use fewer entries S or a smaller batch", self.dictionary.keys.device)
 
     def _layer_step_sizes(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         names = [name for name, m in self.network.named_children() if isinstance(m, nn.Linear)]

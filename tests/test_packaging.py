@@ -74,7 +74,12 @@ def test_notebook_contract(notebook):
     first = code[0]
     assert "parameters" in first["metadata"].get("tags", []), "first code cell must be tagged 'parameters'"
     assert re.search(r"^quick = None", "".join(first["source"]), re.M), "parameters cell must hold quick = None"
-    assert "quick_mode(quick)" in "".join(code[1]["source"]), "second code cell must resolve quick mode"
+    second = "".join(code[1]["source"])
+    assert "quick_mode(quick)" in second, "second code cell must resolve quick mode"
+    check = second.find("nslviz.check_parameters(globals())")             # papermill -p with an unknown name
+    assert 0 <= check < second.index("quick_mode(quick)"), "second code cell must check the parameters first"
+    assert all(line.startswith(("import ", "from ")) or not line.strip() for line in second[:check].splitlines()), \
+        "only imports may come before the parameter check"
     for i, cell in enumerate(code):
         assert len("".join(cell["source"]).splitlines()) <= 25, f"code cell {i} is longer than 25 lines"
     heading = "".join(cells[0]["source"]).splitlines()[0]

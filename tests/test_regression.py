@@ -226,7 +226,7 @@ def test_cv_config_validation_and_custom_tables():
     assert RegressionCVConfig(widths="64, 128").widths == (64, 128)          # papermill's text, read as a list
     with pytest.raises(ValueError, match="widths must be a list of integers .* got 'abc'"):
         RegressionCVConfig(widths="abc")
-    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="seed must be an integer from 0 to 2147483647, got -1"):
         RegressionCVConfig(seed=-1)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 3))

@@ -135,7 +135,7 @@ def test_configs_name_bad_seeds_and_sweeps_take_one_value_or_a_list():
     from nslviz.training.spiral import SpiralConfig, spiral_sweep
 
     for make in (lambda: SpiralConfig(seed=-1), lambda: KnnToyConfig(seed=1.5)):
-        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        with pytest.raises(ValueError, match="seed must be an integer from 0 to 2147483647"):
             make()
     with pytest.raises(ValueError, match="test_points must be >= 1, got 0"):
         KnnToyConfig(test_points=0)

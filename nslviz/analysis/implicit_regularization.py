@@ -77,11 +77,15 @@ class ImplicitRegularizationConfig:
                              f"got {self.lr}")
         if self.samples is not None:
             check_positive("samples", self.samples, integer=True, minimum=1)
-            limit = self.inputs if self.observation == "full" else self.inputs * self.outputs
-            if self.samples >= limit:
-                what = "inputs" if self.observation == "full" else "inputs·outputs"
-                raise ValueError(f"samples must be < {limit} ({what}) for an under-determined {self.observation!r} "
-                                 f"problem, got {self.samples}")
+        # one rule for a given N and the default one: 1 <= N < inputs (full) or inputs·outputs (projected)
+        limit = self.inputs if self.observation == "full" else self.inputs * self.outputs
+        what = "inputs" if self.observation == "full" else "inputs·outputs"
+        if limit < 2:
+            raise ValueError(f"{what} = {limit} leaves no under-determined {self.observation!r} problem (it needs "
+                             f"1 <= samples < {what}); use {what} >= 2")
+        if self.sample_count >= limit:
+            raise ValueError(f"samples must be < {limit} ({what}) for an under-determined {self.observation!r} "
+                             f"problem, got {self.sample_count}")
 
     @property
     def sample_count(self) -> int:

@@ -33,7 +33,7 @@ import torch.nn as nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from .._checks import check_finite, check_positive, check_seed
+from .._checks import check_finite, check_positive, check_seed, check_threads
 from ..parameters import parameter_list
 from ..neighborhoods import finetune_functional
 
@@ -277,7 +277,7 @@ class KnnToyConfig:
         check_positive("lr", self.lr)
         check_seed(self.seed)
         if self.threads is not None:
-            check_positive("threads", self.threads, integer=True, minimum=1)
+            check_threads("threads", self.threads)
 
     def quick(self) -> "KnnToyConfig":
         """The notebook's quick mode: three temperatures (the smallest, where MN drifts towards 1-NN,

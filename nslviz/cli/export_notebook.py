@@ -11,7 +11,7 @@ import ast
 import re
 from pathlib import Path
 
-from .common import emit_json
+from .common import emit_json, folder_path
 
 
 def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameters: dict | None = None,
@@ -19,11 +19,12 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
     """Run `notebook` with papermill (parameters injected after its `parameters` cell) in its own
     folder, then export the executed notebook to HTML (plotly figures embed plotly.js, so the page,
     animations included, works offline with no kernel; the equations are MathML, see
-    `html_exporter`; `drop_widget_outputs` says what happens to the widgets). Returns the two paths."""
+    `html_exporter`; `drop_widget_outputs` says what happens to the widgets). Returns the two paths.
+    A cell that raises: NotebookFailed naming the cell, the error and the partly executed notebook."""
     import nbformat
     import papermill
 
-    from ..training.rundir import atomic_write_text
+    from ..training.rundir import atomic_write_text, check_run_dir_is_usable
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     if not notebook.is_file():
@@ -32,17 +33,27 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
     if unknown:
         raise ValueError(f"{notebook.name} has no parameter(s) {unknown}; its parameters are "
                          f"{', '.join(papermill.inspect_notebook(str(notebook)))}")
+    check_run_dir_is_usable(out_dir, "output folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook.name
-    papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
-                               cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
-                               execution_timeout=timeout)
+    try:
+        papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
+                                   cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
+                                   execution_timeout=timeout)
+    except papermill.PapermillExecutionError as error:        # the notebook's own error, not 40 lines of frames
+        raise NotebookFailed(f"{notebook.name} stopped in cell In [{error.exec_count}] with {error.ename}: "
+                             f"{error.evalue}; the notebook as far as it ran is {str(executed.resolve())!r}") from None
     executed_notebook = drop_widget_outputs(nbformat.read(executed, as_version=4))
     atomic_write_text(executed, nbformat.writes(executed_notebook))
     body, _ = html_exporter().from_notebook_node(executed_notebook)
     html = executed.with_suffix(".html")
     atomic_write_text(html, body)
     return {"notebook": str(executed.resolve()), "html": str(html.resolve())}
+
+
+class NotebookFailed(ValueError):
+    """A cell of the executed notebook raised (a bad parameter value, most often): the CLI exits 2
+    with the cell and the error's last line, and the partly executed notebook stays for a look."""
 
 
 def tex_to_mathml(tex: str, display: str) -> str | None:
@@ -111,7 +122,7 @@ def drop_widget_outputs(notebook):
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export-notebook", help="execute a notebook and export it to standalone HTML")
     p.add_argument("notebook", help="path to the .ipynb")
-    p.add_argument("--out", default="out", help="output folder (default: out)")
+    p.add_argument("--out", type=folder_path, default="out", help="output folder (default: out)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="papermill parameter (repeatable); VALUE is a Python literal or else text")
     p.add_argument("--json", action="store_true")

@@ -15,7 +15,7 @@ import argparse
 import math
 
 from ..training.heads import HeadTraining
-from .common import emit_json, nonnegative_int, positive_float, positive_int
+from .common import emit_json, folder_path, positive_float, positive_int, seed_value
 
 CLUSTER_OPTIONS = ("classes", "clusters_per_class", "dim", "noise", "train_size", "test_size")
 
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
     defaults = HeadTraining()
     p = subparsers.add_parser("heads", help="MN's head alone on fixed features (clusters or a run's frozen backbone)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-dir", default=None, help="a train() run whose frozen backbone gives the features "
+    p.add_argument("--run-dir", type=folder_path, default=None, help="a train() run whose frozen backbone gives the features "
                                                    "(default: generated clusters)")
     clusters = p.add_argument_group("clusters (without --run-dir)")
     clusters.add_argument("--classes", type=positive_int, default=None, help="number of classes (default 4)")
@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     p.add_argument("--lr", type=positive_float, default=defaults.lr, help="Adam learning rate")
     p.add_argument("--eval-every", type=positive_int, default=defaults.eval_every, help="steps between evaluations")
-    p.add_argument("--seed", type=nonnegative_int, default=defaults.seed)
+    p.add_argument("--seed", type=seed_value, default=defaults.seed)
     p.add_argument("--device", default="cpu", help="where a run's features are extracted: cpu (default), auto, cuda")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)

@@ -6,7 +6,7 @@ import dataclasses
 
 from ..analysis.implicit_regularization import (INITS, OBSERVATIONS, ImplicitRegularizationConfig,
                                                 run_implicit_regularization)
-from .common import emit_json, nonnegative_int, positive_float, positive_int
+from .common import emit_json, folder_path, positive_float, positive_int, seed_value
 
 
 def add_parser(subparsers) -> None:
@@ -26,8 +26,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--rank", type=positive_int, default=defaults.rank, help="rank of the ground truth W*")
     p.add_argument("--steps", type=positive_int, default=defaults.steps)
     p.add_argument("--lr", type=positive_float, default=defaults.lr, help="step in units of 1/λ_max (< 1)")
-    p.add_argument("--seed", type=nonnegative_int, default=defaults.seed)
-    p.add_argument("--run-dir", default=None, help="write config.json, metrics.jsonl, summary.json here")
+    p.add_argument("--seed", type=seed_value, default=defaults.seed)
+    p.add_argument("--run-dir", type=folder_path, default=None, help="write config.json, metrics.jsonl, summary.json here")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (default: refuse)")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
@@ -38,9 +38,13 @@ def run(args) -> int:
                                           inputs=args.inputs, outputs=args.outputs, samples=args.samples,
                                           rank=args.rank, steps=args.steps, lr=args.lr, seed=args.seed,
                                           progress=not args.json)
-    from ..training.rundir import claim_run_dir, write_run
-    if args.run_dir is not None:
-        claim_run_dir(args.run_dir, overwrite=args.overwrite)                 # before the work, not after
+    from ..training.rundir import claimed_run_dir
+    with claimed_run_dir(args.run_dir, overwrite=args.overwrite):            # before the work, not after
+        return _run(args, config)
+
+
+def _run(args, config) -> int:
+    from ..training.rundir import write_run
     result = run_implicit_regularization(config)
     s = result.summary()
     print(f"implicit-reg ({s['observation']}, init {s['init']} {s['init_scale']:g}, N={s['samples']}): nuclear norm "

@@ -14,18 +14,18 @@ from __future__ import annotations
 import argparse
 
 from ..analysis.neighbors import DEFAULT_K
-from .common import emit_json, positive_int
+from .common import emit_json, folder_path, positive_int, seed_value
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("neighbors", help="retrieval and sub-category discovery with the learned neighbors of a run",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-dir", required=True, help="run directory of a train() run (MN for the entry retrieval)")
-    p.add_argument("--vanilla-run-dir", default=None, help="a vanilla run on the same data, for the kNN comparison")
+    p.add_argument("--run-dir", type=folder_path, required=True, help="run directory of a train() run (MN for the entry retrieval)")
+    p.add_argument("--vanilla-run-dir", type=folder_path, default=None, help="a vanilla run on the same data, for the kNN comparison")
     p.add_argument("--k", type=positive_int, default=DEFAULT_K, help="neighbors retrieved / voting (paper: 5)")
     p.add_argument("--baseline-size", type=positive_int, default=None,
                    help="random training images used as baseline queries (default: as many as entries)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the baseline's random training images")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of the baseline's random training images")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:1")
     p.add_argument("--batch-size", type=positive_int, default=500, help="images per forward pass")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")

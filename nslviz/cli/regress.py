@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..datasets.tabular import available_tabular_datasets
-from .common import emit_json, nonnegative_int, positive_float, positive_int
+from .common import emit_json, folder_path, positive_float, positive_int, seed_value, thread_count
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dataset", default=d.dataset, choices=available_tabular_datasets(),
                    help="diabetes works offline; the UCI sets download into the data folder on first use")
     p.add_argument("--folds", type=positive_int, default=d.folds)
-    p.add_argument("--seed", type=nonnegative_int, default=d.seed)
+    p.add_argument("--seed", type=seed_value, default=d.seed)
     p.add_argument("--entries", type=positive_int, default=None,
                    help="S (default: 1000 for tables of 1000+ rows, else one per training row)")
     p.add_argument("--temperature", type=positive_float, nargs="+", default=list(d.temperatures),
@@ -37,9 +37,9 @@ def add_parser(subparsers) -> None:
                    help="a small grid (layers 2 3, widths 32 64) and at most 2000 rows: a smoke run")
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
     p.add_argument("--data-root", default=None, help="data folder (default: $NSLVIZ_DATA or the repository's data/)")
-    p.add_argument("--threads", type=positive_int, default=d.threads,
+    p.add_argument("--threads", type=thread_count, default=d.threads,
                    help="torch CPU threads while it runs (default 1: fastest for these small networks)")
-    p.add_argument("--run-dir", default=None, help="write config.json, metrics.jsonl (one row per fold), summary.json")
+    p.add_argument("--run-dir", type=folder_path, default=None, help="write config.json, metrics.jsonl (one row per fold), summary.json")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (default: refuse)")
     p.add_argument("--progress", action="store_true", help="progress bars")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
@@ -49,13 +49,13 @@ def add_parser(subparsers) -> None:
                               description="Fit kNN and local linear regression for several k, and train "
                                           "Meta-Neighborhoods for several T, on a noisy 1-D function.")
     t.add_argument("--quick", action="store_true", help="fewer epochs and temperatures")
-    t.add_argument("--seed", type=nonnegative_int, default=0)
+    t.add_argument("--seed", type=seed_value, default=0)
     t.add_argument("--json", action="store_true", help="end the output with one JSON object")
     t.set_defaults(run=run_toy, subparser=t)
 
 
 def run(args) -> int:
-    from ..training.rundir import claim_run_dir, write_run
+    from ..training.rundir import claimed_run_dir, write_run
     from ..training.tabular import RegressionCVConfig, cross_validate_regression
 
     config = RegressionCVConfig(dataset=args.dataset, folds=args.folds, seed=args.seed, entries=args.entries,
@@ -67,16 +67,15 @@ def run(args) -> int:
     if args.quick:
         config = dataclasses.replace(config, layers=(2, 3), widths=(32, 64),
                                      max_rows=min(args.max_rows or 2000, 2000))
-    if args.run_dir:
-        claim_run_dir(args.run_dir, overwrite=args.overwrite)                 # before the work, not after
-    result = cross_validate_regression(config)
-    s = result.summary()
-    print(f"regress {s['dataset']} (n={s['n']}, d={s['d']}, {s['folds']} folds, S={s['entries']}): test MSE "
-          f"kNN {s['knn_mse']:.4f} ± {s['knn_mse_std']:.4f} | MLP {s['mlp_mse']:.4f} ± {s['mlp_mse_std']:.4f} | "
-          f"MN {s['mn_mse']:.4f} ± {s['mn_mse_std']:.4f} | paired t-test MN vs MLP p={s['mn_vs_mlp_pvalue']:.3g}, "
-          f"vs kNN p={s['mn_vs_knn_pvalue']:.3g} | {s['seconds']:.1f} s", flush=True)
-    if args.run_dir:
-        write_run(args.run_dir, dataclasses.asdict(config), result.folds, s)
+    with claimed_run_dir(args.run_dir, overwrite=args.overwrite):            # before the work, not after
+        result = cross_validate_regression(config)
+        s = result.summary()
+        print(f"regress {s['dataset']} (n={s['n']}, d={s['d']}, {s['folds']} folds, S={s['entries']}): test MSE "
+              f"kNN {s['knn_mse']:.4f} ± {s['knn_mse_std']:.4f} | MLP {s['mlp_mse']:.4f} ± {s['mlp_mse_std']:.4f} | "
+              f"MN {s['mn_mse']:.4f} ± {s['mn_mse_std']:.4f} | paired t-test MN vs MLP p={s['mn_vs_mlp_pvalue']:.3g}, "
+              f"vs kNN p={s['mn_vs_knn_pvalue']:.3g} | {s['seconds']:.1f} s", flush=True)
+        if args.run_dir is not None:
+            write_run(args.run_dir, dataclasses.asdict(config), result.folds, s)
     if args.json:
         emit_json(s)
     return 0

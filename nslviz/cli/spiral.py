@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..training.spiral import SpiralConfig, run_spiral
-from .common import emit_json, nonnegative_int, positive_float, positive_int
+from .common import emit_json, folder_path, positive_float, positive_int, seed_value
 
 
 def add_parser(subparsers) -> None:
@@ -16,10 +16,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--steps", type=positive_int, default=defaults.steps, help="meta-training iterations")
     p.add_argument("--entries", type=positive_int, default=defaults.entries, help="induced neighbors S")
     p.add_argument("--temperature", type=positive_float, default=defaults.temperature, help="softmax temperature T")
-    p.add_argument("--seed", type=nonnegative_int, default=defaults.seed)
+    p.add_argument("--seed", type=seed_value, default=defaults.seed)
     p.add_argument("--lr", type=positive_float, default=defaults.lr)
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    p.add_argument("--run-dir", default=None, help="write config.json, metrics.jsonl, summary.json here")
+    p.add_argument("--run-dir", type=folder_path, default=None, help="write config.json, metrics.jsonl, summary.json here")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (default: refuse)")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)

@@ -6,6 +6,10 @@
     python -m nslviz train --run-dir runs/d --resume          # continue a killed run, same settings
     python -m nslviz train ... --run-dir runs/d --overwrite   # replace the run in runs/d (else refused)
 
+A run directory is held by one process at a time (its .lock names the holder): a second command
+on it exits 2 naming the holder. A damaged checkpoint.pt or best.pt is named with what to do, and
+--resume without config.json continues from the checkpoint's copy (docs/run-directories.md).
+
 Options left out take the preset's value (--preset mn|nsl; its length is the official iteration
 count of the dataset unless --epochs or --iterations is given), else the TrainConfig default. With
 --resume the stored config.json is the starting point and only the options given change it.
@@ -13,13 +17,11 @@ count of the dataset unless --epochs or --iterations is given), else the TrainCo
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from pathlib import Path
 
 from ..models.classifier import CLASSIFIERS, METHODS
 from ..training.config import AMP_MODES, AUGMENTATIONS, DICTIONARY_INITS, OPTIMIZERS, PRESETS, TrainConfig
-from .common import emit_json, fraction, nonnegative_int, positive_float, positive_int
+from .common import emit_json, folder_path, fraction, positive_float, positive_int, seed_value
 
 CONTROL = {"run", "subparser", "command", "run_dir", "resume", "overwrite", "json", "preset", "no_progress"}
 
@@ -66,7 +68,7 @@ def add_parser(subparsers) -> None:
     mn.add_argument("--values", choices=("soft", "fixed"), help="dictionary values: learnable soft (default) or fixed one-hot")
     mn.add_argument("--dictionary-init", choices=DICTIONARY_INITS,
                     help="random keys (official) or the features and labels of S training images")
-    mn.add_argument("--init-backbone", metavar="RUN_DIR",
+    mn.add_argument("--init-backbone", type=folder_path, metavar="RUN_DIR",
                     help="start the backbone from this finished run's best weights (e.g. a vanilla run)")
     mn.add_argument("--freeze-backbone", type=_boolean, help="train the head only; the backbone stays as it starts")
     mn.add_argument("--backbone-lr-scale", type=positive_float,
@@ -102,14 +104,14 @@ def add_parser(subparsers) -> None:
     data.add_argument("--data-root", help="dataset folder (default: $NSLVIZ_DATA or the repository's data/)")
     data.add_argument("--download", type=_boolean, help="download the dataset when missing (needs internet)")
     run = p.add_argument_group("run")
-    run.add_argument("--seed", type=nonnegative_int)
+    run.add_argument("--seed", type=seed_value)
     run.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
     run.add_argument("--amp", choices=AMP_MODES)
     run.add_argument("--channels-last", type=_boolean)
     run.add_argument("--compile", type=_boolean)
     run.add_argument("--eval-batch-size", type=positive_int)
     run.add_argument("--checkpoint-every", type=positive_int, help="iterations between checkpoints")
-    run.add_argument("--run-dir", default=None, help="output folder (default: runs/<dataset>-<backbone>-<method>-seed<k>)")
+    run.add_argument("--run-dir", type=folder_path, default=None, help="output folder (default: runs/<dataset>-<backbone>-<method>-seed<k>)")
     run.add_argument("--resume", action="store_true", default=False, help="continue the run in --run-dir")
     run.add_argument("--overwrite", action="store_true", default=False,
                      help="replace the run already in the run directory (default: refuse)")
@@ -132,10 +134,8 @@ def config_from_args(args) -> TrainConfig:
     if args.resume:
         if args.run_dir is None:
             raise ValueError("--resume needs --run-dir, the folder of the run to continue")
-        stored = Path(args.run_dir) / "config.json"
-        if not stored.is_file():
-            raise ValueError(f"cannot resume: {str(stored)!r} does not exist; expected the run directory of an earlier run")
-        return TrainConfig.from_dict({**json.loads(stored.read_text()), **overrides})
+        from ..training.trainer import stored_run_config
+        return TrainConfig.from_dict({**stored_run_config(args.run_dir), **overrides})
     return TrainConfig.from_preset(args.preset, **overrides)
 
 

@@ -16,7 +16,7 @@ from ..parameters import parameter_list
 from ..paths import runs_root
 from ..models.classifier import METHODS
 from .config import TrainConfig
-from .rundir import RunDirectory
+from .rundir import RunDirectory, locked_run_dir
 from .trainer import default_run_name, resume_setting_change, train
 
 QUICK_BACKBONES = {"resnet56_64": "convnet4_64", "resnet29_64": "convnet4_64", "densenet40_64": "convnet4_64",
@@ -64,23 +64,29 @@ def compare_runs(configs: dict[str, TrainConfig], group_dir: str | Path, *, prog
                  overwrite: bool = False) -> dict[str, dict]:
     """Train each labelled config into group_dir/<label>; a run that already finished is read back,
     one that was cut off is resumed. A folder holding a run with other settings is an error naming
-    them, unless `overwrite` (then that run is replaced). Returns {label: summary}."""
+    them, unless `overwrite` (then that run is replaced). Each run directory is held (its lock, see
+    rundir.locked_run_dir) from the moment it is read until its run ends, so two notebooks on the same
+    group never train one run twice. Returns {label: summary}."""
     summaries = {}
     for label, run_config in configs.items():
         run_dir = Path(group_dir) / label
-        existing = RunDirectory(run_dir, create=False)
-        changed = _changed_settings(existing, run_config)
-        if changed is None and not existing.summary_path.exists():
-            changed = resume_setting_change(run_dir, run_config)       # a cut run resumed under bf16 <-> fp32
-        if changed is None and existing.summary_path.exists():
-            summaries[label] = existing.read_summary()
-            continue
-        if changed and not overwrite and (existing.summary_path.exists() or existing.checkpoint_path.exists()):
-            raise ValueError(f"{str(run_dir)!r} holds a {label} run with other settings ({changed}); pass "
-                             f"overwrite=True to replace it, or another group folder (the notebooks' run_dir)")
-        summaries[label] = train(run_config, run_dir, resume=changed is None and existing.checkpoint_path.exists(),
-                                 overwrite=bool(changed), progress=progress)
+        with locked_run_dir(run_dir):            # what is there is read and acted on by this process alone
+            summaries[label] = _reuse_or_train(label, run_config, run_dir, progress, overwrite)
     return summaries
+
+
+def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress: bool, overwrite: bool) -> dict:
+    existing = RunDirectory(run_dir, create=False)
+    changed = _changed_settings(existing, run_config)
+    if changed is None and not existing.summary_path.exists():
+        changed = resume_setting_change(run_dir, run_config)           # a cut run resumed under bf16 <-> fp32
+    if changed is None and existing.summary_path.exists():
+        return existing.read_summary()
+    if changed and not overwrite and (existing.summary_path.exists() or existing.checkpoint_path.exists()):
+        raise ValueError(f"{str(run_dir)!r} holds a {label} run with other settings ({changed}); pass "
+                         f"overwrite=True to replace it, or another group folder (the notebooks' run_dir)")
+    return train(run_config, run_dir, resume=changed is None and existing.checkpoint_path.exists(),
+                 overwrite=bool(changed), progress=progress)
 
 
 # How the MN runs of compare_methods start: "scratch" (the paper: random backbone and random keys) or
@@ -140,12 +146,11 @@ def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir:
 def _changed_settings(run: RunDirectory, config: TrainConfig) -> str | None:
     """None when the run directory holds this experiment (ignoring settings that do not change the
     results), else the settings that differ, "name: stored -> wanted, ..." ("no run yet" if none)."""
-    import json
-
     from .trainer import RESUMABLE_CHANGES
-    if not run.config_path.exists():
+    stored = run.read_config()
+    if stored is None:
         return "no run yet"
-    stored = TrainConfig.from_dict(json.loads(run.config_path.read_text())).to_dict()
+    stored = TrainConfig.from_dict(stored).to_dict()
     wanted = config.to_dict()
     changed = [f"{k}: {stored[k]!r} -> {v!r}" for k, v in wanted.items()
                if stored[k] != v and k not in RESUMABLE_CHANGES and v is not None]

@@ -32,10 +32,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_features, check_finite, check_positive
+from .._memory import check_memory
 from .._threads import torch_threads
 from ..datasets.toys import cluster_splits
 from ..models.classifier import CosineClassifier, build_mn_head
-from ..neighborhoods import attended_values, attention_entropy
+from ..neighborhoods import attended_values, attention_entropy, head_memory
 from .steps import train_steps
 
 
@@ -127,6 +128,10 @@ def compare_heads(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Te
                          f"{int(max(y_train.max(), y_test.max()))}]")
     data = {"source": "features", "dim": int(x_train.shape[1]), "classes": classes,
             "train_size": len(y_train), "test_size": len(y_test), **(data or {})}
+    batch = max(training.batch_size, len(y_test))                # the test set is evaluated in one batch
+    check_memory(f"MN's head on {batch} features of width {x_train.shape[1]} with {classes} classes and "
+                 f"{training.entries} entries", head_memory(batch, x_train.shape[1], classes, training.entries),
+                 "use fewer classes, entries or test features")
     with torch_threads(1):        # small tensors: intra-op threads only add overhead
         start = time.perf_counter()
         history = _train_heads(x_train.float(), y_train, x_test.float(), y_test, classes, training)

@@ -1,4 +1,5 @@
-"""Optimiser, parameter groups and learning-rate schedule for every image experiment."""
+"""Optimiser, parameter groups and learning-rate schedule for every image experiment; the guarded
+optimiser step of every training loop."""
 from __future__ import annotations
 
 import torch
@@ -53,3 +54,22 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
     """Step schedule in iterations: lr x lr_decay at each milestone (stepped once per iteration)."""
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestone_iterations(batches_per_epoch),
                                                 gamma=config.lr_decay)
+
+
+def step_or_diverge(optimizer: torch.optim.Optimizer, where: str | None = None) -> None:
+    """optimizer.step(), with the overflow of a learning rate too large for float32 raised as the
+    divergence it is. Adam's step lr / (1 - β1^t) is a Python float cast to the parameters' float32:
+    --lr 1e38 makes it 1e39, and torch raises "value cannot be converted to type float without
+    overflow" from inside the optimiser. FloatingPointError (the CLI exits 1 with the message, as for
+    a NaN loss): with `where` ("at step 3") the whole divergence message, without it only what
+    happened, for a caller that adds its own (the trainer names its last finite checkpoint)."""
+    try:
+        optimizer.step()
+    except RuntimeError as error:
+        if "overflow" not in str(error):
+            raise
+        rates = sorted({group["lr"] for group in optimizer.param_groups})
+        what = f"the optimiser's step overflowed float32 at learning rate {', '.join(f'{lr:g}' for lr in rates)}"
+        if where is None:
+            raise FloatingPointError(what) from None
+        raise FloatingPointError(f"training diverged: {what} {where}; lower the learning rate (lr, CLI --lr)") from None

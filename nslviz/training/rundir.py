@@ -1,23 +1,59 @@
-"""Run directories: runs/<name>/{config.json, metrics.jsonl, summary.json, checkpoint.pt}.
+"""Run directories: runs/<name>/{config.json, metrics.jsonl, summary.json, checkpoint.pt, best.pt}.
 
 Every write is atomic (write to a temporary file in the same folder, fsync, rename), so a run
 killed at any moment leaves either the old file or the new one, never a torn one.
+
+One process at a time: a command that writes a run directory holds its lock file `.lock` (the
+holder's pid, host, start time and command line) from before its first write until it ends; a
+second process is refused with the holder named (see `locked_run_dir`, docs/run-directories.md).
+
+A file that cannot be read (empty, truncated, not what nslviz writes) is an error naming the file,
+saying that the other files were left as they are and how to go on (`DamagedRunFile`).
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
+import socket
+import sys
 import tempfile
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
+
+try:
+    import fcntl
+except ImportError:                                # Windows: the lock falls back to the holder's pid
+    fcntl = None
+
+LOCK_NAME = ".lock"
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "state")
+
+
+class RunDirectoryBusy(ValueError):
+    """Another process holds the run directory (the CLI exits 2 with this message)."""
+
+
+class DamagedRunFile(ValueError):
+    """A file of a run directory that cannot be read; the message names it and how to go on."""
+
+
+class RunDirectoryWarning(UserWarning):
+    """Something in a run directory was repaired: a torn last metrics row, a stale lock."""
 
 
 def _atomic_write(path: Path, write) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:                      # say what was being written, not a bare "[Errno 17] File exists"
+        raise OSError(f"cannot write {str(path)!r}: {_os_reason(error)}") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)                 # mkstemp makes 0600; give the file the usual permissions
@@ -32,6 +68,12 @@ def _atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _os_reason(error: OSError) -> str:
+    """The reason of an OSError in words, with the path it concerns when that is another one."""
+    reason = error.strerror or str(error)
+    return f"{reason} ({error.filename})" if error.filename else reason
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -71,9 +113,13 @@ def _json_default(value):
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+RESTART = "start the run again with --overwrite (overwrite=True)"
+
+
 class RunDirectory:
     """The files of one run. `metrics.jsonl` is rewritten atomically on every append (it is small),
-    so a kill never leaves a half-written line."""
+    so a kill never leaves a half-written line; a torn last line that another writer left (an
+    append cut by a kill) is dropped with a warning when the rows are read."""
 
     def __init__(self, path, *, create: bool = True):
         self.path = Path(path)
@@ -105,9 +151,25 @@ class RunDirectory:
         atomic_write_json(self.summary_path, summary)
 
     def read_metrics(self) -> list[dict]:
+        """The rows of metrics.jsonl. A last line that is not a JSON object (an append cut by a kill)
+        is dropped with a RunDirectoryWarning; an unreadable line before it is a DamagedRunFile."""
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        lines = [(number, line) for number, line in enumerate(self.metrics_path.read_text().splitlines(), 1)
+                 if line.strip()]
+        rows = []
+        for position, (number, line) in enumerate(lines):
+            row = _json_object(line)
+            if row is not None:
+                rows.append(row)
+            elif position == len(lines) - 1:
+                warnings.warn(f"{str(self.metrics_path)!r}: dropped its torn last line (line {number}, "
+                              f"{len(line)} characters: a write cut off by a kill); the {len(rows)} rows "
+                              f"before it are kept", RunDirectoryWarning, stacklevel=2)
+            else:
+                raise damaged_file(self.metrics_path, f"line {number} of {len(lines)} is not a JSON object",
+                                   RESTART)
+        return rows
 
     def write_metrics(self, rows: list[dict]) -> None:
         text = "".join(json.dumps(row, sort_keys=True, default=_json_default) + "\n" for row in rows)
@@ -119,32 +181,97 @@ class RunDirectory:
     def save_checkpoint(self, state: dict) -> None:
         atomic_torch_save(self.checkpoint_path, state)
 
-    def load_checkpoint(self, map_location="cpu") -> dict | None:
+    def load_checkpoint(self, map_location="cpu", *, advice: str = RESTART) -> dict | None:
+        """checkpoint.pt (None when there is none); a damaged one is a DamagedRunFile ending in `advice`."""
         if not self.checkpoint_path.exists():
             return None
-        return torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
+        checkpoint = load_torch_file(self.checkpoint_path, advice, map_location=map_location, weights_only=False)
+        missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, Mapping) or key not in checkpoint]
+        if missing:
+            raise damaged_file(self.checkpoint_path, f"a torch file without the checkpoint's {', '.join(missing)}",
+                               advice)
+        return checkpoint
+
+    def load_best(self, map_location="cpu", *, advice: str | None = None) -> dict:
+        """best.pt: the state dict of the best-on-validation weights; a damaged one is a DamagedRunFile."""
+        advice = advice or (f"train the run again (python -m nslviz train --run-dir {self.path} --overwrite), "
+                            f"or use the last epoch's weights in checkpoint.pt (load_run(run_dir, which='last'))")
+        state = load_torch_file(self.best_path, advice, map_location=map_location, weights_only=True)
+        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise damaged_file(self.best_path, "a torch file that is not a state dict of tensors", advice)
+        return state
+
+    def read_config(self) -> dict | None:
+        """config.json (None when there is none); unreadable: a DamagedRunFile."""
+        return self._read_json(self.config_path)
 
     def read_summary(self) -> dict | None:
-        return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else None
+        """summary.json (None when there is none); unreadable: a DamagedRunFile."""
+        return self._read_json(self.summary_path)
+
+    def _read_json(self, path: Path) -> dict | None:
+        if not path.exists():
+            return None
+        value = _json_object(path.read_text())
+        if value is None:
+            raise damaged_file(path, "not a JSON object", RESTART)
+        return value
 
 
-def check_run_dir_is_usable(run_path) -> None:
-    """A run directory must be a folder, or a path where one can be made and written, before any
-    work starts (so that no result is computed and then lost)."""
+def _json_object(text: str) -> dict | None:
+    """`text` as a JSON object, or None when it is not one (torn, empty, another value)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def damaged_file(path: Path, reason: str, advice: str) -> DamagedRunFile:
+    """The error for an unreadable run file: which file, why, that the others are untouched, what to do."""
+    path = Path(path)
+    others = sorted(p.name for p in path.parent.iterdir() if p.is_file() and p != path and not p.name.startswith("."))
+    kept = (f"the other files there ({', '.join(others)}) are left as they are" if others
+            else "no other file of the run is there")
+    return DamagedRunFile(f"{str(path)!r} is damaged ({reason}); {kept}. To go on: {advice}")
+
+
+def load_torch_file(path: Path, advice: str, *, map_location="cpu", weights_only: bool = True):
+    """torch.load(path), with an empty, truncated or foreign file raised as a DamagedRunFile (torch's
+    own errors name no file, and the weights-only one advises weights_only=False, which would not help)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise damaged_file(path, "empty, 0 bytes: a write that never finished", advice)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as error:                    # RuntimeError, UnpicklingError, EOFError, OSError, KeyError, ...
+        raise damaged_file(path, f"{size} bytes that torch cannot read: truncated, overwritten or not a torch "
+                                 f"file; {type(error).__name__}", advice) from None
+
+
+def check_run_dir_is_usable(run_path, what: str = "run directory") -> None:
+    """A run directory (or another output folder, `what`) must be a folder, or a path where one can
+    be made and written, before any work starts (so that no result is computed and then lost)."""
+    if run_path is None or not str(run_path).strip():
+        raise ValueError(f"{what} is an empty path {str(run_path or '')!r}; expected a folder such as runs/digits-mn")
     run_path = Path(run_path)
     if run_path.exists() and not run_path.is_dir():
-        raise ValueError(f"run directory {str(run_path)!r} is a file, not a folder; choose another run directory")
+        raise ValueError(f"{what} {str(run_path)!r} is a file, not a folder; choose another {what}")
     existing = next(path for path in (run_path.absolute(), *run_path.absolute().parents) if path.exists())
     if not existing.is_dir():
-        raise ValueError(f"run directory {str(run_path)!r} cannot be made: {str(existing)!r} is a file")
+        raise ValueError(f"{what} {str(run_path)!r} cannot be made: {str(existing)!r} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"run directory {str(run_path)!r} cannot be written: no write permission in {str(existing)!r}")
+        raise ValueError(f"{what} {str(run_path)!r} cannot be written: no write permission in {str(existing)!r}")
 
 
 def check_run_dir_is_free(run_path, *, resumable: bool = False) -> None:
     """Raise if `run_path` holds a finished run (summary.json) or a started one (checkpoint.pt)."""
     run = RunDirectory(run_path, create=False)
-    summary = run.read_summary()
+    try:
+        summary = run.read_summary()
+    except DamagedRunFile:
+        summary = {}                                       # unreadable, but a finished run's file all the same
     if summary is not None:
         accuracy = summary.get("test_acc")
         held = f"a finished run (test acc {accuracy:.4f})" if isinstance(accuracy, (int, float)) else \
@@ -158,12 +285,158 @@ def check_run_dir_is_free(run_path, *, resumable: bool = False) -> None:
                      f"--overwrite) or choose another run directory")
 
 
-def claim_run_dir(run_path, *, overwrite: bool = False, resumable: bool = False) -> None:
-    """Before any work: `run_path` can be made and written, and holds no other run unless `overwrite`
-    (a resumed run passes overwrite=True: it continues what is there)."""
+@contextlib.contextmanager
+def claimed_run_dir(run_path, *, overwrite: bool = False, resumable: bool = False,
+                    lock: bool = True) -> Iterator[Path | None]:
+    """Hold `run_path` for the work that writes it: it can be made and written, this process holds
+    its lock (`locked_run_dir`; `lock=False` for the DDP ranks that do not write), and it holds no
+    other run unless `overwrite` (a resumed run passes overwrite=True: it continues what is there).
+    Checked before any work, so that no result is computed and then lost. None: nothing to hold."""
+    if run_path is None:
+        yield None
+        return
     check_run_dir_is_usable(run_path)
-    if not overwrite:
-        check_run_dir_is_free(run_path, resumable=resumable)
+    with locked_run_dir(run_path) if lock else contextlib.nullcontext():
+        if not overwrite:
+            check_run_dir_is_free(run_path, resumable=resumable)
+        yield Path(run_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the lock: one process per run directory
+
+_HELD: dict[Path, list] = {}                   # resolved run directory -> [RunLock, depth] of this process
+
+
+@contextlib.contextmanager
+def locked_run_dir(run_path) -> Iterator[Path]:
+    """Hold the advisory lock of `run_path` (made if needed) while the block runs.
+
+    The lock is the file `<run_path>/.lock`, holding this process's pid, host, start time and
+    command line, taken with flock (released by the kernel when the process dies, even by kill -9)
+    and deleted on exit. Another process holding it: RunDirectoryBusy naming the directory and the
+    holder. A lock file left by a process that has ended (kill -9, a power cut) on this host is
+    taken over with a RunDirectoryWarning; one of another host (a shared file system) is only
+    named, as this host cannot tell whether its process still runs. Re-entrant within a process
+    (compare_runs holds the lock of a run while train() takes it again)."""
+    key = Path(run_path).resolve()
+    if key not in _HELD:
+        _HELD[key] = [RunLock(key).acquire(), 0]
+    _HELD[key][1] += 1
+    try:
+        yield Path(run_path)
+    finally:
+        _HELD[key][1] -= 1
+        if _HELD[key][1] == 0:
+            _HELD.pop(key)[0].release()
+
+
+def _holder_record() -> dict:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return {"pid": os.getpid(), "host": socket.gethostname(), "since": now, "command": " ".join(sys.argv)}
+
+
+def _describe_holder(record: dict | None) -> str:
+    if not record:
+        return "another process (its lock file names none)"
+    return (f"pid {record.get('pid')} on host {record.get('host')!r} (since {record.get('since')}: "
+            f"{record.get('command') or 'no command line recorded'})")
+
+
+def _process_is_running(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or os.name == "nt":   # Windows: os.kill(pid, 0) is not a probe
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                                   # alive, another user's
+        return True
+    return True
+
+
+class RunLock:
+    """The lock file of one run directory; see `locked_run_dir`."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OSError(f"cannot make run directory {str(self.folder)!r}: {_os_reason(error)}") from None
+        while self.fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            exclusive = self._flock(fd)
+            if exclusive is False:                            # a live process holds it
+                holder = _json_object(os.pread(fd, 65536, 0).decode(errors="replace"))
+                os.close(fd)
+                raise self._busy(holder)
+            try:                                              # its holder may have deleted it before our flock
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            self.fd = fd
+            previous = _json_object(os.pread(fd, 65536, 0).decode(errors="replace"))
+            if previous:
+                self._take_over(previous, checked_by_flock=exclusive is True)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, (json.dumps(_holder_record(), sort_keys=True) + "\n").encode(), 0)
+        os.fsync(self.fd)
+        return self
+
+    @staticmethod
+    def _flock(fd: int) -> bool | None:
+        """True: this process now holds the flock; False: another does; None: no flock here."""
+        if fcntl is None:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError:                                       # a file system without flock
+            return None
+        return True
+
+    def _take_over(self, previous: dict, *, checked_by_flock: bool) -> None:
+        """A lock file is there but not held: take it if its process is gone, else refuse."""
+        same_host = previous.get("host") == socket.gethostname()
+        gone = same_host and (checked_by_flock or not _process_is_running(previous.get("pid")))
+        if not gone:
+            self._close()                                     # the file stays: it is the other holder's
+            raise self._busy(previous, other_host=not same_host)
+        warnings.warn(f"run directory {str(self.folder)!r}: took over the lock left by "
+                      f"{_describe_holder(previous)}, a process that is no longer running", RunDirectoryWarning,
+                      stacklevel=4)
+
+    def _busy(self, holder: dict | None, *, other_host: bool = False) -> RunDirectoryBusy:
+        if other_host:
+            remedy = (f"this host cannot check whether that process still runs; if it has ended, delete "
+                      f"{str(self.path)!r}, else wait for it or choose another run directory")
+        else:
+            remedy = "wait for it to end, or choose another run directory"
+        return RunDirectoryBusy(f"run directory {str(self.folder)!r} is in use by {_describe_holder(holder)}; "
+                                f"{remedy}")
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)                              # while still holding it: no one locks a dead file
+        except FileNotFoundError:
+            pass
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        os.close(self.fd)                                     # releases the flock
+        self.fd = None
 
 
 def write_run(run_path, config: dict, metrics: list[dict], summary: dict) -> None:

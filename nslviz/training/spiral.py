@@ -31,7 +31,7 @@ from ..parameters import parameter_list
 from ..datasets.toys import spiral_splits
 from ..neighborhoods import MetaNeighborhoodsHead
 from ..similarity import SIMILARITIES
-from .rundir import claim_run_dir, write_run
+from .rundir import claimed_run_dir, write_run
 from .steps import train_steps
 
 
@@ -132,12 +132,11 @@ def run_spiral(config: SpiralConfig | None = None, *, run_dir: str | Path | None
                overwrite: bool = False, **overrides) -> SpiralResult:
     """Train MN and the plain linear classifier on the spirals; return everything the figures need.
     `overrides` replace fields of `config` (e.g. run_spiral(steps=500)). With `run_dir`, writes
-    config.json, metrics.jsonl and summary.json there; a folder that holds another run is an error
-    (before training) unless `overwrite`."""
+    config.json, metrics.jsonl and summary.json there, holding its lock meanwhile; a folder that holds
+    another run, or that another process holds, is an error (before training) unless `overwrite`
+    (which replaces a run, not another process's lock)."""
     config = dataclasses.replace(config or SpiralConfig(), **overrides)
-    if run_dir is not None:
-        claim_run_dir(run_dir, overwrite=overwrite)
-    with torch_threads(1):        # tiny tensors: intra-op threads only add overhead
+    with claimed_run_dir(run_dir, overwrite=overwrite), torch_threads(1):   # tiny tensors: one thread is fastest
         return _run_spiral(config, run_dir)
 
 

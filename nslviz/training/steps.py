@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from .optim import step_or_diverge
+
 
 def train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, steps: int, batch_size: int,
@@ -29,5 +31,5 @@ def train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         loss = loss_fn(model(x[batch]), y[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        step_or_diverge(optimizer, f"at step {step + 1}")
         running = loss.item()

@@ -28,11 +28,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._threads import torch_threads
-from .._checks import check_choice, check_dtype, check_finite, check_fraction, check_positive, check_seed
+from .._checks import (check_choice, check_dtype, check_finite, check_fraction, check_positive, check_seed,
+                       check_threads)
 from ..parameters import parameter_list
 from ..regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
 from .distributed import resolve_device
-from .optim import parameter_groups
+from .optim import parameter_groups, step_or_diverge
 
 TABULAR_LOSSES = ("mse", "cross_entropy")
 
@@ -107,8 +108,11 @@ def _describe(value) -> str:
     return type(value).__name__ + (f" of shape {value.shape}" if hasattr(value, "shape") else "")
 
 
+PREDICT_BATCH = 2048     # rows per chunk of predict_tabular
+
+
 @torch.no_grad()
-def predict_tabular(model: nn.Module, inputs: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+def predict_tabular(model: nn.Module, inputs: torch.Tensor, batch_size: int = PREDICT_BATCH) -> torch.Tensor:
     """model(inputs) in evaluation mode, in chunks (the MN attention is (chunk, S))."""
     was_training = model.training
     model.eval()
@@ -161,6 +165,8 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         check_tabular_data("x_val", x_val, "y_val", y_val, loss)
     _check_fits_model(model, x_train, "x_train")
     validate = x_val is not None and x_val.shape[0] > 0
+    if isinstance(model, MetaNeighborhoodsMLP):                  # before the first batch asks for it
+        model.check_memory(max(min(batch_size, x_train.shape[0]), min(PREDICT_BATCH, x_val.shape[0]) if validate else 0))
     start = time.perf_counter()
     optimizer = _adamw(parameter_groups(model, weight_decay, decay_everything=not hasattr(
         model, "no_weight_decay_parameters")), lr)
@@ -183,7 +189,7 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
             batch_loss = tabular_loss(model(x_train[batch]), y_train[batch], loss)
             optimizer.zero_grad(set_to_none=True)
             batch_loss.backward()
-            optimizer.step()
+            step_or_diverge(optimizer, f"in epoch {epoch}")
             total += batch_loss.detach() * batch.shape[0]
             steps += 1
         row = {"epoch": epoch, "train_loss": float(total) / n}
@@ -313,7 +319,7 @@ class RegressionCVConfig:
         check_positive("max_epochs", self.max_epochs, integer=True, minimum=1)
         check_fraction("validation_fraction", self.validation_fraction)
         if self.threads is not None:
-            check_positive("threads", self.threads, integer=True, minimum=1)
+            check_threads("threads", self.threads)
         check_seed(self.seed)
         from ..similarity import SIMILARITIES
         check_choice("similarity", self.similarity, SIMILARITIES)

@@ -21,10 +21,10 @@ fits, optional torch.compile; several GPUs with torchrun (DDP).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -42,8 +42,9 @@ from . import distributed
 from .config import TrainConfig
 from .data import BatchStream, derived_seed
 from .diagnostics import dictionary_training_state
-from .optim import build_optimizer, build_scheduler
-from .rundir import RunDirectory, atomic_torch_save, claim_run_dir
+from .optim import build_optimizer, build_scheduler, step_or_diverge
+from .rundir import (RESTART, DamagedRunFile, RunDirectory, RunDirectoryWarning, atomic_torch_save,
+                     claimed_run_dir)
 
 # What evaluate() adds for MN, logged after every epoch as val_<key> (next to the step size and the
 # keys'/values' signal-to-noise from training.diagnostics)
@@ -81,11 +82,12 @@ def initialize_backbone(model: ImageClassifier, run_dir: str | Path) -> None:
     run's backbone under a new MN head, trained on (joint) or frozen (freeze_backbone). A plain
     backbone also starts an iFiLM one: its iFiLM modules keep their initialisation (γ̂ = β̂ = 0, the
     identity), so the model computes what the plain backbone did."""
-    path = RunDirectory(run_dir, create=False).best_path
-    if not path.is_file():
+    run = RunDirectory(run_dir, create=False)
+    if not run.best_path.is_file():
         raise ValueError(f"init_backbone: no best.pt in {str(run_dir)!r}; expected the run directory of a "
                          f"train() run that finished at least one epoch")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = run.load_best(advice=f"train that run again (python -m nslviz train --run-dir {run_dir} --overwrite) "
+                                 f"or start from another run's backbone (--init-backbone)")
     backbone = {name.removeprefix("backbone."): value for name, value in state.items() if name.startswith("backbone.")}
     try:
         own = model.backbone.state_dict()
@@ -225,11 +227,14 @@ def _setting_changes(stored: dict, now: dict) -> dict[str, tuple]:
 def _check_same_setting(stored: dict, now: dict) -> None:
     """Resume only under the autocast precision and process count the run started with: either
     changes the numbers, and the promise is that a resumed run ends as an uninterrupted one would."""
-    hints = {"precision": "pass --amp bf16 or --amp off (amp=...) to match it",
-             "world_size": "start it with the same torchrun --nproc_per_node"}
     for key, (before, after) in _setting_changes(stored, now).items():
+        if key == "precision":                      # the value the run was trained with, not the refused one
+            amp = "bf16" if before == "bf16" else "off"
+            hint = f"pass --amp {amp} (amp={amp!r}) to match it" + (" on a device with bf16" if amp == "bf16" else "")
+        else:
+            hint = f"start it with torchrun --nproc_per_node {before}"
         raise ValueError(f"cannot resume: the run was trained with {key} {before!r} and would go on with "
-                         f"{after!r}; {hints[key]}, or start a new run directory")
+                         f"{after!r}; {hint}, or start a new run directory")
 
 
 def _check_resumable(stored: TrainConfig, config: TrainConfig) -> None:
@@ -247,18 +252,21 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     (also written to run_dir/summary.json). `on_iteration(i)` is called after every optimiser step.
     A run directory that already holds a run (a checkpoint or a summary) is never started again by
     accident: that is an error unless `resume` (continue it) or `overwrite` (replace it) is given."""
-    run_path = Path(run_dir) if run_dir else runs_root() / default_run_name(config)
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: resume continues the run in the "
                          "run directory, overwrite replaces it")
-    claim_run_dir(run_path, overwrite=resume or overwrite, resumable=True)
-    context = distributed.setup(config.device)
-    try:
-        summary = _train(config, run_path, resume, progress, on_iteration, context)
-        context.barrier()  # the ranks leave together: no rank tears gloo down while another still uses it
-        return summary
-    finally:
-        distributed.teardown(context)
+    # one process per run directory: under torchrun rank 0 (the one that writes) holds the lock;
+    # the path is checked as given ("" is refused, where Path("") would be the current folder)
+    with claimed_run_dir(run_dir if run_dir is not None else runs_root() / default_run_name(config),
+                         overwrite=resume or overwrite, resumable=True,
+                         lock=int(os.environ.get("RANK", "0")) == 0) as run_path:
+        context = distributed.setup(config.device)
+        try:
+            summary = _train(config, run_path, resume, progress, on_iteration, context)
+            context.barrier()  # the ranks leave together: no rank tears gloo down while another still uses it
+            return summary
+        finally:
+            distributed.teardown(context)
 
 
 def _train(config, run_path, resume, progress, on_iteration, context: distributed.Context) -> dict:
@@ -268,9 +276,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     config = config.resolved(data.paper_augment)
     checkpoint = None
     if resume:
-        checkpoint = RunDirectory(run_path, create=False).load_checkpoint(map_location="cpu")
-        if checkpoint is None:
-            raise ValueError(f"cannot resume: no checkpoint.pt in {str(run_path)!r}; run without --resume to start")
+        checkpoint = _resume_checkpoint(run_path)
         _check_resumable(TrainConfig.from_dict(checkpoint["config"]), config)
     run = RunDirectory(run_path) if context.is_main else None
     torch.manual_seed(config.seed)                                       # same initial weights on every rank
@@ -362,7 +368,10 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
             objective.backward()
             if config.clip_value is not None:
                 nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
-            optimizer.step()
+            try:
+                step_or_diverge(optimizer)
+            except FloatingPointError as error:                        # a step too large for float32
+                raise _divergence(str(error), state, run_path) from None
             scheduler.step()
             sums += torch.stack([loss.detach().double() * len(labels),
                                  (logits.detach().argmax(1) == labels).sum().double(),
@@ -403,7 +412,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     best = RunDirectory(run_path, create=False).best_path
     context.barrier()
     if best.exists():
-        model.load_state_dict(torch.load(best, map_location=device, weights_only=True))
+        model.load_state_dict(RunDirectory(run_path, create=False).load_best(map_location=device))
     test = evaluate(model, streams["test"], context, autocast)
     val = evaluate(model, streams["val"], context, autocast)
     model.load_state_dict(final_state)
@@ -438,12 +447,52 @@ def _stop_if_diverged(loss_sum: float, model: nn.Module, state: dict, run_path: 
     if math.isfinite(loss_sum) and weights_finite:
         return
     what = f"the training loss became {loss_sum}" if not math.isfinite(loss_sum) else "a weight became NaN or infinite"
+    raise _divergence(what, state, run_path)
+
+
+def _divergence(what: str, state: dict, run_path: Path) -> FloatingPointError:
+    """The divergence error: what went wrong, where, which checkpoint is the last finite one."""
     checkpoint = Path(run_path) / "checkpoint.pt"
     kept = (f"{str(checkpoint)!r} is the last finite checkpoint" if checkpoint.exists()
             else "no checkpoint had been written yet")
-    raise FloatingPointError(
+    return FloatingPointError(
         f"training diverged: {what} in epoch {state['epoch'] + 1} (by iteration {state['iteration']}); {kept}. "
         "Lower the learning rate (--lr) or clip the gradients (--clip-value), and start a new run directory")
+
+
+def _resume_checkpoint(run_path: Path) -> dict:
+    """The checkpoint a resumed run continues, after checking that best.pt (which the run tests at its
+    end) is readable too: a damaged file is named now, not after the remaining epochs."""
+    run = RunDirectory(run_path, create=False)
+    restart = (f"start the run again with --overwrite (overwrite=True); best.pt keeps the best epoch's weights but "
+               f"not the optimiser's state, so the run cannot continue from it exactly; a new run can start "
+               f"from its backbone (--init-backbone {run_path})")
+    checkpoint = run.load_checkpoint(map_location="cpu", advice=restart if run.best_path.exists() else RESTART)
+    if checkpoint is None:
+        raise ValueError(f"cannot resume: no checkpoint.pt in {str(run_path)!r}; run without --resume to start")
+    if run.best_path.exists():
+        run.load_best(advice="start the run again with --overwrite (overwrite=True): the best epoch's weights, "
+                             "which the run tests at its end, are lost")
+    return checkpoint
+
+
+def stored_run_config(run_dir: str | Path) -> dict:
+    """The configuration of the run in `run_dir`, which a resumed run continues: config.json or, when
+    that is missing or damaged, the copy that every checkpoint holds (with a RunDirectoryWarning;
+    train() writes config.json again when it starts)."""
+    run = RunDirectory(run_dir, create=False)
+    try:
+        stored, problem = run.read_config(), "does not exist"
+    except DamagedRunFile:
+        stored, problem = None, "is damaged"
+    if stored is not None:
+        return stored
+    if not run.checkpoint_path.exists():
+        raise ValueError(f"cannot resume: {str(run.config_path)!r} {problem} and there is no checkpoint.pt with "
+                         f"a copy of the configuration; expected the run directory of an earlier run")
+    warnings.warn(f"{str(run.config_path)!r} {problem}; resuming with the copy of the configuration in "
+                  f"checkpoint.pt (config.json is written again)", RunDirectoryWarning, stacklevel=2)
+    return dict(run.load_checkpoint()["config"])
 
 
 def _improves(val: dict, state: dict) -> bool:
@@ -458,14 +507,15 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     """(model, config, data) of a finished or running run directory, for analysis notebooks.
     which: "best" (best.pt) or "last" (checkpoint.pt)."""
     run = RunDirectory(run_dir, create=False)
-    if not run.config_path.exists():
+    stored = run.read_config()
+    if stored is None:
         raise ValueError(f"{str(run_dir)!r} is not a run directory (no config.json); expected the run_dir of a train() call")
-    config = TrainConfig.from_dict(json.loads(run.config_path.read_text()))
-    data = load_data(config)
-    model = build_model(config, data.num_classes, data.channels, data.image_size)
+    config = TrainConfig.from_dict(stored)
     path = run.best_path if which == "best" else run.checkpoint_path
     if not path.exists():
         raise ValueError(f"no {path.name} in {str(run_dir)!r} yet; expected a run that finished at least one epoch")
-    state = torch.load(path, map_location=device, weights_only=which == "best")
-    model.load_state_dict(state if which == "best" else state["model"])
+    state = run.load_best(map_location=device) if which == "best" else run.load_checkpoint(map_location=device)["model"]
+    data = load_data(config)
+    model = build_model(config, data.num_classes, data.channels, data.image_size)
+    model.load_state_dict(state)
     return model.to(device).eval(), config, data

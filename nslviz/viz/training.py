@@ -3,7 +3,6 @@ next to the paper's numbers, and MN Fig. 4 (finetuning moves features towards th
 They read what the trainer wrote; they train nothing."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Mapping
@@ -21,10 +20,10 @@ METHOD_LABELS = {"vanilla": "vanilla", "vanilla_extra": "vanilla + extra layer",
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
+    run = RunDirectory(run_dir, create=False)
+    if not run.metrics_path.exists():
         raise ValueError(f"no metrics.jsonl in {str(run_dir)!r}; expected a run directory written by train()")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return run.read_metrics()
 
 
 def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning curves") -> go.Figure:

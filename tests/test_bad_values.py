@@ -1,0 +1,179 @@
+"""Values that used to crash, hang or be taken silently: each is now one clear error that names the
+value and what was expected (the CLI exits 2, or 1 for a diverged run)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nslviz._checks import MAX_SEED, cpu_count
+
+
+def _main_exit(capsys, *argv) -> tuple[int, str]:
+    from nslviz.__main__ import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    return exit_info.value.code, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- threads
+
+def test_threads_are_bounded_by_the_cpu_count(capsys):
+    from nslviz._threads import torch_threads
+    from nslviz.training.tabular import RegressionCVConfig
+    code, err = _main_exit(capsys, "regress", "--threads", "100000")
+    assert code == 2 and f"expected an integer from 1 to {cpu_count()} (the CPUs of this machine), got '100000'" in err
+    for make in (lambda: RegressionCVConfig(threads=100_000), lambda: torch_threads(100_000).__enter__()):
+        with pytest.raises(ValueError, match=f"threads must be an integer from 1 to {cpu_count()}"):
+            make()
+    assert torch.get_num_threads() <= cpu_count()
+
+
+# ---------------------------------------------------------------- memory
+
+def test_heads_with_too_many_classes_are_refused_with_the_estimate(capsys):
+    code, err = _main_exit(capsys, "heads", "--classes", "100000", "--steps", "1")
+    assert code == 2
+    assert "MN's head on 2000 features of width 16 with 100000 classes and 200 entries needs about" in err
+    assert "of memory available on cpu; use fewer classes, entries or test features" in err
+
+
+def test_a_dictionary_too_large_for_memory_is_refused_before_it_is_allocated(monkeypatch):
+    import nslviz._memory as memory
+    from nslviz.estimators import MetaNeighborsRegressor
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    with pytest.raises(ValueError, match=r"MetaNeighborhoodsMLP with 1000000000000 entries .* needs about .* TB .*"
+                                         r"use fewer entries S"):
+        MetaNeighborsRegressor(entries=10**12).fit(x, x.sum(1))
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 20 * 10**9)     # the 20 GB that was killed
+    with pytest.raises(ValueError, match=r"1000000000 entries .* needs about 880.0 GB \(entry activations 816.0 GB, "
+                                         r"dictionary 64.0 GB\), more than the 20.0 GB of memory available on cpu"):
+        MetaNeighborsRegressor(entries=10**9).fit(x, x.sum(1))
+    import nslviz.estimators
+    assert "only cost time" not in nslviz.estimators.__doc__ and "memory" in nslviz.estimators.__doc__
+
+
+def test_the_estimate_counts_the_attention_of_a_batch(monkeypatch):
+    import nslviz._memory as memory
+    from nslviz.regression import MetaNeighborhoodsMLP, mlp_memory
+    model = MetaNeighborhoodsMLP(3, 1, entries=1000)
+    sizes = mlp_memory(128, 3, 1, 2, 64, 1000)
+    assert sizes["attention"] == 6 * 128 * 1000 * 4                      # (2 + 2 layers) tensors of (B, S)
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": sum(sizes.values()) - 1)
+    with pytest.raises(ValueError, match="on batches of 128 needs about"):
+        model.check_memory(128)
+    model.check_memory(1)
+
+
+# ---------------------------------------------------------------- learning rate, seeds
+
+def test_a_learning_rate_that_overflows_adam_ends_in_the_divergence_error(tmp_path, capsys):
+    from nslviz.__main__ import main
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--train-limit", "64", "--eval-limit", "32",
+                 "--batch-size", "32", "--image-size", "16", "--device", "cpu", "--lr", "1e38", "--no-progress",
+                 "--run-dir", str(tmp_path / "lr")]) == 1
+    err = capsys.readouterr().err
+    assert "training diverged: the optimiser's step overflowed float32 at learning rate 1e+38 in epoch 1" in err
+    assert "Lower the learning rate (--lr)" in err and "Traceback" not in err
+    assert main(["spiral", "--steps", "3", "--lr", "1e38"]) == 1
+    assert "training diverged: the optimiser's step overflowed float32 at learning rate 1e+38 at step 1" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "spiral", "regress", "knn-toy", "implicit-reg", "heads", "neighbors"])
+def test_a_seed_out_of_range_is_named_with_the_range_by_every_command(command, capsys):
+    extra = ["--run-dir", "x"] if command == "neighbors" else []
+    code, err = _main_exit(capsys, command, *extra, "--seed", str(10**23))
+    assert code == 2
+    assert f"argument --seed: expected an integer from 0 to {MAX_SEED}, got '{10**23}'" in err
+
+
+def test_library_seeds_out_of_range_are_named():
+    from nslviz.training.config import TrainConfig
+    with pytest.raises(ValueError, match=f"seed must be an integer from 0 to {MAX_SEED}, got {10**23}"):
+        TrainConfig(seed=10**23)
+
+
+# ---------------------------------------------------------------- paths and messages
+
+def test_an_empty_run_directory_is_refused(capsys):
+    from nslviz.training.config import TrainConfig
+    from nslviz.training.trainer import train
+    for command in (["train", "--dataset", "digits"], ["spiral"], ["implicit-reg"]):
+        code, err = _main_exit(capsys, *command, "--run-dir", "")
+        assert code == 2 and "argument --run-dir: expected a folder path, got an empty one ''" in err
+    with pytest.raises(ValueError, match="run directory is an empty path ''"):
+        train(TrainConfig(dataset="digits"), "", progress=False)
+
+
+def test_a_write_that_fails_says_what_was_being_written(tmp_path, capsys):
+    from nslviz.training.rundir import atomic_write_json
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError, match=f"cannot write {str(tmp_path / 'file' / 'summary.json')!r}: "):
+        atomic_write_json(tmp_path / "file" / "summary.json", {})
+    code, err = _main_exit(capsys, "export-notebook", "notebooks/08_nsl_implicit_regularization.ipynb",
+                           "--out", str(tmp_path / "file"))
+    assert code == 2 and f"output folder {str(tmp_path / 'file')!r} is a file, not a folder" in err
+    assert "Errno" not in err
+
+
+def test_the_precision_hint_names_the_runs_own_precision():
+    from nslviz.training.trainer import _check_same_setting
+    with pytest.raises(ValueError, match=r"trained with precision 'fp32' and would go on with 'bf16'; pass --amp off"):
+        _check_same_setting({"precision": "fp32"}, {"precision": "bf16"})
+    with pytest.raises(ValueError, match=r"trained with precision 'bf16' and would go on with 'fp32'; pass --amp bf16"):
+        _check_same_setting({"precision": "bf16"}, {"precision": "fp32"})
+
+
+def test_huge_finite_values_say_that_standardising_overflowed():
+    from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
+    x = np.random.default_rng(0).normal(size=(30, 2))
+    huge = x / np.abs(x).max() * 1e308                                 # finite, at most 1e308
+    for estimator, y in ((MetaNeighborsRegressor(), x.sum(1)), (MetaNeighborsClassifier(), (x[:, 0] > 0))):
+        with pytest.raises(ValueError, match=r"standardising X overflowed: its values reach 1e\+308") as info:
+            estimator.fit(huge, y)
+        assert "x_train" not in str(info.value) and "NaN" not in str(info.value)
+    with pytest.raises(ValueError, match="standardising y overflowed"):
+        MetaNeighborsRegressor().fit(x, huge[:, 0])
+
+
+def test_one_rule_for_an_under_determined_problem(capsys):
+    for args in (["--inputs", "1", "--outputs", "1"], ["--inputs", "1", "--samples", "1"]):
+        code, err = _main_exit(capsys, "implicit-reg", *args)
+        assert code == 2 and "inputs = 1 leaves no under-determined 'full' problem (it needs 1 <= samples < " \
+                             "inputs); use inputs >= 2" in err
+    code, err = _main_exit(capsys, "implicit-reg", "--inputs", "4", "--samples", "4")
+    assert code == 2 and "samples must be < 4 (inputs) for an under-determined 'full' problem, got 4" in err
+
+
+# ---------------------------------------------------------------- notebooks
+
+def test_check_parameters_names_an_unknown_injected_parameter():
+    from nslviz import check_parameters
+    parameters = "# Parameters (papermill).\nsteps = 3000   # steps\nseed = 0\nquick = None\n"
+    history = ["", parameters, "# Parameters\nsteps = 10\nseeds = 3\n", "import nslviz\nnslviz.check_parameters(globals())"]
+    with pytest.raises(ValueError, match="this notebook has no parameter 'seeds' \\(given with papermill -p\\); "
+                                         "its parameters are steps, seed, quick"):
+        check_parameters({"In": history})
+    check_parameters({"In": history[:2] + ["# Parameters\nsteps = 10\n"] + history[3:]})     # known names: fine
+    check_parameters({"In": ["", parameters]})                       # Jupyter, no injected cell
+    check_parameters({})
+
+
+@pytest.mark.slow
+def test_papermill_stops_at_once_on_an_unknown_parameter_and_export_reports_the_notebooks_error(tmp_path, capsys):
+    """A real kernel: papermill with a name notebook 08 does not have stops in its second cell; a bad
+    value makes export-notebook exit 2 with the cell and the error, keeping the partial notebook."""
+    import papermill
+    notebook = "notebooks/08_nsl_implicit_regularization.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(notebook, str(tmp_path / "unknown.ipynb"), parameters={"stepz": 10},
+                                   cwd="notebooks", kernel_name="python3", progress_bar=False)
+    assert info.value.ename == "ValueError" and "no parameter 'stepz'" in info.value.evalue
+    assert "its parameters are inputs, outputs, rank" in info.value.evalue
+    code, err = _main_exit(capsys, "export-notebook", notebook, "--out", str(tmp_path / "out"), "-p", "steps", "-5")
+    partial = tmp_path / "out" / "08_nsl_implicit_regularization.ipynb"
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) <= 3
+    assert "08_nsl_implicit_regularization.ipynb stopped in cell In [" in err and "with ValueError: steps" in err
+    assert f"the notebook as far as it ran is {str(partial.resolve())!r}" in err and partial.exists()
+    assert not (tmp_path / "out" / "08_nsl_implicit_regularization.html").exists()
