@@ -1,4 +1,4 @@
-"""Every document the repository cites ships with it: each `docs/....md` path named in any file exists,
+"""Every document the repository cites ships with it: each page under docs/ named in any file exists,
 each section of docs/official-code.md that a docstring cites (§A.4, §B.2, ...) is a heading there,
 and nothing cites the documents the repository does not ship."""
 import functools
@@ -54,3 +54,10 @@ def test_every_cited_section_of_the_official_code_page_exists():
 @pytest.mark.parametrize("document", ["official-code-" + "notes", "DESIGN" + ".md", "shared/" + "docs"])
 def test_nothing_cites_a_document_the_repository_does_not_ship(document):
     assert not mentions(re.escape(document)), f"{document} is cited: {sorted({w for w, _ in mentions(re.escape(document))})}"
+
+
+def test_every_file_the_readme_links_or_shows_exists():
+    targets = re.findall(r"\]\(([^)#:]+)\)", (ROOT / "README.md").read_text())
+    assert targets, "the README links nothing: the pattern is wrong"
+    missing = [t for t in targets if not (ROOT / t).exists()]
+    assert not missing, f"README.md links files that do not exist: {missing}"
