@@ -1,14 +1,18 @@
 # nslviz — the two commands are `make demo` and `make test`; both work on a fresh clone, CPU only, offline
-# (apart from the package registry).
+# (apart from the package registry). `make test-fast` is the edit loop (unit tests without the slow ones).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO_OUT ?= out
+# JupyterLab's kernels run the notebooks in quick mode unless told otherwise: make lab NSLVIZ_QUICK=0
+NSLVIZ_QUICK ?= 1
 # transparent huge pages for torch's large CPU tensors (see nslviz/__init__.py); 0 to opt out
 export THP_MEM_ALLOC_ENABLE ?= 1
+# the git filter that strips notebook outputs and execution counts on `git add` (see .gitattributes)
+NBSTRIPOUT := '$(abspath $(PY))' -m nbstripout --keep-id
 
-.PHONY: setup demo test test-unit test-notebooks lab bench clean
+.PHONY: setup demo test test-fast test-unit test-notebooks lab results bench clean
 
 setup: $(STAMP)
 
@@ -17,16 +21,26 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "pip==26.3"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean "$(NBSTRIPOUT)" && git config filter.nbstripout.smudge cat && \
+	  git config filter.nbstripout.required true && git config diff.ipynb.textconv "$(NBSTRIPOUT) -t" && \
+	  echo "git: notebook outputs are stripped on git add (nbstripout filter, see .gitattributes)"; fi
 	touch $(STAMP)
 
-# Spiral toy: train, print a one-line summary, execute notebook 01 headless and export it to HTML.
+# Spiral toy, trained once: execute notebook 01 headless, export it to HTML, print its accuracies.
 demo: setup
-	$(PY) -m nslviz spiral
 	NSLVIZ_QUICK=0 $(PY) -m nslviz export-notebook notebooks/01_spiral_toy.ipynb --out $(DEMO_OUT)
+	@$(PY) -c 'import json, sys; cells = json.load(open(sys.argv[1]))["cells"]; \
+	  texts = ["".join(o.get("data", {}).get("text/plain", o.get("text", ""))) for c in cells for o in c.get("outputs", [])]; \
+	  print(next((t for t in texts if "mn_test_acc" in t), ""))' $(DEMO_OUT)/01_spiral_toy.ipynb
 
 # Unit tests and every notebook under nbval, in quick mode.
 test: setup
 	NSLVIZ_QUICK=1 $(PY) -m pytest
+
+# The edit loop: unit tests only, without those marked slow (the notebooks run under `make test`).
+test-fast: setup
+	NSLVIZ_QUICK=1 $(PY) -m pytest tests -m "not slow" -q
 
 test-unit: setup
 	NSLVIZ_QUICK=1 $(PY) -m pytest tests
@@ -35,9 +49,13 @@ test-notebooks: setup
 	NSLVIZ_QUICK=1 $(PY) -m pytest notebooks
 
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks
+	NSLVIZ_QUICK=$(NSLVIZ_QUICK) $(VENV)/bin/jupyter lab notebooks
 
-# Speed benchmarks; each prints one JSON object and writes it to benchmarks/results/.
+# RESULTS.md from benchmarks/results/*.json and the papers' numbers (nslviz.paper).
+results: setup
+	$(PY) benchmarks/make_results.py
+
+# Speed benchmarks; each prints one JSON object and writes it to benchmarks/results/ (then: make results).
 bench: setup
 	$(PY) benchmarks/bench_spiral.py
 	$(PY) benchmarks/bench_inner_loop.py

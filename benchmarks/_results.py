@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
+import sys
 from pathlib import Path
 
 import torch
@@ -18,6 +20,10 @@ def save_result(result: dict, name: str, out: str | Path | None = None) -> dict:
     # PyTorch's CPU allocator reads this once at import and it changes CPU timings: record it (in
     # `result` itself, which the benchmarks return)
     result["THP_MEM_ALLOC_ENABLE"] = os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")
+    # the command line, for RESULTS.md (benchmarks/make_results.py); only when run as a script
+    script = Path(sys.argv[0]).resolve()
+    if script.parent == RESULTS.parent and "command" not in result:
+        result["command"] = shlex.join(["python", f"benchmarks/{script.name}", *sys.argv[1:]])
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")

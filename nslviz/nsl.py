@@ -21,7 +21,7 @@ Options of every mode: `kernel_shape=True` learns M = D·R with a binary diagona
 Static similarity folds into an ordinary kernel W_eff[f, c, t] = Σ_s W[f, c, s] M_st (the paper's
 MᵀW): `NSConv2d.to_conv2d()` and `fold_static_nsl(model)` give the deployable plain network.
 
-Deviations from the official code (wy1iu/NSL; docs/official-code-notes.md section B), on purpose:
+Deviations from the official code (wy1iu/NSL; docs/official-code.md §B and §C), on purpose:
 * Static DNS starts at all ones (M = I, "identity init" as the paper says). The official code
   reshapes the 3×3 identity, [1,0,0, 0,1,0, 0,0,1], which switches six taps off at the start;
   it is available as `dns_init="official"`.
@@ -328,7 +328,7 @@ def _straight_through_step(scores: torch.Tensor, threshold: float) -> torch.Tens
 
 
 # ----------------------------------------------------------------------------------------------
-# The similarity predictor of dynamic NSL (sec. 3.3, Appendix A; official-code-notes B.4)
+# The similarity predictor of dynamic NSL (sec. 3.3, Appendix A; docs/official-code.md §B.4)
 # ----------------------------------------------------------------------------------------------
 
 class SharedSimilarityPredictor(nn.Module):
@@ -626,7 +626,7 @@ class NSConv2d(nn.Module):
 
 class GlobalSimilarityAttention(nn.Module):
     """Dynamic global neural similarity as self-attention, NSL Appendix B eq. (10)-(11), as in the
-    official `nsl_global_ns` (official-code-notes B.7):
+    official `nsl_global_ns` (docs/official-code.md §B.7):
 
         f = ReLU(φ_f(X)) (C/8 channels), g = φ_g(X) (C/8), h = φ_h(X) (C), φ 1×1 convolutions
         β = softmax over positions j of f(i)ᵀ g(j)        (B, N, N), N = H·W; M_G(X) = β

@@ -19,7 +19,7 @@ and the next layer sees the finetuned activation. This costs O(B·S·(d_in + d_o
 of the O(B·S·d_in·d_out) of materialising every φ_i (torch.func: `FunctionalMetaNeighborhoods`,
 which it matches to float precision in values and in every gradient, see tests/test_regression.py).
 
-Deviations and choices (the paper's regression code was never released, official-code-notes MN14):
+Deviations and choices (the paper's regression code was never released, docs/official-code.md §A.1):
   * every parameter of f_φ is finetuned, one inner step, one learned step size α per parameter
     tensor (|α|, init `step_size_init` = 0.01, chosen by validation loss on diabetes; the official
     classification code starts at 0.05); the official classification code finetunes only the last

@@ -1,4 +1,4 @@
-"""MN backbones (official-code-notes A.5, A.6): shapes, exact parameter counts, iFiLM placement,
+"""MN backbones (docs/official-code.md §A.5, §A.6): shapes, exact parameter counts, iFiLM placement,
 identity at init, BN settings, options and their errors."""
 import copy
 

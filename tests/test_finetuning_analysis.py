@@ -120,7 +120,7 @@ def test_dictionary_state_table_shows_each_value_next_to_the_value_of_no_effect(
 
 
 def test_a_short_digits_run_learns_a_dictionary_started_at_data_but_not_a_random_one(tmp_path):
-    """What the README reports at 200 epochs shows already in quick mode's 4 epochs (about 80 steps):
+    """What RESULTS.md reports at 200 epochs shows already in quick mode's 4 epochs (about 80 steps):
     with the paper's random keys the dictionary is still noise; started at training images it reads
     as a soft kNN and its finetuning step moves the logits."""
     from nslviz.training.config import TrainConfig

@@ -20,7 +20,7 @@ def with_classifier(backbone: nn.Module, classes: int) -> int:
 
 
 def test_cnn9_parameter_counts_match_the_official_code(capsys):
-    """official-code-notes B.2: baseline ≈ 0.511M (conv + BN + 4×4 classifier), static DNS +81,
+    """docs/official-code.md §B.2: baseline ≈ 0.511M (conv + BN + 4×4 classifier), static DNS +81,
     static UNS +729, dynamic DNS predictors ≈ +0.380M, dynamic UNS ≈ +1.50M; CNN++ >= all."""
     counts = {nsl: with_classifier(build_backbone("cnn9", nsl=nsl, final_relu=True), 10) for nsl in NSL_MODES}
     counts["cnn9_plus"] = with_classifier(build_backbone("cnn9_plus", final_relu=True), 10)

@@ -22,7 +22,7 @@ them to inputs by cosine similarity (eq. 5). Three questions, one function each:
 `analyze_neighbors(run_dir, vanilla_run_dir=...)` runs all of it on trained runs: it is what notebook
 05 and `python -m nslviz neighbors` call.
 
-The official code released none of this analysis (official-code-notes A.1); choices the paper does
+The official code released none of this analysis (docs/official-code.md §A.1); choices the paper does
 not state are ours: cosine similarity everywhere (the similarity MN uses; also for the kNN on
 attention vectors); k = 5 for the kNN classifier (the paper gives no k; 5 is its retrieval k and
 scikit-learn's default); majority vote with ties to the smallest label (as scikit-learn's

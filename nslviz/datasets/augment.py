@@ -13,8 +13,8 @@ Policies of `augment_batch` (names in `AUGMENT_POLICIES`):
 * "crop"       zero-pad 4, random crop back to H×W (for digits, where flips change the class).
 * "crop_flip"  zero-pad 4 + random crop + flip: the standard CIFAR recipe used for the NSL runs.
 * "nsl"        the same with *symmetric* padding (numpy/TF "symmetric": the edge pixel is repeated),
-               which is what the official NSL code does (official-code-notes B.6).
-* "paper"      the official Meta-Neighborhoods recipe (official-code-notes A.7, MN12): zero-pad 4 +
+               which is what the official NSL code does (docs/official-code.md §B.6).
+* "paper"      the official Meta-Neighborhoods recipe (docs/official-code.md §A.7): zero-pad 4 +
                random crop, flip, AutoAugment with the CIFAR-10 policy (borders filled grey 128, as
                the official code's PIL AutoAugment does), Cutout 16×16.
 

@@ -7,7 +7,7 @@
 
 Every set is read from its real on-disk format with our own readers (Python pickles, IDX, .mat,
 .npz, PNG/JPEG folders; not torchvision's dataset classes, which verify MD5 sums) into memory once.
-Splits follow the paper (MN Appendix A.1) and the official code (official-code-notes A.7); each
+Splits follow the paper (MN Appendix A.1) and the official code (docs/official-code.md §A.7); each
 loader's docstring and data/README.md state the split. Images are resized once at load time to
 32×32 (64×64 for imagenet64) with antialiased bilinear interpolation, as the paper does for every set.
 Folder sets (CINIC-10, Tiny-ImageNet, MNIST-M, PACS) are decoded once and cached as a tensor file

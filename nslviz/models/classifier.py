@@ -26,7 +26,7 @@ CLASSIFIERS = ("cosine", "dot")
 
 class CosineClassifier(nn.Module):
     """f_φ(z) = τ · ẑᵀŵ_c: cosine similarity to one prototype per class, learnable scale τ (init 10),
-    no bias (MN official code, official-code-notes A.3). The same function MetaNeighborhoodsHead
+    no bias (MN official code, docs/official-code.md §A.3). The same function MetaNeighborhoodsHead
     finetunes per input."""
 
     def __init__(self, feature_dim: int, num_classes: int, scale_init: float = 10.0):
@@ -97,7 +97,7 @@ def build_mn_head(feature_dim: int, num_classes: int, *, entries: int = 5000, te
                   entry_dropout: float = 0.5, classifier: str = "cosine", values: str = "soft",
                   inner_steps: int = 1, step_size: str = "scalar", step_size_init: float = 0.05,
                   first_order: bool = False) -> MetaNeighborhoodsHead:
-    """MN's classification head as the paper's image models use it (official-code-notes A.2-A.4):
+    """MN's classification head as the paper's image models use it (docs/official-code.md §A.2-§A.4):
     cosine attention with a fixed T = 0.2 over S entries, keys N(0, 0.05²), learnable soft values,
     50 % per-example entry dropout, a cosine classifier (τ init 10), one step of a learnable scalar
     α (init 0.05). `build_image_model` puts it on a backbone; the clusters experiment uses it alone."""

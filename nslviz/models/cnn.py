@@ -1,7 +1,7 @@
 """The plain CNNs of the NSL paper (Table 7, Appendix A) with neural-similarity convolutions, and
 their CNN++ baselines.
 
-cnn9, CIFAR, as officially coded (wy1iu/NSL nsl_image_recog/*/architecture.py; official-code-notes B.2):
+cnn9, CIFAR, as officially coded (wy1iu/NSL nsl_image_recog/*/architecture.py; docs/official-code.md §B.2):
 
     root     plain 3×3 conv 32 -> BN -> ReLU
     stage 1  3 × [NSL 3×3 conv 32  -> BN -> ReLU] -> max-pool 2×2/2          32 -> 16
@@ -11,7 +11,7 @@ cnn9, CIFAR, as officially coded (wy1iu/NSL nsl_image_recog/*/architecture.py; o
 
   The official classifier is a 4×4 VALID conv on the 4×4×128 map (no bias), i.e. a linear layer
   on these 2048 features: the trainer's linear classifier is the same function (plus a bias).
-  There is no FC-256 although the paper's Table 7 lists one (official-code-notes NSL1).
+  There is no FC-256 although the paper's Table 7 lists one (docs/official-code.md §B.2).
 
 cnn10, ImageNet (Table 7; no official code): 7×7/2 conv 64 -> BN -> ReLU -> 3×3/2 max-pool,
   three stages of 3 NSL convs (64 / 128 / 256) each followed by a 2×2 max-pool, then FC 512 ->

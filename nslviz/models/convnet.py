@@ -1,4 +1,5 @@
-"""The 4-layer ConvNet ("shallownet") of the official MN code (`network/shallownet.py`; notes A.5, A.6).
+"""The 4-layer ConvNet ("shallownet") of the official MN code (`network/shallownet.py`;
+docs/official-code.md §A.5, §A.6).
 
     conv3x3(24)  -> BN -> iFiLM -> ReLU -> max-pool 3x3/2 VALID          32 -> 15
     conv3x3(96)  -> BN -> iFiLM -> ReLU -> max-pool 3x3/2 VALID          15 -> 7

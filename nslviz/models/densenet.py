@@ -1,4 +1,4 @@
-"""DenseNet40-BC as the official MN code defines it (`network/densenet.py`; official-code-notes A.5, A.6).
+"""DenseNet40-BC as the official MN code defines it (`network/densenet.py`; docs/official-code.md §A.5, §A.6).
 
 Growth rate k = 12:
 

@@ -1,7 +1,7 @@
 """ResNet-29 / ResNet-56: the Keras-style pre-activation bottleneck ResNet v2 of the official MN code.
 
 Depth 9n + 2 (n = 3 or 6 bottleneck blocks per stage), as `network/resnet.py` of
-lupalab/Meta-Neighborhoods (official-code-notes A.5, A.6):
+lupalab/Meta-Neighborhoods (docs/official-code.md §A.5, §A.6):
 
     stem      conv3x3(16) -> BN -> ReLU                                   (never iFiLM-modulated)
     stage s   n bottlenecks, width 16/64/128, output 64/128/256; each bottleneck is

@@ -4,7 +4,7 @@ the papers' recipes as presets.
 `TrainConfig.from_preset("mn", dataset="cifar100", backbone="resnet29", method="mn_ifilm")` starts
 from a recipe and overrides fields; every field can be set from the CLI and from notebook 03/04/07.
 
-Recipes (see shared/docs/official-code-notes.md A.7 and B.6):
+Recipes (see docs/official-code.md §A.7 and §B.6):
 
 * "mn"  AdamW lr 1e-3, batch 128, decoupled weight decay 0.075 (the official TF-contrib AdamW
         applies 7.5e-5 per step *without* multiplying by the learning rate; PyTorch's AdamW multiplies
@@ -250,7 +250,7 @@ PRESET_FIELDS: dict[str, dict] = {
 }
 
 # The official training lengths, in iterations at batch 128, and the lr milestones as fractions of
-# them, per (preset, optimizer) and dataset (official-code-notes A.7 and B.6). The presets use them
+# them, per (preset, optimizer) and dataset (docs/official-code.md §A.7 and §B.6). The presets use them
 # unless epochs or iterations are given; datasets without an entry (imagenet64, digits, synthetic)
 # keep `epochs`.
 _CIFAR_MN = (160_000, (0.75,))

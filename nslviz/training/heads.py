@@ -1,7 +1,7 @@
 """MN's head alone on fixed features: is it the layer or the data?
 
 On `digits` the paper's randomly initialised dictionary stays noise when it is trained with the
-backbone, and MN ties vanilla (README). This module takes the backbone out. `compare_heads` trains,
+backbone, and MN ties vanilla (RESULTS.md). This module takes the backbone out. `compare_heads` trains,
 on the same batches of given features, two heads:
 
     vanilla   the cosine classifier of the image models (one prototype per class)

@@ -6,7 +6,7 @@ a plain linear classifier; it records the keys (for the trajectories), the decis
 grid and the test predictions at `frames` moments of training. The notebook and
 `python -m nslviz spiral` both call it.
 
-Defaults follow the paper and the official spiral code (official-code-notes A.8): 800 points per
+Defaults follow the paper and the official spiral code (docs/official-code.md §A.8): 800 points per
 class, f = logistic regression 2 -> 1, S = 100 entries with fixed, balanced 0/1 labels and keys
 initialised U[-2, 2], negative squared Euclidean similarity with T = 0.1, one inner step of size 10
 (learned here, as MN's α is; fixed in the official code), Adam lr 1e-3, batch 32.

@@ -1,0 +1,419 @@
+"""Write RESULTS.md: every measured table of benchmarks/results/*.json next to the papers' numbers,
+each with the command that produced it.
+
+    python benchmarks/make_results.py            # (re)write RESULTS.md  (= make results)
+    python benchmarks/make_results.py --check    # exit 1 if RESULTS.md is not what the JSON files give
+
+How a results file becomes a section: its JSON's "benchmark" field names a renderer registered with
+`@renders("name")` below (a function from the loaded JSON to markdown lines). A file whose benchmark
+has no renderer is still listed, with its scalar fields, so a new benchmark shows up the day its JSON
+is committed; give it a renderer of a few lines to get a proper table. The command comes from the
+JSON ("command", or "commands" for several) and otherwise from KNOWN_COMMANDS, for files written
+before the benchmarks recorded their command line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+RESULTS_MD = ROOT / "RESULTS.md"
+sys.path.insert(0, str(ROOT))  # the paper numbers come from the package in this checkout
+
+_SEEDS_0_9 = "--seeds 0 1 2 3 4 5 6 7 8 9"
+_DIGITS_MN = "python benchmarks/digits_runs.py --family mn --threads 1"
+# Commands of the files written before the benchmarks stored their own (benchmarks/_results.py now
+# records the command line in every new file).
+KNOWN_COMMANDS: dict[str, str] = {
+    "augment_cpu": "python benchmarks/bench_augment.py",
+    "backbones_cpu": "python benchmarks/bench_backbones.py --threads 1",
+    "digits_mn_1500_epochs_cpu": f"{_DIGITS_MN} --epochs 1500 --methods mn --seeds 0 "
+                                 "--out benchmarks/results/digits_mn_1500_epochs_cpu.json",
+    "digits_mn_cli_cpu": f"{_DIGITS_MN} --recipe cli --epochs 5 --seeds $(seq 0 19)",
+    "digits_mn_cli_data_init_cpu": f"{_DIGITS_MN} --recipe cli --epochs 5 --dictionary-init data --alpha 0.5 "
+                                   f"--methods vanilla mn mn_ifilm {_SEEDS_0_9} "
+                                   "--out benchmarks/results/digits_mn_cli_data_init_cpu.json",
+    "digits_mn_cpu": f"{_DIGITS_MN} --epochs 30 {_SEEDS_0_9}",
+    "digits_mn_data_init_cpu": f"{_DIGITS_MN} --epochs 30 --dictionary-init data --alpha 0.5 --methods mn mn_ifilm "
+                               f"{_SEEDS_0_9} --out benchmarks/results/digits_mn_data_init_cpu.json",
+    "digits_mn_long_cpu": f"{_DIGITS_MN} --epochs 200 --methods vanilla mn mn_ifilm --seeds 0 1 2 3 "
+                          "--out benchmarks/results/digits_mn_long_cpu.json",
+    "digits_mn_long_data_init_cpu": f"{_DIGITS_MN} --epochs 200 --dictionary-init data --alpha 0.5 "
+                                    "--methods mn mn_ifilm --seeds 0 1 2 3 "
+                                    "--out benchmarks/results/digits_mn_long_data_init_cpu.json",
+    "digits_nsl_cpu": "python benchmarks/digits_runs.py --family nsl --seeds 0 1 2 --threads 1",
+    "heads_cpu": f"python benchmarks/heads_runs.py {_SEEDS_0_9} --steps 3000 --threads 1",
+    "inner_loop_cpu": "python benchmarks/bench_inner_loop.py",
+    "nsl_cpu": "python benchmarks/bench_nsl.py --threads 1",
+    "nsl_cpu_no_thp": "THP_MEM_ALLOC_ENABLE=0 python benchmarks/bench_nsl.py --threads 1 "
+                      "--out benchmarks/results/nsl_cpu_no_thp.json",
+    "regression_cpu": "python benchmarks/bench_regression.py",
+    "spiral_cpu": "python benchmarks/bench_spiral.py",
+    "train_cpu": "python benchmarks/bench_train.py --repeats 9",
+    "train_cpu_run2": "python benchmarks/bench_train.py --repeats 9 --out benchmarks/results/train_cpu_run2.json",
+    "train_cpu_run3": "python benchmarks/bench_train.py --repeats 9 --out benchmarks/results/train_cpu_run3.json",
+}
+
+Renderer = Callable[[dict], list[str]]
+RENDERERS: dict[str, Renderer] = {}
+TITLES: dict[str, str] = {}
+SUBTITLES: dict[str, Callable[[dict], str]] = {}
+
+
+def renders(benchmark: str, title: str, subtitle: Callable[[dict], str] | None = None) -> Callable[[Renderer], Renderer]:
+    """Register the decorated function as the section body of every results file whose "benchmark" is
+    `benchmark`; `subtitle(result)` tells files of the same benchmark apart in the index."""
+    def register(function: Renderer) -> Renderer:
+        RENDERERS[benchmark] = function
+        TITLES[benchmark] = title
+        if subtitle is not None:
+            SUBTITLES[benchmark] = subtitle
+        return function
+    return register
+
+
+def describe(result: dict, stem: str) -> str:
+    """The index entry of a results file: its benchmark's title, and what sets it apart."""
+    benchmark = result.get("benchmark", stem)
+    text = TITLES.get(benchmark, f"`{benchmark}` (no renderer yet: its scalar fields are listed)")
+    return text + (f": {SUBTITLES[benchmark](result)}" if benchmark in SUBTITLES else "")
+
+
+# ----------------------------------------------------------------------------------------------
+# formatting
+# ----------------------------------------------------------------------------------------------
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    """A markdown table; None cells print as an empty cell."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def pct(x: float | None, digits: int = 1) -> str | None:
+    return None if x is None else f"{100 * x:.{digits}f} %"
+
+
+def num(x, digits: int = 3) -> str:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return json.dumps(x, ensure_ascii=False)
+    if isinstance(x, int):
+        return f"{x:,}"
+    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+        return f"{x:.3g}"
+    return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def paired(comparison: dict | None) -> str | None:
+    """"+0.04 [−0.21, +0.30], 6/6/8" from benchmarks/_results.compare's output."""
+    if not comparison:
+        return None
+    text = ""
+    if "mean_difference_points" in comparison:
+        text = f"{comparison['mean_difference_points']:+.2f}"
+        if comparison.get("ci95_points"):
+            low, high = comparison["ci95_points"]
+            text += f" [{low:+.2f}, {high:+.2f}]"
+        text += ", "
+    return text + f"{comparison['above']}/{comparison['level']}/{comparison['below']}"
+
+
+def command_of(stem: str, result: dict) -> list[str]:
+    if isinstance(result.get("commands"), dict):
+        return [f"{name}: `{command}`" for name, command in result["commands"].items()]
+    command = result.get("command") or KNOWN_COMMANDS.get(stem)
+    return [f"`{command}`"] if command else ["(not recorded)"]
+
+
+# ----------------------------------------------------------------------------------------------
+# the papers' numbers
+# ----------------------------------------------------------------------------------------------
+
+def paper_mnist_row() -> dict[str, float]:
+    from nslviz.paper import mn_table1_row
+    return mn_table1_row("convnet4", "mnist")
+
+
+def base_method(name: str) -> str:
+    """mn_ifilm_fixed_values -> mn_ifilm: the paper column of a method with a suffix."""
+    for method in ("vanilla_ifilm", "vanilla_extra", "vanilla", "mn_ifilm", "mn"):
+        if name == method or name.startswith(method + "_"):
+            return method
+    return name
+
+
+def paper_sections() -> list[str]:
+    from nslviz import paper
+    from nslviz.datasets.tabular import MN_TABLE2
+    lines = ["## The papers' numbers (`nslviz.paper`)", "",
+             "Reported on GPUs in the papers; none of these runs has been made with this repository yet "
+             "(docs/not-reproduced.md). Each row says the command that would run it.", ""]
+    lines += ["### MN Table 1: test accuracy (%), mean of 3 runs", ""]
+    lines += table(["backbone", "dataset", *paper.MN_METHOD_COLUMNS, "command (per method M)"],
+                   [[b, d, *(f"{a:.2f}" for a in row), f"`python -m nslviz train --preset mn --dataset {d} --backbone {b} --method M`"]
+                    for (b, d), row in paper.MN_TABLE1.items()])
+    lines += ["MAXL has no implementation here.", "", "### MN Table 2: regression test MSE, 5-fold CV", ""]
+    lines += table(["dataset", "n", "d", "kNN", "MLP", "MN", "command"],
+                   [[name, f"{row['n']:,}", row["d"],
+                     *(f"{row[k][0]:g} ± {row[k][1]:g}" for k in ("knn", "vanilla", "mn")),
+                     f"`python -m nslviz regress --dataset {name} --json`"] for name, row in MN_TABLE2.items()])
+    lines += ["### MN Appendix A.9: sub-category discovery, CIFAR-100 (kNN accuracy %)", ""]
+    lines += table(["model", "20 coarse labels", "100 fine labels"],
+                   [[m, v["coarse"], v["fine"]] for m, v in paper.MN_SUBCATEGORY_DISCOVERY.items()])
+    lines += ["Command: notebook 05, or `python -m nslviz neighbors --run-dir RUN --vanilla-run-dir RUN` on "
+              "DenseNet40 runs trained with `--label-kind coarse`.", ""]
+    lines += ["### NSL Table 4: CIFAR error (%) of the CNN-9 family", ""]
+    variants = sorted({v for v, _ in paper.NSL_TABLE4}, key=list(dict.fromkeys(v for v, _ in paper.NSL_TABLE4)).index)
+    lines += table(["variant", "CIFAR-10", "CIFAR-100", "command"],
+                   [[v, paper.NSL_TABLE4[v, "cifar10"], paper.NSL_TABLE4[v, "cifar100"],
+                     "`python -m nslviz train --preset nsl --dataset cifar10 --backbone "
+                     + ("cnn9_plus`" if v == "cnn++" else "cnn9`" if v == "cnn" else f"cnn9 --nsl {v}`")]
+                    for v in variants])
+    lines += ["CIFAR-100: the same commands with `--dataset cifar100`.", "", "### NSL Table 5: ImageNet error (%) of CNN-10", ""]
+    lines += table(["variant", "top-1", "top-5", "parameters"],
+                   [[v, t1, t5, p] for v, (t1, t5, p) in paper.NSL_TABLE5.items()])
+    lines += ["No ImageNet run is prepared; `nslviz.models.build_backbone(\"cnn10\")` builds the network "
+              "(8.90M parameters at 224 px, as the table).", ""]
+    known = {"MN_METHOD_COLUMNS", "MN_TABLE1", "NSL_TABLE4", "NSL_TABLE5", "MN_SUBCATEGORY_DISCOVERY"}
+    for name in sorted(n for n in vars(paper) if n.isupper() and n not in known):    # tables added later
+        lines += [f"### `nslviz.paper.{name}`", "", "```", json.dumps(getattr(paper, name), default=str,
+                                                                       ensure_ascii=False, indent=1), "```", ""]
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# one renderer per benchmark
+# ----------------------------------------------------------------------------------------------
+
+@renders("spiral_default", "MN spiral toy (MN §4.1, Fig. 3)")
+def _spiral(r: dict) -> list[str]:
+    run = r["runs"][0]
+    return table(["model", "test accuracy", "median seconds"],
+                 [[f"MN (S = {run['entries']}, T = {run['temperature']}, {run['steps']} steps)",
+                   pct(r["mn_test_acc"]), r["median_seconds"]],
+                  ["the same linear classifier without neighbors", pct(r["linear_test_acc"]), None]]) + [
+        f"{r['threads']} threads. The paper's result is qualitative (Fig. 3).", ""]
+
+
+@renders("inner_loop", "MN's batched inner loop against a per-example autograd loop")
+def _inner_loop(r: dict) -> list[str]:
+    return table(["batch", "d", "C", "S", "steps", "closed form (s)", "per-example (s)", "speed-up",
+                  "ratio of medians"],
+                 [[r["batch"], r["feature_dim"], r["classes"], r["entries"], r["inner_steps"], r["fast_seconds"],
+                   r["per_example_reference_seconds"], f"{r['speedup']}×", f"{r.get('speedup_of_medians', '')}×"]]) + [
+        f"Forward + backward, {r['threads']} threads, {r['device']}.", ""]
+
+
+@renders("train_step_and_inference", "MN training and inference cost against vanilla (paper A.7: about 2× at inference)")
+def _train(r: dict) -> list[str]:
+    rows = [[m, v["train_step_seconds"], v["inference_seconds"], f"{v['parameters']:,}",
+             *((f"{r['ratios'][m]['train_step_vs_vanilla']}×", f"{r['ratios'][m]['inference_vs_vanilla']}×")
+               if m in r["ratios"] else ("1×", "1×"))] for m, v in r["methods"].items()]
+    return table(["method", "training step (s)", "inference (s)", "parameters", "training vs vanilla",
+                  "inference vs vanilla"], rows) + [
+        f"{r['backbone']}, batch {r['batch']}, S = {r['entries']}, C = {r['classes']}, {r['device']} "
+        f"({r.get('device_name', '')}), {r['threads']} threads, {r['repeats']} interleaved rounds, "
+        f"THP_MEM_ALLOC_ENABLE={r.get('THP_MEM_ALLOC_ENABLE', 'unset')}.", ""]
+
+
+@renders("backbones_ifilm", "iFiLM's cost per backbone")
+def _backbones(r: dict) -> list[str]:
+    return table(["backbone", "images/s without iFiLM", "images/s with iFiLM \"all\"", "time ratio"],
+                 [[b, v["none_images_per_s"], v["all_images_per_s"], f"{v['all_over_none_time']}×"]
+                  for b, v in r["backbones"].items()]) + [
+        f"{r['mode']}, batch {r['batch']}, {r['image_size']}×{r['image_size']}, {r['threads']} thread(s).", ""]
+
+
+@renders("augment", "Batched augmentation against a per-image torchvision pipeline")
+def _augment(r: dict) -> list[str]:
+    return table(["policy", "nslviz images/s", "torchvision per image, images/s", "speed-up"],
+                 [[name, r[name]["nslviz_images_per_s"], r[name]["torchvision_per_image_images_per_s"],
+                   f"{r[name]['speedup']}×"] for name in ("paper", "crop_flip") if name in r]) + [
+        f"Batch {r['batch']}, {r['threads']} thread(s), {r['device']}. \"paper\" = crop, flip, AutoAugment, Cutout.", ""]
+
+
+@renders("nsl_forward_backward", "NSL layer cost against nn.Conv2d of the same shape",
+         lambda r: f"THP_MEM_ALLOC_ENABLE={r.get('THP_MEM_ALLOC_ENABLE', 'unset')}")
+def _nsl(r: dict) -> list[str]:
+    variants = list(dict.fromkeys(v for s in r["shapes"] for v in s["ratio"]))
+    rows = [[f"{s['in_channels']}→{s['out_channels']} at {s['size']}², stride {s['stride']}", s["conv_ms"],
+             *(f"{s['ratio'][v]}×" if v in s["ratio"] else "—" for v in variants)] for s in r["shapes"]]
+    return table(["shape", "conv (ms)", *variants], rows) + [
+        f"Forward + backward, batch {r['batch']}, minimum over {r['repeats']} repeats, {r.get('threads')} thread(s), "
+        f"THP_MEM_ALLOC_ENABLE={r.get('THP_MEM_ALLOC_ENABLE', 'unset')}. `dns_taps` is the dynamic-DNS convolution "
+        "given M (at stride 2 it takes the patches path, `dns_patches`); `dynamic_*` include the predictor.", ""]
+
+
+@renders("regression_step", "MN regression step: closed form against torch.func")
+def _regression(r: dict) -> list[str]:
+    return table(["batch", "S", "features", "MLP", "closed form (s)", "torch.func (s)", "speed-up",
+                  "cost over a plain MLP step"],
+                 [[r["batch"], r["entries"], r["features"], f"{r['layers']} × {r['width']}", r["closed_form_seconds"],
+                   r["torch_func_seconds"], f"{r['speedup_over_torch_func']}×", f"{r['cost_over_vanilla_mlp']}×"]])
+
+
+def _digits_subtitle(r: dict) -> str:
+    options = r.get("mn_options") or {}
+    init = ", dictionary started at training images" if options.get("dictionary_init") == "data" else ""
+    values = ", fixed and soft values" if any("fixed" in m for m in r["mean_test_acc"]) else ""
+    return f"{r.get('epochs')} epochs, {len(r['seeds'])} seed(s){init}{values}"
+
+
+@renders("digits_mn", "MN methods on `digits`", _digits_subtitle)
+def _digits_mn(r: dict) -> list[str]:
+    setting = (f"{r.get('backbone')}, {r.get('image_size')}×{r.get('image_size')}, batch {r.get('batch_size')}, "
+               f"S = {r.get('entries')}, {r.get('epochs')} epochs ({r.get('recipe')} recipe), "
+               f"{len(r['seeds'])} seed(s)")
+    options = r.get("mn_options") or {}
+    if options:
+        setting += ", MN options " + ", ".join(f"{k} = {v}" for k, v in options.items())
+    paper_row = paper_mnist_row()
+    before = r.get("mean_test_acc_before_finetune") or {}
+    last = r.get("mean_test_acc_last_epoch") or {}
+    rows = [[m, pct(acc) + (f" ± {100 * r['std_test_acc'][m]:.1f}" if m in r.get("std_test_acc", {}) else ""),
+             pct(before.get(m)), pct(last.get(m)), paired((r.get("vs_vanilla") or {}).get(m)) if m != "vanilla" else None,
+             paper_row.get(base_method(m))]
+            for m, acc in r["mean_test_acc"].items()]
+    lines = table(["method", "test accuracy (best on validation)", "before finetuning", "last epoch",
+                   "paired − vanilla, points [95 % CI], seeds above/level/below", "paper, MNIST (MN Table 1)"], rows)
+    lines += [setting + (f"; {r['cpu']}" if r.get("cpu") else "") + (f"; {r['note']}" if r.get("note") else "") + ".", ""]
+    if r.get("dictionary_state"):
+        keys = ["attention_entropy", "log_entries", "attended_value_acc", "value_confidence", "step_size",
+                "logit_change", "changed_predictions"]
+        lines += ["The dictionary's state on the test set (mean over seeds): attention entropy against log S, "
+                  "accuracy of the attended values Σ_j ω_ij v_j alone, their confidence, the learned step size, "
+                  "how far the step moves the logits and the share of predictions it changes.", ""]
+        lines += table(["method", *keys], [[m, *(num(s.get(k)) for k in keys)] for m, s in r["dictionary_state"].items()])
+    return lines
+
+
+@renders("digits_nsl", "NSL variants on `digits`", _digits_subtitle)
+def _digits_nsl(r: dict) -> list[str]:
+    from nslviz.paper import nsl_table4_row
+    paper_row = nsl_table4_row("cifar10")
+    rows = [[v, f"{pct(acc)} ± {100 * r['std_test_acc'][v]:.1f}", f"{r['parameters'][v]:,}", r["mean_seconds"][v],
+             paper_row.get(v)] for v, acc in r["mean_test_acc"].items()]
+    return table(["variant", "test accuracy", "parameters", "seconds a run", "paper, CIFAR-10 accuracy (NSL Table 4)"],
+                 rows) + [f"{r['backbone']} at {r['image_size']}×{r['image_size']}, {r['epochs']} epochs, "
+                          f"{len(r['seeds'])} seeds, {r['threads']} thread(s)" + (f"; {r['note']}" if r.get("note") else "")
+                          + ".", ""]
+
+
+@renders("heads", "The MN head alone on fixed features, and on digits' backbone")
+def _heads(r: dict) -> list[str]:
+    rows = []
+    for name, block in r.get("clusters", {}).items():
+        m, setting = block["mean"], block["setting"]
+        rows.append([f"heads alone: {setting['classes']} classes of {setting['clusters_per_class']} cluster(s) each "
+                     f"in R^{setting['dim']}", pct(m["vanilla_acc"], 2), pct(m["mn_acc"], 2),
+                     pct(m["mn_acc_before_finetune"], 2),
+                     pct(m["attended_value_acc"], 2), paired(block["vs_vanilla"])])
+    labelled = {"digits_frozen_vanilla_backbone": "heads alone: the frozen backbone of the vanilla digits run",
+                "digits_joint_mn": "trainer, digits: MN from scratch",
+                "digits_mn_on_frozen_vanilla_backbone": "trainer: MN on the vanilla run's backbone, frozen",
+                "digits_mn_on_vanilla_backbone": "trainer: MN on the vanilla run's backbone, trained on"}
+    vanilla = r.get("digits_vanilla_test_acc")
+    for key, label in labelled.items():
+        if key in r:
+            m = r[key]["mean"]
+            rows.append([label, pct(m.get("vanilla_acc", sum(vanilla) / len(vanilla) if vanilla else None), 2),
+                         pct(m.get("mn_acc", m.get("test_acc")), 2),
+                         pct(m.get("mn_acc_before_finetune", m.get("test_acc_before_finetune")), 2),
+                         pct(m["attended_value_acc"], 2), paired(r[key]["vs_vanilla"])])
+    return table(["features", "vanilla", "MN", "MN's classifier before finetuning", "dictionary alone (attended values)",
+                  "paired MN − vanilla, points [95 % CI], seeds above/level/below"], rows) + [
+        f"{len(r['seeds'])} seeds, {r['steps']} steps for the heads; test accuracy.", ""]
+
+
+@renders("implicit_regularization", "NSL implicit regularisation (NSL §5.1)")
+def _implicit(r: dict) -> list[str]:
+    rows = [[name, v["samples"], num(v["standard_nuclear_norm"]), num(v["factorized_nuclear_norm"]),
+             num(v["min_frobenius_nuclear_norm"]), num(v["truth_nuclear_norm"]), num(v["standard_error_to_truth"]),
+             num(v["factorized_error_to_truth"])] for name, v in r.items() if isinstance(v, dict) and "samples" in v]
+    return table(["observation", "samples", "nuclear norm, gradient descent on W", "… on the factorisation (W′, M)",
+                  "minimum-Frobenius solution", "truth", "error to truth, W", "error to truth, factorised"], rows)
+
+
+@renders("regress_diabetes", "MN regression on `diabetes` (MN Table 2's protocol)")
+def _regress(r: dict) -> list[str]:
+    rows = [[s["seed"], f"{s['knn_mse']:.3f} ± {s['knn_mse_std']:.3f}", f"{s['mlp_mse']:.3f} ± {s['mlp_mse_std']:.3f}",
+             f"{s['mn_mse']:.3f} ± {s['mn_mse_std']:.3f}", f"{s['mn_vs_mlp_pvalue']:.2f}", f"{s['mn_vs_knn_pvalue']:.2f}"]
+            for s in r["summaries"].values()]
+    return table(["seed", "kNN MSE", "MLP MSE", "MN MSE", "p, MN vs MLP (paired t)", "p, MN vs kNN"], rows) + [
+        "5-fold CV, hyper-parameters chosen inside the training folds; the paper's Table 2 is on five UCI "
+        "tables (below), which need a download.", ""]
+
+
+def _generic(r: dict) -> list[str]:
+    scalars = [[k, num(v)] for k, v in r.items() if not isinstance(v, (dict, list))]
+    nested = [k for k, v in r.items() if isinstance(v, (dict, list))]
+    lines = table(["field", "value"], scalars) if scalars else []
+    if nested:
+        lines += ["Nested fields (see the JSON): " + ", ".join(f"`{k}`" for k in nested) + ".", ""]
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# the page
+# ----------------------------------------------------------------------------------------------
+
+def section(path: Path) -> list[str]:
+    result = json.loads(path.read_text())
+    renderer = RENDERERS.get(result.get("benchmark", path.stem), _generic)
+    lines = [f"### `{path.name}`: {describe(result, path.stem)}", ""]
+    commands = command_of(path.stem, result)
+    lines += ["Command: " + "; ".join(commands), ""] if len(commands) == 1 else \
+        ["Commands:", "", *(f"* {c}" for c in commands), ""]
+    return lines + renderer(result)
+
+
+def render(results_dir: Path = RESULTS_DIR) -> str:
+    files = sorted(results_dir.glob("*.json"))
+    lines = ["# Results", "",
+             "Generated by `make results` (`python benchmarks/make_results.py`) from `benchmarks/results/*.json` "
+             "and `nslviz.paper`; do not edit by hand. Every measured table says the command that wrote its file. "
+             "The measured runs are CPU runs (2 cores unless a table says otherwise) on the embedded data sets: "
+             "they check the mechanics and the claims testable at that scale, and are not reproductions of the "
+             "papers' GPU tables (docs/not-reproduced.md says what is missing). The same seed can give other "
+             "per-seed numbers on another CPU, because float sums are ordered differently.", "",
+             "## Measured here", ""]
+    lines += ["| file | what |", "|---|---|"]
+    for path in files:
+        lines.append(f"| `{path.name}` | {describe(json.loads(path.read_text()), path.stem)} |")
+    lines.append("")
+    for path in files:
+        lines += section(path)
+    lines += paper_sections()
+    text = "\n".join(lines)
+    return text.rstrip("\n") + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if RESULTS.md is out of date")
+    parser.add_argument("--out", default=str(RESULTS_MD))
+    args = parser.parse_args(argv)
+    text, out = render(), Path(args.out)
+    if args.check:
+        current = out.read_text() if out.exists() else ""
+        if current != text:
+            print(f"{out} is out of date with benchmarks/results/*.json: run `make results`", file=sys.stderr)
+            return 1
+        return 0
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)                                   # atomic: a reader never sees half a page
+    print(f"wrote {out} ({len(files_listed(text))} results files)")
+    return 0
+
+
+def files_listed(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("### `") and ".json`:" in line]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

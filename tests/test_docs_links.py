@@ -1,0 +1,63 @@
+"""Every document the repository cites ships with it: each page under docs/ named in any file exists,
+each section of docs/official-code.md that a docstring cites (§A.4, §B.2, ...) is a heading there,
+and nothing cites the documents the repository does not ship."""
+import functools
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIP_DIRS = {".git", ".venv", "out", "runs", "site", "data", "build", "dist", ".pytest_cache", "__pycache__"}
+TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".toml", ".txt", ".yml", ".yaml", ".cfg", ".sh", ".json", ""}
+
+
+@functools.cache
+def repository_texts() -> dict[str, str]:
+    return {str(p.relative_to(ROOT)): p.read_text(errors="replace") for p in repository_files()}
+
+
+def repository_files() -> list[Path]:
+    """The files git would commit (tracked and new, not ignored); every text file when not in a git checkout."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout.splitlines()
+        paths = [ROOT / p for p in listed]
+    except (OSError, subprocess.CalledProcessError):
+        paths = [p for p in ROOT.rglob("*") if not SKIP_DIRS & set(p.relative_to(ROOT).parts[:-1])]
+    return [p for p in paths if p.is_file() and (p.suffix in TEXT_SUFFIXES or p.name == "Makefile")
+            and not SKIP_DIRS & set(p.relative_to(ROOT).parts[:-1])]
+
+
+def mentions(pattern: str) -> list[tuple[str, str]]:
+    return [(where, m) for where, text in repository_texts().items() for m in re.findall(pattern, text)]
+
+
+def test_every_docs_page_mentioned_exists():
+    cited = mentions(r"(?<![\w/.-])docs/[\w./-]*?\.md")
+    assert cited, "no docs/ page is cited anywhere: the pattern is wrong"
+    missing = sorted({f"{page} (cited in {where})" for where, page in cited if not (ROOT / page).is_file()})
+    assert not missing, f"cited but not in the repository: {missing}"
+
+
+def test_every_cited_section_of_the_official_code_page_exists():
+    headings = set(re.findall(r"^#{2,3} ([A-C](?:\.\d+)?)[. ]", (ROOT / "docs" / "official-code.md").read_text(), re.M))
+    cited = []
+    for where, text in mentions(r"docs/official-code\.md((?:[ ,]*(?:and )?§[A-C](?:\.\d+)?(?:-§[A-C]\.\d+)?)+)"):
+        cited += [(where, section) for section in re.findall(r"§([A-C](?:\.\d+)?)", text)]
+    assert len(cited) > 10, "the docstrings' citations of docs/official-code.md were not found"
+    missing = sorted({f"§{section} (cited in {where})" for where, section in cited if section not in headings})
+    assert not missing, f"sections cited but not in docs/official-code.md: {missing}"
+
+
+@pytest.mark.parametrize("document", ["official-code-" + "notes", "DESIGN" + ".md", "shared/" + "docs"])
+def test_nothing_cites_a_document_the_repository_does_not_ship(document):
+    assert not mentions(re.escape(document)), f"{document} is cited: {sorted({w for w, _ in mentions(re.escape(document))})}"
+
+
+def test_every_file_the_readme_links_or_shows_exists():
+    targets = re.findall(r"\]\(([^)#:]+)\)", (ROOT / "README.md").read_text())
+    assert targets, "the README links nothing: the pattern is wrong"
+    missing = [t for t in targets if not (ROOT / t).exists()]
+    assert not missing, f"README.md links files that do not exist: {missing}"

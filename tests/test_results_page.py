@@ -1,0 +1,78 @@
+"""RESULTS.md is generated from benchmarks/results/*.json and nslviz.paper (benchmarks/make_results.py,
+`make results`): it must be what the committed JSON files give, a new results file must appear on it
+without code changes, and new benchmark runs record the command that produced them."""
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+@pytest.fixture
+def make_results(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("make_results")
+
+
+def test_results_page_is_up_to_date_with_the_json_files(make_results):
+    assert (ROOT / "RESULTS.md").read_text() == make_results.render(), \
+        "RESULTS.md is out of date with benchmarks/results/*.json: run `make results` and commit it"
+
+
+def test_every_results_file_has_a_section_with_its_command(make_results):
+    text = make_results.render()
+    for path in sorted((BENCHMARKS / "results").glob("*.json")):
+        body = text.split(f"### `{path.name}`:", 1)
+        assert len(body) == 2, f"{path.name} has no section"
+        section = body[1].split("\n### ", 1)[0]
+        assert "Command" in section and "(not recorded)" not in section, f"{path.name}: no command"
+
+
+def test_an_unknown_results_file_is_listed_with_its_fields(make_results, tmp_path):
+    (tmp_path / "new_bench_cpu.json").write_text(json.dumps(
+        {"benchmark": "something_new", "speedup": 3.25, "command": "python benchmarks/new.py --x 1",
+         "per_size": {"a": 1}}))
+    text = make_results.render(tmp_path)
+    assert "### `new_bench_cpu.json`: `something_new` (no renderer yet" in text
+    assert "| speedup | 3.25 |" in text and "`python benchmarks/new.py --x 1`" in text and "`per_size`" in text
+
+
+def test_a_registered_renderer_writes_the_section(make_results, tmp_path, monkeypatch):
+    monkeypatch.setattr(make_results, "RENDERERS", dict(make_results.RENDERERS))
+    monkeypatch.setattr(make_results, "TITLES", dict(make_results.TITLES))
+    make_results.renders("race", "The race")(lambda r: make_results.table(["winner"], [[r["winner"]]]))
+    (tmp_path / "race_cpu.json").write_text(json.dumps({"benchmark": "race", "winner": "backbone"}))
+    text = make_results.render(tmp_path)
+    assert "### `race_cpu.json`: The race" in text and "| backbone |" in text
+    assert "Command: (not recorded)" in text
+
+
+def test_check_fails_on_a_stale_page_and_passes_once_written(make_results, tmp_path, capsys):
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Results\n\nhand-edited\n")
+    assert make_results.main(["--check", "--out", str(out)]) == 1
+    assert "make results" in capsys.readouterr().err
+    assert make_results.main(["--out", str(out)]) == 0
+    assert make_results.main(["--check", "--out", str(out)]) == 0
+
+
+def test_the_page_puts_every_paper_table_beside_the_measurements(make_results):
+    from nslviz import paper
+    text = make_results.render()
+    assert "| convnet4 | mnist | 99.44 | 99.60 |" in text                      # MN Table 1, as printed
+    assert f"| dynamic_dns | {paper.NSL_TABLE4['dynamic_dns', 'cifar10']} |" in text
+    assert "| gom | 1,059 | 116 |" in text                                     # MN Table 2
+
+
+def test_a_benchmark_run_as_a_script_records_its_command(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    results = importlib.import_module("_results")
+    monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / "bench_spiral.py"), "--repeats", "1", "--out", "a b.json"])
+    saved = results.save_result({"x": 1}, "x", tmp_path / "x.json")
+    assert saved["command"] == "python benchmarks/bench_spiral.py --repeats 1 --out 'a b.json'"
+    monkeypatch.setattr(sys, "argv", ["pytest"])                            # called from a test: nothing
+    assert "command" not in results.save_result({"x": 1}, "x", tmp_path / "y.json")
