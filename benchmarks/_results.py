@@ -11,6 +11,8 @@ from pathlib import Path
 import scipy.stats
 import torch
 
+from nslviz.training.rundir import atomic_write_text
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -20,7 +22,7 @@ def save_result(result: dict, name: str, out: str | Path | None = None) -> dict:
     result["THP_MEM_ALLOC_ENABLE"] = os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")          # an interrupted run keeps the old file
     print(json.dumps(result))
     return result
 

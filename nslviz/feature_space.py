@@ -21,9 +21,9 @@ regression: real-valued values and squared error.
 
 Choice: the image models' cosine classifier (`nslviz.neighborhoods.MetaNeighborhoodsHead`) needs the
 per-input weights (B, C, d) for its row normalisation; on these tables a training step with it cost
-about 6x the step of the same plain MLP (0.12 s against 0.018 s for batch 128, 64 inputs, trunk
-2 x 128, 10 classes, S = 128, one CPU thread), against about 1.3x for the linear head, so the linear
-last layer is used (docs/estimators.md).
+about 7x the step of the same plain MLP (0.12 s against 0.018 s: batch 128, 64 inputs, trunk 2 x 128,
+10 classes, S = 128, one thread of a shared 2-core CPU), the linear last layer about 2x (0.064 s
+against 0.032 s), so the estimators use the linear last layer (docs/estimators.md).
 """
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ def test_input_errors_say_what_was_expected(estimator):
     (dict(temperature=0), "temperature must be a finite number > 0 or 'auto', got 0"),
     (dict(entries=0), "entries must be an integer >= 1 or 'auto', got 0"),
     (dict(batch_size="big"), "batch_size must be an integer >= 1 or 'auto', got 'big'"),
-    (dict(layers=1.5), "layers must be an integer >= 1, got 1.5"),
+    (dict(layers=1.5), "layers must be an integer >= 2, got 1.5"),
     (dict(validation_fraction=0.0), "validation_fraction must be a number with 0 < validation_fraction < 1"),
     (dict(similarity="manhattan"), "unknown similarity 'manhattan'"),
     (dict(weight_decay=-1), "weight_decay must be a finite number >= 0"),
