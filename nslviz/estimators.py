@@ -69,11 +69,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from ._checks import is_integer, is_number
-from .similarity import SIMILARITIES
-from .training.distributed import resolve_device
 from ._threads import torch_threads
 from .feature_space import MetaNeighborhoodsFeatureMLP
 from .regression import values_in_target_range
+from .similarity import SIMILARITIES
+from .training.distributed import resolve_device
 from .training.tabular import (build_meta_neighborhoods_mlp, default_entries, fit_tabular, predict_tabular,
                                seeded)
 
