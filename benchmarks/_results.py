@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from nslviz.analysis.paired import paired_difference
+from nslviz.training.rundir import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -26,7 +27,7 @@ def save_result(result: dict, name: str, out: str | Path | None = None) -> dict:
         result["command"] = shlex.join(["python", f"benchmarks/{script.name}", *sys.argv[1:]])
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")          # an interrupted run keeps the old file
     print(json.dumps(result))
     return result
 

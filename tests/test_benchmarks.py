@@ -156,3 +156,23 @@ def test_the_gpu_check_script_stops_at_once_without_a_gpu_and_checks_its_part(tm
     limits = [int(m) for m in re.findall(r"^\s*step \w+ (\d+) ", script, re.M)]
     tests_limit = int(re.search(r"^\s*tests_limit=(\d+)$", script, re.M).group(1))
     assert len(limits) == 6 and sum(limits) + tests_limit <= 500   # benchmarks + tests fit the device's 600 s
+
+
+def test_estimators_benchmark_quick_run_reports_scores_ratios_and_the_goal(tmp_path):
+    out = tmp_path / "r.json"
+    result = importlib.import_module("bench_estimators").main(
+        ["--quick", "--tables", "iris,sine", "--methods", "mn,mlp,knn5", "--mn-params", '{"max_epochs": 5}',
+         "--out", str(out)])
+    assert json.loads(out.read_text()) == result and result["complete"] and result["folds"] == 2
+    for name, metric in (("iris", "accuracy"), ("sine", "r2")):
+        table = result["tables"][name]
+        assert table["metric"] == metric and set(table["methods"]) == {"mn", "mlp", "knn5"}
+        assert len(table["methods"]["mn"]["scores"]) == 2 and table["mn_fit_time_ratio_to_mlp"] > 0
+        assert set(table["mn_vs"]) == {"mlp", "knn5"} and table["best_baseline"] in ("mlp", "knn5")
+    assert result["summary"]["tables_compared"] == 2 and "fit_time_goal_met" in result["summary"]
+
+
+def test_estimators_benchmark_refuses_unknown_tables(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module("bench_estimators").main(["--tables", "mnist"])
+    assert exit_info.value.code == 2 and "unknown tables ['mnist']" in capsys.readouterr().err

@@ -1,14 +1,19 @@
 """The scikit-learn estimators: the full check_estimator suite, sklearn tooling, and input errors."""
+import os
+
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
+from nslviz.feature_space import MetaNeighborhoodsFeatureMLP
+from nslviz.regression import MetaNeighborhoodsMLP
 
 # No check is skipped or expected to fail: `expected_failed_checks` stays empty, and
 # xfail_strict=True makes an unexpected pass of an expected failure an error too.
@@ -35,8 +40,9 @@ def test_regressor_fits_a_nonlinear_function_in_original_units():
     x, y = _regression(250)
     model = MetaNeighborsRegressor(random_state=0, learning_rate=3e-3).fit(x[:200], y[:200])
     assert model.score(x[200:], y[200:]) > 0.8
-    assert model.n_features_in_ == 3 and model.entries_ == 180 and model.batch_size_ == 45
-    assert model.temperature_ == pytest.approx(3 ** -0.5)
+    assert model.n_features_in_ == 3 and model.entries_ == 128 and model.batch_size_ == 180
+    assert model.temperature_ == pytest.approx(128 ** -0.5) and model.step_size_init_ == 0.05
+    assert isinstance(model.module_, MetaNeighborhoodsFeatureMLP)
     assert abs(model.predict(x[200:]).mean() - y[200:].mean()) < 3          # back in the units of y
     assert 1 <= model.best_epoch_ <= model.n_iter_ <= model.max_epochs
     again = MetaNeighborsRegressor(random_state=0, learning_rate=3e-3).fit(x[:200], y[:200])
@@ -110,10 +116,14 @@ def test_input_errors_say_what_was_expected(estimator):
     (dict(temperature=0), "temperature must be a finite number > 0 or 'auto', got 0"),
     (dict(entries=0), "entries must be an integer >= 1 or 'auto', got 0"),
     (dict(batch_size="big"), "batch_size must be an integer >= 1 or 'auto', got 'big'"),
-    (dict(layers=1.5), "layers must be an integer >= 1, got 1.5"),
+    (dict(layers=1.5), "layers must be an integer >= 2, got 1.5"),
     (dict(validation_fraction=0.0), "validation_fraction must be a number with 0 < validation_fraction < 1"),
     (dict(similarity="manhattan"), "unknown similarity 'manhattan'"),
     (dict(weight_decay=-1), "weight_decay must be a finite number >= 0"),
+    (dict(space="output"), "space must be one of 'feature', 'input', got 'output'"),
+    (dict(layers=1), "layers must be an integer >= 2, got 1"),
+    (dict(step_size_init=-0.1), "step_size_init must be a finite number > 0 or 'auto', got -0.1"),
+    (dict(warm_start="yes"), "warm_start must be True or False, got 'yes'"),
 ])
 def test_bad_hyper_parameters_fail_at_fit(params, match):
     x, y = _regression(20)
@@ -126,3 +136,68 @@ def test_bad_hyper_parameters_fail_at_fit(params, match):
 def test_classifier_needs_two_classes():
     with pytest.raises(ValueError, match="at least 2 classes .* only one class: 1"):
         MetaNeighborsClassifier().fit(np.random.default_rng(0).normal(size=(10, 2)), np.ones(10, dtype=int))
+
+
+def test_input_space_variant_is_kept():
+    x, y = _regression(250)
+    model = MetaNeighborsRegressor(space="input", layers=2, width=64, random_state=0,
+                                   learning_rate=3e-3).fit(x[:200], y[:200])
+    assert isinstance(model.module_, MetaNeighborhoodsMLP) and model.entries_ == 180
+    assert model.temperature_ == pytest.approx(3 ** -0.5) and model.step_size_init_ == 0.01
+    assert model.score(x[200:], y[200:]) > 0.8
+    MetaNeighborsRegressor(space="input", layers=1, max_epochs=2, random_state=0).fit(x, y)   # a linear f_φ
+
+
+def test_decision_function_orders_classes_as_predict_and_predict_proba():
+    x, y = make_blobs(n_samples=150, centers=3, random_state=0)
+    clf = MetaNeighborsClassifier(random_state=0, max_epochs=30).fit(x, y)
+    scores = clf.decision_function(x)
+    assert scores.shape == (150, 3)
+    np.testing.assert_array_equal(clf.classes_[scores.argmax(1)], clf.predict(x))
+    np.testing.assert_array_equal(scores.argmax(1), clf.predict_proba(x).argmax(1))
+    binary = MetaNeighborsClassifier(random_state=0, max_epochs=30).fit(x[y < 2], np.where(y[y < 2], "b", "a"))
+    margin = binary.decision_function(x[y < 2])
+    assert margin.shape == (int((y < 2).sum()),)
+    np.testing.assert_array_equal(np.where(margin > 0, "b", "a"), binary.predict(x[y < 2]))
+    np.testing.assert_allclose(binary.predict_proba(x[:5]).sum(1), 1.0, rtol=1e-12)
+
+
+def test_a_small_fit_runs_on_one_thread_and_restores_torch_setting():
+    x, y = _regression(100)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = MetaNeighborsRegressor(random_state=0, max_epochs=3).fit(x, y)
+        assert model.n_threads_ == 1 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_parallel_grid_search_and_cross_validation_do_not_oversubscribe():
+    """n_jobs=2: every fit runs in a joblib worker on at most its share of the cores."""
+    x, y = make_blobs(n_samples=90, centers=3, random_state=0)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    result = cross_validate(MetaNeighborsClassifier(random_state=0, max_epochs=5), x, y, cv=2, n_jobs=2,
+                            return_estimator=True, error_score="raise")
+    assert np.all(result["test_score"] > 0.5)
+    assert all(1 <= e.n_threads_ <= share for e in result["estimator"])
+    scores = cross_val_score(MetaNeighborsClassifier(random_state=0, max_epochs=5), x, y, cv=2, n_jobs=2)
+    np.testing.assert_allclose(scores, result["test_score"])          # the same seeded fits, in workers
+    search = GridSearchCV(MetaNeighborsClassifier(random_state=0, max_epochs=5), {"width": [16, 32]}, cv=2,
+                          n_jobs=2, error_score="raise").fit(x, y)
+    assert search.best_params_["width"] in (16, 32) and search.best_estimator_.n_threads_ >= 1
+
+
+def test_warm_start_continues_from_the_fitted_model():
+    x, y = _regression(120)
+    model = MetaNeighborsRegressor(random_state=0, max_epochs=3, warm_start=True).fit(x, y)
+    module, scaler, best = model.module_, model.y_scaler_, model.best_validation_loss_
+    first = model.predict(x)
+    model.fit(x, y)                                   # the same data: continue training
+    assert model.module_ is module and model.y_scaler_ is scaler
+    assert model.fit_result_.history[0]["validation_loss"] == pytest.approx(best, rel=1e-5)   # where it stopped
+    assert not np.allclose(model.predict(x), first)
+    cold = MetaNeighborsRegressor(random_state=0, max_epochs=3).fit(x, y)
+    assert not np.allclose(cold.predict(x), model.predict(x))
+    model.fit(x[:, :2], y)                            # another shape: a new model
+    assert model.module_ is not module and model.n_features_in_ == 2

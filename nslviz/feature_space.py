@@ -1,0 +1,81 @@
+"""Meta-Neighborhoods for tables with the dictionary in a learned feature space (MN eq. (1)-(3), sec. 3).
+
+The image models of the paper split the network into a feature extractor µ_θ and a last layer f_φ,
+keep the dictionary in the feature space and finetune only f_φ per input:
+
+    z_i = µ_θ(x_i)                                                       (features, width d)
+    φ_i = φ - α ∇_φ Σ_j ω(z_i, k_j) L(f_φ(k_j), v_j)                     MN eq. (1), (3)
+    ŷ_i = f_{φ_i}(z_i),      L_meta = 1/B Σ_i L(ŷ_i, y_i)                MN eq. (2)
+
+`MetaNeighborhoodsFeatureMLP` does this on tables: µ_θ is an MLP trunk (`layers - 1` Linear + ReLU
+layers of `width` units) and f_φ is a linear last layer z ↦ W z + b, finetuned per input in closed form.
+For a linear layer the inner gradient is a weighted sum of outer products,
+∇_W L_i = Σ_j ω_ij δ_j k_jᵀ with δ_j = ∂L(f(k_j), v_j)/∂f(k_j), so the finetuned layer applied to z_i is
+
+    W_i z_i + b_i = W z_i + b - Σ_j ω_ij (α_W k_j·z_i + α_b) δ_j          (one (B, S) matmul)
+
+which is `nslviz.regression.MetaNeighborhoodsMLP` with one layer (its dictionary now holds features).
+A batch costs O(B·S·(d + C)) on top of the trunk, and no per-input weight is ever formed.
+Classification: soft dictionary values and cross-entropy (the official MN values softmax(10·V_raw));
+regression: real-valued values and squared error.
+
+Choice: the image models' cosine classifier (`nslviz.neighborhoods.MetaNeighborhoodsHead`) needs the
+per-input weights (B, C, d) for its row normalisation; on these tables a training step with it cost
+about 7x the step of the same plain MLP (0.12 s against 0.018 s: batch 128, 64 inputs, trunk 2 x 128,
+10 classes, S = 128, one thread of a shared 2-core CPU), the linear last layer about 2x (0.064 s
+against 0.032 s), so the estimators use the linear last layer (docs/estimators.md).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ._checks import check_choice, check_features, check_positive
+from .regression import MLP, MetaNeighborhoodsMLP
+
+FEATURE_LOSSES = ("cross_entropy", "mse")
+
+
+class MetaNeighborhoodsFeatureMLP(nn.Module):
+    """An MLP trunk µ_θ and a per-input finetuned linear last layer f_φ on a feature-space dictionary,
+    MN eq. (1)-(3) with z_i = µ_θ(x_i).
+
+    Args:
+        input_dim, output_dim: d_in and C (classes for "cross_entropy", targets for "mse").
+        layers: Linear layers in all (>= 2): `layers - 1` in the trunk, the last one is f_φ.
+        width: units of every trunk layer, the feature width d.
+        entries: S.   temperature, similarity: the attention ω (NeighborAttention).
+        loss: "cross_entropy" (soft values) or "mse" (real-valued values).
+        step_size_init: initial |α_W| and |α_b| of the inner step (learned).
+        key_init_std: keys ~ N(0, key_init_std²) (only their direction counts for cosine similarity).
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, layers: int = 3, width: int = 128,
+                 entries: int = 128, *, temperature: float = 0.1, similarity: str = "cosine",
+                 loss: str = "cross_entropy", step_size_init: float = 0.05, key_init_std: float = 0.01):
+        super().__init__()
+        check_positive("layers", layers, integer=True, minimum=2)
+        check_choice("loss", loss, FEATURE_LOSSES)
+        self.loss = loss
+        # the trunk: `layers - 1` Linear layers of `width` units, each followed by a ReLU
+        self.trunk = nn.Sequential(MLP(input_dim, width, layers - 1, width), nn.ReLU())
+        self.head = MetaNeighborhoodsMLP(width, output_dim, layers=1, entries=entries, similarity=similarity,
+                                         temperature=temperature, loss=loss, step_size_init=step_size_init,
+                                         key_init_std=key_init_std)
+
+    @property
+    def input_dim(self) -> int:
+        return self.trunk[0].input_dim
+
+    @property
+    def dictionary(self):
+        return self.head.dictionary
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, d_in) -> outputs of the per-input finetuned last layer, (B, C)."""
+        check_features("inputs", inputs, self.input_dim, dtype=self.head.dictionary.keys.dtype)
+        return self.head(self.trunk(inputs))                                    # features (B, width)
+
+    def no_weight_decay_parameters(self) -> list[nn.Parameter]:
+        """The dictionary and the step sizes: not decayed (official MN "memory" scope)."""
+        return self.head.no_weight_decay_parameters()
