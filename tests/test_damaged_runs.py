@@ -155,5 +155,5 @@ def test_reading_metrics_drops_only_a_torn_last_line(tmp_path):
     run.write_metrics([{"epoch": 1}, {"epoch": 2}])
     with open(run.metrics_path, "a") as handle:
         handle.write('{"epoch": 3, "val')
-    with pytest.warns(RunDirectoryWarning, match=r"dropped its torn last line \(line 3, 10 characters"):
+    with pytest.warns(RunDirectoryWarning, match=r"dropped its torn last line \(line 3, 17 characters"):
         assert run.read_metrics() == [{"epoch": 1}, {"epoch": 2}]

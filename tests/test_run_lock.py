@@ -141,6 +141,11 @@ def test_two_train_processes_started_on_one_run_dir(tmp_path):
         assert second.returncode == 2, second.stderr
         assert f"run directory {str(run_dir.resolve())!r} is in use by pid {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
+        metrics = run_dir / "metrics.jsonl"
+        while first.poll() is None and time.time() < deadline + 600 and \
+                (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
+            time.sleep(0.1)                                        # the first run goes on: two epochs
+        assert first.poll() is None, first.stderr.read()
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
