@@ -329,6 +329,27 @@ def _heads(r: dict) -> list[str]:
         f"{len(r['seeds'])} seeds, {r['steps']} steps for the heads; test accuracy.", ""]
 
 
+@renders("mn_race", "MN: the race between the backbone and the dictionary (docs/dictionary-race.md)")
+def _mn_race(r: dict) -> list[str]:
+    lines = []
+    for dataset, arms in r["report"].items():
+        rows = []
+        for arm, entry in arms.items():
+            rows.append([arm, f"{entry['mean_test_acc']:.2f} %",
+                         None if "mean_test_acc_before_finetune" not in entry else f"{entry['mean_test_acc_before_finetune']:.2f} %",
+                         paired(entry.get("after_minus_before")), paired(entry.get("minus_vanilla_twin")),
+                         None if "attended_value_acc" not in entry else f"{entry['attended_value_acc']:.1f} %",
+                         None if "final_step_size" not in entry else num(entry["final_step_size"]),
+                         None if entry.get("final_keys_snr") is None else num(entry["final_keys_snr"])])
+        lines += [f"**{dataset}**", ""] + table(
+            ["arm", "test accuracy", "before finetuning", "after − before, points [95 % CI], seeds above/level/below",
+             "MN − vanilla twin, points [95 % CI], seeds above/level/below", "attended values alone", "final α",
+             "final keys' |m̂|/√v̂"], rows)
+    return lines + [f"4-layer ConvNet on 16×16 images, {r['iterations']} iterations (warm-up arms: backbone frozen for "
+                    f"the first {r['warmup']}), seeds {', '.join(map(str, r['seeds']))} paired across arms; Adam's "
+                    f"zero-mean-noise floor of |m̂|/√v̂ is {r['adam_noise_floor']}; chance is 10 %.", ""]
+
+
 @renders("implicit_regularization", "NSL implicit regularisation (NSL §5.1)")
 def _implicit(r: dict) -> list[str]:
     rows = [[name, v["samples"], num(v["standard_nuclear_norm"]), num(v["factorized_nuclear_norm"]),

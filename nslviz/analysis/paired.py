@@ -21,5 +21,5 @@ def paired_difference(values: list[float], reference: list[float], *, scale: flo
         half = scipy.stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences) / len(differences) ** 0.5
         interval = [round(mean - half, 3), round(mean + half, 3)]
     return {"above": sum(a > b for a, b in pairs), "level": sum(a == b for a, b in pairs),
-            "below": sum(a < b for a, b in pairs), "mean_difference_points": round(mean, 3),
+            "below": sum(a < b for a, b in pairs), "mean_difference_points": round(mean, 3) + 0.0,   # + 0.0: a tie is 0.0, not -0.0
             "ci95_points": interval}

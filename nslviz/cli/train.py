@@ -21,7 +21,7 @@ import os
 
 from ..models.classifier import CLASSIFIERS, METHODS
 from ..training.config import AMP_MODES, AUGMENTATIONS, DICTIONARY_INITS, OPTIMIZERS, PRESETS, TrainConfig
-from .common import emit_json, folder_path, fraction, positive_float, positive_int, seed_value
+from .common import emit_json, folder_path, fraction, nonnegative_int, positive_float, positive_int, seed_value
 
 CONTROL = {"run", "subparser", "command", "run_dir", "resume", "overwrite", "json", "preset", "no_progress"}
 
