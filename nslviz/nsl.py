@@ -53,7 +53,7 @@ from ._checks import check_choice, check_dtype, check_flags, check_positive, is_
 
 NSL_MODES = ("none", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns")
 ANGLE_FUNCTIONS = ("cosine", "linear", "sigmoid")
-SPHERE_NORMALIZATIONS = ("input", "full")
+SPHERE_NORMALIZATIONS = ("input", "full", "none")
 PREDICTORS = ("sphere", "full_sphere", "cnn")
 PARAMETRIZATIONS = ("free", "symmetric", "psd")
 DNS_INITS = ("ones", "official")
@@ -107,10 +107,13 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, paddin
                   normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3) -> torch.Tensor:
     """Hyperspherical convolution: scale · g(θ) with cos θ = wᵀx(p) / (‖w‖ ‖x(p)‖) for the k×k×C
     patch x(p) (zero padded). normalize="input": scale = ‖w‖, so with g = cos the output is
-    wᵀx / ‖x‖ (the official predictor, "only x normalised"); "full": scale = 1 (fully cosine).
+    wᵀx / ‖x‖ (the official predictor, "only x normalised"); "full": scale = 1 (fully cosine);
+    "none": the plain convolution wᵀx (the CNN rows of NSL Table 8; `angle` must be "cosine").
     Norms are √(Σ² + 1e-4) as officially. x (B, C, H, W), weight (F, C, k, k) -> (B, F, H', W')."""
     k = weight.shape[-1]
     raw = F.conv2d(x, weight, stride=stride, padding=padding)                              # (B, F, H', W') wᵀx
+    if normalize == "none":
+        return raw
     ones = x.new_ones(1, 1, k, k)
     patch_norm = torch.sqrt(F.conv2d(x.square().sum(1, keepdim=True), ones, stride=stride, padding=padding)
                             + NORM_EPS)                                                     # (B, 1, H', W') ‖x(p)‖
@@ -124,11 +127,16 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, paddin
 class SphereConv2d(nn.Module):
     """Hyperspherical convolution (SphereNet, NSL ref. [39]), the predictor of dynamic NSL
     (sec. 3.3.1) and the backbone of the global-NS SphereNet (Appendix B.2). See `sphere_conv2d`.
-    No bias. Initialisation: normal, `init_gain` · √(2/(k²C)) (official predictor: 0.1)."""
+    No bias. Initialisation: normal, `init_gain` · √(2/(k²C)) (official predictor: 0.1).
+
+    `orthogonality_weight` w > 0: `regularization()` returns w · ½‖ŴᵀŴ − I‖²_F (the official
+    global-NS networks, w = 2e-4); `weight_decay=False` keeps the kernel out of weight decay (the
+    official SphereNet-9 backbone convs have the orthogonality penalty instead of L2; see
+    `undecayed_parameters`)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  padding: int = 1, normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3,
-                 init_gain: float = 1.0):
+                 init_gain: float = 1.0, orthogonality_weight: float = 0.0, weight_decay: bool = True):
         super().__init__()
         check_positive("in_channels", in_channels, integer=True)
         check_positive("out_channels", out_channels, integer=True)
@@ -138,6 +146,12 @@ class SphereConv2d(nn.Module):
         check_choice("SphereConv normalization", normalize, SPHERE_NORMALIZATIONS)
         check_choice("SphereConv angle function", angle, ANGLE_FUNCTIONS)
         check_positive("sigmoid_k", sigmoid_k)
+        if normalize == "none" and angle != "cosine":
+            raise ValueError(f"SphereConv normalize='none' is the plain convolution and has no angle function; "
+                             f"use angle='cosine', got {angle!r}")
+        check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
+        check_flags(weight_decay=weight_decay)
+        self.orthogonality_weight, self.weight_decay = float(orthogonality_weight), weight_decay
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.stride, self.padding = stride, padding
         self.normalize, self.angle, self.sigmoid_k = normalize, angle, sigmoid_k
@@ -146,6 +160,12 @@ class SphereConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sphere_conv2d(x, self.weight, self.stride, self.padding, self.normalize, self.angle, self.sigmoid_k)
+
+    def regularization(self) -> torch.Tensor:
+        """w · ½‖ŴᵀŴ − I‖²_F (0 when orthogonality_weight is 0)."""
+        if not self.orthogonality_weight:
+            return self.weight.new_zeros(())
+        return self.orthogonality_weight * orthogonality_penalty(self.weight)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -743,8 +763,9 @@ class GlobalSimilarityAttention(nn.Module):
         out = γ · (β h) + X,  γ a scalar initialised at 0 (the block starts as the identity)
 
     `cosine=True` makes φ fully cosine SphereConvs (the SphereNet rows of Table 8), False plain
-    convs (the CNN rows). `orthogonality_weight` adds the official ½‖WᵀW − I‖² penalty of the
-    three convs to `regularization()` (2e-4 officially; default 0)."""
+    convs (the CNN rows). `orthogonality_weight` gives the three convs the official ½‖WᵀW − I‖²
+    penalty (2e-4 officially; default 0), summed by `regularization()` and `nsl_regularization`;
+    they are weight-decayed as well, as officially."""
 
     def __init__(self, channels: int, reduction: int = 8, cosine: bool = True, orthogonality_weight: float = 0.0):
         super().__init__()
@@ -757,12 +778,9 @@ class GlobalSimilarityAttention(nn.Module):
                                             self._conv(channels, channels))
         self.gamma = nn.Parameter(torch.zeros(()))
 
-    def _conv(self, channels: int, out_channels: int) -> nn.Module:
-        if self.cosine:
-            return SphereConv2d(channels, out_channels, 1, padding=0, normalize="full")
-        conv = nn.Conv2d(channels, out_channels, 1, bias=False)
-        nn.init.normal_(conv.weight, std=he_std(channels, 1))
-        return conv
+    def _conv(self, channels: int, out_channels: int) -> SphereConv2d:
+        return SphereConv2d(channels, out_channels, 1, padding=0, normalize="full" if self.cosine else "none",
+                            orthogonality_weight=self.orthogonality_weight)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """β (B, N, N): row i is how position i attends over all positions j."""
@@ -780,10 +798,8 @@ class GlobalSimilarityAttention(nn.Module):
         return x + self.gamma * attended
 
     def regularization(self) -> torch.Tensor:
-        if not self.orthogonality_weight:
-            return self.gamma.new_zeros(())
-        return self.orthogonality_weight * sum(orthogonality_penalty(conv.weight)
-                                               for conv in (self.query, self.key, self.value))
+        """The orthogonality penalties of φ_f, φ_g, φ_h (0 when orthogonality_weight is 0)."""
+        return sum(conv.regularization() for conv in (self.query, self.key, self.value))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -839,11 +855,12 @@ def nsl_layers(model: nn.Module) -> dict[str, NSConv2d]:
 
 
 def nsl_regularization(model: nn.Module) -> torch.Tensor:
-    """Σ of the NSL penalties of every NSConv2d and GlobalSimilarityAttention in `model`, to add to
-    the training loss after the forward pass (0 when no layer has a penalty)."""
+    """Σ of the NSL penalties of every NSConv2d (on M) and SphereConv2d (orthogonality; those of
+    GlobalSimilarityAttention and the SphereNet-9 backbone) in `model`, to add to the training loss
+    after the forward pass (0 when no layer has a penalty)."""
     total = None
     for module in model.modules():
-        if isinstance(module, (NSConv2d, GlobalSimilarityAttention)):
+        if isinstance(module, NSConv2d) or (isinstance(module, SphereConv2d) and module.orthogonality_weight):
             penalty = module.regularization()
             total = penalty if total is None else total + penalty
     if total is None:
@@ -866,6 +883,44 @@ def similarity_parameters(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+def undecayed_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimiser should not weight-decay: `similarity_parameters(model)` and the
+    kernels of SphereConv2d layers built with weight_decay=False (official SphereNet-9: the
+    orthogonality penalty replaces L2 on its backbone convolutions)."""
+    params = similarity_parameters(model)
+    params += [m.weight for m in model.modules() if isinstance(m, SphereConv2d) and not m.weight_decay]
+    return params
+
+
+def similarity_only_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """What "learn only M" trains (NSL sec. 4, training from a pretrained CNN): the static M (or its
+    factor), the kernel-shape scores D_r and the dynamic predictors of every NSConv2d, each shared
+    tensor once. Everything else (convolution kernels, BatchNorm γ/β, classifier) stays as loaded."""
+    params, seen = [], set()
+    for layer in nsl_layers(model).values():
+        own = [layer.similarity] if not layer.dynamic else list(layer.predictor.parameters())
+        if layer.shape_scores is not None:
+            own.append(layer.shape_scores)
+        for p in own:
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+def train_only_similarity(model: nn.Module) -> list[nn.Parameter]:
+    """Freeze every parameter of `model` except `similarity_only_parameters(model)` (requires_grad);
+    returns those. A model without NSL layer is an error (there would be nothing to train)."""
+    params = similarity_only_parameters(model)
+    if not params:
+        raise ValueError("train_only_similarity: the model has no NSL layer, so nothing would be trained; "
+                         "build it with nsl='static_dns', 'static_uns', 'dynamic_dns' or 'dynamic_uns'")
+    model.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
 def fold_static_nsl(model: nn.Module) -> nn.Module:
     """A deployment copy of `model` in which every static NSConv2d is replaced by the equal plain
     nn.Conv2d (NSL sec. 3.2: same parameters and speed as the CNN). Dynamic layers stay."""
@@ -883,6 +938,7 @@ __all__ = [
     "ANGLE_FUNCTIONS", "BN_EPS", "GlobalSimilarityAttention", "NSConv2d", "NSL_MODES", "NSL_OPTIONS",
     "PARAMETRIZATIONS", "PREDICTORS", "SharedSimilarityPredictor", "SimilarityPredictor", "SphereConv2d",
     "batch_norm2d", "choose_dynamic_impl", "dynamic_similarity_conv2d", "fold_static_nsl", "he_std", "make_conv", "nsl_layers",
-    "nsl_regularization", "orthogonality_penalty", "prepare_nsl_options", "similarity_parameters",
+    "nsl_regularization", "orthogonality_penalty", "prepare_nsl_options", "similarity_only_parameters",
+    "similarity_parameters", "train_only_similarity", "undecayed_parameters",
     "sphere_conv2d",
 ]

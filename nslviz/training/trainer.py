@@ -79,13 +79,31 @@ def initialize_backbone(model: ImageClassifier, run_dir: str | Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     backbone = {name.removeprefix("backbone."): value for name, value in state.items() if name.startswith("backbone.")}
     try:
-        model.backbone.load_state_dict(backbone)
+        # a plain CNN's weights into the same network with NSL layers (NSL sec. 4): the kernels match
+        # by name; only the similarity (M, D_r, predictors) is new and keeps its identity start
+        missing, unexpected = model.backbone.load_state_dict(backbone, strict=False)
+        similarity = _similarity_state_names(model.backbone)
+        if backbone.keys().isdisjoint(similarity):                     # the run was a plain network
+            missing = [name for name in missing if name not in similarity]
+        if missing or unexpected:
+            raise RuntimeError("Error(s) in loading state_dict:\n" + (f"Missing key(s): {missing}. " if missing else "")
+                               + (f"Unexpected key(s): {unexpected}." if unexpected else ""))
     except RuntimeError as error:
         reason = " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
         reason = reason if len(reason) <= 300 else reason[:300] + " …"
         raise ValueError(f"init_backbone: the backbone of {str(run_dir)!r} does not fit this model "
                          f"({model.method}): {reason}; expected a run with the same backbone, image size, channels "
                          f"and iFiLM placement") from None
+
+
+def _similarity_state_names(backbone: nn.Module) -> set[str]:
+    """State-dict names that only a network with NSL layers has: each NSConv2d's similarity, D_r
+    scores and predictor (weights and BatchNorm statistics)."""
+    from ..nsl import nsl_layers
+    layers = nsl_layers(backbone)
+    return {name for name in backbone.state_dict()
+            if any(name.startswith(f"{layer}.{part}") for layer in layers
+                   for part in ("similarity", "shape_scores", "predictor."))}
 
 
 @torch.no_grad()
@@ -138,8 +156,7 @@ def _channels_last(config: TrainConfig, device: torch.device) -> bool:
 
 
 def _regularization(model: nn.Module, config: TrainConfig) -> torch.Tensor | float:
-    if config.nsl == "none":
-        return 0.0
+    """NSL penalties on M, and the orthogonality penalty of the global-similarity networks."""
     from ..nsl import nsl_regularization
     return nsl_regularization(model)
 
@@ -264,6 +281,9 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         initialize_backbone(model, config.init_backbone)
     if config.freeze_backbone:
         model.backbone.requires_grad_(False)
+    if config.similarity_only:                                           # NSL sec. 4: learn only M
+        from ..nsl import train_only_similarity
+        train_only_similarity(model)
     if checkpoint is None and config.dictionary_init == "data" and model.is_meta_neighborhoods:
         initialize_dictionary(model, data.train, config, device, channels_last)
     optimizer = build_optimizer(model, config)
@@ -392,6 +412,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         "method": config.method, "nsl": config.nsl, "classes": data.num_classes, "seed": config.seed,
         "device": str(device),
         "world_size": context.world_size, "parameters": count_parameters(model),
+        "parameters_total": sum(p.numel() for p in model.parameters()), "val_count": val["count"],
         "setup_seconds": round(session_start - start, 3),
     }
     if "acc_before_finetune" in test:
@@ -423,6 +444,8 @@ def _improves(val: dict, state: dict) -> bool:
     """Is this validation better than the best so far? Higher accuracy wins (as officially); on a
     tie, the lower loss. Small validation sets (digits: 180 images) tie often, and an early
     high-learning-rate epoch that ties a late, annealed one is usually the worse model."""
+    if val["count"] == 0:                 # no validation split (val_size 0): the last model is the one tested
+        return True
     best_loss = state.get("best_val_loss", math.inf)          # checkpoints written before the tie-break
     return val["acc"] > state["best_val_acc"] or (val["acc"] == state["best_val_acc"] and val["loss"] < best_loss)
 
