@@ -16,7 +16,7 @@ from nslviz.nsl import (GlobalSimilarityAttention, SphereConv2d, nsl_layers, nsl
                         orthogonality_penalty, undecayed_parameters)
 from nslviz.paper import nsl_table_row
 from nslviz.training.config import TrainConfig
-from nslviz.training.experiments import NSL_TABLES, nsl_variant_config, nsl_variant_preset
+from nslviz.training.experiments import NSL_ABLATION_VARIANTS, NSL_TABLES, nsl_variant_config, nsl_variant_preset
 from nslviz.training.optim import parameter_groups
 from nslviz.viz.nsl import attention_map_figure
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--dataset", "digits", "--epochs", "1", "--train-limit", "64", "--eval-limit", "32", "--image-size", "16",
         "--batch-size", "32", "--no-progress", "--json"]
-TABLE_VARIANTS = sorted({v for table in ("1", "2", "3", "8") for v in NSL_TABLES[table]})
+TABLE_VARIANTS = sorted({v for table in ("1", "2", "3", "8") for v in NSL_TABLES[table]} | set(NSL_ABLATION_VARIANTS))
 
 
 def run_cli(capsys, *args) -> tuple[dict, str]:
@@ -142,11 +142,12 @@ def test_attention_maps_and_figure():
                 block.gamma.fill_(0.5)
     images = torch.rand(3, 3, 16, 16)
     maps = attention_maps(model, images)
-    assert list(maps) == ["backbone.stages.0.4", "backbone.stages.1.4"]
-    first = maps["backbone.stages.0.4"]
-    assert first["attention"].shape == (3, 8, 8, 8, 8) and first["gamma"] == 0.5
+    assert [name.split(".")[:3] for name in maps] == [["backbone", "stages", "0"], ["backbone", "stages", "1"]]
+    first, second = maps.values()
+    assert first["attention"].shape == (3, 8, 8, 8, 8) and second["attention"].shape == (3, 4, 4, 4, 4)
+    assert first["gamma"] == 0.5
     np.testing.assert_allclose(first["attention"].sum(axis=(3, 4)), 1.0, rtol=1e-5)
-    fig = attention_map_figure(images[0], first["attention"][0], "backbone.stages.0.4")
+    fig = attention_map_figure(images[0], first["attention"][0], "stage 1 attention")
     assert fig.layout.title.text and len(fig.data) == 1 + 3 * 4
     with pytest.raises(ValueError, match="outside"):
         attention_map_figure(images[0], first["attention"][0], "b", queries=[(8, 0)])
