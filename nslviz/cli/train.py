@@ -72,7 +72,7 @@ def add_parser(subparsers) -> None:
                            "(see nslviz.nsl.NSConv2d); for spherenet9: global_similarity, orthogonality_weight")
     what.add_argument("--similarity-only", type=_boolean,
                       help="train only the neural similarity (M, D_r, predictors), everything else frozen; "
-                           "start from a plain CNN run with --init-backbone (NSL sec. 4)")
+                           "needs --init-backbone, a plain CNN run whose kernels and classifier it loads (NSL sec. 4)")
     what.add_argument("--classifier", choices=CLASSIFIERS)
     mn = p.add_argument_group("Meta-Neighborhoods")
     mn.add_argument("--entries", type=positive_int, help="dictionary size S")

@@ -126,6 +126,9 @@ class TrainConfig:
         if self.similarity_only and self.nsl == "none":
             raise ValueError("similarity_only trains only the neural similarity; it needs nsl='static_dns', "
                              "'static_uns', 'dynamic_dns' or 'dynamic_uns', got nsl='none'")
+        if self.similarity_only and self.init_backbone is None:
+            raise ValueError("similarity_only freezes everything but M, so it needs the trained network to start "
+                             "from: init_backbone (CLI --init-backbone) = a finished plain CNN run")
         if not self.transition_ifilm and not self.backbone.startswith("densenet"):
             raise ValueError(f"transition_ifilm false is the official DenseNet's transitions; backbone "
                              f"{self.backbone!r} has none")

@@ -68,9 +68,10 @@ def build_model(config: TrainConfig, num_classes: int, channels: int, image_size
 
 
 @torch.no_grad()
-def initialize_backbone(model: ImageClassifier, run_dir: str | Path) -> None:
+def initialize_backbone(model: ImageClassifier, run_dir: str | Path, *, head: bool = False) -> None:
     """init_backbone: copy the backbone weights (BatchNorm statistics included) of a finished run's
-    best.pt into `model`; the head keeps its fresh initialisation. Two-stage experiments: a vanilla
+    best.pt into `model`; the head keeps its fresh initialisation unless `head` (then it is copied
+    too: similarity_only, where everything but M stays as loaded). Two-stage experiments: a vanilla
     run's backbone under a new MN head, trained on (joint) or frozen (freeze_backbone)."""
     path = RunDirectory(run_dir, create=False).best_path
     if not path.is_file():
@@ -88,6 +89,9 @@ def initialize_backbone(model: ImageClassifier, run_dir: str | Path) -> None:
         if missing or unexpected:
             raise RuntimeError("Error(s) in loading state_dict:\n" + (f"Missing key(s): {missing}. " if missing else "")
                                + (f"Unexpected key(s): {unexpected}." if unexpected else ""))
+        if head:
+            model.head.load_state_dict({name.removeprefix("head."): value for name, value in state.items()
+                                        if name.startswith("head.")})
     except RuntimeError as error:
         reason = " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
         reason = reason if len(reason) <= 300 else reason[:300] + " …"
@@ -278,7 +282,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if checkpoint is None and config.init_backbone is not None:
-        initialize_backbone(model, config.init_backbone)
+        initialize_backbone(model, config.init_backbone, head=config.similarity_only)
     if config.freeze_backbone:
         model.backbone.requires_grad_(False)
     if config.similarity_only:                                           # NSL sec. 4: learn only M
