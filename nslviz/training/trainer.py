@@ -87,8 +87,10 @@ def initialize_backbone(model: ImageClassifier, run_dir: str | Path, *, head: bo
         if backbone.keys().isdisjoint(similarity):                     # the run was a plain network
             missing = [name for name in missing if name not in similarity]
         if missing or unexpected:
-            raise RuntimeError("Error(s) in loading state_dict:\n" + (f"Missing key(s): {missing}. " if missing else "")
-                               + (f"Unexpected key(s): {unexpected}." if unexpected else ""))
+            quoted = lambda names: ", ".join(f'"{name}"' for name in names)          # PyTorch's wording
+            raise RuntimeError("Error(s) in loading state_dict:\n"
+                               + (f"Missing key(s) in state_dict: {quoted(missing)}. " if missing else "")
+                               + (f"Unexpected key(s) in state_dict: {quoted(unexpected)}." if unexpected else ""))
         if head:
             model.head.load_state_dict({name.removeprefix("head."): value for name, value in state.items()
                                         if name.startswith("head.")})
