@@ -49,15 +49,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_dtype, check_positive, is_integer
+from ._checks import check_choice, check_dtype, check_flags, check_positive, is_integer
 
 NSL_MODES = ("none", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns")
 ANGLE_FUNCTIONS = ("cosine", "linear", "sigmoid")
-SPHERE_NORMALIZATIONS = ("input", "full")
+SPHERE_NORMALIZATIONS = ("input", "full", "none")
 PREDICTORS = ("sphere", "full_sphere", "cnn")
 PARAMETRIZATIONS = ("free", "symmetric", "psd")
 DNS_INITS = ("ones", "official")
 DYNAMIC_IMPLS = ("auto", "taps", "patches")
+RECOMPUTE_TAPS = False     # NSConv2d default: on CPU keeping Z is 1.3-1.5x faster; recomputing saves ~8x memory
 BN_EPS = 1e-3              # official hand-written BatchNorm
 NORM_EPS = 1e-4            # official SphereConv: sqrt(Σ x² + 1e-4)
 OFFICIAL_UNS_L2 = 5e-3     # official L2 on the static UNS matrix
@@ -106,10 +107,13 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, paddin
                   normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3) -> torch.Tensor:
     """Hyperspherical convolution: scale · g(θ) with cos θ = wᵀx(p) / (‖w‖ ‖x(p)‖) for the k×k×C
     patch x(p) (zero padded). normalize="input": scale = ‖w‖, so with g = cos the output is
-    wᵀx / ‖x‖ (the official predictor, "only x normalised"); "full": scale = 1 (fully cosine).
+    wᵀx / ‖x‖ (the official predictor, "only x normalised"); "full": scale = 1 (fully cosine);
+    "none": the plain convolution wᵀx (the CNN rows of NSL Table 8; `angle` must be "cosine").
     Norms are √(Σ² + 1e-4) as officially. x (B, C, H, W), weight (F, C, k, k) -> (B, F, H', W')."""
     k = weight.shape[-1]
     raw = F.conv2d(x, weight, stride=stride, padding=padding)                              # (B, F, H', W') wᵀx
+    if normalize == "none":
+        return raw
     ones = x.new_ones(1, 1, k, k)
     patch_norm = torch.sqrt(F.conv2d(x.square().sum(1, keepdim=True), ones, stride=stride, padding=padding)
                             + NORM_EPS)                                                     # (B, 1, H', W') ‖x(p)‖
@@ -123,11 +127,16 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, paddin
 class SphereConv2d(nn.Module):
     """Hyperspherical convolution (SphereNet, NSL ref. [39]), the predictor of dynamic NSL
     (sec. 3.3.1) and the backbone of the global-NS SphereNet (Appendix B.2). See `sphere_conv2d`.
-    No bias. Initialisation: normal, `init_gain` · √(2/(k²C)) (official predictor: 0.1)."""
+    No bias. Initialisation: normal, `init_gain` · √(2/(k²C)) (official predictor: 0.1).
+
+    `orthogonality_weight` w > 0: `regularization()` returns w · ½‖ŴᵀŴ − I‖²_F (the official
+    global-NS networks, w = 2e-4); `weight_decay=False` keeps the kernel out of weight decay (the
+    official SphereNet-9 backbone convs have the orthogonality penalty instead of L2; see
+    `undecayed_parameters`)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  padding: int = 1, normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3,
-                 init_gain: float = 1.0):
+                 init_gain: float = 1.0, orthogonality_weight: float = 0.0, weight_decay: bool = True):
         super().__init__()
         check_positive("in_channels", in_channels, integer=True)
         check_positive("out_channels", out_channels, integer=True)
@@ -137,6 +146,12 @@ class SphereConv2d(nn.Module):
         check_choice("SphereConv normalization", normalize, SPHERE_NORMALIZATIONS)
         check_choice("SphereConv angle function", angle, ANGLE_FUNCTIONS)
         check_positive("sigmoid_k", sigmoid_k)
+        if normalize == "none" and angle != "cosine":
+            raise ValueError(f"SphereConv normalize='none' is the plain convolution and has no angle function; "
+                             f"use angle='cosine', got {angle!r}")
+        check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
+        check_flags(weight_decay=weight_decay)
+        self.orthogonality_weight, self.weight_decay = float(orthogonality_weight), weight_decay
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.stride, self.padding = stride, padding
         self.normalize, self.angle, self.sigmoid_k = normalize, angle, sigmoid_k
@@ -145,6 +160,12 @@ class SphereConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sphere_conv2d(x, self.weight, self.stride, self.padding, self.normalize, self.angle, self.sigmoid_k)
+
+    def regularization(self) -> torch.Tensor:
+        """w · ½‖ŴᵀŴ − I‖²_F (0 when orthogonality_weight is 0)."""
+        if not self.orthogonality_weight:
+            return self.weight.new_zeros(())
+        return self.orthogonality_weight * orthogonality_penalty(self.weight)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -185,55 +206,111 @@ def _tap_slices(rows, cols, tap: int, k: int, stride: int):
     return out_sl, in_sl
 
 
+def _shift_sum(z: torch.Tensor, m: torch.Tensor, geometry) -> torch.Tensor:
+    """out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f): z (B, H, W, K, F), m (B, H', W', K)
+    -> (B, H', W', F), accumulated in the wider of the two dtypes (float32 when Z is bf16 and M float32)."""
+    k, stride, rows, cols = geometry
+    batch, _, _, taps, filters = z.shape
+    out_h, out_w = m.shape[1:3]
+    out = z.new_zeros(batch, out_h, out_w, filters, dtype=torch.promote_types(z.dtype, m.dtype))
+    for tap in range(taps):
+        sl = _tap_slices(rows, cols, tap, k, stride)
+        if sl is not None:
+            (ro, co), (ri, ci) = sl
+            out[:, ro, co].addcmul_(z[:, ri, ci, tap], m[:, ro, co, tap:tap + 1])
+    return out
+
+
+def _shift_sum_backward(grad: torch.Tensor, z: torch.Tensor, m: torch.Tensor, geometry, need_z: bool,
+                        need_m: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of `_shift_sum` w.r.t. Z (dtype of Z) and m (dtype of m); one pass per tap."""
+    k, stride, rows, cols = geometry
+    grad = grad.contiguous()
+    same_dtype = grad.dtype == z.dtype
+    grad_z = None
+    if need_z:   # stride 1: every tap writes all but a border strip, zero only that
+        grad_z = torch.empty_like(z) if stride == 1 else torch.zeros_like(z)
+    grad_m = torch.zeros_like(m) if need_m else None
+    for tap in range(z.shape[3]):
+        sl = _tap_slices(rows, cols, tap, k, stride)
+        if sl is None:
+            if grad_z is not None:
+                grad_z[:, :, :, tap] = 0
+            continue
+        (ro, co), (ri, ci) = sl
+        grad_tap = grad[:, ro, co]                                              # (B, ·, ·, F)
+        if grad_z is not None:
+            if same_dtype:
+                torch.mul(grad_tap, m[:, ro, co, tap:tap + 1], out=grad_z[:, ri, ci, tap])
+            else:                                                               # float32 grad into bf16 Z
+                grad_z[:, ri, ci, tap] = grad_tap * m[:, ro, co, tap:tap + 1]
+            if stride == 1:
+                grad_z[:, :ri.start, :, tap] = 0
+                grad_z[:, ri.stop:, :, tap] = 0
+                grad_z[:, :, :ci.start, tap] = 0
+                grad_z[:, :, ci.stop:, tap] = 0
+        if grad_m is not None:
+            grad_m[:, ro, co, tap] = torch.linalg.vecdot(grad_tap, z[:, ri, ci, tap].to(grad_tap.dtype))   # Σ_f
+    return grad_z, grad_m
+
+
 class _ShiftWeightSum(torch.autograd.Function):
     """DNS from per-tap responses, channels-last: out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f).
     Z = W_s·X at every input pixel comes from one 1×1 conv to K·F channels (the official UNS trick,
     used here for DNS). One pass per tap over (B, H', W', F); the loop is over the K kernel taps,
-    not over samples or positions. Saves only Z and m for backward.
-    z (B, H, W, K, F), m (B, H', W', K) -> (B, H', W', F)."""
+    not over samples or positions. Saves Z (B·H·W·K·F numbers, 9× a plain convolution's output)
+    and m for backward. z (B, H, W, K, F), m (B, H', W', K) -> (B, H', W', F)."""
 
     @staticmethod
     def forward(ctx, z, m, k, stride, padding):
-        batch, height, width, taps, filters = z.shape
+        height, width = z.shape[1:3]
         out_h, out_w = m.shape[1:3]
-        rows, cols = _tap_ranges(height, out_h, k, stride, padding), _tap_ranges(width, out_w, k, stride, padding)
-        out = z.new_zeros(batch, out_h, out_w, filters)
-        for tap in range(taps):
-            sl = _tap_slices(rows, cols, tap, k, stride)
-            if sl is not None:
-                (ro, co), (ri, ci) = sl
-                out[:, ro, co].addcmul_(z[:, ri, ci, tap], m[:, ro, co, tap:tap + 1])
+        ctx.geometry = (k, stride, _tap_ranges(height, out_h, k, stride, padding),
+                        _tap_ranges(width, out_w, k, stride, padding))
         ctx.save_for_backward(z, m)
-        ctx.geometry = (k, stride, rows, cols)
-        return out
+        return _shift_sum(z, m, ctx.geometry)
 
     @staticmethod
     def backward(ctx, grad):
         z, m = ctx.saved_tensors
-        k, stride, rows, cols = ctx.geometry
-        grad = grad.contiguous()
-        grad_z = None
-        if ctx.needs_input_grad[0]:   # stride 1: every tap writes all but a border strip, zero only that
-            grad_z = torch.empty_like(z) if stride == 1 else torch.zeros_like(z)
-        grad_m = torch.zeros_like(m) if ctx.needs_input_grad[1] else None
-        for tap in range(z.shape[3]):
-            sl = _tap_slices(rows, cols, tap, k, stride)
-            if sl is None:
-                if grad_z is not None:
-                    grad_z[:, :, :, tap] = 0
-                continue
-            (ro, co), (ri, ci) = sl
-            grad_tap = grad[:, ro, co]                                              # (B, ·, ·, F)
-            if grad_z is not None:
-                torch.mul(grad_tap, m[:, ro, co, tap:tap + 1], out=grad_z[:, ri, ci, tap])
-                if stride == 1:
-                    grad_z[:, :ri.start, :, tap] = 0
-                    grad_z[:, ri.stop:, :, tap] = 0
-                    grad_z[:, :, :ci.start, tap] = 0
-                    grad_z[:, :, ci.stop:, tap] = 0
-            if grad_m is not None:
-                grad_m[:, ro, co, tap] = torch.linalg.vecdot(grad_tap, z[:, ri, ci, tap])   # Σ_f
+        grad_z, grad_m = _shift_sum_backward(grad, z, m, ctx.geometry, ctx.needs_input_grad[0],
+                                             ctx.needs_input_grad[1])
         return grad_z, grad_m, None, None, None
+
+
+class _RecomputedShiftWeightSum(torch.autograd.Function):
+    """The same DNS sum with Z = X·W_s recomputed in backward instead of kept: saves X (B·H·W·C),
+    the per-tap kernel and m, i.e. K·F/C times less than Z (9× for a layer with C = F), for one extra
+    1×1 convolution (a matrix product) in backward. x (B, H, W, C) channels-last, kernel (C, K·F),
+    m (B, H', W', K) -> (B, H', W', F). Runs with autocast off on inputs already in the compute dtype."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, m, k, stride, padding):
+        batch, height, width, channels = x.shape
+        out_h, out_w = m.shape[1:3]
+        ctx.geometry = (k, stride, _tap_ranges(height, out_h, k, stride, padding),
+                        _tap_ranges(width, out_w, k, stride, padding))
+        ctx.save_for_backward(x, kernel, m)
+        z = (x.reshape(-1, channels) @ kernel).view(batch, height, width, k * k, -1)      # (B, H, W, K, F)
+        return _shift_sum(z, m, ctx.geometry)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, kernel, m = ctx.saved_tensors
+        batch, height, width, channels = x.shape
+        pixels = x.reshape(-1, channels)                                                  # (B·H·W, C)
+        z = (pixels @ kernel).view(batch, height, width, ctx.geometry[0] ** 2, -1)          # recomputed
+        need_z = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        grad_z, grad_m = _shift_sum_backward(grad, z, m, ctx.geometry, need_z, ctx.needs_input_grad[2])
+        del z
+        grad_x = grad_kernel = None
+        if need_z:
+            grad_z = grad_z.view(pixels.shape[0], -1)                                     # (B·H·W, K·F)
+            if ctx.needs_input_grad[0]:
+                grad_x = (grad_z @ kernel.t()).view_as(x)
+            if ctx.needs_input_grad[1]:
+                grad_kernel = pixels.t() @ grad_z
+        return grad_x, grad_kernel, grad_m, None, None, None
 
 
 class _Patches(torch.autograd.Function):
@@ -267,21 +344,41 @@ class _Patches(torch.autograd.Function):
         return grad_pixels.permute(0, 3, 1, 2), None, None, None, None, None
 
 
+def choose_dynamic_impl(diagonal: bool, stride: int, in_channels: int, out_channels: int) -> str:
+    """The faster dynamic-NSL path for a layer (the one place that decides; benchmarks/bench_nsl.py):
+    "taps" for DNS at stride 1 unless the layer widens (C_in < C_out: its K·C_out-channel per-tap
+    responses outgrow the K·C_in-channel patches), "patches" otherwise (UNS, strided layers)."""
+    return "taps" if diagonal and stride == 1 and in_channels >= out_channels else "patches"
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution of x runs in: autocast's when it is on for x's device, else x's."""
+    kind = x.device.type
+    if torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return x.dtype
+
+
 def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity: torch.Tensor, *, stride: int = 1,
-                              padding: int = 1, bias: torch.Tensor | None = None, impl: str = "auto") -> torch.Tensor:
+                              padding: int = 1, bias: torch.Tensor | None = None, impl: str = "auto",
+                              recompute: bool = False) -> torch.Tensor:
     """Convolution with a similarity matrix for every sample and output position (dynamic NSL,
     eq. 1-3 applied per patch): out(b, f, p) = Σ_{c,s,t} W[f, c, s] · M_st(b, p) · X(b, c, p + o_t).
 
     x (B, C, H, W); weight (F, C, k, k); similarity DNS (B, K, H', W') = diagonal m_s(b, p), or
     UNS (B, K, K, H', W') = M_st(b, p). Returns (B, F, H', W').
 
-    impl "taps" (DNS only): the K per-tap responses W_s·X from one 1×1 conv to K·F channels,
-    weighted by m and summed over shifted maps; memory B·K·F·H·W, conv FLOPs. Both paths work
-    channels-last inside (2× faster 1×1 convs and contiguous channel rows on CPU) and return a
-    channels-last (B, F, H', W') tensor. "patches":
+    impl "taps" (DNS only): the K per-tap responses Z = W_s·X from one 1×1 conv to K·F channels,
+    weighted by m and summed over shifted maps; memory B·K·F·H·W, conv FLOPs. "patches":
     channels-last patches (B, L, K, C), mixed by M (batched K×K products), then one matrix
-    product with W; memory B·K·C·L. "auto": taps for DNS at stride 1 (fastest on CPU,
-    benchmarks/bench_nsl.py), patches otherwise."""
+    product with W; memory B·K·C·L. "auto": `choose_dynamic_impl`. Both paths work channels-last
+    inside and return a channels-last (B, F, H', W') tensor. `recompute=True` (taps only) keeps X
+    instead of Z for backward and recomputes Z there: K·F/C times less memory for one more 1×1
+    convolution (see the benchmark).
+
+    Precision: M is used as given (float32 from NSConv2d, also under bf16 autocast: M = 1 + r near
+    the identity would round to steps of 1/128 in bf16); the per-tap sum and the M-mixing of the
+    patches run in float32 when M is float32 and the activations bf16."""
     check_choice("dynamic NSL implementation", impl, DYNAMIC_IMPLS)
     batch, channels, height, width = x.shape
     filters, _, k, _ = weight.shape
@@ -292,30 +389,41 @@ def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity:
     if tuple(similarity.shape) != expected:
         raise ValueError(f"similarity must have shape (B, K, H', W') for DNS or (B, K, K, H', W') for UNS with "
                          f"B={batch}, K={taps}; got {tuple(similarity.shape)}")
-    similarity = similarity.to(x.dtype)
+    compute = _compute_dtype(x)
+    similarity = similarity.to(torch.promote_types(compute, similarity.dtype))     # never below the activations
     if impl == "auto":
-        impl = "taps" if diagonal and stride == 1 else "patches"
+        impl = choose_dynamic_impl(diagonal, stride, channels, filters)
+    if recompute and impl != "taps":
+        raise ValueError(f"recompute=True applies to impl='taps' (it recomputes the per-tap responses); "
+                         f"this call uses impl={impl!r}")
     if impl == "taps":
         if not diagonal:
             raise ValueError("impl='taps' computes DNS (diagonal similarity) only; use 'patches' for UNS")
         per_tap = weight.permute(2, 3, 0, 1).reshape(taps * filters, channels, 1, 1)        # (K·F, C, 1, 1) W_s
-        z = F.conv2d(x.contiguous(memory_format=torch.channels_last), per_tap)                 # (B, K·F, H, W) W_s·X(q)
-        z = z.permute(0, 2, 3, 1).reshape(batch, height, width, taps, filters)                # channels-last view
         # m contiguous channels-last: a strided m makes every per-tap broadcast loop over positions
         # innermost and write Z's gradient K·F apart (about 10x slower on CPU)
-        m = similarity.to(z.dtype).permute(0, 2, 3, 1).contiguous()                          # (B, H', W', K)
-        out = _ShiftWeightSum.apply(z, m, k, stride, padding)
+        m = similarity.permute(0, 2, 3, 1).contiguous()                                      # (B, H', W', K)
+        if recompute:
+            pixels = x.to(compute).contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)   # (B, H, W, C)
+            kernel = per_tap.to(compute).view(taps * filters, channels).t()                  # (C, K·F)
+            with torch.autocast(x.device.type, enabled=False):
+                out = _RecomputedShiftWeightSum.apply(pixels, kernel, m, k, stride, padding)
+        else:
+            z = F.conv2d(x.contiguous(memory_format=torch.channels_last), per_tap)             # (B, K·F, H, W) W_s·X(q)
+            z = z.permute(0, 2, 3, 1).reshape(batch, height, width, taps, filters)            # channels-last view
+            out = _ShiftWeightSum.apply(z, m, k, stride, padding)
         out = out.permute(0, 3, 1, 2)                                                        # (B, F, H', W')
     else:
         patches = _Patches.apply(x, k, stride, padding, out_h, out_w)                        # (B, H', W', K, C)
         kernel = weight.permute(0, 2, 3, 1).reshape(filters, taps, channels)                  # (F, K, C) W[f, c, s]
-        if diagonal:
-            mask = similarity.permute(0, 2, 3, 1)                                             # (B, H', W', K) m_s(b, p)
-            mixed = patches * mask.unsqueeze(-1)                                              # (B, H', W', K, C)
-        else:
-            matrix = similarity.permute(0, 3, 4, 1, 2)                                        # (B, H', W', K, K) M_st
-            mixed = torch.einsum("bijst,bijtc->bijsc", matrix, patches)                       # Σ_t M_st X(p + o_t)
-        out = torch.einsum("bijsc,fsc->bfij", mixed, kernel)                                  # (B, F, H', W')
+        with torch.autocast(x.device.type, enabled=False):                                   # mix with M as it is
+            if diagonal:
+                mask = similarity.permute(0, 2, 3, 1)                                         # (B, H', W', K) m_s(b, p)
+                mixed = patches * mask.unsqueeze(-1)                                          # (B, H', W', K, C)
+            else:
+                matrix = similarity.permute(0, 3, 4, 1, 2)                                    # (B, H', W', K, K) M_st
+                mixed = torch.einsum("bijst,bijtc->bijsc", matrix, patches.to(matrix.dtype))   # Σ_t M_st X(p + o_t)
+        out = torch.einsum("bijsc,fsc->bfij", mixed.to(compute), kernel)                     # (B, F, H', W')
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
@@ -445,7 +553,10 @@ class NSConv2d(nn.Module):
       shared_predictor a SharedSimilarityPredictor used by several layers (sec. 3.3.2)
       l2_weight        l2 · ½‖M‖²_F (default: 5e-3 for static_uns as officially, else 0)
       l1_weight        l1 · ‖M‖₁ (sparsity, sec. 3.4); dynamic modes: mean over samples and positions
-      dynamic_impl     "auto", "taps", "patches" (see dynamic_similarity_conv2d)
+      dynamic_impl     "auto", "taps", "patches" (see dynamic_similarity_conv2d, choose_dynamic_impl)
+      recompute_taps   the taps path keeps X and recomputes the per-tap responses Z in backward
+                       instead of keeping Z (9× a plain convolution's output): much less activation
+                       memory for a little more time (benchmarks/bench_nsl.py)
     The penalties are not added to the loss by the layer: `regularization()` returns them (for
     dynamic modes, those of the last training forward), `nsl_regularization(model)` sums them.
     """
@@ -455,7 +566,7 @@ class NSConv2d(nn.Module):
                  parametrization: str = "free", kernel_shape: bool = False, shape_threshold: float = 0.5,
                  shape_init: float = 1.0, predictor: str = "sphere", predictor_hidden: int | None = None,
                  shared_predictor: SharedSimilarityPredictor | None = None, l2_weight: float | None = None,
-                 l1_weight: float = 0.0, dynamic_impl: str = "auto"):
+                 l1_weight: float = 0.0, dynamic_impl: str = "auto", recompute_taps: bool = RECOMPUTE_TAPS):
         super().__init__()
         check_choice("nsl mode of NSConv2d", mode, NSL_MODES[1:])
         check_positive("in_channels", in_channels, integer=True)
@@ -476,6 +587,8 @@ class NSConv2d(nn.Module):
         self.dynamic, self.diagonal = mode.startswith("dynamic"), mode.endswith("dns")
         self.taps = k * k
         self.l2_weight, self.l1_weight, self.dynamic_impl = float(l2_weight), float(l1_weight), dynamic_impl
+        check_flags(recompute_taps=recompute_taps)
+        self.recompute_taps = bool(recompute_taps)
         self.shape_threshold = float(shape_threshold)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, k, k) * he_std(in_channels, k))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -510,10 +623,14 @@ class NSConv2d(nn.Module):
         return None if self.shape_scores is None else _straight_through_step(self.shape_scores, self.shape_threshold)
 
     def static_similarity(self) -> torch.Tensor:
-        """Static M_s with D applied: DNS the diagonal (K,), UNS the matrix (K, K) [s, t]."""
+        """Static M_s with D applied: DNS the diagonal (K,), UNS the matrix (K, K) [s, t]. Formed in
+        the parameters' dtype (float32), also under bf16 autocast."""
         if self.dynamic:
             raise ValueError(f"mode {self.mode!r} has no static similarity; use predict_similarity(x)")
-        raw = self.similarity
+        with torch.autocast(self.similarity.device.type, enabled=False):
+            return self._static_similarity(self.similarity)
+
+    def _static_similarity(self, raw: torch.Tensor) -> torch.Tensor:
         if self.diagonal:
             m = raw.square() if self.parametrization == "psd" else raw
         elif self.parametrization == "symmetric":
@@ -530,10 +647,18 @@ class NSConv2d(nn.Module):
 
     def predict_similarity(self, x: torch.Tensor) -> torch.Tensor:
         """Dynamic M for every sample and output position, with D applied:
-        DNS (B, K, H', W') diagonal; UNS (B, K, K, H', W') [b, s, t, i, j]."""
+        DNS (B, K, H', W') diagonal; UNS (B, K, K, H', W') [b, s, t, i, j].
+
+        M = I + residual is formed in float32 (at least) even when the predictor runs under bf16
+        autocast: in bf16, 1 + r is rounded to steps of 1/128 near 1, which erases most of a
+        residual that starts about 0.03 in size."""
         if not self.dynamic:
             raise ValueError(f"mode {self.mode!r} is static; use static_similarity()")
         residual = self.predictor(x)                                          # (B, K or K², H', W')
+        with torch.autocast(residual.device.type, enabled=False):
+            return self._similarity_from_residual(residual.to(torch.promote_types(residual.dtype, torch.float32)))
+
+    def _similarity_from_residual(self, residual: torch.Tensor) -> torch.Tensor:
         if self.diagonal:
             m = 1 + residual
             if self.parametrization == "psd":
@@ -559,10 +684,11 @@ class NSConv2d(nn.Module):
         """Static modes: the folded kernel W_eff[f, c, t] = Σ_s W[f, c, s] M_st, shape (F, C, k, k)."""
         m = self.static_similarity()
         kernel = self.weight.view(self.out_channels, self.in_channels, self.taps)        # (F, C, K)
-        if self.diagonal:
-            folded = torch.einsum("fcs,s->fcs", kernel, m)
-        else:
-            folded = torch.einsum("fcs,st->fct", kernel, m)
+        with torch.autocast(kernel.device.type, enabled=False):                          # folded in float32
+            if self.diagonal:
+                folded = kernel * m
+            else:
+                folded = torch.einsum("fcs,st->fct", kernel, m)
         return folded.view_as(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -573,8 +699,12 @@ class NSConv2d(nn.Module):
             return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding)
         m = self.predict_similarity(x)
         self._dynamic_penalty = self._penalty(m, reduce_positions=True) if self.training else None
+        impl = self.dynamic_impl
+        if impl == "auto":
+            impl = choose_dynamic_impl(self.diagonal, self.stride, self.in_channels, self.out_channels)
         return dynamic_similarity_conv2d(x, self.weight, m, stride=self.stride, padding=self.padding,
-                                         bias=self.bias, impl=self.dynamic_impl)
+                                         bias=self.bias, impl=impl,
+                                         recompute=self.recompute_taps and impl == "taps" and torch.is_grad_enabled())
 
     def to_conv2d(self) -> nn.Conv2d:
         """The equal plain nn.Conv2d for deployment (static modes; NSL sec. 3.2)."""
@@ -633,8 +763,9 @@ class GlobalSimilarityAttention(nn.Module):
         out = γ · (β h) + X,  γ a scalar initialised at 0 (the block starts as the identity)
 
     `cosine=True` makes φ fully cosine SphereConvs (the SphereNet rows of Table 8), False plain
-    convs (the CNN rows). `orthogonality_weight` adds the official ½‖WᵀW − I‖² penalty of the
-    three convs to `regularization()` (2e-4 officially; default 0)."""
+    convs (the CNN rows). `orthogonality_weight` gives the three convs the official ½‖WᵀW − I‖²
+    penalty (2e-4 officially; default 0), summed by `regularization()` and `nsl_regularization`;
+    they are weight-decayed as well, as officially."""
 
     def __init__(self, channels: int, reduction: int = 8, cosine: bool = True, orthogonality_weight: float = 0.0):
         super().__init__()
@@ -647,12 +778,9 @@ class GlobalSimilarityAttention(nn.Module):
                                             self._conv(channels, channels))
         self.gamma = nn.Parameter(torch.zeros(()))
 
-    def _conv(self, channels: int, out_channels: int) -> nn.Module:
-        if self.cosine:
-            return SphereConv2d(channels, out_channels, 1, padding=0, normalize="full")
-        conv = nn.Conv2d(channels, out_channels, 1, bias=False)
-        nn.init.normal_(conv.weight, std=he_std(channels, 1))
-        return conv
+    def _conv(self, channels: int, out_channels: int) -> SphereConv2d:
+        return SphereConv2d(channels, out_channels, 1, padding=0, normalize="full" if self.cosine else "none",
+                            orthogonality_weight=self.orthogonality_weight)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """β (B, N, N): row i is how position i attends over all positions j."""
@@ -670,10 +798,8 @@ class GlobalSimilarityAttention(nn.Module):
         return x + self.gamma * attended
 
     def regularization(self) -> torch.Tensor:
-        if not self.orthogonality_weight:
-            return self.gamma.new_zeros(())
-        return self.orthogonality_weight * sum(orthogonality_penalty(conv.weight)
-                                               for conv in (self.query, self.key, self.value))
+        """The orthogonality penalties of φ_f, φ_g, φ_h (0 when orthogonality_weight is 0)."""
+        return sum(conv.regularization() for conv in (self.query, self.key, self.value))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -729,11 +855,12 @@ def nsl_layers(model: nn.Module) -> dict[str, NSConv2d]:
 
 
 def nsl_regularization(model: nn.Module) -> torch.Tensor:
-    """Σ of the NSL penalties of every NSConv2d and GlobalSimilarityAttention in `model`, to add to
-    the training loss after the forward pass (0 when no layer has a penalty)."""
+    """Σ of the NSL penalties of every NSConv2d (on M) and SphereConv2d (orthogonality; those of
+    GlobalSimilarityAttention and the SphereNet-9 backbone) in `model`, to add to the training loss
+    after the forward pass (0 when no layer has a penalty)."""
     total = None
     for module in model.modules():
-        if isinstance(module, (NSConv2d, GlobalSimilarityAttention)):
+        if isinstance(module, NSConv2d) or (isinstance(module, SphereConv2d) and module.orthogonality_weight):
             penalty = module.regularization()
             total = penalty if total is None else total + penalty
     if total is None:
@@ -756,6 +883,44 @@ def similarity_parameters(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+def undecayed_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimiser should not weight-decay: `similarity_parameters(model)` and the
+    kernels of SphereConv2d layers built with weight_decay=False (official SphereNet-9: the
+    orthogonality penalty replaces L2 on its backbone convolutions)."""
+    params = similarity_parameters(model)
+    params += [m.weight for m in model.modules() if isinstance(m, SphereConv2d) and not m.weight_decay]
+    return params
+
+
+def similarity_only_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """What "learn only M" trains (NSL sec. 4, training from a pretrained CNN): the static M (or its
+    factor), the kernel-shape scores D_r and the dynamic predictors of every NSConv2d, each shared
+    tensor once. Everything else (convolution kernels, BatchNorm γ/β, classifier) stays as loaded."""
+    params, seen = [], set()
+    for layer in nsl_layers(model).values():
+        own = [layer.similarity] if not layer.dynamic else list(layer.predictor.parameters())
+        if layer.shape_scores is not None:
+            own.append(layer.shape_scores)
+        for p in own:
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+def train_only_similarity(model: nn.Module) -> list[nn.Parameter]:
+    """Freeze every parameter of `model` except `similarity_only_parameters(model)` (requires_grad);
+    returns those. A model without NSL layer is an error (there would be nothing to train)."""
+    params = similarity_only_parameters(model)
+    if not params:
+        raise ValueError("train_only_similarity: the model has no NSL layer, so nothing would be trained; "
+                         "build it with nsl='static_dns', 'static_uns', 'dynamic_dns' or 'dynamic_uns'")
+    model.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
 def fold_static_nsl(model: nn.Module) -> nn.Module:
     """A deployment copy of `model` in which every static NSConv2d is replaced by the equal plain
     nn.Conv2d (NSL sec. 3.2: same parameters and speed as the CNN). Dynamic layers stay."""
@@ -772,7 +937,8 @@ def fold_static_nsl(model: nn.Module) -> nn.Module:
 __all__ = [
     "ANGLE_FUNCTIONS", "BN_EPS", "GlobalSimilarityAttention", "NSConv2d", "NSL_MODES", "NSL_OPTIONS",
     "PARAMETRIZATIONS", "PREDICTORS", "SharedSimilarityPredictor", "SimilarityPredictor", "SphereConv2d",
-    "batch_norm2d", "dynamic_similarity_conv2d", "fold_static_nsl", "he_std", "make_conv", "nsl_layers",
-    "nsl_regularization", "orthogonality_penalty", "prepare_nsl_options", "similarity_parameters",
+    "batch_norm2d", "choose_dynamic_impl", "dynamic_similarity_conv2d", "fold_static_nsl", "he_std", "make_conv", "nsl_layers",
+    "nsl_regularization", "orthogonality_penalty", "prepare_nsl_options", "similarity_only_parameters",
+    "similarity_parameters", "train_only_similarity", "undecayed_parameters",
     "sphere_conv2d",
 ]

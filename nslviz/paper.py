@@ -1,7 +1,7 @@
 """The papers' reported numbers, for the tables that put a run next to them.
 
 Sources: Meta-Neighborhoods (NeurIPS 2020) Table 1, 3, Appendix A.9; Neural Similarity Learning (NeurIPS 2019)
-Table 4, 5. Accuracies in percent (mean of 3 runs for MN Table 1), as printed in the papers.
+Tables 1-5 and 8. Accuracies in percent (mean of 3 runs for MN Table 1), as printed in the papers.
 """
 from __future__ import annotations
 
@@ -42,6 +42,34 @@ NSL_TABLE4: dict[tuple[str, str], float] = {
 NSL_TABLE5: dict[str, tuple[float, float, str]] = {
     "cnn": (42.72, 19.11, "8.90M"), "cnn++": (42.11, 18.98, "9.71M"), "dynamic_dns": (40.61, 18.04, "9.61M"),
 }
+
+
+# NSL Tables 1-3: CIFAR-10 error (%) of CNN-9 variants (DNS), keyed by the variant names of
+# nslviz.training.experiments.NSL_TABLES; (J) = joint learning of the kernel shape D and R.
+NSL_TABLES_1_3: dict[str, dict[str, float]] = {
+    "1": {"cnn": 7.78, "dynamic_dns_cnn_predictor": 7.04, "dynamic_dns": 6.85},
+    "2": {"static_dns": 7.15, "static_dns_joint": 6.92, "dynamic_dns": 6.85, "dynamic_dns_joint": 6.64},
+    "3": {"dynamic_dns_shared": 7.20, "dynamic_dns": 6.85},
+}
+
+# NSL Table 8: CIFAR-10 accuracy (%) with mild augmentation (flips), widths 128/192/256.
+NSL_TABLE8: dict[str, float] = {"cnn_global": 90.86, "cnn_global_attention": 90.69, "spherenet": 91.31,
+                                "spherenet_attention": 91.76}
+
+
+def nsl_table_row(table: str, dataset: str = "cifar10") -> dict[str, float] | None:
+    """{variant: accuracy %} of NSL Table 1, 2, 3, 4 or 8 on `dataset`; None where the paper has
+    no such row (Tables 1-3 and 8 are CIFAR-10 only)."""
+    if str(table) == "4":
+        return nsl_table4_row(dataset)
+    if dataset != "cifar10":
+        return None
+    if str(table) == "8":
+        return dict(NSL_TABLE8)
+    errors = NSL_TABLES_1_3.get(str(table))
+    if errors is None:
+        raise ValueError(f"NSL tables with variants are 1, 2, 3, 4 and 8, got {table!r}")
+    return {variant: round(100 - error, 2) for variant, error in errors.items()}
 
 
 def nsl_table4_row(dataset: str) -> dict[str, float] | None:

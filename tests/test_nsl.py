@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nslviz.nsl import (NSL_MODES, NSL_OPTIONS, PARAMETRIZATIONS, GlobalSimilarityAttention, NSConv2d,
-                        SharedSimilarityPredictor, SphereConv2d, dynamic_similarity_conv2d, fold_static_nsl,
+                        SharedSimilarityPredictor, SphereConv2d, choose_dynamic_impl, dynamic_similarity_conv2d, fold_static_nsl,
                         make_conv, nsl_layers, nsl_regularization, prepare_nsl_options, similarity_parameters,
                         sphere_conv2d)
 
@@ -181,11 +181,13 @@ def test_kernel_shape_is_straight_through(mode):
 # -- the vectorised dynamic convolution equals the per-position reference ---------------------------
 
 @pytest.mark.parametrize("diagonal", [True, False])
-@pytest.mark.parametrize("impl", ["auto", "taps", "patches"])
+@pytest.mark.parametrize("impl", ["auto", "taps", "taps_recompute", "patches"])
 @pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (1, 0), (2, 2)])
 def test_dynamic_conv_matches_per_position_reference(diagonal, impl, stride, padding):
-    if impl == "taps" and not diagonal:
+    if impl.startswith("taps") and not diagonal:
         pytest.skip("taps computes DNS only")
+    recompute = impl == "taps_recompute"
+    impl = "taps" if recompute else impl
     generator = torch.Generator().manual_seed(4)
     x = torch.randn(2, 3, 6, 5, generator=generator, dtype=torch.float64)
     weight = torch.randn(4, 3, 3, 3, generator=generator, dtype=torch.float64)
@@ -193,7 +195,8 @@ def test_dynamic_conv_matches_per_position_reference(diagonal, impl, stride, pad
     shape = (2, 9, out_h, out_w) if diagonal else (2, 9, 9, out_h, out_w)
     similarity = torch.randn(shape, generator=generator, dtype=torch.float64)
     inputs = [t.clone().requires_grad_() for t in (x, weight, similarity)]
-    out = dynamic_similarity_conv2d(*inputs[:2], inputs[2], stride=stride, padding=padding, impl=impl)
+    out = dynamic_similarity_conv2d(*inputs[:2], inputs[2], stride=stride, padding=padding, impl=impl,
+                                    recompute=recompute)
     ref_inputs = [t.clone().requires_grad_() for t in (x, weight, similarity)]
     ref = reference_dynamic_conv(*ref_inputs, stride, padding)
     torch.testing.assert_close(out, ref)
@@ -202,6 +205,83 @@ def test_dynamic_conv_matches_per_position_reference(diagonal, impl, stride, pad
     (ref * upstream).sum().backward()
     for mine, theirs in zip(inputs, ref_inputs):
         torch.testing.assert_close(mine.grad, theirs.grad)
+
+
+@pytest.mark.parametrize("in_channels,out_channels,stride,expected", [
+    (8, 8, 1, "taps"), (16, 8, 1, "taps"), (4, 8, 1, "patches"), (8, 8, 2, "patches")])
+def test_dns_path_choice_and_both_paths_agree(in_channels, out_channels, stride, expected):
+    """choose_dynamic_impl decides for the layer (patches when it widens or strides); whichever it
+    picks, the taps path (kept or recomputed Z) and the patches path give the same outputs and gradients."""
+    assert choose_dynamic_impl(True, stride, in_channels, out_channels) == expected
+    assert choose_dynamic_impl(False, 1, 16, 8) == "patches"                   # UNS: patches only
+    torch.manual_seed(7)
+    layer = NSConv2d(in_channels, out_channels, stride=stride, mode="dynamic_dns")
+    with torch.no_grad():
+        layer.predictor.output_weight.mul_(300)                              # M visibly away from I
+    x = torch.randn(2, in_channels, 6, 6)
+    results = {}
+    for impl, recompute in (("taps", False), ("taps", True), ("patches", False)):
+        layer.dynamic_impl, layer.recompute_taps = impl, recompute
+        layer.zero_grad()
+        xx = x.clone().requires_grad_()
+        out = layer(xx)
+        out.square().mean().backward()
+        results[impl, recompute] = (out.detach(), xx.grad, layer.weight.grad.clone(),
+                                    layer.predictor.output_weight.grad.clone())
+    reference = results["patches", False]
+    for key, values in results.items():
+        for mine, theirs in zip(values, reference):
+            torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-4, msg=f"{key} differs from patches")
+
+
+@pytest.mark.parametrize("mode", ["static_dns", "static_uns", "dynamic_dns", "dynamic_uns"])
+@pytest.mark.parametrize("options", [{}, {"parametrization": "psd"}])
+def test_similarity_is_formed_in_float32_under_bf16_autocast(mode, options):
+    """At initialisation M = I + a residual of about 0.03: formed in bf16 most entries of a DNS mask
+    would round to 1 ± k/128 (28 % to exactly 1). Under bf16 autocast M must come out float32 and
+    agree with the float32 computation: exactly for static M (a parameter), and to the precision of
+    the bf16 predictor's residual r for dynamic M, i.e. |ΔM| << |r| and far below bf16's 1/128 step."""
+    torch.manual_seed(8)
+    layer = NSConv2d(8, 8, mode=mode, **options)
+    x = torch.randn(4, 8, 8, 8)
+    with torch.no_grad():
+        reference = layer.static_similarity() if not layer.dynamic else layer.predict_similarity(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            m = layer.static_similarity() if not layer.dynamic else layer.predict_similarity(x)
+    assert m.dtype == torch.float32
+    if not layer.dynamic:
+        torch.testing.assert_close(m, reference, atol=1e-7, rtol=0)
+        return
+    eye = torch.ones_like(reference) if layer.diagonal else torch.eye(9).view(1, 9, 9, 1, 1).expand_as(reference)
+    residual = (reference - eye).abs()
+    assert residual.mean() > 1e-6                                            # something to lose
+    if layer.diagonal and not options:
+        # formed in bf16, M would be a multiple of 1/128 near 1: it is not
+        steps = (m - 1) * 128
+        assert (steps - steps.round()).abs().mean() > 0.1
+        assert (m == 1).float().mean() < 0.01
+    error = (m - reference).abs()
+    assert error.max() < 2 ** -8, error.max()                                # below half a bf16 step at 1
+    assert error.mean() < 0.05 * residual.mean()
+
+
+def test_bf16_dynamic_convolution_keeps_the_float32_mask():
+    """Under bf16 autocast the taps path sums m·Z in float32 with the float32 m: the result is the
+    float32 layer's up to bf16 rounding of the per-tap responses, for kept and recomputed Z, and
+    gradients reach m, W and X in their own dtypes."""
+    torch.manual_seed(9)
+    x = torch.randn(2, 8, 6, 6)
+    weight = torch.randn(8, 8, 3, 3) * 0.2
+    mask = 1 + 0.01 * torch.randn(2, 9, 6, 6)
+    reference = dynamic_similarity_conv2d(x, weight, mask, impl="taps")
+    for recompute in (False, True):
+        inputs = [t.clone().requires_grad_() for t in (x, weight, mask)]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = dynamic_similarity_conv2d(*inputs, impl="taps", recompute=recompute)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, reference, atol=0.05, rtol=0.02)
+        out.sum().backward()
+        assert all(t.grad is not None and t.grad.dtype == torch.float32 for t in inputs)
 
 
 def test_dynamic_layer_uses_per_sample_per_position_masks():

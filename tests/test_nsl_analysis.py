@@ -6,11 +6,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from nslviz.analysis.nsl import (dynamic_masks, kernel_shapes, mask_variability, short_layer_name,
-                                 static_masks)
+from nslviz.analysis.nsl import (dynamic_masks, effective_kernels, kernel_shapes, mask_variability,
+                                 reestimate_predictor_batchnorm, short_layer_name, static_masks)
 from nslviz.models import build_backbone
-from nslviz.nsl import nsl_layers
-from nslviz.viz.nsl import dynamic_mask_figure, mask_variability_figure, static_mask_figure, tap_maps_figure
+from nslviz.nsl import NSConv2d, nsl_layers
+from nslviz.viz.nsl import (dynamic_mask_figure, effective_kernel_figure, mask_variability_figure, static_mask_figure,
+                            tap_maps_figure)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
@@ -128,3 +129,53 @@ def test_rgb_image_and_errors():
         tap_maps_figure(np.zeros((4, 4, 9, 9)), "x")
     with pytest.raises(ValueError, match="no static masks"):
         static_mask_figure({})
+
+
+@pytest.mark.parametrize("mode", ["dynamic_dns", "dynamic_uns"])
+def test_effective_kernel_applied_to_the_patch_is_the_layer_output(mode):
+    """M(p)ᵀW at position p, applied to the patch X(p) as a plain kernel, gives the layer's output at p."""
+    torch.manual_seed(3)
+    layer = NSConv2d(2, 3, mode=mode).eval()
+    with torch.no_grad():
+        layer.predictor.output_weight.mul_(300)
+    x = torch.randn(1, 2, 6, 6)
+    with torch.no_grad():
+        out = layer(x)[0]                                                       # (F, 6, 6)
+        m = layer.predict_similarity(x)[0]
+    m = m.permute(1, 2, 0).reshape(6, 6, 3, 3) if layer.diagonal else m.permute(2, 3, 0, 1)
+    padded = torch.nn.functional.pad(x[0], (1, 1, 1, 1))
+    for i, j in [(0, 0), (2, 3), (5, 4)]:
+        kernels = effective_kernels(layer, m[i, j].numpy())                     # (F, C, 3, 3)
+        expected = np.einsum("fcab,cab->f", kernels, padded[:, i:i + 3, j:j + 3].numpy())
+        np.testing.assert_allclose(expected, out[:, i, j].numpy(), rtol=1e-4, atol=1e-5)
+    fig = effective_kernel_figure(x[0, :1], kernels[0, 0], kernels[:2, 0], [(0, 0), (5, 4)], "conv")
+    assert fig.layout.title.text and len(fig.data) == 2 + 2 * 2
+    with pytest.raises(ValueError, match="positions"):
+        effective_kernel_figure(x[0, :1], kernels[0, 0], kernels[:1, 0], [(0, 0), (5, 4)], "conv")
+
+
+def test_reestimating_predictor_batchnorm_makes_eval_mode_predict_as_training_mode():
+    """Stale running statistics (as after a short run) make the eval-mode M differ from the training-mode
+    one; re-estimating them on the same images brings eval mode back to what training mode predicts."""
+    model = classifier("dynamic_dns")
+    with torch.no_grad():
+        for layer in nsl_layers(model).values():
+            layer.predictor.output_weight.mul_(100)                              # the predictor moved on
+    images = torch.rand(64, 1, 16, 16)
+    layer = next(iter(nsl_layers(model).values()))
+    with torch.no_grad():
+        inputs = model.eval()[0].stem(images)                                    # the first NSL layer's input
+        trained = layer.train().predict_similarity(inputs)                       # batch statistics
+        stale = layer.eval().predict_similarity(inputs)                          # running statistics
+    assert (stale - trained).abs().mean() > 0.1
+    running = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    assert reestimate_predictor_batchnorm(model, images, batch_size=64) == 2 * 9
+    assert not model.training
+    with torch.no_grad():
+        repaired = layer.predict_similarity(inputs)
+    assert (repaired - trained).abs().mean() < 0.05 * (stale - trained).abs().mean()
+    for name, buffer in model.named_buffers():                                   # the backbone's own BN untouched
+        if ".predictor." not in name:
+            torch.testing.assert_close(buffer, running[name])
+    with pytest.raises(ValueError, match="no dynamic NSL predictor"):
+        reestimate_predictor_batchnorm(classifier("static_dns"), images)

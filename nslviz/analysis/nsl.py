@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..nsl import NSConv2d, nsl_layers
+from ..nsl import GlobalSimilarityAttention, NSConv2d, nsl_layers
 
 
 def _as_mask(similarity: torch.Tensor, layer: NSConv2d) -> np.ndarray:
@@ -57,25 +57,102 @@ def dynamic_masks(model: nn.Module, images: torch.Tensor, layers: list[str] | No
         chosen = {name: chosen[name] for name in layers}
     if not chosen:
         raise ValueError("the model has no dynamic NSL layer (nsl='dynamic_dns' or 'dynamic_uns')")
-    recorded: dict[str, np.ndarray] = {}
+
+    def record(layer, x):
+        m = layer.predict_similarity(x)                                   # (B, K, H', W') | (B, K, K, H', W')
+        return _as_mask(m.permute(0, 2, 3, 1) if layer.diagonal else m.permute(0, 3, 4, 1, 2), layer)
+
+    recorded = _record_inputs_in_eval_mode(model, chosen, batch, record)
+    return {name: (array[0] if single else array) for name, array in recorded.items()}
+
+
+def _record_inputs_in_eval_mode(model: nn.Module, modules: dict[str, nn.Module], images: torch.Tensor,
+                                record) -> dict:
+    """{name: record(module, its input)} for each of `modules` while model(images) runs in eval mode
+    (train/eval mode restored afterwards)."""
+    recorded = {}
 
     def recorder(name):
-        def hook(layer, inputs, output):
-            m = layer.predict_similarity(inputs[0])                       # (B, K, H', W') | (B, K, K, H', W')
-            m = m.permute(0, 2, 3, 1) if layer.diagonal else m.permute(0, 3, 4, 1, 2)
-            recorded[name] = _as_mask(m, layer)
+        def hook(module, inputs, output):
+            recorded[name] = record(module, inputs[0])
         return hook
 
     was_training = model.training
-    handles = [layer.register_forward_hook(recorder(name)) for name, layer in chosen.items()]
+    handles = [module.register_forward_hook(recorder(name)) for name, module in modules.items()]
     try:
         model.eval()
-        model(batch.to(next(model.parameters()).device))
+        model(images.to(next(model.parameters()).device))
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    return {name: (array[0] if single else array) for name, array in recorded.items()}
+    return recorded
+
+
+@torch.no_grad()
+def attention_maps(model: nn.Module, images: torch.Tensor) -> dict[str, dict]:
+    """The global similarity β (NSL Appendix B eq. 10-11) of every GlobalSimilarityAttention block
+    while `model(images)` runs in eval mode: {name: {"attention": (B, h, w, h, w) array, β[b, i, j]
+    reshaped so that [b, qi, qj] is the map over positions that query (qi, qj) attends to; rows sum
+    to 1, "gamma": γ, the block's weight on the attended values (0 at the start: out = x)}}.
+    images (B, C, H, W). The model's train/eval mode is restored."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be a tensor (B, C, H, W), got {getattr(images, 'shape', type(images).__name__)}")
+    blocks = {name: m for name, m in model.named_modules() if isinstance(m, GlobalSimilarityAttention)}
+    if not blocks:
+        raise ValueError("the model has no global-similarity (attention) block; build spherenet9 or "
+                         "spherenet9_plain with nsl_options={'global_similarity': True}")
+
+    def record(block, x):
+        beta = block.attention(x).float()                                  # (B, N, N)
+        h, w = x.shape[-2:]
+        return {"attention": beta.view(x.shape[0], h, w, h, w).cpu().numpy(), "gamma": float(block.gamma)}
+
+    return _record_inputs_in_eval_mode(model, blocks, images, record)
+
+
+def effective_kernels(layer: NSConv2d, masks: np.ndarray) -> np.ndarray:
+    """The kernel a dynamic layer actually applies at each given position, M(p)ᵀW (NSL eq. 1-2:
+    WᵀM(p)X = (M(p)ᵀW)ᵀX): W_eff[f, c, t] = Σ_s W[f, c, s] M_st(p). masks: DNS (..., k, k) or UNS
+    (..., K, K) from `dynamic_masks` (or a static mask); returns (..., F, C, k, k)."""
+    kernel = layer.weight.detach().float().cpu().numpy().reshape(layer.out_channels, layer.in_channels, layer.taps)
+    masks = np.asarray(masks, dtype=np.float32)
+    if layer.diagonal:
+        m = masks.reshape(*masks.shape[:-2], 1, 1, layer.taps)                 # (..., 1, 1, K)
+        folded = kernel * m
+    else:
+        folded = np.einsum("fcs,...st->...fct", kernel, masks)
+    return folded.reshape(*folded.shape[:-1], layer.kernel_size, layer.kernel_size)
+
+
+@torch.no_grad()
+def reestimate_predictor_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> int:
+    """Recompute the running statistics of the BatchNorms inside every dynamic similarity predictor
+    from `images` (B, C, H, W), as exact averages over the batches (momentum None), with the rest
+    of the model in eval mode. Training moves the predictor faster than BatchNorm's exponential
+    averages follow, so in eval mode the predicted M can be far from the one the network was
+    trained with; afterwards eval mode predicts what training mode would. Returns the number of
+    BatchNorms re-estimated. The model is left in eval mode."""
+    norms = [m for layer in nsl_layers(model).values() if layer.dynamic
+             for m in layer.predictor.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not norms:
+        raise ValueError("the model has no dynamic NSL predictor with BatchNorm (nsl='dynamic_dns' or a "
+                         "predictor='cnn' layer)")
+    momenta = [norm.momentum for norm in norms]
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None                                                # cumulative average
+            norm.train()
+        for start in range(0, len(images), batch_size):
+            model(images[start:start + batch_size].to(device))
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.eval()
+    return len(norms)
 
 
 def _identity(shape: tuple[int, int]) -> np.ndarray:
@@ -123,4 +200,4 @@ def short_layer_name(name: str) -> str:
     return name
 
 
-__all__ = ["dynamic_masks", "kernel_shapes", "mask_variability", "short_layer_name", "static_masks"]
+__all__ = ["attention_maps", "dynamic_masks", "effective_kernels", "reestimate_predictor_batchnorm", "kernel_shapes", "mask_variability", "short_layer_name", "static_masks"]

@@ -2,6 +2,9 @@
 
     python -m nslviz train --dataset digits --backbone convnet4 --method mn --epochs 5 --run-dir runs/d --json
     python -m nslviz train --preset nsl --dataset cifar10 --backbone cnn9 --nsl dynamic_dns
+    python -m nslviz train --nsl-variant dynamic_dns_shared --dataset cifar10    # one row of NSL Tables 1-4, 8
+    python -m nslviz train --nsl-variant spherenet_attention --dataset cifar10   # Table 8 (preset nsl_global)
+    python -m nslviz train --preset nsl --nsl static_dns --init-backbone runs/cnn --similarity-only true
     torchrun --nproc_per_node 4 -m nslviz train --preset mn --dataset cifar100 --backbone resnet56 ...
     python -m nslviz train --run-dir runs/d --resume          # continue a killed run, same settings
     python -m nslviz train ... --run-dir runs/d --overwrite   # replace the run in runs/d (else refused)
@@ -10,20 +13,27 @@ A run directory is held by one process at a time (its .lock names the holder): a
 on it exits 2 naming the holder. A damaged checkpoint.pt or best.pt is named with what to do, and
 --resume without config.json continues from the checkpoint's copy (docs/run-directories.md).
 
-Options left out take the preset's value (--preset mn|nsl; its length is the official iteration
-count of the dataset unless --epochs or --iterations is given), else the TrainConfig default. With
---resume the stored config.json is the starting point and only the options given change it.
+Options left out take the preset's value (--preset mn|nsl|nsl_global; its length is the official
+iteration count of the dataset unless --epochs or --iterations is given), else the TrainConfig
+default. --nsl-variant sets the backbone, --nsl and --nsl-options of one row of the NSL tables
+(docs/nsl-paper-tables.md) and, without --preset, that table's recipe; --nsl-options given as well
+are applied on top. The recipes hold out a validation split and test the best-on-validation model;
+--val-size 0 trains on every training image (CIFAR: all 50,000) and tests the last model, as the
+official NSL code does. With --resume the stored config.json is the starting point and only the options given change it.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from ..models.classifier import CLASSIFIERS, METHODS
 from ..training.config import AMP_MODES, AUGMENTATIONS, DICTIONARY_INITS, OPTIMIZERS, PRESETS, TrainConfig
+from ..training.experiments import ALL_NSL_VARIANTS, nsl_variant_config, nsl_variant_preset
 from .common import emit_json, folder_path, fraction, nonnegative_int, positive_float, positive_int, seed_value
 
-CONTROL = {"run", "subparser", "command", "run_dir", "resume", "overwrite", "json", "preset", "no_progress"}
+CONTROL = {"run", "subparser", "command", "run_dir", "resume", "overwrite", "json", "preset", "no_progress",
+           "nsl_variant"}
 
 
 def _milestones(text: str) -> tuple[float, ...]:
@@ -50,12 +60,21 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train an image classifier (MN / iFiLM / NSL) into a run directory",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                               argument_default=argparse.SUPPRESS)
-    p.add_argument("--preset", choices=PRESETS, default=None, help="a paper recipe: mn (AdamW) or nsl (SGD)")
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="a paper recipe: mn (AdamW), nsl (SGD, NSL Tables 1-4) or nsl_global (Adam, NSL Table 8)")
     what = p.add_argument_group("what to train")
     what.add_argument("--dataset", help="digits (embedded, default), synthetic, cifar10, cifar100, ...")
     what.add_argument("--backbone", help="convnet4 (default), resnet29, resnet56, densenet40, cnn9, ...")
     what.add_argument("--method", choices=METHODS)
     what.add_argument("--nsl", choices=NSL_MODES, help="neural similarity of the 3x3 convolutions")
+    what.add_argument("--nsl-variant", choices=ALL_NSL_VARIANTS, default=None,
+                      help="one row of NSL Tables 1-4 or 8: sets backbone, --nsl, --nsl-options (and the preset)")
+    what.add_argument("--nsl-options", type=_json_object, metavar="JSON",
+                      help="options of the NSL layers, e.g. '{\"kernel_shape\": true}' or '{\"predictor\": \"cnn\"}' "
+                           "(see nslviz.nsl.NSConv2d); for spherenet9: global_similarity, orthogonality_weight")
+    what.add_argument("--similarity-only", type=_boolean,
+                      help="train only the neural similarity (M, D_r, predictors), everything else frozen; "
+                           "needs --init-backbone, a plain CNN run whose kernels and classifier it loads (NSL sec. 4)")
     what.add_argument("--classifier", choices=CLASSIFIERS)
     mn = p.add_argument_group("Meta-Neighborhoods")
     mn.add_argument("--entries", type=positive_int, help="dictionary size S")
@@ -97,7 +116,8 @@ def add_parser(subparsers) -> None:
     data.add_argument("--label-kind", choices=("fine", "coarse", "domain"),
                       help="coarse: CIFAR-100's 20 superclasses; domain: PACS domains")
     data.add_argument("--augment", choices=AUGMENTATIONS)
-    data.add_argument("--val-size", type=positive_int)
+    data.add_argument("--val-size", type=nonnegative_int,
+                      help="validation images held out of the training set; 0: train on all of them, test the last model")
     data.add_argument("--image-size", type=positive_int)
     data.add_argument("--train-limit", type=positive_int, help="use only the first N training images")
     data.add_argument("--eval-limit", type=positive_int, help="use only the first N validation/test images")
@@ -120,6 +140,16 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=main, subparser=p)
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"kernel_shape\": true}}', got {text!r}")
+    return value
+
+
 def _clip_value(text: str) -> float | None:
     if text.strip().lower() in ("none", "off"):
         return None
@@ -136,7 +166,15 @@ def config_from_args(args) -> TrainConfig:
             raise ValueError("--resume needs --run-dir, the folder of the run to continue")
         from ..training.trainer import stored_run_config
         return TrainConfig.from_dict({**stored_run_config(args.run_dir), **overrides})
-    return TrainConfig.from_preset(args.preset, **overrides)
+    if args.nsl_variant is None:
+        return TrainConfig.from_preset(args.preset, **overrides)
+    preset = args.preset if args.preset is not None else nsl_variant_preset(args.nsl_variant)
+    overrides.setdefault("backbone", "cnn9")
+    config = nsl_variant_config(TrainConfig.from_preset(preset, **overrides), args.nsl_variant)
+    if "nsl" in overrides and overrides["nsl"] != config.nsl:
+        raise ValueError(f"--nsl {overrides['nsl']} contradicts --nsl-variant {args.nsl_variant} "
+                         f"(nsl {config.nsl!r}); give one of them")
+    return config
 
 
 def main(args) -> int:
@@ -150,6 +188,9 @@ def main(args) -> int:
     if "test_acc_before_finetune" in summary:
         line += f" | before finetuning {summary['test_acc_before_finetune']:.4f}"
     line += f" | last epoch {summary['test_acc_last']:.4f}"
+    line += f" | {summary['parameters']:,} parameters"
+    if summary.get("parameters_total", summary["parameters"]) != summary["parameters"]:
+        line += f" trained of {summary['parameters_total']:,}"
     print(line + f" | {summary['seconds']:.1f} s | {summary['run_dir']}", flush=True)
     if args.json:
         emit_json(summary)

@@ -21,7 +21,15 @@ Recipes (see docs/official-code.md §A.7 and §B.6):
 * "nsl" SGD lr 0.1, momentum 0.9, L2 5e-4 on every parameter (BN γ/β included), label smoothing
         0.01, lr ÷10 at 20k/30k/37.5k of 42.5k iterations (CIFAR), symmetric
         pad-4 crop + flip (augment policy "nsl"). Deviation: images in [0, 1] instead of raw 0–255 (BatchNorm after the first conv makes
-        the two nearly equivalent; 0–255 would need a different initial scale).
+        the two nearly equivalent; 0–255 would need a different initial scale). Like every recipe here
+        it holds out a validation split (CIFAR: the last 5,000 training images) and tests the
+        best-on-validation model; the official code trains on all 50,000 and tests the last one:
+        `val_size=0` (CLI --val-size 0) does that.
+* "nsl_global" NSL Table 8 (the official global-similarity code): Adam lr 1e-3 with L2 5e-4 added to the
+        gradients of BatchNorm, classifier and attention (the SphereNet-9 backbone kernels get the
+        orthogonality penalty instead, see nslviz.models.spherenet), lr ÷10 at 34k and 54k of 64k
+        iterations (CIFAR), batch 128, label smoothing 0.01, horizontal flips only ("mild
+        augmentation"); the backbone scales its input as (x − 127.5)/128.
 """
 from __future__ import annotations
 
@@ -36,9 +44,9 @@ from ..models.registry import available_backbones
 from ..datasets.images import available_image_datasets
 from .distributed import check_device_name
 
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd")
 AMP_MODES = ("auto", "bf16", "off")
-PRESETS = ("mn", "nsl")
+PRESETS = ("mn", "nsl", "nsl_global")
 DICTIONARY_INITS = ("random", "data")
 
 
@@ -100,7 +108,8 @@ class TrainConfig:
     compile: bool = False
     eval_batch_size: int = 500
     checkpoint_every: int = 200              # iterations between resumable checkpoints (and every epoch end)
-    nsl_options: dict = field(default_factory=dict)
+    nsl_options: dict = field(default_factory=dict)   # keyword options of the NSL layers / backbone (NSL Tables 1-3, 8)
+    similarity_only: bool = False            # NSL sec. 4: train only M (static M, D_r, predictors); start from init_backbone
 
     def __post_init__(self):
         check_choice("method", self.method, METHODS)
@@ -114,7 +123,15 @@ class TrainConfig:
             if getattr(self, name) is None:
                 setattr(self, name, value)
         check_flags(transition_ifilm=self.transition_ifilm, freeze_backbone=self.freeze_backbone,
-                    nesterov=self.nesterov)
+                    nesterov=self.nesterov, similarity_only=self.similarity_only)
+        if not isinstance(self.nsl_options, dict):
+            raise ValueError(f"nsl_options must be a dict of NSL layer options, got {self.nsl_options!r}")
+        if self.similarity_only and self.nsl == "none":
+            raise ValueError("similarity_only trains only the neural similarity; it needs nsl='static_dns', "
+                             "'static_uns', 'dynamic_dns' or 'dynamic_uns', got nsl='none'")
+        if self.similarity_only and self.init_backbone is None:
+            raise ValueError("similarity_only freezes everything but M, so it needs the trained network to start "
+                             "from: init_backbone (CLI --init-backbone) = a finished plain CNN run")
         if not self.transition_ifilm and not self.backbone.startswith("densenet"):
             raise ValueError(f"transition_ifilm false is the official DenseNet's transitions; backbone "
                              f"{self.backbone!r} has none")
@@ -154,9 +171,11 @@ class TrainConfig:
             raise ValueError(f"milestones must be fractions of training in (0, 1), got {self.milestones}")
         if self.clip_value is not None:
             check_positive("clip_value", self.clip_value)
-        for name in ("iterations", "batch_size", "train_limit", "eval_limit", "val_size", "image_size"):
+        for name in ("iterations", "batch_size", "train_limit", "eval_limit", "image_size"):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name), integer=True, minimum=1)
+        if self.val_size is not None:       # 0: no validation split, the last model is tested
+            check_positive("val_size", self.val_size, integer=True, minimum=0)
 
     @classmethod
     def from_preset(cls, preset: str | None, **overrides) -> "TrainConfig":
@@ -239,6 +258,7 @@ DEFAULT_BATCH_SIZE = {"digits": 32}
 OPTIMIZER_DEFAULTS = {
     "adamw": dict(lr=1e-3, weight_decay=0.075, nesterov=False, milestones=(0.75,)),
     "sgd": dict(lr=0.1, weight_decay=2e-4, nesterov=True, milestones=(0.5, 2 / 3, 5 / 6)),
+    "adam": dict(lr=1e-3, weight_decay=5e-4, nesterov=False, milestones=(34 / 64, 54 / 64)),
 }
 
 PRESET_FIELDS: dict[str, dict] = {
@@ -247,6 +267,9 @@ PRESET_FIELDS: dict[str, dict] = {
     "nsl": dict(method="vanilla", classifier="dot", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=False,
                 weight_decay=5e-4, batch_size=128, milestones=(20 / 42.5, 30 / 42.5, 37.5 / 42.5), clip_value=None,
                 label_smoothing=0.01, augment="nsl", decay_everything=True),
+    "nsl_global": dict(method="vanilla", classifier="dot", optimizer="adam", lr=1e-3, weight_decay=5e-4,
+                       batch_size=128, milestones=(34 / 64, 54 / 64), clip_value=None, label_smoothing=0.01,
+                       augment="flip", decay_everything=True),
 }
 
 # The official training lengths, in iterations at batch 128, and the lr milestones as fractions of
@@ -256,10 +279,12 @@ PRESET_FIELDS: dict[str, dict] = {
 _CIFAR_MN = (160_000, (0.75,))
 _CONVNET_MN = (60_000, (40 / 60,))
 _CIFAR_NSL = (42_500, (20 / 42.5, 30 / 42.5, 37.5 / 42.5))
+_CIFAR_NSL_GLOBAL = (64_000, (34 / 64, 54 / 64))
 PAPER_SCHEDULES: dict[tuple[str, str], dict[str, tuple[int, tuple[float, ...]]]] = {
     ("mn", "adamw"): {"cifar10": _CIFAR_MN, "cifar100": _CIFAR_MN, "cinic10": (260_000, (160 / 260,)),
                       "tiny-imagenet": (260_000, (180 / 260,)), "mnist-m": _CONVNET_MN, "pacs": _CONVNET_MN,
                       "mnist": _CONVNET_MN, "svhn": _CONVNET_MN},
     ("mn", "sgd"): {"cifar10": (120_000, (0.5, 2 / 3, 5 / 6)), "cifar100": (120_000, (0.5, 2 / 3, 5 / 6))},
     ("nsl", "sgd"): {"cifar10": _CIFAR_NSL, "cifar100": _CIFAR_NSL},
+    ("nsl_global", "adam"): {"cifar10": _CIFAR_NSL_GLOBAL, "cifar100": _CIFAR_NSL_GLOBAL},
 }

@@ -20,7 +20,8 @@ from .rundir import RunDirectory, locked_run_dir
 from .trainer import default_run_name, resume_setting_change, train
 
 QUICK_BACKBONES = {"resnet56_64": "convnet4_64", "resnet29_64": "convnet4_64", "densenet40_64": "convnet4_64",
-                   "convnet4_64": "convnet4_64", "cnn10": "cnn9"}
+                   "convnet4_64": "convnet4_64", "cnn10": "cnn9", "spherenet9": "spherenet9",
+                   "spherenet9_plain": "spherenet9_plain"}
 
 
 def quick_config(config: TrainConfig, *, epochs: int = 4) -> TrainConfig:
@@ -123,19 +124,68 @@ NSL_VARIANTS = {"cnn": ("", "none"), "cnn++": ("_plus", "none"), "static_dns": (
                 "static_uns": ("", "static_uns"), "dynamic_dns": ("", "dynamic_dns"),
                 "dynamic_uns": ("", "dynamic_uns")}
 
+# NSL Tables 1-3 (CIFAR-10, CNN-9, DNS) and the regularisers of sec. 3.4: variant -> (nsl mode,
+# nsl_options) on the cnn9 / cnn10 network; their rows that are Table 4 rows ("cnn", "static_dns",
+# "dynamic_dns") are in NSL_VARIANTS. Table 8: variant -> (backbone, nsl_options), preset "nsl_global".
+NSL_ABLATION_VARIANTS: dict[str, tuple[str, dict]] = {
+    "dynamic_dns_cnn_predictor": ("dynamic_dns", {"predictor": "cnn"}),          # Table 1: CNN predictor
+    "dynamic_dns_full_sphere": ("dynamic_dns", {"predictor": "full_sphere"}),    # official "best-performing"
+    "static_dns_joint": ("static_dns", {"kernel_shape": True}),                  # Table 2: joint D and R (J)
+    "dynamic_dns_joint": ("dynamic_dns", {"kernel_shape": True}),
+    "static_uns_symmetric": ("static_uns", {"parametrization": "symmetric"}),    # sec. 3.4 regularisers
+    "static_uns_psd": ("static_uns", {"parametrization": "psd"}),
+    "static_dns_l1": ("static_dns", {"l1_weight": 1e-4}),
+    "dynamic_dns_shared": ("dynamic_dns", {"shared_predictor": True}),           # Table 3: shared predictor
+}
+NSL_GLOBAL_VARIANTS: dict[str, tuple[str, dict]] = {                              # Table 8
+    "cnn_global": ("spherenet9_plain", {}),
+    "cnn_global_attention": ("spherenet9_plain", {"global_similarity": True}),
+    "spherenet": ("spherenet9", {}),
+    "spherenet_attention": ("spherenet9", {"global_similarity": True}),
+}
+NSL_TABLES: dict[str, tuple[str, ...]] = {
+    "1": ("cnn", "dynamic_dns_cnn_predictor", "dynamic_dns"),
+    "2": ("static_dns", "static_dns_joint", "dynamic_dns", "dynamic_dns_joint"),
+    "3": ("dynamic_dns_shared", "dynamic_dns"),
+    "4": tuple(NSL_VARIANTS),
+    "8": tuple(NSL_GLOBAL_VARIANTS),
+}
+ALL_NSL_VARIANTS = (*NSL_VARIANTS, *NSL_ABLATION_VARIANTS, *NSL_GLOBAL_VARIANTS)
+
+
+def nsl_variant_preset(variant: str) -> str:
+    """The recipe a variant's table was trained with: "nsl_global" for Table 8, else "nsl"."""
+    check_choice("NSL variant", variant, ALL_NSL_VARIANTS)
+    return "nsl_global" if variant in NSL_GLOBAL_VARIANTS else "nsl"
+
 
 def nsl_variant_config(config: TrainConfig, variant: str) -> TrainConfig:
-    """The run of one NSL Table 4 row: `config` (backbone cnn9 or cnn10) with the variant's network
-    and similarity mode, e.g. "cnn++" -> cnn9_plus, "dynamic_dns" -> cnn9 with nsl="dynamic_dns"."""
-    check_choice("NSL variant", variant, NSL_VARIANTS)
-    suffix, nsl = NSL_VARIANTS[variant]
+    """The run of one NSL table row (`ALL_NSL_VARIANTS`, grouped by table in `NSL_TABLES`): `config`
+    with the variant's network, similarity mode and `nsl_options`; options already in
+    config.nsl_options are kept on top. Tables 1-4 keep config's cnn9 / cnn10 family ("cnn++" ->
+    cnn9_plus, "dynamic_dns_shared" -> cnn9 with a shared predictor); Table 8 rows replace the
+    backbone by spherenet9 / spherenet9_plain (train them with the "nsl_global" preset)."""
+    check_choice("NSL variant", variant, ALL_NSL_VARIANTS)
     base = config.backbone.removesuffix("_plus")
-    return dataclasses.replace(config, backbone=base + suffix, nsl=nsl)
+    if variant in NSL_GLOBAL_VARIANTS:
+        backbone, options = NSL_GLOBAL_VARIANTS[variant]
+        return dataclasses.replace(config, backbone=backbone, nsl="none",
+                                   nsl_options={**options, **config.nsl_options})
+    if base.startswith("spherenet9"):
+        raise ValueError(f"NSL variant {variant!r} is a CNN-9 row (Tables 1-4); the config's backbone is "
+                         f"{config.backbone!r}: start from backbone 'cnn9' (or 'cnn10')")
+    if variant in NSL_VARIANTS:
+        suffix, nsl = NSL_VARIANTS[variant]
+        options = {}
+    else:
+        (nsl, options), suffix = NSL_ABLATION_VARIANTS[variant], ""
+    options = {**options, **config.nsl_options} if nsl != "none" else {}
+    return dataclasses.replace(config, backbone=base + suffix, nsl=nsl, nsl_options=options)
 
 
 def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir: str | Path | None = None,
                          progress: bool = True, overwrite: bool = False) -> dict[str, dict]:
-    """NSL Table 4 on one dataset: one run per variant (cnn, cnn++, static/dynamic DNS/UNS) with the
+    """NSL Tables 1-4 (or 8) on one dataset: one run per variant (`nsl_variant_config`) with the
     same recipe, into group_dir/<variant>. Returns {variant: summary}."""
     configs = {v: nsl_variant_config(config, v) for v in dict.fromkeys(variants)}
     default_dir = runs_root() / f"{config.dataset}-{config.backbone.removesuffix('_plus')}-nsl-seed{config.seed}"

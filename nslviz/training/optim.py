@@ -12,9 +12,10 @@ def parameter_groups(model: nn.Module, weight_decay: float, *, decay_everything:
     """Two groups: decayed (backbone convs, BN γ/β, iFiLM, NSL predictors) and not decayed (the head:
     dictionary keys and values, classifier, scale τ, step size α — the official MN "memory" scope;
     and the static NSL similarity M and kernel-shape scores D_r, which the official NSL code does not
-    decay). `decay_everything=True` decays the head too (the NSL recipe's L2 on every weight)."""
-    from ..nsl import similarity_parameters
-    excluded = {id(p) for p in similarity_parameters(model)}
+    decay). `decay_everything=True` decays the head too (the NSL recipe's L2 on every weight). The kernels of
+    the SphereNet-9 backbone (orthogonality penalty instead of L2) are not decayed either."""
+    from ..nsl import undecayed_parameters
+    excluded = {id(p) for p in undecayed_parameters(model)}
     if not decay_everything:
         excluded |= {id(p) for p in model.no_weight_decay_parameters()}
     decay = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
@@ -46,6 +47,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     groups = scale_backbone_lr(groups, model, config.lr, config.backbone_lr_scale)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
+    if config.optimizer == "adam":                       # L2 added to the gradient (official global-NS code)
+        return torch.optim.Adam(groups, lr=config.lr)
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
 
 

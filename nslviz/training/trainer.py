@@ -76,9 +76,10 @@ def build_model(config: TrainConfig, num_classes: int, channels: int, image_size
 
 
 @torch.no_grad()
-def initialize_backbone(model: ImageClassifier, run_dir: str | Path) -> None:
+def initialize_backbone(model: ImageClassifier, run_dir: str | Path, *, head: bool = False) -> None:
     """init_backbone: copy the backbone weights (BatchNorm statistics included) of a finished run's
-    best.pt into `model`; the head keeps its fresh initialisation. Two-stage experiments: a vanilla
+    best.pt into `model`; the head keeps its fresh initialisation unless `head` (then it is copied
+    too: similarity_only, where everything but M stays as loaded). Two-stage experiments: a vanilla
     run's backbone under a new MN head, trained on (joint) or frozen (freeze_backbone). A plain
     backbone also starts an iFiLM one: its iFiLM modules keep their initialisation (γ̂ = β̂ = 0, the
     identity), so the model computes what the plain backbone did."""
@@ -90,16 +91,38 @@ def initialize_backbone(model: ImageClassifier, run_dir: str | Path) -> None:
                                  f"or start from another run's backbone (--init-backbone)")
     backbone = {name.removeprefix("backbone."): value for name, value in state.items() if name.startswith("backbone.")}
     try:
-        own = model.backbone.state_dict()
+        # what the source run cannot hold keeps its identity start: iFiLM in a model started from a plain
+        # backbone, and the similarity (M, D_r, predictors) of an NSL network started from a plain CNN
+        # (NSL sec. 4); the kernels match by name
+        missing, unexpected = model.backbone.load_state_dict(backbone, strict=False)
+        similarity = _similarity_state_names(model.backbone)
         ifilm = tuple(f"{name}." for name, module in model.backbone.named_modules() if isinstance(module, IFiLM))
-        kept = {name: value for name, value in own.items() if name not in backbone and name.startswith(ifilm)}
-        model.backbone.load_state_dict({**backbone, **kept})
+        plain_source = backbone.keys().isdisjoint(similarity)
+        missing = [name for name in missing if not (name.startswith(ifilm) or (plain_source and name in similarity))]
+        if missing or unexpected:
+            quoted = lambda names: ", ".join(f'"{name}"' for name in names)          # noqa: E731  (PyTorch's wording)
+            raise RuntimeError("Error(s) in loading state_dict:\n"
+                               + (f"Missing key(s) in state_dict: {quoted(missing)}. " if missing else "")
+                               + (f"Unexpected key(s) in state_dict: {quoted(unexpected)}." if unexpected else ""))
+        if head:
+            model.head.load_state_dict({name.removeprefix("head."): value for name, value in state.items()
+                                        if name.startswith("head.")})
     except RuntimeError as error:
         reason = " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
         reason = reason if len(reason) <= 300 else reason[:300] + " …"
         raise ValueError(f"init_backbone: the backbone of {str(run_dir)!r} does not fit this model "
                          f"({model.method}): {reason}; expected a run with the same backbone, image size, channels "
                          f"and iFiLM placement") from None
+
+
+def _similarity_state_names(backbone: nn.Module) -> set[str]:
+    """State-dict names that only a network with NSL layers has: each NSConv2d's similarity, D_r
+    scores and predictor (weights and BatchNorm statistics)."""
+    from ..nsl import nsl_layers
+    layers = nsl_layers(backbone)
+    return {name for name in backbone.state_dict()
+            if any(name.startswith(f"{layer}.{part}") for layer in layers
+                   for part in ("similarity", "shape_scores", "predictor."))}
 
 
 @torch.no_grad()
@@ -152,8 +175,7 @@ def _channels_last(config: TrainConfig, device: torch.device) -> bool:
 
 
 def _regularization(model: nn.Module, config: TrainConfig) -> torch.Tensor | float:
-    if config.nsl == "none":
-        return 0.0
+    """NSL penalties on M, and the orthogonality penalty of the global-similarity networks."""
     from ..nsl import nsl_regularization
     return nsl_regularization(model)
 
@@ -285,9 +307,12 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if checkpoint is None and config.init_backbone is not None:
-        initialize_backbone(model, config.init_backbone)
+        initialize_backbone(model, config.init_backbone, head=config.similarity_only)
     if config.freeze_backbone:
         model.backbone.requires_grad_(False)
+    if config.similarity_only:                                           # NSL sec. 4: learn only M
+        from ..nsl import train_only_similarity
+        train_only_similarity(model)
     if checkpoint is None and config.dictionary_init == "data" and model.is_meta_neighborhoods:
         initialize_dictionary(model, data.train, config, device, channels_last)
     optimizer = build_optimizer(model, config)
@@ -428,6 +453,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
         "method": config.method, "nsl": config.nsl, "classes": data.num_classes, "seed": config.seed,
         "device": str(device),
         "world_size": context.world_size, "parameters": count_parameters(model),
+        "parameters_total": sum(p.numel() for p in model.parameters()), "val_count": val["count"],
         "setup_seconds": round(session_start - start, 3),
     }
     if "acc_before_finetune" in test:
@@ -499,6 +525,8 @@ def _improves(val: dict, state: dict) -> bool:
     """Is this validation better than the best so far? Higher accuracy wins (as officially); on a
     tie, the lower loss. Small validation sets (digits: 180 images) tie often, and an early
     high-learning-rate epoch that ties a late, annealed one is usually the worse model."""
+    if val["count"] == 0:                 # no validation split (val_size 0): the last model is the one tested
+        return True
     best_loss = state.get("best_val_loss", math.inf)          # checkpoints written before the tie-break
     return val["acc"] > state["best_val_acc"] or (val["acc"] == state["best_val_acc"] and val["loss"] < best_loss)
 

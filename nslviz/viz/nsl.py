@@ -5,6 +5,7 @@ they train nothing. Sliders are plotly frames, so they work in a static HTML exp
     dynamic_mask_figure(image, dynamic_masks(model, image)[name], name)   the mask at each position (slider)
     tap_maps_figure(dynamic_masks(model, image)[name], name)     each tap's value over the whole image
     mask_variability_figure(mask_variability(masks))             across positions vs across images
+    attention_map_figure(image, attention_maps(model, images)[name]["attention"][0], name)   global similarity
 
 NSL sec. 5.1, implicit regularisation (an ImplicitRegularizationResult, notebook 08):
     flow_trajectories_figure(result)     both gradient flows in the plane of W's two main directions
@@ -187,6 +188,93 @@ def mask_variability_figure(stats: Mapping[str, dict], title: str | None = None)
                          "layer", "mean over mask entries")
 
 
+def effective_kernel_figure(image, kernel: np.ndarray, effective: np.ndarray, positions, layer_name: str,
+                            scale: float = 1.0, title: str | None = None) -> go.Figure:
+    """What "dynamic" means: the image with a few output positions marked, the layer's stored k×k
+    kernel W (one filter, one input channel), and the kernel M(p)ᵀW it applies at each marked
+    position (`analysis.nsl.effective_kernels`). kernel (k, k); effective (P, k, k) for the P
+    positions (row, column) on the layer's output map; `scale` = image pixels per output position."""
+    kernel, effective = np.asarray(kernel, dtype=np.float32), np.asarray(effective, dtype=np.float32)
+    positions = [tuple(int(v) for v in p) for p in positions]
+    if kernel.ndim != 2 or effective.ndim != 3 or len(effective) != len(positions):
+        raise ValueError(f"kernel must be (k, k) and effective (P, k, k) with P = {len(positions)} positions; "
+                         f"got {kernel.shape} and {effective.shape}")
+    image_trace, height, width = _image_trace(image)
+    colors = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628")
+    fig = make_subplots(rows=1, cols=len(positions) + 2, horizontal_spacing=0.04,
+                        subplot_titles=["image and positions", "stored kernel W"]
+                        + [f"M(p)ᵀW at ({i}, {j})" for i, j in positions])
+    fig.add_trace(image_trace, 1, 1)
+    spread = float(max(np.abs(kernel).max(), np.abs(effective).max(), 1e-6))
+    fig.add_trace(go.Heatmap(z=kernel, coloraxis="coloraxis", texttemplate="%{z:.2f}", name="W"), 1, 2)
+    for n, (i, j) in enumerate(positions):
+        color = colors[n % len(colors)]
+        fig.add_trace(go.Scatter(x=[(j + 0.5) * scale - 0.5], y=[(i + 0.5) * scale - 0.5], mode="markers",
+                                 marker=dict(size=14, color=color, line=dict(color="white", width=2)),
+                                 name=f"({i}, {j})", hoverinfo="name"), 1, 1)
+        fig.add_trace(go.Heatmap(z=effective[n], coloraxis="coloraxis", texttemplate="%{z:.2f}",
+                                 name=f"M(p)ᵀW at ({i}, {j})"), 1, n + 3)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="image column", row=1, col=1)
+    fig.update_yaxes(title_text="image row", row=1, col=1)
+    for n in range(len(positions) + 1):
+        fig.update_xaxes(title_text="kernel column", tickvals=list(range(kernel.shape[1])), row=1, col=n + 2)
+        fig.update_yaxes(title_text="kernel row" if n == 0 else None, tickvals=list(range(kernel.shape[0])),
+                         row=1, col=n + 2)
+    fig.update_layout(coloraxis=dict(colorscale=COLORSCALE, cmid=0, cmin=-spread, cmax=spread,
+                                     colorbar=dict(title="weight", thickness=14)),
+                      height=340, width=240 * (len(positions) + 2) + 100, showlegend=False)
+    return finish_figure(fig, title or f"The kernel {short_layer_name(layer_name)} applies, position by position")
+
+
+def attention_map_figure(image, attention: np.ndarray, block_name: str, queries=None,
+                         title: str | None = None) -> go.Figure:
+    """Global neural similarity (self-attention, NSL Appendix B) of one block on one image: the image
+    with a few query positions marked (left), then for each query the map β(query, ·) over all
+    positions of the block's feature map, i.e. where that position gathers its values from.
+    attention (h, w, h, w) from attention_maps(model, image[None])[name]["attention"][0]; queries
+    a list of (row, column) on the h×w map (default: four spread over the map)."""
+    attention = np.asarray(attention, dtype=np.float32)
+    if attention.ndim != 4 or attention.shape[:2] != attention.shape[2:]:
+        raise ValueError(f"attention must be (h, w, h, w) for one image, got shape {attention.shape}")
+    h, w = attention.shape[:2]
+    if queries is None:
+        queries = [(h // 4, w // 4), (h // 4, 3 * w // 4), (3 * h // 4, w // 4), (h // 2, w // 2)]
+    queries = [tuple(int(v) for v in q) for q in queries]
+    for qi, qj in queries:
+        if not (0 <= qi < h and 0 <= qj < w):
+            raise ValueError(f"query ({qi}, {qj}) is outside the {h}×{w} feature map")
+    image_trace, height, width = _image_trace(image)
+    scale_y, scale_x = height / h, width / w
+    colors = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628")
+    fig = make_subplots(rows=1, cols=len(queries) + 1, horizontal_spacing=0.04,
+                        subplot_titles=["image and query positions"]
+                        + [f"query ({qi}, {qj})" for qi, qj in queries])
+    fig.add_trace(image_trace, 1, 1)
+    uniform = 1.0 / (h * w)
+    top = float(max(attention[qi, qj].max() for qi, qj in queries))
+    for n, (qi, qj) in enumerate(queries):
+        color = colors[n % len(colors)]
+        fig.add_trace(go.Scatter(x=[(qj + 0.5) * scale_x - 0.5], y=[(qi + 0.5) * scale_y - 0.5], mode="markers",
+                                 marker=dict(size=14, color=color, line=dict(color="white", width=2)),
+                                 name=f"query ({qi}, {qj})", hoverinfo="name"), 1, 1)
+        fig.add_trace(go.Heatmap(z=attention[qi, qj], coloraxis="coloraxis", name=f"β from ({qi}, {qj})",
+                                 hovertemplate="position (%{y}, %{x}): β = %{z:.4f}<extra></extra>"), 1, n + 2)
+        fig.add_trace(go.Scatter(x=[qj], y=[qi], mode="markers", showlegend=False, hoverinfo="skip",
+                                 marker=dict(size=10, color=color, symbol="x")), 1, n + 2)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="image column", row=1, col=1)
+    fig.update_yaxes(title_text="image row", row=1, col=1)
+    for n in range(len(queries)):
+        fig.update_xaxes(title_text="map column", row=1, col=n + 2)
+        fig.update_yaxes(title_text="map row" if n == 0 else None, scaleanchor=f"x{n + 2}", row=1, col=n + 2)
+    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=max(top, 2 * uniform),
+                                     colorbar=dict(title="β", thickness=14)),
+                      height=340, width=250 * (len(queries) + 1) + 100, showlegend=False)
+    return finish_figure(fig, title or f"Global similarity β of {block_name} ({h}×{w} map; uniform would be "
+                                       f"{uniform:.4f} everywhere)")
+
+
 FLOW_COLORS = {"standard": "#1f77b4", "factorized": "#d62728"}
 FLOW_NAMES = {"standard": "gradient descent on W", "factorized": "gradient descent on (W′, M), W = MᵀW′"}
 
@@ -274,5 +362,5 @@ def singular_values_figure(result, title: str | None = None) -> go.Figure:
     return finish_figure(fig, title or f"Singular values of W during training (ground truth rank {result.config.rank})")
 
 
-__all__ = ["dynamic_mask_figure", "flow_trajectories_figure", "mask_variability_figure", "nuclear_norm_figure",
+__all__ = ["attention_map_figure", "dynamic_mask_figure", "effective_kernel_figure", "flow_trajectories_figure", "mask_variability_figure", "nuclear_norm_figure",
            "singular_values_figure", "static_mask_figure", "tap_maps_figure"]

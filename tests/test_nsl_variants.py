@@ -1,0 +1,155 @@
+"""NSL Tables 1-3 and 8 as one command each (`--nsl-variant`), the SphereNet-9 of Table 8 with its
+global similarity and orthogonality penalty, training only M from a plain CNN, and the
+no-validation option (train on every training image, test the last model)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nslviz.__main__ import main
+from nslviz.analysis.nsl import attention_maps
+from nslviz.models.classifier import build_image_model
+from nslviz.nsl import (GlobalSimilarityAttention, SphereConv2d, nsl_layers, nsl_regularization,
+                        orthogonality_penalty, undecayed_parameters)
+from nslviz.paper import nsl_table_row
+from nslviz.training.config import TrainConfig
+from nslviz.training.experiments import NSL_ABLATION_VARIANTS, NSL_TABLES, nsl_variant_config, nsl_variant_preset
+from nslviz.training.optim import parameter_groups
+from nslviz.viz.nsl import attention_map_figure
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = ["--dataset", "digits", "--epochs", "1", "--train-limit", "64", "--eval-limit", "32", "--image-size", "16",
+        "--batch-size", "32", "--no-progress", "--json"]
+TABLE_VARIANTS = sorted({v for table in ("1", "2", "3", "8") for v in NSL_TABLES[table]} | set(NSL_ABLATION_VARIANTS))
+
+
+def run_cli(capsys, *args) -> tuple[dict, str]:
+    assert main(["train", *args]) == 0
+    out = capsys.readouterr().out
+    return json.loads(out.strip().splitlines()[-1]), out
+
+
+@pytest.mark.parametrize("variant", TABLE_VARIANTS)
+def test_every_table_variant_trains_one_epoch_from_the_cli(variant, tmp_path, capsys):
+    summary, out = run_cli(capsys, "--nsl-variant", variant, "--run-dir", str(tmp_path / variant), *TINY)
+    config = json.loads((tmp_path / variant / "config.json").read_text())
+    expected = nsl_variant_config(TrainConfig.from_preset(nsl_variant_preset(variant), backbone="cnn9"), variant)
+    assert (config["backbone"], config["nsl"], config["nsl_options"]) == (expected.backbone, expected.nsl,
+                                                                          expected.nsl_options)
+    assert config["optimizer"] == ("adam" if variant in NSL_TABLES["8"] else "sgd")
+    assert summary["iterations"] == 2 and np.isfinite(summary["test_loss"])
+    assert f"{summary['parameters']:,} parameters" in out                    # the count is printed
+
+
+def test_variant_configs_follow_the_paper_tables():
+    base = TrainConfig.from_preset("nsl", backbone="cnn9", nsl_options={"l2_weight": 0.1})
+    shared = nsl_variant_config(base, "dynamic_dns_shared")
+    assert (shared.backbone, shared.nsl, shared.nsl_options) == ("cnn9", "dynamic_dns",
+                                                                 {"shared_predictor": True, "l2_weight": 0.1})
+    assert nsl_variant_config(base, "cnn++").nsl_options == {}                 # plain rows take no NSL options
+    assert nsl_variant_config(base, "static_dns_joint").nsl_options["kernel_shape"] is True
+    assert nsl_variant_config(base, "dynamic_dns_cnn_predictor").nsl_options["predictor"] == "cnn"
+    table8 = nsl_variant_config(base, "spherenet_attention")
+    assert (table8.backbone, table8.nsl, table8.nsl_options["global_similarity"]) == ("spherenet9", "none", True)
+    with pytest.raises(ValueError, match="start from backbone 'cnn9'"):
+        nsl_variant_config(table8, "dynamic_dns")
+    with pytest.raises(ValueError, match="NSL variant"):
+        nsl_variant_config(base, "dynamic_dns_shraed")
+    assert nsl_table_row("3") == {"dynamic_dns_shared": 92.8, "dynamic_dns": 93.15}
+    assert nsl_table_row("8")["spherenet_attention"] == 91.76 and nsl_table_row("2", "cifar100") is None
+    global_recipe = TrainConfig.from_preset("nsl_global", dataset="cifar10")
+    assert (global_recipe.optimizer, global_recipe.iterations, global_recipe.augment) == ("adam", 64_000, "flip")
+
+
+def test_cli_errors_name_the_bad_value(tmp_path, capsys):
+    for args, message in ((["--nsl-options", "[1, 2]"], "expected a JSON object"),
+                          (["--nsl-variant", "static_dns", "--nsl", "dynamic_dns"], "contradicts --nsl-variant"),
+                          (["--nsl-options", '{"kernel_shap": true}', "--nsl", "static_dns"], "kernel_shap"),
+                          (["--similarity-only", "true"], "similarity_only")):
+        with pytest.raises(SystemExit) as raised:
+            main(["train", *args, "--run-dir", str(tmp_path / "bad"), *TINY])
+        assert raised.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_similarity_only_from_a_plain_cnn_learns_only_m(tmp_path, capsys):
+    """NSL sec. 4: a plain CNN's weights load into the NSL network (M starts at I, so it computes the
+    same function), the kernels stay frozen and only M moves."""
+    plain, _ = run_cli(capsys, "--preset", "nsl", "--backbone", "cnn9", "--run-dir", str(tmp_path / "cnn"), *TINY)
+    summary, out = run_cli(capsys, "--preset", "nsl", "--backbone", "cnn9", "--nsl", "static_dns",
+                           "--init-backbone", str(tmp_path / "cnn"), "--similarity-only", "true", "--lr", "0.05",
+                           "--run-dir", str(tmp_path / "m"), *TINY)
+    assert summary["parameters"] == 81 and summary["parameters_total"] == plain["parameters"] + 81
+    assert "81 parameters trained of" in out
+    before = torch.load(tmp_path / "cnn" / "best.pt", weights_only=True)
+    after = torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=False)["model"]
+    for name, value in before.items():
+        if name.endswith("conv.weight") or name.startswith("head."):
+            torch.testing.assert_close(after[name], value, rtol=0, atol=0)
+    masks = [value for name, value in after.items() if name.endswith("similarity")]
+    assert len(masks) == 9 and max(float((m - 1).abs().max()) for m in masks) > 1e-3
+
+
+def test_init_backbone_refuses_a_different_network(tmp_path, capsys):
+    run_cli(capsys, "--preset", "nsl", "--backbone", "cnn9", "--nsl", "static_dns", "--run-dir",
+            str(tmp_path / "dns"), *TINY)
+    with pytest.raises(SystemExit):                   # an NSL run's M must be there when loading NSL into NSL
+        main(["train", "--preset", "nsl", "--backbone", "cnn9", "--nsl", "dynamic_dns", "--init-backbone",
+              str(tmp_path / "dns"), "--run-dir", str(tmp_path / "dyn"), *TINY])
+    assert "does not fit this model" in capsys.readouterr().err
+
+
+def test_val_size_zero_trains_on_everything_and_tests_the_last_model(tmp_path, capsys):
+    summary, _ = run_cli(capsys, "--preset", "nsl", "--backbone", "cnn9", "--val-size", "0", "--epochs", "2",
+                         "--run-dir", str(tmp_path / "all"), *TINY[:2], *TINY[4:])
+    assert summary["val_count"] == 0 and summary["best_epoch"] == 2
+    assert summary["test_acc"] == summary["test_acc_last"]
+
+
+def test_spherenet9_structure_penalty_and_weight_decay_groups():
+    torch.manual_seed(0)
+    model = build_image_model("vanilla", "spherenet9", 10, classifier="dot", image_size=16,
+                              nsl_options={"global_similarity": True, "widths": (8, 12, 16)})
+    blocks = [m for m in model.modules() if isinstance(m, GlobalSimilarityAttention)]
+    assert [b.channels for b in blocks] == [8, 12]                              # after pool1 and pool2
+    convs = [m for m in model.modules() if isinstance(m, SphereConv2d)]
+    expected = sum(2e-4 * orthogonality_penalty(c.weight) for c in convs)
+    torch.testing.assert_close(nsl_regularization(model), expected)
+    backbone_kernels = {id(c.weight) for c in convs if not c.weight_decay}
+    assert len(backbone_kernels) == 10                                          # 9 convs + fc6, no L2
+    assert backbone_kernels == {id(p) for p in undecayed_parameters(model)}
+    groups = parameter_groups(model, 5e-4, decay_everything=True)
+    decayed = {id(p) for p in groups[0]["params"]}
+    assert not decayed & backbone_kernels and id(blocks[0].query.weight) in decayed
+    images = torch.rand(2, 3, 16, 16)
+    assert model(images).shape == (2, 10)
+    assert nsl_layers(model) == {}
+    plain = build_image_model("vanilla", "spherenet9_plain", 10, image_size=16, nsl_options={"widths": (8, 8, 8)})
+    assert all(m.normalize == "none" for m in plain.modules() if isinstance(m, SphereConv2d))
+
+
+def test_attention_maps_and_figure():
+    torch.manual_seed(1)
+    model = build_image_model("vanilla", "spherenet9", 10, classifier="dot", image_size=16,
+                              nsl_options={"global_similarity": True, "widths": (8, 12, 16)})
+    with torch.no_grad():
+        for block in model.modules():
+            if isinstance(block, GlobalSimilarityAttention):
+                block.gamma.fill_(0.5)
+    images = torch.rand(3, 3, 16, 16)
+    maps = attention_maps(model, images)
+    assert [name.split(".")[:3] for name in maps] == [["backbone", "stages", "0"], ["backbone", "stages", "1"]]
+    first, second = maps.values()
+    assert first["attention"].shape == (3, 8, 8, 8, 8) and second["attention"].shape == (3, 4, 4, 4, 4)
+    assert first["gamma"] == 0.5
+    np.testing.assert_allclose(first["attention"].sum(axis=(3, 4)), 1.0, rtol=1e-5)
+    fig = attention_map_figure(images[0], first["attention"][0], "stage 1 attention")
+    assert fig.layout.title.text and len(fig.data) == 1 + 3 * 4
+    with pytest.raises(ValueError, match="outside"):
+        attention_map_figure(images[0], first["attention"][0], "b", queries=[(8, 0)])
+    with pytest.raises(ValueError, match="no global-similarity"):
+        attention_maps(build_image_model("vanilla", "cnn9", 10, image_size=16), images)
