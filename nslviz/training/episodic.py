@@ -23,12 +23,13 @@ Parameters = dict[str, torch.Tensor]
 
 class FunctionalBackbone:
     """A trained backbone (images (B, C, H, W) in [0, 1] -> features (B, D)) as a pure function of
-    its static similarity parameters (NSL sec. 3.2: M_s of each static NSConv2d)."""
+    its static similarity parameters (NSL sec. 3.2: M_s of each static NSConv2d). `similarity=False`
+    freezes M too (a static NSN at M = I treated as the plain CNN it equals)."""
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, similarity: bool = True):
         self.backbone = backbone.eval()
         self.similarity_names = [f"{name}.similarity" for name, layer in nsl_layers(backbone).items()
-                                 if not layer.dynamic]
+                                 if not layer.dynamic] if similarity else []
         self.frozen = {name: parameter.detach() for name, parameter in backbone.named_parameters()}
         self.feature_dim = int(backbone.feature_dim)
         reference = next(iter(self.frozen.values()))

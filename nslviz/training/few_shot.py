@@ -17,9 +17,9 @@
 Our choices where the paper is silent: pretraining length and batch size (`pretrain_epochs`,
 `batch_size`), no augmentation while pretraining, MAML's meta-batch (4 tasks), meta-learning rate
 (Adam 1e-3) and length (`meta_iterations`), 15 query images per class, a zero-initialised episode
-classifier, and BatchNorm at its pretrained statistics during adaptation. Deterministic in `seed` on
-CPU: the test episodes depend on the seed only, so runs that differ in `nsl` or `method` are scored
-on the same episodes.
+classifier, BatchNorm statistics recomputed under the final pretrained weights and kept during
+adaptation. Deterministic in `seed` on CPU: the test episodes depend on the seed only, so runs that
+differ in `nsl` or `method` are scored on the same episodes.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from ..nsl import similarity_parameters
 from ..paths import data_root
 from .distributed import check_device_name, resolve_device
 from .episodic import FunctionalBackbone, episode_images
-from .few_shot_finetune import FinetuneProtocol, finetune_episodes
+from .few_shot_finetune import EpisodeAdaptation, FinetuneProtocol, finetune_episodes
 from .maml import InnerLoop, initial_parameters, maml_episodes, meta_train
 from .steps import train_steps
 
@@ -122,6 +122,8 @@ class FewShotResult:
     meta_history: list[dict]           # step, meta_loss, query_acc (method "maml")
     base_accuracy: float               # eval-mode accuracy on (up to 2,000) base training images
     seconds: dict                      # pretrain, meta_train, evaluate
+    similarity: dict = field(default_factory=dict)   # static M per layer after adaptation, (episodes, K) each
+                                                     # (finetune), or the meta-learned M, (K,) each (maml)
 
     @property
     def accuracy(self) -> tuple[float, float]:
@@ -173,7 +175,7 @@ def pretrain(backbone: nn.Module, split: ImageSplit, classes: int, config: FewSh
              device: torch.device) -> tuple[nn.Linear, list[dict]]:
     """Train backbone + a linear classifier on the base classes with Adam (config.lr) for
     `pretrain_epochs` epochs of `batch_size` images drawn with replacement; static M stays I
-    (frozen). Returns the classifier and the loss every ~tenth of the run."""
+    (frozen); then `recompute_batch_norm`. Returns the classifier and the loss every ~tenth of the run."""
     classifier = nn.Linear(backbone.feature_dim, classes)
     model = nn.Sequential(_FloatImages(), backbone, classifier).to(device)
     steps = config.pretrain_epochs * len(split) // config.batch_size
@@ -191,8 +193,30 @@ def pretrain(backbone: nn.Module, split: ImageSplit, classes: int, config: FewSh
     finally:
         for parameter in frozen:
             parameter.requires_grad_(True)
-    backbone.eval()
+    recompute_batch_norm(backbone, split.images, config.batch_size, device)
     return classifier.eval(), history
+
+
+BATCH_NORM_BATCHES = 50
+
+
+@torch.no_grad()
+def recompute_batch_norm(backbone: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> None:
+    """Replace every BatchNorm's running statistics by their average over the first
+    BATCH_NORM_BATCHES batches of `images` under the final weights, then set eval mode. The
+    running averages lag behind weights that moved fast (a short run, the dynamic predictor's
+    output BN), and adaptation uses these statistics."""
+    norms = [module for module in backbone.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None                                  # cumulative average
+    backbone.train()
+    for start in range(0, min(len(images), BATCH_NORM_BATCHES * batch_size), batch_size):
+        backbone(to_float(images[start:start + batch_size].to(device)))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    backbone.eval()
 
 
 @torch.no_grad()
@@ -205,40 +229,74 @@ def base_accuracy(backbone: nn.Module, classifier: nn.Module, split: ImageSplit,
     return float((logits.argmax(1).cpu() == split.labels[:count]).float().mean())
 
 
-def evaluate_episodes(network: FunctionalBackbone, images: torch.Tensor, episodes: Episodes, config: FewShotConfig,
-                      adapt) -> torch.Tensor:
-    """adapt(support, support_labels, query, query_labels) -> (E,) accuracies, chunk by chunk of
-    `episode_batch` episodes; returns all episodes' accuracies (CPU)."""
-    device = network.device
-    accuracies = []
-    for start in tqdm(range(0, len(episodes), config.episode_batch), desc="episodes", disable=not config.progress,
-                      leave=False):
-        chunk = episodes.slice(start, start + config.episode_batch)
-        accuracies.append(adapt(episode_images(images, chunk.support, device), chunk.support_labels.to(device),
-                                episode_images(images, chunk.query, device), chunk.query_labels.to(device)).cpu())
-    return torch.cat(accuracies)
+@dataclass
+class PretrainedNetwork:
+    """A CNN-4 pretrained on the base classes, reusable by several few-shot runs of its nsl mode."""
+    backbone: nn.Module
+    nsl: str
+    history: list[dict]                # step, loss
+    base_accuracy: float
+    seconds: float
 
 
-def run_few_shot(config: FewShotConfig | None = None, *, data: ImageDataset | None = None,
-                 backbone: nn.Module | None = None, **overrides) -> FewShotResult:
-    """Pretrain (unless a pretrained `backbone` of this config's nsl mode is given), adapt on the test
-    episodes, report. `data`: the loaded set (else `load_few_shot_data`); `overrides` replace config fields."""
+def pretrain_network(config: FewShotConfig | None = None, data: ImageDataset | None = None,
+                     **overrides) -> PretrainedNetwork:
+    """Step 1 alone: build the CNN-4 of `config.nsl` and pretrain it on the base classes of `data`
+    (train + val classes; loaded from the config when None). Seeded by `config.seed`; `overrides`
+    replace config fields."""
     config = dataclasses.replace(config or FewShotConfig(), **overrides)
     device = resolve_device(config.device)
     data = data if data is not None else load_few_shot_data(config)
     base, base_classes = base_split(data)
-    seconds = {"pretrain": 0.0, "meta_train": 0.0, "evaluate": 0.0}
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        pretrain_history, fitted_base = [], float("nan")
-        if backbone is None:
-            backbone = build_few_shot_network(config, data.channels, data.image_size)
-            classifier, pretrain_history = pretrain(backbone, base, base_classes, config, device)
-            fitted_base = base_accuracy(backbone, classifier, base, device)
-        backbone = backbone.to(device).eval()
-        seconds["pretrain"] = time.perf_counter() - start
-        network = FunctionalBackbone(backbone)
+        backbone = build_few_shot_network(config, data.channels, data.image_size)
+        classifier, history = pretrain(backbone, base, base_classes, config, device)
+        accuracy = base_accuracy(backbone, classifier, base, device)
+    return PretrainedNetwork(backbone.eval(), config.nsl, history, accuracy, time.perf_counter() - start)
+
+
+def evaluate_episodes(network: FunctionalBackbone, images: torch.Tensor, episodes: Episodes, config: FewShotConfig,
+                      adapt) -> tuple[torch.Tensor, dict]:
+    """adapt(support, support_labels, query, query_labels) -> (E,) accuracies, or an EpisodeAdaptation,
+    chunk by chunk of `episode_batch` episodes. Returns all episodes' accuracies and adapted M (CPU)."""
+    device = network.device
+    accuracies, similarity = [], {}
+    for start in tqdm(range(0, len(episodes), config.episode_batch), desc="episodes", disable=not config.progress,
+                      leave=False):
+        chunk = episodes.slice(start, start + config.episode_batch)
+        outcome = adapt(episode_images(images, chunk.support, device), chunk.support_labels.to(device),
+                        episode_images(images, chunk.query, device), chunk.query_labels.to(device))
+        if isinstance(outcome, EpisodeAdaptation):
+            for name, value in outcome.similarity.items():
+                similarity.setdefault(name, []).append(value.cpu())
+            outcome = outcome.accuracies
+        accuracies.append(outcome.cpu())
+    return torch.cat(accuracies), {name: torch.cat(values) for name, values in similarity.items()}
+
+
+def run_few_shot(config: FewShotConfig | None = None, *, data: ImageDataset | None = None,
+                 pretrained: PretrainedNetwork | None = None, **overrides) -> FewShotResult:
+    """Pretrain (unless `pretrained` is given: a `pretrain_network` result of this nsl mode, reused
+    without change), adapt on the test episodes, report. `data`: the loaded set (else
+    `load_few_shot_data`); `overrides` replace config fields.
+
+    A static NSN is pretrained with M fixed to I, so its pretrained network is a plain CNN: it also
+    serves nsl="none" (the classifier alone is finetuned), which isolates what finetuning M adds."""
+    config = dataclasses.replace(config or FewShotConfig(), **overrides)
+    device = resolve_device(config.device)
+    data = data if data is not None else load_few_shot_data(config)
+    if pretrained is None:
+        pretrained = pretrain_network(config, data)
+    elif pretrained.nsl != config.nsl and (pretrained.nsl, config.nsl) != ("static_dns", "none"):
+        raise ValueError(f"the pretrained network has nsl={pretrained.nsl!r}, the config nsl={config.nsl!r}; "
+                         f"pretrain one for {config.nsl!r} with pretrain_network(config, data)")
+    seconds = {"pretrain": pretrained.seconds, "meta_train": 0.0, "evaluate": 0.0}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        backbone = pretrained.backbone.to(device).eval()
+        network = FunctionalBackbone(backbone, similarity=config.nsl == "static_dns")
         test = sample_episodes(data.test.labels, episodes=config.episodes, way=config.way, shot=config.shot,
                                query=config.query, seed=config.seed)
         meta_history = []
@@ -252,20 +310,25 @@ def run_few_shot(config: FewShotConfig | None = None, *, data: ImageDataset | No
             else:                                      # the inner loop from the pretrained M and a zero classifier
                 init = initial_parameters(network, config.way)
             seconds["meta_train"] = time.perf_counter() - start
+            meta_similarity = {name: init[name].detach().cpu() for name in network.similarity_names}
 
             def adapt(*episode):
                 return maml_episodes(network, init, *episode, inner=config.inner_loop)
         else:
             def adapt(*episode):
-                return finetune_episodes(network, *episode, way=config.way, adapt_similarity=config.nsl == "static_dns",
-                                         protocol=config.finetune_protocol).accuracies
+                return finetune_episodes(network, *episode, way=config.way,
+                                         adapt_similarity=bool(network.similarity_names),
+                                         protocol=config.finetune_protocol)
         start = time.perf_counter()
-        accuracies = evaluate_episodes(network, data.test.images, test, config, adapt)
+        accuracies, similarity = evaluate_episodes(network, data.test.images, test, config, adapt)
         seconds["evaluate"] = time.perf_counter() - start
+    if config.method == "maml":
+        similarity = meta_similarity
+    base_classes = int(torch.unique(torch.cat([data.train.labels, data.val.labels])).numel())
     summary = {**data.summary(), "base_classes": base_classes}
-    return FewShotResult(config, accuracies, summary, count_parameters(backbone), pretrain_history, meta_history,
-                         fitted_base, seconds)
+    return FewShotResult(config, accuracies, summary, count_parameters(backbone), pretrained.history, meta_history,
+                         pretrained.base_accuracy, seconds, similarity)
 
 
-__all__ = ["FEW_SHOT_METHODS", "FEW_SHOT_NSL", "FewShotConfig", "FewShotResult", "base_split", "load_few_shot_data",
-           "pretrain", "run_few_shot"]
+__all__ = ["FEW_SHOT_METHODS", "FEW_SHOT_NSL", "FewShotConfig", "FewShotResult", "PretrainedNetwork", "base_split",
+           "load_few_shot_data", "pretrain", "pretrain_network", "run_few_shot"]
