@@ -256,12 +256,12 @@ def test_maml_test_time_adaptation_matches_the_meta_loss_accuracy():
 
 
 def test_run_few_shot_is_deterministic_and_beside_table6():
-    config = FewShotConfig(dataset_options={"num_classes": 12, "per_class": 8}, episodes=4, way=3, shot=1, query=2,
+    config = FewShotConfig(dataset_options={"num_classes": 20, "per_class": 8}, episodes=4, way=3, shot=1, query=2,
                            pretrain_epochs=1, finetune_epochs=2, image_size=16, episode_batch=3)
     a, b = run_few_shot(config), run_few_shot(config)
     assert torch.equal(a.accuracies, b.accuracies) and a.accuracies.shape == (4,)
     summary = a.summary()
-    assert summary["paper"] is None and summary["base_classes"] == 10 and summary["episodes"] == 4
+    assert summary["paper"] is None and summary["base_classes"] == 16 and summary["episodes"] == 4
     assert nsl_table6_reference("dynamic_dns", "finetune") == {"row": "Dynamic NSN", "backbone": "CNN-4",
                                                                "accuracy": 71.26, "interval95": 0.65}
     with pytest.raises(ValueError, match="a dynamic NSN has no static M"):
