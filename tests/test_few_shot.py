@@ -177,7 +177,7 @@ def test_static_finetuning_adapts_m_per_episode_as_if_alone():
                               protocol=protocol)
     for name in network.similarity_names:
         assert together.similarity[name].shape == (3, 9)
-        assert not torch.allclose(together.similarity[name], torch.ones(3, 9)), "M was not finetuned"
+        assert not torch.allclose(together.similarity[name], torch.ones(3, 9, dtype=torch.double)), "M was not finetuned"
         assert torch.allclose(together.similarity[name][1:2], alone.similarity[name], atol=1e-12)
     assert torch.allclose(together.classifier["weight"][1:2], alone.classifier["weight"], atol=1e-12)
     assert torch.equal(network.frozen[network.similarity_names[0]], torch.ones(9, dtype=torch.double))

@@ -125,7 +125,7 @@ def meta_train(network: FunctionalBackbone, images: torch.Tensor, episodes: Epis
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        history.append({"step": step + 1, "meta_loss": float(loss), "query_acc": float(accuracies.mean())})
+        history.append({"step": step + 1, "meta_loss": loss.item(), "query_acc": accuracies.detach().mean().item()})
     return {name: value.detach() for name, value in init.items()}, history
 
 
