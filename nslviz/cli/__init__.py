@@ -11,4 +11,5 @@ COMMANDS = [
     "regress",
     "heads",
     "race",
+    "few_shot",
 ]

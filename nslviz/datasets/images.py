@@ -131,6 +131,7 @@ class _Source:
     manual: str         # how to get the files by hand ({root} is replaced by the data root)
     downloadable: bool = False
     options: tuple[str, ...] = ()   # the keys of load_image_dataset's `options` it reads
+    few_shot: bool = False          # class-disjoint splits (base / validation / novel classes)
 
     def how_to_get(self, name: str, root: Path) -> str:
         manual = self.manual.format(root=root)
@@ -143,16 +144,24 @@ _REGISTRY: dict[str, _Source] = {}
 
 
 def _register(name: str, paper_augment: str, manual: str, downloadable: bool = False,
-              options: tuple[str, ...] = ()):
+              options: tuple[str, ...] = (), few_shot: bool = False):
     def decorate(loader):
-        _REGISTRY[name] = _Source(loader, paper_augment, manual, downloadable, options)
+        _REGISTRY[name] = _Source(loader, paper_augment, manual, downloadable, options, few_shot)
         return loader
     return decorate
 
 
 def available_image_datasets() -> list[str]:
-    """Names accepted by `load_image_dataset`, in the order of MN Table 1, then the embedded sets."""
-    return list(_REGISTRY)
+    """Classification sets (train, val and test share the classes) accepted by `load_image_dataset`,
+    in the order of MN Table 1, then the embedded sets."""
+    return [name for name, source in _REGISTRY.items() if not source.few_shot]
+
+
+def available_few_shot_datasets() -> list[str]:
+    """Few-shot sets accepted by `load_image_dataset`: their train / val / test splits hold disjoint
+    classes (base classes to learn from, validation classes, novel classes to test on), with labels
+    numbered across the three (e.g. Mini-ImageNet: train 0-63, val 64-79, test 80-99)."""
+    return [name for name, source in _REGISTRY.items() if source.few_shot]
 
 
 @dataclass
@@ -193,8 +202,11 @@ def load_image_dataset(name: str, root: str | Path = "data", *, val_size: int | 
         channels), pacs (split="paper" | "disjoint").
     """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown image dataset {name!r}; expected one of {', '.join(available_image_datasets())}")
+        raise ValueError(f"unknown image dataset {name!r}; expected one of {', '.join(_REGISTRY)}")
     check_choice("label_kind", label_kind, LABEL_KINDS)
+    if val_size is not None and _REGISTRY[name].few_shot:
+        raise ValueError(f"{name} is a few-shot set whose validation split is a fixed set of classes; "
+                         f"val_size must be None, got {val_size!r}")
     if val_size is not None:
         check_positive("val_size", val_size, integer=True, minimum=0)
     if image_size is not None:
@@ -489,9 +501,11 @@ def _load_cached_images(request: _Request, files: list[Path], size: int, mode: s
 
 
 def _folder_dataset(request: _Request, files: list[Path], splits: dict[str, tuple[torch.Tensor, torch.Tensor, dict]],
-                    *, mode: str, class_names, split_notes: str, extra_names=None) -> ImageDataset:
-    """splits: name → (file index (n,), labels (n,), extras) in the split's final order."""
-    size = request.size(32)
+                    *, mode: str, class_names, split_notes: str, extra_names=None,
+                    native_size: int = 32) -> ImageDataset:
+    """splits: name → (file index (n,), labels (n,), extras) in the split's final order; images are
+    resized to `request.image_size`, else to `native_size` (the paper's size for the set)."""
+    size = request.size(native_size)
     if request.limit:
         splits = {name: (index[:request.limit], labels[:request.limit],
                          {key: value[:request.limit] for key, value in extra.items()})
@@ -787,6 +801,61 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
     return _assemble(request, train, val, ImageSplit(torch.from_numpy(val_images), torch.from_numpy(val_labels)),
                      class_names=names, native_size=64,
                      split_notes="train = training batches minus a seeded random 10k (val); test = official val")
+
+
+# ----------------------------------------------------------------------------------------------
+# Mini-ImageNet (few-shot: Ravi & Larochelle's class split)
+
+
+MINI_IMAGENET_SPLITS = (("train", "train.csv"), ("val", "val.csv"), ("test", "test.csv"))
+
+
+@_register("mini-imagenet", "crop_flip", few_shot=True,
+           manual="get Mini-ImageNet's images/ folder (84×84 or full-size JPEGs named like "
+               "n0153282900000005.jpg) and Ravi & Larochelle's split files train.csv, val.csv, test.csv "
+               "(lines `filename,label`), and put them as {root}/mini-imagenet/images/ and "
+               "{root}/mini-imagenet/{{train,val,test}}.csv")
+def _load_mini_imagenet(request: _Request) -> ImageDataset:
+    """Mini-ImageNet (100 ImageNet classes, 600 images each) in Ravi & Larochelle's split, the few-shot
+    protocol of NSL Table 6: train 64 classes (38,400 images), val 16 (9,600), test 20 (12,000),
+    classes disjoint. Layout: mini-imagenet/images/*.jpg and mini-imagenet/{train,val,test}.csv with a
+    `filename,label` header and one `n0153282900000005.jpg,n01532829` line per image. Images are
+    resized to 84×84 (`image_size`), antialiased bilinear. Labels: the wnids numbered in order of
+    first appearance through train.csv, val.csv, test.csv (train 0-63, val 64-79, test 80-99); each
+    split is stored in a seeded class-interleaved order, so `limit` keeps every class."""
+    folder = _find_folder(request, [request.root / "mini-imagenet", request.root / "miniImagenet",
+                                    request.root / "miniimagenet"],
+                          ["images", *(name for _, name in MINI_IMAGENET_SPLITS)], "the Mini-ImageNet split files")
+    files, splits, wnids = [], {}, {}
+    for split, csv_name in MINI_IMAGENET_SPLITS:
+        path = folder / csv_name
+        with _reading(request, path):
+            lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            if not lines or [cell.strip() for cell in lines[0].split(",")] != ["filename", "label"]:
+                raise ValueError(f"the first line is {lines[0] if lines else ''!r}, expected 'filename,label'")
+            rows = [line.split(",") for line in lines[1:]]
+            bad = next((row for row in rows if len(row) != 2), None)
+            if bad is not None:
+                raise ValueError(f"a line has {len(bad)} fields, expected 2 (filename,label): {','.join(bad)!r}")
+        first_label = len(wnids)
+        for _, wnid in rows:
+            wnids.setdefault(wnid.strip(), len(wnids))
+        start = len(files)
+        files += [folder / "images" / name.strip() for name, _ in rows]
+        labels = _labels([wnids[wnid.strip()] for _, wnid in rows])
+        if len(rows) and int(labels.min()) < first_label:
+            shared = sorted({wnid.strip() for _, wnid in rows} & set(list(wnids)[:first_label]))
+            raise ValueError(f"mini-imagenet: {path} shares classes with an earlier split ({', '.join(shared[:3])}); "
+                             f"the few-shot splits must hold disjoint classes")
+        index, labels, _ = _ordered(torch.arange(start, len(files)), labels, request.seed)
+        splits[split] = (index, labels, {})
+    absent = [path for path in files if not path.is_file()]
+    if absent:
+        raise _missing(request, absent[:3], f"{len(absent)} of the {len(files)} images listed in the split files")
+    sizes = {split: len(torch.unique(labels)) for split, (_, labels, _) in splits.items()}
+    return _folder_dataset(request, files, splits, mode="RGB", class_names=list(wnids), native_size=84,
+                           split_notes=f"Ravi & Larochelle's class split: {sizes['train']} / {sizes['val']} / "
+                                       f"{sizes['test']} disjoint classes (train / val / test)")
 
 
 # ----------------------------------------------------------------------------------------------

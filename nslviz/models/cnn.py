@@ -20,6 +20,11 @@ cnn10, ImageNet (Table 7; no official code): 7×7/2 conv 64 -> BN -> ReLU -> 3×
   8.90M parameters as in Table 5; Table 5's 9.61M for dynamic DNS matches 64 hidden units rather
   than the 32 the appendix states (pass nsl_options={"predictor_hidden": 64} for that count).
 
+cnn4, the CNN-4 of few-shot learning (NSL Table 6, sec. 4 "Following [46]": Ravi & Larochelle's
+  4 convolution layers with 32 3×3 filters, BN, ReLU, 2×2 max-pool): 4 × [NSL 3×3 conv 32 -> BN ->
+  ReLU -> max-pool 2×2/2], 84 -> 42 -> 21 -> 10 -> 5 at Mini-ImageNet's 84 px, features the 5×5×32 map
+  flattened (800). Every conv is an NSL conv (no plain root conv): with DNS, one 3×3 mask per layer.
+
 CNN++ (Table 4/5 baselines, no official code): plain networks "deeper and wider" than CNN-9 /
   CNN-10 so that they have at least as many parameters as every NSN variant. Our choice:
   cnn9_plus = widths 64/128/256 with 4/3/3 convs (root 64): 2.04M with a CIFAR-10 classifier,
@@ -42,6 +47,8 @@ from .._checks import check_choice, check_flags, check_positive
 from ..nsl import BN_EPS, NSL_MODES, batch_norm2d, he_std, make_conv, prepare_nsl_options
 from .registry import register_backbone
 
+STEMS = ("cifar", "imagenet", "none")
+
 
 def _plain_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Conv2d:
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
@@ -63,18 +70,21 @@ class ConvUnit(nn.Module):
 
 class NSLPlainCNN(nn.Module):
     """A VGG-like plain CNN whose 3×3 body convs are `nslviz.nsl.make_conv(nsl, ...)` (NSL sec. 4:
-    stacking NSL convs gives the neural similarity network). `stem` "cifar" (root 3×3 conv) or
-    "imagenet" (7×7/2 conv + 3×3/2 max-pool); `head` "flatten" (cnn9) or an FC width (cnn10).
+    stacking NSL convs gives the neural similarity network). `stem` "cifar" (root 3×3 conv),
+    "imagenet" (7×7/2 conv + 3×3/2 max-pool) or "none" (every conv is a body conv, cnn4); `head` "flatten" (cnn9) or an FC width (cnn10).
     Maps (B, in_channels, S, S) to (B, feature_dim)."""
 
     def __init__(self, *, widths=(32, 64, 128), depths=(3, 3, 3), stem: str = "cifar", stem_width: int = 32,
                  fc_width: int | None = None, in_channels: int = 3, image_size: int = 32, nsl: str = "none",
                  nsl_options: Mapping | None = None, final_relu: bool = True):
         super().__init__()
-        check_choice("stem", stem, ("cifar", "imagenet"))
+        check_choice("stem", stem, STEMS)
         self.in_channels, self.image_size, self.nsl, self.final_relu = in_channels, image_size, nsl, final_relu
         options = prepare_nsl_options(nsl, dict(nsl_options or {}))
-        if stem == "cifar":
+        if stem == "none":                                                  # cnn4: the body starts at the image
+            self.stem, stem_width = nn.Identity(), in_channels
+            size = image_size
+        elif stem == "cifar":
             self.stem = ConvUnit(_plain_conv(in_channels, stem_width, 3), stem_width)
             size = image_size
         else:
@@ -126,6 +136,7 @@ class NSLPlainCNN(nn.Module):
 
 # (widths, depths, stem, stem width, FC width, smallest image size, predictor hidden default)
 ARCHITECTURES = {
+    "cnn4": ((32, 32, 32, 32), (1, 1, 1, 1), "none", None, None, 16, None),
     "cnn9": ((32, 64, 128), (3, 3, 3), "cifar", 32, None, 8, None),
     "cnn9_plus": ((64, 128, 256), (4, 3, 3), "cifar", 64, None, 8, None),
     "cnn10": ((64, 128, 256), (3, 3, 3), "imagenet", 64, 512, 29, 32),
@@ -170,6 +181,7 @@ def _register(name: str, default_image_size: int):
     return register_backbone(name)(build)
 
 
+build_cnn4 = _register("cnn4", 84)
 build_cnn9 = _register("cnn9", 32)
 build_cnn9_plus = _register("cnn9_plus", 32)
 build_cnn10 = _register("cnn10", 224)

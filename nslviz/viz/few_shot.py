@@ -1,0 +1,102 @@
+"""Figures of few-shot learning with neural similarity (notebook 10). They draw what
+nslviz.training.few_shot returns; they train nothing.
+
+    episode_figure(split, episodes, 0)        one N-way K-shot episode: support and query images per class
+    accuracy_figure([result.summary(), ...])  mean query accuracy ± 95 % interval per run, beside Table 6
+    meta_training_figure(result.meta_history) MAML's query accuracy and loss over outer steps
+    adapted_masks_figure(result.similarity)   the static DNS masks after finetuning (mean over episodes)
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from .common import CLASS_COLORS, finish_figure
+from .nsl import static_mask_figure
+
+
+def episode_figure(split, episodes, index: int = 0, max_query: int = 5, title: str | None = None) -> go.Figure:
+    """Episode `index` of `episodes` (datasets.episodes.Episodes) over `split` (an ImageSplit): one row
+    per episode class, its K support images, a gap, then up to `max_query` of its query images."""
+    if not 0 <= index < len(episodes):
+        raise ValueError(f"episode index {index} is outside 0..{len(episodes) - 1}")
+    way, shot = episodes.way, episodes.shot
+    support = split.images[episodes.support[index]].view(way, shot, *split.images.shape[1:])
+    query = split.images[episodes.query[index]].view(way, -1, *split.images.shape[1:])[:, :max_query]
+    channels, size = split.images.shape[1], split.images.shape[-1]
+    gap = torch.full((way, 1, channels, size, size), 255, dtype=torch.uint8)
+    tiles = torch.cat([support, gap, query], 1)                                        # (way, columns, C, S, S)
+    columns = tiles.shape[1]
+    mosaic = tiles.permute(0, 3, 1, 4, 2).reshape(way * size, columns * size, channels)   # (rows·S, columns·S, C)
+    if channels == 1:
+        mosaic = mosaic.expand(-1, -1, 3)
+    fig = go.Figure(go.Image(z=mosaic.numpy(), hoverinfo="skip"))
+    fig.update_xaxes(tickvals=[(c + 0.5) * size for c in range(columns)],
+                     ticktext=[f"support {c + 1}" if c < shot else ("" if c == shot else f"query {c - shot}")
+                               for c in range(columns)])
+    fig.update_yaxes(tickvals=[(r + 0.5) * size for r in range(way)],
+                     ticktext=[f"class {int(c)}" for c in episodes.classes[index]])
+    fig.update_layout(width=min(1000, 90 * columns + 150), height=90 * way + 120)
+    return finish_figure(fig, title or f"One {way}-way {shot}-shot episode: support images (left), queries (right)",
+                         "image", "episode class (label in the split)")
+
+
+def accuracy_figure(summaries: Sequence[Mapping], title: str | None = None) -> go.Figure:
+    """Each run's mean query accuracy with its 95 % interval (bars), and the Table 6 number of the same
+    method where the paper has one (diamonds; Mini-ImageNet 5-way 5-shot)."""
+    if not summaries:
+        raise ValueError("no few-shot results to draw")
+    names = [f"{s['nsl']} · {s['method']}" for s in summaries]
+    fig = go.Figure(go.Bar(x=names, y=[s["accuracy"] for s in summaries], name="this run",
+                           marker_color=CLASS_COLORS[0],
+                           error_y=dict(type="data", array=[s["interval95"] for s in summaries]),
+                           hovertemplate="%{x}: %{y:.2f} %<extra>this run</extra>"))
+    papers = [(name, s["paper"]) for name, s in zip(names, summaries) if s.get("paper")]
+    if papers:
+        fig.add_trace(go.Scatter(x=[n for n, _ in papers], y=[p["accuracy"] for _, p in papers], mode="markers",
+                                 name="NSL Table 6 (Mini-ImageNet)", marker=dict(symbol="diamond", size=12,
+                                                                                 color=CLASS_COLORS[3]),
+                                 error_y=dict(type="data", array=[p["interval95"] for _, p in papers]),
+                                 text=[p["row"] for _, p in papers],
+                                 hovertemplate="%{text}: %{y:.2f} %<extra>Table 6</extra>"))
+    way = summaries[0]["way"]
+    fig.add_hline(y=100 / way, line_dash="dot", annotation_text=f"chance ({100 / way:.0f} %)")
+    first = summaries[0]
+    return finish_figure(fig, title or f"{first['dataset']}: {way}-way {first['shot']}-shot query accuracy over "
+                                       f"{first['episodes']} episodes (± 95 % interval)",
+                         "network · test-time method", "query accuracy (%)")
+
+
+def meta_training_figure(history: Sequence[Mapping], title: str | None = None) -> go.Figure:
+    """MAML's outer loop: the query accuracy after adaptation (left axis) and the meta-loss (right)."""
+    if not history:
+        raise ValueError("no meta-training history: the run was not method 'maml' or had no meta-iterations")
+    steps = [row["step"] for row in history]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=steps, y=[100 * row["query_acc"] for row in history], name="query accuracy (%)",
+                             line=dict(color=CLASS_COLORS[0])), secondary_y=False)
+    fig.add_trace(go.Scatter(x=steps, y=[row["meta_loss"] for row in history], name="meta-loss (eq. 7)",
+                             line=dict(color=CLASS_COLORS[1])), secondary_y=True)
+    fig.update_yaxes(title_text="meta-loss", secondary_y=True)
+    return finish_figure(fig, title or "Meta-learning static M and the classifier: tasks of the train classes",
+                         "outer step", "query accuracy after the inner loop (%)")
+
+
+def adapted_masks_figure(similarity: Mapping[str, torch.Tensor], title: str | None = None) -> go.Figure:
+    """The static DNS masks M (k×k, identity = all ones) after adaptation: the mean over episodes of
+    each layer's finetuned M ((E, K) tensors), or meta-learned M ((K,) tensors)."""
+    if not similarity:
+        raise ValueError("no adapted masks: only a static NSN adapts M (nsl='static_dns')")
+    masks = {}
+    for name, values in similarity.items():
+        mean = values.float().reshape(-1, values.shape[-1]).mean(0) if values.dim() > 1 else values.float()
+        side = int(round(mean.numel() ** 0.5))
+        masks[name.removesuffix(".similarity")] = np.asarray(mean.view(side, side).cpu())
+    return static_mask_figure(masks, title or "Static masks M after test-time adaptation (mean over episodes)")
+
+
+__all__ = ["accuracy_figure", "adapted_masks_figure", "episode_figure", "meta_training_figure"]

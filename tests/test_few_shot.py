@@ -1,0 +1,288 @@
+"""Few-shot learning (NSL sec. 4, Table 6): episodes, the glyphs and Mini-ImageNet sets, the CNN-4,
+test-time finetuning, MAML's meta-gradient and the few-shot command."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.func import functional_call
+
+from nslviz.__main__ import main
+from nslviz.datasets.episodes import mean_confidence_interval, sample_episodes
+from nslviz.datasets.glyphs import glyph_class_split, make_glyphs
+from nslviz.datasets.images import available_few_shot_datasets, available_image_datasets, load_image_dataset
+from nslviz.models import build_backbone
+from nslviz.nsl import NSConv2d
+from nslviz.paper import nsl_table6_reference
+from nslviz.training.episodic import FunctionalBackbone
+from nslviz.training.few_shot import FewShotConfig, run_few_shot
+from nslviz.training.few_shot_finetune import FinetuneProtocol, finetune_episodes
+from nslviz.training.maml import InnerLoop, initial_parameters, maml_episodes, meta_loss
+from test_image_datasets import check_orientation, marked, read_labels
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ----------------------------------------------------------------------------------------------
+# episodes
+
+
+def uneven_labels() -> torch.Tensor:
+    """12 classes of 4 to 15 images, shuffled."""
+    labels = torch.cat([torch.full((4 + c,), c) for c in range(12)])
+    return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(3))]
+
+
+def test_a_query_image_is_never_a_support_image():
+    labels = uneven_labels()
+    episodes = sample_episodes(labels, episodes=500, way=5, shot=3, query=4, seed=1)
+    assert episodes.support.shape == (500, 15) and episodes.query.shape == (500, 20)
+    both = torch.cat([episodes.support, episodes.query], 1)                          # (E, 35)
+    assert (both >= 0).all()
+    distinct = torch.sort(both, 1).values.diff(dim=1) != 0
+    assert distinct.all(), "an image appears twice in one episode (support and query, or twice in one set)"
+    # each image belongs to the class its episode label names; 5 distinct classes, all with >= 7 images
+    assert (labels[episodes.support] == torch.gather(episodes.classes, 1, episodes.support_labels)).all()
+    assert (labels[episodes.query] == torch.gather(episodes.classes, 1, episodes.query_labels)).all()
+    assert (torch.sort(episodes.classes, 1).values.diff(dim=1) != 0).all()
+    assert set(episodes.classes.unique().tolist()) == set(range(3, 12))             # classes 0-2 have < 7 images
+    assert (episodes.support_labels == torch.arange(5).repeat_interleave(3)).all()
+
+
+def test_episodes_follow_the_seed():
+    labels = uneven_labels()
+    a, b = (sample_episodes(labels, episodes=20, way=3, shot=2, query=2, seed=7) for _ in range(2))
+    c = sample_episodes(labels, episodes=20, way=3, shot=2, query=2, seed=8)
+    assert torch.equal(a.support, b.support) and torch.equal(a.query, b.query)
+    assert not torch.equal(a.support, c.support)
+
+
+def test_episodes_need_enough_classes():
+    with pytest.raises(ValueError, match="needs 5 classes of >= 20 images; the split has 0"):
+        sample_episodes(uneven_labels(), episodes=1, way=5, shot=5, query=15)
+    with pytest.raises(ValueError, match="labels must be an int64"):
+        sample_episodes(torch.zeros(10), episodes=1, way=2, shot=1, query=1)
+
+
+def test_mean_and_95_percent_interval():
+    values = torch.tensor([0.5, 0.7, 0.9, 0.6])
+    mean, half = mean_confidence_interval(values)
+    assert mean == pytest.approx(0.675)
+    assert half == pytest.approx(1.96 * values.double().std().item() / 2)
+    assert mean_confidence_interval(torch.tensor([0.4])) == (pytest.approx(0.4), 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+def test_glyphs_are_deterministic_and_split_by_class():
+    a, labels = make_glyphs(6, 4, image_size=16, seed=2)
+    b, _ = make_glyphs(6, 4, image_size=16, seed=2)
+    c, _ = make_glyphs(6, 4, image_size=16, seed=3)
+    assert a.shape == (24, 3, 16, 16) and a.dtype == torch.uint8 and torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(labels, torch.arange(6).repeat_interleave(4))
+    assert not torch.equal(a[0], a[1]), "two images of a class are pixel copies"
+    data = load_image_dataset("glyphs", options={"num_classes": 25, "per_class": 3})
+    assert glyph_class_split(25) == (16, 4, 5) and glyph_class_split(100) == (64, 16, 20)
+    assert [len(split.labels.unique()) for split in data.splits().values()] == [16, 4, 5]
+    assert set(data.train.labels.tolist()).isdisjoint(data.test.labels.tolist())
+    assert "glyphs" in available_few_shot_datasets() and "glyphs" not in available_image_datasets()
+    with pytest.raises(ValueError, match="few-shot set .* val_size must be None"):
+        load_image_dataset("glyphs", val_size=10)
+
+
+def write_mini_imagenet(root, splits: dict[str, list[str]], per_class: int = 3, size: int = 100) -> None:
+    """Mini-ImageNet's real layout: images/<wnid><number>.jpg and {train,val,test}.csv (filename,label)."""
+    folder = root / "mini-imagenet"
+    (folder / "images").mkdir(parents=True)
+    label = 0
+    for split, wnids in splits.items():
+        lines = ["filename,label"]
+        for wnid in wnids:
+            for i in range(per_class):
+                name = f"{wnid}{i:08d}.jpg"
+                Image.fromarray(marked(label, size)).save(folder / "images" / name, format="JPEG", quality=95)
+                lines.append(f"{name},{wnid}")
+            label += 1
+        (folder / f"{split}.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_mini_imagenet_reads_the_standard_split_files(tmp_path):
+    write_mini_imagenet(tmp_path, {"train": ["n01532829", "n01558993", "n01704323"], "val": ["n01855672"],
+                                   "test": ["n01930112", "n01981276"]})
+    data = load_image_dataset("mini-imagenet", tmp_path)
+    assert data.image_size == 84 and data.num_classes == 6 and data.class_names[0] == "n01532829"
+    assert [len(split) for split in data.splits().values()] == [9, 3, 6]
+    for split in data.splits().values():
+        assert split.images.shape[1:] == (3, 84, 84)
+        check_orientation(split)
+        assert torch.equal(read_labels(split), split.labels)
+    assert set(data.test.labels.tolist()) == {4, 5}
+    assert "few-shot" not in data.split_notes and "disjoint classes" in data.split_notes
+    assert "mini-imagenet" in available_few_shot_datasets() and "mini-imagenet" not in available_image_datasets()
+
+
+def test_mini_imagenet_says_where_the_files_go(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"mini-imagenet/images(.|\n)*train\.csv(.|\n)*How to get it"):
+        load_image_dataset("mini-imagenet", tmp_path)
+    write_mini_imagenet(tmp_path / "a", {"train": ["n01"], "val": ["n02"], "test": ["n01"]}, per_class=1, size=8)
+    with pytest.raises(ValueError, match="shares classes with an earlier split"):
+        load_image_dataset("mini-imagenet", tmp_path / "a")
+    write_mini_imagenet(tmp_path / "b", {"train": ["n01"], "val": ["n02"], "test": ["n03"]}, per_class=1, size=8)
+    (tmp_path / "b" / "mini-imagenet" / "images" / "n0200000000.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match="1 of the 3 images listed"):
+        load_image_dataset("mini-imagenet", tmp_path / "b")
+
+
+# ----------------------------------------------------------------------------------------------
+# CNN-4, finetuning, MAML
+
+
+def test_cnn4_is_four_nsl_convs_of_32_filters():
+    network = build_backbone("cnn4", nsl="static_dns", final_relu=True)
+    convs = [m for m in network.modules() if isinstance(m, NSConv2d)]
+    assert [(c.in_channels, c.out_channels, c.mode) for c in convs] == [(3, 32, "static_dns")] + [(32, 32, "static_dns")] * 3
+    assert network(torch.rand(2, 3, 84, 84)).shape == (2, 800) and network.feature_dim == 800
+    assert FunctionalBackbone(network).similarity_names == [f"stages.{i}.0.conv.similarity" for i in range(4)]
+
+
+def small_network(nsl: str) -> FunctionalBackbone:
+    torch.manual_seed(0)
+    backbone = build_backbone("cnn4", image_size=16, nsl=nsl, final_relu=True).double()
+    for module in backbone.modules():                       # running statistics that are not 0 / 1
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return FunctionalBackbone(backbone)
+
+
+def tasks(count: int, way: int, shot: int, query: int):
+    generator = torch.Generator().manual_seed(1)
+    support = torch.rand(count, way * shot, 3, 16, 16, generator=generator, dtype=torch.double)
+    query_images = torch.rand(count, way * query, 3, 16, 16, generator=generator, dtype=torch.double)
+    return (support, torch.arange(way).repeat_interleave(shot).expand(count, -1), query_images,
+            torch.arange(way).repeat_interleave(query).expand(count, -1))
+
+
+def test_static_finetuning_adapts_m_per_episode_as_if_alone():
+    network = small_network("static_dns")
+    episodes = tasks(3, 2, 2, 2)
+    protocol = FinetuneProtocol(epochs=4, lr=0.5)
+    together = finetune_episodes(network, *episodes, way=2, adapt_similarity=True, protocol=protocol)
+    alone = finetune_episodes(network, *(part[1:2] for part in episodes), way=2, adapt_similarity=True,
+                              protocol=protocol)
+    for name in network.similarity_names:
+        assert together.similarity[name].shape == (3, 9)
+        assert not torch.allclose(together.similarity[name], torch.ones(3, 9, dtype=torch.double)), "M was not finetuned"
+        assert torch.allclose(together.similarity[name][1:2], alone.similarity[name], atol=1e-12)
+    assert torch.allclose(together.classifier["weight"][1:2], alone.classifier["weight"], atol=1e-12)
+    assert torch.equal(network.frozen[network.similarity_names[0]], torch.ones(9, dtype=torch.double))
+
+
+def test_dynamic_finetuning_retrains_the_classifier_only():
+    network = small_network("dynamic_dns")
+    before = {name: value.clone() for name, value in network.backbone.state_dict().items()}
+    result = finetune_episodes(network, *tasks(2, 2, 2, 2), way=2, adapt_similarity=False,
+                               protocol=FinetuneProtocol(epochs=3))
+    assert result.similarity == {} and result.accuracies.shape == (2,)
+    assert result.classifier["weight"].abs().sum() > 0
+    assert all(torch.equal(before[name], value) for name, value in network.backbone.state_dict().items())
+    with pytest.raises(ValueError, match="static NSL layers"):
+        finetune_episodes(network, *tasks(1, 2, 1, 1), way=2, adapt_similarity=True)
+
+
+def reference_meta_gradient(network: FunctionalBackbone, init: dict, support, support_labels, query, query_labels,
+                            inner: InnerLoop) -> list[torch.Tensor]:
+    """MAML eq. (7) task by task with plain autograd (create_graph=True), no torch.func."""
+    frozen = {name: p.detach() for name, p in network.backbone.named_parameters()}
+
+    def features(params, images):
+        return functional_call(network.backbone, {**frozen, **{n: params[n] for n in network.similarity_names}},
+                               (images,))
+
+    def loss(params, features_, labels):
+        return F.cross_entropy(features_ @ params["weight"].T + params["bias"], labels)
+
+    total = 0
+    for task in range(support.shape[0]):
+        params = dict(init)
+        for _ in range(inner.steps):
+            grads = torch.autograd.grad(loss(params, features(params, support[task]), support_labels[task]),
+                                        list(params.values()), create_graph=True)
+            params = {name: value - inner.step_size * g for (name, value), g in zip(params.items(), grads)}
+        fixed = features(params, support[task])
+        for _ in range(inner.classifier_steps):
+            g_weight, g_bias = torch.autograd.grad(loss(params, fixed, support_labels[task]),
+                                                   [params["weight"], params["bias"]], create_graph=True)
+            params = {**params, "weight": params["weight"] - inner.step_size * g_weight,
+                      "bias": params["bias"] - inner.step_size * g_bias}
+        total = total + loss(params, features(params, query[task]), query_labels[task]) / support.shape[0]
+    return list(torch.autograd.grad(total, list(init.values())))
+
+
+def test_maml_meta_gradient_matches_a_per_task_autograd_reference():
+    network = small_network("static_dns")
+    generator = torch.Generator().manual_seed(2)
+    init = {name: (value.detach().double() + 0.1 * torch.randn(value.shape, generator=generator, dtype=torch.double))
+            .requires_grad_() for name, value in initial_parameters(network, 2).items()}
+    episodes = tasks(3, 2, 2, 3)
+    inner = InnerLoop(steps=2, classifier_steps=3)
+    loss, accuracies = meta_loss(network, init, *episodes, inner)
+    batched = torch.autograd.grad(loss, list(init.values()))
+    reference = reference_meta_gradient(network, init, *episodes, inner)
+    assert accuracies.shape == (3,)
+    for name, ours, theirs in zip(init, batched, reference):
+        assert theirs.abs().max() > 1e-3, f"the reference gradient of {name} vanishes: the test would prove nothing"
+        assert torch.allclose(ours, theirs, rtol=1e-9, atol=1e-12), name
+    first_order = torch.autograd.grad(meta_loss(network, init, *episodes, InnerLoop(2, 3, first_order=True))[0],
+                                      init["stages.0.0.conv.similarity"])[0]
+    assert not torch.allclose(first_order, batched[0], rtol=1e-3), "first order equals second order"
+
+
+def test_maml_test_time_adaptation_matches_the_meta_loss_accuracy():
+    network = small_network("static_dns")
+    init = {name: value.double() for name, value in initial_parameters(network, 2).items()}
+    episodes = tasks(2, 2, 2, 3)
+    inner = InnerLoop(steps=1, classifier_steps=2)
+    assert torch.equal(maml_episodes(network, init, *episodes, inner=inner), meta_loss(network, init, *episodes, inner)[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# the experiment and the command
+
+
+def test_run_few_shot_is_deterministic_and_beside_table6():
+    config = FewShotConfig(dataset_options={"num_classes": 20, "per_class": 8}, episodes=4, way=3, shot=1, query=2,
+                           pretrain_epochs=1, finetune_epochs=2, image_size=16, episode_batch=3)
+    a, b = run_few_shot(config), run_few_shot(config)
+    assert torch.equal(a.accuracies, b.accuracies) and a.accuracies.shape == (4,)
+    summary = a.summary()
+    assert summary["paper"] is None and summary["base_classes"] == 16 and summary["episodes"] == 4
+    assert nsl_table6_reference("dynamic_dns", "finetune") == {"row": "Dynamic NSN", "backbone": "CNN-4",
+                                                               "accuracy": 71.26, "interval95": 0.65}
+    with pytest.raises(ValueError, match="a dynamic NSN has no static M"):
+        FewShotConfig(nsl="dynamic_dns", method="maml")
+
+
+def test_few_shot_command_prints_json_last(capsys):
+    code = main(["few-shot", "--classes", "12", "--per-class", "8", "--image-size", "16", "--way", "2", "--shot", "1",
+                 "--query", "2", "--episodes", "3", "--pretrain-epochs", "1", "--method", "maml",
+                 "--meta-iterations", "2", "--meta-batch", "2", "--inner-steps", "1", "--classifier-steps", "1",
+                 "--json"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and lines[0].startswith("few-shot glyphs 2-way 1-shot, static_dns maml: ")
+    summary = json.loads(lines[-1])
+    assert summary["method"] == "maml" and summary["meta_iterations"] == 2 and summary["episodes"] == 3
+    assert 0 <= summary["accuracy"] <= 100
+
+
+def test_few_shot_command_refuses_bad_combinations(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["few-shot", "--nsl", "dynamic_dns", "--method", "maml"])
+    assert exit_info.value.code == 2 and "static M" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["few-shot", "--dataset", "mini-imagenet", "--per-class", "5"])
