@@ -46,9 +46,11 @@ def test_a_dictionary_too_large_for_memory_is_refused_before_it_is_allocated(mon
                                          r"use fewer entries S"):
         MetaNeighborsRegressor(entries=10**12).fit(x, x.sum(1))
     monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 20 * 10**9)     # the 20 GB that was killed
-    with pytest.raises(ValueError, match=r"1000000000 entries .* needs about 880.0 GB \(entry activations 816.0 GB, "
+    with pytest.raises(ValueError, match=r"1000000000 entries .* needs about [\d.]+ TB \(entry activations [\d.]+ TB, "
                                          r"dictionary 64.0 GB\), more than the 20.0 GB of memory available on cpu"):
-        MetaNeighborsRegressor(entries=10**9).fit(x, x.sum(1))
+        MetaNeighborsRegressor(entries=10**9, space="input").fit(x, x.sum(1))
+    with pytest.raises(ValueError, match=r"1000000000 entries .* needs about .* TB .* more than the 20.0 GB"):
+        MetaNeighborsRegressor(entries=10**9).fit(x, x.sum(1))                      # the feature-space default
     import nslviz.estimators
     assert "only cost time" not in nslviz.estimators.__doc__ and "memory" in nslviz.estimators.__doc__
 
