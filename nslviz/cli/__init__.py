@@ -10,4 +10,5 @@ COMMANDS = [
     "neighbors",
     "regress",
     "heads",
+    "site",
 ]

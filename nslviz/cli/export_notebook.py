@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 
 from .._checks import check_positive
-from .common import emit_json
+from .common import emit_json, positive_int
 
 
 DEFAULT_CELL_TIMEOUT = 1800      # seconds one cell may run before the export stops
@@ -192,7 +192,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="out", help="output folder (default: out)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="papermill parameter (repeatable); VALUE is a Python literal or else text")
-    p.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
+    p.add_argument("--cell-timeout", type=positive_int, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
                    help=f"stop when one cell runs longer (default: {DEFAULT_CELL_TIMEOUT}); the error names "
                         "the rerun, which reuses finished training runs")
     p.add_argument("--json", action="store_true")

@@ -89,7 +89,7 @@ def _axis_range(result):
 
 
 # milliseconds per animation frame while playing: above the time Chromium takes to draw one frame of
-# neighbor_animation (benchmarks/bench_spiral_draw.py measures it), so playback shows every frame whole
+# neighbor_animation (benchmarks/bench_spiral_interactive.py measures it), so playback shows every frame whole
 FRAME_MS = 300
 
 

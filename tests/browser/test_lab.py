@@ -1,0 +1,113 @@
+"""Notebook 01 in a real JupyterLab, in quick mode, as a reader uses it: Run All, then the live T and S
+sliders redraw the figure with another accuracy (training a pair not seen yet), and ▶ Play moves the
+animation through its frames with the decision boundary drawn in every one."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+NOTEBOOK = "01_spiral_toy.ipynb"
+RUN_ALL_S = 900            # notebook 01 in quick mode, with room for a busy machine
+
+
+@pytest.fixture(scope="module")
+def notebook_page(lab_server, chromium_context):
+    base, token, _ = lab_server
+    page = chromium_context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}", timeout=120_000)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                 ".jp-KernelStatus:has-text('Idle')").first.wait_for(timeout=120_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    explorer_note(page).filter(has_text="MN test accuracy").wait_for(timeout=RUN_ALL_S * 1000)
+    tracebacks = page.locator(".jp-OutputArea-output", has_text="Traceback")
+    assert tracebacks.count() == 0, tracebacks.first.inner_text()[:2000]
+    yield page
+    assert not errors, errors
+    page.close()
+
+
+def explorer_note(page):
+    return page.locator(".widget-html", has_text=re.compile(r"T=.*S=")).last
+
+
+def explorer_state(page) -> dict:
+    """The live explorer's note and its figure's panel titles (which carry the accuracies)."""
+    figure = page.locator(".widget-output .js-plotly-plot").last
+    return {"note": explorer_note(page).inner_text(),
+            "titles": figure.evaluate("gd => Array.from(gd.querySelectorAll('.annotation-text, .gtitle'))"
+                                      ".map(node => node.textContent)")}
+
+
+def move_slider(page, label: str, presses: int) -> str:
+    """Press → on the handle of the slider labelled `label` (a release: the value is sent on change);
+    returns the readout after."""
+    slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(f"^{label}$"))).last
+    handle = slider.locator(".noUi-handle").first
+    handle.focus()
+    for _ in range(presses):
+        handle.press("ArrowRight")
+    return slider.locator(".widget-readout").inner_text()
+
+
+def wait_for_redraw(page, before: dict, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = explorer_state(page)
+        if "⏳" not in state["note"] and "MN test accuracy" in state["note"] and state != before:
+            return state
+        page.wait_for_timeout(500)
+    pytest.fail(f"the explorer did not redraw within {timeout_s} s: {explorer_state(page)}")
+
+
+def accuracy_in(titles: list[str]) -> str:
+    return next(t for t in titles if "induced neighbors" in t)
+
+
+def test_t_and_s_sliders_redraw_the_figure_with_its_accuracy(notebook_page):
+    page = notebook_page
+    before = explorer_state(page)
+    assert "S=100" in before["note"] and "T=0.1" in before["note"]        # starts at the paper's setting
+    t_readout = move_slider(page, "T", 1)
+    after_t = wait_for_redraw(page, before)
+    assert t_readout == "0.3" and "T=0.3, S=100" in after_t["note"]
+    assert accuracy_in(after_t["titles"]) != accuracy_in(before["titles"])
+    assert any("T=0.3" in title for title in after_t["titles"])
+    s_readout = move_slider(page, "S", 0)                                 # S is at its largest value
+    assert s_readout == "100"
+    slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile("^S$"))).last
+    handle = slider.locator(".noUi-handle").first
+    handle.focus()
+    handle.press("ArrowLeft")                                             # S = 60 at T = 0.3: a pair not trained yet
+    after_s = wait_for_redraw(page, after_t)
+    assert "T=0.3, S=60" in after_s["note"]
+    assert accuracy_in(after_s["titles"]) != accuracy_in(after_t["titles"])
+    # the plain linear classifier has no T or S: its panel is the same in all three
+    baseline = [next(t for t in state["titles"] if t.startswith("plain linear")) for state in (before, after_t, after_s)]
+    assert len(set(baseline)) == 1
+
+
+def test_play_advances_the_frames_with_the_boundary_drawn(notebook_page):
+    page = notebook_page
+    animation = page.locator(".js-plotly-plot", has=page.locator(".updatemenu-button")).first
+    animation.scroll_into_view_if_needed()
+    animation.locator(".updatemenu-button", has_text="Play").click()
+    seen = []
+    for _ in range(24):                                                   # about 5 s of playback
+        seen.append(animation.evaluate("""gd => {
+            const line = gd.querySelector('.scatterlayer .trace path.js-line');
+            const image = gd.querySelector('.heatmaplayer image');
+            return {frame: gd._fullLayout._currentFrame, boundary: line ? line.getAttribute('d') : '',
+                    regions: image ? image.getAttribute('href') || image.getAttribute('xlink:href') : ''};
+        }"""))
+        page.wait_for_timeout(200)
+    frames = {sample["frame"] for sample in seen}
+    assert len(frames) >= 4, f"the animation showed frames {frames} in 5 s of playback"
+    assert all(len(sample["boundary"] or "") > 50 for sample in seen), "a frame without its decision boundary"
+    assert all((sample["regions"] or "").startswith("data:image") for sample in seen), "a frame without its regions"
+    assert len({sample["boundary"] for sample in seen}) >= 3                # the boundary moves with training
