@@ -45,51 +45,49 @@ def explorer_state(page) -> dict:
 
 
 def move_slider(page, label: str, presses: int) -> str:
-    """Press → on the handle of the slider labelled `label` (a release: the value is sent on change);
-    returns the readout after."""
+    """Press → (← for negative `presses`) on the handle of the slider labelled `label`: each press
+    is a release, which sends the value; returns the readout after."""
     slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(f"^{label}$"))).last
     handle = slider.locator(".noUi-handle").first
     handle.focus()
-    for _ in range(presses):
-        handle.press("ArrowRight")
+    for _ in range(abs(presses)):
+        handle.press("ArrowRight" if presses > 0 else "ArrowLeft")
     return slider.locator(".widget-readout").inner_text()
 
 
-def wait_for_redraw(page, before: dict, timeout_s: float = 300) -> dict:
-    deadline = time.monotonic() + timeout_s
+def wait_for_note(page, pair: str, timeout_s: float = 300) -> tuple[dict, bool]:
+    """Wait until the explorer shows `pair` ("T=0.3, S=30") redrawn; also says whether the
+    "training" note was seen on the way."""
+    deadline, training_seen = time.monotonic() + timeout_s, False
     while time.monotonic() < deadline:
         state = explorer_state(page)
-        if "⏳" not in state["note"] and "MN test accuracy" in state["note"] and state != before:
-            return state
-        page.wait_for_timeout(500)
-    pytest.fail(f"the explorer did not redraw within {timeout_s} s: {explorer_state(page)}")
+        training_seen |= "⏳" in state["note"]
+        if state["note"].startswith(f"{pair}: MN test accuracy"):
+            return state, training_seen
+        page.wait_for_timeout(100)
+    pytest.fail(f"the explorer did not show {pair} within {timeout_s} s: {explorer_state(page)}")
 
 
-def accuracy_in(titles: list[str]) -> str:
-    return next(t for t in titles if "induced neighbors" in t)
+def panel_title(titles: list[str], start: str) -> str:
+    return next(title for title in titles if title.startswith(start))
 
 
 def test_t_and_s_sliders_redraw_the_figure_with_its_accuracy(notebook_page):
     page = notebook_page
     before = explorer_state(page)
-    assert "S=100" in before["note"] and "T=0.1" in before["note"]        # starts at the paper's setting
-    t_readout = move_slider(page, "T", 1)
-    after_t = wait_for_redraw(page, before)
-    assert t_readout == "0.3" and "T=0.3, S=100" in after_t["note"]
-    assert accuracy_in(after_t["titles"]) != accuracy_in(before["titles"])
+    assert before["note"].startswith("T=0.1, S=100: MN test accuracy")      # starts at the paper's setting
+    assert move_slider(page, "T", 1) == "0.3"
+    after_t, _ = wait_for_note(page, "T=0.3, S=100")
     assert any("T=0.3" in title for title in after_t["titles"])
-    s_readout = move_slider(page, "S", 0)                                 # S is at its largest value
-    assert s_readout == "100"
-    slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile("^S$"))).last
-    handle = slider.locator(".noUi-handle").first
-    handle.focus()
-    handle.press("ArrowLeft")                                             # S = 60 at T = 0.3: a pair not trained yet
-    after_s = wait_for_redraw(page, after_t)
-    assert "T=0.3, S=60" in after_s["note"]
-    assert accuracy_in(after_s["titles"]) != accuracy_in(after_t["titles"])
+    assert panel_title(after_t["titles"], "linear + induced") != panel_title(before["titles"], "linear + induced")
+    # S from 100 to 30: a pair quick mode has not trained, trained on release with a note meanwhile
+    assert move_slider(page, "S", -2) == "30"
+    after_s, training_seen = wait_for_note(page, "T=0.3, S=30")
+    assert training_seen
+    assert any("S=30" in title for title in after_s["titles"])
+    assert panel_title(after_s["titles"], "linear + induced") != panel_title(after_t["titles"], "linear + induced")
     # the plain linear classifier has no T or S: its panel is the same in all three
-    baseline = [next(t for t in state["titles"] if t.startswith("plain linear")) for state in (before, after_t, after_s)]
-    assert len(set(baseline)) == 1
+    assert len({panel_title(state["titles"], "plain linear") for state in (before, after_t, after_s)}) == 1
 
 
 def test_play_advances_the_frames_with_the_boundary_drawn(notebook_page):
@@ -99,15 +97,20 @@ def test_play_advances_the_frames_with_the_boundary_drawn(notebook_page):
     animation.locator(".updatemenu-button", has_text="Play").click()
     seen = []
     for _ in range(24):                                                   # about 5 s of playback
-        seen.append(animation.evaluate("""gd => {
-            const line = gd.querySelector('.scatterlayer .trace path.js-line');
-            const image = gd.querySelector('.heatmaplayer image');
-            return {frame: gd._fullLayout._currentFrame, boundary: line ? line.getAttribute('d') : '',
-                    regions: image ? image.getAttribute('href') || image.getAttribute('xlink:href') : ''};
-        }"""))
+        seen.append(animation.evaluate(SAMPLE_JS))
         page.wait_for_timeout(200)
     frames = {sample["frame"] for sample in seen}
     assert len(frames) >= 4, f"the animation showed frames {frames} in 5 s of playback"
     assert all(len(sample["boundary"] or "") > 50 for sample in seen), "a frame without its decision boundary"
     assert all((sample["regions"] or "").startswith("data:image") for sample in seen), "a frame without its regions"
     assert len({sample["boundary"] for sample in seen}) >= 3                # the boundary moves with training
+
+
+# what a figure shows now: the animation slider's label, the boundary line's path, the regions' image
+SAMPLE_JS = """gd => {
+    const label = gd.querySelector('.slider-current-value');
+    const line = gd.querySelector('.scatterlayer .trace path.js-line');
+    const image = gd.querySelector('.heatmaplayer image');
+    return {frame: label ? label.textContent : null, boundary: line ? line.getAttribute('d') : '',
+            regions: image ? (image.getAttribute('href') || image.getAttribute('xlink:href')) : ''};
+}"""
