@@ -90,7 +90,7 @@ def _axis_range(result):
 
 # milliseconds per animation frame while playing: above the time Chromium takes to draw one frame of
 # neighbor_animation (benchmarks/bench_spiral_interactive.py measures it), so playback shows every frame whole
-FRAME_MS = 300
+FRAME_MS = 500
 
 
 def _play_controls(frame_names: list[str], prefix: str, duration: int = FRAME_MS, buttons_shown: bool = True):
