@@ -9,7 +9,7 @@ import time
 import pytest
 
 NOTEBOOK = "01_spiral_toy.ipynb"
-RUN_ALL_S = 900            # notebook 01 in quick mode, with room for a busy machine
+RUN_ALL_S = 1800           # notebook 01 in quick mode: about a minute of CPU, with room for a busy machine
 
 
 @pytest.fixture(scope="module")
