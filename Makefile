@@ -13,6 +13,7 @@ export THP_MEM_ALLOC_ENABLE ?= 1
 NBSTRIPOUT := '$(abspath $(PY))' -m nbstripout --keep-id
 
 .PHONY: setup demo test test-fast test-unit test-notebooks lab results bench clean
+.PHONY: site test-browser
 
 setup: $(STAMP)
 
@@ -65,5 +66,27 @@ bench: setup
 	$(PY) benchmarks/bench_nsl.py
 	$(PY) benchmarks/bench_regression.py
 
+# Every notebook executed in quick mode as a standalone page, with an index of thumbnails and times:
+# site/index.html. `python -m nslviz site --only 01_spiral_toy` rebuilds one page.
+site: setup
+	NSLVIZ_QUICK=1 $(PY) -m nslviz site --out site
+
+# Browser tests (tests/browser, not part of `make test`): JupyterLab runs notebook 01 in a headless
+# Chromium (sliders, Play), and every page of site/ is opened offline (built for notebook 01 alone
+# when site/ is missing). Playwright drives the system's Chromium: Debian's, installed here with
+# apt-get when missing; without it and without apt-get, the target says so and skips.
+test-browser: setup
+	@$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet -c constraints.txt -e ".[browser]"
+	@if [ -z "$$NSLVIZ_CHROMIUM" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "test-browser: SKIPPED: no Chromium, and no apt-get run as root to install it (install chromium, or set NSLVIZ_CHROMIUM to a Chromium binary)"; \
+	    exit 0; \
+	  fi; \
+	fi; \
+	test -f site/index.html || NSLVIZ_QUICK=1 $(PY) -m nslviz site --out site --only 01_spiral_toy; \
+	NSLVIZ_QUICK=1 $(PY) -m pytest tests/browser
+
 clean:
-	rm -rf out runs .pytest_cache
+	rm -rf out runs site .pytest_cache

@@ -26,3 +26,15 @@ def keep_torch_threads():
     yield
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/browser runs only when named on the command line (`make test-browser`): it drives a
+    Chromium and a JupyterLab server, which the unit suite (`make test`) does not need."""
+    from pathlib import Path
+
+    browser_tests = Path(__file__).resolve().parent / "browser"
+    if collection_path.resolve() != browser_tests:
+        return None
+    named = [Path(str(arg).split("::")[0]).resolve() for arg in config.args]
+    return True if not any(path == browser_tests or browser_tests in path.parents for path in named) else None

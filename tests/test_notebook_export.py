@@ -1,4 +1,4 @@
-"""The issue's papermill command and the static HTML export: `export-notebook` runs notebook 03 with
+"""The papermill command and the static HTML export: `export-notebook` runs notebook 03 with
 papermill parameters (`-p backbone resnet29`, as `papermill notebooks/03_cifar.ipynb out.ipynb -p
 backbone resnet29` does) and writes an HTML page whose plotly figures work without a kernel or the
 internet, equations included (MathML, not TeX for MathJax from a CDN)."""
@@ -86,3 +86,65 @@ def test_papermill_run_of_notebook_03_with_parameters_exports_a_standalone_page(
     assert figures >= 2 and html.count("Plotly.newPlot(") >= figures
     assert "* plotly.js v" in html and 'src="https://cdn.plot.ly' not in html
     assert "<math " in markdown_html(html) and "$" not in markdown_html(html)
+
+
+def test_exported_page_loads_nothing_from_the_network_and_draws_display_sums_large():
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$$\\sum_{j=1}^{S} \\omega_j$$ and $\\sum_j x$")])
+    page = html_exporter().from_notebook_node(notebook)[0]
+    assert not re.findall(r"<script[^>]*src=[\"']?(?:https?:)?//", page)          # no CDN script at all
+    assert "require.min.js" not in page and "mathjax" not in page.lower()
+    text = markdown_html(page)
+    # display style: Σ large with its limits under and over it; inline: limits beside it
+    assert re.search(r'<munderover><mo largeop="true" movablelimits="false">(∑|&#x02211;)</mo>', text)
+    assert re.search(r"<msub><mo>(∑|&#x02211;)</mo>", text)
+    assert re.search(r"math \{ font-family: [^}]*Math", page)               # a font with a MATH table first
+
+
+def test_offline_outputs_keep_the_kernel_note_one_plotly_js_and_no_cdn_script():
+    from nslviz.cli.export_notebook import offline_outputs
+
+    widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2, "version_minor": 0}}
+    plotly_js = "<script>/**\n* plotly.js v4.1.1\n*/ var Plotly = 1;</script>"
+    figure_html = '<div><script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/3.2.2/es5/tex-svg.min.js"></script>' \
+                  '<div id="a" class="plotly-graph-div"></div><script>Plotly.newPlot("a", [])</script></div>'
+    display = nbformat.v4.new_output
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("fig", outputs=[display("display_data", data={"text/html": plotly_js}),
+                                                  display("display_data", data={"text/html": figure_html})]),
+        nbformat.v4.new_code_cell("for _ in tqdm(...)", outputs=[display("display_data", data={**widget, "text/plain": "  0%|"})]),
+        nbformat.v4.new_code_cell("explorer", outputs=[
+            display("display_data", data={"text/html": plotly_js}),          # a second copy of plotly.js
+            display("display_data", data={**widget, "text/plain": "VBox(...)", "text/html": "<p>needs a running kernel</p>"})]),
+    ], metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}}})
+    cells = offline_outputs(notebook).cells
+    assert "widgets" not in notebook.metadata                              # no widget manager from a CDN
+    assert [o["data"]["text/html"] for o in cells[0].outputs][0] == plotly_js
+    assert "https://" not in cells[0].outputs[1]["data"]["text/html"] and "Plotly.newPlot" in cells[0].outputs[1]["data"]["text/html"]
+    assert cells[1].outputs == []                                          # a stale progress bar
+    assert [dict(o["data"]) for o in cells[2].outputs] == [{"text/html": "<p>needs a running kernel</p>"}]
+
+
+def test_cell_timeout_is_checked_and_the_cli_takes_it(tmp_path, capsys):
+    from nslviz.cli.export_notebook import export_notebook
+
+    with pytest.raises(ValueError, match="cell_timeout must be >= 1"):
+        export_notebook("notebooks/01_spiral_toy.ipynb", tmp_path, cell_timeout=0)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export-notebook", "notebooks/01_spiral_toy.ipynb", "--out", str(tmp_path), "--cell-timeout", "0"])
+    assert exit_info.value.code == 2 and "--cell-timeout: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_cell_past_the_timeout_names_the_rerun(tmp_path):
+    from nslviz.cli.export_notebook import export_notebook
+
+    notebook = tmp_path / "slow.ipynb"
+    cells = [nbformat.v4.new_code_cell("seconds = 30", metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("import time\ntime.sleep(seconds)")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), notebook)
+    with pytest.raises(TimeoutError) as error:
+        export_notebook(notebook, tmp_path / "out", {"seconds": 30}, cell_timeout=2)
+    message = str(error.value)
+    assert "ran longer than --cell-timeout 2 s" in message and "no HTML was written" in message
+    assert f"python -m nslviz export-notebook {notebook} --out {tmp_path / 'out'} --cell-timeout 4 -p seconds 30" in message
+    assert not (tmp_path / "out" / "slow.html").exists()

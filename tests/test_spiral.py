@@ -120,12 +120,18 @@ def test_explorer_sliders_redraw_the_boundary_as_widget_state(short_run):
         return short_run
 
     try:
-        box = spiral_explorer(run, [0.1, 0.5], [20, 50])
-        sliders, out = box.children[0].children, box.children[1]
-        assert calls == [(0.1, 20)] and len(out.outputs) == 1
-        assert "application/vnd.plotly.v1+json" in out.outputs[0]["data"]
+        explorer = spiral_explorer(run, [0.1, 0.5, 1.0, 2.0], [20, 50, 80, 100], start=(0.5, 100))
+        box = explorer.widget
+        sliders, note, out = box.children[0].children, box.children[1], box.children[2]
+        assert [len(slider.options) for slider in sliders] == [4, 4]
+        assert calls == [(0.5, 100)] and len(out.outputs) == 1         # starts where asked
+        assert set(out.outputs[0]["data"]) == {"application/vnd.plotly.v1+json"}   # no second plotly.js
+        assert f"MN test accuracy {short_run.mn_test_acc:.3f}" in note.value
         sliders[1].value = 50                                      # the S slider
-        assert calls[-1] == (0.1, 50) and len(out.outputs) == 1   # replaced, not appended
+        assert calls[-1] == (0.5, 50) and len(out.outputs) == 1   # replaced, not appended
+        # JupyterLab draws the widget; a page without a kernel draws the note instead
+        bundle = explorer._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle and "needs a running kernel" in bundle["text/html"]
     finally:
         pio.renderers.default, pio.templates.default = renderer, template
 
@@ -143,3 +149,43 @@ def test_configs_name_bad_seeds_and_sweeps_take_one_value_or_a_list():
     with pytest.raises(ValueError, match="entries must be a list of integers .* got 2.7"):
         spiral_sweep(0.1, [2.7], steps=2, progress=False)
     assert list(spiral_sweep(0.1, 10, steps=2, progress=False)) == [(0.1, 10)]
+
+
+def test_linear_baseline_does_not_depend_on_t_or_s():
+    """The left panel ("plain linear classifier") is the same model whatever the MN model's T and S:
+    the same seeded batches, not the ones left after the dictionary's S-dependent initialisation."""
+    small = run_spiral(SpiralConfig(steps=30, frames=2, grid_size=8, entries=10, temperature=0.3))
+    large = run_spiral(SpiralConfig(steps=30, frames=2, grid_size=8, entries=60, temperature=0.1))
+    assert small.linear_test_acc == large.linear_test_acc
+    np.testing.assert_array_equal(small.linear_grid_prob, large.linear_grid_prob)
+    assert not np.array_equal(small.mn_grid_prob[-1], large.mn_grid_prob[-1])
+    other_seed = run_spiral(SpiralConfig(steps=30, frames=2, grid_size=8, entries=10, temperature=0.3, seed=1))
+    assert not np.array_equal(other_seed.linear_grid_prob, small.linear_grid_prob)
+
+
+def test_animation_draws_regions_and_boundary_in_every_frame(short_run):
+    """Every frame carries the regions (a heatmap) and the boundary (a line computed in numpy): plotly
+    draws both while playing, where a contour trace was recomputed too slowly to be seen."""
+    from nslviz.viz.isoline import isoline_segments
+    from nslviz.viz.spiral import ANIMATED_TRACES, FRAME_MS, neighbor_animation
+
+    fig = neighbor_animation(short_run)
+    assert [trace.type for trace in fig.data[:2]] == ["heatmap", "scatter"] and fig.data[1].name == "decision boundary"
+    assert len(fig.frames) == 4
+    for f, frame in enumerate(fig.frames):
+        assert list(frame.traces) == ANIMATED_TRACES and frame.data[0].type == "heatmap"
+        expected_x, _ = isoline_segments(short_run.grid_x, short_run.grid_y, short_run.mn_grid_prob[f])
+        np.testing.assert_allclose(np.asarray(frame.data[1].x, dtype=float), expected_x.astype(np.float32))
+        assert np.isfinite(np.asarray(frame.data[1].x, dtype=float)).sum() >= 2      # a boundary is drawn
+    play = fig.layout.updatemenus[0].buttons[0]
+    assert play.args[1]["frame"] == {"duration": FRAME_MS, "redraw": True}
+
+
+def test_sweep_starts_at_the_most_neighbors_and_sharpest_neighborhoods(short_run):
+    from nslviz.viz.spiral import sweep_figure, sweep_order
+
+    pairs = [(0.1, 10), (1.0, 100), (0.1, 100), (1.0, 10)]
+    assert sweep_order(pairs) == [(0.1, 100), (1.0, 100), (0.1, 10), (1.0, 10)]
+    fig = sweep_figure({pair: short_run for pair in pairs})
+    assert [step.label.split(" (")[0] for step in fig.layout.sliders[0].steps] == \
+        ["S=100, T=0.1", "S=100, T=1", "S=10, T=0.1", "S=10, T=1"]

@@ -12,4 +12,5 @@ COMMANDS = [
     "heads",
     "race",
     "few_shot",
+    "site",
 ]

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 from pathlib import Path
 
-from .common import emit_json, folder_path
+from .._checks import check_positive
+from .common import emit_json, folder_path, positive_int
+
+
+DEFAULT_CELL_TIMEOUT = 1800      # seconds one cell may run before the export stops
 
 
 def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameters: dict | None = None,
-                    timeout: int = 1800) -> dict:
+                    cell_timeout: int = DEFAULT_CELL_TIMEOUT) -> dict:
     """Run `notebook` with papermill (parameters injected after its `parameters` cell) in its own
-    folder, then export the executed notebook to HTML (plotly figures embed plotly.js, so the page,
-    animations included, works offline with no kernel; the equations are MathML, see
-    `html_exporter`; `drop_widget_outputs` says what happens to the widgets). Returns the two paths.
+    folder, then export the executed notebook to HTML: a page that makes no network request
+    (plotly.js inlined once, no MathJax, require.js or widget scripts from a CDN; the equations are
+    MathML, see `html_exporter`; `offline_outputs` says what happens to the widgets). A cell that
+    runs longer than `cell_timeout` seconds stops the export with a TimeoutError that names the rerun
+    (training runs already finished are reused, a cut one resumes). Returns the two paths.
     A cell that raises: NotebookFailed naming the cell, the error and the partly executed notebook."""
     import nbformat
     import papermill
@@ -29,6 +36,7 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
     notebook, out_dir = Path(notebook), Path(out_dir)
     if not notebook.is_file():
         raise ValueError(f"notebook {str(notebook)!r} does not exist; expected a path to an .ipynb file")
+    check_positive("cell_timeout", cell_timeout, integer=True, minimum=1)
     unknown = sorted(set(parameters or {}) - set(papermill.inspect_notebook(str(notebook))))
     if unknown:
         raise ValueError(f"{notebook.name} has no parameter(s) {unknown}; its parameters are "
@@ -39,11 +47,19 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
                                    cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
-                                   execution_timeout=timeout)
+                                   execution_timeout=cell_timeout)
     except papermill.PapermillExecutionError as error:        # the notebook's own error, not 40 lines of frames
         raise NotebookFailed(f"{notebook.name} stopped in cell In [{error.exec_count}] with {error.ename}: "
                              f"{error.evalue}; the notebook as far as it ran is {str(executed.resolve())!r}") from None
-    executed_notebook = drop_widget_outputs(nbformat.read(executed, as_version=4))
+    except TimeoutError as error:       # nbclient's CellTimeoutError
+        rerun = " ".join(["python -m nslviz export-notebook", shlex.quote(str(notebook)), "--out",
+                          shlex.quote(str(out_dir)), "--cell-timeout", str(2 * cell_timeout),
+                          *(f"-p {name} {shlex.quote(repr(value))}" for name, value in (parameters or {}).items())])
+        raise TimeoutError(f"a cell of {notebook.name} ran longer than --cell-timeout {cell_timeout} s, so no "
+                           f"HTML was written. Training runs that finished are kept and a cut one resumes "
+                           f"from its last checkpoint: rerun `{rerun}` (or the same command with "
+                           f"NSLVIZ_QUICK=1 for the quick version)") from error
+    executed_notebook = offline_outputs(nbformat.read(executed, as_version=4))
     atomic_write_text(executed, nbformat.writes(executed_notebook))
     body, _ = html_exporter().from_notebook_node(executed_notebook)
     html = executed.with_suffix(".html")
@@ -69,16 +85,42 @@ def tex_to_mathml(tex: str, display: str) -> str | None:
     except Exception:  # latex2mathml raises its own and plain parser errors on TeX it does not know
         return None
     # an unknown command left as its name, or an empty operator (latex2mathml's \operatorname{a\,b})
-    return None if re.search(r">\\[A-Za-z]", mathml) or "<mo />" in mathml else mathml
+    if re.search(r">\\[A-Za-z]", mathml) or "<mo />" in mathml:
+        return None
+    if display == "block":
+        # $$...$$ is display style: Σ drawn large (largeop) with its limits under and over it, as TeX
+        # does, also where the browser's operator dictionary or font would set them beside it
+        mathml = re.sub(r"<(munder|munderover)><mo>(" + "|".join(re.findall("&#x[0-9A-F]+;", LARGE_OPERATORS)) + ")</mo>",
+                        r'<\1><mo largeop="true" movablelimits="false">\2</mo>', mathml)
+    return mathml
+
+
+# nbconvert's JupyterLab page without the scripts it loads from CDNs (require.js, MathJax, mermaid):
+# the equations are MathML, and plotly.js, inlined by the first figure, needs no module loader.
+# Display formulas ask for a font with an OpenType MATH table, in which the browser draws a
+# display-size Σ with its limits above and below; the generic `math` family is the last resort.
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{% block extra_css %}
+<style type="text/css">
+math { font-family: "STIX Two Math", "Latin Modern Math", "DejaVu Math TeX Gyre", "Cambria Math", math; }
+math[display="block"] { margin: 0.8em 0; font-size: 1.1em; }
+</style>
+{% endblock extra_css %}
+"""
+LARGE_OPERATORS = "&#x02211;&#x0220F;&#x02210;&#x0222B;&#x022C3;&#x022C2;"     # ∑ ∏ ∐ ∫ ⋃ ⋂ as latex2mathml writes them
 
 
 def html_exporter():
     """nbconvert's HTML exporter with the markdown cells' equations written as MathML, which every
-    current browser draws itself, so the exported page shows them offline. (Plain nbconvert leaves
-    them as TeX for MathJax, which it loads from a CDN.) A formula latex2mathml cannot write stays
-    TeX, for MathJax to typeset when the page is online; tests/test_notebook_export.py checks that
-    no formula in this repository's notebooks needs it."""
-    from jinja2 import pass_context
+    current browser draws itself, so the exported page shows them offline, in a page that loads
+    nothing from the network (`OFFLINE_TEMPLATE`). (Plain nbconvert leaves them as TeX for MathJax,
+    which it loads from a CDN.) A formula latex2mathml cannot write stays TeX; tests/test_notebook_export.py
+    checks that no formula in this repository's notebooks is left so."""
+    from jinja2 import DictLoader, pass_context
     from nbconvert import HTMLExporter
     from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 
@@ -94,6 +136,10 @@ def html_exporter():
                     or super().latex_environment(name, body))
 
     class MathMLHTMLExporter(HTMLExporter):
+        def __init__(self, **kwargs):
+            super().__init__(extra_loaders=[DictLoader({"nslviz_offline.html.j2": OFFLINE_TEMPLATE})],
+                             template_file="nslviz_offline.html.j2", **kwargs)
+
         @pass_context
         def markdown2html(self, context, source):
             # HTMLExporter.markdown2html with the renderer above
@@ -108,14 +154,45 @@ def html_exporter():
     return MathMLHTMLExporter()
 
 
-def drop_widget_outputs(notebook):
-    """Remove the ipywidgets outputs (tqdm progress bars, sliders) of a notebook executed headless:
-    their state is not saved, so a static page shows them as empty boxes and the saved text of a
-    progress bar is a stale "0%". The figures and the printed results stay."""
-    widget = "application/vnd.jupyter.widget-view+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\ssrc=[\"']?(https?:)?//[^>]*>\s*</script>", re.I)
+PLOTLY_JS_BANNER = "* plotly.js v"           # the licence header that opens every inlined copy of plotly.js
+
+
+def offline_outputs(notebook):
+    """A notebook executed headless, made for a static page with no kernel and no network:
+
+    * ipywidgets have no saved state there, so their data is dropped: an output that carries an HTML
+      fallback (nslviz.viz.spiral.KernelOnly's "needs a running kernel" note) shows it; one with only
+      text (a tqdm progress bar, whose saved text is a stale "0%") is removed; the notebook's saved
+      widget state goes too (the page would load the widget manager from a CDN to draw it);
+    * `<script src="https://...">` tags in HTML outputs (plotly's figure HTML asks for MathJax from a
+      CDN, which no figure here uses) are removed;
+    * plotly.js is kept once: a later output that only inlines it again is removed.
+    The figures and the printed results stay."""
+    notebook.metadata.pop("widgets", None)
+    plotly_js_seen = False
     for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs = [output for output in cell.outputs if widget not in output.get("data", {})]
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for output in cell.outputs:
+            data = output.get("data", {})
+            if WIDGET_VIEW in data:
+                data.pop(WIDGET_VIEW)
+                if "text/html" not in data:
+                    continue
+                data.pop("text/plain", None)
+            html = data.get("text/html")
+            if html is not None:
+                html = EXTERNAL_SCRIPT.sub("", "".join(html) if isinstance(html, list) else html)
+                if PLOTLY_JS_BANNER in html:
+                    if plotly_js_seen and "plotly-graph-div" not in html:
+                        continue
+                    plotly_js_seen = True
+                data["text/html"] = html
+            outputs.append(output)
+        cell.outputs = outputs
     return notebook
 
 
@@ -125,6 +202,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", type=folder_path, default="out", help="output folder (default: out)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="papermill parameter (repeatable); VALUE is a Python literal or else text")
+    p.add_argument("--cell-timeout", type=positive_int, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
+                   help=f"stop when one cell runs longer (default: {DEFAULT_CELL_TIMEOUT}); the error names "
+                        "the rerun, which reuses finished training runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run, subparser=p)
 
@@ -138,7 +218,8 @@ def parse_parameter(value: str):
 
 
 def run(args) -> int:
-    paths = export_notebook(args.notebook, args.out, {name: parse_parameter(value) for name, value in args.parameter})
+    paths = export_notebook(args.notebook, args.out, {name: parse_parameter(value) for name, value in args.parameter},
+                            cell_timeout=args.cell_timeout)
     print(f"executed notebook: {paths['notebook']}\nstandalone HTML:   {paths['html']}", flush=True)
     if args.json:
         emit_json(paths)

@@ -1,4 +1,4 @@
 """Figures (plotly) and controls (ipywidgets). Draws what it is given; trains nothing."""
-from .common import finish_figure, setup_notebook
+from .common import finish_figure, setup_notebook, summary_table
 
-__all__ = ["finish_figure", "setup_notebook"]
+__all__ = ["finish_figure", "setup_notebook", "summary_table"]

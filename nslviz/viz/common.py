@@ -2,8 +2,12 @@
 JupyterLab and in a static HTML export (plotly.js embedded once, no network needed)."""
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import plotly.graph_objects as go
 import plotly.io as pio
+
+from .._checks import check_positive
 
 TEMPLATE = "plotly_white"
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -26,3 +30,14 @@ def finish_figure(fig: go.Figure, title: str, xaxis: str | None = None, yaxis: s
     if yaxis is not None:
         fig.update_yaxes(title_text=yaxis)
     return fig
+
+
+def summary_table(summary: Mapping[str, object], digits: int = 4, leave_out: Sequence[str] = ()):
+    """A run's summary (a dict of names to numbers and settings) as a one-column table, floats written
+    with `digits` significant digits (0.9875, not 0.987500011920929), rows in the dict's order."""
+    import pandas as pd
+
+    check_positive("digits", digits, integer=True, minimum=1)
+    rows = {name: (f"{value:.{digits}g}" if isinstance(value, float) else str(value))
+            for name, value in summary.items() if name not in leave_out}
+    return pd.DataFrame({"value": rows}).rename_axis("quantity")

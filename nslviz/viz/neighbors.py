@@ -157,9 +157,9 @@ def entry_retrieval_grid(retrieval, images, entries: Sequence[int], class_names:
               + f", cos {retrieval.similarity[rows][r, i]:.2f}" for i in range(retrieval.k)] for r in range(len(rows))]
     row_labels = [f"entry #{j} “{class_names[c]}”" for j, c in zip(entries, classes)]
     title = title or (f"The {retrieval.k} nearest test images of {len(entries)} learned neighbors"
-                      "<br><sup>green: of the entry's class argmax v_j</sup>")
+                      "<br><sup>green: of the entry's class, argmax<sub>c</sub> v<sub>j</sub>[c]</sup>")
     return retrieval_grid(np.asarray(images)[index], retrieval.correct[rows], row_labels, title=title,
-                          hover_text=hover, yaxis="dictionary entry (class = argmax v_j)")
+                          hover_text=hover, yaxis="dictionary entry (class = argmax<sub>c</sub> v<sub>j</sub>[c])")
 
 
 def subcategory_retrieval_grid(retrieval, query_images, neighbor_images, fine_names: Sequence[str], *,

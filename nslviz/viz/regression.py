@@ -73,7 +73,7 @@ def mn_toy_figure(result) -> go.Figure:
                                  line=dict(color=METHOD_COLORS["mn"], width=2.5),
                                  name=f"MN, T={t:g} (test MSE {result.test_mse['mn'][t]:.3f})"))
         fig.add_trace(go.Scatter(x=_f32(result.mn_keys[t]), y=_f32(result.mn_values[t]), mode="markers",
-                                 visible=visible, name="induced neighbors (k_j, v_j)",
+                                 visible=visible, name="induced neighbors (k<sub>j</sub>, v<sub>j</sub>)",
                                  marker=dict(symbol="x", size=9, color=METHOD_COLORS["mn"],
                                              line=dict(width=1, color="black"))))
     fig.update_xaxes(range=[float(result.grid[0]), float(result.grid[-1])])
@@ -81,7 +81,7 @@ def mn_toy_figure(result) -> go.Figure:
                                                  middle),
                       height=500, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return finish_figure(fig, "Meta-Neighborhoods: one MLP, finetuned per input on learned neighbors",
-                         "x (the keys k_j live here too)", "y (the values v_j live here too)")
+                         "x (the keys k<sub>j</sub> live here too)", "y (the values v<sub>j</sub> live here too)")
 
 
 def toy_error_figure(result) -> go.Figure:
@@ -167,11 +167,23 @@ def chosen_hyperparameters(result):
 
 
 def agreement_table(rows: Sequence[dict]):
-    """The numerical checks of notebook 02 (list of dicts from nslviz.analysis.knn.derivation_checks)."""
+    """The numerical checks of notebook 02 (list of dicts from nslviz.analysis.knn.derivation_checks),
+    written for reading: differences as 1.1e-16 (exact zeros as 0), agreement as a percentage, and
+    "empty" where a check does not apply (the local linear fit for k = 1)."""
     import pandas as pd
     if not rows:
         raise ValueError("no checks to show: pass derivation_checks(neighbors=...) with at least one k")
-    return pd.DataFrame(rows).set_index("k")
+    table = pd.DataFrame(rows).set_index("k")
+
+    def cell(column: str, value) -> str:
+        if pd.isna(value):
+            return "empty"
+        if "agrees" in column:
+            return f"{100 * value:.0f} %"
+        return "0" if value == 0 else f"{value:.1e}"
+
+    return pd.DataFrame({column: [cell(column, value) for value in table[column]] for column in table.columns},
+                        index=table.index)
 
 
 def validation_curves_figure(result, fold: int = 0) -> go.Figure:

@@ -5,26 +5,37 @@ JupyterLab, in nbviewer and in a static HTML export with no kernel.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Mapping
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from .common import finish_figure
+from .isoline import isoline_segments
 
 CLASS_POINT_COLORS = ("#4c72b0", "#e5c400")      # test predictions: blue / yellow, as in Fig. 3
 ENTRY_COLORS = ("#2ca02c", "#d62728")            # induced neighbors: green / red by their fixed label
-REGION_SCALE = [[0.0, "#dbe6f5"], [1.0, "#fbf1c2"]]
+REGION_SCALE = [[0.0, "#dbe6f5"], [0.5, "#dbe6f5"], [0.5, "#fbf1c2"], [1.0, "#fbf1c2"]]   # P(class 1) < / > 50 %
 POINT_SCALE = [[0.0, CLASS_POINT_COLORS[0]], [1.0, CLASS_POINT_COLORS[1]]]
 
 
-def _regions(x, y, prob) -> go.Contour:
-    """Predicted regions (light blue / light yellow) and the decision boundary P = 0.5 (black line)."""
-    return go.Contour(x=x.astype(np.float32), y=y.astype(np.float32), z=_percent(prob), zmin=0, zmax=100,
-                      contours=dict(start=50, end=50, size=1, coloring="fill"),
-                      colorscale=REGION_SCALE, line=dict(color="black", width=2), showscale=False,
-                      name="decision boundary", hoverinfo="skip")
+def _regions(x, y, prob) -> list:
+    """Predicted regions (light blue / light yellow) and the decision boundary P = 0.5 (black line):
+    a heatmap and a line precomputed in numpy, both of which plotly redraws in milliseconds (a contour
+    trace is recomputed in the browser on every frame, too slow to keep up with an animation)."""
+    line_x, line_y = isoline_segments(x, y, prob, 0.5)
+    return [go.Heatmap(x=x.astype(np.float32), y=y.astype(np.float32), z=_percent(prob), zmin=0, zmax=100,
+                       colorscale=REGION_SCALE, showscale=False, name="predicted class", hoverinfo="skip"),
+            _boundary(line_x, line_y)]
+
+
+def _boundary(line_x, line_y) -> go.Scatter:
+    return go.Scatter(x=line_x.astype(np.float32), y=line_y.astype(np.float32), mode="lines",
+                      name="decision boundary", line=dict(color="black", width=2), hoverinfo="skip",
+                      connectgaps=False)
 
 
 def _percent(prob: np.ndarray) -> np.ndarray:
@@ -54,15 +65,22 @@ def _entries(keys: np.ndarray, labels: np.ndarray) -> go.Scatter:
                                   line=dict(width=1, color="black")))
 
 
+# trace order of the animation: regions (heatmap, boundary), test predictions, trajectories, neighbors
+ANIMATED_TRACES = [0, 1, 2, 4]
+
+
 def _frame_data(result, f: int, full: bool = True) -> list:
-    """Traces for snapshot f: regions, test predictions, the key trajectories (whole training, static)
-    and the keys. With full=False only what changes between frames, for traces [0, 1, 3] (plotly
-    merges a frame's partial traces into the figure's), which keeps the animation small."""
+    """Traces for snapshot f: regions and boundary, test predictions, the key trajectories (whole
+    training, static) and the keys. With full=False only what changes between frames, for the traces
+    ANIMATED_TRACES (plotly merges a frame's partial traces into the figure's), which keeps the
+    animation small: per frame G² bytes of regions, the boundary's points, N_test bytes and the keys."""
     prob, pred = result.mn_grid_prob[f], result.mn_test_pred[f]
     entries = _entries(result.keys[f], result.entry_labels)
     if not full:
-        return [go.Contour(z=_percent(prob)), go.Scatter(marker=dict(color=pred.astype(np.int8))), entries]
-    return [_regions(result.grid_x, result.grid_y, prob), _points(result.x_test, pred, "test predictions"),
+        line_x, line_y = isoline_segments(result.grid_x, result.grid_y, prob, 0.5)
+        return [go.Heatmap(z=_percent(prob)), go.Scatter(x=line_x.astype(np.float32), y=line_y.astype(np.float32)),
+                go.Scatter(marker=dict(color=pred.astype(np.int8))), entries]
+    return [*_regions(result.grid_x, result.grid_y, prob), _points(result.x_test, pred, "test predictions"),
             _trajectories(result.keys), entries]
 
 
@@ -70,7 +88,12 @@ def _axis_range(result):
     return [float(result.grid_x[0]), float(result.grid_x[-1])]
 
 
-def _play_controls(frame_names: list[str], prefix: str, duration: int = 300, buttons_shown: bool = True):
+# milliseconds per animation frame while playing: above the time Chromium takes to draw one frame of
+# neighbor_animation (benchmarks/bench_spiral_interactive.py measures it), so playback shows every frame whole
+FRAME_MS = 500
+
+
+def _play_controls(frame_names: list[str], prefix: str, duration: int = FRAME_MS, buttons_shown: bool = True):
     # the slider starts right of the Play/Pause buttons, so they cover neither its handle nor its label
     start = 0.17 if buttons_shown else 0.0
     slider = dict(active=0, currentvalue=dict(prefix=prefix), pad=dict(t=50), x=start, len=1.0 - start,
@@ -94,7 +117,7 @@ def neighbor_animation(result) -> go.Figure:
     their dotted trajectories over the predicted regions; test points are coloured by the prediction."""
     names = [str(int(step)) for step in result.frame_steps]
     fig = go.Figure(data=_frame_data(result, 0),
-                    frames=[go.Frame(data=_frame_data(result, f, full=False), traces=[0, 1, 3], name=name)
+                    frames=[go.Frame(data=_frame_data(result, f, full=False), traces=ANIMATED_TRACES, name=name)
                             for f, name in enumerate(names)])
     sliders, menus = _play_controls(names, "iteration ")
     rng = _axis_range(result)
@@ -113,14 +136,16 @@ def linear_vs_meta_neighborhoods(result) -> go.Figure:
         f"linear + induced neighbors (MN): test acc {result.mn_test_acc:.3f}"))
     for col, prob, pred in [(1, result.linear_grid_prob, result.linear_test_pred),
                             (2, result.mn_grid_prob[-1], result.mn_test_pred[-1])]:
-        fig.add_trace(_regions(result.grid_x, result.grid_y, prob), 1, col)
+        for trace in _regions(result.grid_x, result.grid_y, prob):
+            fig.add_trace(trace, 1, col)
         fig.add_trace(_points(result.x_test, pred, "test predictions", size=3), 1, col)
     fig.add_trace(_entries(result.keys[-1], result.entry_labels), 1, 2)
     rng = _axis_range(result)
     fig.update_xaxes(range=rng, title_text="x₁ (standardised)")
     fig.update_yaxes(range=rng, title_text="x₂ (standardised)")
     fig.update_layout(showlegend=False, height=460, width=920)
-    return finish_figure(fig, "Same linear model, with and without per-input finetuning on neighbors")
+    return finish_figure(fig, "One linear model: alone (left, independent of T and S) and finetuned per input on "
+                              f"S={result.config.entries} neighbors at T={result.config.temperature:g} (right)")
 
 
 def training_curve(result) -> go.Figure:
@@ -134,27 +159,35 @@ def training_curve(result) -> go.Figure:
                          height=380)
 
 
+def sweep_order(pairs) -> list[tuple]:
+    """(T, S) pairs from the most neighbors and the sharpest neighborhoods to the fewest and the
+    blurriest: S descending, then T ascending. The sweep figure starts at the first, a good model
+    (the paper's S=100 at small T), and stepping the slider shows what is lost."""
+    return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
+
+
 def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
-    """Final decision surface for every (T, S) of a sweep, one slider step each (static-export safe)."""
+    """Final decision surface for every (T, S) of a sweep, one slider step each (static-export safe),
+    in `sweep_order`."""
     if not sweep:
         raise ValueError("the sweep is empty: pass spiral_sweep(temperatures, entries) with at least one T and S")
-    pairs = sorted(sweep)
+    pairs = sweep_order(sweep)
     first = sweep[pairs[0]]
 
     def data(pair):
         r = sweep[pair]
-        return [_regions(r.grid_x, r.grid_y, r.mn_grid_prob[-1]),
+        return [*_regions(r.grid_x, r.grid_y, r.mn_grid_prob[-1]),
                 _points(r.x_test, r.mn_test_pred[-1], "test predictions", size=3),
                 _entries(r.keys[-1], r.entry_labels)]
 
-    names = [f"T={t:g}, S={s} (acc {sweep[(t, s)].mn_test_acc:.3f})" for t, s in pairs]
+    names = [f"S={s}, T={t:g} (acc {sweep[(t, s)].mn_test_acc:.3f})" for t, s in pairs]
     fig = go.Figure(data=data(pairs[0]), frames=[go.Frame(data=data(p), name=n) for p, n in zip(pairs, names)])
     sliders, _ = _play_controls(names, "", buttons_shown=False)
     rng = _axis_range(first)
     fig.update_layout(sliders=sliders, height=600, width=660, showlegend=False)
     fig.update_xaxes(range=rng, autorange=False, constrain="domain")
     fig.update_yaxes(range=rng, autorange=False, scaleanchor="x", scaleratio=1)
-    return finish_figure(fig, "Decision surface after training, for each temperature T and size S",
+    return finish_figure(fig, "Decision surface after training, for each dictionary size S and temperature T",
                          "x₁ (standardised)", "x₂ (standardised)")
 
 
@@ -169,26 +202,59 @@ def sweep_accuracy_heatmap(sweep: Mapping[tuple, object]) -> go.Figure:
                          "dictionary size S", "temperature T", height=380, width=560)
 
 
-def spiral_explorer(run: Callable[[float, int], object], temperatures, entries):
+KERNEL_NOTE = ("<p style=\"border:1px solid #c8c8c8;padding:6px 10px;background:#f7f7f7\"><b>Live sliders: "
+               "this cell needs a running kernel.</b> Open the notebook in JupyterLab and run it to drag T and S; "
+               "on this page, the sweep figure above steps through the pairs that were trained.</p>")
+
+
+class KernelOnly:
+    """A widget whose output also carries a note for pages without a kernel: JupyterLab draws the
+    widget (its mimetype ranks first), a static HTML export draws the note instead
+    (nslviz.cli.export_notebook drops the widget data, which has no saved state)."""
+
+    def __init__(self, widget, note: str = KERNEL_NOTE):
+        self.widget, self.note = widget, note
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+        return {**bundle, "text/html": self.note}
+
+
+def spiral_explorer(run: Callable[[float, int], object], temperatures, entries, start: tuple | None = None):
     """ipywidgets sliders for T and S (continuous_update off): `run(T, S)` must return a SpiralResult
-    (pass a cached function, e.g. nslviz.training.spiral.cached_spiral); the boundary is redrawn on
-    release. Needs a live kernel; `sweep_figure` is the static counterpart."""
+    (pass a cached function, e.g. nslviz.training.spiral.cached_spiral, so that a revisited pair is
+    instant); on release the figure is redrawn, after a note while a pair not seen yet trains.
+    `start` = (T, S) to show first (default: the first of each). Needs a live kernel; the returned
+    object shows a note saying so in a static export, where `sweep_figure` is the counterpart."""
     import ipywidgets as widgets
 
-    t_slider = widgets.SelectionSlider(options=[float(t) for t in temperatures], description="T",
-                                       continuous_update=False)
-    s_slider = widgets.SelectionSlider(options=[int(s) for s in entries], description="S",
-                                       continuous_update=False)
+    temperatures, entries = [float(t) for t in temperatures], [int(s) for s in entries]
+    start_t, start_s = start if start is not None else (temperatures[0], entries[0])
+    t_slider = widgets.SelectionSlider(options=temperatures, description="T", continuous_update=False,
+                                       value=min(temperatures, key=lambda t: abs(t - start_t)))
+    s_slider = widgets.SelectionSlider(options=entries, description="S", continuous_update=False,
+                                       value=min(entries, key=lambda s: abs(s - start_s)))
+    note = widgets.HTML()
     out = widgets.Output()
 
     def redraw(*_):
-        figure = linear_vs_meta_neighborhoods(run(t_slider.value, s_slider.value))
+        t, s = t_slider.value, s_slider.value
+        note.value = f"⏳ T={t:g}, S={s}: training (a pair not seen before takes a few seconds)…"
+        started = time.perf_counter()
+        result = run(t, s)
+        figure = linear_vs_meta_neighborhoods(result)
         # the figure becomes the widget's state (IPython's mimebundle protocol) rather than a display
         # captured with `with out: ...`: that capture (and clear_output) races with headless
         # nbclient/papermill runs and hung about one run in two of notebook 01's export
-        out.outputs = ({"output_type": "display_data", "data": figure._repr_mimebundle_(), "metadata": {}},)
+        # the plotly mimetype alone, which JupyterLab draws: not the "notebook" renderer's HTML too,
+        # which can display a second copy of plotly.js (4.8 MB) into the cell
+        bundle = pio.renderers["plotly_mimetype"].to_mimebundle(figure.to_dict())
+        out.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+        note.value = (f"T={t:g}, S={s}: MN test accuracy {result.mn_test_acc:.3f} "
+                      f"(ready in {time.perf_counter() - started:.1f} s; revisiting a pair is instant)")
 
     t_slider.observe(redraw, names="value")
     s_slider.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([widgets.HBox([t_slider, s_slider]), out])
+    return KernelOnly(widgets.VBox([widgets.HBox([t_slider, s_slider]), note, out]))

@@ -1,0 +1,116 @@
+"""Notebook 01 in a real JupyterLab, in quick mode, as a reader uses it: Run All, then the live T and S
+sliders redraw the figure with another accuracy (training a pair not seen yet), and ▶ Play moves the
+animation through its frames with the decision boundary drawn in every one."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+NOTEBOOK = "01_spiral_toy.ipynb"
+RUN_ALL_S = 1800           # notebook 01 in quick mode: about a minute of CPU, with room for a busy machine
+
+
+@pytest.fixture(scope="module")
+def notebook_page(lab_server, chromium_context):
+    base, token, _ = lab_server
+    page = chromium_context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}", timeout=120_000)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                 ".jp-KernelStatus:has-text('Idle')").first.wait_for(timeout=120_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    explorer_note(page).filter(has_text="MN test accuracy").wait_for(timeout=RUN_ALL_S * 1000)
+    tracebacks = page.locator(".jp-OutputArea-output", has_text="Traceback")
+    assert tracebacks.count() == 0, tracebacks.first.inner_text()[:2000]
+    yield page
+    assert not errors, errors
+    page.close()
+
+
+def explorer_note(page):
+    return page.locator(".widget-html", has_text=re.compile(r"T=.*S=")).last
+
+
+def explorer_state(page) -> dict:
+    """The live explorer's note and its figure's panel titles (which carry the accuracies)."""
+    figure = page.locator(".widget-output .js-plotly-plot").last
+    return {"note": explorer_note(page).inner_text(),
+            "titles": figure.evaluate("gd => Array.from(gd.querySelectorAll('.annotation-text, .gtitle'))"
+                                      ".map(node => node.textContent)")}
+
+
+def move_slider(page, label: str, presses: int) -> str:
+    """Press → (← for negative `presses`) on the handle of the slider labelled `label`: each press
+    is a release, which sends the value; returns the readout after."""
+    slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(f"^{label}$"))).last
+    handle = slider.locator(".noUi-handle").first
+    handle.focus()
+    for _ in range(abs(presses)):
+        handle.press("ArrowRight" if presses > 0 else "ArrowLeft")
+    return slider.locator(".widget-readout").inner_text()
+
+
+def wait_for_note(page, pair: str, timeout_s: float = 300) -> tuple[dict, bool]:
+    """Wait until the explorer shows `pair` ("T=0.3, S=30") redrawn; also says whether the
+    "training" note was seen on the way."""
+    deadline, training_seen = time.monotonic() + timeout_s, False
+    while time.monotonic() < deadline:
+        state = explorer_state(page)
+        training_seen |= "⏳" in state["note"]
+        if state["note"].startswith(f"{pair}: MN test accuracy"):
+            return state, training_seen
+        page.wait_for_timeout(100)
+    pytest.fail(f"the explorer did not show {pair} within {timeout_s} s: {explorer_state(page)}")
+
+
+def panel_title(titles: list[str], start: str) -> str:
+    return next(title for title in titles if title.startswith(start))
+
+
+def test_t_and_s_sliders_redraw_the_figure_with_its_accuracy(notebook_page):
+    page = notebook_page
+    before = explorer_state(page)
+    assert before["note"].startswith("T=0.1, S=100: MN test accuracy")      # starts at the paper's setting
+    assert move_slider(page, "T", 1) == "0.3"
+    after_t, _ = wait_for_note(page, "T=0.3, S=100")
+    assert any("T=0.3" in title for title in after_t["titles"])
+    assert panel_title(after_t["titles"], "linear + induced") != panel_title(before["titles"], "linear + induced")
+    # S from 100 to 30: a pair quick mode has not trained, trained on release with a note meanwhile
+    assert move_slider(page, "S", -2) == "30"
+    after_s, training_seen = wait_for_note(page, "T=0.3, S=30")
+    assert training_seen
+    assert any("S=30" in title for title in after_s["titles"])
+    assert panel_title(after_s["titles"], "linear + induced") != panel_title(after_t["titles"], "linear + induced")
+    # the plain linear classifier has no T or S: its panel is the same in all three
+    assert len({panel_title(state["titles"], "plain linear") for state in (before, after_t, after_s)}) == 1
+
+
+def test_play_advances_the_frames_with_the_boundary_drawn(notebook_page):
+    page = notebook_page
+    animation = page.locator(".js-plotly-plot", has=page.locator(".updatemenu-button")).first
+    animation.scroll_into_view_if_needed()
+    animation.locator(".updatemenu-button", has_text="Play").click()
+    seen = []
+    for _ in range(24):                                                   # about 5 s of playback
+        seen.append(animation.evaluate(SAMPLE_JS))
+        page.wait_for_timeout(200)
+    frames = {sample["frame"] for sample in seen}
+    assert len(frames) >= 4, f"the animation showed frames {frames} in 5 s of playback"
+    assert all(len(sample["boundary"] or "") > 50 for sample in seen), "a frame without its decision boundary"
+    assert all((sample["regions"] or "").startswith("data:image") for sample in seen), "a frame without its regions"
+    assert len({sample["boundary"] for sample in seen}) >= 3                # the boundary moves with training
+
+
+# what a figure shows now: the animation slider's label, the boundary line's path, the regions' image
+SAMPLE_JS = """gd => {
+    const label = gd.querySelector('.slider-current-value');
+    const line = gd.querySelector('.scatterlayer .trace path.js-line');
+    const image = gd.querySelector('.heatmaplayer image');
+    return {frame: label ? label.textContent : null, boundary: line ? line.getAttribute('d') : '',
+            regions: image ? (image.getAttribute('href') || image.getAttribute('xlink:href')) : ''};
+}"""
