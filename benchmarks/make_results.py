@@ -30,6 +30,11 @@ _DIGITS_MN = "python benchmarks/digits_runs.py --family mn --threads 1"
 # records the command line in every new file).
 KNOWN_COMMANDS: dict[str, str] = {
     "augment_cpu": "python benchmarks/bench_augment.py",
+    "bench_estimators_cpu": "python benchmarks/bench_estimators.py --tables iris,wine,breast_cancer,diabetes",
+    "bench_estimators_digits_cpu": "python benchmarks/bench_estimators.py --tables digits "
+                                   "--out benchmarks/results/bench_estimators_digits_cpu.json",
+    "bench_estimators_regression_cpu": "python benchmarks/bench_estimators.py --tables diabetes,sine,friedman1 "
+                                       "--out benchmarks/results/bench_estimators_regression_cpu.json",
     "backbones_cpu": "python benchmarks/bench_backbones.py --threads 1",
     "digits_mn_1500_epochs_cpu": f"{_DIGITS_MN} --epochs 1500 --methods mn --seeds 0 "
                                  "--out benchmarks/results/digits_mn_1500_epochs_cpu.json",
@@ -178,11 +183,22 @@ def paper_sections() -> list[str]:
                    [[v, t1, t5, p] for v, (t1, t5, p) in paper.NSL_TABLE5.items()])
     lines += ["No ImageNet run is prepared; `nslviz.models.build_backbone(\"cnn10\")` builds the network "
               "(8.90M parameters at 224 px, as the table).", ""]
-    known = {"MN_METHOD_COLUMNS", "MN_TABLE1", "NSL_TABLE4", "NSL_TABLE5", "MN_SUBCATEGORY_DISCOVERY"}
+    lines += ["### NSL Table 6: Mini-ImageNet 5-way 5-shot (`python -m nslviz few-shot`, docs/few-shot.md)", ""]
+    lines += table(["method", "backbone", "accuracy", "95 % interval"],
+                   [[m, b, f"{a:.2f} %", f"± {i:.2f}"] for m, (b, a, i) in paper.NSL_TABLE6.items()])
+    known = {"MN_METHOD_COLUMNS", "MN_TABLE1", "NSL_TABLE4", "NSL_TABLE5", "NSL_TABLE6", "NSL_TABLE6_ROWS",
+             "MN_SUBCATEGORY_DISCOVERY"}
     for name in sorted(n for n in vars(paper) if n.isupper() and n not in known):    # tables added later
-        lines += [f"### `nslviz.paper.{name}`", "", "```", json.dumps(getattr(paper, name), default=str,
+        lines += [f"### `nslviz.paper.{name}`", "", "```", json.dumps(_string_keys(getattr(paper, name)), default=str,
                                                                        ensure_ascii=False, indent=1), "```", ""]
     return lines
+
+
+def _string_keys(value):
+    """JSON-ready: tuple keys (dataset, method) as "dataset / method"."""
+    if isinstance(value, dict):
+        return {" / ".join(k) if isinstance(k, tuple) else k: _string_keys(v) for k, v in value.items()}
+    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,6 +364,21 @@ def _mn_race(r: dict) -> list[str]:
     return lines + [f"4-layer ConvNet on 16×16 images, {r['iterations']} iterations (warm-up arms: backbone frozen for "
                     f"the first {r['warmup']}), seeds {', '.join(map(str, r['seeds']))} paired across arms; Adam's "
                     f"zero-mean-noise floor of |m̂|/√v̂ is {r['adam_noise_floor']}; chance is 10 %.", ""]
+
+
+@renders("estimators", "scikit-learn estimators against MLP and kNN (docs/estimators.md)",
+         lambda r: ", ".join(r["tables"]))
+def _estimators(r: dict) -> list[str]:
+    rows = []
+    for name, t in r["tables"].items():
+        methods, best = t["methods"], t["best_baseline"]
+        rows.append([name, t["metric"], t["rows"], num(methods["mn"]["mean"], 4), f"{best} {num(methods[best]['mean'], 4)}",
+                     paired(t["mn_vs"][best]), "yes" if t["mn_at_least_best"] else "no",
+                     num(t["mn_fit_time_ratio_to_mlp"])])
+    return table(["table", "score", "rows", "MN", "best of MLP / kNN", "MN − best, points [95 % CI], folds above/level/below",
+                  "MN ≥ best", "MN fit time / default MLP's"], rows) + [
+        f"{r['folds']}-fold CV with paired folds, default parameters, seed {r['seed']}"
+        + ("" if r.get("complete", True) else "; the run was stopped before every table finished") + ".", ""]
 
 
 @renders("implicit_regularization", "NSL implicit regularisation (NSL §5.1)")
