@@ -103,6 +103,7 @@ def test_compare_methods_can_start_mn_from_the_vanilla_backbone(tmp_path):
     assert list(summaries) == ["vanilla", "mn"]                                   # vanilla first: mn starts from it
     stored = json.loads((tmp_path / "mn" / "config.json").read_text())
     assert stored["init_backbone"] == str(tmp_path / "vanilla") and stored["dictionary_init"] == "data"
+    assert stored["alpha"] == 0.5
     assert json.loads((tmp_path / "vanilla" / "config.json").read_text())["init_backbone"] is None
     with pytest.raises(ValueError, match="unknown mn_start .warm.; expected one of .scratch., .vanilla."):
         compare_methods(config, ["mn"], group_dir=tmp_path, mn_start="warm")

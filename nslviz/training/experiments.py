@@ -93,6 +93,7 @@ def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress
 # How the MN runs of compare_methods start: "scratch" (the paper: random backbone and random keys) or
 # "vanilla" (the vanilla run's trained backbone and a dictionary started at S training images)
 MN_STARTS = ("scratch", "vanilla")
+VANILLA_START_ALPHA = 0.5
 
 
 def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str | Path | None = None,
@@ -104,7 +105,9 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
     mn_start="vanilla" is a two-stage regime beyond the paper, in which the dictionary has won its race
     with the backbone before joint training starts (docs/dictionary-race.md): vanilla is trained first,
     and every MN method (mn, mn_ifilm) starts from its best backbone (init_backbone; iFiLM at the
-    identity) with the dictionary at S training images' features and labels (dictionary_init="data")."""
+    identity) with the dictionary at S training images' features and labels (dictionary_init="data")
+    and the inner step at α = 0.5: a dictionary that is right from the start is worth a large first
+    step, and the learned α only moves by about Adam's learning rate per iteration."""
     check_choice("mn_start", mn_start, MN_STARTS)
     group = Path(group_dir) if group_dir is not None else run_group_dir(config)
     methods = list(dict.fromkeys(methods))
@@ -115,7 +118,7 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
         for method in methods:
             if method.startswith("mn"):
                 configs[method] = dataclasses.replace(configs[method], init_backbone=str(group / "vanilla"),
-                                                      dictionary_init="data")
+                                                      dictionary_init="data", alpha=VANILLA_START_ALPHA)
     return compare_runs(configs, group, progress=progress, overwrite=overwrite)
 
 
