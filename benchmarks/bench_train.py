@@ -3,7 +3,7 @@
 ResNet-29 on CIFAR-shaped batches (128 x 3 x 32 x 32, 10 classes and S = 5000 as for CIFAR-10, by default), the same
 model code, optimiser, loss and clipping the trainer uses; the methods are timed in interleaved
 rounds. Prints one JSON object with images/s per method and
-the ratios of MN and MN+iFiLM step times against vanilla measured in the same run (the issue's
+the ratios of MN and MN+iFiLM step times against vanilla measured in the same run (the
 targets: MN training step <= 1.5x vanilla, inference <= 1.2x; the paper reports about 2x at inference).
 
     python benchmarks/bench_train.py                        # CPU (or CUDA when present, bf16 + channels_last)

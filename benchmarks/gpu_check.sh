@@ -11,7 +11,7 @@
 # if that torch cannot be imported or (DEVICE=cuda) sees no GPU. Writes 8 files to $OUT (the device
 # tool brings back 8 at most): gpu_env.txt, gpu_check.log (every step's output) and six JSON results.
 # Exits 1 if any step failed. The device tool allows 600 s a command: the benchmarks run first (the
-# issue's training-step/inference ratios first of all) and the step limits add up to 500 s; PART=bench
+# MN/vanilla training-step and inference ratios first of all) and the step limits add up to 500 s; PART=bench
 # or PART=tests runs one half again (with more time for the tests).
 #
 #   bash benchmarks/gpu_check.sh                          # on the GPU machine (about 5 minutes)

@@ -5,10 +5,10 @@
 
 "clusters": for 6 clusters a class and for 1 (4 classes in R^16, `run_clusters`), vanilla's cosine
 classifier and MN's head with the paper's randomly initialised dictionary, trained on the same batches.
-"digits": for every seed, the issue's vanilla command (`python -m nslviz train --dataset digits --backbone
+"digits": for every seed, the CLI's vanilla command (`python -m nslviz train --dataset digits --backbone
 convnet4 --method vanilla --epochs 5 --seed S`); the two heads trained again on that run's frozen backbone
 (`analysis.finetuning.frozen_feature_heads`, batch 32 as the command's); and three MN runs of the same
-command: from scratch (`digits_joint_mn`, the issue's MN command), from the vanilla run's backbone trained
+command: from scratch (`digits_joint_mn`, the CLI's MN command), from the vanilla run's backbone trained
 on (`--init-backbone`), and on it frozen (`--init-backbone --freeze-backbone true`), each with its own
 dictionary's state (`dictionary_state` on the test set) and against the vanilla run of the same seed.
 Every figure is test accuracy; "vs_vanilla" is MN's paired difference to vanilla (the vanilla head
@@ -43,14 +43,14 @@ def collect(results: list[dict]) -> dict:
             "mean_seconds": round(statistics.mean(r["seconds"] for r in results), 1)}
 
 
-MN_RUNS = {"digits_joint_mn": {},                                          # the issue's command
+MN_RUNS = {"digits_joint_mn": {},                                          # the CLI's command
            "digits_mn_on_vanilla_backbone": {"init_backbone": True},       # two stages, trained jointly on
            "digits_mn_on_frozen_vanilla_backbone": {"init_backbone": True, "freeze_backbone": True}}
 MN_FIGURES = ("test_acc", "test_acc_before_finetune", "attended_value_acc", "attention_entropy", "step_size")
 
 
 def digits_runs(seeds: list[int], epochs: int, steps: int) -> dict:
-    """For every seed: the issue's vanilla run; the two heads on its frozen backbone; and three MN runs
+    """For every seed: the CLI's vanilla run; the two heads on its frozen backbone; and three MN runs
     of the same length: from scratch, from the vanilla backbone trained on, and on it frozen."""
     vanilla, frozen = [], []
     mn = {label: {name: [] for name in MN_FIGURES} for label in MN_RUNS}

@@ -1,5 +1,5 @@
 """The benchmark scripts stay runnable (CI never times them): each imports and exposes main(), the
-two that guard the issues' speed targets run end to end on tiny sizes with the JSON contract, and the
+two that guard the speed targets run end to end on tiny sizes with the JSON contract, and the
 one-go GPU check (benchmarks/gpu_check.sh) runs all its steps on the CPU at tiny sizes."""
 import importlib
 import json

@@ -2,7 +2,7 @@
 
 Skipped where there is no GPU (CI). `benchmarks/gpu_check.sh` runs them on a lent GPU machine;
 `NSLVIZ_TEST_DEVICE=cpu pytest tests/test_cuda.py` runs the same checks on the CPU (float32 against
-the float64 reference), which is how they are kept working between GPU sessions.
+the float64 reference), which is how they are kept working between runs on a GPU.
 
 Every check compares the device's float32 (or bf16) result with the same module copied to the CPU
 in float64: values and every gradient, at float32 tolerances.
