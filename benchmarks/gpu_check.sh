@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks in one prepared run, for a lent CUDA machine (the device tool runs it from the
-# repository root; its $OUT folder comes back):
+# The GPU checks in one prepared run on a CUDA machine, from the repository root (results go to
+# $OUT, default benchmarks/results):
 #   1. tests/test_cuda.py: the MN head, iFiLM, NSConv2d and whole models on CUDA against float64
 #      references, bf16 + channels_last, the trainer, torchrun (NCCL), torch.compile (Triton);
 #      and the CUDA augmentation test;
@@ -8,10 +8,10 @@
 #      (ResNet-29, CIFAR-10 and CIFAR-100 settings), the batched inner loop, the NSL convolutions,
 #      the backbones with bf16 + channels_last, the batched augmentation.
 # Uses the machine's own python3 and torch (nothing is installed); stops at once, with one line,
-# if that torch cannot be imported or (DEVICE=cuda) sees no GPU. Writes 8 files to $OUT (the device
-# tool brings back 8 at most): gpu_env.txt, gpu_check.log (every step's output) and six JSON results.
-# Exits 1 if any step failed. The device tool allows 600 s a command: the benchmarks run first (the
-# MN/vanilla training-step and inference ratios first of all) and the step limits add up to 500 s; PART=bench
+# if that torch cannot be imported or (DEVICE=cuda) sees no GPU. Writes 8 files to $OUT:
+# gpu_env.txt, gpu_check.log (every step's output) and six JSON results.
+# Exits 1 if any step failed. The benchmarks run first (the MN/vanilla training-step and inference
+# ratios first of all) and the step limits add up to 500 s, under ten minutes in all; PART=bench
 # or PART=tests runs one half again (with more time for the tests).
 #
 #   bash benchmarks/gpu_check.sh                          # on the GPU machine (about 5 minutes)
