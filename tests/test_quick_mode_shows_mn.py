@@ -1,5 +1,5 @@
 """What a learner must see in quick mode, read from the run directories that notebooks 03 and 05 wrote
-in this test session (nbval, NSLVIZ_QUICK=1): a dictionary that has learned. These tests run after
+in the same pytest run (nbval, NSLVIZ_QUICK=1): a dictionary that has learned. These tests run after
 the notebooks; without them (`pytest tests`, `make test-fast`) they are skipped."""
 from pathlib import Path
 
@@ -16,8 +16,8 @@ def _summary(request, notebook: str, run_dir: Path) -> dict:
     summary = RunDirectory(run_dir, create=False).read_summary()
     if summary is None:
         if ran:
-            pytest.fail(f"{notebook} ran in this session but left no summary.json in {run_dir}")
-        pytest.skip(f"{notebook} did not run in this session (it writes {run_dir})")
+            pytest.fail(f"{notebook} ran in this pytest run but left no summary.json in {run_dir}")
+        pytest.skip(f"{notebook} did not run in this pytest run (it writes {run_dir})")
     return summary
 
 
