@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..models.layers import reestimate_batch_norm
 from ..nsl import GlobalSimilarityAttention, NSConv2d, nsl_layers
 
 
@@ -138,20 +139,9 @@ def reestimate_predictor_batchnorm(model: nn.Module, images: torch.Tensor, batch
     if not norms:
         raise ValueError("the model has no dynamic NSL predictor with BatchNorm (nsl='dynamic_dns' or a "
                          "predictor='cnn' layer)")
-    momenta = [norm.momentum for norm in norms]
     device = next(model.parameters()).device
-    model.eval()
-    try:
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None                                                # cumulative average
-            norm.train()
-        for start in range(0, len(images), batch_size):
-            model(images[start:start + batch_size].to(device))
-    finally:
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
-        model.eval()
+    reestimate_batch_norm(model, norms, (images[start:start + batch_size].to(device)
+                                         for start in range(0, len(images), batch_size)))
     return len(norms)
 
 

@@ -23,3 +23,12 @@ def paired_difference(values: list[float], reference: list[float], *, scale: flo
     return {"above": sum(a > b for a, b in pairs), "level": sum(a == b for a, b in pairs),
             "below": sum(a < b for a, b in pairs), "mean_difference_points": round(mean, 3) + 0.0,   # + 0.0: a tie is 0.0, not -0.0
             "ci95_points": interval}
+
+
+def format_paired(difference: dict | None) -> str:
+    """A paired_difference as text: "+0.28 [-0.12, +0.68]" (no interval with one seed; "" for None)."""
+    if difference is None:
+        return ""
+    interval = difference["ci95_points"]
+    text = f"{difference['mean_difference_points']:+.2f}"
+    return text + (f" [{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "")

@@ -30,6 +30,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..analysis.paired import format_paired
     from ..experiments.race import race_report, run_race
     results = run_race(args.datasets, args.arms, args.seeds, iterations=args.iterations, warmup=args.warmup,
                        root=args.root)
@@ -38,17 +39,13 @@ def run(args) -> int:
         for arm, entry in arms.items():
             line = f"race: {dataset} {arm:<24} test acc {entry['mean_test_acc']:.2f}%"
             if "after_minus_before" in entry:
-                line += (f" | after - before finetuning {_points(entry['after_minus_before'])}"
+                line += (f" | after - before finetuning {format_paired(entry['after_minus_before'])}"
                          f" | attended values {entry['attended_value_acc']:.1f}% | α {entry['final_step_size']:.3f}")
             if "minus_vanilla_twin" in entry:
-                line += f" | - {entry['vanilla_twin']} {_points(entry['minus_vanilla_twin'])}"
+                line += f" | - {entry['vanilla_twin']} {format_paired(entry['minus_vanilla_twin'])}"
             print(line, flush=True)
     if args.json:
         emit_json({"datasets": args.datasets, "arms": args.arms, "seeds": args.seeds, "iterations": args.iterations,
                    "warmup": args.warmup, "report": report})
     return 0
 
-
-def _points(difference: dict) -> str:
-    interval = difference["ci95_points"]
-    return f"{difference['mean_difference_points']:+.2f}" + (f" [{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "")

@@ -12,7 +12,7 @@ after a few dozen training steps (0.9^50 < 0.6%).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import torch
 import torch.nn as nn
@@ -28,6 +28,27 @@ BN_MOMENTUM = 0.1      # contrib decay 0.9
 def batch_norm(channels: int) -> nn.BatchNorm2d:
     """BatchNorm2d with the official eps 1e-3 and momentum 0.1 (TF decay 0.9)."""
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+@torch.no_grad()
+def reestimate_batch_norm(model: nn.Module, norms: list[nn.Module], batches: Iterable[torch.Tensor]) -> None:
+    """Running statistics of `norms` (BatchNorms inside `model`) as exact averages (momentum None) over
+    `model(batch)` for every batch of `batches`, with the rest of the model in eval mode. Weights that
+    moved faster than BatchNorm's exponential averages follow leave those averages stale; afterwards
+    eval mode normalises as training mode would. The norms keep their momentum; `model` ends in eval mode."""
+    momenta = [norm.momentum for norm in norms]
+    model.eval()
+    try:
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None                                                # cumulative average
+            norm.train()
+        for batch in batches:
+            model(batch)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.eval()
 
 
 def film(channels: int, enabled: bool, entries: int) -> nn.Module:

@@ -38,6 +38,7 @@ from ..datasets.augment import to_float
 from ..datasets.episodes import Episodes, mean_confidence_interval, sample_episodes
 from ..datasets.images import ImageDataset, ImageSplit, available_few_shot_datasets, load_image_dataset
 from ..models import build_backbone
+from ..models.layers import reestimate_batch_norm
 from ..models.cnn import count_parameters
 from ..nsl import similarity_parameters
 from ..paths import data_root
@@ -207,16 +208,9 @@ def recompute_batch_norm(backbone: nn.Module, images: torch.Tensor, batch_size: 
     running averages lag behind weights that moved fast (a short run, the dynamic predictor's
     output BN), and adaptation uses these statistics."""
     norms = [module for module in backbone.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None                                  # cumulative average
-    backbone.train()
-    for start in range(0, min(len(images), BATCH_NORM_BATCHES * batch_size), batch_size):
-        backbone(to_float(images[start:start + batch_size].to(device)))
-    for norm, momentum in zip(norms, momenta):
-        norm.momentum = momentum
-    backbone.eval()
+    reestimate_batch_norm(backbone, norms, (to_float(images[start:start + batch_size].to(device))
+                                            for start in range(0, min(len(images), BATCH_NORM_BATCHES * batch_size),
+                                                               batch_size)))
 
 
 @torch.no_grad()

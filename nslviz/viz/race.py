@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..analysis.paired import format_paired
 from ..training.diagnostics import NOISE_FLOOR
 from .common import CLASS_COLORS, finish_figure
 
@@ -57,9 +58,8 @@ def race_curves(traces: Mapping[str, list[list[dict]]], title: str, *, classes: 
                                                dash="dash" if vanilla else "solid")), row + 1, col + 1)
         fig.update_yaxes(title_text=axis_title, row=row + 1, col=col + 1)
         fig.update_xaxes(title_text="iteration", row=row + 1, col=col + 1)
-    for col in (1, 2):
+    for col in (1, 2, 3):                                  # accuracies and shares on one fixed scale
         fig.update_yaxes(range=[0, 1.02], row=1, col=col)
-    fig.update_yaxes(range=[0, 1.02], row=1, col=3)
     fig.update_yaxes(type="log", row=2, col=1)
     if classes:
         fig.add_hline(y=1 / classes, line=dict(color="grey", dash="dot"), annotation_text="chance", row=1, col=2)
@@ -73,19 +73,12 @@ def race_table(report: Mapping[str, dict]) -> pd.DataFrame:
     """One dataset's `experiments.race.race_report` as a table: mean test accuracy, before finetuning,
     the paired differences (points, mean [95 % interval]) after − before and against the vanilla twin,
     the attended values' accuracy and the last epoch's α and keys' signal-to-noise."""
-    def points(difference):
-        if difference is None:
-            return ""
-        interval = difference["ci95_points"]
-        text = f"{difference['mean_difference_points']:+.2f}"
-        return text + (f" [{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "")
-
     rows = {}
     for arm, entry in report.items():
         rows[arm] = {"test acc %": entry["mean_test_acc"],
                      "before finetuning %": entry.get("mean_test_acc_before_finetune", np.nan),
-                     "after − before (points)": points(entry.get("after_minus_before")),
-                     "− vanilla twin (points)": points(entry.get("minus_vanilla_twin")),
+                     "after − before (points)": format_paired(entry.get("after_minus_before")),
+                     "− vanilla twin (points)": format_paired(entry.get("minus_vanilla_twin")),
                      "attended values %": entry.get("attended_value_acc", np.nan),
                      "α": entry.get("final_step_size", np.nan),
                      "keys |m̂|/√v̂": entry.get("final_keys_snr", np.nan),
