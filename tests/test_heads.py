@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from cli import run_in_process
 from nslviz.datasets.toys import cluster_splits, make_clusters
 from nslviz.models.classifier import build_image_model, build_mn_head
 from nslviz.training.heads import HeadTraining, compare_heads, run_clusters
@@ -181,5 +182,5 @@ def test_cli_json_is_the_library_summary():
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--device", "cuda"], "--device cuda is where a run's features are extracted; it needs --run-dir")])
 def test_cli_bad_arguments_exit_2_with_the_reason(args, message):
-    out = _cli(*args)
+    out = run_in_process("heads", *args)
     assert out.returncode == 2 and message in out.stderr and "usage:" in out.stderr

@@ -66,7 +66,8 @@ def test_a_parameter_the_notebook_does_not_have_is_refused_before_running(tmp_pa
 def test_papermill_run_of_notebook_03_with_parameters_exports_a_standalone_page(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NSLVIZ_RUNS", str(tmp_path / "runs"))
     code = main(["export-notebook", "notebooks/03_cifar.ipynb", "--out", str(tmp_path / "out"), "-p", "backbone",
-                 "resnet29", "-p", "epochs", "1", "-p", "quick", "True", "--json"])
+                 "resnet29", "-p", "method", "mn", "-p", "compare_with", "vanilla", "-p", "epochs", "1",
+                 "-p", "head_steps", "50", "-p", "quick", "True", "--json"])
     paths = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0
     cells = json.loads(open(paths["notebook"]).read())["cells"]
@@ -74,10 +75,10 @@ def test_papermill_run_of_notebook_03_with_parameters_exports_a_standalone_page(
     assert 'backbone = "resnet29"' in "".join(injected["source"]) and "quick = True" in "".join(injected["source"])
     outputs = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
     assert not [o for o in outputs if o["output_type"] == "error"]
-    # quick mode ran the comparison on digits (resnet29 -> convnet4), one epoch per method
+    # quick mode ran the comparison on digits (resnet29 -> convnet4), one epoch per method asked for
     group = tmp_path / "runs" / "digits-convnet4-compare-seed0"
     summaries = {p.parent.name: json.loads(p.read_text()) for p in group.glob("*/summary.json")}
-    assert set(summaries) == {"vanilla", "mn", "mn_ifilm"} and {s["epochs"] for s in summaries.values()} == {1}
+    assert set(summaries) == {"vanilla", "mn"} and {s["epochs"] for s in summaries.values()} == {1}
     # every plotly figure is in the page, with plotly.js itself inline (no CDN, no kernel needed)
     html = open(paths["html"], encoding="utf-8").read()
     widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli import run_in_process
 from nslviz.datasets import make_spiral, spiral_splits
 from nslviz.training.spiral import SpiralConfig, run_spiral
 
@@ -100,7 +101,7 @@ def test_cli_json_last_line():
                                   ["spiral", "--entries", "0"], ["spiral", "--steps", "ten"],
                                   ["spiral", "--bogus"], ["nonsense"], []])
 def test_cli_bad_arguments_exit_2_with_usage(args):
-    out = _cli(*args)
+    out = run_in_process(*args)
     assert out.returncode == 2
     assert "usage:" in out.stderr
 
