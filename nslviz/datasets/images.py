@@ -28,7 +28,6 @@ import os
 import pickle
 import socket
 import sys
-import zipfile
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice, check_positive, check_seed
+from .._io import atomic_torch_save
 
 CACHE_FORMAT = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -494,7 +494,6 @@ def _load_cached_images(request: _Request, files: list[Path], size: int, mode: s
     if wanted is not None and len(wanted) < len(files):
         return _decode_images(request, [files[i] for i in wanted.tolist()], size, mode)
     images = _decode_images(request, files, size, mode)
-    from ..training.rundir import atomic_torch_save
     atomic_torch_save(cache, {"fingerprint": fingerprint, "images": images, "files": len(files)})
     print(f"{request.name}: cached {len(files)} decoded images in {cache}", file=sys.stderr)
     return images

@@ -18,13 +18,15 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
+
+from .._io import (_json_default, _os_reason, atomic_torch_save, atomic_write_json,  # noqa: F401 (re-exported)
+                   atomic_write_text)
 
 try:
     import fcntl
@@ -45,72 +47,6 @@ class DamagedRunFile(ValueError):
 
 class RunDirectoryWarning(UserWarning):
     """Something in a run directory was repaired: a torn last metrics row, a stale lock."""
-
-
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:                      # say what was being written, not a bare "[Errno 17] File exists"
-        raise OSError(f"cannot write {str(path)!r}: {_os_reason(error)}") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)                 # mkstemp makes 0600; give the file the usual permissions
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_folder(path.parent)                # the rename itself survives a power cut
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _os_reason(error: OSError) -> str:
-    """The reason of an OSError in words, with the path it concerns when that is another one."""
-    reason = error.strerror or str(error)
-    return f"{reason} ({error.filename})" if error.filename else reason
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:                               # e.g. a platform without folder descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_json(path, obj: Any) -> None:
-    data = (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode()
-    _atomic_write(Path(path), lambda handle: handle.write(data))
-
-
-def atomic_write_text(path, text: str) -> None:
-    data = text.encode("utf-8")
-    _atomic_write(Path(path), lambda handle: handle.write(data))
-
-
-def atomic_torch_save(path, obj: Any) -> None:
-    _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
-
-
-def _json_default(value):
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 RESTART = "start the run again with --overwrite (overwrite=True)"
@@ -173,7 +109,7 @@ class RunDirectory:
 
     def write_metrics(self, rows: list[dict]) -> None:
         text = "".join(json.dumps(row, sort_keys=True, default=_json_default) + "\n" for row in rows)
-        _atomic_write(self.metrics_path, lambda handle: handle.write(text.encode()))
+        atomic_write_text(self.metrics_path, text)
 
     def append_metrics(self, row: dict) -> None:
         self.write_metrics(self.read_metrics() + [row])
