@@ -70,8 +70,8 @@ def he_std(in_channels: int, kernel_size: int) -> float:
 
 
 def batch_norm2d(channels: int) -> nn.BatchNorm2d:
-    """BatchNorm with the official eps 1e-3 (momentum: see the module docstring)."""
-    return nn.BatchNorm2d(channels, eps=BN_EPS)
+    """BatchNorm with the official eps 1e-3 and PyTorch's momentum 0.1 (see the module docstring)."""
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=0.1)
 
 
 def _kernel_size(kernel_size) -> int:

@@ -17,11 +17,11 @@ import torch.nn as nn
 
 from .._checks import check_choice, check_flags, check_positive
 from .._precision import full_precision
-from ..neighborhoods import MetaNeighborhoodsHead, classifier_logits
+from ..neighborhoods import CLASSIFIERS, MetaNeighborhoodsHead, classifier_logits
+from .layers import count_parameters  # noqa: F401 (re-exported)
 from .registry import build_backbone
 
 METHODS = ("vanilla", "vanilla_extra", "vanilla_ifilm", "mn", "mn_ifilm")
-CLASSIFIERS = ("cosine", "dot")
 
 
 class CosineClassifier(nn.Module):
@@ -151,7 +151,3 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
     else:
         head = _classifier(d, num_classes, classifier)
     return ImageClassifier(net, head, method)
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

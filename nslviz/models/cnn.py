@@ -45,6 +45,7 @@ import torch.nn as nn
 
 from .._checks import check_choice, check_flags, check_positive
 from ..nsl import BN_EPS, NSL_MODES, batch_norm2d, he_std, make_conv, prepare_nsl_options
+from .layers import count_parameters
 from .registry import register_backbone
 
 STEMS = ("cifar", "imagenet", "none")
@@ -186,11 +187,6 @@ build_cnn9 = _register("cnn9", 32)
 build_cnn9_plus = _register("cnn9_plus", 32)
 build_cnn10 = _register("cnn10", 224)
 build_cnn10_plus = _register("cnn10_plus", 224)
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Trainable parameters, each shared tensor counted once."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 __all__ = ["ARCHITECTURES", "NSLPlainCNN", "count_parameters"]

@@ -19,15 +19,13 @@ import torch.nn as nn
 
 from .._checks import check_choice, check_finite, check_flags, check_positive
 from ..ifilm import IFILM_PLACEMENTS, IFiLM
-from ..nsl import NSL_MODES, make_conv, prepare_nsl_options
-
-BN_EPS = 1e-3          # contrib batch_norm epsilon
-BN_MOMENTUM = 0.1      # contrib decay 0.9
+from ..nsl import BN_EPS, NSL_MODES, make_conv, prepare_nsl_options  # noqa: F401 (BN_EPS re-exported)
+from ..nsl import batch_norm2d as batch_norm     # eps 1e-3, momentum 0.1: the MN code's TF decay 0.9
 
 
-def batch_norm(channels: int) -> nn.BatchNorm2d:
-    """BatchNorm2d with the official eps 1e-3 and momentum 0.1 (TF decay 0.9)."""
-    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameters, each shared tensor counted once."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 @torch.no_grad()
