@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from nslviz.models import available_backbones, build_backbone
-from nslviz.models.cnn import count_parameters
+from nslviz.models.layers import count_parameters
 from nslviz.nsl import NSL_MODES, NSConv2d, fold_static_nsl, nsl_layers, nsl_regularization
 
 

@@ -18,7 +18,6 @@ import torch.nn as nn
 from .._checks import check_choice, check_flags, check_positive
 from .._precision import full_precision
 from ..neighborhoods import CLASSIFIERS, MetaNeighborhoodsHead, classifier_logits
-from .layers import count_parameters  # noqa: F401 (re-exported)
 from .registry import build_backbone
 
 METHODS = ("vanilla", "vanilla_extra", "vanilla_ifilm", "mn", "mn_ifilm")

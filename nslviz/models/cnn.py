@@ -45,7 +45,6 @@ import torch.nn as nn
 
 from .._checks import check_choice, check_flags, check_positive
 from ..nsl import BN_EPS, NSL_MODES, batch_norm2d, he_std, make_conv, prepare_nsl_options
-from .layers import count_parameters
 from .registry import register_backbone
 
 STEMS = ("cifar", "imagenet", "none")
@@ -189,4 +188,4 @@ build_cnn10 = _register("cnn10", 224)
 build_cnn10_plus = _register("cnn10_plus", 224)
 
 
-__all__ = ["ARCHITECTURES", "NSLPlainCNN", "count_parameters"]
+__all__ = ["ARCHITECTURES", "NSLPlainCNN"]

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from .._checks import check_choice, check_finite, check_flags, check_positive
 from ..ifilm import IFILM_PLACEMENTS, IFiLM
-from ..nsl import BN_EPS, NSL_MODES, make_conv, prepare_nsl_options  # noqa: F401 (BN_EPS re-exported)
+from ..nsl import NSL_MODES, make_conv, prepare_nsl_options
 from ..nsl import batch_norm2d as batch_norm     # eps 1e-3, momentum 0.1: the MN code's TF decay 0.9
 
 

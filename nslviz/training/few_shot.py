@@ -38,8 +38,7 @@ from ..datasets.augment import to_float
 from ..datasets.episodes import Episodes, mean_confidence_interval, sample_episodes
 from ..datasets.images import ImageDataset, ImageSplit, available_few_shot_datasets, load_image_dataset
 from ..models import build_backbone
-from ..models.layers import reestimate_batch_norm
-from ..models.cnn import count_parameters
+from ..models.layers import count_parameters, reestimate_batch_norm
 from ..nsl import similarity_parameters
 from ..paths import data_root
 from .distributed import check_device_name, resolve_device

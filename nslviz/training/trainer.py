@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 
 from ..datasets.images import load_image_dataset
 from ..ifilm import IFiLM
-from ..models.classifier import ImageClassifier, build_image_model, count_parameters
+from ..models.classifier import ImageClassifier, build_image_model
+from ..models.layers import count_parameters
 from ..neighborhoods import attended_values, attention_entropy
 from ..paths import data_root, runs_root
 from . import distributed
