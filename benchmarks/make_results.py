@@ -381,6 +381,22 @@ def _estimators(r: dict) -> list[str]:
         + ("" if r.get("complete", True) else "; the run was stopped before every table finished") + ".", ""]
 
 
+@renders("spiral_interactive", "Notebook 01's interactive parts: a new slider pair, an animation frame")
+def _spiral_interactive(r: dict) -> list[str]:
+    lines = table(["quantity", "value"], [
+        ["seconds to train a (T, S) pair not seen yet (quick mode, %d steps), median" % r["steps_per_pair"],
+         num(r["unseen_pair_seconds_median"])],
+        ["animation frame duration while playing, ms", num(r["frame_duration_ms"])]])
+    draw = r.get("draw_ms_per_frame")
+    if not draw:
+        return lines + [f"Drawing: {r.get('drawing', 'not measured')}.", ""]
+    rows = [[name, num(v["median_ms"]), num(v["max_ms"]), v["frames"]] for name, v in draw.items()]
+    return lines + table(["figure drawn in headless Chromium", "median ms per frame", "max ms", "frames drawn"],
+                         rows) + [
+        f"The frame duration covers the slowest frame drawn: {'yes' if r['frame_duration_covers_max_draw'] else 'no'}. "
+        "`contour_baseline` is the same animation with the regions as a contour trace computed in the browser.", ""]
+
+
 @renders("implicit_regularization", "NSL implicit regularisation (NSL §5.1)")
 def _implicit(r: dict) -> list[str]:
     rows = [[name, v["samples"], num(v["standard_nuclear_norm"]), num(v["factorized_nuclear_norm"]),

@@ -24,8 +24,7 @@ POINT_SCALE = [[0.0, CLASS_POINT_COLORS[0]], [1.0, CLASS_POINT_COLORS[1]]]
 
 def _regions(x, y, prob) -> list:
     """Predicted regions (light blue / light yellow) and the decision boundary P = 0.5 (black line):
-    a heatmap and a line precomputed in numpy, both of which plotly redraws in milliseconds (a contour
-    trace is recomputed in the browser on every frame, too slow to keep up with an animation)."""
+    a heatmap and a line precomputed in numpy, which every frame of an animation carries whole."""
     line_x, line_y = isoline_segments(x, y, prob, 0.5)
     return [go.Heatmap(x=x.astype(np.float32), y=y.astype(np.float32), z=_percent(prob), zmin=0, zmax=100,
                        colorscale=REGION_SCALE, showscale=False, name="predicted class", hoverinfo="skip"),
@@ -69,18 +68,33 @@ def _entries(keys: np.ndarray, labels: np.ndarray) -> go.Scatter:
 ANIMATED_TRACES = [0, 1, 2, 4]
 
 
+# test points drawn by the animation: SVG markers are most of a frame's drawing time (all 1,600 of the
+# spiral's test set: about 480 ms a frame in headless Chromium, 400 of them: about 260 ms, none: 180 ms;
+# benchmarks/bench_spiral_interactive.py), and the regions already show every prediction
+ANIMATION_POINTS = 400
+
+
+def _shown_points(result) -> np.ndarray:
+    """Indices of the test points the animation draws: ANIMATION_POINTS of them, evenly spaced."""
+    count = len(result.x_test)
+    return np.linspace(0, count - 1, min(count, ANIMATION_POINTS)).round().astype(int)
+
+
 def _frame_data(result, f: int, full: bool = True) -> list:
-    """Traces for snapshot f: regions and boundary, test predictions, the key trajectories (whole
-    training, static) and the keys. With full=False only what changes between frames, for the traces
-    ANIMATED_TRACES (plotly merges a frame's partial traces into the figure's), which keeps the
-    animation small: per frame G² bytes of regions, the boundary's points, N_test bytes and the keys."""
-    prob, pred = result.mn_grid_prob[f], result.mn_test_pred[f]
+    """Traces for snapshot f: regions and boundary, test predictions (of the `_shown_points`), the key
+    trajectories (whole training, static) and the keys. With full=False only what changes between
+    frames, for the traces ANIMATED_TRACES (plotly merges a frame's partial traces into the figure's),
+    which keeps the animation small: per frame G² bytes of regions, the boundary's points, one byte per
+    shown test point and the keys."""
+    shown = _shown_points(result)
+    prob, pred = result.mn_grid_prob[f], result.mn_test_pred[f][shown]
     entries = _entries(result.keys[f], result.entry_labels)
     if not full:
         line_x, line_y = isoline_segments(result.grid_x, result.grid_y, prob, 0.5)
         return [go.Heatmap(z=_percent(prob)), go.Scatter(x=line_x.astype(np.float32), y=line_y.astype(np.float32)),
                 go.Scatter(marker=dict(color=pred.astype(np.int8))), entries]
-    return [*_regions(result.grid_x, result.grid_y, prob), _points(result.x_test, pred, "test predictions"),
+    return [*_regions(result.grid_x, result.grid_y, prob),
+            _points(result.x_test[shown], pred, f"test predictions ({len(shown)} of {len(result.x_test)})"),
             _trajectories(result.keys), entries]
 
 

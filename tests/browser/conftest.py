@@ -49,6 +49,11 @@ def lab_server(tmp_path_factory):
     settings.mkdir(parents=True)
     # no news or update checks (they would reach the network and open a notification over the page)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    # start the notebook's own kernel (python3) without asking: a fresh profile otherwise opens a
+    # "Select Kernel" dialog over the notebook and Run All waits behind it
+    notebook_settings = settings.parent / "notebook-extension"
+    notebook_settings.mkdir()
+    (notebook_settings / "tracker.jupyterlab-settings").write_text('{"autoStartDefaultKernel": true}')
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ, NSLVIZ_QUICK="1", PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
