@@ -384,7 +384,7 @@ def _estimators(r: dict) -> list[str]:
 @renders("spiral_interactive", "Notebook 01's interactive parts: a new slider pair, an animation frame")
 def _spiral_interactive(r: dict) -> list[str]:
     lines = table(["quantity", "value"], [
-        ["seconds to train a (T, S) pair not seen yet (quick mode, %d steps), median" % r["steps_per_pair"],
+        [f"seconds to train a (T, S) pair not seen yet (quick mode, {r['steps_per_pair']} steps), median",
          num(r["unseen_pair_seconds_median"])],
         ["animation frame duration while playing, ms", num(r["frame_duration_ms"])]])
     draw = r.get("draw_ms_per_frame")

@@ -1,6 +1,7 @@
 """Notebook 01 in a real JupyterLab, in quick mode, as a reader uses it: Run All, then the live T and S
 sliders redraw the figure with another accuracy (training a pair not seen yet), and ▶ Play moves the
-animation through its frames with the decision boundary drawn in every one."""
+animation through its frames with the decision boundary drawn in every one.
+NSLVIZ_BROWSER_RUN_ALL_S bounds the wait for Run All (seconds, default 1800)."""
 from __future__ import annotations
 
 import os
@@ -15,6 +16,8 @@ RUN_ALL_S = float(os.environ.get("NSLVIZ_BROWSER_RUN_ALL_S", 1800))  # quick mod
 
 @pytest.fixture(scope="module")
 def notebook_page(lab_server, chromium_context):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout   # installed: chromium_context checked
+
     base, token, _ = lab_server
     page = chromium_context.new_page()
     errors = []
@@ -28,7 +31,7 @@ def notebook_page(lab_server, chromium_context):
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
     try:
         explorer_note(page).filter(has_text="MN test accuracy").wait_for(timeout=RUN_ALL_S * 1000)
-    except Exception:
+    except PlaywrightTimeout:
         shot = lab_server[2].parent / "run_all_timeout.png"
         page.screenshot(path=str(shot), full_page=True)
         pytest.fail(f"notebook 01 did not show the explorer's accuracy within {RUN_ALL_S:.0f} s (page: {shot})")
