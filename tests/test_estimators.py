@@ -201,3 +201,48 @@ def test_warm_start_continues_from_the_fitted_model():
     assert not np.allclose(cold.predict(x), model.predict(x))
     model.fit(x[:, :2], y)                            # another shape: a new model
     assert model.module_ is not module and model.n_features_in_ == 2
+
+
+def test_an_ensemble_averages_members_trained_on_their_own_seeds_and_splits():
+    x, y = _regression(160)
+    model = MetaNeighborsRegressor(random_state=0, max_epochs=20, n_estimators=3).fit(x, y)
+    assert len(model.modules_) == 3 and len(model.fit_results_) == 3 and model.module_ is model.modules_[0]
+    first, second = (torch.cat([p.detach().flatten() for p in m.parameters()]) for m in model.modules_[:2])
+    assert not torch.equal(first, second)                              # different initialisations
+    modules, members = model.modules_, []
+    for module in modules:                                             # each member's prediction alone
+        model.modules_ = [module]
+        members.append(model.predict(x))
+    model.modules_ = modules
+    np.testing.assert_allclose(model.predict(x), np.mean(members, axis=0), rtol=1e-10)
+    assert not np.allclose(members[0], members[1])
+    single = MetaNeighborsRegressor(random_state=0, max_epochs=20, n_estimators=1).fit(x, y)
+    np.testing.assert_array_equal(single.predict(x), members[0])      # member 0 is the one-model fit
+
+    xb, yb = make_blobs(n_samples=150, centers=3, cluster_std=3.0, random_state=0)
+    clf = MetaNeighborsClassifier(random_state=0, max_epochs=20, n_estimators=3).fit(xb, yb)
+    modules, probabilities = clf.modules_, []
+    for module in modules:
+        clf.modules_ = [module]
+        probabilities.append(clf.predict_proba(xb))
+    clf.modules_ = modules
+    ensemble = clf.predict_proba(xb)
+    np.testing.assert_allclose(ensemble, np.mean(probabilities, axis=0), rtol=1e-10)   # mean of probabilities
+    np.testing.assert_array_equal(clf.classes_[clf.decision_function(xb).argmax(1)], clf.predict(xb))
+
+
+def test_bad_n_estimators_fails_at_fit():
+    x, y = _regression(20)
+    for bad in (0, 2.5, "three"):
+        with pytest.raises(ValueError, match=f"n_estimators must be an integer >= 1, got {bad!r}"):
+            MetaNeighborsRegressor(n_estimators=bad).fit(x, y)
+
+
+def test_warm_start_rebuilds_when_the_ensemble_size_changes():
+    x, y = _regression(120)
+    model = MetaNeighborsRegressor(random_state=0, max_epochs=3, warm_start=True, n_estimators=2).fit(x, y)
+    modules = list(model.modules_)
+    model.fit(x, y)
+    assert model.modules_ == modules                                   # same members, trained further
+    model.set_params(n_estimators=3).fit(x, y)
+    assert len(model.modules_) == 3 and all(m is not old for m, old in zip(model.modules_, modules))
