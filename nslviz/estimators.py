@@ -49,13 +49,14 @@ public tables: docs/estimators.md (benchmarks/bench_estimators.py).
 
 Differences from the MN Table 2 experiment (`nslviz.training.tabular.cross_validate_regression`, which
 follows Appendix B): an average of 3 models; learning rate 1e-2 instead of 1e-3; temperature "auto"
-instead of a T searched on validation; `tol` = 1e-4 and
-`max_epochs` = 200 as in scikit-learn's MLPs (a stop on separable classes, whose cross-entropy creeps
-down for ever); 10% of the rows held out for early stopping; several targets allowed (y of shape (n, k)).
+instead of a T searched on validation; `tol` = 1e-4 and `max_epochs` = 200 as in scikit-learn's MLPs
+(a stop on separable classes, whose cross-entropy creeps down for ever); 10% of the rows held out for
+early stopping; several targets allowed (y of shape (n, k)).
 
-Speed: each epoch of each member costs O(rows x S x width). `fit` runs on one torch intra-op thread when a training
-step is small (`fit_threads`; torch's setting is restored afterwards), so a small fit does not slow
-down with more threads, and n_jobs > 1 in GridSearchCV or cross_val_score runs one thread per job.
+Speed: each epoch of each member costs O(rows x S x width). `fit` runs on one torch intra-op thread
+when a training step is small (`fit_threads`; torch's setting is restored afterwards), so a small fit
+does not slow down with more threads, and n_jobs > 1 in GridSearchCV or cross_val_score runs one
+thread per job.
 
 warm_start=True: a second `fit` continues from the fitted model (and keeps its scalers) when the
 data has the same shape, classes and settings; otherwise the model is built afresh.
