@@ -36,11 +36,12 @@ Defaults that depend on the data (resolved in `fit`, stored in `entries_`, `batc
                      Entries cost time and memory (`regression.mlp_memory`): fit refuses, before
                      allocating, an S whose estimate exceeds the memory available.
   batch_size="auto"  min(200, training rows), as scikit-learn's MLPs.
-  temperature="auto" T = 1/√d for cosine similarity (`default_temperature`), d the width of what is
-                     attended to (`width` features, or the inputs for space="input"): the paper's
-                     T = 0.1 at d = 100; broader attention on low-dimensional inputs, where T = 0.1
-                     overfits within a few epochs (a 3-feature sine table: R² 0.45 with T = 0.1, 0.94
-                     with 1/√3, input space).
+  temperature="auto" cosine similarity (`default_temperature`): space="input": T = 1/√d, d the number
+                     of inputs: the paper's T = 0.1 at d = 100; broader attention on low-dimensional
+                     inputs, where T = 0.1 overfits within a few epochs (a 3-feature sine table: R² 0.45
+                     with T = 0.1, 0.94 with 1/√3). space="feature": T = 0.05·√(128/width), 0.05 at the
+                     default width 128 (chosen on validation splits against 1/√128 ≈ 0.088 and 0.2),
+                     scaled with 1/√width as the spread of cosine similarities (below).
   step_size_init="auto"  initial inner step |α|: 0.05 in feature space (the official MN code's value
                      for its last-layer finetuning), 0.01 in input space (chosen on diabetes).
 
@@ -49,7 +50,7 @@ public tables: docs/estimators.md (benchmarks/bench_estimators.py).
 
 Differences from the MN Table 2 experiment (`nslviz.training.tabular.cross_validate_regression`, which
 follows Appendix B): an average of 3 models; learning rate 1e-2 instead of 1e-3; temperature "auto"
-instead of a T searched on validation; `tol` = 1e-4 and `max_epochs` = 200 as in scikit-learn's MLPs
+instead of a T searched on validation in every fit; `tol` = 1e-4 and `max_epochs` = 200 as in scikit-learn's MLPs
 (a stop on separable classes, whose cross-entropy creeps down for ever); 10% of the rows held out for
 early stopping; several targets allowed (y of shape (n, k)).
 
@@ -92,6 +93,7 @@ SPACES = ("feature", "input")
 DEFAULT_BATCH_SIZE = 200      # as scikit-learn's MLPs: min(200, rows)
 FEATURE_ENTRIES = 128         # S for space="feature", entries="auto" (at most one per training row)
 DEFAULT_STEP_SIZE_INIT = {"feature": 0.05, "input": 0.01}
+FEATURE_TEMPERATURE, FEATURE_WIDTH = 0.05, 128    # temperature="auto", space="feature": T at width 128
 # multiply-adds of one training step below which one intra-op thread is fastest (fit_threads)
 ONE_THREAD_WORK = 5e7
 
@@ -103,12 +105,17 @@ def fit_threads(rows: int, features: int, width: int, entries: int) -> int:
     return 1 if work < ONE_THREAD_WORK else torch.get_num_threads()
 
 
-def default_temperature(features: int, similarity: str = "cosine") -> float:
-    """temperature="auto": T = 1/√d for cosine similarity. The cosine similarity of two random directions
-    in d dimensions spreads by about 1/√d, so T = 1/√d makes the attention equally sharp in any
-    dimension; it is the paper's T = 0.1 (App. B) at d = 100 (its Table 2 sets have d = 80 to 384).
-    1.0 for the other similarities."""
-    return 1.0 / float(np.sqrt(features)) if similarity == "cosine" else 1.0
+def default_temperature(features: int, similarity: str = "cosine", space: str = "input") -> float:
+    """temperature="auto" for cosine similarity: T = 1/√d in input space. The cosine similarity of two
+    random directions in d dimensions spreads by about 1/√d, so T ∝ 1/√d makes the attention equally
+    sharp in any dimension; 1/√d is the paper's T = 0.1 (App. B) at d = 100 (its Table 2 sets have d = 80
+    to 384). In feature space T = 0.05·√(128/d): sharper, 0.05 at the default width d = 128, chosen on
+    validation splits (docs/estimators.md). 1.0 for the other similarities."""
+    if similarity != "cosine":
+        return 1.0
+    if space == "feature":
+        return FEATURE_TEMPERATURE * float(np.sqrt(FEATURE_WIDTH / features))
+    return 1.0 / float(np.sqrt(features))
 
 
 class _MetaNeighborsBase(BaseEstimator):
@@ -211,8 +218,8 @@ class _MetaNeighborsBase(BaseEstimator):
             self.entries_ = int(self.entries)
         self.batch_size_ = min(DEFAULT_BATCH_SIZE, rows) if self.batch_size == "auto" else int(self.batch_size)
         attended_width = x.shape[1] if self.space == "input" else self.width
-        self.temperature_ = default_temperature(attended_width, self.similarity) if self.temperature == "auto" \
-            else float(self.temperature)
+        self.temperature_ = default_temperature(attended_width, self.similarity, self.space) \
+            if self.temperature == "auto" else float(self.temperature)
         self.step_size_init_ = DEFAULT_STEP_SIZE_INIT[self.space] if self.step_size_init == "auto" \
             else float(self.step_size_init)
 
@@ -347,7 +354,8 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     width : int, default=128         units of every hidden layer (the feature width in "feature").
     entries : int or "auto"          S, the dictionary size; "auto": min(128, training rows) in
                                      "feature"; in "input" 1000 from 1000 rows on, else one per row.
-    temperature : float or "auto"    T of the attention softmax; "auto" = 1/√d (0.1 at d = 100, App. B).
+    temperature : float or "auto"    T of the attention softmax; "auto": 0.05·√(128/width) in "feature"
+                                     (0.05 at the default width), 1/√d in "input" (0.1 at d = 100, App. B).
     step_size_init : float or "auto" initial inner step size |α| (learned); "auto": 0.05 "feature",
                                      0.01 "input".
     similarity : {"cosine", "neg_sq_euclidean", "dot"}, default="cosine".

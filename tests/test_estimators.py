@@ -41,7 +41,7 @@ def test_regressor_fits_a_nonlinear_function_in_original_units():
     model = MetaNeighborsRegressor(random_state=0, learning_rate=3e-3).fit(x[:200], y[:200])
     assert model.score(x[200:], y[200:]) > 0.8
     assert model.n_features_in_ == 3 and model.entries_ == 128 and model.batch_size_ == 180
-    assert model.temperature_ == pytest.approx(128 ** -0.5) and model.step_size_init_ == 0.05
+    assert model.temperature_ == 0.05 and model.step_size_init_ == 0.05       # feature space, width 128
     assert isinstance(model.module_, MetaNeighborhoodsFeatureMLP)
     assert abs(model.predict(x[200:]).mean() - y[200:].mean()) < 3          # back in the units of y
     assert 1 <= model.best_epoch_ <= model.n_iter_ <= model.max_epochs
@@ -246,3 +246,15 @@ def test_warm_start_rebuilds_when_the_ensemble_size_changes():
     assert model.modules_ == modules                                   # same members, trained further
     model.set_params(n_estimators=3).fit(x, y)
     assert len(model.modules_) == 3 and all(m is not old for m, old in zip(model.modules_, modules))
+
+
+def test_auto_temperature_scales_with_the_attended_width():
+    from nslviz.estimators import default_temperature
+    assert default_temperature(128, "cosine", "feature") == 0.05
+    assert default_temperature(32, "cosine", "feature") == pytest.approx(0.1)           # 0.05·√(128/32)
+    assert default_temperature(100, "cosine", "input") == pytest.approx(0.1)            # the paper's T
+    assert default_temperature(128, "dot", "feature") == 1.0
+    x, y = _regression(60)
+    narrow = MetaNeighborsRegressor(width=32, max_epochs=2, n_estimators=1, random_state=0).fit(x, y)
+    assert narrow.temperature_ == pytest.approx(0.1)
+    assert narrow.module_.head.attention.temperature == pytest.approx(0.1, rel=1e-6)     # the model's T
