@@ -17,8 +17,10 @@ the methods run in a rotated order, so that a slow spell of a shared CPU does no
 method. Paired differences MN - baseline over the folds, in points (100 x accuracy or R²), with a 95 %
 Student-t interval.
 
-`--select CANDIDATES.json` instead scores candidate MN settings on validation splits carved out of the
-training folds only (the test folds are never read); the estimators' defaults were chosen that way.
+`--select CANDIDATES.json` instead scores candidate MN settings (a JSON list of parameter objects, each
+on top of the defaults) on validation splits carved out of the training folds only (the test folds are
+never read), and fits the default MLP on the same rows, so that every candidate's fit-time ratio to it
+is measured in the same run; the estimators' defaults were chosen that way (docs/estimators.md).
 
 Usage: python benchmarks/bench_estimators.py [--quick] [--tables digits,sine] [--methods mn,mlp]
        [--mn-params '{"width": 128}'] [--out FILE]
