@@ -17,8 +17,10 @@ the methods run in a rotated order, so that a slow spell of a shared CPU does no
 method. Paired differences MN - baseline over the folds, in points (100 x accuracy or R²), with a 95 %
 Student-t interval.
 
-`--select CANDIDATES.json` instead scores candidate MN settings on validation splits carved out of the
-training folds only (the test folds are never read); the estimators' defaults were chosen that way.
+`--select CANDIDATES.json` instead scores candidate MN settings (a JSON list of parameter objects, each
+on top of the defaults) on validation splits carved out of the training folds only (the test folds are
+never read), and fits the default MLP on the same rows, so that every candidate's fit-time ratio to it
+is measured in the same run; the estimators' defaults were chosen that way (docs/estimators.md).
 
 Usage: python benchmarks/bench_estimators.py [--quick] [--tables digits,sine] [--methods mn,mlp]
        [--mn-params '{"width": 128}'] [--out FILE]
@@ -169,24 +171,32 @@ def summarise(tables: dict) -> dict:
 
 def select(candidates: list[dict], names: list[str], fold_count: int, quick: bool) -> dict:
     """Validation scores of candidate MN settings: within every training fold, 20 % of its rows
-    (stratified for classes) are held out and scored; the test folds are never used."""
+    (stratified for classes) are held out and scored; the test folds are never used. The default MLP
+    is fitted on the same rows ("mlp" entry), so that every candidate's fit-time ratio to it
+    (`fit_time_ratio_to_mlp`, the ratio of the median fit times) is measured within the run."""
     out = {}
     for name in names:
         task, x, y = load_table(name, quick)
-        per = {json.dumps(c, sort_keys=True): {"scores": [], "fit_seconds": []} for c in candidates}
+        keys = [json.dumps(c, sort_keys=True) for c in candidates] + ["mlp"]
+        per = {key: {"scores": [], "fit_seconds": []} for key in keys}
         for index, (train, _test) in enumerate(folds(task, x, y, fold_count)):
             inner, valid = train_test_split(train, test_size=0.2, random_state=index,
                                             stratify=y[train] if task == "classification" else None)
-            for candidate in candidates:
-                score, took = fit_and_score(make_estimator("mn", task, index, candidate),
-                                            x[inner], y[inner], x[valid], y[valid])
-                per[json.dumps(candidate, sort_keys=True)]["scores"].append(round(score, 5))
-                per[json.dumps(candidate, sort_keys=True)]["fit_seconds"].append(round(took, 4))
+            runs = list(zip(keys, candidates + [None]))
+            runs = runs[index % len(runs):] + runs[:index % len(runs)]            # rotated per fold
+            for key, candidate in runs:
+                estimator = make_estimator("mlp", task, index) if candidate is None else \
+                    make_estimator("mn", task, index, candidate)
+                score, took = fit_and_score(estimator, x[inner], y[inner], x[valid], y[valid])
+                per[key]["scores"].append(round(score, 5))
+                per[key]["fit_seconds"].append(round(took, 4))
         for entry in per.values():
             entry["mean"] = round(statistics.mean(entry["scores"]), 5)
             entry["median_fit_seconds"] = round(statistics.median(entry["fit_seconds"]), 4)
+        for entry in per.values():
+            entry["fit_time_ratio_to_mlp"] = round(entry["median_fit_seconds"] / per["mlp"]["median_fit_seconds"], 3)
         out[name] = per
-        print(name, {k: (v["mean"], v["median_fit_seconds"]) for k, v in per.items()}, file=sys.stderr, flush=True)
+        print(name, {k: (v["mean"], v["fit_time_ratio_to_mlp"]) for k, v in per.items()}, file=sys.stderr, flush=True)
     return out
 
 
@@ -224,6 +234,8 @@ def main(argv=None) -> dict:
     if args.select:
         with open(args.select) as handle:
             candidates = json.load(handle)
+        result["benchmark"] = "estimators_selection"
+        result["candidates"] = candidates
         result["selection"] = select(candidates, names, fold_count, args.quick)
         result["seconds"] = round(time.perf_counter() - start, 1)
         return save_result(result, "bench_estimators_selection_cpu", args.out)

@@ -30,11 +30,6 @@ _DIGITS_MN = "python benchmarks/digits_runs.py --family mn --threads 1"
 # records the command line in every new file).
 KNOWN_COMMANDS: dict[str, str] = {
     "augment_cpu": "python benchmarks/bench_augment.py",
-    "bench_estimators_cpu": "python benchmarks/bench_estimators.py --tables iris,wine,breast_cancer,diabetes",
-    "bench_estimators_digits_cpu": "python benchmarks/bench_estimators.py --tables digits "
-                                   "--out benchmarks/results/bench_estimators_digits_cpu.json",
-    "bench_estimators_regression_cpu": "python benchmarks/bench_estimators.py --tables diabetes,sine,friedman1 "
-                                       "--out benchmarks/results/bench_estimators_regression_cpu.json",
     "backbones_cpu": "python benchmarks/bench_backbones.py --threads 1",
     "digits_mn_1500_epochs_cpu": f"{_DIGITS_MN} --epochs 1500 --methods mn --seeds 0 "
                                  "--out benchmarks/results/digits_mn_1500_epochs_cpu.json",
@@ -379,6 +374,16 @@ def _estimators(r: dict) -> list[str]:
                   "MN ≥ best", "MN fit time / default MLP's"], rows) + [
         f"{r['folds']}-fold CV with paired folds, default parameters, seed {r['seed']}"
         + ("" if r.get("complete", True) else "; the run was stopped before every table finished") + ".", ""]
+
+
+@renders("estimators_selection", "MetaNeighbors* defaults scored on validation splits of the training folds "
+         "(docs/estimators.md)", lambda r: ", ".join(r["selection"]))
+def _estimators_selection(r: dict) -> list[str]:
+    rows = [[name, "default MLP" if key == "mlp" else f"`{key}`", num(v["mean"], 4), num(v["fit_time_ratio_to_mlp"])]
+            for name, per in r["selection"].items() for key, v in per.items()]
+    return table(["table", "MN parameters (on top of the defaults of the time)", "validation score, mean of folds",
+                  "fit time / default MLP's"], rows) + [
+        f"Within each of the {r['folds']} training folds, 20 % of the rows held out; the test folds are never read.", ""]
 
 
 @renders("spiral_interactive", "Notebook 01's interactive parts: a new slider pair, an animation frame")

@@ -17,6 +17,13 @@ Two models, chosen with `space`:
 Both are trained with `nslviz.training.tabular.fit_tabular`: AdamW, mini-batches, early stopping on a
 held-out `validation_fraction` of the training rows with `patience` epochs, best weights restored.
 
+`n_estimators` = K (3 by default) trains K such models (members), member k with the k-th seed drawn
+from `random_state` and its own split into fitting and early-stopping rows, and averages them:
+    ŷ(x) = 1/K Σ_k ŷ_k(x)                       (regression, standardised units)
+    p(c | x) = 1/K Σ_k softmax(f_k(x))_c         (classification; decision_function = log p)
+Member 0 is the model that n_estimators=1 fits. Fit time grows K-fold; K = 3 and learning_rate 1e-2
+were chosen together on validation splits, within 5x the fit time of scikit-learn's default MLP.
+
 Inputs are standardised inside `fit` (and targets, for the regressor); predictions are returned in
 the original units. Everything is seeded by `random_state` (an int gives the same model every time;
 None draws a seed). Training runs on `device` ("cpu" by default: these tables are small, and CPU
@@ -29,11 +36,12 @@ Defaults that depend on the data (resolved in `fit`, stored in `entries_`, `batc
                      Entries cost time and memory (`regression.mlp_memory`): fit refuses, before
                      allocating, an S whose estimate exceeds the memory available.
   batch_size="auto"  min(200, training rows), as scikit-learn's MLPs.
-  temperature="auto" T = 1/√d for cosine similarity (`default_temperature`), d the width of what is
-                     attended to (`width` features, or the inputs for space="input"): the paper's
-                     T = 0.1 at d = 100; broader attention on low-dimensional inputs, where T = 0.1
-                     overfits within a few epochs (a 3-feature sine table: R² 0.45 with T = 0.1, 0.94
-                     with 1/√3, input space).
+  temperature="auto" cosine similarity (`default_temperature`): space="input": T = 1/√d, d the number
+                     of inputs: the paper's T = 0.1 at d = 100; broader attention on low-dimensional
+                     inputs, where T = 0.1 overfits within a few epochs (a 3-feature sine table: R² 0.45
+                     with T = 0.1, 0.94 with 1/√3). space="feature": T = 0.05·√(128/width), 0.05 at the
+                     default width 128 (chosen on validation splits against 1/√128 ≈ 0.088 and 0.2),
+                     scaled with 1/√width as the spread of cosine similarities (below).
   step_size_init="auto"  initial inner step |α|: 0.05 in feature space (the official MN code's value
                      for its last-layer finetuning), 0.01 in input space (chosen on diabetes).
 
@@ -41,13 +49,15 @@ How the defaults were chosen, and how the estimators compare with scikit-learn's
 public tables: docs/estimators.md (benchmarks/bench_estimators.py).
 
 Differences from the MN Table 2 experiment (`nslviz.training.tabular.cross_validate_regression`, which
-follows Appendix B): temperature "auto" instead of a T searched on validation; `tol` = 1e-4 and
-`max_epochs` = 200 as in scikit-learn's MLPs (a stop on separable classes, whose cross-entropy creeps
-down for ever); 10% of the rows held out for early stopping; several targets allowed (y of shape (n, k)).
+follows Appendix B): an average of 3 models; learning rate 1e-2 instead of 1e-3; temperature "auto"
+instead of a T searched on validation in every fit; `tol` = 1e-4 and `max_epochs` = 200 as in scikit-learn's MLPs
+(a stop on separable classes, whose cross-entropy creeps down for ever); 10% of the rows held out for
+early stopping; several targets allowed (y of shape (n, k)).
 
-Speed: each epoch costs O(rows x S x width). `fit` runs on one torch intra-op thread when a training
-step is small (`fit_threads`; torch's setting is restored afterwards), so a small fit does not slow
-down with more threads, and n_jobs > 1 in GridSearchCV or cross_val_score runs one thread per job.
+Speed: each epoch of each member costs O(rows x S x width). `fit` runs on one torch intra-op thread
+when a training step is small (`fit_threads`; torch's setting is restored afterwards), so a small fit
+does not slow down with more threads, and n_jobs > 1 in GridSearchCV or cross_val_score runs one
+thread per job.
 
 warm_start=True: a second `fit` continues from the fitted model (and keeps its scalers) when the
 data has the same shape, classes and settings; otherwise the model is built afresh.
@@ -83,6 +93,7 @@ SPACES = ("feature", "input")
 DEFAULT_BATCH_SIZE = 200      # as scikit-learn's MLPs: min(200, rows)
 FEATURE_ENTRIES = 128         # S for space="feature", entries="auto" (at most one per training row)
 DEFAULT_STEP_SIZE_INIT = {"feature": 0.05, "input": 0.01}
+FEATURE_TEMPERATURE, FEATURE_WIDTH = 0.05, 128    # temperature="auto", space="feature": T at width 128
 # multiply-adds of one training step below which one intra-op thread is fastest (fit_threads)
 ONE_THREAD_WORK = 5e7
 
@@ -94,21 +105,26 @@ def fit_threads(rows: int, features: int, width: int, entries: int) -> int:
     return 1 if work < ONE_THREAD_WORK else torch.get_num_threads()
 
 
-def default_temperature(features: int, similarity: str = "cosine") -> float:
-    """temperature="auto": T = 1/√d for cosine similarity. The cosine similarity of two random directions
-    in d dimensions spreads by about 1/√d, so T = 1/√d makes the attention equally sharp in any
-    dimension; it is the paper's T = 0.1 (App. B) at d = 100 (its Table 2 sets have d = 80 to 384).
-    1.0 for the other similarities."""
-    return 1.0 / float(np.sqrt(features)) if similarity == "cosine" else 1.0
+def default_temperature(features: int, similarity: str = "cosine", space: str = "input") -> float:
+    """temperature="auto" for cosine similarity: T = 1/√d in input space. The cosine similarity of two
+    random directions in d dimensions spreads by about 1/√d, so T ∝ 1/√d makes the attention equally
+    sharp in any dimension; 1/√d is the paper's T = 0.1 (App. B) at d = 100 (its Table 2 sets have d = 80
+    to 384). In feature space T = 0.05·√(128/d): sharper, 0.05 at the default width d = 128, chosen on
+    validation splits (docs/estimators.md). 1.0 for the other similarities."""
+    if similarity != "cosine":
+        return 1.0
+    if space == "feature":
+        return FEATURE_TEMPERATURE * float(np.sqrt(FEATURE_WIDTH / features))
+    return 1.0 / float(np.sqrt(features))
 
 
 class _MetaNeighborsBase(BaseEstimator):
     """Parameters shared by the regressor and the classifier (see their docstrings)."""
 
     def __init__(self, space="feature", layers=3, width=128, entries="auto", temperature="auto",
-                 step_size_init="auto", similarity="cosine", learning_rate=3e-3, batch_size="auto",
+                 step_size_init="auto", similarity="cosine", learning_rate=1e-2, batch_size="auto",
                  weight_decay=0.0, max_epochs=200, patience=10, tol=1e-4, validation_fraction=0.1,
-                 warm_start=False, random_state=None, device="cpu", verbose=False):
+                 n_estimators=3, warm_start=False, random_state=None, device="cpu", verbose=False):
         self.space = space
         self.layers = layers
         self.width = width
@@ -123,6 +139,7 @@ class _MetaNeighborsBase(BaseEstimator):
         self.patience = patience
         self.tol = tol
         self.validation_fraction = validation_fraction
+        self.n_estimators = n_estimators
         self.warm_start = warm_start
         self.random_state = random_state
         self.device = device
@@ -156,6 +173,7 @@ class _MetaNeighborsBase(BaseEstimator):
         integer("batch_size", 1, auto=True)
         integer("max_epochs", 1)
         integer("patience", 1)
+        integer("n_estimators", 1)
         if not (isinstance(self.temperature, str) and self.temperature == "auto"):
             positive("temperature", auto=True)
         if not (isinstance(self.step_size_init, str) and self.step_size_init == "auto"):
@@ -181,41 +199,34 @@ class _MetaNeighborsBase(BaseEstimator):
                              f"early stopping and to build the dictionary), got n_samples={n}")
 
     def _fit(self, x: np.ndarray, targets: np.ndarray, output_dim: int, loss: str, split_labels=None):
-        """Split off validation rows, resolve the data-dependent defaults, build and train the model.
-        targets: (n, k) floats in their units for "mse" (standardised here), class indices (n,) for
-        "cross_entropy"."""
+        """Resolve the data-dependent defaults, then build and train `n_estimators` members, each on its
+        own seeded split into fitting and early-stopping rows. targets: (n, k) floats in their units for
+        "mse" (standardised here), class indices (n,) for "cross_entropy"."""
         n = x.shape[0]
         name = type(self).__name__
         self._check_enough_samples(n)
         rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
         n_val = min(n - 1, max(1, int(round(self.validation_fraction * n))))
-        if split_labels is not None:
-            from sklearn.model_selection import train_test_split
-            try:                            # keep every class on the training side when possible
-                fit_index, val_index = train_test_split(np.arange(n), test_size=n_val, random_state=seed,
-                                                        stratify=split_labels)
-            except ValueError:
-                fit_index, val_index = train_test_split(np.arange(n), test_size=n_val, random_state=seed)
-        else:
-            order = rng.permutation(n)
-            fit_index, val_index = np.sort(order[n_val:]), np.sort(order[:n_val])
-        rows = len(fit_index)
+        seeds, splits = [], []
+        for _ in range(self.n_estimators):      # member k: the k-th seed and split (member 0 = one model)
+            seeds.append(int(rng.randint(np.iinfo(np.int32).max)))
+            splits.append(self._split(n, n_val, seeds[-1], rng, split_labels))
+        rows = n - n_val
         if self.entries == "auto":
             self.entries_ = default_entries(n, rows) if self.space == "input" else min(FEATURE_ENTRIES, rows)
         else:
             self.entries_ = int(self.entries)
         self.batch_size_ = min(DEFAULT_BATCH_SIZE, rows) if self.batch_size == "auto" else int(self.batch_size)
         attended_width = x.shape[1] if self.space == "input" else self.width
-        self.temperature_ = default_temperature(attended_width, self.similarity) if self.temperature == "auto" \
-            else float(self.temperature)
+        self.temperature_ = default_temperature(attended_width, self.similarity, self.space) \
+            if self.temperature == "auto" else float(self.temperature)
         self.step_size_init_ = DEFAULT_STEP_SIZE_INIT[self.space] if self.step_size_init == "auto" \
             else float(self.step_size_init)
 
         device = resolve_device(self.device)
-        # warm_start: keep the model (and the scalers it was trained with) when its shape still fits
+        # warm_start: keep the members (and the scalers they were trained with) when their shape still fits
         signature = (self.space, x.shape[1], output_dim, loss, self.layers, self.width, self.entries_,
-                     self.similarity, tuple(getattr(self, "classes_", ())))
+                     self.similarity, self.n_estimators, tuple(getattr(self, "classes_", ())))
         warm = self.warm_start and getattr(self, "_signature", None) == signature
         if not warm:
             self.x_scaler_ = StandardScaler().fit(x)
@@ -224,29 +235,52 @@ class _MetaNeighborsBase(BaseEstimator):
         if loss == "mse":
             targets = self._standardized(self.y_scaler_, targets, "y", np.float32)
         targets = torch.as_tensor(targets, dtype=torch.float32 if loss == "mse" else torch.int64, device=device)
-        fit_index_t = torch.as_tensor(fit_index, device=device)
-        val_index_t = torch.as_tensor(val_index, device=device)
-        if not warm:
-            self.module_ = self._build(x.shape[1], output_dim, loss, targets[fit_index_t].cpu(), seed).to(device)
-            self._signature = signature
         inputs = torch.as_tensor(self._standardized(self.x_scaler_, x, "X", np.float32), dtype=torch.float32,
                                  device=device)
+        if not warm:
+            self.modules_ = []
+        self.fit_results_ = []
         self.n_threads_ = fit_threads(rows, x.shape[1], self.width, self.entries_)
-        with torch_threads(self.n_threads_):
-            self.fit_result_ = fit_tabular(self.module_, inputs[fit_index_t], targets[fit_index_t],
-                                           inputs[val_index_t], targets[val_index_t], loss=loss,
-                                           lr=self.learning_rate, batch_size=self.batch_size_,
-                                           weight_decay=self.weight_decay, max_epochs=self.max_epochs,
-                                           patience=self.patience, tol=self.tol, seed=seed,
-                                           progress=bool(self.verbose), desc=name)
-        if not self.fit_result_.stopped_early:
+        for member, (seed, (fit_index, val_index)) in enumerate(zip(seeds, splits)):
+            fit_index = torch.as_tensor(fit_index, device=device)
+            val_index = torch.as_tensor(val_index, device=device)
+            if not warm:
+                self.modules_.append(self._build(x.shape[1], output_dim, loss, targets[fit_index].cpu(),
+                                                 seed).to(device))
+            module = self.modules_[member]
+            with torch_threads(self.n_threads_):
+                result = fit_tabular(module, inputs[fit_index], targets[fit_index], inputs[val_index],
+                                     targets[val_index], loss=loss, lr=self.learning_rate,
+                                     batch_size=self.batch_size_, weight_decay=self.weight_decay,
+                                     max_epochs=self.max_epochs, patience=self.patience, tol=self.tol,
+                                     seed=seed, progress=bool(self.verbose), desc=name)
+            module.eval()
+            self.fit_results_.append(result)
+        unconverged = sum(not result.stopped_early for result in self.fit_results_)
+        if unconverged:
+            which = "" if self.n_estimators == 1 else f" ({unconverged} of {self.n_estimators} members)"
             warnings.warn(f"{name}: max_epochs={self.max_epochs} reached before the validation loss stopped "
-                          f"improving; raise max_epochs (or tol) for a converged model", ConvergenceWarning)
+                          f"improving{which}; raise max_epochs (or tol) for a converged model", ConvergenceWarning)
+        self._signature = signature
+        self.module_ = self.modules_[0]
+        self.fit_result_ = self.fit_results_[0]
         self.n_iter_ = self.fit_result_.epochs
         self.best_epoch_ = self.fit_result_.best_epoch
         self.best_validation_loss_ = self.fit_result_.best_validation_loss
-        self.module_.eval()
         return self
+
+    @staticmethod
+    def _split(n: int, n_val: int, seed: int, rng, split_labels=None) -> tuple[np.ndarray, np.ndarray]:
+        """(fitting rows, early-stopping rows) of one member; stratified for classes when possible."""
+        if split_labels is not None:
+            from sklearn.model_selection import train_test_split
+            try:                            # keep every class on the training side when possible
+                return tuple(train_test_split(np.arange(n), test_size=n_val, random_state=seed,
+                                              stratify=split_labels))
+            except ValueError:
+                return tuple(train_test_split(np.arange(n), test_size=n_val, random_state=seed))
+        order = rng.permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
 
     def _build(self, features: int, output_dim: int, loss: str, fit_targets: torch.Tensor, seed: int):
         """The untrained model, initialised under `seed`."""
@@ -265,16 +299,24 @@ class _MetaNeighborsBase(BaseEstimator):
         return model
 
     def _outputs(self, X) -> np.ndarray:
+        """The members' combined outputs for X in float64: the mean prediction (standardised units) for
+        regression; for classes the log of the mean of the members' probabilities,
+        log (1/K Σ_k softmax(logits_k)), which is the log-softmax of the logits when K = 1."""
         check_is_fitted(self, "module_")
         x = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         device = next(self.module_.parameters()).device
-        # Predictions in float64, from a float64 copy of the float32-trained model: a row's output must
-        # not depend on the other rows of X. In float32, matrix products of different row counts round
-        # differently on some CPUs (AVX-512: 2e-7 relative), above scikit-learn's 1e-7 for float64.
-        model = copy.deepcopy(self.module_).double()
         inputs = torch.as_tensor(self._standardized(self.x_scaler_, x, "X", np.float64), dtype=torch.float64,
                                  device=device)
-        return predict_tabular(model, inputs).cpu().numpy()
+        # Predictions in float64, from float64 copies of the float32-trained members: a row's output must
+        # not depend on the other rows of X. In float32, matrix products of different row counts round
+        # differently on some CPUs (AVX-512: 2e-7 relative), above scikit-learn's 1e-7 for float64.
+        outputs = torch.stack([predict_tabular(copy.deepcopy(module).double(), inputs)
+                               for module in self.modules_])                              # (K, n, C)
+        if isinstance(self, ClassifierMixin):
+            outputs = torch.logsumexp(torch.log_softmax(outputs, dim=-1), dim=0) - float(np.log(len(outputs)))
+        else:
+            outputs = outputs.mean(dim=0)
+        return outputs.cpu().numpy()
 
     def _standardized(self, scaler: StandardScaler, values: np.ndarray, name: str, dtype) -> np.ndarray:
         """scaler.transform(values), refused when it overflows: finite but huge values (1e308) make the
@@ -312,12 +354,14 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     width : int, default=128         units of every hidden layer (the feature width in "feature").
     entries : int or "auto"          S, the dictionary size; "auto": min(128, training rows) in
                                      "feature"; in "input" 1000 from 1000 rows on, else one per row.
-    temperature : float or "auto"    T of the attention softmax; "auto" = 1/√d (0.1 at d = 100, App. B).
+    temperature : float or "auto"    T of the attention softmax; "auto": 0.05·√(128/width) in "feature"
+                                     (0.05 at the default width), 1/√d in "input" (0.1 at d = 100, App. B).
     step_size_init : float or "auto" initial inner step size |α| (learned); "auto": 0.05 "feature",
                                      0.01 "input".
     similarity : {"cosine", "neg_sq_euclidean", "dot"}, default="cosine".
-    learning_rate : float, default=3e-3   AdamW learning rate (3x Appendix B's 1e-3: as accurate on
-                                     validation splits, and 2-3x fewer epochs, docs/estimators.md).
+    learning_rate : float, default=1e-2   AdamW learning rate (10x Appendix B's 1e-3: with three
+                                     members, more accurate on validation splits than 3e-3 and 5e-3,
+                                     and fewer epochs; docs/estimators.md).
     batch_size : int or "auto"       "auto" = min(200, training rows), as scikit-learn's MLPs.
     weight_decay : float, default=0  decoupled weight decay on the network weights (not the dictionary).
     max_epochs : int, default=200    upper bound on epochs, as scikit-learn's MLPs (max_iter=200); early
@@ -327,6 +371,9 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     tol : float, default=1e-4        a validation loss must drop by more than tol to count as better
                                      (as scikit-learn's MLPs; needed on separable classes).
     validation_fraction : float, default=0.1  rows held out for early stopping (at least one).
+    n_estimators : int, default=3    K, models trained on their own seeds and early-stopping splits and
+                                     averaged (mean prediction; mean class probabilities). 3 was chosen
+                                     on validation splits against 1, 4 and 5 (docs/estimators.md).
     warm_start : bool, default=False  continue from the fitted model on the next fit (same shape).
     random_state : int, RandomState or None   seeds the split, the initialisation and the batches.
     device : str, default="cpu"      "cpu", "cuda" or "auto".
@@ -338,12 +385,14 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
 
     Attributes
     ----------
-    module_ : MetaNeighborhoodsFeatureMLP or MetaNeighborhoodsMLP   the trained model (standardised data).
+    module_ : MetaNeighborhoodsFeatureMLP or MetaNeighborhoodsMLP   the trained model (standardised data);
+                                     with n_estimators > 1 the first member.
+    modules_ : list of the K trained members.   fit_results_ : their TabularFitResults.
     n_features_in_, feature_names_in_ : as in every scikit-learn estimator.
     entries_, batch_size_, temperature_, step_size_init_ : the values used.
     n_threads_ : torch intra-op threads the fit ran on.
     n_iter_ : epochs run.   best_epoch_, best_validation_loss_ : the epoch kept and its loss.
-    fit_result_ : TabularFitResult with the per-epoch history.
+    fit_result_ : TabularFitResult with the per-epoch history.   (These four: of the first member.)
     x_scaler_, y_scaler_ : the StandardScalers fitted on the training data.
 
     Input checks (scikit-learn's): NaN/inf, sparse, complex or 1-D X, X with a different number of

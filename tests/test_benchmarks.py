@@ -172,6 +172,19 @@ def test_estimators_benchmark_quick_run_reports_scores_ratios_and_the_goal(tmp_p
     assert result["summary"]["tables_compared"] == 2 and "fit_time_goal_met" in result["summary"]
 
 
+def test_estimators_selection_scores_candidates_and_their_time_ratio_to_the_mlp(tmp_path):
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text('[{"max_epochs": 3, "n_estimators": 1}, {"max_epochs": 3, "n_estimators": 2}]')
+    result = importlib.import_module("bench_estimators").main(
+        ["--quick", "--tables", "iris", "--select", str(candidates), "--out", str(tmp_path / "s.json")])
+    assert result["benchmark"] == "estimators_selection" and "tables" not in result
+    per = result["selection"]["iris"]
+    assert set(per) == {'{"max_epochs": 3, "n_estimators": 1}', '{"max_epochs": 3, "n_estimators": 2}', "mlp"}
+    assert per["mlp"]["fit_time_ratio_to_mlp"] == 1.0
+    for entry in per.values():
+        assert len(entry["scores"]) == 2 and 0 <= entry["mean"] <= 1 and entry["fit_time_ratio_to_mlp"] > 0
+
+
 def test_estimators_benchmark_refuses_unknown_tables(capsys):
     with pytest.raises(SystemExit) as exit_info:
         importlib.import_module("bench_estimators").main(["--tables", "mnist"])

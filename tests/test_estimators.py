@@ -41,7 +41,7 @@ def test_regressor_fits_a_nonlinear_function_in_original_units():
     model = MetaNeighborsRegressor(random_state=0, learning_rate=3e-3).fit(x[:200], y[:200])
     assert model.score(x[200:], y[200:]) > 0.8
     assert model.n_features_in_ == 3 and model.entries_ == 128 and model.batch_size_ == 180
-    assert model.temperature_ == pytest.approx(128 ** -0.5) and model.step_size_init_ == 0.05
+    assert model.temperature_ == 0.05 and model.step_size_init_ == 0.05       # feature space, width 128
     assert isinstance(model.module_, MetaNeighborhoodsFeatureMLP)
     assert abs(model.predict(x[200:]).mean() - y[200:].mean()) < 3          # back in the units of y
     assert 1 <= model.best_epoch_ <= model.n_iter_ <= model.max_epochs
@@ -201,3 +201,60 @@ def test_warm_start_continues_from_the_fitted_model():
     assert not np.allclose(cold.predict(x), model.predict(x))
     model.fit(x[:, :2], y)                            # another shape: a new model
     assert model.module_ is not module and model.n_features_in_ == 2
+
+
+def test_an_ensemble_averages_members_trained_on_their_own_seeds_and_splits():
+    x, y = _regression(160)
+    model = MetaNeighborsRegressor(random_state=0, max_epochs=20, n_estimators=3).fit(x, y)
+    assert len(model.modules_) == 3 and len(model.fit_results_) == 3 and model.module_ is model.modules_[0]
+    first, second = (torch.cat([p.detach().flatten() for p in m.parameters()]) for m in model.modules_[:2])
+    assert not torch.equal(first, second)                              # different initialisations
+    modules, members = model.modules_, []
+    for module in modules:                                             # each member's prediction alone
+        model.modules_ = [module]
+        members.append(model.predict(x))
+    model.modules_ = modules
+    np.testing.assert_allclose(model.predict(x), np.mean(members, axis=0), rtol=1e-10)
+    assert not np.allclose(members[0], members[1])
+    single = MetaNeighborsRegressor(random_state=0, max_epochs=20, n_estimators=1).fit(x, y)
+    np.testing.assert_array_equal(single.predict(x), members[0])      # member 0 is the one-model fit
+
+    xb, yb = make_blobs(n_samples=150, centers=3, cluster_std=3.0, random_state=0)
+    clf = MetaNeighborsClassifier(random_state=0, max_epochs=20, n_estimators=3).fit(xb, yb)
+    modules, probabilities = clf.modules_, []
+    for module in modules:
+        clf.modules_ = [module]
+        probabilities.append(clf.predict_proba(xb))
+    clf.modules_ = modules
+    ensemble = clf.predict_proba(xb)
+    np.testing.assert_allclose(ensemble, np.mean(probabilities, axis=0), rtol=1e-10)   # mean of probabilities
+    np.testing.assert_array_equal(clf.classes_[clf.decision_function(xb).argmax(1)], clf.predict(xb))
+
+
+def test_bad_n_estimators_fails_at_fit():
+    x, y = _regression(20)
+    for bad in (0, 2.5, "three"):
+        with pytest.raises(ValueError, match=f"n_estimators must be an integer >= 1, got {bad!r}"):
+            MetaNeighborsRegressor(n_estimators=bad).fit(x, y)
+
+
+def test_warm_start_rebuilds_when_the_ensemble_size_changes():
+    x, y = _regression(120)
+    model = MetaNeighborsRegressor(random_state=0, max_epochs=3, warm_start=True, n_estimators=2).fit(x, y)
+    modules = list(model.modules_)
+    model.fit(x, y)
+    assert model.modules_ == modules                                   # same members, trained further
+    model.set_params(n_estimators=3).fit(x, y)
+    assert len(model.modules_) == 3 and all(m is not old for m, old in zip(model.modules_, modules))
+
+
+def test_auto_temperature_scales_with_the_attended_width():
+    from nslviz.estimators import default_temperature
+    assert default_temperature(128, "cosine", "feature") == 0.05
+    assert default_temperature(32, "cosine", "feature") == pytest.approx(0.1)           # 0.05·√(128/32)
+    assert default_temperature(100, "cosine", "input") == pytest.approx(0.1)            # the paper's T
+    assert default_temperature(128, "dot", "feature") == 1.0
+    x, y = _regression(60)
+    narrow = MetaNeighborsRegressor(width=32, max_epochs=2, n_estimators=1, random_state=0).fit(x, y)
+    assert narrow.temperature_ == pytest.approx(0.1)
+    assert narrow.module_.head.attention.temperature == pytest.approx(0.1, rel=1e-6)     # the model's T
