@@ -116,11 +116,13 @@ def test_play_advances_the_frames_with_the_boundary_drawn(notebook_page):
     assert len({sample["boundary"] for sample in seen}) >= 3                # the boundary moves with training
 
 
-# what a figure shows now: the animation slider's label, the boundary line's path, the regions' image
+# what a figure shows now: the animation slider's active step (plotly.js writes it back into the layout
+# as the animation plays), the boundary (the first line trace: one path per piece of the isoline) and
+# the regions' image
 SAMPLE_JS = """gd => {
-    const label = gd.querySelector('.slider-current-value');
-    const line = gd.querySelector('.scatterlayer .trace path.js-line');
+    const boundary = gd.querySelector('.scatterlayer .trace');
     const image = gd.querySelector('.heatmaplayer image');
-    return {frame: label ? label.textContent : null, boundary: line ? line.getAttribute('d') : '',
+    return {frame: gd.layout.sliders[0].active,
+            boundary: boundary ? Array.from(boundary.querySelectorAll('path.js-line'), path => path.getAttribute('d')).join('') : '',
             regions: image ? (image.getAttribute('href') || image.getAttribute('xlink:href')) : ''};
 }"""
