@@ -17,11 +17,15 @@ NBSTRIPOUT := '$(abspath $(PY))' -m nbstripout --keep-id
 
 setup: $(STAMP)
 
+# setuptools prints an informational banner on every editable install (a folder named like the package
+# in the working directory may shadow it): silenced; every other warning is still shown
+EDITABLE_INSTALL = PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -c constraints.txt -e
+
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "nslviz needs Python 3.11 or newer (the pinned numpy, pandas and ipython do); $(PYTHON) is Python " + sys.version.split()[0] + ": run make PYTHON=python3.11 (or newer)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "pip==26.3"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(EDITABLE_INSTALL) ".[dev]"
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 	  git config filter.nbstripout.clean "$(NBSTRIPOUT)" && git config filter.nbstripout.smudge cat && \
 	  git config filter.nbstripout.required true && git config diff.ipynb.textconv "$(NBSTRIPOUT) -t" && \
@@ -76,7 +80,7 @@ site: setup
 # when site/ is missing). Playwright drives the system's Chromium: Debian's, installed here with
 # apt-get when missing; without it and without apt-get, the target says so and skips.
 test-browser: setup
-	@$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet -c constraints.txt -e ".[browser]"
+	@$(PY) -c "import playwright" 2>/dev/null || $(EDITABLE_INSTALL) ".[browser]"
 	@if [ -z "$$NSLVIZ_CHROMIUM" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
