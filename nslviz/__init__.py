@@ -24,22 +24,21 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 
-if "torch" not in sys.modules:
-    # Transparent huge pages for PyTorch's large CPU allocations: the dynamic NSL convolutions
-    # allocate K-times-larger intermediates at every step, and without THP their first-touch page
-    # faults cost about a third of a stage-1 CNN-9 layer's time (benchmarks/bench_nsl.py). PyTorch reads
-    # the variable once, when torch is first imported; set THP_MEM_ALLOC_ENABLE=0 to opt out.
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
-from .neighborhoods import (FunctionalMetaNeighborhoods, InducedDictionary, MetaNeighborhoodsHead,
-                            classifier_logits, entry_loss, finetune_functional, inner_gradient)
-from .similarity import SIMILARITIES, NeighborAttention, entry_dropout_mask, similarity_scores
-from .regression import MLP, MetaNeighborhoodsMLP
-from .ifilm import IFiLM, ifilm_modules, ifilm_parameters
-from .nsl import GlobalSimilarityAttention, NSConv2d, SphereConv2d, fold_static_nsl, make_conv, nsl_regularization
 from .parameters import check_parameters, parameter_dict, parameter_list
+
+# the layers, by the module that defines them: imported on first use, so `import nslviz` loads no torch
+# and changes nothing in its host (huge pages for torch's CPU tensors, THP_MEM_ALLOC_ENABLE, are set by
+# the command line's entry point, the Makefile, environment.yml and Binder's setup; docs/install.md)
+_LAYERS = {
+    "neighborhoods": ("FunctionalMetaNeighborhoods", "InducedDictionary", "MetaNeighborhoodsHead", "classifier_logits",
+                      "entry_loss", "finetune_functional", "inner_gradient"),
+    "similarity": ("SIMILARITIES", "NeighborAttention", "entry_dropout_mask", "similarity_scores"),
+    "regression": ("MLP", "MetaNeighborhoodsMLP"),
+    "ifilm": ("IFiLM", "ifilm_modules", "ifilm_parameters"),
+    "nsl": ("GlobalSimilarityAttention", "NSConv2d", "SphereConv2d", "fold_static_nsl", "make_conv", "nsl_regularization"),
+}
+_DEFINED_IN = {name: module for module, names in _LAYERS.items() for name in names}
 
 __version__ = "0.1.0"
 
@@ -52,14 +51,23 @@ def quick_mode(quick: bool | None = None) -> bool:
     return os.environ.get("NSLVIZ_QUICK", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-_SUBMODULES = {"analysis", "datasets", "estimators", "models", "nsl", "training", "viz", "ifilm", "regression", "paper"}
+_SUBMODULES = {"analysis", "datasets", "estimators", "experiments", "models", "nsl", "training", "viz", "ifilm",
+               "regression", "paper", "neighborhoods", "similarity"}
 
 
 def __getattr__(name: str):
-    """`nslviz.viz`, `nslviz.training`, ... import on first use (keeps `import nslviz` light)."""
+    """`nslviz.NSConv2d`, `nslviz.viz`, ... import on first use (keeps `import nslviz` light)."""
+    if name in _DEFINED_IN:
+        value = getattr(importlib.import_module(f".{_DEFINED_IN[name]}", __name__), name)
+        globals()[name] = value                                  # found directly from now on
+        return value
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nslviz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_DEFINED_IN) | _SUBMODULES)
 
 
 __all__ = [

@@ -3,10 +3,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
-from .cli import COMMANDS
+# Transparent huge pages for torch's large CPU allocations: the dynamic NSL convolutions allocate
+# K-times-larger intermediates at every step, and without THP their first-touch page faults cost about a
+# third of a stage-1 CNN-9 layer's time (benchmarks/bench_nsl.py). torch reads the variable once, when it
+# is first imported, which no command has done yet (`import nslviz` loads no torch); set
+# THP_MEM_ALLOC_ENABLE=0 to opt out.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+from .cli import COMMANDS  # noqa: E402  (after the variable, as every import that may load torch)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,17 @@
-"""Input validation shared by every layer, dataset and command: errors say what was expected."""
+"""Input validation shared by every layer, dataset and command: errors say what was expected.
+
+The checks of tensors import torch when called, so that `import nslviz` (which reads notebook
+parameters with the checks of plain values) loads no torch."""
 from __future__ import annotations
 
 import math
 import numbers
 import os
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 
 def check_choice(name: str, value, choices: Iterable) -> None:
@@ -95,6 +100,7 @@ def check_features(name: str, tensor: torch.Tensor, width: int, *, allow_empty: 
     """A (batch, width) tensor, as every head expects; `allow_empty=False`: at least one row;
     `dtype`: the layer's parameter dtype, which floating-point inputs must match outside autocast
     (float64 from torch.from_numpy into a float32 layer is the usual case)."""
+    import torch
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape (batch, {width}), got {type(tensor).__name__}")
     if tensor.dim() != 2 or tensor.shape[1] != width:
@@ -107,6 +113,7 @@ def check_features(name: str, tensor: torch.Tensor, width: int, *, allow_empty: 
 
 def check_dtype(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> None:
     """Floating point, and `dtype` (the layer's parameters') unless autocast chooses the precision."""
+    import torch
     if not tensor.is_floating_point():
         hint = ("; uint8 images: nslviz.datasets.augment.to_float(images) scales them to [0, 1]"
                 if tensor.dtype == torch.uint8 else "")
@@ -117,6 +124,7 @@ def check_dtype(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> None:
 
 
 def _autocast_enabled(device_type: str) -> bool:
+    import torch
     try:
         return torch.is_autocast_enabled(device_type)
     except TypeError:                                 # torch < 2.4: no device argument
@@ -125,6 +133,7 @@ def _autocast_enabled(device_type: str) -> bool:
 
 def check_finite(name: str, tensor: torch.Tensor) -> None:
     """Raise on NaN or inf (a host sync: use at data entry points, not inside hot loops)."""
+    import torch
     if not torch.isfinite(tensor).all():
         bad = (~torch.isfinite(tensor)).sum().item()
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); expected finite numbers")

@@ -100,14 +100,22 @@ def test_papermill_sees_every_parameter(notebook):
     assert assigned and sorted(papermill.inspect_notebook(str(notebook))) == sorted(assigned)
 
 
+def test_importing_nslviz_loads_no_torch_and_leaves_the_environment_alone():
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    code = ("import os, sys, nslviz; print(os.environ.get('THP_MEM_ALLOC_ENABLE'), 'torch' in sys.modules); "
+            "nslviz.NSConv2d; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["None", "False", "True"]             # the layers still load on first use
+
+
 @pytest.mark.parametrize("preset, expected", [(None, "1"), ("0", "0")])
-def test_importing_nslviz_first_turns_on_huge_pages_unless_the_user_chose(preset, expected):
+def test_the_command_line_turns_on_huge_pages_before_torch_loads_unless_the_user_chose(preset, expected):
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
     if preset is not None:
         env["THP_MEM_ALLOC_ENABLE"] = preset
-    out = subprocess.run([sys.executable, "-c", "import os, nslviz; print(os.environ['THP_MEM_ALLOC_ENABLE'])"],
-                         env=env, capture_output=True, text=True, check=True).stdout.split()
-    assert out[-1] == expected
+    code = "import os, sys, nslviz.__main__; print(os.environ['THP_MEM_ALLOC_ENABLE'], 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [expected, "False"]
 
 
 def test_a_test_session_removes_the_run_folder_it_made(tmp_path):
