@@ -17,10 +17,12 @@ so that a 64x64 input meets the same 32x32 pipeline (our choice; no official 64x
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 
-from .layers import (Backbone, batch_norm, check_backbone_options, film, network_nsl_options,
+from .layers import (Backbone, batch_norm, contract_builder, film, network_nsl_options,
                      similarity_conv3x3, xavier_conv)
 from .registry import register_backbone
 
@@ -68,16 +70,8 @@ def _build(name: str, stem_stride: int, default_image_size: int):
     # two 3x3/2 VALID max-pools need a >= 7x7 map after the first conv (7 -> 3 -> 1)
     min_image_size = 7 if stem_stride == 1 else 13
 
-    def build(*, in_channels: int = 3, image_size: int = default_image_size, ifilm: str = "none",
-              ifilm_entries: int = 10, nsl: str = "none", nsl_options: dict | None = None,
-              final_relu: bool = False, **unsupported) -> ConvNet4:
-        check_backbone_options(name, in_channels=in_channels, image_size=image_size, min_image_size=min_image_size,
-                               ifilm=ifilm, ifilm_entries=ifilm_entries, nsl=nsl, final_relu=final_relu,
-                               nsl_options=nsl_options, unsupported=unsupported)
-        return ConvNet4(in_channels=in_channels, image_size=image_size, stem_stride=stem_stride, ifilm=ifilm,
-                        ifilm_entries=ifilm_entries, nsl=nsl, nsl_options=nsl_options,
-                        final_relu=final_relu).with_min_image_size(min_image_size)
-
+    build = contract_builder(name, functools.partial(ConvNet4, stem_stride=stem_stride),
+                             default_image_size=default_image_size, min_image_size=min_image_size)
     build.__doc__ = (f"{name}: the official 4-layer ConvNet (24/96/192/192), 192 features, "
                      f"{'stride-2 first conv for 64x64 inputs' if stem_stride == 2 else '32x32 inputs'}.")
     return register_backbone(name)(build)

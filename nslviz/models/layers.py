@@ -105,6 +105,20 @@ def check_backbone_options(name: str, *, in_channels, image_size, min_image_size
 _EXTRA_OPTIONS = {"densenet40": ", dropout, transition_ifilm"}
 
 
+def contract_builder(name: str, make, *, default_image_size: int, min_image_size: int):
+    """The builder of a backbone that takes the contract's options and no others: they are checked by
+    `check_backbone_options`, then `make(**options)` builds the network, which records
+    `min_image_size`."""
+    def build(*, in_channels: int = 3, image_size: int = default_image_size, ifilm: str = "none",
+              ifilm_entries: int = 10, nsl: str = "none", nsl_options: dict | None = None,
+              final_relu: bool = False, **unsupported) -> Backbone:
+        options = dict(in_channels=in_channels, image_size=image_size, ifilm=ifilm, ifilm_entries=ifilm_entries,
+                       nsl=nsl, nsl_options=nsl_options, final_relu=final_relu)
+        check_backbone_options(name, min_image_size=min_image_size, unsupported=unsupported, **options)
+        return make(**options).with_min_image_size(min_image_size)
+    return build
+
+
 class Backbone(nn.Module):
     """Base of every backbone: images (B, in_channels, H, W) in [0, 1] -> features (B, feature_dim).
 

@@ -29,10 +29,12 @@ the official NSL CNN-9.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 
-from .layers import (Backbone, batch_norm, check_backbone_options, film, network_nsl_options,
+from .layers import (Backbone, batch_norm, contract_builder, film, network_nsl_options,
                      similarity_conv3x3, xavier_conv)
 from .registry import register_backbone
 
@@ -125,16 +127,8 @@ class PreActResNet(Backbone):
 def _build(name: str, blocks_per_stage: int, stem_stride: int, default_image_size: int):
     min_image_size = 1        # no pooling: strided convs with SAME padding keep at least one pixel
 
-    def build(*, in_channels: int = 3, image_size: int = default_image_size, ifilm: str = "none",
-              ifilm_entries: int = 10, nsl: str = "none", nsl_options: dict | None = None,
-              final_relu: bool = False, **unsupported) -> PreActResNet:
-        check_backbone_options(name, in_channels=in_channels, image_size=image_size, min_image_size=min_image_size,
-                               ifilm=ifilm, ifilm_entries=ifilm_entries, nsl=nsl, final_relu=final_relu,
-                               nsl_options=nsl_options, unsupported=unsupported)
-        return PreActResNet(blocks_per_stage, in_channels=in_channels, image_size=image_size, stem_stride=stem_stride,
-                            ifilm=ifilm, ifilm_entries=ifilm_entries, nsl=nsl, nsl_options=nsl_options,
-                            final_relu=final_relu).with_min_image_size(min_image_size)
-
+    build = contract_builder(name, functools.partial(PreActResNet, blocks_per_stage, stem_stride=stem_stride),
+                             default_image_size=default_image_size, min_image_size=min_image_size)
     build.__doc__ = (f"{name}: pre-activation bottleneck ResNet v2, depth {9 * blocks_per_stage + 2}, "
                      f"256 features, {'stride-2 stem for 64x64 inputs' if stem_stride == 2 else '32x32 inputs'}.")
     return register_backbone(name)(build)
