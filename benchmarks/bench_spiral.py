@@ -10,7 +10,7 @@ import statistics
 
 import torch
 
-from nslviz.training.spiral import SpiralConfig, run_spiral
+from nslviz.experiments.spiral import SpiralConfig, run_spiral
 from _results import save_result  # noqa: E402  (benchmarks/_results.py)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from nslviz import browser
-from nslviz.training.spiral import SpiralConfig, cached_spiral, run_spiral
+from nslviz.experiments.spiral import SpiralConfig, cached_spiral, run_spiral
 from nslviz.viz import spiral as spiral_viz
 import torch
 

@@ -10,7 +10,7 @@ accuracy of every run, their mean and standard deviation, and the parameter coun
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --values fixed --methods mn mn_ifilm
 
 Settings, recipe "quick" (default): digits upsampled to 16x16, batch 64, crop augmentation (what
-quick mode uses, see nslviz.training.experiments.quick_config); MN: S = 200, the MN preset (AdamW
+quick mode uses, see nslviz.experiments.compare.quick_config); MN: S = 200, the MN preset (AdamW
 1e-3); NSL: the NSL preset as quick mode runs it (AdamW 1e-3 instead of SGD 0.1, which needs
 thousands of steps). Recipe "cli" (MN family): exactly `python -m nslviz train --dataset digits
 --backbone convnet4 --method M --epochs N` (TrainConfig's defaults: 32x32, batch 32, S = 200, crop).
@@ -33,7 +33,7 @@ import torch
 
 from nslviz.analysis.finetuning import dictionary_state
 from nslviz.training.config import TrainConfig
-from nslviz.training.experiments import NSL_VARIANTS, nsl_variant_config, quick_config
+from nslviz.experiments.compare import NSL_VARIANTS, nsl_variant_config, quick_config
 from nslviz.training.trainer import load_run, train
 from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
 

@@ -1,5 +1,5 @@
 """Is it the layer or the joint training? MN's head alone on fixed features, over several seeds, on CPU
-(nslviz.training.heads). Prints one JSON object:
+(nslviz.experiments.heads). Prints one JSON object:
 
     python benchmarks/heads_runs.py --seeds 0 1 2 3 4 5 6 7 8 9 --steps 3000 --threads 1
 
@@ -7,7 +7,7 @@
 classifier and MN's head with the paper's randomly initialised dictionary, trained on the same batches.
 "digits": for every seed, the CLI's vanilla command (`python -m nslviz train --dataset digits --backbone
 convnet4 --method vanilla --epochs 5 --seed S`); the two heads trained again on that run's frozen backbone
-(`analysis.finetuning.frozen_feature_heads`, batch 32 as the command's); and three MN runs of the same
+(`experiments.heads.frozen_feature_heads`, batch 32 as the command's); and three MN runs of the same
 command: from scratch (`digits_joint_mn`, the CLI's MN command), from the vanilla run's backbone trained
 on (`--init-backbone`), and on it frozen (`--init-backbone --freeze-backbone true`), each with its own
 dictionary's state (`dictionary_state` on the test set) and against the vanilla run of the same seed.
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import torch
 
-from nslviz.analysis.finetuning import dictionary_state, frozen_feature_heads
+from nslviz.analysis.finetuning import dictionary_state
+from nslviz.experiments.heads import frozen_feature_heads
 from nslviz.training.config import TrainConfig
-from nslviz.training.heads import run_clusters
+from nslviz.experiments.heads import run_clusters
 from nslviz.training.trainer import load_run, train
 from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
 

@@ -148,7 +148,7 @@ def base_method(name: str) -> str:
 
 def paper_sections() -> list[str]:
     from nslviz import paper
-    from nslviz.datasets.tabular import MN_TABLE2
+    from nslviz.paper import MN_TABLE2
     lines = ["## The papers' numbers (`nslviz.paper`)", "",
              "Reported on GPUs in the papers; none of these runs has been made with this repository yet "
              "(docs/not-reproduced.md). Each row says the command that would run it.", ""]

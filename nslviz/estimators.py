@@ -48,7 +48,7 @@ Defaults that depend on the data (resolved in `fit`, stored in `entries_`, `batc
 How the defaults were chosen, and how the estimators compare with scikit-learn's MLP and kNN on eight
 public tables: docs/estimators.md (benchmarks/bench_estimators.py).
 
-Differences from the MN Table 2 experiment (`nslviz.training.tabular.cross_validate_regression`, which
+Differences from the MN Table 2 experiment (`nslviz.experiments.regression_table.cross_validate_regression`, which
 follows Appendix B): an average of 3 models; learning rate 1e-2 instead of 1e-3; temperature "auto"
 instead of a T searched on validation in every fit; `tol` = 1e-4 and `max_epochs` = 200 as in scikit-learn's MLPs
 (a stop on separable classes, whose cross-entropy creeps down for ever); 10% of the rows held out for

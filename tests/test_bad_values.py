@@ -20,7 +20,7 @@ def _main_exit(capsys, *argv) -> tuple[int, str]:
 
 def test_threads_are_bounded_by_the_cpu_count(capsys):
     from nslviz._threads import torch_threads
-    from nslviz.training.tabular import RegressionCVConfig
+    from nslviz.experiments.regression_table import RegressionCVConfig
     code, err = _main_exit(capsys, "regress", "--threads", "100000")
     assert code == 2 and f"expected an integer from 1 to {cpu_count()} (the CPUs of this machine), got '100000'" in err
     for make in (lambda: RegressionCVConfig(threads=100_000), lambda: torch_threads(100_000).__enter__()):

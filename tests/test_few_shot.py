@@ -18,7 +18,7 @@ from nslviz.models import build_backbone
 from nslviz.nsl import NSConv2d
 from nslviz.paper import nsl_table6_reference
 from nslviz.training.episodic import FunctionalBackbone
-from nslviz.training.few_shot import FewShotConfig, run_few_shot
+from nslviz.experiments.few_shot import FewShotConfig, run_few_shot
 from nslviz.training.few_shot_finetune import FinetuneProtocol, finetune_episodes
 from nslviz.training.maml import InnerLoop, initial_parameters, maml_episodes, meta_loss
 from test_image_datasets import check_orientation, marked, read_labels

@@ -124,7 +124,7 @@ def test_a_short_digits_run_learns_a_dictionary_started_at_data_but_not_a_random
     with the paper's random keys the dictionary is still noise; started at training images it reads
     as a soft kNN and its finetuning step moves the logits."""
     from nslviz.training.config import TrainConfig
-    from nslviz.training.experiments import quick_config
+    from nslviz.experiments.compare import quick_config
     from nslviz.training.trainer import load_run, train
 
     states = {}

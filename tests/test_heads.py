@@ -1,4 +1,4 @@
-"""MN's head alone on fixed features (nslviz.training.heads): the clusters toy, the frozen features of
+"""MN's head alone on fixed features (nslviz.experiments.heads): the clusters toy, the frozen features of
 a trained run, and their figure. The paper's randomly initialised dictionary must learn here, where
 nothing but the head is trained."""
 import json
@@ -12,7 +12,7 @@ import torch
 from cli import run_in_process
 from nslviz.datasets.toys import cluster_splits, make_clusters
 from nslviz.models.classifier import build_image_model, build_mn_head
-from nslviz.training.heads import HeadTraining, compare_heads, run_clusters
+from nslviz.experiments.heads import HeadTraining, compare_heads, run_clusters
 from nslviz.viz.training import heads_curves, heads_table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -105,10 +105,10 @@ def test_head_training_rejects_bad_settings(field, value, match):
 def test_frozen_features_of_a_trained_run(tmp_path):
     """The backbone of a short vanilla digits run, frozen: the paper's random dictionary learns on its
     features within a few hundred steps (with the backbone trained jointly it stays noise, RESULTS.md)."""
-    from nslviz.analysis.finetuning import frozen_feature_heads
+    from nslviz.experiments.heads import frozen_feature_heads
     from nslviz.analysis.neighbors import extract_features
     from nslviz.training.config import TrainConfig
-    from nslviz.training.experiments import quick_config
+    from nslviz.experiments.compare import quick_config
     from nslviz.training.trainer import load_run, train
 
     train(quick_config(TrainConfig.from_preset("mn", backbone="convnet4", method="vanilla")), tmp_path, progress=False)

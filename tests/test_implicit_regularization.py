@@ -1,4 +1,4 @@
-"""NSL sec. 5.1 (nslviz.analysis.implicit_regularization): the factorised flow's gradients, exact
+"""NSL sec. 5.1 (nslviz.experiments.implicit_regularization): the factorised flow's gradients, exact
 properties of the standard flow, and the claim that the factorised flow ends at a lower nuclear norm."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nslviz.__main__ import main
-from nslviz.analysis.implicit_regularization import (ImplicitRegularizationConfig, factorized_velocity,
+from nslviz.experiments.implicit_regularization import (ImplicitRegularizationConfig, factorized_velocity,
                                                      make_problem, run_implicit_regularization)
 
 QUICK = dict(steps=4000, lr=0.3, snapshots=50)

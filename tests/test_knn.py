@@ -7,10 +7,10 @@ from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
 from nslviz.analysis import knn
-from nslviz.analysis.knn import (ConstantModel, KnnToyConfig, derivation_checks, derivation_data,
-                                 finetune_on_neighborhoods, knn_by_finetuning, knn_class_probabilities,
+from nslviz.analysis.knn import (ConstantModel, finetune_on_neighborhoods, knn_by_finetuning, knn_class_probabilities,
                                  linear_finetuning_path, local_linear_regression, nearest_neighbors,
-                                 neighborhood_attention, run_knn_toy)
+                                 neighborhood_attention)
+from nslviz.experiments.knn import KnnToyConfig, derivation_checks, derivation_data, run_knn_toy
 
 X, Y, LABELS, QUERIES = derivation_data(n_train=300, n_query=80)
 

@@ -10,6 +10,7 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from nslviz.analysis import neighbors as nb
+from nslviz.experiments import neighbors as neighbor_runs
 from nslviz.datasets.images import DIGIT_COARSE_GROUPS, ImageSplit, load_image_dataset
 from nslviz.models.classifier import build_image_model
 from nslviz.viz import neighbors as nbviz
@@ -287,11 +288,11 @@ def test_cli_json_reports_retrieval_and_sub_category_accuracy(coarse_runs, capsy
     mn, vanilla = summary["subcategory"]["mn"], summary["subcategory"]["vanilla"]
     assert mn["representation"] == "attention" and vanilla["representation"] == "features"
     assert (mn["fine_classes"], mn["coarse_classes"], mn["train_size"], mn["test_size"]) == (10, 5, 128, 64)
-    direct = nb.subcategory_discovery(coarse_runs / "mn", k=3)
+    direct = neighbor_runs.subcategory_discovery(coarse_runs / "mn", k=3)
     assert direct["fine_acc"] == mn["fine_acc"] and direct["coarse_acc"] == mn["coarse_acc"]
     assert summary["paper_subcategory"]["mn"]["fine"] == 63.3
 
-    report = nb.analyze_neighbors(coarse_runs / "mn", k=3)
+    report = neighbor_runs.analyze_neighbors(coarse_runs / "mn", k=3)
     neighbor_map = report.neighbor_map("pca", max_points=40, max_entries=10)
     assert neighbor_map.key_xy.shape == (10, 2) and neighbor_map.data_xy.shape == (40, 2)
     assert np.array_equal(neighbor_map.key_class, report.entry_class[neighbor_map.key_ids])

@@ -16,7 +16,7 @@ from nslviz.nsl import (GlobalSimilarityAttention, SphereConv2d, nsl_layers, nsl
                         orthogonality_penalty, undecayed_parameters)
 from nslviz.paper import nsl_table_row
 from nslviz.training.config import TrainConfig
-from nslviz.training.experiments import NSL_ABLATION_VARIANTS, NSL_TABLES, nsl_variant_config, nsl_variant_preset
+from nslviz.experiments.compare import NSL_ABLATION_VARIANTS, NSL_TABLES, nsl_variant_config, nsl_variant_preset
 from nslviz.training.optim import parameter_groups
 from nslviz.viz.nsl import attention_map_figure
 

@@ -29,7 +29,7 @@ def test_notebook_03_finetuning_helps(request, method):
 
 
 def test_notebook_05_entries_retrieve_their_own_class(request):
-    from nslviz.analysis.neighbors import analyze_neighbors
+    from nslviz.experiments.neighbors import analyze_neighbors
     group = runs_root() / "digits-convnet4-coarse-neighbors-seed0"
     summary = _summary(request, "05_learned_neighbors.ipynb", group / "mn")
     assert summary["test_attended_value_acc"] >= 0.8, summary

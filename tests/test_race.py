@@ -12,7 +12,7 @@ from nslviz.experiments.race import ARMS, MN_ARMS, arm_config, race_config, race
 from nslviz.models.classifier import build_image_model
 from nslviz.training.config import TrainConfig
 from nslviz.training.diagnostics import NOISE_FLOOR, adam_signal_to_noise, noise_floor
-from nslviz.training.experiments import compare_methods
+from nslviz.experiments.compare import compare_methods
 from nslviz.training.optim import build_optimizer
 from nslviz.training.trainer import load_run, train
 from runs import TINY

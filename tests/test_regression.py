@@ -8,8 +8,8 @@ import torch
 from nslviz import FunctionalMetaNeighborhoods
 from nslviz.datasets.tabular import TabularData, load_tabular
 from nslviz.regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
-from nslviz.training.tabular import (RegressionCVConfig, build_meta_neighborhoods_mlp, build_mlp,
-                                     cross_validate_regression, default_entries, fit_tabular, predict_tabular)
+from nslviz.experiments.regression_table import RegressionCVConfig, cross_validate_regression
+from nslviz.training.tabular import build_meta_neighborhoods_mlp, build_mlp, default_entries, fit_tabular, predict_tabular
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from nslviz.__main__ import main
-from nslviz.analysis import knn
+from nslviz.experiments import knn
 
 
 def test_regress_prints_a_summary_and_json(capsys, tmp_path):
@@ -24,11 +24,11 @@ def test_regress_prints_a_summary_and_json(capsys, tmp_path):
 
 
 def test_regress_checks_its_run_dir_before_the_cross_validation(capsys, tmp_path, monkeypatch):
-    import nslviz.training.tabular as tabular
+    import nslviz.experiments.regression_table as regression_table
 
     def never(*args, **kwargs):
         raise AssertionError("the cross-validation ran although its results could not be written")
-    monkeypatch.setattr(tabular, "cross_validate_regression", never)
+    monkeypatch.setattr(regression_table, "cross_validate_regression", never)
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(SystemExit) as exit_info:
         main(["regress", "--run-dir", str(tmp_path / "a-file" / "run")])

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from nslviz.analysis.knn import KnnToyConfig, KnnToyResult
-from nslviz.training.tabular import RegressionCVConfig, RegressionCVResult
+from nslviz.experiments.knn import KnnToyConfig, KnnToyResult
+from nslviz.experiments.regression_table import RegressionCVConfig, RegressionCVResult
 from nslviz.viz import regression as viz
 
 

@@ -14,7 +14,7 @@ import pytest
 from nslviz.training.config import TrainConfig
 from nslviz.training.rundir import (LOCK_NAME, RunDirectoryBusy, RunDirectoryWarning, claimed_run_dir,
                                     locked_run_dir)
-from nslviz.training.spiral import run_spiral
+from nslviz.experiments.spiral import run_spiral
 from nslviz.training.trainer import train
 from runs import TINY
 
@@ -92,7 +92,7 @@ def test_a_second_process_is_refused_naming_the_directory_and_the_holder(tmp_pat
 
 
 def test_compare_runs_holds_each_run_directory(tmp_path, holder):
-    from nslviz.training.experiments import compare_runs
+    from nslviz.experiments.compare import compare_runs
     group = tmp_path / "group"
     proc = holder(group / "vanilla")
     with pytest.raises(RunDirectoryBusy, match=f"in use by pid {proc.pid}"):

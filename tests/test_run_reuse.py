@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nslviz.__main__ import main
-from nslviz.training import experiments
+from nslviz.experiments import compare as experiments
 from nslviz.training.config import TrainConfig
 from nslviz.training.trainer import train
 from runs import TINY, interrupt_at, stable
@@ -105,12 +105,12 @@ def test_a_cut_run_started_in_bf16_is_named_not_stuck_when_the_notebook_runs_aga
     (None, ["mn_ifilm"]),
 ])
 def test_a_notebooks_methods_come_from_a_list_or_from_papermill_text(compare_with, methods):
-    from nslviz.training.experiments import method_list
+    from nslviz.experiments.compare import method_list
     assert method_list(compare_with, "mn_ifilm") == methods
 
 
 def test_an_unknown_method_to_compare_with_is_named():
-    from nslviz.training.experiments import method_list
+    from nslviz.experiments.compare import method_list
     with pytest.raises(ValueError, match="unknown method 'v'; expected one of"):
         method_list(["v"], "mn")
     with pytest.raises(ValueError, match="compare_with must be a list"):

@@ -9,7 +9,7 @@ import torch
 
 from cli import run_in_process
 from nslviz.datasets import make_spiral, spiral_splits
-from nslviz.training.spiral import SpiralConfig, run_spiral
+from nslviz.experiments.spiral import SpiralConfig, run_spiral
 
 
 def test_spiral_data_shapes_labels_and_standardisation():
@@ -138,8 +138,8 @@ def test_explorer_sliders_redraw_the_boundary_as_widget_state(short_run):
 
 
 def test_configs_name_bad_seeds_and_sweeps_take_one_value_or_a_list():
-    from nslviz.analysis.knn import KnnToyConfig
-    from nslviz.training.spiral import SpiralConfig, spiral_sweep
+    from nslviz.experiments.knn import KnnToyConfig
+    from nslviz.experiments.spiral import SpiralConfig, spiral_sweep
 
     for make in (lambda: SpiralConfig(seed=-1), lambda: KnnToyConfig(seed=1.5)):
         with pytest.raises(ValueError, match="seed must be an integer from 0 to 2147483647"):

@@ -25,7 +25,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "spiral.png"))
     args = parser.parse_args(argv)
 
-    from nslviz.training.spiral import SpiralConfig, run_spiral
+    from nslviz.experiments.spiral import SpiralConfig, run_spiral
     from nslviz.viz.spiral import linear_vs_meta_neighborhoods
 
     figure = linear_vs_meta_neighborhoods(run_spiral(SpiralConfig()))

@@ -1,5 +1,4 @@
-"""What per-input finetuning does to the classifier (MN Fig. 4), whether the dictionary has learned, and
-MN's head alone on the frozen features of a trained run.
+"""What per-input finetuning does to the classifier (MN Fig. 4) and whether the dictionary has learned.
 
 With a cosine classifier the rows φ[c] are class prototypes. For each test input, compare the cosine
 similarity between its feature z_i and the prototype of its true class before finetuning, φ[y_i],
@@ -16,9 +15,6 @@ import torch.nn.functional as F
 
 from ..datasets.augment import to_float
 from ..neighborhoods import attended_values, attention_entropy
-from ..training.distributed import resolve_device
-from ..training.heads import HeadsResult, HeadTraining, compare_heads
-from .neighbors import load_run_features
 
 
 @dataclass
@@ -116,18 +112,3 @@ def dictionary_state(model, split, batch_size: int = 256, device: str | torch.de
     state["step_size"] = float(model.head.inner_step_size.abs().mean())
     state["logit_change"] = change / magnitude if magnitude else 0.0
     return state
-
-
-def frozen_feature_heads(run_dir, training: HeadTraining | None = None, *, device: str | torch.device = "cpu",
-                         feature_batch_size: int = 500, **overrides) -> HeadsResult:
-    """Is it the layer or the joint training? Freeze a trained run's backbone (any method; e.g. vanilla
-    on digits) and train vanilla's cosine classifier and MN's head, with the paper's randomly
-    initialised dictionary, on its training features; evaluated on its test features
-    (`training.heads.compare_heads`, whose HeadTraining `overrides` change, e.g. batch_size). The
-    features are extracted on `device` ("auto": CUDA when present) in batches of `feature_batch_size`;
-    the heads train on the CPU."""
-    _, config, data, (train, test) = load_run_features(run_dir, resolve_device(device), feature_batch_size)
-    return compare_heads(train.features.cpu(), train.labels.cpu(), test.features.cpu(), test.labels.cpu(), training,
-                         classes=data.num_classes, data={"source": "frozen features", "run_dir": str(run_dir),
-                                                         "dataset": config.dataset, "backbone": config.backbone,
-                                                         "method": config.method}, **overrides)

@@ -1,5 +1,5 @@
 """python -m nslviz few-shot: few-shot learning with neural similarity, NSL sec. 4 and Table 6
-(nslviz.training.few_shot; notebook 10).
+(nslviz.experiments.few_shot; notebook 10).
 
     python -m nslviz few-shot --nsl static_dns --method finetune --episodes 100 --json      # embedded glyphs
     python -m nslviz few-shot --dataset mini-imagenet --nsl dynamic_dns --device auto      # Table 6's protocol
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..training.few_shot import FEW_SHOT_METHODS, FEW_SHOT_NSL, FewShotConfig
+from ..experiments.few_shot import FEW_SHOT_METHODS, FEW_SHOT_NSL, FewShotConfig
 from .common import emit_json, integer_at_least, nonnegative_int, positive_float, positive_int
 
 integer_at_least_two = integer_at_least(2)
@@ -61,7 +61,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..training.few_shot import run_few_shot
+    from ..experiments.few_shot import run_few_shot
     options = {key: value for key, value in (("num_classes", args.classes), ("per_class", args.per_class))
                if value is not None}
     if options and args.dataset != "glyphs":

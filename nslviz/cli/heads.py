@@ -1,5 +1,5 @@
 """python -m nslviz heads: MN's head alone on fixed features, against vanilla's head (notebook 03's last
-section; nslviz.training.heads).
+section; nslviz.experiments.heads).
 
     python -m nslviz heads --clusters-per-class 6 --json          # 4 classes of 6 clusters each in R^16
     python -m nslviz train --dataset digits --backbone convnet4 --method vanilla --epochs 5 --run-dir runs/d/v
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..training.heads import HeadTraining
+from ..experiments.heads import HeadTraining
 from .common import emit_json, folder_path, positive_float, positive_int, seed_value
 
 CLUSTER_OPTIONS = ("classes", "clusters_per_class", "dim", "noise", "train_size", "test_size")
@@ -45,9 +45,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..analysis.finetuning import frozen_feature_heads
+    from ..experiments.heads import frozen_feature_heads
     from ..training.distributed import check_device_name
-    from ..training.heads import run_clusters
+    from ..experiments.heads import run_clusters
     check_device_name(args.device)
     if args.run_dir is None and args.device != "cpu":
         raise ValueError(f"--device {args.device} is where a run's features are extracted; it needs --run-dir "

@@ -1,10 +1,10 @@
 """python -m nslviz implicit-reg: NSL sec. 5.1, gradient descent on W versus on the factorisation W = MᵀW′
-for an under-determined linear regression (nslviz.analysis.implicit_regularization)."""
+for an under-determined linear regression (nslviz.experiments.implicit_regularization)."""
 from __future__ import annotations
 
 import dataclasses
 
-from ..analysis.implicit_regularization import (INITS, OBSERVATIONS, ImplicitRegularizationConfig,
+from ..experiments.implicit_regularization import (INITS, OBSERVATIONS, ImplicitRegularizationConfig,
                                                 run_implicit_regularization)
 from .common import emit_json, folder_path, positive_float, positive_int, seed_value
 

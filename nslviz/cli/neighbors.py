@@ -37,7 +37,7 @@ def _percent(value: float) -> str:
 
 
 def run(args) -> int:
-    from ..analysis.neighbors import analyze_neighbors
+    from ..experiments.neighbors import analyze_neighbors
     report = analyze_neighbors(args.run_dir, args.vanilla_run_dir, args.k, baseline_size=args.baseline_size,
                                seed=args.seed, device=args.device, batch_size=args.batch_size)
     summary = report.summary()

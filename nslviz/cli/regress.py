@@ -9,7 +9,7 @@ from .common import emit_json, folder_path, positive_float, positive_int, seed_v
 
 
 def add_parser(subparsers) -> None:
-    from ..training.tabular import RegressionCVConfig
+    from ..experiments.regression_table import RegressionCVConfig
 
     d = RegressionCVConfig()
     p = subparsers.add_parser("regress", help="MN Table 2: cross-validate kNN, the vanilla MLP and MN on a table",
@@ -56,7 +56,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..training.rundir import claimed_run_dir, write_run
-    from ..training.tabular import RegressionCVConfig, cross_validate_regression
+    from ..experiments.regression_table import RegressionCVConfig, cross_validate_regression
 
     config = RegressionCVConfig(dataset=args.dataset, folds=args.folds, seed=args.seed, entries=args.entries,
                                 temperatures=tuple(args.temperature), neighbors=tuple(args.neighbors),
@@ -82,7 +82,7 @@ def run(args) -> int:
 
 
 def run_toy(args) -> int:
-    from ..analysis.knn import KnnToyConfig, run_knn_toy
+    from ..experiments.knn import KnnToyConfig, run_knn_toy
 
     config = KnnToyConfig(seed=args.seed)
     if args.quick:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..training.spiral import SpiralConfig, run_spiral
+from ..experiments.spiral import SpiralConfig, run_spiral
 from .common import emit_json, folder_path, positive_float, positive_int, seed_value
 
 

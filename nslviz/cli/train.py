@@ -29,7 +29,7 @@ import os
 
 from ..models.classifier import CLASSIFIERS, METHODS
 from ..training.config import AMP_MODES, AUGMENTATIONS, DICTIONARY_INITS, OPTIMIZERS, PRESETS, TrainConfig
-from ..training.experiments import ALL_NSL_VARIANTS, nsl_variant_config, nsl_variant_preset
+from ..experiments.compare import ALL_NSL_VARIANTS, nsl_variant_config, nsl_variant_preset
 from .common import emit_json, folder_path, fraction, nonnegative_int, positive_float, positive_int, seed_value
 
 CONTROL = {"run", "subparser", "command", "run_dir", "resume", "overwrite", "json", "preset", "no_progress",

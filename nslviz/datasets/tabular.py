@@ -21,7 +21,7 @@ mean over the two standardised targets.
 "All datasets are normalized dimension-wise to have zero means and unit variances" (Appendix B):
 every feature and target column is standardised over the whole table (population standard deviation;
 a constant column is only centred), so test MSEs are in the units of Table 2. Models standardise
-again inside each training fold (nslviz.training.tabular), which never looks at the test fold.
+again inside each training fold (nslviz.experiments.regression_table), which never looks at the test fold.
 
 Checksums: UCI publishes none. Each archive's expected SHA-256 is recorded below when it has been
 verified against a download; where it could not be verified (no network where this was written) it
@@ -164,15 +164,6 @@ TABULAR_DATASETS: dict[str, TabularSpec] = {
 }
 EMBEDDED_DATASETS = ("diabetes",)
 
-# MN Table 2: test MSE (mean ± std over 5 folds) of kNN, the vanilla MLP and Meta-Neighborhoods,
-# with the n and d the paper lists. Targets and features standardised (Appendix B).
-MN_TABLE2: dict[str, dict] = {
-    "music": {"n": 515_345, "d": 90, "knn": (0.6812, 0.0062), "vanilla": (0.6236, 0.0056), "mn": (0.6088, 0.0050)},
-    "toms": {"n": 28_179, "d": 96, "knn": (0.0602, 0.0083), "vanilla": (0.0594, 0.0080), "mn": (0.0531, 0.0073)},
-    "cte": {"n": 53_500, "d": 384, "knn": (0.00134, 0.00023), "vanilla": (0.00121, 0.00022), "mn": (0.00109, 0.00015)},
-    "super": {"n": 21_263, "d": 80, "knn": (0.1126, 0.0061), "vanilla": (0.1132, 0.0060), "mn": (0.1077, 0.0068)},
-    "gom": {"n": 1_059, "d": 116, "knn": (0.5982, 0.0521), "vanilla": (0.5949, 0.0515), "mn": (0.5681, 0.0563)},
-}
 
 
 def available_tabular_datasets() -> tuple[str, ...]:

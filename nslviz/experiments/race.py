@@ -33,7 +33,7 @@ from .._checks import check_choice, check_positive
 from ..analysis.paired import paired_difference
 from ..paths import runs_root
 from ..training.config import TrainConfig
-from ..training.experiments import compare_runs
+from .compare import compare_runs
 from ..training.rundir import RunDirectory
 
 # MN arm -> (TrainConfig overrides, the vanilla twin it is compared with); "warmup" stands for the warm-up length

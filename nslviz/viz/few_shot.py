@@ -1,5 +1,5 @@
 """Figures of few-shot learning with neural similarity (notebook 10). They draw what
-nslviz.training.few_shot returns; they train nothing.
+nslviz.experiments.few_shot returns; they train nothing.
 
     episode_figure(split, episodes, 0)        one N-way K-shot episode: support and query images per class
     accuracy_figure([result.summary(), ...])  mean query accuracy ± 95 % interval per run, beside Table 6

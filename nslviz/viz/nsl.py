@@ -282,7 +282,7 @@ FLOW_NAMES = {"standard": "gradient descent on W", "factorized": "gradient desce
 def flow_trajectories_figure(result, title: str | None = None) -> go.Figure:
     """The two gradient flows from their starts (circles) to their ends (squares) in the plane
     (coordinate along the minimum-Frobenius solution W_F, size of the null-space part the data
-    cannot see): see analysis.implicit_regularization.project_trajectories. Every exact solution
+    cannot see): see experiments.implicit_regularization.project_trajectories. Every exact solution
     lies on the vertical line through W_F (×); the ground truth W* (★) is one of them."""
     p = result.projection
     fig = go.Figure()

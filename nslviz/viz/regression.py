@@ -134,7 +134,7 @@ def table2_comparison(result, paper: Mapping[str, dict] | None = None):
     """MN Table 2 (mean ± std test MSE over 5 folds) with this run's row added (pandas DataFrame)."""
     import pandas as pd
 
-    from ..datasets.tabular import MN_TABLE2
+    from ..paper import MN_TABLE2
 
     paper = MN_TABLE2 if paper is None else paper
     rows = []
@@ -167,7 +167,7 @@ def chosen_hyperparameters(result):
 
 
 def agreement_table(rows: Sequence[dict]):
-    """The numerical checks of notebook 02 (list of dicts from nslviz.analysis.knn.derivation_checks),
+    """The numerical checks of notebook 02 (list of dicts from nslviz.experiments.knn.derivation_checks),
     written for reading: differences as 1.1e-16 (exact zeros as 0), agreement as a percentage, and
     "empty" where a check does not apply (the local linear fit for k = 1)."""
     import pandas as pd

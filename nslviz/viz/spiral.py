@@ -237,7 +237,7 @@ class KernelOnly:
 
 def spiral_explorer(run: Callable[[float, int], object], temperatures, entries, start: tuple | None = None):
     """ipywidgets sliders for T and S (continuous_update off): `run(T, S)` must return a SpiralResult
-    (pass a cached function, e.g. nslviz.training.spiral.cached_spiral, so that a revisited pair is
+    (pass a cached function, e.g. nslviz.experiments.spiral.cached_spiral, so that a revisited pair is
     instant); on release the figure is redrawn, after a note while a pair not seen yet trains.
     `start` = (T, S) to show first (default: the first of each). Needs a live kernel; the returned
     object shows a note saying so in a static export, where `sweep_figure` is the counterpart."""

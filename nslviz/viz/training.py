@@ -69,7 +69,7 @@ HEAD_CURVES = (("vanilla_acc", "vanilla: cosine classifier", "solid", 0), ("mn_a
 
 
 def heads_curves(results: Mapping[str, object], title: str = "Vanilla and MN heads on fixed features") -> go.Figure:
-    """Test accuracy over the optimiser steps of `training.heads.compare_heads` results ({label:
+    """Test accuracy over the optimiser steps of `experiments.heads.compare_heads` results ({label:
     result}, one panel each): vanilla's cosine classifier, MN, MN's classifier before finetuning and
     the dictionary read alone, with chance (1/C) as a grey line."""
     if not results:

@@ -15,9 +15,9 @@ from .._checks import check_choice
 from ..parameters import parameter_list
 from ..paths import runs_root
 from ..models.classifier import METHODS
-from .config import TrainConfig
-from .rundir import RunDirectory, locked_run_dir
-from .trainer import default_run_name, resume_setting_change, train
+from ..training.config import TrainConfig
+from ..training.rundir import RunDirectory, locked_run_dir
+from ..training.trainer import default_run_name, resume_setting_change, train
 
 QUICK_BACKBONES = {"resnet56_64": "convnet4_64", "resnet29_64": "convnet4_64", "densenet40_64": "convnet4_64",
                    "convnet4_64": "convnet4_64", "cnn10": "cnn9", "spherenet9": "spherenet9",
@@ -199,7 +199,7 @@ def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir:
 def _changed_settings(run: RunDirectory, config: TrainConfig) -> str | None:
     """None when the run directory holds this experiment (ignoring settings that do not change the
     results), else the settings that differ, "name: stored -> wanted, ..." ("no run yet" if none)."""
-    from .trainer import RESUMABLE_CHANGES
+    from ..training.trainer import RESUMABLE_CHANGES
     stored = run.read_config()
     if stored is None:
         return "no run yet"

@@ -41,11 +41,11 @@ from ..models import build_backbone
 from ..models.layers import count_parameters, reestimate_batch_norm
 from ..nsl import similarity_parameters
 from ..paths import data_root
-from .distributed import check_device_name, resolve_device
-from .episodic import FunctionalBackbone, episode_images
-from .few_shot_finetune import EpisodeAdaptation, FinetuneProtocol, finetune_episodes
-from .maml import InnerLoop, initial_parameters, maml_episodes, meta_train
-from .steps import train_steps
+from ..training.distributed import check_device_name, resolve_device
+from ..training.episodic import FunctionalBackbone, episode_images
+from ..training.few_shot_finetune import EpisodeAdaptation, FinetuneProtocol, finetune_episodes
+from ..training.maml import InnerLoop, initial_parameters, maml_episodes, meta_train
+from ..training.steps import train_steps
 
 FEW_SHOT_NSL = ("none", "static_dns", "dynamic_dns")
 FEW_SHOT_METHODS = ("finetune", "maml")

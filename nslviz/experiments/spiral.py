@@ -31,8 +31,8 @@ from ..parameters import parameter_list
 from ..datasets.toys import spiral_splits
 from ..neighborhoods import MetaNeighborhoodsHead
 from ..similarity import SIMILARITIES
-from .rundir import claimed_run_dir, write_run
-from .steps import train_steps
+from ..training.rundir import claimed_run_dir, write_run
+from ..training.steps import train_steps
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ entropy and α. Two sources of features:
     run_clusters            classes made of several clusters (`datasets.toys.make_clusters`): one
                             prototype per class cannot fit them, so MN can only win if its
                             dictionary learns; with one cluster per class both heads fit
-    analysis.finetuning.frozen_feature_heads
-                            the features of a trained run's backbone (e.g. vanilla on digits)
+    frozen_feature_heads    the features of a trained run's backbone (e.g. vanilla on digits)
 
 Adam, lr 1e-3 (the official AdamW leaves the whole head out of weight decay, so for a head alone it is
 Adam), batch 64. Seeded: the same seed gives the same numbers on CPU.
@@ -37,7 +36,9 @@ from .._threads import torch_threads
 from ..datasets.toys import cluster_splits
 from ..models.classifier import CosineClassifier, build_mn_head
 from ..neighborhoods import attended_values, attention_entropy, head_memory
-from .steps import train_steps
+from ..analysis.neighbors import load_run_features
+from ..training.distributed import resolve_device
+from ..training.steps import train_steps
 
 
 @dataclass(frozen=True)
@@ -164,3 +165,18 @@ def run_clusters(training: HeadTraining | None = None, *, classes: int = 4, clus
     options = {"classes": classes, "clusters_per_class": clusters_per_class, "dim": dim, "noise": noise}
     splits = cluster_splits(train_size, test_size, seed=training.seed, **options)
     return compare_heads(*splits, training, classes=classes, data={"source": "clusters", **options})
+
+
+def frozen_feature_heads(run_dir, training: HeadTraining | None = None, *, device: str | torch.device = "cpu",
+                         feature_batch_size: int = 500, **overrides) -> HeadsResult:
+    """Is it the layer or the joint training? Freeze a trained run's backbone (any method; e.g. vanilla
+    on digits) and train vanilla's cosine classifier and MN's head, with the paper's randomly
+    initialised dictionary, on its training features; evaluated on its test features
+    (`compare_heads`, whose HeadTraining `overrides` change, e.g. batch_size). The
+    features are extracted on `device` ("auto": CUDA when present) in batches of `feature_batch_size`;
+    the heads train on the CPU."""
+    _, config, data, (train, test) = load_run_features(run_dir, resolve_device(device), feature_batch_size)
+    return compare_heads(train.features.cpu(), train.labels.cpu(), test.features.cpu(), test.labels.cpu(), training,
+                         classes=data.num_classes, data={"source": "frozen features", "run_dir": str(run_dir),
+                                                         "dataset": config.dataset, "backbone": config.backbone,
+                                                         "method": config.method}, **overrides)
