@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_dtype, check_flags, check_positive, is_integer
+from .._checks import check_choice, check_dtype, check_flags, check_positive, is_integer
 
 NSL_MODES = ("none", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns")
 ANGLE_FUNCTIONS = ("cosine", "linear", "sigmoid")
