@@ -1,0 +1,181 @@
+"""The fast kernels behind `dynamic_similarity_conv2d` (nslviz.nsl.conv): custom autograd Functions
+that loop over the K = k² kernel taps (never over samples or positions) with hand-written backward
+passes, and `choose_dynamic_impl`, which picks the faster of the two paths for a layer. They exist
+for speed and memory on CPU only (benchmarks/bench_nsl.py); the maths is in conv.py.
+
+    _ShiftWeightSum            DNS from per-tap responses Z: out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f)
+    _RecomputedShiftWeightSum  the same sum, Z recomputed in backward instead of kept
+    _Patches                   channels-last k×k patches (B, H', W', K, C) for the patches path
+
+Shapes: B batch, C input channels, F filters, K taps, H×W input and H'×W' output positions.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _tap_ranges(size_in: int, size_out: int, k: int, stride: int, padding: int) -> list[tuple[int, int, int]]:
+    """For each tap offset d < k along one axis: (first, stop, input_first) such that the outputs
+    i in [first, stop) read the input row i·stride + d − padding, which is inside the image (the
+    other outputs see zero padding)."""
+    ranges = []
+    for d in range(k):
+        first = max(0, -(-(padding - d) // stride))                             # ceil((padding − d) / stride)
+        stop = min(size_out, (size_in - 1 + padding - d) // stride + 1)
+        ranges.append((first, max(first, stop), first * stride + d - padding))
+    return ranges
+
+
+def _tap_slices(rows, cols, tap: int, k: int, stride: int):
+    """(output slices, input slices) of one tap, or None when it only ever sees padding."""
+    (r0, r1, ri), (c0, c1, ci) = rows[tap // k], cols[tap % k]
+    if r1 <= r0 or c1 <= c0:
+        return None
+    out_sl = (slice(r0, r1), slice(c0, c1))
+    in_sl = (slice(ri, ri + (r1 - r0 - 1) * stride + 1, stride), slice(ci, ci + (c1 - c0 - 1) * stride + 1, stride))
+    return out_sl, in_sl
+
+
+def _shift_sum(z: torch.Tensor, m: torch.Tensor, geometry) -> torch.Tensor:
+    """out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f): z (B, H, W, K, F), m (B, H', W', K)
+    -> (B, H', W', F), accumulated in the wider of the two dtypes (float32 when Z is bf16 and M float32)."""
+    k, stride, rows, cols = geometry
+    batch, _, _, taps, filters = z.shape
+    out_h, out_w = m.shape[1:3]
+    out = z.new_zeros(batch, out_h, out_w, filters, dtype=torch.promote_types(z.dtype, m.dtype))
+    for tap in range(taps):
+        sl = _tap_slices(rows, cols, tap, k, stride)
+        if sl is not None:
+            (ro, co), (ri, ci) = sl
+            out[:, ro, co].addcmul_(z[:, ri, ci, tap], m[:, ro, co, tap:tap + 1])
+    return out
+
+
+def _shift_sum_backward(grad: torch.Tensor, z: torch.Tensor, m: torch.Tensor, geometry, need_z: bool,
+                        need_m: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of `_shift_sum` w.r.t. Z (dtype of Z) and m (dtype of m); one pass per tap."""
+    k, stride, rows, cols = geometry
+    grad = grad.contiguous()
+    same_dtype = grad.dtype == z.dtype
+    grad_z = None
+    if need_z:   # stride 1: every tap writes all but a border strip, zero only that
+        grad_z = torch.empty_like(z) if stride == 1 else torch.zeros_like(z)
+    grad_m = torch.zeros_like(m) if need_m else None
+    for tap in range(z.shape[3]):
+        sl = _tap_slices(rows, cols, tap, k, stride)
+        if sl is None:
+            if grad_z is not None:
+                grad_z[:, :, :, tap] = 0
+            continue
+        (ro, co), (ri, ci) = sl
+        grad_tap = grad[:, ro, co]                                              # (B, ·, ·, F)
+        if grad_z is not None:
+            if same_dtype:
+                torch.mul(grad_tap, m[:, ro, co, tap:tap + 1], out=grad_z[:, ri, ci, tap])
+            else:                                                               # float32 grad into bf16 Z
+                grad_z[:, ri, ci, tap] = grad_tap * m[:, ro, co, tap:tap + 1]
+            if stride == 1:
+                grad_z[:, :ri.start, :, tap] = 0
+                grad_z[:, ri.stop:, :, tap] = 0
+                grad_z[:, :, :ci.start, tap] = 0
+                grad_z[:, :, ci.stop:, tap] = 0
+        if grad_m is not None:
+            grad_m[:, ro, co, tap] = torch.linalg.vecdot(grad_tap, z[:, ri, ci, tap].to(grad_tap.dtype))   # Σ_f
+    return grad_z, grad_m
+
+
+class _ShiftWeightSum(torch.autograd.Function):
+    """DNS from per-tap responses, channels-last: out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f).
+    Z = W_s·X at every input pixel comes from one 1×1 conv to K·F channels (the official UNS trick,
+    used here for DNS). One pass per tap over (B, H', W', F); the loop is over the K kernel taps,
+    not over samples or positions. Saves Z (B·H·W·K·F numbers, 9× a plain convolution's output)
+    and m for backward. z (B, H, W, K, F), m (B, H', W', K) -> (B, H', W', F)."""
+
+    @staticmethod
+    def forward(ctx, z, m, k, stride, padding):
+        height, width = z.shape[1:3]
+        out_h, out_w = m.shape[1:3]
+        ctx.geometry = (k, stride, _tap_ranges(height, out_h, k, stride, padding),
+                        _tap_ranges(width, out_w, k, stride, padding))
+        ctx.save_for_backward(z, m)
+        return _shift_sum(z, m, ctx.geometry)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, m = ctx.saved_tensors
+        grad_z, grad_m = _shift_sum_backward(grad, z, m, ctx.geometry, ctx.needs_input_grad[0],
+                                             ctx.needs_input_grad[1])
+        return grad_z, grad_m, None, None, None
+
+
+class _RecomputedShiftWeightSum(torch.autograd.Function):
+    """The same DNS sum with Z = X·W_s recomputed in backward instead of kept: saves X (B·H·W·C),
+    the per-tap kernel and m, i.e. K·F/C times less than Z (9× for a layer with C = F), for one extra
+    1×1 convolution (a matrix product) in backward. x (B, H, W, C) channels-last, kernel (C, K·F),
+    m (B, H', W', K) -> (B, H', W', F). Runs with autocast off on inputs already in the compute dtype."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, m, k, stride, padding):
+        batch, height, width, channels = x.shape
+        out_h, out_w = m.shape[1:3]
+        ctx.geometry = (k, stride, _tap_ranges(height, out_h, k, stride, padding),
+                        _tap_ranges(width, out_w, k, stride, padding))
+        ctx.save_for_backward(x, kernel, m)
+        z = (x.reshape(-1, channels) @ kernel).view(batch, height, width, k * k, -1)      # (B, H, W, K, F)
+        return _shift_sum(z, m, ctx.geometry)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, kernel, m = ctx.saved_tensors
+        batch, height, width, channels = x.shape
+        pixels = x.reshape(-1, channels)                                                  # (B·H·W, C)
+        z = (pixels @ kernel).view(batch, height, width, ctx.geometry[0] ** 2, -1)          # recomputed
+        need_z = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        grad_z, grad_m = _shift_sum_backward(grad, z, m, ctx.geometry, need_z, ctx.needs_input_grad[2])
+        del z
+        grad_x = grad_kernel = None
+        if need_z:
+            grad_z = grad_z.view(pixels.shape[0], -1)                                     # (B·H·W, K·F)
+            if ctx.needs_input_grad[0]:
+                grad_x = (grad_z @ kernel.t()).view_as(x)
+            if ctx.needs_input_grad[1]:
+                grad_kernel = pixels.t() @ grad_z
+        return grad_x, grad_kernel, grad_m, None, None, None
+
+
+class _Patches(torch.autograd.Function):
+    """Channels-last patches: x (B, C, H, W) -> (B, H', W', K, C) with [b, i, j, t, c] = X(b, c, p_ij + o_t)
+    (zero outside the image). K strided copies forward, K strided adds backward; unlike F.unfold the
+    layout puts channels innermost, which is what the batched K×K similarity product wants."""
+
+    @staticmethod
+    def forward(ctx, x, k, stride, padding, out_h, out_w):
+        batch, channels, height, width = x.shape
+        rows, cols = _tap_ranges(height, out_h, k, stride, padding), _tap_ranges(width, out_w, k, stride, padding)
+        pixels = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)   # (B, H, W, C)
+        patches = x.new_zeros(batch, out_h, out_w, k * k, channels)
+        for tap in range(k * k):
+            sl = _tap_slices(rows, cols, tap, k, stride)
+            if sl is not None:
+                (ro, co), (ri, ci) = sl
+                patches[:, ro, co, tap] = pixels[:, ri, ci]
+        ctx.geometry = (x.shape, k, stride, rows, cols)
+        return patches
+
+    @staticmethod
+    def backward(ctx, grad):
+        (batch, channels, height, width), k, stride, rows, cols = ctx.geometry
+        grad_pixels = grad.new_zeros(batch, height, width, channels)
+        for tap in range(k * k):
+            sl = _tap_slices(rows, cols, tap, k, stride)
+            if sl is not None:
+                (ro, co), (ri, ci) = sl
+                grad_pixels[:, ri, ci] += grad[:, ro, co, tap]
+        return grad_pixels.permute(0, 3, 1, 2), None, None, None, None, None
+
+
+def choose_dynamic_impl(diagonal: bool, stride: int, in_channels: int, out_channels: int) -> str:
+    """The faster dynamic-NSL path for a layer (the one place that decides; benchmarks/bench_nsl.py):
+    "taps" for DNS at stride 1 unless the layer widens (C_in < C_out: its K·C_out-channel per-tap
+    responses outgrow the K·C_in-channel patches), "patches" otherwise (UNS, strided layers)."""
+    return "taps" if diagonal and stride == 1 and in_channels >= out_channels else "patches"
