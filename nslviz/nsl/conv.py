@@ -51,23 +51,16 @@ import torch.nn.functional as F
 
 from .._checks import check_choice, check_dtype, check_flags, check_positive, is_integer
 from .fast import _Patches, _RecomputedShiftWeightSum, _ShiftWeightSum, choose_dynamic_impl
+from .sphere import SphereConv2d, he_std, sphere_conv2d
 
 NSL_MODES = ("none", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns")
-ANGLE_FUNCTIONS = ("cosine", "linear", "sigmoid")
-SPHERE_NORMALIZATIONS = ("input", "full", "none")
 PREDICTORS = ("sphere", "full_sphere", "cnn")
 PARAMETRIZATIONS = ("free", "symmetric", "psd")
 DNS_INITS = ("ones", "official")
 DYNAMIC_IMPLS = ("auto", "taps", "patches")
 RECOMPUTE_TAPS = False     # NSConv2d default: on CPU keeping Z is 1.3-1.5x faster; recomputing saves ~8x memory
 BN_EPS = 1e-3              # official hand-written BatchNorm
-NORM_EPS = 1e-4            # official SphereConv: sqrt(Σ x² + 1e-4)
 OFFICIAL_UNS_L2 = 5e-3     # official L2 on the static UNS matrix
-
-
-def he_std(in_channels: int, kernel_size: int) -> float:
-    """Official conv initialisation: normal with std √(2 / (k²·C_in))."""
-    return math.sqrt(2.0 / (kernel_size * kernel_size * in_channels))
 
 
 def batch_norm2d(channels: int) -> nn.BatchNorm2d:
@@ -85,100 +78,6 @@ def _kernel_size(kernel_size) -> int:
         raise ValueError(f"neural similarity needs a square kernel of size >= 2 (3 in the paper), got "
                          f"kernel_size={kernel_size!r}; a 1×1 kernel has a single tap, use nn.Conv2d")
     return kernel_size
-
-
-# ----------------------------------------------------------------------------------------------
-# SphereConv: the hyperspherical convolution of the predictor (NSL sec. 3.3.1, SphereNet [39])
-# ----------------------------------------------------------------------------------------------
-
-def _angle_function(cos: torch.Tensor, angle: str, sigmoid_k: float) -> torch.Tensor:
-    """g(θ) of SphereNet: cosine cos θ; linear 1 − 2θ/π; sigmoid (k = 0.3 officially)
-    (1 + e^{−π/2k}) / (1 − e^{−π/2k}) · (1 − e^{θ/k − π/2k}) / (1 + e^{θ/k − π/2k}). All map θ ∈ [0, π] onto [1, −1]."""
-    if angle == "cosine":
-        return cos
-    theta = torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6))
-    if angle == "linear":
-        return 1 - 2 * theta / math.pi
-    half = math.pi / (2 * sigmoid_k)
-    scale = (1 + math.exp(-half)) / (1 - math.exp(-half))
-    return scale * torch.tanh((half - theta / sigmoid_k) / 2)     # (1 − e^{a}) / (1 + e^{a}) = tanh(−a/2)
-
-
-def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0,
-                  normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3) -> torch.Tensor:
-    """Hyperspherical convolution: scale · g(θ) with cos θ = wᵀx(p) / (‖w‖ ‖x(p)‖) for the k×k×C
-    patch x(p) (zero padded). normalize="input": scale = ‖w‖, so with g = cos the output is
-    wᵀx / ‖x‖ (the official predictor, "only x normalised"); "full": scale = 1 (fully cosine);
-    "none": the plain convolution wᵀx (the CNN rows of NSL Table 8; `angle` must be "cosine").
-    Norms are √(Σ² + 1e-4) as officially. x (B, C, H, W), weight (F, C, k, k) -> (B, F, H', W')."""
-    k = weight.shape[-1]
-    raw = F.conv2d(x, weight, stride=stride, padding=padding)                              # (B, F, H', W') wᵀx
-    if normalize == "none":
-        return raw
-    ones = x.new_ones(1, 1, k, k)
-    patch_norm = torch.sqrt(F.conv2d(x.square().sum(1, keepdim=True), ones, stride=stride, padding=padding)
-                            + NORM_EPS)                                                     # (B, 1, H', W') ‖x(p)‖
-    weight_norm = torch.sqrt(weight.square().sum((1, 2, 3)) + NORM_EPS).view(1, -1, 1, 1)   # (1, F, 1, 1) ‖w‖
-    if angle == "cosine":
-        return raw / patch_norm if normalize == "input" else raw / (patch_norm * weight_norm)
-    g = _angle_function(raw / (patch_norm * weight_norm), angle, sigmoid_k)
-    return weight_norm * g if normalize == "input" else g
-
-
-class SphereConv2d(nn.Module):
-    """Hyperspherical convolution (SphereNet, NSL ref. [39]), the predictor of dynamic NSL
-    (sec. 3.3.1) and the backbone of the global-NS SphereNet (Appendix B.2). See `sphere_conv2d`.
-    No bias. Initialisation: normal, `init_gain` · √(2/(k²C)) (official predictor: 0.1).
-
-    `orthogonality_weight` w > 0: `regularization()` returns w · ½‖ŴᵀŴ − I‖²_F (the official
-    global-NS networks, w = 2e-4); `weight_decay=False` keeps the kernel out of weight decay (the
-    official SphereNet-9 backbone convs have the orthogonality penalty instead of L2; see
-    `undecayed_parameters`)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int = 1, normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3,
-                 init_gain: float = 1.0, orthogonality_weight: float = 0.0, weight_decay: bool = True):
-        super().__init__()
-        check_positive("in_channels", in_channels, integer=True)
-        check_positive("out_channels", out_channels, integer=True)
-        check_positive("kernel_size", kernel_size, integer=True)
-        check_positive("stride", stride, integer=True)
-        check_positive("padding", padding, integer=True, minimum=0)
-        check_choice("SphereConv normalization", normalize, SPHERE_NORMALIZATIONS)
-        check_choice("SphereConv angle function", angle, ANGLE_FUNCTIONS)
-        check_positive("sigmoid_k", sigmoid_k)
-        if normalize == "none" and angle != "cosine":
-            raise ValueError(f"SphereConv normalize='none' is the plain convolution and has no angle function; "
-                             f"use angle='cosine', got {angle!r}")
-        check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
-        check_flags(weight_decay=weight_decay)
-        self.orthogonality_weight, self.weight_decay = float(orthogonality_weight), weight_decay
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
-        self.stride, self.padding = stride, padding
-        self.normalize, self.angle, self.sigmoid_k = normalize, angle, sigmoid_k
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size)
-                                   * (init_gain * he_std(in_channels, kernel_size)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sphere_conv2d(x, self.weight, self.stride, self.padding, self.normalize, self.angle, self.sigmoid_k)
-
-    def regularization(self) -> torch.Tensor:
-        """w · ½‖ŴᵀŴ − I‖²_F (0 when orthogonality_weight is 0)."""
-        if not self.orthogonality_weight:
-            return self.weight.new_zeros(())
-        return self.orthogonality_weight * orthogonality_penalty(self.weight)
-
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, normalize={self.normalize!r}, angle={self.angle!r}")
-
-
-def orthogonality_penalty(weight: torch.Tensor) -> torch.Tensor:
-    """½‖ŴᵀŴ − I‖²_F with Ŵ the kernel reshaped to (k²C_in, C_out): the official global-NS
-    regulariser (weight 2e-4 there)."""
-    matrix = weight.reshape(weight.shape[0], -1).t()                         # (k²C, F)
-    gram = matrix.t() @ matrix                                               # (F, F)
-    return 0.5 * (gram - torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype)).square().sum()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -585,58 +484,6 @@ class NSConv2d(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Global neural similarity = self-attention (Appendix B; official nsl_global_ns)
-# ----------------------------------------------------------------------------------------------
-
-class GlobalSimilarityAttention(nn.Module):
-    """Dynamic global neural similarity as self-attention, NSL Appendix B eq. (10)-(11), as in the
-    official `nsl_global_ns` (docs/official-code.md §B.7):
-
-        f = ReLU(φ_f(X)) (C/8 channels), g = φ_g(X) (C/8), h = φ_h(X) (C), φ 1×1 convolutions
-        β = softmax over positions j of f(i)ᵀ g(j)        (B, N, N), N = H·W; M_G(X) = β
-        out = γ · (β h) + X,  γ a scalar initialised at 0 (the block starts as the identity)
-
-    `cosine=True` makes φ fully cosine SphereConvs (the SphereNet rows of Table 8), False plain
-    convs (the CNN rows). `orthogonality_weight` gives the three convs the official ½‖WᵀW − I‖²
-    penalty (2e-4 officially; default 0), summed by `regularization()` and `nsl_regularization`;
-    they are weight-decayed as well, as officially."""
-
-    def __init__(self, channels: int, reduction: int = 8, cosine: bool = True, orthogonality_weight: float = 0.0):
-        super().__init__()
-        check_positive("channels", channels, integer=True)
-        check_positive("reduction", reduction, integer=True)
-        check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
-        inner = max(1, channels // reduction)
-        self.channels, self.cosine, self.orthogonality_weight = channels, bool(cosine), float(orthogonality_weight)
-        self.query, self.key, self.value = (self._conv(channels, inner), self._conv(channels, inner),
-                                            self._conv(channels, channels))
-        self.gamma = nn.Parameter(torch.zeros(()))
-
-    def _conv(self, channels: int, out_channels: int) -> SphereConv2d:
-        return SphereConv2d(channels, out_channels, 1, padding=0, normalize="full" if self.cosine else "none",
-                            orthogonality_weight=self.orthogonality_weight)
-
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """β (B, N, N): row i is how position i attends over all positions j."""
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"GlobalSimilarityAttention expects (batch, {self.channels}, height, width), "
-                             f"got {tuple(x.shape)}")
-        f = F.relu(self.query(x)).flatten(2)                                      # (B, C/8, N)
-        g = self.key(x).flatten(2)                                                # (B, C/8, N)
-        return torch.softmax(torch.einsum("bci,bcj->bij", f, g), dim=-1)         # (B, N, N)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        beta = self.attention(x)
-        h = self.value(x).flatten(2)                                              # (B, C, N)
-        attended = torch.einsum("bij,bcj->bci", beta, h).view_as(x)              # (B, C, H, W)
-        return x + self.gamma * attended
-
-    def regularization(self) -> torch.Tensor:
-        """The orthogonality penalties of φ_f, φ_g, φ_h (0 when orthogonality_weight is 0)."""
-        return sum(conv.regularization() for conv in (self.query, self.key, self.value))
-
-
-# ----------------------------------------------------------------------------------------------
 # Entry points for backbones and trainers
 # ----------------------------------------------------------------------------------------------
 
@@ -766,13 +613,3 @@ def fold_static_nsl(model: nn.Module) -> nn.Module:
             if isinstance(child, NSConv2d) and not child.dynamic:
                 setattr(module, child_name, child.to_conv2d())
     return folded
-
-
-__all__ = [
-    "ANGLE_FUNCTIONS", "BN_EPS", "GlobalSimilarityAttention", "NSConv2d", "NSL_MODES", "NSL_OPTIONS",
-    "PARAMETRIZATIONS", "PREDICTORS", "SharedSimilarityPredictor", "SimilarityPredictor", "SphereConv2d",
-    "batch_norm2d", "choose_dynamic_impl", "dynamic_similarity_conv2d", "fold_static_nsl", "he_std", "make_conv", "nsl_layers",
-    "nsl_regularization", "orthogonality_penalty", "prepare_nsl_options", "similarity_only_parameters",
-    "similarity_parameters", "train_only_similarity", "undecayed_parameters",
-    "sphere_conv2d",
-]
