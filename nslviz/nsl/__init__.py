@@ -1,14 +1,61 @@
-"""Neural Similarity Learning layers (NSL, Liu, Liu, Rehg & Song, NeurIPS 2019): the convolution
-with a learned similarity WᵀMX and its helpers. The layers and their maths are in `conv`."""
+"""Neural Similarity Learning layers: NSL eq. (1)-(5) and Appendix B (Liu, Liu, Rehg & Song, NeurIPS 2019).
+
+A convolution scores every k×k×C input patch X against every kernel W with the inner product WᵀX.
+NSL replaces it with a bilinear similarity WᵀMX (eq. 1) where M is block-diagonal with one shared
+K×K block M_s per layer, K = k² kernel taps (eq. 2). Written per output position p:
+
+    out(b, f, p) = Σ_c Σ_{s,t} W[f, c, s] · M_st · X(b, c, p + o_t)                       (eq. 1-2)
+
+s indexes the tap of the kernel W, t the tap of the input patch and o_t its offset. Shapes below:
+B batch, C input channels, F filters, K = k·k taps, H'×W' = L output positions.
+
+Modes (`NSL_MODES`; "none" is a plain nn.Conv2d):
+    static_dns   M_s = diag(m): one learned k×k spatial mask per layer            (sec. 3.1-3.2)
+    static_uns   M_s: one learned, unconstrained K×K matrix per layer
+    dynamic_dns  m(b, p) = 1 + predictor(X)(b, p): one mask per sample and position (sec. 3.3)
+    dynamic_uns  M(b, p) = I + predictor(X)(b, p)
+Options of every mode: `kernel_shape=True` learns M = D·R with a binary diagonal D (eq. 4-5);
+`parametrization` "symmetric" or "psd" (M = LLᵀ through a Cholesky factor, sec. 3.4);
+`l2_weight` / `l1_weight` penalties, returned by `NSConv2d.regularization()` for the trainer to add.
+
+Static similarity folds into an ordinary kernel W_eff[f, c, t] = Σ_s W[f, c, s] M_st (the paper's
+MᵀW): `NSConv2d.to_conv2d()` and `fold_static_nsl(model)` give the deployable plain network.
+
+Deviations from the official code (wy1iu/NSL; docs/official-code.md §B and §C), on purpose:
+* Static DNS starts at all ones (M = I, "identity init" as the paper says). The official code
+  reshapes the 3×3 identity, [1,0,0, 0,1,0, 0,0,1], which switches six taps off at the start;
+  it is available as `dns_init="official"`.
+* BatchNorm in the predictor (and in nslviz.models.cnn) uses the official eps = 1e-3 but PyTorch's
+  momentum 0.1 instead of the official EMA decay 0.999 (momentum 0.001): with 0.001 the running
+  statistics are still near their initial values after the few hundred steps of a CPU run.
+* Kernel shape (eq. 4-5) is not in the official code and the paper gives no threshold α. Here the
+  scores D_r start at 1.0 and α = 0.5 (`shape_init`, `shape_threshold`): a tap is switched off
+  once the accumulated straight-through gradient has pushed its score down by half its initial
+  value, the amount by which a static DNS mask entry would have shrunk in the same time. D_r and
+  the static M get no weight decay in the official code: see `similarity_parameters`.
+* The CNN predictor, the shared predictor and the symmetric / PSD parametrisations are described
+  in the paper only (Tables 1 and 3, sec. 3.4); their construction here is ours (see the classes).
+* The UNS predictor adds I₉ as the official code does (the paper says it does not).
+* L2 on the static UNS matrix keeps the official 5e-3 · ½‖M‖²_F (pulling M toward 0, not I) as
+  the default of `l2_weight` for static_uns; every other penalty defaults to 0.
+
+The package, one concept per file:
+    conv.py               NSConv2d, dynamic_similarity_conv2d, make_conv / prepare_nsl_options, the
+                          parameter-group helpers, nsl_regularization, fold_static_nsl
+    predictor.py          the similarity predictor of the dynamic modes (and its shared variant)
+    sphere.py             SphereConv (the predictor's convolution), he_std, orthogonality_penalty
+    global_similarity.py  GlobalSimilarityAttention, global neural similarity (Appendix B)
+    fast.py               the tap-looping autograd Functions of the dynamic path (CPU speed and memory)
+"""
 from __future__ import annotations
 
-from .conv import (BN_EPS, DNS_INITS, DYNAMIC_IMPLS, NSL_MODES, NSL_OPTIONS, OFFICIAL_UNS_L2, PARAMETRIZATIONS,
-                   PREDICTORS, RECOMPUTE_TAPS, NSConv2d, SharedSimilarityPredictor, SimilarityPredictor, batch_norm2d,
-                   dynamic_similarity_conv2d, fold_static_nsl, make_conv, nsl_layers, nsl_regularization,
+from .conv import (DNS_INITS, DYNAMIC_IMPLS, NSL_MODES, NSL_OPTIONS, OFFICIAL_UNS_L2, PARAMETRIZATIONS, RECOMPUTE_TAPS,
+                   NSConv2d, dynamic_similarity_conv2d, fold_static_nsl, make_conv, nsl_layers, nsl_regularization,
                    prepare_nsl_options, similarity_only_parameters, similarity_parameters, train_only_similarity,
                    undecayed_parameters)
 from .fast import choose_dynamic_impl
 from .global_similarity import GlobalSimilarityAttention
+from .predictor import BN_EPS, PREDICTORS, SharedSimilarityPredictor, SimilarityPredictor, batch_norm2d
 from .sphere import (ANGLE_FUNCTIONS, NORM_EPS, SPHERE_NORMALIZATIONS, SphereConv2d, he_std, orthogonality_penalty,
                      sphere_conv2d)
 

@@ -1,43 +1,16 @@
-"""Neural Similarity Learning layers: NSL eq. (1)-(5) and Appendix B (Liu, Liu, Rehg & Song, NeurIPS 2019).
-
-A convolution scores every k×k×C input patch X against every kernel W with the inner product WᵀX.
-NSL replaces it with a bilinear similarity WᵀMX (eq. 1) where M is block-diagonal with one shared
-K×K block M_s per layer, K = k² kernel taps (eq. 2). Written per output position p:
+"""NSConv2d, the convolution with neural similarity WᵀMX (NSL eq. 1-5), and what builds and trains it:
 
     out(b, f, p) = Σ_c Σ_{s,t} W[f, c, s] · M_st · X(b, c, p + o_t)                       (eq. 1-2)
 
-s indexes the tap of the kernel W, t the tap of the input patch and o_t its offset. Shapes below:
-B batch, C input channels, F filters, K = k·k taps, H'×W' = L output positions.
-
-Modes (`NSL_MODES`; "none" is a plain nn.Conv2d):
-    static_dns   M_s = diag(m): one learned k×k spatial mask per layer            (sec. 3.1-3.2)
-    static_uns   M_s: one learned, unconstrained K×K matrix per layer
-    dynamic_dns  m(b, p) = 1 + predictor(X)(b, p): one mask per sample and position (sec. 3.3)
-    dynamic_uns  M(b, p) = I + predictor(X)(b, p)
-Options of every mode: `kernel_shape=True` learns M = D·R with a binary diagonal D (eq. 4-5);
-`parametrization` "symmetric" or "psd" (M = LLᵀ through a Cholesky factor, sec. 3.4);
-`l2_weight` / `l1_weight` penalties, returned by `NSConv2d.regularization()` for the trainer to add.
-
-Static similarity folds into an ordinary kernel W_eff[f, c, t] = Σ_s W[f, c, s] M_st (the paper's
-MᵀW): `NSConv2d.to_conv2d()` and `fold_static_nsl(model)` give the deployable plain network.
-
-Deviations from the official code (wy1iu/NSL; docs/official-code.md §B and §C), on purpose:
-* Static DNS starts at all ones (M = I, "identity init" as the paper says). The official code
-  reshapes the 3×3 identity, [1,0,0, 0,1,0, 0,0,1], which switches six taps off at the start;
-  it is available as `dns_init="official"`.
-* BatchNorm in the predictor (and in nslviz.models.cnn) uses the official eps = 1e-3 but PyTorch's
-  momentum 0.1 instead of the official EMA decay 0.999 (momentum 0.001): with 0.001 the running
-  statistics are still near their initial values after the few hundred steps of a CPU run.
-* Kernel shape (eq. 4-5) is not in the official code and the paper gives no threshold α. Here the
-  scores D_r start at 1.0 and α = 0.5 (`shape_init`, `shape_threshold`): a tap is switched off
-  once the accumulated straight-through gradient has pushed its score down by half its initial
-  value, the amount by which a static DNS mask entry would have shrunk in the same time. D_r and
-  the static M get no weight decay in the official code: see `similarity_parameters`.
-* The CNN predictor, the shared predictor and the symmetric / PSD parametrisations are described
-  in the paper only (Tables 1 and 3, sec. 3.4); their construction here is ours (see the classes).
-* The UNS predictor adds I₉ as the official code does (the paper says it does not).
-* L2 on the static UNS matrix keeps the official 5e-3 · ½‖M‖²_F (pulling M toward 0, not I) as
-  the default of `l2_weight` for static_uns; every other penalty defaults to 0.
+`dynamic_similarity_conv2d` computes it with one M per sample and position (the patches path
+writes the M-mixing and the product with W as einsums; the tap-looping autograd Functions both
+paths call are in fast.py);
+`NSConv2d` holds W and M (static) or M's predictor (dynamic, predictor.py) in one of the modes of
+`NSL_MODES`; `make_conv` and `prepare_nsl_options` build layers for a backbone; the
+parameter-group helpers, `nsl_regularization` and `fold_static_nsl` serve trainers and deployment.
+The modes, options and the deviations from the official code are described in nslviz.nsl's
+docstring (nslviz/nsl/__init__.py). Shapes: B batch, C input channels, F filters, K = k·k taps,
+H'×W' = L output positions.
 """
 from __future__ import annotations
 
@@ -49,35 +22,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_dtype, check_flags, check_positive, is_integer
+from .._checks import check_choice, check_dtype, check_flags, check_positive
 from .fast import _Patches, _RecomputedShiftWeightSum, _ShiftWeightSum, choose_dynamic_impl
-from .sphere import SphereConv2d, he_std, sphere_conv2d
+from .predictor import SharedSimilarityPredictor, SimilarityPredictor, _kernel_size
+from .sphere import SphereConv2d, he_std
 
 NSL_MODES = ("none", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns")
-PREDICTORS = ("sphere", "full_sphere", "cnn")
 PARAMETRIZATIONS = ("free", "symmetric", "psd")
 DNS_INITS = ("ones", "official")
 DYNAMIC_IMPLS = ("auto", "taps", "patches")
 RECOMPUTE_TAPS = False     # NSConv2d default: on CPU keeping Z is 1.3-1.5x faster; recomputing saves ~8x memory
-BN_EPS = 1e-3              # official hand-written BatchNorm
 OFFICIAL_UNS_L2 = 5e-3     # official L2 on the static UNS matrix
-
-
-def batch_norm2d(channels: int) -> nn.BatchNorm2d:
-    """BatchNorm with the official eps 1e-3 and PyTorch's momentum 0.1 (see the module docstring)."""
-    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=0.1)
-
-
-def _kernel_size(kernel_size) -> int:
-    """A square kernel k×k with k >= 2, given as k or (k, k)."""
-    if isinstance(kernel_size, (tuple, list)):
-        if len(kernel_size) != 2 or kernel_size[0] != kernel_size[1]:
-            raise ValueError(f"neural similarity needs a square kernel, got kernel_size={tuple(kernel_size)!r}")
-        kernel_size = kernel_size[0]
-    if not is_integer(kernel_size) or kernel_size < 2:
-        raise ValueError(f"neural similarity needs a square kernel of size >= 2 (3 in the paper), got "
-                         f"kernel_size={kernel_size!r}; a 1×1 kernel has a single tap, use nn.Conv2d")
-    return kernel_size
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,111 +124,12 @@ def _straight_through_step(scores: torch.Tensor, threshold: float) -> torch.Tens
 
 
 # ----------------------------------------------------------------------------------------------
-# The similarity predictor of dynamic NSL (sec. 3.3, Appendix A; docs/official-code.md §B.4)
-# ----------------------------------------------------------------------------------------------
-
-class SharedSimilarityPredictor(nn.Module):
-    """One predictor shared by several NSL layers (NSL sec. 3.3.2, "shared", Table 3).
-
-    Holds the two conv weights of the predictor (hidden: k×k `channels` -> `hidden`; output: 3×3
-    `hidden` -> K or K²). Each layer that uses it keeps its own adaptation layer (a 1×1 conv from
-    its input channels to `channels`, since layers see different widths), its own BatchNorms and
-    its own stride. Not in the official code: the adaptation layer and the `channels` = 64 default
-    are our choices. Pass the same instance to every layer (`prepare_nsl_options` does it)."""
-
-    def __init__(self, diagonal: bool, *, channels: int = 64, hidden: int | None = None, kind: str = "sphere",
-                 kernel_size: int = 3):
-        super().__init__()
-        check_positive("shared predictor channels", channels, integer=True)
-        check_choice("similarity predictor", kind, PREDICTORS)
-        k = _kernel_size(kernel_size)
-        self.diagonal, self.channels, self.kind, self.kernel_size = bool(diagonal), channels, kind, k
-        self.hidden = hidden or (64 if diagonal else 128)
-        check_positive("predictor_hidden", self.hidden, integer=True)
-        outputs = k * k if diagonal else (k * k) ** 2
-        self.hidden_weight = nn.Parameter(torch.randn(self.hidden, channels, k, k) * (0.1 * he_std(channels, k)))
-        self.output_weight = nn.Parameter(torch.randn(outputs, self.hidden, 3, 3) * (1e-3 * he_std(self.hidden, 3)))
-
-
-class SimilarityPredictor(nn.Module):
-    """M_θ(X) − I for one NSL layer (sec. 3.3.1): a two-layer conv net on the layer's own input, run
-    at the layer's kernel size, stride and padding, so it predicts one K-vector (DNS) or K×K matrix
-    (UNS, row-major (s, t)) for every sample and output position. As officially coded:
-
-        DNS  hidden: k×k SphereConv ("only x normalised") -> 64, BN, ReLU;  output: 3×3 conv -> 9, BN
-        UNS  hidden: k×k SphereConv ("only x normalised") -> 128, ReLU;     output: 3×3 conv -> 81
-        init std 0.1·He (hidden) and 0.001·He (output); BN eps 1e-3, so M ≈ I at the start.
-
-    kind "full_sphere" makes both layers fully cosine (official `nsl_fspherenet`; cosines do not shrink
-    with the weights, so M starts about 0.15 away from I rather than 0.005); kind "cnn" makes
-    both plain convs and puts BN after both layers in both modes (paper Table 1: an unnormalised
-    CNN predictor does not converge). With `shared`, the conv weights come from a
-    SharedSimilarityPredictor and a per-layer 1×1 adaptation conv comes first."""
-
-    def __init__(self, in_channels: int, diagonal: bool, *, kernel_size: int = 3, stride: int = 1, padding: int = 1,
-                 hidden: int | None = None, kind: str = "sphere", shared: SharedSimilarityPredictor | None = None):
-        super().__init__()
-        check_choice("similarity predictor", kind, PREDICTORS)
-        k = _kernel_size(kernel_size)
-        self.diagonal, self.kind, self.kernel_size, self.stride, self.padding = bool(diagonal), kind, k, stride, padding
-        outputs = k * k if diagonal else (k * k) ** 2
-        if shared is not None:
-            if not isinstance(shared, SharedSimilarityPredictor):
-                raise ValueError(f"shared_predictor must be a SharedSimilarityPredictor (see prepare_nsl_options), "
-                                 f"got {type(shared).__name__}")
-            if (shared.diagonal, shared.kind, shared.kernel_size) != (self.diagonal, kind, k):
-                raise ValueError(f"the shared predictor was built for diagonal={shared.diagonal}, "
-                                 f"kind={shared.kind!r}, kernel_size={shared.kernel_size}; this layer needs "
-                                 f"diagonal={self.diagonal}, "
-                                 f"kind={kind!r}, kernel_size={k}")
-            self.shared = shared
-            self.adapt = nn.Conv2d(in_channels, shared.channels, 1, bias=False)               # per-layer adaptation
-            nn.init.normal_(self.adapt.weight, std=he_std(in_channels, 1))
-            hidden = shared.hidden
-        else:
-            self.shared, self.adapt = None, None
-            hidden = (64 if diagonal else 128) if hidden is None else hidden     # 0 is an error, not the default
-            check_positive("predictor_hidden", hidden, integer=True)
-            self.hidden_weight = nn.Parameter(torch.randn(hidden, in_channels, k, k) * (0.1 * he_std(in_channels, k)))
-            self.output_weight = nn.Parameter(torch.randn(outputs, hidden, 3, 3) * (1e-3 * he_std(hidden, 3)))
-        self.hidden = hidden
-        normalize_both = diagonal or kind == "cnn"
-        self.hidden_norm = batch_norm2d(hidden) if normalize_both else nn.Identity()
-        self.output_norm = batch_norm2d(outputs) if normalize_both else nn.Identity()
-
-    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        source = self.shared if self.shared is not None else self
-        return source.hidden_weight, source.output_weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, K or K², H', W'): the residual M − I before the parametrisation."""
-        hidden_weight, output_weight = self.weights()
-        if self.adapt is not None:
-            x = self.adapt(x)
-        if self.kind == "cnn":
-            h = F.conv2d(x, hidden_weight, stride=self.stride, padding=self.padding)
-        else:
-            h = sphere_conv2d(x, hidden_weight, self.stride, self.padding,
-                              normalize="input" if self.kind == "sphere" else "full")
-        h = F.relu(self.hidden_norm(h))                                                      # (B, hidden, H', W')
-        if self.kind == "full_sphere":
-            out = sphere_conv2d(h, output_weight, 1, 1, normalize="full")
-        else:
-            out = F.conv2d(h, output_weight, padding=1)
-        return self.output_norm(out)
-
-    def extra_repr(self) -> str:
-        return (f"kind={self.kind!r}, diagonal={self.diagonal}, hidden={self.hidden}, stride={self.stride}, "
-                f"shared={self.shared is not None}")
-
-
-# ----------------------------------------------------------------------------------------------
 # NSConv2d: the convolution with neural similarity
 # ----------------------------------------------------------------------------------------------
 
 class NSConv2d(nn.Module):
     """Convolution with neural similarity WᵀMX, NSL eq. (1)-(5); one M_s per layer, shared by all
-    kernels and input channels (sec. 4; official: yes). See the module docstring for the modes.
+    kernels and input channels (sec. 4; official: yes). See nslviz.nsl's docstring for the modes.
 
     Keyword options (`make_conv(..., **nsl_options)` forwards them):
       dns_init         "ones" (M = I) or "official" ([1,0,0,0,1,0,0,0,1]) for static DNS

@@ -1,0 +1,127 @@
+"""The similarity predictor of dynamic NSL (NSL sec. 3.3, Appendix A; docs/official-code.md §B.4):
+the small network that predicts M_θ(X) − I for every sample and output position of a layer, its
+shared variant (sec. 3.3.2), and the BatchNorm and kernel-size check they share with NSConv2d.
+Shapes: B batch, C input channels, K = k·k taps, H'×W' output positions."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .._checks import check_choice, check_positive, is_integer
+from .sphere import he_std, sphere_conv2d
+
+PREDICTORS = ("sphere", "full_sphere", "cnn")
+BN_EPS = 1e-3              # official hand-written BatchNorm
+
+
+def batch_norm2d(channels: int) -> nn.BatchNorm2d:
+    """BatchNorm with the official eps 1e-3 and PyTorch's momentum 0.1 (see nslviz.nsl's docstring)."""
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=0.1)
+
+
+def _kernel_size(kernel_size) -> int:
+    """A square kernel k×k with k >= 2, given as k or (k, k)."""
+    if isinstance(kernel_size, (tuple, list)):
+        if len(kernel_size) != 2 or kernel_size[0] != kernel_size[1]:
+            raise ValueError(f"neural similarity needs a square kernel, got kernel_size={tuple(kernel_size)!r}")
+        kernel_size = kernel_size[0]
+    if not is_integer(kernel_size) or kernel_size < 2:
+        raise ValueError(f"neural similarity needs a square kernel of size >= 2 (3 in the paper), got "
+                         f"kernel_size={kernel_size!r}; a 1×1 kernel has a single tap, use nn.Conv2d")
+    return kernel_size
+
+
+class SharedSimilarityPredictor(nn.Module):
+    """One predictor shared by several NSL layers (NSL sec. 3.3.2, "shared", Table 3).
+
+    Holds the two conv weights of the predictor (hidden: k×k `channels` -> `hidden`; output: 3×3
+    `hidden` -> K or K²). Each layer that uses it keeps its own adaptation layer (a 1×1 conv from
+    its input channels to `channels`, since layers see different widths), its own BatchNorms and
+    its own stride. Not in the official code: the adaptation layer and the `channels` = 64 default
+    are our choices. Pass the same instance to every layer (`prepare_nsl_options` does it)."""
+
+    def __init__(self, diagonal: bool, *, channels: int = 64, hidden: int | None = None, kind: str = "sphere",
+                 kernel_size: int = 3):
+        super().__init__()
+        check_positive("shared predictor channels", channels, integer=True)
+        check_choice("similarity predictor", kind, PREDICTORS)
+        k = _kernel_size(kernel_size)
+        self.diagonal, self.channels, self.kind, self.kernel_size = bool(diagonal), channels, kind, k
+        self.hidden = hidden or (64 if diagonal else 128)
+        check_positive("predictor_hidden", self.hidden, integer=True)
+        outputs = k * k if diagonal else (k * k) ** 2
+        self.hidden_weight = nn.Parameter(torch.randn(self.hidden, channels, k, k) * (0.1 * he_std(channels, k)))
+        self.output_weight = nn.Parameter(torch.randn(outputs, self.hidden, 3, 3) * (1e-3 * he_std(self.hidden, 3)))
+
+
+class SimilarityPredictor(nn.Module):
+    """M_θ(X) − I for one NSL layer (sec. 3.3.1): a two-layer conv net on the layer's own input, run
+    at the layer's kernel size, stride and padding, so it predicts one K-vector (DNS) or K×K matrix
+    (UNS, row-major (s, t)) for every sample and output position. As officially coded:
+
+        DNS  hidden: k×k SphereConv ("only x normalised") -> 64, BN, ReLU;  output: 3×3 conv -> 9, BN
+        UNS  hidden: k×k SphereConv ("only x normalised") -> 128, ReLU;     output: 3×3 conv -> 81
+        init std 0.1·He (hidden) and 0.001·He (output); BN eps 1e-3, so M ≈ I at the start.
+
+    kind "full_sphere" makes both layers fully cosine (official `nsl_fspherenet`; cosines do not shrink
+    with the weights, so M starts about 0.15 away from I rather than 0.005); kind "cnn" makes
+    both plain convs and puts BN after both layers in both modes (paper Table 1: an unnormalised
+    CNN predictor does not converge). With `shared`, the conv weights come from a
+    SharedSimilarityPredictor and a per-layer 1×1 adaptation conv comes first."""
+
+    def __init__(self, in_channels: int, diagonal: bool, *, kernel_size: int = 3, stride: int = 1, padding: int = 1,
+                 hidden: int | None = None, kind: str = "sphere", shared: SharedSimilarityPredictor | None = None):
+        super().__init__()
+        check_choice("similarity predictor", kind, PREDICTORS)
+        k = _kernel_size(kernel_size)
+        self.diagonal, self.kind, self.kernel_size, self.stride, self.padding = bool(diagonal), kind, k, stride, padding
+        outputs = k * k if diagonal else (k * k) ** 2
+        if shared is not None:
+            if not isinstance(shared, SharedSimilarityPredictor):
+                raise ValueError(f"shared_predictor must be a SharedSimilarityPredictor (see prepare_nsl_options), "
+                                 f"got {type(shared).__name__}")
+            if (shared.diagonal, shared.kind, shared.kernel_size) != (self.diagonal, kind, k):
+                raise ValueError(f"the shared predictor was built for diagonal={shared.diagonal}, "
+                                 f"kind={shared.kind!r}, kernel_size={shared.kernel_size}; this layer needs "
+                                 f"diagonal={self.diagonal}, "
+                                 f"kind={kind!r}, kernel_size={k}")
+            self.shared = shared
+            self.adapt = nn.Conv2d(in_channels, shared.channels, 1, bias=False)               # per-layer adaptation
+            nn.init.normal_(self.adapt.weight, std=he_std(in_channels, 1))
+            hidden = shared.hidden
+        else:
+            self.shared, self.adapt = None, None
+            hidden = (64 if diagonal else 128) if hidden is None else hidden     # 0 is an error, not the default
+            check_positive("predictor_hidden", hidden, integer=True)
+            self.hidden_weight = nn.Parameter(torch.randn(hidden, in_channels, k, k) * (0.1 * he_std(in_channels, k)))
+            self.output_weight = nn.Parameter(torch.randn(outputs, hidden, 3, 3) * (1e-3 * he_std(hidden, 3)))
+        self.hidden = hidden
+        normalize_both = diagonal or kind == "cnn"
+        self.hidden_norm = batch_norm2d(hidden) if normalize_both else nn.Identity()
+        self.output_norm = batch_norm2d(outputs) if normalize_both else nn.Identity()
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        source = self.shared if self.shared is not None else self
+        return source.hidden_weight, source.output_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, K or K², H', W'): the residual M − I before the parametrisation."""
+        hidden_weight, output_weight = self.weights()
+        if self.adapt is not None:
+            x = self.adapt(x)
+        if self.kind == "cnn":
+            h = F.conv2d(x, hidden_weight, stride=self.stride, padding=self.padding)
+        else:
+            h = sphere_conv2d(x, hidden_weight, self.stride, self.padding,
+                              normalize="input" if self.kind == "sphere" else "full")
+        h = F.relu(self.hidden_norm(h))                                                      # (B, hidden, H', W')
+        if self.kind == "full_sphere":
+            out = sphere_conv2d(h, output_weight, 1, 1, normalize="full")
+        else:
+            out = F.conv2d(h, output_weight, padding=1)
+        return self.output_norm(out)
+
+    def extra_repr(self) -> str:
+        return (f"kind={self.kind!r}, diagonal={self.diagonal}, hidden={self.hidden}, stride={self.stride}, "
+                f"shared={self.shared is not None}")
