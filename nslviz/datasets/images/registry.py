@@ -38,8 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_positive, check_seed
-from .._io import atomic_torch_save
+from ..._checks import check_choice, check_positive, check_seed
+from ..._io import atomic_torch_save
 
 CACHE_FORMAT = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
