@@ -1,0 +1,248 @@
+"""The ImageNet-derived sets: Tiny-ImageNet (200 classes, JPEG folders), downsampled ImageNet
+64×64 (1,000 classes, .npz or pickled batches) and Mini-ImageNet (few-shot, Ravi & Larochelle's
+class split)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .registry import (ImageDataset, ImageSplit, _assemble, _check_held_out, _find_folder, _folder_dataset,
+                       _image_files, _labels, _missing, _ordered, _read_pickle, _reading, _register, _Request,
+                       stratified_order)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiny-ImageNet
+
+
+@_register("tiny-imagenet", "paper",
+           manual="download http://cs231n.stanford.edu/tiny-imagenet-200.zip and run "
+               "`unzip tiny-imagenet-200.zip -d {root}` (gives {root}/tiny-imagenet-200/)")
+def _load_tiny_imagenet(request: _Request) -> ImageDataset:
+    """Tiny-ImageNet (200 classes, 64×64 JPEG, resized to 32×32 as in the paper) from
+    tiny-imagenet-200/: test = the official val folder (10,000 labelled images); val = a stratified,
+    seeded 10,000 (`val_size`) held out of the 100,000 training images, train = the other 90,000.
+    Deviation: the official code used the val folder as both validation and test set, which
+    selects the checkpoint on the test set; here the two are disjoint. Labels: wnids sorted."""
+    folder = _find_folder(request, [request.root / "tiny-imagenet-200",
+                                    request.root / "tiny-imagenet" / "tiny-imagenet-200"],
+                          ["wnids.txt", "train", "val/val_annotations.txt", "val/images"],
+                          "the Tiny-ImageNet folder")
+    wnids = sorted((folder / "wnids.txt").read_text().split())
+    label_of = {wnid: label for label, wnid in enumerate(wnids)}
+    words = {}
+    if (folder / "words.txt").exists():
+        for line in (folder / "words.txt").read_text().splitlines():
+            wnid, _, text = line.partition("\t")
+            words[wnid] = text.split(",")[0].strip()
+    files, train_labels = [], []
+    for wnid in wnids:
+        found = _image_files(folder / "train" / wnid / "images") if (folder / "train" / wnid / "images").is_dir() else []
+        if not found:
+            raise _missing(request, [folder / "train" / wnid / "images"], f"the training images of class {wnid}")
+        files += found
+        train_labels += [label_of[wnid]] * len(found)
+    test_labels = []
+    test_start = len(files)
+    for line in (folder / "val" / "val_annotations.txt").read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) < 2:
+            continue
+        if parts[1] not in label_of:
+            raise ValueError(f"tiny-imagenet: {folder / 'val' / 'val_annotations.txt'} names {parts[1]!r}, "
+                             "which is not in wnids.txt")
+        files.append(folder / "val" / "images" / parts[0])
+        test_labels.append(label_of[parts[1]])
+    missing = [path for path in files[test_start:] if not path.exists()]
+    if missing:
+        raise _missing(request, missing[:5], f"{len(missing)} validation images listed in val_annotations.txt")
+    train_labels = _labels(train_labels)
+    order = stratified_order(train_labels, request.seed)
+    held_out = 10000 if request.val_size is None else request.val_size
+    _check_held_out(request, held_out, len(order))
+    splits = {"train": (order[held_out:], train_labels[order[held_out:]], {}),
+              "val": (order[:held_out], train_labels[order[:held_out]], {}),
+              "test": (torch.arange(test_start, len(files)), _labels(test_labels), {})}
+    return _folder_dataset(request, files, splits, mode="RGB", class_names=[words.get(w, w) for w in wnids],
+                           split_notes="train = 90k of the training images, val = a stratified 10k held out of "
+                                       "them (seeded), test = the official val folder")
+
+
+# ----------------------------------------------------------------------------------------------
+# Downsampled ImageNet 64×64
+
+
+@_register("imagenet64", "paper",
+           manual="register at https://image-net.org/download-images.php, download 'Downsampled ImageNet "
+               "64x64' (Imagenet64_train_part1_npz.zip, Imagenet64_train_part2_npz.zip and "
+               "Imagenet64_val_npz.zip) and unzip all three into {root}")
+def _load_imagenet64(request: _Request) -> ImageDataset:
+    """Downsampled ImageNet 64×64 (Chrabaszcz et al. 2017), 1,000 classes, kept at 64×64, as
+    downloaded: Imagenet64_train_part1_npz/train_data_batch_1..5.npz,
+    Imagenet64_train_part2_npz/train_data_batch_6..10.npz and Imagenet64_val_npz/val_data.npz
+    ('data' (N, 12288) uint8 in CHW order, 'labels' numbered from 1). The ten training batches may
+    also sit in one Imagenet64_train_npz/ folder, and the pickle variant (Imagenet64_train_part1/,
+    Imagenet64_train_part2/ or Imagenet64_train/, and Imagenet64_val/) is accepted. test = the
+    official validation set (50,000); val = a seeded random 10,000 (`val_size`) held out of the
+    1.28M training images. The .npz batches are read twice (labels first, then each batch straight
+    into one preallocated tensor: about 16 GB in full); the pickle variant holds the decoded
+    batches and the tensor at once (about 32 GB)."""
+    bases = [request.root, request.root / "imagenet64"]
+    layouts = [(("Imagenet64_train_part1_npz", "Imagenet64_train_part2_npz", "Imagenet64_train_npz"),
+                "Imagenet64_val_npz", ".npz"),
+               (("Imagenet64_train_part1", "Imagenet64_train_part2", "Imagenet64_train"), "Imagenet64_val", "")]
+
+    def batch_number(path: Path, suffix: str) -> int:
+        number = path.name[len("train_data_batch_"):len(path.name) - len(suffix)]
+        return int(number) if number.isdigit() else -1
+
+    chosen = None
+    for base in bases:
+        for train_dirs, val_dir, suffix in layouts:
+            found = [path for train_dir in train_dirs for path in (base / train_dir).glob(f"train_data_batch_*{suffix}")
+                     if batch_number(path, suffix) >= 0 and (suffix or not path.name.endswith(".npz"))]
+            if found and (base / val_dir / f"val_data{suffix}").exists():
+                numbers = [batch_number(path, suffix) for path in found]
+                twice = sorted({n for n in numbers if numbers.count(n) > 1})
+                if twice:
+                    raise ValueError(f"imagenet64: train_data_batch_{twice[0]}{suffix} is in more than one of "
+                                     f"{', '.join(str(base / d) for d in train_dirs)}; keep one copy of each batch")
+                missing = sorted(set(range(1, 11)) - set(numbers))
+                if missing:
+                    raise _missing(request, [base / train_dirs[0 if n <= 5 else 1] / f"train_data_batch_{n}{suffix}"
+                                             for n in missing[:3]],
+                                   f"training batches {missing} of 10 (found {sorted(numbers)}; unzip every "
+                                   f"training archive)")
+                chosen = (base, sorted(found, key=lambda path: batch_number(path, suffix)),
+                          base / val_dir / f"val_data{suffix}")
+                break
+        if chosen:
+            break
+    if chosen is None:
+        raise _missing(request, [request.root / "Imagenet64_train_part1_npz" / "train_data_batch_1.npz",
+                                 request.root / "Imagenet64_train_part2_npz" / "train_data_batch_6.npz",
+                                 request.root / "Imagenet64_val_npz" / "val_data.npz"],
+                       "the downsampled ImageNet 64x64 batches",
+                       searched=[request.root / "Imagenet64_train_npz", request.root / "Imagenet64_train_part1",
+                                 request.root / "Imagenet64_train", request.root / "imagenet64"])
+    base, batch_files, val_file = chosen
+
+    def read(path: Path, labels_only: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+        if path.suffix == ".npz":
+            with _reading(request, path), np.load(path) as archive:
+                labels = archive["labels"]
+                data = None if labels_only else archive["data"]
+        else:                                                      # _read_pickle names its own errors
+            stored = _read_pickle(request, path, ("data", "labels"))
+            data, labels = stored["data"], stored["labels"]
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1) - 1                       # 1-based on disk
+        if labels_only:
+            return None, labels
+        data = np.asarray(data, dtype=np.uint8)
+        if data.ndim != 2 or data.shape[1] != 3 * 64 * 64 or data.shape[0] != len(labels):
+            raise ValueError(f"imagenet64: {path} holds 'data' of shape {data.shape} and {len(labels)} labels, "
+                             f"expected (N, 12288) and N labels")
+        return data.reshape(-1, 3, 64, 64), labels
+
+    if all(path.suffix == ".npz" for path in batch_files):
+        counts = [len(read(path, labels_only=True)[1]) for path in batch_files]
+        parts = None
+    else:
+        parts = [read(path) for path in batch_files]
+        counts = [len(labels) for _, labels in parts]
+    total = sum(counts)
+    train_images = torch.empty((total, 3, 64, 64), dtype=torch.uint8)
+    train_labels = torch.empty(total, dtype=torch.int64)
+    start = 0
+    for index, path in enumerate(batch_files):
+        data, labels = read(path) if parts is None else parts[index]
+        if len(labels) != counts[index]:
+            raise ValueError(f"imagenet64: {path} changed while it was read ({counts[index]} then {len(labels)} labels)")
+        train_images[start:start + len(labels)] = torch.from_numpy(data)
+        train_labels[start:start + len(labels)] = torch.from_numpy(labels)
+        start += len(labels)
+        if parts is not None:
+            parts[index] = None
+    del parts
+    val_images, val_labels = read(val_file)
+    num_classes = 1000
+    names = [f"class_{i}" for i in range(num_classes)]
+    mapping = next((p for p in (base / "map_clsloc.txt", request.root / "map_clsloc.txt") if p.exists()), None)
+    if mapping is not None:
+        for line in mapping.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[1].isdigit() and 1 <= int(fields[1]) <= num_classes:
+                names[int(fields[1]) - 1] = fields[2]
+    held_out = 10000 if request.val_size is None else request.val_size
+    _check_held_out(request, held_out, total)
+    permutation = torch.randperm(total, generator=torch.Generator().manual_seed(request.seed))
+    val_rows = torch.sort(permutation[:held_out]).values
+    val = ImageSplit(train_images[val_rows], train_labels[val_rows])
+    keep = torch.ones(total, dtype=torch.bool)
+    keep[val_rows] = False
+    kept_rows = torch.nonzero(keep).squeeze(1)
+    for start in range(0, len(kept_rows), 65536):                                   # compact in place (no 2nd copy):
+        rows = kept_rows[start:start + 65536]                                       # kept_rows[i] >= i
+        train_images[start:start + len(rows)] = train_images[rows]
+        train_labels[start:start + len(rows)] = train_labels[rows]
+    train = ImageSplit(train_images[:len(kept_rows)], train_labels[:len(kept_rows)])
+    return _assemble(request, train, val, ImageSplit(torch.from_numpy(val_images), torch.from_numpy(val_labels)),
+                     class_names=names, native_size=64,
+                     split_notes="train = training batches minus a seeded random 10k (val); test = official val")
+
+
+# ----------------------------------------------------------------------------------------------
+# Mini-ImageNet (few-shot: Ravi & Larochelle's class split)
+
+
+MINI_IMAGENET_SPLITS = (("train", "train.csv"), ("val", "val.csv"), ("test", "test.csv"))
+
+
+@_register("mini-imagenet", "crop_flip", few_shot=True,
+           manual="get Mini-ImageNet's images/ folder (84×84 or full-size JPEGs named like "
+               "n0153282900000005.jpg) and Ravi & Larochelle's split files train.csv, val.csv, test.csv "
+               "(lines `filename,label`), and put them as {root}/mini-imagenet/images/ and "
+               "{root}/mini-imagenet/{{train,val,test}}.csv")
+def _load_mini_imagenet(request: _Request) -> ImageDataset:
+    """Mini-ImageNet (100 ImageNet classes, 600 images each) in Ravi & Larochelle's split, the few-shot
+    protocol of NSL Table 6: train 64 classes (38,400 images), val 16 (9,600), test 20 (12,000),
+    classes disjoint. Layout: mini-imagenet/images/*.jpg and mini-imagenet/{train,val,test}.csv with a
+    `filename,label` header and one `n0153282900000005.jpg,n01532829` line per image. Images are
+    resized to 84×84 (`image_size`), antialiased bilinear. Labels: the wnids numbered in order of
+    first appearance through train.csv, val.csv, test.csv (train 0-63, val 64-79, test 80-99); each
+    split is stored in a seeded class-interleaved order, so `limit` keeps every class."""
+    folder = _find_folder(request, [request.root / "mini-imagenet", request.root / "miniImagenet",
+                                    request.root / "miniimagenet"],
+                          ["images", *(name for _, name in MINI_IMAGENET_SPLITS)], "the Mini-ImageNet split files")
+    files, splits, wnids = [], {}, {}
+    for split, csv_name in MINI_IMAGENET_SPLITS:
+        path = folder / csv_name
+        with _reading(request, path):
+            lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            if not lines or [cell.strip() for cell in lines[0].split(",")] != ["filename", "label"]:
+                raise ValueError(f"the first line is {lines[0] if lines else ''!r}, expected 'filename,label'")
+            rows = [line.split(",") for line in lines[1:]]
+            bad = next((row for row in rows if len(row) != 2), None)
+            if bad is not None:
+                raise ValueError(f"a line has {len(bad)} fields, expected 2 (filename,label): {','.join(bad)!r}")
+        first_label = len(wnids)
+        for _, wnid in rows:
+            wnids.setdefault(wnid.strip(), len(wnids))
+        start = len(files)
+        files += [folder / "images" / name.strip() for name, _ in rows]
+        labels = _labels([wnids[wnid.strip()] for _, wnid in rows])
+        if len(rows) and int(labels.min()) < first_label:
+            shared = sorted({wnid.strip() for _, wnid in rows} & set(list(wnids)[:first_label]))
+            raise ValueError(f"mini-imagenet: {path} shares classes with an earlier split ({', '.join(shared[:3])}); "
+                             f"the few-shot splits must hold disjoint classes")
+        index, labels, _ = _ordered(torch.arange(start, len(files)), labels, request.seed)
+        splits[split] = (index, labels, {})
+    absent = [path for path in files if not path.is_file()]
+    if absent:
+        raise _missing(request, absent[:3], f"{len(absent)} of the {len(files)} images listed in the split files")
+    sizes = {split: len(torch.unique(labels)) for split, (_, labels, _) in splits.items()}
+    return _folder_dataset(request, files, splits, mode="RGB", class_names=list(wnids), native_size=84,
+                           split_notes=f"Ravi & Larochelle's class split: {sizes['train']} / {sizes['val']} / "
+                                       f"{sizes['test']} disjoint classes (train / val / test)")
