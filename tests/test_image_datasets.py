@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from nslviz.datasets import images as image_module
-from nslviz.datasets.images import registry as image_registry
+from nslviz.datasets.images import utils as image_utils
 from nslviz.datasets.images import (PACS_CLASSES, PACS_DOMAINS, ImageSplit, available_image_datasets,
                                     load_image_dataset, make_synthetic_images, stratified_order)
 
@@ -280,7 +280,7 @@ def test_cinic10_folders_cache_and_invalidation(tmp_path, monkeypatch):
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again although the cache is valid")
-    monkeypatch.setattr(image_registry, "_decode_images", no_decoding)
+    monkeypatch.setattr(image_utils, "_decode_images", no_decoding)
     again = load_image_dataset("cinic10", tmp_path)
     for name, split in data.splits().items():
         assert torch.equal(again.splits()[name].images, split.images)

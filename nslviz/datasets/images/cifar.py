@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .registry import (ImageDataset, ImageSplit, _assemble, _find_folder, _folder_dataset, _image_files, _labels,
-                       _missing, _ordered, _read_pickle, _register, _Request, _split_last)
+from .registry import ImageDataset, ImageSplit, _register, _Request
+from .utils import (_assemble, _find_folder, _folder_dataset, _image_files, _labels, _missing, _ordered, _read_pickle,
+                    _split_last)
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

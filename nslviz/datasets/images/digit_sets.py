@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .registry import (ImageDataset, ImageSplit, _assemble, _check_held_out, _find_folder, _folder_dataset, _labels,
-                       _missing, _reading, _register, _Request, _split_last)
+from .registry import ImageDataset, ImageSplit, _register, _Request
+from .utils import _assemble, _check_held_out, _find_folder, _folder_dataset, _labels, _missing, _reading, _split_last
 
 DIGIT_NAMES = [str(d) for d in range(10)]
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from ..._checks import check_choice, check_positive
 from .digit_sets import DIGIT_NAMES
-from .registry import ImageDataset, ImageSplit, _assemble, _labels, _register, _Request, stratified_order
+from .registry import ImageDataset, ImageSplit, _register, _Request
+from .utils import _assemble, _labels, stratified_order
 
 # digits' coarse labels (label_kind="coarse"): 5 groups of 2 look-alike digits, a small stand-in for
 # CIFAR-100's superclasses in the sub-category discovery experiment (MN Appendix A.9).

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .registry import (ImageDataset, ImageSplit, _assemble, _check_held_out, _find_folder, _folder_dataset,
-                       _image_files, _labels, _missing, _ordered, _read_pickle, _reading, _register, _Request,
-                       stratified_order)
+from .registry import ImageDataset, ImageSplit, _register, _Request
+from .utils import (_assemble, _check_held_out, _find_folder, _folder_dataset, _image_files, _labels, _missing,
+                    _ordered, _read_pickle, _reading, stratified_order)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from ..._checks import check_choice
-from .registry import (ImageDataset, _find_folder, _folder_dataset, _image_files, _labels, _missing, _ordered,
-                       _register, _Request, stratified_order)
+from .registry import ImageDataset, _register, _Request
+from .utils import _find_folder, _folder_dataset, _image_files, _labels, _missing, _ordered, stratified_order
 
 PACS_DOMAINS = ["art_painting", "cartoon", "photo", "sketch"]
 PACS_CLASSES = ["dog", "elephant", "giraffe", "guitar", "horse", "house", "person"]

@@ -1,0 +1,320 @@
+"""What the loaders share: resizing and seeded stratified ordering, held-out splits, the errors for
+missing and damaged files (`_missing`, `_reading`), pickle reading, wrapping splits into an ImageDataset
+(`_assemble` for sets read as arrays, `_folder_dataset` for image folders, decoded once and cached as a
+tensor file under root/<name>/), and the downloads through torchvision's downloaders."""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import socket
+import sys
+from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..._io import atomic_torch_save
+from .registry import _REGISTRY, ImageDataset, ImageSplit, _Request
+
+CACHE_FORMAT = 1
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+# ----------------------------------------------------------------------------------------------
+# shared helpers: resizing, ordering, splits, errors
+
+
+def resize_images(images: torch.Tensor, size: int, *, chunk: int = 4096) -> torch.Tensor:
+    """Resize uint8 (N, C, H, W) to (N, C, size, size) with antialiased bilinear interpolation
+    (rounded), in chunks of `chunk` images; returned unchanged (contiguous) when already that size."""
+    if images.shape[-2:] == (size, size):
+        return images.contiguous()
+    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
+    for start in range(0, images.shape[0], chunk):
+        block = images[start:start + chunk].float()
+        block = F.interpolate(block, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out[start:start + chunk] = block.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def stratified_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """A seeded permutation of range(N) whose every prefix holds each class in proportion to its
+    size (the i-th image of a class of n sits at fraction (i + ½)/n), so that a prefix is a
+    stratified sample: held-out splits and `limit` take prefixes of it."""
+    count = labels.shape[0]
+    if count == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = torch.randperm(count, generator=generator)
+    label = labels[shuffled]
+    by_class = torch.sort(label, stable=True).indices                                 # class-major, random within
+    class_sizes = torch.bincount(label)
+    class_start = torch.cumsum(class_sizes, 0) - class_sizes
+    rank = torch.empty(count, dtype=torch.int64)
+    rank[by_class] = torch.arange(count) - class_start[label[by_class]]               # rank within its class
+    position = (rank.double() + 0.5) / class_sizes[label].double()
+    return shuffled[torch.sort(position, stable=True).indices]
+
+
+def _check_held_out(request: _Request, held_out: int, total: int, what: str = "training set") -> None:
+    """A validation split of `held_out` must leave training images."""
+    if held_out >= total:
+        raise ValueError(f"{request.name}: val_size {held_out} leaves no training images (the {what} under "
+                         f"{request.root} has {total}); pass a smaller val_size, or check that the files are "
+                         f"complete")
+
+
+def _split_last(request: _Request, split: ImageSplit, count: int) -> tuple[ImageSplit, ImageSplit]:
+    """(all but the last `count`, the last `count`), e.g. CIFAR's first 45k / last 5k."""
+    _check_held_out(request, count, len(split))
+    cut = len(split) - count
+    return split.subset(slice(0, cut)), split.subset(slice(cut, None))
+
+
+def _missing(request: _Request, expected: list[Path], what: str, searched: list[Path] = ()) -> FileNotFoundError:
+    """The error for absent files: the dataset, what is missing, where it was expected, how to get it."""
+    where = "\n  ".join(str(path) for path in expected)
+    also = f"\nAlso searched: {', '.join(str(path) for path in searched)}" if searched else ""
+    how = _REGISTRY[request.name].how_to_get(request.name, request.root)
+    return FileNotFoundError(f"{request.name}: {what} not found. Expected:\n  {where}{also}\nHow to get it: {how}")
+
+
+def _find_folder(request: _Request, candidates: list[Path], required: list[str | tuple[str, ...]],
+                 what: str) -> Path:
+    """The first candidate folder that holds every required entry (a tuple = any one of them);
+    with download=True and a downloader, fetch the set into the first candidate and look again."""
+    def complete(folder: Path) -> bool:
+        return all(any((folder / name).exists() for name in (entry if isinstance(entry, tuple) else (entry,)))
+                   for entry in required)
+
+    for attempt in range(2):
+        for folder in candidates:
+            if complete(folder):
+                return folder
+        if attempt == 0 and request.download and _REGISTRY[request.name].downloadable:
+            _download(request)
+            continue
+        break
+    expected = [candidates[0] / (entry[0] if isinstance(entry, tuple) else entry) for entry in required]
+    raise _missing(request, expected, what, searched=candidates[1:])
+
+
+@contextmanager
+def _reading(request: _Request, path: Path):
+    """Turn a failure to read `path` into an error that names the dataset, the file and what to do:
+    a truncated, corrupt or foreign file (any parser's error) is a ValueError advising to get it
+    again; a file the system cannot read (permissions, an I/O error) is an OSError saying so, with
+    no advice to delete it; a missing file stays a FileNotFoundError; an error that already names
+    the dataset passes unchanged."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except ValueError as error:
+        if str(error).startswith(f"{request.name}:"):
+            raise
+        raise _damaged(request, path, error) from error
+    except OSError as error:
+        if error.errno is not None:                  # the system's own error: permissions, the disk
+            raise OSError(error.errno, f"{request.name}: cannot read {path} ({error.strerror}); check the "
+                                       f"file's permissions and the disk") from error
+        raise _damaged(request, path, error) from error   # e.g. gzip's or PIL's "truncated" errors
+    except Exception as error:                       # noqa: BLE001 - every parser has its own errors
+        raise _damaged(request, path, error) from error
+
+
+def _damaged(request: _Request, path: Path, error: Exception) -> ValueError:
+    how = _REGISTRY[request.name].how_to_get(request.name, request.root)
+    return ValueError(f"{request.name}: cannot read {path} ({type(error).__name__}: {error}). The file is "
+                      f"truncated, corrupt or not in the expected format; delete it and get it again. "
+                      f"How to get it: {how}")
+
+
+def _read_pickle(request: _Request, path: Path, required: tuple[str, ...] = ()) -> dict:
+    """A pickled dict (Python 2 pickles of CIFAR/ImageNet64 included), with str keys and names;
+    `required`: keys it must hold."""
+    with _reading(request, path), open(path, "rb") as handle:
+        data = pickle.load(handle, encoding="latin1")
+    if not isinstance(data, dict):
+        raise ValueError(f"{request.name}: {path} should hold a pickled dict, it holds a {type(data).__name__}; "
+                         f"delete it and get it again")
+    def text(value):
+        return value.decode() if isinstance(value, bytes) else value
+
+    data = {text(key): ([text(item) for item in value] if isinstance(value, list) else value)
+            for key, value in data.items()}
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise ValueError(f"{request.name}: {path} lacks the entries {missing} (it holds {sorted(data)}); it is not "
+                         f"a {request.name} file, or it is corrupt: delete it and get it again")
+    return data
+
+
+def _assemble(request: _Request, train: ImageSplit, val: ImageSplit, test: ImageSplit, *, class_names,
+              native_size: int, split_notes: str, extra_names=None) -> ImageDataset:
+    """Apply `limit`, resize to the requested size and wrap the splits (array-backed sets)."""
+    size = request.size(native_size)
+    splits = []
+    for split in (train, val, test):
+        split = split.head(request.limit) if request.limit else split
+        splits.append(ImageSplit(resize_images(split.images, size), split.labels.contiguous(), split.extra))
+    return ImageDataset(request.name, *splits, num_classes=len(class_names), class_names=list(class_names),
+                        channels=int(train.images.shape[1]), image_size=size,
+                        paper_augment=_REGISTRY[request.name].paper_augment,
+                        extra_names=dict(extra_names or {}), split_notes=split_notes)
+
+
+def _labels(values) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values, dtype=np.int64))
+
+
+# ----------------------------------------------------------------------------------------------
+# downloads (torchvision's downloaders: CIFAR, MNIST, SVHN)
+
+
+def _download(request: _Request) -> None:
+    """Fetch a set with torchvision's download utilities (MD5-checked) into the data root. Any
+    failure (no network, a timeout, a bad checksum) becomes a ConnectionError that says what to do."""
+    from torchvision.datasets import CIFAR10, CIFAR100, MNIST, SVHN
+    from torchvision.datasets.utils import download_and_extract_archive, download_url
+
+    root = request.root
+    root.mkdir(parents=True, exist_ok=True)
+    jobs = {
+        "cifar10": lambda: download_and_extract_archive(CIFAR10.url, root, filename=CIFAR10.filename,
+                                                        md5=CIFAR10.tgz_md5),
+        "cifar100": lambda: download_and_extract_archive(CIFAR100.url, root, filename=CIFAR100.filename,
+                                                         md5=CIFAR100.tgz_md5),
+        "mnist": lambda: _download_mnist(MNIST, download_and_extract_archive, root / "MNIST" / "raw"),
+        "svhn": lambda: [download_url(url, root / "svhn", filename, md5)
+                         for url, filename, md5 in (SVHN.split_list["train"], SVHN.split_list["test"])],
+    }
+    print(f"{request.name}: downloading into {root} ...", file=sys.stderr)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)
+    try:
+        jobs[request.name]()
+    except Exception as error:                                                      # noqa: BLE001
+        manual = _REGISTRY[request.name].manual.format(root=root)
+        raise ConnectionError(f"{request.name}: download failed ({type(error).__name__}: {error}). "
+                              f"Without network access, get the files by hand: {manual}") from error
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _download_mnist(mnist_class, download_and_extract_archive, folder: Path) -> None:
+    for filename, md5 in mnist_class.resources:
+        errors = []
+        for mirror in mnist_class.mirrors:
+            try:
+                download_and_extract_archive(mirror + filename, folder, filename=filename, md5=md5)
+                break
+            except Exception as error:                                              # noqa: BLE001
+                errors.append(f"{mirror}: {error}")
+        else:
+            raise OSError(f"every mirror failed for {filename}: " + "; ".join(errors))
+
+
+# ----------------------------------------------------------------------------------------------
+# folder sets: decode once, cache as a tensor file
+
+
+def _fingerprint(files: list[Path], root: Path) -> str:
+    """Identity of a list of files: their paths (relative to the data root), sizes and
+    modification times, in order."""
+    digest = hashlib.sha1(f"format {CACHE_FORMAT}; {len(files)} files\n".encode())
+    for path in files:
+        stat = path.stat()
+        name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+        digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _read_image(request: _Request, path: Path, mode: str) -> np.ndarray:
+    from PIL import Image
+    with _reading(request, path), Image.open(path) as image:
+        return np.asarray(image.convert(mode))
+
+
+def _decode_images(request: _Request, files: list[Path], size: int, mode: str) -> torch.Tensor:
+    """Decode image files (PIL, a few threads) to uint8 (N, C, size, size): chunk by chunk, images
+    of equal shape stacked and resized together."""
+    from tqdm.auto import tqdm
+    channels = 1 if mode == "L" else 3
+    out = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
+    chunk = 2048
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(files), desc=request.name, unit="img",
+                                                    disable=len(files) < 5000) as progress:
+        for start in range(0, len(files), chunk):
+            arrays = list(pool.map(lambda path: _read_image(request, path, mode), files[start:start + chunk]))
+            by_shape: dict[tuple, list[int]] = {}
+            for position, array in enumerate(arrays):
+                by_shape.setdefault(array.shape, []).append(position)
+            for positions in by_shape.values():
+                stacked = torch.from_numpy(np.stack([arrays[p] for p in positions]))   # (n, H, W[, C])
+                stacked = stacked.unsqueeze(-1) if stacked.dim() == 3 else stacked
+                rows = torch.tensor(positions) + start
+                out[rows] = resize_images(stacked.permute(0, 3, 1, 2), size)
+            progress.update(len(arrays))
+    return out
+
+
+def _load_cached_images(request: _Request, files: list[Path], size: int, mode: str,
+                        wanted: torch.Tensor | None) -> torch.Tensor:
+    """Images of `files[wanted]` (all files if wanted is None) at size×size. The whole list is cached
+    under root/<name>/; with `limit` only the wanted files are decoded (and nothing is written)."""
+    cache = request.cache_dir / f"images-{size}px-{mode}.pt"
+    fingerprint = _fingerprint(files, request.root)
+    if cache.exists():
+        try:
+            stored = torch.load(cache, weights_only=True)
+        except Exception:                                                           # noqa: BLE001
+            stored = None                                                           # torn or foreign file: rebuild
+        if isinstance(stored, dict) and stored.get("fingerprint") == fingerprint:
+            images = stored["images"]
+            return images if wanted is None else images[wanted]
+    if wanted is not None and len(wanted) < len(files):
+        return _decode_images(request, [files[i] for i in wanted.tolist()], size, mode)
+    images = _decode_images(request, files, size, mode)
+    atomic_torch_save(cache, {"fingerprint": fingerprint, "images": images, "files": len(files)})
+    print(f"{request.name}: cached {len(files)} decoded images in {cache}", file=sys.stderr)
+    return images
+
+
+def _folder_dataset(request: _Request, files: list[Path], splits: dict[str, tuple[torch.Tensor, torch.Tensor, dict]],
+                    *, mode: str, class_names, split_notes: str, extra_names=None,
+                    native_size: int = 32) -> ImageDataset:
+    """splits: name → (file index (n,), labels (n,), extras) in the split's final order; images are
+    resized to `request.image_size`, else to `native_size` (the paper's size for the set)."""
+    size = request.size(native_size)
+    if request.limit:
+        splits = {name: (index[:request.limit], labels[:request.limit],
+                         {key: value[:request.limit] for key, value in extra.items()})
+                  for name, (index, labels, extra) in splits.items()}
+        wanted = torch.unique(torch.cat([index for index, _, _ in splits.values()]))   # sorted
+    else:
+        wanted = None
+    images = _load_cached_images(request, files, size, mode, wanted)
+    built = {}
+    for name, (index, labels, extra) in splits.items():
+        rows = index if wanted is None else torch.searchsorted(wanted, index)
+        built[name] = ImageSplit(images[rows].contiguous(), labels.contiguous(), extra)
+    return ImageDataset(request.name, built["train"], built["val"], built["test"], num_classes=len(class_names),
+                        class_names=list(class_names), channels=1 if mode == "L" else 3, image_size=size,
+                        paper_augment=_REGISTRY[request.name].paper_augment,
+                        extra_names=dict(extra_names or {}), split_notes=split_notes)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _ordered(index: torch.Tensor, labels: torch.Tensor, seed: int, extra=None):
+    """(index, labels, extra) reordered by stratified_order(labels, seed)."""
+    order = stratified_order(labels, seed)
+    return index[order], labels[order], {key: value[order] for key, value in (extra or {}).items()}
