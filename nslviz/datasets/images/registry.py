@@ -1,24 +1,7 @@
-"""Image classification datasets by name, as uint8 tensors: MN Table 1 (and NSL Table 4).
-
-    data = load_image_dataset("cifar100", "data", label_kind="fine")
-    data.train.images   # uint8 (45000, 3, 32, 32), contiguous, CPU
-    data.train.labels   # int64 (45000,)
-    data.train.extra["coarse_labels"]
-
-Every set is read from its real on-disk format with our own readers (Python pickles, IDX, .mat,
-.npz, PNG/JPEG folders; not torchvision's dataset classes, which verify MD5 sums) into memory once.
-Splits follow the paper (MN Appendix A.1) and the official code (docs/official-code.md §A.7); each
-loader's docstring and data/README.md state the split. Images are resized once at load time to
-32×32 (64×64 for imagenet64) with antialiased bilinear interpolation, as the paper does for every set.
-Folder sets (CINIC-10, Tiny-ImageNet, MNIST-M, PACS) are decoded once and cached as a tensor file
-under root/<name>/, rebuilt when their files change (count, sizes and modification times).
-
-Embedded, offline sets: `digits` (scikit-learn's 1,797 handwritten 8×8 digits, resized) and
-`synthetic` (generated oriented gratings, see `make_synthetic_images`).
-
-`limit` keeps the first `limit` images of every split. Splits that come class-sorted from disk are
-stored in a seeded class-interleaved order, so any prefix has the split's class proportions.
-"""
+"""The dataset registry and its containers: `ImageSplit` and `ImageDataset`, the `_register`
+decorator with which each family module (cifar, imagenet, digit_sets, pacs, embedded, and
+nslviz.datasets.glyphs) adds its loaders, `available_image_datasets` / `available_few_shot_datasets`,
+and `load_image_dataset`, which checks a request and calls the named loader."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
