@@ -1,7 +1,7 @@
 """The fast kernels behind `dynamic_similarity_conv2d` (nslviz.nsl.conv): custom autograd Functions
 that loop over the K = k² kernel taps (never over samples or positions) with hand-written backward
 passes, and `choose_dynamic_impl`, which picks the faster of the two paths for a layer. They exist
-for speed and memory on CPU only (benchmarks/bench_nsl.py); the maths is in conv.py.
+only for speed and memory (measured on CPU: benchmarks/bench_nsl.py); the maths is in conv.py.
 
     _ShiftWeightSum            DNS from per-tap responses Z: out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f)
     _RecomputedShiftWeightSum  the same sum, Z recomputed in backward instead of kept
