@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 
 from nslviz.analysis.finetuning import dictionary_state
-from nslviz.training.config import TrainConfig
+from nslviz.neighborhoods import CLASS_VALUE_KINDS
+from nslviz.training.config import DICTIONARY_INITS, TrainConfig
 from nslviz.experiments.compare import NSL_VARIANTS, nsl_variant_config, quick_config
 from nslviz.training.trainer import load_run, train
 from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
@@ -69,10 +70,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--methods", nargs="+", choices=MN_METHODS, default=None, help="MN family: a subset of the methods")
-    parser.add_argument("--dictionary-init", choices=("random", "data"), default=None,
+    parser.add_argument("--dictionary-init", choices=DICTIONARY_INITS, default=None,
                         help="MN family: the dictionary's start (default: the preset's, random)")
     parser.add_argument("--alpha", type=float, default=None, help="MN family: initial inner step size (preset: 0.05)")
-    parser.add_argument("--values", choices=("soft", "fixed"), default=None,
+    parser.add_argument("--values", choices=CLASS_VALUE_KINDS, default=None,
                         help="MN family: learnable soft values (preset) or fixed one-hot classes (official --fix_v)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/digits_<family>[_cli]_cpu.json")

@@ -37,7 +37,8 @@ from ._checks import check_choice, check_features, check_finite, check_flags, ch
 from ._memory import FLOAT_BYTES, check_memory
 from .similarity import SIMILARITIES, NeighborAttention
 
-VALUE_KINDS = ("soft", "fixed", "regression")
+CLASS_VALUE_KINDS = ("soft", "fixed")                 # the values of a classifier's dictionary
+VALUE_KINDS = CLASS_VALUE_KINDS + ("regression",)
 CLASSIFIERS = ("cosine", "dot")
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
 STEP_SIZES = ("scalar", "diagonal")

@@ -6,6 +6,7 @@ import json
 import math
 
 from .._checks import MAX_SEED, cpu_count, seed_error
+from .._options import declared_options
 
 
 def _number(parse, accept, expected: str):
@@ -32,7 +33,18 @@ seed_value = _number(int, lambda v: seed_error("seed", v) is None, f"an integer 
 thread_count = _number(int, lambda v: 1 <= v <= cpu_count(), f"an integer from 1 to {cpu_count()} (the CPUs of this machine)")
 nonnegative_int = integer_at_least(0)
 positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+nonnegative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
 fraction = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def boolean(text: str) -> bool:
+    """An argparse type for a switch: true/false, yes/no, on/off or 1/0."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def folder_path(text: str) -> str:
@@ -41,6 +53,33 @@ def folder_path(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a folder path, got an empty one ''")
     return text
+
+
+# The argparse type of each kind of declared option (nslviz._options.KINDS); "choice" options take
+# argparse's `choices` instead, or plain text when the choices come from a registry
+ARGUMENT_TYPES = {"flag": boolean, "positive_int": positive_int, "nonnegative_int": nonnegative_int,
+                  "positive": positive_float, "nonnegative": nonnegative_float, "fraction": fraction,
+                  "seed": seed_value, "path": folder_path}
+
+
+def add_option_arguments(groups: dict, config_class, special: dict[str, dict] | None = None) -> None:
+    """A `--field-name` argument for every declared field of `config_class` (nslviz._options), in the
+    argument group its declaration names (`groups`: {title: argparse argument group}), with its help;
+    `special` gives the add_argument keywords of the fields whose command-line form differs from their
+    kind's (a JSON object, 'none')."""
+    special = special or {}
+    for name, declared in declared_options(config_class).items():
+        if name in special:
+            form = special[name]
+        elif declared.kind == "choice":
+            form = {} if callable(declared.choices) else {"choices": declared.allowed()}
+        elif declared.kind is None:                     # checked by the class: the text as given
+            form = {}
+        else:
+            form = {"type": ARGUMENT_TYPES[declared.kind]}
+        labels = {"help": declared.help, "metavar": declared.metavar}
+        groups[declared.group].add_argument(f"--{name.replace('_', '-')}",
+                                            **{k: v for k, v in labels.items() if v is not None}, **form)
 
 
 def emit_json(obj: dict) -> None:

@@ -27,10 +27,9 @@ import argparse
 import json
 import os
 
-from ..models.classifier import CLASSIFIERS, METHODS
-from ..training.config import AMP_MODES, AUGMENTATIONS, DICTIONARY_INITS, OPTIMIZERS, PRESETS, TrainConfig
+from ..training.config import DATA, MN, OPTIMISATION, PRESETS, RUN, WHAT, TrainConfig
 from ..experiments.compare import ALL_NSL_VARIANTS, nsl_variant_config, nsl_variant_preset
-from .common import emit_json, folder_path, fraction, nonnegative_int, positive_float, positive_int, seed_value
+from .common import add_option_arguments, boolean, emit_json, folder_path, positive_float
 
 CONTROL = {"run", "subparser", "command", "run_dir", "resume", "overwrite", "json", "preset", "no_progress",
            "nsl_variant"}
@@ -44,100 +43,6 @@ def _milestones(text: str) -> tuple[float, ...]:
     if not values or any(not 0 < v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected comma-separated fractions in (0, 1), got {text!r}")
     return values
-
-
-def _boolean(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def add_parser(subparsers) -> None:
-    from ..nsl import NSL_MODES
-    p = subparsers.add_parser("train", help="train an image classifier (MN / iFiLM / NSL) into a run directory",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                              argument_default=argparse.SUPPRESS)
-    p.add_argument("--preset", choices=PRESETS, default=None,
-                   help="a paper recipe: mn (AdamW), nsl (SGD, NSL Tables 1-4) or nsl_global (Adam, NSL Table 8)")
-    what = p.add_argument_group("what to train")
-    what.add_argument("--dataset", help="digits (embedded, default), synthetic, cifar10, cifar100, ...")
-    what.add_argument("--backbone", help="convnet4 (default), resnet29, resnet56, densenet40, cnn9, ...")
-    what.add_argument("--method", choices=METHODS)
-    what.add_argument("--nsl", choices=NSL_MODES, help="neural similarity of the 3x3 convolutions")
-    what.add_argument("--nsl-variant", choices=ALL_NSL_VARIANTS, default=None,
-                      help="one row of NSL Tables 1-4 or 8: sets backbone, --nsl, --nsl-options (and the preset)")
-    what.add_argument("--nsl-options", type=_json_object, metavar="JSON",
-                      help="options of the NSL layers, e.g. '{\"kernel_shape\": true}' or '{\"predictor\": \"cnn\"}' "
-                           "(see nslviz.nsl.NSConv2d); for spherenet9: global_similarity, orthogonality_weight")
-    what.add_argument("--similarity-only", type=_boolean,
-                      help="train only the neural similarity (M, D_r, predictors), everything else frozen; "
-                           "needs --init-backbone, a plain CNN run whose kernels and classifier it loads (NSL sec. 4)")
-    what.add_argument("--classifier", choices=CLASSIFIERS)
-    mn = p.add_argument_group("Meta-Neighborhoods")
-    mn.add_argument("--entries", type=positive_int, help="dictionary size S")
-    mn.add_argument("--temperature", type=positive_float, help="softmax temperature T")
-    mn.add_argument("--inner-steps", type=positive_int)
-    mn.add_argument("--step-size", choices=("scalar", "diagonal"), help="form of the inner step size alpha")
-    mn.add_argument("--alpha", type=positive_float, help="initial inner step size")
-    mn.add_argument("--entry-dropout", type=fraction)
-    mn.add_argument("--first-order", type=_boolean)
-    mn.add_argument("--values", choices=("soft", "fixed"), help="dictionary values: learnable soft (default) or fixed one-hot")
-    mn.add_argument("--dictionary-init", choices=DICTIONARY_INITS,
-                    help="random keys (official) or the features and labels of S training images")
-    mn.add_argument("--init-backbone", type=folder_path, metavar="RUN_DIR",
-                    help="start the backbone from this finished run's best weights (e.g. a vanilla run)")
-    mn.add_argument("--freeze-backbone", type=_boolean, help="train the head only; the backbone stays as it starts")
-    mn.add_argument("--backbone-lr-scale", type=positive_float,
-                    help="diagnostic beyond the paper: the backbone's learning rate x s (default 1)")
-    mn.add_argument("--dictionary-warmup", type=nonnegative_int, metavar="N",
-                    help="diagnostic beyond the paper: freeze the backbone's weights for the first N iterations")
-    mn.add_argument("--ifilm-placement", choices=("all", "last"))
-    mn.add_argument("--ifilm-entries", type=positive_int)
-    mn.add_argument("--transition-ifilm", type=_boolean, help="densenet40: false = the official transitions, whose "
-                    "iFiLM output is computed and discarded (default: true, they modulate)")
-    opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=positive_int)
-    opt.add_argument("--iterations", type=positive_int,
-                     help="train whole epochs up to this many steps instead of --epochs (the presets use the official counts)")
-    opt.add_argument("--batch-size", type=positive_int)
-    opt.add_argument("--optimizer", choices=OPTIMIZERS)
-    opt.add_argument("--lr", type=positive_float, help="default: AdamW 1e-3, SGD 0.1")
-    opt.add_argument("--weight-decay", type=float, help="default: AdamW 0.075 (decoupled), SGD 2e-4 (L2)")
-    opt.add_argument("--momentum", type=fraction, help="SGD momentum in [0, 1) (default 0.9)")
-    opt.add_argument("--nesterov", type=_boolean, help="SGD with Nesterov momentum (default: true, the official MN SGD baseline)")
-    opt.add_argument("--milestones", type=_milestones, help="lr decay points as fractions of training, e.g. 0.75")
-    opt.add_argument("--clip-value", type=_clip_value, help="clip every gradient element to [-v, v]; 'none' turns "
-                     "clipping off (default: 10, the official MN value)")
-    opt.add_argument("--label-smoothing", type=fraction)
-    data = p.add_argument_group("data")
-    data.add_argument("--label-kind", choices=("fine", "coarse", "domain"),
-                      help="coarse: CIFAR-100's 20 superclasses; domain: PACS domains")
-    data.add_argument("--augment", choices=AUGMENTATIONS)
-    data.add_argument("--val-size", type=nonnegative_int,
-                      help="validation images held out of the training set; 0: train on all of them, test the last model")
-    data.add_argument("--image-size", type=positive_int)
-    data.add_argument("--train-limit", type=positive_int, help="use only the first N training images")
-    data.add_argument("--eval-limit", type=positive_int, help="use only the first N validation/test images")
-    data.add_argument("--data-root", help="dataset folder (default: $NSLVIZ_DATA or the repository's data/)")
-    data.add_argument("--download", type=_boolean, help="download the dataset when missing (needs internet)")
-    run = p.add_argument_group("run")
-    run.add_argument("--seed", type=seed_value)
-    run.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
-    run.add_argument("--amp", choices=AMP_MODES)
-    run.add_argument("--channels-last", type=_boolean)
-    run.add_argument("--compile", type=_boolean)
-    run.add_argument("--eval-batch-size", type=positive_int)
-    run.add_argument("--checkpoint-every", type=positive_int, help="iterations between checkpoints")
-    run.add_argument("--run-dir", type=folder_path, default=None, help="output folder (default: runs/<dataset>-<backbone>-<method>-seed<k>)")
-    run.add_argument("--resume", action="store_true", default=False, help="continue the run in --run-dir")
-    run.add_argument("--overwrite", action="store_true", default=False,
-                     help="replace the run already in the run directory (default: refuse)")
-    run.add_argument("--no-progress", action="store_true", default=False)
-    run.add_argument("--json", action="store_true", default=False, help="end the output with one JSON object")
-    p.set_defaults(run=main, subparser=p)
 
 
 def _json_object(text: str) -> dict:
@@ -157,6 +62,32 @@ def _clip_value(text: str) -> float | None:
         return positive_float(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
+
+
+# The TrainConfig fields whose command-line form is not their kind's
+SPECIAL_ARGUMENTS = {"milestones": dict(type=_milestones), "clip_value": dict(type=_clip_value),
+                     "nsl_options": dict(type=_json_object), "channels_last": dict(type=boolean)}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train an image classifier (MN / iFiLM / NSL) into a run directory",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              argument_default=argparse.SUPPRESS)
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="a paper recipe: mn (AdamW), nsl (SGD, NSL Tables 1-4) or nsl_global (Adam, NSL Table 8)")
+    groups = {title: p.add_argument_group(title) for title in (WHAT, MN, OPTIMISATION, DATA, RUN)}
+    groups[WHAT].add_argument("--nsl-variant", choices=ALL_NSL_VARIANTS, default=None,
+                              help="one row of NSL Tables 1-4 or 8: sets backbone, --nsl, --nsl-options "
+                                   "(and the preset)")
+    add_option_arguments(groups, TrainConfig, SPECIAL_ARGUMENTS)      # every TrainConfig field as --field-name
+    run = groups[RUN]
+    run.add_argument("--run-dir", type=folder_path, default=None, help="output folder (default: runs/<dataset>-<backbone>-<method>-seed<k>)")
+    run.add_argument("--resume", action="store_true", default=False, help="continue the run in --run-dir")
+    run.add_argument("--overwrite", action="store_true", default=False,
+                     help="replace the run already in the run directory (default: refuse)")
+    run.add_argument("--no-progress", action="store_true", default=False)
+    run.add_argument("--json", action="store_true", default=False, help="end the output with one JSON object")
+    p.set_defaults(run=main, subparser=p)
 
 
 def config_from_args(args) -> TrainConfig:

@@ -21,6 +21,7 @@ from ..neighborhoods import CLASSIFIERS, MetaNeighborhoodsHead, classifier_logit
 from .registry import build_backbone
 
 METHODS = ("vanilla", "vanilla_extra", "vanilla_ifilm", "mn", "mn_ifilm")
+IFILM_PLACEMENTS = ("all", "last")      # iFiLM after every BatchNorm, or after the last ones only
 
 
 class CosineClassifier(nn.Module):
@@ -129,7 +130,7 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
     check_choice("method", method, METHODS)
     check_choice("classifier", classifier, CLASSIFIERS)
     check_positive("num_classes", num_classes, integer=True, minimum=2)
-    check_choice("ifilm_placement", ifilm_placement, ("all", "last"))
+    check_choice("ifilm_placement", ifilm_placement, IFILM_PLACEMENTS)
     ifilm = ifilm_placement if method.endswith("ifilm") else "none"
     check_flags(transition_ifilm=transition_ifilm)
     if not transition_ifilm and not backbone.startswith("densenet"):

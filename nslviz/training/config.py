@@ -35,97 +35,149 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .._checks import check_choice, check_flags, check_fraction, check_positive, check_seed, is_number
+from .._checks import check_choice, is_number
+from .._options import check_options, option
 from ..datasets.augment import AUGMENT_POLICIES as AUGMENTATIONS
-from ..models.classifier import CLASSIFIERS, METHODS
+from ..datasets.images import LABEL_KINDS, available_image_datasets
+from ..models.classifier import CLASSIFIERS, IFILM_PLACEMENTS, METHODS
 from ..models.registry import available_backbones
-from ..datasets.images import available_image_datasets
+from ..neighborhoods import CLASS_VALUE_KINDS, STEP_SIZES
+from ..nsl import NSL_MODES
 from .distributed import check_device_name
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 AMP_MODES = ("auto", "bf16", "off")
 PRESETS = ("mn", "nsl", "nsl_global")
 DICTIONARY_INITS = ("random", "data")
+CHANNELS_LAST = ("auto", True, False)
+
+# The command line's argument groups (python -m nslviz train --help)
+WHAT, MN, OPTIMISATION, DATA, RUN = "what to train", "Meta-Neighborhoods", "optimisation", "data", "run"
 
 
 @dataclass
 class TrainConfig:
+    """Every setting of one image run. Each field declares what it accepts (`nslviz._options.option`:
+    its kind, choices, command-line help and group): `__post_init__` checks the declarations, and
+    `python -m nslviz train` offers every field as `--field-name`."""
     # what
-    dataset: str = "digits"
-    backbone: str = "convnet4"
-    method: str = "mn"                       # see nslviz.models.classifier.METHODS
-    nsl: str = "none"                        # NSL mode of the 3x3 convolutions (nslviz.nsl.NSL_MODES)
-    classifier: str = "cosine"               # "cosine" (paper) or "dot"
-    # Meta-Neighborhoods
-    entries: int | None = None               # S; None: the paper's size for the dataset (DEFAULT_ENTRIES)
-    temperature: float = 0.2                 # T (fixed), MN eq. (5)
-    inner_steps: int = 1
-    step_size: str = "scalar"                # α: "scalar" or "diagonal"
-    alpha: float = 0.05                      # initial |α| (official init)
-    entry_dropout: float = 0.5               # per-example dictionary dropout while training
-    values: str = "soft"                     # "soft" learnable class distributions, "fixed" one-hot (--fix_v)
-    dictionary_init: str = "random"          # "random" keys N(0, 0.05²) (official) or "data": S training images' features and labels
-    first_order: bool = False
-    init_backbone: str | None = None         # a finished run's directory: start from its best backbone weights
-    freeze_backbone: bool = False            # train the head only; the backbone (BatchNorm included) stays in eval mode
+    dataset: str = option("digits", "choice", available_image_datasets, label="image dataset", group=WHAT,
+                          help="digits (embedded, default), synthetic, cifar10, cifar100, ...")
+    backbone: str = option("convnet4", "choice", available_backbones, group=WHAT,
+                           help="convnet4 (default), resnet29, resnet56, densenet40, cnn9, ...")
+    method: str = option("mn", "choice", METHODS, group=WHAT)
+    nsl: str = option("none", "choice", NSL_MODES, label="nsl mode", group=WHAT,
+                      help="neural similarity of the 3x3 convolutions")
+    classifier: str = option("cosine", "choice", CLASSIFIERS, group=WHAT)        # "cosine" (paper) or "dot"
+    # Meta-Neighborhoods; entries None: the paper's S for the dataset (DEFAULT_ENTRIES)
+    entries: int | None = option(None, "positive_int", label="entries S", optional=True, group=MN,
+                                 help="dictionary size S")
+    temperature: float = option(0.2, "positive", label="temperature T", group=MN,    # fixed, MN eq. (5)
+                                help="softmax temperature T")
+    inner_steps: int = option(1, "positive_int", group=MN)
+    step_size: str = option("scalar", "choice", STEP_SIZES, group=MN, help="form of the inner step size alpha")
+    alpha: float = option(0.05, "positive", group=MN, help="initial inner step size")     # official init
+    entry_dropout: float = option(0.5, "fraction", group=MN)        # per-example dictionary dropout in training
+    values: str = option("soft", "choice", CLASS_VALUE_KINDS, group=MN,      # "fixed": the official --fix_v
+                         help="dictionary values: learnable soft (default) or fixed one-hot")
+    dictionary_init: str = option("random", "choice", DICTIONARY_INITS, group=MN,   # random: keys N(0, 0.05²)
+                                  help="random keys (official) or the features and labels of S training images")
+    first_order: bool = option(False, "flag", group=MN)
+    init_backbone: str | None = option(None, "path", optional=True, group=MN, metavar="RUN_DIR",
+                                       help="start the backbone from this finished run's best weights "
+                                            "(e.g. a vanilla run)")
+    freeze_backbone: bool = option(False, "flag", group=MN,       # its BatchNorm too stays in eval mode
+                                   help="train the head only; the backbone stays as it starts")
     # diagnostics beyond the paper (docs/dictionary-race.md); the defaults are the paper's joint training
-    backbone_lr_scale: float = 1.0           # the backbone's learning rate x s (its decoupled weight decay follows)
-    dictionary_warmup: int = 0               # iterations with the backbone's weights frozen before joint training
-    ifilm_placement: str = "all"             # for methods *_ifilm: "all" or "last"
-    ifilm_entries: int = 10                  # S_l
-    transition_ifilm: bool = True            # densenet40: False = the official transitions (iFiLM computed, discarded)
+    backbone_lr_scale: float = option(1.0, "positive", group=MN,   # its decoupled weight decay follows
+                                      help="diagnostic beyond the paper: the backbone's learning rate x s (default 1)")
+    dictionary_warmup: int = option(0, "nonnegative_int", group=MN, metavar="N",
+                                    help="diagnostic beyond the paper: freeze the backbone's weights for the "
+                                         "first N iterations")
+    ifilm_placement: str = option("all", "choice", IFILM_PLACEMENTS, group=MN)      # methods *_ifilm
+    ifilm_entries: int = option(10, "positive_int", group=MN)                       # S_l
+    transition_ifilm: bool = option(True, "flag", group=MN,
+                                    help="densenet40: false = the official transitions, whose iFiLM output is "
+                                         "computed and discarded (default: true, they modulate)")
     # optimisation
-    epochs: int = 5
-    iterations: int | None = None            # set: train ceil(iterations / batches per epoch) epochs instead
-    batch_size: int | None = None            # None: 128 (paper); 32 on digits (DEFAULT_BATCH_SIZE)
-    optimizer: str = "adamw"
+    epochs: int = option(5, "positive_int", group=OPTIMISATION)
+    iterations: int | None = option(None, "positive_int", optional=True, group=OPTIMISATION,
+                                    help="train whole epochs up to this many steps instead of --epochs "
+                                         "(the presets use the official counts)")
+    # None: 128 (paper); 32 on digits (DEFAULT_BATCH_SIZE)
+    batch_size: int | None = option(None, "positive_int", optional=True, group=OPTIMISATION)
+    optimizer: str = option("adamw", "choice", OPTIMIZERS, group=OPTIMISATION)
     # None below: the optimizer's official value (OPTIMIZER_DEFAULTS), filled in at construction
-    lr: float | None = None                  # AdamW 1e-3, SGD 0.1
-    weight_decay: float | None = None        # AdamW 0.075 (PyTorch semantics, see module docstring), SGD L2 2e-4
-    momentum: float = 0.9
-    nesterov: bool | None = None             # SGD: True (official MN baseline), the NSL recipe False; AdamW ignores it
-    milestones: tuple[float, ...] | None = None  # lr x lr_decay at these fractions; AdamW (0.75,), SGD (.5, .67, .83)
-    lr_decay: float = 0.1
-    clip_value: float | None = 10.0          # clip every gradient element to [-v, v]
-    label_smoothing: float = 0.0
-    decay_everything: bool = False           # True: weight decay on the head too (NSL recipe)
+    lr: float | None = option(None, "positive", group=OPTIMISATION, help="default: AdamW 1e-3, SGD 0.1")
+    # AdamW: decoupled, PyTorch semantics (see the module docstring)
+    weight_decay: float | None = option(None, "nonnegative", group=OPTIMISATION,
+                                        help="default: AdamW 0.075 (decoupled), SGD 2e-4 (L2)")
+    momentum: float = option(0.9, "fraction", group=OPTIMISATION, help="SGD momentum in [0, 1) (default 0.9)")
+    nesterov: bool | None = option(None, "flag", group=OPTIMISATION,     # the NSL recipe: False; AdamW ignores it
+                                   help="SGD with Nesterov momentum (default: true, the official MN SGD baseline)")
+    # lr x lr_decay at these fractions of training (checked in __post_init__)
+    milestones: tuple[float, ...] | None = option(None, group=OPTIMISATION,
+                                                  help="lr decay points as fractions of training, e.g. 0.75")
+    lr_decay: float = option(0.1, "positive", group=OPTIMISATION,
+                             help="factor of the learning rate at each milestone (default 0.1)")
+    clip_value: float | None = option(10.0, "positive", optional=True, group=OPTIMISATION,     # None: no clipping
+                                      help="clip every gradient element to [-v, v]; 'none' turns clipping off "
+                                           "(default: 10, the official MN value)")
+    label_smoothing: float = option(0.0, "fraction", group=OPTIMISATION)
+    decay_everything: bool = option(False, "flag", group=OPTIMISATION,
+                                    help="weight decay on the head too (dictionary, classifier, alpha, tau), as "
+                                         "the NSL recipes do")
     # data
-    label_kind: str = "fine"                 # "coarse": CIFAR-100's 20 superclasses (sub-category discovery)
-    augment: str | None = None               # None: the dataset's paper recipe ("paper" for MN sets)
-    val_size: int | None = None              # None: the dataset's paper split
-    image_size: int | None = None
-    train_limit: int | None = None           # use only the first N training images (quick runs)
-    eval_limit: int | None = None            # ... and N validation / test images
-    data_root: str | None = None             # None: $NSLVIZ_DATA or the repository's data/
-    download: bool = False
+    label_kind: str = option("fine", "choice", LABEL_KINDS, group=DATA,
+                             help="coarse: CIFAR-100's 20 superclasses; domain: PACS domains")
+    # None: the dataset's paper recipe ("paper" for MN sets)
+    augment: str | None = option(None, "choice", AUGMENTATIONS, optional=True, group=DATA)
+    val_size: int | None = option(None, "nonnegative_int", optional=True, group=DATA,      # None: the paper split
+                                  help="validation images held out of the training set; 0: train on all of "
+                                       "them, test the last model")
+    image_size: int | None = option(None, "positive_int", optional=True, group=DATA)
+    train_limit: int | None = option(None, "positive_int", optional=True, group=DATA,
+                                     help="use only the first N training images")
+    eval_limit: int | None = option(None, "positive_int", optional=True, group=DATA,
+                                    help="use only the first N validation/test images")
+    data_root: str | None = option(None, group=DATA,
+                                   help="dataset folder (default: $NSLVIZ_DATA or the repository's data/)")
+    download: bool = option(False, "flag", group=DATA, help="download the dataset when missing (needs internet)")
     # machinery
-    seed: int = 0
-    device: str = "auto"                     # "auto" = CUDA when present
-    amp: str = "auto"                        # "auto" = bf16 autocast on CUDA, off on CPU
-    channels_last: str | bool = "auto"       # "auto" = on CUDA
-    compile: bool = False
-    eval_batch_size: int = 500
-    checkpoint_every: int = 200              # iterations between resumable checkpoints (and every epoch end)
-    nsl_options: dict = field(default_factory=dict)   # keyword options of the NSL layers / backbone (NSL Tables 1-3, 8)
-    similarity_only: bool = False            # NSL sec. 4: train only M (static M, D_r, predictors); start from init_backbone
+    seed: int = option(0, "seed", group=RUN)
+    device: str = option("auto", group=RUN, help="auto (default: CUDA when present), cpu, cuda, cuda:1")
+    amp: str = option("auto", "choice", AMP_MODES, group=RUN)        # "auto" = bf16 autocast on CUDA, off on CPU
+    channels_last: str | bool = option("auto", "choice", CHANNELS_LAST, group=RUN)    # "auto" = on CUDA
+    compile: bool = option(False, "flag", group=RUN)
+    eval_batch_size: int = option(500, "positive_int", group=RUN)
+    # resumable checkpoints, also at every epoch end
+    checkpoint_every: int = option(200, "positive_int", group=RUN, help="iterations between checkpoints")
+    # keyword options of the NSL layers / backbone (NSL Tables 1-3, 8)
+    nsl_options: dict = option(default_factory=dict, group=WHAT, metavar="JSON",
+                               help="options of the NSL layers, e.g. '{\"kernel_shape\": true}' or "
+                                    "'{\"predictor\": \"cnn\"}' (see nslviz.nsl.NSConv2d); for spherenet9: "
+                                    "global_similarity, orthogonality_weight")
+    similarity_only: bool = option(False, "flag", group=WHAT,
+                                   help="train only the neural similarity (M, D_r, predictors), everything else "
+                                        "frozen; needs --init-backbone, a plain CNN run whose kernels and "
+                                        "classifier it loads (NSL sec. 4)")
 
     def __post_init__(self):
-        check_choice("method", self.method, METHODS)
-        check_choice("image dataset", self.dataset, available_image_datasets())
-        check_choice("backbone", self.backbone, available_backbones())
-        check_device_name(self.device)
-        check_seed(self.seed)
-        check_choice("classifier", self.classifier, CLASSIFIERS)
+        """Fill in the optimizer's defaults, check every field as declared, then the combinations."""
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name, value in OPTIMIZER_DEFAULTS[self.optimizer].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        check_flags(transition_ifilm=self.transition_ifilm, freeze_backbone=self.freeze_backbone,
-                    nesterov=self.nesterov, similarity_only=self.similarity_only)
+        check_options(self)
+        # the fields declared without a kind (data_root goes to nslviz.paths.data_root as given)
+        check_device_name(self.device)
         if not isinstance(self.nsl_options, dict):
             raise ValueError(f"nsl_options must be a dict of NSL layer options, got {self.nsl_options!r}")
+        self.milestones = tuple(float(m) if is_number(m) else m for m in self.milestones)
+        if any(not (is_number(m) and 0 < m < 1) for m in self.milestones):
+            raise ValueError(f"milestones must be fractions of training in (0, 1), got {self.milestones}")
         if self.similarity_only and self.nsl == "none":
             raise ValueError("similarity_only trains only the neural similarity; it needs nsl='static_dns', "
                              "'static_uns', 'dynamic_dns' or 'dynamic_uns', got nsl='none'")
@@ -135,47 +187,12 @@ class TrainConfig:
         if not self.transition_ifilm and not self.backbone.startswith("densenet"):
             raise ValueError(f"transition_ifilm false is the official DenseNet's transitions; backbone "
                              f"{self.backbone!r} has none")
-        if self.init_backbone is not None and not isinstance(self.init_backbone, str):
-            raise ValueError(f"init_backbone must be a run directory (a path string), got {self.init_backbone!r}")
-        if not (is_number(self.momentum) and 0 <= self.momentum < 1):
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError("Nesterov momentum needs momentum > 0; got momentum 0 with nesterov on: "
                              "set nesterov=False (CLI --nesterov false) for plain SGD")
-        if self.augment is not None:
-            check_choice("augment", self.augment, AUGMENTATIONS)
-        check_choice("amp", self.amp, AMP_MODES)
-        check_choice("step_size", self.step_size, ("scalar", "diagonal"))
-        check_choice("values", self.values, ("soft", "fixed"))
-        check_choice("dictionary_init", self.dictionary_init, DICTIONARY_INITS)
-        check_choice("ifilm_placement", self.ifilm_placement, ("all", "last"))
-        for name in ("inner_steps", "epochs", "eval_batch_size",
-                     "checkpoint_every", "ifilm_entries"):
-            check_positive(name, getattr(self, name), integer=True, minimum=1)
-        if self.entries is not None:
-            check_positive("entries S", self.entries, integer=True, minimum=1)
-        check_positive("temperature T", self.temperature)
-        check_positive("alpha", self.alpha)
-        check_positive("backbone_lr_scale", self.backbone_lr_scale)
-        check_positive("dictionary_warmup", self.dictionary_warmup, integer=True, minimum=0)
         if self.dictionary_warmup and self.freeze_backbone:
             raise ValueError(f"dictionary_warmup {self.dictionary_warmup} freezes the backbone for a while, and "
                              "freeze_backbone freezes it for the whole run: give one of them")
-        check_positive("lr", self.lr)
-        check_positive("weight_decay", self.weight_decay, minimum=0)
-        check_positive("lr_decay", self.lr_decay)
-        check_fraction("entry_dropout", self.entry_dropout)
-        check_fraction("label_smoothing", self.label_smoothing)
-        self.milestones = tuple(float(m) for m in self.milestones)
-        if any(not 0 < m < 1 for m in self.milestones):
-            raise ValueError(f"milestones must be fractions of training in (0, 1), got {self.milestones}")
-        if self.clip_value is not None:
-            check_positive("clip_value", self.clip_value)
-        for name in ("iterations", "batch_size", "train_limit", "eval_limit", "image_size"):
-            if getattr(self, name) is not None:
-                check_positive(name, getattr(self, name), integer=True, minimum=1)
-        if self.val_size is not None:       # 0: no validation split, the last model is tested
-            check_positive("val_size", self.val_size, integer=True, minimum=0)
 
     @classmethod
     def from_preset(cls, preset: str | None, **overrides) -> "TrainConfig":

@@ -1,0 +1,73 @@
+"""Declared options (nslviz._options): one declaration per TrainConfig field, read by the config's
+checks and by `python -m nslviz train`'s arguments."""
+import argparse
+import dataclasses
+
+import pytest
+
+from nslviz._options import KINDS, Option, check_option, declared_options, option
+from nslviz.cli.common import ARGUMENT_TYPES
+from nslviz.training.config import TrainConfig
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    from nslviz.__main__ import build_parser
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices["train"]
+
+
+def test_every_kind_has_a_command_line_type():
+    assert set(ARGUMENT_TYPES) | {"choice"} == set(KINDS)
+
+
+def test_every_field_is_declared_and_is_an_argument_in_its_group():
+    declared = declared_options(TrainConfig)
+    assert list(declared) == [f.name for f in dataclasses.fields(TrainConfig)]
+    from nslviz.cli.train import SPECIAL_ARGUMENTS
+    parser = _train_parser()
+    groups = {action.dest: group.title for group in parser._action_groups for action in group._group_actions}
+    assert {name: groups.get(name) for name in declared} == {name: o.group for name, o in declared.items()}
+    for name, declared_option in declared.items():
+        action = next(a for a in parser._actions if a.dest == name)
+        assert action.option_strings == [f"--{name.replace('_', '-')}"]
+        if name in SPECIAL_ARGUMENTS:
+            assert action.type is SPECIAL_ARGUMENTS[name]["type"]
+        elif declared_option.kind == "choice" and not callable(declared_option.choices):
+            assert tuple(action.choices) == declared_option.allowed()
+        elif declared_option.kind not in ("choice", None):
+            assert action.type is ARGUMENT_TYPES[declared_option.kind]
+
+
+def test_the_command_line_reaches_every_field_it_did_not_before():
+    from nslviz.cli.train import config_from_args
+    from nslviz.__main__ import build_parser
+    args = build_parser().parse_args(["train", "--lr-decay", "0.5", "--decay-everything", "true"])
+    config = config_from_args(args)
+    assert (config.lr_decay, config.decay_everything) == (0.5, True)
+
+
+@pytest.mark.parametrize("kind, value, message", [
+    ("choice", "c", "unknown x 'c'; expected one of 'a', 'b'"),
+    ("flag", "yes", "x must be True or False, got 'yes'"),
+    ("positive_int", 0, "x must be >= 1, got 0"),
+    ("positive_int", 1.5, "x must be an integer, got 1.5"),
+    ("nonnegative_int", -1, "x must be >= 0, got -1"),
+    ("positive", 0.0, "x must be > 0, got 0.0"),
+    ("positive", float("inf"), "x must be finite, got inf"),
+    ("nonnegative", -0.5, "x must be >= 0, got -0.5"),
+    ("fraction", 1.0, r"x must be in \[0, 1\), got 1.0"),
+    ("seed", -1, "x must be an integer from 0 to 2147483647, got -1"),
+    ("path", "", r"x must be a folder path \(a non-empty string\), got ''"),
+])
+def test_each_kind_names_the_field_and_what_it_expects(kind, value, message):
+    declared = Option(kind, choices=("a", "b"))
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        check_option("x", declared, value)
+
+
+def test_optional_fields_take_none_and_labels_name_the_field():
+    check_option("x", Option("positive_int", optional=True), None)
+    with pytest.raises(ValueError, match="entries S must be an integer, got None"):
+        check_option("x", Option("positive_int", label="entries S"), None)
+    with pytest.raises(ValueError, match="unknown option kind 'number'"):
+        option(1, "number")
