@@ -71,16 +71,17 @@ from __future__ import annotations
 
 import copy
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelEncoder, StandardScaler
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-from ._checks import is_integer, is_number
 from ._threads import torch_threads
 from .feature_space import MetaNeighborhoodsFeatureMLP
 from .regression import values_in_target_range
@@ -146,50 +147,36 @@ class _MetaNeighborsBase(BaseEstimator):
         self.verbose = verbose
 
     # -- validation of the hyper-parameters (at fit time, as scikit-learn does) --------------------
+    # scikit-learn's declarative constraints, checked by `_fit_context` around `fit` (a private
+    # scikit-learn API, hence its pin in constraints.txt)
+    _parameter_constraints: dict = {
+        "space": [StrOptions(set(SPACES))],
+        "layers": [Interval(Integral, 1, None, closed="left")],          # >= 2 for space="feature": _check_params
+        "width": [Interval(Integral, 1, None, closed="left")],
+        "entries": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "temperature": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "step_size_init": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "similarity": [StrOptions(set(SIMILARITIES))],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        # early stopping needs validation rows, and fitting needs the others
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_estimators": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],                                   # the name is checked by resolve_device
+        "verbose": ["verbose"],
+    }
 
     def _check_params(self) -> None:
-        def integer(name, minimum, auto=False):
-            value = getattr(self, name)
-            if auto and isinstance(value, str) and value == "auto":
-                return
-            if not is_integer(value) or value < minimum:
-                expected = f"an integer >= {minimum}" + (" or 'auto'" if auto else "")
-                raise ValueError(f"{type(self).__name__}: {name} must be {expected}, got {value!r}")
-
-        def positive(name, allow_zero=False, auto=False):
-            value = getattr(self, name)
-            ok = is_number(value) and np.isfinite(value) and \
-                (value >= 0 if allow_zero else value > 0)
-            if not ok:
-                bound = (">= 0" if allow_zero else "> 0") + (" or 'auto'" if auto else "")
-                raise ValueError(f"{type(self).__name__}: {name} must be a finite number {bound}, got {value!r}")
-
-        if self.space not in SPACES:
-            raise ValueError(f"{type(self).__name__}: space must be one of {', '.join(map(repr, SPACES))}, "
-                             f"got {self.space!r}")
-        integer("layers", 2 if self.space == "feature" else 1)
-        integer("width", 1)
-        integer("entries", 1, auto=True)
-        integer("batch_size", 1, auto=True)
-        integer("max_epochs", 1)
-        integer("patience", 1)
-        integer("n_estimators", 1)
-        if not (isinstance(self.temperature, str) and self.temperature == "auto"):
-            positive("temperature", auto=True)
-        if not (isinstance(self.step_size_init, str) and self.step_size_init == "auto"):
-            positive("step_size_init", auto=True)
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise ValueError(f"{type(self).__name__}: warm_start must be True or False, got {self.warm_start!r}")
-        positive("learning_rate")
-        positive("weight_decay", allow_zero=True)
-        positive("tol", allow_zero=True)
-        if self.similarity not in SIMILARITIES:
-            raise ValueError(f"{type(self).__name__}: unknown similarity {self.similarity!r}; expected one of "
-                             f"{', '.join(map(repr, SIMILARITIES))}")
-        fraction = self.validation_fraction
-        if not (is_number(fraction) and 0 < fraction < 1):
-            raise ValueError(f"{type(self).__name__}: validation_fraction must be a number with 0 < "
-                             f"validation_fraction < 1 (early stopping needs validation rows), got {fraction!r}")
+        """What the constraints cannot say: space="feature" needs a trunk before the finetuned last layer."""
+        if self.space == "feature" and self.layers < 2:
+            raise ValueError(f"{type(self).__name__}: layers must be an integer >= 2, got {self.layers!r} "
+                             f"(space='feature' is a trunk of layers - 1 layers and a finetuned last layer)")
 
     # -- the shared fit --------------------------------------------------------------------------
 
@@ -395,11 +382,14 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     fit_result_ : TabularFitResult with the per-epoch history.   (These four: of the first member.)
     x_scaler_, y_scaler_ : the StandardScalers fitted on the training data.
 
-    Input checks (scikit-learn's): NaN/inf, sparse, complex or 1-D X, X with a different number of
-    features at predict time, and fewer than 2 rows each raise a ValueError (TypeError for sparse
-    input) saying what was expected. No check of `check_estimator` is skipped.
+    Parameter checks (scikit-learn's `_parameter_constraints`, at fit; the constructor only stores
+    them): a value of the wrong type or out of range raises a ValueError naming the parameter and
+    the range. Input checks (scikit-learn's): NaN/inf, sparse, complex or 1-D X, X with a different
+    number of features at predict time, and fewer than 2 rows each raise a ValueError (TypeError for
+    sparse input) saying what was expected. No check of `check_estimator` is skipped.
     """
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         self._check_params()
         x, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32])
@@ -433,6 +423,7 @@ class MetaNeighborsClassifier(ClassifierMixin, _MetaNeighborsBase):
     attributes as for MetaNeighborsRegressor, plus `classes_`. Binary problems use two outputs.
     """
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         self._check_params()
         x, y = validate_data(self, X, y, dtype=[np.float64, np.float32])

@@ -112,25 +112,44 @@ def test_input_errors_say_what_was_expected(estimator):
         fitted.predict(np.zeros((2, 3)))
 
 
+def _must_be(name: str, expected: str, got: str) -> str:
+    """scikit-learn's parameter-validation message, as a pattern."""
+    return rf"The '{name}' parameter of MetaNeighborsRegressor must be {expected}\. Got {got} instead\."
+
+
 @pytest.mark.parametrize("params,match", [
-    (dict(temperature=0), "temperature must be a finite number > 0 or 'auto', got 0"),
-    (dict(entries=0), "entries must be an integer >= 1 or 'auto', got 0"),
-    (dict(batch_size="big"), "batch_size must be an integer >= 1 or 'auto', got 'big'"),
-    (dict(layers=1.5), "layers must be an integer >= 2, got 1.5"),
-    (dict(validation_fraction=0.0), "validation_fraction must be a number with 0 < validation_fraction < 1"),
-    (dict(similarity="manhattan"), "unknown similarity 'manhattan'"),
-    (dict(weight_decay=-1), "weight_decay must be a finite number >= 0"),
-    (dict(space="output"), "space must be one of 'feature', 'input', got 'output'"),
+    (dict(temperature=0), _must_be("temperature", r"a float in the range \(0\.0, inf\) or a str among \{'auto'\}", "0")),
+    (dict(entries=0), _must_be("entries", r"an int in the range \[1, inf\) or a str among \{'auto'\}", "0")),
+    (dict(batch_size="big"), _must_be("batch_size", r"an int in the range \[1, inf\) or a str among \{'auto'\}",
+                                      "'big'")),
+    (dict(layers=1.5), _must_be("layers", r"an int in the range \[1, inf\)", r"1\.5")),
+    (dict(validation_fraction=0.0), _must_be("validation_fraction", r"a float in the range \(0\.0, 1\.0\)", r"0\.0")),
+    (dict(similarity="manhattan"), _must_be("similarity", r"a str among \{.*'cosine'.*\}", "'manhattan'")),
+    (dict(weight_decay=-1), _must_be("weight_decay", r"a float in the range \[0\.0, inf\)", "-1")),
+    (dict(space="output"), _must_be("space", r"a str among \{('feature', 'input'|'input', 'feature')\}", "'output'")),
     (dict(layers=1), "layers must be an integer >= 2, got 1"),
-    (dict(step_size_init=-0.1), "step_size_init must be a finite number > 0 or 'auto', got -0.1"),
-    (dict(warm_start="yes"), "warm_start must be True or False, got 'yes'"),
+    (dict(step_size_init=-0.1), _must_be("step_size_init", r"a float in the range \(0\.0, inf\) or a str among "
+                                         r"\{'auto'\}", r"-0\.1")),
+    (dict(warm_start="yes"), _must_be("warm_start", "an instance of 'bool' or an instance of 'numpy.bool'", "'yes'")),
+    (dict(temperature=float("inf")), _must_be("temperature", r"a float in the range \(0\.0, inf\) or a str among "
+                                              r"\{'auto'\}", "inf")),
+    (dict(learning_rate=float("nan")), _must_be("learning_rate", r"a float in the range \(0\.0, inf\)", "nan")),
 ])
 def test_bad_hyper_parameters_fail_at_fit(params, match):
     x, y = _regression(20)
     model = MetaNeighborsRegressor(**params)                 # the constructor only stores them
-    assert model.get_params()[next(iter(params))] == next(iter(params.values()))
+    assert model.get_params()[next(iter(params))] is next(iter(params.values()))
     with pytest.raises(ValueError, match=match):
         model.fit(x, y)
+
+
+@pytest.mark.parametrize("estimator", [MetaNeighborsRegressor(max_epochs=1), MetaNeighborsClassifier(max_epochs=1)],
+                         ids=lambda e: type(e).__name__)
+def test_every_parameter_has_a_constraint_and_bad_values_are_named(estimator):
+    """scikit-learn's own check for its estimators (not part of check_estimator): a constraint for every
+    parameter, and an informative error for a value of a wrong type or out of range."""
+    from sklearn.utils.estimator_checks import check_param_validation
+    check_param_validation(type(estimator).__name__, estimator)
 
 
 def test_classifier_needs_two_classes():
@@ -234,7 +253,7 @@ def test_an_ensemble_averages_members_trained_on_their_own_seeds_and_splits():
 def test_bad_n_estimators_fails_at_fit():
     x, y = _regression(20)
     for bad in (0, 2.5, "three"):
-        with pytest.raises(ValueError, match=f"n_estimators must be an integer >= 1, got {bad!r}"):
+        with pytest.raises(ValueError, match=_must_be("n_estimators", r"an int in the range \[1, inf\)", f"{bad!r}")):
             MetaNeighborsRegressor(n_estimators=bad).fit(x, y)
 
 
