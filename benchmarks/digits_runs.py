@@ -35,7 +35,8 @@ from nslviz.analysis.finetuning import dictionary_state
 from nslviz.neighborhoods import CLASS_VALUE_KINDS
 from nslviz.training.config import DICTIONARY_INITS, TrainConfig
 from nslviz.experiments.compare import NSL_VARIANTS, nsl_variant_config, quick_config
-from nslviz.training.trainer import load_run, train
+from nslviz.training.rundir import load_run
+from nslviz.training.trainer import train
 from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
 
 MN_METHODS = ("vanilla", "vanilla_ifilm", "mn", "mn_ifilm")

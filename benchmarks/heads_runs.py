@@ -30,7 +30,8 @@ from nslviz.analysis.finetuning import dictionary_state
 from nslviz.experiments.heads import frozen_feature_heads
 from nslviz.training.config import TrainConfig
 from nslviz.experiments.heads import run_clusters
-from nslviz.training.trainer import load_run, train
+from nslviz.training.rundir import load_run
+from nslviz.training.trainer import train
 from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
 
 HEAD_FIGURES = ("vanilla_acc", "mn_acc", "mn_acc_before_finetune", "attended_value_acc", "attention_entropy", "step_size")

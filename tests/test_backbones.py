@@ -120,7 +120,7 @@ def test_densenet_transition_ifilm_option():
     assert len(ifilm_modules(build_backbone("densenet40", ifilm="last", transition_ifilm=False))) == 6
     from nslviz.models.classifier import build_image_model
     from nslviz.training.config import TrainConfig
-    from nslviz.training.trainer import build_model
+    from nslviz.training.config import build_model
     # the trainer and the CLI reach it too (TrainConfig.transition_ifilm, --transition-ifilm false)
     config = TrainConfig(method="mn_ifilm", backbone="densenet40", transition_ifilm=False, entries=10)
     assert len(ifilm_modules(build_model(config, 10, 3, 32))) == 72

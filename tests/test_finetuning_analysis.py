@@ -125,7 +125,8 @@ def test_a_short_digits_run_learns_a_dictionary_started_at_data_but_not_a_random
     as a soft kNN and its finetuning step moves the logits."""
     from nslviz.training.config import TrainConfig
     from nslviz.experiments.compare import quick_config
-    from nslviz.training.trainer import load_run, train
+    from nslviz.training.rundir import load_run
+from nslviz.training.trainer import train
 
     states = {}
     for init, alpha in (("random", 0.05), ("data", 0.5)):

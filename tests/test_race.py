@@ -14,7 +14,8 @@ from nslviz.training.config import TrainConfig
 from nslviz.training.diagnostics import NOISE_FLOOR, adam_signal_to_noise, noise_floor
 from nslviz.experiments.compare import compare_methods
 from nslviz.training.optim import build_optimizer
-from nslviz.training.trainer import load_run, train
+from nslviz.training.rundir import load_run
+from nslviz.training.trainer import train
 from runs import TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")

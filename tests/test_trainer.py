@@ -19,7 +19,9 @@ from nslviz.training.config import TrainConfig
 from nslviz.training.data import BatchStream
 from nslviz.training.optim import build_optimizer, parameter_groups
 from nslviz.datasets.augment import to_float
-from nslviz.training.trainer import evaluate, initialize_dictionary, load_data, load_run, train
+from nslviz.training.data import load_data
+from nslviz.training.rundir import load_run
+from nslviz.training.trainer import evaluate, initialize_dictionary, train
 from runs import TINY, Killed, interrupt_at, stable
 
 
@@ -90,7 +92,7 @@ def test_the_excluded_groups_get_no_decay_for_every_head():
 
 def test_the_config_reaches_the_model():
     """Every MN setting of TrainConfig arrives in the head build_model makes."""
-    from nslviz.training.trainer import build_model
+    from nslviz.training.config import build_model
 
     config = TrainConfig(method="mn", backbone="convnet4", entries=30, temperature=0.5, entry_dropout=0.25,
                          inner_steps=3, step_size="diagonal", alpha=0.2, first_order=True, values="fixed")

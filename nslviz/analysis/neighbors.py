@@ -447,7 +447,7 @@ class NeighborMap:
 def load_run_features(run_dir, device: str | torch.device = "cpu", batch_size: int = 500):
     """(model, config, data, (train, test)): a run's best weights and the SplitFeatures of its
     training and test splits."""
-    from ..training.trainer import load_run
+    from ..training.rundir import load_run
     model, config, data = load_run(run_dir, device=str(device))
     return model, config, data, (extract_features(model, data.train, batch_size=batch_size, device=device),
                                  extract_features(model, data.test, batch_size=batch_size, device=device))

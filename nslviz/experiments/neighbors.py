@@ -22,7 +22,7 @@ from ..datasets.images import ImageDataset
 from ..paper import MN_SUBCATEGORY_DISCOVERY
 from ..paths import runs_root
 from ..training.distributed import resolve_device
-from ..training.trainer import load_run
+from ..training.rundir import load_run
 
 
 def _check_coarse(split: SplitFeatures, label_kind: str, where: str) -> None:

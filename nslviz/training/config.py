@@ -41,7 +41,7 @@ from .._checks import check_choice, is_number
 from .._options import check_options, option
 from ..datasets.augment import AUGMENT_POLICIES as AUGMENTATIONS
 from ..datasets.images import LABEL_KINDS, available_image_datasets
-from ..models.classifier import CLASSIFIERS, IFILM_PLACEMENTS, METHODS
+from ..models.classifier import CLASSIFIERS, IFILM_PLACEMENTS, METHODS, ImageClassifier, build_image_model
 from ..models.registry import available_backbones
 from ..neighborhoods import CLASS_VALUE_KINDS, STEP_SIZES
 from ..nsl import NSL_MODES
@@ -305,3 +305,16 @@ PAPER_SCHEDULES: dict[tuple[str, str], dict[str, tuple[int, tuple[float, ...]]]]
     ("nsl", "sgd"): {"cifar10": _CIFAR_NSL, "cifar100": _CIFAR_NSL},
     ("nsl_global", "adam"): {"cifar10": _CIFAR_NSL_GLOBAL, "cifar100": _CIFAR_NSL_GLOBAL},
 }
+
+
+def build_model(config: TrainConfig, num_classes: int, channels: int, image_size: int) -> ImageClassifier:
+    """The image model `config` describes, for data of `num_classes` classes, `channels` x `image_size`²."""
+    return build_image_model(config.method, config.backbone, num_classes, in_channels=channels,
+                             image_size=image_size, classifier=config.classifier, entries=config.entries,
+                             temperature=config.temperature, inner_steps=config.inner_steps,
+                             step_size=config.step_size, step_size_init=config.alpha,
+                             entry_dropout=config.entry_dropout, first_order=config.first_order,
+                             values=config.values,
+                             ifilm_placement=config.ifilm_placement, ifilm_entries=config.ifilm_entries,
+                             transition_ifilm=config.transition_ifilm,
+                             nsl=config.nsl, nsl_options=config.nsl_options or None)

@@ -8,12 +8,17 @@ rank reads its own disjoint shard of the same permutation.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 
 from ..datasets.augment import augment_batch, to_float
+from ..datasets.images import ImageDataset, load_image_dataset
+from ..paths import data_root
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 def derived_seed(*parts: int) -> int:
@@ -89,3 +94,15 @@ class BatchStream:
 
     def __iter__(self):
         return self.epoch(0)
+
+
+def load_data(config: TrainConfig) -> ImageDataset:
+    """The image dataset of a run: `config`'s dataset, split and size, limited to train_limit / eval_limit."""
+    data = load_image_dataset(config.dataset, data_root(config.data_root), val_size=config.val_size,
+                              image_size=config.image_size, label_kind=config.label_kind,
+                              download=config.download, seed=config.seed)
+    if config.train_limit is not None:
+        data.train = data.train.subset(slice(0, config.train_limit))
+    if config.eval_limit is not None:
+        data.val, data.test = (split.subset(slice(0, config.eval_limit)) for split in (data.val, data.test))
+    return data

@@ -9,6 +9,8 @@ second process is refused with the holder named (see `locked_run_dir`, docs/run-
 
 A file that cannot be read (empty, truncated, not what nslviz writes) is an error naming the file,
 saying that the other files were left as they are and how to go on (`DamagedRunFile`).
+
+`load_run(run_dir)` reads a run back for analysis: (model with its best weights, config, data).
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ import torch
 
 from .._io import (_json_default, _os_reason, atomic_torch_save, atomic_write_json,  # noqa: F401 (re-exported)
                    atomic_write_text)
+from .config import TrainConfig, build_model
+from .data import load_data
 
 try:
     import fcntl
@@ -382,3 +386,21 @@ def write_run(run_path, config: dict, metrics: list[dict], summary: dict) -> Non
     run.write_config(config)
     run.write_metrics(metrics)
     run.write_summary(summary)
+
+
+def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
+    """(model, config, data) of a finished or running run directory, for analysis notebooks.
+    which: "best" (best.pt) or "last" (checkpoint.pt)."""
+    run = RunDirectory(run_dir, create=False)
+    stored = run.read_config()
+    if stored is None:
+        raise ValueError(f"{str(run_dir)!r} is not a run directory (no config.json); expected the run_dir of a train() call")
+    config = TrainConfig.from_dict(stored)
+    path = run.best_path if which == "best" else run.checkpoint_path
+    if not path.exists():
+        raise ValueError(f"no {path.name} in {str(run_dir)!r} yet; expected a run that finished at least one epoch")
+    state = run.load_best(map_location=device) if which == "best" else run.load_checkpoint(map_location=device)["model"]
+    data = load_data(config)
+    model = build_model(config, data.num_classes, data.channels, data.image_size)
+    model.load_state_dict(state)
+    return model.to(device).eval(), config, data

@@ -34,15 +34,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..datasets.images import load_image_dataset
 from ..ifilm import IFiLM
-from ..models.classifier import ImageClassifier, build_image_model
+from ..models.classifier import ImageClassifier
 from ..models.layers import count_parameters
 from ..neighborhoods import attended_values, attention_entropy
-from ..paths import data_root, runs_root
+from ..paths import runs_root
 from . import distributed
-from .config import TrainConfig
-from .data import BatchStream, derived_seed
+from .config import TrainConfig, build_model
+from .data import BatchStream, derived_seed, load_data
 from .diagnostics import dictionary_training_state
 from .optim import build_optimizer, build_scheduler, step_or_diverge
 from .rundir import (RESTART, DamagedRunFile, RunDirectory, RunDirectoryWarning, atomic_torch_save,
@@ -64,18 +63,6 @@ def default_run_name(config: TrainConfig) -> str:
     if config.nsl != "none":
         parts.append(config.nsl)
     return "-".join(parts + [f"seed{config.seed}"])
-
-
-def build_model(config: TrainConfig, num_classes: int, channels: int, image_size: int) -> ImageClassifier:
-    return build_image_model(config.method, config.backbone, num_classes, in_channels=channels,
-                             image_size=image_size, classifier=config.classifier, entries=config.entries,
-                             temperature=config.temperature, inner_steps=config.inner_steps,
-                             step_size=config.step_size, step_size_init=config.alpha,
-                             entry_dropout=config.entry_dropout, first_order=config.first_order,
-                             values=config.values,
-                             ifilm_placement=config.ifilm_placement, ifilm_entries=config.ifilm_entries,
-                             transition_ifilm=config.transition_ifilm,
-                             nsl=config.nsl, nsl_options=config.nsl_options or None)
 
 
 @torch.no_grad()
@@ -151,17 +138,6 @@ def initialize_dictionary(model: ImageClassifier, split, config: TrainConfig, de
     model.train(was_training)
     head.initialize_from_examples(features, examples.labels.to(device))
     return index
-
-
-def load_data(config: TrainConfig):
-    data = load_image_dataset(config.dataset, data_root(config.data_root), val_size=config.val_size,
-                              image_size=config.image_size, label_kind=config.label_kind,
-                              download=config.download, seed=config.seed)
-    if config.train_limit is not None:
-        data.train = data.train.subset(slice(0, config.train_limit))
-    if config.eval_limit is not None:
-        data.val, data.test = (split.subset(slice(0, config.eval_limit)) for split in (data.val, data.test))
-    return data
 
 
 def _autocast(config: TrainConfig, device: torch.device):
@@ -592,19 +568,5 @@ def _improves(val: dict, state: TrainState) -> bool:
     return val["acc"] > state.best_val_acc or (val["acc"] == state.best_val_acc and val["loss"] < state.best_val_loss)
 
 
-def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
-    """(model, config, data) of a finished or running run directory, for analysis notebooks.
-    which: "best" (best.pt) or "last" (checkpoint.pt)."""
-    run = RunDirectory(run_dir, create=False)
-    stored = run.read_config()
-    if stored is None:
-        raise ValueError(f"{str(run_dir)!r} is not a run directory (no config.json); expected the run_dir of a train() call")
-    config = TrainConfig.from_dict(stored)
-    path = run.best_path if which == "best" else run.checkpoint_path
-    if not path.exists():
-        raise ValueError(f"no {path.name} in {str(run_dir)!r} yet; expected a run that finished at least one epoch")
-    state = run.load_best(map_location=device) if which == "best" else run.load_checkpoint(map_location=device)["model"]
-    data = load_data(config)
-    model = build_model(config, data.num_classes, data.channels, data.image_size)
-    model.load_state_dict(state)
-    return model.to(device).eval(), config, data
+
+#END
