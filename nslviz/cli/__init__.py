@@ -6,6 +6,7 @@ COMMANDS = [
     "spiral",
     "export_notebook",
     "train",
+    "compare",
     "implicit_reg",
     "neighbors",
     "regress",

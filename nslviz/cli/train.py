@@ -69,18 +69,25 @@ SPECIAL_ARGUMENTS = {"milestones": dict(type=_milestones), "clip_value": dict(ty
                      "nsl_options": dict(type=_json_object), "channels_last": dict(type=boolean)}
 
 
+def add_config_arguments(p: argparse.ArgumentParser, *, nsl_variant: bool = True) -> dict:
+    """--preset, (--nsl-variant,) and every TrainConfig field as --field-name, in their groups; returns
+    the groups by title. Options left out stay out of the parsed namespace (argument_default SUPPRESS)."""
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="a paper recipe: mn (AdamW), nsl (SGD, NSL Tables 1-4) or nsl_global (Adam, NSL Table 8)")
+    groups = {title: p.add_argument_group(title) for title in (WHAT, MN, OPTIMISATION, DATA, RUN)}
+    if nsl_variant:
+        groups[WHAT].add_argument("--nsl-variant", choices=ALL_NSL_VARIANTS, default=None,
+                                  help="one row of NSL Tables 1-4 or 8: sets backbone, --nsl, --nsl-options "
+                                       "(and the preset)")
+    add_option_arguments(groups, TrainConfig, SPECIAL_ARGUMENTS)      # every TrainConfig field as --field-name
+    return groups
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train an image classifier (MN / iFiLM / NSL) into a run directory",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                               argument_default=argparse.SUPPRESS)
-    p.add_argument("--preset", choices=PRESETS, default=None,
-                   help="a paper recipe: mn (AdamW), nsl (SGD, NSL Tables 1-4) or nsl_global (Adam, NSL Table 8)")
-    groups = {title: p.add_argument_group(title) for title in (WHAT, MN, OPTIMISATION, DATA, RUN)}
-    groups[WHAT].add_argument("--nsl-variant", choices=ALL_NSL_VARIANTS, default=None,
-                              help="one row of NSL Tables 1-4 or 8: sets backbone, --nsl, --nsl-options "
-                                   "(and the preset)")
-    add_option_arguments(groups, TrainConfig, SPECIAL_ARGUMENTS)      # every TrainConfig field as --field-name
-    run = groups[RUN]
+    run = add_config_arguments(p)[RUN]
     run.add_argument("--run-dir", type=folder_path, default=None, help="output folder (default: runs/<dataset>-<backbone>-<method>-seed<k>)")
     run.add_argument("--resume", action="store_true", default=False, help="continue the run in --run-dir")
     run.add_argument("--overwrite", action="store_true", default=False,
@@ -90,14 +97,14 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=main, subparser=p)
 
 
-def config_from_args(args) -> TrainConfig:
-    overrides = {k: v for k, v in vars(args).items() if k not in CONTROL}
-    if args.resume:
+def config_from_args(args, control=CONTROL) -> TrainConfig:
+    overrides = {k: v for k, v in vars(args).items() if k not in control}
+    if getattr(args, "resume", False):
         if args.run_dir is None:
             raise ValueError("--resume needs --run-dir, the folder of the run to continue")
         from ..training.trainer import stored_run_config
         return TrainConfig.from_dict({**stored_run_config(args.run_dir), **overrides})
-    if args.nsl_variant is None:
+    if getattr(args, "nsl_variant", None) is None:
         return TrainConfig.from_preset(args.preset, **overrides)
     preset = args.preset if args.preset is not None else nsl_variant_preset(args.nsl_variant)
     overrides.setdefault("backbone", "cnn9")

@@ -4,7 +4,7 @@
     knn                      kNN as multi-task learning: the derivation's checks and the 1-D toy
                              (notebook 02, `python -m nslviz knn-toy`)
     compare                  image runs side by side: methods of MN Table 1/3, NSL Table 4 variants
-                             (notebooks 03, 04, 07; each of their runs is one `python -m nslviz train`)
+                             (notebooks 03, 04, 07, `python -m nslviz compare`)
     neighbors                the learned neighbors of trained runs, MN sec. 4.2 (notebook 05,
                              `python -m nslviz neighbors`)
     regression_table         MN Table 2's cross-validation (notebook 06, `python -m nslviz regress`)

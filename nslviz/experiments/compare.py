@@ -1,4 +1,5 @@
-"""Image experiments as the notebooks (03, 04, 05, 07) run them: several runs, same settings.
+"""Image experiments as the notebooks (03, 04, 05, 07) and `python -m nslviz compare` run them: several
+runs, same settings.
 
 `compare_methods(config, ["vanilla", "mn"])` trains one run per method into runs/<group>/<method>
 (resuming any run that was cut off, skipping any that already finished) and returns their summaries;

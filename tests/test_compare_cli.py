@@ -1,0 +1,48 @@
+"""`python -m nslviz compare` trains what notebooks 03, 04 and 07 train: the same experiment function,
+the same numbers, the same group folder rules."""
+from __future__ import annotations
+
+import json
+
+from cli import run_in_process
+from nslviz.experiments.compare import compare_methods, quick_config
+from nslviz.training.config import TrainConfig
+
+
+def _json(process) -> dict:
+    assert process.returncode == 0, process.stderr[-2000:]
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+def test_compare_trains_the_notebooks_runs_and_reads_them_back(tmp_path):
+    group = tmp_path / "group"
+    first = _json(run_in_process("compare", "--methods", "vanilla", "mn", "--quick", "--epochs", "2",
+                                 "--group-dir", str(group), "--no-progress", "--json"))
+    assert set(first) == {"vanilla", "mn"}
+    assert all((group / method / "best.pt").exists() for method in first)
+    # the notebooks' call on the same settings finds the same runs and reads them back, unchanged
+    notebook = compare_methods(quick_config(TrainConfig.from_preset("mn", epochs=2)), ["vanilla", "mn"],
+                               group_dir=group, progress=False)
+    assert {m: s["test_acc"] for m, s in notebook.items()} == {m: s["test_acc"] for m, s in first.items()}
+    assert notebook["mn"]["seconds"] == first["mn"]["seconds"]                  # read back, not trained again
+    # the same group with other settings is refused, naming what differs
+    changed = run_in_process("compare", "--methods", "vanilla", "--quick", "--epochs", "2", "--lr", "0.01",
+                             "--group-dir", str(group), "--no-progress")
+    assert changed.returncode == 2 and "lr" in changed.stderr
+
+
+def test_compare_takes_methods_or_variants_and_names_a_bad_one(tmp_path):
+    both = run_in_process("compare", "--methods", "mn", "--variants", "cnn")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    neither = run_in_process("compare", "--dataset", "digits")
+    assert neither.returncode == 2 and "one of the arguments --methods --variants is required" in neither.stderr
+    unknown = run_in_process("compare", "--methods", "mnx")
+    assert unknown.returncode == 2 and "invalid choice: 'mnx'" in unknown.stderr
+
+
+def test_compare_runs_the_nsl_variants_of_notebook_07(tmp_path):
+    summaries = _json(run_in_process("compare", "--variants", "cnn", "static_dns", "--preset", "nsl", "--backbone",
+                                     "cnn9", "--quick", "--epochs", "1", "--group-dir", str(tmp_path),
+                                     "--no-progress", "--json"))
+    assert set(summaries) == {"cnn", "static_dns"}
+    assert summaries["static_dns"]["nsl"] == "static_dns" and summaries["cnn"]["nsl"] == "none"
