@@ -126,7 +126,7 @@ def test_a_short_digits_run_learns_a_dictionary_started_at_data_but_not_a_random
     from nslviz.training.config import TrainConfig
     from nslviz.experiments.compare import quick_config
     from nslviz.training.rundir import load_run
-from nslviz.training.trainer import train
+    from nslviz.training.trainer import train
 
     states = {}
     for init, alpha in (("random", 0.05), ("data", 0.5)):

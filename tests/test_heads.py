@@ -110,7 +110,7 @@ def test_frozen_features_of_a_trained_run(tmp_path):
     from nslviz.training.config import TrainConfig
     from nslviz.experiments.compare import quick_config
     from nslviz.training.rundir import load_run
-from nslviz.training.trainer import train
+    from nslviz.training.trainer import train
 
     train(quick_config(TrainConfig.from_preset("mn", backbone="convnet4", method="vanilla")), tmp_path, progress=False)
     result = frozen_feature_heads(tmp_path, steps=400, eval_every=200, batch_size=32)
