@@ -148,7 +148,6 @@ def base_method(name: str) -> str:
 
 def paper_sections() -> list[str]:
     from nslviz import paper
-    from nslviz.paper import MN_TABLE2
     lines = ["## The papers' numbers (`nslviz.paper`)", "",
              "Reported on GPUs in the papers; none of these runs has been made with this repository yet "
              "(docs/not-reproduced.md). Each row says the command that would run it.", ""]
@@ -160,7 +159,7 @@ def paper_sections() -> list[str]:
     lines += table(["dataset", "n", "d", "kNN", "MLP", "MN", "command"],
                    [[name, f"{row['n']:,}", row["d"],
                      *(f"{row[k][0]:g} ± {row[k][1]:g}" for k in ("knn", "vanilla", "mn")),
-                     f"`python -m nslviz regress --dataset {name} --json`"] for name, row in MN_TABLE2.items()])
+                     f"`python -m nslviz regress --dataset {name} --json`"] for name, row in paper.MN_TABLE2.items()])
     lines += ["### MN Appendix A.9: sub-category discovery, CIFAR-100 (kNN accuracy %)", ""]
     lines += table(["model", "20 coarse labels", "100 fine labels"],
                    [[m, v["coarse"], v["fine"]] for m, v in paper.MN_SUBCATEGORY_DISCOVERY.items()])
@@ -181,8 +180,8 @@ def paper_sections() -> list[str]:
     lines += ["### NSL Table 6: Mini-ImageNet 5-way 5-shot (`python -m nslviz few-shot`, docs/few-shot.md)", ""]
     lines += table(["method", "backbone", "accuracy", "95 % interval"],
                    [[m, b, f"{a:.2f} %", f"± {i:.2f}"] for m, (b, a, i) in paper.NSL_TABLE6.items()])
-    known = {"MN_METHOD_COLUMNS", "MN_TABLE1", "NSL_TABLE4", "NSL_TABLE5", "NSL_TABLE6", "NSL_TABLE6_ROWS",
-             "MN_SUBCATEGORY_DISCOVERY"}
+    known = {"MN_METHOD_COLUMNS", "MN_TABLE1", "MN_TABLE2", "NSL_TABLE4", "NSL_TABLE5", "NSL_TABLE6",
+             "NSL_TABLE6_ROWS", "MN_SUBCATEGORY_DISCOVERY"}
     for name in sorted(n for n in vars(paper) if n.isupper() and n not in known):    # tables added later
         lines += [f"### `nslviz.paper.{name}`", "", "```", json.dumps(_string_keys(getattr(paper, name)), default=str,
                                                                        ensure_ascii=False, indent=1), "```", ""]
