@@ -70,11 +70,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_DEFINED_IN) | _SUBMODULES)
 
 
-__all__ = [
-    "MLP", "MetaNeighborhoodsMLP",
-    "IFiLM", "ifilm_modules", "ifilm_parameters",
-    "GlobalSimilarityAttention", "NSConv2d", "SphereConv2d", "fold_static_nsl", "make_conv", "nsl_regularization",
-    "FunctionalMetaNeighborhoods", "InducedDictionary", "MetaNeighborhoodsHead", "NeighborAttention",
-    "SIMILARITIES", "classifier_logits", "entry_dropout_mask", "entry_loss", "finetune_functional",
-    "check_parameters", "inner_gradient", "parameter_dict", "parameter_list", "quick_mode", "similarity_scores",
-]
+__all__ = [*_DEFINED_IN, "check_parameters", "parameter_dict", "parameter_list", "quick_mode"]
