@@ -39,19 +39,21 @@ demo: setup
 	  texts = ["".join(o.get("data", {}).get("text/plain", o.get("text", ""))) for c in cells for o in c.get("outputs", [])]; \
 	  print(next((t for t in texts if "mn_test_acc" in t), ""))' $(DEMO_OUT)/01_spiral_toy.ipynb
 
-# Unit tests and every notebook under nbval, in quick mode.
+# Unit tests and every notebook under nbval, in quick mode, on TEST_WORKERS pytest-xdist workers
+# (one torch thread each; see conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: setup
-	NSLVIZ_QUICK=1 $(PY) -m pytest
+	NSLVIZ_QUICK=1 $(PY) -m pytest -n $(TEST_WORKERS)
 
 # The edit loop: unit tests only, without those marked slow (the notebooks run under `make test`).
 test-fast: setup
-	NSLVIZ_QUICK=1 $(PY) -m pytest tests -m "not slow" -q
+	NSLVIZ_QUICK=1 $(PY) -m pytest -n $(TEST_WORKERS) tests -m "not slow" -q
 
 test-unit: setup
-	NSLVIZ_QUICK=1 $(PY) -m pytest tests
+	NSLVIZ_QUICK=1 $(PY) -m pytest -n $(TEST_WORKERS) tests
 
 test-notebooks: setup
-	NSLVIZ_QUICK=1 $(PY) -m pytest notebooks
+	NSLVIZ_QUICK=1 $(PY) -m pytest -n $(TEST_WORKERS) notebooks
 
 lab: setup
 	NSLVIZ_QUICK=$(NSLVIZ_QUICK) $(VENV)/bin/jupyter lab notebooks
