@@ -76,6 +76,12 @@ class MetaNeighborhoodsFeatureMLP(nn.Module):
         check_features("inputs", inputs, self.input_dim, dtype=self.head.dictionary.keys.dtype)
         return self.head(self.trunk(inputs))                                    # features (B, width)
 
+    @torch.no_grad()
+    def initialize_from_examples(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Start the dictionary at S training rows: k_j = µ_θ(x_j) (S, width) under the current trunk,
+        v_j = y_j (S, C) for "mse", class indices (S,) for "cross_entropy"."""
+        self.head.initialize_from_examples(self.trunk(inputs), targets)
+
     def no_weight_decay_parameters(self) -> list[nn.Parameter]:
         """The dictionary and the step sizes: not decayed (official MN "memory" scope)."""
         return self.head.no_weight_decay_parameters()

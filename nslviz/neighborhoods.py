@@ -192,6 +192,22 @@ class InducedDictionary(nn.Module):
                 self.value_logits.copy_(F.one_hot(targets.to(self.value_logits.device), classes).float() * logit)
         self.keys.copy_(keys)
 
+    @torch.no_grad()
+    def start_at_examples(self, features: torch.Tensor, targets: torch.Tensor, *, cosine: bool,
+                          confidence: float = 0.9) -> None:
+        """Start every entry at a real example: k_j = its features z_j (S, d), v_j = its target (see
+        `set_entries`). Not in the paper or the official code; it meets the paper's requirement (sec.
+        3.1) that keys start "with a similar distribution to z_i", so that they receive a training
+        signal from the first step. For the cosine similarity only the direction counts: the keys keep
+        the norm of the Gaussian init (key_init_std · √d), so the optimiser moves them at the same
+        relative rate as random keys."""
+        check_features("features", features, self.keys.shape[1], allow_empty=False)
+        check_finite("features", features)
+        keys = features.detach().float().to(self.keys.device)
+        if cosine:
+            keys = F.normalize(keys, dim=-1) * (self.key_init_std * math.sqrt(keys.shape[1]))
+        self.set_entries(keys, targets, confidence=confidence)
+
     @property
     def values(self) -> torch.Tensor:
         """v_j for every entry, (S, value_dim)."""
@@ -365,18 +381,10 @@ class MetaNeighborhoodsHead(nn.Module):
     @torch.no_grad()
     def initialize_from_examples(self, features: torch.Tensor, labels: torch.Tensor, *,
                                  confidence: float = 0.9) -> None:
-        """Start the dictionary at S real examples: k_j = their features z_j, v_j = their labels
-        (soft values: probability `confidence` on the label). Not in the paper or the official code;
-        it is the direct way to meet the paper's requirement (sec. 3.1) that keys start "with a
-        similar distribution to z_i" so that they receive a training signal early. For the cosine
-        similarity only the direction counts, so the keys keep the norm of the Gaussian init
-        (key_init_std · √d) and the optimiser moves them at the same relative rate."""
-        check_features("features", features, self.feature_dim, allow_empty=False)
-        check_finite("features", features)
-        keys = features.detach().float().to(self.dictionary.keys.device)
-        if self.attention.similarity == "cosine":
-            keys = F.normalize(keys, dim=-1) * (self.dictionary.key_init_std * math.sqrt(self.feature_dim))
-        self.dictionary.set_entries(keys, labels, confidence=confidence)
+        """Start the dictionary at S real examples: k_j = their features z_j (S, d), v_j = their labels
+        (S,) (soft values: probability `confidence` on the label); see `InducedDictionary.start_at_examples`."""
+        self.dictionary.start_at_examples(features, labels, cosine=self.attention.similarity == "cosine",
+                                          confidence=confidence)
 
     def base_logits(self, features: torch.Tensor) -> torch.Tensor:
         """f_φ(z) without finetuning, (B, C)."""

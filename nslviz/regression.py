@@ -191,6 +191,11 @@ class MetaNeighborhoodsMLP(nn.Module):
             return hidden
         return {"outputs": hidden, "attention": attention, "base_outputs": self.network(inputs)}
 
+    def initialize_from_examples(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Start the dictionary at S training rows: k_j = x_j (S, d), v_j = y_j (S, C) for "mse",
+        class indices (S,) for "cross_entropy"; see `InducedDictionary.start_at_examples`."""
+        self.dictionary.start_at_examples(inputs, targets, cosine=self.attention.similarity == "cosine")
+
     def no_weight_decay_parameters(self) -> list[nn.Parameter]:
         """The dictionary, the step sizes and the temperature: not decayed (official MN "memory" scope)."""
         return [p for name, p in self.named_parameters() if not name.startswith("network.")]

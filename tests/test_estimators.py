@@ -130,6 +130,8 @@ def _must_be(name: str, expected: str, got: str) -> str:
     (dict(layers=1), "layers must be an integer >= 2, got 1"),
     (dict(step_size_init=-0.1), _must_be("step_size_init", r"a float in the range \(0\.0, inf\) or a str among "
                                          r"\{'auto'\}", r"-0\.1")),
+    (dict(dictionary_init="kmeans"), _must_be("dictionary_init", r"a str among \{('random', 'data'|'data', 'random')\}",
+                                              "'kmeans'")),
     (dict(warm_start="yes"), _must_be("warm_start", "an instance of 'bool' or an instance of 'numpy.bool'", "'yes'")),
     (dict(temperature=float("inf")), _must_be("temperature", r"a float in the range \(0\.0, inf\) or a str among "
                                               r"\{'auto'\}", "inf")),
@@ -277,3 +279,35 @@ def test_auto_temperature_scales_with_the_attended_width():
     narrow = MetaNeighborsRegressor(width=32, max_epochs=2, n_estimators=1, random_state=0).fit(x, y)
     assert narrow.temperature_ == pytest.approx(0.1)
     assert narrow.module_.head.attention.temperature == pytest.approx(0.1, rel=1e-6)     # the model's T
+
+
+@pytest.mark.parametrize("space", ["feature", "input"])
+def test_data_started_dictionary_holds_training_rows(space):
+    """dictionary_init="data": before training, every entry is a fitting row: its key the row's features
+    (its direction, for the cosine similarity), its value the row's label."""
+    import torch.nn.functional as F
+
+    xb, yb = make_blobs(n_samples=150, centers=3, cluster_std=3.0, random_state=0)
+    clf = MetaNeighborsClassifier(random_state=0, max_epochs=1, n_estimators=1, space=space,
+                                  dictionary_init="data").fit(xb, yb)
+    inputs = torch.as_tensor(clf.x_scaler_.transform(xb), dtype=torch.float32)
+    labels = torch.as_tensor(yb)
+    model = clf._build(2, 3, "cross_entropy", inputs, labels, seed=5)
+    keys, values = model.dictionary.keys.detach(), model.dictionary.values.detach()
+    features = inputs if space == "input" else model.trunk(inputs).detach()
+    match = F.normalize(keys, dim=1) @ F.normalize(features, dim=1).T             # (S, rows) cosine
+    best = match.max(dim=1)
+    assert len(keys) == clf.entries_ and torch.allclose(best.values, torch.ones(len(keys)), atol=1e-5)
+    assert len(set(best.indices.tolist())) == len(keys)                           # S distinct rows
+    assert torch.equal(values.argmax(1), labels[best.indices])                    # their labels
+    assert values.max(1).values.min() == pytest.approx(0.9, abs=1e-5)
+    random = clf.set_params(dictionary_init="random")._build(2, 3, "cross_entropy", inputs, labels, seed=5)
+    assert random.dictionary.values.max() < 0.5                                  # random values: near uniform
+
+    x, y = _regression(120)
+    reg = MetaNeighborsRegressor(random_state=0, max_epochs=1, n_estimators=1, space=space,
+                                 dictionary_init="data").fit(x, y)
+    targets = torch.as_tensor(reg.y_scaler_.transform(y[:, None]), dtype=torch.float32)
+    model = reg._build(3, 1, "mse", torch.as_tensor(reg.x_scaler_.transform(x), dtype=torch.float32), targets, seed=5)
+    values = model.dictionary.values.detach()[:, 0]
+    assert set(values.tolist()) <= set(targets[:, 0].tolist())                    # standardised targets of rows
