@@ -54,6 +54,7 @@ def test_bf16_channels_last_training_step_has_finite_float32_gradients():
     assert head["dictionary.keys"].grad.abs().sum() > 0               # the meta-gradient reaches the keys
 
 
+@pytest.mark.slow
 def test_trainer_runs_bf16_and_channels_last_on_cpu_and_a_killed_run_resumes_in_the_same_precision(tmp_path):
     plain = train(TrainConfig(**TINY), tmp_path / "plain", progress=False)
     fast = train(TrainConfig(**TINY, amp="bf16", channels_last=True), tmp_path / "fast", progress=False)

@@ -81,6 +81,7 @@ def test_digits_runs_cli_recipe_is_the_command_line_run():
         assert config == config_from_args(args)
 
 
+@pytest.mark.slow
 def test_digits_runs_reports_both_checkpoints_and_the_per_seed_comparison(tmp_path):
     runs = importlib.import_module("digits_runs")
     assert runs.compare([0.9, 0.8, 0.7], [0.8, 0.8, 0.8]) == {
@@ -102,6 +103,7 @@ def test_digits_runs_reports_both_checkpoints_and_the_per_seed_comparison(tmp_pa
     assert state["mn"]["acc_before_finetune"] == round(result["test_acc_before_finetune"]["mn"][0], 4)
 
 
+@pytest.mark.slow
 def test_heads_runs_report_both_heads_on_clusters_and_on_a_frozen_digits_backbone(tmp_path):
     result = importlib.import_module("heads_runs").main(["--seeds", "0", "--steps", "20", "--epochs", "1",
                                                          "--threads", "1", "--out", str(tmp_path / "r.json")])

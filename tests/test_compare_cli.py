@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cli import run_in_process
 from nslviz.experiments.compare import compare_methods, quick_config
 from nslviz.training.config import TrainConfig
@@ -40,6 +42,7 @@ def test_compare_takes_methods_or_variants_and_names_a_bad_one(tmp_path):
     assert unknown.returncode == 2 and "invalid choice: 'mnx'" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_compare_runs_the_nsl_variants_of_notebook_07(tmp_path):
     summaries = _json(run_in_process("compare", "--variants", "cnn", "static_dns", "--preset", "nsl", "--backbone",
                                      "cnn9", "--quick", "--epochs", "1", "--group-dir", str(tmp_path),

@@ -194,6 +194,7 @@ def test_a_small_fit_runs_on_one_thread_and_restores_torch_setting():
         torch.set_num_threads(previous)
 
 
+@pytest.mark.slow
 def test_parallel_grid_search_and_cross_validation_do_not_oversubscribe():
     """n_jobs=2: every fit runs in a joblib worker on at most its share of the cores."""
     x, y = make_blobs(n_samples=90, centers=3, random_state=0)

@@ -119,6 +119,7 @@ def test_dictionary_state_table_shows_each_value_next_to_the_value_of_no_effect(
     assert table.loc["predictions changed by finetuning %", "value"] == pytest.approx(100 * state["changed_predictions"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_short_digits_run_learns_a_dictionary_started_at_data_but_not_a_random_one(tmp_path):
     """What RESULTS.md reports at 200 epochs shows already in quick mode's 4 epochs (about 80 steps):
     with the paper's random keys the dictionary is still noise; started at training images it reads

@@ -102,6 +102,7 @@ def test_head_training_rejects_bad_settings(field, value, match):
         HeadTraining(**{field: value})
 
 
+@pytest.mark.slow
 def test_frozen_features_of_a_trained_run(tmp_path):
     """The backbone of a short vanilla digits run, frozen: the paper's random dictionary learns on its
     features within a few hundred steps (with the backbone trained jointly it stays noise, RESULTS.md)."""

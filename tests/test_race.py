@@ -134,6 +134,7 @@ def small_race(tmp_path_factory):
                           warmup=3, root=root, progress=False)
 
 
+@pytest.mark.slow
 def test_race_reports_paired_differences_seed_by_seed(small_race):
     root, results = small_race
     assert (root / "digits" / "seed1" / "vanilla_warmup" / "summary.json").is_file()

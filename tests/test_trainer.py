@@ -623,6 +623,7 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_finite_chec
     assert (tmp_path / "nan" / "metrics.jsonl").read_text() == ""      # no epoch with NaN metrics
 
 
+@pytest.mark.slow
 def test_cli_resume_after_sigkill(tmp_path, reference_run):
     """A real kill -9 mid-run, then --resume: the same final numbers as the uninterrupted run."""
     run_dir = tmp_path / "killed"
@@ -664,6 +665,7 @@ def ddp_run(tmp_path_factory):
     return run_dir, out
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo(ddp_run):
     """DDP on CPU: two processes, one global batch split between them, one run directory."""
     run_dir, out = ddp_run
@@ -674,6 +676,7 @@ def test_torchrun_two_processes_gloo(ddp_run):
     assert json.loads((run_dir / "summary.json").read_text())["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_torchrun_killed_mid_epoch_and_resumed_gives_the_same_metrics(ddp_run, tmp_path):
     """kill -9 of both DDP processes in the second epoch, then a DDP --resume: the same summary and
     the same metrics rows, including the cut epoch's training loss, which sums both ranks' batches."""
