@@ -84,6 +84,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 from ._threads import torch_threads
 from .feature_space import MetaNeighborhoodsFeatureMLP
+from .neighborhoods import starting_examples
 from .regression import values_in_target_range
 from .similarity import SIMILARITIES
 from .training.config import DICTIONARY_INITS
@@ -124,9 +125,10 @@ class _MetaNeighborsBase(BaseEstimator):
     """Parameters shared by the regressor and the classifier (see their docstrings)."""
 
     def __init__(self, space="feature", layers=3, width=128, entries="auto", temperature="auto",
-                 step_size_init="auto", similarity="cosine", dictionary_init="random", learning_rate=1e-2, batch_size="auto",
-                 weight_decay=0.0, max_epochs=200, patience=10, tol=1e-4, validation_fraction=0.1,
-                 n_estimators=3, warm_start=False, random_state=None, device="cpu", verbose=False):
+                 step_size_init="auto", similarity="cosine", dictionary_init="random", learning_rate=1e-2,
+                 batch_size="auto", weight_decay=0.0, max_epochs=200, patience=10, tol=1e-4,
+                 validation_fraction=0.1, n_estimators=3, warm_start=False, random_state=None, device="cpu",
+                 verbose=False):
         self.space = space
         self.layers = layers
         self.width = width
@@ -294,10 +296,8 @@ class _MetaNeighborsBase(BaseEstimator):
                             values_in_target_range(self.entries_, fit_targets.cpu()))
         model = model.to(fit_inputs.device)
         if self.dictionary_init == "data":
-            generator = torch.Generator().manual_seed(seed)
-            rows = fit_inputs.shape[0]
-            index = (torch.randperm(rows, generator=generator)[:self.entries_] if self.entries_ <= rows
-                     else torch.randint(rows, (self.entries_,), generator=generator)).to(fit_inputs.device)
+            index = starting_examples(fit_inputs.shape[0], self.entries_, torch.Generator().manual_seed(seed))
+            index = index.to(fit_inputs.device)
             model.initialize_from_examples(fit_inputs[index], fit_targets[index])
         return model
 
@@ -365,7 +365,7 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     dictionary_init : {"random", "data"}, default="random"   "random": keys N(0, 0.01²) and the values
                                      above; "data": every entry starts at a fitting row (key: its
                                      features under the initial trunk, or its inputs in "input";
-                                     value: its label or target). Not the default: better on 3 tables'
+                                     value: its label or target). Not the default: better on 2 tables'
                                      validation splits, worse on 3 (docs/estimators.md, round 4).
     learning_rate : float, default=1e-2   AdamW learning rate (10x Appendix B's 1e-3: with three
                                      members, more accurate on validation splits than 3e-3 and 5e-3,

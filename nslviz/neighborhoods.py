@@ -95,6 +95,14 @@ def class_block_labels(entries: int, classes: int) -> torch.Tensor:
     return torch.arange(entries) * classes // entries
 
 
+def starting_examples(count: int, entries: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices (S,) of the `entries` examples, of `count`, that a dictionary starts at
+    (`InducedDictionary.start_at_examples`): distinct, drawn with replacement only when S > count."""
+    if entries <= count:
+        return torch.randperm(count, generator=generator)[:entries]
+    return torch.randint(count, (entries,), generator=generator)
+
+
 class InducedDictionary(nn.Module):
     """The dictionary M = {(k_j, v_j)}_{j=1..S} of induced neighbors (MN sec. 2.1, Fig. 2).
 

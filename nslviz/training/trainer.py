@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ..ifilm import IFiLM
 from ..models.classifier import ImageClassifier
 from ..models.layers import count_parameters
-from ..neighborhoods import attended_values, attention_entropy
+from ..neighborhoods import attended_values, attention_entropy, starting_examples
 from ..paths import runs_root
 from . import distributed
 from .config import TrainConfig, build_model
@@ -125,8 +125,7 @@ def initialize_dictionary(model: ImageClassifier, split, config: TrainConfig, de
     head = model.head
     count, entries = len(split.labels), head.dictionary.entries
     generator = torch.Generator().manual_seed(derived_seed(config.seed, 0x5EED))
-    index = (torch.randperm(count, generator=generator)[:entries] if entries <= count
-             else torch.randint(count, (entries,), generator=generator))
+    index = starting_examples(count, entries, generator)
     examples = split.subset(index)
     stream = BatchStream(examples, config.batch_size, shuffle=False, device=device, channels_last=channels_last)
     running = [buffer.clone() for buffer in model.buffers()]
