@@ -76,9 +76,12 @@ else:
                 self.workqueue.move_to_end(unit, last=False)
             super()._assign_work_unit(node)
 
+    # optional: `pytest -p no:xdist` runs without the plugin that declares these hooks
+    @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(config, log):
         return NotebooksFirstScheduling(config, log)
 
+    @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(node):
         """Every worker writes its runs into the main process's folder (see pytest_configure)."""
         node.workerinput["nslviz_runs"] = node.config.nslviz_runs

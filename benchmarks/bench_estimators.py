@@ -24,6 +24,7 @@ is measured in the same run; the estimators' defaults were chosen that way (docs
 
 Usage: python benchmarks/bench_estimators.py [--quick] [--tables digits,sine] [--methods mn,mlp]
        [--mn-params '{"width": 128}'] [--out FILE]
+       python benchmarks/bench_estimators.py --select CANDIDATES.json [--repeats 3] [--tables ...]
 """
 from __future__ import annotations
 
@@ -169,21 +170,25 @@ def summarise(tables: dict) -> dict:
     return summary
 
 
-def select(candidates: list[dict], names: list[str], fold_count: int, quick: bool) -> dict:
+def select(candidates: list[dict], names: list[str], fold_count: int, quick: bool, repeats: int = 1) -> dict:
     """Validation scores of candidate MN settings: within every training fold, 20 % of its rows
-    (stratified for classes) are held out and scored; the test folds are never used. The default MLP
-    is fitted on the same rows ("mlp" entry), so that every candidate's fit-time ratio to it
-    (`fit_time_ratio_to_mlp`, the ratio of the median fit times) is measured within the run."""
+    (stratified for classes) are held out and scored, `repeats` times with different draws (repeat r of
+    fold i draws with seed i + 1000 r, so repeat 0 is the single split of repeats=1); the test folds are
+    never used. "scores" lists fold by fold, repeats within a fold. The default MLP is fitted on the same
+    rows ("mlp" entry), so that every candidate's fit-time ratio to it (`fit_time_ratio_to_mlp`, the ratio
+    of the median fit times) is measured within the run."""
     out = {}
     for name in names:
         task, x, y = load_table(name, quick)
         keys = [json.dumps(c, sort_keys=True) for c in candidates] + ["mlp"]
         per = {key: {"scores": [], "fit_seconds": []} for key in keys}
-        for index, (train, _test) in enumerate(folds(task, x, y, fold_count)):
-            inner, valid = train_test_split(train, test_size=0.2, random_state=index,
+        draws = [(index, train, index + 1000 * repeat) for index, (train, _test) in
+                 enumerate(folds(task, x, y, fold_count)) for repeat in range(repeats)]
+        for turn, (index, train, split_seed) in enumerate(draws):
+            inner, valid = train_test_split(train, test_size=0.2, random_state=split_seed,
                                             stratify=y[train] if task == "classification" else None)
             runs = list(zip(keys, candidates + [None]))
-            runs = runs[index % len(runs):] + runs[:index % len(runs)]            # rotated per fold
+            runs = runs[turn % len(runs):] + runs[:turn % len(runs)]              # rotated per draw
             for key, candidate in runs:
                 estimator = make_estimator("mlp", task, index) if candidate is None else \
                     make_estimator("mn", task, index, candidate)
@@ -216,6 +221,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--mn-params", default=None, help="JSON object of MetaNeighbors* parameters (default: none)")
     parser.add_argument("--select", default=None, metavar="CANDIDATES.json",
                         help="score the MN settings listed in this JSON file on validation splits of the training folds")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="--select: validation splits drawn per training fold (default 1)")
     parser.add_argument("--quick", action="store_true", help="120-row subsets and 2 folds: a smoke test")
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/<name>.json)")
     args = parser.parse_args(argv)
@@ -224,6 +231,8 @@ def main(argv=None) -> dict:
     fold_count = 2 if args.quick else args.folds
     if fold_count < 2:
         parser.error(f"--folds: expected an integer >= 2, got {args.folds}")
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected an integer >= 1, got {args.repeats}")
     try:
         mn_params = json.loads(args.mn_params) if args.mn_params else None
     except json.JSONDecodeError as error:
@@ -236,7 +245,8 @@ def main(argv=None) -> dict:
             candidates = json.load(handle)
         result["benchmark"] = "estimators_selection"
         result["candidates"] = candidates
-        result["selection"] = select(candidates, names, fold_count, args.quick)
+        result["repeats"] = args.repeats
+        result["selection"] = select(candidates, names, fold_count, args.quick, args.repeats)
         result["seconds"] = round(time.perf_counter() - start, 1)
         return save_result(result, "bench_estimators_selection_cpu", args.out)
     result["tables"] = {}

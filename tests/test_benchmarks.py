@@ -178,13 +178,15 @@ def test_estimators_selection_scores_candidates_and_their_time_ratio_to_the_mlp(
     candidates = tmp_path / "candidates.json"
     candidates.write_text('[{"max_epochs": 3, "n_estimators": 1}, {"max_epochs": 3, "n_estimators": 2}]')
     result = importlib.import_module("bench_estimators").main(
-        ["--quick", "--tables", "iris", "--select", str(candidates), "--out", str(tmp_path / "s.json")])
-    assert result["benchmark"] == "estimators_selection" and "tables" not in result
+        ["--quick", "--tables", "iris", "--select", str(candidates), "--repeats", "2", "--out", str(tmp_path / "s.json")])
+    assert result["benchmark"] == "estimators_selection" and "tables" not in result and result["repeats"] == 2
     per = result["selection"]["iris"]
     assert set(per) == {'{"max_epochs": 3, "n_estimators": 1}', '{"max_epochs": 3, "n_estimators": 2}', "mlp"}
     assert per["mlp"]["fit_time_ratio_to_mlp"] == 1.0
-    for entry in per.values():
-        assert len(entry["scores"]) == 2 and 0 <= entry["mean"] <= 1 and entry["fit_time_ratio_to_mlp"] > 0
+    for entry in per.values():          # 2 folds x 2 validation draws each
+        assert len(entry["scores"]) == 4 and 0 <= entry["mean"] <= 1 and entry["fit_time_ratio_to_mlp"] > 0
+    # the second draw of a fold holds out other rows than the first: its default MLP scores differ somewhere
+    assert per["mlp"]["scores"][0::2] != per["mlp"]["scores"][1::2]
 
 
 def test_estimators_benchmark_refuses_unknown_tables(capsys):
