@@ -361,7 +361,8 @@ def _mn_race(r: dict) -> list[str]:
 
 
 @renders("estimators", "scikit-learn estimators against MLP and kNN (docs/estimators.md)",
-         lambda r: ", ".join(r["tables"]))
+         lambda r: ", ".join(r["tables"]) + (f"; the folds of seed {r['seed']}" if r["seed"] else "")
+         + (f"; MN with {json.dumps(r['mn_params'])}" if r.get("mn_params") else ""))
 def _estimators(r: dict) -> list[str]:
     rows = []
     for name, t in r["tables"].items():
@@ -376,13 +377,16 @@ def _estimators(r: dict) -> list[str]:
 
 
 @renders("estimators_selection", "MetaNeighbors* defaults scored on validation splits of the training folds "
-         "(docs/estimators.md)", lambda r: ", ".join(r["selection"]))
+         "(docs/estimators.md)",
+         lambda r: ", ".join(r["selection"]) + (f"; {r['repeats']} splits per fold" if r.get("repeats", 1) > 1 else ""))
 def _estimators_selection(r: dict) -> list[str]:
     rows = [[name, "default MLP" if key == "mlp" else f"`{key}`", num(v["mean"], 4), num(v["fit_time_ratio_to_mlp"])]
             for name, per in r["selection"].items() for key, v in per.items()]
-    return table(["table", "MN parameters (on top of the defaults of the time)", "validation score, mean of folds",
+    return table(["table", "MN parameters (on top of the defaults of the time)", "validation score, mean of splits",
                   "fit time / default MLP's"], rows) + [
-        f"Within each of the {r['folds']} training folds, 20 % of the rows held out; the test folds are never read.", ""]
+        f"Within each of the {r['folds']} training folds, 20 % of the rows held out"
+        + (f", {r['repeats']} times with different draws" if r.get("repeats", 1) > 1 else "")
+        + "; the test folds are never read.", ""]
 
 
 @renders("spiral_interactive", "Notebook 01's interactive parts: a new slider pair, an animation frame")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -193,3 +194,13 @@ def test_estimators_benchmark_refuses_unknown_tables(capsys):
     with pytest.raises(SystemExit) as exit_info:
         importlib.import_module("bench_estimators").main(["--tables", "mnist"])
     assert exit_info.value.code == 2 and "unknown tables ['mnist']" in capsys.readouterr().err
+
+
+def test_estimators_benchmark_other_fold_draws(tmp_path):
+    bench = importlib.import_module("bench_estimators")
+    task, x, y = bench.load_table("wine", quick=False)
+    draws = {seed: [tuple(test) for _, test in bench.folds(task, x, y, 5, seed)] for seed in (0, 1)}
+    assert draws[0] != draws[1] and all(sorted(np.concatenate(d).tolist()) == list(range(len(x))) for d in draws.values())
+    result = bench.main(["--quick", "--tables", "wine", "--methods", "mn,knn5", "--mn-params", '{"max_epochs": 2}',
+                         "--cv-seed", "1", "--out", str(tmp_path / "r.json")])
+    assert result["seed"] == 1 and result["tables"]["wine"]["methods"]["knn5"]["scores"]

@@ -41,7 +41,7 @@ def test_regressor_fits_a_nonlinear_function_in_original_units():
     model = MetaNeighborsRegressor(random_state=0, learning_rate=3e-3).fit(x[:200], y[:200])
     assert model.score(x[200:], y[200:]) > 0.8
     assert model.n_features_in_ == 3 and model.entries_ == 128 and model.batch_size_ == 180
-    assert model.temperature_ == 0.05 and model.step_size_init_ == 0.05       # feature space, width 128
+    assert model.temperature_ == 0.05 and model.step_size_init_ == 0.2        # feature space, width 128
     assert isinstance(model.module_, MetaNeighborhoodsFeatureMLP)
     assert abs(model.predict(x[200:]).mean() - y[200:].mean()) < 3          # back in the units of y
     assert 1 <= model.best_epoch_ <= model.n_iter_ <= model.max_epochs
