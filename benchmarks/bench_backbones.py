@@ -6,7 +6,8 @@ hits both alike; medians are reported with the load average before and after. Pr
 object and writes it to benchmarks/results/backbones_<device>.json.
 
 Usage: python benchmarks/bench_backbones.py [--backbones convnet4 resnet29 resnet56 densenet40]
-       [--batch 32] [--image-size 32] [--repeats 5] [--device cpu|cuda] [--amp] [--channels-last] [--threads N]
+       [--batch 32] [--image-size 32] [--repeats 5] [--device cpu|cuda] [--amp] [--channels-last] [--compile]
+       [--threads N]
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile both networks (the trainer's --compile); the warm-up steps compile")
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op threads (default: torch's); 1 avoids OpenMP spin-waits on a busy machine")
     parser.add_argument("--out", default=None)
@@ -77,7 +80,7 @@ def main(argv=None) -> dict:
         for placement in ("none", "all"):
             net = build_backbone(name, image_size=args.image_size, ifilm=placement)
             net = net.to(device, memory_format=memory_format).train()
-            steps[placement] = make_step(net, images, args.amp)
+            steps[placement] = make_step(torch.compile(net) if args.compile else net, images, args.amp)
         seconds = time_alternately(steps, args.repeats)
         rows[name] = {"none_images_per_s": round(args.batch / seconds["none"], 1),
                       "all_images_per_s": round(args.batch / seconds["all"], 1),
@@ -85,10 +88,10 @@ def main(argv=None) -> dict:
         print(name, rows[name], flush=True)
     result = {"benchmark": "backbones_ifilm", "mode": "train forward+backward", "batch": args.batch,
               "image_size": args.image_size, "device": str(device), "amp_bf16": args.amp,
-              "channels_last": args.channels_last, "repeats": args.repeats, "threads": torch.get_num_threads(),
+              "channels_last": args.channels_last, "compiled": args.compile, "repeats": args.repeats, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "machine": platform.machine(),
               "load_average_before": load_before, "load_average_after": load_average(), "backbones": rows}
-    save_result(result, f"backbones_{device.type}", args.out)
+    save_result(result, f"backbones_{device.type}" + ("_compiled" if args.compile else ""), args.out)
     return result
 
 

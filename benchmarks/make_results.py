@@ -230,12 +230,16 @@ def _train(r: dict) -> list[str]:
         f"THP_MEM_ALLOC_ENABLE={r.get('THP_MEM_ALLOC_ENABLE', 'unset')}.", ""]
 
 
-@renders("backbones_ifilm", "iFiLM's cost per backbone")
+@renders("backbones_ifilm", "iFiLM's cost per backbone",
+         lambda r: r.get("device", "cpu") + (", torch.compile" if r.get("compiled") else "")
+         + ("; iFiLM's products as einsum (the earlier code)" if "einsum" in r.get("note", "") else ""))
 def _backbones(r: dict) -> list[str]:
     return table(["backbone", "images/s without iFiLM", "images/s with iFiLM \"all\"", "time ratio"],
                  [[b, v["none_images_per_s"], v["all_images_per_s"], f"{v['all_over_none_time']}×"]
                   for b, v in r["backbones"].items()]) + [
-        f"{r['mode']}, batch {r['batch']}, {r['image_size']}×{r['image_size']}, {r['threads']} thread(s).", ""]
+        f"{r['mode']}, batch {r['batch']}, {r['image_size']}×{r['image_size']}, {r.get('device', 'cpu')}"
+        + (", bf16 autocast" if r.get("amp_bf16") else "") + (", channels_last" if r.get("channels_last") else "")
+        + (", torch.compile" if r.get("compiled") else ", eager") + f", {r['threads']} thread(s).", ""]
 
 
 @renders("augment", "Batched augmentation against a per-image torchvision pipeline")

@@ -84,16 +84,17 @@ class IFiLM(nn.Module):
             return self._attention(self._query(activation))
 
     def _attention(self, query: torch.Tensor) -> torch.Tensor:
-        cosine = torch.einsum("bc,sc->bs", F.normalize(query, dim=1),
-                              F.normalize(full_precision(self.keys), dim=1))                # (B, S)
+        # plain matrix products rather than einsum: on a GPU these small layers are bound by the CPU's
+        # dispatch of each operation, and einsum adds views and a bmm around every product
+        cosine = F.normalize(query, dim=1) @ F.normalize(full_precision(self.keys), dim=1).T      # (B, S)
         return (full_precision(self.inverse_temperature) * cosine).softmax(dim=1)           # (B, S)
 
     def forward(self, activation: torch.Tensor) -> torch.Tensor:
         self._check(activation)
         with torch.autocast(device_type=activation.device.type, enabled=False):
             weights = self._attention(self._query(activation))                       # (B, S)
-            gamma_hat = torch.einsum("bs,sc->bc", weights, full_precision(self.gamma))       # (B, C)  eq. (4)
-            beta_hat = torch.einsum("bs,sc->bc", weights, full_precision(self.beta))         # (B, C)  eq. (4)
+            gamma_hat = weights @ full_precision(self.gamma)                         # (B, C)  eq. (4)
+            beta_hat = weights @ full_precision(self.beta)                           # (B, C)  eq. (4)
         scale = (1.0 + gamma_hat).to(activation.dtype)
         shift = beta_hat.to(activation.dtype)
         if activation.dim() == 4:

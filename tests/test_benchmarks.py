@@ -204,3 +204,17 @@ def test_estimators_benchmark_other_fold_draws(tmp_path):
     result = bench.main(["--quick", "--tables", "wine", "--methods", "mn,knn5", "--mn-params", '{"max_epochs": 2}',
                          "--cv-seed", "1", "--out", str(tmp_path / "r.json")])
     assert result["seed"] == 1 and result["tables"]["wine"]["methods"]["knn5"]["scores"]
+
+
+def test_backbones_benchmark_compiles_both_networks_when_asked(tmp_path, monkeypatch):
+    """--compile hands both networks (with and without iFiLM) to torch.compile and says so in the result;
+    torch.compile itself is replaced by a recorder here (inductor takes a minute on a CPU)."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda net: compiled.append(net) or net)
+    bench = importlib.import_module("bench_backbones")
+    result = bench.main(["--backbones", "convnet4", "--batch", "2", "--repeats", "1", "--compile",
+                         "--out", str(tmp_path / "b.json")])
+    assert result["compiled"] is True and len(compiled) == 2
+    assert result["backbones"]["convnet4"]["all_over_none_time"] > 0
+    assert bench.main(["--backbones", "convnet4", "--batch", "2", "--repeats", "1",
+                       "--out", str(tmp_path / "e.json")])["compiled"] is False and len(compiled) == 2

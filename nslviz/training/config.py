@@ -150,7 +150,9 @@ class TrainConfig:
     device: str = option("auto", group=RUN, help="auto (default: CUDA when present), cpu, cuda, cuda:1")
     amp: str = option("auto", "choice", AMP_MODES, group=RUN)        # "auto" = bf16 autocast on CUDA, off on CPU
     channels_last: str | bool = option("auto", "choice", CHANNELS_LAST, group=RUN)    # "auto" = on CUDA
-    compile: bool = option(False, "flag", group=RUN)
+    compile: bool = option(False, "flag", group=RUN,
+                           help="torch.compile the model; on a GPU it trains iFiLM models about 1.6x faster "
+                                "(docs/install.md)")
     eval_batch_size: int = option(500, "positive_int", group=RUN)
     # resumable checkpoints, also at every epoch end
     checkpoint_every: int = option(200, "positive_int", group=RUN, help="iterations between checkpoints")
