@@ -88,7 +88,8 @@ def main(argv=None) -> dict:
         print(name, rows[name], flush=True)
     result = {"benchmark": "backbones_ifilm", "mode": "train forward+backward", "batch": args.batch,
               "image_size": args.image_size, "device": str(device), "amp_bf16": args.amp,
-              "channels_last": args.channels_last, "compiled": args.compile, "repeats": args.repeats, "threads": torch.get_num_threads(),
+              "channels_last": args.channels_last, "compiled": args.compile, "repeats": args.repeats,
+              "threads": torch.get_num_threads(),
               "torch": torch.__version__, "machine": platform.machine(),
               "load_average_before": load_before, "load_average_after": load_average(), "backbones": rows}
     save_result(result, f"backbones_{device.type}" + ("_compiled" if args.compile else ""), args.out)

@@ -218,7 +218,13 @@ def _inner_loop(r: dict) -> list[str]:
         f"Forward + backward, {r['threads']} threads, {r['device']}.", ""]
 
 
-@renders("train_step_and_inference", "MN training and inference cost against vanilla (paper A.7: about 2× at inference)")
+def _earlier_ifilm(r: dict) -> str:
+    """Files measured while iFiLM's products were written with einsum (before plain matrix products)."""
+    return "; iFiLM's products as einsum (the earlier code)" if r.get("ifilm_products") == "einsum" else ""
+
+
+@renders("train_step_and_inference", "MN training and inference cost against vanilla (paper A.7: about 2× at inference)",
+         lambda r: f"{r['device']}, {r['backbone']}, {r['classes']} classes" + _earlier_ifilm(r))
 def _train(r: dict) -> list[str]:
     rows = [[m, v["train_step_seconds"], v["inference_seconds"], f"{v['parameters']:,}",
              *((f"{r['ratios'][m]['train_step_vs_vanilla']}×", f"{r['ratios'][m]['inference_vs_vanilla']}×")
@@ -231,8 +237,7 @@ def _train(r: dict) -> list[str]:
 
 
 @renders("backbones_ifilm", "iFiLM's cost per backbone",
-         lambda r: r.get("device", "cpu") + (", torch.compile" if r.get("compiled") else "")
-         + ("; iFiLM's products as einsum (the earlier code)" if "einsum" in r.get("note", "") else ""))
+         lambda r: r.get("device", "cpu") + (", torch.compile" if r.get("compiled") else "") + _earlier_ifilm(r))
 def _backbones(r: dict) -> list[str]:
     return table(["backbone", "images/s without iFiLM", "images/s with iFiLM \"all\"", "time ratio"],
                  [[b, v["none_images_per_s"], v["all_images_per_s"], f"{v['all_over_none_time']}×"]
