@@ -81,8 +81,11 @@ TABLES = {   # name -> (task, loader returning X, y); the small ones first
 def make_estimator(method: str, task: str, seed: int, mn_params: dict | None = None):
     classify = task == "classification"
     if method == "mn":
-        cls = MetaNeighborsClassifier if classify else MetaNeighborsRegressor
-        return cls(random_state=seed, **(mn_params or {}))
+        cls, other = ((MetaNeighborsClassifier, MetaNeighborsRegressor) if classify
+                      else (MetaNeighborsRegressor, MetaNeighborsClassifier))
+        own, others = cls().get_params(), other().get_params()
+        # a parameter of the other estimator only (label_smoothing: the classifier's) is not passed
+        return cls(random_state=seed, **{k: v for k, v in (mn_params or {}).items() if k in own or k not in others})
     if method in ("mlp", "mlp_100_100"):
         cls = MLPClassifier if classify else MLPRegressor
         hidden = (100,) if method == "mlp" else (100, 100)
@@ -220,7 +223,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--tables", default=",".join(TABLES), help="comma-separated (default: all)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all)")
     parser.add_argument("--folds", type=int, default=FOLDS)
-    parser.add_argument("--mn-params", default=None, help="JSON object of MetaNeighbors* parameters (default: none)")
+    parser.add_argument("--mn-params", default=None, help="JSON object of MetaNeighbors* parameters (default: none); "
+                        "one that only the other estimator has (label_smoothing) is not passed")
     parser.add_argument("--select", default=None, metavar="CANDIDATES.json",
                         help="score the MN settings listed in this JSON file on validation splits of the training folds")
     parser.add_argument("--cv-seed", type=int, default=SEED,

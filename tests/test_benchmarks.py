@@ -190,6 +190,15 @@ def test_estimators_selection_scores_candidates_and_their_time_ratio_to_the_mlp(
     assert per["mlp"]["scores"][0::2] != per["mlp"]["scores"][1::2]
 
 
+def test_estimators_benchmark_passes_the_classifiers_own_parameters_to_the_classifier_only():
+    make = importlib.import_module("bench_estimators").make_estimator
+    params = {"label_smoothing": 0.0, "width": 16}
+    assert make("mn", "classification", 0, params).get_params()["label_smoothing"] == 0.0
+    assert make("mn", "regression", 0, params).get_params()["width"] == 16      # label_smoothing left out
+    with pytest.raises(TypeError, match="wdith"):                                 # a typo is not left out
+        make("mn", "regression", 0, {"wdith": 16})
+
+
 def test_estimators_benchmark_refuses_unknown_tables(capsys):
     with pytest.raises(SystemExit) as exit_info:
         importlib.import_module("bench_estimators").main(["--tables", "mnist"])

@@ -112,9 +112,9 @@ def test_input_errors_say_what_was_expected(estimator):
         fitted.predict(np.zeros((2, 3)))
 
 
-def _must_be(name: str, expected: str, got: str) -> str:
+def _must_be(name: str, expected: str, got: str, estimator: str = "MetaNeighborsRegressor") -> str:
     """scikit-learn's parameter-validation message, as a pattern."""
-    return rf"The '{name}' parameter of MetaNeighborsRegressor must be {expected}\. Got {got} instead\."
+    return rf"The '{name}' parameter of {estimator} must be {expected}\. Got {got} instead\."
 
 
 @pytest.mark.parametrize("params,match", [
@@ -152,6 +152,23 @@ def test_every_parameter_has_a_constraint_and_bad_values_are_named(estimator):
     parameter, and an informative error for a value of a wrong type or out of range."""
     from sklearn.utils.estimator_checks import check_param_validation
     check_param_validation(type(estimator).__name__, estimator)
+
+
+def test_classifier_smooths_its_labels_and_the_regressor_has_no_such_parameter(monkeypatch):
+    import nslviz.estimators as estimators
+    seen = []
+    fit = estimators.fit_tabular
+    monkeypatch.setattr(estimators, "fit_tabular", lambda *a, **k: seen.append(k["label_smoothing"]) or fit(*a, **k))
+    xb, yb = make_blobs(n_samples=60, centers=3, random_state=0)
+    MetaNeighborsClassifier(random_state=0, max_epochs=2, n_estimators=2).fit(xb, yb)
+    MetaNeighborsClassifier(random_state=0, max_epochs=2, n_estimators=1, label_smoothing=0.0).fit(xb, yb)
+    x, y = _regression(40)
+    MetaNeighborsRegressor(random_state=0, max_epochs=2, n_estimators=1).fit(x, y)
+    assert seen == [0.1, 0.1, 0.0, 0.0]                      # the default ε reaches every member; mse: none
+    assert "label_smoothing" not in MetaNeighborsRegressor().get_params()
+    with pytest.raises(ValueError, match=_must_be("label_smoothing", r"a float in the range \[0\.0, 1\.0\)", "1",
+                                                "MetaNeighborsClassifier")):
+        MetaNeighborsClassifier(label_smoothing=1).fit(xb, yb)
 
 
 def test_classifier_needs_two_classes():

@@ -139,6 +139,9 @@ def test_fit_tabular_keeps_a_warm_start_that_training_does_not_improve():
     (dict(lr=0), "lr must be > 0"), (dict(batch_size=0), "batch_size must be >= 1"),
     (dict(patience=1.5), "patience must be an integer"), (dict(loss="hinge"), "unknown loss 'hinge'"),
     (dict(tol=-1), "tol must be >= 0"),
+    (dict(label_smoothing=1.0), r"label_smoothing must be a number with 0 <= label_smoothing < 1, got 1\.0"),
+    (dict(label_smoothing=0.1), "label_smoothing applies to loss='cross_entropy', got label_smoothing=0.1 with "
+                                "loss='mse'"),
 ])
 def test_fit_tabular_rejects_bad_settings(kwargs, match):
     x, y, xv, yv = _toy_regression()
@@ -146,6 +149,25 @@ def test_fit_tabular_rejects_bad_settings(kwargs, match):
         fit_tabular(build_mlp(2, 1, 1, 4), x, y, xv, yv, **kwargs)
     with pytest.raises(ValueError, match="as many y_train as x_train rows"):
         fit_tabular(build_mlp(2, 1, 1, 4), x, y[:-1])
+
+
+def test_label_smoothing_smooths_the_training_loss_and_early_stopping_watches_the_plain_one():
+    """ε keeps the training cross-entropy above the entropy of its targets (1 - ε) one-hot + ε/C, which a
+    plain fit of separable classes goes below; the validation loss is the plain cross-entropy."""
+    x, _, xv, _ = _toy_regression()
+    labels, val_labels = (x[:, 0] > 0).long(), (xv[:, 0] > 0).long()
+    eps = 0.3
+    target = torch.tensor([1 - eps / 2, eps / 2])
+    floor = float(-(target * target.log()).sum())                       # entropy of the smoothed target, C = 2
+    final = {}
+    for smoothing in (0.0, eps):
+        model = build_mlp(2, 2, 2, 16, seed=0)
+        result = fit_tabular(model, x, labels, xv, val_labels, loss="cross_entropy", lr=3e-2, max_epochs=60,
+                             patience=60, seed=0, label_smoothing=smoothing)
+        final[smoothing] = result.history[-1]["train_loss"]
+        plain = float(torch.nn.functional.cross_entropy(predict_tabular(model, xv), val_labels))
+        assert plain == pytest.approx(result.best_validation_loss, rel=1e-6)
+    assert final[0.0] < 0.5 * floor and floor - 1e-6 <= final[eps] < 1.2 * floor
 
 
 def _with_nan(t):

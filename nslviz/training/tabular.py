@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .._checks import check_choice, check_dtype, check_finite, check_positive, check_seed
+from .._checks import check_choice, check_dtype, check_finite, check_fraction, check_positive, check_seed
 from ..regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
 from .optim import parameter_groups, step_or_diverge
 
@@ -52,15 +52,16 @@ class TabularFitResult:
     seconds: float = 0.0
 
 
-def tabular_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
-    """Mean squared error over samples and targets, or cross-entropy with class indices."""
+def tabular_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean squared error over samples and targets, or cross-entropy with class indices (against
+    (1 - ε) one-hot + ε/C with ε = `label_smoothing`)."""
     if loss == "mse":
         if outputs.shape != targets.shape:       # F.mse_loss would broadcast (B, 1) against (B,) to (B, B)
             raise ValueError(f"expected targets of shape {tuple(outputs.shape)} to match the model's outputs "
                              f"(samples, {outputs.shape[-1]}), got {tuple(targets.shape)}"
                              + ("; reshape them with y.reshape(-1, 1)" if targets.dim() == 1 else ""))
         return F.mse_loss(outputs, targets)
-    return F.cross_entropy(outputs, targets)
+    return F.cross_entropy(outputs, targets, label_smoothing=label_smoothing)
 
 
 def check_tabular_data(x_name: str, x, y_name: str, y, loss: str) -> None:
@@ -122,7 +123,7 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
                 x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None, *,
                 loss: str = "mse", lr: float = 1e-3, batch_size: int = 128, weight_decay: float = 0.0,
                 max_epochs: int = 1000, patience: int = 10, tol: float = 0.0, seed: int = 0,
-                progress: bool = False, desc: str = "fit") -> TabularFitResult:
+                label_smoothing: float = 0.0, progress: bool = False, desc: str = "fit") -> TabularFitResult:
     """Train `model` in place; return what happened.
 
     x (N, d) float; y (N, C) float for loss="mse", (N,) class indices for "cross_entropy"; both on
@@ -135,6 +136,8 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     scikit-learn's MLPs ends training on separable classes, whose loss creeps down forever) and
     restore the weights of the epoch with the lowest validation loss; without: run `max_epochs`.
     Epoch 0 (the weights as given) is a candidate too.
+    label_smoothing ε (cross-entropy only) smooths the training targets, (1 - ε) one-hot + ε/C; the
+    validation loss that early stopping watches is the plain cross-entropy.
     """
     check_choice("loss", loss, TABULAR_LOSSES)
     check_positive("lr", lr)
@@ -144,6 +147,10 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     check_positive("patience", patience, integer=True, minimum=1)
     check_positive("tol", tol, minimum=0)
     check_seed(seed)
+    check_fraction("label_smoothing", label_smoothing)
+    if label_smoothing and loss != "cross_entropy":
+        raise ValueError(f"label_smoothing applies to loss='cross_entropy', got label_smoothing={label_smoothing!r} "
+                         f"with loss={loss!r}")
     check_tabular_data("x_train", x_train, "y_train", y_train, loss)
     if x_train.shape[0] == 0:
         raise ValueError("x_train has no rows; expected at least one training example")
@@ -174,7 +181,7 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         total = torch.zeros((), device=x_train.device)
         for begin in range(0, n, batch_size):
             batch = order[begin:begin + batch_size]
-            batch_loss = tabular_loss(model(x_train[batch]), y_train[batch], loss)
+            batch_loss = tabular_loss(model(x_train[batch]), y_train[batch], loss, label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             batch_loss.backward()
             step_or_diverge(optimizer, f"in epoch {epoch}")
