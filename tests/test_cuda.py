@@ -167,6 +167,27 @@ def test_bf16_channels_last_keeps_the_head_in_float32_and_close():
 DEVICE_TINY = dict(TINY, device=str(DEVICE), method="mn_ifilm")
 
 
+def test_scikit_learn_estimators_train_and_predict_on_the_device():
+    """device=...: every member lives on the device, probabilities sum to 1, and the fit is as good as the
+    CPU's on an easy table (not the same numbers: other kernels, other rounding)."""
+    import numpy as np
+    from sklearn.datasets import make_blobs, make_friedman1
+
+    from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
+    x, y = make_blobs(n_samples=300, centers=4, n_features=8, random_state=0)
+    scores = {}
+    for device in (DEVICE.type, "cpu"):
+        model = MetaNeighborsClassifier(random_state=0, device=device, max_epochs=30).fit(x[:240], y[:240])
+        assert {next(m.parameters()).device.type for m in model.modules_} == {device}
+        np.testing.assert_allclose(model.predict_proba(x[240:]).sum(axis=1), 1.0, rtol=1e-12)
+        scores[device] = model.score(x[240:], y[240:])
+    assert scores[DEVICE.type] >= 0.95 and abs(scores[DEVICE.type] - scores["cpu"]) <= 0.02
+    xr, yr = make_friedman1(n_samples=400, noise=0.5, random_state=0)
+    regressor = MetaNeighborsRegressor(random_state=0, device=DEVICE.type, max_epochs=50).fit(xr[:320], yr[:320])
+    assert next(regressor.module_.parameters()).device.type == DEVICE.type
+    assert regressor.score(xr[320:], yr[320:]) > 0.6
+
+
 def test_trainer_runs_on_the_device_and_resumes(tmp_path):
     """amp/channels_last "auto" (bf16 and channels_last on CUDA); a run cut at iteration 6 and resumed
     ends with the same schedule and nearly the same numbers (CUDA kernels need not be bitwise
