@@ -60,7 +60,9 @@ epochs and early stopping ends them after 4 to 12 on digits).
 Speed: each epoch of each member costs O(rows x S x width). `fit` runs on one torch intra-op thread
 when a training step is small (`fit_threads`; torch's setting is restored afterwards), so a small fit
 does not slow down with more threads, and n_jobs > 1 in GridSearchCV or cross_val_score runs one
-thread per job.
+thread per job. The members of such a fit train at once, one per intra-op thread torch had
+(`parallel_members`: 2 on a 2-core CPU, 1 inside a joblib worker); they are seeded one by one, so the
+fitted model is the same as when they train one after the other.
 
 warm_start=True: a second `fit` continues from the fitted model (and keeps its scalers) when the
 data has the same shape, classes and settings; otherwise the model is built afresh.
@@ -74,6 +76,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
@@ -110,6 +113,15 @@ def fit_threads(rows: int, features: int, width: int, entries: int) -> int:
     synchronisation, and an oversubscribed CPU slows them further), else torch's current setting."""
     work = min(rows, DEFAULT_BATCH_SIZE) * (features + entries + 2 * width) * width
     return 1 if work < ONE_THREAD_WORK else torch.get_num_threads()
+
+
+def parallel_members(members: int, threads: int, device: torch.device) -> int:
+    """Members trained at once: each small fit (`threads` = 1) on the CPU takes one of torch's intra-op
+    threads, up to their number (1 inside a joblib worker of n_jobs > 1, so nothing is oversubscribed).
+    Every member's fit is seeded on its own, so the models are the same in any order."""
+    if threads != 1 or device.type != "cpu":
+        return 1
+    return max(1, min(members, torch.get_num_threads()))
 
 
 def default_temperature(features: int, similarity: str = "cosine", space: str = "input") -> float:
@@ -234,26 +246,27 @@ class _MetaNeighborsBase(BaseEstimator):
         targets = torch.as_tensor(targets, dtype=torch.float32 if loss == "mse" else torch.int64, device=device)
         inputs = torch.as_tensor(self._standardized(self.x_scaler_, x, "X", np.float32), dtype=torch.float32,
                                  device=device)
-        if not warm:
-            self.modules_ = []
-        self.fit_results_ = []
+        indices = [(torch.as_tensor(fit_index, device=device), torch.as_tensor(val_index, device=device))
+                   for fit_index, val_index in splits]
+        if not warm:            # built in order: member k's initialisation is seeded by the k-th seed
+            self.modules_ = [self._build(x.shape[1], output_dim, loss, inputs[fit_index], targets[fit_index], seed)
+                             for seed, (fit_index, _) in zip(seeds, indices)]
         self.n_threads_ = fit_threads(rows, x.shape[1], self.width, self.entries_)
-        for member, (seed, (fit_index, val_index)) in enumerate(zip(seeds, splits)):
-            fit_index = torch.as_tensor(fit_index, device=device)
-            val_index = torch.as_tensor(val_index, device=device)
-            if not warm:
-                self.modules_.append(self._build(x.shape[1], output_dim, loss, inputs[fit_index],
-                                                 targets[fit_index], seed))
-            module = self.modules_[member]
-            with torch_threads(self.n_threads_):
-                result = fit_tabular(module, inputs[fit_index], targets[fit_index], inputs[val_index],
-                                     targets[val_index], loss=loss, lr=self.learning_rate,
-                                     batch_size=self.batch_size_, weight_decay=self.weight_decay,
-                                     max_epochs=self.max_epochs, patience=self.patience, tol=self.tol,
-                                     seed=seed, label_smoothing=label_smoothing, progress=bool(self.verbose),
-                                     desc=name)
+        self.n_parallel_members_ = parallel_members(self.n_estimators, self.n_threads_, device)
+
+        def train(member: int):
+            (fit_index, val_index), module = indices[member], self.modules_[member]
+            result = fit_tabular(module, inputs[fit_index], targets[fit_index], inputs[val_index],
+                                 targets[val_index], loss=loss, lr=self.learning_rate,
+                                 batch_size=self.batch_size_, weight_decay=self.weight_decay,
+                                 max_epochs=self.max_epochs, patience=self.patience, tol=self.tol,
+                                 seed=seeds[member], label_smoothing=label_smoothing, progress=bool(self.verbose),
+                                 desc=name)
             module.eval()
-            self.fit_results_.append(result)
+            return result
+
+        with torch_threads(self.n_threads_), ThreadPoolExecutor(self.n_parallel_members_) as pool:
+            self.fit_results_ = list(pool.map(train, range(self.n_estimators)))
         unconverged = sum(not result.stopped_early for result in self.fit_results_)
         if unconverged:
             which = "" if self.n_estimators == 1 else f" ({unconverged} of {self.n_estimators} members)"
@@ -404,7 +417,8 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     modules_ : list of the K trained members.   fit_results_ : their TabularFitResults.
     n_features_in_, feature_names_in_ : as in every scikit-learn estimator.
     entries_, batch_size_, temperature_, step_size_init_ : the values used.
-    n_threads_ : torch intra-op threads the fit ran on.
+    n_threads_ : torch intra-op threads each member's fit ran on.
+    n_parallel_members_ : members trained at once (Python threads; `parallel_members`).
     n_iter_ : epochs run.   best_epoch_, best_validation_loss_ : the epoch kept and its loss.
     fit_result_ : TabularFitResult with the per-epoch history.   (These four: of the first member.)
     x_scaler_, y_scaler_ : the StandardScalers fitted on the training data.

@@ -211,6 +211,24 @@ def test_a_small_fit_runs_on_one_thread_and_restores_torch_setting():
         torch.set_num_threads(previous)
 
 
+def test_members_train_at_once_on_a_free_core_each_and_give_the_same_model():
+    x, y = make_blobs(n_samples=120, centers=3, random_state=0)
+    previous = torch.get_num_threads()
+    models = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            models[threads] = MetaNeighborsClassifier(random_state=0, max_epochs=8).fit(x, y)
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(previous)
+    assert models[1].n_parallel_members_ == 1 and models[2].n_parallel_members_ == 2
+    assert models[1].n_threads_ == models[2].n_threads_ == 1
+    for one, two in zip(models[1].modules_, models[2].modules_):
+        assert all(torch.equal(p, q) for p, q in zip(one.parameters(), two.parameters()))
+    assert [r.epochs for r in models[1].fit_results_] == [r.epochs for r in models[2].fit_results_]
+
+
 @pytest.mark.slow
 def test_parallel_grid_search_and_cross_validation_do_not_oversubscribe():
     """n_jobs=2: every fit runs in a joblib worker on at most its share of the cores."""
@@ -219,7 +237,7 @@ def test_parallel_grid_search_and_cross_validation_do_not_oversubscribe():
     result = cross_validate(MetaNeighborsClassifier(random_state=0, max_epochs=5), x, y, cv=2, n_jobs=2,
                             return_estimator=True, error_score="raise")
     assert np.all(result["test_score"] > 0.5)
-    assert all(1 <= e.n_threads_ <= share for e in result["estimator"])
+    assert all(1 <= e.n_threads_ * e.n_parallel_members_ <= share for e in result["estimator"])
     scores = cross_val_score(MetaNeighborsClassifier(random_state=0, max_epochs=5), x, y, cv=2, n_jobs=2)
     np.testing.assert_allclose(scores, result["test_score"])          # the same seeded fits, in workers
     search = GridSearchCV(MetaNeighborsClassifier(random_state=0, max_epochs=5), {"width": [16, 32]}, cv=2,
