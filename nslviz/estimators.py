@@ -21,8 +21,9 @@ held-out `validation_fraction` of the training rows with `patience` epochs, best
 from `random_state` and its own split into fitting and early-stopping rows, and averages them:
     ŷ(x) = 1/K Σ_k ŷ_k(x)                       (regression, standardised units)
     p(c | x) = 1/K Σ_k softmax(f_k(x))_c         (classification; decision_function = log p)
-Member 0 is the model that n_estimators=1 fits. Fit time grows K-fold; K = 3 and learning_rate 1e-2
-were chosen together on validation splits, within 5x the fit time of scikit-learn's default MLP.
+Member 0 is the model that n_estimators=1 fits. The work grows K-fold (the members of a small fit train
+at once: Speed, below); K = 3 and learning_rate 1e-2 were chosen together on validation splits, within
+5x the fit time of scikit-learn's default MLP.
 
 Inputs are standardised inside `fit` (and targets, for the regressor); predictions are returned in
 the original units. Everything is seeded by `random_state` (an int gives the same model every time;
