@@ -266,8 +266,12 @@ class _MetaNeighborsBase(BaseEstimator):
             module.eval()
             return result
 
-        with torch_threads(self.n_threads_), ThreadPoolExecutor(self.n_parallel_members_) as pool:
-            self.fit_results_ = list(pool.map(train, range(self.n_estimators)))
+        pool = ThreadPoolExecutor(self.n_parallel_members_)
+        try:
+            with torch_threads(self.n_threads_):
+                self.fit_results_ = list(pool.map(train, range(self.n_estimators)))
+        finally:        # an error or Ctrl-C in one member returns at once; the members not started never start
+            pool.shutdown(wait=False, cancel_futures=True)
         unconverged = sum(not result.stopped_early for result in self.fit_results_)
         if unconverged:
             which = "" if self.n_estimators == 1 else f" ({unconverged} of {self.n_estimators} members)"

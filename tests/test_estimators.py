@@ -229,6 +229,27 @@ def test_members_train_at_once_on_a_free_core_each_and_give_the_same_model():
     assert [r.epochs for r in models[1].fit_results_] == [r.epochs for r in models[2].fit_results_]
 
 
+def test_an_error_in_one_of_the_members_training_at_once_ends_the_fit(monkeypatch):
+    import nslviz.estimators as estimators
+    fit, calls = estimators.fit_tabular, []
+
+    def second_member_fails(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        if len(calls) == 2:
+            raise RuntimeError("member failed")
+        return fit(*args, **kwargs)
+    monkeypatch.setattr(estimators, "fit_tabular", second_member_fails)
+    x, y = make_blobs(n_samples=60, centers=3, random_state=0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="member failed"):
+            MetaNeighborsClassifier(random_state=0, max_epochs=3, n_estimators=3).fit(x, y)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.get_num_threads() == previous
+
+
 @pytest.mark.slow
 def test_parallel_grid_search_and_cross_validation_do_not_oversubscribe():
     """n_jobs=2: every fit runs in a joblib worker on at most its share of the cores."""
