@@ -11,6 +11,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validat
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from nslviz._threads import torch_threads
 from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
 from nslviz.feature_space import MetaNeighborhoodsFeatureMLP
 from nslviz.regression import MetaNeighborhoodsMLP
@@ -171,6 +172,13 @@ def test_classifier_smooths_its_labels_and_the_regressor_has_no_such_parameter(m
         MetaNeighborsClassifier(label_smoothing=1).fit(xb, yb)
 
 
+def test_the_classifier_repeats_the_shared_parameters_with_the_same_defaults():
+    """scikit-learn reads parameters from each class's own __init__ signature, so the classifier spells out
+    the shared ones again to add label_smoothing: their defaults must not drift apart."""
+    shared = MetaNeighborsRegressor().get_params()
+    assert {k: v for k, v in MetaNeighborsClassifier().get_params().items() if k != "label_smoothing"} == shared
+
+
 def test_classifier_needs_two_classes():
     with pytest.raises(ValueError, match="at least 2 classes .* only one class: 1"):
         MetaNeighborsClassifier().fit(np.random.default_rng(0).normal(size=(10, 2)), np.ones(10, dtype=int))
@@ -213,15 +221,11 @@ def test_a_small_fit_runs_on_one_thread_and_restores_torch_setting():
 
 def test_members_train_at_once_on_a_free_core_each_and_give_the_same_model():
     x, y = make_blobs(n_samples=120, centers=3, random_state=0)
-    previous = torch.get_num_threads()
     models = {}
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
+    for threads in (1, 2):
+        with torch_threads(threads):
             models[threads] = MetaNeighborsClassifier(random_state=0, max_epochs=8).fit(x, y)
             assert torch.get_num_threads() == threads
-    finally:
-        torch.set_num_threads(previous)
     assert models[1].n_parallel_members_ == 1 and models[2].n_parallel_members_ == 2
     assert models[1].n_threads_ == models[2].n_threads_ == 1
     for one, two in zip(models[1].modules_, models[2].modules_):
@@ -241,12 +245,8 @@ def test_an_error_in_one_of_the_members_training_at_once_ends_the_fit(monkeypatc
     monkeypatch.setattr(estimators, "fit_tabular", second_member_fails)
     x, y = make_blobs(n_samples=60, centers=3, random_state=0)
     previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with pytest.raises(RuntimeError, match="member failed"):
-            MetaNeighborsClassifier(random_state=0, max_epochs=3, n_estimators=3).fit(x, y)
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(2), pytest.raises(RuntimeError, match="member failed"):
+        MetaNeighborsClassifier(random_state=0, max_epochs=3, n_estimators=3).fit(x, y)
     assert torch.get_num_threads() == previous
 
 
