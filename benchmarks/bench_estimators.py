@@ -2,7 +2,11 @@
 
 Tables (all offline): scikit-learn's digits, wine, breast_cancer, iris (classification) and diabetes
 (regression); generated: `make_classification` with 3 clusters per class ("clusters"), `make_friedman1`
-("friedman1") and a sine table ("sine": y = sin(2 x0) + x1^2 + noise, 3 inputs).
+("friedman1") and a sine table ("sine": y = sin(2 x0) + x1^2 + noise, 3 inputs). Two more tables are
+held out: run once after every default had been chosen, never in a --select round, and only when named
+(`--tables classes10` or `--tables friedman3`, alone or together; results in
+bench_estimators_held_out*_cpu.json): "classes10", `make_classification` with 10 classes of 2 clusters,
+5,000 rows of 40 features (4,000 training rows a fold), and "friedman3", `make_friedman3`, 2,000 rows.
 
 Every table: 5-fold cross-validation (stratified for classes, shuffled, seed 0); every method sees the
 same folds (paired). Methods, all with default parameters and random_state = the fold index:
@@ -39,7 +43,7 @@ import warnings
 import numpy as np
 import torch
 from sklearn.datasets import (load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine,
-                              make_classification, make_friedman1)
+                              make_classification, make_friedman1, make_friedman3)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, train_test_split
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
@@ -76,6 +80,14 @@ TABLES = {   # name -> (task, loader returning X, y); the small ones first
     "friedman1": ("regression", lambda: make_friedman1(n_samples=1000, n_features=10, noise=1.0, random_state=0)),
     "sine": ("regression", _sine),
 }
+# Tables run once, after every default had been chosen, to see how the estimators do on data the
+# choices never touched; they are not among the eight of the goal, and run only when named in --tables.
+HELD_OUT_TABLES = {
+    "classes10": ("classification", lambda: make_classification(      # 4,000 training rows of 40 features
+        n_samples=5000, n_features=40, n_informative=20, n_redundant=10, n_classes=10, n_clusters_per_class=2,
+        class_sep=1.0, random_state=1)),
+    "friedman3": ("regression", lambda: make_friedman3(n_samples=2000, noise=0.05, random_state=1)),
+}
 
 
 def make_estimator(method: str, task: str, seed: int, mn_params: dict | None = None):
@@ -99,7 +111,7 @@ def make_estimator(method: str, task: str, seed: int, mn_params: dict | None = N
 
 
 def load_table(name: str, quick: bool):
-    task, loader = TABLES[name]
+    task, loader = {**TABLES, **HELD_OUT_TABLES}[name]
     x, y = loader()
     x = np.asarray(x, dtype=np.float64)
     if quick:            # a seeded subset: smoke runs only, the numbers mean nothing
@@ -220,7 +232,8 @@ def _names(text: str, allowed, what: str, parser) -> list[str]:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", default=",".join(TABLES), help="comma-separated (default: all)")
+    parser.add_argument("--tables", default=",".join(TABLES),
+                        help=f"comma-separated (default: the eight of the goal); held out: {', '.join(HELD_OUT_TABLES)}")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all)")
     parser.add_argument("--folds", type=int, default=FOLDS)
     parser.add_argument("--mn-params", default=None, help="JSON object of MetaNeighbors* parameters (default: none); "
@@ -234,7 +247,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="120-row subsets and 2 folds: a smoke test")
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/<name>.json)")
     args = parser.parse_args(argv)
-    names = _names(args.tables, TABLES, "tables", parser)
+    names = _names(args.tables, {**TABLES, **HELD_OUT_TABLES}, "tables", parser)
+    held_out = [n for n in names if n in HELD_OUT_TABLES]
+    if held_out and (args.select or len(held_out) < len(names)):
+        parser.error(f"held-out tables {held_out} run alone and never with --select (nothing is chosen on them)")
     methods = _names(args.methods, METHODS, "methods", parser)
     fold_count = 2 if args.quick else args.folds
     if fold_count < 2:
@@ -258,7 +274,9 @@ def main(argv=None) -> dict:
         result["seconds"] = round(time.perf_counter() - start, 1)
         return save_result(result, "bench_estimators_selection_cpu", args.out)
     result["tables"] = {}
-    stem = "bench_estimators_cpu" if args.cv_seed == SEED else f"bench_estimators_seed{args.cv_seed}_cpu"
+    stem = "bench_estimators" + ("_held_out" if held_out else "") + \
+        ("" if args.cv_seed == SEED else f"_seed{args.cv_seed}") + "_cpu"
+    result["held_out"] = bool(held_out)
     out = args.out or RESULTS / f"{stem}.json"
     for name in names:
         result["tables"][name] = run_table(name, methods, fold_count, args.quick, mn_params, args.cv_seed)

@@ -178,12 +178,14 @@ class MetaNeighborhoodsMLP(nn.Module):
     def forward(self, inputs: torch.Tensor, *, return_details: bool = False):
         """Outputs of the per-input finetuned network f_{φ_i}(x_i), (B, C)."""
         check_features("inputs", inputs, self.input_dim, dtype=self.dictionary.keys.dtype)
-        attention = self.attention(inputs, self.dictionary.keys)                  # (B, S)
+        dots = inputs @ self.dictionary.keys.T                                    # (B, S) x_i · k_j
+        attention = self.attention(inputs, self.dictionary.keys, dots=dots)       # (B, S)
         entry_inputs, entry_signals = self.entry_signals()
         linears = self.network.linears
         hidden = inputs
         for index, (layer, (step_w, step_b)) in enumerate(zip(linears, self._layer_step_sizes())):
-            overlap = hidden @ entry_inputs[index].T                              # (B, S) a_i · a_j
+            # (B, S) a_i · a_j; the first layer's inputs are x_i and k_j, whose products the attention used
+            overlap = dots if index == 0 else hidden @ entry_inputs[index].T
             coefficients = attention * torch.addcmul(step_b, step_w, overlap)     # (B, S) ω_ij (α_W a_i·a_j + α_b)
             z = torch.addmm(layer(hidden), coefficients, entry_signals[index], alpha=-1)   # (B, d_{l+1})
             hidden = z.relu() if index < len(linears) - 1 else z

@@ -21,20 +21,32 @@ import torch.nn.functional as F
 from ._checks import check_choice, check_fraction, check_positive
 
 SIMILARITIES = ("cosine", "neg_sq_euclidean", "dot")
+NORM_FLOOR = 1e-12          # F.normalize's eps: a zero vector has cosine similarity 0 with everything
 
 
-def similarity_scores(queries: torch.Tensor, keys: torch.Tensor, similarity: str) -> torch.Tensor:
-    """sim(x_i, k_j) for every pair, before the temperature: (B, d) x (S, d) -> (B, S)."""
+def similarity_scores(queries: torch.Tensor, keys: torch.Tensor, similarity: str,
+                      dots: torch.Tensor | None = None) -> torch.Tensor:
+    """sim(x_i, k_j) for every pair, before the temperature: (B, d) x (S, d) -> (B, S).
+
+    dots: the products x_i·k_j = queries @ keys.T (B, S), given by a caller that needs them anyway (the
+    inner step of `MetaNeighborhoodsMLP`); every similarity is then formed from them without a second
+    (B, S, d) product, cosine as x·k / (‖x‖ ‖k‖) (norms floored at 1e-12, as F.normalize)."""
     check_choice("similarity", similarity, SIMILARITIES)
     if queries.dim() != 2 or keys.dim() != 2 or queries.shape[1] != keys.shape[1]:
         raise ValueError(f"expected queries (batch, d) and keys (entries, d) of the same width d, got "
                          f"queries {tuple(queries.shape)} and keys {tuple(keys.shape)}")
+    if dots is not None and dots.shape != (queries.shape[0], keys.shape[0]):
+        raise ValueError(f"dots must be queries @ keys.T of shape {(queries.shape[0], keys.shape[0])}, "
+                         f"got {tuple(dots.shape)}")
     if similarity == "cosine":
-        return F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T
+        if dots is None:
+            return F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T
+        return dots / (queries.norm(dim=-1, keepdim=True).clamp_min(NORM_FLOOR) * keys.norm(dim=-1).clamp_min(NORM_FLOOR))
+    dots = queries @ keys.T if dots is None else dots
     if similarity == "neg_sq_euclidean":
         # -‖x - k‖² = 2 x·k - ‖x‖² - ‖k‖²: one matmul, no (B, S, d) difference tensor
-        return 2 * queries @ keys.T - queries.pow(2).sum(-1, keepdim=True) - keys.pow(2).sum(-1)
-    return queries @ keys.T
+        return 2 * dots - queries.pow(2).sum(-1, keepdim=True) - keys.pow(2).sum(-1)
+    return dots
 
 
 def entry_dropout_mask(batch: int, entries: int, drop_rate: float, *, device=None,
@@ -69,13 +81,13 @@ class NeighborAttention(nn.Module):
     def temperature(self) -> float:
         return float(torch.exp(-self.log_inverse_temperature.detach()))
 
-    def logits(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """sim / T, (B, S)."""
-        return similarity_scores(queries, keys, self.similarity) * self.log_inverse_temperature.exp()
+    def logits(self, queries: torch.Tensor, keys: torch.Tensor, dots: torch.Tensor | None = None) -> torch.Tensor:
+        """sim / T, (B, S); `dots` = queries @ keys.T if the caller has them (`similarity_scores`)."""
+        return similarity_scores(queries, keys, self.similarity, dots) * self.log_inverse_temperature.exp()
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor,
-                keep_mask: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.logits(queries, keys)                                   # (B, S)
+                keep_mask: torch.Tensor | None = None, dots: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.logits(queries, keys, dots)                             # (B, S)
         if keep_mask is None and self.training and self.entry_dropout > 0:
             keep_mask = entry_dropout_mask(*logits.shape, self.entry_dropout, device=logits.device)
         if keep_mask is not None:

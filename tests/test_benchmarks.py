@@ -205,6 +205,19 @@ def test_estimators_benchmark_refuses_unknown_tables(capsys):
     assert exit_info.value.code == 2 and "unknown tables ['mnist']" in capsys.readouterr().err
 
 
+def test_estimators_benchmark_held_out_tables_run_alone_and_never_in_a_selection(tmp_path, capsys):
+    bench = importlib.import_module("bench_estimators")
+    assert not set(bench.HELD_OUT_TABLES) & set(bench.TABLES)
+    result = bench.main(["--quick", "--tables", "classes10,friedman3", "--methods", "mn,knn5", "--mn-params",
+                         '{"max_epochs": 2}', "--out", str(tmp_path / "r.json")])
+    assert result["held_out"] is True and set(result["tables"]) == {"classes10", "friedman3"}
+    assert result["tables"]["classes10"]["classes"] == 10 and result["tables"]["friedman3"]["metric"] == "r2"
+    for argv in (["--tables", "iris,classes10"], ["--tables", "classes10", "--select", str(tmp_path / "c.json")]):
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main(argv)
+        assert exit_info.value.code == 2 and "held-out tables ['classes10'] run alone" in capsys.readouterr().err
+
+
 def test_estimators_benchmark_other_fold_draws(tmp_path):
     bench = importlib.import_module("bench_estimators")
     task, x, y = bench.load_table("wine", quick=False)

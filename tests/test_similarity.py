@@ -75,3 +75,18 @@ def test_a_bad_keep_mask_is_named():
     empty_row[1] = False
     with pytest.raises(ValueError, match="drops every entry for some example"):
         attention(q, k, keep_mask=empty_row)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "neg_sq_euclidean", "dot"])
+def test_similarity_from_given_dot_products_equals_the_direct_one(similarity):
+    """MetaNeighborhoodsMLP hands its x·k products to the attention: the scores are those computed
+    without them, a zero query included (cosine 0 with every key, as F.normalize gives)."""
+    g = torch.Generator().manual_seed(0)
+    queries, keys = torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randn(4, 5, generator=g, dtype=torch.float64)
+    queries[2] = 0.0
+    given = similarity_scores(queries, keys, similarity, dots=queries @ keys.T)
+    torch.testing.assert_close(given, similarity_scores(queries, keys, similarity), rtol=1e-12, atol=1e-12)
+    attention = NeighborAttention(similarity, 0.3)
+    torch.testing.assert_close(attention(queries, keys, dots=queries @ keys.T), attention(queries, keys))
+    with pytest.raises(ValueError, match=r"dots must be queries @ keys.T of shape \(6, 4\), got \(4, 6\)"):
+        similarity_scores(queries, keys, similarity, dots=keys @ queries.T)
