@@ -3,7 +3,7 @@
 Tables (all offline): scikit-learn's digits, wine, breast_cancer, iris (classification) and diabetes
 (regression); generated: `make_classification` with 3 clusters per class ("clusters"), `make_friedman1`
 ("friedman1") and a sine table ("sine": y = sin(2 x0) + x1^2 + noise, 3 inputs). Two more tables are
-held out: run once after every default had been chosen, never in a --select round, and only when named
+held out: first run after every default had been chosen, never in a --select round, and only when named
 (`--tables classes10` or `--tables friedman3`, alone or together; results in
 bench_estimators_held_out*_cpu.json): "classes10", `make_classification` with 10 classes of 2 clusters,
 5,000 rows of 40 features (4,000 training rows a fold), and "friedman3", `make_friedman3`, 2,000 rows.
@@ -80,8 +80,8 @@ TABLES = {   # name -> (task, loader returning X, y); the small ones first
     "friedman1": ("regression", lambda: make_friedman1(n_samples=1000, n_features=10, noise=1.0, random_state=0)),
     "sine": ("regression", _sine),
 }
-# Tables run once, after every default had been chosen, to see how the estimators do on data the
-# choices never touched; they are not among the eight of the goal, and run only when named in --tables.
+# Tables first run after every default had been chosen, to see how the estimators do on data the
+# choices never touched (nothing is chosen on them); they are not among the eight of the goal, and run only when named in --tables.
 HELD_OUT_TABLES = {
     "classes10": ("classification", lambda: make_classification(      # 4,000 training rows of 40 features
         n_samples=5000, n_features=40, n_informative=20, n_redundant=10, n_classes=10, n_clusters_per_class=2,

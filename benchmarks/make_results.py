@@ -370,7 +370,8 @@ def _mn_race(r: dict) -> list[str]:
 
 
 @renders("estimators", "scikit-learn estimators against MLP and kNN (docs/estimators.md)",
-         lambda r: ", ".join(r["tables"]) + (f"; the folds of seed {r['seed']}" if r["seed"] else "")
+         lambda r: ("held out (never used to choose a default): " if r.get("held_out") else "")
+         + ", ".join(r["tables"]) + (f"; the folds of seed {r['seed']}" if r["seed"] else "")
          + (f"; MN with {json.dumps(r['mn_params'])}" if r.get("mn_params") else ""))
 def _estimators(r: dict) -> list[str]:
     rows = []
