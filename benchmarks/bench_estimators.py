@@ -26,10 +26,13 @@ chosen, and the goal reported, on seed 0's): the same comparison on another draw
 on top of the defaults) on validation splits carved out of the training folds only (the test folds are
 never read), and fits the default MLP on the same rows, so that every candidate's fit-time ratio to it
 is measured in the same run; the estimators' defaults were chosen that way (docs/estimators.md).
+`--select-baselines all` fits the other three baselines on the same splits too, so that the candidates
+can be set against the best of the four, as the goal sets MN on the test folds.
 
 Usage: python benchmarks/bench_estimators.py [--quick] [--tables digits,sine] [--methods mn,mlp]
        [--mn-params '{"width": 128}'] [--out FILE]
        python benchmarks/bench_estimators.py --select CANDIDATES.json [--repeats 3] [--tables ...]
+                                             [--select-baselines all]
 """
 from __future__ import annotations
 
@@ -187,27 +190,29 @@ def summarise(tables: dict) -> dict:
     return summary
 
 
-def select(candidates: list[dict], names: list[str], fold_count: int, quick: bool, repeats: int = 1) -> dict:
+def select(candidates: list[dict], names: list[str], fold_count: int, quick: bool, repeats: int = 1,
+           baselines: tuple[str, ...] = ("mlp",)) -> dict:
     """Validation scores of candidate MN settings: within every training fold, 20 % of its rows
     (stratified for classes) are held out and scored, `repeats` times with different draws (repeat r of
     fold i draws with seed i + 1000 r, so repeat 0 is the single split of repeats=1); the test folds are
     never used. "scores" lists fold by fold, repeats within a fold. The default MLP is fitted on the same
     rows ("mlp" entry), so that every candidate's fit-time ratio to it (`fit_time_ratio_to_mlp`, the ratio
-    of the median fit times) is measured within the run."""
+    of the median fit times) is measured within the run; the other `baselines` as well when asked, so
+    that the candidates can be set against the best of them, as the goal sets MN on the test folds."""
     out = {}
     for name in names:
         task, x, y = load_table(name, quick)
-        keys = [json.dumps(c, sort_keys=True) for c in candidates] + ["mlp"]
+        keys = [json.dumps(c, sort_keys=True) for c in candidates] + list(baselines)
         per = {key: {"scores": [], "fit_seconds": []} for key in keys}
         draws = [(index, train, index + 1000 * repeat) for index, (train, _test) in
                  enumerate(folds(task, x, y, fold_count)) for repeat in range(repeats)]
         for turn, (index, train, split_seed) in enumerate(draws):
             inner, valid = train_test_split(train, test_size=0.2, random_state=split_seed,
                                             stratify=y[train] if task == "classification" else None)
-            runs = list(zip(keys, candidates + [None]))
+            runs = list(zip(keys, candidates + [None] * len(baselines)))
             runs = runs[turn % len(runs):] + runs[:turn % len(runs)]              # rotated per draw
             for key, candidate in runs:
-                estimator = make_estimator("mlp", task, index) if candidate is None else \
+                estimator = make_estimator(key, task, index) if candidate is None else \
                     make_estimator("mn", task, index, candidate)
                 score, took = fit_and_score(estimator, x[inner], y[inner], x[valid], y[valid])
                 per[key]["scores"].append(round(score, 5))
@@ -244,6 +249,9 @@ def main(argv=None) -> dict:
                         help=f"seed of the shuffled folds (default {SEED}, the folds every default was reported on)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="--select: validation splits drawn per training fold (default 1)")
+    parser.add_argument("--select-baselines", default="mlp",
+                        help="--select: the baselines fitted on the same validation splits, comma-separated or all "
+                        f"({','.join(BASELINES)}; default: mlp, the fit-time reference, which is always needed)")
     parser.add_argument("--quick", action="store_true", help="120-row subsets and 2 folds: a smoke test")
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/<name>.json)")
     args = parser.parse_args(argv)
@@ -252,6 +260,10 @@ def main(argv=None) -> dict:
     if held_out and (args.select or len(held_out) < len(names)):
         parser.error(f"held-out tables {held_out} run alone and never with --select (nothing is chosen on them)")
     methods = _names(args.methods, METHODS, "methods", parser)
+    baselines = list(BASELINES) if args.select_baselines == "all" else \
+        _names(args.select_baselines, BASELINES, "baselines", parser)
+    if "mlp" not in baselines:
+        parser.error(f"--select-baselines must include mlp (every fit-time ratio is taken to it), got {args.select_baselines!r}")
     fold_count = 2 if args.quick else args.folds
     if fold_count < 2:
         parser.error(f"--folds: expected an integer >= 2, got {args.folds}")
@@ -270,7 +282,8 @@ def main(argv=None) -> dict:
         result["benchmark"] = "estimators_selection"
         result["candidates"] = candidates
         result["repeats"] = args.repeats
-        result["selection"] = select(candidates, names, fold_count, args.quick, args.repeats)
+        result["baselines"] = baselines
+        result["selection"] = select(candidates, names, fold_count, args.quick, args.repeats, tuple(baselines))
         result["seconds"] = round(time.perf_counter() - start, 1)
         return save_result(result, "bench_estimators_selection_cpu", args.out)
     result["tables"] = {}

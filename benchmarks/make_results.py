@@ -390,7 +390,8 @@ def _estimators(r: dict) -> list[str]:
          "(docs/estimators.md)",
          lambda r: ", ".join(r["selection"]) + (f"; {r['repeats']} splits per fold" if r.get("repeats", 1) > 1 else ""))
 def _estimators_selection(r: dict) -> list[str]:
-    rows = [[name, "default MLP" if key == "mlp" else f"`{key}`", num(v["mean"], 4), num(v["fit_time_ratio_to_mlp"])]
+    baselines = {"mlp": "default MLP", "mlp_100_100": "MLP (100,100)", "knn5": "kNN 5", "knn_tuned": "kNN tuned"}
+    rows = [[name, baselines.get(key, f"`{key}`"), num(v["mean"], 4), num(v["fit_time_ratio_to_mlp"])]
             for name, per in r["selection"].items() for key, v in per.items()]
     return table(["table", "MN parameters (on top of the defaults of the time)", "validation score, mean of splits",
                   "fit time / default MLP's"], rows) + [

@@ -190,6 +190,22 @@ def test_estimators_selection_scores_candidates_and_their_time_ratio_to_the_mlp(
     assert per["mlp"]["scores"][0::2] != per["mlp"]["scores"][1::2]
 
 
+def test_estimators_selection_fits_every_baseline_on_the_same_splits_when_asked(tmp_path, capsys):
+    bench = importlib.import_module("bench_estimators")
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text('[{"max_epochs": 2, "n_estimators": 1}]')
+    argv = ["--quick", "--tables", "iris", "--select", str(candidates), "--out", str(tmp_path / "s.json")]
+    result = bench.main(argv + ["--select-baselines", "all"])
+    per = result["selection"]["iris"]
+    assert result["baselines"] == list(bench.BASELINES) and set(bench.BASELINES) < set(per)
+    assert all(len(per[b]["scores"]) == 2 and per[b]["fit_time_ratio_to_mlp"] > 0 for b in bench.BASELINES)
+    # the default MLP on the same split gives the same score as in a run without the other baselines
+    assert bench.main(argv)["selection"]["iris"]["mlp"]["scores"] == per["mlp"]["scores"]
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv + ["--select-baselines", "knn5"])
+    assert exit_info.value.code == 2 and "must include mlp" in capsys.readouterr().err
+
+
 def test_estimators_benchmark_passes_the_classifiers_own_parameters_to_the_classifier_only():
     make = importlib.import_module("bench_estimators").make_estimator
     params = {"label_smoothing": 0.0, "width": 16}
