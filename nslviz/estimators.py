@@ -283,6 +283,9 @@ class _MetaNeighborsBase(BaseEstimator):
         self.n_iter_ = self.fit_result_.epochs
         self.best_epoch_ = self.fit_result_.best_epoch
         self.best_validation_loss_ = self.fit_result_.best_validation_loss
+        history = self.fit_result_.history              # epoch 0 (the weights as built) has no training loss
+        self.loss_curve_ = [row["train_loss"] for row in history if "train_loss" in row]
+        self.validation_loss_curve_ = [row["validation_loss"] for row in history]
         return self
 
     @staticmethod
@@ -426,6 +429,10 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     n_parallel_members_ : members trained at once (Python threads; `parallel_members`).
     n_iter_ : epochs run.   best_epoch_, best_validation_loss_ : the epoch kept and its loss.
     fit_result_ : TabularFitResult with the per-epoch history.   (These four: of the first member.)
+    loss_curve_ : the first member's training loss, epoch by epoch (as in scikit-learn's MLPs; with the
+                  classifier's smoothed labels).   validation_loss_curve_ : its early-stopping loss (plain
+                  cross-entropy or squared error), from epoch 0, the weights as built; index best_epoch_
+                  is the epoch kept.
     x_scaler_, y_scaler_ : the StandardScalers fitted on the training data.
 
     Parameter checks (scikit-learn's `_parameter_constraints`, at fit; the constructor only stores

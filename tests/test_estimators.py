@@ -266,6 +266,17 @@ def test_parallel_grid_search_and_cross_validation_do_not_oversubscribe():
     assert search.best_params_["width"] in (16, 32) and search.best_estimator_.n_threads_ >= 1
 
 
+@pytest.mark.parametrize("estimator", [MetaNeighborsRegressor, MetaNeighborsClassifier])
+def test_loss_curves_follow_the_first_members_epochs(estimator):
+    x, y = _regression(120)
+    model = estimator(random_state=0, max_epochs=40, n_estimators=2).fit(x, y if estimator is MetaNeighborsRegressor
+                                                                          else (y > np.median(y)).astype(int))
+    assert len(model.loss_curve_) == model.n_iter_ and len(model.validation_loss_curve_) == model.n_iter_ + 1
+    assert np.all(np.isfinite(model.loss_curve_)) and model.loss_curve_[-1] < model.loss_curve_[0]
+    assert model.validation_loss_curve_[model.best_epoch_] == model.best_validation_loss_
+    assert model.best_validation_loss_ == min(model.validation_loss_curve_)
+
+
 def test_warm_start_continues_from_the_fitted_model():
     x, y = _regression(120)
     model = MetaNeighborsRegressor(random_state=0, max_epochs=3, warm_start=True).fit(x, y)
