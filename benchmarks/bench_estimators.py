@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -63,6 +64,7 @@ SEED = 0
 BASELINES = ("mlp", "mlp_100_100", "knn5", "knn_tuned")
 METHODS = ("mn",) + BASELINES
 NEIGHBOR_GRID = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50)
+INNER_FOLDS = 5             # kNN tuned's inner cross-validation
 
 
 def _sine(seed: int = 0, rows: int = 1000):
@@ -93,7 +95,9 @@ HELD_OUT_TABLES = {
 }
 
 
-def make_estimator(method: str, task: str, seed: int, mn_params: dict | None = None):
+def make_estimator(method: str, task: str, seed: int, mn_params: dict | None = None, rows: int | None = None):
+    """The estimator of `method`; `rows`: the training rows it will get, which bound kNN tuned's grid to the
+    k an inner training fold can hold (only --quick's tiny subsets have fewer than 50 such rows)."""
     classify = task == "classification"
     if method == "mn":
         cls, other = ((MetaNeighborsClassifier, MetaNeighborsRegressor) if classify
@@ -109,7 +113,9 @@ def make_estimator(method: str, task: str, seed: int, mn_params: dict | None = N
     if method == "knn5":
         return make_pipeline(StandardScaler(), knn(n_neighbors=5))
     if method == "knn_tuned":
-        return make_pipeline(StandardScaler(), GridSearchCV(knn(), {"n_neighbors": list(NEIGHBOR_GRID)}, cv=5))
+        inner = None if rows is None else rows - math.ceil(rows / INNER_FOLDS)   # the smallest inner training fold
+        grid = [k for k in NEIGHBOR_GRID if inner is None or k <= inner] or [1]
+        return make_pipeline(StandardScaler(), GridSearchCV(knn(), {"n_neighbors": grid}, cv=INNER_FOLDS))
     raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
 
 
@@ -147,7 +153,7 @@ def run_table(name: str, methods: list[str], fold_count: int, quick: bool, mn_pa
     for index, (train, test) in enumerate(splits):
         order = methods[index % len(methods):] + methods[:index % len(methods)]        # rotated per fold
         for method in order:
-            score, took = fit_and_score(make_estimator(method, task, index, mn_params),
+            score, took = fit_and_score(make_estimator(method, task, index, mn_params, rows=len(train)),
                                         x[train], y[train], x[test], y[test])
             scores[method].append(score)
             seconds[method].append(took)
@@ -212,7 +218,7 @@ def select(candidates: list[dict], names: list[str], fold_count: int, quick: boo
             runs = list(zip(keys, candidates + [None] * len(baselines)))
             runs = runs[turn % len(runs):] + runs[:turn % len(runs)]              # rotated per draw
             for key, candidate in runs:
-                estimator = make_estimator(key, task, index) if candidate is None else \
+                estimator = make_estimator(key, task, index, rows=len(inner)) if candidate is None else \
                     make_estimator("mn", task, index, candidate)
                 score, took = fit_and_score(estimator, x[inner], y[inner], x[valid], y[valid])
                 per[key]["scores"].append(round(score, 5))
