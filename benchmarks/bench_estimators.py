@@ -86,7 +86,8 @@ TABLES = {   # name -> (task, loader returning X, y); the small ones first
     "sine": ("regression", _sine),
 }
 # Tables first run after every default had been chosen, to see how the estimators do on data the
-# choices never touched (nothing is chosen on them); they are not among the eight of the goal, and run only when named in --tables.
+# choices never touched (nothing is chosen on them); they are not among the eight tables the defaults were chosen
+# on (TABLES), and run only when named in --tables.
 HELD_OUT_TABLES = {
     "classes10": ("classification", lambda: make_classification(      # 4,000 training rows of 40 features
         n_samples=5000, n_features=40, n_informative=20, n_redundant=10, n_classes=10, n_clusters_per_class=2,
@@ -233,18 +234,22 @@ def select(candidates: list[dict], names: list[str], fold_count: int, quick: boo
     return out
 
 
-def _names(text: str, allowed, what: str, parser) -> list[str]:
+def _names(text: str, allowed, what: str, parser, also: str = "") -> list[str]:
     names = [n for n in text.split(",") if n]
     bad = [n for n in names if n not in allowed]
     if bad or not names:
-        parser.error(f"unknown {what} {bad or text!r}; expected names from {', '.join(allowed)}")
+        parser.error(f"unknown {what} {bad or text!r}; expected names from {', '.join(allowed)}{also}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        parser.error(f"{what} named more than once: {repeated}")
     return names
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", default=",".join(TABLES),
-                        help=f"comma-separated (default: the eight of the goal); held out: {', '.join(HELD_OUT_TABLES)}")
+                        help=f"comma-separated (default: the eight tables the defaults were chosen on); held out: "
+                        f"{', '.join(HELD_OUT_TABLES)}")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all)")
     parser.add_argument("--folds", type=int, default=FOLDS)
     parser.add_argument("--mn-params", default=None, help="JSON object of MetaNeighbors* parameters (default: none); "
@@ -267,9 +272,14 @@ def main(argv=None) -> dict:
         parser.error(f"held-out tables {held_out} run alone and never with --select (nothing is chosen on them)")
     methods = _names(args.methods, METHODS, "methods", parser)
     baselines = list(BASELINES) if args.select_baselines == "all" else \
-        _names(args.select_baselines, BASELINES, "baselines", parser)
+        _names(args.select_baselines, BASELINES, "baselines", parser, also=", or all")
+    if args.select_baselines != "mlp" and not args.select:
+        parser.error("--select-baselines applies to --select rounds (a comparison runs the --methods)")
     if "mlp" not in baselines:
         parser.error(f"--select-baselines must include mlp (every fit-time ratio is taken to it), got {args.select_baselines!r}")
+    if (args.quick or args.mn_params) and not args.out:
+        parser.error("--quick and --mn-params runs need --out FILE: the default files in benchmarks/results hold "
+                     "full runs with the default parameters")
     fold_count = 2 if args.quick else args.folds
     if fold_count < 2:
         parser.error(f"--folds: expected an integer >= 2, got {args.folds}")

@@ -393,7 +393,7 @@ def _estimators_selection(r: dict) -> list[str]:
     baselines = {"mlp": "default MLP", "mlp_100_100": "MLP (100,100)", "knn5": "kNN 5", "knn_tuned": "kNN tuned"}
     rows = [[name, baselines.get(key, f"`{key}`"), num(v["mean"], 4), num(v["fit_time_ratio_to_mlp"])]
             for name, per in r["selection"].items() for key, v in per.items()]
-    return table(["table", "MN parameters (on top of the defaults of the time)", "validation score, mean of splits",
+    return table(["table", "method, or MN parameters on top of the defaults of the time", "validation score, mean of splits",
                   "fit time / default MLP's"], rows) + [
         f"Within each of the {r['folds']} training folds, 20 % of the rows held out"
         + (f", {r['repeats']} times with different draws" if r.get("repeats", 1) > 1 else "")

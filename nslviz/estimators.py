@@ -429,10 +429,11 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     n_parallel_members_ : members trained at once (Python threads; `parallel_members`).
     n_iter_ : epochs run.   best_epoch_, best_validation_loss_ : the epoch kept and its loss.
     fit_result_ : TabularFitResult with the per-epoch history.   (These four: of the first member.)
-    loss_curve_ : the first member's training loss, epoch by epoch (as in scikit-learn's MLPs; with the
-                  classifier's smoothed labels).   validation_loss_curve_ : its early-stopping loss (plain
-                  cross-entropy or squared error), from epoch 0, the weights as built; index best_epoch_
-                  is the epoch kept.
+    loss_curve_ : the first member's training loss in the last fit, epoch by epoch (the classifier's
+                  against its smoothed labels; the regressor's on standardised targets). Unlike scikit-learn's
+                  MLPs, a warm-started fit starts the curves again.   validation_loss_curve_ : its
+                  early-stopping loss (plain cross-entropy, or squared error on standardised targets) from
+                  epoch 0, the weights the fit started from; index best_epoch_ is the epoch kept.
     x_scaler_, y_scaler_ : the StandardScalers fitted on the training data.
 
     Parameter checks (scikit-learn's `_parameter_constraints`, at fit; the constructor only stores

@@ -208,9 +208,18 @@ def test_estimators_selection_fits_every_baseline_on_the_same_splits_when_asked(
     assert all(len(per[b]["scores"]) == 2 and per[b]["fit_time_ratio_to_mlp"] > 0 for b in bench.BASELINES)
     # the default MLP on the same split gives the same score as in a run without the other baselines
     assert bench.main(argv)["selection"]["iris"]["mlp"]["scores"] == per["mlp"]["scores"]
-    with pytest.raises(SystemExit) as exit_info:
-        bench.main(argv + ["--select-baselines", "knn5"])
-    assert exit_info.value.code == 2 and "must include mlp" in capsys.readouterr().err
+    refused = {("--select-baselines", "knn5"): "must include mlp", ("--select-baselines", "mlp,mlp"): "more than once",
+               ("--select-baselines", "knn"): "or all"}
+    for extra, message in refused.items():
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main(argv + list(extra))
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    refused = {("--select-baselines", "all"): "applies to --select rounds",          # without --select
+               ("--quick",): "need --out FILE", ("--mn-params", "{}"): "need --out FILE"}   # nothing overwritten
+    for extra, message in refused.items():
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main(["--tables", "iris", *extra])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_estimators_benchmark_passes_the_classifiers_own_parameters_to_the_classifier_only():

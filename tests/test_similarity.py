@@ -84,8 +84,16 @@ def test_similarity_from_given_dot_products_equals_the_direct_one(similarity):
     g = torch.Generator().manual_seed(0)
     queries, keys = torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randn(4, 5, generator=g, dtype=torch.float64)
     queries[2] = 0.0
+    queries.requires_grad_(True)
+    keys.requires_grad_(True)
     given = similarity_scores(queries, keys, similarity, dots=queries @ keys.T)
-    torch.testing.assert_close(given, similarity_scores(queries, keys, similarity), rtol=1e-12, atol=1e-12)
+    direct = similarity_scores(queries, keys, similarity)
+    torch.testing.assert_close(given, direct, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(given.shape, generator=g, dtype=torch.float64)          # the same gradients too
+    for a, b in zip(torch.autograd.grad((given * weights).sum(), (queries, keys)),
+                    torch.autograd.grad((direct * weights).sum(), (queries, keys))):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    queries, keys = queries.detach(), keys.detach()
     attention = NeighborAttention(similarity, 0.3)
     torch.testing.assert_close(attention(queries, keys, dots=queries @ keys.T), attention(queries, keys))
     with pytest.raises(ValueError, match=r"dots must be queries @ keys.T of shape \(6, 4\), got \(4, 6\)"):
