@@ -208,17 +208,15 @@ def test_estimators_selection_fits_every_baseline_on_the_same_splits_when_asked(
     assert all(len(per[b]["scores"]) == 2 and per[b]["fit_time_ratio_to_mlp"] > 0 for b in bench.BASELINES)
     # the default MLP on the same split gives the same score as in a run without the other baselines
     assert bench.main(argv)["selection"]["iris"]["mlp"]["scores"] == per["mlp"]["scores"]
-    refused = {("--select-baselines", "knn5"): "must include mlp", ("--select-baselines", "mlp,mlp"): "more than once",
-               ("--select-baselines", "knn"): "or all"}
-    for extra, message in refused.items():
+    plain = ["--tables", "iris"]                                  # no --select, no --out
+    refused = [(argv + ["--select-baselines", "knn5"], "must include mlp"),
+               (argv + ["--select-baselines", "mlp,mlp"], "more than once"),
+               (argv + ["--select-baselines", "knn"], "or all"),
+               (plain + ["--select-baselines", "all"], "applies to --select rounds"),
+               (plain + ["--quick"], "need --out FILE"), (plain + ["--mn-params", "{}"], "need --out FILE")]
+    for refused_argv, message in refused:
         with pytest.raises(SystemExit) as exit_info:
-            bench.main(argv + list(extra))
-        assert exit_info.value.code == 2 and message in capsys.readouterr().err
-    refused = {("--select-baselines", "all"): "applies to --select rounds",          # without --select
-               ("--quick",): "need --out FILE", ("--mn-params", "{}"): "need --out FILE"}   # nothing overwritten
-    for extra, message in refused.items():
-        with pytest.raises(SystemExit) as exit_info:
-            bench.main(["--tables", "iris", *extra])
+            bench.main(refused_argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
