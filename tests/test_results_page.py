@@ -41,6 +41,14 @@ def test_an_unknown_results_file_is_listed_with_its_fields(make_results, tmp_pat
     assert "| speedup | 3.25 |" in text and "`python benchmarks/new.py --x 1`" in text and "`per_size`" in text
 
 
+def test_numbered_files_are_listed_in_numeric_order(make_results, tmp_path):
+    for number in (10, 2, 1):
+        (tmp_path / f"round_{number}_cpu.json").write_text(json.dumps({"benchmark": "x", "command": "c"}))
+    text = make_results.render(tmp_path)
+    places = [text.index(f"### `round_{number}_cpu.json`") for number in (1, 2, 10)]
+    assert places == sorted(places)
+
+
 def test_a_registered_renderer_writes_the_section(make_results, tmp_path, monkeypatch):
     monkeypatch.setattr(make_results, "RENDERERS", dict(make_results.RENDERERS))
     monkeypatch.setattr(make_results, "TITLES", dict(make_results.TITLES))
