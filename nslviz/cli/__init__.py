@@ -13,5 +13,6 @@ COMMANDS = [
     "heads",
     "race",
     "few_shot",
+    "estimators",
     "site",
 ]

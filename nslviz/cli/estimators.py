@@ -1,0 +1,60 @@
+"""python -m nslviz estimators: MetaNeighborsClassifier / MetaNeighborsRegressor against scikit-learn's
+MLPs and kNN on public tables, every method with default parameters on the same folds
+(nslviz.experiments.estimators; notebook 11).
+
+    python -m nslviz estimators                                   # the eight tables, 5 folds (about a minute)
+    python -m nslviz estimators --tables iris,wine,diabetes --json
+    python -m nslviz estimators --tables classes10,friedman3 --seed 1
+
+Prints, per table, every method's mean score, MN minus the best baseline in points with its 95 %
+interval, and MN's fit time as a multiple of the default MLP's.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..experiments.estimators import HELD_OUT_TABLES, METHODS, TABLES, EstimatorComparisonConfig
+from .common import emit_json, integer_at_least, positive_int, seed_value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def add_parser(subparsers) -> None:
+    d = EstimatorComparisonConfig()
+    p = subparsers.add_parser("estimators", help="the scikit-learn estimators against scikit-learn's MLPs and kNN",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tables", type=_names, default=d.tables,
+                   help=f"comma-separated, from {', '.join(TABLES)} (the default) and the held-out "
+                        f"{', '.join(HELD_OUT_TABLES)}")
+    p.add_argument("--methods", type=_names, default=d.methods, help=f"comma-separated, from {', '.join(METHODS)}")
+    p.add_argument("--folds", type=integer_at_least(2), default=d.folds)
+    p.add_argument("--seed", type=seed_value, default=d.seed, help="shuffles the rows into folds")
+    p.add_argument("--max-rows", type=positive_int, default=None, help="a seeded subset of every table")
+    p.add_argument("--json", action="store_true", help="end the output with one JSON object")
+    p.set_defaults(run=run, subparser=p)
+
+
+def run(args) -> int:
+    from ..analysis.paired import format_paired
+    from ..experiments.estimators import METHOD_LABELS, compare_estimators
+    config = EstimatorComparisonConfig(tables=args.tables, methods=args.methods, folds=args.folds, seed=args.seed,
+                                       max_rows=args.max_rows, progress=not args.json)
+    result = compare_estimators(config)
+    for name, table in result.tables.items():
+        means = ", ".join(f"{METHOD_LABELS[m]} {v['mean']:.3f}" for m, v in table["methods"].items())
+        line = f"{name} ({table['metric']}): {means}"
+        if "best_baseline" in table:
+            best = table["best_baseline"]
+            line += f" | MN - {METHOD_LABELS[best]}: {format_paired(table['mn_vs'][best])} points"
+        if "mn_fit_time_ratio_to_mlp" in table:
+            line += f" | MN fit {table['mn_fit_time_ratio_to_mlp']:.2f}x the MLP's"
+        print(line, flush=True)
+    summary = result.summary()
+    if "tables_compared" in summary:
+        print(f"MN at least as good as the best baseline on {summary['mn_at_least_best_baseline']} of "
+              f"{summary['tables_compared']} tables | {summary['seconds']:.0f} s", flush=True)
+    if args.json:
+        emit_json({**summary, "per_table": result.tables})
+    return 0

@@ -1,0 +1,264 @@
+"""MetaNeighborsClassifier and MetaNeighborsRegressor against scikit-learn's MLPs and kNN, out of the box.
+
+`compare_estimators(config)` cross-validates every method on public tables that need no download, with
+default parameters and paired folds, and records each fold's score and fit time:
+
+    mn           MetaNeighbors{Classifier,Regressor}()        (standardises inside; nslviz.estimators)
+    mlp          StandardScaler -> MLP{Classifier,Regressor}()                     (hidden (100,))
+    mlp_100_100  StandardScaler -> MLP{Classifier,Regressor}(hidden_layer_sizes=(100, 100))
+    knn5         StandardScaler -> KNeighbors*(n_neighbors=5)
+    knn_tuned    StandardScaler -> GridSearchCV(KNeighbors*, n_neighbors in 1..50, inner 5-fold CV)
+
+Every method gets random_state = the fold index. Scores: accuracy (classification), R² (regression).
+Fit time: wall seconds of `fit` on the training fold; within a fold the methods run in a rotated order,
+so that a slow spell of a shared CPU does not always hit the same method. For each table:
+
+    MN - baseline = 100 (score_MN - score_baseline), fold by fold, its mean and 95 % Student-t interval
+    fit-time ratio = median fit seconds of MN / median fit seconds of the default MLP (same run)
+
+Tables ("the small ones first"): scikit-learn's iris, wine, breast_cancer, digits (classification) and
+diabetes (regression); generated: "clusters" (`make_classification`, 4 classes of 3 clusters, 2,000
+rows), "friedman1" (`make_friedman1`, 1,000 rows) and "sine" (y = sin(2 x0) + x1² + noise, 3 inputs).
+The estimators' defaults were chosen on validation splits of these eight tables' training folds
+(docs/estimators.md). HELD_OUT_TABLES were first run after every default had been chosen:
+"classes10" (`make_classification`, 10 classes of 2 clusters, 5,000 rows of 40 features) and
+"friedman3" (`make_friedman3`, 2,000 rows).
+
+Notebook 11, `python -m nslviz estimators` and benchmarks/bench_estimators.py call it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._checks import check_positive, check_seed
+
+FOLDS = 5
+SEED = 0
+BASELINES = ("mlp", "mlp_100_100", "knn5", "knn_tuned")
+METHODS = ("mn",) + BASELINES
+METHOD_LABELS = {"mn": "MN", "mlp": "MLP (100)", "mlp_100_100": "MLP (100,100)", "knn5": "kNN 5",
+                 "knn_tuned": "kNN tuned"}
+NEIGHBOR_GRID = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50)
+INNER_FOLDS = 5             # kNN tuned's inner cross-validation
+
+
+def sine_table(seed: int = 0, rows: int = 1000):
+    """y = sin(2 x0) + x1² + 0.1 noise, x ~ U(-2, 2)³ (x2 is noise)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=(rows, 3))
+    return x, np.sin(2 * x[:, 0]) + x[:, 1] ** 2 + 0.1 * rng.normal(size=rows)
+
+
+def _tables():
+    from sklearn.datasets import (load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine,
+                                  make_classification, make_friedman1, make_friedman3)
+    chosen_on = {   # name -> (task, loader returning X, y); the small ones first
+        "iris": ("classification", lambda: load_iris(return_X_y=True)),
+        "wine": ("classification", lambda: load_wine(return_X_y=True)),
+        "breast_cancer": ("classification", lambda: load_breast_cancer(return_X_y=True)),
+        "digits": ("classification", lambda: load_digits(return_X_y=True)),
+        "clusters": ("classification", lambda: make_classification(
+            n_samples=2000, n_features=20, n_informative=10, n_redundant=4, n_classes=4, n_clusters_per_class=3,
+            class_sep=1.5, random_state=0)),
+        "diabetes": ("regression", lambda: load_diabetes(return_X_y=True)),
+        "friedman1": ("regression", lambda: make_friedman1(n_samples=1000, n_features=10, noise=1.0, random_state=0)),
+        "sine": ("regression", sine_table),
+    }
+    held_out = {
+        "classes10": ("classification", lambda: make_classification(      # 4,000 training rows of 40 features
+            n_samples=5000, n_features=40, n_informative=20, n_redundant=10, n_classes=10, n_clusters_per_class=2,
+            class_sep=1.0, random_state=1)),
+        "friedman3": ("regression", lambda: make_friedman3(n_samples=2000, noise=0.05, random_state=1)),
+    }
+    return chosen_on, held_out
+
+
+TABLES, HELD_OUT_TABLES = _tables()
+
+
+def _check_names(what: str, names, allowed) -> tuple[str, ...]:
+    names = tuple(names)
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise ValueError(f"unknown {what} {bad}; expected one or more of {', '.join(allowed)}" if bad else
+                         f"{what}: expected one or more of {', '.join(allowed)}, got none")
+    if len(set(names)) < len(names):
+        raise ValueError(f"{what}: {sorted({n for n in names if names.count(n) > 1})} given more than once")
+    return names
+
+
+def load_table(name: str, max_rows: int | None = None):
+    """(task, X float64 (n, d), y) of a table; `max_rows`: a seeded subset of that many rows."""
+    _check_names("tables", [name], {**TABLES, **HELD_OUT_TABLES})
+    task, loader = {**TABLES, **HELD_OUT_TABLES}[name]
+    x, y = loader()
+    x = np.asarray(x, dtype=np.float64)
+    if max_rows is not None and max_rows < len(x):
+        keep = np.random.default_rng(0).permutation(len(x))[:max_rows]
+        x, y = x[keep], y[keep]
+    return task, x, y
+
+
+def cv_folds(task: str, x, y, count: int, seed: int = SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, test rows) of `count` shuffled folds, stratified for classes."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+    splitter = (StratifiedKFold if task == "classification" else KFold)(count, shuffle=True, random_state=seed)
+    return list(splitter.split(x, y))
+
+
+def make_estimator(method: str, task: str, seed: int, mn_params: dict | None = None, rows: int | None = None):
+    """The estimator of `method` with default parameters. `mn_params`: MetaNeighbors* parameters on top of
+    the defaults (one only the other estimator has, label_smoothing, is left out). `rows`: the training rows
+    it will get, which bound kNN tuned's grid to the k an inner training fold can hold."""
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ..estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
+    classify = task == "classification"
+    if method == "mn":
+        cls, other = ((MetaNeighborsClassifier, MetaNeighborsRegressor) if classify
+                      else (MetaNeighborsRegressor, MetaNeighborsClassifier))
+        own, others = cls().get_params(), other().get_params()
+        return cls(random_state=seed, **{k: v for k, v in (mn_params or {}).items() if k in own or k not in others})
+    if method in ("mlp", "mlp_100_100"):
+        cls = MLPClassifier if classify else MLPRegressor
+        hidden = (100,) if method == "mlp" else (100, 100)
+        return make_pipeline(StandardScaler(), cls(hidden_layer_sizes=hidden, random_state=seed))
+    knn = KNeighborsClassifier if classify else KNeighborsRegressor
+    if method == "knn5":
+        return make_pipeline(StandardScaler(), knn(n_neighbors=5))
+    if method == "knn_tuned":
+        inner = None if rows is None else rows - math.ceil(rows / INNER_FOLDS)   # the smallest inner training fold
+        grid = [k for k in NEIGHBOR_GRID if inner is None or k <= inner] or [1]
+        return make_pipeline(StandardScaler(), GridSearchCV(knn(), {"n_neighbors": grid}, cv=INNER_FOLDS))
+    raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+
+
+def fit_and_score(estimator, x_train, y_train, x_test, y_test) -> tuple[float, float]:
+    """(score on the test rows, seconds of fit)."""
+    from sklearn.exceptions import ConvergenceWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)       # default MLPs often stop at max_iter
+        start = time.perf_counter()
+        estimator.fit(x_train, y_train)
+        seconds = time.perf_counter() - start
+    return float(estimator.score(x_test, y_test)), seconds
+
+
+def compare_on_table(name: str, methods=METHODS, folds: int = FOLDS, seed: int = SEED,
+                     mn_params: dict | None = None, max_rows: int | None = None, bar=None) -> dict:
+    """One table: every method on the same `folds` folds of seed `seed`; scores, fit times, and MN
+    against each baseline (paired over the folds). `bar`: a tqdm bar advanced once a fold."""
+    from ..analysis.paired import paired_difference
+    methods = list(methods)
+    task, x, y = load_table(name, max_rows)
+    scores = {m: [] for m in methods}
+    seconds = {m: [] for m in methods}
+    for index, (train, test) in enumerate(cv_folds(task, x, y, folds, seed)):
+        order = methods[index % len(methods):] + methods[:index % len(methods)]        # rotated per fold
+        for method in order:
+            score, took = fit_and_score(make_estimator(method, task, index, mn_params, rows=len(train)),
+                                        x[train], y[train], x[test], y[test])
+            scores[method].append(score)
+            seconds[method].append(took)
+        if bar is not None:
+            bar.update(1)
+    row = {"task": task, "rows": int(x.shape[0]), "features": int(x.shape[1]),
+           "metric": "accuracy" if task == "classification" else "r2",
+           "classes": int(len(np.unique(y))) if task == "classification" else None, "methods": {}}
+    for method in methods:
+        row["methods"][method] = {
+            "scores": [round(s, 5) for s in scores[method]], "mean": round(statistics.mean(scores[method]), 5),
+            "std": round(statistics.stdev(scores[method]), 5) if len(scores[method]) > 1 else 0.0,
+            "fit_seconds": [round(s, 4) for s in seconds[method]],
+            "median_fit_seconds": round(statistics.median(seconds[method]), 4)}
+    if "mn" in methods:
+        baselines = [m for m in methods if m != "mn"]
+        row["mn_vs"] = {m: paired_difference(scores["mn"], scores[m]) for m in baselines}
+        if baselines:
+            best = max(baselines, key=lambda m: row["methods"][m]["mean"])
+            row["best_baseline"] = best
+            row["mn_at_least_best"] = row["methods"]["mn"]["mean"] >= row["methods"][best]["mean"]
+        if "mlp" in methods:
+            row["mn_fit_time_ratio_to_mlp"] = round(row["methods"]["mn"]["median_fit_seconds"]
+                                                    / row["methods"]["mlp"]["median_fit_seconds"], 3)
+    return row
+
+
+def summarise(tables: dict) -> dict:
+    """Tables on which MN's mean is at least the best baseline's (the goal: three quarters of them), and
+    MN's fit-time ratios to the default MLP (the goal: at most 5 on every table)."""
+    rows = [t for t in tables.values() if "mn_at_least_best" in t]
+    summary = {}
+    if rows:
+        wins = sum(t["mn_at_least_best"] for t in rows)
+        summary.update({"mn_at_least_best_baseline": wins, "tables_compared": len(rows),
+                        "accuracy_goal_met": wins >= 0.75 * len(rows),
+                        "tables_lost": [n for n, t in tables.items() if t.get("mn_at_least_best") is False]})
+    ratios = [t["mn_fit_time_ratio_to_mlp"] for t in tables.values() if "mn_fit_time_ratio_to_mlp" in t]
+    if ratios:
+        summary.update({"fit_time_ratio_to_mlp_median_over_tables": round(statistics.median(ratios), 3),
+                        "fit_time_ratio_to_mlp_max": max(ratios),
+                        "tables_over_5x": [n for n, t in tables.items() if t.get("mn_fit_time_ratio_to_mlp", 0) > 5],
+                        "fit_time_goal_met": all(r <= 5 for r in ratios)})
+    return summary
+
+
+@dataclass(frozen=True)
+class EstimatorComparisonConfig:
+    tables: tuple[str, ...] = tuple(TABLES)     # names of TABLES or HELD_OUT_TABLES
+    methods: tuple[str, ...] = METHODS          # "mn" and any of BASELINES
+    folds: int = FOLDS                          # cross-validation folds (>= 2)
+    seed: int = SEED                            # shuffles the rows into folds (0: the folds docs/estimators.md reports)
+    max_rows: int | None = None                 # a seeded subset of every table (None: all rows)
+    mn_params: dict = field(default_factory=dict)   # MetaNeighbors* parameters on top of the defaults
+    progress: bool = False                      # a tqdm bar over the folds
+
+    def __post_init__(self):
+        object.__setattr__(self, "tables", _check_names("tables", self.tables, {**TABLES, **HELD_OUT_TABLES}))
+        object.__setattr__(self, "methods", _check_names("methods", self.methods, METHODS))
+        check_positive("folds", self.folds, integer=True, minimum=2)
+        check_seed(self.seed)
+        if self.max_rows is not None:
+            check_positive("max_rows", self.max_rows, integer=True, minimum=2 * self.folds)
+        if not isinstance(self.mn_params, dict):
+            raise ValueError(f"mn_params: expected a dict of MetaNeighbors* parameters, got {self.mn_params!r}")
+
+
+@dataclass
+class EstimatorComparison:
+    config: EstimatorComparisonConfig
+    tables: dict[str, dict]                     # name -> compare_on_table's row
+    seconds: float
+
+    def summary(self) -> dict:
+        return {"tables": list(self.tables), "folds": self.config.folds, "seed": self.config.seed,
+                **{f"{name}_mn_minus_best_points": round(100 * (t["methods"]["mn"]["mean"]
+                                                                - t["methods"][t["best_baseline"]]["mean"]), 3)
+                   for name, t in self.tables.items() if "best_baseline" in t},
+                **summarise(self.tables), "seconds": round(self.seconds, 1)}
+
+
+def compare_estimators(config: EstimatorComparisonConfig | None = None, **overrides) -> EstimatorComparison:
+    """Run the comparison of `config` (defaults: the eight tables, every method, 5 folds of seed 0);
+    `overrides` replace fields of `config`."""
+    from tqdm.auto import tqdm
+    config = dataclasses.replace(config or EstimatorComparisonConfig(), **overrides)
+    start = time.perf_counter()
+    tables = {}
+    with tqdm(total=len(config.tables) * config.folds, desc="folds", disable=not config.progress) as bar:
+        for name in config.tables:
+            bar.set_postfix_str(name)
+            tables[name] = compare_on_table(name, config.methods, config.folds, config.seed,
+                                            config.mn_params or None, config.max_rows, bar)
+    return EstimatorComparison(config, tables, time.perf_counter() - start)

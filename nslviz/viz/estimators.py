@@ -1,0 +1,123 @@
+"""Figures and tables for the scikit-learn estimators (notebook 11): one fitted estimator's loss curves,
+and the comparison with scikit-learn's MLPs and kNN (`nslviz.experiments.estimators.EstimatorComparison`).
+They draw what they are given; they train nothing."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .common import CLASS_COLORS, finish_figure
+
+METHOD_COLORS = {"mn": CLASS_COLORS[3], "mlp": CLASS_COLORS[1], "mlp_100_100": CLASS_COLORS[4],
+                 "knn5": CLASS_COLORS[0], "knn_tuned": CLASS_COLORS[9]}
+FIT_TIME_GOAL = 5.0         # MN's fit at most 5x the default MLP's (docs/estimators.md)
+
+
+def loss_curves_figure(estimator) -> go.Figure:
+    """A fitted MetaNeighbors* estimator's first member: training loss and early-stopping loss per epoch,
+    the epoch kept marked (`loss_curve_`, `validation_loss_curve_`, `best_epoch_`)."""
+    from sklearn.base import is_classifier
+    from sklearn.utils.validation import check_is_fitted
+    check_is_fitted(estimator, "validation_loss_curve_")
+    validation = estimator.validation_loss_curve_                     # epochs 0 (as built) .. n
+    training = estimator.loss_curve_                                   # epochs 1 .. n
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=list(range(1, len(training) + 1)), y=training, mode="lines", name="training rows",
+                             line=dict(color=CLASS_COLORS[0], width=2)))
+    fig.add_trace(go.Scatter(x=list(range(len(validation))), y=validation, mode="lines",
+                             name="early-stopping rows", line=dict(color=CLASS_COLORS[3], width=2)))
+    best = estimator.best_epoch_
+    fig.add_trace(go.Scatter(x=[best], y=[validation[best]], mode="markers", name=f"kept: epoch {best}",
+                             marker=dict(color=CLASS_COLORS[3], size=13, symbol="star")))
+    loss = ("cross-entropy (training: against smoothed labels)" if is_classifier(estimator)
+            else "squared error (standardised targets)")
+    fig.update_layout(height=380, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return finish_figure(fig, f"{type(estimator).__name__}, first member: loss per epoch (star: the weights kept)",
+                         "epoch (0 = the weights as built)", loss)
+
+
+def comparison_table(result):
+    """Every table's mean ± std score per method, MN minus the best baseline (points, 95 % interval) and
+    MN's fit time as a multiple of the default MLP's (pandas DataFrame)."""
+    import pandas as pd
+
+    from ..analysis.paired import format_paired
+    from ..experiments.estimators import METHOD_LABELS
+    rows = []
+    for name, table in result.tables.items():
+        row = {"table": name, "rows x features": f"{table['rows']} x {table['features']}", "metric": table["metric"]}
+        row.update({METHOD_LABELS[m]: f"{v['mean']:.3f} ± {v['std']:.3f}" for m, v in table["methods"].items()})
+        if "best_baseline" in table:
+            best = table["best_baseline"]
+            row["MN - best baseline, points [95 % CI]"] = f"{format_paired(table['mn_vs'][best])} vs {METHOD_LABELS[best]}"
+            row["MN ≥ best"] = "yes" if table["mn_at_least_best"] else "no"
+        if "mn_fit_time_ratio_to_mlp" in table:
+            row["MN fit / MLP (100) fit"] = f"{table['mn_fit_time_ratio_to_mlp']:.2f}x"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("table")
+
+
+def _best_baselines(result) -> dict[str, str]:
+    best = {name: table.get("best_baseline") for name, table in result.tables.items()}
+    if not all(best.values()):
+        raise ValueError("the comparison has no MN against a baseline: run it with 'mn' and at least one baseline "
+                         f"among its methods, got {list(result.config.methods)}")
+    return best
+
+
+def paired_differences_figure(result) -> go.Figure:
+    """MN minus the best baseline of each table, fold by fold (dots), with the mean and its 95 % interval."""
+    from ..experiments.estimators import METHOD_LABELS
+    best = _best_baselines(result)
+    labels = [f"{name}<br>vs {METHOD_LABELS[best[name]]}" for name in result.tables]
+    fig = go.Figure()
+    for label, (name, table) in zip(labels, result.tables.items()):
+        differences = 100 * (np.array(table["methods"]["mn"]["scores"])
+                             - np.array(table["methods"][best[name]]["scores"]))
+        fig.add_trace(go.Box(x=[label] * len(differences), y=differences, boxpoints="all", jitter=0.4, pointpos=0,
+                             fillcolor="rgba(0,0,0,0)", line=dict(color="rgba(0,0,0,0)"),
+                             marker=dict(color="#808080", size=7), showlegend=False, name=name,
+                             hovertemplate=f"{name}, one fold: %{{y:+.2f}} points<extra></extra>"))
+    means, lower, upper = [], [], []
+    for name, table in result.tables.items():
+        compared = table["mn_vs"][best[name]]
+        means.append(compared["mean_difference_points"])
+        interval = compared["ci95_points"] or [means[-1], means[-1]]
+        lower.append(means[-1] - interval[0])
+        upper.append(interval[1] - means[-1])
+    fig.add_trace(go.Scatter(x=labels, y=means, mode="markers", name="mean over folds, 95 % interval",
+                             marker=dict(color=METHOD_COLORS["mn"], size=13, symbol="diamond"),
+                             error_y=dict(type="data", symmetric=False, array=upper, arrayminus=lower, visible=True)))
+    fig.add_hline(y=0, line=dict(color="#444444", dash="dash"))
+    fig.update_layout(height=430, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return finish_figure(fig, "MN minus the best baseline of each table, fold by fold (above 0: MN scored higher)",
+                         "table, and its best baseline by mean score", "MN - best baseline (points of accuracy or R²)")
+
+
+def fit_times_figure(result) -> go.Figure:
+    """Each method's median fit time as a multiple of the default MLP's, per table (log axis)."""
+    from ..experiments.estimators import METHOD_LABELS
+    if "mlp" not in result.config.methods:
+        raise ValueError(f"fit times are shown relative to the default MLP: run the comparison with 'mlp' among "
+                         f"its methods, got {list(result.config.methods)}")
+    names = list(result.tables)
+    fig = go.Figure()
+    shown = [FIT_TIME_GOAL, 1.0]
+    for method in result.config.methods:
+        if method == "mlp":
+            continue
+        ratios = [t["methods"][method]["median_fit_seconds"] / t["methods"]["mlp"]["median_fit_seconds"]
+                  for t in result.tables.values()]
+        shown += ratios
+        fig.add_trace(go.Bar(x=names, y=ratios, name=METHOD_LABELS[method], marker_color=METHOD_COLORS[method],
+                             hovertemplate=f"{METHOD_LABELS[method]}: %{{y:.2f}}x<extra></extra>"))
+    fig.add_hline(y=1, line=dict(color="#444444", width=1))
+    fig.add_hline(y=FIT_TIME_GOAL, line=dict(color=METHOD_COLORS["mn"], dash="dash"))
+    # on a log axis a shape's annotation is placed at log10(y) by hand (add_hline's own lands elsewhere)
+    fig.add_annotation(x=0, xref="paper", xanchor="left", y=np.log10(FIT_TIME_GOAL), yanchor="bottom",
+                       text=f"{FIT_TIME_GOAL:g}x: MN's fit-time goal", showarrow=False,
+                       font=dict(color=METHOD_COLORS["mn"]))
+    fig.update_yaxes(type="log", range=[np.log10(min(shown)) - 0.3, np.log10(max(shown)) + 0.3])
+    fig.update_layout(height=420, barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return finish_figure(fig, "Median fit time per fold, as a multiple of the default MLP's (1 = as fast)",
+                         "table", "fit time / MLP (100)'s (log scale)")
