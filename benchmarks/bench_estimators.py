@@ -34,8 +34,8 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from nslviz.experiments.estimators import (BASELINES, FOLDS, HELD_OUT_TABLES, METHODS, NEIGHBOR_GRID,  # noqa: F401
-                                           SEED, TABLES, compare_on_table, cv_folds, fit_and_score, load_table,
-                                           make_estimator, summarise)
+                                           SEED, TABLES, check_folds, check_names, compare_on_table, cv_folds,
+                                           fit_and_score, load_table, make_estimator, summarise, warm_up)
 from nslviz.training.rundir import atomic_write_json
 from _results import RESULTS, environment, save_result  # noqa: E402  (benchmarks/_results.py)
 
@@ -80,14 +80,10 @@ def select(candidates: list[dict], names: list[str], fold_count: int, quick: boo
 
 
 def _names(text: str, allowed, what: str, parser, also: str = "") -> list[str]:
-    names = [n for n in text.split(",") if n]
-    bad = [n for n in names if n not in allowed]
-    if bad or not names:
-        parser.error(f"unknown {what} {bad or text!r}; expected names from {', '.join(allowed)}{also}")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        parser.error(f"{what} named more than once: {repeated}")
-    return names
+    try:
+        return list(check_names(what, text, allowed))
+    except ValueError as error:
+        parser.error(f"{error}{also}")
 
 
 def main(argv=None) -> dict:
@@ -131,9 +127,15 @@ def main(argv=None) -> dict:
     if args.repeats < 1:
         parser.error(f"--repeats: expected an integer >= 1, got {args.repeats}")
     try:
+        for name in names:
+            check_folds(name, fold_count, QUICK_ROWS if args.quick else None)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
         mn_params = json.loads(args.mn_params) if args.mn_params else None
     except json.JSONDecodeError as error:
         parser.error(f"--mn-params: expected a JSON object, got {args.mn_params!r} ({error})")
+    warm_up()                           # not timed: the first fit of a process starts torch's threads
     start = time.perf_counter()
     result = {"benchmark": "estimators", "folds": fold_count, "seed": args.cv_seed, "quick": args.quick,
               "mn_params": mn_params, **environment(torch.device("cpu"))}

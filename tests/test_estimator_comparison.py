@@ -8,14 +8,16 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
-from nslviz.experiments.estimators import (HELD_OUT_TABLES, TABLES, EstimatorComparisonConfig, compare_estimators,
-                                           cv_folds, load_table)
+import nslviz.experiments.estimators as comparison
+from nslviz.analysis.paired import format_paired
+from nslviz.experiments.estimators import (HELD_OUT_TABLES, METHODS, TABLES, EstimatorComparisonConfig,
+                                           compare_estimators, compare_on_table, cv_folds, load_table, make_estimator)
 from nslviz.viz import estimators as estimators_viz
 
 from cli import run_in_process
 
-TINY = dict(tables=("iris", "diabetes"), methods=("mn", "mlp", "knn5"), folds=2, max_rows=60,
-            mn_params={"max_epochs": 3})
+TINY = dict(tables=("iris", "diabetes"), methods=METHODS, folds=2, max_rows=60, mn_params={"max_epochs": 3})
+BASELINES = [m for m in METHODS if m != "mn"]
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +29,20 @@ def test_every_method_is_scored_on_the_same_folds_and_mn_is_set_against_the_best
     assert list(tiny.tables) == ["iris", "diabetes"]
     for name, metric in (("iris", "accuracy"), ("diabetes", "r2")):
         table = tiny.tables[name]
-        assert table["metric"] == metric and table["rows"] == 60 and set(table["methods"]) == {"mn", "mlp", "knn5"}
+        assert table["metric"] == metric and table["rows"] == 60 and set(table["methods"]) == set(METHODS)
         methods = table["methods"]
         assert all(len(m["scores"]) == len(m["fit_seconds"]) == 2 for m in methods.values())
-        best = max(("mlp", "knn5"), key=lambda m: methods[m]["mean"])
+        best = max(BASELINES, key=lambda m: methods[m]["mean"])
         assert table["best_baseline"] == best
         assert table["mn_at_least_best"] == (methods["mn"]["mean"] >= methods[best]["mean"])
-        for baseline in ("mlp", "knn5"):            # paired over the folds, in points
+        for baseline in BASELINES:                  # paired over the folds, in points
             expected = 100 * statistics.mean(np.subtract(methods["mn"]["scores"], methods[baseline]["scores"]))
             assert table["mn_vs"][baseline]["mean_difference_points"] == pytest.approx(expected, abs=2e-3)
         assert table["mn_fit_time_ratio_to_mlp"] == pytest.approx(
             methods["mn"]["median_fit_seconds"] / methods["mlp"]["median_fit_seconds"], rel=1e-2)
     summary = tiny.summary()
-    assert summary["tables_compared"] == 2 and summary["folds"] == 2
+    assert summary["tables_compared"] == 2 and summary["folds"] == 2 and summary["max_rows"] == 60
+    assert summary["methods"] == list(METHODS)
     assert summary["mn_at_least_best_baseline"] == sum(t["mn_at_least_best"] for t in tiny.tables.values())
 
 
@@ -47,6 +50,23 @@ def test_the_same_seed_gives_the_same_scores(tiny):
     again = compare_estimators(**{**TINY, "tables": ("iris",)})
     assert {m: v["scores"] for m, v in again.tables["iris"]["methods"].items()} == \
         {m: v["scores"] for m, v in tiny.tables["iris"]["methods"].items()}
+
+
+def test_the_folds_are_those_of_the_seed():
+    task, x, y = load_table("iris", max_rows=60)
+    by_seed = {}
+    for seed in (0, 1):
+        expected = [make_estimator("knn5", task, index).fit(x[train], y[train]).score(x[test], y[test])
+                    for index, (train, test) in enumerate(cv_folds(task, x, y, 3, seed))]
+        by_seed[seed] = compare_on_table("iris", ["knn5"], folds=3, seed=seed, max_rows=60)["methods"]["knn5"]["scores"]
+        assert by_seed[seed] == [round(score, 5) for score in expected]
+    assert by_seed[0] != by_seed[1]
+
+
+def test_a_tie_with_the_best_baseline_counts_as_at_least_as_good(monkeypatch):
+    monkeypatch.setattr(comparison, "fit_and_score", lambda *args: (0.5, 0.01))
+    table = compare_on_table("iris", ["mn", "mlp", "knn5"], folds=2, max_rows=40)
+    assert table["mn_at_least_best"] is True and table["mn_vs"]["mlp"]["level"] == 2
 
 
 def test_tables_subsets_and_folds():
@@ -66,7 +86,8 @@ def test_tables_subsets_and_folds():
     ({"methods": ("mn", "svm")}, r"unknown methods \['svm'\]"),
     ({"tables": ("iris", "iris")}, r"\['iris'\] given more than once"),
     ({"folds": 1}, "folds"),
-    ({"max_rows": 5}, "max_rows"),
+    ({"max_rows": 5}, r"max_rows must be at least 2 x folds = 10 \(two rows a fold\), got 5"),
+    ({"tables": "iris,mnist"}, r"unknown tables \['mnist'\]"),
     ({"seed": -1}, "seed"),
     ({"mn_params": "width=8"}, "mn_params: expected a dict"),
 ])
@@ -75,20 +96,50 @@ def test_bad_settings_name_the_value_and_what_was_expected(overrides, match):
         EstimatorComparisonConfig(**overrides)
 
 
+def test_text_names_and_folds_a_table_cannot_fill():
+    assert EstimatorComparisonConfig(tables="iris, wine").tables == ("iris", "wine")     # as papermill passes it
+    with pytest.raises(ValueError, match="folds=60 is more than table 'iris' can fill: it has 50 rows in its smallest"):
+        compare_estimators(tables=("diabetes", "iris"), folds=60)        # refused before diabetes runs
+    with pytest.raises(ValueError, match="max_rows"):
+        load_table("iris", max_rows=0)
+
+
+def test_the_first_fit_of_a_process_is_made_before_any_is_timed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(comparison, "warm_up", lambda: calls.append("warm-up"))
+    monkeypatch.setattr(comparison, "compare_on_table", lambda name, *args: calls.append(name) or {"methods": {}})
+    compare_estimators(tables=("iris", "wine"), folds=2)
+    assert calls == ["warm-up", "iris", "wine"]
+    calls.clear()
+    compare_estimators(tables=("iris",), methods=("knn5",), folds=2)          # no MN, nothing to warm up
+    assert calls == ["iris"]
+
+
 def test_comparison_figures_and_table(tiny):
     figure = estimators_viz.paired_differences_figure(tiny)
     assert figure.layout.title.text and figure.layout.xaxis.title.text and figure.layout.yaxis.title.text
     boxes = [t for t in figure.data if t.type == "box"]
-    assert [len(b.y) for b in boxes] == [2, 2]                    # one dot a fold, one box a table
+    for box, table in zip(boxes, tiny.tables.values()):           # one dot a fold, one box a table
+        methods = table["methods"]
+        expected = 100 * np.subtract(methods["mn"]["scores"], methods[table["best_baseline"]]["scores"])
+        assert np.allclose(box.y, expected)
+    assert len(boxes) == 2
     means = next(t for t in figure.data if t.type == "scatter")
     assert list(means.y) == [tiny.tables[n]["mn_vs"][tiny.tables[n]["best_baseline"]]["mean_difference_points"]
                              for n in tiny.tables]
     times = estimators_viz.fit_times_figure(tiny)
     assert times.layout.title.text and times.layout.yaxis.type == "log"
-    assert [t.name for t in times.data] == ["MN", "kNN 5"]       # the default MLP is the unit
-    assert times.data[0].y[0] == pytest.approx(tiny.tables["iris"]["mn_fit_time_ratio_to_mlp"], rel=1e-2)
+    assert [t.name for t in times.data] == ["MN", "MLP (100,100)", "kNN 5", "kNN tuned"]   # MLP (100) is the unit
+    assert times.data[0].base == 1 and times.data[0].customdata[0] == pytest.approx(
+        tiny.tables["iris"]["mn_fit_time_ratio_to_mlp"], rel=1e-2)
+    assert times.data[0].y[0] == pytest.approx(times.data[0].customdata[0] - 1)          # a bar from 1x to the ratio
     table = estimators_viz.comparison_table(tiny)
     assert list(table.index) == ["iris", "diabetes"] and {"MN", "MLP (100)", "kNN 5", "MN ≥ best"} <= set(table.columns)
+    for name, row in tiny.tables.items():
+        best = row["best_baseline"]
+        assert table.loc[name, "MN - best baseline, points [95 % CI]"] == \
+            f"{format_paired(row['mn_vs'][best])} vs {comparison.METHOD_LABELS[best]}"
+        assert table.loc[name, "MN ≥ best"] == ("yes" if row["mn_at_least_best"] else "no")
 
 
 def test_comparison_figures_say_what_they_need():
@@ -107,13 +158,21 @@ def test_loss_curves_figure_marks_the_epoch_kept(estimator):
     _, x, y = load_table("iris" if estimator is MetaNeighborsClassifier else "diabetes", max_rows=80)
     with pytest.raises(NotFittedError):
         estimators_viz.loss_curves_figure(estimator())
+    with pytest.raises(TypeError, match="got LinearRegression"):
+        from sklearn.linear_model import LinearRegression
+        estimators_viz.loss_curves_figure(LinearRegression().fit(x, y))
     model = estimator(n_estimators=1, max_epochs=8, random_state=0).fit(x, y)
     figure = estimators_viz.loss_curves_figure(model)
     training, validation, kept = figure.data
     assert list(training.y) == model.loss_curve_ and list(validation.y) == model.validation_loss_curve_
-    assert list(training.x) == list(range(1, model.n_iter_ + 1)) and validation.x[0] == 0
+    assert list(training.x) == [epoch - 0.5 for epoch in range(1, model.n_iter_ + 1)] and validation.x[0] == 0
     assert list(kept.x) == [model.best_epoch_] and kept.y[0] == model.best_validation_loss_
     assert figure.layout.title.text and figure.layout.xaxis.title.text and figure.layout.yaxis.title.text
+    floors = [shape.y0 for shape in figure.layout.shapes]
+    if estimator is MetaNeighborsClassifier:            # ε = 0.1, 3 classes: H(0.9333, 0.0333, 0.0333)
+        assert floors == [pytest.approx(-(0.9 + 0.1 / 3) * np.log(0.9 + 0.1 / 3) - 2 * (0.1 / 3) * np.log(0.1 / 3))]
+    else:
+        assert floors == []
 
 
 def test_command_line_prints_every_table_and_ends_with_json():
@@ -132,6 +191,7 @@ def test_command_line_prints_every_table_and_ends_with_json():
     (["--tables", "mnist"], "unknown tables ['mnist']"),
     (["--methods", "mn,svm"], "unknown methods ['svm']"),
     (["--folds", "1"], "expected an integer >= 2, got '1'"),
+    (["--tables", "iris", "--folds", "60"], "folds=60 is more than table 'iris' can fill"),
 ])
 def test_command_line_refuses_bad_values(argv, message):
     process = run_in_process("estimators", *argv)

@@ -17,19 +17,16 @@ from ..experiments.estimators import HELD_OUT_TABLES, METHODS, TABLES, Estimator
 from .common import emit_json, integer_at_least, positive_int, seed_value
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
 def add_parser(subparsers) -> None:
     d = EstimatorComparisonConfig()
     p = subparsers.add_parser("estimators", help="the scikit-learn estimators against scikit-learn's MLPs and kNN",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tables", type=_names, default=d.tables,
+    p.add_argument("--tables", default=",".join(d.tables),
                    help=f"comma-separated, from {', '.join(TABLES)} (the default) and the held-out "
                         f"{', '.join(HELD_OUT_TABLES)}")
-    p.add_argument("--methods", type=_names, default=d.methods, help=f"comma-separated, from {', '.join(METHODS)}")
-    p.add_argument("--folds", type=integer_at_least(2), default=d.folds)
+    p.add_argument("--methods", default=",".join(d.methods), help=f"comma-separated, from {', '.join(METHODS)}")
+    p.add_argument("--folds", type=integer_at_least(2), default=d.folds,
+                   help="cross-validation folds, the same for every method")
     p.add_argument("--seed", type=seed_value, default=d.seed, help="shuffles the rows into folds")
     p.add_argument("--max-rows", type=positive_int, default=None, help="a seeded subset of every table")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")

@@ -83,7 +83,11 @@ def _tables():
 TABLES, HELD_OUT_TABLES = _tables()
 
 
-def _check_names(what: str, names, allowed) -> tuple[str, ...]:
+def check_names(what: str, names, allowed) -> tuple[str, ...]:
+    """`names` (a list, or text with commas as papermill and the command line pass it) as a tuple of
+    distinct names from `allowed`; a ValueError names what is wrong and what was expected."""
+    if isinstance(names, str):
+        names = [name.strip() for name in names.split(",") if name.strip()]
     names = tuple(names)
     bad = [n for n in names if n not in allowed]
     if bad or not names:
@@ -96,7 +100,9 @@ def _check_names(what: str, names, allowed) -> tuple[str, ...]:
 
 def load_table(name: str, max_rows: int | None = None):
     """(task, X float64 (n, d), y) of a table; `max_rows`: a seeded subset of that many rows."""
-    _check_names("tables", [name], {**TABLES, **HELD_OUT_TABLES})
+    check_names("tables", [name], {**TABLES, **HELD_OUT_TABLES})
+    if max_rows is not None:
+        check_positive("max_rows", max_rows, integer=True, minimum=1)
     task, loader = {**TABLES, **HELD_OUT_TABLES}[name]
     x, y = loader()
     x = np.asarray(x, dtype=np.float64)
@@ -225,12 +231,15 @@ class EstimatorComparisonConfig:
     progress: bool = False                      # a tqdm bar over the folds
 
     def __post_init__(self):
-        object.__setattr__(self, "tables", _check_names("tables", self.tables, {**TABLES, **HELD_OUT_TABLES}))
-        object.__setattr__(self, "methods", _check_names("methods", self.methods, METHODS))
+        object.__setattr__(self, "tables", check_names("tables", self.tables, {**TABLES, **HELD_OUT_TABLES}))
+        object.__setattr__(self, "methods", check_names("methods", self.methods, METHODS))
         check_positive("folds", self.folds, integer=True, minimum=2)
         check_seed(self.seed)
         if self.max_rows is not None:
-            check_positive("max_rows", self.max_rows, integer=True, minimum=2 * self.folds)
+            check_positive("max_rows", self.max_rows, integer=True)
+            if self.max_rows < 2 * self.folds:
+                raise ValueError(f"max_rows must be at least 2 x folds = {2 * self.folds} (two rows a fold), "
+                                 f"got {self.max_rows}")
         if not isinstance(self.mn_params, dict):
             raise ValueError(f"mn_params: expected a dict of MetaNeighbors* parameters, got {self.mn_params!r}")
 
@@ -242,11 +251,33 @@ class EstimatorComparison:
     seconds: float
 
     def summary(self) -> dict:
-        return {"tables": list(self.tables), "folds": self.config.folds, "seed": self.config.seed,
-                **{f"{name}_mn_minus_best_points": round(100 * (t["methods"]["mn"]["mean"]
-                                                                - t["methods"][t["best_baseline"]]["mean"]), 3)
+        return {"tables": list(self.tables), "methods": list(self.config.methods), "folds": self.config.folds,
+                "seed": self.config.seed, "max_rows": self.config.max_rows,
+                **{f"{name}_mn_minus_best_points": t["mn_vs"][t["best_baseline"]]["mean_difference_points"]
                    for name, t in self.tables.items() if "best_baseline" in t},
                 **summarise(self.tables), "seconds": round(self.seconds, 1)}
+
+
+def check_folds(name: str, folds: int, max_rows: int | None = None) -> None:
+    """Refuse, before anything runs, more folds than a table can fill: every test fold needs a row (of
+    every class, for the stratified folds of a classification table)."""
+    task, _, y = load_table(name, max_rows)
+    if task == "classification":
+        smallest, what = int(np.unique(y, return_counts=True)[1].min()), "rows in its smallest class"
+    else:
+        smallest, what = len(y), "rows"
+    if folds > smallest:
+        raise ValueError(f"folds={folds} is more than table {name!r} can fill: it has {smallest} {what}"
+                         f"{'' if max_rows is None else f' in its {max_rows}-row subset'}")
+
+
+def warm_up() -> None:
+    """One small, untimed MN fit: the first fit of a process also pays for starting torch's threads and
+    kernels (about 1 s on a CPU), which would otherwise count in the first fold's fit time."""
+    from ..estimators import MetaNeighborsClassifier
+    rows = np.random.default_rng(0).normal(size=(20, 3))
+    fit_and_score(MetaNeighborsClassifier(max_epochs=1, n_estimators=2, random_state=0), rows, np.arange(20) % 2,
+                  rows, np.arange(20) % 2)
 
 
 def compare_estimators(config: EstimatorComparisonConfig | None = None, **overrides) -> EstimatorComparison:
@@ -254,6 +285,10 @@ def compare_estimators(config: EstimatorComparisonConfig | None = None, **overri
     `overrides` replace fields of `config`."""
     from tqdm.auto import tqdm
     config = dataclasses.replace(config or EstimatorComparisonConfig(), **overrides)
+    for name in config.tables:
+        check_folds(name, config.folds, config.max_rows)
+    if "mn" in config.methods:
+        warm_up()
     start = time.perf_counter()
     tables = {}
     with tqdm(total=len(config.tables) * config.folds, desc="folds", disable=not config.progress) as bar:

@@ -15,20 +15,34 @@ FIT_TIME_GOAL = 5.0         # MN's fit at most 5x the default MLP's (docs/estima
 
 def loss_curves_figure(estimator) -> go.Figure:
     """A fitted MetaNeighbors* estimator's first member: training loss and early-stopping loss per epoch,
-    the epoch kept marked (`loss_curve_`, `validation_loss_curve_`, `best_epoch_`)."""
+    the epoch kept marked (`loss_curve_`, `validation_loss_curve_`, `best_epoch_`). The training loss of an
+    epoch is the mean over its batches while the weights change, so it is drawn half an epoch back; for the
+    classifier, the lowest training loss smoothed labels allow, H((1 - ε) one-hot + ε/C), is drawn too."""
     from sklearn.base import is_classifier
     from sklearn.utils.validation import check_is_fitted
+
+    from ..estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
+    if not isinstance(estimator, (MetaNeighborsClassifier, MetaNeighborsRegressor)):
+        raise TypeError(f"loss_curves_figure draws a MetaNeighborsClassifier or MetaNeighborsRegressor, got "
+                        f"{type(estimator).__name__}")
     check_is_fitted(estimator, "validation_loss_curve_")
     validation = estimator.validation_loss_curve_                     # epochs 0 (as built) .. n
     training = estimator.loss_curve_                                   # epochs 1 .. n
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=list(range(1, len(training) + 1)), y=training, mode="lines", name="training rows",
-                             line=dict(color=CLASS_COLORS[0], width=2)))
+    fig.add_trace(go.Scatter(x=[epoch - 0.5 for epoch in range(1, len(training) + 1)], y=training, mode="lines",
+                             name="training rows (mean over the epoch)", line=dict(color=CLASS_COLORS[0], width=2)))
     fig.add_trace(go.Scatter(x=list(range(len(validation))), y=validation, mode="lines",
                              name="early-stopping rows", line=dict(color=CLASS_COLORS[3], width=2)))
     best = estimator.best_epoch_
     fig.add_trace(go.Scatter(x=[best], y=[validation[best]], mode="markers", name=f"kept: epoch {best}",
                              marker=dict(color=CLASS_COLORS[3], size=13, symbol="star")))
+    if is_classifier(estimator):
+        smoothing, classes = estimator.label_smoothing, len(estimator.classes_)
+        target = np.full(classes, smoothing / classes)
+        target[0] += 1 - smoothing
+        floor = float(-(target[target > 0] * np.log(target[target > 0])).sum())
+        fig.add_hline(y=floor, line=dict(color=CLASS_COLORS[0], dash="dot"),
+                      annotation_text=f"lowest training loss with ε = {smoothing:g}", annotation_position="bottom right")
     loss = ("cross-entropy (training: against smoothed labels)" if is_classifier(estimator)
             else "squared error (standardised targets)")
     fig.update_layout(height=380, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
@@ -71,13 +85,14 @@ def paired_differences_figure(result) -> go.Figure:
     best = _best_baselines(result)
     labels = [f"{name}<br>vs {METHOD_LABELS[best[name]]}" for name in result.tables]
     fig = go.Figure()
-    for label, (name, table) in zip(labels, result.tables.items()):
+    for index, (label, (name, table)) in enumerate(zip(labels, result.tables.items())):
         differences = 100 * (np.array(table["methods"]["mn"]["scores"])
                              - np.array(table["methods"][best[name]]["scores"]))
-        fig.add_trace(go.Box(x=[label] * len(differences), y=differences, boxpoints="all", jitter=0.4, pointpos=0,
+        # an invisible box whose points are the folds, jittered to the left of the mean
+        fig.add_trace(go.Box(x=[label] * len(differences), y=differences, boxpoints="all", jitter=0.5, pointpos=-1.6,
                              fillcolor="rgba(0,0,0,0)", line=dict(color="rgba(0,0,0,0)"),
-                             marker=dict(color="#808080", size=7), showlegend=False, name=name,
-                             hovertemplate=f"{name}, one fold: %{{y:+.2f}} points<extra></extra>"))
+                             marker=dict(color="#808080", size=7), name="one test fold", legendgroup="folds",
+                             showlegend=index == 0, hovertemplate=f"{name}, one fold: %{{y:+.2f}} points<extra></extra>"))
     means, lower, upper = [], [], []
     for name, table in result.tables.items():
         compared = table["mn_vs"][best[name]]
@@ -95,7 +110,8 @@ def paired_differences_figure(result) -> go.Figure:
 
 
 def fit_times_figure(result) -> go.Figure:
-    """Each method's median fit time as a multiple of the default MLP's, per table (log axis)."""
+    """Each method's median fit time as a multiple of the default MLP's, per table: bars from 1x (as fast as
+    that MLP) up or down, on a log axis."""
     from ..experiments.estimators import METHOD_LABELS
     if "mlp" not in result.config.methods:
         raise ValueError(f"fit times are shown relative to the default MLP: run the comparison with 'mlp' among "
@@ -109,15 +125,19 @@ def fit_times_figure(result) -> go.Figure:
         ratios = [t["methods"][method]["median_fit_seconds"] / t["methods"]["mlp"]["median_fit_seconds"]
                   for t in result.tables.values()]
         shown += ratios
-        fig.add_trace(go.Bar(x=names, y=ratios, name=METHOD_LABELS[method], marker_color=METHOD_COLORS[method],
-                             hovertemplate=f"{METHOD_LABELS[method]}: %{{y:.2f}}x<extra></extra>"))
+        fig.add_trace(go.Bar(x=names, y=[r - 1 for r in ratios], base=1, name=METHOD_LABELS[method],
+                             marker_color=METHOD_COLORS[method], customdata=ratios,
+                             hovertemplate=f"{METHOD_LABELS[method]}: %{{customdata:.2f}}x<extra></extra>"))
     fig.add_hline(y=1, line=dict(color="#444444", width=1))
     fig.add_hline(y=FIT_TIME_GOAL, line=dict(color=METHOD_COLORS["mn"], dash="dash"))
-    # on a log axis a shape's annotation is placed at log10(y) by hand (add_hline's own lands elsewhere)
-    fig.add_annotation(x=0, xref="paper", xanchor="left", y=np.log10(FIT_TIME_GOAL), yanchor="bottom",
-                       text=f"{FIT_TIME_GOAL:g}x: MN's fit-time goal", showarrow=False,
-                       font=dict(color=METHOD_COLORS["mn"]))
-    fig.update_yaxes(type="log", range=[np.log10(min(shown)) - 0.3, np.log10(max(shown)) + 0.3])
+    # on a log axis an annotation's y is log10 of the value (add_hline's own annotation lands elsewhere)
+    for value, text, color in ((FIT_TIME_GOAL, f"{FIT_TIME_GOAL:g}x: MN's fit-time goal", METHOD_COLORS["mn"]),
+                               (1.0, "1x: MLP (100), the unit", "#444444")):
+        fig.add_annotation(x=1, xref="paper", xanchor="right", y=np.log10(value), yanchor="bottom", text=text,
+                           showarrow=False, font=dict(color=color))
+    low, high = np.log10(min(shown)) - 0.3, np.log10(max(shown)) + 0.3
+    ticks = [v for v in (0.001, 0.01, 0.1, 1, 5, 10, 100) if low <= np.log10(v) <= high]
+    fig.update_yaxes(type="log", range=[low, high], tickvals=ticks, ticktext=[f"{v:g}x" for v in ticks])
     fig.update_layout(height=420, barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return finish_figure(fig, "Median fit time per fold, as a multiple of the default MLP's (1 = as fast)",
                          "table", "fit time / MLP (100)'s (log scale)")
