@@ -16,7 +16,7 @@ so that a slow spell of a shared CPU does not always hit the same method. For ea
     MN - baseline = 100 (score_MN - score_baseline), fold by fold, its mean and 95 % Student-t interval
     fit-time ratio = median fit seconds of MN / median fit seconds of the default MLP (same run)
 
-Tables ("the small ones first"): scikit-learn's iris, wine, breast_cancer, digits (classification) and
+Tables (TABLES, the small ones first): scikit-learn's iris, wine, breast_cancer, digits (classification) and
 diabetes (regression); generated: "clusters" (`make_classification`, 4 classes of 3 clusters, 2,000
 rows), "friedman1" (`make_friedman1`, 1,000 rows) and "sine" (y = sin(2 x0) + x1² + noise, 3 inputs).
 The estimators' defaults were chosen on validation splits of these eight tables' training folds
@@ -24,7 +24,9 @@ The estimators' defaults were chosen on validation splits of these eight tables'
 "classes10" (`make_classification`, 10 classes of 2 clusters, 5,000 rows of 40 features) and
 "friedman3" (`make_friedman3`, 2,000 rows).
 
-Notebook 11, `python -m nslviz estimators` and benchmarks/bench_estimators.py call it.
+Before any fit is timed, `warm_up` makes one small untimed MN fit: the first fit of a process also
+starts torch's threads. Notebook 11, `python -m nslviz estimators` and benchmarks/bench_estimators.py
+call this module.
 """
 from __future__ import annotations
 
