@@ -33,7 +33,7 @@ import time
 import torch
 from sklearn.model_selection import train_test_split
 
-from nslviz.experiments.estimators import (BASELINES, FOLDS, HELD_OUT_TABLES, METHODS, NEIGHBOR_GRID,  # noqa: F401
+from nslviz.experiments.estimators import (ALL_TABLES, BASELINES, FOLDS, HELD_OUT_TABLES, METHODS, NEIGHBOR_GRID,  # noqa: F401
                                            SEED, TABLES, check_folds, check_names, compare_on_table, cv_folds,
                                            fit_and_score, load_table, make_estimator, summarise, warm_up)
 from nslviz.training.rundir import atomic_write_json
@@ -107,7 +107,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="120-row subsets and 2 folds: a smoke test")
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/<name>.json)")
     args = parser.parse_args(argv)
-    names = _names(args.tables, {**TABLES, **HELD_OUT_TABLES}, "tables", parser)
+    names = _names(args.tables, ALL_TABLES, "tables", parser)
     held_out = [n for n in names if n in HELD_OUT_TABLES]
     if held_out and (args.select or len(held_out) < len(names)):
         parser.error(f"held-out tables {held_out} run alone and never with --select (nothing is chosen on them)")

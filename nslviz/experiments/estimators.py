@@ -38,6 +38,8 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.datasets import (load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine,
+                              make_classification, make_friedman1, make_friedman3)
 
 from .._checks import check_positive, check_seed
 
@@ -58,31 +60,25 @@ def sine_table(seed: int = 0, rows: int = 1000):
     return x, np.sin(2 * x[:, 0]) + x[:, 1] ** 2 + 0.1 * rng.normal(size=rows)
 
 
-def _tables():
-    from sklearn.datasets import (load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine,
-                                  make_classification, make_friedman1, make_friedman3)
-    chosen_on = {   # name -> (task, loader returning X, y); the small ones first
-        "iris": ("classification", lambda: load_iris(return_X_y=True)),
-        "wine": ("classification", lambda: load_wine(return_X_y=True)),
-        "breast_cancer": ("classification", lambda: load_breast_cancer(return_X_y=True)),
-        "digits": ("classification", lambda: load_digits(return_X_y=True)),
-        "clusters": ("classification", lambda: make_classification(
-            n_samples=2000, n_features=20, n_informative=10, n_redundant=4, n_classes=4, n_clusters_per_class=3,
-            class_sep=1.5, random_state=0)),
-        "diabetes": ("regression", lambda: load_diabetes(return_X_y=True)),
-        "friedman1": ("regression", lambda: make_friedman1(n_samples=1000, n_features=10, noise=1.0, random_state=0)),
-        "sine": ("regression", sine_table),
-    }
-    held_out = {
-        "classes10": ("classification", lambda: make_classification(      # 4,000 training rows of 40 features
-            n_samples=5000, n_features=40, n_informative=20, n_redundant=10, n_classes=10, n_clusters_per_class=2,
-            class_sep=1.0, random_state=1)),
-        "friedman3": ("regression", lambda: make_friedman3(n_samples=2000, noise=0.05, random_state=1)),
-    }
-    return chosen_on, held_out
-
-
-TABLES, HELD_OUT_TABLES = _tables()
+TABLES = {   # name -> (task, loader returning X, y); the small ones first
+    "iris": ("classification", lambda: load_iris(return_X_y=True)),
+    "wine": ("classification", lambda: load_wine(return_X_y=True)),
+    "breast_cancer": ("classification", lambda: load_breast_cancer(return_X_y=True)),
+    "digits": ("classification", lambda: load_digits(return_X_y=True)),
+    "clusters": ("classification", lambda: make_classification(
+        n_samples=2000, n_features=20, n_informative=10, n_redundant=4, n_classes=4, n_clusters_per_class=3,
+        class_sep=1.5, random_state=0)),
+    "diabetes": ("regression", lambda: load_diabetes(return_X_y=True)),
+    "friedman1": ("regression", lambda: make_friedman1(n_samples=1000, n_features=10, noise=1.0, random_state=0)),
+    "sine": ("regression", sine_table),
+}
+HELD_OUT_TABLES = {
+    "classes10": ("classification", lambda: make_classification(      # 4,000 training rows of 40 features
+        n_samples=5000, n_features=40, n_informative=20, n_redundant=10, n_classes=10, n_clusters_per_class=2,
+        class_sep=1.0, random_state=1)),
+    "friedman3": ("regression", lambda: make_friedman3(n_samples=2000, noise=0.05, random_state=1)),
+}
+ALL_TABLES = {**TABLES, **HELD_OUT_TABLES}
 
 
 def check_names(what: str, names, allowed) -> tuple[str, ...]:
@@ -102,10 +98,10 @@ def check_names(what: str, names, allowed) -> tuple[str, ...]:
 
 def load_table(name: str, max_rows: int | None = None):
     """(task, X float64 (n, d), y) of a table; `max_rows`: a seeded subset of that many rows."""
-    check_names("tables", [name], {**TABLES, **HELD_OUT_TABLES})
+    check_names("tables", [name], ALL_TABLES)
     if max_rows is not None:
         check_positive("max_rows", max_rows, integer=True, minimum=1)
-    task, loader = {**TABLES, **HELD_OUT_TABLES}[name]
+    task, loader = ALL_TABLES[name]
     x, y = loader()
     x = np.asarray(x, dtype=np.float64)
     if max_rows is not None and max_rows < len(x):
@@ -233,7 +229,7 @@ class EstimatorComparisonConfig:
     progress: bool = False                      # a tqdm bar over the folds
 
     def __post_init__(self):
-        object.__setattr__(self, "tables", check_names("tables", self.tables, {**TABLES, **HELD_OUT_TABLES}))
+        object.__setattr__(self, "tables", check_names("tables", self.tables, ALL_TABLES))
         object.__setattr__(self, "methods", check_names("methods", self.methods, METHODS))
         check_positive("folds", self.folds, integer=True, minimum=2)
         check_seed(self.seed)
