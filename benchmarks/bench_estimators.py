@@ -17,10 +17,16 @@ is measured in the same run; the estimators' defaults were chosen that way (docs
 `--select-baselines all` fits the other three baselines on the same splits too, so that the candidates
 can be set against the best of the four, as the goal sets MN on the test folds.
 
+`--pool-draws` runs nothing: it pools the committed draws of the eight tables
+(bench_estimators_cpu.json and bench_estimators_seed*_cpu.json) into bench_estimators_draws_cpu.json,
+every method's mean over all their test folds and the draws on which MN is at least the best baseline
+(`nslviz.experiments.estimators.pool_draws`).
+
 Usage: python benchmarks/bench_estimators.py [--quick] [--tables digits,sine] [--methods mn,mlp]
        [--mn-params '{"width": 128}'] [--out FILE]
        python benchmarks/bench_estimators.py --select CANDIDATES.json [--repeats 3] [--tables ...]
                                              [--select-baselines all]
+       python benchmarks/bench_estimators.py --pool-draws [--out FILE]
 """
 from __future__ import annotations
 
@@ -35,7 +41,8 @@ from sklearn.model_selection import train_test_split
 
 from nslviz.experiments.estimators import (ALL_TABLES, BASELINES, FOLDS, HELD_OUT_TABLES, METHODS, NEIGHBOR_GRID,  # noqa: F401
                                            SEED, TABLES, check_folds, check_names, compare_on_table, cv_folds,
-                                           fit_and_score, load_table, make_estimator, summarise, warm_up)
+                                           fit_and_score, load_table, make_estimator, pool_draws, summarise,
+                                           warm_up)
 from nslviz.training.rundir import atomic_write_json
 from _results import RESULTS, environment, save_result  # noqa: E402  (benchmarks/_results.py)
 
@@ -79,6 +86,14 @@ def select(candidates: list[dict], names: list[str], fold_count: int, quick: boo
     return out
 
 
+def draw_files() -> list:
+    """The committed draws of the eight tables with the default parameters, in the order of their seeds:
+    bench_estimators_cpu.json (seed 0), then bench_estimators_seed<N>_cpu.json."""
+    seeded = sorted(RESULTS.glob("bench_estimators_seed*_cpu.json"),
+                    key=lambda path: int(path.stem.removeprefix("bench_estimators_seed").removesuffix("_cpu")))
+    return [RESULTS / "bench_estimators_cpu.json", *seeded]
+
+
 def _names(text: str, allowed, what: str, parser, also: str = "") -> list[str]:
     try:
         return list(check_names(what, text, allowed))
@@ -104,9 +119,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--select-baselines", default="mlp",
                         help="--select: the baselines fitted on the same validation splits, comma-separated or all "
                         f"({','.join(BASELINES)}; default: mlp, the fit-time reference, which is always needed)")
+    parser.add_argument("--pool-draws", action="store_true",
+                        help="run nothing: pool the committed draws of the folds into bench_estimators_draws_cpu.json")
     parser.add_argument("--quick", action="store_true", help="120-row subsets and 2 folds: a smoke test")
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/<name>.json)")
     args = parser.parse_args(argv)
+    if args.pool_draws:
+        draws = [json.loads(path.read_text()) for path in draw_files() if path.exists()]
+        try:
+            pooled = pool_draws(draws)
+        except ValueError as error:
+            parser.error(str(error))
+        return save_result({"benchmark": "estimators_draws", **pooled}, "bench_estimators_draws_cpu", args.out)
     names = _names(args.tables, ALL_TABLES, "tables", parser)
     held_out = [n for n in names if n in HELD_OUT_TABLES]
     if held_out and (args.select or len(held_out) < len(names)):

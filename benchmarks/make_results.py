@@ -387,6 +387,23 @@ def _estimators(r: dict) -> list[str]:
         + ("" if r.get("complete", True) else "; the run was stopped before every table finished") + ".", ""]
 
 
+@renders("estimators_draws", "scikit-learn estimators against MLP and kNN, pooled over draws of the folds "
+         "(docs/estimators.md)", lambda r: f"the folds of seeds {', '.join(map(str, r['seeds']))}")
+def _estimators_draws(r: dict) -> list[str]:
+    draws, s = len(r["seeds"]), r["summary"]
+    rows = [[name, t["metric"], num(t["means"]["mn"], 4), f"{t['best_baseline']} {num(t['means'][t['best_baseline']], 4)}",
+             f"{t['mn_minus_best_points']:+.2f}", "yes" if t["mn_at_least_best"] else "no",
+             f"{t['draws_mn_at_least_best']} of {draws}", num(t["fit_time_ratio_to_mlp_max"])]
+            for name, t in r["tables"].items()]
+    return table(["table", "score", f"MN, mean of {s['test_folds']} test folds", "best of MLP / kNN, pooled",
+                  "MN − best, points", "MN ≥ best, pooled", "draws with MN ≥ best", "MN fit time / default MLP's, max"],
+                 rows) + [
+        f"MN at least as good as the best baseline on {s['tables_mn_at_least_best_pooled']} of {s['tables_compared']} "
+        f"tables pooled; per draw: {', '.join(map(str, s['mn_at_least_best_per_draw']))} "
+        f"(three quarters or more on {s['draws_meeting_goal']} of {draws} draws). "
+        f"{r['folds']}-fold CV per draw; folds of different draws share rows.", ""]
+
+
 @renders("estimators_selection", "MetaNeighbors* defaults scored on validation splits of the training folds "
          "(docs/estimators.md)",
          lambda r: ", ".join(r["selection"]) + (f"; {r['repeats']} splits per fold" if r.get("repeats", 1) > 1 else ""))

@@ -254,6 +254,21 @@ def test_estimators_benchmark_other_fold_draws(tmp_path):
     assert result["seed"] == 1 and result["tables"]["wine"]["methods"]["knn5"]["scores"]
 
 
+def test_estimators_benchmark_pools_the_committed_draws(tmp_path):
+    """--pool-draws runs nothing: it reads the committed draws (seed 0's file, then the seed<N> files in
+    numeric order) and writes what pool_draws makes of them; the committed summary is that file."""
+    bench = importlib.import_module("bench_estimators")
+    files = bench.draw_files()
+    assert files[0].name == "bench_estimators_cpu.json" and len(files) >= 3
+    seeds = [json.loads(path.read_text())["seed"] for path in files]
+    assert seeds == sorted(seeds) and seeds[0] == 0
+    result = bench.main(["--pool-draws", "--out", str(tmp_path / "d.json")])
+    assert result["benchmark"] == "estimators_draws" and result["seeds"] == seeds
+    committed = json.loads((bench.RESULTS / "bench_estimators_draws_cpu.json").read_text())
+    assert {k: committed[k] for k in ("seeds", "tables", "summary")} == \
+        {k: result[k] for k in ("seeds", "tables", "summary")}
+
+
 def test_backbones_benchmark_compiles_both_networks_when_asked(tmp_path, monkeypatch):
     """--compile hands both networks (with and without iFiLM) to torch.compile and says so in the result;
     torch.compile itself is replaced by a recorder here (inductor takes a minute on a CPU)."""

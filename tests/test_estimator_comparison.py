@@ -11,7 +11,8 @@ from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
 import nslviz.experiments.estimators as comparison
 from nslviz.analysis.paired import format_paired
 from nslviz.experiments.estimators import (HELD_OUT_TABLES, METHODS, TABLES, EstimatorComparisonConfig,
-                                           compare_estimators, compare_on_table, cv_folds, load_table, make_estimator)
+                                           compare_estimators, compare_on_table, cv_folds, load_table, make_estimator,
+                                           pool_draws)
 from nslviz.viz import estimators as estimators_viz
 
 from cli import run_in_process
@@ -67,6 +68,47 @@ def test_a_tie_with_the_best_baseline_counts_as_at_least_as_good(monkeypatch):
     monkeypatch.setattr(comparison, "fit_and_score", lambda *args: (0.5, 0.01))
     table = compare_on_table("iris", ["mn", "mlp", "knn5"], folds=2, max_rows=40)
     assert table["mn_at_least_best"] is True and table["mn_vs"]["mlp"]["level"] == 2
+
+
+def _draw(seed, mn, best, other=(0.5, 0.5), ratio=2.0):
+    """A comparison result of one draw: two tables, MN's fold scores against two baselines'."""
+    def row(scores):
+        mine, theirs, third = scores
+        return {"metric": "accuracy", "methods": {"mn": {"scores": mine}, "mlp": {"scores": theirs},
+                                                  "knn5": {"scores": third}},
+                "mn_at_least_best": statistics.mean(mine) >= max(statistics.mean(theirs), statistics.mean(third)),
+                "mn_fit_time_ratio_to_mlp": ratio}
+    return {"seed": seed, "folds": 2, "mn_params": None,
+            "tables": {"a": row((mn, best, other)), "b": row(((0.9, 0.9), (0.1, 0.1), (0.2, 0.2)))}}
+
+
+def test_pooling_draws_averages_every_test_fold_and_counts_the_draws():
+    # table a: MN wins draw 0 by 10 points and loses draw 1 by 30: pooled it is behind mlp by 10 points
+    draws = [_draw(0, (0.8, 0.8), (0.7, 0.7)), _draw(1, (0.4, 0.4), (0.7, 0.7), ratio=4.5)]
+    pooled = pool_draws(draws)
+    a = pooled["tables"]["a"]
+    assert a["means"] == {"mn": 0.6, "mlp": 0.7, "knn5": 0.5} and a["best_baseline"] == "mlp"
+    assert a["mn_minus_best_points"] == pytest.approx(-10.0) and a["mn_at_least_best"] is False
+    assert a["draws_mn_at_least_best"] == 1 and a["fit_time_ratio_to_mlp_max"] == 4.5
+    assert pooled["tables"]["b"]["mn_at_least_best"] is True and pooled["tables"]["b"]["best_baseline"] == "knn5"
+    summary = pooled["summary"]
+    assert summary["mn_at_least_best_per_draw"] == [2, 1] and summary["draws_meeting_goal"] == 1
+    assert summary["tables_mn_at_least_best_pooled"] == 1 and summary["tables_lost_pooled"] == ["a"]
+    assert summary["accuracy_goal_met_pooled"] is False and summary["test_folds"] == 4
+    # a tie pooled counts as at least as good
+    tie = pool_draws([_draw(0, (0.7, 0.7), (0.7, 0.7)), _draw(1, (0.7, 0.7), (0.7, 0.7))])
+    assert tie["tables"]["a"]["mn_at_least_best"] is True and tie["summary"]["accuracy_goal_met_pooled"] is True
+
+
+@pytest.mark.parametrize("draws, match", [
+    ([_draw(0, (1, 1), (0, 0))], "at least 2 draws"),
+    ([_draw(0, (1, 1), (0, 0)), _draw(0, (1, 1), (0, 0))], "its own seed"),
+    ([_draw(0, (1, 1), (0, 0)), {**_draw(1, (1, 1), (0, 0)), "mn_params": {"width": 8}}], "default parameters"),
+    ([_draw(0, (1, 1), (0, 0)), {**_draw(1, (1, 1), (0, 0)), "folds": 3}], "expected 2 folds"),
+])
+def test_pooling_refuses_draws_that_are_not_the_same_comparison(draws, match):
+    with pytest.raises(ValueError, match=match):
+        pool_draws(draws)
 
 
 def test_tables_subsets_and_folds():

@@ -218,6 +218,56 @@ def summarise(tables: dict) -> dict:
     return summary
 
 
+def pool_draws(draws: list[dict]) -> dict:
+    """Several draws of the folds as one comparison. `draws`: results of the same comparison (same
+    tables, methods and fold count, default MN parameters) on different `seed`s, each a dict with
+    "seed", "folds" and "tables" (compare_on_table's rows). For each table, every method's mean over all
+    the test folds of all the draws, and
+
+        MN - best = 100 (pooled mean of MN - the highest pooled mean of a baseline)      (points)
+
+    with the draws on which MN was at least the best baseline of that draw; overall, the tables on which
+    MN is at least the best baseline pooled, and the draws on which it is on three quarters of the tables
+    (the goal of summarise). Folds of different draws share rows, so no interval is given."""
+    if len(draws) < 2:
+        raise ValueError(f"pool_draws needs at least 2 draws of the folds, got {len(draws)}")
+    seeds = [d["seed"] for d in draws]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"pool_draws: every draw needs its own seed, got seeds {seeds}")
+    first = draws[0]
+    for d in draws:
+        if d.get("mn_params"):
+            raise ValueError(f"pool_draws: the draw of seed {d['seed']} ran MN with {d['mn_params']}, "
+                             f"expected the default parameters")
+        if d["folds"] != first["folds"] or list(d["tables"]) != list(first["tables"]):
+            raise ValueError(f"pool_draws: the draw of seed {d['seed']} has {d['folds']} folds of tables "
+                             f"{list(d['tables'])}, expected {first['folds']} folds of {list(first['tables'])}")
+    tables = {}
+    for name, row in first["tables"].items():
+        methods = list(row["methods"])
+        if "mn" not in methods or len(methods) < 2:
+            raise ValueError(f"pool_draws: table {name!r} needs MN and a baseline, got methods {methods}")
+        means = {m: round(statistics.mean(s for d in draws for s in d["tables"][name]["methods"][m]["scores"]), 5)
+                 for m in methods}
+        best = max((m for m in methods if m != "mn"), key=means.get)
+        ratios = [d["tables"][name]["mn_fit_time_ratio_to_mlp"] for d in draws
+                  if "mn_fit_time_ratio_to_mlp" in d["tables"][name]]
+        tables[name] = {"metric": row["metric"], "means": means, "best_baseline": best,
+                        "mn_minus_best_points": round(100 * (means["mn"] - means[best]), 3),
+                        "mn_at_least_best": means["mn"] >= means[best],
+                        "draws_mn_at_least_best": sum(d["tables"][name]["mn_at_least_best"] for d in draws),
+                        "fit_time_ratio_to_mlp_max": max(ratios) if ratios else None}
+    per_draw = [summarise(d["tables"])["mn_at_least_best_baseline"] for d in draws]
+    won = sum(t["mn_at_least_best"] for t in tables.values())
+    return {"seeds": seeds, "folds": first["folds"], "tables": tables,
+            "summary": {"draws": len(draws), "test_folds": len(draws) * first["folds"],
+                        "mn_at_least_best_per_draw": per_draw,
+                        "draws_meeting_goal": sum(w >= 0.75 * len(tables) for w in per_draw),
+                        "tables_mn_at_least_best_pooled": won, "tables_compared": len(tables),
+                        "accuracy_goal_met_pooled": won >= 0.75 * len(tables),
+                        "tables_lost_pooled": [n for n, t in tables.items() if not t["mn_at_least_best"]]}}
+
+
 @dataclass(frozen=True)
 class EstimatorComparisonConfig:
     tables: tuple[str, ...] = tuple(TABLES)     # names of TABLES or HELD_OUT_TABLES
