@@ -20,13 +20,14 @@ can be set against the best of the four, as the goal sets MN on the test folds.
 `--pool-draws` runs nothing: it pools the committed draws of the eight tables
 (bench_estimators_cpu.json and bench_estimators_seed*_cpu.json) into bench_estimators_draws_cpu.json,
 every method's mean over all their test folds and the draws on which MN is at least the best baseline
-(`nslviz.experiments.estimators.pool_draws`).
+(`nslviz.experiments.estimators.pool_draws`); `--pool-draws width128` pools the draws kept under that
+name (bench_estimators_width128_cpu.json, bench_estimators_width128_seed*_cpu.json) instead.
 
 Usage: python benchmarks/bench_estimators.py [--quick] [--tables digits,sine] [--methods mn,mlp]
        [--mn-params '{"width": 128}'] [--out FILE]
        python benchmarks/bench_estimators.py --select CANDIDATES.json [--repeats 3] [--tables ...]
                                              [--select-baselines all]
-       python benchmarks/bench_estimators.py --pool-draws [--out FILE]
+       python benchmarks/bench_estimators.py --pool-draws [NAME] [--out FILE]
 """
 from __future__ import annotations
 
@@ -86,12 +87,14 @@ def select(candidates: list[dict], names: list[str], fold_count: int, quick: boo
     return out
 
 
-def draw_files() -> list:
-    """The committed draws of the eight tables with the default parameters, in the order of their seeds:
-    bench_estimators_cpu.json (seed 0), then bench_estimators_seed<N>_cpu.json."""
-    seeded = sorted(RESULTS.glob("bench_estimators_seed*_cpu.json"),
-                    key=lambda path: int(path.stem.removeprefix("bench_estimators_seed").removesuffix("_cpu")))
-    return [RESULTS / "bench_estimators_cpu.json", *seeded]
+def draw_files(name: str = "") -> list:
+    """The committed draws of the eight tables, in the order of their seeds: bench_estimators_cpu.json
+    (seed 0), then bench_estimators_seed<N>_cpu.json (the defaults); with a `name`,
+    bench_estimators_<name>_cpu.json and bench_estimators_<name>_seed<N>_cpu.json."""
+    stem = "bench_estimators" + (f"_{name}" if name else "")
+    seeded = sorted(RESULTS.glob(f"{stem}_seed*_cpu.json"),
+                    key=lambda path: int(path.stem.removeprefix(f"{stem}_seed").removesuffix("_cpu")))
+    return [RESULTS / f"{stem}_cpu.json", *seeded]
 
 
 def _names(text: str, allowed, what: str, parser, also: str = "") -> list[str]:
@@ -119,18 +122,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--select-baselines", default="mlp",
                         help="--select: the baselines fitted on the same validation splits, comma-separated or all "
                         f"({','.join(BASELINES)}; default: mlp, the fit-time reference, which is always needed)")
-    parser.add_argument("--pool-draws", action="store_true",
-                        help="run nothing: pool the committed draws of the folds into bench_estimators_draws_cpu.json")
+    parser.add_argument("--pool-draws", nargs="?", const="", default=None, metavar="NAME",
+                        help="run nothing: pool the committed draws of the folds (of bench_estimators_NAME_*, "
+                        "when named) into bench_estimators[_NAME]_draws_cpu.json")
     parser.add_argument("--quick", action="store_true", help="120-row subsets and 2 folds: a smoke test")
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/<name>.json)")
     args = parser.parse_args(argv)
-    if args.pool_draws:
-        draws = [json.loads(path.read_text()) for path in draw_files() if path.exists()]
+    if args.pool_draws is not None:
+        draws = [json.loads(path.read_text()) for path in draw_files(args.pool_draws) if path.exists()]
         try:
             pooled = pool_draws(draws)
         except ValueError as error:
-            parser.error(str(error))
-        return save_result({"benchmark": "estimators_draws", **pooled}, "bench_estimators_draws_cpu", args.out)
+            parser.error(f"--pool-draws {args.pool_draws}: {error}".replace("  ", " "))
+        stem = "bench_estimators" + (f"_{args.pool_draws}" if args.pool_draws else "") + "_draws_cpu"
+        return save_result({"benchmark": "estimators_draws", **pooled}, stem, args.out)
     names = _names(args.tables, ALL_TABLES, "tables", parser)
     held_out = [n for n in names if n in HELD_OUT_TABLES]
     if held_out and (args.select or len(held_out) < len(names)):

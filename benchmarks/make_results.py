@@ -388,7 +388,8 @@ def _estimators(r: dict) -> list[str]:
 
 
 @renders("estimators_draws", "scikit-learn estimators against MLP and kNN, pooled over draws of the folds "
-         "(docs/estimators.md)", lambda r: f"the folds of seeds {', '.join(map(str, r['seeds']))}")
+         "(docs/estimators.md)", lambda r: f"the folds of seeds {', '.join(map(str, r['seeds']))}"
+         + (f"; MN with {json.dumps(r['mn_params'])}" if r.get("mn_params") else ""))
 def _estimators_draws(r: dict) -> list[str]:
     draws, s = len(r["seeds"]), r["summary"]
     rows = [[name, t["metric"], num(t["means"]["mn"], 4), f"{t['best_baseline']} {num(t['means'][t['best_baseline']], 4)}",

@@ -267,6 +267,17 @@ def test_estimators_benchmark_pools_the_committed_draws(tmp_path):
     committed = json.loads((bench.RESULTS / "bench_estimators_draws_cpu.json").read_text())
     assert {k: committed[k] for k in ("seeds", "tables", "summary")} == \
         {k: result[k] for k in ("seeds", "tables", "summary")}
+    # the draws kept under a name: the classifier's width before it became 256
+    older = bench.main(["--pool-draws", "width128", "--out", str(tmp_path / "w.json")])
+    assert older["mn_params"] == {"width": 128} and older["seeds"] == seeds
+    assert older["tables"]["iris"]["means"]["mlp"] == result["tables"]["iris"]["means"]["mlp"]   # the same folds
+    assert older["tables"]["iris"]["means"]["mn"] != result["tables"]["iris"]["means"]["mn"]
+
+
+def test_estimators_benchmark_pooling_names_what_it_could_not_pool(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module("bench_estimators").main(["--pool-draws", "nosuchname", "--out", str(tmp_path / "d.json")])
+    assert exit_info.value.code == 2 and "--pool-draws nosuchname: pool_draws needs at least 2 draws" in capsys.readouterr().err
 
 
 def test_backbones_benchmark_compiles_both_networks_when_asked(tmp_path, monkeypatch):

@@ -103,7 +103,7 @@ def test_pooling_draws_averages_every_test_fold_and_counts_the_draws():
 @pytest.mark.parametrize("draws, match", [
     ([_draw(0, (1, 1), (0, 0))], "at least 2 draws"),
     ([_draw(0, (1, 1), (0, 0)), _draw(0, (1, 1), (0, 0))], "its own seed"),
-    ([_draw(0, (1, 1), (0, 0)), {**_draw(1, (1, 1), (0, 0)), "mn_params": {"width": 8}}], "default parameters"),
+    ([_draw(0, (1, 1), (0, 0)), {**_draw(1, (1, 1), (0, 0)), "mn_params": {"width": 8}}], "parameters of the first"),
     ([_draw(0, (1, 1), (0, 0)), {**_draw(1, (1, 1), (0, 0)), "folds": 3}], "expected 2 folds"),
 ])
 def test_pooling_refuses_draws_that_are_not_the_same_comparison(draws, match):

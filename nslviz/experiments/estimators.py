@@ -220,8 +220,8 @@ def summarise(tables: dict) -> dict:
 
 def pool_draws(draws: list[dict]) -> dict:
     """Several draws of the folds as one comparison. `draws`: results of the same comparison (same
-    tables, methods and fold count, default MN parameters) on different `seed`s, each a dict with
-    "seed", "folds" and "tables" (compare_on_table's rows). For each table, every method's mean over all
+    tables, methods, fold count and MN parameters) on different `seed`s, each a dict with "seed",
+    "folds", "mn_params" and "tables" (compare_on_table's rows). For each table, every method's mean over all
     the test folds of all the draws, and
 
         MN - best = 100 (pooled mean of MN - the highest pooled mean of a baseline)      (points)
@@ -236,9 +236,9 @@ def pool_draws(draws: list[dict]) -> dict:
         raise ValueError(f"pool_draws: every draw needs its own seed, got seeds {seeds}")
     first = draws[0]
     for d in draws:
-        if d.get("mn_params"):
-            raise ValueError(f"pool_draws: the draw of seed {d['seed']} ran MN with {d['mn_params']}, "
-                             f"expected the default parameters")
+        if (d.get("mn_params") or {}) != (first.get("mn_params") or {}):
+            raise ValueError(f"pool_draws: the draw of seed {d['seed']} ran MN with {d.get('mn_params') or {}}, "
+                             f"expected the parameters of the first draw, {first.get('mn_params') or {}}")
         if d["folds"] != first["folds"] or list(d["tables"]) != list(first["tables"]):
             raise ValueError(f"pool_draws: the draw of seed {d['seed']} has {d['folds']} folds of tables "
                              f"{list(d['tables'])}, expected {first['folds']} folds of {list(first['tables'])}")
@@ -259,7 +259,7 @@ def pool_draws(draws: list[dict]) -> dict:
                         "fit_time_ratio_to_mlp_max": max(ratios) if ratios else None}
     per_draw = [summarise(d["tables"])["mn_at_least_best_baseline"] for d in draws]
     won = sum(t["mn_at_least_best"] for t in tables.values())
-    return {"seeds": seeds, "folds": first["folds"], "tables": tables,
+    return {"seeds": seeds, "folds": first["folds"], "mn_params": first.get("mn_params") or None, "tables": tables,
             "summary": {"draws": len(draws), "test_folds": len(draws) * first["folds"],
                         "mn_at_least_best_per_draw": per_draw,
                         "draws_meeting_goal": sum(w >= 0.75 * len(tables) for w in per_draw),
