@@ -63,6 +63,9 @@ def test_multi_output_regression_and_classifier_probabilities():
     np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-12)
     np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(xb))
     assert clf.score(xb, names) > 0.9
+    # the classifier's wider trunk (256 units) and the temperature that goes with it, 0.05·√(128/256)
+    assert clf.module_.head.input_dim == 256
+    assert clf.temperature_ == pytest.approx(0.05 * np.sqrt(0.5))
 
 
 def test_a_rows_prediction_does_not_depend_on_the_other_rows():
