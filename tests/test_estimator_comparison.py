@@ -74,9 +74,12 @@ def _draw(seed, mn, best, other=(0.5, 0.5), ratio=2.0):
     """A comparison result of one draw: two tables, MN's fold scores against two baselines'."""
     def row(scores):
         mine, theirs, third = scores
+        best, best_scores = max((("mlp", theirs), ("knn5", third)), key=lambda pair: statistics.mean(pair[1]))
         return {"metric": "accuracy", "methods": {"mn": {"scores": mine}, "mlp": {"scores": theirs},
                                                   "knn5": {"scores": third}},
-                "mn_at_least_best": statistics.mean(mine) >= max(statistics.mean(theirs), statistics.mean(third)),
+                "best_baseline": best, "mn_vs": {best: {"mean_difference_points": 100 * statistics.mean(
+                    np.subtract(mine, best_scores))}},
+                "mn_at_least_best": statistics.mean(mine) >= statistics.mean(best_scores),
                 "mn_fit_time_ratio_to_mlp": ratio}
     return {"seed": seed, "folds": 2, "mn_params": None,
             "tables": {"a": row((mn, best, other)), "b": row(((0.9, 0.9), (0.1, 0.1), (0.2, 0.2)))}}
@@ -90,6 +93,7 @@ def test_pooling_draws_averages_every_test_fold_and_counts_the_draws():
     assert a["means"] == {"mn": 0.6, "mlp": 0.7, "knn5": 0.5} and a["best_baseline"] == "mlp"
     assert a["mn_minus_best_points"] == pytest.approx(-10.0) and a["mn_at_least_best"] is False
     assert a["draws_mn_at_least_best"] == 1 and a["fit_time_ratio_to_mlp_max"] == 4.5
+    assert a["mn_minus_best_points_per_draw"] == pytest.approx([10.0, -30.0])
     assert pooled["tables"]["b"]["mn_at_least_best"] is True and pooled["tables"]["b"]["best_baseline"] == "knn5"
     summary = pooled["summary"]
     assert summary["mn_at_least_best_per_draw"] == [2, 1] and summary["draws_meeting_goal"] == 1
@@ -155,6 +159,27 @@ def test_the_first_fit_of_a_process_is_made_before_any_is_timed(monkeypatch):
     calls.clear()
     compare_estimators(tables=("iris",), methods=("knn5",), folds=2)          # no MN, nothing to warm up
     assert calls == ["iris"]
+
+
+def test_comparisons_pool_into_the_draws_figure(tiny):
+    """Notebook 11's part 3: comparisons on other seeds, pooled (EstimatorComparison.record), drawn as one dot
+    per draw and table (MN minus that draw's best baseline) and a diamond for every fold of every draw."""
+    other = compare_estimators(**{**TINY, "seed": 1})
+    assert tiny.record == {"seed": 0, "folds": 2, "mn_params": {"max_epochs": 3}, "tables": tiny.tables}
+    pooled = pool_draws([tiny.record, other.record])
+    assert pooled["seeds"] == [0, 1] and pooled["mn_params"] == {"max_epochs": 3}
+    fig = estimators_viz.draws_figure(pooled)
+    dots = [trace for trace in fig.data if trace.type == "box"]
+    assert [trace.x[0].split("<br>")[0] for trace in dots] == ["iris", "diabetes"]
+    for trace, name in zip(dots, ("iris", "diabetes")):
+        expected = [c.tables[name]["mn_vs"][c.tables[name]["best_baseline"]]["mean_difference_points"]
+                    for c in (tiny, other)]
+        assert list(trace.y) == expected == pooled["tables"][name]["mn_minus_best_points_per_draw"]
+    diamonds = [trace for trace in fig.data if trace.type == "scatter"]
+    assert list(diamonds[0].y) == [pooled["tables"][n]["mn_minus_best_points"] for n in ("iris", "diabetes")]
+    assert "2 shuffles" in fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+    with pytest.raises(ValueError, match="needs the result of pool_draws"):
+        estimators_viz.draws_figure(tiny.summary())
 
 
 def test_comparison_figures_and_table(tiny):

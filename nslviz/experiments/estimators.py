@@ -227,7 +227,8 @@ def pool_draws(draws: list[dict]) -> dict:
 
         MN - best = 100 (pooled mean of MN - the highest pooled mean of a baseline)      (points)
 
-    with the draws on which MN was at least the best baseline of that draw; overall, the tables on which
+    with the draws on which MN was at least the best baseline of that draw, and MN minus that draw's best
+    baseline draw by draw (mean over its folds, in points); overall, the tables on which
     MN is at least the best baseline pooled, and the draws on which it is on GOAL_SHARE of the tables
     (the goal of summarise). Folds of different draws share rows, so no interval is given."""
     if len(draws) < 2:
@@ -257,6 +258,8 @@ def pool_draws(draws: list[dict]) -> dict:
                         "mn_minus_best_points": round(100 * (means["mn"] - means[best]), 3),
                         "mn_at_least_best": means["mn"] >= means[best],
                         "draws_mn_at_least_best": sum(d["tables"][name]["mn_at_least_best"] for d in draws),
+                        "mn_minus_best_points_per_draw": [d["tables"][name]["mn_vs"][d["tables"][name]["best_baseline"]]
+                                                          ["mean_difference_points"] for d in draws],
                         "fit_time_ratio_to_mlp_max": max(ratios) if ratios else None}
     per_draw = [summarise(d["tables"])["mn_at_least_best_baseline"] for d in draws]
     won = sum(t["mn_at_least_best"] for t in tables.values())
@@ -298,6 +301,12 @@ class EstimatorComparison:
     config: EstimatorComparisonConfig
     tables: dict[str, dict]                     # name -> compare_on_table's row
     seconds: float
+
+    @property
+    def record(self) -> dict:
+        """The draw as benchmarks/bench_estimators.py records it, for `pool_draws`."""
+        return {"seed": self.config.seed, "folds": self.config.folds, "mn_params": self.config.mn_params or None,
+                "tables": self.tables}
 
     def summary(self) -> dict:
         return {"tables": list(self.tables), "methods": list(self.config.methods), "folds": self.config.folds,

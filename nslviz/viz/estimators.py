@@ -1,6 +1,7 @@
 """Figures and tables for the scikit-learn estimators (notebook 11): one fitted estimator's loss curves,
-and the comparison with scikit-learn's MLPs and kNN (`nslviz.experiments.estimators.EstimatorComparison`).
-They draw what they are given; they train nothing."""
+the comparison with scikit-learn's MLPs and kNN (`nslviz.experiments.estimators.EstimatorComparison`),
+and that comparison on several draws of the folds (`pool_draws`). They draw what they are given; they
+train nothing."""
 from __future__ import annotations
 
 import numpy as np
@@ -141,3 +142,29 @@ def fit_times_figure(result) -> go.Figure:
     fig.update_layout(height=420, barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return finish_figure(fig, "Median fit time per fold, as a multiple of the default MLP's (1 = as fast)",
                          "table", "fit time / MLP (100)'s (log scale)")
+
+
+def draws_figure(pooled: dict) -> go.Figure:
+    """The same comparison on several draws of the folds (`nslviz.experiments.estimators.pool_draws`):
+    per table, MN minus the best baseline of each draw (mean over its test folds; dots), and MN minus the
+    best baseline over every test fold of every draw (diamond)."""
+    from ..experiments.estimators import METHOD_LABELS
+    names = list(pooled.get("tables", ()))
+    if not names or "seeds" not in pooled:
+        raise ValueError(f"draws_figure needs the result of pool_draws (seeds, tables), got keys {sorted(pooled)}")
+    per_draw = {name: pooled["tables"][name]["mn_minus_best_points_per_draw"] for name in names}
+    labels = [f"{name}<br>vs {METHOD_LABELS[pooled['tables'][name]['best_baseline']]}" for name in names]
+    fig = go.Figure()
+    for index, (label, name) in enumerate(zip(labels, names)):
+        fig.add_trace(go.Box(x=[label] * len(per_draw[name]), y=per_draw[name], boxpoints="all", jitter=0.5,
+                             pointpos=-1.6, fillcolor="rgba(0,0,0,0)", line=dict(color="rgba(0,0,0,0)"),
+                             marker=dict(color="#808080", size=7), name="one draw (5 test folds)", legendgroup="draws",
+                             showlegend=index == 0, customdata=pooled["seeds"],
+                             hovertemplate=f"{name}, folds of seed %{{customdata}}: %{{y:+.2f}} points<extra></extra>"))
+    fig.add_trace(go.Scatter(x=labels, y=[pooled["tables"][name]["mn_minus_best_points"] for name in names],
+                             mode="markers", name=f"every test fold of the {len(pooled['seeds'])} draws",
+                             marker=dict(color=METHOD_COLORS["mn"], size=13, symbol="diamond")))
+    fig.add_hline(y=0, line=dict(color="#444444", dash="dash"))
+    fig.update_layout(height=430, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return finish_figure(fig, f"MN minus the best baseline on {len(pooled['seeds'])} shuffles of the rows into folds "
+                         "(above 0: MN scored higher)", "table", "MN - best baseline (points of accuracy or R²)")
