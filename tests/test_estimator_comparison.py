@@ -1,5 +1,6 @@
 """The scikit-learn estimators against scikit-learn's MLPs and kNN (nslviz.experiments.estimators), the
 figures of notebook 11 (nslviz.viz.estimators) and `python -m nslviz estimators`."""
+import dataclasses
 import json
 import statistics
 
@@ -12,7 +13,7 @@ import nslviz.experiments.estimators as comparison
 from nslviz.analysis.paired import format_paired
 from nslviz.experiments.estimators import (HELD_OUT_TABLES, METHODS, TABLES, EstimatorComparisonConfig,
                                            compare_estimators, compare_on_table, cv_folds, load_table, make_estimator,
-                                           pool_draws)
+                                           compare_draws, pool_draws)
 from nslviz.viz import estimators as estimators_viz
 
 from cli import run_in_process
@@ -254,11 +255,37 @@ def test_command_line_prints_every_table_and_ends_with_json():
     assert set(summary["per_table"]["iris"]["methods"]) == {"mn", "knn5"}
 
 
+def test_command_line_pools_several_draws_of_the_folds():
+    process = run_in_process("estimators", "--tables", "iris,diabetes", "--methods", "mn,knn5", "--folds", "2",
+                             "--max-rows", "40", "--draws", "3", "--json")
+    assert process.returncode == 0, process.stderr
+    lines = process.stdout.strip().splitlines()
+    assert lines[0].startswith("iris (accuracy, mean of 6 test folds): MN ") and "of 3 draws" in lines[0]
+    assert lines[1].startswith("diabetes (r2, mean of 6 test folds): ")
+    pooled = json.loads(lines[-1])
+    assert pooled["seeds"] == [0, 1, 2] and len(pooled["summary"]["mn_at_least_best_per_draw"]) == 3
+    # the same numbers as the comparisons themselves, pooled
+    config = EstimatorComparisonConfig(tables=("iris", "diabetes"), methods=("mn", "knn5"), folds=2, max_rows=40)
+    _, expected = compare_draws(config, 3)
+    assert pooled["tables"] == json.loads(json.dumps(expected["tables"]))
+
+
+def test_compare_draws_reuses_the_first_comparison_and_checks_it(tiny):
+    config = tiny.config
+    comparisons, pooled = compare_draws(config, 2, first=tiny)
+    assert comparisons[0] is tiny and comparisons[1].config.seed == 1 and pooled["seeds"] == [0, 1]
+    with pytest.raises(ValueError, match="first: expected the comparison of"):
+        compare_draws(dataclasses.replace(config, folds=3), 2, first=tiny)
+    with pytest.raises(ValueError, match="draws must be >= 2, got 1"):
+        compare_draws(config, 1)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--tables", "mnist"], "unknown tables ['mnist']"),
     (["--methods", "mn,svm"], "unknown methods ['svm']"),
     (["--folds", "1"], "expected an integer >= 2, got '1'"),
     (["--tables", "iris", "--folds", "60"], "folds=60 is more than table 'iris' can fill"),
+    (["--draws", "0"], "--draws"),
 ])
 def test_command_line_refuses_bad_values(argv, message):
     process = run_in_process("estimators", *argv)

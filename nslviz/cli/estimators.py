@@ -5,9 +5,13 @@ MLPs and kNN on public tables, every method with default parameters on the same 
     python -m nslviz estimators                                   # the eight tables, 5 folds (about a minute)
     python -m nslviz estimators --tables iris,wine,diabetes --json
     python -m nslviz estimators --tables classes10,friedman3 --seed 1
+    python -m nslviz estimators --tables iris,wine --draws 10            # ten shuffles of the folds, pooled
 
 Prints, per table, every method's mean score, MN minus the best baseline in points with its 95 %
-interval, and MN's fit time as a multiple of the default MLP's.
+interval, and MN's fit time as a multiple of the default MLP's. With --draws N, the same comparison on
+N shuffles of the rows into folds (seeds --seed, --seed + 1, ...), then per table every method's mean over
+all their test folds, MN minus the best of those means, and the draws on which MN was at least the best
+baseline.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ def add_parser(subparsers) -> None:
                    help="cross-validation folds, the same for every method")
     p.add_argument("--seed", type=seed_value, default=d.seed, help="shuffles the rows into folds")
     p.add_argument("--max-rows", type=positive_int, default=None, help="a seeded subset of every table")
+    p.add_argument("--draws", type=positive_int, default=1,
+                   help="shuffles of the rows into folds, seeds --seed, --seed + 1, ..., pooled (default 1)")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
 
@@ -38,6 +44,8 @@ def run(args) -> int:
     from ..experiments.estimators import METHOD_LABELS, compare_estimators
     config = EstimatorComparisonConfig(tables=args.tables, methods=args.methods, folds=args.folds, seed=args.seed,
                                        max_rows=args.max_rows, progress=not args.json)
+    if args.draws > 1:
+        return _run_draws(config, args)
     result = compare_estimators(config)
     for name, table in result.tables.items():
         means = ", ".join(f"{METHOD_LABELS[m]} {v['mean']:.3f}" for m, v in table["methods"].items())
@@ -54,4 +62,22 @@ def run(args) -> int:
               f"{summary['tables_compared']} tables | {summary['seconds']:.0f} s", flush=True)
     if args.json:
         emit_json({**summary, "per_table": result.tables})
+    return 0
+
+
+def _run_draws(config, args) -> int:
+    from ..experiments.estimators import METHOD_LABELS, compare_draws
+    comparisons, pooled = compare_draws(config, args.draws)
+    folds = pooled["summary"]["test_folds"]
+    for name, table in pooled["tables"].items():
+        means = ", ".join(f"{METHOD_LABELS[m]} {mean:.4f}" for m, mean in table["means"].items())
+        print(f"{name} ({table['metric']}, mean of {folds} test folds): {means} | MN - "
+              f"{METHOD_LABELS[table['best_baseline']]}: {table['mn_minus_best_points']:+.2f} points | MN at least "
+              f"the best baseline on {table['draws_mn_at_least_best']} of {args.draws} draws", flush=True)
+    summary = pooled["summary"]
+    print(f"MN at least as good as the best baseline, draw by draw: {summary['mn_at_least_best_per_draw']} of "
+          f"{summary['tables_compared']} tables; pooled: {summary['tables_mn_at_least_best_pooled']} | "
+          f"{sum(c.seconds for c in comparisons):.0f} s", flush=True)
+    if args.json:
+        emit_json(pooled)
     return 0

@@ -24,6 +24,9 @@ The estimators' defaults were chosen on validation splits of these eight tables'
 "classes10" (`make_classification`, 10 classes of 2 clusters, 5,000 rows of 40 features) and
 "friedman3" (`make_friedman3`, 2,000 rows).
 
+`compare_draws(config, draws)` runs the same comparison on several shuffles of the rows into folds and
+pools them (`pool_draws`): every method's mean over all the test folds, and the draws MN won.
+
 Before any fit is timed, `warm_up` makes one small untimed MN fit: the first fit of a process also
 starts torch's threads. Notebook 11, `python -m nslviz estimators` and benchmarks/bench_estimators.py
 call this module.
@@ -355,3 +358,17 @@ def compare_estimators(config: EstimatorComparisonConfig | None = None, **overri
             tables[name] = compare_on_table(name, config.methods, config.folds, config.seed,
                                             config.mn_params or None, config.max_rows, bar)
     return EstimatorComparison(config, tables, time.perf_counter() - start)
+
+
+def compare_draws(config: EstimatorComparisonConfig | None = None, draws: int = 10,
+                  first: EstimatorComparison | None = None) -> tuple[list[EstimatorComparison], dict]:
+    """The comparison of `config` on `draws` shuffles of the rows into folds, seeds config.seed,
+    config.seed + 1, ... (`first`: the comparison of config.seed, when it has run already), and what
+    `pool_draws` makes of them."""
+    config = config or EstimatorComparisonConfig()
+    check_positive("draws", draws, integer=True, minimum=2)
+    if first is not None and first.config != config:
+        raise ValueError(f"first: expected the comparison of {config}, got that of {first.config}")
+    comparisons = [first or compare_estimators(config)]
+    comparisons += [compare_estimators(config, seed=config.seed + k) for k in range(1, draws)]
+    return comparisons, pool_draws([comparison.record for comparison in comparisons])
