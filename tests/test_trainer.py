@@ -695,6 +695,19 @@ def test_torchrun_two_processes_gloo(ddp_run):
 
 
 @pytest.mark.slow
+def test_torchrun_validates_the_model_it_keeps(ddp_run):
+    """Under DDP every process updates BatchNorm's running statistics from its own share of a batch;
+    the validation of an epoch must be that of the weights rank 0 writes (checkpoint.pt, best.pt), on
+    every process: the last epoch's metrics row equals a single-process evaluation of checkpoint.pt."""
+    run_dir, _ = ddp_run
+    model, config, data = load_run(run_dir, which="last")
+    expected = evaluate(model, BatchStream(data.val, config.batch_size, shuffle=False))
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["val_acc"] == pytest.approx(expected["acc"])
+    assert last["val_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+
+
+@pytest.mark.slow
 def test_torchrun_killed_mid_epoch_and_resumed_gives_the_same_metrics(ddp_run, tmp_path):
     """kill -9 of both DDP processes in the second epoch, then a DDP --resume: the same summary and
     the same metrics rows, including the cut epoch's training loss, which sums both ranks' batches."""

@@ -2,7 +2,9 @@
 
 `torchrun --nproc_per_node N -m nslviz train ...` sets RANK / WORLD_SIZE / LOCAL_RANK; the trainer
 then joins the process group (NCCL on GPUs, gloo on CPU, which is how the tests run it) and wraps
-the model in DistributedDataParallel. Only rank 0 writes files and shows progress.
+the model in DistributedDataParallel. Only rank 0 writes files and shows progress. Every evaluation
+starts by giving all processes rank 0's buffers (`Context.share_buffers`), so that the validation of an
+epoch is that of the model rank 0 checkpoints, and a run resumed at any batch repeats it exactly.
 """
 from __future__ import annotations
 
@@ -64,6 +66,15 @@ class Context:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+    def share_buffers(self, module) -> None:
+        """Every process takes rank 0's buffers (BatchNorm's running statistics); a no-op in a single process.
+        Under DDP each process updates its own from its share of every batch (DDP hands rank 0's to all at
+        the start of the next forward), so without this the processes would evaluate slightly different
+        models, and not the one rank 0 checkpoints and keeps as best.pt."""
+        if self.distributed:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
 
 
 def setup(device: str = "auto") -> Context:

@@ -166,6 +166,7 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
     as a soft kNN), the mean attention entropy (log S: uniform; also as a fraction of log S) and the
     share of predictions the finetuning step changes. Sums over all processes under DDP."""
     context = context or distributed.Context(stream.device)
+    context.share_buffers(model)                 # under DDP: every process evaluates rank 0's model
     was_training = model.training
     model.eval()
     mn = model.is_meta_neighborhoods
