@@ -87,11 +87,16 @@ def select(candidates: list[dict], names: list[str], fold_count: int, quick: boo
     return out
 
 
+def draws_stem(name: str = "") -> str:
+    """bench_estimators, or bench_estimators_<name> for the draws kept under a name (width128)."""
+    return "bench_estimators" + (f"_{name}" if name else "")
+
+
 def draw_files(name: str = "") -> list:
     """The committed draws of the eight tables, in the order of their seeds: bench_estimators_cpu.json
     (seed 0), then bench_estimators_seed<N>_cpu.json (the defaults); with a `name`,
     bench_estimators_<name>_cpu.json and bench_estimators_<name>_seed<N>_cpu.json."""
-    stem = "bench_estimators" + (f"_{name}" if name else "")
+    stem = draws_stem(name)
     seeded = sorted(RESULTS.glob(f"{stem}_seed*_cpu.json"),
                     key=lambda path: int(path.stem.removeprefix(f"{stem}_seed").removesuffix("_cpu")))
     return [RESULTS / f"{stem}_cpu.json", *seeded]
@@ -133,9 +138,9 @@ def main(argv=None) -> dict:
         try:
             pooled = pool_draws(draws)
         except ValueError as error:
-            parser.error(f"--pool-draws {args.pool_draws}: {error}".replace("  ", " "))
-        stem = "bench_estimators" + (f"_{args.pool_draws}" if args.pool_draws else "") + "_draws_cpu"
-        return save_result({"benchmark": "estimators_draws", **pooled}, stem, args.out)
+            parser.error(f"{f'--pool-draws {args.pool_draws}'.strip()}: {error}")
+        return save_result({"benchmark": "estimators_draws", **pooled}, f"{draws_stem(args.pool_draws)}_draws_cpu",
+                           args.out)
     names = _names(args.tables, ALL_TABLES, "tables", parser)
     held_out = [n for n in names if n in HELD_OUT_TABLES]
     if held_out and (args.select or len(held_out) < len(names)):

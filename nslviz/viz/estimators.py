@@ -89,11 +89,8 @@ def paired_differences_figure(result) -> go.Figure:
     for index, (label, (name, table)) in enumerate(zip(labels, result.tables.items())):
         differences = 100 * (np.array(table["methods"]["mn"]["scores"])
                              - np.array(table["methods"][best[name]]["scores"]))
-        # an invisible box whose points are the folds, jittered to the left of the mean
-        fig.add_trace(go.Box(x=[label] * len(differences), y=differences, boxpoints="all", jitter=0.5, pointpos=-1.6,
-                             fillcolor="rgba(0,0,0,0)", line=dict(color="rgba(0,0,0,0)"),
-                             marker=dict(color="#808080", size=7), name="one test fold", legendgroup="folds",
-                             showlegend=index == 0, hovertemplate=f"{name}, one fold: %{{y:+.2f}} points<extra></extra>"))
+        _add_dots(fig, label, differences, "one test fold", index == 0,
+                  f"{name}, one fold: %{{y:+.2f}} points<extra></extra>")
     means, lower, upper = [], [], []
     for name, table in result.tables.items():
         compared = table["mn_vs"][best[name]]
@@ -104,10 +101,24 @@ def paired_differences_figure(result) -> go.Figure:
     fig.add_trace(go.Scatter(x=labels, y=means, mode="markers", name="mean over folds, 95 % interval",
                              marker=dict(color=METHOD_COLORS["mn"], size=13, symbol="diamond"),
                              error_y=dict(type="data", symmetric=False, array=upper, arrayminus=lower, visible=True)))
+    return _finish_differences(fig, "MN minus the best baseline of each table, fold by fold (above 0: MN scored higher)",
+                               "table, and its best baseline by mean score")
+
+
+def _add_dots(fig: go.Figure, label: str, values, name: str, first: bool, hover: str, customdata=None) -> None:
+    """Grey dots at one table's label, jittered to the left of its diamond: an invisible box whose
+    points are the values (one trace a table; the legend shows the first)."""
+    fig.add_trace(go.Box(x=[label] * len(values), y=values, boxpoints="all", jitter=0.5, pointpos=-1.6,
+                         fillcolor="rgba(0,0,0,0)", line=dict(color="rgba(0,0,0,0)"),
+                         marker=dict(color="#808080", size=7), name=name, legendgroup=name, showlegend=first,
+                         customdata=customdata, hovertemplate=hover))
+
+
+def _finish_differences(fig: go.Figure, title: str, x_title: str) -> go.Figure:
+    """The 0 line (above it MN scored higher), the legend on top, titles and axis labels."""
     fig.add_hline(y=0, line=dict(color="#444444", dash="dash"))
     fig.update_layout(height=430, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
-    return finish_figure(fig, "MN minus the best baseline of each table, fold by fold (above 0: MN scored higher)",
-                         "table, and its best baseline by mean score", "MN - best baseline (points of accuracy or R²)")
+    return finish_figure(fig, title, x_title, "MN - best baseline (points of accuracy or R²)")
 
 
 def fit_times_figure(result) -> go.Figure:
@@ -156,15 +167,10 @@ def draws_figure(pooled: dict) -> go.Figure:
     labels = [f"{name}<br>vs {METHOD_LABELS[pooled['tables'][name]['best_baseline']]}" for name in names]
     fig = go.Figure()
     for index, (label, name) in enumerate(zip(labels, names)):
-        fig.add_trace(go.Box(x=[label] * len(per_draw[name]), y=per_draw[name], boxpoints="all", jitter=0.5,
-                             pointpos=-1.6, fillcolor="rgba(0,0,0,0)", line=dict(color="rgba(0,0,0,0)"),
-                             marker=dict(color="#808080", size=7), name="one draw (5 test folds)", legendgroup="draws",
-                             showlegend=index == 0, customdata=pooled["seeds"],
-                             hovertemplate=f"{name}, folds of seed %{{customdata}}: %{{y:+.2f}} points<extra></extra>"))
+        _add_dots(fig, label, per_draw[name], f"one draw ({pooled['folds']} test folds)", index == 0,
+                  f"{name}, folds of seed %{{customdata}}: %{{y:+.2f}} points<extra></extra>", pooled["seeds"])
     fig.add_trace(go.Scatter(x=labels, y=[pooled["tables"][name]["mn_minus_best_points"] for name in names],
                              mode="markers", name=f"every test fold of the {len(pooled['seeds'])} draws",
                              marker=dict(color=METHOD_COLORS["mn"], size=13, symbol="diamond")))
-    fig.add_hline(y=0, line=dict(color="#444444", dash="dash"))
-    fig.update_layout(height=430, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
-    return finish_figure(fig, f"MN minus the best baseline on {len(pooled['seeds'])} shuffles of the rows into folds "
-                         "(above 0: MN scored higher)", "table", "MN - best baseline (points of accuracy or R²)")
+    return _finish_differences(fig, f"MN minus the best baseline on {len(pooled['seeds'])} shuffles of the rows "
+                               "into folds (above 0: MN scored higher)", "table")
