@@ -381,16 +381,27 @@ def _estimators(r: dict) -> list[str]:
         rows.append([name, t["metric"], t["rows"], num(methods["mn"]["mean"], 4), f"{best} {num(methods[best]['mean'], 4)}",
                      paired(t["mn_vs"][best]), "yes" if t["mn_at_least_best"] else "no",
                      num(t["mn_fit_time_ratio_to_mlp"])])
+    from nslviz.experiments.estimators import summarise
+    top = summarise(r["tables"]).get("tables_at_the_top")
     return table(["table", "score", "rows", "MN", "best of MLP / kNN", "MN − best, points [95 % CI], folds above/level/below",
                   "MN ≥ best", "MN fit time / default MLP's"], rows) + [
         f"{r['folds']}-fold CV with paired folds, default parameters, seed {r['seed']}"
-        + ("" if r.get("complete", True) else "; the run was stopped before every table finished") + ".", ""]
+        + ("" if r.get("complete", True) else "; the run was stopped before every table finished") + "."
+        + (f" {_at_the_top(top, len(r['tables']))}" if top and len(top) > 2 else ""), ""]
+
+
+def _at_the_top(counts: dict, tables: int) -> str:
+    """The goal's rule applied to every method in turn (nslviz.experiments.estimators.tables_at_the_top)."""
+    from nslviz.experiments.estimators import METHOD_LABELS
+    return (f"Tables (of {tables}) on which each method's mean is at least every other method's: "
+            + ", ".join(f"{METHOD_LABELS[m]}: {c}" for m, c in counts.items()) + ".")
 
 
 @renders("estimators_draws", "scikit-learn estimators against MLP and kNN, pooled over draws of the folds "
          "(docs/estimators.md)", lambda r: f"the folds of seeds {', '.join(map(str, r['seeds']))}"
          + (f"; MN with {json.dumps(r['mn_params'])}" if r.get("mn_params") else ""))
 def _estimators_draws(r: dict) -> list[str]:
+    from nslviz.experiments.estimators import METHOD_LABELS
     draws, s = len(r["seeds"]), r["summary"]
     rows = [[name, t["metric"], num(t["means"]["mn"], 4), f"{t['best_baseline']} {num(t['means'][t['best_baseline']], 4)}",
              f"{t['mn_minus_best_points']:+.2f}", "yes" if t["mn_at_least_best"] else "no",
@@ -402,7 +413,13 @@ def _estimators_draws(r: dict) -> list[str]:
         f"MN at least as good as the best baseline on {s['tables_mn_at_least_best_pooled']} of {s['tables_compared']} "
         f"tables pooled; per draw: {', '.join(map(str, s['mn_at_least_best_per_draw']))} "
         f"(three quarters or more on {s['draws_meeting_goal']} of {draws} draws). "
-        f"{r['folds']}-fold CV per draw; folds of different draws share rows.", ""]
+        f"{r['folds']}-fold CV per draw; folds of different draws share rows.", ""] + (
+        [] if "tables_at_the_top_per_draw" not in s else table(
+            ["method", "tables at the top, per draw", "most in a draw", "pooled"],
+            [[METHOD_LABELS[m], ", ".join(map(str, counts)), max(counts), s["tables_at_the_top_pooled"][m]]
+             for m, counts in s["tables_at_the_top_per_draw"].items()]) + [
+            f"The goal's rule applied to every method in turn: the tables (of {s['tables_compared']}) on which its "
+            "mean is at least every other method's, MN included; a tie at the top counts for each tied method.", ""])
 
 
 @renders("estimators_selection", "MetaNeighbors* defaults scored on validation splits of the training folds "

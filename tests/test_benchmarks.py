@@ -267,6 +267,10 @@ def test_estimators_benchmark_pools_the_committed_draws(tmp_path):
     committed = json.loads((bench.RESULTS / "bench_estimators_draws_cpu.json").read_text())
     assert {k: committed[k] for k in ("seeds", "tables", "summary")} == \
         {k: result[k] for k in ("seeds", "tables", "summary")}
+    # the goal's rule applied to every method: MN's counts are the goal's, draw by draw and pooled
+    summary = result["summary"]
+    assert summary["tables_at_the_top_per_draw"]["mn"] == summary["mn_at_least_best_per_draw"]
+    assert summary["tables_at_the_top_pooled"]["mn"] == summary["tables_mn_at_least_best_pooled"]
     # the draws kept under a name: the classifier's width before it became 256
     older = bench.main(["--pool-draws", "width128", "--out", str(tmp_path / "w.json")])
     assert older["mn_params"] == {"width": 128} and older["seeds"] == seeds

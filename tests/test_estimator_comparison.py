@@ -13,7 +13,7 @@ import nslviz.experiments.estimators as comparison
 from nslviz.analysis.paired import format_paired
 from nslviz.experiments.estimators import (HELD_OUT_TABLES, METHODS, TABLES, EstimatorComparisonConfig,
                                            compare_estimators, compare_on_table, cv_folds, load_table, make_estimator,
-                                           compare_draws, pool_draws)
+                                           compare_draws, pool_draws, summarise, tables_at_the_top)
 from nslviz.viz import estimators as estimators_viz
 
 from cli import run_in_process
@@ -76,8 +76,8 @@ def _draw(seed, mn, best, other=(0.5, 0.5), ratio=2.0):
     def row(scores):
         mine, theirs, third = scores
         best, best_scores = max((("mlp", theirs), ("knn5", third)), key=lambda pair: statistics.mean(pair[1]))
-        return {"metric": "accuracy", "methods": {"mn": {"scores": mine}, "mlp": {"scores": theirs},
-                                                  "knn5": {"scores": third}},
+        return {"metric": "accuracy", "methods": {m: {"scores": s, "mean": statistics.mean(s)} for m, s in
+                                                  (("mn", mine), ("mlp", theirs), ("knn5", third))},
                 "best_baseline": best, "mn_vs": {best: {"mean_difference_points": 100 * statistics.mean(
                     np.subtract(mine, best_scores))}},
                 "mn_at_least_best": statistics.mean(mine) >= statistics.mean(best_scores),
@@ -100,9 +100,26 @@ def test_pooling_draws_averages_every_test_fold_and_counts_the_draws():
     assert summary["mn_at_least_best_per_draw"] == [2, 1] and summary["draws_meeting_goal"] == 1
     assert summary["tables_mn_at_least_best_pooled"] == 1 and summary["tables_lost_pooled"] == ["a"]
     assert summary["accuracy_goal_met_pooled"] is False and summary["test_folds"] == 4
+    # the same rule for every method: on table a the top is MN in draw 0, mlp in draw 1 and pooled
+    assert summary["tables_at_the_top_per_draw"] == {"mn": [2, 1], "mlp": [0, 1], "knn5": [0, 0]}
+    assert summary["tables_at_the_top_pooled"] == {"mn": 1, "mlp": 1, "knn5": 0}
     # a tie pooled counts as at least as good
     tie = pool_draws([_draw(0, (0.7, 0.7), (0.7, 0.7)), _draw(1, (0.7, 0.7), (0.7, 0.7))])
     assert tie["tables"]["a"]["mn_at_least_best"] is True and tie["summary"]["accuracy_goal_met_pooled"] is True
+
+
+def test_the_goals_rule_applied_to_every_method():
+    means = [{"mn": 0.9, "mlp": 0.8, "knn5": 0.7},
+             {"mn": 0.5, "mlp": 0.6, "knn5": 0.6},          # a tie at the top counts for both
+             {"mn": 0.3, "mlp": 0.1, "knn5": 0.2}]
+    assert tables_at_the_top(means) == {"mn": 2, "mlp": 1, "knn5": 1}
+    assert tables_at_the_top([]) == {}
+    # in a comparison, MN's count is the goal's count
+    tables = {name: {"methods": {m: {"mean": v} for m, v in row.items()},
+                     "mn_at_least_best": row["mn"] >= max(v for m, v in row.items() if m != "mn")}
+              for name, row in zip("abc", means)}
+    summary = summarise(tables)
+    assert summary["tables_at_the_top"]["mn"] == summary["mn_at_least_best_baseline"] == 2
 
 
 @pytest.mark.parametrize("draws, match", [
@@ -253,6 +270,9 @@ def test_command_line_prints_every_table_and_ends_with_json():
     summary = json.loads(lines[-1])
     assert summary["tables"] == ["iris", "diabetes"] and summary["tables_compared"] == 2
     assert set(summary["per_table"]["iris"]["methods"]) == {"mn", "knn5"}
+    top = summary["tables_at_the_top"]
+    assert set(top) == {"mn", "knn5"} and top["mn"] == summary["mn_at_least_best_baseline"]
+    assert lines[-2] == f"Tables on which each method's mean is at least every other's: MN {top['mn']}, kNN 5 {top['knn5']}"
 
 
 def test_command_line_pools_several_draws_of_the_folds():
@@ -268,6 +288,10 @@ def test_command_line_pools_several_draws_of_the_folds():
     config = EstimatorComparisonConfig(tables=("iris", "diabetes"), methods=("mn", "knn5"), folds=2, max_rows=40)
     _, expected = compare_draws(config, 3)
     assert pooled["tables"] == json.loads(json.dumps(expected["tables"]))
+    per_draw = pooled["summary"]["tables_at_the_top_per_draw"]
+    assert per_draw["mn"] == pooled["summary"]["mn_at_least_best_per_draw"]
+    assert lines[-2] == ("Tables on which each method's mean is at least every other's, draw by draw: "
+                         f"MN {per_draw['mn']}; kNN 5 {per_draw['knn5']}")
 
 
 def test_compare_draws_reuses_the_first_comparison_and_checks_it(tiny):

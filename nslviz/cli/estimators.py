@@ -60,6 +60,9 @@ def run(args) -> int:
     if "tables_compared" in summary:
         print(f"MN at least as good as the best baseline on {summary['mn_at_least_best_baseline']} of "
               f"{summary['tables_compared']} tables | {summary['seconds']:.0f} s", flush=True)
+    if "tables_at_the_top" in summary:
+        print("Tables on which each method's mean is at least every other's: " + ", ".join(
+            f"{METHOD_LABELS[m]} {count}" for m, count in summary["tables_at_the_top"].items()), flush=True)
     if args.json:
         emit_json({**summary, "per_table": result.tables})
     return 0
@@ -78,6 +81,8 @@ def _run_draws(config, args) -> int:
     print(f"MN at least as good as the best baseline, draw by draw: {summary['mn_at_least_best_per_draw']} of "
           f"{summary['tables_compared']} tables; pooled: {summary['tables_mn_at_least_best_pooled']} | "
           f"{sum(c.seconds for c in comparisons):.0f} s", flush=True)
+    print("Tables on which each method's mean is at least every other's, draw by draw: " + "; ".join(
+        f"{METHOD_LABELS[m]} {counts}" for m, counts in summary["tables_at_the_top_per_draw"].items()), flush=True)
     if args.json:
         emit_json(pooled)
     return 0

@@ -203,11 +203,28 @@ def compare_on_table(name: str, methods=METHODS, folds: int = FOLDS, seed: int =
     return row
 
 
+def tables_at_the_top(means: list[dict[str, float]]) -> dict[str, int]:
+    """The goal's rule applied to every method in turn: for each method, the tables on which its mean is
+    at least every other method's (MN included; a tie at the top counts for all the tied methods).
+    `means`: one {method: mean score} per table. For MN this is the goal's count; a baseline's count
+    says how often it would meet the same rule against the others."""
+    counts = {method: 0 for method in (means[0] if means else {})}
+    for table in means:
+        top = max(table.values())
+        for method, mean in table.items():
+            counts[method] += mean >= top
+    return counts
+
+
 def summarise(tables: dict) -> dict:
-    """Tables on which MN's mean is at least the best baseline's (the goal: three quarters of them), and
-    MN's fit-time ratios to the default MLP (the goal: at most 5 on every table)."""
+    """Tables on which MN's mean is at least the best baseline's (the goal: three quarters of them), the
+    same count for every method against all the others (`tables_at_the_top`), and MN's fit-time ratios
+    to the default MLP (the goal: at most 5 on every table)."""
     rows = [t for t in tables.values() if "mn_at_least_best" in t]
     summary = {}
+    if len(rows) == len(tables) and rows:
+        summary["tables_at_the_top"] = tables_at_the_top(
+            [{m: entry["mean"] for m, entry in t["methods"].items()} for t in rows])
     if rows:
         wins = sum(t["mn_at_least_best"] for t in rows)
         summary.update({"mn_at_least_best_baseline": wins, "tables_compared": len(rows),
@@ -266,9 +283,12 @@ def pool_draws(draws: list[dict]) -> dict:
                         "fit_time_ratio_to_mlp_max": max(ratios) if ratios else None}
     per_draw = [summarise(d["tables"])["mn_at_least_best_baseline"] for d in draws]
     won = sum(t["mn_at_least_best"] for t in tables.values())
+    at_the_top = [summarise(d["tables"])["tables_at_the_top"] for d in draws]
     return {"seeds": seeds, "folds": first["folds"], "mn_params": first.get("mn_params") or None, "tables": tables,
             "summary": {"draws": len(draws), "test_folds": len(draws) * first["folds"],
                         "mn_at_least_best_per_draw": per_draw,
+                        "tables_at_the_top_per_draw": {m: [counts[m] for counts in at_the_top] for m in at_the_top[0]},
+                        "tables_at_the_top_pooled": tables_at_the_top([t["means"] for t in tables.values()]),
                         "draws_meeting_goal": sum(w >= GOAL_SHARE * len(tables) for w in per_draw),
                         "tables_mn_at_least_best_pooled": won, "tables_compared": len(tables),
                         "accuracy_goal_met_pooled": won >= GOAL_SHARE * len(tables),
