@@ -404,16 +404,18 @@ def _estimators_draws(r: dict) -> list[str]:
     from nslviz.experiments.estimators import METHOD_LABELS
     draws, s = len(r["seeds"]), r["summary"]
     rows = [[name, t["metric"], num(t["means"]["mn"], 4), f"{t['best_baseline']} {num(t['means'][t['best_baseline']], 4)}",
-             f"{t['mn_minus_best_points']:+.2f}", "yes" if t["mn_at_least_best"] else "no",
+             paired(t["mn_vs_best"]) if "mn_vs_best" in t else f"{t['mn_minus_best_points']:+.2f}",
+             "yes" if t["mn_at_least_best"] else "no",
              f"{t['draws_mn_at_least_best']} of {draws}", num(t["fit_time_ratio_to_mlp_max"])]
             for name, t in r["tables"].items()]
     return table(["table", "score", f"MN, mean of {s['test_folds']} test folds", "best of MLP / kNN, pooled",
-                  "MN − best, points", "MN ≥ best, pooled", "draws with MN ≥ best", "MN fit time / default MLP's, max"],
-                 rows) + [
+                  "MN − best, points [95 % CI, corrected], folds above/level/below", "MN ≥ best, pooled",
+                  "draws with MN ≥ best", "MN fit time / default MLP's, max"], rows) + [
         f"MN at least as good as the best baseline on {s['tables_mn_at_least_best_pooled']} of {s['tables_compared']} "
         f"tables pooled; per draw: {', '.join(map(str, s['mn_at_least_best_per_draw']))} "
         f"(three quarters or more on {s['draws_meeting_goal']} of {draws} draws). "
-        f"{r['folds']}-fold CV per draw; folds of different draws share rows.", ""] + (
+        f"{r['folds']}-fold CV per draw; folds of different draws share rows, so the interval is the corrected "
+        f"resampled t (Nadeau and Bengio), s·√(1/n + 1/{r['folds'] - 1}) in place of s/√n.", ""] + (
         [] if "tables_at_the_top_per_draw" not in s else table(
             ["method", "tables at the top, per draw", "most in a draw", "pooled"],
             [[METHOD_LABELS[m], ", ".join(map(str, counts)), max(counts), s["tables_at_the_top_pooled"][m]]

@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 
 from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
 import nslviz.experiments.estimators as comparison
-from nslviz.analysis.paired import format_paired
+from nslviz.analysis.paired import format_paired, paired_difference
 from nslviz.experiments.estimators import (HELD_OUT_TABLES, METHODS, TABLES, EstimatorComparisonConfig,
                                            compare_estimators, compare_on_table, cv_folds, load_table, make_estimator,
                                            compare_draws, pool_draws, summarise, tables_at_the_top)
@@ -95,6 +95,10 @@ def test_pooling_draws_averages_every_test_fold_and_counts_the_draws():
     assert a["mn_minus_best_points"] == pytest.approx(-10.0) and a["mn_at_least_best"] is False
     assert a["draws_mn_at_least_best"] == 1 and a["fit_time_ratio_to_mlp_max"] == 4.5
     assert a["mn_minus_best_points_per_draw"] == pytest.approx([10.0, -30.0])
+    # fold by fold against the pooled best, with the interval for folds that share rows (2 folds: ρ = 1)
+    assert a["mn_vs_best"] == paired_difference([0.8, 0.8, 0.4, 0.4], [0.7] * 4, test_train_ratio=1.0)
+    assert (a["mn_vs_best"]["above"], a["mn_vs_best"]["below"]) == (2, 2)
+    assert a["mn_vs_best"]["mean_difference_points"] == pytest.approx(a["mn_minus_best_points"])
     assert pooled["tables"]["b"]["mn_at_least_best"] is True and pooled["tables"]["b"]["best_baseline"] == "knn5"
     summary = pooled["summary"]
     assert summary["mn_at_least_best_per_draw"] == [2, 1] and summary["draws_meeting_goal"] == 1
@@ -194,7 +198,13 @@ def test_comparisons_pool_into_the_draws_figure(tiny):
                     for c in (tiny, other)]
         assert list(trace.y) == expected == pooled["tables"][name]["mn_minus_best_points_per_draw"]
     diamonds = [trace for trace in fig.data if trace.type == "scatter"]
-    assert list(diamonds[0].y) == [pooled["tables"][n]["mn_minus_best_points"] for n in ("iris", "diabetes")]
+    pooled_vs_best = [pooled["tables"][n]["mn_vs_best"] for n in ("iris", "diabetes")]
+    assert list(diamonds[0].y) == [d["mean_difference_points"] for d in pooled_vs_best] == pytest.approx(
+        [pooled["tables"][n]["mn_minus_best_points"] for n in ("iris", "diabetes")], abs=0.01)
+    # the error bars reach the interval for folds that share rows
+    assert np.allclose(np.add(diamonds[0].y, diamonds[0].error_y.array), [d["ci95_points"][1] for d in pooled_vs_best])
+    assert np.allclose(np.subtract(diamonds[0].y, diamonds[0].error_y.arrayminus),
+                       [d["ci95_points"][0] for d in pooled_vs_best])
     assert "2 shuffles" in fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
     with pytest.raises(ValueError, match="needs the result of pool_draws"):
         estimators_viz.draws_figure(tiny.summary())

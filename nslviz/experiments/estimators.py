@@ -250,7 +250,13 @@ def pool_draws(draws: list[dict]) -> dict:
     with the draws on which MN was at least the best baseline of that draw, and MN minus that draw's best
     baseline draw by draw (mean over its folds, in points); overall, the tables on which
     MN is at least the best baseline pooled, and the draws on which it is on GOAL_SHARE of the tables
-    (the goal of summarise). Folds of different draws share rows, so no interval is given."""
+    (the goal of summarise).
+
+    "mn_vs_best": MN minus the pooled best baseline over the draws x folds test folds, paired fold by
+    fold, with a 95 % interval. Folds of different draws share rows, so the interval is the corrected
+    resampled t (`paired_difference` with n_test / n_train = 1/(folds - 1)), wider than one that took
+    the folds for independent."""
+    from ..analysis.paired import paired_difference
     if len(draws) < 2:
         raise ValueError(f"pool_draws needs at least 2 draws of the folds, got {len(draws)}")
     seeds = [d["seed"] for d in draws]
@@ -274,8 +280,11 @@ def pool_draws(draws: list[dict]) -> dict:
         best = max((m for m in methods if m != "mn"), key=means.get)
         ratios = [d["tables"][name]["mn_fit_time_ratio_to_mlp"] for d in draws
                   if "mn_fit_time_ratio_to_mlp" in d["tables"][name]]
+        scores = {m: [s for d in draws for s in d["tables"][name]["methods"][m]["scores"]] for m in ("mn", best)}
         tables[name] = {"metric": row["metric"], "means": means, "best_baseline": best,
                         "mn_minus_best_points": round(100 * (means["mn"] - means[best]), 3),
+                        "mn_vs_best": paired_difference(scores["mn"], scores[best],
+                                                        test_train_ratio=1 / (first["folds"] - 1)),
                         "mn_at_least_best": means["mn"] >= means[best],
                         "draws_mn_at_least_best": sum(d["tables"][name]["mn_at_least_best"] for d in draws),
                         "mn_minus_best_points_per_draw": [d["tables"][name]["mn_vs"][d["tables"][name]["best_baseline"]]

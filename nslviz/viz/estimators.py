@@ -91,18 +91,22 @@ def paired_differences_figure(result) -> go.Figure:
                              - np.array(table["methods"][best[name]]["scores"]))
         _add_dots(fig, label, differences, "one test fold", index == 0,
                   f"{name}, one fold: %{{y:+.2f}} points<extra></extra>")
-    means, lower, upper = [], [], []
-    for name, table in result.tables.items():
-        compared = table["mn_vs"][best[name]]
-        means.append(compared["mean_difference_points"])
-        interval = compared["ci95_points"] or [means[-1], means[-1]]
-        lower.append(means[-1] - interval[0])
-        upper.append(interval[1] - means[-1])
-    fig.add_trace(go.Scatter(x=labels, y=means, mode="markers", name="mean over folds, 95 % interval",
-                             marker=dict(color=METHOD_COLORS["mn"], size=13, symbol="diamond"),
-                             error_y=dict(type="data", symmetric=False, array=upper, arrayminus=lower, visible=True)))
+    _add_diamonds(fig, labels, [table["mn_vs"][best[name]] for name, table in result.tables.items()],
+                  "mean over folds, 95 % interval")
     return _finish_differences(fig, "MN minus the best baseline of each table, fold by fold (above 0: MN scored higher)",
                                "table, and its best baseline by mean score")
+
+
+def _add_diamonds(fig: go.Figure, labels: list[str], differences: list[dict], name: str) -> None:
+    """One diamond a table at the mean difference, with its 95 % interval as error bars
+    (`nslviz.analysis.paired.paired_difference`'s dicts; none where there is no interval)."""
+    means = [d["mean_difference_points"] for d in differences]
+    intervals = [d["ci95_points"] or [m, m] for d, m in zip(differences, means)]
+    fig.add_trace(go.Scatter(x=labels, y=means, mode="markers", name=name,
+                             marker=dict(color=METHOD_COLORS["mn"], size=13, symbol="diamond"),
+                             error_y=dict(type="data", symmetric=False, visible=True,
+                                          array=[high - m for (_, high), m in zip(intervals, means)],
+                                          arrayminus=[m - low for (low, _), m in zip(intervals, means)])))
 
 
 def _add_dots(fig: go.Figure, label: str, values, name: str, first: bool, hover: str, customdata=None) -> None:
@@ -158,7 +162,8 @@ def fit_times_figure(result) -> go.Figure:
 def draws_figure(pooled: dict) -> go.Figure:
     """The same comparison on several draws of the folds (`nslviz.experiments.estimators.pool_draws`):
     per table, MN minus the best baseline of each draw (mean over its test folds; dots), and MN minus the
-    best baseline over every test fold of every draw (diamond)."""
+    best baseline over every test fold of every draw (diamond) with its 95 % interval, widened for folds
+    that share rows (pool_draws' "mn_vs_best")."""
     from ..experiments.estimators import METHOD_LABELS
     names = list(pooled.get("tables", ()))
     if not names or "seeds" not in pooled:
@@ -169,8 +174,7 @@ def draws_figure(pooled: dict) -> go.Figure:
     for index, (label, name) in enumerate(zip(labels, names)):
         _add_dots(fig, label, per_draw[name], f"one draw ({pooled['folds']} test folds)", index == 0,
                   f"{name}, folds of seed %{{customdata}}: %{{y:+.2f}} points<extra></extra>", pooled["seeds"])
-    fig.add_trace(go.Scatter(x=labels, y=[pooled["tables"][name]["mn_minus_best_points"] for name in names],
-                             mode="markers", name=f"every test fold of the {len(pooled['seeds'])} draws",
-                             marker=dict(color=METHOD_COLORS["mn"], size=13, symbol="diamond")))
+    _add_diamonds(fig, labels, [pooled["tables"][name]["mn_vs_best"] for name in names],
+                  f"every test fold of the {len(pooled['seeds'])} draws, 95 % interval for folds that share rows")
     return _finish_differences(fig, f"MN minus the best baseline on {len(pooled['seeds'])} shuffles of the rows "
                                "into folds (above 0: MN scored higher)", "table")
