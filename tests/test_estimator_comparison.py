@@ -282,7 +282,7 @@ def test_command_line_prints_every_table_and_ends_with_json():
     assert set(summary["per_table"]["iris"]["methods"]) == {"mn", "knn5"}
     top = summary["tables_at_the_top"]
     assert set(top) == {"mn", "knn5"} and top["mn"] == summary["mn_at_least_best_baseline"]
-    assert lines[-2] == f"Tables on which each method's mean is at least every other's: MN {top['mn']}, kNN 5 {top['knn5']}"
+    assert lines[-2] == f"Tables on which each method's mean is at least every other's: MN: {top['mn']}, kNN 5: {top['knn5']}"
 
 
 def test_command_line_pools_several_draws_of_the_folds():

@@ -63,7 +63,7 @@ def run(args) -> int:
               f"{summary['tables_compared']} tables | {summary['seconds']:.0f} s", flush=True)
     if "tables_at_the_top" in summary:
         print("Tables on which each method's mean is at least every other's: " + ", ".join(
-            f"{METHOD_LABELS[m]} {count}" for m, count in summary["tables_at_the_top"].items()), flush=True)
+            f"{METHOD_LABELS[m]}: {count}" for m, count in summary["tables_at_the_top"].items()), flush=True)
     if args.json:
         emit_json({**summary, "per_table": result.tables})
     return 0
