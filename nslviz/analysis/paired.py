@@ -31,8 +31,9 @@ def paired_difference(values: list[float], reference: list[float], *, scale: flo
     mean = statistics.mean(differences)
     interval = None
     if len(differences) > 1:
-        half = (scipy.stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences)
-                * (1 / len(differences) + test_train_ratio) ** 0.5)
+        n = len(differences)     # s/√n · √(1 + nρ) = s · √(1/n + ρ); with ρ = 0 exactly s/√n
+        half = (scipy.stats.t.ppf(0.975, n - 1) * statistics.stdev(differences) / n ** 0.5
+                * (1 + n * test_train_ratio) ** 0.5)
         interval = [round(mean - half, 3), round(mean + half, 3)]
     return {"above": sum(a > b for a, b in pairs), "level": sum(a == b for a, b in pairs),
             "below": sum(a < b for a, b in pairs), "mean_difference_points": round(mean, 3) + 0.0,   # + 0.0: a tie is 0.0, not -0.0
