@@ -404,8 +404,7 @@ def _estimators_draws(r: dict) -> list[str]:
     from nslviz.experiments.estimators import METHOD_LABELS
     draws, s = len(r["seeds"]), r["summary"]
     rows = [[name, t["metric"], num(t["means"]["mn"], 4), f"{t['best_baseline']} {num(t['means'][t['best_baseline']], 4)}",
-             paired(t["mn_vs_best"]) if "mn_vs_best" in t else f"{t['mn_minus_best_points']:+.2f}",
-             "yes" if t["mn_at_least_best"] else "no",
+             paired(t["mn_vs_best"]), "yes" if t["mn_at_least_best"] else "no",
              f"{t['draws_mn_at_least_best']} of {draws}", num(t["fit_time_ratio_to_mlp_max"])]
             for name, t in r["tables"].items()]
     return table(["table", "score", f"MN, mean of {s['test_folds']} test folds", "best of MLP / kNN, pooled",

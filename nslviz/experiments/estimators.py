@@ -275,12 +275,11 @@ def pool_draws(draws: list[dict]) -> dict:
         methods = list(row["methods"])
         if "mn" not in methods or len(methods) < 2:
             raise ValueError(f"pool_draws: table {name!r} needs MN and a baseline, got methods {methods}")
-        means = {m: round(statistics.mean(s for d in draws for s in d["tables"][name]["methods"][m]["scores"]), 5)
-                 for m in methods}
+        scores = {m: [s for d in draws for s in d["tables"][name]["methods"][m]["scores"]] for m in methods}
+        means = {m: round(statistics.mean(scores[m]), 5) for m in methods}
         best = max((m for m in methods if m != "mn"), key=means.get)
         ratios = [d["tables"][name]["mn_fit_time_ratio_to_mlp"] for d in draws
                   if "mn_fit_time_ratio_to_mlp" in d["tables"][name]]
-        scores = {m: [s for d in draws for s in d["tables"][name]["methods"][m]["scores"]] for m in ("mn", best)}
         tables[name] = {"metric": row["metric"], "means": means, "best_baseline": best,
                         "mn_minus_best_points": round(100 * (means["mn"] - means[best]), 3),
                         "mn_vs_best": paired_difference(scores["mn"], scores[best],
@@ -290,9 +289,10 @@ def pool_draws(draws: list[dict]) -> dict:
                         "mn_minus_best_points_per_draw": [d["tables"][name]["mn_vs"][d["tables"][name]["best_baseline"]]
                                                           ["mean_difference_points"] for d in draws],
                         "fit_time_ratio_to_mlp_max": max(ratios) if ratios else None}
-    per_draw = [summarise(d["tables"])["mn_at_least_best_baseline"] for d in draws]
+    summaries = [summarise(d["tables"]) for d in draws]
+    per_draw = [summary["mn_at_least_best_baseline"] for summary in summaries]
+    at_the_top = [summary["tables_at_the_top"] for summary in summaries]
     won = sum(t["mn_at_least_best"] for t in tables.values())
-    at_the_top = [summarise(d["tables"])["tables_at_the_top"] for d in draws]
     return {"seeds": seeds, "folds": first["folds"], "mn_params": first.get("mn_params") or None, "tables": tables,
             "summary": {"draws": len(draws), "test_folds": len(draws) * first["folds"],
                         "mn_at_least_best_per_draw": per_draw,
