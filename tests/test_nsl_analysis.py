@@ -102,7 +102,9 @@ def test_variability_statistics_and_figures():
 
     fig = tap_maps_figure(masks[name][1], name)
     assert len(fig.data) == 9 and np.asarray(fig.data[0].z).shape == (16, 16)
-    assert axis_titles(fig, "x") == {"output column"}
+    assert axis_titles(fig, "x") == {"output column", None} and axis_titles(fig, "y") == {"output row", None}
+    assert [fig.layout[f"xaxis{n}"].title.text for n in (7, 8, 9)] == ["output column"] * 3   # the bottom row
+    assert [fig.layout[f"yaxis{n}"].title.text for n in (1, 4, 7)] == ["output row"] * 3      # the left column
 
     uns = dynamic_masks(classifier("dynamic_uns"), images[:1])
     uname = list(uns)[-1]
@@ -150,6 +152,8 @@ def test_effective_kernel_applied_to_the_patch_is_the_layer_output(mode):
         np.testing.assert_allclose(expected, out[:, i, j].numpy(), rtol=1e-4, atol=1e-5)
     fig = effective_kernel_figure(x[0, :1], kernels[0, 0], kernels[:2, 0], [(0, 0), (5, 4)], "conv")
     assert fig.layout.title.text and len(fig.data) == 2 + 2 * 2
+    assert effective_kernel_figure(x[0, :1], kernels[0, 0], np.repeat(kernels[:1, 0], 4, axis=0), [(0, 0), (5, 4), (1, 1), (2, 2)],
+                                   "conv").layout.width <= 1190        # four positions fit a notebook's output area
     with pytest.raises(ValueError, match="positions"):
         effective_kernel_figure(x[0, :1], kernels[0, 0], kernels[:1, 0], [(0, 0), (5, 4)], "conv")
 

@@ -90,3 +90,22 @@ def test_empty_inputs_are_named():
                          "max_frames must be >= 1")):
         with pytest.raises(ValueError, match=match):
             draw()
+
+
+def test_summary_table_writes_a_score_per_k_on_one_row_whole_and_rounded(toy):
+    """Notebook 02's summary holds a test MSE per k (per T for MN): one row each, every float rounded,
+    and a notebook shows the row whole instead of cutting it at 50 characters."""
+    import pandas as pd
+
+    from nslviz.viz import setup_notebook, summary_table
+    table = summary_table({**toy.summary(), "knn_mse": {1: 0.18047340844954826, 3: 0.1219120037759854}},
+                          leave_out=["seconds"])
+    assert table.loc["knn_mse", "value"] == "1: 0.1805, 3: 0.1219"
+    assert table.loc["mn_mse", "value"] == "0.01: 0.13, 0.1: 0.1, 1.0: 0.09"
+    assert table.loc["mlp_mse", "value"] == "0.14" and "seconds" not in table.index
+    colwidth = pd.get_option("display.max_colwidth")
+    try:
+        setup_notebook()
+        assert "1: 0.1805, 3: 0.1219" in pd.DataFrame({"value": ["x" * 60 + " 1: 0.1805, 3: 0.1219"]})._repr_html_()
+    finally:
+        pd.set_option("display.max_colwidth", colwidth)

@@ -111,9 +111,12 @@ def test_explorer_sliders_redraw_the_boundary_as_widget_state(short_run):
     raced with headless papermill runs and hung notebook 01's export about one run in two."""
     import plotly.io as pio
 
+    import pandas as pd
+
     from nslviz.viz import setup_notebook
     from nslviz.viz.spiral import spiral_explorer
     calls, renderer, template = [], pio.renderers.default, pio.templates.default
+    colwidth = pd.get_option("display.max_colwidth")
     setup_notebook()                                               # as the notebook does first
 
     def run(temperature, entries):
@@ -135,6 +138,7 @@ def test_explorer_sliders_redraw_the_boundary_as_widget_state(short_run):
         assert "application/vnd.jupyter.widget-view+json" in bundle and "needs a running kernel" in bundle["text/html"]
     finally:
         pio.renderers.default, pio.templates.default = renderer, template
+        pd.set_option("display.max_colwidth", colwidth)
 
 
 def test_configs_name_bad_seeds_and_sweeps_take_one_value_or_a_list():

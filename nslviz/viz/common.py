@@ -17,8 +17,11 @@ CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
 def setup_notebook() -> None:
     """Call once at the top of a notebook: JupyterLab renders the plotly mimetype, and the same
     output carries HTML with plotly.js embedded so nbconvert's HTML export works offline."""
+    import pandas as pd
+
     pio.renderers.default = "plotly_mimetype+notebook"
     pio.templates.default = TEMPLATE
+    pd.set_option("display.max_colwidth", None)   # a table's cells whole, not cut at 50 characters with "..."
 
 
 def finish_figure(fig: go.Figure, title: str, xaxis: str | None = None, yaxis: str | None = None,
@@ -34,10 +37,16 @@ def finish_figure(fig: go.Figure, title: str, xaxis: str | None = None, yaxis: s
 
 def summary_table(summary: Mapping[str, object], digits: int = 4, leave_out: Sequence[str] = ()):
     """A run's summary (a dict of names to numbers and settings) as a one-column table, floats written
-    with `digits` significant digits (0.9875, not 0.987500011920929), rows in the dict's order."""
+    with `digits` significant digits (0.9875, not 0.987500011920929), rows in the dict's order; a dict
+    value (a score per k, say) is one row "key: value, key: value", its floats written the same way."""
     import pandas as pd
 
     check_positive("digits", digits, integer=True, minimum=1)
-    rows = {name: (f"{value:.{digits}g}" if isinstance(value, float) else str(value))
-            for name, value in summary.items() if name not in leave_out}
+
+    def written(value) -> str:
+        if isinstance(value, Mapping):
+            return ", ".join(f"{key}: {written(item)}" for key, item in value.items())
+        return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+    rows = {name: written(value) for name, value in summary.items() if name not in leave_out}
     return pd.DataFrame({"value": rows}).rename_axis("quantity")

@@ -8,6 +8,7 @@ nslviz.experiments.few_shot returns; they train nothing.
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -81,14 +82,17 @@ def meta_training_figure(history: Sequence[Mapping], title: str | None = None) -
                              line=dict(color=CLASS_COLORS[0])), secondary_y=False)
     fig.add_trace(go.Scatter(x=steps, y=[row["meta_loss"] for row in history], name="meta-loss (eq. 7)",
                              line=dict(color=CLASS_COLORS[1])), secondary_y=True)
-    fig.update_yaxes(title_text="meta-loss", secondary_y=True)
-    return finish_figure(fig, title or "Meta-learning static M and the classifier: tasks of the train classes",
-                         "outer step", "query accuracy after the inner loop (%)")
+    finish_figure(fig, title or "Meta-learning static M and the classifier: tasks of the train classes", "outer step")
+    fig.update_yaxes(title_text="query accuracy after the inner loop (%)", secondary_y=False)
+    fig.update_yaxes(title_text="meta-loss", tickformat=".2f", secondary_y=True)
+    fig.update_xaxes(dtick=max(1, math.ceil((steps[-1] - steps[0]) / 10)))   # whole steps: no tick at 1.5
+    return fig
 
 
 def adapted_masks_figure(similarity: Mapping[str, torch.Tensor], title: str | None = None) -> go.Figure:
     """The static DNS masks M (k×k, identity = all ones) after adaptation: the mean over episodes of
-    each layer's finetuned M ((E, K) tensors), or meta-learned M ((K,) tensors)."""
+    each layer's finetuned M ((E, K) tensors), or meta-learned M ((K,) tensors). Adaptation moves M
+    by thousandths, so the colours span the largest change, however small, and taps have 3 decimals."""
     if not similarity:
         raise ValueError("no adapted masks: only a static NSN adapts M (nsl='static_dns')")
     masks = {}
@@ -96,7 +100,8 @@ def adapted_masks_figure(similarity: Mapping[str, torch.Tensor], title: str | No
         mean = values.float().reshape(-1, values.shape[-1]).mean(0) if values.dim() > 1 else values.float()
         side = int(round(mean.numel() ** 0.5))
         masks[name.removesuffix(".similarity")] = np.asarray(mean.view(side, side).cpu())
-    return static_mask_figure(masks, title or "Static masks M after test-time adaptation (mean over episodes)")
+    return static_mask_figure(masks, title or "Static masks M after test-time adaptation (mean over episodes)",
+                              min_spread=1e-4, decimals=3)
 
 
 __all__ = ["accuracy_figure", "adapted_masks_figure", "episode_figure", "meta_training_figure"]

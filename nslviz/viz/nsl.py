@@ -37,10 +37,10 @@ def _is_matrix(mask: np.ndarray) -> bool:
 MIN_COLOR_SPREAD = 0.05    # a colour axis spans at least identity ± 5 %, so that ±1 % noise stays pale
 
 
-def _color_axis(arrays, mid: float) -> dict:
+def _color_axis(arrays, mid: float, min_spread: float = MIN_COLOR_SPREAD) -> dict:
     """A diverging colour axis centred on the identity value (1 for masks, 0 for matrices), spanning
-    the largest deviation, and at least ±MIN_COLOR_SPREAD."""
-    spread = max([float(np.abs(np.asarray(a, dtype=np.float64) - mid).max()) for a in arrays] + [MIN_COLOR_SPREAD])
+    the largest deviation, and at least ±min_spread."""
+    spread = max([float(np.abs(np.asarray(a, dtype=np.float64) - mid).max()) for a in arrays] + [min_spread])
     return dict(colorscale=COLORSCALE, cmid=mid, cmin=mid - spread, cmax=mid + spread,
                 colorbar=dict(title="M value", thickness=14))
 
@@ -49,9 +49,12 @@ def _axis_titles(matrix: bool) -> tuple[str, str]:
     return ("input tap t", "kernel tap s") if matrix else ("kernel column", "kernel row")
 
 
-def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None, columns: int = 3) -> go.Figure:
+def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None, columns: int = 3, *,
+                       min_spread: float = MIN_COLOR_SPREAD, decimals: int = 2) -> go.Figure:
     """The learned static similarity of every layer: DNS k×k masks (identity = all ones, shown white)
-    or UNS K×K matrices (identity = the diagonal). One heatmap per layer, one shared colour scale."""
+    or UNS K×K matrices (identity = the diagonal). One heatmap per layer, one shared colour scale
+    spanning the largest deviation from the identity and at least ±min_spread; DNS taps written with
+    `decimals` decimals."""
     if not masks:
         raise ValueError("no static masks to draw: the model has no static NSL layer")
     check_positive("columns", columns, integer=True, minimum=1)
@@ -60,16 +63,16 @@ def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None
     rows = math.ceil(len(names) / columns)
     matrix = _is_matrix(masks[names[0]])
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[short_layer_name(n) for n in names],
-                        horizontal_spacing=0.08, vertical_spacing=0.12 if rows > 1 else 0.1)
+                        horizontal_spacing=0.08, vertical_spacing=0.2 if rows > 1 else 0.1)  # room for x titles
     for i, name in enumerate(names):
         mask = np.asarray(masks[name], dtype=np.float32)
         fig.add_trace(go.Heatmap(z=mask, coloraxis="coloraxis", name=short_layer_name(name),
-                                 texttemplate=None if matrix else "%{z:.2f}",
+                                 texttemplate=None if matrix else f"%{{z:.{decimals}f}}",
                                  hovertemplate="row %{y}, column %{x}: %{z:.3f}<extra></extra>"),
                       row=i // columns + 1, col=i % columns + 1)
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(coloraxis=_color_axis(masks.values(), 0.0 if matrix else 1.0),
-                      height=260 * rows + 80, width=300 * columns + 120)
+    fig.update_layout(coloraxis=_color_axis(masks.values(), 0.0 if matrix else 1.0, min_spread),
+                      height=300 * rows + 80, width=300 * columns + 120)
     kind = "UNS similarity matrices M_s" if matrix else "DNS spatial masks diag(M_s)"
     return finish_figure(fig, title or f"Learned static {kind}, one per layer", *_axis_titles(matrix))
 
@@ -159,16 +162,17 @@ def tap_maps_figure(masks: np.ndarray, layer_name: str, title: str | None = None
     if masks.ndim != 4 or _is_matrix(masks[0, 0]):
         raise ValueError(f"tap_maps_figure draws DNS masks (H', W', k, k) for one image, got shape {masks.shape}")
     k = masks.shape[-1]
-    fig = make_subplots(rows=k, cols=k, horizontal_spacing=0.03, vertical_spacing=0.05,
+    fig = make_subplots(rows=k, cols=k, horizontal_spacing=0.03, vertical_spacing=0.07,
                         subplot_titles=[f"tap ({a}, {b})" for a in range(k) for b in range(k)])
     for a in range(k):
         for b in range(k):
             fig.add_trace(go.Heatmap(z=masks[:, :, a, b], coloraxis="coloraxis", name=f"tap ({a}, {b})",
                                      hovertemplate="position (%{y}, %{x}): %{z:.3f}<extra></extra>"), a + 1, b + 1)
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(coloraxis=_color_axis([masks], 1.0), height=220 * k + 80, width=220 * k + 140)
-    return finish_figure(fig, title or f"Each tap of the predicted mask over the image, {short_layer_name(layer_name)}",
-                         "output column", "output row")
+    fig.update_xaxes(title_text="output column", row=k)          # on the outer edges only: inside the grid
+    fig.update_yaxes(title_text="output row", col=1)             # a title would lie over the next panel
+    fig.update_layout(coloraxis=_color_axis([masks], 1.0), height=230 * k + 100, width=220 * k + 140)
+    return finish_figure(fig, title or f"Each tap of the predicted mask over the image, {short_layer_name(layer_name)}")
 
 
 def mask_variability_figure(stats: Mapping[str, dict], title: str | None = None) -> go.Figure:
@@ -223,7 +227,7 @@ def effective_kernel_figure(image, kernel: np.ndarray, effective: np.ndarray, po
                          row=1, col=n + 2)
     fig.update_layout(coloraxis=dict(colorscale=COLORSCALE, cmid=0, cmin=-spread, cmax=spread,
                                      colorbar=dict(title="weight", thickness=14)),
-                      height=340, width=240 * (len(positions) + 2) + 100, showlegend=False)
+                      height=340, width=180 * (len(positions) + 2) + 100, showlegend=False)
     return finish_figure(fig, title or f"The kernel {short_layer_name(layer_name)} applies, position by position")
 
 
