@@ -63,7 +63,7 @@ def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None
     rows = math.ceil(len(names) / columns)
     matrix = _is_matrix(masks[names[0]])
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[short_layer_name(n) for n in names],
-                        horizontal_spacing=0.08, vertical_spacing=0.2 if rows > 1 else 0.1)  # room for x titles
+                        horizontal_spacing=0.08, vertical_spacing=100 / (300 * rows + 80))  # 100 px: room for x titles
     for i, name in enumerate(names):
         mask = np.asarray(masks[name], dtype=np.float32)
         fig.add_trace(go.Heatmap(z=mask, coloraxis="coloraxis", name=short_layer_name(name),
