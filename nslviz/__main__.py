@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         _show_run_directory_warnings_as_lines(args.subparser.prog)
         try:
             return int(args.run(args) or 0)
-        except (ValueError, FileNotFoundError) as error:   # bad values or a missing dataset: usage, exit code 2
+        except ValueError as error:                     # a bad value: the usage, then the error; exit code 2
             args.subparser.error(str(error))
+        except FileNotFoundError as error:              # a missing dataset: where it was looked for and how
+            args.subparser.exit(2, f"{args.subparser.prog}: error: {error}\n")   # to get it, no usage; code 2
         except (ConnectionError, FloatingPointError, OSError) as error:   # a failed download, a diverged run,
             # a disk that is full or a folder that cannot be written: exit 1
             print(f"{args.subparser.prog}: error: {error}", file=sys.stderr)

@@ -63,6 +63,21 @@ def test_the_lock_names_its_holder_is_reentrant_and_is_removed_on_exit(tmp_path)
     assert not (run_dir / LOCK_NAME).exists()
 
 
+def test_a_lock_that_wrote_nothing_leaves_no_folders_it_made_behind(tmp_path):
+    """A run refused before it wrote anything (its dataset missing, say) leaves no empty run folder,
+    nor the empty group folders above it that it made; folders that were there, or hold a file, stay."""
+    with locked_run_dir(tmp_path / "group" / "run"):
+        assert (tmp_path / "group" / "run" / LOCK_NAME).exists()
+    assert sorted(tmp_path.iterdir()) == []
+    (tmp_path / "group").mkdir()
+    with locked_run_dir(tmp_path / "group" / "run"):
+        (tmp_path / "group" / "run" / "config.json").write_text("{}")
+    assert (tmp_path / "group" / "run" / "config.json").exists()
+    with locked_run_dir(tmp_path / "group" / "other"):
+        pass
+    assert sorted(p.name for p in (tmp_path / "group").iterdir()) == ["run"]     # "group" was there: it stays
+
+
 def test_a_second_process_is_refused_naming_the_directory_and_the_holder(tmp_path, holder, capsys):
     """The in-process commands (train --resume included), while a real process holds the run
     directory: refused with exit 2 before anything is written; the holder's files are untouched."""

@@ -600,9 +600,12 @@ def test_cli_train_bad_arguments_exit_2_with_a_message(args, message, capsys):
 def test_cli_missing_dataset_names_it_the_path_and_how_to_get_it_without_a_traceback(tmp_path, capsys):
     from nslviz.__main__ import main
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path), "--device", "cpu", "--no-progress"])
+        main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path), "--device", "cpu", "--no-progress",
+              "--run-dir", str(tmp_path / "runs" / "c")])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert exit_info.value.code == 2 and "Traceback" not in err and "usage:" not in err   # not an argument error
+    assert not (tmp_path / "runs").exists()                   # no empty run folder left behind
+    assert err.startswith("python -m nslviz train: error: ")
     assert "cifar10" in err and str(tmp_path) in err and "How to get it" in err
 
 

@@ -1,6 +1,6 @@
 """python -m nslviz export-notebook: execute a notebook headless and write a standalone HTML page.
 
-    python -m nslviz export-notebook notebooks/03_cifar.ipynb -p backbone resnet29 -p epochs 1 -p quick True
+    python -m nslviz export-notebook notebooks/01_spiral_toy.ipynb -p temperature 0.3 -p quick True
 
 `-p NAME VALUE` sets a papermill parameter as `papermill -p` does: VALUE is read as a Python literal
 (1, 0.5, True, None, "text", [..]) and kept as text otherwise.

@@ -302,8 +302,10 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self.fd: int | None = None
+        self.made: list[Path] = []                            # folders acquire made, deepest first
 
     def acquire(self) -> "RunLock":
+        self.made = [folder for folder in (self.folder, *self.folder.parents) if not folder.exists()]
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -373,6 +375,11 @@ class RunLock:
             pass
         finally:
             self._close()
+        for folder in self.made:                              # a run that wrote nothing (its data was missing,
+            try:                                              # say) leaves no empty folders behind
+                folder.rmdir()
+            except OSError:                                   # not empty: something was written there
+                break
 
     def _close(self) -> None:
         os.close(self.fd)                                     # releases the flock
