@@ -153,8 +153,9 @@ def entry_retrieval_grid(retrieval, images, entries: Sequence[int], class_names:
     index, labels = retrieval.index[rows], retrieval.retrieved_labels[rows]
     classes = retrieval.query_class[rows]
     fine = None if retrieval.retrieved_fine is None else retrieval.retrieved_fine[rows]
+    similarity = retrieval.similarity[rows]                                        # (R, k), gathered once
     hover = [[f"{class_names[labels[r, i]]}" + (f" ({fine_names[fine[r, i]]})" if fine is not None and fine_names else "")
-              + f", cos {retrieval.similarity[rows][r, i]:.2f}" for i in range(retrieval.k)] for r in range(len(rows))]
+              + f", cos {similarity[r, i]:.2f}" for i in range(retrieval.k)] for r in range(len(rows))]
     row_labels = [f"entry #{j} “{class_names[c]}”" for j, c in zip(entries, classes)]
     title = title or (f"The {retrieval.k} nearest test images of {len(entries)} learned neighbors"
                       "<br><sup>green: of the entry's class, argmax<sub>c</sub> v<sub>j</sub>[c]</sup>")
