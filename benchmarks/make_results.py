@@ -49,7 +49,7 @@ KNOWN_COMMANDS: dict[str, str] = {
     "digits_nsl_cpu": "python benchmarks/digits_runs.py --family nsl --seeds 0 1 2 --threads 1",
     "heads_cpu": f"python benchmarks/heads_runs.py {_SEEDS_0_9} --steps 3000 --threads 1",
     "inner_loop_cpu": "python benchmarks/bench_inner_loop.py",
-    "nsl_cpu": "python benchmarks/bench_nsl.py --threads 1",
+    "nsl_cpu": "THP_MEM_ALLOC_ENABLE=1 python benchmarks/bench_nsl.py --threads 1",
     "nsl_cpu_no_thp": "THP_MEM_ALLOC_ENABLE=0 python benchmarks/bench_nsl.py --threads 1 "
                       "--out benchmarks/results/nsl_cpu_no_thp.json",
     "regression_cpu": "python benchmarks/bench_regression.py",
