@@ -392,9 +392,9 @@ def _estimators(r: dict) -> list[str]:
 
 def _at_the_top(counts: dict, tables: int) -> str:
     """The goal's rule applied to every method in turn (nslviz.experiments.estimators.tables_at_the_top)."""
-    from nslviz.experiments.estimators import METHOD_LABELS
+    from nslviz.experiments.estimators import at_the_top_text
     return (f"Tables (of {tables}) on which each method's mean is at least every other method's: "
-            + ", ".join(f"{METHOD_LABELS[m]}: {c}" for m, c in counts.items()) + " (a tie at the top counts for each).")
+            f"{at_the_top_text(counts)} (a tie at the top counts for each).")
 
 
 @renders("estimators_draws", "scikit-learn estimators against MLP and kNN, pooled over draws of the folds "

@@ -42,7 +42,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..analysis.paired import format_paired
-    from ..experiments.estimators import METHOD_LABELS, compare_estimators
+    from ..experiments.estimators import METHOD_LABELS, at_the_top_text, compare_estimators
     config = EstimatorComparisonConfig(tables=args.tables, methods=args.methods, folds=args.folds, seed=args.seed,
                                        max_rows=args.max_rows, progress=not args.json)
     if args.draws > 1:
@@ -62,8 +62,8 @@ def run(args) -> int:
         print(f"MN at least as good as the best baseline on {summary['mn_at_least_best_baseline']} of "
               f"{summary['tables_compared']} tables | {summary['seconds']:.0f} s", flush=True)
     if "tables_at_the_top" in summary:
-        print("Tables on which each method's mean is at least every other's: " + ", ".join(
-            f"{METHOD_LABELS[m]}: {count}" for m, count in summary["tables_at_the_top"].items()), flush=True)
+        print(f"Tables on which each method's mean is at least every other's: "
+              f"{at_the_top_text(summary['tables_at_the_top'])}", flush=True)
     if args.json:
         emit_json({**summary, "per_table": result.tables})
     return 0

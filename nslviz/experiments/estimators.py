@@ -216,6 +216,11 @@ def tables_at_the_top(means: list[dict[str, float]]) -> dict[str, int]:
     return counts
 
 
+def at_the_top_text(counts: dict[str, int]) -> str:
+    """`tables_at_the_top`'s counts as the command and the results page print them: "MN: 5, MLP (100): 2, ..."."""
+    return ", ".join(f"{METHOD_LABELS[method]}: {count}" for method, count in counts.items())
+
+
 def summarise(tables: dict) -> dict:
     """Tables on which MN's mean is at least the best baseline's (the goal: three quarters of them), the
     same count for every method against all the others (`tables_at_the_top`), and MN's fit-time ratios
