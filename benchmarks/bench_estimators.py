@@ -13,7 +13,7 @@ classes10,friedman3`; results in bench_estimators_held_out*_cpu.json).
 `--select CANDIDATES.json` instead scores candidate MN settings (a JSON list of parameter objects, each
 on top of the defaults) on validation splits carved out of the training folds only (the test folds are
 never read), and fits the default MLP on the same rows, so that every candidate's fit-time ratio to it
-is measured in the same run; the estimators' defaults were chosen that way (docs/estimators.md).
+is measured in the same run; the estimators' defaults were chosen that way (docs/estimators-selection.md).
 `--select-baselines all` fits the other three baselines on the same splits too, so that the candidates
 can be set against the best of the four, as the goal sets MN on the test folds.
 

@@ -424,7 +424,7 @@ def _estimators_draws(r: dict) -> list[str]:
 
 
 @renders("estimators_selection", "MetaNeighbors* defaults scored on validation splits of the training folds "
-         "(docs/estimators.md)",
+         "(docs/estimators-selection.md)",
          lambda r: ", ".join(r["selection"]) + (f"; {r['repeats']} splits per fold" if r.get("repeats", 1) > 1 else ""))
 def _estimators_selection(r: dict) -> list[str]:
     baselines = {"mlp": "default MLP", "mlp_100_100": "MLP (100,100)", "knn5": "kNN 5", "knn_tuned": "kNN tuned"}

@@ -51,8 +51,8 @@ Defaults that depend on the data (resolved in `fit`, stored in `entries_`, `batc
                      against the official MN code's 0.05 for its last-layer finetuning, and 0.5), 0.01
                      in input space (chosen on diabetes).
 
-How the defaults were chosen, and how the estimators compare with scikit-learn's MLP and kNN on eight
-public tables: docs/estimators.md (benchmarks/bench_estimators.py).
+How the estimators compare with scikit-learn's MLP and kNN on eight public tables: docs/estimators.md
+(benchmarks/bench_estimators.py); how the defaults were chosen: docs/estimators-selection.md.
 
 Differences from the MN Table 2 experiment (`nslviz.experiments.regression_table.cross_validate_regression`, which
 follows Appendix B): an average of 3 models; learning rate 1e-2 instead of 1e-3; temperature "auto"
@@ -108,8 +108,8 @@ DEFAULT_BATCH_SIZE = 200      # as scikit-learn's MLPs: min(200, rows)
 FEATURE_ENTRIES = 128         # S for space="feature", entries="auto" (at most one per training row)
 DEFAULT_STEP_SIZE_INIT = {"feature": 0.2, "input": 0.01}
 FEATURE_TEMPERATURE, FEATURE_WIDTH = 0.05, 128    # temperature="auto", space="feature": T at width 128
-LABEL_SMOOTHING = 0.1         # the classifier's ε (docs/estimators.md, round 8)
-CLASSIFIER_WIDTH = 256        # the classifier's hidden width (docs/estimators.md, rounds 16 and 17); the regressor's is 128
+LABEL_SMOOTHING = 0.1         # the classifier's ε (docs/estimators-selection.md, round 8)
+CLASSIFIER_WIDTH = 256        # the classifier's hidden width (docs/estimators-selection.md, rounds 16 and 17); the regressor's is 128
 # multiply-adds of one training step below which one intra-op thread is fastest (fit_threads)
 ONE_THREAD_WORK = 5e7
 
@@ -135,7 +135,7 @@ def default_temperature(features: int, similarity: str = "cosine", space: str = 
     random directions in d dimensions spreads by about 1/√d, so T ∝ 1/√d makes the attention equally
     sharp in any dimension; 1/√d is the paper's T = 0.1 (App. B) at d = 100 (its Table 2 sets have d = 80
     to 384). In feature space T = 0.05·√(128/d): sharper, 0.05 at the default width d = 128, chosen on
-    validation splits (docs/estimators.md). 1.0 for the other similarities."""
+    validation splits (docs/estimators-selection.md, round 3). 1.0 for the other similarities."""
     if similarity != "cosine":
         return 1.0
     if space == "feature":
@@ -387,7 +387,7 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     space : {"feature", "input"}, default="feature"   where the dictionary lives (see above).
     layers : int, default=3          Linear layers in all (3 = two hidden layers; >= 2 for "feature").
     width : int, default=128         units of every hidden layer (the feature width in "feature"); the
-                                     classifier's default is 256 (docs/estimators.md, rounds 16 and 17).
+                                     classifier's default is 256 (docs/estimators-selection.md, rounds 16 and 17).
     entries : int or "auto"          S, the dictionary size; "auto": min(128, training rows) in
                                      "feature"; in "input" 1000 from 1000 rows on, else one per row.
     temperature : float or "auto"    T of the attention softmax; "auto": 0.05·√(128/width) in "feature"
@@ -400,10 +400,10 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
                                      above; "data": every entry starts at a fitting row (key: its
                                      features under the initial trunk, or its inputs in "input";
                                      value: its label or target). Not the default: better on 2 tables'
-                                     validation splits, worse on 3 (docs/estimators.md, round 4).
+                                     validation splits, worse on 3 (docs/estimators-selection.md, round 4).
     learning_rate : float, default=1e-2   AdamW learning rate (10x Appendix B's 1e-3: with three
                                      members, more accurate on validation splits than 3e-3 and 5e-3,
-                                     and fewer epochs; docs/estimators.md).
+                                     and fewer epochs; docs/estimators-selection.md, rounds 1 and 2).
     batch_size : int or "auto"       "auto" = min(200, training rows), as scikit-learn's MLPs.
     weight_decay : float, default=0  decoupled weight decay on the network weights (not the dictionary).
     max_epochs : int, default=200    upper bound on epochs, as scikit-learn's MLPs (max_iter=200); early
@@ -415,15 +415,15 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     validation_fraction : float, default=0.1  rows held out for early stopping (at least one).
     n_estimators : int, default=3    K, models trained on their own seeds and early-stopping splits and
                                      averaged (mean prediction; mean class probabilities). 3 was chosen
-                                     on validation splits against 1, 4 and 5 (docs/estimators.md).
+                                     on validation splits against 1, 4 and 5 (docs/estimators-selection.md).
     warm_start : bool, default=False  continue from the fitted model on the next fit (same shape).
     random_state : int, RandomState or None   seeds the split, the initialisation and the batches.
     device : str, default="cpu"      "cpu", "cuda" or "auto".
     verbose : bool, default=False    a progress bar over epochs.
 
     The defaults were chosen on validation splits of the training folds of benchmarks/bench_estimators.py
-    (never its test folds); the evidence and the comparison with scikit-learn's MLP and kNN are in
-    docs/estimators.md.
+    (never its test folds); the evidence is in docs/estimators-selection.md, the comparison with
+    scikit-learn's MLP and kNN in docs/estimators.md.
 
     Attributes
     ----------
@@ -487,13 +487,13 @@ class MetaNeighborsClassifier(ClassifierMixin, _MetaNeighborsBase):
     width : int, default=256         units of every hidden layer: on the validation splits of the five
                                      classification tables, 256 was level with 128 or above it on every
                                      one (the regressor's 128 was above 256 on diabetes, and 256 took over
-                                     5x the default MLP's fit time on sine; docs/estimators.md, rounds 16 and 17).
+                                     5x the default MLP's fit time on sine; docs/estimators-selection.md, rounds 16 and 17).
 
     label_smoothing : float in [0, 1), default=0.1   ε: the training loss is the cross-entropy
                                      against (1 - ε) one-hot + ε/C, which keeps the members from growing
                                      certain of the fitting rows within a few epochs (early stopping then
                                      comes later); early stopping watches the plain cross-entropy. Chosen
-                                     on validation splits against 0 and other values (docs/estimators.md).
+                                     on validation splits against 0 and other values (docs/estimators-selection.md, round 8).
     Binary problems use two outputs.
     """
 

@@ -20,7 +20,7 @@ Tables (TABLES, the small ones first): scikit-learn's iris, wine, breast_cancer,
 diabetes (regression); generated: "clusters" (`make_classification`, 4 classes of 3 clusters, 2,000
 rows), "friedman1" (`make_friedman1`, 1,000 rows) and "sine" (y = sin(2 x0) + x1² + noise, 3 inputs).
 The estimators' defaults were chosen on validation splits of these eight tables' training folds
-(docs/estimators.md). HELD_OUT_TABLES were first run after every default had been chosen:
+(docs/estimators-selection.md). HELD_OUT_TABLES were first run after every default had been chosen:
 "classes10" (`make_classification`, 10 classes of 2 clusters, 5,000 rows of 40 features) and
 "friedman3" (`make_friedman3`, 2,000 rows).
 
