@@ -49,6 +49,32 @@ def test_numbered_files_are_listed_in_numeric_order(make_results, tmp_path):
     assert places == sorted(places)
 
 
+def test_files_are_grouped_by_part_with_the_default_runs_first(make_results, tmp_path, monkeypatch):
+    monkeypatch.setattr(make_results, "RENDERERS", {name: lambda r: [] for name in make_results.RENDERERS})
+    monkeypatch.setattr(make_results, "SUBTITLES", {})                      # the bodies are not under test
+    runs = {"est_seed1_cpu": {}, "est_cpu": {}, "est_a_cpu": {"mn_params": {"width": 128}},
+            "est_held_out_cpu": {"held_out": True}, "draws_cpu": None, "spiral_cpu": None, "new_cpu": None}
+    benchmarks = {"draws_cpu": "estimators_draws", "spiral_cpu": "spiral_default", "new_cpu": "something_new"}
+    for stem, extra in runs.items():
+        (tmp_path / f"{stem}.json").write_text(json.dumps(
+            {"benchmark": benchmarks.get(stem, "estimators"), "command": "c", **(extra or {})}))
+    text = make_results.render(tmp_path)
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings == ["## The spiral toy (notebook 01)", "## MN on tables (notebooks 06, 11)", "## Other results",
+                        "## The papers' numbers (`nslviz.paper`)"]
+    sections = [line.split("`")[1] for line in text.splitlines() if line.startswith("### `") and ".json`" in line]
+    assert sections == ["spiral_cpu.json", "draws_cpu.json", "est_cpu.json", "est_seed1_cpu.json",
+                        "est_held_out_cpu.json", "est_a_cpu.json", "new_cpu.json"]
+    part = text.split("## MN on tables", 1)[1].split("\n### ", 1)[0]    # the part's own index lists its files
+    assert "| `est_a_cpu.json` |" in part and "| `new_cpu.json` |" not in part
+    assert "Parts: The spiral toy (notebook 01) (1 file); MN on tables (notebooks 06, 11) (5 files)" in text
+
+
+def test_every_renderer_belongs_to_a_part_of_the_page(make_results):
+    placed = {name for _, _, names in make_results.TOPICS for name in names}
+    assert set(make_results.RENDERERS) <= placed, set(make_results.RENDERERS) - placed
+
+
 def test_a_registered_renderer_writes_the_section(make_results, tmp_path, monkeypatch):
     monkeypatch.setattr(make_results, "RENDERERS", dict(make_results.RENDERERS))
     monkeypatch.setattr(make_results, "TITLES", dict(make_results.TITLES))
