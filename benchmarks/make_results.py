@@ -276,6 +276,18 @@ def _regression(r: dict) -> list[str]:
                    r["torch_func_seconds"], f"{r['speedup_over_torch_func']}×", f"{r['cost_over_vanilla_mlp']}×"]])
 
 
+@renders("feature_heads", "The tabular classifier's last layer: linear against the image models' cosine head")
+def _feature_heads(r: dict) -> list[str]:
+    names = {"plain": "the MLP alone", "linear": "MN, linear last layer (MetaNeighborsClassifier)",
+             "cosine": "MN, the image models' cosine head"}
+    return table(["model", "training step (s)", "time / the MLP's"],
+                 [[names.get(m, m), s, f"{r['ratio_to_plain'][m]}×"] for m, s in r["step_seconds"].items()]) + [
+        f"Batch {r['batch']}, {r['features']} inputs, trunk 2 × {r['width']}, {r['classes']} classes, "
+        f"S = {r['entries']}, {r['threads']} thread(s), {r.get('device_name', 'cpu')}, load average "
+        f"{r.get('load_average')}; median of {r['repeats']} steps, the models taking turns. The cosine head "
+        f"costs {r['cosine_over_linear']}× the linear last layer.", ""]
+
+
 def _digits_subtitle(r: dict) -> str:
     options = r.get("mn_options") or {}
     init = ", dictionary started at training images" if options.get("dictionary_init") == "data" else ""
@@ -375,13 +387,15 @@ def _mn_race(r: dict) -> list[str]:
          + ", ".join(r["tables"]) + (f"; the folds of seed {r['seed']}" if r["seed"] else "")
          + (f"; MN with {json.dumps(r['mn_params'])}" if r.get("mn_params") else ""))
 def _estimators(r: dict) -> list[str]:
+    from nslviz.experiments.estimators import METHOD_LABELS
     rows = []
     for name, t in r["tables"].items():
         methods, best = t["methods"], t["best_baseline"]
-        rows.append([name, t["metric"], t["rows"], num(methods["mn"]["mean"], 4), f"{best} {num(methods[best]['mean'], 4)}",
+        rows.append([name, t["metric"], t["rows"], num(methods["mn"]["mean"], 4),
+                     f"{METHOD_LABELS.get(best, best)} {num(methods[best]['mean'], 4)}",
                      paired(t["mn_vs"][best]), "yes" if t["mn_at_least_best"] else "no",
                      num(t["mn_fit_time_ratio_to_mlp"])])
-    from nslviz.experiments.estimators import summarise
+    from nslviz.experiments.estimators import METHOD_LABELS, summarise
     top = summarise(r["tables"]).get("tables_at_the_top")
     return table(["table", "score", "rows", "MN", "best of MLP / kNN", "MN − best, points [95 % CI], folds above/level/below",
                   "MN ≥ best", "MN fit time / default MLP's"], rows) + [
@@ -403,7 +417,8 @@ def _at_the_top(counts: dict, tables: int) -> str:
 def _estimators_draws(r: dict) -> list[str]:
     from nslviz.experiments.estimators import METHOD_LABELS
     draws, s = len(r["seeds"]), r["summary"]
-    rows = [[name, t["metric"], num(t["means"]["mn"], 4), f"{t['best_baseline']} {num(t['means'][t['best_baseline']], 4)}",
+    rows = [[name, t["metric"], num(t["means"]["mn"], 4),
+             f"{METHOD_LABELS.get(t['best_baseline'], t['best_baseline'])} {num(t['means'][t['best_baseline']], 4)}",
              paired(t["mn_vs_best"]), "yes" if t["mn_at_least_best"] else "no",
              f"{t['draws_mn_at_least_best']} of {draws}", num(t["fit_time_ratio_to_mlp_max"])]
             for name, t in r["tables"].items()]
@@ -423,11 +438,21 @@ def _estimators_draws(r: dict) -> list[str]:
             "mean is at least every other method's, MN included; a tie at the top counts for each tied method.", ""])
 
 
-@renders("estimators_selection", "MetaNeighbors* defaults scored on validation splits of the training folds "
-         "(docs/estimators-selection.md)",
-         lambda r: ", ".join(r["selection"]) + (f"; {r['repeats']} splits per fold" if r.get("repeats", 1) > 1 else ""))
+SELECTION_BASELINES = {"mlp": "default MLP", "mlp_100_100": "MLP (100,100)", "knn5": "kNN 5", "knn_tuned": "kNN tuned"}
+
+
+def _candidates(r: dict) -> str:
+    """The MN settings a selection round scored against the defaults of its time, as `{"key": value}`."""
+    keys = dict.fromkeys(k for per in r["selection"].values() for k in per if k != "{}" and k not in SELECTION_BASELINES)
+    return ", ".join(f"`{k}`" for k in keys) or "the defaults alone"
+
+
+@renders("estimators_selection", "MetaNeighbors* candidate settings scored on validation splits of the training "
+         "folds (docs/estimators-selection.md)",
+         lambda r: f"{_candidates(r)} on " + ", ".join(r["selection"])
+         + (f"; {r['repeats']} splits per fold" if r.get("repeats", 1) > 1 else ""))
 def _estimators_selection(r: dict) -> list[str]:
-    baselines = {"mlp": "default MLP", "mlp_100_100": "MLP (100,100)", "knn5": "kNN 5", "knn_tuned": "kNN tuned"}
+    baselines = SELECTION_BASELINES
     rows = [[name, baselines.get(key, f"`{key}`"), num(v["mean"], 4), num(v["fit_time_ratio_to_mlp"])]
             for name, per in r["selection"].items() for key, v in per.items()]
     return table(["table", "method, or MN parameters on top of the defaults of the time", "validation score, mean of splits",
@@ -515,7 +540,7 @@ TOPICS: list[tuple[str, str, list[str]]] = [
      "factorisation, and the cost of the NSL layers.",
      ["digits_nsl", "implicit_regularization", "nsl_forward_backward"]),
     ("Speed of MN and iFiLM", "Each ratio is against a baseline measured in the same run.",
-     ["inner_loop", "regression_step", "train_step_and_inference", "backbones_ifilm", "augment"]),
+     ["inner_loop", "regression_step", "feature_heads", "train_step_and_inference", "backbones_ifilm", "augment"]),
 ]
 OTHER = ("Other results", "Benchmarks without a part of this page yet.")
 

@@ -55,8 +55,12 @@ How the estimators compare with scikit-learn's MLP and kNN on eight public table
 (benchmarks/bench_estimators.py); how the defaults were chosen: docs/estimators-selection.md.
 
 Differences from the MN Table 2 experiment (`nslviz.experiments.regression_table.cross_validate_regression`, which
-follows Appendix B): an average of 3 models; learning rate 1e-2 instead of 1e-3; temperature "auto"
-instead of a T searched on validation in every fit; `tol` = 1e-4 and `max_epochs` = 200 as in scikit-learn's MLPs
+follows Appendix B): above all, the default space="feature" (an MLP trunk with the dictionary in its
+feature space, and only the last layer finetuned per input, as the paper's image models do) where
+Appendix B keeps the dictionary in input space and finetunes the whole network (space="input", the
+paper's regression model); then S = min(128, rows) entries instead of 1000, an initial step |α| of 0.2,
+and a trunk of 128 units (256 for the classifier); an average of 3 models; learning rate 1e-2 instead
+of 1e-3; temperature "auto" instead of a T searched on validation in every fit; `tol` = 1e-4 and `max_epochs` = 200 as in scikit-learn's MLPs
 (a stop on separable classes, whose cross-entropy creeps down for ever); 10% of the rows held out for
 early stopping; several targets allowed (y of shape (n, k)); the classifier trains on labels smoothed
 by `label_smoothing` = 0.1 (without it, its members are certain of every fitting row within about ten
@@ -70,7 +74,10 @@ thread per job. The members of such a fit train at once, one per intra-op thread
 fitted model is the same as when they train one after the other.
 
 warm_start=True: a second `fit` continues from the fitted model (and keeps its scalers) when the
-data has the same shape, classes and settings; otherwise the model is built afresh.
+data has the same shape and classes and every setting the members are built with is the same (space,
+layers, width, entries, similarity, temperature, step_size_init, dictionary_init, device,
+n_estimators); otherwise the model is built afresh. The training settings (learning_rate, max_epochs,
+patience, ...) may change between warm fits.
 
 scikit-learn's `check_estimator` passes in full for both estimators; no check is skipped
 (tests/test_estimators.py runs it with `parametrize_with_checks`). The estimators declare, through
@@ -134,7 +141,8 @@ def default_temperature(features: int, similarity: str = "cosine", space: str = 
     """temperature="auto" for cosine similarity: T = 1/√d in input space. The cosine similarity of two
     random directions in d dimensions spreads by about 1/√d, so T ∝ 1/√d makes the attention equally
     sharp in any dimension; 1/√d is the paper's T = 0.1 (App. B) at d = 100 (its Table 2 sets have d = 80
-    to 384). In feature space T = 0.05·√(128/d): sharper, 0.05 at the default width d = 128, chosen on
+    to 384). In feature space T = 0.05·√(128/d): sharper, 0.05 at width d = 128 (the regressor's default;
+    0.035 at the classifier's 256), chosen on
     validation splits (docs/estimators-selection.md, round 3). 1.0 for the other similarities."""
     if similarity != "cosine":
         return 1.0
@@ -240,8 +248,10 @@ class _MetaNeighborsBase(BaseEstimator):
 
         device = resolve_device(self.device)
         # warm_start: keep the members (and the scalers they were trained with) when their shape still fits
+        # and every setting the members were built with (a changed temperature or device builds afresh)
         signature = (self.space, x.shape[1], output_dim, loss, self.layers, self.width, self.entries_,
-                     self.similarity, self.n_estimators, tuple(getattr(self, "classes_", ())))
+                     self.similarity, self.temperature_, self.step_size_init_, self.dictionary_init, str(device),
+                     self.n_estimators, tuple(getattr(self, "classes_", ())))
         warm = self.warm_start and getattr(self, "_signature", None) == signature
         if not warm:
             self.x_scaler_ = StandardScaler().fit(x)
@@ -392,7 +402,7 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
                                      "feature"; in "input" 1000 from 1000 rows on, else one per row.
     temperature : float or "auto"    T of the attention softmax; "auto": 0.05·√(128/width) in "feature"
                                      (0.05 at width 128, 0.035 at the classifier's 256), 1/√d in "input"
-                                     (0.1 at d = 100, App. B).
+                                     (0.1 at d = 100, App. B); 1.0 for the other similarities.
     step_size_init : float or "auto" initial inner step size |α| (learned); "auto": 0.2 "feature",
                                      0.01 "input".
     similarity : {"cosine", "neg_sq_euclidean", "dot"}, default="cosine".
@@ -416,7 +426,8 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     n_estimators : int, default=3    K, models trained on their own seeds and early-stopping splits and
                                      averaged (mean prediction; mean class probabilities). 3 was chosen
                                      on validation splits against 1, 4 and 5 (docs/estimators-selection.md).
-    warm_start : bool, default=False  continue from the fitted model on the next fit (same shape).
+    warm_start : bool, default=False  continue from the fitted model on the next fit (same shape and
+                                     model settings; see the module docstring).
     random_state : int, RandomState or None   seeds the split, the initialisation and the batches.
     device : str, default="cpu"      "cpu", "cuda" or "auto".
     verbose : bool, default=False    a progress bar over epochs.
@@ -478,9 +489,11 @@ class MetaNeighborsClassifier(ClassifierMixin, _MetaNeighborsBase):
     The same model as MetaNeighborsRegressor with one output per class, trained with cross-entropy;
     the dictionary values are learned class distributions v_j = softmax(10 · V_raw_j) (as in the
     official MN code), and the inner step minimises the attention-weighted soft cross-entropy of the
-    entries. `predict_proba` is the softmax of the finetuned network's outputs (rows sum to 1);
-    `decision_function` gives those outputs (logits) as scikit-learn expects them: (n, n_classes),
-    or for two classes the (n,) margin logit_1 - logit_0 (positive means `classes_[1]`). Parameters and
+    entries. `predict_proba` is the mean over the members of the softmax of each finetuned network's
+    outputs, p(c | x) = 1/K Σ_k softmax(f_k(x))_c (rows sum to 1); `decision_function` is its log,
+    log p(c | x), as scikit-learn expects it: (n, n_classes), or for two classes the (n,) margin
+    log p_1 - log p_0 (positive means `classes_[1]`); with one member, log p is the log-softmax of the
+    logits and the margin is logit_1 - logit_0. Parameters and
     attributes as for MetaNeighborsRegressor, plus `classes_`, a wider default trunk and one parameter
     of its own:
 
@@ -536,7 +549,8 @@ class MetaNeighborsClassifier(ClassifierMixin, _MetaNeighborsBase):
         return probabilities / probabilities.sum(axis=1, keepdims=True)
 
     def decision_function(self, X) -> np.ndarray:
-        """Logits of the finetuned network, (n, n_classes); for two classes the margin (n,)."""
+        """log p(c | x), the log of the members' mean class probabilities, (n, n_classes); for two classes
+        the margin log p_1 - log p_0 (n,)."""
         logits = self._outputs(X)
         return logits[:, 1] - logits[:, 0] if len(self.classes_) == 2 else logits
 

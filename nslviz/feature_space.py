@@ -20,10 +20,10 @@ Classification: soft dictionary values and cross-entropy (the official MN values
 regression: real-valued values and squared error.
 
 Choice: the image models' cosine classifier (`nslviz.neighborhoods.MetaNeighborhoodsHead`) needs the
-per-input weights (B, C, d) for its row normalisation; on these tables a training step with it cost
-about 7x the step of the same plain MLP (0.12 s against 0.018 s: batch 128, 64 inputs, trunk 2 x 128,
-10 classes, S = 128, one thread of a shared 2-core CPU), the linear last layer about 2x (0.064 s
-against 0.032 s), so the estimators use the linear last layer (docs/estimators.md).
+per-input weights (B, C, d) for its row normalisation. Measured in one run (batch 128, 64 inputs, trunk
+2 x 128, 10 classes, S = 128, one thread; benchmarks/bench_feature_heads.py), a training step with it
+costs about 8.5x the plain MLP's, and with the linear last layer 2.0x: the cosine head is 4.3x the
+linear one, so the estimators use the linear last layer (docs/estimators.md).
 """
 from __future__ import annotations
 

@@ -34,6 +34,18 @@ def test_inner_loop_benchmark_reports_a_speedup(tmp_path, capsys):
     assert json.loads((tmp_path / "r.json").read_text()) == result and result["speedup"] > 0
 
 
+def test_feature_heads_benchmark_times_the_three_last_layers_on_one_batch(tmp_path):
+    bench = importlib.import_module("bench_feature_heads")
+    models = bench.build_models(features=6, width=8, classes=3, entries=5)
+    trunks = [[p.shape for p in trunk.parameters()] for trunk in (models["linear"].trunk, models["cosine"][0])]
+    assert trunks[0] == trunks[1]                                       # the same trunk shape in both heads
+    result = bench.main(["--batch", "4", "--features", "6", "--width", "8", "--classes", "3", "--entries", "5",
+                         "--repeats", "1", "--out", str(tmp_path / "h.json")])
+    assert json.loads((tmp_path / "h.json").read_text()) == result
+    assert set(result["step_seconds"]) == {"plain", "linear", "cosine"} and result["ratio_to_plain"]["plain"] == 1.0
+    assert result["threads"] == 1 and result["cosine_over_linear"] > 0
+
+
 def test_train_benchmark_reports_ratios_against_vanilla(tmp_path):
     result = importlib.import_module("bench_train").main(
         ["--backbone", "convnet4", "--batch", "2", "--entries", "10", "--repeats", "1", "--warmup", "0",

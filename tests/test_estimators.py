@@ -212,6 +212,10 @@ def test_decision_function_orders_classes_as_predict_and_predict_proba():
     assert margin.shape == (int((y < 2).sum()),)
     np.testing.assert_array_equal(np.where(margin > 0, "b", "a"), binary.predict(x[y < 2]))
     np.testing.assert_allclose(binary.predict_proba(x[:5]).sum(1), 1.0, rtol=1e-12)
+    # what the docstring says it is: log p(c | x) of the members' mean probabilities, and its margin
+    np.testing.assert_allclose(scores, np.log(clf.predict_proba(x)), rtol=1e-10, atol=1e-12)
+    p = binary.predict_proba(x[y < 2])
+    np.testing.assert_allclose(margin, np.log(p[:, 1]) - np.log(p[:, 0]), rtol=1e-10, atol=1e-12)
 
 
 def test_a_small_fit_runs_on_one_thread_and_restores_torch_setting():
@@ -331,6 +335,19 @@ def test_bad_n_estimators_fails_at_fit():
     for bad in (0, 2.5, "three"):
         with pytest.raises(ValueError, match=_must_be("n_estimators", r"an int in the range \[1, inf\)", f"{bad!r}")):
             MetaNeighborsRegressor(n_estimators=bad).fit(x, y)
+
+
+@pytest.mark.parametrize("change", [dict(temperature=0.5), dict(step_size_init=0.7), dict(dictionary_init="data")])
+def test_warm_start_rebuilds_when_a_setting_of_the_members_changes(change):
+    x, y = _regression(120)
+    model = MetaNeighborsRegressor(random_state=0, max_epochs=3, warm_start=True).fit(x, y)
+    module = model.module_
+    model.set_params(max_epochs=4).fit(x, y)                          # a training setting: continue
+    assert model.module_ is module
+    model.set_params(**change).fit(x, y)                              # a setting the members were built with
+    assert model.module_ is not module
+    cold = MetaNeighborsRegressor(random_state=0, max_epochs=4, **change).fit(x, y)
+    np.testing.assert_array_equal(model.predict(x), cold.predict(x))   # the model the new settings build
 
 
 def test_warm_start_rebuilds_when_the_ensemble_size_changes():

@@ -125,6 +125,14 @@ def test_fit_tabular_is_seeded_and_tol_ends_creeping_losses():
     assert creeping.stopped_early and creeping.epochs < 300
 
 
+def test_patience_running_out_at_the_last_epoch_is_a_stop():
+    x, y, xv, yv = _toy_regression()
+    result = fit_tabular(build_mlp(2, 1, 2, 16, seed=0), x, y, xv, yv, lr=1e-12, max_epochs=5, patience=5, seed=0)
+    assert result.epochs == 5 and result.stopped_early                # no improvement by tol in 5 epochs
+    result = fit_tabular(build_mlp(2, 1, 2, 16, seed=0), x, y, xv, yv, lr=1e-12, max_epochs=5, patience=6, seed=0)
+    assert result.epochs == 5 and not result.stopped_early            # max_epochs came first
+
+
 def test_fit_tabular_keeps_a_warm_start_that_training_does_not_improve():
     x, y, xv, yv = _toy_regression()
     model = build_mlp(2, 1, 2, 16, seed=0)

@@ -47,7 +47,7 @@ class TabularFitResult:
     best_validation_loss: float
     epochs: int
     steps: int
-    stopped_early: bool = False              # False: max_epochs ran out first
+    stopped_early: bool = False              # patience ran out (at the last epoch too); False: max_epochs did
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -169,6 +169,7 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     n = x_train.shape[0]
     best_loss, best_epoch, best_state, history, steps = math.inf, 0, None, [], 0
     last_improvement, reference_loss = 0, math.inf          # for patience: improvements by more than tol
+    stopped_early = False
     if validate:        # epoch 0: the weights as given (a warm start is kept if training does not help)
         best_loss = float(tabular_loss(predict_tabular(model, x_val), y_val, loss))
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -198,6 +199,7 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         history.append(row)
         bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k != "epoch"}, refresh=False)
         if validate and epoch - last_improvement >= patience:
+            stopped_early = True
             break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -205,7 +207,7 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         best_epoch, best_loss = len(history), math.nan
     epochs = history[-1]["epoch"] if history else 0
     return TabularFitResult(best_epoch=best_epoch, best_validation_loss=best_loss, epochs=epochs,
-                            steps=steps, stopped_early=validate and epochs < max_epochs, history=history,
+                            steps=steps, stopped_early=stopped_early, history=history,
                             seconds=time.perf_counter() - start)
 
 
