@@ -61,7 +61,7 @@ def test_episodes_follow_the_seed():
 
 
 def test_episodes_need_enough_classes():
-    with pytest.raises(ValueError, match="needs 5 classes of >= 20 images; the split has 0"):
+    with pytest.raises(ValueError, match="needs 5 classes of >= 20 images; the split has 0 .*lower way, shot or query"):
         sample_episodes(uneven_labels(), episodes=1, way=5, shot=5, query=15)
     with pytest.raises(ValueError, match="labels must be an int64"):
         sample_episodes(torch.zeros(10), episodes=1, way=2, shot=1, query=1)
@@ -73,6 +73,8 @@ def test_mean_and_95_percent_interval():
     assert mean == pytest.approx(0.675)
     assert half == pytest.approx(1.96 * values.double().std().item() / 2)
     assert mean_confidence_interval(torch.tensor([0.4])) == (pytest.approx(0.4), 0.0)
+    with pytest.raises(ValueError, match="must be finite numbers; got 1 that are not"):
+        mean_confidence_interval(torch.tensor([0.5, float("nan")]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,6 +268,26 @@ def test_run_few_shot_is_deterministic_and_beside_table6():
                                                                "accuracy": 71.26, "interval95": 0.65}
     with pytest.raises(ValueError, match="a dynamic NSN has no static M"):
         FewShotConfig(nsl="dynamic_dns", method="maml")
+
+
+def test_run_few_shot_refuses_episodes_that_do_not_fit_before_pretraining(monkeypatch):
+    import nslviz.experiments.few_shot as few_shot
+
+    def never(*args, **kwargs):
+        raise AssertionError("pretraining ran before the episode sizes were checked")
+    monkeypatch.setattr(few_shot, "pretrain_network", never)
+    small = dict(dataset_options={"num_classes": 20, "per_class": 8}, image_size=16, way=3, shot=1)
+    with pytest.raises(ValueError, match=r"needs 3 classes of >= 16 images; the test \(novel\) classes of glyphs"):
+        run_few_shot(FewShotConfig(**small, query=15))
+    with pytest.raises(ValueError, match=r"needs 6 classes .*the test \(novel\) classes of glyphs has 4 such"):
+        run_few_shot(FewShotConfig(**{**small, "way": 6}, query=2, method="finetune"))
+
+
+def test_the_largest_seed_draws_maml_tasks_too():
+    config = FewShotConfig(dataset_options={"num_classes": 12, "per_class": 6}, image_size=16, way=2, shot=1, query=1,
+                           episodes=2, pretrain_epochs=0, method="maml", meta_iterations=1, meta_batch=1,
+                           inner_steps=1, classifier_steps=1, seed=2**31 - 1)
+    assert run_few_shot(config).accuracies.shape == (2,)
 
 
 def test_few_shot_command_prints_json_last(capsys):

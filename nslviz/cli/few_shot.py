@@ -77,8 +77,8 @@ def run(args) -> int:
                            progress=not args.json)
     s = run_few_shot(config).summary()
     paper = s["paper"]
-    beside = (f" | Table 6 {paper['row']} ({paper['backbone']}): {paper['accuracy']:.2f} ± {paper['interval95']:.2f}"
-              if paper else " | Table 6 reports 5-way 5-shot only")
+    beside = (f" | Table 6 on Mini-ImageNet, {paper['row']} ({paper['backbone']}): {paper['accuracy']:.2f} ± "
+              f"{paper['interval95']:.2f}" if paper else " | Table 6 reports 5-way 5-shot only")
     print(f"few-shot {s['dataset']} {s['way']}-way {s['shot']}-shot, {s['nsl']} {s['method']}: "
           f"{s['accuracy']:.2f} ± {s['interval95']:.2f} % over {s['episodes']} episodes{beside} | "
           f"{s['parameters']:,} backbone parameters | {sum(s['seconds'].values()):.1f} s", flush=True)

@@ -44,17 +44,16 @@ class Episodes:
                         self.query_labels[start:stop], self.classes[start:stop], self.way, self.shot)
 
 
-def sample_episodes(labels: torch.Tensor, *, episodes: int, way: int, shot: int, query: int,
-                    seed: int = 0) -> Episodes:
-    """Draw `episodes` N-way K-shot episodes from a split with int64 `labels` (N,).
+def check_episodes_fit(labels: torch.Tensor, *, way: int, shot: int, query: int, split: str = "the split") -> None:
+    """Refuse, naming `split`, a split with fewer than `way` classes of at least `shot` + `query` images:
+    the check `sample_episodes` makes, for a caller that wants it before expensive work."""
+    _usable_classes(labels, way, shot, query, split)
 
-    Each episode: `way` distinct classes, uniformly among the split's classes; for each, `shot` + `query`
-    distinct images uniformly without replacement (the first `shot` are support, the rest query). Needs
-    at least `way` classes with at least `shot` + `query` images each (classes with fewer are never
-    drawn). Deterministic in `seed`: the same seed gives the same episodes."""
-    for name, value, low in (("episodes", episodes, 1), ("way", way, 2), ("shot", shot, 1), ("query", query, 1)):
+
+def _usable_classes(labels: torch.Tensor, way: int, shot: int, query: int, split: str):
+    """(present classes, their counts, the classes with >= shot + query images), or a ValueError."""
+    for name, value, low in (("way", way, 2), ("shot", shot, 1), ("query", query, 1)):
         check_positive(name, value, integer=True, minimum=low)
-    check_seed(seed)
     if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.dtype != torch.int64:
         raise ValueError(f"labels must be an int64 tensor of shape (N,), got "
                          f"{getattr(labels, 'dtype', type(labels).__name__)} {tuple(getattr(labels, 'shape', ()))}")
@@ -63,8 +62,24 @@ def sample_episodes(labels: torch.Tensor, *, episodes: int, way: int, shot: int,
     usable = present[counts >= per_image]
     if usable.numel() < way:
         raise ValueError(f"a {way}-way {shot}-shot episode with {query} queries per class needs {way} classes of "
-                         f">= {per_image} images; the split has {usable.numel()} such classes "
-                         f"({present.numel()} classes, at most {int(counts.max()) if counts.numel() else 0} images each)")
+                         f">= {per_image} images; {split} has {usable.numel()} such classes "
+                         f"({present.numel()} classes, at most {int(counts.max()) if counts.numel() else 0} images "
+                         f"each): lower way, shot or query, or use a split with more images per class")
+    return present, counts, usable
+
+
+def sample_episodes(labels: torch.Tensor, *, episodes: int, way: int, shot: int, query: int,
+                    seed: int = 0) -> Episodes:
+    """Draw `episodes` N-way K-shot episodes from a split with int64 `labels` (N,).
+
+    Each episode: `way` distinct classes, uniformly among the split's classes; for each, `shot` + `query`
+    distinct images uniformly without replacement (the first `shot` are support, the rest query). Needs
+    at least `way` classes with at least `shot` + `query` images each (classes with fewer are never
+    drawn). Deterministic in `seed`: the same seed gives the same episodes."""
+    check_positive("episodes", episodes, integer=True)
+    check_seed(seed)
+    present, counts, usable = _usable_classes(labels, way, shot, query, "the split")
+    per_image = shot + query
     generator = torch.Generator().manual_seed(seed)
     # (U, M) table of each usable class's image indices, padded with -1
     order = torch.sort(labels, stable=True).indices
@@ -97,9 +112,12 @@ def mean_confidence_interval(accuracies: torch.Tensor) -> tuple[float, float]:
     values = torch.as_tensor(accuracies, dtype=torch.float64).flatten()
     if values.numel() == 0:
         raise ValueError("no episode accuracies to average; expected at least one")
+    if not torch.isfinite(values).all():
+        raise ValueError(f"episode accuracies must be finite numbers; got {int((~torch.isfinite(values)).sum())} "
+                         f"that are not (nan or inf) among {values.numel()}")
     if values.numel() == 1:
         return float(values[0]), 0.0
     return float(values.mean()), float(1.96 * values.std() / math.sqrt(values.numel()))
 
 
-__all__ = ["Episodes", "mean_confidence_interval", "sample_episodes"]
+__all__ = ["Episodes", "check_episodes_fit", "mean_confidence_interval", "sample_episodes"]

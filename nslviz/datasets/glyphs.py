@@ -5,8 +5,8 @@ classes for episodes that appears from nothing. A glyph class is a random symbol
 (line segments) and, for half of the classes, a ring, with a class stroke width. Every image of the
 class draws the symbol again with
 
-    a rotation (±20°), a scale (0.8-1.15), a shift (±12 % of the image) and each stroke end moved
-    by up to 5 % (so no two images are pixel copies), a random ink colour on a random two-colour
+    a rotation (±20°), a scale (0.8-1.15), a shift (up to 6 % of the image's width each way) and
+    each stroke end moved by up to 2.5 % of the glyph's frame (so no two images are pixel copies), a random ink colour on a random two-colour
     gradient background, and Gaussian pixel noise,
 
 so the class lies in the shape alone: a network has to learn stroke and ring detectors, and a

@@ -16,7 +16,8 @@
 
 Our choices where the paper is silent: pretraining length and batch size (`pretrain_epochs`,
 `batch_size`), no augmentation while pretraining, MAML's meta-batch (4 tasks), meta-learning rate
-(Adam 1e-3) and length (`meta_iterations`), 15 query images per class, a zero-initialised episode
+(Adam 1e-3) and length (`meta_iterations`), MAML started from the network pretrained on the train and
+val classes (meta-training itself sees the train classes only), 15 query images per class, a zero-initialised episode
 classifier, BatchNorm statistics recomputed under the final pretrained weights and kept during
 adaptation. Deterministic in `seed` on CPU: the test episodes depend on the seed only, so runs that
 differ in `nsl` or `method` are scored on the same episodes.
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_flags, check_positive, check_seed
 from ..datasets.augment import to_float
-from ..datasets.episodes import Episodes, mean_confidence_interval, sample_episodes
+from ..datasets.episodes import Episodes, check_episodes_fit, mean_confidence_interval, sample_episodes
 from ..datasets.images import ImageDataset, ImageSplit, available_few_shot_datasets, load_image_dataset
 from ..models import build_backbone
 from ..models.layers import count_parameters, reestimate_batch_norm
@@ -137,7 +138,8 @@ class FewShotResult:
         mean, half = self.accuracy
         return {"dataset": c.dataset, "nsl": c.nsl, "method": c.method, "way": c.way, "shot": c.shot,
                 "query": c.query, "episodes": len(self.accuracies), "accuracy": round(mean, 2),
-                "interval95": round(half, 2), "paper": nsl_table6_reference(c.nsl, c.method, c.way, c.shot),
+                "interval95": round(half, 2),            # "paper": Table 6's row (Mini-ImageNet), on any dataset
+                "paper": nsl_table6_reference(c.nsl, c.method, c.way, c.shot),
                 "backbone": BACKBONE, "parameters": self.parameters, "image_size": self.data["image_size"],
                 "base_classes": self.data["base_classes"], "base_accuracy": None if math.isnan(self.base_accuracy) else round(100 * self.base_accuracy, 2),
                 "pretrain_epochs": c.pretrain_epochs, "finetune_epochs": c.finetune_epochs,
@@ -280,6 +282,12 @@ def run_few_shot(config: FewShotConfig | None = None, *, data: ImageDataset | No
     config = dataclasses.replace(config or FewShotConfig(), **overrides)
     device = resolve_device(config.device)
     data = data if data is not None else load_few_shot_data(config)
+    # the episodes must fit the splits: say so now, not after pretraining
+    check_episodes_fit(data.test.labels, way=config.way, shot=config.shot, query=config.query,
+                       split=f"the test (novel) classes of {config.dataset}")
+    if config.method == "maml" and config.meta_iterations:
+        check_episodes_fit(data.train.labels, way=config.way, shot=config.shot, query=config.query,
+                           split=f"the train classes of {config.dataset} (MAML's tasks)")
     if pretrained is None:
         pretrained = pretrain_network(config, data)
     elif pretrained.nsl != config.nsl and (pretrained.nsl, config.nsl) != ("static_dns", "none"):
@@ -297,7 +305,8 @@ def run_few_shot(config: FewShotConfig | None = None, *, data: ImageDataset | No
             start = time.perf_counter()
             if config.meta_iterations:
                 tasks = sample_episodes(data.train.labels, episodes=config.meta_iterations * config.meta_batch,
-                                        way=config.way, shot=config.shot, query=config.query, seed=config.seed + 1)
+                                        way=config.way, shot=config.shot, query=config.query,
+                                        seed=(config.seed + 1) % 2**31)        # another draw than the test's
                 init, meta_history = meta_train(network, data.train.images, tasks, meta_batch=config.meta_batch,
                                                 lr=config.meta_lr, inner=config.inner_loop, progress=config.progress)
             else:                                      # the inner loop from the pretrained M and a zero classifier
