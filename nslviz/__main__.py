@@ -31,14 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:                                         # named by the command's own usage, not the top level's
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    from .training.rundir import RunDirectoryError      # after parsing: --help loads no torch
     with warnings.catch_warnings():                     # the command's own way of showing them, for its run only
         _show_run_directory_warnings_as_lines(args.subparser.prog)
         try:
             return int(args.run(args) or 0)
+        except (RunDirectoryError, FileNotFoundError) as error:   # a run directory busy, damaged, holding
+            # another run or not resumable; a missing dataset (where it was looked for, how to get it):
+            # the message alone, no usage; exit code 2
+            args.subparser.exit(2, f"{args.subparser.prog}: error: {error}\n")
         except ValueError as error:                     # a bad value: the usage, then the error; exit code 2
             args.subparser.error(str(error))
-        except FileNotFoundError as error:              # a missing dataset: where it was looked for and how
-            args.subparser.exit(2, f"{args.subparser.prog}: error: {error}\n")   # to get it, no usage; code 2
         except (ConnectionError, FloatingPointError, OSError) as error:   # a failed download, a diverged run,
             # a disk that is full or a folder that cannot be written: exit 1
             print(f"{args.subparser.prog}: error: {error}", file=sys.stderr)

@@ -168,3 +168,14 @@ def test_two_train_processes_started_on_one_run_dir(tmp_path):
     epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, len(epochs) + 1))               # one run's rows, in order
 
+
+
+def test_the_lock_records_the_command_as_typed(monkeypatch):
+    """`python -m nslviz` puts the path of nslviz/__main__.py in sys.argv[0]; the lock says what was typed."""
+    import nslviz
+    from nslviz.training.rundir import command_line
+    main_path = str(Path(nslviz.__file__).parent / "__main__.py")
+    monkeypatch.setattr(sys, "argv", [main_path, "train", "--run-dir", "runs/d"])
+    assert command_line() == "python -m nslviz train --run-dir runs/d"
+    monkeypatch.setattr(sys, "argv", ["notebook.py", "--x"])
+    assert command_line() == "notebook.py --x"

@@ -23,7 +23,7 @@ def test_a_finished_run_is_not_started_again_unless_overwritten(tmp_path):
     run_dir = tmp_path / "run"
     first = train(CONFIG, run_dir, progress=False)
     before = snapshot(run_dir)
-    with pytest.raises(ValueError, match=r"already holds a finished run \(test acc .*\); resume it .*--overwrite"):
+    with pytest.raises(ValueError, match=r"already holds a finished run \(test acc .*\); replace it .*--overwrite"):
         train(dataclasses.replace(CONFIG, temperature=0.5), run_dir, progress=False)
     assert snapshot(run_dir) == before                                   # nothing written, nothing lost
     replaced = train(dataclasses.replace(CONFIG, temperature=0.5), run_dir, overwrite=True, progress=False)

@@ -236,6 +236,8 @@ def test_milestones_on_the_same_iteration_each_decay_the_learning_rate():
     (dict(optimizer="sgd", momentum=1.5), r"momentum must be in \[0, 1\), got 1.5"),
     (dict(optimizer="sgd", momentum=0.0), "Nesterov momentum needs momentum > 0.*nesterov false"),
     (dict(backbone="resnet29", transition_ifilm=False), "transition_ifilm false is the official DenseNet's"),
+    (dict(milestones=0.5), r"milestones must be a sequence of fractions .*\(0.5, 0.75\), got 0.5"),
+    (dict(milestones="0.5"), r"milestones must be a sequence of fractions .*got '0.5'"),
 ])
 def test_a_config_names_its_bad_field_when_it_is_made(fields, message):
     """Before any data is loaded or folder made: a notebook's config cell fails, not its training cell."""
@@ -468,6 +470,58 @@ def test_overwrite_removes_every_file_of_the_run_it_replaces(reference_run, tmp_
         train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, resume=True, progress=False)
     replaced = train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, progress=False)   # the folder is free again
     assert replaced["method"] == "vanilla" and "test_acc_before_finetune" not in replaced
+
+
+def test_a_run_cut_before_its_first_checkpoint_is_replaced_only_on_purpose(reference_run, tmp_path):
+    """best.pt and metrics rows without checkpoint.pt: a kill between epoch 1's best.pt and the first
+    checkpoint. A fresh train must not delete that best model silently, and --resume says what to do."""
+    import shutil
+    run_dir = tmp_path / "cut-early"
+    shutil.copytree(reference_run[0], run_dir)
+    (run_dir / "checkpoint.pt").unlink()
+    (run_dir / "summary.json").unlink()
+    best = (run_dir / "best.pt").read_bytes()
+    with pytest.raises(ValueError, match="an unfinished run .*no checkpoint.pt to resume it from.*--overwrite"):
+        train(TrainConfig(**TINY), run_dir, progress=False)
+    with pytest.raises(ValueError, match="cut before its first checkpoint: start it again with --overwrite"):
+        train(TrainConfig(**TINY), run_dir, resume=True, progress=False)
+    assert (run_dir / "best.pt").read_bytes() == best and len((run_dir / "metrics.jsonl").read_text().splitlines()) > 1
+
+
+def test_resume_refuses_settings_of_the_arithmetic_and_warns_on_a_finished_run(reference_run, tmp_path):
+    import shutil
+    from nslviz.training.rundir import RunDirectoryWarning
+    run_dir = tmp_path / "finished"
+    shutil.copytree(reference_run[0], run_dir)
+    for change in ({"channels_last": True}, {"eval_batch_size": 7}, {"compile": True}):
+        with pytest.raises(ValueError, match=f"cannot resume: .*{next(iter(change))}"):
+            train(TrainConfig(**{**TINY, **change}), run_dir, resume=True, progress=False)
+    with pytest.warns(RunDirectoryWarning, match="has already finished.*tested again"):
+        again = train(TrainConfig(**{**TINY, "checkpoint_every": 3}), run_dir, resume=True, progress=False)
+    assert stable(again) == stable(reference_run[1])
+    with pytest.raises(ValueError, match="already holds a finished run .*; replace it"):   # not "resume it"
+        train(TrainConfig(**TINY), run_dir, progress=False)
+
+
+def test_cli_resume_keeps_the_stored_recipe_and_names_a_foreign_config(reference_run, tmp_path, capsys):
+    from nslviz.__main__ import main
+    run_dir = str(reference_run[0])
+    for flags in (["--preset", "nsl"], ["--nsl-variant", "dynamic_dns"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--run-dir", run_dir, "--resume", *flags])
+        assert exit_info.value.code == 2 and "choose a new run's recipe; --resume continues" in capsys.readouterr().err
+    foreign = tmp_path / "spiral-run"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"frames": 10, "grid_size": 50}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--run-dir", str(foreign), "--resume"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "usage:" not in err               # the message alone
+    assert f"the configuration in {str(foreign / 'config.json')!r} is not that of a train run" in err
+    with pytest.raises(SystemExit) as exit_info:                           # a run-directory refusal: no usage
+        main(["train", *_tiny_args(), "--method", "vanilla", "--run-dir", run_dir, "--resume"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "usage:" not in err and "cannot resume" in err
 
 
 def test_an_unusable_run_directory_is_refused_before_any_work(tmp_path, capsys):

@@ -88,7 +88,8 @@ def add_parser(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                               argument_default=argparse.SUPPRESS)
     run = add_config_arguments(p)[RUN]
-    run.add_argument("--run-dir", type=folder_path, default=None, help="output folder (default: runs/<dataset>-<backbone>-<method>-seed<k>)")
+    run.add_argument("--run-dir", type=folder_path, default=None, help="output folder (default: runs/<dataset>-<backbone>-<method>[-<nsl>]-seed<k>, "
+                                                                            "under $NSLVIZ_RUNS when set)")
     run.add_argument("--resume", action="store_true", default=False, help="continue the run in --run-dir")
     run.add_argument("--overwrite", action="store_true", default=False,
                      help="replace the run already in the run directory (default: refuse)")
@@ -102,6 +103,11 @@ def config_from_args(args, control=CONTROL) -> TrainConfig:
     if getattr(args, "resume", False):
         if args.run_dir is None:
             raise ValueError("--resume needs --run-dir, the folder of the run to continue")
+        recipes = [flag for flag, value in (("--preset", getattr(args, "preset", None)),
+                                            ("--nsl-variant", getattr(args, "nsl_variant", None))) if value is not None]
+        if recipes:
+            raise ValueError(f"{' and '.join(recipes)} choose a new run's recipe; --resume continues the recipe "
+                             f"stored in {args.run_dir}: leave {'them' if len(recipes) > 1 else 'it'} out")
         from ..training.trainer import stored_run_config
         return TrainConfig.from_dict({**stored_run_config(args.run_dir), **overrides})
     if getattr(args, "nsl_variant", None) is None:

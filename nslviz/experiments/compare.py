@@ -79,7 +79,7 @@ def compare_runs(configs: dict[str, TrainConfig], group_dir: str | Path, *, prog
 
 def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress: bool, overwrite: bool) -> dict:
     existing = RunDirectory(run_dir, create=False)
-    changed = _changed_settings(existing, run_config)
+    changed = _changed_settings(existing, run_config, finished=existing.summary_path.exists())
     if changed is None and not existing.summary_path.exists():
         changed = resume_setting_change(run_dir, run_config)           # a cut run resumed under bf16 <-> fp32
     if changed is None and existing.summary_path.exists():
@@ -197,15 +197,17 @@ def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir:
                         overwrite=overwrite)
 
 
-def _changed_settings(run: RunDirectory, config: TrainConfig) -> str | None:
-    """None when the run directory holds this experiment (ignoring settings that do not change the
-    results), else the settings that differ, "name: stored -> wanted, ..." ("no run yet" if none)."""
-    from ..training.trainer import RESUMABLE_CHANGES
+def _changed_settings(run: RunDirectory, config: TrainConfig, *, finished: bool = False) -> str | None:
+    """None when the run directory holds this experiment (ignoring the settings a resume may change,
+    and for a `finished` run the settings of speed too), else the settings that differ, "name: stored
+    -> wanted, ..." ("no run yet" if none)."""
+    from ..training.trainer import RESUMABLE_CHANGES, SPEED_SETTINGS
+    ignored = RESUMABLE_CHANGES | SPEED_SETTINGS if finished else RESUMABLE_CHANGES
     stored = run.read_config()
     if stored is None:
         return "no run yet"
     stored = TrainConfig.from_dict(stored).to_dict()
     wanted = config.to_dict()
     changed = [f"{k}: {stored[k]!r} -> {v!r}" for k, v in wanted.items()
-               if stored[k] != v and k not in RESUMABLE_CHANGES and v is not None]
+               if stored[k] != v and k not in ignored and v is not None]
     return ", ".join(changed) or None

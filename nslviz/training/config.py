@@ -177,6 +177,9 @@ class TrainConfig:
         check_device_name(self.device)
         if not isinstance(self.nsl_options, dict):
             raise ValueError(f"nsl_options must be a dict of NSL layer options, got {self.nsl_options!r}")
+        if isinstance(self.milestones, (str, bytes)) or not hasattr(self.milestones, "__iter__"):
+            raise ValueError(f"milestones must be a sequence of fractions of training in (0, 1), such as "
+                             f"(0.5, 0.75), got {self.milestones!r}")
         self.milestones = tuple(float(m) if is_number(m) else m for m in self.milestones)
         if any(not (is_number(m) and 0 < m < 1) for m in self.milestones):
             raise ValueError(f"milestones must be fractions of training in (0, 1), got {self.milestones}")

@@ -41,11 +41,16 @@ LOCK_NAME = ".lock"
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "state")
 
 
-class RunDirectoryBusy(ValueError):
+class RunDirectoryError(ValueError):
+    """A run directory cannot be used as asked: busy, damaged, holding another run, or a run that
+    cannot be resumed with these settings. The CLI exits 2 with the message alone (no usage)."""
+
+
+class RunDirectoryBusy(RunDirectoryError):
     """Another process holds the run directory (the CLI exits 2 with this message)."""
 
 
-class DamagedRunFile(ValueError):
+class DamagedRunFile(RunDirectoryError):
     """A file of a run directory that cannot be read; the message names it and how to go on."""
 
 
@@ -206,7 +211,8 @@ def check_run_dir_is_usable(run_path, what: str = "run directory") -> None:
 
 
 def check_run_dir_is_free(run_path, *, resumable: bool = False) -> None:
-    """Raise if `run_path` holds a finished run (summary.json) or a started one (checkpoint.pt)."""
+    """Raise if `run_path` holds a finished run (summary.json) or a started one (checkpoint.pt, or
+    best.pt and metrics of a run cut before its first checkpoint, which only --overwrite replaces)."""
     run = RunDirectory(run_path, create=False)
     try:
         summary = run.read_summary()
@@ -216,12 +222,16 @@ def check_run_dir_is_free(run_path, *, resumable: bool = False) -> None:
         accuracy = summary.get("test_acc")
         held = f"a finished run (test acc {accuracy:.4f})" if isinstance(accuracy, (int, float)) else \
             "a finished run (summary.json)"
+        resumable = False                                  # nothing is left to continue
     elif run.checkpoint_path.exists():
         held = "a started run (checkpoint.pt)"
+    elif run.best_path.exists() or (run.metrics_path.exists() and run.metrics_path.stat().st_size > 0):
+        held = "an unfinished run (best.pt or metrics.jsonl, and no checkpoint.pt to resume it from)"
+        resumable = False
     else:
         return
     resume = "resume it (resume=True, CLI --resume), " if resumable else ""
-    raise ValueError(f"{str(run_path)!r} already holds {held}; {resume}replace it (overwrite=True, CLI "
+    raise RunDirectoryError(f"{str(run_path)!r} already holds {held}; {resume}replace it (overwrite=True, CLI "
                      f"--overwrite) or choose another run directory")
 
 
@@ -271,9 +281,18 @@ def locked_run_dir(run_path) -> Iterator[Path]:
             _HELD.pop(key)[0].release()
 
 
+def command_line() -> str:
+    """This process's command line as it was typed: `python -m nslviz train ...` rather than the path
+    of nslviz/__main__.py that Python puts in sys.argv[0] for `-m`."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name == "__main__.py" and Path(argv[0]).parent.name == "nslviz":
+        argv[:1] = ["python", "-m", "nslviz"]
+    return " ".join(argv)
+
+
 def _holder_record() -> dict:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return {"pid": os.getpid(), "host": socket.gethostname(), "since": now, "command": " ".join(sys.argv)}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "since": now, "command": command_line()}
 
 
 def _describe_holder(record: dict | None) -> str:

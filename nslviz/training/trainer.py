@@ -44,7 +44,7 @@ from .config import TrainConfig, build_model
 from .data import BatchStream, derived_seed, load_data
 from .diagnostics import dictionary_training_state
 from .optim import build_optimizer, build_scheduler, step_or_diverge
-from .rundir import (RESTART, DamagedRunFile, RunDirectory, RunDirectoryWarning, atomic_torch_save,
+from .rundir import (RESTART, DamagedRunFile, RunDirectory, RunDirectoryError, RunDirectoryWarning, atomic_torch_save,
                      claimed_run_dir)
 from .state import EpochStats, EpochSums, TrainState
 
@@ -53,9 +53,15 @@ from .state import EpochStats, EpochSums, TrainState
 MN_VALIDATION_KEYS = ("acc_before_finetune", "attended_value_acc", "attention_entropy", "attention_entropy_fraction",
                       "changed_predictions")
 
-# Fields that may differ between a run and its resumption (they do not change the numbers' meaning).
-RESUMABLE_CHANGES = {"device", "amp", "compile", "eval_batch_size", "checkpoint_every", "data_root",
-                     "download", "channels_last"}
+# Fields that may differ between a run and its resumption: where it reads its data and how often it
+# saves, and the device, so that a run cut on one machine can go on on another (its numbers then differ
+# in their last bits; a change of autocast precision or process count is refused: run_setting).
+# Settings of the arithmetic (compile, channels_last, eval_batch_size, ...) must stay the same, or the
+# resumed run would not end with the numbers of an uninterrupted one.
+RESUMABLE_CHANGES = {"device", "amp", "checkpoint_every", "data_root", "download"}
+# Settings of speed that change the arithmetic's last bits and nothing a run measures: a finished run
+# asked for again with other values is read back as it is (a cut one is not resumed with them).
+SPEED_SETTINGS = {"compile", "eval_batch_size", "channels_last"}
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -234,7 +240,7 @@ def _check_same_setting(stored: dict, now: dict) -> None:
             hint = f"pass --amp {amp} (amp={amp!r}) to match it" + (" on a device with bf16" if amp == "bf16" else "")
         else:
             hint = f"start it with torchrun --nproc_per_node {before}"
-        raise ValueError(f"cannot resume: the run was trained with {key} {before!r} and would go on with "
+        raise RunDirectoryError(f"cannot resume: the run was trained with {key} {before!r} and would go on with "
                          f"{after!r}; {hint}, or start a new run directory")
 
 
@@ -243,7 +249,7 @@ def _check_resumable(stored: TrainConfig, config: TrainConfig) -> None:
     changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before[k] != now[k])
     if changed:
         diffs = ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in changed)
-        raise ValueError(f"cannot resume: the configuration differs from the stored run in {diffs}; "
+        raise RunDirectoryError(f"cannot resume: the configuration differs from the stored run in {diffs}; "
                          "resume with the same settings or start a new run directory")
 
 
@@ -533,7 +539,13 @@ def _resume_checkpoint(run_path: Path) -> dict:
                f"from its backbone (--init-backbone {run_path})")
     checkpoint = run.load_checkpoint(map_location="cpu", advice=restart if run.best_path.exists() else RESTART)
     if checkpoint is None:
-        raise ValueError(f"cannot resume: no checkpoint.pt in {str(run_path)!r}; run without --resume to start")
+        cut = run.best_path.exists() or (run.metrics_path.exists() and run.metrics_path.stat().st_size > 0)
+        start = ("the run was cut before its first checkpoint: start it again with --overwrite (overwrite=True)"
+                 if cut else "run without --resume to start")
+        raise RunDirectoryError(f"cannot resume: no checkpoint.pt in {str(run_path)!r}; {start}")
+    if run.summary_path.exists():
+        warnings.warn(f"the run in {str(run_path)!r} has already finished (summary.json): nothing is left to "
+                      f"train; it is tested again and summary.json written again", RunDirectoryWarning, stacklevel=3)
     if run.best_path.exists():
         run.load_best(advice="start the run again with --overwrite (overwrite=True): the best epoch's weights, "
                              "which the run tests at its end, are lost")
@@ -549,14 +561,20 @@ def stored_run_config(run_dir: str | Path) -> dict:
         stored, problem = run.read_config(), "does not exist"
     except DamagedRunFile:
         stored, problem = None, "is damaged"
-    if stored is not None:
-        return stored
-    if not run.checkpoint_path.exists():
-        raise ValueError(f"cannot resume: {str(run.config_path)!r} {problem} and there is no checkpoint.pt with "
-                         f"a copy of the configuration; expected the run directory of an earlier run")
-    warnings.warn(f"{str(run.config_path)!r} {problem}; resuming with the copy of the configuration in "
-                  f"checkpoint.pt (config.json is written again)", RunDirectoryWarning, stacklevel=2)
-    return dict(run.load_checkpoint()["config"])
+    source = str(run.config_path)
+    if stored is None:
+        if not run.checkpoint_path.exists():
+            raise RunDirectoryError(f"cannot resume: {source!r} {problem} and there is no checkpoint.pt with a copy "
+                                    f"of the configuration; expected the run directory of an earlier run")
+        warnings.warn(f"{source!r} {problem}; resuming with the copy of the configuration in "
+                      f"checkpoint.pt (config.json is written again)", RunDirectoryWarning, stacklevel=2)
+        stored, source = dict(run.load_checkpoint()["config"]), str(run.checkpoint_path)
+    try:
+        TrainConfig.from_dict(stored)
+    except (TypeError, ValueError) as error:
+        raise RunDirectoryError(f"cannot resume: the configuration in {source!r} is not that of a train run "
+                                f"({error}); expected the run directory of an earlier `train`") from None
+    return stored
 
 
 def _improves(val: dict, state: TrainState) -> bool:
@@ -566,7 +584,3 @@ def _improves(val: dict, state: TrainState) -> bool:
     if val["count"] == 0:                 # no validation split (val_size 0): the last model is the one tested
         return True
     return val["acc"] > state.best_val_acc or (val["acc"] == state.best_val_acc and val["loss"] < state.best_val_loss)
-
-
-
-#END
