@@ -1,5 +1,7 @@
 """python -m nslviz regress / knn-toy: a one-line summary, and one JSON object as the last line."""
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,10 +19,33 @@ def test_regress_prints_a_summary_and_json(capsys, tmp_path):
     summary = json.loads(lines[-1])
     for key in ("knn_mse", "mlp_mse", "mn_mse", "folds", "seconds", "mn_vs_mlp_pvalue"):
         assert key in summary
+    assert summary["mn_minus_mlp_mse"] == pytest.approx(summary["mn_mse"] - summary["mlp_mse"])   # the sign
     assert summary["folds"] == 2 and all(row["k"] in (5, 15) for row in summary["chosen"])
     stored = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert stored["mn_mse"] == pytest.approx(summary["mn_mse"])
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_quick_mode_is_the_notebooks_and_keeps_the_users_grid(capsys, monkeypatch):
+    import nslviz.experiments.regression_table as regression_table
+    from nslviz.experiments.regression_table import RegressionCVConfig, quick_config
+    quick = quick_config(RegressionCVConfig(layers=(4, 5, 3), widths=(8, 16, 32), temperatures=(0.5, 1.0, 2.0)))
+    assert (quick.layers, quick.widths, quick.temperatures, quick.max_rows) == ((4, 5), (8, 16), (0.5, 1.0), 2000)
+    assert quick_config(RegressionCVConfig(max_rows=300)).max_rows == 300
+    seen = []
+
+    def record(config):
+        seen.append(config)
+        raise SystemExit(0)
+    monkeypatch.setattr(regression_table, "cross_validate_regression", record)
+    with pytest.raises(SystemExit):
+        main(["regress", "--quick", "--layers", "4", "5", "3", "--widths", "8", "16", "32"])
+    assert seen[0] == quick_config(dataclasses.replace(seen[0], layers=(4, 5, 3), widths=(8, 16, 32),
+                                                       temperatures=RegressionCVConfig().temperatures, max_rows=None))
+    import nbformat                                  # notebook 06's quick mode calls the same function
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "06_regression_uci.ipynb"
+    source = "".join(c.source for c in nbformat.read(notebook, 4).cells if c.cell_type == "code")
+    assert "config = quick_config(config)" in source
 
 
 def test_regress_checks_its_run_dir_before_the_cross_validation(capsys, tmp_path, monkeypatch):

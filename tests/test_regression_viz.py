@@ -30,7 +30,8 @@ def cv():
                               folds=folds, knn_mse=np.array([r["knn_mse"] for r in folds]),
                               mlp_mse=np.array([r["mlp_mse"] for r in folds]),
                               mn_mse=np.array([r["mn_mse"] for r in folds]),
-                              ttests={"mn_vs_mlp": {"pvalue": 0.01}, "mn_vs_knn": {"pvalue": 0.02}},
+                              ttests={"mn_vs_mlp": {"pvalue": 0.01, "mean_difference": -0.01},
+                                      "mn_vs_knn": {"pvalue": 0.02, "mean_difference": -0.11}},
                               histories=[{"mlp": history, "mn": history}] * 3)
 
 
@@ -67,7 +68,8 @@ def test_toy_figures(toy):
 def test_cv_figures_and_tables(cv):
     fig = viz.cv_folds_figure(cv)
     _labelled(fig)
-    assert "p = 0.01" in fig.layout.title.text and len(fig.data) == 4
+    assert "p = 0.01" in fig.layout.title.text and "MN − MLP = -0.010 on average" in fig.layout.title.text
+    assert len(fig.data) == 4
     _labelled(viz.validation_curves_figure(cv, fold=1))
     table = viz.table2_comparison(cv)
     assert ("gom", "paper (MN Table 2)") in table.index and ("diabetes", "this run (3 folds)") in table.index

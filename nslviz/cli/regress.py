@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-epochs", type=positive_int, default=d.max_epochs)
     p.add_argument("--max-rows", type=positive_int, default=None, help="use a seeded subset of the table")
     p.add_argument("--quick", action="store_true",
-                   help="a small grid (layers 2 3, widths 32 64) and at most 2000 rows: a smoke run")
+                   help="notebook 06's quick mode: the first two values of --layers, --widths and --temperature, "
+                        "and at most 2000 rows")
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
     p.add_argument("--data-root", default=None, help="data folder (default: $NSLVIZ_DATA or the repository's data/)")
     p.add_argument("--threads", type=thread_count, default=d.threads,
@@ -56,7 +57,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..training.rundir import claimed_run_dir, write_run
-    from ..experiments.regression_table import RegressionCVConfig, cross_validate_regression
+    from ..experiments.regression_table import RegressionCVConfig, cross_validate_regression, quick_config
 
     config = RegressionCVConfig(dataset=args.dataset, folds=args.folds, seed=args.seed, entries=args.entries,
                                 temperatures=tuple(args.temperature), neighbors=tuple(args.neighbors),
@@ -65,8 +66,7 @@ def run(args) -> int:
                                 max_rows=args.max_rows, device=args.device, data_root=args.data_root,
                                 threads=args.threads, progress=args.progress)
     if args.quick:
-        config = dataclasses.replace(config, layers=(2, 3), widths=(32, 64),
-                                     max_rows=min(args.max_rows or 2000, 2000))
+        config = quick_config(config)
     with claimed_run_dir(args.run_dir, overwrite=args.overwrite):            # before the work, not after
         result = cross_validate_regression(config)
         s = result.summary()

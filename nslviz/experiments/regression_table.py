@@ -35,6 +35,9 @@ class RegressionCVConfig:
       layers x widths x weight_decays   the vanilla MLP (MN then uses the chosen layers x width)
       temperatures x weight_decays      MN's T and weight decay (the paper chose T = 0.1 and the weight
                                         decay "based on the validation performance")
+    `weight_decays` is (0.0,) by default, a grid of one: the paper chooses a weight decay per dataset
+    but gives no grid, and each value multiplies the search's fits; pass e.g. (0.0, 1e-4, 1e-3)
+    (CLI --weight-decay 0 1e-4 1e-3) to search one.
     `threads` 1: these networks are small; one intra-op thread is as fast on an idle CPU and far
     faster on a shared one (torch's own setting is restored afterwards).
     `layers` counts Linear layers (2 = one hidden layer). `entries` None: S = 1000 (Appendix B) for
@@ -132,6 +135,8 @@ class RegressionCVResult:
             out[f"{method}_mse_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         out["mn_vs_mlp_pvalue"] = self.ttests["mn_vs_mlp"]["pvalue"]
         out["mn_vs_knn_pvalue"] = self.ttests["mn_vs_knn"]["pvalue"]
+        out["mn_minus_mlp_mse"] = self.ttests["mn_vs_mlp"]["mean_difference"]   # < 0: MN lower, fold for fold
+        out["mn_minus_knn_mse"] = self.ttests["mn_vs_knn"]["mean_difference"]
         out["chosen"] = [{k: row[k] for k in ("k", "layers", "width", "mlp_weight_decay", "temperature",
                                              "mn_weight_decay")} for row in self.folds]
         paper = MN_TABLE2.get(self.dataset)
@@ -152,6 +157,17 @@ def _paired_ttest(a: np.ndarray, b: np.ndarray) -> dict:
 
 def _mse(predictions: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean((predictions.reshape(targets.shape) - targets) ** 2))
+
+
+QUICK_ROWS = 2000
+
+
+def quick_config(config: RegressionCVConfig) -> RegressionCVConfig:
+    """Quick mode (notebook 06, `regress --quick`): the same protocol on the first two values of the
+    layers, widths and temperatures grids, and at most 2000 rows of the table."""
+    return dataclasses.replace(config, layers=config.layers[:2], widths=config.widths[:2],
+                               temperatures=config.temperatures[:2],
+                               max_rows=min(config.max_rows or QUICK_ROWS, QUICK_ROWS))
 
 
 def cross_validate_regression(config: RegressionCVConfig | None = None, *, data=None,
