@@ -398,6 +398,16 @@ def test_pacs_all_domains_paper_protocol_and_disjoint_option(tmp_path):
         load_image_dataset("pacs", tmp_path, options={"split": "leaky"})
 
 
+def test_a_half_extracted_pacs_is_refused_naming_the_empty_folders(tmp_path):
+    import shutil
+    write_pacs(tmp_path / "pacs_data", per_group=2)
+    shutil.rmtree(tmp_path / "pacs_data" / "photo" / "dog")
+    for child in (tmp_path / "pacs_data" / "sketch" / "house").iterdir():
+        child.unlink()
+    with pytest.raises(FileNotFoundError, match=r"(?s)PACS images in 2 of the 28 domain/class folders not found.*photo/dog.*sketch/house"):
+        load_image_dataset("pacs", tmp_path)
+
+
 def test_pacs_kfold_layout_uses_the_official_lists(tmp_path):
     base = tmp_path / "PACS"
     relative = write_pacs(base / "kfold", per_group=3)
@@ -584,8 +594,37 @@ def test_out_of_range_labels_are_refused_where_they_are_read(tmp_path):
             save_png(folder / f"mnist_m_{part}" / f"{i}.png", solid(i % 10, 28))
             lines.append(f"{i}.png {12 if (part, i) == ('test', 2) else i % 10}")
         (folder / f"mnist_m_{part}_labels.txt").write_text("\n".join(lines))
-    with pytest.raises(ValueError, match=r"mnist-m: the test labels .* range over \[0, 12\], expected 0..9"):
+    with pytest.raises(ValueError, match=r"mnist-m: cannot read .*mnist_m_test_labels.txt .*line 3 is '2.png 12'; "
+                                         r"expected '<file> <digit 0-9>'.*How to get it"):
         load_image_dataset("mnist-m", tmp_path, val_size=2)
+    (folder / "mnist_m_test_labels.txt").write_text("0.png 0\n1.png,1\n")   # a malformed line is not skipped
+    with pytest.raises(ValueError, match=r"line 2 is '1.png,1'"):
+        load_image_dataset("mnist-m", tmp_path, val_size=2)
+
+
+def test_svhn_and_cifar_refuse_foreign_labels_and_arrays_naming_the_file(tmp_path):
+    from scipy.io import savemat
+    svhn = tmp_path / "svhn"
+    svhn.mkdir()
+    x = np.zeros((32, 32, 3, 4), np.uint8)
+    savemat(svhn / "test_32x32.mat", {"X": x, "y": np.array([[1], [2], [10], [3]])})
+    savemat(svhn / "train_32x32.mat", {"X": x, "y": np.array([[1], [11], [10], [3]])})
+    with pytest.raises(ValueError, match=r"svhn: cannot read .*train_32x32.mat .*digits 1..10 .*got 1 to 11"):
+        load_image_dataset("svhn", tmp_path, val_size=1)
+    savemat(svhn / "train_32x32.mat", {"X": x.astype(np.float64) + 0.5, "y": np.array([[1], [2], [10], [3]])})
+    with pytest.raises(ValueError, match=r"svhn: cannot read .*train_32x32.mat .*'X' must be uint8"):
+        load_image_dataset("svhn", tmp_path, val_size=1)
+    cifar = tmp_path / "cifar-10-batches-py"
+    cifar.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = [0, 1] if name != "data_batch_3" else [0, 1, 2]               # one label too many
+        (cifar / name).write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": labels}))
+    with pytest.raises(ValueError, match=r"cifar10: cannot read .*data_batch_3 .*3 labels for 2 images"):
+        load_image_dataset("cifar10", tmp_path, val_size=1)
+    (cifar / "data_batch_3").write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]}))
+    (cifar / "batches.meta").write_bytes(pickle.dumps({"names": ["a"]}))
+    with pytest.raises(ValueError, match=r"cifar10: .*batches.meta lacks the entries \['label_names'\]"):
+        load_image_dataset("cifar10", tmp_path, val_size=1)
 
 
 @pytest.mark.parametrize("name, options, message", [

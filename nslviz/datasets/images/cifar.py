@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from .registry import ImageDataset, ImageSplit, _register, _Request
-from .utils import (_assemble, _find_folder, _folder_dataset, _image_files, _labels, _missing, _ordered, _read_pickle,
-                    _split_last)
+from .utils import (_assemble, _checked_labels, _find_folder, _folder_dataset, _image_files, _labels, _missing,
+                    _ordered, _read_pickle, _reading, _split_last)
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -29,12 +29,16 @@ def _load_cifar10(request: _Request) -> ImageDataset:
                           batches + ["test_batch"], "the CIFAR-10 python batches")
 
     def read(names):
-        parts = [_read_pickle(request, folder / name, ("data", "labels")) for name in names]
-        images = np.concatenate([np.asarray(p["data"], dtype=np.uint8) for p in parts]).reshape(-1, 3, 32, 32)
-        return ImageSplit(torch.from_numpy(images), _labels(np.concatenate([p["labels"] for p in parts])))
+        images, labels = [], []
+        for name in names:
+            part = _read_pickle(request, folder / name, ("data", "labels"))
+            with _reading(request, folder / name):                  # a foreign shape or label names the file
+                images.append(np.asarray(part["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                labels.append(_checked_labels(part["labels"], len(images[-1]), 10))
+        return ImageSplit(torch.from_numpy(np.concatenate(images)), torch.cat(labels))
 
     meta = folder / "batches.meta"
-    names = _read_pickle(request, meta)["label_names"] if meta.exists() else CIFAR10_CLASSES
+    names = _read_pickle(request, meta, ("label_names",))["label_names"] if meta.exists() else CIFAR10_CLASSES
     train, val = _split_last(request, read(batches), 5000 if request.val_size is None else request.val_size)
     return _assemble(request, train, val, read(["test_batch"]), class_names=names, native_size=32,
                      split_notes="train = first 45k of the training batches, val = last 5k, test = test_batch")
@@ -53,8 +57,10 @@ def _load_cifar100(request: _Request) -> ImageDataset:
 
     def read(name):
         part = _read_pickle(request, folder / name, ("data", "fine_labels", "coarse_labels"))
-        images = np.asarray(part["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        fine, coarse = _labels(part["fine_labels"]), _labels(part["coarse_labels"])
+        with _reading(request, folder / name):                      # a foreign shape or label names the file
+            images = np.asarray(part["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            fine = _checked_labels(part["fine_labels"], len(images), 100, "fine_labels")
+            coarse = _checked_labels(part["coarse_labels"], len(images), 20, "coarse_labels")
         labels = coarse if request.label_kind == "coarse" else fine
         return ImageSplit(torch.from_numpy(images), labels.clone(), {"coarse_labels": coarse, "fine_labels": fine})
 

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from .registry import ImageDataset, ImageSplit, _register, _Request
-from .utils import _assemble, _check_held_out, _find_folder, _folder_dataset, _labels, _missing, _reading, _split_last
+from .utils import (_assemble, _check_held_out, _checked_labels, _find_folder, _folder_dataset, _labels, _missing,
+                    _reading, _split_last)
 
 DIGIT_NAMES = [str(d) for d in range(10)]
 
@@ -68,12 +69,16 @@ def _load_svhn(request: _Request) -> ImageDataset:
                           ["train_32x32.mat", "test_32x32.mat"], "the SVHN .mat files")
 
     def split(name):
-        with _reading(request, folder / name):
+        with _reading(request, folder / name):                      # a foreign array or label names the file
             stored = loadmat(folder / name)
-            stored["X"], stored["y"]
-        images = np.ascontiguousarray(np.transpose(stored["X"], (3, 2, 0, 1)))        # (N, 3, H, W)
-        labels = np.asarray(stored["y"], dtype=np.int64).reshape(-1) % 10                # 10 means digit 0
-        return ImageSplit(torch.from_numpy(images.astype(np.uint8, copy=False)), _labels(labels))
+            x, y = stored["X"], np.asarray(stored["y"]).reshape(-1)
+            if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
+                raise ValueError(f"'X' must be uint8 images of shape (32, 32, 3, N), got {x.dtype} {x.shape}")
+            if y.size and (not np.issubdtype(y.dtype, np.number) or y.min() < 1 or y.max() > 10):
+                raise ValueError(f"'y' must hold the digits 1..10 (10 for the digit 0), got {y.min()} to {y.max()}")
+            labels = _checked_labels(y.astype(np.int64) % 10, x.shape[3], 10, "'y' labels")   # 10 means digit 0
+        images = np.ascontiguousarray(np.transpose(x, (3, 2, 0, 1)))                   # (N, 3, H, W)
+        return ImageSplit(torch.from_numpy(images), labels)
 
     train, val = _split_last(request, split("train_32x32.mat"), 5000 if request.val_size is None else request.val_size)
     return _assemble(request, train, val, split("test_32x32.mat"), class_names=DIGIT_NAMES, native_size=32,
@@ -97,11 +102,13 @@ def _load_mnist_m(request: _Request) -> ImageDataset:
     for part in ("train", "test"):
         start, labels = len(files), []
         listing = folder / f"mnist_m_{part}_labels.txt"
-        with _reading(request, listing):
-            for line in listing.read_text().splitlines():
+        with _reading(request, listing):                            # a malformed line names the file
+            for number, line in enumerate(listing.read_text().splitlines(), 1):
                 fields = line.split()
-                if len(fields) != 2:
+                if not fields:
                     continue
+                if len(fields) != 2 or not fields[1].isdigit() or int(fields[1]) > 9:
+                    raise ValueError(f"line {number} is {line!r}; expected '<file> <digit 0-9>'")
                 labels.append(int(fields[1]))
                 files.append(folder / f"mnist_m_{part}" / fields[0])
         missing = [path for path in files[start:] if not path.exists()]

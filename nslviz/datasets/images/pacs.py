@@ -35,16 +35,18 @@ def _load_pacs(request: _Request) -> ImageDataset:
     candidates = [request.root / "pacs_data", request.root / "pacs" / "pacs_data", request.root / "PACS" / "pacs_data",
                   request.root / "PACS" / "kfold", request.root / "pacs" / "kfold", request.root / "kfold"]
     folder = _find_folder(request, candidates, PACS_DOMAINS, "the PACS domain folders")
-    files, classes, domains = [], [], []
+    files, classes, domains, empty = [], [], [], []
     for domain_label, domain in enumerate(PACS_DOMAINS):
         for class_label, name in enumerate(PACS_CLASSES):
             class_dir = folder / domain / name
             found = _image_files(class_dir) if class_dir.is_dir() else []
+            empty += [] if found else [class_dir]
             files += found
             classes += [class_label] * len(found)
             domains += [domain_label] * len(found)
-    if not files:
-        raise _missing(request, [folder / PACS_DOMAINS[0] / PACS_CLASSES[0]], "PACS images")
+    if empty:                      # a half-extracted archive: refuse it rather than train on part of PACS
+        raise _missing(request, empty, f"PACS images in {len(empty)} of the {len(PACS_DOMAINS) * len(PACS_CLASSES)} "
+                                       f"domain/class folders")
     classes, domains = _labels(classes), _labels(domains)
     group = domains * len(PACS_CLASSES) + classes                                     # (domain, class) strata
     everything = torch.arange(len(files))

@@ -172,6 +172,17 @@ def _labels(values) -> torch.Tensor:
     return torch.as_tensor(np.asarray(values, dtype=np.int64))
 
 
+def _checked_labels(values, count: int, classes: int, what: str = "labels") -> torch.Tensor:
+    """`_labels`, refused (a ValueError, which `_reading` turns into one naming the file) unless there
+    are `count` of them, all in 0..classes-1."""
+    labels = np.asarray(values).reshape(-1)
+    if labels.size != count:
+        raise ValueError(f"{labels.size} {what} for {count} images")
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"{what} must be integers in 0..{classes - 1}, got values from {labels.min()} to {labels.max()}")
+    return _labels(labels)
+
+
 # ----------------------------------------------------------------------------------------------
 # downloads (torchvision's downloaders: CIFAR, MNIST, SVHN)
 
