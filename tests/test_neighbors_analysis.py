@@ -168,9 +168,10 @@ def test_subcategory_report_uses_attention_for_mn_and_features_for_vanilla():
 def test_embed_shapes_determinism_and_errors():
     rng = np.random.default_rng(0)
     keys, features = rng.normal(size=(10, 60)), rng.normal(size=(50, 60))
-    key_xy, data_xy = nb.embed(keys, features, "tsne", seed=1, max_iter=250)
+    key_xy, data_xy = nb.embed(keys, features, "tsne", seed=1, max_iter=500)
     assert key_xy.shape == (10, 2) and data_xy.shape == (50, 2) and np.isfinite(data_xy).all()
-    again = nb.embed(keys, features, "tsne", seed=1, max_iter=250)
+    assert np.ptp(data_xy, axis=0).min() > 5        # optimised past the early exaggeration (it stays near ±1)
+    again = nb.embed(keys, features, "tsne", seed=1, max_iter=500)
     assert np.array_equal(again[0], key_xy) and np.array_equal(again[1], data_xy)
     pca = nb.embed(keys, features, "pca")
     assert pca[0].shape == (10, 2) and np.array_equal(nb.embed(keys, features, "pca")[1], pca[1])
@@ -178,8 +179,8 @@ def test_embed_shapes_determinism_and_errors():
         nb.embed(keys, features, "mds")
     with pytest.raises(ValueError, match="keys have 60 dimensions but features have 3"):
         nb.embed(keys, features[:, :3])
-    with pytest.raises(ValueError, match="max_iter must be >= 250"):
-        nb.embed(keys, features, "tsne", max_iter=100)
+    with pytest.raises(ValueError, match="max_iter must be >= 500"):
+        nb.embed(keys, features, "tsne", max_iter=250)                # no iteration after the exaggeration
 
 
 def test_umap_is_imported_lazily_and_seeded(monkeypatch):
@@ -307,6 +308,16 @@ def test_cli_on_a_vanilla_run_explains_what_it_cannot_do(coarse_runs, capsys):
     with pytest.raises(SystemExit):
         main(["neighbors", "--run-dir", str(coarse_runs / "missing")])
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_swapped_runs_and_a_k_beyond_the_splits_are_named(coarse_runs):
+    mn, vanilla = coarse_runs / "mn", coarse_runs / "vanilla"
+    with pytest.raises(ValueError, match="the first run .*'vanilla', without a dictionary; expected the MN run first"):
+        neighbor_runs.analyze_neighbors(vanilla, mn, k=3)
+    with pytest.raises(ValueError, match="the run given as vanilla, .*'mn', with a dictionary"):
+        neighbor_runs.analyze_neighbors(mn, mn, k=3)
+    with pytest.raises(ValueError, match=r"k=65 is more than the 64 test images .* or the 128 training images"):
+        neighbor_runs.analyze_neighbors(mn, vanilla, k=65)
 
 
 def test_retrieval_refuses_nan_features_and_votes_on_any_integer_labels():

@@ -28,8 +28,9 @@ attention vectors); k = 5 for the kNN classifier (the paper gives no k; 5 is its
 scikit-learn's default); majority vote with ties to the smallest label (as scikit-learn's
 KNeighborsClassifier); features and keys L2-normalised (and reduced to 50 dimensions by PCA when
 wider) before t-SNE/UMAP, since only their directions matter to a cosine similarity.
-Everything is vectorised: similarities are matrix products in chunks of queries, votes are one-hot
-sums; the only Python loops are over batches of images and chunks of queries.
+Everything is vectorised: similarities are matrix products in chunks of queries, a vote compares the
+k labels of each query pairwise (k × k, whatever the number of classes); the only Python loops are
+over batches of images and chunks of queries.
 """
 from __future__ import annotations
 
@@ -387,10 +388,15 @@ def subcategory_report(train: SplitFeatures, test: SplitFeatures, k: int = DEFAU
 # 2-D maps (Fig. 5)
 
 
+TSNE_MIN_ITERATIONS = 500     # 250 of early exaggeration (scikit-learn's), then at least 250 that optimise the map
+
+
 def embed(keys, features, method: str = "tsne", seed: int = 0, *, max_iter: int = 1000,
           perplexity: float = 30.0, normalize: bool = True, pca_dims: int | None = 50) -> tuple[np.ndarray, np.ndarray]:
     """2-D coordinates of the keys (S, d) and the data features (N, d), embedded together so they
-    share one map: (keys (S, 2), features (N, 2)). method: "tsne" (scikit-learn, `max_iter` >= 250,
+    share one map: (keys (S, 2), features (N, 2)). method: "tsne" (scikit-learn, `max_iter` >= 500:
+    its first 250 iterations are the early exaggeration phase, so fewer would return a map that was
+    never optimised;
     perplexity capped at (S + N - 1) / 3), "umap" (umap-learn, imported here: its JIT compilation
     costs ~10 s on first use, and its random_state makes it single-threaded) or "pca".
     normalize: L2-normalise rows first (cosine geometry); pca_dims: reduce to this many dimensions
@@ -414,7 +420,7 @@ def embed(keys, features, method: str = "tsne", seed: int = 0, *, max_iter: int 
             points = PCA(n_components=pca_dims, random_state=seed).fit_transform(points)
         if method == "tsne":
             from sklearn.manifold import TSNE
-            check_positive("max_iter", max_iter, integer=True, minimum=250)
+            check_positive("max_iter", max_iter, integer=True, minimum=TSNE_MIN_ITERATIONS)
             coords = TSNE(n_components=2, perplexity=min(float(perplexity), (len(points) - 1) / 3), init="pca",
                           learning_rate="auto", max_iter=max_iter, random_state=seed).fit_transform(points)
         else:

@@ -92,6 +92,14 @@ def analyze_neighbors(run_dir: str | Path, vanilla_run_dir: str | Path | None = 
     check_positive("k", k, integer=True, minimum=1)
     device = resolve_device(device)
     model, config, data, (train, test) = load_run_features(run_dir, device, batch_size)
+    if k > min(len(train), len(test)):           # before any retrieval or the second run's features
+        raise ValueError(f"k={k} is more than the {len(test)} test images the entries retrieve from or the "
+                         f"{len(train)} training images the kNN votes over ({str(run_dir)!r}); expected k <= "
+                         f"{min(len(train), len(test))}")
+    if vanilla_run_dir is not None and not model.is_meta_neighborhoods:
+        raise ValueError(f"the first run {str(run_dir)!r} has method {config.method!r}, without a dictionary; "
+                         f"expected the MN run first (run_dir, CLI --run-dir) and the vanilla run second "
+                         f"(vanilla_run_dir, CLI --vanilla-run-dir)")
     report = NeighborReport(str(run_dir), config.method, config.label_kind, k, data, {config.method: (train, test)})
     if model.is_meta_neighborhoods:
         report.keys = model.head.dictionary.keys.detach()
@@ -102,7 +110,12 @@ def analyze_neighbors(run_dir: str | Path, vanilla_run_dir: str | Path | None = 
         report.notes.append(f"method {config.method!r} has no dictionary: no entry retrieval")
     runs = [(config, train, test, str(run_dir))]
     if vanilla_run_dir is not None:
-        _, vanilla_config, vanilla_data, vanilla_features = load_run_features(vanilla_run_dir, device, batch_size)
+        vanilla_model, vanilla_config, vanilla_data, vanilla_features = load_run_features(vanilla_run_dir, device,
+                                                                                          batch_size)
+        if vanilla_model.is_meta_neighborhoods:
+            raise ValueError(f"the run given as vanilla, {str(vanilla_run_dir)!r}, has method "
+                             f"{vanilla_config.method!r}, with a dictionary; expected a run without one "
+                             f"(vanilla) as vanilla_run_dir (CLI --vanilla-run-dir)")
         if vanilla_data.name != data.name or len(vanilla_data.test) != len(data.test):
             raise ValueError(f"the vanilla run {str(vanilla_run_dir)!r} uses {vanilla_data.name} "
                              f"({len(vanilla_data.test)} test images), the run {str(run_dir)!r} {data.name} "
