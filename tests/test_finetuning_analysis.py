@@ -49,10 +49,19 @@ def test_analyses_need_a_meta_neighborhoods_model(model_and_split, analysis):
         analysis(vanilla, split)
 
 
-def test_dictionary_state_needs_at_least_one_image(model_and_split):
+@pytest.mark.parametrize("analysis", [finetuning_effect, dictionary_state])
+def test_analyses_check_their_input_and_give_the_model_back_in_its_mode(model_and_split, analysis):
     model, split = model_and_split
-    with pytest.raises(ValueError, match="at least one image, got an empty one"):
-        dictionary_state(model, ImageSplit(split.images[:0], split.labels[:0]))
+    with pytest.raises(ValueError, match=f"{analysis.__name__} needs a split with at least one image, got an empty one"):
+        analysis(model, ImageSplit(split.images[:0], split.labels[:0]))
+    with pytest.raises(ValueError, match="batch_size must be > 0, got 0"):
+        analysis(model, split, batch_size=0)
+    model.train()
+    analysis(model, split, batch_size=4)
+    assert model.training                                                  # evaluated in eval mode, then restored
+    model.eval()
+    analysis(model, split, batch_size=4)
+    assert not model.training
 
 
 def test_dictionary_state_is_computed_over_every_image_in_batches(model_and_split):

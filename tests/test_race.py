@@ -5,6 +5,8 @@ import dataclasses
 import json
 import math
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -132,6 +134,26 @@ def small_race(tmp_path_factory):
     root = tmp_path_factory.mktemp("race-root")
     return root, run_race(["digits"], ["joint", "warmup", "vanilla", "vanilla_warmup"], [0, 1], iterations=6,
                           warmup=3, root=root, progress=False)
+
+
+def test_run_race_refuses_empty_lists_and_a_warmup_that_leaves_no_training():
+    for arguments, message in ((dict(seeds=[]), "at least one of its seeds"), (dict(arms=[]), "at least one of its arms"),
+                               (dict(datasets=[]), "at least one of its datasets"),
+                               (dict(arms=["vanilla_warmup"], warmup=0), "warmup must be between 1 and iterations - 1 = 5"),
+                               (dict(arms=["warmup"], warmup=6), "warmup must be between 1 .* got 6")):
+        with pytest.raises(ValueError, match=message):
+            run_race(**{"datasets": ["digits"], "arms": ["joint"], "seeds": [0], "iterations": 6, **arguments},
+                     root="/nonexistent/never-written", progress=False)
+
+
+def test_the_race_reads_a_copied_root_from_where_it_is_now(small_race, tmp_path):
+    import shutil
+    root, results = small_race
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    again = run_race(["digits"], ["joint"], [0, 0, 1], iterations=6, warmup=3, root=copy, progress=False)
+    assert [Path(s["run_dir"]) for s in again["digits"]["joint"]] == [copy / "digits" / f"seed{k}" / "joint" for k in (0, 1)]
+    assert race_traces(again["digits"]["joint"]) == race_traces(results["digits"]["joint"])   # same runs, read here
 
 
 @pytest.mark.slow

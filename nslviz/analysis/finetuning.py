@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_positive
 from ..datasets.augment import to_float
 from ..neighborhoods import attended_values, attention_entropy
 
@@ -41,12 +42,20 @@ def _check_meta_neighborhoods(model, what: str) -> None:
                          f"got method {getattr(model, 'method', type(model).__name__)!r}")
 
 
-def _detailed_batches(model, split, batch_size: int, device):
-    """(labels, details) for consecutive batches of `split` (an ImageSplit), the model in eval mode."""
+def _detailed_batches(model, split, batch_size: int, device, what: str):
+    """(labels, details) for consecutive batches of `split` (an ImageSplit, not empty), the model on
+    `device` in eval mode while they are drawn; its training mode is restored afterwards."""
+    check_positive("batch_size", batch_size, integer=True)
+    if len(split.labels) == 0:
+        raise ValueError(f"{what} needs a split with at least one image, got an empty one")
+    was_training = model.training
     model = model.to(device).eval()
-    for start in range(0, len(split.labels), batch_size):
-        images = to_float(split.images[start:start + batch_size].to(device))
-        yield split.labels[start:start + batch_size].to(device), model(images, return_details=True)
+    try:
+        for start in range(0, len(split.labels), batch_size):
+            images = to_float(split.images[start:start + batch_size].to(device))
+            yield split.labels[start:start + batch_size].to(device), model(images, return_details=True)
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -55,7 +64,7 @@ def finetuning_effect(model, split, batch_size: int = 256, device: str | torch.d
     `model` is an ImageClassifier with a MetaNeighborhoodsHead."""
     _check_meta_neighborhoods(model, "finetuning_effect")
     parts = {"before": [], "after": [], "correct_before": [], "correct_after": []}
-    for labels, details in _detailed_batches(model, split, batch_size, device):
+    for labels, details in _detailed_batches(model, split, batch_size, device, "finetuning_effect"):
         z = F.normalize(details["features"], dim=-1)                                  # (B, d)
         prototypes = F.normalize(model.head.weight, dim=-1)[labels]                    # (B, d)
         adapted = F.normalize(details["weight"], dim=-1)                               # (B, C, d)
@@ -92,11 +101,9 @@ def dictionary_state(model, split, batch_size: int = 256, device: str | torch.de
     acc_before_finetune, acc  accuracy of the classifier φ, and after finetuning
     """
     _check_meta_neighborhoods(model, "dictionary_state")
-    if len(split.labels) == 0:
-        raise ValueError("dictionary_state needs a split with at least one image, got an empty one")
     values = model.head.dictionary.values.to(device).float()                          # (S, C)
     totals = 0.0
-    for labels, details in _detailed_batches(model, split, batch_size, device):
+    for labels, details in _detailed_batches(model, split, batch_size, device, "dictionary_state"):
         attention, logits, base = details["attention"].float(), details["logits"].float(), details["base_logits"].float()
         predicted, predicted_before = logits.argmax(1), base.argmax(1)
         totals = totals + torch.stack([                       # sums over the batch, in DICTIONARY_STATE_MEANS' order

@@ -80,17 +80,26 @@ def run_race(datasets=RACE_DATASETS, arms=ARMS, seeds=range(5), *, iterations: i
     a finished run is read back, a cut one resumed (compare_runs). Returns
     {dataset: {arm: [summary of each seed, in `seeds` order]}}."""
     root = Path(root) if root is not None else runs_root() / "mn-race"
-    seeds, arms, datasets = list(seeds), list(dict.fromkeys(arms)), list(dict.fromkeys(datasets))
+    seeds, arms, datasets = (list(dict.fromkeys(values)) for values in (seeds, arms, datasets))
+    for name, values in (("seeds", seeds), ("arms", arms), ("datasets", datasets)):
+        if not values:
+            raise ValueError(f"the race needs at least one of its {name}, got none")
     for arm in arms:
         check_choice("race arm", arm, ARMS)
+    check_positive("iterations", iterations, integer=True, minimum=1)
+    overrides = [MN_ARMS[arm][0] if arm in MN_ARMS else VANILLA_ARMS[arm] for arm in arms]
+    if any("warmup" in changes.values() for changes in overrides) and not 0 < warmup < iterations:
+        raise ValueError(f"warmup must be between 1 and iterations - 1 = {iterations - 1} (the backbone trains "
+                         f"after it), got {warmup}")
     results = {dataset: {arm: [] for arm in arms} for dataset in datasets}
     jobs = [(dataset, seed) for dataset in datasets for seed in seeds]
     for dataset, seed in tqdm(jobs, desc="race: dataset x seed", disable=not progress):
         base = race_config(dataset, iterations=iterations, seed=seed)
         configs = {arm: arm_config(base, arm, warmup=warmup) for arm in arms}
-        summaries = compare_runs(configs, root / dataset / f"seed{seed}", progress=progress)
-        for arm in arms:
-            results[dataset][arm].append(summaries[arm])
+        group = root / dataset / f"seed{seed}"
+        summaries = compare_runs(configs, group, progress=progress)
+        for arm in arms:        # the folder it is in now (a summary records where it was written)
+            results[dataset][arm].append({**summaries[arm], "run_dir": str(group / arm)})
     return results
 
 
