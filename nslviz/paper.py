@@ -49,8 +49,8 @@ NSL_TABLE5: dict[str, tuple[float, float, str]] = {
 # nslviz.experiments.compare.NSL_TABLES; (J) = joint learning of the kernel shape D and R.
 NSL_TABLES_1_3: dict[str, dict[str, float]] = {
     "1": {"cnn": 7.78, "dynamic_dns_cnn_predictor": 7.04, "dynamic_dns": 6.85},
-    "2": {"static_dns": 7.15, "static_dns_joint": 6.92, "dynamic_dns": 6.85, "dynamic_dns_joint": 6.64},
-    "3": {"dynamic_dns_shared": 7.20, "dynamic_dns": 6.85},
+    "2": {"cnn": 7.78, "static_dns": 7.15, "static_dns_joint": 6.92, "dynamic_dns": 6.85, "dynamic_dns_joint": 6.64},
+    "3": {"cnn": 7.78, "dynamic_dns_shared": 7.20, "dynamic_dns": 6.85},
 }
 
 # NSL Table 8: CIFAR-10 accuracy (%) with mild augmentation (flips), widths 128/192/256.

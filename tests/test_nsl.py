@@ -452,6 +452,36 @@ def test_unsupported_kernel_size(kernel_size, mode):
         make_conv(mode, 3, 4, kernel_size=kernel_size)
 
 
+def test_options_and_functional_inputs_are_checked():
+    x, weight = torch.randn(2, 3, 5, 5), torch.randn(4, 3, 3, 3)
+    for similarity in (torch.randn(2, 9, 4, 4), torch.randn(2, 9, 6, 6)):        # the output is 5×5 at padding 1
+        with pytest.raises(ValueError, match="the convolution's output H'×W' = 5×5; got"):
+            dynamic_similarity_conv2d(x, weight, similarity)
+    good = torch.randn(2, 9, 5, 5)
+    for kwargs, message in ((dict(stride=0), "stride must be >= 1"), (dict(padding=-1), "padding must be >= 0")):
+        with pytest.raises(ValueError, match=message):
+            dynamic_similarity_conv2d(x, weight, good, **kwargs)
+    for bad_x, bad_w in ((x[0], weight), (x, torch.randn(4, 2, 3, 3)), (x, torch.randn(4, 3, 3, 2))):
+        with pytest.raises(ValueError, match="expected x \\(B, C, H, W\\) and a square weight"):
+            dynamic_similarity_conv2d(bad_x, bad_w, good)
+    with pytest.raises(ValueError, match="kernel_shape must be True or False"):
+        NSConv2d(3, 4, mode="static_dns", kernel_shape="no")
+    with pytest.raises(ValueError, match="unknown similarity predictor 'bogus'"):
+        NSConv2d(3, 4, mode="static_dns", predictor="bogus")                  # named even where unused
+    with pytest.raises(ValueError, match="shape_init must be above shape_threshold.*output 0"):
+        NSConv2d(3, 4, mode="static_dns", kernel_shape=True, shape_init=0.2)
+    from nslviz.nsl.predictor import SharedSimilarityPredictor
+    with pytest.raises(ValueError, match="predictor_hidden must be > 0, got 0"):
+        SharedSimilarityPredictor(True, hidden=0)
+    from nslviz.nsl.sphere import sphere_conv2d
+    with pytest.raises(ValueError, match="unknown SphereConv normalization 'bogus'"):
+        sphere_conv2d(x, weight, normalize="bogus")
+    with pytest.raises(ValueError, match="normalize='none' is the plain convolution"):
+        sphere_conv2d(x, weight, normalize="none", angle="linear")
+    with pytest.raises(ValueError, match="cosine must be True or False"):
+        GlobalSimilarityAttention(8, cosine="no")
+
+
 def test_bad_input_errors():
     with pytest.raises(ValueError, match="unknown nsl mode 'dynamic_xyz'"):
         make_conv("dynamic_xyz", 3, 4)

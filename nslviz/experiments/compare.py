@@ -149,8 +149,8 @@ NSL_GLOBAL_VARIANTS: dict[str, tuple[str, dict]] = {                            
 }
 NSL_TABLES: dict[str, tuple[str, ...]] = {
     "1": ("cnn", "dynamic_dns_cnn_predictor", "dynamic_dns"),
-    "2": ("static_dns", "static_dns_joint", "dynamic_dns", "dynamic_dns_joint"),
-    "3": ("dynamic_dns_shared", "dynamic_dns"),
+    "2": ("cnn", "static_dns", "static_dns_joint", "dynamic_dns", "dynamic_dns_joint"),
+    "3": ("cnn", "dynamic_dns_shared", "dynamic_dns"),
     "4": tuple(NSL_VARIANTS),
     "8": tuple(NSL_GLOBAL_VARIANTS),
 }

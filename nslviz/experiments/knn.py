@@ -118,7 +118,7 @@ class KnnToyConfig:
 
     def quick(self) -> "KnnToyConfig":
         """The notebook's quick mode: three temperatures (the smallest, where MN drifts towards 1-NN,
-        included) and a shorter MLP training; MN's fits are the full run's."""
+        included) and a shorter training of both networks (the MLP and MN: at most 120 epochs)."""
         return dataclasses.replace(self, temperatures=(0.003, 0.1, 1.0), max_epochs=120, patience=20)
 
 

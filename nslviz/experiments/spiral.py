@@ -1,5 +1,6 @@
 """The spiral toy of MN sec. 4.1 (Fig. 3): a linear classifier finetuned per input on 100 induced
-neighbors becomes a non-linear classifier, and the neighbors gather at the class boundary.
+neighbors becomes a non-linear classifier; the neighbors settle on the spiral arms of their own labels
+(the paper reads its figure as them gathering at the class boundary; notebook 01 measures which).
 
 `run_spiral(SpiralConfig(...))` trains the MN model and, with the same data, optimiser and steps,
 a plain linear classifier; it records the keys (for the trajectories), the decision surface on a
@@ -130,9 +131,9 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: SpiralCon
 
 def _linear_baseline(config: SpiralConfig, x_train: torch.Tensor, y_train: torch.Tensor) -> nn.Linear:
     """The plain logistic regression f(x) = wᵀx + b, trained like the MN model (same data, optimiser,
-    steps and batches). It draws from a generator of its own, seeded alike, so it is the same model
-    whatever T and S the MN model has (the dictionary's initial keys, S × 2 draws, would otherwise
-    shift its batches with S); it is trained once per setting and reused (the notebook's sliders
+    steps and batch size; its batches are drawn alike, not the same ones). It draws from a generator of
+    its own, seeded alike, so it is the same model whatever T and S the MN model has (the dictionary's
+    initial keys, S × 2 draws, would otherwise shift its batches with S); it is trained once per setting and reused (the notebook's sliders
     train many (T, S) pairs)."""
     key = dataclasses.replace(config, entries=1, temperature=1.0, similarity="neg_sq_euclidean", inner_steps=1,
                               inner_step_size=1.0, learn_step_size=True, frames=1, progress=False)

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_positive
+from .._checks import check_flags, check_positive
 from .sphere import SphereConv2d
 
 
@@ -28,6 +28,7 @@ class GlobalSimilarityAttention(nn.Module):
         check_positive("channels", channels, integer=True)
         check_positive("reduction", reduction, integer=True)
         check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
+        check_flags(cosine=cosine)
         inner = max(1, channels // reduction)
         self.channels, self.cosine, self.orthogonality_weight = channels, bool(cosine), float(orthogonality_weight)
         self.query, self.key, self.value = (self._conv(channels, inner), self._conv(channels, inner),

@@ -48,7 +48,7 @@ class SharedSimilarityPredictor(nn.Module):
         check_choice("similarity predictor", kind, PREDICTORS)
         k = _kernel_size(kernel_size)
         self.diagonal, self.channels, self.kind, self.kernel_size = bool(diagonal), channels, kind, k
-        self.hidden = hidden or (64 if diagonal else 128)
+        self.hidden = (64 if diagonal else 128) if hidden is None else hidden     # 0 is an error, not the default
         check_positive("predictor_hidden", self.hidden, integer=True)
         outputs = k * k if diagonal else (k * k) ** 2
         self.hidden_weight = nn.Parameter(torch.randn(self.hidden, channels, k, k) * (0.1 * he_std(channels, k)))

@@ -41,6 +41,15 @@ def _angle_function(cos: torch.Tensor, angle: str, sigmoid_k: float) -> torch.Te
     return scale * torch.tanh((half - theta / sigmoid_k) / 2)     # (1 − e^{a}) / (1 + e^{a}) = tanh(−a/2)
 
 
+def _check_sphere_options(normalize: str, angle: str, sigmoid_k: float) -> None:
+    check_choice("SphereConv normalization", normalize, SPHERE_NORMALIZATIONS)
+    check_choice("SphereConv angle function", angle, ANGLE_FUNCTIONS)
+    check_positive("sigmoid_k", sigmoid_k)
+    if normalize == "none" and angle != "cosine":
+        raise ValueError(f"SphereConv normalize='none' is the plain convolution and has no angle function; "
+                         f"use angle='cosine', got {angle!r}")
+
+
 def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0,
                   normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3) -> torch.Tensor:
     """Hyperspherical convolution: scale · g(θ) with cos θ = wᵀx(p) / (‖w‖ ‖x(p)‖) for the k×k×C
@@ -48,6 +57,7 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, paddin
     wᵀx / ‖x‖ (the official predictor, "only x normalised"); "full": scale = 1 (fully cosine);
     "none": the plain convolution wᵀx (the CNN rows of NSL Table 8; `angle` must be "cosine").
     Norms are √(Σ² + 1e-4) as officially. x (B, C, H, W), weight (F, C, k, k) -> (B, F, H', W')."""
+    _check_sphere_options(normalize, angle, sigmoid_k)
     k = weight.shape[-1]
     raw = F.conv2d(x, weight, stride=stride, padding=padding)                              # (B, F, H', W') wᵀx
     if normalize == "none":
@@ -81,12 +91,7 @@ class SphereConv2d(nn.Module):
         check_positive("kernel_size", kernel_size, integer=True)
         check_positive("stride", stride, integer=True)
         check_positive("padding", padding, integer=True, minimum=0)
-        check_choice("SphereConv normalization", normalize, SPHERE_NORMALIZATIONS)
-        check_choice("SphereConv angle function", angle, ANGLE_FUNCTIONS)
-        check_positive("sigmoid_k", sigmoid_k)
-        if normalize == "none" and angle != "cosine":
-            raise ValueError(f"SphereConv normalize='none' is the plain convolution and has no angle function; "
-                             f"use angle='cosine', got {angle!r}")
+        _check_sphere_options(normalize, angle, sigmoid_k)
         check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
         check_flags(weight_decay=weight_decay)
         self.orthogonality_weight, self.weight_decay = float(orthogonality_weight), weight_decay
