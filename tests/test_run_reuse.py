@@ -127,3 +127,16 @@ def test_a_notebooks_epochs_none_is_the_official_schedule():
     assert (sgd.lr, sgd.weight_decay) == (0.1, 2e-4)                 # None: the optimizer's own values
     with pytest.raises(ValueError, match="epochs None asks for the official schedule, and imagenet64 has none"):
         TrainConfig.from_preset("mn", dataset="imagenet64", epochs=None)   # notebook 04's default set: no silent 5
+
+
+def test_a_setting_asked_as_none_is_compared_unless_the_run_fills_it_in(tmp_path):
+    """None for clip_value means no clipping, for train_limit every image: a stored run with a value there
+    is another experiment. Only the fields a run resolves (entries, batch_size, augment) may be None."""
+    from nslviz.experiments.compare import _changed_settings
+    from nslviz.training.rundir import RunDirectory
+    stored = dataclasses.replace(CONFIG, clip_value=10.0, train_limit=200)
+    run = RunDirectory(tmp_path / "run")
+    run.write_config(stored.resolved("crop").to_dict())
+    changed = _changed_settings(run, dataclasses.replace(stored, clip_value=None, train_limit=None))
+    assert "clip_value: 10.0 -> None" in changed and "train_limit: 200 -> None" in changed
+    assert _changed_settings(run, dataclasses.replace(stored, entries=None, batch_size=None, augment=None)) is None

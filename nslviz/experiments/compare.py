@@ -86,7 +86,8 @@ def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress
         return existing.read_summary()
     if changed and not overwrite and (existing.summary_path.exists() or existing.checkpoint_path.exists()):
         raise ValueError(f"{str(run_dir)!r} holds a {label} run with other settings ({changed}); pass "
-                         f"overwrite=True to replace it, or another group folder (the notebooks' run_dir)")
+                         f"overwrite=True (CLI --overwrite) to replace it, or another group folder (the notebooks' "
+                         f"run_dir, CLI --group-dir)")
     return train(run_config, run_dir, resume=changed is None and existing.checkpoint_path.exists(),
                  overwrite=bool(changed), progress=progress)
 
@@ -209,5 +210,5 @@ def _changed_settings(run: RunDirectory, config: TrainConfig, *, finished: bool 
     stored = TrainConfig.from_dict(stored).to_dict()
     wanted = config.to_dict()
     changed = [f"{k}: {stored[k]!r} -> {v!r}" for k, v in wanted.items()
-               if stored[k] != v and k not in ignored and v is not None]
+               if stored[k] != v and k not in ignored and not (v is None and k in TrainConfig.RESOLVED_FIELDS)]
     return ", ".join(changed) or None

@@ -223,8 +223,12 @@ class TrainConfig:
             overrides = fields
         return cls(**overrides)
 
+    # the fields `resolved` fills in when they are None: a stored run has a value where the request has None
+    RESOLVED_FIELDS = ("entries", "batch_size", "augment")
+
     def resolved(self, dataset_augment: str) -> "TrainConfig":
-        """The config with the dataset-dependent defaults filled in (what a run directory stores)."""
+        """The config with the dataset-dependent defaults filled in (what a run directory stores):
+        RESOLVED_FIELDS."""
         return dataclasses.replace(
             self, entries=self.entries or DEFAULT_ENTRIES.get(self.dataset, 5000),
             batch_size=self.batch_size or DEFAULT_BATCH_SIZE.get(self.dataset, 128),
