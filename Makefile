@@ -76,6 +76,7 @@ bench: setup
 # Every notebook executed in quick mode as a standalone page, with an index of thumbnails and times:
 # site/index.html. `python -m nslviz site --only 01_spiral_toy` rebuilds one page.
 site: setup
+	@$(PY) -c "import playwright" 2>/dev/null || $(EDITABLE_INSTALL) ".[browser]"   # for the thumbnails
 	NSLVIZ_QUICK=1 $(PY) -m nslviz site --out site
 
 # Browser tests (tests/browser, not part of `make test`): JupyterLab runs notebook 01 in a headless
@@ -84,7 +85,8 @@ site: setup
 # apt-get when missing; without it and without apt-get, the target says so and skips.
 test-browser: setup
 	@$(PY) -c "import playwright" 2>/dev/null || $(EDITABLE_INSTALL) ".[browser]"
-	@if [ -z "$$NSLVIZ_CHROMIUM" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+	@if [ -z "$$NSLVIZ_CHROMIUM" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null \
+	    && ! command -v google-chrome >/dev/null && ! command -v google-chrome-stable >/dev/null; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
@@ -92,7 +94,8 @@ test-browser: setup
 	    exit 0; \
 	  fi; \
 	fi; \
-	test -f site/index.html || NSLVIZ_QUICK=1 $(PY) -m nslviz site --out site --only 01_spiral_toy; \
+	site="$${NSLVIZ_SITE:-site}"; grep -qs 'src="thumbnails/' "$$site/index.html" \
+	  || NSLVIZ_QUICK=1 $(PY) -m nslviz site --out "$$site" --only 01_spiral_toy; \
 	NSLVIZ_QUICK=1 $(PY) -m pytest tests/browser
 
 clean:

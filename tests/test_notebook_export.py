@@ -149,3 +149,20 @@ def test_a_cell_past_the_timeout_names_the_rerun(tmp_path):
     assert "ran longer than --cell-timeout 2 s" in message and "no HTML was written" in message
     assert f"python -m nslviz export-notebook {notebook} --out {tmp_path / 'out'} --cell-timeout 4 -p seconds 30" in message
     assert not (tmp_path / "out" / "slow.html").exists()
+
+
+def test_site_refuses_a_bad_out_folder_or_browser_before_running_any_notebook(tmp_path, capsys, monkeypatch):
+    import nslviz.cli.site as site
+
+    def never(*args, **kwargs):
+        raise AssertionError("a notebook ran before the site's settings were checked")
+    monkeypatch.setattr(site, "export_notebook", never)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out, message in (("", "got an empty one"), (str(a_file), "is a file, not a folder")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["site", "--out", out, "--only", "08_nsl_implicit_regularization"])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    monkeypatch.setenv("NSLVIZ_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    with pytest.raises(ValueError, match="NSLVIZ_CHROMIUM=.*is not an executable file"):
+        site.build_site(tmp_path / "site", [site.NOTEBOOKS / "08_nsl_implicit_regularization.ipynb"])

@@ -16,7 +16,7 @@ import re
 import time
 from pathlib import Path
 
-from .common import emit_json, positive_int
+from .common import emit_json, folder_path, positive_int
 from .export_notebook import DEFAULT_CELL_TIMEOUT, export_notebook
 
 NOTEBOOKS = Path("notebooks")
@@ -93,8 +93,9 @@ def build_site(out_dir: str | Path = "site", notebooks: list[Path] | None = None
     the thumbnails, site.json ({name: {title, page, thumbnail, seconds}}) and index.html.
     Returns site.json's content."""
     from .. import browser
-    from ..training.rundir import atomic_write_json, atomic_write_text
+    from ..training.rundir import atomic_write_json, atomic_write_text, check_run_dir_is_usable
 
+    check_run_dir_is_usable(out_dir, "output folder")                  # "" or a file: refused before any run
     out_dir = Path(out_dir)
     notebooks = sorted(NOTEBOOKS.glob("*.ipynb")) if notebooks is None else [Path(p) for p in notebooks]
     if not notebooks:
@@ -102,6 +103,7 @@ def build_site(out_dir: str | Path = "site", notebooks: list[Path] | None = None
     for path in notebooks:
         if not path.is_file():
             raise ValueError(f"notebook {str(path)!r} does not exist; expected one of {NOTEBOOKS}/*.ipynb")
+    reason = browser.missing_browser()          # a bad NSLVIZ_CHROMIUM is named now, not after the notebooks
     (out_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "site.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
@@ -113,7 +115,6 @@ def build_site(out_dir: str | Path = "site", notebooks: list[Path] | None = None
         manifest[path.stem] = {"title": notebook_title(path), "page": f"{path.stem}.html", "seconds": round(seconds, 1)}
         progress(f"{path.name}: {seconds:.0f} s")
         atomic_write_json(manifest_path, manifest)
-    reason = browser.missing_browser()
     if reason:
         progress(f"no thumbnails: {reason}")
     else:
@@ -133,7 +134,7 @@ def build_site(out_dir: str | Path = "site", notebooks: list[Path] | None = None
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("site", help="run every notebook in quick mode and write a folder of standalone pages")
-    p.add_argument("--out", default="site", help="output folder (default: site)")
+    p.add_argument("--out", type=folder_path, default="site", help="output folder (default: site)")
     p.add_argument("--only", nargs="+", default=None, metavar="NOTEBOOK",
                    help="notebook names or paths to (re)build, e.g. 01_spiral_toy (default: all of notebooks/)")
     p.add_argument("--cell-timeout", type=positive_int, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
