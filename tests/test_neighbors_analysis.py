@@ -318,6 +318,9 @@ def test_swapped_runs_and_a_k_beyond_the_splits_are_named(coarse_runs):
         neighbor_runs.analyze_neighbors(mn, mn, k=3)
     with pytest.raises(ValueError, match=r"k=65 is more than the 64 test images .* or the 128 training images"):
         neighbor_runs.analyze_neighbors(mn, vanilla, k=65)
+    report = neighbor_runs.analyze_neighbors(mn, k=3)
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):                # not the default in disguise
+        report.subcategory_retrieval("mn", [0, 1], k=0)
 
 
 def test_retrieval_refuses_nan_features_and_votes_on_any_integer_labels():

@@ -70,8 +70,9 @@ class NeighborReport:
         if method not in self.features:
             raise ValueError(f"no run with method {method!r} in this report; expected one of {sorted(self.features)}")
         train, test = self.features[method]
-        return subcategory_retrieval(train, test, query_rows, "attention" if train.attention is not None else "features",
-                                     k or self.k)
+        k = self.k if k is None else k
+        check_positive("k", k, integer=True, minimum=1)
+        return subcategory_retrieval(train, test, query_rows, "attention" if train.attention is not None else "features", k)
 
     def summary(self) -> dict:
         result = {"run_dir": self.run_dir, "method": self.method, "label_kind": self.label_kind, "k": self.k,
