@@ -166,3 +166,23 @@ def test_site_refuses_a_bad_out_folder_or_browser_before_running_any_notebook(tm
     monkeypatch.setenv("NSLVIZ_CHROMIUM", str(tmp_path / "no-such-chromium"))
     with pytest.raises(ValueError, match="NSLVIZ_CHROMIUM=.*is not an executable file"):
         site.build_site(tmp_path / "site", [site.NOTEBOOKS / "08_nsl_implicit_regularization.ipynb"])
+
+
+def test_a_dead_kernel_and_a_site_timeout_name_what_to_do(tmp_path, monkeypatch):
+    from nslviz.cli.export_notebook import NotebookFailed, export_notebook
+    import nslviz.cli.site as site
+
+    notebook = tmp_path / "dies.ipynb"
+    cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("import os\nos._exit(1)")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), notebook)
+    with pytest.raises(NotebookFailed, match="the kernel running dies.ipynb died .*out of memory.*as far as it ran"):
+        export_notebook(notebook, tmp_path / "out")
+
+    def slow(path, *args, **kwargs):
+        raise TimeoutError("cell timeout")
+    monkeypatch.setattr(site, "export_notebook", slow)
+    pages = [site.NOTEBOOKS / f"{name}.ipynb" for name in ("01_spiral_toy", "08_nsl_implicit_regularization")]
+    with pytest.raises(TimeoutError, match=r"rerun `python -m nslviz site --out .* --only 01_spiral_toy "
+                                           r"08_nsl_implicit_regularization --cell-timeout 20`"):
+        site.build_site(tmp_path / "site", pages, cell_timeout=10)

@@ -51,6 +51,11 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
     except papermill.PapermillExecutionError as error:        # the notebook's own error, not 40 lines of frames
         raise NotebookFailed(f"{notebook.name} stopped in cell In [{error.exec_count}] with {error.ename}: "
                              f"{error.evalue}; the notebook as far as it ran is {str(executed.resolve())!r}") from None
+    except RuntimeError as error:       # nbclient's DeadKernelError: the kernel process ended (out of memory?)
+        if type(error).__name__ != "DeadKernelError":
+            raise
+        raise NotebookFailed(f"the kernel running {notebook.name} died ({error}; out of memory is the usual cause); "
+                             f"the notebook as far as it ran is {str(executed.resolve())!r}") from None
     except TimeoutError as error:       # nbclient's CellTimeoutError
         rerun = " ".join(["python -m nslviz export-notebook", shlex.quote(str(notebook)), "--out",
                           shlex.quote(str(out_dir)), "--cell-timeout", str(2 * cell_timeout),

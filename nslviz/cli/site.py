@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -110,7 +111,14 @@ def build_site(out_dir: str | Path = "site", notebooks: list[Path] | None = None
     for path in notebooks:
         progress(f"{path.name}: running in quick mode ...")
         started = time.perf_counter()
-        export_notebook(path, out_dir, {"quick": True}, cell_timeout=cell_timeout)
+        try:
+            export_notebook(path, out_dir, {"quick": True}, cell_timeout=cell_timeout)
+        except TimeoutError as error:       # the rerun that finishes the site, not one page of it
+            left = " ".join(shlex.quote(p.stem) for p in notebooks[notebooks.index(path):])
+            raise TimeoutError(f"a cell of {path.name} ran longer than --cell-timeout {cell_timeout} s. Training "
+                               f"runs that finished are kept and a cut one resumes: rerun `python -m nslviz site "
+                               f"--out {shlex.quote(str(out_dir))} --only {left} --cell-timeout {2 * cell_timeout}`"
+                               ) from error
         seconds = time.perf_counter() - started
         manifest[path.stem] = {"title": notebook_title(path), "page": f"{path.stem}.html", "seconds": round(seconds, 1)}
         progress(f"{path.name}: {seconds:.0f} s")
