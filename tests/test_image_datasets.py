@@ -701,3 +701,12 @@ def test_synthetic_class_is_in_the_spectrum_not_in_the_pixels():
     spectrum = lambda split: torch.fft.fft2(split.images.float().mean(1) / 255).abs().pow(2).flatten(1).log1p()  # noqa: E731
     assert nearest_mean(pixels(data.train), pixels(data.test)) < 0.3
     assert nearest_mean(spectrum(data.train), spectrum(data.test)) > 0.5
+
+
+def test_mnist_refuses_labels_that_do_not_match_naming_the_file(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    for prefix, count in (("train", 4), ("t10k", 2)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", np.zeros((count, 28, 28)), compress=False)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(count if prefix == "t10k" else count - 1), compress=False)
+    with pytest.raises(ValueError, match=r"mnist: cannot read .*train-labels-idx1-ubyte .*3 train labels for 4 images"):
+        load_image_dataset("mnist", tmp_path, val_size=1)

@@ -48,9 +48,12 @@ def _load_mnist(request: _Request) -> ImageDataset:
 
     def split(prefix):
         images, labels = read(f"{prefix}-images-idx3-ubyte"), read(f"{prefix}-labels-idx1-ubyte")
-        if images.ndim != 3 or labels.shape != (images.shape[0],):
-            raise ValueError(f"mnist: {prefix} images {images.shape} and labels {labels.shape} do not match")
-        return ImageSplit(torch.from_numpy(images.copy()).unsqueeze(1), _labels(labels))
+        label_file = folder / f"{prefix}-labels-idx1-ubyte"
+        with _reading(request, label_file if label_file.exists() else label_file.with_name(label_file.name + ".gz")):
+            if images.ndim != 3:                                  # the message names the file and how to get it
+                raise ValueError(f"the {prefix} images are {images.shape}, expected (N, 28, 28)")
+            checked = _checked_labels(labels, images.shape[0], 10, f"{prefix} labels")
+        return ImageSplit(torch.from_numpy(images.copy()).unsqueeze(1), checked)
 
     train, val = _split_last(request, split("train"), 5000 if request.val_size is None else request.val_size)
     return _assemble(request, train, val, split("t10k"), class_names=DIGIT_NAMES, native_size=32,
