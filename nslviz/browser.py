@@ -47,12 +47,14 @@ def chromium_path() -> str | None:
 
 
 def missing_browser() -> str | None:
-    """Why no browser can be driven here (a sentence naming the install step), or None when one can."""
+    """Why no browser can be driven here (a sentence naming the install step), or None when one can.
+    A bad NSLVIZ_CHROMIUM is an error (chromium_path), whether or not playwright is installed."""
+    path = chromium_path()
     try:
         import playwright  # noqa: F401
     except ImportError:
         return "the Python package playwright is not installed: pip install -e \".[browser]\""
-    if chromium_path() is None:
+    if path is None:
         return ("no Chromium binary on PATH (looked for " + ", ".join(CHROMIUM_NAMES)
                 + "): apt-get install chromium, or set NSLVIZ_CHROMIUM")
     return None

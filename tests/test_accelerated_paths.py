@@ -63,9 +63,11 @@ def test_trainer_runs_bf16_and_channels_last_on_cpu_and_a_killed_run_resumes_in_
     interrupt_at(TrainConfig(**TINY, amp="bf16", channels_last=True), tmp_path / "cut", 3)   # checkpoint at 2
     # the precision changes the numbers: a bf16 run is not silently continued in float32 ...
     with pytest.raises(ValueError, match="precision 'bf16' and would go on with 'fp32'; pass --amp bf16"):
-        train(TrainConfig(**TINY), tmp_path / "cut", resume=True, progress=False)
-    # ... but channels_last is a memory layout, a run-time setting that may change on resume
-    resumed = train(TrainConfig(**TINY, amp="bf16"), tmp_path / "cut", resume=True, progress=False)
+        train(TrainConfig(**TINY, channels_last=True), tmp_path / "cut", resume=True, progress=False)
+    # ... and neither is a change of memory layout, which changes the arithmetic's last bits
+    with pytest.raises(ValueError, match="cannot resume: .*channels_last: True -> False"):
+        train(TrainConfig(**TINY, amp="bf16", channels_last=False), tmp_path / "cut", resume=True, progress=False)
+    resumed = train(TrainConfig(**TINY, amp="bf16", channels_last=True), tmp_path / "cut", resume=True, progress=False)
     assert resumed["iterations"] == 6 and abs(resumed["test_loss"] - fast["test_loss"]) < 0.05
 
 
