@@ -77,6 +77,12 @@ class RunDirectory:
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
     best_path = property(lambda self: self.path / "best.pt")
 
+    def has_results_without_checkpoint(self) -> bool:
+        """best.pt or metrics rows but no checkpoint.pt: a run cut before its first checkpoint, which
+        cannot be resumed and must not be replaced by accident."""
+        return not self.checkpoint_path.exists() and (
+            self.best_path.exists() or (self.metrics_path.exists() and self.metrics_path.stat().st_size > 0))
+
     def remove_stale_temporaries(self) -> None:
         """Temporary files of a write that a kill interrupted (`.<name>.*.tmp`); call it only while no
         write is in flight (a run's start)."""
@@ -225,14 +231,14 @@ def check_run_dir_is_free(run_path, *, resumable: bool = False) -> None:
         resumable = False                                  # nothing is left to continue
     elif run.checkpoint_path.exists():
         held = "a started run (checkpoint.pt)"
-    elif run.best_path.exists() or (run.metrics_path.exists() and run.metrics_path.stat().st_size > 0):
+    elif run.has_results_without_checkpoint():
         held = "an unfinished run (best.pt or metrics.jsonl, and no checkpoint.pt to resume it from)"
         resumable = False
     else:
         return
     resume = "resume it (resume=True, CLI --resume), " if resumable else ""
     raise RunDirectoryError(f"{str(run_path)!r} already holds {held}; {resume}replace it (overwrite=True, CLI "
-                     f"--overwrite) or choose another run directory")
+                            f"--overwrite) or choose another run directory")
 
 
 @contextlib.contextmanager

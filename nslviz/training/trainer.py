@@ -539,9 +539,8 @@ def _resume_checkpoint(run_path: Path) -> dict:
                f"from its backbone (--init-backbone {run_path})")
     checkpoint = run.load_checkpoint(map_location="cpu", advice=restart if run.best_path.exists() else RESTART)
     if checkpoint is None:
-        cut = run.best_path.exists() or (run.metrics_path.exists() and run.metrics_path.stat().st_size > 0)
         start = ("the run was cut before its first checkpoint: start it again with --overwrite (overwrite=True)"
-                 if cut else "run without --resume to start")
+                 if run.has_results_without_checkpoint() else "run without --resume to start")
         raise RunDirectoryError(f"cannot resume: no checkpoint.pt in {str(run_path)!r}; {start}")
     if run.summary_path.exists():
         warnings.warn(f"the run in {str(run_path)!r} has already finished (summary.json): nothing is left to "
