@@ -51,7 +51,9 @@ def test_same_seed_same_numbers(short_run):
 def test_run_dir_files(tmp_path):
     run_spiral(SpiralConfig(steps=20, frames=2, grid_size=5), run_dir=tmp_path / "r")
     assert json.loads((tmp_path / "r" / "config.json").read_text())["steps"] == 20
-    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
+    rows = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and "NaN" not in rows[0]                       # strict JSON: no NaN
+    assert json.loads(rows[0])["train_loss"] is None and json.loads(rows[1])["train_loss"] > 0
     assert "mn_test_acc" in json.loads((tmp_path / "r" / "summary.json").read_text())
     (tmp_path / "r" / "best.pt").write_bytes(b"a file of an earlier run")
     with pytest.raises(ValueError, match=r"already holds a finished run \(summary.json\); replace it"):

@@ -184,7 +184,8 @@ def _run_spiral(config: SpiralConfig, run_dir) -> SpiralResult:
             frames["keys"].append(model.dictionary.keys.detach().clone().numpy())
             frames["grid"].append(torch.sigmoid(model(grid)[:, 0]).reshape(config.grid_size, -1).numpy())
             frames["pred"].append((test_logits[:, 0] > 0).long().numpy())
-            history.append({"step": step, "train_loss": loss, "test_acc": _accuracy(test_logits, y_test)})
+            history.append({"step": step, "train_loss": None if step == 0 else loss,   # no batch before step 1
+                            "test_acc": _accuracy(test_logits, y_test)})                # (JSON has no NaN)
         model.train()
 
     _train(model, x_train, y_train, config, generator, record, "meta-neighborhoods")
