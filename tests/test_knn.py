@@ -93,6 +93,14 @@ def test_toy_runs_every_fit():
     assert np.isfinite(s["mlp_mse"]) and all(np.isfinite(v) for v in s["mn_mse"].values())
 
 
+def test_the_toy_refuses_a_k_beyond_its_points_and_empty_grids():
+    with pytest.raises(ValueError, match="neighbors k=300 is more than the 60 points of the toy"):
+        KnnToyConfig(points=60, neighbors=(5, 300))
+    for name in ("neighbors", "temperatures"):
+        with pytest.raises(ValueError, match=f"{name} must hold at least one value, got none"):
+            KnnToyConfig(**{name: ()})
+
+
 def test_bad_inputs_name_the_argument_and_zero_steps_is_the_start():
     import torch.nn as nn
 

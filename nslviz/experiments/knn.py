@@ -103,8 +103,14 @@ class KnnToyConfig:
         check_positive("noise", self.noise, minimum=0)
         for name, kind in (("neighbors", int), ("temperatures", float)):   # one value is a one-item grid
             object.__setattr__(self, name, tuple(parameter_list(name, getattr(self, name), kind)))
+        for name in ("neighbors", "temperatures"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must hold at least one value, got none")
         for k in self.neighbors:
             check_positive("neighbors k", k, integer=True, minimum=1)
+            if k > self.points:
+                raise ValueError(f"neighbors k={k} is more than the {self.points} points of the toy; expected k <= "
+                                 f"{self.points}")
         for t in self.temperatures:
             check_positive("temperature T", t)
         check_positive("entries S", self.entries, integer=True, minimum=1)
@@ -166,10 +172,9 @@ def _run_knn_toy(config: KnnToyConfig) -> KnnToyResult:
         return predictions[: config.grid], float(np.mean((predictions[config.grid:] - y_test) ** 2))
 
     knn, local_linear, mse = {}, {}, {"knn": {}, "local_linear": {}, "mn": {}}
-    for k in config.neighbors:
-        if k <= config.points:
-            knn[k], mse["knn"][k] = split(knn_by_finetuning(x, y, queries, k))
-        if 2 <= k <= config.points:
+    for k in config.neighbors:                  # k <= points: KnnToyConfig checks it
+        knn[k], mse["knn"][k] = split(knn_by_finetuning(x, y, queries, k))
+        if k >= 2:                              # local linear regression needs two points for its line
             local_linear[k], mse["local_linear"][k] = split(local_linear_regression(x, y, queries, k))
 
     order = np.random.default_rng(config.seed + 1).permutation(config.points)
