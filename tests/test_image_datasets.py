@@ -322,6 +322,22 @@ def write_tiny_imagenet(root, wnids=("n02", "n01", "n03"), per_class=4, val=6):
     (folder / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
 
 
+def test_tiny_imagenet_refuses_foreign_text_files_naming_them(tmp_path):
+    write_tiny_imagenet(tmp_path)
+    annotations = tmp_path / "tiny-imagenet-200" / "val" / "val_annotations.txt"
+    good = annotations.read_text()
+    for text, message in ((good + "val_0.JPEG\tn01\t0\t0\t63\t63\n", "line 7 lists 'val_0.JPEG' a second time"),
+                          (good.replace("val_2.JPEG\tn03\t0\t0\t63\t63", "val_2.JPEG n03 0 0 63 63"), "line 3 is 'val_2.JPEG n03"),
+                          (good.replace("\tn03\t", "\tn77\t", 1), "line 3 names 'n77', which is not in wnids.txt")):
+        annotations.write_text(text)
+        with pytest.raises(ValueError, match=f"tiny-imagenet: cannot read .*val_annotations.txt .*{message}.*How to get it"):
+            load_image_dataset("tiny-imagenet", tmp_path, val_size=3)
+    annotations.write_text(good)
+    (tmp_path / "tiny-imagenet-200" / "wnids.txt").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ValueError, match="tiny-imagenet: cannot read .*wnids.txt"):
+        load_image_dataset("tiny-imagenet", tmp_path, val_size=3)
+
+
 def test_tiny_imagenet_val_folder_is_test_and_val_is_held_out_of_train(tmp_path):
     write_tiny_imagenet(tmp_path)
     data = load_image_dataset("tiny-imagenet", tmp_path, val_size=3)

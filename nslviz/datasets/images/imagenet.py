@@ -30,11 +30,14 @@ def _load_tiny_imagenet(request: _Request) -> ImageDataset:
                                     request.root / "tiny-imagenet" / "tiny-imagenet-200"],
                           ["wnids.txt", "train", "val/val_annotations.txt", "val/images"],
                           "the Tiny-ImageNet folder")
-    wnids = sorted((folder / "wnids.txt").read_text().split())
+    with _reading(request, folder / "wnids.txt"):              # a foreign or damaged file names itself
+        wnids = sorted((folder / "wnids.txt").read_text().split())
     label_of = {wnid: label for label, wnid in enumerate(wnids)}
     words = {}
     if (folder / "words.txt").exists():
-        for line in (folder / "words.txt").read_text().splitlines():
+        with _reading(request, folder / "words.txt"):
+            lines = (folder / "words.txt").read_text().splitlines()
+        for line in lines:
             wnid, _, text = line.partition("\t")
             words[wnid] = text.split(",")[0].strip()
     files, train_labels = [], []
@@ -46,15 +49,22 @@ def _load_tiny_imagenet(request: _Request) -> ImageDataset:
         train_labels += [label_of[wnid]] * len(found)
     test_labels = []
     test_start = len(files)
-    for line in (folder / "val" / "val_annotations.txt").read_text().splitlines():
-        parts = line.split("\t")
-        if len(parts) < 2:
-            continue
-        if parts[1] not in label_of:
-            raise ValueError(f"tiny-imagenet: {folder / 'val' / 'val_annotations.txt'} names {parts[1]!r}, "
-                             "which is not in wnids.txt")
-        files.append(folder / "val" / "images" / parts[0])
-        test_labels.append(label_of[parts[1]])
+    annotations = folder / "val" / "val_annotations.txt"
+    with _reading(request, annotations):                       # each error names the file and how to get it
+        seen = set()
+        for number, line in enumerate(annotations.read_text().splitlines(), 1):
+            parts = line.split("\t")
+            if not line.strip():
+                continue
+            if len(parts) < 2:
+                raise ValueError(f"line {number} is {line!r}; expected '<image>\\t<wnid>\\t...'")
+            if parts[1] not in label_of:
+                raise ValueError(f"line {number} names {parts[1]!r}, which is not in wnids.txt")
+            if parts[0] in seen:
+                raise ValueError(f"line {number} lists {parts[0]!r} a second time")
+            seen.add(parts[0])
+            files.append(folder / "val" / "images" / parts[0])
+            test_labels.append(label_of[parts[1]])
     missing = [path for path in files[test_start:] if not path.exists()]
     if missing:
         raise _missing(request, missing[:5], f"{len(missing)} validation images listed in val_annotations.txt")
