@@ -66,10 +66,15 @@ def race_config(dataset: str = "digits", *, iterations: int = 800, seed: int = 0
         checkpoint_every=500)
 
 
+def _arm(arm: str) -> tuple[str, dict]:
+    """(method, TrainConfig overrides) of one arm; "warmup" stands for the warm-up length."""
+    check_choice("race arm", arm, ARMS)
+    return ("mn", MN_ARMS[arm][0]) if arm in MN_ARMS else ("vanilla", VANILLA_ARMS[arm])
+
+
 def arm_config(base: TrainConfig, arm: str, *, warmup: int = 200) -> TrainConfig:
     """`base` with one arm's method and changes; "warmup" arms freeze the backbone for `warmup` iterations."""
-    check_choice("race arm", arm, ARMS)
-    method, overrides = ("mn", MN_ARMS[arm][0]) if arm in MN_ARMS else ("vanilla", VANILLA_ARMS[arm])
+    method, overrides = _arm(arm)
     overrides = {k: (warmup if v == "warmup" else v) for k, v in overrides.items()}
     return dataclasses.replace(base, method=method, **overrides)
 
@@ -84,11 +89,8 @@ def run_race(datasets=RACE_DATASETS, arms=ARMS, seeds=range(5), *, iterations: i
     for name, values in (("seeds", seeds), ("arms", arms), ("datasets", datasets)):
         if not values:
             raise ValueError(f"the race needs at least one of its {name}, got none")
-    for arm in arms:
-        check_choice("race arm", arm, ARMS)
     check_positive("iterations", iterations, integer=True, minimum=1)
-    overrides = [MN_ARMS[arm][0] if arm in MN_ARMS else VANILLA_ARMS[arm] for arm in arms]
-    if any("warmup" in changes.values() for changes in overrides) and not 0 < warmup < iterations:
+    if any("warmup" in _arm(arm)[1].values() for arm in arms) and not 0 < warmup < iterations:
         raise ValueError(f"warmup must be between 1 and iterations - 1 = {iterations - 1} (the backbone trains "
                          f"after it), got {warmup}")
     results = {dataset: {arm: [] for arm in arms} for dataset in datasets}
