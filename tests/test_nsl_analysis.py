@@ -183,3 +183,25 @@ def test_reestimating_predictor_batchnorm_makes_eval_mode_predict_as_training_mo
             torch.testing.assert_close(buffer, running[name])
     with pytest.raises(ValueError, match="no dynamic NSL predictor"):
         reestimate_predictor_batchnorm(classifier("static_dns"), images)
+
+
+def test_dynamic_mask_window_follows_the_layers_stride_and_kernel():
+    """The window is drawn on the layer's input grid: a stride-2 3×3 layer on a 16×16 image has an 8×8
+    output, and output (2, 3) reads input rows 3..5 and columns 5..7 (padding 1), not a 6-pixel block."""
+    image = torch.rand(1, 16, 16)
+    layer = NSConv2d(1, 2, stride=2, mode="dynamic_dns").eval()
+    masks = dynamic_masks(nn.Sequential(layer), image)["0"]                 # (8, 8, 3, 3)
+    fig = dynamic_mask_figure(image, masks, "0", max_frames=64, stride=layer.stride, padding=layer.padding)
+    frame = next(f for f in fig.frames if f.name == "(2, 3)")
+    xs, ys = frame.data[0].x, frame.data[0].y
+    assert (min(v for v in ys if v is not None), max(v for v in ys[:5])) == (2.5, 5.5)
+    assert (min(v for v in xs[:5]), max(v for v in xs[:5])) == (4.5, 7.5)
+    assert (xs[-1], ys[-1]) == (6.0, 4.0)                                  # the centre tap: input (4, 6)
+    assert fig.layout.annotations[0].text == "input image and the layer's 3×3 window"
+
+    uns = NSConv2d(1, 2, kernel_size=5, padding=2, mode="dynamic_uns").eval()
+    matrices = dynamic_masks(nn.Sequential(uns), image)["0"]               # (16, 16, 25, 25)
+    fig = dynamic_mask_figure(image, matrices, "0", max_frames=4)
+    assert fig.data[1].name == "5×5 window" and max(fig.data[1].x[:5]) - min(fig.data[1].x[:5]) == 5
+    with pytest.raises(ValueError, match="stride"):
+        dynamic_mask_figure(image, masks, "0", stride=0)

@@ -2,7 +2,7 @@
 they train nothing. Sliders are plotly frames, so they work in a static HTML export too.
 
     static_mask_figure(static_masks(model))                      learned 3×3 masks (or 9×9 M) per layer
-    dynamic_mask_figure(image, dynamic_masks(model, image)[name], name)   the mask at each position (slider)
+    dynamic_mask_figure(image, dynamic_masks(model, image)[name], name, stride=layer.stride)   mask per position
     tap_maps_figure(dynamic_masks(model, image)[name], name)     each tap's value over the whole image
     mask_variability_figure(mask_variability(masks))             across positions vs across images
     attention_map_figure(image, attention_maps(model, images)[name]["attention"][0], name)   global similarity
@@ -92,36 +92,47 @@ def _image_trace(image) -> tuple[go.BaseTraceType, int, int]:
     raise ValueError(f"image must be (C, H, W) with C in (1, 3) or (H, W), got shape {array.shape}")
 
 
-def _window(i: int, j: int, scale_y: float, scale_x: float) -> tuple[list, list]:
-    """Outline of the layer's 3×3 window around output position (i, j), in image pixels."""
-    y0, y1 = (i - 1) * scale_y - 0.5, (i + 2) * scale_y - 0.5
-    x0, x1 = (j - 1) * scale_x - 0.5, (j + 2) * scale_x - 0.5
-    return [x0, x1, x1, x0, x0, None, (j + 0.5) * scale_x - 0.5], [y0, y0, y1, y1, y0, None, (i + 0.5) * scale_y - 0.5]
+def _window(i: int, j: int, k: int, stride: int, padding: int, scale_y: float, scale_x: float) -> tuple[list, list]:
+    """Outline of a k×k window (stride, padding) at output position (i, j), and its centre, in image
+    pixels; scale_* = image pixels per pixel of the layer's input."""
+    top, left = i * stride - padding, j * stride - padding                 # the window's first input row, column
+    y0, y1 = top * scale_y - 0.5, (top + k) * scale_y - 0.5
+    x0, x1 = left * scale_x - 0.5, (left + k) * scale_x - 0.5
+    centre_y, centre_x = (top + (k - 1) / 2 + 0.5) * scale_y - 0.5, (left + (k - 1) / 2 + 0.5) * scale_x - 0.5
+    return [x0, x1, x1, x0, x0, None, centre_x], [y0, y0, y1, y1, y0, None, centre_y]
 
 
 def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: int = 64,
-                        title: str | None = None) -> go.Figure:
+                        title: str | None = None, *, stride: int = 1, padding: int | None = None) -> go.Figure:
     """The similarity a dynamic layer predicts at each output position of one image. Left: the
-    image with the layer's 3×3 window at the chosen position; right: the predicted mask there
-    (DNS k×k) or matrix (UNS K×K). A slider steps through positions (at most `max_frames`, on a
-    regular grid); masks (H', W', r, c) from dynamic_masks(model, image)[layer_name]."""
+    image with the layer's k×k window at the chosen position; right: the predicted mask there
+    (DNS k×k) or matrix (UNS K×K, K = k²). A slider steps through positions (at most `max_frames`, on
+    a regular grid); masks (H', W', r, c) from dynamic_masks(model, image)[layer_name].
+
+    The window is drawn on the layer's input grid, H' · stride rows by W' · stride columns, scaled to
+    the image: pass the layer's `stride` and `padding` (default (k - 1) / 2, "same") for a strided
+    layer, e.g. nsl_layers(model)[layer_name].stride."""
     check_positive("max_frames", max_frames, integer=True, minimum=1)
+    check_positive("stride", stride, integer=True, minimum=1)
     masks = np.asarray(masks, dtype=np.float32)
     if masks.ndim != 4:
         raise ValueError(f"masks must be (H', W', r, c) for one image (dynamic_masks(model, image)[name]), "
                          f"got shape {masks.shape}")
+    matrix = _is_matrix(masks[0, 0])
+    k = math.isqrt(masks.shape[-1]) if matrix else masks.shape[-1]            # UNS K×K with K = k·k; DNS k×k
+    padding = (k - 1) // 2 if padding is None else padding
+    check_positive("padding", padding, integer=True, minimum=0)
     image_trace, height, width = _image_trace(image)
     out_h, out_w = masks.shape[:2]
-    scale_y, scale_x = height / out_h, width / out_w
+    scale_y, scale_x = height / (out_h * stride), width / (out_w * stride)    # image pixels per layer-input pixel
     step = max(1, math.ceil(math.sqrt(out_h * out_w / max_frames)))
     positions = [(i, j) for i in range(step // 2, out_h, step) for j in range(step // 2, out_w, step)]
-    matrix = _is_matrix(masks[0, 0])
     color = _color_axis([masks], 0.0 if matrix else 1.0)
 
     def window_trace(i, j):
-        xs, ys = _window(i, j, scale_y, scale_x)
+        xs, ys = _window(i, j, k, stride, padding, scale_y, scale_x)
         return go.Scatter(x=xs, y=ys, mode="lines+markers", line=dict(color="#e41a1c", width=3),
-                          marker=dict(size=[0, 0, 0, 0, 0, 0, 10], color="#e41a1c"), name="3×3 window",
+                          marker=dict(size=[0, 0, 0, 0, 0, 0, 10], color="#e41a1c"), name=f"{k}×{k} window",
                           hoverinfo="skip")
 
     def mask_trace(i, j):
@@ -131,7 +142,7 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
 
     first = positions[0]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
-                        subplot_titles=("input image and the layer's 3×3 window",
+                        subplot_titles=(f"input image and the layer's {k}×{k} window",
                                         "predicted similarity at that position"))
     fig.add_trace(image_trace, 1, 1)
     fig.add_trace(window_trace(*first), 1, 1)
