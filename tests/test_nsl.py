@@ -268,18 +268,26 @@ def test_similarity_is_formed_in_float32_under_bf16_autocast(mode, options):
 def test_bf16_dynamic_convolution_keeps_the_float32_mask():
     """Under bf16 autocast the taps path sums m·Z in float32 with the float32 m: the result is the
     float32 layer's up to bf16 rounding of the per-tap responses, for kept and recomputed Z, and
-    gradients reach m, W and X in their own dtypes."""
+    gradients reach m, W and X in their own dtypes. Every path returns what a plain convolution
+    under autocast returns, bf16, so that choosing a path never changes the next layer's dtype."""
     torch.manual_seed(9)
     x = torch.randn(2, 8, 6, 6)
     weight = torch.randn(8, 8, 3, 3) * 0.2
     mask = 1 + 0.01 * torch.randn(2, 9, 6, 6)
     reference = dynamic_similarity_conv2d(x, weight, mask, impl="taps")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = torch.nn.functional.conv2d(x, weight, padding=1)
+        patches = dynamic_similarity_conv2d(x, weight, mask, impl="patches")
+        matrix = dynamic_similarity_conv2d(x, weight, torch.eye(9).view(1, 9, 9, 1, 1).expand(2, 9, 9, 6, 6),
+                                           impl="patches")
+    assert plain.dtype == patches.dtype == matrix.dtype == torch.bfloat16
+    torch.testing.assert_close(patches.float(), reference, atol=0.05, rtol=0.02)
     for recompute in (False, True):
         inputs = [t.clone().requires_grad_() for t in (x, weight, mask)]
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = dynamic_similarity_conv2d(*inputs, impl="taps", recompute=recompute)
-        assert out.dtype == torch.float32
-        torch.testing.assert_close(out, reference, atol=0.05, rtol=0.02)
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), reference, atol=0.05, rtol=0.02)
         out.sum().backward()
         assert all(t.grad is not None and t.grad.dtype == torch.float32 for t in inputs)
 

@@ -66,7 +66,8 @@ def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity:
 
     Precision: M is used as given (float32 from NSConv2d, also under bf16 autocast: M = 1 + r near
     the identity would round to steps of 1/128 in bf16); the per-tap sum and the M-mixing of the
-    patches run in float32 when M is float32 and the activations bf16."""
+    patches run in float32 when M is float32 and the activations bf16. Both paths return the dtype
+    a plain convolution of x would (autocast's when it is on), so the two are interchangeable."""
     check_choice("dynamic NSL implementation", impl, DYNAMIC_IMPLS)
     check_positive("stride", stride, integer=True, minimum=1)
     check_positive("padding", padding, integer=True, minimum=0)
@@ -106,7 +107,7 @@ def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity:
             z = F.conv2d(x.contiguous(memory_format=torch.channels_last), per_tap)             # (B, K·F, H, W) W_s·X(q)
             z = z.permute(0, 2, 3, 1).reshape(batch, height, width, taps, filters)            # channels-last view
             out = _ShiftWeightSum.apply(z, m, k, stride, padding)
-        out = out.permute(0, 3, 1, 2)                                                        # (B, F, H', W')
+        out = out.permute(0, 3, 1, 2).to(compute)                                            # (B, F, H', W')
     else:
         patches = _Patches.apply(x, k, stride, padding, out_h, out_w)                        # (B, H', W', K, C)
         kernel = weight.permute(0, 2, 3, 1).reshape(filters, taps, channels)                  # (F, K, C) W[f, c, s]
