@@ -440,6 +440,19 @@ def test_pacs_kfold_layout_uses_the_official_lists(tmp_path):
     assert torch.equal(torch.bincount(data.val.extra["domain"] * 7 + data.val.labels), torch.ones(28, dtype=torch.int64))
 
 
+
+def test_pacs_list_naming_an_absent_image_says_how_to_get_the_set(tmp_path):
+    base = tmp_path / "PACS"
+    relative = write_pacs(base / "kfold", per_group=3)
+    for domain in PACS_DOMAINS:
+        mine = [line for line in relative if line.startswith(domain + "/")]
+        for part in ("train", "crossval", "test"):
+            (base / f"{domain}_{part}_kfold.txt").write_text("\n".join(mine + ["sketch/dog/missing.png 1"]) + "\n")
+    with pytest.raises(FileNotFoundError, match=r"(?s)pacs: an image listed in .*art_painting_train_kfold.txt not "
+                                                r"found.*kfold/sketch/dog/missing.png.*How to get it"):
+        load_image_dataset("pacs", tmp_path)
+
+
 # ----------------------------------------------------------------------------------------------
 # downsampled ImageNet
 
@@ -508,6 +521,21 @@ def test_imagenet64_refuses_a_batch_twice_and_zero_based_labels(tmp_path):
     labels = np.array([0])                                           # numbered from 0: not the real files
     np.savez(part1 / "train_data_batch_2.npz", data=imagenet64_rows(labels + 1), labels=labels)
     with pytest.raises(ValueError, match=r"imagenet64: the (train|val) labels .* range over \[-1, .*expected 0..999"):
+        load_image_dataset("imagenet64", tmp_path, val_size=4)
+
+
+
+def test_imagenet64_names_the_32_pixel_download_and_reads_the_first_complete_copy(tmp_path):
+    first = write_imagenet64(tmp_path, "parts_npz", np.random.default_rng(6))
+    for root, layout in [(tmp_path, "parts_pickle"), (tmp_path / "imagenet64", "parts_npz")]:
+        root.mkdir(exist_ok=True)                                         # other complete copies, other labels
+        assert write_imagenet64(root, layout, np.random.default_rng(9))["val_data"].tolist() != first["val_data"].tolist()
+    data = load_image_dataset("imagenet64", tmp_path, val_size=4)        # data/ and .npz come first
+    assert data.test.labels.tolist() == (first["val_data"] - 1).tolist()
+    np.savez(tmp_path / "Imagenet64_train_part1_npz" / "train_data_batch_3.npz",
+             data=np.zeros((1, 3 * 32 * 32), dtype=np.uint8), labels=[1])
+    with pytest.raises(ValueError, match=r"(?s)train_data_batch_3.npz holds 'data' of shape \(1, 3072\) \(the "
+                                         r"32×32 download\).*expected \(N, 12288\).*How to get it: register"):
         load_image_dataset("imagenet64", tmp_path, val_size=4)
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from .registry import ImageDataset, ImageSplit, _register, _Request
-from .utils import (_assemble, _check_held_out, _find_folder, _folder_dataset, _image_files, _labels, _missing,
-                    _ordered, _read_pickle, _reading, stratified_order)
+from .utils import (_assemble, _check_held_out, _find_folder, _folder_dataset, _how_to_get, _image_files, _labels,
+                    _missing, _ordered, _read_pickle, _reading, stratified_order)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,8 +152,11 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
             return None, labels
         data = np.asarray(data, dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3 * 64 * 64 or data.shape[0] != len(labels):
-            raise ValueError(f"imagenet64: {path} holds 'data' of shape {data.shape} and {len(labels)} labels, "
-                             f"expected (N, 12288) and N labels")
+            other = {3 * 32 * 32: " (the 32×32 download)", 3 * 16 * 16: " (the 16×16 download)"}.get(
+                data.shape[-1] if data.ndim == 2 else -1, "")
+            raise ValueError(f"imagenet64: {path} holds 'data' of shape {data.shape}{other} and {len(labels)} "
+                             f"labels, expected (N, 12288) = N images of 3×64×64 and N labels. How to get it: "
+                             f"{_how_to_get(request)}")
         return data.reshape(-1, 3, 64, 64), labels
 
     if all(path.suffix == ".npz" for path in batch_files):

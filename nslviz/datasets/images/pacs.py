@@ -50,7 +50,7 @@ def _load_pacs(request: _Request) -> ImageDataset:
     classes, domains = _labels(classes), _labels(domains)
     group = domains * len(PACS_CLASSES) + classes                                     # (domain, class) strata
     everything = torch.arange(len(files))
-    lists = _pacs_split_lists(folder, files)
+    lists = _pacs_split_lists(request, folder, files)
     if protocol == "disjoint":
         order = stratified_order(group, request.seed)
         n_val = round(0.1 * len(files)) if request.val_size is None else request.val_size
@@ -78,7 +78,7 @@ def _load_pacs(request: _Request) -> ImageDataset:
                            extra_names={"domain": PACS_DOMAINS, "class_labels": PACS_CLASSES})
 
 
-def _pacs_split_lists(folder: Path, files: list[Path]) -> dict[str, torch.Tensor] | None:
+def _pacs_split_lists(request: _Request, folder: Path, files: list[Path]) -> dict[str, torch.Tensor] | None:
     """File indices of the official <domain>_{train,crossval,test}_kfold.txt lists, if all twelve
     are found next to (or in a 'splits'/'pacs_label' folder beside) the image folder."""
     position = {path.relative_to(folder).as_posix(): i for i, path in enumerate(files)}
@@ -97,7 +97,7 @@ def _pacs_split_lists(folder: Path, files: list[Path]) -> dict[str, torch.Tensor
                     continue
                 name = line.split()[0].replace("\\", "/")
                 if name not in position:
-                    raise FileNotFoundError(f"pacs: {paths[(domain, part)]} lists {name}, which is not under {folder}")
+                    raise _missing(request, [folder / name], f"an image listed in {paths[(domain, part)]}")
                 index.append(position[name])
         lists[part] = torch.tensor(index, dtype=torch.int64)
     return lists

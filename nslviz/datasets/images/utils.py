@@ -75,11 +75,16 @@ def _split_last(request: _Request, split: ImageSplit, count: int) -> tuple[Image
     return split.subset(slice(0, cut)), split.subset(slice(cut, None))
 
 
+def _how_to_get(request: _Request) -> str:
+    """How to get the requested set into its root (download=True or the manual steps)."""
+    return _REGISTRY[request.name].how_to_get(request.name, request.root)
+
+
 def _missing(request: _Request, expected: list[Path], what: str, searched: list[Path] = ()) -> FileNotFoundError:
     """The error for absent files: the dataset, what is missing, where it was expected, how to get it."""
     where = "\n  ".join(str(path) for path in expected)
     also = f"\nAlso searched: {', '.join(str(path) for path in searched)}" if searched else ""
-    how = _REGISTRY[request.name].how_to_get(request.name, request.root)
+    how = _how_to_get(request)
     return FileNotFoundError(f"{request.name}: {what} not found. Expected:\n  {where}{also}\nHow to get it: {how}")
 
 
@@ -128,7 +133,7 @@ def _reading(request: _Request, path: Path):
 
 
 def _damaged(request: _Request, path: Path, error: Exception) -> ValueError:
-    how = _REGISTRY[request.name].how_to_get(request.name, request.root)
+    how = _how_to_get(request)
     return ValueError(f"{request.name}: cannot read {path} ({type(error).__name__}: {error}). The file is "
                       f"truncated, corrupt or not in the expected format; delete it and get it again. "
                       f"How to get it: {how}")
