@@ -201,18 +201,21 @@ class InducedDictionary(nn.Module):
         self.keys.copy_(keys)
 
     @torch.no_grad()
-    def start_at_examples(self, features: torch.Tensor, targets: torch.Tensor, *, cosine: bool,
+    def start_at_examples(self, features: torch.Tensor, targets: torch.Tensor, *, directions_only: bool,
                           confidence: float = 0.9) -> None:
         """Start every entry at a real example: k_j = its features z_j (S, d), v_j = its target (see
         `set_entries`). Not in the paper or the official code; it meets the paper's requirement (sec.
         3.1) that keys start "with a similar distribution to z_i", so that they receive a training
-        signal from the first step. For the cosine similarity only the direction counts: the keys keep
-        the norm of the Gaussian init (key_init_std · √d), so the optimiser moves them at the same
-        relative rate as random keys."""
+        signal from the first step.
+
+        `directions_only`: the attention and the inner loss L(f_φ(k_j), v_j) both see only the keys'
+        directions (cosine similarity and a cosine classifier). Then the keys keep the norm of the
+        Gaussian init (key_init_std · √d), so that the optimiser moves them at the same relative rate as
+        random keys. Otherwise k_j = z_j exactly: f_φ(k_j) must be f_φ(z_j), not f_φ of a shrunken z_j."""
         check_features("features", features, self.keys.shape[1], allow_empty=False)
         check_finite("features", features)
         keys = features.detach().float().to(self.keys.device)
-        if cosine:
+        if directions_only:
             keys = F.normalize(keys, dim=-1) * (self.key_init_std * math.sqrt(keys.shape[1]))
         self.set_entries(keys, targets, confidence=confidence)
 
@@ -391,8 +394,8 @@ class MetaNeighborhoodsHead(nn.Module):
                                  confidence: float = 0.9) -> None:
         """Start the dictionary at S real examples: k_j = their features z_j (S, d), v_j = their labels
         (S,) (soft values: probability `confidence` on the label); see `InducedDictionary.start_at_examples`."""
-        self.dictionary.start_at_examples(features, labels, cosine=self.attention.similarity == "cosine",
-                                          confidence=confidence)
+        directions_only = self.attention.similarity == "cosine" and self.classifier == "cosine"
+        self.dictionary.start_at_examples(features, labels, directions_only=directions_only, confidence=confidence)
 
     def base_logits(self, features: torch.Tensor) -> torch.Tensor:
         """f_φ(z) without finetuning, (B, C)."""

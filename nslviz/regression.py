@@ -196,7 +196,7 @@ class MetaNeighborhoodsMLP(nn.Module):
     def initialize_from_examples(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Start the dictionary at S training rows: k_j = x_j (S, d), v_j = y_j (S, C) for "mse",
         class indices (S,) for "cross_entropy"; see `InducedDictionary.start_at_examples`."""
-        self.dictionary.start_at_examples(inputs, targets, cosine=self.attention.similarity == "cosine")
+        self.dictionary.start_at_examples(inputs, targets, directions_only=False)     # f_φ reads the keys' length
 
     def no_weight_decay_parameters(self) -> list[nn.Parameter]:
         """The dictionary, the step sizes and the temperature: not decayed (official MN "memory" scope)."""

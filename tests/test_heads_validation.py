@@ -91,6 +91,23 @@ def test_dictionary_starts_at_given_examples():
     assert regression.values[:, 0].tolist() == [0.5, 1.0, 1.5, 2.0]
 
 
+
+def test_examples_keep_their_length_where_f_phi_reads_it():
+    """Only a cosine attention with a cosine classifier sees nothing but the keys' directions. With the
+    dot classifier, or an MLP's f_φ, an entry started at z_j must give f_φ(k_j) = f_φ(z_j): a key
+    shrunk to the Gaussian init's norm would leave f_φ(k_j) near f_φ(0), an entry that teaches nothing."""
+    from nslviz.regression import MetaNeighborhoodsMLP
+    torch.manual_seed(1)
+    features, labels = 5 * torch.randn(12, 8), torch.arange(12) % 3
+    dot = MetaNeighborhoodsHead(8, 3, entries=12, classifier="dot")
+    dot.initialize_from_examples(features, labels)
+    torch.testing.assert_close(dot.dictionary.keys, features)
+    mlp = MetaNeighborhoodsMLP(8, 1, layers=2, entries=12)                  # cosine attention, f_φ an MLP
+    mlp.initialize_from_examples(features, torch.randn(12))
+    torch.testing.assert_close(mlp.dictionary.keys, features)
+    torch.testing.assert_close(mlp.network(mlp.dictionary.keys), mlp.network(features))
+
+
 @pytest.mark.parametrize("features,labels,kwargs,match", [
     (torch.randn(11, 8), torch.zeros(11, dtype=torch.long), {}, r"expected keys of shape \(12, 8\), got \(11, 8\)"),
     (torch.randn(12, 5), torch.zeros(12, dtype=torch.long), {}, r"expected features of shape \(batch, 8\), got \(12, 5\)"),
