@@ -26,13 +26,12 @@ Deviations from the official code (none change the function):
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_positive, is_number
+from ._checks import check_positive
 from ._precision import full_precision, full_precision_dtype
 
 IFILM_PLACEMENTS = ("none", "all", "last")
@@ -45,7 +44,7 @@ class IFiLM(nn.Module):
     Args:
         channels: C_l, the number of channels of the modulated activation.
         entries: S_l, the dictionary size (paper and official runs: 10).
-        temperature_init: initial value of the learnable multiplier t of the cosine
+        temperature_init: initial value (> 0) of the learnable multiplier t of the cosine
             (official `temp` = 5.0, which is 1/T with T = 0.2).
 
     Input (B, C, H, W) (any memory format, channels_last included) or (B, C); output of the same
@@ -56,8 +55,8 @@ class IFiLM(nn.Module):
         super().__init__()
         check_positive("iFiLM channels", channels, integer=True)
         check_positive("iFiLM entries", entries, integer=True)
-        if not (is_number(temperature_init) and math.isfinite(temperature_init)):
-            raise ValueError(f"iFiLM temperature_init must be a finite number, got {temperature_init!r}")
+        # t = 1/T must start positive (eq. (5)); like the official code, training does not constrain it
+        check_positive("iFiLM temperature_init", temperature_init)
         self.channels = channels
         self.entries = entries
         self.keys = nn.Parameter(torch.randn(entries, channels) * KEY_INIT_STD)      # (S, C)

@@ -127,14 +127,22 @@ class InducedDictionary(nn.Module):
         self.value_kind = values
         check_positive("key_init_std", key_init_std)
         check_positive("value_scale", value_scale)
+        if values == "soft" and value_dim == 1:
+            raise ValueError("values='soft' needs value_dim >= 2 (a softmax over one output is always 1); use "
+                             "value_dim=2 for two classes, or values='fixed' for 0/1 labels")
         self.key_init_std = float(key_init_std)
+
+        def given(name: str, tensor, width: int) -> torch.Tensor:
+            tensor = torch.as_tensor(tensor)                                     # numpy arrays too
+            if tuple(tensor.shape) != (entries, width):
+                raise ValueError(f"expected {name} of shape ({entries}, {width}), got {tuple(tensor.shape)}")
+            check_finite(name, tensor)
+            return tensor
+
         if initial_keys is None:
             initial_keys = torch.randn(entries, key_dim) * key_init_std
         else:
-            initial_keys = torch.as_tensor(initial_keys)                         # numpy arrays too
-            if tuple(initial_keys.shape) != (entries, key_dim):
-                raise ValueError(f"expected initial_keys of shape ({entries}, {key_dim}), got {tuple(initial_keys.shape)}")
-            check_finite("initial_keys", initial_keys)
+            initial_keys = given("initial_keys", initial_keys, key_dim)
         self.keys = nn.Parameter(initial_keys.detach().clone().float())           # (S, d)
 
         if values == "soft":
@@ -148,14 +156,12 @@ class InducedDictionary(nn.Module):
                     fixed_values = class_block_labels(entries, 2).float()[:, None]
                 else:
                     fixed_values = F.one_hot(class_block_labels(entries, value_dim), value_dim).float()
-            if tuple(fixed_values.shape) != (entries, value_dim):
-                raise ValueError(f"expected fixed_values of shape ({entries}, {value_dim}), got {tuple(fixed_values.shape)}")
+            fixed_values = given("fixed_values", fixed_values, value_dim)
             self.register_buffer("fixed_values", fixed_values.detach().clone().float())
         else:
             if initial_values is None:
                 initial_values = torch.rand(entries, value_dim) * 2 - 1
-            if tuple(initial_values.shape) != (entries, value_dim):
-                raise ValueError(f"expected initial_values of shape ({entries}, {value_dim}), got {tuple(initial_values.shape)}")
+            initial_values = given("initial_values", initial_values, value_dim)
             self.regression_values = nn.Parameter(initial_values.detach().clone().float())
 
     @property
@@ -356,6 +362,7 @@ class MetaNeighborhoodsHead(nn.Module):
         check_positive("entries S", entries, integer=True, minimum=1)
         check_positive("inner_steps", inner_steps, integer=True, minimum=1)
         check_positive("step_size_init", step_size_init)
+        check_positive("scale_init", scale_init)                                # τ of the cosine classifier
         check_choice("classifier", classifier, CLASSIFIERS)
         check_choice("step_size", step_size, STEP_SIZES)
         check_choice("similarity", similarity, SIMILARITIES)

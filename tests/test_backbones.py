@@ -331,3 +331,24 @@ def test_shared_predictor_is_built_once_per_network():
     net = build_backbone("convnet4", nsl="dynamic_dns", nsl_options={"shared_predictor": True})
     assert len(nsl_layers(net)) == 3
     assert sum(isinstance(m, SharedSimilarityPredictor) for m in net.modules()) == 1
+
+
+def test_reestimate_batch_norm_averages_every_batch_and_refuses_none():
+    """The running statistics become the exact average over the batches given (momentum None), the
+    norms keep their momentum and the model ends in eval mode; no batches is an error that leaves the
+    statistics as they were (they used to be reset to mean 0, variance 1)."""
+    from nslviz.models.layers import reestimate_batch_norm
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3, momentum=0.3))
+    batches = [torch.randn(8, 4) + shift for shift in (0.0, 2.0, -1.0)]
+    reestimate_batch_norm(model, [model[1]], batches)
+    with torch.no_grad():
+        hidden = [model[0](batch) for batch in batches]
+    torch.testing.assert_close(model[1].running_mean, torch.stack([h.mean(0) for h in hidden]).mean(0))
+    torch.testing.assert_close(model[1].running_var, torch.stack([h.var(0) for h in hidden]).mean(0))
+    assert model[1].momentum == 0.3 and not model.training
+    before = model[1].running_mean.clone(), model[1].running_var.clone()
+    with pytest.raises(ValueError, match="got no batches"):
+        reestimate_batch_norm(model, [model[1]], iter([]))
+    torch.testing.assert_close((model[1].running_mean, model[1].running_var), before)
+    assert model[1].momentum == 0.3

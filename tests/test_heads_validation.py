@@ -214,3 +214,41 @@ def test_switches_must_be_bools_and_dictionary_starts_must_be_finite():
         InducedDictionary(5, 3, 2, key_init_std=float("nan"))
     with pytest.raises(ValueError, match="unknown classifier 'euclid'"):
         classifier_logits(torch.randn(2, 3), torch.randn(4, 3), None, None, "euclid")
+
+
+@pytest.mark.parametrize("options,match", [
+    (dict(temperature=-1.0), "temperature T must be > 0"),
+    (dict(inner_steps=0), "inner_steps must be >= 1"),
+    (dict(step_size="bogus"), "step_size"),
+    (dict(entry_dropout=2.0), "entry_dropout"),
+    (dict(values="bogus"), "values"),
+    (dict(first_order="yes"), "first_order"),
+    (dict(entries=-3), "entries S must be >= 1"),
+])
+def test_mn_options_are_checked_for_every_method(options, match):
+    """A vanilla model ignores the MN options, but a mistyped one still fails: the same config then
+    builds an MN model too."""
+    from nslviz.models.classifier import build_image_model
+    for method in ("vanilla", "mn"):
+        with pytest.raises(ValueError, match=match):
+            build_image_model(method, "convnet4", 10, image_size=16, **options)
+
+
+@pytest.mark.parametrize("build,match", [
+    (lambda: MetaNeighborhoodsHead(4, 3, entries=5, scale_init=float("nan")), "scale_init must be finite"),
+    (lambda: MetaNeighborhoodsHead(4, 3, entries=5, scale_init=-10), "scale_init must be > 0"),
+    (lambda: InducedDictionary(4, 2, 3, "fixed", fixed_values=torch.full((4, 3), float("nan"))), "fixed_values contains"),
+    (lambda: InducedDictionary(4, 2, 1, "regression", initial_values=torch.full((4, 1), float("inf"))), "initial_values contains"),
+    (lambda: InducedDictionary(4, 2, 1, "soft"), "values='soft' needs value_dim >= 2"),
+])
+def test_bad_head_and_dictionary_values(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_dictionary_takes_numpy_values():
+    import numpy as np
+    fixed = InducedDictionary(4, 2, 2, "fixed", fixed_values=np.eye(2)[[0, 0, 1, 1]])
+    assert fixed.values.argmax(1).tolist() == [0, 0, 1, 1]
+    regression = InducedDictionary(4, 2, 1, "regression", initial_values=np.arange(4.0)[:, None])
+    assert regression.values[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0]

@@ -130,7 +130,8 @@ def test_finds_modules_and_parameters():
 
 @pytest.mark.parametrize("kwargs", [dict(channels=0), dict(channels=2.5), dict(channels=4, entries=0),
                                     dict(channels=4, temperature_init=float("nan")),
-                                    dict(channels=4, temperature_init=True)])
+                                    dict(channels=4, temperature_init=True), dict(channels=4, temperature_init=0.0),
+                                    dict(channels=4, temperature_init=-5.0)])
 def test_bad_construction(kwargs):
     with pytest.raises(ValueError):
         IFiLM(**kwargs)

@@ -35,14 +35,22 @@ def reestimate_batch_norm(model: nn.Module, norms: list[nn.Module], batches: Ite
     moved faster than BatchNorm's exponential averages follow leave those averages stale; afterwards
     eval mode normalises as training mode would. The norms keep their momentum; `model` ends in eval mode."""
     momenta = [norm.momentum for norm in norms]
+    saved = [{name: buffer.clone() for name, buffer in norm.named_buffers()} for norm in norms]
     model.eval()
     try:
         for norm in norms:
             norm.reset_running_stats()
             norm.momentum = None                                                # cumulative average
             norm.train()
+        seen = 0
         for batch in batches:
             model(batch)
+            seen += 1
+        if seen == 0:                      # nothing to average: keep the statistics the norms had
+            for norm, buffers in zip(norms, saved):
+                for name, buffer in buffers.items():
+                    getattr(norm, name).copy_(buffer)
+            raise ValueError("reestimate_batch_norm got no batches; expected at least one batch of inputs")
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
@@ -55,7 +63,9 @@ def film(channels: int, enabled: bool, entries: int) -> nn.Module:
 
 
 def xavier_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Conv2d:
-    """A bias-free conv with TF 'SAME' padding for odd kernels, Glorot-uniform initialised."""
+    """A bias-free conv with symmetric padding k // 2, Glorot-uniform initialised. For odd kernels this
+    is TF 'SAME' at stride 1; at stride 2 TF pads one more row and column after than before, so the
+    output has the same size but its sampling grid is shifted by one pixel."""
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
     nn.init.xavier_uniform_(conv.weight)
     return conv
