@@ -26,7 +26,6 @@ Deviations from the official code (none change the function):
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
