@@ -210,3 +210,18 @@ def test_only_the_deep_backbones_end_with_a_relu_in_dot_mode():
     assert dot.backbone.final_relu is False
     assert build_image_model("vanilla", "resnet29", 10, classifier="dot").backbone.final_relu is True
     assert build_image_model("vanilla", "resnet29", 10, classifier="cosine").backbone.final_relu is False
+
+
+def test_dictionary_warmup_under_torchrun_is_refused_before_the_run_directory_is_touched(tmp_path, monkeypatch):
+    """The refusal comes before anything is written: with --overwrite, a later refusal would already have
+    removed the previous run in the folder."""
+    run = tmp_path / "run"
+    run.mkdir()
+    kept = {"best.pt": b"weights", "summary.json": b"{}", "checkpoint.pt": b"state"}
+    for name, content in kept.items():
+        (run / name).write_bytes(content)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ValueError, match="dictionary_warmup is a single-process diagnostic"):
+        train(TrainConfig(method="mn", dictionary_warmup=2, **TINY), run, overwrite=True, progress=False)
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == kept

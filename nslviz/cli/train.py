@@ -20,6 +20,11 @@ default. --nsl-variant sets the backbone, --nsl and --nsl-options of one row of 
 are applied on top. The recipes hold out a validation split and test the best-on-validation model;
 --val-size 0 trains on every training image (CIFAR: all 50,000) and tests the last model, as the
 official NSL code does. With --resume the stored config.json is the starting point and only the options given change it.
+
+Under torchrun (DDP, one process per GPU, or gloo on CPU) --batch-size is the global batch: it must
+divide by --nproc_per_node, and each process takes its share; process r uses cuda:r whatever --device
+names; only rank 0 writes the run directory. A run resumes with the same number of processes, and
+--dictionary-warmup is single-process only.
 """
 from __future__ import annotations
 

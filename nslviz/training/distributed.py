@@ -77,9 +77,14 @@ class Context:
                 dist.broadcast(buffer, src=0)
 
 
+def launched_world_size() -> int:
+    """The number of processes torchrun started (its WORLD_SIZE); 1 without torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device: str = "auto") -> Context:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); otherwise one process."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     if world_size <= 1:
         return Context(resolve_device(device))
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))

@@ -262,6 +262,9 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: resume continues the run in the "
                          "run directory, overwrite replaces it")
+    if config.dictionary_warmup and distributed.launched_world_size() > 1:   # before anything is written
+        raise ValueError("dictionary_warmup is a single-process diagnostic (it switches the backbone's "
+                         "gradients off and on, which DDP does not allow); run it without torchrun")
     # one process per run directory: under torchrun rank 0 (the one that writes) holds the lock;
     # the path is checked as given ("" is refused, where Path("") would be the current folder)
     with claimed_run_dir(run_dir if run_dir is not None else runs_root() / default_run_name(config),
@@ -302,7 +305,12 @@ class _Session:
         self.started = time.perf_counter()
         self.context, self.run_path = context, run_path
         device = self.device = context.device
+        # rank 0 reads (and downloads or caches) the data first, the other ranks then read what it wrote
+        if not context.is_main:
+            context.barrier()
         self.data = data = load_data(config)
+        if context.is_main:
+            context.barrier()
         self.config = config = config.resolved(data.paper_augment)
         checkpoint = None
         if resume:
@@ -376,9 +384,6 @@ class _Session:
     def _wrapped_model(self) -> nn.Module:
         """What the training steps call: the model, under DDP with several processes, compiled if asked."""
         trained = self.model
-        if self.context.distributed and self.config.dictionary_warmup:
-            raise ValueError("dictionary_warmup is a single-process diagnostic (it switches the backbone's "
-                             "gradients off and on, which DDP does not allow); run it without torchrun")
         if self.context.distributed:
             device = self.device
             trained = nn.parallel.DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda"
