@@ -211,7 +211,7 @@ class InducedDictionary(nn.Module):
                           confidence: float = 0.9) -> None:
         """Start every entry at a real example: k_j = its features z_j (S, d), v_j = its target (see
         `set_entries`). Not in the paper or the official code; it meets the paper's requirement (sec.
-        3.1) that keys start "with a similar distribution to z_i", so that they receive a training
+        2.3) that keys start "with a similar distribution to z_i", so that they receive a training
         signal from the first step.
 
         `directions_only`: the attention and the inner loss L(f_φ(k_j), v_j) both see only the keys'

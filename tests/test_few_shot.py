@@ -1,4 +1,4 @@
-"""Few-shot learning (NSL sec. 4, Table 6): episodes, the glyphs and Mini-ImageNet sets, the CNN-4,
+"""Few-shot learning (NSL sec. 7.2, Table 6): episodes, the glyphs and Mini-ImageNet sets, the CNN-4,
 test-time finetuning, MAML's meta-gradient and the few-shot command."""
 from __future__ import annotations
 

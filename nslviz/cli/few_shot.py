@@ -1,4 +1,4 @@
-"""python -m nslviz few-shot: few-shot learning with neural similarity, NSL sec. 4 and Table 6
+"""python -m nslviz few-shot: few-shot learning with neural similarity, NSL sec. 7.2 and Table 6
 (nslviz.experiments.few_shot; notebook 10).
 
     python -m nslviz few-shot --nsl static_dns --method finetune --episodes 100 --json      # embedded glyphs

@@ -1,4 +1,4 @@
-"""Few-shot learning with neural similarity, NSL sec. 4 and Table 6: `run_few_shot(FewShotConfig(...))`.
+"""Few-shot learning with neural similarity, NSL sec. 7.2 and Table 6: `run_few_shot(FewShotConfig(...))`.
 
     1. pretrain  a CNN-4 (`models.cnn`, "cnn4": 4 × 32 3×3 convs, BN, ReLU, 2×2 max-pool) with NSL
                  convolutions and a linear classifier on the base classes (the train and val classes,

@@ -1,4 +1,4 @@
-"""The race between the backbone and the induced dictionary (MN sec. 3.1; docs/dictionary-race.md).
+"""The race between the backbone and the induced dictionary (MN sec. 2.3; docs/dictionary-race.md).
 
 The paper trains the backbone θ, the classifier φ, the step α and the dictionary {(k_j, v_j)} together
 from random keys. The keys get a useful meta-gradient only once the features z_i they are compared

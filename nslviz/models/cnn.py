@@ -20,7 +20,7 @@ cnn10, ImageNet (Table 7; no official code): 7×7/2 conv 64 -> BN -> ReLU -> 3×
   8.90M parameters as in Table 5; Table 5's 9.61M for dynamic DNS matches 64 hidden units rather
   than the 32 the appendix states (pass nsl_options={"predictor_hidden": 64} for that count).
 
-cnn4, the CNN-4 of few-shot learning (NSL Table 6, sec. 4 "Following [46]": Ravi & Larochelle's
+cnn4, the CNN-4 of few-shot learning (NSL Table 6, sec. 7.2 "Following [46]": Ravi & Larochelle's
   4 convolution layers with 32 3×3 filters, BN, ReLU, 2×2 max-pool): 4 × [NSL 3×3 conv 32 -> BN ->
   ReLU -> max-pool 2×2/2], 84 -> 42 -> 21 -> 10 -> 5 at Mini-ImageNet's 84 px, features the 5×5×32 map
   flattened (800). Every conv is an NSL conv (no plain root conv): with DNS, one 3×3 mask per layer.

@@ -1,4 +1,4 @@
-"""Test-time finetuning of a pretrained (static or dynamic) NSN on an episode's support set, NSL sec. 4
+"""Test-time finetuning of a pretrained (static or dynamic) NSN on an episode's support set, NSL sec. 7.2
 "Few-shot learning" and Appendix (Table 6), batched over episodes.
 
 Per episode, a new N-way linear classifier (zeros) is trained on the support images with SGD
