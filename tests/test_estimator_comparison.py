@@ -11,7 +11,7 @@ from sklearn.exceptions import NotFittedError
 from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
 import nslviz.experiments.estimators as comparison
 from nslviz.analysis.paired import format_paired, paired_difference
-from nslviz.experiments.estimators import (HELD_OUT_TABLES, METHODS, TABLES, EstimatorComparisonConfig,
+from nslviz.experiments.estimators import (HELD_OUT_TABLES, METHOD_LABELS, METHODS, TABLES, EstimatorComparisonConfig,
                                            compare_estimators, compare_on_table, cv_folds, load_table, make_estimator,
                                            compare_draws, pool_draws, summarise, tables_at_the_top)
 from nslviz.viz import estimators as estimators_viz
@@ -197,6 +197,11 @@ def test_comparisons_pool_into_the_draws_figure(tiny):
         expected = [c.tables[name]["mn_vs"][c.tables[name]["best_baseline"]]["mean_difference_points"]
                     for c in (tiny, other)]
         assert list(trace.y) == expected == pooled["tables"][name]["mn_minus_best_points_per_draw"]
+        # each dot names the baseline it is measured against: its own draw's best, not the pooled one
+        bests = [c.tables[name]["best_baseline"] for c in (tiny, other)]
+        assert pooled["tables"][name]["best_baseline_per_draw"] == bests
+        assert [list(c) for c in trace.customdata] == [[0, METHOD_LABELS[bests[0]]], [1, METHOD_LABELS[bests[1]]]]
+        assert trace.x[0].endswith(f"pooled best: {METHOD_LABELS[pooled['tables'][name]['best_baseline']]}")
     diamonds = [trace for trace in fig.data if trace.type == "scatter"]
     pooled_vs_best = [pooled["tables"][n]["mn_vs_best"] for n in ("iris", "diabetes")]
     assert list(diamonds[0].y) == [d["mean_difference_points"] for d in pooled_vs_best] == pytest.approx(

@@ -293,6 +293,7 @@ def pool_draws(draws: list[dict]) -> dict:
                         "draws_mn_at_least_best": sum(d["tables"][name]["mn_at_least_best"] for d in draws),
                         "mn_minus_best_points_per_draw": [d["tables"][name]["mn_vs"][d["tables"][name]["best_baseline"]]
                                                           ["mean_difference_points"] for d in draws],
+                        "best_baseline_per_draw": [d["tables"][name]["best_baseline"] for d in draws],
                         "fit_time_ratio_to_mlp_max": max(ratios) if ratios else None}
     summaries = [summarise(d["tables"]) for d in draws]
     per_draw = [summary["mn_at_least_best_baseline"] for summary in summaries]

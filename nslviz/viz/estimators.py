@@ -169,11 +169,15 @@ def draws_figure(pooled: dict) -> go.Figure:
     if not names or "seeds" not in pooled:
         raise ValueError(f"draws_figure needs the result of pool_draws (seeds, tables), got keys {sorted(pooled)}")
     per_draw = {name: pooled["tables"][name]["mn_minus_best_points_per_draw"] for name in names}
-    labels = [f"{name}<br>vs {METHOD_LABELS[pooled['tables'][name]['best_baseline']]}" for name in names]
+    # the diamond is against the best baseline over all the draws, each dot against its own draw's best
+    labels = [f"{name}<br>pooled best: {METHOD_LABELS[pooled['tables'][name]['best_baseline']]}" for name in names]
     fig = go.Figure()
     for index, (label, name) in enumerate(zip(labels, names)):
+        bests = pooled["tables"][name].get("best_baseline_per_draw")     # absent from results before it was kept
+        against = [METHOD_LABELS[b] for b in bests] if bests else ["that draw's best baseline"] * len(pooled["seeds"])
         _add_dots(fig, label, per_draw[name], f"one draw ({pooled['folds']} test folds)", index == 0,
-                  f"{name}, folds of seed %{{customdata}}: %{{y:+.2f}} points<extra></extra>", pooled["seeds"])
+                  f"{name}, folds of seed %{{customdata[0]}}: %{{y:+.2f}} points against %{{customdata[1]}}"
+                  "<extra></extra>", list(zip(pooled["seeds"], against)))
     _add_diamonds(fig, labels, [pooled["tables"][name]["mn_vs_best"] for name in names],
                   f"every test fold of the {len(pooled['seeds'])} draws, 95 % interval for folds that share rows")
     return _finish_differences(fig, f"MN minus the best baseline on {len(pooled['seeds'])} shuffles of the rows "
