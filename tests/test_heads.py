@@ -96,10 +96,18 @@ def test_compare_heads_rejects_bad_features_and_labels(change, match):
 
 
 @pytest.mark.parametrize("field, value, match", [("steps", 0, "steps must be >= 1"), ("lr", -1.0, "lr must be > 0"),
-                                                 ("entries", 2.5, "entries must be an integer")])
+                                                 ("entries", 2.5, "entries must be an integer"),
+                                                 ("seed", 1.5, "seed"), ("seed", -1, "seed"), ("seed", 2 ** 40, "seed"),
+                                                 ("progress", "no", "progress must be True or False")])
 def test_head_training_rejects_bad_settings(field, value, match):
     with pytest.raises(ValueError, match=match):
         HeadTraining(**{field: value})
+
+
+def test_compare_heads_refuses_zero_classes_rather_than_counting_them():
+    x, y = torch.randn(30, 4), torch.randint(0, 3, (30,))
+    with pytest.raises(ValueError, match="classes must be >= 2, got 0"):
+        compare_heads(x, y, x[:10], y[:10], classes=0, steps=2)
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_features, check_finite, check_positive
+from .._checks import check_features, check_finite, check_flags, check_positive, check_seed
 from .._memory import check_memory
 from .._threads import torch_threads
 from ..datasets.toys import cluster_splits
@@ -56,6 +56,8 @@ class HeadTraining:
         for name in ("entries", "steps", "batch_size", "eval_every"):
             check_positive(name, getattr(self, name), integer=True, minimum=1)
         check_positive("lr", self.lr)
+        check_seed(self.seed)
+        check_flags(progress=self.progress)
 
 
 @dataclass
@@ -122,7 +124,7 @@ def compare_heads(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Te
     training = dataclasses.replace(training or HeadTraining(), **overrides)
     _check_split("training", x_train, y_train, None)
     _check_split("test", x_test, y_test, x_train.shape[1])
-    classes = classes or int(max(y_train.max(), y_test.max())) + 1
+    classes = int(max(y_train.max(), y_test.max())) + 1 if classes is None else classes
     check_positive("classes", classes, integer=True, minimum=2)
     if int(min(y_train.min(), y_test.min())) < 0 or int(max(y_train.max(), y_test.max())) >= classes:
         raise ValueError(f"labels must lie in [0, {classes - 1}], got [{int(min(y_train.min(), y_test.min()))}, "
