@@ -45,6 +45,12 @@ def test_static_masks_shapes_and_figure():
     fig = static_mask_figure(uns)
     assert "UNS" in fig.layout.title.text and axis_titles(fig, "x") == {"input tap t"}
     assert static_masks(classifier("dynamic_dns")) == {}
+    # four layers fill a 2×2 grid; five leave one cell of a 2×3 grid, whose axes are hidden
+    four = static_mask_figure(dict(list(masks.items())[:4]))
+    assert (four.layout.width, four.layout.height) == (2 * 300 + 120, 2 * 300 + 80) and four.layout.xaxis4.visible is not False
+    five = static_mask_figure(dict(list(masks.items())[:5]))
+    assert five.layout.xaxis6.visible is False and five.layout.yaxis6.visible is False
+    assert five.layout.xaxis5.visible is not False
 
 
 @pytest.mark.parametrize("nsl,shape", [("dynamic_dns", (3, 3)), ("dynamic_uns", (9, 9))])

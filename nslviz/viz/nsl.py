@@ -59,8 +59,8 @@ def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None
         raise ValueError("no static masks to draw: the model has no static NSL layer")
     check_positive("columns", columns, integer=True, minimum=1)
     names = list(masks)
-    columns = min(columns, len(names))
-    rows = math.ceil(len(names) / columns)
+    rows = math.ceil(len(names) / min(columns, len(names)))
+    columns = math.ceil(len(names) / rows)                    # as few empty cells as the rows allow: 4 layers in 2×2
     matrix = _is_matrix(masks[names[0]])
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[short_layer_name(n) for n in names],
                         horizontal_spacing=0.08, vertical_spacing=100 / (300 * rows + 80))  # 100 px: room for x titles
@@ -74,7 +74,11 @@ def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None
     fig.update_layout(coloraxis=_color_axis(masks.values(), 0.0 if matrix else 1.0, min_spread),
                       height=300 * rows + 80, width=300 * columns + 120)
     kind = "UNS similarity matrices M_s" if matrix else "DNS spatial masks diag(M_s)"
-    return finish_figure(fig, title or f"Learned static {kind}, one per layer", *_axis_titles(matrix))
+    finish_figure(fig, title or f"Learned static {kind}, one per layer", *_axis_titles(matrix))
+    for cell in range(len(names), rows * columns):                          # the empty cells of the last row
+        fig.update_xaxes(visible=False, row=cell // columns + 1, col=cell % columns + 1)
+        fig.update_yaxes(visible=False, row=cell // columns + 1, col=cell % columns + 1)
+    return fig
 
 
 def _image_trace(image) -> tuple[go.BaseTraceType, int, int]:
