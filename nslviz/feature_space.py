@@ -1,4 +1,4 @@
-"""Meta-Neighborhoods for tables with the dictionary in a learned feature space (MN eq. (1)-(3), sec. 3).
+"""Meta-Neighborhoods for tables with the dictionary in a learned feature space (MN eq. (1)-(3), sec. 2).
 
 The image models of the paper split the network into a feature extractor µ_θ and a last layer f_φ,
 keep the dictionary in the feature space and finetune only f_φ per input:
@@ -24,13 +24,19 @@ per-input weights (B, C, d) for its row normalisation. Measured in one run (batc
 2 x 128, 10 classes, S = 128, one thread; benchmarks/bench_feature_heads.py), a training step with it
 costs about 8.5x the plain MLP's, and with the linear last layer 2.0x: the cosine head is 4.3x the
 linear one, so the estimators use the linear last layer (docs/estimators.md).
+
+Deviation: the trunk ends with a ReLU, so the features are >= 0. The paper (sec. 2.3) removes µ_θ's last
+non-linearity so that the features are roughly Gaussian, like the keys' Gaussian init. With the cosine
+attention only the keys' directions count, and on the estimators' validation splits the paper's trunk
+(`feature_relu=False`) scored lower on 5 of the 8 tables and higher on 1 (docs/estimators-selection.md,
+round 19), so the ReLU stays the default.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from ._checks import check_choice, check_features, check_positive
+from ._checks import check_choice, check_features, check_flags, check_positive
 from .regression import MLP, MetaNeighborhoodsMLP
 
 FEATURE_LOSSES = ("cross_entropy", "mse")
@@ -48,17 +54,22 @@ class MetaNeighborhoodsFeatureMLP(nn.Module):
         loss: "cross_entropy" (soft values) or "mse" (real-valued values).
         step_size_init: initial |α_W| and |α_b| of the inner step (learned).
         key_init_std: keys ~ N(0, key_init_std²) (only their direction counts for cosine similarity).
+        feature_relu: end the trunk with a ReLU (default); False is the paper's µ_θ without its last
+            non-linearity (sec. 2.3).
     """
 
     def __init__(self, input_dim: int, output_dim: int, layers: int = 3, width: int = 128,
                  entries: int = 128, *, temperature: float = 0.1, similarity: str = "cosine",
-                 loss: str = "cross_entropy", step_size_init: float = 0.05, key_init_std: float = 0.01):
+                 loss: str = "cross_entropy", step_size_init: float = 0.05, key_init_std: float = 0.01,
+                 feature_relu: bool = True):
         super().__init__()
         check_positive("layers", layers, integer=True, minimum=2)
         check_choice("loss", loss, FEATURE_LOSSES)
+        check_flags(feature_relu=feature_relu)
         self.loss = loss
-        # the trunk: `layers - 1` Linear layers of `width` units, each followed by a ReLU
-        self.trunk = nn.Sequential(MLP(input_dim, width, layers - 1, width), nn.ReLU())
+        # the trunk: `layers - 1` Linear layers of `width` units, each followed by a ReLU (the last one
+        # only with feature_relu)
+        self.trunk = nn.Sequential(MLP(input_dim, width, layers - 1, width), *([nn.ReLU()] if feature_relu else []))
         self.head = MetaNeighborhoodsMLP(width, output_dim, layers=1, entries=entries, similarity=similarity,
                                          temperature=temperature, loss=loss, step_size_init=step_size_init,
                                          key_init_std=key_init_std)

@@ -50,6 +50,20 @@ def test_regressor_fits_a_nonlinear_function_in_original_units():
     np.testing.assert_array_equal(model.predict(x[200:]), again.predict(x[200:]))
 
 
+
+def test_feature_trunk_ends_with_a_relu_unless_asked_for_the_papers_trunk():
+    """The estimators' trunk ends with a ReLU (features >= 0); feature_relu=False is MN sec. 2.3's µ_θ
+    without its last non-linearity, whose features take both signs."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 5)
+    ours = MetaNeighborhoodsFeatureMLP(5, 3, layers=3, width=16, entries=8)
+    paper = MetaNeighborhoodsFeatureMLP(5, 3, layers=3, width=16, entries=8, feature_relu=False)
+    assert ours.trunk(x).min() >= 0 and paper.trunk(x).min() < 0
+    assert paper(x).shape == (64, 3)
+    with pytest.raises(ValueError, match="feature_relu must be True or False"):
+        MetaNeighborhoodsFeatureMLP(5, 3, feature_relu="no")
+
+
 def test_multi_output_regression_and_classifier_probabilities():
     x, y = _regression()
     targets = np.stack([y, -y], axis=1)
