@@ -201,7 +201,7 @@ def test_comparisons_pool_into_the_draws_figure(tiny):
         bests = [c.tables[name]["best_baseline"] for c in (tiny, other)]
         assert pooled["tables"][name]["best_baseline_per_draw"] == bests
         assert [list(c) for c in trace.customdata] == [[0, METHOD_LABELS[bests[0]]], [1, METHOD_LABELS[bests[1]]]]
-        assert trace.x[0].endswith(f"pooled best: {METHOD_LABELS[pooled['tables'][name]['best_baseline']]}")
+        assert trace.x[0].endswith(f"pooled best:<br>{METHOD_LABELS[pooled['tables'][name]['best_baseline']]}")
     diamonds = [trace for trace in fig.data if trace.type == "scatter"]
     pooled_vs_best = [pooled["tables"][n]["mn_vs_best"] for n in ("iris", "diabetes")]
     assert list(diamonds[0].y) == [d["mean_difference_points"] for d in pooled_vs_best] == pytest.approx(

@@ -170,7 +170,7 @@ def draws_figure(pooled: dict) -> go.Figure:
         raise ValueError(f"draws_figure needs the result of pool_draws (seeds, tables), got keys {sorted(pooled)}")
     per_draw = {name: pooled["tables"][name]["mn_minus_best_points_per_draw"] for name in names}
     # the diamond is against the best baseline over all the draws, each dot against its own draw's best
-    labels = [f"{name}<br>pooled best: {METHOD_LABELS[pooled['tables'][name]['best_baseline']]}" for name in names]
+    labels = [f"{name}<br>pooled best:<br>{METHOD_LABELS[pooled['tables'][name]['best_baseline']]}" for name in names]
     fig = go.Figure()
     for index, (label, name) in enumerate(zip(labels, names)):
         bests = pooled["tables"][name].get("best_baseline_per_draw")     # absent from results before it was kept
