@@ -308,3 +308,16 @@ def test_few_shot_command_refuses_bad_combinations(capsys):
     assert exit_info.value.code == 2 and "static M" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["few-shot", "--dataset", "mini-imagenet", "--per-class", "5"])
+
+
+def test_named_runs_are_checked_before_any_pretraining():
+    """Notebook 10's run names map to (nsl, method); a mistyped one is named with the choices before any
+    network is trained, and a run whose pretrained network is missing says which one it needs."""
+    from nslviz.experiments.few_shot import FEW_SHOT_RUNS, pretrain_for_runs, run_named
+    assert FEW_SHOT_RUNS["static_dns_maml"] == ("static_dns", "maml") and FEW_SHOT_RUNS["none"] == ("none", "finetune")
+    with pytest.raises(ValueError, match="few-shot run.*'static_dns_mam'.*static_dns_maml"):
+        pretrain_for_runs(FewShotConfig(), None, ["static_dns", "static_dns_mam"])
+    with pytest.raises(ValueError, match="no few-shot runs given"):
+        pretrain_for_runs(FewShotConfig(), None, [])
+    with pytest.raises(ValueError, match="run 'dynamic_dns' needs a pretrained 'dynamic_dns' network"):
+        run_named(FewShotConfig(), None, ["dynamic_dns"], {})

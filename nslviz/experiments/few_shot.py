@@ -332,5 +332,42 @@ def run_few_shot(config: FewShotConfig | None = None, *, data: ImageDataset | No
                          pretrained.base_accuracy, seconds, similarity)
 
 
-__all__ = ["FEW_SHOT_METHODS", "FEW_SHOT_NSL", "FewShotConfig", "FewShotResult", "PretrainedNetwork", "base_split",
-           "load_few_shot_data", "pretrain", "pretrain_network", "run_few_shot"]
+# notebook 10's runs: name -> (nsl, method). "none" is the static NSN's pretrained network with M fixed
+# at I (only the classifier is finetuned); "static_dns_maml" meta-learns static M from that network.
+FEW_SHOT_RUNS = {"none": ("none", "finetune"), "static_dns": ("static_dns", "finetune"),
+                 "dynamic_dns": ("dynamic_dns", "finetune"), "static_dns_maml": ("static_dns", "maml")}
+
+
+def _pretrained_nsl(run: str) -> str:
+    """The nsl mode of the network a run starts from (a static NSN pretrains as a plain CNN)."""
+    return "dynamic_dns" if FEW_SHOT_RUNS[run][0] == "dynamic_dns" else "static_dns"
+
+
+def pretrain_for_runs(config: FewShotConfig, data: ImageDataset, runs) -> dict[str, PretrainedNetwork]:
+    """Step 1 for several named runs (FEW_SHOT_RUNS): each network they need, pretrained once, by nsl mode."""
+    runs = list(runs)
+    if not runs:
+        raise ValueError(f"no few-shot runs given; expected some of {', '.join(FEW_SHOT_RUNS)}")
+    for run in runs:
+        check_choice("few-shot run", run, tuple(FEW_SHOT_RUNS))
+    return {nsl: pretrain_network(config, data, nsl=nsl) for nsl in sorted({_pretrained_nsl(run) for run in runs})}
+
+
+def run_named(config: FewShotConfig, data: ImageDataset, runs, pretrained: dict[str, PretrainedNetwork]
+              ) -> dict[str, FewShotResult]:
+    """Steps 2 and 3 for each named run, from the networks of `pretrain_for_runs`: {run: FewShotResult}."""
+    results = {}
+    for run in runs:
+        check_choice("few-shot run", run, tuple(FEW_SHOT_RUNS))
+        nsl, method = FEW_SHOT_RUNS[run]
+        if _pretrained_nsl(run) not in pretrained:
+            raise ValueError(f"run {run!r} needs a pretrained {_pretrained_nsl(run)!r} network; pretrain_for_runs "
+                             f"was given other runs (it has {', '.join(map(repr, pretrained)) or 'none'})")
+        results[run] = run_few_shot(config, data=data, pretrained=pretrained[_pretrained_nsl(run)], nsl=nsl,
+                                    method=method)
+    return results
+
+
+__all__ = ["FEW_SHOT_METHODS", "FEW_SHOT_NSL", "FEW_SHOT_RUNS", "FewShotConfig", "FewShotResult", "PretrainedNetwork",
+           "base_split", "load_few_shot_data", "pretrain", "pretrain_for_runs", "pretrain_network", "run_few_shot",
+           "run_named"]
