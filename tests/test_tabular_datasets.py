@@ -194,6 +194,11 @@ def test_a_damaged_archive_is_reported(tmp_path):
     _zip(folder / TABULAR_DATASETS["super"].archive, {"unique_m.csv": b"a,b\n1,2\n"})
     with pytest.raises(ValueError, match="does not contain 'train.csv'"):
         load_tabular("super", tmp_path, download=False)
+    header = ["number_of_elements"] + [f"feature_{i}" for i in range(79)] + ["critical_temp"]
+    _zip(folder / TABULAR_DATASETS["super"].archive, {"train.csv": _csv(RNG.random((4, 81)), header)})
+    with pytest.raises(ValueError, match=r"(?s)train.csv in .* has 80 feature columns, expected 81 \(another "
+                                         r"table or version\)"):
+        load_tabular("super", tmp_path, download=False)
     assert tabular.UCI.startswith("https://archive.ics.uci.edu/")
 
 

@@ -83,8 +83,8 @@ class TabularSpec:
     sha256: str | None                             # None: not verified (see module docstring)
     member: str                                    # file inside the archive (matched by its base name)
     read: Callable[[io.BufferedIOBase], tuple]     # file object -> (x, y, feature_names, target_names)
-    rows: int
-    features: int
+    rows: int                                      # of the full table (informative: a subset may be given)
+    features: int                                  # checked when the archive is read
     homepage: str = ""
 
 
@@ -263,6 +263,9 @@ def read_archive(spec: TabularSpec, archive: Path) -> tuple[np.ndarray, np.ndarr
     x, y, feature_names, target_names = _read_member(archive, spec.member, spec.read)
     if x.shape[0] != y.shape[0] or x.ndim != 2:
         raise ValueError(f"dataset {spec.name!r}: could not read a table from {archive}")
+    if x.shape[1] != spec.features:
+        raise ValueError(f"dataset {spec.name!r}: {spec.member} in {archive} has {x.shape[1]} feature columns, "
+                         f"expected {spec.features} (another table or version). {_how_to_get(spec, archive)}")
     return x, y, feature_names, target_names
 
 
