@@ -12,10 +12,21 @@ export THP_MEM_ALLOC_ENABLE ?= 1
 # the git filter that strips notebook outputs and execution counts on `git add` (see .gitattributes)
 NBSTRIPOUT := '$(abspath $(PY))' -m nbstripout --keep-id
 
-.PHONY: setup demo test test-fast test-unit test-notebooks lab results bench clean
+.PHONY: setup check-python demo test test-fast test-unit test-notebooks lab results bench clean
 .PHONY: site test-browser
 
-setup: $(STAMP)
+setup: check-python $(STAMP)
+
+# PYTHON=... given on the command line must be the Python of an existing .venv: make never replaces a
+# virtual environment by itself, so a mismatch is named with what to do
+check-python:
+ifeq ($(origin PYTHON),command line)
+	@if [ -x $(PY) ]; then \
+	  want=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 2; \
+	  have=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  if [ "$$want" != "$$have" ]; then \
+	    echo "$(VENV) was made with Python $$have, but PYTHON=$(PYTHON) is Python $$want: run rm -rf $(VENV) to rebuild it with $(PYTHON), or leave PYTHON out to keep Python $$have" >&2; exit 2; fi; fi
+endif
 
 # setuptools prints an informational banner on every editable install (a folder named like the package
 # in the working directory may shadow it): silenced; every other warning is still shown

@@ -144,3 +144,18 @@ def test_parallel_units_of_work_keep_notebooks_that_share_runs_together():
     assert shared == {"notebooks/03-05"}
     assert unit("notebooks/07_nsl_cifar.ipynb::Cell 2") == "notebooks/07_nsl_cifar.ipynb"
     assert unit("tests/test_nsl.py::test_a[1]") == "tests/test_nsl.py"
+
+
+def test_make_names_a_python_that_differs_from_the_virtual_environments(tmp_path):
+    """`make test PYTHON=python3.12` with a .venv made by Python 3.11 used to install into the old
+    .venv silently; it now stops, naming both versions and what to do."""
+    if not (ROOT / ".venv" / "bin" / "python").exists():
+        pytest.skip("needs the repository's .venv (make setup)")
+    fake = tmp_path / "python9"
+    fake.write_text("#!/bin/sh\necho 9.1\n")
+    fake.chmod(0o755)
+    done = subprocess.run(["make", "-s", "-C", str(ROOT), "check-python", f"PYTHON={fake}"], capture_output=True, text=True)
+    assert done.returncode == 2 and f"PYTHON={fake} is Python 9.1" in done.stderr and "rm -rf .venv" in done.stderr
+    same = subprocess.run(["make", "-s", "-C", str(ROOT), "check-python", f"PYTHON={ROOT / '.venv' / 'bin' / 'python'}"],
+                          capture_output=True, text=True)
+    assert same.returncode == 0, same.stderr
