@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nslviz.viz.few_shot import adapted_masks_figure, meta_training_figure
+from nslviz.viz.few_shot import accuracy_figure, adapted_masks_figure, meta_training_figure
 
 
 def test_meta_training_figure_names_each_axis_for_its_own_curve():
@@ -35,3 +35,22 @@ def test_adapted_masks_show_changes_of_thousandths_in_colour_and_in_their_labels
     assert meta.layout.coloraxis.cmin == pytest.approx(0.996, abs=1e-6)
     with pytest.raises(ValueError, match="only a static NSN adapts M"):
         adapted_masks_figure({})
+
+
+def test_accuracy_figure_names_the_networks_and_draws_table_6_beside_them():
+    """Bars for this run with their intervals, diamonds for Table 6 where the paper has the row, in the
+    notebook's words (plain CNN, static / dynamic NSN, MAML), and the chance line."""
+    paper = {"accuracy": 71.26, "interval95": 0.65, "row": "Dynamic NSN"}
+    common = dict(way=5, shot=5, episodes=60, dataset="glyphs")
+    summaries = [dict(nsl="none", method="finetune", accuracy=88.7, interval95=1.4, paper=None, **common),
+                 dict(nsl="dynamic_dns", method="finetune", accuracy=94.8, interval95=1.1, paper=paper, **common),
+                 dict(nsl="static_dns", method="maml", accuracy=89.5, interval95=1.6, paper=None, **common)]
+    fig = accuracy_figure(summaries)
+    bars, diamonds = fig.data
+    assert list(bars.x) == ["plain CNN · finetune", "dynamic NSN · finetune", "static NSN · MAML"]
+    assert list(bars.y) == [88.7, 94.8, 89.5] and list(bars.error_y.array) == [1.4, 1.1, 1.6]
+    assert list(diamonds.x) == ["dynamic NSN · finetune"] and list(diamonds.y) == [71.26]
+    assert fig.layout.shapes[0].y0 == 20 and fig.layout.annotations[0].text == "chance (20 %)"
+    assert "5-way 5-shot" in fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+    with pytest.raises(ValueError, match="no few-shot results"):
+        accuracy_figure([])

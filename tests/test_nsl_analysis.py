@@ -38,12 +38,17 @@ def test_static_masks_shapes_and_figure():
     assert all(d.shape == (3, 3) and set(np.unique(d)) == {1.0} for d in kernel_shapes(model).values())
     fig = static_mask_figure(masks)
     assert len(fig.data) == 9 and "DNS" in fig.layout.title.text
-    assert axis_titles(fig, "x") == {"kernel column"} and axis_titles(fig, "y") == {"kernel row"}
-    assert fig.layout.coloraxis.cmid == 1.0
+    assert axis_titles(fig, "x") == {"kernel column"} and axis_titles(fig, "y") == {"kernel row", None}
+    assert [fig.layout[f"yaxis{n}"].title.text for n in ("", 4, 7)] == ["kernel row"] * 3     # the first column only
+    assert fig.layout.coloraxis.cmid == 1.0 and fig.layout.xaxis.dtick == fig.layout.yaxis.dtick == 1
     uns = static_masks(classifier("static_uns"))
     assert all(m.shape == (9, 9) for m in uns.values())
     fig = static_mask_figure(uns)
     assert "UNS" in fig.layout.title.text and axis_titles(fig, "x") == {"input tap t"}
+    # drawn as M − I: the identity is 0 everywhere, the diagonal included
+    first = next(iter(uns.values()))
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), first - np.eye(9), atol=1e-6)
+    assert fig.layout.coloraxis.cmid == 0.0 and fig.layout.coloraxis.colorbar.title.text == "M − I value"
     assert static_masks(classifier("dynamic_dns")) == {}
     # four layers fill a 2×2 grid; five leave one cell of a 2×3 grid, whose axes are hidden
     four = static_mask_figure(dict(list(masks.items())[:4]))
@@ -204,6 +209,10 @@ def test_dynamic_mask_window_follows_the_layers_stride_and_kernel():
     assert (min(v for v in xs[:5]), max(v for v in xs[:5])) == (4.5, 7.5)
     assert (xs[-1], ys[-1]) == (6.0, 4.0)                                  # the centre tap: input (4, 6)
     assert fig.layout.annotations[0].text == "input image and the layer's 3×3 window"
+    # the slider starts near the centre, and the figure shows that frame before the slider is touched
+    active = fig.layout.sliders[0].active
+    assert fig.layout.sliders[0].steps[active].label == "(3, 3)" and fig.frames[active].name == "(3, 3)"
+    assert fig.data[1].x == fig.frames[active].data[0].x
 
     uns = NSConv2d(1, 2, kernel_size=5, padding=2, mode="dynamic_uns").eval()
     matrices = dynamic_masks(nn.Sequential(uns), image)["0"]               # (16, 16, 25, 25)

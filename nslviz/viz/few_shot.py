@@ -46,12 +46,17 @@ def episode_figure(split, episodes, index: int = 0, max_query: int = 5, title: s
                          "image", "episode class (label in the split)")
 
 
+NETWORK_LABELS = {"none": "plain CNN", "static_dns": "static NSN", "dynamic_dns": "dynamic NSN"}
+METHOD_LABELS = {"finetune": "finetune", "maml": "MAML"}
+
+
 def accuracy_figure(summaries: Sequence[Mapping], title: str | None = None) -> go.Figure:
     """Each run's mean query accuracy with its 95 % interval (bars), and the Table 6 number of the same
     method where the paper has one (diamonds; Mini-ImageNet 5-way 5-shot)."""
     if not summaries:
         raise ValueError("no few-shot results to draw")
-    names = [f"{s['nsl']} · {s['method']}" for s in summaries]
+    names = [f"{NETWORK_LABELS.get(s['nsl'], s['nsl'])} · {METHOD_LABELS.get(s['method'], s['method'])}"
+             for s in summaries]
     fig = go.Figure(go.Bar(x=names, y=[s["accuracy"] for s in summaries], name="this run",
                            marker_color=CLASS_COLORS[0],
                            error_y=dict(type="data", array=[s["interval95"] for s in summaries]),
@@ -65,7 +70,8 @@ def accuracy_figure(summaries: Sequence[Mapping], title: str | None = None) -> g
                                  text=[p["row"] for _, p in papers],
                                  hovertemplate="%{text}: %{y:.2f} %<extra>Table 6</extra>"))
     way = summaries[0]["way"]
-    fig.add_hline(y=100 / way, line_dash="dot", annotation_text=f"chance ({100 / way:.0f} %)")
+    fig.add_hline(y=100 / way, line_dash="dot", annotation_text=f"chance ({100 / way:.0f} %)",
+                  annotation_position="bottom left")                 # under the line, clear of the bars' tops
     first = summaries[0]
     return finish_figure(fig, title or f"{first['dataset']}: {way}-way {first['shot']}-shot query accuracy over "
                                        f"{first['episodes']} episodes (± 95 % interval)",

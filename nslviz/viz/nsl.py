@@ -52,9 +52,10 @@ def _axis_titles(matrix: bool) -> tuple[str, str]:
 def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None, columns: int = 3, *,
                        min_spread: float = MIN_COLOR_SPREAD, decimals: int = 2) -> go.Figure:
     """The learned static similarity of every layer: DNS k×k masks (identity = all ones, shown white)
-    or UNS K×K matrices (identity = the diagonal). One heatmap per layer, one shared colour scale
-    spanning the largest deviation from the identity and at least ±min_spread; DNS taps written with
-    `decimals` decimals."""
+    or UNS K×K matrices, drawn as M − I (identity = 0, shown white, so that a diagonal entry that left 1
+    shows as plainly as an off-diagonal one). One heatmap per layer, one shared colour scale spanning
+    the largest deviation from the identity and at least ±min_spread; DNS taps written with `decimals`
+    decimals."""
     if not masks:
         raise ValueError("no static masks to draw: the model has no static NSL layer")
     check_positive("columns", columns, integer=True, minimum=1)
@@ -62,19 +63,26 @@ def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None
     rows = math.ceil(len(names) / min(columns, len(names)))
     columns = math.ceil(len(names) / rows)                    # as few empty cells as the rows allow: 4 layers in 2×2
     matrix = _is_matrix(masks[names[0]])
+    shown = {name: np.asarray(masks[name], dtype=np.float32) - (_identity(np.shape(masks[name])) if matrix else 0)
+             for name in names}                                               # UNS: M − I
+    value = "M − I" if matrix else "M"
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[short_layer_name(n) for n in names],
                         horizontal_spacing=0.08, vertical_spacing=100 / (300 * rows + 80))  # 100 px: room for x titles
     for i, name in enumerate(names):
-        mask = np.asarray(masks[name], dtype=np.float32)
-        fig.add_trace(go.Heatmap(z=mask, coloraxis="coloraxis", name=short_layer_name(name),
+        fig.add_trace(go.Heatmap(z=shown[name], coloraxis="coloraxis", name=short_layer_name(name),
                                  texttemplate=None if matrix else f"%{{z:.{decimals}f}}",
-                                 hovertemplate="row %{y}, column %{x}: %{z:.3f}<extra></extra>"),
+                                 hovertemplate=f"row %{{y}}, column %{{x}}: {value} = %{{z:.3f}}<extra></extra>"),
                       row=i // columns + 1, col=i % columns + 1)
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(coloraxis=_color_axis(masks.values(), 0.0 if matrix else 1.0, min_spread),
-                      height=300 * rows + 80, width=300 * columns + 120)
-    kind = "UNS similarity matrices M_s" if matrix else "DNS spatial masks diag(M_s)"
-    finish_figure(fig, title or f"Learned static {kind}, one per layer", *_axis_titles(matrix))
+    color = _color_axis(shown.values(), 0.0 if matrix else 1.0, min_spread)
+    color["colorbar"]["title"] = f"{value} value"
+    fig.update_layout(coloraxis=color, height=300 * rows + 80, width=300 * columns + 120)
+    kind = "UNS similarity matrices M_s − I" if matrix else "DNS spatial masks diag(M_s)"
+    x_title, y_title = _axis_titles(matrix)
+    finish_figure(fig, title or f"Learned static {kind}, one per layer", x_title)
+    fig.update_xaxes(dtick=1)
+    fig.update_yaxes(autorange="reversed", dtick=1)
+    for row in range(1, rows + 1):                    # the row title once, left of the grid, clear of the heatmaps
+        fig.update_yaxes(title_text=y_title, row=row, col=1)
     for cell in range(len(names), rows * columns):                          # the empty cells of the last row
         fig.update_xaxes(visible=False, row=cell // columns + 1, col=cell % columns + 1)
         fig.update_yaxes(visible=False, row=cell // columns + 1, col=cell % columns + 1)
@@ -144,7 +152,10 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
                           texttemplate=None if matrix else "%{z:.2f}",
                           hovertemplate="row %{y}, column %{x}: %{z:.3f}<extra></extra>")
 
-    first = positions[0]
+    # the slider starts at the position nearest the image's centre, where the content usually is
+    start = min(range(len(positions)), key=lambda n: (positions[n][0] - (out_h - 1) / 2) ** 2
+                + (positions[n][1] - (out_w - 1) / 2) ** 2)
+    first = positions[start]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
                         subplot_titles=(f"input image and the layer's {k}×{k} window",
                                         "predicted similarity at that position"))
@@ -154,12 +165,12 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
     names = [f"({i}, {j})" for i, j in positions]
     fig.frames = [go.Frame(data=[window_trace(i, j), mask_trace(i, j)], traces=[1, 2], name=name)
                   for (i, j), name in zip(positions, names)]
-    slider = dict(active=0, currentvalue=dict(prefix="output position (row, column): "), pad=dict(t=40),
+    slider = dict(active=start, currentvalue=dict(prefix="output position (row, column): "), pad=dict(t=40),
                   steps=[dict(label=name, method="animate",
                               args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                  transition=dict(duration=0))]) for name in names])
     fig.update_layout(sliders=[slider], coloraxis=color, height=520, width=900, showlegend=False)
-    fig.update_xaxes(range=[-0.5, width - 0.5], title_text="image column (pixels)", row=1, col=1)
+    fig.update_xaxes(range=[-0.5, width - 0.5], constrain="domain", title_text="image column (pixels)", row=1, col=1)
     fig.update_yaxes(range=[height - 0.5, -0.5], title_text="image row (pixels)", scaleanchor="x", row=1, col=1)
     x_title, y_title = _axis_titles(matrix)
     rows, columns = masks.shape[2:]
