@@ -61,3 +61,12 @@ def test_every_file_the_readme_links_or_shows_exists():
     assert targets, "the README links nothing: the pattern is wrong"
     missing = [t for t in targets if not (ROOT / t).exists()]
     assert not missing, f"README.md links files that do not exist: {missing}"
+
+
+def test_the_library_pages_snippet_runs_as_written():
+    """docs/library.md's first code block is what a reader copies first: it must run as written."""
+    text = (ROOT / "docs" / "library.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/library.md", "exec"), namespace)                  # noqa: S102 - the page's own code
+    assert tuple(namespace["logits"].shape) == (namespace["features"].shape[0], 100)

@@ -103,7 +103,7 @@ def test_missing_files_name_the_dataset_the_path_and_how_to_get_it(tmp_path, nam
     message = str(error.value)
     assert message.startswith(f"{name}:") and str(tmp_path) in message and path_part in message
     assert "How to get it:" in message
-    assert ("download=True" in message) == (name in ("cifar10", "cifar100", "mnist", "svhn"))
+    assert ("download=True" in message) == ("--download true" in message) == (name in ("cifar10", "cifar100", "mnist", "svhn"))
 
 
 def test_failed_download_is_a_clear_connection_error(tmp_path, monkeypatch):

@@ -97,7 +97,8 @@ class _Source:
     def how_to_get(self, name: str, root: Path) -> str:
         manual = self.manual.format(root=root)
         if self.downloadable:
-            return f"load_image_dataset({name!r}, {str(root)!r}, download=True), or {manual}"
+            return (f"load_image_dataset({name!r}, {str(root)!r}, download=True) (on the command line: --download "
+                    f"true), or {manual}")
         return f"{manual} (automatic download is not available for {name})"
 
 
