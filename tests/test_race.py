@@ -187,6 +187,9 @@ def test_race_figure_draws_one_line_per_arm(small_race):
     keys_panel = [trace for trace in fig.data if trace.xaxis == "x5"]
     assert sorted(trace.name for trace in keys_panel) == ["joint", "warmup"]      # MN arms only
     assert fig.layout.title.text == "race" and len(RACE_PANELS) == 6
+    # accuracies on 0..1; the share of changed predictions (a few %) on its own scale from 0
+    assert list(fig.layout.yaxis.range) == list(fig.layout.yaxis2.range) == [0, 1.02]
+    assert fig.layout.yaxis3.range is None and fig.layout.yaxis3.rangemode == "tozero"
     table = race_table(race_report(results)["digits"])
     assert list(table.index) == list(results["digits"]) and (table["seeds"] == 2).all()
     assert table.loc["vanilla", "attended values %"] == ""                     # blank, not NaN

@@ -329,7 +329,7 @@ def flow_trajectories_figure(result, title: str | None = None) -> go.Figure:
     top = max(float(np.max(p["standard"][:, 1])), float(np.max(p["factorized"][:, 1])), float(p["truth"][1])) * 1.1
     fig.add_trace(go.Scatter(x=[solution_x, solution_x], y=[0, top or 1.0], mode="lines", name="exact solutions",
                              line=dict(color="grey", dash="dot", width=1)))
-    for key, label, symbol in (("min_frobenius", "minimum-Frobenius solution W_F", "x"),
+    for key, label, symbol in (("min_frobenius", "minimum-Frobenius solution W<sub>F</sub>", "x"),
                                ("truth", "ground truth W*", "star")):
         fig.add_trace(go.Scatter(x=[p[key][0]], y=[p[key][1]], mode="markers", name=label,
                                  marker=dict(symbol=symbol, size=14, color="black")))
@@ -337,8 +337,8 @@ def flow_trajectories_figure(result, title: str | None = None) -> go.Figure:
                       legend=dict(orientation="h", y=-0.2, yanchor="top"))   # below the axis title, off the title
     return finish_figure(fig, title or f"Two gradient flows for the same {result.config.observation}-observation "
                                        f"regression (start ○, end □)",
-                         "coordinate of W along the minimum-Frobenius solution W_F",
-                         "size of W's null-space part ‖W − P(W)‖_F (unseen by the data)")
+                         "coordinate of W along the minimum-Frobenius solution W<sub>F</sub>",
+                         "size of W's null-space part ‖W − P(W)‖<sub>F</sub> (unseen by the data)")
 
 
 def nuclear_norm_figure(result, title: str | None = None) -> go.Figure:
@@ -346,7 +346,7 @@ def nuclear_norm_figure(result, title: str | None = None) -> go.Figure:
     norms of the minimum-Frobenius exact solution and of the ground truth as reference lines."""
     time_axis = result.flow_time[1:]                                   # log axis: t > 0
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=("loss ½Σ‖residual‖²", "nuclear norm ‖W‖_* = Σ singular values"))
+                        subplot_titles=("loss ½Σ‖residual‖²", "nuclear norm ‖W‖<sub>*</sub> = Σ singular values"))
     for name in ("standard", "factorized"):
         flow = getattr(result, name)
         fig.add_trace(go.Scatter(x=time_axis, y=np.maximum(flow.loss[1:], 1e-16), name=FLOW_NAMES[name],
@@ -360,7 +360,9 @@ def nuclear_norm_figure(result, title: str | None = None) -> go.Figure:
                                  line=dict(color="black", dash=dash, width=1)), 1, 2)
     fig.update_xaxes(type="log", title_text="gradient-flow time t = steps × learning rate")
     fig.update_yaxes(type="log", exponentformat="power", title_text="loss", row=1, col=1)
-    fig.update_yaxes(title_text="nuclear norm", row=1, col=2)
+    references = [float(np.linalg.svd(m, compute_uv=False).sum()) for m in (result.min_frobenius, result.truth)]
+    top = max([*references, *(float(getattr(result, n).nuclear_norm.max()) for n in ("standard", "factorized"))])
+    fig.update_yaxes(title_text="nuclear norm", range=[0, 1.1 * top], row=1, col=2)   # the reference lines inside
     fig.update_layout(height=430, width=980, legend=dict(orientation="h", y=-0.25))
     return finish_figure(fig, title or "Both flows fit the data; they stop at different nuclear norms")
 
@@ -382,7 +384,7 @@ def singular_values_figure(result, title: str | None = None) -> go.Figure:
                                      opacity=1.0 if k < result.config.rank else 0.5), 1, col)
     fig.update_xaxes(type="log", title_text="gradient-flow time t")
     fig.update_yaxes(type="log", exponentformat="power")                  # both panels: the right one matches the left
-    fig.update_yaxes(title_text="singular value σ_k of W", row=1, col=1)
+    fig.update_yaxes(title_text="singular value σ<sub>k</sub> of W", row=1, col=1)
     fig.add_hline(y=ZERO_FLOOR, line=dict(color="grey", dash="dot", width=1))
     for axis in ("", "2"):                 # on a log axis an annotation's y is log10 of the value
         fig.add_annotation(x=0, xref=f"x{axis} domain", y=math.log10(ZERO_FLOOR), yref=f"y{axis}",

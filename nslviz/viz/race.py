@@ -58,8 +58,9 @@ def race_curves(traces: Mapping[str, list[list[dict]]], title: str, *, classes: 
                                                dash="dash" if vanilla else "solid")), row + 1, col + 1)
         fig.update_yaxes(title_text=axis_title, row=row + 1, col=col + 1)
         fig.update_xaxes(title_text="iteration", row=row + 1, col=col + 1)
-    for col in (1, 2, 3):                                  # accuracies and shares on one fixed scale
+    for col in (1, 2):                                     # accuracies on one fixed scale
         fig.update_yaxes(range=[0, 1.02], row=1, col=col)
+    fig.update_yaxes(rangemode="tozero", row=1, col=3)     # the changed share is small: from 0 to its largest
     fig.update_yaxes(type="log", row=2, col=1)
     if classes:
         fig.add_hline(y=1 / classes, line=dict(color="grey", dash="dot"), annotation_text="chance", row=1, col=2)
