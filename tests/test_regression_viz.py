@@ -58,6 +58,11 @@ def test_toy_figures(toy):
     _labelled(fig)
     _slider_ok(fig, 3)
     assert fig.layout.sliders[0].active == 1             # T = 0.1 first
+    # both toy figures keep one y-range for every slider step: the data's, with a margin
+    data = np.concatenate([toy.y_train, toy.truth])
+    for figure in (viz.knn_toy_figure(toy), fig):
+        low, high = figure.layout.yaxis.range
+        assert low < data.min() and high > data.max() and high - low < 2 * (data.max() - data.min())
     fig = viz.toy_error_figure(toy)
     _labelled(fig)
     # two x axes, each with its own title and ticks at the values that were run

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-WIDTH, HEIGHT = 920, 460
+WIDTH, HEIGHT = 920, 540
 
 
 def main(argv=None) -> Path:
@@ -29,7 +29,7 @@ def main(argv=None) -> Path:
     from nslviz.viz.spiral import linear_vs_meta_neighborhoods
 
     figure = linear_vs_meta_neighborhoods(run_spiral(SpiralConfig()))
-    figure.update_layout(width=WIDTH, height=HEIGHT, margin=dict(l=60, r=20, t=80, b=60))
+    figure.update_layout(width=WIDTH, height=HEIGHT, margin=dict(l=60, r=20, t=80, b=120))
     with tempfile.TemporaryDirectory() as folder:
         page = Path(folder) / "spiral.html"
         figure.write_html(page, include_plotlyjs=True, full_html=True, config={"staticPlot": True})

@@ -41,6 +41,16 @@ def _data_traces(result) -> list[go.Scatter]:
                        line=dict(color=METHOD_COLORS["truth"], dash="dot", width=1.5))]
 
 
+def _data_y_range(result, margin: float = 0.25) -> list[float]:
+    """The samples' and the true curve's y-range, widened by `margin` of it on each side: fixed for every
+    slider step, so that a fit that shoots off at the edge (a line through 3 neighbors) does not
+    squash the data into a band."""
+    values = np.concatenate([np.ravel(result.y_train), np.ravel(result.truth)])
+    low, high = float(values.min()), float(values.max())
+    pad = margin * (high - low or 1.0)
+    return [low - pad, high + pad]
+
+
 def knn_toy_figure(result) -> go.Figure:
     """kNN and local linear fits of the 1-D toy; the slider picks k (test MSE in the legend)."""
     ks = sorted(k for k in result.knn if k in result.local_linear)
@@ -55,6 +65,7 @@ def knn_toy_figure(result) -> go.Figure:
                                  name=f"local linear, k={k} (test MSE {result.test_mse['local_linear'][k]:.3f})"))
     fig.update_layout(sliders=_visibility_slider([str(k) for k in ks], 2, 2, "neighbors k = ", len(ks) // 2),
                       height=480, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    fig.update_yaxes(range=_data_y_range(result))
     return finish_figure(fig, "A constant (kNN) or a line (local linear) fitted on each query's k neighbors",
                          "x", "y")
 
@@ -77,6 +88,7 @@ def mn_toy_figure(result) -> go.Figure:
                                  marker=dict(symbol="x", size=9, color=METHOD_COLORS["mn"],
                                              line=dict(width=1, color="black"))))
     fig.update_xaxes(range=[float(result.grid[0]), float(result.grid[-1])])
+    fig.update_yaxes(range=_data_y_range(result))
     fig.update_layout(sliders=_visibility_slider([f"{t:g}" for t in temperatures], 3, 2, "temperature T = ",
                                                  middle),
                       height=500, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
@@ -123,7 +135,7 @@ def cv_folds_figure(result) -> go.Figure:
     stds = [float(getattr(result, f"{m}_mse").std(ddof=1)) for m in methods]
     fig.add_trace(go.Scatter(x=labels, y=means, mode="markers", name="mean ± std over folds",
                              error_y=dict(type="data", array=stds, visible=True),
-                             marker=dict(size=14, symbol="diamond", color=[METHOD_COLORS[m] for m in methods])))
+                             marker=dict(size=14, symbol="diamond", color="black")))   # one colour: the legend matches
     p, difference = result.ttests["mn_vs_mlp"]["pvalue"], result.ttests["mn_vs_mlp"]["mean_difference"]
     fig.update_layout(height=430, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return finish_figure(fig, f"{result.dataset}: test MSE per fold (lines join the same fold); MN − MLP = "

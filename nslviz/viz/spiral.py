@@ -17,7 +17,7 @@ from .common import finish_figure
 from .isoline import isoline_segments
 
 CLASS_POINT_COLORS = ("#4c72b0", "#e5c400")      # test predictions: blue / yellow, as in Fig. 3
-ENTRY_COLORS = ("#2ca02c", "#d62728")            # induced neighbors: green / red by their fixed label
+ENTRY_COLORS = ("#1f3d7a", "#9c7f00")            # induced neighbors: dark blue / dark yellow by their fixed label
 REGION_SCALE = [[0.0, "#dbe6f5"], [0.5, "#dbe6f5"], [0.5, "#fbf1c2"], [1.0, "#fbf1c2"]]   # P(class 1) < / > 50 %
 POINT_SCALE = [[0.0, CLASS_POINT_COLORS[0]], [1.0, CLASS_POINT_COLORS[1]]]
 
@@ -59,7 +59,7 @@ def _trajectories(keys: np.ndarray) -> go.Scatter:
 
 def _entries(keys: np.ndarray, labels: np.ndarray) -> go.Scatter:
     return go.Scatter(x=keys[:, 0].astype(np.float32), y=keys[:, 1].astype(np.float32), mode="markers",
-                      name="induced neighbors",
+                      name="induced neighbors (dark blue: label 0, dark yellow: label 1)",
                       marker=dict(color=np.array(ENTRY_COLORS)[labels], size=10, symbol="x",
                                   line=dict(width=1, color="black")))
 
@@ -127,7 +127,8 @@ def _play_controls(frame_names: list[str], prefix: str, duration: int = FRAME_MS
 
 
 def neighbor_animation(result) -> go.Figure:
-    """MN Fig. 3 (a)-(c) as an animation: the induced neighbors (x, green/red = fixed label) move along
+    """MN Fig. 3 (a)-(c) as an animation: the induced neighbors (x, dark blue / dark yellow = fixed label, the
+    colours of the classes' regions) move along
     their dotted trajectories over the predicted regions; test points are coloured by the prediction."""
     names = [str(int(step)) for step in result.frame_steps]
     fig = go.Figure(data=_frame_data(result, 0),
@@ -151,13 +152,14 @@ def linear_vs_meta_neighborhoods(result) -> go.Figure:
     for col, prob, pred in [(1, result.linear_grid_prob, result.linear_test_pred),
                             (2, result.mn_grid_prob[-1], result.mn_test_pred[-1])]:
         for trace in _regions(result.grid_x, result.grid_y, prob):
-            fig.add_trace(trace, 1, col)
-        fig.add_trace(_points(result.x_test, pred, "test predictions", size=3), 1, col)
+            fig.add_trace(trace.update(showlegend=col == 1 and trace.type != "heatmap"), 1, col)
+        fig.add_trace(_points(result.x_test, pred, "test predictions (blue: class 0, yellow: class 1)", size=3)
+                      .update(showlegend=col == 1), 1, col)
     fig.add_trace(_entries(result.keys[-1], result.entry_labels), 1, 2)
     rng = _axis_range(result)
     fig.update_xaxes(range=rng, title_text="x₁ (standardised)")
     fig.update_yaxes(range=rng, title_text="x₂ (standardised)")
-    fig.update_layout(showlegend=False, height=460, width=920)
+    fig.update_layout(height=520, width=920, legend=dict(orientation="h", y=-0.18))
     return finish_figure(fig, "One linear model: alone (left, independent of T and S) and finetuned per input on "
                               f"S={result.config.entries} neighbors at T={result.config.temperature:g} (right)")
 
