@@ -119,3 +119,13 @@ def test_bad_inputs_name_the_argument_and_zero_steps_is_the_start():
     path = knn.linear_finetuning_path(x, y, q, 5, steps=(0, 10))
     assert np.all(path[0] == 0)                                   # step 0: the zero-initialised line
     assert set(knn.linear_finetuning_path(x, y, q, 5, steps=10)) == {10}
+
+
+def test_class_probabilities_need_every_label_once_in_classes():
+    """A `classes` list missing a label, or naming one twice, gave rows that were not probabilities."""
+    x, labels, query = np.array([[0.0], [1.0], [2.0]]), np.array([0, 1, 2]), np.array([[1.5]])
+    np.testing.assert_allclose(knn_class_probabilities(x, labels, query, 2, classes=[0, 1, 2]).sum(1), 1.0)
+    with pytest.raises(ValueError, match=r"classes must list every label once; got \[0, 1\], without the labels \[2\]"):
+        knn_class_probabilities(x, labels, query, 2, classes=[0, 1])
+    with pytest.raises(ValueError, match="with repeats"):
+        knn_class_probabilities(x, labels, query, 2, classes=[0, 0, 1, 2])

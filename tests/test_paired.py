@@ -31,3 +31,10 @@ def test_folds_that_share_rows_widen_the_interval_by_the_corrected_resampled_t()
 def test_a_bad_test_train_ratio_is_named(ratio):
     with pytest.raises(ValueError, match=f"test_train_ratio must be a number >= 0 .* got {ratio}"):
         paired_difference([0.9, 0.8], [0.8, 0.8], test_train_ratio=ratio)
+
+
+def test_a_paired_difference_refuses_non_finite_scores_and_returns_plain_floats():
+    with pytest.raises(ValueError, match=r"reference must be finite numbers, got \[nan\]"):
+        paired_difference([0.9, 0.8], [0.8, float("nan")])
+    interval = paired_difference([0.9, 0.8, 0.7], [0.8, 0.8, 0.8])["ci95_points"]
+    assert all(type(bound) is float for bound in interval)                  # JSON-ready, like the mean

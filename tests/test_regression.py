@@ -270,3 +270,27 @@ def test_cv_config_validation_and_custom_tables():
         cross_validate_regression(RegressionCVConfig(**{**SMALL, "neighbors": (500,)}), data=table)
     result = cross_validate_regression(RegressionCVConfig(**SMALL), data=table)
     assert result.dataset == "two_targets" and result.targets == 2 and result.folds[0]["entries"] == 24
+
+
+def test_fit_tabular_does_not_depend_on_the_callers_random_state():
+    """Seeded means seeded: a model that draws random numbers while training (entry dropout) gives the same
+    numbers whatever the global generator's state before the call."""
+    from nslviz.regression import MetaNeighborhoodsMLP
+    from nslviz.training.tabular import fit_tabular
+    x, y = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), torch.randn(64, 1)
+    results = []
+    for outside in (1, 2):
+        torch.manual_seed(7)
+        model = MetaNeighborhoodsMLP(3, 1, layers=2, width=8, entries=16, entry_dropout=0.5)
+        torch.manual_seed(outside)                                        # the caller's state differs
+        fit_tabular(model, x, y, max_epochs=3, seed=4)
+        results.append(model.network(x))
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+
+
+def test_train_steps_refuses_snapshots_it_would_never_reach():
+    from nslviz.training.steps import train_steps
+    model = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match=r"snapshot steps \[7\] lie outside 0..5"):
+        train_steps(model, torch.randn(8, 2), torch.randn(8, 1), torch.nn.functional.mse_loss, steps=5, batch_size=4,
+                    lr=1e-2, generator=torch.Generator(), snapshot_steps=[0, 5, 7], snapshot=lambda *_: None)

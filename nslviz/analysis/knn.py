@@ -140,7 +140,14 @@ def knn_class_probabilities(x_train, labels, x_query, k: int, classes=None) -> n
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"expected labels of shape (points,), got {labels.shape}")
-    classes = np.unique(labels) if classes is None else np.asarray(classes)
+    if classes is None:
+        classes = np.unique(labels)
+    else:
+        classes = np.asarray(classes)
+        missing = sorted(set(labels.tolist()) - set(classes.tolist()))
+        if len(np.unique(classes)) != len(classes) or missing:
+            raise ValueError(f"classes must list every label once; got {classes.tolist()}"
+                             + (f", without the labels {missing}" if missing else " with repeats"))
     one_hot = (labels[:, None] == classes[None, :]).astype(np.float64)           # (N, n_classes)
     return knn_by_finetuning(x_train, one_hot, x_query, k)
 

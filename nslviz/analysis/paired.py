@@ -1,6 +1,7 @@
 """Paired comparisons over seeds: a method against a reference run with the same seeds."""
 from __future__ import annotations
 
+import math
 import statistics
 
 import scipy.stats
@@ -23,6 +24,10 @@ def paired_difference(values: list[float], reference: list[float], *, scale: flo
     if len(values) != len(reference) or not values:
         raise ValueError(f"paired_difference needs two equally long, non-empty lists, got {len(values)} and "
                          f"{len(reference)} values")
+    for name, scores in (("values", values), ("reference", reference)):
+        bad = [v for v in scores if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"paired_difference: {name} must be finite numbers, got {bad[:3]}")
     if not 0 <= test_train_ratio < float("inf"):
         raise ValueError(f"paired_difference: test_train_ratio must be a number >= 0 (n_test / n_train), "
                          f"got {test_train_ratio!r}")
@@ -34,7 +39,7 @@ def paired_difference(values: list[float], reference: list[float], *, scale: flo
         n = len(differences)     # s/√n · √(1 + nρ) = s · √(1/n + ρ); with ρ = 0 exactly s/√n
         half = (scipy.stats.t.ppf(0.975, n - 1) * statistics.stdev(differences) / n ** 0.5
                 * (1 + n * test_train_ratio) ** 0.5)
-        interval = [round(mean - half, 3), round(mean + half, 3)]
+        interval = [round(float(mean - half), 3), round(float(mean + half), 3)]
     return {"above": sum(a > b for a, b in pairs), "level": sum(a == b for a, b in pairs),
             "below": sum(a < b for a, b in pairs), "mean_difference_points": round(mean, 3) + 0.0,   # + 0.0: a tie is 0.0, not -0.0
             "ci95_points": interval}

@@ -19,8 +19,12 @@ def train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     `generator`; calls snapshot(step, last batch loss) after `step` updates for every step in
     `snapshot_steps` (0 = before training, `steps` = at the end). The same generator seed gives two
     models the same batches."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)   # one kernel per op, not per tensor
     snapshot_steps = set(snapshot_steps) if snapshot is not None else set()
+    outside = sorted(step for step in snapshot_steps if not 0 <= step <= steps)
+    if outside:
+        raise ValueError(f"snapshot steps {outside} lie outside 0..{steps} (the steps this run trains); "
+                         f"expected steps between 0 (before training) and {steps} (the end)")
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)   # one kernel per op, not per tensor
     running = float("nan")
     for step in tqdm(range(steps + 1), desc=desc, disable=not progress, leave=False):
         if step in snapshot_steps:

@@ -5,7 +5,8 @@ MLP, used by the scikit-learn estimators and by MN Table 2's cross-validation
 `fit_tabular(model, x_train, y_train, x_val, y_val, ...)`: Adam(W) on mini-batches (lr 1e-3, batch
 128 as in Appendix B), the validation loss after every epoch, early stopping when it has not improved
 for `patience` epochs (10), and the best weights restored. Seeded: the same seed gives the same
-numbers on CPU.
+numbers on CPU, whatever the caller's global random state (the batch order and any randomness inside
+the model, such as entry dropout, are drawn from streams of the seed).
 """
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_dtype, check_finite, check_fraction, check_positive, check_seed
 from ..regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
+from .data import derived_seed
 from .optim import parameter_groups, step_or_diverge
 
 TABULAR_LOSSES = ("mse", "cross_entropy")
+MODEL_STREAM = 1                # derived_seed(seed, MODEL_STREAM): the model's random draws while training
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,7 +137,8 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     (the last one may be smaller). With validation data: stop when the validation loss has not
     improved by more than `tol` for `patience` epochs (MN App. B: tol 0, patience 10; tol > 0 as in
     scikit-learn's MLPs ends training on separable classes, whose loss creeps down forever) and
-    restore the weights of the epoch with the lowest validation loss; without: run `max_epochs`.
+    restore the weights of the epoch with the lowest validation loss; without (or with 0 validation rows): run
+    `max_epochs`.
     Epoch 0 (the weights as given) is a candidate too.
     label_smoothing ε (cross-entropy only) smooths the training targets, (1 - ε) one-hot + ε/C; the
     validation loss that early stopping watches is the plain cross-entropy.
@@ -177,30 +181,32 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         history.append({"epoch": 0, "validation_loss": best_loss})
     model.train()
     bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False)
-    for epoch in bar:
-        order = torch.randperm(n, generator=generator).to(x_train.device)
-        total = torch.zeros((), device=x_train.device)
-        for begin in range(0, n, batch_size):
-            batch = order[begin:begin + batch_size]
-            batch_loss = tabular_loss(model(x_train[batch]), y_train[batch], loss, label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            step_or_diverge(optimizer, f"in epoch {epoch}")
-            total += batch_loss.detach() * batch.shape[0]
-            steps += 1
-        row = {"epoch": epoch, "train_loss": float(total) / n}
-        if validate:
-            row["validation_loss"] = float(tabular_loss(predict_tabular(model, x_val), y_val, loss))
-            if row["validation_loss"] < best_loss:
-                best_loss, best_epoch = row["validation_loss"], epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if row["validation_loss"] < reference_loss - tol:
-                reference_loss, last_improvement = row["validation_loss"], epoch
-        history.append(row)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k != "epoch"}, refresh=False)
-        if validate and epoch - last_improvement >= patience:
-            stopped_early = True
-            break
+    with seeded(derived_seed(seed, MODEL_STREAM)):       # the model's own draws (entry dropout): a stream
+        # of the seed, not the caller's global state, and not the batch order's stream
+        for epoch in bar:
+            order = torch.randperm(n, generator=generator).to(x_train.device)
+            total = torch.zeros((), device=x_train.device)
+            for begin in range(0, n, batch_size):
+                batch = order[begin:begin + batch_size]
+                batch_loss = tabular_loss(model(x_train[batch]), y_train[batch], loss, label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                batch_loss.backward()
+                step_or_diverge(optimizer, f"in epoch {epoch}")
+                total += batch_loss.detach() * batch.shape[0]
+                steps += 1
+            row = {"epoch": epoch, "train_loss": float(total) / n}
+            if validate:
+                row["validation_loss"] = float(tabular_loss(predict_tabular(model, x_val), y_val, loss))
+                if row["validation_loss"] < best_loss:
+                    best_loss, best_epoch = row["validation_loss"], epoch
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if row["validation_loss"] < reference_loss - tol:
+                    reference_loss, last_improvement = row["validation_loss"], epoch
+            history.append(row)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k != "epoch"}, refresh=False)
+            if validate and epoch - last_improvement >= patience:
+                stopped_early = True
+                break
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
