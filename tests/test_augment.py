@@ -274,3 +274,27 @@ def test_cuda_matches_cpu_for_the_same_decisions():
     assert out.device.type == "cuda" and out.dtype == torch.uint8
     with pytest.raises(ValueError, match="generator is on cpu"):
         A.augment_batch(images.cuda(), "paper", torch.Generator())
+
+
+def test_bad_fill_probability_and_decisions_are_named():
+    """uint8 arithmetic wrapped fill=300 to 44 and fill=-1 to 255, p=2 or NaN was accepted, and decision
+    tensors of the wrong length left images silently unaugmented."""
+    from nslviz.datasets.augment import (affine_operation, apply_sub_policies, autoaugment_cifar10, cutout,
+                                         random_crop, random_flip)
+    images, g = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8), torch.Generator().manual_seed(0)
+    for call in (lambda: cutout(images, 4, g, fill=300), lambda: cutout(images, 4, g, fill=-1),
+                 lambda: random_crop(images, 2, g, fill=0.5), lambda: autoaugment_cifar10(images, g, fill=256),
+                 lambda: affine_operation(images, torch.zeros(4, dtype=torch.long), torch.zeros(4), fill=300)):
+        with pytest.raises(ValueError, match="fill must be an integer pixel value in 0..255"):
+            call()
+    for p in (2, float("nan"), "a"):
+        with pytest.raises(ValueError, match="flip probability p must be a number in \\[0, 1\\]"):
+            random_flip(images, g, p=p)
+    good = dict(sub_policy=torch.zeros(4, dtype=torch.long), applied=torch.ones(4, 2, dtype=torch.bool),
+                negative=torch.zeros(4, 2, dtype=torch.bool))
+    assert apply_sub_policies(images, **good).shape == images.shape
+    for change, match in ((dict(sub_policy=torch.zeros(2, dtype=torch.long)), r"sub_policy must be a tensor of shape \(4,\)"),
+                          (dict(sub_policy=torch.full((4,), 30)), r"sub_policy must hold integer indices in 0..24"),
+                          (dict(applied=torch.ones(4, 2)), "applied and negative must be bool tensors")):
+        with pytest.raises(ValueError, match=match):
+            apply_sub_policies(images, **{**good, **change})

@@ -196,3 +196,18 @@ def test_sweep_starts_at_the_most_neighbors_and_sharpest_neighborhoods(short_run
     fig = sweep_figure({pair: short_run for pair in pairs})
     assert [step.label.split(" (")[0] for step in fig.layout.sliders[0].steps] == \
         ["S=100, T=0.1", "S=100, T=1", "S=10, T=0.1", "S=10, T=1"]
+
+
+def test_toy_data_refuse_bad_seeds():
+    """make_spiral(seed=None) drew other data on every call; a float seed failed inside numpy or torch
+    without naming the option."""
+    from nslviz.datasets.toys import cluster_splits, make_clusters, make_spiral
+    for bad in (None, 1.5, -1):
+        with pytest.raises(ValueError, match="seed"):
+            make_spiral(10, seed=bad)
+        with pytest.raises(ValueError, match="seed"):
+            make_clusters(10, seed=bad)
+    with pytest.raises(ValueError, match="centers_seed"):
+        make_clusters(10, centers_seed=-1)
+    with pytest.raises(ValueError, match="centers_seed is not an option here"):
+        cluster_splits(10, 10, centers_seed=1)

@@ -24,14 +24,16 @@ and fill 0, and it agrees with torchvision's functional ops image by image (test
 The official MN code used the common third-party PIL AutoAugment, whose geometric operations fill
 the uncovered border with grey 128: the "paper" policy does too (`PAPER_AUTOAUGMENT_FILL`), while
 `autoaugment_cifar10` fills 0 by default, as torchvision does. Deviation: that code's shears
-resample bicubically; here every geometric operation is nearest-neighbour, as in torchvision.
+resample bicubically; here every geometric operation is nearest-neighbour, as in torchvision. Where
+the common PIL implementation differs from torchvision in other details (the sign of rotations, the
+rounding of translations, the solarize thresholds), nslviz follows torchvision throughout.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .._checks import is_integer
+from .._checks import is_integer, is_number
 
 AUGMENT_POLICIES = ("none", "flip", "crop", "crop_flip", "nsl", "paper")
 PAPER_AUTOAUGMENT_FILL = 128     # the official code's PIL AutoAugment fills uncovered borders grey
@@ -111,6 +113,12 @@ def _check_batch(images: torch.Tensor, generator: torch.Generator | None) -> Non
                          "create it with torch.Generator(device=images.device)")
 
 
+def _check_fill(fill) -> None:
+    """A border or hole value of a uint8 image: an integer in 0..255 (uint8 arithmetic would wrap 300 to 44)."""
+    if not is_integer(fill) or not 0 <= fill <= 255:
+        raise ValueError(f"fill must be an integer pixel value in 0..255, got {fill!r}")
+
+
 def _uniform(shape, generator, device) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=device)
 
@@ -157,6 +165,7 @@ def random_crop(images: torch.Tensor, padding: int = 4, generator: torch.Generat
     "constant" (value `fill`), "symmetric" (edge repeated, numpy/TF), "reflect" (edge not repeated)
     or "circular"."""
     _check_batch(images, generator)
+    _check_fill(fill)
     if not is_integer(padding) or padding < 0:
         raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
     if padding_mode not in PADDING_MODES:
@@ -178,6 +187,8 @@ def random_crop(images: torch.Tensor, padding: int = 4, generator: torch.Generat
 def random_flip(images: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
     """Mirror each image left-right with probability p."""
     _check_batch(images, generator)
+    if not is_number(p) or not 0 <= p <= 1:
+        raise ValueError(f"flip probability p must be a number in [0, 1], got {p!r}")
     batch, _, height, width = images.shape
     device = images.device
     flip = _uniform((batch, 1), generator, device) < p                                 # (B, 1)
@@ -189,8 +200,10 @@ def random_flip(images: torch.Tensor, generator: torch.Generator | None = None, 
 def cutout(images: torch.Tensor, size: int = 16, generator: torch.Generator | None = None,
            fill: int = 0) -> torch.Tensor:
     """Cutout (DeVries & Taylor 2017) as in the official code: one size×size hole per image, its
-    centre uniform over the image, clipped at the borders (so holes near an edge are smaller)."""
+    centre uniform over the image, clipped at the borders (so holes near an edge are smaller). An odd
+    size gives a (size - 1)×(size - 1) hole, as the official code's `length // 2` each side of the centre."""
     _check_batch(images, generator)
+    _check_fill(fill)
     if not is_integer(size) or size < 0:
         raise ValueError(f"cutout size must be an integer >= 0, got {size!r}")
     batch, _, height, width = images.shape
@@ -359,6 +372,7 @@ def affine_operation(images: torch.Tensor, operation: torch.Tensor, magnitude: t
     GEOMETRIC_OPERATIONS and signed magnitude, in one warp (torchvision's inverse-matrix formula):
     ShearX/Y by atan(m) about the top-left corner, TranslateX/Y by int(m) pixels, Rotate by m degrees
     (counter-clockwise) about the centre; nearest neighbour, uncovered pixels `fill`."""
+    _check_fill(fill)
     height, width = images.shape[-2:]
     magnitude = magnitude.double()
     is_op = {name: operation == index for index, name in enumerate(GEOMETRIC_OPERATIONS)}
@@ -432,6 +446,18 @@ def apply_sub_policies(images: torch.Tensor, sub_policy: torch.Tensor, applied: 
     Vectorised by looping over the two steps and the operation types (the five geometric operations
     together in one warp), each applied to the images that drew it."""
     _check_batch(images, None)
+    _check_fill(fill)
+    batch = images.shape[0]
+    for name, tensor, shape in (("sub_policy", sub_policy, (batch,)), ("applied", applied, (batch, 2)),
+                                ("negative", negative, (batch, 2))):
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape:
+            raise ValueError(f"{name} must be a tensor of shape {shape} for a batch of {batch} images, got "
+                             f"{tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__}")
+    if applied.dtype != torch.bool or negative.dtype != torch.bool:
+        raise ValueError(f"applied and negative must be bool tensors, got {applied.dtype} and {negative.dtype}")
+    if sub_policy.dtype.is_floating_point or sub_policy.dtype == torch.bool or (
+            batch and not 0 <= int(sub_policy.min()) <= int(sub_policy.max()) < len(policy)):
+        raise ValueError(f"sub_policy must hold integer indices in 0..{len(policy) - 1}, got {sub_policy.tolist()[:8]}")
     height, width, device = images.shape[-2], images.shape[-1], images.device
     operation_table, _, magnitude_table = _policy_tables(policy, height, width, device)
     signed = torch.tensor([op in SIGNED_OPERATIONS for op in OPERATIONS], device=device)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from .._checks import check_positive
+from .._checks import check_positive, check_seed
 
 
 def make_spiral(points_per_class: int = 800, *, noise: float = 1.0, turn_degrees: float = 780.0,
@@ -20,6 +20,7 @@ def make_spiral(points_per_class: int = 800, *, noise: float = 1.0, turn_degrees
     check_positive("points_per_class", points_per_class, integer=True, minimum=1)
     check_positive("noise", noise, minimum=0)
     check_positive("turn_degrees", turn_degrees)
+    check_seed(seed)
     rng = np.random.default_rng(seed)
 
     def arm() -> np.ndarray:
@@ -55,6 +56,7 @@ def make_clusters(size: int, *, classes: int = 4, clusters_per_class: int = 3, d
     check_positive("clusters_per_class", clusters_per_class, integer=True, minimum=1)
     check_positive("dim", dim, integer=True, minimum=2)
     check_positive("noise", noise, minimum=0)
+    check_seed(seed), check_seed(centers_seed, "centers_seed")
     centers = torch.randn(classes * clusters_per_class, dim, generator=torch.Generator().manual_seed(centers_seed))
     centers = centers / centers.norm(dim=1, keepdim=True)
     generator = torch.Generator().manual_seed(seed)
@@ -66,6 +68,9 @@ def make_clusters(size: int, *, classes: int = 4, clusters_per_class: int = 3, d
 def cluster_splits(train_size: int = 4000, test_size: int = 2000, *, seed: int = 0, **options):
     """Train and test sets of `make_clusters` around the same centres (drawn from `seed`), the points
     from independent seeds. Returns (x_train, y_train, x_test, y_test)."""
+    check_seed(seed)
+    if "centers_seed" in options:
+        raise ValueError("cluster_splits draws the centres from `seed`; centers_seed is not an option here")
     x_train, y_train = make_clusters(train_size, seed=2 * seed + 1, centers_seed=seed, **options)
     x_test, y_test = make_clusters(test_size, seed=2 * seed + 2, centers_seed=seed, **options)
     return x_train, y_train, x_test, y_test
