@@ -9,7 +9,8 @@ Recipes (see docs/official-code.md §A.7 and §B.6):
 * "mn"  AdamW lr 1e-3, batch 128, decoupled weight decay 0.075 (the official TF-contrib AdamW
         applies 7.5e-5 per step *without* multiplying by the learning rate; PyTorch's AdamW multiplies
         by lr = 1e-3, so 7.5e-5 / 1e-3 = 0.075 gives the same decay, and both fall ×0.1 together at
-        the milestone), lr ×0.1 at 75 % of training (paper: epoch 300 of 400), gradients clipped by
+        the milestone), lr ×0.1 at the official milestone of each dataset (below; 75 % of training when a
+        length is given instead: paper, CIFAR epoch 300 of 400), gradients clipped by
         value to [-10, 10], augmentation crop + flip + AutoAugment + Cutout, images in [0, 1],
         dictionary/classifier/α/τ excluded from weight decay, best-on-validation checkpoint tested.
   Length: the official schedules, in iterations (`PAPER_SCHEDULES`): CIFAR 160k with the decay at
@@ -18,7 +19,8 @@ Recipes (see docs/official-code.md §A.7 and §B.6):
         `optimizer="sgd"` the vanilla baseline of MN Table 3 follows the official SGD recipe:
         Nesterov momentum 0.9, L2 2e-4, lr ×0.1 at 50/67/83 % (CIFAR: 60k/80k/100k of 120k); the
         official base lr is whatever `--meta_lr` was, which the paper does not give: 0.1 here.
-* "nsl" SGD lr 0.1, momentum 0.9, L2 5e-4 on every parameter (BN γ/β included), label smoothing
+* "nsl" SGD lr 0.1, momentum 0.9, L2 5e-4 on every parameter but the static M (BN γ/β included; static
+        UNS M has its own L2 of 5e-3, DNS none, as officially), label smoothing
         0.01, lr ÷10 at 20k/30k/37.5k of 42.5k iterations (CIFAR), symmetric
         pad-4 crop + flip (augment policy "nsl"). Deviation: images in [0, 1] instead of raw 0–255 (BatchNorm after the first conv makes
         the two nearly equivalent; 0–255 would need a different initial scale). Like every recipe here
@@ -110,10 +112,10 @@ class TrainConfig:
     batch_size: int | None = option(None, "positive_int", optional=True, group=OPTIMISATION)
     optimizer: str = option("adamw", "choice", OPTIMIZERS, group=OPTIMISATION)
     # None below: the optimizer's official value (OPTIMIZER_DEFAULTS), filled in at construction
-    lr: float | None = option(None, "positive", group=OPTIMISATION, help="default: AdamW 1e-3, SGD 0.1")
+    lr: float | None = option(None, "positive", group=OPTIMISATION, help="default: AdamW and Adam 1e-3, SGD 0.1")
     # AdamW: decoupled, PyTorch semantics (see the module docstring)
     weight_decay: float | None = option(None, "nonnegative", group=OPTIMISATION,
-                                        help="default: AdamW 0.075 (decoupled), SGD 2e-4 (L2)")
+                                        help="default: AdamW 0.075 (decoupled), SGD 2e-4 (L2), Adam 5e-4 (L2)")
     momentum: float = option(0.9, "fraction", group=OPTIMISATION, help="SGD momentum in [0, 1) (default 0.9)")
     nesterov: bool | None = option(None, "flag", group=OPTIMISATION,     # the NSL recipe: False; AdamW ignores it
                                    help="SGD with Nesterov momentum (default: true, the official MN SGD baseline)")
@@ -269,7 +271,8 @@ class TrainConfig:
 
 
 # S of MN Appendix A.2 (CIFAR-10/CINIC-10: 5000, CIFAR-100/Tiny-ImageNet: 10000; the paper does not
-# give S for the 4-layer-ConvNet sets, 5000 is used); small for the embedded sets.
+# give S for the 4-layer-ConvNet sets, 5000 is used, nor for ImageNet 64×64, where ours is 10000 like
+# the other sets of 100 classes or more); small for the embedded sets.
 DEFAULT_ENTRIES = {"cifar10": 5000, "cinic10": 5000, "cifar100": 10000, "tiny-imagenet": 10000,
                    "imagenet64": 10000, "digits": 200, "synthetic": 200}
 
