@@ -298,3 +298,29 @@ def test_bad_fill_probability_and_decisions_are_named():
                           (dict(applied=torch.ones(4, 2)), "applied and negative must be bool tensors")):
         with pytest.raises(ValueError, match=match):
             apply_sub_policies(images, **{**good, **change})
+
+
+def test_batched_autoaugment_equals_torchvisions_autoaugment_object_image_by_image():
+    """End to end against `T.AutoAugment(CIFAR10)` itself: each image's random draws are replayed in
+    torchvision's order (the sub-policy, then for each step whether it applies and, for a signed
+    operation that applies, its sign), and the batched result must equal torchvision's, pixel for pixel."""
+    from nslviz.datasets.augment import CIFAR10_POLICY, SIGNED_OPERATIONS, apply_sub_policies
+    generator = torch.Generator().manual_seed(3)
+    noise = torch.randint(0, 256, (24, 3, 32, 32), generator=generator, dtype=torch.uint8)
+    smooth = torch.nn.functional.avg_pool2d(noise.float(), 5, 1, 2).round().to(torch.uint8) // 3 + 60
+    images = torch.cat([noise, smooth])
+    reference, sub_policies, applied, negative = [], [], [], []
+    autoaugment = T.AutoAugment(T.AutoAugmentPolicy.CIFAR10)
+    for index, image in enumerate(images):
+        torch.manual_seed(100 + index)
+        reference.append(autoaugment(image))
+        torch.manual_seed(100 + index)                                   # the same draws, read back
+        policy = int(torch.randint(len(CIFAR10_POLICY), ()))
+        steps, signs = [], []
+        for name, probability, level in CIFAR10_POLICY[policy]:
+            steps.append(bool(torch.rand(()) <= probability))
+            signed = steps[-1] and level is not None and name in SIGNED_OPERATIONS
+            signs.append(bool(torch.rand(()) <= 0.5) if signed else False)
+        sub_policies.append(policy), applied.append(steps), negative.append(signs)
+    ours = apply_sub_policies(images, torch.tensor(sub_policies), torch.tensor(applied), torch.tensor(negative))
+    assert torch.equal(ours, torch.stack(reference))

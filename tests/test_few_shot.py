@@ -91,7 +91,9 @@ def test_glyphs_are_deterministic_and_split_by_class():
     data = load_image_dataset("glyphs", options={"num_classes": 25, "per_class": 3})
     assert glyph_class_split(25) == (16, 4, 5) and glyph_class_split(100) == (64, 16, 20)
     assert [len(split.labels.unique()) for split in data.splits().values()] == [16, 4, 5]
-    assert set(data.train.labels.tolist()).isdisjoint(data.test.labels.tolist())
+    classes = {name: set(split.labels.tolist()) for name, split in data.splits().items()}
+    assert classes["train"].isdisjoint(classes["val"]) and classes["train"].isdisjoint(classes["test"])
+    assert classes["val"].isdisjoint(classes["test"])
     assert "glyphs" in available_few_shot_datasets() and "glyphs" not in available_image_datasets()
     with pytest.raises(ValueError, match="few-shot set .* val_size must be None"):
         load_image_dataset("glyphs", val_size=10)
