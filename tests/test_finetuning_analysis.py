@@ -180,3 +180,13 @@ def test_learning_curves_add_the_dictionary_panel_for_mn_runs(tmp_path):
     assert len(two.layout.annotations) == 2 and not two.layout.shapes and not [t for t in two.data if t.xaxis == "x3"]
     running = learning_curves({"mn": _write_run(tmp_path / "running", mn)})
     assert len([t for t in running.data if t.xaxis == "x3"]) == 1 and not running.layout.shapes
+
+
+def test_a_before_finetuning_line_hidden_under_the_solid_one_says_so(tmp_path):
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "val_acc": 0.5 + e / 10, "val_acc_before_finetune": 0.5 + e / 10}
+            for e in (1, 2)]
+    fig = learning_curves({"mn": _write_run(tmp_path / "same", rows)})
+    assert [t.name for t in fig.data if t.line.dash == "dot"] == ["MN, before finetuning (the same: under the solid line)"]
+    moved = [dict(r, val_acc_before_finetune=r["val_acc"] - 0.1) for r in rows]
+    fig = learning_curves({"mn": _write_run(tmp_path / "moved", moved)})
+    assert [t.name for t in fig.data if t.line.dash == "dot"] == ["MN, before finetuning"]

@@ -373,7 +373,7 @@ ZERO_FLOOR = 1e-12         # singular values below this are drawn on it (the log
 def singular_values_figure(result, title: str | None = None) -> go.Figure:
     """Every singular value of W over gradient-flow time: standard flow (left), factorised (right)."""
     time_axis = result.flow_time[1:]
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.05,
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.09,
                         subplot_titles=[FLOW_NAMES["standard"], FLOW_NAMES["factorized"]])
     for col, name in enumerate(("standard", "factorized"), start=1):
         values = getattr(result, name).singular_values[1:]
@@ -383,7 +383,7 @@ def singular_values_figure(result, title: str | None = None) -> go.Figure:
                                      line=dict(color=FLOW_COLORS[name], width=2.5 if k == 0 else 1),
                                      opacity=1.0 if k < result.config.rank else 0.5), 1, col)
     fig.update_xaxes(type="log", title_text="gradient-flow time t")
-    fig.update_yaxes(type="log", exponentformat="power")                  # both panels: the right one matches the left
+    fig.update_yaxes(type="log", exponentformat="power", showticklabels=True)   # the right panel's ticks too
     fig.update_yaxes(title_text="singular value σ<sub>k</sub> of W", row=1, col=1)
     fig.add_hline(y=ZERO_FLOOR, line=dict(color="grey", dash="dot", width=1))
     for axis in ("", "2"):                 # on a log axis an annotation's y is log10 of the value

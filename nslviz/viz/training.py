@@ -45,9 +45,11 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
         fig.add_trace(go.Scatter(x=epochs, y=[r["val_acc"] for r in rows], name=name, legendgroup=label,
                                  showlegend=False, line=dict(color=color), mode="lines+markers"), 1, 2)
         if rows and "val_acc_before_finetune" in rows[0]:
-            fig.add_trace(go.Scatter(x=epochs, y=[r["val_acc_before_finetune"] for r in rows], legendgroup=label,
-                                     name=f"{name}, before finetuning", line=dict(color=color, dash="dot"),
-                                     mode="lines"), 1, 2)
+            before = [r["val_acc_before_finetune"] for r in rows]
+            hidden = all(b == r["val_acc"] for b, r in zip(before, rows))    # the step changes no prediction
+            fig.add_trace(go.Scatter(x=epochs, y=before, legendgroup=label, line=dict(color=color, dash="dot"),
+                                     name=f"{name}, before finetuning" + (" (the same: under the solid line)"
+                                                                         if hidden else ""), mode="lines"), 1, 2)
         if rows and "val_attended_value_acc" in rows[0]:
             fig.add_trace(go.Scatter(x=epochs, y=[r["val_attended_value_acc"] for r in rows], legendgroup=label,
                                      name=f"{name}, attended values", showlegend=False, line=dict(color=color),
