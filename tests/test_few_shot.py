@@ -52,6 +52,20 @@ def test_a_query_image_is_never_a_support_image():
     assert (episodes.support_labels == torch.arange(5).repeat_interleave(3)).all()
 
 
+def test_episode_classes_and_images_are_drawn_uniformly():
+    """Every class that fits is drawn equally often over many episodes, and within a class every image
+    equally often (here 9 eligible classes of 7 to 15 images; 2,000 episodes of 5 classes)."""
+    labels = uneven_labels()
+    episodes = sample_episodes(labels, episodes=2000, way=5, shot=3, query=4, seed=2)
+    counts = torch.bincount(episodes.classes.flatten(), minlength=12)[3:].float()   # classes 3..11 fit
+    expected = 2000 * 5 / 9
+    assert ((counts - expected).abs() < 4 * (expected * (1 - 5 / 9)) ** 0.5).all(), counts.tolist()
+    drawn = torch.bincount(torch.cat([episodes.support, episodes.query], 1).flatten(), minlength=len(labels)).float()
+    for c in range(3, 12):
+        members = drawn[labels == c]                                    # each image of class c: equal chances
+        assert members.max() / members.min() < 1.35, (c, members.tolist())
+
+
 def test_episodes_follow_the_seed():
     labels = uneven_labels()
     a, b = (sample_episodes(labels, episodes=20, way=3, shot=2, query=2, seed=7) for _ in range(2))
