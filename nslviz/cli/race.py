@@ -22,7 +22,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--datasets", nargs="+", choices=RACE_DATASETS, default=list(RACE_DATASETS))
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2, 3, 4])
-    p.add_argument("--iterations", type=positive_int, default=800, help="optimiser steps of every run (rounded up to whole epochs)")
+    p.add_argument("--iterations", type=positive_int, default=800,
+                   help="optimiser steps of every run (rounded up to whole epochs)")
     p.add_argument("--warmup", type=positive_int, default=200, help="iterations of the warm-up arms' frozen backbone")
     p.add_argument("--root", default=None, help="run directories (default: runs/mn-race)")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")

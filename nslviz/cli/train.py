@@ -93,8 +93,9 @@ def add_parser(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                               argument_default=argparse.SUPPRESS)
     run = add_config_arguments(p)[RUN]
-    run.add_argument("--run-dir", type=folder_path, default=None, help="output folder (default: runs/<dataset>-<backbone>-<method>[-<nsl>]-seed<k>, "
-                                                                            "under $NSLVIZ_RUNS when set)")
+    run.add_argument("--run-dir", type=folder_path, default=None,
+                     help="output folder (default: runs/<dataset>-<backbone>-<method>[-<nsl>]-seed<k>, under "
+                          "$NSLVIZ_RUNS when set)")
     run.add_argument("--resume", action="store_true", default=False, help="continue the run in --run-dir")
     run.add_argument("--overwrite", action="store_true", default=False,
                      help="replace the run already in the run directory (default: refuse)")

@@ -6,8 +6,8 @@ classes for episodes that appears from nothing. A glyph class is a random symbol
 class draws the symbol again with
 
     a rotation (±20°), a scale (0.8-1.15), a shift (up to 6 % of the image's width each way) and
-    each stroke end moved by up to 2.5 % of the glyph's frame (so no two images are pixel copies), a random ink colour on a random two-colour
-    gradient background, and Gaussian pixel noise,
+    each stroke end moved by up to 2.5 % of the glyph's frame (so no two images are pixel copies), a
+    random ink colour on a random two-colour gradient background, and Gaussian pixel noise,
 
 so the class lies in the shape alone: a network has to learn stroke and ring detectors, and a
 novel class is a new arrangement of parts it has seen, which is what few-shot transfer relies on.

@@ -359,12 +359,11 @@ def run_named(config: FewShotConfig, data: ImageDataset, runs, pretrained: dict[
     results = {}
     for run in runs:
         check_choice("few-shot run", run, tuple(FEW_SHOT_RUNS))
-        nsl, method = FEW_SHOT_RUNS[run]
-        if _pretrained_nsl(run) not in pretrained:
-            raise ValueError(f"run {run!r} needs a pretrained {_pretrained_nsl(run)!r} network; pretrain_for_runs "
+        (nsl, method), source = FEW_SHOT_RUNS[run], _pretrained_nsl(run)
+        if source not in pretrained:
+            raise ValueError(f"run {run!r} needs a pretrained {source!r} network; pretrain_for_runs "
                              f"was given other runs (it has {', '.join(map(repr, pretrained)) or 'none'})")
-        results[run] = run_few_shot(config, data=data, pretrained=pretrained[_pretrained_nsl(run)], nsl=nsl,
-                                    method=method)
+        results[run] = run_few_shot(config, data=data, pretrained=pretrained[source], nsl=nsl, method=method)
     return results
 
 

@@ -72,7 +72,8 @@ class NeighborReport:
         train, test = self.features[method]
         k = self.k if k is None else k
         check_positive("k", k, integer=True, minimum=1)
-        return subcategory_retrieval(train, test, query_rows, "attention" if train.attention is not None else "features", k)
+        space = "attention" if train.attention is not None else "features"
+        return subcategory_retrieval(train, test, query_rows, space, k)
 
     def summary(self) -> dict:
         result = {"run_dir": self.run_dir, "method": self.method, "label_kind": self.label_kind, "k": self.k,

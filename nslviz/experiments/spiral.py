@@ -133,8 +133,8 @@ def _linear_baseline(config: SpiralConfig, x_train: torch.Tensor, y_train: torch
     """The plain logistic regression f(x) = wᵀx + b, trained like the MN model (same data, optimiser,
     steps and batch size; its batches are drawn alike, not the same ones). It draws from a generator of
     its own, seeded alike, so it is the same model whatever T and S the MN model has (the dictionary's
-    initial keys, S × 2 draws, would otherwise shift its batches with S); it is trained once per setting and reused (the notebook's sliders
-    train many (T, S) pairs)."""
+    initial keys, S × 2 draws, would otherwise shift its batches with S); it is trained once per
+    setting and reused (the notebook's sliders train many (T, S) pairs)."""
     key = dataclasses.replace(config, entries=1, temperature=1.0, similarity="neg_sq_euclidean", inner_steps=1,
                               inner_step_size=1.0, learn_step_size=True, frames=1, progress=False)
     if key not in _LINEAR_BASELINES:

@@ -12,8 +12,9 @@ def parameter_groups(model: nn.Module, weight_decay: float, *, decay_everything:
     """Two groups: decayed (backbone convs, BN γ/β, iFiLM, NSL predictors) and not decayed (the head:
     dictionary keys and values, classifier, scale τ, step size α — the official MN "memory" scope;
     and the static NSL similarity M, which the official NSL code does not decay, and the kernel-shape
-    scores D_r, which it does not have). `decay_everything=True` decays the head too (the NSL recipe's L2 on every weight). The kernels of
-    the SphereNet-9 backbone (orthogonality penalty instead of L2) are not decayed either."""
+    scores D_r, which it does not have). `decay_everything=True` decays the head too (the NSL recipe's
+    L2 on every weight). The kernels of the SphereNet-9 backbone (orthogonality penalty instead of L2)
+    are not decayed either."""
     from ..nsl import undecayed_parameters
     excluded = {id(p) for p in undecayed_parameters(model)}
     if not decay_everything:

@@ -241,7 +241,7 @@ def _check_same_setting(stored: dict, now: dict) -> None:
         else:
             hint = f"start it with torchrun --nproc_per_node {before}"
         raise RunDirectoryError(f"cannot resume: the run was trained with {key} {before!r} and would go on with "
-                         f"{after!r}; {hint}, or start a new run directory")
+                                f"{after!r}; {hint}, or start a new run directory")
 
 
 def _check_resumable(stored: TrainConfig, config: TrainConfig) -> None:
@@ -250,7 +250,7 @@ def _check_resumable(stored: TrainConfig, config: TrainConfig) -> None:
     if changed:
         diffs = ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in changed)
         raise RunDirectoryError(f"cannot resume: the configuration differs from the stored run in {diffs}; "
-                         "resume with the same settings or start a new run directory")
+                                "resume with the same settings or start a new run directory")
 
 
 def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,

@@ -345,8 +345,8 @@ def nuclear_norm_figure(result, title: str | None = None) -> go.Figure:
     """Training loss and nuclear norm ‖W‖_* of both flows over gradient-flow time, with the nuclear
     norms of the minimum-Frobenius exact solution and of the ground truth as reference lines."""
     time_axis = result.flow_time[1:]                                   # log axis: t > 0
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=("loss ½Σ‖residual‖²", "nuclear norm ‖W‖<sub>*</sub> = Σ singular values"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
+        "loss ½Σ‖residual‖²", "nuclear norm ‖W‖<sub>*</sub> = Σ singular values"))
     for name in ("standard", "factorized"):
         flow = getattr(result, name)
         fig.add_trace(go.Scatter(x=time_axis, y=np.maximum(flow.loss[1:], 1e-16), name=FLOW_NAMES[name],

@@ -184,7 +184,8 @@ def _checked_labels(values, count: int, classes: int, what: str = "labels") -> t
     if labels.size != count:
         raise ValueError(f"{labels.size} {what} for {count} images")
     if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"{what} must be integers in 0..{classes - 1}, got values from {labels.min()} to {labels.max()}")
+        raise ValueError(f"{what} must be integers in 0..{classes - 1}, got values from {labels.min()} to "
+                         f"{labels.max()}")
     return _labels(labels)
 
 
