@@ -121,6 +121,11 @@ def test_variability_statistics_and_figures():
     uname = list(uns)[-1]
     fig = dynamic_mask_figure(images[0, 0], uns[uname][0], uname)
     assert fig.layout.xaxis2.title.text == "input tap t" and np.asarray(fig.frames[0].data[1].z).shape == (9, 9)
+    # a UNS matrix is drawn as M − I, like the static figure: white (0) is the identity, the diagonal included
+    position = [int(v) for v in fig.frames[0].name.strip("()").split(", ")]
+    np.testing.assert_allclose(np.asarray(fig.frames[0].data[1].z), uns[uname][0][position[0], position[1]] - np.eye(9),
+                               atol=1e-6)
+    assert fig.layout.coloraxis.cmid == 0.0 and fig.layout.coloraxis.colorbar.title.text == "M − I value"
 
 
 def test_rgb_image_and_errors():

@@ -37,12 +37,25 @@ def _is_matrix(mask: np.ndarray) -> bool:
 MIN_COLOR_SPREAD = 0.05    # a colour axis spans at least identity ± 5 %, so that ±1 % noise stays pale
 
 
-def _color_axis(arrays, mid: float, min_spread: float = MIN_COLOR_SPREAD) -> dict:
-    """A diverging colour axis centred on the identity value (1 for masks, 0 for matrices), spanning
-    the largest deviation, and at least ±min_spread."""
-    spread = max([float(np.abs(np.asarray(a, dtype=np.float64) - mid).max()) for a in arrays] + [min_spread])
+def _shown(mask, matrix: bool) -> np.ndarray:
+    """What a similarity figure draws: a DNS mask as it is (identity: all ones) and a UNS matrix as
+    M − I (identity: 0), so that white is the identity everywhere and a diagonal entry that left 1
+    shows as plainly as an off-diagonal one. mask (..., r, c)."""
+    mask = np.asarray(mask, dtype=np.float32)
+    return mask - _identity(mask.shape[-2:]).astype(np.float32) if matrix else mask
+
+
+def _color_axis(shown, matrix: bool, min_spread: float = MIN_COLOR_SPREAD) -> dict:
+    """A diverging colour axis for `_shown` arrays, centred on the identity (1 for masks, 0 for M − I),
+    spanning the largest deviation, and at least ±min_spread."""
+    mid = 0.0 if matrix else 1.0
+    spread = max([float(np.abs(np.asarray(a, dtype=np.float64) - mid).max()) for a in shown] + [min_spread])
     return dict(colorscale=COLORSCALE, cmid=mid, cmin=mid - spread, cmax=mid + spread,
-                colorbar=dict(title="M value", thickness=14))
+                colorbar=dict(title=f"{_value_name(matrix)} value", thickness=14))
+
+
+def _value_name(matrix: bool) -> str:
+    return "M − I" if matrix else "M"
 
 
 def _axis_titles(matrix: bool) -> tuple[str, str]:
@@ -63,9 +76,8 @@ def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None
     rows = math.ceil(len(names) / min(columns, len(names)))
     columns = math.ceil(len(names) / rows)                    # as few empty cells as the rows allow: 4 layers in 2×2
     matrix = _is_matrix(masks[names[0]])
-    shown = {name: np.asarray(masks[name], dtype=np.float32) - (_identity(np.shape(masks[name])) if matrix else 0)
-             for name in names}                                               # UNS: M − I
-    value = "M − I" if matrix else "M"
+    shown = {name: _shown(masks[name], matrix) for name in names}                  # UNS: M − I
+    value = _value_name(matrix)
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[short_layer_name(n) for n in names],
                         horizontal_spacing=0.08, vertical_spacing=100 / (300 * rows + 80))  # 100 px: room for x titles
     for i, name in enumerate(names):
@@ -73,9 +85,8 @@ def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None
                                  texttemplate=None if matrix else f"%{{z:.{decimals}f}}",
                                  hovertemplate=f"row %{{y}}, column %{{x}}: {value} = %{{z:.3f}}<extra></extra>"),
                       row=i // columns + 1, col=i % columns + 1)
-    color = _color_axis(shown.values(), 0.0 if matrix else 1.0, min_spread)
-    color["colorbar"]["title"] = f"{value} value"
-    fig.update_layout(coloraxis=color, height=300 * rows + 80, width=300 * columns + 120)
+    fig.update_layout(coloraxis=_color_axis(shown.values(), matrix, min_spread), height=300 * rows + 80,
+                      width=300 * columns + 120)
     kind = "UNS similarity matrices M_s − I" if matrix else "DNS spatial masks diag(M_s)"
     x_title, y_title = _axis_titles(matrix)
     finish_figure(fig, title or f"Learned static {kind}, one per layer", x_title)
@@ -118,7 +129,7 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
                         title: str | None = None, *, stride: int = 1, padding: int | None = None) -> go.Figure:
     """The similarity a dynamic layer predicts at each output position of one image. Left: the
     image with the layer's k×k window at the chosen position; right: the predicted mask there
-    (DNS k×k) or matrix (UNS K×K, K = k²). A slider steps through positions (at most `max_frames`, on
+    (DNS k×k) or matrix (UNS K×K, K = k², drawn as M − I as in `static_mask_figure`). A slider steps through positions (at most `max_frames`, on
     a regular grid); masks (H', W', r, c) from dynamic_masks(model, image)[layer_name].
 
     The window is drawn on the layer's input grid, H' · stride rows by W' · stride columns, scaled to
@@ -139,7 +150,8 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
     scale_y, scale_x = height / (out_h * stride), width / (out_w * stride)    # image pixels per layer-input pixel
     step = max(1, math.ceil(math.sqrt(out_h * out_w / max_frames)))
     positions = [(i, j) for i in range(step // 2, out_h, step) for j in range(step // 2, out_w, step)]
-    color = _color_axis([masks], 0.0 if matrix else 1.0)
+    shown = _shown(masks, matrix)                                                  # UNS: M − I at every position
+    color = _color_axis([shown], matrix)
 
     def window_trace(i, j):
         xs, ys = _window(i, j, k, stride, padding, scale_y, scale_x)
@@ -148,9 +160,10 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
                           hoverinfo="skip")
 
     def mask_trace(i, j):
-        return go.Heatmap(z=masks[i, j], coloraxis="coloraxis", name="predicted M",
+        return go.Heatmap(z=shown[i, j], coloraxis="coloraxis", name=f"predicted {_value_name(matrix)}",
                           texttemplate=None if matrix else "%{z:.2f}",
-                          hovertemplate="row %{y}, column %{x}: %{z:.3f}<extra></extra>")
+                          hovertemplate=f"row %{{y}}, column %{{x}}: {_value_name(matrix)} = %{{z:.3f}}"
+                                        "<extra></extra>")
 
     # the slider starts at the position nearest the image's centre, where the content usually is
     start = min(range(len(positions)), key=lambda n: (positions[n][0] - (out_h - 1) / 2) ** 2
@@ -176,7 +189,7 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
     rows, columns = masks.shape[2:]
     fig.update_xaxes(title_text=x_title, tickvals=list(range(columns)), row=1, col=2)
     fig.update_yaxes(autorange="reversed", title_text=y_title, tickvals=list(range(rows)), row=1, col=2)
-    kind = "matrix M(p)" if matrix else "mask m(p)"
+    kind = "matrix M(p) − I" if matrix else "mask m(p)"
     return finish_figure(fig, title or f"Dynamic similarity {kind} over the image, {short_layer_name(layer_name)} "
                                        f"({out_h}×{out_w} positions, {len(positions)} on the slider)")
 
@@ -197,7 +210,7 @@ def tap_maps_figure(masks: np.ndarray, layer_name: str, title: str | None = None
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="output column", row=k)          # on the outer edges only: inside the grid
     fig.update_yaxes(title_text="output row", col=1)             # a title would lie over the next panel
-    fig.update_layout(coloraxis=_color_axis([masks], 1.0), height=230 * k + 100, width=220 * k + 140)
+    fig.update_layout(coloraxis=_color_axis([masks], matrix=False), height=230 * k + 100, width=220 * k + 140)
     return finish_figure(fig, title or f"Each tap of the predicted mask over the image, {short_layer_name(layer_name)}")
 
 
