@@ -503,6 +503,26 @@ def test_resume_refuses_settings_of_the_arithmetic_and_warns_on_a_finished_run(r
         train(TrainConfig(**TINY), run_dir, progress=False)
 
 
+def test_only_rank_zero_warns_about_what_it_finds_in_the_run_directory(reference_run, tmp_path, monkeypatch):
+    """Under torchrun every process resumes the same run directory; what they find there (a finished run,
+    a missing config.json) is said once, by rank 0, not once per process."""
+    import shutil
+    import warnings
+    from nslviz.training.rundir import RunDirectoryWarning
+    from nslviz.training.trainer import _resume_checkpoint, stored_run_config
+    run_dir = tmp_path / "finished"
+    shutil.copytree(reference_run[0], run_dir)
+    (run_dir / "config.json").unlink()
+    for rank, expected in (("0", ["config.json' does not exist", "already finished"]), ("1", [])):
+        monkeypatch.setenv("RANK", rank)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stored_run_config(run_dir)
+            _resume_checkpoint(run_dir)
+        said = [str(w.message) for w in caught if issubclass(w.category, RunDirectoryWarning)]
+        assert len(said) == len(expected) and all(part in text for part, text in zip(expected, said)), (rank, said)
+
+
 def test_cli_resume_keeps_the_stored_recipe_and_names_a_foreign_config(reference_run, tmp_path, capsys):
     from nslviz.__main__ import main
     run_dir = str(reference_run[0])

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 from ..training.config import DATA, MN, OPTIMISATION, PRESETS, RUN, WHAT, TrainConfig
+from ..training.distributed import launched_rank
 from ..experiments.compare import ALL_NSL_VARIANTS, nsl_variant_config, nsl_variant_preset
 from .common import add_option_arguments, boolean, emit_json, folder_path, positive_float
 
@@ -131,7 +131,7 @@ def main(args) -> int:
     from ..training.trainer import train
     config = config_from_args(args)
     summary = train(config, args.run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) != 0:                 # under torchrun only rank 0 reports
+    if launched_rank() != 0:                                   # under torchrun only rank 0 reports
         return 0
     line = (f"train: {summary['method']} {summary['backbone']} on {summary['dataset']} | test acc "
             f"{summary['test_acc']:.4f} (best val {summary['val_acc']:.4f}, epoch {summary['best_epoch']})")

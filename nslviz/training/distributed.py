@@ -82,12 +82,17 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched_rank() -> int:
+    """This process's rank among those torchrun started (its RANK); 0 without torchrun."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: str = "auto") -> Context:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); otherwise one process."""
     world_size = launched_world_size()
     if world_size <= 1:
         return Context(resolve_device(device))
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank = launched_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device)
     if resolved.type == "cuda":
         resolved = torch.device("cuda", local_rank)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -220,7 +219,7 @@ def resume_setting_change(run_dir: str | Path, config: TrainConfig) -> str | Non
     checkpoint = RunDirectory(run_dir, create=False).load_checkpoint(map_location="cpu")
     if checkpoint is None:
         return None
-    now = run_setting(config, distributed.resolve_device(config.device), int(os.environ.get("WORLD_SIZE", "1")))
+    now = run_setting(config, distributed.resolve_device(config.device), distributed.launched_world_size())
     changes = _setting_changes(checkpoint["state"], now)
     return ", ".join(f"{key}: {before!r} -> {after!r}" for key, (before, after) in changes.items()) or None
 
@@ -269,7 +268,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     # the path is checked as given ("" is refused, where Path("") would be the current folder)
     with claimed_run_dir(run_dir if run_dir is not None else runs_root() / default_run_name(config),
                          overwrite=resume or overwrite, resumable=True,
-                         lock=int(os.environ.get("RANK", "0")) == 0) as run_path:
+                         lock=distributed.launched_rank() == 0) as run_path:
         context = distributed.setup(config.device)
         try:
             summary = _train(config, run_path, resume, progress, on_iteration, context)
@@ -535,6 +534,13 @@ def _divergence(what: str, state: TrainState, run_path: Path) -> FloatingPointEr
         "Lower the learning rate (--lr) or clip the gradients (--clip-value), and start a new run directory")
 
 
+def _warn_once(message: str, stacklevel: int) -> None:
+    """A RunDirectoryWarning about what every process finds alike in the run directory: under torchrun
+    only rank 0 gives it, as only rank 0 writes there."""
+    if distributed.launched_rank() == 0:
+        warnings.warn(message, RunDirectoryWarning, stacklevel=stacklevel)
+
+
 def _resume_checkpoint(run_path: Path) -> dict:
     """The checkpoint a resumed run continues, after checking that best.pt (which the run tests at its
     end) is readable too: a damaged file is named now, not after the remaining epochs."""
@@ -548,8 +554,8 @@ def _resume_checkpoint(run_path: Path) -> dict:
                  if run.has_results_without_checkpoint() else "run without --resume to start")
         raise RunDirectoryError(f"cannot resume: no checkpoint.pt in {str(run_path)!r}; {start}")
     if run.summary_path.exists():
-        warnings.warn(f"the run in {str(run_path)!r} has already finished (summary.json): nothing is left to "
-                      f"train; it is tested again and summary.json written again", RunDirectoryWarning, stacklevel=3)
+        _warn_once(f"the run in {str(run_path)!r} has already finished (summary.json): nothing is left to "
+                   f"train; it is tested again and summary.json written again", stacklevel=4)
     if run.best_path.exists():
         run.load_best(advice="start the run again with --overwrite (overwrite=True): the best epoch's weights, "
                              "which the run tests at its end, are lost")
@@ -570,8 +576,8 @@ def stored_run_config(run_dir: str | Path) -> dict:
         if not run.checkpoint_path.exists():
             raise RunDirectoryError(f"cannot resume: {source!r} {problem} and there is no checkpoint.pt with a copy "
                                     f"of the configuration; expected the run directory of an earlier run")
-        warnings.warn(f"{source!r} {problem}; resuming with the copy of the configuration in "
-                      f"checkpoint.pt (config.json is written again)", RunDirectoryWarning, stacklevel=2)
+        _warn_once(f"{source!r} {problem}; resuming with the copy of the configuration in "
+                   f"checkpoint.pt (config.json is written again)", stacklevel=3)
         stored, source = dict(run.load_checkpoint()["config"]), str(run.checkpoint_path)
     try:
         TrainConfig.from_dict(stored)
