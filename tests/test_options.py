@@ -71,3 +71,36 @@ def test_optional_fields_take_none_and_labels_name_the_field():
         check_option("x", Option("positive_int", label="entries S"), None)
     with pytest.raises(ValueError, match="unknown option kind 'number'"):
         option(1, "number")
+
+
+def _typed(action, text: str):
+    """A value of the help text as the argument would parse it."""
+    if text == "none" and action.dest == "clip_value":
+        return None
+    return action.type(text) if action.type is not None else text
+
+
+def test_the_help_says_where_every_value_comes_from_and_says_it_truly():
+    """train --help gives every field's default (or what a missing value means) and the presets that set
+    another; the values it prints parse back to the ones the config and the presets use."""
+    import re
+    from nslviz.training.config import PRESET_FIELDS
+    parser = _train_parser()
+    no_default = {"init_backbone", "iterations"}          # absent means "none" (a fresh backbone, --epochs)
+    for f in dataclasses.fields(TrainConfig):
+        action = next(a for a in parser._actions if a.dest == f.name)
+        text = " ".join((action.help or "").split())
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if f.name not in no_default:
+            assert "default" in text, (f.name, text)
+        said = re.search(r"default: ([^;)\s]+)", text)
+        if default is not None and "default" not in (declared_options(TrainConfig)[f.name].help or ""):
+            value = said.group(1)                          # the generated "default: X"
+            assert value == "{}" if f.name == "nsl_options" else _typed(action, value) == default, (f.name, text)
+        for preset, fields in PRESET_FIELDS.items():
+            if f.name in fields and fields[f.name] != default:
+                shown = re.search(rf"\b{preset} ([^\s,;)]+(?:,[\d.]+)*)", text.split("--preset", 1)[1])
+                assert shown, (f.name, preset, text)
+                value = _typed(action, shown.group(1))
+                assert value == pytest.approx(fields[f.name], abs=1e-3) if f.name == "milestones" \
+                    else value == fields[f.name], (f.name, preset, text)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 
@@ -62,12 +63,40 @@ ARGUMENT_TYPES = {"flag": boolean, "positive_int": positive_int, "nonnegative_in
                   "seed": seed_value, "path": folder_path}
 
 
-def add_option_arguments(groups: dict, config_class, special: dict[str, dict] | None = None) -> None:
+def shown_value(value) -> str:
+    """A value as it is typed on the command line: true/false, 0.5,0.75, none, a JSON object."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def default_help(name: str, declared, default, presets: dict[str, dict]) -> str:
+    """Where a field's value comes from when its option is left out: its default (unless its help
+    already says it, or it has none) and the presets that set another value."""
+    parts = [] if default is None or "default" in (declared.help or "") else [f"default: {shown_value(default)}"]
+    others = [f"{preset} {shown_value(fields[name])}" for preset, fields in presets.items()
+              if name in fields and fields[name] != default]
+    if others:
+        parts.append(f"--preset {', '.join(others)}")
+    return "; ".join(parts)
+
+
+def add_option_arguments(groups: dict, config_class, special: dict[str, dict] | None = None,
+                         presets: dict[str, dict] | None = None) -> None:
     """A `--field-name` argument for every declared field of `config_class` (nslviz._options), in the
-    argument group its declaration names (`groups`: {title: argparse argument group}), with its help;
-    `special` gives the add_argument keywords of the fields whose command-line form differs from their
-    kind's (a JSON object, 'none')."""
-    special = special or {}
+    argument group its declaration names (`groups`: {title: argparse argument group}), with its help
+    and where its value comes from when it is left out (its default; `presets`: {preset: {field:
+    value}} the values recipes set instead); `special` gives the add_argument keywords of the fields
+    whose command-line form differs from their kind's (a JSON object, 'none')."""
+    special, presets = special or {}, presets or {}
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(config_class)}
     for name, declared in declared_options(config_class).items():
         if name in special:
             form = special[name]
@@ -77,7 +106,9 @@ def add_option_arguments(groups: dict, config_class, special: dict[str, dict] | 
             form = {}
         else:
             form = {"type": ARGUMENT_TYPES[declared.kind]}
-        labels = {"help": declared.help, "metavar": declared.metavar}
+        where = default_help(name, declared, defaults[name], presets)
+        text = f"{declared.help} ({where})" if declared.help and where else declared.help or where or None
+        labels = {"help": text, "metavar": declared.metavar}
         groups[declared.group].add_argument(f"--{name.replace('_', '-')}",
                                             **{k: v for k, v in labels.items() if v is not None}, **form)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..training.config import DATA, MN, OPTIMISATION, PRESETS, RUN, WHAT, TrainConfig
+from ..training.config import DATA, MN, OPTIMISATION, PRESET_FIELDS, PRESETS, RUN, WHAT, TrainConfig
 from ..training.distributed import launched_rank
 from ..experiments.compare import ALL_NSL_VARIANTS, nsl_variant_config, nsl_variant_preset
 from .common import add_option_arguments, boolean, emit_json, folder_path, positive_float
@@ -84,7 +84,7 @@ def add_config_arguments(p: argparse.ArgumentParser, *, nsl_variant: bool = True
         groups[WHAT].add_argument("--nsl-variant", choices=ALL_NSL_VARIANTS, default=None,
                                   help="one row of NSL Tables 1-4 or 8: sets backbone, --nsl, --nsl-options "
                                        "(and the preset)")
-    add_option_arguments(groups, TrainConfig, SPECIAL_ARGUMENTS)      # every TrainConfig field as --field-name
+    add_option_arguments(groups, TrainConfig, SPECIAL_ARGUMENTS, PRESET_FIELDS)   # every TrainConfig field
     return groups
 
 

@@ -75,7 +75,8 @@ class TrainConfig:
     classifier: str = option("cosine", "choice", CLASSIFIERS, group=WHAT)        # "cosine" (paper) or "dot"
     # Meta-Neighborhoods; entries None: the paper's S for the dataset (DEFAULT_ENTRIES)
     entries: int | None = option(None, "positive_int", label="entries S", optional=True, group=MN,
-                                 help="dictionary size S")
+                                 help="dictionary size S (default: the paper's for the dataset: 5000 on "
+                                      "CIFAR-10, 10000 on CIFAR-100; 200 on digits)")
     temperature: float = option(0.2, "positive", label="temperature T", group=MN,    # fixed, MN eq. (5)
                                 help="softmax temperature T")
     inner_steps: int = option(1, "positive_int", group=MN)
@@ -94,7 +95,7 @@ class TrainConfig:
                                    help="train the head only; the backbone stays as it starts")
     # diagnostics beyond the paper (docs/dictionary-race.md); the defaults are the paper's joint training
     backbone_lr_scale: float = option(1.0, "positive", group=MN,   # its decoupled weight decay follows
-                                      help="diagnostic beyond the paper: the backbone's learning rate x s (default 1)")
+                                      help="diagnostic beyond the paper: the backbone's learning rate x s (default: 1)")
     dictionary_warmup: int = option(0, "nonnegative_int", group=MN, metavar="N",
                                     help="diagnostic beyond the paper: freeze the backbone's weights for the "
                                          "first N iterations")
@@ -109,21 +110,23 @@ class TrainConfig:
                                     help="train whole epochs up to this many steps instead of --epochs "
                                          "(the presets use the official counts)")
     # None: 128 (paper); 32 on digits (DEFAULT_BATCH_SIZE)
-    batch_size: int | None = option(None, "positive_int", optional=True, group=OPTIMISATION)
+    batch_size: int | None = option(None, "positive_int", optional=True, group=OPTIMISATION,
+                                    help="default: 128, 32 on digits")
     optimizer: str = option("adamw", "choice", OPTIMIZERS, group=OPTIMISATION)
     # None below: the optimizer's official value (OPTIMIZER_DEFAULTS), filled in at construction
     lr: float | None = option(None, "positive", group=OPTIMISATION, help="default: AdamW and Adam 1e-3, SGD 0.1")
     # AdamW: decoupled, PyTorch semantics (see the module docstring)
     weight_decay: float | None = option(None, "nonnegative", group=OPTIMISATION,
                                         help="default: AdamW 0.075 (decoupled), SGD 2e-4 (L2), Adam 5e-4 (L2)")
-    momentum: float = option(0.9, "fraction", group=OPTIMISATION, help="SGD momentum in [0, 1) (default 0.9)")
+    momentum: float = option(0.9, "fraction", group=OPTIMISATION, help="SGD momentum in [0, 1) (default: 0.9)")
     nesterov: bool | None = option(None, "flag", group=OPTIMISATION,     # the NSL recipe: False; AdamW ignores it
                                    help="SGD with Nesterov momentum (default: true, the official MN SGD baseline)")
     # lr x lr_decay at these fractions of training (checked in __post_init__)
     milestones: tuple[float, ...] | None = option(None, group=OPTIMISATION,
-                                                  help="lr decay points as fractions of training, e.g. 0.75")
+                                                  help="lr decay points as fractions of training, e.g. 0.5,0.75 "
+                                                       "(default: AdamW 0.75, SGD 0.5,0.667,0.833, Adam 0.53,0.84)")
     lr_decay: float = option(0.1, "positive", group=OPTIMISATION,
-                             help="factor of the learning rate at each milestone (default 0.1)")
+                             help="factor of the learning rate at each milestone (default: 0.1)")
     clip_value: float | None = option(10.0, "positive", optional=True, group=OPTIMISATION,     # None: no clipping
                                       help="clip every gradient element to [-v, v]; 'none' turns clipping off "
                                            "(default: 10, the official MN value)")
@@ -135,23 +138,27 @@ class TrainConfig:
     label_kind: str = option("fine", "choice", LABEL_KINDS, group=DATA,
                              help="coarse: CIFAR-100's 20 superclasses; domain: PACS domains")
     # None: the dataset's paper recipe ("paper" for MN sets)
-    augment: str | None = option(None, "choice", AUGMENTATIONS, optional=True, group=DATA)
+    augment: str | None = option(None, "choice", AUGMENTATIONS, optional=True, group=DATA,
+                                 help="default: the dataset's own (paper on CIFAR)")
     val_size: int | None = option(None, "nonnegative_int", optional=True, group=DATA,      # None: the paper split
                                   help="validation images held out of the training set; 0: train on all of "
-                                       "them, test the last model")
-    image_size: int | None = option(None, "positive_int", optional=True, group=DATA)
+                                       "them, test the last model (default: the paper's split)")
+    image_size: int | None = option(None, "positive_int", optional=True, group=DATA,
+                                    help="side of the square images (default: the dataset's, 32 or 64)")
     train_limit: int | None = option(None, "positive_int", optional=True, group=DATA,
-                                     help="use only the first N training images")
+                                     help="use only the first N training images (default: all)")
     eval_limit: int | None = option(None, "positive_int", optional=True, group=DATA,
-                                    help="use only the first N validation/test images")
+                                    help="use only the first N validation/test images (default: all)")
     data_root: str | None = option(None, group=DATA,
                                    help="dataset folder (default: $NSLVIZ_DATA or the repository's data/)")
     download: bool = option(False, "flag", group=DATA, help="download the dataset when missing (needs internet)")
     # machinery
     seed: int = option(0, "seed", group=RUN)
     device: str = option("auto", group=RUN, help="auto (default: CUDA when present), cpu, cuda, cuda:1")
-    amp: str = option("auto", "choice", AMP_MODES, group=RUN)        # "auto" = bf16 autocast on CUDA, off on CPU
-    channels_last: str | bool = option("auto", "choice", CHANNELS_LAST, group=RUN)    # "auto" = on CUDA
+    amp: str = option("auto", "choice", AMP_MODES, group=RUN,
+                      help="bf16 autocast (default: auto, bf16 on CUDA, off on the CPU)")
+    channels_last: str | bool = option("auto", "choice", CHANNELS_LAST, group=RUN,
+                                       help="channels-last memory format (default: auto, on CUDA)")
     compile: bool = option(False, "flag", group=RUN,
                            help="torch.compile the model; on a GPU it trains iFiLM models about 1.6x faster "
                                 "(docs/install.md)")
