@@ -175,6 +175,10 @@ def test_learning_curves_add_the_dictionary_panel_for_mn_runs(tmp_path):
     assert fig.layout.yaxis3.title.text == "accuracy" and fig.layout.yaxis.title.text == "cross-entropy"
     assert list(fig.layout.yaxis2.range) == list(fig.layout.yaxis3.range) == [0, 1.02]   # fixed accuracy scale
     assert fig.layout.xaxis.dtick == 1                                       # whole epochs on a short run
+    from nslviz.viz.training import METHOD_COLORS                            # a method's colour, in any order
+    swapped = learning_curves({"mn": runs["mn"], "vanilla": runs["vanilla"]})
+    assert {t.name: t.line.color for t in swapped.data if t.xaxis == "x"} == \
+        {"MN": METHOD_COLORS["mn"], "vanilla": METHOD_COLORS["vanilla"]}
     # without an MN run: two panels, no chance line; a run still going (no summary) draws no chance line
     two = learning_curves({"vanilla": runs["vanilla"]})
     assert len(two.layout.annotations) == 2 and not two.layout.shapes and not [t for t in two.data if t.xaxis == "x3"]

@@ -151,6 +151,11 @@ def test_heads_curves_draws_one_panel_per_result():
     assert len(fig.data) == 8 and [t.name for t in fig.data[:4]] == [
         "vanilla: cosine classifier", "MN", "MN before finetuning", "MN dictionary alone (attended values)"]
     assert list(fig.data[1].x) == [0, 20, 40] and list(fig.data[1].y) == [r["mn_acc"] for r in results["6 clusters a class"].history]
+    # the colours of the methods in the learning curves; the dictionary alone has one no method has
+    from nslviz.viz.training import METHOD_COLORS
+    colors = [t.line.color for t in fig.data[:4]]
+    assert colors[:3] == [METHOD_COLORS["vanilla"], METHOD_COLORS["mn"], METHOD_COLORS["mn"]]
+    assert colors[3] not in METHOD_COLORS.values()
     assert [s.y0 for s in fig.layout.shapes] == [0.25, 0.25]                    # chance, 1/C
     assert fig.layout.xaxis.title.text == "optimiser step" and fig.layout.yaxis.title.text == "test accuracy"
     with pytest.raises(ValueError, match="at least one result"):

@@ -1,10 +1,13 @@
 """Learned-neighbor analysis (MN sec. 4.2, Fig. 5/6, App. A.8/A.9): retrieval, purity, kNN
 sub-category accuracy, embeddings, figures, the coarse digits loader and the `neighbors` command."""
+import base64
+import io
 import json
 import sys
 import types
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
@@ -233,6 +236,11 @@ def test_figures_have_titles_axis_labels_and_the_paper_markers():
 
     fig6 = nbviz.subcategory_retrieval_grid(retrieval, images, images, list("abcd"), title="Fig. 6")
     assert _has_labels(fig6) and list(fig6.layout.xaxis.ticktext) == ["query", "1", "2", "3"]
+    # the axes span the picture exactly (the hover markers widened the autorange: a white band between
+    # the column numbers and the first row), and the title stands above the axis title on top
+    height, width = np.asarray(PIL.Image.open(io.BytesIO(base64.b64decode(fig6.data[0].source.split(",")[1])))).shape[:2]
+    assert list(fig6.layout.xaxis.range) == [-0.5, width - 0.5] and list(fig6.layout.yaxis.range) == [height - 0.5, -0.5]
+    assert fig6.layout.title.yref == "container" and fig6.layout.title.yanchor == "top"
 
     results = {"vanilla": {"coarse_acc": 0.8, "fine_acc": 0.6, "representation": "features"},
                "mn": {"coarse_acc": 0.81, "fine_acc": 0.65, "representation": "attention"}}

@@ -188,6 +188,23 @@ def test_animation_draws_regions_and_boundary_in_every_frame(short_run):
     assert play.args[1]["frame"] == {"duration": FRAME_MS, "redraw": True}
 
 
+def test_each_label_s_neighbors_are_a_trace_of_their_own_colour_in_every_frame(short_run):
+    """The legend shows both labels' colours (one trace per label, not one trace of mixed colours, whose
+    legend marker took the first neighbor's colour), and it stands right of the plot, clear of the title."""
+    from nslviz.viz.spiral import ENTRY_COLORS, linear_vs_meta_neighborhoods, neighbor_animation, sweep_figure
+
+    fig = neighbor_animation(short_run)
+    assert fig.layout.legend.x >= 1 and fig.layout.legend.xanchor == "left"
+    for figure in (fig, linear_vs_meta_neighborhoods(short_run), sweep_figure({(0.1, 100): short_run})):
+        neighbors = [trace for trace in figure.data if trace.name and trace.name.startswith("induced neighbors")]
+        assert [(trace.name, trace.marker.color) for trace in neighbors] == \
+            [("induced neighbors with label 0", ENTRY_COLORS[0]), ("induced neighbors with label 1", ENTRY_COLORS[1])]
+    for f, frame in enumerate(fig.frames):
+        for label, trace in enumerate(frame.data[-2:]):
+            keys = short_run.keys[f][short_run.entry_labels == label]
+            np.testing.assert_allclose(np.column_stack([trace.x, trace.y]), keys.astype(np.float32))
+
+
 def test_sweep_starts_at_the_most_neighbors_and_sharpest_neighborhoods(short_run):
     from nslviz.viz.spiral import sweep_figure, sweep_order
 

@@ -133,13 +133,21 @@ def retrieval_grid(neighbor_images, correct, row_labels: Sequence[str], *, title
         xs, ys = np.meshgrid(centres, row_centres)
         fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", text=hover.ravel().tolist(),
                                  hoverinfo="text", marker=dict(size=scale * size, opacity=0), showlegend=False))
-    fig.update_xaxes(tickvals=centres.tolist(), ticktext=columns, showgrid=False, zeroline=False, side="top")
-    fig.update_yaxes(tickvals=row_centres.tolist(), ticktext=list(row_labels), showgrid=False, zeroline=False)
-    # wide enough for the title's longest line (about 8 px a character at the title's 17 px font);
-    # the x axis is on top, so the bottom margin only needs room for nothing
-    longest = max(len(re.sub(r"<[^>]+>", "", line)) for line in title.split("<br>"))
-    return finish_figure(fig, title, xaxis, yaxis, width=int(max(picture.shape[1] + 320, 8 * longest + 80)),
-                         height=int(picture.shape[0] + 140), margin=dict(l=200, t=110, b=30))
+    # the axes span the picture exactly: the hover markers (64 px wide) would otherwise widen the ranges
+    # and leave a band of white between the column numbers and the first row
+    fig.update_xaxes(tickvals=centres.tolist(), ticktext=columns, showgrid=False, zeroline=False, side="top",
+                     range=[-0.5, picture.shape[1] - 0.5], autorange=False)
+    fig.update_yaxes(tickvals=row_centres.tolist(), ticktext=list(row_labels), showgrid=False, zeroline=False,
+                     range=[picture.shape[0] - 0.5, -0.5], autorange=False)
+    # wide enough for the title's longest line (about 8 px a character at the title's 17 px font); the
+    # title at the top of the figure, the x axis's title and numbers below it, on top of the picture, so
+    # the bottom margin only needs room for nothing
+    lines = title.split("<br>")
+    longest = max(len(re.sub(r"<[^>]+>", "", line)) for line in lines)
+    top, height = 22 * len(lines) + 80, picture.shape[0] + 22 * len(lines) + 110
+    fig = finish_figure(fig, title, xaxis, yaxis, width=int(max(picture.shape[1] + 320, 8 * longest + 80)),
+                        height=int(height), margin=dict(l=200, t=top, b=30))
+    return fig.update_layout(title=dict(yref="container", y=1 - 35 / height, yanchor="top"))
 
 
 def entry_retrieval_grid(retrieval, images, entries: Sequence[int], class_names: Sequence[str], *,

@@ -57,15 +57,18 @@ def _trajectories(keys: np.ndarray) -> go.Scatter:
                       line=dict(color="black", width=1, dash="dot"), hoverinfo="skip", connectgaps=False)
 
 
-def _entries(keys: np.ndarray, labels: np.ndarray) -> go.Scatter:
-    return go.Scatter(x=keys[:, 0].astype(np.float32), y=keys[:, 1].astype(np.float32), mode="markers",
-                      name="induced neighbors (dark blue: label 0, dark yellow: label 1)",
-                      marker=dict(color=np.array(ENTRY_COLORS)[labels], size=10, symbol="x",
-                                  line=dict(width=1, color="black")))
+def _entries(keys: np.ndarray, labels: np.ndarray) -> list[go.Scatter]:
+    """The induced neighbors, one trace per fixed label (so that the legend shows each label's colour).
+    keys (S, 2), labels (S,)."""
+    return [go.Scatter(x=keys[labels == label, 0].astype(np.float32), y=keys[labels == label, 1].astype(np.float32),
+                       mode="markers", name=f"induced neighbors with label {label}",
+                       marker=dict(color=color, size=10, symbol="x", line=dict(width=1, color="black")))
+            for label, color in enumerate(ENTRY_COLORS)]
 
 
 # trace order of the animation: regions (heatmap, boundary), test predictions, trajectories, neighbors
-ANIMATED_TRACES = [0, 1, 2, 4]
+# of label 0 and of label 1
+ANIMATED_TRACES = [0, 1, 2, 4, 5]
 
 
 # test points drawn by the animation: SVG markers are most of a frame's drawing time (all 1,600 of the
@@ -92,10 +95,10 @@ def _frame_data(result, f: int, full: bool = True) -> list:
     if not full:
         line_x, line_y = isoline_segments(result.grid_x, result.grid_y, prob, 0.5)
         return [go.Heatmap(z=_percent(prob)), go.Scatter(x=line_x.astype(np.float32), y=line_y.astype(np.float32)),
-                go.Scatter(marker=dict(color=pred.astype(np.int8))), entries]
+                go.Scatter(marker=dict(color=pred.astype(np.int8))), *entries]
     return [*_regions(result.grid_x, result.grid_y, prob),
             _points(result.x_test[shown], pred, f"test predictions ({len(shown)} of {len(result.x_test)})"),
-            _trajectories(result.keys), entries]
+            _trajectories(result.keys), *entries]
 
 
 def _axis_range(result):
@@ -128,16 +131,16 @@ def _play_controls(frame_names: list[str], prefix: str, duration: int = FRAME_MS
 
 def neighbor_animation(result) -> go.Figure:
     """MN Fig. 3 (a)-(c) as an animation: the induced neighbors (x, dark blue / dark yellow = fixed label, the
-    colours of the classes' regions) move along
-    their dotted trajectories over the predicted regions; test points are coloured by the prediction."""
+    colours of the classes' regions) move along their dotted trajectories over the predicted regions;
+    test points are coloured by the prediction."""
     names = [str(int(step)) for step in result.frame_steps]
     fig = go.Figure(data=_frame_data(result, 0),
                     frames=[go.Frame(data=_frame_data(result, f, full=False), traces=ANIMATED_TRACES, name=name)
                             for f, name in enumerate(names)])
     sliders, menus = _play_controls(names, "iteration ")
     rng = _axis_range(result)
-    fig.update_layout(sliders=sliders, updatemenus=menus, height=620, width=700,
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    fig.update_layout(sliders=sliders, updatemenus=menus, height=620, width=920,
+                      legend=dict(x=1.02, xanchor="left", y=1, yanchor="top"))
     fig.update_xaxes(range=rng, autorange=False, constrain="domain")
     fig.update_yaxes(range=rng, autorange=False, scaleanchor="x", scaleratio=1)
     return finish_figure(fig, f"Induced neighbors during meta-training (S={result.config.entries}, "
@@ -155,7 +158,7 @@ def linear_vs_meta_neighborhoods(result) -> go.Figure:
             fig.add_trace(trace.update(showlegend=col == 1 and trace.type != "heatmap"), 1, col)
         fig.add_trace(_points(result.x_test, pred, "test predictions (blue: class 0, yellow: class 1)", size=3)
                       .update(showlegend=col == 1), 1, col)
-    fig.add_trace(_entries(result.keys[-1], result.entry_labels), 1, 2)
+    fig.add_traces(_entries(result.keys[-1], result.entry_labels), rows=1, cols=2)
     rng = _axis_range(result)
     fig.update_xaxes(range=rng, title_text="x₁ (standardised)")
     fig.update_yaxes(range=rng, title_text="x₂ (standardised)")
@@ -194,7 +197,7 @@ def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
         r = sweep[pair]
         return [*_regions(r.grid_x, r.grid_y, r.mn_grid_prob[-1]),
                 _points(r.x_test, r.mn_test_pred[-1], "test predictions", size=3),
-                _entries(r.keys[-1], r.entry_labels)]
+                *_entries(r.keys[-1], r.entry_labels)]
 
     names = [f"S={s}, T={t:g} (acc {sweep[(t, s)].mn_test_acc:.3f})" for t, s in pairs]
     fig = go.Figure(data=data(pairs[0]), frames=[go.Frame(data=data(p), name=n) for p, n in zip(pairs, names)])

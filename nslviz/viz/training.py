@@ -17,6 +17,11 @@ from .common import CLASS_COLORS, finish_figure
 
 METHOD_LABELS = {"vanilla": "vanilla", "vanilla_extra": "vanilla + extra layer", "vanilla_ifilm": "vanilla + iFiLM",
                  "mn": "MN", "mn_ifilm": "MN + iFiLM", "maxl": "MAXL"}
+# one colour per method in every figure (the dictionary read alone, a curve of its own in heads_curves, has
+# a fifth); labels not listed here take the colours in their order
+METHOD_COLORS = {"vanilla": CLASS_COLORS[0], "mn": CLASS_COLORS[1], "mn_ifilm": CLASS_COLORS[2],
+                 "vanilla_ifilm": CLASS_COLORS[3], "vanilla_extra": CLASS_COLORS[5], "maxl": CLASS_COLORS[6]}
+DICTIONARY_COLOR = CLASS_COLORS[4]
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -37,7 +42,7 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
     classes = None
     for i, (label, rows) in enumerate(curves.items()):
-        color = CLASS_COLORS[i % len(CLASS_COLORS)]
+        color = METHOD_COLORS.get(label, CLASS_COLORS[i % len(CLASS_COLORS)])
         name = METHOD_LABELS.get(label, label)
         epochs = [r["epoch"] for r in rows]
         fig.add_trace(go.Scatter(x=epochs, y=[r["train_loss"] for r in rows], name=name, legendgroup=label,
@@ -65,9 +70,10 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
     return finish_figure(fig, title, height=420)
 
 
-HEAD_CURVES = (("vanilla_acc", "vanilla: cosine classifier", "solid", 0), ("mn_acc", "MN", "solid", 1),
-               ("mn_acc_before_finetune", "MN before finetuning", "dot", 1),
-               ("attended_value_acc", "MN dictionary alone (attended values)", "dash", 2))
+HEAD_CURVES = (("vanilla_acc", "vanilla: cosine classifier", "solid", METHOD_COLORS["vanilla"]),
+               ("mn_acc", "MN", "solid", METHOD_COLORS["mn"]),
+               ("mn_acc_before_finetune", "MN before finetuning", "dot", METHOD_COLORS["mn"]),
+               ("attended_value_acc", "MN dictionary alone (attended values)", "dash", DICTIONARY_COLOR))
 
 
 def heads_curves(results: Mapping[str, object], title: str = "Vanilla and MN heads on fixed features") -> go.Figure:
@@ -81,7 +87,7 @@ def heads_curves(results: Mapping[str, object], title: str = "Vanilla and MN hea
         steps = [row["step"] for row in result.history]
         for key, name, dash, color in HEAD_CURVES:
             fig.add_trace(go.Scatter(x=steps, y=[row[key] for row in result.history], name=name, legendgroup=key,
-                                     showlegend=col == 1, line=dict(color=CLASS_COLORS[color], dash=dash),
+                                     showlegend=col == 1, line=dict(color=color, dash=dash),
                                      mode="lines"), 1, col)
         fig.add_hline(y=1 / result.data["classes"], line=dict(color="grey", dash="dash"), annotation_text="chance",
                       row=1, col=col)
