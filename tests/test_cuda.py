@@ -188,6 +188,14 @@ def test_scikit_learn_estimators_train_and_predict_on_the_device():
     assert regressor.score(xr[320:], yr[320:]) > 0.6
 
 
+def test_episodes_from_labels_on_the_device_are_those_of_the_same_labels_on_the_cpu():
+    from nslviz.datasets.episodes import sample_episodes
+    labels = torch.arange(12).repeat_interleave(7)
+    here, there = (sample_episodes(l, episodes=3, way=5, shot=2, query=3, seed=4) for l in (labels, labels.to(DEVICE)))
+    assert torch.equal(here.support, there.support) and torch.equal(here.query, there.query)
+    assert torch.equal(here.classes, there.classes) and there.support.device.type == "cpu"
+
+
 def test_trainer_runs_on_the_device_and_resumes(tmp_path):
     """amp/channels_last "auto" (bf16 and channels_last on CUDA); a run cut at iteration 6 and resumed
     ends with the same schedule and nearly the same numbers (CUDA kernels need not be bitwise

@@ -75,10 +75,12 @@ def sample_episodes(labels: torch.Tensor, *, episodes: int, way: int, shot: int,
     Each episode: `way` distinct classes, uniformly among the split's classes; for each, `shot` + `query`
     distinct images uniformly without replacement (the first `shot` are support, the rest query). Needs
     at least `way` classes with at least `shot` + `query` images each (classes with fewer are never
-    drawn). Deterministic in `seed`: the same seed gives the same episodes."""
+    drawn). Deterministic in `seed`: the same seed gives the same episodes, on the CPU whatever device
+    `labels` are on (a split's labels on a GPU give the same CPU indices, which index it there too)."""
     check_positive("episodes", episodes, integer=True)
     check_seed(seed)
     present, counts, usable = _usable_classes(labels, way, shot, query, "the split")
+    labels, counts, usable = labels.cpu(), counts.cpu(), usable.cpu()
     per_image = shot + query
     generator = torch.Generator().manual_seed(seed)
     # (U, M) table of each usable class's image indices, padded with -1
