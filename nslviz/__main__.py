@@ -15,6 +15,7 @@ import warnings
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from .cli import COMMANDS  # noqa: E402  (after the variable, as every import that may load torch)
+from .cli.common import explain_defaults  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"nslviz.cli.{name}").add_parser(subparsers)
+    for command in subparsers.choices.values():        # one way of showing descriptions and defaults
+        explain_defaults(command)
     return parser
 
 

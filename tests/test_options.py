@@ -104,3 +104,20 @@ def test_the_help_says_where_every_value_comes_from_and_says_it_truly():
                 value = _typed(action, shown.group(1))
                 assert value == pytest.approx(fields[f.name], abs=1e-3) if f.name == "milestones" \
                     else value == fields[f.name], (f.name, preset, text)
+
+
+def test_every_command_s_help_gives_the_defaults_it_has():
+    """One formatter for every command: an option with a default says it (after its help, or as its help),
+    a docstring description keeps its lines (its example commands), a one-line description is wrapped."""
+    from nslviz.__main__ import build_parser
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in subparsers.choices.items():
+        for action in command._actions:
+            has_default = action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+            if has_default:
+                assert action.help and "default" in action.help, (name, action.dest, action.help)
+    text = lambda command: " ".join(subparsers.choices[command].format_help().split())      # noqa: E731
+    assert "--steps STEPS meta-training iterations (default: 3000)" in text("spiral")
+    assert "--folds FOLDS default: 5" in text("regress")
+    assert "(default: 0.1 0.3 1)" in text("regress")                                    # a list, as it is typed
+    assert "\n    python -m nslviz train --run-dir runs/d --resume" in subparsers.choices["train"].format_help()

@@ -76,6 +76,35 @@ def shown_value(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every command's --help: a description with line breaks is kept as written (a docstring), one
+    without is wrapped."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def help_with_default(action: argparse.Action) -> str | None:
+    """An option's help followed by its default, unless the help already says it or there is none to
+    say (None, a switch, an option left out of the namespace when not given)."""
+    text, default = action.help, action.default
+    if (text == argparse.SUPPRESS or "default" in (text or "") or action.nargs == 0 or not action.option_strings
+            or default is None or default is argparse.SUPPRESS):
+        return text
+    shown = " ".join(map(shown_value, default)) if isinstance(default, (list, tuple)) else shown_value(default)
+    said = f"default: {shown}".replace("%", "%%")              # argparse %-formats the help
+    return f"{text} ({said})" if text else said
+
+
+def explain_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give every option of `parser` its default in its help (help_with_default), and HelpFormatter."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        action.help = help_with_default(action)
+
+
 def default_help(name: str, declared, default, presets: dict[str, dict]) -> str:
     """Where a field's value comes from when its option is left out: its default (unless its help
     already says it, or it has none) and the presets that set another value."""

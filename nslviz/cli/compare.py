@@ -26,7 +26,7 @@ COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_st
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("compare", help="train several methods or NSL variants with the same settings "
                                               "(notebooks 03, 04, 07)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description=__doc__,
                               argument_default=argparse.SUPPRESS)
     runs = p.add_mutually_exclusive_group(required=True)
     runs.add_argument("--methods", nargs="+", choices=METHODS, help="one run per method (MN Table 1, 3)")

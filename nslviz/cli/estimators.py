@@ -16,7 +16,6 @@ method, the tables on which its mean is at least every other method's.
 """
 from __future__ import annotations
 
-import argparse
 
 from ..experiments.estimators import HELD_OUT_TABLES, METHODS, TABLES, EstimatorComparisonConfig
 from .common import emit_json, integer_at_least, positive_int, seed_value
@@ -25,7 +24,7 @@ from .common import emit_json, integer_at_least, positive_int, seed_value
 def add_parser(subparsers) -> None:
     d = EstimatorComparisonConfig()
     p = subparsers.add_parser("estimators", help="the scikit-learn estimators against scikit-learn's MLPs and kNN",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("--tables", default=",".join(d.tables),
                    help=f"comma-separated, from {', '.join(TABLES)} (the default) and the held-out "
                         f"{', '.join(HELD_OUT_TABLES)}")
@@ -35,7 +34,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=seed_value, default=d.seed, help="shuffles the rows into folds")
     p.add_argument("--max-rows", type=positive_int, default=None, help="a seeded subset of every table")
     p.add_argument("--draws", type=positive_int, default=1,
-                   help="shuffles of the rows into folds, seeds --seed, --seed + 1, ..., pooled (default 1)")
+                   help="shuffles of the rows into folds, seeds --seed, --seed + 1, ..., pooled (default: 1)")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
 

@@ -14,7 +14,6 @@ Mini-ImageNet is not downloaded: data/README.md says where its images and split 
 """
 from __future__ import annotations
 
-import argparse
 
 from ..experiments.few_shot import FEW_SHOT_METHODS, FEW_SHOT_NSL, FewShotConfig
 from .common import emit_json, integer_at_least, nonnegative_int, positive_float, positive_int
@@ -26,10 +25,10 @@ def add_parser(subparsers) -> None:
     from ..datasets.images import available_few_shot_datasets
     d = FewShotConfig()
     p = subparsers.add_parser("few-shot", help="NSL few-shot learning: N-way K-shot episodes, Table 6",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("--dataset", choices=available_few_shot_datasets(), default=d.dataset,
                    help="glyphs: embedded, generated; mini-imagenet: Table 6 (files under the data folder)")
-    p.add_argument("--data-dir", default=None, help="the data folder (default $NSLVIZ_DATA, else the repository's data/)")
+    p.add_argument("--data-dir", default=None, help="the data folder (default: $NSLVIZ_DATA, else the repository's data/)")
     p.add_argument("--nsl", choices=FEW_SHOT_NSL, default=d.nsl, help="the convolutions of the CNN-4")
     p.add_argument("--method", choices=FEW_SHOT_METHODS, default=d.method,
                    help="finetune: the paper's test-time SGD; maml: meta-learned static M (static_dns or none)")
@@ -38,8 +37,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--query", type=positive_int, default=d.query, help="query images per class")
     p.add_argument("--episodes", type=positive_int, default=d.episodes, help="test episodes")
     p.add_argument("--image-size", type=positive_int, default=None, help="default: the dataset's (84 / 32)")
-    p.add_argument("--classes", type=positive_int, default=None, help="glyphs: number of classes (default 100)")
-    p.add_argument("--per-class", type=positive_int, default=None, help="glyphs: images per class (default 60)")
+    p.add_argument("--classes", type=positive_int, default=None, help="glyphs: number of classes (default: 100)")
+    p.add_argument("--per-class", type=positive_int, default=None, help="glyphs: images per class (default: 60)")
     p.add_argument("--pretrain-epochs", type=nonnegative_int, default=d.pretrain_epochs)
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="pretraining batch")
     p.add_argument("--lr", type=positive_float, default=d.lr, help="pretraining Adam learning rate")

@@ -11,7 +11,6 @@ dictionary read alone (its attended values), the attention entropy against log S
 """
 from __future__ import annotations
 
-import argparse
 import math
 
 from ..experiments.heads import HeadTraining
@@ -23,16 +22,16 @@ CLUSTER_OPTIONS = ("classes", "clusters_per_class", "dim", "noise", "train_size"
 def add_parser(subparsers) -> None:
     defaults = HeadTraining()
     p = subparsers.add_parser("heads", help="MN's head alone on fixed features (clusters or a run's frozen backbone)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("--run-dir", type=folder_path, default=None, help="a train() run whose frozen backbone gives the features "
                                                    "(default: generated clusters)")
     clusters = p.add_argument_group("clusters (without --run-dir)")
-    clusters.add_argument("--classes", type=positive_int, default=None, help="number of classes (default 4)")
-    clusters.add_argument("--clusters-per-class", type=positive_int, default=None, help="default 6")
-    clusters.add_argument("--dim", type=positive_int, default=None, help="feature width d (default 16)")
-    clusters.add_argument("--noise", type=positive_float, default=None, help="std around the centres (default 0.15)")
-    clusters.add_argument("--train-size", type=positive_int, default=None, help="default 4000")
-    clusters.add_argument("--test-size", type=positive_int, default=None, help="default 2000")
+    clusters.add_argument("--classes", type=positive_int, default=None, help="number of classes (default: 4)")
+    clusters.add_argument("--clusters-per-class", type=positive_int, default=None, help="default: 6")
+    clusters.add_argument("--dim", type=positive_int, default=None, help="feature width d (default: 16)")
+    clusters.add_argument("--noise", type=positive_float, default=None, help="std around the centres (default: 0.15)")
+    clusters.add_argument("--train-size", type=positive_int, default=None, help="default: 4000")
+    clusters.add_argument("--test-size", type=positive_int, default=None, help="default: 2000")
     p.add_argument("--entries", type=positive_int, default=defaults.entries, help="dictionary entries S")
     p.add_argument("--steps", type=positive_int, default=defaults.steps, help="optimiser steps")
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)

@@ -11,7 +11,6 @@ discovery, App. A.9).
 """
 from __future__ import annotations
 
-import argparse
 
 from ..analysis.neighbors import DEFAULT_K
 from .common import emit_json, folder_path, positive_int, seed_value
@@ -19,7 +18,7 @@ from .common import emit_json, folder_path, positive_int, seed_value
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("neighbors", help="retrieval and sub-category discovery with the learned neighbors of a run",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("--run-dir", type=folder_path, required=True, help="run directory of a train() run (MN for the entry retrieval)")
     p.add_argument("--vanilla-run-dir", type=folder_path, default=None, help="a vanilla run on the same data, for the kNN comparison")
     p.add_argument("--k", type=positive_int, default=DEFAULT_K, help="neighbors retrieved / voting (paper: 5)")

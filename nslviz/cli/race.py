@@ -10,7 +10,6 @@ twin and after − before finetuning (points, 95 % interval over seeds), and the
 """
 from __future__ import annotations
 
-import argparse
 
 from ..experiments.race import ARMS, RACE_DATASETS
 from .common import emit_json, nonnegative_int, positive_int
@@ -18,7 +17,7 @@ from .common import emit_json, nonnegative_int, positive_int
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("race", help="why the dictionary learns or not: MN arms vs vanilla twins over seeds",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("--datasets", nargs="+", choices=RACE_DATASETS, default=list(RACE_DATASETS))
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2, 3, 4])

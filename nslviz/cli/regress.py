@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
     p.add_argument("--data-root", default=None, help="data folder (default: $NSLVIZ_DATA or the repository's data/)")
     p.add_argument("--threads", type=thread_count, default=d.threads,
-                   help="torch CPU threads while it runs (default 1: fastest for these small networks)")
+                   help="torch CPU threads while it runs (default: 1, fastest for these small networks)")
     p.add_argument("--run-dir", type=folder_path, default=None, help="write config.json, metrics.jsonl (one row per fold), summary.json")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (default: refuse)")
     p.add_argument("--progress", action="store_true", help="progress bars")

@@ -1,7 +1,6 @@
 """python -m nslviz spiral: the MN spiral toy (paper sec. 4.1) and the plain linear classifier."""
 from __future__ import annotations
 
-import argparse
 
 from ..experiments.spiral import SpiralConfig, run_spiral
 from .common import emit_json, folder_path, positive_float, positive_int, seed_value
@@ -11,8 +10,7 @@ def add_parser(subparsers) -> None:
     defaults = SpiralConfig()
     p = subparsers.add_parser("spiral", help="train Meta-Neighborhoods on the concentric spirals",
                               description="Train a linear classifier finetuned per input on induced neighbors "
-                                          "(MN sec. 4.1) and a plain linear classifier on the same spirals.",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                          "(MN sec. 4.1) and a plain linear classifier on the same spirals.")
     p.add_argument("--steps", type=positive_int, default=defaults.steps, help="meta-training iterations")
     p.add_argument("--entries", type=positive_int, default=defaults.entries, help="induced neighbors S")
     p.add_argument("--temperature", type=positive_float, default=defaults.temperature, help="softmax temperature T")

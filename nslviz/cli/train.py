@@ -90,7 +90,7 @@ def add_config_arguments(p: argparse.ArgumentParser, *, nsl_variant: bool = True
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train an image classifier (MN / iFiLM / NSL) into a run directory",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description=__doc__,
                               argument_default=argparse.SUPPRESS)
     run = add_config_arguments(p)[RUN]
     run.add_argument("--run-dir", type=folder_path, default=None,
