@@ -179,6 +179,9 @@ def test_learning_curves_add_the_dictionary_panel_for_mn_runs(tmp_path):
     swapped = learning_curves({"mn": runs["mn"], "vanilla": runs["vanilla"]})
     assert {t.name: t.line.color for t in swapped.data if t.xaxis == "x"} == \
         {"MN": METHOD_COLORS["mn"], "vanilla": METHOD_COLORS["vanilla"]}
+    mixed = learning_curves({"other": runs["vanilla"], "vanilla": runs["vanilla"]})       # a label with no colour
+    colors = [t.line.color for t in mixed.data if t.xaxis == "x"]
+    assert colors[1] == METHOD_COLORS["vanilla"] and colors[0] != colors[1]
     # without an MN run: two panels, no chance line; a run still going (no summary) draws no chance line
     two = learning_curves({"vanilla": runs["vanilla"]})
     assert len(two.layout.annotations) == 2 and not two.layout.shapes and not [t for t in two.data if t.xaxis == "x3"]

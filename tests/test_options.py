@@ -113,9 +113,11 @@ def test_every_command_s_help_gives_the_defaults_it_has():
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for name, command in subparsers.choices.items():
         for action in command._actions:
-            has_default = action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+            has_default = action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS, [])
             if has_default:
                 assert action.help and "default" in action.help, (name, action.dest, action.help)
+            assert "default: )" not in (action.help or "") and "default: ;" not in (action.help or "")
+        command.format_help()                                    # a stray % would fail argparse here
     text = lambda command: " ".join(subparsers.choices[command].format_help().split())      # noqa: E731
     assert "--steps STEPS meta-training iterations (default: 3000)" in text("spiral")
     assert "--folds FOLDS default: 5" in text("regress")

@@ -180,6 +180,10 @@ def test_animation_draws_regions_and_boundary_in_every_frame(short_run):
     assert [trace.type for trace in fig.data[:2]] == ["heatmap", "scatter"] and fig.data[1].name == "decision boundary"
     assert len(fig.frames) == 4
     for f, frame in enumerate(fig.frames):
+        # each partial trace of a frame updates the figure's trace of the same kind
+        assert [fig.data[i].type for i in frame.traces] == [trace.type for trace in frame.data]
+        assert [fig.data[i].name for i in frame.traces][-2:] == ["induced neighbors with label 0",
+                                                                  "induced neighbors with label 1"]
         assert list(frame.traces) == ANIMATED_TRACES and frame.data[0].type == "heatmap"
         expected_x, _ = isoline_segments(short_run.grid_x, short_run.grid_y, short_run.mn_grid_prob[f])
         np.testing.assert_allclose(np.asarray(frame.data[1].x, dtype=float), expected_x.astype(np.float32))

@@ -91,7 +91,7 @@ def help_with_default(action: argparse.Action) -> str | None:
     say (None, a switch, an option left out of the namespace when not given)."""
     text, default = action.help, action.default
     if (text == argparse.SUPPRESS or "default" in (text or "") or action.nargs == 0 or not action.option_strings
-            or default is None or default is argparse.SUPPRESS):
+            or default is None or default is argparse.SUPPRESS or default in ([], (), {}, "")):
         return text
     shown = " ".join(map(shown_value, default)) if isinstance(default, (list, tuple)) else shown_value(default)
     said = f"default: {shown}".replace("%", "%%")              # argparse %-formats the help
@@ -113,7 +113,7 @@ def default_help(name: str, declared, default, presets: dict[str, dict]) -> str:
               if name in fields and fields[name] != default]
     if others:
         parts.append(f"--preset {', '.join(others)}")
-    return "; ".join(parts)
+    return "; ".join(parts).replace("%", "%%")                   # argparse %-formats the help
 
 
 def add_option_arguments(groups: dict, config_class, special: dict[str, dict] | None = None,
@@ -136,7 +136,11 @@ def add_option_arguments(groups: dict, config_class, special: dict[str, dict] | 
         else:
             form = {"type": ARGUMENT_TYPES[declared.kind]}
         where = default_help(name, declared, defaults[name], presets)
-        text = f"{declared.help} ({where})" if declared.help and where else declared.help or where or None
+        text = declared.help or where or None
+        if declared.help and where:                            # one pair of brackets: (default: ...; --preset ...)
+            last = declared.help.rsplit("(", 1)[-1]
+            text = (f"{declared.help[:-1]}; {where})" if last.startswith("default") and last.endswith(")")
+                    else f"{declared.help} ({where})")
         labels = {"help": text, "metavar": declared.metavar}
         groups[declared.group].add_argument(f"--{name.replace('_', '-')}",
                                             **{k: v for k, v in labels.items() if v is not None}, **form)

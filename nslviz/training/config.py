@@ -75,8 +75,8 @@ class TrainConfig:
     classifier: str = option("cosine", "choice", CLASSIFIERS, group=WHAT)        # "cosine" (paper) or "dot"
     # Meta-Neighborhoods; entries None: the paper's S for the dataset (DEFAULT_ENTRIES)
     entries: int | None = option(None, "positive_int", label="entries S", optional=True, group=MN,
-                                 help="dictionary size S (default: the paper's for the dataset: 5000 on "
-                                      "CIFAR-10, 10000 on CIFAR-100; 200 on digits)")
+                                 help="dictionary size S (default: 5000; 10000 on CIFAR-100, Tiny-ImageNet "
+                                      "and ImageNet 64x64; 200 on digits and synthetic)")
     temperature: float = option(0.2, "positive", label="temperature T", group=MN,    # fixed, MN eq. (5)
                                 help="softmax temperature T")
     inner_steps: int = option(1, "positive_int", group=MN)
@@ -124,7 +124,7 @@ class TrainConfig:
     # lr x lr_decay at these fractions of training (checked in __post_init__)
     milestones: tuple[float, ...] | None = option(None, group=OPTIMISATION,
                                                   help="lr decay points as fractions of training, e.g. 0.5,0.75 "
-                                                       "(default: AdamW 0.75, SGD 0.5,0.667,0.833, Adam 0.53,0.84)")
+                                                       "(default: AdamW 0.75, SGD 0.5,0.667,0.833, Adam 0.531,0.844)")
     lr_decay: float = option(0.1, "positive", group=OPTIMISATION,
                              help="factor of the learning rate at each milestone (default: 0.1)")
     clip_value: float | None = option(10.0, "positive", optional=True, group=OPTIMISATION,     # None: no clipping

@@ -18,7 +18,7 @@ from .common import CLASS_COLORS, finish_figure
 METHOD_LABELS = {"vanilla": "vanilla", "vanilla_extra": "vanilla + extra layer", "vanilla_ifilm": "vanilla + iFiLM",
                  "mn": "MN", "mn_ifilm": "MN + iFiLM", "maxl": "MAXL"}
 # one colour per method in every figure (the dictionary read alone, a curve of its own in heads_curves, has
-# a fifth); labels not listed here take the colours in their order
+# a fifth); labels not listed here take, in their order, the colours no listed method of the figure has
 METHOD_COLORS = {"vanilla": CLASS_COLORS[0], "mn": CLASS_COLORS[1], "mn_ifilm": CLASS_COLORS[2],
                  "vanilla_ifilm": CLASS_COLORS[3], "vanilla_extra": CLASS_COLORS[5], "maxl": CLASS_COLORS[6]}
 DICTIONARY_COLOR = CLASS_COLORS[4]
@@ -41,8 +41,9 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
     titles = ("training loss", "validation accuracy") + (("MN dictionary alone: attended values",) if dictionary else ())
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
     classes = None
-    for i, (label, rows) in enumerate(curves.items()):
-        color = METHOD_COLORS.get(label, CLASS_COLORS[i % len(CLASS_COLORS)])
+    spare = iter([c for c in CLASS_COLORS if c not in {METHOD_COLORS.get(label) for label in curves}] * 2)
+    for label, rows in curves.items():
+        color = METHOD_COLORS.get(label) or next(spare, CLASS_COLORS[-1])
         name = METHOD_LABELS.get(label, label)
         epochs = [r["epoch"] for r in rows]
         fig.add_trace(go.Scatter(x=epochs, y=[r["train_loss"] for r in rows], name=name, legendgroup=label,
