@@ -370,16 +370,34 @@ def _mn_race(r: dict) -> list[str]:
             rows.append([arm, f"{entry['mean_test_acc']:.2f} %",
                          None if "mean_test_acc_before_finetune" not in entry else f"{entry['mean_test_acc_before_finetune']:.2f} %",
                          paired(entry.get("after_minus_before")), paired(entry.get("minus_vanilla_twin")),
-                         None if "attended_value_acc" not in entry else f"{entry['attended_value_acc']:.1f} %",
+                         _attended(entry),
                          None if "final_step_size" not in entry else num(entry["final_step_size"]),
                          None if entry.get("final_keys_snr") is None else num(entry["final_keys_snr"])])
         lines += [f"**{dataset}**", ""] + table(
             ["arm", "test accuracy", "before finetuning", "after − before, points [95 % CI], seeds above/level/below",
-             "MN − vanilla twin, points [95 % CI], seeds above/level/below", "attended values alone", "final α",
+             "MN − vanilla twin, points [95 % CI], seeds above/level/below",
+             "attended values alone (seeds: lowest – highest)", "final α",
              "final keys' |m̂|/√v̂"], rows)
     return lines + [f"4-layer ConvNet on 16×16 images, {r['iterations']} iterations (warm-up arms: backbone frozen for "
                     f"the first {r['warmup']}), seeds {', '.join(map(str, r['seeds']))} paired across arms; Adam's "
-                    f"zero-mean-noise floor of |m̂|/√v̂ is {r['adam_noise_floor']}; chance is 10 %.", ""]
+                    f"zero-mean-noise floor of |m̂|/√v̂ is {r['adam_noise_floor']}; chance is 10 %."
+                    + _machine(r.get("environment")), ""]
+
+
+def _machine(environment: dict | None) -> str:
+    """Where a CPU run was measured: its arithmetic, and so its trained numbers, depend on the CPU."""
+    if not environment:
+        return ""
+    return f" Measured on {environment.get('device_name', 'a CPU')}, {environment.get('threads', '?')} thread(s)."
+
+
+def _attended(entry: dict) -> str | None:
+    """The attended values' mean accuracy and, where the report has them, the lowest and highest seed's."""
+    if "attended_value_acc" not in entry:
+        return None
+    seeds = entry.get("attended_value_acc_per_seed")
+    spread = f" ({100 * min(seeds):.1f} – {100 * max(seeds):.1f})" if seeds else ""
+    return f"{entry['attended_value_acc']:.1f} %{spread}"
 
 
 @renders("estimators", "scikit-learn estimators against MLP and kNN (docs/estimators.md)",

@@ -170,6 +170,7 @@ def test_race_reports_paired_differences_seed_by_seed(small_race):
     last = [trace[-1]["step_size"] for trace in race_traces(joint)]
     assert report["joint"]["final_step_size"] == pytest.approx(sum(last) / 2, abs=1e-4)
     assert "after_minus_before" not in report["vanilla"]
+    assert report["joint"]["attended_value_acc_per_seed"] == [round(s["test_attended_value_acc"], 4) for s in joint]
     # a second call reads the runs back instead of training them again
     again = run_race(["digits"], ["joint"], [0], iterations=6, warmup=3, root=root, progress=False)
     assert again["digits"]["joint"][0]["seconds"] == joint[0]["seconds"]
@@ -193,6 +194,8 @@ def test_race_figure_draws_one_line_per_arm(small_race):
     table = race_table(race_report(results)["digits"])
     assert list(table.index) == list(results["digits"]) and (table["seeds"] == 2).all()
     assert table.loc["vanilla", "attended values %"] == ""                     # blank, not NaN
+    seeds = [100 * a for a in race_report(results)["digits"]["joint"]["attended_value_acc_per_seed"]]
+    assert table.loc["joint", "lowest – highest seed %"] == f"{min(seeds):.1f} – {max(seeds):.1f}"
     with pytest.raises(ValueError, match="at least one arm"):
         race_curves({}, "race")
 

@@ -110,3 +110,12 @@ def test_a_benchmark_run_as_a_script_records_its_command(monkeypatch, tmp_path):
     assert saved["command"] == "python benchmarks/bench_spiral.py --repeats 1 --out 'a b.json'"
     monkeypatch.setattr(sys, "argv", ["pytest"])                            # called from a test: nothing
     assert "command" not in results.save_result({"x": 1}, "x", tmp_path / "y.json")
+
+
+def test_the_race_shows_the_attended_values_spread_over_seeds(make_results):
+    """The dictionary read alone, per arm: its mean and, where the report has them, the lowest and highest
+    seed's accuracy (a mean near chance may hide one seed whose dictionary learned)."""
+    entry = {"attended_value_acc": 9.64, "attended_value_acc_per_seed": [0.0528, 0.1806, 0.09]}
+    assert make_results._attended(entry) == "9.6 % (5.3 – 18.1)"
+    assert make_results._attended({"attended_value_acc": 9.64}) == "9.6 %"
+    assert make_results._attended({"mean_test_acc": 98.0}) is None                 # a vanilla arm

@@ -113,7 +113,8 @@ def race_traces(summaries: list[dict]) -> list[list[dict]]:
 def race_report(results: dict[str, dict[str, list[dict]]]) -> dict:
     """Per dataset and arm: the mean test accuracy (%), and for MN arms the paired differences over seeds
     (points, mean and 95 % interval): MN − its vanilla twin, after − before finetuning; the attended
-    values' accuracy and the last epoch's step size α and keys'/values' signal-to-noise, as means."""
+    values' accuracy (per seed, and its mean with a 95 % interval) and the last epoch's step size α and
+    keys'/values' signal-to-noise, as means."""
     report = {}
     for dataset, arms in results.items():
         report[dataset] = {}
@@ -129,6 +130,7 @@ def race_report(results: dict[str, dict[str, list[dict]]]) -> dict:
                     mean_test_acc_before_finetune=round(100 * statistics.mean(before), 2),
                     after_minus_before=paired_difference(accuracy, before),
                     attended_value_acc=round(100 * statistics.mean(attended), 2),
+                    attended_value_acc_per_seed=[round(a, 4) for a in attended],
                     attended_value_acc_ci95=_interval(attended),
                     final_step_size=round(statistics.mean(row["step_size"] for row in last), 4),
                     final_keys_snr=_mean_of(last, "keys_snr"), final_values_snr=_mean_of(last, "values_snr"))
