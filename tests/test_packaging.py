@@ -57,6 +57,38 @@ def test_binder_environment_has_cpu_torch_and_every_runtime_dependency_at_the_pi
     assert "set -e" in post_build and "pip install --no-deps -e ." in post_build
 
 
+# the CUDA libraries of the GPU torch wheel installed here (Binder installs the CPU wheel, which needs
+# none) and setuptools (conda's Python brings it)
+_NOT_FOR_BINDER = ("nvidia-", "cuda-", "triton", "setuptools")
+_LINUX_PY311 = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",
+                "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64",
+                "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+
+
+def test_binder_environment_pins_every_package_its_packages_pull_in():
+    """The Binder image holds the dependency closure of its packages, each pinned, so that an image built
+    later has the same set: the closure is worked out from the installed packages' metadata (the same
+    versions, constraints.txt's), on Linux with Python 3.11 as Binder's."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    binder = {canonicalize_name(name) for name in _pins((ROOT / "binder" / "environment.yml").read_text().splitlines())}
+    seen, todo = set(), [(name, "") for name in sorted(binder)]      # (package, one of its extras asked for)
+    while todo:
+        name, extra = todo.pop()
+        if (name, extra) in seen or name.startswith(_NOT_FOR_BINDER):
+            continue
+        seen.add((name, extra))
+        for text in metadata.distribution(name).requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({**_LINUX_PY311, "extra": extra}):
+                todo += [(canonicalize_name(requirement.name), wanted) for wanted in ("", *requirement.extras)]
+    missing = sorted({name for name, _ in seen} - binder)
+    assert not missing, f"binder/environment.yml lacks what its packages pull in: {missing}"
+
+
 def test_top_level_environment_installs_the_package_with_constraints():
     text = (ROOT / "environment.yml").read_text()
     assert "-c constraints.txt" in text and "-e .[dev]" in text
