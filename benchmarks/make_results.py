@@ -361,9 +361,11 @@ def _heads(r: dict) -> list[str]:
         f"{len(r['seeds'])} seeds, {r['steps']} steps for the heads; test accuracy.", ""]
 
 
-@renders("mn_race", "MN: the race between the backbone and the dictionary (docs/dictionary-race.md)")
+@renders("mn_race", "MN: the race between the backbone and the dictionary (docs/dictionary-race.md)",
+         lambda r: "measured on " + _cpu(r))
 def _mn_race(r: dict) -> list[str]:
     lines = []
+    per_seed = any("attended_value_acc_per_seed" in entry for arms in r["report"].values() for entry in arms.values())
     for dataset, arms in r["report"].items():
         rows = []
         for arm, entry in arms.items():
@@ -376,19 +378,18 @@ def _mn_race(r: dict) -> list[str]:
         lines += [f"**{dataset}**", ""] + table(
             ["arm", "test accuracy", "before finetuning", "after − before, points [95 % CI], seeds above/level/below",
              "MN − vanilla twin, points [95 % CI], seeds above/level/below",
-             "attended values alone (seeds: lowest – highest)", "final α",
+             "attended values alone" + (" (seeds: lowest – highest)" if per_seed else ""), "final α",
              "final keys' |m̂|/√v̂"], rows)
     return lines + [f"4-layer ConvNet on 16×16 images, {r['iterations']} iterations (warm-up arms: backbone frozen for "
                     f"the first {r['warmup']}), seeds {', '.join(map(str, r['seeds']))} paired across arms; Adam's "
-                    f"zero-mean-noise floor of |m̂|/√v̂ is {r['adam_noise_floor']}; chance is 10 %."
-                    + _machine(r.get("environment")), ""]
+                    f"zero-mean-noise floor of |m̂|/√v̂ is {r['adam_noise_floor']}; chance is 10 %. Measured on "
+                    f"{_cpu(r)}, {r.get('environment', {}).get('threads', '?')} thread(s).", ""]
 
 
-def _machine(environment: dict | None) -> str:
-    """Where a CPU run was measured: its arithmetic, and so its trained numbers, depend on the CPU."""
-    if not environment:
-        return ""
-    return f" Measured on {environment.get('device_name', 'a CPU')}, {environment.get('threads', '?')} thread(s)."
+def _cpu(result: dict) -> str:
+    """The CPU a run was measured on: its arithmetic, and so a trained number's last digits, depend on it."""
+    name = result.get("environment", {}).get("device_name") or "a CPU not recorded"
+    return name.replace("(R)", "").replace("(TM)", "")
 
 
 def _attended(entry: dict) -> str | None:

@@ -119,3 +119,16 @@ def test_the_race_shows_the_attended_values_spread_over_seeds(make_results):
     assert make_results._attended(entry) == "9.6 % (5.3 – 18.1)"
     assert make_results._attended({"attended_value_acc": 9.64}) == "9.6 %"
     assert make_results._attended({"mean_test_acc": 98.0}) is None                 # a vanilla arm
+
+
+def test_a_race_names_its_cpu_and_promises_a_spread_only_where_it_has_one(make_results):
+    arms = {"joint": {"mean_test_acc": 98.0, "seeds": [0, 1], "attended_value_acc": 9.6},
+            "vanilla": {"mean_test_acc": 98.5, "seeds": [0, 1]}}
+    race = {"benchmark": "mn_race", "report": {"digits": arms}, "iterations": 10, "warmup": 2, "seeds": [0, 1],
+            "adam_noise_floor": 0.183, "environment": {"device_name": "Intel(R) Xeon(R) Processor", "threads": 1}}
+    text = "\n".join(make_results.RENDERERS["mn_race"](race))
+    assert "Measured on Intel Xeon Processor, 1 thread(s)." in text and "lowest – highest" not in text
+    assert make_results.describe(race, "mn_race_cpu").endswith(": measured on Intel Xeon Processor")
+    arms["joint"]["attended_value_acc_per_seed"] = [0.05, 0.14]
+    text = "\n".join(make_results.RENDERERS["mn_race"](race))
+    assert "(seeds: lowest – highest)" in text and "9.6 % (5.0 – 14.0)" in text
