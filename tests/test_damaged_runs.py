@@ -134,10 +134,9 @@ def test_a_row_torn_by_a_killed_writer_is_dropped_on_resume_with_a_warning(cut, 
     run ends with the numbers and rows of the uninterrupted run."""
     metrics = cut / "metrics.jsonl"
     first_row = metrics.read_text()
-    writer = subprocess.Popen([sys.executable, "-c", APPENDER, str(metrics)], stdout=subprocess.PIPE, text=True)
-    assert writer.stdout.readline().strip() == "written"
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait()
+    with subprocess.Popen([sys.executable, "-c", APPENDER, str(metrics)], stdout=subprocess.PIPE, text=True) as writer:
+        assert writer.stdout.readline().strip() == "written"
+        os.kill(writer.pid, signal.SIGKILL)
     assert metrics.read_text().endswith('"train_lo')                   # torn: no closing brace, no newline
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
