@@ -394,11 +394,11 @@ def _cpu(result: dict) -> str:
 
 def _attended(entry: dict) -> str | None:
     """The attended values' mean accuracy and, where the report has them, the lowest and highest seed's."""
+    from nslviz.viz.race import seed_spread
     if "attended_value_acc" not in entry:
         return None
-    seeds = entry.get("attended_value_acc_per_seed")
-    spread = f" ({100 * min(seeds):.1f} – {100 * max(seeds):.1f})" if seeds else ""
-    return f"{entry['attended_value_acc']:.1f} %{spread}"
+    spread = seed_spread(entry.get("attended_value_acc_per_seed"))
+    return f"{entry['attended_value_acc']:.1f} %" + (f" ({spread})" if spread else "")
 
 
 @renders("estimators", "scikit-learn estimators against MLP and kNN (docs/estimators.md)",

@@ -86,6 +86,17 @@ class HelpFormatter(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
+def _noted(text: str | None, note: str) -> str | None:
+    """A help `text` with `note` after it: inside the brackets that end the text when they hold its
+    default ("(default: 10; --preset nsl none)"), else in brackets of its own; `note` alone without text.
+    argparse %-formats the help: a % in the note is escaped."""
+    note = note.replace("%", "%%")
+    if not note or not text:
+        return text or note or None
+    last = text.rsplit("(", 1)[-1]
+    return f"{text[:-1]}; {note})" if last.startswith("default") and last.endswith(")") else f"{text} ({note})"
+
+
 def help_with_default(action: argparse.Action) -> str | None:
     """An option's help followed by its default, unless the help already says it or there is none to
     say (None, a switch, an option left out of the namespace when not given)."""
@@ -94,8 +105,7 @@ def help_with_default(action: argparse.Action) -> str | None:
             or default is None or default is argparse.SUPPRESS or default in ([], (), {}, "")):
         return text
     shown = " ".join(map(shown_value, default)) if isinstance(default, (list, tuple)) else shown_value(default)
-    said = f"default: {shown}".replace("%", "%%")              # argparse %-formats the help
-    return f"{text} ({said})" if text else said
+    return _noted(text, f"default: {shown}")
 
 
 def explain_defaults(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +123,7 @@ def default_help(name: str, declared, default, presets: dict[str, dict]) -> str:
               if name in fields and fields[name] != default]
     if others:
         parts.append(f"--preset {', '.join(others)}")
-    return "; ".join(parts).replace("%", "%%")                   # argparse %-formats the help
+    return "; ".join(parts)
 
 
 def add_option_arguments(groups: dict, config_class, special: dict[str, dict] | None = None,
@@ -135,13 +145,8 @@ def add_option_arguments(groups: dict, config_class, special: dict[str, dict] | 
             form = {}
         else:
             form = {"type": ARGUMENT_TYPES[declared.kind]}
-        where = default_help(name, declared, defaults[name], presets)
-        text = declared.help or where or None
-        if declared.help and where:                            # one pair of brackets: (default: ...; --preset ...)
-            last = declared.help.rsplit("(", 1)[-1]
-            text = (f"{declared.help[:-1]}; {where})" if last.startswith("default") and last.endswith(")")
-                    else f"{declared.help} ({where})")
-        labels = {"help": text, "metavar": declared.metavar}
+        labels = {"help": _noted(declared.help, default_help(name, declared, defaults[name], presets)),
+                  "metavar": declared.metavar}
         groups[declared.group].add_argument(f"--{name.replace('_', '-')}",
                                             **{k: v for k, v in labels.items() if v is not None}, **form)
 

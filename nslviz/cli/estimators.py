@@ -16,7 +16,6 @@ method, the tables on which its mean is at least every other method's.
 """
 from __future__ import annotations
 
-
 from ..experiments.estimators import HELD_OUT_TABLES, METHODS, TABLES, EstimatorComparisonConfig
 from .common import emit_json, integer_at_least, positive_int, seed_value
 

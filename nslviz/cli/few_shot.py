@@ -14,7 +14,6 @@ Mini-ImageNet is not downloaded: data/README.md says where its images and split 
 """
 from __future__ import annotations
 
-
 from ..experiments.few_shot import FEW_SHOT_METHODS, FEW_SHOT_NSL, FewShotConfig
 from .common import emit_json, integer_at_least, nonnegative_int, positive_float, positive_int
 

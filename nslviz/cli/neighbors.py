@@ -11,7 +11,6 @@ discovery, App. A.9).
 """
 from __future__ import annotations
 
-
 from ..analysis.neighbors import DEFAULT_K
 from .common import emit_json, folder_path, positive_int, seed_value
 

@@ -10,7 +10,6 @@ twin and after − before finetuning (points, 95 % interval over seeds), and the
 """
 from __future__ import annotations
 
-
 from ..experiments.race import ARMS, RACE_DATASETS
 from .common import emit_json, nonnegative_int, positive_int
 

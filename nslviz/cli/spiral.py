@@ -1,7 +1,6 @@
 """python -m nslviz spiral: the MN spiral toy (paper sec. 4.1) and the plain linear classifier."""
 from __future__ import annotations
 
-
 from ..experiments.spiral import SpiralConfig, run_spiral
 from .common import emit_json, folder_path, positive_float, positive_int, seed_value
 

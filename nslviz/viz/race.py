@@ -70,8 +70,9 @@ def race_curves(traces: Mapping[str, list[list[dict]]], title: str, *, classes: 
     return finish_figure(fig, title, height=680, legend=dict(orientation="h", y=-0.12))
 
 
-def _spread(per_seed: list[float] | None) -> str:
-    """The lowest and highest seed's accuracy, in %: a mean near chance may hide one seed that learned."""
+def seed_spread(per_seed: list[float] | None) -> str:
+    """The lowest and highest seed's accuracy (fractions), in %: a mean near chance may hide one seed that
+    learned; "" without per-seed values."""
     return f"{100 * min(per_seed):.1f} – {100 * max(per_seed):.1f}" if per_seed else ""
 
 
@@ -87,7 +88,7 @@ def race_table(report: Mapping[str, dict]) -> pd.DataFrame:
                      "after − before (points)": format_paired(entry.get("after_minus_before")),
                      "− vanilla twin (points)": format_paired(entry.get("minus_vanilla_twin")),
                      "attended values %": entry.get("attended_value_acc", np.nan),
-                     "lowest – highest seed %": _spread(entry.get("attended_value_acc_per_seed")),
+                     "lowest – highest seed %": seed_spread(entry.get("attended_value_acc_per_seed")),
                      "α": entry.get("final_step_size", np.nan),
                      "keys |m̂|/√v̂": entry.get("final_keys_snr", np.nan),
                      "seeds": len(entry["seeds"])}

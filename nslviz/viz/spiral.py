@@ -60,10 +60,13 @@ def _trajectories(keys: np.ndarray) -> go.Scatter:
 def _entries(keys: np.ndarray, labels: np.ndarray) -> list[go.Scatter]:
     """The induced neighbors, one trace per fixed label (so that the legend shows each label's colour).
     keys (S, 2), labels (S,)."""
-    return [go.Scatter(x=keys[labels == label, 0].astype(np.float32), y=keys[labels == label, 1].astype(np.float32),
-                       mode="markers", name=f"induced neighbors with label {label}",
-                       marker=dict(color=color, size=10, symbol="x", line=dict(width=1, color="black")))
-            for label, color in enumerate(ENTRY_COLORS)]
+    traces = []
+    for label, color in enumerate(ENTRY_COLORS):
+        mine = keys[labels == label].astype(np.float32)                                    # (S_label, 2)
+        traces.append(go.Scatter(x=mine[:, 0], y=mine[:, 1], mode="markers",
+                                 name=f"induced neighbors with label {label}",
+                                 marker=dict(color=color, size=10, symbol="x", line=dict(width=1, color="black"))))
+    return traces
 
 
 # trace order of the animation: regions (heatmap, boundary), test predictions, trajectories, neighbors
