@@ -123,3 +123,27 @@ def test_every_command_s_help_gives_the_defaults_it_has():
     assert "--folds FOLDS default: 5" in text("regress")
     assert "(default: 0.1 0.3 1)" in text("regress")                                    # a list, as it is typed
     assert "\n    python -m nslviz train --run-dir runs/d --resume" in subparsers.choices["train"].format_help()
+
+
+def test_the_hand_written_defaults_in_train_s_help_are_those_of_the_code():
+    """Defaults that depend on the optimizer or the dataset are written out in the fields' help; they must
+    say what OPTIMIZER_DEFAULTS, DEFAULT_ENTRIES and DEFAULT_BATCH_SIZE hold."""
+    from nslviz.cli.common import shown_value
+    from nslviz.training.config import DEFAULT_BATCH_SIZE, DEFAULT_ENTRIES, OPTIMIZER_DEFAULTS
+    helps = {name: " ".join(o.help.split()) for name, o in declared_options(TrainConfig).items() if o.help}
+    names = {"adamw": "AdamW", "sgd": "SGD", "adam": "Adam"}
+    milestones = ", ".join(f"{names[k]} {shown_value(v['milestones'])}" for k, v in OPTIMIZER_DEFAULTS.items())
+    assert f"(default: {milestones})" in helps["milestones"]
+    for optimizer, written in {"adamw": "AdamW 0.075", "sgd": "SGD 2e-4", "adam": "Adam 5e-4"}.items():
+        assert written in helps["weight_decay"]
+        assert float(written.split()[1]) == OPTIMIZER_DEFAULTS[optimizer]["weight_decay"]
+    assert "AdamW and Adam 1e-3, SGD 0.1" in helps["lr"]
+    assert OPTIMIZER_DEFAULTS["adamw"]["lr"] == OPTIMIZER_DEFAULTS["adam"]["lr"] == 1e-3
+    assert OPTIMIZER_DEFAULTS["sgd"]["lr"] == 0.1
+    assert f"default: 128, {DEFAULT_BATCH_SIZE['digits']} on digits" in helps["batch_size"]
+    assert set(DEFAULT_BATCH_SIZE) == {"digits"}
+    assert {DEFAULT_ENTRIES[d] for d in ("cifar10", "cinic10")} == {5000}
+    assert {DEFAULT_ENTRIES[d] for d in ("cifar100", "tiny-imagenet", "imagenet64")} == {10000}
+    assert {DEFAULT_ENTRIES[d] for d in ("digits", "synthetic")} == {200}
+    assert "(default: 5000; 10000 on CIFAR-100, Tiny-ImageNet and ImageNet 64x64; 200 on digits and synthetic)" \
+        in helps["entries"]
