@@ -233,6 +233,10 @@ def test_comparison_figures_and_table(tiny):
     assert times.data[0].base == 1 and times.data[0].customdata[0] == pytest.approx(
         tiny.tables["iris"]["mn_fit_time_ratio_to_mlp"], rel=1e-2)
     assert times.data[0].y[0] == pytest.approx(times.data[0].customdata[0] - 1)          # a bar from 1x to the ratio
+    labels = {a.text: a for a in times.layout.annotations}               # the lines' labels, right of the bars
+    assert set(labels) == {"5x: MN's goal", "1x: MLP (100)"}
+    assert all(a.xref == "paper" and a.x == 1 and a.xanchor == "left" for a in labels.values())
+    assert labels["1x: MLP (100)"].y == 0 and labels["5x: MN's goal"].y == pytest.approx(np.log10(5))
     table = estimators_viz.comparison_table(tiny)
     assert list(table.index) == ["iris", "diabetes"] and {"MN", "MLP (100)", "kNN 5", "MN ≥ best"} <= set(table.columns)
     for name, row in tiny.tables.items():
