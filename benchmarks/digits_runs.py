@@ -8,6 +8,8 @@ accuracy of every run, their mean and standard deviation, and the parameter coun
     python benchmarks/digits_runs.py --family nsl --epochs 8 --seeds 0 1 2 --threads 1   # cnn9, quick-mode recipe
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --seeds 0 1 2 3 4 5 6 7 8 9
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --values fixed --methods mn mn_ifilm
+    python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --methods vanilla maxl \
+        --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results/digits_maxl_cli_cpu.json               # the MAXL baseline
 
 Settings, recipe "quick" (default): digits upsampled to 16x16, batch 64, crop augmentation (what
 quick mode uses, see nslviz.experiments.compare.quick_config); MN: S = 200, the MN preset (AdamW
@@ -39,7 +41,7 @@ from nslviz.training.rundir import load_run
 from nslviz.training.trainer import train
 from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
 
-MN_METHODS = ("vanilla", "vanilla_ifilm", "mn", "mn_ifilm")
+MN_METHODS = ("vanilla", "vanilla_ifilm", "mn", "mn_ifilm")      # the default set; "maxl" on request (--methods)
 
 
 def run_configs(family: str, epochs: int, methods=None, recipe: str = "quick", **mn_options) -> dict[str, TrainConfig]:
@@ -70,7 +72,8 @@ def main(argv=None) -> dict:
                         help="MN family: quick mode's settings (16x16, batch 64) or the CLI's defaults")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--methods", nargs="+", choices=MN_METHODS, default=None, help="MN family: a subset of the methods")
+    parser.add_argument("--methods", nargs="+", choices=MN_METHODS + ("maxl",), default=None,
+                        help="MN family: a subset of the methods, or maxl (MN Table 1's MAXL baseline)")
     parser.add_argument("--dictionary-init", choices=DICTIONARY_INITS, default=None,
                         help="MN family: the dictionary's start (default: the preset's, random)")
     parser.add_argument("--alpha", type=float, default=None, help="MN family: initial inner step size (preset: 0.05)")

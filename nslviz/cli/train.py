@@ -5,6 +5,7 @@
     python -m nslviz train --nsl-variant dynamic_dns_shared --dataset cifar10    # one row of NSL Tables 1-4, 8
     python -m nslviz train --nsl-variant spherenet_attention --dataset cifar10   # Table 8 (preset nsl_global)
     python -m nslviz train --preset nsl --nsl static_dns --init-backbone runs/cnn --similarity-only true
+    python -m nslviz train --preset maxl --dataset cifar100 --backbone densenet40   # MN Table 1's MAXL column
     torchrun --nproc_per_node 4 -m nslviz train --preset mn --dataset cifar100 --backbone resnet56 ...
     python -m nslviz train --run-dir runs/d --resume          # continue a killed run, same settings
     python -m nslviz train ... --run-dir runs/d --overwrite   # replace the run in runs/d (else refused)
@@ -13,8 +14,8 @@ A run directory is held by one process at a time (its .lock names the holder): a
 on it exits 2 naming the holder. A damaged checkpoint.pt or best.pt is named with what to do, and
 --resume without config.json continues from the checkpoint's copy (docs/run-directories.md).
 
-Options left out take the preset's value (--preset mn|nsl|nsl_global; its length is the official
-iteration count of the dataset unless --epochs or --iterations is given), else the TrainConfig
+Options left out take the preset's value (--preset mn|nsl|nsl_global|maxl; its length is the official
+iteration count of the dataset, 200 epochs for maxl, unless --epochs or --iterations is given), else the TrainConfig
 default. --nsl-variant sets the backbone, --nsl and --nsl-options of one row of the NSL tables
 (docs/nsl-paper-tables.md) and, without --preset, that table's recipe; --nsl-options given as well
 are applied on top. The recipes hold out a validation split and test the best-on-validation model;
@@ -24,14 +25,14 @@ official NSL code does. With --resume the stored config.json is the starting poi
 Under torchrun (DDP, one process per GPU, or gloo on CPU) --batch-size is the global batch: it must
 divide by --nproc_per_node, and each process takes its share; process r uses cuda:r whatever --device
 names; only rank 0 writes the run directory. A run resumes with the same number of processes, and
---dictionary-warmup is single-process only.
+--dictionary-warmup and --method maxl are single-process only.
 """
 from __future__ import annotations
 
 import argparse
 import json
 
-from ..training.config import DATA, MN, OPTIMISATION, PRESET_FIELDS, PRESETS, RUN, WHAT, TrainConfig
+from ..training.config import DATA, MAXL, MN, OPTIMISATION, PRESET_FIELDS, PRESETS, RUN, WHAT, TrainConfig
 from ..training.distributed import launched_rank
 from ..experiments.compare import ALL_NSL_VARIANTS, nsl_variant_config, nsl_variant_preset
 from .common import add_option_arguments, boolean, emit_json, folder_path, positive_float
@@ -79,7 +80,7 @@ def add_config_arguments(p: argparse.ArgumentParser, *, nsl_variant: bool = True
     the groups by title. Options left out stay out of the parsed namespace (argument_default SUPPRESS)."""
     p.add_argument("--preset", choices=PRESETS, default=None,
                    help="a paper recipe: mn (AdamW), nsl (SGD, NSL Tables 1-4) or nsl_global (Adam, NSL Table 8)")
-    groups = {title: p.add_argument_group(title) for title in (WHAT, MN, OPTIMISATION, DATA, RUN)}
+    groups = {title: p.add_argument_group(title) for title in (WHAT, MN, MAXL, OPTIMISATION, DATA, RUN)}
     if nsl_variant:
         groups[WHAT].add_argument("--nsl-variant", choices=ALL_NSL_VARIANTS, default=None,
                                   help="one row of NSL Tables 1-4 or 8: sets backbone, --nsl, --nsl-options "

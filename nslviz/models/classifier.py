@@ -6,6 +6,8 @@
     vanilla_ifilm   vanilla with iFiLM after the BatchNorms (MN eq. 4)
     mn              µ_θ + MetaNeighborhoodsHead (per-input finetuned classifier, MN eq. 1-3)
     mn_ifilm        both
+    maxl            vanilla with an auxiliary head of ψ·C classes whose labels a generator learns (MAXL,
+                    the baseline of MN Table 1; nslviz.maxl, trained by the trainer's label generator)
 
 The head always runs in float32, also under bf16 autocast: the inner loop's closed-form gradient
 and the cosine normalisations lose too much in bf16 (features are cast up before the head).
@@ -17,10 +19,11 @@ import torch.nn as nn
 
 from .._checks import check_choice, check_flags, check_fraction, check_positive
 from .._precision import full_precision
+from ..maxl import HIERARCHY, MAXLHead
 from ..neighborhoods import CLASS_VALUE_KINDS, CLASSIFIERS, STEP_SIZES, MetaNeighborhoodsHead, classifier_logits
 from .registry import build_backbone
 
-METHODS = ("vanilla", "vanilla_extra", "vanilla_ifilm", "mn", "mn_ifilm")
+METHODS = ("vanilla", "vanilla_extra", "vanilla_ifilm", "mn", "mn_ifilm", "maxl")
 IFILM_PLACEMENTS = ("all", "last")      # iFiLM after every BatchNorm, or after the last ones only
 
 
@@ -63,7 +66,7 @@ class ExtraLayerHead(nn.Module):
 
 class ImageClassifier(nn.Module):
     """logits = f_φ(µ_θ(x)). `forward(x, return_details=True)` also returns the features and, for MN,
-    the attention over the dictionary and the logits before finetuning."""
+    the attention over the dictionary and the logits before finetuning; for MAXL the auxiliary logits."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module, method: str):
         super().__init__()
@@ -82,6 +85,8 @@ class ImageClassifier(nn.Module):
             else:
                 logits = self.head(features)
                 details = {"logits": logits, "base_logits": logits}
+                if return_details and isinstance(self.head, MAXLHead):
+                    details["aux_logits"] = self.head.auxiliary(features)          # (B, ψ·C)
         if not return_details:
             return logits
         return {**details, "features": features}
@@ -121,14 +126,16 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
                       step_size_init: float = 0.05, entry_dropout: float = 0.5, first_order: bool = False,
                       values: str = "soft",
                       ifilm_placement: str = "all", ifilm_entries: int = 10, transition_ifilm: bool = True,
-                      nsl: str = "none", nsl_options: dict | None = None) -> ImageClassifier:
+                      nsl: str = "none", nsl_options: dict | None = None,
+                      hierarchy: int = HIERARCHY) -> ImageClassifier:
     """One model of MN Table 1/3 (or an NSL network with `nsl`), by name. Defaults are the paper's:
     cosine classifier, S = 5000 (the paper's CIFAR-10 and CINIC-10 size; 10000 for CIFAR-100 and
     Tiny-ImageNet), T = 0.2, one inner step, learnable scalar α (init 0.05 as coded),
     50% per-example entry dropout, iFiLM with S_l = 10 after every BatchNorm, learnable soft values
     (values="fixed": one-hot classes in contiguous blocks, the official `--fix_v=True`).
     transition_ifilm=False: DenseNet's transitions compute iFiLM and discard it, as the official code
-    does (our default modulates them; only the densenet backbones take False)."""
+    does (our default modulates them; only the densenet backbones take False). MAXL: ψ = `hierarchy`
+    auxiliary classes per class."""
     check_choice("method", method, METHODS)
     check_choice("classifier", classifier, CLASSIFIERS)
     check_positive("num_classes", num_classes, integer=True, minimum=2)
@@ -143,6 +150,7 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
     check_choice("values", values, CLASS_VALUE_KINDS)
     check_flags(first_order=first_order)
     check_positive("ifilm_entries", ifilm_entries, integer=True, minimum=1)
+    check_positive("hierarchy", hierarchy, integer=True, minimum=1)
     ifilm = ifilm_placement if method.endswith("ifilm") else "none"
     check_flags(transition_ifilm=transition_ifilm)
     if not transition_ifilm and not backbone.startswith("densenet"):
@@ -157,6 +165,9 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
         head = build_mn_head(d, num_classes, entries=entries, temperature=temperature, entry_dropout=entry_dropout,
                              classifier=classifier, values=values, inner_steps=inner_steps,
                              step_size=step_size, step_size_init=step_size_init, first_order=first_order)
+    elif method == "maxl":
+        head = MAXLHead(_classifier(d, num_classes, classifier), _classifier(d, hierarchy * num_classes, classifier),
+                        hierarchy)
     elif method == "vanilla_extra":
         head = ExtraLayerHead(d, num_classes, hidden=entries, classifier=classifier)
     else:

@@ -43,6 +43,7 @@ from .._checks import check_choice, is_number
 from .._options import check_options, option
 from ..datasets.augment import AUGMENT_POLICIES as AUGMENTATIONS
 from ..datasets.images import LABEL_KINDS, available_image_datasets
+from ..maxl import ENTROPY_WEIGHT, GENERATOR_LR, HIERARCHY
 from ..models.classifier import CLASSIFIERS, IFILM_PLACEMENTS, METHODS, ImageClassifier, build_image_model
 from ..models.registry import available_backbones
 from ..neighborhoods import CLASS_VALUE_KINDS, STEP_SIZES
@@ -51,12 +52,13 @@ from .distributed import check_device_name
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 AMP_MODES = ("auto", "bf16", "off")
-PRESETS = ("mn", "nsl", "nsl_global")
+PRESETS = ("mn", "nsl", "nsl_global", "maxl")
 DICTIONARY_INITS = ("random", "data")
 CHANNELS_LAST = ("auto", True, False)
 
 # The command line's argument groups (python -m nslviz train --help)
-WHAT, MN, OPTIMISATION, DATA, RUN = "what to train", "Meta-Neighborhoods", "optimisation", "data", "run"
+WHAT, MN, MAXL, OPTIMISATION, DATA, RUN = ("what to train", "Meta-Neighborhoods", "MAXL (method maxl)", "optimisation",
+                                          "data", "run")
 
 
 @dataclass
@@ -104,6 +106,14 @@ class TrainConfig:
     transition_ifilm: bool = option(True, "flag", group=MN,
                                     help="densenet40: false = the official transitions, whose iFiLM output is "
                                          "computed and discarded (default: true, they modulate)")
+    # MAXL, the auxiliary-learning baseline of MN Table 1 (nslviz.maxl)
+    maxl_hierarchy: int = option(HIERARCHY, "positive_int", label="maxl_hierarchy", group=MAXL, metavar="PSI",
+                                 help="auxiliary classes per class")
+    maxl_entropy_weight: float = option(ENTROPY_WEIGHT, "nonnegative", group=MAXL,
+                                        help="weight of the label generator's entropy term")
+    maxl_generator_lr: float = option(GENERATOR_LR, "positive", group=MAXL,
+                                      help="the label generator's SGD learning rate (it follows the network's "
+                                           "schedule)")
     # optimisation
     epochs: int = option(5, "positive_int", group=OPTIMISATION)
     iterations: int | None = option(None, "positive_int", optional=True, group=OPTIMISATION,
@@ -223,7 +233,7 @@ class TrainConfig:
             fields = {**PRESET_FIELDS[preset], **overrides}
             schedule = PAPER_SCHEDULES.get((preset, fields.get("optimizer", cls.optimizer)), {})
             official = schedule.get(fields.get("dataset", cls.dataset))
-            if asked_official and not official:
+            if asked_official and not official and "epochs" not in PRESET_FIELDS[preset]:
                 raise ValueError(f"epochs None asks for the official schedule, and {fields.get('dataset', cls.dataset)} "
                                  f"has none with the {preset} preset and {fields.get('optimizer', cls.optimizer)}; "
                                  f"give the number of epochs")
@@ -303,6 +313,11 @@ PRESET_FIELDS: dict[str, dict] = {
     "nsl": dict(method="vanilla", classifier="dot", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=False,
                 weight_decay=5e-4, batch_size=128, milestones=(20 / 42.5, 30 / 42.5, 37.5 / 42.5), clip_value=None,
                 label_smoothing=0.01, augment="nsl", decay_everything=True),
+    # MN A.6: MAXL's code with SGD lr 0.1, momentum 0.9, weight decay 5e-4, ψ = 5, lr halved every 50
+    # of 200 epochs; the data and classifier as the mn preset's, so that it compares with its methods
+    "maxl": dict(method="maxl", batch_size=128, clip_value=10.0, augment="paper", classifier="cosine",
+                 label_smoothing=0.0, decay_everything=False, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=False,
+                 weight_decay=5e-4, epochs=200, milestones=(0.25, 0.5, 0.75), lr_decay=0.5),
     "nsl_global": dict(method="vanilla", classifier="dot", optimizer="adam", lr=1e-3, weight_decay=5e-4,
                        batch_size=128, milestones=(34 / 64, 54 / 64), clip_value=None, label_smoothing=0.01,
                        augment="flip", decay_everything=True),
@@ -336,4 +351,5 @@ def build_model(config: TrainConfig, num_classes: int, channels: int, image_size
                              values=config.values,
                              ifilm_placement=config.ifilm_placement, ifilm_entries=config.ifilm_entries,
                              transition_ifilm=config.transition_ifilm,
-                             nsl=config.nsl, nsl_options=config.nsl_options or None)
+                             nsl=config.nsl, nsl_options=config.nsl_options or None,
+                             hierarchy=config.maxl_hierarchy)

@@ -34,8 +34,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..ifilm import IFiLM
+from ..maxl import LabelGenerator, LabelGeneratorTraining, focal_loss
 from ..models.classifier import ImageClassifier
 from ..models.layers import count_parameters
+from ..models.registry import build_backbone
 from ..neighborhoods import attended_values, attention_entropy, starting_examples
 from ..paths import runs_root
 from . import distributed
@@ -51,6 +53,9 @@ from .state import EpochStats, EpochSums, TrainState
 # keys'/values' signal-to-noise from training.diagnostics)
 MN_VALIDATION_KEYS = ("acc_before_finetune", "attended_value_acc", "attention_entropy", "attention_entropy_fraction",
                       "changed_predictions")
+
+# MAXL's label generator starts from its own stream of the seed
+MAXL_SEED_TAG = 0x4D41584C
 
 # Fields that may differ between a run and its resumption: where it reads its data and how often it
 # saves, and the device, so that a run cut on one machine can go on on another (its numbers then differ
@@ -264,6 +269,9 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     if config.dictionary_warmup and distributed.launched_world_size() > 1:   # before anything is written
         raise ValueError("dictionary_warmup is a single-process diagnostic (it switches the backbone's "
                          "gradients off and on, which DDP does not allow); run it without torchrun")
+    if config.method == "maxl" and distributed.launched_world_size() > 1:
+        raise ValueError("method maxl trains on one process (its label generator's look-ahead step is not "
+                         "distributed); run it without torchrun")
     # one process per run directory: under torchrun rank 0 (the one that writes) holds the lock;
     # the path is checked as given ("" is refused, where Path("") would be the current folder)
     with claimed_run_dir(run_dir if run_dir is not None else runs_root() / default_run_name(config),
@@ -318,6 +326,7 @@ class _Session:
         self.run = RunDirectory(run_path) if context.is_main else None
         self.model, channels_last = self._build_model(checkpoint is None)
         self.optimizer = build_optimizer(self.model, config)
+        self.maxl = self._label_generator() if config.method == "maxl" else None
         self.streams = {"train": self._stream(data.train, True, channels_last),
                         "val": self._stream(data.val, False, channels_last),
                         "test": self._stream(data.test, False, channels_last)}
@@ -331,6 +340,8 @@ class _Session:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             self.scheduler.load_state_dict(checkpoint["scheduler"])
             self.state = TrainState.from_dict(checkpoint["state"])
+            if self.maxl is not None:
+                self.maxl.load_state_dict(checkpoint["label_generator"])
         self.state.precision, self.state.world_size = setting["precision"], setting["world_size"]
         if self.run is not None:
             self._prepare_run_directory(resumed=checkpoint is not None)
@@ -362,6 +373,15 @@ class _Session:
         if fresh and config.dictionary_init == "data" and model.is_meta_neighborhoods:
             initialize_dictionary(model, self.data.train, config, device, channels_last)
         return model, channels_last
+
+    def _label_generator(self) -> LabelGeneratorTraining:
+        """MAXL's label generator (the model's backbone, fresh, with its own head) and its optimiser."""
+        config, data = self.config, self.data
+        torch.manual_seed(derived_seed(config.seed, MAXL_SEED_TAG))
+        backbone = build_backbone(config.backbone, in_channels=data.channels, image_size=data.image_size)
+        generator = LabelGenerator(backbone, data.num_classes, config.maxl_hierarchy).to(self.device)
+        return LabelGeneratorTraining(generator, lr=config.maxl_generator_lr,
+                                      entropy_weight=config.maxl_entropy_weight)
 
     def _stream(self, split, training: bool, channels_last: bool) -> BatchStream:
         config, context = self.config, self.context
@@ -422,9 +442,12 @@ class _Session:
             model.backbone.requires_grad_(state.iteration >= config.dictionary_warmup)
         torch.manual_seed(derived_seed(config.seed, self.context.rank, state.iteration))
         with self.autocast():
-            logits = self.trained(images)                                # (B, C)
+            outputs = self.trained(images, return_details=self.maxl is not None)
+        logits = outputs["logits"] if self.maxl is not None else outputs        # (B, C)
         loss = self.criterion(logits.float(), labels)
         objective = loss + _regularization(model, config)
+        if self.maxl is not None:                                        # MAXL step 1: the auxiliary task too
+            objective = objective + focal_loss(outputs["aux_logits"].float(), self.maxl.targets(images, labels))
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         if config.clip_value is not None:
@@ -433,6 +456,9 @@ class _Session:
             step_or_diverge(self.optimizer)
         except FloatingPointError as error:                             # a step too large for float32
             raise _divergence(str(error), state, self.run_path) from None
+        if self.maxl is not None:                                        # MAXL step 2: the generator
+            factor = self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0]
+            self.maxl.meta_step(model, images, labels, config.lr * factor, factor, self.criterion)
         self.scheduler.step()
         return logits, loss
 
@@ -449,6 +475,8 @@ class _Session:
                 row[f"val_{key}"] = val[key]
         if model.is_meta_neighborhoods:
             row.update(dictionary_training_state(model.head, self.optimizer))
+        if self.maxl is not None:
+            row["generator_meta_loss"] = self.maxl.epoch_loss()
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}")
         if _improves(val, state):
             state.best_val_acc, state.best_val_loss, state.best_epoch = val["acc"], val["loss"], state.epoch + 1
@@ -470,9 +498,10 @@ class _Session:
         if self.run is not None:
             seconds = self.state.seconds + time.perf_counter() - self.training_started
             state = dataclasses.replace(self.state, epoch_sums=totals, seconds=seconds)
+            extra = {"label_generator": self.maxl.state_dict()} if self.maxl is not None else {}
             self.run.save_checkpoint({"config": self.config.to_dict(), "model": self.model.state_dict(),
                                       "optimizer": self.optimizer.state_dict(),
-                                      "scheduler": self.scheduler.state_dict(), "state": state.as_dict()})
+                                      "scheduler": self.scheduler.state_dict(), "state": state.as_dict(), **extra})
 
     # -- finish -----------------------------------------------------------------------------------
 

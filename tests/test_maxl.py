@@ -1,0 +1,164 @@
+"""MAXL (nslviz.maxl): the generator's masked labels, the focal loss, the second-order look-ahead
+against finite differences in float64, and the method in the trainer (resume, preset, refusals)."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nslviz.maxl import (LabelGenerator, MAXLHead, auxiliary_labels, focal_loss, meta_objective,
+                         negative_entropy_of_mean)
+from nslviz.models.classifier import build_image_model
+from nslviz.training.config import TrainConfig
+from nslviz.training.trainer import train
+from runs import TINY, interrupt_at, stable
+
+
+def test_auxiliary_labels_are_a_softmax_over_the_sub_classes_of_each_rows_class():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 4 * 3), torch.tensor([0, 3, 1, 1, 2, 3])          # C = 4, ψ = 3
+    out = auxiliary_labels(logits, labels, 3)
+    torch.testing.assert_close(out.sum(1), torch.ones(6))
+    for row, label in enumerate(labels.tolist()):
+        block = slice(3 * label, 3 * label + 3)
+        torch.testing.assert_close(out[row, block], logits[row, block].softmax(0))
+        outside = torch.ones(12, dtype=torch.bool)
+        outside[block] = False
+        assert torch.all(out[row, outside] == 0)
+    with pytest.raises(ValueError, match="width 12 do not split into blocks of hierarchy 5"):
+        auxiliary_labels(logits, labels, 5)
+
+
+def test_focal_loss_weighs_cross_entropy_by_one_minus_p_squared():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(5, 7), torch.rand(5, 7).softmax(1)
+    p = logits.softmax(1)
+    expected = -(targets * (1 - p) ** 2 * p.log()).sum(1).mean()
+    torch.testing.assert_close(focal_loss(logits, targets), expected)
+    hard = F.one_hot(torch.tensor([1, 0, 6, 2, 2]), 7).float()
+    torch.testing.assert_close(focal_loss(logits, hard, gamma=0), F.cross_entropy(logits, hard.argmax(1)))
+
+
+def test_negative_entropy_of_the_mean_label_is_finite_where_a_class_is_absent():
+    labels = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], requires_grad=True)     # class 2: p̄ = 0
+    value = negative_entropy_of_mean(labels)
+    mean = torch.tensor([0.75, 0.25])
+    torch.testing.assert_close(value, (mean * mean.log()).sum())
+    value.backward()
+    assert torch.isfinite(labels.grad).all()
+
+
+class _Features(nn.Module):
+    """A tiny backbone: images (B, 3) -> tanh features (B, 4), with a BatchNorm (its statistics must
+    stay untouched by the look-ahead)."""
+    feature_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.norm = nn.Linear(3, 4), nn.BatchNorm1d(4)
+
+    def forward(self, x):
+        return torch.tanh(self.norm(self.linear(x)))
+
+
+class _MultiTask(nn.Module):
+    """The ImageClassifier interface the look-ahead calls: forward(x, return_details=...)."""
+
+    def __init__(self, classes, hierarchy):
+        super().__init__()
+        self.backbone = _Features()
+        self.head = MAXLHead(nn.Linear(4, classes), nn.Linear(4, classes * hierarchy), hierarchy)
+
+    def forward(self, x, *, return_details=False):
+        z = self.backbone(x)
+        logits = self.head(z)
+        return {"logits": logits, "aux_logits": self.head.auxiliary(z)} if return_details else logits
+
+
+def test_the_generators_gradient_goes_through_the_look_ahead_step_float64():
+    """d meta / d w by autograd (second order through θ⁺(w)) equals central finite differences."""
+    torch.manual_seed(0)
+    classes, hierarchy = 3, 2
+    model = _MultiTask(classes, hierarchy).double().train()
+    generator = LabelGenerator(_Features(), classes, hierarchy).double().train()
+    images, labels = torch.randn(8, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    lr = 0.5
+
+    def objective():
+        return meta_objective(model, generator, images, labels, lr, F.cross_entropy, entropy_weight=0.2)
+
+    weight = generator.head[2].weight                                    # the generator's last layer (ψ·C, d)
+    (grad,) = torch.autograd.grad(objective(), [weight])
+    for name, value in model.state_dict().items():                       # weights and BatchNorm statistics kept
+        assert torch.equal(value, state[name]), name
+    eps = 1e-6
+    for index in [(0, 0), (1, 2), (3, 1), (5, 3)]:
+        weight.data[index] += eps
+        up = objective().detach()
+        weight.data[index] -= 2 * eps
+        down = objective().detach()
+        weight.data[index] += eps
+        assert grad[index].item() == pytest.approx(((up - down) / (2 * eps)).item(), rel=1e-5, abs=1e-9)
+    # without the look-ahead (lr 0) only the entropy term reaches w: the step is what makes labels useful
+    (flat,) = torch.autograd.grad(meta_objective(model, generator, images, labels, 0.0, F.cross_entropy, 0.2),
+                                  [weight])
+    assert not torch.allclose(flat, grad)
+
+
+def test_maxl_model_has_an_auxiliary_head_of_hierarchy_times_classes():
+    model = build_image_model("maxl", "convnet4", 10, in_channels=1, image_size=16, hierarchy=4).eval()
+    images = torch.rand(2, 1, 16, 16)
+    out = model(images, return_details=True)
+    assert out["logits"].shape == (2, 10) and out["aux_logits"].shape == (2, 40)
+    assert torch.equal(model(images), out["logits"])                     # evaluated: the primary head alone
+    decayed = {id(p) for p in model.no_weight_decay_parameters()}
+    assert {id(p) for p in model.head.parameters()} == decayed            # both heads, as every classifier
+
+
+MAXL_TINY = {**TINY, "method": "maxl"}
+
+
+@pytest.fixture(scope="module")
+def maxl_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("maxl") / "run"
+    return run_dir, train(TrainConfig(**MAXL_TINY), run_dir, progress=False)
+
+
+def test_maxl_trains_its_generator_and_logs_the_meta_loss(maxl_run):
+    run_dir, summary = maxl_run
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all("generator_meta_loss" in row for row in rows)
+    assert summary["method"] == "maxl" and 0 <= summary["test_acc"] <= 1
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    trained = checkpoint["label_generator"]["generator"]
+    from nslviz.models.registry import build_backbone
+    from nslviz.training.data import derived_seed
+    from nslviz.training.trainer import MAXL_SEED_TAG
+    torch.manual_seed(derived_seed(0, MAXL_SEED_TAG))
+    fresh = LabelGenerator(build_backbone("convnet4", in_channels=1, image_size=16), 10).state_dict()
+    assert not torch.equal(fresh["head.2.weight"], trained["head.2.weight"])   # the meta step moved it
+
+
+def test_maxl_resumes_with_the_numbers_of_an_uninterrupted_run(maxl_run, tmp_path):
+    run_dir, uninterrupted = maxl_run
+    interrupt_at(TrainConfig(**MAXL_TINY), tmp_path / "cut", 9)          # checkpoint at 8, mid-epoch 2
+    resumed = train(TrainConfig(**MAXL_TINY), tmp_path / "cut", resume=True, progress=False)
+    assert stable(resumed) == stable(uninterrupted)
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (run_dir / "metrics.jsonl").read_text()
+
+
+def test_the_maxl_preset_is_the_papers_recipe_and_torchrun_is_refused(monkeypatch, tmp_path):
+    config = TrainConfig.from_preset("maxl", dataset="cifar100", epochs=None)
+    assert (config.method, config.optimizer, config.lr, config.momentum, config.nesterov, config.weight_decay) == \
+        ("maxl", "sgd", 0.1, 0.9, False, 5e-4)
+    assert (config.epochs, config.milestones, config.lr_decay, config.maxl_hierarchy) == (200, (0.25, 0.5, 0.75), 0.5, 5)
+    assert config.iterations is None
+    with pytest.raises(ValueError, match="maxl_hierarchy must be >= 1, got 0"):
+        TrainConfig(method="maxl", maxl_hierarchy=0)
+    from nslviz.training import distributed
+    monkeypatch.setattr(distributed, "launched_world_size", lambda: 2)
+    with pytest.raises(ValueError, match="method maxl trains on one process"):
+        train(TrainConfig(**MAXL_TINY), tmp_path / "ddp", progress=False)
+    assert not (tmp_path / "ddp").exists()
