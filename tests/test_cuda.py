@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -209,6 +210,15 @@ def test_trainer_runs_on_the_device_and_resumes(tmp_path):
     assert abs(resumed["test_loss"] - whole["test_loss"]) < 0.1
     if DEVICE.type == "cpu":
         assert stable(resumed) == stable(whole)
+
+
+def test_maxl_trains_on_the_device(tmp_path):
+    """MAXL's second-order look-ahead on the device, next to bf16 autocast and channels_last ("auto")."""
+    summary = train(TrainConfig(**{**DEVICE_TINY, "method": "maxl"}), tmp_path / "maxl", progress=False)
+    assert summary["device"].startswith(DEVICE.type) and summary["iterations"] == 12
+    assert 0 <= summary["test_acc"] <= 1 and summary["test_loss"] == summary["test_loss"]
+    rows = (tmp_path / "maxl" / "metrics.jsonl").read_text().splitlines()
+    assert all(math.isfinite(json.loads(row)["generator_meta_loss"]) for row in rows)
 
 
 @pytest.mark.slow
