@@ -44,11 +44,19 @@ __version__ = "0.1.0"
 
 
 def quick_mode(quick: bool | None = None) -> bool:
-    """Resolve a notebook's `quick` parameter: an explicit True/False wins, otherwise the
-    environment variable NSLVIZ_QUICK=1 turns quick mode on (as `make test` does)."""
-    if quick is not None:
+    """Resolve a notebook's `quick` parameter: an explicit True/False wins (also as papermill's text,
+    `-p quick false`, and 1/0), otherwise the environment variable NSLVIZ_QUICK=1 turns quick mode on
+    (as `make test` does)."""
+    if quick is None:
+        return os.environ.get("NSLVIZ_QUICK", "0").strip().lower() in _TRUE
+    if isinstance(quick, str) and quick.strip().lower() in _TRUE + _FALSE:
+        return quick.strip().lower() in _TRUE
+    if isinstance(quick, (bool, int)) and quick in (0, 1):
         return bool(quick)
-    return os.environ.get("NSLVIZ_QUICK", "0").strip().lower() in ("1", "true", "yes", "on")
+    raise ValueError(f"quick must be True or False (or None: follow NSLVIZ_QUICK), got {quick!r}")
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 _SUBMODULES = {"analysis", "datasets", "estimators", "experiments", "models", "nsl", "training", "viz", "ifilm",

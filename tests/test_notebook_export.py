@@ -25,6 +25,21 @@ def test_parameter_values_are_python_literals_or_text():
         [1, 0.5, True, None, [1, 2], "resnet29", "a b"]
 
 
+def test_quick_takes_papermills_text_for_true_and_false_and_names_anything_else(monkeypatch):
+    from nslviz import quick_mode
+    monkeypatch.setenv("NSLVIZ_QUICK", "1")
+    for value in (False, 0, "false", "False", " no", "0", "off"):       # `-p quick false` asks for the full run
+        assert quick_mode(value) is False, value
+    for value in (True, 1, "true", "Yes", "1", "on"):
+        assert quick_mode(value) is True, value
+    assert quick_mode(None) is True
+    monkeypatch.setenv("NSLVIZ_QUICK", "0")
+    assert quick_mode(None) is False
+    for value in ("maybe", 2, 0.5):
+        with pytest.raises(ValueError, match=f"quick must be True or False .*got {value!r}"):
+            quick_mode(value)
+
+
 def test_equations_become_mathml_and_unknown_tex_stays_for_mathjax():
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
         "Inline $\\phi_i = \\phi - \\alpha\\,\\nabla_\\phi L$ and $x<y$, a block\n\n$$\\sum_{j=1}^S \\omega_{ij}$$\n\n"
