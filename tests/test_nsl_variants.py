@@ -104,10 +104,14 @@ def test_init_backbone_refuses_a_different_network(tmp_path, capsys):
 
 
 def test_val_size_zero_trains_on_everything_and_tests_the_last_model(tmp_path, capsys):
-    summary, _ = run_cli(capsys, "--preset", "nsl", "--backbone", "cnn9", "--val-size", "0", "--epochs", "2",
-                         "--run-dir", str(tmp_path / "all"), *TINY[:2], *TINY[4:])
+    summary, out = run_cli(capsys, "--preset", "nsl", "--backbone", "cnn9", "--val-size", "0", "--epochs", "2",
+                           "--run-dir", str(tmp_path / "all"), *TINY[:2], *TINY[4:])
     assert summary["val_count"] == 0 and summary["best_epoch"] == 2
     assert summary["test_acc"] == summary["test_acc_last"]
+    assert summary["val_acc"] is None                    # nothing validated: no number, not an accuracy of 0
+    rows = [json.loads(line) for line in (tmp_path / "all" / "metrics.jsonl").read_text().splitlines()]
+    assert [(row["val_acc"], row["val_loss"]) for row in rows] == [(None, None)] * 2
+    assert "(no validation split, last epoch 2)" in out
 
 
 def test_spherenet9_structure_penalty_and_weight_decay_groups():

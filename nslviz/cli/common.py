@@ -151,6 +151,14 @@ def add_option_arguments(groups: dict, config_class, special: dict[str, dict] | 
                                             **{k: v for k, v in labels.items() if v is not None}, **form)
 
 
+def validation_text(summary: dict) -> str:
+    """'best val 0.9861, epoch 4' from a train summary; 'no validation split, last epoch 4' when the run
+    had none (val_size 0: its val_acc is None)."""
+    if summary["val_acc"] is None:
+        return f"no validation split, last epoch {summary['best_epoch']}"
+    return f"best val {summary['val_acc']:.4f}, epoch {summary['best_epoch']}"
+
+
 def emit_json(obj: dict) -> None:
     """The `--json` contract: one JSON object, alone on the last line of the output."""
     print(json.dumps(obj, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v)),

@@ -17,7 +17,7 @@ import argparse
 
 from ..experiments.compare import ALL_NSL_VARIANTS, MN_STARTS, compare_methods, compare_nsl_variants, quick_config
 from ..models.classifier import METHODS
-from .common import emit_json, folder_path
+from .common import emit_json, folder_path, validation_text
 from .train import CONTROL, RUN, add_config_arguments, config_from_args
 
 COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_start"}
@@ -55,8 +55,8 @@ def main(args) -> int:
     else:
         summaries = compare_methods(config, args.methods, mn_start=args.mn_start, **options)
     for label, s in summaries.items():
-        print(f"compare: {label:<14} test acc {s['test_acc']:.4f} (best val {s['val_acc']:.4f}, epoch "
-              f"{s['best_epoch']}) | {s['seconds']:.1f} s | {s['run_dir']}", flush=True)
+        print(f"compare: {label:<14} test acc {s['test_acc']:.4f} ({validation_text(s)}) | {s['seconds']:.1f} s | "
+              f"{s['run_dir']}", flush=True)
     if args.json:
         emit_json(summaries)
     return 0

@@ -35,7 +35,7 @@ import json
 from ..training.config import DATA, MAXL, MN, OPTIMISATION, PRESET_FIELDS, PRESETS, RUN, WHAT, TrainConfig
 from ..training.distributed import launched_rank
 from ..experiments.compare import ALL_NSL_VARIANTS, nsl_variant_config, nsl_variant_preset
-from .common import add_option_arguments, boolean, emit_json, folder_path, positive_float
+from .common import add_option_arguments, boolean, emit_json, folder_path, positive_float, validation_text
 
 CONTROL = {"run", "subparser", "command", "run_dir", "resume", "overwrite", "json", "preset", "no_progress",
            "nsl_variant"}
@@ -135,7 +135,7 @@ def main(args) -> int:
     if launched_rank() != 0:                                   # under torchrun only rank 0 reports
         return 0
     line = (f"train: {summary['method']} {summary['backbone']} on {summary['dataset']} | test acc "
-            f"{summary['test_acc']:.4f} (best val {summary['val_acc']:.4f}, epoch {summary['best_epoch']})")
+            f"{summary['test_acc']:.4f} ({validation_text(summary)})")
     if "test_acc_before_finetune" in summary:
         line += f" | before finetuning {summary['test_acc_before_finetune']:.4f}"
     line += f" | last epoch {summary['test_acc_last']:.4f}"

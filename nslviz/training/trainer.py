@@ -200,7 +200,9 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
         sums += torch.stack([value.double() for value in batch])
     loss, correct, correct_before, attended_correct, entropy, changed, count = context.sum(sums.tolist())
     model.train(was_training)
-    denominator = max(count, 1)
+    if count == 0:                                      # an empty split (val_size 0): nothing was measured
+        return {"acc": None, "loss": None, "count": 0, **({key: None for key in MN_VALIDATION_KEYS} if mn else {})}
+    denominator = count
     result = {"acc": correct / denominator, "loss": loss / denominator, "count": int(count)}
     if mn:
         result.update(acc_before_finetune=correct_before / denominator,
@@ -477,9 +479,11 @@ class _Session:
             row.update(dictionary_training_state(model.head, self.optimizer))
         if self.maxl is not None:
             row["generator_meta_loss"] = self.maxl.epoch_loss()
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}")
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc="-" if val["acc"] is None else f"{val['acc']:.3f}")
         if _improves(val, state):
-            state.best_val_acc, state.best_val_loss, state.best_epoch = val["acc"], val["loss"], state.epoch + 1
+            if val["count"]:                             # without a validation split the last epoch is the best
+                state.best_val_acc, state.best_val_loss = val["acc"], val["loss"]
+            state.best_epoch = state.epoch + 1
             if self.run is not None:
                 atomic_torch_save(self.run.best_path, model.state_dict())
         state.epoch += 1
