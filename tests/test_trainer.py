@@ -840,3 +840,14 @@ def test_a_write_that_fails_halfway_leaves_the_previous_file_whole(tmp_path):
         atomic_torch_save(path, {"weights": torch.zeros(3), "later": _FailsWhilePickled()})
     assert torch.equal(torch.load(path, weights_only=True)["weights"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]               # no temporary left behind
+
+
+def test_load_run_names_a_folder_of_another_command_and_similarity_only_needs_the_plain_network(tmp_path):
+    spiral = tmp_path / "spiral"
+    spiral.mkdir()
+    (spiral / "config.json").write_text(json.dumps({"steps": 800, "grid_size": 60}))     # what `spiral` writes
+    with pytest.raises(ValueError, match=r"does not hold a train run: its config.json is not a TrainConfig "
+                                         r"\(unknown TrainConfig field\(s\) \['grid_size', 'steps'\]"):
+        load_run(spiral)
+    with pytest.raises(ValueError, match="similarity_only .* needs method='vanilla' .*got method='mn'"):
+        TrainConfig(nsl="static_dns", similarity_only=True, init_backbone=str(tmp_path))

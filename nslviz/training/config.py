@@ -205,6 +205,9 @@ class TrainConfig:
         if self.similarity_only and self.nsl == "none":
             raise ValueError("similarity_only trains only the neural similarity; it needs nsl='static_dns', "
                              "'static_uns', 'dynamic_dns' or 'dynamic_uns', got nsl='none'")
+        if self.similarity_only and self.method != "vanilla":
+            raise ValueError(f"similarity_only trains the neural similarity of a plain NSL network; it needs "
+                             f"method='vanilla' (CLI --method vanilla), got method={self.method!r}")
         if self.similarity_only and self.init_backbone is None:
             raise ValueError("similarity_only freezes everything but M, so it needs the trained network to start "
                              "from: init_backbone (CLI --init-backbone) = a finished plain CNN run")

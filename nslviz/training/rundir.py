@@ -427,7 +427,11 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     stored = run.read_config()
     if stored is None:
         raise ValueError(f"{str(run_dir)!r} is not a run directory (no config.json); expected the run_dir of a train() call")
-    config = TrainConfig.from_dict(stored)
+    try:
+        config = TrainConfig.from_dict(stored)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{str(run_dir)!r} does not hold a train run: its config.json is not a TrainConfig "
+                         f"({error}); expected the run_dir of a train() call") from None
     path = run.best_path if which == "best" else run.checkpoint_path
     if not path.exists():
         raise ValueError(f"no {path.name} in {str(run_dir)!r} yet; expected a run that finished at least one epoch")
