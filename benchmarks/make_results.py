@@ -297,12 +297,15 @@ def _digits_subtitle(r: dict) -> str:
 
 @renders("digits_mn", "MN methods on `digits`", _digits_subtitle)
 def _digits_mn(r: dict) -> list[str]:
+    mn = any(m.startswith("mn") for m in r["mean_test_acc"])          # S and the MN options matter to MN only
     setting = (f"{r.get('backbone')}, {r.get('image_size')}×{r.get('image_size')}, batch {r.get('batch_size')}, "
-               f"S = {r.get('entries')}, {r.get('epochs')} epochs ({r.get('recipe')} recipe), "
-               f"{len(r['seeds'])} seed(s)")
+               + (f"S = {r.get('entries')}, " if mn else "")
+               + f"{r.get('epochs')} epochs ({r.get('recipe')} recipe), {len(r['seeds'])} seed(s)")
     options = r.get("mn_options") or {}
-    if options:
+    if options and mn:
         setting += ", MN options " + ", ".join(f"{k} = {v}" for k, v in options.items())
+    if "maxl" in r.get("mean_seconds", {}):                           # MAXL's look-ahead step: its cost matters
+        setting += "; mean seconds per run " + ", ".join(f"{m} {v}" for m, v in r["mean_seconds"].items())
     paper_row = paper_mnist_row()
     before = r.get("mean_test_acc_before_finetune") or {}
     last = r.get("mean_test_acc_last_epoch") or {}
@@ -548,7 +551,7 @@ def natural_order(path: Path) -> list:
 TOPICS: list[tuple[str, str, list[str]]] = [
     ("The spiral toy (notebook 01)", "MN's toy, and the speed of the notebook's sliders and animation.",
      ["spiral_default", "spiral_interactive"]),
-    ("MN on images (notebooks 03, 05, 09)", "Vanilla, MN and iFiLM trained on `digits` on a CPU, the MN head "
+    ("MN on images (notebooks 03, 05, 09)", "Vanilla, MN, iFiLM and MAXL trained on `digits` on a CPU, the MN head "
      "alone on fixed features, and the race between the backbone and the dictionary.",
      ["digits_mn", "heads", "mn_race"]),
     ("MN on tables (notebooks 06, 11)", "MN regression with the paper's protocol, and the scikit-learn "
