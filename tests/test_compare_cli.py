@@ -40,6 +40,10 @@ def test_compare_takes_methods_or_variants_and_names_a_bad_one(tmp_path):
     assert neither.returncode == 2 and "one of the arguments --methods --variants is required" in neither.stderr
     unknown = run_in_process("compare", "--methods", "mnx")
     assert unknown.returncode == 2 and "invalid choice: 'mnx'" in unknown.stderr
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    under_a_file = run_in_process("compare", "--quick", "--methods", "vanilla", "--group-dir", str(afile))
+    assert under_a_file.returncode == 2 and f"{str(afile)!r} is a file, not a folder" in under_a_file.stderr
 
 
 @pytest.mark.slow

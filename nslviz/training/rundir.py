@@ -334,6 +334,10 @@ class RunLock:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
+            blocking = next((f for f in (self.folder, *self.folder.parents) if f.exists() and not f.is_dir()), None)
+            if blocking is not None:                          # a path the user chose runs through a file
+                raise RunDirectoryError(f"cannot make run directory {str(self.folder)!r}: {str(blocking)!r} is a "
+                                        f"file, not a folder; choose another folder") from None
             raise OSError(f"cannot make run directory {str(self.folder)!r}: {_os_reason(error)}") from None
         while self.fd is None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
