@@ -710,6 +710,9 @@ def test_digits_split_is_stratified_deterministic_and_complete():
     pooled = torch.cat([s.images for s in data.splits().values()])   # the splits partition the 1,797 images
     assert torch.equal(torch.sort(pooled.flatten(1).sum(1)).values,
                        torch.sort(image_module.resize_images(original, 32).flatten(1).sum(1)).values)
+    with pytest.raises(ValueError, match=r"image size 100000: 1,797 images of 1x100000x100000 need 17,970.0 GB, "
+                                         r"more than this machine can allocate; choose a smaller image_size"):
+        image_module.resize_images(original, 100_000)                   # a typo's size: named, not a traceback
     small = load_image_dataset("digits", image_size=16, val_size=100, limit=50)
     check_split(small.train, 50, channels=1, size=16), check_split(small.val, 50, channels=1, size=16)
 

@@ -5,6 +5,7 @@ tensor file under root/<name>/), and the downloads through torchvision's downloa
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import pickle
 import socket
@@ -33,7 +34,15 @@ def resize_images(images: torch.Tensor, size: int, *, chunk: int = 4096) -> torc
     (rounded), in chunks of `chunk` images; returned unchanged (contiguous) when already that size."""
     if images.shape[-2:] == (size, size):
         return images.contiguous()
-    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
+    shape = (images.shape[0], images.shape[1], size, size)
+    try:
+        out = torch.empty(shape, dtype=torch.uint8)
+    except RuntimeError as error:                      # torch's allocator: "can't allocate memory"
+        if "allocate" not in str(error):
+            raise
+        raise ValueError(f"image size {size}: {shape[0]:,} images of {shape[1]}x{size}x{size} need "
+                         f"{math.prod(shape) / 1e9:,.1f} GB, more than this machine can allocate; choose a smaller "
+                         f"image_size (these images are {images.shape[-2]}x{images.shape[-1]})") from None
     for start in range(0, images.shape[0], chunk):
         block = images[start:start + chunk].float()
         block = F.interpolate(block, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
