@@ -96,7 +96,45 @@ def check_parameters(namespace: dict) -> None:
             if unknown:
                 raise ValueError(f"this notebook has no parameter {', '.join(map(repr, unknown))} (given with "
                                  f"papermill -p); its parameters are {', '.join(known)}")
+            defaults = _literal_defaults(history[index - 1])
+            for name in _assigned_names(history[index]):
+                if name in defaults and name in namespace:
+                    namespace[name] = _as_default_kind(name, namespace.get(name), defaults[name])
             return
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _as_default_kind(name: str, value, default):
+    """A value papermill gave as text where the notebook's default is a bool or a number: "false" is
+    False (papermill itself converts only True and False); a word where a number belongs is an error."""
+    if not isinstance(value, str):
+        return value
+    if isinstance(default, bool):
+        if value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"parameter {name} must be true or false (the notebook's default is {default}), got {value!r}")
+    if isinstance(default, (int, float)):
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise ValueError(f"parameter {name} must be {kind} (the notebook's default is {default}), got {value!r}")
+    return value
+
+
+def _literal_defaults(source: str) -> dict:
+    """The parameters cell's `name = <literal>` values (those ast.literal_eval reads)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    defaults = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name):
+            try:
+                defaults[statement.targets[0].id] = ast.literal_eval(statement.value)
+            except (ValueError, SyntaxError, TypeError):
+                pass
+    return defaults
 
 
 def _assigned_names(source: str) -> list[str]:

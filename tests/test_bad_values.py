@@ -159,6 +159,18 @@ def test_check_parameters_names_an_unknown_injected_parameter():
         check_parameters({"In": history})
     check_parameters({"In": history[:2] + ["# Parameters\nsteps = 10\n"] + history[3:]})     # known names: fine
     check_parameters({"In": ["", parameters]})                       # Jupyter, no injected cell
+    # papermill's text where the default is a bool or a number: "false" becomes False, a word is named
+    cells = ["", "# Parameters\ndownload = True\nsteps = 800\nrate = 0.5\nname = 'a'\n",
+             "# Parameters\ndownload = 'false'\nname = 'b'\n", "nslviz.check_parameters(globals())"]
+    namespace = {"In": cells, "download": "false", "name": "b"}
+    check_parameters(namespace)
+    assert namespace["download"] is False and namespace["name"] == "b"
+    for injected, value, message in (("download = 'maybe'", "maybe", "download must be true or false .*got 'maybe'"),
+                                     ("steps = 'abc'", "abc", r"steps must be an integer \(the notebook's default is 800\), got 'abc'"),
+                                     ("rate = 'x'", "x", "rate must be a number .*got 'x'")):
+        name = injected.split()[0]
+        with pytest.raises(ValueError, match=message):
+            check_parameters({"In": cells[:2] + [f"# Parameters\n{injected}\n"] + cells[3:], name: value})
     check_parameters({})
 
 
