@@ -75,6 +75,12 @@ def test_a_parameter_the_notebook_does_not_have_is_refused_before_running(tmp_pa
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "03_cifar.ipynb has no parameter(s) ['backbon']" in err and "backbone" in err
     assert not list(tmp_path.iterdir())                                # nothing was run or written
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "plain").write_text("")
+    for path, what in (("missing.ipynb", "does not exist"), ("folder", "is a folder"), ("plain", "is not an .ipynb file")):
+        with pytest.raises(SystemExit):
+            main(["export-notebook", str(tmp_path / path), "--out", str(tmp_path / "out")])
+        assert f"notebook {str(tmp_path / path)!r} {what}; expected a path to an .ipynb file" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -35,7 +35,10 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     if not notebook.is_file():
-        raise ValueError(f"notebook {str(notebook)!r} does not exist; expected a path to an .ipynb file")
+        what = "is a folder" if notebook.is_dir() else "does not exist"
+        raise ValueError(f"notebook {str(notebook)!r} {what}; expected a path to an .ipynb file")
+    if notebook.suffix != ".ipynb":
+        raise ValueError(f"notebook {str(notebook)!r} is not an .ipynb file; expected a path to an .ipynb file")
     check_positive("cell_timeout", cell_timeout, integer=True, minimum=1)
     unknown = sorted(set(parameters or {}) - set(papermill.inspect_notebook(str(notebook))))
     if unknown:
