@@ -490,12 +490,15 @@ def test_a_run_cut_before_its_first_checkpoint_is_replaced_only_on_purpose(refer
 
 def test_resume_refuses_settings_of_the_arithmetic_and_warns_on_a_finished_run(reference_run, tmp_path):
     import shutil
+    import warnings
     from nslviz.training.rundir import RunDirectoryWarning
     run_dir = tmp_path / "finished"
     shutil.copytree(reference_run[0], run_dir)
-    for change in ({"channels_last": True}, {"eval_batch_size": 7}, {"compile": True}):
-        with pytest.raises(ValueError, match=f"cannot resume: .*{next(iter(change))}"):
-            train(TrainConfig(**{**TINY, **change}), run_dir, resume=True, progress=False)
+    for change in ({"channels_last": True}, {"eval_batch_size": 7}, {"compile": True}, {"method": "vanilla"}):
+        with warnings.catch_warnings():                  # refused before "it is tested again" is promised
+            warnings.simplefilter("error", RunDirectoryWarning)
+            with pytest.raises(ValueError, match=f"cannot resume: .*{next(iter(change))}"):
+                train(TrainConfig(**{**TINY, **change}), run_dir, resume=True, progress=False)
     with pytest.warns(RunDirectoryWarning, match="has already finished.*tested again"):
         again = train(TrainConfig(**{**TINY, "checkpoint_every": 3}), run_dir, resume=True, progress=False)
     assert stable(again) == stable(reference_run[1])
@@ -509,7 +512,7 @@ def test_only_rank_zero_warns_about_what_it_finds_in_the_run_directory(reference
     import shutil
     import warnings
     from nslviz.training.rundir import RunDirectoryWarning
-    from nslviz.training.trainer import _resume_checkpoint, stored_run_config
+    from nslviz.training.trainer import _warn_if_finished, stored_run_config
     run_dir = tmp_path / "finished"
     shutil.copytree(reference_run[0], run_dir)
     (run_dir / "config.json").unlink()
@@ -518,7 +521,7 @@ def test_only_rank_zero_warns_about_what_it_finds_in_the_run_directory(reference
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             stored_run_config(run_dir)
-            _resume_checkpoint(run_dir)
+            _warn_if_finished(run_dir)
         said = [str(w.message) for w in caught if issubclass(w.category, RunDirectoryWarning)]
         assert len(said) == len(expected) and all(part in text for part, text in zip(expected, said)), (rank, said)
 

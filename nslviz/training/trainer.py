@@ -325,6 +325,7 @@ class _Session:
         if resume:
             checkpoint = _resume_checkpoint(run_path)
             _check_resumable(TrainConfig.from_dict(checkpoint["config"]), config)
+            _warn_if_finished(run_path)                                  # once the settings are known to fit
         self.run = RunDirectory(run_path) if context.is_main else None
         self.model, channels_last = self._build_model(checkpoint is None)
         self.optimizer = build_optimizer(self.model, config)
@@ -574,6 +575,12 @@ def _warn_once(message: str, stacklevel: int) -> None:
         warnings.warn(message, RunDirectoryWarning, stacklevel=stacklevel)
 
 
+def _warn_if_finished(run_path: Path) -> None:
+    if RunDirectory(run_path, create=False).summary_path.exists():
+        _warn_once(f"the run in {str(run_path)!r} has already finished (summary.json): nothing is left to "
+                   f"train; it is tested again and summary.json written again", stacklevel=4)
+
+
 def _resume_checkpoint(run_path: Path) -> dict:
     """The checkpoint a resumed run continues, after checking that best.pt (which the run tests at its
     end) is readable too: a damaged file is named now, not after the remaining epochs."""
@@ -586,9 +593,6 @@ def _resume_checkpoint(run_path: Path) -> dict:
         start = ("the run was cut before its first checkpoint: start it again with --overwrite (overwrite=True)"
                  if run.has_results_without_checkpoint() else "run without --resume to start")
         raise RunDirectoryError(f"cannot resume: no checkpoint.pt in {str(run_path)!r}; {start}")
-    if run.summary_path.exists():
-        _warn_once(f"the run in {str(run_path)!r} has already finished (summary.json): nothing is left to "
-                   f"train; it is tested again and summary.json written again", stacklevel=4)
     if run.best_path.exists():
         run.load_best(advice="start the run again with --overwrite (overwrite=True): the best epoch's weights, "
                              "which the run tests at its end, are lost")
