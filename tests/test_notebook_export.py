@@ -187,6 +187,10 @@ def test_site_refuses_a_bad_out_folder_or_browser_before_running_any_notebook(tm
     monkeypatch.setenv("NSLVIZ_CHROMIUM", str(tmp_path / "no-such-chromium"))
     with pytest.raises(ValueError, match="NSLVIZ_CHROMIUM=.*is not an executable file"):
         site.build_site(tmp_path / "site", [site.NOTEBOOKS / "08_nsl_implicit_regularization.ipynb"])
+    monkeypatch.chdir(tmp_path)                                           # outside the repository: say so
+    with pytest.raises(ValueError, match=f"does not exist in the current folder {str(tmp_path)!r}; .*from the "
+                                         "repository's root"):
+        site.build_site(tmp_path / "site", [site.notebook_path("01_spiral_toy")])
 
 
 def test_a_dead_kernel_and_a_site_timeout_name_what_to_do(tmp_path, monkeypatch):

@@ -100,10 +100,12 @@ def build_site(out_dir: str | Path = "site", notebooks: list[Path] | None = None
     out_dir = Path(out_dir)
     notebooks = sorted(NOTEBOOKS.glob("*.ipynb")) if notebooks is None else [Path(p) for p in notebooks]
     if not notebooks:
-        raise ValueError(f"no notebooks to build: expected .ipynb files in {NOTEBOOKS}/ or named with --only")
+        raise ValueError(f"no notebooks to build: expected .ipynb files in {NOTEBOOKS}/ (relative to the current folder "
+                         f"{str(Path.cwd())!r}: run site from the repository's root) or named with --only")
     for path in notebooks:
         if not path.is_file():
-            raise ValueError(f"notebook {str(path)!r} does not exist; expected one of {NOTEBOOKS}/*.ipynb")
+            raise ValueError(f"notebook {str(path)!r} does not exist in the current folder {str(Path.cwd())!r}; "
+                             f"expected one of {NOTEBOOKS}/*.ipynb, from the repository's root")
     reason = browser.missing_browser()          # a bad NSLVIZ_CHROMIUM is named now, not after the notebooks
     (out_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "site.json"
