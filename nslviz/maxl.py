@@ -18,12 +18,15 @@ network): its labels are good when learning them helps the primary task one step
 term, the negative entropy of the batch's mean auxiliary label (λ = 0.2), keeps the generator from
 putting every input of a class into one sub-class. L_focal(p, t) = -Σ_c t_c (1 - p_c)^2 log p_c.
 
-As in the MAXL code: the generator is the multi-task network's backbone with a two-layer head
+As in the MAXL code: the generator is a second network of the same architecture as the multi-task
+network's backbone (its own weights; plain, without iFiLM or NSL) with a two-layer head
 (d → d → ψ·C), trained by SGD (lr 1e-3, L2 5e-4) whose lr follows the network's schedule; the
-look-ahead step is plain gradient descent at the network's current learning rate; focal loss on the
-auxiliary task; λ = 0.2. Departures: the primary task keeps the trainer's cross-entropy, the same
-loss as every other method, where the MAXL code uses the focal loss for it too; the mask is exactly
-zero outside the class's block (the code's is 1e-8); the look-ahead runs in float32 with copies of
+look-ahead step is plain gradient descent at the network's current learning rates; focal loss on the
+auxiliary task; λ = 0.2. Departures (docs/maxl.md): the two updates alternate batch by batch, the
+generator's on the batch the network has just stepped on (MAXL's code makes a pass of network steps,
+then a pass of generator steps); the heads are the trainer's classifiers (cosine or linear), not
+two-layer MLPs; the primary task keeps the trainer's cross-entropy; the mask is exactly zero outside
+the class's block (the code's is 1e-8); the look-ahead runs in full precision with copies of
 BatchNorm's running statistics, so the meta step leaves the network's statistics as step 1 left them.
 """
 from __future__ import annotations
@@ -104,22 +107,32 @@ def multi_task_loss(outputs: dict, labels: torch.Tensor, targets: torch.Tensor, 
 
 
 def meta_objective(model: nn.Module, generator: LabelGenerator, images: torch.Tensor, labels: torch.Tensor,
-                   lr: float, primary_loss, entropy_weight: float = ENTROPY_WEIGHT) -> torch.Tensor:
+                   lr: float | dict[str, float], primary_loss, entropy_weight: float = ENTROPY_WEIGHT) -> torch.Tensor:
     """The generator's loss of step 2: the primary loss after one look-ahead step θ⁺(w) of the
     multi-task `model` on L_mt, plus λ Σ p̄ log p̄. Differentiable in the generator's weights w (through
-    θ⁺, second order); the model's own weights and BatchNorm statistics are left as they are."""
-    with torch.enable_grad():                                    # the look-ahead needs its graph, also under no_grad
+    θ⁺, second order); the model's own weights and BatchNorm statistics are left as they are. `lr`: one
+    learning rate, or one per parameter name (`parameter_rates`). Runs in full precision, also when
+    called under autocast, and builds its graph also under no_grad."""
+    with torch.enable_grad(), torch.autocast(images.device.type, enabled=False):
         return _meta_objective(model, generator, images, labels, lr, primary_loss, entropy_weight)
+
+
+def parameter_rates(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """{parameter name: its group's learning rate now} for the look-ahead step, so that a backbone
+    trained at lr × s (backbone_lr_scale) also looks ahead at lr × s."""
+    rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    return {name: rate[id(p)] for name, p in model.named_parameters() if id(p) in rate}
 
 
 def _meta_objective(model, generator, images, labels, lr, primary_loss, entropy_weight):
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    rates = lr if isinstance(lr, dict) else dict.fromkeys(params, lr)
     buffers = {name: b.clone() for name, b in model.named_buffers()}               # the look-ahead's own stats
     targets = generator(images, labels)                                             # (B, ψ·C), depends on w
     outputs = functional_call(model, (params, buffers), (images,), {"return_details": True})
     inner = multi_task_loss(outputs, labels, targets, primary_loss)
     grads = torch.autograd.grad(inner, list(params.values()), create_graph=True, allow_unused=True)
-    ahead = {name: p if g is None else p - lr * g for (name, p), g in zip(params.items(), grads)}
+    ahead = {name: p if g is None else p - rates[name] * g for (name, p), g in zip(params.items(), grads)}
     logits = functional_call(model, (ahead, buffers), (images,))                   # f_θ⁺(µ_θ⁺(x)), (B, C)
     return primary_loss(full_precision(logits), labels) + entropy_weight * negative_entropy_of_mean(targets)
 
@@ -143,9 +156,10 @@ class LabelGeneratorTraining:
     def targets(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.generator(images, labels)
 
-    def meta_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, network_lr: float,
-                  lr_factor: float, primary_loss) -> float:
-        """One SGD step of the generator on `meta_objective` (look-ahead at `network_lr`); its loss."""
+    def meta_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  network_lr: float | dict[str, float], lr_factor: float, primary_loss) -> float:
+        """One SGD step of the generator on `meta_objective` (look-ahead at `network_lr`, one rate or one
+        per parameter name); its loss."""
         loss = meta_objective(model, self.generator, images, labels, network_lr, primary_loss, self.entropy_weight)
         params = list(self.generator.parameters())
         grads = torch.autograd.grad(loss, params)

@@ -47,6 +47,14 @@ def test_negative_entropy_of_the_mean_label_is_finite_where_a_class_is_absent():
     torch.testing.assert_close(value, (mean * mean.log()).sum())
     value.backward()
     assert torch.isfinite(labels.grad).all()
+    # minimised (the generator's loss adds it), it spreads the batch's mean label: the entropy rises
+    logits = torch.tensor([[2.0, 0.0, -1.0], [1.5, 0.5, 0.0]], requires_grad=True)
+    entropy = lambda: -negative_entropy_of_mean(logits.softmax(1)).item()
+    before = entropy()
+    negative_entropy_of_mean(logits.softmax(1)).backward()
+    with torch.no_grad():
+        logits -= 0.5 * logits.grad
+    assert entropy() > before
 
 
 class _Features(nn.Module):
@@ -101,10 +109,23 @@ def test_the_generators_gradient_goes_through_the_look_ahead_step_float64():
         down = objective().detach()
         weight.data[index] += eps
         assert grad[index].item() == pytest.approx(((up - down) / (2 * eps)).item(), rel=1e-5, abs=1e-9)
-    # without the look-ahead (lr 0) only the entropy term reaches w: the step is what makes labels useful
+    # without the look-ahead (lr 0) only the entropy term reaches w: the step is what makes labels useful,
+    # and without the entropy term (λ 0) the look-ahead alone still gives w a gradient
     (flat,) = torch.autograd.grad(meta_objective(model, generator, images, labels, 0.0, F.cross_entropy, 0.2),
                                   [weight])
     assert not torch.allclose(flat, grad)
+    (ahead_only,) = torch.autograd.grad(meta_objective(model, generator, images, labels, lr, F.cross_entropy, 0.0),
+                                        [weight])
+    assert ahead_only.abs().max() > 1e-4
+    # one rate per parameter: the same as one rate when they are equal, another look-ahead when not
+    rates = {name: lr for name, _ in model.named_parameters()}
+    same = meta_objective(model, generator, images, labels, rates, F.cross_entropy, 0.2)
+    torch.testing.assert_close(same, objective())
+    slower = {name: (lr / 10 if name.startswith("backbone") else lr) for name in rates}
+    assert not torch.isclose(meta_objective(model, generator, images, labels, slower, F.cross_entropy, 0.2), same)
+    with torch.autocast("cpu", dtype=torch.bfloat16):                  # full precision also inside autocast
+        assert meta_objective(model.float(), generator.float(), images.float(), labels, lr, F.cross_entropy).dtype \
+            == torch.float32
 
 
 def test_maxl_model_has_an_auxiliary_head_of_hierarchy_times_classes():
@@ -149,6 +170,16 @@ def test_maxl_resumes_with_the_numbers_of_an_uninterrupted_run(maxl_run, tmp_pat
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (run_dir / "metrics.jsonl").read_text()
 
 
+def test_the_look_ahead_takes_each_parameters_learning_rate_from_its_group():
+    from nslviz.maxl import parameter_rates
+    from nslviz.training.optim import build_optimizer
+    model = build_image_model("maxl", "convnet4", 10, in_channels=1, image_size=16)
+    optimizer = build_optimizer(model, TrainConfig(method="maxl", lr=0.01, backbone_lr_scale=0.1))
+    rates = parameter_rates(model, optimizer)
+    assert set(rates) == {name for name, _ in model.named_parameters()}
+    assert all(rate == pytest.approx(0.001 if name.startswith("backbone.") else 0.01) for name, rate in rates.items())
+
+
 def test_the_maxl_preset_is_the_papers_recipe_and_torchrun_is_refused(monkeypatch, tmp_path):
     config = TrainConfig.from_preset("maxl", dataset="cifar100", epochs=None)
     assert (config.method, config.optimizer, config.lr, config.momentum, config.nesterov, config.weight_decay) == \
@@ -157,6 +188,9 @@ def test_the_maxl_preset_is_the_papers_recipe_and_torchrun_is_refused(monkeypatc
     assert config.iterations is None
     with pytest.raises(ValueError, match="maxl_hierarchy must be >= 1, got 0"):
         TrainConfig(method="maxl", maxl_hierarchy=0)
+    for frozen in ({"freeze_backbone": True}, {"dictionary_warmup": 10}):      # no look-ahead through the backbone
+        with pytest.raises(ValueError, match="method maxl trains its label generator through the backbone"):
+            TrainConfig(method="maxl", **frozen)
     from nslviz.training import distributed
     monkeypatch.setattr(distributed, "launched_world_size", lambda: 2)
     with pytest.raises(ValueError, match="method maxl trains on one process"):

@@ -205,6 +205,9 @@ class TrainConfig:
         if self.similarity_only and self.nsl == "none":
             raise ValueError("similarity_only trains only the neural similarity; it needs nsl='static_dns', "
                              "'static_uns', 'dynamic_dns' or 'dynamic_uns', got nsl='none'")
+        if self.method == "maxl" and (self.freeze_backbone or self.dictionary_warmup):
+            raise ValueError("method maxl trains its label generator through the backbone's look-ahead step, which a "
+                             "frozen backbone (freeze_backbone, dictionary_warmup) takes away; leave them out")
         if self.similarity_only and self.method != "vanilla":
             raise ValueError(f"similarity_only trains the neural similarity of a plain NSL network; it needs "
                              f"method='vanilla' (CLI --method vanilla), got method={self.method!r}")

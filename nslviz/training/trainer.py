@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..ifilm import IFiLM
-from ..maxl import LabelGenerator, LabelGeneratorTraining, focal_loss
+from ..maxl import LabelGenerator, LabelGeneratorTraining, focal_loss, parameter_rates
 from ..models.classifier import ImageClassifier
 from ..models.layers import count_parameters
 from ..models.registry import build_backbone
@@ -461,7 +461,7 @@ class _Session:
             raise _divergence(str(error), state, self.run_path) from None
         if self.maxl is not None:                                        # MAXL step 2: the generator
             factor = self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0]
-            self.maxl.meta_step(model, images, labels, config.lr * factor, factor, self.criterion)
+            self.maxl.meta_step(model, images, labels, parameter_rates(model, self.optimizer), factor, self.criterion)
         self.scheduler.step()
         return logits, loss
 
