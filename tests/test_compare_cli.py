@@ -40,6 +40,9 @@ def test_compare_takes_methods_or_variants_and_names_a_bad_one(tmp_path):
     assert neither.returncode == 2 and "one of the arguments --methods --variants is required" in neither.stderr
     unknown = run_in_process("compare", "--methods", "mnx")
     assert unknown.returncode == 2 and "invalid choice: 'mnx'" in unknown.stderr
+    quick_and_dataset = run_in_process("compare", "--quick", "--methods", "mn", "--dataset", "cifar10", "--device", "cpu")
+    assert quick_and_dataset.returncode == 2 and \
+        "--quick chooses --dataset, --device itself (digits at 16x16 on the CPU); leave them out" in quick_and_dataset.stderr
     afile = tmp_path / "afile"
     afile.write_text("")
     under_a_file = run_in_process("compare", "--quick", "--methods", "vanilla", "--group-dir", str(afile))

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..experiments.compare import ALL_NSL_VARIANTS, MN_STARTS, compare_methods, compare_nsl_variants, quick_config
+from ..experiments.compare import (ALL_NSL_VARIANTS, MN_STARTS, QUICK_SETTINGS, compare_methods, compare_nsl_variants,
+                                  quick_config)
 from ..models.classifier import METHODS
 from .common import emit_json, folder_path, validation_text
 from .train import CONTROL, RUN, add_config_arguments, config_from_args
@@ -47,6 +48,10 @@ def add_parser(subparsers) -> None:
 
 def main(args) -> int:
     config = config_from_args(args, COMPARE_CONTROL)
+    overridden = [f"--{name.replace('_', '-')}" for name in QUICK_SETTINGS if name in vars(args)]
+    if args.quick and overridden:
+        raise ValueError(f"--quick chooses {', '.join(overridden)} itself (digits at 16x16 on the CPU); leave "
+                         f"{'them' if len(overridden) > 1 else 'it'} out, or leave out --quick")
     if args.quick:
         config = quick_config(config)
     options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)

@@ -25,6 +25,11 @@ QUICK_BACKBONES = {"resnet56_64": "convnet4_64", "resnet29_64": "convnet4_64", "
                    "spherenet9_plain": "spherenet9_plain"}
 
 
+# The settings quick_config chooses itself, whatever the config held
+QUICK_SETTINGS = ("dataset", "iterations", "batch_size", "entries", "device", "amp", "compile", "augment", "train_limit",
+                  "eval_limit", "image_size", "checkpoint_every", "val_size", "download", "milestones")
+
+
 def quick_config(config: TrainConfig, *, epochs: int = 4) -> TrainConfig:
     """The same experiment, small enough for a laptop CPU in well under a minute: digits (1,797 real
     handwritten 8x8 digits bundled with scikit-learn) upsampled to 16x16 (32x32 for the 64-pixel
