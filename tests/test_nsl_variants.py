@@ -3,6 +3,7 @@ global similarity and orthogonality penalty, training only M from a plain CNN, a
 no-validation option (train on every training image, test the last model)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -57,6 +58,8 @@ def test_variant_configs_follow_the_paper_tables():
     assert (table8.backbone, table8.nsl, table8.nsl_options["global_similarity"]) == ("spherenet9", "none", True)
     with pytest.raises(ValueError, match="start from backbone 'cnn9'"):
         nsl_variant_config(table8, "dynamic_dns")
+    with pytest.raises(ValueError, match="CNN-9 row .*backbone is 'convnet4': start from backbone 'cnn9'"):
+        nsl_variant_config(dataclasses.replace(base, backbone="convnet4"), "static_dns")    # not the table's network
     with pytest.raises(ValueError, match="NSL variant"):
         nsl_variant_config(base, "dynamic_dns_shraed")
     assert nsl_table_row("3") == {"cnn": 92.22, "dynamic_dns_shared": 92.8, "dynamic_dns": 93.15}   # the baseline row too

@@ -181,7 +181,7 @@ def nsl_variant_config(config: TrainConfig, variant: str) -> TrainConfig:
         backbone, options = NSL_GLOBAL_VARIANTS[variant]
         return dataclasses.replace(config, backbone=backbone, nsl="none",
                                    nsl_options={**options, **config.nsl_options})
-    if base.startswith("spherenet9"):
+    if base not in ("cnn9", "cnn10"):
         raise ValueError(f"NSL variant {variant!r} is a CNN-9 row (Tables 1-4); the config's backbone is "
                          f"{config.backbone!r}: start from backbone 'cnn9' (or 'cnn10')")
     if variant in NSL_VARIANTS:
