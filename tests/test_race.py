@@ -202,11 +202,13 @@ def test_race_figure_draws_one_line_per_arm(small_race):
 
 def test_race_command_prints_every_arm_and_json(tmp_path, capsys):
     from nslviz.__main__ import main
-    assert main(["race", "--datasets", "digits", "--arms", "joint", "vanilla", "--seeds", "0", "--iterations", "4",
+    assert main(["race", "--datasets", "digits", "--arms", "joint", "vanilla", "--seeds", "0", "0", "--iterations", "4",
                  "--warmup", "2", "--root", str(tmp_path), "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].startswith("race: digits joint") and "- vanilla" in out[0]
-    assert set(json.loads(out[-1])["report"]["digits"]) == {"joint", "vanilla"}
+    report = json.loads(out[-1])
+    assert set(report["report"]["digits"]) == {"joint", "vanilla"}
+    assert report["seeds"] == [0] == report["report"]["digits"]["joint"]["seeds"]      # a repeated seed runs once
     assert set(ARMS) >= set(MN_ARMS)
 
 

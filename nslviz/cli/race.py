@@ -44,7 +44,9 @@ def run(args) -> int:
                 line += f" | - {entry['vanilla_twin']} {format_paired(entry['minus_vanilla_twin'])}"
             print(line, flush=True)
     if args.json:
-        emit_json({"datasets": args.datasets, "arms": args.arms, "seeds": args.seeds, "iterations": args.iterations,
+        once = lambda values: list(dict.fromkeys(values))        # run_race runs a repeated name once
+        emit_json({"datasets": once(args.datasets), "arms": once(args.arms), "seeds": once(args.seeds),
+                   "iterations": args.iterations,
                    "warmup": args.warmup, "report": report})
     return 0
 
