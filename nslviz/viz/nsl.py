@@ -178,11 +178,12 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
     names = [f"({i}, {j})" for i, j in positions]
     fig.frames = [go.Frame(data=[window_trace(i, j), mask_trace(i, j)], traces=[1, 2], name=name)
                   for (i, j), name in zip(positions, names)]
-    slider = dict(active=start, currentvalue=dict(prefix="output position (row, column): "), pad=dict(t=40),
+    # the slider's label sits well under the image's axis title (pad), not against it
+    slider = dict(active=start, currentvalue=dict(prefix="output position (row, column): "), pad=dict(t=65),
                   steps=[dict(label=name, method="animate",
                               args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                  transition=dict(duration=0))]) for name in names])
-    fig.update_layout(sliders=[slider], coloraxis=color, height=520, width=900, showlegend=False)
+    fig.update_layout(sliders=[slider], coloraxis=color, height=550, width=900, showlegend=False)
     fig.update_xaxes(range=[-0.5, width - 0.5], constrain="domain", title_text="image column (pixels)", row=1, col=1)
     fig.update_yaxes(range=[height - 0.5, -0.5], title_text="image row (pixels)", scaleanchor="x", row=1, col=1)
     x_title, y_title = _axis_titles(matrix)
