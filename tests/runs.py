@@ -1,6 +1,7 @@
 """Shared pieces of the training tests: the tiny digits run and an in-process interruption."""
 import pytest
 
+from nslviz.training.config import TrainConfig
 from nslviz.training.trainer import train
 
 # digits at 16x16: 192 training images = 6 batches of 32 an epoch, 12 iterations in 2 epochs
@@ -14,6 +15,13 @@ VOLATILE = {"seconds", "setup_seconds", "run_dir"}
 
 def stable(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in VOLATILE}
+
+
+def finished_run(tmp_path_factory, name: str, **changes):
+    """(run_dir, summary) of the TINY run with `changes`, trained once in a fresh temporary folder (for
+    module-scoped fixtures)."""
+    run_dir = tmp_path_factory.mktemp(name) / "run"
+    return run_dir, train(TrainConfig(**{**TINY, **changes}), run_dir, progress=False)
 
 
 class Killed(Exception):

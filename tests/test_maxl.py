@@ -12,7 +12,7 @@ from nslviz.maxl import (LabelGenerator, MAXLHead, auxiliary_labels, focal_loss,
 from nslviz.models.classifier import build_image_model
 from nslviz.training.config import TrainConfig
 from nslviz.training.trainer import train
-from runs import TINY, interrupt_at, stable
+from runs import TINY, finished_run, interrupt_at, stable
 
 
 def test_auxiliary_labels_are_a_softmax_over_the_sub_classes_of_each_rows_class():
@@ -143,8 +143,7 @@ MAXL_TINY = {**TINY, "method": "maxl"}
 
 @pytest.fixture(scope="module")
 def maxl_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("maxl") / "run"
-    return run_dir, train(TrainConfig(**MAXL_TINY), run_dir, progress=False)
+    return finished_run(tmp_path_factory, "maxl", method="maxl")
 
 
 def test_maxl_trains_its_generator_and_logs_the_meta_loss(maxl_run):

@@ -23,7 +23,7 @@ from nslviz.datasets.augment import to_float
 from nslviz.training.data import load_data
 from nslviz.training.rundir import load_run
 from nslviz.training.trainer import evaluate, initialize_dictionary, train
-from runs import TINY, Killed, interrupt_at, stable
+from runs import TINY, Killed, finished_run, interrupt_at, stable
 
 
 def _split(n=10):
@@ -260,8 +260,7 @@ def test_batch_size_defaults_to_the_papers_128_but_32_on_the_small_digits_set():
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "reference"
-    return run_dir, train(TrainConfig(**TINY), run_dir, progress=False)
+    return finished_run(tmp_path_factory, "runs")
 
 
 def test_run_directory_contents(reference_run):
