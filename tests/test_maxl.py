@@ -151,6 +151,7 @@ def test_maxl_trains_its_generator_and_logs_the_meta_loss(maxl_run):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all("generator_meta_loss" in row for row in rows)
     assert summary["method"] == "maxl" and 0 <= summary["test_acc"] <= 1
+    assert summary["label_generator_parameters"] > summary["parameters"] // 2      # a second backbone and its head
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     trained = checkpoint["label_generator"]["generator"]
     from nslviz.models.registry import build_backbone

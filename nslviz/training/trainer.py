@@ -537,6 +537,8 @@ class _Session:
             "parameters_total": sum(p.numel() for p in model.parameters()), "val_count": val["count"],
             "setup_seconds": round(self.training_started - self.started, 3),
         }
+        if self.maxl is not None:                                        # trained alongside, not evaluated
+            summary["label_generator_parameters"] = count_parameters(self.maxl.generator)
         if "acc_before_finetune" in test:
             summary["test_acc_before_finetune"] = test["acc_before_finetune"]
             summary["val_acc_before_finetune"] = val["acc_before_finetune"]
