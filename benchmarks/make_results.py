@@ -295,7 +295,7 @@ def _digits_subtitle(r: dict) -> str:
     return f"{r.get('epochs')} epochs, {len(r['seeds'])} seed(s){init}{values}"
 
 
-@renders("digits_mn", "MN methods on `digits`", _digits_subtitle)
+@renders("digits_mn", "MN Table 1's methods on `digits`", _digits_subtitle)
 def _digits_mn(r: dict) -> list[str]:
     mn = any(m.startswith("mn") for m in r["mean_test_acc"])          # S and the MN options matter to MN only
     setting = (f"{r.get('backbone')}, {r.get('image_size')}×{r.get('image_size')}, batch {r.get('batch_size')}, "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from .parameters import check_parameters, parameter_dict, parameter_list
+from .parameters import check_parameters, parameter_dict, parameter_list, truth_value
 
 # the layers, by the module that defines them: imported on first use, so `import nslviz` loads no torch
 # and changes nothing in its host (huge pages for torch's CPU tensors, THP_MEM_ALLOC_ENABLE, are set by
@@ -48,15 +48,12 @@ def quick_mode(quick: bool | None = None) -> bool:
     `-p quick false`, and 1/0), otherwise the environment variable NSLVIZ_QUICK=1 turns quick mode on
     (as `make test` does)."""
     if quick is None:
-        return os.environ.get("NSLVIZ_QUICK", "0").strip().lower() in _TRUE
-    if isinstance(quick, str) and quick.strip().lower() in _TRUE + _FALSE:
-        return quick.strip().lower() in _TRUE
+        return truth_value(os.environ.get("NSLVIZ_QUICK", "0")) is True
+    if isinstance(quick, str) and truth_value(quick) is not None:
+        return truth_value(quick)
     if isinstance(quick, (bool, int)) and quick in (0, 1):
         return bool(quick)
     raise ValueError(f"quick must be True or False (or None: follow NSLVIZ_QUICK), got {quick!r}")
-
-
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 _SUBMODULES = {"analysis", "datasets", "estimators", "experiments", "models", "nsl", "training", "viz", "ifilm",

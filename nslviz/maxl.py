@@ -99,11 +99,15 @@ class LabelGenerator(nn.Module):
         return auxiliary_labels(self.head(full_precision(self.backbone(images))), labels, self.hierarchy)
 
 
+def auxiliary_loss(outputs: dict, targets: torch.Tensor) -> torch.Tensor:
+    """L_focal(g, ŷ): the auxiliary head's logits ("aux_logits" of ImageClassifier(..., return_details=True))
+    against the generator's labels `targets` (B, ψ·C)."""
+    return focal_loss(full_precision(outputs["aux_logits"]), targets)
+
+
 def multi_task_loss(outputs: dict, labels: torch.Tensor, targets: torch.Tensor, primary_loss) -> torch.Tensor:
-    """L_mt = primary_loss(f, y) + L_focal(g, ŷ); `outputs` as ImageClassifier(..., return_details=True)
-    gives them ("logits", "aux_logits")."""
-    return (primary_loss(full_precision(outputs["logits"]), labels)
-            + focal_loss(full_precision(outputs["aux_logits"]), targets))
+    """L_mt = primary_loss(f, y) + L_focal(g, ŷ)."""
+    return primary_loss(full_precision(outputs["logits"]), labels) + auxiliary_loss(outputs, targets)
 
 
 def meta_objective(model: nn.Module, generator: LabelGenerator, images: torch.Tensor, labels: torch.Tensor,

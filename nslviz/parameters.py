@@ -103,7 +103,10 @@ def check_parameters(namespace: dict) -> None:
             return
 
 
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+def truth_value(text: str) -> bool | None:
+    """true/false, yes/no, on/off or 1/0 (any case, spaces around) as a bool; None for any other text."""
+    lowered = text.strip().lower()
+    return True if lowered in ("1", "true", "yes", "on") else False if lowered in ("0", "false", "no", "off") else None
 
 
 def _as_default_kind(name: str, value, default):
@@ -112,8 +115,8 @@ def _as_default_kind(name: str, value, default):
     if not isinstance(value, str):
         return value
     if isinstance(default, bool):
-        if value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
+        if truth_value(value) is not None:
+            return truth_value(value)
         raise ValueError(f"parameter {name} must be true or false (the notebook's default is {default}), got {value!r}")
     if isinstance(default, (int, float)):
         kind = "an integer" if isinstance(default, int) else "a number"

@@ -42,7 +42,10 @@ def test_compare_takes_methods_or_variants_and_names_a_bad_one(tmp_path):
     assert unknown.returncode == 2 and "invalid choice: 'mnx'" in unknown.stderr
     quick_and_dataset = run_in_process("compare", "--quick", "--methods", "mn", "--dataset", "cifar10", "--device", "cpu")
     assert quick_and_dataset.returncode == 2 and \
-        "--quick chooses --dataset, --device itself (digits at 16x16 on the CPU); leave them out" in quick_and_dataset.stderr
+        "--quick chooses --dataset, --device itself (digits at 16x16 on the CPU, AdamW in place of SGD); leave them out" \
+        in quick_and_dataset.stderr
+    sgd_lr = run_in_process("compare", "--quick", "--preset", "nsl", "--variants", "cnn", "--lr", "0.05")
+    assert sgd_lr.returncode == 2 and "--quick chooses --lr itself" in sgd_lr.stderr          # quick trains with AdamW
     afile = tmp_path / "afile"
     afile.write_text("")
     under_a_file = run_in_process("compare", "--quick", "--methods", "vanilla", "--group-dir", str(afile))

@@ -8,6 +8,7 @@ import math
 
 from .._checks import MAX_SEED, cpu_count, seed_error
 from .._options import declared_options
+from ..parameters import truth_value
 
 
 def _number(parse, accept, expected: str):
@@ -40,12 +41,10 @@ fraction = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 def boolean(text: str) -> bool:
     """An argparse type for a switch: true/false, yes/no, on/off or 1/0."""
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    value = truth_value(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
 
 
 def folder_path(text: str) -> str:

@@ -4,7 +4,7 @@
     python -m nslviz compare --methods vanilla mn --dataset digits --epochs 4 --json
     python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods vanilla mn mn_ifilm
     python -m nslviz compare --preset nsl --dataset cifar10 --backbone cnn9 --variants cnn static_dns dynamic_dns
-    python -m nslviz compare --quick --preset mn --dataset cifar100 --methods vanilla mn   # the notebooks' quick mode
+    python -m nslviz compare --quick --preset mn --methods vanilla mn   # the notebooks' quick mode (digits, CPU)
 
 Each run goes to <group-dir>/<method or variant> (default runs/<dataset>-<backbone>-compare-seed<k>, for
 variants runs/<dataset>-<backbone>-nsl-seed<k>): a run that finished is read back, one that was cut off
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..experiments.compare import (ALL_NSL_VARIANTS, MN_STARTS, QUICK_SETTINGS, compare_methods, compare_nsl_variants,
-                                  quick_config)
+from ..experiments.compare import (ALL_NSL_VARIANTS, MN_STARTS, QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS, compare_methods,
+                                  compare_nsl_variants, quick_config)
 from ..models.classifier import METHODS
 from .common import emit_json, folder_path, validation_text
 from .train import CONTROL, RUN, add_config_arguments, config_from_args
@@ -48,10 +48,11 @@ def add_parser(subparsers) -> None:
 
 def main(args) -> int:
     config = config_from_args(args, COMPARE_CONTROL)
-    overridden = [f"--{name.replace('_', '-')}" for name in QUICK_SETTINGS if name in vars(args)]
+    chosen = [*QUICK_SETTINGS, "image_size", *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
+    overridden = [f"--{name.replace('_', '-')}" for name in chosen if name in vars(args)]
     if args.quick and overridden:
-        raise ValueError(f"--quick chooses {', '.join(overridden)} itself (digits at 16x16 on the CPU); leave "
-                         f"{'them' if len(overridden) > 1 else 'it'} out, or leave out --quick")
+        raise ValueError(f"--quick chooses {', '.join(overridden)} itself (digits at 16x16 on the CPU, AdamW in "
+                         f"place of SGD); leave {'them' if len(overridden) > 1 else 'it'} out, or leave out --quick")
     if args.quick:
         config = quick_config(config)
     options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)

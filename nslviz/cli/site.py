@@ -104,8 +104,9 @@ def build_site(out_dir: str | Path = "site", notebooks: list[Path] | None = None
                          f"{str(Path.cwd())!r}: run site from the repository's root) or named with --only")
     for path in notebooks:
         if not path.is_file():
-            raise ValueError(f"notebook {str(path)!r} does not exist in the current folder {str(Path.cwd())!r}; "
-                             f"expected one of {NOTEBOOKS}/*.ipynb, from the repository's root")
+            where = "" if path.is_absolute() else f" in the current folder {str(Path.cwd())!r}"
+            raise ValueError(f"notebook {str(path)!r} does not exist{where}; expected one of {NOTEBOOKS}/*.ipynb, "
+                             f"from the repository's root")
     reason = browser.missing_browser()          # a bad NSLVIZ_CHROMIUM is named now, not after the notebooks
     (out_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "site.json"

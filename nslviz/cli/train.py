@@ -79,7 +79,8 @@ def add_config_arguments(p: argparse.ArgumentParser, *, nsl_variant: bool = True
     """--preset, (--nsl-variant,) and every TrainConfig field as --field-name, in their groups; returns
     the groups by title. Options left out stay out of the parsed namespace (argument_default SUPPRESS)."""
     p.add_argument("--preset", choices=PRESETS, default=None,
-                   help="a paper recipe: mn (AdamW), nsl (SGD, NSL Tables 1-4) or nsl_global (Adam, NSL Table 8)")
+                   help="a paper recipe: mn (AdamW), nsl (SGD, NSL Tables 1-4), nsl_global (Adam, NSL Table 8) or "
+                        "maxl (SGD, MN Table 1's MAXL column)")
     groups = {title: p.add_argument_group(title) for title in (WHAT, MN, MAXL, OPTIMISATION, DATA, RUN)}
     if nsl_variant:
         groups[WHAT].add_argument("--nsl-variant", choices=ALL_NSL_VARIANTS, default=None,

@@ -27,6 +27,9 @@ Recipes (see docs/official-code.md §A.7 and §B.6):
         it holds out a validation split (CIFAR: the last 5,000 training images) and tests the
         best-on-validation model; the official code trains on all 50,000 and tests the last one:
         `val_size=0` (CLI --val-size 0) does that.
+* "maxl" MN Table 1's MAXL baseline as MN appendix A.6 ran it (docs/maxl.md): method maxl, SGD lr 0.1,
+        momentum 0.9, L2 5e-4, lr halved at 50, 100 and 150 of 200 epochs; data, batch, clipping and the
+        cosine classifier as the "mn" preset's.
 * "nsl_global" NSL Table 8 (the official global-similarity code): Adam lr 1e-3 with L2 5e-4 added to the
         gradients of BatchNorm, classifier and attention (the SphereNet-9 backbone kernels get the
         orthogonality penalty instead, see nslviz.models.spherenet), lr ÷10 at 34k and 54k of 64k

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..ifilm import IFiLM
-from ..maxl import LabelGenerator, LabelGeneratorTraining, focal_loss, parameter_rates
+from ..maxl import LabelGenerator, LabelGeneratorTraining, auxiliary_loss, parameter_rates
 from ..models.classifier import ImageClassifier
 from ..models.layers import count_parameters
 from ..models.registry import build_backbone
@@ -174,7 +174,8 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
     """Accuracy and mean cross-entropy on a split. For MN also the accuracy of the classifier before
     per-input finetuning, the accuracy of the attended values Σ_j ω_ij v_j alone (the dictionary read
     as a soft kNN), the mean attention entropy (log S: uniform; also as a fraction of log S) and the
-    share of predictions the finetuning step changes. Sums over all processes under DDP."""
+    share of predictions the finetuning step changes. Sums over all processes under DDP. An empty split
+    (val_size 0) measures nothing: its accuracy, loss and MN values are None, its count 0."""
     context = context or distributed.Context(stream.device)
     context.share_buffers(model)                 # under DDP: every process evaluates rank 0's model
     was_training = model.training
@@ -202,14 +203,13 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
     model.train(was_training)
     if count == 0:                                      # an empty split (val_size 0): nothing was measured
         return {"acc": None, "loss": None, "count": 0, **({key: None for key in MN_VALIDATION_KEYS} if mn else {})}
-    denominator = count
-    result = {"acc": correct / denominator, "loss": loss / denominator, "count": int(count)}
+    result = {"acc": correct / count, "loss": loss / count, "count": int(count)}
     if mn:
-        result.update(acc_before_finetune=correct_before / denominator,
-                      attended_value_acc=attended_correct / denominator, attention_entropy=entropy / denominator,
-                      attention_entropy_fraction=entropy / denominator / math.log(values.shape[0])
+        result.update(acc_before_finetune=correct_before / count,
+                      attended_value_acc=attended_correct / count, attention_entropy=entropy / count,
+                      attention_entropy_fraction=entropy / count / math.log(values.shape[0])
                       if values.shape[0] > 1 else 0.0,
-                      changed_predictions=changed / denominator)
+                      changed_predictions=changed / count)
     return result
 
 
@@ -436,8 +436,8 @@ class _Session:
         return EpochStats.from_totals(self.sums.totals(self.context))
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step on loss(f(images), labels) + the NSL penalties; returns the logits
-        (B, C) and the loss (), both still attached to the graph."""
+        """One optimiser step on loss(f(images), labels) + the NSL penalties (+ MAXL's auxiliary loss, then
+        the label generator's step); returns the logits (B, C) and the loss (), both still attached to the graph."""
         config, model, state = self.config, self.model, self.state
         if config.dictionary_warmup and not config.freeze_backbone:
             # warm-up: the backbone's weights get no gradient (AdamW skips them, decay included)
@@ -450,7 +450,7 @@ class _Session:
         loss = self.criterion(logits.float(), labels)
         objective = loss + _regularization(model, config)
         if self.maxl is not None:                                        # MAXL step 1: the auxiliary task too
-            objective = objective + focal_loss(outputs["aux_logits"].float(), self.maxl.targets(images, labels))
+            objective = objective + auxiliary_loss(outputs, self.maxl.targets(images, labels))
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         if config.clip_value is not None:
