@@ -10,6 +10,12 @@ accuracy of every run, their mean and standard deviation, and the parameter coun
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --values fixed --methods mn mn_ifilm
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --methods vanilla maxl \
         --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results/digits_maxl_cli_cpu.json               # the MAXL baseline
+    python benchmarks/digits_runs.py --family mn --recipe maxl_sgd --epochs 5 --threads 1 --methods vanilla maxl \
+        --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results/digits_maxl_sgd_cpu.json               # ... with its SGD
+
+Recipe "maxl_sgd": the "cli" recipe with the optimisation of the maxl preset (MN appendix A.6's
+MAXL recipe: SGD lr 0.1, momentum 0.9, weight decay 5e-4, lr halved at 25/50/75 % of training), for
+vanilla and maxl alike.
 
 Settings, recipe "quick" (default): digits upsampled to 16x16, batch 64, crop augmentation (what
 quick mode uses, see nslviz.experiments.compare.quick_config); MN: S = 200, the MN preset (AdamW
@@ -35,20 +41,23 @@ import torch
 
 from nslviz.analysis.finetuning import dictionary_state
 from nslviz.neighborhoods import CLASS_VALUE_KINDS
-from nslviz.training.config import DICTIONARY_INITS, TrainConfig
+from nslviz.training.config import DICTIONARY_INITS, PRESET_FIELDS, TrainConfig
 from nslviz.experiments.compare import NSL_VARIANTS, nsl_variant_config, quick_config
 from nslviz.training.rundir import load_run
 from nslviz.training.trainer import train
 from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
 
 MN_METHODS = ("vanilla", "vanilla_ifilm", "mn", "mn_ifilm")      # the default set; "maxl" on request (--methods)
+MAXL_OPTIMISATION = {k: PRESET_FIELDS["maxl"][k] for k in ("optimizer", "lr", "momentum", "nesterov", "weight_decay",
+                                                            "milestones", "lr_decay")}
 
 
 def run_configs(family: str, epochs: int, methods=None, recipe: str = "quick", **mn_options) -> dict[str, TrainConfig]:
     """Labelled configs; mn_options (dictionary_init, alpha, values) override the MN preset."""
     if family == "mn":
-        if recipe == "cli":
-            base = TrainConfig(dataset="digits", backbone="convnet4", epochs=epochs)
+        if recipe in ("cli", "maxl_sgd"):
+            base = TrainConfig(dataset="digits", backbone="convnet4", epochs=epochs,
+                               **(MAXL_OPTIMISATION if recipe == "maxl_sgd" else {}))
         else:       # quick_config caps the epochs at its own (small) default; the benchmark sets them after it
             base = dataclasses.replace(quick_config(TrainConfig.from_preset("mn", backbone="convnet4")),
                                        epochs=epochs, entries=200)
@@ -68,8 +77,9 @@ def versus_baseline(accuracies: dict[str, list[float]]) -> dict[str, dict[str, i
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", choices=("mn", "nsl"), default="mn")
-    parser.add_argument("--recipe", choices=("quick", "cli"), default="quick",
-                        help="MN family: quick mode's settings (16x16, batch 64) or the CLI's defaults")
+    parser.add_argument("--recipe", choices=("quick", "cli", "maxl_sgd"), default="quick",
+                        help="MN family: quick mode's settings (16x16, batch 64), the CLI's defaults, or those with "
+                             "the maxl preset's SGD")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--methods", nargs="+", choices=MN_METHODS + ("maxl",), default=None,
@@ -84,8 +94,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.recipe == "cli" and args.family != "mn":
-        parser.error("--recipe cli is for the MN family")
+    if args.recipe != "quick" and args.family != "mn":
+        parser.error(f"--recipe {args.recipe} is for the MN family")
     configs = run_configs(args.family, args.epochs, args.methods, args.recipe,
                           dictionary_init=args.dictionary_init, alpha=args.alpha, values=args.values)
     accuracy = {label: [] for label in configs}
@@ -114,6 +124,7 @@ def main(argv=None) -> dict:
     result = {"benchmark": f"digits_{args.family}", "recipe": args.recipe, "epochs": args.epochs, "seeds": args.seeds,
               "backbone": first["backbone"], "epochs_run": first["epochs"], "image_size": first["image_size"] or 32,
               "batch_size": first["batch_size"], "entries": first["entries"], "threads": torch.get_num_threads(),
+              "optimizer": f"{first['optimizer']}, lr {first['lr']:g}, weight decay {first['weight_decay']:g}",
               "test_acc": accuracy, "mean_test_acc": {k: round(statistics.mean(v), 4) for k, v in accuracy.items()},
               "std_test_acc": {k: spread(v) for k, v in accuracy.items()},
               "vs_vanilla": versus_baseline(accuracy),
@@ -128,7 +139,7 @@ def main(argv=None) -> dict:
               if args.family == "mn" else None,
               "parameters": parameters,
               "mean_seconds": {k: round(statistics.mean(v), 1) for k, v in seconds.items()}}
-    save_result(result, f"digits_{args.family}{'_cli' if args.recipe == 'cli' else ''}_cpu", args.out)
+    save_result(result, f"digits_{args.family}{'' if args.recipe == 'quick' else '_' + args.recipe}_cpu", args.out)
     return result
 
 

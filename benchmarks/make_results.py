@@ -300,7 +300,8 @@ def _digits_mn(r: dict) -> list[str]:
     mn = any(m.startswith("mn") for m in r["mean_test_acc"])          # S and the MN options matter to MN only
     setting = (f"{r.get('backbone')}, {r.get('image_size')}×{r.get('image_size')}, batch {r.get('batch_size')}, "
                + (f"S = {r.get('entries')}, " if mn else "")
-               + f"{r.get('epochs')} epochs ({r.get('recipe')} recipe), {len(r['seeds'])} seed(s)")
+               + f"{r.get('epochs')} epochs ({r.get('recipe')} recipe"
+               + (f": {r['optimizer']}" if r.get("optimizer") else "") + f"), {len(r['seeds'])} seed(s)")
     options = r.get("mn_options") or {}
     if options and mn:
         setting += ", MN options " + ", ".join(f"{k} = {v}" for k, v in options.items())

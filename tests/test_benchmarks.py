@@ -92,6 +92,14 @@ def test_digits_runs_cli_recipe_is_the_command_line_run():
         args = build_parser().parse_args(["train", "--dataset", "digits", "--backbone", "convnet4",
                                           "--method", method, "--epochs", "5"])
         assert config == config_from_args(args)
+    # the maxl_sgd recipe: the same command with the maxl preset's optimisation, for both methods
+    sgd = importlib.import_module("digits_runs").run_configs("mn", 5, ["vanilla", "maxl"], "maxl_sgd")
+    for method, config in sgd.items():
+        args = build_parser().parse_args(["train", "--dataset", "digits", "--backbone", "convnet4", "--method", method,
+                                          "--epochs", "5", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9",
+                                          "--nesterov", "false", "--weight-decay", "5e-4", "--milestones",
+                                          "0.25,0.5,0.75", "--lr-decay", "0.5"])
+        assert config == config_from_args(args)
 
 
 @pytest.mark.slow
