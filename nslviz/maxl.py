@@ -24,7 +24,7 @@ network's backbone (its own weights; plain, without iFiLM or NSL) with a two-lay
 look-ahead step is plain gradient descent at the network's current learning rates; focal loss on the
 auxiliary task; λ = 0.2. Departures (docs/maxl.md): the two updates alternate batch by batch, the
 generator's on the batch the network has just stepped on (MAXL's code makes a pass of network steps,
-then a pass of generator steps); the heads are the trainer's classifiers (cosine or linear), not
+then a pass of generator steps); the heads are the trainer's classifiers (cosine or dot), not
 two-layer MLPs; the primary task keeps the trainer's cross-entropy; the mask is exactly zero outside
 the class's block (the code's is 1e-8); the look-ahead runs in full precision with copies of
 BatchNorm's running statistics, so the meta step leaves the network's statistics as step 1 left them.
@@ -77,9 +77,9 @@ class MAXLHead(nn.Module):
     """The multi-task network's two heads on the backbone's features z (B, d): `forward` gives the
     primary logits (B, C), the ones evaluated; `auxiliary(z)` the auxiliary logits (B, ψ·C)."""
 
-    def __init__(self, primary: nn.Module, auxiliary: nn.Module, hierarchy: int):
+    def __init__(self, primary: nn.Module, auxiliary: nn.Module):
         super().__init__()
-        self.primary, self.auxiliary, self.hierarchy = primary, auxiliary, hierarchy
+        self.primary, self.auxiliary = primary, auxiliary
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.primary(features)
@@ -110,15 +110,16 @@ def multi_task_loss(outputs: dict, labels: torch.Tensor, targets: torch.Tensor, 
     return primary_loss(full_precision(outputs["logits"]), labels) + auxiliary_loss(outputs, targets)
 
 
-def meta_objective(model: nn.Module, generator: LabelGenerator, images: torch.Tensor, labels: torch.Tensor,
+def meta_objective(model: nn.Module, targets: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
                    lr: float | dict[str, float], primary_loss, entropy_weight: float = ENTROPY_WEIGHT) -> torch.Tensor:
     """The generator's loss of step 2: the primary loss after one look-ahead step θ⁺(w) of the
-    multi-task `model` on L_mt, plus λ Σ p̄ log p̄. Differentiable in the generator's weights w (through
-    θ⁺, second order); the model's own weights and BatchNorm statistics are left as they are. `lr`: one
-    learning rate, or one per parameter name (`parameter_rates`). Runs in full precision, also when
-    called under autocast, and builds its graph also under no_grad."""
+    multi-task `model` on L_mt, plus λ Σ p̄ log p̄. `targets` (B, ψ·C): the generator's labels ŷ of the
+    batch, still attached to its weights w; the loss is differentiable in w (through θ⁺, second order);
+    the model's own weights and BatchNorm statistics are left as they are. `lr`: one learning rate, or
+    one per parameter name (`parameter_rates`). Runs in full precision, also when called under autocast,
+    and builds its graph also under no_grad."""
     with torch.enable_grad(), torch.autocast(images.device.type, enabled=False):
-        return _meta_objective(model, generator, images, labels, lr, primary_loss, entropy_weight)
+        return _meta_objective(model, targets, images, labels, lr, primary_loss, entropy_weight)
 
 
 def parameter_rates(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
@@ -128,11 +129,10 @@ def parameter_rates(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[
     return {name: rate[id(p)] for name, p in model.named_parameters() if id(p) in rate}
 
 
-def _meta_objective(model, generator, images, labels, lr, primary_loss, entropy_weight):
+def _meta_objective(model, targets, images, labels, lr, primary_loss, entropy_weight):
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     rates = lr if isinstance(lr, dict) else dict.fromkeys(params, lr)
     buffers = {name: b.clone() for name, b in model.named_buffers()}               # the look-ahead's own stats
-    targets = generator(images, labels)                                             # (B, ψ·C), depends on w
     outputs = functional_call(model, (params, buffers), (images,), {"return_details": True})
     inner = multi_task_loss(outputs, labels, targets, primary_loss)
     grads = torch.autograd.grad(inner, list(params.values()), create_graph=True, allow_unused=True)
@@ -144,27 +144,27 @@ def _meta_objective(model, generator, images, labels, lr, primary_loss, entropy_
 class LabelGeneratorTraining:
     """The generator, its optimiser and its epoch's running meta loss: what the trainer adds for MAXL.
 
-    targets(images, labels): ŷ for step 1 (no gradient); meta_step(...): step 2 on the same batch,
-    with the learning rates scaled by the network's schedule (`lr_factor` = its lr now / its base lr)."""
+    labels(images, classes): ŷ of a batch, attached to the generator's weights (step 1 takes it detached);
+    meta_step(...): step 2 on the same batch and the same ŷ, with the learning rates scaled by the
+    network's schedule (`lr_factor` = its lr now / its base lr). The generator runs once a step."""
 
     def __init__(self, generator: LabelGenerator, *, lr: float = GENERATOR_LR,
                  weight_decay: float = GENERATOR_WEIGHT_DECAY, entropy_weight: float = ENTROPY_WEIGHT):
         check_positive("generator lr", lr)
-        if entropy_weight < 0:
-            raise ValueError(f"entropy_weight must be >= 0, got {entropy_weight}")
+        check_positive("entropy_weight", entropy_weight, minimum=0)
         self.generator, self.lr, self.entropy_weight = generator, lr, entropy_weight
         self.optimizer = torch.optim.SGD(generator.parameters(), lr=lr, weight_decay=weight_decay)
         self.loss_sum, self.steps = 0.0, 0
 
-    @torch.no_grad()
-    def targets(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.generator(images, labels)
+    def labels(self, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad(), torch.autocast(images.device.type, enabled=False):
+            return self.generator(images, classes)                                  # (B, ψ·C)
 
-    def meta_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+    def meta_step(self, model: nn.Module, targets: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
                   network_lr: float | dict[str, float], lr_factor: float, primary_loss) -> float:
         """One SGD step of the generator on `meta_objective` (look-ahead at `network_lr`, one rate or one
-        per parameter name); its loss."""
-        loss = meta_objective(model, self.generator, images, labels, network_lr, primary_loss, self.entropy_weight)
+        per parameter name) for the batch whose labels `labels()` gave (`targets`); its loss."""
+        loss = meta_objective(model, targets, images, labels, network_lr, primary_loss, self.entropy_weight)
         params = list(self.generator.parameters())
         grads = torch.autograd.grad(loss, params)
         for p, g in zip(params, grads):

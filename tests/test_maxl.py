@@ -76,7 +76,7 @@ class _MultiTask(nn.Module):
     def __init__(self, classes, hierarchy):
         super().__init__()
         self.backbone = _Features()
-        self.head = MAXLHead(nn.Linear(4, classes), nn.Linear(4, classes * hierarchy), hierarchy)
+        self.head = MAXLHead(nn.Linear(4, classes), nn.Linear(4, classes * hierarchy))
 
     def forward(self, x, *, return_details=False):
         z = self.backbone(x)
@@ -95,7 +95,7 @@ def test_the_generators_gradient_goes_through_the_look_ahead_step_float64():
     lr = 0.5
 
     def objective():
-        return meta_objective(model, generator, images, labels, lr, F.cross_entropy, entropy_weight=0.2)
+        return meta_objective(model, generator(images, labels), images, labels, lr, F.cross_entropy, entropy_weight=0.2)
 
     weight = generator.head[2].weight                                    # the generator's last layer (ψ·C, d)
     (grad,) = torch.autograd.grad(objective(), [weight])
@@ -111,21 +111,22 @@ def test_the_generators_gradient_goes_through_the_look_ahead_step_float64():
         assert grad[index].item() == pytest.approx(((up - down) / (2 * eps)).item(), rel=1e-5, abs=1e-9)
     # without the look-ahead (lr 0) only the entropy term reaches w: the step is what makes labels useful,
     # and without the entropy term (λ 0) the look-ahead alone still gives w a gradient
-    (flat,) = torch.autograd.grad(meta_objective(model, generator, images, labels, 0.0, F.cross_entropy, 0.2),
+    labelled = lambda: generator(images, labels)                       # ŷ(w), attached to the generator
+    (flat,) = torch.autograd.grad(meta_objective(model, labelled(), images, labels, 0.0, F.cross_entropy, 0.2),
                                   [weight])
     assert not torch.allclose(flat, grad)
-    (ahead_only,) = torch.autograd.grad(meta_objective(model, generator, images, labels, lr, F.cross_entropy, 0.0),
+    (ahead_only,) = torch.autograd.grad(meta_objective(model, labelled(), images, labels, lr, F.cross_entropy, 0.0),
                                         [weight])
     assert ahead_only.abs().max() > 1e-4
     # one rate per parameter: the same as one rate when they are equal, another look-ahead when not
     rates = {name: lr for name, _ in model.named_parameters()}
-    same = meta_objective(model, generator, images, labels, rates, F.cross_entropy, 0.2)
+    same = meta_objective(model, labelled(), images, labels, rates, F.cross_entropy, 0.2)
     torch.testing.assert_close(same, objective())
     slower = {name: (lr / 10 if name.startswith("backbone") else lr) for name in rates}
-    assert not torch.isclose(meta_objective(model, generator, images, labels, slower, F.cross_entropy, 0.2), same)
+    assert not torch.isclose(meta_objective(model, labelled(), images, labels, slower, F.cross_entropy, 0.2), same)
+    model, generator, images = model.float(), generator.float(), images.float()
     with torch.autocast("cpu", dtype=torch.bfloat16):                  # full precision also inside autocast
-        assert meta_objective(model.float(), generator.float(), images.float(), labels, lr, F.cross_entropy).dtype \
-            == torch.float32
+        assert meta_objective(model, labelled(), images, labels, lr, F.cross_entropy).dtype == torch.float32
 
 
 def test_maxl_model_has_an_auxiliary_head_of_hierarchy_times_classes():

@@ -48,12 +48,12 @@ def add_parser(subparsers) -> None:
 
 def main(args) -> int:
     config = config_from_args(args, COMPARE_CONTROL)
-    chosen = [*QUICK_SETTINGS, "image_size", *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
-    overridden = [f"--{name.replace('_', '-')}" for name in chosen if name in vars(args)]
-    if args.quick and overridden:
-        raise ValueError(f"--quick chooses {', '.join(overridden)} itself (digits at 16x16 on the CPU, AdamW in "
-                         f"place of SGD); leave {'them' if len(overridden) > 1 else 'it'} out, or leave out --quick")
     if args.quick:
+        chosen = [*QUICK_SETTINGS, "image_size", *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
+        given = [f"--{name.replace('_', '-')}" for name in chosen if name in vars(args)]
+        if given:
+            raise ValueError(f"--quick chooses {', '.join(given)} itself (digits at 16x16 on the CPU, AdamW in "
+                             f"place of SGD); leave {'them' if len(given) > 1 else 'it'} out, or leave out --quick")
         config = quick_config(config)
     options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)
     if getattr(args, "variants", None):

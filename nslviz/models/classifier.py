@@ -166,8 +166,7 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
                              classifier=classifier, values=values, inner_steps=inner_steps,
                              step_size=step_size, step_size_init=step_size_init, first_order=first_order)
     elif method == "maxl":
-        head = MAXLHead(_classifier(d, num_classes, classifier), _classifier(d, hierarchy * num_classes, classifier),
-                        hierarchy)
+        head = MAXLHead(_classifier(d, num_classes, classifier), _classifier(d, hierarchy * num_classes, classifier))
     elif method == "vanilla_extra":
         head = ExtraLayerHead(d, num_classes, hidden=entries, classifier=classifier)
     else:

@@ -450,7 +450,8 @@ class _Session:
         loss = self.criterion(logits.float(), labels)
         objective = loss + _regularization(model, config)
         if self.maxl is not None:                                        # MAXL step 1: the auxiliary task too
-            objective = objective + auxiliary_loss(outputs, self.maxl.targets(images, labels))
+            targets = self.maxl.labels(images, labels)                   # ŷ, kept attached for step 2
+            objective = objective + auxiliary_loss(outputs, targets.detach())
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         if config.clip_value is not None:
@@ -461,7 +462,8 @@ class _Session:
             raise _divergence(str(error), state, self.run_path) from None
         if self.maxl is not None:                                        # MAXL step 2: the generator
             factor = self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0]
-            self.maxl.meta_step(model, images, labels, parameter_rates(model, self.optimizer), factor, self.criterion)
+            self.maxl.meta_step(model, targets, images, labels, parameter_rates(model, self.optimizer), factor,
+                                self.criterion)
         self.scheduler.step()
         return logits, loss
 
