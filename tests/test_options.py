@@ -147,3 +147,15 @@ def test_the_hand_written_defaults_in_train_s_help_are_those_of_the_code():
     assert {DEFAULT_ENTRIES[d] for d in ("digits", "synthetic")} == {200}
     assert "(default: 5000; 10000 on CIFAR-100, Tiny-ImageNet and ImageNet 64x64; 200 on digits and synthetic)" \
         in helps["entries"]
+
+
+def test_unread_settings_names_what_no_run_reads():
+    from nslviz.training.config import READ_BY, TrainConfig, unread_settings
+    vanilla, mn = TrainConfig(method="vanilla"), TrainConfig(method="mn")
+    assert unread_settings([vanilla], ["entries", "alpha", "lr", "seed"]) == {
+        "entries": "methods mn, mn_ifilm and vanilla_extra", "alpha": "methods mn and mn_ifilm"}
+    assert unread_settings([vanilla, mn], ["entries", "alpha"]) == {}
+    assert unread_settings([TrainConfig(method="mn_ifilm", backbone="densenet40")], ["transition_ifilm"]) == {}
+    assert list(unread_settings([mn], ["transition_ifilm", "ifilm_entries"])) == ["transition_ifilm", "ifilm_entries"]
+    assert unread_settings([TrainConfig(optimizer="sgd", method="maxl")], ["momentum", "maxl_hierarchy"]) == {}
+    assert set(READ_BY) <= {f for f in TrainConfig.__dataclass_fields__}       # every rule names a real field

@@ -14,12 +14,13 @@ resumes, a folder holding a run with other settings is refused with the settings
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from ..experiments.compare import (ALL_NSL_VARIANTS, MN_STARTS, QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS, compare_methods,
                                   compare_nsl_variants, quick_config)
 from ..models.classifier import METHODS
 from .common import emit_json, folder_path, validation_text
-from .train import CONTROL, RUN, add_config_arguments, config_from_args
+from .train import CONTROL, RUN, add_config_arguments, config_from_args, warn_unread
 
 COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_start"}
 
@@ -55,6 +56,8 @@ def main(args) -> int:
             raise ValueError(f"--quick chooses {', '.join(given)} itself (digits at 16x16 on the CPU, AdamW in "
                              f"place of SGD); leave {'them' if len(given) > 1 else 'it'} out, or leave out --quick")
         config = quick_config(config)
+    methods = getattr(args, "methods", None) or [config.method]              # NSL variants keep config's method
+    warn_unread([dataclasses.replace(config, method=m) for m in methods], args, COMPARE_CONTROL)
     options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)
     if getattr(args, "variants", None):
         summaries = compare_nsl_variants(config, args.variants, **options)

@@ -350,6 +350,31 @@ PAPER_SCHEDULES: dict[tuple[str, str], dict[str, tuple[int, tuple[float, ...]]]]
 }
 
 
+# The settings only some runs read: {field: (the runs that read it, whether `config` is one)}. Left
+# out of a run that does not read it, such a setting changes nothing (the command line warns).
+_MN_HEAD = ("methods mn and mn_ifilm", lambda c: c.method in ("mn", "mn_ifilm"))
+_IFILM = ("methods vanilla_ifilm and mn_ifilm", lambda c: c.method.endswith("_ifilm"))
+_MAXL = ("method maxl", lambda c: c.method == "maxl")
+_SGD = ("optimizer sgd", lambda c: c.optimizer == "sgd")
+READ_BY = {
+    **dict.fromkeys(("temperature", "inner_steps", "step_size", "alpha", "entry_dropout", "values",
+                     "dictionary_init", "first_order"), _MN_HEAD),
+    "entries": ("methods mn, mn_ifilm and vanilla_extra", lambda c: c.method in ("mn", "mn_ifilm", "vanilla_extra")),
+    **dict.fromkeys(("ifilm_placement", "ifilm_entries"), _IFILM),
+    "transition_ifilm": ("methods vanilla_ifilm and mn_ifilm on a densenet backbone",
+                         lambda c: c.method.endswith("_ifilm") and c.backbone.startswith("densenet")),
+    **dict.fromkeys(("maxl_hierarchy", "maxl_entropy_weight", "maxl_generator_lr"), _MAXL),
+    **dict.fromkeys(("momentum", "nesterov"), _SGD),
+}
+
+
+def unread_settings(configs: list[TrainConfig], names) -> dict[str, str]:
+    """{field: the runs that read it} for the fields among `names` that none of `configs` reads
+    (READ_BY): `--entries 500` given with `--method vanilla` changes nothing."""
+    return {name: READ_BY[name][0] for name in names
+            if name in READ_BY and not any(READ_BY[name][1](c) for c in configs)}
+
+
 def build_model(config: TrainConfig, num_classes: int, channels: int, image_size: int) -> ImageClassifier:
     """The image model `config` describes, for data of `num_classes` classes, `channels` x `image_size`²."""
     return build_image_model(config.method, config.backbone, num_classes, in_channels=channels,
