@@ -13,7 +13,7 @@ accuracy of every run, their mean and standard deviation, and the parameter coun
     python benchmarks/digits_runs.py --family mn --recipe maxl_sgd --epochs 5 --threads 1 --methods vanilla maxl \
         --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results/digits_maxl_sgd_cpu.json               # ... with its SGD
 
-Recipe "maxl_sgd": the "cli" recipe with the optimisation of the maxl preset (MN appendix A.6's
+Recipe "maxl_sgd": the "cli" recipe with the optimisation of the maxl preset (MN appendix A.2's
 MAXL recipe: SGD lr 0.1, momentum 0.9, weight decay 5e-4, lr halved at 25/50/75 % of training), for
 vanilla and maxl alike.
 

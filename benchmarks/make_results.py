@@ -156,7 +156,13 @@ def paper_sections() -> list[str]:
     lines += table(["backbone", "dataset", *paper.MN_METHOD_COLUMNS, "command (per method M)"],
                    [[b, d, *(f"{a:.2f}" for a in row), f"`python -m nslviz train --preset mn --dataset {d} --backbone {b} --method M`"]
                     for (b, d), row in paper.MN_TABLE1.items()])
-    lines += ["MAXL has no implementation here.", "", "### MN Table 2: regression test MSE, 5-fold CV", ""]
+    lines += ["The MAXL column has its own recipe: `--preset maxl` in place of `--preset mn --method M` "
+              "(docs/maxl.md).", "", "### MN Table 3: vanilla baselines, MAXL and MN's inner steps, test accuracy (%)", ""]
+    lines += table(["backbone", "dataset", *paper.MN_TABLE3_COLUMNS],
+                   [[b, d, *(f"{a:.2f}" for a in row)] for (b, d), row in paper.MN_TABLE3.items()])
+    lines += ["Each column is one command, `python -m nslviz train --dataset D --backbone B` and:", ""]
+    lines += table(["column", "options"], [[c, f"`{o}`"] for c, o in paper.MN_TABLE3_OPTIONS.items()])
+    lines += ["### MN Table 2: regression test MSE, 5-fold CV", ""]
     lines += table(["dataset", "n", "d", "kNN", "MLP", "MN", "command"],
                    [[name, f"{row['n']:,}", row["d"],
                      *(f"{row[k][0]:g} ± {row[k][1]:g}" for k in ("knn", "vanilla", "mn")),
@@ -181,7 +187,7 @@ def paper_sections() -> list[str]:
     lines += ["### NSL Table 6: Mini-ImageNet 5-way 5-shot (`python -m nslviz few-shot`, docs/few-shot.md)", ""]
     lines += table(["method", "backbone", "accuracy", "95 % interval"],
                    [[m, b, f"{a:.2f} %", f"± {i:.2f}"] for m, (b, a, i) in paper.NSL_TABLE6.items()])
-    known = {"MN_METHOD_COLUMNS", "MN_TABLE1", "MN_TABLE2", "NSL_TABLE4", "NSL_TABLE5", "NSL_TABLE6",
+    known = {"MN_METHOD_COLUMNS", "MN_TABLE1", "MN_TABLE2", "MN_TABLE3", "MN_TABLE3_COLUMNS", "MN_TABLE3_OPTIONS", "NSL_TABLE4", "NSL_TABLE5", "NSL_TABLE6",
              "NSL_TABLE6_ROWS", "MN_SUBCATEGORY_DISCOVERY"}
     for name in sorted(n for n in vars(paper) if n.isupper() and n not in known):    # tables added later
         lines += [f"### `nslviz.paper.{name}`", "", "```", json.dumps(_string_keys(getattr(paper, name)), default=str,

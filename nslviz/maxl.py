@@ -39,7 +39,7 @@ from torch.func import functional_call
 from ._checks import check_positive
 from ._precision import full_precision
 
-HIERARCHY = 5                 # ψ: auxiliary classes per primary class (MAXL's recommendation, MN A.6)
+HIERARCHY = 5                 # ψ: auxiliary classes per primary class (MAXL's recommendation, MN A.2)
 ENTROPY_WEIGHT = 0.2          # λ of the generator's entropy term
 GENERATOR_LR = 1e-3           # β, the generator's SGD learning rate
 GENERATOR_WEIGHT_DECAY = 5e-4

@@ -29,6 +29,41 @@ MN_TABLE1: dict[tuple[str, str], tuple[float, ...]] = {
     ("resnet56_64", "imagenet64"): (48.41, 48.83, 52.03, 51.85, 54.23),
 }
 
+# MN Table 3 (Appendix A.5, A.6): test accuracy (%) per (backbone, dataset) of four vanilla baselines
+# (dot-product or cosine classifier, SGD or AdamW), MAXL, and MN with 1 or 3 inner steps and a scalar or
+# diagonal step size α; columns MN_TABLE3_COLUMNS. Its "cos-adamw", "maxl" and "mn_1_scalar" columns are
+# Table 1's vanilla, MAXL and MN columns.
+MN_TABLE3_COLUMNS = ("vanilla_dot_sgd", "vanilla_dot_adamw", "vanilla_cos_sgd", "vanilla_cos_adamw", "maxl",
+                     "mn_1_scalar", "mn_1_diagonal", "mn_3_scalar", "mn_3_diagonal")
+# the options of `python -m nslviz train` that give each column (after --dataset and --backbone)
+MN_TABLE3_OPTIONS = {
+    "vanilla_dot_sgd": "--preset mn --method vanilla --classifier dot --optimizer sgd",
+    "vanilla_dot_adamw": "--preset mn --method vanilla --classifier dot",
+    "vanilla_cos_sgd": "--preset mn --method vanilla --optimizer sgd",
+    "vanilla_cos_adamw": "--preset mn --method vanilla",
+    "maxl": "--preset maxl",
+    "mn_1_scalar": "--preset mn --method mn",
+    "mn_1_diagonal": "--preset mn --method mn --step-size diagonal",
+    "mn_3_scalar": "--preset mn --method mn --inner-steps 3",
+    "mn_3_diagonal": "--preset mn --method mn --inner-steps 3 --step-size diagonal",
+}
+MN_TABLE3: dict[tuple[str, str], tuple[float, ...]] = {
+    ("convnet4", "mnist"): (99.39, 99.47, 99.42, 99.44, 99.60, 99.62, 99.45, 99.50, 99.55),
+    ("convnet4", "svhn"): (93.01, 93.12, 92.93, 93.02, 94.06, 94.46, 93.95, 94.05, 94.05),
+    ("densenet40", "cifar10"): (94.56, 94.46, 94.52, 94.53, 94.83, 95.04, 94.79, 95.08, 95.12),
+    ("densenet40", "cifar100"): (73.85, 73.68, 74.08, 73.92, 75.64, 76.32, 77.20, 76.04, 76.42),
+    ("densenet40", "cinic10"): (85.13, 85.02, 85.10, 84.92, 85.42, 85.73, 85.76, 85.51, 85.21),
+    ("densenet40", "tiny-imagenet"): (49.32, 49.21, 49.40, 49.28, 50.94, 53.27, 53.16, 52.88, 52.61),
+    ("resnet29", "cifar10"): (94.91, 94.96, 95.02, 95.06, 95.31, 95.56, 95.28, 95.36, 95.26),
+    ("resnet29", "cifar100"): (76.65, 76.72, 76.70, 76.51, 77.94, 78.84, 78.20, 78.04, 78.40),
+    ("resnet29", "cinic10"): (85.86, 85.91, 85.96, 86.03, 86.34, 86.86, 86.41, 86.38, 86.51),
+    ("resnet29", "tiny-imagenet"): (54.79, 54.67, 54.97, 54.82, 56.29, 57.36, 56.93, 57.64, 57.27),
+    ("resnet56", "cifar10"): (95.64, 95.83, 95.71, 95.73, 96.06, 96.36, 96.32, 96.28, 96.04),
+    ("resnet56", "cifar100"): (79.54, 79.68, 79.78, 79.64, 80.36, 80.58, 80.66, 80.20, 80.14),
+    ("resnet56", "cinic10"): (88.03, 88.15, 87.90, 88.21, 88.30, 88.61, 88.47, 88.42, 88.38),
+    ("resnet56", "tiny-imagenet"): (57.79, 57.95, 57.89, 57.92, 58.94, 60.05, 59.20, 59.85, 59.88),
+}
+
 # NSL Table 4: CIFAR error (%) of the CNN-9 family; keys are (variant, dataset).
 NSL_TABLE4: dict[tuple[str, str], float] = {
     ("cnn", "cifar10"): 7.78, ("cnn", "cifar100"): 28.95,

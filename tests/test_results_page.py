@@ -132,3 +132,24 @@ def test_a_race_names_its_cpu_and_promises_a_spread_only_where_it_has_one(make_r
     arms["joint"]["attended_value_acc_per_seed"] = [0.05, 0.14]
     text = "\n".join(make_results.RENDERERS["mn_race"](race))
     assert "(seeds: lowest – highest)" in text and "9.6 % (5.0 – 14.0)" in text
+
+
+def test_mn_table3_agrees_with_table1_and_its_commands_parse(make_results):
+    """Table 3's cos-adamw, MAXL and ft:1+S columns are Table 1's vanilla, MAXL and MN columns (a typo in
+    either table shows here), and every column's options are a train command's."""
+    from nslviz import paper
+    from nslviz.__main__ import build_parser
+    for key, row in paper.MN_TABLE3.items():
+        table3, table1 = dict(zip(paper.MN_TABLE3_COLUMNS, row)), paper.mn_table1_row(*key)
+        assert (table3["vanilla_cos_adamw"], table3["maxl"], table3["mn_1_scalar"]) == \
+            (table1["vanilla"], table1["maxl"], table1["mn"]), key
+    assert set(paper.MN_TABLE3_OPTIONS) == set(paper.MN_TABLE3_COLUMNS)
+    from nslviz.cli.train import config_from_args
+    configs = {column: config_from_args(build_parser().parse_args(["train", "--dataset", "digits", *options.split()]))
+               for column, options in paper.MN_TABLE3_OPTIONS.items()}
+    assert (configs["vanilla_dot_sgd"].classifier, configs["vanilla_dot_sgd"].optimizer) == ("dot", "sgd")
+    assert (configs["mn_3_diagonal"].inner_steps, configs["mn_3_diagonal"].step_size) == (3, "diagonal")
+    assert configs["maxl"].method == "maxl"
+    text = make_results.render()
+    assert "| densenet40 | cifar100 | 73.85 | 73.68 | 74.08 | 73.92 | 75.64 | 76.32 | 77.20 | 76.04 | 76.42 |" in text
+    assert "MAXL has no implementation" not in text

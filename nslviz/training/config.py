@@ -27,7 +27,7 @@ Recipes (see docs/official-code.md §A.7 and §B.6):
         it holds out a validation split (CIFAR: the last 5,000 training images) and tests the
         best-on-validation model; the official code trains on all 50,000 and tests the last one:
         `val_size=0` (CLI --val-size 0) does that.
-* "maxl" MN Table 1's MAXL baseline as MN appendix A.6 ran it (docs/maxl.md): method maxl, SGD lr 0.1,
+* "maxl" MN Table 1's MAXL baseline as MN appendix A.2 ran it (docs/maxl.md): method maxl, SGD lr 0.1,
         momentum 0.9, L2 5e-4, lr halved at 50, 100 and 150 of 200 epochs; data, batch, clipping and the
         cosine classifier as the "mn" preset's.
 * "nsl_global" NSL Table 8 (the official global-similarity code): Adam lr 1e-3 with L2 5e-4 added to the
@@ -322,7 +322,7 @@ PRESET_FIELDS: dict[str, dict] = {
     "nsl": dict(method="vanilla", classifier="dot", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=False,
                 weight_decay=5e-4, batch_size=128, milestones=(20 / 42.5, 30 / 42.5, 37.5 / 42.5), clip_value=None,
                 label_smoothing=0.01, augment="nsl", decay_everything=True),
-    # MN A.6: MAXL's code with SGD lr 0.1, momentum 0.9, weight decay 5e-4, ψ = 5, lr halved every 50
+    # MN A.2: MAXL's code with SGD lr 0.1, momentum 0.9, weight decay 5e-4, ψ = 5, lr halved every 50
     # of 200 epochs; the data and classifier as the mn preset's, so that it compares with its methods
     "maxl": dict(method="maxl", batch_size=128, clip_value=10.0, augment="paper", classifier="cosine",
                  label_smoothing=0.0, decay_everything=False, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=False,
