@@ -538,3 +538,18 @@ def test_inputs_of_the_wrong_dtype_and_a_zero_predictor_width_are_named():
         conv(torch.zeros(2, 3, 8, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match="predictor_hidden must be > 0, got 0"):
         NSConv2d(3, 4, mode="dynamic_dns", predictor_hidden=0)
+
+
+def test_only_the_fully_cosine_uns_predictor_is_bounded():
+    """SimilarityPredictor's docstring: the paper's bounded SphereNet outputs hold for kind "full_sphere"
+    in UNS mode only; the released "sphere" predictor's plain output conv is unbounded."""
+    from nslviz.nsl.predictor import SimilarityPredictor
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 10, 10) * 50
+    ranges = {}
+    for kind in ("sphere", "full_sphere"):
+        predictor = SimilarityPredictor(8, diagonal=False, kind=kind)
+        with torch.no_grad():
+            predictor.output_weight.mul_(1e6)
+        ranges[kind] = predictor(x).abs().max().item()
+    assert ranges["full_sphere"] <= 1 + 1e-5 and ranges["sphere"] > 10

@@ -21,7 +21,12 @@ class GlobalSimilarityAttention(nn.Module):
     `cosine=True` makes φ fully cosine SphereConvs (the SphereNet rows of Table 8), False plain
     convs (the CNN rows). `orthogonality_weight` gives the three convs the official ½‖WᵀW − I‖²
     penalty (2e-4 officially; default 0), summed by `regularization()` and `nsl_regularization`;
-    they are weight-decayed as well, as officially."""
+    they are weight-decayed as well, as officially.
+
+    Against the paper's eq. (11), M_G(X) = G1(X) G2(X)ᵀ with G1, G2 1×1 convolutions of width C and the
+    layer's own weights applied after: the official block (and this one) adds the softmax over positions,
+    ReLU on f, width C/8, the value convolution h and the γ-gated residual, the self-attention block of
+    SAGAN that the paper names as the same mechanism."""
 
     def __init__(self, channels: int, reduction: int = 8, cosine: bool = True, orthogonality_weight: float = 0.0):
         super().__init__()

@@ -68,7 +68,12 @@ class SimilarityPredictor(nn.Module):
     with the weights, so M starts about 0.15 away from I rather than 0.005); kind "cnn" makes
     both plain convs and puts BN after both layers in both modes (paper Table 1: an unnormalised
     CNN predictor does not converge). With `shared`, the conv weights come from a
-    SharedSimilarityPredictor and a per-layer 1×1 adaptation conv comes first."""
+    SharedSimilarityPredictor and a per-layer 1×1 adaptation conv comes first.
+
+    Not bounded: sec. 3.3.1 motivates a SphereNet predictor by its outputs, cosines in [−1, 1]. As
+    coded (kind "sphere") only the hidden layer divides by the input's norm and the output layer is a
+    plain conv, so M − I is unbounded (notebook 07 measures taps below 0 and above 2); only "full_sphere"
+    in UNS mode, whose output layer is cosine with no BatchNorm after it, keeps every entry in [−1, 1]."""
 
     def __init__(self, in_channels: int, diagonal: bool, *, kernel_size: int = 3, stride: int = 1, padding: int = 1,
                  hidden: int | None = None, kind: str = "sphere", shared: SharedSimilarityPredictor | None = None):
