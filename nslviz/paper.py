@@ -122,19 +122,19 @@ NSL_TABLE6: dict[str, tuple[str, float, float]] = {
     "Dynamic NSN (CNN-9)": ("CNN-9", 77.44, 0.63),
 }
 
-# (nsl mode, few-shot method) of `python -m nslviz few-shot` -> its row of Table 6 (the plain CNN rows are
-# the nearest published baselines: finetuning the classifier of a pretrained CNN-4, and MAML).
+# (nsl mode, few-shot method, backbone) of `python -m nslviz few-shot` -> its row of Table 6 (the plain CNN
+# rows are the nearest published baselines: finetuning the classifier of a pretrained CNN-4, and MAML).
 NSL_TABLE6_ROWS = {
-    ("static_dns", "finetune"): "Static NSN", ("static_dns", "maml"): "Meta-learned static NSN",
-    ("dynamic_dns", "finetune"): "Dynamic NSN", ("none", "finetune"): "Finetuning baseline [46]",
-    ("none", "maml"): "MAML [14]",
+    ("static_dns", "finetune", "cnn4"): "Static NSN", ("static_dns", "maml", "cnn4"): "Meta-learned static NSN",
+    ("dynamic_dns", "finetune", "cnn4"): "Dynamic NSN", ("none", "finetune", "cnn4"): "Finetuning baseline [46]",
+    ("none", "maml", "cnn4"): "MAML [14]", ("dynamic_dns", "finetune", "cnn9"): "Dynamic NSN (CNN-9)",
 }
 
 
-def nsl_table6_reference(nsl: str, method: str, way: int = 5, shot: int = 5) -> dict | None:
+def nsl_table6_reference(nsl: str, method: str, way: int = 5, shot: int = 5, backbone: str = "cnn4") -> dict | None:
     """{row, backbone, accuracy, interval95} of NSL Table 6 for this few-shot run, or None (the table is
-    5-way 5-shot only)."""
-    row = NSL_TABLE6_ROWS.get((nsl, method))
+    5-way 5-shot only, and has one CNN-9 row)."""
+    row = NSL_TABLE6_ROWS.get((nsl, method, backbone))
     if row is None or (way, shot) != (5, 5):
         return None
     backbone, accuracy, interval = NSL_TABLE6[row]

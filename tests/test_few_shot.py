@@ -286,6 +286,27 @@ def test_run_few_shot_is_deterministic_and_beside_table6():
         FewShotConfig(nsl="dynamic_dns", method="maml")
 
 
+def test_few_shot_runs_on_the_cnn9_of_table6s_last_row():
+    """backbone "cnn9": the CIFAR CNN-9 of NSL Table 4 pretrained and adapted like the CNN-4 (static M
+    finetuned per episode through it too); only dynamic NSN on it has a Table 6 row."""
+    from nslviz.experiments.few_shot import pretrain_network
+    from nslviz.models import build_backbone
+    small = dict(dataset_options={"num_classes": 20, "per_class": 8}, episodes=2, way=3, shot=1, query=2,
+                 pretrain_epochs=1, finetune_epochs=2, image_size=16, episode_batch=2, backbone="cnn9")
+    for nsl in ("dynamic_dns", "static_dns"):
+        summary = run_few_shot(FewShotConfig(**small, nsl=nsl)).summary()
+        network = build_backbone("cnn9", in_channels=3, image_size=16, nsl=nsl, final_relu=True)
+        assert summary["backbone"] == "cnn9" and summary["parameters"] == sum(p.numel() for p in network.parameters())
+    assert nsl_table6_reference("dynamic_dns", "finetune", backbone="cnn9") == {
+        "row": "Dynamic NSN (CNN-9)", "backbone": "CNN-9", "accuracy": 77.44, "interval95": 0.63}
+    assert nsl_table6_reference("static_dns", "finetune", backbone="cnn9") is None
+    with pytest.raises(ValueError, match="unknown few-shot backbone 'resnet29'; expected one of 'cnn4', 'cnn9'"):
+        FewShotConfig(backbone="resnet29")
+    cnn4 = pretrain_network(FewShotConfig(**{**small, "backbone": "cnn4"}, nsl="dynamic_dns"))
+    with pytest.raises(ValueError, match="the pretrained network is a cnn4, the config's backbone 'cnn9'"):
+        run_few_shot(FewShotConfig(**small, nsl="dynamic_dns"), pretrained=cnn4)
+
+
 def test_run_few_shot_refuses_episodes_that_do_not_fit_before_pretraining(monkeypatch):
     import nslviz.experiments.few_shot as few_shot
 
@@ -312,7 +333,7 @@ def test_few_shot_command_prints_json_last(capsys):
                  "--meta-iterations", "2", "--meta-batch", "2", "--inner-steps", "1", "--classifier-steps", "1",
                  "--json"])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert code == 0 and lines[0].startswith("few-shot glyphs 2-way 1-shot, static_dns maml: ")
+    assert code == 0 and lines[0].startswith("few-shot glyphs 2-way 1-shot, static_dns cnn4 maml: ")
     summary = json.loads(lines[-1])
     assert summary["method"] == "maml" and summary["meta_iterations"] == 2 and summary["episodes"] == 3
     assert 0 <= summary["accuracy"] <= 100

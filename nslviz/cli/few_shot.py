@@ -4,9 +4,11 @@
     python -m nslviz few-shot --nsl static_dns --method finetune --episodes 100 --json      # embedded glyphs
     python -m nslviz few-shot --dataset mini-imagenet --nsl dynamic_dns --device auto      # Table 6's protocol
     python -m nslviz few-shot --dataset mini-imagenet --nsl static_dns --method maml --device auto
+    python -m nslviz few-shot --dataset mini-imagenet --nsl dynamic_dns --backbone cnn9 --device auto   # last row
 
-Pretrains a CNN-4 (4 × 32 3×3 convs) with the chosen NSL convolutions on the base classes (Adam 1e-3),
-then adapts on N-way K-shot episodes of the novel classes: "finetune" retrains a new classifier (and,
+Pretrains a CNN-4 (4 × 32 3×3 convs; --backbone cnn9: the CNN-9 of Table 6's last row) with the chosen
+NSL convolutions on the base classes (Adam 1e-3), then adapts on N-way K-shot episodes of the novel
+classes: "finetune" retrains a new classifier (and,
 for static NSN, M) with SGD 0.01 / momentum 0.9 / dampening 0.9 / weight decay 1e-3 for 100 epochs;
 "maml" meta-learns static M and the classifier (eq. 7; 5 inner steps at 0.2 on both, then 20 on the
 classifier). Prints the mean query accuracy ± the 95 % interval over episodes, beside Table 6's number.
@@ -14,7 +16,7 @@ Mini-ImageNet is not downloaded: data/README.md says where its images and split 
 """
 from __future__ import annotations
 
-from ..experiments.few_shot import FEW_SHOT_METHODS, FEW_SHOT_NSL, FewShotConfig
+from ..experiments.few_shot import FEW_SHOT_BACKBONES, FEW_SHOT_METHODS, FEW_SHOT_NSL, FewShotConfig
 from .common import emit_json, integer_at_least, nonnegative_int, positive_float, positive_int
 
 integer_at_least_two = integer_at_least(2)
@@ -28,7 +30,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dataset", choices=available_few_shot_datasets(), default=d.dataset,
                    help="glyphs: embedded, generated; mini-imagenet: Table 6 (files under the data folder)")
     p.add_argument("--data-dir", default=None, help="the data folder (default: $NSLVIZ_DATA, else the repository's data/)")
-    p.add_argument("--nsl", choices=FEW_SHOT_NSL, default=d.nsl, help="the convolutions of the CNN-4")
+    p.add_argument("--nsl", choices=FEW_SHOT_NSL, default=d.nsl, help="the convolutions of the network")
+    p.add_argument("--backbone", choices=FEW_SHOT_BACKBONES, default=d.backbone,
+                   help="cnn4: Table 6's CNN-4 rows; cnn9: its last row (dynamic NSN on the CIFAR CNN-9)")
     p.add_argument("--method", choices=FEW_SHOT_METHODS, default=d.method,
                    help="finetune: the paper's test-time SGD; maml: meta-learned static M (static_dns or none)")
     p.add_argument("--way", type=integer_at_least_two, default=d.way)
@@ -64,7 +68,8 @@ def run(args) -> int:
                if value is not None}
     if options and args.dataset != "glyphs":
         raise ValueError(f"--classes and --per-class describe the generated glyphs; {args.dataset} has its own classes")
-    config = FewShotConfig(dataset=args.dataset, data_dir=args.data_dir, nsl=args.nsl, method=args.method,
+    config = FewShotConfig(dataset=args.dataset, data_dir=args.data_dir, nsl=args.nsl, backbone=args.backbone,
+                           method=args.method,
                            way=args.way, shot=args.shot, query=args.query, episodes=args.episodes,
                            image_size=args.image_size, dataset_options=options, pretrain_epochs=args.pretrain_epochs,
                            batch_size=args.batch_size, lr=args.lr, finetune_epochs=args.finetune_epochs,
@@ -77,7 +82,7 @@ def run(args) -> int:
     paper = s["paper"]
     beside = (f" | Table 6 on Mini-ImageNet, {paper['row']} ({paper['backbone']}): {paper['accuracy']:.2f} ± "
               f"{paper['interval95']:.2f}" if paper else " | Table 6 reports 5-way 5-shot only")
-    print(f"few-shot {s['dataset']} {s['way']}-way {s['shot']}-shot, {s['nsl']} {s['method']}: "
+    print(f"few-shot {s['dataset']} {s['way']}-way {s['shot']}-shot, {s['nsl']} {s['backbone']} {s['method']}: "
           f"{s['accuracy']:.2f} ± {s['interval95']:.2f} % over {s['episodes']} episodes{beside} | "
           f"{s['parameters']:,} backbone parameters | {sum(s['seconds'].values()):.1f} s", flush=True)
     if args.json:

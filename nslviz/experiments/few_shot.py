@@ -1,6 +1,7 @@
 """Few-shot learning with neural similarity, NSL sec. 7.2 and Table 6: `run_few_shot(FewShotConfig(...))`.
 
-    1. pretrain  a CNN-4 (`models.cnn`, "cnn4": 4 × 32 3×3 convs, BN, ReLU, 2×2 max-pool) with NSL
+    1. pretrain  a CNN-4 (`models.cnn`, "cnn4": 4 × 32 3×3 convs, BN, ReLU, 2×2 max-pool), or the CNN-9 of
+                 Table 6's last row (`backbone="cnn9"`, the CIFAR network of NSL Table 4), with NSL
                  convolutions and a linear classifier on the base classes (the train and val classes,
                  as the appendix does for the non-MAML models), Adam lr 1e-3 (β 0.9 / 0.999). Static
                  NSN: M is fixed to I while pretraining ("trained from scratch with the static
@@ -50,7 +51,7 @@ from ..training.steps import train_steps
 
 FEW_SHOT_NSL = ("none", "static_dns", "dynamic_dns")
 FEW_SHOT_METHODS = ("finetune", "maml")
-BACKBONE = "cnn4"
+FEW_SHOT_BACKBONES = ("cnn4", "cnn9")     # Table 6: CNN-4 rows, and dynamic NSN on CNN-9
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class FewShotConfig:
     """One few-shot experiment (defaults: the paper's protocol where it gives one, on the embedded glyphs)."""
     dataset: str = "glyphs"           # "mini-imagenet" for Table 6 (see data/README.md)
     nsl: str = "static_dns"           # FEW_SHOT_NSL
+    backbone: str = "cnn4"            # FEW_SHOT_BACKBONES
     method: str = "finetune"          # FEW_SHOT_METHODS
     way: int = 5
     shot: int = 5
@@ -86,6 +88,7 @@ class FewShotConfig:
         check_choice("few-shot dataset", self.dataset, available_few_shot_datasets())
         check_choice("nsl mode for few-shot learning", self.nsl, FEW_SHOT_NSL)
         check_choice("few-shot method", self.method, FEW_SHOT_METHODS)
+        check_choice("few-shot backbone", self.backbone, FEW_SHOT_BACKBONES)
         if self.method == "maml" and self.nsl == "dynamic_dns":
             raise ValueError("method 'maml' meta-learns the static similarity M (NSL eq. 7); a dynamic NSN has no "
                              "static M. Use nsl='static_dns' (or 'none': the classifier alone), or method 'finetune'")
@@ -139,8 +142,8 @@ class FewShotResult:
         return {"dataset": c.dataset, "nsl": c.nsl, "method": c.method, "way": c.way, "shot": c.shot,
                 "query": c.query, "episodes": len(self.accuracies), "accuracy": round(mean, 2),
                 "interval95": round(half, 2),            # "paper": Table 6's row (Mini-ImageNet), on any dataset
-                "paper": nsl_table6_reference(c.nsl, c.method, c.way, c.shot),
-                "backbone": BACKBONE, "parameters": self.parameters, "image_size": self.data["image_size"],
+                "paper": nsl_table6_reference(c.nsl, c.method, c.way, c.shot, c.backbone),
+                "backbone": c.backbone, "parameters": self.parameters, "image_size": self.data["image_size"],
                 "base_classes": self.data["base_classes"], "base_accuracy": None if math.isnan(self.base_accuracy) else round(100 * self.base_accuracy, 2),
                 "pretrain_epochs": c.pretrain_epochs, "finetune_epochs": c.finetune_epochs,
                 "meta_iterations": c.meta_iterations if c.method == "maml" else 0, "seed": c.seed,
@@ -169,8 +172,8 @@ def base_split(data: ImageDataset) -> tuple[ImageSplit, int]:
 
 
 def build_few_shot_network(config: FewShotConfig, channels: int, image_size: int) -> nn.Module:
-    """The CNN-4 with the configured NSL convolutions (ReLU before the last pool, features flattened)."""
-    return build_backbone(BACKBONE, in_channels=channels, image_size=image_size, nsl=config.nsl, final_relu=True)
+    """The CNN-4 or CNN-9 with the configured NSL convolutions (ReLU before the last pool, features flattened)."""
+    return build_backbone(config.backbone, in_channels=channels, image_size=image_size, nsl=config.nsl, final_relu=True)
 
 
 def pretrain(backbone: nn.Module, split: ImageSplit, classes: int, config: FewShotConfig,
@@ -226,17 +229,19 @@ def base_accuracy(backbone: nn.Module, classifier: nn.Module, split: ImageSplit,
 
 @dataclass
 class PretrainedNetwork:
-    """A CNN-4 pretrained on the base classes, reusable by several few-shot runs of its nsl mode."""
+    """A CNN-4 or CNN-9 pretrained on the base classes, reusable by several few-shot runs of its nsl mode
+    and backbone."""
     backbone: nn.Module
     nsl: str
     history: list[dict]                # step, loss
     base_accuracy: float
     seconds: float
+    name: str = "cnn4"                 # the backbone's name (FEW_SHOT_BACKBONES)
 
 
 def pretrain_network(config: FewShotConfig | None = None, data: ImageDataset | None = None,
                      **overrides) -> PretrainedNetwork:
-    """Step 1 alone: build the CNN-4 of `config.nsl` and pretrain it on the base classes of `data`
+    """Step 1 alone: build the `config.backbone` network of `config.nsl` and pretrain it on the base classes of `data`
     (train + val classes; loaded from the config when None). Seeded by `config.seed`; `overrides`
     replace config fields."""
     config = dataclasses.replace(config or FewShotConfig(), **overrides)
@@ -249,7 +254,8 @@ def pretrain_network(config: FewShotConfig | None = None, data: ImageDataset | N
         backbone = build_few_shot_network(config, data.channels, data.image_size)
         classifier, history = pretrain(backbone, base, base_classes, config, device)
         accuracy = base_accuracy(backbone, classifier, base, device)
-    return PretrainedNetwork(backbone.eval(), config.nsl, history, accuracy, time.perf_counter() - start)
+    return PretrainedNetwork(backbone.eval(), config.nsl, history, accuracy, time.perf_counter() - start,
+                             config.backbone)
 
 
 def evaluate_episodes(network: FunctionalBackbone, images: torch.Tensor, episodes: Episodes, config: FewShotConfig,
@@ -293,6 +299,9 @@ def run_few_shot(config: FewShotConfig | None = None, *, data: ImageDataset | No
     elif pretrained.nsl != config.nsl and (pretrained.nsl, config.nsl) != ("static_dns", "none"):
         raise ValueError(f"the pretrained network has nsl={pretrained.nsl!r}, the config nsl={config.nsl!r}; "
                          f"pretrain one for {config.nsl!r} with pretrain_network(config, data)")
+    if pretrained.name != config.backbone:
+        raise ValueError(f"the pretrained network is a {pretrained.name}, the config's backbone {config.backbone!r}; "
+                         f"pretrain one with pretrain_network(config, data)")
     seconds = {"pretrain": pretrained.seconds, "meta_train": 0.0, "evaluate": 0.0}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -367,6 +376,6 @@ def run_named(config: FewShotConfig, data: ImageDataset, runs, pretrained: dict[
     return results
 
 
-__all__ = ["FEW_SHOT_METHODS", "FEW_SHOT_NSL", "FEW_SHOT_RUNS", "FewShotConfig", "FewShotResult", "PretrainedNetwork",
+__all__ = ["FEW_SHOT_BACKBONES", "FEW_SHOT_METHODS", "FEW_SHOT_NSL", "FEW_SHOT_RUNS", "FewShotConfig", "FewShotResult", "PretrainedNetwork",
            "base_split", "load_few_shot_data", "pretrain", "pretrain_for_runs", "pretrain_network", "run_few_shot",
            "run_named"]
