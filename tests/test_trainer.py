@@ -102,6 +102,21 @@ def test_the_config_reaches_the_model():
     assert head.attention.entry_dropout == 0.25 and head.inner_steps == 3 and head.first_order is True
     assert head.step_size_kind == "diagonal" and head.inner_step_size.shape == (head.feature_dim,)   # one α per feature
     assert float(head.inner_step_size.flatten()[0]) == pytest.approx(0.2) and head.dictionary.value_kind == "fixed"
+    assert not isinstance(head.attention.log_inverse_temperature, torch.nn.Parameter)     # T fixed by default
+
+
+def test_a_learned_temperature_trains_and_is_logged(tmp_path):
+    """learn_temperature (MN appendix A.4's ablation): T is a parameter the optimiser moves, kept out of
+    weight decay, and every epoch's metrics row says where it is."""
+    from nslviz.training.config import build_model
+    head = build_model(TrainConfig(method="mn", entries=30, learn_temperature=True, temperature=0.5), 10, 1, 16).head
+    assert isinstance(head.attention.log_inverse_temperature, torch.nn.Parameter)
+    assert head.attention.temperature == pytest.approx(0.5)
+    run = tmp_path / "run"
+    train(TrainConfig(**TINY, method="mn", learn_temperature=True, lr=1e-2), run, progress=False)
+    from nslviz.training.rundir import RunDirectory
+    rows = [row for row in RunDirectory(run, create=False).read_metrics() if "temperature" in row]
+    assert len(rows) == 2 and all(row["temperature"] != pytest.approx(0.2, abs=1e-4) for row in rows)
 
 
 def test_evaluate_reports_the_classifier_before_finetuning_separately():

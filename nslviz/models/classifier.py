@@ -100,15 +100,16 @@ class ImageClassifier(nn.Module):
 
 
 def build_mn_head(feature_dim: int, num_classes: int, *, entries: int = 5000, temperature: float = 0.2,
-                  entry_dropout: float = 0.5, classifier: str = "cosine", values: str = "soft",
+                  learn_temperature: bool = False, entry_dropout: float = 0.5, classifier: str = "cosine", values: str = "soft",
                   inner_steps: int = 1, step_size: str = "scalar", step_size_init: float = 0.05,
                   first_order: bool = False) -> MetaNeighborhoodsHead:
     """MN's classification head as the paper's image models use it (docs/official-code.md §A.2-§A.4):
     cosine attention with a fixed T = 0.2 over S entries, keys N(0, 0.05²), learnable soft values,
     50 % per-example entry dropout, a cosine classifier (τ init 10), one step of a learnable scalar
-    α (init 0.05). `build_image_model` puts it on a backbone; the clusters experiment uses it alone."""
+    α (init 0.05); `learn_temperature` learns T from there (appendix A.4's ablation). `build_image_model`
+    puts it on a backbone; the clusters experiment uses it alone."""
     return MetaNeighborhoodsHead(feature_dim, num_classes, entries=entries, similarity="cosine",
-                                 temperature=temperature, entry_dropout=entry_dropout, classifier=classifier,
+                                 temperature=temperature, learn_temperature=learn_temperature, entry_dropout=entry_dropout, classifier=classifier,
                                  values=values, inner_steps=inner_steps, step_size=step_size,
                                  step_size_init=step_size_init, first_order=first_order)
 
@@ -122,7 +123,8 @@ def dot_mode_final_relu(backbone: str, classifier: str) -> bool:
 
 def build_image_model(method: str, backbone: str, num_classes: int, *, in_channels: int = 3,
                       image_size: int = 32, classifier: str = "cosine", entries: int = 5000,
-                      temperature: float = 0.2, inner_steps: int = 1, step_size: str = "scalar",
+                      temperature: float = 0.2, learn_temperature: bool = False, inner_steps: int = 1,
+                      step_size: str = "scalar",
                       step_size_init: float = 0.05, entry_dropout: float = 0.5, first_order: bool = False,
                       values: str = "soft",
                       ifilm_placement: str = "all", ifilm_entries: int = 10, transition_ifilm: bool = True,
@@ -148,7 +150,7 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
     check_positive("step_size_init", step_size_init)
     check_fraction("entry_dropout", entry_dropout)
     check_choice("values", values, CLASS_VALUE_KINDS)
-    check_flags(first_order=first_order)
+    check_flags(first_order=first_order, learn_temperature=learn_temperature)
     check_positive("ifilm_entries", ifilm_entries, integer=True, minimum=1)
     check_positive("hierarchy", hierarchy, integer=True, minimum=1)
     ifilm = ifilm_placement if method.endswith("ifilm") else "none"
@@ -162,7 +164,8 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
                          final_relu=dot_mode_final_relu(backbone, classifier), **densenet_options)
     d = net.feature_dim
     if method.startswith("mn"):
-        head = build_mn_head(d, num_classes, entries=entries, temperature=temperature, entry_dropout=entry_dropout,
+        head = build_mn_head(d, num_classes, entries=entries, temperature=temperature,
+                             learn_temperature=learn_temperature, entry_dropout=entry_dropout,
                              classifier=classifier, values=values, inner_steps=inner_steps,
                              step_size=step_size, step_size_init=step_size_init, first_order=first_order)
     elif method == "maxl":

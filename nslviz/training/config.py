@@ -84,6 +84,10 @@ class TrainConfig:
                                       "and ImageNet 64x64; 200 on digits and synthetic)")
     temperature: float = option(0.2, "positive", label="temperature T", group=MN,    # fixed, MN eq. (5)
                                 help="softmax temperature T")
+    learn_temperature: bool = option(False, "flag", group=MN,
+                                     help="learn T, starting at --temperature (MN appendix A.4: it falls, the "
+                                          "attention narrows to a few entries and the model overfits; the paper "
+                                          "keeps T fixed)")
     inner_steps: int = option(1, "positive_int", group=MN)
     step_size: str = option("scalar", "choice", STEP_SIZES, group=MN, help="form of the inner step size alpha")
     alpha: float = option(0.05, "positive", group=MN, help="initial inner step size")     # official init
@@ -357,7 +361,7 @@ _IFILM = ("methods vanilla_ifilm and mn_ifilm", lambda c: c.method.endswith("_if
 _MAXL = ("method maxl", lambda c: c.method == "maxl")
 _SGD = ("optimizer sgd", lambda c: c.optimizer == "sgd")
 READ_BY = {
-    **dict.fromkeys(("temperature", "inner_steps", "step_size", "alpha", "entry_dropout", "values",
+    **dict.fromkeys(("temperature", "learn_temperature", "inner_steps", "step_size", "alpha", "entry_dropout", "values",
                      "dictionary_init", "first_order"), _MN_HEAD),
     "entries": ("methods mn, mn_ifilm and vanilla_extra", lambda c: c.method in ("mn", "mn_ifilm", "vanilla_extra")),
     **dict.fromkeys(("ifilm_placement", "ifilm_entries"), _IFILM),
@@ -379,7 +383,8 @@ def build_model(config: TrainConfig, num_classes: int, channels: int, image_size
     """The image model `config` describes, for data of `num_classes` classes, `channels` x `image_size`²."""
     return build_image_model(config.method, config.backbone, num_classes, in_channels=channels,
                              image_size=image_size, classifier=config.classifier, entries=config.entries,
-                             temperature=config.temperature, inner_steps=config.inner_steps,
+                             temperature=config.temperature, learn_temperature=config.learn_temperature,
+                             inner_steps=config.inner_steps,
                              step_size=config.step_size, step_size_init=config.alpha,
                              entry_dropout=config.entry_dropout, first_order=config.first_order,
                              values=config.values,

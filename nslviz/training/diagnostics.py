@@ -42,12 +42,15 @@ def adam_signal_to_noise(optimizer: torch.optim.Optimizer, parameter: nn.Paramet
 
 
 def dictionary_training_state(head: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """For an MN head: the inner step size (mean |α|) and the signal-to-noise of the keys' and the
-    values' gradients ("keys_snr", "values_snr"; absent for fixed values or a non-Adam optimiser)."""
+    """For an MN head: the inner step size (mean |α|), the temperature T where it is learned, and the
+    signal-to-noise of the keys' and the values' gradients ("keys_snr", "values_snr"; absent for fixed
+    values or a non-Adam optimiser)."""
     dictionary = head.dictionary
     values = next((getattr(dictionary, name) for name in ("value_logits", "regression_values")
                    if isinstance(getattr(dictionary, name, None), nn.Parameter)), None)
     result = {"step_size": float(head.inner_step_size.detach().abs().mean())}
+    if isinstance(head.attention.log_inverse_temperature, nn.Parameter):
+        result["temperature"] = head.attention.temperature
     for name, parameter in (("keys_snr", dictionary.keys), ("values_snr", values)):
         ratio = None if parameter is None else adam_signal_to_noise(optimizer, parameter)
         if ratio is not None:
