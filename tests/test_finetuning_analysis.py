@@ -167,7 +167,7 @@ def test_learning_curves_add_the_dictionary_panel_for_mn_runs(tmp_path):
     runs = {"vanilla": _write_run(tmp_path / "vanilla", plain, 10), "mn": _write_run(tmp_path / "mn", mn, 10)}
     fig = learning_curves(runs, "curves")
     assert [a.text for a in fig.layout.annotations][:3] == ["training loss", "validation accuracy",
-                                                            "MN dictionary alone: attended values"]
+                                                            "dictionary alone (attended values)"]
     third = [t for t in fig.data if t.xaxis == "x3"]
     assert len(third) == 1 and list(third[0].y) == [0.1, 0.2, 0.30000000000000004]
     assert [s.y0 for s in fig.layout.shapes] == [0.1]                        # chance, 1/C
@@ -187,13 +187,18 @@ def test_learning_curves_add_the_dictionary_panel_for_mn_runs(tmp_path):
     assert len(two.layout.annotations) == 2 and not two.layout.shapes and not [t for t in two.data if t.xaxis == "x3"]
     running = learning_curves({"mn": _write_run(tmp_path / "running", mn)})
     assert len([t for t in running.data if t.xaxis == "x3"]) == 1 and not running.layout.shapes
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0       # under the panels
+    # a run that starts from another run's backbone says so: its epoch 1 is not a fresh start
+    (runs["mn"] / "config.json").write_text(json.dumps({"init_backbone": str(runs["vanilla"])}))
+    names = [t.name for t in learning_curves(runs).data if t.xaxis == "x" and t.showlegend is not False]
+    assert names == ["vanilla", "MN (from vanilla's backbone)"]
 
 
 def test_a_before_finetuning_line_hidden_under_the_solid_one_says_so(tmp_path):
     rows = [{"epoch": e, "train_loss": 1.0 / e, "val_acc": 0.5 + e / 10, "val_acc_before_finetune": 0.5 + e / 10}
             for e in (1, 2)]
     fig = learning_curves({"mn": _write_run(tmp_path / "same", rows)})
-    assert [t.name for t in fig.data if t.line.dash == "dot"] == ["MN, before finetuning (the same: under the solid line)"]
+    assert [t.name for t in fig.data if t.line.dash == "dot"] == ["MN, before finetuning (= the solid line)"]
     moved = [dict(r, val_acc_before_finetune=r["val_acc"] - 0.1) for r in rows]
     fig = learning_curves({"mn": _write_run(tmp_path / "moved", moved)})
     assert [t.name for t in fig.data if t.line.dash == "dot"] == ["MN, before finetuning"]

@@ -35,16 +35,18 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
     """Training loss and validation accuracy per epoch for each run ({label: run_dir}); for MN runs
     the validation accuracy of the classifier before finetuning is the dotted line, and a third panel
     shows the accuracy of the dictionary read alone (the attended values Σ_j ω_ij v_j), with chance
-    (1/C) as a grey line: the dictionary learning, or not, over the epochs."""
+    (1/C) as a grey line: the dictionary learning, or not, over the epochs. A run started from another
+    run's trained backbone (init_backbone) says so in the legend: its epoch 1 is not a fresh start.
+    The legend sits under the panels, so that they keep their width in a narrow window."""
     curves = {label: read_metrics(run_dir) for label, run_dir in run_dirs.items()}
     dictionary = any(rows and "val_attended_value_acc" in rows[0] for rows in curves.values())
-    titles = ("training loss", "validation accuracy") + (("MN dictionary alone: attended values",) if dictionary else ())
+    titles = ("training loss", "validation accuracy") + (("dictionary alone (attended values)",) if dictionary else ())
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
     classes = None
     spare = iter([c for c in CLASS_COLORS if c not in {METHOD_COLORS.get(label) for label in curves}] * 2)
     for label, rows in curves.items():
         color = METHOD_COLORS.get(label) or next(spare, CLASS_COLORS[-1])
-        name = METHOD_LABELS.get(label, label)
+        name = METHOD_LABELS.get(label, label) + _started_from(run_dirs[label])
         epochs = [r["epoch"] for r in rows]
         fig.add_trace(go.Scatter(x=epochs, y=[r["train_loss"] for r in rows], name=name, legendgroup=label,
                                  line=dict(color=color), mode="lines+markers"), 1, 1)
@@ -54,8 +56,8 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
             before = [r["val_acc_before_finetune"] for r in rows]
             hidden = all(b == r["val_acc"] for b, r in zip(before, rows))    # the step changes no prediction
             fig.add_trace(go.Scatter(x=epochs, y=before, legendgroup=label, line=dict(color=color, dash="dot"),
-                                     name=f"{name}, before finetuning" + (" (the same: under the solid line)"
-                                                                         if hidden else ""), mode="lines"), 1, 2)
+                                     name=f"{METHOD_LABELS.get(label, label)}, before finetuning"
+                                     + (" (= the solid line)" if hidden else ""), mode="lines"), 1, 2)
         if rows and "val_attended_value_acc" in rows[0]:
             fig.add_trace(go.Scatter(x=epochs, y=[r["val_attended_value_acc"] for r in rows], legendgroup=label,
                                      name=f"{name}, attended values", showlegend=False, line=dict(color=color),
@@ -68,7 +70,15 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
     fig.update_yaxes(title_text="cross-entropy", row=1, col=1)
     for col in range(2, len(titles) + 1):                  # accuracies on one fixed scale, chance included
         fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=col)
-    return finish_figure(fig, title, height=420)
+    return finish_figure(fig, title, height=480, margin=dict(b=110),
+                         legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0))
+
+
+def _started_from(run_dir: str | Path) -> str:
+    """' (from <run>'s backbone)' for a run whose backbone started from another run's, else ''."""
+    config = RunDirectory(run_dir, create=False).read_config() or {}
+    start = config.get("init_backbone")
+    return f" (from {Path(start).name}'s backbone)" if start else ""
 
 
 HEAD_CURVES = (("vanilla_acc", "vanilla: cosine classifier", "solid", METHOD_COLORS["vanilla"]),
