@@ -51,6 +51,9 @@ def test_accuracy_figure_names_the_networks_and_draws_table_6_beside_them():
     assert list(bars.y) == [88.7, 94.8, 89.5] and list(bars.error_y.array) == [1.4, 1.1, 1.6]
     assert list(diamonds.x) == ["dynamic NSN · finetune"] and list(diamonds.y) == [71.26]
     assert fig.layout.shapes[0].y0 == 20 and fig.layout.annotations[0].text == "chance (20 %)"
+    assert fig.layout.annotations[0].x > 1 and bars.texttemplate == "%{y:.1f} %"   # label in the margin, values on bars
+    cnn9 = accuracy_figure([dict(summaries[1], backbone="cnn9")])
+    assert list(cnn9.data[0].x) == ["dynamic NSN (CNN-9) · finetune"]
     assert "5-way 5-shot" in fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
     with pytest.raises(ValueError, match="no few-shot results"):
         accuracy_figure([])

@@ -55,10 +55,10 @@ def accuracy_figure(summaries: Sequence[Mapping], title: str | None = None) -> g
     method where the paper has one (diamonds; Mini-ImageNet 5-way 5-shot)."""
     if not summaries:
         raise ValueError("no few-shot results to draw")
-    names = [f"{NETWORK_LABELS.get(s['nsl'], s['nsl'])} · {METHOD_LABELS.get(s['method'], s['method'])}"
-             for s in summaries]
+    names = [f"{NETWORK_LABELS.get(s['nsl'], s['nsl'])}{_backbone_label(s)} · "
+             f"{METHOD_LABELS.get(s['method'], s['method'])}" for s in summaries]
     fig = go.Figure(go.Bar(x=names, y=[s["accuracy"] for s in summaries], name="this run",
-                           marker_color=CLASS_COLORS[0],
+                           marker_color=CLASS_COLORS[0], texttemplate="%{y:.1f} %", textposition="inside",
                            error_y=dict(type="data", array=[s["interval95"] for s in summaries]),
                            hovertemplate="%{x}: %{y:.2f} %<extra>this run</extra>"))
     papers = [(name, s["paper"]) for name, s in zip(names, summaries) if s.get("paper")]
@@ -70,12 +70,19 @@ def accuracy_figure(summaries: Sequence[Mapping], title: str | None = None) -> g
                                  text=[p["row"] for _, p in papers],
                                  hovertemplate="%{text}: %{y:.2f} %<extra>Table 6</extra>"))
     way = summaries[0]["way"]
-    fig.add_hline(y=100 / way, line_dash="dot", annotation_text=f"chance ({100 / way:.0f} %)",
-                  annotation_position="bottom left")                 # under the line, clear of the bars' tops
+    fig.add_hline(y=100 / way, line_dash="dot")
+    fig.add_annotation(text=f"chance ({100 / way:.0f} %)", x=1.01, xref="paper", xanchor="left", y=100 / way,
+                       yref="y", showarrow=False)                    # in the right margin, clear of the bars
     first = summaries[0]
     return finish_figure(fig, title or f"{first['dataset']}: {way}-way {first['shot']}-shot query accuracy over "
                                        f"{first['episodes']} episodes (± 95 % interval)",
-                         "network · test-time method", "query accuracy (%)")
+                         "network · test-time method", "query accuracy (%)", margin=dict(r=110))
+
+
+def _backbone_label(summary: Mapping) -> str:
+    """' (CNN-9)' for a run on another network than the CNN-4 of most of Table 6, else ''."""
+    backbone = summary.get("backbone", "cnn4")
+    return "" if backbone == "cnn4" else f" ({backbone.upper().replace('CNN', 'CNN-')})"
 
 
 def meta_training_figure(history: Sequence[Mapping], title: str | None = None) -> go.Figure:
