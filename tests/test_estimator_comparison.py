@@ -272,6 +272,7 @@ def test_loss_curves_figure_marks_the_epoch_kept(estimator):
     assert list(training.x) == [epoch - 0.5 for epoch in range(1, model.n_iter_ + 1)] and validation.x[0] == 0
     assert list(kept.x) == [model.best_epoch_] and kept.y[0] == model.best_validation_loss_
     assert figure.layout.title.text and figure.layout.xaxis.title.text and figure.layout.yaxis.title.text
+    assert figure.layout.yaxis.range[1] >= max(model.loss_curve_ + model.validation_loss_curve_)   # no point cut off
     floors = [shape.y0 for shape in figure.layout.shapes]
     if estimator is MetaNeighborsClassifier:            # ε = 0.1, 3 classes: H(0.9333, 0.0333, 0.0333)
         assert floors == [pytest.approx(-(0.9 + 0.1 / 3) * np.log(0.9 + 0.1 / 3) - 2 * (0.1 / 3) * np.log(0.1 / 3))]

@@ -47,6 +47,7 @@ def loss_curves_figure(estimator) -> go.Figure:
     loss = ("cross-entropy (training: against smoothed labels)" if is_classifier(estimator)
             else "squared error (standardised targets)")
     fig.update_layout(height=380, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    fig.update_yaxes(range=[0, 1.08 * max(max(training, default=0), max(validation, default=0))])  # every point in view
     return finish_figure(fig, f"{type(estimator).__name__}, first member: loss per epoch (star: the weights kept)",
                          "epoch (0 = the weights as built)", loss)
 
