@@ -162,6 +162,8 @@ def paper_sections() -> list[str]:
                    [[b, d, *(f"{a:.2f}" for a in row)] for (b, d), row in paper.MN_TABLE3.items()])
     lines += ["Each column is one command, `python -m nslviz train --dataset D --backbone B` and:", ""]
     lines += table(["column", "options"], [[c, f"`{o}`"] for c, o in paper.MN_TABLE3_OPTIONS.items()])
+    lines += ["The official SGD baseline's length is known on CIFAR-10/100 only (120k iterations); on the other "
+              "rows the two SGD columns ask for one (`--iterations N`), and the paper does not give it.", ""]
     lines += ["### MN Table 2: regression test MSE, 5-fold CV", ""]
     lines += table(["dataset", "n", "d", "kNN", "MLP", "MN", "command"],
                    [[name, f"{row['n']:,}", row["d"],

@@ -78,3 +78,17 @@ def test_options_no_run_reads_are_named_on_stderr(tmp_path):
     read = run_in_process("train", "--method", "mn", "--optimizer", "sgd", "--entries", "50", "--momentum", "0.5",
                           "--run-dir", str(tmp_path / "m"), *tiny)
     assert read.returncode == 0 and "changes nothing" not in read.stderr
+
+
+def test_mn_start_vanilla_refuses_the_settings_it_chooses(tmp_path):
+    """--mn-start vanilla sets init_backbone, dictionary_init and alpha of every MN run: given as well,
+    they would be overwritten without a word."""
+    given = run_in_process("compare", "--quick", "--mn-start", "vanilla", "--methods", "vanilla", "mn", "--alpha", "0.1",
+                           "--dictionary-init", "random")
+    assert given.returncode == 2 and \
+        "--mn-start vanilla sets --dictionary-init, --alpha of the MN runs itself" in given.stderr
+    vanilla_only = run_in_process("compare", "--mn-start", "vanilla", "--methods", "vanilla", "--alpha", "0.1",
+                                  "--epochs", "1", "--train-limit", "64", "--eval-limit", "64", "--val-size", "32",
+                                  "--group-dir", str(tmp_path), "--no-progress")
+    assert vanilla_only.returncode == 0, vanilla_only.stderr[-2000:]              # no MN run: nothing is overwritten
+    assert "--alpha changes nothing here" in vanilla_only.stderr

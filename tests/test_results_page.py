@@ -150,6 +150,16 @@ def test_mn_table3_agrees_with_table1_and_its_commands_parse(make_results):
     assert (configs["vanilla_dot_sgd"].classifier, configs["vanilla_dot_sgd"].optimizer) == ("dot", "sgd")
     assert (configs["mn_3_diagonal"].inner_steps, configs["mn_3_diagonal"].step_size) == (3, "diagonal")
     assert configs["maxl"].method == "maxl"
+    # on every row, each column trains the official length, or (SGD outside CIFAR) asks for one
+    for backbone, dataset in paper.MN_TABLE3:
+        for column, options in paper.MN_TABLE3_OPTIONS.items():
+            argv = ["train", "--dataset", dataset, "--backbone", backbone, *options.split()]
+            try:
+                config = config_from_args(build_parser().parse_args(argv))
+            except ValueError as error:
+                assert "sgd" in column and "give one (--iterations or --epochs" in str(error), (dataset, column)
+                continue
+            assert config.iterations is not None or config.epochs == 200, (dataset, column)   # maxl: 200 epochs
     text = make_results.render()
     assert "| densenet40 | cifar100 | 73.85 | 73.68 | 74.08 | 73.92 | 75.64 | 76.32 | 77.20 | 76.04 | 76.42 |" in text
     assert "MAXL has no implementation" not in text

@@ -112,6 +112,9 @@ def test_a_learned_temperature_trains_and_is_logged(tmp_path):
     head = build_model(TrainConfig(method="mn", entries=30, learn_temperature=True, temperature=0.5), 10, 1, 16).head
     assert isinstance(head.attention.log_inverse_temperature, torch.nn.Parameter)
     assert head.attention.temperature == pytest.approx(0.5)
+    model = build_model(TrainConfig(method="mn", entries=30, learn_temperature=True), 10, 1, 16)
+    no_decay = next(g for g in parameter_groups(model, 0.075) if g["name"] == "no_decay")["params"]
+    assert any(p is model.head.attention.log_inverse_temperature for p in no_decay)
     run = tmp_path / "run"
     train(TrainConfig(**TINY, method="mn", learn_temperature=True, lr=1e-2), run, progress=False)
     from nslviz.training.rundir import RunDirectory

@@ -4,7 +4,7 @@
     python -m nslviz compare --methods vanilla mn --dataset digits --epochs 4 --json
     python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods vanilla mn mn_ifilm
     python -m nslviz compare --preset nsl --dataset cifar10 --backbone cnn9 --variants cnn static_dns dynamic_dns
-    python -m nslviz compare --quick --preset mn --methods vanilla mn   # the notebooks' quick mode (digits, CPU)
+    python -m nslviz compare --quick --preset mn --mn-start vanilla --methods vanilla mn   # notebook 03's quick mode
 
 Each run goes to <group-dir>/<method or variant> (default runs/<dataset>-<backbone>-compare-seed<k>, for
 variants runs/<dataset>-<backbone>-nsl-seed<k>): a run that finished is read back, one that was cut off
@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..experiments.compare import (ALL_NSL_VARIANTS, MN_STARTS, QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS, compare_methods,
-                                  compare_nsl_variants, quick_config)
+from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS,
+                                  VANILLA_START_ALPHA, compare_methods, compare_nsl_variants, quick_config)
 from ..models.classifier import METHODS
 from .common import emit_json, folder_path, validation_text
 from .train import CONTROL, RUN, add_config_arguments, config_from_args, warn_unread
@@ -57,6 +57,11 @@ def main(args) -> int:
                              f"place of SGD); leave {'them' if len(given) > 1 else 'it'} out, or leave out --quick")
         config = quick_config(config)
     methods = getattr(args, "methods", None) or [config.method]              # NSL variants keep config's method
+    started = [f"--{name.replace('_', '-')}" for name in MN_START_SETTINGS if name in vars(args)]
+    if args.mn_start == "vanilla" and started and any(m.startswith("mn") for m in methods):
+        raise ValueError(f"--mn-start vanilla sets {', '.join(started)} of the MN runs itself (vanilla's backbone, a "
+                         f"dictionary of training images, alpha {VANILLA_START_ALPHA}); leave "
+                         f"{'them' if len(started) > 1 else 'it'} out, or leave out --mn-start vanilla")
     warn_unread([dataclasses.replace(config, method=m) for m in methods], args, COMPARE_CONTROL)
     options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)
     if getattr(args, "variants", None):

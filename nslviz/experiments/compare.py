@@ -101,6 +101,7 @@ def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress
 # "vanilla" (the vanilla run's trained backbone and a dictionary started at S training images)
 MN_STARTS = ("scratch", "vanilla")
 VANILLA_START_ALPHA = 0.5
+MN_START_SETTINGS = ("init_backbone", "dictionary_init", "alpha")   # what mn_start "vanilla" sets in every MN run
 
 
 def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str | Path | None = None,
@@ -124,8 +125,8 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
     if mn_start == "vanilla":
         for method in methods:
             if method.startswith("mn"):
-                configs[method] = dataclasses.replace(configs[method], init_backbone=str(group / "vanilla"),
-                                                      dictionary_init="data", alpha=VANILLA_START_ALPHA)
+                start = zip(MN_START_SETTINGS, (str(group / "vanilla"), "data", VANILLA_START_ALPHA))
+                configs[method] = dataclasses.replace(configs[method], **dict(start))
     return compare_runs(configs, group, progress=progress, overwrite=overwrite)
 
 

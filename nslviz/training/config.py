@@ -250,7 +250,11 @@ class TrainConfig:
                 raise ValueError(f"epochs None asks for the official schedule, and {fields.get('dataset', cls.dataset)} "
                                  f"has none with the {preset} preset and {fields.get('optimizer', cls.optimizer)}; "
                                  f"give the number of epochs")
-            if official and "epochs" not in overrides and "iterations" not in overrides:
+            given_length = "epochs" in overrides or "iterations" in overrides
+            if not official and not given_length and "epochs" not in PRESET_FIELDS[preset]:
+                _refuse_a_length_for_another_optimizer(preset, fields.get("optimizer", cls.optimizer),
+                                                       fields.get("dataset", cls.dataset))
+            if official and not given_length:
                 fields = {"iterations": official[0], "milestones": official[1], **fields}
             overrides = fields
         return cls(**overrides)
@@ -377,6 +381,17 @@ def unread_settings(configs: list[TrainConfig], names) -> dict[str, str]:
     (READ_BY): `--entries 500` given with `--method vanilla` changes nothing."""
     return {name: READ_BY[name][0] for name in names
             if name in READ_BY and not any(READ_BY[name][1](c) for c in configs)}
+
+
+def _refuse_a_length_for_another_optimizer(preset: str, optimizer: str, dataset: str) -> None:
+    """A preset whose official length for `dataset` belongs to another optimizer (MN Table 3's SGD
+    baselines outside CIFAR) would silently train the default 5 epochs: ask for a length instead."""
+    others = {opt: schedule[dataset] for (p, opt), schedule in PAPER_SCHEDULES.items() if p == preset and dataset in schedule}
+    if others:
+        opt, (iterations, _) = next(iter(others.items()))
+        raise ValueError(f"--preset {preset} has an official length for {dataset} with {', '.join(others)} only, not "
+                         f"with {optimizer}; give one (--iterations or --epochs; e.g. --iterations {iterations}, "
+                         f"its {opt} length)")
 
 
 def build_model(config: TrainConfig, num_classes: int, channels: int, image_size: int) -> ImageClassifier:
