@@ -168,6 +168,9 @@ def test_effective_kernel_applied_to_the_patch_is_the_layer_output(mode):
         np.testing.assert_allclose(expected, out[:, i, j].numpy(), rtol=1e-4, atol=1e-5)
     fig = effective_kernel_figure(x[0, :1], kernels[0, 0], kernels[:2, 0], [(0, 0), (5, 4)], "conv")
     assert fig.layout.title.text and len(fig.data) == 2 + 2 * 2
+    markers = [t.marker.color for t in fig.data if t.type == "scatter"]        # each title in its marker's colour
+    assert [(a.text, a.font.color) for a in fig.layout.annotations[2:4]] == \
+        [("● M(p)ᵀW at (0, 0)", markers[0]), ("● M(p)ᵀW at (5, 4)", markers[1])]
     assert effective_kernel_figure(x[0, :1], kernels[0, 0], np.repeat(kernels[:1, 0], 4, axis=0), [(0, 0), (5, 4), (1, 1), (2, 2)],
                                    "conv").layout.width <= 1190        # four positions fit a notebook's output area
     with pytest.raises(ValueError, match="positions"):

@@ -258,6 +258,8 @@ def effective_kernel_figure(image, kernel: np.ndarray, effective: np.ndarray, po
                                  name=f"({i}, {j})", hoverinfo="name"), 1, 1)
         fig.add_trace(go.Heatmap(z=effective[n], coloraxis="coloraxis", texttemplate="%{z:.2f}",
                                  name=f"M(p)ᵀW at ({i}, {j})"), 1, n + 3)
+    for n, annotation in enumerate(fig.layout.annotations[2:2 + len(positions)]):   # each title in its marker's colour
+        annotation.update(text=f"● {annotation.text}", font=dict(color=colors[n % len(colors)]))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="image column", row=1, col=1)
     fig.update_yaxes(title_text="image row", row=1, col=1)
