@@ -47,6 +47,20 @@ def boolean(text: str) -> bool:
     return value
 
 
+def option_flag(name: str) -> str:
+    """The command-line option of a config field: "dictionary_init" -> "--dictionary-init"."""
+    return f"--{name.replace('_', '-')}"
+
+
+def refuse_given(args, names, switch: str, verb: str, why: str) -> None:
+    """A ValueError naming the options among `names` given in `args` although `switch` sets them itself:
+    "--quick chooses --dataset itself (why); leave it out, or leave out --quick"."""
+    given = [option_flag(name) for name in names if name in vars(args)]
+    if given:
+        raise ValueError(f"{switch} {verb.format(', '.join(given))} itself ({why}); leave "
+                         f"{'them' if len(given) > 1 else 'it'} out, or leave out {switch}")
+
+
 def folder_path(text: str) -> str:
     """An argparse type for a run directory or output folder: any path but an empty one (which
     would write into the current folder or the default runs/ folder without saying so)."""
@@ -146,7 +160,7 @@ def add_option_arguments(groups: dict, config_class, special: dict[str, dict] | 
             form = {"type": ARGUMENT_TYPES[declared.kind]}
         labels = {"help": _noted(declared.help, default_help(name, declared, defaults[name], presets)),
                   "metavar": declared.metavar}
-        groups[declared.group].add_argument(f"--{name.replace('_', '-')}",
+        groups[declared.group].add_argument(option_flag(name),
                                             **{k: v for k, v in labels.items() if v is not None}, **form)
 
 

@@ -19,7 +19,7 @@ import dataclasses
 from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS,
                                   VANILLA_START_ALPHA, compare_methods, compare_nsl_variants, quick_config)
 from ..models.classifier import METHODS
-from .common import emit_json, folder_path, validation_text
+from .common import emit_json, folder_path, refuse_given, validation_text
 from .train import CONTROL, RUN, add_config_arguments, config_from_args, warn_unread
 
 COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_start"}
@@ -51,17 +51,12 @@ def main(args) -> int:
     config = config_from_args(args, COMPARE_CONTROL)
     if args.quick:
         chosen = [*QUICK_SETTINGS, "image_size", *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
-        given = [f"--{name.replace('_', '-')}" for name in chosen if name in vars(args)]
-        if given:
-            raise ValueError(f"--quick chooses {', '.join(given)} itself (digits at 16x16 on the CPU, AdamW in "
-                             f"place of SGD); leave {'them' if len(given) > 1 else 'it'} out, or leave out --quick")
+        refuse_given(args, chosen, "--quick", "chooses {}", "digits at 16x16 on the CPU, AdamW in place of SGD")
         config = quick_config(config)
     methods = getattr(args, "methods", None) or [config.method]              # NSL variants keep config's method
-    started = [f"--{name.replace('_', '-')}" for name in MN_START_SETTINGS if name in vars(args)]
-    if args.mn_start == "vanilla" and started and any(m.startswith("mn") for m in methods):
-        raise ValueError(f"--mn-start vanilla sets {', '.join(started)} of the MN runs itself (vanilla's backbone, a "
-                         f"dictionary of training images, alpha {VANILLA_START_ALPHA}); leave "
-                         f"{'them' if len(started) > 1 else 'it'} out, or leave out --mn-start vanilla")
+    if args.mn_start == "vanilla" and any(m.startswith("mn") for m in methods):
+        refuse_given(args, MN_START_SETTINGS, "--mn-start vanilla", "sets {} of the MN runs",
+                     f"vanilla's backbone, a dictionary of training images, alpha {VANILLA_START_ALPHA}")
     warn_unread([dataclasses.replace(config, method=m) for m in methods], args, COMPARE_CONTROL)
     options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)
     if getattr(args, "variants", None):

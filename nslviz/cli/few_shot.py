@@ -8,10 +8,9 @@
 
 Pretrains a CNN-4 (4 × 32 3×3 convs; --backbone cnn9: the CNN-9 of Table 6's last row) with the chosen
 NSL convolutions on the base classes (Adam 1e-3), then adapts on N-way K-shot episodes of the novel
-classes: "finetune" retrains a new classifier (and,
-for static NSN, M) with SGD 0.01 / momentum 0.9 / dampening 0.9 / weight decay 1e-3 for 100 epochs;
-"maml" meta-learns static M and the classifier (eq. 7; 5 inner steps at 0.2 on both, then 20 on the
-classifier). Prints the mean query accuracy ± the 95 % interval over episodes, beside Table 6's number.
+classes: "finetune" retrains a new classifier (and, for static NSN, M) with SGD 0.01 / momentum 0.9 /
+dampening 0.9 / weight decay 1e-3 for 100 epochs; "maml" meta-learns static M and the classifier (eq. 7;
+5 inner steps at 0.2 on both, then 20 on the classifier). Prints the mean query accuracy ± the 95 % interval over episodes, beside Table 6's number.
 Mini-ImageNet is not downloaded: data/README.md says where its images and split files go.
 """
 from __future__ import annotations
@@ -69,8 +68,7 @@ def run(args) -> int:
     if options and args.dataset != "glyphs":
         raise ValueError(f"--classes and --per-class describe the generated glyphs; {args.dataset} has its own classes")
     config = FewShotConfig(dataset=args.dataset, data_dir=args.data_dir, nsl=args.nsl, backbone=args.backbone,
-                           method=args.method,
-                           way=args.way, shot=args.shot, query=args.query, episodes=args.episodes,
+                           method=args.method, way=args.way, shot=args.shot, query=args.query, episodes=args.episodes,
                            image_size=args.image_size, dataset_options=options, pretrain_epochs=args.pretrain_epochs,
                            batch_size=args.batch_size, lr=args.lr, finetune_epochs=args.finetune_epochs,
                            meta_iterations=args.meta_iterations, meta_batch=args.meta_batch, meta_lr=args.meta_lr,

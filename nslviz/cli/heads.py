@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from ..experiments.heads import HeadTraining
-from .common import emit_json, folder_path, positive_float, positive_int, seed_value
+from .common import emit_json, folder_path, option_flag, positive_float, positive_int, seed_value
 
 CLUSTER_OPTIONS = ("classes", "clusters_per_class", "dim", "noise", "train_size", "test_size")
 
@@ -57,7 +57,7 @@ def run(args) -> int:
     if args.run_dir is None:
         result = run_clusters(training, **cluster_options)
     elif cluster_options:
-        raise ValueError(f"--{next(iter(cluster_options)).replace('_', '-')} describes generated clusters; with "
+        raise ValueError(f"{option_flag(next(iter(cluster_options)))} describes generated clusters; with "
                          f"--run-dir the features are the run's, so leave the cluster options out")
     else:
         result = frozen_feature_heads(args.run_dir, training, device=args.device)

@@ -37,7 +37,8 @@ from ..training.config import (DATA, MAXL, MN, OPTIMISATION, PRESET_FIELDS, PRES
                                unread_settings)
 from ..training.distributed import launched_rank
 from ..experiments.compare import ALL_NSL_VARIANTS, nsl_variant_config, nsl_variant_preset
-from .common import add_option_arguments, boolean, emit_json, folder_path, positive_float, validation_text
+from .common import (add_option_arguments, boolean, emit_json, folder_path, option_flag, positive_float,
+                     validation_text)
 
 CONTROL = {"run", "subparser", "command", "run_dir", "resume", "overwrite", "json", "preset", "no_progress",
            "nsl_variant"}
@@ -134,11 +135,11 @@ def config_from_args(args, control=CONTROL) -> TrainConfig:
 def warn_unread(configs: list[TrainConfig], args, control=CONTROL) -> None:
     """A warning on stderr (rank 0 only) for each option given that none of the runs `configs` reads:
     `--entries 500 --method vanilla` would otherwise change nothing without a word."""
-    given = [name for name in vars(args) if name not in control]
     if launched_rank() != 0:
         return
+    given = [name for name in vars(args) if name not in control]
     for name, readers in unread_settings(configs, given).items():
-        print(f"warning: --{name.replace('_', '-')} changes nothing here (read by {readers} only)",
+        print(f"warning: {option_flag(name)} changes nothing here (read by {readers} only)",
               file=sys.stderr, flush=True)
 
 

@@ -125,8 +125,8 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
     if mn_start == "vanilla":
         for method in methods:
             if method.startswith("mn"):
-                start = zip(MN_START_SETTINGS, (str(group / "vanilla"), "data", VANILLA_START_ALPHA))
-                configs[method] = dataclasses.replace(configs[method], **dict(start))
+                start = dict(zip(MN_START_SETTINGS, (str(group / "vanilla"), "data", VANILLA_START_ALPHA)))
+                configs[method] = dataclasses.replace(configs[method], **start)
     return compare_runs(configs, group, progress=progress, overwrite=overwrite)
 
 

@@ -241,8 +241,8 @@ class PretrainedNetwork:
 
 def pretrain_network(config: FewShotConfig | None = None, data: ImageDataset | None = None,
                      **overrides) -> PretrainedNetwork:
-    """Step 1 alone: build the `config.backbone` network of `config.nsl` and pretrain it on the base classes of `data`
-    (train + val classes; loaded from the config when None). Seeded by `config.seed`; `overrides`
+    """Step 1 alone: build the `config.backbone` network of `config.nsl` and pretrain it on the base
+    classes of `data` (train + val classes; loaded from the config when None). Seeded by `config.seed`; `overrides`
     replace config fields."""
     config = dataclasses.replace(config or FewShotConfig(), **overrides)
     device = resolve_device(config.device)
@@ -376,6 +376,6 @@ def run_named(config: FewShotConfig, data: ImageDataset, runs, pretrained: dict[
     return results
 
 
-__all__ = ["FEW_SHOT_BACKBONES", "FEW_SHOT_METHODS", "FEW_SHOT_NSL", "FEW_SHOT_RUNS", "FewShotConfig", "FewShotResult", "PretrainedNetwork",
-           "base_split", "load_few_shot_data", "pretrain", "pretrain_for_runs", "pretrain_network", "run_few_shot",
+__all__ = ["FEW_SHOT_BACKBONES", "FEW_SHOT_METHODS", "FEW_SHOT_NSL", "FEW_SHOT_RUNS", "FewShotConfig", "FewShotResult",
+           "PretrainedNetwork", "base_split", "load_few_shot_data", "pretrain", "pretrain_for_runs", "pretrain_network", "run_few_shot",
            "run_named"]

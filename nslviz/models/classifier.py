@@ -100,7 +100,8 @@ class ImageClassifier(nn.Module):
 
 
 def build_mn_head(feature_dim: int, num_classes: int, *, entries: int = 5000, temperature: float = 0.2,
-                  learn_temperature: bool = False, entry_dropout: float = 0.5, classifier: str = "cosine", values: str = "soft",
+                  learn_temperature: bool = False, entry_dropout: float = 0.5, classifier: str = "cosine",
+                  values: str = "soft",
                   inner_steps: int = 1, step_size: str = "scalar", step_size_init: float = 0.05,
                   first_order: bool = False) -> MetaNeighborhoodsHead:
     """MN's classification head as the paper's image models use it (docs/official-code.md §A.2-§A.4):
@@ -109,7 +110,8 @@ def build_mn_head(feature_dim: int, num_classes: int, *, entries: int = 5000, te
     α (init 0.05); `learn_temperature` learns T from there (appendix A.4's ablation). `build_image_model`
     puts it on a backbone; the clusters experiment uses it alone."""
     return MetaNeighborhoodsHead(feature_dim, num_classes, entries=entries, similarity="cosine",
-                                 temperature=temperature, learn_temperature=learn_temperature, entry_dropout=entry_dropout, classifier=classifier,
+                                 temperature=temperature, learn_temperature=learn_temperature,
+                                 entry_dropout=entry_dropout, classifier=classifier,
                                  values=values, inner_steps=inner_steps, step_size=step_size,
                                  step_size_init=step_size_init, first_order=first_order)
 

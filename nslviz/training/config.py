@@ -246,14 +246,10 @@ class TrainConfig:
             fields = {**PRESET_FIELDS[preset], **overrides}
             schedule = PAPER_SCHEDULES.get((preset, fields.get("optimizer", cls.optimizer)), {})
             official = schedule.get(fields.get("dataset", cls.dataset))
-            if asked_official and not official and "epochs" not in PRESET_FIELDS[preset]:
-                raise ValueError(f"epochs None asks for the official schedule, and {fields.get('dataset', cls.dataset)} "
-                                 f"has none with the {preset} preset and {fields.get('optimizer', cls.optimizer)}; "
-                                 f"give the number of epochs")
             given_length = "epochs" in overrides or "iterations" in overrides
             if not official and not given_length and "epochs" not in PRESET_FIELDS[preset]:
-                _refuse_a_length_for_another_optimizer(preset, fields.get("optimizer", cls.optimizer),
-                                                       fields.get("dataset", cls.dataset))
+                _check_no_official_length(preset, fields.get("optimizer", cls.optimizer),
+                                          fields.get("dataset", cls.dataset), asked_official)
             if official and not given_length:
                 fields = {"iterations": official[0], "milestones": official[1], **fields}
             overrides = fields
@@ -383,10 +379,15 @@ def unread_settings(configs: list[TrainConfig], names) -> dict[str, str]:
             if name in READ_BY and not any(READ_BY[name][1](c) for c in configs)}
 
 
-def _refuse_a_length_for_another_optimizer(preset: str, optimizer: str, dataset: str) -> None:
-    """A preset whose official length for `dataset` belongs to another optimizer (MN Table 3's SGD
-    baselines outside CIFAR) would silently train the default 5 epochs: ask for a length instead."""
-    others = {opt: schedule[dataset] for (p, opt), schedule in PAPER_SCHEDULES.items() if p == preset and dataset in schedule}
+def _check_no_official_length(preset: str, optimizer: str, dataset: str, asked_official: bool) -> None:
+    """A preset run with no length given and no official one for (preset, optimizer, dataset): refused when
+    the official schedule was asked for (epochs None), or when it belongs to another optimizer (MN Table
+    3's SGD baselines outside CIFAR), which would otherwise train the default 5 epochs without a word."""
+    if asked_official:
+        raise ValueError(f"epochs None asks for the official schedule, and {dataset} has none with the {preset} "
+                         f"preset and {optimizer}; give the number of epochs")
+    others = {opt: schedule[dataset] for (p, opt), schedule in PAPER_SCHEDULES.items()
+              if p == preset and dataset in schedule}
     if others:
         opt, (iterations, _) = next(iter(others.items()))
         raise ValueError(f"--preset {preset} has an official length for {dataset} with {', '.join(others)} only, not "

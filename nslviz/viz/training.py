@@ -46,7 +46,8 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
     spare = iter([c for c in CLASS_COLORS if c not in {METHOD_COLORS.get(label) for label in curves}] * 2)
     for label, rows in curves.items():
         color = METHOD_COLORS.get(label) or next(spare, CLASS_COLORS[-1])
-        name = METHOD_LABELS.get(label, label) + _started_from(run_dirs[label])
+        method = METHOD_LABELS.get(label, label)
+        name = method + _started_from(run_dirs[label])
         epochs = [r["epoch"] for r in rows]
         fig.add_trace(go.Scatter(x=epochs, y=[r["train_loss"] for r in rows], name=name, legendgroup=label,
                                  line=dict(color=color), mode="lines+markers"), 1, 1)
@@ -56,7 +57,7 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
             before = [r["val_acc_before_finetune"] for r in rows]
             hidden = all(b == r["val_acc"] for b, r in zip(before, rows))    # the step changes no prediction
             fig.add_trace(go.Scatter(x=epochs, y=before, legendgroup=label, line=dict(color=color, dash="dot"),
-                                     name=f"{METHOD_LABELS.get(label, label)}, before finetuning"
+                                     name=f"{method}, before finetuning"
                                      + (" (= the solid line)" if hidden else ""), mode="lines"), 1, 2)
         if rows and "val_attended_value_acc" in rows[0]:
             fig.add_trace(go.Scatter(x=epochs, y=[r["val_attended_value_acc"] for r in rows], legendgroup=label,
