@@ -11,7 +11,8 @@ Meta-Neighborhoods (MN):
 Neural Similarity Learning (NSL):
     NSConv2d                     convolution with a learned similarity WᵀMX: static / dynamic, DNS / UNS (eq. 1-5)
     SphereConv2d                 hyperspherical convolution (the dynamic predictor's layer)
-    GlobalSimilarityAttention    global neural similarity / self-attention block (Appendix B)
+    GlobalSimilarityConv2d       static global neural similarity: a similarity over the whole map (App. B.1)
+    GlobalSimilarityAttention    dynamic global neural similarity / self-attention block (Appendix B)
     fold_static_nsl, nsl_regularization, make_conv
 
 Notebooks: quick_mode, parameter_list / parameter_dict (list and dict parameters from papermill -p),
@@ -36,7 +37,7 @@ _LAYERS = {
     "similarity": ("SIMILARITIES", "NeighborAttention", "entry_dropout_mask", "similarity_scores"),
     "regression": ("MLP", "MetaNeighborhoodsMLP"),
     "ifilm": ("IFiLM", "ifilm_modules", "ifilm_parameters"),
-    "nsl": ("GlobalSimilarityAttention", "NSConv2d", "SphereConv2d", "fold_static_nsl", "make_conv", "nsl_regularization"),
+    "nsl": ("GlobalSimilarityAttention", "GlobalSimilarityConv2d", "NSConv2d", "SphereConv2d", "fold_static_nsl", "make_conv", "nsl_regularization"),
 }
 _DEFINED_IN = {name: module for module, names in _LAYERS.items() for name in names}
 

@@ -1,5 +1,6 @@
 """What NSL layers learned: static similarity masks per layer, dynamic masks predicted over an
-image, and how much the dynamic masks vary across positions and images (notebook 07).
+image, and how much the dynamic masks vary across positions and images (notebook 07); and one kernel
+applied with a local and a global similarity (Appendix B.1, `local_and_global_similarity`).
 
 Arrays are numpy, keyed by the layer's qualified module name (e.g. "backbone.stages.0.1.conv").
 DNS masks are shown as the k×k spatial mask diag(M_s) reshaped to the kernel's layout; UNS as the
@@ -15,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..models.layers import reestimate_batch_norm
-from ..nsl import GlobalSimilarityAttention, NSConv2d, nsl_layers
+from ..nsl import GlobalSimilarityAttention, GlobalSimilarityConv2d, NSConv2d, nsl_layers
 
 
 def _as_mask(similarity: torch.Tensor, layer: NSConv2d) -> np.ndarray:
@@ -124,6 +125,44 @@ def effective_kernels(layer: NSConv2d, masks: np.ndarray) -> np.ndarray:
     else:
         folded = np.einsum("fcs,...st->...fct", kernel, masks)
     return folded.reshape(*folded.shape[:-1], layer.kernel_size, layer.kernel_size)
+
+
+def _as_2d(name: str, array, shape: tuple | None = None) -> torch.Tensor:
+    tensor = torch.as_tensor(np.asarray(array, dtype=np.float32))
+    if tensor.dim() != 2 or (shape is not None and tuple(tensor.shape) != shape):
+        expected = "a 2-D array" if shape is None else f"shape {shape}"
+        raise ValueError(f"{name} must be {expected}, got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+@torch.no_grad()
+def local_and_global_similarity(image, kernel, local_mask, global_mask) -> dict[str, np.ndarray]:
+    """One k×k kernel W applied to one grey image three ways, by the layers themselves (NSL Appendix
+    B.1, its Figure 4): the plain convolution WᵀX; local similarity WᵀMX with M = diag(local_mask),
+    one weight per kernel tap, the same in every window (an NSConv2d, static DNS); global similarity
+    W_Gᵀ M_G X_F with M_G^s = diag(global_mask), one weight per pixel of the map (a
+    GlobalSimilarityConv2d). image (H, W), kernel and local_mask (k, k), global_mask (H, W).
+
+    Returns (H, W) arrays "image", "plain", "local", "global", the two masks, and "local_kernel"
+    (k, k): the kernel the local M makes, MᵀW, which the layer applies at every position."""
+    image = _as_2d("image", image)                                                 # (H, W)
+    kernel = _as_2d("kernel", kernel)                                              # (k, k)
+    k = kernel.shape[0]
+    if kernel.shape[1] != k or k % 2 == 0:
+        raise ValueError(f"kernel must be square with an odd size, got shape {tuple(kernel.shape)}")
+    local_mask = _as_2d("local_mask", local_mask, (k, k))
+    global_mask = _as_2d("global_mask", global_mask, tuple(image.shape))
+    x = image[None, None]                                                          # (1, 1, H, W)
+    local = NSConv2d(1, 1, k, padding=k // 2, mode="static_dns")
+    global_ = GlobalSimilarityConv2d(1, 1, tuple(image.shape), kernel_size=k)
+    for layer in (local, global_):
+        layer.weight.copy_(kernel[None, None])
+    local.similarity.copy_(local_mask.flatten())
+    global_.similarity.copy_(global_mask)
+    plain = torch.nn.functional.conv2d(x, kernel[None, None], padding=k // 2)
+    arrays = {"image": image, "plain": plain[0, 0], "local": local(x)[0, 0], "global": global_(x)[0, 0],
+              "local_mask": local_mask, "global_mask": global_mask, "local_kernel": local.effective_weight()[0, 0]}
+    return {name: array.numpy() for name, array in arrays.items()}
 
 
 @torch.no_grad()

@@ -44,7 +44,8 @@ The package, one concept per file:
                           parameter-group helpers, nsl_regularization, fold_static_nsl
     predictor.py          the similarity predictor of the dynamic modes (and its shared variant)
     sphere.py             SphereConv (the predictor's convolution), he_std, orthogonality_penalty
-    global_similarity.py  GlobalSimilarityAttention, global neural similarity (Appendix B)
+    global_similarity.py  global neural similarity (Appendix B): static GlobalSimilarityConv2d (eq. 8-9)
+                          and dynamic GlobalSimilarityAttention (self-attention, eq. 10-11)
     fast.py               the tap-looping autograd Functions of the dynamic path (CPU speed and memory)
 """
 from __future__ import annotations
@@ -54,13 +55,13 @@ from .conv import (DNS_INITS, DYNAMIC_IMPLS, NSL_MODES, NSL_OPTIONS, OFFICIAL_UN
                    prepare_nsl_options, similarity_only_parameters, similarity_parameters, train_only_similarity,
                    undecayed_parameters)
 from .fast import choose_dynamic_impl
-from .global_similarity import GlobalSimilarityAttention
+from .global_similarity import GNS_STRUCTURES, GlobalSimilarityAttention, GlobalSimilarityConv2d
 from .predictor import BN_EPS, PREDICTORS, SharedSimilarityPredictor, SimilarityPredictor, batch_norm2d
 from .sphere import (ANGLE_FUNCTIONS, NORM_EPS, SPHERE_NORMALIZATIONS, SphereConv2d, he_std, orthogonality_penalty,
                      sphere_conv2d)
 
 __all__ = [
-    "ANGLE_FUNCTIONS", "BN_EPS", "GlobalSimilarityAttention", "NSConv2d", "NSL_MODES", "NSL_OPTIONS",
+    "ANGLE_FUNCTIONS", "BN_EPS", "GNS_STRUCTURES", "GlobalSimilarityAttention", "GlobalSimilarityConv2d", "NSConv2d", "NSL_MODES", "NSL_OPTIONS",
     "PARAMETRIZATIONS", "PREDICTORS", "SharedSimilarityPredictor", "SimilarityPredictor", "SphereConv2d",
     "batch_norm2d", "choose_dynamic_impl", "dynamic_similarity_conv2d", "fold_static_nsl", "he_std", "make_conv", "nsl_layers",
     "nsl_regularization", "orthogonality_penalty", "prepare_nsl_options", "similarity_only_parameters",

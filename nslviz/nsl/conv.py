@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .._checks import check_choice, check_dtype, check_flags, check_positive
 from .fast import _Patches, _RecomputedShiftWeightSum, _ShiftWeightSum, choose_dynamic_impl
+from .global_similarity import GlobalSimilarityConv2d
 from .predictor import PREDICTORS, SharedSimilarityPredictor, SimilarityPredictor, _kernel_size
 from .sphere import SphereConv2d, he_std
 
@@ -420,8 +421,8 @@ def nsl_regularization(model: nn.Module) -> torch.Tensor:
 
 
 def similarity_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The static similarity parameters (M, or its symmetric / Cholesky factor) and the kernel-shape
-    scores D_r. The official code gives static M no weight decay (UNS: its own L2 instead, returned by
+    """The static similarity parameters (M, or its symmetric / Cholesky factor; the global M_G^s of a
+    GlobalSimilarityConv2d) and the kernel-shape scores D_r. The official code gives static M no weight decay (UNS: its own L2 instead, returned by
     `nsl_regularization`); weight decay would also drag D_r below the threshold. Put these in a
     parameter group with weight_decay=0. Predictor weights are ordinary weights (decay 5e-4 officially)."""
     params = []
@@ -430,6 +431,7 @@ def similarity_parameters(model: nn.Module) -> list[nn.Parameter]:
             params.append(layer.similarity)
         if layer.shape_scores is not None:
             params.append(layer.shape_scores)
+    params += [m.similarity for m in model.modules() if isinstance(m, GlobalSimilarityConv2d)]
     return params
 
 

@@ -6,6 +6,7 @@ they train nothing. Sliders are plotly frames, so they work in a static HTML exp
     tap_maps_figure(dynamic_masks(model, image)[name], name)     each tap's value over the whole image
     mask_variability_figure(mask_variability(masks))             across positions vs across images
     attention_map_figure(image, attention_maps(model, images)[name]["attention"][0], name)   global similarity
+    local_global_figure(local_and_global_similarity(image, kernel, local_mask, global_mask))  Appendix B.1
 
 NSL sec. 5.1, implicit regularisation (an ImplicitRegularizationResult, notebook 08):
     flow_trajectories_figure(result)     both gradient flows in the plane of W's two main directions
@@ -319,6 +320,54 @@ def attention_map_figure(image, attention: np.ndarray, block_name: str, queries=
                       height=340, width=250 * (len(queries) + 1) + 100, showlegend=False)
     return finish_figure(fig, title or f"Global similarity β of {block_name} ({h}×{w} map; uniform would be "
                                        f"{uniform:.4f} everywhere)")
+
+
+M_G = "M<sub>G</sub><sup>s</sup>"     # the global similarity block of NSL eq. (9), as plotly text
+
+
+def local_global_figure(result: Mapping[str, np.ndarray], title: str | None = None) -> go.Figure:
+    """Local against global similarity with diagonal matrices (NSL Appendix B.1, Figure 4), from
+    `local_and_global_similarity`. Columns: the plain convolution, local similarity, global
+    similarity. Top: the input and the two masks (white = 1, the plain convolution; red above, blue
+    below; the k×k mask with its values, and on hover the kernel MᵀW it makes). Bottom: the three
+    outputs."""
+    missing = {"image", "plain", "local", "global", "local_mask", "global_mask", "local_kernel"} - set(result)
+    if missing:
+        raise ValueError(f"result lacks {sorted(missing)}: pass local_and_global_similarity(...)'s dict")
+    fig = make_subplots(rows=2, cols=3, vertical_spacing=0.2, horizontal_spacing=0.09, subplot_titles=[
+        "input X", "local M: one weight per kernel tap",
+        f"global {M_G}: one weight per pixel",
+        "plain convolution WᵀX", "local: WᵀMX in every window", "global: W ∗ (mask ⊙ X)"])
+    grey = dict(colorscale="gray", showscale=False)
+    for col, name in enumerate(("plain", "local", "global"), start=1):
+        fig.add_trace(go.Heatmap(z=result[name], name=f"{name} output", **grey,
+                                 hovertemplate="pixel (%{y}, %{x}): %{z:.3f}<extra></extra>"), 2, col)
+    fig.add_trace(go.Heatmap(z=result["image"], name="input", **grey,
+                             hovertemplate="pixel (%{y}, %{x}): %{z:.2f}<extra></extra>"), 1, 1)
+    hover = {"local_mask": "tap (%{y}, %{x}): M = %{z:.3f}, kernel MᵀW = %{customdata:.3f}<extra></extra>",
+             "global_mask": "pixel (%{y}, %{x}): M = %{z:.3f}<extra></extra>"}
+    for col, name, text in ((2, "local_mask", "%{z:.2g}"), (3, "global_mask", None)):
+        mask = np.asarray(result[name], dtype=np.float32)
+        spread = max(float(np.abs(mask - 1).max()), MIN_COLOR_SPREAD)
+        fig.add_trace(go.Heatmap(z=mask, colorscale=COLORSCALE, zmid=1, zmin=1 - spread, zmax=1 + spread,
+                                 showscale=False, texttemplate=text, name=name.replace("_", " "),
+                                 customdata=result["local_kernel"] if col == 2 else None,
+                                 hovertemplate=hover[name]), 1, col)
+    fig.update_yaxes(autorange="reversed", constrain="domain")
+    fig.update_xaxes(constrain="domain")
+    for row in (1, 2):
+        for col in (1, 2, 3):
+            axis = (row - 1) * 3 + col
+            fig.update_yaxes(scaleanchor=f"x{axis}" if axis > 1 else "x", row=row, col=col)
+    fig.update_xaxes(title_text="kernel column", dtick=1, row=1, col=2)
+    fig.update_yaxes(title_text="kernel row", dtick=1, row=1, col=2)
+    for row, col in ((1, 1), (1, 3), (2, 1), (2, 2), (2, 3)):
+        fig.update_xaxes(title_text="image column", row=row, col=col)
+    for row in (1, 2):
+        fig.update_yaxes(title_text="image row", row=row, col=1)
+    fig.update_layout(height=640, width=820, showlegend=False, margin=dict(t=130, l=60, r=20))
+    return finish_figure(fig, title or f"Local against global similarity, both diagonal:<br>the local M changes the "
+                                       f"kernel everywhere, the global {M_G} chooses where the map is read")
 
 
 FLOW_COLORS = {"standard": "#1f77b4", "factorized": "#d62728"}
