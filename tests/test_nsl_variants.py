@@ -160,3 +160,33 @@ def test_attention_maps_and_figure():
         attention_map_figure(images[0], first["attention"][0], "b", queries=[(8, 0)])
     with pytest.raises(ValueError, match="no global-similarity"):
         attention_maps(build_image_model("vanilla", "cnn9", 10, image_size=16), images)
+
+
+def test_table5_compares_cnn10_rows_on_downsampled_imagenet(tmp_path, capsys):
+    """NSL Table 5 from one command: the CNN-10 rows (cnn, cnn++, dynamic DNS) on ImageNet 64×64 with
+    the paper's ImageNet schedule, reported with top-5 (tiny files in the real on-disk format)."""
+    from test_image_datasets import write_imagenet64
+
+    (tmp_path / "data").mkdir()
+    write_imagenet64(tmp_path / "data", "parts_npz", np.random.default_rng(5))
+    recipe = TrainConfig.from_preset("nsl", dataset="imagenet64", backbone="cnn10")
+    assert (recipe.iterations, recipe.milestones) == (600_000, (200 / 600, 375 / 600, 550 / 600))
+    assert recipe.optimizer == "sgd" and recipe.lr == 0.1
+    assert nsl_table_row("5", "imagenet64") == {"cnn": 57.28, "cnn++": 57.89, "dynamic_dns": 59.39}
+    assert nsl_table_row("5", "cifar10") is None                     # an ImageNet table
+    sizes = {name: sum(p.numel() for p in build_image_model("vanilla", backbone, 1000, image_size=64, classifier="dot",
+                                                            nsl=nsl).parameters())
+             for name, backbone, nsl in (("cnn", "cnn10", "none"), ("cnn++", "cnn10_plus", "none"),
+                                         ("dynamic_dns", "cnn10", "dynamic_dns"))}
+    assert {name: f"{n / 1e6:.2f}M" for name, n in sizes.items()} == {   # the counts docs/nsl-paper-tables.md gives
+        "cnn": "3.00M", "cnn++": "3.78M", "dynamic_dns": "3.36M"}
+    assert main(["compare", "--preset", "nsl", "--dataset", "imagenet64", "--backbone", "cnn10", "--variants", "cnn",
+                 "cnn++", "dynamic_dns", "--data-root", str(tmp_path / "data"), "--val-size", "2", "--batch-size",
+                 "4", "--epochs", "1", "--device", "cpu", "--group-dir", str(tmp_path / "runs"), "--no-progress",
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    summaries = json.loads(out.strip().splitlines()[-1])
+    assert {v: (s["backbone"], s["nsl"], s["classes"]) for v, s in summaries.items()} == {
+        "cnn": ("cnn10", "none", 1000), "cnn++": ("cnn10_plus", "none", 1000), "dynamic_dns": ("cnn10", "dynamic_dns", 1000)}
+    assert all(s["test_acc"] <= s["test_top5_acc"] for s in summaries.values())
+    assert out.count("| top-5 ") == 3

@@ -138,6 +138,49 @@ def test_evaluate_reports_the_classifier_before_finetuning_separately():
     assert before != after                                             # the two columns measure different things
 
 
+def test_evaluate_reports_top5_on_label_sets_of_100_classes_or_more():
+    """Top-5 accuracy (NSL Table 5's second column) where a table would report it: 100 classes or more."""
+    from nslviz.training.trainer import TOP5_MIN_CLASSES
+    from nslviz.viz.training import results_table
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8)
+    model = build_image_model("vanilla", "convnet4", TOP5_MIN_CLASSES, in_channels=1, classifier="dot").eval()
+    with torch.no_grad():
+        logits = model(to_float(images))                                         # (40, 100)
+    order = logits.argsort(1, descending=True)
+    labels = torch.cat([order[:10, 0], order[10:20, 3], order[20:, 50]])        # ranked 1st, 4th, 51st
+    split = ImageSplit(images=images, labels=labels)
+    result = evaluate(model, BatchStream(split, 16, shuffle=False))
+    ranks = (logits > logits.gather(1, split.labels[:, None])).sum(1)           # classes scored above the label
+    assert result["acc"] == pytest.approx((ranks == 0).double().mean().item())
+    assert result["top5_acc"] == pytest.approx((ranks < 5).double().mean().item())
+    assert (result["acc"], result["top5_acc"]) == (pytest.approx(0.25), pytest.approx(0.5))
+    small = build_image_model("vanilla", "convnet4", 10, in_channels=1).eval()
+    assert "top5_acc" not in evaluate(small, BatchStream(ImageSplit(split.images, split.labels % 10), 16, shuffle=False))
+    summaries = {"vanilla": {"test_acc": 0.5, "test_top5_acc": 0.75, "test_acc_last": 0.5, "best_epoch": 1,
+                             "epochs": 1, "parameters": 1, "seconds": 1.0}}
+    assert results_table(summaries).loc["vanilla", "top-5 %"] == 75.0
+    del summaries["vanilla"]["test_top5_acc"]
+    assert "top-5 %" not in results_table(summaries).columns
+
+
+def test_summary_and_command_line_carry_top5(tmp_path, monkeypatch):
+    """With top-5 measured (here on digits' 10 classes, the threshold lowered), the summary holds the
+    best-on-validation model's top-5 accuracy and `train` prints it."""
+    import nslviz.training.trainer as trainer
+    from cli import run_in_process
+
+    monkeypatch.setattr(trainer, "TOP5_MIN_CLASSES", 10)
+    summary = train(TrainConfig(**TINY), tmp_path / "run", progress=False)
+    assert summary["test_acc"] <= summary["test_top5_acc"] <= 1
+    process = run_in_process("train", "--dataset", "digits", "--backbone", "convnet4", "--epochs", "1",
+                             "--train-limit", "64", "--eval-limit", "32", "--image-size", "16", "--device", "cpu",
+                             "--run-dir", str(tmp_path / "cli"), "--no-progress")
+    assert process.returncode == 0, process.stderr
+    assert re.search(r"test acc \d\.\d{4} \(.*\) \| top-5 \d\.\d{4} \|", process.stdout), process.stdout
+
+
 def test_gradients_are_clipped_to_the_configured_value(tmp_path, monkeypatch):
     clip = torch.nn.utils.clip_grad_value_
     seen = []

@@ -64,7 +64,8 @@ def main(args) -> int:
     else:
         summaries = compare_methods(config, args.methods, mn_start=args.mn_start, **options)
     for label, s in summaries.items():
-        print(f"compare: {label:<14} test acc {s['test_acc']:.4f} ({validation_text(s)}) | {s['seconds']:.1f} s | "
+        top5 = f" | top-5 {s['test_top5_acc']:.4f}" if "test_top5_acc" in s else ""
+        print(f"compare: {label:<14} test acc {s['test_acc']:.4f} ({validation_text(s)}){top5} | {s['seconds']:.1f} s | "
               f"{s['run_dir']}", flush=True)
     if args.json:
         emit_json(summaries)

@@ -152,6 +152,8 @@ def main(args) -> int:
         return 0
     line = (f"train: {summary['method']} {summary['backbone']} on {summary['dataset']} | test acc "
             f"{summary['test_acc']:.4f} ({validation_text(summary)})")
+    if "test_top5_acc" in summary:
+        line += f" | top-5 {summary['test_top5_acc']:.4f}"
     if "test_acc_before_finetune" in summary:
         line += f" | before finetuning {summary['test_acc_before_finetune']:.4f}"
     line += f" | last epoch {summary['test_acc_last']:.4f}"

@@ -68,9 +68,9 @@ class ImageClassifier(nn.Module):
     """logits = f_φ(µ_θ(x)). `forward(x, return_details=True)` also returns the features and, for MN,
     the attention over the dictionary and the logits before finetuning; for MAXL the auxiliary logits."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, method: str):
+    def __init__(self, backbone: nn.Module, head: nn.Module, method: str, num_classes: int):
         super().__init__()
-        self.backbone, self.head, self.method = backbone, head, method
+        self.backbone, self.head, self.method, self.num_classes = backbone, head, method, num_classes
 
     @property
     def is_meta_neighborhoods(self) -> bool:
@@ -176,4 +176,4 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
         head = ExtraLayerHead(d, num_classes, hidden=entries, classifier=classifier)
     else:
         head = _classifier(d, num_classes, classifier)
-    return ImageClassifier(net, head, method)
+    return ImageClassifier(net, head, method, num_classes)

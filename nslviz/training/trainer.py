@@ -54,6 +54,10 @@ from .state import EpochStats, EpochSums, TrainState
 MN_VALIDATION_KEYS = ("acc_before_finetune", "attended_value_acc", "attention_entropy", "attention_entropy_fraction",
                       "changed_predictions")
 
+# Top-5 accuracy is measured where tables report it, on label sets of ImageNet's kind (NSL Table 5):
+# 100 classes or more (CIFAR-100, Tiny-ImageNet, ImageNet 64×64); below, top-5 is near 100 % and says little
+TOP5_MIN_CLASSES = 100
+
 # MAXL's label generator starts from its own stream of the seed
 MAXL_SEED_TAG = 0x4D41584C
 
@@ -171,7 +175,8 @@ def _regularization(model: nn.Module, config: TrainConfig) -> torch.Tensor | flo
 @torch.no_grad()
 def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.Context | None = None,
              autocast=contextlib.nullcontext) -> dict:
-    """Accuracy and mean cross-entropy on a split. For MN also the accuracy of the classifier before
+    """Accuracy and mean cross-entropy on a split, and top-5 accuracy with TOP5_MIN_CLASSES classes or
+    more. For MN also the accuracy of the classifier before
     per-input finetuning, the accuracy of the attended values Σ_j ω_ij v_j alone (the dictionary read
     as a soft kNN), the mean attention entropy (log S: uniform; also as a fraction of log S) and the
     share of predictions the finetuning step changes. Sums over all processes under DDP. An empty split
@@ -182,13 +187,14 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
     model.eval()
     mn = model.is_meta_neighborhoods
     values = model.head.dictionary.values.float() if mn else None
+    top5 = model.num_classes >= TOP5_MIN_CLASSES                  # the same on every process under DDP
     # loss, correct, correct before finetuning, attended values correct, attention entropy,
-    # predictions the finetuning changed, count
-    sums = torch.zeros(7, dtype=torch.float64, device=stream.device)
+    # predictions the finetuning changed, top-5 correct, count
+    sums = torch.zeros(8, dtype=torch.float64, device=stream.device)
     for images, labels in stream.epoch(0):
         with autocast():
             details = model(images, return_details=True)
-        logits, base = details["logits"].float(), details["base_logits"].float()
+        logits, base = details["logits"].float(), details["base_logits"].float()       # (B, classes)
         batch = [F.cross_entropy(logits, labels, reduction="sum"),
                  (logits.argmax(1) == labels).sum(), (base.argmax(1) == labels).sum()]
         if mn:
@@ -197,13 +203,18 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
                       (logits.argmax(1) != base.argmax(1)).sum()]
         else:
             batch += [torch.zeros((), device=sums.device)] * 3
+        batch.append((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum() if top5
+                     else torch.zeros((), device=sums.device))
         batch.append(torch.tensor(float(len(labels)), device=sums.device))
         sums += torch.stack([value.double() for value in batch])
-    loss, correct, correct_before, attended_correct, entropy, changed, count = context.sum(sums.tolist())
+    loss, correct, correct_before, attended_correct, entropy, changed, top5_correct, count = context.sum(sums.tolist())
     model.train(was_training)
     if count == 0:                                      # an empty split (val_size 0): nothing was measured
-        return {"acc": None, "loss": None, "count": 0, **({key: None for key in MN_VALIDATION_KEYS} if mn else {})}
+        return {"acc": None, "loss": None, "count": 0, **({"top5_acc": None} if top5 else {}),
+                **({key: None for key in MN_VALIDATION_KEYS} if mn else {})}
     result = {"acc": correct / count, "loss": loss / count, "count": int(count)}
+    if top5:
+        result["top5_acc"] = top5_correct / count
     if mn:
         result.update(acc_before_finetune=correct_before / count,
                       attended_value_acc=attended_correct / count, attention_entropy=entropy / count,
@@ -539,6 +550,8 @@ class _Session:
             "parameters_total": sum(p.numel() for p in model.parameters()), "val_count": val["count"],
             "setup_seconds": round(self.training_started - self.started, 3),
         }
+        if "top5_acc" in test:
+            summary["test_top5_acc"] = test["top5_acc"]
         if self.maxl is not None:                                        # trained alongside, not evaluated
             summary["label_generator_parameters"] = count_parameters(self.maxl.generator)
         if "acc_before_finetune" in test:
