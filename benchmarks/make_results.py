@@ -164,6 +164,17 @@ def paper_sections() -> list[str]:
     lines += table(["column", "options"], [[c, f"`{o}`"] for c, o in paper.MN_TABLE3_OPTIONS.items()])
     lines += ["The official SGD baseline's length is known on CIFAR-10/100 only (120k iterations); on the other "
               "rows the two SGD columns ask for one (`--iterations N`), and the paper does not give it.", ""]
+    lines += ["### MN Appendix A.4 (Fig. 8): S and T, CIFAR-100, ResNet-29", "",
+              "The paper draws these as a figure: accuracy rises with S (at T = 0.2), and 1/T between 3 and 7 is "
+              "best (at S = 10000); a learned T falls and the model overfits. One command per axis (docs/cli.md):", "",
+              "```",
+              "python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods mn "
+              "--sweep entries 1000 2000 5000 10000",
+              "python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods mn --entries 10000 "
+              "--sweep temperature 0.1 0.14 0.2 0.33 1",
+              "python -m nslviz train --preset mn --dataset cifar100 --backbone resnet29 --method mn --entries 10000 "
+              "--learn-temperature true",
+              "```", "", "Not run yet.", ""]
     lines += ["### MN Table 2: regression test MSE, 5-fold CV", ""]
     lines += table(["dataset", "n", "d", "kNN", "MLP", "MN", "command"],
                    [[name, f"{row['n']:,}", row["d"],

@@ -92,3 +92,53 @@ def test_mn_start_vanilla_refuses_the_settings_it_chooses(tmp_path):
                                   "--group-dir", str(tmp_path), "--no-progress")
     assert vanilla_only.returncode == 0, vanilla_only.stderr[-2000:]              # no MN run: nothing is overwritten
     assert "--alpha changes nothing here" in vanilla_only.stderr
+
+
+def test_compare_sweeps_one_setting_over_every_method(tmp_path):
+    """MN Fig. 8's ablations from one command: every method once per value of one train setting, each run
+    in <group>/<method>-<setting>=<value> with that value stored; the values read as `train` reads them."""
+    from nslviz.training.rundir import RunDirectory
+
+    tiny = ("--epochs", "1", "--train-limit", "64", "--eval-limit", "64", "--val-size", "32", "--entries", "20",
+            "--no-progress")
+    group = tmp_path / "g"
+    process = run_in_process("compare", "--methods", "vanilla", "mn", "--sweep", "temperature", "0.1", "0.5",
+                             "--group-dir", str(group), *tiny, "--json")
+    summaries = _json(process)
+    assert set(summaries) == {"vanilla-temperature=0.1", "vanilla-temperature=0.5", "mn-temperature=0.1",
+                              "mn-temperature=0.5"}
+    stored = {label: RunDirectory(group / label, create=False).read_config()["temperature"] for label in summaries}
+    assert stored == {label: float(label.rsplit("=", 1)[1]) for label in summaries}
+    assert "--temperature changes nothing" not in process.stderr                 # mn reads it
+    assert process.stdout.count("compare: ") == 4
+    alone = run_in_process("compare", "--methods", "vanilla", "--sweep", "temperature", "0.1", "0.5",
+                           "--group-dir", str(group), *tiny)
+    assert alone.returncode == 0 and "--temperature changes nothing here (read by methods mn and mn_ifilm only)" \
+        in alone.stderr                                                          # read back, and warned
+    for args, message in ((("--sweep", "entrys", "10", "20"), "--sweep entrys: not a setting of train; expected one "
+                                                              "of its options (did you mean entries?)"),
+                          (("--sweep", "entries", "abc"), "--sweep entries: argument --entries: expected a positive "
+                                                          "integer, got 'abc'"),
+                          (("--sweep", "temperature"), "--sweep takes a setting and its values"),
+                          (("--sweep", "method", "mn", "vanilla"), "'method' is what tells the methods apart"),
+                          (("--sweep", "lr", "0.1", "0.1"), "a sweep over 'lr' needs distinct values"),
+                          (("--lr", "0.1", "--sweep", "lr", "0.2", "0.3"), "--lr is given and swept"),
+                          (("--mn-start", "vanilla", "--sweep", "lr", "0.2", "0.3"),
+                           "--mn-start vanilla starts every MN run from one vanilla run")):
+        refused = run_in_process("compare", "--methods", "mn", *args, "--group-dir", str(tmp_path / "bad"))
+        assert refused.returncode == 2 and message in refused.stderr, (args, refused.stderr)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_sweep_over_nsl_variants_keeps_what_tells_them_apart():
+    from nslviz.experiments.compare import compare_nsl_variants, swept
+
+    base = TrainConfig.from_preset("nsl", backbone="cnn9")
+    configs = swept({"static_dns": base}, ("lr", [0.1, 0.05]))
+    assert {label: c.lr for label, c in configs.items()} == {"static_dns-lr=0.1": 0.1, "static_dns-lr=0.05": 0.05}
+    with pytest.raises(ValueError, match="'backbone' is what tells the variants apart"):
+        compare_nsl_variants(base, ["cnn", "cnn++"], sweep=("backbone", ["cnn9", "cnn10"]))
+    with pytest.raises(ValueError, match="unknown setting to sweep 'lrr'"):
+        swept({"cnn": base}, ("lrr", [0.1]))
+    with pytest.raises(ValueError, match="entries S must be >= 1, got 0"):
+        swept({"cnn": base}, ("entries", [0, 10]))

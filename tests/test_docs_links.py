@@ -1,7 +1,8 @@
 """Every document the repository cites ships with it: each page under docs/ named in any file exists,
 each section of docs/official-code.md that a docstring cites (§A.4, §B.2, ...) is a heading there,
-and nothing cites the documents the repository does not ship."""
+nothing cites the documents the repository does not ship, and every command a page shows parses."""
 import functools
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -70,3 +71,58 @@ def test_the_library_pages_snippet_runs_as_written():
     namespace: dict = {}
     exec(compile(code, "docs/library.md", "exec"), namespace)                  # noqa: S102 - the page's own code
     assert tuple(namespace["logits"].shape) == (namespace["features"].shape[0], 100)
+
+
+PLACEHOLDER = re.compile(r"^[A-Z]+$")        # M, K, COMMAND, NAME (and <...>, made X): a value for the reader
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """Every `python -m nslviz ...` the pages show (README, RESULTS.md, docs/, the notebooks' text and
+    the commands' own docstrings), continuation lines joined; quoted messages and elisions left out."""
+    found = []
+    for where, text in repository_texts().items():
+        if not (where.endswith((".md", ".ipynb")) or where.startswith("nslviz/cli/")):
+            continue
+        if where.endswith(".ipynb"):
+            text = "\n".join("".join(cell["source"]) for cell in json.loads(text)["cells"])
+        text = text.replace("\\\n", " ")
+        shown = r"^\s*(python -m nslviz [^\n#]*)" if where.endswith(".py") else r"(?:`|^)\s*(python -m nslviz [^`\n#]*)"
+        for command in re.findall(shown, text, re.M):      # in docstrings: the example lines
+            command = command.strip().rstrip(".;,)")
+            if "..." not in command and "…" not in command:
+                found.append((where, command))
+    return found
+
+
+def test_every_documented_command_parses():
+    """A command a page shows is one the command line accepts: its options, choices and values (nothing is run)."""
+    import contextlib
+    import io
+    import shlex
+
+    from nslviz.__main__ import build_parser
+
+    parser = build_parser()
+    checked, refused = 0, []
+    for where, command in documented_commands():
+        command = re.sub(r"<[^>]*>", "X", command)       # <cnn run>: a placeholder
+        if command.split()[3].endswith(":"):
+            continue                                     # an error message quoted
+        try:
+            words = shlex.split(command)[3:]
+        except ValueError as error:                      # an unclosed quote
+            refused.append(f"{where}: {command}: {error}")
+            continue
+        if any(PLACEHOLDER.match(w) for w in words):
+            continue                                     # a value left to the reader
+        checked += 1
+        error = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(error), contextlib.redirect_stdout(io.StringIO()):
+                _, unknown = parser.parse_known_args(words)
+            if unknown:
+                refused.append(f"{where}: {command}: unrecognised {unknown}")
+        except SystemExit as stop:
+            if stop.code:
+                refused.append(f"{where}: {command}: {error.getvalue().strip().splitlines()[-1]}")
+    assert checked > 80 and not refused, "\n".join(refused)

@@ -5,24 +5,31 @@
     python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods vanilla mn mn_ifilm
     python -m nslviz compare --preset nsl --dataset cifar10 --backbone cnn9 --variants cnn static_dns dynamic_dns
     python -m nslviz compare --quick --preset mn --mn-start vanilla --methods vanilla mn   # notebook 03's quick mode
+    python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods mn \
+        --sweep entries 1000 2000 5000 10000                                              # MN Fig. 8: S
 
 Each run goes to <group-dir>/<method or variant> (default runs/<dataset>-<backbone>-compare-seed<k>, for
 variants runs/<dataset>-<backbone>-nsl-seed<k>): a run that finished is read back, one that was cut off
 resumes, a folder holding a run with other settings is refused with the settings that differ
-(--overwrite replaces it). Every other option is `train`'s (python -m nslviz train --help).
+(--overwrite replaces it). `--sweep SETTING VALUE ...` trains every method or variant once per value of
+one of train's settings, into <group-dir>/<method>-<setting>=<value>. Every other option is `train`'s
+(python -m nslviz train --help).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 
 from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS,
                                   VANILLA_START_ALPHA, compare_methods, compare_nsl_variants, quick_config)
+from .._options import declared_options
 from ..models.classifier import METHODS
-from .common import emit_json, folder_path, refuse_given, validation_text
+from ..training.config import TrainConfig
+from .common import emit_json, folder_path, option_flag, refuse_given, validation_text
 from .train import CONTROL, RUN, add_config_arguments, config_from_args, warn_unread
 
-COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_start"}
+COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_start", "sweep"}
 
 
 def add_parser(subparsers) -> None:
@@ -36,6 +43,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--mn-start", choices=MN_STARTS, default="scratch",
                    help="vanilla: train vanilla first, start every MN run from its backbone and a dictionary of "
                         "training features (beyond the paper; docs/dictionary-race.md)")
+    p.add_argument("--sweep", nargs="+", metavar=("SETTING", "VALUE"), default=None,
+                   help="train every method or variant once per value of one setting, e.g. --sweep entries 1000 "
+                        "5000 10000 (MN Fig. 8: S) or --sweep temperature 0.1 0.2 0.5 (T); any train option")
     p.add_argument("--quick", action="store_true", default=False,
                    help="the notebooks' quick mode: digits, a small backbone, 4 epochs, CPU")
     run = add_config_arguments(p, nsl_variant=False)[RUN]
@@ -45,6 +55,36 @@ def add_parser(subparsers) -> None:
     run.add_argument("--no-progress", action="store_true", default=False)
     run.add_argument("--json", action="store_true", default=False, help="end the output with one JSON object")
     p.set_defaults(run=main, subparser=p)
+
+
+def sweep_values(args) -> tuple[str, list]:
+    """(setting, values) from `--sweep SETTING VALUE ...`, each value read as `train` reads that option."""
+    if len(args.sweep) < 2:
+        raise ValueError(f"--sweep takes a setting and its values, e.g. --sweep entries 1000 5000; got "
+                         f"{' '.join(args.sweep)!r}")
+    text, *texts = args.sweep
+    name = text.removeprefix("--").replace("-", "_")
+    settings = declared_options(TrainConfig)
+    if name not in settings:
+        near = difflib.get_close_matches(name, settings, n=3)
+        raise ValueError(f"--sweep {text}: not a setting of train; expected one of its options"
+                         + (f" (did you mean {', '.join(near)}?)" if near else "")
+                         + " (python -m nslviz train --help lists them)")
+    if args.mn_start == "vanilla":
+        raise ValueError("--mn-start vanilla starts every MN run from one vanilla run, and a sweep would need one "
+                         "per value; leave out --mn-start vanilla (or --sweep)")
+    if name in vars(args):
+        raise ValueError(f"{option_flag(name)} is given and swept; leave out {option_flag(name)} {getattr(args, name)}")
+    reader = argparse.ArgumentParser(prog=f"--sweep {text}", argument_default=argparse.SUPPRESS, exit_on_error=False)
+    add_config_arguments(reader, nsl_variant=False)
+    values = []
+    for value in texts:
+        try:
+            parsed = vars(reader.parse_args([option_flag(name), value]))
+        except argparse.ArgumentError as error:
+            raise ValueError(f"--sweep {text}: {error}") from None
+        values.append(parsed[name])
+    return name, values
 
 
 def main(args) -> int:
@@ -57,8 +97,10 @@ def main(args) -> int:
     if args.mn_start == "vanilla" and any(m.startswith("mn") for m in methods):
         refuse_given(args, MN_START_SETTINGS, "--mn-start vanilla", "sets {} of the MN runs",
                      f"vanilla's backbone, a dictionary of training images, alpha {VANILLA_START_ALPHA}")
-    warn_unread([dataclasses.replace(config, method=m) for m in methods], args, COMPARE_CONTROL)
-    options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)
+    sweep = sweep_values(args) if args.sweep is not None else None
+    given = argparse.Namespace(**vars(args), **({sweep[0]: None} if sweep else {}))   # the swept setting too
+    warn_unread([dataclasses.replace(config, method=m) for m in methods], given, COMPARE_CONTROL)
+    options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite, sweep=sweep)
     if getattr(args, "variants", None):
         summaries = compare_nsl_variants(config, args.variants, **options)
     else:

@@ -4,6 +4,7 @@ runs, same settings.
 `compare_methods(config, ["vanilla", "mn"])` trains one run per method into runs/<group>/<method>
 (resuming any run that was cut off, skipping any that already finished) and returns their summaries;
 `compare_nsl_variants(config, ["cnn", "dynamic_dns"])` does the same for the rows of NSL Table 4.
+Both take `sweep=("entries", [1000, 5000])`: every run once per value of one setting (MN Fig. 8).
 `quick_config(config)` is what quick mode (`NSLVIZ_QUICK=1`, `make test`, Binder) turns a paper run
 into: the embedded `digits` set, a small backbone, a few epochs, CPU.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Sequence
 
 from .._checks import check_choice
 from ..parameters import parameter_list
@@ -97,6 +99,38 @@ def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress
                  overwrite=bool(changed), progress=progress)
 
 
+# The settings a sweep may not vary: what --methods and --variants choose
+SWEEP_REFUSED = {"method": "the methods", "backbone": "the variants", "nsl": "the variants",
+                 "nsl_options": "the variants"}
+
+
+def swept(configs: dict[str, TrainConfig], sweep: tuple[str, Sequence] | None,
+          refused: Sequence[str] = ("method",)) -> dict[str, TrainConfig]:
+    """Each labelled config once per value of one TrainConfig setting, labelled "<label>-<setting>=<value>"
+    (MN Fig. 8: `("entries", [1000, 2000, 5000, 10000])`, `("temperature", [0.1, 0.2, 0.5])`); `configs`
+    itself when `sweep` is None. Each value is checked as the config checks it; the settings in
+    `refused` are what the caller's runs are told apart by."""
+    if sweep is None:
+        return configs
+    name, values = sweep
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    check_choice("setting to sweep", name, fields)
+    if name in refused:
+        raise ValueError(f"{name!r} is what tells {SWEEP_REFUSED[name]} apart, so it cannot be swept; "
+                         f"sweep another setting")
+    values = list(values)
+    if not values or len(set(map(repr, values))) != len(values):
+        raise ValueError(f"a sweep over {name!r} needs distinct values, got {values!r}")
+    return {f"{label}-{name}={_label_value(value)}": dataclasses.replace(config, **{name: value})
+            for label, config in configs.items() for value in values}
+
+
+def _label_value(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value).replace("/", "_").replace(" ", "")
+
+
 # How the MN runs of compare_methods start: "scratch" (the paper: random backbone and random keys) or
 # "vanilla" (the vanilla run's trained backbone and a dictionary started at S training images)
 MN_STARTS = ("scratch", "vanilla")
@@ -105,10 +139,11 @@ MN_START_SETTINGS = ("init_backbone", "dictionary_init", "alpha")   # what mn_st
 
 
 def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str | Path | None = None,
-                    progress: bool = True, overwrite: bool = False, mn_start: str = "scratch") -> dict[str, dict]:
+                    progress: bool = True, overwrite: bool = False, mn_start: str = "scratch",
+                    sweep: tuple[str, Sequence] | None = None) -> dict[str, dict]:
     """Train `config` once per method (vanilla, mn, mn_ifilm, ...), same settings otherwise, into
     group_dir/<method> (default runs/<dataset>-<backbone>-compare-seed<k>); see compare_runs.
-    Returns {method: summary}.
+    Returns {method: summary}; with `sweep` (see `swept`), {"<method>-<setting>=<value>": summary}.
 
     mn_start="vanilla" is a two-stage regime beyond the paper, in which the dictionary has won its race
     with the backbone before joint training starts (docs/dictionary-race.md): vanilla is trained first,
@@ -117,6 +152,9 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
     and the inner step at α = 0.5: a dictionary that is right from the start is worth a large first
     step, and the learned α only moves by about Adam's learning rate per iteration."""
     check_choice("mn_start", mn_start, MN_STARTS)
+    if mn_start == "vanilla" and sweep is not None:
+        raise ValueError("mn_start='vanilla' starts every MN run from one vanilla run; a sweep would need one "
+                         "per value: sweep with mn_start='scratch', or start from a vanilla run with init_backbone")
     group = Path(group_dir) if group_dir is not None else run_group_dir(config)
     methods = list(dict.fromkeys(methods))
     if mn_start == "vanilla":
@@ -127,7 +165,7 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
             if method.startswith("mn"):
                 start = dict(zip(MN_START_SETTINGS, (str(group / "vanilla"), "data", VANILLA_START_ALPHA)))
                 configs[method] = dataclasses.replace(configs[method], **start)
-    return compare_runs(configs, group, progress=progress, overwrite=overwrite)
+    return compare_runs(swept(configs, sweep), group, progress=progress, overwrite=overwrite)
 
 
 # NSL Table 4/5 rows: variant -> (plain-network suffix, nsl mode). "cnn++" is the wider plain baseline.
@@ -195,13 +233,15 @@ def nsl_variant_config(config: TrainConfig, variant: str) -> TrainConfig:
 
 
 def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir: str | Path | None = None,
-                         progress: bool = True, overwrite: bool = False) -> dict[str, dict]:
+                         progress: bool = True, overwrite: bool = False,
+                         sweep: tuple[str, Sequence] | None = None) -> dict[str, dict]:
     """NSL Tables 1-4 (or 8) on one dataset: one run per variant (`nsl_variant_config`) with the
-    same recipe, into group_dir/<variant>. Returns {variant: summary}."""
+    same recipe, into group_dir/<variant>. Returns {variant: summary}; with `sweep` (see `swept`),
+    {"<variant>-<setting>=<value>": summary}."""
     configs = {v: nsl_variant_config(config, v) for v in dict.fromkeys(variants)}
     default_dir = runs_root() / f"{config.dataset}-{config.backbone.removesuffix('_plus')}-nsl-seed{config.seed}"
-    return compare_runs(configs, group_dir if group_dir is not None else default_dir, progress=progress,
-                        overwrite=overwrite)
+    return compare_runs(swept(configs, sweep, refused=tuple(SWEEP_REFUSED)),
+                        group_dir if group_dir is not None else default_dir, progress=progress, overwrite=overwrite)
 
 
 def _changed_settings(run: RunDirectory, config: TrainConfig, *, finished: bool = False) -> str | None:
