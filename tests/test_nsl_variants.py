@@ -172,6 +172,12 @@ def test_table5_compares_cnn10_rows_on_downsampled_imagenet(tmp_path, capsys):
     recipe = TrainConfig.from_preset("nsl", dataset="imagenet64", backbone="cnn10")
     assert (recipe.iterations, recipe.milestones) == (600_000, (200 / 600, 375 / 600, 550 / 600))
     assert recipe.optimizer == "sgd" and recipe.lr == 0.1
+    notebook = TrainConfig.from_preset("nsl", dataset="imagenet64", backbone="cnn10", epochs=None, lr=0.1)   # nb 07
+    assert (notebook.iterations, notebook.milestones) == (recipe.iterations, recipe.milestones)
+    own_length = TrainConfig.from_preset("nsl", dataset="imagenet64", backbone="cnn10", epochs=60)
+    assert own_length.milestones == recipe.milestones                     # ImageNet's decays, not CIFAR's
+    assert TrainConfig.from_preset("nsl", dataset="imagenet64", epochs=60, milestones=(0.5,)).milestones == (0.5,)
+    assert TrainConfig.from_preset("nsl", dataset="cifar10", epochs=60).milestones == (20 / 42.5, 30 / 42.5, 37.5 / 42.5)
     assert nsl_table_row("5", "imagenet64") == {"cnn": 57.28, "cnn++": 57.89, "dynamic_dns": 59.39}
     assert nsl_table_row("5", "cifar10") is None                     # an ImageNet table
     sizes = {name: sum(p.numel() for p in build_image_model("vanilla", backbone, 1000, image_size=64, classifier="dot",

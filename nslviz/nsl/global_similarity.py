@@ -35,12 +35,13 @@ class GlobalSimilarityConv2d(nn.Module):
     M_G^s starts at I, so the layer starts as the plain convolution. Like a static NSConv2d's M, it
     belongs in a parameter group without weight decay (`similarity_parameters` lists it).
 
-    Against local similarity (NSConv2d, eq. 1-2): the local M weights the taps of each k×k window, the
-    same at every position, so the layer stays a convolution (shift a map and its output shifts; it
-    folds into the kernel MᵀW). M_G^s weights positions of the map before the convolution, so the
-    layer is no longer shift-equivariant and folds into no kernel. With both diagonal, local M
-    reshapes the kernel everywhere and global M_G^s masks regions of the map. On a 1×1 map they agree:
-    the window has a single tap inside the map, and a = m_centre gives the same output."""
+    Against static local similarity (NSConv2d, eq. 1-2): the local M weights the taps of each k×k
+    window, the same at every position, so the layer stays a convolution (shift a map and its output
+    shifts; it folds into the kernel MᵀW). M_G^s weights positions of the map before the convolution,
+    so the layer is no longer shift-equivariant and folds into no kernel. With both diagonal, local M
+    reshapes the kernel everywhere and global M_G^s masks regions of the map. Whatever the masks, they
+    agree only on a 1×1 map with zero padding: the window has a single tap inside the map, and
+    a = m_centre gives the same output."""
 
     def __init__(self, in_channels: int, out_channels: int, size, kernel_size: int = 3, bias: bool = False,
                  structure: str = "diagonal", padding_mode: str = "zeros"):

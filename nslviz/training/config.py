@@ -235,7 +235,8 @@ class TrainConfig:
     def from_preset(cls, preset: str | None, **overrides) -> "TrainConfig":
         """A paper recipe with `overrides` on top; preset None gives the dataclass defaults. Unless
         `epochs` or `iterations` is given, the training length and lr milestones are the official
-        schedule of the dataset (`PAPER_SCHEDULES`), where there is one."""
+        schedule of the dataset (`PAPER_SCHEDULES`), where there is one. A preset's own milestones
+        (nsl, nsl_global: CIFAR's) give way to the dataset's schedule at any length, unless given."""
         # None for the length or the milestones means "not given" (a notebook's `epochs = None`): the
         # official schedule, which must then exist
         asked_official = "epochs" in overrides and overrides["epochs"] is None and overrides.get("iterations") is None
@@ -250,7 +251,9 @@ class TrainConfig:
             if not official and not given_length and "epochs" not in PRESET_FIELDS[preset]:
                 _check_no_official_length(preset, fields.get("optimizer", cls.optimizer),
                                           fields.get("dataset", cls.dataset), asked_official)
-            if official and not given_length:       # the schedule's milestones over the preset's, not over given ones
+            if official and "milestones" in PRESET_FIELDS[preset] and "milestones" not in overrides:
+                fields["milestones"] = official[1]   # e.g. nsl on imagenet64 at a length of one's own
+            if official and not given_length:
                 fields = {**fields, "iterations": official[0], "milestones": official[1], **overrides}
             overrides = fields
         return cls(**overrides)
@@ -338,8 +341,7 @@ PRESET_FIELDS: dict[str, dict] = {
 
 # The official training lengths, in iterations at batch 128, and the lr milestones as fractions of
 # them, per (preset, optimizer) and dataset (docs/official-code.md §A.7 and §B.6). The presets use them
-# unless epochs or iterations are given; datasets without an entry (digits, synthetic; imagenet64
-# under mn) keep `epochs`. NSL's ImageNet schedule (sec. 7: lr ÷10 at 200k, 375k and 550k of 600k, for
+# unless epochs or iterations are given; a dataset without an entry keeps `epochs`. NSL's ImageNet schedule (sec. 7: lr ÷10 at 200k, 375k and 550k of 600k, for
 # ImageNet-2012 at 224 px in Table 5) is the one nsl gives downsampled ImageNet 64×64.
 _CIFAR_MN = (160_000, (0.75,))
 _CONVNET_MN = (60_000, (40 / 60,))
