@@ -404,6 +404,34 @@ def test_psd_makes_the_dns_mask_nonnegative(dynamic):
     assert masks["free"].min() < 0 and masks["psd"].min() >= 0
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_hard_sparsity_keeps_k_entries_per_row_straight_through(k):
+    """nonzeros_per_row (sec. 3.4): each row s of the static UNS matrix keeps its k largest-magnitude
+    entries (k = 1: every kernel tap reads one input tap, a shift); the layer and its folded kernel use
+    that matrix, and the gradient reaches every entry, so an entry at 0 can grow back."""
+    torch.manual_seed(11)
+    layer = NSConv2d(2, 3, mode="static_uns", nonzeros_per_row=k)
+    x = torch.randn(2, 2, 6, 6)
+    torch.testing.assert_close(layer(x), F.conv2d(x, layer.weight, padding=1))        # M = I: still the plain conv
+    with torch.no_grad():
+        layer.similarity.normal_()
+    raw = layer.similarity.detach()
+    m = layer.static_similarity()
+    kept = raw.abs().topk(k, dim=1).indices
+    expected = torch.zeros_like(raw).scatter_(1, kept, raw.gather(1, kept))
+    torch.testing.assert_close(m, expected)
+    assert ((m != 0).sum(1) == k).all()
+    folded = torch.einsum("fcs,st->fct", layer.weight.detach().view(3, 2, 9), expected).view(3, 2, 3, 3)
+    torch.testing.assert_close(layer(x), F.conv2d(x, folded, padding=1), atol=1e-5, rtol=1e-5)
+    layer(x).square().sum().backward()
+    assert (layer.similarity.grad != 0).all()                                  # pruned entries get gradient too
+    dynamic = NSConv2d(2, 3, mode="dynamic_uns", nonzeros_per_row=k)
+    with torch.no_grad():
+        dynamic.predictor.output_weight.normal_()
+    predicted = dynamic.predict_similarity(x)                                   # (B, K, K, H, W)
+    assert ((predicted != 0).sum(2) == k).all()
+
+
 # -- shared predictor -----------------------------------------------------------------------------------
 
 def test_shared_predictor_is_shared_across_layers():
@@ -488,6 +516,16 @@ def test_options_and_functional_inputs_are_checked():
         sphere_conv2d(x, weight, normalize="none", angle="linear")
     with pytest.raises(ValueError, match="cosine must be True or False"):
         GlobalSimilarityAttention(8, cosine="no")
+
+
+def test_hard_sparsity_is_for_free_uns_matrices():
+    for mode, options in (("static_dns", {}), ("static_uns", {"parametrization": "psd"}), ("dynamic_uns", {})):
+        k = 10 if mode == "dynamic_uns" else 2
+        with pytest.raises(ValueError, match=f"nonzeros_per_row keeps 1 to 9 entries of each row of a free UNS matrix "
+                                             f".*got {k} with mode '{mode}'"):
+            NSConv2d(2, 2, mode=mode, nonzeros_per_row=k, **options)
+    with pytest.raises(ValueError, match="nonzeros_per_row must be an integer"):
+        NSConv2d(2, 2, mode="static_uns", nonzeros_per_row=1.5)
 
 
 def test_bad_input_errors():

@@ -184,6 +184,8 @@ NSL_ABLATION_VARIANTS: dict[str, tuple[str, dict]] = {
     "static_uns_symmetric": ("static_uns", {"parametrization": "symmetric"}),    # sec. 3.4 regularisers
     "static_uns_psd": ("static_uns", {"parametrization": "psd"}),
     "static_dns_l1": ("static_dns", {"l1_weight": 1e-4}),
+    "static_uns_sparse": ("static_uns", {"nonzeros_per_row": 3}),                # hard sparsity: 3 taps read
+    "static_uns_shift": ("static_uns", {"nonzeros_per_row": 1}),                 # sparsity-one: a shift per tap
     "dynamic_dns_shared": ("dynamic_dns", {"shared_predictor": True}),           # Table 3: shared predictor
 }
 NSL_GLOBAL_VARIANTS: dict[str, tuple[str, dict]] = {                              # Table 8

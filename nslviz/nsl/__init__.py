@@ -16,6 +16,7 @@ Modes (`NSL_MODES`; "none" is a plain nn.Conv2d):
     dynamic_uns  M(b, p) = I + predictor(X)(b, p)
 Options of every mode: `kernel_shape=True` learns M = D·R with a binary diagonal D (eq. 4-5);
 `parametrization` "symmetric" or "psd" (M = LLᵀ through a Cholesky factor, sec. 3.4);
+`nonzeros_per_row=k` keeps k entries in each row of a UNS matrix (hard sparsity; k = 1, a shift per tap);
 `l2_weight` / `l1_weight` penalties, returned by `NSConv2d.regularization()` for the trainer to add.
 
 Static similarity folds into an ordinary kernel W_eff[f, c, t] = Σ_s W[f, c, s] M_st (the paper's
@@ -33,8 +34,9 @@ Deviations from the official code (wy1iu/NSL; docs/official-code.md §B and §C)
   once the accumulated straight-through gradient has pushed its score down by half its initial
   value, the amount by which a static DNS mask entry would have shrunk in the same time. D_r and
   the static M get no weight decay in the official code: see `similarity_parameters`.
-* The CNN predictor, the shared predictor and the symmetric / PSD parametrisations are described
-  in the paper only (Tables 1 and 3, sec. 3.4); their construction here is ours (see the classes).
+* The CNN predictor, the shared predictor, the symmetric / PSD parametrisations and the hard
+  sparsity of M are described in the paper only (Tables 1 and 3, sec. 3.4); their construction
+  here is ours (see the classes).
 * The UNS predictor adds I₉ as the official code does (the paper says it does not).
 * L2 on the static UNS matrix keeps the official 5e-3 · ½‖M‖²_F (pulling M toward 0, not I) as
   the default of `l2_weight` for static_uns; every other penalty defaults to 0.

@@ -125,6 +125,15 @@ def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity:
     return out
 
 
+def _keep_largest(m: torch.Tensor, k: int | None, dim: int) -> torch.Tensor:
+    """m with all but the k largest-magnitude entries along `dim` at 0 in the forward pass (k None: m);
+    the gradient passes to every entry, as for the kernel shape D, so an entry at 0 can come back."""
+    if k is None or k >= m.shape[dim]:
+        return m
+    kept = torch.zeros_like(m).scatter_(dim, m.abs().topk(k, dim=dim).indices, 1.0)
+    return m + (m * kept - m).detach()
+
+
 def _straight_through_step(scores: torch.Tensor, threshold: float) -> torch.Tensor:
     """D = 1[D_r > α] forward; ∂L/∂D_r = ∂L/∂D backward (NSL eq. 5, straight-through)."""
     hard = (scores > threshold).to(scores.dtype)
@@ -144,6 +153,9 @@ class NSConv2d(nn.Module):
       parametrization  "free"; "symmetric" M = (A + Aᵀ)/2; "psd" M = LLᵀ with L lower triangular
                        (Cholesky factor, sec. 3.4; for DNS m = l²). Dynamic: applied to I + prediction
                        (symmetric: I + (P + Pᵀ)/2; psd: L = I + tril(P)).
+      nonzeros_per_row UNS, hard sparsity (sec. 3.4): only the k largest-magnitude entries of each row s
+                       of M are kept, so kernel tap s reads k input taps; 1 is the sparsity-one pattern,
+                       one shift per tap. The gradient passes to every entry (straight-through).
       kernel_shape     learn M = D·R, D = diag(1[D_r > shape_threshold]) (eq. 4-5), D_r initialised to
                        shape_init, updated straight-through. D masks rows s: kernel taps switched off.
       predictor        "sphere" (official), "full_sphere", "cnn"; predictor_hidden (64 DNS / 128 UNS);
@@ -160,7 +172,8 @@ class NSConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride: int = 1, padding: int = 1,
                  bias: bool = False, mode: str = "static_dns", *, dns_init: str = "ones",
-                 parametrization: str = "free", kernel_shape: bool = False, shape_threshold: float = 0.5,
+                 parametrization: str = "free", nonzeros_per_row: int | None = None,
+                 kernel_shape: bool = False, shape_threshold: float = 0.5,
                  shape_init: float = 1.0, predictor: str = "sphere", predictor_hidden: int | None = None,
                  shared_predictor: SharedSimilarityPredictor | None = None, l2_weight: float | None = None,
                  l1_weight: float = 0.0, dynamic_impl: str = "auto", recompute_taps: bool = RECOMPUTE_TAPS):
@@ -191,6 +204,13 @@ class NSConv2d(nn.Module):
         if kernel_shape and not shape_init > shape_threshold:
             raise ValueError(f"shape_init must be above shape_threshold (every tap starts on), got shape_init="
                              f"{shape_init!r} and shape_threshold={shape_threshold!r}: the layer would output 0")
+        if nonzeros_per_row is not None:
+            check_positive("nonzeros_per_row", nonzeros_per_row, integer=True)
+            if self.diagonal or parametrization != "free" or nonzeros_per_row > self.taps:
+                raise ValueError(f"nonzeros_per_row keeps 1 to {self.taps} entries of each row of a free UNS matrix "
+                                 f"(DNS has one per row; hard sparsity of its taps is kernel_shape=True); got "
+                                 f"{nonzeros_per_row!r} with mode {mode!r} and parametrization {parametrization!r}")
+        self.nonzeros_per_row = nonzeros_per_row
         self.recompute_taps = bool(recompute_taps)
         self.shape_threshold = float(shape_threshold)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, k, k) * he_std(in_channels, k))
@@ -242,7 +262,7 @@ class NSConv2d(nn.Module):
             lower = torch.tril(raw)
             m = lower @ lower.t()
         else:
-            m = raw
+            m = _keep_largest(raw, self.nonzeros_per_row, dim=1)          # rows s of M (K, K)
         mask = self.kernel_shape_mask()
         if mask is None:
             return m
@@ -276,7 +296,7 @@ class NSConv2d(nn.Module):
                 lower = eye + p * torch.ones(self.taps, self.taps, device=p.device, dtype=p.dtype).tril().view_as(eye)
                 m = torch.einsum("bsrij,btrij->bstij", lower, lower)          # L Lᵀ at every position
             else:
-                m = eye + p
+                m = _keep_largest(eye + p, self.nonzeros_per_row, dim=2)     # rows s of each M(b, p)
         mask = self.kernel_shape_mask()
         if mask is not None:
             m = m * mask.view(1, -1, *([1] * (m.dim() - 2)))
@@ -348,6 +368,8 @@ class NSConv2d(nn.Module):
                 f"padding={self.padding}, mode={self.mode!r}")
         if self.parametrization != "free":
             text += f", parametrization={self.parametrization!r}"
+        if self.nonzeros_per_row is not None:
+            text += f", nonzeros_per_row={self.nonzeros_per_row}"
         if self.shape_scores is not None:
             text += f", kernel_shape=True, shape_threshold={self.shape_threshold}"
         return text + (", bias=True" if self.bias is not None else "")
