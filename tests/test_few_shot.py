@@ -358,3 +358,28 @@ def test_named_runs_are_checked_before_any_pretraining():
         pretrain_for_runs(FewShotConfig(), None, [])
     with pytest.raises(ValueError, match="run 'dynamic_dns' needs a pretrained 'dynamic_dns' network"):
         run_named(FewShotConfig(), None, ["dynamic_dns"], {})
+
+
+def test_few_shot_quick_is_notebook_10s_quick_mode(capsys, monkeypatch):
+    """`few-shot --quick` runs what notebook 10's quick mode runs (one function gives both), and refuses an
+    option it sets itself rather than drop it without a word."""
+    import nslviz.experiments.few_shot as few_shot
+    from nslviz.experiments.few_shot import QUICK_FEW_SHOT, quick_few_shot_config
+
+    seen = []
+
+    def fake_run(config):
+        seen.append(config)
+        raise SystemExit(0)                                  # stop before any training: the config is the point
+
+    monkeypatch.setattr(few_shot, "run_few_shot", fake_run)
+    with pytest.raises(SystemExit):
+        main(["few-shot", "--quick", "--nsl", "dynamic_dns", "--way", "3", "--no-progress"])
+    expected = quick_few_shot_config(FewShotConfig(nsl="dynamic_dns", way=3))
+    assert seen == [expected] and {k: getattr(expected, k) for k in QUICK_FEW_SHOT} == QUICK_FEW_SHOT
+    notebook = json.loads(open("notebooks/10_nsl_few_shot.ipynb").read())
+    assert any("config = quick_few_shot_config(config)" in "".join(c["source"]) for c in notebook["cells"])
+    with pytest.raises(SystemExit) as refused:
+        main(["few-shot", "--quick", "--episodes", "10", "--device", "auto"])
+    assert refused.value.code == 2
+    assert "--quick chooses --episodes, --device itself" in capsys.readouterr().err

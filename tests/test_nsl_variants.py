@@ -196,3 +196,15 @@ def test_table5_compares_cnn10_rows_on_downsampled_imagenet(tmp_path, capsys):
         "cnn": ("cnn10", "none", 1000), "cnn++": ("cnn10_plus", "none", 1000), "dynamic_dns": ("cnn10", "dynamic_dns", 1000)}
     assert all(s["test_acc"] <= s["test_top5_acc"] for s in summaries.values())
     assert out.count("| top-5 ") == 3
+
+
+def test_quick_mode_names_a_misspelled_row_and_never_trains_none():
+    """Notebook 07's quick mode trains the plain and the dynamic DNS row of those asked; a misspelled
+    name is refused with the choices (not dropped), and rows it does not train leave it both."""
+    from nslviz.experiments.compare import QUICK_NSL_VARIANTS, quick_nsl_variants
+
+    assert quick_nsl_variants(["cnn", "static_dns", "dynamic_dns"]) == ["cnn", "dynamic_dns"]
+    assert quick_nsl_variants(["dynamic_dns"]) == ["dynamic_dns"]
+    assert quick_nsl_variants(["static_dns"]) == list(QUICK_NSL_VARIANTS)       # nothing left: both, not an empty run
+    with pytest.raises(ValueError, match="unknown NSL variant 'statc_dns'; expected one of 'cnn', 'cnn\\+\\+'"):
+        quick_nsl_variants(["cnn", "statc_dns"])

@@ -254,8 +254,12 @@ def test_presets_train_as_long_as_the_official_schedules():
     short = TrainConfig.from_preset("mn", dataset="cifar10", epochs=3)
     assert (short.iterations, short.epochs_for(351), short.milestones) == (None, 3, (0.75,))
     assert TrainConfig.from_preset("mn", dataset="cifar10", iterations=1000).epochs_for(351) == 3
-    # no official schedule: the epochs field
-    assert TrainConfig.from_preset("mn", dataset="imagenet64").iterations is None
+    # no official schedule: a paper's dataset asks for a length, an embedded set takes the epochs field
+    with pytest.raises(ValueError, match="--preset mn has no official length for imagenet64 \\(with adamw\\); give "
+                                         "one \\(--epochs or --iterations\\) rather than train the default 5 epochs"):
+        TrainConfig.from_preset("mn", dataset="imagenet64")
+    assert TrainConfig.from_preset("mn", dataset="imagenet64", epochs=40).epochs == 40
+    assert TrainConfig.from_preset("mn", dataset="digits").iterations is None
     with pytest.raises(ValueError, match="iterations must be >= 1, got 0"):
         TrainConfig(iterations=0)
 
@@ -589,10 +593,11 @@ def test_only_rank_zero_warns_about_what_it_finds_in_the_run_directory(reference
 def test_cli_resume_keeps_the_stored_recipe_and_names_a_foreign_config(reference_run, tmp_path, capsys):
     from nslviz.__main__ import main
     run_dir = str(reference_run[0])
-    for flags in (["--preset", "nsl"], ["--nsl-variant", "dynamic_dns"]):
+    for flags, said in ((["--preset", "nsl"], "--preset chooses"), (["--nsl-variant", "dynamic_dns"], "--nsl-variant chooses"),
+                        (["--preset", "nsl", "--nsl-variant", "cnn"], "--preset and --nsl-variant choose")):
         with pytest.raises(SystemExit) as exit_info:
             main(["train", "--run-dir", run_dir, "--resume", *flags])
-        assert exit_info.value.code == 2 and "choose a new run's recipe; --resume continues" in capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"{said} a new run's recipe; --resume continues" in capsys.readouterr().err
     foreign = tmp_path / "spiral-run"
     foreign.mkdir()
     (foreign / "config.json").write_text(json.dumps({"frames": 10, "grid_size": 50}))

@@ -47,6 +47,13 @@ def boolean(text: str) -> bool:
     return value
 
 
+def add_progress_argument(parser) -> None:
+    """--no-progress: a command that runs for more than a few seconds shows tqdm bars on stderr, its
+    --json object on stdout unaffected; this turns them off (a log file, a notebook)."""
+    parser.add_argument("--no-progress", action="store_true", default=False,
+                        help="no progress bars (they go to stderr, apart from the --json output)")
+
+
 def option_flag(name: str) -> str:
     """The command-line option of a config field: "dictionary_init" -> "--dictionary-init"."""
     return f"--{name.replace('_', '-')}"

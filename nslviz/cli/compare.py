@@ -26,7 +26,7 @@ from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_START
 from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
-from .common import emit_json, folder_path, option_flag, refuse_given, validation_text
+from .common import add_progress_argument, emit_json, folder_path, option_flag, refuse_given, validation_text
 from .train import CONTROL, RUN, add_config_arguments, config_from_args, warn_unread
 
 COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_start", "sweep"}
@@ -52,7 +52,7 @@ def add_parser(subparsers) -> None:
     run.add_argument("--group-dir", type=folder_path, default=None, help="folder of the runs (one sub-folder each)")
     run.add_argument("--overwrite", action="store_true", default=False,
                      help="replace a run trained with other settings (default: refuse, naming them)")
-    run.add_argument("--no-progress", action="store_true", default=False)
+    add_progress_argument(run)
     run.add_argument("--json", action="store_true", default=False, help="end the output with one JSON object")
     p.set_defaults(run=main, subparser=p)
 

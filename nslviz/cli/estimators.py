@@ -17,7 +17,7 @@ method, the tables on which its mean is at least every other method's.
 from __future__ import annotations
 
 from ..experiments.estimators import HELD_OUT_TABLES, METHODS, TABLES, EstimatorComparisonConfig
-from .common import emit_json, integer_at_least, positive_int, seed_value
+from .common import add_progress_argument, emit_json, integer_at_least, positive_int, seed_value
 
 
 def add_parser(subparsers) -> None:
@@ -34,6 +34,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-rows", type=positive_int, default=None, help="a seeded subset of every table")
     p.add_argument("--draws", type=positive_int, default=1,
                    help="shuffles of the rows into folds, seeds --seed, --seed + 1, ..., pooled (default: 1)")
+    add_progress_argument(p)
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
 
@@ -42,7 +43,7 @@ def run(args) -> int:
     from ..analysis.paired import format_paired
     from ..experiments.estimators import METHOD_LABELS, at_the_top_text, compare_estimators
     config = EstimatorComparisonConfig(tables=args.tables, methods=args.methods, folds=args.folds, seed=args.seed,
-                                       max_rows=args.max_rows, progress=not args.json)
+                                       max_rows=args.max_rows, progress=not args.no_progress)
     if args.draws > 1:
         return _run_draws(config, args)
     result = compare_estimators(config)

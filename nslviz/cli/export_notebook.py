@@ -18,6 +18,10 @@ from .common import emit_json, folder_path, positive_int
 
 DEFAULT_CELL_TIMEOUT = 1800      # seconds one cell may run before the export stops
 
+# The kernel runs on this machine for this process alone: its start-up notes (the transport it
+# listens on, an interrupt caught) are not the reader's business; the notebook's errors still are.
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+
 
 def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameters: dict | None = None,
                     cell_timeout: int = DEFAULT_CELL_TIMEOUT) -> dict:
@@ -50,7 +54,7 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
                                    cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
-                                   execution_timeout=cell_timeout)
+                                   execution_timeout=cell_timeout, extra_arguments=QUIET_KERNEL)
     except papermill.PapermillExecutionError as error:        # the notebook's own error, not 40 lines of frames
         raise NotebookFailed(f"{notebook.name} stopped in cell In [{error.exec_count}] with {error.ename}: "
                              f"{error.evalue}; the notebook as far as it ran is {str(executed.resolve())!r}") from None

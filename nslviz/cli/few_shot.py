@@ -1,7 +1,8 @@
 """python -m nslviz few-shot: few-shot learning with neural similarity, NSL sec. 7.2 and Table 6
 (nslviz.experiments.few_shot; notebook 10).
 
-    python -m nslviz few-shot --nsl static_dns --method finetune --episodes 100 --json      # embedded glyphs
+    python -m nslviz few-shot --quick --nsl dynamic_dns --json      # notebook 10's quick mode: glyphs, CPU, ~20 s
+    python -m nslviz few-shot --nsl static_dns --method finetune --episodes 100     # the protocol's lengths, on glyphs
     python -m nslviz few-shot --dataset mini-imagenet --nsl dynamic_dns --device auto      # Table 6's protocol
     python -m nslviz few-shot --dataset mini-imagenet --nsl static_dns --method maml --device auto
     python -m nslviz few-shot --dataset mini-imagenet --nsl dynamic_dns --backbone cnn9 --device auto   # last row
@@ -15,8 +16,8 @@ Mini-ImageNet is not downloaded: data/README.md says where its images and split 
 """
 from __future__ import annotations
 
-from ..experiments.few_shot import FEW_SHOT_BACKBONES, FEW_SHOT_METHODS, FEW_SHOT_NSL, FewShotConfig
-from .common import emit_json, integer_at_least, nonnegative_int, positive_float, positive_int
+from ..experiments.few_shot import FEW_SHOT_BACKBONES, FEW_SHOT_METHODS, FEW_SHOT_NSL, QUICK_FEW_SHOT, FewShotConfig
+from .common import add_progress_argument, emit_json, integer_at_least, nonnegative_int, positive_float, positive_int
 
 integer_at_least_two = integer_at_least(2)
 
@@ -57,12 +58,27 @@ def add_parser(subparsers) -> None:
                    help="test episodes adapted together (memory against speed)")
     p.add_argument("--seed", type=nonnegative_int, default=d.seed)
     p.add_argument("--device", default=d.device, help="cpu (default), auto, cuda or cuda:N")
+    p.add_argument("--quick", action="store_true", help="notebook 10's quick mode: the generated glyphs at 32 px, "
+                                                        "short runs, CPU (a few tens of seconds a run)")
+    add_progress_argument(p)
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
 
 
+# the options --quick sets: field of FewShotConfig -> the options that give it
+QUICK_OPTIONS = {"dataset": ["dataset"], "dataset_options": ["classes", "per_class"], "data_dir": ["data_dir"],
+                 "image_size": ["image_size"], **{name: [name] for name in QUICK_FEW_SHOT
+                                                  if name not in ("dataset", "dataset_options", "data_dir", "image_size")}}
+
+
 def run(args) -> int:
-    from ..experiments.few_shot import run_few_shot
+    from ..experiments.few_shot import quick_few_shot_config, run_few_shot
+    if args.quick:
+        given = [f"--{dest.replace('_', '-')}" for dests in QUICK_OPTIONS.values() for dest in dests
+                 if getattr(args, dest) != args.subparser.get_default(dest)]
+        if given:
+            raise ValueError(f"--quick chooses {', '.join(given)} itself (the generated glyphs on the CPU, short runs); "
+                             f"leave {'them' if len(given) > 1 else 'it'} out, or leave out --quick")
     options = {key: value for key, value in (("num_classes", args.classes), ("per_class", args.per_class))
                if value is not None}
     if options and args.dataset != "glyphs":
@@ -75,7 +91,9 @@ def run(args) -> int:
                            inner_steps=args.inner_steps, classifier_steps=args.classifier_steps,
                            inner_step_size=args.inner_step_size, first_order=args.first_order,
                            episode_batch=args.episode_batch, seed=args.seed, device=args.device,
-                           progress=not args.json)
+                           progress=not args.no_progress)
+    if args.quick:
+        config = quick_few_shot_config(config)
     s = run_few_shot(config).summary()
     paper = s["paper"]
     beside = (f" | Table 6 on Mini-ImageNet, {paper['row']} ({paper['backbone']}): {paper['accuracy']:.2f} ± "

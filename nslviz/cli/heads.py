@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from ..experiments.heads import HeadTraining
-from .common import emit_json, folder_path, option_flag, positive_float, positive_int, seed_value
+from .common import add_progress_argument, emit_json, folder_path, option_flag, positive_float, positive_int, seed_value
 
 CLUSTER_OPTIONS = ("classes", "clusters_per_class", "dim", "noise", "train_size", "test_size")
 
@@ -39,6 +39,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--eval-every", type=positive_int, default=defaults.eval_every, help="steps between evaluations")
     p.add_argument("--seed", type=seed_value, default=defaults.seed)
     p.add_argument("--device", default="cpu", help="where a run's features are extracted: cpu (default), auto, cuda")
+    add_progress_argument(p)
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
 
@@ -52,7 +53,7 @@ def run(args) -> int:
         raise ValueError(f"--device {args.device} is where a run's features are extracted; it needs --run-dir "
                          f"(the generated clusters are made and trained on the CPU)")
     training = HeadTraining(entries=args.entries, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                            eval_every=args.eval_every, seed=args.seed, progress=True)
+                            eval_every=args.eval_every, seed=args.seed, progress=not args.no_progress)
     cluster_options = {name: getattr(args, name) for name in CLUSTER_OPTIONS if getattr(args, name) is not None}
     if args.run_dir is None:
         result = run_clusters(training, **cluster_options)

@@ -6,7 +6,7 @@ import dataclasses
 
 from ..experiments.implicit_regularization import (INITS, OBSERVATIONS, ImplicitRegularizationConfig,
                                                 run_implicit_regularization)
-from .common import emit_json, folder_path, positive_float, positive_int, seed_value
+from .common import add_progress_argument, emit_json, folder_path, positive_float, positive_int, seed_value
 
 
 def add_parser(subparsers) -> None:
@@ -29,6 +29,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=seed_value, default=defaults.seed)
     p.add_argument("--run-dir", type=folder_path, default=None, help="write config.json, metrics.jsonl, summary.json here")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (default: refuse)")
+    add_progress_argument(p)
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
 
@@ -37,7 +38,7 @@ def run(args) -> int:
     config = ImplicitRegularizationConfig(observation=args.observation, init=args.init, init_scale=args.init_scale,
                                           inputs=args.inputs, outputs=args.outputs, samples=args.samples,
                                           rank=args.rank, steps=args.steps, lr=args.lr, seed=args.seed,
-                                          progress=not args.json)
+                                          progress=not args.no_progress)
     from ..training.rundir import claimed_run_dir
     with claimed_run_dir(args.run_dir, overwrite=args.overwrite):            # before the work, not after
         return _run(args, config)

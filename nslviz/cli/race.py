@@ -11,7 +11,7 @@ twin and after − before finetuning (points, 95 % interval over seeds), and the
 from __future__ import annotations
 
 from ..experiments.race import ARMS, RACE_DATASETS
-from .common import emit_json, nonnegative_int, positive_int
+from .common import add_progress_argument, emit_json, nonnegative_int, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -24,6 +24,7 @@ def add_parser(subparsers) -> None:
                    help="optimiser steps of every run (rounded up to whole epochs)")
     p.add_argument("--warmup", type=positive_int, default=200, help="iterations of the warm-up arms' frozen backbone")
     p.add_argument("--root", default=None, help="run directories (default: runs/mn-race)")
+    add_progress_argument(p)
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
 
@@ -32,7 +33,7 @@ def run(args) -> int:
     from ..analysis.paired import format_paired
     from ..experiments.race import race_report, run_race
     results = run_race(args.datasets, args.arms, args.seeds, iterations=args.iterations, warmup=args.warmup,
-                       root=args.root)
+                       root=args.root, progress=not args.no_progress)
     report = race_report(results)
     for dataset, arms in report.items():
         for arm, entry in arms.items():

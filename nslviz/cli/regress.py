@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..datasets.tabular import available_tabular_datasets
-from .common import emit_json, folder_path, positive_float, positive_int, seed_value, thread_count
+from .common import add_progress_argument, emit_json, folder_path, positive_float, positive_int, seed_value, thread_count
 
 
 def add_parser(subparsers) -> None:
@@ -42,7 +42,7 @@ def add_parser(subparsers) -> None:
                    help="torch CPU threads while it runs (default: 1, fastest for these small networks)")
     p.add_argument("--run-dir", type=folder_path, default=None, help="write config.json, metrics.jsonl (one row per fold), summary.json")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (default: refuse)")
-    p.add_argument("--progress", action="store_true", help="progress bars")
+    add_progress_argument(p)
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
 
@@ -64,7 +64,7 @@ def run(args) -> int:
                                 layers=tuple(args.layers), widths=tuple(args.widths),
                                 weight_decays=tuple(args.weight_decay), max_epochs=args.max_epochs,
                                 max_rows=args.max_rows, device=args.device, data_root=args.data_root,
-                                threads=args.threads, progress=args.progress)
+                                threads=args.threads, progress=not args.no_progress)
     if args.quick:
         config = quick_config(config)
     with claimed_run_dir(args.run_dir, overwrite=args.overwrite):            # before the work, not after

@@ -37,8 +37,8 @@ from ..training.config import (DATA, MAXL, MN, OPTIMISATION, PRESET_FIELDS, PRES
                                unread_settings)
 from ..training.distributed import launched_rank
 from ..experiments.compare import ALL_NSL_VARIANTS, nsl_variant_config, nsl_variant_preset
-from .common import (add_option_arguments, boolean, emit_json, folder_path, option_flag, positive_float,
-                     validation_text)
+from .common import (add_option_arguments, add_progress_argument, boolean, emit_json, folder_path, option_flag,
+                     positive_float, validation_text)
 
 CONTROL = {"run", "subparser", "command", "run_dir", "resume", "overwrite", "json", "preset", "no_progress",
            "nsl_variant"}
@@ -104,7 +104,7 @@ def add_parser(subparsers) -> None:
     run.add_argument("--resume", action="store_true", default=False, help="continue the run in --run-dir")
     run.add_argument("--overwrite", action="store_true", default=False,
                      help="replace the run already in the run directory (default: refuse)")
-    run.add_argument("--no-progress", action="store_true", default=False)
+    add_progress_argument(run)
     run.add_argument("--json", action="store_true", default=False, help="end the output with one JSON object")
     p.set_defaults(run=main, subparser=p)
 
@@ -117,7 +117,7 @@ def config_from_args(args, control=CONTROL) -> TrainConfig:
         recipes = [flag for flag, value in (("--preset", getattr(args, "preset", None)),
                                             ("--nsl-variant", getattr(args, "nsl_variant", None))) if value is not None]
         if recipes:
-            raise ValueError(f"{' and '.join(recipes)} choose a new run's recipe; --resume continues the recipe "
+            raise ValueError(f"{' and '.join(recipes)} {'choose' if len(recipes) > 1 else 'chooses'} a new run's recipe; --resume continues the recipe "
                              f"stored in {args.run_dir}: leave {'them' if len(recipes) > 1 else 'it'} out")
         from ..training.trainer import stored_run_config
         return TrainConfig.from_dict({**stored_run_config(args.run_dir), **overrides})

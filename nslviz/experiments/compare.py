@@ -204,6 +204,19 @@ NSL_TABLES: dict[str, tuple[str, ...]] = {
 ALL_NSL_VARIANTS = (*NSL_VARIANTS, *NSL_ABLATION_VARIANTS, *NSL_GLOBAL_VARIANTS)
 
 
+# The rows quick mode trains (notebook 07): the plain network and the dynamic one; the static rows
+# and the ablations move too little in a quick run's few dozen steps to tell apart from the plain one
+QUICK_NSL_VARIANTS = ("cnn", "dynamic_dns")
+
+
+def quick_nsl_variants(variants: list[str]) -> list[str]:
+    """The rows of `variants` that quick mode trains (QUICK_NSL_VARIANTS), or both of them when
+    `variants` holds neither; every name is checked first, so a misspelled one is named, not dropped."""
+    for variant in variants:
+        check_choice("NSL variant", variant, ALL_NSL_VARIANTS)
+    return [v for v in variants if v in QUICK_NSL_VARIANTS] or list(QUICK_NSL_VARIANTS)
+
+
 def nsl_variant_preset(variant: str) -> str:
     """The recipe a variant's table was trained with: "nsl_global" for Table 8, else "nsl"."""
     check_choice("NSL variant", variant, ALL_NSL_VARIANTS)

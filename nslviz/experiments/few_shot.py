@@ -116,6 +116,21 @@ class FewShotConfig:
         return FinetuneProtocol(epochs=self.finetune_epochs)
 
 
+# What quick mode (notebook 10, `few-shot --quick`) runs: 100 generated glyph classes of 30 images at
+# 32 px, 3 pretraining epochs, 60 test episodes (enough for intervals of about a point) of 25
+# finetuning epochs, 5 MAML steps of 2 tasks, on the CPU: about 75 s for notebook 10's four runs on
+# 2 CPU cores
+QUICK_FEW_SHOT = dict(dataset="glyphs", dataset_options={"per_class": 30}, data_dir=None, image_size=None, episodes=60,
+                      pretrain_epochs=3, finetune_epochs=25, meta_iterations=5, meta_batch=2, episode_batch=10,
+                      device="cpu")
+
+
+def quick_few_shot_config(config: FewShotConfig) -> FewShotConfig:
+    """The same experiment in quick mode (`QUICK_FEW_SHOT`): the N-way K-shot protocol, the networks
+    and the methods stay; the data, the lengths and the device become a CPU's."""
+    return dataclasses.replace(config, **QUICK_FEW_SHOT)
+
+
 @dataclass
 class FewShotResult:
     config: FewShotConfig
