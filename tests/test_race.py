@@ -233,3 +233,13 @@ def test_dictionary_warmup_under_torchrun_is_refused_before_the_run_directory_is
     with pytest.raises(ValueError, match="dictionary_warmup is a single-process diagnostic"):
         train(TrainConfig(method="mn", dictionary_warmup=2, **TINY), run, overwrite=True, progress=False)
     assert {path.name: path.read_bytes() for path in run.iterdir()} == kept
+
+
+def test_the_attended_values_interval_stays_within_an_accuracys_range():
+    from nslviz.experiments.race import _interval
+    from nslviz.analysis.paired import paired_difference
+
+    assert _interval([0.9]) is None
+    assert _interval([0.2, 0.95]) == [0.0, 100.0]                   # two seeds: t = 12.7 reaches past both ends
+    five = [0.61, 0.64, 0.58, 0.66, 0.6]
+    assert _interval(five) == paired_difference(five, [0.0] * 5)["ci95_points"]   # inside the range: unchanged

@@ -143,11 +143,12 @@ def race_report(results: dict[str, dict[str, list[dict]]]) -> dict:
 
 
 def _interval(values: list[float]) -> list[float] | None:
-    """95 % Student-t interval of the mean, in points."""
+    """95 % Student-t interval of the mean accuracy, in points, within [0, 100] (an accuracy's mean lies
+    there, so the cut interval still covers it; with two seeds t = 12.7 would reach far past both ends)."""
     if len(values) < 2:
         return None
-    difference = paired_difference(values, [0.0] * len(values))
-    return difference["ci95_points"]
+    low, high = paired_difference(values, [0.0] * len(values))["ci95_points"]
+    return [max(low, 0.0), min(high, 100.0)]
 
 
 def _mean_of(rows: list[dict], key: str) -> float | None:
