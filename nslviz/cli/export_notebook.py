@@ -20,7 +20,7 @@ DEFAULT_CELL_TIMEOUT = 1800      # seconds one cell may run before the export st
 
 # The kernel runs on this machine for this process alone: its start-up notes (the transport it
 # listens on, an interrupt caught) are not the reader's business; the notebook's errors still are.
-QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameters: dict | None = None,
