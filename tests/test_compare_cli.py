@@ -142,3 +142,27 @@ def test_a_sweep_over_nsl_variants_keeps_what_tells_them_apart():
         swept({"cnn": base}, ("lrr", [0.1]))
     with pytest.raises(ValueError, match="entries S must be >= 1, got 0"):
         swept({"cnn": base}, ("entries", [0, 10]))
+
+
+def test_a_paper_recipe_on_an_embedded_set_says_its_run_is_short(tmp_path):
+    """`--preset mn --dataset digits` with no length trains 5 epochs at the recipe's batch of 128, a few
+    dozen steps: said on stderr, so that its low accuracy is not read as the method's."""
+    tiny = ("--train-limit", "256", "--eval-limit", "64", "--val-size", "32", "--no-progress")
+    short = run_in_process("train", "--preset", "mn", "--dataset", "digits", "--run-dir", str(tmp_path / "a"), *tiny)
+    assert short.returncode == 0, short.stderr[-2000:]
+    assert ("warning: --preset mn on digits trains the default 5 epochs at batch 128, a few dozen steps (no paper "
+            "gives a length for digits); give --epochs") in short.stderr
+    given = run_in_process("train", "--preset", "mn", "--dataset", "digits", "--epochs", "1", "--run-dir",
+                           str(tmp_path / "b"), *tiny)
+    assert given.returncode == 0 and "a few dozen steps" not in given.stderr
+    import argparse
+    import contextlib
+    import io
+
+    from nslviz.cli.train import warn_try_out
+
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        warn_try_out(TrainConfig.from_preset("maxl", dataset="digits"), argparse.Namespace(preset="maxl"))   # 200 epochs
+        warn_try_out(TrainConfig.from_preset("mn", dataset="cifar10"), argparse.Namespace(preset="mn"))      # official
+    assert said.getvalue() == ""

@@ -27,7 +27,7 @@ from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
 from .common import add_progress_argument, emit_json, folder_path, option_flag, refuse_given, validation_text
-from .train import CONTROL, RUN, add_config_arguments, config_from_args, warn_unread
+from .train import CONTROL, RUN, add_config_arguments, config_from_args, warn_try_out, warn_unread
 
 COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_start", "sweep"}
 
@@ -100,6 +100,8 @@ def main(args) -> int:
     sweep = sweep_values(args) if args.sweep is not None else None
     given = argparse.Namespace(**vars(args), **({sweep[0]: None} if sweep else {}))   # the swept setting too
     warn_unread([dataclasses.replace(config, method=m) for m in methods], given, COMPARE_CONTROL)
+    if not args.quick:
+        warn_try_out(config, args)
     options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite, sweep=sweep)
     if getattr(args, "variants", None):
         summaries = compare_nsl_variants(config, args.variants, **options)
