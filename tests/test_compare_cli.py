@@ -120,28 +120,60 @@ def test_compare_sweeps_one_setting_over_every_method(tmp_path):
                           (("--sweep", "entries", "abc"), "--sweep entries: argument --entries: expected a positive "
                                                           "integer, got 'abc'"),
                           (("--sweep", "temperature"), "--sweep takes a setting and its values"),
-                          (("--sweep", "method", "mn", "vanilla"), "'method' is what tells the methods apart"),
-                          (("--sweep", "lr", "0.1", "0.1"), "a sweep over 'lr' needs distinct values"),
+                          (("--sweep", "method", "mn", "vanilla"), "--method is what tells the runs of --methods apart"),
+                          (("--sweep", "lr", "0.1", "0.10"), "the values ['0.1', '0.10'] name the same runs"),
                           (("--lr", "0.1", "--sweep", "lr", "0.2", "0.3"), "--lr is given and swept"),
-                          (("--mn-start", "vanilla", "--sweep", "lr", "0.2", "0.3"),
-                           "--mn-start vanilla starts every MN run from one vanilla run")):
+                          (("--mn-start", "vanilla", "--sweep", "alpha", "0.2", "0.3"),
+                           "--mn-start vanilla sets --alpha of the MN runs itself"),
+                          (("--quick", "--sweep", "entries", "50", "150"), "--quick chooses --entries itself")):
         refused = run_in_process("compare", "--methods", "mn", *args, "--group-dir", str(tmp_path / "bad"))
         assert refused.returncode == 2 and message in refused.stderr, (args, refused.stderr)
     assert not (tmp_path / "bad").exists()
 
 
-def test_a_sweep_over_nsl_variants_keeps_what_tells_them_apart():
-    from nslviz.experiments.compare import compare_nsl_variants, swept
+def _run_configs(*args):
+    from nslviz.__main__ import build_parser
+    from nslviz.cli.compare import run_configs
 
-    base = TrainConfig.from_preset("nsl", backbone="cnn9")
-    configs = swept({"static_dns": base}, ("lr", [0.1, 0.05]))
-    assert {label: c.lr for label, c in configs.items()} == {"static_dns-lr=0.1": 0.1, "static_dns-lr=0.05": 0.05}
-    with pytest.raises(ValueError, match="'backbone' is what tells the variants apart"):
-        compare_nsl_variants(base, ["cnn", "cnn++"], sweep=("backbone", ["cnn9", "cnn10"]))
-    with pytest.raises(ValueError, match="unknown setting to sweep 'lrr'"):
-        swept({"cnn": base}, ("lrr", [0.1]))
-    with pytest.raises(ValueError, match="entries S must be >= 1, got 0"):
-        swept({"cnn": base}, ("entries", [0, 10]))
+    return run_configs(build_parser().parse_args(["compare", *args]))
+
+
+def test_each_swept_value_is_a_run_built_as_train_builds_it():
+    """A swept value is an option given to `train`: what it implies comes with it (SGD's lr, L2 and
+    milestones; a preset's official length), and a refusal of `train` is a refusal of the sweep."""
+    from nslviz.__main__ import build_parser
+    from nslviz.cli.train import config_from_args
+
+    sgd = _run_configs("--methods", "vanilla", "--sweep", "optimizer", "adamw", "sgd")
+    alone = config_from_args(build_parser().parse_args(["train", "--method", "vanilla", "--optimizer", "sgd"]))
+    assert list(sgd) == ["-optimizer=adamw", "-optimizer=sgd"]
+    assert (sgd["-optimizer=sgd"].lr, sgd["-optimizer=sgd"].weight_decay, sgd["-optimizer=sgd"].nesterov,
+            sgd["-optimizer=sgd"].milestones) == (alone.lr, alone.weight_decay, alone.nesterov, alone.milestones)
+    assert sgd["-optimizer=adamw"].weight_decay == 0.075 and alone.weight_decay == 2e-4
+    lengths = _run_configs("--preset", "mn", "--dataset", "cifar100", "--methods", "mn", "--sweep", "epochs", "100", "200")
+    assert [(c.epochs, c.iterations) for c in lengths.values()] == [(100, None), (200, None)]   # not 160k iterations
+    datasets = _run_configs("--preset", "nsl", "--backbone", "cnn9", "--variants", "cnn", "--sweep", "dataset",
+                            "cifar10", "cifar100")
+    assert [c.iterations for c in datasets.values()] == [42_500, 42_500]
+    with pytest.raises(ValueError, match="--preset nsl has no official length for tiny-imagenet"):
+        _run_configs("--preset", "nsl", "--backbone", "cnn9", "--variants", "cnn", "--sweep", "dataset", "cifar10",
+                     "tiny-imagenet")
+    with pytest.raises(ValueError, match="--sweep backbone: --backbone is what tells the runs of --variants apart"):
+        _run_configs("--preset", "nsl", "--variants", "cnn", "cnn++", "--sweep", "backbone", "cnn9", "cnn10")
+    assert set(_run_configs("--methods", "mn", "--sweep", "backbone", "convnet4", "resnet29")) == {
+        "-backbone=convnet4", "-backbone=resnet29"}                                # fine for methods
+
+
+def test_sweep_labels_keep_distinct_values_apart():
+    from nslviz.experiments.compare import sweep_suffix
+
+    assert sweep_suffix("temperature", 0.1000001) != sweep_suffix("temperature", 0.1000002)
+    assert sweep_suffix("temperature", 0.9999999) != sweep_suffix("temperature", 1.0)
+    assert (sweep_suffix("entries", 1000), sweep_suffix("learn_temperature", True)) == ("-entries=1000",
+                                                                                        "-learn_temperature=true")
+    assert sweep_suffix("init_backbone", "runs/a b") == "-init_backbone=runs_a_b"
+    with pytest.raises(ValueError, match="name the same runs"):
+        _run_configs("--methods", "mn", "--sweep", "init-backbone", "runs/a", "runs_a")
 
 
 def test_a_paper_recipe_on_an_embedded_set_says_its_run_is_short(tmp_path):
@@ -166,3 +198,15 @@ def test_a_paper_recipe_on_an_embedded_set_says_its_run_is_short(tmp_path):
         warn_try_out(TrainConfig.from_preset("maxl", dataset="digits"), argparse.Namespace(preset="maxl"))   # 200 epochs
         warn_try_out(TrainConfig.from_preset("mn", dataset="cifar10"), argparse.Namespace(preset="mn"))      # official
     assert said.getvalue() == ""
+
+
+def test_a_sweep_with_mn_start_vanilla_starts_each_value_from_its_own_vanilla_run(tmp_path, monkeypatch):
+    import nslviz.experiments.compare as compare
+
+    seen = {}
+    monkeypatch.setattr(compare, "compare_runs", lambda configs, group, **_: seen.update(configs) or {})
+    for suffix, config in _run_configs("--quick", "--mn-start", "vanilla", "--methods", "vanilla", "mn",
+                                       "--sweep", "lr", "0.001", "0.003").items():
+        compare.compare_methods(config, ["vanilla", "mn"], group_dir=tmp_path, mn_start="vanilla", label_suffix=suffix)
+    assert list(seen) == ["vanilla-lr=0.001", "mn-lr=0.001", "vanilla-lr=0.003", "mn-lr=0.003"]
+    assert seen["mn-lr=0.003"].init_backbone == str(tmp_path / "vanilla-lr=0.003") and seen["mn-lr=0.003"].lr == 0.003

@@ -95,14 +95,19 @@ def documented_commands() -> list[tuple[str, str]]:
 
 
 def test_every_documented_command_parses():
-    """A command a page shows is one the command line accepts: its options, choices and values (nothing is run)."""
+    """A command a page shows is one the command line accepts: its options, choices and values, and for
+    `train` and `compare` the runs they would build (a preset with no length, a clash of options; nothing
+    is run). A method or seed left to the reader (M, K) is filled in."""
     import contextlib
     import io
     import shlex
 
     from nslviz.__main__ import build_parser
+    from nslviz.cli.compare import run_configs
+    from nslviz.cli.train import config_from_args
 
     parser = build_parser()
+    filled = {"--method": "mn", "--seed": "0"}
     checked, refused = 0, []
     for where, command in documented_commands():
         command = re.sub(r"<[^>]*>", "X", command)       # <cnn run>: a placeholder
@@ -113,16 +118,24 @@ def test_every_documented_command_parses():
         except ValueError as error:                      # an unclosed quote
             refused.append(f"{where}: {command}: {error}")
             continue
+        words = [filled.get(before, word) if PLACEHOLDER.match(word) else word
+                 for before, word in zip(["", *words], words)]
         if any(PLACEHOLDER.match(w) for w in words):
             continue                                     # a value left to the reader
         checked += 1
         error = io.StringIO()
         try:
             with contextlib.redirect_stderr(error), contextlib.redirect_stdout(io.StringIO()):
-                _, unknown = parser.parse_known_args(words)
+                args, unknown = parser.parse_known_args(words)
             if unknown:
                 refused.append(f"{where}: {command}: unrecognised {unknown}")
+            elif words[0] == "train" and not args.resume:
+                config_from_args(args)
+            elif words[0] == "compare":
+                run_configs(args)
         except SystemExit as stop:
             if stop.code:
                 refused.append(f"{where}: {command}: {error.getvalue().strip().splitlines()[-1]}")
+        except ValueError as stop:
+            refused.append(f"{where}: {command}: {stop}")
     assert checked > 80 and not refused, "\n".join(refused)

@@ -430,6 +430,9 @@ def test_hard_sparsity_keeps_k_entries_per_row_straight_through(k):
         dynamic.predictor.output_weight.normal_()
     predicted = dynamic.predict_similarity(x)                                   # (B, K, K, H, W)
     assert ((predicted != 0).sum(2) == k).all()
+    with torch.no_grad():                                                       # the layer convolves with that M
+        torch.testing.assert_close(dynamic(x), dynamic_similarity_conv2d(x, dynamic.weight, predicted, padding=1),
+                                   atol=1e-5, rtol=1e-5)
 
 
 # -- shared predictor -----------------------------------------------------------------------------------

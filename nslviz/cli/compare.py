@@ -22,7 +22,8 @@ import dataclasses
 import difflib
 
 from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS,
-                                  VANILLA_START_ALPHA, compare_methods, compare_nsl_variants, quick_config)
+                                  VANILLA_START_ALPHA, compare_methods, compare_nsl_variants, quick_config,
+                                  sweep_suffix)
 from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
@@ -57,6 +58,10 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=main, subparser=p)
 
 
+# What a sweep may not vary: what tells the runs of --methods or --variants apart
+SWEEP_REFUSED = {"method": "--methods", "backbone": "--variants", "nsl": "--variants", "nsl_options": "--variants"}
+
+
 def sweep_values(args) -> tuple[str, list]:
     """(setting, values) from `--sweep SETTING VALUE ...`, each value read as `train` reads that option."""
     if len(args.sweep) < 2:
@@ -70,9 +75,10 @@ def sweep_values(args) -> tuple[str, list]:
         raise ValueError(f"--sweep {text}: not a setting of train; expected one of its options"
                          + (f" (did you mean {', '.join(near)}?)" if near else "")
                          + " (python -m nslviz train --help lists them)")
-    if args.mn_start == "vanilla":
-        raise ValueError("--mn-start vanilla starts every MN run from one vanilla run, and a sweep would need one "
-                         "per value; leave out --mn-start vanilla (or --sweep)")
+    refused = SWEEP_REFUSED.get(name)
+    if refused == "--methods" or (refused and getattr(args, "variants", None)):
+        raise ValueError(f"--sweep {text}: {option_flag(name)} is what tells the runs of {refused} apart; "
+                         f"sweep another setting")
     if name in vars(args):
         raise ValueError(f"{option_flag(name)} is given and swept; leave out {option_flag(name)} {getattr(args, name)}")
     reader = argparse.ArgumentParser(prog=f"--sweep {text}", argument_default=argparse.SUPPRESS, exit_on_error=False)
@@ -80,33 +86,61 @@ def sweep_values(args) -> tuple[str, list]:
     values = []
     for value in texts:
         try:
-            parsed = vars(reader.parse_args([option_flag(name), value]))
+            values.append(vars(reader.parse_args([option_flag(name), value]))[name])
         except argparse.ArgumentError as error:
             raise ValueError(f"--sweep {text}: {error}") from None
-        values.append(parsed[name])
+    suffixes = [sweep_suffix(name, value) for value in values]
+    if len(set(suffixes)) != len(suffixes):
+        raise ValueError(f"--sweep {text}: the values {texts} name the same runs ({', '.join(suffixes)}); "
+                         f"give distinct values")
     return name, values
 
 
-def main(args) -> int:
-    config = config_from_args(args, COMPARE_CONTROL)
-    if args.quick:
-        chosen = [*QUICK_SETTINGS, "image_size", *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
-        refuse_given(args, chosen, "--quick", "chooses {}", "digits at 16x16 on the CPU, AdamW in place of SGD")
-        config = quick_config(config)
-    methods = getattr(args, "methods", None) or [config.method]              # NSL variants keep config's method
+def run_configs(args) -> dict[str, TrainConfig]:
+    """{label suffix: config}: the command's one config (suffix ""), or one per --sweep value (suffix
+    "-<setting>=<value>"), each built from the options exactly as `train` builds them (the preset, its
+    official length, the optimizer's defaults) with the swept value among them, then quick mode."""
+    sweep = sweep_values(args) if args.sweep is not None else None
+    given = [("", args)] if sweep is None else [
+        (sweep_suffix(sweep[0], value), argparse.Namespace(**vars(args), **{sweep[0]: value})) for value in sweep[1]]
+    configs = {}
+    for suffix, options in given:
+        config = config_from_args(options, COMPARE_CONTROL)
+        if args.quick:
+            chosen = [*QUICK_SETTINGS, "image_size", *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
+            if sweep and sweep[0] in chosen:
+                raise ValueError(f"--quick chooses {option_flag(sweep[0])} itself (digits at 16x16 on the CPU, AdamW "
+                                 f"in place of SGD); sweep another setting, or leave out --quick")
+            refuse_given(args, chosen, "--quick", "chooses {}", "digits at 16x16 on the CPU, AdamW in place of SGD")
+            config = quick_config(config)
+        configs[suffix] = config
+    methods = getattr(args, "methods", None) or []
     if args.mn_start == "vanilla" and any(m.startswith("mn") for m in methods):
         refuse_given(args, MN_START_SETTINGS, "--mn-start vanilla", "sets {} of the MN runs",
                      f"vanilla's backbone, a dictionary of training images, alpha {VANILLA_START_ALPHA}")
-    sweep = sweep_values(args) if args.sweep is not None else None
-    given = argparse.Namespace(**vars(args), **({sweep[0]: None} if sweep else {}))   # the swept setting too
-    warn_unread([dataclasses.replace(config, method=m) for m in methods], given, COMPARE_CONTROL)
+        if sweep and sweep[0] in MN_START_SETTINGS:
+            raise ValueError(f"--mn-start vanilla sets {option_flag(sweep[0])} of the MN runs itself; sweep another "
+                             f"setting, or leave out --mn-start vanilla")
+    return configs
+
+
+def main(args) -> int:
+    configs = run_configs(args)
+    first = next(iter(configs.values()))
+    methods = getattr(args, "methods", None) or [first.method]              # NSL variants keep config's method
+    swept = {args.sweep[0].removeprefix("--").replace("-", "_"): None} if args.sweep else {}
+    given = argparse.Namespace(**vars(args), **swept)                       # the swept setting counts as given
+    warn_unread([dataclasses.replace(c, method=m) for c in configs.values() for m in methods], given, COMPARE_CONTROL)
     if not args.quick:
-        warn_try_out(config, args)
-    options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite, sweep=sweep)
-    if getattr(args, "variants", None):
-        summaries = compare_nsl_variants(config, args.variants, **options)
-    else:
-        summaries = compare_methods(config, args.methods, mn_start=args.mn_start, **options)
+        warn_try_out(first, args)
+    options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)
+    summaries = {}
+    for suffix, config in configs.items():
+        if getattr(args, "variants", None):
+            summaries.update(compare_nsl_variants(config, args.variants, label_suffix=suffix, **options))
+        else:
+            summaries.update(compare_methods(config, args.methods, mn_start=args.mn_start, label_suffix=suffix,
+                                             **options))
     for label, s in summaries.items():
         top5 = f" | top-5 {s['test_top5_acc']:.4f}" if "test_top5_acc" in s else ""
         print(f"compare: {label:<14} test acc {s['test_acc']:.4f} ({validation_text(s)}){top5} | {s['seconds']:.1f} s | "

@@ -4,7 +4,7 @@ runs, same settings.
 `compare_methods(config, ["vanilla", "mn"])` trains one run per method into runs/<group>/<method>
 (resuming any run that was cut off, skipping any that already finished) and returns their summaries;
 `compare_nsl_variants(config, ["cnn", "dynamic_dns"])` does the same for the rows of NSL Table 4.
-Both take `sweep=("entries", [1000, 5000])`: every run once per value of one setting (MN Fig. 8).
+A sweep (MN Fig. 8: S, T) is one call per value with `label_suffix=sweep_suffix("entries", 1000)`.
 `quick_config(config)` is what quick mode (`NSLVIZ_QUICK=1`, `make test`, Binder) turns a paper run
 into: the embedded `digits` set, a small backbone, a few epochs, CPU.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
 
 from .._checks import check_choice
 from ..parameters import parameter_list
@@ -99,36 +98,16 @@ def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress
                  overwrite=bool(changed), progress=progress)
 
 
-# The settings a sweep may not vary: what --methods and --variants choose
-SWEEP_REFUSED = {"method": "the methods", "backbone": "the variants", "nsl": "the variants",
-                 "nsl_options": "the variants"}
-
-
-def swept(configs: dict[str, TrainConfig], sweep: tuple[str, Sequence] | None,
-          refused: Sequence[str] = ("method",)) -> dict[str, TrainConfig]:
-    """Each labelled config once per value of one TrainConfig setting, labelled "<label>-<setting>=<value>"
-    (MN Fig. 8: `("entries", [1000, 2000, 5000, 10000])`, `("temperature", [0.1, 0.2, 0.5])`); `configs`
-    itself when `sweep` is None. Each value is checked as the config checks it; the settings in
-    `refused` are what the caller's runs are told apart by."""
-    if sweep is None:
-        return configs
-    name, values = sweep
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    check_choice("setting to sweep", name, fields)
-    if name in refused:
-        raise ValueError(f"{name!r} is what tells {SWEEP_REFUSED[name]} apart, so it cannot be swept; "
-                         f"sweep another setting")
-    values = list(values)
-    if not values or len(set(map(repr, values))) != len(values):
-        raise ValueError(f"a sweep over {name!r} needs distinct values, got {values!r}")
-    return {f"{label}-{name}={_label_value(value)}": dataclasses.replace(config, **{name: value})
-            for label, config in configs.items() for value in values}
-
-
-def _label_value(value) -> str:
+def sweep_suffix(setting: str, value) -> str:
+    """The label suffix of one value of a sweep (MN Fig. 8: S, T), "-<setting>=<value>": a float as its
+    shortest exact text (0.1000001 stays apart from 0.1), a folder-safe text otherwise."""
     if isinstance(value, bool) or value is None:
-        return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value).replace("/", "_").replace(" ", "")
+        text = str(value).lower()
+    elif isinstance(value, (int, float)):
+        text = repr(value)
+    else:
+        text = "".join(c if c.isalnum() or c in "._+-" else "_" for c in str(value))
+    return f"-{setting}={text}"
 
 
 # How the MN runs of compare_methods start: "scratch" (the paper: random backbone and random keys) or
@@ -140,10 +119,10 @@ MN_START_SETTINGS = ("init_backbone", "dictionary_init", "alpha")   # what mn_st
 
 def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str | Path | None = None,
                     progress: bool = True, overwrite: bool = False, mn_start: str = "scratch",
-                    sweep: tuple[str, Sequence] | None = None) -> dict[str, dict]:
+                    label_suffix: str = "") -> dict[str, dict]:
     """Train `config` once per method (vanilla, mn, mn_ifilm, ...), same settings otherwise, into
     group_dir/<method> (default runs/<dataset>-<backbone>-compare-seed<k>); see compare_runs.
-    Returns {method: summary}; with `sweep` (see `swept`), {"<method>-<setting>=<value>": summary}.
+    Returns {method + label_suffix: summary} (runs in group_dir/<method><label_suffix>).
 
     mn_start="vanilla" is a two-stage regime beyond the paper, in which the dictionary has won its race
     with the backbone before joint training starts (docs/dictionary-race.md): vanilla is trained first,
@@ -152,20 +131,18 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
     and the inner step at α = 0.5: a dictionary that is right from the start is worth a large first
     step, and the learned α only moves by about Adam's learning rate per iteration."""
     check_choice("mn_start", mn_start, MN_STARTS)
-    if mn_start == "vanilla" and sweep is not None:
-        raise ValueError("mn_start='vanilla' starts every MN run from one vanilla run; a sweep would need one "
-                         "per value: sweep with mn_start='scratch', or start from a vanilla run with init_backbone")
     group = Path(group_dir) if group_dir is not None else run_group_dir(config)
     methods = list(dict.fromkeys(methods))
     if mn_start == "vanilla":
         methods = ["vanilla", *[m for m in methods if m != "vanilla"]]        # vanilla first: the others start from it
-    configs = {m: dataclasses.replace(config, method=m) for m in methods}
+    configs = {m + label_suffix: dataclasses.replace(config, method=m) for m in methods}
     if mn_start == "vanilla":
+        vanilla = str(group / f"vanilla{label_suffix}")
         for method in methods:
             if method.startswith("mn"):
-                start = dict(zip(MN_START_SETTINGS, (str(group / "vanilla"), "data", VANILLA_START_ALPHA)))
-                configs[method] = dataclasses.replace(configs[method], **start)
-    return compare_runs(swept(configs, sweep), group, progress=progress, overwrite=overwrite)
+                start = dict(zip(MN_START_SETTINGS, (vanilla, "data", VANILLA_START_ALPHA)))
+                configs[method + label_suffix] = dataclasses.replace(configs[method + label_suffix], **start)
+    return compare_runs(configs, group, progress=progress, overwrite=overwrite)
 
 
 # NSL Table 4/5 rows: variant -> (plain-network suffix, nsl mode). "cnn++" is the wider plain baseline.
@@ -248,15 +225,13 @@ def nsl_variant_config(config: TrainConfig, variant: str) -> TrainConfig:
 
 
 def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir: str | Path | None = None,
-                         progress: bool = True, overwrite: bool = False,
-                         sweep: tuple[str, Sequence] | None = None) -> dict[str, dict]:
-    """NSL Tables 1-4 (or 8) on one dataset: one run per variant (`nsl_variant_config`) with the
-    same recipe, into group_dir/<variant>. Returns {variant: summary}; with `sweep` (see `swept`),
-    {"<variant>-<setting>=<value>": summary}."""
-    configs = {v: nsl_variant_config(config, v) for v in dict.fromkeys(variants)}
+                         progress: bool = True, overwrite: bool = False, label_suffix: str = "") -> dict[str, dict]:
+    """NSL Tables 1-5 (or 8) on one dataset: one run per variant (`nsl_variant_config`) with the
+    same recipe, into group_dir/<variant><label_suffix>. Returns {variant + label_suffix: summary}."""
+    configs = {v + label_suffix: nsl_variant_config(config, v) for v in dict.fromkeys(variants)}
     default_dir = runs_root() / f"{config.dataset}-{config.backbone.removesuffix('_plus')}-nsl-seed{config.seed}"
-    return compare_runs(swept(configs, sweep, refused=tuple(SWEEP_REFUSED)),
-                        group_dir if group_dir is not None else default_dir, progress=progress, overwrite=overwrite)
+    return compare_runs(configs, group_dir if group_dir is not None else default_dir, progress=progress,
+                        overwrite=overwrite)
 
 
 def _changed_settings(run: RunDirectory, config: TrainConfig, *, finished: bool = False) -> str | None:

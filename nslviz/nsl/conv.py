@@ -155,7 +155,8 @@ class NSConv2d(nn.Module):
                        (symmetric: I + (P + Pᵀ)/2; psd: L = I + tril(P)).
       nonzeros_per_row UNS, hard sparsity (sec. 3.4): only the k largest-magnitude entries of each row s
                        of M are kept, so kernel tap s reads k input taps; 1 is the sparsity-one pattern,
-                       one shift per tap. The gradient passes to every entry (straight-through).
+                       one shift per tap. The gradient passes to every entry (straight-through); the
+                       l1/l2 penalties see the kept entries only.
       kernel_shape     learn M = D·R, D = diag(1[D_r > shape_threshold]) (eq. 4-5), D_r initialised to
                        shape_init, updated straight-through. D masks rows s: kernel taps switched off.
       predictor        "sphere" (official), "full_sphere", "cnn"; predictor_hidden (64 DNS / 128 UNS);
