@@ -335,6 +335,21 @@ def test_sphere_conv_angle_functions(angle):
     assert abs(out[0] - 1) < 5e-3 and abs(out[3]) < 2e-3                     # g(0) = 1, g(π/2) = 0
 
 
+@pytest.mark.parametrize("stride, padding", [(1, 1), (2, 0)])
+def test_a_cosine_sphere_conv_is_dynamic_nsl_with_the_identity_over_the_patch_norm(stride, padding):
+    """NSL sec. 6: hyperspherical convolution is the special case M = I/(‖W‖‖X‖) of dynamic NSL; with
+    unit kernels, M(b, p) = I/‖x(p)‖ through the dynamic convolution is the fully cosine SphereConv."""
+    from nslviz.nsl import NORM_EPS, sphere_similarity
+
+    torch.manual_seed(12)
+    x, w = torch.randn(2, 5, 9, 9, dtype=torch.float64), torch.randn(4, 5, 3, 3, dtype=torch.float64)
+    unit = w / (w.flatten(1).square().sum(1) + NORM_EPS).sqrt().view(-1, 1, 1, 1)
+    m = sphere_similarity(x, 3, stride, padding)
+    assert m.shape == (2, 9, *sphere_conv2d(x, w, stride, padding).shape[-2:])
+    torch.testing.assert_close(dynamic_similarity_conv2d(x, unit, m, stride=stride, padding=padding),
+                               sphere_conv2d(x, w, stride, padding, normalize="full"))
+
+
 # -- regularisers and parametrisations ---------------------------------------------------------------
 
 def test_regularization_values():

@@ -45,7 +45,8 @@ The package, one concept per file:
     conv.py               NSConv2d, dynamic_similarity_conv2d, make_conv / prepare_nsl_options, the
                           parameter-group helpers, nsl_regularization, fold_static_nsl
     predictor.py          the similarity predictor of the dynamic modes (and its shared variant)
-    sphere.py             SphereConv (the predictor's convolution), he_std, orthogonality_penalty
+    sphere.py             SphereConv (the predictor's convolution; sphere_similarity: it as dynamic NSL,
+                          sec. 6), he_std, orthogonality_penalty
     global_similarity.py  global neural similarity (Appendix B): static GlobalSimilarityConv2d (eq. 8-9)
                           and dynamic GlobalSimilarityAttention (self-attention, eq. 10-11)
     fast.py               the tap-looping autograd Functions of the dynamic path (CPU speed and memory)
@@ -60,7 +61,7 @@ from .fast import choose_dynamic_impl
 from .global_similarity import GNS_STRUCTURES, GlobalSimilarityAttention, GlobalSimilarityConv2d
 from .predictor import BN_EPS, PREDICTORS, SharedSimilarityPredictor, SimilarityPredictor, batch_norm2d
 from .sphere import (ANGLE_FUNCTIONS, NORM_EPS, SPHERE_NORMALIZATIONS, SphereConv2d, he_std, orthogonality_penalty,
-                     sphere_conv2d)
+                     sphere_conv2d, sphere_similarity)
 
 __all__ = [
     "ANGLE_FUNCTIONS", "BN_EPS", "GNS_STRUCTURES", "GlobalSimilarityAttention", "GlobalSimilarityConv2d", "NSConv2d", "NSL_MODES", "NSL_OPTIONS",
@@ -68,5 +69,5 @@ __all__ = [
     "batch_norm2d", "choose_dynamic_impl", "dynamic_similarity_conv2d", "fold_static_nsl", "he_std", "make_conv", "nsl_layers",
     "nsl_regularization", "orthogonality_penalty", "prepare_nsl_options", "similarity_only_parameters",
     "similarity_parameters", "train_only_similarity", "undecayed_parameters",
-    "sphere_conv2d",
+    "sphere_conv2d", "sphere_similarity",
 ]

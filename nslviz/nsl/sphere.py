@@ -58,18 +58,31 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, paddin
     "none": the plain convolution wᵀx (the CNN rows of NSL Table 8; `angle` must be "cosine").
     Norms are √(Σ² + 1e-4) as officially. x (B, C, H, W), weight (F, C, k, k) -> (B, F, H', W')."""
     _check_sphere_options(normalize, angle, sigmoid_k)
-    k = weight.shape[-1]
     raw = F.conv2d(x, weight, stride=stride, padding=padding)                              # (B, F, H', W') wᵀx
     if normalize == "none":
         return raw
-    ones = x.new_ones(1, 1, k, k)
-    patch_norm = torch.sqrt(F.conv2d(x.square().sum(1, keepdim=True), ones, stride=stride, padding=padding)
-                            + NORM_EPS)                                                     # (B, 1, H', W') ‖x(p)‖
+    patch_norm = _patch_norm(x, weight.shape[-1], stride, padding)                          # (B, 1, H', W') ‖x(p)‖
     weight_norm = torch.sqrt(weight.square().sum((1, 2, 3)) + NORM_EPS).view(1, -1, 1, 1)   # (1, F, 1, 1) ‖w‖
     if angle == "cosine":
         return raw / patch_norm if normalize == "input" else raw / (patch_norm * weight_norm)
     g = _angle_function(raw / (patch_norm * weight_norm), angle, sigmoid_k)
     return weight_norm * g if normalize == "input" else g
+
+
+def _patch_norm(x: torch.Tensor, k: int, stride: int, padding: int) -> torch.Tensor:
+    """‖x(p)‖ = √(Σ x² + 1e-4) over each k×k×C patch (zero padded): (B, C, H, W) -> (B, 1, H', W')."""
+    ones = x.new_ones(1, 1, k, k)
+    return torch.sqrt(F.conv2d(x.square().sum(1, keepdim=True), ones, stride=stride, padding=padding) + NORM_EPS)
+
+
+def sphere_similarity(x: torch.Tensor, kernel_size: int, stride: int = 1, padding: int = 0) -> torch.Tensor:
+    """A fully cosine SphereConv written as dynamic NSL (NSL sec. 6: hyperspherical convolution is the
+    special case M = I/(‖W‖‖X‖)): the DNS mask m_s(b, p) = 1/‖x(p)‖ at every tap s, which with kernels
+    of unit norm gives `sphere_conv2d(..., normalize="full")` through `dynamic_similarity_conv2d`.
+    x (B, C, H, W) -> (B, k², H', W')."""
+    check_positive("kernel_size", kernel_size, integer=True)
+    inverse = 1 / _patch_norm(x, kernel_size, stride, padding)                        # (B, 1, H', W')
+    return inverse.expand(-1, kernel_size * kernel_size, -1, -1)                      # (B, K, H', W')
 
 
 class SphereConv2d(nn.Module):
