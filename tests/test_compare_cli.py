@@ -110,7 +110,9 @@ def test_compare_sweeps_one_setting_over_every_method(tmp_path):
     stored = {label: RunDirectory(group / label, create=False).read_config()["temperature"] for label in summaries}
     assert stored == {label: float(label.rsplit("=", 1)[1]) for label in summaries}
     assert "--temperature changes nothing" not in process.stderr                 # mn reads it
-    assert process.stdout.count("compare: ") == 4
+    assert process.stdout.count("compare: ") == 6                            # four runs, then one curve per method
+    curve = {label.rsplit("=", 1)[1]: f"{s['test_acc']:.4f}" for label, s in summaries.items() if label.startswith("mn-")}
+    assert f"compare: mn test acc by temperature: 0.1 {curve['0.1']} | 0.5 {curve['0.5']}" in process.stdout
     alone = run_in_process("compare", "--methods", "vanilla", "--sweep", "temperature", "0.1", "0.5",
                            "--group-dir", str(group), *tiny)
     assert alone.returncode == 0 and "--temperature changes nothing here (read by methods mn and mn_ifilm only)" \

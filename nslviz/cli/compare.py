@@ -145,6 +145,10 @@ def main(args) -> int:
         top5 = f" | top-5 {s['test_top5_acc']:.4f}" if "test_top5_acc" in s else ""
         print(f"compare: {label:<14} test acc {s['test_acc']:.4f} ({validation_text(s)}){top5} | {s['seconds']:.1f} s | "
               f"{s['run_dir']}", flush=True)
+    for setting in swept:                            # one line per method or variant: the sweep's curve
+        for run in dict.fromkeys(getattr(args, "variants", None) or args.methods):
+            curve = " | ".join(f"{suffix.split('=', 1)[1]} {summaries[run + suffix]['test_acc']:.4f}" for suffix in configs)
+            print(f"compare: {run} test acc by {setting}: {curve}", flush=True)
     if args.json:
         emit_json(summaries)
     return 0
