@@ -5,8 +5,7 @@
     python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods vanilla mn mn_ifilm
     python -m nslviz compare --preset nsl --dataset cifar10 --backbone cnn9 --variants cnn static_dns dynamic_dns
     python -m nslviz compare --quick --preset mn --mn-start vanilla --methods vanilla mn   # notebook 03's quick mode
-    python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods mn \
-        --sweep entries 1000 2000 5000 10000                                              # MN Fig. 8: S
+    python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods mn --sweep entries 1000 10000
 
 Each run goes to <group-dir>/<method or variant> (default runs/<dataset>-<backbone>-compare-seed<k>, for
 variants runs/<dataset>-<backbone>-nsl-seed<k>): a run that finished is read back, one that was cut off
