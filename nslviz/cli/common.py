@@ -60,9 +60,15 @@ def option_flag(name: str) -> str:
 
 
 def refuse_given(args, names, switch: str, verb: str, why: str) -> None:
-    """A ValueError naming the options among `names` given in `args` although `switch` sets them itself:
+    """A ValueError naming the options among `names` given in `args` (a parser whose defaults are
+    left out of the namespace) although `switch` sets them itself; see `refuse_chosen`."""
+    refuse_chosen([name for name in names if name in vars(args)], switch, verb, why)
+
+
+def refuse_chosen(given, switch: str, verb: str, why: str) -> None:
+    """A ValueError naming the options `given` (field names) although `switch` sets them itself:
     "--quick chooses --dataset itself (why); leave it out, or leave out --quick"."""
-    given = [option_flag(name) for name in names if name in vars(args)]
+    given = [option_flag(name) for name in given]
     if given:
         raise ValueError(f"{switch} {verb.format(', '.join(given))} itself ({why}); leave "
                          f"{'them' if len(given) > 1 else 'it'} out, or leave out {switch}")

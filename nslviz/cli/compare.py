@@ -61,13 +61,18 @@ def add_parser(subparsers) -> None:
 SWEEP_REFUSED = {"method": "--methods", "backbone": "--variants", "nsl": "--variants", "nsl_options": "--variants"}
 
 
+def swept_setting(args) -> str | None:
+    """The config field `--sweep SETTING ...` names ("--dictionary-init" -> "dictionary_init"), or None."""
+    return args.sweep[0].removeprefix("--").replace("-", "_") if args.sweep else None
+
+
 def sweep_values(args) -> tuple[str, list]:
     """(setting, values) from `--sweep SETTING VALUE ...`, each value read as `train` reads that option."""
     if len(args.sweep) < 2:
         raise ValueError(f"--sweep takes a setting and its values, e.g. --sweep entries 1000 5000; got "
                          f"{' '.join(args.sweep)!r}")
     text, *texts = args.sweep
-    name = text.removeprefix("--").replace("-", "_")
+    name = swept_setting(args)
     settings = declared_options(TrainConfig)
     if name not in settings:
         near = difflib.get_close_matches(name, settings, n=3)
@@ -127,8 +132,8 @@ def main(args) -> int:
     configs = run_configs(args)
     first = next(iter(configs.values()))
     methods = getattr(args, "methods", None) or [first.method]              # NSL variants keep config's method
-    swept = {args.sweep[0].removeprefix("--").replace("-", "_"): None} if args.sweep else {}
-    given = argparse.Namespace(**vars(args), **swept)                       # the swept setting counts as given
+    setting = swept_setting(args)
+    given = argparse.Namespace(**vars(args), **({setting: None} if setting else {}))   # the swept one counts as given
     warn_unread([dataclasses.replace(c, method=m) for c in configs.values() for m in methods], given, COMPARE_CONTROL)
     if not args.quick:
         warn_try_out(first, args)
@@ -144,9 +149,10 @@ def main(args) -> int:
         top5 = f" | top-5 {s['test_top5_acc']:.4f}" if "test_top5_acc" in s else ""
         print(f"compare: {label:<14} test acc {s['test_acc']:.4f} ({validation_text(s)}){top5} | {s['seconds']:.1f} s | "
               f"{s['run_dir']}", flush=True)
-    for setting in swept:                            # one line per method or variant: the sweep's curve
+    if setting:                                      # one line per method or variant: the sweep's curve
         for run in dict.fromkeys(getattr(args, "variants", None) or args.methods):
-            curve = " | ".join(f"{suffix.split('=', 1)[1]} {summaries[run + suffix]['test_acc']:.4f}" for suffix in configs)
+            curve = " | ".join(f"{suffix.split('=', 1)[1]} {summaries[run + suffix]['test_acc']:.4f}"
+                               for suffix in configs)
             print(f"compare: {run} test acc by {setting}: {curve}", flush=True)
     if args.json:
         emit_json(summaries)

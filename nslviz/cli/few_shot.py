@@ -11,13 +11,15 @@ Pretrains a CNN-4 (4 × 32 3×3 convs; --backbone cnn9: the CNN-9 of Table 6's l
 NSL convolutions on the base classes (Adam 1e-3), then adapts on N-way K-shot episodes of the novel
 classes: "finetune" retrains a new classifier (and, for static NSN, M) with SGD 0.01 / momentum 0.9 /
 dampening 0.9 / weight decay 1e-3 for 100 epochs; "maml" meta-learns static M and the classifier (eq. 7;
-5 inner steps at 0.2 on both, then 20 on the classifier). Prints the mean query accuracy ± the 95 % interval over episodes, beside Table 6's number.
+5 inner steps at 0.2 on both, then 20 on the classifier). Prints the mean query accuracy ± the 95 %
+interval over episodes, beside Table 6's number.
 Mini-ImageNet is not downloaded: data/README.md says where its images and split files go.
 """
 from __future__ import annotations
 
 from ..experiments.few_shot import FEW_SHOT_BACKBONES, FEW_SHOT_METHODS, FEW_SHOT_NSL, QUICK_FEW_SHOT, FewShotConfig
-from .common import add_progress_argument, emit_json, integer_at_least, nonnegative_int, positive_float, positive_int
+from .common import (add_progress_argument, emit_json, integer_at_least, nonnegative_int, positive_float, positive_int,
+                     refuse_chosen)
 
 integer_at_least_two = integer_at_least(2)
 
@@ -65,20 +67,15 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run, subparser=p)
 
 
-# the options --quick sets: field of FewShotConfig -> the options that give it
-QUICK_OPTIONS = {"dataset": ["dataset"], "dataset_options": ["classes", "per_class"], "data_dir": ["data_dir"],
-                 "image_size": ["image_size"], **{name: [name] for name in QUICK_FEW_SHOT
-                                                  if name not in ("dataset", "dataset_options", "data_dir", "image_size")}}
+# the options that give what --quick sets (QUICK_FEW_SHOT; its dataset_options are --classes, --per-class)
+QUICK_OPTIONS = [*(name for name in QUICK_FEW_SHOT if name != "dataset_options"), "classes", "per_class"]
 
 
 def run(args) -> int:
     from ..experiments.few_shot import quick_few_shot_config, run_few_shot
-    if args.quick:
-        given = [f"--{dest.replace('_', '-')}" for dests in QUICK_OPTIONS.values() for dest in dests
-                 if getattr(args, dest) != args.subparser.get_default(dest)]
-        if given:
-            raise ValueError(f"--quick chooses {', '.join(given)} itself (the generated glyphs on the CPU, short runs); "
-                             f"leave {'them' if len(given) > 1 else 'it'} out, or leave out --quick")
+    if args.quick:                                   # an option away from its default was given
+        refuse_chosen([name for name in QUICK_OPTIONS if getattr(args, name) != args.subparser.get_default(name)],
+                      "--quick", "chooses {}", "the generated glyphs on the CPU, short runs")
     options = {key: value for key, value in (("num_classes", args.classes), ("per_class", args.per_class))
                if value is not None}
     if options and args.dataset != "glyphs":

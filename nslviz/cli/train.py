@@ -117,8 +117,10 @@ def config_from_args(args, control=CONTROL) -> TrainConfig:
         recipes = [flag for flag, value in (("--preset", getattr(args, "preset", None)),
                                             ("--nsl-variant", getattr(args, "nsl_variant", None))) if value is not None]
         if recipes:
-            raise ValueError(f"{' and '.join(recipes)} {'choose' if len(recipes) > 1 else 'chooses'} a new run's recipe; --resume continues the recipe "
-                             f"stored in {args.run_dir}: leave {'them' if len(recipes) > 1 else 'it'} out")
+            several = len(recipes) > 1
+            raise ValueError(f"{' and '.join(recipes)} {'choose' if several else 'chooses'} a new run's recipe; "
+                             f"--resume continues the recipe stored in {args.run_dir}: leave "
+                             f"{'them' if several else 'it'} out")
         from ..training.trainer import stored_run_config
         return TrainConfig.from_dict({**stored_run_config(args.run_dir), **overrides})
     if getattr(args, "nsl_variant", None) is None:

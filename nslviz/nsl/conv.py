@@ -445,9 +445,10 @@ def nsl_regularization(model: nn.Module) -> torch.Tensor:
 
 def similarity_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The static similarity parameters (M, or its symmetric / Cholesky factor; the global M_G^s of a
-    GlobalSimilarityConv2d) and the kernel-shape scores D_r. The official code gives static M no weight decay (UNS: its own L2 instead, returned by
-    `nsl_regularization`); weight decay would also drag D_r below the threshold. Put these in a
-    parameter group with weight_decay=0. Predictor weights are ordinary weights (decay 5e-4 officially)."""
+    GlobalSimilarityConv2d) and the kernel-shape scores D_r. The official code gives static M no weight
+    decay (UNS: its own L2 instead, returned by `nsl_regularization`); weight decay would also drag D_r
+    below the threshold. Put these in a parameter group with weight_decay=0. Predictor weights are
+    ordinary weights (decay 5e-4 officially)."""
     params = []
     for layer in nsl_layers(model).values():
         if not layer.dynamic:

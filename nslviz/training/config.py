@@ -251,10 +251,11 @@ class TrainConfig:
             if not official and not given_length and "epochs" not in PRESET_FIELDS[preset]:
                 _check_no_official_length(preset, fields.get("optimizer", cls.optimizer),
                                           fields.get("dataset", cls.dataset), asked_official)
-            if official and "milestones" in PRESET_FIELDS[preset] and "milestones" not in overrides:
-                fields["milestones"] = official[1]   # e.g. nsl on imagenet64 at a length of one's own
+            own_milestones = "milestones" in PRESET_FIELDS[preset]     # nsl's CIFAR ones give way at any length
+            if official and "milestones" not in overrides and (own_milestones or not given_length):
+                fields["milestones"] = official[1]
             if official and not given_length:
-                fields = {**fields, "iterations": official[0], "milestones": official[1], **overrides}
+                fields["iterations"] = official[0]
             overrides = fields
         return cls(**overrides)
 
@@ -345,8 +346,9 @@ PRESET_FIELDS: dict[str, dict] = {
 
 # The official training lengths, in iterations at batch 128, and the lr milestones as fractions of
 # them, per (preset, optimizer) and dataset (docs/official-code.md §A.7 and §B.6). The presets use them
-# unless epochs or iterations are given; a dataset without an entry keeps `epochs`. NSL's ImageNet schedule (sec. 7: lr ÷10 at 200k, 375k and 550k of 600k, for
-# ImageNet-2012 at 224 px in Table 5) is the one nsl gives downsampled ImageNet 64×64.
+# unless epochs or iterations are given; a dataset without an entry keeps `epochs`. NSL's ImageNet
+# schedule (sec. 7: lr ÷10 at 200k, 375k and 550k of 600k, for ImageNet-2012 at 224 px in Table 5) is
+# the one nsl gives downsampled ImageNet 64×64.
 _CIFAR_MN = (160_000, (0.75,))
 _CONVNET_MN = (60_000, (40 / 60,))
 _CIFAR_NSL = (42_500, (20 / 42.5, 30 / 42.5, 37.5 / 42.5))
