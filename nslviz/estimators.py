@@ -100,6 +100,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
+from ._memory import TooLargeForMemory
 from ._threads import torch_threads
 from .feature_space import MetaNeighborhoodsFeatureMLP
 from .neighborhoods import starting_examples
@@ -318,9 +319,21 @@ class _MetaNeighborsBase(BaseEstimator):
 
     def _build(self, features: int, output_dim: int, loss: str, fit_inputs: torch.Tensor,
                fit_targets: torch.Tensor, seed: int):
-        """The untrained model, initialised under `seed`, on the device of `fit_inputs`.
-        dictionary_init="data": its entries start at `entries_` fitting rows drawn under `seed`
-        (with replacement only when there are fewer rows than entries)."""
+        """The untrained model, initialised under `seed`, on the device of `fit_inputs`, in float32
+        whatever torch's default dtype. dictionary_init="data": its entries start at `entries_`
+        fitting rows drawn under `seed` (with replacement only when there are fewer rows than entries)."""
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)
+        try:
+            return self._build_float32(features, output_dim, loss, fit_inputs, fit_targets, seed)
+        except TooLargeForMemory as error:
+            raise TooLargeForMemory(f"{type(self).__name__} with entries={self.entries_}, layers={self.layers} and "
+                                    f"width={self.width} does not fit: {error}") from None
+        finally:
+            torch.set_default_dtype(default)
+
+    def _build_float32(self, features: int, output_dim: int, loss: str, fit_inputs: torch.Tensor,
+                       fit_targets: torch.Tensor, seed: int):
         if self.space == "input":
             model = build_meta_neighborhoods_mlp(
                 features, output_dim, self.layers, self.width,

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_positive
+from ._checks import check_dtype, check_positive
 from ._precision import full_precision, full_precision_dtype
 
 IFILM_PLACEMENTS = ("none", "all", "last")
@@ -72,8 +72,7 @@ class IFiLM(nn.Module):
         if activation.dim() not in (2, 4) or activation.shape[1] != self.channels:
             raise ValueError(f"iFiLM expected an activation of shape (batch, {self.channels}, H, W) or "
                              f"(batch, {self.channels}), got {tuple(activation.shape)}")
-        if not activation.is_floating_point():
-            raise ValueError(f"iFiLM expected a floating-point activation, got dtype {activation.dtype}")
+        check_dtype("iFiLM activations", activation, self.gamma.dtype)
 
     def attention(self, activation: torch.Tensor) -> torch.Tensor:
         """ω(g_i, k_j) = softmax_j(t · cos(g_i, k_j)), float32 or float64 (B, S_l); for analysis and figures."""

@@ -48,7 +48,8 @@ def check_values_and_loss(values: str, loss: str, outputs: int, outputs_name: st
     """The combinations of dictionary values, inner loss and output count that can learn."""
     if values == "soft" and outputs == 1:
         raise ValueError(f"values='soft' needs {outputs_name} >= 2 (a softmax over one output is always 1); use "
-                         f"{outputs_name}=2 for two classes, or values='regression' with loss='mse'")
+                         f"{outputs_name}=2 for two classes, values='fixed' with loss='binary_cross_entropy' for "
+                         f"0/1 labels in one output, or values='regression' with loss='mse' for a real target")
     if values == "regression" and loss != "mse":
         raise ValueError(f"values='regression' (real-valued targets) needs loss='mse', got loss={loss!r}")
     if loss == "cross_entropy" and outputs == 1:
@@ -143,7 +144,8 @@ class InducedDictionary(nn.Module):
             initial_keys = torch.randn(entries, key_dim) * key_init_std
         else:
             initial_keys = given("initial_keys", initial_keys, key_dim)
-        self.keys = nn.Parameter(initial_keys.detach().clone().float())           # (S, d)
+        dtype = torch.get_default_dtype()                                        # as every other parameter
+        self.keys = nn.Parameter(initial_keys.detach().clone().to(dtype))         # (S, d)
 
         if values == "soft":
             # N(0, 0.01²): trunc_normal_'s bounds are absolute (±2, i.e. ±200σ here), so nothing is
@@ -157,12 +159,12 @@ class InducedDictionary(nn.Module):
                 else:
                     fixed_values = F.one_hot(class_block_labels(entries, value_dim), value_dim).float()
             fixed_values = given("fixed_values", fixed_values, value_dim)
-            self.register_buffer("fixed_values", fixed_values.detach().clone().float())
+            self.register_buffer("fixed_values", fixed_values.detach().clone().to(dtype))
         else:
             if initial_values is None:
                 initial_values = torch.rand(entries, value_dim) * 2 - 1
             initial_values = given("initial_values", initial_values, value_dim)
-            self.regression_values = nn.Parameter(initial_values.detach().clone().float())
+            self.regression_values = nn.Parameter(initial_values.detach().clone().to(dtype))
 
     @property
     def entries(self) -> int:
@@ -219,8 +221,11 @@ class InducedDictionary(nn.Module):
         Gaussian init (key_init_std · √d), so that the optimiser moves them at the same relative rate as
         random keys. Otherwise k_j = z_j exactly: f_φ(k_j) must be f_φ(z_j), not f_φ of a shrunken z_j."""
         check_features("features", features, self.keys.shape[1], allow_empty=False)
+        if features.shape[0] != self.entries:
+            raise ValueError(f"the dictionary has S = {self.entries} entries, so it starts at exactly {self.entries} "
+                             f"examples; got {features.shape[0]}")
         check_finite("features", features)
-        keys = features.detach().float().to(self.keys.device)
+        keys = features.detach().to(self.keys.device, self.keys.dtype)
         if directions_only:
             keys = F.normalize(keys, dim=-1) * (self.key_init_std * math.sqrt(keys.shape[1]))
         self.set_entries(keys, targets, confidence=confidence)
@@ -337,7 +342,8 @@ class MetaNeighborhoodsHead(nn.Module):
     at every step (as in the official code); the entries are re-scored under the current φ_i.
 
     Args:
-        feature_dim: d, the width of z.   num_outputs: C (1 with loss="binary_cross_entropy").
+        feature_dim: d, the width of z.   num_outputs: C (1 with values="fixed" and
+            loss="binary_cross_entropy": 0/1 labels).
         entries: S.   similarity / temperature / learn_temperature / entry_dropout: see NeighborAttention.
         classifier: "cosine" (learnable scale τ, init 10, no bias) or "dot" (weight and bias).
         values: "soft", "fixed" or "regression", see InducedDictionary.

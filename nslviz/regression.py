@@ -51,6 +51,9 @@ class MLP(nn.Sequential):
         check_positive("layers", layers, integer=True, minimum=1)
         check_positive("width", width, integer=True, minimum=1)
         dims = [input_dim] + [width] * (layers - 1) + [output_dim]
+        weights = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(dims[:-1], dims[1:]))
+        check_memory(f"an MLP of {layers} layers of width {width}",          # with its gradient and Adam's moments
+                     {"weights": 4 * weights * FLOAT_BYTES}, "use a smaller width")
         modules: list[nn.Module] = []
         for index, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
             modules.append(nn.Linear(fan_in, fan_out))

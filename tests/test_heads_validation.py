@@ -109,7 +109,7 @@ def test_examples_keep_their_length_where_f_phi_reads_it():
 
 
 @pytest.mark.parametrize("features,labels,kwargs,match", [
-    (torch.randn(11, 8), torch.zeros(11, dtype=torch.long), {}, r"expected keys of shape \(12, 8\), got \(11, 8\)"),
+    (torch.randn(11, 8), torch.zeros(11, dtype=torch.long), {}, r"the dictionary has S = 12 entries, so it starts at exactly 12 examples; got 11"),
     (torch.randn(12, 5), torch.zeros(12, dtype=torch.long), {}, r"expected features of shape \(batch, 8\), got \(12, 5\)"),
     (torch.full((12, 8), float("nan")), torch.zeros(12, dtype=torch.long), {}, r"features contains 96 NaN"),
     (torch.randn(12, 8), torch.full((12,), 3), {}, r"class labels must lie in \[0, 2\], got \[3, 3\]"),

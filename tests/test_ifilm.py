@@ -144,7 +144,7 @@ def test_bad_activation_shape(shape):
 
 
 def test_integer_activations_are_refused_with_what_was_expected():
-    with pytest.raises(ValueError, match="iFiLM expected a floating-point activation, got dtype torch.int64"):
+    with pytest.raises(ValueError, match="iFiLM activations must be floating point \\(torch.float32\\), got torch.int64"):
         IFiLM(4)(torch.ones(2, 4, 3, 3, dtype=torch.long))
 
 

@@ -26,7 +26,7 @@ from .._checks import check_choice, check_dtype, check_flags, check_positive
 from .fast import _Patches, _RecomputedShiftWeightSum, _ShiftWeightSum, choose_dynamic_impl
 from .global_similarity import GlobalSimilarityConv2d
 from .predictor import PREDICTORS, SharedSimilarityPredictor, SimilarityPredictor, _kernel_size
-from .sphere import SphereConv2d, he_std
+from .sphere import SphereConv2d, conv_padding, he_std
 
 NSL_MODES = ("none", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns")
 PARAMETRIZATIONS = ("free", "symmetric", "psd")
@@ -121,7 +121,7 @@ def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity:
                 mixed = torch.einsum("bijst,bijtc->bijsc", matrix, patches.to(matrix.dtype))   # Σ_t M_st X(p + o_t)
         out = torch.einsum("bijsc,fsc->bfij", mixed.to(compute), kernel)                     # (B, F, H', W')
     if bias is not None:
-        out = out + bias.view(1, -1, 1, 1)
+        out = out + bias.to(out.dtype).view(1, -1, 1, 1)                                    # autocast's dtype kept
     return out
 
 
@@ -148,6 +148,10 @@ class NSConv2d(nn.Module):
     """Convolution with neural similarity WᵀMX, NSL eq. (1)-(5); one M_s per layer, shared by all
     kernels and input channels (sec. 4; official: yes). See nslviz.nsl's docstring for the modes.
 
+    `padding` None or "same" (default) is k // 2, so the map keeps its size at stride 1 as in the
+    papers' networks (nn.Conv2d's default is 0: pass padding=0 or "valid" for that); the output has
+    the input's memory layout (contiguous or channels-last), as nn.Conv2d's.
+
     Keyword options (`make_conv(..., **nsl_options)` forwards them):
       dns_init         "ones" (M = I) or "official" ([1,0,0,0,1,0,0,0,1]) for static DNS
       parametrization  "free"; "symmetric" M = (A + Aᵀ)/2; "psd" M = LLᵀ with L lower triangular
@@ -171,8 +175,8 @@ class NSConv2d(nn.Module):
     dynamic modes, those of the last training forward), `nsl_regularization(model)` sums them.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride: int = 1, padding: int = 1,
-                 bias: bool = False, mode: str = "static_dns", *, dns_init: str = "ones",
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride: int = 1,
+                 padding: int | str | None = None, bias: bool = False, mode: str = "static_dns", *, dns_init: str = "ones",
                  parametrization: str = "free", nonzeros_per_row: int | None = None,
                  kernel_shape: bool = False, shape_threshold: float = 0.5,
                  shape_init: float = 1.0, predictor: str = "sphere", predictor_hidden: int | None = None,
@@ -184,7 +188,7 @@ class NSConv2d(nn.Module):
         check_positive("out_channels", out_channels, integer=True)
         k = _kernel_size(kernel_size)
         check_positive("stride", stride, integer=True)
-        check_positive("padding", padding, integer=True, minimum=0)
+        padding = conv_padding(padding, k)
         check_choice("dns_init", dns_init, DNS_INITS)
         check_choice("parametrization", parametrization, PARAMETRIZATIONS)
         check_choice("dynamic_impl", dynamic_impl, DYNAMIC_IMPLS)
@@ -198,7 +202,10 @@ class NSConv2d(nn.Module):
         self.dynamic, self.diagonal = mode.startswith("dynamic"), mode.endswith("dns")
         self.taps = k * k
         self.l2_weight, self.l1_weight, self.dynamic_impl = float(l2_weight), float(l1_weight), dynamic_impl
-        check_flags(recompute_taps=recompute_taps, kernel_shape=kernel_shape)
+        check_flags(recompute_taps=recompute_taps, kernel_shape=kernel_shape, bias=bias)
+        if dynamic_impl == "taps" and not (self.dynamic and self.diagonal):
+            raise ValueError(f"dynamic_impl='taps' computes dynamic DNS only, mode is {mode!r}; use 'auto' or "
+                             f"'patches'")
         check_choice("similarity predictor", predictor, PREDICTORS)       # checked in every mode: a typo is
         if predictor_hidden is not None:                                  # named even where it is unused
             check_positive("predictor_hidden", predictor_hidden, integer=True)
@@ -322,13 +329,22 @@ class NSConv2d(nn.Module):
         if not self.dynamic:
             return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding)
         m = self.predict_similarity(x)
-        self._dynamic_penalty = self._penalty(m, reduce_positions=True) if self.training else None
+        if self.training:                        # an eval forward keeps the last training forward's penalty
+            self._dynamic_penalty = self._penalty(m, reduce_positions=True)
         impl = self.dynamic_impl
         if impl == "auto":
             impl = choose_dynamic_impl(self.diagonal, self.stride, self.in_channels, self.out_channels)
-        return dynamic_similarity_conv2d(x, self.weight, m, stride=self.stride, padding=self.padding,
-                                         bias=self.bias, impl=impl,
-                                         recompute=self.recompute_taps and impl == "taps" and torch.is_grad_enabled())
+        out = dynamic_similarity_conv2d(x, self.weight, m, stride=self.stride, padding=self.padding,
+                                        bias=self.bias, impl=impl,
+                                        recompute=self.recompute_taps and impl == "taps" and torch.is_grad_enabled())
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+    def __getstate__(self) -> dict:
+        """copy.deepcopy and pickle leave out the last training forward's penalty: it belongs to that
+        forward's autograd graph, which cannot be copied."""
+        state = super().__getstate__()
+        return {**state, "_dynamic_penalty": None} if state.get("_dynamic_penalty") is not None else state
 
     def to_conv2d(self) -> nn.Conv2d:
         """The equal plain nn.Conv2d for deployment (static modes; NSL sec. 3.2)."""
@@ -412,13 +428,15 @@ def prepare_nsl_options(mode: str, nsl_options: dict | None) -> dict:
 
 
 def make_conv(mode: str, in_channels: int, out_channels: int, kernel_size=3, stride: int = 1,
-              padding: int = 1, bias: bool = False, **nsl_options) -> nn.Module:
+              padding: int | str | None = None, bias: bool = False, **nsl_options) -> nn.Module:
     """The convolution a backbone uses for its 3×3 layers: a plain nn.Conv2d for mode "none" (the
-    options are checked, then ignored), an NSConv2d with `nsl_options` otherwise."""
+    options' names are checked, their values ignored), an NSConv2d with `nsl_options` otherwise;
+    `padding` as NSConv2d's (default k // 2)."""
     check_choice("nsl mode", mode, NSL_MODES)
     _check_options(nsl_options)
     if mode == "none":
-        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=conv_padding(padding, torch.nn.modules.utils._pair(kernel_size)[0]), bias=bias)
     return NSConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias, mode=mode,
                     **nsl_options)
 

@@ -140,6 +140,10 @@ class GlobalSimilarityAttention(nn.Module):
         return torch.softmax(torch.einsum("bci,bcj->bij", f, g), dim=-1)         # (B, N, N)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.value.in_channels:
+            raise ValueError(f"GlobalSimilarityAttention expects input (batch, {self.value.in_channels}, height, "
+                             f"width), got {tuple(x.shape)}")
+        check_dtype("GlobalSimilarityAttention inputs", x, self.value.weight.dtype)
         beta = self.attention(x)
         h = self.value(x).flatten(2)                                              # (B, C, N)
         attended = torch.einsum("bij,bcj->bci", beta, h).view_as(x)              # (B, C, H, W)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_flags, check_positive
+from .._checks import check_choice, check_dtype, check_flags, check_positive
 
 ANGLE_FUNCTIONS = ("cosine", "linear", "sigmoid")
 SPHERE_NORMALIZATIONS = ("input", "full", "none")
@@ -48,6 +48,20 @@ def _check_sphere_options(normalize: str, angle: str, sigmoid_k: float) -> None:
     if normalize == "none" and angle != "cosine":
         raise ValueError(f"SphereConv normalize='none' is the plain convolution and has no angle function; "
                          f"use angle='cosine', got {angle!r}")
+
+
+def conv_padding(padding, kernel_size: int) -> int:
+    """The zero padding of a k×k convolution: None or "same" k // 2 (odd k: the map keeps its size at
+    stride 1), "valid" 0, or an integer >= 0 as given."""
+    if padding is None or padding == "same":
+        if kernel_size % 2 == 0:
+            raise ValueError(f"padding 'same' needs an odd kernel_size (equal padding on every side), got "
+                             f"kernel_size={kernel_size}; give padding as an integer")
+        return kernel_size // 2
+    if padding == "valid":
+        return 0
+    check_positive("padding", padding, integer=True, minimum=0)
+    return padding
 
 
 def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0,
@@ -96,14 +110,14 @@ class SphereConv2d(nn.Module):
     `undecayed_parameters`)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int = 1, normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3,
+                 padding: int | str | None = None, normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3,
                  init_gain: float = 1.0, orthogonality_weight: float = 0.0, weight_decay: bool = True):
         super().__init__()
         check_positive("in_channels", in_channels, integer=True)
         check_positive("out_channels", out_channels, integer=True)
         check_positive("kernel_size", kernel_size, integer=True)
         check_positive("stride", stride, integer=True)
-        check_positive("padding", padding, integer=True, minimum=0)
+        padding = conv_padding(padding, kernel_size)
         _check_sphere_options(normalize, angle, sigmoid_k)
         check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
         check_flags(weight_decay=weight_decay)
@@ -115,6 +129,10 @@ class SphereConv2d(nn.Module):
                                    * (init_gain * he_std(in_channels, kernel_size)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_dtype("SphereConv2d inputs", x, self.weight.dtype)
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"SphereConv2d expects input (batch, {self.in_channels}, height, width), got "
+                             f"{tuple(x.shape)}")
         return sphere_conv2d(x, self.weight, self.stride, self.padding, self.normalize, self.angle, self.sigmoid_k)
 
     def regularization(self) -> torch.Tensor:

@@ -1,0 +1,119 @@
+"""The layers as a user drops them into their own model: copies, dtypes, layouts, paddings and the
+errors that name what was expected."""
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from nslviz import IFiLM, MetaNeighborhoodsHead
+from nslviz._memory import TooLargeForMemory
+from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
+from nslviz.nsl import GlobalSimilarityAttention, NSConv2d, SphereConv2d, fold_static_nsl, make_conv, nsl_regularization
+
+
+def test_a_network_with_a_dynamic_penalty_copies_after_a_training_step():
+    net = nn.Sequential(NSConv2d(3, 4, mode="static_dns"), NSConv2d(4, 4, mode="dynamic_dns", l2_weight=1e-3))
+    (net(torch.randn(2, 3, 6, 6)).sum() + nsl_regularization(net)).backward()
+    copied = copy.deepcopy(net)                        # a best-model snapshot, an EMA, AveragedModel
+    assert copied[1].regularization().item() == 0      # the penalty belonged to the original's graph
+    assert net[1].regularization().item() > 0
+    pickle.loads(pickle.dumps(net))
+    folded = fold_static_nsl(net)
+    torch.testing.assert_close(folded.eval()(torch.ones(1, 3, 6, 6)), net.eval()(torch.ones(1, 3, 6, 6)))
+
+
+@pytest.mark.parametrize("mode", ["static_dns", "dynamic_dns", "dynamic_uns"])
+def test_the_output_keeps_the_inputs_memory_layout_as_nn_conv2d(mode):
+    layer = NSConv2d(3, 4, mode=mode)
+    x = torch.randn(2, 3, 9, 9)
+    assert layer(x).is_contiguous()
+    assert layer(x).view(2, -1).shape == (2, 4 * 81)
+    last = x.contiguous(memory_format=torch.channels_last)
+    assert layer(last).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(layer(last), layer(x))
+
+
+@pytest.mark.parametrize("mode", ["static_dns", "dynamic_dns", "dynamic_uns"])
+def test_a_bias_keeps_autocasts_dtype(mode):
+    layer = NSConv2d(3, 4, mode=mode, bias=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(2, 3, 6, 6)).dtype == nn.Conv2d(3, 4, 3)(torch.randn(2, 3, 6, 6)).dtype
+
+
+@pytest.mark.parametrize("build", [
+    lambda k, padding: NSConv2d(3, 4, k, padding=padding, mode="static_uns"),
+    lambda k, padding: NSConv2d(3, 4, k, padding=padding, mode="dynamic_dns"),
+    lambda k, padding: make_conv("none", 3, 4, k, padding=padding),
+    lambda k, padding: SphereConv2d(3, 4, k, padding=padding)])
+def test_padding_same_by_default_valid_or_an_integer(build):
+    x = torch.randn(1, 3, 9, 9)
+    for k in (3, 5):
+        assert build(k, None)(x).shape[-1] == 9 and build(k, "same")(x).shape[-1] == 9
+        assert build(k, "valid")(x).shape[-1] == 9 - k + 1
+        assert build(k, 1)(x).shape[-1] == 9 - k + 3
+    with pytest.raises(ValueError, match="padding 'same' needs an odd kernel_size.*got kernel_size=4"):
+        build(4, None)
+
+
+def test_a_one_by_one_sphere_conv_keeps_the_map_size():
+    assert SphereConv2d(3, 4, 1)(torch.randn(1, 3, 5, 5)).shape == (1, 4, 5, 5)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: IFiLM(8)(torch.randn(2, 8).double()), "iFiLM activations are torch.float64 but the layer's parameters"),
+    (lambda: SphereConv2d(3, 4)(torch.randn(1, 3, 5, 5).double()), "SphereConv2d inputs are torch.float64"),
+    (lambda: SphereConv2d(3, 4)(torch.randn(1, 5, 5, 5)), r"SphereConv2d expects input \(batch, 3, height, width\)"),
+    (lambda: GlobalSimilarityAttention(16)(torch.randn(1, 16, 4, 4).double()),
+     "GlobalSimilarityAttention inputs are torch.float64"),
+    (lambda: GlobalSimilarityAttention(16)(torch.randn(1, 8, 4, 4)),
+     r"GlobalSimilarityAttention expects input \(batch, 16, height, width\)"),
+    (lambda: NSConv2d(3, 4, mode="dynamic_uns", dynamic_impl="taps"), "dynamic_impl='taps' computes dynamic DNS only"),
+    (lambda: NSConv2d(3, 4, bias="no"), "bias must be True or False, got 'no'"),
+    (lambda: MetaNeighborhoodsHead(16, 1, entries=10), "values='fixed' with loss='binary_cross_entropy'"),
+])
+def test_a_mistake_is_named_with_what_was_expected(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_one_output_head_for_binary_labels():
+    head = MetaNeighborhoodsHead(16, 1, entries=10, values="fixed")
+    assert head(torch.randn(3, 16)).shape == (3, 1)
+
+
+@pytest.fixture
+def float64_default():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def test_the_heads_follow_torchs_default_dtype(float64_default):
+    head = MetaNeighborhoodsHead(8, 3, entries=5)
+    assert {p.dtype for p in head.parameters()} == {torch.float64}
+    assert head(torch.randn(2, 8)).dtype == torch.float64
+
+
+def test_the_estimators_fit_float32_models_whatever_the_default_dtype():
+    X = np.random.RandomState(0).randn(60, 4)
+    y = (X[:, 0] > 0).astype(int)
+    expected = MetaNeighborsClassifier(random_state=0, max_epochs=20).fit(X, y).predict_proba(X)
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = MetaNeighborsClassifier(random_state=0, max_epochs=20).fit(X, y).predict_proba(X)
+        assert torch.get_default_dtype() == torch.float64          # restored after the fit
+    finally:
+        torch.set_default_dtype(torch.float32)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("params,match", [
+    ({"entries": 10 ** 9}, r"MetaNeighborsRegressor with entries=1000000000, layers=\d+ and width=\d+ does not fit"),
+    ({"width": 10 ** 6}, r"width=1000000 does not fit: .*use a smaller width"),
+])
+def test_an_estimator_too_large_for_memory_names_its_parameters(params, match):
+    with pytest.raises(TooLargeForMemory, match=match):
+        MetaNeighborsRegressor(**params).fit(np.random.randn(40, 3), np.random.randn(40))
