@@ -319,21 +319,18 @@ class _MetaNeighborsBase(BaseEstimator):
 
     def _build(self, features: int, output_dim: int, loss: str, fit_inputs: torch.Tensor,
                fit_targets: torch.Tensor, seed: int):
-        """The untrained model, initialised under `seed`, on the device of `fit_inputs`, in float32
-        whatever torch's default dtype. dictionary_init="data": its entries start at `entries_`
-        fitting rows drawn under `seed` (with replacement only when there are fewer rows than entries)."""
-        default = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float32)
+        """The untrained model, initialised under `seed`, in float32 (whatever torch's default dtype:
+        the fit's data are float32) on the device of `fit_inputs`. dictionary_init="data": its entries
+        start at `entries_` fitting rows drawn under `seed` (with replacement only when there are fewer
+        rows than entries)."""
         try:
-            return self._build_float32(features, output_dim, loss, fit_inputs, fit_targets, seed)
+            return self._initialized_model(features, output_dim, loss, fit_inputs, fit_targets, seed)
         except TooLargeForMemory as error:
             raise TooLargeForMemory(f"{type(self).__name__} with entries={self.entries_}, layers={self.layers} and "
                                     f"width={self.width} does not fit: {error}") from None
-        finally:
-            torch.set_default_dtype(default)
 
-    def _build_float32(self, features: int, output_dim: int, loss: str, fit_inputs: torch.Tensor,
-                       fit_targets: torch.Tensor, seed: int):
+    def _initialized_model(self, features: int, output_dim: int, loss: str, fit_inputs: torch.Tensor,
+                           fit_targets: torch.Tensor, seed: int):
         if self.space == "input":
             model = build_meta_neighborhoods_mlp(
                 features, output_dim, self.layers, self.width,
@@ -349,7 +346,7 @@ class _MetaNeighborsBase(BaseEstimator):
                     with torch.no_grad():
                         model.dictionary.regression_values.copy_(
                             values_in_target_range(self.entries_, fit_targets.cpu()))
-        model = model.to(fit_inputs.device)
+        model = model.to(fit_inputs.device, torch.float32)
         if self.dictionary_init == "data":
             index = starting_examples(fit_inputs.shape[0], self.entries_, torch.Generator().manual_seed(seed))
             index = index.to(fit_inputs.device)

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_dtype, check_positive
+from ._checks import check_positive
 from ._precision import full_precision, full_precision_dtype
 
 IFILM_PLACEMENTS = ("none", "all", "last")
@@ -72,7 +72,12 @@ class IFiLM(nn.Module):
         if activation.dim() not in (2, 4) or activation.shape[1] != self.channels:
             raise ValueError(f"iFiLM expected an activation of shape (batch, {self.channels}, H, W) or "
                              f"(batch, {self.channels}), got {tuple(activation.shape)}")
-        check_dtype("iFiLM activations", activation, self.gamma.dtype)
+        if not activation.is_floating_point():
+            raise ValueError(f"iFiLM activations must be floating point ({self.gamma.dtype}), got {activation.dtype}")
+        if full_precision_dtype(activation.dtype) != full_precision_dtype(self.gamma.dtype):   # bf16/fp16 in, fine
+            raise ValueError(f"iFiLM activations are {activation.dtype} but the layer computes in "
+                             f"{full_precision_dtype(self.gamma.dtype)}; convert the input with "
+                             f".to({self.gamma.dtype}) (or the layer with .to({activation.dtype}))")
 
     def attention(self, activation: torch.Tensor) -> torch.Tensor:
         """ω(g_i, k_j) = softmax_j(t · cos(g_i, k_j)), float32 or float64 (B, S_l); for analysis and figures."""

@@ -184,13 +184,14 @@ def test_local_and_global_similarity_outputs():
 
 def test_local_global_figure():
     from nslviz.analysis.nsl import local_and_global_similarity
+    from nslviz.viz.common import NOTEBOOK_WIDTH
     from nslviz.viz.nsl import local_global_figure
 
     rng = np.random.default_rng(1)
     result = local_and_global_similarity(rng.random((8, 9)), np.full((3, 3), 1 / 9),
                                          [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], rng.random((8, 9)))
     fig = local_global_figure(result)
-    assert "Local against global similarity" in fig.layout.title.text
+    assert "Local against global similarity" in fig.layout.title.text and fig.layout.width <= NOTEBOOK_WIDTH
     heatmaps = {trace.name: trace for trace in fig.data}
     assert set(heatmaps) == {"input", "plain output", "local output", "global output", "local mask", "global mask"}
     np.testing.assert_allclose(heatmaps["local mask"].customdata, result["local_kernel"])   # the kernel, on hover

@@ -130,10 +130,12 @@ def test_cli_json_and_run_dir(tmp_path, capsys):
 def test_figures_label_their_axes_and_keep_the_reference_lines_inside():
     """Notebook 08's three figures: titled, every axis labelled (subscripts as HTML, not TeX), and the
     nuclear-norm panel's range reaching above both reference lines and both flows."""
+    from nslviz.viz.common import NOTEBOOK_WIDTH
     from nslviz.viz.nsl import flow_trajectories_figure, nuclear_norm_figure, singular_values_figure
     result = run_implicit_regularization(observation="full", init_scale=0.1, **QUICK)
     for fig in (flow_trajectories_figure(result), nuclear_norm_figure(result), singular_values_figure(result)):
         assert fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+        assert fig.layout.width <= NOTEBOOK_WIDTH and "full" in fig.layout.title.text   # which setting it shows
         texts = [fig.layout.xaxis.title.text, fig.layout.yaxis.title.text] + [a.text for a in fig.layout.annotations]
         assert not any("_F" in t or "_*" in t or "σ_k" in t for t in texts), texts
     fig = nuclear_norm_figure(result)

@@ -25,6 +25,16 @@ def test_a_network_with_a_dynamic_penalty_copies_after_a_training_step():
     torch.testing.assert_close(folded.eval()(torch.ones(1, 3, 6, 6)), net.eval()(torch.ones(1, 3, 6, 6)))
 
 
+def test_a_step_in_eval_mode_after_a_training_step():
+    """Finetuning with BatchNorm frozen (model.eval()): the eval forward's penalty is 0, not the
+    previous training forward's, whose graph backward() has already freed."""
+    net = nn.Sequential(NSConv2d(3, 4, mode="dynamic_dns", l2_weight=1e-3), nn.BatchNorm2d(4))
+    (net(torch.randn(2, 3, 6, 6)).sum() + nsl_regularization(net)).backward()
+    net.eval()
+    (net(torch.randn(2, 3, 6, 6)).sum() + nsl_regularization(net)).backward()
+    assert nsl_regularization(net).item() == 0
+
+
 @pytest.mark.parametrize("mode", ["static_dns", "dynamic_dns", "dynamic_uns"])
 def test_the_output_keeps_the_inputs_memory_layout_as_nn_conv2d(mode):
     layer = NSConv2d(3, 4, mode=mode)
@@ -54,16 +64,28 @@ def test_padding_same_by_default_valid_or_an_integer(build):
         assert build(k, None)(x).shape[-1] == 9 and build(k, "same")(x).shape[-1] == 9
         assert build(k, "valid")(x).shape[-1] == 9 - k + 1
         assert build(k, 1)(x).shape[-1] == 9 - k + 3
-    with pytest.raises(ValueError, match="padding 'same' needs an odd kernel_size.*got kernel_size=4"):
-        build(4, None)
+
+
+@pytest.mark.parametrize("layer", [NSConv2d, SphereConv2d])
+def test_same_padding_needs_an_odd_kernel(layer):
+    with pytest.raises(ValueError, match="padding 'same' keeps the map's size .*got kernel_size=4, stride=1"):
+        layer(3, 4, 4, padding="same")
 
 
 def test_a_one_by_one_sphere_conv_keeps_the_map_size():
     assert SphereConv2d(3, 4, 1)(torch.randn(1, 3, 5, 5)).shape == (1, 4, 5, 5)
 
 
+def test_strided_and_plain_paddings():
+    assert NSConv2d(3, 4, 3, stride=2)(torch.randn(1, 3, 8, 8)).shape == (1, 4, 4, 4)     # default k // 2
+    with pytest.raises(ValueError, match="odd kernel_size at stride 1, got kernel_size=3, stride=2"):
+        NSConv2d(3, 4, 3, stride=2, padding="same")
+    assert make_conv("none", 3, 4, (3, 5))(torch.randn(1, 3, 9, 9)).shape == (1, 4, 9, 9)
+    assert make_conv("none", 3, 4, 3, padding=(1, 0))(torch.randn(1, 3, 9, 9)).shape == (1, 4, 9, 7)   # nn.Conv2d's
+
+
 @pytest.mark.parametrize("call,match", [
-    (lambda: IFiLM(8)(torch.randn(2, 8).double()), "iFiLM activations are torch.float64 but the layer's parameters"),
+    (lambda: IFiLM(8)(torch.randn(2, 8).double()), "iFiLM activations are torch.float64 but the layer computes in"),
     (lambda: SphereConv2d(3, 4)(torch.randn(1, 3, 5, 5).double()), "SphereConv2d inputs are torch.float64"),
     (lambda: SphereConv2d(3, 4)(torch.randn(1, 5, 5, 5)), r"SphereConv2d expects input \(batch, 3, height, width\)"),
     (lambda: GlobalSimilarityAttention(16)(torch.randn(1, 16, 4, 4).double()),
@@ -84,11 +106,16 @@ def test_one_output_head_for_binary_labels():
     assert head(torch.randn(3, 16)).shape == (3, 1)
 
 
+def test_ifilm_takes_half_precision_activations_outside_autocast():
+    assert IFiLM(8)(torch.randn(2, 8, 3, 3).bfloat16()).dtype == torch.bfloat16
+
+
 @pytest.fixture
 def float64_default():
+    before = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     yield
-    torch.set_default_dtype(torch.float32)
+    torch.set_default_dtype(before)
 
 
 def test_the_heads_follow_torchs_default_dtype(float64_default):
@@ -97,17 +124,16 @@ def test_the_heads_follow_torchs_default_dtype(float64_default):
     assert head(torch.randn(2, 8)).dtype == torch.float64
 
 
-def test_the_estimators_fit_float32_models_whatever_the_default_dtype():
+def test_the_estimators_fit_float32_models_whatever_the_default_dtype(float64_default):
     X = np.random.RandomState(0).randn(60, 4)
     y = (X[:, 0] > 0).astype(int)
-    expected = MetaNeighborsClassifier(random_state=0, max_epochs=20).fit(X, y).predict_proba(X)
-    torch.set_default_dtype(torch.float64)
-    try:
-        got = MetaNeighborsClassifier(random_state=0, max_epochs=20).fit(X, y).predict_proba(X)
-        assert torch.get_default_dtype() == torch.float64          # restored after the fit
-    finally:
-        torch.set_default_dtype(torch.float32)
-    np.testing.assert_array_equal(got, expected)
+    for estimator in (MetaNeighborsClassifier(random_state=0, max_epochs=20),
+                      MetaNeighborsClassifier(space="input", random_state=0, max_epochs=20),
+                      MetaNeighborsRegressor(random_state=0, max_epochs=20)):
+        fitted = estimator.fit(X, y)
+        assert {p.dtype for p in fitted.module_.parameters()} == {torch.float32}
+        assert fitted.score(X, y) > 0.5
+        assert torch.get_default_dtype() == torch.float64                # the user's default, untouched
 
 
 @pytest.mark.parametrize("params,match", [

@@ -10,7 +10,8 @@ from nslviz.analysis.nsl import (dynamic_masks, effective_kernels, kernel_shapes
                                  reestimate_predictor_batchnorm, short_layer_name, static_masks)
 from nslviz.models import build_backbone
 from nslviz.nsl import NSConv2d, nsl_layers
-from nslviz.viz.nsl import (dynamic_mask_figure, effective_kernel_figure, mask_variability_figure, static_mask_figure,
+from nslviz.viz.common import NOTEBOOK_WIDTH
+from nslviz.viz.nsl import (dynamic_mask_figure, mask_positions, effective_kernel_figure, mask_variability_figure, static_mask_figure,
                             tap_maps_figure)
 
 
@@ -54,6 +55,7 @@ def test_static_masks_shapes_and_figure():
     four = static_mask_figure(dict(list(masks.items())[:4]))
     assert (four.layout.width, four.layout.height) == (2 * 300 + 120, 2 * 300 + 80) and four.layout.xaxis4.visible is not False
     five = static_mask_figure(dict(list(masks.items())[:5]))
+    assert five.layout.width <= NOTEBOOK_WIDTH                # three columns fit a notebook's output area
     assert five.layout.xaxis6.visible is False and five.layout.yaxis6.visible is False
     assert five.layout.xaxis5.visible is not False
 
@@ -104,7 +106,9 @@ def test_variability_statistics_and_figures():
     assert fig.layout.title.text and fig.layout.xaxis.title.text == "layer" and fig.layout.yaxis.title.text
 
     fig = dynamic_mask_figure(images[0], masks[name][0], name, max_frames=16)
-    assert len(fig.frames) == 16 and len(fig.layout.sliders[0].steps) == 16
+    assert len(fig.frames) == 16 and len(fig.layout.sliders[0].steps) == 16 and fig.layout.width <= NOTEBOOK_WIDTH
+    assert [tuple(map(int, s.label.strip("()").split(", "))) for s in fig.layout.sliders[0].steps] == \
+        mask_positions(16, 16, max_frames=16)                              # the positions a figure can cross-check
     assert fig.frames[0].traces == (1, 2) and np.asarray(fig.frames[3].data[1].z).shape == (3, 3)
     assert "stage 1 · conv 1" in fig.layout.title.text
     assert fig.layout.xaxis.title.text == "image column (pixels)" and fig.layout.xaxis2.title.text == "kernel column"
@@ -112,7 +116,7 @@ def test_variability_statistics_and_figures():
     assert len(dynamic_mask_figure(images[0], masks[deep][0], deep).frames) == 16
 
     fig = tap_maps_figure(masks[name][1], name)
-    assert len(fig.data) == 9 and np.asarray(fig.data[0].z).shape == (16, 16)
+    assert len(fig.data) == 9 and np.asarray(fig.data[0].z).shape == (16, 16) and fig.layout.width <= NOTEBOOK_WIDTH
     assert axis_titles(fig, "x") == {"output column", None} and axis_titles(fig, "y") == {"output row", None}
     assert [fig.layout[f"xaxis{n}"].title.text for n in (7, 8, 9)] == ["output column"] * 3   # the bottom row
     assert [fig.layout[f"yaxis{n}"].title.text for n in (1, 4, 7)] == ["output row"] * 3      # the left column
@@ -171,8 +175,15 @@ def test_effective_kernel_applied_to_the_patch_is_the_layer_output(mode):
     markers = [t.marker.color for t in fig.data if t.type == "scatter"]        # each title in its marker's colour
     assert [(a.text, a.font.color) for a in fig.layout.annotations[2:4]] == \
         [("● M(p)ᵀW at (0, 0)", markers[0]), ("● M(p)ᵀW at (5, 4)", markers[1])]
-    assert effective_kernel_figure(x[0, :1], kernels[0, 0], np.repeat(kernels[:1, 0], 4, axis=0), [(0, 0), (5, 4), (1, 1), (2, 2)],
-                                   "conv").layout.width <= 1190        # four positions fit a notebook's output area
+    four = effective_kernel_figure(x[0, :1], kernels[0, 0], np.repeat(kernels[:1, 0], 4, axis=0),
+                                   [(0, 0), (5, 4), (1, 1), (2, 2)], "conv")
+    assert four.layout.width <= NOTEBOOK_WIDTH              # four positions fit a notebook's output area: on a 2nd row
+    assert [a.text for a in four.layout.annotations if a.text.startswith("●")] == \
+        ["● M(p)ᵀW at (0, 0)", "● M(p)ᵀW at (5, 4)", "● M(p)ᵀW at (1, 1)", "● M(p)ᵀW at (2, 2)"]
+    assert four.layout.yaxis2.title.text == four.layout.yaxis3.title.text == "kernel row"   # W, first kernel
+    assert four.layout.yaxis4.title.text is None
+    with pytest.raises(ValueError, match="1 to 8 positions, got 9"):
+        effective_kernel_figure(x[0, :1], kernels[0, 0], np.repeat(kernels[:1, 0], 9, axis=0), [(0, 0)] * 9, "conv")
     with pytest.raises(ValueError, match="positions"):
         effective_kernel_figure(x[0, :1], kernels[0, 0], kernels[:1, 0], [(0, 0), (5, 4)], "conv")
 
@@ -228,3 +239,11 @@ def test_dynamic_mask_window_follows_the_layers_stride_and_kernel():
     assert fig.data[1].name == "5×5 window" and max(fig.data[1].x[:5]) - min(fig.data[1].x[:5]) == 5
     with pytest.raises(ValueError, match="stride"):
         dynamic_mask_figure(image, masks, "0", stride=0)
+
+
+@pytest.mark.parametrize("height,width,frames", [(16, 16, 64), (2, 64, 16), (4, 100, 10), (1, 64, 16), (3, 3, 64)])
+def test_mask_positions_stay_within_the_map_and_the_frame_budget(height, width, frames):
+    positions = mask_positions(height, width, frames)
+    assert 1 <= len(positions) <= frames and len(set(positions)) == len(positions)
+    assert all(0 <= i < height and 0 <= j < width for i, j in positions)
+

@@ -195,11 +195,13 @@ def test_animation_draws_regions_and_boundary_in_every_frame(short_run):
 def test_each_label_s_neighbors_are_a_trace_of_their_own_colour_in_every_frame(short_run):
     """The legend shows both labels' colours (one trace per label, not one trace of mixed colours, whose
     legend marker took the first neighbor's colour), and it stands right of the plot, clear of the title."""
+    from nslviz.viz.common import NOTEBOOK_WIDTH
     from nslviz.viz.spiral import ENTRY_COLORS, linear_vs_meta_neighborhoods, neighbor_animation, sweep_figure
 
     fig = neighbor_animation(short_run)
     assert fig.layout.legend.x >= 1 and fig.layout.legend.xanchor == "left"
     for figure in (fig, linear_vs_meta_neighborhoods(short_run), sweep_figure({(0.1, 100): short_run})):
+        assert figure.layout.width <= NOTEBOOK_WIDTH                     # whole in a notebook's output area
         neighbors = [trace for trace in figure.data if trace.name and trace.name.startswith("induced neighbors")]
         assert [(trace.name, trace.marker.color) for trace in neighbors] == \
             [("induced neighbors with label 0", ENTRY_COLORS[0]), ("induced neighbors with label 1", ENTRY_COLORS[1])]

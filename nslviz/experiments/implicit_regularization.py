@@ -113,7 +113,7 @@ class FlowRecord:
 class ImplicitRegularizationResult:
     config: ImplicitRegularizationConfig
     steps: np.ndarray                 # (S,) iteration of each snapshot
-    flow_time: np.ndarray             # (S,) gradient-flow time t = steps · learning rate
+    flow_time: np.ndarray             # (S,) gradient-flow time t = steps · step size (lr / λ_max)
     standard: FlowRecord
     factorized: FlowRecord
     truth: np.ndarray                 # (n, m) W*, rank `rank`, spectral norm 1

@@ -172,7 +172,8 @@ class NSConv2d(nn.Module):
                        instead of keeping Z (9× a plain convolution's output): much less activation
                        memory for a little more time (benchmarks/bench_nsl.py)
     The penalties are not added to the loss by the layer: `regularization()` returns them (for
-    dynamic modes, those of the last training forward), `nsl_regularization(model)` sums them.
+    dynamic modes, those of the last forward in training mode, 0 after an eval-mode forward),
+    `nsl_regularization(model)` sums them.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride: int = 1,
@@ -188,7 +189,7 @@ class NSConv2d(nn.Module):
         check_positive("out_channels", out_channels, integer=True)
         k = _kernel_size(kernel_size)
         check_positive("stride", stride, integer=True)
-        padding = conv_padding(padding, k)
+        padding = conv_padding(padding, k, stride)
         check_choice("dns_init", dns_init, DNS_INITS)
         check_choice("parametrization", parametrization, PARAMETRIZATIONS)
         check_choice("dynamic_impl", dynamic_impl, DYNAMIC_IMPLS)
@@ -329,8 +330,7 @@ class NSConv2d(nn.Module):
         if not self.dynamic:
             return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding)
         m = self.predict_similarity(x)
-        if self.training:                        # an eval forward keeps the last training forward's penalty
-            self._dynamic_penalty = self._penalty(m, reduce_positions=True)
+        self._dynamic_penalty = self._penalty(m, reduce_positions=True) if self.training else None
         impl = self.dynamic_impl
         if impl == "auto":
             impl = choose_dynamic_impl(self.diagonal, self.stride, self.in_channels, self.out_channels)
@@ -376,7 +376,8 @@ class NSConv2d(nn.Module):
 
     def regularization(self) -> torch.Tensor:
         """The NSL penalty on M (sec. 3.4) to add to the loss: l2·½‖M‖²_F + l1·‖M‖₁; for dynamic
-        modes the mean over samples and positions of the last training forward; 0 when unused."""
+        modes the mean over samples and positions of the last forward if it ran in training mode (0
+        after an eval-mode forward); 0 when unused."""
         penalty = self._dynamic_penalty if self.dynamic else self._penalty(self.static_similarity(), False)
         return self.weight.new_zeros(()) if penalty is None else penalty
 
@@ -431,12 +432,13 @@ def make_conv(mode: str, in_channels: int, out_channels: int, kernel_size=3, str
               padding: int | str | None = None, bias: bool = False, **nsl_options) -> nn.Module:
     """The convolution a backbone uses for its 3×3 layers: a plain nn.Conv2d for mode "none" (the
     options' names are checked, their values ignored), an NSConv2d with `nsl_options` otherwise;
-    `padding` as NSConv2d's (default k // 2)."""
+    `padding` default k // 2 (else as NSConv2d, or for mode "none" as nn.Conv2d takes it)."""
     check_choice("nsl mode", mode, NSL_MODES)
     _check_options(nsl_options)
     if mode == "none":
-        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                         padding=conv_padding(padding, torch.nn.modules.utils._pair(kernel_size)[0]), bias=bias)
+        if padding is None:                                          # k // 2 per side; else nn.Conv2d's own
+            padding = tuple(k // 2 for k in torch.nn.modules.utils._pair(kernel_size))
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
     return NSConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias, mode=mode,
                     **nsl_options)
 

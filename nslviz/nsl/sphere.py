@@ -50,13 +50,16 @@ def _check_sphere_options(normalize: str, angle: str, sigmoid_k: float) -> None:
                          f"use angle='cosine', got {angle!r}")
 
 
-def conv_padding(padding, kernel_size: int) -> int:
-    """The zero padding of a k×k convolution: None or "same" k // 2 (odd k: the map keeps its size at
-    stride 1), "valid" 0, or an integer >= 0 as given."""
-    if padding is None or padding == "same":
-        if kernel_size % 2 == 0:
-            raise ValueError(f"padding 'same' needs an odd kernel_size (equal padding on every side), got "
-                             f"kernel_size={kernel_size}; give padding as an integer")
+def conv_padding(padding, kernel_size: int, stride: int = 1) -> int:
+    """The zero padding of a k×k convolution: None (the default) k // 2, the papers' layers at any
+    stride; "same" k // 2 for odd k at stride 1, where the map keeps its size; "valid" 0; or an
+    integer >= 0 as given."""
+    if padding is None:
+        return kernel_size // 2
+    if padding == "same":
+        if kernel_size % 2 == 0 or stride != 1:
+            raise ValueError(f"padding 'same' keeps the map's size with an odd kernel_size at stride 1, got "
+                             f"kernel_size={kernel_size}, stride={stride}; give padding as an integer")
         return kernel_size // 2
     if padding == "valid":
         return 0
@@ -117,7 +120,7 @@ class SphereConv2d(nn.Module):
         check_positive("out_channels", out_channels, integer=True)
         check_positive("kernel_size", kernel_size, integer=True)
         check_positive("stride", stride, integer=True)
-        padding = conv_padding(padding, kernel_size)
+        padding = conv_padding(padding, kernel_size, stride)
         _check_sphere_options(normalize, angle, sigmoid_k)
         check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
         check_flags(weight_decay=weight_decay)

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .common import CLASS_COLORS, finish_figure
+from .common import CLASS_COLORS, NOTEBOOK_WIDTH, finish_figure
 from .nsl import static_mask_figure
 
 
@@ -41,7 +41,7 @@ def episode_figure(split, episodes, index: int = 0, max_query: int = 5, title: s
                                for c in range(columns)])
     fig.update_yaxes(tickvals=[(r + 0.5) * size for r in range(way)],
                      ticktext=[f"class {int(c)}" for c in episodes.classes[index]])
-    fig.update_layout(width=min(1000, 90 * columns + 150), height=90 * way + 120)
+    fig.update_layout(width=min(NOTEBOOK_WIDTH, 90 * columns + 150), height=90 * way + 120)
     return finish_figure(fig, title or f"One {way}-way {shot}-shot episode: support images (left), queries (right)",
                          "image", "episode class (label in the split)")
 

@@ -17,7 +17,7 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from ..paper import MN_SUBCATEGORY_DISCOVERY
-from .common import CLASS_COLORS, finish_figure
+from .common import CLASS_COLORS, NOTEBOOK_WIDTH, finish_figure
 from .training import METHOD_LABELS
 
 GREEN, RED, GREY, WHITE = (44, 160, 44), (214, 39, 40), (150, 150, 150), (255, 255, 255)
@@ -145,7 +145,7 @@ def retrieval_grid(neighbor_images, correct, row_labels: Sequence[str], *, title
     lines = title.split("<br>")
     longest = max(len(re.sub(r"<[^>]+>", "", line)) for line in lines)
     top, height = 22 * len(lines) + 80, picture.shape[0] + 22 * len(lines) + 110
-    fig = finish_figure(fig, title, xaxis, yaxis, width=int(max(picture.shape[1] + 320, 8 * longest + 80)),
+    fig = finish_figure(fig, title, xaxis, yaxis, width=int(min(NOTEBOOK_WIDTH, max(picture.shape[1] + 320, 8 * longest + 80))),
                         height=int(height), margin=dict(l=200, t=top, b=30))
     return fig.update_layout(title=dict(yref="container", y=1 - 35 / height, yanchor="top"))
 

@@ -25,7 +25,7 @@ from plotly.subplots import make_subplots
 
 from ..analysis.nsl import _identity, short_layer_name
 from .._checks import check_positive
-from .common import finish_figure
+from .common import NOTEBOOK_WIDTH, finish_figure
 
 COLORSCALE = "RdBu_r"
 
@@ -79,15 +79,16 @@ def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None
     matrix = _is_matrix(masks[names[0]])
     shown = {name: _shown(masks[name], matrix) for name in names}                  # UNS: M − I
     value = _value_name(matrix)
+    cell = min(300, (NOTEBOOK_WIDTH - 120) // columns)                       # px a heatmap, colour bar beside
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[short_layer_name(n) for n in names],
-                        horizontal_spacing=0.08, vertical_spacing=100 / (300 * rows + 80))  # 100 px: room for x titles
+                        horizontal_spacing=0.08, vertical_spacing=100 / (cell * rows + 80))  # 100 px: room for x titles
     for i, name in enumerate(names):
         fig.add_trace(go.Heatmap(z=shown[name], coloraxis="coloraxis", name=short_layer_name(name),
                                  texttemplate=None if matrix else f"%{{z:.{decimals}f}}",
                                  hovertemplate=f"row %{{y}}, column %{{x}}: {value} = %{{z:.3f}}<extra></extra>"),
                       row=i // columns + 1, col=i % columns + 1)
-    fig.update_layout(coloraxis=_color_axis(shown.values(), matrix, min_spread), height=300 * rows + 80,
-                      width=300 * columns + 120)
+    fig.update_layout(coloraxis=_color_axis(shown.values(), matrix, min_spread), height=cell * rows + 80,
+                      width=cell * columns + 120)
     kind = "UNS similarity matrices M_s − I" if matrix else "DNS spatial masks diag(M_s)"
     x_title, y_title = _axis_titles(matrix)
     finish_figure(fig, title or f"Learned static {kind}, one per layer", x_title)
@@ -126,6 +127,20 @@ def _window(i: int, j: int, k: int, stride: int, padding: int, scale_y: float, s
     return [x0, x1, x1, x0, x0, None, centre_x], [y0, y0, y1, y1, y0, None, centre_y]
 
 
+def mask_positions(out_h: int, out_w: int, max_frames: int = 64) -> list[tuple[int, int]]:
+    """The output positions (row, column) that `dynamic_mask_figure`'s slider steps through: a regular
+    grid of at most `max_frames` positions, every `step`-th row and column from step // 2 (from the
+    last row or column where the map is thinner than that)."""
+    check_positive("max_frames", max_frames, integer=True, minimum=1)
+    for size in (out_h, out_w):
+        check_positive("the map's height and width", size, integer=True, minimum=1)
+    step = max(1, math.ceil(math.sqrt(out_h * out_w / max_frames)))
+    while math.ceil(out_h / step) * math.ceil(out_w / step) > max_frames:
+        step += 1
+    return [(i, j) for i in range(min(step // 2, out_h - 1), out_h, step)
+            for j in range(min(step // 2, out_w - 1), out_w, step)]
+
+
 def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: int = 64,
                         title: str | None = None, *, stride: int = 1, padding: int | None = None) -> go.Figure:
     """The similarity a dynamic layer predicts at each output position of one image. Left: the
@@ -149,8 +164,7 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
     image_trace, height, width = _image_trace(image)
     out_h, out_w = masks.shape[:2]
     scale_y, scale_x = height / (out_h * stride), width / (out_w * stride)    # image pixels per layer-input pixel
-    step = max(1, math.ceil(math.sqrt(out_h * out_w / max_frames)))
-    positions = [(i, j) for i in range(step // 2, out_h, step) for j in range(step // 2, out_w, step)]
+    positions = mask_positions(out_h, out_w, max_frames)
     shown = _shown(masks, matrix)                                                  # UNS: M − I at every position
     color = _color_axis([shown], matrix)
 
@@ -184,7 +198,8 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
                   steps=[dict(label=name, method="animate",
                               args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                  transition=dict(duration=0))]) for name in names])
-    fig.update_layout(sliders=[slider], coloraxis=color, height=550, width=900, showlegend=False)
+    fig.update_layout(sliders=[slider], coloraxis=color, height=530, width=NOTEBOOK_WIDTH, showlegend=False,
+                      margin=dict(t=110))                                         # a two-line title
     fig.update_xaxes(range=[-0.5, width - 0.5], constrain="domain", title_text="image column (pixels)", row=1, col=1)
     fig.update_yaxes(range=[height - 0.5, -0.5], title_text="image row (pixels)", scaleanchor="x", row=1, col=1)
     x_title, y_title = _axis_titles(matrix)
@@ -192,8 +207,8 @@ def dynamic_mask_figure(image, masks: np.ndarray, layer_name: str, max_frames: i
     fig.update_xaxes(title_text=x_title, tickvals=list(range(columns)), row=1, col=2)
     fig.update_yaxes(autorange="reversed", title_text=y_title, tickvals=list(range(rows)), row=1, col=2)
     kind = "matrix M(p) − I" if matrix else "mask m(p)"
-    return finish_figure(fig, title or f"Dynamic similarity {kind} over the image, {short_layer_name(layer_name)} "
-                                       f"({out_h}×{out_w} positions, {len(positions)} on the slider)")
+    return finish_figure(fig, title or f"Dynamic similarity {kind} over the image, {short_layer_name(layer_name)}"
+                                       f"<br>({out_h}×{out_w} positions, {len(positions)} on the slider)")
 
 
 def tap_maps_figure(masks: np.ndarray, layer_name: str, title: str | None = None) -> go.Figure:
@@ -212,7 +227,9 @@ def tap_maps_figure(masks: np.ndarray, layer_name: str, title: str | None = None
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="output column", row=k)          # on the outer edges only: inside the grid
     fig.update_yaxes(title_text="output row", col=1)             # a title would lie over the next panel
-    fig.update_layout(coloraxis=_color_axis([masks], matrix=False), height=230 * k + 100, width=220 * k + 140)
+    cell = min(220, (NOTEBOOK_WIDTH - 140) // k)                              # px a panel: k fit a notebook
+    fig.update_layout(coloraxis=_color_axis([masks], matrix=False), height=(cell + 10) * k + 100,
+                      width=cell * k + 140)
     return finish_figure(fig, title or f"Each tap of the predicted mask over the image, {short_layer_name(layer_name)}")
 
 
@@ -246,31 +263,45 @@ def effective_kernel_figure(image, kernel: np.ndarray, effective: np.ndarray, po
                          f"got {kernel.shape} and {effective.shape}")
     image_trace, height, width = _image_trace(image)
     colors = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628")
-    fig = make_subplots(rows=1, cols=len(positions) + 2, horizontal_spacing=0.04,
+    if not 1 <= len(positions) <= 8:
+        raise ValueError(f"effective_kernel_figure draws 1 to 8 positions, got {len(positions)}")
+    # one row (image, W, the kernels) up to two positions; else the image and W above, the kernels below
+    one_row = len(positions) <= 2
+    columns = len(positions) + 2 if one_row else max(3, len(positions))
+    cell = min(180, (NOTEBOOK_WIDTH - 100) // columns)                       # px a panel
+    if one_row:
+        specs, cells = [[{}] * columns], [(1, 1), (1, 2)] + [(1, n + 3) for n in range(len(positions))]
+    else:                                                 # the image over two columns, W in the third
+        specs = [[{"colspan": 2}, None, {}] + [None] * (columns - 3), [{}] * columns]
+        cells = [(1, 1), (1, 3)] + [(2, n + 1) for n in range(len(positions))]
+    rows = cells[-1][0]
+    fig = make_subplots(rows=rows, cols=columns, specs=specs, horizontal_spacing=0.06, vertical_spacing=0.2,
                         subplot_titles=["image and positions", "stored kernel W"]
                         + [f"M(p)ᵀW at ({i}, {j})" for i, j in positions])
     fig.add_trace(image_trace, 1, 1)
     spread = float(max(np.abs(kernel).max(), np.abs(effective).max(), 1e-6))
-    fig.add_trace(go.Heatmap(z=kernel, coloraxis="coloraxis", texttemplate="%{z:.2f}", name="W"), 1, 2)
+    fig.add_trace(go.Heatmap(z=kernel, coloraxis="coloraxis", texttemplate="%{z:.2f}", name="W"), *cells[1])
     for n, (i, j) in enumerate(positions):
         color = colors[n % len(colors)]
         fig.add_trace(go.Scatter(x=[(j + 0.5) * scale - 0.5], y=[(i + 0.5) * scale - 0.5], mode="markers",
                                  marker=dict(size=14, color=color, line=dict(color="white", width=2)),
                                  name=f"({i}, {j})", hoverinfo="name"), 1, 1)
         fig.add_trace(go.Heatmap(z=effective[n], coloraxis="coloraxis", texttemplate="%{z:.2f}",
-                                 name=f"M(p)ᵀW at ({i}, {j})"), 1, n + 3)
-    for n, annotation in enumerate(fig.layout.annotations[2:2 + len(positions)]):   # each title in its marker's colour
+                                 name=f"M(p)ᵀW at ({i}, {j})"), *cells[n + 2])
+    marked = [a for a in fig.layout.annotations if a.text.startswith("M(p)")]
+    for n, annotation in enumerate(marked):                                  # each title in its marker's colour
         annotation.update(text=f"● {annotation.text}", font=dict(color=colors[n % len(colors)]))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="image column", row=1, col=1)
     fig.update_yaxes(title_text="image row", row=1, col=1)
-    for n in range(len(positions) + 1):
-        fig.update_xaxes(title_text="kernel column", tickvals=list(range(kernel.shape[1])), row=1, col=n + 2)
-        fig.update_yaxes(title_text="kernel row" if n == 0 else None, tickvals=list(range(kernel.shape[0])),
-                         row=1, col=n + 2)
+    titled = cells[1:2] if one_row else cells[1:3]          # "kernel row" left of W (and of the second row)
+    for row, col in cells[1:]:
+        fig.update_xaxes(title_text="kernel column", tickvals=list(range(kernel.shape[1])), row=row, col=col)
+        fig.update_yaxes(title_text="kernel row" if (row, col) in titled else None,
+                         tickvals=list(range(kernel.shape[0])), row=row, col=col)
     fig.update_layout(coloraxis=dict(colorscale=COLORSCALE, cmid=0, cmin=-spread, cmax=spread,
                                      colorbar=dict(title="weight", thickness=14)),
-                      height=340, width=180 * (len(positions) + 2) + 100, showlegend=False)
+                      height=(cell + 160) * rows, width=cell * columns + 100, showlegend=False)
     return finish_figure(fig, title or f"The kernel {short_layer_name(layer_name)} applies, position by position")
 
 
@@ -317,7 +348,7 @@ def attention_map_figure(image, attention: np.ndarray, block_name: str, queries=
         fig.update_yaxes(title_text="map row" if n == 0 else None, scaleanchor=f"x{n + 2}", row=1, col=n + 2)
     fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=max(top, 2 * uniform),
                                      colorbar=dict(title="β", thickness=14)),
-                      height=340, width=250 * (len(queries) + 1) + 100, showlegend=False)
+                      height=340, width=min(NOTEBOOK_WIDTH, 250 * (len(queries) + 1) + 100), showlegend=False)
     return finish_figure(fig, title or f"Global similarity β of {block_name} ({h}×{w} map; uniform would be "
                                        f"{uniform:.4f} everywhere)")
 
@@ -335,8 +366,7 @@ def local_global_figure(result: Mapping[str, np.ndarray], title: str | None = No
     if missing:
         raise ValueError(f"result lacks {sorted(missing)}: pass local_and_global_similarity(...)'s dict")
     fig = make_subplots(rows=2, cols=3, vertical_spacing=0.2, horizontal_spacing=0.09, subplot_titles=[
-        "input X", "local M: one weight per kernel tap",
-        f"global {M_G}: one weight per pixel",
+        "input X", "local M: a weight per tap", f"global {M_G}: a weight per pixel",
         "plain convolution WᵀX", "local: WᵀMX in every window", "global: W ∗ (mask ⊙ X)"])
     grey = dict(colorscale="gray", showscale=False)
     for col, name in enumerate(("plain", "local", "global"), start=1):
@@ -365,7 +395,7 @@ def local_global_figure(result: Mapping[str, np.ndarray], title: str | None = No
         fig.update_xaxes(title_text="image column", row=row, col=col)
     for row in (1, 2):
         fig.update_yaxes(title_text="image row", row=row, col=1)
-    fig.update_layout(height=640, width=820, showlegend=False, margin=dict(t=130, l=60, r=20))
+    fig.update_layout(height=600, width=NOTEBOOK_WIDTH, showlegend=False, margin=dict(t=130, l=60, r=20))
     return finish_figure(fig, title or f"Local against global similarity, both diagonal:<br>the local M changes the "
                                        f"kernel everywhere, the global {M_G} chooses where the map is read")
 
@@ -398,7 +428,7 @@ def flow_trajectories_figure(result, title: str | None = None) -> go.Figure:
                                ("truth", "ground truth W*", "star")):
         fig.add_trace(go.Scatter(x=[p[key][0]], y=[p[key][1]], mode="markers", name=label,
                                  marker=dict(symbol=symbol, size=14, color="black")))
-    fig.update_layout(height=600, width=760, margin=dict(b=170),
+    fig.update_layout(height=600, width=NOTEBOOK_WIDTH, margin=dict(b=170),
                       legend=dict(orientation="h", y=-0.2, yanchor="top"))   # below the axis title, off the title
     return finish_figure(fig, title or f"Two gradient flows for the same {result.config.observation}-observation "
                                        f"regression (start ○, end □)",
@@ -423,13 +453,14 @@ def nuclear_norm_figure(result, title: str | None = None) -> go.Figure:
         value = float(np.linalg.svd(matrix, compute_uv=False).sum())
         fig.add_trace(go.Scatter(x=time_axis[[0, -1]], y=[value, value], mode="lines", name=label,
                                  line=dict(color="black", dash=dash, width=1)), 1, 2)
-    fig.update_xaxes(type="log", title_text="gradient-flow time t = steps × learning rate")
+    fig.update_xaxes(type="log", title_text="gradient-flow time t = steps × step size lr/λ<sub>max</sub>")
     fig.update_yaxes(type="log", exponentformat="power", title_text="loss", row=1, col=1)
     references = [float(np.linalg.svd(m, compute_uv=False).sum()) for m in (result.min_frobenius, result.truth)]
     top = max([*references, *(float(getattr(result, n).nuclear_norm.max()) for n in ("standard", "factorized"))])
     fig.update_yaxes(title_text="nuclear norm", range=[0, 1.1 * top], row=1, col=2)   # the reference lines inside
-    fig.update_layout(height=430, width=980, legend=dict(orientation="h", y=-0.25))
-    return finish_figure(fig, title or "Both flows fit the data; they stop at different nuclear norms")
+    fig.update_layout(height=430, width=NOTEBOOK_WIDTH, legend=dict(orientation="h", y=-0.25))
+    return finish_figure(fig, title or f"Both flows fit the data ({result.config.observation} observation); they stop "
+                                       f"at different nuclear norms")
 
 
 ZERO_FLOOR = 1e-12         # singular values below this are drawn on it (the log axis cannot show 0)
@@ -447,7 +478,7 @@ def singular_values_figure(result, title: str | None = None) -> go.Figure:
                                      name=f"σ{k + 1}", showlegend=col == 1, legendgroup=f"s{k}",
                                      line=dict(color=FLOW_COLORS[name], width=2.5 if k == 0 else 1),
                                      opacity=1.0 if k < result.config.rank else 0.5), 1, col)
-    fig.update_xaxes(type="log", title_text="gradient-flow time t")
+    fig.update_xaxes(type="log", title_text="gradient-flow time t = steps × lr/λ<sub>max</sub>")
     fig.update_yaxes(type="log", exponentformat="power", showticklabels=True)   # the right panel's ticks too
     fig.update_yaxes(title_text="singular value σ<sub>k</sub> of W", row=1, col=1)
     fig.add_hline(y=ZERO_FLOOR, line=dict(color="grey", dash="dot", width=1))
@@ -455,9 +486,11 @@ def singular_values_figure(result, title: str | None = None) -> go.Figure:
         fig.add_annotation(x=0, xref=f"x{axis} domain", y=math.log10(ZERO_FLOOR), yref=f"y{axis}",
                            text=f"≤ {ZERO_FLOOR:.0e}: numerically zero", showarrow=False,   # left: the curves
                            xanchor="left", yanchor="bottom", font=dict(size=11, color="grey"))  # reach it late
-    fig.update_layout(height=430, width=980, showlegend=False)
-    return finish_figure(fig, title or f"Singular values of W during training (ground truth rank {result.config.rank})")
+    fig.update_layout(height=430, width=NOTEBOOK_WIDTH, showlegend=False)
+    return finish_figure(fig, title or f"Singular values of W during training ({result.config.observation} observation, "
+                                       f"ground truth rank {result.config.rank})")
 
 
-__all__ = ["attention_map_figure", "dynamic_mask_figure", "effective_kernel_figure", "flow_trajectories_figure", "mask_variability_figure", "nuclear_norm_figure",
+__all__ = ["attention_map_figure", "dynamic_mask_figure", "effective_kernel_figure", "flow_trajectories_figure",
+           "mask_positions", "mask_variability_figure", "nuclear_norm_figure",
            "singular_values_figure", "static_mask_figure", "tap_maps_figure"]

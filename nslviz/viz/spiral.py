@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from .common import finish_figure
+from .common import NOTEBOOK_WIDTH, finish_figure
 from .isoline import isoline_segments
 
 CLASS_POINT_COLORS = ("#4c72b0", "#e5c400")      # test predictions: blue / yellow, as in Fig. 3
@@ -142,7 +142,7 @@ def neighbor_animation(result) -> go.Figure:
                             for f, name in enumerate(names)])
     sliders, menus = _play_controls(names, "iteration ")
     rng = _axis_range(result)
-    fig.update_layout(sliders=sliders, updatemenus=menus, height=620, width=920,
+    fig.update_layout(sliders=sliders, updatemenus=menus, height=560, width=NOTEBOOK_WIDTH,
                       legend=dict(x=1.02, xanchor="left", y=1, yanchor="top"))
     fig.update_xaxes(range=rng, autorange=False, constrain="domain")
     fig.update_yaxes(range=rng, autorange=False, scaleanchor="x", scaleratio=1)
@@ -165,7 +165,7 @@ def linear_vs_meta_neighborhoods(result) -> go.Figure:
     rng = _axis_range(result)
     fig.update_xaxes(range=rng, title_text="x₁ (standardised)")
     fig.update_yaxes(range=rng, title_text="x₂ (standardised)")
-    fig.update_layout(height=520, width=920, legend=dict(orientation="h", y=-0.18))
+    fig.update_layout(height=480, width=NOTEBOOK_WIDTH, legend=dict(orientation="h", y=-0.18))
     return finish_figure(fig, "One linear model: alone (left, independent of T and S) and finetuned per input on "
                               f"S={result.config.entries} neighbors at T={result.config.temperature:g} (right)")
 
