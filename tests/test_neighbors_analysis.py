@@ -246,6 +246,8 @@ def test_figures_have_titles_axis_labels_and_the_paper_markers():
                "mn": {"coarse_acc": 0.81, "fine_acc": 0.65, "representation": "attention"}}
     bars = nbviz.subcategory_bars(results)
     assert _has_labels(bars) and any(63.3 in tuple(t.y) for t in bars.data) and len(bars.data) == 4
+    from nslviz.viz.training import METHOD_COLORS                          # the learning curves' colours
+    assert [bars.data[n].marker.color for n in (0, 1, 2, 3)] == [METHOD_COLORS["vanilla"], METHOD_COLORS["mn"]] * 2
     table = nbviz.subcategory_table(results)
     assert table.loc["MN", "fine kNN %"] == 65.0 and table.loc["MN", "paper fine %"] == 63.3
     assert table.loc["vanilla", "paper coarse %"] == 80.30

@@ -196,6 +196,11 @@ def test_race_figure_draws_one_line_per_arm(small_race):
     assert table.loc["vanilla", "attended values %"] == ""                     # blank, not NaN
     seeds = [100 * a for a in race_report(results)["digits"]["joint"]["attended_value_acc_per_seed"]]
     assert table.loc["joint", "lowest – highest seed %"] == f"{min(seeds):.1f} – {max(seeds):.1f}"
+    low, high = race_report(results)["digits"]["joint"]["attended_value_acc_ci95"]
+    assert table.loc["joint", "95 % interval"] == f"{low:.1f} – {high:.1f}"
+    older = {arm: {k: v for k, v in entry.items() if k != "attended_value_acc_per_seed"}   # a file without them
+             for arm, entry in race_report(results)["digits"].items()}
+    assert "lowest – highest seed %" not in race_table(older).columns        # no column of blanks
     with pytest.raises(ValueError, match="at least one arm"):
         race_curves({}, "race")
 

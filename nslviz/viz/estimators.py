@@ -30,10 +30,13 @@ def loss_curves_figure(estimator) -> go.Figure:
     validation = estimator.validation_loss_curve_                     # epochs 0 (as built) .. n
     training = estimator.loss_curve_                                   # epochs 1 .. n
     fig = go.Figure()
+    smoothed = is_classifier(estimator) and estimator.label_smoothing > 0     # the two losses' targets differ
     fig.add_trace(go.Scatter(x=[epoch - 0.5 for epoch in range(1, len(training) + 1)], y=training, mode="lines",
-                             name="training rows (mean over the epoch)", line=dict(color=CLASS_COLORS[0], width=2)))
+                             name="training rows" + (", smoothed labels" if smoothed else "") + " (mean over the epoch)",
+                             line=dict(color=CLASS_COLORS[0], width=2)))
     fig.add_trace(go.Scatter(x=list(range(len(validation))), y=validation, mode="lines",
-                             name="early-stopping rows", line=dict(color=CLASS_COLORS[3], width=2)))
+                             name="early-stopping rows" + (", plain labels" if smoothed else ""),
+                             line=dict(color=CLASS_COLORS[3], width=2)))
     best = estimator.best_epoch_
     fig.add_trace(go.Scatter(x=[best], y=[validation[best]], mode="markers", name=f"kept: epoch {best}",
                              marker=dict(color=CLASS_COLORS[3], size=13, symbol="star")))
@@ -44,8 +47,7 @@ def loss_curves_figure(estimator) -> go.Figure:
         floor = float(-(target[target > 0] * np.log(target[target > 0])).sum())
         fig.add_hline(y=floor, line=dict(color=CLASS_COLORS[0], dash="dot"),
                       annotation_text=f"lowest training loss with ε = {smoothing:g}", annotation_position="bottom right")
-    loss = ("cross-entropy (training: against smoothed labels)" if is_classifier(estimator)
-            else "squared error (standardised targets)")
+    loss = "cross-entropy" if is_classifier(estimator) else "squared error (standardised targets)"
     fig.update_layout(height=380, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     fig.update_yaxes(range=[0, 1.08 * max(max(training, default=0), max(validation, default=0))])  # every point in view
     return finish_figure(fig, f"{type(estimator).__name__}, first member: loss per epoch (star: the weights kept)",

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from ..paper import MN_SUBCATEGORY_DISCOVERY
 from .common import CLASS_COLORS, NOTEBOOK_WIDTH, finish_figure
-from .training import METHOD_LABELS
+from .training import METHOD_COLORS, METHOD_LABELS
 
 GREEN, RED, GREY, WHITE = (44, 160, 44), (214, 39, 40), (150, 150, 150), (255, 255, 255)
 WEBGL_ABOVE = 5000          # points; beyond this the map uses WebGL (Scattergl)
@@ -229,21 +229,22 @@ def subcategory_bars(results: Mapping[str, dict], paper: Mapping[str, Mapping[st
                                    "and never seen (fine)"),
                      setting: str = "this run") -> go.Figure:
     """Bars per label set (coarse, fine) for each method of this run and of the paper (CIFAR-100,
-    DenseNet40, S = 5000; hatched)."""
+    DenseNet40, S = 5000; hatched), each method in its colour of the learning curves."""
     paper = MN_SUBCATEGORY_DISCOVERY if paper is None else paper
     groups = ["coarse labels (trained on)", "fine labels (sub-categories)"]
     fig = go.Figure()
     for i, (method, r) in enumerate(results.items()):
         name = METHOD_LABELS.get(method, method)
         fig.add_trace(go.Bar(name=f"{name}, {setting}", x=groups, y=[100 * r["coarse_acc"], 100 * r["fine_acc"]],
-                             marker_color=CLASS_COLORS[i % len(CLASS_COLORS)],
+                             marker_color=METHOD_COLORS.get(method, CLASS_COLORS[i % len(CLASS_COLORS)]),
                              text=[f"{100 * r['coarse_acc']:.1f}", f"{100 * r['fine_acc']:.1f}"], textposition="outside"))
     for i, method in enumerate(results):
         base = "mn" if method.startswith("mn") else "vanilla"
         if base in paper:
             fig.add_trace(go.Bar(name=f"{METHOD_LABELS.get(base, base)}, paper (CIFAR-100)", x=groups,
                                  y=[paper[base]["coarse"], paper[base]["fine"]],
-                                 marker=dict(color=CLASS_COLORS[i % len(CLASS_COLORS)], opacity=0.45,
+                                 marker=dict(color=METHOD_COLORS.get(base, CLASS_COLORS[i % len(CLASS_COLORS)]),
+                                             opacity=0.45,
                                              pattern_shape="/"),
                                  text=[f"{paper[base]['coarse']:.1f}", f"{paper[base]['fine']:.1f}"],
                                  textposition="outside"))

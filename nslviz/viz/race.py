@@ -14,9 +14,9 @@ from ..training.diagnostics import NOISE_FLOOR
 from .common import CLASS_COLORS, finish_figure
 
 # (metrics.jsonl key, panel title, y-axis title)
-RACE_PANELS = (("val_acc", "validation accuracy (dashed: vanilla twins)", "accuracy"),
-               ("val_attended_value_acc", "the dictionary alone: attended values", "accuracy"),
-               ("val_changed_predictions", "predictions the finetuning step changes", "share of images"),
+RACE_PANELS = (("val_acc", "validation accuracy<br>(dashed: vanilla twins)", "accuracy"),
+               ("val_attended_value_acc", "the dictionary alone:<br>attended values", "accuracy"),
+               ("val_changed_predictions", "predictions the<br>finetuning step changes", "share of images"),
                ("step_size", "inner step size α", "|α|"),
                ("keys_snr", "keys: Adam's |m̂|/√v̂", "signal-to-noise"),
                ("values_snr", "values: Adam's |m̂|/√v̂", "signal-to-noise"))
@@ -42,7 +42,7 @@ def race_curves(traces: Mapping[str, list[list[dict]]], title: str, *, classes: 
     if not traces:
         raise ValueError("race_curves needs at least one arm, got none")
     fig = make_subplots(rows=2, cols=3, subplot_titles=[panel[1] for panel in RACE_PANELS],
-                        horizontal_spacing=0.07, vertical_spacing=0.16)
+                        horizontal_spacing=0.12, vertical_spacing=0.2)   # room for the axis titles between
     mn_arms = [arm for arm in traces if not arm.startswith("vanilla")]
     for index, (key, _, axis_title) in enumerate(RACE_PANELS):
         row, col = divmod(index, 3)
@@ -67,7 +67,7 @@ def race_curves(traces: Mapping[str, list[list[dict]]], title: str, *, classes: 
     for col in (2, 3):
         fig.add_hline(y=NOISE_FLOOR, line=dict(color="grey", dash="dot"), annotation_text="noise floor",
                       row=2, col=col)
-    return finish_figure(fig, title, height=680, legend=dict(orientation="h", y=-0.12))
+    return finish_figure(fig, title, height=720, legend=dict(orientation="h", y=-0.12), margin=dict(t=120))
 
 
 def seed_spread(per_seed: list[float] | None) -> str:
@@ -76,11 +76,15 @@ def seed_spread(per_seed: list[float] | None) -> str:
     return f"{100 * min(per_seed):.1f} – {100 * max(per_seed):.1f}" if per_seed else ""
 
 
+def _interval_text(interval) -> str:
+    return f"{interval[0]:.1f} – {interval[1]:.1f}" if interval else ""
+
+
 def race_table(report: Mapping[str, dict]) -> pd.DataFrame:
     """One dataset's `experiments.race.race_report` as a table: mean test accuracy, before finetuning,
     the paired differences (points, mean [95 % interval]) after − before and against the vanilla twin,
-    the attended values' accuracy (mean, and the lowest and highest seed's) and the last epoch's α and
-    keys' signal-to-noise."""
+    the attended values' accuracy (mean, its 95 % interval over the seeds, and the lowest and highest
+    seed's where the report has them) and the last epoch's α and keys' signal-to-noise."""
     rows = {}
     for arm, entry in report.items():
         rows[arm] = {"test acc %": entry["mean_test_acc"],
@@ -88,9 +92,12 @@ def race_table(report: Mapping[str, dict]) -> pd.DataFrame:
                      "after − before (points)": format_paired(entry.get("after_minus_before")),
                      "− vanilla twin (points)": format_paired(entry.get("minus_vanilla_twin")),
                      "attended values %": entry.get("attended_value_acc", np.nan),
+                     "95 % interval": _interval_text(entry.get("attended_value_acc_ci95")),
                      "lowest – highest seed %": seed_spread(entry.get("attended_value_acc_per_seed")),
                      "α": entry.get("final_step_size", np.nan),
                      "keys |m̂|/√v̂": entry.get("final_keys_snr", np.nan),
                      "seeds": len(entry["seeds"])}
     table = pd.DataFrame.from_dict(rows, orient="index").round(3)
-    return table.astype(object).where(table.notna(), "")           # vanilla arms: blank, not NaN
+    table = table.astype(object).where(table.notna(), "")          # vanilla arms: blank, not NaN
+    empty = [column for column in ("95 % interval", "lowest – highest seed %") if (table[column] == "").all()]
+    return table.drop(columns=empty)                   # one seed: no interval; an older report: no per-seed values

@@ -113,15 +113,18 @@ def _axis_range(result):
 FRAME_MS = 500
 
 
-def _play_controls(frame_names: list[str], prefix: str, duration: int = FRAME_MS, buttons_shown: bool = True):
-    # the slider starts right of the Play/Pause buttons, so they cover neither its handle nor its label
-    start = 0.17 if buttons_shown else 0.0
-    slider = dict(active=0, currentvalue=dict(prefix=prefix), pad=dict(t=50), x=start, len=1.0 - start,
+PLAY_MARGIN = 110          # px left of the plot: the y axis's title above, the Play/Pause buttons below
+
+
+def _play_controls(frame_names: list[str], prefix: str, duration: int = FRAME_MS):
+    # the Play/Pause buttons stand in the left margin (PLAY_MARGIN px), left of the slider: whatever the
+    # plot's width, they cover neither its handle nor its label
+    slider = dict(active=0, currentvalue=dict(prefix=prefix), pad=dict(t=50), x=0.0, len=1.0,
                   steps=[dict(label=name, method="animate",
                               args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                  transition=dict(duration=0))])
                          for name in frame_names])
-    buttons = dict(type="buttons", direction="down", x=0.0, y=0, xanchor="left", yanchor="top",
+    buttons = dict(type="buttons", direction="down", x=-0.02, y=0, xanchor="right", yanchor="top",
                    pad=dict(t=50, r=10), showactive=False,
                    buttons=[dict(label="▶ Play", method="animate",
                                  args=[None, dict(frame=dict(duration=duration, redraw=True), fromcurrent=True,
@@ -142,7 +145,7 @@ def neighbor_animation(result) -> go.Figure:
                             for f, name in enumerate(names)])
     sliders, menus = _play_controls(names, "iteration ")
     rng = _axis_range(result)
-    fig.update_layout(sliders=sliders, updatemenus=menus, height=560, width=NOTEBOOK_WIDTH,
+    fig.update_layout(sliders=sliders, updatemenus=menus, height=560, width=NOTEBOOK_WIDTH, margin=dict(l=PLAY_MARGIN),
                       legend=dict(x=1.02, xanchor="left", y=1, yanchor="top"))
     fig.update_xaxes(range=rng, autorange=False, constrain="domain")
     fig.update_yaxes(range=rng, autorange=False, scaleanchor="x", scaleratio=1)
@@ -166,8 +169,9 @@ def linear_vs_meta_neighborhoods(result) -> go.Figure:
     fig.update_xaxes(range=rng, title_text="x₁ (standardised)")
     fig.update_yaxes(range=rng, title_text="x₂ (standardised)")
     fig.update_layout(height=480, width=NOTEBOOK_WIDTH, legend=dict(orientation="h", y=-0.18))
-    return finish_figure(fig, "One linear model: alone (left, independent of T and S) and finetuned per input on "
-                              f"S={result.config.entries} neighbors at T={result.config.temperature:g} (right)")
+    fig.update_layout(margin=dict(t=110))                                       # a two-line title
+    return finish_figure(fig, "One linear model: alone (left, independent of T and S)<br>and finetuned per input "
+                              f"on S={result.config.entries} neighbors at T={result.config.temperature:g} (right)")
 
 
 def training_curve(result) -> go.Figure:
@@ -204,7 +208,7 @@ def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
 
     names = [f"S={s}, T={t:g} (acc {sweep[(t, s)].mn_test_acc:.3f})" for t, s in pairs]
     fig = go.Figure(data=data(pairs[0]), frames=[go.Frame(data=data(p), name=n) for p, n in zip(pairs, names)])
-    sliders, _ = _play_controls(names, "", buttons_shown=False)
+    sliders, _ = _play_controls(names, "")
     rng = _axis_range(first)
     fig.update_layout(sliders=sliders, height=600, width=660, showlegend=False)
     fig.update_xaxes(range=rng, autorange=False, constrain="domain")
