@@ -158,6 +158,7 @@ def test_heads_curves_draws_one_panel_per_result():
     assert colors[3] not in METHOD_COLORS.values()
     assert [s.y0 for s in fig.layout.shapes] == [0.25, 0.25]                    # chance, 1/C
     assert fig.layout.xaxis.title.text == "optimiser step" and fig.layout.yaxis.title.text == "test accuracy"
+    assert fig.layout.yaxis2.title.text is None and fig.layout.legend.y < 0     # one y title; the legend below
     with pytest.raises(ValueError, match="at least one result"):
         heads_curves({})
 

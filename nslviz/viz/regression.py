@@ -64,7 +64,8 @@ def knn_toy_figure(result) -> go.Figure:
                                  visible=visible, line=dict(color=METHOD_COLORS["local_linear"], width=2),
                                  name=f"local linear, k={k} (test MSE {result.test_mse['local_linear'][k]:.3f})"))
     fig.update_layout(sliders=_visibility_slider([str(k) for k in ks], 2, 2, "neighbors k = ", len(ks) // 2),
-                      height=480, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+                      height=520, legend=dict(orientation="h", y=1.02, yanchor="bottom"),
+                      margin=dict(t=150))                 # the legend's rows (up to three) under the title
     fig.update_yaxes(range=_data_y_range(result))
     return finish_figure(fig, "A constant (kNN) or a line (local linear) fitted on each query's k neighbors",
                          "x", "y")
@@ -91,7 +92,8 @@ def mn_toy_figure(result) -> go.Figure:
     fig.update_yaxes(range=_data_y_range(result))
     fig.update_layout(sliders=_visibility_slider([f"{t:g}" for t in temperatures], 3, 2, "temperature T = ",
                                                  middle),
-                      height=500, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+                      height=540, legend=dict(orientation="h", y=1.02, yanchor="bottom"),
+                      margin=dict(t=150))                 # the legend's rows (up to three) under the title
     return finish_figure(fig, "Meta-Neighborhoods: one MLP, finetuned per input on learned neighbors",
                          "x (the keys k<sub>j</sub> live here too)", "y (the values v<sub>j</sub> live here too)")
 
@@ -138,7 +140,8 @@ def cv_folds_figure(result) -> go.Figure:
                              marker=dict(size=14, symbol="diamond", color="black")))   # one colour: the legend matches
     p, difference = result.ttests["mn_vs_mlp"]["pvalue"], result.ttests["mn_vs_mlp"]["mean_difference"]
     fig.update_layout(height=430, legend=dict(orientation="h", y=1.02, yanchor="bottom"))
-    return finish_figure(fig, f"{result.dataset}: test MSE per fold (lines join the same fold); MN − MLP = "
+    fig.update_layout(margin=dict(t=130))                                        # a two-line title
+    return finish_figure(fig, f"{result.dataset}: test MSE per fold (lines join the same fold)<br>MN − MLP = "
                               f"{difference:+.3f} on average, paired t-test p = {p:.2g}", "method",
                          "test MSE (standardised target)")
 

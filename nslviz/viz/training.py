@@ -94,7 +94,8 @@ def heads_curves(results: Mapping[str, object], title: str = "Vanilla and MN hea
     the dictionary read alone, with chance (1/C) as a grey line."""
     if not results:
         raise ValueError("heads_curves needs at least one result, got none")
-    fig = make_subplots(rows=1, cols=len(results), subplot_titles=list(results), horizontal_spacing=0.08)
+    fig = make_subplots(rows=1, cols=len(results), subplot_titles=list(results), horizontal_spacing=0.06,
+                        shared_yaxes=True)
     for col, result in enumerate(results.values(), start=1):
         steps = [row["step"] for row in result.history]
         for key, name, dash, color in HEAD_CURVES:
@@ -104,8 +105,10 @@ def heads_curves(results: Mapping[str, object], title: str = "Vanilla and MN hea
         fig.add_hline(y=1 / result.data["classes"], line=dict(color="grey", dash="dash"), annotation_text="chance",
                       row=1, col=col)
     fig.update_xaxes(title_text="optimiser step")
-    fig.update_yaxes(title_text="test accuracy", range=[0, 1.02])
-    return finish_figure(fig, title, height=420)
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_yaxes(title_text="test accuracy", row=1, col=1)          # once, left of the panels that share it
+    return finish_figure(fig, title, height=460, legend=dict(orientation="h", y=-0.22, yanchor="top"),
+                         margin=dict(b=110))                              # the legend under the panels: full width
 
 
 def heads_table(results: Mapping[str, object]) -> pd.DataFrame:
