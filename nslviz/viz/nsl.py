@@ -263,8 +263,9 @@ def effective_kernel_figure(image, kernel: np.ndarray, effective: np.ndarray, po
                          f"got {kernel.shape} and {effective.shape}")
     image_trace, height, width = _image_trace(image)
     colors = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628")
-    if not 1 <= len(positions) <= 8:
-        raise ValueError(f"effective_kernel_figure draws 1 to 8 positions, got {len(positions)}")
+    if not 1 <= len(positions) <= 4:
+        raise ValueError(f"effective_kernel_figure draws 1 to 4 positions (what a notebook's width shows), got "
+                         f"{len(positions)}")
     # one row (image, W, the kernels) up to two positions; else the image and W above, the kernels below
     one_row = len(positions) <= 2
     columns = len(positions) + 2 if one_row else max(3, len(positions))
@@ -275,7 +276,7 @@ def effective_kernel_figure(image, kernel: np.ndarray, effective: np.ndarray, po
         specs = [[{"colspan": 2}, None, {}] + [None] * (columns - 3), [{}] * columns]
         cells = [(1, 1), (1, 3)] + [(2, n + 1) for n in range(len(positions))]
     rows = cells[-1][0]
-    fig = make_subplots(rows=rows, cols=columns, specs=specs, horizontal_spacing=0.06, vertical_spacing=0.2,
+    fig = make_subplots(rows=rows, cols=columns, specs=specs, horizontal_spacing=0.09, vertical_spacing=0.2,
                         subplot_titles=["image and positions", "stored kernel W"]
                         + [f"M(p)ᵀW at ({i}, {j})" for i, j in positions])
     fig.add_trace(image_trace, 1, 1)
@@ -292,8 +293,8 @@ def effective_kernel_figure(image, kernel: np.ndarray, effective: np.ndarray, po
     for n, annotation in enumerate(marked):                                  # each title in its marker's colour
         annotation.update(text=f"● {annotation.text}", font=dict(color=colors[n % len(colors)]))
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="image column", row=1, col=1)
-    fig.update_yaxes(title_text="image row", row=1, col=1)
+    fig.update_xaxes(title_text="image column", constrain="domain", row=1, col=1)   # square pixels, however
+    fig.update_yaxes(title_text="image row", scaleanchor="x", constrain="domain", row=1, col=1)   # its cell
     titled = cells[1:2] if one_row else cells[1:3]          # "kernel row" left of W (and of the second row)
     for row, col in cells[1:]:
         fig.update_xaxes(title_text="kernel column", tickvals=list(range(kernel.shape[1])), row=row, col=col)
