@@ -208,3 +208,18 @@ def test_quick_mode_names_a_misspelled_row_and_never_trains_none():
     assert quick_nsl_variants(["static_dns"]) == list(QUICK_NSL_VARIANTS)       # nothing left: both, not an empty run
     with pytest.raises(ValueError, match="unknown NSL variant 'statc_dns'; expected one of 'cnn', 'cnn\\+\\+'"):
         quick_nsl_variants(["cnn", "statc_dns"])
+
+
+def test_predictor_lr_scale_slows_the_dynamic_predictors_only():
+    from nslviz.training.optim import build_optimizer
+    model = build_image_model("vanilla", "cnn9", 10, in_channels=1, image_size=16, nsl="dynamic_dns")
+    plain = build_optimizer(model, TrainConfig(optimizer="adamw", lr=1e-3))
+    assert [g["name"] for g in plain.param_groups] == ["decay", "no_decay"]       # scale 1: the official groups
+    scaled = build_optimizer(model, TrainConfig(optimizer="adamw", lr=1e-3, predictor_lr_scale=0.1))
+    predictors = {id(p) for layer in nsl_layers(model).values() for p in layer.predictor.parameters()}
+    for group in scaled.param_groups:
+        in_predictor = {id(p) in predictors for p in group["params"]}
+        assert len(in_predictor) == 1                                             # no group mixes the two
+        assert group["lr"] == pytest.approx(1e-3 * (0.1 if in_predictor == {True} else 1))
+    assert sum(len(g["params"]) for g in scaled.param_groups) == sum(len(g["params"]) for g in plain.param_groups)
+    assert TrainConfig.from_preset("nsl", dataset="cifar10", backbone="cnn9").predictor_lr_scale == 1.0   # official

@@ -187,6 +187,12 @@ class TrainConfig:
                                help="options of the NSL layers, e.g. '{\"kernel_shape\": true}' or "
                                     "'{\"predictor\": \"cnn\"}' (see nslviz.nsl.NSConv2d); for spherenet9: "
                                     "global_similarity, orthogonality_weight")
+    # beyond the paper: Adam moves every weight by about lr a step, and the dynamic predictors' output
+    # weights start 1000x smaller than He's (M = I + g starts near I), so at the kernels' lr they leave
+    # that start within a step (docs/not-reproduced.md measures a tenth in notebook 07's quick runs)
+    predictor_lr_scale: float = option(1.0, "positive", group=WHAT,
+                                       help="the dynamic similarity predictors' learning rate x s (default: 1, "
+                                            "as the official code)")
     similarity_only: bool = option(False, "flag", group=WHAT,
                                    help="train only the neural similarity (M, D_r, predictors), everything else "
                                         "frozen; needs --init-backbone, a plain CNN run whose kernels and "

@@ -43,9 +43,27 @@ def scale_backbone_lr(groups: list[dict], model: nn.Module, lr: float, scale: fl
     return split
 
 
+def scale_predictor_lr(groups: list[dict], model: nn.Module, lr: float, scale: float) -> list[dict]:
+    """Split every group into the dynamic NSL predictors' parameters, at the group's learning rate ×
+    `scale`, and the rest (TrainConfig.predictor_lr_scale). scale 1 leaves the groups as they are."""
+    if scale == 1:
+        return groups
+    from ..nsl import nsl_layers
+    predictors = {id(p) for layer in nsl_layers(model).values() if layer.dynamic for p in layer.predictor.parameters()}
+    split = []
+    for group in groups:
+        for part, group_scale in (("rest", 1.0), ("predictor", scale)):
+            params = [p for p in group["params"] if (id(p) in predictors) == (part == "predictor")]
+            if params:
+                split.append({**group, "params": params, "lr": group.get("lr", lr) * group_scale,
+                              "name": f"{group['name']}_{part}" if part == "predictor" else group["name"]})
+    return split
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     groups = parameter_groups(model, config.weight_decay, decay_everything=config.decay_everything)
     groups = scale_backbone_lr(groups, model, config.lr, config.backbone_lr_scale)
+    groups = scale_predictor_lr(groups, model, config.lr, config.predictor_lr_scale)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     if config.optimizer == "adam":                       # L2 added to the gradient (official global-NS code)
