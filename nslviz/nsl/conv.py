@@ -148,8 +148,8 @@ class NSConv2d(nn.Module):
     """Convolution with neural similarity WᵀMX, NSL eq. (1)-(5); one M_s per layer, shared by all
     kernels and input channels (sec. 4; official: yes). See nslviz.nsl's docstring for the modes.
 
-    `padding` None or "same" (default) is k // 2, so the map keeps its size at stride 1 as in the
-    papers' networks (nn.Conv2d's default is 0: pass padding=0 or "valid" for that). The dynamic
+    `padding` None (default) is k // 2 at any stride, as in the papers' networks; "same" (odd k,
+    stride 1) keeps the map's size; nn.Conv2d's default is 0: pass padding=0 or "valid". The dynamic
     modes return a channels-last tensor whatever the input's layout (they compute channels-last, and
     a copy back would cost time): use .reshape or .flatten on it, not .view.
 
@@ -178,8 +178,8 @@ class NSConv2d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride: int = 1,
-                 padding: int | str | None = None, bias: bool = False, mode: str = "static_dns", *, dns_init: str = "ones",
-                 parametrization: str = "free", nonzeros_per_row: int | None = None,
+                 padding: int | str | None = None, bias: bool = False, mode: str = "static_dns", *,
+                 dns_init: str = "ones", parametrization: str = "free", nonzeros_per_row: int | None = None,
                  kernel_shape: bool = False, shape_threshold: float = 0.5,
                  shape_init: float = 1.0, predictor: str = "sphere", predictor_hidden: int | None = None,
                  shared_predictor: SharedSimilarityPredictor | None = None, l2_weight: float | None = None,

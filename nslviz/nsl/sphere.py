@@ -113,8 +113,8 @@ class SphereConv2d(nn.Module):
     `undecayed_parameters`)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int | str | None = None, normalize: str = "input", angle: str = "cosine", sigmoid_k: float = 0.3,
-                 init_gain: float = 1.0, orthogonality_weight: float = 0.0, weight_decay: bool = True):
+                 padding: int | str | None = None, normalize: str = "input", angle: str = "cosine",
+                 sigmoid_k: float = 0.3, init_gain: float = 1.0, orthogonality_weight: float = 0.0, weight_decay: bool = True):
         super().__init__()
         check_positive("in_channels", in_channels, integer=True)
         check_positive("out_channels", out_channels, integer=True)
