@@ -27,6 +27,19 @@ def parameter_groups(model: nn.Module, weight_decay: float, *, decay_everything:
     return groups
 
 
+def _split_lr(groups: list[dict], chosen: set[int], lr: float, parts) -> list[dict]:
+    """Every group split into its parameters in `chosen` (ids) and the rest; `parts` is
+    ((name suffix, in chosen, lr factor), ...) in the order the split groups take."""
+    split = []
+    for group in groups:
+        for suffix, inside, factor in parts:
+            params = [p for p in group["params"] if (id(p) in chosen) == inside]
+            if params:
+                split.append({**group, "params": params, "lr": group.get("lr", lr) * factor,
+                              "name": group["name"] + suffix})
+    return split
+
+
 def scale_backbone_lr(groups: list[dict], model: nn.Module, lr: float, scale: float) -> list[dict]:
     """Split every group into the backbone's parameters, at learning rate lr × `scale`, and the rest
     at lr: the backbone_lr_scale diagnostic (docs/dictionary-race.md). scale 1 leaves the groups as
@@ -34,13 +47,7 @@ def scale_backbone_lr(groups: list[dict], model: nn.Module, lr: float, scale: fl
     if scale == 1:
         return groups
     backbone = {id(p) for p in model.backbone.parameters()}
-    split = []
-    for group in groups:
-        for part, group_lr in (("backbone", lr * scale), ("head", lr)):
-            params = [p for p in group["params"] if (id(p) in backbone) == (part == "backbone")]
-            if params:
-                split.append({**group, "params": params, "lr": group_lr, "name": f"{group['name']}_{part}"})
-    return split
+    return _split_lr(groups, backbone, lr, (("_backbone", True, scale), ("_head", False, 1.0)))
 
 
 def scale_predictor_lr(groups: list[dict], model: nn.Module, lr: float, scale: float) -> list[dict]:
@@ -50,14 +57,7 @@ def scale_predictor_lr(groups: list[dict], model: nn.Module, lr: float, scale: f
         return groups
     from ..nsl import nsl_layers
     predictors = {id(p) for layer in nsl_layers(model).values() if layer.dynamic for p in layer.predictor.parameters()}
-    split = []
-    for group in groups:
-        for part, group_scale in (("rest", 1.0), ("predictor", scale)):
-            params = [p for p in group["params"] if (id(p) in predictors) == (part == "predictor")]
-            if params:
-                split.append({**group, "params": params, "lr": group.get("lr", lr) * group_scale,
-                              "name": f"{group['name']}_{part}" if part == "predictor" else group["name"]})
-    return split
+    return _split_lr(groups, predictors, lr, (("", False, 1.0), ("_predictor", True, scale)))
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -13,6 +13,12 @@ TEMPLATE = "plotly_white"
 # The widest figure, in pixels, that a notebook's output area shows whole in a browser window 900 px wide
 # (JupyterLab and the HTML export): wider ones are cut at the right edge, behind a scroll bar.
 NOTEBOOK_WIDTH = 760
+
+
+def panel_size(columns: int, preferred: int, margins: int) -> int:
+    """Pixels a side for each of `columns` panels: `preferred`, or less where `columns` of them and the
+    `margins` (axis titles, colour bar) would be wider than NOTEBOOK_WIDTH."""
+    return min(preferred, (NOTEBOOK_WIDTH - margins) // columns)
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 

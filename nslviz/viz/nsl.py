@@ -25,7 +25,7 @@ from plotly.subplots import make_subplots
 
 from ..analysis.nsl import _identity, short_layer_name
 from .._checks import check_positive
-from .common import NOTEBOOK_WIDTH, finish_figure
+from .common import NOTEBOOK_WIDTH, finish_figure, panel_size
 
 COLORSCALE = "RdBu_r"
 
@@ -79,7 +79,7 @@ def static_mask_figure(masks: Mapping[str, np.ndarray], title: str | None = None
     matrix = _is_matrix(masks[names[0]])
     shown = {name: _shown(masks[name], matrix) for name in names}                  # UNS: M − I
     value = _value_name(matrix)
-    cell = min(300, (NOTEBOOK_WIDTH - 120) // columns)                       # px a heatmap, colour bar beside
+    cell = panel_size(columns, 300, margins=120)                             # px a heatmap, colour bar beside
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[short_layer_name(n) for n in names],
                         horizontal_spacing=0.08, vertical_spacing=100 / (cell * rows + 80))  # 100 px: room for x titles
     for i, name in enumerate(names):
@@ -227,7 +227,7 @@ def tap_maps_figure(masks: np.ndarray, layer_name: str, title: str | None = None
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="output column", row=k)          # on the outer edges only: inside the grid
     fig.update_yaxes(title_text="output row", col=1)             # a title would lie over the next panel
-    cell = min(220, (NOTEBOOK_WIDTH - 140) // k)                              # px a panel: k fit a notebook
+    cell = panel_size(k, 220, margins=140)
     fig.update_layout(coloraxis=_color_axis([masks], matrix=False), height=(cell + 10) * k + 100,
                       width=cell * k + 140)
     return finish_figure(fig, title or f"Each tap of the predicted mask over the image, {short_layer_name(layer_name)}")
@@ -269,7 +269,7 @@ def effective_kernel_figure(image, kernel: np.ndarray, effective: np.ndarray, po
     # one row (image, W, the kernels) up to two positions; else the image and W above, the kernels below
     one_row = len(positions) <= 2
     columns = len(positions) + 2 if one_row else max(3, len(positions))
-    cell = min(180, (NOTEBOOK_WIDTH - 100) // columns)                       # px a panel
+    cell = panel_size(columns, 180, margins=100)
     if one_row:
         specs, cells = [[{}] * columns], [(1, 1), (1, 2)] + [(1, n + 3) for n in range(len(positions))]
     else:                                                 # the image over two columns, W in the third

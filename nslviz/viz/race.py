@@ -70,14 +70,15 @@ def race_curves(traces: Mapping[str, list[list[dict]]], title: str, *, classes: 
     return finish_figure(fig, title, height=720, legend=dict(orientation="h", y=-0.12), margin=dict(t=120))
 
 
+def _range_text(interval) -> str:
+    """(low, high) in % as "low – high"; "" without one."""
+    return f"{interval[0]:.1f} – {interval[1]:.1f}" if interval else ""
+
+
 def seed_spread(per_seed: list[float] | None) -> str:
     """The lowest and highest seed's accuracy (fractions), in %: a mean near chance may hide one seed that
     learned; "" without per-seed values."""
-    return f"{100 * min(per_seed):.1f} – {100 * max(per_seed):.1f}" if per_seed else ""
-
-
-def _interval_text(interval) -> str:
-    return f"{interval[0]:.1f} – {interval[1]:.1f}" if interval else ""
+    return _range_text((100 * min(per_seed), 100 * max(per_seed))) if per_seed else ""
 
 
 def race_table(report: Mapping[str, dict]) -> pd.DataFrame:
@@ -92,7 +93,7 @@ def race_table(report: Mapping[str, dict]) -> pd.DataFrame:
                      "after − before (points)": format_paired(entry.get("after_minus_before")),
                      "− vanilla twin (points)": format_paired(entry.get("minus_vanilla_twin")),
                      "attended values %": entry.get("attended_value_acc", np.nan),
-                     "95 % interval": _interval_text(entry.get("attended_value_acc_ci95")),
+                     "95 % interval": _range_text(entry.get("attended_value_acc_ci95")),
                      "lowest – highest seed %": seed_spread(entry.get("attended_value_acc_per_seed")),
                      "α": entry.get("final_step_size", np.nan),
                      "keys |m̂|/√v̂": entry.get("final_keys_snr", np.nan),
