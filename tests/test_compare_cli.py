@@ -2,6 +2,7 @@
 the same numbers, the same group folder rules."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -42,7 +43,8 @@ def test_compare_takes_methods_or_variants_and_names_a_bad_one(tmp_path):
     assert unknown.returncode == 2 and "invalid choice: 'mnx'" in unknown.stderr
     quick_and_dataset = run_in_process("compare", "--quick", "--methods", "mn", "--dataset", "cifar10", "--device", "cpu")
     assert quick_and_dataset.returncode == 2 and \
-        "--quick chooses --dataset, --device itself (digits at 16x16 on the CPU, AdamW in place of SGD); leave them out" \
+        "--quick chooses --dataset, --device itself (digits, or --dataset synthetic, at 16x16 on the CPU, AdamW in " \
+        "place of SGD); leave them out" \
         in quick_and_dataset.stderr
     sgd_lr = run_in_process("compare", "--quick", "--preset", "nsl", "--variants", "cnn", "--lr", "0.05")
     assert sgd_lr.returncode == 2 and "--quick chooses --lr itself" in sgd_lr.stderr          # quick trains with AdamW
@@ -166,6 +168,24 @@ def test_each_swept_value_is_a_run_built_as_train_builds_it():
         "-backbone=convnet4", "-backbone=resnet29"}                                # fine for methods
 
 
+def test_quick_keeps_an_embedded_dataset_and_nothing_else():
+    """--quick trains on digits unless --dataset names the other embedded set, the generated gratings
+    (notebook 07's regime for dynamic similarity); quick_config refuses any other set by name."""
+    from nslviz.experiments.compare import quick_config
+
+    digits, = _run_configs("--quick", "--preset", "nsl", "--backbone", "cnn9", "--variants", "cnn").values()
+    gratings, = _run_configs("--quick", "--preset", "nsl", "--backbone", "cnn9", "--variants", "cnn",
+                             "--dataset", "synthetic", "--predictor-lr-scale", "0.1").values()
+    assert (digits.dataset, gratings.dataset) == ("digits", "synthetic")
+    assert dataclasses.replace(gratings, dataset="digits", predictor_lr_scale=1.0) == digits   # nothing else moves
+    assert quick_config(TrainConfig.from_preset("nsl", backbone="cnn9"), dataset="synthetic") == dataclasses.replace(
+        gratings, predictor_lr_scale=1.0)                                          # the CLI is the library call
+    with pytest.raises(ValueError, match="unknown quick-mode dataset 'cifar10'; expected one of 'digits', 'synthetic'"):
+        quick_config(TrainConfig.from_preset("nsl", backbone="cnn9"), dataset="cifar10")
+    with pytest.raises(ValueError, match="--quick chooses --dataset itself"):
+        _run_configs("--quick", "--methods", "mn", "--dataset", "cifar10")
+
+
 def test_sweep_labels_keep_distinct_values_apart():
     from nslviz.experiments.compare import sweep_suffix
 
@@ -212,3 +232,15 @@ def test_a_sweep_with_mn_start_vanilla_starts_each_value_from_its_own_vanilla_ru
         compare.compare_methods(config, ["vanilla", "mn"], group_dir=tmp_path, mn_start="vanilla", label_suffix=suffix)
     assert list(seen) == ["vanilla-lr=0.001", "mn-lr=0.001", "vanilla-lr=0.003", "mn-lr=0.003"]
     assert seen["mn-lr=0.003"].init_backbone == str(tmp_path / "vanilla-lr=0.003") and seen["mn-lr=0.003"].lr == 0.003
+
+
+def test_a_bad_option_under_torchrun_is_said_once(monkeypatch):
+    """torchrun starts every rank with the same options: rank 0 prints the usage and the error, the
+    others exit with the same code and print nothing, so the message is not repeated N times."""
+    bad = ("compare", "--quick", "--methods", "mn", "--dataset", "cifar10")
+    monkeypatch.setenv("RANK", "0")
+    first = run_in_process(*bad)
+    monkeypatch.setenv("RANK", "1")
+    other = run_in_process(*bad)
+    assert first.returncode == other.returncode == 2
+    assert "--quick chooses --dataset itself" in first.stderr and other.stderr == ""

@@ -20,7 +20,8 @@ import argparse
 import dataclasses
 import difflib
 
-from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS,
+from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_DATASETS, QUICK_INSTEAD_OF_SGD,
+                                  QUICK_SETTINGS,
                                   VANILLA_START_ALPHA, compare_methods, compare_nsl_variants, quick_config,
                                   sweep_suffix)
 from .._options import declared_options
@@ -29,6 +30,7 @@ from ..training.config import TrainConfig
 from .common import add_progress_argument, emit_json, folder_path, option_flag, refuse_given, validation_text
 from .train import CONTROL, RUN, add_config_arguments, config_from_args, warn_try_out, warn_unread
 
+QUICK_WHY = "digits, or --dataset synthetic, at 16x16 on the CPU, AdamW in place of SGD"
 COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_start", "sweep"}
 
 
@@ -47,7 +49,8 @@ def add_parser(subparsers) -> None:
                    help="train every method or variant once per value of one setting, e.g. --sweep entries 1000 "
                         "5000 10000 (MN Fig. 8: S) or --sweep temperature 0.1 0.2 0.5 (T); any train option")
     p.add_argument("--quick", action="store_true", default=False,
-                   help="the notebooks' quick mode: digits, a small backbone, 4 epochs, CPU")
+                   help="the notebooks' quick mode: digits (or --dataset synthetic, generated gratings), a small "
+                        "backbone, 4 epochs, CPU")
     run = add_config_arguments(p, nsl_variant=False)[RUN]
     run.add_argument("--group-dir", type=folder_path, default=None, help="folder of the runs (one sub-folder each)")
     run.add_argument("--overwrite", action="store_true", default=False,
@@ -111,12 +114,14 @@ def run_configs(args) -> dict[str, TrainConfig]:
     for suffix, options in given:
         config = config_from_args(options, COMPARE_CONTROL)
         if args.quick:
-            chosen = [*QUICK_SETTINGS, "image_size", *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
+            embedded = getattr(args, "dataset", "digits") in QUICK_DATASETS      # --dataset synthetic is kept
+            chosen = [*(name for name in QUICK_SETTINGS if not (name == "dataset" and embedded)), "image_size",
+                      *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
             if sweep and sweep[0] in chosen:
-                raise ValueError(f"--quick chooses {option_flag(sweep[0])} itself (digits at 16x16 on the CPU, AdamW "
-                                 f"in place of SGD); sweep another setting, or leave out --quick")
-            refuse_given(args, chosen, "--quick", "chooses {}", "digits at 16x16 on the CPU, AdamW in place of SGD")
-            config = quick_config(config)
+                raise ValueError(f"--quick chooses {option_flag(sweep[0])} itself ({QUICK_WHY}); sweep another "
+                                 f"setting, or leave out --quick")
+            refuse_given(args, chosen, "--quick", "chooses {}", QUICK_WHY)
+            config = quick_config(config, dataset=config.dataset if embedded else "digits")
         configs[suffix] = config
     methods = getattr(args, "methods", None) or []
     if args.mn_start == "vanilla" and any(m.startswith("mn") for m in methods):
