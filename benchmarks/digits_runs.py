@@ -1,11 +1,13 @@
 """Every MN method (Table 1 columns) or every NSL variant (Table 4 rows) on the embedded `digits`
-set, on CPU, through the shared trainer, over several seeds. Prints one JSON object with the test
+set (NSL also on the generated gratings), on CPU, through the shared trainer, over several seeds. Prints one JSON object with the test
 accuracy of every run, their mean and standard deviation, and the parameter counts.
 
     python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1 --seeds 0 1 2 3 4 5 6 7 8 9   # paper recipe
     python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1 --dictionary-init data --alpha 0.5 \
         --methods mn mn_ifilm --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results/digits_mn_data_init_cpu.json
     python benchmarks/digits_runs.py --family nsl --epochs 8 --seeds 0 1 2 --threads 1   # cnn9, quick-mode recipe
+    python benchmarks/digits_runs.py --family nsl --dataset synthetic --variants cnn dynamic_dns --epochs 4 \
+        --predictor-lr-scale 0.1 --seeds 0 1 2 3 4 --out benchmarks/results/synthetic_nsl_cpu.json   # gratings
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --seeds 0 1 2 3 4 5 6 7 8 9
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --values fixed --methods mn mn_ifilm
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --methods vanilla maxl \
@@ -42,7 +44,7 @@ import torch
 from nslviz.analysis.finetuning import dictionary_state
 from nslviz.neighborhoods import CLASS_VALUE_KINDS
 from nslviz.training.config import DICTIONARY_INITS, PRESET_FIELDS, TrainConfig
-from nslviz.experiments.compare import NSL_VARIANTS, nsl_variant_config, quick_config
+from nslviz.experiments.compare import NSL_VARIANTS, QUICK_DATASETS, nsl_variant_config, quick_config
 from nslviz.training.rundir import load_run
 from nslviz.training.trainer import train
 from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
@@ -52,8 +54,10 @@ MAXL_OPTIMISATION = {k: PRESET_FIELDS["maxl"][k] for k in ("optimizer", "lr", "m
                                                             "milestones", "lr_decay")}
 
 
-def run_configs(family: str, epochs: int, methods=None, recipe: str = "quick", **mn_options) -> dict[str, TrainConfig]:
-    """Labelled configs; mn_options (dictionary_init, alpha, values) override the MN preset."""
+def run_configs(family: str, epochs: int, methods=None, recipe: str = "quick", *, dataset: str = "digits",
+                predictor_lr_scale: float = 1.0, **mn_options) -> dict[str, TrainConfig]:
+    """Labelled configs; mn_options (dictionary_init, alpha, values) override the MN preset. NSL:
+    `methods` are variants (default every Table 4 row), on quick mode's `dataset`."""
     if family == "mn":
         if recipe in ("cli", "maxl_sgd"):
             base = TrainConfig(dataset="digits", backbone="convnet4", epochs=epochs,
@@ -63,8 +67,9 @@ def run_configs(family: str, epochs: int, methods=None, recipe: str = "quick", *
                                        epochs=epochs, entries=200)
         base = dataclasses.replace(base, **{k: v for k, v in mn_options.items() if v is not None})
         return {m: dataclasses.replace(base, method=m) for m in (methods or MN_METHODS)}
-    base = dataclasses.replace(quick_config(TrainConfig.from_preset("nsl", backbone="cnn9")), epochs=epochs)
-    return {v: nsl_variant_config(base, v) for v in NSL_VARIANTS}
+    base = dataclasses.replace(quick_config(TrainConfig.from_preset("nsl", backbone="cnn9"), dataset=dataset),
+                               epochs=epochs, predictor_lr_scale=predictor_lr_scale)
+    return {v: nsl_variant_config(base, v) for v in (methods or NSL_VARIANTS)}
 
 
 def versus_baseline(accuracies: dict[str, list[float]]) -> dict[str, dict[str, int]] | None:
@@ -89,6 +94,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--alpha", type=float, default=None, help="MN family: initial inner step size (preset: 0.05)")
     parser.add_argument("--values", choices=CLASS_VALUE_KINDS, default=None,
                         help="MN family: learnable soft values (preset) or fixed one-hot classes (official --fix_v)")
+    parser.add_argument("--variants", nargs="+", choices=NSL_VARIANTS, default=None,
+                        help="NSL family: a subset of NSL Table 4's rows (default: all)")
+    parser.add_argument("--dataset", choices=QUICK_DATASETS, default="digits",
+                        help="NSL family: digits, or synthetic (the generated oriented gratings)")
+    parser.add_argument("--predictor-lr-scale", type=float, default=1.0,
+                        help="NSL family: the dynamic predictors' learning rate x this (train --predictor-lr-scale)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/digits_<family>[_cli]_cpu.json")
     args = parser.parse_args(argv)
@@ -96,7 +107,12 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     if args.recipe != "quick" and args.family != "mn":
         parser.error(f"--recipe {args.recipe} is for the MN family")
-    configs = run_configs(args.family, args.epochs, args.methods, args.recipe,
+    nsl_only = [flag for flag, given in (("--variants", args.variants), ("--dataset", args.dataset != "digits"),
+                                         ("--predictor-lr-scale", args.predictor_lr_scale != 1.0)) if given]
+    if args.family != "nsl" and nsl_only:
+        parser.error(f"{', '.join(nsl_only)}: for the NSL family")
+    configs = run_configs(args.family, args.epochs, args.methods or args.variants, args.recipe, dataset=args.dataset,
+                          predictor_lr_scale=args.predictor_lr_scale,
                           dictionary_init=args.dictionary_init, alpha=args.alpha, values=args.values)
     accuracy = {label: [] for label in configs}
     last = {label: [] for label in configs}
@@ -121,7 +137,7 @@ def main(argv=None) -> dict:
                 print(label, seed, round(summary["test_acc"], 4), flush=True)
     spread = (lambda v: round(statistics.stdev(v), 4)) if len(args.seeds) > 1 else (lambda v: 0.0)
     first = next(iter(stored.values()))
-    result = {"benchmark": f"digits_{args.family}", "recipe": args.recipe, "epochs": args.epochs, "seeds": args.seeds,
+    result = {"benchmark": f"{args.dataset}_{args.family}", "recipe": args.recipe, "epochs": args.epochs, "seeds": args.seeds,
               "backbone": first["backbone"], "epochs_run": first["epochs"], "image_size": first["image_size"] or 32,
               "batch_size": first["batch_size"], "entries": first["entries"], "threads": torch.get_num_threads(),
               "optimizer": f"{first['optimizer']}, lr {first['lr']:g}, weight decay {first['weight_decay']:g}",
@@ -137,9 +153,10 @@ def main(argv=None) -> dict:
                                    for k, v in dictionary.items()},
               "mn_options": {"dictionary_init": first["dictionary_init"], "alpha": first["alpha"], "values": first["values"]}
               if args.family == "mn" else None,
+              "predictor_lr_scale": first["predictor_lr_scale"] if args.family == "nsl" else None,
               "parameters": parameters,
               "mean_seconds": {k: round(statistics.mean(v), 1) for k, v in seconds.items()}}
-    save_result(result, f"digits_{args.family}{'' if args.recipe == 'quick' else '_' + args.recipe}_cpu", args.out)
+    save_result(result, f"{args.dataset}_{args.family}{'' if args.recipe == 'quick' else '_' + args.recipe}_cpu", args.out)
     return result
 
 

@@ -84,6 +84,23 @@ def test_digits_runs_train_for_the_epochs_asked(family):
         assert (chosen["mn"].dictionary_init, chosen["mn"].alpha, chosen["mn"].values) == ("data", 0.5, "fixed")
 
 
+def test_digits_runs_gratings_are_the_quick_compare_command():
+    """The NSL family on the generated gratings trains what `compare --quick --dataset synthetic` does,
+    for the epochs asked; --dataset and the predictors' rate are refused for the MN family."""
+    from nslviz.__main__ import build_parser
+    from nslviz.cli.compare import run_configs as compare_configs
+    from nslviz.experiments.compare import nsl_variant_config
+    runs = importlib.import_module("digits_runs")
+    configs = runs.run_configs("nsl", 4, ["cnn", "dynamic_dns"], dataset="synthetic", predictor_lr_scale=0.1)
+    quick, = compare_configs(build_parser().parse_args(
+        ["compare", "--quick", "--dataset", "synthetic", "--preset", "nsl", "--backbone", "cnn9", "--variants", "cnn",
+         "dynamic_dns", "--predictor-lr-scale", "0.1"])).values()
+    assert configs == {v: nsl_variant_config(quick, v) for v in ("cnn", "dynamic_dns")}
+    assert {c.epochs for c in runs.run_configs("nsl", 6, ["cnn"], dataset="synthetic").values()} == {6}
+    with pytest.raises(SystemExit):
+        runs.main(["--family", "mn", "--dataset", "synthetic"])
+
+
 def test_digits_runs_cli_recipe_is_the_command_line_run():
     from nslviz.__main__ import build_parser
     from nslviz.cli.train import config_from_args

@@ -184,6 +184,10 @@ def test_quick_keeps_an_embedded_dataset_and_nothing_else():
         quick_config(TrainConfig.from_preset("nsl", backbone="cnn9"), dataset="cifar10")
     with pytest.raises(ValueError, match="--quick chooses --dataset itself"):
         _run_configs("--quick", "--methods", "mn", "--dataset", "cifar10")
+    swept = _run_configs("--quick", "--methods", "vanilla", "--sweep", "dataset", "digits", "synthetic")
+    assert [c.dataset for c in swept.values()] == ["digits", "synthetic"]
+    with pytest.raises(ValueError, match="--quick chooses --dataset itself"):
+        _run_configs("--quick", "--methods", "vanilla", "--sweep", "dataset", "digits", "cifar10")
 
 
 def test_sweep_labels_keep_distinct_values_apart():

@@ -21,9 +21,8 @@ import dataclasses
 import difflib
 
 from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_DATASETS, QUICK_INSTEAD_OF_SGD,
-                                  QUICK_SETTINGS,
-                                  VANILLA_START_ALPHA, compare_methods, compare_nsl_variants, quick_config,
-                                  sweep_suffix)
+                                  QUICK_SETTINGS, VANILLA_START_ALPHA, compare_methods, compare_nsl_variants,
+                                  quick_config, sweep_suffix)
 from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
@@ -114,7 +113,7 @@ def run_configs(args) -> dict[str, TrainConfig]:
     for suffix, options in given:
         config = config_from_args(options, COMPARE_CONTROL)
         if args.quick:
-            embedded = getattr(args, "dataset", "digits") in QUICK_DATASETS      # --dataset synthetic is kept
+            embedded = getattr(options, "dataset", "digits") in QUICK_DATASETS   # --dataset synthetic is kept
             chosen = [*(name for name in QUICK_SETTINGS if not (name == "dataset" and embedded)), "image_size",
                       *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
             if sweep and sweep[0] in chosen:

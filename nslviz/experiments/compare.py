@@ -6,7 +6,8 @@ runs, same settings.
 `compare_nsl_variants(config, ["cnn", "dynamic_dns"])` does the same for the rows of NSL Table 4.
 A sweep (MN Fig. 8: S, T) is one call per value with `label_suffix=sweep_suffix("entries", 1000)`.
 `quick_config(config)` is what quick mode (`NSLVIZ_QUICK=1`, `make test`, Binder) turns a paper run
-into: the embedded `digits` set, a small backbone, a few epochs, CPU.
+into: the embedded `digits` set (or, with `dataset="synthetic"`, the generated oriented gratings), a small
+backbone, a few epochs, CPU.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ QUICK_SETTINGS = dict(dataset="digits", iterations=None, batch_size=64, entries=
                       val_size=None, download=False, milestones=(0.75,))
 QUICK_INSTEAD_OF_SGD = dict(optimizer="adamw", lr=1e-3, weight_decay=0.0)
 # The embedded sets quick mode may train on: digits (the default) and the generated oriented gratings,
-# on which a plain CNN-9 stays about 20 points below perfect after 4 epochs (notebook 07)
+# on which a plain CNN-9 ends 10 to 30 points below perfect after 4 epochs (docs/not-reproduced.md)
 QUICK_DATASETS = ("digits", "synthetic")
 
 
