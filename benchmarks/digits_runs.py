@@ -1,6 +1,7 @@
 """Every MN method (Table 1 columns) or every NSL variant (Table 4 rows) on the embedded `digits`
-set (NSL also on the generated gratings), on CPU, through the shared trainer, over several seeds. Prints one JSON object with the test
-accuracy of every run, their mean and standard deviation, and the parameter counts.
+set (NSL also on the generated gratings), on CPU, through the shared trainer, over several seeds.
+Prints one JSON object with the test accuracy of every run, their mean and standard deviation, each
+run's validation accuracy by epoch, and the parameter counts.
 
     python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1 --seeds 0 1 2 3 4 5 6 7 8 9   # paper recipe
     python benchmarks/digits_runs.py --family mn  --epochs 30 --threads 1 --dictionary-init data --alpha 0.5 \
@@ -45,7 +46,7 @@ from nslviz.analysis.finetuning import dictionary_state
 from nslviz.neighborhoods import CLASS_VALUE_KINDS
 from nslviz.training.config import DICTIONARY_INITS, PRESET_FIELDS, TrainConfig
 from nslviz.experiments.compare import NSL_VARIANTS, QUICK_DATASETS, nsl_variant_config, quick_config
-from nslviz.training.rundir import load_run
+from nslviz.training.rundir import RunDirectory, load_run
 from nslviz.training.trainer import train
 from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
 
@@ -95,24 +96,31 @@ def main(argv=None) -> dict:
     parser.add_argument("--values", choices=CLASS_VALUE_KINDS, default=None,
                         help="MN family: learnable soft values (preset) or fixed one-hot classes (official --fix_v)")
     parser.add_argument("--variants", nargs="+", choices=NSL_VARIANTS, default=None,
-                        help="NSL family: a subset of NSL Table 4's rows (default: all)")
-    parser.add_argument("--dataset", choices=QUICK_DATASETS, default="digits",
-                        help="NSL family: digits, or synthetic (the generated oriented gratings)")
-    parser.add_argument("--predictor-lr-scale", type=float, default=1.0,
-                        help="NSL family: the dynamic predictors' learning rate x this (train --predictor-lr-scale)")
+                        help="NSL family: a subset of NSL Table 4's rows, cnn among them (default: all)")
+    parser.add_argument("--dataset", choices=QUICK_DATASETS, default=None,
+                        help="NSL family: digits (default), or synthetic (the generated oriented gratings)")
+    parser.add_argument("--predictor-lr-scale", type=float, default=None,
+                        help="NSL family: the dynamic predictors' learning rate x this (train --predictor-lr-scale; "
+                             "default 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", default=None, help="default: benchmarks/results/digits_<family>[_cli]_cpu.json")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/<dataset>_<family>[_<recipe>]_cpu.json, "
+                                                    "the recipe named unless it is quick")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.recipe != "quick" and args.family != "mn":
         parser.error(f"--recipe {args.recipe} is for the MN family")
-    nsl_only = [flag for flag, given in (("--variants", args.variants), ("--dataset", args.dataset != "digits"),
-                                         ("--predictor-lr-scale", args.predictor_lr_scale != 1.0)) if given]
-    if args.family != "nsl" and nsl_only:
-        parser.error(f"{', '.join(nsl_only)}: for the NSL family")
-    configs = run_configs(args.family, args.epochs, args.methods or args.variants, args.recipe, dataset=args.dataset,
-                          predictor_lr_scale=args.predictor_lr_scale,
+    family_only = {"nsl": ("variants", "dataset", "predictor_lr_scale"),
+                   "mn": ("methods", "dictionary_init", "alpha", "values")}
+    for family, names in family_only.items():
+        given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
+        if args.family != family and given:
+            parser.error(f"{', '.join(given)}: for the {family.upper()} family, not --family {args.family}")
+    if args.variants is not None and "cnn" not in args.variants:
+        parser.error(f"--variants {' '.join(args.variants)}: add cnn, the baseline every variant is compared with")
+    dataset = args.dataset or "digits"
+    configs = run_configs(args.family, args.epochs, args.methods if args.family == "mn" else args.variants,
+                          args.recipe, dataset=dataset, predictor_lr_scale=args.predictor_lr_scale or 1.0,
                           dictionary_init=args.dictionary_init, alpha=args.alpha, values=args.values)
     accuracy = {label: [] for label in configs}
     last = {label: [] for label in configs}
@@ -120,6 +128,7 @@ def main(argv=None) -> dict:
     before = {label: [] for label in configs if label.startswith("mn")}
     dictionary = {label: [] for label in before}
     seconds = {label: [] for label in configs}
+    validation = {label: [] for label in configs}                    # [seed][epoch]
     parameters = {}
     with tempfile.TemporaryDirectory() as runs:
         for seed in args.seeds:
@@ -133,11 +142,13 @@ def main(argv=None) -> dict:
                     model, _, data = load_run(Path(runs) / f"{label}-{seed}")      # the best-on-validation weights
                     dictionary[label].append(dictionary_state(model, data.test))
                 seconds[label].append(summary["seconds"])
+                rows = RunDirectory(Path(runs) / f"{label}-{seed}").read_metrics()
+                validation[label].append([row["val_acc"] for row in rows if "val_acc" in row])
                 parameters[label] = summary["parameters"]
                 print(label, seed, round(summary["test_acc"], 4), flush=True)
     spread = (lambda v: round(statistics.stdev(v), 4)) if len(args.seeds) > 1 else (lambda v: 0.0)
     first = next(iter(stored.values()))
-    result = {"benchmark": f"{args.dataset}_{args.family}", "recipe": args.recipe, "epochs": args.epochs, "seeds": args.seeds,
+    result = {"benchmark": f"{dataset}_{args.family}", "recipe": args.recipe, "epochs": args.epochs, "seeds": args.seeds,
               "backbone": first["backbone"], "epochs_run": first["epochs"], "image_size": first["image_size"] or 32,
               "batch_size": first["batch_size"], "entries": first["entries"], "threads": torch.get_num_threads(),
               "optimizer": f"{first['optimizer']}, lr {first['lr']:g}, weight decay {first['weight_decay']:g}",
@@ -145,6 +156,7 @@ def main(argv=None) -> dict:
               "std_test_acc": {k: spread(v) for k, v in accuracy.items()},
               "vs_vanilla": versus_baseline(accuracy),
               "test_acc_last_epoch": last,
+              "val_acc_by_epoch": validation,
               "mean_test_acc_last_epoch": {k: round(statistics.mean(v), 4) for k, v in last.items()},
               "vs_vanilla_last_epoch": versus_baseline(last),
               "test_acc_before_finetune": before,
@@ -156,7 +168,7 @@ def main(argv=None) -> dict:
               "predictor_lr_scale": first["predictor_lr_scale"] if args.family == "nsl" else None,
               "parameters": parameters,
               "mean_seconds": {k: round(statistics.mean(v), 1) for k, v in seconds.items()}}
-    save_result(result, f"{args.dataset}_{args.family}{'' if args.recipe == 'quick' else '_' + args.recipe}_cpu", args.out)
+    save_result(result, f"{dataset}_{args.family}{'' if args.recipe == 'quick' else '_' + args.recipe}_cpu", args.out)
     return result
 
 

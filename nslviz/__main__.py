@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:                                         # named by the command's own usage, not the top level's
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    from .training.distributed import launched_rank     # after parsing: --help loads no torch
+    from .training.distributed import launched_rank, launched_world_size   # after parsing: --help loads no torch
     from .training.rundir import RunDirectoryError
     with warnings.catch_warnings():                     # the command's own way of showing them, for its run only
         _show_run_directory_warnings_as_lines(args.subparser.prog)
@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             # the message alone, no usage; exit code 2
             args.subparser.exit(2, f"{args.subparser.prog}: error: {error}\n")
         except ValueError as error:                     # a bad value: the usage, then the error; exit code 2
-            if launched_rank() > 0:                     # under torchrun every rank reads the same options:
-                args.subparser.exit(2)                  # rank 0 alone says what is wrong
+            if launched_world_size() > 1 and launched_rank() > 0:   # torchrun: rank 0 prints the usage, the
+                # others the error in one line (it may be theirs alone: data that rank 0 wrote, say)
+                args.subparser.exit(2, f"{args.subparser.prog}: error (rank {launched_rank()}): {error}\n")
             args.subparser.error(str(error))
         except (ConnectionError, FloatingPointError, OSError) as error:   # a failed download, a diverged run,
             # a disk that is full or a folder that cannot be written: exit 1

@@ -97,8 +97,11 @@ def test_digits_runs_gratings_are_the_quick_compare_command():
          "dynamic_dns", "--predictor-lr-scale", "0.1"])).values()
     assert configs == {v: nsl_variant_config(quick, v) for v in ("cnn", "dynamic_dns")}
     assert {c.epochs for c in runs.run_configs("nsl", 6, ["cnn"], dataset="synthetic").values()} == {6}
-    with pytest.raises(SystemExit):
-        runs.main(["--family", "mn", "--dataset", "synthetic"])
+    for wrong in (["--family", "mn", "--dataset", "synthetic"], ["--family", "mn", "--dataset", "digits"],
+                  ["--family", "nsl", "--methods", "mn"], ["--family", "nsl", "--alpha", "0.5"],
+                  ["--family", "nsl", "--variants", "dynamic_dns"]):          # no cnn to compare with
+        with pytest.raises(SystemExit):
+            runs.main(wrong)
 
 
 def test_digits_runs_cli_recipe_is_the_command_line_run():

@@ -43,9 +43,12 @@ def test_compare_takes_methods_or_variants_and_names_a_bad_one(tmp_path):
     assert unknown.returncode == 2 and "invalid choice: 'mnx'" in unknown.stderr
     quick_and_dataset = run_in_process("compare", "--quick", "--methods", "mn", "--dataset", "cifar10", "--device", "cpu")
     assert quick_and_dataset.returncode == 2 and \
-        "--quick chooses --dataset, --device itself (digits, or --dataset synthetic, at 16x16 on the CPU, AdamW in " \
-        "place of SGD); leave them out" \
+        "--quick trains on digits or synthetic only, not --dataset cifar10; leave out --quick to train on cifar10" \
         in quick_and_dataset.stderr
+    quick_and_device = run_in_process("compare", "--quick", "--methods", "mn", "--device", "cpu", "--amp", "off")
+    assert quick_and_device.returncode == 2 and \
+        "--quick chooses --device, --amp itself (16x16 images on the CPU, AdamW in place of SGD); leave them out" \
+        in quick_and_device.stderr
     sgd_lr = run_in_process("compare", "--quick", "--preset", "nsl", "--variants", "cnn", "--lr", "0.05")
     assert sgd_lr.returncode == 2 and "--quick chooses --lr itself" in sgd_lr.stderr          # quick trains with AdamW
     afile = tmp_path / "afile"
@@ -182,11 +185,11 @@ def test_quick_keeps_an_embedded_dataset_and_nothing_else():
         gratings, predictor_lr_scale=1.0)                                          # the CLI is the library call
     with pytest.raises(ValueError, match="unknown quick-mode dataset 'cifar10'; expected one of 'digits', 'synthetic'"):
         quick_config(TrainConfig.from_preset("nsl", backbone="cnn9"), dataset="cifar10")
-    with pytest.raises(ValueError, match="--quick chooses --dataset itself"):
+    with pytest.raises(ValueError, match="--quick trains on digits or synthetic only, not --dataset cifar10"):
         _run_configs("--quick", "--methods", "mn", "--dataset", "cifar10")
     swept = _run_configs("--quick", "--methods", "vanilla", "--sweep", "dataset", "digits", "synthetic")
     assert [c.dataset for c in swept.values()] == ["digits", "synthetic"]
-    with pytest.raises(ValueError, match="--quick chooses --dataset itself"):
+    with pytest.raises(ValueError, match="--quick trains on digits or synthetic only, not --sweep dataset: cifar10"):
         _run_configs("--quick", "--methods", "vanilla", "--sweep", "dataset", "digits", "cifar10")
 
 
@@ -239,12 +242,19 @@ def test_a_sweep_with_mn_start_vanilla_starts_each_value_from_its_own_vanilla_ru
 
 
 def test_a_bad_option_under_torchrun_is_said_once(monkeypatch):
-    """torchrun starts every rank with the same options: rank 0 prints the usage and the error, the
-    others exit with the same code and print nothing, so the message is not repeated N times."""
+    """torchrun starts every rank with the same options: rank 0 prints the usage and the error, each
+    other rank exits with the same code and one line naming its rank (the error may be its own), so
+    the usage is not repeated N times."""
     bad = ("compare", "--quick", "--methods", "mn", "--dataset", "cifar10")
+    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     first = run_in_process(*bad)
     monkeypatch.setenv("RANK", "1")
     other = run_in_process(*bad)
     assert first.returncode == other.returncode == 2
-    assert "--quick chooses --dataset itself" in first.stderr and other.stderr == ""
+    assert "--quick trains on digits or synthetic only" in first.stderr
+    assert other.stderr.endswith(" compare: error (rank 1): --quick trains on digits or synthetic only, not "
+                                 "--dataset cifar10; leave out --quick to train on cifar10\n")
+    assert other.stderr.count("\n") == 1 and "usage" not in other.stderr
+    monkeypatch.delenv("WORLD_SIZE")                          # RANK alone (another launcher): every error is said
+    assert "usage" in run_in_process(*bad).stderr

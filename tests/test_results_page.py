@@ -176,6 +176,6 @@ def test_the_gratings_table_shows_every_seed(make_results):
                                                           "mean_difference_points": -28.9, "ci95_points": None}},
               "parameters": {"cnn": 10, "dynamic_dns": 20}, "mean_seconds": {"cnn": 16.0, "dynamic_dns": 69.0}}
     text = "\n".join(make_results.RENDERERS["synthetic_nsl"](result))
-    assert "| dynamic_dns | 49.0 % | 84.9 % / 13.2 % | -28.90, 1/0/1 |" in text
-    assert make_results.describe(result, "x") == ("The plain and the dynamic CNN-9 on the generated gratings: 4 epochs, "
+    assert "| dynamic_dns | 49.0 % | 84.90 % / 13.20 % | -28.90, 1/0/1 |" in text
+    assert make_results.describe(result, "x") == ("NSL variants on the generated gratings: cnn, dynamic_dns; 4 epochs, "
                                                   "the predictors' learning rate × 0.1")

@@ -29,7 +29,7 @@ from ..training.config import TrainConfig
 from .common import add_progress_argument, emit_json, folder_path, option_flag, refuse_given, validation_text
 from .train import CONTROL, RUN, add_config_arguments, config_from_args, warn_try_out, warn_unread
 
-QUICK_WHY = "digits, or --dataset synthetic, at 16x16 on the CPU, AdamW in place of SGD"
+QUICK_WHY = "16x16 images on the CPU, AdamW in place of SGD"
 COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_start", "sweep"}
 
 
@@ -113,14 +113,18 @@ def run_configs(args) -> dict[str, TrainConfig]:
     for suffix, options in given:
         config = config_from_args(options, COMPARE_CONTROL)
         if args.quick:
-            embedded = getattr(options, "dataset", "digits") in QUICK_DATASETS   # --dataset synthetic is kept
-            chosen = [*(name for name in QUICK_SETTINGS if not (name == "dataset" and embedded)), "image_size",
+            dataset = getattr(options, "dataset", "digits")                   # given or swept: an embedded set
+            if dataset not in QUICK_DATASETS:
+                given = f"--sweep dataset: {dataset}" if sweep and sweep[0] == "dataset" else f"--dataset {dataset}"
+                raise ValueError(f"--quick trains on {' or '.join(QUICK_DATASETS)} only, not {given}; leave out "
+                                 f"--quick to train on {dataset}")
+            chosen = [*(name for name in QUICK_SETTINGS if name != "dataset"), "image_size",
                       *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
             if sweep and sweep[0] in chosen:
                 raise ValueError(f"--quick chooses {option_flag(sweep[0])} itself ({QUICK_WHY}); sweep another "
                                  f"setting, or leave out --quick")
             refuse_given(args, chosen, "--quick", "chooses {}", QUICK_WHY)
-            config = quick_config(config, dataset=config.dataset if embedded else "digits")
+            config = quick_config(config, dataset=dataset)
         configs[suffix] = config
     methods = getattr(args, "methods", None) or []
     if args.mn_start == "vanilla" and any(m.startswith("mn") for m in methods):

@@ -18,7 +18,7 @@ from .._checks import check_choice
 from ..parameters import parameter_list
 from ..paths import runs_root
 from ..models.classifier import METHODS
-from ..training.config import TrainConfig
+from ..training.config import EMBEDDED_SETS, TrainConfig
 from ..training.rundir import RunDirectory, locked_run_dir
 from ..training.trainer import default_run_name, resume_setting_change, train
 
@@ -27,23 +27,24 @@ QUICK_BACKBONES = {"resnet56_64": "convnet4_64", "resnet29_64": "convnet4_64", "
                    "spherenet9_plain": "spherenet9_plain"}
 
 
-# What quick_config sets whatever the config held (image_size too: 16, or 32 for the 64-pixel backbones),
-# and, when the config trains with SGD, what it sets instead of SGD's
+# What quick_config sets whatever the config held (image_size too: 16, or 32 for the 64-pixel backbones;
+# the dataset is digits unless the gratings are asked for), and, when the config trains with SGD, what it
+# sets instead of SGD's
 QUICK_SETTINGS = dict(dataset="digits", iterations=None, batch_size=64, entries=100, device="cpu", amp="off",
                       compile=False, augment="crop", train_limit=None, eval_limit=None, checkpoint_every=1000,
                       val_size=None, download=False, milestones=(0.75,))
 QUICK_INSTEAD_OF_SGD = dict(optimizer="adamw", lr=1e-3, weight_decay=0.0)
 # The embedded sets quick mode may train on: digits (the default) and the generated oriented gratings,
-# on which a plain CNN-9 ends 10 to 30 points below perfect after 4 epochs (docs/not-reproduced.md)
-QUICK_DATASETS = ("digits", "synthetic")
+# on which a plain CNN-9 ends 17 to 27 points below perfect after 4 epochs (docs/not-reproduced.md)
+QUICK_DATASETS = EMBEDDED_SETS
 
 
 def quick_config(config: TrainConfig, *, epochs: int = 4, dataset: str = "digits") -> TrainConfig:
-    """The same experiment, small enough for a laptop CPU in well under a minute: digits (1,797 real
+    """The same experiment, small enough for a laptop CPU in about a minute: digits (1,797 real
     handwritten 8x8 digits bundled with scikit-learn) upsampled to 16x16 (32x32 for the 64-pixel
     backbones, whose stride-2 stem brings them to 16x16 as well), a small backbone, a few epochs,
     S = 100, CPU, milestone at 75 % (QUICK_SETTINGS). `dataset="synthetic"` trains on 5,000 generated
-    oriented gratings instead (`make_synthetic_images`; about four times the steps of digits)."""
+    oriented gratings instead (`make_synthetic_images`; four times the steps of digits, and as long)."""
     check_choice("quick-mode dataset", dataset, QUICK_DATASETS)
     backbone = QUICK_BACKBONES.get(config.backbone, "cnn9" if config.backbone.startswith("cnn") else "convnet4")
     if config.optimizer == "sgd":
