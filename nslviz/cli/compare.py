@@ -118,7 +118,7 @@ def run_configs(args) -> dict[str, TrainConfig]:
                 given = f"--sweep dataset: {dataset}" if sweep and sweep[0] == "dataset" else f"--dataset {dataset}"
                 raise ValueError(f"--quick trains on {' or '.join(QUICK_DATASETS)} only, not {given}; leave out "
                                  f"--quick to train on {dataset}")
-            chosen = [*(name for name in QUICK_SETTINGS if name != "dataset"), "image_size",
+            chosen = [*QUICK_SETTINGS, "image_size",
                       *(QUICK_INSTEAD_OF_SGD if config.optimizer == "sgd" else ())]
             if sweep and sweep[0] in chosen:
                 raise ValueError(f"--quick chooses {option_flag(sweep[0])} itself ({QUICK_WHY}); sweep another "

@@ -28,9 +28,8 @@ QUICK_BACKBONES = {"resnet56_64": "convnet4_64", "resnet29_64": "convnet4_64", "
 
 
 # What quick_config sets whatever the config held (image_size too: 16, or 32 for the 64-pixel backbones;
-# the dataset is digits unless the gratings are asked for), and, when the config trains with SGD, what it
-# sets instead of SGD's
-QUICK_SETTINGS = dict(dataset="digits", iterations=None, batch_size=64, entries=100, device="cpu", amp="off",
+# and the dataset, its argument), and, when the config trains with SGD, what it sets instead of SGD's
+QUICK_SETTINGS = dict(iterations=None, batch_size=64, entries=100, device="cpu", amp="off",
                       compile=False, augment="crop", train_limit=None, eval_limit=None, checkpoint_every=1000,
                       val_size=None, download=False, milestones=(0.75,))
 QUICK_INSTEAD_OF_SGD = dict(optimizer="adamw", lr=1e-3, weight_decay=0.0)
@@ -52,7 +51,7 @@ def quick_config(config: TrainConfig, *, epochs: int = 4, dataset: str = "digits
         # the first ones); a quick run of a few dozen steps uses Adam (lr 1e-3, as the official NSL
         # global-similarity code does) so that every variant learns something.
         config = dataclasses.replace(config, **QUICK_INSTEAD_OF_SGD)
-    return dataclasses.replace(config, **{**QUICK_SETTINGS, "dataset": dataset}, backbone=backbone,
+    return dataclasses.replace(config, **QUICK_SETTINGS, dataset=dataset, backbone=backbone,
                                epochs=min(config.epochs, epochs), image_size=32 if backbone.endswith("_64") else 16)
 
 
