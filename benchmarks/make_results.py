@@ -559,6 +559,20 @@ def _implicit(r: dict) -> list[str]:
                   "minimum-Frobenius solution", "truth", "error to truth, W", "error to truth, factorised"], rows)
 
 
+@renders("higher_order", "One layer, linear or higher order (NSL §6)")
+def _higher_order(r: dict) -> list[str]:
+    from nslviz.experiments.higher_order import MODELS, TARGETS
+    runs = list(r["seeds"].values())
+    rows = [[TARGETS[t].replace("|", "\\|"), *(", ".join(f"{run['r2'][t][m]:.2f}" for run in runs)
+                           + f" ({sum(run['contrast_degree'][t][m] for run in runs) / len(runs):.2f})"
+                           for m in MODELS)] for t in TARGETS]
+    first = runs[0]
+    return table(["target", *MODELS.values()], rows) + [
+        f"Test R² on held-out photo crops for seeds {', '.join(r['seeds'])}, and in brackets the mean degree in the "
+        f"contrast; one layer with one channel, {first['steps']} Adam steps per model and target, "
+        f"{first['train_crops']} training crops of {first['crop']}×{first['crop']} pixels.", ""]
+
+
 @renders("regress_diabetes", "MN regression on `diabetes` (MN Table 2's protocol)")
 def _regress(r: dict) -> list[str]:
     rows = [[s["seed"], f"{s['knn_mse']:.3f} ± {s['knn_mse_std']:.3f}", f"{s['mlp_mse']:.3f} ± {s['mlp_mse_std']:.3f}",
@@ -609,8 +623,9 @@ TOPICS: list[tuple[str, str, list[str]]] = [
      "the held-out tables, the runs with other settings, and the rounds that chose the defaults.",
      ["regress_diabetes", "estimators_draws", "estimators", "estimators_selection"]),
     ("NSL (notebooks 07, 08, 10)", "NSL variants trained on `digits` and on the generated gratings, the "
-     "implicit regularisation of the factorisation, and the cost of the NSL layers.",
-     ["digits_nsl", "synthetic_nsl", "implicit_regularization", "nsl_forward_backward"]),
+     "implicit regularisation of the factorisation, one layer of each kind against functions of several "
+     "orders, and the cost of the NSL layers.",
+     ["digits_nsl", "synthetic_nsl", "implicit_regularization", "higher_order", "nsl_forward_backward"]),
     ("Speed of MN and iFiLM", "Each ratio is against a baseline measured in the same run.",
      ["inner_loop", "regression_step", "feature_heads", "train_step_and_inference", "backbones_ifilm", "augment"]),
 ]

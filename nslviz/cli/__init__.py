@@ -8,6 +8,7 @@ COMMANDS = [
     "train",
     "compare",
     "implicit_reg",
+    "higher_order",
     "neighbors",
     "regress",
     "heads",

@@ -35,7 +35,8 @@ Deviations from the official code (wy1iu/NSL; docs/official-code.md §B and §C)
   value, the amount by which a static DNS mask entry would have shrunk in the same time. D_r and
   the static M get no weight decay in the official code: see `similarity_parameters`.
 * The CNN predictor, the shared predictor, the symmetric / PSD parametrisations and the hard
-  sparsity of M are described in the paper only (Tables 1 and 3, sec. 3.4); their construction
+  sparsity of M are described in the paper only (Tables 1 and 3, sec. 3.4), and the linear
+  predictor M = I + W′X + b′ only as sec. 6's example of a higher-order layer; their construction
   here is ours (see the classes).
 * The UNS predictor adds I₉ as the official code does (the paper says it does not).
 * L2 on the static UNS matrix keeps the official 5e-3 · ½‖M‖²_F (pulling M toward 0, not I) as

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from .._checks import check_choice, check_positive, is_integer
 from .sphere import he_std, sphere_conv2d
 
-PREDICTORS = ("sphere", "full_sphere", "cnn")
+PREDICTORS = ("sphere", "full_sphere", "cnn", "linear")
 BN_EPS = 1e-3              # official hand-written BatchNorm
 
 
@@ -46,6 +46,9 @@ class SharedSimilarityPredictor(nn.Module):
         super().__init__()
         check_positive("shared predictor channels", channels, integer=True)
         check_choice("similarity predictor", kind, PREDICTORS)
+        if kind == "linear":
+            raise ValueError("the linear predictor is one k×k conv on each layer's own input: it has no hidden "
+                             "layer to share; use shared_predictor with kind 'sphere', 'full_sphere' or 'cnn'")
         k = _kernel_size(kernel_size)
         self.diagonal, self.channels, self.kind, self.kernel_size = bool(diagonal), channels, kind, k
         self.hidden = (64 if diagonal else 128) if hidden is None else hidden     # 0 is an error, not the default
@@ -70,6 +73,12 @@ class SimilarityPredictor(nn.Module):
     CNN predictor does not converge). With `shared`, the conv weights come from a
     SharedSimilarityPredictor and a per-layer 1×1 adaptation conv comes first.
 
+    kind "linear" is sec. 6's one-layer predictor M_θ(X) = W′X: one k×k conv with a bias, run on the
+    layer's own k×k window, no BatchNorm, weight and bias starting at 0 (M = I exactly). M − I = W′X + b′
+    is affine in the patch, so the layer computes a static DNS / UNS layer's output (from b′) plus a
+    quadratic form of the patch (from W′), sec. 6's WᵀW′XᵀX (nslviz.experiments.higher_order writes it
+    out). Not in the official code; it cannot be shared and has no hidden width.
+
     Not bounded: sec. 3.3.1 motivates a SphereNet predictor by its outputs, cosines in [−1, 1]. As
     coded (kind "sphere") only the hidden layer divides by the input's norm and the output layer is a
     plain conv, so M − I is unbounded (notebook 07 measures taps below 0 and above 2); only "full_sphere"
@@ -82,7 +91,14 @@ class SimilarityPredictor(nn.Module):
         k = _kernel_size(kernel_size)
         self.diagonal, self.kind, self.kernel_size, self.stride, self.padding = bool(diagonal), kind, k, stride, padding
         outputs = k * k if diagonal else (k * k) ** 2
-        if shared is not None:
+        if kind == "linear" and (shared is not None or hidden is not None):
+            raise ValueError(f"the linear predictor is one k×k conv: it has no hidden layer to share or size; got "
+                             f"{'a shared predictor' if shared is not None else f'predictor_hidden={hidden!r}'}")
+        if kind == "linear":
+            self.shared, self.adapt, hidden = None, None, None
+            self.output_weight = nn.Parameter(torch.zeros(outputs, in_channels, k, k))          # W′: M starts at I
+            self.output_bias = nn.Parameter(torch.zeros(outputs))                              # b′
+        elif shared is not None:
             if not isinstance(shared, SharedSimilarityPredictor):
                 raise ValueError(f"shared_predictor must be a SharedSimilarityPredictor (see prepare_nsl_options), "
                                  f"got {type(shared).__name__}")
@@ -102,16 +118,21 @@ class SimilarityPredictor(nn.Module):
             self.hidden_weight = nn.Parameter(torch.randn(hidden, in_channels, k, k) * (0.1 * he_std(in_channels, k)))
             self.output_weight = nn.Parameter(torch.randn(outputs, hidden, 3, 3) * (1e-3 * he_std(hidden, 3)))
         self.hidden = hidden
-        normalize_both = diagonal or kind == "cnn"
+        normalize_both = (diagonal or kind == "cnn") and kind != "linear"
         self.hidden_norm = batch_norm2d(hidden) if normalize_both else nn.Identity()
         self.output_norm = batch_norm2d(outputs) if normalize_both else nn.Identity()
 
-    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(hidden-layer weight, output-layer weight); the linear predictor has no hidden layer (None)."""
+        if self.kind == "linear":
+            return None, self.output_weight
         source = self.shared if self.shared is not None else self
         return source.hidden_weight, source.output_weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, K or K², H', W'): the residual M − I before the parametrisation."""
+        if self.kind == "linear":                                        # W′X(p) + b′ on the layer's own window
+            return F.conv2d(x, self.output_weight, self.output_bias, self.stride, self.padding)
         hidden_weight, output_weight = self.weights()
         if self.adapt is not None:
             x = self.adapt(x)

@@ -12,6 +12,11 @@ NSL sec. 5.1, implicit regularisation (an ImplicitRegularizationResult, notebook
     flow_trajectories_figure(result)     both gradient flows in the plane of W's two main directions
     nuclear_norm_figure(result)          loss and nuclear norm over gradient-flow time
     singular_values_figure(result)       every singular value over time, per flow
+
+NSL sec. 6, a dynamic layer is a higher-order function of its input (a HigherOrderResult, notebook 08):
+    higher_order_figure(result)          R² of every one-layer model on every target
+    higher_order_maps_figure(result)     what each model computes on one test region, beside the target
+    higher_order_degree_table(result)    each trained model's degree in the contrast
 """
 from __future__ import annotations
 
@@ -492,6 +497,83 @@ def singular_values_figure(result, title: str | None = None) -> go.Figure:
                                        f"ground truth rank {result.config.rank})")
 
 
+MODEL_COLORS = {"convolution": "#7f7f7f", "linear_predictor": "#d62728", "released_predictor": "#1f77b4"}
+R2_FLOOR = -0.5            # bars below this are drawn down to it; their text gives the value
+
+
+def higher_order_figure(result, title: str | None = None) -> go.Figure:
+    """Test R² of each one-layer model (bars) on each target (groups), from `run_higher_order`; hover
+    a bar for the model's degree in the contrast (`contrast_degree`)."""
+    from ..experiments.higher_order import MODELS, TARGETS
+    targets = [t for t in TARGETS if t in result.r2]
+    labels = [TARGETS[t].replace(" (", "<br>(") for t in targets]
+    fig = go.Figure()
+    for model, name in ((m, n) for m, n in MODELS.items() if m in result.r2[targets[0]]):
+        values = [result.r2[t][model] for t in targets]
+        degrees = [result.degree[t][model] for t in targets]
+        fig.add_trace(go.Bar(x=labels, y=[max(v, R2_FLOOR) for v in values], name=name,
+                             text=[f"{v:.2f}" for v in values], textposition="outside", cliponaxis=False,
+                             marker_color=MODEL_COLORS[model], customdata=np.stack([values, degrees], axis=1),
+                             hovertemplate=f"{name}<br>%{{x}}: R² %{{customdata[0]:.3f}}, degree in the contrast "
+                                           f"%{{customdata[1]:.2f}}<extra></extra>"))
+    fig.add_hline(y=0, line=dict(color="black", width=1))
+    fig.update_yaxes(range=[R2_FLOOR, 1.2], tickvals=[-0.5, 0, 0.5, 1])
+    fig.update_layout(barmode="group", height=500, width=NOTEBOOK_WIDTH, margin=dict(t=90, b=150),
+                      uniformtext=dict(minsize=10, mode="show"),
+                      legend=dict(orientation="h", y=-0.22, yanchor="top", x=0))
+    return finish_figure(fig, title or f"One layer, three targets: R² on held-out photo crops "
+                                       f"({result.config.steps} steps each)",
+                         "target, a function of each 3×3 patch X", "R² on the test crops (1: exact; 0: the mean)")
+
+
+def higher_order_degree_table(result):
+    """Each trained model's degree in the contrast (`contrast_degree`): rows the targets, columns the models."""
+    import pandas as pd
+    from ..experiments.higher_order import MODELS, TARGETS
+    table = pd.DataFrame(result.degree).T                                   # (targets, models)
+    table.index = [TARGETS[t] for t in table.index]
+    table.columns = [MODELS[m] for m in table.columns]
+    return table.round(2)
+
+
+def higher_order_maps_figure(result, title: str | None = None) -> go.Figure:
+    """One test region through every model: rows are the targets, columns the target itself and each
+    model's output, each row on the target's colour range (white = the target's largest value)."""
+    from ..experiments.higher_order import MODELS, TARGETS
+    example = result.example
+    targets = [t for t in TARGETS if t in example["targets"]]
+    models = [m for m in MODELS if m in example["outputs"][targets[0]]]
+    short = {"convolution": "convolution", "linear_predictor": "linear predictor",
+             "released_predictor": "released predictor"}
+    titles = [f"{TARGETS[t].split(' (')[0]}: target" if c == 0 else short[m]
+              for t in targets for c, m in enumerate([None, *models])]
+    fig = make_subplots(rows=len(targets), cols=1 + len(models), subplot_titles=titles,
+                        horizontal_spacing=0.02, vertical_spacing=0.07)
+    for row, target in enumerate(targets, start=1):
+        truth = example["targets"][target]
+        low, high = float(truth.min()), float(truth.max())
+        maps = [truth, *(example["outputs"][target][m] for m in models)]
+        for col, image in enumerate(maps, start=1):
+            fig.add_trace(go.Heatmap(z=image, zmin=low, zmax=high, colorscale="gray", showscale=False,
+                                     hovertemplate="pixel (%{y}, %{x}): %{z:.3f}<extra></extra>"), row, col)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, constrain="domain")
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    columns = 1 + len(models)
+    for row in range(1, len(targets) + 1):
+        for col in range(1, columns + 1):
+            axis = (row - 1) * columns + col                                 # square pixels in every panel
+            fig.update_yaxes(scaleanchor=f"x{axis}" if axis > 1 else "x", row=row, col=col)
+    for row in range(1, len(targets) + 1):
+        fig.update_yaxes(title_text="image row", row=row, col=1)
+    for col in range(1, columns + 1):
+        fig.update_xaxes(title_text="image column", row=len(targets), col=col)
+    fig.update_layout(height=240 * len(targets) + 110, width=NOTEBOOK_WIDTH, margin=dict(t=110, l=60, r=20))
+    size = example["image"].shape[0]
+    return finish_figure(fig, title or f"What each layer computes on a {size}×{size} test region "
+                                       f"(each row on its target's grey scale)")
+
+
 __all__ = ["attention_map_figure", "dynamic_mask_figure", "effective_kernel_figure", "flow_trajectories_figure",
-           "mask_positions", "mask_variability_figure", "nuclear_norm_figure",
-           "singular_values_figure", "static_mask_figure", "tap_maps_figure"]
+           "higher_order_degree_table", "higher_order_figure", "higher_order_maps_figure", "mask_positions",
+           "mask_variability_figure", "nuclear_norm_figure", "singular_values_figure", "static_mask_figure",
+           "tap_maps_figure"]
