@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nslviz.datasets.photos import grey_photo, photo_crops, photo_region
+from nslviz.datasets.photos import grey_photo, photo_crops, photo_region, split_rows
 from nslviz.experiments.higher_order import (MODELS, TARGETS, HigherOrderConfig, build_model, contrast_degree,
-                                             quadratic_form_by_hand, run_higher_order, target_map)
+                                             quadratic_form_by_hand, r_squared, run_higher_order, target_map)
+from nslviz.models import build_backbone
 from nslviz.nsl import NSConv2d, prepare_nsl_options
 from cli import run_in_process
 from nslviz.viz.nsl import higher_order_degree_table, higher_order_figure, higher_order_maps_figure
@@ -49,17 +50,29 @@ def test_linear_predictor_starts_as_the_plain_convolution(mode):
     assert layer.predictor.output_weight.grad.abs().sum() > 0
 
 
+def _far_from_identity(layer: NSConv2d, x: torch.Tensor) -> NSConv2d:
+    """A dynamic layer whose eval-mode M is far from I: large output weights, and BatchNorm running
+    statistics of these inputs (training-mode forwards until they have caught up)."""
+    with torch.no_grad():
+        layer.predictor.output_weight.mul_(1000)
+        for _ in range(60):
+            layer.train()(x)
+    return layer
+
+
 def test_contrast_degree_of_each_kind_of_layer():
     """Doubling the input doubles a convolution's output and a released-predictor layer's (its
-    predictor sees X/‖X‖); a pure quadratic form (b′ = −1 removes the linear part) quadruples."""
+    predictor normalises each window); a pure quadratic form (b′ = −1 removes the linear part)
+    quadruples; a predictor that does not normalise (kind "cnn") is of neither degree."""
     torch.manual_seed(0)
     x = torch.randn(8, 1, 12, 12)
-    released = build_model("released_predictor")
+    released = _far_from_identity(build_model("released_predictor"), x)
+    unnormalised = _far_from_identity(NSConv2d(1, 1, 3, padding=0, bias=True, mode="dynamic_dns", predictor="cnn"), x)
     with torch.no_grad():
-        released.predictor.output_weight.mul_(1000)                 # M visibly away from I
-        released.train()(x)                                         # BatchNorm statistics of real inputs
+        assert float((released.predict_similarity(x) - 1).abs().mean()) > 0.3       # M is not the identity
     assert contrast_degree(build_model("convolution"), x) == pytest.approx(1, abs=1e-5)
     assert contrast_degree(released, x) == pytest.approx(1, abs=1e-3)
+    assert abs(contrast_degree(unnormalised, x) - 1) > 0.05
     quadratic = _random_linear_predictor_layer(1, 1, padding=0)
     with torch.no_grad():
         quadratic.predictor.output_bias.fill_(-1)
@@ -95,6 +108,9 @@ def test_photo_crops_are_standardised_and_split_by_rows():
     with pytest.raises(ValueError, match="unknown split 'val'"):
         photo_crops("val", 2, 12)
     assert photo_region(64).shape == (1, 1, 64, 64)
+    rows = torch.arange(30.0)[:, None].expand(30, 4)                              # row r holds r
+    train, test = split_rows(rows, "train"), split_rows(rows, "test")
+    assert torch.equal(torch.cat([train, test]), rows) and train[:, 0].max() < test[:, 0].min()
 
 
 @pytest.mark.slow
@@ -126,6 +142,34 @@ def test_same_seed_same_numbers_and_figures_draw_what_ran():
     assert list(degrees.index) == [TARGETS["sobel"], TARGETS["edge_strength"]]
     assert list(degrees.columns) == [MODELS["convolution"], MODELS["released_predictor"]]
     assert degrees.iloc[0, 0] == round(a.degree["sobel"]["convolution"], 2)
+
+
+@pytest.mark.parametrize("options", [dict(parametrization="psd"), dict(kernel_shape=True),
+                                     dict(predictor="sphere"), dict(stride=2)])
+def test_the_polynomial_is_refused_for_layers_it_does_not_describe(options):
+    """psd squares M (a cubic), a kernel shape switches taps off, another predictor is not linear."""
+    layer = NSConv2d(1, 1, 3, mode="dynamic_dns", **{"predictor": "linear", **options})
+    with pytest.raises(ValueError, match="quadratic_form_by_hand writes out"):
+        quadratic_form_by_hand(layer, torch.randn(1, 1, 8, 8))
+
+
+def test_measures_refuse_what_they_cannot_measure():
+    with pytest.raises(ValueError, match="same shape"):
+        r_squared(torch.zeros(2, 1, 3, 3), torch.zeros(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="targets that vary"):
+        r_squared(torch.zeros(5), torch.ones(5))
+    constant = torch.nn.Conv2d(1, 1, 3)
+    with torch.no_grad():
+        constant.weight.zero_()
+    with pytest.raises(ValueError, match="Conv2d gives the same output"):
+        contrast_degree(constant, torch.randn(2, 1, 8, 8))
+
+
+def test_every_nsl_backbone_takes_the_linear_predictor():
+    """cnn10 sets a hidden width for its predictors; the linear one has none and must still build."""
+    for name in ("cnn9", "cnn10"):
+        backbone = build_backbone(name, nsl="dynamic_dns", nsl_options={"predictor": "linear"})
+        assert {layer.predictor.kind for layer in backbone.modules() if isinstance(layer, NSConv2d)} == {"linear"}
 
 
 @pytest.mark.parametrize("bad, message", [

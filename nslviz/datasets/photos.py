@@ -7,6 +7,8 @@ photo, test crops and the example region from the bottom third: no test pixel is
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -16,16 +18,23 @@ PHOTOS = ("china.jpg", "flower.jpg")
 SPLITS = ("train", "test")
 
 
-def grey_photo(name: str) -> torch.Tensor:
-    """(H, W) float32: one bundled photo, grey, halved, standardised."""
-    check_choice("photo", name, PHOTOS)
+@functools.lru_cache(maxsize=len(PHOTOS))
+def _decoded_grey_photo(name: str) -> torch.Tensor:
     from sklearn.datasets import load_sample_image
     rgb = torch.tensor(load_sample_image(name), dtype=torch.float32)          # (H, W, 3) in 0..255, a copy
     grey = F.avg_pool2d(rgb.mean(-1)[None, None] / 255, 2)[0, 0]               # (H/2, W/2)
     return (grey - grey.mean()) / grey.std()
 
 
-def _split_rows(photo: torch.Tensor, split: str) -> torch.Tensor:
+def grey_photo(name: str) -> torch.Tensor:
+    """(H, W) float32: one bundled photo, grey, halved, standardised (decoded once; a copy each call)."""
+    check_choice("photo", name, PHOTOS)
+    return _decoded_grey_photo(name).clone()
+
+
+def split_rows(photo: torch.Tensor, split: str) -> torch.Tensor:
+    """The rows of `photo` (H, W) a split draws from: "train" the top two thirds, "test" the rest."""
+    check_choice("split", split, SPLITS)
     cut = photo.shape[0] * 2 // 3
     return photo[:cut] if split == "train" else photo[cut:]
 
@@ -39,7 +48,7 @@ def photo_crops(split: str, count: int, size: int, seed: int = 0) -> torch.Tenso
     generator = torch.Generator().manual_seed(seed)
     crops = []
     for index, name in enumerate(PHOTOS):
-        region = _split_rows(grey_photo(name), split)                          # (h, W)
+        region = split_rows(grey_photo(name), split)                          # (h, W)
         if size > min(region.shape):
             raise ValueError(f"size must be at most {min(region.shape)} (the {split} rows of {name}), got {size}")
         n = count // 2 + (count % 2 if index == 0 else 0)
@@ -54,7 +63,7 @@ def photo_crops(split: str, count: int, size: int, seed: int = 0) -> torch.Tenso
 def photo_region(size: int, name: str = "flower.jpg") -> torch.Tensor:
     """(1, 1, size, size): the centre of the test rows of one photo, to look at a model's output."""
     check_positive("size", size, integer=True, minimum=3)
-    region = _split_rows(grey_photo(name), "test")
+    region = split_rows(grey_photo(name), "test")
     if size > min(region.shape):
         raise ValueError(f"size must be at most {min(region.shape)} (the test rows of {name}), got {size}")
     top, left = (region.shape[0] - size) // 2, (region.shape[1] - size) // 2

@@ -7,9 +7,10 @@ M_θ(X) = I + W′X + b′) a DNS layer on one channel computes
     out(p) = Σ_s W_s (1 + b′_s) X_s(p)  +  Σ_{s,t} W_s W′_{s,t} X_t(p) X_s(p)          (sec. 6: WᵀW′XᵀX)
 
 a linear part plus a quadratic form of the patch (`quadratic_form_by_hand` writes it out). The
-released predictor (`predictor="sphere"`) first divides each window by its norm, so M depends on the
-patch's pattern X/‖X‖ only and out(cX) = c·out(X) for c > 0: of higher order in the pattern, of
-degree one in the contrast.
+released predictor (`predictor="sphere"`) divides each k×k window by its norm before its first layer
+and reads the normalised windows around p (5×5 pixels for a 3×3 layer) with its second, so M depends on
+the pattern of the input only, not its scale: out(cX) − out(0) = c·(out(X) − out(0)) for c > 0 (up to
+the 1e-4 inside the norm): of higher order in the pattern, of degree one in the contrast.
 
 The experiment trains three one-layer models (one channel in and out, a 3×3 kernel, no padding, a
 bias) to compute three functions of grey photo crops (`nslviz.datasets.photos`), and scores them by
@@ -22,8 +23,8 @@ R² on crops from rows never trained on:
     edge_energy    |∇X|²                          quadratic
 
 `contrast_degree` measures each trained model's degree in the contrast, log₂ of how much its output
-(less its output on a blank patch) grows when the input is doubled: 1 for a convolution, 2 for a pure
-quadratic form. `run_higher_order(config)` runs it all; `python -m nslviz higher-order` and notebook
+(less its output on a blank patch) grows when the input is doubled (scaled about the photos' mean): 1
+for a convolution, 2 for a pure quadratic form, an effective exponent between X and 2X for a mixture. `run_higher_order(config)` runs it all; `python -m nslviz higher-order` and notebook
 08 call it.
 """
 from __future__ import annotations
@@ -78,8 +79,13 @@ def build_model(name: str) -> nn.Module:
 
 def r_squared(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """1 − Σ(prediction − y)² / Σ(y − ȳ)²: 1 is perfect, 0 is no better than the targets' own mean."""
-    residual = (prediction - target).square().sum()
-    return float(1 - residual / (target - target.mean()).square().sum())
+    if prediction.shape != target.shape:
+        raise ValueError(f"prediction and target must have the same shape, got {tuple(prediction.shape)} and "
+                         f"{tuple(target.shape)}")
+    spread = (target - target.mean()).square().sum()
+    if not spread > 0:
+        raise ValueError("R² needs targets that vary; these are all equal")
+    return float(1 - (prediction - target).square().sum() / spread)
 
 
 @torch.no_grad()
@@ -88,15 +94,23 @@ def contrast_degree(model: nn.Module, x: torch.Tensor) -> float:
     the contrast (1: linear or positively homogeneous, 2: a quadratic form)."""
     model.eval()
     blank = model(torch.zeros_like(x))
-    return math.log2(float((model(2 * x) - blank).norm() / (model(x) - blank).norm()))
+    response, doubled = float((model(x) - blank).norm()), float((model(2 * x) - blank).norm())
+    if not (response > 0 and doubled > 0):
+        raise ValueError(f"{type(model).__name__} gives the same output on these crops as on a blank patch: "
+                         f"no degree to measure")
+    return math.log2(doubled / response)
 
 
 def quadratic_form_by_hand(layer: NSConv2d, x: torch.Tensor) -> torch.Tensor:
     """The output of a dynamic DNS layer with the linear predictor, written as sec. 6's polynomial:
     out(b, f, p) = Σ_{c,s} W[f,c,s] X_c,s(p) (1 + b′_s + Σ_{c′,t} W′[s,c′,t] X_c′,t(p)) + bias[f],
     from the unfolded patches (B, C·K, L); the layer itself computes it as eq. (1) with M = I + W′X + b′."""
-    if not (layer.dynamic and layer.diagonal and layer.predictor.kind == "linear") or layer.stride != 1:
-        raise ValueError("quadratic_form_by_hand writes out a stride-1 dynamic DNS layer with predictor='linear'")
+    given = (layer.mode, getattr(getattr(layer, "predictor", None), "kind", None), layer.stride,
+             layer.parametrization, layer.shape_scores is not None)
+    if given != ("dynamic_dns", "linear", 1, "free", False):
+        raise ValueError(f"quadratic_form_by_hand writes out a dynamic_dns layer with predictor 'linear', stride "
+                         f"1, the free parametrisation and no kernel shape; got mode {given[0]!r}, predictor "
+                         f"{given[1]!r}, stride {given[2]}, parametrization {given[3]!r}, kernel_shape {given[4]}")
     batch, channels, height, width = x.shape
     k, pad = layer.kernel_size, layer.padding
     patches = F.unfold(x, k, padding=pad).view(batch, channels, k * k, -1)        # (B, C, K, L) X_c,s(p)
@@ -184,7 +198,7 @@ def run_higher_order(config: HigherOrderConfig | None = None, **overrides) -> Hi
     r2, degree = {t: {} for t in config.targets}, {t: {} for t in config.targets}
     example = {"image": image[0, 0, 1:-1, 1:-1].numpy(), "targets": {}, "outputs": {t: {} for t in config.targets}}
     runs = [(t, m) for t in config.targets for m in config.models]
-    with torch_threads(config.threads):
+    with torch_threads(config.threads), torch.random.fork_rng(devices=[]):      # seeded, global state kept
         for target, name in tqdm(runs, desc="higher-order fits", disable=not config.progress):
             torch.manual_seed(config.seed)
             model = fit(build_model(name), train_x, target_map(target, train_x), config,

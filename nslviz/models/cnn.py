@@ -170,8 +170,8 @@ def _register(name: str, default_image_size: int):
             raise ValueError(f"nsl_options must be a dict of keyword arguments for nslviz.nsl.make_conv or None, "
                              f"got {type(nsl_options).__name__}")
         options = dict(nsl_options or {})
-        if hidden is not None and nsl.startswith("dynamic"):
-            options.setdefault("predictor_hidden", hidden)
+        if hidden is not None and nsl.startswith("dynamic") and options.get("predictor") != "linear":
+            options.setdefault("predictor_hidden", hidden)          # the linear predictor has no hidden layer
         return NSLPlainCNN(widths=widths, depths=depths, stem=stem, stem_width=stem_width, fc_width=fc_width,
                            in_channels=in_channels, image_size=image_size, nsl=nsl, nsl_options=options,
                            final_relu=final_relu)

@@ -164,8 +164,8 @@ class NSConv2d(nn.Module):
                        l1/l2 penalties see the kept entries only.
       kernel_shape     learn M = D·R, D = diag(1[D_r > shape_threshold]) (eq. 4-5), D_r initialised to
                        shape_init, updated straight-through. D masks rows s: kernel taps switched off.
-      predictor        "sphere" (official), "full_sphere", "cnn", "linear" (sec. 6: M = I + W′X + b′, a
-                       quadratic form of the patch); predictor_hidden (64 DNS / 128 UNS; not for linear);
+      predictor        "sphere" (official), "full_sphere", "cnn", "linear" (sec. 6: M = I + W′X + b′,
+                       free: a quadratic form of the patch); predictor_hidden (64 DNS / 128 UNS; not linear);
       shared_predictor a SharedSimilarityPredictor used by several layers (sec. 3.3.2)
       l2_weight        l2 · ½‖M‖²_F (default: 5e-3 for static_uns as officially, else 0)
       l1_weight        l1 · ‖M‖₁ (sparsity, sec. 3.4); dynamic modes: mean over samples and positions

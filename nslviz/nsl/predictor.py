@@ -75,9 +75,10 @@ class SimilarityPredictor(nn.Module):
 
     kind "linear" is sec. 6's one-layer predictor M_θ(X) = W′X: one k×k conv with a bias, run on the
     layer's own k×k window, no BatchNorm, weight and bias starting at 0 (M = I exactly). M − I = W′X + b′
-    is affine in the patch, so the layer computes a static DNS / UNS layer's output (from b′) plus a
-    quadratic form of the patch (from W′), sec. 6's WᵀW′XᵀX (nslviz.experiments.higher_order writes it
-    out). Not in the official code; it cannot be shared and has no hidden width.
+    is affine in the patch, so with the free parametrisation the layer computes a static DNS / UNS
+    layer's output (from b′) plus a quadratic form of the patch (from W′), sec. 6's WᵀW′XᵀX
+    (nslviz.experiments.higher_order writes it out; "psd" squares M, a cubic). Not in the official
+    code; it cannot be shared and has no hidden width.
 
     Not bounded: sec. 3.3.1 motivates a SphereNet predictor by its outputs, cosines in [−1, 1]. As
     coded (kind "sphere") only the hidden layer divides by the input's norm and the output layer is a
