@@ -4,7 +4,8 @@ runs, same settings.
 `compare_methods(config, ["vanilla", "mn"])` trains one run per method into runs/<group>/<method>
 (resuming any run that was cut off, skipping any that already finished) and returns their summaries;
 `compare_nsl_variants(config, ["cnn", "dynamic_dns"])` does the same for the rows of NSL Table 4.
-A sweep (MN Fig. 8: S, T) is one call per value with `label_suffix=sweep_suffix("entries", 1000)`.
+A sweep (MN Fig. 8: S, T) is one call per value with `label_suffix=sweep_suffix("entries", 1000)`;
+`read_sweep(group_dir, "entries")` reads its curves back.
 `quick_config(config)` is what quick mode (`NSLVIZ_QUICK=1`, `make test`, Binder) turns a paper run
 into: the embedded `digits` set (or, with `dataset="synthetic"`, the generated oriented gratings), a small
 backbone, a few epochs, CPU.
@@ -114,6 +115,28 @@ def sweep_suffix(setting: str, value) -> str:
     else:
         text = "".join(c if c.isalnum() or c in "._+-" else "_" for c in str(value))
     return f"-{setting}={text}"
+
+
+def read_sweep(group_dir: str | Path, setting: str, metric: str = "test_acc") -> dict[str, dict[float, float]]:
+    """{method or variant: {value: metric}} of the finished runs of a sweep in `group_dir`, the folders
+    `<method>-<setting>=<value>` that `compare --sweep SETTING ...` (or calls with `label_suffix=
+    sweep_suffix(setting, value)`) trained, values in increasing order: the curves of MN Fig. 8."""
+    group = Path(group_dir)
+    if not group.is_dir():
+        raise ValueError(f"no group folder {str(group_dir)!r}; expected the folder a sweep trained its runs into")
+    marker, curves = f"-{setting}=", {}
+    for run_dir in sorted(group.iterdir()):
+        label, found, text = run_dir.name.rpartition(marker)
+        summary = RunDirectory(run_dir, create=False).read_summary() if found and run_dir.is_dir() else None
+        if summary is not None:
+            if metric not in summary:
+                raise ValueError(f"{str(run_dir)!r} has no {metric!r} in its summary; expected one of "
+                                 f"{', '.join(sorted(k for k, v in summary.items() if isinstance(v, float)))}")
+            curves.setdefault(label, {})[float(text)] = summary[metric]
+    if not curves:
+        raise ValueError(f"no finished runs of a {setting} sweep in {str(group_dir)!r} (folders named "
+                         f"<method>{marker}<value> holding a summary.json)")
+    return {label: dict(sorted(curve.items())) for label, curve in curves.items()}
 
 
 # How the MN runs of compare_methods start: "scratch" (the paper: random backbone and random keys) or

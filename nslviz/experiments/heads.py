@@ -17,6 +17,9 @@ entropy and α. Two sources of features:
                             dictionary learns; with one cluster per class both heads fit
     frozen_feature_heads    the features of a trained run's backbone (e.g. vanilla on digits)
 
+`sweep_clusters("entries", [6, 24, 100])` trains the two heads once per value of S or T on the same
+clusters: MN appendix A.4's ablation (Fig. 8) on features where it runs in seconds.
+
 Adam, lr 1e-3 (the official AdamW leaves the whole head out of weight decay, so for a head alone it is
 Adam), batch 64. Seeded: the same seed gives the same numbers on CPU.
 """
@@ -30,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_features, check_finite, check_flags, check_positive, check_seed
+from .._checks import check_choice, check_features, check_finite, check_flags, check_positive, check_seed
 from .._memory import check_memory
 from .._threads import torch_threads
 from ..datasets.toys import cluster_splits
@@ -45,6 +48,7 @@ from ..training.steps import train_steps
 class HeadTraining:
     """How `compare_heads` trains the two heads."""
     entries: int = 200                # S (the digits runs' S)
+    temperature: float = 0.2          # T of MN's attention (the paper's)
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
@@ -56,6 +60,7 @@ class HeadTraining:
         for name in ("entries", "steps", "batch_size", "eval_every"):
             check_positive(name, getattr(self, name), integer=True, minimum=1)
         check_positive("lr", self.lr)
+        check_positive("temperature", self.temperature)
         check_seed(self.seed)
         check_flags(progress=self.progress)
 
@@ -74,7 +79,7 @@ class HeadsResult:
     def summary(self) -> dict:
         t = self.training
         return {**{k: v for k, v in self.final.items() if k != "step"}, **self.data, "entries": t.entries,
-                "steps": t.steps, "batch_size": t.batch_size, "seed": t.seed, "seconds": round(self.seconds, 3)}
+                "temperature": t.temperature, "steps": t.steps, "batch_size": t.batch_size, "seed": t.seed, "seconds": round(self.seconds, 3)}
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -147,7 +152,7 @@ def _train_heads(x_train, y_train, x_test, y_test, classes: int, training: HeadT
     rows = {step: {"step": step} for step in evaluate_at}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(training.seed)
-        mn = build_mn_head(x_train.shape[1], classes, entries=training.entries)
+        mn = build_mn_head(x_train.shape[1], classes, entries=training.entries, temperature=training.temperature)
         vanilla = CosineClassifier(x_train.shape[1], classes)
         for model, evaluate, desc in ((mn, _evaluate_mn, "MN head"), (vanilla, _evaluate_vanilla, "vanilla head")):
             train_steps(model, x_train, y_train, F.cross_entropy, steps=training.steps,
@@ -167,6 +172,20 @@ def run_clusters(training: HeadTraining | None = None, *, classes: int = 4, clus
     options = {"classes": classes, "clusters_per_class": clusters_per_class, "dim": dim, "noise": noise}
     splits = cluster_splits(train_size, test_size, seed=training.seed, **options)
     return compare_heads(*splits, training, classes=classes, data={"source": "clusters", **options})
+
+
+SWEEP_SETTINGS = ("entries", "temperature")      # S and T, MN Fig. 8
+
+
+def sweep_clusters(setting: str, values, training: HeadTraining | None = None, **options) -> dict:
+    """{value: HeadsResult}: `run_clusters` once per value of `setting` (S "entries" or T
+    "temperature"), everything else equal (the same clusters, batches and seed). `options` go to
+    run_clusters (cluster shape, or HeadTraining fields such as steps)."""
+    check_choice("sweep setting", setting, SWEEP_SETTINGS)
+    values = list(values)
+    if not values or len(set(values)) != len(values):
+        raise ValueError(f"a sweep needs distinct values of {setting}, got {values!r}")
+    return {value: run_clusters(training, **{**options, setting: value}) for value in values}
 
 
 def frozen_feature_heads(run_dir, training: HeadTraining | None = None, *, device: str | torch.device = "cpu",

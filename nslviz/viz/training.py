@@ -1,6 +1,6 @@
 """Figures and tables of image-classification runs: learning curves from run directories, results
-next to the paper's numbers, and MN Fig. 4 (finetuning moves features towards their class prototype).
-They read what the trainer wrote; they train nothing."""
+next to the paper's numbers, MN Fig. 4 (finetuning moves features towards their class prototype) and
+Fig. 8 (accuracy against S and T). They read what the trainer wrote; they train nothing."""
 from __future__ import annotations
 
 import math
@@ -124,6 +124,44 @@ def heads_table(results: Mapping[str, object]) -> pd.DataFrame:
                        "attention entropy": last["attention_entropy"],
                        "log S": math.log(result.training.entries), "α": last["step_size"], "steps": last["step"]}
     return pd.DataFrame.from_dict(rows, orient="index").round(3)
+
+
+SWEEP_AXES = {"entries": "dictionary entries S", "temperature": "temperature T"}
+
+
+def heads_sweep_curves(results: Mapping[float, object]) -> dict[str, dict[float, float]]:
+    """{curve: {value: test accuracy}} of `experiments.heads.sweep_clusters`' results: MN and its
+    dictionary read alone (vanilla's head has neither S nor T)."""
+    return {name: {value: result.final[key] for value, result in results.items()}
+            for key, name, _, _ in HEAD_CURVES if key in ("mn_acc", "attended_value_acc")}
+
+
+def sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], title: str) -> go.Figure:
+    """MN Fig. 8: test accuracy against a setting, one panel per setting ({setting: {curve: {value:
+    accuracy}}}; settings "entries" and "temperature" get their names, others their key), on a log
+    axis. From `heads_sweep_curves(sweep_clusters(...))` or `experiments.compare.read_sweep(group_dir,
+    setting)` after `compare --sweep`."""
+    if not panels or not all(panels.values()):
+        raise ValueError("sweep_figure needs at least one setting with at least one curve")
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08, shared_yaxes=True,
+                        subplot_titles=[f"against {SWEEP_AXES.get(s, s)}" for s in panels])
+    styles = {name: (color, dash) for _, name, dash, color in HEAD_CURVES}
+    shown = set()
+    for col, (setting, curves) in enumerate(panels.items(), start=1):
+        for index, (name, curve) in enumerate(curves.items()):
+            color, dash = styles.get(name, (METHOD_COLORS.get(name, CLASS_COLORS[index % len(CLASS_COLORS)]), "solid"))
+            fig.add_trace(go.Scatter(x=list(curve), y=list(curve.values()), mode="lines+markers",
+                                     name=METHOD_LABELS.get(name, name), legendgroup=name, showlegend=name not in shown,
+                                     line=dict(color=color, dash=dash),
+                                     hovertemplate=f"{SWEEP_AXES.get(setting, setting)} %{{x}}: %{{y:.3f}}<extra></extra>"),
+                          1, col)
+            shown.add(name)
+        values = sorted({value for curve in curves.values() for value in curve})
+        fig.update_xaxes(title_text=SWEEP_AXES.get(setting, setting), type="log", tickvals=values,
+                         ticktext=[f"{value:g}" for value in values], row=1, col=col)
+    fig.update_yaxes(title_text="test accuracy", row=1, col=1)
+    return finish_figure(fig, title, height=440, legend=dict(orientation="h", y=-0.25, yanchor="top"),
+                         margin=dict(b=110))
 
 
 def _classes(run_dir: str | Path) -> int | None:
