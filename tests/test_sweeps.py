@@ -62,6 +62,26 @@ def test_read_sweep_gives_each_methods_curve_in_order(tmp_path):
         read_sweep(tmp_path / "missing", "entries")
 
 
+def test_read_sweep_takes_named_values_and_the_commands_spelling(tmp_path):
+    """--sweep dictionary-init random data writes folders named by text; variants keep their names."""
+    for label, accuracy in (("mn-dictionary_init=random", 0.70), ("mn-dictionary_init=data", 0.80),
+                            ("dynamic_dns-dictionary_init=data", 0.60)):
+        RunDirectory(tmp_path / label).write_summary({"test_acc": accuracy})
+    curves = read_sweep(tmp_path, "--dictionary-init")
+    assert curves == {"dynamic_dns": {"data": 0.60}, "mn": {"data": 0.80, "random": 0.70}}
+    fig = training_viz.sweep_figure({"dictionary_init": curves}, "by start")
+    assert fig.layout.xaxis.type == "category" and list(fig.layout.xaxis.categoryarray) == ["data", "random"]
+    RunDirectory(tmp_path / "mn-dictionary_init=1").write_summary({"test_acc": 0.5})
+    RunDirectory(tmp_path / "mn-dictionary_init=1.0").write_summary({"test_acc": 0.5})
+    with pytest.raises(ValueError, match="two runs of mn at dictionary_init = 1.0"):
+        read_sweep(tmp_path, "dictionary_init")
+
+
+def test_a_zero_in_a_sweep_gets_no_log_axis():
+    fig = training_viz.sweep_figure({"weight_decay": {"mn": {0.0: 0.7, 0.001: 0.75}}}, "decay")
+    assert fig.layout.xaxis.type == "category"
+
+
 def test_sweep_figure_draws_one_panel_per_setting():
     results = sweep_clusters("entries", [3, 12], **SMALL)
     curves = training_viz.heads_sweep_curves(results)
@@ -85,7 +105,15 @@ def test_heads_command_sweeps_the_clusters():
     assert lines[0].startswith("heads: entries=3 |") and lines[1].startswith("heads: entries=24 |")
     summary = json.loads(lines[-1])
     assert summary["setting"] == "entries" and [r["entries"] for r in summary["runs"]] == [3, 24]
+    hot = run_in_process("heads", "--temperature", "0.5", "--entries", "20", "--steps", "30", "--eval-every", "30",
+                         "--train-size", "300", "--test-size", "100", "--no-progress", "--json")
+    assert hot.returncode == 0, hot.stderr
+    assert {k: json.loads(hot.stdout.strip().splitlines()[-1])[k] for k in ("temperature", "entries")} == \
+        {"temperature": 0.5, "entries": 20}
     for args, message in ((["--sweep", "entries", "3", "x"], "--sweep entries: expected a positive integer, got 'x'"),
+                          (["--sweep", "entries", "3", "6", "--entries", "50"], "--entries is given and swept"),
+                          (["--sweep", "temperature", "0.1", "--temperature", "0.5"],
+                           "--temperature is given and swept"),
                           (["--sweep", "dim", "3"], "--sweep takes a setting (entries or temperature)"),
                           (["--sweep", "entries", "3", "--run-dir", "runs/v"], "leave out --run-dir")):
         bad = run_in_process("heads", *args)

@@ -34,8 +34,10 @@ def add_parser(subparsers) -> None:
     clusters.add_argument("--noise", type=positive_float, default=None, help="std around the centres (default: 0.15)")
     clusters.add_argument("--train-size", type=positive_int, default=None, help="default: 4000")
     clusters.add_argument("--test-size", type=positive_int, default=None, help="default: 2000")
-    p.add_argument("--entries", type=positive_int, default=defaults.entries, help="dictionary entries S")
-    p.add_argument("--temperature", type=positive_float, default=defaults.temperature, help="T of MN's attention")
+    p.add_argument("--entries", type=positive_int, default=None,
+                   help=f"dictionary entries S (default: {defaults.entries})")
+    p.add_argument("--temperature", type=positive_float, default=None,
+                   help=f"T of MN's attention (default: {defaults.temperature})")
     p.add_argument("--sweep", nargs="+", metavar=("SETTING", "VALUE"), default=None,
                    help="clusters only: train once per value of entries or temperature (MN Fig. 8), e.g. "
                         "--sweep entries 3 6 24 100")
@@ -55,15 +57,17 @@ def run(args) -> int:
     from ..training.distributed import check_device_name
     from ..experiments.heads import run_clusters
     check_device_name(args.device)
+    if args.sweep is not None and args.run_dir is not None:
+        raise ValueError("--sweep trains on the generated clusters; leave out --run-dir")
     if args.run_dir is None and args.device != "cpu":
         raise ValueError(f"--device {args.device} is where a run's features are extracted; it needs --run-dir "
-                         f"(the generated clusters are made and trained on the CPU)")
-    training = HeadTraining(entries=args.entries, temperature=args.temperature, steps=args.steps,
-                            batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every, seed=args.seed,
-                            progress=not args.no_progress)
+                         f"(the generated clusters, and so every --sweep, are made and trained on the CPU)")
+    given = {name: getattr(args, name) for name in ("entries", "temperature") if getattr(args, name) is not None}
+    training = HeadTraining(**given, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                            eval_every=args.eval_every, seed=args.seed, progress=not args.no_progress)
     cluster_options = {name: getattr(args, name) for name in CLUSTER_OPTIONS if getattr(args, name) is not None}
     if args.sweep is not None:
-        return _sweep(args, training, cluster_options)
+        return _sweep(args, training, cluster_options, given)
     if args.run_dir is None:
         result = run_clusters(training, **cluster_options)
     elif cluster_options:
@@ -80,12 +84,13 @@ def run(args) -> int:
     return 0
 
 
-def _sweep(args, training: HeadTraining, cluster_options: dict) -> int:
+def _sweep(args, training: HeadTraining, cluster_options: dict, given: dict) -> int:
     """--sweep SETTING VALUE ...: the clusters once per value (experiments.heads.sweep_clusters)."""
     from ..experiments.heads import SWEEP_SETTINGS, sweep_clusters
-    setting, *texts = args.sweep
-    if args.run_dir is not None:
-        raise ValueError("--sweep trains on the generated clusters; leave out --run-dir")
+    text, *texts = args.sweep
+    setting = text.removeprefix("--").replace("-", "_")
+    if setting in given:
+        raise ValueError(f"--{setting} is given and swept; leave out --{setting} {given[setting]}")
     if setting not in SWEEP_SETTINGS or not texts:
         raise ValueError(f"--sweep takes a setting ({' or '.join(SWEEP_SETTINGS)}) and its values, e.g. --sweep "
                          f"entries 3 6 24 100; got {' '.join(args.sweep)!r}")
@@ -104,7 +109,7 @@ def _sweep(args, training: HeadTraining, cluster_options: dict) -> int:
 
 def _accuracies(s: dict) -> str:
     return (f"vanilla head {100 * s['vanilla_acc']:.1f}% | MN {100 * s['mn_acc']:.1f}% (its "
-          f"classifier before finetuning {100 * s['mn_acc_before_finetune']:.1f}%) | dictionary alone "
-          f"{100 * s['attended_value_acc']:.1f}% (chance {100 / s['classes']:.0f}%) | attention entropy "
-          f"{s['attention_entropy']:.2f} (log S {math.log(s['entries']):.2f}) | α {s['step_size']:.3f} | "
-          f"{s['steps']} steps, {s['seconds']:.1f} s")
+            f"classifier before finetuning {100 * s['mn_acc_before_finetune']:.1f}%) | dictionary alone "
+            f"{100 * s['attended_value_acc']:.1f}% (chance {100 / s['classes']:.0f}%) | attention entropy "
+            f"{s['attention_entropy']:.2f} (log S {math.log(s['entries']):.2f}) | α {s['step_size']:.3f} | "
+            f"{s['steps']} steps, {s['seconds']:.1f} s")

@@ -117,10 +117,13 @@ def sweep_suffix(setting: str, value) -> str:
     return f"-{setting}={text}"
 
 
-def read_sweep(group_dir: str | Path, setting: str, metric: str = "test_acc") -> dict[str, dict[float, float]]:
+def read_sweep(group_dir: str | Path, setting: str, metric: str = "test_acc") -> dict[str, dict]:
     """{method or variant: {value: metric}} of the finished runs of a sweep in `group_dir`, the folders
     `<method>-<setting>=<value>` that `compare --sweep SETTING ...` (or calls with `label_suffix=
-    sweep_suffix(setting, value)`) trained, values in increasing order: the curves of MN Fig. 8."""
+    sweep_suffix(setting, value)`) trained: the curves of MN Fig. 8. `setting` as the command takes it
+    ("dictionary-init" or "dictionary_init"); a value is a float where its text is a number (in
+    increasing order), else the text (`--sweep dictionary-init random data`: "data", "random")."""
+    setting = setting.removeprefix("--").replace("-", "_")
     group = Path(group_dir)
     if not group.is_dir():
         raise ValueError(f"no group folder {str(group_dir)!r}; expected the folder a sweep trained its runs into")
@@ -132,11 +135,24 @@ def read_sweep(group_dir: str | Path, setting: str, metric: str = "test_acc") ->
             if metric not in summary:
                 raise ValueError(f"{str(run_dir)!r} has no {metric!r} in its summary; expected one of "
                                  f"{', '.join(sorted(k for k, v in summary.items() if isinstance(v, float)))}")
-            curves.setdefault(label, {})[float(text)] = summary[metric]
+            curve, value = curves.setdefault(label, {}), _sweep_value(text)
+            if value in curve:
+                raise ValueError(f"two runs of {label} at {setting} = {value!r} in {str(group_dir)!r} (one of them "
+                                 f"{run_dir.name!r}); keep one")
+            curve[value] = summary[metric]
     if not curves:
         raise ValueError(f"no finished runs of a {setting} sweep in {str(group_dir)!r} (folders named "
                          f"<method>{marker}<value> holding a summary.json)")
-    return {label: dict(sorted(curve.items())) for label, curve in curves.items()}
+    return {label: dict(sorted(curve.items(), key=lambda item: (isinstance(item[0], str), item[0])))
+            for label, curve in curves.items()}
+
+
+def _sweep_value(text: str) -> float | str:
+    """A swept value from its folder-name text: a number where it is one, else the text."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 # How the MN runs of compare_methods start: "scratch" (the paper: random backbone and random keys) or

@@ -79,7 +79,8 @@ class HeadsResult:
     def summary(self) -> dict:
         t = self.training
         return {**{k: v for k, v in self.final.items() if k != "step"}, **self.data, "entries": t.entries,
-                "temperature": t.temperature, "steps": t.steps, "batch_size": t.batch_size, "seed": t.seed, "seconds": round(self.seconds, 3)}
+                "temperature": t.temperature, "steps": t.steps, "batch_size": t.batch_size, "seed": t.seed,
+                "seconds": round(self.seconds, 3)}
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -179,8 +180,9 @@ SWEEP_SETTINGS = ("entries", "temperature")      # S and T, MN Fig. 8
 
 def sweep_clusters(setting: str, values, training: HeadTraining | None = None, **options) -> dict:
     """{value: HeadsResult}: `run_clusters` once per value of `setting` (S "entries" or T
-    "temperature"), everything else equal (the same clusters, batches and seed). `options` go to
-    run_clusters (cluster shape, or HeadTraining fields such as steps)."""
+    "temperature") on the same clusters, batches and seed. `options` go to run_clusters (cluster
+    shape, or HeadTraining fields such as steps). Both heads' starting weights come from that one
+    seed, MN's drawn first, so a change of S also changes where the vanilla head starts."""
     check_choice("sweep setting", setting, SWEEP_SETTINGS)
     values = list(values)
     if not values or len(set(values)) != len(values):

@@ -139,7 +139,7 @@ def heads_sweep_curves(results: Mapping[float, object]) -> dict[str, dict[float,
 def sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], title: str) -> go.Figure:
     """MN Fig. 8: test accuracy against a setting, one panel per setting ({setting: {curve: {value:
     accuracy}}}; settings "entries" and "temperature" get their names, others their key), on a log
-    axis. From `heads_sweep_curves(sweep_clusters(...))` or `experiments.compare.read_sweep(group_dir,
+    axis where every value is a positive number, else one tick per value in the curves' order. From `heads_sweep_curves(sweep_clusters(...))` or `experiments.compare.read_sweep(group_dir,
     setting)` after `compare --sweep`."""
     if not panels or not all(panels.values()):
         raise ValueError("sweep_figure needs at least one setting with at least one curve")
@@ -156,9 +156,13 @@ def sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], titl
                                      hovertemplate=f"{SWEEP_AXES.get(setting, setting)} %{{x}}: %{{y:.3f}}<extra></extra>"),
                           1, col)
             shown.add(name)
-        values = sorted({value for curve in curves.values() for value in curve})
-        fig.update_xaxes(title_text=SWEEP_AXES.get(setting, setting), type="log", tickvals=values,
-                         ticktext=[f"{value:g}" for value in values], row=1, col=col)
+        values = list(dict.fromkeys(value for curve in curves.values() for value in curve))
+        if all(isinstance(v, (int, float)) and v > 0 for v in values):          # S, T, rates: a log axis
+            values.sort()
+            fig.update_xaxes(type="log", tickvals=values, ticktext=[f"{v:g}" for v in values], row=1, col=col)
+        else:                                                                    # 0, a negative or a name
+            fig.update_xaxes(type="category", categoryorder="array", categoryarray=values, row=1, col=col)
+        fig.update_xaxes(title_text=SWEEP_AXES.get(setting, setting), row=1, col=col)
     fig.update_yaxes(title_text="test accuracy", row=1, col=1)
     return finish_figure(fig, title, height=440, legend=dict(orientation="h", y=-0.25, yanchor="top"),
                          margin=dict(b=110))
