@@ -178,6 +178,9 @@ def test_every_nsl_backbone_takes_the_linear_predictor():
     (dict(targets=()), "targets must be a non-empty tuple"),
     (dict(models="convolution"), "models must be a non-empty tuple"),
     (dict(crop=2), "crop must be >= 3"),
+    (dict(crop=80), "crop must be at most 71"),
+    (dict(example_size=72), "example_size must be at most 71"),
+    (dict(test_crops=1), "test_crops must be >= 2"),
     (dict(lr=0), "lr must be > 0"),
 ])
 def test_bad_settings_are_named(bad, message):

@@ -1,5 +1,5 @@
 """python -m nslviz heads: MN's head alone on fixed features, against vanilla's head (notebook 03's last
-section; nslviz.experiments.heads).
+two sections; nslviz.experiments.heads).
 
     python -m nslviz heads --clusters-per-class 6 --json          # 4 classes of 6 clusters each in R^16
     python -m nslviz train --dataset digits --backbone convnet4 --method vanilla --epochs 5 --run-dir runs/d/v

@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--steps", type=positive_int, default=defaults.steps, help="Adam steps per model and target")
     p.add_argument("--lr", type=positive_float, default=defaults.lr)
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    p.add_argument("--crop", type=positive_int, default=defaults.crop, help="crop size in pixels (>= 3)")
+    p.add_argument("--crop", type=positive_int, default=defaults.crop, help="crop size in pixels (3 to 71)")
     p.add_argument("--seed", type=seed_value, default=defaults.seed)
     p.add_argument("--threads", type=thread_count, default=defaults.threads,
                    help="torch CPU threads while it runs (default: 1, fastest for these one-layer models)")

@@ -9,10 +9,13 @@
                              `python -m nslviz neighbors`)
     regression_table         MN Table 2's cross-validation (notebook 06, `python -m nslviz regress`)
     implicit_regularization  NSL sec. 5.1's gradient flows (notebook 08, `python -m nslviz implicit-reg`)
+    higher_order             NSL sec. 6, one layer against a linear, an even and a quadratic target
+                             (notebook 08, `python -m nslviz higher-order`)
     race                     why the induced dictionary learns, or not, while the backbone trains
                              (notebook 09, benchmarks/mn_race.py, `python -m nslviz race`)
     few_shot                 NSL Table 6 (notebook 10, `python -m nslviz few-shot`)
-    heads                    MN's head alone on fixed features (`python -m nslviz heads`)
+    heads                    MN's head alone on fixed features, and its S and T sweeps, MN Fig. 8
+                             (notebook 03, `python -m nslviz heads`)
 
 The engine they share lives in `nslviz.training` (config, trainer, run directories, loops); the pure
 functions of trained models in `nslviz.analysis`.

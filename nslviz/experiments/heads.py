@@ -6,7 +6,7 @@ on the same batches of given features, two heads:
 
     vanilla   the cosine classifier of the image models (one prototype per class)
     MN        the image models' MN head (`models.classifier.build_mn_head`: the paper's settings,
-              random keys, T = 0.2, 50 % entry dropout, learnable soft values and α)
+              random keys, T = 0.2 by default, 50 % entry dropout, learnable soft values and α)
 
 and records on the test features, every `eval_every` steps: both accuracies, MN's classifier before
 finetuning, the dictionary read alone (the attended values Σ_j ω_ij v_j, a soft kNN), the attention

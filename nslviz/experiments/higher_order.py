@@ -24,8 +24,8 @@ R² on crops from rows never trained on:
 
 `contrast_degree` measures each trained model's degree in the contrast, log₂ of how much its output
 (less its output on a blank patch) grows when the input is doubled (scaled about the photos' mean): 1
-for a convolution, 2 for a pure quadratic form, an effective exponent between X and 2X for a mixture. `run_higher_order(config)` runs it all; `python -m nslviz higher-order` and notebook
-08 call it.
+for a convolution, 2 for a pure quadratic form, an effective exponent between X and 2X for a mixture.
+`run_higher_order(config)` runs it all; `python -m nslviz higher-order` and notebook 08 call it.
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ CENTRAL_DIFFERENCE = torch.tensor([[0.0, 0.0, 0.0], [-0.5, 0.0, 0.5], [0.0, 0.0,
 SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4
 TARGETS = {"sobel": "Sobel filter (linear)", "edge_strength": "edge strength |∇X| (degree 1, even)",
            "edge_energy": "edge energy |∇X|² (quadratic)"}
+MAX_CROP = 71                     # the bottom third of a halved bundled photo: 213 - 142 rows
 MODELS = {"convolution": "convolution WᵀX",
           "linear_predictor": "dynamic NSL, linear predictor M = I + W′X + b′",
           "released_predictor": "dynamic NSL, released predictor (SphereConv, conv)"}
@@ -140,10 +141,15 @@ class HigherOrderConfig:
     progress: bool = False
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "train_crops", "test_crops"):
+        for name in ("steps", "batch_size"):
             check_positive(name, getattr(self, name), integer=True)
-        check_positive("crop", self.crop, integer=True, minimum=3)
-        check_positive("example_size", self.example_size, integer=True, minimum=3)
+        for name in ("crop", "example_size"):
+            check_positive(name, getattr(self, name), integer=True, minimum=3)
+            if getattr(self, name) > MAX_CROP:
+                raise ValueError(f"{name} must be at most {MAX_CROP} (the height of the photos' test rows), got "
+                                 f"{getattr(self, name)}")
+        for name in ("train_crops", "test_crops"):          # half from each photo
+            check_positive(name, getattr(self, name), integer=True, minimum=2)
         check_positive("lr", self.lr)
         check_seed(self.seed)
         if self.threads is not None:

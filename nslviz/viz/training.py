@@ -139,8 +139,9 @@ def heads_sweep_curves(results: Mapping[float, object]) -> dict[str, dict[float,
 def sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], title: str) -> go.Figure:
     """MN Fig. 8: test accuracy against a setting, one panel per setting ({setting: {curve: {value:
     accuracy}}}; settings "entries" and "temperature" get their names, others their key), on a log
-    axis where every value is a positive number, else one tick per value in the curves' order. From `heads_sweep_curves(sweep_clusters(...))` or `experiments.compare.read_sweep(group_dir,
-    setting)` after `compare --sweep`."""
+    axis where every value is a positive number, else one tick per value in the curves' order. From
+    `heads_sweep_curves(sweep_clusters(...))` or `experiments.compare.read_sweep(group_dir, setting)`
+    after `compare --sweep`."""
     if not panels or not all(panels.values()):
         raise ValueError("sweep_figure needs at least one setting with at least one curve")
     fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08, shared_yaxes=True,
