@@ -294,3 +294,21 @@ def test_train_steps_refuses_snapshots_it_would_never_reach():
     with pytest.raises(ValueError, match=r"snapshot steps \[7\] lie outside 0..5"):
         train_steps(model, torch.randn(8, 2), torch.randn(8, 1), torch.nn.functional.mse_loss, steps=5, batch_size=4,
                     lr=1e-2, generator=torch.Generator(), snapshot_steps=[0, 5, 7], snapshot=lambda *_: None)
+
+
+def test_train_steps_cosine_decays_the_rate_to_zero():
+    """cosine=True: the last update is taken at a rate near 0, so a model trained one step longer
+    barely moves at the end; at a constant rate the last step is as large as any."""
+    from nslviz.training.steps import train_steps
+    x, y = torch.randn(16, 2), torch.randn(16, 1)
+
+    def last_move(cosine: bool) -> float:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        before = {}
+        train_steps(model, x, y, torch.nn.functional.mse_loss, steps=50, batch_size=4, lr=0.1,
+                    generator=torch.Generator().manual_seed(0), cosine=cosine, snapshot_steps=[49],
+                    snapshot=lambda *_: before.update(w=model.weight.detach().clone()))
+        return float((model.weight.detach() - before["w"]).abs().max())
+
+    assert last_move(cosine=True) < 1e-3 < last_move(cosine=False)

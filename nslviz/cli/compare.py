@@ -22,7 +22,7 @@ import difflib
 
 from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_DATASETS, QUICK_INSTEAD_OF_SGD,
                                   QUICK_SETTINGS, VANILLA_START_ALPHA, compare_methods, compare_nsl_variants,
-                                  quick_config, sweep_suffix)
+                                  quick_config, setting_name, sweep_suffix)
 from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
@@ -65,7 +65,7 @@ SWEEP_REFUSED = {"method": "--methods", "backbone": "--variants", "nsl": "--vari
 
 def swept_setting(args) -> str | None:
     """The config field `--sweep SETTING ...` names ("--dictionary-init" -> "dictionary_init"), or None."""
-    return args.sweep[0].removeprefix("--").replace("-", "_") if args.sweep else None
+    return setting_name(args.sweep[0]) if args.sweep else None
 
 
 def sweep_values(args) -> tuple[str, list]:

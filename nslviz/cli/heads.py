@@ -86,9 +86,10 @@ def run(args) -> int:
 
 def _sweep(args, training: HeadTraining, cluster_options: dict, given: dict) -> int:
     """--sweep SETTING VALUE ...: the clusters once per value (experiments.heads.sweep_clusters)."""
+    from ..experiments.compare import setting_name
     from ..experiments.heads import SWEEP_SETTINGS, sweep_clusters
     text, *texts = args.sweep
-    setting = text.removeprefix("--").replace("-", "_")
+    setting = setting_name(text)
     if setting in given:
         raise ValueError(f"--{setting} is given and swept; leave out --{setting} {given[setting]}")
     if setting not in SWEEP_SETTINGS or not texts:

@@ -117,13 +117,19 @@ def sweep_suffix(setting: str, value) -> str:
     return f"-{setting}={text}"
 
 
+def setting_name(text: str) -> str:
+    """The config field a sweep names, spelt as the command line or as Python spells it:
+    "--dictionary-init", "dictionary-init" and "dictionary_init" are all "dictionary_init"."""
+    return text.removeprefix("--").replace("-", "_")
+
+
 def read_sweep(group_dir: str | Path, setting: str, metric: str = "test_acc") -> dict[str, dict]:
     """{method or variant: {value: metric}} of the finished runs of a sweep in `group_dir`, the folders
     `<method>-<setting>=<value>` that `compare --sweep SETTING ...` (or calls with `label_suffix=
     sweep_suffix(setting, value)`) trained: the curves of MN Fig. 8. `setting` as the command takes it
     ("dictionary-init" or "dictionary_init"); a value is a float where its text is a number (in
     increasing order), else the text (`--sweep dictionary-init random data`: "data", "random")."""
-    setting = setting.removeprefix("--").replace("-", "_")
+    setting = setting_name(setting)
     group = Path(group_dir)
     if not group.is_dir():
         raise ValueError(f"no group folder {str(group_dir)!r}; expected the folder a sweep trained its runs into")

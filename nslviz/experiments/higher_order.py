@@ -43,6 +43,7 @@ from .._checks import check_choice, check_positive, check_seed, check_threads
 from .._threads import torch_threads
 from ..datasets.photos import photo_crops, photo_region
 from ..nsl import NSConv2d
+from ..training.steps import train_steps
 
 CENTRAL_DIFFERENCE = torch.tensor([[0.0, 0.0, 0.0], [-0.5, 0.0, 0.5], [0.0, 0.0, 0.0]])    # ∂/∂column
 SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4
@@ -180,16 +181,8 @@ class HigherOrderResult:
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: HigherOrderConfig,
         generator: torch.Generator) -> nn.Module:
     """Adam on the mean squared error, minibatches of config.batch_size crops, lr decayed to 0 (cosine)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
-    model.train()
-    for _ in range(config.steps):
-        batch = torch.randint(0, len(x), (config.batch_size,), generator=generator)
-        loss = F.mse_loss(model(x[batch]), y[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+    train_steps(model.train(), x, y, F.mse_loss, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                generator=generator, cosine=True)
     return model.eval()
 
 
