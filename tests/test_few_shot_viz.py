@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from nslviz.viz.few_shot import accuracy_figure, adapted_masks_figure, meta_training_figure
+from nslviz.datasets.episodes import sample_episodes
+from nslviz.datasets.images.registry import ImageSplit
+from nslviz.viz.few_shot import accuracy_figure, adapted_masks_figure, episode_figure, meta_training_figure
 
 
 def test_meta_training_figure_names_each_axis_for_its_own_curve():
@@ -52,8 +54,21 @@ def test_accuracy_figure_names_the_networks_and_draws_table_6_beside_them():
     assert list(diamonds.x) == ["dynamic NSN · finetune"] and list(diamonds.y) == [71.26]
     assert fig.layout.shapes[0].y0 == 20 and fig.layout.annotations[0].text == "chance (20 %)"
     assert fig.layout.annotations[0].x > 1 and bars.texttemplate == "%{y:.1f} %"   # label in the margin, values on bars
+    assert bars.insidetextanchor == "middle"                                 # not under the error bar's cap
     cnn9 = accuracy_figure([dict(summaries[1], backbone="cnn9")])
     assert list(cnn9.data[0].x) == ["dynamic NSN (CNN-9) · finetune"]
     assert "5-way 5-shot" in fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
     with pytest.raises(ValueError, match="no few-shot results"):
         accuracy_figure([])
+
+
+def test_episode_figure_is_as_tall_as_its_image_grid():
+    """The mosaic keeps square pixels, so the figure's height follows the grid's shape (5 rows of 11
+    tiles in a 5-way 5-shot episode): no empty band above and below the images."""
+    labels = torch.arange(10).repeat_interleave(20)
+    split = ImageSplit(torch.zeros(len(labels), 3, 8, 8, dtype=torch.uint8), labels)
+    episodes = sample_episodes(labels, episodes=1, way=5, shot=5, query=15, seed=0)
+    fig = episode_figure(split, episodes)
+    plot_height = fig.layout.height - 190
+    assert abs(plot_height / (fig.layout.width - 160) - 5 / 11) < 0.01
+    assert fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text

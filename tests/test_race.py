@@ -201,6 +201,9 @@ def test_race_figure_draws_one_line_per_arm(small_race):
     older = {arm: {k: v for k, v in entry.items() if k != "attended_value_acc_per_seed"}   # a file without them
              for arm, entry in race_report(results)["digits"].items()}
     assert "lowest – highest seed %" not in race_table(older).columns        # no column of blanks
+    one_seed = {arm: {**entry, "attended_value_acc_per_seed": entry.get("attended_value_acc_per_seed", [])[:1]}
+                for arm, entry in race_report(results)["digits"].items()}
+    assert "lowest – highest seed %" not in race_table(one_seed).columns     # one seed: "2.8 – 2.8" says nothing
     with pytest.raises(ValueError, match="at least one arm"):
         race_curves({}, "race")
 

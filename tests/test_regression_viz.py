@@ -70,6 +70,18 @@ def test_toy_figures(toy):
     assert list(fig.layout.xaxis.tickvals) == [1, 5, 20] and list(fig.layout.xaxis2.ticktext) == ["0.01", "0.1", "1"]
 
 
+def test_mn_toy_figure_shows_every_entry(toy):
+    """A learned entry whose key or value lies beyond the data (a key left of the grid, a value above
+    the curve) stays on the plot, at every temperature of the slider."""
+    import dataclasses
+    keys = {t: np.array([-3.4, 0.0, 3.0, 1.0]) for t in toy.mn_keys}
+    values = {t: np.array([0.0, 2.6, -2.3, 0.5]) for t in toy.mn_values}
+    fig = viz.mn_toy_figure(dataclasses.replace(toy, mn_keys=keys, mn_values=values))
+    (x_low, x_high), (y_low, y_high) = fig.layout.xaxis.range, fig.layout.yaxis.range
+    assert x_low < -3.4 and x_high >= 3.0 and y_low < -2.3 and y_high > 2.6
+    assert viz.mn_toy_figure(toy).layout.xaxis.range == (-3.0, 3.0)       # keys inside the grid: the grid's range
+
+
 def test_cv_figures_and_tables(cv):
     fig = viz.cv_folds_figure(cv)
     _labelled(fig)

@@ -10,9 +10,9 @@ uniform attention over the k nearest entries:
     `knn_by_finetuning` takes that step with `nslviz.finetune_functional` and equals scikit-learn's
     KNeighborsRegressor to floating-point precision.
   * Classification: a constant probability vector p_i on one-hot targets. With the squared error
-    (Brier score) the same single step gives the class frequencies among the neighbors, i.e.
-    KNeighborsClassifier.predict_proba, and its argmax is the majority vote. (Cross-entropy has the
-    same optimum, p_i = the frequencies.)
+    averaged over the C classes (the Brier score / C) the single step at α = C/2 gives the class
+    frequencies among the neighbors, i.e. KNeighborsClassifier.predict_proba, and its argmax is the
+    majority vote. (Cross-entropy has the same optimum, p_i = the frequencies.)
   * f_i linear, f_i(x) = a_i + b_iᵀ(x - x̃_i): the optimum is local linear regression, a weighted
     least-squares fit on the neighborhood, `local_linear_regression` (batched over queries), and
     gradient steps of the same inner loop converge to it (`finetune_on_neighborhoods`).
@@ -135,7 +135,8 @@ def knn_by_finetuning(x_train, y_train, x_query, k: int) -> np.ndarray:
 
 def knn_class_probabilities(x_train, labels, x_query, k: int, classes=None) -> np.ndarray:
     """Class frequencies among the k neighbors (Q, n_classes) as one inner step of a constant
-    probability vector under the squared error (Brier score) on one-hot targets. `classes`: the
+    probability vector (step size classes/2) under the squared error averaged over the classes (the
+    Brier score / classes) on one-hot targets. `classes`: the
     label of every column (default: the sorted unique labels)."""
     labels = np.asarray(labels)
     if labels.ndim != 1:

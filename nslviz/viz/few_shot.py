@@ -41,7 +41,9 @@ def episode_figure(split, episodes, index: int = 0, max_query: int = 5, title: s
                                for c in range(columns)])
     fig.update_yaxes(tickvals=[(r + 0.5) * size for r in range(way)],
                      ticktext=[f"class {int(c)}" for c in episodes.classes[index]])
-    fig.update_layout(width=min(NOTEBOOK_WIDTH, 90 * columns + 150), height=90 * way + 120)
+    width = min(NOTEBOOK_WIDTH, 90 * columns + 150)
+    plot_width = width - 160                                                   # the default left and right margins
+    fig.update_layout(width=width, height=round(plot_width * way / columns) + 190)   # + title and axis: no empty band
     return finish_figure(fig, title or f"One {way}-way {shot}-shot episode: support images (left), queries (right)",
                          "image", "episode class (label in the split)")
 
@@ -59,6 +61,7 @@ def accuracy_figure(summaries: Sequence[Mapping], title: str | None = None) -> g
              f"{METHOD_LABELS.get(s['method'], s['method'])}" for s in summaries]
     fig = go.Figure(go.Bar(x=names, y=[s["accuracy"] for s in summaries], name="this run",
                            marker_color=CLASS_COLORS[0], texttemplate="%{y:.1f} %", textposition="inside",
+                           insidetextanchor="middle",                       # clear of the error bar at the top
                            error_y=dict(type="data", array=[s["interval95"] for s in summaries]),
                            hovertemplate="%{x}: %{y:.2f} %<extra>this run</extra>"))
     papers = [(name, s["paper"]) for name, s in zip(names, summaries) if s.get("paper")]

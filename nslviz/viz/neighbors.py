@@ -163,7 +163,7 @@ def entry_retrieval_grid(retrieval, images, entries: Sequence[int], class_names:
     fine = None if retrieval.retrieved_fine is None else retrieval.retrieved_fine[rows]
     similarity = retrieval.similarity[rows]                                        # (R, k), gathered once
     hover = [[f"{class_names[labels[r, i]]}" + (f" ({fine_names[fine[r, i]]})" if fine is not None and fine_names else "")
-              + f", cos {similarity[r, i]:.2f}" for i in range(retrieval.k)] for r in range(len(rows))]
+              + f", cos {similarity[r, i]:.4f}" for i in range(retrieval.k)] for r in range(len(rows))]
     row_labels = [f"entry #{j} “{class_names[c]}”" for j, c in zip(entries, classes)]
     title = title or (f"The {retrieval.k} nearest test images of {len(entries)} learned neighbors"
                       "<br><sup>green: of the entry's class, argmax<sub>c</sub> v<sub>j</sub>[c]</sup>")
@@ -176,7 +176,7 @@ def subcategory_retrieval_grid(retrieval, query_images, neighbor_images, fine_na
     """MN Fig. 6: each query test image and its k nearest training images, green when of the query's
     fine label (a sub-category the model was never told about)."""
     query_rows, index = retrieval.query_ids, retrieval.index
-    hover = [[f"{fine_names[f]}, cos {s:.2f}" for f, s in zip(fine_row, sim_row)]
+    hover = [[f"{fine_names[f]}, cos {s:.4f}" for f, s in zip(fine_row, sim_row)]
              for fine_row, sim_row in zip(retrieval.retrieved_labels, retrieval.similarity)]
     row_labels = [f"test #{q} “{fine_names[c]}”" for q, c in zip(query_rows, retrieval.query_class)]
     return retrieval_grid(np.asarray(neighbor_images)[index], retrieval.correct, row_labels, title=title,

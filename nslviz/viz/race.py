@@ -77,8 +77,8 @@ def _range_text(interval) -> str:
 
 def seed_spread(per_seed: list[float] | None) -> str:
     """The lowest and highest seed's accuracy (fractions), in %: a mean near chance may hide one seed that
-    learned; "" without per-seed values."""
-    return _range_text((100 * min(per_seed), 100 * max(per_seed))) if per_seed else ""
+    learned; "" without per-seed values or with one seed (the mean says it all)."""
+    return _range_text((100 * min(per_seed), 100 * max(per_seed))) if per_seed and len(per_seed) > 1 else ""
 
 
 def race_table(report: Mapping[str, dict]) -> pd.DataFrame:

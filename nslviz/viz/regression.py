@@ -41,11 +41,11 @@ def _data_traces(result) -> list[go.Scatter]:
                        line=dict(color=METHOD_COLORS["truth"], dash="dot", width=1.5))]
 
 
-def _data_y_range(result, margin: float = 0.25) -> list[float]:
-    """The samples' and the true curve's y-range, widened by `margin` of it on each side: fixed for every
-    slider step, so that a fit that shoots off at the edge (a line through 3 neighbors) does not
-    squash the data into a band."""
-    values = np.concatenate([np.ravel(result.y_train), np.ravel(result.truth)])
+def _data_y_range(result, margin: float = 0.25, also=()) -> list[float]:
+    """The samples' and the true curve's y-range (and that of the arrays in `also`), widened by `margin`
+    of it on each side: fixed for every slider step, so that a fit that shoots off at the edge (a line
+    through 3 neighbors) does not squash the data into a band."""
+    values = np.concatenate([np.ravel(result.y_train), np.ravel(result.truth), *map(np.ravel, also)])
     low, high = float(values.min()), float(values.max())
     pad = margin * (high - low or 1.0)
     return [low - pad, high + pad]
@@ -88,8 +88,11 @@ def mn_toy_figure(result) -> go.Figure:
                                  visible=visible, name="induced neighbors (k<sub>j</sub>, v<sub>j</sub>)",
                                  marker=dict(symbol="x", size=9, color=METHOD_COLORS["mn"],
                                              line=dict(width=1, color="black"))))
-    fig.update_xaxes(range=[float(result.grid[0]), float(result.grid[-1])])
-    fig.update_yaxes(range=_data_y_range(result))
+    keys = np.concatenate([np.ravel(result.mn_keys[t]) for t in temperatures])      # every entry of every T on the plot
+    low, high = min(float(result.grid[0]), float(keys.min())), max(float(result.grid[-1]), float(keys.max()))
+    pad = 0.03 * (high - low) if (low, high) != (float(result.grid[0]), float(result.grid[-1])) else 0.0
+    fig.update_xaxes(range=[low - pad, high + pad])
+    fig.update_yaxes(range=_data_y_range(result, also=[result.mn_values[t] for t in temperatures]))
     fig.update_layout(sliders=_visibility_slider([f"{t:g}" for t in temperatures], 3, 2, "temperature T = ",
                                                  middle),
                       height=540, legend=dict(orientation="h", y=1.02, yanchor="bottom"),
