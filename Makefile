@@ -83,6 +83,7 @@ bench: setup
 	$(PY) benchmarks/bench_nsl.py
 	$(PY) benchmarks/bench_regression.py
 	$(PY) benchmarks/bench_feature_heads.py
+	$(PY) benchmarks/bench_threads.py
 
 # Every notebook executed in quick mode as a standalone page, with an index of thumbnails and times:
 # site/index.html. `python -m nslviz site --only 01_spiral_toy` rebuilds one page.

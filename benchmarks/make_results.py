@@ -285,6 +285,19 @@ def _augment(r: dict) -> list[str]:
         f"Batch {r['batch']}, {r['threads']} thread(s), {r['device']}. \"paper\" = crop, flip, AutoAugment, Cutout.", ""]
 
 
+@renders("threads", "Torch threads against the CPUs a process may use")
+def _threads(r: dict) -> list[str]:
+    cpus = r["available_cpus"]
+    return table(["intra-op threads", "ms per training step", "time against threads = CPUs"],
+                 [[f"{n}" + (" (= the CPUs)" if int(n) == cpus else ""), r["step_ms"][n], f"{r['slowdown'][n]}×"]
+                  for n in r["step_ms"]]) + [
+        f"Adam steps of {r['backbone']} on a batch of {r['batch']} images at {r['image_size']}×{r['image_size']}, "
+        f"{cpus} CPUs ({r['device_name']}), median of {r['rounds']} interleaved rounds. Torch sizes its thread "
+        "pool by the cores it sees; in a container with a CPU quota (Binder, Docker `--cpus`) those are the "
+        "host's, so notebooks and commands lower it to the quota (`nslviz._threads.match_threads_to_cpus`). "
+        "Here the extra threads share the cores; under a quota they share the quota's time.", ""]
+
+
 @renders("nsl_forward_backward", "NSL layer cost against nn.Conv2d of the same shape",
          lambda r: f"THP_MEM_ALLOC_ENABLE={r.get('THP_MEM_ALLOC_ENABLE', 'unset')}")
 def _nsl(r: dict) -> list[str]:
@@ -626,8 +639,9 @@ TOPICS: list[tuple[str, str, list[str]]] = [
      "implicit regularisation of the factorisation, one layer of each kind against functions of several "
      "orders, and the cost of the NSL layers.",
      ["digits_nsl", "synthetic_nsl", "implicit_regularization", "higher_order", "nsl_forward_backward"]),
-    ("Speed of MN and iFiLM", "Each ratio is against a baseline measured in the same run.",
-     ["inner_loop", "regression_step", "feature_heads", "train_step_and_inference", "backbones_ifilm", "augment"]),
+    ("Speed", "MN, iFiLM and the thread count. Each ratio is against a baseline measured in the same run.",
+     ["inner_loop", "regression_step", "feature_heads", "train_step_and_inference", "backbones_ifilm", "augment",
+      "threads"]),
 ]
 OTHER = ("Other results", "Benchmarks without a part of this page yet.")
 

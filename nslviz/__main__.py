@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:                                         # named by the command's own usage, not the top level's
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    from .training.distributed import launched_rank, launched_world_size   # after parsing: --help loads no torch
+    from ._threads import match_threads_to_cpus                            # after parsing: --help loads no torch
+    from .training.distributed import launched_rank, launched_world_size
+    match_threads_to_cpus()                                               # a container's CPU quota, not the host's cores
     from .training.rundir import RunDirectoryError
     with warnings.catch_warnings():                     # the command's own way of showing them, for its run only
         _show_run_directory_warnings_as_lines(args.subparser.prog)

@@ -336,3 +336,17 @@ def test_backbones_benchmark_compiles_both_networks_when_asked(tmp_path, monkeyp
     assert result["backbones"]["convnet4"]["all_over_none_time"] > 0
     assert bench.main(["--backbones", "convnet4", "--batch", "2", "--repeats", "1",
                        "--out", str(tmp_path / "e.json")])["compiled"] is False and len(compiled) == 2
+
+
+def test_threads_benchmark_times_the_available_cpus_against_more_threads(tmp_path):
+    """One step count per thread count, the available CPUs first and as the baseline (slowdown 1);
+    torch's own setting is restored; a multiple below 2 is refused by name."""
+    bench = importlib.import_module("bench_threads")
+    threads = torch.get_num_threads()
+    result = bench.main(["--oversubscribe", "2", "--steps", "1", "--rounds", "1", "--batch", "4", "--size", "8",
+                         "--out", str(tmp_path / "t.json")])
+    cpus = result["available_cpus"]
+    assert list(result["step_ms"]) == [str(cpus), str(2 * cpus)] and result["slowdown"][str(cpus)] == 1.0
+    assert json.loads((tmp_path / "t.json").read_text()) == result and torch.get_num_threads() == threads
+    with pytest.raises(SystemExit):
+        bench.main(["--oversubscribe", "1"])

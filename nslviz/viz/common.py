@@ -25,8 +25,13 @@ CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
 
 def setup_notebook() -> None:
     """Call once at the top of a notebook: JupyterLab renders the plotly mimetype, and the same
-    output carries HTML with plotly.js embedded so nbconvert's HTML export works offline."""
+    output carries HTML with plotly.js embedded so nbconvert's HTML export works offline; torch runs
+    no more threads than the CPUs a container's quota allows (Binder: `match_threads_to_cpus`)."""
     import pandas as pd
+
+    from .._threads import match_threads_to_cpus
+
+    match_threads_to_cpus()
 
     pio.renderers.default = "plotly_mimetype+notebook"
     pio.templates.default = TEMPLATE

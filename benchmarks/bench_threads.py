@@ -1,0 +1,77 @@
+"""Training steps with as many torch threads as CPUs, and with more: what a container's CPU quota costs
+when torch sizes its thread pool by the host's cores.
+
+`python -m nslviz` and every notebook lower torch's intra-op threads to the CPUs the process may use
+(`nslviz._threads.match_threads_to_cpus`: its affinity mask capped by its cgroup's CPU quota). This
+measures what that saves: Adam steps of quick mode's ConvNet-4 on a batch of 16×16 images at
+`available_cpus()` threads and at `--oversubscribe` times as many, interleaved rounds, the median
+step of each. Prints one JSON object. Usage: python benchmarks/bench_threads.py [--oversubscribe 4 8]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import environment, save_result  # noqa: E402  (benchmarks/_results.py)
+
+from nslviz._threads import available_cpus  # noqa: E402
+from nslviz.models import build_backbone  # noqa: E402
+
+
+def step_seconds(threads: int, steps: int, batch: int, size: int) -> float:
+    """Median seconds of one Adam step (forward, backward, update) at `threads` intra-op threads."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    backbone = build_backbone("convnet4", image_size=size)
+    net = torch.nn.Sequential(backbone, torch.nn.Linear(backbone.feature_dim, 10))
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    images, labels = torch.rand(batch, 3, size, size), torch.randint(0, 10, (batch,))
+    times = []
+    for _ in range(steps + 2):                                    # two warm-up steps
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(images), labels).backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[2:])
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--oversubscribe", type=int, nargs="+", default=[4, 8],
+                        help="thread counts as multiples of the available CPUs")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every thread count")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--size", type=int, default=16)
+    parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/threads_cpu.json)")
+    args = parser.parse_args(argv)
+    if min(args.oversubscribe) < 2 or min(args.steps, args.rounds, args.batch, args.size) < 1:
+        parser.error(f"--oversubscribe takes multiples of at least 2 and the counts must be positive, got "
+                     f"{args.oversubscribe}, steps {args.steps}, rounds {args.rounds}")
+    previous, cpus = torch.get_num_threads(), available_cpus()
+    counts = [cpus] + [cpus * factor for factor in args.oversubscribe]
+    seconds = {n: [] for n in counts}
+    try:
+        for _ in range(args.rounds):                              # interleaved: drift hits every count alike
+            for n in counts:
+                seconds[n].append(step_seconds(n, args.steps, args.batch, args.size))
+    finally:
+        torch.set_num_threads(previous)
+    median = {n: statistics.median(values) for n, values in seconds.items()}
+    result = {"benchmark": "threads", "backbone": "convnet4", "batch": args.batch, "image_size": args.size,
+              "steps": args.steps, "rounds": args.rounds, "available_cpus": cpus,
+              "step_ms": {str(n): round(1000 * s, 2) for n, s in median.items()},
+              "slowdown": {str(n): round(s / median[cpus], 2) for n, s in median.items()},
+              **{key: value for key, value in environment(torch.device("cpu")).items() if key != "threads"}}
+    return save_result(result, "threads_cpu", args.out)
+
+
+if __name__ == "__main__":
+    main()
