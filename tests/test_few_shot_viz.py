@@ -54,7 +54,7 @@ def test_accuracy_figure_names_the_networks_and_draws_table_6_beside_them():
     assert list(diamonds.x) == ["dynamic NSN · finetune"] and list(diamonds.y) == [71.26]
     assert fig.layout.shapes[0].y0 == 20 and fig.layout.annotations[0].text == "chance (20 %)"
     assert fig.layout.annotations[0].x > 1 and bars.texttemplate == "%{y:.1f} %"   # label in the margin, values on bars
-    assert bars.insidetextanchor == "middle"                                 # not under the error bar's cap
+    assert bars.insidetextanchor == "start"                       # at the base, clear of error bars and diamonds
     cnn9 = accuracy_figure([dict(summaries[1], backbone="cnn9")])
     assert list(cnn9.data[0].x) == ["dynamic NSN (CNN-9) · finetune"]
     assert "5-way 5-shot" in fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text

@@ -61,7 +61,7 @@ def accuracy_figure(summaries: Sequence[Mapping], title: str | None = None) -> g
              f"{METHOD_LABELS.get(s['method'], s['method'])}" for s in summaries]
     fig = go.Figure(go.Bar(x=names, y=[s["accuracy"] for s in summaries], name="this run",
                            marker_color=CLASS_COLORS[0], texttemplate="%{y:.1f} %", textposition="inside",
-                           insidetextanchor="middle",                       # clear of the error bar at the top
+                           insidetextanchor="start",                        # at the base: clear of error bars and diamonds
                            error_y=dict(type="data", array=[s["interval95"] for s in summaries]),
                            hovertemplate="%{x}: %{y:.2f} %<extra>this run</extra>"))
     papers = [(name, s["paper"]) for name, s in zip(names, summaries) if s.get("paper")]
