@@ -211,6 +211,25 @@ def test_each_label_s_neighbors_are_a_trace_of_their_own_colour_in_every_frame(s
             np.testing.assert_allclose(np.column_stack([trace.x, trace.y]), keys.astype(np.float32))
 
 
+def test_every_neighbor_of_every_frame_stays_on_the_plot(short_run):
+    """The axes cover the decision surface's grid and every snapshot's neighbors, with a margin: a
+    neighbor that walks past the grid's edge stays visible, and one on the edge is drawn whole."""
+    import dataclasses
+
+    from nslviz.viz.spiral import linear_vs_meta_neighborhoods, neighbor_animation, sweep_figure
+
+    keys = short_run.keys.copy()
+    keys[-1, 0] = [float(short_run.grid_x[0]) - 0.3, float(short_run.grid_y[-1])]   # off the grid, at the end
+    moved = dataclasses.replace(short_run, keys=keys)
+    for fig in (neighbor_animation(moved), linear_vs_meta_neighborhoods(moved), sweep_figure({(0.1, 100): moved})):
+        for axis in (fig.layout.xaxis, fig.layout.yaxis):
+            low, high = axis.range
+            assert low < keys[..., 0].min() and low < keys[..., 1].min()
+            assert high > float(short_run.grid_y[-1]) and high > keys.max()
+    low, high = sweep_figure({(0.1, 100): short_run, (1.0, 100): moved}).layout.xaxis.range
+    assert low < keys[..., 0].min()                                       # the sweep: every (T, S) run's neighbors
+
+
 def test_sweep_starts_at_the_most_neighbors_and_sharpest_neighborhoods(short_run):
     from nslviz.viz.spiral import sweep_figure, sweep_order
 

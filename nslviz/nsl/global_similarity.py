@@ -39,9 +39,10 @@ class GlobalSimilarityConv2d(nn.Module):
     window, the same at every position, so the layer stays a convolution (shift a map and its output
     shifts; it folds into the kernel MᵀW). M_G^s weights positions of the map before the convolution,
     so the layer is no longer shift-equivariant and folds into no kernel. With both diagonal, local M
-    reshapes the kernel everywhere and global M_G^s masks regions of the map. Whatever the masks, they
-    agree only on a 1×1 map with zero padding: the window has a single tap inside the map, and
-    a = m_centre gives the same output."""
+    reshapes the kernel everywhere and global M_G^s masks regions of the map. They can agree only on a
+    1×1 map with zero padding: the window has a single tap inside the map, so the global entry a and
+    the local centre tap m_centre scale the same product, and a = m_centre gives the same output
+    whatever the other taps."""
 
     def __init__(self, in_channels: int, out_channels: int, size, kernel_size: int = 3, bias: bool = False,
                  structure: str = "diagonal", padding_mode: str = "zeros"):

@@ -104,8 +104,13 @@ def _frame_data(result, f: int, full: bool = True) -> list:
             _trajectories(result.keys), *entries]
 
 
-def _axis_range(result):
-    return [float(result.grid_x[0]), float(result.grid_x[-1])]
+def _axis_range(*results, margin: float = 0.04) -> list[float]:
+    """One range for both axes: the decision surface's grid and every neighbor of every snapshot, widened
+    by `margin` of it on each side, so that no neighbor leaves the plot and none at the edge is cut in half."""
+    values = np.concatenate([np.ravel(v) for r in results for v in (r.grid_x, r.grid_y, r.keys)])
+    low, high = float(values.min()), float(values.max())
+    pad = margin * (high - low)
+    return [low - pad, high + pad]
 
 
 # milliseconds per animation frame while playing: above the time Chromium takes to draw one frame of
@@ -209,7 +214,7 @@ def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
     names = [f"S={s}, T={t:g} (acc {sweep[(t, s)].mn_test_acc:.3f})" for t, s in pairs]
     fig = go.Figure(data=data(pairs[0]), frames=[go.Frame(data=data(p), name=n) for p, n in zip(pairs, names)])
     sliders, _ = _play_controls(names, "")
-    rng = _axis_range(first)
+    rng = _axis_range(*sweep.values())
     fig.update_layout(sliders=sliders, height=600, width=660, showlegend=False)
     fig.update_xaxes(range=rng, autorange=False, constrain="domain")
     fig.update_yaxes(range=rng, autorange=False, scaleanchor="x", scaleratio=1)
