@@ -48,17 +48,20 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) 
     default thread count still see every core of the host, so a 2-CPU pod on a 64-core node starts 32
     intra-op threads that spin at each barrier while the kernel throttles them.
 
-    cgroup v2: "quota period" in cpu.max of the process's own group ("max": none); v1: cfs_quota_us
-    (-1: none) over cfs_period_us."""
+    cgroup v2: "quota period" in cpu.max ("max": none); v1: cfs_quota_us (-1: none) over cfs_period_us;
+    read in the process's own group and at the root (a container's own group), the smallest one counts."""
     try:
-        groups = [line.split(":", 2) for line in proc_cgroup.read_text().splitlines()]   # "id:controllers:/path"
+        lines = proc_cgroup.read_text().splitlines()                    # "id:controllers:/path" each
     except OSError:
-        groups = []
-    own_v2 = [path for _, controllers, path in (g for g in groups if len(g) == 3) if controllers == ""]
-    own_v1 = [path for _, controllers, path in (g for g in groups if len(g) == 3) if "cpu" in controllers.split(",")]
-    places = [root / p.lstrip("/") / "cpu.max" for p in own_v2] + [root / "cpu.max"]
-    places += [root / d / p.lstrip("/") / "cpu.cfs_quota_us" for d in ("cpu", "cpu,cpuacct") for p in own_v1 + ["/"]]
-    for place in places:
+        lines = []
+    groups = [group for group in (line.split(":", 2) for line in lines) if len(group) == 3]
+    own_v2 = [path for _, controllers, path in groups if controllers == ""]
+    own_v1 = [path for _, controllers, path in groups if "cpu" in controllers.split(",")]
+    places = [root / path.lstrip("/") / "cpu.max" for path in own_v2 + ["/"]]
+    places += [root / hierarchy / path.lstrip("/") / "cpu.cfs_quota_us"
+               for hierarchy in ("cpu", "cpu,cpuacct") for path in own_v1 + ["/"]]
+    quotas = []
+    for place in dict.fromkeys(places):                                 # each file once
         line = _read_first_line(place)
         if line is None:
             continue
@@ -66,13 +69,13 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) 
             quota, _, period = line.partition(" ")
         else:
             quota, period = line, _read_first_line(place.with_name("cpu.cfs_period_us")) or ""
-        if quota in ("max", "-1"):
-            return None
         try:
-            return max(1, int(quota) // int(period or 100000))
-        except (ValueError, ZeroDivisionError):
-            return None
-    return None
+            quota, period = int(quota), int(period or 100000)
+        except ValueError:                                              # "max", or unreadable: no limit here
+            continue
+        if quota > 0 and period > 0:                                    # v1's -1: no limit
+            quotas.append(max(1, quota // period))
+    return min(quotas) if quotas else None
 
 
 def available_cpus() -> int:

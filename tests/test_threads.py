@@ -25,7 +25,11 @@ def _cgroup(tmp_path, files: dict[str, str], proc: str = "0::/\n"):
     ({"cpu.max": "150000 100000\n"}, "0::/\n", 1),                          # 1.5 CPUs: rounded down
     ({"cpu.max": "50000 100000\n"}, "0::/\n", 1),                           # half a CPU: at least one
     ({"kubepods/pod1/cpu.max": "400000 100000\n", "cpu.max": "max 100000\n"},
-     "0::/kubepods/pod1\n", 4),                                             # the process's own v2 group first
+     "0::/kubepods/pod1\n", 4),                                             # the process's own v2 group
+    ({"kubepods/pod1/cpu.max": "400000 100000\n", "cpu.max": "200000 100000\n"},
+     "0::/kubepods/pod1\n", 2),                                             # the smallest limit counts
+    ({"kubepods/pod1/cpu.max": "max 100000\n", "cpu.max": "300000 100000\n"},
+     "0::/kubepods/pod1\n", 3),                                             # none on its own group, one above
     ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"},
      "1:cpu:/\n0::/\n", 3),                                                 # cgroup v1
     ({"cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"},
