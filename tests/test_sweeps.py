@@ -93,6 +93,9 @@ def test_sweep_figure_draws_one_panel_per_setting():
     assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.tickvals) == [3, 12]
     assert fig.layout.yaxis.title.text == "test accuracy"
     assert [trace.name for trace in fig.data] == ["MN", "MN dictionary alone (attended values)", "MN"]
+    assert not fig.layout.shapes                                                      # no classes: no chance line
+    chance = training_viz.sweep_figure({"entries": curves, "temperature": curves}, "S and T", classes=4)
+    assert [(shape.y0, shape.yref) for shape in chance.layout.shapes] == [(0.25, "y"), (0.25, "y2")]   # every panel
     with pytest.raises(ValueError, match="at least one setting"):
         training_viz.sweep_figure({}, "nothing")
 

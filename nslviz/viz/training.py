@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..training.rundir import RunDirectory
-from .common import CLASS_COLORS, finish_figure
+from .common import CLASS_COLORS, NOTEBOOK_WIDTH, finish_figure
 
 METHOD_LABELS = {"vanilla": "vanilla", "vanilla_extra": "vanilla + extra layer", "vanilla_ifilm": "vanilla + iFiLM",
                  "mn": "MN", "mn_ifilm": "MN + iFiLM", "maxl": "MAXL"}
@@ -123,7 +123,8 @@ def heads_table(results: Mapping[str, object]) -> pd.DataFrame:
                        "chance %": 100 / result.data["classes"],
                        "attention entropy": last["attention_entropy"],
                        "log S": math.log(result.training.entries), "α": last["step_size"], "steps": last["step"]}
-    return pd.DataFrame.from_dict(rows, orient="index").round(3)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    return table.round({column: 1 if column.endswith("%") else 3 for column in table.columns})
 
 
 SWEEP_AXES = {"entries": "dictionary entries S", "temperature": "temperature T"}
@@ -136,10 +137,12 @@ def heads_sweep_curves(results: Mapping[float, object]) -> dict[str, dict[float,
             for key, name, _, _ in HEAD_CURVES if key in ("mn_acc", "attended_value_acc")}
 
 
-def sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], title: str) -> go.Figure:
+def sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], title: str,
+                 classes: int | None = None) -> go.Figure:
     """MN Fig. 8: test accuracy against a setting, one panel per setting ({setting: {curve: {value:
     accuracy}}}; settings "entries" and "temperature" get their names, others their key), on a log
-    axis where every value is a positive number, else one tick per value in the curves' order. From
+    axis where every value is a positive number, else one tick per value in the curves' order; with
+    `classes`, chance (1/classes) as a grey line in every panel. From
     `heads_sweep_curves(sweep_clusters(...))` or `experiments.compare.read_sweep(group_dir, setting)`
     after `compare --sweep`."""
     if not panels or not all(panels.values()):
@@ -164,6 +167,8 @@ def sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], titl
         else:                                                                    # 0, a negative or a name
             fig.update_xaxes(type="category", categoryorder="array", categoryarray=values, row=1, col=col)
         fig.update_xaxes(title_text=SWEEP_AXES.get(setting, setting), row=1, col=col)
+        if classes:
+            fig.add_hline(y=1 / classes, line=dict(color="grey", dash="dash"), annotation_text="chance", row=1, col=col)
     fig.update_yaxes(title_text="test accuracy", row=1, col=1)
     return finish_figure(fig, title, height=440, legend=dict(orientation="h", y=-0.25, yanchor="top"),
                          margin=dict(b=110))
@@ -210,7 +215,11 @@ def dictionary_state_table(state: Mapping[str, float]) -> pd.DataFrame:
         ("accuracy before finetuning %", 100 * state["acc_before_finetune"], ""),
         ("accuracy after finetuning %", 100 * state["acc"], ""),
     ]
-    return pd.DataFrame(rows, columns=["quantity", "value", "no effect"]).set_index("quantity").round(4)
+    table = pd.DataFrame(rows, columns=["quantity", "value", "no effect"]).set_index("quantity")
+    # each value written on its own (an object column): percentages to 0.1, the rest to 4 significant digits
+    table["value"] = pd.Series([round(float(v), 1) if q.endswith("%") else float(f"{float(v):.4g}")
+                                for q, v in table["value"].items()], index=table.index, dtype=object)
+    return table
 
 
 def paper_comparison(summaries: Mapping[str, dict], paper_row: Mapping[str, float], title: str) -> go.Figure:
@@ -232,16 +241,19 @@ def finetuning_scatter(effect, title: str = "Similarity to the true class protot
     status = np.where(effect.correct_after, np.where(effect.correct_before, "right before and after",
                                                      "fixed by finetuning"),
                       np.where(effect.correct_before, "broken by finetuning", "wrong before and after"))
-    colors = {"right before and after": "#4c72b0", "fixed by finetuning": "#2ca02c",
-              "broken by finetuning": "#d62728", "wrong before and after": "#7f7f7f"}
+    # the many right-before-and-after points light and small; the few others dark and larger, black for wrong
+    markers = {"right before and after": dict(color="#4c72b0", size=4, opacity=0.5),
+               "fixed by finetuning": dict(color="#2ca02c", size=7, opacity=0.9),
+               "broken by finetuning": dict(color="#d62728", size=7, opacity=0.9),
+               "wrong before and after": dict(color="black", size=6, opacity=0.9, symbol="x")}
     fig = go.Figure(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="no change (diagonal)",
                                line=dict(color="red", width=1, dash="dash")))    # under the points
-    for label, color in colors.items():
+    for label, marker in markers.items():
         mask = status == label
         if mask.any():
             fig.add_trace(go.Scattergl(x=effect.before[mask].astype(np.float32), y=effect.after[mask].astype(np.float32),
-                                       mode="markers", name=f"{label} ({int(mask.sum())})",
-                                       marker=dict(color=color, size=4, opacity=0.6)))
+                                       mode="markers", name=f"{label} ({int(mask.sum())})", marker=marker))
     return finish_figure(fig, f"{title}<br><sup>{100 * effect.fraction_improved:.0f}% of the inputs above the diagonal, "
                               f"mean shift {effect.mean_shift:+.2g}</sup>",
-                         "cos(z, φ[y]) before finetuning", "cos(z, φ_i[y]) after finetuning", height=480, width=620)
+                         "cos(z, φ[y]) before finetuning", "cos(z, φ_i[y]) after finetuning", height=520,
+                         width=NOTEBOOK_WIDTH)
