@@ -295,7 +295,20 @@ def _threads(r: dict) -> list[str]:
         f"{cpus} CPUs ({r['device_name']}), median of {r['rounds']} interleaved rounds. Torch sizes its thread "
         "pool by the cores it sees; in a container with a CPU quota (Binder, Docker `--cpus`) those are the "
         "host's, so notebooks and commands lower it to the quota (`nslviz._threads.match_threads_to_cpus`). "
-        "Here the extra threads share the cores; under a quota they share the quota's time.", ""]
+        "Here the extra threads share the cores; under a quota they share the quota's time.", ""] + _shared(r)
+
+
+def _shared(r: dict) -> list[str]:
+    """bench_threads' processes that share the CPUs at once, if it ran them."""
+    shared = r.get("shared")
+    if not shared:
+        return []
+    alone = shared["step_ms"]["1 process, default waiting"]
+    return table(["processes at once, OpenMP waiting", "ms per step (each process)", "against one process alone"],
+                 [[setting, ms, f"{ms / alone:.2f}×"] for setting, ms in shared["step_ms"].items()]) + [
+        f"Each process runs {shared['threads_each']} threads (= the CPUs). Spinning threads cost a process that "
+        "shares the CPUs a little beyond its fair share; sleeping ones (OMP_WAIT_POLICY=PASSIVE) cost one alone "
+        "more, so nslviz leaves OpenMP's default.", ""]
 
 
 @renders("nsl_forward_backward", "NSL layer cost against nn.Conv2d of the same shape",

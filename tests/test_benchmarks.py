@@ -344,9 +344,18 @@ def test_threads_benchmark_times_the_available_cpus_against_more_threads(tmp_pat
     bench = importlib.import_module("bench_threads")
     threads = torch.get_num_threads()
     result = bench.main(["--oversubscribe", "2", "--steps", "1", "--rounds", "1", "--batch", "4", "--size", "8",
-                         "--out", str(tmp_path / "t.json")])
+                         "--processes", "0", "--out", str(tmp_path / "t.json")])
     cpus = result["available_cpus"]
     assert list(result["step_ms"]) == [str(cpus), str(2 * cpus)] and result["slowdown"][str(cpus)] == 1.0
     assert json.loads((tmp_path / "t.json").read_text()) == result and torch.get_num_threads() == threads
     with pytest.raises(SystemExit):
         bench.main(["--oversubscribe", "1"])
+    assert result["shared"] == {}                                              # --processes 0: not measured
+
+
+def test_threads_benchmark_times_processes_started_together(monkeypatch):
+    """Each process of the shared measurement prints its median step; the mean of them comes back."""
+    bench = importlib.import_module("bench_threads")
+    monkeypatch.setattr(bench, "START_DELAY", 4.0)
+    seconds = bench.processes_step_seconds(2, True, 1, 1, 2, 8)
+    assert 0 < seconds < 5
