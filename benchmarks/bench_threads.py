@@ -80,8 +80,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/threads_cpu.json)")
     args = parser.parse_args(argv)
     if min(args.oversubscribe) < 2 or min(args.steps, args.rounds, args.batch, args.size) < 1 or args.processes < 0:
-        parser.error(f"--oversubscribe takes multiples of at least 2 and the counts must be positive, got "
-                     f"{args.oversubscribe}, steps {args.steps}, rounds {args.rounds}")
+        parser.error(f"--oversubscribe takes multiples of at least 2, the counts must be positive and --processes "
+                     f"at least 0, got {args.oversubscribe}, steps {args.steps}, rounds {args.rounds}, batch "
+                     f"{args.batch}, size {args.size}, processes {args.processes}")
     previous, cpus = torch.get_num_threads(), available_cpus()
     counts = [cpus] + [cpus * factor for factor in args.oversubscribe]
     seconds = {n: [] for n in counts}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -14,6 +15,15 @@ TEMPLATE = "plotly_white"
 # (JupyterLab and the HTML export): wider ones are cut at the right edge, behind a scroll bar.
 NOTEBOOK_WIDTH = 760
 
+
+
+def padded_range(values, margin: float) -> list[float]:
+    """[lowest, highest] of `values` (arrays of any shape), widened by `margin` of that span on each side
+    (of 1 where all are equal): a fixed axis range that draws every point whole."""
+    values = np.concatenate([np.ravel(v) for v in values])
+    low, high = float(values.min()), float(values.max())
+    pad = margin * (high - low or 1.0)
+    return [low - pad, high + pad]
 
 def panel_size(columns: int, preferred: int, margins: int) -> int:
     """Pixels a side for each of `columns` panels: `preferred`, or less where `columns` of them and the

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .common import CLASS_COLORS, finish_figure
+from .common import CLASS_COLORS, finish_figure, padded_range
 
 METHOD_COLORS = {"knn": CLASS_COLORS[0], "local_linear": CLASS_COLORS[2], "mlp": CLASS_COLORS[1],
                  "mn": CLASS_COLORS[3], "truth": "#444444"}
@@ -45,10 +45,7 @@ def _data_y_range(result, margin: float = 0.25, also=()) -> list[float]:
     """The samples' and the true curve's y-range (and that of the arrays in `also`), widened by `margin`
     of it on each side: fixed for every slider step, so that a fit that shoots off at the edge (a line
     through 3 neighbors) does not squash the data into a band."""
-    values = np.concatenate([np.ravel(result.y_train), np.ravel(result.truth), *map(np.ravel, also)])
-    low, high = float(values.min()), float(values.max())
-    pad = margin * (high - low or 1.0)
-    return [low - pad, high + pad]
+    return padded_range([result.y_train, result.truth, *also], margin)
 
 
 def knn_toy_figure(result) -> go.Figure:
@@ -88,10 +85,10 @@ def mn_toy_figure(result) -> go.Figure:
                                  visible=visible, name="induced neighbors (k<sub>j</sub>, v<sub>j</sub>)",
                                  marker=dict(symbol="x", size=9, color=METHOD_COLORS["mn"],
                                              line=dict(width=1, color="black"))))
-    keys = np.concatenate([np.ravel(result.mn_keys[t]) for t in temperatures])      # every entry of every T on the plot
-    low, high = min(float(result.grid[0]), float(keys.min())), max(float(result.grid[-1]), float(keys.max()))
-    pad = 0.03 * (high - low) if (low, high) != (float(result.grid[0]), float(result.grid[-1])) else 0.0
-    fig.update_xaxes(range=[low - pad, high + pad])
+    grid = [float(result.grid[0]), float(result.grid[-1])]
+    keys = [result.mn_keys[t] for t in temperatures]                      # every entry of every T on the plot
+    inside = all(grid[0] <= float(k.min()) and float(k.max()) <= grid[1] for k in map(np.asarray, keys))
+    fig.update_xaxes(range=grid if inside else padded_range([grid, *keys], 0.03))
     fig.update_yaxes(range=_data_y_range(result, also=[result.mn_values[t] for t in temperatures]))
     fig.update_layout(sliders=_visibility_slider([f"{t:g}" for t in temperatures], 3, 2, "temperature T = ",
                                                  middle),

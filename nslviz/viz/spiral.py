@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from .common import NOTEBOOK_WIDTH, finish_figure
+from .common import NOTEBOOK_WIDTH, finish_figure, padded_range
 from .isoline import isoline_segments
 
 CLASS_POINT_COLORS = ("#4c72b0", "#e5c400")      # test predictions: blue / yellow, as in Fig. 3
@@ -107,10 +107,7 @@ def _frame_data(result, f: int, full: bool = True) -> list:
 def _axis_range(*results, margin: float = 0.04) -> list[float]:
     """One range for both axes: the decision surface's grid and every neighbor of every snapshot, widened
     by `margin` of it on each side, so that no neighbor leaves the plot and none at the edge is cut in half."""
-    values = np.concatenate([np.ravel(v) for r in results for v in (r.grid_x, r.grid_y, r.keys)])
-    low, high = float(values.min()), float(values.max())
-    pad = margin * (high - low)
-    return [low - pad, high + pad]
+    return padded_range([v for r in results for v in (r.grid_x, r.grid_y, r.keys)], margin)
 
 
 # milliseconds per animation frame while playing: above the time Chromium takes to draw one frame of

@@ -31,6 +31,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return run.read_metrics()
 
 
+
+def chance_line(fig: go.Figure, classes: int, col: int) -> None:
+    """Chance accuracy, 1/classes, as a grey dashed line across panel `col` of the first row."""
+    fig.add_hline(y=1 / classes, line=dict(color="grey", dash="dash"), annotation_text="chance", row=1, col=col)
+
 def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning curves") -> go.Figure:
     """Training loss and validation accuracy per epoch for each run ({label: run_dir}); for MN runs
     the validation accuracy of the classifier before finetuning is the dotted line, and a third panel
@@ -65,7 +70,7 @@ def learning_curves(run_dirs: Mapping[str, str | Path], title: str = "Learning c
                                      mode="lines+markers"), 1, 3)
             classes = classes or _classes(run_dirs[label])
     if dictionary and classes:
-        fig.add_hline(y=1 / classes, line=dict(color="grey", dash="dash"), annotation_text="chance", row=1, col=3)
+        chance_line(fig, classes, col=3)
     last_epoch = max((r["epoch"] for rows in curves.values() for r in rows), default=1)
     fig.update_xaxes(title_text="epoch", dtick=1 if last_epoch <= 12 else None)   # no 1.5 epochs on short runs
     fig.update_yaxes(title_text="cross-entropy", row=1, col=1)
@@ -102,8 +107,7 @@ def heads_curves(results: Mapping[str, object], title: str = "Vanilla and MN hea
             fig.add_trace(go.Scatter(x=steps, y=[row[key] for row in result.history], name=name, legendgroup=key,
                                      showlegend=col == 1, line=dict(color=color, dash=dash),
                                      mode="lines"), 1, col)
-        fig.add_hline(y=1 / result.data["classes"], line=dict(color="grey", dash="dash"), annotation_text="chance",
-                      row=1, col=col)
+        chance_line(fig, result.data["classes"], col=col)
     fig.update_xaxes(title_text="optimiser step")
     fig.update_yaxes(range=[0, 1.02])
     fig.update_yaxes(title_text="test accuracy", row=1, col=1)          # once, left of the panels that share it
@@ -168,7 +172,7 @@ def sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], titl
             fig.update_xaxes(type="category", categoryorder="array", categoryarray=values, row=1, col=col)
         fig.update_xaxes(title_text=SWEEP_AXES.get(setting, setting), row=1, col=col)
         if classes:
-            fig.add_hline(y=1 / classes, line=dict(color="grey", dash="dash"), annotation_text="chance", row=1, col=col)
+            chance_line(fig, classes, col=col)
     fig.update_yaxes(title_text="test accuracy", row=1, col=1)
     return finish_figure(fig, title, height=440, legend=dict(orientation="h", y=-0.25, yanchor="top"),
                          margin=dict(b=110))
