@@ -201,12 +201,12 @@ def paper_sections() -> list[str]:
     lines += ["CIFAR-100: the same commands with `--dataset cifar100`.", "", "### NSL Table 5: ImageNet error (%) of CNN-10", ""]
     lines += table(["variant", "top-1", "top-5", "parameters"],
                    [[v, t1, t5, p] for v, (t1, t5, p) in paper.NSL_TABLE5.items()])
-    lines += ["Command: `python -m nslviz compare --preset nsl --dataset imagenet64 --backbone cnn10 --variants cnn "
-              "cnn++ dynamic_dns`: SGD 0.1, "
-              "lr ÷10 at 200k, 375k and 550k of 600k iterations, top-1 and top-5 on the 50,000 validation images. "
-              "The paper trains on ImageNet-2012 at 224 px; these runs use downsampled ImageNet 64×64, where the "
-              "networks have 3.00M / 3.78M / 3.36M parameters (8.90M / 9.68M / 9.26M at 224 px; the table's 9.61M "
-              "for dynamic DNS is a 64-unit predictor, `--nsl-options '{\"predictor_hidden\": 64}'`). Not run yet.", ""]
+    lines += ["Command: `python -m nslviz compare --preset nsl --dataset imagenet --backbone cnn10 --variants cnn "
+              "cnn++ dynamic_dns`: ImageNet-2012 at 224 px read from its JPEG folders, SGD 0.1, "
+              "lr ÷10 at 200k, 375k and 550k of 600k iterations, top-1 and top-5 on the 50,000 validation images; "
+              "the networks have 8.90M / 9.68M / 9.26M parameters (the table's 9.61M for dynamic DNS is a 64-unit "
+              "predictor, `--nsl-options '{\"predictor_hidden\": 64}'`). `--dataset imagenet64` trains them on "
+              "downsampled ImageNet 64×64 instead (3.00M / 3.78M / 3.36M parameters). Not run yet.", ""]
     lines += ["### NSL Table 6: Mini-ImageNet 5-way 5-shot (`python -m nslviz few-shot`, docs/few-shot.md)", ""]
     lines += table(["method", "backbone", "accuracy", "95 % interval"],
                    [[m, b, f"{a:.2f} %", f"± {i:.2f}"] for m, (b, a, i) in paper.NSL_TABLE6.items()])

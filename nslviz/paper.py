@@ -95,13 +95,13 @@ NSL_TABLE8: dict[str, float] = {"cnn_global": 90.86, "cnn_global_attention": 90.
 
 def nsl_table_row(table: str, dataset: str = "cifar10") -> dict[str, float] | None:
     """{variant: accuracy %} of NSL Table 1, 2, 3, 4, 5 or 8 on `dataset`; None where the paper has
-    no such row (Tables 1-3 and 8 are CIFAR-10 only). Table 5 is top-1 on ImageNet-2012 at 224 px,
-    returned for the 64×64 ImageNet its runs here train on (`imagenet64`)."""
+    no such row (Tables 1-3 and 8 are CIFAR-10 only). Table 5 is top-1 on ImageNet-2012 at 224 px
+    (`imagenet`), also returned for downsampled ImageNet 64×64 (`imagenet64`), to compare with."""
     if str(table) == "4":
         return nsl_table4_row(dataset)
     if str(table) == "5":
         return {variant: round(100 - top1, 2) for variant, (top1, _, _) in NSL_TABLE5.items()} \
-            if dataset == "imagenet64" else None
+            if dataset in ("imagenet", "imagenet64") else None
     if dataset != "cifar10":
         return None
     if str(table) == "8":

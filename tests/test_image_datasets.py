@@ -20,7 +20,7 @@ from nslviz.datasets.images import utils as image_utils
 from nslviz.datasets.images import (PACS_CLASSES, PACS_DOMAINS, ImageSplit, available_image_datasets,
                                     load_image_dataset, make_synthetic_images, stratified_order)
 
-ALL = ["cifar10", "cifar100", "cinic10", "tiny-imagenet", "imagenet64", "mnist", "svhn", "mnist-m", "pacs",
+ALL = ["cifar10", "cifar100", "cinic10", "tiny-imagenet", "imagenet64", "imagenet", "mnist", "svhn", "mnist-m", "pacs",
        "digits", "synthetic"]
 
 

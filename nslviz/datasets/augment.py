@@ -184,6 +184,28 @@ def random_crop(images: torch.Tensor, padding: int = 4, generator: torch.Generat
                           _fold_index(cols - padding, width, padding_mode))
 
 
+def window_crop(images: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A size×size window of each image (B, C, H, W): at a random place (top and left uniform in
+    [0, H − size] and [0, W − size], drawn from `generator`) when `generator` is given, else at the
+    centre. One gather for the whole batch."""
+    if generator is not None:
+        _check_batch(images, generator)
+    batch, _, height, width = images.shape
+    if not is_integer(size) or not 1 <= size <= min(height, width):
+        raise ValueError(f"window size must be an integer in 1..{min(height, width)} (the images are "
+                         f"{height}x{width}), got {size!r}")
+    device = images.device
+    if generator is None:
+        top = torch.full((batch,), (height - size) // 2, device=device)
+        left = torch.full((batch,), (width - size) // 2, device=device)
+    else:
+        top = _randint(height - size + 1, (batch,), generator, device)                 # (B,)
+        left = _randint(width - size + 1, (batch,), generator, device)                 # (B,)
+    rows = top[:, None] + torch.arange(size, device=device)                            # (B, size)
+    cols = left[:, None] + torch.arange(size, device=device)                           # (B, size)
+    return _gather_pixels(images, rows, cols)
+
+
 def random_flip(images: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
     """Mirror each image left-right with probability p."""
     _check_batch(images, generator)

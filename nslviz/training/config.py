@@ -180,6 +180,9 @@ class TrainConfig:
                            help="torch.compile the model; on a GPU it trains iFiLM models about 1.6x faster "
                                 "(docs/install.md)")
     eval_batch_size: int = option(500, "positive_int", group=RUN)
+    workers: int | None = option(None, "nonnegative_int", optional=True, group=RUN,
+                                 help="processes decoding the images of a set read from files batch by batch "
+                                      "(imagenet; default: one per CPU, up to 8; 0: the training process)")
     # resumable checkpoints, also at every epoch end
     checkpoint_every: int = option(200, "positive_int", group=RUN, help="iterations between checkpoints")
     # keyword options of the NSL layers / backbone (NSL Tables 1-3, 8)
@@ -262,6 +265,8 @@ class TrainConfig:
                 fields["milestones"] = official[1]
             if official and not given_length:
                 fields["iterations"] = official[0]
+            if fields.get("dataset", cls.dataset) in STREAMED_SETS and "augment" not in overrides:
+                fields["augment"] = None
             overrides = fields
         return cls(**overrides)
 
@@ -318,7 +323,12 @@ class TrainConfig:
 EMBEDDED_SETS = ("digits", "synthetic")
 
 DEFAULT_ENTRIES = {"cifar10": 5000, "cinic10": 5000, "cifar100": 10000, "tiny-imagenet": 10000,
-                   "imagenet64": 10000, "digits": 200, "synthetic": 200}
+                   "imagenet64": 10000, "imagenet": 10000, "digits": 200, "synthetic": 200}
+
+# Sets read from files batch by batch, whose training crops are random windows of a larger patch
+# (nslviz.datasets.images.streamed): a preset's augmentation (a pad-and-crop recipe for 32-pixel
+# images) gives way to the set's own (flip), unless `augment` is given
+STREAMED_SETS = ("imagenet",)
 
 # The papers' batch of 128, except on the small embedded digits set: its 1,258 training images give
 # 9 steps an epoch at 128, and `--epochs 5` stopped at about 55 % test accuracy; 32 gives 39 steps
@@ -354,18 +364,19 @@ PRESET_FIELDS: dict[str, dict] = {
 # them, per (preset, optimizer) and dataset (docs/official-code.md §A.7 and §B.6). The presets use them
 # unless epochs or iterations are given; a dataset without an entry keeps `epochs`. NSL's ImageNet
 # schedule (sec. 7: lr ÷10 at 200k, 375k and 550k of 600k, for ImageNet-2012 at 224 px in Table 5) is
-# the one nsl gives downsampled ImageNet 64×64.
+# the one nsl gives ImageNet-2012 (imagenet) and downsampled ImageNet 64×64 (imagenet64).
 _CIFAR_MN = (160_000, (0.75,))
 _CONVNET_MN = (60_000, (40 / 60,))
 _CIFAR_NSL = (42_500, (20 / 42.5, 30 / 42.5, 37.5 / 42.5))
 _CIFAR_NSL_GLOBAL = (64_000, (34 / 64, 54 / 64))
+_IMAGENET_NSL = (600_000, (200 / 600, 375 / 600, 550 / 600))
 PAPER_SCHEDULES: dict[tuple[str, str], dict[str, tuple[int, tuple[float, ...]]]] = {
     ("mn", "adamw"): {"cifar10": _CIFAR_MN, "cifar100": _CIFAR_MN, "cinic10": (260_000, (160 / 260,)),
                       "tiny-imagenet": (260_000, (180 / 260,)), "mnist-m": _CONVNET_MN, "pacs": _CONVNET_MN,
                       "mnist": _CONVNET_MN, "svhn": _CONVNET_MN},
     ("mn", "sgd"): {"cifar10": (120_000, (0.5, 2 / 3, 5 / 6)), "cifar100": (120_000, (0.5, 2 / 3, 5 / 6))},
-    ("nsl", "sgd"): {"cifar10": _CIFAR_NSL, "cifar100": _CIFAR_NSL,
-                     "imagenet64": (600_000, (200 / 600, 375 / 600, 550 / 600))},
+    ("nsl", "sgd"): {"cifar10": _CIFAR_NSL, "cifar100": _CIFAR_NSL, "imagenet64": _IMAGENET_NSL,
+                     "imagenet": _IMAGENET_NSL},
     ("nsl_global", "adam"): {"cifar10": _CIFAR_NSL_GLOBAL, "cifar100": _CIFAR_NSL_GLOBAL},
 }
 

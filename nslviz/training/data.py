@@ -1,4 +1,5 @@
-"""Mini-batches of an in-memory image split, augmented on the device.
+"""Mini-batches of an image split, augmented on the device: in memory (BatchStream), or read from
+files batch by batch (FileBatchStream).
 
 Images stay uint8 (N, C, H, W) until the batch is on its device (the GPU when the split fits there,
 so an epoch never touches the host). The batch order of epoch e is a permutation drawn from
@@ -13,8 +14,10 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import torch
 
-from ..datasets.augment import augment_batch, to_float
+from .._checks import check_positive
+from ..datasets.augment import augment_batch, to_float, window_crop
 from ..datasets.images import ImageDataset, load_image_dataset
+from ..datasets.images.streamed import FileSplit
 from ..paths import data_root
 
 if TYPE_CHECKING:
@@ -58,9 +61,7 @@ class BatchStream:
         self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
         self.local_batch = batch_size // world_size
         self.batch_size = batch_size
-        on_device = _fits_on_device(split.images, self.device)
-        self.images = split.images.to(self.device) if on_device else split.images
-        self.labels = split.labels.to(self.device) if on_device else split.labels
+        self._hold(split)
         self.size = len(split.labels)
         if shuffle and self.size < batch_size:
             raise ValueError(f"the training split has {self.size} images, fewer than one batch of {batch_size}; "
@@ -82,16 +83,30 @@ class BatchStream:
         order = torch.randperm(self.size, generator=generator)[: len(self) * self.batch_size]
         return order.view(len(self), self.world_size, self.local_batch)[:, self.rank].reshape(-1)
 
+    def _hold(self, split) -> None:
+        on_device = _fits_on_device(split.images, self.device)
+        self.images = split.images.to(self.device) if on_device else split.images
+        self.labels = split.labels.to(self.device) if on_device else split.labels
+
+    def _read(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """uint8 images (B, C, H, W) and labels of each batch of indices, on any device."""
+        for index in batches:
+            index = index.to(self.images.device)
+            yield self.images[index], self.labels[index]
+
+    def _crop(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return images
+
     def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._order(epoch)
-        for b in range(start_batch, len(self)):
-            index = order[b * self.local_batch:(b + 1) * self.local_batch]
-            index = index.to(self.images.device)
-            images = self.images[index].to(self.device, non_blocking=True)              # uint8 (B, C, H, W)
-            labels = self.labels[index].to(self.device, non_blocking=True)
+        batches = [order[b * self.local_batch:(b + 1) * self.local_batch] for b in range(start_batch, len(self))]
+        for b, (images, labels) in enumerate(self._read(batches), start_batch):
+            images = images.to(self.device, non_blocking=True)                          # uint8 (B, C, H, W)
+            labels = labels.to(self.device, non_blocking=True)
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(derived_seed(self.seed, epoch, b, self.rank))
+            images = self._crop(images, generator)
             if self.augment != "none":
-                generator = torch.Generator(device=self.device)
-                generator.manual_seed(derived_seed(self.seed, epoch, b, self.rank))
                 images = augment_batch(images, self.augment, generator)
             images = to_float(images)
             if self.channels_last:
@@ -100,6 +115,54 @@ class BatchStream:
 
     def __iter__(self):
         return self.epoch(0)
+
+
+class _FileBatches(torch.utils.data.Dataset):
+    """Batch i of a list of index batches, decoded from a FileSplit (what a DataLoader worker runs)."""
+
+    def __init__(self, split: FileSplit, batches: list[torch.Tensor]):
+        self.split, self.batches = split, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split.read(self.batches[i]), self.split.labels[self.batches[i]]
+
+
+class FileBatchStream(BatchStream):
+    """A BatchStream over a split read from files (`FileSplit`, e.g. ImageNet-2012 at 224 px).
+
+    `workers` DataLoader processes decode the batches ahead (0: in this process), each batch's files
+    into their central patches; on the device a training batch then takes a random size×size window
+    of each patch and an evaluation batch the central one. The window is drawn from the batch's own
+    generator (seed, epoch, batch, rank) before the augment policy's draws, so a batch is the same
+    whatever the number of workers, and a resumed run reads the same batches as an uncut one.
+    """
+
+    def __init__(self, split: FileSplit, batch_size: int, *, workers: int = 0, **options):
+        check_positive("workers", workers, integer=True, minimum=0)
+        self.workers = workers
+        super().__init__(split, batch_size, **options)
+
+    def _hold(self, split: FileSplit) -> None:
+        self.split, self.labels = split, split.labels
+
+    def _read(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iter(torch.utils.data.DataLoader(
+            _FileBatches(self.split, batches), batch_size=None, num_workers=self.workers,
+            pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None))
+
+    def _crop(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return window_crop(images, self.split.size, generator if self.shuffle else None)
+
+
+def batch_stream(split, batch_size: int, *, workers: int = 0, **options) -> BatchStream:
+    """The stream of a split: a FileBatchStream for a split read from files (with `workers`
+    decoding processes), else a BatchStream; `options` are BatchStream's."""
+    if isinstance(split, FileSplit):
+        return FileBatchStream(split, batch_size, workers=workers, **options)
+    return BatchStream(split, batch_size, **options)
 
 
 def load_data(config: TrainConfig) -> ImageDataset:

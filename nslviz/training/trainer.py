@@ -42,7 +42,7 @@ from ..neighborhoods import attended_values, attention_entropy, starting_example
 from ..paths import runs_root
 from . import distributed
 from .config import TrainConfig, build_model
-from .data import BatchStream, derived_seed, load_data
+from .data import BatchStream, batch_stream, derived_seed, load_data
 from .diagnostics import dictionary_training_state
 from .optim import build_optimizer, build_scheduler, step_or_diverge
 from .rundir import (RESTART, DamagedRunFile, RunDirectory, RunDirectoryError, RunDirectoryWarning, atomic_torch_save,
@@ -66,7 +66,7 @@ MAXL_SEED_TAG = 0x4D41584C
 # in their last bits; a change of autocast precision or process count is refused: run_setting).
 # Settings of the arithmetic (compile, channels_last, eval_batch_size, ...) must stay the same, or the
 # resumed run would not end with the numbers of an uninterrupted one.
-RESUMABLE_CHANGES = {"device", "amp", "checkpoint_every", "data_root", "download"}
+RESUMABLE_CHANGES = {"device", "amp", "checkpoint_every", "data_root", "download", "workers"}
 # Settings of speed that change the arithmetic's last bits and nothing a run measures: a finished run
 # asked for again with other values is read back as it is (a cut one is not resumed with them).
 SPEED_SETTINGS = {"compile", "eval_batch_size", "channels_last"}
@@ -141,7 +141,8 @@ def initialize_dictionary(model: ImageClassifier, split, config: TrainConfig, de
     generator = torch.Generator().manual_seed(derived_seed(config.seed, 0x5EED))
     index = starting_examples(count, entries, generator)
     examples = split.subset(index)
-    stream = BatchStream(examples, config.batch_size, shuffle=False, device=device, channels_last=channels_last)
+    stream = batch_stream(examples, config.batch_size, shuffle=False, device=device, channels_last=channels_last,
+                          workers=decoding_workers(config))
     running = [buffer.clone() for buffer in model.buffers()]
     was_training = model.training
     model.train()
@@ -164,6 +165,15 @@ def _channels_last(config: TrainConfig, device: torch.device) -> bool:
     if config.channels_last == "auto":
         return device.type == "cuda"
     return bool(config.channels_last)
+
+
+def decoding_workers(config: TrainConfig) -> int:
+    """Processes decoding the batches of a set read from files: config.workers, else one per
+    available CPU up to 8 (each process's own share under torchrun)."""
+    if config.workers is not None:
+        return config.workers
+    from .._threads import available_cpus
+    return min(8, max(1, available_cpus() // max(1, distributed.launched_world_size())))
 
 
 def _regularization(model: nn.Module, config: TrainConfig) -> torch.Tensor | float:
@@ -400,9 +410,9 @@ class _Session:
     def _stream(self, split, training: bool, channels_last: bool) -> BatchStream:
         config, context = self.config, self.context
         batch_size = config.batch_size if training else config.eval_batch_size * context.world_size
-        return BatchStream(split, batch_size, shuffle=training, augment=config.augment if training else "none",
-                           device=self.device, seed=config.seed, rank=context.rank, world_size=context.world_size,
-                           channels_last=channels_last)
+        return batch_stream(split, batch_size, shuffle=training, augment=config.augment if training else "none",
+                            device=self.device, seed=config.seed, rank=context.rank, world_size=context.world_size,
+                            channels_last=channels_last, workers=decoding_workers(config))
 
     def _prepare_run_directory(self, resumed: bool) -> None:
         """config.json written; a fresh run starts from an empty folder, a resumed one drops the

@@ -12,6 +12,8 @@ loader's docstring and data/README.md state the split. Images are resized once a
 32×32 (64×64 for imagenet64) with antialiased bilinear interpolation, as the paper does for every set.
 Folder sets (CINIC-10, Tiny-ImageNet, MNIST-M, PACS) are decoded once and cached as a tensor file
 under root/<name>/, rebuilt when their files change (count, sizes and modification times).
+ImageNet-2012 at full size (`imagenet`, NSL Table 5) is the exception: too large for memory, its
+splits are `FileSplit`s of paths, decoded batch by batch while training (streamed.py).
 
 Embedded, offline sets: `digits` (scikit-learn's 1,797 handwritten 8×8 digits, resized) and
 `synthetic` (generated oriented gratings, see `make_synthetic_images`).
@@ -23,7 +25,8 @@ The package, as torchvision organises its datasets:
     registry.py    ImageSplit, ImageDataset, the registry and load_image_dataset
     utils.py       what the loaders share: resizing, stratified ordering, errors, downloads, the cache
     cifar.py       CIFAR-10, CIFAR-100, CINIC-10
-    imagenet.py    Tiny-ImageNet, downsampled ImageNet 64×64, Mini-ImageNet
+    imagenet.py    Tiny-ImageNet, downsampled ImageNet 64×64, ImageNet-2012, Mini-ImageNet
+    streamed.py    FileSplit: a split read from image files batch by batch (ImageNet-2012)
     digit_sets.py  MNIST, SVHN, MNIST-M
     pacs.py        PACS
     embedded.py    digits, synthetic (make_synthetic_images)

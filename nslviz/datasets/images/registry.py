@@ -48,6 +48,11 @@ class ImageSplit:
     def head(self, count: int) -> "ImageSplit":
         return self if count >= len(self) else self.subset(slice(0, count))
 
+    def in_memory(self) -> "ImageSplit":
+        """The split itself (a FileSplit decodes its images here: `data.test.head(64).in_memory()`
+        works for every set)."""
+        return self
+
 
 @dataclass
 class ImageDataset:

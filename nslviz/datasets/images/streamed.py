@@ -1,0 +1,103 @@
+"""Splits read from image files batch by batch, for sets too large to hold in memory (ImageNet-2012:
+1.28M JPEGs, about 190 GB as 224×224 uint8).
+
+A `FileSplit` holds paths and labels. Reading a batch decodes each file and keeps its central square,
+resized to `resize`×`resize` (AlexNet's preprocessing, which NSL sec. 7 follows for ImageNet: the
+shorter side to 256, the central 256×256 patch). The crop a model sees is taken from that patch on
+the device, by the batch stream (`nslviz.training.data`): a random size×size window for training,
+the central one for evaluation (224 of 256).
+
+Decoding is the one step done file by file (each JPEG is its own bitstream); the trainer runs it in
+DataLoader worker processes, batch by batch, and everything after it is vectorised over the batch.
+PIL's JPEG draft mode decodes at the smallest power-of-two reduction that keeps the shorter side at
+least `resize` pixels, then an antialiased bilinear resize brings it to `resize`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..augment import window_crop
+from .registry import ImageSplit
+
+# AlexNet's ratio: 224-pixel crops of a 256-pixel patch
+PATCH_RATIO = 256 / 224
+
+
+def patch_size(size: int) -> int:
+    """The side of the central patch that size×size crops are taken from (256 for 224)."""
+    return round(size * PATCH_RATIO)
+
+
+def read_patch(path: str | Path, resize: int) -> np.ndarray:
+    """One image file → its central square, resized to uint8 (resize, resize, 3) RGB. A file that is
+    not a readable image is a ValueError naming it."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (resize, resize))          # JPEG: decode at a reduced scale, never below resize
+            image = image.convert("RGB")
+            width, height = image.size
+            side = min(width, height)
+            box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
+            return np.asarray(image.resize((resize, resize), Image.Resampling.BILINEAR, box=box))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: the image file is gone (it was listed when the dataset was loaded); "
+                                "expected the dataset folder unchanged while a run reads it") from None
+    except OSError as error:
+        raise ValueError(f"{path} is not a readable image ({error}); expected a JPEG or PNG file: get the file "
+                         "again or remove it from the dataset folder") from None
+
+
+@dataclass
+class FileSplit:
+    """One split read from files: paths (N,), int64 labels (N,), the side `size` of the crops a model
+    sees and the side `resize` of the central patch they are taken from (`patch_size(size)`).
+    Has the interface of `ImageSplit` but `images`: `read(index)` decodes the patches of some files."""
+    files: list[str]
+    labels: torch.Tensor
+    size: int
+    resize: int
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.files = [str(path) for path in self.files]       # plain strings: cheap to send to workers
+        if self.labels.dtype != torch.int64 or self.labels.shape != (len(self.files),):
+            raise ValueError(f"labels must be int64 of shape ({len(self.files)},), got "
+                             f"{self.labels.dtype} {tuple(self.labels.shape)}")
+        if not 1 <= self.size <= self.resize:
+            raise ValueError(f"crop size {self.size} must be in 1..{self.resize} (the patch it is taken from)")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def images(self):
+        raise TypeError(f"this split of {len(self)} images is read from files batch by batch (a FileSplit); "
+                        "expected an in-memory ImageSplit here: decode a few with split.head(n).in_memory(), "
+                        "or use a set that fits in memory (imagenet64 rather than imagenet)")
+
+    def subset(self, index) -> "FileSplit":
+        """The files at `index` (a slice, index tensor or boolean mask), in that order."""
+        rows = torch.arange(len(self))[index]
+        return FileSplit([self.files[i] for i in rows.tolist()], self.labels[rows].contiguous(), self.size,
+                         self.resize, {key: value[rows].contiguous() for key, value in self.extra.items()})
+
+    def head(self, count: int) -> "FileSplit":
+        return self if count >= len(self) else self.subset(slice(0, count))
+
+    def in_memory(self) -> ImageSplit:
+        """The split decoded into an ImageSplit of its central size×size crops (what evaluation sees);
+        for a few images, e.g. `data.test.head(64).in_memory().images`."""
+        patches = self.read(torch.arange(len(self)))                                 # (N, 3, R, R)
+        return ImageSplit(window_crop(patches, self.size), self.labels.clone(), dict(self.extra))
+
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        """The central patches of the files at `index`: uint8 (B, 3, resize, resize)."""
+        patches = [read_patch(self.files[i], self.resize) for i in index.tolist()]   # decoding: file by file
+        if not patches:
+            return torch.zeros((0, 3, self.resize, self.resize), dtype=torch.uint8)
+        return torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).contiguous()  # (B, 3, R, R)
