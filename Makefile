@@ -84,6 +84,7 @@ bench: setup
 	$(PY) benchmarks/bench_regression.py
 	$(PY) benchmarks/bench_feature_heads.py
 	$(PY) benchmarks/bench_threads.py
+	$(PY) benchmarks/bench_reader.py
 
 # Every notebook executed in quick mode as a standalone page, with an index of thumbnails and times:
 # site/index.html. `python -m nslviz site --only 01_spiral_toy` rebuilds one page.

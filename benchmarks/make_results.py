@@ -311,6 +311,24 @@ def _shared(r: dict) -> list[str]:
         "more, so nslviz leaves OpenMP's default.", ""]
 
 
+@renders("reader", "Reading ImageNet-2012 from its JPEG files")
+def _reader(r: dict) -> list[str]:
+    cpus = r["available_cpus"]
+    return table(["decoding processes", "training images/s", "against the training process decoding"],
+                 [[("0 (the training process)" if n == "0" else n), r["stream_images_per_s"][n],
+                   f"{r['stream_speedup'][n]}×"] for n in r["stream_images_per_s"]]) + [
+        f"Training batches of {r['batch']} (decode, {r['size']}×{r['size']} crop of the central {r['patch']}×"
+        f"{r['patch']} patch, flip) from {r['images']} JPEGs of {r['image_size'].replace('x', '×')} cut from "
+        f"scikit-learn's photographs, {cpus} CPUs ({r['device_name']}), median of {r['rounds']} interleaved "
+        "rounds. One image's patch (JPEG draft decoding at a reduced scale, one resize) against a full-size "
+        "decode, resize and crop: " + "; ".join(
+            f"{name.replace('x', '×')} {times['draft']} against {times['plain']} ms ({r['plain_over_draft'][name]}× "
+            "faster)" for name, times in r["patch_ms"].items())
+        + ". With every CPU decoding, each "
+        f"reads about {r['stream_images_per_s'][str(cpus)] / cpus:.0f} images a second: a GPU that trains at N "
+        "images a second needs N divided by that of them (`--workers`).", ""]
+
+
 @renders("nsl_forward_backward", "NSL layer cost against nn.Conv2d of the same shape",
          lambda r: f"THP_MEM_ALLOC_ENABLE={r.get('THP_MEM_ALLOC_ENABLE', 'unset')}")
 def _nsl(r: dict) -> list[str]:
@@ -652,9 +670,9 @@ TOPICS: list[tuple[str, str, list[str]]] = [
      "implicit regularisation of the factorisation, one layer of each kind against functions of several "
      "orders, and the cost of the NSL layers.",
      ["digits_nsl", "synthetic_nsl", "implicit_regularization", "higher_order", "nsl_forward_backward"]),
-    ("Speed", "MN, iFiLM and the thread count. Each ratio is against a baseline measured in the same run.",
+    ("Speed", "MN, iFiLM, the thread count and the ImageNet reader. Each ratio is against a baseline measured in the same run.",
      ["inner_loop", "regression_step", "feature_heads", "train_step_and_inference", "backbones_ifilm", "augment",
-      "threads"]),
+      "threads", "reader"]),
 ]
 OTHER = ("Other results", "Benchmarks without a part of this page yet.")
 

@@ -359,3 +359,26 @@ def test_threads_benchmark_times_processes_started_together(monkeypatch):
     monkeypatch.setattr(bench, "START_DELAY", 4.0)
     seconds = bench.processes_step_seconds(2, True, 1, 1, 2, 8)
     assert 0 < seconds < 5
+
+
+def test_reader_benchmark_times_the_patch_reader_and_the_stream_at_every_worker_count(tmp_path):
+    """Both patch readers give the same central square; the stream is timed with 0 to CPUs workers,
+    0 the baseline (speed-up 1); torch's threads are restored; fewer images than a batch is refused."""
+    bench = importlib.import_module("bench_reader")
+    threads = torch.get_num_threads()
+    result = bench.main(["--images", "8", "--batch", "4", "--rounds", "1", "--size", "32",
+                         "--out", str(tmp_path / "r.json")])
+    cpus = result["available_cpus"]
+    assert list(result["stream_images_per_s"]) == [str(n) for n in range(cpus + 1)]
+    assert result["stream_speedup"]["0"] == 1.0 and min(result["stream_images_per_s"].values()) > 0
+    assert result["patch"] == 37 and list(result["patch_ms"]) == ["500x375", "1000x750"]
+    assert min(t for times in result["patch_ms"].values() for t in times.values()) > 0
+    assert json.loads((tmp_path / "r.json").read_text()) == result and torch.get_num_threads() == threads
+    bench.write_images(tmp_path / "pictures", 2, classes=1)
+    path = str(next((tmp_path / "pictures" / "imagenet" / "train").rglob("*.JPEG")))
+    draft, plain = (reader(path, 256).astype(int) for reader in (bench.read_patch, bench.plain_patch))
+    assert draft.shape == plain.shape == (256, 256, 3)
+    # the same central square, up to a sub-pixel shift (a mirrored one is far off)
+    assert abs(draft - plain).mean() < 6 and abs(draft - plain[:, ::-1]).mean() > 24
+    with pytest.raises(SystemExit):
+        bench.main(["--images", "2", "--batch", "4"])

@@ -212,6 +212,24 @@ def test_trainer_runs_on_the_device_and_resumes(tmp_path):
         assert stable(resumed) == stable(whole)
 
 
+def test_images_read_from_files_reach_the_device_cropped_as_on_the_cpu(tmp_path):
+    """ImageNet-2012's reader with two decoding workers and pinned memory: evaluation batches on the
+    device equal the CPU's; training batches are windows of the same patches, drawn on the device."""
+    from nslviz.datasets.images import load_image_dataset
+    from nslviz.training.data import batch_stream
+    from test_imagenet_files import labels_read, write_imagenet
+    write_imagenet(tmp_path)
+    split = load_image_dataset("imagenet", tmp_path, val_size=3, image_size=16).train
+    for shuffle in (False, True):
+        here, there = (list(batch_stream(split, 4, shuffle=shuffle, augment="flip" if shuffle else "none",
+                                         device=device, workers=2).epoch(0)) for device in ("cpu", DEVICE))
+        for (a, la), (b, lb) in zip(here, there, strict=True):
+            assert b.device.type == DEVICE.type and torch.equal(la, lb.cpu())
+            assert torch.equal(labels_read((b.cpu() * 255).round().to(torch.uint8)), la)
+            if not shuffle:
+                assert torch.equal(a, b.cpu())
+
+
 def test_maxl_trains_on_the_device(tmp_path):
     """MAXL's second-order look-ahead on the device, next to bf16 autocast and channels_last ("auto")."""
     summary = train(TrainConfig(**{**DEVICE_TINY, "method": "maxl"}), tmp_path / "maxl", progress=False)
