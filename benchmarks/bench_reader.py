@@ -105,10 +105,11 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         write_images(Path(folder), args.images)
         data = load_image_dataset("imagenet", folder, val_size=0, image_size=args.size)
-        files = {names[0]: data.train.files[:64]}
+        files = {names[0]: [data.train.path(i) for i in range(min(64, len(data.train)))]}
         for name, size in zip(names[1:], SIZES[1:]):
             write_images(Path(folder) / name, min(args.images, 32), size=size)
-            files[name] = load_image_dataset("imagenet", Path(folder) / name, val_size=0).train.files
+            split = load_image_dataset("imagenet", Path(folder) / name, val_size=0).train
+            files[name] = [split.path(i) for i in range(len(split))]
         resize = patch_size(args.size)
         torch.set_num_threads(1)                                   # one core per decoding process
         try:

@@ -85,7 +85,8 @@ def test_the_class_folder_layout_gives_a_held_out_val_and_the_official_validatio
     assert {len(s) for s in load_image_dataset("imagenet", imagenet, val_size=3, limit=2).splits().values()} == {2}
     assert load_image_dataset("imagenet", imagenet, val_size=3).image_size == 224   # NSL Table 5's size
     other = load_image_dataset("imagenet", imagenet, val_size=3, image_size=16, seed=1)
-    assert other.val.files != data.val.files
+    assert other.val.files.tolist() != data.val.files.tolist()
+    assert data.val.path(0).endswith(".JPEG") and data.val.subset(torch.tensor([2, 0])).path(1) == data.val.path(0)
     with pytest.raises(TypeError, match=r"read from files batch by batch .*head\(n\).in_memory\(\)"):
         data.train.images
     few = data.test.head(4).in_memory()                               # what notebook 07 shows: central crops

@@ -151,7 +151,7 @@ class FileBatchStream(BatchStream):
     def _read(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return iter(torch.utils.data.DataLoader(
             _FileBatches(self.split, batches), batch_size=None, num_workers=self.workers,
-            pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None))
+            pin_memory=self.device.type == "cuda"))
 
     def _crop(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return window_crop(images, self.split.size, generator if self.shuffle else None)

@@ -9,11 +9,15 @@ the central one for evaluation (224 of 256).
 
 Decoding is the one step done file by file (each JPEG is its own bitstream); the trainer runs it in
 DataLoader worker processes, batch by batch, and everything after it is vectorised over the batch.
+The paths are one numpy array of bytes, not a list of Python strings: worker processes forked from
+the trainer read them without touching reference counts, so they share its copy instead of each
+copying 1.28M string objects.
 PIL's JPEG draft mode decodes at the smallest power-of-two reduction that keeps the shorter side at
 least `resize` pixels, then an antialiased bilinear resize brings it to `resize`.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,17 +58,19 @@ def read_patch(path: str | Path, resize: int) -> np.ndarray:
 
 @dataclass
 class FileSplit:
-    """One split read from files: paths (N,), int64 labels (N,), the side `size` of the crops a model
-    sees and the side `resize` of the central patch they are taken from (`patch_size(size)`).
-    Has the interface of `ImageSplit` but `images`: `read(index)` decodes the patches of some files."""
-    files: list[str]
+    """One split read from files: paths (N,) (given as strings or Paths, kept as a numpy bytes array),
+    int64 labels (N,), the side `size` of the crops a model sees and the side `resize` of the central
+    patch they are taken from (`patch_size(size)`). Has the interface of `ImageSplit` but `images`:
+    `read(index)` decodes the patches of some files, `in_memory()` all of them."""
+    files: np.ndarray
     labels: torch.Tensor
     size: int
     resize: int
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self):
-        self.files = [str(path) for path in self.files]       # plain strings: cheap to send to workers
+        if not (isinstance(self.files, np.ndarray) and self.files.dtype.kind == "S"):
+            self.files = np.array([os.fsencode(path) for path in self.files], dtype=np.bytes_).reshape(-1)
         if self.labels.dtype != torch.int64 or self.labels.shape != (len(self.files),):
             raise ValueError(f"labels must be int64 of shape ({len(self.files)},), got "
                              f"{self.labels.dtype} {tuple(self.labels.shape)}")
@@ -80,11 +86,14 @@ class FileSplit:
                         "expected an in-memory ImageSplit here: decode a few with split.head(n).in_memory(), "
                         "or use a set that fits in memory (imagenet64 rather than imagenet)")
 
+    def path(self, i: int) -> str:
+        return os.fsdecode(self.files[i])
+
     def subset(self, index) -> "FileSplit":
         """The files at `index` (a slice, index tensor or boolean mask), in that order."""
         rows = torch.arange(len(self))[index]
-        return FileSplit([self.files[i] for i in rows.tolist()], self.labels[rows].contiguous(), self.size,
-                         self.resize, {key: value[rows].contiguous() for key, value in self.extra.items()})
+        return FileSplit(self.files[rows.numpy()], self.labels[rows].contiguous(), self.size, self.resize,
+                         {key: value[rows].contiguous() for key, value in self.extra.items()})
 
     def head(self, count: int) -> "FileSplit":
         return self if count >= len(self) else self.subset(slice(0, count))
@@ -97,7 +106,7 @@ class FileSplit:
 
     def read(self, index: torch.Tensor) -> torch.Tensor:
         """The central patches of the files at `index`: uint8 (B, 3, resize, resize)."""
-        patches = [read_patch(self.files[i], self.resize) for i in index.tolist()]   # decoding: file by file
+        patches = [read_patch(self.path(i), self.resize) for i in index.tolist()]    # decoding: file by file
         if not patches:
             return torch.zeros((0, 3, self.resize, self.resize), dtype=torch.uint8)
         return torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).contiguous()  # (B, 3, R, R)
