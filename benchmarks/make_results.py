@@ -324,9 +324,10 @@ def _reader(r: dict) -> list[str]:
         "decode, resize and crop: " + "; ".join(
             f"{name.replace('x', '×')} {times['draft']} against {times['plain']} ms ({r['plain_over_draft'][name]}× "
             "faster)" for name, times in r["patch_ms"].items())
-        + ". With every CPU decoding, each "
-        f"reads about {r['stream_images_per_s'][str(cpus)] / cpus:.0f} images a second: a GPU that trains at N "
-        "images a second needs N divided by that of them (`--workers`).", ""]
+        + f". So one decoding process reads about {1000 / r['patch_ms'][r['image_size']]['draft']:.0f} images of "
+        f"{r['image_size'].replace('x', '×')} a second, and a GPU that trains at N images a second needs about N "
+        "divided by that of them (`--workers`). In the table the decoding processes share the CPUs with the one "
+        "that crops, flips and converts the batches, as a GPU run's do not.", ""]
 
 
 @renders("nsl_forward_backward", "NSL layer cost against nn.Conv2d of the same shape",

@@ -1,17 +1,23 @@
 """ImageNet-2012 read from its JPEG folders batch by batch: the loader (both on-disk layouts), the
 central patches, the crops on the device, the stream's determinism, and training and resuming on it."""
 import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.io import savemat
 
 from nslviz.datasets.augment import window_crop
 from nslviz.datasets.images import load_image_dataset
-from nslviz.datasets.images.streamed import FileSplit, patch_size, read_patch
+from nslviz.datasets.images.streamed import FileSplit, ImageFileError, patch_size, read_patch
 from nslviz.training.config import TrainConfig
 from nslviz.training.data import BatchStream, FileBatchStream, batch_stream
+from nslviz.analysis.finetuning import finetuning_effect
+from nslviz.analysis.neighbors import extract_features
+from nslviz.training.rundir import RunDirectoryError, load_run
 from nslviz.training.trainer import train
 from runs import interrupt_at, stable
 
@@ -36,17 +42,26 @@ def picture(label: int, width: int, height: int) -> Image.Image:
     return Image.fromarray(pixels)
 
 
+SYNSETS = (("n01", "tench, Tinca tinca"), ("n02", "goldfish"), ("n03", "shark, great white"))
+LAYOUTS = ("folders", "csv", "devkit", "kaggle", "kaggle_in_imagenet")
+
+
 def write_imagenet(root, per_class=6, val_per_class=2, layout="folders"):
-    """A tiny ImageNet-2012 in one of its real layouts: "folders" (train/<wnid>/, val/<wnid>/) or
-    "kaggle" (ILSVRC/Data/CLS-LOC/ with a flat val/ and LOC_val_solution.csv beside ILSVRC/)."""
-    folder = root / "imagenet" if layout == "folders" else root / "ILSVRC" / "Data" / "CLS-LOC"
+    """A tiny ImageNet-2012 in one of its real layouts: "folders" (train/<wnid>/, val/<wnid>/); "csv"
+    (val/ flat, imagenet/LOC_val_solution.csv); "devkit" (val/ flat, the devkit's meta.mat and
+    ILSVRC2012_validation_ground_truth.txt); "kaggle" (ILSVRC/Data/CLS-LOC/ with val/ flat,
+    LOC_val_solution.csv and LOC_synset_mapping.txt beside ILSVRC/, in the data root);
+    "kaggle_in_imagenet" (the same unzipped into root/imagenet/). Returns the folder holding train/."""
+    kaggle = Path("ILSVRC") / "Data" / "CLS-LOC"
+    base = root / "imagenet" if layout != "kaggle" else root             # where the label files go
+    folder = base / kaggle if layout.startswith("kaggle") else base
     label = {w: i for i, w in enumerate(sorted(WNIDS))}
     for wnid in WNIDS:
         for i in range(per_class):
             path = folder / "train" / wnid / f"{wnid}_{i}.JPEG"
             path.parent.mkdir(parents=True, exist_ok=True)
             picture(label[wnid], *SHAPES[i % 3]).save(path, format="JPEG", quality=95)
-    solution = ["ImageId,PredictionString"]
+    solution, truth = ["ImageId,PredictionString"], []
     for i in range(val_per_class * len(WNIDS)):
         wnid = WNIDS[i % len(WNIDS)]
         name = f"ILSVRC2012_val_{i + 1:08d}"
@@ -55,9 +70,19 @@ def write_imagenet(root, per_class=6, val_per_class=2, layout="folders"):
         image = picture(label[wnid], *SHAPES[i % 3])
         (image.convert("L").convert("RGB") if i == 0 else image).save(path, format="JPEG", quality=95)
         solution.append(f"{name},{wnid} 1 2 30 30 {wnid} 3 4 20 20")
-    if layout == "kaggle":
-        (root / "LOC_val_solution.csv").write_text("\n".join(solution) + "\n")
-        (root / "LOC_synset_mapping.txt").write_text("n01 tench, Tinca tinca\nn02 goldfish\nn03 shark, great white\n")
+        truth.append(str(label[wnid] + 1))                              # ILSVRC2012_IDs 1..3 = n01..n03
+    if layout in ("csv", "kaggle", "kaggle_in_imagenet"):
+        (base / "LOC_val_solution.csv").write_text("\n".join(solution) + "\n")
+    if layout.startswith("kaggle"):
+        (base / "LOC_synset_mapping.txt").write_text("".join(f"{w} {words}\n" for w, words in SYNSETS))
+    if layout == "devkit":
+        devkit = base / "ILSVRC2012_devkit_t12" / "data"
+        devkit.mkdir(parents=True)
+        (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("\n".join(truth) + "\n")
+        rows = [(i + 1, w, words, 0) for i, (w, words) in enumerate(SYNSETS)] + [(4, "n99", "fish", 3)]   # n99: no leaf
+        fields = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")]
+        synsets = np.array([(np.array(i), w, words, np.array(c)) for i, w, words, c in rows], dtype=fields)
+        savemat(devkit / "meta.mat", {"synsets": synsets.reshape(-1, 1)})
     return folder
 
 
@@ -96,36 +121,80 @@ def test_the_class_folder_layout_gives_a_held_out_val_and_the_official_validatio
     assert digits.in_memory() is digits
 
 
-def test_kaggles_layout_reads_the_flat_validation_folder_with_its_solution_file(tmp_path):
-    write_imagenet(tmp_path, layout="kaggle")
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_gives_the_same_labelled_validation_images(tmp_path, layout):
+    write_imagenet(tmp_path, layout=layout)
     data = load_image_dataset("imagenet", tmp_path, val_size=3, image_size=16)
-    assert data.class_names == ["tench", "goldfish", "shark"]
-    assert len(data.test) == 6
+    assert (len(data.train), len(data.val), len(data.test)) == (15, 3, 6)
     assert torch.equal(labels_read(data.test.read(torch.arange(6))), data.test.labels)
-    solution = tmp_path / "LOC_val_solution.csv"
-    good = solution.read_text()
-    solution.write_text(good.replace(",n02 1 2", ",n77 1 2", 1))
-    with pytest.raises(ValueError, match=r"imagenet: cannot read .*LOC_val_solution.csv.*line \d is .*n77"):
-        load_image_dataset("imagenet", tmp_path, val_size=3)
-    solution.write_text(good.replace("ImageId,PredictionString", "id;labels"))
-    with pytest.raises(ValueError, match="first line is 'id;labels'"):
-        load_image_dataset("imagenet", tmp_path, val_size=3)
-    solution.unlink()
-    with pytest.raises(FileNotFoundError, match="the labels of the validation images .*LOC_val_solution.csv"):
-        load_image_dataset("imagenet", tmp_path, val_size=3)
+    named = layout.startswith("kaggle") or layout == "devkit"           # a synset mapping or meta.mat
+    assert data.class_names == (["tench", "goldfish", "shark"] if named else ["n01", "n02", "n03"])
 
 
-def test_missing_or_mismatched_folders_are_named_with_how_to_get_them(tmp_path):
+def damage(tmp_path, layout, change):
+    """write_imagenet, then change(folder, base) the files; returns the loader's error."""
+    folder = write_imagenet(tmp_path, layout=layout)
+    change(folder, tmp_path / "imagenet")
+    return lambda: load_image_dataset("imagenet", tmp_path, val_size=3)
+
+
+def rewrite(path, old, new):
+    path.write_text(path.read_text().replace(old, new))
+
+
+@pytest.mark.parametrize("layout, change, error, message", [
+    ("folders", lambda f, b: [p.unlink() for p in (f / "val").rglob("*.JPEG")], FileNotFoundError,
+     r"imagenet: the validation images of class n01 not found"),
+    ("folders", lambda f, b: [p.unlink() for p in (f / "val" / "n02").iterdir()], FileNotFoundError,
+     "the validation images of class n02 not found"),
+    ("folders", lambda f, b: __import__("shutil").rmtree(f / "val" / "n03"), ValueError,
+     r"class folders of .*val differ from those of train/: \['n03'\] missing from val/"),
+    ("folders", lambda f, b: (f / "val" / "n09").mkdir(), ValueError, r"\['n09'\] only in val/"),
+    ("folders", lambda f, b: picture(0, 20, 20).save(f / "val" / "stray.JPEG"), ValueError,
+     "holds both class folders and 1 images outside them"),
+    ("csv", lambda f, b: rewrite(b / "LOC_val_solution.csv", "ILSVRC2012_val_00000002,n01", "x,n01"), ValueError,
+     "1 images in .*val have no label in .*LOC_val_solution.csv .*ILSVRC2012_val_00000002"),
+    ("csv", lambda f, b: (f / "val" / "ILSVRC2012_val_00000004.JPEG").unlink(), FileNotFoundError,
+     "1 validation images that LOC_val_solution.csv labels"),
+    ("csv", lambda f, b: rewrite(b / "LOC_val_solution.csv", "String\n", "String\nILSVRC2012_val_00000003,n02 1\n"),
+     ValueError, r"line \d+ lists 'ILSVRC2012_val_00000003' a second time"),
+    ("csv", lambda f, b: rewrite(b / "LOC_val_solution.csv", ",n02 1 2", ",n77 1 2"), ValueError,
+     r"wnids \['n77'\] that train/ has no folder for"),
+    ("csv", lambda f, b: rewrite(b / "LOC_val_solution.csv", "ImageId,PredictionString", "id;labels"), ValueError,
+     "first line is 'id;labels'"),
+    ("csv", lambda f, b: (b / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n"), ValueError,
+     "labels no image"),
+    ("csv", lambda f, b: (b / "LOC_val_solution.csv").unlink(), FileNotFoundError,
+     "the labels of the 6 validation images .*the devkit's, or Kaggle's LOC_val_solution.csv"),
+    ("devkit", lambda f, b: rewrite(b / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt",
+                                    "\n2\n", "\n4\n"), ValueError, r"line \d is '4'; expected an ILSVRC2012_ID"),
+    ("devkit", lambda f, b: (b / "ILSVRC2012_devkit_t12" / "data" / "meta.mat").write_bytes(b"not a mat file"),
+     ValueError, r"imagenet: cannot read .*meta.mat"),
+    ("kaggle", lambda f, b: [p.unlink() for p in (f / "val").iterdir()], FileNotFoundError,
+     "the validation images not found"),
+])
+def test_incomplete_or_inconsistent_validation_labels_are_refused_by_name(tmp_path, layout, change, error, message):
+    load = damage(tmp_path, layout, change)
+    with pytest.raises(error, match=f"(?s){message}"):
+        load()
+
+
+def test_missing_folders_are_named_with_how_to_get_them_and_hidden_folders_are_not_classes(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"(?s)imagenet: the ImageNet-2012 folder not found.*imagenet/train"
                                                 r".*How to get it: register at https://image-net.org"):
         load_image_dataset("imagenet", tmp_path)
     folder = write_imagenet(tmp_path)
-    (folder / "val" / "n09").mkdir()
-    with pytest.raises(ValueError, match=r"class folders \['n09'\] that train/ does not have"):
-        load_image_dataset("imagenet", tmp_path, val_size=3)
-    (folder / "val" / "n09").rmdir()
+    (folder / "train" / ".ipynb_checkpoints").mkdir()
+    assert load_image_dataset("imagenet", tmp_path, val_size=3).num_classes == 3
     with pytest.raises(ValueError, match="val_size 18 leaves no training images"):
         load_image_dataset("imagenet", tmp_path, val_size=18)
+    monkeypatch.setattr("nslviz.datasets.images.imagenet2012.IMAGENET_CLASSES", 3)   # as if the real 1,000
+    with pytest.warns(UserWarning, match="6 validation images under .*, where ImageNet-2012 has 50,000"):
+        load_image_dataset("imagenet", tmp_path, val_size=3)
+    monkeypatch.setattr("nslviz.datasets.images.imagenet2012.IMAGENET_VALIDATION", 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_image_dataset("imagenet", tmp_path, val_size=3)
 
 
 def test_a_patch_is_the_central_square_upright_and_a_damaged_file_is_named(tmp_path):
@@ -139,8 +208,23 @@ def test_a_patch_is_the_central_square_upright_and_a_damaged_file_is_named(tmp_p
         assert patch[:8, :, 1].mean() > 180 and patch[12:, :, 1].mean() < 20   # green on top: upright
     broken = tmp_path / "broken.JPEG"
     broken.write_bytes(b"<html>error page</html>")
-    with pytest.raises(ValueError, match="broken.JPEG is not a readable image"):
+    with pytest.raises(ImageFileError, match="broken.JPEG is not a readable image .*continue the run with --resume"):
         read_patch(broken, 20)
+    with pytest.raises(ImageFileError, match="gone.JPEG: the image file is gone .*put it back"):
+        read_patch(tmp_path / "gone.JPEG", 20)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_file_damaged_after_loading_stops_the_stream_with_its_name_alone(imagenet, workers):
+    """Found only when its batch is read: the error names the file, without a worker's traceback."""
+    split = load_image_dataset("imagenet", imagenet, val_size=3, image_size=16).test
+    Path(split.path(4)).write_bytes(b"truncated")
+    stream = batch_stream(split, 2, shuffle=False, workers=workers)
+    with pytest.raises(ImageFileError) as caught:
+        list(stream.epoch(0))
+    message = str(caught.value)
+    assert message.startswith(split.path(4)) and "not a readable image" in message
+    assert "Traceback" not in message and "worker" not in message
 
 
 def test_window_crop_takes_the_centre_or_a_seeded_random_window_of_each_image():
@@ -188,9 +272,19 @@ def test_training_on_files_resumes_to_the_same_numbers_and_workers_change_nothin
     assert (whole["iterations"], whole["test_count"], whole["val_count"]) == (6, 6, 3)
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["augment"] == "flip"
     interrupt_at(config, tmp_path / "cut", 3)                          # checkpoint at 2; step 3 is lost
+    removed = imagenet / "imagenet" / "train" / "n02" / "n02_5.JPEG"
+    kept = removed.read_bytes()
+    removed.unlink()                                                   # the held-out val would shift
+    with pytest.raises(RunDirectoryError, match="cannot resume: the dataset's splits differ .*restore them"):
+        train(config, tmp_path / "cut", resume=True, progress=False)
+    removed.write_bytes(kept)
     resumed = train(TrainConfig(**{**IMAGENET_RUN, "workers": 2}, data_root=str(imagenet), method="mn",
                                 dictionary_init="data"), tmp_path / "cut", resume=True, progress=False)
     assert stable(resumed) == stable(whole)
+    model, _, data = load_run(tmp_path / "whole")                     # the analyses read files too
+    features = extract_features(model, data.test, batch_size=4)
+    assert features.features.shape[0] == 6 and features.attention.shape == (6, 6)
+    assert finetuning_effect(model, data.test, batch_size=4).before.shape == (6,)
 
 
 def test_the_nsl_preset_on_imagenet_keeps_the_crops_of_the_reader_and_the_papers_schedule():

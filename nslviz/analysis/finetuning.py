@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_positive
-from ..datasets.augment import to_float
+from ..training.data import batch_stream
 from ..neighborhoods import attended_values, attention_entropy
 
 
@@ -43,17 +43,16 @@ def _check_meta_neighborhoods(model, what: str) -> None:
 
 
 def _detailed_batches(model, split, batch_size: int, device, what: str):
-    """(labels, details) for consecutive batches of `split` (an ImageSplit, not empty), the model on
-    `device` in eval mode while they are drawn; its training mode is restored afterwards."""
+    """(labels, details) for consecutive batches of `split` (an ImageSplit or FileSplit, not empty), the
+    model on `device` in eval mode while they are drawn; its training mode is restored afterwards."""
     check_positive("batch_size", batch_size, integer=True)
     if len(split.labels) == 0:
         raise ValueError(f"{what} needs a split with at least one image, got an empty one")
     was_training = model.training
     model = model.to(device).eval()
     try:
-        for start in range(0, len(split.labels), batch_size):
-            images = to_float(split.images[start:start + batch_size].to(device))
-            yield split.labels[start:start + batch_size].to(device), model(images, return_details=True)
+        for images, labels in batch_stream(split, batch_size, shuffle=False, device=device).epoch(0):
+            yield labels, model(images, return_details=True)
     finally:
         model.train(was_training)
 

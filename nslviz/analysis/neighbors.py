@@ -43,8 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice, check_finite, check_positive
-from ..datasets.augment import to_float
 from ..datasets.images import ImageSplit
+from ..datasets.images.streamed import FileSplit
+from ..training.data import batch_stream
 
 DEFAULT_K = 5
 EMBEDDINGS = ("tsne", "umap", "pca")
@@ -83,14 +84,15 @@ def _check_model(model) -> None:
 
 
 @torch.no_grad()
-def extract_features(model, split: ImageSplit, *, batch_size: int = 500, device: str | torch.device = "cpu",
-                     attention: bool | None = None) -> SplitFeatures:
-    """Features of every image of `split` in batches, in eval mode, without gradients, in float32.
-    attention: also the attention over the dictionary (default: when the model is MN). The tensors
-    stay on `device` (the kNN and retrieval run there too)."""
+def extract_features(model, split: ImageSplit | FileSplit, *, batch_size: int = 500,
+                     device: str | torch.device = "cpu", attention: bool | None = None) -> SplitFeatures:
+    """Features of every image of `split` (in memory, or read from files: ImageNet-2012's central
+    crops) in batches, in eval mode, without gradients, in float32. attention: also the attention
+    over the dictionary (default: when the model is MN). The tensors stay on `device` (the kNN and
+    retrieval run there too)."""
     _check_model(model)
-    if not isinstance(split, ImageSplit):
-        raise ValueError(f"expected an ImageSplit (e.g. data.test), got {type(split).__name__}")
+    if not isinstance(split, (ImageSplit, FileSplit)):
+        raise ValueError(f"expected an ImageSplit or FileSplit (e.g. data.test), got {type(split).__name__}")
     check_positive("batch_size", batch_size, integer=True, minimum=1)
     is_mn = bool(getattr(model, "is_meta_neighborhoods", False))
     attention = is_mn if attention is None else bool(attention)
@@ -100,8 +102,7 @@ def extract_features(model, split: ImageSplit, *, batch_size: int = 500, device:
     was_training = model.training
     model.to(device).eval()
     features, weights = [], []
-    for start in range(0, len(split), batch_size):
-        images = to_float(split.images[start:start + batch_size].to(device))
+    for images, _ in batch_stream(split, batch_size, shuffle=False, device=device).epoch(0):
         z = model.backbone(images).float()                                         # (B, d)
         features.append(z)
         if attention:

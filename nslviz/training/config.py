@@ -161,7 +161,8 @@ class TrainConfig:
                                   help="validation images held out of the training set; 0: train on all of "
                                        "them, test the last model (default: the paper's split)")
     image_size: int | None = option(None, "positive_int", optional=True, group=DATA,
-                                    help="side of the square images (default: the dataset's, 32 or 64)")
+                                    help="side of the square images (default: the dataset's: 32, 64 for "
+                                         "imagenet64, 224 for imagenet)")
     train_limit: int | None = option(None, "positive_int", optional=True, group=DATA,
                                      help="use only the first N training images (default: all)")
     eval_limit: int | None = option(None, "positive_int", optional=True, group=DATA,

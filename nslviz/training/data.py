@@ -17,7 +17,7 @@ import torch
 from .._checks import check_positive
 from ..datasets.augment import augment_batch, to_float, window_crop
 from ..datasets.images import ImageDataset, load_image_dataset
-from ..datasets.images.streamed import FileSplit
+from ..datasets.images.streamed import FileSplit, ImageFileError
 from ..paths import data_root
 
 if TYPE_CHECKING:
@@ -118,7 +118,9 @@ class BatchStream:
 
 
 class _FileBatches(torch.utils.data.Dataset):
-    """Batch i of a list of index batches, decoded from a FileSplit (what a DataLoader worker runs)."""
+    """Batch i of a list of index batches, decoded from a FileSplit (what a DataLoader worker runs).
+    A file that cannot be read comes back as its message, raised again by the stream's process
+    (a worker's exception would carry the worker's traceback in its message)."""
 
     def __init__(self, split: FileSplit, batches: list[torch.Tensor]):
         self.split, self.batches = split, batches
@@ -126,8 +128,11 @@ class _FileBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split.read(self.batches[i]), self.split.labels[self.batches[i]]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | str, torch.Tensor | None]:
+        try:
+            return self.split.read(self.batches[i]), self.split.labels[self.batches[i]]
+        except ImageFileError as error:
+            return str(error), None
 
 
 class FileBatchStream(BatchStream):
@@ -149,19 +154,32 @@ class FileBatchStream(BatchStream):
         self.split, self.labels = split, split.labels
 
     def _read(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return iter(torch.utils.data.DataLoader(
-            _FileBatches(self.split, batches), batch_size=None, num_workers=self.workers,
-            pin_memory=self.device.type == "cuda"))
+        for images, labels in torch.utils.data.DataLoader(_FileBatches(self.split, batches), batch_size=None,
+                                                          num_workers=self.workers,
+                                                          pin_memory=self.device.type == "cuda"):
+            if isinstance(images, str):
+                raise ImageFileError(images)
+            yield images, labels
 
     def _crop(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return window_crop(images, self.split.size, generator if self.shuffle else None)
 
 
-def batch_stream(split, batch_size: int, *, workers: int = 0, **options) -> BatchStream:
-    """The stream of a split: a FileBatchStream for a split read from files (with `workers`
-    decoding processes), else a BatchStream; `options` are BatchStream's."""
+def decoding_workers(requested: int | None = None) -> int:
+    """Processes that decode a split read from files: `requested`, else one per CPU this process may
+    use, up to 8 (under torchrun, each process's share of them)."""
+    if requested is not None:
+        return requested
+    from .._threads import available_cpus
+    from .distributed import launched_world_size
+    return min(8, max(1, available_cpus() // max(1, launched_world_size())))
+
+
+def batch_stream(split, batch_size: int, *, workers: int | None = None, **options) -> BatchStream:
+    """The stream of a split: a FileBatchStream for a split read from files (with `workers` decoding
+    processes, default `decoding_workers()`), else a BatchStream; `options` are BatchStream's."""
     if isinstance(split, FileSplit):
-        return FileBatchStream(split, batch_size, workers=workers, **options)
+        return FileBatchStream(split, batch_size, workers=decoding_workers(workers), **options)
     return BatchStream(split, batch_size, **options)
 
 

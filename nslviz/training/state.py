@@ -26,6 +26,7 @@ class TrainState:
     metrics_rows: int = 0                # rows of metrics.jsonl written up to this state
     precision: str | None = None         # trainer.run_setting: what a resumption must match
     world_size: int | None = None
+    data: str | None = None              # the splits' fingerprint (ImageDataset.fingerprint)
 
     @classmethod
     def from_dict(cls, stored: dict) -> "TrainState":

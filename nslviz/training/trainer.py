@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..datasets.images import ImageDataset
 from ..ifilm import IFiLM
 from ..maxl import LabelGenerator, LabelGeneratorTraining, auxiliary_loss, parameter_rates
 from ..models.classifier import ImageClassifier
@@ -142,7 +143,7 @@ def initialize_dictionary(model: ImageClassifier, split, config: TrainConfig, de
     index = starting_examples(count, entries, generator)
     examples = split.subset(index)
     stream = batch_stream(examples, config.batch_size, shuffle=False, device=device, channels_last=channels_last,
-                          workers=decoding_workers(config))
+                          workers=config.workers)
     running = [buffer.clone() for buffer in model.buffers()]
     was_training = model.training
     model.train()
@@ -165,15 +166,6 @@ def _channels_last(config: TrainConfig, device: torch.device) -> bool:
     if config.channels_last == "auto":
         return device.type == "cuda"
     return bool(config.channels_last)
-
-
-def decoding_workers(config: TrainConfig) -> int:
-    """Processes decoding the batches of a set read from files: config.workers, else one per
-    available CPU up to 8 (each process's own share under torchrun)."""
-    if config.workers is not None:
-        return config.workers
-    from .._threads import available_cpus
-    return min(8, max(1, available_cpus() // max(1, distributed.launched_world_size())))
 
 
 def _regularization(model: nn.Module, config: TrainConfig) -> torch.Tensor | float:
@@ -234,11 +226,13 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
     return result
 
 
-def run_setting(config: TrainConfig, device: torch.device, world_size: int) -> dict:
-    """What changes a run's numbers without being a config field: the autocast precision and the
-    number of processes. Stored in every checkpoint; a resumption must match it."""
-    return {"precision": "bf16" if _autocast(config, device) is not contextlib.nullcontext else "fp32",
-            "world_size": world_size}
+def run_setting(config: TrainConfig, device: torch.device, world_size: int, data: ImageDataset | None = None) -> dict:
+    """What changes a run's numbers without being a config field: the autocast precision, the
+    number of processes and (given `data`) the splits themselves, e.g. files added to or removed from
+    a dataset folder. Stored in every checkpoint; a resumption must match it."""
+    setting = {"precision": "bf16" if _autocast(config, device) is not contextlib.nullcontext else "fp32",
+               "world_size": world_size}
+    return setting if data is None else {**setting, "data": data.fingerprint()}
 
 
 def resume_setting_change(run_dir: str | Path, config: TrainConfig) -> str | None:
@@ -262,6 +256,11 @@ def _check_same_setting(stored: dict, now: dict) -> None:
     """Resume only under the autocast precision and process count the run started with: either
     changes the numbers, and the promise is that a resumed run ends as an uninterrupted one would."""
     for key, (before, after) in _setting_changes(stored, now).items():
+        if key == "data":
+            raise RunDirectoryError("cannot resume: the dataset's splits differ from those the run started with "
+                                    f"(fingerprint {before} -> {after}): files were added, removed or renamed "
+                                    "in its folder, or its labels changed; restore them, or start a new run "
+                                    "directory")
         if key == "precision":                      # the value the run was trained with, not the refused one
             amp = "bf16" if before == "bf16" else "off"
             hint = f"pass --amp {amp} (amp={amp!r}) to match it" + (" on a device with bf16" if amp == "bf16" else "")
@@ -357,7 +356,7 @@ class _Session:
         self.batches = len(self.streams["train"])
         self.scheduler = build_scheduler(self.optimizer, config, self.batches)
         self.state = TrainState()
-        setting = run_setting(config, device, context.world_size)
+        setting = run_setting(config, device, context.world_size, data)
         if checkpoint is not None:
             _check_same_setting(checkpoint["state"], setting)
             self.model.load_state_dict(checkpoint["model"])
@@ -366,7 +365,8 @@ class _Session:
             self.state = TrainState.from_dict(checkpoint["state"])
             if self.maxl is not None:
                 self.maxl.load_state_dict(checkpoint["label_generator"])
-        self.state.precision, self.state.world_size = setting["precision"], setting["world_size"]
+        self.state.precision, self.state.world_size, self.state.data = (setting["precision"], setting["world_size"],
+                                                                        setting["data"])
         if self.run is not None:
             self._prepare_run_directory(resumed=checkpoint is not None)
         self.trained = self._wrapped_model()
@@ -412,7 +412,7 @@ class _Session:
         batch_size = config.batch_size if training else config.eval_batch_size * context.world_size
         return batch_stream(split, batch_size, shuffle=training, augment=config.augment if training else "none",
                             device=self.device, seed=config.seed, rank=context.rank, world_size=context.world_size,
-                            channels_last=channels_last, workers=decoding_workers(config))
+                            channels_last=channels_last, workers=config.workers)
 
     def _prepare_run_directory(self, resumed: bool) -> None:
         """config.json written; a fresh run starts from an empty folder, a resumed one drops the

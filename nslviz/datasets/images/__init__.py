@@ -25,8 +25,9 @@ The package, as torchvision organises its datasets:
     registry.py    ImageSplit, ImageDataset, the registry and load_image_dataset
     utils.py       what the loaders share: resizing, stratified ordering, errors, downloads, the cache
     cifar.py       CIFAR-10, CIFAR-100, CINIC-10
-    imagenet.py    Tiny-ImageNet, downsampled ImageNet 64×64, ImageNet-2012, Mini-ImageNet
-    streamed.py    FileSplit: a split read from image files batch by batch (ImageNet-2012)
+    imagenet.py    Tiny-ImageNet, downsampled ImageNet 64×64, Mini-ImageNet
+    imagenet2012.py  ImageNet-2012 at full size, read batch by batch
+    streamed.py    FileSplit: a split read from image files batch by batch
     digit_sets.py  MNIST, SVHN, MNIST-M
     pacs.py        PACS
     embedded.py    digits, synthetic (make_synthetic_images)
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 # the family modules register their loaders on import, in this order: available_image_datasets()
 # lists the sets in MN Table 1's order, then the embedded ones
-from . import cifar, imagenet, digit_sets, pacs, embedded  # noqa: F401
+from . import cifar, imagenet, imagenet2012, digit_sets, pacs, embedded  # noqa: F401
 from .cifar import CIFAR10_CLASSES
 from .imagenet import MINI_IMAGENET_SPLITS
 from .digit_sets import DIGIT_NAMES

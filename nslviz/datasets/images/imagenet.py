@@ -1,6 +1,6 @@
 """The ImageNet-derived sets: Tiny-ImageNet (200 classes, JPEG folders), downsampled ImageNet
-64×64 (1,000 classes, .npz or pickled batches), ImageNet-2012 at full size (JPEG folders, read
-batch by batch) and Mini-ImageNet (few-shot, Ravi & Larochelle's class split)."""
+64×64 (1,000 classes, .npz or pickled batches) and Mini-ImageNet (few-shot, Ravi & Larochelle's
+class split). ImageNet-2012 at full size is imagenet2012.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from .registry import ImageDataset, ImageSplit, _register, _Request
-from .streamed import FileSplit, patch_size
 from .utils import (_assemble, _check_held_out, _find_folder, _folder_dataset, _how_to_get, _image_files, _labels,
                     _missing, _ordered, _read_pickle, _reading, stratified_order)
 
@@ -205,111 +204,6 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
     return _assemble(request, train, val, ImageSplit(torch.from_numpy(val_images), torch.from_numpy(val_labels)),
                      class_names=names, native_size=64,
                      split_notes="train = training batches minus a seeded random 10k (val); test = official val")
-
-
-# ----------------------------------------------------------------------------------------------
-# ImageNet-2012 at full size, read from its JPEG folders batch by batch (NSL Table 5)
-
-
-@_register("imagenet", "flip",
-           manual="register at https://image-net.org/download-images.php, download ILSVRC2012_img_train.tar "
-               "and ILSVRC2012_img_val.tar, untar the training tar and each class's tar inside it into "
-               "{root}/imagenet/train/<wnid>/, and the validation images into {root}/imagenet/val/<wnid>/ (one "
-               "folder per class), or flat into {root}/imagenet/val/ with the labels in {root}/imagenet/"
-               "LOC_val_solution.csv; Kaggle's ImageNet Object Localization Challenge download, unzipped into "
-               "{root}, is read as it is")
-def _load_imagenet(request: _Request) -> ImageDataset:
-    """ImageNet-2012 (ILSVRC2012 classification) at full size: JPEG folders train/<wnid>/ and val/,
-    read batch by batch (`FileSplit`: 1.28M images do not fit in memory). Labels: the wnids of
-    train/ sorted (1,000 for the real set). val/ holds one folder per wnid, or the images flat with
-    LOC_val_solution.csv (its first wnid per image); class names from LOC_synset_mapping.txt when
-    present. test = the official validation set (50,000); val = a stratified, seeded 10,000
-    (`val_size`) held out of the training images; every split in a seeded class-interleaved order.
-    image_size (default 224, NSL Table 5) is the side of the crops, taken from the central
-    patch_size(image_size) square (256 for 224): AlexNet's preprocessing, which NSL sec. 7 follows."""
-    root = request.root
-    folder = _find_folder(request, [root / "imagenet", root / "ILSVRC2012", root / "ILSVRC" / "Data" / "CLS-LOC"],
-                          ["train", "val"], "the ImageNet-2012 folder")
-    wnids = sorted(entry.name for entry in (folder / "train").iterdir() if entry.is_dir())
-    if not wnids:
-        raise _missing(request, [folder / "train" / "n01440764"], "the class folders of the training images")
-    label_of = {wnid: label for label, wnid in enumerate(wnids)}
-    files, train_labels = [], []
-    for wnid in wnids:
-        found = _image_files(folder / "train" / wnid)
-        if not found:
-            raise _missing(request, [folder / "train" / wnid / f"{wnid}_1.JPEG"], f"the training images of class {wnid}")
-        files += found
-        train_labels += [label_of[wnid]] * len(found)
-    test_files, test_labels = _imagenet_validation(request, folder, label_of)
-    mapping = next((base / "LOC_synset_mapping.txt" for base in (folder, root)       # Kaggle: root, beside ILSVRC/
-                    if (base / "LOC_synset_mapping.txt").exists()), None)
-    names = dict.fromkeys(wnids)
-    if mapping is not None:
-        with _reading(request, mapping):
-            for line in mapping.read_text().splitlines():
-                wnid, _, text = line.partition(" ")
-                if wnid in names:
-                    names[wnid] = text.split(",")[0].strip()
-    train_labels = _labels(train_labels)
-    order = stratified_order(train_labels, request.seed)
-    held_out = 10000 if request.val_size is None else request.val_size
-    _check_held_out(request, held_out, len(order))
-    test_index, test_labels, _ = _ordered(torch.arange(len(test_files)), _labels(test_labels), request.seed)
-    splits = {"train": ([files[i] for i in order[held_out:].tolist()], train_labels[order[held_out:]]),
-              "val": ([files[i] for i in order[:held_out].tolist()], train_labels[order[:held_out]]),
-              "test": ([test_files[i] for i in test_index.tolist()], test_labels)}
-    size = request.size(224)
-    built = {name: FileSplit(paths[:request.limit], labels[:request.limit], size, patch_size(size))
-             for name, (paths, labels) in splits.items()}
-    return ImageDataset(request.name, built["train"], built["val"], built["test"], num_classes=len(wnids),
-                        class_names=[names[w] or w for w in wnids], channels=3, image_size=size,
-                        paper_augment="flip",
-                        split_notes=f"train = the training images but a stratified {held_out:,} held out as val "
-                                    "(seeded), test = the official validation images; read from the JPEG files "
-                                    "batch by batch")
-
-
-def _imagenet_validation(request: _Request, folder: Path, label_of: dict[str, int]) -> tuple[list[Path], list[int]]:
-    """The official validation images and their labels: val/<wnid>/ folders, or val/ flat with
-    LOC_val_solution.csv (ImageId,PredictionString; the first word of PredictionString is the wnid)."""
-    val = folder / "val"
-    classes = sorted(entry.name for entry in val.iterdir() if entry.is_dir())
-    if classes:
-        unknown = [name for name in classes if name not in label_of]
-        if unknown:
-            raise ValueError(f"imagenet: {val} has class folders {unknown[:5]} that train/ does not have; "
-                             "expected the same wnids in train/ and val/")
-        files, labels = [], []
-        for wnid in classes:
-            found = _image_files(val / wnid)
-            files += found
-            labels += [label_of[wnid]] * len(found)
-        return files, labels
-    candidates = [folder / "LOC_val_solution.csv", request.root / "LOC_val_solution.csv"]
-    solution = next((path for path in candidates if path.exists()), None)
-    if solution is None:
-        raise _missing(request, [val / "n01440764", candidates[0]],
-                       "the labels of the validation images (class folders in val/, or LOC_val_solution.csv)",
-                       searched=candidates[1:])
-    files, labels = [], []
-    with _reading(request, solution):
-        lines = solution.read_text().splitlines()
-        if not lines or not lines[0].startswith("ImageId,"):
-            raise ValueError(f"its first line is {lines[0] if lines else ''!r}; expected 'ImageId,PredictionString'")
-        for number, line in enumerate(lines[1:], 2):
-            if not line.strip():
-                continue
-            image, _, prediction = line.partition(",")
-            wnid = prediction.split()[0] if prediction.split() else ""
-            if wnid not in label_of:
-                raise ValueError(f"line {number} is {line[:60]!r}; expected 'ImageId,<wnid> ...' with a wnid of train/")
-            files.append(val / f"{image}.JPEG")
-            labels.append(label_of[wnid])
-    missing = [path for path in files if not path.exists()]
-    if missing:
-        raise _missing(request, missing[:5], f"{len(missing)} validation images listed in {solution.name}")
-    return files, labels
 
 
 # ----------------------------------------------------------------------------------------------

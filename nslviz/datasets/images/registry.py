@@ -4,6 +4,7 @@ nslviz.datasets.glyphs) adds its loaders, `available_image_datasets` / `availabl
 and `load_image_dataset`, which checks a request and calls the named loader."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -48,6 +49,13 @@ class ImageSplit:
     def head(self, count: int) -> "ImageSplit":
         return self if count >= len(self) else self.subset(slice(0, count))
 
+    def fingerprint(self) -> str:
+        """Identity of the split: its size and labels in order (the images are not read: cheap for
+        every set). A run resumes only on the splits it started with."""
+        digest = hashlib.sha1(f"{len(self)} images {tuple(self.images.shape[1:])}\n".encode())
+        digest.update(self.labels.numpy().tobytes())
+        return digest.hexdigest()
+
     def in_memory(self) -> "ImageSplit":
         """The split itself (a FileSplit decodes its images here: `data.test.head(64).in_memory()`
         works for every set)."""
@@ -77,6 +85,11 @@ class ImageDataset:
 
     def splits(self) -> dict[str, ImageSplit]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+    def fingerprint(self) -> str:
+        """Identity of the three splits (each split's `fingerprint`), 16 hex digits."""
+        parts = "".join(f"{name}:{split.fingerprint()}\n" for name, split in self.splits().items())
+        return hashlib.sha1(parts.encode()).hexdigest()[:16]
 
     def summary(self) -> dict:
         """JSON-ready description (sizes, shape, classes), e.g. for a run's config.json."""
@@ -159,7 +172,8 @@ def load_image_dataset(name: str, root: str | Path = "data", *, val_size: int | 
     root: the data folder (see data/README.md for each set's layout under it).
     val_size: images held out for validation; None = the paper's split (e.g. the last 5,000 of the
         CIFAR training set). For CINIC-10 it caps its own validation folder.
-    image_size: side of the square images; None = 32 (64 for imagenet64), as in the paper.
+    image_size: side of the square images; None = 32 (64 for imagenet64, 84 for mini-imagenet, 224
+        for imagenet, the crops of its files), as in the papers.
     label_kind: "fine" (default); "coarse" = the 20 CIFAR-100 superclasses (digits: 5 pairs of
         look-alike digits, DIGIT_COARSE_GROUPS); "domain" = PACS domains.
     download: fetch CIFAR-10/100, MNIST or SVHN with torchvision's downloaders when missing.

@@ -12,11 +12,13 @@ DataLoader worker processes, batch by batch, and everything after it is vectoris
 The paths are one numpy array of bytes, not a list of Python strings: worker processes forked from
 the trainer read them without touching reference counts, so they share its copy instead of each
 copying 1.28M string objects.
-PIL's JPEG draft mode decodes at the smallest power-of-two reduction that keeps the shorter side at
-least `resize` pixels, then an antialiased bilinear resize brings it to `resize`.
+PIL's JPEG draft mode decodes at the largest reduction (1/2, 1/4 or 1/8) that keeps the shorter side
+at least `resize` pixels, then an antialiased bilinear resize brings it to `resize`. A file that
+cannot be read stops a run with an `ImageFileError` naming it (an OSError: not a bad argument).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +38,18 @@ def patch_size(size: int) -> int:
     return round(size * PATCH_RATIO)
 
 
+class ImageFileError(OSError):
+    """An image file of a FileSplit that cannot be read while a run reads it."""
+
+
+# what a run that stopped on a file can do; removing the file changes the splits (stratified orders)
+_THEN = ("then continue the run with --resume (removing the file instead changes the splits, and a run "
+         "that has started cannot be resumed on other splits)")
+
+
 def read_patch(path: str | Path, resize: int) -> np.ndarray:
     """One image file → its central square, resized to uint8 (resize, resize, 3) RGB. A file that is
-    not a readable image is a ValueError naming it."""
+    gone, unreadable or not an image raises ImageFileError naming it."""
     from PIL import Image
     try:
         with Image.open(path) as image:
@@ -49,11 +60,14 @@ def read_patch(path: str | Path, resize: int) -> np.ndarray:
             box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
             return np.asarray(image.resize((resize, resize), Image.Resampling.BILINEAR, box=box))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: the image file is gone (it was listed when the dataset was loaded); "
-                                "expected the dataset folder unchanged while a run reads it") from None
-    except OSError as error:
-        raise ValueError(f"{path} is not a readable image ({error}); expected a JPEG or PNG file: get the file "
-                         "again or remove it from the dataset folder") from None
+        raise ImageFileError(f"{path}: the image file is gone (it was there when the dataset was loaded); put it "
+                             f"back, {_THEN}") from None
+    except PermissionError as error:
+        raise ImageFileError(f"{path} cannot be read ({error.strerror}); give this process read access, "
+                             f"{_THEN}") from None
+    except (OSError, ValueError, SyntaxError) as error:           # PIL's errors for damaged or foreign files
+        raise ImageFileError(f"{path} is not a readable image ({error}); get the file again from the dataset's "
+                             f"archive, {_THEN}") from None
 
 
 @dataclass
@@ -88,6 +102,15 @@ class FileSplit:
 
     def path(self, i: int) -> str:
         return os.fsdecode(self.files[i])
+
+    def fingerprint(self) -> str:
+        """Identity of the split: its labels and file names in order (not the folders, so that a
+        dataset moved elsewhere keeps it). A run resumes only on the splits it started with."""
+        names = np.char.rpartition(self.files, b"/")[:, 2] if len(self) else self.files    # (N,) bytes
+        digest = hashlib.sha1(f"{len(self)} files\n".encode())
+        digest.update(self.labels.numpy().tobytes())
+        digest.update(np.ascontiguousarray(names).tobytes())
+        return digest.hexdigest()
 
     def subset(self, index) -> "FileSplit":
         """The files at `index` (a slice, index tensor or boolean mask), in that order."""

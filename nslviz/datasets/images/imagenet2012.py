@@ -1,0 +1,203 @@
+"""ImageNet-2012 (ILSVRC2012 classification) at full size, read from its JPEG folders batch by batch
+(NSL Table 5). The splits are `FileSplit`s of paths (streamed.py): 1.28M images do not fit in memory.
+
+The training images are train/<wnid>/*.JPEG (one folder per class, as the training tar's class tars
+unpack). The validation images come in one of three ways, each with its labels:
+
+* val/<wnid>/*.JPEG, one folder per class;
+* val/*.JPEG flat, with the devkit's labels: ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_
+  ground_truth.txt (one ILSVRC2012_ID per image, in the order of the file names) and meta.mat (which
+  wnid each ID is), as image-net.org distributes them;
+* val/*.JPEG flat, with Kaggle's LOC_val_solution.csv (ImageId,PredictionString; the first word of
+  PredictionString is the wnid), as in the ImageNet Object Localization Challenge download.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from .registry import ImageDataset, _register, _Request
+from .streamed import FileSplit, patch_size
+from .utils import IMAGE_SUFFIXES, _check_held_out, _find_folder, _labels, _missing, _ordered, _reading, stratified_order
+
+IMAGENET_CLASSES, IMAGENET_VALIDATION = 1000, 50000      # the real set's (a check, not a requirement)
+DEVKIT = Path("ILSVRC2012_devkit_t12") / "data"
+KAGGLE = Path("ILSVRC") / "Data" / "CLS-LOC"
+
+
+def _images_in(folder: Path) -> list[str]:
+    """The image files directly in `folder`, sorted by name (strings: 1.28M Paths sort slowly)."""
+    with os.scandir(folder) as entries:
+        names = sorted(entry.name for entry in entries
+                       if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES)
+    return [os.path.join(folder, name) for name in names]
+
+
+def _class_folders(folder: Path) -> list[str]:
+    """The names of the class folders in `folder`, sorted; hidden ones (.ipynb_checkpoints) left out."""
+    with os.scandir(folder) as entries:
+        return sorted(entry.name for entry in entries if entry.is_dir() and not entry.name.startswith("."))
+
+
+@_register("imagenet", "flip",
+           manual="register at https://image-net.org/download-images.php and download ILSVRC2012_img_train.tar, "
+               "ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz; untar the training tar and each class's "
+               "tar inside it into {root}/imagenet/train/<wnid>/, the validation tar into {root}/imagenet/val/ and "
+               "the devkit into {root}/imagenet/ (giving {root}/imagenet/ILSVRC2012_devkit_t12/); or unzip "
+               "Kaggle's ImageNet Object Localization Challenge download into {root}")
+def _load_imagenet(request: _Request) -> ImageDataset:
+    """ImageNet-2012 at full size (see the module docstring for the layouts). Labels: the wnids of
+    train/ sorted (1,000 for the real set); class names from LOC_synset_mapping.txt or the devkit's
+    meta.mat when present. test = the official validation set (50,000); val = a stratified, seeded
+    10,000 (`val_size`) held out of the training images; every split in a seeded class-interleaved
+    order. image_size (default 224, NSL Table 5) is the side of the crops, taken from the central
+    patch_size(image_size) square (256 for 224), as AlexNet's preprocessing, which NSL follows."""
+    root = request.root
+    folder = _find_folder(request, [root / "imagenet", root / "ILSVRC2012", root / KAGGLE, root / "imagenet" / KAGGLE],
+                          ["train", "val"], "the ImageNet-2012 folder")
+    bases = [folder, folder.parents[2] if folder.parts[-3:] == KAGGLE.parts else folder, root]   # Kaggle: beside ILSVRC/
+    wnids = _class_folders(folder / "train")
+    if not wnids:
+        raise _missing(request, [folder / "train" / "n01440764"], "the class folders of the training images")
+    label_of = {wnid: label for label, wnid in enumerate(wnids)}
+    files, train_labels = [], []
+    for wnid in wnids:
+        found = _images_in(folder / "train" / wnid)
+        if not found:
+            raise _missing(request, [folder / "train" / wnid / f"{wnid}_1.JPEG"], f"the training images of class {wnid}")
+        files += found
+        train_labels += [label_of[wnid]] * len(found)
+    test_files, test_labels, devkit_names = _validation(request, folder, bases, label_of)
+    if len(wnids) == IMAGENET_CLASSES and len(test_files) != IMAGENET_VALIDATION:
+        warnings.warn(f"imagenet: {len(test_files):,} validation images under {folder / 'val'}, where ImageNet-2012 "
+                      f"has {IMAGENET_VALIDATION:,}; a test accuracy on them is not the paper's (is val/ complete?)",
+                      stacklevel=2)
+    names = dict.fromkeys(wnids)
+    names.update({wnid: name for wnid, name in devkit_names.items() if wnid in names})
+    mapping = next((base / "LOC_synset_mapping.txt" for base in bases if (base / "LOC_synset_mapping.txt").exists()), None)
+    if mapping is not None:
+        with _reading(request, mapping):
+            for line in mapping.read_text().splitlines():
+                wnid, _, text = line.partition(" ")
+                if wnid in names:
+                    names[wnid] = text.split(",")[0].strip()
+    train_labels = _labels(train_labels)
+    order = stratified_order(train_labels, request.seed)
+    held_out = 10000 if request.val_size is None else request.val_size
+    _check_held_out(request, held_out, len(order))
+    test_index, test_labels, _ = _ordered(torch.arange(len(test_files)), _labels(test_labels), request.seed)
+    splits = {"train": ([files[i] for i in order[held_out:].tolist()], train_labels[order[held_out:]]),
+              "val": ([files[i] for i in order[:held_out].tolist()], train_labels[order[:held_out]]),
+              "test": ([test_files[i] for i in test_index.tolist()], test_labels)}
+    size = request.size(224)
+    built = {name: FileSplit(paths[:request.limit], labels[:request.limit], size, patch_size(size))
+             for name, (paths, labels) in splits.items()}
+    return ImageDataset(request.name, built["train"], built["val"], built["test"], num_classes=len(wnids),
+                        class_names=[names[w] or w for w in wnids], channels=3, image_size=size,
+                        paper_augment="flip",
+                        split_notes=f"train = the training images but a stratified {held_out:,} held out as val "
+                                    "(seeded), test = the official validation images; read from the JPEG files "
+                                    "batch by batch")
+
+
+def _validation(request: _Request, folder: Path, bases: list[Path],
+                label_of: dict[str, int]) -> tuple[list[str], list[int], dict[str, str]]:
+    """The official validation images, their labels and the class names the labels' file gives (the
+    devkit's; {} otherwise). Every image in val/ must have a label and every label an image."""
+    val = folder / "val"
+    classes, flat = _class_folders(val), _images_in(val)
+    if classes:
+        if flat:
+            raise ValueError(f"imagenet: {val} holds both class folders and {len(flat)} images outside them "
+                             f"(e.g. {Path(flat[0]).name}); expected one or the other")
+        unknown, absent = sorted(set(classes) - set(label_of)), sorted(set(label_of) - set(classes))
+        if unknown or absent:
+            raise ValueError(f"imagenet: the class folders of {val} differ from those of train/: "
+                             + "; ".join(part for part in (f"{unknown[:5]} only in val/" if unknown else "",
+                                                           f"{absent[:5]} missing from val/" if absent else "") if part)
+                             + "; expected the same wnids in both (an unpacking that stopped halfway?)")
+        files, labels = [], []
+        for wnid in classes:
+            found = _images_in(val / wnid)
+            if not found:
+                raise _missing(request, [val / wnid / "ILSVRC2012_val_00000001.JPEG"], f"the validation images of class {wnid}")
+            files += found
+            labels += [label_of[wnid]] * len(found)
+        return files, labels, {}
+    if not flat:
+        raise _missing(request, [val / "ILSVRC2012_val_00000001.JPEG", val / "n01440764"], "the validation images")
+    solution = next((base / "LOC_val_solution.csv" for base in bases if (base / "LOC_val_solution.csv").exists()), None)
+    devkit = next((base / DEVKIT for base in bases if (base / DEVKIT / "ILSVRC2012_validation_ground_truth.txt").exists()),
+                  None)
+    if solution is not None:
+        wnid_of, names = _read_solution(request, solution, label_of), {}
+        source = solution
+    elif devkit is not None:
+        wnid_of, names = _read_devkit(request, devkit)
+        source = devkit / "ILSVRC2012_validation_ground_truth.txt"
+    else:
+        raise _missing(request, [bases[0] / DEVKIT / "ILSVRC2012_validation_ground_truth.txt",
+                                 bases[0] / "LOC_val_solution.csv"],
+                       f"the labels of the {len(flat):,} validation images in {val} (the devkit's, or Kaggle's "
+                       "LOC_val_solution.csv; or put the images in one folder per class)",
+                       searched=[base / "LOC_val_solution.csv" for base in bases[1:]])
+    stems = [Path(path).stem for path in flat]
+    unlabelled = [stem for stem in stems if stem not in wnid_of]
+    if unlabelled:
+        raise ValueError(f"imagenet: {len(unlabelled)} images in {val} have no label in {source} (e.g. "
+                         f"{unlabelled[0]}); expected a label for every validation image")
+    missing = sorted(set(wnid_of) - set(stems))
+    if missing:
+        raise _missing(request, [val / f"{stem}.JPEG" for stem in missing[:5]],
+                       f"{len(missing)} validation images that {source.name} labels")
+    unknown = sorted({wnid_of[stem] for stem in stems} - set(label_of))
+    if unknown:
+        raise ValueError(f"imagenet: {source} labels validation images with wnids {unknown[:5]} that train/ has no "
+                         "folder for; expected the wnids of train/")
+    return flat, [label_of[wnid_of[stem]] for stem in stems], names
+
+
+def _read_solution(request: _Request, path: Path, label_of: dict[str, int]) -> dict[str, str]:
+    """{image stem: wnid} from Kaggle's LOC_val_solution.csv."""
+    wnid_of = {}
+    with _reading(request, path):
+        lines = path.read_text().splitlines()
+        if not lines or not lines[0].startswith("ImageId,"):
+            raise ValueError(f"its first line is {lines[0] if lines else ''!r}; expected 'ImageId,PredictionString'")
+        for number, line in enumerate(lines[1:], 2):
+            if not line.strip():
+                continue
+            image, _, prediction = line.partition(",")
+            words = prediction.split()
+            if not image or not words or not words[0].startswith("n"):
+                raise ValueError(f"line {number} is {line[:60]!r}; expected 'ImageId,<wnid> <box> ...'")
+            if image in wnid_of:
+                raise ValueError(f"line {number} lists {image!r} a second time")
+            wnid_of[image] = words[0]
+    if not wnid_of:
+        raise ValueError(f"imagenet: {path} labels no image; expected a line per validation image")
+    return wnid_of
+
+
+def _read_devkit(request: _Request, devkit: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """({image stem: wnid}, {wnid: class name}) from the devkit: meta.mat's synsets give each
+    ILSVRC2012_ID (1..1000) its wnid; ILSVRC2012_validation_ground_truth.txt gives the ID of each
+    validation image, in the order of the image numbers (ILSVRC2012_val_00000001 first)."""
+    from scipy.io import loadmat
+    meta, truth = devkit / "meta.mat", devkit / "ILSVRC2012_validation_ground_truth.txt"
+    with _reading(request, meta):
+        synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
+        wnid_by_id = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets if int(s["num_children"]) == 0}
+        names = {str(s["WNID"]): str(s["words"]).split(",")[0].strip() for s in synsets if int(s["num_children"]) == 0}
+    with _reading(request, truth):
+        ids = [line.strip() for line in truth.read_text().splitlines() if line.strip()]
+        bad = next(((number, value) for number, value in enumerate(ids, 1)
+                    if not value.isdigit() or int(value) not in wnid_by_id), None)
+        if bad is not None:
+            raise ValueError(f"line {bad[0]} is {bad[1]!r}; expected an ILSVRC2012_ID of meta.mat "
+                             f"(1..{len(wnid_by_id)})")
+    numbered = {f"ILSVRC2012_val_{number:08d}": wnid_by_id[int(value)] for number, value in enumerate(ids, 1)}
+    return numbered, names
