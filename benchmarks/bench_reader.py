@@ -6,7 +6,8 @@ interleaved rounds:
 
 * one image's central patch (`nslviz.datasets.images.streamed.read_patch`: JPEG draft decoding at a
   reduced scale, then one resize of the central square) against the plain pipeline (decode at full
-  size, scale the shorter side to 256, cut the centre), single-threaded, at both image sizes;
+  size, scale the shorter side to 256, cut the centre), single-threaded, at both image sizes, and
+  the check of `python -m nslviz check-data` (a decode at 1/8 scale);
 * training batches of `FileBatchStream` (decode, 224 crops, flips) with 0 workers (the training
   process decodes) and with 1 to `available_cpus()` worker processes: images a second.
 
@@ -100,7 +101,8 @@ def main(argv=None) -> dict:
     cpus, previous = available_cpus(), torch.get_num_threads()
     worker_counts = list(range(cpus + 1))                          # 0: the training process decodes
     names = [f"{width}x{height}" for width, height in SIZES]
-    decode = {(name, reader): [] for name in names for reader in ("draft", "plain")}
+    readers = {"draft": read_patch, "plain": plain_patch, "check": lambda path, _: read_patch(path, 1)}
+    decode = {(name, reader): [] for name in names for reader in readers}
     stream = {n: [] for n in worker_counts}
     with tempfile.TemporaryDirectory() as folder:
         write_images(Path(folder), args.images)
@@ -115,8 +117,7 @@ def main(argv=None) -> dict:
         try:
             for _ in range(args.rounds):                           # interleaved: drift hits every setting alike
                 for name, reader in decode:
-                    decode[name, reader].append(per_image_ms(read_patch if reader == "draft" else plain_patch,
-                                                             files[name], resize))
+                    decode[name, reader].append(per_image_ms(readers[reader], files[name], resize))
                 for n in worker_counts:
                     stream[n].append(stream_images_per_second(data.train, n, args.batch))
         finally:
@@ -125,8 +126,7 @@ def main(argv=None) -> dict:
     rate = {n: statistics.median(values) for n, values in stream.items()}
     result = {"benchmark": "reader", "images": args.images, "image_size": names[0],
               "size": args.size, "patch": resize, "batch": args.batch, "rounds": args.rounds, "available_cpus": cpus,
-              "patch_ms": {name: {reader: round(ms[name, reader], 3) for reader in ("draft", "plain")}
-                           for name in names},
+              "patch_ms": {name: {reader: round(ms[name, reader], 3) for reader in readers} for name in names},
               "plain_over_draft": {name: round(ms[name, "plain"] / ms[name, "draft"], 2) for name in names},
               "stream_images_per_s": {str(n): round(r, 1) for n, r in rate.items()},
               "stream_speedup": {str(n): round(r / rate[0], 2) for n, r in rate.items()},

@@ -324,6 +324,9 @@ def _reader(r: dict) -> list[str]:
         "decode, resize and crop: " + "; ".join(
             f"{name.replace('x', '×')} {times['draft']} against {times['plain']} ms ({r['plain_over_draft'][name]}× "
             "faster)" for name, times in r["patch_ms"].items())
+        + (". `check-data`'s decode at 1/8 scale: " + "; ".join(
+            f"{name.replace('x', '×')} {times['check']} ms" for name, times in r["patch_ms"].items())
+           if "check" in next(iter(r["patch_ms"].values())) else "")
         + f". So one decoding process reads about {1000 / r['patch_ms'][r['image_size']]['draft']:.0f} images of "
         f"{r['image_size'].replace('x', '×')} a second, and a GPU that trains at N images a second needs about N "
         "divided by that of them (`--workers`). In the table the decoding processes share the CPUs with the one "

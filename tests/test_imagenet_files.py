@@ -12,7 +12,8 @@ from scipy.io import savemat
 
 from nslviz.datasets.augment import window_crop
 from nslviz.datasets.images import load_image_dataset
-from nslviz.datasets.images.streamed import FileSplit, ImageFileError, patch_size, read_patch
+from nslviz.__main__ import main
+from nslviz.datasets.images.streamed import FileSplit, ImageFileError, patch_size, read_patch, unreadable_files
 from nslviz.training.config import TrainConfig
 from nslviz.training.data import BatchStream, FileBatchStream, batch_stream
 from nslviz.analysis.finetuning import finetuning_effect
@@ -293,3 +294,32 @@ def test_the_nsl_preset_on_imagenet_keeps_the_crops_of_the_reader_and_the_papers
     assert config.milestones == pytest.approx((200 / 600, 375 / 600, 550 / 600))
     assert TrainConfig.from_preset("nsl", dataset="imagenet", augment="nsl").augment == "nsl"
     assert TrainConfig.from_preset("nsl", dataset="imagenet64").augment == "nsl"
+
+
+def test_check_data_lists_every_unreadable_file_before_a_run(imagenet, capsys):
+    """Truncated, foreign and vanished files are all found (with 0 or 2 processes); the command says
+    which and exits 1, and 0 once they are mended."""
+    folder = imagenet / "imagenet"
+    good = (folder / "train" / "n01" / "n01_0.JPEG").read_bytes()
+    truncated, foreign = folder / "train" / "n02" / "n02_1.JPEG", folder / "val" / "n03" / "ILSVRC2012_val_00000003.JPEG"
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    foreign.write_bytes(b"<html>error page</html>")
+    split = load_image_dataset("imagenet", imagenet, val_size=0).train
+    gone = Path(split.path(7))
+    gone.unlink()
+    for workers in (0, 2):
+        failures = dict(unreadable_files(split, workers, progress=False))
+        assert set(failures) == {str(truncated), str(gone)}
+        assert "truncated" in failures[str(truncated)].lower() and failures[str(gone)] == "gone"
+    gone.write_bytes(good)
+    assert main(["check-data", "--data-root", str(imagenet), "--workers", "0", "--no-progress", "--json"]) == 1
+    out = capsys.readouterr().out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert [entry["path"] for entry in report["unreadable"]] == [str(truncated), str(foreign)]
+    assert report["splits"] == {"train": {"images": 18, "read_from_files": True, "unreadable": 1},
+                                "test": {"images": 6, "read_from_files": True, "unreadable": 1}}
+    assert "2 files cannot be read" in out
+    truncated.write_bytes(good), foreign.write_bytes(good)
+    assert main(["check-data", "--data-root", str(imagenet), "--workers", "0", "--no-progress"]) == 0
+    assert main(["check-data", "--dataset", "digits", "--no-progress"]) == 0
+    assert "decoded when the set loaded" in capsys.readouterr().out

@@ -15,5 +15,6 @@ COMMANDS = [
     "race",
     "few_shot",
     "estimators",
+    "check_data",
     "site",
 ]

@@ -39,7 +39,14 @@ def patch_size(size: int) -> int:
 
 
 class ImageFileError(OSError):
-    """An image file of a FileSplit that cannot be read while a run reads it."""
+    """An image file of a FileSplit that cannot be read: `path`, and `reason` (what failed)."""
+
+    def __init__(self, message: str, path: str = "", reason: str = ""):
+        super().__init__(message)
+        self.path, self.reason = path, reason
+
+    def __reduce__(self):                      # pickled back from a decoding worker with its fields
+        return type(self), (str(self), self.path, self.reason)
 
 
 # what a run that stopped on a file can do; removing the file changes the splits (stratified orders)
@@ -61,13 +68,13 @@ def read_patch(path: str | Path, resize: int) -> np.ndarray:
             return np.asarray(image.resize((resize, resize), Image.Resampling.BILINEAR, box=box))
     except FileNotFoundError:
         raise ImageFileError(f"{path}: the image file is gone (it was there when the dataset was loaded); put it "
-                             f"back, {_THEN}") from None
+                             f"back, {_THEN}", str(path), "gone") from None
     except PermissionError as error:
         raise ImageFileError(f"{path} cannot be read ({error.strerror}); give this process read access, "
-                             f"{_THEN}") from None
+                             f"{_THEN}", str(path), error.strerror) from None
     except (OSError, ValueError, SyntaxError) as error:           # PIL's errors for damaged or foreign files
         raise ImageFileError(f"{path} is not a readable image ({error}); get the file again from the dataset's "
-                             f"archive, {_THEN}") from None
+                             f"archive, {_THEN}", str(path), str(error)) from None
 
 
 @dataclass
@@ -133,3 +140,37 @@ class FileSplit:
         if not patches:
             return torch.zeros((0, 3, self.resize, self.resize), dtype=torch.uint8)
         return torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).contiguous()  # (B, 3, R, R)
+
+
+class _FileChecks(torch.utils.data.Dataset):
+    """Chunk i of a FileSplit's files, each decoded at the smallest scale: [(path, reason)] of those
+    that cannot be read (what a DataLoader worker runs)."""
+    CHUNK = 256
+
+    def __init__(self, split: FileSplit):
+        self.split = split
+
+    def __len__(self) -> int:
+        return -(-len(self.split) // self.CHUNK)
+
+    def __getitem__(self, i: int) -> list[tuple[str, str]]:
+        failures = []
+        for index in range(i * self.CHUNK, min((i + 1) * self.CHUNK, len(self.split))):
+            try:
+                read_patch(self.split.path(index), 1)     # JPEG: decoded at 1/8, every coefficient still read
+            except ImageFileError as error:
+                failures.append((error.path, error.reason))
+        return failures
+
+
+def unreadable_files(split: FileSplit, workers: int = 0, progress: bool = True) -> list[tuple[str, str]]:
+    """[(path, reason)] of every file of `split` that cannot be decoded (gone, unreadable, truncated,
+    not an image), in `workers` processes (0: this one): what would stop a run when its batch is read,
+    found before it starts. JPEGs are decoded at 1/8 scale, which reads every coefficient (a truncated
+    file fails) at a fraction of the full decode's cost."""
+    from tqdm.auto import tqdm
+    loader = torch.utils.data.DataLoader(_FileChecks(split), batch_size=None, num_workers=workers)
+    failures = []
+    for found in tqdm(loader, desc="checking files", unit="chunk", disable=not progress):
+        failures += found
+    return failures
