@@ -29,6 +29,10 @@ def test_a_sweep_changes_only_its_setting_and_more_entries_help():
     assert [r.training.temperature for r in hot.values()] == [0.05, 3.0]
     # T = 3 spreads the attention: its entropy is near log S, T = 0.05's far below
     assert hot[3.0].final["attention_entropy"] > 0.9 * math.log(50) > hot[0.05].final["attention_entropy"]
+    # the baseline stays put: the vanilla head starts, trains and scores alike for every S and T
+    for sweep in (results, hot):
+        curves = [[row["vanilla_acc"] for row in r.history] for r in sweep.values()]
+        assert curves[0] == curves[1]
 
 
 @pytest.mark.parametrize("setting, values, message", [
@@ -85,14 +89,16 @@ def test_a_zero_in_a_sweep_gets_no_log_axis():
 def test_sweep_figure_draws_one_panel_per_setting():
     results = sweep_clusters("entries", [3, 12], **SMALL)
     curves = training_viz.heads_sweep_curves(results)
-    assert set(curves) == {"MN", "MN dictionary alone (attended values)"}            # vanilla has no S
+    assert list(curves) == ["vanilla: cosine classifier", "MN", "MN dictionary alone (attended values)"]
     assert curves["MN"] == {3: results[3].final["mn_acc"], 12: results[12].final["mn_acc"]}
+    assert len(set(curves["vanilla: cosine classifier"].values())) == 1          # vanilla has no S: flat
     fig = training_viz.sweep_figure({"entries": curves, "temperature": {"mn": {0.1: 0.9, 1.0: 0.7}}}, "S and T")
     assert fig.layout.title.text == "S and T"
     assert fig.layout.xaxis.title.text == "dictionary entries S" and fig.layout.xaxis2.title.text == "temperature T"
     assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.tickvals) == [3, 12]
     assert fig.layout.yaxis.title.text == "test accuracy"
-    assert [trace.name for trace in fig.data] == ["MN", "MN dictionary alone (attended values)", "MN"]
+    assert [trace.name for trace in fig.data] == ["vanilla: cosine classifier", "MN",
+                                                  "MN dictionary alone (attended values)", "MN"]
     assert not fig.layout.shapes                                                      # no classes: no chance line
     chance = training_viz.sweep_figure({"entries": curves, "temperature": curves}, "S and T", classes=4)
     assert [(shape.y0, shape.yref) for shape in chance.layout.shapes] == [(0.25, "y"), (0.25, "y2")]   # every panel

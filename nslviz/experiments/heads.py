@@ -40,8 +40,11 @@ from ..datasets.toys import cluster_splits
 from ..models.classifier import CosineClassifier, build_mn_head
 from ..neighborhoods import attended_values, attention_entropy, head_memory
 from ..analysis.neighbors import load_run_features
+from ..training.data import derived_seed
 from ..training.distributed import resolve_device
 from ..training.steps import train_steps
+
+VANILLA_STREAM = 0x7A                 # derived_seed(seed, VANILLA_STREAM): the vanilla head's starting weights
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ def _train_heads(x_train, y_train, x_test, y_test, classes: int, training: HeadT
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(training.seed)
         mn = build_mn_head(x_train.shape[1], classes, entries=training.entries, temperature=training.temperature)
+        torch.manual_seed(derived_seed(training.seed, VANILLA_STREAM))     # vanilla's start: the same for every S, T
         vanilla = CosineClassifier(x_train.shape[1], classes)
         for model, evaluate, desc in ((mn, _evaluate_mn, "MN head"), (vanilla, _evaluate_vanilla, "vanilla head")):
             train_steps(model, x_train, y_train, F.cross_entropy, steps=training.steps,
@@ -181,8 +185,8 @@ SWEEP_SETTINGS = ("entries", "temperature")      # S and T, MN Fig. 8
 def sweep_clusters(setting: str, values, training: HeadTraining | None = None, **options) -> dict:
     """{value: HeadsResult}: `run_clusters` once per value of `setting` (S "entries" or T
     "temperature") on the same clusters, batches and seed. `options` go to run_clusters (cluster
-    shape, or HeadTraining fields such as steps). Both heads' starting weights come from that one
-    seed, MN's drawn first, so a change of S also changes where the vanilla head starts."""
+    shape, or HeadTraining fields such as steps). The vanilla head's starting weights have a seed of
+    their own, so its curve is the same for every value: the baseline the sweep moves MN against."""
     check_choice("sweep setting", setting, SWEEP_SETTINGS)
     values = list(values)
     if not values or len(set(values)) != len(values):

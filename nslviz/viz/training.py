@@ -135,10 +135,10 @@ SWEEP_AXES = {"entries": "dictionary entries S", "temperature": "temperature T"}
 
 
 def heads_sweep_curves(results: Mapping[float, object]) -> dict[str, dict[float, float]]:
-    """{curve: {value: test accuracy}} of `experiments.heads.sweep_clusters`' results: MN and its
-    dictionary read alone (vanilla's head has neither S nor T)."""
+    """{curve: {value: test accuracy}} of `experiments.heads.sweep_clusters`' results: vanilla's head
+    (which has neither S nor T: one flat line, the baseline), MN and MN's dictionary read alone."""
     return {name: {value: result.final[key] for value, result in results.items()}
-            for key, name, _, _ in HEAD_CURVES if key in ("mn_acc", "attended_value_acc")}
+            for key, name, _, _ in HEAD_CURVES if key in ("vanilla_acc", "mn_acc", "attended_value_acc")}
 
 
 def sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], title: str,
