@@ -37,14 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     from ._threads import match_threads_to_cpus                            # after parsing: --help loads no torch
     from .training.distributed import launched_rank, launched_world_size
     match_threads_to_cpus()                                               # a container's CPU quota, not the host's cores
+    from .datasets.images import DatasetError
     from .training.rundir import RunDirectoryError
     with warnings.catch_warnings():                     # the command's own way of showing them, for its run only
         _show_run_directory_warnings_as_lines(args.subparser.prog)
         try:
             return int(args.run(args) or 0)
-        except (RunDirectoryError, FileNotFoundError) as error:   # a run directory busy, damaged, holding
-            # another run or not resumable; a missing dataset (where it was looked for, how to get it):
-            # the message alone, no usage; exit code 2
+        except (RunDirectoryError, FileNotFoundError, DatasetError) as error:   # a run directory busy, damaged,
+            # holding another run or not resumable; a missing, incomplete or damaged dataset (where it was
+            # looked for, what is wrong, how to get it): the message alone, no usage; exit code 2
             args.subparser.exit(2, f"{args.subparser.prog}: error: {error}\n")
         except ValueError as error:                     # a bad value: the usage, then the error; exit code 2
             if launched_world_size() > 1 and launched_rank() > 0:   # torchrun: rank 0 prints the usage, the

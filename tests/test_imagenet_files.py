@@ -1,6 +1,8 @@
 """ImageNet-2012 read from its JPEG folders batch by batch: the loader (both on-disk layouts), the
 central patches, the crops on the device, the stream's determinism, and training and resuming on it."""
 import json
+import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from nslviz.training.config import TrainConfig
 from nslviz.training.data import BatchStream, FileBatchStream, batch_stream
 from nslviz.analysis.finetuning import finetuning_effect
 from nslviz.analysis.neighbors import extract_features
+from nslviz.experiments.compare import compare_runs
 from nslviz.training.rundir import RunDirectoryError, load_run
 from nslviz.training.trainer import train
 from runs import interrupt_at, stable
@@ -186,12 +189,19 @@ def test_missing_folders_are_named_with_how_to_get_them_and_hidden_folders_are_n
         load_image_dataset("imagenet", tmp_path)
     folder = write_imagenet(tmp_path)
     (folder / "train" / ".ipynb_checkpoints").mkdir()
-    assert load_image_dataset("imagenet", tmp_path, val_size=3).num_classes == 3
+    (folder / "train" / "n01" / "._n01_0.JPEG").write_bytes(b"macOS metadata")          # hidden: not an image
+    data = load_image_dataset("imagenet", tmp_path, val_size=3)
+    assert data.num_classes == 3 and len(data.train) + len(data.val) == 18
+    assert len(load_image_dataset("imagenet", folder, val_size=3).train) == 15          # --data-root at the set
     with pytest.raises(ValueError, match="val_size 18 leaves no training images"):
         load_image_dataset("imagenet", tmp_path, val_size=18)
     monkeypatch.setattr("nslviz.datasets.images.imagenet2012.IMAGENET_CLASSES", 3)   # as if the real 1,000
-    with pytest.warns(UserWarning, match="6 validation images under .*, where ImageNet-2012 has 50,000"):
+    with pytest.warns(UserWarning) as caught:
         load_image_dataset("imagenet", tmp_path, val_size=3)
+    assert [str(w.message).split(" under ")[0] for w in caught] == ["imagenet: 18 training images",
+                                                                   "imagenet: 6 validation images"]
+    assert "where ImageNet-2012 has 50,000" in str(caught[1].message)
+    monkeypatch.setattr("nslviz.datasets.images.imagenet2012.IMAGENET_TRAINING", 18)
     monkeypatch.setattr("nslviz.datasets.images.imagenet2012.IMAGENET_VALIDATION", 6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -209,7 +219,7 @@ def test_a_patch_is_the_central_square_upright_and_a_damaged_file_is_named(tmp_p
         assert patch[:8, :, 1].mean() > 180 and patch[12:, :, 1].mean() < 20   # green on top: upright
     broken = tmp_path / "broken.JPEG"
     broken.write_bytes(b"<html>error page</html>")
-    with pytest.raises(ImageFileError, match="broken.JPEG is not a readable image .*continue the run with --resume"):
+    with pytest.raises(ImageFileError, match=r"broken.JPEG is not a readable image .*continue the run \(train --resume"):
         read_patch(broken, 20)
     with pytest.raises(ImageFileError, match="gone.JPEG: the image file is gone .*put it back"):
         read_patch(tmp_path / "gone.JPEG", 20)
@@ -226,6 +236,7 @@ def test_a_file_damaged_after_loading_stops_the_stream_with_its_name_alone(image
     message = str(caught.value)
     assert message.startswith(split.path(4)) and "not a readable image" in message
     assert "Traceback" not in message and "worker" not in message
+    assert caught.value.path == split.path(4) and "cannot identify" in caught.value.reason
 
 
 def test_window_crop_takes_the_centre_or_a_seeded_random_window_of_each_image():
@@ -323,3 +334,56 @@ def test_check_data_lists_every_unreadable_file_before_a_run(imagenet, capsys):
     assert main(["check-data", "--data-root", str(imagenet), "--workers", "0", "--no-progress"]) == 0
     assert main(["check-data", "--dataset", "digits", "--no-progress"]) == 0
     assert "decoded when the set loaded" in capsys.readouterr().out
+
+
+def test_the_splits_do_not_depend_on_the_layout_or_on_where_the_folder_is(tmp_path):
+    """The same images in class folders or flat with the devkit's labels give one test split, in one
+    order, with the devkit's class names either way; a copy under a longer path, or the folder named
+    by a relative path, keeps the fingerprint that a resumed run checks."""
+    folders, devkit = tmp_path / "a", tmp_path / "b"
+    write_imagenet(folders, layout="folders")
+    write_imagenet(devkit, layout="devkit")
+    shutil.copytree(devkit / "imagenet" / "ILSVRC2012_devkit_t12", folders / "imagenet" / "ILSVRC2012_devkit_t12")
+    one, two = (load_image_dataset("imagenet", root, val_size=3, image_size=16) for root in (folders, devkit))
+    assert [Path(one.test.path(i)).name for i in range(6)] == [Path(two.test.path(i)).name for i in range(6)]
+    assert torch.equal(one.test.labels, two.test.labels) and one.fingerprint() == two.fingerprint()
+    assert one.class_names == two.class_names == ["tench", "goldfish", "shark"]       # meta.mat in both
+    moved = tmp_path / "a much longer folder name for the same data"
+    shutil.copytree(folders, moved)
+    assert load_image_dataset("imagenet", moved, val_size=3, image_size=16).fingerprint() == one.fingerprint()
+    relative = Path(os.path.relpath(folders, Path.cwd()))
+    assert load_image_dataset("imagenet", relative, val_size=3, image_size=16).fingerprint() == one.fingerprint()
+    (folders / "imagenet" / "ILSVRC2012_devkit_t12" / "data" / "meta.mat").unlink()
+    (devkit / "imagenet" / "ILSVRC2012_devkit_t12" / "data" / "meta.mat").unlink()
+    assert load_image_dataset("imagenet", folders, val_size=3).class_names == ["n01", "n02", "n03"]
+    with pytest.raises(FileNotFoundError, match="imagenet: the devkit's meta.mat .* not found"):
+        load_image_dataset("imagenet", devkit, val_size=3)
+
+
+def test_the_command_line_names_damaged_data_without_its_usage(tmp_path, capsys):
+    folder = write_imagenet(tmp_path)
+    picture(0, 20, 20).save(folder / "val" / "stray.JPEG")
+    with pytest.raises(SystemExit) as stopped:
+        main(["check-data", "--data-root", str(tmp_path), "--no-progress"])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert "holds both class folders and 1 images outside them" in error and "usage:" not in error
+
+
+def test_compare_starts_a_run_cut_on_changed_splits_again_only_when_asked(imagenet, tmp_path):
+    """A file goes bad in the middle of a compare run; removed instead of mended, the splits change:
+    running compare again says so, and with overwrite trains the run again from the start."""
+    config = TrainConfig(**IMAGENET_RUN, data_root=str(imagenet), method="vanilla")
+    group = tmp_path / "group"
+    bad = imagenet / "imagenet" / "train" / "n03" / "n03_2.JPEG"
+    kept = bad.read_bytes()
+    bad.write_bytes(b"half a file")
+    with pytest.raises(ImageFileError, match="n03_2.JPEG is not a readable image .*compare .* resume"):
+        compare_runs({"vanilla": config}, group, progress=False)
+    assert (group / "vanilla" / "checkpoint.pt").exists()                 # cut after its first checkpoint
+    bad.unlink()
+    with pytest.raises(RunDirectoryError, match="splits differ .*pass overwrite=True"):
+        compare_runs({"vanilla": config}, group, progress=False)
+    again = compare_runs({"vanilla": config}, group, progress=False, overwrite=True)["vanilla"]
+    assert again["iterations"] == 6
+    bad.write_bytes(kept)

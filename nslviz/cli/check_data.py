@@ -43,7 +43,7 @@ def run(args) -> int:
             print(f"check-data: {args.dataset} {name}: {len(split):,} images, decoded when the set loaded")
             report["splits"][name] = {"images": len(split), "read_from_files": False, "unreadable": 0}
             continue
-        failures = unreadable_files(split, workers, progress=not args.no_progress)
+        failures = sorted(unreadable_files(split, workers, progress=not args.no_progress))
         print(f"check-data: {args.dataset} {name}: {len(split):,} files, {len(failures)} unreadable", flush=True)
         for path, reason in failures:
             print(f"  {path}: {reason}")

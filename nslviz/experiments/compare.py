@@ -21,7 +21,7 @@ from ..paths import runs_root
 from ..models.classifier import METHODS
 from ..training.config import EMBEDDED_SETS, TrainConfig
 from ..training.rundir import RunDirectory, locked_run_dir
-from ..training.trainer import default_run_name, resume_setting_change, train
+from ..training.trainer import SplitsChanged, default_run_name, resume_setting_change, train
 
 QUICK_BACKBONES = {"resnet56_64": "convnet4_64", "resnet29_64": "convnet4_64", "densenet40_64": "convnet4_64",
                    "convnet4_64": "convnet4_64", "cnn10": "cnn9", "spherenet9": "spherenet9",
@@ -101,8 +101,14 @@ def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress
         raise ValueError(f"{str(run_dir)!r} holds a {label} run with other settings ({changed}); pass "
                          f"overwrite=True (CLI --overwrite) to replace it, or another group folder (the notebooks' "
                          f"run_dir, CLI --group-dir)")
-    return train(run_config, run_dir, resume=changed is None and existing.checkpoint_path.exists(),
-                 overwrite=bool(changed), progress=progress)
+    resume = changed is None and existing.checkpoint_path.exists()
+    try:
+        return train(run_config, run_dir, resume=resume, overwrite=bool(changed), progress=progress)
+    except SplitsChanged as error:                  # a cut run whose dataset changed: only overwrite restarts it
+        if not (resume and overwrite):
+            raise SplitsChanged(f"{str(run_dir)!r}: {error}; pass overwrite=True (CLI --overwrite) to train it again "
+                                "on the new splits") from None
+    return train(run_config, run_dir, overwrite=True, progress=progress)
 
 
 def sweep_suffix(setting: str, value) -> str:

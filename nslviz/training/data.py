@@ -119,8 +119,8 @@ class BatchStream:
 
 class _FileBatches(torch.utils.data.Dataset):
     """Batch i of a list of index batches, decoded from a FileSplit (what a DataLoader worker runs).
-    A file that cannot be read comes back as its message, raised again by the stream's process
-    (a worker's exception would carry the worker's traceback in its message)."""
+    A file that cannot be read comes back as its ImageFileError, raised again by the stream's process
+    (raised in a worker, it would come back with the worker's traceback in its message)."""
 
     def __init__(self, split: FileSplit, batches: list[torch.Tensor]):
         self.split, self.batches = split, batches
@@ -128,11 +128,11 @@ class _FileBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor | str, torch.Tensor | None]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | ImageFileError, torch.Tensor | None]:
         try:
             return self.split.read(self.batches[i]), self.split.labels[self.batches[i]]
         except ImageFileError as error:
-            return str(error), None
+            return error, None
 
 
 class FileBatchStream(BatchStream):
@@ -157,8 +157,8 @@ class FileBatchStream(BatchStream):
         for images, labels in torch.utils.data.DataLoader(_FileBatches(self.split, batches), batch_size=None,
                                                           num_workers=self.workers,
                                                           pin_memory=self.device.type == "cuda"):
-            if isinstance(images, str):
-                raise ImageFileError(images)
+            if isinstance(images, ImageFileError):
+                raise images
             yield images, labels
 
     def _crop(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

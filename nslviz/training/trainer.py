@@ -257,10 +257,10 @@ def _check_same_setting(stored: dict, now: dict) -> None:
     changes the numbers, and the promise is that a resumed run ends as an uninterrupted one would."""
     for key, (before, after) in _setting_changes(stored, now).items():
         if key == "data":
-            raise RunDirectoryError("cannot resume: the dataset's splits differ from those the run started with "
-                                    f"(fingerprint {before} -> {after}): files were added, removed or renamed "
-                                    "in its folder, or its labels changed; restore them, or start a new run "
-                                    "directory")
+            raise SplitsChanged("cannot resume: the dataset's splits differ from those the run started with "
+                                f"(fingerprint {before} -> {after}): files were added, removed or renamed in "
+                                "its folder, or its labels changed; restore them, or start the run again "
+                                "(a new run directory, or overwrite)")
         if key == "precision":                      # the value the run was trained with, not the refused one
             amp = "bf16" if before == "bf16" else "off"
             hint = f"pass --amp {amp} (amp={amp!r}) to match it" + (" on a device with bf16" if amp == "bf16" else "")
@@ -268,6 +268,10 @@ def _check_same_setting(stored: dict, now: dict) -> None:
             hint = f"start it with torchrun --nproc_per_node {before}"
         raise RunDirectoryError(f"cannot resume: the run was trained with {key} {before!r} and would go on with "
                                 f"{after!r}; {hint}, or start a new run directory")
+
+
+class SplitsChanged(RunDirectoryError):
+    """A cut run cannot resume: its dataset's splits are not those it started with."""
 
 
 def _check_resumable(stored: TrainConfig, config: TrainConfig) -> None:

@@ -42,6 +42,6 @@ from .imagenet import MINI_IMAGENET_SPLITS
 from .digit_sets import DIGIT_NAMES
 from .pacs import PACS_CLASSES, PACS_DOMAINS
 from .embedded import DIGIT_COARSE_GROUPS, DIGIT_COARSE_NAMES, make_synthetic_images
-from .registry import (_REGISTRY, LABEL_KINDS, ImageDataset, ImageSplit, _register, _Request, _Source,
+from .registry import (_REGISTRY, LABEL_KINDS, DatasetError, ImageDataset, ImageSplit, _register, _Request, _Source,
                        available_few_shot_datasets, available_image_datasets, load_image_dataset)
 from .utils import CACHE_FORMAT, IMAGE_SUFFIXES, _assemble, _reading, resize_images, stratified_order

@@ -23,16 +23,17 @@ from .registry import ImageDataset, _register, _Request
 from .streamed import FileSplit, patch_size
 from .utils import IMAGE_SUFFIXES, _check_held_out, _find_folder, _labels, _missing, _ordered, _reading, stratified_order
 
-IMAGENET_CLASSES, IMAGENET_VALIDATION = 1000, 50000      # the real set's (a check, not a requirement)
+IMAGENET_CLASSES, IMAGENET_TRAINING, IMAGENET_VALIDATION = 1000, 1281167, 50000   # the real set's (checks only)
 DEVKIT = Path("ILSVRC2012_devkit_t12") / "data"
 KAGGLE = Path("ILSVRC") / "Data" / "CLS-LOC"
 
 
 def _images_in(folder: Path) -> list[str]:
-    """The image files directly in `folder`, sorted by name (strings: 1.28M Paths sort slowly)."""
+    """The image files directly in `folder`, sorted by name (strings: 1.28M Paths sort slowly); hidden
+    ones (macOS's ._ files) left out."""
     with os.scandir(folder) as entries:
-        names = sorted(entry.name for entry in entries
-                       if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES)
+        names = sorted(entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")
+                       and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES)
     return [os.path.join(folder, name) for name in names]
 
 
@@ -56,8 +57,8 @@ def _load_imagenet(request: _Request) -> ImageDataset:
     order. image_size (default 224, NSL Table 5) is the side of the crops, taken from the central
     patch_size(image_size) square (256 for 224), as AlexNet's preprocessing, which NSL follows."""
     root = request.root
-    folder = _find_folder(request, [root / "imagenet", root / "ILSVRC2012", root / KAGGLE, root / "imagenet" / KAGGLE],
-                          ["train", "val"], "the ImageNet-2012 folder")
+    folder = _find_folder(request, [root / "imagenet", root / "ILSVRC2012", root / KAGGLE, root / "imagenet" / KAGGLE,
+                                    root], ["train", "val"], "the ImageNet-2012 folder")   # root: --data-root is it
     bases = [folder, folder.parents[2] if folder.parts[-3:] == KAGGLE.parts else folder, root]   # Kaggle: beside ILSVRC/
     wnids = _class_folders(folder / "train")
     if not wnids:
@@ -70,13 +71,17 @@ def _load_imagenet(request: _Request) -> ImageDataset:
             raise _missing(request, [folder / "train" / wnid / f"{wnid}_1.JPEG"], f"the training images of class {wnid}")
         files += found
         train_labels += [label_of[wnid]] * len(found)
-    test_files, test_labels, devkit_names = _validation(request, folder, bases, label_of)
-    if len(wnids) == IMAGENET_CLASSES and len(test_files) != IMAGENET_VALIDATION:
-        warnings.warn(f"imagenet: {len(test_files):,} validation images under {folder / 'val'}, where ImageNet-2012 "
-                      f"has {IMAGENET_VALIDATION:,}; a test accuracy on them is not the paper's (is val/ complete?)",
-                      stacklevel=2)
+    test_files, test_labels = _validation(request, folder, bases, label_of)
+    for what, count, real in (("training", len(files), IMAGENET_TRAINING), ("validation", len(test_files),
+                                                                            IMAGENET_VALIDATION)):
+        if len(wnids) == IMAGENET_CLASSES and count != real:
+            warnings.warn(f"imagenet: {count:,} {what} images under {folder}, where ImageNet-2012 has {real:,}; "
+                          "a test accuracy on them is not the paper's (is every archive unpacked in full?)",
+                          stacklevel=2)
     names = dict.fromkeys(wnids)
-    names.update({wnid: name for wnid, name in devkit_names.items() if wnid in names})
+    devkit = next((base / DEVKIT for base in bases if (base / DEVKIT / "meta.mat").exists()), None)
+    if devkit is not None:
+        names.update({wnid: name for wnid, name in _read_meta(request, devkit)[1].items() if wnid in names})
     mapping = next((base / "LOC_synset_mapping.txt" for base in bases if (base / "LOC_synset_mapping.txt").exists()), None)
     if mapping is not None:
         with _reading(request, mapping):
@@ -103,10 +108,9 @@ def _load_imagenet(request: _Request) -> ImageDataset:
                                     "batch by batch")
 
 
-def _validation(request: _Request, folder: Path, bases: list[Path],
-                label_of: dict[str, int]) -> tuple[list[str], list[int], dict[str, str]]:
-    """The official validation images, their labels and the class names the labels' file gives (the
-    devkit's; {} otherwise). Every image in val/ must have a label and every label an image."""
+def _validation(request: _Request, folder: Path, bases: list[Path], label_of: dict[str, int]) -> tuple[list[str], list[int]]:
+    """The official validation images and their labels, sorted by file name (so that every layout
+    gives the same split). Every image in val/ must have a label and every label an image."""
     val = folder / "val"
     classes, flat = _class_folders(val), _images_in(val)
     if classes:
@@ -119,25 +123,23 @@ def _validation(request: _Request, folder: Path, bases: list[Path],
                              + "; ".join(part for part in (f"{unknown[:5]} only in val/" if unknown else "",
                                                            f"{absent[:5]} missing from val/" if absent else "") if part)
                              + "; expected the same wnids in both (an unpacking that stopped halfway?)")
-        files, labels = [], []
+        labelled = []
         for wnid in classes:
             found = _images_in(val / wnid)
             if not found:
                 raise _missing(request, [val / wnid / "ILSVRC2012_val_00000001.JPEG"], f"the validation images of class {wnid}")
-            files += found
-            labels += [label_of[wnid]] * len(found)
-        return files, labels, {}
+            labelled += [(os.path.basename(path), path, label_of[wnid]) for path in found]
+        labelled.sort()
+        return [path for _, path, _ in labelled], [label for _, _, label in labelled]
     if not flat:
         raise _missing(request, [val / "ILSVRC2012_val_00000001.JPEG", val / "n01440764"], "the validation images")
     solution = next((base / "LOC_val_solution.csv" for base in bases if (base / "LOC_val_solution.csv").exists()), None)
     devkit = next((base / DEVKIT for base in bases if (base / DEVKIT / "ILSVRC2012_validation_ground_truth.txt").exists()),
                   None)
     if solution is not None:
-        wnid_of, names = _read_solution(request, solution, label_of), {}
-        source = solution
+        wnid_of, source = _read_solution(request, solution, label_of), solution
     elif devkit is not None:
-        wnid_of, names = _read_devkit(request, devkit)
-        source = devkit / "ILSVRC2012_validation_ground_truth.txt"
+        wnid_of, source = _read_devkit(request, devkit), devkit / "ILSVRC2012_validation_ground_truth.txt"
     else:
         raise _missing(request, [bases[0] / DEVKIT / "ILSVRC2012_validation_ground_truth.txt",
                                  bases[0] / "LOC_val_solution.csv"],
@@ -157,7 +159,7 @@ def _validation(request: _Request, folder: Path, bases: list[Path],
     if unknown:
         raise ValueError(f"imagenet: {source} labels validation images with wnids {unknown[:5]} that train/ has no "
                          "folder for; expected the wnids of train/")
-    return flat, [label_of[wnid_of[stem]] for stem in stems], names
+    return flat, [label_of[wnid_of[stem]] for stem in stems]
 
 
 def _read_solution(request: _Request, path: Path, label_of: dict[str, int]) -> dict[str, str]:
@@ -182,16 +184,24 @@ def _read_solution(request: _Request, path: Path, label_of: dict[str, int]) -> d
     return wnid_of
 
 
-def _read_devkit(request: _Request, devkit: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """({image stem: wnid}, {wnid: class name}) from the devkit: meta.mat's synsets give each
-    ILSVRC2012_ID (1..1000) its wnid; ILSVRC2012_validation_ground_truth.txt gives the ID of each
-    validation image, in the order of the image numbers (ILSVRC2012_val_00000001 first)."""
+def _read_meta(request: _Request, devkit: Path) -> tuple[dict[int, str], dict[str, str]]:
+    """({ILSVRC2012_ID: wnid}, {wnid: class name}) of the 1,000 leaf synsets of the devkit's meta.mat."""
     from scipy.io import loadmat
-    meta, truth = devkit / "meta.mat", devkit / "ILSVRC2012_validation_ground_truth.txt"
+    meta = devkit / "meta.mat"
+    if not meta.exists():
+        raise _missing(request, [meta], "the devkit's meta.mat (which wnid each ILSVRC2012_ID is)")
     with _reading(request, meta):
-        synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
-        wnid_by_id = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets if int(s["num_children"]) == 0}
-        names = {str(s["WNID"]): str(s["words"]).split(",")[0].strip() for s in synsets if int(s["num_children"]) == 0}
+        leaves = [s for s in loadmat(str(meta), squeeze_me=True)["synsets"] if int(s["num_children"]) == 0]
+        return ({int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in leaves},
+                {str(s["WNID"]): str(s["words"]).split(",")[0].strip() for s in leaves})
+
+
+def _read_devkit(request: _Request, devkit: Path) -> dict[str, str]:
+    """{image stem: wnid} from the devkit: meta.mat gives each ILSVRC2012_ID (1..1000) its wnid;
+    ILSVRC2012_validation_ground_truth.txt gives the ID of each validation image, in the order of
+    the image numbers (ILSVRC2012_val_00000001 first)."""
+    wnid_by_id, _ = _read_meta(request, devkit)
+    truth = devkit / "ILSVRC2012_validation_ground_truth.txt"
     with _reading(request, truth):
         ids = [line.strip() for line in truth.read_text().splitlines() if line.strip()]
         bad = next(((number, value) for number, value in enumerate(ids, 1)
@@ -199,5 +209,4 @@ def _read_devkit(request: _Request, devkit: Path) -> tuple[dict[str, str], dict[
         if bad is not None:
             raise ValueError(f"line {bad[0]} is {bad[1]!r}; expected an ILSVRC2012_ID of meta.mat "
                              f"(1..{len(wnid_by_id)})")
-    numbered = {f"ILSVRC2012_val_{number:08d}": wnid_by_id[int(value)] for number, value in enumerate(ids, 1)}
-    return numbered, names
+    return {f"ILSVRC2012_val_{number:08d}": wnid_by_id[int(value)] for number, value in enumerate(ids, 1)}

@@ -16,6 +16,12 @@ from ..._checks import check_choice, check_positive, check_seed
 LABEL_KINDS = ("fine", "coarse", "domain")
 
 
+class DatasetError(ValueError):
+    """A dataset's files are incomplete, damaged or inconsistent (raised while loading them): the
+    message names the set, the file and how to mend it. A ValueError; the command line prints the
+    message alone, as for a missing dataset, not its usage."""
+
+
 # ----------------------------------------------------------------------------------------------
 # containers
 
@@ -208,10 +214,15 @@ def load_image_dataset(name: str, root: str | Path = "data", *, val_size: int | 
         raise ValueError(f"label_kind='domain' exists only for pacs, not {name!r}")
     request = _Request(name, Path(root), val_size, image_size, label_kind, bool(download), limit, seed,
                        dict(options or {}))
-    dataset = _REGISTRY[name].loader(request)
+    try:
+        dataset = _REGISTRY[name].loader(request)
+    except DatasetError:
+        raise
+    except ValueError as error:                       # what the files hold, not how the function was called
+        raise DatasetError(str(error)) from error
     for split_name, split in dataset.splits().items():
         if len(split) and (int(split.labels.min()) < 0 or int(split.labels.max()) >= dataset.num_classes):
-            raise ValueError(f"{name}: the {split_name} labels read from {request.root} range over "
+            raise DatasetError(f"{name}: the {split_name} labels read from {request.root} range over "
                              f"[{int(split.labels.min())}, {int(split.labels.max())}], expected 0..{dataset.num_classes - 1} "
                              f"({dataset.num_classes} classes); the label files are not {name}'s or are corrupt "
                              f"(e.g. labels numbered from 0 where the files number them from 1, or the reverse)")

@@ -50,8 +50,8 @@ class ImageFileError(OSError):
 
 
 # what a run that stopped on a file can do; removing the file changes the splits (stratified orders)
-_THEN = ("then continue the run with --resume (removing the file instead changes the splits, and a run "
-         "that has started cannot be resumed on other splits)")
+_THEN = ("then continue the run (train --resume; compare and the notebooks resume a cut run when run again); "
+         "removing the file instead changes the splits, on which a run that has started cannot go on")
 
 
 def read_patch(path: str | Path, resize: int) -> np.ndarray:
@@ -111,12 +111,12 @@ class FileSplit:
         return os.fsdecode(self.files[i])
 
     def fingerprint(self) -> str:
-        """Identity of the split: its labels and file names in order (not the folders, so that a
-        dataset moved elsewhere keeps it). A run resumes only on the splits it started with."""
-        names = np.char.rpartition(self.files, b"/")[:, 2] if len(self) else self.files    # (N,) bytes
+        """Identity of the split: its labels and file names in order, not the folders that hold the
+        files (a dataset moved elsewhere, or named by another path, keeps it). A run resumes only on
+        the splits it started with."""
         digest = hashlib.sha1(f"{len(self)} files\n".encode())
         digest.update(self.labels.numpy().tobytes())
-        digest.update(np.ascontiguousarray(names).tobytes())
+        digest.update(b"\n".join(os.path.basename(os.fsdecode(path)).encode() for path in self.files))
         return digest.hexdigest()
 
     def subset(self, index) -> "FileSplit":
