@@ -336,6 +336,16 @@ def test_check_data_lists_every_unreadable_file_before_a_run(imagenet, capsys):
     assert "decoded when the set loaded" in capsys.readouterr().out
 
 
+def test_check_data_says_what_loading_warns_about(imagenet, capsys, monkeypatch):
+    monkeypatch.setattr("nslviz.datasets.images.imagenet2012.IMAGENET_CLASSES", 3)   # as if the real 1,000
+    monkeypatch.setattr("nslviz.datasets.images.imagenet2012.IMAGENET_TRAINING", 18)
+    assert main(["check-data", "--data-root", str(imagenet), "--workers", "0", "--no-progress", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "check-data: warning: imagenet: 6 validation images under" in out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert len(report["warnings"]) == 1 and "where ImageNet-2012 has 50,000" in report["warnings"][0]
+
+
 def test_the_splits_do_not_depend_on_the_layout_or_on_where_the_folder_is(tmp_path):
     """The same images in class folders or flat with the devkit's labels give one test split, in one
     order, with the devkit's class names either way; a copy under a longer path, or the folder named

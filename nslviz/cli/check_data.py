@@ -6,11 +6,13 @@ long run, not when its batch comes.
     python -m nslviz check-data --dataset imagenet --data-root /data --workers 16 --json
 
 Sets held in memory (every set but imagenet) are decoded completely when they load: loading them is
-the whole check. Exit code 0 when every file reads, 1 when some do not (each is listed).
+the whole check. What loading warns about (e.g. fewer validation images than ImageNet-2012 has) is
+printed and kept in the JSON. Exit code 0 when every file reads, 1 when some do not (each is listed).
 """
 from __future__ import annotations
 
 import time
+import warnings
 
 from .common import add_progress_argument, emit_json, nonnegative_int
 
@@ -35,9 +37,14 @@ def run(args) -> int:
     from ..training.data import decoding_workers
     start = time.perf_counter()
     # val_size 0: the training split holds every training image (which a run holds out changes nothing here)
-    data = load_image_dataset(args.dataset, data_root(args.data_root), val_size=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_image_dataset(args.dataset, data_root(args.data_root), val_size=0)
+    for warning in caught:
+        print(f"check-data: warning: {warning.message}")
     workers = decoding_workers(args.workers)
-    report = {"dataset": args.dataset, "splits": {}, "unreadable": []}
+    report = {"dataset": args.dataset, "splits": {}, "unreadable": [],
+              "warnings": [str(warning.message) for warning in caught]}
     for name, split in {"train": data.train, "test": data.test}.items():
         if not isinstance(split, FileSplit):
             print(f"check-data: {args.dataset} {name}: {len(split):,} images, decoded when the set loaded")
