@@ -94,7 +94,12 @@ class BatchStream:
             index = index.to(self.images.device)
             yield self.images[index], self.labels[index]
 
-    def _crop(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    @property
+    def _random_crops(self) -> bool:
+        """Whether `_crop` draws from the batch's generator."""
+        return False
+
+    def _crop(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return images
 
     def epoch(self, epoch: int = 0, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -103,8 +108,10 @@ class BatchStream:
         for b, (images, labels) in enumerate(self._read(batches), start_batch):
             images = images.to(self.device, non_blocking=True)                          # uint8 (B, C, H, W)
             labels = labels.to(self.device, non_blocking=True)
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(derived_seed(self.seed, epoch, b, self.rank))
+            generator = None
+            if self.augment != "none" or self._random_crops:
+                generator = torch.Generator(device=self.device)
+                generator.manual_seed(derived_seed(self.seed, epoch, b, self.rank))
             images = self._crop(images, generator)
             if self.augment != "none":
                 images = augment_batch(images, self.augment, generator)
@@ -161,7 +168,11 @@ class FileBatchStream(BatchStream):
                 raise images
             yield images, labels
 
-    def _crop(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    @property
+    def _random_crops(self) -> bool:
+        return self.shuffle                               # training: random windows; evaluation: the centre
+
+    def _crop(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return window_crop(images, self.split.size, generator if self.shuffle else None)
 
 

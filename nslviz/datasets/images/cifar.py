@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from .registry import ImageDataset, ImageSplit, _register, _Request
-from .utils import (_assemble, _checked_labels, _find_folder, _folder_dataset, _image_files, _labels, _missing,
-                    _ordered, _read_pickle, _reading, _split_last)
+from .utils import (_assemble, _checked_labels, _class_folders, _find_folder, _folder_dataset, _image_files, _labels,
+                    _missing, _ordered, _read_pickle, _reading, _split_last)
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -87,7 +87,7 @@ def _load_cinic10(request: _Request) -> ImageDataset:
     the official code); `val_size` keeps a stratified part of the validation folder."""
     folder = _find_folder(request, [request.root / "cinic-10", request.root / "CINIC-10", request.root / "cinic10"],
                           ["train", "valid", "test"], "the CINIC-10 image folders")
-    classes = sorted(path.name for path in (folder / "train").iterdir() if path.is_dir())
+    classes = _class_folders(folder / "train")
     files, splits = [], {}
     for split, part in (("train", "train"), ("val", "valid"), ("test", "test")):
         start, labels = len(files), []

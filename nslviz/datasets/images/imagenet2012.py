@@ -17,11 +17,10 @@ import os
 import warnings
 from pathlib import Path
 
-import torch
-
 from .registry import ImageDataset, _register, _Request
 from .streamed import FileSplit, patch_size
-from .utils import IMAGE_SUFFIXES, _check_held_out, _find_folder, _labels, _missing, _ordered, _reading, stratified_order
+from .utils import (_check_held_out, _class_folders, _find_folder, _image_names, _labels, _missing, _reading,
+                    stratified_order)
 
 IMAGENET_CLASSES, IMAGENET_TRAINING, IMAGENET_VALIDATION = 1000, 1281167, 50000   # the real set's (checks only)
 DEVKIT = Path("ILSVRC2012_devkit_t12") / "data"
@@ -29,18 +28,8 @@ KAGGLE = Path("ILSVRC") / "Data" / "CLS-LOC"
 
 
 def _images_in(folder: Path) -> list[str]:
-    """The image files directly in `folder`, sorted by name (strings: 1.28M Paths sort slowly); hidden
-    ones (macOS's ._ files) left out."""
-    with os.scandir(folder) as entries:
-        names = sorted(entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")
-                       and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES)
-    return [os.path.join(folder, name) for name in names]
-
-
-def _class_folders(folder: Path) -> list[str]:
-    """The names of the class folders in `folder`, sorted; hidden ones (.ipynb_checkpoints) left out."""
-    with os.scandir(folder) as entries:
-        return sorted(entry.name for entry in entries if entry.is_dir() and not entry.name.startswith("."))
+    """The image files directly in `folder`, as strings, sorted by name."""
+    return [os.path.join(folder, name) for name in _image_names(folder)]
 
 
 @_register("imagenet", "flip",
@@ -89,17 +78,15 @@ def _load_imagenet(request: _Request) -> ImageDataset:
                 wnid, _, text = line.partition(" ")
                 if wnid in names:
                     names[wnid] = text.split(",")[0].strip()
-    train_labels = _labels(train_labels)
-    order = stratified_order(train_labels, request.seed)
+    size = request.size(224)
+    training = FileSplit(files, _labels(train_labels), size, patch_size(size))
+    validation = FileSplit(test_files, _labels(test_labels), size, patch_size(size))
+    order = stratified_order(training.labels, request.seed)
     held_out = 10000 if request.val_size is None else request.val_size
     _check_held_out(request, held_out, len(order))
-    test_index, test_labels, _ = _ordered(torch.arange(len(test_files)), _labels(test_labels), request.seed)
-    splits = {"train": ([files[i] for i in order[held_out:].tolist()], train_labels[order[held_out:]]),
-              "val": ([files[i] for i in order[:held_out].tolist()], train_labels[order[:held_out]]),
-              "test": ([test_files[i] for i in test_index.tolist()], test_labels)}
-    size = request.size(224)
-    built = {name: FileSplit(paths[:request.limit], labels[:request.limit], size, patch_size(size))
-             for name, (paths, labels) in splits.items()}
+    built = {"train": training.subset(order[held_out:]), "val": training.subset(order[:held_out]),
+             "test": validation.subset(stratified_order(validation.labels, request.seed))}
+    built = {name: split.head(request.limit) if request.limit else split for name, split in built.items()}
     return ImageDataset(request.name, built["train"], built["val"], built["test"], num_classes=len(wnids),
                         class_names=[names[w] or w for w in wnids], channels=3, image_size=size,
                         paper_augment="flip",

@@ -336,8 +336,22 @@ def _folder_dataset(request: _Request, files: list[Path], splits: dict[str, tupl
                         extra_names=dict(extra_names or {}), split_notes=split_notes)
 
 
+def _image_names(folder: Path) -> list[str]:
+    """The names of the image files directly in `folder` (IMAGE_SUFFIXES, any case), sorted as strings
+    (1.28M Paths sort slowly); hidden files (macOS's ._ copies) left out."""
+    with os.scandir(folder) as entries:
+        return sorted(entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")
+                      and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES)
+
+
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    return [folder / name for name in _image_names(folder)]
+
+
+def _class_folders(folder: Path) -> list[str]:
+    """The names of the class folders in `folder`, sorted; hidden ones (.ipynb_checkpoints) left out."""
+    with os.scandir(folder) as entries:
+        return sorted(entry.name for entry in entries if entry.is_dir() and not entry.name.startswith("."))
 
 
 def _ordered(index: torch.Tensor, labels: torch.Tensor, seed: int, extra=None):
