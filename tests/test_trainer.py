@@ -22,7 +22,7 @@ from nslviz.training.optim import build_optimizer, parameter_groups
 from nslviz.datasets.augment import to_float
 from nslviz.training.data import load_data
 from nslviz.training.rundir import load_run
-from nslviz.training.trainer import evaluate, initialize_dictionary, train
+from nslviz.training.trainer import evaluate, initialize_dictionary, run_title, train
 from runs import TINY, Killed, finished_run, interrupt_at, stable
 
 
@@ -326,6 +326,15 @@ def test_batch_size_defaults_to_the_papers_128_but_32_on_the_small_digits_set():
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     return finished_run(tmp_path_factory, "runs")
+
+
+def test_the_progress_bar_names_the_network_and_its_similarity(tmp_path, capsys):
+    assert run_title(TrainConfig(dataset="digits")) == "convnet4 mn on digits"
+    assert run_title(TrainConfig(dataset="digits", backbone="cnn9", method="vanilla")) == "cnn9 vanilla on digits"
+    nsl = TrainConfig(**{**TINY, "epochs": 1, "backbone": "cnn9"}, method="vanilla", nsl="dynamic_dns")
+    assert run_title(nsl) == "cnn9 dynamic_dns on digits"           # an NSL row is not called "vanilla"
+    train(nsl, tmp_path / "run", progress=True)
+    assert "cnn9 dynamic_dns on digits" in capsys.readouterr().err
 
 
 def test_run_directory_contents(reference_run):

@@ -73,6 +73,13 @@ RESUMABLE_CHANGES = {"device", "amp", "checkpoint_every", "data_root", "download
 SPEED_SETTINGS = {"compile", "eval_batch_size", "channels_last"}
 
 
+def run_title(config: TrainConfig) -> str:
+    """What a progress bar calls a run: "convnet4 mn on digits", "cnn9 dynamic_dns on cifar10"."""
+    parts = [config.backbone] + ([config.nsl] if config.nsl != "none" else []) \
+        + ([config.method] if config.method != "vanilla" or config.nsl == "none" else [])
+    return f"{' '.join(parts)} on {config.dataset}"
+
+
 def default_run_name(config: TrainConfig) -> str:
     parts = [config.dataset, config.backbone, config.method]
     if config.nsl != "none":
@@ -317,7 +324,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     session = _Session(config, run_path, resume, context)
     epochs = session.config.epochs_for(session.batches)
     bar = tqdm(total=session.config.total_iterations(session.batches), initial=session.state.iteration,
-               desc=f"{session.config.method} on {session.config.dataset}",
+               desc=run_title(session.config),
                disable=not (progress and context.is_main), leave=False)
     while session.state.epoch < epochs:
         stats = session.train_epoch(bar, on_iteration)
