@@ -95,6 +95,10 @@ def test_similarity_only_from_a_plain_cnn_learns_only_m(tmp_path, capsys):
             torch.testing.assert_close(after[name], value, rtol=0, atol=0)
     masks = [value for name, value in after.items() if name.endswith("similarity")]
     assert len(masks) == 9 and max(float((m - 1).abs().max()) for m in masks) > 1e-3
+    # notebook 07's command for the same with the kernel shape: --nsl-variant sets nsl before the checks
+    joint, _ = run_cli(capsys, "--preset", "nsl", "--nsl-variant", "static_dns_joint", "--init-backbone",
+                       str(tmp_path / "cnn"), "--similarity-only", "true", "--run-dir", str(tmp_path / "j"), *TINY)
+    assert joint["parameters"] == 162 and joint["parameters_total"] == plain["parameters"] + 162
 
 
 def test_init_backbone_refuses_a_different_network(tmp_path, capsys):

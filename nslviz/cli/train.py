@@ -127,11 +127,11 @@ def config_from_args(args, control=CONTROL) -> TrainConfig:
         return TrainConfig.from_preset(args.preset, **overrides)
     preset = args.preset if args.preset is not None else nsl_variant_preset(args.nsl_variant)
     overrides.setdefault("backbone", "cnn9")
-    config = nsl_variant_config(TrainConfig.from_preset(preset, **overrides), args.nsl_variant)
-    if "nsl" in overrides and overrides["nsl"] != config.nsl:
-        raise ValueError(f"--nsl {overrides['nsl']} contradicts --nsl-variant {args.nsl_variant} "
-                         f"(nsl {config.nsl!r}); give one of them")
-    return config
+    mode = nsl_variant_config(TrainConfig(backbone="cnn9"), args.nsl_variant).nsl
+    if overrides.setdefault("nsl", mode) != mode:     # the variant's mode is known before the preset checks
+        raise ValueError(f"--nsl {overrides['nsl']} contradicts --nsl-variant {args.nsl_variant} "   # the options
+                         f"(nsl {mode!r}); give one of them")
+    return nsl_variant_config(TrainConfig.from_preset(preset, **overrides), args.nsl_variant)
 
 
 def warn_unread(configs: list[TrainConfig], args, control=CONTROL) -> None:
