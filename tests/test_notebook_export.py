@@ -57,6 +57,18 @@ def test_equations_become_mathml_and_unknown_tex_stays_for_mathjax():
     assert "&#x02112;" in tex_to_mathml("\\mathcal L", "inline") and "&#x0211D;" in tex_to_mathml("\\mathbb R", "inline")
 
 
+@pytest.mark.parametrize("tex", ["-\\lVert x-k\\rVert^2", "\\lVert W\\rVert_*", "\\|W\\|_*", "|\\nabla X|^2",
+                                 "\\sum_i\\lVert y_i - W^\\top x_i\\rVert^2"])
+def test_a_norm_with_a_power_or_index_takes_it_as_a_whole(tex):
+    """‖x−k‖²: both bars inside the base of <msup>/<msub>; with the power on the closing bar alone
+    Chromium draws that bar small and low and the opening one tall."""
+    mathml = tex_to_mathml(tex, "inline")
+    base = re.search(r"<(msup|msub)><mrow>(.*?)</mrow><m[ion]>", mathml)
+    bar = "&#x02016;" if "V" in tex or "\\|" in tex else "&#x0007C;"
+    assert base and base[2].count(bar) == 2, mathml
+    assert tex_to_mathml("\\left\\lVert x \\right\\rVert^2", "inline") is not None       # \left...\right untouched
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_equation_of_the_notebooks_is_exported_as_mathml(path):
     """So the exported pages need no MathJax: no TeX is left in a markdown cell."""

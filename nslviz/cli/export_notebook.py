@@ -92,6 +92,9 @@ def tex_to_mathml(tex: str, display: str) -> str | None:
     # "\mathbb R" becomes <mi mathvariant="double-struck">, which Chromium draws as a plain R;
     # "\mathbb{R}" becomes the letter ℝ itself, which every browser draws
     tex = re.sub(r"\\(mathbb|mathcal|mathbf|mathfrak|mathscr)\s+([A-Za-z])", r"\\\1{\2}", tex)
+    # a norm or absolute value raised or indexed as a whole (‖x−k‖², ‖W‖_*, |∇X|²) is braced: latex2mathml
+    # would give the power to the closing bar alone, which Chromium then draws small and low
+    tex = NORM_POWER.sub(r"{\1}", tex)
     try:
         mathml = convert(tex, display=display)
     except Exception:  # latex2mathml raises its own and plain parser errors on TeX it does not know
@@ -123,6 +126,9 @@ math[display="block"] { margin: 0.8em 0; font-size: 1.1em; }
 </style>
 {% endblock extra_css %}
 """
+NORM_POWER = re.compile(r"((?<!\\left)\\lVert(?:(?!\\[lr]Vert).)*\\rVert"    # \lVert x \rVert
+                        r"|\\\|(?:(?!\\\|).)*\\\|"                                # \|x\|
+                        r"|(?<![\\a-z])\|[^|]*(?<!\\)\|)(?=\s*[\^_])")                # |x|, not \| or \left|
 LARGE_OPERATORS = "&#x02211;&#x0220F;&#x02210;&#x0222B;&#x022C3;&#x022C2;"     # ∑ ∏ ∐ ∫ ⋃ ⋂ as latex2mathml writes them
 
 
