@@ -9,6 +9,8 @@ run's validation accuracy by epoch, and the parameter counts.
     python benchmarks/digits_runs.py --family nsl --epochs 8 --seeds 0 1 2 --threads 1   # cnn9, quick-mode recipe
     python benchmarks/digits_runs.py --family nsl --dataset synthetic --variants cnn dynamic_dns --epochs 4 \
         --predictor-lr-scale 0.1 --seeds 0 1 2 3 4 --out benchmarks/results/synthetic_nsl_cpu.json   # gratings
+    python benchmarks/digits_runs.py --family nsl --dataset synthetic --variants cnn dynamic_dns --epochs 4 \
+        --predictor-gain-init 0 --threads 2 --out benchmarks/results/synthetic_nsl_gain0_cpu.json   # M = I at the start
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --seeds 0 1 2 3 4 5 6 7 8 9
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --values fixed --methods mn mn_ifilm
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --methods vanilla maxl \
@@ -56,9 +58,11 @@ MAXL_OPTIMISATION = {k: PRESET_FIELDS["maxl"][k] for k in ("optimizer", "lr", "m
 
 
 def run_configs(family: str, epochs: int, methods=None, recipe: str = "quick", *, dataset: str = "digits",
-                predictor_lr_scale: float = 1.0, **mn_options) -> dict[str, TrainConfig]:
+                predictor_lr_scale: float = 1.0, predictor_gain_init: float | None = None,
+                **mn_options) -> dict[str, TrainConfig]:
     """Labelled configs; mn_options (dictionary_init, alpha, values) override the MN preset. NSL:
-    `methods` are variants (default every Table 4 row), on quick mode's `dataset`."""
+    `methods` are variants (default every Table 4 row), on quick mode's `dataset`, the dynamic ones
+    with `predictor_gain_init` (NSConv2d's; None: the layer's default)."""
     if family == "mn":
         if recipe in ("cli", "maxl_sgd"):
             base = TrainConfig(dataset="digits", backbone="convnet4", epochs=epochs,
@@ -70,7 +74,9 @@ def run_configs(family: str, epochs: int, methods=None, recipe: str = "quick", *
         return {m: dataclasses.replace(base, method=m) for m in (methods or MN_METHODS)}
     base = dataclasses.replace(quick_config(TrainConfig.from_preset("nsl", backbone="cnn9"), dataset=dataset),
                                epochs=epochs, predictor_lr_scale=predictor_lr_scale)
-    return {v: nsl_variant_config(base, v) for v in (methods or NSL_VARIANTS)}
+    gain = {} if predictor_gain_init is None else {"predictor_gain_init": predictor_gain_init}
+    return {v: nsl_variant_config(dataclasses.replace(base, nsl_options=gain if v.startswith("dynamic") else {}), v)
+            for v in (methods or NSL_VARIANTS)}
 
 
 def versus_baseline(accuracies: dict[str, list[float]]) -> dict[str, dict[str, int]] | None:
@@ -102,6 +108,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--predictor-lr-scale", type=float, default=None,
                         help="NSL family: the dynamic predictors' learning rate x this (train --predictor-lr-scale; "
                              "default 1)")
+    parser.add_argument("--predictor-gain-init", type=float, default=None,
+                        help="NSL family: the starting scale of the dynamic predictors' output BatchNorm "
+                             "(--nsl-options '{\"predictor_gain_init\": 0}'; default 1, the official start)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/<dataset>_<family>[_<recipe>]_cpu.json, "
                                                     "the recipe named unless it is quick")
@@ -110,7 +119,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     if args.recipe != "quick" and args.family != "mn":
         parser.error(f"--recipe {args.recipe} is for the MN family")
-    family_only = {"nsl": ("variants", "dataset", "predictor_lr_scale"),
+    family_only = {"nsl": ("variants", "dataset", "predictor_lr_scale", "predictor_gain_init"),
                    "mn": ("methods", "dictionary_init", "alpha", "values")}
     for family, names in family_only.items():
         given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
@@ -121,7 +130,7 @@ def main(argv=None) -> dict:
     dataset = args.dataset or "digits"
     configs = run_configs(args.family, args.epochs, args.methods if args.family == "mn" else args.variants,
                           args.recipe, dataset=dataset, predictor_lr_scale=args.predictor_lr_scale or 1.0,
-                          dictionary_init=args.dictionary_init, alpha=args.alpha, values=args.values)
+                          predictor_gain_init=args.predictor_gain_init, dictionary_init=args.dictionary_init, alpha=args.alpha, values=args.values)
     accuracy = {label: [] for label in configs}
     last = {label: [] for label in configs}
     stored = {}
@@ -166,6 +175,8 @@ def main(argv=None) -> dict:
               "mn_options": {"dictionary_init": first["dictionary_init"], "alpha": first["alpha"], "values": first["values"]}
               if args.family == "mn" else None,
               "predictor_lr_scale": first["predictor_lr_scale"] if args.family == "nsl" else None,
+              "predictor_gain_init": (args.predictor_gain_init if args.predictor_gain_init is not None else 1.0)
+              if args.family == "nsl" else None,
               "parameters": parameters,
               "mean_seconds": {k: round(statistics.mean(v), 1) for k, v in seconds.items()}}
     save_result(result, f"{dataset}_{args.family}{'' if args.recipe == 'quick' else '_' + args.recipe}_cpu", args.out)

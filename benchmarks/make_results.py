@@ -416,9 +416,15 @@ def _digits_nsl(r: dict) -> list[str]:
                           + ".", ""]
 
 
+def _gain_text(r: dict) -> str:
+    """", the predictors' output BatchNorm scale starting at 0" where a run changed the official start of 1."""
+    gain = r.get("predictor_gain_init")
+    return "" if gain in (None, 1) else f", the predictors' output BatchNorm scale γ starting at {gain:g}"
+
+
 def _gratings_subtitle(r: dict) -> str:
     return (f"{', '.join(r['mean_test_acc'])}; {r['epochs']} epochs, the predictors' learning rate × "
-            f"{r['predictor_lr_scale']:g}")
+            f"{r['predictor_lr_scale']:g}" + _gain_text(r))
 
 
 @renders("synthetic_nsl", "NSL variants on the generated gratings", _gratings_subtitle)
@@ -432,7 +438,8 @@ def _synthetic_nsl(r: dict) -> list[str]:
                   "paired − cnn, points [95 % CI], seeds above/level/below", "parameters", "seconds a run"], rows) + [
         f"{r['backbone']} at {r['image_size']}×{r['image_size']}, 5,000 generated oriented gratings (10 classes), "
         f"batch {r['batch_size']}, {r['epochs']} epochs, {r['optimizer']}, the dynamic predictors' learning rate × "
-        f"{r['predictor_lr_scale']:g}, {r['threads']} thread(s); best-on-validation weights tested on 2,000 images"
+        f"{r['predictor_lr_scale']:g}{_gain_text(r)}, {r['threads']} thread(s); best-on-validation weights tested on "
+        f"2,000 images"
         + (f"; {r['note']}" if r.get("note") else "") + ".", ""]
 
 

@@ -97,7 +97,14 @@ def test_digits_runs_gratings_are_the_quick_compare_command():
          "dynamic_dns", "--predictor-lr-scale", "0.1"])).values()
     assert configs == {v: nsl_variant_config(quick, v) for v in ("cnn", "dynamic_dns")}
     assert {c.epochs for c in runs.run_configs("nsl", 6, ["cnn"], dataset="synthetic").values()} == {6}
+    gain = runs.run_configs("nsl", 4, ["cnn", "dynamic_dns"], dataset="synthetic", predictor_gain_init=0.0)
+    quick, = compare_configs(build_parser().parse_args(                # docs/cli.md's command with γ started at 0
+        ["compare", "--quick", "--dataset", "synthetic", "--preset", "nsl", "--backbone", "cnn9", "--variants", "cnn",
+         "dynamic_dns", "--nsl-options", '{"predictor_gain_init": 0}'])).values()
+    assert gain == {v: nsl_variant_config(quick, v) for v in ("cnn", "dynamic_dns")}
+    assert gain["dynamic_dns"].nsl_options == {"predictor_gain_init": 0.0} and gain["cnn"].nsl_options == {}
     for wrong in (["--family", "mn", "--dataset", "synthetic"], ["--family", "mn", "--dataset", "digits"],
+                  ["--family", "mn", "--predictor-gain-init", "0"],
                   ["--family", "nsl", "--methods", "mn"], ["--family", "nsl", "--alpha", "0.5"],
                   ["--family", "nsl", "--variants", "dynamic_dns"]):          # no cnn to compare with
         with pytest.raises(SystemExit):

@@ -609,3 +609,36 @@ def test_only_the_fully_cosine_uns_predictor_is_bounded():
             predictor.output_weight.mul_(1e6)
         ranges[kind] = predictor(x).abs().max().item()
     assert ranges["full_sphere"] <= 1 + 1e-5 and ranges["sphere"] > 10
+
+
+@pytest.mark.parametrize("options", [{}, {"predictor": "full_sphere"}, {"predictor": "cnn"}])
+def test_a_zero_predictor_gain_starts_the_dynamic_layer_as_the_plain_convolution_and_then_learns(options):
+    """predictor_gain_init=0: the output BatchNorm's γ starts at 0, so M = I exactly (the layer is the
+    plain convolution, forward and backward through x); γ gets a gradient, so one step moves M off I."""
+    torch.manual_seed(0)
+    layer = NSConv2d(4, 6, mode="dynamic_dns", predictor_gain_init=0, **options).train()
+    default = NSConv2d(4, 6, mode="dynamic_dns", **options).train()
+    conv = nn.Conv2d(4, 6, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(layer.weight)
+    x = torch.randn(3, 4, 7, 7)
+    with torch.no_grad():
+        assert float((layer.predict_similarity(x) - 1).abs().max()) == 0
+        assert float((default.predict_similarity(x) - 1).abs().max()) > 1e-3     # the official start is near I only
+    torch.testing.assert_close(layer(x), conv(x), atol=1e-5, rtol=1e-5)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(x).square().mean().backward()
+    assert float(layer.predictor.output_norm.weight.grad.abs().max()) > 0
+    optimizer.step()
+    with torch.no_grad():
+        assert float((layer.predict_similarity(x) - 1).abs().max()) > 1e-4
+
+
+def test_a_predictor_gain_needs_an_output_batchnorm():
+    for mode, options in (("dynamic_uns", {}), ("dynamic_dns", {"predictor": "linear"})):
+        with pytest.raises(ValueError, match="predictor_gain_init=0 sets the scale of the predictor's output "
+                                             "BatchNorm, and the .* predictor of .* has none"):
+            NSConv2d(4, 6, mode=mode, predictor_gain_init=0, **options)
+    with pytest.raises(ValueError, match="predictor_gain_init must be >= 0, got -1"):
+        NSConv2d(4, 6, mode="static_dns", predictor_gain_init=-1)                # checked where unused too
+    assert NSConv2d(4, 6, mode="dynamic_uns", predictor="cnn", predictor_gain_init=0).predictor.output_norm.weight.sum() == 0

@@ -179,3 +179,8 @@ def test_the_gratings_table_shows_every_seed(make_results):
     assert "| dynamic_dns | 49.0 % | 84.90 % / 13.20 % | -28.90, 1/0/1 |" in text
     assert make_results.describe(result, "x") == ("NSL variants on the generated gratings: cnn, dynamic_dns; 4 epochs, "
                                                   "the predictors' learning rate × 0.1")
+    assert "γ" not in text                                             # the official start (no field, or 1) unnamed
+    result["predictor_gain_init"] = 0.0
+    assert make_results.describe(result, "x").endswith("× 0.1, the predictors' output BatchNorm scale γ starting at 0")
+    assert "× 0.1, the predictors' output BatchNorm scale γ starting at 0, 2 thread(s)" in \
+        "\n".join(make_results.RENDERERS["synthetic_nsl"](result))

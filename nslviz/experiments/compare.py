@@ -35,7 +35,7 @@ QUICK_SETTINGS = dict(iterations=None, batch_size=64, entries=100, device="cpu",
                       val_size=None, download=False, milestones=(0.75,))
 QUICK_INSTEAD_OF_SGD = dict(optimizer="adamw", lr=1e-3, weight_decay=0.0)
 # The embedded sets quick mode may train on: digits (the default) and the generated oriented gratings,
-# on which a plain CNN-9 ends 17 to 27 points below perfect after 4 epochs (docs/not-reproduced.md)
+# on which a plain CNN-9 ends 19 to 32 points below perfect after 4 epochs (docs/not-reproduced.md)
 QUICK_DATASETS = EMBEDDED_SETS
 
 

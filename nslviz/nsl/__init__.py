@@ -17,6 +17,7 @@ Modes (`NSL_MODES`; "none" is a plain nn.Conv2d):
 Options of every mode: `kernel_shape=True` learns M = D·R with a binary diagonal D (eq. 4-5);
 `parametrization` "symmetric" or "psd" (M = LLᵀ through a Cholesky factor, sec. 3.4);
 `nonzeros_per_row=k` keeps k entries in each row of a UNS matrix (hard sparsity; k = 1, a shift per tap);
+dynamic modes: `predictor` (its kind), `predictor_hidden`, `predictor_gain_init`, `shared_predictor`;
 `l2_weight` / `l1_weight` penalties, returned by `NSConv2d.regularization()` for the trainer to add.
 
 Static similarity folds into an ordinary kernel W_eff[f, c, t] = Σ_s W[f, c, s] M_st (the paper's
@@ -39,6 +40,9 @@ Deviations from the official code (wy1iu/NSL; docs/official-code.md §B and §C)
   predictor M = I + W′X + b′ only as sec. 6's example of a higher-order layer; their construction
   here is ours (see the classes).
 * The UNS predictor adds I₉ as the official code does (the paper says it does not).
+* `predictor_gain_init` (default 1, as officially) is ours: at 0 the predictor's output BatchNorm
+  starts with γ = 0, so M = I exactly and the dynamic network starts as the plain one
+  (SimilarityPredictor's docstring; docs/not-reproduced.md measures it on the generated gratings).
 * L2 on the static UNS matrix keeps the official 5e-3 · ½‖M‖²_F (pulling M toward 0, not I) as
   the default of `l2_weight` for static_uns; every other penalty defaults to 0.
 

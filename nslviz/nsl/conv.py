@@ -166,6 +166,8 @@ class NSConv2d(nn.Module):
                        shape_init, updated straight-through. D masks rows s: kernel taps switched off.
       predictor        "sphere" (official), "full_sphere", "cnn", "linear" (sec. 6: M = I + W′X + b′,
                        free: a quadratic form of the patch); predictor_hidden (64 DNS / 128 UNS; not linear);
+                       predictor_gain_init, the starting scale γ of the predictor's output BatchNorm
+                       (1 as officially; 0: M = I exactly at the start, see SimilarityPredictor);
       shared_predictor a SharedSimilarityPredictor used by several layers (sec. 3.3.2)
       l2_weight        l2 · ½‖M‖²_F (default: 5e-3 for static_uns as officially, else 0)
       l1_weight        l1 · ‖M‖₁ (sparsity, sec. 3.4); dynamic modes: mean over samples and positions
@@ -183,6 +185,7 @@ class NSConv2d(nn.Module):
                  dns_init: str = "ones", parametrization: str = "free", nonzeros_per_row: int | None = None,
                  kernel_shape: bool = False, shape_threshold: float = 0.5,
                  shape_init: float = 1.0, predictor: str = "sphere", predictor_hidden: int | None = None,
+                 predictor_gain_init: float = 1.0,
                  shared_predictor: SharedSimilarityPredictor | None = None, l2_weight: float | None = None,
                  l1_weight: float = 0.0, dynamic_impl: str = "auto", recompute_taps: bool = RECOMPUTE_TAPS):
         super().__init__()
@@ -212,6 +215,7 @@ class NSConv2d(nn.Module):
         check_choice("similarity predictor", predictor, PREDICTORS)       # checked in every mode: a typo is
         if predictor_hidden is not None:                                  # named even where it is unused
             check_positive("predictor_hidden", predictor_hidden, integer=True)
+        check_positive("predictor_gain_init", predictor_gain_init, minimum=0)
         if kernel_shape and not shape_init > shape_threshold:
             raise ValueError(f"shape_init must be above shape_threshold (every tap starts on), got shape_init="
                              f"{shape_init!r} and shape_threshold={shape_threshold!r}: the layer would output 0")
@@ -236,7 +240,7 @@ class NSConv2d(nn.Module):
         if self.dynamic:
             self.predictor = SimilarityPredictor(in_channels, self.diagonal, kernel_size=k, stride=stride,
                                                  padding=padding, hidden=predictor_hidden, kind=predictor,
-                                                 shared=shared_predictor)
+                                                 shared=shared_predictor, gain_init=predictor_gain_init)
         else:
             self.similarity = nn.Parameter(self._static_init(dns_init))
         self.shape_scores = nn.Parameter(torch.full((self.taps,), float(shape_init))) if kernel_shape else None

@@ -83,10 +83,18 @@ class SimilarityPredictor(nn.Module):
     Not bounded: sec. 3.3.1 motivates a SphereNet predictor by its outputs, cosines in [−1, 1]. As
     coded (kind "sphere") only the hidden layer divides by the input's norm and the output layer is a
     plain conv, so M − I is unbounded (notebook 07 measures taps below 0 and above 2); only "full_sphere"
-    in UNS mode, whose output layer is cosine with no BatchNorm after it, keeps every entry in [−1, 1]."""
+    in UNS mode, whose output layer is cosine with no BatchNorm after it, keeps every entry in [−1, 1].
+
+    `gain_init` is the starting scale γ of the output BatchNorm (1, PyTorch's and the official value).
+    That BatchNorm gives M − I unit variance as soon as the output conv's variance exceeds its eps, a
+    few steps into training, so M is soon I ± 1 noise that the rest of the network must learn around.
+    At 0, M = I exactly until γ has learned how far to move (the zero-γ start of the last BatchNorm of
+    a residual branch, Goyal et al. 2017): the dynamic network starts as the plain one. Not in the
+    paper or the official code."""
 
     def __init__(self, in_channels: int, diagonal: bool, *, kernel_size: int = 3, stride: int = 1, padding: int = 1,
-                 hidden: int | None = None, kind: str = "sphere", shared: SharedSimilarityPredictor | None = None):
+                 hidden: int | None = None, kind: str = "sphere", shared: SharedSimilarityPredictor | None = None,
+                 gain_init: float = 1.0):
         super().__init__()
         check_choice("similarity predictor", kind, PREDICTORS)
         k = _kernel_size(kernel_size)
@@ -122,6 +130,13 @@ class SimilarityPredictor(nn.Module):
         normalize_both = (diagonal or kind == "cnn") and kind != "linear"
         self.hidden_norm = batch_norm2d(hidden) if normalize_both else nn.Identity()
         self.output_norm = batch_norm2d(outputs) if normalize_both else nn.Identity()
+        check_positive("predictor_gain_init", gain_init, minimum=0)
+        if normalize_both:
+            nn.init.constant_(self.output_norm.weight, float(gain_init))
+        elif gain_init != 1:
+            raise ValueError(f"predictor_gain_init={gain_init!r} sets the scale of the predictor's output BatchNorm, "
+                             f"and the {kind!r} predictor of {'DNS' if diagonal else 'UNS'} has none (dynamic DNS "
+                             f"with predictor 'sphere', 'full_sphere' or 'cnn' has one, and UNS with 'cnn')")
 
     def weights(self) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(hidden-layer weight, output-layer weight); the linear predictor has no hidden layer (None)."""
