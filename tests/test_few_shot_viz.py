@@ -72,3 +72,5 @@ def test_episode_figure_is_as_tall_as_its_image_grid():
     plot_height = fig.layout.height - 190
     assert abs(plot_height / (fig.layout.width - 160) - 5 / 11) < 0.01
     assert fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+    assert "queries (right, the first 5 of 15 a class)" in fig.layout.title.text       # not all of them drawn
+    assert "the first" not in episode_figure(split, episodes, max_query=15).layout.title.text

@@ -27,7 +27,8 @@ def episode_figure(split, episodes, index: int = 0, max_query: int = 5, title: s
         raise ValueError(f"episode index {index} is outside 0..{len(episodes) - 1}")
     way, shot = episodes.way, episodes.shot
     support = split.images[episodes.support[index]].view(way, shot, *split.images.shape[1:])
-    query = split.images[episodes.query[index]].view(way, -1, *split.images.shape[1:])[:, :max_query]
+    queries = split.images[episodes.query[index]].view(way, -1, *split.images.shape[1:])        # (way, Q, C, S, S)
+    query = queries[:, :max_query]
     channels, size = split.images.shape[1], split.images.shape[-1]
     gap = torch.full((way, 1, channels, size, size), 255, dtype=torch.uint8)
     tiles = torch.cat([support, gap, query], 1)                                        # (way, columns, C, S, S)
@@ -44,7 +45,8 @@ def episode_figure(split, episodes, index: int = 0, max_query: int = 5, title: s
     width = min(NOTEBOOK_WIDTH, 90 * columns + 150)
     plot_width = width - 160                                                   # the default left and right margins
     fig.update_layout(width=width, height=round(plot_width * way / columns) + 190)   # + title and axis: no empty band
-    return finish_figure(fig, title or f"One {way}-way {shot}-shot episode: support images (left), queries (right)",
+    shown = "" if query.shape[1] == queries.shape[1] else f", the first {query.shape[1]} of {queries.shape[1]} a class"
+    return finish_figure(fig, title or f"One {way}-way {shot}-shot episode: support images (left), queries (right{shown})",
                          "image", "episode class (label in the split)")
 
 
