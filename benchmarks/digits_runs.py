@@ -130,7 +130,8 @@ def main(argv=None) -> dict:
     dataset = args.dataset or "digits"
     configs = run_configs(args.family, args.epochs, args.methods if args.family == "mn" else args.variants,
                           args.recipe, dataset=dataset, predictor_lr_scale=args.predictor_lr_scale or 1.0,
-                          predictor_gain_init=args.predictor_gain_init, dictionary_init=args.dictionary_init, alpha=args.alpha, values=args.values)
+                          predictor_gain_init=args.predictor_gain_init, dictionary_init=args.dictionary_init,
+                          alpha=args.alpha, values=args.values)
     accuracy = {label: [] for label in configs}
     last = {label: [] for label in configs}
     stored = {}

@@ -417,7 +417,7 @@ def _digits_nsl(r: dict) -> list[str]:
 
 
 def _gain_text(r: dict) -> str:
-    """", the predictors' output BatchNorm scale starting at 0" where a run changed the official start of 1."""
+    """", the predictors' output BatchNorm scale γ starting at 0" where a run changed the official start, 1."""
     gain = r.get("predictor_gain_init")
     return "" if gain in (None, 1) else f", the predictors' output BatchNorm scale γ starting at {gain:g}"
 

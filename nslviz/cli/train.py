@@ -127,9 +127,10 @@ def config_from_args(args, control=CONTROL) -> TrainConfig:
         return TrainConfig.from_preset(args.preset, **overrides)
     preset = args.preset if args.preset is not None else nsl_variant_preset(args.nsl_variant)
     overrides.setdefault("backbone", "cnn9")
+    # the variant's nsl mode goes in before the preset checks the options (--similarity-only needs it)
     mode = nsl_variant_config(TrainConfig(backbone="cnn9"), args.nsl_variant).nsl
-    if overrides.setdefault("nsl", mode) != mode:     # the variant's mode is known before the preset checks
-        raise ValueError(f"--nsl {overrides['nsl']} contradicts --nsl-variant {args.nsl_variant} "   # the options
+    if overrides.setdefault("nsl", mode) != mode:
+        raise ValueError(f"--nsl {overrides['nsl']} contradicts --nsl-variant {args.nsl_variant} "
                          f"(nsl {mode!r}); give one of them")
     return nsl_variant_config(TrainConfig.from_preset(preset, **overrides), args.nsl_variant)
 
