@@ -614,6 +614,20 @@ def _implicit(r: dict) -> list[str]:
                   "minimum-Frobenius solution", "truth", "error to truth, W", "error to truth, factorised"], rows)
 
 
+@renders("residual_ode", "A stack of NSL layers as an ODE solver (NSL §5.2)")
+def _residual_ode(r: dict) -> list[str]:
+    from nslviz.experiments.residual_ode import METHODS, convergence_order
+    errors = {m: {int(n): e for n, e in r["rms_error"][m].items()} for m in METHODS}
+    steps = {int(n): dt for n, dt in r["dt"].items()}
+    rows = [[n, num(steps[n]), *(f"{errors[m][n]:.2e}" for m in METHODS)] for n in r["layers"]]
+    orders = ", ".join(f"{METHODS[m].split(': ')[0]} {convergence_order(errors[m], steps):.2f}" for m in METHODS)
+    return table(["layers", "Δt", *(f"RMS error, {METHODS[m]}" for m in METHODS)], rows) + [
+        f"The heat equation dx/dt = Lx integrated to t = {num(r['t_end'])} on a {r['size']}×{r['size']} photo region "
+        f"on a zero margin of {r['margin']} pixels, by stacks of static UNS layers, each storing a random kernel, "
+        f"against the exact solution. Order (slope of log error over log Δt, Δt below {num(r['stability_limit'])}): "
+        f"{orders}. One Euler layer against x + Δt·Lx: {r['residual_difference']:.1e}.", ""]
+
+
 @renders("higher_order", "One layer, linear or higher order (NSL §6)")
 def _higher_order(r: dict) -> list[str]:
     from nslviz.experiments.higher_order import MODELS, TARGETS
@@ -678,9 +692,10 @@ TOPICS: list[tuple[str, str, list[str]]] = [
      "the held-out tables, the runs with other settings, and the rounds that chose the defaults.",
      ["regress_diabetes", "estimators_draws", "estimators", "estimators_selection"]),
     ("NSL (notebooks 07, 08, 10)", "NSL variants trained on `digits` and on the generated gratings, the "
-     "implicit regularisation of the factorisation, one layer of each kind against functions of several "
-     "orders, and the cost of the NSL layers.",
-     ["digits_nsl", "synthetic_nsl", "implicit_regularization", "higher_order", "nsl_forward_backward"]),
+     "implicit regularisation of the factorisation, stacks of NSL layers as ODE solvers, one layer of each "
+     "kind against functions of several orders, and the cost of the NSL layers.",
+     ["digits_nsl", "synthetic_nsl", "implicit_regularization", "residual_ode", "higher_order",
+      "nsl_forward_backward"]),
     ("Speed", "MN, iFiLM, the thread count and the ImageNet reader. Each ratio is against a baseline measured in the same run.",
      ["inner_loop", "regression_step", "feature_heads", "train_step_and_inference", "backbones_ifilm", "augment",
       "threads", "reader"]),

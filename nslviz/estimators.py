@@ -29,8 +29,9 @@ The trunk is two hidden layers of 128 units for the regressor and of 256 for the
 level or better on every classification table's validation splits, and worse on a regression table's).
 
 Inputs are standardised inside `fit` (and targets, for the regressor); predictions are returned in
-the original units. Everything is seeded by `random_state` (an int gives the same model every time;
-None draws a seed). Training runs on `device` ("cpu" by default: these tables are small, and CPU
+the original units. Everything is seeded by `random_state` (an int gives the same model every time,
+also when several fits run at once in threads; None draws a seed), and `fit` leaves torch's global
+random state as it found it. Training runs on `device` ("cpu" by default: these tables are small, and CPU
 results are bit-for-bit reproducible).
 
 Defaults that depend on the data (resolved in `fit`, stored in `entries_`, `batch_size_`,

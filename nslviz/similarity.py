@@ -61,7 +61,11 @@ def entry_dropout_mask(batch: int, entries: int, drop_rate: float, *, device=Non
 
 
 class NeighborAttention(nn.Module):
-    """ω(x, k_j): softmax over the S entries of sim(x, k_j) / T, MN eq. (5)."""
+    """ω(x, k_j): softmax over the S entries of sim(x, k_j) / T, MN eq. (5).
+
+    Entry dropout draws from `self.generator` when one is set (the tabular training loop sets its own
+    for the length of a fit, so that fits in several threads never share a stream), else from torch's
+    global generator."""
 
     def __init__(self, similarity: str = "cosine", temperature: float = 0.2, *,
                  learn_temperature: bool = False, entry_dropout: float = 0.0):
@@ -71,6 +75,7 @@ class NeighborAttention(nn.Module):
         check_fraction("entry_dropout", entry_dropout)
         self.similarity = similarity
         self.entry_dropout = float(entry_dropout)
+        self.generator: torch.Generator | None = None
         log_inverse_temperature = torch.tensor(math.log(1.0 / float(temperature)))
         if learn_temperature:
             self.log_inverse_temperature = nn.Parameter(log_inverse_temperature)
@@ -89,7 +94,8 @@ class NeighborAttention(nn.Module):
                 keep_mask: torch.Tensor | None = None, dots: torch.Tensor | None = None) -> torch.Tensor:
         logits = self.logits(queries, keys, dots)                             # (B, S)
         if keep_mask is None and self.training and self.entry_dropout > 0:
-            keep_mask = entry_dropout_mask(*logits.shape, self.entry_dropout, device=logits.device)
+            keep_mask = entry_dropout_mask(*logits.shape, self.entry_dropout, device=logits.device,
+                                           generator=self.generator)
         if keep_mask is not None:
             if keep_mask.dtype != torch.bool or keep_mask.shape != logits.shape:
                 raise ValueError(f"keep_mask must be a bool tensor of shape {tuple(logits.shape)} (batch, entries), "

@@ -257,6 +257,27 @@ def test_members_train_at_once_on_a_free_core_each_and_give_the_same_model():
     assert [r.epochs for r in models[1].fit_results_] == [r.epochs for r in models[2].fit_results_]
 
 
+def test_fits_in_several_threads_give_the_sequential_models_and_leave_the_global_generator_alone():
+    """torch has one global generator: fits running at once in user threads (joblib's threading backend),
+    or the members of one fit, must neither draw each other's numbers nor restore each other's state."""
+    from concurrent.futures import ThreadPoolExecutor
+    x, y = make_blobs(n_samples=120, centers=3, random_state=0)
+
+    def fit(seed):
+        return MetaNeighborsClassifier(random_state=seed, max_epochs=4).fit(x, y).predict_proba(x)
+    sequential = [fit(seed) for seed in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(2):
+            for one, other in zip(sequential, pool.map(fit, range(3))):
+                np.testing.assert_array_equal(one, other)
+    with torch_threads(2):
+        for seed in range(3):
+            torch.manual_seed(0)
+            model = MetaNeighborsClassifier(random_state=seed, max_epochs=6).fit(x, y)
+            assert model.n_parallel_members_ == 2
+            assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(0)))
+
+
 def test_an_error_in_one_of_the_members_training_at_once_ends_the_fit(monkeypatch):
     import nslviz.estimators as estimators
     fit, calls = estimators.fit_tabular, []

@@ -15,6 +15,73 @@ from nslviz.training.tabular import build_meta_neighborhoods_mlp, build_mlp, def
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
 
 
+# ---------------------------------------------------------------------------------------------- random draws
+
+def test_seeded_blocks_in_two_threads_take_turns():
+    """A second thread's seeded block waits until the first thread's is over: the first draws all its
+    numbers from its own seed, and the caller's global state comes back as it was."""
+    import threading
+    import time
+    from nslviz.training.tabular import seeded
+    inside, draws = threading.Event(), {}
+
+    def first():
+        with seeded(1):
+            head = torch.rand(4)
+            inside.set()
+            time.sleep(0.3)                                   # the second thread would seed here ...
+            draws[1] = torch.cat([head, torch.rand(4)])       # ... and this would be its numbers
+
+    def second():
+        inside.wait()
+        with seeded(2):
+            draws[2] = torch.rand(4)
+            time.sleep(0.6)
+    torch.manual_seed(5)
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert torch.equal(draws[1], torch.rand(8, generator=torch.Generator().manual_seed(1)))
+    assert torch.equal(draws[2], torch.rand(4, generator=torch.Generator().manual_seed(2)))
+    assert torch.equal(torch.rand(2), torch.rand(2, generator=torch.Generator().manual_seed(5)))
+
+
+def test_entry_dropout_draws_from_the_fits_own_stream_not_the_global_generator():
+    """A fit with entry dropout gives the same model while another thread reseeds and draws from the
+    global generator all along, and leaves that generator as it found it."""
+    import threading
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(size=(96, 3)), dtype=torch.float32)
+    y = x[:, :1] ** 2
+
+    models = [build_meta_neighborhoods_mlp(3, 1, 1, 8, targets=y, entries=16, seed=0, entry_dropout=0.5)
+              for _ in range(2)]                              # built first: initialisation draws from it
+
+    def fitted(model):
+        fit_tabular(model, x, y, x[:32], y[:32], max_epochs=4, patience=10, seed=3)
+        assert all(m.generator is None for m in model.modules() if hasattr(m, "generator"))
+        return model.state_dict()
+    torch.manual_seed(5)
+    alone = fitted(models[0])
+    assert torch.equal(torch.rand(2), torch.rand(2, generator=torch.Generator().manual_seed(5)))
+    stop = threading.Event()
+
+    def interfere():
+        while not stop.is_set():
+            torch.manual_seed(123)
+            torch.rand(64)
+    thread = threading.Thread(target=interfere)
+    thread.start()
+    try:
+        beside = fitted(models[1])
+    finally:
+        stop.set()
+        thread.join()
+    assert all(torch.equal(alone[k], beside[k]) for k in alone)
+
+
 # ---------------------------------------------------------------------------------------------- the model
 
 @pytest.mark.parametrize("loss,outputs,first_order,layers", [

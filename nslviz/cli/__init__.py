@@ -8,6 +8,7 @@ COMMANDS = [
     "train",
     "compare",
     "implicit_reg",
+    "residual_ode",
     "higher_order",
     "neighbors",
     "regress",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_dtype, check_finite, check_fraction, check_positive, check_seed
 from ..regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
+from ..similarity import NeighborAttention
 from .data import derived_seed
 from .optim import parameter_groups, step_or_diverge
 
@@ -33,13 +35,37 @@ MODEL_STREAM = 1                # derived_seed(seed, MODEL_STREAM): the model's 
 # the training loop
 # ----------------------------------------------------------------------------------------------
 
+_GLOBAL_GENERATOR = threading.RLock()     # torch has one global CPU generator per process
+
+
 @contextlib.contextmanager
 def seeded(seed: int):
     """Run a block (model initialisation) under torch.manual_seed(seed) without touching the
-    caller's global random state."""
-    with torch.random.fork_rng(devices=[]):
+    caller's global random state. Blocks in different threads take turns: two threads seeding the
+    one global generator at once would draw each other's numbers and restore each other's state."""
+    with _GLOBAL_GENERATOR, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+@contextlib.contextmanager
+def model_draws(model: nn.Module, seed: int, device: torch.device):
+    """The model's random draws while it trains, from a stream of `seed`, not from the caller's global
+    random state. Entry dropout (every NeighborAttention) draws from a generator of its own, so fits
+    running at once in threads (the estimators' members) neither share a stream nor wait for each
+    other; a model with another random layer (nn.Dropout) draws from the global generator under
+    `seeded`, one such fit at a time."""
+    attentions = [m for m in model.modules() if isinstance(m, NeighborAttention)]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    global_draws = any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+    for attention in attentions:
+        attention.generator = generator
+    try:
+        with seeded(seed) if global_draws else contextlib.nullcontext():
+            yield
+    finally:
+        for attention in attentions:
+            attention.generator = None
 
 
 @dataclass
@@ -181,8 +207,8 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         history.append({"epoch": 0, "validation_loss": best_loss})
     model.train()
     bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False)
-    with seeded(derived_seed(seed, MODEL_STREAM)):       # the model's own draws (entry dropout): a stream
-        # of the seed, not the caller's global state, and not the batch order's stream
+    with model_draws(model, derived_seed(seed, MODEL_STREAM), x_train.device):   # a stream of the seed
+        # for the model's own draws (entry dropout), not the caller's global state nor the batch order's
         for epoch in bar:
             order = torch.randperm(n, generator=generator).to(x_train.device)
             total = torch.zeros((), device=x_train.device)

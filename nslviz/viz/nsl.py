@@ -13,6 +13,10 @@ NSL sec. 5.1, implicit regularisation (an ImplicitRegularizationResult, notebook
     nuclear_norm_figure(result)          loss and nuclear norm over gradient-flow time
     singular_values_figure(result)       every singular value over time, per flow
 
+NSL sec. 5.2, a stack of NSL layers is an ODE solver (a ResidualODEResult, notebook 08):
+    residual_ode_maps_figure(result)     the input, the exact heat-equation solution and two stacks' outputs
+    residual_ode_error_figure(result)    each solver's error against the step Δt, and its order
+
 NSL sec. 6, a dynamic layer is a higher-order function of its input (a HigherOrderResult, notebook 08):
     higher_order_figure(result)          R² of every one-layer model on every target
     higher_order_maps_figure(result)     what each model computes on one test region, beside the target
@@ -577,3 +581,70 @@ __all__ = ["attention_map_figure", "dynamic_mask_figure", "effective_kernel_figu
            "higher_order_degree_table", "higher_order_figure", "higher_order_maps_figure", "mask_positions",
            "mask_variability_figure", "nuclear_norm_figure", "singular_values_figure", "static_mask_figure",
            "tap_maps_figure"]
+
+
+ODE_COLORS = {"euler": "#1f77b4", "heun": "#d62728"}
+
+
+def residual_ode_maps_figure(result, method: str = "euler", layers: tuple[int, int] | None = None,
+                             title: str | None = None) -> go.Figure:
+    """The input, the exact solution at t_end, and two stacks of `method`'s step layers (from
+    `run_residual_ode`), by default the shallowest with Δt below the stability limit 1/4 and the
+    deepest with Δt above it (if any). One grey scale, the input's, for every panel: a stack that blows
+    up saturates it."""
+    from ..experiments.residual_ode import METHODS, STABILITY_LIMIT
+    if method not in result.outputs:
+        raise ValueError(f"method must be one of {', '.join(map(repr, result.outputs))}, got {method!r}")
+    depths = sorted(result.outputs[method])
+    if layers is None:
+        stable = [n for n in depths if result.steps[n] < STABILITY_LIMIT]
+        unstable = [n for n in depths if result.steps[n] > STABILITY_LIMIT]
+        layers = tuple(([stable[0]] if stable else []) + ([unstable[-1]] if unstable else []))
+    missing = [n for n in layers if n not in result.outputs[method]]
+    if missing:
+        raise ValueError(f"layers {missing} were not run; the result has {depths}")
+    t = result.config.t_end
+    names = [f"{n} layers, Δt = {result.steps[n]:.3g}<br>" + ("above the limit 1/4" if result.steps[n] > STABILITY_LIMIT
+                                                             else "below the limit 1/4") for n in layers]
+    panels = [("input x(0)", result.image), (f"exact x({t:g})", result.exact)]
+    panels += [(name, result.outputs[method][n]) for name, n in zip(names, layers)]
+    low, high = float(result.image.min()), float(result.image.max())
+    size = panel_size(len(panels), 240, 80)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[name for name, _ in panels],
+                        horizontal_spacing=0.03)
+    for col, (name, array) in enumerate(panels, start=1):
+        fig.add_trace(go.Heatmap(z=array, colorscale="gray", zmin=low, zmax=high, showscale=False, name=name,
+                                 hovertemplate="pixel (%{y}, %{x}): %{z:.3f}<extra></extra>"), 1, col)
+        fig.update_xaxes(title_text="column", row=1, col=col)
+        fig.update_yaxes(scaleanchor=f"x{col}" if col > 1 else "x", autorange="reversed", constrain="domain",
+                         showticklabels=col == 1, row=1, col=col)
+    fig.update_yaxes(title_text="row", row=1, col=1)
+    fig.update_layout(width=NOTEBOOK_WIDTH, height=size + 230, margin=dict(t=170, l=60, r=20, b=50))
+    return finish_figure(fig, title or f"Stacks of NSL layers integrate the heat equation dx/dt = Lx to t = {t:g}"
+                                       f"<br>{METHODS[method]}<br>(each layer stores its own random kernel)")
+
+
+def residual_ode_error_figure(result, title: str | None = None) -> go.Figure:
+    """RMS error of every stack against the exact solution, over Δt on log axes, one line per method
+    (from `run_residual_ode`), with the measured order of each in its legend entry and the stability
+    limit Δt = 1/4 drawn."""
+    from ..experiments.residual_ode import METHODS, STABILITY_LIMIT, convergence_order
+    fig = go.Figure()
+    for method, errors in result.errors.items():
+        depths = sorted(errors, key=lambda n: result.steps[n])
+        order = convergence_order(errors, result.steps)
+        fig.add_trace(go.Scatter(x=[result.steps[n] for n in depths], y=[errors[n] for n in depths],
+                                 mode="lines+markers", marker_color=ODE_COLORS.get(method), customdata=depths,
+                                 name=f"{METHODS[method].split(': ')[0]}: order {order:.2f}",
+                                 hovertemplate="%{customdata} layers, Δt = %{x:.3g}: RMS error %{y:.2e}"
+                                               "<extra></extra>"))
+    fig.add_vline(x=STABILITY_LIMIT, line=dict(color="grey", dash="dot"))
+    fig.add_annotation(x=math.log10(STABILITY_LIMIT), y=0.02, yref="paper", xanchor="right", showarrow=False,
+                       text="stability limit Δt = 1/4 ")                # a log axis places annotations by log10
+    steps = list(result.steps.values())
+    fig.update_xaxes(type="log", range=[math.log10(min(steps)) - 0.1, math.log10(max(steps)) + 0.1])
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_layout(width=NOTEBOOK_WIDTH, height=460, legend=dict(x=0.02, y=0.98))
+    return finish_figure(fig, title or f"The error of the stack against the exact x({result.config.t_end:g}): "
+                                       f"first order for Euler's layers, second for Heun's",
+                         "step Δt = t / number of layers", "RMS error over the pixels")
