@@ -210,7 +210,13 @@ class _MetaNeighborsBase(BaseEstimator):
     }
 
     def _check_params(self) -> None:
-        """What the constraints cannot say: space="feature" needs a trunk before the finetuned last layer."""
+        """What the constraints cannot say: a bool is not a count (scikit-learn's Interval(Integral) takes
+        True as 1), and space="feature" needs a trunk before the finetuned last layer."""
+        for name in ("layers", "width", "entries", "batch_size", "max_epochs", "patience", "n_estimators"):
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                raise ValueError(f"{type(self).__name__}: {name} must be an integer >= 1"
+                                 f"{' or auto' if name in ('entries', 'batch_size') else ''}, got {value!r}")
         if self.space == "feature" and self.layers < 2:
             raise ValueError(f"{type(self).__name__}: layers must be an integer >= 2, got {self.layers!r} "
                              f"(space='feature' is a trunk of layers - 1 layers and a finetuned last layer)")

@@ -145,8 +145,10 @@ class MetaNeighborhoodsMLP(nn.Module):
         return self.network.input_dim
 
     def _describe(self) -> str:
+        layers = self.sizes["layers"]        # one layer is linear: its width is not used
+        shape = f"{layers} layers of width {self.sizes['width']}" if layers > 1 else "one linear layer"
         return (f"MetaNeighborhoodsMLP with {self.sizes['entries']} entries ({self.sizes['input_dim']} features, "
-                f"{self.sizes['output_dim']} outputs, {self.sizes['layers']} layers of width {self.sizes['width']})")
+                f"{self.sizes['output_dim']} outputs, {shape})")
 
     def check_memory(self, batch: int) -> None:
         """Refuse (TooLargeForMemory) batches of `batch` inputs that would not fit on the model's device."""

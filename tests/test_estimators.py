@@ -146,6 +146,9 @@ def _must_be(name: str, expected: str, got: str, estimator: str = "MetaNeighbors
     (dict(weight_decay=-1), _must_be("weight_decay", r"a float in the range \[0\.0, inf\)", "-1")),
     (dict(space="output"), _must_be("space", r"a str among \{('feature', 'input'|'input', 'feature')\}", "'output'")),
     (dict(layers=1), "layers must be an integer >= 2, got 1"),
+    (dict(width=True), "MetaNeighborsRegressor: width must be an integer >= 1, got True"),
+    (dict(entries=True), "entries must be an integer >= 1 or auto, got True"),
+    (dict(n_estimators=True), "n_estimators must be an integer >= 1, got True"),
     (dict(step_size_init=-0.1), _must_be("step_size_init", r"a float in the range \(0\.0, inf\) or a str among "
                                          r"\{'auto'\}", r"-0\.1")),
     (dict(dictionary_init="kmeans"), _must_be("dictionary_init", r"a str among \{('random', 'data'|'data', 'random')\}",

@@ -896,7 +896,9 @@ def test_torchrun_killed_mid_epoch_and_resumed_gives_the_same_metrics(ddp_run, t
     assert state["epoch"] == 1 and state["batch"] > 0                  # cut in the middle of epoch 2
     assert not (run_dir / "summary.json").exists()
     out = _torchrun("--run-dir", str(run_dir), "--resume", "--no-progress", "--json", scratch=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    # gloo's abort as a process exits (see _EXIT_ABORT) comes after the run wrote its files: those are compared
+    exited_after_the_run = _EXIT_ABORT in out.stderr and (run_dir / "summary.json").exists()
+    assert out.returncode == 0 or exited_after_the_run, out.stderr[-3000:]
     resumed = json.loads((run_dir / "summary.json").read_text())
     reference = json.loads((reference_dir / "summary.json").read_text())
     assert {k: v for k, v in stable(resumed).items()} == {k: v for k, v in stable(reference).items()}
