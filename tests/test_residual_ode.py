@@ -53,12 +53,16 @@ def test_one_layer_is_one_step_of_its_method_whatever_kernel_it_stores(method):
     dt = 0.1
     lx = _laplacian_by_hand(x)
     expected = x + dt * lx if method == "euler" else x + dt * lx + dt ** 2 / 2 * _laplacian_by_hand(lx)
-    for seed in (0, 1):
-        layer = step_layer(method, dt, torch.Generator().manual_seed(seed))
+    layers = [step_layer(method, dt, torch.Generator().manual_seed(seed)) for seed in (0, 1)]
+    for layer in layers:
         assert layer.kernel_size == (3 if method == "euler" else 5) and layer.mode == "static_uns"
         with torch.no_grad():
             out = layer(x[None, None])[0, 0]
         assert torch.allclose(out, expected, atol=1e-12)
+        w, m = layer.weight.flatten(), layer.static_similarity()
+        assert torch.allclose(w @ m, step_stencil(method, dt).flatten(), atol=1e-12)     # WᵀM′ = uᵀ
+        assert torch.linalg.matrix_rank(m) == 1                                     # not I: W̃ + M
+    assert not torch.allclose(layers[0].weight, layers[1].weight)                  # two random kernels, one step
 
 
 def test_the_exact_solution_is_the_matrix_exponential():
@@ -84,7 +88,7 @@ def test_euler_is_first_order_heun_second_and_both_blow_up_above_a_quarter():
         assert errors[60] < errors[30] < errors[15]
     assert result.errors["heun"][60] < result.errors["euler"][60] / 10
     assert result.residual_difference < 1e-12
-    assert result.image.shape == result.exact.shape == (64, 64)
+    assert result.config.margin == 13 and result.image.shape == result.exact.shape == (66, 66)
 
 
 def test_the_stored_kernels_do_not_matter_and_the_same_seed_gives_the_same_numbers():
@@ -96,7 +100,9 @@ def test_the_stored_kernels_do_not_matter_and_the_same_seed_gives_the_same_numbe
 
 def test_bad_settings_are_named():
     for overrides, match in ((dict(t_end=0.0), "t_end"), (dict(layers=()), "at least one stack depth"),
-                             (dict(layers=(10, 0)), "layers"), (dict(margin=-1), "margin"), (dict(size=2), "size")):
+                             (dict(layers=(10, 0)), "layers"), (dict(margin=-1), "margin"), (dict(size=2), "size"),
+                             (dict(margin=12), r"margin 12 is too narrow for t_end 3: .* at least 13"),
+                             (dict(t_end=10.0, margin=13), "at least 23")):
         with pytest.raises(ValueError, match=match):
             ResidualODEConfig(**overrides)
     with pytest.raises(ValueError, match="at least two depths"):
@@ -104,7 +110,7 @@ def test_bad_settings_are_named():
 
 
 def test_figures_draw_what_ran():
-    result = run_residual_ode(layers=(10, 15, 30), size=12, margin=6)
+    result = run_residual_ode(layers=(10, 15, 30), size=12)
     maps = residual_ode_maps_figure(result)
     assert [trace.name.split("<br>")[0] for trace in maps.data] == ["input x(0)", "exact x(3)", "15 layers, Δt = 0.2",
                                                                      "10 layers, Δt = 0.3"]
@@ -117,6 +123,7 @@ def test_figures_draw_what_ran():
     errors = residual_ode_error_figure(result)
     assert [trace.name.split(":")[0] for trace in errors.data] == ["forward Euler", "Heun (2nd-order Runge–Kutta)"]
     assert list(errors.data[0].x) == [0.1, 0.2, 0.3] and errors.layout.xaxis.type == "log"
+    assert list(errors.layout.xaxis.ticktext) == ["0.1", "0.2", "0.3"]
     assert errors.layout.title.text and errors.layout.xaxis.title.text and errors.layout.yaxis.title.text
 
 
@@ -129,3 +136,5 @@ def test_command_prints_the_errors_and_one_json_object():
     assert summary["dt"]["20"] == 0.15 and any(line.startswith("order") and "heun 2." in line for line in lines)
     bad = run_in_process("residual-ode", "--size", "80")
     assert bad.returncode == 2 and "size must be at most 71" in bad.stderr
+    narrow = run_in_process("residual-ode", "--margin", "6")
+    assert narrow.returncode == 2 and "margin 6 is too narrow" in narrow.stderr

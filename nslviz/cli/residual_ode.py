@@ -8,7 +8,7 @@ from .common import emit_json, positive_float, positive_int, seed_value
 
 
 def add_parser(subparsers) -> None:
-    defaults = ResidualODEConfig()
+    defaults = ResidualODEConfig()                  # margin: derived from --t-end
     p = subparsers.add_parser(
         "residual-ode", help="NSL sec. 5.2: a stack of NSL layers is an ODE solver",
         description="Stack NSL layers (random stored kernels, a similarity that makes each one a residual step) "
@@ -18,7 +18,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--layers", type=positive_int, nargs="+", default=list(defaults.layers),
                    help="stack depths n (Δt = t_end / n)")
     p.add_argument("--size", type=positive_int, default=defaults.size, help="photo region in pixels (3 to 71)")
-    p.add_argument("--margin", type=int, default=defaults.margin, help="zero margin around it, in pixels")
+    p.add_argument("--margin", type=int, default=None,
+                   help="zero margin around it, in pixels (default: 5·√(2 t_end), the least that keeps the heat "
+                        "off the border)")
     p.add_argument("--seed", type=seed_value, default=defaults.seed, help="the stored kernels")
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)

@@ -13,18 +13,22 @@ residual connection, and WᵀMX the change. With u = e_c + Δt·L, L the 5-point
 is a residual block and one forward-Euler step of the heat equation dx/dt = L x; n such layers
 integrate it to t = nΔt. Another similarity is another solver: a 5×5 layer with u = e_c + Δt·L +
 (Δt²/2)·L² (L² the stencil of L applied twice) takes one step of the second-order Runge–Kutta method
-(Heun's), x + Δt Lx + (Δt²/2) L²x, in a single layer.
+(Heun's), x + Δt Lx + (Δt²/2) L²x, in a single layer (on a linear ODE every two-stage second-order
+Runge–Kutta method, the midpoint rule too, takes this same step).
 
 Zero padding means zero outside the image, where dx/dt = Lx has the exact solution
 
-    x(t) = S exp(tΛ) S x,   Λ_jk = −4 sin²(πj / 2(H+1)) − 4 sin²(πk / 2(W+1))
+    x(t) = S exp(tΛ) S x,   Λ_jk = −4 sin²(πj / 2(H+1)) − 4 sin²(πk / 2(N+1))     for an H × N image
 
 with S the orthonormal type-I discrete sine transform (its own inverse), which diagonalises L. Both
-solvers are stable only for Δt ≤ 1/4: L's eigenvalues reach −8, and |1 + z| ≤ 1 (Euler) and
-|1 + z + z²/2| ≤ 1 (Heun) need z = Δt·λ ≥ −2. The input is a photo region on a zero margin, wide
-enough that nothing reaches the border by t (so the 5×5 stencil of L², which reads past the border,
-solves the same zero-boundary problem). `run_residual_ode()` runs both solvers at several step sizes;
-`python -m nslviz residual-ode` and notebook 08 call it.
+solvers are stable only for Δt ≤ 1/4 (to within a few ten-thousandths on a finite image): L's
+eigenvalues approach −8, and |1 + z| ≤ 1 (Euler) and |1 + z + z²/2| ≤ 1 (Heun) need z = Δt·λ ≥ −2.
+
+The input is a photo region on a zero margin. The 5×5 stencil of L² reads past the border, so the
+Heun layers solve the zero-boundary problem only while the border stays at zero: the margin must be
+at least the distance the heat spreads by t, about 5·√(2t) pixels (`margin_for`, 13 at t = 3; a
+narrower one is refused, it would show a wrong order). `run_residual_ode()` runs both solvers at
+several step sizes; `python -m nslviz residual-ode` and notebook 08 call it.
 """
 from __future__ import annotations
 
@@ -104,18 +108,31 @@ def exact_heat(image: np.ndarray, t: float) -> np.ndarray:
     return scipy.fft.idstn(decay * scipy.fft.dstn(image, type=1, norm="ortho"), type=1, norm="ortho")
 
 
+def margin_for(t_end: float) -> int:
+    """The zero margin, in pixels, that the heat does not cross by t_end: 5 standard deviations of
+    the Gaussian it approaches, 5·√(2t), rounded up."""
+    return math.ceil(5 * math.sqrt(2 * t_end))
+
+
 @dataclass(frozen=True)
 class ResidualODEConfig:
     t_end: float = 3.0                  # integrate dx/dt = Lx from 0 to t_end
     layers: tuple = (10, 12, 15, 20, 30, 40, 60, 120)   # stack depths n, Δt = t_end / n
     size: int = 40                      # the photo region (size × size pixels) ...
-    margin: int = 12                    # ... on a zero margin of this width
+    margin: int | None = None           # ... on a zero margin of this width (None: margin_for(t_end))
     seed: int = 0                       # the stored kernels W
 
     def __post_init__(self):
         check_positive("t_end", self.t_end)
         check_positive("size", self.size, integer=True, minimum=3)
+        if self.margin is None:
+            object.__setattr__(self, "margin", margin_for(self.t_end))
         check_positive("margin", self.margin, integer=True, minimum=0)
+        if self.margin < margin_for(self.t_end):
+            raise ValueError(f"margin {self.margin} is too narrow for t_end {self.t_end:g}: the heat spreads about "
+                             f"5·√(2t) = {margin_for(self.t_end)} pixels by then, and the 5×5 Heun layers, which "
+                             f"read past the border, would no longer solve the zero-boundary problem; use a margin "
+                             f"of at least {margin_for(self.t_end)} (or leave it out)")
         check_seed(self.seed)
         if not self.layers:
             raise ValueError("layers must name at least one stack depth")

@@ -641,8 +641,9 @@ def residual_ode_error_figure(result, title: str | None = None) -> go.Figure:
     fig.add_vline(x=STABILITY_LIMIT, line=dict(color="grey", dash="dot"))
     fig.add_annotation(x=math.log10(STABILITY_LIMIT), y=0.02, yref="paper", xanchor="right", showarrow=False,
                        text="stability limit Δt = 1/4 ")                # a log axis places annotations by log10
-    steps = list(result.steps.values())
-    fig.update_xaxes(type="log", range=[math.log10(min(steps)) - 0.1, math.log10(max(steps)) + 0.1])
+    steps = sorted(result.steps.values())
+    fig.update_xaxes(type="log", range=[math.log10(steps[0]) - 0.1, math.log10(steps[-1]) + 0.1],
+                     tickvals=steps, ticktext=[f"{dt:.3g}" for dt in steps])   # every Δt run, written out
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_layout(width=NOTEBOOK_WIDTH, height=460, legend=dict(x=0.02, y=0.98))
     return finish_figure(fig, title or f"The error of the stack against the exact x({result.config.t_end:g}): "
