@@ -434,15 +434,19 @@ class MetaNeighborhoodsHead(nn.Module):
 
     def forward(self, features: torch.Tensor, *, return_details: bool = False):
         """Logits after per-input finetuning, (B, C); with return_details also the attention
-        (B, S), the logits before finetuning and the finetuned parameters."""
+        (B, S), the logits before finetuning and the finetuned parameters. In the head's dtype (float32
+        or better) also under bf16/fp16 autocast: in half precision the closed-form inner gradient and
+        the cosine normalisations lose more than the finetuning changes."""
         check_features("features", features, self.feature_dim, allow_empty=False, dtype=self.dictionary.keys.dtype)
-        attention = self.attention(features, self.dictionary.keys)              # (B, S)
-        weight, bias = self.finetune(attention)
-        logits = classifier_logits(features, weight, bias, self.scale, self.classifier)
-        if not return_details:
-            return logits
-        return {"logits": logits, "attention": attention, "base_logits": self.base_logits(features),
-                "weight": weight, "bias": bias}
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.to(self.dictionary.keys.dtype)                  # (B, d): a no-op outside autocast
+            attention = self.attention(features, self.dictionary.keys)          # (B, S)
+            weight, bias = self.finetune(attention)
+            logits = classifier_logits(features, weight, bias, self.scale, self.classifier)
+            if not return_details:
+                return logits
+            return {"logits": logits, "attention": attention, "base_logits": self.base_logits(features),
+                    "weight": weight, "bias": bias}
 
     def no_weight_decay_parameters(self) -> list[nn.Parameter]:
         """The dictionary, classifier, scale, step size and temperature: excluded from weight decay

@@ -54,7 +54,7 @@ def entry_dropout_mask(batch: int, entries: int, drop_rate: float, *, device=Non
     """(B, S) boolean mask; each row keeps its own random ⌊(1 - drop_rate)·S⌋ entries (at least one)."""
     check_positive("entries", entries, integer=True)
     check_fraction("entry drop_rate", drop_rate)
-    keep = max(1, int(entries * (1.0 - drop_rate)))
+    keep = max(1, math.floor(entries * (1.0 - drop_rate) + 1e-9))   # + 1e-9: (1 − 0.9)·100 is 9.99… in floats
     scores = torch.rand(batch, entries, device=device, generator=generator)
     kept = scores.topk(keep, dim=1).indices                                   # (B, keep)
     return torch.zeros(batch, entries, dtype=torch.bool, device=device).scatter_(1, kept, True)

@@ -75,6 +75,17 @@ def test_a_one_by_one_sphere_conv_keeps_the_map_size():
     assert SphereConv2d(3, 4, 1)(torch.randn(1, 3, 5, 5)).shape == (1, 4, 5, 5)
 
 
+def test_a_square_kernel_size_may_be_given_as_nn_conv2d_takes_it():
+    x = torch.randn(1, 3, 6, 6)
+    for layer in (SphereConv2d, NSConv2d):
+        torch.manual_seed(0)
+        pair = layer(3, 4, (3, 3))(x)
+        torch.manual_seed(0)
+        assert torch.equal(pair, layer(3, 4, 3)(x))
+    with pytest.raises(ValueError, match=r"SphereConv2d needs a square kernel, got kernel_size=\(3, 5\)"):
+        SphereConv2d(3, 4, (3, 5))
+
+
 def test_strided_and_plain_paddings():
     assert NSConv2d(3, 4, 3, stride=2)(torch.randn(1, 3, 8, 8)).shape == (1, 4, 4, 4)     # default k // 2
     with pytest.raises(ValueError, match="odd kernel_size at stride 1, got kernel_size=3, stride=2"):

@@ -136,6 +136,21 @@ def test_entry_dropout_keeps_the_stated_share_of_entries():
     from nslviz.similarity import entry_dropout_mask
 
     generator = torch.Generator().manual_seed(0)
-    for rate, kept in ((0.2, 8), (0.5, 5), (0.9, 1), (0.0, 10)):
+    for rate, kept in ((0.2, 8), (0.5, 5), (0.8, 2), (0.9, 1), (0.0, 10)):
         mask = entry_dropout_mask(4, 10, rate, generator=generator)
         assert mask.sum(1).tolist() == [kept] * 4, rate
+    assert entry_dropout_mask(1, 100, 0.9).sum() == 10                  # (1 − 0.9)·100 is 9.99… in floats
+
+
+def test_the_head_computes_in_its_own_precision_under_autocast():
+    """bf16 autocast around the head alone (not only inside ImageClassifier): the same float32 numbers."""
+    torch.manual_seed(0)
+    head = MetaNeighborhoodsHead(16, 5, entries=20).eval()
+    features = torch.randn(4, 16)
+    plain = head(features, return_details=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = head(features.bfloat16(), return_details=True)
+    for name in ("logits", "attention", "base_logits"):
+        assert mixed[name].dtype == torch.float32
+        assert torch.allclose(mixed[name], head(features.bfloat16().float(), return_details=True)[name], atol=1e-6)
+    assert torch.equal(head(features), plain["logits"])

@@ -642,3 +642,20 @@ def test_a_predictor_gain_needs_an_output_batchnorm():
     with pytest.raises(ValueError, match="predictor_gain_init must be >= 0, got -1"):
         NSConv2d(4, 6, mode="static_dns", predictor_gain_init=-1)                # checked where unused too
     assert NSConv2d(4, 6, mode="dynamic_uns", predictor="cnn", predictor_gain_init=0).predictor.output_norm.weight.sum() == 0
+
+
+@pytest.mark.parametrize("impl,recompute", [("taps", False), ("taps", True), ("patches", False)])
+def test_dynamic_dns_gradients_can_be_differentiated_again(impl, recompute):
+    """create_graph through every dynamic path (gradient penalties, MAXL's look-ahead step): gradgradcheck
+    in float64, and a double backward through the layer's default (taps) path."""
+    from nslviz.nsl.conv import dynamic_similarity_conv2d
+    generator = torch.Generator().manual_seed(0)
+    x, w, m = (torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
+               for shape in ((2, 3, 4, 4), (2, 3, 3, 3), (2, 9, 4, 4)))
+    assert torch.autograd.gradgradcheck(
+        lambda x, w, m: dynamic_similarity_conv2d(x, w, m, padding=1, impl=impl, recompute=recompute), (x, w, m))
+    layer = NSConv2d(4, 4, mode="dynamic_dns", recompute_taps=recompute)
+    inputs = torch.randn(2, 4, 5, 5, requires_grad=True)
+    (grad,) = torch.autograd.grad(layer(inputs).square().sum(), inputs, create_graph=True)
+    grad.square().sum().backward()
+    assert layer.weight.grad.abs().sum() > 0

@@ -53,10 +53,13 @@ def _shift_sum(z: torch.Tensor, m: torch.Tensor, geometry) -> torch.Tensor:
 
 def _shift_sum_backward(grad: torch.Tensor, z: torch.Tensor, m: torch.Tensor, geometry, need_z: bool,
                         need_m: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Gradients of `_shift_sum` w.r.t. Z (dtype of Z) and m (dtype of m); one pass per tap."""
+    """Gradients of `_shift_sum` w.r.t. Z (dtype of Z) and m (dtype of m); one pass per tap. Under
+    create_graph (grad mode on inside backward) every write is a differentiable op, so the gradients
+    can be differentiated again (gradient penalties, MAXL's look-ahead step); otherwise the products
+    go straight into grad_z (`out=`, which autograd cannot follow)."""
     k, stride, rows, cols = geometry
     grad = grad.contiguous()
-    same_dtype = grad.dtype == z.dtype
+    write_in_place = grad.dtype == z.dtype and not torch.is_grad_enabled()
     grad_z = None
     if need_z:   # stride 1: every tap writes all but a border strip, zero only that
         grad_z = torch.empty_like(z) if stride == 1 else torch.zeros_like(z)
@@ -70,9 +73,9 @@ def _shift_sum_backward(grad: torch.Tensor, z: torch.Tensor, m: torch.Tensor, ge
         (ro, co), (ri, ci) = sl
         grad_tap = grad[:, ro, co]                                              # (B, ·, ·, F)
         if grad_z is not None:
-            if same_dtype:
+            if write_in_place:
                 torch.mul(grad_tap, m[:, ro, co, tap:tap + 1], out=grad_z[:, ri, ci, tap])
-            else:                                                               # float32 grad into bf16 Z
+            else:                                       # a float32 grad into bf16 Z, or a graph to keep
                 grad_z[:, ri, ci, tap] = grad_tap * m[:, ro, co, tap:tap + 1]
             if stride == 1:
                 grad_z[:, :ri.start, :, tap] = 0

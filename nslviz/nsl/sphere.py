@@ -118,6 +118,10 @@ class SphereConv2d(nn.Module):
         super().__init__()
         check_positive("in_channels", in_channels, integer=True)
         check_positive("out_channels", out_channels, integer=True)
+        if isinstance(kernel_size, (tuple, list)):                           # (k, k), as nn.Conv2d takes it
+            if len(kernel_size) != 2 or kernel_size[0] != kernel_size[1]:
+                raise ValueError(f"SphereConv2d needs a square kernel, got kernel_size={tuple(kernel_size)!r}")
+            kernel_size = kernel_size[0]
         check_positive("kernel_size", kernel_size, integer=True)
         check_positive("stride", stride, integer=True)
         padding = conv_padding(padding, kernel_size, stride)
