@@ -297,6 +297,25 @@ def test_cinic10_folders_cache_and_invalidation(tmp_path, monkeypatch):
     assert rebuilt.test.images[row, 0, 0, 0] == colour_of(9)[0]
 
 
+def test_a_folder_set_loads_from_a_read_only_data_folder_without_its_cache(tmp_path, monkeypatch):
+    """A shared read-only mount: the images are decoded and returned, with a warning, and nothing is written."""
+    write_cinic(tmp_path, per_class=1)
+
+    def read_only(path, obj):
+        raise OSError(f"cannot write {str(path)!r}: Read-only file system")
+    monkeypatch.setattr(image_utils, "atomic_torch_save", read_only)
+    with pytest.warns(UserWarning, match=r"cinic10: cannot write .*Read-only file system; the 30 images were "
+                                         r"decoded but not cached"):
+        data = load_image_dataset("cinic10", tmp_path)
+    assert len(data.train) == 10 and not (tmp_path / "cinic10" / "images-32px-RGB.pt").exists()
+
+
+def test_the_data_folder_defaults_to_nslviz_data(tmp_path, monkeypatch):
+    write_cinic(tmp_path, per_class=1)
+    monkeypatch.setenv("NSLVIZ_DATA", str(tmp_path))
+    assert len(load_image_dataset("cinic10").test) == 10
+
+
 def write_tiny_imagenet(root, wnids=("n02", "n01", "n03"), per_class=4, val=6):
     folder = root / "tiny-imagenet-200"
     folder.mkdir(parents=True)
@@ -590,6 +609,35 @@ def test_damaged_files_name_the_dataset_the_file_and_what_to_do(tmp_path, name, 
     message = str(error.value)
     assert message.startswith(f"{name}: cannot read {path} ")
     assert "delete it and get it again" in message and "How to get it:" in message
+
+
+def test_a_partly_missing_set_names_only_what_is_missing(tmp_path):
+    write_small_set(tmp_path, "cifar10")
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        load_image_dataset("cifar10", tmp_path)
+    expected = str(error.value).split("Expected:")[1].split("Also searched")[0]
+    assert str(error.value).startswith(f"cifar10: 1 of the CIFAR-10 python batches (the other 5 are in "
+                                       f"{tmp_path / 'cifar-10-batches-py'}) not found")
+    assert expected.split() == [str(tmp_path / "cifar-10-batches-py" / "data_batch_3")]
+
+
+def test_check_data_lists_every_damaged_file_of_a_set_held_in_memory(tmp_path, capsys):
+    """Loading stops at none of them: one error names the count and the first, check-data lists all,
+    exits 1 and ends with its JSON object."""
+    import json
+    from nslviz.__main__ import main
+    write_cinic(tmp_path, per_class=1)
+    (tmp_path / "cinic-10" / "train" / "cat" / "train-0.png").write_text("<html>404 Not Found</html>")
+    truncated = tmp_path / "cinic-10" / "test" / "dog" / "test-0.png"
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    with pytest.raises(ValueError, match=r"^cinic10: 2 image files cannot be read \(`python -m nslviz check-data "
+                                         r"--dataset cinic10` lists every one\); the first: cannot read "):
+        load_image_dataset("cinic10", tmp_path)
+    assert main(["check-data", "--dataset", "cinic10", "--data-root", str(tmp_path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sorted(os.path.basename(f["path"]) for f in report["unreadable"]) == ["test-0.png", "train-0.png"]
+    assert all("delete it and get it again" in f["reason"] for f in report["unreadable"])
 
 
 def test_reading_errors_are_sorted_into_damaged_files_and_system_errors(tmp_path):

@@ -6,7 +6,7 @@ long run, not when its batch comes.
     python -m nslviz check-data --dataset imagenet --data-root /data --workers 16 --json
 
 Sets held in memory (every set but imagenet) are decoded completely when they load: loading them is
-the whole check. What loading warns about (e.g. fewer validation images than ImageNet-2012 has) is
+the whole check, and every damaged image file of theirs is listed. What loading warns about (e.g. fewer validation images than ImageNet-2012 has) is
 printed and kept in the JSON. Exit code 0 when every file reads, 1 when some do not (each is listed).
 """
 from __future__ import annotations
@@ -33,18 +33,28 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..datasets.images import load_image_dataset
     from ..datasets.images.streamed import FileSplit, unreadable_files
+    from ..datasets.images.utils import UnreadableImages
     from ..paths import data_root
     from ..training.data import decoding_workers
     start = time.perf_counter()
     # val_size 0: the training split holds every training image (which a run holds out changes nothing here)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = load_image_dataset(args.dataset, data_root(args.data_root), val_size=0)
+        try:
+            data = load_image_dataset(args.dataset, data_root(args.data_root), val_size=0)
+        except UnreadableImages as error:                 # a set held in memory with damaged files
+            data, damaged = None, sorted(error.files)
     for warning in caught:
         print(f"check-data: warning: {warning.message}")
     workers = decoding_workers(args.workers)
     report = {"dataset": args.dataset, "splits": {}, "unreadable": [],
               "warnings": [str(warning.message) for warning in caught]}
+    if data is None:
+        print(f"check-data: {args.dataset}: {len(damaged)} image files unreadable", flush=True)
+        for path, reason in damaged:
+            print(f"  {path}: {reason}")
+        report["unreadable"] = [{"path": path, "reason": reason} for path, reason in damaged]
+        return _finish(args, report, start)
     for name, split in {"train": data.train, "test": data.test}.items():
         if not isinstance(split, FileSplit):
             print(f"check-data: {args.dataset} {name}: {len(split):,} images, decoded when the set loaded")
@@ -56,6 +66,10 @@ def run(args) -> int:
             print(f"  {path}: {reason}")
         report["splits"][name] = {"images": len(split), "read_from_files": True, "unreadable": len(failures)}
         report["unreadable"] += [{"path": path, "reason": reason} for path, reason in failures]
+    return _finish(args, report, start)
+
+
+def _finish(args, report: dict, start: float) -> int:
     report["seconds"] = round(time.perf_counter() - start, 2)
     if report["unreadable"]:
         print(f"check-data: {len(report['unreadable'])} files cannot be read: get them again from the dataset's "

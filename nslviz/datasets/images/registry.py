@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from ..._checks import check_choice, check_positive, check_seed
+from ...paths import data_root
 
 LABEL_KINDS = ("fine", "coarse", "domain")
 
@@ -170,12 +171,13 @@ class _Request:
         return self.root / self.name
 
 
-def load_image_dataset(name: str, root: str | Path = "data", *, val_size: int | None = None,
+def load_image_dataset(name: str, root: str | Path | None = None, *, val_size: int | None = None,
                        image_size: int | None = None, label_kind: str = "fine", download: bool = False,
                        limit: int | None = None, seed: int = 0, options: dict | None = None) -> ImageDataset:
     """Load an image dataset by name (see `available_image_datasets()` and data/README.md).
 
-    root: the data folder (see data/README.md for each set's layout under it).
+    root: the data folder (see data/README.md for each set's layout under it); None: $NSLVIZ_DATA,
+        else the repository's data/ (as the trainer and the notebooks).
     val_size: images held out for validation; None = the paper's split (e.g. the last 5,000 of the
         CIFAR training set). For CINIC-10 it caps its own validation folder.
     image_size: side of the square images; None = 32 (64 for imagenet64, 84 for mini-imagenet, 224
@@ -212,7 +214,7 @@ def load_image_dataset(name: str, root: str | Path = "data", *, val_size: int | 
         raise ValueError(f"label_kind='coarse' exists only for cifar100 and digits, not {name!r}")
     if label_kind == "domain" and name != "pacs":
         raise ValueError(f"label_kind='domain' exists only for pacs, not {name!r}")
-    request = _Request(name, Path(root), val_size, image_size, label_kind, bool(download), limit, seed,
+    request = _Request(name, data_root(root), val_size, image_size, label_kind, bool(download), limit, seed,
                        dict(options or {}))
     try:
         dataset = _REGISTRY[name].loader(request)

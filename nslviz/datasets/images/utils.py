@@ -10,6 +10,7 @@ import os
 import pickle
 import socket
 import sys
+import warnings
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..._io import atomic_torch_save
-from .registry import _REGISTRY, ImageDataset, ImageSplit, _Request
+from .registry import _REGISTRY, DatasetError, ImageDataset, ImageSplit, _Request
 
 CACHE_FORMAT = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -101,20 +102,25 @@ def _find_folder(request: _Request, candidates: list[Path], required: list[str |
                  what: str) -> Path:
     """The first candidate folder that holds every required entry (a tuple = any one of them);
     with download=True and a downloader, fetch the set into the first candidate and look again."""
-    def complete(folder: Path) -> bool:
-        return all(any((folder / name).exists() for name in (entry if isinstance(entry, tuple) else (entry,)))
-                   for entry in required)
+    def absent(folder: Path) -> list[str | tuple[str, ...]]:
+        return [entry for entry in required
+                if not any((folder / name).exists() for name in (entry if isinstance(entry, tuple) else (entry,)))]
 
     for attempt in range(2):
         for folder in candidates:
-            if complete(folder):
+            if not absent(folder):
                 return folder
         if attempt == 0 and request.download and _REGISTRY[request.name].downloadable:
             _download(request)
             continue
         break
-    expected = [candidates[0] / (entry[0] if isinstance(entry, tuple) else entry) for entry in required]
-    raise _missing(request, expected, what, searched=candidates[1:])
+    # the candidate holding the most of them (the first if none holds any): name only what it lacks
+    closest = max(candidates, key=lambda folder: len(required) - len(absent(folder)))
+    lacking = absent(closest)
+    if len(lacking) < len(required):
+        what = f"{len(lacking)} of {what} (the other {len(required) - len(lacking)} are in {closest})"
+    expected = [closest / (entry[0] if isinstance(entry, tuple) else entry) for entry in lacking]
+    raise _missing(request, expected, what, searched=[folder for folder in candidates if folder != closest])
 
 
 @contextmanager
@@ -266,20 +272,46 @@ def _read_image(request: _Request, path: Path, mode: str) -> np.ndarray:
         return np.asarray(image.convert(mode))
 
 
+class UnreadableImages(DatasetError):
+    """Damaged image files of a set decoded into memory, all of them: `files` lists (path, reason)."""
+
+    def __init__(self, name: str, files: list[tuple[str, str]]):
+        self.files = files
+        first = files[0][1]                                    # "<name>: cannot read <path> (...) ..."
+        super().__init__(first if len(files) == 1 else
+                         f"{name}: {len(files)} image files cannot be read (`python -m nslviz check-data --dataset "
+                         f"{name}` lists every one); the first: {first[len(name) + 2:]}")
+
+
+def _read_or_reason(request: _Request, path: Path, mode: str) -> np.ndarray | str:
+    """The image, or why it cannot be read when it is damaged (a system error still raises)."""
+    try:
+        return _read_image(request, path, mode)
+    except FileNotFoundError:
+        raise
+    except ValueError as error:
+        return str(error)
+
+
 def _decode_images(request: _Request, files: list[Path], size: int, mode: str) -> torch.Tensor:
     """Decode image files (PIL, a few threads) to uint8 (N, C, size, size): chunk by chunk, images
-    of equal shape stacked and resized together."""
+    of equal shape stacked and resized together. Damaged files are all read before one
+    UnreadableImages names every one of them."""
     from tqdm.auto import tqdm
     channels = 1 if mode == "L" else 3
     out = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
     chunk = 2048
     workers = max(1, min(8, os.cpu_count() or 1))
+    unreadable: list[tuple[str, str]] = []
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(files), desc=request.name, unit="img",
                                                     disable=len(files) < 5000) as progress:
         for start in range(0, len(files), chunk):
-            arrays = list(pool.map(lambda path: _read_image(request, path, mode), files[start:start + chunk]))
+            arrays = list(pool.map(lambda path: _read_or_reason(request, path, mode), files[start:start + chunk]))
             by_shape: dict[tuple, list[int]] = {}
             for position, array in enumerate(arrays):
+                if isinstance(array, str):
+                    unreadable.append((str(files[start + position]), array))
+                    continue
                 by_shape.setdefault(array.shape, []).append(position)
             for positions in by_shape.values():
                 stacked = torch.from_numpy(np.stack([arrays[p] for p in positions]))   # (n, H, W[, C])
@@ -287,6 +319,8 @@ def _decode_images(request: _Request, files: list[Path], size: int, mode: str) -
                 rows = torch.tensor(positions) + start
                 out[rows] = resize_images(stacked.permute(0, 3, 1, 2), size)
             progress.update(len(arrays))
+    if unreadable:
+        raise UnreadableImages(request.name, unreadable)
     return out
 
 
@@ -307,7 +341,12 @@ def _load_cached_images(request: _Request, files: list[Path], size: int, mode: s
     if wanted is not None and len(wanted) < len(files):
         return _decode_images(request, [files[i] for i in wanted.tolist()], size, mode)
     images = _decode_images(request, files, size, mode)
-    atomic_torch_save(cache, {"fingerprint": fingerprint, "images": images, "files": len(files)})
+    try:
+        atomic_torch_save(cache, {"fingerprint": fingerprint, "images": images, "files": len(files)})
+    except OSError as error:                        # a read-only data folder (a shared mount): no cache
+        warnings.warn(f"{request.name}: {error}; the {len(files)} images were decoded but not cached, so the "
+                      f"next load decodes them again", stacklevel=2)
+        return images
     print(f"{request.name}: cached {len(files)} decoded images in {cache}", file=sys.stderr)
     return images
 
