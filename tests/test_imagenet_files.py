@@ -95,6 +95,21 @@ def labels_read(images: torch.Tensor) -> torch.Tensor:
     return torch.round((images[:, 0].float().mean(dim=(1, 2)) - 30) / 60).long()
 
 
+
+@pytest.mark.parametrize("layout", ["kaggle", "csv"])
+def test_missing_validation_labels_are_expected_where_the_layout_keeps_them(tmp_path, layout):
+    from nslviz.datasets.images import load_image_dataset
+    write_imagenet(tmp_path, per_class=1, val_per_class=1, layout=layout)
+    solution = next(tmp_path.rglob("LOC_val_solution.csv"))
+    solution.unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        load_image_dataset("imagenet", tmp_path)
+    message = str(error.value)
+    expected = message.split("Expected:")[1].split("Also searched")[0].split()
+    assert str(solution) in expected and message.count(str(solution)) == 1
+    searched = message.split("Also searched: ")[1].split("\n")[0].split(", ")
+    assert len(searched) == len(set(searched))
+
 @pytest.fixture
 def imagenet(tmp_path):
     write_imagenet(tmp_path)

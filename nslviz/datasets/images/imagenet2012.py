@@ -128,11 +128,15 @@ def _validation(request: _Request, folder: Path, bases: list[Path], label_of: di
     elif devkit is not None:
         wnid_of, source = _read_devkit(request, devkit), devkit / "ILSVRC2012_validation_ground_truth.txt"
     else:
-        raise _missing(request, [bases[0] / DEVKIT / "ILSVRC2012_validation_ground_truth.txt",
-                                 bases[0] / "LOC_val_solution.csv"],
+        places = list(dict.fromkeys(bases))                    # each folder once (Kaggle's is beside ILSVRC/)
+        kaggle = folder.parts[-3:] == KAGGLE.parts and len(places) > 1
+        expected = [places[0] / DEVKIT / "ILSVRC2012_validation_ground_truth.txt",
+                    places[1 if kaggle else 0] / "LOC_val_solution.csv"]
+        searched = [path for base in places for path in (base / DEVKIT / "ILSVRC2012_validation_ground_truth.txt",
+                                                         base / "LOC_val_solution.csv") if path not in expected]
+        raise _missing(request, expected,
                        f"the labels of the {len(flat):,} validation images in {val} (the devkit's, or Kaggle's "
-                       "LOC_val_solution.csv; or put the images in one folder per class)",
-                       searched=[base / "LOC_val_solution.csv" for base in bases[1:]])
+                       "LOC_val_solution.csv; or put the images in one folder per class)", searched=searched)
     stems = [Path(path).stem for path in flat]
     unlabelled = [stem for stem in stems if stem not in wnid_of]
     if unlabelled:
