@@ -506,6 +506,14 @@ def write_imagenet64(root, layout, rng, batches=range(1, 11)):
     return batches
 
 
+def test_imagenet64_without_its_validation_batch_names_only_that(tmp_path):
+    write_imagenet64(tmp_path, "parts_npz", np.random.default_rng(4))
+    (tmp_path / "Imagenet64_val_npz" / "val_data.npz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"imagenet64: the validation batch \(the 10 training batches beside "
+                                                r"it were found; .*\) not found. Expected:\n  \S*val_data.npz\nHow"):
+        load_image_dataset("imagenet64", tmp_path)
+
+
 @pytest.mark.parametrize("layout", ["parts_npz", "merged_npz", "parts_pickle"])
 def test_imagenet64_batches_in_the_download_layouts(tmp_path, layout):
     batches = write_imagenet64(tmp_path, layout, np.random.default_rng(4))

@@ -108,11 +108,13 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
         number = path.name[len("train_data_batch_"):len(path.name) - len(suffix)]
         return int(number) if number.isdigit() else -1
 
-    chosen = None
+    chosen = without_val = None
     for base in bases:
         for train_dirs, val_dir, suffix in layouts:
             found = [path for train_dir in train_dirs for path in (base / train_dir).glob(f"train_data_batch_*{suffix}")
                      if batch_number(path, suffix) >= 0 and (suffix or not path.name.endswith(".npz"))]
+            if found and not (base / val_dir / f"val_data{suffix}").exists():
+                without_val = without_val or (base / val_dir / f"val_data{suffix}", len(found))
             if found and (base / val_dir / f"val_data{suffix}").exists():
                 numbers = [batch_number(path, suffix) for path in found]
                 twice = sorted({n for n in numbers if numbers.count(n) > 1})
@@ -130,6 +132,9 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
                 break
         if chosen:
             break
+    if chosen is None and without_val is not None:     # the training batches are there, not the validation one
+        raise _missing(request, [without_val[0]], f"the validation batch (the {without_val[1]} training batches "
+                                                  f"beside it were found; unzip the validation archive)")
     if chosen is None:
         raise _missing(request, [request.root / "Imagenet64_train_part1_npz" / "train_data_batch_1.npz",
                                  request.root / "Imagenet64_train_part2_npz" / "train_data_batch_6.npz",
