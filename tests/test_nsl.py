@@ -651,7 +651,7 @@ def test_dynamic_dns_gradients_can_be_differentiated_again(impl, recompute):
     from nslviz.nsl.conv import dynamic_similarity_conv2d
     generator = torch.Generator().manual_seed(0)
     x, w, m = (torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
-               for shape in ((2, 3, 4, 4), (2, 3, 3, 3), (2, 9, 4, 4)))
+               for shape in ((1, 2, 3, 3), (2, 2, 3, 3), (1, 9, 3, 3)))
     assert torch.autograd.gradgradcheck(
         lambda x, w, m: dynamic_similarity_conv2d(x, w, m, padding=1, impl=impl, recompute=recompute), (x, w, m))
     layer = NSConv2d(4, 4, mode="dynamic_dns", recompute_taps=recompute)
