@@ -284,11 +284,10 @@ class UnreadableImages(DatasetError):
 
 
 def _read_or_reason(request: _Request, path: Path, mode: str) -> np.ndarray | str:
-    """The image, or why it cannot be read when it is damaged (a system error still raises)."""
+    """The image, or why it cannot be read when it is damaged (`_reading`'s ValueError; a missing file
+    or a system error still raises)."""
     try:
         return _read_image(request, path, mode)
-    except FileNotFoundError:
-        raise
     except ValueError as error:
         return str(error)
 
