@@ -74,6 +74,9 @@ def toy_function(x: np.ndarray) -> np.ndarray:
     return np.sin(2.0 * x) + 0.3 * x
 
 
+QUICK_TEMPERATURES = (0.003, 0.1, 1.0)   # quick mode's thinning of the default grid
+
+
 @dataclass(frozen=True)
 class KnnToyConfig:
     """1-D toy: `points` noisy samples of `toy_function` on [-3, 3] (20% held out for early stopping),
@@ -123,9 +126,13 @@ class KnnToyConfig:
             check_threads("threads", self.threads)
 
     def quick(self) -> "KnnToyConfig":
-        """The notebook's quick mode: three temperatures (the smallest, where MN drifts towards 1-NN,
-        included) and a shorter training of both networks (the MLP and MN: at most 120 epochs)."""
-        return dataclasses.replace(self, temperatures=(0.003, 0.1, 1.0), max_epochs=120, patience=20)
+        """The notebook's quick mode: a shorter training of both networks (the MLP and MN: at most 120
+        epochs), and the default grid of temperatures thinned to three (the smallest, where MN drifts
+        towards 1-NN, included); temperatures chosen by hand are kept."""
+        default = type(self).__dataclass_fields__["temperatures"].default
+        temperatures = QUICK_TEMPERATURES if self.temperatures == default else self.temperatures
+        return dataclasses.replace(self, temperatures=temperatures, max_epochs=min(self.max_epochs, 120),
+                                   patience=min(self.patience, 20))
 
 
 @dataclass

@@ -51,6 +51,7 @@ VANILLA_ARMS = {
     "vanilla_warmup": {"dictionary_warmup": "warmup"},
 }
 ARMS = (*MN_ARMS, *VANILLA_ARMS)
+QUICK_ARMS = ("joint", "warmup", "data_started", "vanilla")      # notebook 09's quick mode, of every arm
 RACE_DATASETS = ("digits", "synthetic")
 
 
@@ -77,6 +78,12 @@ def arm_config(base: TrainConfig, arm: str, *, warmup: int = 200) -> TrainConfig
     method, overrides = _arm(arm)
     overrides = {k: (warmup if v == "warmup" else v) for k, v in overrides.items()}
     return dataclasses.replace(base, method=method, **overrides)
+
+
+def quick_arms(arms) -> list[str]:
+    """Notebook 09's quick mode: QUICK_ARMS in place of every arm (the notebook's default), the arms
+    asked when they are fewer."""
+    return list(QUICK_ARMS) if set(arms) == set(ARMS) else list(arms)
 
 
 def run_race(datasets=RACE_DATASETS, arms=ARMS, seeds=range(5), *, iterations: int = 800, warmup: int = 200,

@@ -1,0 +1,59 @@
+"""Quick mode shrinks a notebook's defaults, not the settings its reader chose: a value given with
+papermill's -p (or typed into the parameters cell) is kept, or capped at quick mode's size, never
+swapped for another. The first two code cells (the parameters, then the set-up) run here as they run
+in the notebook, with the given values in between, where papermill injects them."""
+import json
+from pathlib import Path
+
+import pytest
+
+from nslviz.experiments.knn import QUICK_TEMPERATURES, KnnToyConfig
+from nslviz.experiments.race import ARMS, QUICK_ARMS, quick_arms
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def set_up(notebook: str, **given) -> dict:
+    """The notebook's namespace after its parameters cell, the `given` values and its set-up cell."""
+    code = [c for c in json.loads((NOTEBOOKS / notebook).read_text())["cells"] if c["cell_type"] == "code"]
+    namespace = {}
+    exec(compile("".join(code[0]["source"]), notebook, "exec"), namespace)      # noqa: S102 - the notebook's own cells
+    namespace.update(given)
+    exec(compile("".join(code[1]["source"]), notebook, "exec"), namespace)      # noqa: S102
+    return namespace
+
+
+def test_spiral_sweep_keeps_a_short_list_and_a_smaller_step_count(capsys):
+    default = set_up("01_spiral_toy.ipynb", quick=True)
+    assert (default["sweep_temperatures"], default["sweep_entries"]) == ([0.1, 0.3], [60, 100])
+    assert (default["steps"], default["sweep_steps"]) == (800, 400)
+    given = set_up("01_spiral_toy.ipynb", quick=True, sweep_temperatures="0.1,1", steps=300)
+    assert (given["sweep_temperatures"], given["steps"], given["sweep_steps"]) == ([0.1, 1.0], 300, 300)
+    assert "the sweep trains T in [0.1, 1.0] x S in [60, 100] ahead, 300 steps each" in capsys.readouterr().out
+
+
+def test_knn_toy_thins_only_the_default_temperatures(capsys):
+    assert set_up("02_knn_as_multitask.ipynb", quick=True)["toy_config"].temperatures == QUICK_TEMPERATURES
+    given = set_up("02_knn_as_multitask.ipynb", quick=True, temperatures="0.01,0.03")["toy_config"]
+    assert given.temperatures == (0.01, 0.03) and given.max_epochs == 120
+    assert "MN at T = 0.01, 0.03" in capsys.readouterr().out
+    assert KnnToyConfig(max_epochs=50, patience=5).quick().max_epochs == 50      # capped, not raised
+    assert set_up("02_knn_as_multitask.ipynb", quick=False)["toy_config"].temperatures == KnnToyConfig().temperatures
+
+
+def test_race_keeps_the_arms_seeds_and_lengths_asked():
+    default = set_up("09_why_the_dictionary_learns.ipynb", quick=True)
+    assert {k: default[k] for k in ("datasets", "arms", "seeds", "iterations", "warmup", "head_steps")} == {
+        "datasets": ["digits"], "arms": list(QUICK_ARMS), "seeds": [0], "iterations": 300, "warmup": 100,
+        "head_steps": 500}
+    given = set_up("09_why_the_dictionary_learns.ipynb", quick=True, datasets="synthetic", arms="joint,vanilla",
+                   seeds="3,4", iterations=240, head_steps=200)
+    assert {k: given[k] for k in ("datasets", "arms", "seeds", "iterations", "warmup", "head_steps")} == {
+        "datasets": ["synthetic"], "arms": ["joint", "vanilla"], "seeds": [3], "iterations": 240, "warmup": 80,
+        "head_steps": 200}
+
+
+@pytest.mark.parametrize("arms, expected", [(ARMS, list(QUICK_ARMS)), (tuple(reversed(ARMS)), list(QUICK_ARMS)),
+                                            (("warmup", "vanilla_warmup"), ["warmup", "vanilla_warmup"])])
+def test_quick_arms(arms, expected):
+    assert quick_arms(arms) == expected
