@@ -57,3 +57,20 @@ def test_race_keeps_the_arms_seeds_and_lengths_asked():
                                             (("warmup", "vanilla_warmup"), ["warmup", "vanilla_warmup"])])
 def test_quick_arms(arms, expected):
     assert quick_arms(arms) == expected
+
+
+def test_learned_neighbors_map_keeps_smaller_sizes():
+    default = set_up("05_learned_neighbors.ipynb", quick=True)
+    assert (default["map_points"], default["map_entries"], default["map_iterations"]) == (400, 100, 500)
+    given = set_up("05_learned_neighbors.ipynb", quick=True, map_points=200, map_entries=50)
+    assert (given["map_points"], given["map_entries"]) == (200, 50)
+
+
+def test_few_shot_quick_mode_caps_the_lengths():
+    from nslviz.experiments.few_shot import QUICK_FEW_SHOT, FewShotConfig, quick_few_shot_config
+
+    assert quick_few_shot_config(FewShotConfig(episodes=20, finetune_epochs=10)).episodes == 20
+    shorter = quick_few_shot_config(FewShotConfig(episodes=20, finetune_epochs=10, pretrain_epochs=1))
+    assert (shorter.finetune_epochs, shorter.pretrain_epochs, shorter.dataset) == (10, 1, QUICK_FEW_SHOT["dataset"])
+    default = quick_few_shot_config(FewShotConfig())
+    assert {name: getattr(default, name) for name in QUICK_FEW_SHOT} == QUICK_FEW_SHOT

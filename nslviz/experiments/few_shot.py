@@ -125,10 +125,16 @@ QUICK_FEW_SHOT = dict(dataset="glyphs", dataset_options={"per_class": 30}, data_
                       device="cpu")
 
 
+QUICK_CAPPED = ("episodes", "pretrain_epochs", "finetune_epochs", "meta_iterations", "meta_batch")
+
+
 def quick_few_shot_config(config: FewShotConfig) -> FewShotConfig:
     """The same experiment in quick mode (`QUICK_FEW_SHOT`): the N-way K-shot protocol, the networks
-    and the methods stay; the data, the lengths and the device become a CPU's."""
-    return dataclasses.replace(config, **QUICK_FEW_SHOT)
+    and the methods stay; the data and the device become a CPU's, and the lengths (QUICK_CAPPED) are
+    capped at QUICK_FEW_SHOT's (a shorter length asked is kept)."""
+    quick = {name: min(value, getattr(config, name)) if name in QUICK_CAPPED else value
+             for name, value in QUICK_FEW_SHOT.items()}
+    return dataclasses.replace(config, **quick)
 
 
 @dataclass
