@@ -47,6 +47,14 @@ def test_backbone_lr_scale_gives_the_backbone_its_own_learning_rate():
     assert decays == {"decay_backbone": 0.075, "no_decay_head": 0.0}             # the MN head is never decayed
 
 
+def test_the_logged_learning_rate_is_the_configured_one_whatever_the_backbone_runs_at(tmp_path):
+    """The metrics' lr column is config.lr on its schedule; the backbone's scaled rate is not the run's."""
+    config = TrainConfig(**{**TINY, "method": "mn", "epochs": 1}, lr=0.002, backbone_lr_scale=0.1, milestones=())
+    train(config, tmp_path, progress=False)
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["lr"] == pytest.approx(0.002)
+
+
 def test_adam_signal_to_noise_is_one_for_a_steady_gradient_and_the_floor_for_noise():
     torch.manual_seed(0)
     steady, noisy = torch.nn.Parameter(torch.zeros(2000)), torch.nn.Parameter(torch.zeros(2000))

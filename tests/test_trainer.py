@@ -442,6 +442,13 @@ def test_dictionary_init_from_data_starts_at_training_images():
     assert not torch.equal(other, index)
     big = build_image_model("mn", "convnet4", 10, in_channels=1, image_size=16, entries=300)
     assert len(initialize_dictionary(big, data.train, config, torch.device("cpu"))) == 300   # S > N: with replacement
+    frozen = dataclasses.replace(config, freeze_backbone=True)            # trained in eval mode: keys from it too
+    initialize_dictionary(model, data.train, frozen, torch.device("cpu"))
+    assert model.backbone.training                                         # the mode it was in comes back
+    with torch.no_grad():
+        features = model.backbone.eval()(images)
+    torch.testing.assert_close(F.normalize(model.head.dictionary.keys, dim=1), F.normalize(features, dim=1),
+                               atol=1e-5, rtol=1e-5)
 
 
 def test_dictionary_init_from_data_trains_and_resumes_exactly(reference_run, tmp_path):

@@ -101,7 +101,7 @@ class TrainConfig:
                                        help="start the backbone from this finished run's best weights "
                                             "(e.g. a vanilla run)")
     freeze_backbone: bool = option(False, "flag", group=MN,       # its BatchNorm too stays in eval mode
-                                   help="train the head only; the backbone stays as it starts")
+                                   help="train the head only; the backbone, with any iFiLM modules in it, stays as it starts")
     # diagnostics beyond the paper (docs/dictionary-race.md); the defaults are the paper's joint training
     backbone_lr_scale: float = option(1.0, "positive", group=MN,   # its decoupled weight decay follows
                                       help="diagnostic beyond the paper: the backbone's learning rate x s (default: 1)")

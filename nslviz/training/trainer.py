@@ -142,8 +142,9 @@ def initialize_dictionary(model: ImageClassifier, split, config: TrainConfig, de
                           channels_last: bool = False) -> torch.Tensor:
     """dictionary_init="data": start MN's dictionary at S training images (drawn with a generator
     seeded from config.seed; with replacement only when S exceeds the split): keys = their features
-    under the initial backbone, values = their labels. The features use the batch statistics the
-    first training step sees; BatchNorm running statistics are left untouched. Returns the indices."""
+    under the initial backbone, values = their labels. The features are those the first training step
+    sees: with batch statistics, or with the running ones when the backbone is frozen (freeze_backbone,
+    which trains it in eval mode); BatchNorm running statistics are left untouched. Returns the indices."""
     head = model.head
     count, entries = len(split.labels), head.dictionary.entries
     generator = torch.Generator().manual_seed(derived_seed(config.seed, 0x5EED))
@@ -154,6 +155,8 @@ def initialize_dictionary(model: ImageClassifier, split, config: TrainConfig, de
     running = [buffer.clone() for buffer in model.buffers()]
     was_training = model.training
     model.train()
+    if config.freeze_backbone:
+        model.backbone.eval()                                       # as train_epoch runs a frozen backbone
     features = torch.cat([model.backbone(images).float() for images, _ in stream.epoch(0)])
     for buffer, saved in zip(model.buffers(), running):
         buffer.copy_(saved)
@@ -493,11 +496,15 @@ class _Session:
         except FloatingPointError as error:                             # a step too large for float32
             raise _divergence(str(error), state, self.run_path) from None
         if self.maxl is not None:                                        # MAXL step 2: the generator
-            factor = self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0]
-            self.maxl.meta_step(model, targets, images, labels, parameter_rates(model, self.optimizer), factor,
-                                self.criterion)
+            self.maxl.meta_step(model, targets, images, labels, parameter_rates(model, self.optimizer),
+                                self.schedule_factor(), self.criterion)
         self.scheduler.step()
         return logits, loss
+
+    def schedule_factor(self) -> float:
+        """Where the schedule stands, as a factor of every group's starting rate (config.lr × the factor is
+        the configured rate now, whatever scales some groups' rates: backbone_lr_scale, predictor_lr_scale)."""
+        return self.scheduler.get_last_lr()[0] / self.scheduler.base_lrs[0]
 
     def end_epoch(self, stats: EpochStats, bar) -> None:
         """Validate; keep the weights in best.pt when they are the best so far; log the epoch's
@@ -505,7 +512,7 @@ class _Session:
         state, model = self.state, self.model
         _stop_if_diverged(stats.loss, model, state, self.run_path)
         val = evaluate(model, self.streams["val"], self.context, self.autocast)
-        row = {"epoch": state.epoch + 1, "iteration": state.iteration, "lr": self.scheduler.get_last_lr()[0],
+        row = {"epoch": state.epoch + 1, "iteration": state.iteration, "lr": self.config.lr * self.schedule_factor(),
                "train_loss": stats.loss, "train_acc": stats.accuracy, "val_acc": val["acc"], "val_loss": val["loss"]}
         for key in MN_VALIDATION_KEYS:                                   # MN only
             if key in val:
