@@ -74,3 +74,27 @@ def test_few_shot_quick_mode_caps_the_lengths():
     assert (shorter.finetune_epochs, shorter.pretrain_epochs, shorter.dataset) == (10, 1, QUICK_FEW_SHOT["dataset"])
     default = quick_few_shot_config(FewShotConfig())
     assert {name: getattr(default, name) for name in QUICK_FEW_SHOT} == QUICK_FEW_SHOT
+
+
+def test_cifar_keeps_a_smaller_dictionary_and_batch_and_names_every_run_it_trains(capsys):
+    default = set_up("03_cifar.ipynb", quick=True)["config"]
+    assert (default.entries, default.batch_size, default.dataset) == (100, 64, "digits")
+    given = set_up("03_cifar.ipynb", quick=True, entries=50, batch_size=32, compare_with="mn")
+    assert (given["config"].entries, given["config"].batch_size) == (50, 32)
+    assert given["methods"] == ["vanilla", "mn", "mn_ifilm"]                 # vanilla first: the MN runs start from it
+    out = capsys.readouterr().out
+    assert "training ['vanilla', 'mn', 'mn_ifilm']" in out and "batch 32, adamw lr 0.001" in out
+    assert "with α = 0.5 and the dictionary at S training images" in out
+
+
+def test_trained_methods_and_the_first_lines_texts():
+    from nslviz.experiments.compare import mn_start_text, trained_methods
+    from nslviz.training.config import TrainConfig
+
+    assert trained_methods(["mn", "mn", "vanilla"]) == ["mn", "vanilla"]
+    assert trained_methods(["mn", "mn_ifilm"], "vanilla") == ["vanilla", "mn", "mn_ifilm"]
+    assert mn_start_text("scratch") == "MN starts from scratch (the paper)"
+    with pytest.raises(ValueError, match="mn_start"):
+        trained_methods(["mn"], "warm")
+    assert TrainConfig(batch_size=32, optimizer="sgd", lr=0.1, weight_decay=2e-4).recipe_text() == \
+        "batch 32, sgd lr 0.1, weight decay 0.0002"

@@ -43,7 +43,7 @@ def quick_config(config: TrainConfig, *, epochs: int = 4, dataset: str = "digits
     """The same experiment, small enough for a laptop CPU in about a minute: digits (1,797 real
     handwritten 8x8 digits bundled with scikit-learn) upsampled to 16x16 (32x32 for the 64-pixel
     backbones, whose stride-2 stem brings them to 16x16 as well), a small backbone, a few epochs,
-    S = 100, CPU, milestone at 75 % (QUICK_SETTINGS). `dataset="synthetic"` trains on 5,000 generated
+    S = 100, CPU, milestone at 75 % (QUICK_SETTINGS; a smaller S or batch already chosen is kept). `dataset="synthetic"` trains on 5,000 generated
     oriented gratings instead (`make_synthetic_images`; four times the steps of digits, and as long)."""
     check_choice("quick-mode dataset", dataset, QUICK_DATASETS)
     backbone = QUICK_BACKBONES.get(config.backbone, "cnn9" if config.backbone.startswith("cnn") else "convnet4")
@@ -52,7 +52,11 @@ def quick_config(config: TrainConfig, *, epochs: int = 4, dataset: str = "digits
         # the first ones); a quick run of a few dozen steps uses Adam (lr 1e-3, as the official NSL
         # global-similarity code does) so that every variant learns something.
         config = dataclasses.replace(config, **QUICK_INSTEAD_OF_SGD)
-    return dataclasses.replace(config, **QUICK_SETTINGS, dataset=dataset, backbone=backbone,
+    settings = dict(QUICK_SETTINGS)
+    for name in ("batch_size", "entries"):                       # None: the preset's, larger than quick mode's
+        if getattr(config, name) is not None:
+            settings[name] = min(getattr(config, name), QUICK_SETTINGS[name])
+    return dataclasses.replace(config, **settings, dataset=dataset, backbone=backbone,
                                epochs=min(config.epochs, epochs), image_size=32 if backbone.endswith("_64") else 16)
 
 
@@ -174,6 +178,22 @@ VANILLA_START_ALPHA = 0.5
 MN_START_SETTINGS = ("init_backbone", "dictionary_init", "alpha")   # what mn_start "vanilla" sets in every MN run
 
 
+def trained_methods(methods, mn_start: str = "scratch") -> list[str]:
+    """The runs compare_methods trains, in order: each of `methods` once, and with mn_start "vanilla"
+    vanilla first, asked or not (every MN run starts from it)."""
+    check_choice("mn_start", mn_start, MN_STARTS)
+    methods = list(dict.fromkeys(methods))
+    return ["vanilla", *[m for m in methods if m != "vanilla"]] if mn_start == "vanilla" else methods
+
+
+def mn_start_text(mn_start: str) -> str:
+    """How compare_methods starts the MN runs, for a notebook's first line."""
+    check_choice("mn_start", mn_start, MN_STARTS)
+    if mn_start == "scratch":
+        return "MN starts from scratch (the paper)"
+    return f"MN starts from vanilla's backbone, with α = {VANILLA_START_ALPHA} and the dictionary at S training images"
+
+
 def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str | Path | None = None,
                     progress: bool = True, overwrite: bool = False, mn_start: str = "scratch",
                     label_suffix: str = "") -> dict[str, dict]:
@@ -187,11 +207,8 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
     identity) with the dictionary at S training images' features and labels (dictionary_init="data")
     and the inner step at α = 0.5: a dictionary that is right from the start is worth a large first
     step, and the learned α only moves by about Adam's learning rate per iteration."""
-    check_choice("mn_start", mn_start, MN_STARTS)
     group = Path(group_dir) if group_dir is not None else run_group_dir(config)
-    methods = list(dict.fromkeys(methods))
-    if mn_start == "vanilla":
-        methods = ["vanilla", *[m for m in methods if m != "vanilla"]]        # vanilla first: the others start from it
+    methods = trained_methods(methods, mn_start)
     configs = {m + label_suffix: dataclasses.replace(config, method=m) for m in methods}
     if mn_start == "vanilla":
         vanilla = str(group / f"vanilla{label_suffix}")

@@ -301,6 +301,13 @@ class TrainConfig:
             return self.epochs
         return max(1, math.ceil(self.iterations / batches_per_epoch))
 
+    def recipe_text(self) -> str:
+        """The batch and the optimiser, for a notebook's or a log's first line."""
+        lr = "its default lr" if self.lr is None else f"lr {self.lr:g}"
+        decay = "" if self.weight_decay is None else f", weight decay {self.weight_decay:g}"
+        batch = "the default batch" if self.batch_size is None else f"batch {self.batch_size}"
+        return f"{batch}, {self.optimizer} {lr}{decay}"
+
     def length_text(self) -> str:
         """How long it trains and when the lr decays, for a notebook's or a log's first line."""
         length = f"{self.iterations:,} iterations" if self.iterations is not None else f"{self.epochs} epochs"
