@@ -142,3 +142,4 @@ def test_figures_label_their_axes_and_keep_the_reference_lines_inside():
     lines = [trace for trace in fig.data if trace.xaxis == "x2"]
     top = max(max(trace.y) for trace in lines)
     assert fig.layout.yaxis2.range[0] == 0 and fig.layout.yaxis2.range[1] > top
+    assert all(a.yshift >= 10 for a in fig.layout.annotations)          # panel titles above the top tick labels

@@ -98,3 +98,13 @@ def test_trained_methods_and_the_first_lines_texts():
         trained_methods(["mn"], "warm")
     assert TrainConfig(batch_size=32, optimizer="sgd", lr=0.1, weight_decay=2e-4).recipe_text() == \
         "batch 32, sgd lr 0.1, weight decay 0.0002"
+
+
+def test_nsl_quick_mode_keeps_the_rows_asked_val_size_0_and_says_how_m_alone_trains(capsys):
+    default = set_up("07_nsl_cifar.ipynb", quick=True)
+    assert default["variants"] == ["cnn", "dynamic_dns"] and default["config"].val_size is None
+    given = set_up("07_nsl_cifar.ipynb", quick=True, variants="static_dns,static_uns", val_size=0, similarity_epochs=1)
+    assert given["variants"] == ["static_dns", "static_uns"] and given["config"].val_size == 0
+    assert given["similarity_recipe"]["epochs"] == 1
+    out = capsys.readouterr().out
+    assert "every training image, last model tested" in out and "M alone on top of the CNN: epochs 1, optimizer adamw" in out

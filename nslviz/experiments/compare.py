@@ -43,8 +43,9 @@ def quick_config(config: TrainConfig, *, epochs: int = 4, dataset: str = "digits
     """The same experiment, small enough for a laptop CPU in about a minute: digits (1,797 real
     handwritten 8x8 digits bundled with scikit-learn) upsampled to 16x16 (32x32 for the 64-pixel
     backbones, whose stride-2 stem brings them to 16x16 as well), a small backbone, a few epochs,
-    S = 100, CPU, milestone at 75 % (QUICK_SETTINGS; a smaller S or batch already chosen is kept). `dataset="synthetic"` trains on 5,000 generated
-    oriented gratings instead (`make_synthetic_images`; four times the steps of digits, and as long)."""
+    S = 100, CPU, milestone at 75 % (QUICK_SETTINGS; a smaller S or batch already chosen is kept, and
+    so is val_size 0). `dataset="synthetic"` trains on 5,000 generated oriented gratings instead
+    (`make_synthetic_images`; four times the steps of digits, and as long)."""
     check_choice("quick-mode dataset", dataset, QUICK_DATASETS)
     backbone = QUICK_BACKBONES.get(config.backbone, "cnn9" if config.backbone.startswith("cnn") else "convnet4")
     if config.optimizer == "sgd":
@@ -56,6 +57,8 @@ def quick_config(config: TrainConfig, *, epochs: int = 4, dataset: str = "digits
     for name in ("batch_size", "entries"):                       # None: the preset's, larger than quick mode's
         if getattr(config, name) is not None:
             settings[name] = min(getattr(config, name), QUICK_SETTINGS[name])
+    if config.val_size == 0:                                     # every training image, the last model tested
+        settings["val_size"] = 0
     return dataclasses.replace(config, **settings, dataset=dataset, backbone=backbone,
                                epochs=min(config.epochs, epochs), image_size=32 if backbone.endswith("_64") else 16)
 
@@ -261,11 +264,11 @@ QUICK_NSL_VARIANTS = ("cnn", "dynamic_dns")
 
 
 def quick_nsl_variants(variants: list[str]) -> list[str]:
-    """The rows of `variants` that quick mode trains (QUICK_NSL_VARIANTS), or both of them when
-    `variants` holds neither; every name is checked first, so a misspelled one is named, not dropped."""
+    """The rows quick mode trains: QUICK_NSL_VARIANTS in place of every row of Table 4 (notebook 07's
+    default), the rows asked otherwise; every name is checked, so a misspelled one is named, not dropped."""
     for variant in variants:
         check_choice("NSL variant", variant, ALL_NSL_VARIANTS)
-    return [v for v in variants if v in QUICK_NSL_VARIANTS] or list(QUICK_NSL_VARIANTS)
+    return list(QUICK_NSL_VARIANTS) if set(variants) == set(NSL_TABLES["4"]) else list(dict.fromkeys(variants))
 
 
 def nsl_variant_preset(variant: str) -> str:

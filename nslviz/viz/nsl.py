@@ -468,6 +468,7 @@ def nuclear_norm_figure(result, title: str | None = None) -> go.Figure:
     references = [float(np.linalg.svd(m, compute_uv=False).sum()) for m in (result.min_frobenius, result.truth)]
     top = max([*references, *(float(getattr(result, n).nuclear_norm.max()) for n in ("standard", "factorized"))])
     fig.update_yaxes(title_text="nuclear norm", range=[0, 1.1 * top], row=1, col=2)   # the reference lines inside
+    fig.update_annotations(yshift=10)                  # the panel titles clear the top tick labels
     fig.update_layout(height=430, width=NOTEBOOK_WIDTH, legend=dict(orientation="h", y=-0.25))
     return finish_figure(fig, title or f"Both flows fit the data ({result.config.observation} observation); they stop "
                                        f"at different nuclear norms")
