@@ -59,6 +59,12 @@ def check_flags(**flags) -> None:
 MAX_SEED = 2**31 - 1     # every generator a seed reaches takes it: torch, numpy, scikit-learn (< 2**32, seed + fold)
 
 
+def offset_seed(seed: int, offset: int) -> int:
+    """The seed `offset` after `seed`, wrapped into [0, MAX_SEED]: seed + offset below the top of the
+    range, so a derived seed never turns the largest seeds a command accepts into errors."""
+    return (seed + offset) % (MAX_SEED + 1)
+
+
 def seed_error(name: str, seed) -> str | None:
     """Why `seed` is not a seed (None when it is one): the message every command and class gives."""
     if not is_integer(seed) or not 0 <= seed <= MAX_SEED:

@@ -192,3 +192,24 @@ def test_papermill_stops_at_once_on_an_unknown_parameter_and_export_reports_the_
     assert "08_nsl_implicit_regularization.ipynb stopped in cell In [" in err and "with ValueError: steps" in err
     assert f"the notebook as far as it ran is {str(partial.resolve())!r}" in err and partial.exists()
     assert not (tmp_path / "out" / "08_nsl_implicit_regularization.html").exists()
+
+
+def test_the_largest_seed_is_accepted_where_another_seed_is_derived_from_it(monkeypatch):
+    """Seeds derived from --seed (the test spiral's, the clusters', the next draws of the folds) wrap
+    into the accepted range: the top of the documented range is not refused."""
+    import types
+
+    import nslviz.experiments.estimators as estimators
+    from nslviz._checks import offset_seed
+    from nslviz.datasets.toys import cluster_splits, spiral_splits
+
+    assert (offset_seed(5, 1), offset_seed(MAX_SEED, 1), offset_seed(MAX_SEED, 3)) == (6, 0, 2)
+    assert spiral_splits(50, seed=MAX_SEED)[2].shape == (100, 2)
+    assert len(cluster_splits(40, 20, seed=MAX_SEED)[2]) == 20
+    seeds = []
+    monkeypatch.setattr(estimators, "compare_estimators",
+                        lambda config, seed=None: seeds.append(seed) or types.SimpleNamespace(record=None))
+    monkeypatch.setattr(estimators, "pool_draws", lambda records: None)
+    config = estimators.EstimatorComparisonConfig(seed=MAX_SEED)
+    estimators.compare_draws(config, 3, first=None)
+    assert seeds == [None, 0, 1]

@@ -1,7 +1,7 @@
 """python -m nslviz few-shot: few-shot learning with neural similarity, NSL sec. 7.2 and Table 6
 (nslviz.experiments.few_shot; notebook 10).
 
-    python -m nslviz few-shot --quick --nsl dynamic_dns --json      # notebook 10's quick mode: glyphs, CPU, ~25 s
+    python -m nslviz few-shot --quick --nsl dynamic_dns --json      # notebook 10's quick mode: glyphs, CPU, under a minute
     python -m nslviz few-shot --nsl static_dns --method finetune --episodes 100     # the protocol's lengths, on glyphs
     python -m nslviz few-shot --dataset mini-imagenet --nsl dynamic_dns --device auto      # Table 6's protocol
     python -m nslviz few-shot --dataset mini-imagenet --nsl static_dns --method maml --device auto

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from .._checks import check_positive, check_seed
+from .._checks import check_positive, check_seed, offset_seed
 
 
 def make_spiral(points_per_class: int = 800, *, noise: float = 1.0, turn_degrees: float = 780.0,
@@ -38,7 +38,7 @@ def spiral_splits(points_per_class: int = 800, *, noise: float = 1.0, seed: int 
     training set's global mean and standard deviation (one scalar each, as officially coded).
     Returns (x_train, y_train, x_test, y_test)."""
     x_train, y_train = make_spiral(points_per_class, noise=noise, seed=seed)
-    x_test, y_test = make_spiral(points_per_class, noise=noise, seed=seed + 1)
+    x_test, y_test = make_spiral(points_per_class, noise=noise, seed=offset_seed(seed, 1))
     mean, std = x_train.mean(), x_train.std()
     return (x_train - mean) / std, y_train, (x_test - mean) / std, y_test
 
@@ -71,6 +71,6 @@ def cluster_splits(train_size: int = 4000, test_size: int = 2000, *, seed: int =
     check_seed(seed)
     if "centers_seed" in options:
         raise ValueError("cluster_splits draws the centres from `seed`; centers_seed is not an option here")
-    x_train, y_train = make_clusters(train_size, seed=2 * seed + 1, centers_seed=seed, **options)
-    x_test, y_test = make_clusters(test_size, seed=2 * seed + 2, centers_seed=seed, **options)
+    x_train, y_train = make_clusters(train_size, seed=offset_seed(2 * seed, 1), centers_seed=seed, **options)
+    x_test, y_test = make_clusters(test_size, seed=offset_seed(2 * seed, 2), centers_seed=seed, **options)
     return x_train, y_train, x_test, y_test

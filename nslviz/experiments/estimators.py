@@ -44,7 +44,7 @@ import numpy as np
 from sklearn.datasets import (load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine,
                               make_classification, make_friedman1, make_friedman3)
 
-from .._checks import check_positive, check_seed
+from .._checks import check_positive, check_seed, offset_seed
 
 FOLDS = 5
 SEED = 0
@@ -408,5 +408,5 @@ def compare_draws(config: EstimatorComparisonConfig | None = None, draws: int = 
     if first is not None and first.config != config:
         raise ValueError(f"first: expected the comparison of {config}, got that of {first.config}")
     comparisons = [first or compare_estimators(config)]
-    comparisons += [compare_estimators(config, seed=config.seed + k) for k in range(1, draws)]
+    comparisons += [compare_estimators(config, seed=offset_seed(config.seed, k)) for k in range(1, draws)]
     return comparisons, pool_draws([comparison.record for comparison in comparisons])

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .._checks import MAX_SEED, check_choice, check_flags, check_positive, check_seed
+from .._checks import check_choice, check_flags, check_positive, check_seed, offset_seed
 from ..datasets.augment import to_float
 from ..datasets.episodes import Episodes, check_episodes_fit, mean_confidence_interval, sample_episodes
 from ..datasets.images import ImageDataset, ImageSplit, available_few_shot_datasets, load_image_dataset
@@ -336,7 +336,7 @@ def run_few_shot(config: FewShotConfig | None = None, *, data: ImageDataset | No
             if config.meta_iterations:
                 tasks = sample_episodes(data.train.labels, episodes=config.meta_iterations * config.meta_batch,
                                         way=config.way, shot=config.shot, query=config.query,
-                                        seed=(config.seed + 1) % (MAX_SEED + 1))   # another draw than the test's
+                                        seed=offset_seed(config.seed, 1))   # another draw than the test's
                 init, meta_history = meta_train(network, data.train.images, tasks, meta_batch=config.meta_batch,
                                                 lr=config.meta_lr, inner=config.inner_loop, progress=config.progress)
             else:                                      # the inner loop from the pretrained M and a zero classifier

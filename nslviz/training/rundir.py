@@ -145,7 +145,8 @@ class RunDirectory:
 
     def load_best(self, map_location="cpu", *, advice: str | None = None) -> dict:
         """best.pt: the state dict of the best-on-validation weights; a damaged one is a DamagedRunFile."""
-        advice = advice or (f"train the run again (python -m nslviz train --run-dir {self.path} --overwrite), "
+        advice = advice or (f"train the run again with the options its config.json lists (python -m nslviz train "
+                            f"--run-dir {self.path} --overwrite and those options), "
                             f"or use the last epoch's weights in checkpoint.pt (load_run(run_dir, which='last'))")
         state = load_torch_file(self.best_path, advice, map_location=map_location, weights_only=True)
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
