@@ -113,9 +113,10 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
         for train_dirs, val_dir, suffix in layouts:
             found = [path for train_dir in train_dirs for path in (base / train_dir).glob(f"train_data_batch_*{suffix}")
                      if batch_number(path, suffix) >= 0 and (suffix or not path.name.endswith(".npz"))]
-            if found and not (base / val_dir / f"val_data{suffix}").exists():
-                without_val = without_val or (base / val_dir / f"val_data{suffix}", len(found))
-            if found and (base / val_dir / f"val_data{suffix}").exists():
+            val_file = base / val_dir / f"val_data{suffix}"
+            if found and not val_file.exists():
+                without_val = without_val or (val_file, len(found))
+            elif found:
                 numbers = [batch_number(path, suffix) for path in found]
                 twice = sorted({n for n in numbers if numbers.count(n) > 1})
                 if twice:
@@ -127,8 +128,7 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
                                              for n in missing[:3]],
                                    f"training batches {missing} of 10 (found {sorted(numbers)}; unzip every "
                                    f"training archive)")
-                chosen = (base, sorted(found, key=lambda path: batch_number(path, suffix)),
-                          base / val_dir / f"val_data{suffix}")
+                chosen = (base, sorted(found, key=lambda path: batch_number(path, suffix)), val_file)
                 break
         if chosen:
             break
