@@ -14,23 +14,28 @@ import warnings
 # THP_MEM_ALLOC_ENABLE=0 to opt out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from .cli import COMMANDS  # noqa: E402  (after the variable, as every import that may load torch)
+from .cli import COMMANDS, command_module  # noqa: E402  (after the variable, as every import that may load torch)
 from .cli.common import explain_defaults  # noqa: E402
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser, or, given a command's name, only that command's: each command's module
+    imports what it runs, and a command then starts without the others' imports (scipy.stats,
+    scikit-learn and pandas, among others: about two seconds). An unknown name builds them all, so that the error lists them."""
+    module = command_module(command) if command else None
     parser = argparse.ArgumentParser(prog="python -m nslviz",
                                      description="Meta-Neighborhoods and Neural Similarity Learning experiments.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in [module] if module else COMMANDS:
         importlib.import_module(f"nslviz.cli.{name}").add_parser(subparsers)
-    for command in subparsers.choices.values():        # one way of showing descriptions and defaults
-        explain_defaults(command)
+    for subparser in subparsers.choices.values():      # one way of showing descriptions and defaults
+        explain_defaults(subparser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
     args, unknown = parser.parse_known_args(argv)
     if unknown:                                         # named by the command's own usage, not the top level's
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -159,3 +159,43 @@ def test_unread_settings_names_what_no_run_reads():
     assert list(unread_settings([mn], ["transition_ifilm", "ifilm_entries"])) == ["transition_ifilm", "ifilm_entries"]
     assert unread_settings([TrainConfig(optimizer="sgd", method="maxl")], ["momentum", "maxl_hierarchy"]) == {}
     assert set(READ_BY) <= {f for f in TrainConfig.__dataclass_fields__}       # every rule names a real field
+
+
+def _options(parser: argparse.ArgumentParser) -> dict:
+    return {action.dest: (action.option_strings, action.default, action.choices, action.help)
+            for action in parser._actions}
+
+
+def test_a_command_built_alone_is_the_command_built_with_all_the_others():
+    """`python -m nslviz train ...` builds only train's parser (its start-up skips the other commands'
+    imports): every command, so built, has the same options, defaults, choices and help as in the
+    full parser, and the name of a command that is not one builds them all (the error lists them)."""
+    from nslviz.__main__ import build_parser
+    from nslviz.cli import COMMANDS, command_module
+
+    def choices(parser):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    everything = choices(build_parser())
+    assert {command_module(name) for name in everything} == set(COMMANDS)
+    for name, full in everything.items():
+        alone = choices(build_parser(name))
+        assert set(alone) <= set(everything) and name in alone
+        assert _options(alone[name]) == _options(full) and alone[name].description == full.description
+        assert full.get_default("run").__module__ == f"nslviz.cli.{command_module(name)}"
+    assert set(choices(build_parser("trian"))) == set(everything)
+    assert command_module("trian") is None
+
+
+def test_a_command_starts_without_the_other_commands_imports():
+    """The spiral command's process imports neither scikit-learn nor pandas (the estimators' and the
+    tables' commands do); the top-level help, which lists every command, does."""
+    import subprocess
+    import sys
+    probe = ("import sys, contextlib, io; from nslviz.__main__ import main\n"
+             "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()): main(sys.argv[1:])\n"
+             "print(sorted({'sklearn', 'pandas'} & set(sys.modules)))")
+    alone = subprocess.run([sys.executable, "-c", probe, "spiral", "--help"], capture_output=True, text=True, timeout=120)
+    every = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True, timeout=120)
+    assert alone.stdout.strip().splitlines()[-1] == "[]", alone.stdout + alone.stderr
+    assert every.stdout.strip().splitlines()[-1] == "['pandas', 'sklearn']", every.stdout + every.stderr
