@@ -21,7 +21,26 @@ from nslviz.regression import MetaNeighborhoodsMLP
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
+pytestmark = [pytest.mark.usefixtures("one_thread"),   # tiny tensors: see tests/conftest.py
+              # the short fits here stop at max_epochs on purpose (the warning itself: its own test)
+              pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")]
+
+
+def test_a_fit_cut_by_max_epochs_says_so_and_a_converged_one_does_not():
+    """scikit-learn's own convention (MLPClassifier): a ConvergenceWarning when training ends at max_epochs
+    before early stopping ended it, naming the limit and, for an ensemble, how many members it cut."""
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    X, y = make_blobs(n_samples=120, centers=3, random_state=0)
+    with pytest.warns(ConvergenceWarning, match=r"MetaNeighborsClassifier: max_epochs=2 reached before the "
+                                                r"validation loss stopped improving \(3 of 3 members\)"):
+        MetaNeighborsClassifier(max_epochs=2, n_estimators=3, random_state=0).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match=r"max_epochs=2 reached .*improving; raise max_epochs"):
+        MetaNeighborsRegressor(max_epochs=2, n_estimators=1, random_state=0).fit(X, y.astype(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = MetaNeighborsClassifier(n_estimators=1, random_state=0).fit(X, y)
+    assert model.fit_results_[0].stopped_early and model.n_iter_ < model.max_epochs
 
 
 @parametrize_with_checks([MetaNeighborsRegressor(random_state=0), MetaNeighborsClassifier(random_state=0)],

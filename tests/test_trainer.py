@@ -101,7 +101,7 @@ def test_the_config_reaches_the_model():
     assert head.dictionary.keys.shape[0] == 30 and head.attention.temperature == pytest.approx(0.5)
     assert head.attention.entry_dropout == 0.25 and head.inner_steps == 3 and head.first_order is True
     assert head.step_size_kind == "diagonal" and head.inner_step_size.shape == (head.feature_dim,)   # one α per feature
-    assert float(head.inner_step_size.flatten()[0]) == pytest.approx(0.2) and head.dictionary.value_kind == "fixed"
+    assert float(head.inner_step_size.detach().flatten()[0]) == pytest.approx(0.2) and head.dictionary.value_kind == "fixed"
     assert not isinstance(head.attention.log_inverse_temperature, torch.nn.Parameter)     # T fixed by default
 
 
@@ -521,9 +521,13 @@ def test_resume_refuses_a_changed_configuration(reference_run):
 def test_resume_refuses_another_precision_or_process_count(reference_run, tmp_path):
     """amp is a run-time setting, but bf16 autocast changes the numbers: a CPU run resumed on a GPU
     with amp 'auto' would silently switch to bf16. The same holds for the number of processes."""
+    import warnings
+    from nslviz.training.rundir import RunDirectoryWarning
     run_dir, _ = reference_run
-    with pytest.raises(ValueError, match="trained with precision 'fp32' and would go on with 'bf16'.*--amp"):
-        train(TrainConfig(**{**TINY, "amp": "bf16"}), run_dir, resume=True, progress=False)
+    with warnings.catch_warnings():                      # refused before "it is tested again" is promised
+        warnings.simplefilter("error", RunDirectoryWarning)
+        with pytest.raises(ValueError, match="trained with precision 'fp32' and would go on with 'bf16'.*--amp"):
+            train(TrainConfig(**{**TINY, "amp": "bf16"}), run_dir, resume=True, progress=False)
     from nslviz.training.trainer import _check_same_setting
     with pytest.raises(ValueError, match="world_size 1 and would go on with 2.*nproc_per_node"):
         _check_same_setting({"precision": "fp32", "world_size": 1}, {"precision": "fp32", "world_size": 2})

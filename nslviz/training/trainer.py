@@ -359,7 +359,6 @@ class _Session:
         if resume:
             checkpoint = _resume_checkpoint(run_path)
             _check_resumable(TrainConfig.from_dict(checkpoint["config"]), config)
-            _warn_if_finished(run_path)                                  # once the settings are known to fit
         self.run = RunDirectory(run_path) if context.is_main else None
         self.model, channels_last = self._build_model(checkpoint is None)
         self.optimizer = build_optimizer(self.model, config)
@@ -373,6 +372,7 @@ class _Session:
         setting = run_setting(config, device, context.world_size, data)
         if checkpoint is not None:
             _check_same_setting(checkpoint["state"], setting)
+            _warn_if_finished(run_path)                                  # once the settings are known to fit
             self.model.load_state_dict(checkpoint["model"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             self.scheduler.load_state_dict(checkpoint["scheduler"])
