@@ -73,15 +73,18 @@ lab: setup
 results: setup
 	$(PY) benchmarks/make_results.py
 
-# Speed benchmarks; each prints one JSON object and writes it to benchmarks/results/ (then: make results).
+# The CPU speed benchmarks, each with the command that wrote its file in benchmarks/results/ (RESULTS.md
+# quotes it); each prints one JSON object and writes that file (then: make results). On a GPU:
+# bash benchmarks/gpu_check.sh.
 bench: setup
 	$(PY) benchmarks/bench_spiral.py
+	$(PY) benchmarks/bench_spiral_interactive.py --repeats 2
 	$(PY) benchmarks/bench_inner_loop.py
-	$(PY) benchmarks/bench_train.py
-	$(PY) benchmarks/bench_backbones.py
+	$(PY) benchmarks/bench_train.py --device cpu --repeats 9
+	$(PY) benchmarks/bench_backbones.py --threads 1
 	$(PY) benchmarks/bench_augment.py
-	$(PY) benchmarks/bench_nsl.py
-	$(PY) benchmarks/bench_regression.py
+	$(PY) benchmarks/bench_nsl.py --threads 1
+	$(PY) benchmarks/bench_regression.py --threads 1
 	$(PY) benchmarks/bench_feature_heads.py
 	$(PY) benchmarks/bench_threads.py
 	$(PY) benchmarks/bench_reader.py

@@ -32,19 +32,23 @@ def save_result(result: dict, name: str, out: str | Path | None = None) -> dict:
     return result
 
 
-def environment(device: torch.device) -> dict:
-    """What the figures depend on besides the code: the device and its name (the CPU model from
-    /proc/cpuinfo on Linux), torch and CUDA versions, threads, and the machine's load when measured."""
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model (from /proc/cpuinfo on Linux)."""
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        cpuinfo = Path("/proc/cpuinfo")
-        if cpuinfo.exists():
-            name = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                         if line.startswith("model name")), name)
-    return {"device": str(device), "device_name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
-            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        name = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                     if line.startswith("model name")), name)
+    return name
+
+
+def environment(device: torch.device) -> dict:
+    """What the figures depend on besides the code: the device and its name, torch and CUDA versions,
+    threads, and the machine's load when measured."""
+    return {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
 

@@ -19,7 +19,7 @@ import torch
 import torchvision.transforms.v2 as T
 
 from nslviz.datasets.augment import augment_batch
-from _results import save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
+from _results import device_name, save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
 
 
 def per_image_cutout(image: torch.Tensor, size: int = 16) -> torch.Tensor:
@@ -67,7 +67,7 @@ def main(argv=None) -> dict:
         "crop_flip": T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]),
     }
     result = {"benchmark": "augment", "device": str(device), "batch": args.batch, "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "cpu_count": os.cpu_count()}
+              "torch": torch.__version__, "device_name": device_name(device), "cpu_count": os.cpu_count()}
     for policy, compose in baselines.items():
         ours = seconds_per_batch(lambda: augment_batch(on_device, policy, generator), args.repeats, device)
         theirs = seconds_per_batch(lambda: torch.stack([compose(image) for image in images]), max(5, args.repeats // 3))

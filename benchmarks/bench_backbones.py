@@ -20,7 +20,7 @@ import time
 import torch
 
 from nslviz.models import build_backbone
-from _results import save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
+from _results import device_name, save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
 
 
 def load_average() -> float | None:
@@ -90,7 +90,7 @@ def main(argv=None) -> dict:
               "image_size": args.image_size, "device": str(device), "amp_bf16": args.amp,
               "channels_last": args.channels_last, "compiled": args.compile, "repeats": args.repeats,
               "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "machine": platform.machine(),
+              "torch": torch.__version__, "device_name": device_name(device), "machine": platform.machine(),
               "load_average_before": load_before, "load_average_after": load_average(), "backbones": rows}
     save_result(result, f"backbones_{device.type}" + ("_compiled" if args.compile else ""), args.out)
     return result

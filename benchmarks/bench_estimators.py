@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 from sklearn.model_selection import train_test_split
@@ -109,6 +111,13 @@ def _names(text: str, allowed, what: str, parser, also: str = "") -> list[str]:
         parser.error(f"{error}{also}")
 
 
+def selection_stem(candidates: str) -> str:
+    """The default file of a selection round: estimators_candidates_N.json's scores go to
+    bench_estimators_selection_N_cpu.json (another candidates file: bench_estimators_selection_cpu.json)."""
+    round_name = re.fullmatch(r"estimators_candidates_(\w+)\.json", Path(candidates).name)
+    return "bench_estimators_selection" + (f"_{round_name.group(1)}" if round_name else "") + "_cpu"
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", default=",".join(TABLES),
@@ -119,7 +128,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--mn-params", default=None, help="JSON object of MetaNeighbors* parameters (default: none); "
                         "one that only the other estimator has (label_smoothing) is not passed")
     parser.add_argument("--select", default=None, metavar="CANDIDATES.json",
-                        help="score the MN settings listed in this JSON file on validation splits of the training folds")
+                        help="score the MN settings listed in this JSON file on validation splits of the training folds "
+                             "(estimators_candidates_N.json: into bench_estimators_selection_N_cpu.json)")
     parser.add_argument("--cv-seed", type=int, default=SEED,
                         help=f"seed of the shuffled folds (default {SEED}, the folds every default was reported on)")
     parser.add_argument("--repeats", type=int, default=1,
@@ -182,7 +192,7 @@ def main(argv=None) -> dict:
         result["baselines"] = baselines
         result["selection"] = select(candidates, names, fold_count, args.quick, args.repeats, tuple(baselines))
         result["seconds"] = round(time.perf_counter() - start, 1)
-        return save_result(result, "bench_estimators_selection_cpu", args.out)
+        return save_result(result, selection_stem(args.select), args.out)
     result["tables"] = {}
     stem = "bench_estimators" + ("_held_out" if held_out else "") + \
         ("" if args.cv_seed == SEED else f"_seed{args.cv_seed}") + "_cpu"

@@ -22,7 +22,7 @@ from reference import reference_head  # noqa: E402  (the tests' per-example grou
 
 from nslviz import MetaNeighborhoodsHead  # noqa: E402
 from nslviz.training.distributed import resolve_device  # noqa: E402
-from _results import save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
+from _results import device_name, save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
 
 
 def time_forward_backward(forward, head, features, repeats):
@@ -59,7 +59,8 @@ def main(argv=None) -> dict:
     reference, reference_median = time_forward_backward(reference_head, head, features, max(3, args.repeats // 2))
     result = {"benchmark": "inner_loop", "batch": args.batch, "feature_dim": args.dim, "classes": args.classes,
               "entries": args.entries, "inner_steps": args.steps, "device": str(device),
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "device_name": device_name(device),
+              "machine": platform.machine(),
               "fast_seconds": round(fast, 5), "per_example_reference_seconds": round(reference, 5),
               "speedup": round(reference / fast, 1),
               "fast_median_seconds": round(fast_median, 5), "reference_median_seconds": round(reference_median, 5),

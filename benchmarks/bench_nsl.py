@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from nslviz.nsl import NSConv2d, dynamic_similarity_conv2d
-from _results import save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
+from _results import device_name, save_result, synchronize  # noqa: E402  (benchmarks/_results.py)
 
 SHAPES = [  # (in_channels, out_channels, size, stride): the three CNN-9 stages, a widening and a strided layer
     (32, 32, 32, 1), (64, 64, 16, 1), (128, 128, 8, 1), (32, 64, 16, 1), (64, 128, 16, 2)]
@@ -124,6 +124,7 @@ def main(argv=None) -> dict:
         rows.append(row)
     result = {"benchmark": "nsl_forward_backward", "device": str(device), "batch": args.batch,
               "repeats": args.repeats, "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "device_name": device_name(device),
               "machine": platform.machine(), "cpu_count": os.cpu_count(),
               "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
               "shapes": rows}

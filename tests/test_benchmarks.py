@@ -266,6 +266,18 @@ def test_estimators_selection_fits_every_baseline_on_the_same_splits_when_asked(
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_a_selection_round_writes_the_file_named_after_its_candidates():
+    """The commands RESULTS.md quotes for the selection rounds write the files they are quoted for."""
+    bench = importlib.import_module("bench_estimators")
+    assert bench.selection_stem("benchmarks/estimators_candidates_5.json") == "bench_estimators_selection_5_cpu"
+    assert bench.selection_stem("mine.json") == "bench_estimators_selection_cpu"
+    for path in sorted((BENCHMARKS / "results").glob("bench_estimators_selection_*_cpu.json")):
+        command = json.loads(path.read_text())["command"].split()
+        out = command[command.index("--out") + 1] if "--out" in command else \
+            f"benchmarks/results/{bench.selection_stem(command[command.index('--select') + 1])}.json"
+        assert out == f"benchmarks/results/{path.name}"
+
+
 def test_estimators_benchmark_passes_the_classifiers_own_parameters_to_the_classifier_only():
     make = importlib.import_module("bench_estimators").make_estimator
     params = {"label_smoothing": 0.0, "width": 16}

@@ -192,3 +192,9 @@ def test_make_names_a_python_that_differs_from_the_virtual_environments(tmp_path
     same = subprocess.run(["make", "-s", "-C", str(ROOT), "check-python", f"PYTHON={ROOT / '.venv' / 'bin' / 'python'}"],
                           capture_output=True, text=True)
     assert same.returncode == 0, same.stderr
+
+
+def test_the_declared_license_is_the_license_file():
+    """pyproject.toml's license is the text in LICENSE, which setuptools puts in every build."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]
+    assert (ROOT / "LICENSE").read_text().splitlines()[0] == f"{declared} License"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -30,6 +31,39 @@ def test_every_results_file_has_a_section_with_its_command(make_results):
         assert len(body) == 2, f"{path.name} has no section"
         section = body[1].split("\n### ", 1)[0]
         assert "Command" in section and "(not recorded)" not in section, f"{path.name}: no command"
+
+
+def test_make_bench_reruns_the_commands_that_wrote_the_speed_files(make_results):
+    """Each line of `make bench` is the command RESULTS.md quotes for one file of benchmarks/results/
+    (with --device cpu where a script's default could take a GPU), so a rerun replaces like with like."""
+    import re
+    import shlex
+    target = re.search(r"^bench: setup\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    recorded = {}
+    for path in (BENCHMARKS / "results").glob("*_cpu.json"):
+        command = json.loads(path.read_text()).get("command") or make_results.KNOWN_COMMANDS.get(path.stem)
+        if isinstance(command, str):
+            recorded[tuple(w for w in shlex.split(command) if not w.startswith("THP_MEM_ALLOC_ENABLE="))] = path.name
+    lines = [shlex.split(line.replace("$(PY)", "python")) for line in target.splitlines()]
+    assert len(lines) >= 10
+    for words in lines:
+        if "--device" in words:
+            at = words.index("--device")
+            assert words[at + 1] == "cpu", words
+            words = words[:at] + words[at + 2:]
+        assert tuple(words) in recorded, f"make bench runs {shlex.join(words)}, which wrote no file of benchmarks/results/"
+
+
+def test_a_gpu_run_says_which_gpu_and_torch(make_results):
+    """The GPU machine's torch is its own, not constraints.txt's: every GPU file's section names it."""
+    for path in sorted((BENCHMARKS / "results").glob("*.json")):
+        result = json.loads(path.read_text())
+        if result.get("device") == "cuda":
+            text = "\n".join(make_results.section(path, result))
+            named = result.get("device_name") or result.get("run_by") or result.get("note")
+            assert f"GPU run: " in text and f"torch {result['torch']}" in text and named and named in text, path.name
+    from _results import device_name                    # what a new run records
+    assert device_name(torch.device("cpu"))
 
 
 def test_an_unknown_results_file_is_listed_with_its_fields(make_results, tmp_path):
