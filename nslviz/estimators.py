@@ -80,8 +80,9 @@ layers, width, entries, similarity, temperature, step_size_init, dictionary_init
 n_estimators); otherwise the model is built afresh. The training settings (learning_rate, max_epochs,
 patience, ...) may change between warm fits.
 
-scikit-learn's `check_estimator` passes in full for both estimators; no check is skipped
-(tests/test_estimators.py runs it with `parametrize_with_checks`). The estimators declare, through
+scikit-learn's `check_estimator` passes in full for both estimators; the project skips no check
+(tests/test_estimators.py runs it with `parametrize_with_checks`; scikit-learn itself skips its
+array-API checks unless SCIPY_ARRAY_API=1 is set). The estimators declare, through
 `__sklearn_tags__`, that they do not accept NaN (use an imputer in a pipeline) and that the
 regressor supports multi-output targets.
 """
@@ -426,8 +427,8 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     dictionary_init : {"random", "data"}, default="random"   "random": keys N(0, 0.01²) and the values
                                      above; "data": every entry starts at a fitting row (key: its
                                      features under the initial trunk, or its inputs in "input";
-                                     value: its label or target). Not the default: better on 2 tables'
-                                     validation splits, worse on 3 (docs/estimators-selection.md, round 4).
+                                     value: its label or target). Not the default: higher on 2 tables'
+                                     validation splits, lower on 6 (docs/estimators-selection.md, round 19).
     learning_rate : float, default=1e-2   AdamW learning rate (10x Appendix B's 1e-3: with three
                                      members, more accurate on validation splits than 3e-3 and 5e-3,
                                      and fewer epochs; docs/estimators-selection.md, rounds 1 and 2).
@@ -446,7 +447,7 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     warm_start : bool, default=False  continue from the fitted model on the next fit (same shape and
                                      model settings; see the module docstring).
     random_state : int, RandomState or None   seeds the split, the initialisation and the batches.
-    device : str, default="cpu"      "cpu", "cuda" or "auto".
+    device : str, default="cpu"      "cpu", "cuda", "cuda:N" or "auto".
     verbose : bool, default=False    a progress bar over epochs.
 
     The defaults were chosen on validation splits of the training folds of benchmarks/bench_estimators.py
@@ -475,7 +476,7 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     them): a value of the wrong type or out of range raises a ValueError naming the parameter and
     the range. Input checks (scikit-learn's): NaN/inf, sparse, complex or 1-D X, X with a different
     number of features at predict time, and fewer than 2 rows each raise a ValueError (TypeError for
-    sparse input) saying what was expected. No check of `check_estimator` is skipped.
+    sparse input) saying what was expected. The project skips no check of `check_estimator`.
     """
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -28,7 +28,7 @@ linear one, so the estimators use the linear last layer (docs/estimators.md).
 Deviation: the trunk ends with a ReLU, so the features are >= 0. The paper (sec. 2.3) removes µ_θ's last
 non-linearity so that the features are roughly Gaussian, like the keys' Gaussian init. With the cosine
 attention only the keys' directions count, and on the estimators' validation splits the paper's trunk
-(`feature_relu=False`) scored lower on 5 of the 8 tables and higher on 1 (docs/estimators-selection.md,
+(`feature_relu=False`) scored lower on 6 of the 8 tables and higher on 1 (docs/estimators-selection.md,
 round 19), so the ReLU stays the default.
 """
 from __future__ import annotations

@@ -138,6 +138,9 @@ def test_spherenet9_structure_penalty_and_weight_decay_groups():
     assert not decayed & backbone_kernels and id(blocks[0].query.weight) in decayed
     images = torch.rand(2, 3, 16, 16)
     assert model(images).shape == (2, 10)
+    for shape in ((2, 3, 24, 16), (2, 1, 16, 16), (3, 16, 16)):     # another height made 3x1 maps, 768 features
+        with pytest.raises(ValueError, match=r"SphereNet-9 expected images of shape \(batch, 3, 16, 16\)"):
+            model.backbone(torch.rand(*shape))
     assert nsl_layers(model) == {}
     plain = build_image_model("vanilla", "spherenet9_plain", 10, image_size=16, nsl_options={"widths": (8, 8, 8)})
     assert all(m.normalize == "none" for m in plain.modules() if isinstance(m, SphereConv2d))

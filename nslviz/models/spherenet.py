@@ -79,7 +79,7 @@ class SphereNet9(nn.Module):
         return {name: m for name, m in self.named_modules() if isinstance(m, GlobalSimilarityAttention)}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] != self.in_channels or images.shape[-1] != self.image_size:
+        if images.dim() != 4 or tuple(images.shape[1:]) != (self.in_channels, self.image_size, self.image_size):
             raise ValueError(f"SphereNet-9 expected images of shape (batch, {self.in_channels}, {self.image_size}, "
                              f"{self.image_size}), got {tuple(images.shape)}")
         x = images * (255 / 128) - 127.5 / 128                      # official (x − 127.5) / 128 on 0–255

@@ -95,7 +95,8 @@ def _patch_norm(x: torch.Tensor, k: int, stride: int, padding: int) -> torch.Ten
 def sphere_similarity(x: torch.Tensor, kernel_size: int, stride: int = 1, padding: int = 0) -> torch.Tensor:
     """A fully cosine SphereConv written as dynamic NSL (NSL sec. 6: hyperspherical convolution is the
     special case M = I/(‖W‖‖X‖)): the DNS mask m_s(b, p) = 1/‖x(p)‖ at every tap s, which with kernels
-    of unit norm gives `sphere_conv2d(..., normalize="full")` through `dynamic_similarity_conv2d`.
+    of unit norm gives `sphere_conv2d(..., normalize="full")` through `dynamic_similarity_conv2d`, up to
+    that layer's 1e-4 under the kernels' norm (it takes ‖w‖ = √(Σ w² + 1e-4)).
     x (B, C, H, W) -> (B, k², H', W')."""
     check_positive("kernel_size", kernel_size, integer=True)
     inverse = 1 / _patch_norm(x, kernel_size, stride, padding)                        # (B, 1, H', W')
