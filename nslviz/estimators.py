@@ -286,7 +286,7 @@ class _MetaNeighborsBase(BaseEstimator):
                                  batch_size=self.batch_size_, weight_decay=self.weight_decay,
                                  max_epochs=self.max_epochs, patience=self.patience, tol=self.tol,
                                  seed=seeds[member], label_smoothing=label_smoothing, progress=bool(self.verbose),
-                                 desc=name)
+                                 desc=f"{name} member {member + 1}", position=member)
             module.eval()
             return result
 
@@ -448,7 +448,7 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
                                      model settings; see the module docstring).
     random_state : int, RandomState or None   seeds the split, the initialisation and the batches.
     device : str, default="cpu"      "cpu", "cuda", "cuda:N" or "auto".
-    verbose : bool, default=False    a progress bar over epochs.
+    verbose : bool, default=False    a progress bar over epochs for each member, on a line of its own.
 
     The defaults were chosen on validation splits of the training folds of benchmarks/bench_estimators.py
     (never its test folds); the evidence is in docs/estimators-selection.md, the comparison with

@@ -459,3 +459,11 @@ def test_data_started_dictionary_holds_training_rows(space):
     model = reg._build(3, 1, "mse", torch.as_tensor(reg.x_scaler_.transform(x), dtype=torch.float32), targets, seed=5)
     values = model.dictionary.values.detach()[:, 0]
     assert set(values.tolist()) <= set(targets[:, 0].tolist())                    # standardised targets of rows
+
+
+def test_verbose_shows_one_progress_line_per_member(capsys):
+    """Members train side by side in threads: each has its own bar, named, on its own line."""
+    X, y = make_blobs(n_samples=60, centers=2, random_state=0)
+    MetaNeighborsClassifier(n_estimators=2, max_epochs=3, verbose=True, random_state=0).fit(X, y)
+    err = capsys.readouterr().err
+    assert "MetaNeighborsClassifier member 1" in err and "MetaNeighborsClassifier member 2" in err

@@ -152,7 +152,8 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
                 x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None, *,
                 loss: str = "mse", lr: float = 1e-3, batch_size: int = 128, weight_decay: float = 0.0,
                 max_epochs: int = 1000, patience: int = 10, tol: float = 0.0, seed: int = 0,
-                label_smoothing: float = 0.0, progress: bool = False, desc: str = "fit") -> TabularFitResult:
+                label_smoothing: float = 0.0, progress: bool = False, desc: str = "fit",
+                position: int | None = None) -> TabularFitResult:
     """Train `model` in place; return what happened.
 
     x (N, d) float; y (N, C) float for loss="mse", (N,) class indices for "cross_entropy"; both on
@@ -206,7 +207,8 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         reference_loss = best_loss
         history.append({"epoch": 0, "validation_loss": best_loss})
     model.train()
-    bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False,
+               position=position)                            # fits side by side: a line each
     with model_draws(model, derived_seed(seed, MODEL_STREAM), x_train.device):   # a stream of the seed
         # for the model's own draws (entry dropout), not the caller's global state nor the batch order's
         for epoch in bar:
