@@ -178,8 +178,12 @@ def test_random_crop_is_a_window_of_the_padded_image(mode, numpy_mode):
 def test_random_crop_offsets_cover_the_full_range_and_fill_value():
     images = torch.full((2000, 1, 8, 8), 200, dtype=torch.uint8)
     out = A.random_crop(images, 2, torch.Generator().manual_seed(0), fill=7)
-    top_rows_filled = (out[:, 0, :, 4] == 7).sum(1)                 # how many padded rows show at the top or bottom
-    assert set(top_rows_filled.tolist()) == {0, 1, 2}
+    column = out[:, 0, :, 4] == 7                                   # (B, H): the padded rows that show
+    top, bottom = column[:, :2].sum(1), column[:, -2:].sum(1)
+    assert not torch.any((top > 0) & (bottom > 0))
+    assert set((bottom - top).tolist()) == {-2, -1, 0, 1, 2}        # the window moved up 2 ... down 2
+    row = out[:, 0, 4, :] == 7
+    assert set((row[:, -2:].sum(1) - row[:, :2].sum(1)).tolist()) == {-2, -1, 0, 1, 2}   # and left 2 ... right 2
     assert set(out.unique().tolist()) == {7, 200}
 
 

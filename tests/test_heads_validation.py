@@ -160,6 +160,17 @@ def test_numpy_integers_and_floats_count_as_numbers_bools_do_not():
 
     check_positive("entries", np.int64(5), integer=True)
     check_fraction("dropout", np.float32(0.5))
+    check_fraction("dropout", 0.0)
+    check_fraction("share", 1.0, allow_one=True)
+    for value, allow_one in ((-0.1, False), (-1e-9, True), (1.0, False), (1.5, True), (float("nan"), False)):
+        bound = "<= 1" if allow_one else "< 1"
+        with pytest.raises(ValueError, match=f"dropout must be a number with 0 <= dropout {bound}, got"):
+            check_fraction("dropout", value, allow_one=allow_one)
+    for make in (lambda: MetaNeighborhoodsHead(4, 3, entries=5, entry_dropout=-0.1),
+                 lambda: __import__("nslviz.estimators", fromlist=["x"]).MetaNeighborsClassifier(
+                     label_smoothing=-0.1).fit(np.eye(4), [0, 1, 0, 1])):
+        with pytest.raises(ValueError, match="-0.1"):              # a negative share, refused by name
+            make()
     for value in (True, np.float64(2.0), 2.0):
         with pytest.raises(ValueError, match="entries must be an integer"):
             check_positive("entries", value, integer=True)

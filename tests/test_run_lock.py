@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,22 @@ def test_the_lock_of_a_killed_holder_is_taken_over_with_a_message(tmp_path, hold
     with pytest.warns(RunDirectoryWarning, match=f"took over the lock left by pid {proc.pid} on host"):
         run_spiral(steps=5, frames=2, grid_size=5, run_dir=run_dir)
     assert (run_dir / "summary.json").exists() and not (run_dir / LOCK_NAME).exists()
+
+
+def test_a_held_lock_is_refused_even_when_its_record_names_a_dead_process(tmp_path, holder):
+    """flock, not the recorded pid, decides while the holder lives: a holder in another pid namespace
+    (a container) records a pid that means nothing here, and its run directory must still be refused."""
+    run_dir = tmp_path / "held"
+    proc = holder(run_dir)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record = {**json.loads((run_dir / LOCK_NAME).read_text()), "pid": int(gone.stdout)}   # a pid no longer running
+    (run_dir / LOCK_NAME).write_text(json.dumps(record) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RunDirectoryWarning)                 # no "took over"
+        with pytest.raises(RunDirectoryBusy, match=f"in use by pid {record['pid']} on host"):
+            with locked_run_dir(run_dir):
+                pass
+    assert proc.poll() is None and json.loads((run_dir / LOCK_NAME).read_text()) == record
 
 
 def test_a_lock_of_another_host_is_named_not_taken(tmp_path):

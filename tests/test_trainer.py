@@ -43,6 +43,24 @@ def test_batch_stream_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch():
     assert len({i for batch in first for i in batch}) == 9             # no repeats within an epoch
 
 
+def test_each_batch_draws_its_own_augmentation_from_seed_epoch_batch_and_rank():
+    """Batch b of an epoch is augmented with a generator of (seed, epoch, b, rank): the same batch again
+    on resume, and other crops and flips for every other batch, epoch and rank."""
+    from nslviz.datasets.augment import augment_batch
+    from nslviz.training.data import derived_seed
+    pattern = torch.arange(64, dtype=torch.uint8).view(1, 1, 8, 8)            # every image the same, asymmetric
+    split = ImageSplit(images=pattern.expand(48, 1, 8, 8).contiguous(), labels=torch.zeros(48, dtype=torch.long))
+    stream = BatchStream(split, 16, shuffle=False, augment="crop_flip", seed=3)
+    batches = [images for images, _ in stream.epoch(2)]
+    for b, images in enumerate(batches):
+        generator = torch.Generator().manual_seed(derived_seed(3, 2, b, 0))
+        expected = augment_batch(pattern.expand(16, 1, 8, 8).contiguous(), "crop_flip", generator)
+        torch.testing.assert_close(images, expected.float() / 255)
+    assert not torch.equal(batches[0], batches[1]) and not torch.equal(batches[1], batches[2])
+    assert not torch.equal(batches[0], next(iter(stream.epoch(3)))[0])
+    torch.testing.assert_close(next(iter(stream.epoch(2, start_batch=1)))[0], batches[1])   # resumed mid-epoch
+
+
 def test_batch_stream_shards_are_disjoint_and_evaluation_covers_the_split_once():
     train_shards = [[labels.tolist() for _, labels in BatchStream(_split(12), 4, shuffle=True, seed=0, rank=r,
                                                                    world_size=2).epoch(3)] for r in range(2)]
@@ -930,6 +948,23 @@ def test_a_write_that_fails_halfway_leaves_the_previous_file_whole(tmp_path):
         atomic_torch_save(path, {"weights": torch.zeros(3), "later": _FailsWhilePickled()})
     assert torch.equal(torch.load(path, weights_only=True)["weights"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]               # no temporary left behind
+
+
+def test_an_atomic_write_reaches_the_disk_before_the_rename_and_the_rename_after_it(tmp_path, monkeypatch):
+    """A power cut must leave the old file or the new one whole: the data is fsynced before the
+    rename replaces the old file, and the folder after it (so that the rename itself is on disk)."""
+    import stat
+
+    import nslviz._io as io_module
+    from nslviz.training.rundir import atomic_write_json
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(io_module.os, "fsync",
+                        lambda fd: (calls.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode))), real_fsync(fd))[1])
+    monkeypatch.setattr(io_module.os, "replace", lambda a, b: (calls.append(("replace", Path(b).name)), real_replace(a, b))[1])
+    atomic_write_json(tmp_path / "summary.json", {"a": 1})
+    assert calls == [("fsync", False), ("replace", "summary.json"), ("fsync", True)]   # file, rename, folder
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"a": 1}
 
 
 def test_load_run_names_a_folder_of_another_command_and_similarity_only_needs_the_plain_network(tmp_path):
