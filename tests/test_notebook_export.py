@@ -122,6 +122,28 @@ def test_papermill_run_of_notebook_03_with_parameters_exports_a_standalone_page(
     assert "<math " in markdown_html(html) and "$" not in markdown_html(html)
 
 
+@pytest.mark.slow
+def test_notebook_05_on_fine_labels_draws_the_map_and_retrieval_and_says_why_there_are_no_sub_categories(
+        tmp_path, monkeypatch, capsys):
+    """MN Fig. 5 is on sets without sub-categories (MNIST, CIFAR-10): a run on the fine labels goes
+    through the map and the entries' retrieval; the sub-category cells show nothing and a note says why."""
+    monkeypatch.setenv("NSLVIZ_RUNS", str(tmp_path / "runs"))
+    code = main(["export-notebook", "notebooks/05_learned_neighbors.ipynb", "--out", str(tmp_path / "out"),
+                 "-p", "label_kind", "fine", "-p", "epochs", "1", "-p", "map_points", "100", "-p", "quick", "True",
+                 "--json"])
+    paths = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0
+    cells = [c for c in json.loads(open(paths["notebook"]).read())["cells"] if c["cell_type"] == "code"]
+    outputs = [o for c in cells for o in c["outputs"]]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert "trained on label_kind='fine': no sub-category discovery" in text and "10 fine classes" in text
+    figures = [c for c in cells if any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in c["outputs"])]
+    sources = ["".join(c["source"]) for c in figures]
+    assert any("neighbor_scatter" in s for s in sources) and any("entry_retrieval_grid" in s for s in sources)
+    assert not any("subcategory" in s for s in sources)
+
+
 def test_exported_page_loads_nothing_from_the_network_and_draws_display_sums_large():
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$$\\sum_{j=1}^{S} \\omega_j$$ and $\\sum_j x$")])
     page = html_exporter().from_notebook_node(notebook)[0]
