@@ -10,6 +10,7 @@ from nslviz.datasets.tabular import TabularData, load_tabular
 from nslviz.regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
 from nslviz.experiments.regression_table import RegressionCVConfig, cross_validate_regression
 from nslviz.training.tabular import build_meta_neighborhoods_mlp, build_mlp, default_entries, fit_tabular, predict_tabular
+from nslviz.viz import regression as regression_viz
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors: see tests/conftest.py
@@ -289,6 +290,25 @@ def test_cross_validation_runs_reports_and_tests():
         assert row["train_rows"] + row["validation_rows"] + row["test_rows"] == 442
         assert 0.2 < row["knn_mse"] < 1.5 and 0.2 < row["mn_mse"] < 1.5    # standardised target: variance 1
     assert np.isfinite(result.ttests["mn_vs_mlp"]["statistic"])
+
+
+def test_every_mlp_size_of_the_grid_is_kept_with_its_test_error_and_the_chosen_one_is_among_them():
+    """For the capacity figure (MN sec. 4.3): every size searched, its weights, validation loss and test
+    MSE; the MLP the fold reports is the grid's size with the lowest validation loss."""
+    result = cross_validate_regression(RegressionCVConfig(**{**SMALL, "layers": (2, 3), "widths": (8, 16)}))
+    for row in result.folds:
+        grid = row["mlp_grid"]
+        assert [(g["layers"], g["width"]) for g in grid] == [(2, 8), (2, 16), (3, 8), (3, 16)]
+        assert [g["parameters"] for g in grid] == [10 * 8 + 8 + 8 + 1, 10 * 16 + 16 + 16 + 1,
+                                                   10 * 8 + 8 + 8 * 8 + 8 + 8 + 1, 10 * 16 + 16 + 16 * 16 + 16 + 16 + 1]
+        chosen = min(grid, key=lambda g: g["validation_loss"])
+        assert (chosen["layers"], chosen["width"]) == (row["layers"], row["width"])
+        assert chosen["test_mse"] == row["mlp_mse"] and chosen["validation_loss"] == row["mlp_validation_loss"]
+    fig = regression_viz.capacity_figure(result)
+    assert list(fig.data[0].x) == [97, 169, 193, 465]                          # in order of size
+    assert fig.data[0].y[1] == pytest.approx(np.mean([row["mlp_grid"][2]["test_mse"] for row in result.folds]))
+    assert [trace.y[0] for trace in fig.data[1:]] == pytest.approx([result.mlp_mse.mean(), result.mn_mse.mean()])
+    assert fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
 
 
 def test_test_folds_never_influence_the_choices():

@@ -247,12 +247,15 @@ def _cross_validate(config: RegressionCVConfig, data) -> RegressionCVResult:
 
         # vanilla MLP: layers x width x weight decay by validation loss
         seed = config.seed * 1000 + fold
-        best = None
+        best, mlp_grid = None, []
         grid = list(itertools.product(config.layers, config.widths, config.weight_decays))
         for layers, width, weight_decay in tqdm(grid, desc="MLP grid", disable=not config.progress, leave=False):
             model = build_mlp(x.shape[1], y.shape[1], layers, width, seed=seed).to(device)
             fitted = fit_tabular(model, x_fit, y_fit, x_val, y_val, weight_decay=weight_decay, seed=seed,
                                  **fit_options)
+            mlp_grid.append({"layers": layers, "width": width, "weight_decay": weight_decay,   # every size, for the
+                             "parameters": sum(p.numel() for p in model.parameters()),          # figure; its test MSE
+                             "validation_loss": fitted.best_validation_loss, "test_mse": test_mse(model)})   # chooses nothing
             if best is None or fitted.best_validation_loss < best[0].best_validation_loss:
                 best = (fitted, model, layers, width, weight_decay)
         mlp_fit, mlp, layers, width, mlp_weight_decay = best
@@ -280,6 +283,7 @@ def _cross_validate(config: RegressionCVConfig, data) -> RegressionCVResult:
                      "mn_validation_loss": mn_fit.best_validation_loss, "mlp_epochs": mlp_fit.best_epoch,
                      "mn_epochs": mn_fit.best_epoch, "learned_step_sizes":
                          {name: float(p.detach().abs()) for name, p in mn.inner_step_sizes.items()},
+                     "mlp_grid": mlp_grid,
                      "train_rows": len(fit_index), "validation_rows": len(val_index), "test_rows": len(test_index),
                      "seconds": time.perf_counter() - fold_start})
         histories.append({"mlp": mlp_fit.history, "mn": mn_fit.history})

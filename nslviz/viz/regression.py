@@ -146,6 +146,36 @@ def cv_folds_figure(result) -> go.Figure:
                          "test MSE (standardised target)")
 
 
+def capacity_figure(result) -> go.Figure:
+    """MN sec. 4.3's claim that a larger vanilla MLP does not help: the test MSE of every MLP of the
+    searched grid (mean ± std over the folds) against its number of weights, beside the MLP that
+    validation chose and MN (lines: their means). The test folds only draw the figure; they choose nothing."""
+    sizes: dict[tuple, list[dict]] = {}
+    for row in result.folds:
+        for point in row["mlp_grid"]:
+            sizes.setdefault((point["layers"], point["width"], point["weight_decay"]), []).append(point)
+    keys = sorted(sizes, key=lambda key: sizes[key][0]["parameters"])
+    weights = np.array([sizes[key][0]["parameters"] for key in keys])
+    mse = [np.array([point["test_mse"] for point in sizes[key]]) for key in keys]   # (folds,) per size
+    fig = go.Figure(go.Scatter(
+        x=weights, y=[m.mean() for m in mse], mode="markers", name="every MLP of the grid",
+        error_y=dict(type="data", array=[m.std(ddof=1) if len(m) > 1 else 0 for m in mse], visible=True),
+        marker=dict(size=9, color="#808080"),
+        text=[f"{layers} layers of {width}" + (f", weight decay {decay:g}" if decay else "")
+              for layers, width, decay in keys],
+        hovertemplate="%{text}: %{x} weights, test MSE %{y:.4f}<extra></extra>"))
+    span = [weights.min() / 1.5, weights.max() * 1.5]
+    for method, label, dash in (("mlp", "the MLP validation chose", "dot"), ("mn", METHOD_NAMES["mn"], "solid")):
+        mean = float(getattr(result, f"{method}_mse").mean())
+        fig.add_trace(go.Scatter(x=span, y=[mean, mean], mode="lines", name=f"{label}: {mean:.3f}",
+                                 line=dict(color=METHOD_COLORS[method], dash=dash, width=2), hoverinfo="skip"))
+    ticks = [m * 10 ** e for e in range(1, 8) for m in (1, 2, 5) if span[0] <= m * 10 ** e <= span[1]]
+    fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:,}" for t in ticks])
+    fig.update_layout(height=440, legend=dict(orientation="h", y=1.02, yanchor="bottom"), margin=dict(t=110))
+    return finish_figure(fig, f"{result.dataset}: test MSE of every MLP size searched (mean ± std over the folds)",
+                         "weights of the MLP (log scale)", "test MSE (standardised target)")
+
+
 def table2_comparison(result, paper: Mapping[str, dict] | None = None):
     """MN Table 2 (mean ± std test MSE over 5 folds) with this run's row added (pandas DataFrame)."""
     import pandas as pd
