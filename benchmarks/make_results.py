@@ -728,7 +728,8 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
              "and `nslviz.paper`; do not edit by hand. Every measured table says the command that wrote its file. "
              "The measured runs are CPU runs (2 cores unless a table says otherwise) on the embedded data sets, "
              "apart from the speed tables of the `*_cuda*.json` files, timed on generated tensors on a GPU (each "
-             "says which, and its torch): they check the mechanics and the claims testable at that scale, and are not reproductions of the "
+             "says which, and its torch): they check the mechanics and the claims testable at that scale, and "
+             "are not reproductions of the "
              "papers' GPU tables (docs/not-reproduced.md says what is missing). The same seed can give other "
              "per-seed numbers on another CPU, because float sums are ordered differently.", "",
              "Parts: " + "; ".join(f"{headings[i][0]} ({len(paths)} file{'s' * (len(paths) > 1)})" for i, paths in parts.items())

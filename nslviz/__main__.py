@@ -21,7 +21,8 @@ from .cli.common import explain_defaults  # noqa: E402
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Every command's parser, or, given a command's name, only that command's: each command's module
     imports what it runs, and a command then starts without the others' imports (scipy.stats,
-    scikit-learn and pandas, among others: about two seconds). An unknown name builds them all, so that the error lists them."""
+    scikit-learn and pandas, among others: about two seconds). An unknown name builds them all, so
+    that the error lists them."""
     module = command_module(command) if command else None
     parser = argparse.ArgumentParser(prog="python -m nslviz",
                                      description="Meta-Neighborhoods and Neural Similarity Learning experiments.")

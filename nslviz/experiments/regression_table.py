@@ -114,7 +114,8 @@ class RegressionCVResult:
     n: int
     d: int
     targets: int
-    folds: list[dict]                        # one row per fold: mses, choices, validation losses, epochs, seconds
+    folds: list[dict]                        # one row per fold: mses, choices, validation losses, epochs, seconds,
+                                             # every MLP size searched (mlp_grid)
     knn_mse: np.ndarray                      # (folds,)
     mlp_mse: np.ndarray
     mn_mse: np.ndarray
@@ -253,9 +254,10 @@ def _cross_validate(config: RegressionCVConfig, data) -> RegressionCVResult:
             model = build_mlp(x.shape[1], y.shape[1], layers, width, seed=seed).to(device)
             fitted = fit_tabular(model, x_fit, y_fit, x_val, y_val, weight_decay=weight_decay, seed=seed,
                                  **fit_options)
-            mlp_grid.append({"layers": layers, "width": width, "weight_decay": weight_decay,   # every size, for the
-                             "parameters": sum(p.numel() for p in model.parameters()),          # figure; its test MSE
-                             "validation_loss": fitted.best_validation_loss, "test_mse": test_mse(model)})   # chooses nothing
+            # every size, for the capacity figure (MN sec. 4.3); its test MSE is drawn, it chooses nothing
+            mlp_grid.append({"layers": layers, "width": width, "weight_decay": weight_decay,
+                             "parameters": sum(p.numel() for p in model.parameters()),
+                             "validation_loss": fitted.best_validation_loss, "test_mse": test_mse(model)})
             if best is None or fitted.best_validation_loss < best[0].best_validation_loss:
                 best = (fitted, model, layers, width, weight_decay)
         mlp_fit, mlp, layers, width, mlp_weight_decay = best
