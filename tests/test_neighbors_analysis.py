@@ -220,6 +220,10 @@ def test_figures_have_titles_axis_labels_and_the_paper_markers():
     symbols = {trace.marker.symbol for trace in scatter.data}
     assert symbols == {"cross", "circle-open"} and len(scatter.data) == 6
     assert sum(len(t.x) for t in scatter.data if t.marker.symbol == "cross") == 6
+    ten = nb.NeighborMap(rng.normal(size=(10, 2)), rng.normal(size=(40, 2)), np.arange(10), np.arange(40) % 10,
+                         np.arange(10), np.arange(40), list("0123456789"), "tsne")
+    assert scatter.layout.height == 560 and nbviz.neighbor_scatter(ten).layout.height >= 140 + 21 * 22   # every
+    # legend entry of ten classes (20 traces and two group titles) is shown, none scrolled away
 
     retrieval = nb.Retrieval(np.array([3, 5]), np.array([0, 1]), np.array([[0, 1, 2], [3, 4, 0]]), np.ones((2, 3)),
                              np.array([[0, 0, 1], [1, 0, 0]]), np.array([[0, 0, 2], [3, 1, 0]]))

@@ -60,7 +60,9 @@ def neighbor_scatter(neighbor_map, title: str | None = None) -> go.Figure:
                 text=[f"{what} {i}, class {names[c]}" for i in ids[mask]], hoverinfo="text"))
     title = title or (f"{axis} of {len(neighbor_map.key_xy)} learned neighbors (+) and "
                       f"{len(neighbor_map.data_xy)} training features (o), coloured by class")
-    return finish_figure(fig, title, f"{axis} 1", f"{axis} 2", height=560, legend=dict(groupclick="toggleitem"))
+    legend_lines = len(fig.data) + 2                                      # an entry per trace, two group titles
+    return finish_figure(fig, title, f"{axis} 1", f"{axis} 2", height=max(560, 140 + 21 * legend_lines),
+                         legend=dict(groupclick="toggleitem"))              # tall enough to show every entry
 
 
 # ----------------------------------------------------------------------------------------------
