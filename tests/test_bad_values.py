@@ -101,8 +101,8 @@ def test_library_seeds_out_of_range_are_named():
 def test_an_empty_run_directory_is_refused(capsys):
     from nslviz.training.config import TrainConfig
     from nslviz.training.trainer import train
-    for command in (["train", "--dataset", "digits"], ["spiral"], ["implicit-reg"]):
-        code, err = _main_exit(capsys, *command, "--run-dir", "")
+    for command, path in ((["train", "--dataset", "digits"], ""), (["spiral"], "   "), (["implicit-reg"], "")):
+        code, err = _main_exit(capsys, *command, "--run-dir", path)                  # blanks are empty too
         assert code == 2 and "argument --run-dir: expected a folder path, got an empty one ''" in err
     with pytest.raises(ValueError, match="run directory is an empty path ''"):
         train(TrainConfig(dataset="digits"), "", progress=False)

@@ -273,6 +273,23 @@ def test_maml_test_time_adaptation_matches_the_meta_loss_accuracy():
 # the experiment and the command
 
 
+def test_pretraining_keeps_the_static_m_at_identity_and_trains_the_kernels():
+    """NSL sec. 7.2: the static NSN is pretrained with M fixed (= I, all ones for DNS); only the
+    test-time finetuning learns M. Afterwards M is trainable again, for that finetuning."""
+    from nslviz.experiments.few_shot import build_few_shot_network, load_few_shot_data, pretrain_network
+    from nslviz.nsl.conv import similarity_parameters
+    config = FewShotConfig(nsl="static_dns", dataset_options={"num_classes": 20, "per_class": 8},
+                           pretrain_epochs=1, image_size=16)
+    data = load_few_shot_data(config)
+    torch.manual_seed(config.seed)                                     # as pretrain_network starts it
+    start = build_few_shot_network(config, data.channels, data.image_size)
+    network = pretrain_network(config, data).backbone
+    masks = similarity_parameters(network)
+    assert masks and all(torch.equal(m, torch.ones_like(m)) and m.requires_grad for m in masks)
+    kernels = [m.weight for m in network.modules() if isinstance(m, NSConv2d)]
+    assert kernels and not torch.equal(kernels[0], [m.weight for m in start.modules() if isinstance(m, NSConv2d)][0])
+
+
 def test_run_few_shot_is_deterministic_and_beside_table6():
     config = FewShotConfig(dataset_options={"num_classes": 20, "per_class": 8}, episodes=4, way=3, shot=1, query=2,
                            pretrain_epochs=1, finetune_epochs=2, image_size=16, episode_batch=3)

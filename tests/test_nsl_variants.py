@@ -121,6 +121,13 @@ def test_val_size_zero_trains_on_everything_and_tests_the_last_model(tmp_path, c
     assert "(no validation split, last epoch 2)" in out
 
 
+def test_orthogonality_penalty_is_half_the_squared_distance_of_the_kernels_gram_from_the_identity():
+    """½‖ŴᵀŴ − I‖²_F over the F output kernels (Ŵ: (k²C, F)), by hand on small kernels."""
+    assert float(orthogonality_penalty(torch.eye(3).view(3, 3, 1, 1))) == 0.0        # orthonormal kernels
+    assert float(orthogonality_penalty(torch.ones(2, 1, 1, 1))) == 1.0               # two equal unit kernels:
+    assert float(orthogonality_penalty(torch.full((1, 2, 1, 1), 1.0))) == 0.5       # off-diagonal 1, twice; ½(2-1)²
+
+
 def test_spherenet9_structure_penalty_and_weight_decay_groups():
     torch.manual_seed(0)
     model = build_image_model("vanilla", "spherenet9", 10, classifier="dot", image_size=16,

@@ -107,6 +107,7 @@ def test_diabetes_is_embedded_and_subsets_are_seeded():
     np.testing.assert_allclose(data.y.std(), 1.0) and np.testing.assert_allclose(data.x.mean(0), 0, atol=1e-12)
     a, b = load_tabular("diabetes", max_rows=50, seed=3), load_tabular("diabetes", max_rows=50, seed=3)
     np.testing.assert_array_equal(a.x, b.x)
+    assert not np.array_equal(a.x, load_tabular("diabetes", max_rows=50, seed=4).x)     # another seed: other rows
     assert a.n == 50 and "diabetes" in available_tabular_datasets()
     with pytest.raises(ValueError, match="unknown dataset 'boston'; expected one of 'diabetes', 'music'"):
         load_tabular("boston")
