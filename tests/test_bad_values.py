@@ -127,6 +127,7 @@ def test_the_precision_hint_names_the_runs_own_precision():
         _check_same_setting({"precision": "bf16"}, {"precision": "fp32"})
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")     # numpy's and scikit-learn's own overflow, the case tested
 def test_huge_finite_values_say_that_standardising_overflowed():
     from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
     x = np.random.default_rng(0).normal(size=(30, 2))

@@ -64,6 +64,7 @@ def test_a_damaged_checkpoint_on_resume_is_named_with_what_to_do(cut, how, capsy
     assert _checksums(cut) == before
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")   # torch's note on the damaged bytes tested
 @pytest.mark.parametrize("command", [["heads", "--steps", "2", "--run-dir"], ["neighbors", "--run-dir"],
                                      ["train", "--epochs", "1", "--no-progress", "--init-backbone"]])
 def test_a_damaged_best_checkpoint_is_named_by_every_command_that_reads_it(cut, command, capsys, tmp_path):
