@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .._threads import torch_threads
 from .._checks import check_choice, check_fraction, check_positive, check_seed, check_threads
+from ..models.layers import count_parameters
 from ..parameters import parameter_list
 from ..training.distributed import resolve_device
 from ..training.tabular import build_meta_neighborhoods_mlp, build_mlp, default_entries, fit_tabular, predict_tabular
@@ -256,7 +257,7 @@ def _cross_validate(config: RegressionCVConfig, data) -> RegressionCVResult:
                                  **fit_options)
             # every size, for the capacity figure (MN sec. 4.3); its test MSE is drawn, it chooses nothing
             mlp_grid.append({"layers": layers, "width": width, "weight_decay": weight_decay,
-                             "parameters": sum(p.numel() for p in model.parameters()),
+                             "parameters": count_parameters(model),
                              "validation_loss": fitted.best_validation_loss, "test_mse": test_mse(model)})
             if best is None or fitted.best_validation_loss < best[0].best_validation_loss:
                 best = (fitted, model, layers, width, weight_decay)
