@@ -598,11 +598,13 @@ def _spiral_interactive(r: dict) -> list[str]:
     draw = r.get("draw_ms_per_frame")
     if not draw:
         return lines + [f"Drawing: {r.get('drawing', 'not measured')}.", ""]
-    rows = [[name, num(v["median_ms"]), num(v["max_ms"]), v["frames"]] for name, v in draw.items()]
-    return lines + table(["figure drawn in headless Chromium", "median ms per frame", "max ms", "frames drawn"],
-                         rows) + [
+    rows = [[name, num(v["median_ms"]), num(v["max_ms"]), v["frames"],
+             f"{v['painted_without_regions']} of {v['painted_while_playing']}"] for name, v in draw.items()]
+    return lines + table(["figure drawn in headless Chromium", "median ms per frame", "max ms", "frames drawn",
+                          "frames painted without the regions while playing"], rows) + [
         f"The frame duration covers the slowest frame drawn: {'yes' if r['frame_duration_covers_max_draw'] else 'no'}. "
-        "`contour_baseline` is the same animation with the regions as a contour trace computed in the browser.", ""]
+        "`heatmap_baseline` is the same animation with the regions as a heatmap, which plotly.js takes off the "
+        "plot while a frame's scatter traces move.", ""]
 
 
 @renders("implicit_regularization", "NSL implicit regularisation (NSL §5.1)")

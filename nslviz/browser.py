@@ -35,6 +35,34 @@ ANIMATE_FRAMES_JS = """async ({index, repeats}) => {
 }"""
 
 
+# what a playing animation shows at every frame the page paints (requestAnimationFrame), for `ms`
+# milliseconds: the slider's step (plotly.js writes it back into the layout), whether the element the CSS
+# selector `regions` names is there, and the path of the line trace `boundary` names (one path per piece)
+WATCH_PAINTS_JS = """(gd, {regions, boundary, ms}) => new Promise(resolve => {
+  const painted = [];
+  const end = performance.now() + ms;
+  function paint() {
+    const pieces = gd.querySelectorAll(boundary + ' path.js-line');
+    painted.push({step: gd.layout.sliders[0].active, regions: !!gd.querySelector(regions),
+                  boundary: Array.from(pieces, path => path.getAttribute('d') || '').join('')});
+    if (performance.now() < end) requestAnimationFrame(paint); else resolve(painted);
+  }
+  requestAnimationFrame(paint);
+})"""
+
+
+def watch_paints(figure, regions: str, boundary: str, ms: float) -> dict:
+    """Play the animation of `figure` (a Playwright locator of a plotly figure) with its ▶ Play button
+    and watch every frame painted for `ms` milliseconds (WATCH_PAINTS_JS): how many were painted, how
+    many without the element `regions` or without the line trace `boundary` (CSS selectors within the
+    figure), and the distinct slider steps and boundaries seen."""
+    figure.locator(".updatemenu-button", has_text="Play").click()
+    painted = figure.evaluate(WATCH_PAINTS_JS, {"regions": regions, "boundary": boundary, "ms": ms})
+    return {"painted": len(painted), "without_regions": sum(not p["regions"] for p in painted),
+            "without_boundary": sum(len(p["boundary"]) < 50 for p in painted),
+            "steps": sorted({p["step"] for p in painted}), "boundaries": len({p["boundary"] for p in painted})}
+
+
 def chromium_path() -> str | None:
     """The Chromium binary to drive: NSLVIZ_CHROMIUM, else the first of CHROMIUM_NAMES on PATH, else None."""
     configured = os.environ.get("NSLVIZ_CHROMIUM")

@@ -171,23 +171,29 @@ def test_linear_baseline_does_not_depend_on_t_or_s():
 
 
 def test_animation_draws_regions_and_boundary_in_every_frame(short_run):
-    """Every frame carries the regions (a heatmap) and the boundary (a line computed in numpy): plotly
-    draws both while playing, where a contour trace was recomputed too slowly to be seen."""
-    from nslviz.viz.isoline import isoline_segments
-    from nslviz.viz.spiral import ANIMATED_TRACES, FRAME_MS, neighbor_animation
+    """Every frame carries the regions (class 1's cells as filled rectangles over class 0's box) and the
+    boundary (a line computed in numpy), as scatter traces: plotly.js takes a heatmap off the plot while
+    a frame's scatter traces move, and recomputed a contour trace too slowly to be seen. Every frame
+    names every trace in order (a trace left out is drawn under the others while a frame draws)."""
+    from nslviz.viz.isoline import isoline_segments, region_rectangles
+    from nslviz.viz.spiral import FRAME_MS, REGION_COLORS, neighbor_animation
 
     fig = neighbor_animation(short_run)
-    assert [trace.type for trace in fig.data[:2]] == ["heatmap", "scatter"] and fig.data[1].name == "decision boundary"
+    assert all(trace.type == "scatter" for trace in fig.data)
+    assert [(trace.fill, trace.fillcolor) for trace in fig.data[:2]] == [("toself", color) for color in REGION_COLORS]
+    assert fig.data[2].name == "decision boundary"
     assert len(fig.frames) == 4
     for f, frame in enumerate(fig.frames):
-        # each partial trace of a frame updates the figure's trace of the same kind
-        assert [fig.data[i].type for i in frame.traces] == [trace.type for trace in frame.data]
-        assert [fig.data[i].name for i in frame.traces][-2:] == ["induced neighbors with label 0",
-                                                                  "induced neighbors with label 1"]
-        assert list(frame.traces) == ANIMATED_TRACES and frame.data[0].type == "heatmap"
-        expected_x, _ = isoline_segments(short_run.grid_x, short_run.grid_y, short_run.mn_grid_prob[f])
+        assert frame.traces is None and len(frame.data) == len(fig.data)          # every trace, in order
+        assert all(trace.type == "scatter" for trace in frame.data)
+        assert frame.data[0].x is None and frame.data[4].x is None                # the box and trajectories stay
+        expected_x, expected_y = region_rectangles(short_run.grid_x, short_run.grid_y, short_run.mn_grid_prob[f] > 0.5)
         np.testing.assert_allclose(np.asarray(frame.data[1].x, dtype=float), expected_x.astype(np.float32))
-        assert np.isfinite(np.asarray(frame.data[1].x, dtype=float)).sum() >= 2      # a boundary is drawn
+        np.testing.assert_allclose(np.asarray(frame.data[1].y, dtype=float), expected_y.astype(np.float32))
+        assert np.isfinite(np.asarray(frame.data[1].x, dtype=float)).sum() >= 4   # class 1 has cells
+        expected_x, _ = isoline_segments(short_run.grid_x, short_run.grid_y, short_run.mn_grid_prob[f])
+        np.testing.assert_allclose(np.asarray(frame.data[2].x, dtype=float), expected_x.astype(np.float32))
+        assert np.isfinite(np.asarray(frame.data[2].x, dtype=float)).sum() >= 2   # a boundary is drawn
     play = fig.layout.updatemenus[0].buttons[0]
     assert play.args[1]["frame"] == {"duration": FRAME_MS, "redraw": True}
 

@@ -1,4 +1,5 @@
-"""The level set {z = level} of a function sampled on a grid, as line segments (marching squares).
+"""The level set {z = level} of a function sampled on a grid, as line segments (marching squares),
+and the cells on one side of it as filled rectangles.
 
 A plotly contour trace computes its lines in the browser on every redraw, which is slow inside an
 animation (a frame took over a second to draw); these segments are computed once, in numpy, and
@@ -61,3 +62,38 @@ def isoline_segments(x: np.ndarray, y: np.ndarray, z: np.ndarray, level: float =
     start, end = np.concatenate(starts), np.concatenate(ends)                   # (segments, 2)
     points = np.stack([start, end, np.full_like(start, np.nan)], axis=1).reshape(-1, 2)   # (3 segments, 2)
     return points[:, 0], points[:, 1]
+
+
+def cell_edges(centres: np.ndarray) -> np.ndarray:
+    """The edges of the cells centred on `centres` (G,), each reaching halfway to its neighbours and the
+    end cells as far out as in: shape (G + 1,)."""
+    centres = np.asarray(centres, np.float64)
+    middle = (centres[:-1] + centres[1:]) / 2
+    return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])
+
+
+def region_rectangles(x: np.ndarray, y: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The grid cells where `inside` holds, as filled rectangles: each row's runs of consecutive cells.
+
+    Cell (i, j) is centred on (x[j], y[i]) and reaches halfway to its neighbours (a heatmap's cells);
+    a run of cells j0 .. j1 - 1 in row i is the rectangle [e_x[j0], e_x[j1]] × [e_y[i], e_y[i + 1]]
+    between the cell edges e. inside of shape (len(y), len(x)), bool. Returns x and y of the
+    rectangles' corners, each rectangle followed by a NaN, so that a plotly trace with fill="toself"
+    fills each one: shape (5 × rectangles,). A scatter trace where a heatmap would stand keeps an
+    animation's regions on screen: plotly.js removes a heatmap while a frame's scatter traces move.
+    """
+    inside = np.asarray(inside, bool)
+    if inside.shape != (len(y), len(x)) or min(inside.shape) < 2:
+        raise ValueError(f"inside must have shape (len(y), len(x)) = ({len(y)}, {len(x)}) with both at least 2; "
+                         f"got {inside.shape}")
+
+    edge_x, edge_y = cell_edges(x), cell_edges(y)
+    padded = np.pad(inside, ((0, 0), (1, 1))).astype(np.int8)                  # (Gy, Gx + 2)
+    step = np.diff(padded, axis=1)                                               # (Gy, Gx + 1): +1 run start, -1 run end
+    row, start = np.nonzero(step == 1)                                          # (runs,) each, row-major order
+    _, stop = np.nonzero(step == -1)                                            # the same runs' exclusive ends
+    left, right, bottom, top = edge_x[start], edge_x[stop], edge_y[row], edge_y[row + 1]
+    nan = np.full_like(left, np.nan)
+    corners_x = np.stack([left, right, right, left, nan], axis=1).reshape(-1)  # (5 runs,)
+    corners_y = np.stack([bottom, bottom, top, top, nan], axis=1).reshape(-1)
+    return corners_x, corners_y

@@ -14,32 +14,42 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from .common import NOTEBOOK_WIDTH, finish_figure, padded_range
-from .isoline import isoline_segments
+from .isoline import cell_edges, isoline_segments, region_rectangles
 
 CLASS_POINT_COLORS = ("#4c72b0", "#e5c400")      # test predictions: blue / yellow, as in Fig. 3
 ENTRY_COLORS = ("#1f3d7a", "#9c7f00")            # induced neighbors: dark blue / dark yellow by their fixed label
-REGION_SCALE = [[0.0, "#dbe6f5"], [0.5, "#dbe6f5"], [0.5, "#fbf1c2"], [1.0, "#fbf1c2"]]   # P(class 1) < / > 50 %
+REGION_COLORS = ("#dbe6f5", "#fbf1c2")           # predicted regions: light blue / light yellow, P(class 1) < / > 50 %
 POINT_SCALE = [[0.0, CLASS_POINT_COLORS[0]], [1.0, CLASS_POINT_COLORS[1]]]
 
 
 def _regions(x, y, prob) -> list:
-    """Predicted regions (light blue / light yellow) and the decision boundary P = 0.5 (black line):
-    a heatmap and a line precomputed in numpy, which every frame of an animation carries whole."""
+    """Predicted regions (light blue / light yellow) and the decision boundary P = 0.5 (black line),
+    all computed in numpy: the grid's box in light blue, the cells of class 1 as light yellow
+    rectangles over it, and the boundary line. Plain scatter traces, not a heatmap: plotly.js takes
+    a heatmap off the plot while an animation's scatter traces move, so the regions would blink out
+    in every frame."""
     line_x, line_y = isoline_segments(x, y, prob, 0.5)
-    return [go.Heatmap(x=x.astype(np.float32), y=y.astype(np.float32), z=_percent(prob), zmin=0, zmax=100,
-                       colorscale=REGION_SCALE, showscale=False, name="predicted class", hoverinfo="skip"),
-            _boundary(line_x, line_y)]
+    edge_x, edge_y = cell_edges(x), cell_edges(y)
+    box_x = np.array([edge_x[0], edge_x[-1], edge_x[-1], edge_x[0], np.nan])
+    box_y = np.array([edge_y[0], edge_y[0], edge_y[-1], edge_y[-1], np.nan])
+    return [_fill(box_x, box_y, REGION_COLORS[0], "predicted class 0"),
+            _class_one(x, y, prob), _boundary(line_x, line_y)]
+
+
+def _class_one(x, y, prob) -> go.Scatter:
+    """The grid cells predicted class 1 (P > 50 %), as light yellow rectangles."""
+    return _fill(*region_rectangles(x, y, prob > 0.5), REGION_COLORS[1], "predicted class 1")
+
+
+def _fill(corners_x, corners_y, color, name) -> go.Scatter:
+    return go.Scatter(x=corners_x.astype(np.float32), y=corners_y.astype(np.float32), mode="none", fill="toself",
+                      fillcolor=color, name=name, hoverinfo="skip", showlegend=False)
 
 
 def _boundary(line_x, line_y) -> go.Scatter:
     return go.Scatter(x=line_x.astype(np.float32), y=line_y.astype(np.float32), mode="lines",
                       name="decision boundary", line=dict(color="black", width=2), hoverinfo="skip",
                       connectgaps=False)
-
-
-def _percent(prob: np.ndarray) -> np.ndarray:
-    """P(class 1) in whole percent as uint8: 1 byte per grid cell in the figure's binary encoding."""
-    return np.round(prob * 100).astype(np.uint8)
 
 
 def _points(xy, labels, name, size=4) -> go.Scatter:
@@ -69,11 +79,6 @@ def _entries(keys: np.ndarray, labels: np.ndarray) -> list[go.Scatter]:
     return traces
 
 
-# trace order of the animation: regions (heatmap, boundary), test predictions, trajectories, neighbors
-# of label 0 and of label 1
-ANIMATED_TRACES = [0, 1, 2, 4, 5]
-
-
 # test points drawn by the animation: SVG markers are most of a frame's drawing time (all 1,600 of the
 # spiral's test set: about 480 ms a frame in headless Chromium, 400 of them: about 260 ms, none: 180 ms;
 # benchmarks/bench_spiral_interactive.py), and the regions already show every prediction
@@ -87,18 +92,21 @@ def _shown_points(result) -> np.ndarray:
 
 
 def _frame_data(result, f: int, full: bool = True) -> list:
-    """Traces for snapshot f: regions and boundary, test predictions (of the `_shown_points`), the key
-    trajectories (whole training, static) and the keys. With full=False only what changes between
-    frames, for the traces ANIMATED_TRACES (plotly merges a frame's partial traces into the figure's),
-    which keeps the animation small: per frame G² bytes of regions, the boundary's points, one byte per
-    shown test point and the keys."""
+    """Traces for snapshot f: regions (class 0's box, class 1's rectangles) and boundary, test predictions
+    (of the `_shown_points`), the key trajectories (whole training, static) and the keys. With full=False
+    only what changes between frames (plotly merges a frame's partial traces into the figure's), which
+    keeps the animation small: per frame the class-1 rectangles, the boundary's points, one byte per
+    shown test point and the keys. A frame names every trace, the static ones with an empty update:
+    plotly.js moves the traces a frame leaves out under the others while it draws the frame."""
     shown = _shown_points(result)
     prob, pred = result.mn_grid_prob[f], result.mn_test_pred[f][shown]
     entries = _entries(result.keys[f], result.entry_labels)
     if not full:
+        class_one = _class_one(result.grid_x, result.grid_y, prob)
         line_x, line_y = isoline_segments(result.grid_x, result.grid_y, prob, 0.5)
-        return [go.Heatmap(z=_percent(prob)), go.Scatter(x=line_x.astype(np.float32), y=line_y.astype(np.float32)),
-                go.Scatter(marker=dict(color=pred.astype(np.int8))), *entries]
+        return [go.Scatter(), go.Scatter(x=class_one.x, y=class_one.y),
+                go.Scatter(x=line_x.astype(np.float32), y=line_y.astype(np.float32)),
+                go.Scatter(marker=dict(color=pred.astype(np.int8))), go.Scatter(), *entries]
     return [*_regions(result.grid_x, result.grid_y, prob),
             _points(result.x_test[shown], pred, f"test predictions ({len(shown)} of {len(result.x_test)})"),
             _trajectories(result.keys), *entries]
@@ -108,6 +116,13 @@ def _axis_range(*results, margin: float = 0.04) -> list[float]:
     """One range for both axes: the decision surface's grid and every neighbor of every snapshot, widened
     by `margin` of it on each side, so that no neighbor leaves the plot and none at the edge is cut in half."""
     return padded_range([v for r in results for v in (r.grid_x, r.grid_y, r.keys)], margin)
+
+
+# the animation's moving regions and boundary in the page plotly.js draws: class 1's rectangles and the
+# boundary line, the second and third scatter traces (the browser tests and
+# benchmarks/bench_spiral_interactive.py watch them while it plays)
+PAINTED_REGIONS = ".scatterlayer > .trace:nth-child(2) path.js-fill"
+PAINTED_BOUNDARY = ".scatterlayer > .trace:nth-child(3)"
 
 
 # milliseconds per animation frame while playing: above the time Chromium takes to draw one frame of
@@ -143,7 +158,7 @@ def neighbor_animation(result) -> go.Figure:
     test points are coloured by the prediction."""
     names = [str(int(step)) for step in result.frame_steps]
     fig = go.Figure(data=_frame_data(result, 0),
-                    frames=[go.Frame(data=_frame_data(result, f, full=False), traces=ANIMATED_TRACES, name=name)
+                    frames=[go.Frame(data=_frame_data(result, f, full=False), name=name)
                             for f, name in enumerate(names)])
     sliders, menus = _play_controls(names, "iteration ")
     rng = _axis_range(result)
@@ -163,7 +178,7 @@ def linear_vs_meta_neighborhoods(result) -> go.Figure:
     for col, prob, pred in [(1, result.linear_grid_prob, result.linear_test_pred),
                             (2, result.mn_grid_prob[-1], result.mn_test_pred[-1])]:
         for trace in _regions(result.grid_x, result.grid_y, prob):
-            fig.add_trace(trace.update(showlegend=col == 1 and trace.type != "heatmap"), 1, col)
+            fig.add_trace(trace.update(showlegend=col == 1 and trace.fill != "toself"), 1, col)
         fig.add_trace(_points(result.x_test, pred, "test predictions (blue: class 0, yellow: class 1)", size=3)
                       .update(showlegend=col == 1), 1, col)
     fig.add_traces(_entries(result.keys[-1], result.entry_labels), rows=1, cols=2)

@@ -1,6 +1,6 @@
 """Notebook 01 in a real JupyterLab, in quick mode, as a reader uses it: Run All, then the live T and S
 sliders redraw the figure with another accuracy (training a pair not seen yet), and ▶ Play moves the
-animation through its frames with the decision boundary drawn in every one.
+animation through its frames with the regions and the decision boundary in every frame painted.
 NSLVIZ_BROWSER_RUN_ALL_S bounds the wait for Run All (seconds, default 1800)."""
 from __future__ import annotations
 
@@ -100,29 +100,19 @@ def test_t_and_s_sliders_redraw_the_figure_with_its_accuracy(notebook_page):
     assert len({panel_title(state["titles"], "plain linear") for state in (before, after_t, after_s)}) == 1
 
 
-def test_play_advances_the_frames_with_the_boundary_drawn(notebook_page):
+def test_play_paints_every_frame_with_its_regions_and_boundary(notebook_page):
+    """▶ Play moves through the frames, and every frame the browser paints while it plays shows the
+    predicted regions and the decision boundary (a heatmap there was taken off the plot while a frame's
+    scatter traces moved, and a trace a frame left out was drawn under the regions)."""
+    from nslviz.browser import watch_paints
+    from nslviz.viz.spiral import PAINTED_BOUNDARY, PAINTED_REGIONS
+
     page = notebook_page
     animation = page.locator(".js-plotly-plot", has=page.locator(".updatemenu-button")).first
     animation.scroll_into_view_if_needed()
-    animation.locator(".updatemenu-button", has_text="Play").click()
-    seen = []
-    for _ in range(24):                                                   # about 5 s of playback
-        seen.append(animation.evaluate(SAMPLE_JS))
-        page.wait_for_timeout(200)
-    frames = {sample["frame"] for sample in seen}
-    assert len(frames) >= 4, f"the animation showed frames {frames} in 5 s of playback"
-    assert all(len(sample["boundary"] or "") > 50 for sample in seen), "a frame without its decision boundary"
-    assert all((sample["regions"] or "").startswith("data:image") for sample in seen), "a frame without its regions"
-    assert len({sample["boundary"] for sample in seen}) >= 3                # the boundary moves with training
-
-
-# what a figure shows now: the animation slider's active step (plotly.js writes it back into the layout
-# as the animation plays), the boundary (the first line trace: one path per piece of the isoline) and
-# the regions' image
-SAMPLE_JS = """gd => {
-    const boundary = gd.querySelector('.scatterlayer .trace');
-    const image = gd.querySelector('.heatmaplayer image');
-    return {frame: gd.layout.sliders[0].active,
-            boundary: boundary ? Array.from(boundary.querySelectorAll('path.js-line'), path => path.getAttribute('d')).join('') : '',
-            regions: image ? (image.getAttribute('href') || image.getAttribute('xlink:href')) : ''};
-}"""
+    seen = watch_paints(animation, PAINTED_REGIONS, PAINTED_BOUNDARY, ms=5000)
+    assert len(seen["steps"]) >= 4, f"the animation showed steps {seen['steps']} in 5 s of playback"
+    assert seen["painted"] >= 20, seen
+    assert seen["without_regions"] == 0, f"frames painted without the predicted regions: {seen}"
+    assert seen["without_boundary"] == 0, f"frames painted without the decision boundary: {seen}"
+    assert seen["boundaries"] >= 3, seen                                      # the boundary moves with training
