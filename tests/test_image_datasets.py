@@ -552,6 +552,19 @@ def test_imagenet64_refuses_a_batch_twice_and_zero_based_labels(tmp_path):
 
 
 
+def test_imagenet64_refuses_labels_above_its_1000_classes(tmp_path):
+    """The files number the 1,000 classes 1..1000: 1000 is the last class (999), 1001 is refused
+    with an error that names the split, the range read and the range expected."""
+    write_imagenet64(tmp_path, "parts_npz", np.random.default_rng(8))
+    val_file = tmp_path / "Imagenet64_val_npz" / "val_data.npz"
+    np.savez(val_file, data=np.zeros((2, 12288), dtype=np.uint8), labels=np.array([1, 1000]))
+    assert load_image_dataset("imagenet64", tmp_path, val_size=4).test.labels.tolist() == [0, 999]
+    np.savez(val_file, data=np.zeros((2, 12288), dtype=np.uint8), labels=np.array([1, 1001]))
+    with pytest.raises(ValueError, match=r"imagenet64: the test labels .* range over \[0, 1000\], expected 0..999 "
+                                         r"\(1000 classes\)"):
+        load_image_dataset("imagenet64", tmp_path, val_size=4)
+
+
 def test_imagenet64_names_the_32_pixel_download_and_reads_the_first_complete_copy(tmp_path):
     first = write_imagenet64(tmp_path, "parts_npz", np.random.default_rng(6))
     for root, layout in [(tmp_path, "parts_pickle"), (tmp_path / "imagenet64", "parts_npz")]:

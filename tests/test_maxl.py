@@ -129,6 +129,29 @@ def test_the_generators_gradient_goes_through_the_look_ahead_step_float64():
         assert meta_objective(model, labelled(), images, labels, lr, F.cross_entropy).dtype == torch.float32
 
 
+def test_the_generators_sgd_rate_is_its_base_rate_times_the_schedule_factor():
+    """meta_step runs the generator's SGD at lr x lr_factor (it follows the network's schedule): the
+    same step at factor 0.25 sets the rate to a quarter and moves every weight a quarter as far."""
+    from nslviz.maxl import LabelGeneratorTraining
+    torch.manual_seed(0)
+    classes, hierarchy = 3, 2
+    model = _MultiTask(classes, hierarchy).double().train()
+    images, labels = torch.randn(8, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    moves = {}
+    for factor in (1.0, 0.25):
+        torch.manual_seed(1)                                             # the same generator both times
+        generator = LabelGenerator(_Features(), classes, hierarchy).double().train()
+        before = [p.detach().clone() for p in generator.parameters()]
+        training = LabelGeneratorTraining(generator, lr=0.1)
+        training.meta_step(model, training.labels(images, labels), images, labels, 0.5, factor, F.cross_entropy)
+        rates = [group["lr"] for group in training.optimizer.param_groups]
+        assert rates == [pytest.approx(0.1 * factor)] * len(rates), f"factor {factor}: generator lr {rates}"
+        moves[factor] = [p.detach() - b for p, b in zip(generator.parameters(), before)]
+    assert max(move.abs().max() for move in moves[1.0]) > 1e-6, "the meta step did not move the generator"
+    for full, quarter in zip(moves[1.0], moves[0.25]):
+        torch.testing.assert_close(quarter, 0.25 * full, msg="the step at factor 0.25 is not a quarter of the step at 1")
+
+
 def test_maxl_model_has_an_auxiliary_head_of_hierarchy_times_classes():
     model = build_image_model("maxl", "convnet4", 10, in_channels=1, image_size=16, hierarchy=4).eval()
     images = torch.rand(2, 1, 16, 16)

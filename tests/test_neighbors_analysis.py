@@ -142,6 +142,29 @@ def test_retrieve_for_entries_finds_each_entry_s_nearest_images_and_the_baseline
         nb.retrieve_for_entries(_tiny_mn(method="vanilla"), test)
 
 
+def test_subcategory_retrieval_scores_on_the_fine_labels():
+    """MN Fig. 6: each query's class is its *fine* label and the retrieved training images carry theirs,
+    so purity counts same-sub-category neighbors (not the coarse labels the model was trained on);
+    the neighbors are the brute-force cosine top k."""
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(6, 5))
+    (train_x, train_fine), (test_x, test_fine) = _clusters(rng, 120, centres, 1.2), _clusters(rng, 40, centres, 1.2)
+
+    def split(x, fine):                                                      # coarse = fine // 2
+        return nb.SplitFeatures(torch.tensor(x), torch.tensor(fine // 2), None, torch.tensor(fine))
+
+    rows = np.arange(0, 40, 3)
+    retrieval = nb.subcategory_retrieval(split(train_x, train_fine), split(test_x, test_fine), rows, k=5)
+    _, index = _brute_force_top_k(test_x[rows], train_x, 5)
+    assert np.array_equal(retrieval.index, index)
+    assert np.array_equal(retrieval.query_class, test_fine[rows]), "the queries' class is not their fine label"
+    assert np.array_equal(retrieval.retrieved_labels, train_fine[index]), "the retrieved labels are not fine labels"
+    fine = (train_fine[index] == test_fine[rows][:, None]).mean(1)
+    coarse = (train_fine[index] // 2 == test_fine[rows][:, None] // 2).mean(1)
+    assert fine.mean() < coarse.mean() - 0.05                               # the two scores differ on this data
+    assert np.allclose(retrieval.purity, fine), f"purity {retrieval.purity.mean():.3f}, fine {fine.mean():.3f}"
+
+
 def test_subcategory_report_uses_attention_for_mn_and_features_for_vanilla():
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(6, 5))

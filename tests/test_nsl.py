@@ -99,6 +99,23 @@ def test_fold_static_nsl_replaces_static_layers_only():
     torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
 
 
+def test_fold_static_nsl_on_a_bare_layer():
+    """Called on a layer, not a model: a static NSConv2d comes back as the equal plain nn.Conv2d
+    (exactly that type), the original untouched; a dynamic one as a copy, still an NSConv2d."""
+    torch.manual_seed(0)
+    layer = NSConv2d(3, 4, mode="static_dns", bias=True)
+    perturb_static(layer)
+    x = torch.randn(2, 3, 6, 6)
+    folded = fold_static_nsl(layer)
+    assert type(folded) is nn.Conv2d, f"a bare static layer folded to {type(folded).__name__}, not nn.Conv2d"
+    assert type(layer) is NSConv2d and folded.bias is not None
+    torch.testing.assert_close(folded(x), layer(x), atol=1e-5, rtol=1e-5)
+    dynamic = NSConv2d(3, 4, mode="dynamic_dns").eval()
+    copied = fold_static_nsl(dynamic)
+    assert type(copied) is NSConv2d and copied is not dynamic and copied.mode == "dynamic_dns"
+    torch.testing.assert_close(copied(x), dynamic(x))
+
+
 # -- identity: every mode equals a plain convolution when M = I, forward and backward ----------------
 
 @pytest.mark.parametrize("mode", NSL_MODES[1:])
@@ -317,6 +334,28 @@ def test_sphere_conv_input_normalised_matches_definition():
     torch.testing.assert_close(out.flatten(2), expected)
     full = sphere_conv2d(x, weight, padding=1, normalize="full")
     assert full.abs().max() <= 1
+
+
+@pytest.mark.parametrize("angle", ["cosine", "linear", "sigmoid"])
+def test_sphere_conv_input_normalised_angles_match_a_float64_computation(angle):
+    """normalize="input": ‖w‖ · g(θ), cos θ = wᵀx(p) / (‖w‖ ‖x(p)‖), norms √(Σ² + 1e-4), for every
+    angle function g, computed here directly from the unfolded patches in float64 (stride 2)."""
+    torch.manual_seed(7)
+    x, weight = torch.randn(2, 3, 6, 6, dtype=torch.float64), torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    out = sphere_conv2d(x, weight, stride=2, padding=1, normalize="input", angle=angle, sigmoid_k=0.3)
+    assert out.shape == (2, 4, 3, 3)
+    patches = F.unfold(x, 3, padding=1, stride=2)                                      # (B, 27, L)
+    w = weight.flatten(1)                                                              # (F, 27)
+    weight_norm = torch.sqrt(w.square().sum(1) + 1e-4).view(1, -1, 1)                 # (1, F, 1)
+    patch_norm = torch.sqrt(patches.square().sum(1, keepdim=True) + 1e-4)             # (B, 1, L)
+    cos = torch.einsum("fk,bkl->bfl", w, patches) / (weight_norm * patch_norm)
+    theta, k = torch.acos(cos), 0.3
+    half = math.pi / (2 * k)
+    g = {"cosine": cos, "linear": 1 - 2 * theta / math.pi,
+         "sigmoid": (1 + math.exp(-half)) / (1 - math.exp(-half))
+         * (1 - torch.exp(theta / k - half)) / (1 + torch.exp(theta / k - half))}[angle]
+    assert (weight_norm - 1).abs().min() > 0.5                                         # ‖w‖ is no stand-in for 1
+    torch.testing.assert_close(out.flatten(2), weight_norm * g, msg=f"normalize='input', angle={angle!r}")
 
 
 @pytest.mark.parametrize("angle", ["cosine", "linear", "sigmoid"])

@@ -311,6 +311,32 @@ def test_every_mlp_size_of_the_grid_is_kept_with_its_test_error_and_the_chosen_o
     assert fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
 
 
+def test_knn_k_is_the_one_with_the_lowest_validation_mse():
+    """kNN's k is the argmin over `neighbors` of the validation MSE, recomputed here on each fold's own
+    split (the fold's fit rows, standardised with its training rows), and its validation MSE is kept."""
+    from sklearn.model_selection import KFold, train_test_split
+    from sklearn.neighbors import KNeighborsRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_tabular("diabetes", max_rows=150)
+    config = RegressionCVConfig(**{**SMALL, "neighbors": (1, 3, 10, 40), "max_epochs": 1})
+    result = cross_validate_regression(config, data=data)
+    x, y = data.x, data.y.reshape(data.n, -1)
+    for fold, (train_index, _) in enumerate(KFold(2, shuffle=True, random_state=config.seed).split(x)):
+        fit_index, val_index = train_test_split(train_index, test_size=config.validation_fraction,
+                                                random_state=config.seed + fold)
+        x_scaler, y_scaler = StandardScaler().fit(x[train_index]), StandardScaler().fit(y[train_index])
+        scores = {}
+        for k in config.neighbors:
+            knn = KNeighborsRegressor(n_neighbors=k).fit(x_scaler.transform(x[fit_index]), y_scaler.transform(y[fit_index]))
+            scores[k] = float(np.mean((knn.predict(x_scaler.transform(x[val_index])) - y_scaler.transform(y[val_index])) ** 2))
+        best = min(scores, key=scores.get)
+        assert sorted(scores.values())[1] > 1.01 * scores[best], f"fold {fold}: no clear best k {scores}"
+        row = result.folds[fold]
+        assert row["k"] == best, f"fold {fold}: chose k={row['k']}, validation MSE per k {scores}"
+        assert row["knn_validation_mse"] == pytest.approx(scores[best], rel=1e-4)
+
+
 def test_test_folds_never_influence_the_choices():
     """Scrambling the targets of the test rows changes no choice and no validation loss."""
     base = load_tabular("diabetes", max_rows=150)
