@@ -251,8 +251,11 @@ def _read_member(archive: Path, member: str, read: Callable):
 
 
 def _standardize(array: np.ndarray) -> np.ndarray:
+    """Each column to mean 0 and standard deviation 1; a column with one value in every row to zeros
+    (compared exactly: the rounding of its mean gives a value like 0.1 a standard deviation of 1e-17)."""
     mean, std = array.mean(axis=0), array.std(axis=0)
-    return (array - mean) / np.where(std > 0, std, 1.0)
+    constant = (array == array[:1]).all(axis=0)                                  # (features,)
+    return np.where(constant, 0.0, (array - mean) / np.where(constant, 1.0, std))
 
 
 def read_archive(spec: TabularSpec, archive: Path) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
