@@ -352,3 +352,19 @@ def test_reestimate_batch_norm_averages_every_batch_and_refuses_none():
         reestimate_batch_norm(model, [model[1]], iter([]))
     torch.testing.assert_close((model[1].running_mean, model[1].running_var), before)
     assert model[1].momentum == 0.3
+
+
+def test_resnet110_is_resnet56_with_twice_the_blocks_and_parameters():
+    """ResNet-110 (n = 12) of the MN paper's remark on depth, "doubling the number of parameters" of
+    ResNet-56: n = 6's count plus 6 more blocks per stage, 6·(4544 + 53760 + 214016) (derivation above),
+    1.99 times as many; the same 256 features; iFiLM "all" = 3·3·12 + 3 shortcuts + final BN = 112."""
+    torch.manual_seed(0)
+    net = build_backbone("resnet110").eval()
+    assert net.depth == 110 and [len(stage) for stage in net.stages] == [12, 12, 12]
+    assert count(net) == PARAMETERS["resnet56"] + 6 * (4544 + 53760 + 214016) == 3_289_040
+    assert 1.95 < count(net) / PARAMETERS["resnet56"] < 2.0
+    with torch.no_grad():
+        features = net(torch.rand(2, 3, 32, 32))
+    assert features.shape == (2, 256) and torch.isfinite(features).all()
+    assert len(ifilm_modules(build_backbone("resnet110", ifilm="all"))) == 112
+    assert len(ifilm_modules(build_backbone("resnet110", ifilm="last"))) == 10
