@@ -26,8 +26,8 @@ def _regions(x, y, prob) -> list:
     """Predicted regions (light blue / light yellow) and the decision boundary P = 0.5 (black line),
     all computed in numpy: the grid's box in light blue, the cells of class 1 as light yellow
     rectangles over it, and the boundary line. Plain scatter traces, not a heatmap: plotly.js takes
-    a heatmap off the plot while an animation's scatter traces move, so the regions would blink out
-    in every frame."""
+    a heatmap off the plot while an animation's scatter traces move, and the regions blinked out
+    now and then while playing."""
     line_x, line_y = isoline_segments(x, y, prob, 0.5)
     edge_x, edge_y = cell_edges(x), cell_edges(y)
     box_x = np.array([edge_x[0], edge_x[-1], edge_x[-1], edge_x[0], np.nan])
