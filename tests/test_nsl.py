@@ -683,6 +683,55 @@ def test_a_predictor_gain_needs_an_output_batchnorm():
     assert NSConv2d(4, 6, mode="dynamic_uns", predictor="cnn", predictor_gain_init=0).predictor.output_norm.weight.sum() == 0
 
 
+@pytest.mark.parametrize("mode,options", [("dynamic_dns", {}), ("dynamic_dns", {"parametrization": "psd"}),
+                                          ("dynamic_uns", {}), ("dynamic_uns", {"parametrization": "symmetric"}),
+                                          ("dynamic_uns", {"parametrization": "psd"})])
+def test_without_the_identity_residual_the_predictor_gives_m_itself(mode, options):
+    """predictor_identity=False (the ablation of sec. 3.3.1's identity residuals): M is formed from the
+    predictor's output r exactly as M from I + r is, with I left out. Same weights, same input."""
+    torch.manual_seed(0)
+    with_identity = NSConv2d(4, 6, mode=mode, **options).eval()
+    without = NSConv2d(4, 6, mode=mode, predictor_identity=False, **options).eval()
+    without.load_state_dict(with_identity.state_dict())
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        r = with_identity.predictor(x)                                              # (B, K or K², H', W')
+        if mode == "dynamic_dns":
+            expected = r.square() if options else r                                 # psd: m = (0 + r)²
+        else:
+            p = r.view(2, 9, 9, 5, 5)
+            expected = {"free": p, "symmetric": 0.5 * (p + p.transpose(1, 2)),
+                        "psd": torch.einsum("bsrij,btrij->bstij", p * torch.ones(9, 9).tril().view(1, 9, 9, 1, 1),
+                                            p * torch.ones(9, 9).tril().view(1, 9, 9, 1, 1))}[options.get("parametrization", "free")]
+        torch.testing.assert_close(without.predict_similarity(x), expected)
+        assert float((with_identity.predict_similarity(x) - without.predict_similarity(x)).abs().max()) > 0.1
+        assert float(without.predict_similarity(x).abs().mean()) < 0.2             # M near 0, not near I
+
+
+def test_without_the_output_batchnorm_the_predictor_ends_in_its_conv():
+    """predictor_output_norm=False (sec. 7.1's unnormalised predictor): no BatchNorm after the output
+    conv, so M − I is that conv's output, a thousandth of the normalised one's size at the start; the
+    options that need the BatchNorm, or a predictor that has none, are refused by name."""
+    torch.manual_seed(0)
+    layer = NSConv2d(4, 6, mode="dynamic_dns", predictor="cnn", predictor_output_norm=False).train()
+    normalised = NSConv2d(4, 6, mode="dynamic_dns", predictor="cnn").train()
+    assert isinstance(layer.predictor.output_norm, nn.Identity)
+    assert isinstance(layer.predictor.hidden_norm, nn.BatchNorm2d)                   # the hidden one stays
+    x = torch.randn(3, 4, 7, 7)
+    h = F.relu(layer.predictor.hidden_norm(F.conv2d(x, layer.predictor.hidden_weight, padding=1)))
+    torch.testing.assert_close(layer.predict_similarity(x) - 1, F.conv2d(h, layer.predictor.output_weight, padding=1))
+    assert float((layer.predict_similarity(x) - 1).abs().max()) < 0.05 < float((normalised.predict_similarity(x) - 1).abs().max())
+    with pytest.raises(ValueError, match=r"predictor_gain_init=0 sets .* has it switched off \(predictor_output_norm=False\)"):
+        NSConv2d(4, 6, mode="dynamic_dns", predictor_output_norm=False, predictor_gain_init=0)
+    for mode, options in (("dynamic_uns", {}), ("dynamic_dns", {"predictor": "linear"})):
+        with pytest.raises(ValueError, match="predictor_output_norm=False drops the predictor's output BatchNorm, "
+                                             "and the .* predictor of .* has none"):
+            NSConv2d(4, 6, mode=mode, predictor_output_norm=False, **options)
+    for name in ("predictor_identity", "predictor_output_norm"):
+        with pytest.raises(ValueError, match=f"{name} must be True or False, got 'no'"):
+            NSConv2d(4, 6, mode="dynamic_dns", **{name: "no"})
+
+
 @pytest.mark.parametrize("impl,recompute", [("taps", False), ("taps", True), ("patches", False)])
 def test_dynamic_dns_gradients_can_be_differentiated_again(impl, recompute):
     """create_graph through every dynamic path (gradient penalties, MAXL's look-ahead step): gradgradcheck

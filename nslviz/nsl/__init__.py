@@ -17,7 +17,9 @@ Modes (`NSL_MODES`; "none" is a plain nn.Conv2d):
 Options of every mode: `kernel_shape=True` learns M = D·R with a binary diagonal D (eq. 4-5);
 `parametrization` "symmetric" or "psd" (M = LLᵀ through a Cholesky factor, sec. 3.4);
 `nonzeros_per_row=k` keeps k entries in each row of a UNS matrix (hard sparsity; k = 1, a shift per tap);
-dynamic modes: `predictor` (its kind), `predictor_hidden`, `predictor_gain_init`, `shared_predictor`;
+dynamic modes: `predictor` (its kind), `predictor_hidden`, `predictor_gain_init`, `shared_predictor`,
+and the ablations `predictor_identity=False` (M = predictor(X), no identity residual) and
+`predictor_output_norm=False` (no BatchNorm on the predictor's output);
 `l2_weight` / `l1_weight` penalties, returned by `NSConv2d.regularization()` for the trainer to add.
 
 Static similarity folds into an ordinary kernel W_eff[f, c, t] = Σ_s W[f, c, s] M_st (the paper's
@@ -43,6 +45,9 @@ Deviations from the official code (wy1iu/NSL; docs/official-code.md §B and §C)
 * `predictor_gain_init` (default 1, as officially) is ours: at 0 the predictor's output BatchNorm
   starts with γ = 0, so M = I exactly and the dynamic network starts as the plain one
   (SimilarityPredictor's docstring; docs/not-reproduced.md measures it on the generated gratings).
+* `predictor_identity` and `predictor_output_norm` (default True, as officially) are ours: they take
+  out the identity residual of sec. 3.3.1 and the output normalisation of sec. 7.1, the two things
+  the paper says dynamic NSN needs to converge.
 * L2 on the static UNS matrix keeps the official 5e-3 · ½‖M‖²_F (pulling M toward 0, not I) as
   the default of `l2_weight` for static_uns; every other penalty defaults to 0.
 

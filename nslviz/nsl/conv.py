@@ -168,6 +168,10 @@ class NSConv2d(nn.Module):
                        free: a quadratic form of the patch); predictor_hidden (64 DNS / 128 UNS; not linear);
                        predictor_gain_init, the starting scale γ of the predictor's output BatchNorm
                        (1 as officially; 0: M = I exactly at the start, see SimilarityPredictor);
+                       predictor_identity=False predicts M itself, not M − I (sec. 3.3.1's "identity
+                       residuals" taken out); predictor_output_norm=False drops the predictor's output
+                       BatchNorm (sec. 7.1 by Table 1: with a CNN predictor left unnormalised, dynamic
+                       NSN "can not converge"). Both are ablations, not in the official code;
       shared_predictor a SharedSimilarityPredictor used by several layers (sec. 3.3.2)
       l2_weight        l2 · ½‖M‖²_F (default: 5e-3 for static_uns as officially, else 0)
       l1_weight        l1 · ‖M‖₁ (sparsity, sec. 3.4); dynamic modes: mean over samples and positions
@@ -185,7 +189,8 @@ class NSConv2d(nn.Module):
                  dns_init: str = "ones", parametrization: str = "free", nonzeros_per_row: int | None = None,
                  kernel_shape: bool = False, shape_threshold: float = 0.5,
                  shape_init: float = 1.0, predictor: str = "sphere", predictor_hidden: int | None = None,
-                 predictor_gain_init: float = 1.0,
+                 predictor_gain_init: float = 1.0, predictor_identity: bool = True,
+                 predictor_output_norm: bool = True,
                  shared_predictor: SharedSimilarityPredictor | None = None, l2_weight: float | None = None,
                  l1_weight: float = 0.0, dynamic_impl: str = "auto", recompute_taps: bool = RECOMPUTE_TAPS):
         super().__init__()
@@ -208,7 +213,9 @@ class NSConv2d(nn.Module):
         self.dynamic, self.diagonal = mode.startswith("dynamic"), mode.endswith("dns")
         self.taps = k * k
         self.l2_weight, self.l1_weight, self.dynamic_impl = float(l2_weight), float(l1_weight), dynamic_impl
-        check_flags(recompute_taps=recompute_taps, kernel_shape=kernel_shape, bias=bias)
+        check_flags(recompute_taps=recompute_taps, kernel_shape=kernel_shape, bias=bias,
+                    predictor_identity=predictor_identity, predictor_output_norm=predictor_output_norm)
+        self.predictor_identity = predictor_identity
         if dynamic_impl == "taps" and not (self.dynamic and self.diagonal):
             raise ValueError(f"dynamic_impl='taps' computes dynamic DNS only, mode is {mode!r}; use 'auto' or "
                              f"'patches'")
@@ -240,7 +247,8 @@ class NSConv2d(nn.Module):
         if self.dynamic:
             self.predictor = SimilarityPredictor(in_channels, self.diagonal, kernel_size=k, stride=stride,
                                                  padding=padding, hidden=predictor_hidden, kind=predictor,
-                                                 shared=shared_predictor, gain_init=predictor_gain_init)
+                                                 shared=shared_predictor, gain_init=predictor_gain_init,
+                                                 output_norm=predictor_output_norm)
         else:
             self.similarity = nn.Parameter(self._static_init(dns_init))
         self.shape_scores = nn.Parameter(torch.full((self.taps,), float(shape_init))) if kernel_shape else None
@@ -297,14 +305,15 @@ class NSConv2d(nn.Module):
             return self._similarity_from_residual(residual.to(torch.promote_types(residual.dtype, torch.float32)))
 
     def _similarity_from_residual(self, residual: torch.Tensor) -> torch.Tensor:
+        identity = float(self.predictor_identity)                             # M = I + r, or M = r
         if self.diagonal:
-            m = 1 + residual
+            m = identity + residual
             if self.parametrization == "psd":
                 m = m.square()
         else:
             batch, _, out_h, out_w = residual.shape
             p = residual.view(batch, self.taps, self.taps, out_h, out_w)
-            eye = torch.eye(self.taps, device=p.device, dtype=p.dtype).view(1, self.taps, self.taps, 1, 1)
+            eye = identity * torch.eye(self.taps, device=p.device, dtype=p.dtype).view(1, self.taps, self.taps, 1, 1)
             if self.parametrization == "symmetric":
                 m = eye + 0.5 * (p + p.transpose(1, 2))
             elif self.parametrization == "psd":

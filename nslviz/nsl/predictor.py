@@ -12,6 +12,7 @@ from .._checks import check_choice, check_positive, is_integer
 from .sphere import he_std, sphere_conv2d
 
 PREDICTORS = ("sphere", "full_sphere", "cnn", "linear")
+HAVE_OUTPUT_NORM = "dynamic DNS with predictor 'sphere', 'full_sphere' or 'cnn' has one, and UNS with 'cnn'"
 BN_EPS = 1e-3              # official hand-written BatchNorm
 
 
@@ -94,7 +95,7 @@ class SimilarityPredictor(nn.Module):
 
     def __init__(self, in_channels: int, diagonal: bool, *, kernel_size: int = 3, stride: int = 1, padding: int = 1,
                  hidden: int | None = None, kind: str = "sphere", shared: SharedSimilarityPredictor | None = None,
-                 gain_init: float = 1.0):
+                 gain_init: float = 1.0, output_norm: bool = True):
         super().__init__()
         check_choice("similarity predictor", kind, PREDICTORS)
         k = _kernel_size(kernel_size)
@@ -128,15 +129,19 @@ class SimilarityPredictor(nn.Module):
             self.output_weight = nn.Parameter(torch.randn(outputs, hidden, 3, 3) * (1e-3 * he_std(hidden, 3)))
         self.hidden = hidden
         normalize_both = (diagonal or kind == "cnn") and kind != "linear"
+        if not output_norm and not normalize_both:
+            raise ValueError(f"predictor_output_norm=False drops the predictor's output BatchNorm, and the {kind!r} "
+                             f"predictor of {'DNS' if diagonal else 'UNS'} has none ({HAVE_OUTPUT_NORM})")
         self.hidden_norm = batch_norm2d(hidden) if normalize_both else nn.Identity()
-        self.output_norm = batch_norm2d(outputs) if normalize_both else nn.Identity()
+        self.output_norm = batch_norm2d(outputs) if normalize_both and output_norm else nn.Identity()
         check_positive("predictor_gain_init", gain_init, minimum=0)
-        if normalize_both:
+        if isinstance(self.output_norm, nn.BatchNorm2d):
             nn.init.constant_(self.output_norm.weight, float(gain_init))
         elif gain_init != 1:
             raise ValueError(f"predictor_gain_init={gain_init!r} sets the scale of the predictor's output BatchNorm, "
-                             f"and the {kind!r} predictor of {'DNS' if diagonal else 'UNS'} has none (dynamic DNS "
-                             f"with predictor 'sphere', 'full_sphere' or 'cnn' has one, and UNS with 'cnn')")
+                             f"and the {kind!r} predictor of {'DNS' if diagonal else 'UNS'} "
+                             + ("has it switched off (predictor_output_norm=False)" if normalize_both else
+                                f"has none ({HAVE_OUTPUT_NORM})"))
 
     def weights(self) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(hidden-layer weight, output-layer weight); the linear predictor has no hidden layer (None)."""
