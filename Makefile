@@ -88,6 +88,7 @@ bench: setup
 	$(PY) benchmarks/bench_feature_heads.py
 	$(PY) benchmarks/bench_threads.py
 	$(PY) benchmarks/bench_reader.py
+	$(PY) benchmarks/bench_few_shot.py
 
 # Every notebook executed in quick mode as a standalone page, with an index of thumbnails and times:
 # site/index.html. `python -m nslviz site --only 01_spiral_toy` rebuilds one page.

@@ -11,6 +11,9 @@ run's validation accuracy by epoch, and the parameter counts.
         --predictor-lr-scale 0.1 --seeds 0 1 2 3 4 --out benchmarks/results/synthetic_nsl_cpu.json   # gratings
     python benchmarks/digits_runs.py --family nsl --dataset synthetic --variants cnn dynamic_dns --epochs 4 \
         --predictor-gain-init 0 --threads 2 --out benchmarks/results/synthetic_nsl_gain0_cpu.json   # M = I at the start
+    python benchmarks/digits_runs.py --family nsl --variants cnn dynamic_dns dynamic_dns_no_identity \
+        dynamic_dns_cnn_predictor dynamic_dns_cnn_predictor_no_norm --epochs 8 --seeds 0 1 2 --threads 2 \
+        --out benchmarks/results/digits_nsl_predictor_ablations_cpu.json    # without the identity / normalisation
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --seeds 0 1 2 3 4 5 6 7 8 9
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --values fixed --methods mn mn_ifilm
     python benchmarks/digits_runs.py --family mn --recipe cli --epochs 5 --threads 1 --methods vanilla maxl \
@@ -47,7 +50,8 @@ import torch
 from nslviz.analysis.finetuning import dictionary_state
 from nslviz.neighborhoods import CLASS_VALUE_KINDS
 from nslviz.training.config import DICTIONARY_INITS, PRESET_FIELDS, TrainConfig
-from nslviz.experiments.compare import NSL_VARIANTS, QUICK_DATASETS, nsl_variant_config, quick_config
+from nslviz.experiments.compare import (NSL_ABLATION_VARIANTS, NSL_VARIANTS, QUICK_DATASETS,
+                                       nsl_variant_config, quick_config)
 from nslviz.training.rundir import RunDirectory, load_run
 from nslviz.training.trainer import train
 from _results import compare, save_result  # noqa: E402  (benchmarks/_results.py)
@@ -101,8 +105,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--alpha", type=float, default=None, help="MN family: initial inner step size (preset: 0.05)")
     parser.add_argument("--values", choices=CLASS_VALUE_KINDS, default=None,
                         help="MN family: learnable soft values (preset) or fixed one-hot classes (official --fix_v)")
-    parser.add_argument("--variants", nargs="+", choices=NSL_VARIANTS, default=None,
-                        help="NSL family: a subset of NSL Table 4's rows, cnn among them (default: all)")
+    parser.add_argument("--variants", nargs="+", choices=(*NSL_VARIANTS, *NSL_ABLATION_VARIANTS), default=None,
+                        help="NSL family: a subset of NSL Table 4's rows and of the CNN-9 ablations (Tables 1-3, "
+                             "sec. 3.4), cnn among them (default: Table 4's rows)")
     parser.add_argument("--dataset", choices=QUICK_DATASETS, default=None,
                         help="NSL family: digits (default), or synthetic (the generated oriented gratings)")
     parser.add_argument("--predictor-lr-scale", type=float, default=None,

@@ -298,6 +298,19 @@ def _threads(r: dict) -> list[str]:
         "Here the extra threads share the cores; under a quota they share the quota's time.", ""] + _shared(r)
 
 
+@renders("few_shot_episode_batch", "Few-shot test episodes adapted together (notebook 10's quick mode)")
+def _few_shot_episode_batch(r: dict) -> list[str]:
+    base, quick = str(r["baseline_episode_batch"]), str(r["quick_episode_batch"])
+    return table(["episodes adapted together", "seconds for the four runs", "time against " + base],
+                 [[b + (" (quick mode)" if b == quick else " (full mode)" if b == "25" else ""), num(t),
+                   f"{r['time_over_baseline'][b]}×"] for b, t in r["median_seconds"].items()]) + [
+        f"Notebook 10's runs ({', '.join(r['runs'])}) adapted on {r['episodes']} test episodes of "
+        f"{r['finetune_epochs']} finetuning epochs each, after one pretraining; median of interleaved rounds, "
+        f"{r['environment']['threads']} thread(s), {r['environment']['device_name']}. Every episode's accuracy is "
+        f"the same at every batch size: {'yes' if r['same_accuracies'] else 'no'}. On this CPU the smaller batches "
+        "are the faster; a GPU wants the large one.", ""]
+
+
 def _shared(r: dict) -> list[str]:
     """bench_threads' processes that share the CPUs at once, if it ran them."""
     shared = r.get("shared")
@@ -404,15 +417,24 @@ def _digits_mn(r: dict) -> list[str]:
     return lines
 
 
-@renders("digits_nsl", "NSL variants on `digits`", _digits_subtitle)
+def _digits_nsl_subtitle(r: dict) -> str:
+    """The variants where a run trained other rows than Table 4's, then the epochs and seeds."""
+    from nslviz.experiments.compare import NSL_TABLES
+    variants = list(r["mean_test_acc"])
+    return ("" if set(variants) == set(NSL_TABLES["4"]) else f"{', '.join(variants)}; ") + _digits_subtitle(r)
+
+
+@renders("digits_nsl", "NSL variants on `digits`", _digits_nsl_subtitle)
 def _digits_nsl(r: dict) -> list[str]:
     from nslviz.paper import nsl_table4_row
     paper_row = nsl_table4_row("cifar10")
-    rows = [[v, f"{pct(acc)} ± {100 * r['std_test_acc'][v]:.1f}", f"{r['parameters'][v]:,}", r["mean_seconds"][v],
-             paper_row.get(v)] for v, acc in r["mean_test_acc"].items()]
-    return table(["variant", "test accuracy", "parameters", "seconds a run", "paper, CIFAR-10 accuracy (NSL Table 4)"],
-                 rows) + [f"{r['backbone']} at {r['image_size']}×{r['image_size']}, {r['epochs']} epochs, "
-                          f"{len(r['seeds'])} seeds, {r['threads']} thread(s)" + (f"; {r['note']}" if r.get("note") else "")
+    rows = [[v, f"{pct(acc)} ± {100 * r['std_test_acc'][v]:.1f}",
+             paired((r.get("vs_vanilla") or {}).get(v)) if v != "cnn" else None, f"{r['parameters'][v]:,}",
+             r["mean_seconds"][v], paper_row.get(v)] for v, acc in r["mean_test_acc"].items()]
+    return table(["variant", "test accuracy", "paired − cnn, points [95 % CI], seeds above/level/below", "parameters",
+                  "seconds a run", "paper, CIFAR-10 accuracy (NSL Table 4)"], rows) + [f"{r['backbone']} at {r['image_size']}×{r['image_size']}, {r['epochs']} epochs, "
+                          f"{len(r['seeds'])} seeds, {r['threads']} thread(s){_gain_text(r)}"
+                          + (f"; {r['note']}" if r.get("note") else "")
                           + ".", ""]
 
 
@@ -704,7 +726,7 @@ TOPICS: list[tuple[str, str, list[str]]] = [
       "nsl_forward_backward"]),
     ("Speed", "MN, iFiLM, the thread count and the ImageNet reader. Each ratio is against a baseline measured in the same run.",
      ["inner_loop", "regression_step", "feature_heads", "train_step_and_inference", "backbones_ifilm", "augment",
-      "threads", "reader"]),
+      "threads", "reader", "few_shot_episode_batch"]),
 ]
 OTHER = ("Other results", "Benchmarks without a part of this page yet.")
 

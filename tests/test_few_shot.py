@@ -303,6 +303,16 @@ def test_run_few_shot_is_deterministic_and_beside_table6():
         FewShotConfig(nsl="dynamic_dns", method="maml")
 
 
+@pytest.mark.parametrize("nsl,method", [("static_dns", "finetune"), ("dynamic_dns", "finetune"), ("static_dns", "maml")])
+def test_the_episodes_adapted_together_change_no_accuracy(nsl, method):
+    """episode_batch only groups the test episodes for speed (quick mode adapts 4 at once on the CPU, full
+    mode 25 for a GPU): every episode's accuracy is the same at 1, 2 and all 5 at once."""
+    small = dict(dataset_options={"num_classes": 20, "per_class": 8}, episodes=5, way=3, shot=1, query=2,
+                 pretrain_epochs=1, finetune_epochs=2, meta_iterations=1, image_size=16, nsl=nsl, method=method)
+    accuracies = [run_few_shot(FewShotConfig(**small, episode_batch=batch)).accuracies for batch in (1, 2, 5)]
+    assert all(torch.equal(a, accuracies[0]) for a in accuracies[1:]), accuracies
+
+
 def test_few_shot_runs_on_the_cnn9_of_table6s_last_row():
     """backbone "cnn9": the CIFAR CNN-9 of NSL Table 4 pretrained and adapted like the CNN-4 (static M
     finetuned per episode through it too); only dynamic NSN on it has a Table 6 row."""

@@ -241,6 +241,10 @@ NSL_ABLATION_VARIANTS: dict[str, tuple[str, dict]] = {
     "static_uns_sparse": ("static_uns", {"nonzeros_per_row": 3}),                # hard sparsity: 3 taps read
     "static_uns_shift": ("static_uns", {"nonzeros_per_row": 1}),                 # sparsity-one: a shift per tap
     "dynamic_dns_shared": ("dynamic_dns", {"shared_predictor": True}),           # Table 3: shared predictor
+    # what the paper says dynamic NSN needs to converge, taken out (ablations, no paper number):
+    "dynamic_dns_no_identity": ("dynamic_dns", {"predictor_identity": False}),   # sec. 3.3.1: M, not M − I
+    "dynamic_dns_cnn_predictor_no_norm": ("dynamic_dns", {"predictor": "cnn",    # sec. 7.1: CNN predictor,
+                                                          "predictor_output_norm": False}),   # output unnormalised
 }
 NSL_GLOBAL_VARIANTS: dict[str, tuple[str, dict]] = {                              # Table 8
     "cnn_global": ("spherenet9_plain", {}),

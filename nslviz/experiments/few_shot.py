@@ -118,10 +118,10 @@ class FewShotConfig:
 
 # What quick mode (notebook 10, `few-shot --quick`) runs: 100 generated glyph classes of 30 images at
 # 32 px, 3 pretraining epochs, 60 test episodes (enough for intervals of about a point) of 25
-# finetuning epochs, 5 MAML steps of 2 tasks, on the CPU: about 75 s for notebook 10's four runs on
-# 2 CPU cores
+# finetuning epochs, 5 MAML steps of 2 tasks, on the CPU, 4 test episodes adapted at once (the same
+# numbers as any other count; on a CPU a fifth less time than 10, benchmarks/bench_few_shot.py)
 QUICK_FEW_SHOT = dict(dataset="glyphs", dataset_options={"per_class": 30}, data_dir=None, image_size=None, episodes=60,
-                      pretrain_epochs=3, finetune_epochs=25, meta_iterations=5, meta_batch=2, episode_batch=10,
+                      pretrain_epochs=3, finetune_epochs=25, meta_iterations=5, meta_batch=2, episode_batch=4,
                       device="cpu")
 
 
