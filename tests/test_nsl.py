@@ -683,6 +683,21 @@ def test_a_predictor_gain_needs_an_output_batchnorm():
     assert NSConv2d(4, 6, mode="dynamic_uns", predictor="cnn", predictor_gain_init=0).predictor.output_norm.weight.sum() == 0
 
 
+def test_a_dilated_convolution_is_a_static_dns_layer_with_a_fixed_sparse_mask():
+    """Sec. 3.4: dilation is a structural and sparse M_s. The snippet of docs/nsl-paper-tables.md: a 5×5
+    static DNS layer keeping the 9 taps of the dilation-2 grid is the 3×3 convolution with dilation 2."""
+    torch.manual_seed(0)
+    layer = NSConv2d(3, 4, kernel_size=5, mode="static_dns")
+    mask = torch.zeros(5, 5)
+    mask[::2, ::2] = 1
+    with torch.no_grad():
+        layer.similarity.copy_(mask.flatten())
+    x = torch.randn(2, 3, 9, 9)
+    dilated = F.conv2d(x, layer.weight[:, :, ::2, ::2], padding=2, dilation=2)
+    torch.testing.assert_close(layer(x), dilated)
+    torch.testing.assert_close(layer.to_conv2d()(x), dilated)                 # folded: a sparse 5×5 kernel
+
+
 @pytest.mark.parametrize("mode,options", [("dynamic_dns", {}), ("dynamic_dns", {"parametrization": "psd"}),
                                           ("dynamic_uns", {}), ("dynamic_uns", {"parametrization": "symmetric"}),
                                           ("dynamic_uns", {"parametrization": "psd"})])
