@@ -3,8 +3,8 @@ test-time adaptation (`run_named`: finetuning, or MAML's inner loop, on 60 episo
 `episode_batch` episodes vectorised at once, against `--baseline` in the same run, interleaved rounds.
 
 Batching the episodes changes no number (the accuracies of every episode are compared); on a CPU a
-smaller batch is faster, where a GPU wants a large one (the full-mode default, 25). Pretraining runs once, outside the timing. Prints one JSON object and writes
-benchmarks/results/few_shot_episode_batch_cpu.json.
+smaller batch is faster, where a GPU wants a large one (the full-mode default, 25). Pretraining runs
+once, outside the timing. Prints one JSON object and writes benchmarks/results/few_shot_episode_batch_cpu.json.
 Usage: python benchmarks/bench_few_shot.py [--batches 2 4 10 25] [--baseline 25] [--rounds 2] [--threads N]
 """
 from __future__ import annotations

@@ -300,9 +300,10 @@ def _threads(r: dict) -> list[str]:
 
 @renders("few_shot_episode_batch", "Few-shot test episodes adapted together (notebook 10's quick mode)")
 def _few_shot_episode_batch(r: dict) -> list[str]:
-    base, quick = str(r["baseline_episode_batch"]), str(r["quick_episode_batch"])
+    from nslviz.experiments.few_shot import FewShotConfig
+    base, quick, full = str(r["baseline_episode_batch"]), str(r["quick_episode_batch"]), str(FewShotConfig.episode_batch)
     return table(["episodes adapted together", "seconds for the four runs", "time against " + base],
-                 [[b + (" (quick mode)" if b == quick else " (full mode)" if b == "25" else ""), num(t),
+                 [[b + (" (quick mode)" if b == quick else " (full mode)" if b == full else ""), num(t),
                    f"{r['time_over_baseline'][b]}×"] for b, t in r["median_seconds"].items()]) + [
         f"Notebook 10's runs ({', '.join(r['runs'])}) adapted on {r['episodes']} test episodes of "
         f"{r['finetune_epochs']} finetuning epochs each, after one pretraining; median of interleaved rounds, "
@@ -432,10 +433,9 @@ def _digits_nsl(r: dict) -> list[str]:
              paired((r.get("vs_vanilla") or {}).get(v)) if v != "cnn" else None, f"{r['parameters'][v]:,}",
              r["mean_seconds"][v], paper_row.get(v)] for v, acc in r["mean_test_acc"].items()]
     return table(["variant", "test accuracy", "paired − cnn, points [95 % CI], seeds above/level/below", "parameters",
-                  "seconds a run", "paper, CIFAR-10 accuracy (NSL Table 4)"], rows) + [f"{r['backbone']} at {r['image_size']}×{r['image_size']}, {r['epochs']} epochs, "
-                          f"{len(r['seeds'])} seeds, {r['threads']} thread(s){_gain_text(r)}"
-                          + (f"; {r['note']}" if r.get("note") else "")
-                          + ".", ""]
+                  "seconds a run", "paper, CIFAR-10 accuracy (NSL Table 4)"], rows) + [
+        f"{r['backbone']} at {r['image_size']}×{r['image_size']}, {r['epochs']} epochs, {len(r['seeds'])} seeds, "
+        f"{r['threads']} thread(s){_gain_text(r)}" + (f"; {r['note']}" if r.get("note") else "") + ".", ""]
 
 
 def _gain_text(r: dict) -> str:
