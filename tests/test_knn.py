@@ -10,7 +10,7 @@ from nslviz.analysis import knn
 from nslviz.analysis.knn import (ConstantModel, finetune_on_neighborhoods, knn_by_finetuning, knn_class_probabilities,
                                  linear_finetuning_path, local_linear_regression, nearest_neighbors,
                                  neighborhood_attention)
-from nslviz.experiments.knn import KnnToyConfig, derivation_checks, derivation_data, run_knn_toy
+from nslviz.experiments.knn import KnnToyConfig, derivation_checks, derivation_data, posterior_checks, run_knn_toy
 
 X, Y, LABELS, QUERIES = derivation_data(n_train=300, n_query=80)
 
@@ -61,6 +61,64 @@ def test_gradient_steps_of_a_linear_model_converge_to_local_linear_regression():
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.05
 
 
+def _posterior_mean_by_quadrature(values: np.ndarray, prior: float, prior_variance: float) -> np.ndarray:
+    """E[C] for each row of neighbor values (Q, k): prior N(prior, τ²), likelihood Π_j N(y_j; C, 1)^(1/k),
+    integrated on a fine grid of C in float64: a reference that uses no closed form."""
+    grid = np.linspace(-12.0, 12.0, 200_001)                                    # (G,) values of C
+    log_density = (-(grid - prior) ** 2 / (2 * prior_variance)
+                   - ((grid[None, :, None] - values[:, None, :]) ** 2).mean(-1) / 2)   # (Q, G)
+    weights = np.exp(log_density - log_density.max(1, keepdims=True))
+    return (weights * grid).sum(1) / weights.sum(1)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2, 0.4])
+def test_one_step_from_a_prior_is_the_gaussian_posterior_mean(alpha):
+    """MN sec. 2.1: the constant stepped once from C₀ is E[C | neighbors] under N(C₀, τ²) with
+    τ²/σ² = 2α/(1 - 2α), against a posterior integrated numerically (σ = 1)."""
+    k, prior = 5, 0.7
+    step = knn.step_from_prior(X, Y, QUERIES[:12], k, prior, alpha)
+    values = Y[nearest_neighbors(X, QUERIES[:12], k).numpy()]                   # (Q, k)
+    ratio = knn.prior_to_noise_ratio(alpha)
+    assert ratio == pytest.approx(2 * alpha / (1 - 2 * alpha))
+    np.testing.assert_allclose(step, _posterior_mean_by_quadrature(values, prior, ratio), atol=1e-9)
+    np.testing.assert_allclose(knn.gaussian_posterior_mean(X, Y, QUERIES[:12], k, prior, ratio), step, atol=1e-13)
+    np.testing.assert_allclose(step, (1 - 2 * alpha) * prior + 2 * alpha * values.mean(1), atol=1e-13)
+
+
+def test_the_posterior_reading_at_its_ends_and_with_several_outputs():
+    """α = 0 keeps the prior, α = C/2 is a flat prior (kNN); with C outputs the data's weight is 2α/C."""
+    assert knn.prior_to_noise_ratio(0.0) == 0.0 and knn.prior_to_noise_ratio(0.5) == float("inf")
+    np.testing.assert_array_equal(knn.step_from_prior(X, Y, QUERIES, 3, -1.5, 0.0), -1.5)
+    np.testing.assert_allclose(knn.gaussian_posterior_mean(X, Y, QUERIES, 3, -1.5, float("inf")),
+                               knn_by_finetuning(X, Y, QUERIES, 3), atol=1e-13)
+    two = np.column_stack([Y, np.cos(Y)])
+    ratio = knn.prior_to_noise_ratio(0.5, outputs=2)                             # λ = 1/2: τ² = σ²
+    assert ratio == pytest.approx(1.0)
+    np.testing.assert_allclose(knn.step_from_prior(X, two, QUERIES, 4, 0.3, 0.5),
+                               (0.3 + knn_by_finetuning(X, two, QUERIES, 4)) / 2, atol=1e-13)
+    np.testing.assert_allclose(knn.gaussian_posterior_mean(X, two, QUERIES, 4, 0.3, ratio),
+                               knn.step_from_prior(X, two, QUERIES, 4, 0.3, 0.5), atol=1e-13)
+    with pytest.raises(ValueError, match=r"step_size must be in \[0, 0.5\] \(C/2 for C = 1 outputs\) to be a "
+                                         r"posterior mean, got 0.6: a larger step overshoots"):
+        knn.prior_to_noise_ratio(0.6)
+    with pytest.raises(ValueError, match=r"step_size must be in \[0, 1\]"):
+        knn.prior_to_noise_ratio(-0.1, outputs=2)
+    with pytest.raises(ValueError, match="prior must be a finite number .* got nan"):
+        knn.step_from_prior(X, Y, QUERIES, 3, float("nan"), 0.1)
+    with pytest.raises(ValueError, match="prior must be a finite number .* got '0'"):
+        knn.gaussian_posterior_mean(X, Y, QUERIES, 3, "0", 1.0)
+    with pytest.raises(ValueError, match=r"prior_to_noise \(τ²/σ²\) must be >= 0, got -1"):
+        knn.gaussian_posterior_mean(X, Y, QUERIES, 3, 0.0, -1)
+
+
+def test_posterior_checks_table():
+    rows = posterior_checks(step_sizes=(0.0, 0.1, 0.5), k=4, seed=1)
+    assert [row["step size α"] for row in rows] == [0.0, 0.1, 0.5]
+    assert [row["prior to noise τ²/σ²"] for row in rows] == [0.0, pytest.approx(0.25), float("inf")]
+    assert [row["weight on the neighbors λ"] for row in rows] == [0.0, pytest.approx(0.2), pytest.approx(1.0)]
+    assert all(row["one step vs posterior mean: max |Δ|"] < 1e-13 for row in rows)
+
+
 def test_neighborhoods_and_errors():
     attention = neighborhood_attention(X, QUERIES, 6)
     assert attention.shape == (80, 300) and torch.allclose(attention.sum(1), torch.ones(80, dtype=torch.float64))
@@ -91,12 +149,33 @@ def test_toy_runs_every_fit():
     s = result.summary()
     assert s["knn_mse"][1] > s["knn_mse"][5] > 0                # 1-NN chases the noise
     assert np.isfinite(s["mlp_mse"]) and all(np.isfinite(v) for v in s["mn_mse"].values())
+    # the constant stepped from the prior (the samples' mean): the prior itself at α = 0, 1-NN at α = 1/2
+    assert result.prior == pytest.approx(result.y_train.mean()) and set(result.from_prior) == set(config.step_sizes)
+    np.testing.assert_allclose(result.from_prior[0.0], result.prior, atol=1e-12)
+    np.testing.assert_allclose(result.from_prior[0.5], result.knn[1], atol=1e-12)
+    assert s["from_prior_mse"][0.5] == s["knn_mse"][1] and s["prior_neighbors"] == 1
+
+
+def test_a_little_trust_in_the_prior_beats_one_neighbor_and_not_five():
+    """Notebook 02's step 4 (default toy, both modes: no training involved): with one neighbor the test MSE
+    is lowest at α = 0.45, below 1-NN's; with five, α = 1/2 (kNN) is lowest."""
+    mse = {}
+    for k, best in ((1, 0.45), (5, 0.5)):
+        config = KnnToyConfig(prior_neighbors=k, neighbors=(1,), temperatures=(0.1,), max_epochs=1).quick()
+        mse[k] = run_knn_toy(config).test_mse["from_prior"]
+        assert min(mse[k], key=mse[k].get) == best, mse[k]
+    quoted = {(1, 0.0): 0.60, (1, 0.45): 0.170, (1, 0.5): 0.180, (5, 0.45): 0.113, (5, 0.5): 0.110}   # notebook 02
+    assert {key: round(mse[key[0]][key[1]], 2 if key[1] == 0 else 3) for key in quoted} == quoted
 
 
 def test_the_toy_refuses_a_k_beyond_its_points_and_empty_grids():
     with pytest.raises(ValueError, match="neighbors k=300 is more than the 60 points of the toy"):
         KnnToyConfig(points=60, neighbors=(5, 300))
-    for name in ("neighbors", "temperatures"):
+    with pytest.raises(ValueError, match="prior_neighbors k=61 is more than the 60 points of the toy"):
+        KnnToyConfig(points=60, neighbors=(5,), prior_neighbors=61)
+    with pytest.raises(ValueError, match=r"step_size must be in \[0, 0.5\].*got 0.7"):
+        KnnToyConfig(step_sizes=(0.5, 0.7))
+    for name in ("neighbors", "temperatures", "step_sizes"):
         with pytest.raises(ValueError, match=f"{name} must hold at least one value, got none"):
             KnnToyConfig(**{name: ()})
 

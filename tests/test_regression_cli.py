@@ -82,6 +82,8 @@ def test_knn_toy_command(capsys, monkeypatch):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("knn-toy: test MSE kNN best k=")
     assert set(json.loads(lines[-1])["knn_mse"]) == {"1", "5"}
+    assert "| one step from the prior (k=1) best α=" in lines[0]
+    assert set(json.loads(lines[-1])["from_prior_mse"]) == {"0.0", "0.1", "0.2", "0.3", "0.4", "0.45", "0.5"}
 
 
 def test_an_unknown_option_is_named_by_the_command_usage(capsys):

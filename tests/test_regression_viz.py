@@ -15,9 +15,9 @@ def toy():
         config=KnnToyConfig(), x_train=grid, y_train=curve, grid=grid, truth=curve,
         knn={1: curve, 5: curve * 0.9, 20: curve * 0.5}, local_linear={5: curve, 20: curve * 0.8},
         mlp=curve * 0.7, mn={0.01: curve, 0.1: curve, 1.0: curve}, mn_keys={t: grid[:4] for t in (0.01, 0.1, 1.0)},
-        mn_values={t: curve[:4] for t in (0.01, 0.1, 1.0)},
-        test_mse={"knn": {1: 0.2, 5: 0.1, 20: 0.15}, "local_linear": {5: 0.11, 20: 0.12}, "mlp": 0.14,
-                  "mn": {0.01: 0.13, 0.1: 0.1, 1.0: 0.09}})
+        mn_values={t: curve[:4] for t in (0.01, 0.1, 1.0)}, from_prior={a: 2 * a * curve for a in (0.0, 0.25, 0.5)},
+        prior=0.0, test_mse={"knn": {1: 0.2, 5: 0.1, 20: 0.15}, "local_linear": {5: 0.11, 20: 0.12}, "mlp": 0.14,
+                             "mn": {0.01: 0.13, 0.1: 0.1, 1.0: 0.09}, "from_prior": {0.0: 0.5, 0.25: 0.2, 0.5: 0.2}})
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,18 @@ def test_toy_figures(toy):
     assert list(fig.layout.xaxis.tickvals) == [1, 5, 20] and list(fig.layout.xaxis2.ticktext) == ["0.01", "0.1", "1"]
 
 
+def test_prior_to_knn_figure_starts_at_knn_and_steps_through_every_step_size(toy):
+    fig = viz.prior_to_knn_figure(toy)
+    _labelled(fig)
+    _slider_ok(fig, 3)
+    assert [step.label for step in fig.layout.sliders[0].steps] == ["0", "0.25", "0.5"]
+    assert fig.layout.sliders[0].active == 2                               # α = 1/2, kNN, first
+    shown = [trace for trace in fig.data if trace.visible is not False]
+    assert "the prior" in shown[2].name and list(shown[2].y) == [0.0, 0.0]
+    assert "α = 0.5" in shown[3].name and "test MSE 0.200" in shown[3].name
+    np.testing.assert_allclose(shown[3].y, toy.from_prior[0.5], atol=1e-6)
+
+
 def test_mn_toy_figure_shows_every_entry(toy):
     """A learned entry whose key or value lies beyond the data (a key left of the grid, a value above
     the curve) stays on the plot, at every temperature of the slider."""
@@ -95,6 +107,10 @@ def test_cv_figures_and_tables(cv):
     chosen = viz.chosen_hyperparameters(cv)
     assert list(chosen.index) == [1, 2, 3] and chosen.loc[1, "MN T"] == 0.3 and "MLP test MSE" in chosen.columns
     assert list(viz.agreement_table([{"k": 1, "x": 0.0}, {"k": 5, "x": 1e-16}]).index) == [1, 5]
+    posterior = viz.agreement_table([{"step size α": 0.1, "τ²/σ²": 0.25, "max |Δ|": 0.0},
+                                     {"step size α": 0.5, "τ²/σ²": float("inf"), "max |Δ|": 4.4e-16}])
+    assert posterior.index.name == "step size α" and list(posterior.index) == [0.1, 0.5]
+    assert list(posterior["τ²/σ²"]) == ["0.25", "∞"] and list(posterior["max |Δ|"]) == ["0", "4.4e-16"]
 
 
 def test_empty_inputs_are_named():

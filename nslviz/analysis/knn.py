@@ -17,12 +17,22 @@ uniform attention over the k nearest entries:
     least-squares fit on the neighborhood, `local_linear_regression` (batched over queries), and
     gradient steps of the same inner loop converge to it (`finetune_on_neighborhoods`).
 
+MN sec. 2.1 reads the same step as Bayesian inference, with the starting parameters as an empirical
+prior. For a constant started at C₀ it is exact: one step with 0 ≤ α < 1/2 (one output) gives
+
+    C₀ - α·2(C₀ - ȳ_i) = (1 - λ) C₀ + λ ȳ_i,   λ = 2α,   ȳ_i = Σ_j ω_ij y_j,
+
+the posterior mean of C under the prior N(C₀, τ²) and the ω-weighted Gaussian likelihood
+Π_j N(y_j; C, σ²)^ω_ij, whose weight on the data is λ = τ²/(τ² + σ²) (`step_from_prior`,
+`gaussian_posterior_mean`, `prior_to_noise_ratio`). α = 1/2 is a flat prior: kNN.
+
 Meta-Neighborhoods then (i) replaces the constant by a neural f_φ shared across tasks and finetuned
 per task, (ii) replaces the hard k-nearest attention by a softmax over a learned dictionary, and
 (iii) learns both end to end. All functions are vectorised over queries (no loop over examples).
 """
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import torch
@@ -101,11 +111,11 @@ def _finetune(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_
 
 
 class ConstantModel(nn.Module):
-    """f(x) = c for every x: the estimator behind kNN."""
+    """f(x) = c for every x: the estimator behind kNN; c starts at `value` (every output)."""
 
-    def __init__(self, outputs: int = 1):
+    def __init__(self, outputs: int = 1, value: float = 0.0):
         super().__init__()
-        self.value = nn.Parameter(torch.zeros(outputs, dtype=torch.float64))
+        self.value = nn.Parameter(torch.full((outputs,), float(value), dtype=torch.float64))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.value.expand(inputs.shape[0], -1)
@@ -125,12 +135,56 @@ def finetune_on_neighborhoods(model: nn.Module, x_train, y_train, x_query, k: in
 
 def knn_by_finetuning(x_train, y_train, x_query, k: int) -> np.ndarray:
     """kNN regression as one inner step of a constant estimator (α = C/2 for C outputs): (Q,) or (Q, C)."""
+    outputs = 1 if np.ndim(y_train) == 1 else np.shape(y_train)[1]
+    return step_from_prior(x_train, y_train, x_query, k, prior=0.0, step_size=outputs / 2.0)
+
+
+def _check_prior(prior) -> None:
+    if isinstance(prior, bool) or not isinstance(prior, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(prior):
+        raise ValueError(f"prior must be a finite number (the constant's starting value), got {prior!r}")
+
+
+def step_from_prior(x_train, y_train, x_query, k: int, prior: float, step_size: float) -> np.ndarray:
+    """One inner step (MN eq. 1, squared error averaged over the C outputs) of a constant started at
+    `prior` on each query's k neighbors: C₀ - α·(2/C)(C₀ - ȳ_i) = (1 - λ) C₀ + λ ȳ_i with λ = 2α/C.
+    Returns (Q,) or (Q, C) like y_train."""
     x_train, x_query = _points(x_train, x_query)
     targets = _targets(y_train, x_train.shape[0])
-    outputs = targets.shape[1]
-    predictions = _finetune(ConstantModel(outputs), x_train, targets, x_query, _attention(x_train, x_query, k),
-                            steps=1, step_size=outputs / 2.0).numpy()
+    _check_prior(prior)
+    check_positive("step_size", step_size, minimum=0)
+    model = ConstantModel(targets.shape[1], value=prior)
+    predictions = _finetune(model, x_train, targets, x_query, _attention(x_train, x_query, k),
+                            steps=1, step_size=step_size).numpy()
     return predictions[:, 0] if np.ndim(y_train) == 1 else predictions
+
+
+def prior_to_noise_ratio(step_size: float, outputs: int = 1) -> float:
+    """τ²/σ² = λ / (1 - λ), λ = 2α/C: the prior whose posterior mean one step of size α gives
+    (`step_from_prior`). α = C/2 (λ = 1) is a flat prior, τ²/σ² = inf; a larger α overshoots the
+    neighbors' mean and is no posterior mean at all."""
+    check_positive("outputs", outputs, integer=True, minimum=1)
+    weight = 2.0 * step_size / outputs                                            # λ, the data's weight
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"step_size must be in [0, {outputs / 2:g}] (C/2 for C = {outputs} outputs) to be a "
+                         f"posterior mean, got {step_size}: a larger step overshoots the neighbors' mean")
+    return float("inf") if weight == 1.0 else weight / (1.0 - weight)
+
+
+def gaussian_posterior_mean(x_train, y_train, x_query, k: int, prior: float, prior_to_noise: float) -> np.ndarray:
+    """E[C | neighbors] for a constant C with prior N(prior, τ²) and the ω-weighted likelihood
+    Π_j N(y_j; C, σ²)^ω_ij on each query's k neighbors (ω_ij = 1/k): precisions add, so
+    (C₀/τ² + ȳ_i/σ²) / (1/τ² + 1/σ²) = (C₀ + r ȳ_i) / (1 + r) with r = τ²/σ² = `prior_to_noise`
+    (inf: a flat prior, the neighbors' mean). Returns (Q,) or (Q, C) like y_train."""
+    x_train, x_query = _points(x_train, x_query)
+    targets = _targets(y_train, x_train.shape[0])
+    _check_prior(prior)
+    if not prior_to_noise >= 0:
+        raise ValueError(f"prior_to_noise (τ²/σ²) must be >= 0, got {prior_to_noise}")
+    means = _attention(x_train, x_query, k) @ targets                            # (Q, C) ȳ_i
+    weight = 1.0 if prior_to_noise == float("inf") else prior_to_noise / (1.0 + prior_to_noise)
+    posterior = ((1.0 - weight) * float(prior) + weight * means).numpy()
+    return posterior[:, 0] if np.ndim(y_train) == 1 else posterior
 
 
 def knn_class_probabilities(x_train, labels, x_query, k: int, classes=None) -> np.ndarray:

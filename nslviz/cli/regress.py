@@ -92,7 +92,9 @@ def run_toy(args) -> int:
     best = lambda scores: min(scores, key=scores.get)            # noqa: E731
     print(f"knn-toy: test MSE kNN best k={best(s['knn_mse'])} {min(s['knn_mse'].values()):.4f} | local linear "
           f"best k={best(s['local_linear_mse'])} {min(s['local_linear_mse'].values()):.4f} | MLP {s['mlp_mse']:.4f} | "
-          f"MN best T={best(s['mn_mse'])} {min(s['mn_mse'].values()):.4f} | {s['seconds']:.1f} s", flush=True)
+          f"MN best T={best(s['mn_mse'])} {min(s['mn_mse'].values()):.4f} | one step from the prior "
+          f"(k={s['prior_neighbors']}) best α={best(s['from_prior_mse'])} {min(s['from_prior_mse'].values()):.4f} | "
+          f"{s['seconds']:.1f} s", flush=True)
     if args.json:
         emit_json(s)
     return 0

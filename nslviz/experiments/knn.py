@@ -2,7 +2,9 @@
 
     derivation_checks   the finetuning forms of kNN and local linear regression against scikit-learn's
                         kNN and a per-query linear regression, for several k
-    run_knn_toy         a 1-D noisy curve fitted by kNN, local linear regression, an MLP and MN
+    posterior_checks    one step of a constant from a prior against the Gaussian posterior mean (sec. 2.1)
+    run_knn_toy         a 1-D noisy curve fitted by kNN, local linear regression, an MLP and MN, and a
+                        constant stepped from the prior for several step sizes
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from tqdm.auto import tqdm
 from .._checks import check_positive, check_seed, check_threads
 from .._threads import torch_threads
 from ..parameters import parameter_list
-from ..analysis.knn import (knn_by_finetuning, knn_class_probabilities, local_linear_regression,
-                            nearest_neighbors)
+from ..analysis.knn import (gaussian_posterior_mean, knn_by_finetuning, knn_class_probabilities,
+                            local_linear_regression, nearest_neighbors, prior_to_noise_ratio, step_from_prior)
 from ..training.tabular import build_meta_neighborhoods_mlp, build_mlp, fit_tabular, predict_tabular
 
 
@@ -65,6 +67,26 @@ def derivation_checks(neighbors=(1, 5, 20, 50), seed: int = 0) -> list[dict]:
     return rows
 
 
+def posterior_checks(step_sizes=(0.05, 0.1, 0.25, 0.4, 0.5), k: int = 5, seed: int = 0) -> list[dict]:
+    """MN sec. 2.1's Bayesian reading, for a constant: for every step size α, the largest absolute
+    difference between one inner step from the prior C₀ (`step_from_prior`, nslviz's inner loop) and the
+    posterior mean under N(C₀, τ²) with τ²/σ² = `prior_to_noise_ratio(α)` (`gaussian_posterior_mean`),
+    and how far the step moved from the prior towards kNN (λ = 2α). Data: `derivation_data(seed=seed)`,
+    C₀ = the mean of its training targets (an empirical prior)."""
+    x_train, y_train, _, x_query = derivation_data(seed=seed)
+    prior = float(y_train.mean())
+    knn = knn_by_finetuning(x_train, y_train, x_query, k)
+    rows = []
+    for alpha in parameter_list("step_sizes", step_sizes, float):
+        ratio = prior_to_noise_ratio(alpha)
+        step = step_from_prior(x_train, y_train, x_query, k, prior, alpha)
+        rows.append({"step size α": alpha, "prior to noise τ²/σ²": ratio,
+                     "weight on the neighbors λ": float(np.dot(step - prior, knn - prior) / np.dot(knn - prior, knn - prior)),
+                     "one step vs posterior mean: max |Δ|": float(np.abs(
+                         step - gaussian_posterior_mean(x_train, y_train, x_query, k, prior, ratio)).max())})
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------
 # the 1-D toy of notebook 02: kNN, local linear regression and MN on the same noisy curve
 # ----------------------------------------------------------------------------------------------
@@ -83,13 +105,17 @@ class KnnToyConfig:
     kNN and local linear regression for every k in `neighbors`, vanilla MLP and MN (`entries` induced
     neighbors, negative squared Euclidean similarity: cosine similarity is meaningless in 1-D) for
     every T in `temperatures`. MN keys start spread uniformly over the data, values U(min y, max y).
-    Learning rate 1e-2 (the paper's 1e-3 needs about ten times the epochs on this small toy)."""
+    Learning rate 1e-2 (the paper's 1e-3 needs about ten times the epochs on this small toy).
+    A constant started at the samples' mean (the empirical prior) and stepped once on its
+    `prior_neighbors` nearest samples, for every α in `step_sizes` (in [0, 1/2]; 1/2 is kNN)."""
     points: int = 200
     noise: float = 0.3
     test_points: int = 1000
     grid: int = 241
     neighbors: tuple[int, ...] = (1, 3, 5, 10, 20, 40, 80)
     temperatures: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    step_sizes: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5)
+    prior_neighbors: int = 1
     entries: int = 30
     layers: int = 2
     width: int = 32
@@ -104,16 +130,18 @@ class KnnToyConfig:
     def __post_init__(self):
         check_positive("points", self.points, integer=True, minimum=10)
         check_positive("noise", self.noise, minimum=0)
-        for name, kind in (("neighbors", int), ("temperatures", float)):   # one value is a one-item grid
-            object.__setattr__(self, name, tuple(parameter_list(name, getattr(self, name), kind)))
-        for name in ("neighbors", "temperatures"):
+        for name, kind in (("neighbors", int), ("temperatures", float), ("step_sizes", float)):   # one value:
+            object.__setattr__(self, name, tuple(parameter_list(name, getattr(self, name), kind)))  # a 1-item grid
+        for name in ("neighbors", "temperatures", "step_sizes"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must hold at least one value, got none")
-        for k in self.neighbors:
-            check_positive("neighbors k", k, integer=True, minimum=1)
+        for name, k in [("neighbors", k) for k in self.neighbors] + [("prior_neighbors", self.prior_neighbors)]:
+            check_positive(f"{name} k", k, integer=True, minimum=1)
             if k > self.points:
-                raise ValueError(f"neighbors k={k} is more than the {self.points} points of the toy; expected k <= "
+                raise ValueError(f"{name} k={k} is more than the {self.points} points of the toy; expected k <= "
                                  f"{self.points}")
+        for alpha in self.step_sizes:
+            prior_to_noise_ratio(alpha)              # in [0, 1/2]: a posterior mean, or refused by name
         for t in self.temperatures:
             check_positive("temperature T", t)
         check_positive("entries S", self.entries, integer=True, minimum=1)
@@ -148,12 +176,16 @@ class KnnToyResult:
     mn: dict[float, np.ndarray]              # T -> (G,) Meta-Neighborhoods
     mn_keys: dict[float, np.ndarray]         # T -> (S,) learned key positions
     mn_values: dict[float, np.ndarray]       # T -> (S,) learned values
-    test_mse: dict[str, dict | float]        # "knn", "local_linear", "mn": {param: mse}; "mlp": mse
+    from_prior: dict[float, np.ndarray]      # α -> (G,) a constant stepped once from the prior
+    prior: float                             # its start, the samples' mean
+    test_mse: dict[str, dict | float]        # "knn", "local_linear", "mn", "from_prior": {param: mse}; "mlp": mse
     seconds: float = 0.0
 
     def summary(self) -> dict:
         return {"knn_mse": self.test_mse["knn"], "local_linear_mse": self.test_mse["local_linear"],
-                "mlp_mse": self.test_mse["mlp"], "mn_mse": self.test_mse["mn"], "points": self.config.points,
+                "mlp_mse": self.test_mse["mlp"], "mn_mse": self.test_mse["mn"],
+                "from_prior_mse": self.test_mse["from_prior"], "prior_neighbors": self.config.prior_neighbors,
+                "points": self.config.points,
                 "entries": self.config.entries, "seed": self.config.seed, "seconds": round(self.seconds, 2)}
 
 
@@ -178,11 +210,15 @@ def _run_knn_toy(config: KnnToyConfig) -> KnnToyResult:
     def split(predictions):
         return predictions[: config.grid], float(np.mean((predictions[config.grid:] - y_test) ** 2))
 
-    knn, local_linear, mse = {}, {}, {"knn": {}, "local_linear": {}, "mn": {}}
+    knn, local_linear, mse = {}, {}, {"knn": {}, "local_linear": {}, "mn": {}, "from_prior": {}}
     for k in config.neighbors:                  # k <= points: KnnToyConfig checks it
         knn[k], mse["knn"][k] = split(knn_by_finetuning(x, y, queries, k))
         if k >= 2:                              # local linear regression needs two points for its line
             local_linear[k], mse["local_linear"][k] = split(local_linear_regression(x, y, queries, k))
+    prior, from_prior = float(y.mean()), {}
+    for alpha in config.step_sizes:
+        from_prior[alpha], mse["from_prior"][alpha] = split(step_from_prior(x, y, queries, config.prior_neighbors,
+                                                                            prior, alpha))
 
     order = np.random.default_rng(config.seed + 1).permutation(config.points)
     fit_index, val_index = order[config.points // 5:], order[: config.points // 5]
@@ -209,4 +245,4 @@ def _run_knn_toy(config: KnnToyConfig) -> KnnToyResult:
         values[temperature] = model.dictionary.values.detach()[:, 0].double().numpy()
     return KnnToyResult(config=config, x_train=x, y_train=y, grid=grid, truth=toy_function(grid), knn=knn,
                         local_linear=local_linear, mlp=mlp_grid, mn=mn, mn_keys=keys, mn_values=values,
-                        test_mse=mse, seconds=time.perf_counter() - start)
+                        from_prior=from_prior, prior=prior, test_mse=mse, seconds=time.perf_counter() - start)

@@ -213,23 +213,47 @@ def chosen_hyperparameters(result):
 
 
 def agreement_table(rows: Sequence[dict]):
-    """The numerical checks of notebook 02 (list of dicts from nslviz.experiments.knn.derivation_checks),
-    written for reading: differences as 1.1e-16 (exact zeros as 0), agreement as a percentage, and
+    """The numerical checks of notebook 02 (a list of dicts from nslviz.experiments.knn.derivation_checks or
+    posterior_checks, indexed by their first key), written for reading: differences (|Δ| columns) as
+    1.1e-16 (exact zeros as 0), agreement as a percentage, other numbers to 3 digits (inf as ∞), and
     "empty" where a check does not apply (the local linear fit for k = 1)."""
     import pandas as pd
     if not rows:
         raise ValueError("no checks to show: pass derivation_checks(neighbors=...) with at least one k")
-    table = pd.DataFrame(rows).set_index("k")
+    table = pd.DataFrame(rows).set_index(next(iter(rows[0])))
 
     def cell(column: str, value) -> str:
         if pd.isna(value):
             return "empty"
         if "agrees" in column:
             return f"{100 * value:.0f} %"
-        return "0" if value == 0 else f"{value:.1e}"
+        if "|Δ|" in column:
+            return "0" if value == 0 else f"{value:.1e}"
+        return "∞" if value == float("inf") else f"{value:.3g}"
 
     return pd.DataFrame({column: [cell(column, value) for value in table[column]] for column in table.columns},
                         index=table.index)
+
+
+def prior_to_knn_figure(result) -> go.Figure:
+    """A constant started at the prior (the samples' mean) and stepped once on each input's
+    prior_neighbors nearest samples; the slider picks the step size α (test MSE in the legend)."""
+    alphas = sorted(result.from_prior)
+    fig = go.Figure(_data_traces(result))
+    fig.add_trace(go.Scatter(x=_f32(result.grid[[0, -1]]), y=_f32([result.prior] * 2), mode="lines",
+                             name=f"the prior C<sub>0</sub> = the samples' mean, {result.prior:.2f}",
+                             line=dict(color=METHOD_COLORS["mlp"], dash="dash", width=2)))
+    k = result.config.prior_neighbors
+    for alpha in alphas:
+        fig.add_trace(go.Scatter(x=_f32(result.grid), y=_f32(result.from_prior[alpha]), mode="lines",
+                                 visible=alpha == alphas[-1], line=dict(color=METHOD_COLORS["knn"], width=2, shape="hv"),
+                                 name=f"one step of α = {alpha:g} on the {k} nearest (test MSE "
+                                      f"{result.test_mse['from_prior'][alpha]:.3f})"))
+    fig.update_layout(sliders=_visibility_slider([f"{alpha:g}" for alpha in alphas], 3, 1, "step size α = ",
+                                                 len(alphas) - 1),
+                      height=520, legend=dict(orientation="h", y=1.02, yanchor="bottom"), margin=dict(t=150))
+    fig.update_yaxes(range=_data_y_range(result))
+    return finish_figure(fig, "One inner step from the prior: α weighs the prior against the neighbors", "x", "y")
 
 
 def validation_curves_figure(result, fold: int = 0) -> go.Figure:
