@@ -190,6 +190,7 @@ def test_the_gpu_check_script_runs_its_steps_on_the_cpu(tmp_path):
     assert passed and int(passed.group(1)) >= 20 and " failed" not in log and "!!" not in log
 
 
+@pytest.mark.slow
 def test_the_gpu_check_script_stops_at_once_without_a_gpu_and_checks_its_part(tmp_path):
     """On the lent machine a run that cannot check anything must say so in one line, not spend the
     device time on skipped tests and failing benchmarks."""
@@ -372,6 +373,7 @@ def test_threads_benchmark_times_the_available_cpus_against_more_threads(tmp_pat
     assert result["shared"] == {}                                              # --processes 0: not measured
 
 
+@pytest.mark.slow
 def test_threads_benchmark_times_processes_started_together(monkeypatch):
     """Each process of the shared measurement prints its median step; the mean of them comes back."""
     bench = importlib.import_module("bench_threads")

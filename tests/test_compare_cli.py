@@ -17,6 +17,7 @@ def _json(process) -> dict:
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_compare_trains_the_notebooks_runs_and_reads_them_back(tmp_path):
     group = tmp_path / "group"
     first = _json(run_in_process("compare", "--methods", "vanilla", "mn", "--quick", "--epochs", "2",
@@ -205,6 +206,7 @@ def test_sweep_labels_keep_distinct_values_apart():
         _run_configs("--methods", "mn", "--sweep", "init-backbone", "runs/a", "runs_a")
 
 
+@pytest.mark.slow
 def test_a_paper_recipe_on_an_embedded_set_says_its_run_is_short(tmp_path):
     """`--preset mn --dataset digits` with no length trains 5 epochs at the recipe's batch of 128, a few
     dozen steps: said on stderr, so that its low accuracy is not read as the method's."""

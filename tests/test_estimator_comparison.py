@@ -295,6 +295,7 @@ def test_command_line_prints_every_table_and_ends_with_json():
     assert lines[-2] == f"Tables on which each method's mean is at least every other's: MN: {top['mn']}, kNN 5: {top['knn5']}"
 
 
+@pytest.mark.slow
 def test_command_line_pools_several_draws_of_the_folds():
     process = run_in_process("estimators", "--tables", "iris,diabetes", "--methods", "mn,knn5", "--folds", "2",
                              "--max-rows", "40", "--draws", "3", "--json")

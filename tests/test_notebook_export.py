@@ -247,6 +247,7 @@ def test_a_dead_kernel_and_a_site_timeout_name_what_to_do(tmp_path, monkeypatch)
         site.build_site(tmp_path / "site", pages, cell_timeout=10)
 
 
+@pytest.mark.slow
 def test_the_kernel_keeps_its_start_up_notes_to_itself(tmp_path):
     """The executing kernel's own log (a transport warning, an interrupt caught, which alarm a reader)
     stays quiet; the notebook's output is the notebook's. In a process of its own, so that no other

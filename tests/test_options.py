@@ -187,6 +187,7 @@ def test_a_command_built_alone_is_the_command_built_with_all_the_others():
     assert command_module("trian") is None
 
 
+@pytest.mark.slow
 def test_a_command_starts_without_the_other_commands_imports():
     """The spiral command's process imports neither scikit-learn nor pandas (the estimators' and the
     tables' commands do); the top-level help, which lists every command, does."""

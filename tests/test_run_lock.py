@@ -153,6 +153,7 @@ def test_a_lock_of_another_host_is_named_not_taken(tmp_path):
     assert json.loads((run_dir / LOCK_NAME).read_text())["host"] == "elsewhere"     # left as it was
 
 
+@pytest.mark.slow
 def test_two_train_processes_started_on_one_run_dir(tmp_path):
     """Two real `train` processes, different seeds, one --run-dir: the second exits 2 naming the
     directory and the first, which trains on alone (no interleaved rows, its own config)."""

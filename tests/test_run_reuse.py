@@ -84,6 +84,7 @@ def test_compare_methods_reuses_resumes_and_refuses_other_settings(tmp_path, mon
     assert json.loads((group / "vanilla" / "config.json").read_text())["temperature"] == 0.5
 
 
+@pytest.mark.slow
 def test_a_cut_run_started_in_bf16_is_named_not_stuck_when_the_notebook_runs_again_in_fp32(tmp_path):
     """A notebook killed on a GPU (amp auto: bf16) and run again on a CPU (fp32): the cut run cannot
     be resumed exactly; compare_runs says why, and overwrite=True replaces it instead of failing."""

@@ -90,6 +90,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "nslviz", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_json_last_line():
     out = _cli("spiral", "--steps", "50", "--entries", "20", "--temperature", "0.2", "--seed", "3", "--json")
     assert out.returncode == 0, out.stderr
