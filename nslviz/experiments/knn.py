@@ -76,14 +76,16 @@ def posterior_checks(step_sizes=(0.05, 0.1, 0.25, 0.4, 0.5), k: int = 5, seed: i
     x_train, y_train, _, x_query = derivation_data(seed=seed)
     prior = float(y_train.mean())
     knn = knn_by_finetuning(x_train, y_train, x_query, k)
+    towards_knn = knn - prior                                                     # (Q,) the way to kNN
     rows = []
     for alpha in parameter_list("step_sizes", step_sizes, float):
         ratio = prior_to_noise_ratio(alpha)
         step = step_from_prior(x_train, y_train, x_query, k, prior, alpha)
+        posterior = gaussian_posterior_mean(x_train, y_train, x_query, k, prior, ratio)
         rows.append({"step size α": alpha, "prior to noise τ²/σ²": ratio,
-                     "weight on the neighbors λ": float(np.dot(step - prior, knn - prior) / np.dot(knn - prior, knn - prior)),
-                     "one step vs posterior mean: max |Δ|": float(np.abs(
-                         step - gaussian_posterior_mean(x_train, y_train, x_query, k, prior, ratio)).max())})
+                     "weight on the neighbors λ": float(np.dot(step - prior, towards_knn) / np.dot(towards_knn,
+                                                                                                   towards_knn)),
+                     "one step vs posterior mean: max |Δ|": float(np.abs(step - posterior).max())})
     return rows
 
 
@@ -185,8 +187,8 @@ class KnnToyResult:
         return {"knn_mse": self.test_mse["knn"], "local_linear_mse": self.test_mse["local_linear"],
                 "mlp_mse": self.test_mse["mlp"], "mn_mse": self.test_mse["mn"],
                 "from_prior_mse": self.test_mse["from_prior"], "prior_neighbors": self.config.prior_neighbors,
-                "points": self.config.points,
-                "entries": self.config.entries, "seed": self.config.seed, "seconds": round(self.seconds, 2)}
+                "points": self.config.points, "entries": self.config.entries, "seed": self.config.seed,
+                "seconds": round(self.seconds, 2)}
 
 
 def run_knn_toy(config: KnnToyConfig | None = None, **overrides) -> KnnToyResult:

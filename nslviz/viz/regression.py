@@ -246,7 +246,8 @@ def prior_to_knn_figure(result) -> go.Figure:
     k = result.config.prior_neighbors
     for alpha in alphas:
         fig.add_trace(go.Scatter(x=_f32(result.grid), y=_f32(result.from_prior[alpha]), mode="lines",
-                                 visible=alpha == alphas[-1], line=dict(color=METHOD_COLORS["knn"], width=2, shape="hv"),
+                                 visible=alpha == alphas[-1],
+                                 line=dict(color=METHOD_COLORS["knn"], width=2, shape="hv"),
                                  name=f"one step of α = {alpha:g} on the {k} nearest (test MSE "
                                       f"{result.test_mse['from_prior'][alpha]:.3f})"))
     fig.update_layout(sliders=_visibility_slider([f"{alpha:g}" for alpha in alphas], 3, 1, "step size α = ",
