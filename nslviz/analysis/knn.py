@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, vmap
 
-from .._checks import check_finite, check_positive
+from .._checks import check_finite, check_positive, is_number
 from ..parameters import parameter_list
 from ..neighborhoods import finetune_functional
 
@@ -140,8 +140,7 @@ def knn_by_finetuning(x_train, y_train, x_query, k: int) -> np.ndarray:
 
 
 def _check_prior(prior) -> None:
-    if isinstance(prior, bool) or not isinstance(prior, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(prior):
+    if not (is_number(prior) and math.isfinite(prior)):
         raise ValueError(f"prior must be a finite number (the constant's starting value), got {prior!r}")
 
 
