@@ -45,10 +45,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Spiral toy, trained once: execute notebook 01 headless, export it to HTML, print its accuracies.
 demo: setup
-	NSLVIZ_QUICK=0 $(PY) -m nslviz export-notebook notebooks/01_spiral_toy.ipynb --out $(DEMO_OUT)
-	@$(PY) -c 'import json, sys; cells = json.load(open(sys.argv[1]))["cells"]; \
-	  texts = ["".join(o.get("data", {}).get("text/plain", o.get("text", ""))) for c in cells for o in c.get("outputs", [])]; \
-	  print(next((t for t in texts if "mn_test_acc" in t), ""))' $(DEMO_OUT)/01_spiral_toy.ipynb
+	NSLVIZ_QUICK=0 $(PY) -m nslviz export-notebook notebooks/01_spiral_toy.ipynb --out $(DEMO_OUT) --show mn_test_acc
 
 # Unit tests and every notebook under nbval, in quick mode, on TEST_WORKERS pytest-xdist workers
 # (one torch thread each; see conftest.py). TEST_WORKERS=0: one process.

@@ -3,6 +3,7 @@ papermill parameters (`-p backbone resnet29`, as `papermill notebooks/03_cifar.i
 backbone resnet29` does) and writes an HTML page whose plotly figures work without a kernel or the
 internet, equations included (MathML, not TeX for MathJax from a CDN)."""
 import json
+import os
 import re
 from pathlib import Path
 
@@ -248,19 +249,29 @@ def test_a_dead_kernel_and_a_site_timeout_name_what_to_do(tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_the_kernel_keeps_its_start_up_notes_to_itself(tmp_path):
-    """The executing kernel's own log (a transport warning, an interrupt caught, which alarm a reader)
-    stays quiet; the notebook's output is the notebook's. In a process of its own, so that no other
-    test's kernel writes into the stderr read here."""
+def test_make_demo_prints_notebook_01s_accuracies_and_the_kernel_keeps_its_start_up_notes_to_itself(tmp_path):
+    """`make demo`'s command, in quick mode: notebook 01 exported, then the table holding its accuracies
+    printed (`--show`); a text no output holds is an error that names the executed notebook. The
+    executing kernel's own log (a transport warning, an interrupt caught, which alarm a reader) stays
+    quiet. In a process of its own, so that no other test's kernel writes into the stderr read here."""
     import subprocess
     import sys
 
-    notebook = tmp_path / "tiny.ipynb"
-    cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell("print(x + 1)")]
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), notebook)
-    done = subprocess.run([sys.executable, "-m", "nslviz", "export-notebook", str(notebook), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300)
+    from nslviz.cli.export_notebook import output_text
+
+    recipe = re.search(r"^demo: setup\n\t(.*)\n", Path("Makefile").read_text(), re.M).group(1)
+    assert recipe.startswith("NSLVIZ_QUICK=0 $(PY) -m nslviz export-notebook notebooks/01_spiral_toy.ipynb --out ")
+    show = recipe.split("--show ")[1]
+    done = subprocess.run([sys.executable, "-m", "nslviz", "export-notebook", "notebooks/01_spiral_toy.ipynb",
+                           "--out", str(tmp_path / "out"), "--show", show],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "NSLVIZ_QUICK": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "IPKernelApp" not in done.stderr and "without encryption" not in done.stderr, done.stderr
-    executed = json.loads((tmp_path / "out" / "tiny.ipynb").read_text())
-    assert "".join(executed["cells"][-1]["outputs"][0]["text"]) == "2\n"
+    table = done.stdout.split("standalone HTML:")[1].split("\n", 1)[1]
+    rows = dict(line.split() for line in table.splitlines()[2:])           # quantity  value
+    assert float(rows["mn_test_acc"]) > float(rows["linear_test_acc"]) and "linear_train_acc" in rows
+    executed = tmp_path / "out" / "01_spiral_toy.ipynb"
+    assert output_text(executed, "linear_test_acc") == table.rstrip("\n")
+    with pytest.raises(ValueError, match=f"no output of 01_spiral_toy.ipynb contains 'no such text'; the executed "
+                                         f"notebook is '{executed.resolve()}'"):
+        output_text(executed, "no such text")

@@ -79,6 +79,21 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
     return {"notebook": str(executed.resolve()), "html": str(html.resolve())}
 
 
+def output_text(notebook: str | Path, text: str) -> str:
+    """The first text output (plain-text display, result or printed stream) of an executed notebook that
+    contains `text`, as shown in a terminal; ValueError naming the notebook when none does."""
+    import nbformat
+
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            shown = output.get("text") or output.get("data", {}).get("text/plain", "")
+            shown = "".join(shown) if isinstance(shown, list) else shown
+            if text in shown:
+                return shown.rstrip("\n")
+    raise ValueError(f"no output of {Path(notebook).name} contains {text!r}; the executed notebook is "
+                     f"{str(Path(notebook).resolve())!r}")
+
+
 class NotebookFailed(ValueError):
     """A cell of the executed notebook raised (a bad parameter value, most often): the CLI exits 2
     with the cell and the error's last line, and the partly executed notebook stays for a look."""
@@ -223,6 +238,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cell-timeout", type=positive_int, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
                    help=f"stop when one cell runs longer (default: {DEFAULT_CELL_TIMEOUT}); the error names "
                         "the rerun, which reuses finished training runs")
+    p.add_argument("--show", metavar="TEXT", default=None,
+                   help="then print the first text output that contains TEXT (exit 2 when none does)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run, subparser=p)
 
@@ -239,6 +256,8 @@ def run(args) -> int:
     paths = export_notebook(args.notebook, args.out, {name: parse_parameter(value) for name, value in args.parameter},
                             cell_timeout=args.cell_timeout)
     print(f"executed notebook: {paths['notebook']}\nstandalone HTML:   {paths['html']}", flush=True)
+    if args.show is not None:
+        print(output_text(paths["notebook"], args.show), flush=True)
     if args.json:
         emit_json(paths)
     return 0
