@@ -112,5 +112,8 @@ test-browser: setup
 	  || NSLVIZ_QUICK=1 $(PY) -m nslviz site --out "$$site" --only 01_spiral_toy; \
 	NSLVIZ_QUICK=1 $(PY) -m pytest tests/browser
 
+# What the commands regenerate: the demo's pages, the site, pytest's cache. Never runs/: training runs
+# (hours on a GPU, resumable) are deleted by hand, run by run.
 clean:
-	rm -rf out runs site .pytest_cache
+	rm -rf out site .pytest_cache
+	@if [ -d runs ]; then echo "runs/ kept: it holds training runs; delete a run's folder yourself when it is no longer needed"; fi

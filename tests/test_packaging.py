@@ -198,3 +198,16 @@ def test_the_declared_license_is_the_license_file():
     """pyproject.toml's license is the text in LICENSE, which setuptools puts in every build."""
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]
     assert (ROOT / "LICENSE").read_text().splitlines()[0] == f"{declared} License"
+
+
+def test_make_clean_removes_what_the_commands_regenerate_and_keeps_the_training_runs(tmp_path):
+    """`make clean` deletes the demo's pages, the site and pytest's cache; runs/, where training runs
+    (hours on a GPU, resumable) live, is kept and named."""
+    (tmp_path / "Makefile").write_text((ROOT / "Makefile").read_text())
+    for folder in ("out", "site", ".pytest_cache", "runs/cifar10-resnet29-mn"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "file").write_text("x")
+    done = subprocess.run(["make", "-s", "-C", str(tmp_path), "clean"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Makefile", "runs"]
+    assert (tmp_path / "runs/cifar10-resnet29-mn/file").read_text() == "x" and "runs/ kept" in done.stdout
