@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from nslviz.analysis.paired import paired_difference
 from nslviz.training.rundir import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -62,4 +61,5 @@ def synchronize(device: torch.device) -> None:
 def compare(accuracies: list[float], reference: list[float]) -> dict:
     """Seeds on which a method is above / level with / below the reference (the same seed's vanilla),
     and the paired difference in accuracy points with a 95 % interval (nslviz.analysis.paired)."""
+    from nslviz.analysis.paired import paired_difference     # here: scipy.stats costs a speed benchmark ~1 s
     return paired_difference(accuracies, reference)
