@@ -34,7 +34,7 @@ def check_positive(name: str, value, *, integer: bool = False, minimum: float | 
     """`value` > 0 (or >= `minimum`), finite, and an integer when asked."""
     if integer and not is_integer(value):
         raise ValueError(f"{name} must be an integer, got {value!r}")
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):      # float("0.1") would pass text on to fail inside torch
         raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)

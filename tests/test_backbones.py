@@ -2,6 +2,7 @@
 identity at init, BN settings, options and their errors."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -290,10 +291,28 @@ def test_wrong_input_channels():
         build_backbone("convnet4", in_channels=1)(torch.rand(2, 3, 32, 32))
 
 
+@pytest.mark.parametrize("name", ["convnet4", "resnet29", "densenet40", "cnn9", "cnn4", "spherenet9"])
+def test_every_backbone_names_images_of_another_type_or_dtype_and_the_conversion(name):
+    """uint8 images, float64 ones (what torch.from_numpy gives) and NumPy arrays get the conversion to
+    make, from every family, not an error from inside torch (or, for SphereNet, features of 0..255)."""
+    net = build_backbone(name, in_channels=1, image_size=32)
+    label = type(net).__name__
+    with pytest.raises(ValueError, match=f"{label} expected floating-point images in \\[0, 1\\] \\(torch.float32\\), got "
+                                         f"dtype torch.uint8; convert uint8 images with nslviz.datasets.augment.to_float"):
+        net(torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=f"{label} images are torch.float64 but the layer's parameters are "
+                                         f"torch.float32; convert the input with .to\\(torch.float32\\)"):
+        net(torch.zeros(2, 1, 32, 32, dtype=torch.float64))
+    with pytest.raises(ValueError, match=f"{label} expected images as a torch.Tensor .* got ndarray; convert with "
+                                         f"torch.as_tensor"):
+        net(np.zeros((2, 1, 32, 32), dtype=np.float32))
+    assert net.double()(torch.rand(2, 1, 32, 32, dtype=torch.float64)).dtype == torch.float64
+
+
 def test_integer_or_non_finite_images_are_refused_with_what_was_expected():
     net = build_backbone("convnet4", in_channels=1)
-    with pytest.raises(ValueError, match="expected floating-point images in \\[0, 1\\], got dtype torch.uint8; "
-                                         "convert uint8 images with nslviz.datasets.augment.to_float"):
+    with pytest.raises(ValueError, match="expected floating-point images in \\[0, 1\\] \\(torch.float32\\), got dtype "
+                                         "torch.uint8; convert uint8 images with nslviz.datasets.augment.to_float"):
         net(torch.zeros(2, 1, 16, 16, dtype=torch.uint8))
     images = torch.rand(2, 1, 16, 16)
     images[1, 0, 3, 4] = float("nan")

@@ -214,3 +214,41 @@ def test_the_largest_seed_is_accepted_where_another_seed_is_derived_from_it(monk
     config = estimators.EstimatorComparisonConfig(seed=MAX_SEED)
     estimators.compare_draws(config, 3, first=None)
     assert seeds == [None, 0, 1]
+
+
+# ---------------------------------------------------------------- numbers as text, switches as text
+
+def test_a_number_written_as_text_is_refused_where_it_is_given_not_inside_torch():
+    """float("0.1") is 0.1, so the number checks let text through, and it failed later inside torch's
+    optimiser or a layer's forward with a TypeError that named no option."""
+    from nslviz.ifilm import IFiLM
+    from nslviz.neighborhoods import MetaNeighborhoodsHead
+    from nslviz.nsl import NSConv2d, SphereConv2d
+    from nslviz.training.config import TrainConfig
+    for make, message in [(lambda: TrainConfig(dataset="digits", epochs=1, lr="0.1"), "lr must be a number, got '0.1'"),
+                          (lambda: MetaNeighborhoodsHead(4, 3, 5, key_init_std="0.05"),
+                           "key_init_std must be a number, got '0.05'"),
+                          (lambda: NSConv2d(3, 4, kernel_shape=True, shape_init="1.0"),
+                           "shape_init must be a number, got '1.0'"),
+                          (lambda: NSConv2d(3, 4, mode="static_uns", l2_weight=b"0.1"), "l2_weight must be a number"),
+                          (lambda: SphereConv2d(3, 4, angle="sigmoid", sigmoid_k="0.3"),
+                           "sigmoid_k must be a number, got '0.3'"),
+                          (lambda: IFiLM(4, temperature_init="5"), "iFiLM temperature_init must be a number, got '5'"),
+                          (lambda: SphereConv2d(3, 4, init_gain=float("nan")), "init_gain must be finite, got nan"),
+                          (lambda: SphereConv2d(3, 4, init_gain=-1), "init_gain must be >= 0, got -1")]:
+        with pytest.raises(ValueError, match=message):
+            make()
+
+
+def test_the_loaders_take_true_or_false_for_their_switches_not_text(tmp_path):
+    """download="false" is a non-empty string, so it counted as True: the loader went to the network."""
+    from nslviz.datasets import load_image_dataset
+    from nslviz.datasets.tabular import load_tabular
+    for make, message in [(lambda: load_image_dataset("cifar10", root=tmp_path / "data", download="false"),
+                           "download must be True or False, got 'false'"),
+                          (lambda: load_tabular("music", root=tmp_path / "data", download="false"),
+                           "download must be True or False, got 'false'"),
+                          (lambda: load_tabular("diabetes", normalize="no"), "normalize must be True or False, got 'no'")]:
+        with pytest.raises(ValueError, match=message):
+            make()
+    assert not (tmp_path / "data").exists()

@@ -70,9 +70,11 @@ def test_compare_runs_the_nsl_variants_of_notebook_07(tmp_path):
 def test_options_no_run_reads_are_named_on_stderr(tmp_path):
     tiny = ("--epochs", "1", "--train-limit", "64", "--eval-limit", "64", "--val-size", "32", "--no-progress")
     vanilla = run_in_process("train", "--method", "vanilla", "--entries", "50", "--momentum", "0.5", "--alpha", "0.1",
-                             "--run-dir", str(tmp_path / "v"), *tiny)
+                             "--nsl-options", '{"predictor_gain_init": 0}', "--run-dir", str(tmp_path / "v"), *tiny)
     assert vanilla.returncode == 0, vanilla.stderr[-2000:]
     assert "--entries changes nothing here (read by methods mn, mn_ifilm and vanilla_extra only)" in vanilla.stderr
+    assert ("--nsl-options changes nothing here (read by runs with an --nsl mode and the spherenet9 backbones only)"
+            in vanilla.stderr)
     assert "--momentum changes nothing here (read by optimizer sgd only)" in vanilla.stderr
     assert "--alpha changes nothing here (read by methods mn and mn_ifilm only)" in vanilla.stderr
     # an option that one of the compared methods reads is not named; one that none reads is
@@ -82,6 +84,7 @@ def test_options_no_run_reads_are_named_on_stderr(tmp_path):
     assert "--entries" not in both.stderr and "--maxl-hierarchy changes nothing here (read by method maxl only)" in both.stderr
     # what the chosen run reads, and what the preset sets, is not named
     read = run_in_process("train", "--method", "mn", "--optimizer", "sgd", "--entries", "50", "--momentum", "0.5",
+                          "--backbone", "cnn9", "--nsl", "static_dns", "--nsl-options", '{"dns_init": "official"}',
                           "--run-dir", str(tmp_path / "m"), *tiny)
     assert read.returncode == 0 and "changes nothing" not in read.stderr
 

@@ -46,7 +46,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._checks import check_choice, check_positive, check_seed
+from .._checks import check_choice, check_flags, check_positive, check_seed
 from ..paths import data_root
 
 UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
@@ -282,6 +282,7 @@ def load_tabular(name: str, root: str | os.PathLike | None = None, *, normalize:
     download=False never touches the network (a missing file is a FileNotFoundError).
     """
     check_choice("dataset", name, available_tabular_datasets())
+    check_flags(normalize=normalize, download=download)   # "no" would count as True
     if max_rows is not None:
         check_positive("max_rows", max_rows, integer=True, minimum=2)
     check_seed(seed)

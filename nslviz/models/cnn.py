@@ -45,6 +45,7 @@ import torch.nn as nn
 
 from .._checks import check_choice, check_flags, check_positive
 from ..nsl import BN_EPS, NSL_MODES, batch_norm2d, he_std, make_conv, prepare_nsl_options
+from .layers import check_images
 from .registry import register_backbone
 
 STEMS = ("cifar", "imagenet", "none")
@@ -120,6 +121,7 @@ class NSLPlainCNN(nn.Module):
         return self.stages(self.stem(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(self, images)
         if images.dim() != 4 or images.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expected images of shape (batch, {self.in_channels}, "
                              f"{self.image_size}, {self.image_size}), got {tuple(images.shape)}")

@@ -17,7 +17,7 @@ from typing import Iterable, Mapping
 import torch
 import torch.nn as nn
 
-from .._checks import check_choice, check_finite, check_flags, check_positive
+from .._checks import check_choice, check_dtype, check_finite, check_flags, check_positive
 from ..ifilm import IFILM_PLACEMENTS, IFiLM
 from ..nsl import NSL_MODES, make_conv, prepare_nsl_options
 from ..nsl import batch_norm2d as batch_norm     # eps 1e-3, momentum 0.1: the MN code's TF decay 0.9
@@ -129,6 +129,20 @@ def contract_builder(name: str, make, *, default_image_size: int, min_image_size
     return build
 
 
+def check_images(backbone: nn.Module, images) -> None:
+    """What every backbone takes: a floating-point tensor in its weights' dtype (autocast aside), as
+    `nslviz.datasets.augment.to_float` makes from uint8 images."""
+    name = type(backbone).__name__
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"{name} expected images as a torch.Tensor (batch, channels, H, W), got "
+                         f"{type(images).__name__}; convert with torch.as_tensor")
+    dtype = next(backbone.parameters()).dtype
+    if not images.is_floating_point():
+        raise ValueError(f"{name} expected floating-point images in [0, 1] ({dtype}), got dtype {images.dtype}; "
+                         f"convert uint8 images with nslviz.datasets.augment.to_float")
+    check_dtype(f"{name} images", images, dtype)
+
+
 class Backbone(nn.Module):
     """Base of every backbone: images (B, in_channels, H, W) in [0, 1] -> features (B, feature_dim).
 
@@ -154,15 +168,13 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(self, images)
         if images.dim() != 4 or images.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expected images of shape (batch, {self.in_channels}, H, W), "
                              f"got {tuple(images.shape)}")
         if min(images.shape[-2:]) < self.min_image_size:
             raise ValueError(f"{type(self).__name__} needs images of at least {self.min_image_size}x{self.min_image_size} "
                              f"pixels (its poolings leave none otherwise), got {images.shape[-2]}x{images.shape[-1]}")
-        if not images.is_floating_point():
-            raise ValueError(f"{type(self).__name__} expected floating-point images in [0, 1], got dtype "
-                             f"{images.dtype}; convert uint8 images with nslviz.datasets.augment.to_float")
         if images.device.type == "cpu" and not torch.compiler.is_compiling():
             # on the GPU this check would stall the queue once per batch (a host sync); the trainer's
             # data are uint8 and cannot hold NaN, and it stops on a non-finite training loss

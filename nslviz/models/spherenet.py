@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from .._checks import check_choice, check_flags, check_positive
 from ..nsl import GlobalSimilarityAttention, SphereConv2d, batch_norm2d
+from .layers import check_images
 from .registry import register_backbone
 
 OFFICIAL_ORTHOGONALITY = 2e-4
@@ -79,6 +80,7 @@ class SphereNet9(nn.Module):
         return {name: m for name, m in self.named_modules() if isinstance(m, GlobalSimilarityAttention)}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(self, images)
         if images.dim() != 4 or tuple(images.shape[1:]) != (self.in_channels, self.image_size, self.image_size):
             raise ValueError(f"SphereNet-9 expected images of shape (batch, {self.in_channels}, {self.image_size}, "
                              f"{self.image_size}), got {tuple(images.shape)}")

@@ -128,6 +128,7 @@ class SphereConv2d(nn.Module):
         padding = conv_padding(padding, kernel_size, stride)
         _check_sphere_options(normalize, angle, sigmoid_k)
         check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
+        check_positive("init_gain", init_gain, minimum=0)       # the scale of the starting weights
         check_flags(weight_decay=weight_decay)
         self.orthogonality_weight, self.weight_decay = float(orthogonality_weight), weight_decay
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size

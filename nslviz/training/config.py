@@ -404,6 +404,8 @@ READ_BY = {
                          lambda c: c.method.endswith("_ifilm") and c.backbone.startswith("densenet")),
     **dict.fromkeys(("maxl_hierarchy", "maxl_entropy_weight", "maxl_generator_lr"), _MAXL),
     **dict.fromkeys(("momentum", "nesterov"), _SGD),
+    "nsl_options": ("runs with an --nsl mode and the spherenet9 backbones",
+                    lambda c: c.nsl != "none" or c.backbone.startswith("spherenet")),
 }
 
 

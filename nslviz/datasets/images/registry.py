@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from ..._checks import check_choice, check_positive, check_seed
+from ..._checks import check_choice, check_flags, check_positive, check_seed
 from ...paths import data_root
 
 LABEL_KINDS = ("fine", "coarse", "domain")
@@ -193,6 +193,7 @@ def load_image_dataset(name: str, root: str | Path | None = None, *, val_size: i
     if name not in _REGISTRY:
         raise ValueError(f"unknown image dataset {name!r}; expected one of {', '.join(_REGISTRY)}")
     check_choice("label_kind", label_kind, LABEL_KINDS)
+    check_flags(download=download)                  # "false" would count as True and go to the network
     if val_size is not None and _REGISTRY[name].few_shot:
         raise ValueError(f"{name} is a few-shot set whose validation split is a fixed set of classes; "
                          f"val_size must be None, got {val_size!r}")
