@@ -1,6 +1,7 @@
 """Values that used to crash, hang or be taken silently: each is now one clear error that names the
 value and what was expected (the CLI exits 2, or 1 for a diverged run)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,9 +123,9 @@ def test_a_write_that_fails_says_what_was_being_written(tmp_path, capsys):
 def test_the_precision_hint_names_the_runs_own_precision():
     from nslviz.training.trainer import _check_same_setting
     with pytest.raises(ValueError, match=r"trained with precision 'fp32' and would go on with 'bf16'; pass --amp off"):
-        _check_same_setting({"precision": "fp32"}, {"precision": "bf16"})
+        _check_same_setting({"precision": "fp32"}, {"precision": "bf16"}, Path("run"))
     with pytest.raises(ValueError, match=r"trained with precision 'bf16' and would go on with 'fp32'; pass --amp bf16"):
-        _check_same_setting({"precision": "bf16"}, {"precision": "fp32"})
+        _check_same_setting({"precision": "bf16"}, {"precision": "fp32"}, Path("run"))
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")     # numpy's and scikit-learn's own overflow, the case tested

@@ -548,9 +548,32 @@ def test_resume_refuses_another_precision_or_process_count(reference_run, tmp_pa
             train(TrainConfig(**{**TINY, "amp": "bf16"}), run_dir, resume=True, progress=False)
     from nslviz.training.trainer import _check_same_setting
     with pytest.raises(ValueError, match="world_size 1 and would go on with 2.*nproc_per_node"):
-        _check_same_setting({"precision": "fp32", "world_size": 1}, {"precision": "fp32", "world_size": 2})
-    _check_same_setting({}, {"precision": "bf16", "world_size": 2})       # checkpoints from before: no record
+        _check_same_setting({"precision": "fp32", "world_size": 1}, {"precision": "fp32", "world_size": 2}, run_dir)
+    _check_same_setting({}, {"precision": "bf16", "world_size": 2}, run_dir)   # checkpoints from before: no record
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]["world_size"] == 1
+
+
+def test_a_resume_on_another_cpu_thread_count_says_its_numbers_will_differ(tmp_path):
+    """The thread count changes the order of float sums, so a cut run resumed on another count ends a few
+    digits from an uninterrupted one; a machine may not have the threads the run started with, so it
+    is said (naming the count to set), not refused."""
+    import warnings
+    from nslviz.training.rundir import RunDirectoryWarning
+    run_dir = tmp_path / "cut"
+    threads = torch.get_num_threads()
+    interrupt_at(TrainConfig(**TINY), run_dir, 5)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]["threads"] == threads
+    try:
+        torch.set_num_threads(threads + 1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            summary = train(TrainConfig(**TINY), run_dir, resume=True, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    said = [str(w.message) for w in caught if issubclass(w.category, RunDirectoryWarning)]
+    assert any(f"was trained on {threads} torch CPU threads and goes on with {threads + 1}" in m
+               and f"torch.set_num_threads({threads})" in m for m in said), said
+    assert summary["epochs"] == TINY["epochs"]
 
 
 def test_overwrite_removes_every_file_of_the_run_it_replaces(reference_run, tmp_path):

@@ -27,6 +27,7 @@ class TrainState:
     precision: str | None = None         # trainer.run_setting: what a resumption must match
     world_size: int | None = None
     data: str | None = None              # the splits' fingerprint (ImageDataset.fingerprint)
+    threads: int | None = None           # torch's CPU threads of a CPU run: a change is only said
 
     @classmethod
     def from_dict(cls, stored: dict) -> "TrainState":

@@ -238,10 +238,11 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
 
 def run_setting(config: TrainConfig, device: torch.device, world_size: int, data: ImageDataset | None = None) -> dict:
     """What changes a run's numbers without being a config field: the autocast precision, the
-    number of processes and (given `data`) the splits themselves, e.g. files added to or removed from
-    a dataset folder. Stored in every checkpoint; a resumption must match it."""
+    number of processes, (given `data`) the splits themselves, e.g. files added to or removed from
+    a dataset folder, and on the CPU torch's thread count (the order of its float sums). Stored in
+    every checkpoint; a resumption must match it, the thread count aside (`_check_same_setting`)."""
     setting = {"precision": "bf16" if _autocast(config, device) is not contextlib.nullcontext else "fp32",
-               "world_size": world_size}
+               "world_size": world_size, "threads": torch.get_num_threads() if device.type == "cpu" else None}
     return setting if data is None else {**setting, "data": data.fingerprint()}
 
 
@@ -252,7 +253,7 @@ def resume_setting_change(run_dir: str | Path, config: TrainConfig) -> str | Non
     if checkpoint is None:
         return None
     now = run_setting(config, distributed.resolve_device(config.device), distributed.launched_world_size())
-    changes = _setting_changes(checkpoint["state"], now)
+    changes = {key: change for key, change in _setting_changes(checkpoint["state"], now).items() if key != "threads"}
     return ", ".join(f"{key}: {before!r} -> {after!r}" for key, (before, after) in changes.items()) or None
 
 
@@ -262,10 +263,18 @@ def _setting_changes(stored: dict, now: dict) -> dict[str, tuple]:
     return {key: (stored[key], now[key]) for key in now if key in stored and stored[key] != now[key]}
 
 
-def _check_same_setting(stored: dict, now: dict) -> None:
+def _check_same_setting(stored: dict, now: dict, run_path: Path) -> None:
     """Resume only under the autocast precision and process count the run started with: either
-    changes the numbers, and the promise is that a resumed run ends as an uninterrupted one would."""
+    changes the numbers, and the promise is that a resumed run ends as an uninterrupted one would.
+    Another CPU thread count changes them in the last digits, and a machine may not have the threads
+    the run started with: it is said, not refused."""
     for key, (before, after) in _setting_changes(stored, now).items():
+        if key == "threads":
+            _warn_once(f"the run in {str(run_path)!r} was trained on {before} torch CPU threads and goes on with "
+                       f"{after}: the order of float sums changes with the thread count, so its numbers will differ "
+                       f"slightly from an uninterrupted run's; torch.set_num_threads({before}) (or OMP_NUM_THREADS="
+                       f"{before}) before resuming matches it", stacklevel=5)
+            continue
         if key == "data":
             raise SplitsChanged("cannot resume: the dataset's splits differ from those the run started with "
                                 f"(fingerprint {before} -> {after}): files were added, removed or renamed in "
@@ -371,7 +380,7 @@ class _Session:
         self.state = TrainState()
         setting = run_setting(config, device, context.world_size, data)
         if checkpoint is not None:
-            _check_same_setting(checkpoint["state"], setting)
+            _check_same_setting(checkpoint["state"], setting, run_path)
             _warn_if_finished(run_path)                                  # once the settings are known to fit
             self.model.load_state_dict(checkpoint["model"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -379,8 +388,8 @@ class _Session:
             self.state = TrainState.from_dict(checkpoint["state"])
             if self.maxl is not None:
                 self.maxl.load_state_dict(checkpoint["label_generator"])
-        self.state.precision, self.state.world_size, self.state.data = (setting["precision"], setting["world_size"],
-                                                                        setting["data"])
+        self.state.precision, self.state.world_size, self.state.data, self.state.threads = (
+            setting["precision"], setting["world_size"], setting["data"], setting["threads"])
         if self.run is not None:
             self._prepare_run_directory(resumed=checkpoint is not None)
         self.trained = self._wrapped_model()
