@@ -64,6 +64,19 @@ def test_a_damaged_checkpoint_on_resume_is_named_with_what_to_do(cut, how, capsy
     assert _checksums(cut) == before
 
 
+def test_a_damaged_checkpoint_of_a_finished_run_says_its_results_stand(runs, tmp_path, capsys):
+    """--resume of a finished run only tests it again; its checkpoint damaged, the advice is to keep the
+    results, not to start again with --overwrite, which would delete them."""
+    finished = Path(shutil.copytree(runs[0] / "reference", tmp_path / "finished"))
+    _damage(finished / "checkpoint.pt", "truncated")
+    before = _checksums(finished)
+    code, err = _main_exit(capsys, "train", "--run-dir", str(finished), "--resume", "--no-progress")
+    assert code == 2 and f"{str(finished / 'checkpoint.pt')!r} is damaged" in err
+    assert "the run has finished, and summary.json and best.pt still hold its results" in err
+    assert "leave --resume out" in err and "start the run again" not in err
+    assert _checksums(finished) == before
+
+
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")   # torch's note on the damaged bytes tested
 @pytest.mark.parametrize("command", [["heads", "--steps", "2", "--run-dir"], ["neighbors", "--run-dir"],
                                      ["train", "--epochs", "1", "--no-progress", "--init-backbone"]])
