@@ -73,7 +73,7 @@ def test_a_damaged_checkpoint_of_a_finished_run_says_its_results_stand(runs, tmp
     code, err = _main_exit(capsys, "train", "--run-dir", str(finished), "--resume", "--no-progress")
     assert code == 2 and f"{str(finished / 'checkpoint.pt')!r} is damaged" in err
     assert "the run has finished, and summary.json and best.pt still hold its results" in err
-    assert "leave --resume out" in err and "start the run again" not in err
+    assert "nothing is left to train or resume, so keep them" in err and "start the run again" not in err
     assert _checksums(finished) == before
 
 

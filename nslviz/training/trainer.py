@@ -643,8 +643,8 @@ def _resume_checkpoint(run_path: Path) -> dict:
                f"not the optimiser's state, so the run cannot continue from it exactly; a new run can start "
                f"from its backbone (--init-backbone {run_path})")
     if run.summary_path.exists():                   # finished: its results stand without a checkpoint
-        restart = (f"the run has finished, and summary.json and best.pt still hold its results: nothing is left to "
-                   f"train, so keep them and leave --resume out (--overwrite would delete them to train again)")
+        restart = ("the run has finished, and summary.json and best.pt still hold its results: nothing is left to "
+                   "train or resume, so keep them as they are (--overwrite would delete them to train again)")
     checkpoint = run.load_checkpoint(map_location="cpu", advice=restart if run.best_path.exists() else RESTART)
     if checkpoint is None:
         start = ("the run was cut before its first checkpoint: start it again with --overwrite (overwrite=True)"
