@@ -275,3 +275,15 @@ def test_make_demo_prints_notebook_01s_accuracies_and_the_kernel_keeps_its_start
     with pytest.raises(ValueError, match=f"no output of 01_spiral_toy.ipynb contains 'no such text'; the executed "
                                          f"notebook is '{executed.resolve()}'"):
         output_text(executed, "no such text")
+
+
+@pytest.mark.parametrize("text", ['{"cells": 5}', "{}", "[1]", "not json"])
+def test_a_file_that_is_not_a_notebook_is_named_before_any_kernel_starts(tmp_path, text):
+    from nslviz.cli.export_notebook import export_notebook
+
+    notebook = tmp_path / "bad.ipynb"
+    notebook.write_text(text)
+    with pytest.raises(ValueError, match=f"notebook {str(notebook)!r} is not a readable Jupyter notebook .*expected an "
+                                         f".ipynb file as JupyterLab writes it"):
+        export_notebook(notebook, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
