@@ -204,3 +204,16 @@ def test_command_prints_a_table_and_one_json_object():
     assert any(line.startswith(TARGETS["edge_energy"]) for line in lines)
     bad = run_in_process("higher-order", "--crop", "2")
     assert bad.returncode == 2 and "crop must be >= 3" in bad.stderr
+
+
+def test_a_batch_too_small_for_the_predictors_batchnorm_and_a_fit_that_went_nowhere_are_named():
+    """BatchNorm's own "Expected more than 1 value per channel" named no option; a diverged fit was
+    reported as a model whose contrast degree cannot be measured, with no word of the learning rate."""
+    from nslviz.experiments.higher_order import HigherOrderConfig, run_higher_order
+    with pytest.raises(ValueError, match=r"batch_size × \(crop − 2\)² must be at least 2 .* got batch_size=1 with crop=3"):
+        HigherOrderConfig(batch_size=1, crop=3)
+    HigherOrderConfig(batch_size=2, crop=3)
+    with pytest.raises(ValueError, match=r"the released_predictor model of sobel did not learn \(at lr 1000000000.0 its "
+                                         r"fit may have diverged; try a smaller lr\)"):
+        run_higher_order(lr=1e9, steps=3, crop=5, train_crops=8, test_crops=8, example_size=8,
+                         models=("released_predictor",), targets=("sobel",))

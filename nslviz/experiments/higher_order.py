@@ -149,6 +149,9 @@ class HigherOrderConfig:
             if getattr(self, name) > MAX_CROP:
                 raise ValueError(f"{name} must be at most {MAX_CROP} (the height of the photos' test rows), got "
                                  f"{getattr(self, name)}")
+        if self.batch_size * (self.crop - 2) ** 2 < 2:      # the released predictor's BatchNorm, in training
+            raise ValueError(f"batch_size × (crop − 2)² must be at least 2 (the released predictor's BatchNorm needs "
+                             f"more than one value per channel), got batch_size={self.batch_size} with crop={self.crop}")
         for name in ("train_crops", "test_crops"):          # half from each photo
             check_positive(name, getattr(self, name), integer=True, minimum=2)
         check_positive("lr", self.lr)
@@ -206,5 +209,9 @@ def run_higher_order(config: HigherOrderConfig | None = None, **overrides) -> Hi
                 r2[target][name] = r_squared(model(test_x), target_map(target, test_x))
                 example["outputs"][target][name] = model(image)[0, 0].numpy()            # (S-2, S-2)
                 example["targets"][target] = target_map(target, image)[0, 0].numpy()
-            degree[target][name] = contrast_degree(model, test_x)
+            try:
+                degree[target][name] = contrast_degree(model, test_x)
+            except ValueError as error:                      # a constant model: the fit went nowhere
+                raise ValueError(f"{error}: the {name} model of {target} did not learn (at lr {config.lr} its fit may "
+                                 f"have diverged; try a smaller lr)") from None
     return HigherOrderResult(config, r2, degree, example, time.perf_counter() - start)
