@@ -376,6 +376,11 @@ class _Session:
                         "val": self._stream(data.val, False, channels_last),
                         "test": self._stream(data.test, False, channels_last)}
         self.batches = len(self.streams["train"])
+        iterations = config.total_iterations(self.batches)
+        if config.dictionary_warmup >= iterations:     # the backbone would never train: a plain frozen-backbone run
+            raise ValueError(f"dictionary_warmup {config.dictionary_warmup} (CLI --dictionary-warmup) freezes the "
+                             f"backbone for the whole run of {iterations} iterations; give fewer iterations than "
+                             f"that, or freeze_backbone=True (--freeze-backbone true) for a frozen backbone")
         self.scheduler = build_scheduler(self.optimizer, config, self.batches)
         self.state = TrainState()
         setting = run_setting(config, device, context.world_size, data)
