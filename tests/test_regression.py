@@ -377,6 +377,8 @@ def test_cv_config_validation_and_custom_tables():
     tiny = TabularData("tiny", x[:4], x[:4, :1], ["a", "b", "c"], ["u"])
     with pytest.raises(ValueError, match="tiny has 4 rows: 2 folds leave 2 training rows per fold and 1 to fit on"):
         cross_validate_regression(RegressionCVConfig(**SMALL), data=tiny)
+    with pytest.raises(ValueError, match="tiny has 4 rows, fewer than the 5 folds asked: .* folds must be at most 4"):
+        cross_validate_regression(RegressionCVConfig(**{**SMALL, "folds": 5}), data=tiny)
     # scikit-learn rounds the validation share up, so a 1 % share of 30 rows still leaves 29 to fit on
     assert cross_validate_regression(RegressionCVConfig(**{**SMALL, "validation_fraction": 0.01}), data=table).n == 60
     with pytest.raises(ValueError, match=r"no k in neighbors \(500,\) is <= the \d+ rows kNN fits on in fold 0"):

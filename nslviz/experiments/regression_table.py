@@ -206,7 +206,10 @@ def _cross_validate(config: RegressionCVConfig, data) -> RegressionCVResult:
     x, y = data.x, data.y.reshape(data.n, -1)                                   # y (n, targets)
     smallest_fold = data.n - math.ceil(data.n / config.folds)                  # training rows of a fold
     fitted = smallest_fold - math.ceil(smallest_fold * config.validation_fraction)   # as train_test_split rounds
-    if data.n < config.folds or fitted < 2:
+    if data.n < config.folds:                        # KFold needs a test row in every fold
+        raise ValueError(f"{data.name} has {data.n} rows, fewer than the {config.folds} folds asked: each fold tests "
+                         f"at least one row, so folds must be at most {data.n} (--folds; 5 as in MN Table 2)")
+    if fitted < 2:
         raise ValueError(f"{data.name} has {data.n} rows: {config.folds} folds leave {smallest_fold} training rows per "
                          f"fold and {max(fitted, 0)} to fit on after holding out {config.validation_fraction:g} for "
                          f"validation; use more rows (max_rows, --max-rows) or fewer folds")
