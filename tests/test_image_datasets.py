@@ -782,6 +782,10 @@ def test_digits_split_is_stratified_deterministic_and_complete():
     with pytest.raises(ValueError, match=r"image size 100000: 1,797 images of 1x100000x100000 need 17,970.0 GB, "
                                          r"more than this machine can allocate; choose a smaller image_size"):
         image_module.resize_images(original, 100_000)                   # a typo's size: named, not a traceback
+    from nslviz.datasets.glyphs import make_glyphs                      # drawn at that size, not resized
+    with pytest.raises(ValueError, match=r"image size 100000: 500 images of 3x100000x100000 need 15,000.0 GB, more "
+                                         r"than this machine can allocate; .*\(the glyphs are drawn at that size\)"):
+        make_glyphs(20, 25, image_size=100_000)
     small = load_image_dataset("digits", image_size=16, val_size=100, limit=50)
     check_split(small.train, 50, channels=1, size=16), check_split(small.val, 50, channels=1, size=16)
 

@@ -26,6 +26,7 @@ import torch
 
 from .._checks import check_positive, check_seed
 from .images import ImageDataset, ImageSplit, _assemble, _register, _Request, stratified_order
+from .images.utils import empty_images
 
 STROKES = 3                 # line segments per class
 SPLIT_SHARES = (0.64, 0.16)  # train and val shares of the classes (Mini-ImageNet: 64 / 16 / 20 of 100)
@@ -102,7 +103,7 @@ def make_glyphs(num_classes: int = 100, per_class: int = 60, *, image_size: int 
     ring[:, 2] *= (torch.rand(num_classes, generator=generator) < 0.5).float()            # half have no ring
     width = torch.rand(num_classes, generator=generator) * 0.06 + 0.06                      # (C,)
     labels = torch.arange(num_classes).repeat_interleave(per_class)                         # (N,)
-    images = torch.empty((labels.shape[0], 3, image_size, image_size), dtype=torch.uint8)
+    images = empty_images((labels.shape[0], 3, image_size, image_size), "the glyphs are drawn at that size")
     for start in range(0, labels.shape[0], RENDER_CHUNK):
         rows = labels[start:start + RENDER_CHUNK]
         images[start:start + RENDER_CHUNK] = _draw(strokes[rows], ring[rows], width[rows], image_size, generator)

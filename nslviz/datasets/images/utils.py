@@ -30,20 +30,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 # shared helpers: resizing, ordering, splits, errors
 
 
+def empty_images(shape: tuple[int, int, int, int], note: str) -> torch.Tensor:
+    """An uninitialised uint8 tensor (N, C, S, S) for images; one too large for this machine is a
+    ValueError saying how many GB it needs and to choose a smaller image_size (`note`: what to add)."""
+    try:
+        return torch.empty(shape, dtype=torch.uint8)
+    except RuntimeError as error:                      # torch's allocator: "can't allocate memory"
+        if "allocate" not in str(error):
+            raise
+        count, channels, size, _ = shape
+        raise ValueError(f"image size {size}: {count:,} images of {channels}x{size}x{size} need "
+                         f"{math.prod(shape) / 1e9:,.1f} GB, more than this machine can allocate; choose a smaller "
+                         f"image_size ({note})") from None
+
+
 def resize_images(images: torch.Tensor, size: int, *, chunk: int = 4096) -> torch.Tensor:
     """Resize uint8 (N, C, H, W) to (N, C, size, size) with antialiased bilinear interpolation
     (rounded), in chunks of `chunk` images; returned unchanged (contiguous) when already that size."""
     if images.shape[-2:] == (size, size):
         return images.contiguous()
-    shape = (images.shape[0], images.shape[1], size, size)
-    try:
-        out = torch.empty(shape, dtype=torch.uint8)
-    except RuntimeError as error:                      # torch's allocator: "can't allocate memory"
-        if "allocate" not in str(error):
-            raise
-        raise ValueError(f"image size {size}: {shape[0]:,} images of {shape[1]}x{size}x{size} need "
-                         f"{math.prod(shape) / 1e9:,.1f} GB, more than this machine can allocate; choose a smaller "
-                         f"image_size (these images are {images.shape[-2]}x{images.shape[-1]})") from None
+    out = empty_images((images.shape[0], images.shape[1], size, size),
+                       f"these images are {images.shape[-2]}x{images.shape[-1]}")
     for start in range(0, images.shape[0], chunk):
         block = images[start:start + chunk].float()
         block = F.interpolate(block, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
