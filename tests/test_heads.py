@@ -87,6 +87,8 @@ def test_the_same_seed_gives_the_same_history():
     (lambda x, y, xt, yt: (x, y.float(), xt, yt), r"training labels as an int64 tensor of shape \(30,\)"),
     (lambda x, y, xt, yt: (x, y[:5], xt, yt), r"training labels as an int64 tensor of shape \(30,\)"),
     (lambda x, y, xt, yt: (x, y + 5, xt, yt), r"labels must lie in \[0, 2\], got \[\d, 7\]"),
+    (lambda x, y, xt, yt: (x, y * 0, xt, yt), r"the training split has no example of class\(es\) \[1, 2\] of 3 \(30 "
+                                             r"examples\); give more training examples"),
 ])
 def test_compare_heads_rejects_bad_features_and_labels(change, match):
     x, y = torch.randn(30, 4), torch.randint(0, 3, (30,))
@@ -193,6 +195,7 @@ def test_cli_json_is_the_library_summary():
 @pytest.mark.parametrize("args, message", [
     (["--entries", "0"], "argument --entries: expected a positive integer, got '0'"),
     (["--classes", "1"], "classes must be >= 2, got 1"),
+    (["--train-size", "1", "--steps", "2"], "the training split has no example of class(es) [0, 2, 3] of 4 (1 examples)"),
     (["--run-dir", "nowhere", "--dim", "3"], "--dim describes generated clusters"),
     (["--run-dir", "nowhere"], "'nowhere' is not a run directory"),
     (["--device", "tpu"], "unknown device 'tpu'"),
