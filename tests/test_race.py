@@ -265,16 +265,17 @@ def test_dictionary_warmup_under_torchrun_is_refused_before_the_run_directory_is
     assert {path.name: path.read_bytes() for path in run.iterdir()} == kept
 
 
-def test_a_warmup_as_long_as_the_run_is_refused_before_the_run_directory_is_touched(tmp_path):
-    """A warm-up of the whole run never trains the backbone: a frozen-backbone run by mistake, which
-    exited 0. Refused before --overwrite removes the run already in the folder."""
+def test_a_warmup_longer_than_the_run_is_refused_before_the_run_directory_is_touched(tmp_path):
+    """A warm-up longer than the run never ends, and the backbone never trains: a frozen-backbone run by
+    mistake, which exited 0. Refused before --overwrite removes the run already in the folder (a run of
+    the warm-up alone stays possible: the test above)."""
     run = tmp_path / "run"
     run.mkdir()
     kept = {"best.pt": b"weights", "summary.json": b"{}", "checkpoint.pt": b"state"}
     for name, content in kept.items():
         (run / name).write_bytes(content)
-    with pytest.raises(ValueError, match=r"dictionary_warmup 100000 \(CLI --dictionary-warmup\) freezes the backbone "
-                                         r"for the whole run of \d+ iterations.*freeze_backbone=True"):
+    with pytest.raises(ValueError, match=r"dictionary_warmup 100000 \(CLI --dictionary-warmup\) is longer than the "
+                                         r"whole run of \d+ iterations, so the backbone would never train.*freeze_backbone"):
         train(TrainConfig(method="mn", dictionary_warmup=100_000, **TINY), run, overwrite=True, progress=False)
     assert {path.name: path.read_bytes() for path in run.iterdir()} == kept
 

@@ -138,16 +138,16 @@ def compare_heads(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Te
     if int(min(y_train.min(), y_test.min())) < 0 or int(max(y_train.max(), y_test.max())) >= classes:
         raise ValueError(f"labels must lie in [0, {classes - 1}], got [{int(min(y_train.min(), y_test.min()))}, "
                          f"{int(max(y_train.max(), y_test.max()))}]")
-    missing = sorted(set(range(classes)) - set(y_train.tolist()))
-    if missing:                                          # a head that never saw a class cannot be compared on it
-        raise ValueError(f"the training split has no example of class(es) {missing[:10]} of {classes} "
-                         f"({len(y_train)} examples); give more training examples (train_size, CLI --train-size)")
     data = {"source": "features", "dim": int(x_train.shape[1]), "classes": classes,
             "train_size": len(y_train), "test_size": len(y_test), **(data or {})}
     batch = max(training.batch_size, len(y_test))                # the test set is evaluated in one batch
     check_memory(f"MN's head on {batch} features of width {x_train.shape[1]} with {classes} classes and "
                  f"{training.entries} entries", head_memory(batch, x_train.shape[1], classes, training.entries),
                  "use fewer classes, entries or test features")
+    missing = sorted(set(range(classes)) - set(y_train.tolist()))
+    if missing:                                          # a head that never saw a class cannot be compared on it
+        raise ValueError(f"the training split has no example of class(es) {missing[:10]} of {classes} "
+                         f"({len(y_train)} examples); give more training examples (train_size, CLI --train-size)")
     with torch_threads(1):        # small tensors: intra-op threads only add overhead
         start = time.perf_counter()
         history = _train_heads(x_train.float(), y_train, x_test.float(), y_test, classes, training)

@@ -377,10 +377,10 @@ class _Session:
                         "test": self._stream(data.test, False, channels_last)}
         self.batches = len(self.streams["train"])
         iterations = config.total_iterations(self.batches)
-        if config.dictionary_warmup >= iterations:     # the backbone would never train: a plain frozen-backbone run
-            raise ValueError(f"dictionary_warmup {config.dictionary_warmup} (CLI --dictionary-warmup) freezes the "
-                             f"backbone for the whole run of {iterations} iterations; give fewer iterations than "
-                             f"that, or freeze_backbone=True (--freeze-backbone true) for a frozen backbone")
+        if config.dictionary_warmup > iterations:      # a warm-up that cannot end: the backbone never trains
+            raise ValueError(f"dictionary_warmup {config.dictionary_warmup} (CLI --dictionary-warmup) is longer than "
+                             f"the whole run of {iterations} iterations, so the backbone would never train; give at "
+                             f"most {iterations}, or freeze_backbone=True (--freeze-backbone true) for a frozen backbone")
         self.scheduler = build_scheduler(self.optimizer, config, self.batches)
         self.state = TrainState()
         setting = run_setting(config, device, context.world_size, data)
