@@ -45,7 +45,7 @@ def export_notebook(notebook: str | Path, out_dir: str | Path = "out", parameter
         raise ValueError(f"notebook {str(notebook)!r} is not an .ipynb file; expected a path to an .ipynb file")
     check_positive("cell_timeout", cell_timeout, integer=True, minimum=1)
     try:
-        nbformat.validate(nbformat.read(notebook, as_version=4))
+        nbformat.read(notebook, as_version=4)       # reading validates against the notebook schema too
     except Exception as error:       # not JSON, JSON of another shape, or a notebook that breaks its schema
         raise ValueError(f"notebook {str(notebook)!r} is not a readable Jupyter notebook "
                          f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); expected an .ipynb file "
