@@ -127,8 +127,13 @@ def test_a_damaged_summary_or_metrics_line_is_named(cut):
     run = RunDirectory(cut, create=False)
     rows = (cut / "metrics.jsonl").read_text()
     (cut / "metrics.jsonl").write_text("{not json\n" + rows)
-    with pytest.raises(DamagedRunFile, match=r"metrics.jsonl' is damaged \(line 1 of 2 is not a JSON object\)"):
+    with pytest.raises(DamagedRunFile, match=r"metrics.jsonl' is damaged \(line 1 of 2 is not a JSON object\).*To go "
+                                             r"on: mend line 1 .* or delete it, which loses that epoch's row but not "
+                                             r"the run"):
         run.read_metrics()
+    (cut / "metrics.jsonl").write_text(rows)                                  # deleted: the cut run resumes
+    assert train(TrainConfig(**TINY), cut, resume=True, progress=False)["epochs"] == TINY["epochs"]
+    (cut / "metrics.jsonl").write_text("{not json\n" + rows)
     (cut / "summary.json").write_text("")
     with pytest.raises(DamagedRunFile, match=r"summary.json' is damaged \(not a JSON object\)"):
         run.read_summary()

@@ -119,7 +119,8 @@ class RunDirectory:
                               f"before it are kept", RunDirectoryWarning, stacklevel=2)
             else:
                 raise damaged_file(self.metrics_path, f"line {number} of {len(lines)} is not a JSON object",
-                                   RESTART)
+                                   f"mend line {number} (each line is one epoch's JSON object) or delete it, which "
+                                   f"loses that epoch's row but not the run: the checkpoint is apart; or {RESTART}")
         return rows
 
     def write_metrics(self, rows: list[dict]) -> None:
