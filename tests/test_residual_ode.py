@@ -107,6 +107,10 @@ def test_bad_settings_are_named():
             ResidualODEConfig(**overrides)
     with pytest.raises(ValueError, match="at least two depths"):
         convergence_order({10: 0.2, 12: 0.01}, {10: 0.3, 12: 0.25})
+    # a typo in t_end sets a margin of 7,072 px: named with its memory before anything is allocated
+    with pytest.raises(ValueError, match=r"residual-ode on a 14149×14149 map \(5 px and a 7072-px zero margin on each "
+                                         r"side\) needs about .* GB .*use a smaller t_end"):
+        run_residual_ode(ResidualODEConfig(t_end=1e6, layers=(10,), size=5))
 
 
 def test_figures_draw_what_ran():

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice, check_positive, check_seed
+from .._memory import check_memory
 from .._threads import torch_threads
 from ..datasets.photos import photo_region
 from ..nsl import NSConv2d
@@ -178,8 +179,15 @@ def integrate(image: torch.Tensor, method: str, layers: int, t_end: float, seed:
 def run_residual_ode(config: ResidualODEConfig | None = None, **overrides) -> ResidualODEResult:
     """Both solvers (METHODS) at every depth of config.layers, against the exact solution at t_end."""
     config = dataclasses.replace(config or ResidualODEConfig(), **overrides)
+    margin, side = config.margin, config.size + 2 * config.margin
+    # float64 maps held at once: every stack's output and about 36 more for the input, the exact solution's
+    # transforms and the layers' working copies (measured: 1.2 GB at 2002² with one depth). A typo in t_end
+    # widens the margin with √t: --t-end 1e6 is 14,184 px a side
+    maps = 2 * len(config.layers) + 36
+    check_memory(f"residual-ode on a {side}×{side} map ({config.size} px and a {margin}-px zero margin on each side)",
+                 {"float64 maps": maps * side * side * 8},
+                 "use a smaller t_end (--t-end), which sets the margin, or a smaller size or margin")
     start = time.perf_counter()
-    margin = config.margin
     image = F.pad(photo_region(config.size)[0, 0].double(), (margin,) * 4)            # (H, W), zero margin
     exact = exact_heat(image.numpy(), config.t_end)
     outputs, errors = {m: {} for m in METHODS}, {m: {} for m in METHODS}
