@@ -98,7 +98,7 @@ def test_the_stored_kernels_do_not_matter_and_the_same_seed_gives_the_same_numbe
     assert torch.allclose(integrate(image, "heun", 6, 1.0, seed=5), a, atol=1e-10)
 
 
-def test_bad_settings_are_named():
+def test_bad_settings_are_named(monkeypatch):
     for overrides, match in ((dict(t_end=0.0), "t_end"), (dict(layers=()), "at least one stack depth"),
                              (dict(layers=(10, 0)), "layers"), (dict(margin=-1), "margin"), (dict(size=2), "size"),
                              (dict(margin=12), r"margin 12 is too narrow for t_end 3: .* at least 13"),
@@ -108,6 +108,8 @@ def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="at least two depths"):
         convergence_order({10: 0.2, 12: 0.01}, {10: 0.3, 12: 0.25})
     # a typo in t_end sets a margin of 7,072 px: named with its memory before anything is allocated
+    import nslviz._memory as memory
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 24 * 10**9)     # as on a 24 GB machine
     with pytest.raises(ValueError, match=r"residual-ode on a 14149×14149 map \(5 px and a 7072-px zero margin on each "
                                          r"side\) needs about .* GB .*use a smaller t_end"):
         run_residual_ode(ResidualODEConfig(t_end=1e6, layers=(10,), size=5))
