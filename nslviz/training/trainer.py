@@ -335,7 +335,7 @@ def _train(config, run_path, resume, progress, on_iteration, context: distribute
     """Set up (or resume) the run in `run_path`, train its remaining epochs, test it."""
     session = _Session(config, run_path, resume, context)
     epochs = session.config.epochs_for(session.batches)
-    bar = tqdm(total=session.config.total_iterations(session.batches), initial=session.state.iteration,
+    bar = tqdm(total=session.iterations, initial=session.state.iteration,
                desc=run_title(session.config),
                disable=not (progress and context.is_main), leave=False)
     while session.state.epoch < epochs:
@@ -376,11 +376,12 @@ class _Session:
                         "val": self._stream(data.val, False, channels_last),
                         "test": self._stream(data.test, False, channels_last)}
         self.batches = len(self.streams["train"])
-        iterations = config.total_iterations(self.batches)
-        if config.dictionary_warmup > iterations:      # a warm-up that cannot end: the backbone never trains
+        self.iterations = config.total_iterations(self.batches)
+        if config.dictionary_warmup > self.iterations:   # a warm-up that cannot end: the backbone never trains
             raise ValueError(f"dictionary_warmup {config.dictionary_warmup} (CLI --dictionary-warmup) is longer than "
-                             f"the whole run of {iterations} iterations, so the backbone would never train; give at "
-                             f"most {iterations}, or freeze_backbone=True (--freeze-backbone true) for a frozen backbone")
+                             f"the whole run of {self.iterations} iterations, so the backbone would never train; give "
+                             f"at most {self.iterations}, or freeze_backbone=True (--freeze-backbone true) for a frozen "
+                             f"backbone")
         self.scheduler = build_scheduler(self.optimizer, config, self.batches)
         self.state = TrainState()
         setting = run_setting(config, device, context.world_size, data)
@@ -393,8 +394,8 @@ class _Session:
             self.state = TrainState.from_dict(checkpoint["state"])
             if self.maxl is not None:
                 self.maxl.load_state_dict(checkpoint["label_generator"])
-        self.state.precision, self.state.world_size, self.state.data, self.state.threads = (
-            setting["precision"], setting["world_size"], setting["data"], setting["threads"])
+        for key, value in setting.items():                               # stored in every checkpoint
+            setattr(self.state, key, value)
         if self.run is not None:
             self._prepare_run_directory(resumed=checkpoint is not None)
         self.trained = self._wrapped_model()
