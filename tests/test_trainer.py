@@ -578,28 +578,31 @@ def test_a_resume_on_another_cpu_thread_count_says_its_numbers_will_differ(tmp_p
 
 def test_overwrite_removes_every_file_of_the_run_it_replaces(reference_run, tmp_path):
     import shutil
+
+    def stop():
+        raise Killed
     run_dir = tmp_path / "replaced"
     shutil.copytree(reference_run[0], run_dir)
     with pytest.raises(ValueError, match="already holds a finished run"):
         train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, progress=False)
 
-    def killed_at_2(i):
-        if i == 2:
-            raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):                           # replaced, and cut before a checkpoint
-        train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, overwrite=True, progress=False,
-              on_iteration=killed_at_2)
-    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.jsonl"}   # no summary or best.pt of the MN run
+    vanilla = TrainConfig(**{**TINY, "method": "vanilla", "checkpoint_every": 1000})
+    with pytest.raises(Killed):                      # replaced, and cut in epoch 1, before the epoch's checkpoint
+        train(vanilla, run_dir, overwrite=True, progress=False, on_iteration=lambda i: i == 2 and stop())
+    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.jsonl", "checkpoint.pt"}   # nothing of MN's
     assert json.loads((run_dir / "config.json").read_text())["method"] == "vanilla"
-    with pytest.raises(ValueError, match="no checkpoint.pt"):
-        train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, resume=True, progress=False)
-    replaced = train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, progress=False)   # the folder is free again
-    assert replaced["method"] == "vanilla" and "test_acc_before_finetune" not in replaced
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 0
+    with pytest.raises(ValueError, match="resume it"):                # the iteration-0 checkpoint is a started run
+        train(vanilla, run_dir, progress=False)
+    resumed = train(vanilla, run_dir, resume=True, progress=False)
+    assert stable(resumed) == stable(train(vanilla, tmp_path / "uninterrupted", progress=False))
+    assert resumed["method"] == "vanilla" and "test_acc_before_finetune" not in resumed
 
 
 def test_a_run_cut_before_its_first_checkpoint_is_replaced_only_on_purpose(reference_run, tmp_path):
-    """best.pt and metrics rows without checkpoint.pt: a kill between epoch 1's best.pt and the first
-    checkpoint. A fresh train must not delete that best model silently, and --resume says what to do."""
+    """best.pt and metrics rows without checkpoint.pt (deleted by hand, or written by a version that saved its
+    first checkpoint after epoch 1). A fresh train must not delete that best model silently, and --resume
+    says what to do."""
     import shutil
     run_dir = tmp_path / "cut-early"
     shutil.copytree(reference_run[0], run_dir)
@@ -608,7 +611,7 @@ def test_a_run_cut_before_its_first_checkpoint_is_replaced_only_on_purpose(refer
     best = (run_dir / "best.pt").read_bytes()
     with pytest.raises(ValueError, match="an unfinished run .*no checkpoint.pt to resume it from.*--overwrite"):
         train(TrainConfig(**TINY), run_dir, progress=False)
-    with pytest.raises(ValueError, match="cut before its first checkpoint: start it again with --overwrite"):
+    with pytest.raises(ValueError, match="no checkpoint to continue from: start it again with --overwrite"):
         train(TrainConfig(**TINY), run_dir, resume=True, progress=False)
     assert (run_dir / "best.pt").read_bytes() == best and len((run_dir / "metrics.jsonl").read_text().splitlines()) > 1
 

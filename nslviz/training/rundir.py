@@ -78,8 +78,8 @@ class RunDirectory:
     best_path = property(lambda self: self.path / "best.pt")
 
     def has_results_without_checkpoint(self) -> bool:
-        """best.pt or metrics rows but no checkpoint.pt: a run cut before its first checkpoint, which
-        cannot be resumed and must not be replaced by accident."""
+        """best.pt or metrics rows but no checkpoint.pt (deleted, or a run of a version that wrote its first
+        checkpoint after epoch 1), which cannot be resumed and must not be replaced by accident."""
         return not self.checkpoint_path.exists() and (
             self.best_path.exists() or (self.metrics_path.exists() and self.metrics_path.stat().st_size > 0))
 
@@ -220,7 +220,7 @@ def check_run_dir_is_usable(run_path, what: str = "run directory") -> None:
 
 def check_run_dir_is_free(run_path, *, resumable: bool = False) -> None:
     """Raise if `run_path` holds a finished run (summary.json) or a started one (checkpoint.pt, or
-    best.pt and metrics of a run cut before its first checkpoint, which only --overwrite replaces)."""
+    best.pt and metrics of a run whose checkpoint is gone, which only --overwrite replaces)."""
     run = RunDirectory(run_path, create=False)
     try:
         summary = run.read_summary()

@@ -4,7 +4,8 @@
                     run_dir="runs/c100-r29-mn")
 
 writes runs/<name>/{config.json, metrics.jsonl, summary.json, checkpoint.pt, best.pt}. All writes are
-atomic. `checkpoint.pt` is written every `checkpoint_every` iterations and at every epoch end; a run
+atomic. `checkpoint.pt` is written before the first step, every `checkpoint_every` iterations and at
+every epoch end; a run
 killed at any point continues with `resume=True` (CLI `--resume`) and ends with exactly the numbers
 of an uninterrupted run: batch order and augmentation are functions of (seed, epoch, batch) and the
 global RNG (dropout, dictionary entry dropout) is reseeded from (seed, rank, iteration) before every
@@ -404,6 +405,8 @@ class _Session:
         # a resumed run continues rank 0's totals of all ranks
         self.sums = EpochSums(self.state.epoch_sums if context.is_main else [0.0, 0.0, 0.0], device)
         self.training_started = time.perf_counter()
+        if checkpoint is None:      # iteration 0: a kill at any moment from here leaves a run that --resume continues
+            self.save_checkpoint()
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -653,7 +656,8 @@ def _resume_checkpoint(run_path: Path) -> dict:
                    "train or resume, so keep them as they are (--overwrite would delete them to train again)")
     checkpoint = run.load_checkpoint(map_location="cpu", advice=restart if run.best_path.exists() else RESTART)
     if checkpoint is None:
-        start = ("the run was cut before its first checkpoint: start it again with --overwrite (overwrite=True)"
+        start = ("its best.pt or metrics rows have no checkpoint to continue from: start it again with --overwrite "
+                 "(overwrite=True)"
                  if run.has_results_without_checkpoint() else "run without --resume to start")
         raise RunDirectoryError(f"cannot resume: no checkpoint.pt in {str(run_path)!r}; {start}")
     if run.best_path.exists():
