@@ -101,20 +101,39 @@ def check_fraction(name: str, value, *, allow_one: bool = False) -> None:
         raise ValueError(f"{name} must be a number with 0 <= {name} {bound}, got {value!r}")
 
 
+def check_tensor(name: str, value, shape: str) -> None:
+    """A torch.Tensor (a NumPy array or a list fails inside torch with an AttributeError otherwise)."""
+    import torch
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor {shape}, got {type(value).__name__}; convert with "
+                         f"torch.as_tensor")
+
+
 def check_features(name: str, tensor: torch.Tensor, width: int, *, allow_empty: bool = True,
                    dtype: torch.dtype | None = None) -> None:
     """A (batch, width) tensor, as every head expects; `allow_empty=False`: at least one row;
     `dtype`: the layer's parameter dtype, which floating-point inputs must match outside autocast
     (float64 from torch.from_numpy into a float32 layer is the usual case)."""
-    import torch
-    if not isinstance(tensor, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape (batch, {width}), got {type(tensor).__name__}")
+    check_tensor(name, tensor, f"(batch, {width})")
     if tensor.dim() != 2 or tensor.shape[1] != width:
         raise ValueError(f"expected {name} of shape (batch, {width}), got {tuple(tensor.shape)}")
     if dtype is not None:
         check_dtype(name, tensor, dtype)
     if not allow_empty and tensor.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (0, {width}); expected at least one example")
+
+
+def check_maps(layer: str, x, channels: int, dtype: torch.dtype, *, kernel_size: int = 1, padding: int = 0) -> None:
+    """What a convolutional layer takes: a tensor (batch, channels, H, W) in its parameters' dtype
+    (autocast aside), each side at least `kernel_size` once padded."""
+    check_tensor(f"{layer} input", x, f"(batch, {channels}, height, width)")
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"{layer} expects input (batch, {channels}, height, width), got {tuple(x.shape)}")
+    check_dtype(f"{layer} inputs", x, dtype)
+    if min(x.shape[2:]) + 2 * padding < kernel_size:
+        raise ValueError(f"{layer} with a {kernel_size}x{kernel_size} kernel and padding {padding} needs maps of at "
+                         f"least {kernel_size - 2 * padding}x{kernel_size - 2 * padding}, got "
+                         f"{x.shape[2]}x{x.shape[3]}; give larger inputs or more padding")
 
 
 def check_dtype(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> None:

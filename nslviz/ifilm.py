@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_positive
+from ._checks import check_positive, check_tensor
 from ._precision import full_precision, full_precision_dtype
 
 IFILM_PLACEMENTS = ("none", "all", "last")
@@ -69,6 +69,7 @@ class IFiLM(nn.Module):
         return full_precision(activation)                          # (B, C)
 
     def _check(self, activation: torch.Tensor) -> None:
+        check_tensor("iFiLM activation", activation, f"(batch, {self.channels}, H, W) or (batch, {self.channels})")
         if activation.dim() not in (2, 4) or activation.shape[1] != self.channels:
             raise ValueError(f"iFiLM expected an activation of shape (batch, {self.channels}, H, W) or "
                              f"(batch, {self.channels}), got {tuple(activation.shape)}")

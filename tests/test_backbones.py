@@ -303,7 +303,7 @@ def test_every_backbone_names_images_of_another_type_or_dtype_and_the_conversion
     with pytest.raises(ValueError, match=f"{label} images are torch.float64 but the layer's parameters are "
                                          f"torch.float32; convert the input with .to\\(torch.float32\\)"):
         net(torch.zeros(2, 1, 32, 32, dtype=torch.float64))
-    with pytest.raises(ValueError, match=f"{label} expected images as a torch.Tensor .* got ndarray; convert with "
+    with pytest.raises(ValueError, match=f"{label} images must be a torch.Tensor .* got ndarray; convert with "
                                          f"torch.as_tensor"):
         net(np.zeros((2, 1, 32, 32), dtype=np.float32))
     assert net.double()(torch.rand(2, 1, 32, 32, dtype=torch.float64)).dtype == torch.float64

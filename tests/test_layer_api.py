@@ -105,6 +105,18 @@ def test_strided_and_plain_paddings():
     (lambda: NSConv2d(3, 4, mode="dynamic_uns", dynamic_impl="taps"), "dynamic_impl='taps' computes dynamic DNS only"),
     (lambda: NSConv2d(3, 4, bias="no"), "bias must be True or False, got 'no'"),
     (lambda: MetaNeighborhoodsHead(16, 1, entries=10), "values='fixed' with loss='binary_cross_entropy'"),
+    # not a tensor, or a map smaller than the kernel: named by the layer, not torch's AttributeError or conv message
+    (lambda: NSConv2d(3, 4)(np.zeros((1, 3, 8, 8), np.float32)),
+     r"NSConv2d input must be a torch.Tensor \(batch, 3, height, width\), got ndarray; convert with torch.as_tensor"),
+    (lambda: NSConv2d(3, 4, mode="dynamic_dns")([[1.0]]), "NSConv2d input must be a torch.Tensor .* got list"),
+    (lambda: SphereConv2d(3, 4)(np.zeros((1, 3, 8, 8), np.float32)), "SphereConv2d input must be a torch.Tensor"),
+    (lambda: GlobalSimilarityAttention(16)(np.zeros((1, 16, 4, 4))), "GlobalSimilarityAttention input must be a torch"),
+    (lambda: IFiLM(8)(np.zeros((2, 8), np.float32)), r"iFiLM activation must be a torch.Tensor \(batch, 8, H, W\)"),
+    (lambda: NSConv2d(3, 4, padding=0)(torch.randn(1, 3, 2, 5)),
+     "NSConv2d with a 3x3 kernel and padding 0 needs maps of at least 3x3, got 2x5"),
+    (lambda: NSConv2d(3, 4, mode="dynamic_uns", padding=0)(torch.randn(1, 3, 2, 2)), "needs maps of at least 3x3"),
+    (lambda: SphereConv2d(3, 4, 5, padding=1)(torch.randn(1, 3, 2, 2)),
+     "SphereConv2d with a 5x5 kernel and padding 1 needs maps of at least 3x3, got 2x2"),
 ])
 def test_a_mistake_is_named_with_what_was_expected(call, match):
     with pytest.raises(ValueError, match=match):

@@ -17,7 +17,7 @@ from typing import Iterable, Mapping
 import torch
 import torch.nn as nn
 
-from .._checks import check_choice, check_dtype, check_finite, check_flags, check_positive
+from .._checks import check_choice, check_dtype, check_finite, check_flags, check_positive, check_tensor
 from ..ifilm import IFILM_PLACEMENTS, IFiLM
 from ..nsl import NSL_MODES, make_conv, prepare_nsl_options
 from ..nsl import batch_norm2d as batch_norm     # eps 1e-3, momentum 0.1: the MN code's TF decay 0.9
@@ -133,9 +133,7 @@ def check_images(backbone: nn.Module, images) -> None:
     """What every backbone takes: a floating-point tensor in its weights' dtype (autocast aside), as
     `nslviz.datasets.augment.to_float` makes from uint8 images."""
     name = type(backbone).__name__
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"{name} expected images as a torch.Tensor (batch, channels, H, W), got "
-                         f"{type(images).__name__}; convert with torch.as_tensor")
+    check_tensor(f"{name} images", images, "(batch, channels, H, W)")
     dtype = next(backbone.parameters()).dtype
     if not images.is_floating_point():
         raise ValueError(f"{name} expected floating-point images in [0, 1] ({dtype}), got dtype {images.dtype}; "

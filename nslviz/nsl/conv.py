@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_dtype, check_flags, check_positive
+from .._checks import check_choice, check_flags, check_maps, check_positive
 from .fast import _Patches, _RecomputedShiftWeightSum, _ShiftWeightSum, choose_dynamic_impl
 from .global_similarity import GlobalSimilarityConv2d
 from .predictor import PREDICTORS, SharedSimilarityPredictor, SimilarityPredictor, _kernel_size
@@ -339,9 +339,8 @@ class NSConv2d(nn.Module):
         return folded.view_as(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"NSConv2d expects input (batch, {self.in_channels}, height, width), got {tuple(x.shape)}")
-        check_dtype("NSConv2d inputs", x, self.weight.dtype)
+        check_maps("NSConv2d", x, self.in_channels, self.weight.dtype, kernel_size=self.kernel_size,
+                   padding=self.padding)
         if not self.dynamic:
             return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding)
         m = self.predict_similarity(x)

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_dtype, check_flags, check_positive
+from .._checks import check_choice, check_dtype, check_flags, check_maps, check_positive, check_tensor
 from .sphere import SphereConv2d, he_std
 
 GNS_STRUCTURES = ("diagonal", "full")
@@ -77,6 +77,7 @@ class GlobalSimilarityConv2d(nn.Module):
 
     def mix_positions(self, x: torch.Tensor) -> torch.Tensor:
         """X' = M_G^s X per channel, (B, C, H, W) -> (B, C, H, W): the map the convolution reads."""
+        check_tensor("GlobalSimilarityConv2d input", x, f"(batch, {self.in_channels}, {self.size[0]}, {self.size[1]})")
         if x.dim() != 4 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != self.size:
             raise ValueError(f"GlobalSimilarityConv2d expects (batch, {self.in_channels}, {self.size[0]}, "
                              f"{self.size[1]}) (its M_G^s is built for one map size), got {tuple(x.shape)}")
@@ -141,10 +142,7 @@ class GlobalSimilarityAttention(nn.Module):
         return torch.softmax(torch.einsum("bci,bcj->bij", f, g), dim=-1)         # (B, N, N)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.value.in_channels:
-            raise ValueError(f"GlobalSimilarityAttention expects input (batch, {self.value.in_channels}, height, "
-                             f"width), got {tuple(x.shape)}")
-        check_dtype("GlobalSimilarityAttention inputs", x, self.value.weight.dtype)
+        check_maps("GlobalSimilarityAttention", x, self.value.in_channels, self.value.weight.dtype)
         beta = self.attention(x)
         h = self.value(x).flatten(2)                                              # (B, C, N)
         attended = torch.einsum("bij,bcj->bci", beta, h).view_as(x)              # (B, C, H, W)

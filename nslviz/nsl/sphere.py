@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_dtype, check_flags, check_positive
+from .._checks import check_choice, check_flags, check_maps, check_positive
 
 ANGLE_FUNCTIONS = ("cosine", "linear", "sigmoid")
 SPHERE_NORMALIZATIONS = ("input", "full", "none")
@@ -138,10 +138,8 @@ class SphereConv2d(nn.Module):
                                    * (init_gain * he_std(in_channels, kernel_size)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_dtype("SphereConv2d inputs", x, self.weight.dtype)
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"SphereConv2d expects input (batch, {self.in_channels}, height, width), got "
-                             f"{tuple(x.shape)}")
+        check_maps("SphereConv2d", x, self.in_channels, self.weight.dtype, kernel_size=self.kernel_size,
+                   padding=self.padding)
         return sphere_conv2d(x, self.weight, self.stride, self.padding, self.normalize, self.angle, self.sigmoid_k)
 
     def regularization(self) -> torch.Tensor:
