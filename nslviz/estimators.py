@@ -15,7 +15,8 @@ Two models, chosen with `space`:
   space="input"      `nslviz.regression.MetaNeighborhoodsMLP`: the whole MLP finetuned per input on a
                      dictionary in input space (MN sec. 4.3, Appendix B).
 Both are trained with `nslviz.training.tabular.fit_tabular`: AdamW, mini-batches, early stopping on a
-held-out `validation_fraction` of the training rows with `patience` epochs, best weights restored.
+held-out `validation_fraction` of the training rows with `patience` epochs, best weights restored
+(for classes the split is stratified; where it cannot be, every class keeps a row among the fitting rows).
 
 `n_estimators` = K (3 by default) trains K such models (members), member k with the k-th seed drawn
 from `random_state` and its own split into fitting and early-stopping rows, and averages them:
@@ -152,6 +153,21 @@ def default_temperature(features: int, similarity: str = "cosine", space: str = 
     if space == "feature":
         return FEATURE_TEMPERATURE * float(np.sqrt(FEATURE_WIDTH / features))
     return 1.0 / float(np.sqrt(features))
+
+
+def _split_keeping_every_class(labels: np.ndarray, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fitting rows, early-stopping rows) where a stratified split is impossible: one row of every class
+    stays among the fitting rows, and up to `n_val` of the others stop early (with no other row, as
+    on two rows of two classes, the early-stopping row is a fitting row too)."""
+    order = np.random.RandomState(seed).permutation(len(labels))
+    _, first = np.unique(labels[order], return_index=True)
+    spare = np.ones(len(labels), dtype=bool)
+    spare[order[first]] = False                                  # one row of each class: fitting
+    others = order[spare[order]]
+    if len(others) == 0:
+        return np.arange(len(labels)), np.sort(order[:1])
+    stop = np.sort(others[:n_val])
+    return np.setdiff1d(np.arange(len(labels)), stop), stop
 
 
 class _MetaNeighborsBase(BaseEstimator):
@@ -320,8 +336,8 @@ class _MetaNeighborsBase(BaseEstimator):
             try:                            # keep every class on the training side when possible
                 return tuple(train_test_split(np.arange(n), test_size=n_val, random_state=seed,
                                               stratify=split_labels))
-            except ValueError:
-                return tuple(train_test_split(np.arange(n), test_size=n_val, random_state=seed))
+            except ValueError:              # a class of one row, or fewer early-stopping rows than classes
+                return _split_keeping_every_class(np.asarray(split_labels), n_val, seed)
         order = rng.permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 

@@ -467,3 +467,17 @@ def test_verbose_shows_one_progress_line_per_member(capsys):
     MetaNeighborsClassifier(n_estimators=2, max_epochs=3, verbose=True, random_state=0).fit(X, y)
     err = capsys.readouterr().err
     assert "MetaNeighborsClassifier member 1" in err and "MetaNeighborsClassifier member 2" in err
+
+
+def test_where_no_stratified_split_exists_every_class_stays_among_the_fitting_rows():
+    """Two rows of two classes, or a class of one row: a random early-stopping split left a class out of
+    the fitting rows, and the fitted model barely told the classes apart (probabilities 0.51 / 0.49)."""
+    from nslviz.estimators import _split_keeping_every_class
+    labels = np.array([0, 1, 1, 2, 2, 2, 3])
+    for seed in range(20):
+        fit, stop = _split_keeping_every_class(labels, 2, seed)
+        assert set(labels[fit]) == {0, 1, 2, 3} and len(stop) == 2 and not set(fit) & set(stop)
+    assert [list(part) for part in _split_keeping_every_class(np.array([0, 1]), 1, 0)] in ([[0, 1], [0]], [[0, 1], [1]])
+    X, y = np.array([[0.0, 0.0], [1.0, 1.0]]), np.array(["a", "b"])
+    proba = MetaNeighborsClassifier(random_state=0).fit(X, y).predict_proba(X)
+    assert proba[0, 0] > 0.6 and proba[1, 1] > 0.6
