@@ -289,6 +289,20 @@ def test_the_file_stream_gives_the_same_batches_with_any_number_of_workers_and_r
     assert isinstance(batch_stream(load_image_dataset("digits", "data").test, 8, shuffle=False), BatchStream)
 
 
+def test_the_decoding_workers_start_once_and_serve_every_epoch_even_after_an_abandoned_pass(imagenet):
+    """Each pass used to start its workers (and send them the split) again: on ImageNet-2012, a few
+    seconds per epoch for training and for validation."""
+    split = load_image_dataset("imagenet", imagenet, val_size=3, image_size=16).train
+    expected = {epoch: list(batch_stream(split, 4, shuffle=True, seed=5, workers=0).epoch(epoch)) for epoch in (0, 1)}
+    stream = batch_stream(split, 4, shuffle=True, seed=5, workers=2)
+    next(stream.epoch(0))                                             # a pass left after one batch
+    pids = [worker.pid for worker in stream._loader._iterator._workers]
+    for epoch in (0, 1, 0):
+        for (a, la), (b, lb) in zip(expected[epoch], stream.epoch(epoch), strict=True):
+            assert torch.equal(a, b) and torch.equal(la, lb)
+        assert [worker.pid for worker in stream._loader._iterator._workers] == pids
+
+
 IMAGENET_RUN = dict(dataset="imagenet", backbone="convnet4", image_size=16, val_size=3, epochs=2, batch_size=4,
                     checkpoint_every=2, device="cpu", workers=0, entries=6)
 

@@ -125,21 +125,32 @@ class BatchStream:
 
 
 class _FileBatches(torch.utils.data.Dataset):
-    """Batch i of a list of index batches, decoded from a FileSplit (what a DataLoader worker runs).
-    A file that cannot be read comes back as its ImageFileError, raised again by the stream's process
-    (raised in a worker, it would come back with the worker's traceback in its message)."""
+    """A batch of indices (B,) decoded from a FileSplit (what a DataLoader worker runs). A file that
+    cannot be read comes back as its ImageFileError, raised again by the stream's process (raised in a
+    worker, it would come back with the worker's traceback in its message)."""
 
-    def __init__(self, split: FileSplit, batches: list[torch.Tensor]):
-        self.split, self.batches = split, batches
+    def __init__(self, split: FileSplit):
+        self.split = split
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor | ImageFileError, torch.Tensor | None]:
+        try:
+            return self.split.read(index), self.split.labels[index]
+        except ImageFileError as error:
+            return error, None
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """The index batches of the pass the stream is reading, set before each pass. A sampler is iterated
+    in the stream's process, so the workers (started once, persistent) never need the new order."""
+
+    def __init__(self):
+        self.batches: list[torch.Tensor] = []
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter(self.batches)
 
     def __len__(self) -> int:
         return len(self.batches)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor | ImageFileError, torch.Tensor | None]:
-        try:
-            return self.split.read(self.batches[i]), self.split.labels[self.batches[i]]
-        except ImageFileError as error:
-            return error, None
 
 
 class FileBatchStream(BatchStream):
@@ -156,14 +167,18 @@ class FileBatchStream(BatchStream):
         check_positive("workers", workers, integer=True, minimum=0)
         self.workers = workers
         super().__init__(split, batch_size, **options)
+        self._batches = _EpochBatches()
+        # one loader for every epoch: its workers start (and receive the split) once, not at every pass
+        self._loader = torch.utils.data.DataLoader(_FileBatches(split), batch_size=None, sampler=self._batches,
+                                                   num_workers=workers, persistent_workers=workers > 0,
+                                                   pin_memory=self.device.type == "cuda")
 
     def _hold(self, split: FileSplit) -> None:
         self.split, self.labels = split, split.labels
 
     def _read(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels in torch.utils.data.DataLoader(_FileBatches(self.split, batches), batch_size=None,
-                                                          num_workers=self.workers,
-                                                          pin_memory=self.device.type == "cuda"):
+        self._batches.batches = batches
+        for images, labels in self._loader:
             if isinstance(images, ImageFileError):
                 raise images
             yield images, labels
