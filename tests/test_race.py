@@ -219,7 +219,10 @@ def test_race_figure_draws_one_line_per_arm(small_race):
     seeds = [100 * a for a in race_report(results)["digits"]["joint"]["attended_value_acc_per_seed"]]
     assert table.loc["joint", "lowest – highest seed %"] == f"{min(seeds):.1f} – {max(seeds):.1f}"
     low, high = race_report(results)["digits"]["joint"]["attended_value_acc_ci95"]
-    assert table.loc["joint", "95 % interval"] == f"{low:.1f} – {high:.1f}"
+    assert table.loc["joint", "attended values 95 % interval"] == f"{low:.1f} – {high:.1f}"
+    joint = race_report(results)["digits"]["joint"]                            # one precision a column
+    assert table.loc["joint", "test acc %"] == f"{joint['mean_test_acc']:.1f}"
+    assert table.loc["joint", "α"] == f"{joint['final_step_size']:.3f}"
     older = {arm: {k: v for k, v in entry.items() if k != "attended_value_acc_per_seed"}   # a file without them
              for arm, entry in race_report(results)["digits"].items()}
     assert "lowest – highest seed %" not in race_table(older).columns        # no column of blanks

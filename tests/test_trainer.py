@@ -723,6 +723,7 @@ def test_results_table_shows_best_last_and_before_finetuning(reference_run):
     assert table.loc["MN", "test acc %"] == round(100 * summary["test_acc"], 2)
     assert table.loc["MN", "last epoch %"] == round(100 * summary["test_acc_last"], 2)
     assert table.loc["MN", "paper %"] == 80.28 and table.isna().loc["vanilla", "last epoch %"]
+    assert table.loc["MN", "test loss"] == round(summary["test_loss"], 4)     # what tells two tied rows apart
     vanilla_only = results_table({"vanilla": {k: v for k, v in summary.items() if k != "test_acc_before_finetune"}})
     assert "before finetuning %" not in vanilla_only.columns                # no MN run: no empty column
 

@@ -81,24 +81,29 @@ def seed_spread(per_seed: list[float] | None) -> str:
     return _range_text((100 * min(per_seed), 100 * max(per_seed))) if per_seed and len(per_seed) > 1 else ""
 
 
+ATTENDED_INTERVAL = "attended values 95 % interval"
+
+
 def race_table(report: Mapping[str, dict]) -> pd.DataFrame:
     """One dataset's `experiments.race.race_report` as a table: mean test accuracy, before finetuning,
     the paired differences (points, mean [95 % interval]) after − before and against the vanilla twin,
     the attended values' accuracy (mean, its 95 % interval over the seeds, and the lowest and highest
     seed's where the report has them) and the last epoch's α and keys' signal-to-noise."""
+    def number(value, digits: int) -> str:                  # one precision a column; vanilla arms: blank, not NaN
+        return "" if value is None or np.isnan(value) else f"{value:.{digits}f}"
+
     rows = {}
     for arm, entry in report.items():
-        rows[arm] = {"test acc %": entry["mean_test_acc"],
-                     "before finetuning %": entry.get("mean_test_acc_before_finetune", np.nan),
+        rows[arm] = {"test acc %": number(entry["mean_test_acc"], 1),
+                     "before finetuning %": number(entry.get("mean_test_acc_before_finetune"), 1),
                      "after − before (points)": format_paired(entry.get("after_minus_before")),
                      "− vanilla twin (points)": format_paired(entry.get("minus_vanilla_twin")),
-                     "attended values %": entry.get("attended_value_acc", np.nan),
-                     "95 % interval": _range_text(entry.get("attended_value_acc_ci95")),
+                     "attended values %": number(entry.get("attended_value_acc"), 1),
+                     ATTENDED_INTERVAL: _range_text(entry.get("attended_value_acc_ci95")),
                      "lowest – highest seed %": seed_spread(entry.get("attended_value_acc_per_seed")),
-                     "α": entry.get("final_step_size", np.nan),
-                     "keys |m̂|/√v̂": entry.get("final_keys_snr", np.nan),
+                     "α": number(entry.get("final_step_size"), 3),
+                     "keys |m̂|/√v̂": number(entry.get("final_keys_snr"), 3),
                      "seeds": len(entry["seeds"])}
-    table = pd.DataFrame.from_dict(rows, orient="index").round(3)
-    table = table.astype(object).where(table.notna(), "")          # vanilla arms: blank, not NaN
-    empty = [column for column in ("95 % interval", "lowest – highest seed %") if (table[column] == "").all()]
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    empty = [column for column in (ATTENDED_INTERVAL, "lowest – highest seed %") if (table[column] == "").all()]
     return table.drop(columns=empty)                   # one seed: no interval; an older report: no per-seed values

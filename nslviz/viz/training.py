@@ -185,13 +185,15 @@ def _classes(run_dir: str | Path) -> int | None:
 
 
 def results_table(summaries: Mapping[str, dict], paper_row: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """One row per method: test accuracy (%) of the best-on-validation weights, their top-5 accuracy
-    (100 classes or more), before finetuning for MN, of the last epoch's weights, best epoch,
-    seconds, and the paper's number for the same method when it reports one."""
+    """One row per method: test accuracy (%) of the best-on-validation weights and their test loss
+    (which tells apart two runs tied to the image), their top-5 accuracy (100 classes or more), before
+    finetuning for MN, of the last epoch's weights, best epoch, seconds, and the paper's number for the
+    same method when it reports one."""
     percent = lambda s, key: 100 * s[key] if key in s else np.nan                 # noqa: E731
     rows = []
     for method, s in summaries.items():
         row = {"method": METHOD_LABELS.get(method, method), "test acc %": 100 * s["test_acc"],
+               "test loss": s.get("test_loss", np.nan),
                "top-5 %": percent(s, "test_top5_acc"), "before finetuning %": percent(s, "test_acc_before_finetune"),
                "last epoch %": percent(s, "test_acc_last"),
                "best epoch": s["best_epoch"], "epochs": s["epochs"], "parameters": s["parameters"],
@@ -199,8 +201,10 @@ def results_table(summaries: Mapping[str, dict], paper_row: Mapping[str, float] 
         if paper_row is not None:
             row["paper %"] = paper_row.get(method, np.nan)
         rows.append(row)
-    table = pd.DataFrame(rows).set_index("method").round(2)
-    empty = [column for column in ("top-5 %", "before finetuning %", "last epoch %") if table[column].isna().all()]
+    table = pd.DataFrame(rows).set_index("method")
+    table = table.round({column: 4 if column == "test loss" else 2 for column in table.columns})
+    empty = [column for column in ("test loss", "top-5 %", "before finetuning %", "last epoch %")
+             if table[column].isna().all()]
     return table.drop(columns=empty)                       # e.g. no MN run: no "before finetuning" column
 
 
