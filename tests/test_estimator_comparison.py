@@ -244,6 +244,9 @@ def test_comparison_figures_and_table(tiny):
         assert table.loc[name, "MN - best baseline, points [95 % CI]"] == \
             f"{format_paired(row['mn_vs'][best])} vs {comparison.METHOD_LABELS[best]}"
         assert table.loc[name, "MN ≥ best"] == ("yes" if row["mn_at_least_best"] else "no")
+        mn = row["methods"]["mn"]                                          # on one line, and said what it is
+        assert table.loc[name, "MN"] == f"{mn['mean']:.3f}\u00a0±\u00a0{mn['std']:.3f}"
+    assert table.columns.name == "score: mean ± std over the test folds"
 
 
 def test_comparison_figures_say_what_they_need():

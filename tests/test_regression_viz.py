@@ -102,7 +102,7 @@ def test_cv_figures_and_tables(cv):
     _labelled(viz.validation_curves_figure(cv, fold=1))
     table = viz.table2_comparison(cv)
     assert ("gom", "paper (MN Table 2)") in table.index and ("diabetes", "this run (3 folds)") in table.index
-    assert table.loc[("gom", "paper (MN Table 2)"), "Meta-Neighborhoods"] == "0.5681 ± 0.056"
+    assert table.loc[("gom", "paper (MN Table 2)"), "Meta-Neighborhoods"] == "0.5681 ± 0.0563"   # as printed in the paper
     assert table.loc[("diabetes", "this run (3 folds)"), "Meta-Neighborhoods"].startswith("0.5")
     chosen = viz.chosen_hyperparameters(cv)
     assert list(chosen.index) == [1, 2, 3] and chosen.loc[1, "MN T"] == 0.3 and "MLP test MSE" in chosen.columns
@@ -136,8 +136,10 @@ def test_summary_table_writes_a_score_per_k_on_one_row_whole_and_rounded(toy):
     table = summary_table({**toy.summary(), "knn_mse": {1: 0.18047340844954826, 3: 0.1219120037759854}},
                           leave_out=["seconds"])
     assert table.loc["knn_mse", "value"] == "1: 0.1805, 3: 0.1219"
-    assert table.loc["mn_mse", "value"] == "0.01: 0.13, 0.1: 0.1, 1.0: 0.09"
-    assert table.loc["mlp_mse", "value"] == "0.14" and "seconds" not in table.index
+    assert table.loc["mn_mse", "value"] == "0.01: 0.1300, 0.1: 0.1000, 1.0: 0.09000"    # one precision throughout
+    assert table.loc["mlp_mse", "value"] == "0.1400" and "seconds" not in table.index
+    assert summary_table({"acc": 1.0, "seconds": 1234.5, "loss": 7.75e-06}, digits=4)["value"].tolist() == \
+        ["1.000", "1234", "7.750e-06"]
     colwidth = pd.get_option("display.max_colwidth")
     try:
         setup_notebook()

@@ -61,8 +61,9 @@ def finish_figure(fig: go.Figure, title: str, xaxis: str | None = None, yaxis: s
 
 def summary_table(summary: Mapping[str, object], digits: int = 4, leave_out: Sequence[str] = ()):
     """A run's summary (a dict of names to numbers and settings) as a one-column table, floats written
-    with `digits` significant digits (0.9875, not 0.987500011920929), rows in the dict's order; a dict
-    value (a score per k, say) is one row "key: value, key: value", its floats written the same way."""
+    with `digits` significant digits, trailing zeros kept (0.9875 for 0.987500011920929, 1.000 for 1.0),
+    rows in the dict's order; a dict value (a score per k, say) is one row "key: value, key: value", its
+    floats written the same way."""
     import pandas as pd
 
     check_positive("digits", digits, integer=True, minimum=1)
@@ -70,7 +71,7 @@ def summary_table(summary: Mapping[str, object], digits: int = 4, leave_out: Seq
     def written(value) -> str:
         if isinstance(value, Mapping):
             return ", ".join(f"{key}: {written(item)}" for key, item in value.items())
-        return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+        return f"{value:#.{digits}g}".rstrip(".") if isinstance(value, float) else str(value)   # "1235." -> "1235"
 
     rows = {name: written(value) for name, value in summary.items() if name not in leave_out}
     return pd.DataFrame({"value": rows}).rename_axis("quantity")

@@ -55,8 +55,9 @@ def loss_curves_figure(estimator) -> go.Figure:
 
 
 def comparison_table(result):
-    """Every table's mean ± std score per method, MN minus the best baseline (points, 95 % interval) and
-    MN's fit time as a multiple of the default MLP's (pandas DataFrame)."""
+    """Every table's score per method (mean ± standard deviation over the test folds, as the header says),
+    MN minus the best baseline (points, 95 % interval) and MN's fit time as a multiple of the default MLP's
+    (pandas DataFrame)."""
     import pandas as pd
 
     from ..analysis.paired import format_paired
@@ -64,7 +65,8 @@ def comparison_table(result):
     rows = []
     for name, table in result.tables.items():
         row = {"table": name, "rows x features": f"{table['rows']} x {table['features']}", "metric": table["metric"]}
-        row.update({METHOD_LABELS[m]: f"{v['mean']:.3f} ± {v['std']:.3f}" for m, v in table["methods"].items()})
+        row.update({METHOD_LABELS[m]: f"{v['mean']:.3f}\u00a0±\u00a0{v['std']:.3f}"     # kept on one line
+                    for m, v in table["methods"].items()})
         if "best_baseline" in table:
             best = table["best_baseline"]
             row["MN - best baseline, points [95 % CI]"] = f"{format_paired(table['mn_vs'][best])} vs {METHOD_LABELS[best]}"
@@ -72,7 +74,9 @@ def comparison_table(result):
         if "mn_fit_time_ratio_to_mlp" in table:
             row["MN fit / MLP (100) fit"] = f"{table['mn_fit_time_ratio_to_mlp']:.2f}x"
         rows.append(row)
-    return pd.DataFrame(rows).set_index("table")
+    frame = pd.DataFrame(rows).set_index("table")
+    frame.columns.name = "score: mean ± std over the test folds"
+    return frame
 
 
 def _best_baselines(result) -> dict[str, str]:

@@ -532,13 +532,14 @@ def higher_order_figure(result, title: str | None = None) -> go.Figure:
 
 
 def higher_order_degree_table(result):
-    """Each trained model's degree in the contrast (`contrast_degree`): rows the targets, columns the models."""
+    """Each trained model's degree in the contrast (`contrast_degree`): rows the targets, columns the models,
+    every degree written with two decimals ("1.00", not "1.0")."""
     import pandas as pd
     from ..experiments.higher_order import MODELS, TARGETS
     table = pd.DataFrame(result.degree).T                                   # (targets, models)
     table.index = [TARGETS[t] for t in table.index]
-    table.columns = [MODELS[m] for m in table.columns]
-    return table.round(2)
+    table.columns = pd.Index([MODELS[m] for m in table.columns], name="degree in the contrast")
+    return table.map(lambda degree: f"{degree:.2f}")
 
 
 def higher_order_maps_figure(result, title: str | None = None) -> go.Figure:

@@ -186,13 +186,13 @@ def table2_comparison(result, paper: Mapping[str, dict] | None = None):
     rows = []
     for name, entry in paper.items():
         rows.append({"dataset": name, "source": "paper (MN Table 2)", "n": entry["n"], "d": entry["d"],
-                     **{METHOD_NAMES[m]: f"{entry[key][0]:.4g} ± {entry[key][1]:.2g}"
+                     **{METHOD_NAMES[m]: f"{entry[key][0]:.4f} ± {entry[key][1]:.4f}"
                         for m, key in (("knn", "knn"), ("mlp", "vanilla"), ("mn", "mn"))}})
     ours = {"dataset": result.dataset, "source": f"this run ({result.config.folds} folds)",
             "n": result.n, "d": result.d}
     for method in ("knn", "mlp", "mn"):
         values = getattr(result, f"{method}_mse")
-        ours[METHOD_NAMES[method]] = f"{values.mean():.4g} ± {values.std(ddof=1):.2g}"
+        ours[METHOD_NAMES[method]] = f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
     rows.append(ours)
     return pd.DataFrame(rows).set_index(["dataset", "source"])
 
