@@ -141,7 +141,8 @@ def test_same_seed_same_numbers_and_figures_draw_what_ran():
     degrees = higher_order_degree_table(a)
     assert list(degrees.index) == [TARGETS["sobel"], TARGETS["edge_strength"]]
     assert list(degrees.columns) == [MODELS["convolution"], MODELS["released_predictor"]]
-    assert degrees.iloc[0, 0] == f"{a.degree['sobel']['convolution']:.2f}" and degrees.columns.name == "degree in the contrast"
+    assert degrees.iloc[0, 0] == f"{a.degree['sobel']['convolution']:.2f}"
+    assert degrees.columns.name == "degree in the contrast"
 
 
 @pytest.mark.parametrize("options", [dict(parametrization="psd"), dict(kernel_shape=True),

@@ -102,7 +102,7 @@ def test_cv_figures_and_tables(cv):
     _labelled(viz.validation_curves_figure(cv, fold=1))
     table = viz.table2_comparison(cv)
     assert ("gom", "paper (MN Table 2)") in table.index and ("diabetes", "this run (3 folds)") in table.index
-    assert table.loc[("gom", "paper (MN Table 2)"), "Meta-Neighborhoods"] == "0.5681 ± 0.0563"   # as printed in the paper
+    assert table.loc[("gom", "paper (MN Table 2)"), "Meta-Neighborhoods"] == "0.5681 ± 0.0563"   # as printed
     assert table.loc[("diabetes", "this run (3 folds)"), "Meta-Neighborhoods"].startswith("0.5")
     chosen = viz.chosen_hyperparameters(cv)
     assert list(chosen.index) == [1, 2, 3] and chosen.loc[1, "MN T"] == 0.3 and "MLP test MSE" in chosen.columns

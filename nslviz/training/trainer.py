@@ -5,11 +5,10 @@
 
 writes runs/<name>/{config.json, metrics.jsonl, summary.json, checkpoint.pt, best.pt}. All writes are
 atomic. `checkpoint.pt` is written before the first step, every `checkpoint_every` iterations and at
-every epoch end; a run
-killed at any point continues with `resume=True` (CLI `--resume`) and ends with exactly the numbers
-of an uninterrupted run: batch order and augmentation are functions of (seed, epoch, batch) and the
-global RNG (dropout, dictionary entry dropout) is reseeded from (seed, rank, iteration) before every
-step, so nothing random depends on where the run was cut.
+every epoch end; a run killed at any point continues with `resume=True` (CLI `--resume`) and ends
+with exactly the numbers of an uninterrupted run: batch order and augmentation are functions of
+(seed, epoch, batch) and the global RNG (dropout, dictionary entry dropout) is reseeded from (seed,
+rank, iteration) before every step, so nothing random depends on where the run was cut.
 
 Validation after every epoch; the best-on-validation weights (`best.pt`: highest accuracy, ties broken
 by the lower validation loss) are the ones tested, on the full test set (the official MN code
