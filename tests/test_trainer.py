@@ -416,8 +416,11 @@ def test_resume_after_an_interruption_mid_epoch_gives_the_same_final_metrics(ref
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (reference_dir / "metrics.jsonl").read_text()
 
 
-def test_a_metrics_row_written_after_the_last_checkpoint_is_redone_once(reference_run, tmp_path, monkeypatch):
-    """Killed between an epoch's metrics row and its checkpoint: the resumed run drops the row and writes it again."""
+@pytest.mark.parametrize("checkpoint_every", [4, 1000])   # 1000: none in epoch 1 but the one before the first step
+def test_a_metrics_row_written_after_the_last_checkpoint_is_redone_once(reference_run, tmp_path, monkeypatch,
+                                                                        checkpoint_every):
+    """Killed between an epoch's metrics row (and best.pt) and its checkpoint: the resumed run drops the row and
+    writes it again."""
     from nslviz.training.rundir import RunDirectory
 
     append = RunDirectory.append_metrics
@@ -427,11 +430,13 @@ def test_a_metrics_row_written_after_the_last_checkpoint_is_redone_once(referenc
         raise Killed
 
     monkeypatch.setattr(RunDirectory, "append_metrics", append_then_die)
+    config = TrainConfig(**{**TINY, "checkpoint_every": checkpoint_every})
     with pytest.raises(Killed):
-        train(TrainConfig(**TINY), tmp_path / "cut", progress=False)
+        train(config, tmp_path / "cut", progress=False)
     assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 1      # on disk, not checkpointed
+    assert (tmp_path / "cut" / "best.pt").exists()
     monkeypatch.setattr(RunDirectory, "append_metrics", append)
-    resumed = train(TrainConfig(**TINY), tmp_path / "cut", resume=True, progress=False)
+    resumed = train(config, tmp_path / "cut", resume=True, progress=False)
     reference_dir, uninterrupted = reference_run
     assert stable(resumed) == stable(uninterrupted)
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (reference_dir / "metrics.jsonl").read_text()
