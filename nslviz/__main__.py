@@ -36,6 +36,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    _slow_progress_bars_in_logs()
     parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
     args, unknown = parser.parse_known_args(argv)
     if unknown:                                         # named by the command's own usage, not the top level's
@@ -63,6 +64,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.subparser.prog}: error: {error}", file=sys.stderr)
             return 1
     return 2
+
+
+LOG_PROGRESS_INTERVAL = 30   # seconds between two redraws of a progress bar written to a file or a pipe
+
+
+def _slow_progress_bars_in_logs() -> None:
+    """A command whose stderr is not a terminal (`> log 2>&1`, nohup, a batch job) redraws its progress
+    bars at most every LOG_PROGRESS_INTERVAL seconds, where a terminal gets ten redraws a second: a
+    day's training would otherwise write a million of them into the log. Each epoch's end still redraws
+    its bar with the loss and the validation accuracy, so the log keeps one line an epoch. tqdm reads
+    its TQDM_* defaults when it is first imported, which no command has done yet; a TQDM_MININTERVAL
+    already set is kept. (A command called in a process that has imported tqdm is left as it is.)"""
+    stderr = sys.stderr
+    if "tqdm" not in sys.modules and not (stderr is not None and stderr.isatty()):
+        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_INTERVAL))
 
 
 def _show_run_directory_warnings_as_lines(prog: str) -> None:

@@ -787,6 +787,57 @@ def test_cli_train_json_last_line(tmp_path, reference_run):
     assert f"test acc {summary['test_acc']:.4f}" in report and f"last epoch {summary['test_acc_last']:.4f}" in report
 
 
+# `python -m nslviz ...` that then prints the redraw interval of a new progress bar
+PROGRESS_PROBE = """import io, sys
+from nslviz.__main__ import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+from tqdm.auto import tqdm
+print(tqdm(total=1, file=io.StringIO()).mininterval)"""
+
+
+def test_a_command_logging_to_a_file_redraws_its_bars_every_30_seconds_and_each_epoch(tmp_path):
+    """stderr redirected to a log: a bar redraws every 30 s, not ten times a second (a day's training
+    would write a million redraws), and at each epoch's end, with its loss. A terminal keeps tqdm's
+    rate, and a TQDM_MININTERVAL set by hand is kept."""
+    import pty
+    import threading
+    args = [sys.executable, "-c", PROGRESS_PROBE, "train", *(a for a in _tiny_args() if a != "--no-progress"),
+            "--method", "mn", "--run-dir", str(tmp_path / "run")]
+    with open(tmp_path / "log", "w") as log:
+        logged = subprocess.run(args, stdout=subprocess.PIPE, stderr=log, text=True, timeout=600)
+    assert logged.returncode == 0 and logged.stdout.split()[-1] == "30.0"
+    redraws = [r for r in re.split("[\r\n]", (tmp_path / "log").read_text()) if "/12 [" in r]   # 2 epochs, 6 steps
+    assert len(redraws) == 3 and "0/12" in redraws[0]                   # the start, then each epoch's end
+    assert all(f"{6 * e}/12" in r and "loss=" in r and "val_acc=" in r for e, r in enumerate(redraws[1:], 1))
+
+    hand_set = subprocess.run(args[:3] + ["train", "--epochs", "0"], capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "TQDM_MININTERVAL": "2"})
+    assert hand_set.stdout.split()[-1] == "2.0"
+    terminal, screen = pty.openpty()                                  # stderr a terminal
+    drained = threading.Thread(target=lambda: _drain(terminal), daemon=True)
+    drained.start()
+    try:
+        shown = subprocess.run(args[:3] + ["train", "--epochs", "0"], stdout=subprocess.PIPE, stderr=screen,
+                               text=True, timeout=600)
+    finally:
+        os.close(screen)
+    assert shown.stdout.split()[-1] == "0.1"
+
+
+def _drain(fd: int) -> None:
+    """Read a pseudo-terminal until it closes, so that a process writing to it never blocks."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--method", "knn"], "invalid choice: 'knn'"),
     (["--epochs", "0"], "expected a positive integer"),
