@@ -224,6 +224,74 @@ def test_dynamic_conv_matches_per_position_reference(diagonal, impl, stride, pad
         torch.testing.assert_close(mine.grad, theirs.grad)
 
 
+def unfolded_dynamic_conv(x, weight, similarity, stride, padding):
+    """The same sum from F.unfold and einsums: torch's own operations only, which every torch.func
+    transform handles (the reference above writes into a buffer element by element, which vmap cannot)."""
+    filters, channels, k, _ = weight.shape
+    out_h, out_w = similarity.shape[-2:]
+    patches = F.unfold(x, k, padding=padding, stride=stride).view(x.shape[0], channels, k * k, out_h, out_w)
+    if similarity.dim() == 4:
+        mixed = patches * similarity.unsqueeze(1)                              # m_s(p) X_c(p + o_s)
+    else:
+        mixed = torch.einsum("bstij,bctij->bcsij", similarity, patches)        # Σ_t M_st(p) X_c(p + o_t)
+    return torch.einsum("fcs,bcsij->bfij", weight.reshape(filters, channels, k * k), mixed)
+
+
+@pytest.mark.parametrize("diagonal,impl", [(True, "taps"), (True, "taps_recompute"), (True, "patches"),
+                                           (False, "patches")])
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0)])
+def test_dynamic_conv_goes_through_every_torch_func_transform(diagonal, impl, stride, padding):
+    """torch.func on the tap-looping autograd Functions: grad, vmap (per-sample gradients), jvp and
+    hessian (forward over reverse) give what they give on the unfolded computation, in float64."""
+    from torch.func import grad, hessian, jvp, vmap
+    recompute = impl == "taps_recompute"
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 2, 5, 4, generator=generator, dtype=torch.float64)
+    weight = torch.randn(3, 2, 3, 3, generator=generator, dtype=torch.float64)
+    out_h, out_w = (5 + 2 * padding - 3) // stride + 1, (4 + 2 * padding - 3) // stride + 1
+    shape = (3, 9, out_h, out_w) if diagonal else (3, 9, 9, out_h, out_w)
+    similarity = torch.randn(shape, generator=generator, dtype=torch.float64)
+
+    def fast(x, weight, similarity):
+        return dynamic_similarity_conv2d(x, weight, similarity, stride=stride, padding=padding,
+                                         impl="taps" if recompute else impl, recompute=recompute)
+
+    def unfolded(x, weight, similarity):
+        return unfolded_dynamic_conv(x, weight, similarity, stride, padding)
+
+    primals = (x, weight, similarity)
+    tangents = tuple(torch.randn(t.shape, generator=generator, dtype=torch.float64) for t in primals)
+    for transform in (
+            lambda f: jvp(f, primals, tangents),                                            # forward mode
+            lambda f: grad(lambda *a: f(*a).square().sum(), argnums=(0, 1, 2))(*primals),    # reverse mode
+            lambda f: vmap(grad(lambda x, s: f(x[None], weight, s[None]).square().sum(), argnums=(0, 1)))(
+                x, similarity),                                                             # per-sample
+            lambda f: hessian(lambda x: f(x, weight, similarity[:1]).square().sum())(x[:1])):   # second order
+        for mine, theirs in zip(transform(fast), transform(unfolded)):
+            torch.testing.assert_close(mine, theirs)
+
+
+@pytest.mark.parametrize("mode", DYNAMIC)
+def test_per_sample_gradients_of_a_dynamic_layer_with_torch_func(mode):
+    """vmap(grad(...)) over a batch, through functional_call (eval mode: the predictor's BatchNorm uses
+    its running averages), gives each sample's gradient as autograd does one sample at a time."""
+    from torch.func import functional_call, grad, vmap
+    torch.manual_seed(0)
+    layer = NSConv2d(2, 3, mode=mode).double().eval()
+    x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
+    params = {name: p.detach() for name, p in layer.named_parameters()}
+
+    def loss(params, sample):                                             # one sample (C, H, W)
+        return functional_call(layer, params, (sample[None],)).square().sum()
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0))(params, x)          # name -> (4, *shape)
+    for i in range(len(x)):
+        layer.zero_grad()
+        layer(x[i:i + 1]).square().sum().backward()
+        for name, p in layer.named_parameters():
+            torch.testing.assert_close(per_sample[name][i], p.grad, msg=name)
+
+
 @pytest.mark.parametrize("in_channels,out_channels,stride,expected", [
     (8, 8, 1, "taps"), (16, 8, 1, "taps"), (4, 8, 1, "patches"), (8, 8, 2, "patches")])
 def test_dns_path_choice_and_both_paths_agree(in_channels, out_channels, stride, expected):

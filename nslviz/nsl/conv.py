@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_choice, check_flags, check_maps, check_positive
-from .fast import _Patches, _RecomputedShiftWeightSum, _ShiftWeightSum, choose_dynamic_impl
+from .fast import _Patches, _RecomputedShiftWeightSum, _ShiftWeightSum, channels_last_pixels, choose_dynamic_impl
 from .global_similarity import GlobalSimilarityConv2d
 from .predictor import PREDICTORS, SharedSimilarityPredictor, SimilarityPredictor, _kernel_size
 from .sphere import SphereConv2d, conv_padding, he_std
@@ -100,12 +100,12 @@ def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity:
         # innermost and write Z's gradient K·F apart (about 10x slower on CPU)
         m = similarity.permute(0, 2, 3, 1).contiguous()                                      # (B, H', W', K)
         if recompute:
-            pixels = x.to(compute).contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)   # (B, H, W, C)
+            pixels = channels_last_pixels(x.to(compute))                                    # (B, H, W, C)
             kernel = per_tap.to(compute).view(taps * filters, channels).t()                  # (C, K·F)
             with torch.autocast(x.device.type, enabled=False):
                 out = _RecomputedShiftWeightSum.apply(pixels, kernel, m, k, stride, padding)
         else:
-            z = F.conv2d(x.contiguous(memory_format=torch.channels_last), per_tap)             # (B, K·F, H, W) W_s·X(q)
+            z = F.conv2d(channels_last_pixels(x).permute(0, 3, 1, 2), per_tap)                # (B, K·F, H, W) W_s·X(q)
             z = z.permute(0, 2, 3, 1).reshape(batch, height, width, taps, filters)            # channels-last view
             out = _ShiftWeightSum.apply(z, m, k, stride, padding)
         out = out.permute(0, 3, 1, 2).to(compute)                                            # (B, F, H', W')

@@ -2,6 +2,8 @@
 that loop over the K = k² kernel taps (never over samples or positions) with hand-written backward
 passes, and `choose_dynamic_impl`, which picks the faster of the two paths for a layer. They exist
 only for speed and memory (measured on CPU: benchmarks/bench_nsl.py); the maths is in conv.py.
+Each is written in torch operations with a separate `setup_context` and `generate_vmap_rule`, so that
+torch.func transforms (`grad`, `vmap` and their compositions) go through them as through autograd.
 
     _ShiftWeightSum            DNS from per-tap responses Z: out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f)
     _RecomputedShiftWeightSum  the same sum, Z recomputed in backward instead of kept
@@ -12,6 +14,12 @@ Shapes: B batch, C input channels, F filters, K taps, H×W input and H'×W' outp
 from __future__ import annotations
 
 import torch
+
+
+def channels_last_pixels(x: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) -> (B, H, W, C) contiguous: the memory of x in channels-last layout (no copy when x is
+    channels-last already). Written without `memory_format`, which torch.func.vmap cannot query."""
+    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def _tap_ranges(size_in: int, size_out: int, k: int, stride: int, padding: int) -> list[tuple[int, int, int]]:
@@ -36,13 +44,30 @@ def _tap_slices(rows, cols, tap: int, k: int, stride: int):
     return out_sl, in_sl
 
 
+def _geometry(pixels: torch.Tensor, m: torch.Tensor, k: int, stride: int, padding: int) -> tuple:
+    """(k, stride, row ranges, column ranges) of a sum whose input map is pixels (B, H, W, ...) and whose
+    output positions are those of m (B, H', W', ...)."""
+    (height, width), (out_h, out_w) = pixels.shape[1:3], m.shape[1:3]
+    return k, stride, _tap_ranges(height, out_h, k, stride, padding), _tap_ranges(width, out_w, k, stride, padding)
+
+
+def _zeros(shape, dtype: torch.dtype, *sources: torch.Tensor, empty: bool = False) -> torch.Tensor:
+    """A buffer of zeros (uninitialised if `empty`) for values computed from `sources`, made from their
+    first elements' product so that under torch.func.vmap it is batched whenever one of them is (a
+    plain buffer cannot take batched values in place)."""
+    corner = sources[0][(0,) * sources[0].dim()]
+    for source in sources[1:]:
+        corner = corner * source[(0,) * source.dim()]
+    return corner.new_empty(shape, dtype=dtype) if empty else corner.new_zeros(shape, dtype=dtype)
+
+
 def _shift_sum(z: torch.Tensor, m: torch.Tensor, geometry) -> torch.Tensor:
     """out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f): z (B, H, W, K, F), m (B, H', W', K)
     -> (B, H', W', F), accumulated in the wider of the two dtypes (float32 when Z is bf16 and M float32)."""
     k, stride, rows, cols = geometry
     batch, _, _, taps, filters = z.shape
     out_h, out_w = m.shape[1:3]
-    out = z.new_zeros(batch, out_h, out_w, filters, dtype=torch.promote_types(z.dtype, m.dtype))
+    out = _zeros((batch, out_h, out_w, filters), torch.promote_types(z.dtype, m.dtype), z, m)
     for tap in range(taps):
         sl = _tap_slices(rows, cols, tap, k, stride)
         if sl is not None:
@@ -62,8 +87,8 @@ def _shift_sum_backward(grad: torch.Tensor, z: torch.Tensor, m: torch.Tensor, ge
     write_in_place = grad.dtype == z.dtype and not torch.is_grad_enabled()
     grad_z = None
     if need_z:   # stride 1: every tap writes all but a border strip, zero only that
-        grad_z = torch.empty_like(z) if stride == 1 else torch.zeros_like(z)
-    grad_m = torch.zeros_like(m) if need_m else None
+        grad_z = _zeros(z.shape, z.dtype, grad, m, empty=stride == 1)
+    grad_m = _zeros(m.shape, m.dtype, grad, z) if need_m else None
     for tap in range(z.shape[3]):
         sl = _tap_slices(rows, cols, tap, k, stride)
         if sl is None:
@@ -87,6 +112,21 @@ def _shift_sum_backward(grad: torch.Tensor, z: torch.Tensor, m: torch.Tensor, ge
     return grad_z, grad_m
 
 
+def _per_tap(x: torch.Tensor, kernel: torch.Tensor, taps: int) -> torch.Tensor:
+    """Z = W_s·X at every pixel, one matrix product: x (B, H, W, C), kernel (C, K·F) -> (B, H, W, K, F)."""
+    batch, height, width, channels = x.shape
+    return (x.reshape(-1, channels) @ kernel).view(batch, height, width, taps, -1)
+
+
+def _bilinear_tangent(product, setting, a, a_tangent, b, b_tangent):
+    """The forward-mode derivative of product(a, b, setting), bilinear in (a, b): product(da, b) +
+    product(a, db), either term left out where its tangent is None (None when both are)."""
+    terms = [product(a_tangent, b, setting) if a_tangent is not None else None,
+             product(a, b_tangent, setting) if b_tangent is not None else None]
+    terms = [term for term in terms if term is not None]
+    return sum(terms[1:], terms[0]) if terms else None
+
+
 class _ShiftWeightSum(torch.autograd.Function):
     """DNS from per-tap responses, channels-last: out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f).
     Z = W_s·X at every input pixel comes from one 1×1 conv to K·F channels (the official UNS trick,
@@ -94,14 +134,23 @@ class _ShiftWeightSum(torch.autograd.Function):
     not over samples or positions. Saves Z (B·H·W·K·F numbers, 9× a plain convolution's output)
     and m for backward. z (B, H, W, K, F), m (B, H', W', K) -> (B, H', W', F)."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, z, m, k, stride, padding):
-        height, width = z.shape[1:3]
-        out_h, out_w = m.shape[1:3]
-        ctx.geometry = (k, stride, _tap_ranges(height, out_h, k, stride, padding),
-                        _tap_ranges(width, out_w, k, stride, padding))
+    def forward(z, m, k, stride, padding):
+        return _shift_sum(z, m, _geometry(z, m, k, stride, padding))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        z, m, k, stride, padding = inputs
+        ctx.geometry = _geometry(z, m, k, stride, padding)
         ctx.save_for_backward(z, m)
-        return _shift_sum(z, m, ctx.geometry)
+        ctx.save_for_forward(z, m)
+
+    @staticmethod
+    def jvp(ctx, z_tangent, m_tangent, *_):             # bilinear: d(Σ m·Z) = Σ m·dZ + Σ dm·Z
+        z, m = ctx.saved_tensors
+        return _bilinear_tangent(_shift_sum, ctx.geometry, z, z_tangent, m, m_tangent)
 
     @staticmethod
     def backward(ctx, grad):
@@ -117,22 +166,31 @@ class _RecomputedShiftWeightSum(torch.autograd.Function):
     1×1 convolution (a matrix product) in backward. x (B, H, W, C) channels-last, kernel (C, K·F),
     m (B, H', W', K) -> (B, H', W', F). Runs with autocast off on inputs already in the compute dtype."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x, kernel, m, k, stride, padding):
-        batch, height, width, channels = x.shape
-        out_h, out_w = m.shape[1:3]
-        ctx.geometry = (k, stride, _tap_ranges(height, out_h, k, stride, padding),
-                        _tap_ranges(width, out_w, k, stride, padding))
+    def forward(x, kernel, m, k, stride, padding):
+        return _shift_sum(_per_tap(x, kernel, k * k), m, _geometry(x, m, k, stride, padding))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, kernel, m, k, stride, padding = inputs
+        ctx.geometry = _geometry(x, m, k, stride, padding)
         ctx.save_for_backward(x, kernel, m)
-        z = (x.reshape(-1, channels) @ kernel).view(batch, height, width, k * k, -1)      # (B, H, W, K, F)
-        return _shift_sum(z, m, ctx.geometry)
+        ctx.save_for_forward(x, kernel, m)
+
+    @staticmethod
+    def jvp(ctx, x_tangent, kernel_tangent, m_tangent, *_):   # Z = X·kernel is bilinear too
+        x, kernel, m = ctx.saved_tensors
+        taps = ctx.geometry[0] ** 2
+        z_tangent = _bilinear_tangent(_per_tap, taps, x, x_tangent, kernel, kernel_tangent)
+        return _bilinear_tangent(_shift_sum, ctx.geometry, _per_tap(x, kernel, taps), z_tangent, m, m_tangent)
 
     @staticmethod
     def backward(ctx, grad):
         x, kernel, m = ctx.saved_tensors
-        batch, height, width, channels = x.shape
-        pixels = x.reshape(-1, channels)                                                  # (B·H·W, C)
-        z = (pixels @ kernel).view(batch, height, width, ctx.geometry[0] ** 2, -1)          # recomputed
+        pixels = x.reshape(-1, x.shape[-1])                                               # (B·H·W, C)
+        z = _per_tap(x, kernel, ctx.geometry[0] ** 2)                                     # recomputed
         need_z = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_z, grad_m = _shift_sum_backward(grad, z, m, ctx.geometry, need_z, ctx.needs_input_grad[2])
         del z
@@ -151,19 +209,32 @@ class _Patches(torch.autograd.Function):
     (zero outside the image). K strided copies forward, K strided adds backward; unlike F.unfold the
     layout puts channels innermost, which is what the batched K×K similarity product wants."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x, k, stride, padding, out_h, out_w):
+    def forward(x, k, stride, padding, out_h, out_w):
         batch, channels, height, width = x.shape
         rows, cols = _tap_ranges(height, out_h, k, stride, padding), _tap_ranges(width, out_w, k, stride, padding)
-        pixels = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)   # (B, H, W, C)
+        pixels = channels_last_pixels(x)                                               # (B, H, W, C)
         patches = x.new_zeros(batch, out_h, out_w, k * k, channels)
         for tap in range(k * k):
             sl = _tap_slices(rows, cols, tap, k, stride)
             if sl is not None:
                 (ro, co), (ri, ci) = sl
                 patches[:, ro, co, tap] = pixels[:, ri, ci]
-        ctx.geometry = (x.shape, k, stride, rows, cols)
         return patches
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, k, stride, padding, out_h, out_w = inputs
+        height, width = x.shape[2:]
+        ctx.geometry = (x.shape, k, stride, _tap_ranges(height, out_h, k, stride, padding),
+                        _tap_ranges(width, out_w, k, stride, padding))
+        ctx.arguments = (k, stride, padding, out_h, out_w)
+
+    @staticmethod
+    def jvp(ctx, x_tangent, *_):                        # linear: the patches of the tangent
+        return _Patches.forward(x_tangent, *ctx.arguments)
 
     @staticmethod
     def backward(ctx, grad):
