@@ -19,8 +19,8 @@ Two ways to compute the per-input finetuning, both exact and differentiable (sec
 
 Both match a plain per-example autograd loop to 1e-5 in values and in every gradient (tests).
 
-Deviations from the official code (docs/official-code.md §A.2-§A.4): entry keys are N(0, 0.05²) as
-coded (the paper says 0.01); soft values are softmax(10 · V_raw) as coded. `first_order=True`
+Deviations from the paper, as in the official code (docs/official-code.md §A.2-§A.4): entry keys are
+N(0, 0.05²) as coded (the paper says 0.01); soft values are softmax(10 · V_raw) as coded. `first_order=True`
 drops only the terms through φ inside the inner gradient (its Hessian); the paths through the
 dictionary, the attention and the step size are kept, so the dictionary still learns.
 """

@@ -7,8 +7,8 @@ learned (stored as log(1/T) so that it stays positive). During training each exa
 own random subset of the entries ("entry dropout", official code: 50% per example, without
 replacement, softmax renormalised over the kept entries); evaluation always uses all entries.
 
-Deviations from the official code: the paper's "negative Euclidean distance" is implemented, as in
-the official spiral code, as the negative *squared* distance.
+Deviation from the paper, as in the official code: the paper's "negative Euclidean distance" is
+implemented, as in the official spiral code, as the negative *squared* distance.
 """
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ Static similarity folds into an ordinary kernel W_eff[f, c, t] = Σ_s W[f, c, s]
 MᵀW): `NSConv2d.to_conv2d()` and `fold_static_nsl(model)` give the deployable plain network.
 
 Deviations from the official code (wy1iu/NSL; docs/official-code.md §B and §C), on purpose:
-* Static DNS starts at all ones (M = I, "identity init" as the paper says). The official code
+* Static DNS starts at all ones (M = I: the network starts as the plain one; the paper starts static
+  M at the identity where it says, on a pretrained backbone, sec. 7.2, and gives no start for CIFAR). The official code
   reshapes the 3×3 identity, [1,0,0, 0,1,0, 0,0,1], which switches six taps off at the start;
   it is available as `dns_init="official"`.
 * BatchNorm in the predictor (and in nslviz.models.cnn) uses the official eps = 1e-3 but PyTorch's
@@ -35,8 +36,8 @@ Deviations from the official code (wy1iu/NSL; docs/official-code.md §B and §C)
 * Kernel shape (eq. 4-5) is not in the official code and the paper gives no threshold α. Here the
   scores D_r start at 1.0 and α = 0.5 (`shape_init`, `shape_threshold`): a tap is switched off
   once the accumulated straight-through gradient has pushed its score down by half its initial
-  value, the amount by which a static DNS mask entry would have shrunk in the same time. D_r and
-  the static M get no weight decay in the official code: see `similarity_parameters`.
+  value, the amount by which a static DNS mask entry would have shrunk in the same time. The static
+  M gets no weight decay in the official code, and neither does D_r here: see `similarity_parameters`.
 * The CNN predictor, the shared predictor, the symmetric / PSD parametrisations and the hard
   sparsity of M are described in the paper only (Tables 1 and 3, sec. 3.4), and the linear
   predictor M = I + W′X + b′ only as sec. 6's example of a higher-order layer; their construction
