@@ -271,6 +271,16 @@ def test_dynamic_conv_goes_through_every_torch_func_transform(diagonal, impl, st
             torch.testing.assert_close(mine, theirs)
 
 
+@pytest.mark.parametrize("options", [{"mode": "dynamic_dns"}, {"mode": "dynamic_dns", "recompute_taps": True},
+                                     {"mode": "dynamic_dns", "dynamic_impl": "patches"}, {"mode": "dynamic_uns"}])
+def test_an_empty_batch_goes_through_every_dynamic_path_and_back(options):
+    layer = NSConv2d(4, 3, **options).eval()                               # C ≥ F: DNS takes the taps path
+    x = torch.randn(0, 4, 5, 5, requires_grad=True)
+    out = layer(x)
+    out.sum().backward()
+    assert out.shape == (0, 3, 5, 5) and x.grad.shape == x.shape
+
+
 @pytest.mark.parametrize("mode", DYNAMIC)
 def test_per_sample_gradients_of_a_dynamic_layer_with_torch_func(mode):
     """vmap(grad(...)) over a batch, through functional_call (eval mode: the predictor's BatchNorm uses

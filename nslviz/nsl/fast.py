@@ -55,9 +55,9 @@ def _zeros(shape, dtype: torch.dtype, *sources: torch.Tensor, empty: bool = Fals
     """A buffer of zeros (uninitialised if `empty`) for values computed from `sources`, made from their
     first elements' product so that under torch.func.vmap it is batched whenever one of them is (a
     plain buffer cannot take batched values in place)."""
-    corner = sources[0][(0,) * sources[0].dim()]
+    corner = sources[0][(slice(0, 1),) * sources[0].dim()]
     for source in sources[1:]:
-        corner = corner * source[(0,) * source.dim()]
+        corner = corner * source[(slice(0, 1),) * source.dim()]
     return corner.new_empty(shape, dtype=dtype) if empty else corner.new_zeros(shape, dtype=dtype)
 
 
@@ -115,7 +115,7 @@ def _shift_sum_backward(grad: torch.Tensor, z: torch.Tensor, m: torch.Tensor, ge
 def _per_tap(x: torch.Tensor, kernel: torch.Tensor, taps: int) -> torch.Tensor:
     """Z = W_s·X at every pixel, one matrix product: x (B, H, W, C), kernel (C, K·F) -> (B, H, W, K, F)."""
     batch, height, width, channels = x.shape
-    return (x.reshape(-1, channels) @ kernel).view(batch, height, width, taps, -1)
+    return (x.reshape(-1, channels) @ kernel).view(batch, height, width, taps, kernel.shape[1] // taps)
 
 
 def _bilinear_tangent(product, setting, a, a_tangent, b, b_tangent):
@@ -196,7 +196,7 @@ class _RecomputedShiftWeightSum(torch.autograd.Function):
         del z
         grad_x = grad_kernel = None
         if need_z:
-            grad_z = grad_z.view(pixels.shape[0], -1)                                     # (B·H·W, K·F)
+            grad_z = grad_z.view(pixels.shape[0], kernel.shape[1])                        # (B·H·W, K·F)
             if ctx.needs_input_grad[0]:
                 grad_x = (grad_z @ kernel.t()).view_as(x)
             if ctx.needs_input_grad[1]:
