@@ -149,6 +149,29 @@ def _run_configs(*args):
     return run_configs(build_parser().parse_args(["compare", *args]))
 
 
+def test_variants_train_their_table_s_recipe_as_train_nsl_variant_does(monkeypatch, capsys):
+    """Without --preset, --variants trains the rows' own recipe on CNN-9 (as `train --nsl-variant`), not
+    the MN defaults; --nsl-options read by a dynamic row is not called unread; --method beside --methods
+    is refused, where it changed nothing."""
+    from nslviz.__main__ import build_parser, main
+    from nslviz.cli.train import config_from_args
+    from nslviz.experiments.compare import nsl_variant_config
+    table, = _run_configs("--variants", "cnn", "dynamic_dns").values()
+    train = build_parser("train").parse_args(["train", "--nsl-variant", "dynamic_dns"])
+    assert nsl_variant_config(table, "dynamic_dns") == config_from_args(train)
+    assert (table.backbone, table.method, table.optimizer, table.classifier) == ("cnn9", "vanilla", "sgd", "dot")
+    global_rows, = _run_configs("--variants", "spherenet_attention").values()
+    assert global_rows.optimizer == "adam"                                          # Table 8's preset, nsl_global
+    with pytest.raises(ValueError, match="mixes rows trained with different recipes .*give --preset"):
+        _run_configs("--variants", "cnn", "spherenet_attention")
+    monkeypatch.setattr("nslviz.cli.compare.compare_nsl_variants", lambda *args, **kwargs: {})
+    assert main(["compare", "--variants", "cnn", "dynamic_dns", "--nsl-options", '{"predictor_gain_init": 0}',
+                 "--no-progress"]) == 0
+    assert "changes nothing" not in capsys.readouterr().err
+    both = run_in_process("compare", "--methods", "vanilla", "--method", "mn")
+    assert both.returncode == 2 and "--methods sets --method of each run itself" in both.stderr
+
+
 def test_each_swept_value_is_a_run_built_as_train_builds_it():
     """A swept value is an option given to `train`: what it implies comes with it (SGD's lr, L2 and
     milestones; a preset's official length), and a refusal of `train` is a refusal of the sweep."""

@@ -12,7 +12,8 @@ variants runs/<dataset>-<backbone>-nsl-seed<k>): a run that finished is read bac
 resumes, a folder holding a run with other settings is refused with the settings that differ
 (--overwrite replaces it). `--sweep SETTING VALUE ...` trains every method or variant once per value of
 one of train's settings, into <group-dir>/<method>-<setting>=<value>. Every other option is `train`'s
-(python -m nslviz train --help).
+(python -m nslviz train --help); as with `train --nsl-variant`, --variants without --preset trains its
+table's recipe (nsl; nsl_global for Table 8's rows) on CNN-9 unless --backbone says otherwise.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import difflib
 
 from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_DATASETS, QUICK_INSTEAD_OF_SGD,
                                   QUICK_SETTINGS, VANILLA_START_ALPHA, compare_methods, compare_nsl_variants,
-                                  quick_config, setting_name, sweep_suffix)
+                                  nsl_variant_config, nsl_variant_preset, quick_config, setting_name, sweep_suffix)
 from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
@@ -106,12 +107,14 @@ def run_configs(args) -> dict[str, TrainConfig]:
     """{label suffix: config}: the command's one config (suffix ""), or one per --sweep value (suffix
     "-<setting>=<value>"), each built from the options exactly as `train` builds them (the preset, its
     official length, the optimizer's defaults) with the swept value among them, then quick mode."""
+    if getattr(args, "methods", None):
+        refuse_given(args, ["method"], "--methods", "sets {} of each run", "one run per method")
     sweep = sweep_values(args) if args.sweep is not None else None
     given = [("", args)] if sweep is None else [
         (sweep_suffix(sweep[0], value), argparse.Namespace(**vars(args), **{sweep[0]: value})) for value in sweep[1]]
     configs = {}
     for suffix, options in given:
-        config = config_from_args(options, COMPARE_CONTROL)
+        config = config_from_args(argparse.Namespace(**{**vars(options), **variants_recipe(args)}), COMPARE_CONTROL)
         if args.quick:
             dataset = getattr(options, "dataset", "digits")                   # given or swept: an embedded set
             if dataset not in QUICK_DATASETS:
@@ -136,13 +139,32 @@ def run_configs(args) -> dict[str, TrainConfig]:
     return configs
 
 
+def variants_recipe(args) -> dict:
+    """What --variants sets as `train --nsl-variant` does, where the options leave it out: the preset of
+    the variants' table (nsl; nsl_global for Table 8) and the CNN-9 backbone. {} for --methods."""
+    variants = getattr(args, "variants", None)
+    if not variants:
+        return {}
+    recipe = {} if "backbone" in vars(args) else {"backbone": "cnn9"}
+    if args.preset is None:
+        presets = {variant: nsl_variant_preset(variant) for variant in variants}
+        if len(set(presets.values())) > 1:
+            raise ValueError(f"--variants {' '.join(variants)} mixes rows trained with different recipes "
+                             f"({', '.join(f'{v}: preset {p}' for v, p in presets.items())}); give --preset, or "
+                             f"compare them separately")
+        recipe["preset"] = next(iter(presets.values()))
+    return recipe
+
+
 def main(args) -> int:
     configs = run_configs(args)
     first = next(iter(configs.values()))
-    methods = getattr(args, "methods", None) or [first.method]              # NSL variants keep config's method
     setting = swept_setting(args)
     given = argparse.Namespace(**vars(args), **({setting: None} if setting else {}))   # the swept one counts as given
-    warn_unread([dataclasses.replace(c, method=m) for c in configs.values() for m in methods], given, COMPARE_CONTROL)
+    runs = ([nsl_variant_config(c, v) for c in configs.values() for v in args.variants]
+            if getattr(args, "variants", None) else
+            [dataclasses.replace(c, method=m) for c in configs.values() for m in args.methods])
+    warn_unread(runs, given, COMPARE_CONTROL)
     if not args.quick:
         warn_try_out(first, args)
     options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)

@@ -124,8 +124,8 @@ class TrainConfig:
     # optimisation
     epochs: int = option(5, "positive_int", group=OPTIMISATION)
     iterations: int | None = option(None, "positive_int", optional=True, group=OPTIMISATION,
-                                    help="train whole epochs up to this many steps instead of --epochs "
-                                         "(the presets use the official counts)")
+                                    help="train this many steps instead of --epochs, rounded up to whole "
+                                         "epochs (the presets use the official counts)")
     # None: 128 (paper); 32 on digits (DEFAULT_BATCH_SIZE)
     batch_size: int | None = option(None, "positive_int", optional=True, group=OPTIMISATION,
                                     help="default: 128, 32 on digits")
