@@ -172,6 +172,20 @@ def test_variants_train_their_table_s_recipe_as_train_nsl_variant_does(monkeypat
     assert both.returncode == 2 and "--methods sets --method of each run itself" in both.stderr
 
 
+def test_a_frozen_random_backbone_and_epochs_beside_iterations_are_named(monkeypatch, capsys):
+    """--freeze-backbone without --init-backbone freezes a random backbone; --iterations sets the length,
+    so an --epochs given beside it changes nothing: both said on stderr (train and compare alike)."""
+    from nslviz.__main__ import main
+    monkeypatch.setattr("nslviz.cli.compare.compare_methods", lambda *args, **kwargs: {})
+    assert main(["compare", "--methods", "mn", "--freeze-backbone", "true", "--epochs", "3", "--iterations", "10",
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "--freeze-backbone true without --init-backbone trains the head on the randomly initialised" in err
+    assert "warning: --epochs changes nothing here (read by runs without --iterations" in err
+    assert main(["compare", "--methods", "mn", "--epochs", "3", "--no-progress"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_each_swept_value_is_a_run_built_as_train_builds_it():
     """A swept value is an option given to `train`: what it implies comes with it (SGD's lr, L2 and
     milestones; a preset's official length), and a refusal of `train` is a refusal of the sweep."""

@@ -158,6 +158,7 @@ def test_unread_settings_names_what_no_run_reads():
     assert unread_settings([TrainConfig(method="mn_ifilm", backbone="densenet40")], ["transition_ifilm"]) == {}
     assert list(unread_settings([mn], ["transition_ifilm", "ifilm_entries"])) == ["transition_ifilm", "ifilm_entries"]
     assert unread_settings([TrainConfig(optimizer="sgd", method="maxl")], ["momentum", "maxl_hierarchy"]) == {}
+    assert list(unread_settings([TrainConfig(epochs=2, iterations=10)], ["epochs", "iterations"])) == ["epochs"]
     assert set(READ_BY) <= {f for f in TrainConfig.__dataclass_fields__}       # every rule names a real field
 
 

@@ -28,7 +28,8 @@ from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
 from .common import add_progress_argument, emit_json, folder_path, option_flag, refuse_given, validation_text
-from .train import CONTROL, RUN, add_config_arguments, config_from_args, warn_try_out, warn_unread
+from .train import (CONTROL, RUN, add_config_arguments, config_from_args, warn_frozen_random_backbone,
+                    warn_try_out, warn_unread)
 
 QUICK_WHY = "16x16 images on the CPU, AdamW in place of SGD"
 COMPARE_CONTROL = CONTROL | {"methods", "variants", "quick", "group_dir", "mn_start", "sweep"}
@@ -165,6 +166,7 @@ def main(args) -> int:
             if getattr(args, "variants", None) else
             [dataclasses.replace(c, method=m) for c in configs.values() for m in args.methods])
     warn_unread(runs, given, COMPARE_CONTROL)
+    warn_frozen_random_backbone(runs)
     if not args.quick:
         warn_try_out(first, args)
     options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)

@@ -146,6 +146,14 @@ def warn_unread(configs: list[TrainConfig], args, control=CONTROL) -> None:
               file=sys.stderr, flush=True)
 
 
+def warn_frozen_random_backbone(configs: list[TrainConfig]) -> None:
+    """A warning on stderr (rank 0 only) for a run that freezes a backbone no run trained: its head then
+    learns on random features, which is rarely what --freeze-backbone without --init-backbone meant."""
+    if launched_rank() == 0 and any(c.freeze_backbone and c.init_backbone is None for c in configs):
+        print("warning: --freeze-backbone true without --init-backbone trains the head on the randomly "
+              "initialised backbone; give --init-backbone RUN_DIR to freeze a trained one", file=sys.stderr, flush=True)
+
+
 def warn_try_out(config: TrainConfig, args) -> None:
     """A warning on stderr (rank 0 only) when a paper recipe trains an embedded set for the default
     length: at the recipe's batch of 128, `--preset mn --dataset digits` is 45 steps (about 20 % test
@@ -163,6 +171,7 @@ def main(args) -> int:
     from ..training.trainer import train
     config = config_from_args(args)
     warn_unread([config], args)
+    warn_frozen_random_backbone([config])
     warn_try_out(config, args)
     summary = train(config, args.run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if launched_rank() != 0:                                   # under torchrun only rank 0 reports

@@ -406,6 +406,7 @@ READ_BY = {
     **dict.fromkeys(("momentum", "nesterov"), _SGD),
     "nsl_options": ("runs with an --nsl mode and the spherenet9 backbones",
                     lambda c: c.nsl != "none" or c.backbone.startswith("spherenet")),
+    "epochs": ("runs without --iterations, which sets the length otherwise", lambda c: c.iterations is None),
 }
 
 
