@@ -164,6 +164,9 @@ def test_variants_train_their_table_s_recipe_as_train_nsl_variant_does(monkeypat
     assert global_rows.optimizer == "adam"                                          # Table 8's preset, nsl_global
     with pytest.raises(ValueError, match="mixes rows trained with different recipes .*give --preset"):
         _run_configs("--variants", "cnn", "spherenet_attention")
+    only_m, = _run_configs("--variants", "static_dns", "static_uns", "--similarity-only", "true",   # as train takes it
+                           "--init-backbone", "runs/cnn").values()
+    assert {nsl_variant_config(only_m, v).nsl for v in ("static_dns", "static_uns")} == {"static_dns", "static_uns"}
     monkeypatch.setattr("nslviz.cli.compare.compare_nsl_variants", lambda *args, **kwargs: {})
     assert main(["compare", "--variants", "cnn", "dynamic_dns", "--nsl-options", '{"predictor_gain_init": 0}',
                  "--no-progress"]) == 0

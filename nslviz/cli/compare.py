@@ -142,11 +142,15 @@ def run_configs(args) -> dict[str, TrainConfig]:
 
 def variants_recipe(args) -> dict:
     """What --variants sets as `train --nsl-variant` does, where the options leave it out: the preset of
-    the variants' table (nsl; nsl_global for Table 8) and the CNN-9 backbone. {} for --methods."""
+    the variants' table (nsl; nsl_global for Table 8), the CNN-9 backbone and, for --similarity-only, an
+    NSL mode of the rows (each row then sets its own). {} for --methods."""
     variants = getattr(args, "variants", None)
     if not variants:
         return {}
     recipe = {} if "backbone" in vars(args) else {"backbone": "cnn9"}
+    if getattr(args, "similarity_only", False) and "nsl" not in vars(args):   # checked before each row sets its own
+        modes = [nsl_variant_config(TrainConfig(backbone="cnn9"), variant).nsl for variant in variants]
+        recipe["nsl"] = next((mode for mode in modes if mode != "none"), "none")
     if args.preset is None:
         presets = {variant: nsl_variant_preset(variant) for variant in variants}
         if len(set(presets.values())) > 1:
