@@ -117,6 +117,7 @@ def test_every_command_s_help_gives_the_defaults_it_has():
             if has_default:
                 assert action.help and "default" in action.help, (name, action.dest, action.help)
             assert "default: )" not in (action.help or "") and "default: ;" not in (action.help or "")
+            assert action.help, (name, action.dest)                          # every option says what it does
         command.format_help()                                    # a stray % would fail argparse here
     text = lambda command: " ".join(subparsers.choices[command].format_help().split())      # noqa: E731
     assert "--steps STEPS meta-training iterations (default: 3000)" in text("spiral")

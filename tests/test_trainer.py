@@ -74,7 +74,7 @@ def test_batch_stream_shards_are_disjoint_and_evaluation_covers_the_split_once()
 
 
 def test_batch_stream_rejects_a_batch_larger_than_the_training_split():
-    with pytest.raises(ValueError, match="fewer than one batch of 16"):
+    with pytest.raises(ValueError, match=r"fewer than one batch of 16; lower batch_size \(CLI --batch-size\)"):
         BatchStream(_split(10), 16, shuffle=True)
 
 
@@ -517,7 +517,8 @@ def test_init_backbone_copies_a_runs_backbone_and_says_when_it_does_not_fit(refe
     wrong = r"does not fit this model \(vanilla\): .*size mismatch for blocks.0.conv.weight"
     with pytest.raises(ValueError, match=wrong):
         initialize_backbone(build_image_model("vanilla", "convnet4", 10, in_channels=3, image_size=16), run_dir)
-    with pytest.raises(ValueError, match="init_backbone: no best.pt in .*finished at least one epoch"):
+    with pytest.raises(ValueError, match=r"init_backbone \(CLI --init-backbone\): no best.pt in .*finished at least "
+                                         r"one epoch"):
         initialize_backbone(model, tmp_path)
     with pytest.raises(ValueError, match="(?i)freeze_backbone must be true or false, got 'yes'"):
         TrainConfig(freeze_backbone="yes")
@@ -847,7 +848,7 @@ def _drain(fd: int) -> None:
     (["--device", "tpu"], "unknown device 'tpu'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     (["--optimizer", "sgd", "--nesterov", "maybe"], "expected true or false, got 'maybe'"),
     (["--freeze-backbone", "maybe"], "expected true or false, got 'maybe'"),
-    (["--init-backbone", "nowhere", "--epochs", "1"], "init_backbone: no best.pt in 'nowhere'"),
+    (["--init-backbone", "nowhere", "--epochs", "1"], "init_backbone (CLI --init-backbone): no best.pt in 'nowhere'"),
     (["--optimizer", "sgd", "--momentum", "nan"], "expected a number in [0, 1), got 'nan'"),
     (["--clip-value", "-1"], "expected a positive number or 'none', got '-1'"),
 ])

@@ -246,7 +246,8 @@ def add_parser(subparsers) -> None:
                         "the rerun, which reuses finished training runs")
     p.add_argument("--show", metavar="TEXT", default=None,
                    help="then print the first text output that contains TEXT (exit 2 when none does)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help='end the output with one JSON object: {"notebook": executed .ipynb, "html": its page}')
     p.set_defaults(run=run, subparser=p)
 
 

@@ -150,7 +150,8 @@ def add_parser(subparsers) -> None:
                    help="notebook names or paths to (re)build, e.g. 01_spiral_toy (default: all of notebooks/)")
     p.add_argument("--cell-timeout", type=positive_int, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
                    help=f"stop when one cell runs longer (default: {DEFAULT_CELL_TIMEOUT})")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="end the output with one JSON object: the site's manifest (every page built)")
     p.set_defaults(run=run, subparser=p)
 
 

@@ -65,7 +65,7 @@ class BatchStream:
         self.size = len(split.labels)
         if shuffle and self.size < batch_size:
             raise ValueError(f"the training split has {self.size} images, fewer than one batch of {batch_size}; "
-                             "lower batch_size")
+                             "lower batch_size (CLI --batch-size)")
 
     def __len__(self) -> int:
         """Batches per epoch (for this rank)."""

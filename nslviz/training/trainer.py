@@ -97,8 +97,8 @@ def initialize_backbone(model: ImageClassifier, run_dir: str | Path, *, head: bo
     identity), so the model computes what the plain backbone did."""
     run = RunDirectory(run_dir, create=False)
     if not run.best_path.is_file():
-        raise ValueError(f"init_backbone: no best.pt in {str(run_dir)!r}; expected the run directory of a "
-                         f"train() run that finished at least one epoch")
+        raise ValueError(f"init_backbone (CLI --init-backbone): no best.pt in {str(run_dir)!r}; expected the run "
+                         f"directory of a train() run that finished at least one epoch")
     state = run.load_best(advice=f"train that run again (python -m nslviz train --run-dir {run_dir} --overwrite) "
                                  f"or start from another run's backbone (--init-backbone)")
     backbone = {name.removeprefix("backbone."): value for name, value in state.items() if name.startswith("backbone.")}
