@@ -197,6 +197,17 @@ def test_kernel_shape_is_straight_through(mode):
 
 # -- the vectorised dynamic convolution equals the per-position reference ---------------------------
 
+def dynamic_conv_inputs(generator, shape, filters, diagonal, stride, padding):
+    """Float64 x (B, C, H, W), a 3×3 weight (F, C, 3, 3) and one similarity per sample and output position:
+    DNS (B, 9, H', W') or UNS (B, 9, 9, H', W')."""
+    batch, channels, height, width = shape
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    weight = torch.randn(filters, channels, 3, 3, generator=generator, dtype=torch.float64)
+    out_h, out_w = (height + 2 * padding - 3) // stride + 1, (width + 2 * padding - 3) // stride + 1
+    taps = (9,) if diagonal else (9, 9)
+    return x, weight, torch.randn(batch, *taps, out_h, out_w, generator=generator, dtype=torch.float64)
+
+
 @pytest.mark.parametrize("diagonal", [True, False])
 @pytest.mark.parametrize("impl", ["auto", "taps", "taps_recompute", "patches"])
 @pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (1, 0), (2, 2)])
@@ -206,11 +217,7 @@ def test_dynamic_conv_matches_per_position_reference(diagonal, impl, stride, pad
     recompute = impl == "taps_recompute"
     impl = "taps" if recompute else impl
     generator = torch.Generator().manual_seed(4)
-    x = torch.randn(2, 3, 6, 5, generator=generator, dtype=torch.float64)
-    weight = torch.randn(4, 3, 3, 3, generator=generator, dtype=torch.float64)
-    out_h, out_w = (6 + 2 * padding - 3) // stride + 1, (5 + 2 * padding - 3) // stride + 1
-    shape = (2, 9, out_h, out_w) if diagonal else (2, 9, 9, out_h, out_w)
-    similarity = torch.randn(shape, generator=generator, dtype=torch.float64)
+    x, weight, similarity = dynamic_conv_inputs(generator, (2, 3, 6, 5), 4, diagonal, stride, padding)
     inputs = [t.clone().requires_grad_() for t in (x, weight, similarity)]
     out = dynamic_similarity_conv2d(*inputs[:2], inputs[2], stride=stride, padding=padding, impl=impl,
                                     recompute=recompute)
@@ -246,11 +253,7 @@ def test_dynamic_conv_goes_through_every_torch_func_transform(diagonal, impl, st
     from torch.func import grad, hessian, jvp, vmap
     recompute = impl == "taps_recompute"
     generator = torch.Generator().manual_seed(5)
-    x = torch.randn(3, 2, 5, 4, generator=generator, dtype=torch.float64)
-    weight = torch.randn(3, 2, 3, 3, generator=generator, dtype=torch.float64)
-    out_h, out_w = (5 + 2 * padding - 3) // stride + 1, (4 + 2 * padding - 3) // stride + 1
-    shape = (3, 9, out_h, out_w) if diagonal else (3, 9, 9, out_h, out_w)
-    similarity = torch.randn(shape, generator=generator, dtype=torch.float64)
+    x, weight, similarity = dynamic_conv_inputs(generator, (3, 2, 5, 4), 3, diagonal, stride, padding)
 
     def fast(x, weight, similarity):
         return dynamic_similarity_conv2d(x, weight, similarity, stride=stride, padding=padding,
