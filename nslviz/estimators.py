@@ -76,10 +76,17 @@ thread per job. The members of such a fit train at once, one per intra-op thread
 fitted model is the same as when they train one after the other.
 
 warm_start=True: a second `fit` continues from the fitted model (and keeps its scalers) when the
-data has the same shape and classes and every setting the members are built with is the same (space,
-layers, width, entries, similarity, temperature, step_size_init, dictionary_init, device,
-n_estimators); otherwise the model is built afresh. The training settings (learning_rate, max_epochs,
-patience, ...) may change between warm fits.
+data has the same number of features and the same classes and every setting the members are built
+with is the same (space, layers, width, entries, similarity, temperature, step_size_init,
+dictionary_init, device, n_estimators); otherwise the model is built afresh, with a warning naming
+what changed. entries="auto" and temperature="auto" follow the data (entries: one per training row,
+up to 128 in the feature space), so on a small table another number of rows builds afresh. The
+training settings (learning_rate, max_epochs, patience, ...) may change between warm fits.
+
+A loss that turns NaN or infinite stops `fit` with a FloatingPointError naming learning_rate; a fit
+whose every epoch ends with a validation loss more than ten times that of the model as built (a
+learning rate too large, the losses still finite) warns with a ConvergenceWarning, as the fitted
+model is then the untrained one.
 
 scikit-learn's `check_estimator` passes in full for both estimators; the project skips no check
 (tests/test_estimators.py runs it with `parametrize_with_checks`; scikit-learn itself skips its
@@ -96,6 +103,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelEncoder, StandardScaler
@@ -123,6 +131,19 @@ LABEL_SMOOTHING = 0.1         # the classifier's ε (docs/estimators-selection.m
 CLASSIFIER_WIDTH = 256        # the classifier's hidden width (docs/estimators-selection.md, rounds 16 and 17); the regressor's is 128
 # multiply-adds of one training step below which one intra-op thread is fastest (fit_threads)
 ONE_THREAD_WORK = 5e7
+# what a warm fit compares with the fitted model's, in the order of `_fit`'s signature
+WARM_SIGNATURE = ("space", "number of features", "number of outputs", "loss", "layers", "width", "entries",
+                  "similarity", "temperature", "step_size_init", "dictionary_init", "device", "n_estimators",
+                  "classes")
+DIVERGED_FACTOR = 10    # a fit whose every epoch ends this many times worse than its start has diverged
+
+
+def _diverged(result) -> bool:
+    """Whether training only made the model worse, by DIVERGED_FACTOR at least at every epoch: the best
+    model is then the one as built (epoch 0). A short fit that has not yet beaten a good start (a
+    dictionary started at the data's examples) is not called diverged."""
+    losses = [row["validation_loss"] for row in result.history]
+    return result.best_epoch == 0 and len(losses) > 1 and min(losses[1:]) > DIVERGED_FACTOR * losses[0]
 
 
 def fit_threads(rows: int, features: int, width: int, entries: int) -> int:
@@ -277,7 +298,12 @@ class _MetaNeighborsBase(BaseEstimator):
         signature = (self.space, x.shape[1], output_dim, loss, self.layers, self.width, self.entries_,
                      self.similarity, self.temperature_, self.step_size_init_, self.dictionary_init, str(device),
                      self.n_estimators, tuple(getattr(self, "classes_", ())))
-        warm = self.warm_start and getattr(self, "_signature", None) == signature
+        previous = getattr(self, "_signature", None)
+        warm = self.warm_start and previous == signature
+        if self.warm_start and previous is not None and not warm:
+            changed = [what for what, old, new in zip(WARM_SIGNATURE, previous, signature) if old != new]
+            warnings.warn(f"{name}: warm_start=True, but the {', '.join(changed)} of this fit differ from the fitted "
+                          f"model's: the members are built afresh", UserWarning)
         if not warm:
             self.x_scaler_ = StandardScaler().fit(x)
             if loss == "mse":
@@ -297,12 +323,16 @@ class _MetaNeighborsBase(BaseEstimator):
 
         def train(member: int):
             (fit_index, val_index), module = indices[member], self.modules_[member]
-            result = fit_tabular(module, inputs[fit_index], targets[fit_index], inputs[val_index],
-                                 targets[val_index], loss=loss, lr=self.learning_rate,
-                                 batch_size=self.batch_size_, weight_decay=self.weight_decay,
-                                 max_epochs=self.max_epochs, patience=self.patience, tol=self.tol,
-                                 seed=seeds[member], label_smoothing=label_smoothing, progress=bool(self.verbose),
-                                 desc=f"{name} member {member + 1}", position=member)
+            try:
+                result = fit_tabular(module, inputs[fit_index], targets[fit_index], inputs[val_index],
+                                     targets[val_index], loss=loss, lr=self.learning_rate,
+                                     batch_size=self.batch_size_, weight_decay=self.weight_decay,
+                                     max_epochs=self.max_epochs, patience=self.patience, tol=self.tol,
+                                     seed=seeds[member], label_smoothing=label_smoothing, progress=bool(self.verbose),
+                                     desc=f"{name} member {member + 1}", position=member)
+            except FloatingPointError as error:               # a NaN or inf loss: no model to keep
+                raise FloatingPointError(f"{name}(learning_rate={self.learning_rate!r}), member {member + 1}: "
+                                         f"{error}") from None
             module.eval()
             return result
 
@@ -312,7 +342,13 @@ class _MetaNeighborsBase(BaseEstimator):
                 self.fit_results_ = list(pool.map(train, range(self.n_estimators)))
         finally:        # an error or Ctrl-C in one member returns at once; the members not started never start
             pool.shutdown(wait=False, cancel_futures=True)
-        unconverged = sum(not result.stopped_early for result in self.fit_results_)
+        diverged = sum(_diverged(result) for result in self.fit_results_)
+        if diverged and not warm:
+            which = "" if self.n_estimators == 1 else f" ({diverged} of {self.n_estimators} members)"
+            warnings.warn(f"{name}: training diverged{which}: every epoch's validation loss is more than "
+                          f"{DIVERGED_FACTOR} times that of the model as built, so the fitted model is the untrained "
+                          f"one; lower learning_rate (now {self.learning_rate:g})", ConvergenceWarning)
+        unconverged = sum(not (result.stopped_early or _diverged(result)) for result in self.fit_results_)
         if unconverged:
             which = "" if self.n_estimators == 1 else f" ({unconverged} of {self.n_estimators} members)"
             warnings.warn(f"{name}: max_epochs={self.max_epochs} reached before the validation loss stopped "
@@ -460,8 +496,8 @@ class MetaNeighborsRegressor(RegressorMixin, _MetaNeighborsBase):
     n_estimators : int, default=3    K, models trained on their own seeds and early-stopping splits and
                                      averaged (mean prediction; mean class probabilities). 3 was chosen
                                      on validation splits against 1, 4 and 5 (docs/estimators-selection.md).
-    warm_start : bool, default=False  continue from the fitted model on the next fit (same shape and
-                                     model settings; see the module docstring).
+    warm_start : bool, default=False  continue from the fitted model on the next fit (same features,
+                                     classes and model settings, else a warning; see the module docstring).
     random_state : int, RandomState or None   seeds the split, the initialisation and the batches.
     device : str, default="cpu"      "cpu", "cuda", "cuda:N" or "auto".
     verbose : bool, default=False    a progress bar over epochs for each member, on a line of its own.
@@ -581,6 +617,11 @@ class MetaNeighborsClassifier(ClassifierMixin, _MetaNeighborsBase):
         logits -= logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits)
         return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """log of `predict_proba` (n, n_classes), without its underflow to log 0."""
+        logits = self._outputs(X)
+        return logits - logsumexp(logits, axis=1, keepdims=True)
 
     def decision_function(self, X) -> np.ndarray:
         """log p(c | x), the log of the members' mean class probabilities, (n, n_classes); for two classes

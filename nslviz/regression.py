@@ -145,10 +145,11 @@ class MetaNeighborhoodsMLP(nn.Module):
         return self.network.input_dim
 
     def _describe(self) -> str:
-        layers = self.sizes["layers"]        # one layer is linear: its width is not used
-        shape = f"{layers} layers of width {self.sizes['width']}" if layers > 1 else "one linear layer"
-        return (f"MetaNeighborhoodsMLP with {self.sizes['entries']} entries ({self.sizes['input_dim']} features, "
-                f"{self.sizes['output_dim']} outputs, {shape})")
+        layers, outputs = self.sizes["layers"], self.sizes["output_dim"]   # one layer: no width used
+        what = f"MetaNeighborhoodsMLP of {layers} layers of width {self.sizes['width']}" if layers > 1 else \
+            "MN's finetuned linear layer (a feature-space model's head)"
+        return (f"{what} with {self.sizes['entries']} entries ({self.sizes['input_dim']} features, {outputs} "
+                f"output{'s' if outputs != 1 else ''})")
 
     def check_memory(self, batch: int) -> None:
         """Refuse (TooLargeForMemory) batches of `batch` inputs that would not fit on the model's device."""

@@ -43,7 +43,7 @@ def test_a_dictionary_too_large_for_memory_is_refused_before_it_is_allocated(mon
     import nslviz._memory as memory
     from nslviz.estimators import MetaNeighborsRegressor
     x = np.random.default_rng(0).normal(size=(40, 3))
-    with pytest.raises(ValueError, match=r"MetaNeighborhoodsMLP with 1000000000000 entries .* needs about .* TB .*"
+    with pytest.raises(ValueError, match=r"linear layer .*with 1000000000000 entries .* needs about .* TB .*"
                                          r"use fewer entries S"):
         MetaNeighborsRegressor(entries=10**12).fit(x, x.sum(1))
     monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 20 * 10**9)     # the 20 GB that was killed

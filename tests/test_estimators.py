@@ -252,6 +252,9 @@ def test_decision_function_orders_classes_as_predict_and_predict_proba():
     np.testing.assert_allclose(scores, np.log(clf.predict_proba(x)), rtol=1e-10, atol=1e-12)
     p = binary.predict_proba(x[y < 2])
     np.testing.assert_allclose(margin, np.log(p[:, 1]) - np.log(p[:, 0]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(clf.predict_log_proba(x), np.log(clf.predict_proba(x)), rtol=1e-10, atol=1e-12)
+    far = clf.predict_log_proba(x * 1e3)                                  # where predict_proba rounds to 0
+    assert np.isfinite(far).all() and np.allclose(np.exp(far).sum(1), 1.0)
 
 
 def test_a_small_fit_runs_on_one_thread_and_restores_torch_setting():
@@ -405,6 +408,31 @@ def test_warm_start_rebuilds_when_a_setting_of_the_members_changes(change):
     assert model.module_ is not module
     cold = MetaNeighborsRegressor(random_state=0, max_epochs=4, **change).fit(x, y)
     np.testing.assert_array_equal(model.predict(x), cold.predict(x))   # the model the new settings build
+
+
+def test_a_warm_fit_that_builds_afresh_says_what_changed():
+    x, y = _regression(120)
+    model = MetaNeighborsRegressor(random_state=0, max_epochs=3, warm_start=True).fit(x, y)
+    with pytest.warns(UserWarning, match="warm_start=True, but the entries of this fit differ from the fitted "
+                                         "model's: the members are built afresh"):
+        model.fit(x[:60], y[:60])                          # entries "auto": one per training row on this table
+    with pytest.warns(UserWarning, match="the number of features, entries of this fit differ"):
+        model.fit(np.hstack([x, x])[:60 + 1], y[:61])
+
+
+def test_a_diverging_fit_stops_with_an_error_or_warns_that_nothing_was_learned():
+    """A NaN or inf loss stops the fit, naming learning_rate (scikit-learn's MLPs raise too); finite
+    losses that only grow keep the model as built, with a ConvergenceWarning saying so."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.exceptions import ConvergenceWarning
+    x, y = load_diabetes(return_X_y=True)
+    with pytest.raises(FloatingPointError, match=r"MetaNeighborsRegressor\(learning_rate=1000.0\), member 1: "
+                                                 r"training diverged: the loss is not finite in epoch 1"):
+        MetaNeighborsRegressor(random_state=0, learning_rate=1e3, max_epochs=5, n_estimators=1).fit(x, y)
+    with pytest.warns(ConvergenceWarning, match="training diverged: every epoch's validation loss is more than 10 "
+                                                "times that of the model as built.*lower learning_rate") as caught:
+        model = MetaNeighborsRegressor(random_state=0, learning_rate=1.0, max_epochs=5, n_estimators=1).fit(x, y)
+    assert model.best_epoch_ == 0 and not any("max_epochs" in str(w.message) for w in caught)
 
 
 def test_warm_start_rebuilds_when_the_ensemble_size_changes():

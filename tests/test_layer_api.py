@@ -161,8 +161,8 @@ def test_the_estimators_fit_float32_models_whatever_the_default_dtype(float64_de
 @pytest.mark.parametrize("params,match", [
     ({"entries": 10 ** 9}, r"MetaNeighborsRegressor with entries=1000000000, layers=\d+ and width=\d+ does not fit"),
     ({"width": 10 ** 6}, r"width=1000000 does not fit: .*use a smaller width"),
-    ({"entries": 10 ** 9, "width": 16}, r"width=16 does not fit: MetaNeighborhoodsMLP with 1000000000 entries \(16 "
-                                         r"features, 1 outputs, one linear layer\)"),
+    ({"entries": 10 ** 9, "width": 16}, r"width=16 does not fit: MN's finetuned linear layer \(a feature-space "
+                                         r"model's head\) with 1000000000 entries \(16 features, 1 output\)"),
 ])
 def test_an_estimator_too_large_for_memory_names_its_parameters(params, match):
     with pytest.raises(TooLargeForMemory, match=match):

@@ -225,6 +225,11 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
             row = {"epoch": epoch, "train_loss": float(total) / n}
             if validate:
                 row["validation_loss"] = float(tabular_loss(predict_tabular(model, x_val), y_val, loss))
+            if not all(math.isfinite(value) for value in row.values()):
+                raise FloatingPointError(f"training diverged: the loss is not finite in epoch {epoch} "
+                                         f"({', '.join(f'{k} {v:g}' for k, v in row.items() if k != 'epoch')}); "
+                                         f"lower the learning rate ({lr:g})")
+            if validate:
                 if row["validation_loss"] < best_loss:
                     best_loss, best_epoch = row["validation_loss"], epoch
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
