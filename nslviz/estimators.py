@@ -302,8 +302,9 @@ class _MetaNeighborsBase(BaseEstimator):
         warm = self.warm_start and previous == signature
         if self.warm_start and previous is not None and not warm:
             changed = [what for what, old, new in zip(WARM_SIGNATURE, previous, signature) if old != new]
-            warnings.warn(f"{name}: warm_start=True, but the {', '.join(changed)} of this fit differ from the fitted "
-                          f"model's: the members are built afresh", UserWarning)
+            warnings.warn(f"{name}: warm_start=True, but this fit's {', '.join(changed)} "
+                          f"{'differs' if len(changed) == 1 else 'differ'} from the fitted model's: the members are "
+                          f"built afresh", UserWarning)
         if not warm:
             self.x_scaler_ = StandardScaler().fit(x)
             if loss == "mse":

@@ -358,7 +358,8 @@ def test_warm_start_continues_from_the_fitted_model():
     assert not np.allclose(model.predict(x), first)
     cold = MetaNeighborsRegressor(random_state=0, max_epochs=3).fit(x, y)
     assert not np.allclose(cold.predict(x), model.predict(x))
-    model.fit(x[:, :2], y)                            # another shape: a new model
+    with pytest.warns(UserWarning, match="this fit's number of features differs"):
+        model.fit(x[:, :2], y)                        # another shape: a new model
     assert model.module_ is not module and model.n_features_in_ == 2
 
 
@@ -404,7 +405,8 @@ def test_warm_start_rebuilds_when_a_setting_of_the_members_changes(change):
     module = model.module_
     model.set_params(max_epochs=4).fit(x, y)                          # a training setting: continue
     assert model.module_ is module
-    model.set_params(**change).fit(x, y)                              # a setting the members were built with
+    with pytest.warns(UserWarning, match=f"this fit's {next(iter(change))} differs"):
+        model.set_params(**change).fit(x, y)                          # a setting the members were built with
     assert model.module_ is not module
     cold = MetaNeighborsRegressor(random_state=0, max_epochs=4, **change).fit(x, y)
     np.testing.assert_array_equal(model.predict(x), cold.predict(x))   # the model the new settings build
@@ -413,10 +415,10 @@ def test_warm_start_rebuilds_when_a_setting_of_the_members_changes(change):
 def test_a_warm_fit_that_builds_afresh_says_what_changed():
     x, y = _regression(120)
     model = MetaNeighborsRegressor(random_state=0, max_epochs=3, warm_start=True).fit(x, y)
-    with pytest.warns(UserWarning, match="warm_start=True, but the entries of this fit differ from the fitted "
+    with pytest.warns(UserWarning, match="warm_start=True, but this fit's entries differs from the fitted "
                                          "model's: the members are built afresh"):
         model.fit(x[:60], y[:60])                          # entries "auto": one per training row on this table
-    with pytest.warns(UserWarning, match="the number of features, entries of this fit differ"):
+    with pytest.warns(UserWarning, match="this fit's number of features, entries differ from"):
         model.fit(np.hstack([x, x])[:60 + 1], y[:61])
 
 
@@ -441,7 +443,8 @@ def test_warm_start_rebuilds_when_the_ensemble_size_changes():
     modules = list(model.modules_)
     model.fit(x, y)
     assert model.modules_ == modules                                   # same members, trained further
-    model.set_params(n_estimators=3).fit(x, y)
+    with pytest.warns(UserWarning, match="this fit's n_estimators differs"):
+        model.set_params(n_estimators=3).fit(x, y)
     assert len(model.modules_) == 3 and all(m is not old for m, old in zip(model.modules_, modules))
 
 

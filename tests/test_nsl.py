@@ -244,6 +244,8 @@ def unfolded_dynamic_conv(x, weight, similarity, stride, padding):
     return torch.einsum("fcs,bcsij->bfij", weight.reshape(filters, channels, k * k), mixed)
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop because we have not yet implemented the batching")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")   # inside torch.func.hessian
 @pytest.mark.parametrize("diagonal,impl", [(True, "taps"), (True, "taps_recompute"), (True, "patches"),
                                            (False, "patches")])
 @pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0)])

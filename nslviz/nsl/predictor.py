@@ -66,7 +66,8 @@ class SimilarityPredictor(nn.Module):
 
         DNS  hidden: k×k SphereConv ("only x normalised") -> 64, BN, ReLU;  output: 3×3 conv -> 9, BN
         UNS  hidden: k×k SphereConv ("only x normalised") -> 128, ReLU;     output: 3×3 conv -> 81
-        init std 0.1·He (hidden) and 0.001·He (output); BN eps 1e-3, so M ≈ I at the start.
+        init std 0.001·He (both output layers) and 0.1·He (the DNS hidden layer, here the UNS one
+        too); BN eps 1e-3, so M ≈ I at the start.
 
     kind "full_sphere" makes both layers fully cosine (official `nsl_fspherenet`; cosines do not shrink
     with the weights, so M starts about 0.15 away from I rather than 0.005); kind "cnn" makes
