@@ -170,7 +170,8 @@ def main(args) -> int:
             if getattr(args, "variants", None) else
             [dataclasses.replace(c, method=m) for c in configs.values() for m in args.methods])
     warn_unread(runs, given, COMPARE_CONTROL)
-    warn_frozen_random_backbone(runs)
+    started = args.mn_start == "vanilla"                   # the MN runs then start from the vanilla run's backbone
+    warn_frozen_random_backbone([run for run in runs if not (started and run.method.startswith("mn"))])
     if not args.quick:
         warn_try_out(first, args)
     options = dict(group_dir=args.group_dir, progress=not args.no_progress, overwrite=args.overwrite)
