@@ -244,14 +244,15 @@ def unfolded_dynamic_conv(x, weight, similarity, stride, padding):
     return torch.einsum("fcs,bcsij->bfij", weight.reshape(filters, channels, k * k), mixed)
 
 
-@pytest.mark.filterwarnings("ignore:There is a performance drop because we have not yet implemented the batching")
+@pytest.mark.filterwarnings("error:There is a performance drop")   # vmap's per-sample fallback: our rules cover it
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")   # inside torch.func.hessian
 @pytest.mark.parametrize("diagonal,impl", [(True, "taps"), (True, "taps_recompute"), (True, "patches"),
                                            (False, "patches")])
 @pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0)])
 def test_dynamic_conv_goes_through_every_torch_func_transform(diagonal, impl, stride, padding):
-    """torch.func on the tap-looping autograd Functions: grad, vmap (per-sample gradients), jvp and
-    hessian (forward over reverse) give what they give on the unfolded computation, in float64."""
+    """torch.func on the tap-looping autograd Functions: grad, vmap (per-sample gradients, and over
+    weights), jvp and hessian (forward over reverse) give what they give on the unfolded computation,
+    in float64, without torch's per-sample fallback."""
     from torch.func import grad, hessian, jvp, vmap
     recompute = impl == "taps_recompute"
     generator = torch.Generator().manual_seed(5)
@@ -271,6 +272,7 @@ def test_dynamic_conv_goes_through_every_torch_func_transform(diagonal, impl, st
             lambda f: grad(lambda *a: f(*a).square().sum(), argnums=(0, 1, 2))(*primals),    # reverse mode
             lambda f: vmap(grad(lambda x, s: f(x[None], weight, s[None]).square().sum(), argnums=(0, 1)))(
                 x, similarity),                                                             # per-sample
+            lambda f: (vmap(lambda w: f(x, w, similarity))(torch.stack([weight, -2 * weight])),),   # over weights
             lambda f: hessian(lambda x: f(x, weight, similarity[:1]).square().sum())(x[:1])):   # second order
         for mine, theirs in zip(transform(fast), transform(unfolded)):
             torch.testing.assert_close(mine, theirs)

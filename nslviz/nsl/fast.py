@@ -2,8 +2,9 @@
 that loop over the K = k² kernel taps (never over samples or positions) with hand-written backward
 passes, and `choose_dynamic_impl`, which picks the faster of the two paths for a layer. They exist
 only for speed and memory (measured on CPU: benchmarks/bench_nsl.py); the maths is in conv.py.
-Each is written in torch operations with a separate `setup_context` and `generate_vmap_rule`, so that
-torch.func transforms (`grad`, `vmap` and their compositions) go through them as through autograd.
+Each has a separate `setup_context`, a forward-mode `jvp` and a vmap rule (the two tap sums merge the
+vmapped dimension into the batch; the patches are generated), so that torch.func transforms (`grad`,
+`vmap`, `jvp` and their compositions) go through them as through autograd.
 
     _ShiftWeightSum            DNS from per-tap responses Z: out(b, p, f) = Σ_s m(b, p, s) · Z(b, p·stride + o_s, s, f)
     _RecomputedShiftWeightSum  the same sum, Z recomputed in backward instead of kept
@@ -118,11 +119,18 @@ def _per_tap(x: torch.Tensor, kernel: torch.Tensor, taps: int) -> torch.Tensor:
     return (x.reshape(-1, channels) @ kernel).view(batch, height, width, taps, kernel.shape[1] // taps)
 
 
-def _bilinear_tangent(product, setting, a, a_tangent, b, b_tangent):
-    """The forward-mode derivative of product(a, b, setting), bilinear in (a, b): product(da, b) +
+def _into_batch(t: torch.Tensor, dim: int | None, size: int) -> torch.Tensor:
+    """A tensor vmapped over `dim` (None: not vmapped, the same for all `size`) with that dimension
+    merged into its batch dimension: (size·B, ...), for a Function that treats every sample alike."""
+    t = t.movedim(dim, 0) if dim is not None else t.expand(size, *t.shape)
+    return t.flatten(0, 1)
+
+
+def _bilinear_tangent(product, setting: tuple, a, a_tangent, b, b_tangent):
+    """The forward-mode derivative of product(a, b, *setting), bilinear in (a, b): product(da, b) +
     product(a, db), either term left out where its tangent is None (None when both are)."""
-    terms = [product(a_tangent, b, setting) if a_tangent is not None else None,
-             product(a, b_tangent, setting) if b_tangent is not None else None]
+    terms = [product(a_tangent, b, *setting) if a_tangent is not None else None,
+             product(a, b_tangent, *setting) if b_tangent is not None else None]
     terms = [term for term in terms if term is not None]
     return sum(terms[1:], terms[0]) if terms else None
 
@@ -134,23 +142,26 @@ class _ShiftWeightSum(torch.autograd.Function):
     not over samples or positions. Saves Z (B·H·W·K·F numbers, 9× a plain convolution's output)
     and m for backward. z (B, H, W, K, F), m (B, H', W', K) -> (B, H', W', F)."""
 
-    generate_vmap_rule = True
-
     @staticmethod
     def forward(z, m, k, stride, padding):
         return _shift_sum(z, m, _geometry(z, m, k, stride, padding))
 
     @staticmethod
+    def vmap(info, in_dims, z, m, k, stride, padding):   # the vmapped dimension joins the batch: one call
+        z, m = _into_batch(z, in_dims[0], info.batch_size), _into_batch(m, in_dims[1], info.batch_size)
+        return _ShiftWeightSum.apply(z, m, k, stride, padding).unflatten(0, (info.batch_size, -1)), 0
+
+    @staticmethod
     def setup_context(ctx, inputs, output):
         z, m, k, stride, padding = inputs
-        ctx.geometry = _geometry(z, m, k, stride, padding)
+        ctx.geometry, ctx.arguments = _geometry(z, m, k, stride, padding), (k, stride, padding)
         ctx.save_for_backward(z, m)
         ctx.save_for_forward(z, m)
 
     @staticmethod
     def jvp(ctx, z_tangent, m_tangent, *_):             # bilinear: d(Σ m·Z) = Σ m·dZ + Σ dm·Z
         z, m = ctx.saved_tensors
-        return _bilinear_tangent(_shift_sum, ctx.geometry, z, z_tangent, m, m_tangent)
+        return _bilinear_tangent(_ShiftWeightSum.apply, ctx.arguments, z, z_tangent, m, m_tangent)
 
     @staticmethod
     def backward(ctx, grad):
@@ -166,16 +177,25 @@ class _RecomputedShiftWeightSum(torch.autograd.Function):
     1×1 convolution (a matrix product) in backward. x (B, H, W, C) channels-last, kernel (C, K·F),
     m (B, H', W', K) -> (B, H', W', F). Runs with autocast off on inputs already in the compute dtype."""
 
-    generate_vmap_rule = True
-
     @staticmethod
     def forward(x, kernel, m, k, stride, padding):
         return _shift_sum(_per_tap(x, kernel, k * k), m, _geometry(x, m, k, stride, padding))
 
     @staticmethod
+    def vmap(info, in_dims, x, kernel, m, k, stride, padding):   # the vmapped dimension joins the batch
+        size = info.batch_size
+        x, m = _into_batch(x, in_dims[0], size), _into_batch(m, in_dims[2], size)
+        if in_dims[1] is None:
+            out = _RecomputedShiftWeightSum.apply(x, kernel, m, k, stride, padding)
+        else:           # a kernel per vmapped sample (vmap over the weights): keep Z, as _ShiftWeightSum does
+            z = torch.einsum("nbhwc,ncj->nbhwj", x.unflatten(0, (size, -1)), kernel.movedim(in_dims[1], 0))
+            out = _ShiftWeightSum.apply(z.flatten(0, 1).unflatten(-1, (k * k, -1)), m, k, stride, padding)
+        return out.unflatten(0, (size, -1)), 0
+
+    @staticmethod
     def setup_context(ctx, inputs, output):
         x, kernel, m, k, stride, padding = inputs
-        ctx.geometry = _geometry(x, m, k, stride, padding)
+        ctx.geometry, ctx.arguments = _geometry(x, m, k, stride, padding), (k, stride, padding)
         ctx.save_for_backward(x, kernel, m)
         ctx.save_for_forward(x, kernel, m)
 
@@ -183,8 +203,9 @@ class _RecomputedShiftWeightSum(torch.autograd.Function):
     def jvp(ctx, x_tangent, kernel_tangent, m_tangent, *_):   # Z = X·kernel is bilinear too
         x, kernel, m = ctx.saved_tensors
         taps = ctx.geometry[0] ** 2
-        z_tangent = _bilinear_tangent(_per_tap, taps, x, x_tangent, kernel, kernel_tangent)
-        return _bilinear_tangent(_shift_sum, ctx.geometry, _per_tap(x, kernel, taps), z_tangent, m, m_tangent)
+        z_tangent = _bilinear_tangent(_per_tap, (taps,), x, x_tangent, kernel, kernel_tangent)
+        return _bilinear_tangent(_ShiftWeightSum.apply, ctx.arguments, _per_tap(x, kernel, taps), z_tangent,
+                                 m, m_tangent)
 
     @staticmethod
     def backward(ctx, grad):
