@@ -160,6 +160,9 @@ def test_variants_train_their_table_s_recipe_as_train_nsl_variant_does(monkeypat
     train = build_parser("train").parse_args(["train", "--nsl-variant", "dynamic_dns"])
     assert nsl_variant_config(table, "dynamic_dns") == config_from_args(train)
     assert (table.backbone, table.method, table.optimizer, table.classifier) == ("cnn9", "vanilla", "sgd", "dot")
+    imagenet, = _run_configs("--variants", "cnn", "dynamic_dns", "--dataset", "imagenet64").values()
+    on_imagenet = build_parser("train").parse_args(["train", "--nsl-variant", "dynamic_dns", "--dataset", "imagenet"])
+    assert imagenet.backbone == config_from_args(on_imagenet).backbone == "cnn10"            # NSL Table 5's CNN-10
     global_rows, = _run_configs("--variants", "spherenet_attention").values()
     assert global_rows.optimizer == "adam"                                          # Table 8's preset, nsl_global
     with pytest.raises(ValueError, match="mixes rows trained with different recipes .*give --preset"):

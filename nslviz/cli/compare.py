@@ -13,7 +13,8 @@ resumes, a folder holding a run with other settings is refused with the settings
 (--overwrite replaces it). `--sweep SETTING VALUE ...` trains every method or variant once per value of
 one of train's settings, into <group-dir>/<method>-<setting>=<value>. Every other option is `train`'s
 (python -m nslviz train --help); as with `train --nsl-variant`, --variants without --preset trains its
-table's recipe (nsl; nsl_global for Table 8's rows) on CNN-9 unless --backbone says otherwise.
+table's recipe (nsl; nsl_global for Table 8's rows) on CNN-9 (CNN-10 on imagenet and imagenet64, NSL
+Table 5) unless --backbone says otherwise.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ import difflib
 
 from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_DATASETS, QUICK_INSTEAD_OF_SGD,
                                   QUICK_SETTINGS, VANILLA_START_ALPHA, compare_methods, compare_nsl_variants,
-                                  nsl_variant_config, nsl_variant_preset, quick_config, setting_name, sweep_suffix)
+                                  nsl_variant_backbone, nsl_variant_config, nsl_variant_preset, quick_config,
+                                  setting_name, sweep_suffix)
 from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
@@ -115,7 +117,7 @@ def run_configs(args) -> dict[str, TrainConfig]:
         (sweep_suffix(sweep[0], value), argparse.Namespace(**vars(args), **{sweep[0]: value})) for value in sweep[1]]
     configs = {}
     for suffix, options in given:
-        config = config_from_args(argparse.Namespace(**{**vars(options), **variants_recipe(args)}), COMPARE_CONTROL)
+        config = config_from_args(argparse.Namespace(**{**vars(options), **variants_recipe(options)}), COMPARE_CONTROL)
         if args.quick:
             dataset = getattr(options, "dataset", "digits")                   # given or swept: an embedded set
             if dataset not in QUICK_DATASETS:
@@ -142,12 +144,13 @@ def run_configs(args) -> dict[str, TrainConfig]:
 
 def variants_recipe(args) -> dict:
     """What --variants sets as `train --nsl-variant` does, where the options leave it out: the preset of
-    the variants' table (nsl; nsl_global for Table 8), the CNN-9 backbone and, for --similarity-only, an
+    the variants' table (nsl; nsl_global for Table 8), CNN-9 (CNN-10 on ImageNet) and, for --similarity-only, an
     NSL mode of the rows (each row then sets its own). {} for --methods."""
     variants = getattr(args, "variants", None)
     if not variants:
         return {}
-    recipe = {} if "backbone" in vars(args) else {"backbone": "cnn9"}
+    recipe = {} if "backbone" in vars(args) else {"backbone": nsl_variant_backbone(getattr(args, "dataset",
+                                                                                         TrainConfig.dataset))}
     if getattr(args, "similarity_only", False) and "nsl" not in vars(args):   # checked before each row sets its own
         modes = [nsl_variant_config(TrainConfig(backbone="cnn9"), variant).nsl for variant in variants]
         recipe["nsl"] = next((mode for mode in modes if mode != "none"), "none")

@@ -275,6 +275,15 @@ def quick_nsl_variants(variants: list[str]) -> list[str]:
     return list(QUICK_NSL_VARIANTS) if set(variants) == set(NSL_TABLES["4"]) else list(dict.fromkeys(variants))
 
 
+NSL_IMAGENET_SETS = ("imagenet", "imagenet64")      # NSL Table 5's data, where its rows are CNN-10's (Table 7)
+
+
+def nsl_variant_backbone(dataset: str) -> str:
+    """The network of an NSL table row when none is given: CNN-10 on ImageNet (Table 5, at 224 px, or
+    downsampled to 64), CNN-9 elsewhere (Tables 1-4; Table 8's rows replace it by their own)."""
+    return "cnn10" if dataset in NSL_IMAGENET_SETS else "cnn9"
+
+
 def nsl_variant_preset(variant: str) -> str:
     """The recipe a variant's table was trained with: "nsl_global" for Table 8, else "nsl"."""
     check_choice("NSL variant", variant, ALL_NSL_VARIANTS)
