@@ -30,7 +30,8 @@ def add_parser(subparsers) -> None:
                    help="MLP depths to search (Linear layers; 2 = one hidden layer)")
     p.add_argument("--widths", type=positive_int, nargs="+", default=list(d.widths), help="MLP widths to search")
     p.add_argument("--weight-decay", type=float, nargs="+", default=list(d.weight_decays),
-                   help="weight decays to search (AdamW, decoupled)")
+                   help="weight decays to search (AdamW, decoupled); the paper chose one per dataset from a "
+                        "grid it does not give: e.g. --weight-decay 0 1e-4 1e-3 1e-2")
     p.add_argument("--max-epochs", type=positive_int, default=d.max_epochs)
     p.add_argument("--max-rows", type=positive_int, default=None, help="use a seeded subset of the table")
     p.add_argument("--quick", action="store_true",
