@@ -191,6 +191,18 @@ def rewrite(path, old, new):
      ValueError, r"imagenet: cannot read .*meta.mat"),
     ("kaggle", lambda f, b: [p.unlink() for p in (f / "val").iterdir()], FileNotFoundError,
      "the validation images not found"),
+    # a folder in train/ that is not a wnid would be a class and shift the labels after it
+    ("folders", lambda f, b: __import__("shutil").copytree(f / "train" / "n01", f / "train" / "extracted"), ValueError,
+     r"train holds folders that are not WordNet IDs \(n and digits, such as n01440764\): \['extracted'\]"),
+    ("csv", lambda f, b: (f / "train" / "__MACOSX" / "n01").mkdir(parents=True), ValueError,
+     r"not WordNet IDs .*\['__MACOSX'\].*__MACOSX is left by unzipping on macOS"),
+    # the same validation image twice, under two extensions, would be tested twice
+    ("csv", lambda f, b: __import__("shutil").copy(f / "val" / "ILSVRC2012_val_00000001.JPEG",
+                                                   f / "val" / "ILSVRC2012_val_00000001.jpg"), ValueError,
+     r"val holds 1 validation images in two files each \(e.g. ILSVRC2012_val_00000001 with two extensions\)"),
+    ("folders", lambda f, b: __import__("shutil").copy(f / "val" / "n02" / "ILSVRC2012_val_00000001.JPEG",
+                                                       f / "val" / "n02" / "ILSVRC2012_val_00000001.png"), ValueError,
+     "1 validation images in two files each"),
 ])
 def test_incomplete_or_inconsistent_validation_labels_are_refused_by_name(tmp_path, layout, change, error, message):
     load = damage(tmp_path, layout, change)

@@ -2,7 +2,9 @@
 (NSL Table 5). The splits are `FileSplit`s of paths (streamed.py): 1.28M images do not fit in memory.
 
 The training images are train/<wnid>/*.JPEG (one folder per class, as the training tar's class tars
-unpack). The validation images come in one of three ways, each with its labels:
+unpack); any other folder there (__MACOSX, a folder of samples) is refused by name, since it would be
+taken for a class and shift every label after it. The validation images come in one of three ways,
+each with its labels, and each image in one file:
 
 * val/<wnid>/*.JPEG, one folder per class;
 * val/*.JPEG flat, with the devkit's labels: ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_
@@ -14,7 +16,9 @@ unpack). The validation images come in one of three ways, each with its labels:
 from __future__ import annotations
 
 import os
+import re
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from .registry import ImageDataset, _register, _Request
@@ -25,6 +29,17 @@ from .utils import (_check_held_out, _class_folders, _find_folder, _image_names,
 IMAGENET_CLASSES, IMAGENET_TRAINING, IMAGENET_VALIDATION = 1000, 1281167, 50000   # the real set's (checks only)
 DEVKIT = Path("ILSVRC2012_devkit_t12") / "data"
 KAGGLE = Path("ILSVRC") / "Data" / "CLS-LOC"
+
+
+WNID = re.compile(r"n\d+")       # a WordNet ID, the name of an ImageNet class folder
+
+
+def _check_one_file_each(stems: list[str], where: Path) -> None:
+    """The same image twice (ILSVRC2012_val_00000001.JPEG beside a .jpg of it) would be tested twice."""
+    twice = sorted(stem for stem, count in Counter(stems).items() if count > 1)
+    if twice:
+        raise ValueError(f"imagenet: {where} holds {len(twice)} validation images in two files each (e.g. "
+                         f"{twice[0]} with two extensions); expected one file per image")
 
 
 def _images_in(folder: Path) -> list[str]:
@@ -50,6 +65,11 @@ def _load_imagenet(request: _Request) -> ImageDataset:
                                     root], ["train", "val"], "the ImageNet-2012 folder")   # root: --data-root is it
     bases = [folder, folder.parents[2] if folder.parts[-3:] == KAGGLE.parts else folder, root]   # Kaggle: beside ILSVRC/
     wnids = _class_folders(folder / "train")
+    strays = [name for name in wnids if not WNID.fullmatch(name)]
+    if strays:      # a stray folder taken as a class would shift every label after it without a word
+        raise ValueError(f"imagenet: {folder / 'train'} holds folders that are not WordNet IDs (n and digits, such "
+                         f"as n01440764): {strays[:5]}; expected only the class folders there (move the others "
+                         f"out; __MACOSX is left by unzipping on macOS)")
     if not wnids:
         raise _missing(request, [folder / "train" / "n01440764"], "the class folders of the training images")
     label_of = {wnid: label for label, wnid in enumerate(wnids)}
@@ -117,6 +137,7 @@ def _validation(request: _Request, folder: Path, bases: list[Path], label_of: di
                 raise _missing(request, [val / wnid / "ILSVRC2012_val_00000001.JPEG"], f"the validation images of class {wnid}")
             labelled += [(os.path.basename(path), path, label_of[wnid]) for path in found]
         labelled.sort()
+        _check_one_file_each([Path(name).stem for name, _, _ in labelled], val)
         return [path for _, path, _ in labelled], [label for _, _, label in labelled]
     if not flat:
         raise _missing(request, [val / "ILSVRC2012_val_00000001.JPEG", val / "n01440764"], "the validation images")
@@ -138,6 +159,7 @@ def _validation(request: _Request, folder: Path, bases: list[Path], label_of: di
                        f"the labels of the {len(flat):,} validation images in {val} (the devkit's, or Kaggle's "
                        "LOC_val_solution.csv; or put the images in one folder per class)", searched=searched)
     stems = [Path(path).stem for path in flat]
+    _check_one_file_each(stems, val)
     unlabelled = [stem for stem in stems if stem not in wnid_of]
     if unlabelled:
         raise ValueError(f"imagenet: {len(unlabelled)} images in {val} have no label in {source} (e.g. "
