@@ -169,6 +169,8 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     Epoch 0 (the weights as given) is a candidate too.
     label_smoothing ε (cross-entropy only) smooths the training targets, (1 - ε) one-hot + ε/C; the
     validation loss that early stopping watches is the plain cross-entropy.
+    An epoch whose training or validation loss is NaN or infinite raises FloatingPointError (the
+    weights are lost by then; the divergence is named rather than an untrained model returned).
     """
     check_choice("loss", loss, TABULAR_LOSSES)
     check_positive("lr", lr)
