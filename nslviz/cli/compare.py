@@ -24,8 +24,8 @@ import difflib
 
 from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_DATASETS, QUICK_INSTEAD_OF_SGD,
                                   QUICK_SETTINGS, VANILLA_START_ALPHA, compare_methods, compare_nsl_variants,
-                                  nsl_variant_backbone, nsl_variant_config, nsl_variant_preset, quick_config,
-                                  setting_name, sweep_suffix)
+                                  nsl_variant_backbone, nsl_variant_config, nsl_variant_mode, nsl_variant_preset,
+                                  quick_config, setting_name, sweep_suffix)
 from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
@@ -152,8 +152,7 @@ def variants_recipe(args) -> dict:
     recipe = {} if "backbone" in vars(args) else {"backbone": nsl_variant_backbone(getattr(args, "dataset",
                                                                                          TrainConfig.dataset))}
     if getattr(args, "similarity_only", False) and "nsl" not in vars(args):   # checked before each row sets its own
-        modes = [nsl_variant_config(TrainConfig(backbone="cnn9"), variant).nsl for variant in variants]
-        recipe["nsl"] = next((mode for mode in modes if mode != "none"), "none")
+        recipe["nsl"] = next((mode for mode in map(nsl_variant_mode, variants) if mode != "none"), "none")
     if args.preset is None:
         presets = {variant: nsl_variant_preset(variant) for variant in variants}
         if len(set(presets.values())) > 1:

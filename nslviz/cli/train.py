@@ -36,7 +36,8 @@ import sys
 from ..training.config import (DATA, EMBEDDED_SETS, MAXL, MN, OPTIMISATION, PRESET_FIELDS, PRESETS, RUN, WHAT,
                                TrainConfig, unread_settings)
 from ..training.distributed import launched_rank
-from ..experiments.compare import ALL_NSL_VARIANTS, nsl_variant_backbone, nsl_variant_config, nsl_variant_preset
+from ..experiments.compare import (ALL_NSL_VARIANTS, nsl_variant_backbone, nsl_variant_config, nsl_variant_mode,
+                                  nsl_variant_preset)
 from .common import (add_option_arguments, add_progress_argument, boolean, emit_json, folder_path, option_flag,
                      positive_float, validation_text)
 
@@ -128,7 +129,7 @@ def config_from_args(args, control=CONTROL) -> TrainConfig:
     preset = args.preset if args.preset is not None else nsl_variant_preset(args.nsl_variant)
     overrides.setdefault("backbone", nsl_variant_backbone(overrides.get("dataset", TrainConfig.dataset)))
     # the variant's nsl mode goes in before the preset checks the options (--similarity-only needs it)
-    mode = nsl_variant_config(TrainConfig(backbone="cnn9"), args.nsl_variant).nsl
+    mode = nsl_variant_mode(args.nsl_variant)
     if overrides.setdefault("nsl", mode) != mode:
         raise ValueError(f"--nsl {overrides['nsl']} contradicts --nsl-variant {args.nsl_variant} "
                          f"(nsl {mode!r}); give one of them")

@@ -284,6 +284,11 @@ def nsl_variant_backbone(dataset: str) -> str:
     return "cnn10" if dataset in NSL_IMAGENET_SETS else "cnn9"
 
 
+def nsl_variant_mode(variant: str) -> str:
+    """The NSL mode of a table row ("none" for the plain rows and Table 8's)."""
+    return nsl_variant_config(TrainConfig(backbone="cnn9"), variant).nsl
+
+
 def nsl_variant_preset(variant: str) -> str:
     """The recipe a variant's table was trained with: "nsl_global" for Table 8, else "nsl"."""
     check_choice("NSL variant", variant, ALL_NSL_VARIANTS)

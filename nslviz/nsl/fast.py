@@ -45,17 +45,18 @@ def _tap_slices(rows, cols, tap: int, k: int, stride: int):
     return out_sl, in_sl
 
 
-def _geometry(pixels: torch.Tensor, m: torch.Tensor, k: int, stride: int, padding: int) -> tuple:
-    """(k, stride, row ranges, column ranges) of a sum whose input map is pixels (B, H, W, ...) and whose
-    output positions are those of m (B, H', W', ...)."""
-    (height, width), (out_h, out_w) = pixels.shape[1:3], m.shape[1:3]
+def _geometry(size_in, size_out, k: int, stride: int, padding: int) -> tuple:
+    """(k, stride, row ranges, column ranges) of the taps from an H×W input map (size_in) to H'×W' output
+    positions (size_out)."""
+    (height, width), (out_h, out_w) = size_in, size_out
     return k, stride, _tap_ranges(height, out_h, k, stride, padding), _tap_ranges(width, out_w, k, stride, padding)
 
 
 def _zeros(shape, dtype: torch.dtype, *sources: torch.Tensor, empty: bool = False) -> torch.Tensor:
     """A buffer of zeros (uninitialised if `empty`) for values computed from `sources`, made from their
     first elements' product so that under torch.func.vmap it is batched whenever one of them is (a
-    plain buffer cannot take batched values in place)."""
+    plain buffer cannot take batched values in place). The backward passes need it: vmap(grad(...))
+    runs them operation by operation; the forward sums have vmap rules of their own."""
     corner = sources[0][(slice(0, 1),) * sources[0].dim()]
     for source in sources[1:]:
         corner = corner * source[(slice(0, 1),) * source.dim()]
@@ -68,7 +69,7 @@ def _shift_sum(z: torch.Tensor, m: torch.Tensor, geometry) -> torch.Tensor:
     k, stride, rows, cols = geometry
     batch, _, _, taps, filters = z.shape
     out_h, out_w = m.shape[1:3]
-    out = _zeros((batch, out_h, out_w, filters), torch.promote_types(z.dtype, m.dtype), z, m)
+    out = z.new_zeros(batch, out_h, out_w, filters, dtype=torch.promote_types(z.dtype, m.dtype))
     for tap in range(taps):
         sl = _tap_slices(rows, cols, tap, k, stride)
         if sl is not None:
@@ -144,7 +145,7 @@ class _ShiftWeightSum(torch.autograd.Function):
 
     @staticmethod
     def forward(z, m, k, stride, padding):
-        return _shift_sum(z, m, _geometry(z, m, k, stride, padding))
+        return _shift_sum(z, m, _geometry(z.shape[1:3], m.shape[1:3], k, stride, padding))
 
     @staticmethod
     def vmap(info, in_dims, z, m, k, stride, padding):   # the vmapped dimension joins the batch: one call
@@ -154,7 +155,7 @@ class _ShiftWeightSum(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         z, m, k, stride, padding = inputs
-        ctx.geometry, ctx.arguments = _geometry(z, m, k, stride, padding), (k, stride, padding)
+        ctx.geometry, ctx.arguments = _geometry(z.shape[1:3], m.shape[1:3], k, stride, padding), (k, stride, padding)
         ctx.save_for_backward(z, m)
         ctx.save_for_forward(z, m)
 
@@ -179,7 +180,7 @@ class _RecomputedShiftWeightSum(torch.autograd.Function):
 
     @staticmethod
     def forward(x, kernel, m, k, stride, padding):
-        return _shift_sum(_per_tap(x, kernel, k * k), m, _geometry(x, m, k, stride, padding))
+        return _shift_sum(_per_tap(x, kernel, k * k), m, _geometry(x.shape[1:3], m.shape[1:3], k, stride, padding))
 
     @staticmethod
     def vmap(info, in_dims, x, kernel, m, k, stride, padding):   # the vmapped dimension joins the batch
@@ -195,7 +196,7 @@ class _RecomputedShiftWeightSum(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, kernel, m, k, stride, padding = inputs
-        ctx.geometry, ctx.arguments = _geometry(x, m, k, stride, padding), (k, stride, padding)
+        ctx.geometry, ctx.arguments = _geometry(x.shape[1:3], m.shape[1:3], k, stride, padding), (k, stride, padding)
         ctx.save_for_backward(x, kernel, m)
         ctx.save_for_forward(x, kernel, m)
 
@@ -234,8 +235,8 @@ class _Patches(torch.autograd.Function):
 
     @staticmethod
     def forward(x, k, stride, padding, out_h, out_w):
-        batch, channels, height, width = x.shape
-        rows, cols = _tap_ranges(height, out_h, k, stride, padding), _tap_ranges(width, out_w, k, stride, padding)
+        batch, channels = x.shape[:2]
+        _, _, rows, cols = _geometry(x.shape[2:], (out_h, out_w), k, stride, padding)
         pixels = channels_last_pixels(x)                                               # (B, H, W, C)
         patches = x.new_zeros(batch, out_h, out_w, k * k, channels)
         for tap in range(k * k):
@@ -248,9 +249,7 @@ class _Patches(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, k, stride, padding, out_h, out_w = inputs
-        height, width = x.shape[2:]
-        ctx.geometry = (x.shape, k, stride, _tap_ranges(height, out_h, k, stride, padding),
-                        _tap_ranges(width, out_w, k, stride, padding))
+        ctx.geometry = (x.shape, *_geometry(x.shape[2:], (out_h, out_w), k, stride, padding))
         ctx.arguments = (k, stride, padding, out_h, out_w)
 
     @staticmethod
