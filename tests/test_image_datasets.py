@@ -20,6 +20,9 @@ from nslviz.datasets.images import utils as image_utils
 from nslviz.datasets.images import (PACS_CLASSES, PACS_DOMAINS, ImageSplit, available_image_datasets,
                                     load_image_dataset, make_synthetic_images, stratified_order)
 
+# the tiny CIFAR sets hold fewer images than the real ones, which loading warns about (tested below)
+pytestmark = pytest.mark.filterwarnings(r"ignore:cifar10.*where CIFAR-10 has", r"ignore:cifar100.*where CIFAR-100 has")
+
 ALL = ["cifar10", "cifar100", "cinic10", "tiny-imagenet", "imagenet64", "imagenet", "mnist", "svhn", "mnist-m", "pacs",
        "digits", "synthetic"]
 
@@ -202,6 +205,65 @@ def test_cifar100_fine_and_coarse_labels(tmp_path):
     assert coarse.extra_names["coarse_labels"][1] == "coarse1"
     assert torch.equal(coarse.train.labels, fine.train.labels // 5)
     assert torch.equal(coarse.test.extra["fine_labels"], fine.test.labels)
+
+
+@pytest.mark.parametrize("name, title, write", [("cifar10", "CIFAR-10", write_cifar10),
+                                                  ("cifar100", "CIFAR-100", write_cifar100)])
+def test_a_cifar_set_smaller_than_the_real_one_loads_with_a_warning_per_split(tmp_path, monkeypatch, capsys, name, title,
+                                                                              write):
+    """A partial or altered copy trains, but its test accuracy is not the paper's: loading (and so
+    check-data) says so for each split; the real sizes load without a word."""
+    import warnings
+    write(tmp_path)
+    with pytest.warns(UserWarning) as caught:
+        data = load_image_dataset(name, tmp_path, val_size=4)
+    folder = tmp_path / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    train, test = len(data.train) + len(data.val), len(data.test)
+    assert [str(w.message) for w in caught] == [
+        f"{name}: {count} {what} images under {folder}, where {title} has {real:,}; a test accuracy on them is not "
+        "the paper's (is every archive unpacked in full, every file the original?)"
+        for what, count, real in (("training", train, 50000), ("test", test, 10000))]
+    from nslviz.__main__ import main
+    assert main(["check-data", "--dataset", name, "--data-root", str(tmp_path), "--no-progress"]) == 0
+    assert f"check-data: warning: {name}: {test} test images under {folder}, where {title} has 10,000" in capsys.readouterr().out
+    monkeypatch.setattr("nslviz.datasets.images.cifar.CIFAR_TRAINING", train)
+    monkeypatch.setattr("nslviz.datasets.images.cifar.CIFAR_TEST", test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_image_dataset(name, tmp_path, val_size=4)
+
+
+@pytest.mark.parametrize("name, inner, outer", [
+    ("cifar10", "cifar-10-batches-py", "cifar-10-batches-py"),       # unpacked one folder too deep
+    ("cifar10", "cifar-10-batches-py", "cifar-10-python"),           # into a folder named like the archive
+    ("cifar100", "cifar-100-python", "downloads/cifar100"),          # two folders down
+    ("imagenet", "imagenet", "imagenet")])
+def test_a_set_unpacked_farther_down_is_named_where_it_was_found(tmp_path, name, inner, outer):
+    """The error still names where the files are expected, and adds where they are: a folder named like
+    an expected one, up to three levels below the data root, holding everything required."""
+    from test_imagenet_files import write_imagenet
+    elsewhere = tmp_path / outer
+    write_small_set(elsewhere, name) if name != "imagenet" else write_imagenet(elsewhere)
+    (tmp_path / "decoy" / inner).mkdir(parents=True)                 # named like it, but empty: not it
+    with pytest.raises(FileNotFoundError) as error:
+        load_image_dataset(name, tmp_path, val_size=2)
+    expected = tmp_path / inner
+    inside = (elsewhere / inner).is_relative_to(expected)                 # then it cannot move there
+    move = "" if inside else f", or move that folder to {expected}"
+    assert (f"\nFound them farther down, in {elsewhere / inner}: use {elsewhere} as the data root "
+            f"(--data-root){move}\nHow to get it:") in str(error.value)
+    assert len(load_image_dataset(name, elsewhere, val_size=2).test) > 0     # as the message says
+    if move:
+        (elsewhere / inner).rename(expected)
+        assert len(load_image_dataset(name, tmp_path, val_size=2).test) > 0
+
+
+def test_nothing_is_named_farther_down_when_nothing_is_there(tmp_path):
+    for depth in range(4):                                            # folders, none of them the set
+        (tmp_path / "/".join(["other"] * (depth + 1))).mkdir(parents=True, exist_ok=True)
+    with pytest.raises(FileNotFoundError) as error:
+        load_image_dataset("cifar10", tmp_path)
+    assert "Found them" not in str(error.value)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ long run, not when its batch comes.
 
 Sets held in memory (every set but imagenet) are decoded completely when they load: loading them is
 the whole check, and every damaged image file of theirs is listed. What loading warns about (e.g.
-fewer validation images than ImageNet-2012 has) is printed and kept in the JSON. Exit code 0 when
+fewer images than the real CIFAR or ImageNet-2012 has) is printed and kept in the JSON. Exit code 0 when
 every file reads, 1 when some do not (each is listed).
 """
 from __future__ import annotations

@@ -7,8 +7,9 @@ import torch
 
 from .registry import ImageDataset, ImageSplit, _register, _Request
 from .utils import (_assemble, _checked_labels, _class_folders, _find_folder, _folder_dataset, _image_files, _labels,
-                    _missing, _ordered, _read_pickle, _reading, _split_last)
+                    _missing, _ordered, _read_pickle, _reading, _split_last, _warn_partial)
 
+CIFAR_TRAINING, CIFAR_TEST = 50000, 10000      # the real sets' sizes, CIFAR-10 and CIFAR-100 alike (checks only)
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -39,8 +40,11 @@ def _load_cifar10(request: _Request) -> ImageDataset:
 
     meta = folder / "batches.meta"
     names = _read_pickle(request, meta, ("label_names",))["label_names"] if meta.exists() else CIFAR10_CLASSES
-    train, val = _split_last(request, read(batches), 5000 if request.val_size is None else request.val_size)
-    return _assemble(request, train, val, read(["test_batch"]), class_names=names, native_size=32,
+    train, test = read(batches), read(["test_batch"])
+    _warn_partial(request, "CIFAR-10", folder, {"training": (len(train), CIFAR_TRAINING),
+                                           "test": (len(test), CIFAR_TEST)})
+    train, val = _split_last(request, train, 5000 if request.val_size is None else request.val_size)
+    return _assemble(request, train, val, test, class_names=names, native_size=32,
                      split_notes="train = first 45k of the training batches, val = last 5k, test = test_batch")
 
 
@@ -68,8 +72,11 @@ def _load_cifar100(request: _Request) -> ImageDataset:
     meta = _read_pickle(request, meta_path) if meta_path.exists() else {}
     fine_names = meta.get("fine_label_names", [f"class_{i}" for i in range(100)])
     coarse_names = meta.get("coarse_label_names", [f"superclass_{i}" for i in range(20)])
-    train, val = _split_last(request, read("train"), 5000 if request.val_size is None else request.val_size)
-    return _assemble(request, train, val, read("test"),
+    train, test = read("train"), read("test")
+    _warn_partial(request, "CIFAR-100", folder, {"training": (len(train), CIFAR_TRAINING),
+                                           "test": (len(test), CIFAR_TEST)})
+    train, val = _split_last(request, train, 5000 if request.val_size is None else request.val_size)
+    return _assemble(request, train, val, test,
                      class_names=coarse_names if request.label_kind == "coarse" else fine_names, native_size=32,
                      extra_names={"coarse_labels": coarse_names, "fine_labels": fine_names},
                      split_notes="train = first 45k of the training set, val = last 5k, test = test set")

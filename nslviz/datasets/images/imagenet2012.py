@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections import Counter
 from pathlib import Path
 
 from .registry import ImageDataset, _register, _Request
 from .streamed import FileSplit, patch_size
 from .utils import (_check_held_out, _class_folders, _find_folder, _image_names, _labels, _missing, _reading,
-                    stratified_order)
+                    _warn_partial, stratified_order)
 
 IMAGENET_CLASSES, IMAGENET_TRAINING, IMAGENET_VALIDATION = 1000, 1281167, 50000   # the real set's (checks only)
 DEVKIT = Path("ILSVRC2012_devkit_t12") / "data"
@@ -81,12 +80,9 @@ def _load_imagenet(request: _Request) -> ImageDataset:
         files += found
         train_labels += [label_of[wnid]] * len(found)
     test_files, test_labels = _validation(request, folder, bases, label_of)
-    for what, count, real in (("training", len(files), IMAGENET_TRAINING), ("validation", len(test_files),
-                                                                            IMAGENET_VALIDATION)):
-        if len(wnids) == IMAGENET_CLASSES and count != real:
-            warnings.warn(f"imagenet: {count:,} {what} images under {folder}, where ImageNet-2012 has {real:,}; "
-                          "a test accuracy on them is not the paper's (is every archive unpacked in full?)",
-                          stacklevel=2)
+    if len(wnids) == IMAGENET_CLASSES:      # the real set's classes: are all its images there?
+        _warn_partial(request, "ImageNet-2012", folder, {"training": (len(files), IMAGENET_TRAINING),
+                                                         "validation": (len(test_files), IMAGENET_VALIDATION)})
     names = dict.fromkeys(wnids)
     devkit = next((base / DEVKIT for base in bases if (base / DEVKIT / "meta.mat").exists()), None)
     if devkit is not None:

@@ -92,17 +92,31 @@ def _split_last(request: _Request, split: ImageSplit, count: int) -> tuple[Image
     return split.subset(slice(0, cut)), split.subset(slice(cut, None))
 
 
+def _warn_partial(request: _Request, title: str, folder: Path, counts: dict[str, tuple[int, int]]) -> None:
+    """Warn for every split whose image count is not the real set's (counts: {"training": (count,
+    real), ...}): it loads and trains, but a test accuracy on it is not comparable with the paper's."""
+    for what, (count, real) in counts.items():
+        if count != real:
+            warnings.warn(f"{request.name}: {count:,} {what} images under {folder}, where {title} has {real:,}; "
+                          "a test accuracy on them is not the paper's (is every archive unpacked in full, "
+                          "every file the original?)", stacklevel=3)
+
+
 def _how_to_get(request: _Request) -> str:
     """How to get the requested set into its root (download=True or the manual steps)."""
     return _REGISTRY[request.name].how_to_get(request.name, request.root)
 
 
-def _missing(request: _Request, expected: list[Path], what: str, searched: list[Path] = ()) -> FileNotFoundError:
-    """The error for absent files: the dataset, what is missing, where it was expected, how to get it."""
+def _missing(request: _Request, expected: list[Path], what: str, searched: list[Path] = (),
+             found: str = "") -> FileNotFoundError:
+    """The error for absent files: the dataset, what is missing, where it was expected, where else
+    they were found (`found`, a sentence), how to get it."""
     where = "\n  ".join(str(path) for path in expected)
     also = f"\nAlso searched: {', '.join(str(path) for path in searched)}" if searched else ""
+    found = f"\n{found}" if found else ""
     how = _how_to_get(request)
-    return FileNotFoundError(f"{request.name}: {what} not found. Expected:\n  {where}{also}\nHow to get it: {how}")
+    return FileNotFoundError(f"{request.name}: {what} not found. Expected:\n  {where}{also}{found}\n"
+                             f"How to get it: {how}")
 
 
 def _find_folder(request: _Request, candidates: list[Path], required: list[str | tuple[str, ...]],
@@ -127,7 +141,39 @@ def _find_folder(request: _Request, candidates: list[Path], required: list[str |
     if len(lacking) < len(required):
         what = f"{len(lacking)} of {what} (the other {len(required) - len(lacking)} are in {closest})"
     expected = [closest / (entry[0] if isinstance(entry, tuple) else entry) for entry in lacking]
-    raise _missing(request, expected, what, searched=[folder for folder in candidates if folder != closest])
+    found, deeper = "", _found_deeper(request.root, candidates, absent)
+    if deeper is not None:
+        folder, root = deeper
+        found = (f"Found them farther down, in {folder}: use {root} as the data root (--data-root)"
+                 + ("" if folder.is_relative_to(candidates[0]) else f", or move that folder to {candidates[0]}"))
+    raise _missing(request, expected, what, searched=[folder for folder in candidates if folder != closest],
+                   found=found)
+
+
+def _found_deeper(root: Path, candidates: list[Path], absent, depth: int = 3,
+                  most: int = 5000) -> tuple[Path, Path] | None:
+    """A folder up to `depth` levels below `root` that ends in the path of a candidate below root (an
+    archive unpacked one folder too deep, or into a folder of its own) and holds every required entry
+    (`absent` lists what a folder lacks), with the data root that would find it there; folders only,
+    hidden ones skipped, None after `most` of them."""
+    ends = [folder.relative_to(root).parts for folder in candidates if folder != root]
+    level = [root]
+    for _ in range(depth):
+        below = []
+        for folder in level:
+            try:
+                with os.scandir(folder) as entries:     # is_dir() from the listing: no stat per image file
+                    below += sorted(Path(e.path) for e in entries if e.is_dir() and not e.name.startswith("."))
+            except OSError:                             # unreadable or gone: nothing to find there
+                continue
+            if len(below) > most:
+                return None
+        for folder in below:
+            end = next((end for end in ends if folder.parts[-len(end):] == end), None)
+            if end is not None and folder not in candidates and not absent(folder):
+                return folder, Path(*folder.parts[:-len(end)])
+        level = below
+    return None
 
 
 @contextmanager
