@@ -305,7 +305,7 @@ def inner_gradient(attention: torch.Tensor, keys: torch.Tensor, values: torch.Te
     batch, classes, entries = weighted.shape
 
     def contract(k: torch.Tensor) -> torch.Tensor:                             # "bcs,sd->bcd"
-        return (weighted.reshape(batch * classes, entries) @ k).view(batch, classes, -1)
+        return (weighted.reshape(batch * classes, entries) @ k).view(batch, classes, k.shape[-1])
 
     if classifier == "dot":
         return contract(keys), weighted.sum(dim=-1)                             # (B, C, d), (B, C)
@@ -437,7 +437,7 @@ class MetaNeighborhoodsHead(nn.Module):
         (B, S), the logits before finetuning and the finetuned parameters. In the head's dtype (float32
         or better) also under bf16/fp16 autocast: in half precision the closed-form inner gradient and
         the cosine normalisations lose more than the finetuning changes."""
-        check_features("features", features, self.feature_dim, allow_empty=False, dtype=self.dictionary.keys.dtype)
+        check_features("features", features, self.feature_dim, dtype=self.dictionary.keys.dtype)
         with torch.autocast(features.device.type, enabled=False):
             features = features.to(self.dictionary.keys.dtype)                  # (B, d): a no-op outside autocast
             attention = self.attention(features, self.dictionary.keys)          # (B, S)
@@ -534,7 +534,7 @@ class FunctionalMetaNeighborhoods(nn.Module):
         return {name: self.inner_step_sizes[name.replace(".", "__")] for name, _ in self.model.named_parameters()}
 
     def forward(self, inputs: torch.Tensor, *, return_details: bool = False):
-        check_features("inputs", inputs, self.input_dim, allow_empty=False, dtype=self.dictionary.keys.dtype)
+        check_features("inputs", inputs, self.input_dim, dtype=self.dictionary.keys.dtype)
         attention = self.attention(inputs, self.dictionary.keys)                  # (B, S)
         params = dict(self.model.named_parameters())
         adapted = finetune_functional(self.model, params, attention, self.dictionary.keys,

@@ -23,11 +23,26 @@ def test_bad_head_arguments(kwargs, match):
         MetaNeighborhoodsHead(8, 3, **{"entries": 10, **kwargs})
 
 
-def test_soft_values_need_two_outputs_and_a_batch_needs_an_example():
+def test_soft_values_need_two_outputs():
     with pytest.raises(ValueError, match="values='soft' needs num_outputs >= 2"):
         MetaNeighborhoodsHead(8, 1, entries=10, values="soft")
-    with pytest.raises(ValueError, match=r"features is an empty batch \(0, 8\); expected at least one example"):
-        MetaNeighborhoodsHead(8, 3, entries=10)(torch.randn(0, 8))
+
+
+@pytest.mark.parametrize("head", [MetaNeighborhoodsHead(8, 3, entries=10),
+                                  MetaNeighborhoodsHead(8, 3, entries=10, classifier="dot", inner_steps=2),
+                                  FunctionalMetaNeighborhoods(nn.Linear(8, 3), 8, 3, entries=10)])
+@pytest.mark.parametrize("training", [True, False])
+def test_an_empty_batch_gives_an_empty_output_forward_and_back(head, training):
+    """As nn.Linear, NSConv2d and IFiLM do (the last chunk of a chunked evaluation can be empty)."""
+    features = torch.randn(0, 8, requires_grad=True)
+    logits = head.train(training)(features)
+    assert logits.shape == (0, 3)
+    logits.sum().backward()
+    assert features.grad.shape == (0, 8)
+    assert all(p.grad is None or not p.grad.any() for p in head.parameters())
+    details = head(features, return_details=True)
+    assert details["logits" if "logits" in details else "outputs"].shape == (0, 3)
+    assert details["attention"].shape == (0, 10)
 
 
 def test_wrong_feature_width_names_expected_shape():

@@ -110,6 +110,10 @@ def test_fold_static_nsl_on_a_bare_layer():
     assert type(folded) is nn.Conv2d, f"a bare static layer folded to {type(folded).__name__}, not nn.Conv2d"
     assert type(layer) is NSConv2d and folded.bias is not None
     torch.testing.assert_close(folded(x), layer(x), atol=1e-5, rtol=1e-5)
+    assert folded.weight.requires_grad and folded.bias.requires_grad
+    layer.weight.requires_grad_(False)                              # a frozen kernel folds to a frozen kernel
+    frozen = fold_static_nsl(layer)
+    assert not frozen.weight.requires_grad and frozen.bias.requires_grad
     dynamic = NSConv2d(3, 4, mode="dynamic_dns").eval()
     copied = fold_static_nsl(dynamic)
     assert type(copied) is NSConv2d and copied is not dynamic and copied.mode == "dynamic_dns"

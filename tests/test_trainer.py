@@ -111,7 +111,7 @@ def test_the_excluded_groups_get_no_decay_for_every_head():
 
 def test_the_config_reaches_the_model():
     """Every MN setting of TrainConfig arrives in the head build_model makes."""
-    from nslviz.training.config import build_model
+    from nslviz.training.config import DEFAULT_ENTRIES, build_model
 
     config = TrainConfig(method="mn", backbone="convnet4", entries=30, temperature=0.5, entry_dropout=0.25,
                          inner_steps=3, step_size="diagonal", alpha=0.2, first_order=True, values="fixed")
@@ -121,6 +121,9 @@ def test_the_config_reaches_the_model():
     assert head.step_size_kind == "diagonal" and head.inner_step_size.shape == (head.feature_dim,)   # one α per feature
     assert float(head.inner_step_size.detach().flatten()[0]) == pytest.approx(0.2) and head.dictionary.value_kind == "fixed"
     assert not isinstance(head.attention.log_inverse_temperature, torch.nn.Parameter)     # T fixed by default
+    for method in ("mn", "vanilla"):                # entries None, as a config is made: the dataset's S
+        model = build_model(TrainConfig(method=method, dataset="digits", backbone="convnet4"), 10, 1, 16)
+        assert method == "vanilla" or model.head.dictionary.keys.shape[0] == DEFAULT_ENTRIES["digits"]
 
 
 def test_a_learned_temperature_trains_and_is_logged(tmp_path):
@@ -383,6 +386,32 @@ def test_mn_runs_log_what_the_dictionary_knows_every_epoch(reference_run):
     assert summary["classes"] == 10 and summary["test_count"] == len(data.test.labels)
     assert summary["test_attended_value_acc"] == pytest.approx(state["attended_value_acc"])
     assert summary["test_acc"] == pytest.approx(state["acc"])
+
+
+def test_load_run_takes_best_or_last_by_name_and_any_device_this_machine_has(reference_run):
+    """A misspelt `which` is refused, where it loaded the last weights in place of the best; "auto"
+    loads (CUDA when present), and a device the machine lacks is named as such, not as a damaged
+    best.pt; the weights are read on the CPU whatever device saved them."""
+    run_dir, _ = reference_run
+    with pytest.raises(ValueError, match=r"unknown which 'bset'; expected one of 'best', 'last'"):
+        load_run(run_dir, which="bset")
+    model, _, _ = load_run(run_dir, device="auto")
+    assert next(model.parameters()).device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device 'cuda' was asked for but no CUDA device is available"):
+            load_run(run_dir, device="cuda")
+    with pytest.raises(ValueError, match=r"unknown device 'gpu'; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        load_run(run_dir, device="gpu")
+
+
+def test_a_gpu_index_the_machine_lacks_is_named_with_those_it_has(monkeypatch):
+    from nslviz.training.distributed import resolve_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ValueError, match=r"device 'cuda:2' was asked for but this machine has 2 CUDA device\(s\); "
+                                         r"use 'cuda:0' to 'cuda:1', or 'auto'"):
+        resolve_device("cuda:2")
 
 
 def test_same_seed_same_numbers(reference_run, tmp_path):

@@ -46,6 +46,7 @@ from .._checks import check_choice, check_finite, check_positive
 from ..datasets.images import ImageSplit
 from ..datasets.images.streamed import FileSplit
 from ..training.data import batch_stream
+from ..training.distributed import resolve_device
 
 DEFAULT_K = 5
 EMBEDDINGS = ("tsne", "umap", "pca")
@@ -98,7 +99,7 @@ def extract_features(model, split: ImageSplit | FileSplit, *, batch_size: int = 
     attention = is_mn if attention is None else bool(attention)
     if attention and not is_mn:
         raise ValueError(f"attention=True needs a Meta-Neighborhoods model, got method {getattr(model, 'method', '?')!r}")
-    device = torch.device(device)
+    device = resolve_device(device)            # "auto": CUDA when present; a device not here is named
     was_training = model.training
     model.to(device).eval()
     features, weights = [], []
@@ -455,6 +456,7 @@ def load_run_features(run_dir, device: str | torch.device = "cpu", batch_size: i
     """(model, config, data, (train, test)): a run's best weights and the SplitFeatures of its
     training and test splits."""
     from ..training.rundir import load_run
-    model, config, data = load_run(run_dir, device=str(device))
+    device = resolve_device(device)
+    model, config, data = load_run(run_dir, device=device)
     return model, config, data, (extract_features(model, data.train, batch_size=batch_size, device=device),
                                  extract_features(model, data.test, batch_size=batch_size, device=device))

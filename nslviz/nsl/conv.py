@@ -360,7 +360,8 @@ class NSConv2d(nn.Module):
         return {**state, "_dynamic_penalty": None} if state.get("_dynamic_penalty") is not None else state
 
     def to_conv2d(self) -> nn.Conv2d:
-        """The equal plain nn.Conv2d for deployment (static modes; NSL sec. 3.2)."""
+        """The equal plain nn.Conv2d for deployment (static modes; NSL sec. 3.2), in the same training
+        mode, its kernel and bias frozen where this layer's are."""
         if self.dynamic:
             raise ValueError(f"mode {self.mode!r} depends on the input and cannot be folded into a plain convolution")
         conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
@@ -370,6 +371,9 @@ class NSConv2d(nn.Module):
             conv.weight.copy_(self.effective_weight())
             if self.bias is not None:
                 conv.bias.copy_(self.bias)
+        conv.weight.requires_grad_(self.weight.requires_grad)
+        if self.bias is not None:
+            conv.bias.requires_grad_(self.bias.requires_grad)
         conv.train(self.training)
         return conv
 

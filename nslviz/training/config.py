@@ -438,9 +438,11 @@ def _check_no_official_length(preset: str, optimizer: str, dataset: str, asked_o
 
 
 def build_model(config: TrainConfig, num_classes: int, channels: int, image_size: int) -> ImageClassifier:
-    """The image model `config` describes, for data of `num_classes` classes, `channels` x `image_size`²."""
+    """The image model `config` describes, for data of `num_classes` classes, `channels` x `image_size`²
+    (entries=None: the dataset's default S, as a run resolves it)."""
+    entries = config.resolved(config.augment).entries
     return build_image_model(config.method, config.backbone, num_classes, in_channels=channels,
-                             image_size=image_size, classifier=config.classifier, entries=config.entries,
+                             image_size=image_size, classifier=config.classifier, entries=entries,
                              temperature=config.temperature, learn_temperature=config.learn_temperature,
                              inner_steps=config.inner_steps,
                              step_size=config.step_size, step_size_init=config.alpha,

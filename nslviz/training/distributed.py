@@ -37,6 +37,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     device = parsed
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} was asked for but no CUDA device is available; use 'cpu' or 'auto'")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} was asked for but this machine has {torch.cuda.device_count()} "
+                         f"CUDA device(s); use 'cuda:0' to 'cuda:{torch.cuda.device_count() - 1}', or 'auto'")
     return device
 
 

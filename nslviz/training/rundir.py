@@ -27,6 +27,7 @@ from typing import Iterator
 
 import torch
 
+from .._checks import check_choice
 from .._io import (_json_default, _os_reason, atomic_torch_save, atomic_write_json,  # noqa: F401 (re-exported)
                    atomic_write_text)
 from .config import TrainConfig, build_model
@@ -428,7 +429,11 @@ def write_run(run_path, config: dict, metrics: list[dict], summary: dict) -> Non
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     """(model, config, data) of a finished or running run directory, for analysis notebooks.
-    which: "best" (best.pt) or "last" (checkpoint.pt)."""
+    which: "best" (best.pt) or "last" (checkpoint.pt); device: where the model goes ("auto": CUDA
+    when present), the weights being read on the CPU whatever device saved them."""
+    from .distributed import resolve_device
+    check_choice("which", which, ("best", "last"))
+    device = resolve_device(device)             # a device this machine lacks is named, not a damaged file
     run = RunDirectory(run_dir, create=False)
     stored = run.read_config()
     if stored is None:
@@ -441,7 +446,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     path = run.best_path if which == "best" else run.checkpoint_path
     if not path.exists():
         raise ValueError(f"no {path.name} in {str(run_dir)!r} yet; expected a run that finished at least one epoch")
-    state = run.load_best(map_location=device) if which == "best" else run.load_checkpoint(map_location=device)["model"]
+    state = run.load_best(map_location="cpu") if which == "best" else run.load_checkpoint(map_location="cpu")["model"]
     data = load_data(config)
     model = build_model(config, data.num_classes, data.channels, data.image_size)
     model.load_state_dict(state)
