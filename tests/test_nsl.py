@@ -292,6 +292,19 @@ def test_an_empty_batch_goes_through_every_dynamic_path_and_back(options):
     assert out.shape == (0, 3, 5, 5) and x.grad.shape == x.shape
 
 
+def test_one_sample_on_one_position_in_training_mode_names_the_predictors_batch_norm():
+    """Its BatchNorm has nothing to normalise over: the layer says so, where torch's error named no layer;
+    two samples, two positions or eval mode go through, and UNS's predictor has no BatchNorm."""
+    layer = NSConv2d(4, 3, mode="dynamic_dns").train()
+    with pytest.raises(ValueError, match=r"dynamic NSL layer in training mode normalises its predictor over the "
+                                         r"batch and the output positions, and got one of each .*\.eval\(\)"):
+        layer(torch.randn(1, 4, 1, 1))
+    for x in (torch.randn(2, 4, 1, 1), torch.randn(1, 4, 1, 2)):
+        assert layer(x).shape == (x.shape[0], 3, *x.shape[2:])
+    assert layer.eval()(torch.randn(1, 4, 1, 1)).shape == (1, 3, 1, 1)
+    assert NSConv2d(4, 3, mode="dynamic_uns").train()(torch.randn(1, 4, 1, 1)).shape == (1, 3, 1, 1)
+
+
 @pytest.mark.parametrize("mode", DYNAMIC)
 def test_per_sample_gradients_of_a_dynamic_layer_with_torch_func(mode):
     """vmap(grad(...)) over a batch, through functional_call (eval mode: the predictor's BatchNorm uses
