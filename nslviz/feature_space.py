@@ -87,6 +87,11 @@ class MetaNeighborhoodsFeatureMLP(nn.Module):
         check_features("inputs", inputs, self.input_dim, dtype=self.head.dictionary.keys.dtype)
         return self.head(self.trunk(inputs))                                    # features (B, width)
 
+    def check_memory(self, batch: int) -> None:
+        """Refuse (TooLargeForMemory) batches of `batch` inputs whose attention and per-input finetuning
+        would not fit on the model's device (the trunk's activations are small beside them)."""
+        self.head.check_memory(batch)
+
     @torch.no_grad()
     def initialize_from_examples(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Start the dictionary at S training rows: k_j = µ_θ(x_j) (S, width) under the current trunk,

@@ -260,6 +260,8 @@ def test_channels_last_bf16_autocast_forward_backward():
     (dict(name="resnet29", in_channels=0), "in_channels"),
     (dict(name="resnet29", ifilm_entries=0), "ifilm_entries"),
     (dict(name="resnet29", final_relu="yes"), "final_relu"),
+    (dict(name="spherenet9", final_relu=True), "ends with its SphereConv fc6, never with a ReLU; expected "
+                                               "final_relu=False, got True"),
     (dict(name="resnet29", dropout=0.2), "does not take option"),
     (dict(name="resnet29", nsl_options=[1]), "nsl_options"),
     (dict(name="resnet29", nsl_options={"init": "ones"}), "unknown nsl option"),
@@ -306,6 +308,10 @@ def test_every_backbone_names_images_of_another_type_or_dtype_and_the_conversion
     with pytest.raises(ValueError, match=f"{label} images must be a torch.Tensor .* got ndarray; convert with "
                                          f"torch.as_tensor"):
         net(np.zeros((2, 1, 32, 32), dtype=np.float32))
+    images = torch.rand(2, 1, 32, 32)
+    images[1, 0, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match="images contains 1 NaN or infinite value"):      # CNN-9, SphereNet too
+        net(images)
     assert net.double()(torch.rand(2, 1, 32, 32, dtype=torch.float64)).dtype == torch.float64
 
 
@@ -372,6 +378,14 @@ def test_reestimate_batch_norm_averages_every_batch_and_refuses_none():
     torch.testing.assert_close((model[1].running_mean, model[1].running_var), before)
     assert model[1].momentum == 0.3
 
+    def failing():                                       # a batch averaged, then the loader fails
+        yield batches[0]
+        raise OSError("disk gone")
+    with pytest.raises(OSError, match="disk gone"):
+        reestimate_batch_norm(model, [model[1]], failing())
+    torch.testing.assert_close((model[1].running_mean, model[1].running_var), before)
+    assert model[1].momentum == 0.3 and model[1].num_batches_tracked == 3 and not model.training
+
 
 def test_resnet110_is_resnet56_with_twice_the_blocks_and_parameters():
     """ResNet-110 (n = 12) of the MN paper's remark on depth, "doubling the number of parameters" of
@@ -387,3 +401,14 @@ def test_resnet110_is_resnet56_with_twice_the_blocks_and_parameters():
     assert features.shape == (2, 256) and torch.isfinite(features).all()
     assert len(ifilm_modules(build_backbone("resnet110", ifilm="all"))) == 112
     assert len(ifilm_modules(build_backbone("resnet110", ifilm="last"))) == 10
+
+
+def test_the_dot_classifier_asks_for_a_final_relu_only_where_the_network_has_one():
+    """The deep MN and NSL networks end with a ReLU in dot mode; ConvNet-4 and SphereNet-9 never do, and
+    a dot-classifier SphereNet-9 builds without asking for one (its builder refuses final_relu=True)."""
+    from nslviz.models.classifier import build_image_model, dot_mode_final_relu
+    assert [dot_mode_final_relu(name, "dot") for name in ("resnet29", "cnn9", "convnet4", "spherenet9")] == \
+        [True, True, False, False]
+    assert not any(dot_mode_final_relu(name, "cosine") for name in ("resnet29", "cnn9"))
+    model = build_image_model("vanilla", "spherenet9", 10, classifier="dot")
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)

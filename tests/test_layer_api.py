@@ -167,3 +167,20 @@ def test_the_estimators_fit_float32_models_whatever_the_default_dtype(float64_de
 def test_an_estimator_too_large_for_memory_names_its_parameters(params, match):
     with pytest.raises(TooLargeForMemory, match=match):
         MetaNeighborsRegressor(**params).fit(np.random.randn(40, 3), np.random.randn(40))
+
+
+@pytest.mark.parametrize("space", ["input", "feature"])
+def test_a_training_batch_too_large_for_memory_is_refused_before_it_is_drawn_in_either_space(space, monkeypatch):
+    """The dictionary fits, a batch's (B, S) attention does not: fit_tabular refuses it with the batch
+    size, for the feature-space model (the estimators' default) as for the input-space one."""
+    import nslviz._memory as memory
+    from nslviz.feature_space import MetaNeighborhoodsFeatureMLP
+    from nslviz.regression import MetaNeighborhoodsMLP
+    from nslviz.training.tabular import fit_tabular
+    model = (MetaNeighborhoodsMLP(3, 1, layers=2, width=16, entries=1000) if space == "input" else
+             MetaNeighborhoodsFeatureMLP(3, 1, layers=2, width=16, entries=1000, loss="mse"))
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 10 ** 6)    # 1 MB
+    x, y = torch.randn(400, 3), torch.randn(400, 1)
+    with pytest.raises(TooLargeForMemory, match=r"on batches of 256 needs about .* more than the 1\.0 MB"):
+        fit_tabular(model, x, y, batch_size=256, max_epochs=1)
+    fit_tabular(model, x, y, batch_size=8, max_epochs=1)                               # small batches fit

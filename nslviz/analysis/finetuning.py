@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_positive
+from .._modes import eval_mode
 from ..training.data import batch_stream
 from ..neighborhoods import attended_values, attention_entropy
 
@@ -48,13 +49,9 @@ def _detailed_batches(model, split, batch_size: int, device, what: str):
     check_positive("batch_size", batch_size, integer=True)
     if len(split.labels) == 0:
         raise ValueError(f"{what} needs a split with at least one image, got an empty one")
-    was_training = model.training
-    model = model.to(device).eval()
-    try:
+    with eval_mode(model.to(device)):
         for images, labels in batch_stream(split, batch_size, shuffle=False, device=device).epoch(0):
             yield labels, model(images, return_details=True)
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()

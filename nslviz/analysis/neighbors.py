@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice, check_finite, check_positive
+from .._modes import eval_mode
 from ..datasets.images import ImageSplit
 from ..datasets.images.streamed import FileSplit
 from ..training.data import batch_stream
@@ -90,7 +91,7 @@ def extract_features(model, split: ImageSplit | FileSplit, *, batch_size: int = 
     """Features of every image of `split` (in memory, or read from files: ImageNet-2012's central
     crops) in batches, in eval mode, without gradients, in float32. attention: also the attention
     over the dictionary (default: when the model is MN). The tensors stay on `device` (the kNN and
-    retrieval run there too)."""
+    retrieval run there too); the model is moved to `device` and keeps its training mode."""
     _check_model(model)
     if not isinstance(split, (ImageSplit, FileSplit)):
         raise ValueError(f"expected an ImageSplit or FileSplit (e.g. data.test), got {type(split).__name__}")
@@ -100,15 +101,13 @@ def extract_features(model, split: ImageSplit | FileSplit, *, batch_size: int = 
     if attention and not is_mn:
         raise ValueError(f"attention=True needs a Meta-Neighborhoods model, got method {getattr(model, 'method', '?')!r}")
     device = resolve_device(device)            # "auto": CUDA when present; a device not here is named
-    was_training = model.training
-    model.to(device).eval()
     features, weights = [], []
-    for images, _ in batch_stream(split, batch_size, shuffle=False, device=device).epoch(0):
-        z = model.backbone(images).float()                                         # (B, d)
-        features.append(z)
-        if attention:
-            weights.append(model.head.attention(z, model.head.dictionary.keys))     # (B, S)
-    model.train(was_training)
+    with eval_mode(model.to(device)):
+        for images, _ in batch_stream(split, batch_size, shuffle=False, device=device).epoch(0):
+            z = model.backbone(images).float()                                         # (B, d)
+            features.append(z)
+            if attention:
+                weights.append(model.head.attention(z, model.head.dictionary.keys))     # (B, S)
     fine = split.extra.get("fine_labels")
     return SplitFeatures(torch.cat(features), split.labels.to(device),
                          torch.cat(weights) if attention else None,

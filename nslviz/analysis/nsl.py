@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .._modes import eval_mode
 from ..models.layers import reestimate_batch_norm
 from ..nsl import GlobalSimilarityAttention, GlobalSimilarityConv2d, NSConv2d, nsl_layers
 
@@ -79,15 +80,13 @@ def _record_inputs_in_eval_mode(model: nn.Module, modules: dict[str, nn.Module],
             recorded[name] = record(module, inputs[0])
         return hook
 
-    was_training = model.training
     handles = [module.register_forward_hook(recorder(name)) for name, module in modules.items()]
     try:
-        model.eval()
-        model(images.to(next(model.parameters()).device))
+        with eval_mode(model):
+            model(images.to(next(model.parameters()).device))
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return recorded
 
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from .._checks import check_choice, check_features, check_finite, check_flags, check_positive, check_seed
 from .._memory import check_memory
+from .._modes import eval_mode
 from .._threads import torch_threads
 from ..datasets.toys import cluster_splits
 from ..models.classifier import CosineClassifier, build_mn_head
@@ -92,9 +93,8 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 @torch.no_grad()
 def _evaluate_mn(mn: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
-    mn.eval()
-    details = mn(x, return_details=True)
-    mn.train()
+    with eval_mode(mn):
+        details = mn(x, return_details=True)
     return {"mn_acc": _accuracy(details["logits"], y), "mn_acc_before_finetune": _accuracy(details["base_logits"], y),
             "attended_value_acc": _accuracy(attended_values(details["attention"], mn.dictionary.values), y),
             "attention_entropy": float(attention_entropy(details["attention"]).mean()),

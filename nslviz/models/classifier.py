@@ -119,8 +119,8 @@ def build_mn_head(feature_dim: int, num_classes: int, *, entries: int = 5000, te
 def dot_mode_final_relu(backbone: str, classifier: str) -> bool:
     """Does the backbone end with a ReLU? Only with the dot classifier, and, as in the official code,
     only for the deep networks (ResNet, DenseNet, the NSL CNNs): the official 4-layer ConvNet has no
-    dot-mode switch and never ends with a ReLU."""
-    return classifier == "dot" and not backbone.startswith("convnet")
+    dot-mode switch and never ends with a ReLU, nor does SphereNet-9 (its last layer is the SphereConv fc6)."""
+    return classifier == "dot" and not backbone.startswith(("convnet", "spherenet"))
 
 
 def build_image_model(method: str, backbone: str, num_classes: int, *, in_channels: int = 3,

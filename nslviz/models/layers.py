@@ -33,7 +33,8 @@ def reestimate_batch_norm(model: nn.Module, norms: list[nn.Module], batches: Ite
     """Running statistics of `norms` (BatchNorms inside `model`) as exact averages (momentum None) over
     `model(batch)` for every batch of `batches`, with the rest of the model in eval mode. Weights that
     moved faster than BatchNorm's exponential averages follow leave those averages stale; afterwards
-    eval mode normalises as training mode would. The norms keep their momentum; `model` ends in eval mode."""
+    eval mode normalises as training mode would. The norms keep their momentum; `model` ends in eval
+    mode. No batches, or an error on the way: the norms keep the statistics they had."""
     momenta = [norm.momentum for norm in norms]
     saved = [{name: buffer.clone() for name, buffer in norm.named_buffers()} for norm in norms]
     model.eval()
@@ -46,11 +47,13 @@ def reestimate_batch_norm(model: nn.Module, norms: list[nn.Module], batches: Ite
         for batch in batches:
             model(batch)
             seen += 1
-        if seen == 0:                      # nothing to average: keep the statistics the norms had
-            for norm, buffers in zip(norms, saved):
-                for name, buffer in buffers.items():
-                    getattr(norm, name).copy_(buffer)
+        if seen == 0:
             raise ValueError("reestimate_batch_norm got no batches; expected at least one batch of inputs")
+    except BaseException:                  # nothing (or not everything) averaged: put the old statistics back
+        for norm, buffers in zip(norms, saved):
+            for name, buffer in buffers.items():
+                getattr(norm, name).copy_(buffer)
+        raise
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
@@ -131,7 +134,7 @@ def contract_builder(name: str, make, *, default_image_size: int, min_image_size
 
 def check_images(backbone: nn.Module, images) -> None:
     """What every backbone takes: a floating-point tensor in its weights' dtype (autocast aside), as
-    `nslviz.datasets.augment.to_float` makes from uint8 images."""
+    `nslviz.datasets.augment.to_float` makes from uint8 images, of finite values (checked on the CPU)."""
     name = type(backbone).__name__
     check_tensor(f"{name} images", images, "(batch, channels, H, W)")
     dtype = next(backbone.parameters()).dtype
@@ -139,6 +142,12 @@ def check_images(backbone: nn.Module, images) -> None:
         raise ValueError(f"{name} expected floating-point images in [0, 1] ({dtype}), got dtype {images.dtype}; "
                          f"convert uint8 images with nslviz.datasets.augment.to_float")
     check_dtype(f"{name} images", images, dtype)
+    if (images.device.type == "cpu" and not torch.compiler.is_compiling()
+            and not torch._C._functorch.is_functorch_wrapped_tensor(images)):
+        # on the GPU this check would stall the queue once per batch (a host sync), and under torch.func
+        # (vmap over few-shot episodes) a batched tensor has no one answer; the trainer's data are uint8
+        # and cannot hold NaN, and it stops on a non-finite training loss
+        check_finite("images", images)
 
 
 class Backbone(nn.Module):
@@ -173,10 +182,6 @@ class Backbone(nn.Module):
         if min(images.shape[-2:]) < self.min_image_size:
             raise ValueError(f"{type(self).__name__} needs images of at least {self.min_image_size}x{self.min_image_size} "
                              f"pixels (its poolings leave none otherwise), got {images.shape[-2]}x{images.shape[-1]}")
-        if images.device.type == "cpu" and not torch.compiler.is_compiling():
-            # on the GPU this check would stall the queue once per batch (a host sync); the trainer's
-            # data are uint8 and cannot hold NaN, and it stops on a non-finite training loss
-            check_finite("images", images)
         return self.feature_map(images).mean(dim=(2, 3))          # (B, feature_dim) global average pool
 
     def extra_repr(self) -> str:

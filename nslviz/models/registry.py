@@ -2,8 +2,10 @@
 
 Contract every builder follows (the trainer, the notebooks and the CLI rely on it):
 
-    build_backbone(name, *, in_channels=3, image_size=32, ifilm="none", ifilm_entries=10,
-                   nsl="none", final_relu=False) -> nn.Module
+    build_backbone(name, *, in_channels=3, image_size=<the network's input side>, ifilm="none",
+                   ifilm_entries=10, nsl="none", final_relu=False) -> nn.Module
+
+  (image_size defaults to 32, or to 64 for the *_64 networks, 84 for cnn4, 224 for cnn10.)
 
 * The module maps float images (B, in_channels, image_size, image_size), values in [0, 1], to
   features (B, feature_dim) and exposes the int attribute `feature_dim`.

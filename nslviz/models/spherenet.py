@@ -28,7 +28,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from .._checks import check_choice, check_flags, check_positive
+from .._checks import check_flags, check_positive
 from ..nsl import GlobalSimilarityAttention, SphereConv2d, batch_norm2d
 from .layers import check_images
 from .registry import register_backbone
@@ -107,7 +107,9 @@ def _register(name: str, cosine: bool):
         if unknown:
             raise ValueError(f"backbone {name!r} does not take nsl option(s) {', '.join(map(repr, unknown))}; "
                              f"expected some of {', '.join(SPHERENET_OPTIONS)}")
-        check_choice("final_relu", final_relu, (False, True))         # no ReLU after fc6 either way (official)
+        if final_relu is not False:                                   # official: no ReLU after fc6
+            raise ValueError(f"backbone {name!r} ends with its SphereConv fc6, never with a ReLU; expected "
+                             f"final_relu=False, got {final_relu!r}")
         return SphereNet9(cosine=cosine, in_channels=in_channels, image_size=image_size, **options)
 
     build.__doc__ = f"{name}: NSL Table 8's network, see nslviz.models.spherenet."

@@ -13,9 +13,9 @@ An epoch is one full-batch step over the support set (5-25 images; the paper giv
 The appendix says "on query sets"; the query labels are what is predicted, so this finetunes on the
 support set. Deviation: BatchNorm keeps the pretrained statistics (see nslviz.training.episodic).
 
-Vectorised: the E episodes of a chunk are one batch. Each carries its own M (E, 9) per layer under
-`torch.vmap`, so the convolutions run as grouped convolutions; the loss is the sum of the episodes'
-mean losses, so every episode's SGD trajectory is exactly its own.
+Vectorised: the E episodes of a chunk are one batch. Each carries its own M per layer ((E, K) for
+DNS, (E, K, K) for UNS) under `torch.vmap`, so the convolutions run as grouped convolutions; the loss
+is the sum of the episodes' mean losses, so every episode's SGD trajectory is exactly its own.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class FinetuneProtocol:
 class EpisodeAdaptation:
     """What finetuning gave each of E episodes."""
     accuracies: torch.Tensor       # (E,) query accuracy
-    similarity: Parameters         # finetuned M per static NSL layer, (E, K) each; {} when M is not finetuned
+    similarity: Parameters         # finetuned M per static NSL layer, (E, K) or (E, K, K); {} if M is not finetuned
     classifier: Parameters         # weight (E, way, D), bias (E, way)
 
 
@@ -75,7 +75,7 @@ def finetune_episodes(network: FunctionalBackbone, support: torch.Tensor, suppor
             raise ValueError("adapt_similarity=True needs a network with static NSL layers (nsl='static_dns' or "
                              "'static_uns'); plain and dynamic networks finetune the classifier only")
         similarity = {name: m.expand(episodes, *m.shape).clone().requires_grad_()
-                      for name, m in network.initial_similarity().items()}          # (E, K) per layer
+                      for name, m in network.initial_similarity().items()}          # (E, K) or (E, K, K) per layer
     classifier = {name: value.requires_grad_()
                   for name, value in zero_classifier(network, way, episodes).items()}
     optimizer = torch.optim.SGD([*similarity.values(), *classifier.values()], lr=protocol.lr,

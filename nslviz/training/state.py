@@ -62,7 +62,7 @@ class EpochSums:
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """loss: the batch's mean loss (); logits (B, C); labels (B,)."""
-        count = torch.tensor(float(len(labels)), dtype=torch.float64, device=self.values.device)
+        count = torch.full((), float(len(labels)), dtype=torch.float64, device=self.values.device)   # no copy
         self.values += torch.stack([loss.detach().double() * len(labels),
                                     (logits.detach().argmax(1) == labels).sum().double(), count])
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_dtype, check_finite, check_fraction, check_positive, check_seed
+from .._modes import eval_mode
 from ..regression import MLP, MetaNeighborhoodsMLP, values_in_target_range
 from ..similarity import NeighborAttention
 from .data import derived_seed
@@ -132,10 +133,8 @@ PREDICT_BATCH = 2048     # rows per chunk of predict_tabular
 @torch.no_grad()
 def predict_tabular(model: nn.Module, inputs: torch.Tensor, batch_size: int = PREDICT_BATCH) -> torch.Tensor:
     """model(inputs) in evaluation mode, in chunks (the MN attention is (chunk, S))."""
-    was_training = model.training
-    model.eval()
-    chunks = [model(inputs[start:start + batch_size]) for start in range(0, max(inputs.shape[0], 1), batch_size)]
-    model.train(was_training)
+    with eval_mode(model):
+        chunks = [model(inputs[start:start + batch_size]) for start in range(0, max(inputs.shape[0], 1), batch_size)]
     return torch.cat(chunks)
 
 
@@ -193,7 +192,7 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         check_tabular_data("x_val", x_val, "y_val", y_val, loss)
     _check_fits_model(model, x_train, "x_train")
     validate = x_val is not None and x_val.shape[0] > 0
-    if isinstance(model, MetaNeighborhoodsMLP):                  # before the first batch asks for it
+    if hasattr(model, "check_memory"):      # an MN model, input or feature space: before the first batch asks for it
         model.check_memory(max(min(batch_size, x_train.shape[0]), min(PREDICT_BATCH, x_val.shape[0]) if validate else 0))
     start = time.perf_counter()
     optimizer = _adamw(parameter_groups(model, weight_decay, decay_everything=not hasattr(

@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._modes import eval_mode
 from ..datasets.images import ImageDataset
 from ..ifilm import IFiLM
 from ..maxl import LabelGenerator, LabelGeneratorTraining, auxiliary_loss, parameter_rates
@@ -144,7 +145,8 @@ def initialize_dictionary(model: ImageClassifier, split, config: TrainConfig, de
     seeded from config.seed; with replacement only when S exceeds the split): keys = their features
     under the initial backbone, values = their labels. The features are those the first training step
     sees: with batch statistics, or with the running ones when the backbone is frozen (freeze_backbone,
-    which trains it in eval mode); BatchNorm running statistics are left untouched. Returns the indices."""
+    which trains it in eval mode), though without augmentation or autocast, and in batches of their own;
+    BatchNorm running statistics are left untouched. Returns the indices."""
     head = model.head
     count, entries = len(split.labels), head.dictionary.entries
     generator = torch.Generator().manual_seed(derived_seed(config.seed, 0x5EED))
@@ -157,10 +159,12 @@ def initialize_dictionary(model: ImageClassifier, split, config: TrainConfig, de
     model.train()
     if config.freeze_backbone:
         model.backbone.eval()                                       # as train_epoch runs a frozen backbone
-    features = torch.cat([model.backbone(images).float() for images, _ in stream.epoch(0)])
-    for buffer, saved in zip(model.buffers(), running):
-        buffer.copy_(saved)
-    model.train(was_training)
+    try:
+        features = torch.cat([model.backbone(images).float() for images, _ in stream.epoch(0)])
+    finally:                                                        # the running statistics as they were
+        for buffer, saved in zip(model.buffers(), running):
+            buffer.copy_(saved)
+        model.train(was_training)
     head.initialize_from_examples(features, examples.labels.to(device))
     return index
 
@@ -195,32 +199,30 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
     (val_size 0) measures nothing: its accuracy, loss and MN values are None, its count 0."""
     context = context or distributed.Context(stream.device)
     context.share_buffers(model)                 # under DDP: every process evaluates rank 0's model
-    was_training = model.training
-    model.eval()
     mn = model.is_meta_neighborhoods
     values = model.head.dictionary.values.float() if mn else None
     top5 = model.num_classes >= TOP5_MIN_CLASSES                  # the same on every process under DDP
     # loss, correct, correct before finetuning, attended values correct, attention entropy,
     # predictions the finetuning changed, top-5 correct, count
     sums = torch.zeros(8, dtype=torch.float64, device=stream.device)
-    for images, labels in stream.epoch(0):
-        with autocast():
-            details = model(images, return_details=True)
-        logits, base = details["logits"].float(), details["base_logits"].float()       # (B, classes)
-        batch = [F.cross_entropy(logits, labels, reduction="sum"),
-                 (logits.argmax(1) == labels).sum(), (base.argmax(1) == labels).sum()]
-        if mn:
-            attention = details["attention"].float()
-            batch += [(attended_values(attention, values).argmax(1) == labels).sum(), attention_entropy(attention).sum(),
-                      (logits.argmax(1) != base.argmax(1)).sum()]
-        else:
-            batch += [torch.zeros((), device=sums.device)] * 3
-        batch.append((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum() if top5
-                     else torch.zeros((), device=sums.device))
-        batch.append(torch.tensor(float(len(labels)), device=sums.device))
-        sums += torch.stack([value.double() for value in batch])
+    with eval_mode(model):
+        for images, labels in stream.epoch(0):
+            with autocast():
+                details = model(images, return_details=True)
+            logits, base = details["logits"].float(), details["base_logits"].float()       # (B, classes)
+            batch = [F.cross_entropy(logits, labels, reduction="sum"),
+                     (logits.argmax(1) == labels).sum(), (base.argmax(1) == labels).sum()]
+            if mn:
+                attention = details["attention"].float()
+                batch += [(attended_values(attention, values).argmax(1) == labels).sum(),
+                          attention_entropy(attention).sum(), (logits.argmax(1) != base.argmax(1)).sum()]
+            else:
+                batch += [torch.zeros((), device=sums.device)] * 3
+            batch.append((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum() if top5
+                         else torch.zeros((), device=sums.device))
+            batch.append(torch.full((), float(len(labels)), device=sums.device))      # filled there: no host copy
+            sums += torch.stack([value.double() for value in batch])
     loss, correct, correct_before, attended_correct, entropy, changed, top5_correct, count = context.sum(sums.tolist())
-    model.train(was_training)
     if count == 0:                                      # an empty split (val_size 0): nothing was measured
         return {"acc": None, "loss": None, "count": 0, **({"top5_acc": None} if top5 else {}),
                 **({key: None for key in MN_VALIDATION_KEYS} if mn else {})}
