@@ -184,3 +184,15 @@ def test_a_training_batch_too_large_for_memory_is_refused_before_it_is_drawn_in_
     with pytest.raises(TooLargeForMemory, match=r"on batches of 256 needs about .* more than the 1\.0 MB"):
         fit_tabular(model, x, y, batch_size=256, max_epochs=1)
     fit_tabular(model, x, y, batch_size=8, max_epochs=1)                               # small batches fit
+
+
+def test_eval_mode_gives_back_the_training_mode_the_model_had_also_after_an_error():
+    from nslviz._modes import eval_mode
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    for training in (True, False):
+        model.train(training)
+        with pytest.raises(RuntimeError, match="in the block"):
+            with eval_mode(model) as inside:
+                assert inside is model and not model.training and not model[1].training
+                raise RuntimeError("in the block")
+        assert model.training == model[1].training == training
