@@ -75,13 +75,14 @@ def test_compare_methods_reuses_resumes_and_refuses_other_settings(tmp_path, mon
                                          ["vanilla", "mn"], group_dir=group, progress=False)
     assert again == first and len(calls) == 2                                   # finished runs are read back
 
-    changed = dataclasses.replace(CONFIG, temperature=0.5)
-    with pytest.raises(ValueError, match=r"holds a vanilla run with other settings \(temperature: 0\.2 -> 0\.5\)"):
+    changed = dataclasses.replace(CONFIG, temperature=0.5)     # read by MN's head, not by vanilla
+    with pytest.raises(ValueError, match=r"holds a mn run with other settings \(temperature: 0\.2 -> 0\.5\)"):
         experiments.compare_methods(changed, ["vanilla", "mn"], group_dir=group, progress=False)
-    assert len(calls) == 2
-    experiments.compare_methods(changed, ["vanilla"], group_dir=group, progress=False, overwrite=True)
-    assert calls[-1] == ("vanilla", False, True)
-    assert json.loads((group / "vanilla" / "config.json").read_text())["temperature"] == 0.5
+    assert len(calls) == 2                                                       # vanilla read back as it was
+    replaced = experiments.compare_methods(changed, ["vanilla", "mn"], group_dir=group, progress=False, overwrite=True)
+    assert calls[-1] == ("mn", False, True) and len(calls) == 3 and replaced["vanilla"] == first["vanilla"]
+    assert json.loads((group / "mn" / "config.json").read_text())["temperature"] == 0.5
+    assert json.loads((group / "vanilla" / "config.json").read_text())["temperature"] == 0.2
 
 
 @pytest.mark.slow
@@ -141,3 +142,16 @@ def test_a_setting_asked_as_none_is_compared_unless_the_run_fills_it_in(tmp_path
     changed = _changed_settings(run, dataclasses.replace(stored, clip_value=None, train_limit=None))
     assert "clip_value: 10.0 -> None" in changed and "train_limit: 200 -> None" in changed
     assert _changed_settings(run, dataclasses.replace(stored, entries=None, batch_size=None, augment=None)) is None
+
+
+def test_a_setting_the_run_does_not_read_does_not_make_it_another_experiment(tmp_path):
+    """The predictors' rate of a plain CNN, the MN head's settings of a vanilla run: the same run, read
+    back; the same settings on a run that reads them are a change, named."""
+    from nslviz.experiments.compare import _changed_settings
+    from nslviz.training.rundir import RunDirectory
+    for nsl, method, read in (("none", "vanilla", False), ("dynamic_dns", "vanilla", True)):
+        stored = dataclasses.replace(CONFIG, nsl=nsl, method=method)
+        run = RunDirectory(tmp_path / nsl)
+        run.write_config(stored.resolved("crop").to_dict())
+        changed = _changed_settings(run, dataclasses.replace(stored, predictor_lr_scale=0.1, temperature=0.5))
+        assert changed == ("predictor_lr_scale: 1.0 -> 0.1" if read else None)

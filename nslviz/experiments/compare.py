@@ -19,7 +19,7 @@ from .._checks import check_choice
 from ..parameters import parameter_list
 from ..paths import runs_root
 from ..models.classifier import METHODS
-from ..training.config import EMBEDDED_SETS, TrainConfig
+from ..training.config import EMBEDDED_SETS, READ_BY, TrainConfig, unread_settings
 from ..training.rundir import RunDirectory, locked_run_dir
 from ..training.trainer import SplitsChanged, default_run_name, resume_setting_change, train
 
@@ -331,10 +331,12 @@ def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir:
 
 def _changed_settings(run: RunDirectory, config: TrainConfig, *, finished: bool = False) -> str | None:
     """None when the run directory holds this experiment (ignoring the settings a resume may change,
-    and for a `finished` run the settings of speed too), else the settings that differ, "name: stored
-    -> wanted, ..." ("no run yet" if none)."""
+    for a `finished` run the settings of speed too, and the settings this run does not read, such as
+    the predictors' rate of a plain CNN), else the settings that differ, "name: stored -> wanted, ..."
+    ("no run yet" if none)."""
     from ..training.trainer import RESUMABLE_CHANGES, SPEED_SETTINGS
     ignored = RESUMABLE_CHANGES | SPEED_SETTINGS if finished else RESUMABLE_CHANGES
+    ignored = ignored | set(unread_settings([config], READ_BY))
     stored = run.read_config()
     if stored is None:
         return "no run yet"

@@ -407,6 +407,7 @@ READ_BY = {
     "nsl_options": ("runs with an --nsl mode and the spherenet9 backbones",
                     lambda c: c.nsl != "none" or c.backbone.startswith("spherenet")),
     "epochs": ("runs without --iterations, which sets the length otherwise", lambda c: c.iterations is None),
+    "predictor_lr_scale": ("runs with a dynamic --nsl mode", lambda c: c.nsl.startswith("dynamic")),
 }
 
 
