@@ -1,6 +1,7 @@
-"""What a learner must see in quick mode, read from the run directories that notebooks 03 and 05 wrote
-in the same pytest run (nbval, NSLVIZ_QUICK=1): a dictionary that has learned. These tests run after
-the notebooks; without them (`pytest tests`, `make test-fast`) they are skipped."""
+"""What a learner must see in quick mode, read from the run directories that notebooks 03, 05 and 07
+wrote in the same pytest run (nbval, NSLVIZ_QUICK=1): a dictionary that has learned, and a dynamic
+similarity network ahead of the plain one. These tests run after the notebooks; without them
+(`pytest tests`, `make test-fast`) they are skipped."""
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,13 @@ def test_notebook_05_entries_retrieve_their_own_class(request):
     retrieval = analyze_neighbors(group / "mn", k=5, seed=0).retrieval
     entries, real_images = retrieval.entries.purity.mean(), retrieval.baseline.purity.mean()
     assert entries >= 0.8 and entries >= real_images - 0.1, (entries, real_images)
+
+
+def test_notebook_07_dynamic_similarity_ends_ahead_of_the_plain_cnn(request):
+    """NSL Table 4's order on digits: the dynamic DNS network (its predictors at a tenth of the rate)
+    at least as accurate as the plain CNN-9 on the test images."""
+    group = runs_root() / "digits-cnn9-nsl-seed0"
+    plain = _summary(request, "07_nsl_cifar.ipynb", group / "cnn")
+    dynamic = _summary(request, "07_nsl_cifar.ipynb", group / "dynamic_dns")
+    assert dynamic["test_acc"] >= plain["test_acc"], (dynamic["test_acc"], plain["test_acc"])
+    assert RunDirectory(group / "dynamic_dns", create=False).read_config()["predictor_lr_scale"] == 0.1
