@@ -42,7 +42,7 @@ def _load_cifar10(request: _Request) -> ImageDataset:
     names = _read_pickle(request, meta, ("label_names",))["label_names"] if meta.exists() else CIFAR10_CLASSES
     train, test = read(batches), read(["test_batch"])
     _warn_partial(request, "CIFAR-10", folder, {"training": (len(train), CIFAR_TRAINING),
-                                           "test": (len(test), CIFAR_TEST)})
+                                                "test": (len(test), CIFAR_TEST)})
     train, val = _split_last(request, train, 5000 if request.val_size is None else request.val_size)
     return _assemble(request, train, val, test, class_names=names, native_size=32,
                      split_notes="train = first 45k of the training batches, val = last 5k, test = test_batch")
@@ -74,7 +74,7 @@ def _load_cifar100(request: _Request) -> ImageDataset:
     coarse_names = meta.get("coarse_label_names", [f"superclass_{i}" for i in range(20)])
     train, test = read("train"), read("test")
     _warn_partial(request, "CIFAR-100", folder, {"training": (len(train), CIFAR_TRAINING),
-                                           "test": (len(test), CIFAR_TEST)})
+                                                 "test": (len(test), CIFAR_TEST)})
     train, val = _split_last(request, train, 5000 if request.val_size is None else request.val_size)
     return _assemble(request, train, val, test,
                      class_names=coarse_names if request.label_kind == "coarse" else fine_names, native_size=32,
