@@ -4,8 +4,8 @@ The folder is removed when the session ends: each session writes about 80 MB of 
 leaving them behind fills the disk of a machine that runs the suite often.
 
 `make test` runs two pytest-xdist workers (`-n 2`). They share the main process's run folder, run one
-torch thread each, and take whole files as units of work, the notebooks first; notebooks 03 to 05 and
-the tests that read their runs are one unit (`unit_of_work`, `NotebooksFirstScheduling`)."""
+torch thread each, and take whole files as units of work, the notebooks first; notebooks 03, 04, 05
+and 07 and the tests that read their runs are one unit (`unit_of_work`, `NotebooksFirstScheduling`)."""
 import os
 import shutil
 import tempfile
@@ -44,17 +44,18 @@ def pytest_collection_modifyitems(config, items):
                                 f"in conftest.py, so that they run in the unit of work of the notebooks they read")
 
 
-SHARED_RUNS = ("03_cifar.ipynb", "04_imagenet.ipynb", "05_learned_neighbors.ipynb")  # one unit, in this order
+SHARED_RUNS = ("03_cifar.ipynb", "04_imagenet.ipynb", "05_learned_neighbors.ipynb",
+               "07_nsl_cifar.ipynb")                                  # one unit, in this order
 
 
 def unit_of_work(nodeid: str) -> str:
     """A test's unit of work under pytest-xdist, run in collection order by one worker: its file (a
-    notebook's cells share a kernel). Notebooks 03, 04 and 05 and the after_notebooks tests are one
+    notebook's cells share a kernel). Notebooks 03, 04, 05 and 07 and the after_notebooks tests are one
     unit: 04 in quick mode reuses 03's run directories, which admit one process at a time, and the
-    after_notebooks tests read what 03 and 05 wrote."""
+    after_notebooks tests read what 03, 05 and 07 wrote."""
     path = nodeid.split("::", 1)[0]
     if path.endswith(SHARED_RUNS) or path in AFTER_NOTEBOOKS_FILES:
-        return f"{NOTEBOOKS}/03-05"
+        return f"{NOTEBOOKS}/shared-runs"
     return path
 
 

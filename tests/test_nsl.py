@@ -111,7 +111,10 @@ def test_fold_static_nsl_on_a_bare_layer():
     assert type(layer) is NSConv2d and folded.bias is not None
     torch.testing.assert_close(folded(x), layer(x), atol=1e-5, rtol=1e-5)
     assert folded.weight.requires_grad and folded.bias.requires_grad
-    layer.weight.requires_grad_(False)                              # a frozen kernel folds to a frozen kernel
+    layer.weight.requires_grad_(False)                              # M still trains: so does MᵀW
+    assert fold_static_nsl(layer).weight.requires_grad
+    for name, parameter in layer.named_parameters():                # W and M frozen: MᵀW frozen
+        parameter.requires_grad_(name == "bias")
     frozen = fold_static_nsl(layer)
     assert not frozen.weight.requires_grad and frozen.bias.requires_grad
     dynamic = NSConv2d(3, 4, mode="dynamic_dns").eval()

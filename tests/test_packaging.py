@@ -161,21 +161,22 @@ def test_a_test_session_removes_the_run_folder_it_made(tmp_path):
 
 
 def test_parallel_units_of_work_keep_notebooks_that_share_runs_together():
-    """`make test` runs pytest-xdist workers on whole files; notebooks 03-05 and the tests that read
-    their runs must stay in one unit (one worker, in order), every other file is its own unit."""
+    """`make test` runs pytest-xdist workers on whole files; notebooks 03, 04, 05 and 07 and the tests
+    that read their runs must stay in one unit (one worker, in order), every other file is its own unit."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
     root_conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(root_conftest)
     unit = root_conftest.unit_of_work
     shared = {unit(f"notebooks/{name}::Cell 1") for name in ("03_cifar.ipynb", "04_imagenet.ipynb",
-                                                             "05_learned_neighbors.ipynb")}
+                                                             "05_learned_neighbors.ipynb", "07_nsl_cifar.ipynb")}
     marked = {str(path.relative_to(ROOT)) for path in (ROOT / "tests").glob("test_*.py")
               if re.search(r"^(pytestmark = |@)pytest\.mark\.after_notebooks", path.read_text(), re.M)}
     assert marked == set(root_conftest.AFTER_NOTEBOOKS_FILES)
     shared |= {unit(f"{path}::test_x") for path in marked}
-    assert shared == {"notebooks/03-05"}
-    assert unit("notebooks/07_nsl_cifar.ipynb::Cell 2") == "notebooks/07_nsl_cifar.ipynb"
+    assert shared == {"notebooks/shared-runs"}
+    assert unit("notebooks/08_nsl_implicit_regularization.ipynb::Cell 2") == \
+        "notebooks/08_nsl_implicit_regularization.ipynb"
     assert unit("tests/test_nsl.py::test_a[1]") == "tests/test_nsl.py"
 
 

@@ -144,14 +144,27 @@ def test_a_setting_asked_as_none_is_compared_unless_the_run_fills_it_in(tmp_path
     assert _changed_settings(run, dataclasses.replace(stored, entries=None, batch_size=None, augment=None)) is None
 
 
-def test_a_setting_the_run_does_not_read_does_not_make_it_another_experiment(tmp_path):
-    """The predictors' rate of a plain CNN, the MN head's settings of a vanilla run: the same run, read
-    back; the same settings on a run that reads them are a change, named."""
+def test_a_setting_the_run_does_not_read_does_not_make_a_finished_run_another_experiment(tmp_path):
+    """The predictors' rate of a plain CNN, the MN head's settings of a vanilla run: a finished run is
+    read back; the same settings on a run that reads them are a change, named; a cut run resumes only
+    with its own settings (the resume would refuse them), so for it they are a change too."""
     from nslviz.experiments.compare import _changed_settings
     from nslviz.training.rundir import RunDirectory
     for nsl, method, read in (("none", "vanilla", False), ("dynamic_dns", "vanilla", True)):
         stored = dataclasses.replace(CONFIG, nsl=nsl, method=method)
         run = RunDirectory(tmp_path / nsl)
         run.write_config(stored.resolved("crop").to_dict())
-        changed = _changed_settings(run, dataclasses.replace(stored, predictor_lr_scale=0.1, temperature=0.5))
+        wanted = dataclasses.replace(stored, predictor_lr_scale=0.1, temperature=0.5)
+        changed = _changed_settings(run, wanted, finished=True)
         assert changed == ("predictor_lr_scale: 1.0 -> 0.1" if read else None)
+        assert "temperature: 0.2 -> 0.5" in _changed_settings(run, wanted, finished=False)
+
+
+def test_a_cut_run_asked_with_a_setting_it_does_not_read_is_named_and_replaced_on_request(tmp_path):
+    group = tmp_path / "group"
+    interrupt_at(dataclasses.replace(CONFIG, method="vanilla"), group / "vanilla", 5)
+    changed = dataclasses.replace(CONFIG, temperature=0.5)
+    with pytest.raises(ValueError, match=r"holds a vanilla run with other settings \(temperature: 0\.2 -> 0\.5\)"):
+        experiments.compare_methods(changed, ["vanilla"], group_dir=group, progress=False)
+    replaced = experiments.compare_methods(changed, ["vanilla"], group_dir=group, progress=False, overwrite=True)
+    assert replaced["vanilla"]["test_acc"] is not None

@@ -123,7 +123,9 @@ def test_the_config_reaches_the_model():
     assert not isinstance(head.attention.log_inverse_temperature, torch.nn.Parameter)     # T fixed by default
     for method in ("mn", "vanilla"):                # entries None, as a config is made: the dataset's S
         model = build_model(TrainConfig(method=method, dataset="digits", backbone="convnet4"), 10, 1, 16)
-        assert method == "vanilla" or model.head.dictionary.keys.shape[0] == DEFAULT_ENTRIES["digits"]
+        assert model.num_classes == 10 and model.is_meta_neighborhoods == (method == "mn")   # vanilla built too
+        if method == "mn":
+            assert model.head.dictionary.keys.shape[0] == DEFAULT_ENTRIES["digits"]
 
 
 def test_a_learned_temperature_trains_and_is_logged(tmp_path):

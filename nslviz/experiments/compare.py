@@ -331,12 +331,13 @@ def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir:
 
 def _changed_settings(run: RunDirectory, config: TrainConfig, *, finished: bool = False) -> str | None:
     """None when the run directory holds this experiment (ignoring the settings a resume may change,
-    for a `finished` run the settings of speed too, and the settings this run does not read, such as
-    the predictors' rate of a plain CNN), else the settings that differ, "name: stored -> wanted, ..."
-    ("no run yet" if none)."""
+    and for a `finished` run, which is read back, the settings of speed and those the run does not read,
+    such as the predictors' rate of a plain CNN; a cut run resumes only with its own settings), else the
+    settings that differ, "name: stored -> wanted, ..." ("no run yet" if none)."""
     from ..training.trainer import RESUMABLE_CHANGES, SPEED_SETTINGS
-    ignored = RESUMABLE_CHANGES | SPEED_SETTINGS if finished else RESUMABLE_CHANGES
-    ignored = ignored | set(unread_settings([config], READ_BY))
+    ignored = RESUMABLE_CHANGES
+    if finished:
+        ignored = ignored | SPEED_SETTINGS | set(unread_settings([config], READ_BY))
     stored = run.read_config()
     if stored is None:
         return "no run yet"

@@ -361,7 +361,7 @@ class NSConv2d(nn.Module):
 
     def to_conv2d(self) -> nn.Conv2d:
         """The equal plain nn.Conv2d for deployment (static modes; NSL sec. 3.2), in the same training
-        mode, its kernel and bias frozen where this layer's are."""
+        mode; its kernel MᵀW is frozen where W and M both are, its bias where the bias is."""
         if self.dynamic:
             raise ValueError(f"mode {self.mode!r} depends on the input and cannot be folded into a plain convolution")
         conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
@@ -371,7 +371,7 @@ class NSConv2d(nn.Module):
             conv.weight.copy_(self.effective_weight())
             if self.bias is not None:
                 conv.bias.copy_(self.bias)
-        conv.weight.requires_grad_(self.weight.requires_grad)
+        conv.weight.requires_grad_(any(p.requires_grad for name, p in self.named_parameters() if name != "bias"))
         if self.bias is not None:
             conv.bias.requires_grad_(self.bias.requires_grad)
         conv.train(self.training)

@@ -163,7 +163,7 @@ class SimilarityPredictor(nn.Module):
         else:
             h = sphere_conv2d(x, hidden_weight, self.stride, self.padding,
                               normalize="input" if self.kind == "sphere" else "full")
-        if self.training and isinstance(self.hidden_norm, nn.BatchNorm2d) and h[:, 0].numel() == 1:
+        if isinstance(self.hidden_norm, nn.BatchNorm2d) and self.hidden_norm.training and h[:, 0].numel() == 1:
             raise ValueError(f"a dynamic NSL layer in training mode normalises its predictor over the batch and the "
                              f"output positions, and got one of each (input {tuple(x.shape)}): train on a batch of "
                              f"two or more, or call .eval() to use the running statistics")
