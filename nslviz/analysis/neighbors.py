@@ -455,7 +455,6 @@ def load_run_features(run_dir, device: str | torch.device = "cpu", batch_size: i
     """(model, config, data, (train, test)): a run's best weights and the SplitFeatures of its
     training and test splits."""
     from ..training.rundir import load_run
-    device = resolve_device(device)
-    model, config, data = load_run(run_dir, device=device)
+    model, config, data = load_run(run_dir, device=device)           # "auto" resolves as extract_features does
     return model, config, data, (extract_features(model, data.train, batch_size=batch_size, device=device),
                                  extract_features(model, data.test, batch_size=batch_size, device=device))

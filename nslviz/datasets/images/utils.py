@@ -170,18 +170,15 @@ def _found_deeper(root: Path, candidates: list[Path], absent, depth: int = 3,
                 return None
         for folder in below:
             end = next((end for end in ends if folder.parts[-len(end):] == end), None)
-            if end is not None and folder not in candidates and not _raises_or(absent, folder):
-                return folder, Path(*folder.parts[:-len(end)])
+            if end is None or folder in candidates:
+                continue
+            try:
+                if not absent(folder):
+                    return folder, Path(*folder.parts[:-len(end)])
+            except OSError:                             # a folder it cannot look into: not it
+                continue
         level = below
     return None
-
-
-def _raises_or(absent, folder: Path) -> list:
-    """absent(folder), or a non-empty list when the folder cannot be read (no permission)."""
-    try:
-        return absent(folder)
-    except OSError:
-        return [folder]
 
 
 @contextmanager
