@@ -160,7 +160,8 @@ def mn_table1_row(backbone: str, dataset: str) -> dict[str, float] | None:
 
 # MN Appendix A.9 (and sec. 4.2): sub-category discovery on CIFAR-100. DenseNet40 models trained on the
 # 20 coarse labels only (MN with S = 5000; vanilla = the cosine classifier trained with AdamW), then a kNN
-# classifier over the training set on the test set ("induction accuracy"), on the 20 coarse and the
+# classifier on the test set ("induction accuracy"; the appendix names neither its reference set nor
+# k: nslviz uses the training set and k = 5), on the 20 coarse and the
 # 100 fine labels, in percent. The vanilla kNN uses the features z, MN's the attention vector ω.
 MN_SUBCATEGORY_DISCOVERY: dict[str, dict[str, float]] = {
     "vanilla": {"coarse": 80.30, "fine": 59.28},

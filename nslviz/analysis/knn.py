@@ -79,8 +79,8 @@ def nearest_neighbors(x_train, x_query, k: int) -> torch.Tensor:
 
 
 def neighborhood_attention(x_train, x_query, k: int) -> torch.Tensor:
-    """ω (Q, N): 1/k on each query's k nearest training points, 0 elsewhere (the hard-attention
-    limit of MN eq. (5) with the training set as dictionary)."""
+    """ω (Q, N): 1/k on each query's k nearest training points, 0 elsewhere: MN sec. 2.3's uniform
+    weighting with the training set as dictionary (the T → 0 limit of eq. (5) only for k = 1)."""
     return _attention(*_points(x_train, x_query), k)
 
 

@@ -24,8 +24,9 @@ runs: it is what notebook 05 and `python -m nslviz neighbors` call.
 
 The official code released none of this analysis (docs/official-code.md §A.1); choices the paper does
 not state are ours: cosine similarity everywhere (the similarity MN uses; also for the kNN on
-attention vectors); k = 5 for the kNN classifier (the paper gives no k; 5 is its retrieval k and
-scikit-learn's default); majority vote with ties to the smallest label (as scikit-learn's
+attention vectors, and for retrieving an entry's nearest images, which the paper does "using k_j");
+the training set as the kNN's reference set; k = 5 for the kNN classifier (the paper gives no k; 5
+is its retrieval k and scikit-learn's default); majority vote with ties to the smallest label (as scikit-learn's
 KNeighborsClassifier); features and keys L2-normalised (and reduced to 50 dimensions by PCA when
 wider) before t-SNE/UMAP, since only their directions matter to a cosine similarity.
 Everything is vectorised: similarities are matrix products in chunks of queries, a vote compares the

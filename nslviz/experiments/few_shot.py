@@ -9,7 +9,8 @@
     2. episodes  N-way K-shot episodes on the novel (test) classes, `datasets.episodes`.
     3. adapt     method "finetune": `training.few_shot_finetune` (static NSN: M and a new classifier;
                  dynamic NSN and plain CNN: the classifier only; SGD 0.01, momentum 0.9, dampening
-                 0.9, weight decay 1e-3, 100 epochs). Method "maml" (static NSN, eq. 7):
+                 0.9, weight decay 1e-3, 100 epochs). Method "maml" (static NSN, eq. 7 as the
+                 appendix runs it, over M and the classifier):
                  `training.maml` meta-learns (M, classifier) on episodes of the train classes, from
                  the pretrained network, then adapts per test episode (5 steps on M and the
                  classifier at 0.2, 20 on the classifier).
@@ -17,7 +18,8 @@
 
 Our choices where the paper is silent: pretraining length and batch size (`pretrain_epochs`,
 `batch_size`), no augmentation while pretraining, MAML's meta-batch (4 tasks), meta-learning rate
-(Adam 1e-3) and length (`meta_iterations`), MAML started from the network pretrained on the train and
+(Adam 1e-3) and length (`meta_iterations`), the 20 classifier-only steps inside meta-training as
+well as at test time, MAML started from the network pretrained on the train and
 val classes (meta-training itself sees the train classes only), 15 query images per class, a zero-initialised episode
 classifier, BatchNorm statistics recomputed under the final pretrained weights and kept during
 adaptation. Deterministic in `seed` on CPU: the test episodes depend on the seed only, so runs that

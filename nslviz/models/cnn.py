@@ -15,7 +15,7 @@ cnn9, CIFAR, as officially coded (wy1iu/NSL nsl_image_recog/*/architecture.py; d
 
 cnn10, ImageNet (Table 7; no official code): 7×7/2 conv 64 -> BN -> ReLU -> 3×3/2 max-pool,
   three stages of 3 NSL convs (64 / 128 / 256) each followed by a 2×2 max-pool, then FC 512 ->
-  BN -> ReLU: 512 features (7×7×256 before the FC at 224 px, 2×2×256 at 64 px). The dynamic-DNS
+  BN -> ReLU (Table 7 lists the FC 512 only; the BN after it is our choice): 512 features (7×7×256 before the FC at 224 px, 2×2×256 at 64 px). The dynamic-DNS
   predictor has 32 hidden units (Appendix A). With 224 px and 1000 classes the plain network has
   8.90M parameters as in Table 5; Table 5's 9.61M for dynamic DNS matches 64 hidden units rather
   than the 32 the appendix states (pass nsl_options={"predictor_hidden": 64} for that count).

@@ -1,11 +1,17 @@
-"""Meta-learned static NSN, NSL eq. (7): MAML on the static similarity M and the classifier.
+"""Meta-learned static NSN: MAML on the static similarity M and the classifier.
+
+NSL eq. (7) writes the objective over M alone, min_M Σ_τ L_τ(f_M′) with M′ = M − η ∇_M L_τ(f_M), and
+sec. 7.2 says the test-time steps update M only. The appendix meta-trains M *and* the classifier, and
+that is what is followed here:
 
     min_{M, W}  Σ_τ L_τ^query(f_{M′, W′})   with (M′, W′) the result of the inner loop on τ's support set:
         5 steps  (M, W) ← (M, W) − η ∇_{M,W} L_τ^support          η = 0.2
         20 steps W ← W − η ∇_W L_τ^support  (the classifier only, on the features of M′)
 
-as the appendix describes it ("first run 5 gradient steps on both the static similarity matrices and
-the classifier with step size 0.2 ... additional 20 gradient steps ... on the classifier only"). The
+("first run 5 gradient steps on both the static similarity matrices and the classifier with step
+size 0.2 ... additional 20 gradient steps ... on the classifier only"). The appendix does not say
+whether the 20 classifier steps belong to meta-training or to testing only: here they are inside
+meta-training, so the outer loop sees the classifier the test episodes will use. The
 convolution weights stay those of the pretrained static NSN; W is the N-way classifier's weight and
 bias, whose initialisation is meta-learned as in MAML (it starts at zero). The outer loop
 differentiates through all 25 inner steps (second order; `first_order=True` drops the inner
