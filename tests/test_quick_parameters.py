@@ -13,22 +13,26 @@ from nslviz.experiments.race import ARMS, QUICK_ARMS, quick_arms
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def set_up(notebook: str, **given) -> dict:
-    """The notebook's namespace after its parameters cell, the `given` values and its set-up cell."""
+def set_up(notebook: str, runs: int = 1, **given) -> dict:
+    """The notebook's namespace after its parameters cell, the `given` values and its set-up cell (run
+    `runs` times, as a reader who runs it again does)."""
     code = [c for c in json.loads((NOTEBOOKS / notebook).read_text())["cells"] if c["cell_type"] == "code"]
     namespace = {}
     exec(compile("".join(code[0]["source"]), notebook, "exec"), namespace)      # noqa: S102 - the notebook's own cells
     namespace.update(given)
-    exec(compile("".join(code[1]["source"]), notebook, "exec"), namespace)      # noqa: S102
+    for _ in range(runs):
+        exec(compile("".join(code[1]["source"]), notebook, "exec"), namespace)  # noqa: S102
     return namespace
 
 
-def test_spiral_sweep_keeps_a_short_list_and_a_smaller_step_count(capsys):
-    default = set_up("01_spiral_toy.ipynb", quick=True)
-    assert (default["sweep_temperatures"], default["sweep_entries"]) == ([0.1, 0.3], [60, 100])
+@pytest.mark.parametrize("runs", [1, 2])
+def test_spiral_sweep_keeps_a_short_list_and_a_smaller_step_count_and_every_value_on_the_sliders(runs, capsys):
+    default = set_up("01_spiral_toy.ipynb", runs, quick=True)
+    assert (default["trained_temperatures"], default["trained_entries"]) == ([0.1, 0.3], [60, 100])
+    assert (default["slider_temperatures"], default["slider_entries"]) == ([0.03, 0.1, 0.3, 1.0], [10, 30, 60, 100])
     assert (default["steps"], default["sweep_steps"]) == (800, 400)
-    given = set_up("01_spiral_toy.ipynb", quick=True, sweep_temperatures="0.1,1", steps=300)
-    assert (given["sweep_temperatures"], given["steps"], given["sweep_steps"]) == ([0.1, 1.0], 300, 300)
+    given = set_up("01_spiral_toy.ipynb", runs, quick=True, sweep_temperatures="0.1,1", steps=300)
+    assert (given["trained_temperatures"], given["steps"], given["sweep_steps"]) == ([0.1, 1.0], 300, 300)
     assert "the sweep trains T in [0.1, 1.0] x S in [60, 100] ahead, 300 steps each" in capsys.readouterr().out
 
 
@@ -64,6 +68,14 @@ def test_learned_neighbors_map_keeps_smaller_sizes():
     assert (default["map_points"], default["map_entries"], default["map_iterations"]) == (400, 100, 500)
     given = set_up("05_learned_neighbors.ipynb", quick=True, map_points=200, map_entries=50)
     assert (given["map_points"], given["map_entries"]) == (200, 50)
+
+
+@pytest.mark.parametrize("given, message", [({"embedding": "tnse"}, "unknown embedding method 'tnse'; expected one of"),
+                                            ({"k": 0}, "k must be >= 1, got 0"),
+                                            ({"grid_rows": 2.5}, "grid_rows must be an integer, got 2.5")])
+def test_learned_neighbors_names_a_bad_analysis_setting_before_anything_trains(given, message):
+    with pytest.raises(ValueError, match=message):
+        set_up("05_learned_neighbors.ipynb", quick=True, **given)
 
 
 def test_few_shot_quick_mode_caps_the_lengths():
@@ -108,3 +120,14 @@ def test_nsl_quick_mode_keeps_the_rows_asked_val_size_0_and_says_how_m_alone_tra
     assert given["similarity_recipe"]["epochs"] == 1
     out = capsys.readouterr().out
     assert "every training image, last model tested" in out and "M alone on top of the CNN: epochs 1, optimizer adamw" in out
+
+
+def test_estimators_quick_mode_names_an_unknown_table_and_keeps_the_small_tables_asked(capsys):
+    for typo in ("iris,wien", ["winee"]):
+        with pytest.raises(ValueError, match="unknown tables .*wi.*expected one or more of"):
+            set_up("11_scikit_learn_estimators.ipynb", quick=True, tables=typo)
+    given = set_up("11_scikit_learn_estimators.ipynb", quick=True, tables="iris,digits")
+    assert given["config"].tables == ("iris",) and given["draws"] == 3
+    assert "quick mode keeps the small tables ['iris']; pass quick=False to run ['iris', 'digits']" in capsys.readouterr().out
+    assert set_up("11_scikit_learn_estimators.ipynb", quick=True, tables="classes10")["config"].tables == (
+        "iris", "wine", "diabetes", "friedman1")                      # none of the small ones asked: all four

@@ -54,6 +54,10 @@ def test_toy_figures(toy):
     _labelled(fig)
     _slider_ok(fig, 2)                                  # k = 5, 20: where both kNN and local linear exist
     assert [step.label for step in fig.layout.sliders[0].steps] == ["5", "20"]
+    only_one = KnnToyResult(**{**vars(toy), "knn": {1: toy.knn[1]}, "local_linear": {}})   # toy_neighbors=[1]
+    fig = viz.knn_toy_figure(only_one)
+    _labelled(fig)
+    assert not fig.layout.sliders and "no k ≥ 2 among the k run (1)" in fig.layout.annotations[0].text
     fig = viz.mn_toy_figure(toy)
     _labelled(fig)
     _slider_ok(fig, 3)

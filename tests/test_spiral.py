@@ -133,7 +133,7 @@ def test_explorer_sliders_redraw_the_boundary_as_widget_state(short_run):
         assert [len(slider.options) for slider in sliders] == [4, 4]
         assert calls == [(0.5, 100)] and len(out.outputs) == 1         # starts where asked
         assert set(out.outputs[0]["data"]) == {"application/vnd.plotly.v1+json"}   # no second plotly.js
-        assert f"MN test accuracy {short_run.mn_test_acc:.3f}" in note.value
+        assert f"{short_run.config.steps} training steps: MN test accuracy {short_run.mn_test_acc:.3f}" in note.value
         sliders[1].value = 50                                      # the S slider
         assert calls[-1] == (0.5, 50) and len(out.outputs) == 1   # replaced, not appended
         # JupyterLab draws the widget; a page without a kernel draws the note instead

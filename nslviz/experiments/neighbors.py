@@ -5,6 +5,7 @@
                                                       MN run, next to a vanilla run of the same data
     subcategory_discovery(run_dir)                    MN App. A.9 on one run trained on coarse labels
     neighbors_group_dir(config)                       where notebook 05 keeps its runs
+    check_analysis_options(k, embedding, ...)         notebook 05's analysis settings, before it trains
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import check_positive
-from ..analysis.neighbors import (DEFAULT_K, EntryRetrieval, NeighborMap, Retrieval, SplitFeatures, embed,
+from .._checks import check_choice, check_positive
+from ..analysis.neighbors import (DEFAULT_K, EMBEDDINGS, EntryRetrieval, NeighborMap, Retrieval, SplitFeatures, embed,
                                   entry_classes, extract_features, load_run_features, random_rows,
                                   retrieve_for_entries, subcategory_report, subcategory_retrieval)
 from ..datasets.images import ImageDataset
@@ -23,6 +24,15 @@ from ..paper import MN_SUBCATEGORY_DISCOVERY
 from ..paths import runs_root
 from ..training.distributed import resolve_device
 from ..training.rundir import load_run
+
+
+def check_analysis_options(k: int, embedding: str, map_points: int, map_entries: int, grid_rows: int) -> None:
+    """The analysis settings of notebook 05, checked in its set-up cell: a typo found only where they are
+    used would stop the notebook after both runs have trained."""
+    check_positive("k", k, integer=True, minimum=1)
+    check_choice("embedding method", embedding, EMBEDDINGS)
+    for name, value in (("map_points", map_points), ("map_entries", map_entries), ("grid_rows", grid_rows)):
+        check_positive(name, value, integer=True, minimum=1)
 
 
 def _check_coarse(split: SplitFeatures, label_kind: str, where: str) -> None:

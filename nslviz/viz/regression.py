@@ -60,8 +60,12 @@ def knn_toy_figure(result) -> go.Figure:
         fig.add_trace(go.Scatter(x=_f32(result.grid), y=_f32(result.local_linear[k]), mode="lines",
                                  visible=visible, line=dict(color=METHOD_COLORS["local_linear"], width=2),
                                  name=f"local linear, k={k} (test MSE {result.test_mse['local_linear'][k]:.3f})"))
-    fig.update_layout(sliders=_visibility_slider([str(k) for k in ks], 2, 2, "neighbors k = ", len(ks) // 2),
-                      height=520, legend=dict(orientation="h", y=1.02, yanchor="bottom"),
+    if not ks:                                          # toy_neighbors without a k of 2 or more
+        fig.add_annotation(text=f"no k ≥ 2 among the k run ({', '.join(map(str, sorted(result.knn)))}): a line needs "
+                                "two neighbors<br>(kNN with these k is in the error figure)",
+                           xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, bgcolor="white")
+    slider = _visibility_slider([str(k) for k in ks], 2, 2, "neighbors k = ", len(ks) // 2) if ks else []
+    fig.update_layout(sliders=slider, height=520, legend=dict(orientation="h", y=1.02, yanchor="bottom"),
                       margin=dict(t=150))                 # the legend's rows (up to three) under the title
     fig.update_yaxes(range=_data_y_range(result))
     return finish_figure(fig, "A constant (kNN) or a line (local linear) fitted on each query's k neighbors",

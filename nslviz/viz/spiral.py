@@ -294,8 +294,8 @@ def spiral_explorer(run: Callable[[float, int], object], temperatures, entries, 
         # which can display a second copy of plotly.js (4.8 MB) into the cell
         bundle = pio.renderers["plotly_mimetype"].to_mimebundle(figure.to_dict())
         out.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
-        note.value = (f"T={t:g}, S={s}: MN test accuracy {result.mn_test_acc:.3f} "
-                      f"(ready in {time.perf_counter() - started:.1f} s; revisiting a pair is instant)")
+        note.value = (f"T={t:g}, S={s}, {result.config.steps} training steps: MN test accuracy "
+                      f"{result.mn_test_acc:.3f}, plain linear {result.linear_test_acc:.3f} (ready in {time.perf_counter() - started:.1f} s; revisiting a pair is instant)")
 
     t_slider.observe(redraw, names="value")
     s_slider.observe(redraw, names="value")
