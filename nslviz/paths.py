@@ -2,6 +2,7 @@
 
 data: $NSLVIZ_DATA, else the repository's data/ folder (an editable install or a clone), else ./data.
 runs: $NSLVIZ_RUNS, else the repository's runs/ folder, else ./runs.
+A folder given to a notebook (run_dir): `from_root`.
 """
 from __future__ import annotations
 
@@ -29,3 +30,14 @@ def runs_root() -> Path:
         return Path(os.environ["NSLVIZ_RUNS"])
     repo = repository_root()
     return repo / "runs" if repo is not None else Path("runs")
+
+
+def from_root(path: str | os.PathLike | None) -> Path | None:
+    """A folder given to a notebook (its `run_dir`): a relative path is taken from the repository's root,
+    where runs/ is, so JupyterLab (which runs a notebook in notebooks/), papermill and export-notebook
+    started from the root all name the same folder; outside a clone, from the working folder. None
+    (the notebook's default folder) stays None."""
+    if path is None:
+        return None
+    path, repo = Path(path).expanduser(), repository_root()
+    return path if path.is_absolute() or repo is None else repo / path

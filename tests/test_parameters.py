@@ -41,3 +41,21 @@ def test_dicts_from_papermill_text_need_every_key():
         parameter_dict("grid", "{'k': [5]}", keys)
     with pytest.raises(ValueError, match="grid must be a dict with the keys k, layers, got 'k=5'"):
         parameter_dict("grid", "k=5", keys)
+
+
+def test_a_relative_run_dir_given_to_a_notebook_is_taken_from_the_repository_root(tmp_path, monkeypatch):
+    """JupyterLab runs a notebook in notebooks/, papermill and export-notebook from where they are
+    started: a relative run_dir names one folder under the repository root for all of them."""
+    import json
+    from pathlib import Path
+
+    from nslviz.paths import from_root, repository_root
+    root = repository_root()
+    monkeypatch.chdir(tmp_path)
+    assert from_root("runs/g") == root / "runs/g" and from_root(None) is None
+    assert from_root(tmp_path / "g") == tmp_path / "g"
+    for name in ("03_cifar", "04_imagenet", "05_learned_neighbors", "07_nsl_cifar", "09_why_the_dictionary_learns"):
+        cells = json.loads((Path(root) / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+        code = "".join(line for cell in cells if cell["cell_type"] == "code" for line in cell["source"])
+        assert "nslviz.paths.from_root(run_dir)" in code, name                # every use of run_dir goes through it
+        assert code.count("run_dir)") == code.count("from_root(run_dir)"), name

@@ -243,6 +243,16 @@ def test_race_command_prints_every_arm_and_json(tmp_path, capsys):
     assert set(report["report"]["digits"]) == {"joint", "vanilla"}
     assert report["seeds"] == [0] == report["report"]["digits"]["joint"]["seeds"]      # a repeated seed runs once
     assert set(ARMS) >= set(MN_ARMS)
+    # a longer race into the same root: refused naming the race's own options, replaced with --overwrite
+    longer = ["race", "--datasets", "digits", "--arms", "vanilla", "--seeds", "0", "--iterations", "8",
+              "--root", str(tmp_path)]
+    with pytest.raises(SystemExit, match="2"):
+        main(longer)
+    err = capsys.readouterr().err
+    assert "holds a vanilla run with other settings (iterations: 4 -> 8)" in err
+    assert "CLI --overwrite" in err and "another root (notebook 09's run_dir, CLI --root)" in err
+    assert "--group-dir" not in err
+    assert main([*longer, "--overwrite"]) == 0
 
 
 def test_only_the_deep_backbones_end_with_a_relu_in_dot_mode():

@@ -168,3 +168,26 @@ def test_a_cut_run_asked_with_a_setting_it_does_not_read_is_named_and_replaced_o
         experiments.compare_methods(changed, ["vanilla"], group_dir=group, progress=False)
     replaced = experiments.compare_methods(changed, ["vanilla"], group_dir=group, progress=False, overwrite=True)
     assert replaced["vanilla"]["test_acc"] is not None
+
+
+def test_the_vanilla_start_names_one_run_from_any_folder(tmp_path, monkeypatch):
+    """mn_start "vanilla" stores where the MN runs start from as an absolute path, so the same group
+    reached by another path (relative, absolute, from another working folder) reads its finished runs
+    back; a relative path stored by an older version matches the path it ends."""
+    from nslviz.experiments.compare import _same_run_path
+    monkeypatch.chdir(tmp_path)
+    config = dataclasses.replace(CONFIG, epochs=1)
+    first = experiments.compare_methods(config, ["vanilla", "mn"], group_dir="runs/g", mn_start="vanilla",
+                                        progress=False)
+    stored = json.loads((tmp_path / "runs/g/mn/config.json").read_text())["init_backbone"]
+    assert stored == str(tmp_path / "runs/g/vanilla")
+    saved = snapshot(tmp_path / "runs/g/mn")
+    for group_dir, folder in ((tmp_path / "runs/g", tmp_path), ("g", tmp_path / "runs"), ("../runs/g", tmp_path / "runs")):
+        monkeypatch.chdir(folder)
+        again = experiments.compare_methods(config, ["vanilla", "mn"], group_dir=group_dir, mn_start="vanilla",
+                                            progress=False)
+        assert again["mn"]["test_acc"] == first["mn"]["test_acc"]
+    assert snapshot(tmp_path / "runs/g/mn") == saved                                # read back, not trained
+    assert _same_run_path("runs/g/vanilla", "/home/me/runs/g/vanilla")             # an older version's value
+    assert not _same_run_path("runs/g/vanilla", "/home/me/runs/h/vanilla")
+    assert not _same_run_path("/a/runs/g/vanilla", "/b/runs/g/vanilla") and _same_run_path(None, None)

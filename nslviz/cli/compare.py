@@ -21,14 +21,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import sys
 
-from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_DATASETS, QUICK_INSTEAD_OF_SGD,
-                                  QUICK_SETTINGS, VANILLA_START_ALPHA, compare_methods, compare_nsl_variants,
+from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_DATASETS, QUICK_EPOCHS,
+                                  QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS, VANILLA_START_ALPHA, compare_methods, compare_nsl_variants,
                                   nsl_variant_backbone, nsl_variant_config, nsl_variant_mode, nsl_variant_preset,
                                   quick_config, setting_name, sweep_suffix)
 from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
+from ..training.distributed import launched_rank
 from .common import add_progress_argument, emit_json, folder_path, option_flag, refuse_given, validation_text
 from .train import (CONTROL, RUN, add_config_arguments, config_from_args, warn_frozen_random_backbone,
                     warn_try_out, warn_unread)
@@ -130,7 +132,13 @@ def run_configs(args) -> dict[str, TrainConfig]:
                 raise ValueError(f"--quick chooses {option_flag(sweep[0])} itself ({QUICK_WHY}); sweep another "
                                  f"setting, or leave out --quick")
             refuse_given(args, chosen, "--quick", "chooses {}", QUICK_WHY)
+            if getattr(options, "epochs", 0) > QUICK_EPOCHS:               # given or swept
+                raise ValueError(f"--quick trains at most {QUICK_EPOCHS} epochs, got --epochs {options.epochs}; give "
+                                 f"--epochs {QUICK_EPOCHS} or fewer, or leave out --quick")
             config = quick_config(config, dataset=dataset)
+            if "backbone" in vars(options) and config.backbone != options.backbone and not configs and launched_rank() == 0:
+                print(f"warning: --quick trains {config.backbone} in place of --backbone {options.backbone} (a small "
+                      f"backbone on 16x16 images)", file=sys.stderr, flush=True)
         configs[suffix] = config
     methods = getattr(args, "methods", None) or []
     if args.mn_start == "vanilla" and any(m.startswith("mn") for m in methods):

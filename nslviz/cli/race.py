@@ -5,7 +5,7 @@ nslviz.experiments.race, docs/dictionary-race.md).
     python -m nslviz race                      # every arm on digits and synthetic, seeds 0-4 (benchmarks/mn_race.py)
 
 Trains each (dataset, seed, arm) into --root/<dataset>/seed<k>/<arm> (a finished run is read back, a
-cut one resumed) and prints, for every MN arm, its test accuracy, the paired difference to its vanilla
+cut one resumed, one with other settings refused unless --overwrite) and prints, for every MN arm, its test accuracy, the paired difference to its vanilla
 twin and after − before finetuning (points, 95 % interval over seeds), and the attended values' accuracy.
 """
 from __future__ import annotations
@@ -24,6 +24,8 @@ def add_parser(subparsers) -> None:
                    help="optimiser steps of every run (rounded up to whole epochs)")
     p.add_argument("--warmup", type=positive_int, default=200, help="iterations of the warm-up arms' frozen backbone")
     p.add_argument("--root", default=None, help="run directories (default: runs/mn-race)")
+    p.add_argument("--overwrite", action="store_true", default=False,
+                   help="replace a run trained with other settings (default: refuse, naming them)")
     add_progress_argument(p)
     p.add_argument("--json", action="store_true", help="end the output with one JSON object")
     p.set_defaults(run=run, subparser=p)
@@ -33,7 +35,7 @@ def run(args) -> int:
     from ..analysis.paired import format_paired
     from ..experiments.race import race_report, run_race
     results = run_race(args.datasets, args.arms, args.seeds, iterations=args.iterations, warmup=args.warmup,
-                       root=args.root, progress=not args.no_progress)
+                       root=args.root, progress=not args.no_progress, overwrite=args.overwrite)
     report = race_report(results)
     for dataset, arms in report.items():
         for arm, entry in arms.items():

@@ -13,6 +13,7 @@ backbone, a few epochs, CPU.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from .._checks import check_choice
@@ -39,7 +40,10 @@ QUICK_INSTEAD_OF_SGD = dict(optimizer="adamw", lr=1e-3, weight_decay=0.0)
 QUICK_DATASETS = EMBEDDED_SETS
 
 
-def quick_config(config: TrainConfig, *, epochs: int = 4, dataset: str = "digits") -> TrainConfig:
+QUICK_EPOCHS = 4           # quick mode's length: fewer epochs asked are kept, more are capped
+
+
+def quick_config(config: TrainConfig, *, epochs: int = QUICK_EPOCHS, dataset: str = "digits") -> TrainConfig:
     """The same experiment, small enough for a laptop CPU in about a minute: digits (1,797 real
     handwritten 8x8 digits bundled with scikit-learn) upsampled to 16x16 (32x32 for the 64-pixel
     backbones, whose stride-2 stem brings them to 16x16 as well), a small backbone, a few epochs,
@@ -82,22 +86,27 @@ def run_group_dir(config: TrainConfig, group: str | None = None) -> Path:
     return runs_root() / (group or default_run_name(config).replace(f"-{config.method}-", "-compare-"))
 
 
+GROUP_ELSEWHERE = "another group folder (the notebooks' run_dir, CLI --group-dir)"
+
+
 def compare_runs(configs: dict[str, TrainConfig], group_dir: str | Path, *, progress: bool = True,
-                 overwrite: bool = False) -> dict[str, dict]:
+                 overwrite: bool = False, elsewhere: str = GROUP_ELSEWHERE) -> dict[str, dict]:
     """Train each labelled config into group_dir/<label>; a run that already finished is read back,
     one that was cut off is resumed. A folder holding a run with other settings is an error naming
-    them, unless `overwrite` (then that run is replaced). Each run directory is held (its lock, see
+    them and `elsewhere` (how the caller names another group folder), unless `overwrite` (then that
+    run is replaced). Each run directory is held (its lock, see
     rundir.locked_run_dir) from the moment it is read until its run ends, so two notebooks on the same
     group never train one run twice. Returns {label: summary}."""
     summaries = {}
     for label, run_config in configs.items():
         run_dir = Path(group_dir) / label
         with locked_run_dir(run_dir):            # what is there is read and acted on by this process alone
-            summaries[label] = _reuse_or_train(label, run_config, run_dir, progress, overwrite)
+            summaries[label] = _reuse_or_train(label, run_config, run_dir, progress, overwrite, elsewhere)
     return summaries
 
 
-def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress: bool, overwrite: bool) -> dict:
+def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress: bool, overwrite: bool,
+                    elsewhere: str) -> dict:
     existing = RunDirectory(run_dir, create=False)
     changed = _changed_settings(existing, run_config, finished=existing.summary_path.exists())
     if changed is None and not existing.summary_path.exists():
@@ -106,8 +115,7 @@ def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress
         return existing.read_summary()
     if changed and not overwrite and (existing.summary_path.exists() or existing.checkpoint_path.exists()):
         raise ValueError(f"{str(run_dir)!r} holds a {label} run with other settings ({changed}); pass "
-                         f"overwrite=True (CLI --overwrite) to replace it, or another group folder (the notebooks' "
-                         f"run_dir, CLI --group-dir)")
+                         f"overwrite=True (CLI --overwrite) to replace it, or {elsewhere}")
     resume = changed is None and existing.checkpoint_path.exists()
     try:
         return train(run_config, run_dir, resume=resume, overwrite=bool(changed), progress=progress)
@@ -214,7 +222,7 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
     methods = trained_methods(methods, mn_start)
     configs = {m + label_suffix: dataclasses.replace(config, method=m) for m in methods}
     if mn_start == "vanilla":
-        vanilla = str(group / f"vanilla{label_suffix}")
+        vanilla = os.path.abspath(group / f"vanilla{label_suffix}")     # the same run from any folder
         for method in methods:
             if method.startswith("mn"):
                 start = dict(zip(MN_START_SETTINGS, (vanilla, "data", VANILLA_START_ALPHA)))
@@ -344,5 +352,19 @@ def _changed_settings(run: RunDirectory, config: TrainConfig, *, finished: bool 
     stored = TrainConfig.from_dict(stored).to_dict()
     wanted = config.to_dict()
     changed = [f"{k}: {stored[k]!r} -> {v!r}" for k, v in wanted.items()
-               if stored[k] != v and k not in ignored and not (v is None and k in TrainConfig.RESOLVED_FIELDS)]
+               if stored[k] != v and k not in ignored and not (v is None and k in TrainConfig.RESOLVED_FIELDS)
+               and not (k == "init_backbone" and _same_run_path(stored[k], v))]
     return ", ".join(changed) or None
+
+
+def _same_run_path(stored: str | None, wanted: str | None) -> bool:
+    """Whether two values of init_backbone name one run directory: the same absolute path, or a stored
+    relative path (relative to the folder the run was started from, which is not recorded) that ends
+    the wanted one, e.g. "runs/g/vanilla" and "/home/me/nslviz/runs/g/vanilla"."""
+    if stored is None or wanted is None:
+        return stored == wanted
+    wanted_parts = Path(os.path.abspath(wanted)).parts
+    if os.path.isabs(stored):
+        return Path(os.path.abspath(stored)).parts == wanted_parts
+    parts = Path(os.path.normpath(stored)).parts
+    return ".." not in parts and wanted_parts[-len(parts):] == parts

@@ -87,9 +87,11 @@ def quick_arms(arms) -> list[str]:
 
 
 def run_race(datasets=RACE_DATASETS, arms=ARMS, seeds=range(5), *, iterations: int = 800, warmup: int = 200,
-             root: str | Path | None = None, progress: bool = True) -> dict[str, dict[str, list[dict]]]:
+             root: str | Path | None = None, progress: bool = True,
+             overwrite: bool = False) -> dict[str, dict[str, list[dict]]]:
     """Train every (dataset, seed, arm) into root/<dataset>/seed<k>/<arm> (default root: runs/mn-race);
-    a finished run is read back, a cut one resumed (compare_runs). Returns
+    a finished run is read back, a cut one resumed, one with other settings refused unless `overwrite`
+    (compare_runs). Returns
     {dataset: {arm: [summary of each seed, in `seeds` order]}}."""
     root = Path(root) if root is not None else runs_root() / "mn-race"
     seeds, arms, datasets = (list(dict.fromkeys(values)) for values in (seeds, arms, datasets))
@@ -106,7 +108,8 @@ def run_race(datasets=RACE_DATASETS, arms=ARMS, seeds=range(5), *, iterations: i
         base = race_config(dataset, iterations=iterations, seed=seed)
         configs = {arm: arm_config(base, arm, warmup=warmup) for arm in arms}
         group = root / dataset / f"seed{seed}"
-        summaries = compare_runs(configs, group, progress=progress)
+        summaries = compare_runs(configs, group, progress=progress, overwrite=overwrite,
+                                 elsewhere="another root (notebook 09's run_dir, CLI --root)")
         for arm in arms:        # the folder it is in now (a summary records where it was written)
             results[dataset][arm].append({**summaries[arm], "run_dir": str(group / arm)})
     return results
