@@ -37,9 +37,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _slow_progress_bars_in_logs()
-    parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
+    command = next((word for word in argv if not word.startswith("-")), None)
+    parser = build_parser(command)
     args, unknown = parser.parse_known_args(argv)
     if unknown:                                         # named by the command's own usage, not the top level's
+        before = [word for word in argv[:argv.index(command)] if word in unknown]
+        if before:                                      # `--json spiral`: the command's options come after it
+            args.subparser.error(f"{' '.join(before)} comes before the command; options go after it: "
+                                 f"python -m nslviz {command} {' '.join(before)} ...")
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from ._threads import match_threads_to_cpus                            # after parsing: --help loads no torch
     from .training.distributed import launched_rank, launched_world_size

@@ -326,6 +326,9 @@ def test_compare_draws_reuses_the_first_comparison_and_checks_it(tiny):
         compare_draws(dataclasses.replace(config, folds=3), 2, first=tiny)
     with pytest.raises(ValueError, match="draws must be >= 2, got 1"):
         compare_draws(config, 1)
+    for methods in (("mn",), ("knn5", "mlp")):                      # refused before any fit, not after every draw
+        with pytest.raises(ValueError, match=rf"methods must hold mn and at least one other method, got \['"):
+            compare_draws(dataclasses.replace(config, methods=methods, tables=("classes10",)), 2)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -55,12 +55,17 @@ def test_run_dir_files(tmp_path):
     assert len(rows) == 2 and "NaN" not in rows[0]                       # strict JSON: no NaN
     assert json.loads(rows[0])["train_loss"] is None and json.loads(rows[1])["train_loss"] > 0
     assert "mn_test_acc" in json.loads((tmp_path / "r" / "summary.json").read_text())
-    (tmp_path / "r" / "best.pt").write_bytes(b"a file of an earlier run")
     with pytest.raises(ValueError, match=r"already holds a finished run \(summary.json\); replace it"):
         run_spiral(SpiralConfig(steps=10, frames=2, grid_size=5), run_dir=tmp_path / "r")
     run_spiral(SpiralConfig(steps=10, frames=2, grid_size=5), run_dir=tmp_path / "r", overwrite=True)
     assert json.loads((tmp_path / "r" / "config.json").read_text())["steps"] == 10
-    assert not (tmp_path / "r" / "best.pt").exists()                 # nothing of the replaced run is left
+    for weights in ("best.pt", "checkpoint.pt"):                 # a training run's weights: never replaced by it
+        (tmp_path / "r" / weights).write_bytes(b"weights of a training run")
+        with pytest.raises(ValueError, match=r"holds a training run \(checkpoint.pt or best.pt\), which this command "
+                                             r"does not replace, even with overwrite"):
+            run_spiral(SpiralConfig(steps=10, frames=2, grid_size=5), run_dir=tmp_path / "r", overwrite=True)
+        assert (tmp_path / "r" / weights).read_bytes() == b"weights of a training run"
+        (tmp_path / "r" / weights).unlink()
 
 
 def test_cli_refuses_an_unusable_or_used_run_dir_before_training(tmp_path, capsys):
@@ -260,3 +265,13 @@ def test_toy_data_refuse_bad_seeds():
         make_clusters(10, centers_seed=-1)
     with pytest.raises(ValueError, match="centers_seed is not an option here"):
         cluster_splits(10, 10, centers_seed=1)
+
+
+@pytest.mark.parametrize("command", [["spiral"], ["regress", "--quick"], ["implicit-reg"]])
+def test_a_one_shot_command_never_replaces_a_training_run_even_with_overwrite(tmp_path, capsys, command):
+    from nslviz.__main__ import main
+    (tmp_path / "checkpoint.pt").write_bytes(b"weights of a training run")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--run-dir", str(tmp_path), "--overwrite"])
+    assert exit_info.value.code == 2 and "holds a training run" in capsys.readouterr().err
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"weights of a training run"

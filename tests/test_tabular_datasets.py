@@ -150,7 +150,7 @@ def test_no_network_fails_fast_with_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(TABULAR_DATASETS, "gom", dataclasses.replace(TABULAR_DATASETS["gom"], url=url))
     start = time.perf_counter()
     try:
-        with pytest.raises(FileNotFoundError) as error:
+        with pytest.raises(ConnectionError) as error:            # the CLI's exit code 1, as a failed image download
             load_tabular("gom", tmp_path, timeout=0.5)
     finally:
         server.close()
@@ -162,7 +162,7 @@ def test_no_network_fails_fast_with_a_clear_error(tmp_path, monkeypatch):
     # a refused connection (nothing listening) fails at once, too
     monkeypatch.setitem(TABULAR_DATASETS, "gom", dataclasses.replace(TABULAR_DATASETS["gom"],
                                                                      url="http://127.0.0.1:9/gom.zip"))
-    with pytest.raises(FileNotFoundError, match="could not be downloaded from http://127.0.0.1:9/gom.zip"):
+    with pytest.raises(ConnectionError, match="could not be downloaded from http://127.0.0.1:9/gom.zip"):
         load_tabular("gom", tmp_path, timeout=0.5)
 
 
@@ -200,7 +200,7 @@ def test_download_checks_and_caches(tmp_path, local_server, monkeypatch):
     assert not (tmp_path / "bad" / "toms" / archive.name).exists()
     # a server that does not have the file: the error says how to get it, and no empty folders are left
     monkeypatch.setitem(TABULAR_DATASETS, "toms", dataclasses.replace(spec, url=f"{base}/missing.tar.gz"))
-    with pytest.raises(FileNotFoundError, match="could not be downloaded"):
+    with pytest.raises(ConnectionError, match="could not be downloaded"):
         load_tabular("toms", tmp_path / "new" / "root", timeout=5)
     assert not (tmp_path / "new").exists()
 

@@ -40,7 +40,7 @@ def run(args) -> int:
                                           rank=args.rank, steps=args.steps, lr=args.lr, seed=args.seed,
                                           progress=not args.no_progress)
     from ..training.rundir import claimed_run_dir
-    with claimed_run_dir(args.run_dir, overwrite=args.overwrite):            # before the work, not after
+    with claimed_run_dir(args.run_dir, overwrite=args.overwrite, one_shot=True):            # before the work, not after
         return _run(args, config)
 
 

@@ -68,7 +68,7 @@ def run(args) -> int:
                                 threads=args.threads, progress=not args.no_progress)
     if args.quick:
         config = quick_config(config)
-    with claimed_run_dir(args.run_dir, overwrite=args.overwrite):            # before the work, not after
+    with claimed_run_dir(args.run_dir, overwrite=args.overwrite, one_shot=True):            # before the work, not after
         result = cross_validate_regression(config)
         s = result.summary()
         print(f"regress {s['dataset']} (n={s['n']}, d={s['d']}, {s['folds']} folds, S={s['entries']}): test MSE "

@@ -26,8 +26,8 @@ again inside each training fold (nslviz.experiments.regression_table), which nev
 Checksums: UCI publishes none. Each archive's expected SHA-256 is recorded below when it has been
 verified against a download; where it could not be verified (no network where this was written) it
 is None, the download is not checked, and a warning prints the SHA-256 of the file received so that
-it can be pinned. Without network, a missing set raises FileNotFoundError naming the dataset, the URL,
-the path it expects and how to put the file there by hand.
+it can be pinned. Without network, a missing set raises ConnectionError (with download=False,
+FileNotFoundError) naming the dataset, the URL, the path it expects and how to put the file there by hand.
 """
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def download_archive(spec: TabularSpec, archive: Path, timeout: float = DOWNLOAD
         for folder in created:                   # leave no empty folders behind a failed download
             with contextlib.suppress(OSError):
                 folder.rmdir()
-        raise FileNotFoundError(
+        raise ConnectionError(                    # as the image sets' failed downloads: exit code 1 in the CLI
             f"dataset {spec.name!r} is not at {archive.resolve()} and could not be downloaded from {spec.url} "
             f"({type(error).__name__}: {getattr(error, 'reason', error)}). {_how_to_get(spec, archive)}") from error
     received = digest.hexdigest()

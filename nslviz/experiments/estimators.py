@@ -405,6 +405,9 @@ def compare_draws(config: EstimatorComparisonConfig | None = None, draws: int = 
     `pool_draws` makes of them."""
     config = config or EstimatorComparisonConfig()
     check_positive("draws", draws, integer=True, minimum=2)
+    if "mn" not in config.methods or len(config.methods) < 2:      # what pooling compares, checked before any fit
+        raise ValueError(f"draws pool MN against the baselines: methods must hold mn and at least one other method, "
+                         f"got {list(config.methods)}")
     if first is not None and first.config != config:
         raise ValueError(f"first: expected the comparison of {config}, got that of {first.config}")
     comparisons = [first or compare_estimators(config)]

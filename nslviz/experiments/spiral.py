@@ -160,7 +160,7 @@ def run_spiral(config: SpiralConfig | None = None, *, run_dir: str | Path | None
     another run, or that another process holds, is an error (before training) unless `overwrite`
     (which replaces a run, not another process's lock)."""
     config = dataclasses.replace(config or SpiralConfig(), **overrides)
-    with claimed_run_dir(run_dir, overwrite=overwrite), torch_threads(1):   # tiny tensors: one thread is fastest
+    with claimed_run_dir(run_dir, overwrite=overwrite, one_shot=True), torch_threads(1):   # tiny tensors: one thread is fastest
         return _run_spiral(config, run_dir)
 
 

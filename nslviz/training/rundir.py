@@ -246,16 +246,22 @@ def check_run_dir_is_free(run_path, *, resumable: bool = False) -> None:
 
 @contextlib.contextmanager
 def claimed_run_dir(run_path, *, overwrite: bool = False, resumable: bool = False,
-                    lock: bool = True) -> Iterator[Path | None]:
+                    lock: bool = True, one_shot: bool = False) -> Iterator[Path | None]:
     """Hold `run_path` for the work that writes it: it can be made and written, this process holds
     its lock (`locked_run_dir`; `lock=False` for the DDP ranks that do not write), and it holds no
     other run unless `overwrite` (a resumed run passes overwrite=True: it continues what is there).
-    Checked before any work, so that no result is computed and then lost. None: nothing to hold."""
+    A `one_shot` experiment (spiral, regress, implicit-reg: `write_run`, no checkpoints) never
+    replaces a training run's weights, even with `overwrite`. Checked before any work, so that no
+    result is computed and then lost. None: nothing to hold."""
     if run_path is None:
         yield None
         return
     check_run_dir_is_usable(run_path)
     with locked_run_dir(run_path) if lock else contextlib.nullcontext():
+        run = RunDirectory(run_path, create=False)
+        if one_shot and (run.checkpoint_path.exists() or run.best_path.exists()):
+            raise RunDirectoryError(f"{str(run_path)!r} holds a training run (checkpoint.pt or best.pt), which this "
+                                    f"command does not replace, even with overwrite; choose another run directory")
         if not overwrite:
             check_run_dir_is_free(run_path, resumable=resumable)
         yield Path(run_path)
