@@ -124,6 +124,23 @@ def test_the_goals_rule_applied_to_every_method():
               for name, row in zip("abc", means)}
     summary = summarise(tables)
     assert summary["tables_at_the_top"]["mn"] == summary["mn_at_least_best_baseline"] == 2
+    assert summary["accuracy_goal_met"] is False                               # 2 of 3: below three quarters
+    four = {**tables, "d": tables["a"]}                                        # 3 of 4: exactly three quarters
+    assert summarise(four)["accuracy_goal_met"] is True
+
+
+def test_each_fold_fits_the_methods_in_another_order(monkeypatch):
+    """Fit times are compared as ratios: no method always runs first (a cold cache) or last."""
+    order = []
+
+    def fit_and_score(estimator, *data):
+        order.append(estimator)
+        return 1.0, 0.01
+
+    monkeypatch.setattr(comparison, "fit_and_score", fit_and_score)
+    monkeypatch.setattr(comparison, "make_estimator", lambda method, *args, **kwargs: method)
+    comparison.compare_on_table("iris", methods=("mn", "mlp", "knn5"), folds=3)
+    assert order == ["mn", "mlp", "knn5", "mlp", "knn5", "mn", "knn5", "mn", "mlp"]
 
 
 @pytest.mark.parametrize("draws, match", [

@@ -1,5 +1,6 @@
 """MN Fig. 4 analysis: the prototype similarities before/after per-input finetuning, and its figure;
 the state of the dictionary (has it learned?)."""
+import copy
 import json
 import math
 
@@ -82,6 +83,10 @@ def test_dictionary_state_is_computed_over_every_image_in_batches(model_and_spli
     assert state["logit_change"] == pytest.approx(float((logits - base).abs().mean() / base.abs().mean()), rel=1e-5)
     assert state["value_confidence"] == pytest.approx(float(values.max(1).values.mean()))
     assert state["step_size"] == pytest.approx(2.0)
+    negative = copy.deepcopy(model)                      # the model steps by |α|: so does the report
+    with torch.no_grad():
+        negative.head.inner_step_size.fill_(-0.07)
+    assert dictionary_state(negative, split)["step_size"] == pytest.approx(0.07)
 
 
 def test_dictionary_state_tells_a_learned_dictionary_from_noise(model_and_split):

@@ -357,6 +357,14 @@ def test_cinic10_folders_cache_and_invalidation(tmp_path, monkeypatch):
     rebuilt = load_image_dataset("cinic10", tmp_path)
     row = int(torch.nonzero((rebuilt.test.labels == 2) & (read_labels(rebuilt.test) == 9))[0])
     assert rebuilt.test.images[row, 0, 0, 0] == colour_of(9)[0]
+    # a file replaced by one of the same size: its modification time alone tells the cache it changed
+    same_size = tmp_path / "cinic-10" / "test" / "airplane" / "test-0.png"
+    size = same_size.stat().st_size
+    save_png(same_size, solid(4, 32))
+    assert same_size.stat().st_size == size
+    os.utime(same_size, ns=(2, 2))
+    rebuilt = load_image_dataset("cinic10", tmp_path)
+    assert bool(((rebuilt.test.labels == 0) & (read_labels(rebuilt.test) == 4)).any())
 
 
 def test_a_folder_set_loads_from_a_read_only_data_folder_without_its_cache(tmp_path, monkeypatch):

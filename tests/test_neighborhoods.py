@@ -154,3 +154,15 @@ def test_the_head_computes_in_its_own_precision_under_autocast():
         assert mixed[name].dtype == torch.float32
         assert torch.allclose(mixed[name], head(features.bfloat16().float(), return_details=True)[name], atol=1e-6)
     assert torch.equal(head(features), plain["logits"])
+
+
+def test_a_dictionary_started_at_every_example_holds_each_one_once():
+    """S = the number of rows is the estimators' default on a small table: each row once, in a seeded
+    order; fewer entries: distinct rows; more: drawn with replacement."""
+    from nslviz.neighborhoods import starting_examples
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(starting_examples(7, 7, generator).sort().values, torch.arange(7))
+    fewer = starting_examples(10, 4, generator)
+    assert len(set(fewer.tolist())) == 4 and fewer.max() < 10
+    more = starting_examples(3, 8, generator)
+    assert more.shape == (8,) and set(more.tolist()) <= {0, 1, 2}

@@ -68,15 +68,16 @@ def test_knn_sub_category_accuracy_equals_scikit_learn_cosine_knn(k):
 
 
 def test_purity_and_sub_category_consistency_of_a_known_retrieval():
-    retrieval = nb.Retrieval(query_ids=np.array([4, 9]), query_class=np.array([1, 0]),
-                             index=np.arange(10).reshape(2, 5), similarity=np.ones((2, 5)),
-                             retrieved_labels=np.array([[1, 1, 1, 1, 1], [0, 2, 0, 1, 1]]),
-                             retrieved_fine=np.array([[3, 3, 3, 4, 5], [7, 7, 8, 8, 8]]))
-    assert np.allclose(retrieval.purity, [1.0, 0.4])
-    assert np.allclose(retrieval.fine_consistency, [0.6, 0.6])
-    assert np.allclose(retrieval.label_consistency, [1.0, 0.4])                # 0 0 / 1 1: two-way tie
+    retrieval = nb.Retrieval(query_ids=np.array([4, 9, 2]), query_class=np.array([1, 0, 2]),
+                             index=np.arange(15).reshape(3, 5), similarity=np.ones((3, 5)),
+                             retrieved_labels=np.array([[1, 1, 1, 1, 1], [0, 2, 0, 1, 1], [2, 2, 2, 2, 0]]),
+                             retrieved_fine=np.array([[3, 3, 3, 4, 5], [7, 7, 8, 8, 8], [6, 6, 6, 6, 6]]))
+    assert np.allclose(retrieval.purity, [1.0, 0.4, 0.8])
+    assert np.allclose(retrieval.fine_consistency, [0.6, 0.6, 1.0])
+    assert np.allclose(retrieval.label_consistency, [1.0, 0.4, 0.8])           # 0 0 / 1 1: two-way tie
     summary = retrieval.summary()
-    assert summary["purity"] == pytest.approx(0.7) and summary["all_correct"] == 0.5 and summary["k"] == 5
+    assert summary["purity"] == pytest.approx(2.2 / 3) and summary["k"] == 5
+    assert summary["all_correct"] == pytest.approx(1 / 3)                      # 0.8 is not all five right
 
 
 def test_spread_over_classes_goes_round_robin_and_is_seeded():

@@ -202,3 +202,14 @@ def test_a_command_starts_without_the_other_commands_imports():
     every = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True, timeout=120)
     assert alone.stdout.strip().splitlines()[-1] == "[]", alone.stdout + alone.stderr
     assert every.stdout.strip().splitlines()[-1] == "['pandas', 'sklearn']", every.stdout + every.stderr
+
+
+def test_the_mn_defaults_are_the_official_recipe():
+    """Every MN image run reads these; a changed default changes them all without a word (the values of
+    the official code, docs/official-code.md: AdamW lr 1e-3, weight decay 0.075, T = 0.2, α = 0.05,
+    half the entries dropped in training, 10 iFiLM entries, one second-order inner step)."""
+    config = TrainConfig()
+    assert {name: getattr(config, name) for name in ("optimizer", "lr", "weight_decay", "temperature", "alpha",
+                                                    "entry_dropout", "ifilm_entries", "inner_steps", "first_order")} == {
+        "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.075, "temperature": 0.2, "alpha": 0.05,
+        "entry_dropout": 0.5, "ifilm_entries": 10, "inner_steps": 1, "first_order": False}

@@ -135,6 +135,7 @@ def test_values_in_target_range_and_builders_are_seeded():
     values = values_in_target_range(500, targets, torch.Generator().manual_seed(0))
     assert values.shape == (500, 2)
     assert values[:, 0].min() >= -2 and values[:, 0].max() <= 1 and values[:, 1].min() >= 0 and values[:, 1].max() <= 5
+    assert values[:, 0].min() < -1.9 and values[:, 0].max() > 0.9 and values[:, 1].min() < 0.1 and values[:, 1].max() > 4.9
     state = torch.get_rng_state()
     a = build_meta_neighborhoods_mlp(3, 1, 2, 8, targets=targets[:, :1], entries=20, seed=3)
     b = build_meta_neighborhoods_mlp(3, 1, 2, 8, targets=targets[:, :1], entries=20, seed=3)
@@ -148,6 +149,7 @@ def test_values_in_target_range_and_builders_are_seeded():
     # the dictionary and step sizes are not decayed, the network is
     excluded = {id(p) for p in a.no_weight_decay_parameters()}
     assert id(a.dictionary.keys) in excluded and not any(id(p) in excluded for p in a.network.parameters())
+    assert all(id(p) in excluded for p in (a.dictionary.regression_values, *a.inner_step_sizes.parameters()))
 
 
 def test_default_entries():
@@ -188,9 +190,12 @@ def test_fit_tabular_is_seeded_and_tol_ends_creeping_losses():
     assert torch.equal(runs[0], runs[1])
     # separable classes: cross-entropy creeps down for ever; tol turns that into a stop
     labels = (x[:, 0] > 0).long()
-    creeping = fit_tabular(build_mlp(2, 2, 2, 16, seed=0), x, labels, xv, (xv[:, 0] > 0).long(),
-                           loss="cross_entropy", lr=1e-2, max_epochs=300, patience=5, tol=1e-2, seed=0)
-    assert creeping.stopped_early and creeping.epochs < 300
+    def creeping(tol):
+        return fit_tabular(build_mlp(2, 2, 2, 16, seed=0), x, labels, xv, (xv[:, 0] > 0).long(),
+                           loss="cross_entropy", lr=1e-2, max_epochs=300, patience=5, tol=tol, seed=0)
+    with_tol, without, huge = creeping(1e-2), creeping(0.0), creeping(1e9)
+    assert with_tol.stopped_early and with_tol.epochs < without.epochs          # the small gains no longer count
+    assert huge.stopped_early and huge.epochs == 5                             # no gain counts: patience, then stop
 
 
 def test_patience_running_out_at_the_last_epoch_is_a_stop():

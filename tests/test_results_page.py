@@ -225,3 +225,17 @@ def test_an_nsl_row_missing_from_table_4_shows_the_paper_number_of_the_table_tha
     section = text.split("### `digits_nsl_predictor_ablations_cpu.json`:", 1)[1].split("\n### ", 1)[0]
     assert "| dynamic_dns_cnn_predictor |" in section and "| 92.96 (Table 1) |" in section  # 100 − 7.04
     assert "| 93.15 |" in section                   # dynamic_dns: Table 4's own number, without a table named
+
+
+def test_the_papers_numbers_where_the_page_quotes_them():
+    """A few cells read off the papers by hand, so that a typo in nslviz.paper fails here and not only
+    once RESULTS.md is written again from it (which would carry the typo along)."""
+    from nslviz.paper import MN_TABLE1, MN_TABLE2, NSL_TABLE4, mn_table1_row, nsl_table4_row
+    assert MN_TABLE1[("resnet29", "cifar100")] == (76.51, 77.94, 77.16, 78.84, 79.84)
+    assert MN_TABLE1[("resnet56_64", "imagenet64")] == (48.41, 48.83, 52.03, 51.85, 54.23)
+    assert mn_table1_row("resnet29_64", "cifar100")["mn_ifilm"] == 79.84         # the 64-px build, the same row
+    assert MN_TABLE2["gom"] == {"n": 1_059, "d": 116, "knn": (0.5982, 0.0521), "vanilla": (0.5949, 0.0515),
+                                "mn": (0.5681, 0.0563)}
+    assert MN_TABLE2["music"]["mn"] == (0.6088, 0.0050)
+    assert (NSL_TABLE4[("dynamic_dns", "cifar100")], NSL_TABLE4[("dynamic_uns", "cifar10")]) == (27.81, 6.5)
+    assert nsl_table4_row("cifar10")["dynamic_dns"] == 93.15                          # 100 - 6.85

@@ -1091,3 +1091,21 @@ def test_load_run_names_a_folder_of_another_command_and_similarity_only_needs_th
         load_run(spiral)
     with pytest.raises(ValueError, match="similarity_only .* needs method='vanilla' .*got method='mn'"):
         TrainConfig(nsl="static_dns", similarity_only=True, init_backbone=str(tmp_path))
+
+
+def test_each_step_draws_its_randomness_from_the_runs_seed(tmp_path, monkeypatch):
+    """Entry dropout and the other per-step draws come from derived_seed(seed, rank, iteration): two
+    seeds must not share their masks step by step (their means and intervals would be correlated)."""
+    from nslviz.training import trainer as trainer_module
+    calls = []
+
+    def recorded(*parts):
+        calls.append(parts)
+        return derived(*parts)
+
+    derived = trainer_module.derived_seed
+    monkeypatch.setattr(trainer_module, "derived_seed", recorded)
+    train(TrainConfig(**{**TINY, "epochs": 1, "seed": 3}), tmp_path / "run", progress=False)
+    steps = [parts for parts in calls if len(parts) == 3]                      # (seed, rank, iteration)
+    assert len(steps) == 6 and all(seed == 3 and rank == 0 for seed, rank, _ in steps)
+    assert [iteration for *_, iteration in steps] == list(range(6))

@@ -230,17 +230,6 @@ def dictionary_state_table(state: Mapping[str, float]) -> pd.DataFrame:
     return table
 
 
-def paper_comparison(summaries: Mapping[str, dict], paper_row: Mapping[str, float], title: str) -> go.Figure:
-    """Bars: this run's test accuracy next to the paper's, per method."""
-    methods = list(summaries)
-    labels = [METHOD_LABELS.get(m, m) for m in methods]
-    fig = go.Figure([
-        go.Bar(name="this run", x=labels, y=[100 * summaries[m]["test_acc"] for m in methods]),
-        go.Bar(name="paper", x=labels, y=[paper_row.get(m, np.nan) for m in methods]),
-    ])
-    return finish_figure(fig, title, "method", "test accuracy (%)", barmode="group", height=380)
-
-
 def finetuning_scatter(effect, title: str = "Similarity to the true class prototype, before vs after finetuning") -> go.Figure:
     """MN Fig. 4: one point per test input; above the red diagonal = finetuning moved the classifier
     towards the input's true class."""
