@@ -406,6 +406,19 @@ def test_load_run_takes_best_or_last_by_name_and_any_device_this_machine_has(ref
         load_run(run_dir, device="gpu")
 
 
+def test_load_run_says_when_a_run_has_not_finished(reference_run, tmp_path):
+    import warnings
+
+    from nslviz.training.rundir import RunDirectoryWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_run(reference_run[0])                                          # finished: nothing to say
+    interrupt_at(TrainConfig(**TINY), tmp_path / "cut", 9)                     # cut in epoch 2, best.pt of epoch 1
+    for which, weights in (("best", "the best epoch's so far"), ("last", "the last checkpoint's")):
+        with pytest.warns(RunDirectoryWarning, match=f"has not finished \\(no summary.json\\): its weights are {weights}"):
+            load_run(tmp_path / "cut", which=which)
+
+
 def test_a_gpu_index_the_machine_lacks_is_named_with_those_it_has(monkeypatch):
     from nslviz.training.distributed import resolve_device
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -434,7 +434,8 @@ def write_run(run_path, config: dict, metrics: list[dict], summary: dict) -> Non
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
-    """(model, config, data) of a finished or running run directory, for analysis notebooks.
+    """(model, config, data) of a finished or running run directory, for analysis notebooks (a run
+    that has not finished is said with a RunDirectoryWarning: its weights are those so far).
     which: "best" (best.pt) or "last" (checkpoint.pt); device: where the model goes ("auto": CUDA
     when present), the weights being read on the CPU whatever device saved them."""
     from .distributed import resolve_device
@@ -453,6 +454,10 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     if not path.exists():
         raise ValueError(f"no {path.name} in {str(run_dir)!r} yet; expected a run that finished at least one epoch")
     state = run.load_best(map_location="cpu") if which == "best" else run.load_checkpoint(map_location="cpu")["model"]
+    if not run.summary_path.exists():
+        so_far = "the best epoch's so far" if which == "best" else "the last checkpoint's"
+        warnings.warn(f"the run in {str(run_dir)!r} has not finished (no summary.json): its weights are {so_far}",
+                      RunDirectoryWarning, stacklevel=2)
     data = load_data(config)
     model = build_model(config, data.num_classes, data.channels, data.image_size)
     model.load_state_dict(state)
