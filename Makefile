@@ -25,6 +25,8 @@ ifeq ($(origin PYTHON),command line)
 	  want=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 2; \
 	  have=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 	  if [ "$$want" != "$$have" ]; then \
+	    if ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	      echo "PYTHON=$(PYTHON) is Python $$want, and nslviz needs Python 3.11 or newer: leave PYTHON out to keep $(VENV)'s Python $$have, or give a newer Python" >&2; exit 2; fi; \
 	    echo "$(VENV) was made with Python $$have, but PYTHON=$(PYTHON) is Python $$want: run rm -rf $(VENV) to rebuild it with $(PYTHON), or leave PYTHON out to keep Python $$have" >&2; exit 2; fi; fi
 endif
 
@@ -63,8 +65,11 @@ test-unit: setup
 test-notebooks: setup
 	NSLVIZ_QUICK=1 $(PY) -m pytest -n $(TEST_WORKERS) notebooks
 
+# LAB_ARGS: more options for JupyterLab (e.g. LAB_ARGS=--no-browser); run as root (a container), it
+# needs --allow-root, which is added then
+LAB_ARGS ?=
 lab: setup
-	NSLVIZ_QUICK=$(NSLVIZ_QUICK) $(VENV)/bin/jupyter lab notebooks
+	NSLVIZ_QUICK=$(NSLVIZ_QUICK) $(VENV)/bin/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 # RESULTS.md from benchmarks/results/*.json and the papers' numbers (nslviz.paper).
 results: setup

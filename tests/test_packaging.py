@@ -190,6 +190,11 @@ def test_make_names_a_python_that_differs_from_the_virtual_environments(tmp_path
     fake.chmod(0o755)
     done = subprocess.run(["make", "-s", "-C", str(ROOT), "check-python", f"PYTHON={fake}"], capture_output=True, text=True)
     assert done.returncode == 2 and f"PYTHON={fake} is Python 9.1" in done.stderr and "rm -rf .venv" in done.stderr
+    old = tmp_path / "python3.10"                  # too old for nslviz: rebuilding .venv with it would fail
+    old.write_text('#!/bin/sh\ncase "$*" in *"(3, 11)"*) exit 1;; *) echo 3.10;; esac\n')
+    old.chmod(0o755)
+    done = subprocess.run(["make", "-s", "-C", str(ROOT), "check-python", f"PYTHON={old}"], capture_output=True, text=True)
+    assert done.returncode == 2 and "needs Python 3.11 or newer" in done.stderr and "rm -rf" not in done.stderr
     same = subprocess.run(["make", "-s", "-C", str(ROOT), "check-python", f"PYTHON={ROOT / '.venv' / 'bin' / 'python'}"],
                           capture_output=True, text=True)
     assert same.returncode == 0, same.stderr

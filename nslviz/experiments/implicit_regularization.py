@@ -223,18 +223,20 @@ def run_implicit_regularization(config: ImplicitRegularizationConfig | None = No
         losses[name].append(loss)
 
     next_snapshot = 0
-    for step in tqdm(range(config.steps + 1), desc="gradient flows", disable=not config.progress, leave=False):
-        if step == snapshot_at[next_snapshot]:
-            record("standard", standard, step)
-            record("factorized", similarity.T @ factor, step)
-            next_snapshot += 1
-            if step == config.steps:
-                break
-        with np.errstate(over="ignore", invalid="ignore"):        # a diverging flow is named at its next snapshot
-            standard = standard + lr * descent(residual(standard))    # Ẇ = −∇L(W)
-            factor_velocity, similarity_velocity = factorized_velocity(similarity, factor,
-                                                                       descent(residual(similarity.T @ factor)))
-            factor, similarity = factor + lr * factor_velocity, similarity + lr * similarity_velocity
+    with tqdm(total=config.steps, desc="gradient flows", disable=not config.progress, leave=False) as bar:
+        for step in range(config.steps + 1):
+            if step == snapshot_at[next_snapshot]:
+                record("standard", standard, step)
+                record("factorized", similarity.T @ factor, step)
+                next_snapshot += 1
+                if step == config.steps:
+                    break
+            with np.errstate(over="ignore", invalid="ignore"):    # a diverging flow is named at its next snapshot
+                standard = standard + lr * descent(residual(standard))    # Ẇ = −∇L(W)
+                factor_velocity, similarity_velocity = factorized_velocity(similarity, factor,
+                                                                           descent(residual(similarity.T @ factor)))
+                factor, similarity = factor + lr * factor_velocity, similarity + lr * similarity_velocity
+            bar.update(1)                                         # full once every step is taken
 
     flows = {}
     for name in ("standard", "factorized"):

@@ -29,16 +29,18 @@ def train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)   # one kernel per op, not per tensor
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if cosine else None
     running = float("nan")
-    for step in tqdm(range(steps + 1), desc=desc, disable=not progress, leave=False):
-        if step in snapshot_steps:
-            snapshot(step, running)
-        if step == steps:
-            break
-        batch = torch.randint(0, x.shape[0], (batch_size,), generator=generator)
-        loss = loss_fn(model(x[batch]), y[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        step_or_diverge(optimizer, f"at step {step + 1}")
-        if schedule is not None:
-            schedule.step()
-        running = loss.item()
+    with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:   # full when the steps are done
+        for step in range(steps + 1):
+            if step in snapshot_steps:
+                snapshot(step, running)
+            if step == steps:
+                break
+            batch = torch.randint(0, x.shape[0], (batch_size,), generator=generator)
+            loss = loss_fn(model(x[batch]), y[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            step_or_diverge(optimizer, f"at step {step + 1}")
+            if schedule is not None:
+                schedule.step()
+            running = loss.item()
+            bar.update(1)

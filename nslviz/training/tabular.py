@@ -208,11 +208,11 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         reference_loss = best_loss
         history.append({"epoch": 0, "validation_loss": best_loss})
     model.train()
-    bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False,
+    bar = tqdm(total=max_epochs, desc=desc, disable=not progress, leave=False,
                position=position)                            # fits side by side: a line each
     with model_draws(model, derived_seed(seed, MODEL_STREAM), x_train.device):   # a stream of the seed
         # for the model's own draws (entry dropout), not the caller's global state nor the batch order's
-        for epoch in bar:
+        for epoch in range(1, max_epochs + 1):
             order = torch.randperm(n, generator=generator).to(x_train.device)
             total = torch.zeros((), device=x_train.device)
             for begin in range(0, n, batch_size):
@@ -238,9 +238,12 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
                     reference_loss, last_improvement = row["validation_loss"], epoch
             history.append(row)
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k != "epoch"}, refresh=False)
+            bar.update(1)
             if validate and epoch - last_improvement >= patience:
                 stopped_early = True
+                bar.total = epoch           # a bar short of max_epochs would read as a failure (red in a notebook)
                 break
+    bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
