@@ -900,3 +900,12 @@ def test_mnist_refuses_labels_that_do_not_match_naming_the_file(tmp_path):
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(count if prefix == "t10k" else count - 1), compress=False)
     with pytest.raises(ValueError, match=r"mnist: cannot read .*train-labels-idx1-ubyte .*3 train labels for 4 images"):
         load_image_dataset("mnist", tmp_path, val_size=1)
+
+
+def test_glyph_classes_split_64_16_20_with_every_part_kept():
+    from nslviz.datasets.glyphs import glyph_class_split
+    assert glyph_class_split(100) == (64, 16, 20)                       # Mini-ImageNet's split
+    assert glyph_class_split(3) == (1, 1, 1) and glyph_class_split(4) == (2, 1, 1)
+    for classes in range(3, 40):
+        split = glyph_class_split(classes)
+        assert sum(split) == classes and min(split) >= 1, (classes, split)

@@ -2,6 +2,7 @@
 properties of the standard flow, and the claim that the factorised flow ends at a lower nuclear norm."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -143,3 +144,16 @@ def test_figures_label_their_axes_and_keep_the_reference_lines_inside():
     top = max(max(trace.y) for trace in lines)
     assert fig.layout.yaxis2.range[0] == 0 and fig.layout.yaxis2.range[1] > top
     assert all(a.yshift >= 10 for a in fig.layout.annotations)          # panel titles above the top tick labels
+
+
+def test_flow_time_stable_rank_projection_and_the_matched_start_are_as_written():
+    """Time is steps × lr / λ_max (the step is lr / ‖A‖²₂); the stable rank is ‖W‖²_F / ‖W‖²₂; the
+    "seen" coordinate of W_F is its own norm; the matched start begins both flows at the same W = MᵀW′."""
+    config = ImplicitRegularizationConfig(inputs=6, outputs=4, steps=300, snapshots=31, observation="projected")
+    run = run_implicit_regularization(config)
+    np.testing.assert_allclose(run.flow_time, run.steps * config.lr / np.linalg.norm(run.operator, 2) ** 2)
+    singular = np.linalg.svd(run.standard.weights[-1], compute_uv=False)
+    assert run.summary()["standard_stable_rank"] == pytest.approx((singular ** 2).sum() / singular[0] ** 2)
+    assert run.projection["min_frobenius"][0] == pytest.approx(np.linalg.norm(run.min_frobenius))
+    matched = run_implicit_regularization(dataclasses.replace(config, init="matched"))
+    np.testing.assert_allclose(matched.standard.weights[0], matched.factorized.weights[0])

@@ -140,10 +140,21 @@ def test_derivation_checks_table():
     assert rows[1]["local linear: max |Δ|"] < 1e-9 and "local linear: max |Δ|" not in rows[0]
 
 
-def test_toy_runs_every_fit():
+def test_toy_runs_every_fit(monkeypatch):
+    import nslviz.experiments.knn as knn_experiment
+    fits, fit = [], knn_experiment.fit_tabular
+
+    def recorded(model, x_fit, y_fit, x_val, y_val, **options):
+        fits.append((x_fit[:, 0].tolist(), x_val[:, 0].tolist()))
+        return fit(model, x_fit, y_fit, x_val, y_val, **options)
+
+    monkeypatch.setattr(knn_experiment, "fit_tabular", recorded)
     config = KnnToyConfig(points=60, test_points=100, grid=50, neighbors=(1, 5), temperatures=(0.1, 1.0),
                           entries=8, width=8, max_epochs=5, patience=2)
     result = run_knn_toy(config)
+    assert len(fits) == 3                                  # the MLP, then MN at each T: early stopping on held-out rows
+    for fitted, validation in fits:
+        assert len(validation) == 12 and not set(fitted) & set(validation) and len(fitted) == 48
     assert set(result.knn) == {1, 5} and set(result.local_linear) == {5} and set(result.mn) == {0.1, 1.0}
     assert result.knn[1].shape == (50,) and result.mlp.shape == (50,) and result.mn_keys[0.1].shape == (8,)
     s = result.summary()

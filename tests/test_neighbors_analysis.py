@@ -78,6 +78,10 @@ def test_purity_and_sub_category_consistency_of_a_known_retrieval():
     summary = retrieval.summary()
     assert summary["purity"] == pytest.approx(2.2 / 3) and summary["k"] == 5
     assert summary["all_correct"] == pytest.approx(1 / 3)                      # 0.8 is not all five right
+    from nslviz.viz.neighbors import retrieval_table
+    row = retrieval_table(nb.EntryRetrieval(retrieval)).iloc[0]                  # percentages, every column
+    assert (row["purity %"], row["all k correct %"], row["same label %"], row["same sub-category %"]) == (
+        pytest.approx(73.33), pytest.approx(33.33), pytest.approx(73.33), pytest.approx(73.33))
 
 
 def test_spread_over_classes_goes_round_robin_and_is_seeded():

@@ -869,3 +869,17 @@ def test_dynamic_dns_gradients_can_be_differentiated_again(impl, recompute):
     (grad,) = torch.autograd.grad(layer(inputs).square().sum(), inputs, create_graph=True)
     grad.square().sum().backward()
     assert layer.weight.grad.abs().sum() > 0
+
+
+def test_starting_weights_are_the_stated_multiples_of_he():
+    """SphereConv's init_gain scales He's std (the official predictor's 0.1); the shared predictor's
+    output layer starts at 0.001·He and its hidden layer at 0.1·He, so M ≈ I at the start."""
+    from nslviz.nsl.predictor import SharedSimilarityPredictor
+    from nslviz.nsl.sphere import SphereConv2d
+    he = math.sqrt(2 / (9 * 64))
+    torch.manual_seed(0)
+    assert SphereConv2d(64, 32, init_gain=0.1).weight.std().item() == pytest.approx(0.1 * he, rel=0.05)
+    torch.manual_seed(0)
+    shared = SharedSimilarityPredictor(True, channels=64)
+    assert shared.hidden_weight.std().item() == pytest.approx(0.1 * he, rel=0.05)
+    assert shared.output_weight.std().item() == pytest.approx(1e-3 * math.sqrt(2 / (9 * 64)), rel=0.1)

@@ -98,6 +98,7 @@ def test_variability_statistics_and_figures():
     assert s["position_spread"] > 0 and s["image_spread"] > 0 and s["identity_distance"] > 0
     np.testing.assert_allclose(s["position_std"], masks[name].reshape(4, -1, 3, 3).std(axis=1).mean(axis=0),
                                rtol=1e-4)
+    np.testing.assert_allclose(s["image_std"], masks[name].reshape(4, -1, 3, 3).std(axis=0).mean(axis=0), rtol=1e-4)
     single = mask_variability({name: masks[name][:1]})
     assert single[name]["image_spread"] == 0
 

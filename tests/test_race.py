@@ -188,7 +188,8 @@ def test_race_report_signs_and_means_on_numbers_known_by_hand(monkeypatch):
     """The short runs above end with finetuning changing nothing (after == before): here the signs are
     checked on summaries written by hand. after − before and MN − its twin are in points, MN minus the other."""
     import nslviz.experiments.race as race
-    monkeypatch.setattr(race, "race_traces", lambda summaries: [[{"step_size": 0.1}] for _ in summaries])
+    monkeypatch.setattr(race, "race_traces", lambda summaries: [[{"step_size": 0.1, "keys_snr": 2.0, "values_snr": 5.0}]
+                                                                 for _ in summaries])
     mn = [{"seed": s, "test_acc": a, "test_acc_before_finetune": b, "test_attended_value_acc": 0.9}
           for s, a, b in ((0, 0.60, 0.50), (1, 0.70, 0.65))]
     vanilla = [{"seed": 0, "test_acc": 0.55}, {"seed": 1, "test_acc": 0.66}]
@@ -196,6 +197,7 @@ def test_race_report_signs_and_means_on_numbers_known_by_hand(monkeypatch):
     assert report["joint"]["after_minus_before"]["mean_difference_points"] == pytest.approx(7.5)     # (10 + 5) / 2
     assert report["joint"]["minus_vanilla_twin"]["mean_difference_points"] == pytest.approx(4.5)     # (5 + 4) / 2
     assert report["joint"]["mean_test_acc"] == 65.0 and report["vanilla"]["mean_test_acc"] == 60.5
+    assert (report["joint"]["final_keys_snr"], report["joint"]["final_values_snr"]) == (2.0, 5.0)
 
 
 def test_race_figure_draws_one_line_per_arm(small_race):

@@ -69,6 +69,8 @@ def test_toy_figures(toy):
         assert low < data.min() and high > data.max() and high - low < 2 * (data.max() - data.min())
     fig = viz.toy_error_figure(toy)
     _labelled(fig)
+    noise = [shape.y0 for shape in fig.layout.shapes if shape.line.dash == "dot"]
+    assert noise == [pytest.approx(toy.config.noise ** 2)]                      # the best possible MSE: σ²
     # two x axes, each with its own title and ticks at the values that were run
     assert fig.layout.xaxis.title.text.startswith("neighbors k") and fig.layout.xaxis2.title.text == "temperature T (MN)"
     assert list(fig.layout.xaxis.tickvals) == [1, 5, 20] and list(fig.layout.xaxis2.ticktext) == ["0.01", "0.1", "1"]

@@ -275,3 +275,40 @@ def test_a_one_shot_command_never_replaces_a_training_run_even_with_overwrite(tm
         main([*command, "--run-dir", str(tmp_path), "--overwrite"])
     assert exit_info.value.code == 2 and "holds a training run" in capsys.readouterr().err
     assert (tmp_path / "checkpoint.pt").read_bytes() == b"weights of a training run"
+
+
+def test_accuracies_are_those_of_the_test_predictions_and_the_surfaces_are_the_predictions_on_a_grid(short_run):
+    """The reported accuracies are the test points' (not the training set's), and each decision surface
+    is drawn the right way round: at the grid point nearest a test point it predicts what the model
+    predicts there (a surface drawn transposed disagrees on about half of them)."""
+    r = short_run
+    assert r.linear_test_acc == pytest.approx((r.linear_test_pred == r.y_test).mean())
+    assert r.mn_test_acc == pytest.approx((r.mn_test_pred[-1] == r.y_test).mean())
+    rows = np.abs(r.grid_y[None, :] - r.x_test[:, 1:2]).argmin(1)               # y picks the row
+    columns = np.abs(r.grid_x[None, :] - r.x_test[:, :1]).argmin(1)             # x the column
+    for surface, predicted in ((r.linear_grid_prob, r.linear_test_pred), (r.mn_grid_prob[-1], r.mn_test_pred[-1])):
+        assert ((surface[rows, columns] > 0.5) == predicted).mean() > 0.9
+
+
+def test_the_linear_baseline_is_trained_for_the_runs_own_number_of_steps():
+    short, longer = (run_spiral(SpiralConfig(steps=steps, frames=2, grid_size=8)) for steps in (20, 60))
+    assert not np.array_equal(short.linear_grid_prob, longer.linear_grid_prob)
+
+
+def test_the_figures_show_each_models_own_numbers_on_labelled_axes(short_run):
+    from types import SimpleNamespace
+
+    from nslviz.viz.spiral import linear_vs_meta_neighborhoods, sweep_accuracy_heatmap, training_curve
+    r = short_run
+    panels = [annotation.text for annotation in linear_vs_meta_neighborhoods(r).layout.annotations[:2]]
+    assert panels == [f"plain linear classifier: test acc {r.linear_test_acc:.3f}",
+                      f"linear + induced neighbors (MN): test acc {r.mn_test_acc:.3f}"]
+    curve = training_curve(r)
+    assert curve.layout.shapes[0].y0 == r.linear_test_acc                     # the baseline line, not MN
+    assert (curve.layout.xaxis.title.text, curve.layout.yaxis.title.text) == ("iteration", "test accuracy")
+    sweep = {(t, s): SimpleNamespace(mn_test_acc=t + s / 10_000) for t in (0.1, 1.0) for s in (10, 100, 1000)}
+    heatmap = sweep_accuracy_heatmap(sweep)
+    cells = heatmap.data[0]
+    assert list(cells.x) == ["10", "100", "1000"] and list(cells.y) == ["0.1", "1"]      # S across, T down
+    assert cells.z[1][2] == pytest.approx(1.0 + 0.1)                                   # T = 1, S = 1000
+    assert (heatmap.layout.xaxis.title.text, heatmap.layout.yaxis.title.text) == ("dictionary size S", "temperature T")

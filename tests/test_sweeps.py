@@ -58,6 +58,7 @@ def test_read_sweep_gives_each_methods_curve_in_order(tmp_path):
     RunDirectory(tmp_path / f"mn{sweep_suffix('entries', 5000)}")                  # started, not finished
     RunDirectory(tmp_path / "mn").write_summary({"test_acc": 0.5})                  # not part of the sweep
     assert read_sweep(tmp_path, "entries") == {"mn": {1000.0: 0.70, 10000.0: 0.76}, "vanilla": {1000.0: 0.68}}
+    assert list(read_sweep(tmp_path, "entries")["mn"]) == [1000.0, 10000.0]          # in order: a curve's x
     with pytest.raises(ValueError, match="no finished runs of a temperature sweep"):
         read_sweep(tmp_path, "temperature")
     with pytest.raises(ValueError, match="has no 'top5'"):

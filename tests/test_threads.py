@@ -75,3 +75,17 @@ def test_notebooks_and_commands_match_their_threads(monkeypatch, tmp_path):
     with pytest.raises(SystemExit):
         main(["export-notebook", str(tmp_path / "missing.ipynb")])
     assert calls == ["called", "called"]
+
+
+def test_torch_threads_restores_the_setting_after_the_block_even_after_an_error():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with _threads.torch_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), _threads.torch_threads(1):
+            raise RuntimeError("the block failed")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)

@@ -1093,6 +1093,12 @@ def test_an_atomic_write_reaches_the_disk_before_the_rename_and_the_rename_after
     atomic_write_json(tmp_path / "summary.json", {"a": 1})
     assert calls == [("fsync", False), ("replace", "summary.json"), ("fsync", True)]   # file, rename, folder
     assert json.loads((tmp_path / "summary.json").read_text()) == {"a": 1}
+    umask = os.umask(0o022)
+    try:                                            # readable by others as any file, not mkstemp's 0600
+        atomic_write_json(tmp_path / "shared.json", {})
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "shared.json").stat().st_mode) == 0o644
 
 
 def test_load_run_names_a_folder_of_another_command_and_similarity_only_needs_the_plain_network(tmp_path):
@@ -1122,3 +1128,29 @@ def test_each_step_draws_its_randomness_from_the_runs_seed(tmp_path, monkeypatch
     steps = [parts for parts in calls if len(parts) == 3]                      # (seed, rank, iteration)
     assert len(steps) == 6 and all(seed == 3 and rank == 0 for seed, rank, _ in steps)
     assert [iteration for *_, iteration in steps] == list(range(6))
+
+
+def test_each_optimizer_name_builds_that_optimizer_and_the_cosine_classifier_starts_at_scale_10():
+    """"adam" adds the decay to the gradient (L2, the official global-similarity code), "adamw" decouples
+    it: AdamW subclasses Adam in recent torch, so the type is checked exactly."""
+    from nslviz.models.classifier import CosineClassifier
+    from nslviz.training.optim import build_optimizer
+    model = build_image_model("vanilla", "convnet4", 3, in_channels=1, image_size=16)
+    for name, kind in (("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
+        assert type(build_optimizer(model, TrainConfig(optimizer=name))) is kind
+    assert CosineClassifier(8, 3).scale.item() == 10.0                        # τ of the official code
+
+
+def test_under_torchrun_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
+    """Rank 3 of a job with two GPUs a machine uses cuda:1 (LOCAL_RANK), not cuda:3."""
+    from nslviz.training import distributed
+    chosen = []
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(distributed, "resolve_device", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    context = distributed.setup("cuda")
+    assert context.device == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]
+    assert (context.rank, context.world_size) == (3, 4)
