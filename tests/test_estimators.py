@@ -512,3 +512,28 @@ def test_where_no_stratified_split_exists_every_class_stays_among_the_fitting_ro
     X, y = np.array([[0.0, 0.0], [1.0, 1.0]]), np.array(["a", "b"])
     proba = MetaNeighborsClassifier(random_state=0).fit(X, y).predict_proba(X)
     assert proba[0, 0] > 0.6 and proba[1, 1] > 0.6
+
+
+def test_weight_decay_reaches_the_trunk_and_last_layer_but_not_the_dictionary_or_step_sizes(monkeypatch):
+    """weight_decay decays µ_θ's and f_φ's weights only: the feature-space dictionary (keys, values) and the
+    learned step sizes are in AdamW's group with decay 0 (official MN "memory" scope; the temperature is fixed here)."""
+    import nslviz.training.tabular as tabular
+    groups = []
+    adamw = tabular._adamw
+    monkeypatch.setattr(tabular, "_adamw", lambda given, lr: groups.append(given) or adamw(given, lr))
+    xb, yb = make_blobs(n_samples=40, centers=2, random_state=0)
+    x, y = _regression(40)
+    for estimator, values in ((MetaNeighborsClassifier, "value_logits"), (MetaNeighborsRegressor, "regression_values")):
+        groups.clear()
+        model = estimator(width=8, entries=6, weight_decay=0.1, max_epochs=1, n_estimators=1, random_state=0)
+        model.fit(*((xb, yb) if estimator is MetaNeighborsClassifier else (x, y)))
+        assert isinstance(model.module_, MetaNeighborhoodsFeatureMLP) and len(groups) == 1
+        by_name = {g["name"]: g for g in groups[0]}
+        assert [(g["name"], g["weight_decay"]) for g in groups[0]] == [("decay", 0.1), ("no_decay", 0.0)]
+        names = {id(p): name for name, p in model.module_.named_parameters()}
+        decayed = sorted(names[id(p)] for p in by_name["decay"]["params"])
+        kept = sorted(names[id(p)] for p in by_name["no_decay"]["params"])
+        assert decayed == ["head.network.0.bias", "head.network.0.weight", "trunk.0.0.bias", "trunk.0.0.weight",
+                           "trunk.0.2.bias", "trunk.0.2.weight"], estimator.__name__
+        assert kept == ["head.dictionary.keys", f"head.dictionary.{values}", "head.inner_step_sizes.0__bias",
+                        "head.inner_step_sizes.0__weight"], estimator.__name__

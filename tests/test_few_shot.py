@@ -410,3 +410,206 @@ def test_few_shot_quick_is_notebook_10s_quick_mode(capsys, monkeypatch):
         main(["few-shot", "--quick", "--episodes", "10", "--device", "auto"])
     assert refused.value.code == 2
     assert "--quick chooses --episodes, --device itself" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# what reaches MAML, the result's fields, the checks and the helpers of run_few_shot
+
+
+TINY_MAML = dict(dataset_options={"num_classes": 12, "per_class": 8}, image_size=16, way=2, shot=1, query=2,
+                 episodes=2, pretrain_epochs=0, method="maml", meta_iterations=3, meta_batch=2, inner_steps=2,
+                 classifier_steps=3, inner_step_size=0.3, first_order=True, meta_lr=0.005)
+
+
+def record_meta_train(monkeypatch) -> list[dict]:
+    """Replace run_few_shot's meta_train by a recorder of its arguments that returns a known init: the
+    initial parameters with M moved off I (so that the meta-learned M is told from the pretrained one)."""
+    import nslviz.experiments.few_shot as few_shot
+    from nslviz.training.maml import initial_parameters as initial
+    calls = []
+
+    def recorder(network, images, episodes, *, meta_batch, lr, inner, progress):
+        init = {name: value.detach() + (0.25 if name in network.similarity_names else 0.0)
+                for name, value in initial(network, episodes.way).items()}
+        calls.append({"episodes": len(episodes), "meta_batch": meta_batch, "lr": lr, "inner": inner, "init": init,
+                      "names": list(network.similarity_names)})
+        return init, []
+
+    monkeypatch.setattr(few_shot, "meta_train", recorder)
+    return calls
+
+
+def test_run_few_shot_gives_meta_train_the_configured_inner_loop_and_meta_lr(monkeypatch):
+    """MAML's config (inner steps, classifier steps, step size, first order, meta lr) reaches meta_train:
+    a default InnerLoop() or lr there would meta-train another protocol than the one asked for."""
+    calls = record_meta_train(monkeypatch)
+    run_few_shot(FewShotConfig(**TINY_MAML))
+    assert len(calls) == 1
+    assert calls[0]["inner"] == InnerLoop(steps=2, classifier_steps=3, step_size=0.3, first_order=True)
+    assert calls[0]["lr"] == 0.005 and calls[0]["meta_batch"] == 2 and calls[0]["episodes"] == 3 * 2
+
+
+def test_the_few_shot_command_passes_first_order_and_the_meta_lr_to_meta_train(monkeypatch):
+    """--first-order, --meta-lr and the inner-loop options reach meta_train (dropped, MAML would run second
+    order at lr 1e-3 without a word)."""
+    calls = record_meta_train(monkeypatch)
+    code = main(["few-shot", "--classes", "12", "--per-class", "8", "--image-size", "16", "--way", "2", "--shot", "1",
+                 "--query", "2", "--episodes", "2", "--pretrain-epochs", "0", "--method", "maml", "--first-order",
+                 "--meta-lr", "0.005", "--meta-iterations", "3", "--meta-batch", "2", "--inner-steps", "2",
+                 "--classifier-steps", "3", "--inner-step-size", "0.3", "--no-progress"])
+    assert code == 0 and len(calls) == 1
+    assert calls[0]["inner"] == InnerLoop(steps=2, classifier_steps=3, step_size=0.3, first_order=True)
+    assert calls[0]["lr"] == 0.005 and calls[0]["meta_batch"] == 2 and calls[0]["episodes"] == 6
+    calls.clear()
+    main(["few-shot", "--classes", "12", "--per-class", "8", "--image-size", "16", "--way", "2", "--shot", "1",
+          "--query", "2", "--episodes", "2", "--pretrain-epochs", "0", "--method", "maml", "--meta-iterations", "1",
+          "--meta-batch", "1", "--no-progress"])
+    assert calls[0]["inner"] == InnerLoop() and calls[0]["lr"] == 1e-3          # the defaults without the options
+
+
+def test_a_maml_result_reports_the_meta_learned_similarity(monkeypatch):
+    """FewShotResult.similarity of method "maml" is the meta-learned M of each static layer, (9,) each (the
+    test episodes' adaptation yields none: without it the result would say nothing of M)."""
+    calls = record_meta_train(monkeypatch)
+    result = run_few_shot(FewShotConfig(**TINY_MAML))
+    names = calls[0]["names"]
+    assert len(names) == 4 and list(result.similarity) == names
+    for name in names:
+        assert result.similarity[name].shape == (9,)
+        assert torch.equal(result.similarity[name], calls[0]["init"][name])
+        assert torch.equal(result.similarity[name], torch.full((9,), 1.25))       # I (all ones) + the recorder's 0.25
+
+
+def test_the_summary_counts_no_meta_iterations_for_finetuning():
+    """summary()["meta_iterations"]: the MAML steps run, so 0 for method "finetune" whatever the config holds."""
+    from nslviz.experiments.few_shot import FewShotResult
+    data = {"image_size": 16, "base_classes": 16}
+
+    def summary(method):
+        config = FewShotConfig(method=method, meta_iterations=7)
+        return FewShotResult(config, torch.tensor([0.5, 1.0]), data, 100, [], [], 0.5, {"evaluate": 1.0}).summary()
+
+    assert summary("finetune")["meta_iterations"] == 0
+    assert summary("maml")["meta_iterations"] == 7
+
+
+def test_run_few_shot_refuses_a_pretrained_network_of_another_nsl_mode():
+    """A network pretrained for one nsl mode is not silently run as another (a static NSN adapted as a
+    dynamic one); only the static NSN's network may serve nsl="none" (it is a plain CNN)."""
+    from nslviz.experiments.few_shot import load_few_shot_data, pretrain_network
+    small = dict(dataset_options={"num_classes": 12, "per_class": 8}, image_size=16, way=2, shot=1, query=2,
+                 episodes=2, pretrain_epochs=0, finetune_epochs=1, episode_batch=2)
+    data = load_few_shot_data(FewShotConfig(**small))
+    static = pretrain_network(FewShotConfig(**small, nsl="static_dns"), data)
+    dynamic = pretrain_network(FewShotConfig(**small, nsl="dynamic_dns"), data)
+    with pytest.raises(ValueError, match="the pretrained network has nsl='static_dns', the config nsl='dynamic_dns'"):
+        run_few_shot(FewShotConfig(**small, nsl="dynamic_dns"), data=data, pretrained=static)
+    with pytest.raises(ValueError, match="the pretrained network has nsl='dynamic_dns', the config nsl='static_dns'"):
+        run_few_shot(FewShotConfig(**small, nsl="static_dns"), data=data, pretrained=dynamic)
+    with pytest.raises(ValueError, match="the pretrained network has nsl='dynamic_dns', the config nsl='none'"):
+        run_few_shot(FewShotConfig(**small, nsl="none"), data=data, pretrained=dynamic)
+    assert run_few_shot(FewShotConfig(**small, nsl="none"), data=data, pretrained=static).accuracies.shape == (2,)
+
+
+def test_batch_norm_statistics_are_recomputed_over_the_first_50_batches():
+    """recompute_batch_norm: BatchNorm's running statistics become the average of the batch statistics of
+    the first BATCH_NORM_BATCHES = 50 batches exactly (not of one batch, nor of every image)."""
+    from nslviz.experiments.few_shot import BATCH_NORM_BATCHES, recompute_batch_norm
+    assert BATCH_NORM_BATCHES == 50
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 200, (104, 3, 2, 2), generator=generator, dtype=torch.uint8)
+    images[100:] = 255                                                  # batches 51 and 52: far off the rest
+    norm = torch.nn.BatchNorm2d(3)
+    recompute_batch_norm(norm, images, 2, torch.device("cpu"))
+    batches = (images[:100].double() / 255).reshape(50, 2, 3, 2, 2).transpose(1, 2).reshape(50, 3, 8)   # (50, C, 2·H·W)
+    torch.testing.assert_close(norm.running_mean.double(), batches.mean(-1).mean(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(norm.running_var.double(), batches.var(-1).mean(0), rtol=0, atol=1e-6)
+    assert int(norm.num_batches_tracked) == 50 and not norm.training and norm.momentum == 0.1
+
+
+def test_base_accuracy_is_the_eval_accuracy_on_the_first_2000_images():
+    """base_accuracy: the fraction of the first 2,000 base images (in chunks of 250) the classifier gets right."""
+    from nslviz.datasets.images import ImageSplit
+    from nslviz.experiments.few_shot import base_accuracy
+    images = torch.zeros(2100, 1, 1, 2, dtype=torch.uint8)
+    images[::2, 0, 0, 1] = 9                                            # even rows: pixel 1 brighter -> class 1
+    images[1::2, 0, 0, 0] = 9                                           # odd rows: pixel 0 brighter -> class 0
+    predicted = torch.arange(2100) % 2 == 0
+    labels = predicted.long()                                           # right everywhere ...
+    labels[:500] = 1 - labels[:500]                                     # ... but for the first 500
+    labels[2000:] = 1 - labels[2000:]                                   # and the 100 past the 2,000 read
+    classifier = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        classifier.weight.copy_(torch.eye(2))
+    split = ImageSplit(images, labels)
+    assert base_accuracy(torch.nn.Flatten(), classifier, split, torch.device("cpu")) == 0.75     # 1,500 / 2,000
+    assert base_accuracy(torch.nn.Flatten(), classifier, ImageSplit(images[500:600], labels[500:600]),
+                         torch.device("cpu")) == 1.0
+
+
+def test_first_order_maml_takes_the_query_gradient_at_the_adapted_parameters():
+    """First-order MAML (∂θ′/∂θ = I in both phases): the meta-gradient is the mean over tasks of the query
+    loss's gradient at the adapted (M′, W′) taken as leaves; here with a plain-autograd inner loop."""
+    network = small_network("static_dns")
+    generator = torch.Generator().manual_seed(2)
+    init = {name: (value.detach() + 0.1 * torch.randn(value.shape, generator=generator, dtype=torch.double))
+            .requires_grad_() for name, value in initial_parameters(network, 2).items()}
+    support, support_labels, query, query_labels = tasks(3, 2, 2, 3)
+    inner = InnerLoop(steps=2, classifier_steps=3, step_size=0.2, first_order=True)
+    names = network.similarity_names
+
+    def loss(params, features, labels):
+        return F.cross_entropy(features @ params["weight"].T + params["bias"], labels)
+
+    reference = {name: torch.zeros_like(value) for name, value in init.items()}
+    for task in range(3):
+        params = {name: value.detach() for name, value in init.items()}
+        for _ in range(inner.steps):                                    # M and W, gradients without a graph
+            leaves = {name: value.clone().requires_grad_() for name, value in params.items()}
+            value = loss(leaves, network.features(support[task], {n: leaves[n] for n in names}), support_labels[task])
+            grads = torch.autograd.grad(value, list(leaves.values()))
+            params = {name: params[name] - 0.2 * g for name, g in zip(leaves, grads)}
+        features = network.features(support[task], {n: params[n] for n in names})
+        for _ in range(inner.classifier_steps):                         # W alone
+            head = {name: params[name].clone().requires_grad_() for name in ("weight", "bias")}
+            grads = torch.autograd.grad(loss(head, features, support_labels[task]), list(head.values()))
+            params = {**params, **{name: head[name].detach() - 0.2 * g for name, g in zip(head, grads)}}
+        adapted = {name: value.clone().requires_grad_() for name, value in params.items()}     # θ′ as leaves
+        value = loss(adapted, network.features(query[task], {n: adapted[n] for n in names}), query_labels[task])
+        for name, g in zip(adapted, torch.autograd.grad(value, list(adapted.values()))):
+            reference[name] += g / 3
+    ours = torch.autograd.grad(meta_loss(network, init, support, support_labels, query, query_labels, inner)[0],
+                               list(init.values()))
+    for (name, theirs), mine in zip(reference.items(), ours):
+        assert theirs.abs().max() > 1e-3, f"the reference gradient of {name} vanishes: the test would prove nothing"
+        torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_meta_train_takes_one_adam_step_per_meta_batch_from_fresh_gradients():
+    """meta_train runs len(episodes) // meta_batch outer steps (history steps 1..N), each an Adam step on that
+    meta-batch's meta_loss alone: gradients of earlier steps are not carried over (optimizer.zero_grad)."""
+    from nslviz.training.episodic import episode_images
+    from nslviz.training.maml import meta_train
+    network = FunctionalBackbone(small_network("static_dns").backbone.float())
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (24, 3, 16, 16), generator=generator, dtype=torch.uint8)
+    episodes = sample_episodes(torch.arange(4).repeat_interleave(6), episodes=7, way=2, shot=2, query=2, seed=4)
+    inner = InnerLoop(steps=1, classifier_steps=2)
+    learned, history = meta_train(network, images, episodes, meta_batch=2, lr=0.01, inner=inner)
+    assert [row["step"] for row in history] == [1, 2, 3]                        # 7 // 2; the odd episode unused
+    init = initial_parameters(network, 2)
+    optimizer = torch.optim.Adam(init.values(), lr=0.01)
+    losses = []
+    for step in range(3):
+        batch = episodes.slice(2 * step, 2 * step + 2)
+        optimizer.zero_grad()
+        loss = meta_loss(network, init, episode_images(images, batch.support, "cpu"), batch.support_labels,
+                         episode_images(images, batch.query, "cpu"), batch.query_labels, inner)[0]
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert [row["meta_loss"] for row in history] == pytest.approx(losses, rel=1e-6)
+    assert list(learned) == list(init)
+    for name, value in init.items():
+        assert not learned[name].requires_grad
+        torch.testing.assert_close(learned[name], value.detach(), rtol=1e-6, atol=1e-7, msg=name)

@@ -220,3 +220,44 @@ def test_the_maxl_preset_is_the_papers_recipe_and_torchrun_is_refused(monkeypatc
     with pytest.raises(ValueError, match="method maxl trains on one process"):
         train(TrainConfig(**MAXL_TINY), tmp_path / "ddp", progress=False)
     assert not (tmp_path / "ddp").exists()
+
+
+def test_without_a_look_ahead_the_meta_objective_is_the_primary_loss_plus_lambda_times_the_negative_entropy():
+    """lr 0 (θ⁺ = θ): meta_objective = CE(f(µ(x)), y) + λ Σ_c p̄_c log p̄_c exactly, p̄ the batch's mean
+    label; minimising it raises p̄'s entropy (a flipped sign would collapse every input into one sub-class)."""
+    torch.manual_seed(0)
+    classes, hierarchy = 3, 2
+    model = _MultiTask(classes, hierarchy).double().eval()
+    images, labels = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
+    targets = torch.tensor([[0.5, 0.5, 0, 0, 0, 0], [0, 0, 1.0, 0, 0, 0],
+                            [0, 0, 0, 0, 0.25, 0.75], [0.9, 0.1, 0, 0, 0, 0]], dtype=torch.float64)
+    mean = torch.tensor([1.4, 0.6, 1.0, 0.25, 0.75], dtype=torch.float64) / 4    # p̄ over the nonzero columns
+    negative_entropy = (mean * mean.log()).sum()                                 # 0 log 0 = 0 for column 3
+    primary = F.cross_entropy(model(images), labels)
+    for weight in (0.2, 0.7):
+        value = meta_objective(model, targets, images, labels, 0.0, F.cross_entropy, entropy_weight=weight)
+        assert value.item() == pytest.approx((primary + weight * negative_entropy).item(), rel=0, abs=1e-12)
+    assert meta_objective(model, targets, images, labels, 0.0, F.cross_entropy).item() == \
+        pytest.approx((primary + 0.2 * negative_entropy).item(), rel=0, abs=1e-12)          # λ = 0.2 by default
+
+
+def test_the_epoch_meta_loss_is_the_mean_since_the_last_read_and_restarts_at_zero():
+    """LabelGeneratorTraining.epoch_loss(): the mean of the meta steps' losses since the previous call, then a
+    fresh sum (not carried into the next epoch's mean); an epoch without steps reads 0."""
+    from nslviz.maxl import LabelGeneratorTraining
+    torch.manual_seed(0)
+    classes, hierarchy = 3, 2
+    model = _MultiTask(classes, hierarchy).double().train()
+    training = LabelGeneratorTraining(LabelGenerator(_Features(), classes, hierarchy).double().train(), lr=0.1)
+    images, labels = torch.randn(8, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+
+    def step() -> float:
+        return training.meta_step(model, training.labels(images, labels), images, labels, 0.5, 1.0, F.cross_entropy)
+
+    first = [step(), step()]
+    assert first[0] != first[1]
+    assert training.epoch_loss() == pytest.approx(sum(first) / 2, rel=1e-12)
+    assert (training.loss_sum, training.steps) == (0.0, 0)
+    assert training.epoch_loss() == 0.0
+    second = step()
+    assert training.epoch_loss() == pytest.approx(second, rel=1e-12)                # this epoch's step alone
