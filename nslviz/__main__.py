@@ -37,14 +37,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _slow_progress_bars_in_logs()
-    command = next((word for word in argv if not word.startswith("-")), None)
+    command = next((word for word in argv if command_module(word)), None) or \
+        next((word for word in argv if not word.startswith("-")), None)     # none: argparse names the bad word
     parser = build_parser(command)
+    before = argv[:argv.index(command)] if command in argv else []
+    if before and not {"-h", "--help"} & set(before):   # `--json spiral`: the command's options come after it
+        parser.exit(2, f"python -m nslviz {command}: error: {' '.join(before)} comes before the command; options go "
+                       f"after it: python -m nslviz {command} {' '.join(before)} ...\n")
     args, unknown = parser.parse_known_args(argv)
     if unknown:                                         # named by the command's own usage, not the top level's
-        before = [word for word in argv[:argv.index(command)] if word in unknown]
-        if before:                                      # `--json spiral`: the command's options come after it
-            args.subparser.error(f"{' '.join(before)} comes before the command; options go after it: "
-                                 f"python -m nslviz {command} {' '.join(before)} ...")
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from ._threads import match_threads_to_cpus                            # after parsing: --help loads no torch
     from .training.distributed import launched_rank, launched_world_size

@@ -36,8 +36,8 @@ def from_root(path: str | os.PathLike | None) -> Path | None:
     """A folder given to a notebook (its `run_dir`): a relative path is taken from the repository's root,
     where runs/ is, so JupyterLab (which runs a notebook in notebooks/), papermill and export-notebook
     started from the root all name the same folder; outside a clone, from the working folder. None
-    (the notebook's default folder) stays None."""
-    if path is None:
+    and "" (the notebook's default folder) give None."""
+    if path is None or not str(path).strip():
         return None
     path, repo = Path(path).expanduser(), repository_root()
     return path if path.is_absolute() or repo is None else repo / path

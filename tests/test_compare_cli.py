@@ -241,15 +241,18 @@ def test_quick_keeps_an_embedded_dataset_and_nothing_else():
 
 
 def test_quick_refuses_more_epochs_than_it_trains_and_names_the_backbone_it_trains_instead(capsys):
-    with pytest.raises(ValueError, match="--quick trains at most 4 epochs, got --epochs 10; give --epochs 4 or fewer"):
+    with pytest.raises(ValueError, match="--quick trains at most 4 epochs, got --epochs 10; give 4 epochs or fewer"):
         _run_configs("--quick", "--methods", "vanilla", "--epochs", "10")
-    with pytest.raises(ValueError, match="--quick trains at most 4 epochs, got --epochs 8"):
+    with pytest.raises(ValueError, match="--quick trains at most 4 epochs, got --sweep epochs: 8; give 4 epochs or fewer"):
         _run_configs("--quick", "--methods", "vanilla", "--sweep", "epochs", "2", "8")
     assert next(iter(_run_configs("--quick", "--methods", "vanilla", "--epochs", "3").values())).epochs == 3
     capsys.readouterr()
     config, = _run_configs("--quick", "--methods", "vanilla", "--backbone", "resnet29").values()
     assert config.backbone == "convnet4"
-    assert "warning: --quick trains convnet4 in place of --backbone resnet29" in capsys.readouterr().err
+    assert "warning: --quick trains convnet4 in place of --backbone resnet29 (a small backbone on 16x16 images)" in \
+        capsys.readouterr().err
+    _run_configs("--quick", "--methods", "vanilla", "--sweep", "backbone", "resnet56_64", "densenet40_64")
+    assert capsys.readouterr().err.count("trains convnet4_64 in place of") == 2    # one line for each swept value
     _run_configs("--quick", "--preset", "nsl", "--backbone", "cnn9", "--variants", "cnn")
     assert "in place of" not in capsys.readouterr().err                     # kept: nothing to say
 

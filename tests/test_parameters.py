@@ -52,7 +52,7 @@ def test_a_relative_run_dir_given_to_a_notebook_is_taken_from_the_repository_roo
     from nslviz.paths import from_root, repository_root
     root = repository_root()
     monkeypatch.chdir(tmp_path)
-    assert from_root("runs/g") == root / "runs/g" and from_root(None) is None
+    assert from_root("runs/g") == root / "runs/g" and from_root(None) is None and from_root(" ") is None
     assert from_root(tmp_path / "g") == tmp_path / "g"
     for name in ("03_cifar", "04_imagenet", "05_learned_neighbors", "07_nsl_cifar", "09_why_the_dictionary_learns"):
         cells = json.loads((Path(root) / "notebooks" / f"{name}.ipynb").read_text())["cells"]

@@ -131,3 +131,9 @@ def test_estimators_quick_mode_names_an_unknown_table_and_keeps_the_small_tables
     assert "quick mode keeps the small tables ['iris']; pass quick=False to run ['iris', 'digits']" in capsys.readouterr().out
     assert set_up("11_scikit_learn_estimators.ipynb", quick=True, tables="classes10")["config"].tables == (
         "iris", "wine", "diabetes", "friedman1")                      # none of the small ones asked: all four
+
+
+def test_learned_neighbors_names_a_missing_umap_before_anything_trains(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "umap", None)                  # as if umap-learn were not installed
+    with pytest.raises(ImportError, match="embedding method 'umap' needs umap-learn: pip install umap-learn"):
+        set_up("05_learned_neighbors.ipynb", quick=True, embedding="umap")

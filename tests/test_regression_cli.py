@@ -94,9 +94,11 @@ def test_an_unknown_option_is_named_by_the_command_usage(capsys):
     assert "python -m nslviz heads: error: unrecognized arguments: --bogus" in err
 
 
-def test_an_option_before_the_command_is_said_to_go_after_it(capsys):
+@pytest.mark.parametrize("before", [["--json"], ["--seed", "3"]])
+def test_an_option_before_the_command_is_said_to_go_after_it(capsys, before):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--json", "spiral"])
+        main([*before, "spiral"])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and ("python -m nslviz spiral: error: --json comes before the command; options "
-                                          "go after it: python -m nslviz spiral --json ...") in err
+    given = " ".join(before)
+    assert exit_info.value.code == 2 and (f"python -m nslviz spiral: error: {given} comes before the command; options "
+                                          f"go after it: python -m nslviz spiral {given} ...") in err

@@ -170,24 +170,51 @@ def test_a_cut_run_asked_with_a_setting_it_does_not_read_is_named_and_replaced_o
     assert replaced["vanilla"]["test_acc"] is not None
 
 
-def test_the_vanilla_start_names_one_run_from_any_folder(tmp_path, monkeypatch):
-    """mn_start "vanilla" stores where the MN runs start from as an absolute path, so the same group
-    reached by another path (relative, absolute, from another working folder) reads its finished runs
-    back; a relative path stored by an older version matches the path it ends."""
-    from nslviz.experiments.compare import _same_run_path
+def test_the_vanilla_start_names_one_run_from_any_folder_path_or_copy(tmp_path, monkeypatch):
+    """mn_start "vanilla" starts the MN runs at the group's vanilla run: the same group reached from another
+    working folder, through a symbolic link, or copied elsewhere reads its finished MN runs back (not
+    "other settings", with --overwrite as the advice, which would train them again)."""
+    import shutil
     monkeypatch.chdir(tmp_path)
     config = dataclasses.replace(CONFIG, epochs=1)
-    first = experiments.compare_methods(config, ["vanilla", "mn"], group_dir="runs/g", mn_start="vanilla",
-                                        progress=False)
-    stored = json.loads((tmp_path / "runs/g/mn/config.json").read_text())["init_backbone"]
-    assert stored == str(tmp_path / "runs/g/vanilla")
+
+    def compare(group_dir):
+        return experiments.compare_methods(config, ["vanilla", "mn"], group_dir=group_dir, mn_start="vanilla",
+                                           progress=False)["mn"]["test_acc"]
+
+    first = compare("runs/g")
+    assert json.loads((tmp_path / "runs/g/mn/config.json").read_text())["init_backbone"] == str(
+        (tmp_path / "runs/g/vanilla").resolve())
     saved = snapshot(tmp_path / "runs/g/mn")
-    for group_dir, folder in ((tmp_path / "runs/g", tmp_path), ("g", tmp_path / "runs"), ("../runs/g", tmp_path / "runs")):
+    (tmp_path / "link").symlink_to(tmp_path / "runs")
+    for group_dir, folder in ((tmp_path / "runs/g", tmp_path), ("g", tmp_path / "runs"), ("../runs/g", tmp_path / "runs"),
+                              ("link/g", tmp_path)):
         monkeypatch.chdir(folder)
-        again = experiments.compare_methods(config, ["vanilla", "mn"], group_dir=group_dir, mn_start="vanilla",
-                                            progress=False)
-        assert again["mn"]["test_acc"] == first["mn"]["test_acc"]
+        assert compare(group_dir) == first
     assert snapshot(tmp_path / "runs/g/mn") == saved                                # read back, not trained
-    assert _same_run_path("runs/g/vanilla", "/home/me/runs/g/vanilla")             # an older version's value
-    assert not _same_run_path("runs/g/vanilla", "/home/me/runs/h/vanilla")
-    assert not _same_run_path("/a/runs/g/vanilla", "/b/runs/g/vanilla") and _same_run_path(None, None)
+    shutil.copytree(tmp_path / "runs", tmp_path / "copy/runs", symlinks=True)
+    monkeypatch.chdir(tmp_path / "copy")
+    assert compare("runs/g") == first and snapshot(tmp_path / "copy/runs/g/mn") == saved
+
+
+def test_a_cut_mn_run_stored_with_a_relative_start_resumes(tmp_path, monkeypatch):
+    """A run started with init_backbone "runs/g/vanilla" (relative, as older versions wrote it) and cut:
+    the same comparison resumes it, with its own stored settings."""
+    monkeypatch.chdir(tmp_path)
+    config = dataclasses.replace(CONFIG, epochs=2)
+    experiments.compare_methods(config, ["vanilla"], group_dir="runs/g", progress=False)
+    start = dict(zip(experiments.MN_START_SETTINGS, ("runs/g/vanilla", "data", experiments.VANILLA_START_ALPHA)))
+    interrupt_at(dataclasses.replace(config, method="mn", **start), tmp_path / "runs/g/mn", 4)
+    resumed = experiments.compare_methods(config, ["vanilla", "mn"], group_dir=tmp_path / "runs/g", mn_start="vanilla",
+                                          progress=False)
+    assert resumed["mn"]["iterations"] == 6                                      # 2 epochs of 3 batches
+    assert json.loads((tmp_path / "runs/g/mn/config.json").read_text())["init_backbone"] == "runs/g/vanilla"
+
+
+def test_two_starts_name_one_run_by_their_group_and_run_folders():
+    from nslviz.experiments.compare import _same_run
+    assert _same_run("runs/g/vanilla", "/home/me/runs/g/vanilla") and _same_run(None, None)
+    assert _same_run("/gpu/box/runs/g/vanilla", "/home/me/runs/g/vanilla")            # moved or copied
+    assert not _same_run("runs/g/vanilla", "/home/me/runs/h/vanilla")
+    assert not _same_run("runs/g/vanilla-lr=0.01", "/home/me/runs/g/vanilla")
+    assert not _same_run("runs/g/vanilla", None) and not _same_run("../vanilla", "/home/me/vanilla")

@@ -393,6 +393,16 @@ def subcategory_report(train: SplitFeatures, test: SplitFeatures, k: int = DEFAU
 TSNE_MIN_ITERATIONS = 500     # 250 of early exaggeration (scikit-learn's), then at least 250 that optimise the map
 
 
+def umap_module():
+    """umap-learn's module, or an ImportError saying how to get it (checked before a notebook trains)."""
+    try:
+        import umap
+    except ImportError as error:
+        raise ImportError("embedding method 'umap' needs umap-learn: pip install umap-learn "
+                          "(or use method='tsne')") from error
+    return umap
+
+
 def embed(keys, features, method: str = "tsne", seed: int = 0, *, max_iter: int = 1000,
           perplexity: float = 30.0, normalize: bool = True, pca_dims: int | None = 50) -> tuple[np.ndarray, np.ndarray]:
     """2-D coordinates of the keys (S, d) and the data features (N, d), embedded together so they
@@ -426,11 +436,7 @@ def embed(keys, features, method: str = "tsne", seed: int = 0, *, max_iter: int 
             coords = TSNE(n_components=2, perplexity=min(float(perplexity), (len(points) - 1) / 3), init="pca",
                           learning_rate="auto", max_iter=max_iter, random_state=seed).fit_transform(points)
         else:
-            try:
-                import umap
-            except ImportError as error:
-                raise ImportError("embedding method 'umap' needs umap-learn: pip install umap-learn "
-                                  "(or use method='tsne')") from error
+            umap = umap_module()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*n_jobs value.*")
                 coords = umap.UMAP(n_components=2, n_neighbors=min(15, len(points) - 1),

@@ -133,12 +133,13 @@ def run_configs(args) -> dict[str, TrainConfig]:
                                  f"setting, or leave out --quick")
             refuse_given(args, chosen, "--quick", "chooses {}", QUICK_WHY)
             if getattr(options, "epochs", 0) > QUICK_EPOCHS:               # given or swept
-                raise ValueError(f"--quick trains at most {QUICK_EPOCHS} epochs, got --epochs {options.epochs}; give "
-                                 f"--epochs {QUICK_EPOCHS} or fewer, or leave out --quick")
+                given = "--sweep epochs: " if sweep and sweep[0] == "epochs" else "--epochs "
+                raise ValueError(f"--quick trains at most {QUICK_EPOCHS} epochs, got {given}{options.epochs}; give "
+                                 f"{QUICK_EPOCHS} epochs or fewer, or leave out --quick")
             config = quick_config(config, dataset=dataset)
-            if "backbone" in vars(options) and config.backbone != options.backbone and not configs and launched_rank() == 0:
+            if "backbone" in vars(options) and config.backbone != options.backbone and launched_rank() == 0:
                 print(f"warning: --quick trains {config.backbone} in place of --backbone {options.backbone} (a small "
-                      f"backbone on 16x16 images)", file=sys.stderr, flush=True)
+                      f"backbone on {config.image_size}x{config.image_size} images)", file=sys.stderr, flush=True)
         configs[suffix] = config
     methods = getattr(args, "methods", None) or []
     if args.mn_start == "vanilla" and any(m.startswith("mn") for m in methods):

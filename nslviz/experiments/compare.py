@@ -108,7 +108,8 @@ def compare_runs(configs: dict[str, TrainConfig], group_dir: str | Path, *, prog
 def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress: bool, overwrite: bool,
                     elsewhere: str) -> dict:
     existing = RunDirectory(run_dir, create=False)
-    changed = _changed_settings(existing, run_config, finished=existing.summary_path.exists())
+    as_stored = _start_as_stored(existing, run_config)
+    changed = _changed_settings(existing, as_stored, finished=existing.summary_path.exists())
     if changed is None and not existing.summary_path.exists():
         changed = resume_setting_change(run_dir, run_config)           # a cut run resumed under bf16 <-> fp32
     if changed is None and existing.summary_path.exists():
@@ -117,8 +118,9 @@ def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress
         raise ValueError(f"{str(run_dir)!r} holds a {label} run with other settings ({changed}); pass "
                          f"overwrite=True (CLI --overwrite) to replace it, or {elsewhere}")
     resume = changed is None and existing.checkpoint_path.exists()
-    try:
-        return train(run_config, run_dir, resume=resume, overwrite=bool(changed), progress=progress)
+    try:                                 # a fresh run reads the start where it is now; a resumed one keeps its own
+        return train(as_stored if resume else run_config, run_dir, resume=resume, overwrite=bool(changed),
+                     progress=progress)
     except SplitsChanged as error:                  # a cut run whose dataset changed: only overwrite restarts it
         if not (resume and overwrite):
             raise SplitsChanged(f"{str(run_dir)!r}: {error}; pass overwrite=True (CLI --overwrite) to train it again "
@@ -222,7 +224,7 @@ def compare_methods(config: TrainConfig, methods: list[str], *, group_dir: str |
     methods = trained_methods(methods, mn_start)
     configs = {m + label_suffix: dataclasses.replace(config, method=m) for m in methods}
     if mn_start == "vanilla":
-        vanilla = os.path.abspath(group / f"vanilla{label_suffix}")     # the same run from any folder
+        vanilla = str((group / f"vanilla{label_suffix}").resolve())     # the same run from any working folder
         for method in methods:
             if method.startswith("mn"):
                 start = dict(zip(MN_START_SETTINGS, (vanilla, "data", VANILLA_START_ALPHA)))
@@ -352,19 +354,28 @@ def _changed_settings(run: RunDirectory, config: TrainConfig, *, finished: bool 
     stored = TrainConfig.from_dict(stored).to_dict()
     wanted = config.to_dict()
     changed = [f"{k}: {stored[k]!r} -> {v!r}" for k, v in wanted.items()
-               if stored[k] != v and k not in ignored and not (v is None and k in TrainConfig.RESOLVED_FIELDS)
-               and not (k == "init_backbone" and _same_run_path(stored[k], v))]
+               if stored[k] != v and k not in ignored and not (v is None and k in TrainConfig.RESOLVED_FIELDS)]
     return ", ".join(changed) or None
 
 
-def _same_run_path(stored: str | None, wanted: str | None) -> bool:
-    """Whether two values of init_backbone name one run directory: the same absolute path, or a stored
-    relative path (relative to the folder the run was started from, which is not recorded) that ends
-    the wanted one, e.g. "runs/g/vanilla" and "/home/me/nslviz/runs/g/vanilla"."""
+def _start_as_stored(run: RunDirectory, config: TrainConfig) -> TrainConfig:
+    """`config` with its init_backbone written as the stored run's where the two name one run (`_same_run`):
+    the group reached from another working folder, by another path, or moved or copied since."""
+    stored = run.read_config()
+    start = None if stored is None else stored.get("init_backbone")
+    if start == config.init_backbone or not _same_run(start, config.init_backbone):
+        return config
+    return dataclasses.replace(config, init_backbone=start)
+
+
+def _same_run(stored: str | None, wanted: str | None) -> bool:
+    """Whether two values of init_backbone name one run: the same folder once symbolic links are resolved,
+    or the same run folder in a group of the same name ("runs/g/vanilla", "/home/me/nslviz/runs/g/vanilla",
+    "/data/copy/runs/g/vanilla"), as compare_methods' mn_start="vanilla" writes them."""
     if stored is None or wanted is None:
         return stored == wanted
-    wanted_parts = Path(os.path.abspath(wanted)).parts
-    if os.path.isabs(stored):
-        return Path(os.path.abspath(stored)).parts == wanted_parts
-    parts = Path(os.path.normpath(stored)).parts
-    return ".." not in parts and wanted_parts[-len(parts):] == parts
+    if Path(stored).is_absolute() and Path(stored).resolve() == Path(wanted).resolve():
+        return True
+    stored_parts, wanted_parts = Path(os.path.normpath(stored)).parts, Path(wanted).resolve().parts
+    last = min(2, len(stored_parts))
+    return ".." not in stored_parts[-last:] and stored_parts[-last:] == wanted_parts[-last:]

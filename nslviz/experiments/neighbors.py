@@ -18,7 +18,7 @@ import torch
 from .._checks import check_choice, check_positive
 from ..analysis.neighbors import (DEFAULT_K, EMBEDDINGS, EntryRetrieval, NeighborMap, Retrieval, SplitFeatures, embed,
                                   entry_classes, extract_features, load_run_features, random_rows,
-                                  retrieve_for_entries, subcategory_report, subcategory_retrieval)
+                                  retrieve_for_entries, subcategory_report, subcategory_retrieval, umap_module)
 from ..datasets.images import ImageDataset
 from ..paper import MN_SUBCATEGORY_DISCOVERY
 from ..paths import runs_root
@@ -31,6 +31,8 @@ def check_analysis_options(k: int, embedding: str, map_points: int, map_entries:
     used would stop the notebook after both runs have trained."""
     check_positive("k", k, integer=True, minimum=1)
     check_choice("embedding method", embedding, EMBEDDINGS)
+    if embedding == "umap":
+        umap_module()                                 # installed, or named now
     for name, value in (("map_points", map_points), ("map_entries", map_entries), ("grid_rows", grid_rows)):
         check_positive(name, value, integer=True, minimum=1)
 

@@ -210,7 +210,7 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     model.train()
     bar = tqdm(total=max_epochs, desc=desc, disable=not progress, leave=False,
                position=position)                            # fits side by side: a line each
-    with model_draws(model, derived_seed(seed, MODEL_STREAM), x_train.device):   # a stream of the seed
+    with bar, model_draws(model, derived_seed(seed, MODEL_STREAM), x_train.device):   # a stream of the seed
         # for the model's own draws (entry dropout), not the caller's global state nor the batch order's
         for epoch in range(1, max_epochs + 1):
             order = torch.randperm(n, generator=generator).to(x_train.device)
@@ -243,7 +243,6 @@ def fit_tabular(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
                 stopped_early = True
                 bar.total = epoch           # a bar short of max_epochs would read as a failure (red in a notebook)
                 break
-    bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
