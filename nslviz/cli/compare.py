@@ -24,9 +24,9 @@ import difflib
 import sys
 
 from ..experiments.compare import (ALL_NSL_VARIANTS, MN_START_SETTINGS, MN_STARTS, QUICK_DATASETS, QUICK_EPOCHS,
-                                  QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS, VANILLA_START_ALPHA, compare_methods, compare_nsl_variants,
-                                  nsl_variant_backbone, nsl_variant_config, nsl_variant_mode, nsl_variant_preset,
-                                  quick_config, setting_name, sweep_suffix)
+                                  QUICK_INSTEAD_OF_SGD, QUICK_SETTINGS, VANILLA_START_ALPHA, compare_methods,
+                                  compare_nsl_variants, nsl_variant_backbone, nsl_variant_config, nsl_variant_mode,
+                                  nsl_variant_preset, quick_config, setting_name, sweep_suffix)
 from .._options import declared_options
 from ..models.classifier import METHODS
 from ..training.config import TrainConfig
