@@ -72,7 +72,7 @@ def wait_for_note(page, pair: str, timeout_s: float = 300) -> tuple[dict, bool]:
     while time.monotonic() < deadline:
         state = explorer_state(page)
         training_seen |= "⏳" in state["note"]
-        if state["note"].startswith(f"{pair}: MN test accuracy"):
+        if state["note"].startswith(f"{pair}, 400 training steps: MN test accuracy"):   # quick mode's sweep length
             return state, training_seen
         page.wait_for_timeout(100)
     pytest.fail(f"the explorer did not show {pair} within {timeout_s} s: {explorer_state(page)}")
@@ -85,7 +85,7 @@ def panel_title(titles: list[str], start: str) -> str:
 def test_t_and_s_sliders_redraw_the_figure_with_its_accuracy(notebook_page):
     page = notebook_page
     before = explorer_state(page)
-    assert before["note"].startswith("T=0.1, S=100: MN test accuracy")      # starts at the paper's setting
+    assert before["note"].startswith("T=0.1, S=100, 400 training steps: MN test accuracy")   # the paper's setting
     assert move_slider(page, "T", 1) == "0.3"
     after_t, _ = wait_for_note(page, "T=0.3, S=100")
     assert any("T=0.3" in title for title in after_t["titles"])
