@@ -681,6 +681,9 @@ def test_resume_refuses_settings_of_the_arithmetic_and_warns_on_a_finished_run(r
     with pytest.warns(RunDirectoryWarning, match="has already finished.*tested again"):
         again = train(TrainConfig(**{**TINY, "checkpoint_every": 3}), run_dir, resume=True, progress=False)
     assert stable(again) == stable(reference_run[1])
+    timing = {key: reference_run[1][key] for key in ("seconds", "setup_seconds")}
+    assert {key: again[key] for key in timing} == timing                      # the training's time, not the test's
+    assert {key: json.loads((run_dir / "summary.json").read_text())[key] for key in timing} == timing
     with pytest.raises(ValueError, match="already holds a finished run .*; replace it"):   # not "resume it"
         train(TrainConfig(**TINY), run_dir, progress=False)
 

@@ -607,6 +607,12 @@ class _Session:
             summary["test_acc_last_before_finetune"] = last["acc_before_finetune"]
             summary["test_attended_value_acc"] = test["attended_value_acc"]
         if self.run is not None:
+            try:
+                finished = self.run.read_summary()
+            except DamagedRunFile:       # an unreadable summary is replaced whole
+                finished = None
+            if finished is not None:     # resumed once finished: tested again, its training time kept
+                summary.update({key: finished[key] for key in ("seconds", "setup_seconds") if key in finished})
             self.run.write_summary(summary)
         return summary
 
@@ -642,7 +648,7 @@ def _warn_once(message: str, stacklevel: int) -> None:
 def _warn_if_finished(run_path: Path) -> None:
     if RunDirectory(run_path, create=False).summary_path.exists():
         _warn_once(f"the run in {str(run_path)!r} has already finished (summary.json): nothing is left to "
-                   f"train; it is tested again and summary.json written again", stacklevel=4)
+                   f"train; it is tested again and summary.json written again (its training time kept)", stacklevel=4)
 
 
 def _resume_checkpoint(run_path: Path) -> dict:
