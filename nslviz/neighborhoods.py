@@ -254,6 +254,31 @@ def attended_values(attention: torch.Tensor, values: torch.Tensor) -> torch.Tens
     return attention @ values
 
 
+# what dictionary_sums adds up over a batch, in its order
+DICTIONARY_SUMS = ("acc", "acc_before_finetune", "attended_value_acc", "attention_entropy", "attention_top_weight",
+                   "changed_predictions")
+
+
+def dictionary_sums(details: dict[str, torch.Tensor], values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The numbers that show a classification dictionary at work, summed over a batch, in DICTIONARY_SUMS'
+    order, (6,) float64 (divide by the batch size for means):
+
+    acc, acc_before_finetune   inputs classified right after the per-input finetuning, and before it
+    attended_value_acc         inputs whose attended value Σ_j ω_ij v_j puts most mass on their class
+    attention_entropy          H(ω_i) in nats (log S: uniform attention)
+    attention_top_weight       max_j ω_ij (uniform attention: 1/S)
+    changed_predictions        inputs whose predicted class the finetuning changes
+
+    details: an MN head's return_details dict, of which logits and base_logits (B, C) and attention
+    (B, S); values (S, C); labels (B,)."""
+    logits, base, attention = details["logits"].float(), details["base_logits"].float(), details["attention"].float()
+    predicted, predicted_before = logits.argmax(1), base.argmax(1)                          # (B,)
+    sums = [(predicted == labels).sum(), (predicted_before == labels).sum(),
+            (attended_values(attention, values.float()).argmax(1) == labels).sum(),
+            attention_entropy(attention).sum(), attention.max(1).values.sum(), (predicted != predicted_before).sum()]
+    return torch.stack([value.double() for value in sums])
+
+
 # ----------------------------------------------------------------------------------------------
 # the classifier f_φ and its closed-form inner gradient
 # ----------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .._checks import check_positive
 from .._modes import eval_mode
 from ..training.data import batch_stream
-from ..neighborhoods import attended_values, attention_entropy
+from ..neighborhoods import DICTIONARY_SUMS, dictionary_sums
 
 
 @dataclass
@@ -72,10 +72,6 @@ def finetuning_effect(model, split, batch_size: int = 256, device: str | torch.d
     return FinetuningEffect(**{k: torch.cat(v).cpu().numpy() for k, v in parts.items()})
 
 
-DICTIONARY_STATE_MEANS = ("attention_entropy", "attention_top_weight", "attended_value_acc",
-                          "changed_predictions", "acc_before_finetune", "acc")
-
-
 @torch.no_grad()
 def dictionary_state(model, split, batch_size: int = 256, device: str | torch.device = "cpu") -> dict[str, float]:
     """Has the dictionary learned? Numbers that tell a dictionary that shapes the predictions from one
@@ -100,17 +96,14 @@ def dictionary_state(model, split, batch_size: int = 256, device: str | torch.de
     values = model.head.dictionary.values.to(device).float()                          # (S, C)
     totals = 0.0
     for labels, details in _detailed_batches(model, split, batch_size, device, "dictionary_state"):
-        attention, logits, base = details["attention"].float(), details["logits"].float(), details["base_logits"].float()
-        predicted, predicted_before = logits.argmax(1), base.argmax(1)
-        totals = totals + torch.stack([                       # sums over the batch, in DICTIONARY_STATE_MEANS' order
-            attention_entropy(attention).sum(), attention.max(1).values.sum(),
-            (attended_values(attention, values).argmax(1) == labels).sum(),
-            (predicted != predicted_before).sum(), (predicted_before == labels).sum(), (predicted == labels).sum(),
-            (logits - base).abs().sum(), base.abs().sum()]).double()
-    *means, change, magnitude = totals.tolist()
+        logits, base = details["logits"].float(), details["base_logits"].float()        # (B, C)
+        # sums over the batch: DICTIONARY_SUMS, then |f_φi(z_i) - f_φ(z_i)| and |f_φ(z_i)|
+        totals = totals + torch.cat([dictionary_sums(details, values, labels),
+                                     torch.stack([(logits - base).abs().sum(), base.abs().sum()]).double()])
+    *sums, change, magnitude = totals.tolist()
     entries = values.shape[0]
     state = {"entries": entries, "log_entries": math.log(entries), "classes": values.shape[1]}
-    state.update({name: total / len(split.labels) for name, total in zip(DICTIONARY_STATE_MEANS, means)})
+    state.update({name: total / len(split.labels) for name, total in zip(DICTIONARY_SUMS, sums)})
     state["value_confidence"] = float(values.max(1).values.mean())
     state["step_size"] = float(model.head.inner_step_size.abs().mean())
     state["logit_change"] = change / magnitude if magnitude else 0.0

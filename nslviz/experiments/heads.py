@@ -39,7 +39,7 @@ from .._modes import eval_mode
 from .._threads import torch_threads
 from ..datasets.toys import cluster_splits
 from ..models.classifier import CosineClassifier, build_mn_head
-from ..neighborhoods import attended_values, attention_entropy, head_memory
+from ..neighborhoods import DICTIONARY_SUMS, dictionary_sums, head_memory
 from ..analysis.neighbors import load_run_features
 from ..training.data import derived_seed
 from ..training.distributed import resolve_device
@@ -95,9 +95,9 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def _evaluate_mn(mn: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     with eval_mode(mn):
         details = mn(x, return_details=True)
-    return {"mn_acc": _accuracy(details["logits"], y), "mn_acc_before_finetune": _accuracy(details["base_logits"], y),
-            "attended_value_acc": _accuracy(attended_values(details["attention"], mn.dictionary.values), y),
-            "attention_entropy": float(attention_entropy(details["attention"]).mean()),
+    means = dict(zip(DICTIONARY_SUMS, (dictionary_sums(details, mn.dictionary.values, y) / len(y)).tolist()))
+    return {"mn_acc": means["acc"], "mn_acc_before_finetune": means["acc_before_finetune"],
+            "attended_value_acc": means["attended_value_acc"], "attention_entropy": means["attention_entropy"],
             "step_size": float(mn.inner_step_size.abs().mean())}
 
 

@@ -40,7 +40,7 @@ from ..maxl import LabelGenerator, LabelGeneratorTraining, auxiliary_loss, param
 from ..models.classifier import ImageClassifier
 from ..models.layers import count_parameters
 from ..models.registry import build_backbone
-from ..neighborhoods import attended_values, attention_entropy, starting_examples
+from ..neighborhoods import DICTIONARY_SUMS, dictionary_sums, starting_examples
 from ..paths import runs_root
 from . import distributed
 from .config import TrainConfig, build_model
@@ -192,37 +192,31 @@ def _regularization(model: nn.Module, config: TrainConfig) -> torch.Tensor | flo
 def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.Context | None = None,
              autocast=contextlib.nullcontext) -> dict:
     """Accuracy and mean cross-entropy on a split, and top-5 accuracy with TOP5_MIN_CLASSES classes or
-    more. For MN also the accuracy of the classifier before
-    per-input finetuning, the accuracy of the attended values Σ_j ω_ij v_j alone (the dictionary read
-    as a soft kNN), the mean attention entropy (log S: uniform; also as a fraction of log S) and the
-    share of predictions the finetuning step changes. Sums over all processes under DDP. An empty split
+    more. For MN also the MN_VALIDATION_KEYS means of nslviz.neighborhoods.dictionary_sums: the accuracy
+    of the classifier before per-input finetuning, the accuracy of the attended values Σ_j ω_ij v_j
+    alone (the dictionary read as a soft kNN), the mean attention entropy (log S: uniform; also as a
+    fraction of log S) and the share of predictions the finetuning step changes. Sums over all processes under DDP. An empty split
     (val_size 0) measures nothing: its accuracy, loss and MN values are None, its count 0."""
     context = context or distributed.Context(stream.device)
     context.share_buffers(model)                 # under DDP: every process evaluates rank 0's model
     mn = model.is_meta_neighborhoods
     values = model.head.dictionary.values.float() if mn else None
     top5 = model.num_classes >= TOP5_MIN_CLASSES                  # the same on every process under DDP
-    # loss, correct, correct before finetuning, attended values correct, attention entropy,
-    # predictions the finetuning changed, top-5 correct, count
-    sums = torch.zeros(8, dtype=torch.float64, device=stream.device)
+    # loss, correct, top-5 correct, count, then for MN the dictionary's sums in DICTIONARY_SUMS' order
+    sums = torch.zeros(4 + len(DICTIONARY_SUMS), dtype=torch.float64, device=stream.device)
+    nothing = torch.zeros(len(DICTIONARY_SUMS), dtype=torch.float64, device=stream.device)
     with eval_mode(model):
         for images, labels in stream.epoch(0):
             with autocast():
                 details = model(images, return_details=True)
-            logits, base = details["logits"].float(), details["base_logits"].float()       # (B, classes)
-            batch = [F.cross_entropy(logits, labels, reduction="sum"),
-                     (logits.argmax(1) == labels).sum(), (base.argmax(1) == labels).sum()]
-            if mn:
-                attention = details["attention"].float()
-                batch += [(attended_values(attention, values).argmax(1) == labels).sum(),
-                          attention_entropy(attention).sum(), (logits.argmax(1) != base.argmax(1)).sum()]
-            else:
-                batch += [torch.zeros((), device=sums.device)] * 3
-            batch.append((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum() if top5
-                         else torch.zeros((), device=sums.device))
-            batch.append(torch.full((), float(len(labels)), device=sums.device))      # filled there: no host copy
-            sums += torch.stack([value.double() for value in batch])
-    loss, correct, correct_before, attended_correct, entropy, changed, top5_correct, count = context.sum(sums.tolist())
+            logits = details["logits"].float()                                              # (B, classes)
+            batch = [F.cross_entropy(logits, labels, reduction="sum"), (logits.argmax(1) == labels).sum(),
+                     (logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum() if top5
+                     else torch.zeros((), device=sums.device),
+                     torch.full((), float(len(labels)), device=sums.device)]          # filled there: no host copy
+            sums += torch.cat([torch.stack([value.double() for value in batch]),
+                               dictionary_sums(details, values, labels) if mn else nothing])
+    loss, correct, top5_correct, count, *dictionary = context.sum(sums.tolist())
     if count == 0:                                      # an empty split (val_size 0): nothing was measured
         return {"acc": None, "loss": None, "count": 0, **({"top5_acc": None} if top5 else {}),
                 **({key: None for key in MN_VALIDATION_KEYS} if mn else {})}
@@ -230,11 +224,10 @@ def evaluate(model: ImageClassifier, stream: BatchStream, context: distributed.C
     if top5:
         result["top5_acc"] = top5_correct / count
     if mn:
-        result.update(acc_before_finetune=correct_before / count,
-                      attended_value_acc=attended_correct / count, attention_entropy=entropy / count,
-                      attention_entropy_fraction=entropy / count / math.log(values.shape[0])
-                      if values.shape[0] > 1 else 0.0,
-                      changed_predictions=changed / count)
+        means = {key: total / count for key, total in zip(DICTIONARY_SUMS, dictionary)}
+        entries = values.shape[0]
+        means["attention_entropy_fraction"] = means["attention_entropy"] / math.log(entries) if entries > 1 else 0.0
+        result.update({key: means[key] for key in MN_VALIDATION_KEYS})
     return result
 
 
