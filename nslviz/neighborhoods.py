@@ -61,11 +61,16 @@ def check_values_and_loss(values: str, loss: str, outputs: int, outputs_name: st
 # losses of f on dictionary entries: value per entry and its gradient w.r.t. the logits
 # ----------------------------------------------------------------------------------------------
 
-def entry_loss(logits: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
-    """L(f(k_j), v_j) for every entry: (..., C) logits and (..., C) targets -> (...)."""
+def _check_widths(logits: torch.Tensor, targets: torch.Tensor, loss: str) -> None:
+    """One value per output (binary cross-entropy also takes one 0/1 target for every output)."""
     if loss != "binary_cross_entropy" and logits.shape[-1] != targets.shape[-1]:
         raise ValueError(f"the model gives {logits.shape[-1]} output(s) but the dictionary values have "
                          f"{targets.shape[-1]}: output_dim must be the model's output width")
+
+
+def entry_loss(logits: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
+    """L(f(k_j), v_j) for every entry: (..., C) logits and (..., C) targets -> (...)."""
+    _check_widths(logits, targets, loss)
     if loss == "cross_entropy":       # soft-label cross-entropy, targets are distributions
         return -(targets * logits.log_softmax(dim=-1)).sum(-1)
     if loss == "binary_cross_entropy":
@@ -78,6 +83,7 @@ def entry_loss(logits: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.
 
 def entry_loss_logit_gradient(logits: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
     """δ = ∂L(f(k_j), v_j)/∂f(k_j), same shape as `logits` (closed form of `entry_loss`'s gradient)."""
+    _check_widths(logits, targets, loss)
     if loss == "cross_entropy":
         return logits.softmax(dim=-1) * targets.sum(-1, keepdim=True) - targets
     if loss == "binary_cross_entropy":
@@ -99,6 +105,8 @@ def class_block_labels(entries: int, classes: int) -> torch.Tensor:
 def starting_examples(count: int, entries: int, generator: torch.Generator) -> torch.Tensor:
     """Indices (S,) of the `entries` examples, of `count`, that a dictionary starts at
     (`InducedDictionary.start_at_examples`): distinct, drawn with replacement only when S > count."""
+    check_positive("count", count, integer=True, minimum=1)
+    check_positive("entries", entries, integer=True, minimum=1)
     if entries <= count:
         return torch.randperm(count, generator=generator)[:entries]
     return torch.randint(count, (entries,), generator=generator)
@@ -515,6 +523,11 @@ def finetune_functional(model: nn.Module, params: dict[str, torch.Tensor], atten
     return adapted
 
 
+def predict_functional(model: nn.Module, adapted: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+    """f_φi(x_i): input i (B, d) under its own parameters adapted[name][i] (B, *shape) -> (B, C)."""
+    return vmap(lambda params, x: functional_call(model, params, (x[None],))[0])(adapted, inputs)
+
+
 class FunctionalMetaNeighborhoods(nn.Module):
     """Meta-Neighborhoods around any small model f_φ (an MLP for regression), MN eq. (1)-(2).
 
@@ -565,7 +578,7 @@ class FunctionalMetaNeighborhoods(nn.Module):
         adapted = finetune_functional(self.model, params, attention, self.dictionary.keys,
                                       self.dictionary.values, self.loss, self._step_sizes(),
                                       self.inner_steps, self.first_order)
-        outputs = vmap(lambda p, x: functional_call(self.model, p, (x[None],))[0])(adapted, inputs)
+        outputs = predict_functional(self.model, adapted, inputs)                 # (B, C)
         if not return_details:
             return outputs                                                        # (B, C)
         return {"outputs": outputs, "attention": attention, "base_outputs": self.model(inputs),

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_features, check_flags, check_positive
+from ._checks import check_choice, check_features, check_finite, check_flags, check_positive
 from ._memory import FLOAT_BYTES, check_memory
 from .neighborhoods import LOSSES, InducedDictionary, check_values_and_loss, entry_loss_logit_gradient
 from .similarity import SIMILARITIES, NeighborAttention
@@ -76,6 +76,10 @@ class MLP(nn.Sequential):
 def values_in_target_range(entries: int, targets: torch.Tensor, generator: torch.Generator | None = None
                            ) -> torch.Tensor:
     """Initial dictionary values v_j ~ U(min y, max y), per target column (MN Appendix B): (S, C)."""
+    check_positive("entries", entries, integer=True, minimum=1)
+    if targets.shape[0] == 0:
+        raise ValueError("values_in_target_range needs at least one target, got an empty tensor")
+    check_finite("targets", targets)
     targets = targets.reshape(targets.shape[0], -1).float()
     low, high = targets.min(dim=0).values, targets.max(dim=0).values          # (C,)
     return low + (high - low) * torch.rand(entries, targets.shape[1], generator=generator)

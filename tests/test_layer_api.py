@@ -11,7 +11,10 @@ import torch.nn as nn
 from nslviz import IFiLM, MetaNeighborhoodsHead
 from nslviz._memory import TooLargeForMemory
 from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
+from nslviz.neighborhoods import entry_loss_logit_gradient, inner_gradient, starting_examples
 from nslviz.nsl import GlobalSimilarityAttention, NSConv2d, SphereConv2d, fold_static_nsl, make_conv, nsl_regularization
+from nslviz.nsl.conv import dynamic_similarity_conv2d
+from nslviz.regression import values_in_target_range
 
 
 def test_a_network_with_a_dynamic_penalty_copies_after_a_training_step():
@@ -117,6 +120,21 @@ def test_strided_and_plain_paddings():
     (lambda: NSConv2d(3, 4, mode="dynamic_uns", padding=0)(torch.randn(1, 3, 2, 2)), "needs maps of at least 3x3"),
     (lambda: SphereConv2d(3, 4, 5, padding=1)(torch.randn(1, 3, 2, 2)),
      "SphereConv2d with a 5x5 kernel and padding 1 needs maps of at least 3x3, got 2x2"),
+    (lambda: GlobalSimilarityAttention(16).attention(np.zeros((1, 16, 4, 4))),
+     "GlobalSimilarityAttention input must be a torch"),
+    # the functions under the layers: a bias per filter, one value per output, a dictionary of entries
+    (lambda: dynamic_similarity_conv2d(torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3), torch.ones(2, 9, 8, 8),
+                                       bias=torch.ones(1), padding=1),
+     r"expected a bias of shape \(4,\), one per filter of the weight, got \(1,\)"),
+    (lambda: entry_loss_logit_gradient(torch.randn(4, 3), torch.rand(4, 1), "cross_entropy"),
+     "the model gives 3 output.* but the dictionary values have 1"),
+    (lambda: inner_gradient(torch.rand(2, 4).softmax(1), torch.randn(4, 5), torch.rand(4, 1), torch.randn(3, 5), None,
+                            torch.tensor(10.0), "cosine", "cross_entropy"),
+     "the model gives 3 output.* but the dictionary values have 1"),
+    (lambda: starting_examples(10, -3, torch.Generator()), "entries must be >= 1, got -3"),
+    (lambda: starting_examples(0, 3, torch.Generator()), "count must be >= 1, got 0"),
+    (lambda: values_in_target_range(3, torch.tensor([1.0, float("nan")])), "targets contains 1 NaN or infinite"),
+    (lambda: values_in_target_range(3, torch.zeros(0)), "needs at least one target, got an empty tensor"),
 ])
 def test_a_mistake_is_named_with_what_was_expected(call, match):
     with pytest.raises(ValueError, match=match):

@@ -166,3 +166,22 @@ def test_a_dictionary_started_at_every_example_holds_each_one_once():
     assert len(set(fewer.tolist())) == 4 and fewer.max() < 10
     more = starting_examples(3, 8, generator)
     assert more.shape == (8,) and set(more.tolist()) <= {0, 1, 2}
+
+
+def test_dictionary_sums_counts_a_hand_made_batch():
+    """Three inputs, two entries, two classes, every number worked out by hand."""
+    from nslviz.neighborhoods import DICTIONARY_SUMS, dictionary_sums
+    attention = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.25, 0.75]])             # (B, S)
+    values = torch.tensor([[1.0, 0.0], [0.0, 1.0]])                               # entry 0 says class 0, entry 1 class 1
+    details = {"logits": torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 1.0]]),      # after finetuning: 0, 1, 1
+               "base_logits": torch.tensor([[2.0, 0.0], [1.0, 0.0], [1.0, 0.0]]),  # before: 0, 0, 0
+               "attention": attention}
+    labels = torch.tensor([0, 1, 0])
+    sums = dict(zip(DICTIONARY_SUMS, dictionary_sums(details, values, labels).tolist()))
+    half = torch.tensor(0.5).log().item()
+    quarter, three_quarters = torch.tensor(0.25).log().item(), torch.tensor(0.75).log().item()
+    assert sums == pytest.approx({
+        "acc": 2, "acc_before_finetune": 2,                     # right: inputs 0 and 1 after, 0 and 2 before
+        "attended_value_acc": 1,                                # attended values: class 0, a tie (argmax 0), class 1
+        "attention_entropy": -2 * 0.5 * half - 0.25 * quarter - 0.75 * three_quarters,
+        "attention_top_weight": 1 + 0.5 + 0.75, "changed_predictions": 2}, rel=1e-6)

@@ -37,11 +37,10 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.func import functional_call, vmap
 
 from .._checks import check_finite, check_positive, is_number
 from ..parameters import parameter_list
-from ..neighborhoods import finetune_functional
+from ..neighborhoods import finetune_functional, predict_functional
 
 
 def _as_tensor(array, dtype=torch.float64) -> torch.Tensor:
@@ -107,7 +106,7 @@ def _finetune(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_
     steps_by_name = {name: torch.tensor(float(step_size), dtype=torch.float64) for name in params}
     with torch.no_grad():
         adapted = finetune_functional(model, params, attention, x_train, y_train, "mse", steps_by_name, steps)
-        return vmap(lambda p, x: functional_call(model, p, (x[None],))[0])(adapted, x_query)
+        return predict_functional(model, adapted, x_query)
 
 
 class ConstantModel(nn.Module):
@@ -225,7 +224,7 @@ def local_linear_regression(x_train, y_train, x_query, k: int) -> np.ndarray:
 
 def linear_finetuning_path(x_train, y_train, x_query, k: int, steps=(1, 10, 100, 1000)) -> dict[int, np.ndarray]:
     """Predictions (Q,) of an affine model f(x) = a + bᵀx (zero init) after `steps` gradient steps of
-    MN eq. (1) per query on its neighborhood (`finetune_on_neighborhoods`, i.e. nslviz's inner loop),
+    MN eq. (1) per query on its neighborhood (the inner loop of `finetune_on_neighborhoods`),
     step size 1/L with L the largest curvature of any query's loss: {steps: (Q,)}. As the steps grow
     this converges to `local_linear_regression` (gradient descent on a convex quadratic)."""
     x_train_t, x_query_t = _points(x_train, x_query)

@@ -19,12 +19,14 @@ import torch.nn as nn
 
 from .._checks import check_choice, check_flags, check_fraction, check_positive
 from .._precision import full_precision
+from ..ifilm import IFILM_PLACEMENTS
 from ..maxl import HIERARCHY, MAXLHead
 from ..neighborhoods import CLASS_VALUE_KINDS, CLASSIFIERS, STEP_SIZES, MetaNeighborhoodsHead, classifier_logits
 from .registry import build_backbone
 
 METHODS = ("vanilla", "vanilla_extra", "vanilla_ifilm", "mn", "mn_ifilm", "maxl")
-IFILM_PLACEMENTS = ("all", "last")      # iFiLM after every BatchNorm, or after the last ones only
+# where the *_ifilm methods put iFiLM: after every BatchNorm, or after the last ones only
+METHOD_IFILM_PLACEMENTS = tuple(place for place in IFILM_PLACEMENTS if place != "none")
 
 
 class CosineClassifier(nn.Module):
@@ -143,7 +145,7 @@ def build_image_model(method: str, backbone: str, num_classes: int, *, in_channe
     check_choice("method", method, METHODS)
     check_choice("classifier", classifier, CLASSIFIERS)
     check_positive("num_classes", num_classes, integer=True, minimum=2)
-    check_choice("ifilm_placement", ifilm_placement, IFILM_PLACEMENTS)
+    check_choice("ifilm_placement", ifilm_placement, METHOD_IFILM_PLACEMENTS)
     # the MN options are checked for every method, so that a mistyped value fails in a vanilla run too
     check_positive("entries S", entries, integer=True, minimum=1)
     check_positive("temperature T", temperature)

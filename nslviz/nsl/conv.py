@@ -77,6 +77,9 @@ def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity:
                          f"{tuple(x.shape)} and weight {tuple(weight.shape)}")
     batch, channels, height, width = x.shape
     filters, _, k, _ = weight.shape
+    if bias is not None and tuple(bias.shape) != (filters,):
+        raise ValueError(f"expected a bias of shape ({filters},), one per filter of the weight, got "
+                         f"{tuple(bias.shape)}")
     taps = k * k
     diagonal = similarity.dim() == 4
     out_h, out_w = (height + 2 * padding - k) // stride + 1, (width + 2 * padding - k) // stride + 1

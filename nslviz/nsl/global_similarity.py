@@ -134,16 +134,13 @@ class GlobalSimilarityAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """β (B, N, N): row i is how position i attends over all positions j."""
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"GlobalSimilarityAttention expects (batch, {self.channels}, height, width), "
-                             f"got {tuple(x.shape)}")
+        check_maps("GlobalSimilarityAttention", x, self.channels, self.value.weight.dtype)
         f = F.relu(self.query(x)).flatten(2)                                      # (B, C/8, N)
         g = self.key(x).flatten(2)                                                # (B, C/8, N)
         return torch.softmax(torch.einsum("bci,bcj->bij", f, g), dim=-1)         # (B, N, N)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_maps("GlobalSimilarityAttention", x, self.value.in_channels, self.value.weight.dtype)
-        beta = self.attention(x)
+        beta = self.attention(x)                                                  # checks x
         h = self.value(x).flatten(2)                                              # (B, C, N)
         attended = torch.einsum("bij,bcj->bci", beta, h).view_as(x)              # (B, C, H, W)
         return x + self.gamma * attended

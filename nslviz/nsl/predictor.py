@@ -33,6 +33,20 @@ def _kernel_size(kernel_size) -> int:
     return kernel_size
 
 
+def _hidden_width(diagonal: bool, hidden: int | None) -> int:
+    """The predictor's hidden channels: `hidden`, or the official 64 (DNS) and 128 (UNS)."""
+    width = (64 if diagonal else 128) if hidden is None else hidden     # 0 is an error, not the default
+    check_positive("predictor_hidden", width, integer=True)
+    return width
+
+
+def _two_layer_weights(in_channels: int, hidden: int, outputs: int, k: int) -> tuple[nn.Parameter, nn.Parameter]:
+    """The k×k hidden conv (hidden, C, k, k) at 0.1·He and the 3×3 output conv (outputs, hidden, 3, 3) at
+    0.001·He, the official initialisation: the predicted M − I starts near 0."""
+    return (nn.Parameter(torch.randn(hidden, in_channels, k, k) * (0.1 * he_std(in_channels, k))),
+            nn.Parameter(torch.randn(outputs, hidden, 3, 3) * (1e-3 * he_std(hidden, 3))))
+
+
 class SharedSimilarityPredictor(nn.Module):
     """One predictor shared by several NSL layers (NSL sec. 3.3.2, "shared", Table 3).
 
@@ -52,11 +66,9 @@ class SharedSimilarityPredictor(nn.Module):
                              "layer to share; use shared_predictor with kind 'sphere', 'full_sphere' or 'cnn'")
         k = _kernel_size(kernel_size)
         self.diagonal, self.channels, self.kind, self.kernel_size = bool(diagonal), channels, kind, k
-        self.hidden = (64 if diagonal else 128) if hidden is None else hidden     # 0 is an error, not the default
-        check_positive("predictor_hidden", self.hidden, integer=True)
+        self.hidden = _hidden_width(diagonal, hidden)
         outputs = k * k if diagonal else (k * k) ** 2
-        self.hidden_weight = nn.Parameter(torch.randn(self.hidden, channels, k, k) * (0.1 * he_std(channels, k)))
-        self.output_weight = nn.Parameter(torch.randn(outputs, self.hidden, 3, 3) * (1e-3 * he_std(self.hidden, 3)))
+        self.hidden_weight, self.output_weight = _two_layer_weights(channels, self.hidden, outputs, k)
 
 
 class SimilarityPredictor(nn.Module):
@@ -124,10 +136,8 @@ class SimilarityPredictor(nn.Module):
             hidden = shared.hidden
         else:
             self.shared, self.adapt = None, None
-            hidden = (64 if diagonal else 128) if hidden is None else hidden     # 0 is an error, not the default
-            check_positive("predictor_hidden", hidden, integer=True)
-            self.hidden_weight = nn.Parameter(torch.randn(hidden, in_channels, k, k) * (0.1 * he_std(in_channels, k)))
-            self.output_weight = nn.Parameter(torch.randn(outputs, hidden, 3, 3) * (1e-3 * he_std(hidden, 3)))
+            hidden = _hidden_width(diagonal, hidden)
+            self.hidden_weight, self.output_weight = _two_layer_weights(in_channels, hidden, outputs, k)
         self.hidden = hidden
         normalize_both = (diagonal or kind == "cnn") and kind != "linear"
         if not output_norm and not normalize_both:

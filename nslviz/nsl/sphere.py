@@ -104,9 +104,10 @@ def sphere_similarity(x: torch.Tensor, kernel_size: int, stride: int = 1, paddin
 
 
 class SphereConv2d(nn.Module):
-    """Hyperspherical convolution (SphereNet, NSL ref. [39]), the predictor of dynamic NSL
-    (sec. 3.3.1) and the backbone of the global-NS SphereNet (Appendix B.2). See `sphere_conv2d`.
-    No bias. Initialisation: normal, `init_gain` · √(2/(k²C)) (official predictor: 0.1).
+    """Hyperspherical convolution (SphereNet, NSL ref. [39]) as a layer: the backbone of the global-NS
+    SphereNet (Appendix B.2) and of its attention. See `sphere_conv2d`, which dynamic NSL's
+    similarity predictor (sec. 3.3.1) also calls, on its own weights (initialised at 0.1 · He there).
+    No bias. Initialisation: normal, `init_gain` · √(2/(k²C)).
 
     `orthogonality_weight` w > 0: `regularization()` returns w · ½‖ŴᵀŴ − I‖²_F (the official
     global-NS networks, w = 2e-4); `weight_decay=False` keeps the kernel out of weight decay (the

@@ -47,7 +47,7 @@ from .._options import check_options, option
 from ..datasets.augment import AUGMENT_POLICIES as AUGMENTATIONS
 from ..datasets.images import LABEL_KINDS, available_image_datasets
 from ..maxl import ENTROPY_WEIGHT, GENERATOR_LR, HIERARCHY
-from ..models.classifier import CLASSIFIERS, IFILM_PLACEMENTS, METHODS, ImageClassifier, build_image_model
+from ..models.classifier import CLASSIFIERS, METHOD_IFILM_PLACEMENTS, METHODS, ImageClassifier, build_image_model
 from ..models.registry import available_backbones
 from ..neighborhoods import CLASS_VALUE_KINDS, STEP_SIZES
 from ..nsl import NSL_MODES
@@ -108,7 +108,7 @@ class TrainConfig:
     dictionary_warmup: int = option(0, "nonnegative_int", group=MN, metavar="N",
                                     help="diagnostic beyond the paper: freeze the backbone's weights for the "
                                          "first N iterations")
-    ifilm_placement: str = option("all", "choice", IFILM_PLACEMENTS, group=MN)      # methods *_ifilm
+    ifilm_placement: str = option("all", "choice", METHOD_IFILM_PLACEMENTS, group=MN)      # methods *_ifilm
     ifilm_entries: int = option(10, "positive_int", group=MN)                       # S_l
     transition_ifilm: bool = option(True, "flag", group=MN,
                                     help="densenet40: false = the official transitions, whose iFiLM output is "

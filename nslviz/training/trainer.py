@@ -41,6 +41,7 @@ from ..models.classifier import ImageClassifier
 from ..models.layers import count_parameters
 from ..models.registry import build_backbone
 from ..neighborhoods import DICTIONARY_SUMS, dictionary_sums, starting_examples
+from ..nsl import nsl_regularization
 from ..paths import runs_root
 from . import distributed
 from .config import TrainConfig, build_model
@@ -180,12 +181,6 @@ def _channels_last(config: TrainConfig, device: torch.device) -> bool:
     if config.channels_last == "auto":
         return device.type == "cuda"
     return bool(config.channels_last)
-
-
-def _regularization(model: nn.Module, config: TrainConfig) -> torch.Tensor | float:
-    """NSL penalties on M, and the orthogonality penalty of the global-similarity networks."""
-    from ..nsl import nsl_regularization
-    return nsl_regularization(model)
 
 
 @torch.no_grad()
@@ -495,7 +490,7 @@ class _Session:
             outputs = self.trained(images, return_details=self.maxl is not None)
         logits = outputs["logits"] if self.maxl is not None else outputs        # (B, C)
         loss = self.criterion(logits.float(), labels)
-        objective = loss + _regularization(model, config)
+        objective = loss + nsl_regularization(model)       # NSL's penalties on M, global NS's orthogonality
         if self.maxl is not None:                                        # MAXL step 1: the auxiliary task too
             targets = self.maxl.labels(images, labels)                   # ŷ, kept attached for step 2
             objective = objective + auxiliary_loss(outputs, targets.detach())

@@ -141,7 +141,7 @@ def _validation(request: _Request, folder: Path, bases: list[Path], label_of: di
     devkit = next((base / DEVKIT for base in bases if (base / DEVKIT / "ILSVRC2012_validation_ground_truth.txt").exists()),
                   None)
     if solution is not None:
-        wnid_of, source = _read_solution(request, solution, label_of), solution
+        wnid_of, source = _read_solution(request, solution), solution
     elif devkit is not None:
         wnid_of, source = _read_devkit(request, devkit), devkit / "ILSVRC2012_validation_ground_truth.txt"
     else:
@@ -171,7 +171,7 @@ def _validation(request: _Request, folder: Path, bases: list[Path], label_of: di
     return flat, [label_of[wnid_of[stem]] for stem in stems]
 
 
-def _read_solution(request: _Request, path: Path, label_of: dict[str, int]) -> dict[str, str]:
+def _read_solution(request: _Request, path: Path) -> dict[str, str]:
     """{image stem: wnid} from Kaggle's LOC_val_solution.csv."""
     wnid_of = {}
     with _reading(request, path):
