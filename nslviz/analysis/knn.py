@@ -121,15 +121,13 @@ class ConstantModel(nn.Module):
 
 
 def finetune_on_neighborhoods(model: nn.Module, x_train, y_train, x_query, k: int, *, steps: int = 1,
-                              step_size: float = 0.5, attention: torch.Tensor | None = None) -> torch.Tensor:
+                              step_size: float = 0.5) -> torch.Tensor:
     """Predictions (Q, C) of `model` after `steps` inner steps of MN eq. (1) per query on its
     neighborhood (squared-error loss, averaged over the C outputs), from the model's parameters:
     φ_i = φ - α ∇_φ Σ_j ω_ij L(f_φ(x_j), y_j), prediction f_{φ_i}(x̃_i). Uses nslviz.finetune_functional."""
     x_train, x_query = _points(x_train, x_query)
     y_train = _targets(y_train, x_train.shape[0])
-    if attention is None:
-        attention = _attention(x_train, x_query, k)
-    return _finetune(model, x_train, y_train, x_query, attention, steps, step_size)
+    return _finetune(model, x_train, y_train, x_query, _attention(x_train, x_query, k), steps, step_size)
 
 
 def knn_by_finetuning(x_train, y_train, x_query, k: int) -> np.ndarray:
