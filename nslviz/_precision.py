@@ -1,6 +1,8 @@
 """Where mixed precision stops: the MN head and iFiLM's attention run in float32 or better."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -14,3 +16,11 @@ def full_precision_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def full_precision(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(full_precision_dtype(tensor.dtype))
+
+
+def autocast_off(device_type: str):
+    """torch.autocast(device_type, enabled=False): what runs inside keeps its dtypes. A device that has
+    no autocast (the meta device, for shapes without data) needs nothing turned off."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()

@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._checks import check_positive, check_tensor
-from ._precision import full_precision, full_precision_dtype
+from ._precision import autocast_off, full_precision, full_precision_dtype
 
 IFILM_PLACEMENTS = ("none", "all", "last")
 KEY_INIT_STD = 0.05
@@ -83,7 +83,7 @@ class IFiLM(nn.Module):
     def attention(self, activation: torch.Tensor) -> torch.Tensor:
         """ω(g_i, k_j) = softmax_j(t · cos(g_i, k_j)), float32 or float64 (B, S_l); for analysis and figures."""
         self._check(activation)
-        with torch.autocast(device_type=activation.device.type, enabled=False):
+        with autocast_off(activation.device.type):
             return self._attention(self._query(activation))
 
     def _attention(self, query: torch.Tensor) -> torch.Tensor:
@@ -94,7 +94,7 @@ class IFiLM(nn.Module):
 
     def forward(self, activation: torch.Tensor) -> torch.Tensor:
         self._check(activation)
-        with torch.autocast(device_type=activation.device.type, enabled=False):
+        with autocast_off(activation.device.type):
             weights = self._attention(self._query(activation))                       # (B, S)
             gamma_hat = weights @ full_precision(self.gamma)                         # (B, C)  eq. (4)
             beta_hat = weights @ full_precision(self.beta)                           # (B, C)  eq. (4)

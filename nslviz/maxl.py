@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ._checks import check_positive
-from ._precision import full_precision
+from ._precision import autocast_off, full_precision
 
 HIERARCHY = 5                 # ψ: auxiliary classes per primary class (MAXL's recommendation, MN A.2)
 ENTROPY_WEIGHT = 0.2          # λ of the generator's entropy term
@@ -118,7 +118,7 @@ def meta_objective(model: nn.Module, targets: torch.Tensor, images: torch.Tensor
     the model's own weights and BatchNorm statistics are left as they are. `lr`: one learning rate, or
     one per parameter name (`parameter_rates`). Runs in full precision, also when called under autocast,
     and builds its graph also under no_grad."""
-    with torch.enable_grad(), torch.autocast(images.device.type, enabled=False):
+    with torch.enable_grad(), autocast_off(images.device.type):
         return _meta_objective(model, targets, images, labels, lr, primary_loss, entropy_weight)
 
 
@@ -157,7 +157,7 @@ class LabelGeneratorTraining:
         self.loss_sum, self.steps = 0.0, 0
 
     def labels(self, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad(), torch.autocast(images.device.type, enabled=False):
+        with torch.enable_grad(), autocast_off(images.device.type):
             return self.generator(images, classes)                                  # (B, ψ·C)
 
     def meta_step(self, model: nn.Module, targets: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,

@@ -33,8 +33,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from ._checks import check_choice, check_features, check_finite, check_flags, check_fraction, check_positive
+from ._checks import (check_choice, check_features, check_finite, check_flags, check_fraction, check_positive,
+                      is_number)
 from ._memory import FLOAT_BYTES, check_memory
+from ._precision import autocast_off
 from .similarity import SIMILARITIES, NeighborAttention
 
 CLASS_VALUE_KINDS = ("soft", "fixed")                 # the values of a classifier's dictionary
@@ -140,6 +142,9 @@ class InducedDictionary(nn.Module):
             raise ValueError("values='soft' needs value_dim >= 2 (a softmax over one output is always 1); use "
                              "value_dim=2 for two classes, or values='fixed' for 0/1 labels")
         self.key_init_std = float(key_init_std)
+        for name, tensor, kind in (("fixed_values", fixed_values, "fixed"), ("initial_values", initial_values, "regression")):
+            if tensor is not None and values != kind:                    # it would be dropped without a word
+                raise ValueError(f"{name} is read only with values={kind!r}; got values={values!r}")
 
         def given(name: str, tensor, width: int) -> torch.Tensor:
             tensor = torch.as_tensor(tensor)                                     # numpy arrays too
@@ -209,7 +214,7 @@ class InducedDictionary(nn.Module):
             else:
                 if classes != self.value_logits.shape[1]:
                     raise ValueError("soft values need value_dim >= 2 to start from class labels")
-                if not 1.0 / classes < confidence < 1.0:
+                if not (is_number(confidence) and 1.0 / classes < confidence < 1.0):
                     raise ValueError(f"confidence must lie in (1/C, 1) = ({1.0 / classes:.3g}, 1), got {confidence!r}")
                 # softmax(value_scale · V_raw) puts `confidence` on the class when its logit is this
                 logit = math.log(confidence * (classes - 1) / (1.0 - confidence)) / float(self.value_scale)
@@ -361,6 +366,9 @@ def head_memory(batch: int, feature_dim: int, classes: int, entries: int, inner_
             "per-example finetuning": inner_steps * (3 * b * s * c + 2 * b * c * d) * FLOAT_BYTES}
 
 
+CHECKED_BYTES = 2 ** 30        # a head's forward estimates its memory first when a batch needs more than this
+
+
 def _xavier_weight(rows: int, cols: int) -> torch.Tensor:
     return nn.init.xavier_uniform_(torch.empty(rows, cols))
 
@@ -471,7 +479,9 @@ class MetaNeighborhoodsHead(nn.Module):
         or better) also under bf16/fp16 autocast: in half precision the closed-form inner gradient and
         the cosine normalisations lose more than the finetuning changes."""
         check_features("features", features, self.feature_dim, dtype=self.dictionary.keys.dtype)
-        with torch.autocast(features.device.type, enabled=False):
+        if not torch.compiler.is_compiling() and sum(self._memory(features.shape[0]).values()) > CHECKED_BYTES:
+            self.check_memory(features.shape[0])
+        with autocast_off(features.device.type):
             features = features.to(self.dictionary.keys.dtype)                  # (B, d): a no-op outside autocast
             attention = self.attention(features, self.dictionary.keys)          # (B, S)
             weight, bias = self.finetune(attention)
@@ -480,6 +490,16 @@ class MetaNeighborhoodsHead(nn.Module):
                 return logits
             return {"logits": logits, "attention": attention, "base_logits": self.base_logits(features),
                     "weight": weight, "bias": bias}
+
+    def _memory(self, batch: int) -> dict[str, float]:
+        return head_memory(batch, self.feature_dim, self.num_outputs, self.dictionary.entries, self.inner_steps)
+
+    def check_memory(self, batch: int) -> None:
+        """Refuse (TooLargeForMemory) batches of `batch` features whose attention and per-input finetuning
+        would not fit on the head's device. forward() asks before any batch that needs over a GiB."""
+        check_memory(f"MetaNeighborhoodsHead with {self.dictionary.entries} entries of width {self.feature_dim} and "
+                     f"{self.num_outputs} outputs on batches of {batch}", self._memory(batch),
+                     "use smaller batches or fewer entries S", device=self.dictionary.keys.device)
 
     def no_weight_decay_parameters(self) -> list[nn.Parameter]:
         """The dictionary, classifier, scale, step size and temperature: excluded from weight decay
@@ -528,6 +548,19 @@ def predict_functional(model: nn.Module, adapted: dict[str, torch.Tensor], input
     return vmap(lambda params, x: functional_call(model, params, (x[None],))[0])(adapted, inputs)
 
 
+@torch.no_grad()
+def _check_input_width(model: nn.Module, input_dim: int) -> None:
+    """The model takes inputs (B, input_dim): one zero input goes through it."""
+    parameter = next(model.parameters(), None)
+    probe = torch.zeros(1, input_dim, dtype=parameter.dtype if parameter is not None else None,
+                        device=parameter.device if parameter is not None else None)
+    try:
+        model(probe)
+    except RuntimeError as error:
+        raise ValueError(f"input_dim={input_dim} must be the width of the model's inputs, but "
+                         f"{type(model).__name__} fails on an input of shape (1, {input_dim}): {error}") from None
+
+
 class FunctionalMetaNeighborhoods(nn.Module):
     """Meta-Neighborhoods around any small model f_φ (an MLP for regression), MN eq. (1)-(2).
 
@@ -546,6 +579,7 @@ class FunctionalMetaNeighborhoods(nn.Module):
                  fixed_values: torch.Tensor | None = None):
         super().__init__()
         check_positive("input_dim", input_dim, integer=True, minimum=1)
+        check_positive("output_dim", output_dim, integer=True, minimum=1)
         check_positive("inner_steps", inner_steps, integer=True, minimum=1)
         check_positive("step_size_init", step_size_init)
         check_choice("step_size", step_size, STEP_SIZES)
@@ -555,6 +589,7 @@ class FunctionalMetaNeighborhoods(nn.Module):
         if len(list(model.buffers())):
             raise ValueError("FunctionalMetaNeighborhoods needs a model without buffers (no BatchNorm); "
                              f"got {type(model).__name__} with buffers {[n for n, _ in model.named_buffers()]}")
+        _check_input_width(model, input_dim)
         self.model, self.input_dim, self.output_dim = model, input_dim, output_dim
         self.loss, self.inner_steps, self.first_order = loss, inner_steps, first_order
         self.step_size_kind = step_size

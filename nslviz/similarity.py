@@ -52,12 +52,13 @@ def similarity_scores(queries: torch.Tensor, keys: torch.Tensor, similarity: str
 def entry_dropout_mask(batch: int, entries: int, drop_rate: float, *, device=None,
                        generator: torch.Generator | None = None) -> torch.Tensor:
     """(B, S) boolean mask; each row keeps its own random ⌊(1 - drop_rate)·S⌋ entries (at least one)."""
+    check_positive("batch", batch, integer=True, minimum=0)
     check_positive("entries", entries, integer=True)
     check_fraction("entry drop_rate", drop_rate)
     keep = max(1, math.floor(entries * (1.0 - drop_rate) + 1e-9))   # + 1e-9: (1 − 0.9)·100 is 9.99… in floats
     scores = torch.rand(batch, entries, device=device, generator=generator)
     kept = scores.topk(keep, dim=1).indices                                   # (B, keep)
-    return torch.zeros(batch, entries, dtype=torch.bool, device=device).scatter_(1, kept, True)
+    return torch.zeros(batch, entries, dtype=torch.bool, device=device).scatter(1, kept, True)   # not in place: vmap
 
 
 class NeighborAttention(nn.Module):
@@ -93,15 +94,18 @@ class NeighborAttention(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor,
                 keep_mask: torch.Tensor | None = None, dots: torch.Tensor | None = None) -> torch.Tensor:
         logits = self.logits(queries, keys, dots)                             # (B, S)
-        if keep_mask is None and self.training and self.entry_dropout > 0:
-            keep_mask = entry_dropout_mask(*logits.shape, self.entry_dropout, device=logits.device,
-                                           generator=self.generator)
-        if keep_mask is not None:
+        if keep_mask is not None:                                             # given: checked
             if keep_mask.dtype != torch.bool or keep_mask.shape != logits.shape:
                 raise ValueError(f"keep_mask must be a bool tensor of shape {tuple(logits.shape)} (batch, entries), "
                                  f"got {keep_mask.dtype} of shape {tuple(keep_mask.shape)}")
-            if not torch.compiler.is_compiling() and keep_mask.device.type == "cpu" and not keep_mask.any(-1).all():
+            if (keep_mask.device.type == "cpu" and not torch.compiler.is_compiling()
+                    and not torch._C._functorch.is_functorch_wrapped_tensor(keep_mask)   # no one answer under vmap
+                    and not keep_mask.any(-1).all()):
                 raise ValueError("keep_mask drops every entry for some example: each row needs at least one True")
+        elif self.training and self.entry_dropout > 0:                        # drawn: keeps one entry or more
+            keep_mask = entry_dropout_mask(*logits.shape, self.entry_dropout, device=logits.device,
+                                           generator=self.generator)
+        if keep_mask is not None:
             logits = logits.masked_fill(~keep_mask, float("-inf"))
         return logits.softmax(dim=-1)
 

@@ -8,13 +8,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from nslviz import IFiLM, MetaNeighborhoodsHead
+from nslviz import FunctionalMetaNeighborhoods, IFiLM, InducedDictionary, MetaNeighborhoodsHead
 from nslviz._memory import TooLargeForMemory
 from nslviz.estimators import MetaNeighborsClassifier, MetaNeighborsRegressor
 from nslviz.neighborhoods import entry_loss_logit_gradient, inner_gradient, starting_examples
 from nslviz.nsl import GlobalSimilarityAttention, NSConv2d, SphereConv2d, fold_static_nsl, make_conv, nsl_regularization
 from nslviz.nsl.conv import dynamic_similarity_conv2d
 from nslviz.regression import values_in_target_range
+from nslviz.similarity import entry_dropout_mask
 
 
 def test_a_network_with_a_dynamic_penalty_copies_after_a_training_step():
@@ -135,6 +136,20 @@ def test_strided_and_plain_paddings():
     (lambda: starting_examples(0, 3, torch.Generator()), "count must be >= 1, got 0"),
     (lambda: values_in_target_range(3, torch.tensor([1.0, float("nan")])), "targets contains 1 NaN or infinite"),
     (lambda: values_in_target_range(3, torch.zeros(0)), "needs at least one target, got an empty tensor"),
+    # arguments that would be dropped or fail deep in torch
+    (lambda: MetaNeighborhoodsHead(2, 2, entries=3, fixed_values=torch.zeros(3, 2)),
+     "fixed_values is read only with values='fixed'; got values='soft'"),
+    (lambda: InducedDictionary(3, 2, 2, values="fixed", initial_values=torch.zeros(3, 2)),
+     "initial_values is read only with values='regression'; got values='fixed'"),
+    (lambda: MetaNeighborhoodsHead(4, 3, entries=5).initialize_from_examples(
+        torch.randn(5, 4), torch.arange(5) % 3, confidence="0.9"), r"confidence must lie in \(1/C, 1\).*got '0.9'"),
+    (lambda: entry_dropout_mask(-1, 4, 0.5), "batch must be >= 0, got -1"),
+    (lambda: entry_dropout_mask(2.5, 4, 0.5), "batch must be an integer, got 2.5"),
+    (lambda: FunctionalMetaNeighborhoods(nn.Linear(3, 2), 3, 0, entries=4), "output_dim must be >= 1, got 0"),
+    (lambda: FunctionalMetaNeighborhoods(nn.Linear(3, 2), 4, 2, entries=4),
+     r"input_dim=4 must be the width of the model's inputs, but Linear fails on an input of shape \(1, 4\)"),
+    (lambda: MetaNeighborhoodsHead(256, 1000, entries=20000)(torch.randn(4000, 256)),
+     "MetaNeighborhoodsHead with 20000 entries .* on batches of 4000 needs about .* GB .*use smaller batches"),
 ])
 def test_a_mistake_is_named_with_what_was_expected(call, match):
     with pytest.raises(ValueError, match=match):
@@ -214,3 +229,23 @@ def test_eval_mode_gives_back_the_training_mode_the_model_had_also_after_an_erro
                 assert inside is model and not model.training and not model[1].training
                 raise RuntimeError("in the block")
         assert model.training == model[1].training == training
+
+
+def test_the_layers_and_models_give_shapes_on_the_meta_device():
+    """Shapes without data (the meta device has no autocast to turn off)."""
+    from nslviz.models.classifier import build_image_model
+    meta = torch.device("meta")
+    assert IFiLM(3).to(meta)(torch.empty(2, 3, 4, 4, device=meta)).shape == (2, 3, 4, 4)
+    assert MetaNeighborhoodsHead(4, 3, entries=5).to(meta)(torch.empty(2, 4, device=meta)).shape == (2, 3)
+    for mode in ("static_uns", "dynamic_dns", "dynamic_uns"):
+        assert NSConv2d(3, 4, mode=mode).to(meta)(torch.empty(2, 3, 6, 5, device=meta)).shape == (2, 4, 6, 5)
+    for method in ("mn_ifilm", "maxl"):
+        model = build_image_model(method, "convnet4", 10, in_channels=3, image_size=32).to(meta)
+        assert model(torch.empty(2, 3, 32, 32, device=meta)).shape == (2, 10)
+
+
+def test_entry_dropout_draws_a_mask_per_example_under_vmap():
+    head = MetaNeighborhoodsHead(4, 3, entries=5, entry_dropout=0.5).train()
+    z = torch.randn(3, 4)
+    per_example = torch.func.vmap(lambda row: head(row[None])[0], randomness="different")(z)
+    assert per_example.shape == (3, 3) and torch.isfinite(per_example).all()

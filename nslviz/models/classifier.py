@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from .._checks import check_choice, check_flags, check_fraction, check_positive
-from .._precision import full_precision
+from .._precision import autocast_off, full_precision
 from ..ifilm import IFILM_PLACEMENTS
 from ..maxl import HIERARCHY, MAXLHead
 from ..neighborhoods import CLASS_VALUE_KINDS, CLASSIFIERS, STEP_SIZES, MetaNeighborhoodsHead, classifier_logits
@@ -80,7 +80,7 @@ class ImageClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor, *, return_details: bool = False):
         features = full_precision(self.backbone(images))                           # (B, d) fp32 under autocast
-        with torch.autocast(features.device.type, enabled=False):
+        with autocast_off(features.device.type):
             if self.is_meta_neighborhoods:
                 details = self.head(features, return_details=True)
                 logits = details["logits"]

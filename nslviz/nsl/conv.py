@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_flags, check_maps, check_positive
+from .._checks import _autocast_enabled, check_choice, check_flags, check_maps, check_positive
+from .._precision import autocast_off
 from .fast import _Patches, _RecomputedShiftWeightSum, _ShiftWeightSum, channels_last_pixels, choose_dynamic_impl
 from .global_similarity import GlobalSimilarityConv2d
 from .predictor import PREDICTORS, SharedSimilarityPredictor, SimilarityPredictor, _kernel_size
@@ -43,7 +44,7 @@ OFFICIAL_UNS_L2 = 5e-3     # official L2 on the static UNS matrix
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype a convolution of x runs in: autocast's when it is on for x's device, else x's."""
     kind = x.device.type
-    if torch.is_autocast_enabled(kind):
+    if _autocast_enabled(kind):
         return torch.get_autocast_dtype(kind)
     return x.dtype
 
@@ -105,7 +106,7 @@ def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity:
         if recompute:
             pixels = channels_last_pixels(x.to(compute))                                    # (B, H, W, C)
             kernel = per_tap.to(compute).view(taps * filters, channels).t()                  # (C, K·F)
-            with torch.autocast(x.device.type, enabled=False):
+            with autocast_off(x.device.type):
                 out = _RecomputedShiftWeightSum.apply(pixels, kernel, m, k, stride, padding)
         else:
             z = F.conv2d(channels_last_pixels(x).permute(0, 3, 1, 2), per_tap)                # (B, K·F, H, W) W_s·X(q)
@@ -115,7 +116,7 @@ def dynamic_similarity_conv2d(x: torch.Tensor, weight: torch.Tensor, similarity:
     else:
         patches = _Patches.apply(x, k, stride, padding, out_h, out_w)                        # (B, H', W', K, C)
         kernel = weight.permute(0, 2, 3, 1).reshape(filters, taps, channels)                  # (F, K, C) W[f, c, s]
-        with torch.autocast(x.device.type, enabled=False):                                   # mix with M as it is
+        with autocast_off(x.device.type):                                   # mix with M as it is
             if diagonal:
                 mask = similarity.permute(0, 2, 3, 1)                                         # (B, H', W', K) m_s(b, p)
                 mixed = patches * mask.unsqueeze(-1)                                          # (B, H', W', K, C)
@@ -276,7 +277,7 @@ class NSConv2d(nn.Module):
         the parameters' dtype (float32), also under bf16 autocast."""
         if self.dynamic:
             raise ValueError(f"mode {self.mode!r} has no static similarity; use predict_similarity(x)")
-        with torch.autocast(self.similarity.device.type, enabled=False):
+        with autocast_off(self.similarity.device.type):
             return self._static_similarity(self.similarity)
 
     def _static_similarity(self, raw: torch.Tensor) -> torch.Tensor:
@@ -304,7 +305,7 @@ class NSConv2d(nn.Module):
         if not self.dynamic:
             raise ValueError(f"mode {self.mode!r} is static; use static_similarity()")
         residual = self.predictor(x)                                          # (B, K or K², H', W')
-        with torch.autocast(residual.device.type, enabled=False):
+        with autocast_off(residual.device.type):
             return self._similarity_from_residual(residual.to(torch.promote_types(residual.dtype, torch.float32)))
 
     def _similarity_from_residual(self, residual: torch.Tensor) -> torch.Tensor:
@@ -334,7 +335,7 @@ class NSConv2d(nn.Module):
         """Static modes: the folded kernel W_eff[f, c, t] = Σ_s W[f, c, s] M_st, shape (F, C, k, k)."""
         m = self.static_similarity()
         kernel = self.weight.view(self.out_channels, self.in_channels, self.taps)        # (F, C, K)
-        with torch.autocast(kernel.device.type, enabled=False):                          # folded in float32
+        with autocast_off(kernel.device.type):                          # folded in float32
             if self.diagonal:
                 folded = kernel * m
             else:
