@@ -421,6 +421,7 @@ class MetaNeighborhoodsHead(nn.Module):
         check_memory(f"MetaNeighborhoodsHead with {entries} entries of width {feature_dim} and {num_outputs} outputs",
                      head_memory(0, feature_dim, num_outputs, entries), "use fewer entries S")
         self.feature_dim, self.num_outputs = feature_dim, num_outputs
+        self._checked_batch = 0                                                 # see check_memory
         self.classifier, self.loss, self.inner_steps = classifier, loss, inner_steps
         self.step_size_kind, self.first_order = step_size, first_order
 
@@ -479,8 +480,11 @@ class MetaNeighborhoodsHead(nn.Module):
         or better) also under bf16/fp16 autocast: in half precision the closed-form inner gradient and
         the cosine normalisations lose more than the finetuning changes."""
         check_features("features", features, self.feature_dim, dtype=self.dictionary.keys.dtype)
-        if not torch.compiler.is_compiling() and sum(self._memory(features.shape[0]).values()) > CHECKED_BYTES:
-            self.check_memory(features.shape[0])
+        batch = features.shape[0]
+        if (not torch.compiler.is_compiling() and batch > self._checked_batch
+                and sum(self._memory(batch).values()) > CHECKED_BYTES):
+            self.check_memory(batch)              # once per larger batch: on a GPU, asking is a host sync
+            self._checked_batch = batch
         with autocast_off(features.device.type):
             features = features.to(self.dictionary.keys.dtype)                  # (B, d): a no-op outside autocast
             attention = self.attention(features, self.dictionary.keys)          # (B, S)
@@ -496,7 +500,8 @@ class MetaNeighborhoodsHead(nn.Module):
 
     def check_memory(self, batch: int) -> None:
         """Refuse (TooLargeForMemory) batches of `batch` features whose attention and per-input finetuning
-        would not fit on the head's device. forward() asks before any batch that needs over a GiB."""
+        would not fit on the head's device. forward() asks before a batch that needs over a GiB and is
+        larger than any it has asked for."""
         check_memory(f"MetaNeighborhoodsHead with {self.dictionary.entries} entries of width {self.feature_dim} and "
                      f"{self.num_outputs} outputs on batches of {batch}", self._memory(batch),
                      "use smaller batches or fewer entries S", device=self.dictionary.keys.device)

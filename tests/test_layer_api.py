@@ -249,3 +249,15 @@ def test_entry_dropout_draws_a_mask_per_example_under_vmap():
     z = torch.randn(3, 4)
     per_example = torch.func.vmap(lambda row: head(row[None])[0], randomness="different")(z)
     assert per_example.shape == (3, 3) and torch.isfinite(per_example).all()
+
+
+def test_the_head_asks_for_memory_once_per_larger_batch(monkeypatch):
+    """On a GPU the question is a host sync: not on every training step."""
+    import nslviz.neighborhoods as neighborhoods
+    asked = []
+    monkeypatch.setattr(neighborhoods, "CHECKED_BYTES", 0)                  # every batch is large enough to ask
+    monkeypatch.setattr(MetaNeighborhoodsHead, "check_memory", lambda self, batch: asked.append(batch))
+    head = MetaNeighborhoodsHead(4, 3, entries=5)
+    for batch in (8, 8, 4, 16, 8):
+        head(torch.randn(batch, 4))
+    assert asked == [8, 16]
