@@ -196,6 +196,15 @@ def test_random_flip_mirrors_about_half_of_the_images():
     assert 0.4 < flipped.float().mean().item() < 0.6
 
 
+@pytest.mark.parametrize("p, share", [(0.0, 0.0), (0.2, 0.2), (1.0, 1.0)])
+def test_random_flip_mirrors_each_image_with_probability_p(p, share):
+    images = sample_images(500, seed=5)
+    out = A.random_flip(images, torch.Generator().manual_seed(0), p=p)
+    flipped = (out == images.flip(-1)).flatten(1).all(1)
+    assert torch.all(flipped ^ (out == images).flatten(1).all(1))
+    assert flipped.float().mean().item() == pytest.approx(share, abs=0.05)
+
+
 def test_cutout_makes_one_clipped_hole_with_a_uniform_centre():
     images = torch.full((3000, 3, 32, 32), 9, dtype=torch.uint8)
     out = A.cutout(images, 16, torch.Generator().manual_seed(0))

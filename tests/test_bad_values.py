@@ -68,6 +68,26 @@ def test_the_estimate_counts_the_attention_of_a_batch(monkeypatch):
     model.check_memory(1)
 
 
+def test_the_memory_available_is_the_least_of_the_kernels_and_the_containers(monkeypatch, tmp_path):
+    import pathlib
+    import nslviz._memory as memory
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    monkeypatch.setattr(memory, "Path", lambda path: cgroup if path == "/sys/fs/cgroup" else pathlib.Path(path))
+    (cgroup / "memory.max").write_text("8000000000\n")                     # cgroup v2: 8 GB of which 3 GB used
+    (cgroup / "memory.current").write_text("3000000000\n")
+    assert memory._cgroup_available() == 5 * 10**9                        # what is left, not the limit
+    (cgroup / "memory.current").write_text("9000000000\n")                # over the limit: nothing left
+    assert memory._cgroup_available() == 0
+    (cgroup / "memory.max").write_text("max\n")                            # no limit
+    assert memory._cgroup_available() is None
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: 7 * 10**9)
+    monkeypatch.setattr(memory, "_cgroup_available", lambda: 2 * 10**9)
+    assert memory.available_bytes("cpu") == 2 * 10**9                      # the container's limit binds
+    monkeypatch.setattr(memory, "_cgroup_available", lambda: None)
+    assert memory.available_bytes("cpu") == 7 * 10**9
+
+
 # ---------------------------------------------------------------- learning rate, seeds
 
 def test_a_learning_rate_that_overflows_adam_ends_in_the_divergence_error(tmp_path, capsys):

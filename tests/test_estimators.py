@@ -537,3 +537,17 @@ def test_weight_decay_reaches_the_trunk_and_last_layer_but_not_the_dictionary_or
                            "trunk.0.2.bias", "trunk.0.2.weight"], estimator.__name__
         assert kept == ["head.dictionary.keys", f"head.dictionary.{values}", "head.inner_step_sizes.0__bias",
                         "head.inner_step_sizes.0__weight"], estimator.__name__
+
+
+def test_a_fit_is_called_diverged_only_when_every_epoch_is_ten_times_worse_than_the_start():
+    from types import SimpleNamespace
+
+    from nslviz.estimators import _diverged
+
+    def result(best_epoch, *losses):
+        return SimpleNamespace(best_epoch=best_epoch, history=[{"validation_loss": v} for v in losses])
+    assert _diverged(result(0, 1.0, 11.0, 10.5))
+    assert not _diverged(result(0, 1.0, 1.5, 2.0))          # worse than a good start, not diverged
+    assert not _diverged(result(0, 1.0, 11.0, 9.0))         # one epoch under 10 times the start
+    assert not _diverged(result(1, 1.0, 0.5, 20.0))         # it learned before it blew up
+    assert not _diverged(result(0, 1.0))                    # no epoch trained

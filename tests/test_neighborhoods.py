@@ -185,3 +185,14 @@ def test_dictionary_sums_counts_a_hand_made_batch():
         "attended_value_acc": 1,                                # attended values: class 0, a tie (argmax 0), class 1
         "attention_entropy": -2 * 0.5 * half - 0.25 * quarter - 0.75 * three_quarters,
         "attention_top_weight": 1 + 0.5 + 0.75, "changed_predictions": 2}, rel=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "mse"])
+def test_the_closed_form_entry_gradient_is_autograds_for_values_of_any_sum(loss):
+    # given fixed_values need not be distributions: cross-entropy's gradient is softmax · Σv − v
+    from nslviz.neighborhoods import entry_loss, entry_loss_logit_gradient
+    torch.manual_seed(0)
+    logits = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
+    values = torch.rand(7, 4, dtype=torch.float64) * 2                  # rows summing to 0..8, not 1
+    expected, = torch.autograd.grad(entry_loss(logits, values, loss).sum(), logits)
+    torch.testing.assert_close(entry_loss_logit_gradient(logits.detach(), values, loss), expected)

@@ -237,3 +237,20 @@ def test_predictor_lr_scale_slows_the_dynamic_predictors_only():
         assert group["lr"] == pytest.approx(1e-3 * (0.1 if in_predictor == {True} else 1))
     assert sum(len(g["params"]) for g in scaled.param_groups) == sum(len(g["params"]) for g in plain.param_groups)
     assert TrainConfig.from_preset("nsl", dataset="cifar10", backbone="cnn9").predictor_lr_scale == 1.0   # official
+
+
+def test_the_predictor_lr_scale_multiplies_the_backbone_lr_scale():
+    # the predictors sit in the backbone: with both scales they train at lr × backbone scale × predictor scale
+    from nslviz.training.optim import build_optimizer
+    model = build_image_model("vanilla", "cnn9", 10, in_channels=1, image_size=16, nsl="dynamic_dns")
+    optimizer = build_optimizer(model, TrainConfig(optimizer="adamw", lr=1e-3, backbone_lr_scale=0.5,
+                                                   predictor_lr_scale=0.1))
+    predictors = {id(p) for layer in nsl_layers(model).values() for p in layer.predictor.parameters()}
+    backbone = {id(p) for p in model.backbone.parameters()}
+    assert predictors and predictors < backbone
+    for group in optimizer.param_groups:
+        ids = {id(p) for p in group["params"]}
+        expected = 1e-3 * 0.5 * 0.1 if ids <= predictors else 1e-3 * 0.5 if ids <= backbone else 1e-3
+        assert group["lr"] == pytest.approx(expected), group["name"]
+    rates = sorted({round(group["lr"], 12) for group in optimizer.param_groups})
+    assert rates == [5e-5, 5e-4, 1e-3]

@@ -98,3 +98,10 @@ def test_similarity_from_given_dot_products_equals_the_direct_one(similarity):
     torch.testing.assert_close(attention(queries, keys, dots=queries @ keys.T), attention(queries, keys))
     with pytest.raises(ValueError, match=r"dots must be queries @ keys.T of shape \(6, 4\), got \(4, 6\)"):
         similarity_scores(queries, keys, similarity, dots=keys @ queries.T)
+
+
+def test_entry_dropout_keeps_one_entry_where_the_kept_share_rounds_to_none():
+    # 3 entries at drop rate 0.9: ⌊0.3⌋ = 0 kept would leave a row with no entry to attend to
+    mask = entry_dropout_mask(5, 3, 0.9, generator=torch.Generator().manual_seed(0))
+    assert mask.dtype == torch.bool and mask.shape == (5, 3)
+    assert mask.sum(1).tolist() == [1] * 5
