@@ -261,6 +261,21 @@ def test_maml_meta_gradient_matches_a_per_task_autograd_reference():
     assert not torch.allclose(first_order, batched[0], rtol=1e-3), "first order equals second order"
 
 
+def test_the_start_accuracy_is_the_starts_own_prediction_without_an_inner_step():
+    """At the zero classifier every class ties and argmax takes the first: 1/way of balanced queries.
+    A classifier that favours class 1 gets exactly the class-1 queries right, per task."""
+    from nslviz.training.maml import start_accuracy
+    network = small_network("static_dns")
+    init = {name: value.double() for name, value in initial_parameters(network, 4).items()}
+    support, support_labels, query, query_labels = tasks(2, 4, 1, 3)
+    assert start_accuracy(network, init, query, query_labels).tolist() == [0.25, 0.25]
+    init["bias"] = torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.double)
+    assert start_accuracy(network, init, query, query_labels).tolist() == [0.25, 0.25]
+    labels = query_labels.clone()
+    labels[1] = 1                                                           # task 1: every query is class 1
+    assert start_accuracy(network, init, query, labels).tolist() == [0.25, 1.0]
+
+
 def test_maml_test_time_adaptation_matches_the_meta_loss_accuracy():
     network = small_network("static_dns")
     init = {name: value.double() for name, value in initial_parameters(network, 2).items()}

@@ -12,7 +12,8 @@ from nslviz.viz.few_shot import accuracy_figure, adapted_masks_figure, episode_f
 def test_meta_training_figure_names_each_axis_for_its_own_curve():
     history = [{"step": s, "query_acc": 0.6 + s / 100, "meta_loss": 0.95 - s / 50} for s in range(5)]
     fig = meta_training_figure(history)
-    assert fig.layout.yaxis.title.text == "query accuracy after the inner loop (%)"
+    assert fig.layout.yaxis.title.text == "query accuracy (%)" and fig.data[0].name.endswith("after the inner loop (%)")
+    assert len(fig.data) == 2                                              # a history without the start's accuracy
     assert fig.layout.yaxis2.title.text == "meta-loss" and fig.layout.yaxis2.tickformat == ".2f"
     assert fig.layout.xaxis.title.text == "outer step" and fig.data[1].yaxis == "y2"
     np.testing.assert_allclose(fig.data[0].y, [60, 61, 62, 63, 64])
@@ -20,6 +21,9 @@ def test_meta_training_figure_names_each_axis_for_its_own_curve():
     assert meta_training_figure([{**history[0], "step": s} for s in range(0, 201, 20)]).layout.xaxis.dtick == 20
     with pytest.raises(ValueError, match="no meta-training history"):
         meta_training_figure([])
+    start = meta_training_figure([{**row, "query_acc_before": 0.2} for row in history]).data[2]
+    assert start.line.dash == "dash" and start.yaxis == "y" and list(start.y) == [20.0] * 5
+    assert start.name == "query accuracy of the start, before the inner loop (%)"
 
 
 def test_adapted_masks_show_changes_of_thousandths_in_colour_and_in_their_labels():

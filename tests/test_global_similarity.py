@@ -196,6 +196,9 @@ def test_local_global_figure():
     assert set(heatmaps) == {"input", "plain output", "local output", "global output", "local mask", "global mask"}
     np.testing.assert_allclose(heatmaps["local mask"].customdata, result["local_kernel"])   # the kernel, on hover
     assert heatmaps["local mask"].zmid == 1 and heatmaps["global mask"].zmid == 1          # white = plain conv
+    # the local mask prints its values; the global one reads off a colour bar whose 1 is the plain convolution
+    assert heatmaps["local mask"].texttemplate and not heatmaps["local mask"].showscale
+    assert heatmaps["global mask"].showscale and "1: plain" in heatmaps["global mask"].colorbar.ticktext
     titles = [a.text for a in fig.layout.annotations]
     assert titles[0] == "input X" and titles[3] == "plain convolution WᵀX"
     assert fig.layout.xaxis2.title.text == "kernel column" and fig.layout.yaxis.title.text == "image row"

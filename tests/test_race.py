@@ -233,6 +233,12 @@ def test_race_figure_draws_one_line_per_arm(small_race):
     assert "lowest – highest seed %" not in race_table(one_seed).columns     # one seed: "2.8 – 2.8" says nothing
     with pytest.raises(ValueError, match="at least one arm"):
         race_curves({}, "race")
+    # the end of the warm-up arm's frozen start, in every panel, when that arm is drawn
+    marked = race_curves(traces, "race", classes=10, warmup=3)
+    lines = [shape for shape in marked.layout.shapes if shape.x0 == shape.x1 == 3]
+    assert len(lines) == len(RACE_PANELS) and "warm-up ends" in [a.text for a in marked.layout.annotations]
+    without = {arm: arm_traces for arm, arm_traces in traces.items() if "warmup" not in arm}
+    assert not [shape for shape in race_curves(without, "race", warmup=3).layout.shapes if shape.x0 == 3]
 
 
 def test_race_command_prints_every_arm_and_json(tmp_path, capsys):

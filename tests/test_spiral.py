@@ -217,6 +217,10 @@ def test_each_label_s_neighbors_are_a_trace_of_their_own_colour_in_every_frame(s
         neighbors = [trace for trace in figure.data if trace.name and trace.name.startswith("induced neighbors")]
         assert [(trace.name, trace.marker.color) for trace in neighbors] == \
             [("induced neighbors with label 0", ENTRY_COLORS[0]), ("induced neighbors with label 1", ENTRY_COLORS[1])]
+    # the sweep's legend names what it draws: the boundary, the test points' colours and both labels' neighbors
+    shown = [trace.name for trace in sweep_figure({(0.1, 100): short_run}).data if trace.showlegend is not False]
+    assert shown == ["decision boundary", "test predictions<br>(blue: class 0, yellow: class 1)",
+                     "induced neighbors with label 0", "induced neighbors with label 1"]
     for f, frame in enumerate(fig.frames):
         for label, trace in enumerate(frame.data[-2:]):
             keys = short_run.keys[f][short_run.entry_labels == label]

@@ -4,7 +4,7 @@
     python -m nslviz compare --methods vanilla mn --dataset digits --epochs 4 --json
     python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods vanilla mn mn_ifilm
     python -m nslviz compare --preset nsl --dataset cifar10 --backbone cnn9 --variants cnn static_dns dynamic_dns
-    python -m nslviz compare --quick --preset mn --mn-start vanilla --methods vanilla mn mn_ifilm   # notebook 03's quick mode
+    python -m nslviz compare --quick --preset mn --mn-start vanilla --methods vanilla vanilla_ifilm mn mn_ifilm  # notebook 03
     python -m nslviz compare --preset mn --dataset cifar100 --backbone resnet29 --methods mn --sweep entries 1000 10000
 
 Each run goes to <group-dir>/<method or variant> (default runs/<dataset>-<backbone>-compare-seed<k>, for

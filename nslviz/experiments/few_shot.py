@@ -146,7 +146,7 @@ class FewShotResult:
     data: dict                         # the dataset's summary
     parameters: int                    # backbone parameters
     pretrain_history: list[dict]       # step, loss (every ~tenth of pretraining)
-    meta_history: list[dict]           # step, meta_loss, query_acc (method "maml")
+    meta_history: list[dict]           # step, meta_loss, query_acc, query_acc_before (method "maml")
     base_accuracy: float               # eval-mode accuracy on (up to 2,000) base training images
     seconds: dict                      # pretrain, meta_train, evaluate
     similarity: dict = field(default_factory=dict)   # static M per layer after adaptation, (episodes, K) each

@@ -105,6 +105,16 @@ def meta_loss(network: FunctionalBackbone, init: Parameters, support: torch.Tens
     return losses.mean(), accuracies
 
 
+@torch.no_grad()
+def start_accuracy(network: FunctionalBackbone, init: Parameters, query: torch.Tensor,
+                   query_labels: torch.Tensor) -> torch.Tensor:
+    """The query accuracy (T,) of the start (M, W) itself, before any inner step: query (T, Q, C, H, W),
+    labels (T, Q). MAML learns a start to adapt from, not to predict with: near chance, 1/way."""
+    similarity = {name: init[name] for name in network.similarity_names}
+    logits = vmap(lambda images: linear_logits(network.features(images, similarity), init))(query)   # (T, Q, way)
+    return episode_accuracy(logits, query_labels)
+
+
 def initial_parameters(network: FunctionalBackbone, way: int) -> Parameters:
     """Where meta-learning starts: the pretrained M and a zero N-way classifier (leaf tensors)."""
     init = {**network.initial_similarity(), **zero_classifier(network, way)}
@@ -115,7 +125,8 @@ def meta_train(network: FunctionalBackbone, images: torch.Tensor, episodes: Epis
                lr: float = 1e-3, inner: InnerLoop = InnerLoop(), progress: bool = False) -> tuple[Parameters, list[dict]]:
     """Meta-learn (M, W) with Adam (lr) on `episodes` (drawn from the meta-training classes of the
     uint8 `images`), `meta_batch` tasks per step. Returns the learned init and one history row per
-    step (step, meta_loss, query_acc)."""
+    step: step, meta_loss, query_acc (after the inner loop) and query_acc_before (of the start itself,
+    `start_accuracy`), both on the step's tasks before it learns from them."""
     check_positive("meta_batch", meta_batch, integer=True)
     check_positive("meta lr", lr)
     device = network.device
@@ -125,13 +136,15 @@ def meta_train(network: FunctionalBackbone, images: torch.Tensor, episodes: Epis
     steps = len(episodes) // meta_batch
     for step in tqdm(range(steps), desc="meta-training", disable=not progress, leave=False):
         batch = episodes.slice(step * meta_batch, (step + 1) * meta_batch)
+        query, query_labels = episode_images(images, batch.query, device), batch.query_labels.to(device)
         loss, accuracies = meta_loss(network, init, episode_images(images, batch.support, device),
-                                     batch.support_labels.to(device), episode_images(images, batch.query, device),
-                                     batch.query_labels.to(device), inner)
+                                     batch.support_labels.to(device), query, query_labels, inner)
+        before = start_accuracy(network, init, query, query_labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        history.append({"step": step + 1, "meta_loss": loss.item(), "query_acc": accuracies.detach().mean().item()})
+        history.append({"step": step + 1, "meta_loss": loss.item(), "query_acc": accuracies.detach().mean().item(),
+                        "query_acc_before": before.mean().item()})
     return {name: value.detach() for name, value in init.items()}, history
 
 
@@ -151,4 +164,4 @@ def maml_episodes(network: FunctionalBackbone, init: Parameters, support: torch.
 
 
 __all__ = ["InnerLoop", "adapt_task", "initial_parameters", "maml_episodes", "meta_loss", "meta_train",
-           "task_query_loss"]
+           "start_accuracy", "task_query_loss"]

@@ -91,19 +91,26 @@ def _backbone_label(summary: Mapping) -> str:
 
 
 def meta_training_figure(history: Sequence[Mapping], title: str | None = None) -> go.Figure:
-    """MAML's outer loop: the query accuracy after adaptation (left axis) and the meta-loss (right)."""
+    """MAML's outer loop: the query accuracy after adaptation and, dashed, that of the start itself before
+    any inner step (left axis, when the history has it), and the meta-loss (right)."""
     if not history:
         raise ValueError("no meta-training history: the run was not method 'maml' or had no meta-iterations")
     steps = [row["step"] for row in history]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=steps, y=[100 * row["query_acc"] for row in history], name="query accuracy (%)",
-                             line=dict(color=CLASS_COLORS[0])), secondary_y=False)
+    fig.add_trace(go.Scatter(x=steps, y=[100 * row["query_acc"] for row in history],
+                             name="query accuracy after the inner loop (%)", line=dict(color=CLASS_COLORS[0])),
+                  secondary_y=False)
     fig.add_trace(go.Scatter(x=steps, y=[row["meta_loss"] for row in history], name="meta-loss (eq. 7)",
                              line=dict(color=CLASS_COLORS[1])), secondary_y=True)
+    if all("query_acc_before" in row for row in history):
+        fig.add_trace(go.Scatter(x=steps, y=[100 * row["query_acc_before"] for row in history],
+                                 name="query accuracy of the start, before the inner loop (%)",
+                                 line=dict(color=CLASS_COLORS[0], dash="dash")), secondary_y=False)
     finish_figure(fig, title or "Meta-learning static M and the classifier: tasks of the train classes", "outer step")
-    fig.update_yaxes(title_text="query accuracy after the inner loop (%)", secondary_y=False)
-    fig.update_yaxes(title_text="meta-loss", tickformat=".2f", secondary_y=True)
+    fig.update_yaxes(title_text="query accuracy (%)", rangemode="tozero", secondary_y=False)
+    fig.update_yaxes(title_text="meta-loss", tickformat=".2f", rangemode="tozero", secondary_y=True)
     fig.update_xaxes(dtick=max(1, math.ceil((steps[-1] - steps[0]) / 10)))   # whole steps: no tick at 1.5
+    fig.update_layout(height=460, width=NOTEBOOK_WIDTH, legend=dict(orientation="h", y=-0.22))
     return fig
 
 

@@ -389,10 +389,15 @@ def local_global_figure(result: Mapping[str, np.ndarray], title: str | None = No
     for col, name, text in ((2, "local_mask", "%{z:.2g}"), (3, "global_mask", None)):
         mask = np.asarray(result[name], dtype=np.float32)
         spread = max(float(np.abs(mask - 1).max()), MIN_COLOR_SPREAD)
+        # the local mask prints its values; the global one has a colour bar (white: 1, the plain convolution)
+        ticks = [1 - spread, 1 - spread / 2, 1, 1 + spread / 2, 1 + spread]
+        scale = dict(showscale=True, colorbar=dict(
+            title=dict(text="M", side="top"), thickness=12, len=0.42, y=1.0, yanchor="top", x=1.01, tickvals=ticks,
+            ticktext=[f"{tick:.2g}" if tick != 1 else "1: plain" for tick in ticks])) if col == 3 else {}
         fig.add_trace(go.Heatmap(z=mask, colorscale=COLORSCALE, zmid=1, zmin=1 - spread, zmax=1 + spread,
                                  showscale=False, texttemplate=text, name=name.replace("_", " "),
                                  customdata=result["local_kernel"] if col == 2 else None,
-                                 hovertemplate=hover[name]), 1, col)
+                                 hovertemplate=hover[name]).update(**scale), 1, col)
     fig.update_yaxes(autorange="reversed", constrain="domain")
     fig.update_xaxes(constrain="domain")
     for row in (1, 2):
@@ -405,7 +410,7 @@ def local_global_figure(result: Mapping[str, np.ndarray], title: str | None = No
         fig.update_xaxes(title_text="image column", row=row, col=col)
     for row in (1, 2):
         fig.update_yaxes(title_text="image row", row=row, col=1)
-    fig.update_layout(height=600, width=NOTEBOOK_WIDTH, showlegend=False, margin=dict(t=130, l=60, r=20))
+    fig.update_layout(height=600, width=NOTEBOOK_WIDTH, showlegend=False, margin=dict(t=130, l=60, r=90))
     return finish_figure(fig, title or f"Local against global similarity, both diagonal:<br>the local M changes the "
                                        f"kernel everywhere, the global {M_G} chooses where the map is read")
 

@@ -33,12 +33,14 @@ def mean_trace(traces: list[list[dict]], key: str) -> tuple[np.ndarray, np.ndarr
     return iterations, np.mean([[row[key] for row in trace] for trace in rows], axis=0)
 
 
-def race_curves(traces: Mapping[str, list[list[dict]]], title: str, *, classes: int | None = None) -> go.Figure:
+def race_curves(traces: Mapping[str, list[list[dict]]], title: str, *, classes: int | None = None,
+                warmup: int | None = None) -> go.Figure:
     """Six panels over the training iterations, one line per arm ({arm: [metrics rows of each seed]},
     as `experiments.race.race_traces` reads them): validation accuracy (vanilla twins dashed), the
     attended values' accuracy (chance 1/`classes` in grey), the share of predictions the step changes,
     the step size α, and Adam's signal-to-noise of the keys' and the values' gradients with its
-    zero-mean-noise floor (0.18) in grey."""
+    zero-mean-noise floor (0.18) in grey. `warmup` (iterations) marks where a warm-up arm's frozen
+    backbone starts to train, when one is drawn."""
     if not traces:
         raise ValueError("race_curves needs at least one arm, got none")
     fig = make_subplots(rows=2, cols=3, subplot_titles=[panel[1] for panel in RACE_PANELS],
@@ -67,6 +69,11 @@ def race_curves(traces: Mapping[str, list[list[dict]]], title: str, *, classes: 
     for col in (2, 3):
         fig.add_hline(y=NOISE_FLOOR, line=dict(color="grey", dash="dot"), annotation_text="noise floor",
                       row=2, col=col)
+    if warmup and any("warmup" in arm for arm in traces):
+        for index in range(len(RACE_PANELS)):
+            row, col = divmod(index, 3)
+            fig.add_vline(x=warmup, line=dict(color="grey", dash="dash", width=1), row=row + 1, col=col + 1,
+                          annotation_text="warm-up ends" if index == 0 else None, annotation_position="top right")
     return finish_figure(fig, title, height=720, legend=dict(orientation="h", y=-0.12), margin=dict(t=120))
 
 

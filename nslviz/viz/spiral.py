@@ -219,15 +219,17 @@ def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
 
     def data(pair):
         r = sweep[pair]
-        return [*_regions(r.grid_x, r.grid_y, r.mn_grid_prob[-1]),
-                _points(r.x_test, r.mn_test_pred[-1], "test predictions", size=3),
+        regions = _regions(r.grid_x, r.grid_y, r.mn_grid_prob[-1])
+        return [*(trace.update(showlegend=trace.fill != "toself") for trace in regions),
+                _points(r.x_test, r.mn_test_pred[-1], "test predictions<br>(blue: class 0, yellow: class 1)", size=3),
                 *_entries(r.keys[-1], r.entry_labels)]
 
     names = [f"S={s}, T={t:g} (acc {sweep[(t, s)].mn_test_acc:.3f})" for t, s in pairs]
     fig = go.Figure(data=data(pairs[0]), frames=[go.Frame(data=data(p), name=n) for p, n in zip(pairs, names)])
     sliders, _ = _play_controls(names, "")
     rng = _axis_range(*sweep.values())
-    fig.update_layout(sliders=sliders, height=600, width=660, showlegend=False)
+    fig.update_layout(sliders=sliders, height=600, width=NOTEBOOK_WIDTH,            # the legend right of the plot
+                      legend=dict(x=1.02, xanchor="left", y=1, yanchor="top"))
     fig.update_xaxes(range=rng, autorange=False, constrain="domain")
     fig.update_yaxes(range=rng, autorange=False, scaleanchor="x", scaleratio=1)
     return finish_figure(fig, "Decision surface after training, for each dictionary size S and temperature T",
