@@ -150,7 +150,8 @@ def check_dtype(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> None:
 
 def _autocast_enabled(device_type: str) -> bool:
     import torch
-    if not torch.amp.is_autocast_available(device_type):   # the meta device: no autocast to be on
+    from ._precision import autocast_available
+    if not autocast_available(device_type):                # the meta device: no autocast to be on
         return False
     try:
         return torch.is_autocast_enabled(device_type)

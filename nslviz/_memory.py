@@ -29,12 +29,13 @@ def format_bytes(count: float) -> str:
 
 
 def available_bytes(device: str | torch.device = "cpu") -> int | None:
-    """Memory free for new tensors on `device`: CUDA's free memory, or on the CPU the kernel's
-    MemAvailable bounded by the container's (cgroup) limit. None where it cannot be read."""
+    """Memory free for new tensors on `device`: CUDA's free memory and what PyTorch's caching allocator
+    holds without using it (both can serve a new tensor), or on the CPU the kernel's MemAvailable
+    bounded by the container's (cgroup) limit. None where it cannot be read."""
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        return int(free) + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if device.type != "cpu":
         return None
     limits = [value for value in (_meminfo_available(), _cgroup_available()) if value is not None]

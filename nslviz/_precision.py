@@ -18,9 +18,16 @@ def full_precision(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(full_precision_dtype(tensor.dtype))
 
 
+def autocast_available(device_type: str) -> bool:
+    """Whether torch has autocast for the device type (not the meta device, where shapes are worked out
+    without data). torch < 2.4 cannot say, and has it for the CPU and CUDA."""
+    available = getattr(torch.amp, "is_autocast_available", None)
+    return available(device_type) if available is not None else device_type in ("cpu", "cuda")
+
+
 def autocast_off(device_type: str):
     """torch.autocast(device_type, enabled=False): what runs inside keeps its dtypes. A device that has
-    no autocast (the meta device, for shapes without data) needs nothing turned off."""
-    if torch.amp.is_autocast_available(device_type):
+    no autocast (the meta device) needs nothing turned off."""
+    if autocast_available(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()

@@ -36,6 +36,7 @@ from torch.func import functional_call, grad, vmap
 from ._checks import (check_choice, check_features, check_finite, check_flags, check_fraction, check_positive,
                       is_number)
 from ._memory import FLOAT_BYTES, check_memory
+from ._modes import eval_mode
 from ._precision import autocast_off
 from .similarity import SIMILARITIES, NeighborAttention
 
@@ -482,9 +483,8 @@ class MetaNeighborhoodsHead(nn.Module):
         check_features("features", features, self.feature_dim, dtype=self.dictionary.keys.dtype)
         batch = features.shape[0]
         if (not torch.compiler.is_compiling() and batch > self._checked_batch
-                and sum(self._memory(batch).values()) > CHECKED_BYTES):
+                and sum(self._batch_memory(batch).values()) > CHECKED_BYTES):
             self.check_memory(batch)              # once per larger batch: on a GPU, asking is a host sync
-            self._checked_batch = batch
         with autocast_off(features.device.type):
             features = features.to(self.dictionary.keys.dtype)                  # (B, d): a no-op outside autocast
             attention = self.attention(features, self.dictionary.keys)          # (B, S)
@@ -495,16 +495,19 @@ class MetaNeighborhoodsHead(nn.Module):
             return {"logits": logits, "attention": attention, "base_logits": self.base_logits(features),
                     "weight": weight, "bias": bias}
 
-    def _memory(self, batch: int) -> dict[str, float]:
-        return head_memory(batch, self.feature_dim, self.num_outputs, self.dictionary.entries, self.inner_steps)
+    def _batch_memory(self, batch: int) -> dict[str, float]:
+        """head_memory's tensors of a batch; the dictionary is allocated already."""
+        sizes = head_memory(batch, self.feature_dim, self.num_outputs, self.dictionary.entries, self.inner_steps)
+        return {name: size for name, size in sizes.items() if name != "dictionary"}
 
     def check_memory(self, batch: int) -> None:
         """Refuse (TooLargeForMemory) batches of `batch` features whose attention and per-input finetuning
-        would not fit on the head's device. forward() asks before a batch that needs over a GiB and is
-        larger than any it has asked for."""
+        would not fit in the memory left on the head's device. forward() asks once for each batch size
+        larger than any asked for before, when the batch needs over a GiB (CHECKED_BYTES)."""
         check_memory(f"MetaNeighborhoodsHead with {self.dictionary.entries} entries of width {self.feature_dim} and "
-                     f"{self.num_outputs} outputs on batches of {batch}", self._memory(batch),
+                     f"{self.num_outputs} outputs on batches of {batch}", self._batch_memory(batch),
                      "use smaller batches or fewer entries S", device=self.dictionary.keys.device)
+        self._checked_batch = max(self._checked_batch, batch)
 
     def no_weight_decay_parameters(self) -> list[nn.Parameter]:
         """The dictionary, classifier, scale, step size and temperature: excluded from weight decay
@@ -555,12 +558,14 @@ def predict_functional(model: nn.Module, adapted: dict[str, torch.Tensor], input
 
 @torch.no_grad()
 def _check_input_width(model: nn.Module, input_dim: int) -> None:
-    """The model takes inputs (B, input_dim): one zero input goes through it."""
+    """The model takes inputs (B, input_dim): one zero input goes through it, in eval mode and with the
+    random state put back, so the probe changes nothing a seed decides."""
     parameter = next(model.parameters(), None)
-    probe = torch.zeros(1, input_dim, dtype=parameter.dtype if parameter is not None else None,
-                        device=parameter.device if parameter is not None else None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    probe = torch.zeros(1, input_dim, dtype=parameter.dtype if parameter is not None else None, device=device)
     try:
-        model(probe)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), eval_mode(model):
+            model(probe)
     except RuntimeError as error:
         raise ValueError(f"input_dim={input_dim} must be the width of the model's inputs, but "
                          f"{type(model).__name__} fails on an input of shape (1, {input_dim}): {error}") from None

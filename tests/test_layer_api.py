@@ -256,8 +256,38 @@ def test_the_head_asks_for_memory_once_per_larger_batch(monkeypatch):
     import nslviz.neighborhoods as neighborhoods
     asked = []
     monkeypatch.setattr(neighborhoods, "CHECKED_BYTES", 0)                  # every batch is large enough to ask
-    monkeypatch.setattr(MetaNeighborhoodsHead, "check_memory", lambda self, batch: asked.append(batch))
+    monkeypatch.setattr(neighborhoods, "check_memory",                     # the constructor's check has batch 0
+                        lambda what, sizes, advice, **device: sizes["attention"] and asked.append(sizes))
     head = MetaNeighborhoodsHead(4, 3, entries=5)
     for batch in (8, 8, 4, 16, 8):
         head(torch.randn(batch, 4))
-    assert asked == [8, 16]
+    head.check_memory(32)                                                  # asked directly: forward needs no more
+    head(torch.randn(24, 4))
+    assert [sizes["attention"] / (2 * 5 * 4) for sizes in asked] == [8, 16, 32]   # attention: 2·B·S floats
+    assert all("dictionary" not in sizes for sizes in asked)               # allocated already: not asked for again
+
+
+def test_the_memory_left_on_a_gpu_counts_what_the_cache_holds_unused(monkeypatch):
+    """torch's caching allocator keeps freed blocks reserved: they serve a new tensor as free memory does."""
+    from nslviz._memory import available_bytes
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 30 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 12 * 2**30)
+    assert available_bytes("cuda:0") == (3 + 30 - 12) * 2**30
+
+
+def test_without_torchs_autocast_query_the_cpu_and_cuda_have_autocast(monkeypatch):
+    """torch < 2.4 has no torch.amp.is_autocast_available: the layers still run."""
+    from nslviz._precision import autocast_available
+    monkeypatch.delattr(torch.amp, "is_autocast_available")
+    assert autocast_available("cpu") and autocast_available("cuda") and not autocast_available("meta")
+    assert MetaNeighborhoodsHead(4, 3, entries=5)(torch.randn(2, 4)).shape == (2, 3)
+
+
+def test_the_input_width_probe_changes_nothing_a_seed_decides():
+    def keys(model):
+        torch.manual_seed(1)
+        return FunctionalMetaNeighborhoods(model, 3, 2, entries=4).dictionary.keys.detach().clone()
+    with_dropout = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 2)).train()
+    assert torch.equal(keys(with_dropout), keys(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))))
+    assert with_dropout.training                                           # its mode given back
