@@ -518,6 +518,27 @@ def _mn_race(r: dict) -> list[str]:
                     f"{_cpu(r)}, {r.get('environment', {}).get('threads', '?')} thread(s).", ""]
 
 
+@renders("subcategory_digits", "MN: sub-category discovery on `digits` (notebook 05)",
+         lambda r: f"S = {r.get('entries', 100)}, {r['epochs']} epochs, {len(r['seeds'])} seeds, measured on " + _cpu(r))
+def _subcategory(r: dict) -> list[str]:
+    rows = [[f"seed {row['seed']}", pct(row["test_acc"]["vanilla"]), pct(row["test_acc"]["mn"]),
+             *(pct(row[name][f"{labels}_acc"]) for labels in ("coarse", "fine")
+               for name in ("vanilla_features", "mn_attention", "mn_features"))] for row in r["per_seed"]]
+    rows.append(["MN − vanilla, points [95 % CI], seeds above/level/below", None, None,
+                 *(None if name == "vanilla_features" else paired(r[f"{name}_minus_vanilla"][labels])
+                   for labels in ("coarse", "fine") for name in ("vanilla_features", "mn_attention", "mn_features"))])
+    paper = r["paper"]
+    rows.append(["paper: CIFAR-100, DenseNet40, S = 5000", None, None, f"{paper['vanilla']['coarse']} %",
+                 f"{paper['mn']['coarse']} %", None, f"{paper['vanilla']['fine']} %", f"{paper['mn']['fine']} %", None])
+    return table(["", "test accuracy vanilla", "MN", "coarse kNN: vanilla features", "MN attention", "MN features",
+                  "fine kNN: vanilla features", "MN attention", "MN features"], rows) + [
+        f"Both trained on the {r['coarse_labels']} for {r['epochs']} epochs, MN (S = {r.get('entries', 100)}) "
+        f"started from the vanilla run "
+        f"(`mn_start = \"{r['mn_start']}\"`); kNN with k = {r['k']} over the training set, on the coarse labels "
+        f"and on the digits (fine labels) neither model saw. Measured on {_cpu(r)}, "
+        f"{r.get('environment', {}).get('threads', '?')} thread(s).", ""]
+
+
 def _cpu(result: dict) -> str:
     """The CPU a run was measured on: its arithmetic, and so a trained number's last digits, depend on it."""
     name = result.get("environment", {}).get("device_name") or "a CPU not recorded"
@@ -715,8 +736,8 @@ TOPICS: list[tuple[str, str, list[str]]] = [
     ("The spiral toy (notebook 01)", "MN's toy, and the speed of the notebook's sliders and animation.",
      ["spiral_default", "spiral_interactive"]),
     ("MN on images (notebooks 03, 05, 09)", "Vanilla, MN, iFiLM and MAXL trained on `digits` on a CPU, the MN head "
-     "alone on fixed features, and the race between the backbone and the dictionary.",
-     ["digits_mn", "heads", "mn_race"]),
+     "alone on fixed features, the race between the backbone and the dictionary, and sub-category discovery.",
+     ["digits_mn", "heads", "mn_race", "subcategory_digits"]),
     ("MN on tables (notebooks 06, 11)", "MN regression with the paper's protocol, and the scikit-learn "
      "estimators against scikit-learn's MLPs and kNN: pooled over ten draws of the folds, then each draw, "
      "the held-out tables, the runs with other settings, and the rounds that chose the defaults.",

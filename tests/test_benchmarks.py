@@ -403,3 +403,24 @@ def test_reader_benchmark_times_the_patch_reader_and_the_stream_at_every_worker_
     assert abs(draft - plain).mean() < 6 and abs(draft - plain[:, ::-1]).mean() > 24
     with pytest.raises(SystemExit):
         bench.main(["--images", "2", "--batch", "4"])
+
+
+def test_subcategory_runs_pair_each_representation_with_vanilla_by_seed(tmp_path, monkeypatch):
+    """The benchmark's arithmetic on known accuracies (one_seed, which trains, stands in): MN's attention
+    and features against the same seed's vanilla features, on fine and coarse labels."""
+    bench = importlib.import_module("subcategory_runs")
+    accuracies = {0: (0.95, 0.97, 0.96), 1: (0.93, 0.94, 0.95)}     # vanilla, MN attention, MN features (fine)
+
+    def one_seed(seed, root, entries, epochs):
+        assert (entries, epochs) == (100, 3)                                # notebook 05's quick mode
+        vanilla, attention, features = accuracies[seed]
+        return {"seed": seed, "test_acc": {"vanilla": 0.9, "mn": 0.95},
+                **{name: {"fine_acc": value, "coarse_acc": 0.97}
+                   for name, value in (("vanilla_features", vanilla), ("mn_attention", attention),
+                                       ("mn_features", features))}}
+    monkeypatch.setattr(bench, "one_seed", one_seed)
+    result = bench.main(["--seeds", "0", "1", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "s.json")])
+    fine = result["mn_attention_minus_vanilla"]["fine"]
+    assert fine["mean_difference_points"] == pytest.approx(1.5) and (fine["above"], fine["below"]) == (2, 0)
+    assert result["mn_features_minus_vanilla"]["coarse"]["level"] == 2
+    assert json.loads((tmp_path / "s.json").read_text())["per_seed"][1]["mn_attention"]["fine_acc"] == 0.94

@@ -239,3 +239,19 @@ def test_the_papers_numbers_where_the_page_quotes_them():
     assert MN_TABLE2["music"]["mn"] == (0.6088, 0.0050)
     assert (NSL_TABLE4[("dynamic_dns", "cifar100")], NSL_TABLE4[("dynamic_uns", "cifar10")]) == (27.81, 6.5)
     assert nsl_table4_row("cifar10")["dynamic_dns"] == 93.15                          # 100 - 6.85
+
+
+def test_sub_category_discovery_shows_each_seed_the_paired_differences_and_the_paper(make_results):
+    row = {"seed": 0, "test_acc": {"vanilla": 0.9, "mn": 0.95}, "vanilla_features": {"fine_acc": 0.96, "coarse_acc": 0.97},
+           "mn_attention": {"fine_acc": 0.94, "coarse_acc": 0.97}, "mn_features": {"fine_acc": 0.96, "coarse_acc": 0.98}}
+    difference = {"mean_difference_points": -2.0, "ci95_points": [-3.0, -1.0], "above": 0, "level": 0, "below": 1}
+    result = {"benchmark": "subcategory_digits", "per_seed": [row], "seeds": [0], "k": 5, "epochs": 3,
+              "mn_start": "vanilla", "coarse_labels": "5 pairs of look-alike digits",
+              "mn_attention_minus_vanilla": {"fine": difference, "coarse": difference},
+              "mn_features_minus_vanilla": {"fine": difference, "coarse": difference},
+              "paper": {"vanilla": {"coarse": 80.3, "fine": 59.28}, "mn": {"coarse": 80.18, "fine": 63.3}},
+              "environment": {"device_name": "AMD EPYC", "threads": 2}}
+    text = "\n".join(make_results.RENDERERS["subcategory_digits"](result))
+    assert "| seed 0 | 90.0 % | 95.0 % | 97.0 % | 97.0 % | 98.0 % | 96.0 % | 94.0 % | 96.0 % |" in text
+    assert "-2.00 [-3.00, -1.00], 0/0/1" in text and "59.28 %" in text and "63.3 %" in text
+    assert make_results.describe(result, "subcategory_digits_cpu").endswith("S = 100, 3 epochs, 1 seeds, measured on AMD EPYC")
