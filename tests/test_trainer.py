@@ -925,11 +925,11 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_finite_chec
     import nslviz.training.trainer as trainer
     calls = []
 
-    def nan_at_step_6(model, config):                                  # step 6 turns every weight to NaN
+    def nan_at_step_6(model):                                          # step 6 turns every weight to NaN
         calls.append(1)
         return float("nan") * next(model.parameters()).sum() if len(calls) == 6 else 0.0
 
-    monkeypatch.setattr(trainer, "_regularization", nan_at_step_6)
+    monkeypatch.setattr(trainer, "nsl_regularization", nan_at_step_6)
     with pytest.raises(FloatingPointError, match=r"training diverged: a weight became NaN or infinite in epoch 1 "
                                                  r"\(by iteration 6\); '.*checkpoint.pt' is the last finite checkpoint"):
         train(TrainConfig(**TINY), tmp_path / "nan", progress=False)
