@@ -143,20 +143,10 @@ def check_dtype(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> None:
         hint = ("; uint8 images: nslviz.datasets.augment.to_float(images) scales them to [0, 1]"
                 if tensor.dtype == torch.uint8 else "")
         raise ValueError(f"{name} must be floating point ({dtype}), got {tensor.dtype}{hint}")
-    if tensor.dtype != dtype and not _autocast_enabled(tensor.device.type):
+    from ._precision import autocast_enabled
+    if tensor.dtype != dtype and not autocast_enabled(tensor.device.type):
         raise ValueError(f"{name} are {tensor.dtype} but the layer's parameters are {dtype}; convert the input "
                          f"with .to({dtype}) (or the layer with .to({tensor.dtype}))")
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    import torch
-    from ._precision import autocast_available
-    if not autocast_available(device_type):                # the meta device: no autocast to be on
-        return False
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:                                 # torch < 2.4: no device argument
-        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def check_finite(name: str, tensor: torch.Tensor) -> None:

@@ -25,6 +25,16 @@ def autocast_available(device_type: str) -> bool:
     return available(device_type) if available is not None else device_type in ("cpu", "cuda")
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for the device type now (never on a device without it)."""
+    if not autocast_available(device_type):
+        return False
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:                                 # torch < 2.4: no device argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
 def autocast_off(device_type: str):
     """torch.autocast(device_type, enabled=False): what runs inside keeps its dtypes. A device that has
     no autocast (the meta device) needs nothing turned off."""

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import _autocast_enabled, check_choice, check_flags, check_maps, check_positive
-from .._precision import autocast_off
+from .._checks import check_choice, check_flags, check_maps, check_positive
+from .._precision import autocast_enabled, autocast_off
 from .fast import _Patches, _RecomputedShiftWeightSum, _ShiftWeightSum, channels_last_pixels, choose_dynamic_impl
 from .global_similarity import GlobalSimilarityConv2d
 from .predictor import PREDICTORS, SharedSimilarityPredictor, SimilarityPredictor, _kernel_size
@@ -44,7 +44,7 @@ OFFICIAL_UNS_L2 = 5e-3     # official L2 on the static UNS matrix
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype a convolution of x runs in: autocast's when it is on for x's device, else x's."""
     kind = x.device.type
-    if _autocast_enabled(kind):
+    if autocast_enabled(kind):
         return torch.get_autocast_dtype(kind)
     return x.dtype
 
