@@ -208,7 +208,7 @@ def paper_sections() -> list[str]:
               "predictor, `--nsl-options '{\"predictor_hidden\": 64}'`). `--dataset imagenet64` trains them on "
               "downsampled ImageNet 64×64 instead (3.00M / 3.78M / 3.36M parameters). Not run yet.", ""]
     lines += ["### NSL Table 6: Mini-ImageNet 5-way 5-shot (`python -m nslviz few-shot`, docs/few-shot.md)", ""]
-    lines += table(["method", "backbone", "accuracy", "95 % interval"],
+    lines += table(["method", "backbone", "accuracy", "± (as printed)"],
                    [[m, b, f"{a:.2f} %", f"± {i:.2f}"] for m, (b, a, i) in paper.NSL_TABLE6.items()])
     known = {"MN_METHOD_COLUMNS", "MN_TABLE1", "MN_TABLE2", "MN_TABLE3", "MN_TABLE3_COLUMNS", "MN_TABLE3_OPTIONS",
              "NSL_TABLE4", "NSL_TABLE5", "NSL_TABLE6", "NSL_TABLE6_ROWS", "MN_SUBCATEGORY_DISCOVERY"}

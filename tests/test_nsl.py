@@ -85,6 +85,36 @@ def test_static_fold_equals_layer(mode, parametrization, kernel_shape):
             assert conv.weight.flatten(2)[:, :, [1, 8]].abs().min() > 0
 
 
+@pytest.mark.parametrize("mode", STATIC)
+@pytest.mark.parametrize("kernel_shape", [False, True])
+def test_static_layer_is_equation_2_with_the_block_diagonal_matrix(mode, kernel_shape):
+    """Float64, written out as the paper does: every output is Wᵀ diag(M_s, …, M_s) X (eq. 1-2) for the
+    kernel W and the patch X flattened channel by channel (C blocks of HV), with M_s = D·R (eq. 4) when
+    the kernel shape is learned, D = diag(1[D_r > α])."""
+    torch.manual_seed(0)
+    layer = NSConv2d(2, 3, stride=2, bias=True, mode=mode, kernel_shape=kernel_shape).double()
+    perturb_static(layer)
+    with torch.no_grad():
+        layer.bias.normal_()
+        if kernel_shape:
+            layer.shape_scores[[1, 5]] = 0.2                         # below the threshold 0.5: two taps off
+    raw = layer.similarity.detach()
+    r = torch.diag(raw) if mode == "static_dns" else raw            # R (9, 9) [s, t]
+    kept = layer.shape_scores.detach() > layer.shape_threshold if kernel_shape else torch.ones(9, dtype=torch.bool)
+    d = torch.diag(kept.double())                                     # D (9, 9), binary diagonal
+    m = torch.block_diag(*[d @ r] * 2)                                # eq. 2: C = 2 equal blocks M_s = D·R
+    x = torch.randn(2, 2, 7, 6, dtype=torch.float64)
+    padded = F.pad(x, (1, 1, 1, 1))
+    out = layer(x)
+    for b in range(2):
+        for i in range(out.shape[2]):
+            for j in range(out.shape[3]):
+                patch = padded[b, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].reshape(-1)      # X: channel by channel
+                for f in range(3):
+                    expected = layer.weight[f].reshape(-1) @ m @ patch + layer.bias[f]
+                    torch.testing.assert_close(out[b, f, i, j], expected.detach(), rtol=1e-12, atol=1e-12)
+
+
 def test_fold_static_nsl_replaces_static_layers_only():
     torch.manual_seed(0)
     model = nn.Sequential(make_conv("static_uns", 3, 4), nn.ReLU(), make_conv("dynamic_dns", 4, 4),

@@ -1,11 +1,12 @@
 """Few-shot learning with neural similarity, NSL sec. 7.2 and Table 6: `run_few_shot(FewShotConfig(...))`.
 
     1. pretrain  a CNN-4 (`models.cnn`, "cnn4": 4 × 32 3×3 convs, BN, ReLU, 2×2 max-pool), or the CNN-9 of
-                 Table 6's last row (`backbone="cnn9"`, the CIFAR network of NSL Table 4), with NSL
+                 Table 6's last row (`backbone="cnn9"`, the CIFAR network of NSL Tables 4 and 7), with NSL
                  convolutions and a linear classifier on the base classes (the train and val classes,
                  as the appendix does for the non-MAML models), Adam lr 1e-3 (β 0.9 / 0.999). Static
-                 NSN: M is fixed to I while pretraining ("trained from scratch with the static
-                 similarity matrices fixed to identity"), so its backbone is a plain CNN's.
+                 NSN: M is fixed to I while pretraining (Appendix A: "We train the whole model from
+                 scratch and fix the static similarity matrices to be identity"), so its backbone
+                 is a plain CNN's.
     2. episodes  N-way K-shot episodes on the novel (test) classes, `datasets.episodes`.
     3. adapt     method "finetune": `training.few_shot_finetune` (static NSN: M and a new classifier;
                  dynamic NSN and plain CNN: the classifier only; SGD 0.01, momentum 0.9, dampening

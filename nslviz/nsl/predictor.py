@@ -87,7 +87,8 @@ class SimilarityPredictor(nn.Module):
     CNN predictor does not converge). With `shared`, the conv weights come from a
     SharedSimilarityPredictor and a per-layer 1×1 adaptation conv comes first.
 
-    kind "linear" is sec. 6's one-layer predictor M_θ(X) = W′X: one k×k conv with a bias, run on the
+    kind "linear" is our form of sec. 6's one-layer predictor M_θ(X) = W′Xᵀ (an outer product there;
+    here W′ maps the patch linearly to every entry of M − I): one k×k conv with a bias, run on the
     layer's own k×k window, no BatchNorm, weight and bias starting at 0 (M = I exactly). M − I = W′X + b′
     is affine in the patch, so with the free parametrisation the layer computes a static DNS / UNS
     layer's output (from b′) plus a quadratic form of the patch (from W′), sec. 6's WᵀW′XᵀX
