@@ -36,6 +36,15 @@ def test_spiral_sweep_keeps_a_short_list_and_a_smaller_step_count_and_every_valu
     assert "the sweep trains T in [0.1, 1.0] x S in [60, 100] ahead, 300 steps each" in capsys.readouterr().out
 
 
+def test_spiral_sweep_lists_given_out_of_order_train_the_middle_two_t_and_the_largest_two_s():
+    """Quick mode trains "the middle two T and the largest two S" of the lists, and the sliders offer
+    every value once, in increasing order, whatever the order (or repeats) of the lists given."""
+    given = set_up("01_spiral_toy.ipynb", quick=True, sweep_temperatures="1,0.03,0.3,0.1,0.3",
+                   sweep_entries="100,10,60,30")
+    assert (given["slider_temperatures"], given["slider_entries"]) == ([0.03, 0.1, 0.3, 1.0], [10, 30, 60, 100])
+    assert (given["trained_temperatures"], given["trained_entries"]) == ([0.1, 0.3], [60, 100])
+
+
 def test_knn_toy_thins_only_the_default_temperatures(capsys):
     assert set_up("02_knn_as_multitask.ipynb", quick=True)["toy_config"].temperatures == QUICK_TEMPERATURES
     given = set_up("02_knn_as_multitask.ipynb", quick=True, temperatures="0.01,0.03")["toy_config"]

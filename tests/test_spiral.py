@@ -149,6 +149,48 @@ def test_explorer_sliders_redraw_the_boundary_as_widget_state(short_run):
         pd.set_option("display.max_colwidth", colwidth)
 
 
+def test_explorer_sliders_offer_each_value_once_in_increasing_order(short_run):
+    """A list given out of order, or with a value twice (papermill -p sweep_temperatures 1,0.1,0.3,0.1), is
+    not a slider that jumps back and forth or has two stops that show the same pair."""
+    from nslviz.viz.spiral import spiral_explorer
+
+    explorer = spiral_explorer(lambda t, s: short_run, [1.0, 0.1, 0.3, 0.1], [100, 10, 10], start=(0.3, 100))
+    sliders = explorer.widget.children[0].children
+    assert [tuple(slider.options) for slider in sliders] == [(0.1, 0.3, 1.0), (10, 100)]
+    assert [slider.value for slider in sliders] == [0.3, 100]
+    for temperatures, entries in (([], [10]), ([0.1], [])):
+        with pytest.raises(ValueError, match="the sliders need at least one T and one S"):
+            spiral_explorer(lambda t, s: short_run, temperatures, entries)
+
+
+def test_explorer_note_says_when_a_pair_stops_and_which_pair_the_figure_still_shows(short_run):
+    """A callback's error (or the kernel interrupted while a pair trains) reaches no cell in JupyterLab: the
+    note said "training…" for good, over the figure of another pair than the sliders'. It says what happened."""
+    from nslviz.viz.spiral import spiral_explorer
+
+    def run(temperature, entries):
+        if entries == 10:
+            raise RuntimeError("out of memory")
+        if entries == 30:
+            raise KeyboardInterrupt
+        return short_run
+
+    explorer = spiral_explorer(run, [0.1, 1.0], [10, 30, 100], start=(0.1, 100))
+    (t_slider, s_slider), note, out = explorer.widget.children[0].children, *explorer.widget.children[1:]
+    shown = out.outputs
+    for entries, reason in ((10, "RuntimeError: out of memory"), (30, "interrupted")):
+        with pytest.raises((RuntimeError, KeyboardInterrupt)):          # still raised, for the log console
+            s_slider.value = entries
+        assert note.value.startswith(f"⚠ T=0.1, S={entries} did not finish ({reason})")
+        assert "the figure below is still T=0.1, S=100" in note.value and "⏳" not in note.value
+        assert out.outputs == shown
+    s_slider.value = 100                                                # a pair that finishes is drawn
+    t_slider.value = 1.0
+    assert note.value.startswith(f"T=1, S=100, {short_run.config.steps} training steps: MN test accuracy")
+    with pytest.raises(RuntimeError, match="out of memory"):             # the first draw's error: in the cell
+        spiral_explorer(run, [0.1], [10])
+
+
 def test_configs_name_bad_seeds_and_sweeps_take_one_value_or_a_list():
     from nslviz.experiments.knn import KnnToyConfig
     from nslviz.experiments.spiral import SpiralConfig, spiral_sweep

@@ -5,6 +5,7 @@ JupyterLab, in nbviewer and in a static HTML export with no kernel.
 """
 from __future__ import annotations
 
+import html
 import time
 from typing import Callable, Mapping
 
@@ -270,11 +271,18 @@ def spiral_explorer(run: Callable[[float, int], object], temperatures, entries, 
     """ipywidgets sliders for T and S (continuous_update off): `run(T, S)` must return a SpiralResult
     (pass a cached function, e.g. nslviz.experiments.spiral.cached_spiral, so that a revisited pair is
     instant); on release the figure is redrawn, after a note while a pair not seen yet trains.
-    `start` = (T, S) to show first (default: the first of each). Needs a live kernel; the returned
-    object shows a note saying so in a static export, where `sweep_figure` is the counterpart."""
+    Each slider offers its values once, in increasing order, whatever the order given.
+    `start` = (T, S) to show first (default: the smallest of each). Needs a live kernel; the returned
+    object shows a note saying so in a static export, where `sweep_figure` is the counterpart.
+
+    A pair whose training stops (an error, or the kernel interrupted) says so in the note, above the
+    figure of the pair drawn last: a callback's error reaches no cell, only JupyterLab's log console."""
     import ipywidgets as widgets
 
-    temperatures, entries = [float(t) for t in temperatures], [int(s) for s in entries]
+    temperatures, entries = sorted({float(t) for t in temperatures}), sorted({int(s) for s in entries})
+    if not temperatures or not entries:
+        raise ValueError(f"the sliders need at least one T and one S, got temperatures {temperatures} and "
+                         f"entries {entries}")
     start_t, start_s = start if start is not None else (temperatures[0], entries[0])
     t_slider = widgets.SelectionSlider(options=temperatures, description="T", continuous_update=False,
                                        value=min(temperatures, key=lambda t: abs(t - start_t)))
@@ -282,13 +290,22 @@ def spiral_explorer(run: Callable[[float, int], object], temperatures, entries, 
                                        value=min(entries, key=lambda s: abs(s - start_s)))
     note = widgets.HTML()
     out = widgets.Output()
+    drawn = []                                   # the (T, S) of the figure on show, once there is one
 
     def redraw(*_):
         t, s = t_slider.value, s_slider.value
         note.value = f"⏳ T={t:g}, S={s}: training (a pair not seen before takes a few seconds)…"
         started = time.perf_counter()
-        result = run(t, s)
-        figure = linear_vs_meta_neighborhoods(result)
+        try:
+            result = run(t, s)
+            figure = linear_vs_meta_neighborhoods(result)
+        except BaseException as error:           # KeyboardInterrupt too: the kernel's ■ stops a long pair
+            below = (f"the figure below is still T={drawn[-1][0]:g}, S={drawn[-1][1]}" if drawn
+                     else "no figure yet")
+            reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+            note.value = (f"⚠ T={t:g}, S={s} did not finish ({html.escape(reason)}); {below}. "
+                          "Move a slider to try again.")
+            raise
         # the figure becomes the widget's state (IPython's mimebundle protocol) rather than a display
         # captured with `with out: ...`: that capture (and clear_output) races with headless
         # nbclient/papermill runs and hung about one run in two of notebook 01's export
@@ -296,6 +313,7 @@ def spiral_explorer(run: Callable[[float, int], object], temperatures, entries, 
         # which can display a second copy of plotly.js (4.8 MB) into the cell
         bundle = pio.renderers["plotly_mimetype"].to_mimebundle(figure.to_dict())
         out.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+        drawn[:] = [(t, s)]
         note.value = (f"T={t:g}, S={s}, {result.config.steps} training steps: MN test accuracy "
                       f"{result.mn_test_acc:.3f}, plain linear {result.linear_test_acc:.3f} (ready in {time.perf_counter() - started:.1f} s; revisiting a pair is instant)")
 
