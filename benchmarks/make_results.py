@@ -151,6 +151,12 @@ def base_method(name: str) -> str:
 MN_GIVEN_LENGTHS = {"imagenet64": " --epochs 40"}
 
 
+def mean_and_std(mean: float, std: float) -> str:
+    """"0.6088 ± 0.0050": both to the decimals of the more precise, as the paper prints them (MN Table 2)."""
+    decimals = max(len(repr(x).partition(".")[2]) for x in (mean, std))
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
 def paper_sections() -> list[str]:
     from nslviz import paper
     lines = ["## The papers' numbers (`nslviz.paper`)", "",
@@ -184,7 +190,7 @@ def paper_sections() -> list[str]:
     lines += ["### MN Table 2: regression test MSE, 5-fold CV", ""]
     lines += table(["dataset", "n", "d", "kNN", "MLP", "MN", "command"],
                    [[name, f"{row['n']:,}", row["d"],
-                     *(f"{row[k][0]:g} ± {row[k][1]:g}" for k in ("knn", "vanilla", "mn")),
+                     *(mean_and_std(*row[k]) for k in ("knn", "vanilla", "mn")),
                      f"`python -m nslviz regress --dataset {name} --json`"] for name, row in paper.MN_TABLE2.items()])
     lines += ["### MN Appendix A.9: sub-category discovery, CIFAR-100 (kNN accuracy %)", ""]
     lines += table(["model", "20 coarse labels", "100 fine labels"],

@@ -160,6 +160,37 @@ def mn_table1_row(backbone: str, dataset: str) -> dict[str, float] | None:
     return None if row is None else dict(zip(MN_METHOD_COLUMNS, row))
 
 
+def mn_paper_row(backbone: str, dataset: str, *, classifier: str = "cosine", optimizer: str = "adamw",
+                 inner_steps: int = 1, step_size: str = "scalar") -> dict[str, float] | None:
+    """{method: accuracy %} that MN Tables 1 and 3 report for runs with these settings, or None if the
+    paper has no such row (every row of Table 3 is one of Table 1's). Table 1's recipe (cosine
+    classifier, AdamW, one inner step, scalar α) gives its five columns; a vanilla run with a
+    dot-product classifier or SGD takes its Table 3 column (dot-sgd, dot-adamw, cos-sgd), an MN run
+    with 3 inner steps or a diagonal α its column (ft:1+D, ft:3+S, ft:3+D). A method the paper did not
+    run with these settings is left out (the iFiLM columns exist for Table 1's recipe only; Table 3 has
+    no MNIST-M, PACS or ImageNet row). MAXL keeps Table 1's number, trained with its own recipe (MN
+    appendix A.2)."""
+    table1 = mn_table1_row(backbone, dataset)
+    if table1 is None:
+        return None
+    backbone = {"resnet29_64": "resnet29", "densenet40_64": "densenet40"}.get(backbone, backbone)
+    table3 = MN_TABLE3.get((backbone, dataset))
+    table3 = {} if table3 is None else dict(zip(MN_TABLE3_COLUMNS, table3))
+    recipe = classifier == "cosine" and optimizer == "adamw"
+    one_scalar_step = inner_steps == 1 and step_size == "scalar"
+    row = {}
+    for method, accuracy in table1.items():
+        if method == "maxl" or (recipe and (method.startswith("vanilla") or one_scalar_step)):
+            row[method] = accuracy
+    if table3:
+        name = {"cosine": "cos", "dot": "dot"}.get(classifier)
+        if name is not None and optimizer in ("sgd", "adamw"):
+            row["vanilla"] = table3[f"vanilla_{name}_{optimizer}"]
+        if recipe and inner_steps in (1, 3) and step_size in ("scalar", "diagonal"):
+            row["mn"] = table3[f"mn_{inner_steps}_{step_size}"]
+    return row
+
+
 # MN Appendix A.9 (and sec. 4.2): sub-category discovery on CIFAR-100. DenseNet40 models trained on the
 # 20 coarse labels only (MN with S = 5000; vanilla = the cosine classifier trained with AdamW), then a kNN
 # classifier on the test set ("induction accuracy"; the appendix names neither its reference set nor

@@ -134,6 +134,8 @@ def test_the_page_puts_every_paper_table_beside_the_measurements(make_results):
     assert "| convnet4 | mnist | 99.44 | 99.60 |" in text                      # MN Table 1, as printed
     assert f"| dynamic_dns | {paper.NSL_TABLE4['dynamic_dns', 'cifar10']} |" in text
     assert "| gom | 1,059 | 116 |" in text                                     # MN Table 2
+    assert "| 0.6236 ± 0.0056 | 0.6088 ± 0.0050 |" in text                     # with the paper's decimals
+    assert "| 0.00121 ± 0.00022 |" in text and "| 0.1132 ± 0.0060 |" in text
 
 
 def test_a_benchmark_run_as_a_script_records_its_command(monkeypatch, tmp_path):
@@ -255,3 +257,21 @@ def test_sub_category_discovery_shows_each_seed_the_paired_differences_and_the_p
     assert "| seed 0 | 90.0 % | 95.0 % | 97.0 % | 97.0 % | 98.0 % | 96.0 % | 94.0 % | 96.0 % |" in text
     assert "-2.00 [-3.00, -1.00], 0/0/1" in text and "59.28 %" in text and "63.3 %" in text
     assert make_results.describe(result, "subcategory_digits_cpu").endswith("S = 100, 3 epochs, 1 seeds, measured on AMD EPYC")
+
+
+def test_a_runs_paper_row_follows_table_3_where_its_settings_are_a_table_3_variant():
+    from nslviz.paper import MN_TABLE1, MN_TABLE3, MN_TABLE3_COLUMNS, mn_paper_row, mn_table1_row
+    for key in MN_TABLE1:                                # Table 1's recipe: Table 1's five columns
+        assert mn_paper_row(*key) == mn_table1_row(*key)
+    for key, row in MN_TABLE3.items():
+        table3 = dict(zip(MN_TABLE3_COLUMNS, row))
+        for classifier, optimizer in (("dot", "sgd"), ("dot", "adamw"), ("cosine", "sgd")):
+            name = "cos" if classifier == "cosine" else "dot"
+            assert mn_paper_row(*key, classifier=classifier, optimizer=optimizer) == {
+                "vanilla": table3[f"vanilla_{name}_{optimizer}"], "maxl": table3["maxl"]}
+        for steps, form in ((1, "diagonal"), (3, "scalar"), (3, "diagonal")):
+            got = mn_paper_row(*key, inner_steps=steps, step_size=form)
+            assert got["mn"] == table3[f"mn_{steps}_{form}"] and "mn_ifilm" not in got
+            assert got["vanilla"] == table3["vanilla_cos_adamw"]
+    assert mn_paper_row("convnet4", "pacs", inner_steps=3) == {"vanilla": 92.55, "maxl": 94.85, "vanilla_ifilm": 94.45}
+    assert mn_paper_row("convnet4", "digits") is None

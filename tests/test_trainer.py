@@ -1158,3 +1158,15 @@ def test_under_torchrun_each_process_takes_the_gpu_of_its_local_rank(monkeypatch
     context = distributed.setup("cuda")
     assert context.device == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]
     assert (context.rank, context.world_size) == (3, 4)
+
+
+def test_a_length_given_to_the_mn_preset_decays_where_the_papers_epoch_schedule_does():
+    """MN appendix A.2: lr x0.1 at epoch 300 of 400 on CIFAR, at 250 of 350 on CINIC-10 and Tiny-ImageNet."""
+    for dataset in ("cinic10", "tiny-imagenet"):
+        paper = TrainConfig.from_preset("mn", dataset=dataset, epochs=350)
+        assert paper.milestone_iterations(703) == [250 * 703]
+        assert TrainConfig.from_preset("mn", dataset=dataset, epochs=350, milestones=(0.5,)).milestones == (0.5,)
+    assert TrainConfig.from_preset("mn", dataset="cifar100", epochs=400).milestone_iterations(351) == [300 * 351]
+    assert TrainConfig.from_preset("mn", dataset="cinic10").milestones == (160 / 260,)          # official length
+    sgd = TrainConfig.from_preset("mn", dataset="cinic10", epochs=350, optimizer="sgd", method="vanilla")
+    assert sgd.milestones == (0.5, 2 / 3, 5 / 6)                                               # the SGD recipe's own

@@ -7,12 +7,13 @@ a plain linear classifier; it records the keys (for the trajectories), the decis
 grid and the test predictions at `frames` moments of training. The notebook and
 `python -m nslviz spiral` both call it.
 
-Defaults mix the paper and the official spiral code (docs/official-code.md §A.8): 800 points per
-class, f = logistic regression 2 -> 1, S = 100 entries with fixed 0/1 labels and keys initialised
-U[-2, 2], one inner step of size 10, Adam lr 1e-3, batch 32, as both have them; the negative *squared*
-Euclidean similarity of the official code at the paper's fixed T = 0.1 (the official code learns
-1/T from 5). Our choices: the labels are balanced, half 0 and half 1 (officially independent coin
-flips), and the inner step size is learned, as MN's α is (fixed in the official code).
+Defaults mix the paper and the official spiral code (docs/official-code.md §A.8): a linear classifier
+(f = logistic regression 2 -> 1) and S = 100 entries with fixed random 0/1 labels, as both have them;
+800 points per class, keys initialised U[-2, 2], one inner step of size 10, Adam lr 1e-3 and batch 32
+as the official code has them (the paper gives none of these); the negative *squared* Euclidean
+similarity of the official code at the paper's fixed T = 0.1 (the official code learns 1/T from 5).
+Our choices: the labels are balanced, half 0 and half 1 (officially independent coin flips), and the
+inner step size is learned, as MN's α is (fixed in the official code).
 """
 from __future__ import annotations
 

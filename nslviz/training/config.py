@@ -9,8 +9,9 @@ Recipes (see docs/official-code.md §A.7 and §B.6):
 * "mn"  AdamW lr 1e-3, batch 128, decoupled weight decay 0.075 (the official TF-contrib AdamW
         applies 7.5e-5 per step *without* multiplying by the learning rate; PyTorch's AdamW multiplies
         by lr = 1e-3, so 7.5e-5 / 1e-3 = 0.075 gives the same decay, and both fall ×0.1 together at
-        the milestone), lr ×0.1 at the official milestone of each dataset (below; 75 % of training when a
-        length is given instead: paper, CIFAR epoch 300 of 400), gradients clipped by
+        the milestone), lr ×0.1 at the official milestone of each dataset (below; when a length is
+        given instead, at the paper's fraction of it, MN appendix A.2: CIFAR epoch 300 of 400, CINIC-10
+        and Tiny-ImageNet 250 of 350, `PAPER_EPOCH_MILESTONES`; elsewhere 75 %), gradients clipped by
         value to [-10, 10], augmentation crop + flip + AutoAugment + Cutout, images in [0, 1],
         dictionary/classifier/α/τ excluded from weight decay, best-on-validation checkpoint tested.
   Length: the official schedules, in iterations (`PAPER_SCHEDULES`): CIFAR 160k with the decay at
@@ -246,7 +247,9 @@ class TrainConfig:
         """A paper recipe with `overrides` on top; preset None gives the dataclass defaults. Unless
         `epochs` or `iterations` is given, the training length and lr milestones are the official
         schedule of the dataset (`PAPER_SCHEDULES`), where there is one. A preset's own milestones
-        (nsl, nsl_global: CIFAR's) give way to the dataset's schedule at any length, unless given."""
+        (nsl, nsl_global: CIFAR's) give way to the dataset's schedule at any length, unless given. With
+        a length given, the mn preset decays where the paper's epoch schedule of the dataset does
+        (`PAPER_EPOCH_MILESTONES`), unless milestones are given."""
         # None for the length or the milestones means "not given" (a notebook's `epochs = None`): the
         # official schedule, which must then exist
         asked_official = "epochs" in overrides and overrides["epochs"] is None and overrides.get("iterations") is None
@@ -264,6 +267,10 @@ class TrainConfig:
             own_milestones = "milestones" in PRESET_FIELDS[preset]     # nsl's CIFAR ones give way at any length
             if official and "milestones" not in overrides and (own_milestones or not given_length):
                 fields["milestones"] = official[1]
+            paper_fraction = PAPER_EPOCH_MILESTONES.get((preset, fields.get("optimizer", cls.optimizer)), {}).get(
+                fields.get("dataset", cls.dataset))
+            if paper_fraction and given_length and "milestones" not in overrides:
+                fields["milestones"] = paper_fraction     # a length of its own: the paper's decay point in it
             if official and not given_length:
                 fields["iterations"] = official[0]
             if fields.get("dataset", cls.dataset) in STREAMED_SETS and "augment" not in overrides:
@@ -366,6 +373,13 @@ PRESET_FIELDS: dict[str, dict] = {
     "nsl_global": dict(method="vanilla", classifier="dot", optimizer="adam", lr=1e-3, weight_decay=5e-4,
                        batch_size=128, milestones=(34 / 64, 54 / 64), clip_value=None, label_smoothing=0.01,
                        augment="flip", decay_everything=True),
+}
+
+# MN appendix A.2's schedules in epochs: lr ×0.1 at epoch 300 of 400 on CIFAR (the AdamW default, 75 %),
+# at 250 of 350 on CINIC-10 and Tiny-ImageNet. A preset run given its own length (epochs or iterations)
+# decays at the same fraction of it, so that `--epochs 350` is the paper's schedule there.
+PAPER_EPOCH_MILESTONES: dict[tuple[str, str], dict[str, tuple[float, ...]]] = {
+    ("mn", "adamw"): {"cinic10": (250 / 350,), "tiny-imagenet": (250 / 350,)},
 }
 
 # The official training lengths, in iterations at batch 128, and the lr milestones as fractions of
