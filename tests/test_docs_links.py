@@ -139,3 +139,19 @@ def test_every_documented_command_parses():
         except ValueError as stop:
             refused.append(f"{where}: {command}: {stop}")
     assert checked > 80 and not refused, "\n".join(refused)
+
+
+def test_the_library_pages_training_snippet_runs_as_written():
+    """docs/library.md's second code block trains its first block's layers in a model of the reader's own:
+    it must run as written, and every parameter is in one optimiser group."""
+    text = (ROOT / "docs" / "library.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2, "docs/library.md shows no training step"
+    namespace: dict = {}
+    exec(compile(blocks[0] + blocks[1], "docs/library.md", "exec"), namespace)    # noqa: S102 - the page's own code
+    model, optimizer = namespace["model"], namespace["optimizer"]
+    grouped = [p for group in optimizer.param_groups for p in group["params"]]
+    assert sorted(map(id, grouped)) == sorted(id(p) for p in model.parameters())
+    assert optimizer.param_groups[1]["weight_decay"] == 0.0
+    assert {id(p) for p in namespace["head"].parameters()} <= {id(p) for p in optimizer.param_groups[1]["params"]}
+    assert bool(namespace["loss"].isfinite())

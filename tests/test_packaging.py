@@ -217,3 +217,14 @@ def test_make_clean_removes_what_the_commands_regenerate_and_keeps_the_training_
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Makefile", "runs"]
     assert (tmp_path / "runs/cifar10-resnet29-mn/file").read_text() == "x" and "runs/ kept" in done.stdout
+
+
+def test_a_virtual_environment_linked_in_as_dotvenv_is_ignored(tmp_path):
+    """`.venv/` in .gitignore matched only a folder: a .venv linked in from another checkout showed as
+    untracked, one `git add -A` from a commit."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / ".venv").symlink_to(tmp_path / "elsewhere")
+    done = subprocess.run(["git", "-C", str(tmp_path), "check-ignore", "-q", ".venv"])
+    assert done.returncode == 0
