@@ -139,7 +139,8 @@ NSL_TABLE6_ROWS = {
 
 def nsl_table6_reference(nsl: str, method: str, way: int = 5, shot: int = 5, backbone: str = "cnn4") -> dict | None:
     """{row, backbone, accuracy, interval95} of NSL Table 6 for this few-shot run, or None (the table is
-    5-way 5-shot only, and has one CNN-9 row)."""
+    5-way 5-shot only, and has one CNN-9 row). interval95 is the ± the table prints, named as a run's
+    own 95 % interval is: the paper does not state its level."""
     row = NSL_TABLE6_ROWS.get((nsl, method, backbone))
     if row is None or (way, shot) != (5, 5):
         return None
@@ -153,10 +154,18 @@ def nsl_table4_row(dataset: str) -> dict[str, float] | None:
     return row or None
 
 
+def _mn_table_key(backbone: str, dataset: str) -> tuple[str, str]:
+    """The (backbone, dataset) of MN Tables 1 and 3 for a run: a `_64` backbone (the same network with a
+    stride-2 stem) takes its 32-pixel network's row, unless the table has a row of its own
+    (resnet56_64 on imagenet64)."""
+    if (backbone, dataset) not in MN_TABLE1:
+        backbone = backbone.removesuffix("_64")
+    return backbone, dataset
+
+
 def mn_table1_row(backbone: str, dataset: str) -> dict[str, float] | None:
     """{method: accuracy %} of MN Table 1 for this backbone and dataset, or None if the paper has no row."""
-    backbone = {"resnet29_64": "resnet29", "densenet40_64": "densenet40"}.get(backbone, backbone)
-    row = MN_TABLE1.get((backbone, dataset))
+    row = MN_TABLE1.get(_mn_table_key(backbone, dataset))
     return None if row is None else dict(zip(MN_METHOD_COLUMNS, row))
 
 
@@ -173,8 +182,7 @@ def mn_paper_row(backbone: str, dataset: str, *, classifier: str = "cosine", opt
     table1 = mn_table1_row(backbone, dataset)
     if table1 is None:
         return None
-    backbone = {"resnet29_64": "resnet29", "densenet40_64": "densenet40"}.get(backbone, backbone)
-    table3 = MN_TABLE3.get((backbone, dataset))
+    table3 = MN_TABLE3.get(_mn_table_key(backbone, dataset))
     table3 = {} if table3 is None else dict(zip(MN_TABLE3_COLUMNS, table3))
     recipe = classifier == "cosine" and optimizer == "adamw"
     one_scalar_step = inner_steps == 1 and step_size == "scalar"

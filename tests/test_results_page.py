@@ -275,3 +275,17 @@ def test_a_runs_paper_row_follows_table_3_where_its_settings_are_a_table_3_varia
             assert got["vanilla"] == table3["vanilla_cos_adamw"]
     assert mn_paper_row("convnet4", "pacs", inner_steps=3) == {"vanilla": 92.55, "maxl": 94.85, "vanilla_ifilm": 94.45}
     assert mn_paper_row("convnet4", "digits") is None
+
+
+def test_every_64_pixel_backbone_takes_its_32_pixel_networks_row_unless_it_has_its_own():
+    """resnet29_64 and densenet40_64 took their 32-pixel network's row, resnet56_64 (notebook 04's first
+    choice for Tiny-ImageNet) none: `paper %` stayed empty beside its runs."""
+    from nslviz.paper import MN_TABLE1, mn_paper_row, mn_table1_row
+    for backbone in ("resnet29", "resnet56", "densenet40"):
+        assert mn_table1_row(f"{backbone}_64", "tiny-imagenet") == mn_table1_row(backbone, "tiny-imagenet")
+        assert mn_paper_row(f"{backbone}_64", "tiny-imagenet", inner_steps=3) == mn_paper_row(
+            backbone, "tiny-imagenet", inner_steps=3)
+    assert mn_table1_row("convnet4_64", "svhn") == mn_table1_row("convnet4", "svhn")
+    assert mn_table1_row("resnet56_64", "imagenet64") == dict(zip(("vanilla", "maxl", "vanilla_ifilm", "mn", "mn_ifilm"),
+                                                                  MN_TABLE1["resnet56_64", "imagenet64"]))
+    assert mn_table1_row("resnet29_64", "imagenet64") is None and mn_table1_row("resnet56", "imagenet64") is None

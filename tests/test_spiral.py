@@ -191,6 +191,27 @@ def test_explorer_note_says_when_a_pair_stops_and_which_pair_the_figure_still_sh
         spiral_explorer(run, [0.1], [10])
 
 
+def test_explorer_note_says_so_when_the_figure_of_a_pair_cannot_be_drawn(short_run, monkeypatch):
+    """The pair trained, but turning its figure into the widget's state stopped (interrupted, or an
+    error of the renderer): the note said "training…" for good."""
+    import plotly.io as pio
+
+    from nslviz.viz.spiral import spiral_explorer
+
+    explorer = spiral_explorer(lambda t, s: short_run, [0.1], [10, 100], start=(0.1, 100))
+    (_, s_slider), note, out = explorer.widget.children[0].children, *explorer.widget.children[1:]
+    shown = out.outputs
+
+    def stop(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pio.renderers["plotly_mimetype"], "to_mimebundle", stop)
+    with pytest.raises(KeyboardInterrupt):
+        s_slider.value = 10
+    assert note.value.startswith("⚠ T=0.1, S=10 did not finish (interrupted); the figure below is still T=0.1, S=100")
+    assert out.outputs == shown
+
+
 def test_configs_name_bad_seeds_and_sweeps_take_one_value_or_a_list():
     from nslviz.experiments.knn import KnnToyConfig
     from nslviz.experiments.spiral import SpiralConfig, spiral_sweep

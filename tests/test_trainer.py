@@ -1170,3 +1170,6 @@ def test_a_length_given_to_the_mn_preset_decays_where_the_papers_epoch_schedule_
     assert TrainConfig.from_preset("mn", dataset="cinic10").milestones == (160 / 260,)          # official length
     sgd = TrainConfig.from_preset("mn", dataset="cinic10", epochs=350, optimizer="sgd", method="vanilla")
     assert sgd.milestones == (0.5, 2 / 3, 5 / 6)                                               # the SGD recipe's own
+    assert TrainConfig.from_preset("mn", dataset="tiny-imagenet", iterations=70_000).milestone_iterations(1) == [50_000]
+    assert TrainConfig.from_preset("maxl", dataset="cinic10").milestones == (0.25, 0.5, 0.75)   # MAXL's own halvings
+    assert TrainConfig.from_preset("mn", dataset="svhn", epochs=40).milestones == (0.75,)       # no epochs in the paper

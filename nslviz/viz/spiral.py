@@ -299,6 +299,14 @@ def spiral_explorer(run: Callable[[float, int], object], temperatures, entries, 
         try:
             result = run(t, s)
             figure = linear_vs_meta_neighborhoods(result)
+            # the figure becomes the widget's state (IPython's mimebundle protocol) rather than a display
+            # captured with `with out: ...`: that capture (and clear_output) races with headless
+            # nbclient/papermill runs and hung about one run in two of notebook 01's export
+            # the plotly mimetype alone, which JupyterLab draws: not the "notebook" renderer's HTML too,
+            # which can display a second copy of plotly.js (4.8 MB) into the cell
+            bundle = pio.renderers["plotly_mimetype"].to_mimebundle(figure.to_dict())
+            out.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+            drawn[:] = [(t, s)]
         except BaseException as error:           # KeyboardInterrupt too: the kernel's ■ stops a long pair
             below = (f"the figure below is still T={drawn[-1][0]:g}, S={drawn[-1][1]}" if drawn
                      else "no figure yet")
@@ -306,14 +314,6 @@ def spiral_explorer(run: Callable[[float, int], object], temperatures, entries, 
             note.value = (f"⚠ T={t:g}, S={s} did not finish ({html.escape(reason)}); {below}. "
                           "Move a slider to try again.")
             raise
-        # the figure becomes the widget's state (IPython's mimebundle protocol) rather than a display
-        # captured with `with out: ...`: that capture (and clear_output) races with headless
-        # nbclient/papermill runs and hung about one run in two of notebook 01's export
-        # the plotly mimetype alone, which JupyterLab draws: not the "notebook" renderer's HTML too,
-        # which can display a second copy of plotly.js (4.8 MB) into the cell
-        bundle = pio.renderers["plotly_mimetype"].to_mimebundle(figure.to_dict())
-        out.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
-        drawn[:] = [(t, s)]
         note.value = (f"T={t:g}, S={s}, {result.config.steps} training steps: MN test accuracy "
                       f"{result.mn_test_acc:.3f}, plain linear {result.linear_test_acc:.3f} (ready in {time.perf_counter() - started:.1f} s; revisiting a pair is instant)")
 
