@@ -19,6 +19,11 @@ def stand_in(*args, **kwargs):
      lambda a, k: k["seed"] == 5),
     ("nslviz.cli.higher_order", "run_higher_order", ["higher-order", "--lr", "0.02"], lambda a, k: a[0].lr == 0.02),
     ("nslviz.experiments.race", "run_race", ["race", "--warmup", "50"], lambda a, k: k["warmup"] == 50),
+    ("nslviz.experiments.neighbors", "analyze_neighbors",
+     ["neighbors", "--run-dir", "runs/x", "--baseline-size", "7", "--device", "cuda:1", "--batch-size", "9"],
+     lambda a, k: (k["baseline_size"], k["device"], k["batch_size"]) == (7, "cuda:1", 9)),
+    ("nslviz.experiments.few_shot", "run_few_shot", ["few-shot", "--episode-batch", "3", "--data-dir", "elsewhere"],
+     lambda a, k: (a[0].episode_batch, a[0].data_dir) == (3, "elsewhere")),
 ])
 def test_a_commands_options_reach_its_experiment(monkeypatch, module, name, argv, given):
     monkeypatch.setattr(f"{module}.{name}", stand_in)

@@ -213,6 +213,25 @@ def test_dynamic_finetuning_retrains_the_classifier_only():
         finetune_episodes(network, *tasks(1, 2, 1, 1), way=2, adapt_similarity=True)
 
 
+def test_finetuning_is_sgd_with_the_papers_momentum_dampening_and_weight_decay():
+    """On fixed features (plain CNN, dynamic NSN) finetuning trains a zero classifier as torch's SGD does
+    with the paper's lr 0.01, momentum 0.9, dampening 0.9 and weight decay 1e-3, full batch on the support set."""
+    network = small_network("none")
+    support, support_labels, query, query_labels = tasks(1, 2, 3, 2)
+    result = finetune_episodes(network, support, support_labels, query, query_labels, way=2, adapt_similarity=False,
+                               protocol=FinetuneProtocol(epochs=6))
+    features = network.features(support[0]).detach()                                  # (S, D)
+    weight = torch.zeros(2, network.feature_dim, dtype=torch.double, requires_grad=True)
+    bias = torch.zeros(2, dtype=torch.double, requires_grad=True)
+    optimizer = torch.optim.SGD([weight, bias], lr=0.01, momentum=0.9, dampening=0.9, weight_decay=1e-3)
+    for _ in range(6):
+        optimizer.zero_grad()
+        F.cross_entropy(features @ weight.T + bias, support_labels[0]).backward()
+        optimizer.step()
+    torch.testing.assert_close(result.classifier["weight"][0], weight.detach(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(result.classifier["bias"][0], bias.detach(), rtol=1e-9, atol=1e-12)
+
+
 def reference_meta_gradient(network: FunctionalBackbone, init: dict, support, support_labels, query, query_labels,
                             inner: InnerLoop) -> list[torch.Tensor]:
     """MAML eq. (7) task by task with plain autograd (create_graph=True), no torch.func."""
@@ -316,6 +335,13 @@ def test_run_few_shot_is_deterministic_and_beside_table6():
                                                                "accuracy": 71.26, "interval95": 0.65}
     with pytest.raises(ValueError, match="a dynamic NSN has no static M"):
         FewShotConfig(nsl="dynamic_dns", method="maml")
+
+
+def test_table_6_stands_beside_five_way_five_shot_runs_only():
+    """Table 6 is 5-way 5-shot: a 5-way 1-shot or a 10-way 5-shot run has no paper number beside it."""
+    assert nsl_table6_reference("static_dns", "maml", way=5, shot=5)["row"] == "Meta-learned static NSN"
+    assert nsl_table6_reference("static_dns", "maml", way=5, shot=1) is None
+    assert nsl_table6_reference("static_dns", "maml", way=10, shot=5) is None
 
 
 @pytest.mark.parametrize("nsl,method", [("static_dns", "finetune"), ("dynamic_dns", "finetune"), ("static_dns", "maml")])
@@ -628,3 +654,36 @@ def test_meta_train_takes_one_adam_step_per_meta_batch_from_fresh_gradients():
     for name, value in init.items():
         assert not learned[name].requires_grad
         torch.testing.assert_close(learned[name], value.detach(), rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_meta_training_records_the_starts_accuracy_before_each_step_learns_from_its_tasks(monkeypatch):
+    """query_acc_before of outer step t is start_accuracy of the start as it was before step t's Adam step
+    (at step 1 the pretrained M and the zero classifier), on that step's query images."""
+    from nslviz.training import maml
+    from nslviz.training.episodic import episode_images
+    network = FunctionalBackbone(small_network("static_dns").backbone.float())
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (24, 3, 16, 16), generator=generator, dtype=torch.uint8)
+    episodes = sample_episodes(torch.arange(4).repeat_interleave(6), episodes=6, way=2, shot=2, query=2, seed=4)
+    inner = InnerLoop(steps=1, classifier_steps=2)
+    seen, start_accuracy = [], maml.start_accuracy
+
+    def recorded(network, init, query, query_labels):
+        seen.append(({name: value.detach().clone() for name, value in init.items()}, query.clone()))
+        return start_accuracy(network, init, query, query_labels)
+    monkeypatch.setattr(maml, "start_accuracy", recorded)
+    _, history = maml.meta_train(network, images, episodes, meta_batch=2, lr=0.1, inner=inner)
+    assert len(seen) == len(history) == 3
+    init = initial_parameters(network, 2)
+    optimizer = torch.optim.Adam(init.values(), lr=0.1)
+    for step, (start, query) in enumerate(seen):
+        batch = episodes.slice(2 * step, 2 * step + 2)
+        assert torch.equal(query, episode_images(images, batch.query, "cpu"))
+        for name, value in init.items():
+            torch.testing.assert_close(start[name], value.detach(), rtol=1e-6, atol=1e-7, msg=name)
+        accuracy = start_accuracy(network, init, query, batch.query_labels).mean().item()
+        assert history[step]["query_acc_before"] == pytest.approx(accuracy)
+        optimizer.zero_grad()
+        meta_loss(network, init, episode_images(images, batch.support, "cpu"), batch.support_labels, query,
+                  batch.query_labels, inner)[0].backward()
+        optimizer.step()

@@ -56,6 +56,7 @@ def test_accuracy_figure_names_the_networks_and_draws_table_6_beside_them():
     assert list(bars.x) == ["plain CNN · finetune", "dynamic NSN · finetune", "static NSN · MAML"]
     assert list(bars.y) == [88.7, 94.8, 89.5] and list(bars.error_y.array) == [1.4, 1.1, 1.6]
     assert list(diamonds.x) == ["dynamic NSN · finetune"] and list(diamonds.y) == [71.26]
+    assert list(diamonds.error_y.array) == [0.65]                    # the paper's interval, not this run's
     assert fig.layout.shapes[0].y0 == 20 and fig.layout.annotations[0].text == "chance (20 %)"
     assert fig.layout.annotations[0].x > 1 and bars.texttemplate == "%{y:.1f} %"   # label in the margin, values on bars
     assert bars.insidetextanchor == "start"                       # at the base, clear of error bars and diamonds
@@ -78,3 +79,21 @@ def test_episode_figure_is_as_tall_as_its_image_grid():
     assert fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
     assert "queries (right, the first 5 of 15 a class)" in fig.layout.title.text       # not all of them drawn
     assert "the first" not in episode_figure(split, episodes, max_query=15).layout.title.text
+
+
+def test_episode_figure_labels_each_row_with_the_class_of_the_episode_drawn():
+    labels = torch.arange(10).repeat_interleave(4)
+    split = ImageSplit(torch.zeros(len(labels), 3, 8, 8, dtype=torch.uint8), labels)
+    episodes = sample_episodes(labels, episodes=3, way=3, shot=1, query=1, seed=0)
+    assert not torch.equal(episodes.classes[0], episodes.classes[2])
+    for index in range(3):
+        ticks = episode_figure(split, episodes, index).layout.yaxis.ticktext
+        assert list(ticks) == [f"class {int(c)}" for c in episodes.classes[index]]
+
+
+def test_adapted_masks_are_the_mean_over_episodes():
+    """Episodes adapt M differently: each layer's tile shows their mean, not one episode's M."""
+    generator = torch.Generator().manual_seed(0)
+    masks = 1 + 0.01 * torch.randn(4, 9, generator=generator)                   # (E, K): four episodes
+    fig = adapted_masks_figure({"backbone.stages.0.0.conv.similarity": masks})
+    np.testing.assert_allclose(fig.data[0].z, masks.mean(0).view(3, 3).numpy(), atol=1e-6)

@@ -130,6 +130,16 @@ def test_stratified_order_prefixes_keep_class_proportions():
     assert not torch.equal(order, stratified_order(labels, seed=4))
 
 
+def test_stratified_order_puts_the_ith_image_of_a_class_of_n_at_fraction_i_plus_a_half_over_n():
+    """A class of 2 among 22 images sits at a quarter and three quarters of the order (positions 5 and
+    16, after the first 5 and 15 images of the class of 20), whatever the seed: never at the front,
+    where it would be a third of a short prefix instead of a tenth."""
+    labels = torch.tensor([0] * 2 + [1] * 20)
+    for seed in range(5):
+        order = stratified_order(labels, seed)
+        assert torch.nonzero(labels[order] == 0).flatten().tolist() == [5, 16]
+
+
 # ----------------------------------------------------------------------------------------------
 # CIFAR
 
@@ -378,6 +388,26 @@ def test_a_folder_set_loads_from_a_read_only_data_folder_without_its_cache(tmp_p
                                          r"decoded but not cached"):
         data = load_image_dataset("cinic10", tmp_path)
     assert len(data.train) == 10 and not (tmp_path / "cinic10" / "images-32px-RGB.pt").exists()
+
+
+def test_a_limited_load_of_a_folder_set_decodes_only_the_images_it_keeps_and_caches_nothing(tmp_path, monkeypatch):
+    """limit=4 on CINIC-10 (90 files) decodes the 12 images of the three prefixes, the same ones a full
+    load gives, and writes no cache of a partial decoding."""
+    write_cinic(tmp_path)
+    decoded = []
+    decode = image_utils._decode_images
+
+    def counted(request, files, size, mode):
+        decoded.append(len(files))
+        return decode(request, files, size, mode)
+    monkeypatch.setattr(image_utils, "_decode_images", counted)
+    limited = load_image_dataset("cinic10", tmp_path, limit=4)
+    assert decoded == [12] and not (tmp_path / "cinic10" / "images-32px-RGB.pt").exists()
+    full = load_image_dataset("cinic10", tmp_path)
+    for name, split in limited.splits().items():
+        check_split(split, 4)
+        assert torch.equal(split.images, full.splits()[name].images[:4])
+        assert torch.equal(split.labels, full.splits()[name].labels[:4])
 
 
 def test_the_data_folder_defaults_to_nslviz_data(tmp_path, monkeypatch):

@@ -219,3 +219,10 @@ def test_class_probabilities_need_every_label_once_in_classes():
         knn_class_probabilities(x, labels, query, 2, classes=[0, 1])
     with pytest.raises(ValueError, match="with repeats"):
         knn_class_probabilities(x, labels, query, 2, classes=[0, 0, 1, 2])
+
+
+def test_neighbors_at_equal_distance_are_taken_in_index_order():
+    """40 training points at distance 1 from the query (the four unit vectors, ten times each): the k
+    nearest are the first k indices, as the docstring promises, not an arbitrary choice among the ties."""
+    x_train = np.tile([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], (10, 1))
+    assert nearest_neighbors(x_train, np.zeros((2, 2)), 7).tolist() == [list(range(7))] * 2

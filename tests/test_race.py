@@ -241,6 +241,20 @@ def test_race_figure_draws_one_line_per_arm(small_race):
     assert not [shape for shape in race_curves(without, "race", warmup=3).layout.shapes if shape.x0 == 3]
 
 
+def test_an_arms_curve_is_the_mean_over_its_seeds_up_to_the_epochs_every_seed_has():
+    """A seed with fewer epochs (still running, or cut) shortens the arm's curve to its length; a seed
+    without the key is left out of the mean."""
+    from nslviz.viz.race import mean_trace
+    def rows(*accuracies):
+        return [{"iteration": 6 * (epoch + 1), "val_acc": accuracy} for epoch, accuracy in enumerate(accuracies)]
+
+    iterations, mean = mean_trace([rows(0.2, 0.4, 0.6), rows(0.4, 0.6)], "val_acc")
+    assert iterations.tolist() == [6, 12] and mean.tolist() == pytest.approx([0.3, 0.5])
+    older = [{"iteration": 6}, {"iteration": 12}]                            # a seed whose rows lack val_acc
+    iterations, mean = mean_trace([rows(0.2, 0.4, 0.6), older], "val_acc")
+    assert iterations.tolist() == [6, 12] and mean.tolist() == pytest.approx([0.2, 0.4])
+
+
 def test_race_command_prints_every_arm_and_json(tmp_path, capsys):
     from nslviz.__main__ import main
     assert main(["race", "--datasets", "digits", "--arms", "joint", "vanilla", "--seeds", "0", "0", "--iterations", "4",

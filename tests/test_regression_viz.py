@@ -76,6 +76,15 @@ def test_toy_figures(toy):
     assert list(fig.layout.xaxis.tickvals) == [1, 5, 20] and list(fig.layout.xaxis2.ticktext) == ["0.01", "0.1", "1"]
 
 
+def test_toy_error_figure_draws_each_methods_own_errors(toy):
+    fig = viz.toy_error_figure(toy)
+    curves = {trace.name: trace for trace in fig.data}
+    for method, name in (("knn", "kNN (x: k)"), ("local_linear", "local linear (x: k)"), ("mn", "MN (top axis: T)")):
+        trace, values = curves[name], sorted(toy.test_mse[method])
+        assert list(trace.x) == values
+        np.testing.assert_allclose(trace.y, [toy.test_mse[method][v] for v in values])
+
+
 def test_prior_to_knn_figure_starts_at_knn_and_steps_through_every_step_size(toy):
     fig = viz.prior_to_knn_figure(toy)
     _labelled(fig)

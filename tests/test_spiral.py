@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cli import run_in_process
+from nslviz._checks import offset_seed
 from nslviz.datasets import make_spiral, spiral_splits
 from nslviz.experiments.spiral import SpiralConfig, run_spiral
 
@@ -23,6 +24,17 @@ def test_spiral_data_shapes_labels_and_standardisation():
     quiet, _ = make_spiral(50, noise=0.0, seed=0)
     noisy, _ = make_spiral(50, noise=2.0, seed=0)
     assert not torch.allclose(quiet, noisy)
+
+
+def test_the_test_spiral_is_standardised_with_the_training_sets_mean_and_deviation():
+    """One affine map for both splits, the training set's: the test points are not standardised on
+    their own statistics (which would move them by the test draw's own mean and spread)."""
+    raw_train, _ = make_spiral(200, noise=0.5, seed=1)
+    raw_test, _ = make_spiral(200, noise=0.5, seed=offset_seed(1, 1))
+    x_train, _, x_test, _ = spiral_splits(200, noise=0.5, seed=1)
+    mean, std = raw_train.mean(), raw_train.std()
+    torch.testing.assert_close(x_train, (raw_train - mean) / std)
+    torch.testing.assert_close(x_test, (raw_test - mean) / std)
 
 
 @pytest.fixture(scope="module")

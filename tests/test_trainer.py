@@ -39,6 +39,7 @@ def test_batch_stream_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch():
     first = [labels.tolist() for _, labels in stream.epoch(0)]
     assert first == [labels.tolist() for _, labels in BatchStream(_split(10), 3, shuffle=True, seed=1).epoch(0)]
     assert first != [labels.tolist() for _, labels in stream.epoch(1)]
+    assert first != [labels.tolist() for _, labels in BatchStream(_split(10), 3, shuffle=True, seed=2).epoch(0)]
     assert [labels.tolist() for _, labels in stream.epoch(0, start_batch=2)] == first[2:]
     assert len({i for batch in first for i in batch}) == 9             # no repeats within an epoch
 
@@ -430,6 +431,15 @@ def test_a_gpu_index_the_machine_lacks_is_named_with_those_it_has(monkeypatch):
         resolve_device("cuda:2")
 
 
+def test_a_run_trains_on_the_split_its_seed_draws():
+    """The digits split is seeded: a run's seed chooses its held-out images as load_image_dataset's seed does."""
+    from nslviz.datasets.images import load_image_dataset
+    splits = {seed: load_data(TrainConfig(dataset="digits", seed=seed)) for seed in (0, 1)}
+    for seed, data in splits.items():
+        assert torch.equal(data.val.labels, load_image_dataset("digits", seed=seed).val.labels)
+    assert not torch.equal(splits[0].val.images, splits[1].val.images)
+
+
 def test_same_seed_same_numbers(reference_run, tmp_path):
     _, summary = reference_run
     again = train(TrainConfig(**TINY), tmp_path / "again", progress=False)
@@ -443,6 +453,15 @@ def test_a_length_in_iterations_trains_whole_epochs_up_to_it(reference_run, tmp_
     by_iterations = train(TrainConfig(**{**TINY, "epochs": 1, "iterations": 7}), tmp_path / "it", progress=False)
     assert (by_iterations["epochs"], by_iterations["iterations"]) == (2, 12)
     assert stable(by_iterations) == stable(summary)                  # same schedule, same numbers
+
+
+def test_each_metrics_row_logs_the_learning_rate_the_schedule_has_reached(reference_run):
+    """TINY: 12 iterations, AdamW's lr 1e-3 x 0.1 at 75 % (iteration 9): epoch 1 ends at 1e-3, epoch 2 at 1e-4."""
+    from nslviz.training.rundir import RunDirectory
+    run_dir, _ = reference_run
+    rows = RunDirectory(run_dir, create=False).read_metrics()
+    assert [row["iteration"] for row in rows] == [6, 12]
+    assert [row["lr"] for row in rows] == pytest.approx([1e-3, 1e-4])
 
 
 def test_resume_after_an_interruption_mid_epoch_gives_the_same_final_metrics(reference_run, tmp_path):
@@ -459,6 +478,25 @@ def test_resume_after_an_interruption_mid_epoch_gives_the_same_final_metrics(ref
     # row by row too: the cut epoch's training loss and accuracy carry on from the checkpoint's running sums
     reference_dir, _ = reference_run
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == (reference_dir / "metrics.jsonl").read_text()
+
+
+def test_a_run_resumed_twice_keeps_the_training_time_of_every_session(tmp_path):
+    """The checkpoint carries the training seconds of the sessions before it: a second resumption still
+    counts the first session's (here set to 1000 s in its checkpoint), in the next checkpoint and the summary."""
+    from nslviz.training.rundir import RunDirectory
+    config, run = TrainConfig(**TINY), RunDirectory(tmp_path / "cut", create=False)
+    interrupt_at(config, run.path, 5)                                  # checkpoint at 4
+    checkpoint = run.load_checkpoint()
+    checkpoint["state"]["seconds"] = 1000.0
+    run.save_checkpoint(checkpoint)
+
+    def stop(iteration):
+        if iteration == 9:
+            raise Killed
+    with pytest.raises(Killed):
+        train(config, run.path, resume=True, progress=False, on_iteration=stop)     # checkpoint at 8
+    assert run.load_checkpoint()["state"]["seconds"] > 1000
+    assert train(config, run.path, resume=True, progress=False)["seconds"] > 1000
 
 
 @pytest.mark.parametrize("checkpoint_every", [4, 1000])   # 1000: none in epoch 1 but the one before the first step
@@ -777,6 +815,9 @@ def test_results_table_shows_best_last_and_before_finetuning(reference_run):
     assert table.loc["MN", "test acc %"] == round(100 * summary["test_acc"], 2)
     assert table.loc["MN", "last epoch %"] == round(100 * summary["test_acc_last"], 2)
     assert table.loc["MN", "paper %"] == 80.28 and table.isna().loc["vanilla", "last epoch %"]
+    assert table.isna().loc["vanilla", "paper %"]                           # no paper number given for vanilla
+    both = results_table({"mn": summary, "vanilla": summary}, {"mn": 80.28, "vanilla": 78.5})
+    assert both["paper %"].to_dict() == {"MN": 80.28, "vanilla": 78.5}    # each method beside its own number
     assert table.loc["MN", "test loss"] == round(summary["test_loss"], 4)     # what tells two tied rows apart
     vanilla_only = results_table({"vanilla": {k: v for k, v in summary.items() if k != "test_acc_before_finetune"}})
     assert "before finetuning %" not in vanilla_only.columns                # no MN run: no empty column
