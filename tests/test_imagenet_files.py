@@ -387,6 +387,25 @@ def test_check_data_says_what_loading_warns_about(imagenet, capsys, monkeypatch)
     assert len(report["warnings"]) == 1 and "where ImageNet-2012 has 50,000" in report["warnings"][0]
 
 
+def test_a_split_fingerprint_hashes_its_labels_and_each_file_name_as_bytes():
+    """FileSplit.fingerprint against a loop over the files: the labels, then the bytes after each
+    path's last "/" (paths of any depth, a bare name, UTF-8 and non-UTF-8 names, an empty split)."""
+    import hashlib
+
+    def reference(files, labels):
+        digest = hashlib.sha1(f"{len(files)} files\n".encode())
+        digest.update(labels.numpy().tobytes())
+        digest.update(b"\n".join(path.rsplit(b"/", 1)[-1] for path in files))
+        return digest.hexdigest()
+
+    files = [b"/data/imagenet/train/n01/n01_1.JPEG", b"relative/n02/x.jpeg", b"bare.JPEG",
+             "/data/caf\u00e9/\u00e9t\u00e9.JPEG".encode(), b"/data/n03/latin1-\xe9.JPEG"]
+    labels = torch.tensor([0, 1, 1, 2, 2])
+    split = FileSplit([os.fsdecode(path) for path in files], labels, 16, 18)   # as a loader gives them
+    assert split.fingerprint() == reference(files, labels)
+    assert split.subset(slice(0, 0)).fingerprint() == reference([], labels[:0])
+
+
 def test_the_splits_do_not_depend_on_the_layout_or_on_where_the_folder_is(tmp_path):
     """The same images in class folders or flat with the devkit's labels give one test split, in one
     order, with the devkit's class names either way; a copy under a longer path, or the folder named

@@ -113,10 +113,12 @@ class FileSplit:
     def fingerprint(self) -> str:
         """Identity of the split: its labels and file names in order, not the folders that hold the
         files (a dataset moved elsewhere, or named by another path, keeps it). A run resumes only on
-        the splits it started with."""
+        the splits it started with. The names are the bytes after each path's last "/", whatever
+        their encoding."""
         digest = hashlib.sha1(f"{len(self)} files\n".encode())
         digest.update(self.labels.numpy().tobytes())
-        digest.update(b"\n".join(os.path.basename(os.fsdecode(path)).encode() for path in self.files))
+        names = np.char.rpartition(self.files, b"/")[:, 2].tolist() if len(self) else []   # (N,) bytes
+        digest.update(b"\n".join(names))
         return digest.hexdigest()
 
     def subset(self, index) -> "FileSplit":
