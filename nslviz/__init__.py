@@ -7,6 +7,9 @@ Meta-Neighborhoods (MN):
     FunctionalMetaNeighborhoods  the same around any small model (torch.func)
     MetaNeighborhoodsMLP         an MLP finetuned per input on an input-space dictionary (MN regression)
     IFiLM                        instance-wise FiLM after a BatchNorm, MN eq. (4)
+    MLP                          the vanilla MLP of MN Table 2
+    the pieces of the inner loop and of eq. (5): classifier_logits, entry_loss, inner_gradient,
+    finetune_functional, SIMILARITIES, similarity_scores, entry_dropout_mask, ifilm_modules, ifilm_parameters
 
 Neural Similarity Learning (NSL):
     NSConv2d                     convolution with a learned similarity WᵀMX: static / dynamic, DNS / UNS (eq. 1-5)
@@ -18,8 +21,9 @@ Neural Similarity Learning (NSL):
 Notebooks: quick_mode, parameter_list / parameter_dict (list and dict parameters from papermill -p),
 check_parameters (a papermill -p NAME the notebook does not have stops the run).
 
-Subpackages (imported on first use): models (backbones by name), datasets, training (the trainer,
-configs, experiments), analysis, viz (plotly figures), estimators (scikit-learn).
+Subpackages and modules (imported on first use): models (backbones by name), datasets, training (the
+trainer, configs, run directories), experiments (one per notebook and command), analysis, viz (plotly
+figures), estimators (scikit-learn), paper (the papers' numbers).
 """
 from __future__ import annotations
 

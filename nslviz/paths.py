@@ -17,6 +17,7 @@ def repository_root() -> Path | None:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The dataset folder: `root` when given, else as the module docstring says."""
     if root is not None:
         return Path(root)
     if os.environ.get("NSLVIZ_DATA"):
@@ -26,6 +27,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def runs_root() -> Path:
+    """The folder of the default run directories (runs/<name>), as the module docstring says."""
     if os.environ.get("NSLVIZ_RUNS"):
         return Path(os.environ["NSLVIZ_RUNS"])
     repo = repository_root()

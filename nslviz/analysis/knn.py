@@ -15,7 +15,8 @@ uniform attention over the k nearest entries:
     majority vote. (Cross-entropy has the same optimum, p_i = the frequencies.)
   * f_i linear, f_i(x) = a_i + b_iᵀ(x - x̃_i): the optimum is local linear regression, a weighted
     least-squares fit on the neighborhood, `local_linear_regression` (batched over queries), and
-    gradient steps of the same inner loop converge to it (`finetune_on_neighborhoods`).
+    gradient steps of the same inner loop (`finetune_on_neighborhoods`) converge to it
+    (`linear_finetuning_path`).
 
 MN sec. 2.1 reads the same step as Bayesian inference, with the starting parameters as an empirical
 prior. For a constant started at C₀ it is exact: one step with 0 ≤ α < 1/2 (one output) gives

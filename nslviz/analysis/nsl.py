@@ -228,4 +228,5 @@ def short_layer_name(name: str) -> str:
     return name
 
 
-__all__ = ["attention_maps", "dynamic_masks", "effective_kernels", "reestimate_predictor_batchnorm", "kernel_shapes", "mask_variability", "short_layer_name", "static_masks"]
+__all__ = ["attention_maps", "dynamic_masks", "effective_kernels", "reestimate_predictor_batchnorm", "kernel_shapes",
+           "local_and_global_similarity", "mask_variability", "short_layer_name", "static_masks"]

@@ -47,6 +47,7 @@ from typing import Callable
 import numpy as np
 
 from .._checks import check_choice, check_flags, check_positive, check_seed
+from .._io import _atomic_write
 from ..paths import data_root
 
 UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
@@ -310,11 +311,8 @@ def load_tabular(name: str, root: str | os.PathLike | None = None, *, normalize:
                                             f"download=False. {_how_to_get(spec, archive)}")
                 download_archive(spec, archive, timeout=timeout)
             x, y, feature_names, target_names = read_archive(spec, archive)
-            partial = cache.with_name(cache.name + ".part")
-            with open(partial, "wb") as handle:          # written whole, then renamed: never a torn cache
-                np.savez(handle, x=x, y=y, feature_names=np.array(feature_names),
-                         target_names=np.array(target_names), format=CACHE_FORMAT)
-            os.replace(partial, cache)
+            _atomic_write(cache, lambda handle: np.savez(handle, x=x, y=y, feature_names=np.array(feature_names),
+                                                         target_names=np.array(target_names), format=CACHE_FORMAT))
         description = f"UCI {spec.title} ({spec.homepage})"
     if max_rows is not None and max_rows < x.shape[0]:
         keep = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_rows, replace=False))

@@ -401,5 +401,5 @@ def run_named(config: FewShotConfig, data: ImageDataset, runs, pretrained: dict[
 
 
 __all__ = ["FEW_SHOT_BACKBONES", "FEW_SHOT_METHODS", "FEW_SHOT_NSL", "FEW_SHOT_RUNS", "FewShotConfig", "FewShotResult",
-           "PretrainedNetwork", "base_split", "load_few_shot_data", "pretrain", "pretrain_for_runs", "pretrain_network", "run_few_shot",
-           "run_named"]
+           "PretrainedNetwork", "base_split", "load_few_shot_data", "pretrain", "pretrain_for_runs", "pretrain_network",
+           "quick_few_shot_config", "run_few_shot", "run_named"]

@@ -41,6 +41,7 @@ from ..training.steps import train_steps
 
 @dataclass(frozen=True)
 class SpiralConfig:
+    """The settings of `run_spiral`; the defaults are the module docstring's."""
     steps: int = 3000                 # outer (meta) iterations
     entries: int = 100                # S, induced neighbors
     temperature: float = 0.1          # T of MN eq. (5)
@@ -75,6 +76,8 @@ class SpiralConfig:
 
 @dataclass
 class SpiralResult:
+    """What `run_spiral` returns: the data, the snapshots (F of them) of the MN model and the final plain
+    linear classifier, as numpy arrays for the figures of nslviz.viz.spiral."""
     config: SpiralConfig
     x_train: np.ndarray               # (N, 2)
     y_train: np.ndarray               # (N,)

@@ -72,7 +72,8 @@ class ConvUnit(nn.Module):
 class NSLPlainCNN(nn.Module):
     """A VGG-like plain CNN whose 3×3 body convs are `nslviz.nsl.make_conv(nsl, ...)` (NSL sec. 4:
     stacking NSL convs gives the neural similarity network). `stem` "cifar" (root 3×3 conv),
-    "imagenet" (7×7/2 conv + 3×3/2 max-pool) or "none" (every conv is a body conv, cnn4); `head` "flatten" (cnn9) or an FC width (cnn10).
+    "imagenet" (7×7/2 conv + 3×3/2 max-pool) or "none" (every conv is a body conv, cnn4); `fc_width` None
+    (the last map flattened: cnn9, cnn4) or the width of an FC layer (cnn10).
     Maps (B, in_channels, S, S) to (B, feature_dim)."""
 
     def __init__(self, *, widths=(32, 64, 128), depths=(3, 3, 3), stem: str = "cifar", stem_width: int = 32,

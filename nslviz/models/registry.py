@@ -3,7 +3,7 @@
 Contract every builder follows (the trainer, the notebooks and the CLI rely on it):
 
     build_backbone(name, *, in_channels=3, image_size=<the network's input side>, ifilm="none",
-                   ifilm_entries=10, nsl="none", final_relu=False) -> nn.Module
+                   ifilm_entries=10, nsl="none", nsl_options=None, final_relu=False) -> nn.Module
 
   (image_size defaults to 32, or to 64 for the *_64 networks, 84 for cnn4, 224 for cnn10.)
 
@@ -36,10 +36,12 @@ def register_backbone(name: str):
 
 
 def available_backbones() -> list[str]:
+    """The registered backbone names, sorted."""
     return sorted(_BACKBONES)
 
 
 def build_backbone(name: str, **options) -> nn.Module:
+    """The backbone `name` built with `options` (the contract above; an unknown name is a ValueError)."""
     if name not in _BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(available_backbones())}")
     return _BACKBONES[name](**options)

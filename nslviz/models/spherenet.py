@@ -39,8 +39,7 @@ SPHERENET_OPTIONS = ("global_similarity", "orthogonality_weight", "widths")
 
 
 class SphereNet9(nn.Module):
-    """Maps (B, C, S, S) images in [0, 1] to (B, 256) features; see the module docstring.
-    `attention_blocks()` lists the global-similarity blocks (after pool1 and pool2)."""
+    """Maps (B, C, S, S) images in [0, 1] to (B, 256) features; see the module docstring."""
 
     def __init__(self, *, cosine: bool = True, global_similarity: bool = False, widths=WIDTHS,
                  orthogonality_weight: float = OFFICIAL_ORTHOGONALITY, in_channels: int = 3, image_size: int = 32,
@@ -75,9 +74,6 @@ class SphereNet9(nn.Module):
         self.fc6 = SphereConv2d(channels, features, self.map_size, padding=0, normalize=normalize,
                                 orthogonality_weight=orthogonality_weight, weight_decay=False)
         self.feature_dim = features
-
-    def attention_blocks(self) -> dict[str, GlobalSimilarityAttention]:
-        return {name: m for name, m in self.named_modules() if isinstance(m, GlobalSimilarityAttention)}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_images(self, images)

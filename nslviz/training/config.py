@@ -330,13 +330,13 @@ class TrainConfig:
         return sorted(max(1, math.floor(m * total)) for m in self.milestones)
 
 
-# S of MN Appendix A.2 (CIFAR-10/CINIC-10: 5000, CIFAR-100/Tiny-ImageNet: 10000; the paper does not
-# give S for the 4-layer-ConvNet sets, 5000 is used, nor for ImageNet 64×64, where ours is 10000 like
-# the other sets of 100 classes or more); small for the embedded sets.
 # The image sets that ship with the package or are generated: no paper trains on them, so a preset
 # run on them takes the default length (`epochs`) where on a paper's dataset it asks for one
 EMBEDDED_SETS = ("digits", "synthetic")
 
+# S of MN Appendix A.2 (CIFAR-10/CINIC-10: 5000, CIFAR-100/Tiny-ImageNet: 10000; the paper does not
+# give S for the 4-layer-ConvNet sets, 5000 is used, nor for ImageNet 64×64, where ours is 10000 like
+# the other sets of 100 classes or more); small for the embedded sets.
 DEFAULT_ENTRIES = {"cifar10": 5000, "cinic10": 5000, "cifar100": 10000, "tiny-imagenet": 10000,
                    "imagenet64": 10000, "imagenet": 10000, "digits": 200, "synthetic": 200}
 

@@ -1,6 +1,6 @@
 """The one small training loop of the in-memory experiments (the spiral toy, the heads on fixed
-features, the one-layer fits of NSL sec. 6): Adam on `steps` mini-batches drawn with replacement from
-tensors already in memory."""
+features, the one-layer fits of NSL sec. 6, the few-shot networks' pretraining): Adam on `steps`
+mini-batches drawn with replacement from tensors already in memory."""
 from __future__ import annotations
 
 from typing import Callable, Iterable

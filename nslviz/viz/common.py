@@ -16,7 +16,6 @@ TEMPLATE = "plotly_white"
 NOTEBOOK_WIDTH = 760
 
 
-
 def padded_range(values, margin: float) -> list[float]:
     """[lowest, highest] of `values` (arrays of any shape), widened by `margin` of that span on each side
     (of 1 where all are equal): a fixed axis range that draws every point whole."""
@@ -25,10 +24,13 @@ def padded_range(values, margin: float) -> list[float]:
     pad = margin * (high - low or 1.0)
     return [low - pad, high + pad]
 
+
 def panel_size(columns: int, preferred: int, margins: int) -> int:
     """Pixels a side for each of `columns` panels: `preferred`, or less where `columns` of them and the
     `margins` (axis titles, colour bar) would be wider than NOTEBOOK_WIDTH."""
     return min(preferred, (NOTEBOOK_WIDTH - margins) // columns)
+
+
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -50,7 +52,8 @@ def setup_notebook() -> None:
 
 def finish_figure(fig: go.Figure, title: str, xaxis: str | None = None, yaxis: str | None = None,
                   **layout) -> go.Figure:
-    """Title and axis labels are not optional."""
+    """The figure with its title and the project's template; `xaxis` / `yaxis` title every x / y axis
+    (None: the caller titles the axes itself, subplot by subplot, or the figure shows none)."""
     fig.update_layout(title=dict(text=title), template=TEMPLATE, **layout)
     if xaxis is not None:
         fig.update_xaxes(title_text=xaxis)

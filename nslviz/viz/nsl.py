@@ -1,5 +1,6 @@
-"""Figures of what NSL layers learned (notebook 07). They draw arrays from nslviz.analysis.nsl;
-they train nothing. Sliders are plotly frames, so they work in a static HTML export too.
+"""Figures of what NSL layers learned (notebook 07) and of NSL secs. 5-6 (notebook 08). They draw arrays
+from nslviz.analysis.nsl and the experiments' results; they train nothing. Sliders are plotly frames, so
+they work in a static HTML export too.
 
     static_mask_figure(static_masks(model))                      learned 3×3 masks (or 9×9 M) per layer
     dynamic_mask_figure(image, dynamic_masks(model, image)[name], name, stride=layer.stride)   mask per position
@@ -585,9 +586,9 @@ def higher_order_maps_figure(result, title: str | None = None) -> go.Figure:
 
 
 __all__ = ["attention_map_figure", "dynamic_mask_figure", "effective_kernel_figure", "flow_trajectories_figure",
-           "higher_order_degree_table", "higher_order_figure", "higher_order_maps_figure", "mask_positions",
-           "mask_variability_figure", "nuclear_norm_figure", "singular_values_figure", "static_mask_figure",
-           "tap_maps_figure"]
+           "higher_order_degree_table", "higher_order_figure", "higher_order_maps_figure", "local_global_figure",
+           "mask_positions", "mask_variability_figure", "nuclear_norm_figure", "residual_ode_error_figure",
+           "residual_ode_maps_figure", "singular_values_figure", "static_mask_figure", "tap_maps_figure"]
 
 
 ODE_COLORS = {"euler": "#1f77b4", "heun": "#d62728"}

@@ -193,6 +193,7 @@ def linear_vs_meta_neighborhoods(result) -> go.Figure:
 
 
 def training_curve(result) -> go.Figure:
+    """MN's test accuracy at every snapshot of training, beside the plain linear classifier's (dashed)."""
     steps = [row["step"] for row in result.history]
     fig = go.Figure(go.Scatter(x=steps, y=[row["test_acc"] for row in result.history], mode="lines+markers",
                                name="MN test accuracy"))
@@ -238,6 +239,7 @@ def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
 
 
 def sweep_accuracy_heatmap(sweep: Mapping[tuple, object]) -> go.Figure:
+    """MN's final test accuracy for every (T, S) of a sweep ({(T, S): SpiralResult}), T by row, S by column."""
     temperatures = sorted({t for t, _ in sweep})
     sizes = sorted({s for _, s in sweep})
     acc = np.array([[sweep[(t, s)].mn_test_acc for s in sizes] for t in temperatures])

@@ -25,6 +25,7 @@ DICTIONARY_COLOR = CLASS_COLORS[4]
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The rows of a run directory's metrics.jsonl, one per epoch (a ValueError when it has none)."""
     run = RunDirectory(run_dir, create=False)
     if not run.metrics_path.exists():
         raise ValueError(f"no metrics.jsonl in {str(run_dir)!r}; expected a run directory written by train()")

@@ -9,7 +9,8 @@ Every set is read from its real on-disk format with our own readers (Python pick
 .npz, PNG/JPEG folders; not torchvision's dataset classes, which verify MD5 sums) into memory once.
 Splits follow the paper (MN Appendix A.1) and the official code (docs/official-code.md §A.7); each
 loader's docstring and data/README.md state the split. Images are resized once at load time to
-32×32 (64×64 for imagenet64) with antialiased bilinear interpolation, as the paper does for every set.
+32×32 (64×64 for imagenet64, 84×84 for mini-imagenet) with antialiased bilinear interpolation, as the
+papers do.
 Folder sets (CINIC-10, Tiny-ImageNet, MNIST-M, PACS) are decoded once and cached as a tensor file
 under root/<name>/, rebuilt when their files change (count, sizes and modification times).
 ImageNet-2012 at full size (`imagenet`, NSL Table 5) is the exception: too large for memory, its
