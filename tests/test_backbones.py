@@ -263,6 +263,8 @@ def test_channels_last_bf16_autocast_forward_backward():
     (dict(name="spherenet9", final_relu=True), "ends with its SphereConv fc6, never with a ReLU; expected "
                                                "final_relu=False, got True"),
     (dict(name="resnet29", dropout=0.2), "does not take option"),
+    (dict(name="cnn9", ifilm_entries=0), "ifilm_entries"),                    # checked by every contract builder
+    (dict(name="cnn9", ifilm="first"), "has no iFiLM .* use ifilm='none', got 'first'"),   # not the placements it lacks
     (dict(name="resnet29", nsl_options=[1]), "nsl_options"),
     (dict(name="resnet29", nsl_options={"init": "ones"}), "unknown nsl option"),
     (dict(name="densenet40", dropout=1.5), "dropout"),

@@ -183,9 +183,10 @@ def reestimate_predictor_batchnorm(model: nn.Module, images: torch.Tensor, batch
     return len(norms)
 
 
-def _identity(shape: tuple[int, int]) -> np.ndarray:
-    """M = I in the display layout: the K×K identity for a UNS matrix (K = k², k >= 3), all ones
-    for a k×k DNS mask (a 9×9 DNS kernel would be taken for a UNS matrix; NSL uses 3×3)."""
+def identity_mask(shape: tuple[int, int]) -> np.ndarray:
+    """M = I in the layout of these masks, for a mask of `shape` (r, c): the K×K identity for a UNS
+    matrix (K = k², k >= 3), all ones for a k×k DNS mask (a 9×9 DNS kernel would be taken for a UNS
+    matrix; NSL uses 3×3)."""
     rows, cols = shape
     if rows == cols and rows >= 9 and math.isqrt(rows) ** 2 == rows:
         return np.eye(rows)
@@ -210,7 +211,7 @@ def mask_variability(masks: dict[str, np.ndarray]) -> dict[str, dict]:
         flat = array.reshape(batch, height * width, *array.shape[3:]).astype(np.float64)
         position_std = flat.std(axis=1).mean(axis=0)
         image_std = flat.std(axis=0).mean(axis=0) if batch > 1 else np.zeros(array.shape[3:])
-        identity = _identity(array.shape[3:])
+        identity = identity_mask(array.shape[3:])
         stats[name] = {"mean": flat.mean(axis=(0, 1)), "position_std": position_std, "image_std": image_std,
                        "position_spread": float(position_std.mean()), "image_spread": float(image_std.mean()),
                        "identity_distance": float(np.abs(flat - identity).mean()),
@@ -229,4 +230,4 @@ def short_layer_name(name: str) -> str:
 
 
 __all__ = ["attention_maps", "dynamic_masks", "effective_kernels", "reestimate_predictor_batchnorm", "kernel_shapes",
-           "local_and_global_similarity", "mask_variability", "short_layer_name", "static_masks"]
+           "identity_mask", "local_and_global_similarity", "mask_variability", "short_layer_name", "static_masks"]

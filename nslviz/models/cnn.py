@@ -43,9 +43,9 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from .._checks import check_choice, check_flags, check_positive
-from ..nsl import BN_EPS, NSL_MODES, batch_norm2d, he_std, make_conv, prepare_nsl_options
-from .layers import check_images
+from .._checks import check_choice
+from ..nsl import BN_EPS, batch_norm2d, he_std, make_conv, prepare_nsl_options
+from .layers import check_backbone_options, check_images
 from .registry import register_backbone
 
 STEMS = ("cifar", "imagenet", "none")
@@ -154,24 +154,14 @@ def _register(name: str, default_image_size: int):
     def build(*, in_channels: int = 3, image_size: int = default_image_size, ifilm: str = "none",
               ifilm_entries: int = 10, nsl: str = "none", nsl_options: dict | None = None,
               final_relu: bool = False, **unsupported) -> NSLPlainCNN:
-        if unsupported:
-            raise ValueError(f"backbone {name!r} does not take option(s) {', '.join(sorted(map(repr, unsupported)))}; "
-                             "it takes in_channels, image_size, ifilm, ifilm_entries, nsl, nsl_options, final_relu")
-        check_positive("in_channels", in_channels, integer=True)
-        check_positive("image_size", image_size, integer=True)
-        if image_size < min_size:
-            raise ValueError(f"backbone {name!r} needs image_size >= {min_size} (its poolings leave no pixels "
-                             f"otherwise), got {image_size}")
-        if ifilm != "none":
+        if ifilm != "none":                         # the shared check would offer placements this network lacks
             raise ValueError(f"backbone {name!r} has no iFiLM (it is the NSL paper's plain CNN); "
                              f"use ifilm='none', got {ifilm!r}")
-        check_choice("nsl mode", nsl, NSL_MODES)
+        check_backbone_options(name, in_channels=in_channels, image_size=image_size, min_image_size=min_size,
+                               ifilm=ifilm, ifilm_entries=ifilm_entries, nsl=nsl, final_relu=final_relu,
+                               nsl_options=nsl_options, unsupported=unsupported)
         if plain_only and nsl != "none":
             raise ValueError(f"backbone {name!r} is the plain CNN++ baseline; use nsl='none', got {nsl!r}")
-        check_flags(final_relu=final_relu)
-        if nsl_options is not None and not isinstance(nsl_options, Mapping):
-            raise ValueError(f"nsl_options must be a dict of keyword arguments for nslviz.nsl.make_conv or None, "
-                             f"got {type(nsl_options).__name__}")
         options = dict(nsl_options or {})
         if hidden is not None and nsl.startswith("dynamic") and options.get("predictor") != "linear":
             options.setdefault("predictor_hidden", hidden)          # the linear predictor has no hidden layer

@@ -33,7 +33,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..analysis.nsl import _identity, short_layer_name
+from ..analysis.nsl import identity_mask, short_layer_name
 from .._checks import check_positive
 from .common import NOTEBOOK_WIDTH, finish_figure, panel_size
 
@@ -41,8 +41,8 @@ COLORSCALE = "RdBu_r"
 
 
 def _is_matrix(mask: np.ndarray) -> bool:
-    """A K×K UNS matrix rather than a k×k DNS spatial mask (see analysis.nsl._identity)."""
-    return not np.all(_identity(mask.shape[-2:]) == 1)
+    """A K×K UNS matrix rather than a k×k DNS spatial mask (see analysis.nsl.identity_mask)."""
+    return not np.all(identity_mask(mask.shape[-2:]) == 1)
 
 
 MIN_COLOR_SPREAD = 0.05    # a colour axis spans at least identity ± 5 %, so that ±1 % noise stays pale
@@ -53,7 +53,7 @@ def _shown(mask, matrix: bool) -> np.ndarray:
     M − I (identity: 0), so that white is the identity everywhere and a diagonal entry that left 1
     shows as plainly as an off-diagonal one. mask (..., r, c)."""
     mask = np.asarray(mask, dtype=np.float32)
-    return mask - _identity(mask.shape[-2:]).astype(np.float32) if matrix else mask
+    return mask - identity_mask(mask.shape[-2:]).astype(np.float32) if matrix else mask
 
 
 def _color_axis(shown, matrix: bool, min_spread: float = MIN_COLOR_SPREAD) -> dict:

@@ -99,25 +99,44 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
     1.28M training images. The .npz batches are read twice (labels first, then each batch straight
     into one preallocated tensor: about 16 GB in full); the pickle variant holds the decoded
     batches and the tensor at once (about 32 GB)."""
-    bases = [request.root, request.root / "imagenet64"]
-    layouts = [(("Imagenet64_train_part1_npz", "Imagenet64_train_part2_npz", "Imagenet64_train_npz"),
-                "Imagenet64_val_npz", ".npz"),
-               (("Imagenet64_train_part1", "Imagenet64_train_part2", "Imagenet64_train"), "Imagenet64_val", "")]
+    base, batch_files, val_file = _imagenet64_files(request)
+    train_images, train_labels = _read_imagenet64_training(request, batch_files)     # (N, 3, 64, 64), (N,)
+    test_images, test_labels = _read_imagenet64_batch(request, val_file)             # the official validation set
+    names = _imagenet64_class_names(request, base)
+    held_out = 10000 if request.val_size is None else request.val_size
+    _check_held_out(request, held_out, len(train_labels))
+    train, val = _hold_out(train_images, train_labels, held_out, request.seed)
+    return _assemble(request, train, val, ImageSplit(torch.from_numpy(test_images), torch.from_numpy(test_labels)),
+                     class_names=names, native_size=64,
+                     split_notes="train = training batches minus a seeded random 10k (val); test = official val")
 
-    def batch_number(path: Path, suffix: str) -> int:
-        number = path.name[len("train_data_batch_"):len(path.name) - len(suffix)]
-        return int(number) if number.isdigit() else -1
 
-    chosen = without_val = None
-    for base in bases:
-        for train_dirs, val_dir, suffix in layouts:
+# the .npz download, then the pickle variant: (training folders, validation folder, file suffix)
+_IMAGENET64_LAYOUTS = ((("Imagenet64_train_part1_npz", "Imagenet64_train_part2_npz", "Imagenet64_train_npz"),
+                       "Imagenet64_val_npz", ".npz"),
+                      (("Imagenet64_train_part1", "Imagenet64_train_part2", "Imagenet64_train"), "Imagenet64_val", ""))
+
+
+def _imagenet64_batch_number(path: Path, suffix: str) -> int:
+    """n of train_data_batch_<n><suffix>, -1 if the name holds no number there."""
+    number = path.name[len("train_data_batch_"):len(path.name) - len(suffix)]
+    return int(number) if number.isdigit() else -1
+
+
+def _imagenet64_files(request: _Request) -> tuple[Path, list[Path], Path]:
+    """(folder, training batches 1..10 in order, validation batch) of the first complete copy: root
+    before root/imagenet64, .npz before pickle. FileNotFoundError naming what is missing (a batch,
+    the validation file, everything); ValueError for a batch found in two folders."""
+    without_val = None
+    for base in (request.root, request.root / "imagenet64"):
+        for train_dirs, val_dir, suffix in _IMAGENET64_LAYOUTS:
             found = [path for train_dir in train_dirs for path in (base / train_dir).glob(f"train_data_batch_*{suffix}")
-                     if batch_number(path, suffix) >= 0 and (suffix or not path.name.endswith(".npz"))]
+                     if _imagenet64_batch_number(path, suffix) >= 0 and (suffix or not path.name.endswith(".npz"))]
             val_file = base / val_dir / f"val_data{suffix}"
             if found and not val_file.exists():
                 without_val = without_val or (val_file, len(found))
             elif found:
-                numbers = [batch_number(path, suffix) for path in found]
+                numbers = [_imagenet64_batch_number(path, suffix) for path in found]
                 twice = sorted({n for n in numbers if numbers.count(n) > 1})
                 if twice:
                     raise ValueError(f"imagenet64: train_data_batch_{twice[0]}{suffix} is in more than one of "
@@ -128,64 +147,73 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
                                              for n in missing[:3]],
                                    f"training batches {missing} of 10 (found {sorted(numbers)}; unzip every "
                                    f"training archive)")
-                chosen = (base, sorted(found, key=lambda path: batch_number(path, suffix)), val_file)
-                break
-        if chosen:
-            break
-    if chosen is None and without_val is not None:     # the training batches are there, not the validation one
+                return base, sorted(found, key=lambda path: _imagenet64_batch_number(path, suffix)), val_file
+    if without_val is not None:                        # the training batches are there, not the validation one
         raise _missing(request, [without_val[0]], f"the validation batch (the {without_val[1]} training batches "
                                                   f"beside it were found; unzip the validation archive)")
-    if chosen is None:
-        raise _missing(request, [request.root / "Imagenet64_train_part1_npz" / "train_data_batch_1.npz",
-                                 request.root / "Imagenet64_train_part2_npz" / "train_data_batch_6.npz",
-                                 request.root / "Imagenet64_val_npz" / "val_data.npz"],
-                       "the downsampled ImageNet 64x64 batches",
-                       searched=[request.root / "Imagenet64_train_npz", request.root / "Imagenet64_train_part1",
-                                 request.root / "Imagenet64_train", request.root / "imagenet64"])
-    base, batch_files, val_file = chosen
+    raise _missing(request, [request.root / "Imagenet64_train_part1_npz" / "train_data_batch_1.npz",
+                             request.root / "Imagenet64_train_part2_npz" / "train_data_batch_6.npz",
+                             request.root / "Imagenet64_val_npz" / "val_data.npz"],
+                   "the downsampled ImageNet 64x64 batches",
+                   searched=[request.root / "Imagenet64_train_npz", request.root / "Imagenet64_train_part1",
+                             request.root / "Imagenet64_train", request.root / "imagenet64"])
 
-    def read(path: Path, labels_only: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
-        if path.suffix == ".npz":
-            with _reading(request, path), np.load(path) as archive:
-                labels = archive["labels"]
-                data = None if labels_only else archive["data"]
-        else:                                                      # _read_pickle names its own errors
-            stored = _read_pickle(request, path, ("data", "labels"))
-            data, labels = stored["data"], stored["labels"]
-        labels = np.asarray(labels, dtype=np.int64).reshape(-1) - 1                       # 1-based on disk
-        if labels_only:
-            return None, labels
-        data = np.asarray(data, dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 64 * 64 or data.shape[0] != len(labels):
-            other = {3 * 32 * 32: " (the 32×32 download)", 3 * 16 * 16: " (the 16×16 download)"}.get(
-                data.shape[-1] if data.ndim == 2 else -1, "")
-            raise ValueError(f"imagenet64: {path} holds 'data' of shape {data.shape}{other} and {len(labels)} "
-                             f"labels, expected (N, 12288) = N images of 3×64×64 and N labels. How to get it: "
-                             f"{_how_to_get(request)}")
-        return data.reshape(-1, 3, 64, 64), labels
 
+def _read_imagenet64_batch(request: _Request, path: Path,
+                           labels_only: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+    """One batch file (.npz or pickle): images (N, 3, 64, 64) uint8 (None with `labels_only`) and
+    labels (N,) int64 numbered from 0. A 'data' array of another shape (the 32×32 or 16×16
+    download) is a ValueError naming the file."""
+    if path.suffix == ".npz":
+        with _reading(request, path), np.load(path) as archive:
+            labels = archive["labels"]
+            data = None if labels_only else archive["data"]
+    else:                                                      # _read_pickle names its own errors
+        stored = _read_pickle(request, path, ("data", "labels"))
+        data, labels = stored["data"], stored["labels"]
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1) - 1                       # 1-based on disk
+    if labels_only:
+        return None, labels
+    data = np.asarray(data, dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3 * 64 * 64 or data.shape[0] != len(labels):
+        other = {3 * 32 * 32: " (the 32×32 download)", 3 * 16 * 16: " (the 16×16 download)"}.get(
+            data.shape[-1] if data.ndim == 2 else -1, "")
+        raise ValueError(f"imagenet64: {path} holds 'data' of shape {data.shape}{other} and {len(labels)} "
+                         f"labels, expected (N, 12288) = N images of 3×64×64 and N labels. How to get it: "
+                         f"{_how_to_get(request)}")
+    return data.reshape(-1, 3, 64, 64), labels
+
+
+def _read_imagenet64_training(request: _Request, batch_files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training batches, in order, as one tensor: images (N, 3, 64, 64) uint8, labels (N,) int64.
+    .npz batches: the labels are read first to size the tensor, then each batch is copied into it and
+    dropped (one copy of the images in memory); pickled batches are all decoded first."""
     if all(path.suffix == ".npz" for path in batch_files):
-        counts = [len(read(path, labels_only=True)[1]) for path in batch_files]
+        counts = [len(_read_imagenet64_batch(request, path, labels_only=True)[1]) for path in batch_files]
         parts = None
     else:
-        parts = [read(path) for path in batch_files]
+        parts = [_read_imagenet64_batch(request, path) for path in batch_files]
         counts = [len(labels) for _, labels in parts]
     total = sum(counts)
-    train_images = torch.empty((total, 3, 64, 64), dtype=torch.uint8)
-    train_labels = torch.empty(total, dtype=torch.int64)
+    images = torch.empty((total, 3, 64, 64), dtype=torch.uint8)
+    labels = torch.empty(total, dtype=torch.int64)
     start = 0
     for index, path in enumerate(batch_files):
-        data, labels = read(path) if parts is None else parts[index]
-        if len(labels) != counts[index]:
-            raise ValueError(f"imagenet64: {path} changed while it was read ({counts[index]} then {len(labels)} labels)")
-        train_images[start:start + len(labels)] = torch.from_numpy(data)
-        train_labels[start:start + len(labels)] = torch.from_numpy(labels)
-        start += len(labels)
+        batch_images, batch_labels = _read_imagenet64_batch(request, path) if parts is None else parts[index]
+        count = len(batch_labels)
+        if count != counts[index]:
+            raise ValueError(f"imagenet64: {path} changed while it was read ({counts[index]} then {count} labels)")
+        images[start:start + count] = torch.from_numpy(batch_images)
+        labels[start:start + count] = torch.from_numpy(batch_labels)
+        start += count
         if parts is not None:
-            parts[index] = None
-    del parts
-    val_images, val_labels = read(val_file)
-    num_classes = 1000
+            parts[index] = None                                        # free each decoded batch once copied
+    return images, labels
+
+
+def _imagenet64_class_names(request: _Request, base: Path, num_classes: int = 1000) -> list[str]:
+    """Names from map_clsloc.txt (lines `<wnid> <1-based index> <name>`) beside the batches or in the
+    root, else class_0..class_999."""
     names = [f"class_{i}" for i in range(num_classes)]
     mapping = next((p for p in (base / "map_clsloc.txt", request.root / "map_clsloc.txt") if p.exists()), None)
     if mapping is not None:
@@ -193,22 +221,25 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
             fields = line.split()
             if len(fields) >= 3 and fields[1].isdigit() and 1 <= int(fields[1]) <= num_classes:
                 names[int(fields[1]) - 1] = fields[2]
-    held_out = 10000 if request.val_size is None else request.val_size
-    _check_held_out(request, held_out, total)
-    permutation = torch.randperm(total, generator=torch.Generator().manual_seed(request.seed))
+    return names
+
+
+def _hold_out(images: torch.Tensor, labels: torch.Tensor, held_out: int, seed: int) -> tuple[ImageSplit, ImageSplit]:
+    """(train, val) from images (N, 3, H, W) and labels (N,): val = `held_out` rows drawn by a seeded
+    random permutation (kept in file order), train = the other N - held_out rows, moved to the front
+    of `images` and `labels` in place (no second copy of the set; the inputs are overwritten)."""
+    total = len(labels)
+    permutation = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
     val_rows = torch.sort(permutation[:held_out]).values
-    val = ImageSplit(train_images[val_rows], train_labels[val_rows])
+    val = ImageSplit(images[val_rows], labels[val_rows])                   # (held_out, 3, H, W), a copy
     keep = torch.ones(total, dtype=torch.bool)
     keep[val_rows] = False
-    kept_rows = torch.nonzero(keep).squeeze(1)
-    for start in range(0, len(kept_rows), 65536):                                   # compact in place (no 2nd copy):
-        rows = kept_rows[start:start + 65536]                                       # kept_rows[i] >= i
-        train_images[start:start + len(rows)] = train_images[rows]
-        train_labels[start:start + len(rows)] = train_labels[rows]
-    train = ImageSplit(train_images[:len(kept_rows)], train_labels[:len(kept_rows)])
-    return _assemble(request, train, val, ImageSplit(torch.from_numpy(val_images), torch.from_numpy(val_labels)),
-                     class_names=names, native_size=64,
-                     split_notes="train = training batches minus a seeded random 10k (val); test = official val")
+    kept_rows = torch.nonzero(keep).squeeze(1)                             # (N - held_out,) ascending
+    for start in range(0, len(kept_rows), 65536):                          # kept_rows[i] >= i: moving rows down
+        rows = kept_rows[start:start + 65536]                              # never overwrites one still to move
+        images[start:start + len(rows)] = images[rows]
+        labels[start:start + len(rows)] = labels[rows]
+    return ImageSplit(images[:len(kept_rows)], labels[:len(kept_rows)]), val
 
 
 # ----------------------------------------------------------------------------------------------
