@@ -296,6 +296,12 @@ def test_each_label_s_neighbors_are_a_trace_of_their_own_colour_in_every_frame(s
     shown = [trace.name for trace in sweep_figure({(0.1, 100): short_run}).data if trace.showlegend is not False]
     assert shown == ["decision boundary", "test predictions<br>(blue: class 0, yellow: class 1)",
                      "induced neighbors with label 0", "induced neighbors with label 1"]
+    # the test points are one trace of both colours, so its legend marker takes one point's colour (in the
+    # animation another one from frame to frame): every figure's legend names the colours instead
+    for figure in (fig, linear_vs_meta_neighborhoods(short_run)):
+        points = [trace.name for trace in figure.data
+                  if trace.name and trace.name.startswith("test predictions") and trace.showlegend is not False]
+        assert len(points) == 1 and points[0].endswith("(blue: class 0, yellow: class 1)")
     for f, frame in enumerate(fig.frames):
         for label, trace in enumerate(frame.data[-2:]):
             keys = short_run.keys[f][short_run.entry_labels == label]
@@ -384,6 +390,7 @@ def test_the_figures_show_each_models_own_numbers_on_labelled_axes(short_run):
                       f"linear + induced neighbors (MN): test acc {r.mn_test_acc:.3f}"]
     curve = training_curve(r)
     assert curve.layout.shapes[0].y0 == r.linear_test_acc                     # the baseline line, not MN
+    assert curve.data[0].showlegend and curve.data[0].name == "linear + induced neighbors (MN)"  # the solid line named
     assert (curve.layout.xaxis.title.text, curve.layout.yaxis.title.text) == ("iteration", "test accuracy")
     sweep = {(t, s): SimpleNamespace(mn_test_acc=t + s / 10_000) for t in (0.1, 1.0) for s in (10, 100, 1000)}
     heatmap = sweep_accuracy_heatmap(sweep)

@@ -109,7 +109,8 @@ def _frame_data(result, f: int, full: bool = True) -> list:
                 go.Scatter(x=line_x.astype(np.float32), y=line_y.astype(np.float32)),
                 go.Scatter(marker=dict(color=pred.astype(np.int8))), go.Scatter(), *entries]
     return [*_regions(result.grid_x, result.grid_y, prob),
-            _points(result.x_test[shown], pred, f"test predictions ({len(shown)} of {len(result.x_test)})"),
+            _points(result.x_test[shown], pred, f"test predictions ({len(shown)} of {len(result.x_test)})"
+                                                   "<br>(blue: class 0, yellow: class 1)"),
             _trajectories(result.keys), *entries]
 
 
@@ -196,12 +197,12 @@ def training_curve(result) -> go.Figure:
     """MN's test accuracy at every snapshot of training, beside the plain linear classifier's (dashed)."""
     steps = [row["step"] for row in result.history]
     fig = go.Figure(go.Scatter(x=steps, y=[row["test_acc"] for row in result.history], mode="lines+markers",
-                               name="MN test accuracy"))
+                               name="linear + induced neighbors (MN)", showlegend=True))   # named, not only implied
     fig.add_hline(y=result.linear_test_acc, line_dash="dash",
                   annotation_text=f"plain linear classifier {result.linear_test_acc:.3f}")
     fig.update_yaxes(range=[0.4, 1.02])
     return finish_figure(fig, "Test accuracy while the neighbors are learned", "iteration", "test accuracy",
-                         height=380)
+                         height=380, legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
 
 
 def sweep_order(pairs) -> list[tuple]:
