@@ -237,6 +237,7 @@ def test_race_figure_draws_one_line_per_arm(small_race):
     marked = race_curves(traces, "race", classes=10, warmup=3)
     lines = [shape for shape in marked.layout.shapes if shape.x0 == shape.x1 == 3]
     assert len(lines) == len(RACE_PANELS) and "warm-up ends" in [a.text for a in marked.layout.annotations]
+    assert all(a.text for a in marked.layout.annotations)    # none without text (drawn as "new text")
     without = {arm: arm_traces for arm, arm_traces in traces.items() if "warmup" not in arm}
     assert not [shape for shape in race_curves(without, "race", warmup=3).layout.shapes if shape.x0 == 3]
 

@@ -72,8 +72,9 @@ def race_curves(traces: Mapping[str, list[list[dict]]], title: str, *, classes: 
     if warmup and any("warmup" in arm for arm in traces):
         for index in range(len(RACE_PANELS)):
             row, col = divmod(index, 3)
+            label = dict(annotation_text="warm-up ends", annotation_position="top right") if index == 0 else {}
             fig.add_vline(x=warmup, line=dict(color="grey", dash="dash", width=1), row=row + 1, col=col + 1,
-                          annotation_text="warm-up ends" if index == 0 else None, annotation_position="top right")
+                          **label)   # one label: an annotation without text shows plotly.js's "new text"
     return finish_figure(fig, title, height=720, legend=dict(orientation="h", y=-0.12), margin=dict(t=120))
 
 
