@@ -1,6 +1,7 @@
 """Every document the repository cites ships with it: each page under docs/ named in any file exists,
 each section of docs/official-code.md that a docstring cites (§A.4, §B.2, ...) is a heading there,
-nothing cites the documents the repository does not ship, and every command a page shows parses."""
+nothing cites the documents the repository does not ship, and every command a page shows parses
+(`python -m nslviz`, `python benchmarks/...`, the notebook parameters papermill sets, `make` targets)."""
 import functools
 import json
 import re
@@ -76,9 +77,13 @@ def test_the_library_pages_snippet_runs_as_written():
 PLACEHOLDER = re.compile(r"^[A-Z]+$")        # M, K, COMMAND, NAME (and <...>, made X): a value for the reader
 
 
-def documented_commands() -> list[tuple[str, str]]:
-    """Every `python -m nslviz ...` the pages show (README, RESULTS.md, docs/, the notebooks' text and
-    the commands' own docstrings), continuation lines joined; quoted messages and elisions left out."""
+INLINE_CODE = re.compile(r"(?<!`)`[^`]+`(?!`)")      # one `span`, not a ``` fence
+
+
+def documented_commands(program: str = r"python -m nslviz ") -> list[tuple[str, str]]:
+    """Every command starting with `program` (a pattern) that the pages show (README, RESULTS.md,
+    docs/, the notebooks' text and the commands' own docstrings), continuation lines and an inline
+    span wrapped over lines joined; quoted messages and elisions left out."""
     found = []
     for where, text in repository_texts().items():
         if not (where.endswith((".md", ".ipynb")) or where.startswith("nslviz/cli/")):
@@ -86,8 +91,12 @@ def documented_commands() -> list[tuple[str, str]]:
         if where.endswith(".ipynb"):
             text = "\n".join("".join(cell["source"]) for cell in json.loads(text)["cells"])
         text = text.replace("\\\n", " ")
-        shown = r"^\s*(python -m nslviz [^\n#]*)" if where.endswith(".py") else r"(?:`|^)\s*(python -m nslviz [^`\n#]*)"
-        for command in re.findall(shown, text, re.M):      # in docstrings: the example lines
+        if where.endswith(".py"):
+            shown = rf"^\s*({program}[^\n#]*)"                    # in docstrings: the example lines
+        else:
+            text = INLINE_CODE.sub(lambda span: " ".join(span.group().split()), text)
+            shown = rf"(?:`|^)\s*({program}[^`\n#]*)"
+        for command in re.findall(shown, text, re.M):
             command = command.strip().rstrip(".;,)")
             if "..." not in command and "…" not in command:
                 found.append((where, command))
@@ -139,6 +148,73 @@ def test_every_documented_command_parses():
         except ValueError as stop:
             refused.append(f"{where}: {command}: {stop}")
     assert checked > 80 and not refused, "\n".join(refused)
+
+
+def test_every_documented_benchmark_command_parses(monkeypatch):
+    """`python benchmarks/NAME.py ...` as a page shows it names a script whose own parser takes its
+    options and values (the script stops once its arguments are parsed: nothing is run)."""
+    import argparse
+    import contextlib
+    import importlib
+    import io
+    import shlex
+
+    class Parsed(Exception):
+        pass
+
+    parse_args = argparse.ArgumentParser.parse_args
+
+    def parse_only(parser, args=None, namespace=None):
+        parse_args(parser, args, namespace)
+        raise Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_only)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    checked, refused = 0, []
+    for where, command in documented_commands(r"python benchmarks/\w+\.py\b"):
+        command = re.sub(r"\$\(seq (\d+) (\d+)\)?",                 # the shell's $(seq 0 19)
+                         lambda m: " ".join(map(str, range(int(m[1]), int(m[2]) + 1))), command)
+        script, *words = shlex.split(command)[1:]
+        if not (ROOT / script).is_file():
+            refused.append(f"{where}: {command}: no {script}")
+            continue
+        error = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(error), contextlib.redirect_stdout(io.StringIO()):
+                importlib.import_module(Path(script).stem).main(words)
+        except Parsed:
+            checked += 1
+        except SystemExit:
+            refused.append(f"{where}: {command}: {error.getvalue().strip().splitlines()[-1]}")
+    assert checked > 100 and not refused, "\n".join(refused)
+
+
+def test_every_notebook_parameter_and_make_target_a_page_names_exists():
+    """`papermill NB ... -p NAME VALUE` and `export-notebook NB -p NAME VALUE` set parameters that NB's
+    parameters cell has (a misspelt one stops the notebook at its first cell), and `make TARGET`
+    names a target of the Makefile."""
+    import papermill
+
+    named = 0
+    missing = []
+    shown = documented_commands(r"papermill ") + documented_commands(r"python -m nslviz export-notebook ")
+    for where, command in shown:
+        notebook = next((word for word in command.split() if word.endswith(".ipynb")), None)
+        if notebook is None:
+            continue                                     # prose that starts a line with "papermill"
+        if not (ROOT / notebook).is_file():
+            missing.append(f"{where}: {command}: no {notebook}")
+            continue
+        names = set(papermill.inspect_notebook(str(ROOT / notebook)))
+        for name in re.findall(r"-p (\w+)", command):
+            named += 1
+            if name not in names:
+                missing.append(f"{where}: {command}: {notebook} has no parameter {name!r}")
+    targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
+    asked = {(where, target) for where, command in documented_commands(r"make ")
+             for target in re.findall(r"(?:^| )([a-z][\w-]*)", re.split(r"&&|;|\|", command)[0][5:])}
+    missing += [f"{where}: make {target}: no such target" for where, target in sorted(asked) if target not in targets]
+    assert named > 5 and len(asked) > 10 and not missing, "\n".join(missing)
 
 
 def test_the_library_pages_training_snippet_runs_as_written():
