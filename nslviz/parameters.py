@@ -7,8 +7,14 @@ or that text ("0.01,0.1", "0.01 0.1", "[0.01, 0.1]", "{'k': [5, 10]}"), and name
 the value is none of these.
 
 papermill only warns about a NAME the notebook does not have, and then runs the whole notebook with
-its defaults. Every notebook's second code cell calls `check_parameters(globals())`, which stops the
-run there, naming the unknown parameter and the notebook's own.
+its defaults. Every notebook's second code cell calls `check_parameters(globals(), ...)`, which stops the
+run there, naming the unknown parameter and the notebook's own, and a value of another kind than the
+default ("ten" or 2.5 where the default is 3000).
+
+What a value must be is said once, in the words of `nslviz._options` ("positive_int", "seed", ... or a
+tuple of choices): by the configuration that cell builds, else by the cell itself, through
+`check_parameters(globals(), head_steps="positive_int")` or `parameter_list("seeds", seeds, "seed")`.
+So a bad value is named before anything trains, not by a later cell after minutes.
 """
 from __future__ import annotations
 
@@ -17,10 +23,26 @@ import re
 from typing import Callable, Iterable
 
 from ._checks import is_integer, is_number
+from ._options import KINDS, Option, check_option
+
+_INT_KINDS, _FLOAT_KINDS = ("positive_int", "nonnegative_int", "seed"), ("positive", "nonnegative", "fraction")
 
 
-def parameter_list(name: str, value, kind: Callable = float) -> list:
-    """`value` as a list of `kind` (float, int or str): a list or tuple, a single value, or text."""
+def _declared(accepts: str | tuple) -> Option:
+    """An `nslviz._options` kind ("positive_int", ...) or a tuple of choices, as an Option."""
+    if not isinstance(accepts, tuple) and accepts not in KINDS:
+        raise ValueError(f"unknown option kind {accepts!r}; expected one of {', '.join(map(repr, KINDS))} or a tuple")
+    return Option("choice", tuple(accepts)) if isinstance(accepts, tuple) else Option(accepts)
+
+
+def parameter_list(name: str, value, kind: Callable | str | tuple = float) -> list:
+    """`value` as a list of `kind` (float, int or str): a list or tuple, a single value, or text.
+    `kind` an `nslviz._options` kind or a tuple of choices: each item must be one, and the list holds
+    at least one ("positive_int": integers >= 1; ("a", "b"): names among these)."""
+    check = None
+    if isinstance(kind, (str, tuple)):
+        check = _declared(kind)
+        kind = int if check.kind in _INT_KINDS else float if check.kind in _FLOAT_KINDS else str
     if isinstance(value, str):
         items = _parse_text(value)
         if not isinstance(items, (list, tuple)):
@@ -31,7 +53,13 @@ def parameter_list(name: str, value, kind: Callable = float) -> list:
         items = []
     else:
         items = [value]
-    return [_convert(name, item, kind) for item in items]
+    values = [_convert(name, item, kind) for item in items]
+    if check is not None:
+        if not values:
+            raise ValueError(f"{name} must hold at least one value (from papermill: -p {name} a,b,c), got {value!r}")
+        for item in values:
+            check_option(name, check, item)
+    return values
 
 
 def parameter_dict(name: str, value, keys: Iterable[str]) -> dict:
@@ -83,11 +111,18 @@ def _convert(name: str, item, kind: Callable):
 INJECTED_HEADER = "# Parameters"
 
 
-def check_parameters(namespace: dict) -> None:
+def check_parameters(namespace: dict, **accepts: str | tuple) -> None:
     """Raise ValueError if papermill injected a parameter that the notebook's `parameters` cell does
-    not set. `namespace`: the notebook's globals(), whose `In` (IPython's list of executed cells)
-    holds the injected cell and, just before it, the parameters cell. Nothing to check (no injected
-    cell: a run in Jupyter, or papermill without -p): returns."""
+    not set, or a value of another kind than the parameter's default; then if a parameter named in
+    `accepts` holds a value other than its `nslviz._options` kind (head_steps="positive_int").
+    `namespace`: the notebook's globals(), whose `In` (IPython's list of executed cells) holds the
+    injected cell and, just before it, the parameters cell (none in Jupyter, or papermill without -p)."""
+    _check_injected(namespace)
+    for name, kind in accepts.items():
+        check_option(name, _declared(kind), namespace[name])
+
+
+def _check_injected(namespace: dict) -> None:
     history = namespace.get("In") or []
     for index in range(len(history) - 1, 0, -1):
         if history[index].splitlines()[:1] == [INJECTED_HEADER]:
@@ -111,7 +146,17 @@ def truth_value(text: str) -> bool | None:
 
 def _as_default_kind(name: str, value, default):
     """A value papermill gave as text where the notebook's default is a bool or a number: "false" is
-    False (papermill itself converts only True and False); a word where a number belongs is an error."""
+    False (papermill itself converts only True and False); a word where a number belongs is an error.
+    A number where the default is a bool or an integer: 1 and 0 are True and False, 3.0 is 3, and any
+    other is an error (2.5 steps would fail later inside torch, or run with a bool that is not one)."""
+    if isinstance(default, bool) and is_number(value):
+        if value in (0, 1):
+            return bool(value)
+        raise ValueError(f"parameter {name} must be true or false (the notebook's default is {default}), got {value!r}")
+    if is_integer(default) and is_number(value) and not is_integer(value):
+        if float(value).is_integer():
+            return int(value)
+        raise ValueError(f"parameter {name} must be an integer (the notebook's default is {default}), got {value!r}")
     if not isinstance(value, str):
         return value
     if isinstance(default, bool):

@@ -41,5 +41,8 @@ def from_root(path: str | os.PathLike | None) -> Path | None:
     and "" (the notebook's default folder) give None."""
     if path is None or not str(path).strip():
         return None
+    if not isinstance(path, (str, os.PathLike)):         # papermill's -p run_dir 2024 arrives as the number
+        raise ValueError(f"run_dir must be a folder path (text), got {path!r}; papermill turns -p run_dir {path} "
+                         f"into a number, -r run_dir {path} passes the text")
     path, repo = Path(path).expanduser(), repository_root()
     return path if path.is_absolute() or repo is None else repo / path

@@ -196,6 +196,48 @@ def test_check_parameters_names_an_unknown_injected_parameter():
     check_parameters({})
 
 
+def test_check_parameters_reads_papermills_numbers_by_the_default_and_checks_the_values_declared():
+    """papermill turns -p steps 2.5 into a float and -p download 1 into an int: where the default is an
+    integer or a bool, 3.0 is 3 and 1 is True, anything else is named at once (2.5 steps ran, then failed
+    later inside torch or a library; 3 counted as True). A declared kind is checked whether the value
+    came from papermill or from the parameters cell."""
+    from nslviz import check_parameters
+    cells = ["", "# Parameters\nsteps = 800\ndownload = True\nrate = 0.5\n", "", "nslviz.check_parameters(globals())"]
+
+    def given(**values):
+        injected = "# Parameters\n" + "".join(f"{name} = {value!r}\n" for name, value in values.items())
+        return {"In": cells[:2] + [injected] + cells[3:], **values}
+    for values, expected in (({"steps": 3.0, "download": 1, "rate": 2}, {"steps": 3, "download": True, "rate": 2}),
+                             ({"download": 0}, {"download": False})):
+        namespace = given(**values)
+        check_parameters(namespace)
+        assert {name: namespace[name] for name in expected} == expected
+        assert all(type(namespace[name]) is type(value) for name, value in expected.items())
+    for values, message in (({"steps": 2.5}, r"parameter steps must be an integer \(the notebook's default is 800\), got 2.5"),
+                            ({"steps": float("nan")}, "parameter steps must be an integer .*got nan"),
+                            ({"download": 3}, r"parameter download must be true or false \(the notebook's default is True\), got 3"),
+                            ({"download": 0.5}, "parameter download must be true or false")):
+        with pytest.raises(ValueError, match=message):
+            check_parameters(given(**values))
+    check_parameters(given(steps=10), steps="positive_int")
+    for namespace, message in ((given(steps=0), "steps must be >= 1, got 0"),
+                               ({"steps": -5}, "steps must be >= 1, got -5")):          # the parameters cell's own value
+        with pytest.raises(ValueError, match=message):
+            check_parameters(namespace, steps="positive_int")
+    with pytest.raises(ValueError, match="rate must be finite, got inf"):
+        check_parameters({"rate": float("inf")}, rate="positive")
+
+
+def test_a_preset_names_an_unknown_dataset_or_optimizer_not_a_missing_schedule():
+    """A misspelled dataset or optimizer has no official schedule either: the message named the length
+    (give the number of epochs), not the typo."""
+    from nslviz.training.config import TrainConfig
+    for given, message in (({"dataset": "cifar1000"}, "unknown image dataset 'cifar1000'; expected one of 'cifar10'"),
+                           ({"optimizer": "adam_w"}, "unknown optimizer 'adam_w'; expected one of 'adamw', 'adam', 'sgd'")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig.from_preset("mn", epochs=None, **given)
+
+
 @pytest.mark.slow
 def test_papermill_stops_at_once_on_an_unknown_parameter_and_export_reports_the_notebooks_error(tmp_path, capsys):
     """A real kernel: papermill with a name notebook 08 does not have stops in its second cell; a bad

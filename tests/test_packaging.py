@@ -109,7 +109,7 @@ def test_notebook_contract(notebook):
     assert re.search(r"^quick = None", "".join(first["source"]), re.M), "parameters cell must hold quick = None"
     second = "".join(code[1]["source"])
     assert "quick_mode(quick)" in second, "second code cell must resolve quick mode"
-    check = second.find("nslviz.check_parameters(globals())")             # papermill -p with an unknown name
+    check = second.find("nslviz.check_parameters(globals()")              # papermill -p with an unknown name
     assert 0 <= check < second.index("quick_mode(quick)"), "second code cell must check the parameters first"
     assert all(line.startswith(("import ", "from ")) or not line.strip() for line in second[:check].splitlines()), \
         "only imports may come before the parameter check"

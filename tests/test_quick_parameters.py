@@ -13,14 +13,18 @@ from nslviz.experiments.race import ARMS, QUICK_ARMS, quick_arms
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def set_up(notebook: str, runs: int = 1, **given) -> dict:
+def set_up(notebook: str, times: int = 1, papermill: bool = False, **given) -> dict:
     """The notebook's namespace after its parameters cell, the `given` values and its set-up cell (run
-    `runs` times, as a reader who runs it again does)."""
+    `times` times, as a reader who runs it again does); `papermill`: with IPython's history of the cells
+    as papermill leaves it, the given values in an injected cell."""
     code = [c for c in json.loads((NOTEBOOKS / notebook).read_text())["cells"] if c["cell_type"] == "code"]
     namespace = {}
+    if papermill:
+        injected = "# Parameters\n" + "".join(f"{name} = {value!r}\n" for name, value in given.items())
+        namespace["In"] = ["", "".join(code[0]["source"]), injected, "".join(code[1]["source"])]
     exec(compile("".join(code[0]["source"]), notebook, "exec"), namespace)      # noqa: S102 - the notebook's own cells
     namespace.update(given)
-    for _ in range(runs):
+    for _ in range(times):
         exec(compile("".join(code[1]["source"]), notebook, "exec"), namespace)  # noqa: S102
     return namespace
 
@@ -160,3 +164,38 @@ def test_the_paper_number_beside_a_run_is_the_table_3_column_of_its_settings():
     tiny = set_up("04_imagenet.ipynb", quick=False, dataset="tiny-imagenet", backbone="densenet40", epochs=None,
                   step_size="diagonal")["paper_row"]
     assert tiny["mn"] == 53.16 and "mn_ifilm" not in tiny                                    # ft:1+D
+
+
+@pytest.mark.parametrize("notebook, given, message", [
+    ("01_spiral_toy.ipynb", {"sweep_temperatures": "0.1,-1"}, r"sweep_temperatures must be > 0, got -1.0"),
+    ("01_spiral_toy.ipynb", {"sweep_entries": ""}, "sweep_entries must hold at least one value"),
+    ("01_spiral_toy.ipynb", {"steps": 2.5}, r"parameter steps must be an integer \(the notebook's default is 3000\), got 2.5"),
+    ("02_knn_as_multitask.ipynb", {"neighbors": -3}, "neighbors must be >= 1, got -3"),
+    ("02_knn_as_multitask.ipynb", {"linear_steps": ""}, "linear_steps must hold at least one value"),
+    ("03_cifar.ipynb", {"dataset": "cifar1000"}, "unknown image dataset 'cifar1000'; expected one of"),
+    ("03_cifar.ipynb", {"head_steps": 0}, "head_steps must be >= 1, got 0"),
+    ("05_learned_neighbors.ipynb", {"run_dir": 2024}, "run_dir must be a folder path"),
+    ("06_regression_uci.ipynb", {"max_rows": -1}, "max_rows must be >= 2, got -1"),
+    ("07_nsl_cifar.ipynb", {"table": "4x"}, "NSL tables with variants are 1, 2, 3, 4, 5 and 8, got '4x'"),
+    ("07_nsl_cifar.ipynb", {"variants": ""}, "variants must hold at least one value"),
+    ("07_nsl_cifar.ipynb", {"similarity_epochs": 0}, "similarity_epochs must be >= 1, got 0"),
+    ("07_nsl_cifar.ipynb", {"similarity_only": 3}, "parameter similarity_only must be true or false"),
+    ("08_nsl_implicit_regularization.ipynb", {"higher_order_steps": 0}, "higher_order_steps must be >= 1, got 0"),
+    ("09_why_the_dictionary_learns.ipynb", {"datasets": "digitz"}, "unknown datasets 'digitz'; expected one of 'digits'"),
+    ("09_why_the_dictionary_learns.ipynb", {"arms": "jiont"}, "unknown arms 'jiont'; expected one of 'joint'"),
+    ("09_why_the_dictionary_learns.ipynb", {"seeds": -1}, "seeds must be an integer from 0 to"),
+    ("09_why_the_dictionary_learns.ipynb", {"iterations": 0}, "iterations must be >= 1, got 0"),
+    ("09_why_the_dictionary_learns.ipynb", {"head_steps": 0}, "head_steps must be >= 1, got 0"),
+    ("10_nsl_few_shot.ipynb", {"runs": "static_dsn"}, "unknown runs 'static_dsn'; expected one of 'none'"),
+    ("11_scikit_learn_estimators.ipynb", {"draws": 1}, "draws must be >= 2, got 1"),
+])
+def test_a_bad_value_is_named_by_the_set_up_cell_before_anything_trains(notebook, given, message):
+    """Each of these passed the set-up cell and failed later: after the training cells (a table, the
+    heads' or the race's lengths, the draws), or with a library's message that named no parameter."""
+    with pytest.raises(ValueError, match=message):
+        set_up(notebook, papermill=True, quick=True, **given)
+
+
+def test_nsl_table_given_as_a_number_by_papermill_is_the_tables_text():
+    from nslviz.paper import nsl_table_row
+    assert set_up("07_nsl_cifar.ipynb", papermill=True, quick=True, table=3)["paper_row"] == nsl_table_row("3")

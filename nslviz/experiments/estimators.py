@@ -398,13 +398,19 @@ def compare_estimators(config: EstimatorComparisonConfig | None = None, **overri
     return EstimatorComparison(config, tables, time.perf_counter() - start)
 
 
+def check_draws(draws) -> None:
+    """What `compare_draws` takes: an integer >= 2 (one draw has nothing to pool); notebook 11 checks it
+    before its first parts run."""
+    check_positive("draws", draws, integer=True, minimum=2)
+
+
 def compare_draws(config: EstimatorComparisonConfig | None = None, draws: int = 10,
                   first: EstimatorComparison | None = None) -> tuple[list[EstimatorComparison], dict]:
     """The comparison of `config` on `draws` shuffles of the rows into folds, seeds config.seed,
     config.seed + 1, ... (`first`: the comparison of config.seed, when it has run already), and what
     `pool_draws` makes of them."""
     config = config or EstimatorComparisonConfig()
-    check_positive("draws", draws, integer=True, minimum=2)
+    check_draws(draws)
     if "mn" not in config.methods or len(config.methods) < 2:      # what pooling compares, checked before any fit
         raise ValueError(f"draws pool MN against the baselines: methods must hold mn and at least one other method, "
                          f"got {list(config.methods)}")

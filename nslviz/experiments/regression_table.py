@@ -90,6 +90,8 @@ class RegressionCVConfig:
             check_positive("weight_decay", value, minimum=0)
         if self.entries is not None:
             check_positive("entries S", self.entries, integer=True, minimum=1)
+        if self.max_rows is not None:                     # what load_tabular takes, checked before the grid runs
+            check_positive("max_rows", self.max_rows, integer=True, minimum=2)
         check_positive("step_size_init", self.step_size_init)
         check_positive("lr", self.lr)
         check_positive("batch_size", self.batch_size, integer=True, minimum=1)

@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass
 
 from .._checks import check_choice, is_number
-from .._options import check_options, option
+from .._options import check_option, check_options, declared_options, option
 from ..datasets.augment import AUGMENT_POLICIES as AUGMENTATIONS
 from ..datasets.images import LABEL_KINDS, available_image_datasets
 from ..maxl import ENTROPY_WEIGHT, GENERATOR_LR, HIERARCHY
@@ -258,6 +258,9 @@ class TrainConfig:
         if preset is not None:
             check_choice("preset", preset, PRESETS)
             fields = {**PRESET_FIELDS[preset], **overrides}
+            for name in ("dataset", "optimizer"):          # named as such, before the schedule they look up
+                if name in fields:
+                    check_option(name, declared_options(cls)[name], fields[name])
             schedule = PAPER_SCHEDULES.get((preset, fields.get("optimizer", cls.optimizer)), {})
             official = schedule.get(fields.get("dataset", cls.dataset))
             given_length = "epochs" in overrides or "iterations" in overrides
