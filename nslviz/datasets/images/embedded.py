@@ -72,7 +72,8 @@ def make_synthetic_images(num_classes: int = 10, train_size: int = 5000, val_siz
     Each image draws a random phase (so the class is in no fixed pixel pattern), amplitude and
     colour (weakly tilted towards a class colour), sits on a smooth random background of three
     colour blobs and gets Gaussian pixel noise of `noise` × the grating amplitude. With the
-    defaults, logistic regression on pixels scores 16 % on the test split (chance 10 %) and a
+    defaults, logistic regression on pixels in [0, 1] scores 16 % on the test split (chance 10 %)
+    with scikit-learn's C = 0.01 (10 % with its default C = 1, which overfits the 5,000 images) and a
     3-layer CNN about 83 % after 4 epochs of Adam. Classes are balanced (exactly, for split sizes
     that are multiples of num_classes); everything follows `seed`. Horizontal flips change the
     orientation, hence the class: augment with "crop", not "crop_flip".
