@@ -264,6 +264,7 @@ def test_channels_last_bf16_autocast_forward_backward():
                                                "final_relu=False, got True"),
     (dict(name="resnet29", dropout=0.2), "does not take option"),
     (dict(name="cnn9", ifilm_entries=0), "ifilm_entries"),                    # checked by every contract builder
+    (dict(name="spherenet9", ifilm_entries=0), "ifilm_entries"),              # ... and by SphereNet-9's own
     (dict(name="cnn9", ifilm="first"), "has no iFiLM .* use ifilm='none', got 'first'"),   # not the placements it lacks
     (dict(name="resnet29", nsl_options=[1]), "nsl_options"),
     (dict(name="resnet29", nsl_options={"init": "ones"}), "unknown nsl option"),

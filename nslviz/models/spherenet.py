@@ -95,6 +95,7 @@ def _register(name: str, cosine: bool):
             raise ValueError(f"backbone {name!r} does not take option(s) {', '.join(sorted(map(repr, unsupported)))}")
         if ifilm != "none":
             raise ValueError(f"backbone {name!r} has no iFiLM; use ifilm='none', got {ifilm!r}")
+        check_positive("ifilm_entries", ifilm_entries, integer=True)      # unused, but checked as every builder does
         if nsl != "none":
             raise ValueError(f"backbone {name!r} has global neural similarity only (nsl_options="
                              f"{{'global_similarity': True}}); use nsl='none', got {nsl!r}")
