@@ -19,7 +19,8 @@ Neural Similarity Learning (NSL):
     fold_static_nsl, nsl_regularization, make_conv
 
 Notebooks: quick_mode, parameter_list / parameter_dict (list and dict parameters from papermill -p),
-check_parameters (a papermill -p NAME the notebook does not have stops the run).
+check_parameters (a papermill -p NAME the notebook does not have, or a value of the wrong kind,
+stops the run).
 
 Subpackages and modules (imported on first use): models (backbones by name), datasets, training (the
 trainer, configs, run directories), experiments (one per notebook and command), analysis, viz (plotly

@@ -148,7 +148,8 @@ def _as_default_kind(name: str, value, default):
     """A value papermill gave as text where the notebook's default is a bool or a number: "false" is
     False (papermill itself converts only True and False); a word where a number belongs is an error.
     A number where the default is a bool or an integer: 1 and 0 are True and False, 3.0 is 3, and any
-    other is an error (2.5 steps would fail later inside torch, or run with a bool that is not one)."""
+    other is an error (2.5 steps would fail later inside torch, or run with a bool that is not one);
+    so is True or False where the default is a number (range(True) is one step)."""
     if isinstance(default, bool) and is_number(value):
         if value in (0, 1):
             return bool(value)
@@ -157,7 +158,7 @@ def _as_default_kind(name: str, value, default):
         if float(value).is_integer():
             return int(value)
         raise ValueError(f"parameter {name} must be an integer (the notebook's default is {default}), got {value!r}")
-    if not isinstance(value, str):
+    if not isinstance(value, str) and not (isinstance(value, bool) and is_number(default)):
         return value
     if isinstance(default, bool):
         if truth_value(value) is not None:

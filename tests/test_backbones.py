@@ -264,7 +264,10 @@ def test_channels_last_bf16_autocast_forward_backward():
                                                "final_relu=False, got True"),
     (dict(name="resnet29", dropout=0.2), "does not take option"),
     (dict(name="cnn9", ifilm_entries=0), "ifilm_entries"),                    # checked by every contract builder
-    (dict(name="spherenet9", ifilm_entries=0), "ifilm_entries"),              # ... and by SphereNet-9's own
+    (dict(name="spherenet9", ifilm_entries=0), "ifilm_entries"),              # ... and by SphereNet-9's
+    (dict(name="spherenet9", nsl_options=[1]), "nsl_options must be a dict"),   # not a TypeError from dict()
+    (dict(name="spherenet9", image_size="32"), "image_size must be an integer"),
+    (dict(name="spherenet9", dropout=0.2), "does not take option"),
     (dict(name="cnn9", ifilm="first"), "has no iFiLM .* use ifilm='none', got 'first'"),   # not the placements it lacks
     (dict(name="resnet29", nsl_options=[1]), "nsl_options"),
     (dict(name="resnet29", nsl_options={"init": "ones"}), "unknown nsl option"),

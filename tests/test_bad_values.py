@@ -199,7 +199,8 @@ def test_check_parameters_names_an_unknown_injected_parameter():
 def test_check_parameters_reads_papermills_numbers_by_the_default_and_checks_the_values_declared():
     """papermill turns -p steps 2.5 into a float and -p download 1 into an int: where the default is an
     integer or a bool, 3.0 is 3 and 1 is True, anything else is named at once (2.5 steps ran, then failed
-    later inside torch or a library; 3 counted as True). A declared kind is checked whether the value
+    later inside torch or a library; 3 counted as True), and so is True where the default is a number
+    (range(True) ran one step). A declared kind is checked whether the value
     came from papermill or from the parameters cell."""
     from nslviz import check_parameters
     cells = ["", "# Parameters\nsteps = 800\ndownload = True\nrate = 0.5\n", "", "nslviz.check_parameters(globals())"]
@@ -216,7 +217,9 @@ def test_check_parameters_reads_papermills_numbers_by_the_default_and_checks_the
     for values, message in (({"steps": 2.5}, r"parameter steps must be an integer \(the notebook's default is 800\), got 2.5"),
                             ({"steps": float("nan")}, "parameter steps must be an integer .*got nan"),
                             ({"download": 3}, r"parameter download must be true or false \(the notebook's default is True\), got 3"),
-                            ({"download": 0.5}, "parameter download must be true or false")):
+                            ({"download": 0.5}, "parameter download must be true or false"),
+                            ({"steps": True}, r"parameter steps must be an integer .*got True"),   # -p steps True
+                            ({"rate": False}, r"parameter rate must be a number .*got False")):
         with pytest.raises(ValueError, match=message):
             check_parameters(given(**values))
     check_parameters(given(steps=10), steps="positive_int")

@@ -191,7 +191,7 @@ def test_every_documented_benchmark_command_parses(monkeypatch):
 
 def test_every_notebook_parameter_and_make_target_a_page_names_exists():
     """`papermill NB ... -p NAME VALUE` and `export-notebook NB -p NAME VALUE` set parameters that NB's
-    parameters cell has (a misspelt one stops the notebook at its first cell), and `make TARGET`
+    parameters cell has (a misspelt one stops the notebook in its set-up cell), and `make TARGET`
     names a target of the Makefile."""
     import papermill
 

@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from .._checks import check_flags, check_positive
 from ..nsl import GlobalSimilarityAttention, SphereConv2d, batch_norm2d
-from .layers import check_images
+from .layers import check_backbone_options, check_images
 from .registry import register_backbone
 
 OFFICIAL_ORTHOGONALITY = 2e-4
@@ -91,14 +91,14 @@ def _register(name: str, cosine: bool):
     def build(*, in_channels: int = 3, image_size: int = 32, ifilm: str = "none", ifilm_entries: int = 10,
               nsl: str = "none", nsl_options: Mapping | None = None, final_relu: bool = False,
               **unsupported) -> SphereNet9:
-        if unsupported:
-            raise ValueError(f"backbone {name!r} does not take option(s) {', '.join(sorted(map(repr, unsupported)))}")
-        if ifilm != "none":
+        if ifilm != "none":                         # the shared check would offer placements this network lacks
             raise ValueError(f"backbone {name!r} has no iFiLM; use ifilm='none', got {ifilm!r}")
-        check_positive("ifilm_entries", ifilm_entries, integer=True)      # unused, but checked as every builder does
         if nsl != "none":
             raise ValueError(f"backbone {name!r} has global neural similarity only (nsl_options="
                              f"{{'global_similarity': True}}); use nsl='none', got {nsl!r}")
+        check_backbone_options(name, in_channels=in_channels, image_size=image_size, min_image_size=8, ifilm=ifilm,
+                               ifilm_entries=ifilm_entries, nsl=nsl, final_relu=final_relu, nsl_options=nsl_options,
+                               unsupported=unsupported)
         options = dict(nsl_options or {})
         unknown = sorted(set(options) - set(SPHERENET_OPTIONS))
         if unknown:
