@@ -37,11 +37,13 @@ def _declared(accepts: str | tuple) -> Option:
 
 def parameter_list(name: str, value, kind: Callable | str | tuple = float) -> list:
     """`value` as a list of `kind` (float, int or str): a list or tuple, a single value, or text.
-    `kind` an `nslviz._options` kind or a tuple of choices: each item must be one, and the list holds
-    at least one ("positive_int": integers >= 1; ("a", "b"): names among these)."""
+    `kind` an `nslviz._options` kind of numbers, "path", or a tuple of choices: each item must be one,
+    and the list holds at least one ("positive_int": integers >= 1; ("a", "b"): names among these)."""
     check = None
     if isinstance(kind, (str, tuple)):
         check = _declared(kind)
+        if check.kind in ("flag", "choice") and not isinstance(kind, tuple):   # no list of these to convert to
+            raise ValueError(f"parameter_list takes a kind of numbers, 'path' or a tuple of choices, got {kind!r}")
         kind = int if check.kind in _INT_KINDS else float if check.kind in _FLOAT_KINDS else str
     if isinstance(value, str):
         items = _parse_text(value)

@@ -51,6 +51,8 @@ def test_lists_of_declared_values(value, kind, expected):
     ("", "positive_int", r"sweep_entries must hold at least one value \(from papermill: -p sweep_entries a,b,c\), got ''"),
     ([], ("joint",), "sweep_entries must hold at least one value"),
     ("1", "positiv_int", "unknown option kind 'positiv_int'"),
+    ("True", "flag", "parameter_list takes a kind of numbers, 'path' or a tuple of choices, got 'flag'"),
+    ("a", "choice", "parameter_list takes a kind of numbers, 'path' or a tuple of choices, got 'choice'"),
 ])
 def test_a_bad_item_of_a_declared_list_is_named_with_what_was_expected(value, kind, match):
     with pytest.raises(ValueError, match=match):
