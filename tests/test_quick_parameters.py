@@ -186,6 +186,7 @@ def test_the_paper_number_beside_a_run_is_the_table_3_column_of_its_settings():
     ("09_why_the_dictionary_learns.ipynb", {"seeds": -1}, "seeds must be an integer from 0 to"),
     ("09_why_the_dictionary_learns.ipynb", {"iterations": 0}, "iterations must be >= 1, got 0"),
     ("09_why_the_dictionary_learns.ipynb", {"head_steps": 0}, "head_steps must be >= 1, got 0"),
+    ("09_why_the_dictionary_learns.ipynb", {"warmup": 0}, r"warmup must be between 1 and iterations - 1 = 299"),
     ("10_nsl_few_shot.ipynb", {"runs": "static_dsn"}, "unknown runs 'static_dsn'; expected one of 'none'"),
     ("11_scikit_learn_estimators.ipynb", {"draws": 1}, "draws must be >= 2, got 1"),
 ])

@@ -86,6 +86,15 @@ def quick_arms(arms) -> list[str]:
     return list(QUICK_ARMS) if set(arms) == set(ARMS) else list(arms)
 
 
+def check_race_lengths(arms, iterations: int, warmup: int) -> None:
+    """ValueError unless iterations >= 1 and, when a warm-up arm is among `arms`, 0 < warmup <
+    iterations (the backbone trains after it). run_race checks it; notebook 09 before its first run."""
+    check_positive("iterations", iterations, integer=True, minimum=1)
+    if any("warmup" in _arm(arm)[1].values() for arm in arms) and not 0 < warmup < iterations:
+        raise ValueError(f"warmup must be between 1 and iterations - 1 = {iterations - 1} (the backbone trains "
+                         f"after it), got {warmup}")
+
+
 def run_race(datasets=RACE_DATASETS, arms=ARMS, seeds=range(5), *, iterations: int = 800, warmup: int = 200,
              root: str | Path | None = None, progress: bool = True,
              overwrite: bool = False) -> dict[str, dict[str, list[dict]]]:
@@ -98,10 +107,7 @@ def run_race(datasets=RACE_DATASETS, arms=ARMS, seeds=range(5), *, iterations: i
     for name, values in (("seeds", seeds), ("arms", arms), ("datasets", datasets)):
         if not values:
             raise ValueError(f"the race needs at least one of its {name}, got none")
-    check_positive("iterations", iterations, integer=True, minimum=1)
-    if any("warmup" in _arm(arm)[1].values() for arm in arms) and not 0 < warmup < iterations:
-        raise ValueError(f"warmup must be between 1 and iterations - 1 = {iterations - 1} (the backbone trains "
-                         f"after it), got {warmup}")
+    check_race_lengths(arms, iterations, warmup)
     results = {dataset: {arm: [] for arm in arms} for dataset in datasets}
     jobs = [(dataset, seed) for dataset in datasets for seed in seeds]
     for dataset, seed in tqdm(jobs, desc="race: dataset x seed", disable=not progress):
