@@ -18,6 +18,7 @@ from .common import NOTEBOOK_WIDTH, finish_figure, padded_range
 from .isoline import cell_edges, isoline_segments, region_rectangles
 
 CLASS_POINT_COLORS = ("#4c72b0", "#e5c400")      # test predictions: blue / yellow, as in Fig. 3
+CLASS_COLOR_NOTE = "(blue: class 0, yellow: class 1)"   # in each legend: one trace draws both colours
 ENTRY_COLORS = ("#1f3d7a", "#9c7f00")            # induced neighbors: dark blue / dark yellow by their fixed label
 REGION_COLORS = ("#dbe6f5", "#fbf1c2")           # predicted regions: light blue / light yellow, P(class 1) < / > 50 %
 POINT_SCALE = [[0.0, CLASS_POINT_COLORS[0]], [1.0, CLASS_POINT_COLORS[1]]]
@@ -109,8 +110,8 @@ def _frame_data(result, f: int, full: bool = True) -> list:
                 go.Scatter(x=line_x.astype(np.float32), y=line_y.astype(np.float32)),
                 go.Scatter(marker=dict(color=pred.astype(np.int8))), go.Scatter(), *entries]
     return [*_regions(result.grid_x, result.grid_y, prob),
-            _points(result.x_test[shown], pred, f"test predictions ({len(shown)} of {len(result.x_test)})"
-                                                   "<br>(blue: class 0, yellow: class 1)"),
+            _points(result.x_test[shown], pred,
+                    f"test predictions ({len(shown)} of {len(result.x_test)})<br>{CLASS_COLOR_NOTE}"),
             _trajectories(result.keys), *entries]
 
 
@@ -181,7 +182,7 @@ def linear_vs_meta_neighborhoods(result) -> go.Figure:
                             (2, result.mn_grid_prob[-1], result.mn_test_pred[-1])]:
         for trace in _regions(result.grid_x, result.grid_y, prob):
             fig.add_trace(trace.update(showlegend=col == 1 and trace.fill != "toself"), 1, col)
-        fig.add_trace(_points(result.x_test, pred, "test predictions (blue: class 0, yellow: class 1)", size=3)
+        fig.add_trace(_points(result.x_test, pred, f"test predictions {CLASS_COLOR_NOTE}", size=3)
                       .update(showlegend=col == 1), 1, col)
     fig.add_traces(_entries(result.keys[-1], result.entry_labels), rows=1, cols=2)
     rng = _axis_range(result)
@@ -224,7 +225,7 @@ def sweep_figure(sweep: Mapping[tuple, object]) -> go.Figure:
         r = sweep[pair]
         regions = _regions(r.grid_x, r.grid_y, r.mn_grid_prob[-1])
         return [*(trace.update(showlegend=trace.fill != "toself") for trace in regions),
-                _points(r.x_test, r.mn_test_pred[-1], "test predictions<br>(blue: class 0, yellow: class 1)", size=3),
+                _points(r.x_test, r.mn_test_pred[-1], f"test predictions<br>{CLASS_COLOR_NOTE}", size=3),
                 *_entries(r.keys[-1], r.entry_labels)]
 
     names = [f"S={s}, T={t:g} (acc {sweep[(t, s)].mn_test_acc:.3f})" for t, s in pairs]
