@@ -631,6 +631,28 @@ def test_imagenet64_batches_in_the_download_layouts(tmp_path, layout):
     check_split(small.train, 7)
 
 
+@pytest.mark.parametrize("layout", ["parts_npz", "parts_pickle"])
+def test_imagenet64_refuses_a_val_size_as_large_as_the_training_set_before_reading_the_images(tmp_path, monkeypatch,
+                                                                                              layout):
+    """.npz: the batches' labels give the 11 rows, and no image is read; the pickle variant decodes its
+    batches to count them, but never the validation batch. A negative val_size is refused before any file."""
+    from nslviz.datasets.images import imagenet
+    write_imagenet64(tmp_path, layout, np.random.default_rng(4))
+    read, original = [], imagenet._read_imagenet64_batch
+    def reading(request, path, labels_only=False):
+        if not labels_only:
+            read.append(path.name)
+        return original(request, path, labels_only)
+    monkeypatch.setattr(imagenet, "_read_imagenet64_batch", reading)
+    with pytest.raises(ValueError, match=r"imagenet64: val_size 11 leaves no training images \(the training set "
+                                         r"under \S+ has 11\)"):
+        load_image_dataset("imagenet64", tmp_path, val_size=11)
+    assert read == ([] if layout == "parts_npz" else [f"train_data_batch_{i}" for i in range(1, 11)])
+    with pytest.raises(ValueError, match="val_size must be >= 0, got -1"):
+        load_image_dataset("imagenet64", tmp_path / "nothing here", val_size=-1)
+    assert len(load_image_dataset("imagenet64", tmp_path, val_size=10).train) == 1
+
+
 def test_imagenet64_refuses_a_half_unzipped_training_set(tmp_path):
     write_imagenet64(tmp_path, "parts_npz", np.random.default_rng(7), batches=range(1, 6))   # part 2 not unzipped
     with pytest.raises(FileNotFoundError, match=r"(?s)imagenet64: training batches \[6, 7, 8, 9, 10\] of 10 .*"

@@ -153,6 +153,29 @@ def test_spherenet9_structure_penalty_and_weight_decay_groups():
     assert all(m.normalize == "none" for m in plain.modules() if isinstance(m, SphereConv2d))
 
 
+def test_spherenet9_angle_sets_every_sphereconv_and_reaches_it_from_the_command_line():
+    """nsl_options angle: SphereNet's g(θ) at the 9 convs, fc6 and the attention convs; the plain network refuses it."""
+    from nslviz.__main__ import build_parser
+    from nslviz.cli.train import config_from_args
+    from nslviz.training.config import build_model
+    small = {"global_similarity": True, "widths": (8, 12, 16)}
+    for angle in ("cosine", "linear", "sigmoid"):
+        model = build_image_model("vanilla", "spherenet9", 10, image_size=16, nsl_options={**small, "angle": angle})
+        assert [m.angle for m in model.modules() if isinstance(m, SphereConv2d)] == [angle] * 16   # 9 + fc6 + 2 × 3
+    default = build_image_model("vanilla", "spherenet9", 10, image_size=16, nsl_options=small)
+    assert {m.angle for m in default.modules() if isinstance(m, SphereConv2d)} == {"cosine"}
+    with pytest.raises(ValueError, match="spherenet9_plain has plain convolutions, which have no angle function"):
+        build_image_model("vanilla", "spherenet9_plain", 10, image_size=16, nsl_options={**small, "angle": "linear"})
+    with pytest.raises(ValueError, match="unknown SphereNet-9 angle 'tanh'; expected one of 'cosine', 'linear'"):
+        build_image_model("vanilla", "spherenet9", 10, image_size=16, nsl_options={"angle": "tanh"})
+    args = build_parser("train").parse_args(["train", "--nsl-variant", "spherenet_attention", "--nsl-options",
+                                             '{"angle": "sigmoid", "widths": [8, 12, 16]}', "--image-size", "16"])
+    config = config_from_args(args)
+    assert config.nsl_options == {"global_similarity": True, "angle": "sigmoid", "widths": [8, 12, 16]}
+    model = build_model(config, 10, 3, 16)
+    assert {m.angle for m in model.modules() if isinstance(m, SphereConv2d)} == {"sigmoid"}
+
+
 def test_attention_maps_and_figure():
     torch.manual_seed(1)
     model = build_image_model("vanilla", "spherenet9", 10, classifier="dot", image_size=16,

@@ -170,6 +170,10 @@ def test_the_paper_number_beside_a_run_is_the_table_3_column_of_its_settings():
     ("01_spiral_toy.ipynb", {"sweep_temperatures": "0.1,-1"}, r"sweep_temperatures must be > 0, got -1.0"),
     ("01_spiral_toy.ipynb", {"sweep_entries": ""}, "sweep_entries must hold at least one value"),
     ("01_spiral_toy.ipynb", {"steps": 2.5}, r"parameter steps must be an integer \(the notebook's default is 3000\), got 2.5"),
+    ("01_spiral_toy.ipynb", {"steps": -5}, "steps must be >= 1, got -5"),
+    ("01_spiral_toy.ipynb", {"entries": 0}, "entries S must be >= 1, got 0"),
+    ("01_spiral_toy.ipynb", {"temperature": 0.0}, "temperature T must be > 0, got 0.0"),
+    ("01_spiral_toy.ipynb", {"seed": -1}, "seed must be an integer from 0 to"),
     ("02_knn_as_multitask.ipynb", {"neighbors": -3}, "neighbors must be >= 1, got -3"),
     ("02_knn_as_multitask.ipynb", {"linear_steps": ""}, "linear_steps must hold at least one value"),
     ("03_cifar.ipynb", {"dataset": "cifar1000"}, "unknown image dataset 'cifar1000'; expected one of"),
@@ -181,6 +185,9 @@ def test_the_paper_number_beside_a_run_is_the_table_3_column_of_its_settings():
     ("07_nsl_cifar.ipynb", {"similarity_epochs": 0}, "similarity_epochs must be >= 1, got 0"),
     ("07_nsl_cifar.ipynb", {"similarity_only": 3}, "parameter similarity_only must be true or false"),
     ("08_nsl_implicit_regularization.ipynb", {"higher_order_steps": 0}, "higher_order_steps must be >= 1, got 0"),
+    ("08_nsl_implicit_regularization.ipynb", {"steps": 0}, "steps must be >= 1, got 0"),
+    ("08_nsl_implicit_regularization.ipynb", {"rank": 13}, r"rank must be <= min\(inputs, outputs\) = 12, got 13"),
+    ("08_nsl_implicit_regularization.ipynb", {"seed": -1}, "seed must be an integer from 0 to"),
     ("09_why_the_dictionary_learns.ipynb", {"datasets": "digitz"}, "unknown datasets 'digitz'; expected one of 'digits'"),
     ("09_why_the_dictionary_learns.ipynb", {"arms": "jiont"}, "unknown arms 'jiont'; expected one of 'joint'"),
     ("09_why_the_dictionary_learns.ipynb", {"seeds": -1}, "seeds must be an integer from 0 to"),
@@ -195,6 +202,12 @@ def test_a_bad_value_is_named_by_the_set_up_cell_before_anything_trains(notebook
     heads' or the race's lengths, the draws), or with a library's message that named no parameter."""
     with pytest.raises(ValueError, match=message):
         set_up(notebook, papermill=True, quick=True, **given)
+
+
+def test_implicit_regularization_refuses_a_given_lr_in_its_set_up_cell():
+    """Quick mode replaces lr (0.3, said in the notebook); a full run checks the one given, before any flow."""
+    with pytest.raises(ValueError, match="lr is in units of 1/λ_max and must be < 1"):
+        set_up("08_nsl_implicit_regularization.ipynb", papermill=True, quick=False, lr=1.5)
 
 
 def test_nsl_table_given_as_a_number_by_papermill_is_the_tables_text():

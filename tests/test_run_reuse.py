@@ -55,6 +55,16 @@ def test_cli_refuses_a_used_run_dir_with_exit_2_and_overwrites_when_asked(tmp_pa
     assert both.value.code == 2 and "exclude each other" in capsys.readouterr().err
 
 
+def test_compare_reads_a_finished_runs_config_once(tmp_path, monkeypatch):
+    from nslviz.training.rundir import RunDirectory
+    config = dataclasses.replace(CONFIG, method="vanilla")
+    summary = train(config, tmp_path / "group" / "vanilla", progress=False)
+    reads, read_config = [], RunDirectory.read_config
+    monkeypatch.setattr(RunDirectory, "read_config", lambda run: reads.append(run.path.name) or read_config(run))
+    assert experiments.compare_runs({"vanilla": config}, tmp_path / "group", progress=False) == {"vanilla": summary}
+    assert reads == ["vanilla"]
+
+
 def test_compare_methods_reuses_resumes_and_refuses_other_settings(tmp_path, monkeypatch):
     group = tmp_path / "group"
     interrupt_at(dataclasses.replace(CONFIG, method="mn"), group / "mn", 5)     # a cut-off mn run
@@ -139,9 +149,10 @@ def test_a_setting_asked_as_none_is_compared_unless_the_run_fills_it_in(tmp_path
     stored = dataclasses.replace(CONFIG, clip_value=10.0, train_limit=200)
     run = RunDirectory(tmp_path / "run")
     run.write_config(stored.resolved("crop").to_dict())
-    changed = _changed_settings(run, dataclasses.replace(stored, clip_value=None, train_limit=None))
+    changed = _changed_settings(run.read_config(), dataclasses.replace(stored, clip_value=None, train_limit=None))
     assert "clip_value: 10.0 -> None" in changed and "train_limit: 200 -> None" in changed
-    assert _changed_settings(run, dataclasses.replace(stored, entries=None, batch_size=None, augment=None)) is None
+    assert _changed_settings(run.read_config(), dataclasses.replace(stored, entries=None, batch_size=None,
+                                                                    augment=None)) is None
 
 
 def test_a_setting_the_run_does_not_read_does_not_make_a_finished_run_another_experiment(tmp_path):
@@ -155,9 +166,9 @@ def test_a_setting_the_run_does_not_read_does_not_make_a_finished_run_another_ex
         run = RunDirectory(tmp_path / nsl)
         run.write_config(stored.resolved("crop").to_dict())
         wanted = dataclasses.replace(stored, predictor_lr_scale=0.1, temperature=0.5)
-        changed = _changed_settings(run, wanted, finished=True)
+        changed = _changed_settings(run.read_config(), wanted, finished=True)
         assert changed == ("predictor_lr_scale: 1.0 -> 0.1" if read else None)
-        assert "temperature: 0.2 -> 0.5" in _changed_settings(run, wanted, finished=False)
+        assert "temperature: 0.2 -> 0.5" in _changed_settings(run.read_config(), wanted, finished=False)
 
 
 def test_a_cut_run_asked_with_a_setting_it_does_not_read_is_named_and_replaced_on_request(tmp_path):

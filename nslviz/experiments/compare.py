@@ -108,8 +108,9 @@ def compare_runs(configs: dict[str, TrainConfig], group_dir: str | Path, *, prog
 def _reuse_or_train(label: str, run_config: TrainConfig, run_dir: Path, progress: bool, overwrite: bool,
                     elsewhere: str) -> dict:
     existing = RunDirectory(run_dir, create=False)
-    as_stored = _start_as_stored(existing, run_config)
-    changed = _changed_settings(existing, as_stored, finished=existing.summary_path.exists())
+    stored = existing.read_config()                                     # None: no run there yet
+    as_stored = _start_as_stored(stored, run_config)
+    changed = _changed_settings(stored, as_stored, finished=existing.summary_path.exists())
     if changed is None and not existing.summary_path.exists():
         changed = resume_setting_change(run_dir, run_config)           # a cut run resumed under bf16 <-> fp32
     if changed is None and existing.summary_path.exists():
@@ -339,16 +340,16 @@ def compare_nsl_variants(config: TrainConfig, variants: list[str], *, group_dir:
                         overwrite=overwrite)
 
 
-def _changed_settings(run: RunDirectory, config: TrainConfig, *, finished: bool = False) -> str | None:
-    """None when the run directory holds this experiment (ignoring the settings a resume may change,
-    and for a `finished` run, which is read back, the settings of speed and those the run does not read,
-    such as the predictors' rate of a plain CNN; a cut run resumes only with its own settings), else the
-    settings that differ, "name: stored -> wanted, ..." ("no run yet" if none)."""
+def _changed_settings(stored: dict | None, config: TrainConfig, *, finished: bool = False) -> str | None:
+    """None when the run directory whose config.json is `stored` (None: none there) holds this experiment
+    (ignoring the settings a resume may change, and for a `finished` run, which is read back, the settings
+    of speed and those the run does not read, such as the predictors' rate of a plain CNN; a cut run
+    resumes only with its own settings), else the settings that differ, "name: stored -> wanted, ..."
+    ("no run yet" if none)."""
     from ..training.trainer import RESUMABLE_CHANGES, SPEED_SETTINGS
     ignored = RESUMABLE_CHANGES
     if finished:
         ignored = ignored | SPEED_SETTINGS | set(unread_settings([config], READ_BY))
-    stored = run.read_config()
     if stored is None:
         return "no run yet"
     stored = TrainConfig.from_dict(stored).to_dict()
@@ -358,10 +359,10 @@ def _changed_settings(run: RunDirectory, config: TrainConfig, *, finished: bool 
     return ", ".join(changed) or None
 
 
-def _start_as_stored(run: RunDirectory, config: TrainConfig) -> TrainConfig:
-    """`config` with its init_backbone written as the stored run's where the two name one run (`_same_run`):
-    the group reached from another working folder, by another path, or moved or copied since."""
-    stored = run.read_config()
+def _start_as_stored(stored: dict | None, config: TrainConfig) -> TrainConfig:
+    """`config` with its init_backbone written as the stored run's (`stored`, its config.json, None: none)
+    where the two name one run (`_same_run`): the group reached from another working folder, by another
+    path, or moved or copied since."""
     start = None if stored is None else stored.get("init_backbone")
     if start == config.init_backbone or not _same_run(start, config.init_backbone):
         return config

@@ -15,11 +15,16 @@ official global-similarity code builds it (docs/nsl-paper-tables.md):
     (the trainer's linear "dot" classifier is the official 1×1 score conv)
 
 "spherenet9": every conv is a fully cosine SphereConv (‖w‖ and ‖x‖ normalised, the SphereNet rows);
-"spherenet9_plain": the same network with plain convolutions (the CNN rows). The convs carry the
-orthogonality penalty w·½‖ŴᵀŴ − I‖²_F (w = 2e-4) instead of weight decay; `nslviz.nsl.
-nsl_regularization(model)` sums it and `undecayed_parameters` keeps their kernels out of L2. The
-attention convs have both, as officially. Options through `nsl_options` (the trainer's field):
-global_similarity (default False), orthogonality_weight (2e-4), widths ((128, 192, 256)).
+"spherenet9_plain": the same network with plain convolutions (the CNN rows). `angle` picks SphereNet's
+angle function g(θ), θ = ∠(w, x(p)) (`nslviz.nsl.ANGLE_FUNCTIONS`): "cosine" cos θ (Table 8, the
+default), "linear" 1 − 2θ/π or "sigmoid" (k = 0.3), the three of the SphereNet code. A SphereNet is
+built of SphereConvs of one g (its code switches fc6 with the 3×3 convs), so `angle` sets all of them:
+the 9 convs, fc6 and the attention convs φ_f, φ_g, φ_h; spherenet9_plain has no g and refuses any
+but "cosine". The convs carry the orthogonality penalty w·½‖ŴᵀŴ − I‖²_F (w = 2e-4) instead of weight
+decay; `nslviz.nsl.nsl_regularization(model)` sums it and `undecayed_parameters` keeps their kernels
+out of L2. The attention convs have both, as officially. Options through `nsl_options` (the trainer's
+field): global_similarity (default False), orthogonality_weight (2e-4), widths ((128, 192, 256)),
+angle ("cosine").
 """
 from __future__ import annotations
 
@@ -28,14 +33,14 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from .._checks import check_flags, check_positive
-from ..nsl import GlobalSimilarityAttention, SphereConv2d, batch_norm2d
+from .._checks import check_choice, check_flags, check_positive
+from ..nsl import ANGLE_FUNCTIONS, GlobalSimilarityAttention, SphereConv2d, batch_norm2d
 from .layers import check_backbone_options, check_images
 from .registry import register_backbone
 
 OFFICIAL_ORTHOGONALITY = 2e-4
 WIDTHS = (128, 192, 256)
-SPHERENET_OPTIONS = ("global_similarity", "orthogonality_weight", "widths")
+SPHERENET_OPTIONS = ("global_similarity", "orthogonality_weight", "widths", "angle")
 
 
 class SphereNet9(nn.Module):
@@ -43,9 +48,13 @@ class SphereNet9(nn.Module):
 
     def __init__(self, *, cosine: bool = True, global_similarity: bool = False, widths=WIDTHS,
                  orthogonality_weight: float = OFFICIAL_ORTHOGONALITY, in_channels: int = 3, image_size: int = 32,
-                 features: int = 256):
+                 features: int = 256, angle: str = "cosine"):
         super().__init__()
         check_flags(cosine=cosine, global_similarity=global_similarity)
+        check_choice("SphereNet-9 angle", angle, ANGLE_FUNCTIONS)
+        if not cosine and angle != "cosine":
+            raise ValueError(f"spherenet9_plain has plain convolutions, which have no angle function; angle is "
+                             f"an option of spherenet9, got angle={angle!r}")
         widths = tuple(widths)
         if len(widths) != 3:
             raise ValueError(f"SphereNet-9 has three stages; widths must be three channel counts, got {widths!r}")
@@ -54,24 +63,24 @@ class SphereNet9(nn.Module):
         check_positive("orthogonality_weight", orthogonality_weight, minimum=0)
         if image_size < 8:
             raise ValueError(f"SphereNet-9 pools three times; it needs image_size >= 8, got {image_size}")
-        self.in_channels, self.image_size, self.cosine = in_channels, image_size, cosine
+        self.in_channels, self.image_size, self.cosine, self.angle = in_channels, image_size, cosine, angle
         normalize = "full" if cosine else "none"
         stages, channels = [], in_channels
         for s, width in enumerate(widths):
             units = []
             for _ in range(3):
-                units += [SphereConv2d(channels, width, 3, padding=1, normalize=normalize,
+                units += [SphereConv2d(channels, width, 3, padding=1, normalize=normalize, angle=angle,
                                        orthogonality_weight=orthogonality_weight, weight_decay=False),
                           batch_norm2d(width), nn.ReLU(inplace=True)]
                 channels = width
             units.append(nn.MaxPool2d(2, stride=2))
             if global_similarity and s < 2:                   # after pool1 and pool2
-                units.append(GlobalSimilarityAttention(width, cosine=cosine,
+                units.append(GlobalSimilarityAttention(width, cosine=cosine, angle=angle,
                                                        orthogonality_weight=orthogonality_weight))
             stages.append(nn.Sequential(*units))
         self.stages = nn.Sequential(*stages)
         self.map_size = image_size // 8
-        self.fc6 = SphereConv2d(channels, features, self.map_size, padding=0, normalize=normalize,
+        self.fc6 = SphereConv2d(channels, features, self.map_size, padding=0, normalize=normalize, angle=angle,
                                 orthogonality_weight=orthogonality_weight, weight_decay=False)
         self.feature_dim = features
 
@@ -84,7 +93,8 @@ class SphereNet9(nn.Module):
         return self.fc6(self.stages(x)).flatten(1)                   # (B, 256)
 
     def extra_repr(self) -> str:
-        return f"cosine={self.cosine}, image_size={self.image_size}, feature_dim={self.feature_dim}"
+        return (f"cosine={self.cosine}, angle={self.angle!r}, image_size={self.image_size}, "
+                f"feature_dim={self.feature_dim}")
 
 
 def _register(name: str, cosine: bool):

@@ -107,7 +107,8 @@ class GlobalSimilarityAttention(nn.Module):
         out = γ · (β h) + X,  γ a scalar initialised at 0 (the block starts as the identity)
 
     `cosine=True` makes φ fully cosine SphereConvs (the SphereNet rows of Table 8), False plain
-    convs (the CNN rows). `orthogonality_weight` gives the three convs the official ½‖WᵀW − I‖²
+    convs (the CNN rows); `angle` is their angle function g(θ) (`ANGLE_FUNCTIONS`, cosine only
+    when `cosine` is False). `orthogonality_weight` gives the three convs the official ½‖WᵀW − I‖²
     penalty (2e-4 officially; default 0), summed by `regularization()` and `nsl_regularization`;
     they are weight-decayed as well, as officially.
 
@@ -116,7 +117,8 @@ class GlobalSimilarityAttention(nn.Module):
     ReLU on f, width C/8, the value convolution h and the γ-gated residual, the self-attention block of
     SAGAN that the paper names as the same mechanism."""
 
-    def __init__(self, channels: int, reduction: int = 8, cosine: bool = True, orthogonality_weight: float = 0.0):
+    def __init__(self, channels: int, reduction: int = 8, cosine: bool = True, orthogonality_weight: float = 0.0,
+                 angle: str = "cosine"):
         super().__init__()
         check_positive("channels", channels, integer=True)
         check_positive("reduction", reduction, integer=True)
@@ -124,13 +126,14 @@ class GlobalSimilarityAttention(nn.Module):
         check_flags(cosine=cosine)
         inner = max(1, channels // reduction)
         self.channels, self.cosine, self.orthogonality_weight = channels, bool(cosine), float(orthogonality_weight)
+        self.angle = angle
         self.query, self.key, self.value = (self._conv(channels, inner), self._conv(channels, inner),
                                             self._conv(channels, channels))
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def _conv(self, channels: int, out_channels: int) -> SphereConv2d:
         return SphereConv2d(channels, out_channels, 1, padding=0, normalize="full" if self.cosine else "none",
-                            orthogonality_weight=self.orthogonality_weight)
+                            angle=self.angle, orthogonality_weight=self.orthogonality_weight)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """β (B, N, N): row i is how position i attends over all positions j."""

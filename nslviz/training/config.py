@@ -191,7 +191,8 @@ class TrainConfig:
     nsl_options: dict = option(default_factory=dict, group=WHAT, metavar="JSON",
                                help="options of the NSL layers, e.g. '{\"kernel_shape\": true}' or "
                                     "'{\"predictor\": \"cnn\"}' (see nslviz.nsl.NSConv2d); for spherenet9: "
-                                    "global_similarity, orthogonality_weight")
+                                    "global_similarity, orthogonality_weight, widths, angle (cosine, linear, "
+                                    "sigmoid)")
     # beyond the paper: Adam moves every weight by about lr a step, and the dynamic predictors' output
     # weights start 1000x smaller than He's (M = I + g starts near I), so at the kernels' lr they leave
     # that start within a step (docs/not-reproduced.md measures a tenth in notebook 07's quick runs)

@@ -100,11 +100,10 @@ def _load_imagenet64(request: _Request) -> ImageDataset:
     into one preallocated tensor: about 16 GB in full); the pickle variant holds the decoded
     batches and the tensor at once (about 32 GB)."""
     base, batch_files, val_file = _imagenet64_files(request)
-    train_images, train_labels = _read_imagenet64_training(request, batch_files)     # (N, 3, 64, 64), (N,)
+    held_out = 10000 if request.val_size is None else request.val_size
+    train_images, train_labels = _read_imagenet64_training(request, batch_files, held_out)  # (N, 3, 64, 64), (N,)
     test_images, test_labels = _read_imagenet64_batch(request, val_file)             # the official validation set
     names = _imagenet64_class_names(request, base)
-    held_out = 10000 if request.val_size is None else request.val_size
-    _check_held_out(request, held_out, len(train_labels))
     train, val = _hold_out(train_images, train_labels, held_out, request.seed)
     return _assemble(request, train, val, ImageSplit(torch.from_numpy(test_images), torch.from_numpy(test_labels)),
                      class_names=names, native_size=64,
@@ -184,10 +183,13 @@ def _read_imagenet64_batch(request: _Request, path: Path,
     return data.reshape(-1, 3, 64, 64), labels
 
 
-def _read_imagenet64_training(request: _Request, batch_files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_imagenet64_training(request: _Request, batch_files: list[Path],
+                              held_out: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The training batches, in order, as one tensor: images (N, 3, 64, 64) uint8, labels (N,) int64.
     .npz batches: the labels are read first to size the tensor, then each batch is copied into it and
-    dropped (one copy of the images in memory); pickled batches are all decoded first."""
+    dropped (one copy of the images in memory); pickled batches are all decoded first. A validation
+    split of `held_out` rows must leave training rows: checked on N before the .npz images are read
+    (a pickle has no header, so its N comes only with the decoded images)."""
     if all(path.suffix == ".npz" for path in batch_files):
         counts = [len(_read_imagenet64_batch(request, path, labels_only=True)[1]) for path in batch_files]
         parts = None
@@ -195,6 +197,7 @@ def _read_imagenet64_training(request: _Request, batch_files: list[Path]) -> tup
         parts = [_read_imagenet64_batch(request, path) for path in batch_files]
         counts = [len(labels) for _, labels in parts]
     total = sum(counts)
+    _check_held_out(request, held_out, total)
     images = torch.empty((total, 3, 64, 64), dtype=torch.uint8)
     labels = torch.empty(total, dtype=torch.int64)
     start = 0
