@@ -59,17 +59,22 @@ def main(argv: list[str] | None = None) -> int:
         except (RunDirectoryError, FileNotFoundError, DatasetError) as error:   # a run directory busy, damaged,
             # holding another run or not resumable; a missing, incomplete or damaged dataset (where it was
             # looked for, what is wrong, how to get it): the message alone, no usage; exit code 2
-            args.subparser.exit(2, f"{args.subparser.prog}: error: {error}\n")
+            args.subparser.exit(2, f"{args.subparser.prog}: error: {_message(error)}\n")
         except ValueError as error:                     # a bad value: the usage, then the error; exit code 2
             if launched_world_size() > 1 and launched_rank() > 0:   # torchrun: rank 0 prints the usage, the
                 # others the error in one line (it may be theirs alone: data that rank 0 wrote, say)
-                args.subparser.exit(2, f"{args.subparser.prog}: error (rank {launched_rank()}): {error}\n")
-            args.subparser.error(str(error))
+                args.subparser.exit(2, f"{args.subparser.prog}: error (rank {launched_rank()}): {_message(error)}\n")
+            args.subparser.error(_message(error))
         except (ConnectionError, FloatingPointError, OSError) as error:   # a failed download, a diverged run,
             # a disk that is full or a folder that cannot be written: exit 1
-            print(f"{args.subparser.prog}: error: {error}", file=sys.stderr)
+            print(f"{args.subparser.prog}: error: {_message(error)}", file=sys.stderr)
             return 1
     return 2
+
+
+def _message(error: BaseException) -> str:
+    """The error's message and its notes (a replacing run that failed says that the previous run was kept)."""
+    return " ".join([str(error), *getattr(error, "__notes__", ())])
 
 
 LOG_PROGRESS_INTERVAL = 30   # seconds between two redraws of a progress bar written to a file or a pipe

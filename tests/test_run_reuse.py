@@ -3,6 +3,8 @@ to resume or overwrite, and the notebooks' compare_* reuse a finished run, resum
 refuse to replace one trained with other settings."""
 import dataclasses
 import json
+import os
+import shutil
 
 import pytest
 
@@ -63,6 +65,73 @@ def test_compare_reads_a_finished_runs_config_once(tmp_path, monkeypatch):
     monkeypatch.setattr(RunDirectory, "read_config", lambda run: reads.append(run.path.name) or read_config(run))
     assert experiments.compare_runs({"vanilla": config}, tmp_path / "group", progress=False) == {"vanilla": summary}
     assert reads == ["vanilla"]
+
+
+def _stop(i):
+    raise KeyboardInterrupt                                              # Ctrl-C in the first epoch
+
+
+@pytest.mark.parametrize("failure", ["out of memory", "Ctrl-C"])
+def test_an_overwrite_that_fails_before_its_first_epoch_ends_keeps_the_previous_run(tmp_path, monkeypatch, failure):
+    import nslviz.training.trainer as trainer
+
+    def out_of_memory(model):
+        raise RuntimeError("CUDA out of memory")
+    run_dir = tmp_path / "run"
+    train(CONFIG, run_dir, progress=False)
+    before = snapshot(run_dir)
+    if failure == "out of memory":                                       # in the first batch
+        monkeypatch.setattr(trainer, "nsl_regularization", out_of_memory)
+    with pytest.raises(RuntimeError if failure == "out of memory" else KeyboardInterrupt,
+                       match="previous run in .* was kept: its files are back as they were"):
+        train(dataclasses.replace(CONFIG, method="vanilla"), run_dir, overwrite=True, progress=False,
+              on_iteration=_stop if failure == "Ctrl-C" else None)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(before)   # no .previous/ left
+    assert snapshot(run_dir) == before
+
+
+def test_cli_overwrite_that_diverges_says_the_previous_run_was_kept(tmp_path, monkeypatch, capsys):
+    import nslviz.training.trainer as trainer
+    args = ["train", "--dataset", "digits", "--backbone", "convnet4", "--epochs", "1", "--train-limit", "64",
+            "--eval-limit", "32", "--entries", "20", "--image-size", "16", "--run-dir", str(tmp_path / "d"),
+            "--no-progress"]
+    assert main(args) == 0
+    before = snapshot(tmp_path / "d")
+    monkeypatch.setattr(trainer, "nsl_regularization", lambda model: float("nan") * next(model.parameters()).sum())
+    assert main(args + ["--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "was kept: its files are back as they were" in err
+    assert snapshot(tmp_path / "d") == before
+
+
+def test_a_previous_run_left_aside_by_a_kill_is_neither_in_the_way_nor_read_as_the_new_run(tmp_path):
+    """A kill -9 in the first epoch of an overwrite leaves the new run's files and, in .previous/, the old
+    run's: --resume continues the new run and --overwrite starts it again, both deleting .previous/ at their
+    first epoch end; an overwrite that fails before puts the old run back. A move to or from .previous/
+    that a kill cut short (.previous.moving/) is undone at the next start."""
+    old = tmp_path / "old"
+    train(CONFIG, old, progress=False)
+    vanilla = dataclasses.replace(CONFIG, method="vanilla")
+    uninterrupted = train(vanilla, tmp_path / "uninterrupted", progress=False)
+    killed = tmp_path / "killed"
+    interrupt_at(vanilla, killed, 2)                                     # checkpoint at iteration 0
+    shutil.copytree(old, killed / ".previous")
+    for name, how in (("resumed", {"resume": True}), ("overwritten", {"overwrite": True})):
+        run_dir = shutil.copytree(killed, tmp_path / name)
+        assert stable(train(vanilla, run_dir, progress=False, **how)) == stable(uninterrupted)
+        assert sorted(p.name for p in run_dir.iterdir()) == sorted(snapshot(old))   # no .previous/ left
+        assert json.loads((run_dir / "summary.json").read_text())["method"] == "vanilla"
+
+    run_dir = shutil.copytree(killed, tmp_path / "failed")
+    with pytest.raises(KeyboardInterrupt, match="was kept"):
+        train(vanilla, run_dir, overwrite=True, progress=False, on_iteration=_stop)
+    assert snapshot(run_dir) == snapshot(old)                            # the old run, not the killed one
+    (run_dir / ".previous.moving").mkdir()
+    for name in ("summary.json", "best.pt"):
+        os.replace(run_dir / name, run_dir / ".previous.moving" / name)
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train(vanilla, run_dir, progress=False)
+    assert snapshot(run_dir) == snapshot(old)
 
 
 def test_compare_methods_reuses_resumes_and_refuses_other_settings(tmp_path, monkeypatch):

@@ -665,23 +665,32 @@ def test_a_resume_on_another_cpu_thread_count_says_its_numbers_will_differ(tmp_p
     assert summary["epochs"] == TINY["epochs"]
 
 
-def test_overwrite_removes_every_file_of_the_run_it_replaces(reference_run, tmp_path):
+def test_overwrite_keeps_the_run_it_replaces_aside_until_its_first_epoch_ends(reference_run, tmp_path):
+    """The MN run's files wait whole in .previous/ during the new run's first epoch and go once that epoch's
+    checkpoint is written; nothing of them is then read as the new run's."""
     import shutil
-
-    def stop():
-        raise Killed
     run_dir = tmp_path / "replaced"
     shutil.copytree(reference_run[0], run_dir)
+    old = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    aside = {}
+
+    def look(i):
+        previous = run_dir / ".previous"
+        aside[i] = {p.name: p.read_bytes() for p in previous.iterdir()} if previous.exists() else {}
+        if i == 8:
+            raise Killed
     with pytest.raises(ValueError, match="already holds a finished run"):
         train(TrainConfig(**{**TINY, "method": "vanilla"}), run_dir, progress=False)
 
     vanilla = TrainConfig(**{**TINY, "method": "vanilla", "checkpoint_every": 1000})
-    with pytest.raises(Killed):                      # replaced, and cut in epoch 1, before the epoch's checkpoint
-        train(vanilla, run_dir, overwrite=True, progress=False, on_iteration=lambda i: i == 2 and stop())
-    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.jsonl", "checkpoint.pt"}   # nothing of MN's
+    with pytest.raises(Killed) as cut:               # cut in epoch 2, after the checkpoint of epoch 1
+        train(vanilla, run_dir, overwrite=True, progress=False, on_iteration=look)
+    assert aside[1] == aside[6] == old and aside[7] == {}   # 6 steps an epoch: kept through epoch 1, then gone
+    assert not getattr(cut.value, "__notes__", None)               # nothing put back: the new run stays
+    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.jsonl", "checkpoint.pt", "best.pt"}
     assert json.loads((run_dir / "config.json").read_text())["method"] == "vanilla"
-    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 0
-    with pytest.raises(ValueError, match="resume it"):                # the iteration-0 checkpoint is a started run
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 6
+    with pytest.raises(ValueError, match="resume it"):
         train(vanilla, run_dir, progress=False)
     resumed = train(vanilla, run_dir, resume=True, progress=False)
     assert stable(resumed) == stable(train(vanilla, tmp_path / "uninterrupted", progress=False))

@@ -7,6 +7,9 @@ One process at a time: a command that writes a run directory holds its lock file
 holder's pid, host, start time and command line) from before its first write until it ends; a
 second process is refused with the holder named (see `locked_run_dir`, docs/run-directories.md).
 
+A fresh start sets the files of a run already there aside in `.previous/` and deletes them once its
+first epoch-end checkpoint is written; if it fails before (an error, Ctrl-C), they are put back.
+
 A file that cannot be read (empty, truncated, not what nslviz writes) is an error naming the file,
 saying that the other files were left as they are and how to go on (`DamagedRunFile`).
 
@@ -18,6 +21,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import socket
 import sys
 import warnings
@@ -39,6 +43,8 @@ except ImportError:                                # Windows: the lock falls bac
     fcntl = None
 
 LOCK_NAME = ".lock"
+PREVIOUS_NAME = ".previous"              # the run that a fresh start replaces, until its first epoch ends
+MOVING_NAME = ".previous.moving"         # files on their way to or from .previous/, put back at the next start
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "state")
 
 
@@ -77,6 +83,9 @@ class RunDirectory:
     summary_path = property(lambda self: self.path / "summary.json")
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
     best_path = property(lambda self: self.path / "best.pt")
+    previous_path = property(lambda self: self.path / PREVIOUS_NAME)
+    run_files = property(lambda self: (self.config_path, self.metrics_path, self.summary_path, self.checkpoint_path,
+                                       self.best_path))
 
     def has_results_without_checkpoint(self) -> bool:
         """best.pt or metrics rows but no checkpoint.pt (deleted, or a run of a version that wrote its first
@@ -91,10 +100,52 @@ class RunDirectory:
             path.unlink(missing_ok=True)
 
     def remove_previous_run(self) -> None:
-        """Delete what an earlier run left here (summary, checkpoints), before a fresh start replaces
-        it, so that no file of the old run is read as the new one's."""
+        """Delete what an earlier run left here (summary, checkpoints) before a one-shot experiment
+        writes its files (`write_run`), so that no file of the old run is read as the new one's."""
         for path in (self.summary_path, self.best_path, self.checkpoint_path):
             path.unlink(missing_ok=True)
+
+    def set_previous_run_aside(self) -> None:
+        """Before a fresh start: move the files of the run here into `.previous/`, where they stay until
+        the new run's first epoch-end checkpoint (`drop_previous_run`), or go back if it fails before
+        (`put_previous_run_back`). They go through `.previous.moving/`, renamed whole, so a kill leaves
+        no half-filled `.previous/`. A `.previous/` already here was left by a replacing run killed
+        before its first epoch ended: it stays the run to put back, and that run's files are deleted."""
+        if self.previous_path.exists():
+            for path in self.run_files:
+                path.unlink(missing_ok=True)
+            return
+        present = [path for path in self.run_files if path.exists()]
+        if present:
+            moving = self.path / MOVING_NAME
+            moving.mkdir(exist_ok=True)
+            for path in present:
+                os.replace(path, moving / path.name)
+            os.replace(moving, self.previous_path)
+
+    def put_previous_run_back(self) -> bool:
+        """The files set aside in `.previous/` back in place of the new run's; False if none were."""
+        if not self.previous_path.exists():
+            return False
+        for path in self.run_files:
+            path.unlink(missing_ok=True)
+        os.replace(self.previous_path, self.path / MOVING_NAME)
+        self.finish_interrupted_move()
+        return True
+
+    def finish_interrupted_move(self) -> None:
+        """Put the files of `.previous.moving/` (a move to or from `.previous/` that a kill cut short)
+        back in place; call it only while no run writes here (a start, under the lock)."""
+        moving = self.path / MOVING_NAME
+        if moving.is_dir():
+            for path in moving.iterdir():
+                os.replace(path, self.path / path.name)
+            moving.rmdir()
+
+    def drop_previous_run(self) -> None:
+        """Delete the run set aside in `.previous/`, once the new run has an epoch-end checkpoint."""
+        if self.previous_path.exists():
+            shutil.rmtree(self.previous_path)
 
     def write_config(self, config: dict) -> None:
         atomic_write_json(self.config_path, config)
@@ -259,6 +310,8 @@ def claimed_run_dir(run_path, *, overwrite: bool = False, resumable: bool = Fals
     check_run_dir_is_usable(run_path)
     with locked_run_dir(run_path) if lock else contextlib.nullcontext():
         run = RunDirectory(run_path, create=False)
+        if lock:
+            run.finish_interrupted_move()
         if one_shot and (run.checkpoint_path.exists() or run.best_path.exists()):
             raise RunDirectoryError(f"{str(run_path)!r} holds a training run (checkpoint.pt or best.pt), which this "
                                     f"command does not replace, even with overwrite; choose another run directory")

@@ -297,7 +297,9 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
     """Train, validate every epoch, test the best-on-validation weights; return the summary dict
     (also written to run_dir/summary.json). `on_iteration(i)` is called after every optimiser step.
     A run directory that already holds a run (a checkpoint or a summary) is never started again by
-    accident: that is an error unless `resume` (continue it) or `overwrite` (replace it) is given."""
+    accident: that is an error unless `resume` (continue it) or `overwrite` (replace it) is given; the
+    replaced run's files are kept in .previous/ until the new run's first epoch ends, and put back if it
+    fails before."""
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: resume continues the run in the "
                          "run directory, overwrite replaces it")
@@ -317,8 +319,20 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, *, resume: boo
             summary = _train(config, run_path, resume, progress, on_iteration, context)
             context.barrier()  # the ranks leave together: no rank tears gloo down while another still uses it
             return summary
+        except BaseException as error:
+            if context.is_main and not resume:
+                _put_previous_run_back(run_path, error)
+            raise
         finally:
             distributed.teardown(context)
+
+
+def _put_previous_run_back(run_path: Path, error: BaseException) -> None:
+    """A fresh run that fails before its first epoch ends (an error, Ctrl-C) leaves the run it was
+    replacing as it was: its files come back from `.previous/`, and the error says so."""
+    if RunDirectory(run_path, create=False).put_previous_run_back():
+        error.add_note(f"The previous run in {str(run_path)!r} was kept: its files are back as they were, and "
+                       f"this run's were deleted.")
 
 
 def _train(config, run_path, resume, progress, on_iteration, context: distributed.Context) -> dict:
@@ -436,12 +450,12 @@ class _Session:
                             channels_last=channels_last, workers=config.workers)
 
     def _prepare_run_directory(self, resumed: bool) -> None:
-        """config.json written; a fresh run starts from an empty folder, a resumed one drops the
-        metrics rows written after its checkpoint."""
+        """config.json written; a fresh run starts from an empty folder (the files of a run already
+        there set aside in .previous/), a resumed one drops the metrics rows written after its checkpoint."""
         run = self.run
         run.remove_stale_temporaries()
         if not resumed:
-            run.remove_previous_run()
+            run.set_previous_run_aside()
         run.write_config(self.config.to_dict())
         run.write_metrics(run.read_metrics()[: self.state.metrics_rows] if resumed else [])
 
@@ -542,6 +556,8 @@ class _Session:
             self.run.append_metrics(row)
             state.metrics_rows += 1
         self.save_checkpoint()
+        if self.run is not None:                 # a whole epoch of the new run is saved: the run it replaces goes
+            self.run.drop_previous_run()
 
     def save_checkpoint(self) -> None:
         """Every rank calls it (a collective): the epoch's partial sums of all ranks go to rank 0's file,
