@@ -134,6 +134,21 @@ def test_a_previous_run_left_aside_by_a_kill_is_neither_in_the_way_nor_read_as_t
     assert snapshot(run_dir) == snapshot(old)
 
 
+def test_a_folder_holding_only_a_run_set_aside_is_not_taken_by_a_plain_start(tmp_path):
+    """A kill between setting the old run aside and writing the new config leaves .previous/ alone: a
+    plain train there is refused (it would delete the old run at its first epoch end); --overwrite
+    replaces it, and deletes a .previous.dropped/ that a kill left half-deleted."""
+    run_dir = tmp_path / "run"
+    train(CONFIG, tmp_path / "old", progress=False)
+    shutil.copytree(tmp_path / "old", run_dir / ".previous")
+    with pytest.raises(ValueError, match=r"set aside in \.previous/"):
+        train(CONFIG, run_dir, progress=False)
+    assert snapshot(run_dir / ".previous") == snapshot(tmp_path / "old")
+    shutil.copytree(tmp_path / "old", run_dir / ".previous.dropped")     # a deletion a kill cut short
+    train(CONFIG, run_dir, overwrite=True, progress=False)
+    assert not (run_dir / ".previous").exists() and not (run_dir / ".previous.dropped").exists()
+
+
 def test_compare_methods_reuses_resumes_and_refuses_other_settings(tmp_path, monkeypatch):
     group = tmp_path / "group"
     interrupt_at(dataclasses.replace(CONFIG, method="mn"), group / "mn", 5)     # a cut-off mn run

@@ -45,6 +45,7 @@ except ImportError:                                # Windows: the lock falls bac
 LOCK_NAME = ".lock"
 PREVIOUS_NAME = ".previous"              # the run that a fresh start replaces, until its first epoch ends
 MOVING_NAME = ".previous.moving"         # files on their way to or from .previous/, put back at the next start
+DROPPED_NAME = ".previous.dropped"       # .previous/ being deleted; deleted at the next start if a kill cut it
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "state")
 
 
@@ -135,17 +136,21 @@ class RunDirectory:
 
     def finish_interrupted_move(self) -> None:
         """Put the files of `.previous.moving/` (a move to or from `.previous/` that a kill cut short)
-        back in place; call it only while no run writes here (a start, under the lock)."""
+        back in place and delete a `.previous.dropped/` a kill left half-deleted; call it only while no
+        run writes here (a start, under the lock)."""
         moving = self.path / MOVING_NAME
         if moving.is_dir():
             for path in moving.iterdir():
                 os.replace(path, self.path / path.name)
             moving.rmdir()
+        shutil.rmtree(self.path / DROPPED_NAME, ignore_errors=True)
 
     def drop_previous_run(self) -> None:
-        """Delete the run set aside in `.previous/`, once the new run has an epoch-end checkpoint."""
+        """Delete the run set aside in `.previous/`, once the new run has an epoch-end checkpoint: renamed
+        first, so that a kill in the deletion leaves no half-deleted `.previous/` to put back."""
         if self.previous_path.exists():
-            shutil.rmtree(self.previous_path)
+            os.replace(self.previous_path, self.path / DROPPED_NAME)
+        shutil.rmtree(self.path / DROPPED_NAME, ignore_errors=True)
 
     def write_config(self, config: dict) -> None:
         atomic_write_json(self.config_path, config)
@@ -272,7 +277,8 @@ def check_run_dir_is_usable(run_path, what: str = "run directory") -> None:
 
 def check_run_dir_is_free(run_path, *, resumable: bool = False) -> None:
     """Raise if `run_path` holds a finished run (summary.json) or a started one (checkpoint.pt, or
-    best.pt and metrics of a run whose checkpoint is gone, which only --overwrite replaces)."""
+    best.pt and metrics of a run whose checkpoint is gone, or only a run set aside in .previous/, which
+    only --overwrite replaces)."""
     run = RunDirectory(run_path, create=False)
     try:
         summary = run.read_summary()
@@ -287,6 +293,9 @@ def check_run_dir_is_free(run_path, *, resumable: bool = False) -> None:
         held = "a started run (checkpoint.pt)"
     elif run.has_results_without_checkpoint():
         held = "an unfinished run (best.pt or metrics.jsonl, and no checkpoint.pt to resume it from)"
+        resumable = False
+    elif run.previous_path.exists():                       # set aside by a replacing run killed before it wrote
+        held = f"a run set aside in {PREVIOUS_NAME}/ by a replacing run that was killed"
         resumable = False
     else:
         return
