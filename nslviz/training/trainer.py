@@ -332,7 +332,7 @@ def _put_previous_run_back(run_path: Path, error: BaseException) -> None:
     replacing as it was: its files come back from `.previous/`, and the error says so."""
     if RunDirectory(run_path, create=False).put_previous_run_back():
         error.add_note(f"The previous run in {str(run_path)!r} was kept: its files are back as they were, and "
-                       f"this run's were deleted.")
+                       f"this run's, any checkpoint named above included, were deleted.")
 
 
 def _train(config, run_path, resume, progress, on_iteration, context: distributed.Context) -> dict:
