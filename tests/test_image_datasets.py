@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import re
 import urllib.error
 
 import numpy as np
@@ -250,7 +251,7 @@ def test_a_cifar_set_smaller_than_the_real_one_loads_with_a_warning_per_split(tm
     ("imagenet", "imagenet", "imagenet")])
 def test_a_set_unpacked_farther_down_is_named_where_it_was_found(tmp_path, name, inner, outer):
     """The error still names where the files are expected, and adds where they are: a folder named like
-    an expected one, up to three levels below the data root, holding everything required."""
+    an expected one, up to four levels below the data root, holding everything required."""
     from test_imagenet_files import write_imagenet
     elsewhere = tmp_path / outer
     write_small_set(elsewhere, name) if name != "imagenet" else write_imagenet(elsewhere)
@@ -266,6 +267,18 @@ def test_a_set_unpacked_farther_down_is_named_where_it_was_found(tmp_path, name,
     if move:
         (elsewhere / inner).rename(expected)
         assert len(load_image_dataset(name, tmp_path, val_size=2).test) > 0
+
+
+def test_kaggles_imagenet_unpacked_into_a_folder_of_its_own_is_named_where_it_was_found(tmp_path):
+    """Kaggle's archive holds ILSVRC/Data/CLS-LOC/ and its label files beside ILSVRC/: unzipped into a
+    folder of its own, the images are four levels below the data root."""
+    from test_imagenet_files import write_imagenet
+    download = tmp_path / "imagenet-object-localization-challenge"
+    folder = write_imagenet(download, layout="kaggle")
+    with pytest.raises(FileNotFoundError, match=f"Found them farther down, in {re.escape(str(folder))}: use "
+                                                f"{re.escape(str(download))} as the data root"):
+        load_image_dataset("imagenet", tmp_path, val_size=2)
+    assert len(load_image_dataset("imagenet", download, val_size=2).test) > 0     # as the message says
 
 
 def test_nothing_is_named_farther_down_when_nothing_is_there(tmp_path):

@@ -150,10 +150,11 @@ def _find_folder(request: _Request, candidates: list[Path], required: list[str |
                    found=found)
 
 
-def _found_deeper(root: Path, candidates: list[Path], absent, depth: int = 3,
+def _found_deeper(root: Path, candidates: list[Path], absent, depth: int = 4,
                   most: int = 5000) -> tuple[Path, Path] | None:
     """A folder up to `depth` levels below `root` that ends in the path of a candidate below root (an
-    archive unpacked one folder too deep, or into a folder of its own) and holds every required entry
+    archive unpacked one folder too deep, or into a folder of its own: four levels for Kaggle's
+    ILSVRC/Data/CLS-LOC) and holds every required entry
     (`absent` lists what a folder lacks), with the data root that would find it there; folders only,
     hidden ones skipped, None after `most` of them."""
     ends = [folder.relative_to(root).parts for folder in candidates if folder != root]
