@@ -49,6 +49,15 @@ def check_positive(name: str, value, *, integer: bool = False, minimum: float | 
         raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
 
 
+def square(name: str, value):
+    """n from n or (n, n): nn.Conv2d stores its kernel size, stride and padding as pairs ((3, 3))."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2 or value[0] != value[1]:
+            raise ValueError(f"{name} must be one number or a pair of equal ones (a square), got {tuple(value)!r}")
+        return value[0]
+    return value
+
+
 def check_flags(**flags) -> None:
     """Each keyword is a switch that must be True or False (a string like "no" would count as True)."""
     for name, value in flags.items():

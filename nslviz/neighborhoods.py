@@ -588,6 +588,9 @@ class FunctionalMetaNeighborhoods(nn.Module):
                  initial_keys: torch.Tensor | None = None, initial_values: torch.Tensor | None = None,
                  fixed_values: torch.Tensor | None = None):
         super().__init__()
+        if not isinstance(model, nn.Module):                      # its parameters are what each input finetunes
+            raise ValueError(f"model must be an nn.Module whose parameters are finetuned per input, got "
+                             f"{type(model).__name__}")
         check_positive("input_dim", input_dim, integer=True, minimum=1)
         check_positive("output_dim", output_dim, integer=True, minimum=1)
         check_positive("inner_steps", inner_steps, integer=True, minimum=1)

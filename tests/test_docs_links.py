@@ -231,3 +231,17 @@ def test_the_library_pages_training_snippet_runs_as_written():
     assert optimizer.param_groups[1]["weight_decay"] == 0.0
     assert {id(p) for p in namespace["head"].parameters()} <= {id(p) for p in optimizer.param_groups[1]["params"]}
     assert bool(namespace["loss"].isfinite())
+
+
+def test_the_library_pages_conv_replacement_runs_as_written_and_starts_as_the_conv():
+    """docs/library.md's third code block builds a static NSL layer from a user's nn.Conv2d (whose stride and
+    padding are pairs) and copies its weights: it runs as written, gives the conv's output and folds back."""
+    import torch
+    text = (ROOT / "docs" / "library.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    namespace: dict = {}
+    exec(compile(blocks[2], "docs/library.md", "exec"), namespace)              # noqa: S102 - the page's own code
+    conv, nsl = namespace["conv"], namespace["nsl"]
+    x = torch.randn(2, 64, 9, 9)
+    torch.testing.assert_close(nsl(x), conv(x))
+    torch.testing.assert_close(nsl.to_conv2d()(x), conv(x))

@@ -134,6 +134,12 @@ def test_full_similarity_mixes_positions_and_learns():
     assert any(p is layer.similarity for p in similarity_parameters(torch.nn.Sequential(layer)))
 
 
+def test_sizes_as_numpy_integers_or_nn_conv2d_pairs():
+    layer = GlobalSimilarityConv2d(2, 3, np.int64(4), kernel_size=(3, 3))
+    assert layer.size == (4, 4) and type(layer.size[0]) is int and layer.kernel_size == 3
+    assert layer(torch.randn(1, 2, 4, 4)).shape == (1, 3, 4, 4)
+
+
 def test_bad_values_are_named():
     with pytest.raises(ValueError, match="unknown structure of GlobalSimilarityConv2d 'dense'"):
         GlobalSimilarityConv2d(2, 2, 4, structure="dense")
@@ -143,6 +149,8 @@ def test_bad_values_are_named():
         GlobalSimilarityConv2d(2, 2, (4, 4, 4))
     with pytest.raises(ValueError, match="size width must be"):
         GlobalSimilarityConv2d(2, 2, (4, 0))
+    with pytest.raises(ValueError, match="size height must be an integer, got 4.0"):    # not "float is not iterable"
+        GlobalSimilarityConv2d(2, 2, 4.0)
     with pytest.raises(ValueError, match="unknown padding_mode 'reflect'"):
         GlobalSimilarityConv2d(2, 2, 4, padding_mode="reflect")
     with pytest.raises(ValueError, match="kernel_size 5 needs a map of at least 2×2"):

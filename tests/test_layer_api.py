@@ -86,8 +86,23 @@ def test_a_square_kernel_size_may_be_given_as_nn_conv2d_takes_it():
         pair = layer(3, 4, (3, 3))(x)
         torch.manual_seed(0)
         assert torch.equal(pair, layer(3, 4, 3)(x))
-    with pytest.raises(ValueError, match=r"SphereConv2d needs a square kernel, got kernel_size=\(3, 5\)"):
+    with pytest.raises(ValueError, match=r"SphereConv2d's kernel_size must be one number or a pair of equal ones .*got \(3, 5\)"):
         SphereConv2d(3, 4, (3, 5))
+
+
+@pytest.mark.parametrize("layer", [NSConv2d, SphereConv2d])
+def test_stride_and_padding_may_be_given_as_nn_conv2d_stores_them(layer):
+    """conv.stride and conv.padding of an nn.Conv2d are pairs: a layer built from them replaces the conv."""
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    x = torch.randn(1, 3, 9, 9)
+    torch.manual_seed(0)
+    pair = layer(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
+    torch.manual_seed(0)
+    assert torch.equal(pair(x), layer(3, 4, 3, 2, 1)(x)) and pair(x).shape == conv(x).shape
+    with pytest.raises(ValueError, match=r"stride must be one number or a pair of equal ones .*got \(1, 2\)"):
+        layer(3, 4, 3, stride=(1, 2))
+    with pytest.raises(ValueError, match=r"padding must be one number or a pair of equal ones .*got \(1, 0\)"):
+        layer(3, 4, 3, padding=(1, 0))
 
 
 def test_strided_and_plain_paddings():
@@ -108,6 +123,10 @@ def test_strided_and_plain_paddings():
      r"GlobalSimilarityAttention expects input \(batch, 16, height, width\)"),
     (lambda: NSConv2d(3, 4, mode="dynamic_uns", dynamic_impl="taps"), "dynamic_impl='taps' computes dynamic DNS only"),
     (lambda: NSConv2d(3, 4, bias="no"), "bias must be True or False, got 'no'"),
+    (lambda: NSConv2d(3, 4, padding="full"), "padding must be None .*'same', 'valid' or an integer >= 0, got 'full'"),
+    (lambda: SphereConv2d(3, 4, padding="SAME"), "padding must be None .*'same', 'valid' or an integer"),
+    (lambda: FunctionalMetaNeighborhoods(lambda x: x, 3, 1),
+     "model must be an nn.Module whose parameters are finetuned per input, got function"),
     (lambda: MetaNeighborhoodsHead(16, 1, entries=10), "values='fixed' with loss='binary_cross_entropy'"),
     # not a tensor, or a map smaller than the kernel: named by the layer, not torch's AttributeError or conv message
     (lambda: NSConv2d(3, 4)(np.zeros((1, 3, 8, 8), np.float32)),

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_flags, check_maps, check_positive
+from .._checks import check_choice, check_flags, check_maps, check_positive, square
 from .._precision import autocast_enabled, autocast_off
 from .fast import _Patches, _RecomputedShiftWeightSum, _ShiftWeightSum, channels_last_pixels, choose_dynamic_impl
 from .global_similarity import GlobalSimilarityConv2d
@@ -153,7 +153,8 @@ class NSConv2d(nn.Module):
     kernels and input channels (sec. 4; official: yes). See nslviz.nsl's docstring for the modes.
 
     `padding` None (default) is k // 2 at any stride, as in the papers' networks; "same" (odd k,
-    stride 1) keeps the map's size; nn.Conv2d's default is 0: pass padding=0 or "valid". The dynamic
+    stride 1) keeps the map's size; nn.Conv2d's default is 0: pass padding=0 or "valid". `stride` and
+    an integer `padding` may be pairs of equal numbers, as an nn.Conv2d stores them. The dynamic
     modes return a channels-last tensor whatever the input's layout (they compute channels-last, and
     a copy back would cost time): use .reshape or .flatten on it, not .view.
 
@@ -202,6 +203,7 @@ class NSConv2d(nn.Module):
         check_positive("in_channels", in_channels, integer=True)
         check_positive("out_channels", out_channels, integer=True)
         k = _kernel_size(kernel_size)
+        stride = square("stride", stride)                               # conv.stride of an nn.Conv2d is a pair
         check_positive("stride", stride, integer=True)
         padding = conv_padding(padding, k, stride)
         check_choice("dns_init", dns_init, DNS_INITS)

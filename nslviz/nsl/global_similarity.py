@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_dtype, check_flags, check_maps, check_positive, check_tensor
+from .._checks import check_choice, check_dtype, check_flags, check_maps, check_positive, check_tensor, square
 from .sphere import SphereConv2d, he_std
 
 GNS_STRUCTURES = ("diagonal", "full")
@@ -49,14 +49,16 @@ class GlobalSimilarityConv2d(nn.Module):
         super().__init__()
         check_positive("in_channels", in_channels, integer=True)
         check_positive("out_channels", out_channels, integer=True)
+        kernel_size = square("kernel_size", kernel_size)
         check_positive("kernel_size", kernel_size, integer=True)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (dimension-preserving padding at stride 1), got {kernel_size}")
-        size = (size, size) if isinstance(size, int) else tuple(size)
+        size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)   # 8 or (8, 8)
         if len(size) != 2:
             raise ValueError(f"size must be the input map's (height, width), got {size!r}")
         for name, value in zip(("height", "width"), size):
             check_positive(f"size {name}", value, integer=True)
+        size = tuple(int(value) for value in size)                              # NumPy integers too
         check_choice("structure of GlobalSimilarityConv2d", structure, GNS_STRUCTURES)
         check_choice("padding_mode", padding_mode, GNS_PADDING_MODES)
         check_flags(bias=bias)

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_positive, is_integer
+from .._checks import check_choice, check_positive, is_integer, square
 from .sphere import he_std, sphere_conv2d
 
 PREDICTORS = ("sphere", "full_sphere", "cnn", "linear")
@@ -23,10 +23,7 @@ def batch_norm2d(channels: int) -> nn.BatchNorm2d:
 
 def _kernel_size(kernel_size) -> int:
     """A square kernel k×k with k >= 2, given as k or (k, k)."""
-    if isinstance(kernel_size, (tuple, list)):
-        if len(kernel_size) != 2 or kernel_size[0] != kernel_size[1]:
-            raise ValueError(f"neural similarity needs a square kernel, got kernel_size={tuple(kernel_size)!r}")
-        kernel_size = kernel_size[0]
+    kernel_size = square("neural similarity's kernel_size", kernel_size)
     if not is_integer(kernel_size) or kernel_size < 2:
         raise ValueError(f"neural similarity needs a square kernel of size >= 2 (3 in the paper), got "
                          f"kernel_size={kernel_size!r}; a 1×1 kernel has a single tap, use nn.Conv2d")

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_flags, check_maps, check_positive
+from .._checks import check_choice, check_flags, check_maps, check_positive, square
 
 ANGLE_FUNCTIONS = ("cosine", "linear", "sigmoid")
 SPHERE_NORMALIZATIONS = ("input", "full", "none")
@@ -53,7 +53,8 @@ def _check_sphere_options(normalize: str, angle: str, sigmoid_k: float) -> None:
 def conv_padding(padding, kernel_size: int, stride: int = 1) -> int:
     """The zero padding of a k×k convolution: None (the default) k // 2, the papers' layers at any
     stride; "same" k // 2 for odd k at stride 1, where the map keeps its size; "valid" 0; or an
-    integer >= 0 as given."""
+    integer >= 0 as given (or as a pair (p, p), as nn.Conv2d stores it)."""
+    padding = square("padding", padding)
     if padding is None:
         return kernel_size // 2
     if padding == "same":
@@ -63,6 +64,8 @@ def conv_padding(padding, kernel_size: int, stride: int = 1) -> int:
         return kernel_size // 2
     if padding == "valid":
         return 0
+    if isinstance(padding, str):
+        raise ValueError(f"padding must be None (k // 2), 'same', 'valid' or an integer >= 0, got {padding!r}")
     check_positive("padding", padding, integer=True, minimum=0)
     return padding
 
@@ -120,11 +123,9 @@ class SphereConv2d(nn.Module):
         super().__init__()
         check_positive("in_channels", in_channels, integer=True)
         check_positive("out_channels", out_channels, integer=True)
-        if isinstance(kernel_size, (tuple, list)):                           # (k, k), as nn.Conv2d takes it
-            if len(kernel_size) != 2 or kernel_size[0] != kernel_size[1]:
-                raise ValueError(f"SphereConv2d needs a square kernel, got kernel_size={tuple(kernel_size)!r}")
-            kernel_size = kernel_size[0]
+        kernel_size = square("SphereConv2d's kernel_size", kernel_size)   # k or (k, k), as nn.Conv2d takes it
         check_positive("kernel_size", kernel_size, integer=True)
+        stride = square("stride", stride)
         check_positive("stride", stride, integer=True)
         padding = conv_padding(padding, kernel_size, stride)
         _check_sphere_options(normalize, angle, sigmoid_k)
