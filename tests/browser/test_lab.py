@@ -65,14 +65,22 @@ def move_slider(page, label: str, presses: int) -> str:
     return slider.locator(".widget-readout").inner_text()
 
 
+def record_notes(page) -> None:
+    """Keep every text the explorer's note shows from now on (a MutationObserver in the page), so that a
+    note shown between two polls of `wait_for_note` is seen too."""
+    explorer_note(page).evaluate("note => { window.nslvizNotes = [note.textContent];"
+                                 " new MutationObserver(() => window.nslvizNotes.push(note.textContent))"
+                                 ".observe(note, {subtree: true, childList: true, characterData: true}); }")
+
+
 def wait_for_note(page, pair: str, timeout_s: float = 300) -> tuple[dict, bool]:
     """Wait until the explorer shows `pair` ("T=0.3, S=30") redrawn; also says whether the
-    "training" note was seen on the way."""
-    deadline, training_seen = time.monotonic() + timeout_s, False
+    "training" note was shown on the way (since `record_notes`)."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         state = explorer_state(page)
-        training_seen |= "⏳" in state["note"]
         if state["note"].startswith(f"{pair}, 400 training steps: MN test accuracy"):   # quick mode's sweep length
+            training_seen = any("⏳" in note for note in page.evaluate("window.nslvizNotes || []"))
             return state, training_seen
         page.wait_for_timeout(100)
     pytest.fail(f"the explorer did not show {pair} within {timeout_s} s: {explorer_state(page)}")
@@ -91,6 +99,7 @@ def test_t_and_s_sliders_redraw_the_figure_with_its_accuracy(notebook_page):
     assert any("T=0.3" in title for title in after_t["titles"])
     assert panel_title(after_t["titles"], "linear + induced") != panel_title(before["titles"], "linear + induced")
     # S from 100 to 30: a pair quick mode has not trained, trained on release with a note meanwhile
+    record_notes(page)
     assert move_slider(page, "S", -2) == "30"
     after_s, training_seen = wait_for_note(page, "T=0.3, S=30")
     assert training_seen
