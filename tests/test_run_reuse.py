@@ -67,6 +67,19 @@ def test_compare_reads_a_finished_runs_config_once(tmp_path, monkeypatch):
     assert reads == ["vanilla"]
 
 
+def test_compare_puts_back_a_move_a_kill_cut_before_it_reads_the_run(tmp_path):
+    """A finished run whose files a kill left in .previous.moving/ is read back, not trained again over."""
+    config = dataclasses.replace(CONFIG, method="vanilla")
+    run_dir = tmp_path / "group" / "vanilla"
+    summary = train(config, run_dir, progress=False)
+    before = snapshot(run_dir)
+    shutil.copytree(run_dir, tmp_path / "copy")
+    shutil.rmtree(run_dir)
+    shutil.copytree(tmp_path / "copy", run_dir / ".previous.moving")
+    assert experiments.compare_runs({"vanilla": config}, tmp_path / "group", progress=False) == {"vanilla": summary}
+    assert snapshot(run_dir) == before
+
+
 def _stop(i):
     raise KeyboardInterrupt                                              # Ctrl-C in the first epoch
 

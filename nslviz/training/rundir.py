@@ -319,8 +319,6 @@ def claimed_run_dir(run_path, *, overwrite: bool = False, resumable: bool = Fals
     check_run_dir_is_usable(run_path)
     with locked_run_dir(run_path) if lock else contextlib.nullcontext():
         run = RunDirectory(run_path, create=False)
-        if lock:
-            run.finish_interrupted_move()
         if one_shot and (run.checkpoint_path.exists() or run.best_path.exists()):
             raise RunDirectoryError(f"{str(run_path)!r} holds a training run (checkpoint.pt or best.pt), which this "
                                     f"command does not replace, even with overwrite; choose another run directory")
@@ -345,10 +343,12 @@ def locked_run_dir(run_path) -> Iterator[Path]:
     holder. A lock file left by a process that has ended (kill -9, a power cut) on this host is
     taken over with a RunDirectoryWarning; one of another host (a shared file system) is only
     named, as this host cannot tell whether its process still runs. Re-entrant within a process
-    (compare_runs holds the lock of a run while train() takes it again)."""
+    (compare_runs holds the lock of a run while train() takes it again). Taking it first finishes a move
+    to or from `.previous/` that a kill cut short (`RunDirectory.finish_interrupted_move`)."""
     key = Path(run_path).resolve()
     if key not in _HELD:
         _HELD[key] = [RunLock(key).acquire(), 0]
+        RunDirectory(key, create=False).finish_interrupted_move()   # a move to or from .previous/ a kill cut
     _HELD[key][1] += 1
     try:
         yield Path(run_path)
