@@ -418,3 +418,19 @@ def test_the_dot_classifier_asks_for_a_final_relu_only_where_the_network_has_one
     assert not any(dot_mode_final_relu(name, "cosine") for name in ("resnet29", "cnn9"))
     model = build_image_model("vanilla", "spherenet9", 10, classifier="dot")
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_densenet_last_placement_modulates_the_last_layer_of_each_dense_block():
+    net = build_backbone("densenet40", ifilm="last")
+    blocks = [m for m in net.body if hasattr(m, "layers")]
+    assert len(blocks) == 3
+    for block in blocks:
+        assert isinstance(block.layers[-1].film1, IFiLM) and isinstance(block.layers[-1].film2, IFiLM)
+        assert not any(isinstance(m, IFiLM) for layer in block.layers[:-1] for m in layer.modules())
+
+
+def test_one_by_one_convs_are_glorot_uniform_too():
+    torch.manual_seed(0)
+    conv = build_backbone("resnet29").stages[2][1].layer1.conv              # 256 -> 128, 1x1
+    bound = (6 / (256 + 128)) ** 0.5
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.99 * bound

@@ -551,3 +551,12 @@ def test_a_fit_is_called_diverged_only_when_every_epoch_is_ten_times_worse_than_
     assert not _diverged(result(0, 1.0, 11.0, 9.0))         # one epoch under 10 times the start
     assert not _diverged(result(1, 1.0, 0.5, 20.0))         # it learned before it blew up
     assert not _diverged(result(0, 1.0))                    # no epoch trained
+
+
+def test_a_tenth_of_the_rows_rounded_stops_early():
+    """validation_fraction 0.1 of 15 rows rounds to 2 early-stopping rows: 13 fitting rows, which set
+    batch_size="auto" and entries="auto"."""
+    rng = np.random.RandomState(0)
+    x, y = rng.randn(15, 2), rng.randn(15)
+    model = MetaNeighborsRegressor(n_estimators=1, max_epochs=1, random_state=0).fit(x, y)
+    assert model.batch_size_ == 13 and model.entries_ == 13

@@ -212,3 +212,11 @@ def test_local_global_figure():
     assert fig.layout.xaxis2.title.text == "kernel column" and fig.layout.yaxis.title.text == "image row"
     with pytest.raises(ValueError, match="result lacks \\['local_kernel'\\]"):
         local_global_figure({k: v for k, v in result.items() if k != "local_kernel"})
+
+
+def test_circular_padding_may_wrap_the_whole_map():
+    """A k×k circular convolution wraps k // 2 pixels: as many as the map has is allowed, one more is not."""
+    layer = GlobalSimilarityConv2d(1, 1, size=(2, 3), kernel_size=5, padding_mode="circular")
+    assert layer(torch.randn(1, 1, 2, 3)).shape == (1, 1, 2, 3)
+    with pytest.raises(ValueError, match="wraps at most the map's size"):
+        GlobalSimilarityConv2d(1, 1, size=(2, 3), kernel_size=7, padding_mode="circular")

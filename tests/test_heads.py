@@ -203,3 +203,10 @@ def test_cli_json_is_the_library_summary():
 def test_cli_bad_arguments_exit_2_with_the_reason(args, message):
     out = run_in_process("heads", *args)
     assert out.returncode == 2 and message in out.stderr and "usage:" in out.stderr
+
+
+def test_run_clusters_draws_its_clusters_from_the_training_seed():
+    settings = dict(steps=20, eval_every=10, entries=10)
+    split = cluster_splits(300, 100, seed=3, classes=4, clusters_per_class=6, dim=16, noise=0.15)
+    direct = compare_heads(*split, HeadTraining(seed=3, **settings), classes=4)
+    assert run_clusters(seed=3, train_size=300, test_size=100, **settings).history == direct.history

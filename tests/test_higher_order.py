@@ -218,3 +218,12 @@ def test_a_batch_too_small_for_the_predictors_batchnorm_and_a_fit_that_went_nowh
                                          r"fit may have diverged; try a smaller lr\)"):
         run_higher_order(lr=1e9, steps=3, crop=5, train_crops=8, test_crops=8, example_size=8,
                          models=("released_predictor",), targets=("sobel",))
+
+
+def test_edge_targets_are_the_gradient_of_a_ramp():
+    """Central differences (x[j+1] − x[j−1]) / 2: on the ramp 0.3·column − 0.4·row, |∇X| = 0.5 and
+    |∇X|² = 0.25 at every window."""
+    rows, cols = torch.meshgrid(torch.arange(6.0), torch.arange(7.0), indexing="ij")
+    ramp = (0.3 * cols - 0.4 * rows)[None, None]
+    torch.testing.assert_close(target_map("edge_strength", ramp), torch.full((1, 1, 4, 5), 0.5))
+    torch.testing.assert_close(target_map("edge_energy", ramp), torch.full((1, 1, 4, 5), 0.25))

@@ -196,3 +196,17 @@ def test_the_closed_form_entry_gradient_is_autograds_for_values_of_any_sum(loss)
     values = torch.rand(7, 4, dtype=torch.float64) * 2                  # rows summing to 0..8, not 1
     expected, = torch.autograd.grad(entry_loss(logits, values, loss).sum(), logits)
     torch.testing.assert_close(entry_loss_logit_gradient(logits.detach(), values, loss), expected)
+
+
+def test_the_dot_classifiers_diagonal_step_has_one_more_alpha_for_the_bias():
+    """step_size="diagonal" with the dot classifier: α (d + 1,), the last for the bias. With every
+    weight α at 0 the finetuned weights are the shared ones and only the bias moves."""
+    torch.manual_seed(0)
+    head = MetaNeighborhoodsHead(4, 3, entries=6, classifier="dot", step_size="diagonal")
+    assert head.inner_step_size.shape == (5,)
+    with torch.no_grad():
+        head.inner_step_size[:4] = 0.0
+        head.inner_step_size[4] = 0.5
+    details = head(torch.randn(2, 4), return_details=True)
+    torch.testing.assert_close(details["weight"], head.weight.expand(2, 3, 4))
+    assert (details["bias"] - head.bias).abs().min() > 0

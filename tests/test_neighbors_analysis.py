@@ -377,3 +377,15 @@ def test_retrieval_refuses_nan_features_and_votes_on_any_integer_labels():
         cosine_top_k(holes, reference, 3)
     sparse = knn_predict(reference, labels * 10**9, queries, 5)          # one-hot over 3e9 classes would not fit
     assert torch.equal(sparse, knn_predict(reference, labels, queries, 5) * 10**9)
+
+
+def test_a_report_retrieves_sub_categories_in_each_runs_own_representation_with_k_up_to_the_test_split(coarse_runs):
+    """Fig. 6 through the report: MN's run in attention space, vanilla's in feature space (A.9); k may be
+    as large as the 64 test images."""
+    report = neighbor_runs.analyze_neighbors(coarse_runs / "mn", coarse_runs / "vanilla", k=64)
+    assert report.k == 64
+    for method, space in (("mn", "attention"), ("vanilla", "features")):
+        train, test = report.features[method]
+        got = report.subcategory_retrieval(method, [0, 5, 9], k=4)
+        expected = nb.subcategory_retrieval(train, test, [0, 5, 9], space, 4)
+        assert np.array_equal(got.index, expected.index) and np.allclose(got.similarity, expected.similarity)

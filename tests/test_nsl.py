@@ -671,6 +671,106 @@ def test_global_similarity_attention(cosine):
     assert block.gamma.grad is not None and block.query.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("recompute", [False, True])
+def test_bf16_taps_path_weights_the_taps_by_the_float32_mask_itself(recompute):
+    """Under bf16 autocast the taps path weights the per-tap responses by M as given (float32): with
+    Z = +1 on one tap and −1 on another, out = m_0 − m_1 = 2⁻⁹, which bf16 holds exactly but which a
+    mask rounded to bf16 (1 + 2⁻⁹ -> 1) would turn into 0."""
+    x = torch.ones(1, 1, 3, 3)
+    weight = torch.zeros(1, 1, 3, 3)
+    weight[0, 0, 0, 0], weight[0, 0, 0, 1] = 1.0, -1.0
+    mask = torch.ones(1, 9, 1, 1)
+    mask[0, 0] = 1 + 2 ** -9
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = dynamic_similarity_conv2d(x, weight, mask, padding=0, impl="taps", recompute=recompute)
+    assert out.dtype == torch.bfloat16
+    assert out.item() == 2 ** -9
+
+
+def test_recomputed_taps_give_the_kernel_its_gradient_when_the_input_needs_none():
+    """A first layer on images: X needs no gradient, W does. Recomputing Z in backward must still give
+    W the gradient that keeping Z gives."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 5, 5)
+    mask = 1 + 0.1 * torch.randn(2, 9, 5, 5)
+    grads = []
+    for recompute in (False, True):
+        weight = (0.3 * torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(4))).requires_grad_()
+        dynamic_similarity_conv2d(x, weight, mask, impl="taps", recompute=recompute).square().sum().backward()
+        grads.append(weight.grad)
+    assert grads[1] is not None
+    torch.testing.assert_close(grads[1], grads[0])
+
+
+def test_a_kernel_shape_score_at_the_threshold_switches_its_tap_off():
+    """Eq. (5): D = 1[D_r > α], strictly: a score equal to α gives 0."""
+    layer = NSConv2d(1, 1, mode="static_dns", kernel_shape=True, shape_threshold=0.5)
+    with torch.no_grad():
+        layer.shape_scores.copy_(torch.tensor([0.5, 0.5 + 1e-6, 0.4, 2.0, 0.5, 0.6, -1.0, 0.51, 0.5]))
+    assert layer.kernel_shape_mask().tolist() == [0, 1, 0, 1, 0, 1, 0, 1, 0]
+
+
+def test_static_psd_similarity_is_the_cholesky_product_l_lt():
+    """Sec. 3.4: psd stores the lower-triangular Cholesky factor L and uses M = LLᵀ (not LᵀL); the
+    entries above the diagonal of the stored matrix are not used."""
+    layer = NSConv2d(1, 1, mode="static_uns", parametrization="psd").double()
+    lower = torch.randn(9, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64).tril()
+    with torch.no_grad():
+        layer.similarity.copy_(lower + torch.ones(9, 9, dtype=torch.float64).triu(1))
+    torch.testing.assert_close(layer.static_similarity(), lower @ lower.T)
+
+
+def test_dynamic_psd_similarity_is_l_lt_with_l_the_identity_plus_the_lower_prediction():
+    """Dynamic psd: L = I + tril(P) at every position and M = LLᵀ. With the linear predictor at W′ = 0,
+    P = b′ everywhere."""
+    layer = NSConv2d(1, 1, mode="dynamic_uns", parametrization="psd", predictor="linear").double()
+    prediction = torch.randn(9, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        layer.predictor.output_bias.copy_(prediction.flatten())
+    m = layer.predict_similarity(torch.randn(2, 1, 4, 4, dtype=torch.float64))           # (2, 9, 9, 4, 4)
+    lower = torch.eye(9, dtype=torch.float64) + prediction.tril()
+    torch.testing.assert_close(m, (lower @ lower.T).view(1, 9, 9, 1, 1).expand(2, 9, 9, 4, 4))
+
+
+def test_the_released_predictor_normalises_only_the_input_of_its_hidden_layer():
+    """predictor "sphere" (UNS: no hidden BatchNorm): the hidden layer is wᵀx/‖x‖, linear in its
+    weights, so doubling them doubles M − I; a fully cosine hidden layer would leave it unchanged."""
+    torch.manual_seed(5)
+    layer = NSConv2d(3, 3, mode="dynamic_uns", predictor="sphere").double()
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        residual = layer.predictor(x)
+        layer.predictor.hidden_weight.mul_(2)
+        torch.testing.assert_close(layer.predictor(x), 2 * residual)
+
+
+def test_default_padding_is_half_the_kernel_for_even_kernels_too():
+    """padding None is k // 2 at any kernel size: a 2×2 kernel pads by 1 (the map grows by one), a 4×4
+    kernel at stride 2 by 2."""
+    assert NSConv2d(1, 1, 2).padding == 1 and SphereConv2d(1, 1, 2).padding == 1
+    assert NSConv2d(1, 1, 4, stride=2).padding == 2
+    assert NSConv2d(1, 1, 2)(torch.randn(1, 1, 4, 4)).shape == (1, 1, 5, 5)
+
+
+def test_attention_query_and_key_are_an_eighth_of_the_channels_wide():
+    block = GlobalSimilarityAttention(64)
+    assert (block.query.out_channels, block.key.out_channels, block.value.out_channels) == (8, 8, 64)
+
+
+def test_cosine_attention_does_not_depend_on_the_scale_of_its_kernels():
+    """cosine=True: φ_f and φ_g are fully cosine SphereConvs, so β stays when their kernels are scaled
+    (up to the 1e-4 inside ‖w‖); with only the input normalised, f and g would grow with the kernels
+    and β sharpen."""
+    torch.manual_seed(0)
+    block = GlobalSimilarityAttention(16, cosine=True).double()
+    x = torch.randn(2, 16, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        beta = block.attention(x)
+        block.query.weight.mul_(5)
+        block.key.weight.mul_(5)
+        torch.testing.assert_close(block.attention(x), beta, rtol=1e-4, atol=1e-5)
+
+
 # -- errors -------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kernel_size", [1, 0, (3, 5), 2.5])

@@ -118,3 +118,32 @@ def test_builder_contract_errors():
     with pytest.raises(ValueError, match="built for 16×16"):
         net(torch.rand(2, 3, 32, 32))
     assert isinstance(build_backbone("cnn9", nsl="dynamic_uns").stages[2][0].conv, NSConv2d)
+
+
+def test_cnn10_keeps_its_last_conv_relu_and_drops_the_one_after_the_fc():
+    """final_relu=False drops the ReLU after cnn10's FC only; every conv unit keeps its ReLU (the FC
+    follows), and the FC's BatchNorm has the official eps 1e-3."""
+    net = build_backbone("cnn10", image_size=64)
+    assert isinstance(net.stages[-1][-2].act, nn.ReLU)                      # the last conv unit, before the pool
+    assert isinstance(net.fc[-1], nn.Identity) and isinstance(net.fc[-2], nn.BatchNorm1d)
+    assert net.fc[-2].eps == 1e-3
+    assert isinstance(build_backbone("cnn10", image_size=64, final_relu=True).fc[-1], nn.ReLU)
+
+
+@pytest.mark.parametrize("side,flat", [(29, 256), (61, 1024)])
+def test_cnn10_takes_odd_image_sides(side, flat):
+    """The ImageNet stem (7×7/2 conv, 3×3/2 max-pool, both padded) rounds each side up: 29 -> 15 -> 8 and
+    61 -> 31 -> 16, then three 2×2 pools."""
+    net = build_backbone("cnn10", image_size=side).eval()
+    assert net.fc[1].in_features == flat
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, side, side)).shape == (2, 512)
+
+
+def test_plain_cnn_convs_start_at_he_std_of_their_input_channels():
+    torch.manual_seed(0)
+    convs = [m for m in build_backbone("cnn9").stages.modules() if type(m) is nn.Conv2d]
+    assert len(convs) == 9
+    for conv in convs:
+        expected = (2 / (9 * conv.in_channels)) ** 0.5
+        assert abs(conv.weight.std().item() / expected - 1) < 0.05, (conv.in_channels, conv.out_channels)

@@ -277,3 +277,15 @@ def test_the_predictor_lr_scale_multiplies_the_backbone_lr_scale():
         assert group["lr"] == pytest.approx(expected), group["name"]
     rates = sorted({round(group["lr"], 12) for group in optimizer.param_groups})
     assert rates == [5e-5, 5e-4, 1e-3]
+
+
+def test_spherenet9_maps_pixels_as_the_official_code():
+    """(x − 127.5) / 128 on 0–255 pixels: 0 -> −127.5/128, 1 -> 127.5/128."""
+    from nslviz.models import build_backbone
+    net = build_backbone("spherenet9", image_size=8, nsl_options={"widths": (4, 4, 4)}).eval()
+    seen = []
+    net.stages[0][0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    images = torch.tensor([0.0, 1.0, 0.5]).view(3, 1, 1, 1).expand(3, 3, 8, 8).contiguous()
+    with torch.no_grad():
+        net(images)
+    torch.testing.assert_close(seen[0][:, 0, 0, 0], torch.tensor([-127.5 / 128, 127.5 / 128, 0.0]))

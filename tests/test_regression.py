@@ -432,3 +432,10 @@ def test_train_steps_cosine_decays_the_rate_to_zero():
         return float((model.weight.detach() - before["w"]).abs().max())
 
     assert last_move(cosine=True) < 1e-3 < last_move(cosine=False)
+
+
+def test_the_regression_model_defaults_are_appendix_bs():
+    """T = 0.1 (Appendix B) and every inner step size |α| starting at 0.01 (chosen on diabetes)."""
+    model = MetaNeighborhoodsMLP(3, 1, entries=10)
+    assert model.attention.temperature == pytest.approx(0.1)
+    torch.testing.assert_close(torch.stack(list(model.inner_step_sizes.values())), torch.full((4,), 0.01))

@@ -105,3 +105,13 @@ def test_entry_dropout_keeps_one_entry_where_the_kept_share_rounds_to_none():
     mask = entry_dropout_mask(5, 3, 0.9, generator=torch.Generator().manual_seed(0))
     assert mask.dtype == torch.bool and mask.shape == (5, 3)
     assert mask.sum(1).tolist() == [1] * 5
+
+
+def test_a_zero_key_has_cosine_zero_from_given_dot_products_too():
+    """Norms floored at 1e-12 as F.normalize: a key at 0 scores 0 with every query, not NaN."""
+    g = torch.Generator().manual_seed(0)
+    queries, keys = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+    keys[1] = 0.0
+    given = similarity_scores(queries, keys, "cosine", dots=queries @ keys.T)
+    assert given[:, 1].tolist() == [0.0, 0.0, 0.0]
+    torch.testing.assert_close(given, similarity_scores(queries, keys, "cosine"), rtol=1e-12, atol=1e-12)
