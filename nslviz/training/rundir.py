@@ -346,11 +346,13 @@ def locked_run_dir(run_path) -> Iterator[Path]:
     (compare_runs holds the lock of a run while train() takes it again). Taking it first finishes a move
     to or from `.previous/` that a kill cut short (`RunDirectory.finish_interrupted_move`)."""
     key = Path(run_path).resolve()
-    if key not in _HELD:
+    first = key not in _HELD
+    if first:
         _HELD[key] = [RunLock(key).acquire(), 0]
-        RunDirectory(key, create=False).finish_interrupted_move()   # a move to or from .previous/ a kill cut
     _HELD[key][1] += 1
-    try:
+    try:                                          # released however the block ends, the repair below included
+        if first:
+            RunDirectory(key, create=False).finish_interrupted_move()   # a move to or from .previous/ a kill cut
         yield Path(run_path)
     finally:
         _HELD[key][1] -= 1
